@@ -1,0 +1,519 @@
+//! Board configuration: what berth needs to know about the hardware it runs on.
+//!
+//! A board config is written by people as TOML (`board-configs/<board>.toml`),
+//! checked on the host, and compiled to postcard for the device, so PID 1 never
+//! parses TOML. Both forms decode into the same fixed-capacity types; the limits
+//! below are the documented maxima. Every field is validated by [`Board::validate`]
+//! and an error names the field and the reason.
+
+use core::fmt;
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+/// Longest board name, hostname label and module name.
+pub const NAME_MAX: usize = 64;
+/// Longest path (device node, file).
+pub const PATH_MAX: usize = 128;
+/// Longest kernel command line addition.
+pub const CMDLINE_MAX: usize = 512;
+/// Most kernel modules a board may list (after dependency resolution).
+pub const MODULES_MAX: usize = 48;
+/// Most named hardware nodes.
+pub const HARDWARE_MAX: usize = 32;
+/// Most extra QEMU arguments.
+pub const QEMU_ARGS_MAX: usize = 24;
+
+pub type Name = String<NAME_MAX>;
+pub type Path = String<PATH_MAX>;
+
+/// CPU architecture a board runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    Aarch64,
+    Armv7,
+    #[serde(rename = "x86_64")]
+    X86_64,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 3] = [Arch::Aarch64, Arch::Armv7, Arch::X86_64];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "aarch64",
+            Arch::Armv7 => "armv7",
+            Arch::X86_64 => "x86_64",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// The Rust target berth is built for on this architecture.
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "aarch64-unknown-linux-musl",
+            Arch::Armv7 => "armv7-unknown-linux-gnueabihf",
+            Arch::X86_64 => "x86_64-unknown-linux-musl",
+        }
+    }
+
+    /// Debian's name for the architecture.
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "arm64",
+            Arch::Armv7 => "armhf",
+            Arch::X86_64 => "amd64",
+        }
+    }
+}
+
+/// Which cgroup hierarchy berth mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CgroupMode {
+    /// Unified hierarchy at /sys/fs/cgroup.
+    V2,
+    /// Legacy per-controller hierarchies under a tmpfs at /sys/fs/cgroup.
+    V1,
+}
+
+/// Filesystem of a block device berth mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsType {
+    Squashfs,
+    Erofs,
+    Ext4,
+}
+
+impl FsType {
+    pub fn name(self) -> &'static str {
+        match self {
+            FsType::Squashfs => "squashfs",
+            FsType::Erofs => "erofs",
+            FsType::Ext4 => "ext4",
+        }
+    }
+}
+
+/// Kind of a hardware node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    Char,
+    Block,
+}
+
+/// The whole board config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    /// Board name; must equal the file's stem (`qemu-aarch64-virt`).
+    pub name: Name,
+    /// CPU architecture.
+    pub arch: Arch,
+    /// Hostname berth sets at boot (an RFC 1123 label).
+    pub hostname: Name,
+    /// Kernel console device without `/dev/` (`ttyAMA0`, `ttyS0`).
+    pub console: Name,
+    /// Which cgroup hierarchy to mount.
+    #[serde(default = "default_cgroup")]
+    pub cgroup: CgroupMode,
+    /// Kernel modules to load at boot. xtask resolves their dependencies and
+    /// writes the full list, in load order, into the compiled config.
+    #[serde(default)]
+    pub modules: Vec<Name, MODULES_MAX>,
+    /// The kernel the board boots.
+    pub kernel: Kernel,
+    /// Block devices.
+    pub storage: Storage,
+    /// Shutdown: how long processes get after SIGTERM before SIGKILL.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_ms: u32,
+    /// How to run the board under QEMU (ignored on real hardware).
+    pub qemu: Qemu,
+    /// Named hardware nodes that manifests may be granted.
+    #[serde(default)]
+    pub hardware: Vec<HardwareNode, HARDWARE_MAX>,
+}
+
+fn default_cgroup() -> CgroupMode {
+    CgroupMode::V2
+}
+
+fn default_grace() -> u32 {
+    5_000
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    /// Debian kernel flavour (`cloud-arm64`, `armmp`, `cloud-amd64`).
+    pub flavour: Name,
+    /// Extra kernel command line (the console argument is added from `console`).
+    #[serde(default)]
+    pub cmdline: String<CMDLINE_MAX>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// The read-only system image berth switches root to.
+    pub system: BlockDevice,
+    /// The writable data partition, mounted nosuid,nodev,noexec at /data.
+    pub data: BlockDevice,
+    /// How long to wait for each block device node to appear.
+    #[serde(default = "default_root_wait")]
+    pub wait_ms: u32,
+}
+
+fn default_root_wait() -> u32 {
+    10_000
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockDevice {
+    /// Device node (`/dev/vda`).
+    pub device: Path,
+    /// Filesystem on it.
+    pub fstype: FsType,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Qemu {
+    /// QEMU system emulator (`qemu-system-aarch64`).
+    pub binary: Name,
+    /// `-M` value.
+    pub machine: Name,
+    /// `-cpu` value.
+    pub cpu: Name,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// QEMU device model for the block devices (`virtio-blk-pci`).
+    pub block_device: Name,
+    /// QEMU device model for the user-mode network card.
+    pub net_device: Name,
+    /// Further QEMU arguments, one per element.
+    #[serde(default)]
+    pub extra_args: Vec<String<PATH_MAX>, QEMU_ARGS_MAX>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareNode {
+    /// Name a manifest grants it by (`serial1`).
+    pub name: Name,
+    /// Character or block device.
+    pub kind: NodeKind,
+    pub major: u32,
+    pub minor: u32,
+    /// Node path on the host (`/dev/ttyAMA1`).
+    pub path: Path,
+    /// Reserved nodes (the watchdog) can never be granted to a container.
+    #[serde(default)]
+    pub reserved: bool,
+}
+
+/// A rejected board config: the field and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardError {
+    pub field: std::string::String,
+    pub reason: std::string::String,
+}
+
+impl fmt::Display for BoardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for BoardError {}
+
+fn err(field: impl Into<std::string::String>, reason: impl Into<std::string::String>) -> BoardError {
+    BoardError { field: field.into(), reason: reason.into() }
+}
+
+/// An RFC 1123 hostname label.
+fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A kernel module name as modprobe spells it.
+fn valid_module(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn valid_dev_path(s: &str) -> bool {
+    s.starts_with("/dev/")
+        && s.len() > 5
+        && !s.split('/').any(|c| c == "..")
+        && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl Board {
+    /// Check every field; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), BoardError> {
+        if !valid_module(&self.name) {
+            return Err(err("name", "must be letters, digits, '_' and '-'"));
+        }
+        if !valid_label(&self.hostname) {
+            return Err(err("hostname", "must be an RFC 1123 label: letters, digits and inner '-'"));
+        }
+        if self.console.is_empty() || !self.console.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(err("console", "must be a device name without /dev/, such as ttyS0"));
+        }
+        for (i, m) in self.modules.iter().enumerate() {
+            if !valid_module(m) {
+                return Err(err(format!("modules[{i}]"), format!("`{m}` is not a module name")));
+            }
+            if self.modules.iter().take(i).any(|o| o == m) {
+                return Err(err(format!("modules[{i}]"), format!("`{m}` is listed twice")));
+            }
+        }
+        if self.kernel.flavour.is_empty() || !valid_module(&self.kernel.flavour) {
+            return Err(err("kernel.flavour", "must name a Debian kernel flavour such as cloud-arm64"));
+        }
+        if self.kernel.cmdline.contains("console=") {
+            return Err(err("kernel.cmdline", "must not set console=; use the `console` field"));
+        }
+        for (field, dev, rw) in [
+            ("storage.system", &self.storage.system, false),
+            ("storage.data", &self.storage.data, true),
+        ] {
+            if !valid_dev_path(&dev.device) {
+                return Err(err(format!("{field}.device"), "must be a path under /dev/"));
+            }
+            if rw && dev.fstype != FsType::Ext4 {
+                return Err(err(format!("{field}.fstype"), "the data partition must be ext4"));
+            }
+            if !rw && dev.fstype == FsType::Ext4 {
+                return Err(err(format!("{field}.fstype"), "the system image must be squashfs or erofs"));
+            }
+        }
+        if self.storage.system.device == self.storage.data.device {
+            return Err(err("storage.data.device", "is the same device as storage.system"));
+        }
+        if !(100..=120_000).contains(&self.storage.wait_ms) {
+            return Err(err("storage.wait_ms", "must be between 100 and 120000"));
+        }
+        if !(100..=600_000).contains(&self.shutdown_grace_ms) {
+            return Err(err("shutdown_grace_ms", "must be between 100 and 600000"));
+        }
+        if !(64..=65_536).contains(&self.qemu.memory_mib) {
+            return Err(err("qemu.memory_mib", "must be between 64 and 65536"));
+        }
+        for (field, v) in [
+            ("qemu.binary", &self.qemu.binary),
+            ("qemu.machine", &self.qemu.machine),
+            ("qemu.cpu", &self.qemu.cpu),
+            ("qemu.block_device", &self.qemu.block_device),
+            ("qemu.net_device", &self.qemu.net_device),
+        ] {
+            if v.is_empty() || v.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(err(field, "must be one non-empty word"));
+            }
+        }
+        for (i, hw) in self.hardware.iter().enumerate() {
+            let f = |s: &str| format!("hardware[{i}].{s}");
+            if !valid_module(&hw.name) {
+                return Err(err(f("name"), "must be letters, digits, '_' and '-'"));
+            }
+            if self.hardware.iter().take(i).any(|o| o.name == hw.name) {
+                return Err(err(f("name"), format!("`{}` is defined twice", hw.name)));
+            }
+            if !valid_dev_path(&hw.path) {
+                return Err(err(f("path"), "must be a path under /dev/"));
+            }
+            // Linux device numbers: 12-bit major, 20-bit minor.
+            if hw.major == 0 || hw.major >= 1 << 12 {
+                return Err(err(f("major"), "must be between 1 and 4095"));
+            }
+            if hw.minor >= 1 << 20 {
+                return Err(err(f("minor"), "must be below 1048576"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Decode the compiled (postcard) form and validate it.
+    pub fn from_postcard(bytes: &[u8]) -> Result<Board, BoardError> {
+        let board: Board = postcard::from_bytes(bytes)
+            .map_err(|e| err("(compiled board config)", format!("does not decode: {e}")))?;
+        board.validate()?;
+        Ok(board)
+    }
+
+    /// The compiled form the device reads.
+    pub fn to_postcard(&self) -> Result<std::vec::Vec<u8>, BoardError> {
+        postcard::to_allocvec(self).map_err(|e| err("(board config)", format!("does not encode: {e}")))
+    }
+
+    /// Parse the human-authored TOML form and validate it.
+    #[cfg(any(feature = "host", test))]
+    pub fn from_toml(text: &str) -> Result<Board, BoardError> {
+        let board: Board = toml::from_str(text).map_err(|e| toml_error(&e))?;
+        board.validate()?;
+        Ok(board)
+    }
+
+    /// Look a hardware node up by name.
+    pub fn node(&self, name: &str) -> Option<&HardwareNode> {
+        self.hardware.iter().find(|n| n.name == name)
+    }
+}
+
+/// Turn a TOML error into a field error: unknown and missing fields are named.
+#[cfg(any(feature = "host", test))]
+fn toml_error(e: &toml::de::Error) -> BoardError {
+    let msg = e.message().trim().to_owned();
+    let field = if let Some(rest) = msg.strip_prefix("unknown field `") {
+        rest.split('`').next().unwrap_or("?").to_owned()
+    } else if let Some(rest) = msg.strip_prefix("missing field `") {
+        rest.split('`').next().unwrap_or("?").to_owned()
+    } else {
+        "?".to_owned()
+    };
+    let at = e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default();
+    err(field, format!("{msg}{at}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "qemu-aarch64-virt"
+arch = "aarch64"
+hostname = "gateway"
+console = "ttyAMA0"
+modules = ["virtio_blk", "squashfs"]
+
+[kernel]
+flavour = "cloud-arm64"
+cmdline = "loglevel=4"
+
+[storage]
+system = { device = "/dev/vda", fstype = "squashfs" }
+data = { device = "/dev/vdb", fstype = "ext4" }
+
+[qemu]
+binary = "qemu-system-aarch64"
+machine = "virt"
+cpu = "cortex-a57"
+memory_mib = 256
+block_device = "virtio-blk-pci"
+net_device = "virtio-net-pci"
+
+[[hardware]]
+name = "serial1"
+kind = "char"
+major = 4
+minor = 65
+path = "/dev/ttyAMA1"
+"#;
+
+    fn with(old: &str, new: &str) -> String<4096> {
+        assert!(GOOD.contains(old), "fixture lacks {old}");
+        let mut s = String::new();
+        s.push_str(&GOOD.replacen(old, new, 1)).unwrap();
+        s
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let b = Board::from_toml(GOOD).unwrap();
+        assert_eq!(b.arch, Arch::Aarch64);
+        assert_eq!(b.cgroup, CgroupMode::V2);
+        assert_eq!(b.shutdown_grace_ms, 5_000);
+        assert_eq!(b.storage.system.fstype, FsType::Squashfs);
+        assert_eq!(b.node("serial1").map(|n| n.minor), Some(65));
+        assert!(b.node("gpio0").is_none());
+    }
+
+    #[test]
+    fn postcard_round_trip() {
+        let b = Board::from_toml(GOOD).unwrap();
+        let bytes = b.to_postcard().unwrap();
+        assert_eq!(Board::from_postcard(&bytes).unwrap(), b);
+        for n in 0..bytes.len() {
+            assert!(Board::from_postcard(&bytes[..n]).is_err(), "truncated at {n} decoded");
+        }
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = Board::from_toml(&with("hostname = \"gateway\"", "hostname = \"gateway\"\nhostnmae = \"x\"")).unwrap_err();
+        assert_eq!(e.field, "hostnmae");
+        assert!(e.reason.contains("unknown field"), "{e}");
+        let e = Board::from_toml(&with("cpu = \"cortex-a57\"", "cpu = \"cortex-a57\"\nsmp = 2")).unwrap_err();
+        assert_eq!(e.field, "smp");
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let e = Board::from_toml(&with("hostname = \"gateway\"\n", "")).unwrap_err();
+        assert_eq!(e.field, "hostname");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("hostname = \"gateway\"", "hostname = \"bad host\"", "hostname"),
+            ("console = \"ttyAMA0\"", "console = \"/dev/ttyAMA0\"", "console"),
+            ("\"squashfs\"]", "\"squash fs\"]", "modules[1]"),
+            ("\"squashfs\"]", "\"virtio_blk\"]", "modules[1]"),
+            ("cmdline = \"loglevel=4\"", "cmdline = \"console=ttyS0\"", "kernel.cmdline"),
+            ("device = \"/dev/vda\"", "device = \"vda\"", "storage.system.device"),
+            ("device = \"/dev/vdb\"", "device = \"/dev/vda\"", "storage.data.device"),
+            ("fstype = \"ext4\"", "fstype = \"squashfs\"", "storage.data.fstype"),
+            ("fstype = \"squashfs\" }", "fstype = \"ext4\" }", "storage.system.fstype"),
+            ("memory_mib = 256", "memory_mib = 16", "qemu.memory_mib"),
+            ("machine = \"virt\"", "machine = \"\"", "qemu.machine"),
+            ("major = 4", "major = 0", "hardware[0].major"),
+            ("minor = 65", "minor = 2000000", "hardware[0].minor"),
+            ("path = \"/dev/ttyAMA1\"", "path = \"/dev/../mem\"", "hardware[0].path"),
+        ];
+        for (old, new, field) in cases {
+            let e = Board::from_toml(&with(old, new)).unwrap_err();
+            assert_eq!(&e.field, field, "{old} -> {new}: {e}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_and_enum_are_rejected() {
+        assert!(Board::from_toml(&with("arch = \"aarch64\"", "arch = \"mips\"")).is_err());
+        assert!(Board::from_toml(&with("memory_mib = 256", "memory_mib = \"lots\"")).is_err());
+    }
+
+    #[test]
+    fn over_capacity_is_rejected() {
+        let many: std::vec::Vec<std::string::String> = (0..=MODULES_MAX).map(|i| format!("\"m{i}\"")).collect();
+        let text = GOOD.replacen("[\"virtio_blk\", \"squashfs\"]", &format!("[{}]", many.join(",")), 1);
+        assert!(Board::from_toml(&text).is_err());
+    }
+
+    #[test]
+    fn shipped_board_configs_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../board-configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let b = Board::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(Some(b.name.as_str()), path.file_stem().and_then(|s| s.to_str()));
+            seen += 1;
+        }
+        assert!(seen >= 3);
+    }
+}

@@ -1,0 +1,304 @@
+//! The boot path of PID 1.
+//!
+//! Stage `initramfs`: the kernel starts berth from a small initramfs holding
+//! berth, the compiled board config and the board's modules. berth mounts the
+//! API filesystems, loads the modules, mounts the read-only system image, moves
+//! the API mounts into it, frees the initramfs and re-executes itself from the
+//! new root.
+//!
+//! Stage `system`: berth (now from the read-only system image) mounts whatever
+//! is not mounted yet, the data partition (nosuid,nodev,noexec), sets the
+//! hostname, brings up `lo`, reports `boot.ready` and enters the loop.
+//!
+//! A failure that leaves the machine unable to go on (no system image, say) is
+//! logged as `boot.failed`, and PID 1 stays in its loop: it still reaps, and
+//! SIGTERM/SIGINT still power off or reboot.
+
+use crate::board::{Board, CgroupMode};
+use crate::log::Event;
+use crate::mount::{self, errno_text, SysMounter, NEW_ROOT};
+use crate::supervise::Pid1;
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+/// The compiled board config, in the initramfs and on the system image.
+pub const BOARD_PATH: &str = "/etc/berth/board.bin";
+/// berth on the system image.
+pub const SELF_PATH: &str = "/sbin/berth";
+/// Kernel command line key naming a program from the system image to start
+/// once the boot is ready (used by the QEMU tests; off unless given).
+const RUN_KEY: &str = "berth.run=";
+/// Largest board config berth reads.
+const BOARD_MAX: usize = 16 * 1024;
+
+const RAMFS_MAGIC: i64 = 0x8584_58f6;
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+fn stage(name: &str) {
+    Event::info("boot.stage").kv("stage", name).emit();
+}
+
+/// Entry point when running as PID 1.
+pub fn pid1() -> ! {
+    let kmsg = crate::log::open_kmsg();
+    let in_initramfs = matches!(
+        nix::sys::statfs::statfs("/").map(|s| s.filesystem_type().0 as i64),
+        Ok(RAMFS_MAGIC) | Ok(TMPFS_MAGIC)
+    );
+    Event::info("boot.start")
+        .kv("pid", nix::unistd::getpid())
+        .kv("stage", if in_initramfs { "initramfs" } else { "system" })
+        .kv("version", env!("CARGO_PKG_VERSION"))
+        .kv("kmsg", if kmsg.is_ok() { "ok" } else { "unavailable" })
+        .emit();
+    if let Err(e) = Pid1::block_signals() {
+        Event::error("signals").result(&Err::<(), _>(errno_text(e))).emit();
+    }
+    // Ctrl-alt-del becomes SIGINT to PID 1 instead of an instant reboot.
+    let cad = nix::sys::reboot::set_cad_enabled(false);
+    Event::debug("cad").result(&cad.map_err(errno_text)).emit();
+    if in_initramfs {
+        initramfs_stage()
+    } else {
+        system_stage()
+    }
+}
+
+fn failed(reason: &str, grace_ms: u32) -> ! {
+    Event::error("boot.failed").kv("reason", reason).emit();
+    Pid1::new(Duration::from_millis(grace_ms.into()), false).run()
+}
+
+fn load_board() -> Result<Board, heapless::String<256>> {
+    let mut msg = heapless::String::new();
+    let bytes = match read_bounded(BOARD_PATH, BOARD_MAX) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = core::fmt::write(&mut msg, format_args!("{BOARD_PATH}: {e}"));
+            return Err(msg);
+        }
+    };
+    Board::from_postcard(&bytes).map_err(|e| {
+        let _ = core::fmt::write(&mut msg, format_args!("{BOARD_PATH}: {e}"));
+        msg
+    })
+}
+
+fn read_bounded(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    f.take(max as u64 + 1).read_to_end(&mut buf)?;
+    if buf.len() > max {
+        return Err(std::io::Error::other("file too large"));
+    }
+    Ok(buf)
+}
+
+/// Loaded board, with the event that says so.
+fn board_or_fail() -> Board {
+    match load_board() {
+        Ok(b) => {
+            Event::info("board").kv("name", &b.name).kv("arch", b.arch.name()).kv("cgroup", format_args!("{:?}", b.cgroup)).emit();
+            b
+        }
+        Err(e) => failed(&e, 5_000),
+    }
+}
+
+/// API filesystems and, on cgroup v1, the controller hierarchies.
+fn api_mounts(board: &Board) {
+    stage("early-mounts");
+    let mut m = SysMounter;
+    mount::apply(&mount::early(board), &mut m);
+    devkmsg_on();
+    if board.cgroup == CgroupMode::V1 {
+        let text = read_bounded("/proc/cgroups", 4096).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let enabled: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let name = f.next()?;
+                (f.nth(2)? == "1").then_some(name)
+            })
+            .collect();
+        mount::apply(&mount::cgroup_v1(&enabled), &mut m);
+    }
+}
+
+/// Writes to /dev/kmsg are rate-limited by default; PID 1's events must not be.
+fn devkmsg_on() {
+    let r = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
+    Event::debug("kmsg.ratelimit").kv("result", if r.is_ok() { "off" } else { "kept" }).emit();
+}
+
+/// Poll for a device node to appear (devtmpfs creates it once the driver probes).
+fn wait_for(path: &str, ms: u32) -> Result<u32, Errno> {
+    let start = crate::log::now();
+    loop {
+        if std::fs::metadata(path).is_ok() {
+            return Ok(((crate::log::now() - start) * 1e3) as u32);
+        }
+        if (crate::log::now() - start) * 1e3 > ms as f64 {
+            return Err(Errno::ENODEV);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn initramfs_stage() -> ! {
+    let board = board_or_fail();
+    let grace = board.shutdown_grace_ms;
+    api_mounts(&board);
+
+    stage("modules");
+    crate::modules::load_all(board.modules.iter().map(|m| m.as_str()));
+
+    stage("system-root");
+    let sys = mount::system_root(&board);
+    let waited = wait_for(&sys.source, board.storage.wait_ms);
+    Event::info("device.wait").kv("device", &sys.source).result(&waited.map(|_| ()).map_err(errno_text)).emit();
+    if waited.is_err() {
+        failed("system image device did not appear", grace);
+    }
+    if mount::apply(core::slice::from_ref(&sys), &mut SysMounter) > 0 {
+        failed("system image did not mount", grace);
+    }
+
+    stage("switch-root");
+    if let Err((what, e)) = switch_root() {
+        Event::error("switch-root").kv("step", what).result(&Err::<(), _>(errno_text(e))).emit();
+        failed("switch of root failed", grace);
+    }
+    // Only returns on failure.
+    let e = exec_self();
+    Event::error("exec").kv("path", SELF_PATH).result(&Err::<(), _>(errno_text(e))).emit();
+    failed("could not start berth from the system image", grace)
+}
+
+/// Move the API mounts under the new root, free the initramfs, make the new
+/// root `/`.
+fn switch_root() -> Result<(), (&'static str, Errno)> {
+    let root_dev = std::fs::metadata("/").map_err(|_| ("stat /", Errno::EIO))?.dev();
+    for m in mount::MOVED {
+        let mut target: heapless::String<64> = heapless::String::new();
+        let _ = core::fmt::write(&mut target, format_args!("{NEW_ROOT}{m}"));
+        nix::mount::mount(Some(m), target.as_str(), None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(|e| ("move", e))?;
+    }
+    let freed = wipe("/", root_dev, 0);
+    Event::info("initramfs.free").kv("files", freed).emit();
+    nix::unistd::chdir(NEW_ROOT).map_err(|e| ("chdir", e))?;
+    nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|e| ("move root", e))?;
+    nix::unistd::chroot(".").map_err(|e| ("chroot", e))?;
+    nix::unistd::chdir("/").map_err(|e| ("chdir /", e))?;
+    Ok(())
+}
+
+/// Remove the initramfs' files (they hold memory), staying on its device.
+fn wipe(dir: &str, dev: u64, depth: u32) -> u32 {
+    let mut n = 0;
+    if depth > 16 {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if meta.dev() != dev {
+            continue;
+        }
+        if meta.is_dir() {
+            if let Some(p) = path.to_str() {
+                n += wipe(p, dev, depth + 1);
+            }
+            // Mount points (the new root) stay: they are not empty or are busy.
+            let _ = std::fs::remove_dir(&path);
+        } else if std::fs::remove_file(&path).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn exec_self() -> Errno {
+    let arg0 = c"berth";
+    match nix::unistd::execv(c"/sbin/berth", &[arg0]) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+fn system_stage() -> ! {
+    let board = board_or_fail();
+    api_mounts(&board);
+
+    stage("data");
+    let data = mount::data(&board);
+    let waited = wait_for(&data.source, board.storage.wait_ms);
+    Event::info("device.wait").kv("device", &data.source).result(&waited.map(|_| ()).map_err(errno_text)).emit();
+    let data_mounted = waited.is_ok() && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
+
+    stage("hostname");
+    let r = nix::unistd::sethostname(board.hostname.as_str());
+    Event::info("hostname").kv("name", &board.hostname).result(&r.map_err(errno_text)).emit();
+
+    stage("network");
+    let r = loopback_up();
+    Event::info("net.up").kv("interface", "lo").result(&r.map_err(errno_text)).emit();
+
+    let mut pid1 = Pid1::new(Duration::from_millis(board.shutdown_grace_ms.into()), data_mounted);
+    Event::info("boot.ready").kv("data", if data_mounted { "ok" } else { "missing" }).emit();
+    if let Some(path) = run_request() {
+        start_requested(&mut pid1, &path);
+    }
+    pid1.run()
+}
+
+fn loopback_up() -> Result<(), Errno> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    crate::sys::interface_up(std::os::fd::AsFd::as_fd(&sock), "lo")
+}
+
+/// `berth.run=PATH` from the kernel command line, if present.
+fn run_request() -> Option<String> {
+    let cmdline = read_bounded("/proc/cmdline", 4096).ok()?;
+    parse_run(&String::from_utf8_lossy(&cmdline))
+}
+
+pub fn parse_run(cmdline: &str) -> Option<String> {
+    cmdline
+        .split_ascii_whitespace()
+        .find_map(|t| t.strip_prefix(RUN_KEY))
+        .filter(|p| p.starts_with('/') && !p.contains(".."))
+        .map(str::to_owned)
+}
+
+fn start_requested(pid1: &mut Pid1, path: &str) {
+    // std's spawn resets the signal mask and dispositions in the child.
+    let r = std::process::Command::new(path).env_clear().env("PATH", "/sbin:/bin").current_dir("/").spawn();
+    match r {
+        Ok(child) => {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            Event::info("host.start").kv("name", "run").kv("path", path).kv("pid", pid).emit();
+            pid1.watch(pid, "run");
+        }
+        Err(e) => Event::error("host.start").kv("name", "run").kv("path", path).kv("result", "error").kv("error", e).emit(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_key_is_parsed_and_checked() {
+        assert_eq!(super::parse_run("console=ttyS0 berth.run=/usr/lib/x quiet").as_deref(), Some("/usr/lib/x"));
+        assert_eq!(super::parse_run("berth.run=relative"), None);
+        assert_eq!(super::parse_run("berth.run=/a/../b"), None);
+        assert_eq!(super::parse_run("console=ttyS0"), None);
+    }
+}

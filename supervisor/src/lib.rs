@@ -1,0 +1,13 @@
+//! berth: a static PID 1 supervisor for confined containers on embedded Linux.
+//!
+//! Data flows one way: board config -> plans -> actions -> events. Pure
+//! modules (`board`, `mount` plans, `supervise::action_for`) decide; the thin
+//! `sys` seam and `nix` act.
+
+pub mod board;
+pub mod boot;
+pub mod log;
+pub mod modules;
+pub mod mount;
+pub mod supervise;
+pub mod sys;

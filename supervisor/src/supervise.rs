@@ -1,0 +1,367 @@
+//! The PID 1 event loop: signals, reaping and orderly shutdown.
+//!
+//! One thread, one `epoll` over a `signalfd` and a `timerfd`; no handler runs
+//! in signal context. All catchable signals are blocked and read from the
+//! signalfd, which also keeps PID 1 from ignoring them (the kernel drops
+//! default-action signals sent to init unless they are blocked or handled).
+//!
+//! Signals (documented in the README):
+//!
+//! | signal | action |
+//! |---|---|
+//! | SIGTERM, SIGPWR | power off |
+//! | SIGINT (also ctrl-alt-del) | reboot |
+//! | SIGUSR1 | emit a `status` event |
+//! | SIGUSR2 | toggle debug events |
+//! | SIGCHLD | reap every exited child, orphans included |
+//! | other | logged and ignored |
+//!
+//! Shutdown: SIGTERM to every process, wait up to the board's grace period
+//! (ending early once none is left), SIGKILL the rest, sync, unmount the data
+//! partition, `reboot(2)`. A second request while shutting down is logged and
+//! ignored. PID 1 never returns from [`run`].
+
+use crate::log::Event;
+use crate::mount::{errno_text, DATA};
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::reboot::RebootMode;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::time::Duration;
+
+/// What the end of the machine's run should be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halt {
+    PowerOff,
+    Reboot,
+}
+
+impl Halt {
+    fn name(self) -> &'static str {
+        match self {
+            Halt::PowerOff => "poweroff",
+            Halt::Reboot => "reboot",
+        }
+    }
+}
+
+/// What a signal asks PID 1 to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalAction {
+    Shutdown(Halt),
+    Status,
+    ToggleDebug,
+    Reap,
+    Ignore,
+}
+
+/// The documented signal table.
+pub fn action_for(sig: Signal) -> SignalAction {
+    match sig {
+        Signal::SIGTERM | Signal::SIGPWR => SignalAction::Shutdown(Halt::PowerOff),
+        Signal::SIGINT => SignalAction::Shutdown(Halt::Reboot),
+        Signal::SIGUSR1 => SignalAction::Status,
+        Signal::SIGUSR2 => SignalAction::ToggleDebug,
+        Signal::SIGCHLD => SignalAction::Reap,
+        _ => SignalAction::Ignore,
+    }
+}
+
+/// Signals read through the signalfd; the synchronous fault signals stay unblocked.
+fn handled_signals() -> SigSet {
+    let mut set = SigSet::all();
+    for s in [Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGTRAP, Signal::SIGSYS, Signal::SIGABRT] {
+        set.remove(s);
+    }
+    set
+}
+
+/// Shutdown progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// SIGTERM sent; waiting for processes to leave or the grace to end.
+    Terminating(Halt),
+    /// SIGKILL sent; a short wait for the kernel to finish them.
+    Killing(Halt),
+}
+
+/// A host process berth started and watches.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub pid: Pid,
+    pub name: heapless::String<32>,
+}
+
+/// Most host processes berth tracks by name.
+pub const KNOWN_MAX: usize = 16;
+
+pub struct Pid1 {
+    grace: Duration,
+    phase: Phase,
+    known: heapless::Vec<Known, KNOWN_MAX>,
+    data_mounted: bool,
+}
+
+const TOKEN_SIGNAL: u64 = 1;
+const TOKEN_TIMER: u64 = 2;
+/// How long SIGKILLed processes get to be reaped before the final steps.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
+impl Pid1 {
+    pub fn new(grace: Duration, data_mounted: bool) -> Pid1 {
+        Pid1 { grace, phase: Phase::Running, known: heapless::Vec::new(), data_mounted }
+    }
+
+    /// Block the handled signals; call before starting any child so none is lost.
+    pub fn block_signals() -> Result<(), Errno> {
+        handled_signals().thread_block()
+    }
+
+    /// Track a host process so its exit is reported by name.
+    pub fn watch(&mut self, pid: Pid, name: &str) {
+        let mut n = heapless::String::new();
+        for c in name.chars().take(32) {
+            let _ = n.push(c);
+        }
+        if self.known.push(Known { pid, name: n }).is_err() {
+            Event::warn("watch").kv("pid", pid).kv("result", "full").emit();
+        }
+    }
+
+    /// The loop. Never returns; if its own setup fails it falls back to a
+    /// plain reaping loop so that the machine at least stays alive.
+    pub fn run(mut self) -> ! {
+        match self.setup() {
+            Ok((epoll, sfd, timer)) => loop {
+                let mut events = [EpollEvent::empty(); 4];
+                let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
+                    Ok(n) => n,
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => {
+                        Event::error("loop").kv("op", "epoll_wait").result(&Err::<(), _>(errno_text(e))).emit();
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                };
+                for ev in events.iter().take(n) {
+                    match ev.data() {
+                        TOKEN_SIGNAL => self.on_signals(&sfd, &timer),
+                        TOKEN_TIMER => {
+                            let _ = timer.wait();
+                            self.on_timer(&timer);
+                        }
+                        _ => {}
+                    }
+                }
+            },
+            Err(e) => {
+                Event::error("loop").kv("op", "setup").result(&Err::<(), _>(errno_text(e))).emit();
+                self.fallback()
+            }
+        }
+    }
+
+    fn setup(&self) -> Result<(Epoll, SignalFd, TimerFd), Errno> {
+        let sfd = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(&sfd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
+        epoll.add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_TIMER))?;
+        // Children that exited before the loop started raised no readable event yet.
+        Ok((epoll, sfd, timer))
+    }
+
+    /// Last resort without epoll: reap forever, so zombies never pile up.
+    fn fallback(&mut self) -> ! {
+        loop {
+            match waitpid(Pid::from_raw(-1), None) {
+                Ok(st) => self.report_exit(st),
+                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            }
+        }
+    }
+
+    fn on_signals(&mut self, sfd: &SignalFd, timer: &TimerFd) {
+        // Bounded per wake-up so a signal storm cannot starve the timer.
+        for _ in 0..64 {
+            let info = match sfd.read_signal() {
+                Ok(Some(info)) => info,
+                Ok(None) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    Event::error("signal.read").result(&Err::<(), _>(errno_text(e))).emit();
+                    break;
+                }
+            };
+            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
+            match action_for(sig) {
+                SignalAction::Shutdown(halt) => self.request(halt, sig, info.ssi_pid, timer),
+                SignalAction::Status => Event::info("status")
+                    .kv("phase", format_args!("{:?}", self.phase))
+                    .kv("known", self.known.len())
+                    .kv("uptime", format_args!("{:.3}", crate::log::now()))
+                    .emit(),
+                SignalAction::ToggleDebug => {
+                    let on = crate::log::toggle_debug();
+                    Event::info("log.debug").kv("on", on as u8).emit();
+                }
+                SignalAction::Reap => {}
+                SignalAction::Ignore => Event::debug("signal").kv("signal", sig.as_str()).kv("result", "ignored").emit(),
+            }
+        }
+        // SIGCHLD coalesces: always reap everything that is ready.
+        let none_left = self.reap();
+        if none_left {
+            match self.phase {
+                Phase::Terminating(h) | Phase::Killing(h) => self.finish(h),
+                Phase::Running => {}
+            }
+        }
+    }
+
+    /// Reap every exited child. True when PID 1 has no children left at all.
+    fn reap(&mut self) -> bool {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => return false,
+                Ok(st) => self.report_exit(st),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => return true,
+                Err(e) => {
+                    Event::error("reap").result(&Err::<(), _>(errno_text(e))).emit();
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn report_exit(&mut self, st: WaitStatus) {
+        let (pid, how, code) = match st {
+            WaitStatus::Exited(pid, code) => (pid, "exit", code),
+            WaitStatus::Signaled(pid, sig, _) => (pid, "signal", sig as i32),
+            _ => return,
+        };
+        let name = match self.known.iter().position(|k| k.pid == pid) {
+            Some(i) => self.known.swap_remove(i).name,
+            None => {
+                let mut s = heapless::String::new();
+                let _ = s.push_str("orphan");
+                s
+            }
+        };
+        Event::info("reap").kv("pid", pid).kv("name", &name).kv("how", how).kv("code", code).emit();
+    }
+
+    fn request(&mut self, halt: Halt, sig: Signal, from: u32, timer: &TimerFd) {
+        if self.phase != Phase::Running {
+            Event::warn("shutdown.request").kv("action", halt.name()).kv("signal", sig.as_str()).kv("result", "ignored").emit();
+            return;
+        }
+        Event::info("shutdown.begin")
+            .kv("action", halt.name())
+            .kv("signal", sig.as_str())
+            .kv("from_pid", from)
+            .kv("grace_ms", self.grace.as_millis())
+            .emit();
+        self.phase = Phase::Terminating(halt);
+        signal_all(Signal::SIGTERM);
+        arm(timer, self.grace);
+        // Nothing running at all: no need to wait for the grace period.
+        if self.reap() {
+            self.finish(halt);
+        }
+    }
+
+    fn on_timer(&mut self, timer: &TimerFd) {
+        match self.phase {
+            Phase::Terminating(h) => {
+                Event::warn("shutdown.kill").kv("reason", "grace period over").emit();
+                self.phase = Phase::Killing(h);
+                signal_all(Signal::SIGKILL);
+                arm(timer, KILL_WAIT);
+                if self.reap() {
+                    self.finish(h);
+                }
+            }
+            Phase::Killing(h) => self.finish(h),
+            Phase::Running => {}
+        }
+    }
+
+    /// The end: flush and unmount the data partition, then halt. Never returns.
+    fn finish(&mut self, halt: Halt) -> ! {
+        nix::unistd::sync();
+        Event::info("shutdown.sync").emit();
+        if self.data_mounted {
+            let mut r = nix::mount::umount2(DATA, nix::mount::MntFlags::empty());
+            if r == Err(Errno::EBUSY) {
+                // Someone still holds it: make it read-only so nothing more is lost.
+                r = nix::mount::mount(
+                    None::<&str>,
+                    DATA,
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
+                    None::<&str>,
+                );
+            }
+            Event::info("shutdown.umount").kv("target", DATA).result(&r.map_err(errno_text)).emit();
+        }
+        let mode = match halt {
+            Halt::PowerOff => RebootMode::RB_POWER_OFF,
+            Halt::Reboot => RebootMode::RB_AUTOBOOT,
+        };
+        Event::info("shutdown.halt").kv("action", halt.name()).emit();
+        let err = match nix::sys::reboot::reboot(mode) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        };
+        Event::error("shutdown.halt").result(&Err::<(), _>(errno_text(err))).emit();
+        // PID 1 must not exit: keep reaping until someone cuts the power.
+        self.fallback()
+    }
+}
+
+fn signal_all(sig: Signal) {
+    // kill(-1) reaches every process but PID 1 itself.
+    let r = match kill(Pid::from_raw(-1), sig) {
+        Err(Errno::ESRCH) => Ok(()),
+        r => r,
+    };
+    Event::info("signal.all").kv("signal", sig.as_str()).result(&r.map_err(errno_text)).emit();
+}
+
+fn arm(timer: &TimerFd, after: Duration) {
+    let r = timer.set(Expiration::OneShot(TimeSpec::from_duration(after)), TimerSetTimeFlags::empty());
+    if let Err(e) = r {
+        Event::error("timer").result(&Err::<(), _>(errno_text(e))).emit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_table() {
+        assert_eq!(action_for(Signal::SIGTERM), SignalAction::Shutdown(Halt::PowerOff));
+        assert_eq!(action_for(Signal::SIGPWR), SignalAction::Shutdown(Halt::PowerOff));
+        assert_eq!(action_for(Signal::SIGINT), SignalAction::Shutdown(Halt::Reboot));
+        assert_eq!(action_for(Signal::SIGUSR1), SignalAction::Status);
+        assert_eq!(action_for(Signal::SIGUSR2), SignalAction::ToggleDebug);
+        assert_eq!(action_for(Signal::SIGCHLD), SignalAction::Reap);
+        assert_eq!(action_for(Signal::SIGHUP), SignalAction::Ignore);
+    }
+
+    #[test]
+    fn fault_signals_are_not_blocked() {
+        let set = handled_signals();
+        assert!(set.contains(Signal::SIGTERM) && set.contains(Signal::SIGCHLD));
+        assert!(!set.contains(Signal::SIGSEGV) && !set.contains(Signal::SIGBUS));
+    }
+}
