@@ -51,6 +51,12 @@ const MARKER: &str = "BERTH t=";
 /// If `BERTH t=` occurs several times (a line cut and restarted by
 /// interleaved output), the first occurrence that parses wins.
 pub fn parse_line(line: &str) -> Option<Event> {
+    parse_with_text(line).map(|(ev, _)| ev)
+}
+
+/// [`parse_line`], also returning the event's text: from `BERTH t=` to the
+/// end of the line or the first `\r`, trailing blanks trimmed.
+pub fn parse_with_text(line: &str) -> Option<(Event, &str)> {
     let mut from = 0;
     while let Some(pos) = line[from..].find(MARKER) {
         let start = from + pos;
@@ -60,7 +66,8 @@ pub fn parse_line(line: &str) -> Option<Event> {
             None => rest,
         };
         if let Some(ev) = parse_event_body(rest) {
-            return Some(ev);
+            let text = &line[start..start + MARKER.len() + rest.len()];
+            return Some((ev, text.trim_end_matches([' ', '\t', '\n'])));
         }
         from = start + MARKER.len();
     }
@@ -523,6 +530,12 @@ mod tests {
         // The time and the name must still be whole.
         assert_eq!(parse_line("BERTH t=1.0 trunc=1"), None);
         assert_eq!(parse_line("BERTH t=1.0 ev= trunc=1"), None);
+    }
+
+    #[test]
+    fn event_text_is_the_event_part() {
+        let (_, text) = parse_with_text("[ 1.0] berth: BERTH t=1.0 ev=x k=\"a b\"  \r junk").unwrap();
+        assert_eq!(text, "BERTH t=1.0 ev=x k=\"a b\"");
     }
 
     #[test]

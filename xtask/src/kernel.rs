@@ -58,8 +58,30 @@ pub fn ensure_kernel(root: &Path, debarch: &str, flavour: &str) -> Result<Kernel
 
     let apt = AptEnv::new(&kernels.join(format!("apt-{debarch}")), debarch)?;
     eprintln!("xtask: updating Debian package index for {debarch} (to find a {flavour} kernel)");
-    apt.update()?;
-    let (package, pkg_version) = apt.newest_kernel_package(flavour)?;
+    // A mirror caught mid-sync fails one index file while the rest are
+    // fine: retry once, then carry on with what was fetched and only fail
+    // if no kernel can be found in it.
+    let update_err = match apt.update() {
+        Ok(()) => None,
+        Err(_) => {
+            eprintln!("xtask: apt-get update for {debarch} reported errors; retrying once");
+            match apt.update() {
+                Ok(()) => None,
+                Err(e) => {
+                    eprintln!(
+                        "xtask: warning: apt-get update for {debarch} still reports errors; \
+                         continuing with the index files that were fetched:\n{}",
+                        last_lines(&e, 3)
+                    );
+                    Some(e)
+                }
+            }
+        }
+    };
+    let (package, pkg_version) = apt.newest_kernel_package(flavour).map_err(|e| match &update_err {
+        Some(u) => format!("{e}\n(the package index update had failed: {u})"),
+        None => e,
+    })?;
     eprintln!("xtask: downloading Debian kernel package {package} {pkg_version} ({debarch})");
     let deb = apt.download(&package, &pkg_version)?;
 
@@ -126,6 +148,11 @@ fn kernel_release_in(tree: &Path, package: &str) -> Result<String, String> {
         0 => Err(format!("package {package} has an empty {}", dir.display())),
         _ => Err(format!("package {package} has several kernel releases in {}: {}", dir.display(), names.join(" "))),
     }
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn check_word(what: &str, s: &str) -> Result<(), String> {

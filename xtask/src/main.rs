@@ -1,1 +1,241 @@
-fn main() {}
+//! `cargo xtask`: build, boot and test berth. Installs what is missing itself.
+
+mod artifacts;
+mod cpio;
+mod kernel;
+mod tools;
+
+use artifacts::{Artifacts, BootOpts};
+use berth::board::Arch;
+use qemu_tests::machine::Machine;
+use qemu_tests::scenarios::{BootSpec, Launch};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const USAGE: &str = "usage: cargo xtask <command>
+  build [--arch A]...           build berth and the boot artifacts (default: all three)
+  run [--arch A] [--board FILE] boot the demo system under QEMU (default aarch64)
+  test [--arch A]... [FILTER]   host unit tests, then the QEMU scenarios
+  check-board FILE...           validate board config files
+architectures: aarch64, armv7, x86_64";
+
+pub fn say(msg: &str) {
+    eprintln!("xtask: {msg}");
+}
+
+/// Run a command; on failure the error names it and holds its stderr tail.
+pub fn run_cmd(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = err.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+    Err(format!("{:?} failed ({}):\n{}", cmd, out.status, tail.join("\n")))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+struct Args {
+    arches: Vec<Arch>,
+    board: Option<PathBuf>,
+    rest: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
+    let mut a = Args { arches: Vec::new(), board: None, rest: Vec::new() };
+    let mut it = args.iter();
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--arch" => {
+                let v = it.next().ok_or("--arch needs a value")?;
+                a.arches.push(Arch::parse(v).ok_or_else(|| format!("unknown architecture `{v}` (aarch64, armv7, x86_64)"))?);
+            }
+            "--board" => a.board = Some(PathBuf::from(it.next().ok_or("--board needs a file")?)),
+            s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
+            s => a.rest.push(s.to_string()),
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = argv.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let args = match parse(&argv[1..]) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("xtask: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let root = workspace_root();
+    let r = match cmd.as_str() {
+        "build" => build(&root, &args),
+        "run" => run(&root, &args),
+        "test" => test(&root, &args),
+        "check-board" => check_boards(&args.rest),
+        _ => Err(format!("unknown command `{cmd}`\n{USAGE}")),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn arches_or_all(a: &Args) -> Vec<Arch> {
+    if a.arches.is_empty() {
+        Arch::ALL.to_vec()
+    } else {
+        a.arches.clone()
+    }
+}
+
+fn targets(arches: &[Arch]) -> Vec<&'static str> {
+    arches.iter().map(|a| a.rust_target()).collect()
+}
+
+fn check_boards(files: &[String]) -> Result<(), String> {
+    if files.is_empty() {
+        return Err("check-board needs at least one file".into());
+    }
+    for f in files {
+        let b = artifacts::load_board(Path::new(f))?;
+        println!("{f}: board {} ({}) ok", b.name, b.arch.name());
+    }
+    Ok(())
+}
+
+fn build(root: &Path, a: &Args) -> Result<(), String> {
+    let arches = arches_or_all(a);
+    tools::ensure_host_tools(root, &targets(&arches), false)?;
+    for arch in arches {
+        let art = artifacts::build(root, &artifacts::board_path(root, arch), &[], "")?;
+        report_binary(&art)?;
+    }
+    Ok(())
+}
+
+fn report_binary(a: &Artifacts) -> Result<(), String> {
+    let size = std::fs::metadata(&a.berth).map_err(|e| e.to_string())?.len();
+    let out = Command::new("file").arg("-b").arg(&a.berth).output().map_err(|e| format!("file: {e}"))?;
+    println!(
+        "{}: {} bytes ({:.0} KiB): {}",
+        a.berth.display(),
+        size,
+        size as f64 / 1024.0,
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    Ok(())
+}
+
+fn run(root: &Path, a: &Args) -> Result<(), String> {
+    let board = match (&a.board, a.arches.as_slice()) {
+        (Some(b), _) => b.clone(),
+        (None, []) => artifacts::board_path(root, Arch::Aarch64),
+        (None, [arch]) => artifacts::board_path(root, *arch),
+        _ => return Err("run boots one board: give one --arch or --board".into()),
+    };
+    let arch = artifacts::load_board(&board)?.arch;
+    tools::ensure_host_tools(root, &targets(&[arch]), true)?;
+    let art = artifacts::build(root, &board, &[], "")?;
+    let data = art.dir.join("data.img");
+    if !data.is_file() {
+        artifacts::fresh_data(&art, &data)?;
+    }
+    let (prog, args) = artifacts::qemu_args(&art, &data, &BootOpts { interactive: true, allow_reboot: true, ..Default::default() });
+    println!("xtask: booting {} under QEMU ({}); the data partition persists in {}", art.board.name, prog, data.display());
+    println!("xtask: to quit: press Ctrl-A then X (QEMU), or send SIGTERM to berth for a clean power-off");
+    let status = Command::new(&prog).args(&args).status().map_err(|e| format!("{prog}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{prog} exited with {status}"))
+    }
+}
+
+/// Boots for the scenarios of one architecture.
+struct Launcher {
+    standard: Artifacts,
+    missing_module: Artifacts,
+    counter: AtomicU32,
+}
+
+/// The module name the missing-module scenario asks for.
+const NO_SUCH_MODULE: &str = "berth_no_such_module";
+
+impl Launch for Launcher {
+    fn arch(&self) -> &str {
+        self.standard.board.arch.name()
+    }
+
+    fn missing_module(&self) -> &str {
+        NO_SUCH_MODULE
+    }
+
+    fn boot(&self, spec: &BootSpec) -> Result<Machine, String> {
+        let art = if spec.missing_module { &self.missing_module } else { &self.standard };
+        let n = self.counter.fetch_add(1, Ordering::SeqCst);
+        let runs = art.dir.join("runs");
+        std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
+        let data = runs.join(format!("{}-{n}.img", spec.name));
+        artifacts::fresh_data(art, &data)?;
+        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline: format!("berth.test={}", spec.mode) };
+        let (prog, args) = artifacts::qemu_args(art, &data, &opts);
+        let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
+        m.log_to(runs.join(format!("{}-{n}.console.log", spec.name)))?;
+        Ok(m)
+    }
+}
+
+fn test(root: &Path, a: &Args) -> Result<(), String> {
+    let arches = arches_or_all(a);
+    let filter = a.rest.first().cloned().unwrap_or_default();
+    tools::ensure_host_tools(root, &targets(&arches), true)?;
+
+    say("running the host unit tests");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(&cargo)
+        .current_dir(root)
+        .args(["test", "--workspace", "--quiet"])
+        .status()
+        .map_err(|e| format!("cargo test: {e}"))?;
+    if !st.success() {
+        return Err("host unit tests failed".into());
+    }
+
+    let mut cases = Vec::new();
+    for arch in arches {
+        let board = artifacts::board_path(root, arch);
+        let launcher = Launcher {
+            standard: artifacts::build(root, &board, &[], "")?,
+            missing_module: artifacts::build(root, &board, &[NO_SUCH_MODULE], "-missing-module")?,
+            counter: AtomicU32::new(0),
+        };
+        let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);
+        for (name, case) in qemu_tests::scenarios::all(launcher) {
+            if name.contains(&filter) {
+                cases.push((name, case));
+            }
+        }
+    }
+    if cases.is_empty() {
+        return Err(format!("no QEMU scenario matches `{filter}`"));
+    }
+    say(&format!("running {} QEMU scenarios", cases.len()));
+    let outcomes = qemu_tests::scenario::run_all(cases, 2);
+    if outcomes.iter().all(|o| o.passed) {
+        Ok(())
+    } else {
+        Err("QEMU scenarios failed".into())
+    }
+}

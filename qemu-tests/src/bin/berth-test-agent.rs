@@ -1,1 +1,680 @@
-fn main(){}
+//! berth-test-agent: runs inside the QEMU guest, started by berth once the
+//! boot is ready (an ordinary host process: real root, host namespaces,
+//! stdout/stderr on the console). It checks PID 1's duties from the outside
+//! and reports one line per check:
+//!
+//! ```text
+//! AGENT check=<name> result=pass|fail detail="..."
+//! ```
+//!
+//! in this order: `pid1`, `rootfs-ro`, `data-mount`, `orphan-reaped`. Then it
+//! performs the action named by the kernel command line token
+//! `berth.test=<mode>` (`none` when absent): `none`, `poweroff` (SIGTERM to
+//! PID 1), `reboot` (SIGINT to PID 1), `reboot-once` (reboot the first time,
+//! remembered by `/data/.agent-rebooted`, power off the next). Actions are
+//! announced as `AGENT action=<x>`; `AGENT done` comes before the signal.
+//! Then it waits for berth's shutdown SIGTERM and exits 0.
+//!
+//! Static, std + libc only; it must never panic on anything the guest can do.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use qemu_tests::event::quote;
+
+const WRITE_PROBE: &str = "/.berth-agent-write";
+const DIR_PROBE: &str = "/.berth-agent-dir";
+const DATA: &str = "/data";
+const DATA_PROBE: &str = "/data/.berth-agent-probe";
+const REBOOT_MARKER: &str = "/data/.agent-rebooted";
+const ORPHAN_WAIT: Duration = Duration::from_secs(5);
+
+fn main() {
+    install_sigterm_exit();
+
+    let (pass, detail) = check_pid1();
+    report("pid1", pass, &detail);
+    let (pass, detail) = check_rootfs_ro();
+    report("rootfs-ro", pass, &detail);
+    let (pass, detail) = check_data_mount();
+    report("data-mount", pass, &detail);
+    let (pass, detail) = check_orphan_reaped();
+    report("orphan-reaped", pass, &detail);
+
+    let mode = match fs::read_to_string("/proc/cmdline") {
+        Ok(cmdline) => parse_mode(&cmdline),
+        Err(e) => {
+            report("mode", false, &format!("cannot read /proc/cmdline: {}", errno_desc(&e)));
+            "none".to_string()
+        }
+    };
+    match mode.as_str() {
+        "none" => say("AGENT done"),
+        "poweroff" => act("poweroff", libc::SIGTERM),
+        "reboot" => act("reboot", libc::SIGINT),
+        "reboot-once" => {
+            if Path::new(REBOOT_MARKER).exists() {
+                act("poweroff", libc::SIGTERM);
+            } else {
+                match create_marker(REBOOT_MARKER) {
+                    Ok(()) => act("reboot", libc::SIGINT),
+                    Err(e) => {
+                        // Never reboot without the marker: that would loop.
+                        report("reboot-once", false, &format!("cannot create {REBOOT_MARKER}: {e}"));
+                        act("poweroff", libc::SIGTERM);
+                    }
+                }
+            }
+        }
+        other => {
+            report("mode", false, &format!("unknown mode {other}"));
+            say("AGENT done");
+        }
+    }
+    // berth's shutdown sends SIGTERM, whose handler exits 0.
+    loop {
+        // SAFETY: pause has no preconditions.
+        unsafe {
+            libc::pause();
+        }
+    }
+}
+
+/// Print one whole line on the console; errors are ignored (there is
+/// nowhere else to report them).
+fn say(line: &str) {
+    let mut out = io::stdout().lock();
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    let _ = out.write_all(buf.as_bytes());
+    let _ = out.flush();
+}
+
+fn report(check: &str, pass: bool, detail: &str) {
+    say(&check_line(check, pass, detail));
+}
+
+fn check_line(check: &str, pass: bool, detail: &str) -> String {
+    format!("AGENT check={check} result={} detail={}", if pass { "pass" } else { "fail" }, quote(detail))
+}
+
+/// Announce the action, then `AGENT done`, then signal PID 1.
+fn act(action: &str, sig: libc::c_int) {
+    say(&format!("AGENT action={action}"));
+    say("AGENT done");
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(1, sig) } != 0 {
+        let e = io::Error::last_os_error();
+        report("action", false, &format!("kill(1, {}): {}", signal_name(sig), errno_desc(&e)));
+    }
+}
+
+extern "C" fn on_sigterm(_sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(0) }
+}
+
+fn install_sigterm_exit() {
+    let handler: extern "C" fn(libc::c_int) = on_sigterm;
+    // SAFETY: the handler only calls _exit.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+}
+
+// ---------------------------------------------------------------- checks
+
+fn check_pid1() -> (bool, String) {
+    let comm = fs::read_to_string("/proc/1/comm").map(|s| s.trim_end_matches('\n').to_string());
+    let exe = fs::read_link("/proc/1/exe").map(|p| p.to_string_lossy().into_owned());
+    let comm_s = match &comm {
+        Ok(c) => c.clone(),
+        Err(e) => format!("<{}>", errno_desc(e)),
+    };
+    let exe_s = match &exe {
+        Ok(x) => x.clone(),
+        Err(e) => format!("<{}>", errno_desc(e)),
+    };
+    let pass = pid1_ok(comm.as_deref().ok(), exe.as_deref().ok());
+    (pass, format!("comm={comm_s} exe={exe_s}"))
+}
+
+fn pid1_ok(comm: Option<&str>, exe: Option<&str>) -> bool {
+    comm == Some("berth") && exe.is_some_and(|x| x.ends_with("/berth"))
+}
+
+fn check_rootfs_ro() -> (bool, String) {
+    let open = OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).open(WRITE_PROBE);
+    let (open_ok, open_s) = match open {
+        Ok(_) => {
+            let _ = fs::remove_file(WRITE_PROBE);
+            (false, "created".to_string())
+        }
+        Err(e) => (e.raw_os_error() == Some(libc::EROFS), errno_desc(&e)),
+    };
+    let (mkdir_ok, mkdir_s) = match fs::create_dir(DIR_PROBE) {
+        Ok(()) => {
+            let _ = fs::remove_dir(DIR_PROBE);
+            (false, "created".to_string())
+        }
+        Err(e) => (e.raw_os_error() == Some(libc::EROFS), errno_desc(&e)),
+    };
+    (open_ok && mkdir_ok, format!("open={open_s} mkdir={mkdir_s}"))
+}
+
+fn check_data_mount() -> (bool, String) {
+    let text = match fs::read_to_string("/proc/self/mountinfo") {
+        Ok(t) => t,
+        Err(e) => return (false, format!("cannot read /proc/self/mountinfo: {}", errno_desc(&e))),
+    };
+    let Some(m) = find_mount(&text, DATA) else {
+        return (false, format!("no mount at {DATA}"));
+    };
+    let missing = missing_options(&m.mount_opts, &["rw", "nosuid", "nodev", "noexec"]);
+    let write = match write_probe(DATA_PROBE) {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e,
+    };
+    let mut detail = format!("opts={} fstype={} super={} write={write}", m.mount_opts.join(","), m.fstype, m.super_opts);
+    if !missing.is_empty() {
+        detail.push_str(&format!(" missing={}", missing.join(",")));
+    }
+    (missing.is_empty() && write == "ok", detail)
+}
+
+/// Create, write and fsync a file, then remove it.
+fn write_probe(path: &str) -> Result<(), String> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| format!("open:{}", errno_desc(&e)))?;
+    f.write_all(b"berth-test-agent\n").map_err(|e| format!("write:{}", errno_desc(&e)))?;
+    f.sync_all().map_err(|e| format!("fsync:{}", errno_desc(&e)))?;
+    drop(f);
+    fs::remove_file(path).map_err(|e| format!("unlink:{}", errno_desc(&e)))
+}
+
+fn create_marker(path: &str) -> Result<(), String> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| format!("open: {}", errno_desc(&e)))?;
+    f.write_all(b"rebooted once by berth-test-agent\n").map_err(|e| format!("write: {}", errno_desc(&e)))?;
+    f.sync_all().map_err(|e| format!("fsync: {}", errno_desc(&e)))?;
+    let dir = File::open(DATA).map_err(|e| format!("open {DATA}: {}", errno_desc(&e)))?;
+    dir.sync_all().map_err(|e| format!("fsync {DATA}: {}", errno_desc(&e)))
+}
+
+/// Fork A; A forks B and exits at once, so B is re-parented to PID 1; B
+/// sends its pid, sleeps 300 ms and exits. PID 1 must reap it.
+fn check_orphan_reaped() -> (bool, String) {
+    let mut fds: [libc::c_int; 2] = [-1, -1];
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return (false, format!("pipe: {}", errno_desc(&io::Error::last_os_error())));
+    }
+    let (rfd, wfd) = (fds[0], fds[1]);
+    // Nothing may sit in stdout's buffer across fork (it is flushed per line).
+    let _ = io::stdout().lock().flush();
+    // SAFETY: the agent is single-threaded; the children only make system
+    // calls and leave with _exit.
+    let a = unsafe { libc::fork() };
+    if a < 0 {
+        let e = io::Error::last_os_error();
+        close_fd(rfd);
+        close_fd(wfd);
+        return (false, format!("fork: {}", errno_desc(&e)));
+    }
+    if a == 0 {
+        orphan_child(rfd, wfd);
+    }
+    close_fd(wfd);
+    let a_status = wait_child(a);
+    let got = read_all_fd(rfd);
+    close_fd(rfd);
+    match a_status {
+        Some(0) => {}
+        Some(st) => return (false, format!("child A failed (wait status {st:#x}): could not fork the orphan")),
+        None => return (false, format!("waitpid(A): {}", errno_desc(&io::Error::last_os_error()))),
+    }
+    let Some(b) = parse_pid_message(&got) else {
+        return (false, format!("no pid from the orphan (read {:?})", String::from_utf8_lossy(&got)));
+    };
+    let b_stat_path = format!("/proc/{b}/stat");
+    let parent_note = match fs::read_to_string(&b_stat_path).ok().as_deref().and_then(parse_stat) {
+        Some(st) => format!("ppid={}", st.ppid),
+        None => "ppid=?".to_string(),
+    };
+
+    let start = Instant::now();
+    let deadline = start + ORPHAN_WAIT;
+    let mut reaped_after = None;
+    let mut zombies;
+    loop {
+        let b_gone = !Path::new(&format!("/proc/{b}")).exists();
+        if b_gone && reaped_after.is_none() {
+            reaped_after = Some(start.elapsed());
+        }
+        zombies = zombies_of_pid1();
+        if (b_gone && zombies.is_empty()) || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let zlist = if zombies.is_empty() { String::new() } else { format!("; zombies with ppid 1: {}", zombies.join(" ")) };
+    match reaped_after {
+        Some(t) => {
+            let detail = format!("orphan pid={b} {parent_note} reaped after {:.2}s{zlist}", t.as_secs_f64());
+            (zombies.is_empty(), detail)
+        }
+        None => {
+            let st = fs::read_to_string(&b_stat_path).ok().as_deref().and_then(parse_stat);
+            let detail = match st {
+                Some(s) if s.state == 'Z' => {
+                    format!("zombie: orphan pid={b} still in state Z after {:.1}s (ppid {}){zlist}", ORPHAN_WAIT.as_secs_f64(), s.ppid)
+                }
+                Some(s) => format!(
+                    "orphan pid={b} still present after {:.1}s (state {} ppid {}){zlist}",
+                    ORPHAN_WAIT.as_secs_f64(),
+                    s.state,
+                    s.ppid
+                ),
+                None => format!("orphan pid={b} not reaped in {:.1}s{zlist}", ORPHAN_WAIT.as_secs_f64()),
+            };
+            (false, detail)
+        }
+    }
+}
+
+/// Child A of the orphan check. Never returns.
+fn orphan_child(rfd: libc::c_int, wfd: libc::c_int) -> ! {
+    // SAFETY: plain system calls on descriptors this process owns.
+    unsafe {
+        libc::close(rfd);
+        let b = libc::fork();
+        if b == 0 {
+            let mut buf = [0u8; 24];
+            let n = format_pid(libc::getpid(), &mut buf);
+            let _ = libc::write(wfd, buf.as_ptr() as *const libc::c_void, n);
+            libc::close(wfd);
+            let ts = Duration::from_millis(300);
+            std::thread::sleep(ts);
+            libc::_exit(0);
+        }
+        libc::_exit(if b < 0 { 1 } else { 0 });
+    }
+}
+
+fn close_fd(fd: libc::c_int) {
+    // SAFETY: closing a descriptor this process owns.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// waitpid, retried on EINTR; the raw wait status.
+fn wait_child(pid: libc::pid_t) -> Option<libc::c_int> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: status is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Some(status);
+        }
+        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// Read until EOF (all writers closed) or a newline; at most 64 bytes.
+fn read_all_fd(fd: libc::c_int) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64];
+    while out.len() < 64 && !out.contains(&b'\n') {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n > 0 {
+            out.extend_from_slice(&buf[..n as usize]);
+        } else if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        } else {
+            break;
+        }
+    }
+    out
+}
+
+/// Zombies whose parent is PID 1, as `pid(comm)`.
+fn zombies_of_pid1() -> Vec<String> {
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(format!("/proc/{name}/stat")) else { continue };
+        if let Some(st) = parse_stat(&text) {
+            if st.state == 'Z' && st.ppid == 1 {
+                found.push(format!("{}({})", st.pid, st.comm));
+            }
+        }
+    }
+    found
+}
+
+// ---------------------------------------------------------------- pure parts
+
+/// The mode from a kernel command line: the value of the last
+/// `berth.test=<mode>` token (surrounding double quotes removed), `none`
+/// when there is none.
+fn parse_mode(cmdline: &str) -> String {
+    let mut mode = None;
+    for tok in cmdline.split_whitespace() {
+        if let Some(v) = tok.strip_prefix("berth.test=") {
+            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+            mode = Some(v.to_string());
+        }
+    }
+    mode.unwrap_or_else(|| "none".to_string())
+}
+
+/// One line of `/proc/<pid>/mountinfo`.
+#[derive(Debug, Clone, PartialEq)]
+struct MountEntry {
+    mount_point: String,
+    /// Per-mount options (field 6), e.g. `rw,nosuid,nodev,noexec,relatime`.
+    mount_opts: Vec<String>,
+    fstype: String,
+    source: String,
+    super_opts: String,
+}
+
+fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
+    let toks: Vec<&str> = line.split(' ').collect();
+    if toks.len() < 10 {
+        return None;
+    }
+    // Optional fields run from index 6 up to the lone "-".
+    let sep = toks.iter().skip(6).position(|t| *t == "-")? + 6;
+    if toks.len() < sep + 4 {
+        return None;
+    }
+    Some(MountEntry {
+        mount_point: unescape_octal(toks[4]),
+        mount_opts: toks[5].split(',').filter(|o| !o.is_empty()).map(str::to_string).collect(),
+        fstype: toks[sep + 1].to_string(),
+        source: unescape_octal(toks[sep + 2]),
+        super_opts: toks[sep + 3].to_string(),
+    })
+}
+
+/// The mount visible at `mount_point`: the last matching line (a later mount
+/// stacks on top of an earlier one).
+fn find_mount(mountinfo: &str, mount_point: &str) -> Option<MountEntry> {
+    mountinfo.lines().rev().filter_map(parse_mountinfo_line).find(|m| m.mount_point == mount_point)
+}
+
+fn missing_options(have: &[String], want: &[&str]) -> Vec<String> {
+    want.iter().filter(|w| !have.iter().any(|h| h == *w)).map(|w| w.to_string()).collect()
+}
+
+/// Undo the kernel's `\ooo` escapes (space, tab, newline, backslash).
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+            if v <= 0xff {
+                out.push(v as u8);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The parts of `/proc/<pid>/stat` the agent needs.
+#[derive(Debug, Clone, PartialEq)]
+struct ProcStat {
+    pid: i64,
+    comm: String,
+    state: char,
+    ppid: i64,
+}
+
+/// Parse `pid (comm) state ppid ...`; comm may hold spaces and parentheses,
+/// so it ends at the last `)`.
+fn parse_stat(text: &str) -> Option<ProcStat> {
+    let open = text.find(" (")?;
+    let close = text.rfind(')')?;
+    if close < open + 2 {
+        return None;
+    }
+    let pid = text[..open].trim().parse().ok()?;
+    let comm = text[open + 2..close].to_string();
+    let mut rest = text[close + 1..].split_whitespace();
+    let state_tok = rest.next()?;
+    let mut chars = state_tok.chars();
+    let state = chars.next()?;
+    if chars.next().is_some() {
+        return None;
+    }
+    let ppid = rest.next()?.parse().ok()?;
+    Some(ProcStat { pid, comm, state, ppid })
+}
+
+/// Parse the decimal pid B sends, `123\n`.
+fn parse_pid_message(bytes: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    let v: i64 = s.trim().parse().ok()?;
+    if v > 1 {
+        Some(v)
+    } else {
+        None
+    }
+}
+
+/// Write `pid` and a newline into `buf` without allocating; returns the length.
+fn format_pid(pid: libc::pid_t, buf: &mut [u8; 24]) -> usize {
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    let mut v = if pid < 0 { 0u64 } else { pid as u64 };
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        buf[i] = digits[n - 1 - i];
+    }
+    buf[n] = b'\n';
+    n + 1
+}
+
+fn signal_name(sig: libc::c_int) -> &'static str {
+    match sig {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        _ => "signal",
+    }
+}
+
+/// The errno's symbolic name, e.g. `EROFS`, or the error text.
+fn errno_desc(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => match errno_name(code) {
+            Some(name) => name.to_string(),
+            None => format!("errno {code}"),
+        },
+        None => e.to_string(),
+    }
+}
+
+fn errno_name(code: libc::c_int) -> Option<&'static str> {
+    let names: &[(libc::c_int, &str)] = &[
+        (libc::EPERM, "EPERM"),
+        (libc::ENOENT, "ENOENT"),
+        (libc::ESRCH, "ESRCH"),
+        (libc::EINTR, "EINTR"),
+        (libc::EIO, "EIO"),
+        (libc::ENXIO, "ENXIO"),
+        (libc::EBADF, "EBADF"),
+        (libc::ECHILD, "ECHILD"),
+        (libc::EAGAIN, "EAGAIN"),
+        (libc::ENOMEM, "ENOMEM"),
+        (libc::EACCES, "EACCES"),
+        (libc::EFAULT, "EFAULT"),
+        (libc::EBUSY, "EBUSY"),
+        (libc::EEXIST, "EEXIST"),
+        (libc::EXDEV, "EXDEV"),
+        (libc::ENODEV, "ENODEV"),
+        (libc::ENOTDIR, "ENOTDIR"),
+        (libc::EISDIR, "EISDIR"),
+        (libc::EINVAL, "EINVAL"),
+        (libc::ENFILE, "ENFILE"),
+        (libc::EMFILE, "EMFILE"),
+        (libc::ETXTBSY, "ETXTBSY"),
+        (libc::EFBIG, "EFBIG"),
+        (libc::ENOSPC, "ENOSPC"),
+        (libc::ESPIPE, "ESPIPE"),
+        (libc::EROFS, "EROFS"),
+        (libc::EMLINK, "EMLINK"),
+        (libc::EPIPE, "EPIPE"),
+        (libc::ENAMETOOLONG, "ENAMETOOLONG"),
+        (libc::ENOSYS, "ENOSYS"),
+        (libc::ENOTEMPTY, "ENOTEMPTY"),
+        (libc::ELOOP, "ELOOP"),
+        (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+        (libc::EDQUOT, "EDQUOT"),
+        (libc::ESTALE, "ESTALE"),
+        (libc::EUCLEAN, "EUCLEAN"),
+    ];
+    names.iter().find(|(c, _)| *c == code).map(|(_, n)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qemu_tests::event::{parse_agent_line, AgentLine};
+
+    #[test]
+    fn mode_from_cmdline() {
+        assert_eq!(parse_mode("console=ttyS0 quiet\n"), "none");
+        assert_eq!(parse_mode(""), "none");
+        assert_eq!(parse_mode("console=ttyAMA0 berth.test=poweroff rdinit=/berth\n"), "poweroff");
+        assert_eq!(parse_mode("berth.test=reboot-once"), "reboot-once");
+        assert_eq!(parse_mode("berth.test=\"reboot\" x"), "reboot");
+        assert_eq!(parse_mode("berth.test=none berth.test=reboot"), "reboot");
+        assert_eq!(parse_mode("xberth.test=reboot berth.testing=1"), "none");
+        assert_eq!(parse_mode("berth.test="), "");
+    }
+
+    const MOUNTINFO: &str = "\
+22 1 254:0 / / ro,relatime - squashfs /dev/vda ro,errors=continue
+23 22 0:5 / /proc rw,nosuid,nodev,noexec,relatime shared:2 - proc proc rw
+30 22 254:16 / /data rw,relatime shared:7 - ext4 /dev/vdb rw
+31 22 254:16 / /data rw,nosuid,nodev,noexec,relatime shared:8 master:1 - ext4 /dev/vdb rw,errors=remount-ro
+32 22 0:30 / /mnt/with\\040space rw - tmpfs none rw
+";
+
+    #[test]
+    fn mountinfo_parsing() {
+        let m = find_mount(MOUNTINFO, "/data").unwrap();
+        assert_eq!(m.mount_opts, ["rw", "nosuid", "nodev", "noexec", "relatime"]);
+        assert_eq!(m.fstype, "ext4");
+        assert_eq!(m.source, "/dev/vdb");
+        assert_eq!(m.super_opts, "rw,errors=remount-ro");
+        assert!(missing_options(&m.mount_opts, &["rw", "nosuid", "nodev", "noexec"]).is_empty());
+        let root = find_mount(MOUNTINFO, "/").unwrap();
+        assert_eq!(missing_options(&root.mount_opts, &["rw", "nosuid"]), ["rw", "nosuid"]);
+        assert_eq!(find_mount(MOUNTINFO, "/mnt/with space").unwrap().fstype, "tmpfs");
+        assert_eq!(find_mount(MOUNTINFO, "/nope"), None);
+        for bad in ["", "1 2 3", "1 2 3:4 / /x rw a b c d", "1 2 3:4 / /x rw - ext4"] {
+            assert_eq!(parse_mountinfo_line(bad), None, "{bad:?}");
+        }
+        assert_eq!(unescape_octal("a\\134b\\011c\\"), "a\\b\tc\\");
+        assert_eq!(unescape_octal("\\12x"), "\\12x");
+    }
+
+    #[test]
+    fn stat_parsing() {
+        let st = parse_stat("1234 (sleep) Z 1 1234 1234 0 -1 4194560 ...").unwrap();
+        assert_eq!(st, ProcStat { pid: 1234, comm: "sleep".into(), state: 'Z', ppid: 1 });
+        let st = parse_stat("77 (we (ird) ) S 12 77 77 0\n").unwrap();
+        assert_eq!((st.comm.as_str(), st.state, st.ppid), ("we (ird) ", 'S', 12));
+        let st = parse_stat("5 () R 0 0").unwrap();
+        assert_eq!((st.comm.as_str(), st.ppid), ("", 0));
+        for bad in ["", "12", "12 (x", "12 (x) ", "12 (x) SS 1", "12 (x) S", "12 (x) S y", "x (y) S 1", ")( S 1"] {
+            assert_eq!(parse_stat(bad), None, "{bad:?}");
+        }
+        // This process's own stat parses.
+        let me = fs::read_to_string("/proc/self/stat").unwrap();
+        let st = parse_stat(&me).unwrap();
+        assert_eq!(st.pid, std::process::id() as i64);
+        assert!(st.state == 'R' || st.state == 'S');
+    }
+
+    #[test]
+    fn pid_message_and_format() {
+        let mut buf = [0u8; 24];
+        let n = format_pid(4321, &mut buf);
+        assert_eq!(&buf[..n], b"4321\n");
+        assert_eq!(parse_pid_message(&buf[..n]), Some(4321));
+        let n = format_pid(0, &mut buf);
+        assert_eq!(&buf[..n], b"0\n");
+        let n = format_pid(libc::pid_t::MAX, &mut buf);
+        assert_eq!(parse_pid_message(&buf[..n]), Some(libc::pid_t::MAX as i64));
+        assert_eq!(parse_pid_message(b""), None);
+        assert_eq!(parse_pid_message(b"1\n"), None);
+        assert_eq!(parse_pid_message(b"12x"), None);
+    }
+
+    #[test]
+    fn pid1_rule() {
+        assert!(pid1_ok(Some("berth"), Some("/sbin/berth")));
+        assert!(!pid1_ok(Some("berth"), Some("/sbin/berthx")));
+        assert!(!pid1_ok(Some("berth"), Some("/sbin/berth (deleted)")));
+        assert!(!pid1_ok(Some("init"), Some("/sbin/berth")));
+        assert!(!pid1_ok(None, Some("/berth")));
+        assert!(!pid1_ok(Some("berth"), None));
+    }
+
+    #[test]
+    fn check_lines_parse_back() {
+        let line = check_line("rootfs-ro", false, "open=created mkdir=\"EEXIST\"\n");
+        assert_eq!(
+            parse_agent_line(&line),
+            Some(AgentLine::Check { name: "rootfs-ro".into(), passed: false, detail: "open=created mkdir=\"EEXIST\"\n".into() })
+        );
+        assert!(check_line("pid1", true, "x").starts_with("AGENT check=pid1 result=pass detail=\"x\""));
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_desc(&io::Error::from_raw_os_error(libc::EROFS)), "EROFS");
+        assert_eq!(errno_desc(&io::Error::from_raw_os_error(9999)), "errno 9999");
+        assert_eq!(errno_desc(&io::Error::other("boom")), "boom");
+    }
+}

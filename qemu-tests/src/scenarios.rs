@@ -1,0 +1,189 @@
+//! The QEMU scenarios: each boots a fresh machine (new data partition) and
+//! checks berth's event lines and the guest agent's report lines.
+//!
+//! Scenarios do not know how artifacts are built: xtask hands them a
+//! [`Launch`] per architecture.
+
+use crate::event::Event;
+use crate::machine::Machine;
+use crate::scenario::{case, Case};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One boot to make.
+#[derive(Debug, Clone)]
+pub struct BootSpec {
+    /// Scenario name, for file names and messages.
+    pub name: String,
+    /// The agent's mode (`berth.test=`): poweroff, reboot-once, none...
+    pub mode: String,
+    /// Keep QEMU running across a guest reboot.
+    pub allow_reboot: bool,
+    /// Boot the initramfs whose board config names a module that does not exist.
+    pub missing_module: bool,
+}
+
+/// Boots machines of one architecture.
+pub trait Launch: Send + Sync {
+    fn arch(&self) -> &str;
+    /// The module name the missing-module variant asks for.
+    fn missing_module(&self) -> &str;
+    fn boot(&self, spec: &BootSpec) -> Result<Machine, String>;
+}
+
+/// Time limits, scaled for the slowest emulated board.
+struct Limits {
+    boot: Duration,
+    step: Duration,
+    halt: Duration,
+}
+
+fn limits(arch: &str) -> Limits {
+    let k = if arch == "armv7" { 2 } else { 1 };
+    Limits { boot: Duration::from_secs(90 * k), step: Duration::from_secs(30 * k), halt: Duration::from_secs(30 * k) }
+}
+
+/// Every scenario for one architecture, named `<arch>/<scenario>`.
+pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
+    type Check = fn(&dyn Launch) -> Result<(), String>;
+    let arch = l.arch().to_string();
+    let table: [(&str, Check); 3] =
+        [("boot", boot_checks_poweroff), ("reboot", reboot_then_poweroff), ("missing-module", missing_module)];
+    table
+        .into_iter()
+        .map(|(name, f)| {
+            let l = Arc::clone(&l);
+            case(format!("{arch}/{name}"), move || f(l.as_ref()))
+        })
+        .collect()
+}
+
+fn spec(name: &str, mode: &str) -> BootSpec {
+    BootSpec { name: name.into(), mode: mode.into(), allow_reboot: false, missing_module: false }
+}
+
+fn field_is(e: &Event, key: &str, want: &str) -> Result<(), String> {
+    match e.get(key) {
+        Some(v) if v == want => Ok(()),
+        other => Err(format!("event {} has {key}={other:?}, want {want}", e.name)),
+    }
+}
+
+/// The boot sequence up to `boot.ready`, checking each stage in order.
+fn expect_boot(m: &mut Machine, lim: &Limits) -> Result<(), String> {
+    let start = m.expect_event_where("boot.start", |e| e.get("stage") == Some("initramfs"), lim.boot)?;
+    field_is(&start, "pid", "1")?;
+    for stage in ["early-mounts", "modules", "system-root", "switch-root"] {
+        m.expect_event_where("boot.stage", |e| e.get("stage") == Some(stage), lim.step)?;
+    }
+    let sys = m.expect_event_where("boot.start", |e| e.get("stage") == Some("system"), lim.step)?;
+    field_is(&sys, "pid", "1")?;
+    let data = m.expect_event_where("mount", |e| e.get("target") == Some("/data"), lim.step)?;
+    field_is(&data, "result", "ok")?;
+    let flags = data.get("flags").unwrap_or("");
+    for f in ["nosuid", "nodev", "noexec"] {
+        if !flags.split(',').any(|x| x == f) {
+            return Err(format!("data partition mounted with flags {flags}, missing {f}"));
+        }
+    }
+    field_is(&m.expect_event("hostname", lim.step)?, "result", "ok")?;
+    field_is(&m.expect_event("net.up", lim.step)?, "result", "ok")?;
+    field_is(&m.expect_event("boot.ready", lim.step)?, "data", "ok")?;
+    Ok(())
+}
+
+/// The agent's report for one check must say pass.
+fn agent_pass(m: &mut Machine, check: &str, lim: &Limits) -> Result<(), String> {
+    let line = m.expect_line(&format!("AGENT check={check} "), lim.step)?;
+    if line.contains("result=pass") {
+        Ok(())
+    } else {
+        Err(format!("agent check {check} failed: {line}"))
+    }
+}
+
+/// A clean power-off: berth's shutdown events, then QEMU ends by itself.
+fn expect_poweroff(m: &mut Machine, signal: &str, lim: &Limits) -> Result<(), String> {
+    let b = m.expect_event("shutdown.begin", lim.step)?;
+    field_is(&b, "action", "poweroff")?;
+    field_is(&b, "signal", signal)?;
+    field_is(&m.expect_event_where("shutdown.umount", |e| e.get("target") == Some("/data"), lim.halt)?, "result", "ok")?;
+    field_is(&m.expect_event("shutdown.halt", lim.halt)?, "action", "poweroff")?;
+    let st = m.wait_exit(lim.halt)?;
+    if !st.success() {
+        return Err(format!("QEMU ended with {st} after the power-off"));
+    }
+    Ok(())
+}
+
+fn no_errors(m: &Machine, allowed: &[&str]) -> Result<(), String> {
+    let bad: Vec<String> = m
+        .events()
+        .into_iter()
+        .filter(|e| e.get("result") == Some("error") || e.name == "boot.failed")
+        .filter(|e| !allowed.iter().any(|a| e.get("name") == Some(a)))
+        .map(|e| format!("{} {:?}", e.name, e.fields))
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unexpected error events: {bad:?}"))
+    }
+}
+
+/// One boot: PID 1, every stage, read-only root, data flags, orphan reaping,
+/// then SIGTERM powers the machine off cleanly.
+fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&spec("boot", "poweroff"))?;
+    expect_boot(&mut m, &lim)?;
+    let ready = m.cursor();
+    for check in ["pid1", "rootfs-ro", "data-mount", "orphan-reaped"] {
+        agent_pass(&mut m, check, &lim)?;
+    }
+    // berth itself reaped the re-parented grandchild.
+    let after = m.cursor();
+    m.set_cursor(ready);
+    m.expect_event_where("reap", |e| e.get("name") == Some("orphan"), lim.step)?;
+    m.set_cursor(after.max(m.cursor()));
+    m.expect_line("AGENT done", lim.step)?;
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
+    no_errors(&m, &[])
+}
+
+/// SIGINT reboots: the harness sees the second boot, which then powers off.
+fn reboot_then_poweroff(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { allow_reboot: true, ..spec("reboot", "reboot-once") })?;
+    expect_boot(&mut m, &lim)?;
+    m.expect_line("AGENT action=reboot", lim.step)?;
+    let b = m.expect_event("shutdown.begin", lim.step)?;
+    field_is(&b, "action", "reboot")?;
+    field_is(&b, "signal", "SIGINT")?;
+    field_is(&m.expect_event("shutdown.halt", lim.halt)?, "action", "reboot")?;
+    // The second boot finds the agent's marker on the data partition.
+    expect_boot(&mut m, &lim)?;
+    m.expect_line("AGENT action=poweroff", lim.step)?;
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
+    let starts = m.events().iter().filter(|e| e.name == "boot.start" && e.get("stage") == Some("initramfs")).count();
+    if starts != 2 {
+        return Err(format!("saw {starts} boots, want 2"));
+    }
+    no_errors(&m, &[])
+}
+
+/// A board naming a module the kernel lacks: logged at boot, boot goes on.
+fn missing_module(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let missing = l.missing_module().to_string();
+    let mut m = l.boot(&BootSpec { missing_module: true, ..spec("missing-module", "poweroff") })?;
+    let e = m.expect_event_where("module.load", |e| e.get("name") == Some(missing.as_str()), lim.boot)?;
+    field_is(&e, "result", "error")?;
+    if !e.get("error").unwrap_or("").starts_with("ENOENT") {
+        return Err(format!("missing module error is {:?}, want ENOENT", e.get("error")));
+    }
+    m.expect_event("boot.ready", lim.boot)?;
+    m.expect_line("AGENT done", lim.step)?;
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
+    no_errors(&m, &[&missing])
+}

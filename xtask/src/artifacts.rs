@@ -1,0 +1,221 @@
+//! Everything a QEMU boot needs, built into `target/berth/<board>/`: the
+//! static berth binary, the compiled board config, the initramfs, the
+//! read-only system image, a data partition template and the guest kernel.
+
+use crate::cpio::Cpio;
+use crate::kernel::{self, Kernel};
+use crate::{run_cmd, say};
+use berth::board::{Arch, Board};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Size of a fresh data partition.
+const DATA_MIB: u64 = 64;
+/// Where the guest test agent lives on the test system image.
+pub const AGENT_PATH: &str = "/usr/lib/berth/test-agent";
+
+/// Built outputs for one board.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    pub board: Board,
+    pub dir: PathBuf,
+    pub kernel: Kernel,
+    pub berth: PathBuf,
+    pub initramfs: PathBuf,
+    pub system: PathBuf,
+    /// The system image with the test agent added.
+    pub system_test: PathBuf,
+    pub data_template: PathBuf,
+}
+
+/// Read and validate a board config file; errors name the file and the field.
+pub fn load_board(path: &Path) -> Result<Board, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let board = Board::from_toml(&text).map_err(|e| format!("board config {}: {e}", path.display()))?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if board.name.as_str() != stem {
+        return Err(format!("board config {}: field `name`: `{}` must match the file name `{stem}`", path.display(), board.name));
+    }
+    Ok(board)
+}
+
+/// The default board of an architecture.
+pub fn board_path(root: &Path, arch: Arch) -> PathBuf {
+    let name = match arch {
+        Arch::Aarch64 => "qemu-aarch64-virt",
+        Arch::Armv7 => "qemu-armv7-virt",
+        Arch::X86_64 => "qemu-x86_64",
+    };
+    root.join("board-configs").join(format!("{name}.toml"))
+}
+
+/// Cross-build a static release binary of a package for an architecture.
+pub fn cross_build(root: &Path, arch: Arch, package: &str, bin: &str) -> Result<PathBuf, String> {
+    say(&format!("building {bin} for {}", arch.rust_target()));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_cmd(
+        Command::new(cargo)
+            .current_dir(root)
+            .args(["build", "--quiet", "--release", "--package", package, "--bin", bin, "--target", arch.rust_target()]),
+    )?;
+    let out = root.join("target").join(arch.rust_target()).join("release").join(bin);
+    if !out.is_file() {
+        return Err(format!("{} was not produced", out.display()));
+    }
+    Ok(out)
+}
+
+/// Build everything for a board. `extra_modules` is appended to the board's
+/// module list (tests use it for a module that does not exist).
+pub fn build(root: &Path, board_file: &Path, extra_modules: &[&str], variant: &str) -> Result<Artifacts, String> {
+    let mut board = load_board(board_file)?;
+    let arch = board.arch;
+    let kernel = kernel::ensure_kernel(root, arch.debian(), &board.kernel.flavour)?;
+    say(&format!("{}: guest kernel {} from {}", board.name, kernel.version, kernel.package));
+    let berth = cross_build(root, arch, "berth", "berth")?;
+    let agent = cross_build(root, arch, "qemu-tests", "berth-test-agent")?;
+
+    let dir = root.join("target").join("berth").join(format!("{}{variant}", board.name));
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+
+    // Resolve the module list, then record it in load order in the compiled config.
+    let mut wanted: Vec<String> = board.modules.iter().map(|m| m.to_string()).collect();
+    wanted.extend(extra_modules.iter().map(|m| m.to_string()));
+    let modules = kernel::resolve_modules(&kernel, &wanted)?;
+    board.modules.clear();
+    for m in modules.iter().filter(|m| !m.builtin) {
+        let mut name = berth::board::Name::new();
+        name.push_str(&m.name).map_err(|_| format!("module name {} too long", m.name))?;
+        board.modules.push(name).map_err(|_| format!("more than {} modules after resolving dependencies", berth::board::MODULES_MAX))?;
+    }
+    board.validate().map_err(|e| format!("board {} after module resolution: {e}", board.name))?;
+    let board_bin = board.to_postcard().map_err(|e| e.to_string())?;
+    let berth_bytes = fs::read(&berth).map_err(|e| format!("{}: {e}", berth.display()))?;
+
+    // Initramfs: berth as /init, the board config, the modules, the first device nodes.
+    let mut cpio = Cpio::new();
+    for d in ["dev", "proc", "sys", "run", "sysroot", "etc", "etc/berth", "lib", "lib/modules", "sbin"] {
+        cpio.add_dir(d, 0o755);
+    }
+    cpio.add_char_dev("dev/console", 0o600, 5, 1);
+    cpio.add_char_dev("dev/kmsg", 0o644, 1, 11);
+    cpio.add_char_dev("dev/null", 0o666, 1, 3);
+    cpio.add_file("sbin/berth", 0o755, &berth_bytes);
+    cpio.add_symlink("init", "sbin/berth");
+    cpio.add_file("etc/berth/board.bin", 0o644, &board_bin);
+    for m in &modules {
+        if let Some(file) = &m.file {
+            let data = fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let ext = if file.extension().is_some_and(|e| e == "xz") { "ko.xz" } else { "ko" };
+            cpio.add_file(&format!("lib/modules/{}.{ext}", m.name), 0o644, &data);
+        }
+    }
+    let initramfs = dir.join("initramfs.cpio");
+    write(&initramfs, &cpio.finish())?;
+
+    // System images: a staging tree, squashed twice (with and without the agent).
+    let system = dir.join("system.img");
+    let system_test = dir.join("system-test.img");
+    let stage = dir.join("system-root");
+    let _ = fs::remove_dir_all(&stage);
+    for d in ["dev", "proc", "sys", "run", "data", "tmp", "sbin", "etc/berth/keys", "usr/lib/berth"] {
+        fs::create_dir_all(stage.join(d)).map_err(|e| format!("{}: {e}", stage.display()))?;
+    }
+    copy_exec(&berth, &stage.join("sbin/berth"))?;
+    write(&stage.join("etc/berth/board.bin"), &board_bin)?;
+    squash(&stage, &system)?;
+    copy_exec(&agent, &stage.join(AGENT_PATH.trim_start_matches('/')))?;
+    squash(&stage, &system_test)?;
+
+    let data_template = dir.join("data-template.img");
+    if !data_template.is_file() {
+        make_data(&data_template)?;
+    }
+    Ok(Artifacts { board, dir, kernel, berth, initramfs, system, system_test, data_template })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn copy_exec(from: &Path, to: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::copy(from, to).map_err(|e| format!("copy {} -> {}: {e}", from.display(), to.display()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755)).map_err(|e| format!("{}: {e}", to.display()))
+}
+
+/// squashfs: mature, in every vendor kernel, compressed; owned by root, no timestamps.
+fn squash(dir: &Path, out: &Path) -> Result<(), String> {
+    let _ = fs::remove_file(out);
+    run_cmd(Command::new("mksquashfs").arg(dir).arg(out).args([
+        "-quiet", "-no-progress", "-noappend", "-all-root", "-comp", "gzip", "-mkfs-time", "0", "-all-time", "0",
+    ]))
+}
+
+/// An empty ext4 data partition.
+fn make_data(out: &Path) -> Result<(), String> {
+    say(&format!("creating a {DATA_MIB} MiB ext4 data partition template"));
+    let f = fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    f.set_len(DATA_MIB << 20).map_err(|e| format!("{}: {e}", out.display()))?;
+    run_cmd(Command::new("mkfs.ext4").args(["-q", "-F", "-L", "data", "-E", "root_owner=0:0"]).arg(out))
+}
+
+/// A fresh copy of the data partition for one boot.
+pub fn fresh_data(a: &Artifacts, dest: &Path) -> Result<(), String> {
+    fs::copy(&a.data_template, dest).map(|_| ()).map_err(|e| format!("{}: {e}", dest.display()))
+}
+
+/// QEMU options for a boot.
+#[derive(Debug, Clone, Default)]
+pub struct BootOpts {
+    /// Interactive: console and monitor on the terminal (`-nographic`).
+    pub interactive: bool,
+    /// Let a guest reboot restart the machine instead of ending QEMU.
+    pub allow_reboot: bool,
+    /// Use the system image with the test agent and start it.
+    pub agent: bool,
+    /// Extra kernel command line.
+    pub cmdline: String,
+}
+
+/// The QEMU command line for a board's artifacts and a data image.
+pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<String>) {
+    let q = &a.board.qemu;
+    let mut args: Vec<String> = vec!["-M".into(), q.machine.to_string(), "-cpu".into(), q.cpu.to_string()];
+    args.extend(["-m".into(), q.memory_mib.to_string(), "-smp".into(), "1".into()]);
+    if opts.interactive {
+        args.push("-nographic".into());
+    } else {
+        args.extend(["-display", "none", "-monitor", "none", "-serial", "stdio"].map(String::from));
+    }
+    if !opts.allow_reboot {
+        args.push("-no-reboot".into());
+    }
+    let system = if opts.agent { &a.system_test } else { &a.system };
+    let mut cmdline = format!("console={} {}", a.board.console, a.board.kernel.cmdline);
+    if opts.agent {
+        cmdline.push_str(&format!(" berth.run={AGENT_PATH}"));
+    }
+    if !opts.cmdline.is_empty() {
+        cmdline.push(' ');
+        cmdline.push_str(&opts.cmdline);
+    }
+    args.extend(["-kernel".into(), a.kernel.image.display().to_string()]);
+    args.extend(["-initrd".into(), a.initramfs.display().to_string()]);
+    args.extend(["-append".into(), cmdline]);
+    args.extend([
+        "-drive".into(),
+        format!("if=none,id=system,format=raw,readonly=on,file={}", system.display()),
+        "-device".into(),
+        format!("{},drive=system", q.block_device),
+        "-drive".into(),
+        format!("if=none,id=data,format=raw,file={}", data.display()),
+        "-device".into(),
+        format!("{},drive=data", q.block_device),
+        "-nic".into(),
+        "none".into(),
+    ]);
+    args.extend(q.extra_args.iter().map(|s| s.to_string()));
+    (q.binary.to_string(), args)
+}
