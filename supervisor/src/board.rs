@@ -80,6 +80,15 @@ pub enum CgroupMode {
     V1,
 }
 
+impl CgroupMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            CgroupMode::V2 => "v2",
+            CgroupMode::V1 => "v1",
+        }
+    }
+}
+
 /// Filesystem of a block device berth mounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -101,7 +101,7 @@ fn read_bounded(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
 fn board_or_fail() -> Board {
     match load_board() {
         Ok(b) => {
-            Event::info("board").kv("name", &b.name).kv("arch", b.arch.name()).kv("cgroup", format_args!("{:?}", b.cgroup)).emit();
+            Event::info("board").kv("name", &b.name).kv("arch", b.arch.name()).kv("cgroup", b.cgroup.name()).emit();
             b
         }
         Err(e) => failed(&e, 5_000),
@@ -280,8 +280,10 @@ pub fn parse_run(cmdline: &str) -> Option<String> {
 }
 
 fn start_requested(pid1: &mut Pid1, path: &str) {
-    // std's spawn resets the signal mask and dispositions in the child.
-    let r = std::process::Command::new(path).env_clear().env("PATH", "/sbin:/bin").current_dir("/").spawn();
+    let mut cmd = std::process::Command::new(path);
+    cmd.env_clear().env("PATH", "/sbin:/bin").current_dir("/");
+    crate::sys::unblock_signals_in_child(&mut cmd);
+    let r = cmd.spawn();
     match r {
         Ok(child) => {
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);

@@ -47,3 +47,15 @@ pub fn interface_up(sock: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// Make a command's child start with no signal blocked: PID 1 blocks every
+/// signal it reads from its signalfd, and a mask survives fork and exec.
+pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the child between fork and exec; it only calls
+    // pthread_sigmask on a stack value, which is async-signal-safe and does
+    // not allocate.
+    unsafe {
+        cmd.pre_exec(|| nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from));
+    }
+}
