@@ -28,6 +28,9 @@ pub struct MountStep {
     pub fstype: Text,
     pub flags: MsFlags,
     pub data: Text,
+    /// The kernel may lack this filesystem or controller (EINVAL, ENODEV):
+    /// that is logged as `result=unavailable` and is not a failure.
+    pub optional: bool,
 }
 
 pub type Plan = heapless::Vec<MountStep, PLAN_MAX>;
@@ -40,7 +43,7 @@ fn text(s: &str) -> Text {
 }
 
 fn step(source: &str, target: &str, fstype: &str, flags: MsFlags, data: &str) -> MountStep {
-    MountStep { source: text(source), target: text(target), fstype: text(fstype), flags, data: text(data) }
+    MountStep { source: text(source), target: text(target), fstype: text(fstype), flags, data: text(data), optional: false }
 }
 
 const SAFE: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
@@ -101,7 +104,9 @@ pub fn cgroup_v1(controllers: &[&str]) -> Plan {
         }
         let mut target = text("/sys/fs/cgroup/");
         let _ = target.push_str(&name);
-        let _ = p.push(MountStep { source: text("cgroup"), target, fstype: text("cgroup"), flags: SAFE, data: opts });
+        // Listed in /proc/cgroups is not enough: recent kernels may build a
+        // controller for v2 only (memory without CONFIG_MEMCG_V1, say).
+        let _ = p.push(MountStep { source: text("cgroup"), target, fstype: text("cgroup"), flags: SAFE, data: opts, optional: true });
     }
     p
 }
@@ -137,6 +142,15 @@ pub fn apply(plan: &[MountStep], m: &mut impl Mounter) -> usize {
             continue;
         }
         let r = m.ensure_dir(&s.target).and_then(|()| m.mount(s));
+        if let (true, Err(e @ (Errno::EINVAL | Errno::ENODEV))) = (s.optional, r) {
+            Event::warn("mount")
+                .kv("target", &s.target)
+                .kv("fstype", &s.fstype)
+                .kv("result", "unavailable")
+                .kv("reason", errno_text(e))
+                .emit();
+            continue;
+        }
         if r.is_err() {
             failed += 1;
         }
@@ -308,6 +322,15 @@ mod tests {
             ]
         );
         assert!(p.iter().all(|s| s.flags.contains(SAFE) && s.fstype == "cgroup"));
+    }
+
+    #[test]
+    fn an_optional_step_the_kernel_lacks_is_not_a_failure() {
+        let mut r = Recorder { fail: Some("/sys/fs/cgroup/memory".into()), ..Default::default() };
+        assert_eq!(apply(&cgroup_v1(&["memory", "pids"]), &mut r), 0);
+        assert!(r.calls.iter().any(|c| c.contains(" /sys/fs/cgroup/pids ")));
+        let mut r = Recorder { fail: Some("/sys".into()), ..Default::default() };
+        assert_eq!(apply(&early(&board("v2")), &mut r), 1, "required steps still count");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::cpio::Cpio;
 use crate::kernel::{self, Kernel};
 use crate::{run_cmd, say};
-use berth::board::{Arch, Board};
+use berth::board::{Arch, Board, CgroupMode};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,22 +66,35 @@ pub fn cross_build(root: &Path, arch: Arch, package: &str, bin: &str) -> Result<
     Ok(out)
 }
 
-/// Build everything for a board. `extra_modules` is appended to the board's
-/// module list (tests use it for a module that does not exist).
-pub fn build(root: &Path, board_file: &Path, extra_modules: &[&str], variant: &str) -> Result<Artifacts, String> {
+/// A test variation of a board, built beside the board's own artifacts.
+#[derive(Debug, Clone, Default)]
+pub struct Variant {
+    /// Appended to the output directory name (`-missing-module`).
+    pub suffix: String,
+    /// Appended to the board's module list.
+    pub extra_modules: Vec<String>,
+    /// Overrides the board's cgroup mode.
+    pub cgroup: Option<CgroupMode>,
+}
+
+/// Build everything for a board, as given or varied for a test.
+pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifacts, String> {
     let mut board = load_board(board_file)?;
+    if let Some(mode) = variant.cgroup {
+        board.cgroup = mode;
+    }
     let arch = board.arch;
     let kernel = kernel::ensure_kernel(root, arch.debian(), &board.kernel.flavour)?;
     say(&format!("{}: guest kernel {} from {}", board.name, kernel.version, kernel.package));
     let berth = cross_build(root, arch, "berth", "berth")?;
     let agent = cross_build(root, arch, "qemu-tests", "berth-test-agent")?;
 
-    let dir = root.join("target").join("berth").join(format!("{}{variant}", board.name));
+    let dir = root.join("target").join("berth").join(format!("{}{}", board.name, variant.suffix));
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
     // Resolve the module list, then record it in load order in the compiled config.
     let mut wanted: Vec<String> = board.modules.iter().map(|m| m.to_string()).collect();
-    wanted.extend(extra_modules.iter().map(|m| m.to_string()));
+    wanted.extend(variant.extra_modules.iter().cloned());
     let modules = kernel::resolve_modules(&kernel, &wanted)?;
     board.modules.clear();
     for m in modules.iter().filter(|m| !m.builtin) {

@@ -5,8 +5,8 @@ mod cpio;
 mod kernel;
 mod tools;
 
-use artifacts::{Artifacts, BootOpts};
-use berth::board::Arch;
+use artifacts::{Artifacts, BootOpts, Variant};
+use berth::board::{Arch, CgroupMode};
 use qemu_tests::machine::Machine;
 use qemu_tests::scenarios::{BootSpec, Launch};
 use std::path::{Path, PathBuf};
@@ -119,7 +119,7 @@ fn build(root: &Path, a: &Args) -> Result<(), String> {
     let arches = arches_or_all(a);
     tools::ensure_host_tools(root, &targets(&arches), false)?;
     for arch in arches {
-        let art = artifacts::build(root, &artifacts::board_path(root, arch), &[], "")?;
+        let art = artifacts::build(root, &artifacts::board_path(root, arch), &Variant::default())?;
         report_binary(&art)?;
     }
     Ok(())
@@ -147,7 +147,7 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     };
     let arch = artifacts::load_board(&board)?.arch;
     tools::ensure_host_tools(root, &targets(&[arch]), true)?;
-    let art = artifacts::build(root, &board, &[], "")?;
+    let art = artifacts::build(root, &board, &Variant::default())?;
     let data = art.dir.join("data.img");
     if !data.is_file() {
         artifacts::fresh_data(&art, &data)?;
@@ -163,11 +163,20 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     }
 }
 
-/// Boots for the scenarios of one architecture.
+/// Boots for the scenarios of one architecture: the board as shipped and its
+/// test variants, keyed by `BootSpec::variant`.
 struct Launcher {
-    standard: Artifacts,
-    missing_module: Artifacts,
+    builds: Vec<(&'static str, Artifacts)>,
     counter: AtomicU32,
+}
+
+/// The test variants of every board.
+fn variants() -> Vec<(&'static str, Variant)> {
+    vec![
+        ("", Variant::default()),
+        ("missing-module", Variant { suffix: "-missing-module".into(), extra_modules: vec![NO_SUCH_MODULE.into()], cgroup: None }),
+        ("cgroup-v1", Variant { suffix: "-cgroup-v1".into(), extra_modules: vec![], cgroup: Some(CgroupMode::V1) }),
+    ]
 }
 
 /// The module name the missing-module scenario asks for.
@@ -175,7 +184,7 @@ const NO_SUCH_MODULE: &str = "berth_no_such_module";
 
 impl Launch for Launcher {
     fn arch(&self) -> &str {
-        self.standard.board.arch.name()
+        self.builds.first().map(|(_, a)| a.board.arch.name()).unwrap_or("?")
     }
 
     fn missing_module(&self) -> &str {
@@ -183,7 +192,11 @@ impl Launch for Launcher {
     }
 
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String> {
-        let art = if spec.missing_module { &self.missing_module } else { &self.standard };
+        let (_, art) = self
+            .builds
+            .iter()
+            .find(|(v, _)| *v == spec.variant)
+            .ok_or_else(|| format!("no build for variant `{}`", spec.variant))?;
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let runs = art.dir.join("runs");
         std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
@@ -216,11 +229,11 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
     let mut cases = Vec::new();
     for arch in arches {
         let board = artifacts::board_path(root, arch);
-        let launcher = Launcher {
-            standard: artifacts::build(root, &board, &[], "")?,
-            missing_module: artifacts::build(root, &board, &[NO_SUCH_MODULE], "-missing-module")?,
-            counter: AtomicU32::new(0),
-        };
+        let mut builds = Vec::new();
+        for (name, v) in variants() {
+            builds.push((name, artifacts::build(root, &board, &v)?));
+        }
+        let launcher = Launcher { builds, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);
         for (name, case) in qemu_tests::scenarios::all(launcher) {
             if name.contains(&filter) {
