@@ -182,14 +182,20 @@ impl Event {
             let _ = self.line.buf.push_str(" trunc=1");
         }
         let _ = self.line.buf.push('\n');
-        write_console(self.line.buf.as_bytes());
+        write_console(&self.line.buf);
         write_kmsg(self.level, self.line.buf.as_bytes());
     }
 }
 
-fn write_console(bytes: &[u8]) {
-    let _ = std::io::stdout().lock().write_all(bytes);
-    let _ = std::io::stdout().lock().flush();
+fn write_console(line: &str) {
+    if cfg!(test) {
+        // Through print! so the test harness captures it.
+        print!("{line}");
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
 }
 
 fn write_kmsg(level: Level, bytes: &[u8]) {

@@ -138,6 +138,23 @@ fn report_binary(a: &Artifacts) -> Result<(), String> {
     Ok(())
 }
 
+/// `file` must call the binary statically linked, stripped, for the right machine.
+fn static_binary(path: &Path, arch: Arch) -> Result<(), String> {
+    let out = Command::new("file").arg("-b").arg(path).output().map_err(|e| format!("file: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let machine = match arch {
+        Arch::Aarch64 => "ARM aarch64",
+        Arch::Armv7 => "32-bit LSB executable, ARM, EABI5",
+        Arch::X86_64 => "x86-64",
+    };
+    for want in ["statically linked", "stripped", machine] {
+        if !text.contains(want) || text.contains("not stripped") {
+            return Err(format!("{}: `file` says {text:?}, expected it to mention {want:?}", path.display()));
+        }
+    }
+    Ok(())
+}
+
 fn run(root: &Path, a: &Args) -> Result<(), String> {
     let board = match (&a.board, a.arches.as_slice()) {
         (Some(b), _) => b.clone(),
@@ -232,6 +249,10 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
         let mut builds = Vec::new();
         for (name, v) in variants() {
             builds.push((name, artifacts::build(root, &board, &v)?));
+        }
+        if let Some((_, a)) = builds.first() {
+            let (path, arch) = (a.berth.clone(), a.board.arch);
+            cases.push(qemu_tests::scenario::case(format!("{}/static-binary", arch.name()), move || static_binary(&path, arch)));
         }
         let launcher = Launcher { builds, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);

@@ -188,20 +188,12 @@ fn check_data_mount() -> (bool, String) {
 
 /// Create, write and fsync a file, then remove it.
 fn write_probe(path: &str) -> Result<(), String> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(path)
-        .map_err(|e| format!("open:{}", errno_desc(&e)))?;
-    f.write_all(b"berth-test-agent\n").map_err(|e| format!("write:{}", errno_desc(&e)))?;
-    f.sync_all().map_err(|e| format!("fsync:{}", errno_desc(&e)))?;
-    drop(f);
+    write_synced(path, b"berth-test-agent\n")?;
     fs::remove_file(path).map_err(|e| format!("unlink:{}", errno_desc(&e)))
 }
 
-fn create_marker(path: &str) -> Result<(), String> {
+/// Create (or truncate) a file with `bytes` and fsync it.
+fn write_synced(path: &str, bytes: &[u8]) -> Result<(), String> {
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -209,8 +201,12 @@ fn create_marker(path: &str) -> Result<(), String> {
         .mode(0o644)
         .open(path)
         .map_err(|e| format!("open: {}", errno_desc(&e)))?;
-    f.write_all(b"rebooted once by berth-test-agent\n").map_err(|e| format!("write: {}", errno_desc(&e)))?;
-    f.sync_all().map_err(|e| format!("fsync: {}", errno_desc(&e)))?;
+    f.write_all(bytes).map_err(|e| format!("write: {}", errno_desc(&e)))?;
+    f.sync_all().map_err(|e| format!("fsync: {}", errno_desc(&e)))
+}
+
+fn create_marker(path: &str) -> Result<(), String> {
+    write_synced(path, b"rebooted once by berth-test-agent\n")?;
     let dir = File::open(DATA).map_err(|e| format!("open {DATA}: {}", errno_desc(&e)))?;
     dir.sync_all().map_err(|e| format!("fsync {DATA}: {}", errno_desc(&e)))
 }
