@@ -43,6 +43,8 @@ fn stage(name: &str) {
 /// Entry point when running as PID 1.
 pub fn pid1() -> ! {
     let kmsg = crate::log::open_kmsg();
+    // f_type's width differs between the C libraries of the three targets.
+    #[allow(clippy::unnecessary_cast)]
     let in_initramfs = matches!(
         nix::sys::statfs::statfs("/").map(|s| s.filesystem_type().0 as i64),
         Ok(RAMFS_MAGIC) | Ok(TMPFS_MAGIC)
@@ -71,19 +73,9 @@ fn failed(reason: &str, grace_ms: u32) -> ! {
     Pid1::new(Duration::from_millis(grace_ms.into()), false).run()
 }
 
-fn load_board() -> Result<Board, heapless::String<256>> {
-    let mut msg = heapless::String::new();
-    let bytes = match read_bounded(BOARD_PATH, BOARD_MAX) {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = core::fmt::write(&mut msg, format_args!("{BOARD_PATH}: {e}"));
-            return Err(msg);
-        }
-    };
-    Board::from_postcard(&bytes).map_err(|e| {
-        let _ = core::fmt::write(&mut msg, format_args!("{BOARD_PATH}: {e}"));
-        msg
-    })
+fn load_board() -> Result<Board, String> {
+    let bytes = read_bounded(BOARD_PATH, BOARD_MAX).map_err(|e| format!("{BOARD_PATH}: {e}"))?;
+    Board::from_postcard(&bytes).map_err(|e| format!("{BOARD_PATH}: {e}"))
 }
 
 fn read_bounded(path: &str, max: usize) -> std::io::Result<Vec<u8>> {

@@ -6,6 +6,8 @@
 
 pub mod board;
 pub mod boot;
+pub mod manifest;
+pub mod release;
 pub mod log;
 pub mod modules;
 pub mod mount;

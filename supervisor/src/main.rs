@@ -10,7 +10,9 @@ fn main() -> ExitCode {
     cli(&args)
 }
 
-const USAGE: &str = "usage: berth --version | berth check-board FILE.toml (host build)
+const USAGE: &str = "usage: berth --version
+       berth check-board FILE.toml                                          (host build)
+       berth verify --keys DIR RELEASE [--board NAME] [--stored-version N]  (host build)
 berth runs as PID 1; started otherwise it only offers these checks.";
 
 fn cli(args: &[String]) -> ExitCode {
@@ -21,6 +23,8 @@ fn cli(args: &[String]) -> ExitCode {
         }
         #[cfg(feature = "host")]
         Some("check-board") => check_board(args.get(1..).unwrap_or_default()),
+        #[cfg(feature = "host")]
+        Some("verify") => verify(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
@@ -51,4 +55,86 @@ fn check_board(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Check a signed release exactly as the device does and print it, or print
+/// the error the device would log.
+#[cfg(feature = "host")]
+fn verify(args: &[String]) -> ExitCode {
+    use berth::release;
+    let (mut keys_dir, mut file, mut board, mut stored) = (None, None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--keys" => keys_dir = it.next(),
+            "--board" => board = it.next(),
+            "--stored-version" => match it.next().map(|v| v.parse::<u64>()) {
+                Some(Ok(v)) => stored = Some(v),
+                _ => {
+                    eprintln!("berth: --stored-version needs a number");
+                    return ExitCode::from(2);
+                }
+            },
+            _ if file.is_none() && !a.starts_with("--") => file = Some(a),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let (Some(keys_dir), Some(file)) = (keys_dir, file) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let keys = match release::TrustedKeys::load_dir(std::path::Path::new(keys_dir)) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("berth: keys: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bytes = match read_bounded(file, release::OBJECT_MAX) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("berth: {file}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Without --board, accept the release's own board (after the signature).
+    let result = match board {
+        Some(b) => release::decode_release(&bytes, &keys, b, stored),
+        None => release::open(&bytes, &keys)
+            .and_then(|(_, payload)| release::decode_payload(payload))
+            .and_then(|r| release::decode_release(&bytes, &keys, &r.board, stored)),
+    };
+    match result {
+        Ok(v) => {
+            let r = &v.release;
+            println!("release {file}: ok");
+            println!("version {}", r.version);
+            println!("board {}", r.board);
+            println!("key {}", v.key_id);
+            if let Some(d) = r.downgrade {
+                println!("downgrade-from {}..={}", d.from_min, d.from_max);
+            }
+            for c in &r.containers {
+                let size = r.image(&c.image).map(|i| i.size).unwrap_or(0);
+                println!("container {} {} image {} size {}", c.name, c.version, c.image, size);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth: {file}: release refused: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Read at most `max + 1` bytes, so an oversized file is seen as such.
+#[cfg(feature = "host")]
+fn read_bounded(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?.take(max as u64 + 1).read_to_end(&mut buf)?;
+    Ok(buf)
 }

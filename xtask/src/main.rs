@@ -2,8 +2,10 @@
 
 mod artifacts;
 mod cpio;
+mod image;
 mod kernel;
 mod tools;
+mod verity;
 
 use artifacts::{Artifacts, BootOpts, Variant};
 use berth::board::{Arch, CgroupMode};
@@ -18,6 +20,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   run [--arch A] [--board FILE] boot the demo system under QEMU (default aarch64)
   test [--arch A]... [FILTER]   host unit tests, then the QEMU scenarios
   check-board FILE...           validate board config files
+  image PATH --out FILE         build a container image (squashfs + dm-verity tree) from a
+                                directory, or from a single static binary
+  inspect IMAGE [--salt HEX]    verify an image's hash tree and print its hash, root and size
 architectures: aarch64, armv7, x86_64";
 
 pub fn say(msg: &str) {
@@ -42,11 +47,13 @@ fn workspace_root() -> PathBuf {
 struct Args {
     arches: Vec<Arch>,
     board: Option<PathBuf>,
+    out: Option<PathBuf>,
+    salt: Option<String>,
     rest: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
-    let mut a = Args { arches: Vec::new(), board: None, rest: Vec::new() };
+    let mut a = Args { arches: Vec::new(), board: None, out: None, salt: None, rest: Vec::new() };
     let mut it = args.iter();
     while let Some(x) = it.next() {
         match x.as_str() {
@@ -55,6 +62,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 a.arches.push(Arch::parse(v).ok_or_else(|| format!("unknown architecture `{v}` (aarch64, armv7, x86_64)"))?);
             }
             "--board" => a.board = Some(PathBuf::from(it.next().ok_or("--board needs a file")?)),
+            "--out" => a.out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
+            "--salt" => a.salt = Some(it.next().ok_or("--salt needs 64 hex digits")?.clone()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             s => a.rest.push(s.to_string()),
         }
@@ -81,6 +90,8 @@ fn main() -> ExitCode {
         "run" => run(&root, &args),
         "test" => test(&root, &args),
         "check-board" => check_boards(&args.rest),
+        "image" => make_image(&args),
+        "inspect" => inspect_image(&args),
         _ => Err(format!("unknown command `{cmd}`\n{USAGE}")),
     };
     match r {
@@ -113,6 +124,50 @@ fn check_boards(files: &[String]) -> Result<(), String> {
         println!("{f}: board {} ({}) ok", b.name, b.arch.name());
     }
     Ok(())
+}
+
+fn print_image(img: &image::Image) {
+    println!("image:       {}", img.path.display());
+    println!("size:        {} bytes", img.size);
+    println!("sha256:      {}", verity::hex(&img.sha256));
+    println!("verity root: {}", verity::hex(&img.verity.root));
+    println!("verity salt: {}", verity::hex(&img.verity.salt));
+    println!("data blocks: {} (hash tree at byte {})", img.verity.data_blocks, img.verity.hash_offset);
+    println!("dm table:    {}", verity::table_line(&img.verity, "<image>", "<image>"));
+}
+
+fn make_image(a: &Args) -> Result<(), String> {
+    let ([src], Some(out)) = (a.rest.as_slice(), &a.out) else {
+        return Err("usage: cargo xtask image PATH --out FILE".into());
+    };
+    let src = Path::new(src);
+    let img = if src.is_dir() { image::from_dir(src, out)? } else { image::from_binary(src, out)? };
+    print_image(&img);
+    Ok(())
+}
+
+fn inspect_image(a: &Args) -> Result<(), String> {
+    let [path] = a.rest.as_slice() else {
+        return Err("usage: cargo xtask inspect IMAGE [--salt HEX]".into());
+    };
+    let img = match &a.salt {
+        None => image::inspect(Path::new(path))?,
+        Some(hex) => image::inspect_with_salt(Path::new(path), parse_hex32(hex)?)?,
+    };
+    print_image(&img);
+    Ok(())
+}
+
+fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
+    let bad = || format!("`{s}` is not 64 hex digits");
+    if s.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
 }
 
 fn build(root: &Path, a: &Args) -> Result<(), String> {
@@ -171,7 +226,7 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     }
     let (prog, args) = artifacts::qemu_args(&art, &data, &BootOpts { interactive: true, allow_reboot: true, ..Default::default() });
     println!("xtask: booting {} under QEMU ({}); the data partition persists in {}", art.board.name, prog, data.display());
-    println!("xtask: to quit: press Ctrl-A then X (QEMU), or send SIGTERM to berth for a clean power-off");
+    println!("xtask: to quit: press Ctrl-A then X (QEMU's escape); Ctrl-A then C opens QEMU's monitor");
     let status = Command::new(&prog).args(&args).status().map_err(|e| format!("{prog}: {e}"))?;
     if status.success() {
         Ok(())

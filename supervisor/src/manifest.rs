@@ -1,0 +1,988 @@
+//! Container manifests: what one container is and what it may do.
+//!
+//! A manifest is written by people as TOML (`manifests/<name>.toml`), checked on
+//! the host, and carried inside a signed release in postcard form (see
+//! [`crate::release`]), so PID 1 never parses TOML. Both forms decode into the
+//! same fixed-capacity types; the limits below are the documented maxima.
+//!
+//! Every field is parsed and validated now. A field whose enforcement is not
+//! built yet is rejected with a "not supported yet" error when a manifest sets
+//! it, never silently ignored. The one place that says which fields are gated
+//! is [`GATED`]; a later issue that enforces a field removes it from there.
+//!
+//! | field | validated | enforced by |
+//! |---|---|---|
+//! | `name` | `[a-z0-9-]`, 1..=32, no leading/trailing `-`, unique in a release | this issue (release identity) |
+//! | `version` | 1..=32 of `[A-Za-z0-9.+_-]` | this issue (reported) |
+//! | `image` | `sha256:<64 hex>`, present in the release's image list | this issue (release image list) |
+//! | `entry.argv` | 1..=16 args of <= 128 bytes, no NUL, `argv[0]` absolute | the containers issue (exec) |
+//! | `entry.env` | <= 16 `KEY=value` of <= 128 bytes, keys unique | the containers issue (exec) |
+//! | `entry.workdir` | absolute, no `..`, default `/` | the containers issue (exec) |
+//! | `network = "none"` | (the default) | the containers issue (own netns, loopback only) |
+//! | `after` | known names, no self, no duplicates, no cycle (the cycle is named) | this issue computes the start order; waiting is the supervision issue |
+//! | `entry.uid`, `entry.gid` | < 65536 | **gated**: the confinement issue (user namespace) |
+//! | `restart` | `never`, `on-failure`, `always` | **gated**: the supervision issue |
+//! | `readiness` | absolute `file`, `timeout_ms` 100..=600000 | **gated**: the supervision issue |
+//! | `resources` | `memory_max` 1 MiB..=1 TiB, `cpu_weight` 1..=10000, `pids_max` 1..=4194304 | **gated**: the cgroups issue |
+//! | `mounts` | absolute unique targets; exactly one of `tmpfs_size` (4 KiB..=4 GiB) or `volume` (a name) | **gated**: the confinement issue |
+//! | `capabilities` | known `CAP_*` names, unique; dangerous ones refused *always* (see [`REFUSED_CAPS`]), `CAP_NET_RAW` refused with `network = "host"` | **gated**: the confinement issue |
+//! | `seccomp_allow` | syscall names `[a-z0-9_]`, 1..=32, unique | **gated**: the confinement issue |
+//! | `devices` | hardware node names, access a non-empty combination of `r`, `w`, `m`; against the board: node exists and is not reserved ([`Manifest::check_devices`]) | **gated**: the confinement issue |
+//! | `network = "host"` | (no `CAP_NET_ADMIN`/`CAP_NET_RAW`) | **gated**: the confinement issue |
+//!
+//! A list field counts as set when it is not empty; an optional field when it
+//! is present (even with its default value).
+//!
+//! Validation order: field values (refused capabilities first), then set-wide
+//! checks (duplicate names, unknown dependencies, cycles), then the gates, so
+//! that a manifest that is wrong is told so before it is told it is early.
+
+use core::fmt;
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+use crate::board::Board;
+
+/// Longest container name.
+pub const NAME_MAX: usize = 32;
+/// Longest container version string.
+pub const VERSION_MAX: usize = 32;
+/// Most arguments in `entry.argv`.
+pub const ARGS_MAX: usize = 16;
+/// Longest argument and longest `KEY=value` environment string.
+pub const ARG_MAX: usize = 128;
+/// Most environment strings.
+pub const ENV_MAX: usize = 16;
+/// Longest path (workdir, mount target, readiness file).
+pub const PATH_MAX: usize = 128;
+/// Most dependencies in `after`.
+pub const AFTER_MAX: usize = 8;
+/// Most mounts per container.
+pub const MOUNTS_MAX: usize = 8;
+/// Most granted capabilities.
+pub const CAPS_MAX: usize = 8;
+/// Longest capability name (`CAP_DAC_READ_SEARCH` is the longest).
+pub const CAP_NAME_MAX: usize = 24;
+/// Most extra syscalls allowed.
+pub const SYSCALLS_MAX: usize = 32;
+/// Longest syscall name.
+pub const SYSCALL_NAME_MAX: usize = 32;
+/// Most granted hardware nodes.
+pub const DEVICES_MAX: usize = 8;
+/// Longest hardware node name (as in the board config).
+pub const DEVICE_NAME_MAX: usize = crate::board::NAME_MAX;
+/// Longest device access string (`rwm`).
+pub const ACCESS_MAX: usize = 3;
+/// Highest uid/gid inside a container, exclusive.
+pub const ID_LIMIT: u32 = 65_536;
+
+pub type Name = String<NAME_MAX>;
+pub type Path = String<PATH_MAX>;
+
+/// Fields a manifest may not set yet, because nothing enforces them. A later
+/// issue that enforces one removes it here (and its tests flip).
+pub const GATED: &[&str] = &[
+    "entry.uid",
+    "entry.gid",
+    "restart",
+    "readiness",
+    "resources",
+    "mounts",
+    "capabilities",
+    "seccomp_allow",
+    "devices",
+    "network.host",
+];
+
+/// Capabilities that are never granted, whatever the manifest says.
+pub const REFUSED_CAPS: &[&str] = &[
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_TIME",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_NET_ADMIN",
+    "CAP_BPF",
+    "CAP_PERFMON",
+    "CAP_SYSLOG",
+];
+
+/// Every Linux capability name (capabilities(7)).
+const KNOWN_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// A SHA-256 digest. In TOML it is written `sha256:<64 lowercase hex>`; in
+/// postcard it is the 32 raw bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// Parse `sha256:<64 hex>`.
+    pub fn parse(s: &str) -> Option<Digest> {
+        let hex = s.strip_prefix("sha256:")?;
+        let mut out = [0u8; 32];
+        crate::release::hex_decode(hex, &mut out).then_some(Digest(out))
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sha256:")?;
+        crate::release::write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            let mut text: String<71> = String::new();
+            // 71 bytes is exactly "sha256:" + 64 hex digits; cannot fail.
+            let _ = fmt::write(&mut text, format_args!("{self}"));
+            s.serialize_str(&text)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a content hash `sha256:<64 lowercase hex digits>`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Digest, E> {
+                Digest::parse(v).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(V)
+        } else {
+            <[u8; 32]>::deserialize(d).map(Digest)
+        }
+    }
+}
+
+/// One container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Container name; must equal the file's stem.
+    pub name: Name,
+    /// The container's own version (reported, not compared).
+    pub version: String<VERSION_MAX>,
+    /// The read-only root filesystem image, by content hash.
+    pub image: Digest,
+    /// What to run.
+    pub entry: Entry,
+    /// Restart policy (gated).
+    #[serde(default)]
+    pub restart: Option<Restart>,
+    /// Containers this one starts after.
+    #[serde(default)]
+    pub after: Vec<Name, AFTER_MAX>,
+    /// How the container says it is ready (gated).
+    #[serde(default)]
+    pub readiness: Option<Readiness>,
+    /// cgroup limits (gated).
+    #[serde(default)]
+    pub resources: Option<Resources>,
+    /// Writable mounts (gated).
+    #[serde(default)]
+    pub mounts: Vec<Mount, MOUNTS_MAX>,
+    /// Granted capabilities, as `CAP_*` names (gated).
+    #[serde(default)]
+    pub capabilities: Vec<String<CAP_NAME_MAX>, CAPS_MAX>,
+    /// Syscalls allowed beyond the default seccomp filter (gated).
+    #[serde(default)]
+    pub seccomp_allow: Vec<String<SYSCALL_NAME_MAX>, SYSCALLS_MAX>,
+    /// Granted hardware nodes, by board name (gated).
+    #[serde(default)]
+    pub devices: Vec<DeviceGrant, DEVICES_MAX>,
+    /// Network mode; absent means `none`.
+    #[serde(default)]
+    pub network: Option<Network>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Program and arguments; `argv[0]` is an absolute path inside the image.
+    pub argv: Vec<String<ARG_MAX>, ARGS_MAX>,
+    /// `KEY=value` strings.
+    #[serde(default)]
+    pub env: Vec<String<ARG_MAX>, ENV_MAX>,
+    /// Working directory inside the container.
+    #[serde(default = "default_workdir")]
+    pub workdir: Path,
+    /// User inside the container (gated).
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Group inside the container (gated).
+    #[serde(default)]
+    pub gid: Option<u32>,
+}
+
+fn default_workdir() -> Path {
+    let mut p = Path::new();
+    let _ = p.push('/');
+    p
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    Never,
+    OnFailure,
+    Always,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Readiness {
+    /// The container is ready once this file exists (inside the container).
+    pub file: Path,
+    /// How long to wait for it.
+    #[serde(default = "default_ready_timeout")]
+    pub timeout_ms: u32,
+}
+
+fn default_ready_timeout() -> u32 {
+    10_000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// memory.max in bytes.
+    #[serde(default)]
+    pub memory_max: Option<u64>,
+    /// cpu.weight (1..=10000).
+    #[serde(default)]
+    pub cpu_weight: Option<u16>,
+    /// pids.max.
+    #[serde(default)]
+    pub pids_max: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    /// Where inside the container.
+    pub target: Path,
+    /// A fresh tmpfs of this many bytes...
+    #[serde(default)]
+    pub tmpfs_size: Option<u64>,
+    /// ...or a persistent volume on the data partition, by name.
+    #[serde(default)]
+    pub volume: Option<Name>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceGrant {
+    /// A `[[hardware]]` name from the board config.
+    pub node: String<DEVICE_NAME_MAX>,
+    /// Cgroup device access: a combination of `r`, `w`, `m`.
+    pub access: String<ACCESS_MAX>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// Own network namespace with only loopback.
+    None,
+    /// The host's network, never with CAP_NET_ADMIN or CAP_NET_RAW.
+    Host,
+}
+
+/// A rejected manifest: which one, the field and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub manifest: std::string::String,
+    pub field: std::string::String,
+    pub reason: std::string::String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "manifest {}: field {}: {}", self.manifest, self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+fn err(manifest: &str, field: impl Into<std::string::String>, reason: impl Into<std::string::String>) -> ManifestError {
+    ManifestError { manifest: manifest.into(), field: field.into(), reason: reason.into() }
+}
+
+/// Container name: `[a-z0-9-]`, not empty, no leading or trailing `-`.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn valid_abs_path(s: &str) -> bool {
+    s.starts_with('/') && !s.split('/').any(|c| c == "..") && !s.bytes().any(|b| b == 0 || b == b'\n')
+}
+
+fn valid_env_key(k: &str) -> bool {
+    let mut b = k.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+impl Manifest {
+    /// The gated fields this manifest sets, by their [`GATED`] names.
+    pub fn fields_set(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            ("entry.uid", self.entry.uid.is_some()),
+            ("entry.gid", self.entry.gid.is_some()),
+            ("restart", self.restart.is_some()),
+            ("after", !self.after.is_empty()),
+            ("readiness", self.readiness.is_some()),
+            ("resources", self.resources.is_some()),
+            ("mounts", !self.mounts.is_empty()),
+            ("capabilities", !self.capabilities.is_empty()),
+            ("seccomp_allow", !self.seccomp_allow.is_empty()),
+            ("devices", !self.devices.is_empty()),
+            ("network.host", self.network == Some(Network::Host)),
+        ]
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+    }
+
+    /// Check every field's value (not the gates, not the set-wide rules).
+    pub fn validate_fields(&self) -> Result<(), ManifestError> {
+        let m = self.name.as_str();
+        let e = |field: &str, reason: &str| err(m, field, reason);
+        // Refused capabilities come first: they are never acceptable.
+        for (i, c) in self.capabilities.iter().enumerate() {
+            if REFUSED_CAPS.contains(&c.as_str()) {
+                return Err(err(m, format!("capabilities[{i}]"), format!("{c} is never granted to a container")));
+            }
+        }
+        if !valid_name(m) {
+            return Err(e("name", "must be 1..=32 of a-z, 0-9 and inner '-'"));
+        }
+        if self.version.is_empty() || !self.version.bytes().all(|b| b.is_ascii_alphanumeric() || b".+_-".contains(&b)) {
+            return Err(e("version", "must be letters, digits, '.', '+', '_' and '-'"));
+        }
+        if self.entry.argv.is_empty() {
+            return Err(e("entry.argv", "must name the program to run"));
+        }
+        for (i, a) in self.entry.argv.iter().enumerate() {
+            if a.bytes().any(|b| b == 0) {
+                return Err(err(m, format!("entry.argv[{i}]"), "must not contain NUL"));
+            }
+            if i == 0 && !valid_abs_path(a) {
+                return Err(err(m, "entry.argv[0]", "must be an absolute path"));
+            }
+        }
+        for (i, kv) in self.entry.env.iter().enumerate() {
+            let f = format!("entry.env[{i}]");
+            let Some((k, _)) = kv.split_once('=') else {
+                return Err(err(m, f, "must be KEY=value"));
+            };
+            if !valid_env_key(k) || kv.bytes().any(|b| b == 0) {
+                return Err(err(m, f, format!("`{k}` is not an environment variable name")));
+            }
+            if self.entry.env.iter().take(i).any(|o| o.split_once('=').map(|p| p.0) == Some(k)) {
+                return Err(err(m, f, format!("`{k}` is set twice")));
+            }
+        }
+        if !valid_abs_path(&self.entry.workdir) {
+            return Err(e("entry.workdir", "must be an absolute path without '..'"));
+        }
+        for (f, id) in [("entry.uid", self.entry.uid), ("entry.gid", self.entry.gid)] {
+            if id.is_some_and(|id| id >= ID_LIMIT) {
+                return Err(e(f, "must be below 65536"));
+            }
+        }
+        for (i, d) in self.after.iter().enumerate() {
+            let f = format!("after[{i}]");
+            if !valid_name(d) {
+                return Err(err(m, f, format!("`{d}` is not a container name")));
+            }
+            if d == &self.name {
+                return Err(err(m, f, "a container cannot start after itself"));
+            }
+            if self.after.iter().take(i).any(|o| o == d) {
+                return Err(err(m, f, format!("`{d}` is listed twice")));
+            }
+        }
+        if let Some(r) = &self.readiness {
+            if !valid_abs_path(&r.file) {
+                return Err(e("readiness.file", "must be an absolute path without '..'"));
+            }
+            if !(100..=600_000).contains(&r.timeout_ms) {
+                return Err(e("readiness.timeout_ms", "must be between 100 and 600000"));
+            }
+        }
+        if let Some(r) = &self.resources {
+            if r.memory_max.is_some_and(|v| !(1 << 20..=1 << 40).contains(&v)) {
+                return Err(e("resources.memory_max", "must be between 1 MiB and 1 TiB (in bytes)"));
+            }
+            if r.cpu_weight.is_some_and(|v| !(1..=10_000).contains(&v)) {
+                return Err(e("resources.cpu_weight", "must be between 1 and 10000"));
+            }
+            if r.pids_max.is_some_and(|v| !(1..=4_194_304).contains(&v)) {
+                return Err(e("resources.pids_max", "must be between 1 and 4194304"));
+            }
+        }
+        for (i, mt) in self.mounts.iter().enumerate() {
+            let f = |s: &str| format!("mounts[{i}].{s}");
+            if !valid_abs_path(&mt.target) || mt.target.as_str() == "/" {
+                return Err(err(m, f("target"), "must be an absolute path below / without '..'"));
+            }
+            if self.mounts.iter().take(i).any(|o| o.target == mt.target) {
+                return Err(err(m, f("target"), format!("`{}` is mounted twice", mt.target)));
+            }
+            match (mt.tmpfs_size, &mt.volume) {
+                (Some(s), None) if (4096..=1 << 32).contains(&s) => {}
+                (Some(_), None) => return Err(err(m, f("tmpfs_size"), "must be between 4096 and 4294967296")),
+                (None, Some(v)) if valid_name(v) => {}
+                (None, Some(_)) => return Err(err(m, f("volume"), "must be a name of a-z, 0-9 and inner '-'")),
+                _ => return Err(err(m, format!("mounts[{i}]"), "needs exactly one of tmpfs_size and volume")),
+            }
+        }
+        for (i, c) in self.capabilities.iter().enumerate() {
+            let f = format!("capabilities[{i}]");
+            if !KNOWN_CAPS.contains(&c.as_str()) {
+                return Err(err(m, f, format!("`{c}` is not a capability name (CAP_...)")));
+            }
+            if self.capabilities.iter().take(i).any(|o| o == c) {
+                return Err(err(m, f, format!("{c} is listed twice")));
+            }
+            if c.as_str() == "CAP_NET_RAW" && self.network == Some(Network::Host) {
+                return Err(err(m, f, "CAP_NET_RAW is never granted with network = \"host\""));
+            }
+        }
+        for (i, s) in self.seccomp_allow.iter().enumerate() {
+            let f = format!("seccomp_allow[{i}]");
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                return Err(err(m, f, format!("`{s}` is not a syscall name")));
+            }
+            if self.seccomp_allow.iter().take(i).any(|o| o == s) {
+                return Err(err(m, f, format!("`{s}` is listed twice")));
+            }
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            let f = |s: &str| format!("devices[{i}].{s}");
+            if d.node.is_empty() || !d.node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(err(m, f("node"), "must be a hardware node name from the board config"));
+            }
+            if self.devices.iter().take(i).any(|o| o.node == d.node) {
+                return Err(err(m, f("node"), format!("`{}` is granted twice", d.node)));
+            }
+            let a = d.access.as_bytes();
+            let ok = !a.is_empty()
+                && a.iter().all(|b| b"rwm".contains(b))
+                && a.iter().enumerate().all(|(j, b)| !a.iter().take(j).any(|o| o == b));
+            if !ok {
+                return Err(err(m, f("access"), "must be a combination of r, w and m"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse a set field that berth does not enforce yet.
+    pub fn check_gates(&self) -> Result<(), ManifestError> {
+        match self.fields_set().find(|f| GATED.contains(f)) {
+            Some(f) => Err(err(&self.name, f, "not supported yet: berth does not enforce this field yet")),
+            None => Ok(()),
+        }
+    }
+
+    /// Check one manifest on its own: values, then gates.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        self.validate_fields()?;
+        self.check_gates()
+    }
+
+    /// Check the granted hardware nodes against the board they will run on.
+    pub fn check_devices(&self, board: &Board) -> Result<(), ManifestError> {
+        for (i, d) in self.devices.iter().enumerate() {
+            let f = format!("devices[{i}].node");
+            match board.node(&d.node) {
+                None => {
+                    return Err(err(&self.name, f, format!("board {} has no hardware node `{}`", board.name, d.node)))
+                }
+                Some(n) if n.reserved => {
+                    return Err(err(&self.name, f, format!("`{}` is reserved and never granted", d.node)))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Parse the human-authored TOML form and validate it. `stem` is the file
+    /// name without `.toml`; the manifest's name must equal it.
+    #[cfg(any(feature = "host", test))]
+    pub fn from_toml(stem: &str, text: &str) -> Result<Manifest, ManifestError> {
+        let m: Manifest = toml::from_str(text).map_err(|e| toml_error(stem, text, &e))?;
+        if m.name != stem {
+            return Err(err(stem, "name", format!("`{}` must equal the file name `{stem}`", m.name)));
+        }
+        m.validate()?;
+        Ok(m)
+    }
+}
+
+/// Check a whole set of manifests (a release's): each one's values, then
+/// unique names, known dependencies, no cycle, then the gates.
+pub fn validate_set(set: &[Manifest]) -> Result<(), ManifestError> {
+    for m in set {
+        m.validate_fields()?;
+    }
+    for (i, m) in set.iter().enumerate() {
+        if set.iter().take(i).any(|o| o.name == m.name) {
+            return Err(err(&m.name, "name", "is used by two containers"));
+        }
+    }
+    for m in set {
+        for (j, d) in m.after.iter().enumerate() {
+            if !set.iter().any(|o| &o.name == d) {
+                return Err(err(&m.name, format!("after[{j}]"), format!("`{d}` is not a container in this release")));
+            }
+        }
+    }
+    start_order(set)?;
+    for m in set {
+        m.check_gates()?;
+    }
+    Ok(())
+}
+
+/// Most containers a set may hold (the release limit).
+pub const SET_MAX: usize = 32;
+
+/// Indices into `set` in an order where each container comes after the ones
+/// it names in `after`. A dependency cycle is an error that names the cycle.
+/// Expects names unique and dependencies known (checked by [`validate_set`]);
+/// unknown names are ignored here.
+pub fn start_order(set: &[Manifest]) -> Result<Vec<usize, SET_MAX>, ManifestError> {
+    if set.len() > SET_MAX {
+        return Err(err("(release)", "containers", "too many containers"));
+    }
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut state = [0u8; SET_MAX];
+    let mut order: Vec<usize, SET_MAX> = Vec::new();
+    let mut path: Vec<usize, SET_MAX> = Vec::new();
+    for root in 0..set.len() {
+        visit(set, root, &mut state, &mut path, &mut order)?;
+    }
+    Ok(order)
+}
+
+fn visit(
+    set: &[Manifest],
+    i: usize,
+    state: &mut [u8; SET_MAX],
+    path: &mut Vec<usize, SET_MAX>,
+    order: &mut Vec<usize, SET_MAX>,
+) -> Result<(), ManifestError> {
+    let (Some(m), Some(s)) = (set.get(i), state.get(i).copied()) else { return Ok(()) };
+    match s {
+        2 => return Ok(()),
+        1 => {
+            let start = path.iter().position(|&p| p == i).unwrap_or(0);
+            let mut text = std::string::String::new();
+            for &p in path.iter().skip(start) {
+                if let Some(pm) = set.get(p) {
+                    text.push_str(&pm.name);
+                    text.push_str(" -> ");
+                }
+            }
+            text.push_str(&m.name);
+            return Err(err(&m.name, "after", format!("dependency cycle: {text}")));
+        }
+        _ => {}
+    }
+    if let Some(s) = state.get_mut(i) {
+        *s = 1;
+    }
+    // Depth is bounded by SET_MAX: a node on the path is never re-entered.
+    let _ = path.push(i);
+    for d in &m.after {
+        if let Some(j) = set.iter().position(|o| &o.name == d) {
+            visit(set, j, state, path, order)?;
+        }
+    }
+    path.pop();
+    if let Some(s) = state.get_mut(i) {
+        *s = 2;
+    }
+    let _ = order.push(i);
+    Ok(())
+}
+
+/// Turn a TOML error into a field error: unknown and missing fields are named;
+/// for other errors the key at the error's position is named.
+#[cfg(any(feature = "host", test))]
+fn toml_error(stem: &str, text: &str, e: &toml::de::Error) -> ManifestError {
+    let msg = e.message().trim().to_owned();
+    let field = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|p| msg.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned)
+        .or_else(|| e.span().and_then(|s| key_at(text, s.start)))
+        .unwrap_or_else(|| "?".to_owned());
+    let at = e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default();
+    err(stem, field, format!("{msg}{at}"))
+}
+
+/// The dotted key whose value holds byte `pos`: the nearest `key =` at or
+/// before it, under the nearest `[table]` header before that.
+#[cfg(any(feature = "host", test))]
+fn key_at(text: &str, pos: usize) -> Option<std::string::String> {
+    let before = text.get(..pos)?;
+    let mut key = None;
+    for line in before.lines().rev() {
+        let line = line.trim();
+        if let Some(table) = line.strip_prefix('[') {
+            let table = table.trim_matches(|c| c == '[' || c == ']').trim();
+            return key.map(|k| format!("{table}.{k}"));
+        }
+        if key.is_none() {
+            if let Some((k, _)) = line.split_once('=') {
+                let k = k.trim();
+                if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
+                    key = Some(k.to_owned());
+                }
+            }
+        }
+    }
+    key
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Realistic manifests for a small gateway: (file stem, TOML).
+    pub(crate) const EXAMPLES: &[(&str, &str)] = &[
+        (
+            "sensor",
+            r#"
+name = "sensor"
+version = "1.4.2"
+image = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+
+[entry]
+argv = ["/usr/bin/sensord", "--interval", "5s"]
+env = ["RUST_LOG=info", "SENSOR_BUS=i2c-1"]
+workdir = "/var/lib/sensor"
+"#,
+        ),
+        (
+            "collector",
+            r#"
+name = "collector"
+version = "0.9.0+build.7"
+image = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+after = ["sensor"]
+network = "none"
+
+[entry]
+argv = ["/usr/bin/collector"]
+"#,
+        ),
+        (
+            "uplink",
+            r#"
+name = "uplink"
+version = "2.0.0"
+image = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+after = ["collector", "sensor"]
+
+[entry]
+argv = ["/usr/bin/collector", "--uplink"]
+env = ["UPLINK_URL=mqtts://broker.example:8883"]
+"#,
+        ),
+    ];
+
+    pub(crate) fn examples() -> std::vec::Vec<Manifest> {
+        EXAMPLES.iter().map(|(stem, text)| Manifest::from_toml(stem, text).unwrap()).collect()
+    }
+
+    fn sensor_with(old: &str, new: &str) -> std::string::String {
+        let text = EXAMPLES[0].1;
+        assert!(text.contains(old), "fixture lacks {old}");
+        text.replacen(old, new, 1)
+    }
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::from_toml("sensor", text)
+    }
+
+    const ENTRY: &str = "[entry]\n";
+
+    #[test]
+    fn examples_parse_with_defaults() {
+        let ms = examples();
+        assert_eq!(ms[0].entry.argv.len(), 3);
+        assert_eq!(ms[1].entry.workdir.as_str(), "/");
+        assert_eq!(ms[1].network, Some(Network::None));
+        assert_eq!(ms[0].network, None);
+        assert_eq!(ms[0].image.to_string(), format!("sha256:{}", "1".repeat(64)));
+        validate_set(&ms).unwrap();
+        let order = start_order(&ms).unwrap();
+        assert_eq!(order.as_slice(), &[0, 1, 2]);
+    }
+
+    #[test]
+    fn display_names_manifest_field_and_reason() {
+        let e = parse(&sensor_with("\"/usr/bin/sensord\"", "\"sensord\"")).unwrap_err();
+        assert_eq!(e.to_string(), "manifest sensor: field entry.argv[0]: must be an absolute path");
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_named() {
+        let e = parse(&sensor_with("version =", "colour = \"red\"\nversion =")).unwrap_err();
+        assert_eq!((e.manifest.as_str(), e.field.as_str()), ("sensor", "colour"));
+        let e = parse(&sensor_with(ENTRY, "[entry]\nshell = true\n")).unwrap_err();
+        assert_eq!(e.field, "shell");
+        let e = parse(&sensor_with("version = \"1.4.2\"\n", "")).unwrap_err();
+        assert_eq!(e.field, "version");
+        let e = Manifest::from_toml("other", EXAMPLES[0].1).unwrap_err();
+        assert_eq!(e.field, "name");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("name = \"sensor\"", "name = \"Sensor\"", "name"),
+            ("version = \"1.4.2\"", "version = \"1 4\"", "version"),
+            ("version = \"1.4.2\"", "version = \"\"", "version"),
+            ("argv = [\"/usr/bin/sensord\", ", "argv = [\"/usr/bin/sensord\", \"a\\u0000b\", ", "entry.argv[1]"),
+            ("\"RUST_LOG=info\"", "\"RUST_LOG\"", "entry.env[0]"),
+            ("\"RUST_LOG=info\"", "\"1X=info\"", "entry.env[0]"),
+            ("\"SENSOR_BUS=i2c-1\"", "\"RUST_LOG=debug\"", "entry.env[1]"),
+            ("workdir = \"/var/lib/sensor\"", "workdir = \"var\"", "entry.workdir"),
+            ("workdir = \"/var/lib/sensor\"", "workdir = \"/var/../etc\"", "entry.workdir"),
+            (ENTRY, "[entry]\nuid = 65536\n", "entry.uid"),
+            (ENTRY, "[entry]\ngid = 70000\n", "entry.gid"),
+            (ENTRY, "after = [\"sensor\"]\n[entry]\n", "after[0]"),
+            (ENTRY, "after = [\"a\", \"a\"]\n[entry]\n", "after[1]"),
+            (ENTRY, "after = [\"A\"]\n[entry]\n", "after[0]"),
+            (ENTRY, "readiness = { file = \"ready\" }\n[entry]\n", "readiness.file"),
+            (ENTRY, "readiness = { file = \"/run/ready\", timeout_ms = 5 }\n[entry]\n", "readiness.timeout_ms"),
+            (ENTRY, "resources = { memory_max = 1000 }\n[entry]\n", "resources.memory_max"),
+            (ENTRY, "resources = { cpu_weight = 0 }\n[entry]\n", "resources.cpu_weight"),
+            (ENTRY, "resources = { cpu_weight = 10001 }\n[entry]\n", "resources.cpu_weight"),
+            (ENTRY, "resources = { pids_max = 0 }\n[entry]\n", "resources.pids_max"),
+            (ENTRY, "mounts = [{ target = \"/\", tmpfs_size = 4096 }]\n[entry]\n", "mounts[0].target"),
+            (ENTRY, "mounts = [{ target = \"/t\", tmpfs_size = 10 }]\n[entry]\n", "mounts[0].tmpfs_size"),
+            (ENTRY, "mounts = [{ target = \"/t\", volume = \"V\" }]\n[entry]\n", "mounts[0].volume"),
+            (ENTRY, "mounts = [{ target = \"/t\" }]\n[entry]\n", "mounts[0]"),
+            (ENTRY, "mounts = [{ target = \"/t\", volume = \"v\", tmpfs_size = 4096 }]\n[entry]\n", "mounts[0]"),
+            (
+                ENTRY,
+                "mounts = [{ target = \"/t\", volume = \"v\" }, { target = \"/t\", volume = \"w\" }]\n[entry]\n",
+                "mounts[1].target",
+            ),
+            (ENTRY, "capabilities = [\"CAP_FLY\"]\n[entry]\n", "capabilities[0]"),
+            (ENTRY, "capabilities = [\"NET_BIND_SERVICE\"]\n[entry]\n", "capabilities[0]"),
+            (ENTRY, "capabilities = [\"CAP_KILL\", \"CAP_KILL\"]\n[entry]\n", "capabilities[1]"),
+            (ENTRY, "network = \"host\"\ncapabilities = [\"CAP_NET_RAW\"]\n[entry]\n", "capabilities[0]"),
+            (ENTRY, "seccomp_allow = [\"Open\"]\n[entry]\n", "seccomp_allow[0]"),
+            (ENTRY, "seccomp_allow = [\"ioctl\", \"ioctl\"]\n[entry]\n", "seccomp_allow[1]"),
+            (ENTRY, "devices = [{ node = \"/dev/x\", access = \"r\" }]\n[entry]\n", "devices[0].node"),
+            (ENTRY, "devices = [{ node = \"serial1\", access = \"rr\" }]\n[entry]\n", "devices[0].access"),
+            (ENTRY, "devices = [{ node = \"serial1\", access = \"x\" }]\n[entry]\n", "devices[0].access"),
+            (ENTRY, "devices = [{ node = \"serial1\", access = \"\" }]\n[entry]\n", "devices[0].access"),
+        ];
+        for (old, new, field) in cases {
+            let e = parse(&sensor_with(old, new)).unwrap_err();
+            assert_eq!(&e.field, field, "{old} -> {new}: {e}");
+            assert!(!e.reason.contains("not supported"), "{old} -> {new}: value error expected, got {e}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_and_enums_are_rejected() {
+        for (old, new) in [
+            ("version = \"1.4.2\"", "version = 1"),
+            (ENTRY, "restart = \"sometimes\"\n[entry]\n"),
+            (ENTRY, "network = \"bridge\"\n[entry]\n"),
+            ("image = \"sha256:1111", "image = \"sha512:1111"),
+            ("image = \"sha256:1111", "image = \"sha256:111"),
+            ("image = \"sha256:1111", "image = \"sha256:xx11"),
+        ] {
+            assert!(parse(&sensor_with(old, new)).is_err(), "{old} -> {new}");
+        }
+    }
+
+    #[test]
+    fn over_capacity_strings_and_lists_are_rejected() {
+        let long = "a".repeat(ARG_MAX + 1);
+        let e = parse(&sensor_with("\"--interval\"", &format!("\"{long}\""))).unwrap_err();
+        assert_eq!(e.field, "entry.argv", "{e}");
+        assert!(e.reason.contains("no more than 128 bytes"), "{e}");
+        let e = parse(&sensor_with("version = \"1.4.2\"", &format!("version = \"{}\"", "1".repeat(33)))).unwrap_err();
+        assert_eq!(e.field, "version", "{e}");
+        let ok = "a".repeat(ARG_MAX);
+        parse(&sensor_with("\"--interval\"", &format!("\"{ok}\""))).unwrap();
+        let args: std::vec::Vec<_> = (0..ARGS_MAX).map(|i| format!("\"a{i}\"")).collect();
+        let at = sensor_with("\"--interval\", \"5s\"", &args[1..].join(", "));
+        assert_eq!(parse(&at).unwrap().entry.argv.len(), ARGS_MAX);
+        let past = sensor_with("\"--interval\", \"5s\"", &args.join(", "));
+        assert!(parse(&past).is_err());
+    }
+
+    #[test]
+    fn every_gated_field_is_refused_as_not_supported_yet() {
+        let cases: &[(&str, &str)] = &[
+            ("[entry]\nuid = 1000\n", "entry.uid"),
+            ("[entry]\ngid = 0\n", "entry.gid"),
+            ("restart = \"on-failure\"\n[entry]\n", "restart"),
+            ("readiness = { file = \"/run/ready\" }\n[entry]\n", "readiness"),
+            ("resources = { cpu_weight = 100 }\n[entry]\n", "resources"),
+            ("mounts = [{ target = \"/tmp\", tmpfs_size = 65536 }]\n[entry]\n", "mounts"),
+            ("capabilities = [\"CAP_NET_BIND_SERVICE\"]\n[entry]\n", "capabilities"),
+            ("seccomp_allow = [\"ioctl\"]\n[entry]\n", "seccomp_allow"),
+            ("devices = [{ node = \"serial1\", access = \"rw\" }]\n[entry]\n", "devices"),
+            ("network = \"host\"\n[entry]\n", "network.host"),
+        ];
+        let mut seen = std::vec::Vec::new();
+        for (new, field) in cases {
+            let e = parse(&sensor_with(ENTRY, new)).unwrap_err();
+            assert_eq!(&e.field, field, "{new}: {e}");
+            assert!(e.reason.starts_with("not supported yet"), "{e}");
+            assert!(e.to_string().starts_with("manifest sensor: field "), "{e}");
+            seen.push(*field);
+        }
+        // The gate list and the test agree: a field enforced later leaves both.
+        let mut gated = GATED.to_vec();
+        gated.sort_unstable();
+        seen.sort_unstable();
+        assert_eq!(gated, seen);
+    }
+
+    #[test]
+    fn refused_capabilities_are_refused_before_anything_else() {
+        for cap in REFUSED_CAPS {
+            assert!(KNOWN_CAPS.contains(cap));
+            // Even with another bad field and a gate, the refusal wins.
+            let text = sensor_with(ENTRY, &format!("capabilities = [\"CAP_KILL\", \"{cap}\"]\n[entry]\nuid = 1\n"))
+                .replace("version = \"1.4.2\"", "version = \"bad version\"");
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.field, "capabilities[1]", "{cap}: {e}");
+            assert!(e.reason.contains("never granted"), "{e}");
+        }
+    }
+
+    #[test]
+    fn set_rules_duplicates_unknown_dependencies_and_cycles() {
+        let mut ms = examples();
+        ms[0].name = ms[2].name.clone();
+        let e = validate_set(&ms).unwrap_err();
+        assert_eq!((e.manifest.as_str(), e.field.as_str()), ("uplink", "name"));
+
+        let mut ms = examples();
+        ms[1].after[0] = Name::try_from("ghost").unwrap();
+        let e = validate_set(&ms).unwrap_err();
+        assert_eq!((e.manifest.as_str(), e.field.as_str()), ("collector", "after[0]"));
+        assert!(e.reason.contains("ghost"));
+
+        // sensor -> uplink -> collector -> sensor
+        let mut ms = examples();
+        ms[0].after.push(Name::try_from("uplink").unwrap()).unwrap();
+        let e = validate_set(&ms).unwrap_err();
+        assert_eq!(e.field, "after");
+        assert!(e.reason.contains("dependency cycle: sensor -> uplink -> collector -> sensor"), "{e}");
+    }
+
+    #[test]
+    fn devices_are_checked_against_the_board() {
+        let board_text = include_str!("../../board-configs/qemu-aarch64-virt.toml");
+        let board = Board::from_toml(board_text).unwrap();
+        let mut m = examples().remove(0);
+        m.devices.push(DeviceGrant { node: "nosuch".try_into().unwrap(), access: "r".try_into().unwrap() }).unwrap();
+        let e = m.check_devices(&board).unwrap_err();
+        assert_eq!(e.field, "devices[0].node");
+        if let Some(reserved) = board.hardware.iter().find(|n| n.reserved) {
+            m.devices[0].node = reserved.name.as_str().try_into().unwrap();
+            assert!(m.check_devices(&board).unwrap_err().reason.contains("reserved"));
+        }
+        if let Some(free) = board.hardware.iter().find(|n| !n.reserved) {
+            m.devices[0].node = free.name.as_str().try_into().unwrap();
+            m.check_devices(&board).unwrap();
+        }
+    }
+
+    #[test]
+    fn shipped_manifests_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests");
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut set = std::vec::Vec::new();
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap().to_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            set.push(Manifest::from_toml(&stem, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+        }
+        validate_set(&set).unwrap();
+    }
+}
