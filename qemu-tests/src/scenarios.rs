@@ -29,6 +29,8 @@ pub trait Launch: Send + Sync {
     fn arch(&self) -> &str;
     /// The module name the missing-module variant asks for.
     fn missing_module(&self) -> &str;
+    /// Version and signing key id of the release on a fresh data partition.
+    fn release(&self) -> (u64, String);
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String>;
 }
 
@@ -48,11 +50,13 @@ fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 4] = [
+    let table: [(&str, Check); 6] = [
+        ("no-release", no_release),
         ("boot", boot_checks_poweroff),
         ("reboot", reboot_then_poweroff),
         ("missing-module", missing_module),
         ("cgroup-v1", cgroup_v1),
+        ("tampered-release", tampered_release),
     ];
     table
         .into_iter()
@@ -142,6 +146,16 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let mut m = l.boot(&spec("boot", "poweroff"))?;
     expect_boot(&mut m, &lim)?;
+    // The signed release on the data partition was verified and taken.
+    let (version, key_id) = l.release();
+    let events = m.events();
+    let rel = events
+        .iter()
+        .find(|e| e.name == "release.accepted")
+        .ok_or_else(|| format!("no release.accepted event; release events: {:?}", release_events(&events)))?;
+    field_is(rel, "version", &version.to_string())?;
+    field_is(rel, "key_id", &key_id)?;
+    field_is(rel, "stored", "raised")?;
     let ready = m.cursor();
     for check in ["pid1", "rootfs-ro", "data-mount", "orphan-reaped"] {
         agent_pass(&mut m, check, &lim)?;
@@ -156,6 +170,10 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
     no_errors(&m, &[])
 }
 
+fn release_events(events: &[Event]) -> Vec<String> {
+    events.iter().filter(|e| e.name.starts_with("release")).map(|e| format!("{} {:?}", e.name, e.fields)).collect()
+}
+
 /// SIGINT reboots: the harness sees the second boot, which then powers off.
 fn reboot_then_poweroff(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
@@ -166,8 +184,14 @@ fn reboot_then_poweroff(l: &dyn Launch) -> Result<(), String> {
     field_is(&b, "action", "reboot")?;
     field_is(&b, "signal", "SIGINT")?;
     field_is(&m.expect_event("shutdown.halt", lim.halt)?, "action", "reboot")?;
-    // The second boot finds the agent's marker on the data partition.
+    // The second boot finds the agent's marker on the data partition, and
+    // the release version it stored the first time.
     expect_boot(&mut m, &lim)?;
+    let second = m.events().into_iter().filter(|e| e.name == "release.accepted").nth(1);
+    match second {
+        Some(e) => field_is(&e, "stored", "kept")?,
+        None => return Err(format!("second boot accepted no release: {:?}", release_events(&m.events()))),
+    }
     m.expect_line("AGENT action=poweroff", lim.step)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     let starts = m.events().iter().filter(|e| e.name == "boot.start" && e.get("stage") == Some("initramfs")).count();
@@ -209,6 +233,37 @@ fn cgroup_v1(l: &dyn Launch) -> Result<(), String> {
         field_is(&e, "result", want)?;
     }
     m.expect_event("boot.ready", lim.boot)?;
+    m.expect_line("AGENT done", lim.step)?;
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
+    no_errors(&m, &[])
+}
+
+/// A release whose payload was changed after signing is refused with the
+/// decoder's reason; berth still finishes the boot and powers off cleanly.
+fn tampered_release(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { variant: "tampered-release", ..spec("tampered-release", "poweroff") })?;
+    let e = m.expect_event("release.rejected", lim.boot)?;
+    let (_, key_id) = l.release();
+    let want = format!("release signature does not verify with key {key_id}");
+    if e.get("reason") != Some(want.as_str()) {
+        return Err(format!("release.rejected reason is {:?}, want {want:?}", e.get("reason")));
+    }
+    m.expect_event("boot.ready", lim.step)?;
+    m.expect_line("AGENT done", lim.step)?;
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
+    if m.events().iter().any(|e| e.name == "release.accepted") {
+        return Err("a tampered release was accepted".into());
+    }
+    Ok(())
+}
+
+/// A device without a release says so and still boots.
+fn no_release(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { variant: "no-release", ..spec("no-release", "poweroff") })?;
+    m.expect_event("release.none", lim.boot)?;
+    m.expect_event("boot.ready", lim.step)?;
     m.expect_line("AGENT done", lim.step)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     no_errors(&m, &[])

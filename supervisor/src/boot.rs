@@ -235,6 +235,9 @@ fn system_stage() -> ! {
     Event::info("device.wait").kv("device", &data.source).result(&waited.map(|_| ()).map_err(errno_text)).emit();
     let data_mounted = waited.is_ok() && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
 
+    stage("release");
+    check_release(&board, data_mounted);
+
     stage("hostname");
     let r = nix::unistd::sethostname(board.hostname.as_str());
     Event::info("hostname").kv("name", &board.hostname).result(&r.map_err(errno_text)).emit();
@@ -249,6 +252,27 @@ fn system_stage() -> ! {
         start_requested(&mut pid1, &path);
     }
     pid1.run()
+}
+
+/// Verify the signed release on the data partition and log the outcome. A
+/// refused release changes nothing on the device; berth stays up.
+fn check_release(board: &Board, data_mounted: bool) {
+    use crate::release::current::{self, CurrentError};
+    use std::path::Path;
+    if !data_mounted {
+        Event::error("release.rejected").kv("reason", "the data partition is not mounted").emit();
+        return;
+    }
+    match current::load(Path::new(current::KEYS), Path::new(current::STATE), &board.name) {
+        Ok((v, stored)) => Event::info("release.accepted")
+            .kv("version", v.release.version)
+            .kv("key_id", v.key_id)
+            .kv("containers", v.release.containers.len())
+            .kv("stored", if stored { "raised" } else { "kept" })
+            .emit(),
+        Err(CurrentError::Missing) => Event::warn("release.none").kv("path", current::RELEASE).emit(),
+        Err(e) => Event::error("release.rejected").kv("reason", e).emit(),
+    }
 }
 
 fn loopback_up() -> Result<(), Errno> {

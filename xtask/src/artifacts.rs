@@ -4,7 +4,7 @@
 
 use crate::cpio::Cpio;
 use crate::kernel::{self, Kernel};
-use crate::{run_cmd, say};
+use crate::{release, run_cmd, say};
 use berth::board::{Arch, Board, CgroupMode};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,11 @@ pub struct Artifacts {
     /// The system image with the test agent added.
     pub system_test: PathBuf,
     pub data_template: PathBuf,
+    /// The demo release as compiled, and signed (before any test tampering).
+    pub release: berth::release::Release,
+    pub signed_release: Vec<u8>,
+    /// Directory of the trusted public keys put on the system image.
+    pub key_dir: PathBuf,
 }
 
 /// Read and validate a board config file; errors name the file and the field.
@@ -75,6 +80,20 @@ pub struct Variant {
     pub extra_modules: Vec<String>,
     /// Overrides the board's cgroup mode.
     pub cgroup: Option<CgroupMode>,
+    /// What the data partition holds as the current release.
+    pub release: ReleaseData,
+}
+
+/// The release put on a fresh data partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReleaseData {
+    /// The demo release from `manifests/`, signed with the development key.
+    #[default]
+    Demo,
+    /// The same with one payload byte flipped after signing.
+    Tampered,
+    /// No release at all.
+    Absent,
 }
 
 /// Build everything for a board, as given or varied for a test.
@@ -105,6 +124,13 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     board.validate().map_err(|e| format!("board {} after module resolution: {e}", board.name))?;
     let board_bin = board.to_postcard().map_err(|e| e.to_string())?;
     let berth_bytes = fs::read(&berth).map_err(|e| format!("{}: {e}", berth.display()))?;
+
+    // The demo release, signed with the development key; its public half is trusted.
+    let key_dir = release::dev_key_dir(root)?;
+    let key = release::load_signing_key(&key_dir.join(release::DEV_KEY))?;
+    let (compiled, mut signed) = release::compile_and_sign(root, &root.join("manifests"), &board, &dir, &key)?;
+    let signed_release = signed.clone();
+    write(&dir.join("release.bin"), &signed_release)?;
 
     // Initramfs: berth as /init, the board config, the modules, the first device nodes.
     let mut cpio = Cpio::new();
@@ -137,15 +163,46 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     }
     copy_exec(&berth, &stage.join("sbin/berth"))?;
     write(&stage.join("etc/berth/board.bin"), &board_bin)?;
+    for pubkey in release::public_keys(&key_dir)? {
+        if let Some(name) = pubkey.file_name() {
+            fs::copy(&pubkey, stage.join("etc/berth/keys").join(name)).map_err(|e| format!("{}: {e}", pubkey.display()))?;
+        }
+    }
     squash(&stage, &system)?;
     copy_exec(&agent, &stage.join(AGENT_PATH.trim_start_matches('/')))?;
     squash(&stage, &system_test)?;
 
-    let data_template = dir.join("data-template.img");
-    if !data_template.is_file() {
-        make_data(&data_template)?;
+    // The data partition: berth's state directory with the current release.
+    let data_root = dir.join("data-root");
+    let _ = fs::remove_dir_all(&data_root);
+    fs::create_dir_all(data_root.join("berth")).map_err(|e| format!("{}: {e}", data_root.display()))?;
+    match variant.release {
+        ReleaseData::Demo => write(&data_root.join("berth/release.bin"), &signed)?,
+        ReleaseData::Tampered => {
+            // A byte inside the payload: the signature no longer matches.
+            let at = berth::release::HEADER_LEN + 4;
+            if let Some(b) = signed.get_mut(at) {
+                *b ^= 0x01;
+            }
+            write(&data_root.join("berth/release.bin"), &signed)?
+        }
+        ReleaseData::Absent => {}
     }
-    Ok(Artifacts { board, dir, kernel, berth, initramfs, system, system_test, data_template })
+    let data_template = dir.join("data-template.img");
+    make_data(&data_template, &data_root)?;
+    Ok(Artifacts {
+        board,
+        dir,
+        kernel,
+        berth,
+        initramfs,
+        system,
+        system_test,
+        data_template,
+        release: compiled.release,
+        signed_release,
+        key_dir,
+    })
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -166,12 +223,12 @@ fn squash(dir: &Path, out: &Path) -> Result<(), String> {
     ]))
 }
 
-/// An empty ext4 data partition.
-fn make_data(out: &Path) -> Result<(), String> {
-    say(&format!("creating a {DATA_MIB} MiB ext4 data partition template"));
+/// An ext4 data partition holding the files of `root`.
+fn make_data(out: &Path, root: &Path) -> Result<(), String> {
+    let _ = fs::remove_file(out);
     let f = fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     f.set_len(DATA_MIB << 20).map_err(|e| format!("{}: {e}", out.display()))?;
-    run_cmd(Command::new("mkfs.ext4").args(["-q", "-F", "-L", "data", "-E", "root_owner=0:0"]).arg(out))
+    run_cmd(Command::new("mkfs.ext4").args(["-q", "-F", "-L", "data", "-E", "root_owner=0:0", "-d"]).arg(root).arg(out))
 }
 
 /// A fresh copy of the data partition for one boot.

@@ -4,10 +4,11 @@ mod artifacts;
 mod cpio;
 mod image;
 mod kernel;
+mod release;
 mod tools;
 mod verity;
 
-use artifacts::{Artifacts, BootOpts, Variant};
+use artifacts::{Artifacts, BootOpts, ReleaseData, Variant};
 use berth::board::{Arch, CgroupMode};
 use qemu_tests::machine::Machine;
 use qemu_tests::scenarios::{BootSpec, Launch};
@@ -20,6 +21,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   run [--arch A] [--board FILE] boot the demo system under QEMU (default aarch64)
   test [--arch A]... [FILTER]   host unit tests, then the QEMU scenarios
   check-board FILE...           validate board config files
+  keygen --out DIR              write a signing key pair (signing-key.pem, <key id>.pub)
+  release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE
+                                build the images of a manifest directory (default manifests/)
+                                and sign the release (default: the development key)
   image PATH --out FILE         build a container image (squashfs + dm-verity tree) from a
                                 directory, or from a single static binary
   inspect IMAGE [--salt HEX]    verify an image's hash tree and print its hash, root and size
@@ -49,11 +54,13 @@ struct Args {
     board: Option<PathBuf>,
     out: Option<PathBuf>,
     salt: Option<String>,
+    manifests: Option<PathBuf>,
+    key: Option<PathBuf>,
     rest: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
-    let mut a = Args { arches: Vec::new(), board: None, out: None, salt: None, rest: Vec::new() };
+    let mut a = Args { arches: Vec::new(), board: None, out: None, salt: None, manifests: None, key: None, rest: Vec::new() };
     let mut it = args.iter();
     while let Some(x) = it.next() {
         match x.as_str() {
@@ -62,6 +69,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 a.arches.push(Arch::parse(v).ok_or_else(|| format!("unknown architecture `{v}` (aarch64, armv7, x86_64)"))?);
             }
             "--board" => a.board = Some(PathBuf::from(it.next().ok_or("--board needs a file")?)),
+            "--manifests" => a.manifests = Some(PathBuf::from(it.next().ok_or("--manifests needs a directory")?)),
+            "--key" => a.key = Some(PathBuf::from(it.next().ok_or("--key needs a PEM file")?)),
             "--out" => a.out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
             "--salt" => a.salt = Some(it.next().ok_or("--salt needs 64 hex digits")?.clone()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
@@ -91,6 +100,11 @@ fn main() -> ExitCode {
         "test" => test(&root, &args),
         "check-board" => check_boards(&args.rest),
         "image" => make_image(&args),
+        "keygen" => match &args.out {
+            Some(dir) => release::keygen(dir).map(|_| ()),
+            None => Err("usage: cargo xtask keygen --out DIR".into()),
+        },
+        "release" => make_release(&root, &args),
         "inspect" => inspect_image(&args),
         _ => Err(format!("unknown command `{cmd}`\n{USAGE}")),
     };
@@ -122,6 +136,38 @@ fn check_boards(files: &[String]) -> Result<(), String> {
     for f in files {
         let b = artifacts::load_board(Path::new(f))?;
         println!("{f}: board {} ({}) ok", b.name, b.arch.name());
+    }
+    Ok(())
+}
+
+/// The one board a command works on: `--board FILE`, or `--arch A` (default aarch64).
+fn one_board(root: &Path, a: &Args) -> Result<PathBuf, String> {
+    match (&a.board, a.arches.as_slice()) {
+        (Some(b), _) => Ok(b.clone()),
+        (None, []) => Ok(artifacts::board_path(root, Arch::Aarch64)),
+        (None, [arch]) => Ok(artifacts::board_path(root, *arch)),
+        _ => Err("give one --arch or --board".into()),
+    }
+}
+
+fn make_release(root: &Path, a: &Args) -> Result<(), String> {
+    let Some(out) = &a.out else {
+        return Err("usage: cargo xtask release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE".into());
+    };
+    let board = artifacts::load_board(&one_board(root, a)?)?;
+    tools::ensure_host_tools(root, &targets(&[board.arch]), false)?;
+    let key_path = match &a.key {
+        Some(k) => k.clone(),
+        None => release::dev_key_dir(root)?.join(release::DEV_KEY),
+    };
+    let key = release::load_signing_key(&key_path)?;
+    let dir = a.manifests.clone().unwrap_or_else(|| root.join("manifests"));
+    let work = out.with_extension("d");
+    let (compiled, signed) = release::compile_and_sign(root, &dir, &board, &work, &key)?;
+    std::fs::write(out, &signed).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!("release {} for {} -> {} ({} bytes)", compiled.release.version, board.name, out.display(), signed.len());
+    for img in &compiled.images {
+        println!("  image {} sha256:{} verity root {}", img.path.display(), verity::hex(&img.sha256), verity::hex(&img.verity.root));
     }
     Ok(())
 }
@@ -193,6 +239,63 @@ fn report_binary(a: &Artifacts) -> Result<(), String> {
     Ok(())
 }
 
+/// The host build of berth with its host-side tools (`berth verify`).
+fn host_berth(root: &Path) -> Result<PathBuf, String> {
+    say("building the host berth (verify)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_cmd(Command::new(cargo).current_dir(root).args(["build", "--quiet", "--package", "berth", "--features", "host", "--bin", "berth"]))?;
+    Ok(root.join("target/debug/berth"))
+}
+
+/// The demo release decodes on the device side to exactly what was compiled
+/// from `manifests/`, `berth verify` accepts it, and a tampered copy is refused
+/// by `berth verify` with the very text the device logs.
+fn release_round_trip(root: &Path, a: &Artifacts, host_berth: &Path) -> Result<(), String> {
+    let keys = berth::release::TrustedKeys::load_dir(&a.key_dir).map_err(|e| e.to_string())?;
+    let v = berth::release::decode_release(&a.signed_release, &keys, &a.board.name, None).map_err(|e| e.to_string())?;
+    if v.release != a.release {
+        return Err(format!("decoded release differs from the compiled one:\n{:?}\n{:?}", v.release, a.release));
+    }
+    // Each container matches its TOML source field by field.
+    for m in v.release.containers.iter() {
+        let path = root.join("manifests").join(format!("{}.toml", m.name));
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let src: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
+        let argv: Vec<String> = m.entry.argv.iter().map(|s| s.to_string()).collect();
+        let want_argv: Vec<String> = src
+            .get("entry")
+            .and_then(|e| e.get("argv"))
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        if src.get("version").and_then(|v| v.as_str()) != Some(m.version.as_str()) || argv != want_argv {
+            return Err(format!("container {} does not match {}", m.name, path.display()));
+        }
+    }
+    let good = a.dir.join("release.bin");
+    let out = Command::new(host_berth).arg("verify").arg("--keys").arg(&a.key_dir).arg(&good).output().map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.lines().any(|l| l == format!("version {}", v.release.version)) {
+        return Err(format!("berth verify refused the demo release ({}): {stdout} {}", out.status, String::from_utf8_lossy(&out.stderr)));
+    }
+    let mut bad = a.signed_release.clone();
+    if let Some(b) = bad.get_mut(berth::release::HEADER_LEN + 4) {
+        *b ^= 1;
+    }
+    let bad_path = a.dir.join("release-tampered.bin");
+    std::fs::write(&bad_path, &bad).map_err(|e| e.to_string())?;
+    let device_text = match berth::release::decode_release(&bad, &keys, &a.board.name, None) {
+        Err(e) => e.to_string(),
+        Ok(_) => return Err("a tampered release decoded".into()),
+    };
+    let out = Command::new(host_berth).arg("verify").arg("--keys").arg(&a.key_dir).arg(&bad_path).output().map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !stderr.contains(&device_text) {
+        return Err(format!("berth verify on a tampered release: {} {stderr:?}, want the device's text {device_text:?}", out.status));
+    }
+    Ok(())
+}
+
 /// `file` must call the binary statically linked, stripped, for the right machine.
 fn static_binary(path: &Path, arch: Arch) -> Result<(), String> {
     let out = Command::new("file").arg("-b").arg(path).output().map_err(|e| format!("file: {e}"))?;
@@ -211,12 +314,7 @@ fn static_binary(path: &Path, arch: Arch) -> Result<(), String> {
 }
 
 fn run(root: &Path, a: &Args) -> Result<(), String> {
-    let board = match (&a.board, a.arches.as_slice()) {
-        (Some(b), _) => b.clone(),
-        (None, []) => artifacts::board_path(root, Arch::Aarch64),
-        (None, [arch]) => artifacts::board_path(root, *arch),
-        _ => return Err("run boots one board: give one --arch or --board".into()),
-    };
+    let board = one_board(root, a)?;
     let arch = artifacts::load_board(&board)?.arch;
     tools::ensure_host_tools(root, &targets(&[arch]), true)?;
     let art = artifacts::build(root, &board, &Variant::default())?;
@@ -239,6 +337,8 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
 /// test variants, keyed by `BootSpec::variant`.
 struct Launcher {
     builds: Vec<(&'static str, Artifacts)>,
+    /// Version and signing key id of the demo release on the data partition.
+    release: (u64, String),
     counter: AtomicU32,
 }
 
@@ -246,8 +346,10 @@ struct Launcher {
 fn variants() -> Vec<(&'static str, Variant)> {
     vec![
         ("", Variant::default()),
-        ("missing-module", Variant { suffix: "-missing-module".into(), extra_modules: vec![NO_SUCH_MODULE.into()], cgroup: None }),
-        ("cgroup-v1", Variant { suffix: "-cgroup-v1".into(), extra_modules: vec![], cgroup: Some(CgroupMode::V1) }),
+        ("missing-module", Variant { suffix: "-missing-module".into(), extra_modules: vec![NO_SUCH_MODULE.into()], ..Default::default() }),
+        ("cgroup-v1", Variant { suffix: "-cgroup-v1".into(), cgroup: Some(CgroupMode::V1), ..Default::default() }),
+        ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),
+        ("tampered-release", Variant { suffix: "-tampered-release".into(), release: ReleaseData::Tampered, ..Default::default() }),
     ]
 }
 
@@ -261,6 +363,10 @@ impl Launch for Launcher {
 
     fn missing_module(&self) -> &str {
         NO_SUCH_MODULE
+    }
+
+    fn release(&self) -> (u64, String) {
+        self.release.clone()
     }
 
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String> {
@@ -282,6 +388,15 @@ impl Launch for Launcher {
     }
 }
 
+/// The demo release's version and the development key's id.
+fn demo_release(root: &Path) -> Result<(u64, String), String> {
+    let key = release::load_signing_key(&release::dev_key_dir(root)?.join(release::DEV_KEY))?;
+    let text = std::fs::read_to_string(root.join("manifests/release.toml")).map_err(|e| e.to_string())?;
+    let table: toml::Table = text.parse().map_err(|e| format!("manifests/release.toml: {e}"))?;
+    let version = table.get("version").and_then(|v| v.as_integer()).ok_or("manifests/release.toml: no version")?;
+    Ok((version as u64, berth::release::key_id(&key.verifying_key()).to_string()))
+}
+
 fn test(root: &Path, a: &Args) -> Result<(), String> {
     let arches = arches_or_all(a);
     let filter = a.rest.first().cloned().unwrap_or_default();
@@ -298,6 +413,7 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
         return Err("host unit tests failed".into());
     }
 
+    let host_berth = host_berth(root)?;
     let mut cases = Vec::new();
     for arch in arches {
         let board = artifacts::board_path(root, arch);
@@ -308,8 +424,12 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
         if let Some((_, a)) = builds.first() {
             let (path, arch) = (a.berth.clone(), a.board.arch);
             cases.push(qemu_tests::scenario::case(format!("{}/static-binary", arch.name()), move || static_binary(&path, arch)));
+            let (a, host_berth, root) = (a.clone(), host_berth.clone(), root.to_path_buf());
+            cases.push(qemu_tests::scenario::case(format!("{}/release-round-trip", arch.name()), move || {
+                release_round_trip(&root, &a, &host_berth)
+            }));
         }
-        let launcher = Launcher { builds, counter: AtomicU32::new(0) };
+        let launcher = Launcher { builds, release: demo_release(root)?, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);
         for (name, case) in qemu_tests::scenarios::all(launcher) {
             if name.contains(&filter) {

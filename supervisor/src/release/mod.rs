@@ -48,9 +48,11 @@
 
 mod bounded;
 mod keys;
+pub mod current;
 pub mod state;
 
 pub use bounded::BoundedVec;
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use keys::{key_file, key_id, KeyError, KeyId, TrustedKey, TrustedKeys, KEYS_MAX, KEY_FILE_MAX};
 #[cfg(any(feature = "host", test))]
 pub use keys::{keygen, signing_key_from_pkcs8_pem, signing_key_from_seed};

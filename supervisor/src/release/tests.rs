@@ -49,7 +49,7 @@ fn sample() -> Release {
 }
 
 /// A small one-container release for the exhaustive tests.
-fn small() -> Release {
+pub(crate) fn small() -> Release {
     let mut m = examples().remove(1);
     m.after.clear();
     m.network = None;

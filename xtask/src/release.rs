@@ -1,0 +1,243 @@
+//! Releases on the host: compile `manifests/` into a release, build its
+//! images, and sign it. Keys: `keygen` writes a pair; a development key is made
+//! once under `target/keys/dev/` for local runs and tests (never committed,
+//! never put in an image: only its public half is).
+
+use crate::artifacts::cross_build;
+use crate::image::{self, Image};
+use crate::say;
+use berth::board::{Arch, Board};
+use berth::manifest::{Digest, Manifest};
+use berth::release::{self as keys, Release};
+use berth::release;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The host-only table of a manifest saying how its image is built.
+const BUILD: &str = "build";
+/// Name of the development private key file.
+pub const DEV_KEY: &str = "signing-key.pem";
+
+/// A compiled release and the images it names.
+pub struct Compiled {
+    pub release: Release,
+    pub images: Vec<Image>,
+}
+
+/// Write a new key pair into `dir`: `signing-key.pem` (PKCS#8, mode 0600) and
+/// `<key id>.pub`, the file a device trusts.
+pub fn keygen(dir: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let pem_path = dir.join(DEV_KEY);
+    if pem_path.exists() {
+        return Err(format!("{} exists; refusing to overwrite a private key", pem_path.display()));
+    }
+    let (pem, public) = keys::keygen().map_err(|e| e.to_string())?;
+    let vk = ed25519_dalek_key(&public)?;
+    let (name, text) = keys::key_file(&vk);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&pem_path)
+        .map_err(|e| format!("{}: {e}", pem_path.display()))?;
+    std::io::Write::write_all(&mut f, pem.as_bytes()).map_err(|e| format!("{}: {e}", pem_path.display()))?;
+    fs::write(dir.join(&name), text).map_err(|e| format!("{}: {e}", dir.display()))?;
+    say(&format!("wrote {} and {}", pem_path.display(), dir.join(&name).display()));
+    Ok(pem_path)
+}
+
+fn ed25519_dalek_key(public: &[u8; 32]) -> Result<berth::release::VerifyingKey, String> {
+    berth::release::VerifyingKey::from_bytes(public).map_err(|e| format!("bad public key: {e}"))
+}
+
+/// The development key directory, made on first use.
+pub fn dev_key_dir(root: &Path) -> Result<PathBuf, String> {
+    let dir = root.join("target").join("keys").join("dev");
+    if !dir.join(DEV_KEY).is_file() {
+        say("making a development signing key (target/keys/dev; for tests and local runs only)");
+        keygen(&dir)?;
+    }
+    Ok(dir)
+}
+
+/// Read a PKCS#8 PEM private key.
+pub fn load_signing_key(path: &Path) -> Result<keys::SigningKey, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    keys::signing_key_from_pkcs8_pem(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The public key files (`*.pub`) in a directory, for the system image.
+pub fn public_keys(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pub"))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The release version from `release.toml` in the manifest directory.
+fn release_version(dir: &Path) -> Result<u64, String> {
+    let path = dir.join("release.toml");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
+    for key in v.keys() {
+        if key != "version" {
+            return Err(format!("{}: unknown field `{key}`", path.display()));
+        }
+    }
+    match v.get("version") {
+        Some(toml::Value::Integer(n)) if *n > 0 => Ok(*n as u64),
+        _ => Err(format!("{}: field `version` must be a positive integer", path.display())),
+    }
+}
+
+/// Build the image a manifest's `[build]` table describes.
+fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Table, out: &Path) -> Result<Image, String> {
+    let what = |k: &str| format!("manifest {name}: field build.{k}");
+    let keys: Vec<&String> = build.keys().collect();
+    let [key] = keys.as_slice() else {
+        return Err(format!("manifest {name}: field build: needs exactly one of cargo_bin, binary, dir"));
+    };
+    let Some(value) = build.get(key.as_str()).and_then(|v| v.as_str()) else {
+        return Err(format!("{}: must be a string", what(key)));
+    };
+    match key.as_str() {
+        "cargo_bin" => {
+            let bin = cross_build(root, arch, "berth-demo-apps", value).map_err(|e| format!("{}: {e}", what(key)))?;
+            image::from_binary(&bin, out)
+        }
+        "binary" => {
+            let p = dir.join(value);
+            if !p.is_file() {
+                return Err(format!("{}: {} is not a file", what(key), p.display()));
+            }
+            image::from_binary(&p, out)
+        }
+        "dir" => {
+            let p = dir.join(value);
+            if !p.is_dir() {
+                return Err(format!("{}: {} is not a directory", what(key), p.display()));
+            }
+            image::from_dir(&p, out)
+        }
+        other => Err(format!("manifest {name}: field build.{other}: unknown (cargo_bin, binary or dir)")),
+    }
+}
+
+/// Compile every `*.toml` manifest of `dir` (but `release.toml`) for a board;
+/// images land in `out/images/`.
+pub fn compile(root: &Path, dir: &Path, board: &Board, out: &Path) -> Result<Compiled, String> {
+    let version = release_version(dir)?;
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.file_name().is_some_and(|n| n != "release.toml"))
+        .collect();
+    files.sort();
+    let img_dir = out.join("images");
+    fs::create_dir_all(&img_dir).map_err(|e| format!("{}: {e}", img_dir.display()))?;
+
+    let mut release = Release {
+        version,
+        board: board.name.clone(),
+        downgrade: None,
+        containers: Default::default(),
+        images: Default::default(),
+    };
+    let mut images: Vec<Image> = Vec::new();
+    for file in &files {
+        let (stem, table, build) = read_manifest(file)?;
+        let img = build_image(root, board.arch, dir, &stem, &build, &img_dir.join(format!("{stem}.img")))?;
+        let manifest = with_image(&stem, table, &img.sha256)?;
+        let entry = release::Image {
+            sha256: Digest(img.sha256),
+            size: img.size,
+            verity_root: img.verity.root,
+            verity_salt: img.verity.salt,
+        };
+        if !release.images.iter().any(|i| i.sha256 == entry.sha256) {
+            release.images.push(entry).map_err(|_| format!("more than {} images", release::CONTAINERS_MAX))?;
+            images.push(img);
+        }
+        release.containers.push(manifest).map_err(|_| format!("more than {} containers", release::CONTAINERS_MAX))?;
+    }
+    release.validate().map_err(|e| format!("release from {}: {e}", dir.display()))?;
+    Ok(Compiled { release, images })
+}
+
+/// A manifest file split into its device part and its host-only `[build]` table.
+fn read_manifest(file: &Path) -> Result<(String, toml::Table, toml::Table), String> {
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
+    let text = fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut table: toml::Table = text.parse().map_err(|e| format!("manifest {stem}: {e}"))?;
+    let build = match table.remove(BUILD) {
+        Some(toml::Value::Table(b)) => b,
+        Some(_) => return Err(format!("manifest {stem}: field build: must be a table")),
+        None => return Err(format!("manifest {stem}: needs a [build] table saying how its image is made")),
+    };
+    if table.contains_key("image") {
+        return Err(format!("manifest {stem}: field image: set by xtask from the [build] table; remove it"));
+    }
+    Ok((stem, table, build))
+}
+
+/// The device manifest: the file's fields plus the built image's hash.
+fn with_image(stem: &str, mut table: toml::Table, sha256: &[u8; 32]) -> Result<Manifest, String> {
+    table.insert("image".into(), toml::Value::String(format!("sha256:{}", crate::verity::hex(sha256))));
+    let text = toml::to_string(&table).map_err(|e| format!("manifest {stem}: {e}"))?;
+    Manifest::from_toml(stem, &text).map_err(|e| e.to_string())
+}
+
+/// Compile and sign; returns the signed object.
+pub fn compile_and_sign(root: &Path, dir: &Path, board: &Board, out: &Path, key: &keys::SigningKey) -> Result<(Compiled, Vec<u8>), String> {
+    let c = compile(root, dir, board, out)?;
+    let signed = release::sign(&c.release, key).map_err(|e| e.to_string())?;
+    say(&format!(
+        "release {} for {}: {} containers, {} bytes, signed by key {}",
+        c.release.version,
+        board.name,
+        c.release.containers.len(),
+        signed.len(),
+        keys::key_id(&key.verifying_key())
+    ));
+    Ok((c, signed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo manifests are valid as a set (images stubbed by a fixed hash).
+    #[test]
+    fn demo_manifests_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+        assert!(release_version(&dir).unwrap() >= 1);
+        let mut set = Vec::new();
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|x| x == "toml") && path.file_name().is_some_and(|n| n != "release.toml") {
+                let (stem, table, build) = read_manifest(&path).unwrap();
+                assert_eq!(build.len(), 1, "{stem}: one image source");
+                set.push(with_image(&stem, table, &[7; 32]).unwrap_or_else(|e| panic!("{e}")));
+            }
+        }
+        assert!(set.len() >= 2);
+        berth::manifest::validate_set(&set).unwrap();
+    }
+
+    #[test]
+    fn image_field_and_missing_build_are_refused() {
+        let dir = std::env::temp_dir().join(format!("berth-xtask-release-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("a.toml");
+        fs::write(&f, "name = \"a\"\nversion = \"1\"\n[entry]\nargv = [\"/bin/a\"]\n").unwrap();
+        assert!(read_manifest(&f).unwrap_err().contains("needs a [build] table"));
+        fs::write(&f, "name = \"a\"\nversion = \"1\"\nimage = \"x\"\n[entry]\nargv = [\"/bin/a\"]\n[build]\nbinary = \"a\"\n").unwrap();
+        assert!(read_manifest(&f).unwrap_err().contains("field image"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
