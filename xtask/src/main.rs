@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod cpio;
+mod fuzz;
 mod image;
 mod kernel;
 mod release;
@@ -25,6 +26,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE
                                 build the images of a manifest directory (default manifests/)
                                 and sign the release (default: the development key)
+  fuzz [SECONDS] [TARGET]...    fuzz the release decoders, SECONDS per target (default 60;
+                                installs cargo-fuzz, runs on stable with RUSTC_BOOTSTRAP=1)
   image PATH --out FILE         build a container image (squashfs + dm-verity tree) from a
                                 directory, or from a single static binary
   inspect IMAGE [--salt HEX]    verify an image's hash tree and print its hash, root and size
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         "test" => test(&root, &args),
         "check-board" => check_boards(&args.rest),
         "image" => make_image(&args),
+        "fuzz" => fuzz::run_args(&root, &args.rest),
         "keygen" => match &args.out {
             Some(dir) => release::keygen(dir).map(|_| ()),
             None => Err("usage: cargo xtask keygen --out DIR".into()),
