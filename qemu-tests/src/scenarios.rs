@@ -156,6 +156,12 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
     field_is(rel, "version", &version.to_string())?;
     field_is(rel, "key_id", &key_id)?;
     field_is(rel, "stored", "raised")?;
+    // Every image of the release is mapped through dm-verity and mounted.
+    let verity: Vec<&Event> = events.iter().filter(|e| e.name == "image.verity").collect();
+    let mounts = events.iter().filter(|e| e.name == "mount" && e.get("target").is_some_and(|t| t.starts_with("/run/berth/images/"))).count();
+    if verity.is_empty() || verity.iter().any(|e| e.get("result") != Some("ok")) || mounts != verity.len() {
+        return Err(format!("image activation: {} verity events {:?}, {mounts} mounts", verity.len(), verity.iter().map(|e| &e.fields).collect::<Vec<_>>()));
+    }
     let ready = m.cursor();
     for check in ["pid1", "rootfs-ro", "data-mount", "orphan-reaped"] {
         agent_pass(&mut m, check, &lim)?;

@@ -264,15 +264,61 @@ fn check_release(board: &Board, data_mounted: bool) {
         return;
     }
     match current::load(Path::new(current::KEYS), Path::new(current::STATE), &board.name) {
-        Ok((v, stored)) => Event::info("release.accepted")
-            .kv("version", v.release.version)
-            .kv("key_id", v.key_id)
-            .kv("containers", v.release.containers.len())
-            .kv("stored", if stored { "raised" } else { "kept" })
-            .emit(),
+        Ok((v, stored)) => {
+            Event::info("release.accepted")
+                .kv("version", v.release.version)
+                .kv("key_id", v.key_id)
+                .kv("containers", v.release.containers.len())
+                .kv("stored", if stored { "raised" } else { "kept" })
+                .emit();
+            activate_images(&v.release);
+        }
         Err(CurrentError::Missing) => Event::warn("release.none").kv("path", current::RELEASE).emit(),
         Err(e) => Event::error("release.rejected").kv("reason", e).emit(),
     }
+}
+
+/// Map every image of the release through dm-verity and mount it read-only.
+/// A failure is logged per image; the others go on.
+fn activate_images(release: &crate::release::Release) {
+    use crate::release::current;
+    let mut m = SysMounter;
+    for img in release.images.iter() {
+        let file = current::image_path(&img.sha256);
+        let name = current::dm_name(&img.sha256);
+        let dev = match crate::verity::open(&file, &name, img) {
+            Ok(d) => d,
+            Err((step, e)) => {
+                Event::error("image.verity")
+                    .kv("image", &name)
+                    .kv("step", format_args!("{step:?}"))
+                    .result(&Err::<(), _>(errno_text(e)))
+                    .emit();
+                continue;
+            }
+        };
+        Event::info("image.verity").kv("image", &name).kv("loop", &dev.loop_path).kv("device", &dev.path).kv("result", "ok").emit();
+        let target = current::mount_path(&img.sha256);
+        let step = mount::MountStep {
+            source: mount::text(&dev.path),
+            target: mount::text(&target),
+            fstype: mount::text("squashfs"),
+            flags: MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+            data: mount::Text::new(),
+            optional: false,
+        };
+        let r = wait_for(&dev.path, 2_000).and_then(|_| create_dirs(&target));
+        if let Err(e) = r {
+            Event::error("mount").kv("target", &target).result(&Err::<(), _>(errno_text(e))).emit();
+            continue;
+        }
+        mount::apply(core::slice::from_ref(&step), &mut m);
+    }
+}
+
+/// `mkdir -p` under /run.
+fn create_dirs(path: &str) -> Result<(), Errno> {
+    std::fs::create_dir_all(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 fn loopback_up() -> Result<(), Errno> {

@@ -6,10 +6,13 @@
 
 pub mod board;
 pub mod boot;
+pub mod container;
 pub mod manifest;
 pub mod release;
+pub mod seccomp;
 pub mod log;
 pub mod modules;
 pub mod mount;
 pub mod supervise;
 pub mod sys;
+pub mod verity;

@@ -35,7 +35,7 @@ pub struct MountStep {
 
 pub type Plan = heapless::Vec<MountStep, PLAN_MAX>;
 
-fn text(s: &str) -> Text {
+pub fn text(s: &str) -> Text {
     let mut t = Text::new();
     // Inputs are board paths, already bounded by the board config's limits.
     let _ = t.push_str(s);

@@ -176,6 +176,14 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     let data_root = dir.join("data-root");
     let _ = fs::remove_dir_all(&data_root);
     fs::create_dir_all(data_root.join("berth")).map_err(|e| format!("{}: {e}", data_root.display()))?;
+    if variant.release != ReleaseData::Absent {
+        let store = data_root.join("berth/images");
+        fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+        for img in &compiled.images {
+            let dest = store.join(format!("{}.img", crate::verity::hex(&img.sha256)));
+            fs::copy(&img.path, &dest).map_err(|e| format!("{} -> {}: {e}", img.path.display(), dest.display()))?;
+        }
+    }
     match variant.release {
         ReleaseData::Demo => write(&data_root.join("berth/release.bin"), &signed)?,
         ReleaseData::Tampered => {

@@ -1,0 +1,242 @@
+//! Capability sets: empty by default, the manifest's grants otherwise.
+//!
+//! Sequence in the child (hardening notes, step 8), for the act layer:
+//! 1. drop every capability in [`Caps::bounding_drop`] with
+//!    `PR_CAPBSET_DROP` (the child is still root of its user namespace, so it
+//!    holds `CAP_SETPCAP`; `EINVAL` for a number above the running kernel's
+//!    last capability means the kernel does not know it: nothing to drop);
+//! 2. `PR_SET_SECUREBITS` with [`Caps::securebits`];
+//! 3. `setgroups(0)` is impossible after `setgroups=deny`: skip; then
+//!    `setresgid`, `setresuid` (with `SECBIT_NO_SETUID_FIXUP` the switch
+//!    does not clear the capability sets, so `SECBIT_KEEP_CAPS` is not needed
+//!    and is locked off);
+//! 4. `capset` with [`Caps::capset_data`] (version 3 header,
+//!    [`CAPSET_VERSION`]);
+//! 5. `PR_CAP_AMBIENT_CLEAR_ALL`, then `PR_CAP_AMBIENT_RAISE` for each bit of
+//!    [`Caps::ambient`];
+//! 6. `PR_SET_NO_NEW_PRIVS` (always), seccomp last.
+//!
+//! Securebits: `NOROOT` (uid 0 gains nothing at execve),
+//! `NO_SETUID_FIXUP`, each with its lock, and `KEEP_CAPS_LOCKED` (keep-caps
+//! off and locked). `NO_CAP_AMBIENT_RAISE` and its lock are set only when no
+//! ambient capability is granted: locking it before step 5 would make the
+//! raise fail, and once the ambient set equals permitted ∩ inheritable
+//! (= the grants) it would forbid nothing more.
+
+use crate::manifest::{Network, REFUSED_CAPS};
+
+/// The highest capability number this table knows (`CAP_CHECKPOINT_RESTORE`).
+pub const CAP_LAST: u32 = 40;
+
+/// Every Linux capability, by number (`linux/capability.h`).
+pub const NAMES: [&str; CAP_LAST as usize + 1] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// All capabilities this table knows, as a mask.
+pub const ALL: u64 = (1u64 << (CAP_LAST + 1)) - 1;
+
+pub const SECBIT_NOROOT: u32 = 1 << 0;
+pub const SECBIT_NOROOT_LOCKED: u32 = 1 << 1;
+pub const SECBIT_NO_SETUID_FIXUP: u32 = 1 << 2;
+pub const SECBIT_NO_SETUID_FIXUP_LOCKED: u32 = 1 << 3;
+pub const SECBIT_KEEP_CAPS: u32 = 1 << 4;
+pub const SECBIT_KEEP_CAPS_LOCKED: u32 = 1 << 5;
+pub const SECBIT_NO_CAP_AMBIENT_RAISE: u32 = 1 << 6;
+pub const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: u32 = 1 << 7;
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets as two 32-bit halves.
+pub const CAPSET_VERSION: u32 = 0x2008_0522;
+
+/// One half of the sets, as `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CapData {
+    pub effective: u32,
+    pub permitted: u32,
+    pub inheritable: u32,
+}
+
+/// The capability number of a `CAP_*` name.
+pub fn number(name: &str) -> Option<u32> {
+    NAMES.iter().position(|n| *n == name).and_then(|i| u32::try_from(i).ok())
+}
+
+/// The capability state of the container's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Kept in the bounding set; everything else is dropped.
+    pub bounding: u64,
+    pub permitted: u64,
+    pub effective: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+    /// Written with `PR_SET_SECUREBITS` before the uid switch.
+    pub securebits: u32,
+    /// `PR_SET_NO_NEW_PRIVS`: always.
+    pub no_new_privs: bool,
+}
+
+impl Caps {
+    /// The state for a set of granted capabilities (a mask).
+    pub fn granting(grants: u64) -> Caps {
+        let mut securebits = SECBIT_NOROOT
+            | SECBIT_NOROOT_LOCKED
+            | SECBIT_NO_SETUID_FIXUP
+            | SECBIT_NO_SETUID_FIXUP_LOCKED
+            | SECBIT_KEEP_CAPS_LOCKED;
+        if grants == 0 {
+            securebits |= SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+        }
+        Caps {
+            bounding: grants,
+            permitted: grants,
+            effective: grants,
+            inheritable: grants,
+            ambient: grants,
+            securebits,
+            no_new_privs: true,
+        }
+    }
+
+    /// Capabilities to drop from the bounding set (0..=[`CAP_LAST`]).
+    pub fn bounding_drop(&self) -> u64 {
+        ALL & !self.bounding
+    }
+
+    /// The `capset` data: `[low 32 bits, high 32 bits]`.
+    pub fn capset_data(&self) -> [CapData; 2] {
+        let half = |shift: u32| CapData {
+            effective: (self.effective >> shift) as u32,
+            permitted: (self.permitted >> shift) as u32,
+            inheritable: (self.inheritable >> shift) as u32,
+        };
+        [half(0), half(32)]
+    }
+}
+
+/// The capability state from the manifest's names. The error names the
+/// offending entry (`capabilities[i]`) and why.
+pub fn from_names<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    network: Option<Network>,
+) -> Result<Caps, (std::string::String, std::string::String)> {
+    let mut grants = 0u64;
+    for (i, name) in names.into_iter().enumerate() {
+        let field = format!("capabilities[{i}]");
+        // Validation refuses these already; a plan never trusts that.
+        if REFUSED_CAPS.contains(&name) {
+            return Err((field, format!("{name} is never granted to a container")));
+        }
+        if name == "CAP_NET_RAW" && network == Some(Network::Host) {
+            return Err((field, "CAP_NET_RAW is never granted with network = \"host\"".into()));
+        }
+        let Some(n) = number(name) else {
+            return Err((field, format!("`{name}` is not a capability name")));
+        };
+        grants |= 1u64 << n;
+    }
+    Ok(Caps::granting(grants))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_the_kernel_numbers() {
+        assert_eq!(number("CAP_CHOWN"), Some(0));
+        assert_eq!(number("CAP_NET_BIND_SERVICE"), Some(10));
+        assert_eq!(number("CAP_NET_RAW"), Some(13));
+        assert_eq!(number("CAP_SYS_ADMIN"), Some(21));
+        assert_eq!(number("CAP_MKNOD"), Some(27));
+        assert_eq!(number("CAP_SETFCAP"), Some(31));
+        assert_eq!(number("CAP_MAC_OVERRIDE"), Some(32));
+        assert_eq!(number("CAP_AUDIT_READ"), Some(37));
+        assert_eq!(number("CAP_CHECKPOINT_RESTORE"), Some(40));
+        assert_eq!(number("CAP_NOPE"), None);
+        assert_eq!(ALL.count_ones(), 41);
+        for (i, n) in NAMES.iter().enumerate() {
+            assert!(!NAMES[..i].contains(n), "{n} twice");
+        }
+    }
+
+    #[test]
+    fn default_is_empty_and_fully_locked() {
+        let c = from_names([], None).unwrap();
+        assert_eq!((c.bounding, c.permitted, c.effective, c.inheritable, c.ambient), (0, 0, 0, 0, 0));
+        assert_eq!(c.bounding_drop(), ALL);
+        assert!(c.no_new_privs);
+        assert_eq!(c.securebits, 0b1110_1111, "all locks, keep-caps off");
+        assert_eq!(c.capset_data(), [CapData::default(); 2]);
+    }
+
+    #[test]
+    fn grants_fill_every_set_and_split_into_halves() {
+        let c = from_names(["CAP_NET_BIND_SERVICE", "CAP_AUDIT_READ"], None).unwrap();
+        let want = (1 << 10) | (1 << 37);
+        assert_eq!((c.bounding, c.permitted, c.effective, c.inheritable, c.ambient), (want, want, want, want, want));
+        assert_eq!(c.bounding_drop(), ALL & !want);
+        assert_eq!(c.bounding_drop() & want, 0);
+        let d = c.capset_data();
+        assert_eq!(d[0], CapData { effective: 1 << 10, permitted: 1 << 10, inheritable: 1 << 10 });
+        assert_eq!(d[1], CapData { effective: 1 << 5, permitted: 1 << 5, inheritable: 1 << 5 });
+        // Ambient raise must stay possible until the act raises the grants.
+        assert_eq!(c.securebits & (SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED), 0);
+        assert_eq!(c.securebits & SECBIT_KEEP_CAPS, 0);
+        assert_ne!(c.securebits & SECBIT_NOROOT_LOCKED, 0);
+    }
+
+    #[test]
+    fn unknown_refused_and_host_raw_are_errors_naming_the_entry() {
+        let e = from_names(["CAP_CHOWN", "CAP_FLY"], None).unwrap_err();
+        assert_eq!(e.0, "capabilities[1]");
+        assert!(e.1.contains("CAP_FLY"));
+        for refused in REFUSED_CAPS {
+            let e = from_names([*refused], None).unwrap_err();
+            assert!(e.1.contains("never granted"), "{refused}: {e:?}");
+        }
+        assert!(from_names(["CAP_NET_RAW"], Some(Network::Host)).is_err());
+        assert!(from_names(["CAP_NET_RAW"], Some(Network::None)).is_ok());
+    }
+}

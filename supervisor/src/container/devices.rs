@@ -1,0 +1,235 @@
+//! The container's `/dev`: which nodes exist, where they come from.
+//!
+//! Inside a user namespace `mknod` is impossible, so every node is the host
+//! node bind-mounted onto an empty file in the container's `/dev` tmpfs
+//! (see [`super::mounts`]). The list is the six standard nodes plus the
+//! hardware nodes the manifest is granted from the board table, at their
+//! host path. Never planned, whatever the board or manifest says: a block
+//! device, `/dev/mem`, `/dev/kmem`, `/dev/port`, `/dev/kmsg` (by number and
+//! by path). The access mode is for the cgroup device filter.
+
+use crate::board::{Board, NodeKind};
+use crate::manifest::{DeviceGrant, DEVICES_MAX};
+
+use super::cstr::CPath;
+
+/// cgroup device access bits (`BPF_DEVCG_ACC_*`).
+pub const ACC_MKNOD: u8 = 1;
+pub const ACC_READ: u8 = 2;
+pub const ACC_WRITE: u8 = 4;
+
+/// The standard nodes: name under `/dev`, major, minor. Read and write.
+pub const STANDARD: [(&str, u32, u32); 6] =
+    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+
+/// Character devices never given to a container: mem, kmem, port, kmsg.
+pub const FORBIDDEN: [(u32, u32); 4] = [(1, 1), (1, 2), (1, 4), (1, 11)];
+/// The same by path.
+pub const FORBIDDEN_PATHS: [&str; 4] = ["/dev/mem", "/dev/kmem", "/dev/port", "/dev/kmsg"];
+
+/// Names berth itself places in the container's `/dev` (nodes, mounts,
+/// symlinks): a granted node may not land on or under them.
+pub const RESERVED_NAMES: [&str; 14] = [
+    "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx", "fd", "stdin", "stdout", "stderr",
+];
+
+/// Most nodes in one container's `/dev`.
+pub const NODES_MAX: usize = STANDARD.len() + DEVICES_MAX;
+
+/// One node in the container's `/dev`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub major: u32,
+    pub minor: u32,
+    /// The host node bound onto the container's file.
+    pub host: CPath,
+    /// The path inside the container (`/dev/...`), equal to the host path.
+    pub path: CPath,
+    /// `ACC_*` bits for the cgroup filter.
+    pub access: u8,
+    /// From the manifest (not a standard node).
+    pub granted: bool,
+}
+
+pub type Nodes = heapless::Vec<Node, NODES_MAX>;
+
+/// Parse `rwm` into `ACC_*` bits.
+pub fn access_bits(s: &str) -> Option<u8> {
+    let mut bits = 0u8;
+    for b in s.bytes() {
+        let bit = match b {
+            b'r' => ACC_READ,
+            b'w' => ACC_WRITE,
+            b'm' => ACC_MKNOD,
+            _ => return None,
+        };
+        if bits & bit != 0 {
+            return None;
+        }
+        bits |= bit;
+    }
+    (bits != 0).then_some(bits)
+}
+
+/// A host node path `/dev/a[/b...]` without empty, `.` or `..` components.
+fn valid_node_path(p: &str) -> bool {
+    match p.strip_prefix("/dev/") {
+        Some(rest) => {
+            !rest.is_empty()
+                && rest.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+                && p.bytes().all(|b| b.is_ascii_graphic())
+        }
+        None => false,
+    }
+}
+
+/// Is `path` one of berth's own `/dev` entries, or below one?
+fn collides(path: &str) -> bool {
+    let first = path.strip_prefix("/dev/").and_then(|r| r.split('/').next()).unwrap_or("");
+    RESERVED_NAMES.contains(&first)
+}
+
+/// The container's nodes, standard ones first, then the grants in manifest
+/// order. The error names the grant (`devices[i].node`/`.access`) and why.
+pub fn nodes(grants: &[DeviceGrant], board: &Board) -> Result<Nodes, (std::string::String, std::string::String)> {
+    let mut out = Nodes::new();
+    for (name, major, minor) in STANDARD {
+        let path = CPath::concat(&["/dev/", name]).ok_or(("devices".to_owned(), "path too long".to_owned()))?;
+        let node = Node { major, minor, host: path.clone(), path, access: ACC_READ | ACC_WRITE, granted: false };
+        out.push(node).map_err(|_| ("devices".to_owned(), "too many nodes".to_owned()))?;
+    }
+    for (i, g) in grants.iter().enumerate() {
+        let field = format!("devices[{i}].node");
+        let e = |reason: std::string::String| (field.clone(), reason);
+        let n = g.node.as_str();
+        let Some(hw) = board.node(n) else {
+            return Err(e(format!("board {} has no hardware node `{n}`", board.name)));
+        };
+        if hw.reserved {
+            return Err(e(format!("`{n}` is reserved and never granted")));
+        }
+        if hw.kind == NodeKind::Block {
+            return Err(e(format!("`{n}` is a block device: never granted to a container")));
+        }
+        if FORBIDDEN.contains(&(hw.major, hw.minor)) || FORBIDDEN_PATHS.contains(&hw.path.as_str()) {
+            return Err(e(format!("`{n}` ({} {}:{}) is never granted to a container", hw.path, hw.major, hw.minor)));
+        }
+        if !valid_node_path(&hw.path) {
+            return Err(e(format!("`{n}` has path `{}`, not a plain path under /dev/", hw.path)));
+        }
+        if collides(&hw.path) {
+            return Err(e(format!("`{n}` at {} would replace one of berth's own /dev entries", hw.path)));
+        }
+        if out.iter().any(|o| o.path.as_str() == hw.path.as_str()) {
+            return Err(e(format!("`{n}` at {} is granted twice", hw.path)));
+        }
+        let Some(access) = access_bits(&g.access) else {
+            return Err((format!("devices[{i}].access"), "must be a combination of r, w and m".into()));
+        };
+        let path = CPath::new(&hw.path).ok_or_else(|| e("path too long".into()))?;
+        let node = Node { major: hw.major, minor: hw.minor, host: path.clone(), path, access, granted: true };
+        out.push(node).map_err(|_| e("too many nodes".into()))?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::HardwareNode;
+
+    pub(crate) fn board() -> Board {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../board-configs/qemu-aarch64-virt.toml"))
+            .unwrap();
+        let mut b = Board::from_toml(&text).unwrap();
+        b.hardware.clear();
+        for (name, kind, major, minor, path, reserved) in [
+            ("serial1", NodeKind::Char, 4, 65, "/dev/ttyAMA1", false),
+            ("rng0", NodeKind::Char, 10, 183, "/dev/hwrng", false),
+            ("watchdog", NodeKind::Char, 10, 130, "/dev/watchdog", true),
+            ("disk", NodeKind::Block, 254, 0, "/dev/vda", false),
+            ("mem", NodeKind::Char, 1, 1, "/dev/mem", false),
+            ("kmsg", NodeKind::Char, 1, 11, "/dev/kmsg", false),
+            ("mem-alias", NodeKind::Char, 1, 1, "/dev/phys", false),
+            ("gpio0", NodeKind::Char, 254, 0, "/dev/gpio/chip0", false),
+            ("nullish", NodeKind::Char, 4, 66, "/dev/null", false),
+            ("ptsish", NodeKind::Char, 4, 67, "/dev/pts/9", false),
+        ] {
+            b.hardware
+                .push(HardwareNode {
+                    name: name.try_into().unwrap(),
+                    kind,
+                    major,
+                    minor,
+                    path: path.try_into().unwrap(),
+                    reserved,
+                })
+                .unwrap();
+        }
+        b
+    }
+
+    pub(crate) fn grant(node: &str, access: &str) -> DeviceGrant {
+        DeviceGrant { node: node.try_into().unwrap(), access: access.try_into().unwrap() }
+    }
+
+    #[test]
+    fn standard_nodes_only_by_default() {
+        let n = nodes(&[], &board()).unwrap();
+        let got: Vec<(String, u32, u32)> = n.iter().map(|n| (n.path.to_string(), n.major, n.minor)).collect();
+        assert_eq!(
+            got,
+            [
+                ("/dev/null".into(), 1, 3),
+                ("/dev/zero".into(), 1, 5),
+                ("/dev/full".into(), 1, 7),
+                ("/dev/random".into(), 1, 8),
+                ("/dev/urandom".into(), 1, 9),
+                ("/dev/tty".into(), 5, 0),
+            ]
+        );
+        assert!(n.iter().all(|n| n.access == ACC_READ | ACC_WRITE && !n.granted && n.host == n.path));
+    }
+
+    #[test]
+    fn granted_nodes_come_from_the_board() {
+        let n = nodes(&[grant("serial1", "rw"), grant("gpio0", "r")], &board()).unwrap();
+        assert_eq!(n.len(), 8);
+        let s = &n[6];
+        assert_eq!((s.path.as_str(), s.host.as_str(), s.major, s.minor), ("/dev/ttyAMA1", "/dev/ttyAMA1", 4, 65));
+        assert_eq!(s.access, ACC_READ | ACC_WRITE);
+        assert!(s.granted);
+        assert_eq!((n[7].path.as_str(), n[7].access), ("/dev/gpio/chip0", ACC_READ));
+    }
+
+    #[test]
+    fn bad_grants_are_errors_naming_the_entry() {
+        let b = board();
+        for (node, words) in [
+            ("nope", "has no hardware node `nope`"),
+            ("watchdog", "reserved"),
+            ("disk", "block device"),
+            ("mem", "never granted"),
+            ("kmsg", "never granted"),
+            ("mem-alias", "never granted"),
+            ("nullish", "berth's own"),
+            ("ptsish", "berth's own"),
+        ] {
+            let e = nodes(&[grant("rng0", "r"), grant(node, "r")], &b).unwrap_err();
+            assert_eq!(e.0, "devices[1].node", "{node}");
+            assert!(e.1.contains(words), "{node}: {}", e.1);
+            assert!(e.1.contains(node), "the error names {node}: {}", e.1);
+        }
+        assert_eq!(nodes(&[grant("rng0", "x")], &b).unwrap_err().0, "devices[0].access");
+        assert_eq!(nodes(&[grant("rng0", "rr")], &b).unwrap_err().0, "devices[0].access");
+        assert_eq!(nodes(&[grant("rng0", "r"), grant("rng0", "w")], &b).unwrap_err().0, "devices[1].node");
+    }
+
+    #[test]
+    fn access_strings() {
+        assert_eq!(access_bits("rwm"), Some(7));
+        assert_eq!(access_bits("w"), Some(ACC_WRITE));
+        assert_eq!(access_bits(""), None);
+        assert_eq!(access_bits("rwx"), None);
+    }
+}

@@ -1,0 +1,150 @@
+//! The thin seam of raw system calls that no safe wrapper covers.
+//!
+//! Every `unsafe` block of berth's boot path lives here, one small function per
+//! call, each with its own error and a SAFETY note. Everything else goes
+//! through `nix`'s safe wrappers.
+
+
+use nix::errno::Errno;
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `finit_module(2)` flag: the file is compressed and the kernel decompresses it.
+pub const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
+
+/// Load a kernel module from an open file.
+pub fn finit_module(fd: BorrowedFd<'_>, params: &CStr, flags: libc::c_uint) -> Result<(), Errno> {
+    // SAFETY: `fd` is a valid open descriptor for the duration of the call and
+    // `params` is a NUL-terminated string that outlives it; the kernel reads both.
+    let r = unsafe { libc::syscall(libc::SYS_finit_module, fd.as_raw_fd(), params.as_ptr(), flags) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Set IFF_UP on a network interface through `SIOCGIFFLAGS`/`SIOCSIFFLAGS`.
+pub fn interface_up(sock: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { core::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `sock` is an open socket and `req` is a valid, NUL-terminated
+    // ifreq that lives across the call; SIOCGIFFLAGS fills ifru_flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just wrote ifru_flags, the active member for these ioctls.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; SIOCSIFFLAGS reads ifru_flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// Make a command's child start with no signal blocked: PID 1 blocks every
+/// signal it reads from its signalfd, and a mask survives fork and exec.
+pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the child between fork and exec; it only calls
+    // pthread_sigmask on a stack value, which is async-signal-safe and does
+    // not allocate.
+    unsafe {
+        cmd.pre_exec(|| nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from));
+    }
+}
+
+/// `LOOP_CTL_GET_FREE` on /dev/loop-control.
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+/// `LOOP_CONFIGURE` (Linux 5.8+): attach and configure in one call.
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+/// `LO_FLAGS_READ_ONLY`.
+const LO_FLAGS_READ_ONLY: u32 = 1;
+
+/// `struct loop_info64` from the kernel's UAPI.
+#[repr(C)]
+struct LoopInfo64 {
+    device: u64,
+    inode: u64,
+    rdevice: u64,
+    offset: u64,
+    sizelimit: u64,
+    number: u32,
+    encrypt_type: u32,
+    encrypt_key_size: u32,
+    flags: u32,
+    file_name: [u8; 64],
+    crypt_name: [u8; 64],
+    encrypt_key: [u8; 32],
+    init: [u64; 2],
+}
+
+/// `struct loop_config` from the kernel's UAPI.
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+/// The number of a free loop device.
+pub fn loop_get_free(ctl: BorrowedFd<'_>) -> Result<u32, Errno> {
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a number.
+    let r = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    u32::try_from(r).map_err(|_| Errno::last())
+}
+
+/// Attach `backing` to the loop device `dev`, read-only.
+pub fn loop_configure_ro(dev: BorrowedFd<'_>, backing: BorrowedFd<'_>, block_size: u32) -> Result<(), Errno> {
+    let fd = u32::try_from(backing.as_raw_fd()).map_err(|_| Errno::EBADF)?;
+    // SAFETY: LoopConfig is plain old data; all-zero is valid.
+    let mut cfg: LoopConfig = unsafe { core::mem::zeroed() };
+    cfg.fd = fd;
+    cfg.block_size = block_size;
+    cfg.info.flags = LO_FLAGS_READ_ONLY;
+    // SAFETY: `cfg` is a valid loop_config that outlives the call; the kernel
+    // only reads it.
+    let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE as _, &cfg) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Device-mapper commands berth uses.
+#[derive(Debug, Clone, Copy)]
+pub enum DmCmd {
+    DevCreate = 3,
+    DevRemove = 4,
+    DevSuspend = 6,
+    TableLoad = 9,
+}
+
+/// One device-mapper ioctl on /dev/mapper/control. `buf` starts with a
+/// `struct dm_ioctl` whose `data_size` equals `buf.len()`; the kernel writes
+/// its reply into the same buffer.
+pub fn dm_ioctl(ctl: BorrowedFd<'_>, cmd: DmCmd, buf: &mut [u8]) -> Result<(), Errno> {
+    // _IOWR(0xfd, cmd, struct dm_ioctl): size 312.
+    let req: libc::c_ulong = 0xC138_FD00 | cmd as libc::c_ulong;
+    let declared = buf.get(12..16).and_then(|s| s.try_into().ok()).map(u32::from_ne_bytes);
+    if buf.len() < 312 || declared != Some(buf.len() as u32) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: `buf` is a valid, writable buffer of exactly the size its header
+    // declares, alive across the call; the kernel reads and writes within it.
+    let r = unsafe { libc::ioctl(ctl.as_raw_fd(), req as _, buf.as_mut_ptr()) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
