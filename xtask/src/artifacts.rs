@@ -64,7 +64,7 @@ pub fn cross_build(root: &Path, arch: Arch, package: &str, bin: &str) -> Result<
             .current_dir(root)
             .args(["build", "--quiet", "--release", "--package", package, "--bin", bin, "--target", arch.rust_target()]),
     )?;
-    let out = root.join("target").join(arch.rust_target()).join("release").join(bin);
+    let out = crate::cargo_target_dir(root).join(arch.rust_target()).join("release").join(bin);
     if !out.is_file() {
         return Err(format!("{} was not produced", out.display()));
     }

@@ -48,6 +48,14 @@ pub fn run_cmd(cmd: &mut Command) -> Result<(), String> {
     Err(format!("{:?} failed ({}):\n{}", cmd, out.status, tail.join("\n")))
 }
 
+/// Where cargo puts build outputs: `CARGO_TARGET_DIR` when set, else `target/`.
+pub fn cargo_target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root.join(d),
+        _ => root.join("target"),
+    }
+}
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
@@ -248,7 +256,7 @@ fn host_berth(root: &Path) -> Result<PathBuf, String> {
     say("building the host berth (verify)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_cmd(Command::new(cargo).current_dir(root).args(["build", "--quiet", "--package", "berth", "--features", "host", "--bin", "berth"]))?;
-    Ok(root.join("target/debug/berth"))
+    Ok(cargo_target_dir(root).join("debug").join("berth"))
 }
 
 /// The demo release decodes on the device side to exactly what was compiled
