@@ -50,7 +50,8 @@ fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 6] = [
+    let table: [(&str, Check); 7] = [
+        ("probe", probe),
         ("no-release", no_release),
         ("boot", boot_checks_poweroff),
         ("reboot", reboot_then_poweroff),
@@ -163,6 +164,17 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
         return Err(format!("image activation: {} verity events {:?}, {mounts} mounts", verity.len(), verity.iter().map(|e| &e.fields).collect::<Vec<_>>()));
     }
     let ready = m.cursor();
+    // The demo containers start confined and their output reaches the log.
+    for name in ["sensor", "flaky"] {
+        let e = m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.step)?;
+        field_is(&e, "result", "ok")?;
+    }
+    m.expect_event_where(
+        "container.log",
+        |e| e.get("name") == Some("sensor") && e.get("line").is_some_and(|l| l.starts_with("sensor: reading=1 ")),
+        lim.step,
+    )?;
+    m.set_cursor(ready);
     for check in ["pid1", "rootfs-ro", "data-mount", "orphan-reaped"] {
         agent_pass(&mut m, check, &lim)?;
     }
@@ -273,4 +285,65 @@ fn no_release(l: &dyn Launch) -> Result<(), String> {
     m.expect_line("AGENT done", lim.step)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     no_errors(&m, &[])
+}
+
+/// The probe's lines of one container, from berth's `container.log` events.
+fn probe_lines(m: &Machine, name: &str) -> Vec<String> {
+    m.events()
+        .into_iter()
+        .filter(|e| e.name == "container.log" && e.get("name") == Some(name))
+        .filter_map(|e| e.get("line").map(str::to_string))
+        .filter(|l| l.starts_with("PROBE "))
+        .collect()
+}
+
+fn probe_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// Two probe containers (root inside with one capability; uid 1000 inside)
+/// try more than 30 escapes each; every one must be refused by policy, and
+/// what must work works.
+fn probe(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { variant: "probe", ..spec("probe", "none") })?;
+    let mut bases = Vec::new();
+    for name in ["probe", "probe-user"] {
+        // Independent containers start in either order.
+        m.set_cursor(0);
+        let e = m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.boot)?;
+        field_is(&e, "result", "ok")?;
+        bases.push(e.get("uid_base").unwrap_or("").to_string());
+    }
+    for name in ["probe", "probe-user"] {
+        m.set_cursor(0);
+        let done = |e: &Event| e.get("name") == Some(name) && e.get("line").is_some_and(|l| l.starts_with("PROBE done"));
+        m.expect_event_where("container.log", done, lim.boot * 2)?;
+        let lines = probe_lines(&m, name);
+        let bad: Vec<&String> = lines
+            .iter()
+            .filter(|l| matches!(probe_field(l, "result"), Some("escaped" | "error" | "broken")))
+            .collect();
+        if !bad.is_empty() {
+            return Err(format!("{name}: {} attempts not refused by policy or checks broken:\n{}", bad.len(), bad.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")));
+        }
+        let blocked = lines.iter().filter(|l| probe_field(l, "result") == Some("blocked")).count();
+        if blocked < 30 {
+            return Err(format!("{name}: only {blocked} escapes tried and blocked"));
+        }
+        let mut want = vec!["image-read", "tmp-rw", "uid-map", "pid-ns"];
+        if name == "probe" {
+            want.push("granted-cap");
+        }
+        for w in want {
+            if !lines.iter().any(|l| probe_field(l, "name") == Some(w) && probe_field(l, "result") == Some("works")) {
+                return Err(format!("{name}: check {w} did not report works: {lines:?}"));
+            }
+        }
+    }
+    // Each container maps uid 0 to its own unprivileged host range.
+    if bases.iter().any(|b| b.is_empty() || b == "0") || bases.first() == bases.get(1) {
+        return Err(format!("uid bases {bases:?}: want distinct, non-zero"));
+    }
+    Ok(())
 }

@@ -236,7 +236,7 @@ fn system_stage() -> ! {
     let data_mounted = waited.is_ok() && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
 
     stage("release");
-    check_release(&board, data_mounted);
+    let release = check_release(&board, data_mounted);
 
     stage("hostname");
     let r = nix::unistd::sethostname(board.hostname.as_str());
@@ -248,6 +248,11 @@ fn system_stage() -> ! {
 
     let mut pid1 = Pid1::new(Duration::from_millis(board.shutdown_grace_ms.into()), data_mounted);
     Event::info("boot.ready").kv("data", if data_mounted { "ok" } else { "missing" }).emit();
+    if let Some(r) = release {
+        stage("containers");
+        let n = crate::containers::start_all(&r, &board, &mut pid1);
+        Event::info("containers.started").kv("count", n).kv("of", r.containers.len()).emit();
+    }
     if let Some(path) = run_request() {
         start_requested(&mut pid1, &path);
     }
@@ -256,12 +261,12 @@ fn system_stage() -> ! {
 
 /// Verify the signed release on the data partition and log the outcome. A
 /// refused release changes nothing on the device; berth stays up.
-fn check_release(board: &Board, data_mounted: bool) {
+fn check_release(board: &Board, data_mounted: bool) -> Option<crate::release::Release> {
     use crate::release::current::{self, CurrentError};
     use std::path::Path;
     if !data_mounted {
         Event::error("release.rejected").kv("reason", "the data partition is not mounted").emit();
-        return;
+        return None;
     }
     match current::load(Path::new(current::KEYS), Path::new(current::STATE), &board.name) {
         Ok((v, stored)) => {
@@ -272,9 +277,16 @@ fn check_release(board: &Board, data_mounted: bool) {
                 .kv("stored", if stored { "raised" } else { "kept" })
                 .emit();
             activate_images(&v.release);
+            Some(v.release)
         }
-        Err(CurrentError::Missing) => Event::warn("release.none").kv("path", current::RELEASE).emit(),
-        Err(e) => Event::error("release.rejected").kv("reason", e).emit(),
+        Err(CurrentError::Missing) => {
+            Event::warn("release.none").kv("path", current::RELEASE).emit();
+            None
+        }
+        Err(e) => {
+            Event::error("release.rejected").kv("reason", e).emit();
+            None
+        }
     }
 }
 

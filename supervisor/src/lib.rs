@@ -7,6 +7,7 @@
 pub mod board;
 pub mod boot;
 pub mod container;
+pub mod containers;
 pub mod manifest;
 pub mod release;
 pub mod seccomp;

@@ -20,15 +20,15 @@
 //! | `entry.workdir` | absolute, no `..`, default `/` | the containers issue (exec) |
 //! | `network = "none"` | (the default) | the containers issue (own netns, loopback only) |
 //! | `after` | known names, no self, no duplicates, no cycle (the cycle is named) | this issue computes the start order; waiting is the supervision issue |
-//! | `entry.uid`, `entry.gid` | < 65536 | **gated**: the confinement issue (user namespace) |
+//! | `entry.uid`, `entry.gid` | < 65536 | the confinement issue (user namespace; ids inside) |
 //! | `restart` | `never`, `on-failure`, `always` | **gated**: the supervision issue |
 //! | `readiness` | absolute `file`, `timeout_ms` 100..=600000 | **gated**: the supervision issue |
 //! | `resources` | `memory_max` 1 MiB..=1 TiB, `cpu_weight` 1..=10000, `pids_max` 1..=4194304 | **gated**: the cgroups issue |
 //! | `mounts` | absolute unique targets; exactly one of `tmpfs_size` (4 KiB..=4 GiB) or `volume` (a name) | **gated**: the confinement issue |
-//! | `capabilities` | known `CAP_*` names, unique; dangerous ones refused *always* (see [`REFUSED_CAPS`]), `CAP_NET_RAW` refused with `network = "host"` | **gated**: the confinement issue |
-//! | `seccomp_allow` | syscall names `[a-z0-9_]`, 1..=32, unique | **gated**: the confinement issue |
+//! | `capabilities` | known `CAP_*` names, unique; dangerous ones refused *always* (see [`REFUSED_CAPS`]), `CAP_NET_RAW` refused with `network = "host"` | the confinement issue (bounding, permitted, effective, ambient sets) |
+//! | `seccomp_allow` | syscall names `[a-z0-9_]`, 1..=32, unique | the confinement issue (added to the default filter) |
 //! | `devices` | hardware node names, access a non-empty combination of `r`, `w`, `m`; against the board: node exists and is not reserved ([`Manifest::check_devices`]) | **gated**: the confinement issue |
-//! | `network = "host"` | (no `CAP_NET_ADMIN`/`CAP_NET_RAW`) | **gated**: the confinement issue |
+//! | `network = "host"` | (no `CAP_NET_ADMIN`/`CAP_NET_RAW`) | the confinement issue (no network namespace; /sys bound read-only) |
 //!
 //! A list field counts as set when it is not empty; an optional field when it
 //! is present (even with its default value).
@@ -81,18 +81,7 @@ pub type Path = String<PATH_MAX>;
 
 /// Fields a manifest may not set yet, because nothing enforces them. A later
 /// issue that enforces one removes it here (and its tests flip).
-pub const GATED: &[&str] = &[
-    "entry.uid",
-    "entry.gid",
-    "restart",
-    "readiness",
-    "resources",
-    "mounts",
-    "capabilities",
-    "seccomp_allow",
-    "devices",
-    "network.host",
-];
+pub const GATED: &[&str] = &["restart", "readiness", "resources", "mounts", "devices"];
 
 /// Capabilities that are never granted, whatever the manifest says.
 pub const REFUSED_CAPS: &[&str] = &[
@@ -891,16 +880,11 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
     #[test]
     fn every_gated_field_is_refused_as_not_supported_yet() {
         let cases: &[(&str, &str)] = &[
-            ("[entry]\nuid = 1000\n", "entry.uid"),
-            ("[entry]\ngid = 0\n", "entry.gid"),
             ("restart = \"on-failure\"\n[entry]\n", "restart"),
             ("readiness = { file = \"/run/ready\" }\n[entry]\n", "readiness"),
             ("resources = { cpu_weight = 100 }\n[entry]\n", "resources"),
             ("mounts = [{ target = \"/tmp\", tmpfs_size = 65536 }]\n[entry]\n", "mounts"),
-            ("capabilities = [\"CAP_NET_BIND_SERVICE\"]\n[entry]\n", "capabilities"),
-            ("seccomp_allow = [\"ioctl\"]\n[entry]\n", "seccomp_allow"),
             ("devices = [{ node = \"serial1\", access = \"rw\" }]\n[entry]\n", "devices"),
-            ("network = \"host\"\n[entry]\n", "network.host"),
         ];
         let mut seen = std::vec::Vec::new();
         for (new, field) in cases {

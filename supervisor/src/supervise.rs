@@ -98,24 +98,38 @@ pub struct Known {
     pub name: heapless::String<32>,
 }
 
-/// Most host processes berth tracks by name.
-pub const KNOWN_MAX: usize = 16;
+/// Most host processes and containers berth tracks by name.
+pub const KNOWN_MAX: usize = 48;
+/// Most output streams berth reads (one per container).
+pub const OUTPUTS_MAX: usize = 32;
+/// Longest output line kept whole; longer lines are split.
+pub const OUTPUT_LINE_MAX: usize = 200;
+
+/// A pipe carrying a container's stdout and stderr, read line by line.
+pub struct Output {
+    pub name: heapless::String<32>,
+    pub fd: std::os::fd::OwnedFd,
+    buf: heapless::Vec<u8, OUTPUT_LINE_MAX>,
+}
 
 pub struct Pid1 {
     grace: Duration,
     phase: Phase,
     known: heapless::Vec<Known, KNOWN_MAX>,
+    outputs: heapless::Vec<Option<Output>, OUTPUTS_MAX>,
     data_mounted: bool,
 }
 
 const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
+/// Output streams use tokens from here on (token - base = slot).
+const TOKEN_OUTPUT: u64 = 1000;
 /// How long SIGKILLed processes get to be reaped before the final steps.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
 impl Pid1 {
     pub fn new(grace: Duration, data_mounted: bool) -> Pid1 {
-        Pid1 { grace, phase: Phase::Running, known: heapless::Vec::new(), data_mounted }
+        Pid1 { grace, phase: Phase::Running, known: heapless::Vec::new(), outputs: heapless::Vec::new(), data_mounted }
     }
 
     /// Block the handled signals; call before starting any child so none is lost.
@@ -131,6 +145,18 @@ impl Pid1 {
         }
         if self.known.push(Known { pid, name: n }).is_err() {
             Event::warn("watch").kv("pid", pid).kv("result", "full").emit();
+        }
+    }
+
+    /// Read a container's output pipe and log each line as `container.log`.
+    pub fn watch_output(&mut self, fd: std::os::fd::OwnedFd, name: &str) {
+        let mut n = heapless::String::new();
+        for c in name.chars().take(32) {
+            let _ = n.push(c);
+        }
+        let out = Output { name: n, fd, buf: heapless::Vec::new() };
+        if self.outputs.push(Some(out)).is_err() {
+            Event::warn("watch").kv("output", name).kv("result", "full").emit();
         }
     }
 
@@ -156,6 +182,7 @@ impl Pid1 {
                             let _ = timer.wait();
                             self.on_timer(&timer);
                         }
+                        t if t >= TOKEN_OUTPUT => self.on_output(&epoll, (t - TOKEN_OUTPUT) as usize),
                         _ => {}
                     }
                 }
@@ -173,8 +200,45 @@ impl Pid1 {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(&sfd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
         epoll.add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_TIMER))?;
+        for (slot, out) in self.outputs.iter().enumerate() {
+            if let Some(o) = out {
+                epoll.add(&o.fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_OUTPUT + slot as u64))?;
+            }
+        }
         // Children that exited before the loop started raised no readable event yet.
         Ok((epoll, sfd, timer))
+    }
+
+    /// Read what a container wrote; one `container.log` event per line.
+    fn on_output(&mut self, epoll: &Epoll, slot: usize) {
+        let Some(Some(out)) = self.outputs.get_mut(slot) else { return };
+        let mut chunk = [0u8; 1024];
+        let n = match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&out.fd), &mut chunk) {
+            Ok(n) => n,
+            Err(Errno::EINTR | Errno::EAGAIN) => return,
+            Err(_) => 0,
+        };
+        if n == 0 {
+            // Writer gone: flush a partial line and stop watching.
+            if !out.buf.is_empty() {
+                log_line(&out.name, &out.buf);
+            }
+            let _ = epoll.delete(&out.fd);
+            if let Some(s) = self.outputs.get_mut(slot) {
+                *s = None;
+            }
+            return;
+        }
+        for &b in chunk.get(..n).unwrap_or(&[]) {
+            if b == b'\n' {
+                log_line(&out.name, &out.buf);
+                out.buf.clear();
+            } else if out.buf.push(b).is_err() {
+                log_line(&out.name, &out.buf);
+                out.buf.clear();
+                let _ = out.buf.push(b);
+            }
+        }
     }
 
     /// Last resort without epoll: reap forever, so zombies never pile up.
@@ -325,6 +389,11 @@ impl Pid1 {
         // PID 1 must not exit: keep reaping until someone cuts the power.
         self.fallback()
     }
+}
+
+fn log_line(name: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    Event::info("container.log").kv("name", name).kv("line", text.trim_end_matches('\r')).emit();
 }
 
 fn signal_all(sig: Signal) {

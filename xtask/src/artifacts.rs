@@ -82,6 +82,8 @@ pub struct Variant {
     pub cgroup: Option<CgroupMode>,
     /// What the data partition holds as the current release.
     pub release: ReleaseData,
+    /// The release's manifest directory (default `manifests/`).
+    pub manifests: Option<PathBuf>,
 }
 
 /// The release put on a fresh data partition.
@@ -128,7 +130,8 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     // The demo release, signed with the development key; its public half is trusted.
     let key_dir = release::dev_key_dir(root)?;
     let key = release::load_signing_key(&key_dir.join(release::DEV_KEY))?;
-    let (compiled, mut signed) = release::compile_and_sign(root, &root.join("manifests"), &board, &dir, &key)?;
+    let manifests = variant.manifests.clone().unwrap_or_else(|| root.join("manifests"));
+    let (compiled, mut signed) = release::compile_and_sign(root, &manifests, &board, &dir, &key)?;
     let signed_release = signed.clone();
     write(&dir.join("release.bin"), &signed_release)?;
 

@@ -355,11 +355,12 @@ struct Launcher {
 }
 
 /// The test variants of every board.
-fn variants() -> Vec<(&'static str, Variant)> {
+fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
     vec![
         ("", Variant::default()),
         ("missing-module", Variant { suffix: "-missing-module".into(), extra_modules: vec![NO_SUCH_MODULE.into()], ..Default::default() }),
         ("cgroup-v1", Variant { suffix: "-cgroup-v1".into(), cgroup: Some(CgroupMode::V1), ..Default::default() }),
+        ("probe", Variant { suffix: "-probe".into(), manifests: Some(root.join("qemu-tests/manifests/probe")), ..Default::default() }),
         ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),
         ("tampered-release", Variant { suffix: "-tampered-release".into(), release: ReleaseData::Tampered, ..Default::default() }),
     ]
@@ -430,7 +431,7 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
     for arch in arches {
         let board = artifacts::board_path(root, arch);
         let mut builds = Vec::new();
-        for (name, v) in variants() {
+        for (name, v) in variants(root) {
             builds.push((name, artifacts::build(root, &board, &v)?));
         }
         if let Some((_, a)) = builds.first() {

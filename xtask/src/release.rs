@@ -95,37 +95,70 @@ fn release_version(dir: &Path) -> Result<u64, String> {
     }
 }
 
-/// Build the image a manifest's `[build]` table describes.
+/// Build the image a manifest's `[build]` table describes: exactly one of
+/// `cargo_bin` (with optional `package`, default `berth-demo-apps`, and
+/// `setuid_copy`, a path where a root-owned mode-4755 copy is installed, for
+/// confinement tests), `binary` or `dir`.
 fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Table, out: &Path) -> Result<Image, String> {
-    let what = |k: &str| format!("manifest {name}: field build.{k}");
-    let keys: Vec<&String> = build.keys().collect();
-    let [key] = keys.as_slice() else {
-        return Err(format!("manifest {name}: field build: needs exactly one of cargo_bin, binary, dir"));
+    let field = |k: &str| format!("manifest {name}: field build.{k}");
+    let text = |k: &str| -> Result<Option<&str>, String> {
+        match build.get(k) {
+            None => Ok(None),
+            Some(v) => v.as_str().map(Some).ok_or_else(|| format!("{}: must be a string", field(k))),
+        }
     };
-    let Some(value) = build.get(key.as_str()).and_then(|v| v.as_str()) else {
-        return Err(format!("{}: must be a string", what(key)));
-    };
-    match key.as_str() {
-        "cargo_bin" => {
-            let bin = cross_build(root, arch, "berth-demo-apps", value).map_err(|e| format!("{}: {e}", what(key)))?;
-            image::from_binary(&bin, out)
+    for k in build.keys() {
+        if !["cargo_bin", "package", "setuid_copy", "binary", "dir"].contains(&k.as_str()) {
+            return Err(format!("{}: unknown (cargo_bin, binary or dir)", field(k)));
         }
-        "binary" => {
-            let p = dir.join(value);
-            if !p.is_file() {
-                return Err(format!("{}: {} is not a file", what(key), p.display()));
-            }
-            image::from_binary(&p, out)
-        }
-        "dir" => {
-            let p = dir.join(value);
-            if !p.is_dir() {
-                return Err(format!("{}: {} is not a directory", what(key), p.display()));
-            }
-            image::from_dir(&p, out)
-        }
-        other => Err(format!("manifest {name}: field build.{other}: unknown (cargo_bin, binary or dir)")),
     }
+    let sources = ["cargo_bin", "binary", "dir"].iter().filter(|k| build.contains_key(**k)).count();
+    if sources != 1 {
+        return Err(format!("manifest {name}: field build: needs exactly one of cargo_bin, binary, dir"));
+    }
+    if let Some(bin_name) = text("cargo_bin")? {
+        let package = text("package")?.unwrap_or("berth-demo-apps");
+        let bin = cross_build(root, arch, package, bin_name).map_err(|e| format!("{}: {e}", field("cargo_bin")))?;
+        let Some(copy) = text("setuid_copy")? else { return image::from_binary(&bin, out) };
+        let rel = copy.strip_prefix('/').filter(|r| !r.is_empty() && !r.split('/').any(|c| c == ".." || c.is_empty()));
+        let Some(rel) = rel else {
+            return Err(format!("{}: must be an absolute path inside the image", field("setuid_copy")));
+        };
+        let stage = out.with_extension("root");
+        let _ = fs::remove_dir_all(&stage);
+        for d in ["bin", "dev", "proc", "sys", "tmp"] {
+            fs::create_dir_all(stage.join(d)).map_err(|e| format!("{}: {e}", stage.display()))?;
+        }
+        let install = |to: &Path, mode: u32| -> Result<(), String> {
+            use std::os::unix::fs::PermissionsExt;
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            fs::copy(&bin, to).map_err(|e| format!("{}: {e}", to.display()))?;
+            fs::set_permissions(to, fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", to.display()))
+        };
+        install(&stage.join("bin").join(bin_name), 0o755)?;
+        install(&stage.join(rel), 0o4755)?;
+        let img = image::from_dir(&stage, out);
+        let _ = fs::remove_dir_all(&stage);
+        return img;
+    }
+    if text("package")?.is_some() || text("setuid_copy")?.is_some() {
+        return Err(format!("manifest {name}: field build: package and setuid_copy go with cargo_bin"));
+    }
+    if let Some(file) = text("binary")? {
+        let p = dir.join(file);
+        if !p.is_file() {
+            return Err(format!("{}: {} is not a file", field("binary"), p.display()));
+        }
+        return image::from_binary(&p, out);
+    }
+    let d = text("dir")?.unwrap_or_default();
+    let p = dir.join(d);
+    if !p.is_dir() {
+        return Err(format!("{}: {} is not a directory", field("dir"), p.display()));
+    }
+    image::from_dir(&p, out)
 }
 
 /// Compile every `*.toml` manifest of `dir` (but `release.toml`) for a board;

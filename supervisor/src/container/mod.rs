@@ -19,6 +19,7 @@ pub mod devices;
 pub mod ids;
 pub mod mounts;
 pub mod plan;
+pub mod spawn;
 
 pub use cstr::{CArg, CBuf, CPath};
 pub use mounts::Step;

@@ -467,10 +467,10 @@ fn limits_at_decode_and_past_are_refused_by_the_decoder_body() {
                 .map(|c| c.to_string())
                 .collect()
             },
-            gated,
+            decodes,
         ),
-        ("seccomp_allow", mf::SYSCALLS_MAX, |m, n| m.seccomp_allow = (0..n).map(|i| format!("s{i}")).collect(), gated),
-        ("syscall length", mf::SYSCALL_NAME_MAX, |m, n| m.seccomp_allow = vec!["s".repeat(n)], gated),
+        ("seccomp_allow", mf::SYSCALLS_MAX, |m, n| m.seccomp_allow = (0..n).map(|i| format!("s{i}")).collect(), decodes),
+        ("syscall length", mf::SYSCALL_NAME_MAX, |m, n| m.seccomp_allow = vec!["s".repeat(n)], decodes),
         (
             "devices",
             mf::DEVICES_MAX,

@@ -1,0 +1,264 @@
+//! What must work inside the container: its image is readable, its tmpfs
+//! writable, its granted capability and device usable, its uid 0 mapped
+//! to an unprivileged outside uid, its own pid namespace.
+
+use std::fs;
+
+use crate::sys::{self, close, errno, errno_name, io_errno_name, open};
+use crate::{parse_id_map, root_outside, status_cap};
+
+/// Highest pid the probe may have and still count as "in its own pid
+/// namespace" (PID 1, or a child of a small container init).
+const LOW_PID: i32 = 16;
+
+pub fn cap_eff() -> Option<u64> {
+    status_cap(&fs::read_to_string("/proc/self/status").ok()?, "CapEff:")
+}
+
+pub fn cap_prm() -> Option<u64> {
+    status_cap(&fs::read_to_string("/proc/self/status").ok()?, "CapPrm:")
+}
+
+/// `(name, works, detail)` for every check, in order.
+pub fn run_all() -> Vec<(String, bool, String)> {
+    let mut out = Vec::new();
+    let (w, d) = read_image();
+    out.push(("image-read".to_string(), w, d));
+    let (w, d) = tmp_rw();
+    out.push(("tmp-rw".to_string(), w, d));
+    let (w, d) = uid_map();
+    out.push(("uid-map".to_string(), w, d));
+    let (w, d) = own_pid_ns();
+    out.push(("pid-ns".to_string(), w, d));
+    if let Ok(cap) = std::env::var("PROBE_EXPECT_CAP") {
+        let (w, d) = granted_cap(cap.trim());
+        out.push(("granted-cap".to_string(), w, d));
+    }
+    if let Ok(dev) = std::env::var("PROBE_EXPECT_DEVICE") {
+        let (w, d) = granted_device(dev.trim());
+        out.push(("granted-device".to_string(), w, d));
+    }
+    out
+}
+
+/// The probe's own executable (part of the image) starts with the ELF
+/// magic; so does a second read through its path, when the image has it.
+fn read_image() -> (bool, String) {
+    match fs::File::open("/proc/self/exe").and_then(|mut f| {
+        let mut b = [0u8; 4];
+        std::io::Read::read_exact(&mut f, &mut b).map(|_| b)
+    }) {
+        Ok(b) if &b == b"\x7fELF" => {
+            let exe = fs::read_link("/proc/self/exe")
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "?".into());
+            (true, format!("read ELF header of {exe}"))
+        }
+        Ok(b) => (
+            false,
+            format!("/proc/self/exe starts with {b:02x?}, not ELF"),
+        ),
+        Err(e) => (false, format!("read /proc/self/exe: {}", io_errno_name(&e))),
+    }
+}
+
+fn tmp_rw() -> (bool, String) {
+    let path = "/tmp/.berth-probe-rw";
+    let data = b"berth-probe tmpfs check\n";
+    if let Err(e) = fs::write(path, data) {
+        return (false, format!("write {path}: {}", io_errno_name(&e)));
+    }
+    let r = fs::read(path);
+    let _ = fs::remove_file(path);
+    match r {
+        Ok(b) if b == data => (
+            true,
+            format!("wrote and read back {} bytes in /tmp", data.len()),
+        ),
+        Ok(b) => (false, format!("read back {} bytes that differ", b.len())),
+        Err(e) => (false, format!("read {path}: {}", io_errno_name(&e))),
+    }
+}
+
+fn uid_map() -> (bool, String) {
+    let text = match fs::read_to_string("/proc/self/uid_map") {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                false,
+                format!("read /proc/self/uid_map: {}", io_errno_name(&e)),
+            )
+        }
+    };
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match parse_id_map(&text).as_deref().map(root_outside) {
+        Some(Some(o)) if o != 0 => (true, format!("outside={o} uid_map=\"{flat}\"")),
+        Some(Some(_)) => (
+            false,
+            format!("uid 0 maps to outside uid 0: uid_map=\"{flat}\""),
+        ),
+        Some(None) => (false, format!("no mapping for uid 0: uid_map=\"{flat}\"")),
+        None => (false, format!("unparsable uid_map=\"{flat}\"")),
+    }
+}
+
+fn own_pid_ns() -> (bool, String) {
+    // SAFETY: no preconditions.
+    let pid = unsafe { libc::getpid() };
+    (pid <= LOW_PID, format!("pid={pid}"))
+}
+
+/// Capability numbers the probe knows by name.
+pub fn cap_number(name: &str) -> Option<u32> {
+    let n = name.trim().to_ascii_uppercase();
+    let n = n.strip_prefix("CAP_").unwrap_or(&n);
+    let table: &[(&str, u32)] = &[
+        ("CHOWN", 0),
+        ("DAC_OVERRIDE", 1),
+        ("DAC_READ_SEARCH", 2),
+        ("FOWNER", 3),
+        ("FSETID", 4),
+        ("KILL", 5),
+        ("SETGID", 6),
+        ("SETUID", 7),
+        ("SETPCAP", 8),
+        ("LINUX_IMMUTABLE", 9),
+        ("NET_BIND_SERVICE", 10),
+        ("NET_BROADCAST", 11),
+        ("NET_ADMIN", 12),
+        ("NET_RAW", 13),
+        ("IPC_LOCK", 14),
+        ("IPC_OWNER", 15),
+        ("SYS_MODULE", 16),
+        ("SYS_RAWIO", 17),
+        ("SYS_CHROOT", 18),
+        ("SYS_PTRACE", 19),
+        ("SYS_PACCT", 20),
+        ("SYS_ADMIN", 21),
+        ("SYS_BOOT", 22),
+        ("SYS_NICE", 23),
+        ("SYS_RESOURCE", 24),
+        ("SYS_TIME", 25),
+        ("SYS_TTY_CONFIG", 26),
+        ("MKNOD", 27),
+        ("LEASE", 28),
+        ("AUDIT_WRITE", 29),
+        ("AUDIT_CONTROL", 30),
+        ("SETFCAP", 31),
+        ("MAC_OVERRIDE", 32),
+        ("MAC_ADMIN", 33),
+        ("SYSLOG", 34),
+        ("WAKE_ALARM", 35),
+        ("BLOCK_SUSPEND", 36),
+        ("AUDIT_READ", 37),
+        ("PERFMON", 38),
+        ("BPF", 39),
+        ("CHECKPOINT_RESTORE", 40),
+    ];
+    table.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
+}
+
+/// The capability is in the effective set and, for the ones with an easy
+/// functional test, actually works.
+fn granted_cap(name: &str) -> (bool, String) {
+    let Some(bit) = cap_number(name) else {
+        return (false, format!("unknown capability {name:?}"));
+    };
+    let eff = match cap_eff() {
+        Some(e) => e,
+        None => return (false, "cannot read CapEff from /proc/self/status".into()),
+    };
+    let held = eff & (1u64 << bit) != 0;
+    let base = format!(
+        "{name} bit {bit} {} CapEff={eff:016x}",
+        if held { "in" } else { "not in" }
+    );
+    if !held {
+        return (false, base);
+    }
+    match bit {
+        10 => match bind_low_port() {
+            Ok(()) => (true, format!("{base}; bound TCP 0.0.0.0:80")),
+            Err(e) => (
+                false,
+                format!("{base}; bind TCP port 80: {}", errno_name(e)),
+            ),
+        },
+        13 => {
+            // SAFETY: plain socket call.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_INET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::IPPROTO_ICMP,
+                )
+            };
+            if fd < 0 {
+                return (
+                    false,
+                    format!("{base}; raw ICMP socket: {}", errno_name(errno())),
+                );
+            }
+            close(fd);
+            (true, format!("{base}; opened a raw ICMP socket"))
+        }
+        _ => (true, format!("{base} (no functional test for this one)")),
+    }
+}
+
+/// Bind a TCP socket to port 80 on any address (the loopback of a fresh
+/// network namespace may be down, so not 127.0.0.1).
+fn bind_low_port() -> Result<(), i32> {
+    // SAFETY: plain socket calls on a zeroed sockaddr_in.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(errno());
+        }
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_port = 80u16.to_be();
+        sa.sin_addr.s_addr = 0;
+        let r = libc::bind(
+            fd,
+            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let e = errno();
+        close(fd);
+        if r != 0 {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn granted_device(path: &str) -> (bool, String) {
+    let Some(c) = sys::cs(path) else {
+        return (false, format!("bad device path {path:?}"));
+    };
+    let fd = open(&c, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY, 0);
+    if fd < 0 {
+        return (false, format!("open {path}: {}", errno_name(errno())));
+    }
+    let r = sys::read_some(fd, 16);
+    close(fd);
+    match r {
+        Ok(b) => (true, format!("opened {path}, read {} bytes", b.len())),
+        Err(e) if e == libc::EAGAIN => (true, format!("opened {path}, no data ready (EAGAIN)")),
+        Err(e) => (false, format!("opened {path}, read: {}", errno_name(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_names() {
+        assert_eq!(cap_number("CAP_NET_BIND_SERVICE"), Some(10));
+        assert_eq!(cap_number("net_raw"), Some(13));
+        assert_eq!(cap_number("CAP_SYS_BOOT"), Some(22));
+        assert_eq!(cap_number("CAP_NOPE"), None);
+    }
+}

@@ -1,0 +1,1069 @@
+//! The act layer: start one container from a [`Plan`].
+//!
+//! # Design: fork, user namespace alone, then a `CLONE_PARENT` fork into the PID namespace
+//!
+//! Three processes take part: the supervisor (S), an intermediate child
+//! (C1) and the container's init (C2).
+//!
+//! | who | step |
+//! |---|---|
+//! | S | argv/envp pointer arrays, three `O_CLOEXEC` pipes (error, up, down) |
+//! | S | `clone(SIGCHLD)` -> C1 (host root, host namespaces) |
+//! | C1 | `setgroups(0)` (drop the supervisor's supplementary groups while still allowed) |
+//! | C1 | rlimits (`prlimit64`): before the user namespace, as host root |
+//! | C1 | `unshare(CLONE_NEWUSER)` alone, then `u` on the up pipe |
+//! | S | `/proc/C1/setgroups` = `deny`, `uid_map`, `gid_map` (one write each), then `g` on the down pipe |
+//! | C1 | `setresgid(0)`, `setresuid(0)`: become the namespace's root (mapped, keeps its capabilities) |
+//! | C1 | `unshare(rest)` in one call: owned by the new user namespace |
+//! | C1 | `clone(CLONE_PARENT)` -> C2, PID 1 of the new PID namespace and a direct child of S |
+//! | C1 | C2's host pid on the up pipe, `_exit(0)`; S reaps C1 |
+//! | C2 | `setsid`, `PR_SET_PDEATHSIG` |
+//! | C2 | stdio onto 0, 1, 2 |
+//! | C2 | the plan's steps ([`super::run`] with [`Mounter`]): propagation, root bind, API filesystems, writable mounts, `/dev`, `pivot_root`, hostname, read-only paths, masked paths, `/` read-only |
+//! | C2 | `umask`, `chdir(workdir)` |
+//! | C2 | bounding set drop, securebits, `setresgid`, `setresuid`, `capset`, ambient clear + raise |
+//! | C2 | `PR_SET_NO_NEW_PRIVS`; `PR_SET_PDEATHSIG` re-armed, the supervisor checked alive |
+//! | C2 | every signal handler to `SIG_DFL`, the signal mask emptied |
+//! | C2 | every fd >= 3 `CLOEXEC` (`close_range`), the error pipe included |
+//! | C2 | seccomp (when a filter is given), last |
+//! | C2 | `execve`: the error pipe closes, S reads EOF: started |
+//!
+//! Why two forks instead of one `clone(CLONE_NEWUSER | ...)`: C1 starts as
+//! real root in the host's namespaces, so it can drop the supplementary
+//! groups and lower its rlimits *before* the user namespace exists (after
+//! `setgroups=deny` the groups could never be dropped), exactly in the notes'
+//! order. `CLONE_PARENT` makes C2 the supervisor's own child, so S waits for
+//! the container's init like any other child, without being PID 1 or a
+//! subreaper.
+//!
+//! Failure: every step of C1 and C2 writes one 8-byte record (step `u16`,
+//! mount step index `u16`, errno `i32`, native endian) to the error pipe and
+//! `_exit(127)`s. S turns it into a [`SpawnError`] naming the step, kills and
+//! reaps whatever it started, and returns: the container is not started on
+//! any error.
+//!
+//! Between fork and exec nothing allocates or formats: the plan holds every
+//! string NUL-terminated, the pointer arrays are built before the fork, and
+//! the children only make system calls (credential changes as raw calls:
+//! see [`crate::sys::container`]).
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that started the container
+//! exits: call [`spawn`] from a thread that lives as long as the container
+//! (berth's main thread).
+
+use core::ffi::CStr;
+use core::fmt;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::{lstat, Mode, SFlag};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{self, Pid};
+
+use crate::manifest::{ARGS_MAX, ENV_MAX};
+use crate::sys::container as sys;
+
+use super::caps::CAP_LAST;
+use super::mounts::{self, MASK_DIR_DATA, MASK_FILE_SOURCE};
+use super::plan::Plan;
+use super::{run, Act, Failed};
+
+/// The container's standard input, output and error (duplicated onto 0, 1
+/// and 2 in the child): pipe ends berth reads, `/dev/null`, a console.
+#[derive(Debug, Clone, Copy)]
+pub struct Stdio<'a> {
+    pub stdin: BorrowedFd<'a>,
+    pub stdout: BorrowedFd<'a>,
+    pub stderr: BorrowedFd<'a>,
+}
+
+/// A started container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    /// Host pid of the container's init (PID 1 inside), a direct child of
+    /// the caller: wait for it with `waitpid`.
+    pub pid: Pid,
+    /// Host pid of the intermediate process (already reaped).
+    pub intermediate: Pid,
+}
+
+/// Each setup step of a container start, in order. `Mount` carries the
+/// index of the plan step ([`Plan::steps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Supervisor: argv or environment does not fit the pointer arrays.
+    Args,
+    /// Supervisor: creating the pipes.
+    Pipe,
+    /// Supervisor: the first fork.
+    Clone,
+    /// Intermediate: `setgroups(0)` as host root.
+    Groups,
+    /// Intermediate: `prlimit64`.
+    Rlimit,
+    /// Intermediate: `unshare(CLONE_NEWUSER)`.
+    UserNamespace,
+    /// Either side: the up/down handshake over the pipes.
+    Sync,
+    /// Supervisor: `/proc/PID/setgroups`.
+    SetgroupsDeny,
+    /// Supervisor: `/proc/PID/uid_map`.
+    UidMap,
+    /// Supervisor: `/proc/PID/gid_map`.
+    GidMap,
+    /// Intermediate: `setresgid(0)`/`setresuid(0)` inside.
+    NamespaceRoot,
+    /// Intermediate: `unshare` of the other namespaces.
+    Unshare,
+    /// Intermediate: the fork into the PID namespace.
+    PidClone,
+    /// Intermediate: reporting the init's pid; supervisor: reaping the
+    /// intermediate.
+    Intermediate,
+    /// Init: `setsid`.
+    Setsid,
+    /// Init: `PR_SET_PDEATHSIG`.
+    Pdeathsig,
+    /// Init: stdio onto 0, 1, 2.
+    Stdio,
+    /// Init: the plan's step at this index.
+    Mount(u16),
+    /// Init: `chdir` into the working directory.
+    Workdir,
+    /// Init: `PR_CAPBSET_DROP`.
+    BoundingSet,
+    /// Init: `PR_SET_SECUREBITS`.
+    Securebits,
+    /// Init: `setresgid`.
+    Setresgid,
+    /// Init: `setresuid`.
+    Setresuid,
+    /// Init: `capset`.
+    Capset,
+    /// Init: ambient clear and raise.
+    Ambient,
+    /// Init: `PR_SET_NO_NEW_PRIVS`.
+    NoNewPrivs,
+    /// Init: the supervisor died during the start.
+    ParentGone,
+    /// Init: signal dispositions and mask.
+    Signals,
+    /// Init: `close_range`.
+    CloseFds,
+    /// Init: seccomp filter.
+    Seccomp,
+    /// Init: `execve`.
+    Exec,
+    /// Supervisor: a child ended without a record, or sent garbage.
+    Lost,
+}
+
+const STEPS: [Step; 31] = [
+    Step::Args,
+    Step::Pipe,
+    Step::Clone,
+    Step::Groups,
+    Step::Rlimit,
+    Step::UserNamespace,
+    Step::Sync,
+    Step::SetgroupsDeny,
+    Step::UidMap,
+    Step::GidMap,
+    Step::NamespaceRoot,
+    Step::Unshare,
+    Step::PidClone,
+    Step::Intermediate,
+    Step::Setsid,
+    Step::Pdeathsig,
+    Step::Stdio,
+    Step::Workdir,
+    Step::BoundingSet,
+    Step::Securebits,
+    Step::Setresgid,
+    Step::Setresuid,
+    Step::Capset,
+    Step::Ambient,
+    Step::NoNewPrivs,
+    Step::ParentGone,
+    Step::Signals,
+    Step::CloseFds,
+    Step::Seccomp,
+    Step::Exec,
+    Step::Lost,
+];
+
+/// Wire code of [`Step::Mount`].
+const MOUNT_CODE: u16 = 100;
+
+impl Step {
+    /// (code, mount index) for the error record.
+    fn code(self) -> (u16, u16) {
+        match self {
+            Step::Mount(i) => (MOUNT_CODE, i),
+            s => (STEPS.iter().position(|x| *x == s).and_then(|p| u16::try_from(p).ok()).unwrap_or(u16::MAX), 0),
+        }
+    }
+
+    fn from_code(code: u16, index: u16) -> Option<Step> {
+        if code == MOUNT_CODE {
+            return Some(Step::Mount(index));
+        }
+        STEPS.get(usize::from(code)).copied()
+    }
+
+    /// Short name of the step.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Args => "argv/envp arrays",
+            Step::Pipe => "pipe",
+            Step::Clone => "clone",
+            Step::Groups => "setgroups(0)",
+            Step::Rlimit => "prlimit",
+            Step::UserNamespace => "unshare user namespace",
+            Step::Sync => "sync with the supervisor",
+            Step::SetgroupsDeny => "write setgroups deny",
+            Step::UidMap => "write uid_map",
+            Step::GidMap => "write gid_map",
+            Step::NamespaceRoot => "become root of the user namespace",
+            Step::Unshare => "unshare namespaces",
+            Step::PidClone => "clone into the pid namespace",
+            Step::Intermediate => "intermediate process",
+            Step::Setsid => "setsid",
+            Step::Pdeathsig => "PR_SET_PDEATHSIG",
+            Step::Stdio => "stdio",
+            Step::Mount(_) => "mount step",
+            Step::Workdir => "chdir workdir",
+            Step::BoundingSet => "bounding set drop",
+            Step::Securebits => "securebits",
+            Step::Setresgid => "setresgid",
+            Step::Setresuid => "setresuid",
+            Step::Capset => "capset",
+            Step::Ambient => "ambient capabilities",
+            Step::NoNewPrivs => "PR_SET_NO_NEW_PRIVS",
+            Step::ParentGone => "supervisor gone",
+            Step::Signals => "signals",
+            Step::CloseFds => "close_range",
+            Step::Seccomp => "seccomp",
+            Step::Exec => "execve",
+            Step::Lost => "child lost",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Mount(i) => write!(f, "mount step {i}"),
+            s => f.write_str(s.name()),
+        }
+    }
+}
+
+/// A container that did not start: the failed step and its error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnError {
+    pub step: Step,
+    pub errno: Errno,
+    /// For [`Step::Mount`]: the plan step rendered (`mount proc /r/proc
+    /// nosuid,nodev,noexec`, `pivot_root /r`, `hostname web`).
+    pub detail: Option<String>,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.detail {
+            Some(d) => write!(f, "container start failed at {} ({d}): {}", self.step, self.errno.desc())?,
+            None => write!(f, "container start failed at {}: {}", self.step, self.errno.desc())?,
+        }
+        write!(f, " ({:?})", self.errno)
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+impl SpawnError {
+    fn new(step: Step, errno: Errno) -> SpawnError {
+        SpawnError { step, errno, detail: None }
+    }
+
+    fn with_plan(step: Step, errno: Errno, plan: &Plan) -> SpawnError {
+        let detail = match step {
+            Step::Mount(i) => plan.steps.get(usize::from(i)).map(|s| s.to_string()),
+            _ => None,
+        };
+        SpawnError { step, errno, detail }
+    }
+}
+
+/// Size of one error record.
+const RECORD: usize = 8;
+
+fn encode(step: Step, errno: Errno) -> [u8; RECORD] {
+    let (code, index) = step.code();
+    let mut r = [0u8; RECORD];
+    let (a, rest) = r.split_at_mut(2);
+    let (b, c) = rest.split_at_mut(2);
+    a.copy_from_slice(&code.to_ne_bytes());
+    b.copy_from_slice(&index.to_ne_bytes());
+    c.copy_from_slice(&(errno as i32).to_ne_bytes());
+    r
+}
+
+fn decode(r: &[u8; RECORD]) -> Option<(Step, Errno)> {
+    let [a0, a1, b0, b1, c0, c1, c2, c3] = *r;
+    let step = Step::from_code(u16::from_ne_bytes([a0, a1]), u16::from_ne_bytes([b0, b1]))?;
+    Some((step, Errno::from_raw(i32::from_ne_bytes([c0, c1, c2, c3]))))
+}
+
+type Fail = (Step, Errno);
+
+trait Ctx<T> {
+    fn at(self, step: Step) -> Result<T, Fail>;
+}
+
+impl<T> Ctx<T> for Result<T, Errno> {
+    fn at(self, step: Step) -> Result<T, Fail> {
+        self.map_err(|e| (step, e))
+    }
+}
+
+/// The real [`Act`]: each plan step's system calls. Runs in the child.
+pub struct Mounter;
+
+/// Flags the kernel keeps on a mount (locked in a user namespace), as
+/// `MS_*` for a bind remount: access and atime flags from `statfs`.
+fn locked_flags(path: &CStr) -> Result<MsFlags, Errno> {
+    const ST_RDONLY: u64 = 1;
+    const ST_NOSUID: u64 = 2;
+    const ST_NODEV: u64 = 4;
+    const ST_NOEXEC: u64 = 8;
+    const ST_NOATIME: u64 = 1024;
+    const ST_NODIRATIME: u64 = 2048;
+    const ST_RELATIME: u64 = 4096;
+    let st = sys::mount_flags(path)?;
+    let mut f = MsFlags::empty();
+    for (bit, flag) in [
+        (ST_RDONLY, MsFlags::MS_RDONLY),
+        (ST_NOSUID, MsFlags::MS_NOSUID),
+        (ST_NODEV, MsFlags::MS_NODEV),
+        (ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (ST_NOATIME, MsFlags::MS_NOATIME),
+        (ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if st & bit != 0 {
+            f |= flag;
+        }
+    }
+    // Without an atime flag the kernel would default to relatime, which a
+    // locked strictatime mount refuses.
+    if st & (ST_NOATIME | ST_RELATIME) == 0 {
+        f |= MsFlags::MS_STRICTATIME;
+    }
+    Ok(f)
+}
+
+fn remount(target: &CStr, flags: MsFlags) -> Result<(), Errno> {
+    let all = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | locked_flags(target)?;
+    mount(None::<&CStr>, target, None::<&CStr>, all, None::<&CStr>)
+}
+
+fn mount_attrs(flags: MsFlags) -> u64 {
+    let mut a = 0;
+    for (flag, attr) in [
+        (MsFlags::MS_RDONLY, sys::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, sys::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, sys::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, sys::MOUNT_ATTR_NOEXEC),
+    ] {
+        if flags.contains(flag) {
+            a |= attr;
+        }
+    }
+    a
+}
+
+fn absent_ok(r: Result<(), Errno>) -> Result<(), Errno> {
+    match r {
+        Err(Errno::ENOENT) => Ok(()),
+        r => r,
+    }
+}
+
+fn pivot(new_root: &CStr) -> Result<(), Errno> {
+    let old = open(c"/", OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?;
+    let r = (|| {
+        unistd::chdir(new_root)?;
+        unistd::pivot_root(c".", c".")?;
+        unistd::fchdir(old)?;
+        mount(None::<&CStr>, c".", None::<&CStr>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&CStr>)?;
+        umount2(c".", MntFlags::MNT_DETACH)?;
+        unistd::chdir(c"/")
+    })();
+    let _ = unistd::close(old);
+    r
+}
+
+impl Act for Mounter {
+    type Error = Errno;
+
+    fn act(&mut self, step: &mounts::Step) -> Result<(), Errno> {
+        use mounts::Step as S;
+        let none = None::<&CStr>;
+        match step {
+            S::Propagation { target, flags } => mount(none, target.as_cstr(), none, *flags, none),
+            S::Bind { source, target, recursive } => {
+                let rec = if *recursive { MsFlags::MS_REC } else { MsFlags::empty() };
+                mount(Some(source.as_cstr()), target.as_cstr(), none, MsFlags::MS_BIND | rec, none)
+            }
+            S::BindNode { source, target } => {
+                let st = lstat(source.as_cstr())?;
+                if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFCHR {
+                    return Err(Errno::ENODEV);
+                }
+                mount(Some(source.as_cstr()), target.as_cstr(), none, MsFlags::MS_BIND, none)
+            }
+            S::BindRemount { target, flags, recursive: false } => remount(target.as_cstr(), *flags),
+            S::BindRemount { target, flags, recursive: true } => {
+                match sys::mount_setattr_recursive(target.as_cstr(), mount_attrs(*flags)) {
+                    // Before Linux 5.12: the top mount only (sub-mounts keep
+                    // the host's flags and permissions).
+                    Err(Errno::ENOSYS) => remount(target.as_cstr(), *flags),
+                    r => r,
+                }
+            }
+            S::Mount { fstype, target, flags, data } => {
+                let data = Some(data.as_cstr()).filter(|d| !d.is_empty());
+                mount(Some(*fstype), target.as_cstr(), Some(*fstype), *flags, data)
+            }
+            S::Mkdir { path, mode } => match unistd::mkdir(path.as_cstr(), Mode::from_bits_truncate(*mode)) {
+                Err(Errno::EEXIST) => Ok(()),
+                r => r,
+            },
+            S::Touch { path, mode } => {
+                let fd = open(
+                    path.as_cstr(),
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(*mode),
+                )?;
+                unistd::close(fd)
+            }
+            S::Symlink { target, link } => unistd::symlinkat(*target, None, link.as_cstr()),
+            S::PivotRoot { new_root } => pivot(new_root.as_cstr()),
+            S::Hostname { name } => unistd::sethostname(OsStr::from_bytes(name.as_bytes())),
+            S::ReadOnly { path } => absent_ok((|| {
+                mount(Some(*path), *path, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)?;
+                remount(path, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)
+            })()),
+            S::MaskFile { path } => absent_ok(mount(Some(MASK_FILE_SOURCE), *path, none, MsFlags::MS_BIND, none)),
+            S::MaskDir { path } => absent_ok(mount(
+                Some(c"tmpfs"),
+                *path,
+                Some(c"tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some(MASK_DIR_DATA),
+            )),
+        }
+    }
+}
+
+/// Pointer arrays for execve: argv (manifest limit) and environment (plus
+/// the default `PATH`), each with its NULL.
+type Argv<'a> = sys::CPtrs<'a, { ARGS_MAX + 1 }>;
+type Envp<'a> = sys::CPtrs<'a, { ENV_MAX + 2 }>;
+
+/// What the children read; everything prepared before the fork.
+struct Child<'a> {
+    plan: &'a Plan,
+    stdio: Stdio<'a>,
+    filter: Option<&'a [libc::sock_filter]>,
+    path: &'a CStr,
+    argv: &'a Argv<'a>,
+    envp: &'a Envp<'a>,
+    err: BorrowedFd<'a>,
+    up: BorrowedFd<'a>,
+    down: BorrowedFd<'a>,
+}
+
+/// Write all of `buf` (one record or a few bytes: a pipe takes them whole).
+fn write_all(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<(), Errno> {
+    let mut at = 0;
+    while let Some(rest) = buf.get(at..).filter(|r| !r.is_empty()) {
+        match unistd::write(fd, rest) {
+            Ok(0) => return Err(Errno::EPIPE),
+            Ok(n) => at += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Read exactly `buf.len()` bytes; `Ok(false)` on EOF before the first one.
+fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<bool, Errno> {
+    let mut at = 0;
+    while let Some(rest) = buf.get_mut(at..).filter(|r| !r.is_empty()) {
+        match unistd::read(fd.as_raw_fd(), rest) {
+            Ok(0) if at == 0 => return Ok(false),
+            Ok(0) => return Err(Errno::EPIPE),
+            Ok(n) => at += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+impl Child<'_> {
+    fn fail(&self, (step, errno): Fail) -> ! {
+        let _ = write_all(self.err, &encode(step, errno));
+        sys::exit_now(127)
+    }
+
+    /// C1: host root in the host's namespaces until `unshare`.
+    fn intermediate(&self) -> ! {
+        match self.intermediate_steps() {
+            Ok(never) => match never {},
+            Err(f) => self.fail(f),
+        }
+    }
+
+    fn intermediate_steps(&self) -> Result<core::convert::Infallible, Fail> {
+        let plan = self.plan;
+        sys::clear_groups().at(Step::Groups)?;
+        for r in &plan.rlimits {
+            sys::set_rlimit(r.resource.raw(), r.soft, r.hard).at(Step::Rlimit)?;
+        }
+        let user = CloneFlags::from_bits_retain(plan.namespaces.user);
+        nix::sched::unshare(user).at(Step::UserNamespace)?;
+        write_all(self.up, b"u").at(Step::Sync)?;
+        let mut go = [0u8; 1];
+        match read_exact(self.down, &mut go) {
+            Ok(true) if go == *b"g" => {}
+            // The supervisor gave up (it reports its own error): leave.
+            Ok(_) => sys::exit_now(127),
+            Err(e) => return Err((Step::Sync, e)),
+        }
+        sys::setresgid(0).at(Step::NamespaceRoot)?;
+        sys::setresuid(0).at(Step::NamespaceRoot)?;
+        let rest = CloneFlags::from_bits_retain(plan.namespaces.rest);
+        nix::sched::unshare(rest).at(Step::Unshare)?;
+        // SAFETY: the child runs only `init`, which makes system calls on
+        // data prepared before the first fork and ends in execve or _exit.
+        match unsafe { sys::clone_fork(libc::CLONE_PARENT) }.at(Step::PidClone)? {
+            None => self.init(),
+            Some(pid) => {
+                write_all(self.up, &pid.as_raw().to_ne_bytes()).at(Step::Intermediate)?;
+                sys::exit_now(0)
+            }
+        }
+    }
+
+    /// C2: PID 1 of the container.
+    fn init(&self) -> ! {
+        match self.init_steps() {
+            Ok(never) => match never {},
+            Err(f) => self.fail(f),
+        }
+    }
+
+    fn stdio(&self) -> Result<(), Errno> {
+        let fds = [self.stdio.stdin, self.stdio.stdout, self.stdio.stderr];
+        // Copies above 2 first, so no target overwrites a later source.
+        let mut tmp = [0; 3];
+        for (t, fd) in tmp.iter_mut().zip(fds) {
+            *t = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(3))?;
+        }
+        for (target, t) in (0..).zip(tmp) {
+            unistd::dup2(t, target)?;
+        }
+        Ok(())
+    }
+
+    fn caps(&self) -> Result<(), Fail> {
+        let caps = &self.plan.caps;
+        let ids = &self.plan.ids;
+        let drop = caps.bounding_drop();
+        for cap in 0..=CAP_LAST {
+            if drop & (1u64 << cap) != 0 {
+                match sys::capbset_drop(cap) {
+                    // A capability this kernel does not know.
+                    Err(Errno::EINVAL) => {}
+                    r => r.at(Step::BoundingSet)?,
+                }
+            }
+        }
+        sys::set_securebits(caps.securebits).at(Step::Securebits)?;
+        // setgroups is denied in the namespace; C1 dropped the groups as
+        // host root.
+        sys::setresgid(ids.gid).at(Step::Setresgid)?;
+        sys::setresuid(ids.uid).at(Step::Setresuid)?;
+        sys::capset(&caps.capset_data()).at(Step::Capset)?;
+        sys::ambient_clear_all().at(Step::Ambient)?;
+        for cap in 0..=CAP_LAST {
+            if caps.ambient & (1u64 << cap) != 0 {
+                sys::ambient_raise(cap).at(Step::Ambient)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn close_fds(&self) -> Result<(), Errno> {
+        match sys::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) {
+            // Before Linux 5.11: close all but the error pipe (CLOEXEC).
+            Err(Errno::EINVAL) => {
+                let err = u32::try_from(self.err.as_raw_fd()).map_err(|_| Errno::EBADF)?;
+                if err > 3 {
+                    sys::close_range(3, err - 1, 0)?;
+                }
+                sys::close_range(err.saturating_add(1), u32::MAX, 0)
+            }
+            r => r,
+        }
+    }
+
+    fn init_steps(&self) -> Result<core::convert::Infallible, Fail> {
+        let plan = self.plan;
+        unistd::setsid().at(Step::Setsid)?;
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).at(Step::Pdeathsig)?;
+        self.stdio().at(Step::Stdio)?;
+        run(&plan.steps, &mut Mounter)
+            .map_err(|Failed { index, error }| (Step::Mount(u16::try_from(index).unwrap_or(u16::MAX)), error))?;
+        nix::sys::stat::umask(Mode::from_bits_truncate(plan.umask));
+        unistd::chdir(plan.workdir.as_cstr()).at(Step::Workdir)?;
+        self.caps()?;
+        if plan.caps.no_new_privs {
+            nix::sys::prctl::set_no_new_privs().at(Step::NoNewPrivs)?;
+        }
+        // Credentials changed: the death signal is cleared by some of those
+        // changes. Re-arm, then make sure the supervisor is still there (a
+        // PID namespace's init always sees getppid() == 0, so the error
+        // pipe's reader stands for the parent).
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).at(Step::Pdeathsig)?;
+        if sys::pipe_reader_gone(self.err) {
+            return Err((Step::ParentGone, Errno::ESRCH));
+        }
+        sys::reset_signal_handlers().at(Step::Signals)?;
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).at(Step::Signals)?;
+        self.close_fds().at(Step::CloseFds)?;
+        if let Some(prog) = self.filter {
+            sys::install_filter(prog).at(Step::Seccomp)?;
+        }
+        Err((Step::Exec, sys::execve(self.path, self.argv, self.envp)))
+    }
+}
+
+/// Kills and reaps what a failed start left behind.
+struct Cleanup {
+    pids: [Option<Pid>; 2],
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for pid in self.pids.iter().flatten() {
+            let _ = kill(*pid, Signal::SIGKILL);
+            while let Err(Errno::EINTR) = waitpid(*pid, None) {}
+        }
+    }
+}
+
+fn write_proc(pid: Pid, file: &str, data: &[u8]) -> Result<(), Errno> {
+    use std::io::Write;
+    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let mut f = std::fs::OpenOptions::new().write(true).open(format!("/proc/{pid}/{file}")).map_err(errno)?;
+    // One write: the kernel takes a map in a single write(2) only.
+    match f.write(data).map_err(errno)? {
+        n if n == data.len() => Ok(()),
+        _ => Err(Errno::EIO),
+    }
+}
+
+/// Start the container `plan` describes, with `stdio` as its descriptors 0,
+/// 1 and 2 and, when given, `filter` as its seccomp program (installed last,
+/// right before execve). On success the container's init has exec'd its
+/// program; on any error nothing of it is left running.
+pub fn spawn(plan: &Plan, stdio: Stdio<'_>, filter: Option<&[libc::sock_filter]>) -> Result<Started, SpawnError> {
+    let e = |step| move |errno| SpawnError::new(step, errno);
+    let path = plan.argv.first().map(|a| a.as_cstr()).ok_or(SpawnError::new(Step::Args, Errno::EINVAL))?;
+    let argv = Argv::new(plan.argv.iter().map(|a| a.as_cstr())).ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
+    let envp = Envp::new(plan.env.iter().map(|a| a.as_cstr())).ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
+    let (err_r, err_w) = pipe().map_err(e(Step::Pipe))?;
+    let (up_r, up_w) = pipe().map_err(e(Step::Pipe))?;
+    let (down_r, down_w) = pipe().map_err(e(Step::Pipe))?;
+
+    let child = Child {
+        plan,
+        stdio,
+        filter,
+        path,
+        argv: &argv,
+        envp: &envp,
+        err: err_w.as_fd(),
+        up: up_w.as_fd(),
+        down: down_r.as_fd(),
+    };
+    // SAFETY: the child runs only `Child::intermediate`: system calls on data
+    // prepared above, ending in execve or _exit; it never returns here.
+    let c1 = match unsafe { sys::clone_fork(0) } {
+        Err(errno) => return Err(SpawnError::new(Step::Clone, errno)),
+        Ok(None) => child.intermediate(),
+        Ok(Some(pid)) => pid,
+    };
+    drop(err_w);
+    drop(up_w);
+    drop(down_r);
+    let mut cleanup = Cleanup { pids: [Some(c1), None] };
+
+    // The child's error, once it has exited (or `lost`).
+    let child_error = |cleanup: &mut Cleanup, lost: Errno| -> SpawnError {
+        // Reap first: then every write end of the error pipe but the init's
+        // is closed.
+        for pid in cleanup.pids.iter_mut() {
+            if let Some(p) = pid.take() {
+                let _ = kill(p, Signal::SIGKILL);
+                while let Err(Errno::EINTR) = waitpid(p, None) {}
+            }
+        }
+        let mut rec = [0u8; RECORD];
+        match read_exact(err_r.as_fd(), &mut rec) {
+            Ok(true) => match decode(&rec) {
+                Some((step, errno)) => SpawnError::with_plan(step, errno, plan),
+                None => SpawnError::new(Step::Lost, Errno::EPROTO),
+            },
+            _ => SpawnError::new(Step::Lost, lost),
+        }
+    };
+
+    // 1. The user namespace exists.
+    let mut u = [0u8; 1];
+    match read_exact(up_r.as_fd(), &mut u) {
+        Ok(true) if u == *b"u" => {}
+        _ => return Err(child_error(&mut cleanup, Errno::ECHILD)),
+    }
+    // 2. Its maps.
+    let ids = &plan.ids;
+    write_proc(c1, "setgroups", ids.setgroups).map_err(e(Step::SetgroupsDeny))?;
+    write_proc(c1, "uid_map", &ids.uid_map).map_err(e(Step::UidMap))?;
+    write_proc(c1, "gid_map", &ids.gid_map).map_err(e(Step::GidMap))?;
+    write_all(down_w.as_fd(), b"g").map_err(e(Step::Sync))?;
+    // 3. The init's pid.
+    let mut p = [0u8; 4];
+    match read_exact(up_r.as_fd(), &mut p) {
+        Ok(true) => {}
+        _ => return Err(child_error(&mut cleanup, Errno::ECHILD)),
+    }
+    let init = Pid::from_raw(i32::from_ne_bytes(p));
+    if init.as_raw() <= 0 {
+        return Err(child_error(&mut cleanup, Errno::EPROTO));
+    }
+    cleanup.pids[1] = Some(init);
+    // 4. The intermediate is done.
+    cleanup.pids[0] = None;
+    loop {
+        match waitpid(c1, None) {
+            Err(Errno::EINTR) => {}
+            Ok(WaitStatus::Exited(_, 0)) => break,
+            Ok(_) => return Err(child_error(&mut cleanup, Errno::ECHILD)),
+            Err(errno) => return Err(SpawnError::new(Step::Intermediate, errno)),
+        }
+    }
+    // 5. EOF on the error pipe: exec'd.
+    let mut rec = [0u8; RECORD];
+    match read_exact(err_r.as_fd(), &mut rec) {
+        Ok(false) => {
+            cleanup.pids = [None, None];
+            Ok(Started { pid: init, intermediate: c1 })
+        }
+        Ok(true) => {
+            let err = match decode(&rec) {
+                Some((step, errno)) => SpawnError::with_plan(step, errno, plan),
+                None => SpawnError::new(Step::Lost, Errno::EPROTO),
+            };
+            drop(cleanup);
+            Err(err)
+        }
+        Err(errno) => Err(SpawnError::new(Step::Lost, errno)),
+    }
+}
+
+/// An `O_CLOEXEC` pipe whose ends are both above 2 (the init duplicates its
+/// stdio onto 0..=2 while it still needs the error pipe).
+fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let (r, w) = unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let high = |fd: OwnedFd| -> Result<OwnedFd, Errno> {
+        if fd.as_raw_fd() > 2 {
+            return Ok(fd);
+        }
+        // std duplicates with F_DUPFD_CLOEXEC from 3.
+        fd.try_clone().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))
+    };
+    Ok((high(r)?, high(w)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::Board;
+    use crate::container::plan::plan;
+    use crate::manifest::{Digest, Entry, Manifest};
+    use std::io::{BufRead, BufReader, Read};
+
+    #[test]
+    fn records_round_trip_and_name_the_step() {
+        for step in STEPS.iter().copied().chain([Step::Mount(0), Step::Mount(47)]) {
+            let rec = encode(step, Errno::EPERM);
+            assert_eq!(decode(&rec), Some((step, Errno::EPERM)), "{step:?}");
+        }
+        assert_eq!(decode(&[200, 0, 0, 0, 1, 0, 0, 0]), None);
+        let e = SpawnError::new(Step::Capset, Errno::EPERM);
+        assert_eq!(e.to_string(), "container start failed at capset: Operation not permitted (EPERM)");
+        let e = SpawnError { step: Step::Mount(3), errno: Errno::ENOENT, detail: Some("pivot_root /r".into()) };
+        assert!(e.to_string().starts_with("container start failed at mount step 3 (pivot_root /r): "), "{e}");
+    }
+
+    #[test]
+    fn pointer_arrays_keep_their_null() {
+        let a = [c"/bin/sh", c"-c"];
+        assert!(sys::CPtrs::<3>::new(a).is_some());
+        assert!(sys::CPtrs::<2>::new(a).is_none(), "no room for the NULL");
+        assert!(sys::CPtrs::<1>::new([]).is_some());
+    }
+
+    #[test]
+    fn mount_attrs_follow_the_flags() {
+        assert_eq!(mount_attrs(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC), 0xf);
+        assert_eq!(mount_attrs(MsFlags::MS_NOSUID), sys::MOUNT_ATTR_NOSUID);
+    }
+
+    // ---- Real starts: root only, with BERTH_ROOT_TESTS set. ----
+
+    fn root_tests(name: &str) -> bool {
+        let on = std::env::var("BERTH_ROOT_TESTS").is_ok() && { use std::os::unix::fs::MetadataExt; std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) };
+        if !on {
+            eprintln!("{name}: skipped (needs root and BERTH_ROOT_TESTS=1)");
+        }
+        on
+    }
+
+    fn board() -> Board {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../board-configs/qemu-x86_64.toml")).unwrap();
+        Board::from_toml(&text).unwrap()
+    }
+
+    fn s<const N: usize>(v: &str) -> heapless::String<N> {
+        v.try_into().unwrap()
+    }
+
+    fn manifest(name: &str, argv: &[&str]) -> Manifest {
+        Manifest {
+            name: s(name),
+            version: s("1.0"),
+            image: Digest([7; 32]),
+            entry: Entry {
+                argv: argv.iter().map(|a| s(a)).collect(),
+                env: heapless::Vec::new(),
+                workdir: s("/"),
+                uid: None,
+                gid: None,
+            },
+            restart: None,
+            after: heapless::Vec::new(),
+            readiness: None,
+            resources: None,
+            mounts: heapless::Vec::new(),
+            capabilities: heapless::Vec::new(),
+            seccomp_allow: heapless::Vec::new(),
+            devices: heapless::Vec::new(),
+            network: None,
+        }
+    }
+
+    /// A rootfs directory holding the host's `sh` and a few tools with the
+    /// libraries `ldd` names, and the mount points the plan needs.
+    fn rootfs(tag: &str) -> std::path::PathBuf {
+        let base = std::env::temp_dir().join(format!("berth-spawn-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        for d in ["proc", "dev", "sys", "tmp", "bin"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for tool in ["sh", "id", "cat", "hostname", "ls", "touch"] {
+            let host = std::fs::canonicalize(format!("/bin/{tool}")).unwrap();
+            std::fs::copy(&host, root.join("bin").join(tool)).unwrap();
+            let out = std::process::Command::new("ldd").arg(&host).output().unwrap();
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let lib = line.split_whitespace().find(|w| w.starts_with('/'));
+                if let Some(lib) = lib {
+                    let to = root.join(lib.trim_start_matches('/'));
+                    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                    std::fs::copy(lib, &to).unwrap();
+                }
+            }
+        }
+        root
+    }
+
+    struct Run {
+        out: Vec<String>,
+        host_status: String,
+        status: WaitStatus,
+    }
+
+    /// Start `m` in a fresh rootfs; the script's stdout and stderr come back
+    /// line by line. The script prints `ready` and waits on stdin: the host's
+    /// view of the init is read then.
+    fn start(m: &Manifest, index: u16, filter: Option<&[libc::sock_filter]>, script: &str) -> Result<Run, SpawnError> {
+        let root = rootfs(m.name.as_str());
+        std::fs::write(root.join("bin/script"), script).unwrap();
+        let p = plan(m, &board(), index, root.to_str().unwrap()).unwrap();
+        let (in_r, in_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (out_r, out_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let started = spawn(&p, Stdio { stdin: in_r.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() }, filter);
+        drop(in_r);
+        drop(out_w);
+        let started = started?;
+        let mut reader = BufReader::new(std::fs::File::from(out_r));
+        let mut out = Vec::new();
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 0 {
+            let l = line.trim_end().to_string();
+            line.clear();
+            if l == "ready" {
+                break;
+            }
+            out.push(l);
+        }
+        let host_status = std::fs::read_to_string(format!("/proc/{}/status", started.pid)).unwrap_or_default();
+        drop(in_w);
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        out.extend(rest.lines().map(str::to_string));
+        let status = waitpid(started.pid, None).unwrap();
+        let _ = std::fs::remove_dir_all(root.parent().unwrap());
+        Ok(Run { out, host_status, status })
+    }
+
+    const SCRIPT: &str = "id -u; id -g; cat /proc/self/uid_map; hostname; echo dev: $(ls /dev); \
+        touch /x 2>/dev/null; echo touch=$?; touch /tmp/x && echo tmp-ok; cat /proc/self/status; \
+        ls -l /proc/keys; echo pid=$$; echo ready; read x; echo bye";
+
+    fn field<'a>(out: &'a [String], key: &str) -> &'a str {
+        out.iter().find_map(|l| l.strip_prefix(key)).map(str::trim).unwrap_or_else(|| panic!("{key} in {out:#?}"))
+    }
+
+    #[test]
+    fn root_starts_a_confined_container() {
+        if !root_tests("root_starts_a_confined_container") {
+            return;
+        }
+        let m = manifest("spawntest", &["/bin/sh", "/bin/script"]);
+        let r = start(&m, 3, None, SCRIPT).unwrap();
+        let out = &r.out;
+        eprintln!("{}", out.join("\n"));
+        assert_eq!(out[0], "0", "uid 0 inside");
+        assert_eq!(out[1], "0", "gid 0 inside");
+        let base = 100_000 + 3 * 65_536;
+        assert_eq!(out[2].split_whitespace().collect::<Vec<_>>(), ["0", &base.to_string(), "65536"]);
+        assert_eq!(out[3], "spawntest", "hostname");
+        assert_eq!(out[4], "dev: fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero");
+        assert_eq!(field(out, "touch="), "1", "/ is read-only");
+        assert!(out.contains(&"tmp-ok".to_string()), "/tmp is writable");
+        for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+            assert_eq!(field(out, cap), "0000000000000000", "{cap}");
+        }
+        assert_eq!(field(out, "NoNewPrivs:"), "1");
+        assert_eq!(field(out, "Seccomp:"), "0");
+        assert_eq!(field(out, "SigBlk:"), "0000000000000000", "signal mask cleared");
+        assert_eq!(field(out, "SigIgn:"), "0000000000000000", "no ignored signal inherited");
+        assert_eq!(field(out, "Groups:"), "", "no supplementary groups");
+        assert_eq!(field(out, "pid="), "1", "init of its own pid namespace");
+        let keys = out.iter().find(|l| l.ends_with("/proc/keys")).unwrap();
+        assert!(keys.starts_with('c') && keys.contains(" 1, 3 "), "masked by /dev/null: {keys}");
+        assert_eq!(out.last().unwrap(), "bye");
+        // The host's view: an unprivileged uid, the supervisor's child.
+        let hs: Vec<String> = r.host_status.lines().map(str::to_string).collect();
+        let uid: Vec<&str> = field(&hs, "Uid:").split_whitespace().collect();
+        let b = base.to_string();
+        assert_eq!(uid, [b.as_str(); 4]);
+        assert_eq!(field(&hs, "NSpid:").split_whitespace().last(), Some("1"));
+        assert_eq!(field(&hs, "PPid:"), std::process::id().to_string(), "a direct child of the supervisor");
+        assert!(matches!(r.status, WaitStatus::Exited(_, 0)), "{:?}", r.status);
+    }
+
+    #[test]
+    fn root_grants_capabilities_and_switches_user() {
+        if !root_tests("root_grants_capabilities_and_switches_user") {
+            return;
+        }
+        let mut m = manifest("spawncaps", &["/bin/sh", "/bin/script"]);
+        m.capabilities.push(s("CAP_NET_BIND_SERVICE")).unwrap();
+        m.entry.uid = Some(1000);
+        m.entry.gid = Some(1001);
+        let r = start(&m, 4, None, SCRIPT).unwrap();
+        let out = &r.out;
+        assert_eq!((out[0].as_str(), out[1].as_str()), ("1000", "1001"));
+        for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+            assert_eq!(field(out, cap), "0000000000000400", "{cap}");
+        }
+        let hs: Vec<String> = r.host_status.lines().map(str::to_string).collect();
+        let outside = (100_000 + 4 * 65_536 + 1000).to_string();
+        assert_eq!(field(&hs, "Uid:").split_whitespace().next(), Some(outside.as_str()));
+    }
+
+    #[test]
+    fn root_errors_name_the_step() {
+        if !root_tests("root_errors_name_the_step") {
+            return;
+        }
+        // No such rootfs: the root bind fails.
+        let m = manifest("spawnbad", &["/bin/sh", "-c", "true"]);
+        let p = plan(&m, &board(), 5, "/nonexistent/berth-root").unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let stdio = Stdio { stdin: null.as_fd(), stdout: null.as_fd(), stderr: null.as_fd() };
+        let e = spawn(&p, stdio, None).unwrap_err();
+        assert_eq!((e.step, e.errno), (Step::Mount(1), Errno::ENOENT), "{e}");
+        assert_eq!(e.detail.as_deref(), Some("bind /nonexistent/berth-root /nonexistent/berth-root"));
+        assert!(e.to_string().contains("mount step 1 (bind /nonexistent"), "{e}");
+        // No such program: execve.
+        let m = manifest("spawnnoexec", &["/bin/nope"]);
+        let e = start(&m, 6, None, "").err().unwrap();
+        assert_eq!((e.step, e.errno), (Step::Exec, Errno::ENOENT), "{e}");
+        assert_eq!(e.to_string(), "container start failed at execve: No such file or directory (ENOENT)");
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn root_installs_the_seccomp_filter_last() {
+        if !root_tests("root_installs_the_seccomp_filter_last") {
+            return;
+        }
+        const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+        let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+        let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt, jf, k };
+        let ld: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+        let ret: u32 = libc::BPF_RET | libc::BPF_K;
+        // uname -> EPERM, everything else allowed; other arch killed.
+        let prog = [
+            stmt(ld, 4),
+            jeq(AUDIT_ARCH_X86_64, 1, 0),
+            stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
+            stmt(ld, 0),
+            jeq(libc::SYS_uname as u32, 0, 1),
+            stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+            stmt(ret, libc::SECCOMP_RET_ALLOW),
+        ];
+        let m = manifest("spawnsec", &["/bin/sh", "/bin/script"]);
+        let script = "hostname || echo uname-denied; cat /proc/self/status; echo ready";
+        let r = start(&m, 7, Some(&prog), script).unwrap();
+        assert!(r.out.contains(&"uname-denied".to_string()), "{:#?}", r.out);
+        assert_eq!(field(&r.out, "Seccomp:"), "2");
+        assert_eq!(field(&r.out, "NoNewPrivs:"), "1");
+    }
+}
