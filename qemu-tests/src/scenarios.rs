@@ -50,7 +50,8 @@ fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 7] = [
+    let table: [(&str, Check); 8] = [
+        ("corrupt-image", corrupt_image),
         ("probe", probe),
         ("no-release", no_release),
         ("boot", boot_checks_poweroff),
@@ -333,7 +334,7 @@ fn probe(l: &dyn Launch) -> Result<(), String> {
         }
         let mut want = vec!["image-read", "tmp-rw", "uid-map", "pid-ns"];
         if name == "probe" {
-            want.push("granted-cap");
+            want.extend(["granted-cap", "granted-device", "volume"]);
         }
         for w in want {
             if !lines.iter().any(|l| probe_field(l, "name") == Some(w) && probe_field(l, "result") == Some("works")) {
@@ -344,6 +345,49 @@ fn probe(l: &dyn Launch) -> Result<(), String> {
     // Each container maps uid 0 to its own unprivileged host range.
     if bases.iter().any(|b| b.is_empty() || b == "0") || bases.first() == bases.get(1) {
         return Err(format!("uid bases {bases:?}: want distinct, non-zero"));
+    }
+    Ok(())
+}
+
+/// One corrupted byte in the `sensor` image: reading it fails inside that
+/// container only (it cannot start or dies); `flaky` runs; berth stays up and
+/// powers off cleanly.
+fn corrupt_image(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { variant: "corrupt-image", ..spec("corrupt-image", "none") })?;
+    m.expect_event("boot.ready", lim.boot)?;
+    let ready = m.cursor();
+    m.expect_event_where("container.log", |e| e.get("name") == Some("flaky") && e.get("line").is_some_and(|l| l.starts_with("flaky: up")), lim.step)?;
+    m.set_cursor(ready);
+    // sensor either fails to start (execve reads the corrupt block) or dies.
+    let failed = |e: &Event| {
+        (e.name == "container.start" && e.get("name") == Some("sensor") && e.get("result") == Some("error"))
+            || (e.name == "reap" && e.get("name") == Some("sensor") && (e.get("how") == Some("signal") || e.get("code") != Some("0")))
+    };
+    let deadline = std::time::Instant::now() + lim.step;
+    loop {
+        m.poll();
+        if let Some(e) = m.events().iter().find(|e| failed(e)) {
+            let text = format!("{} {:?}", e.name, e.fields);
+            if e.name == "container.start" && !text.contains("EIO") && !text.contains("Input/output") {
+                return Err(format!("sensor failed, but not with an I/O error: {text}"));
+            }
+            break;
+        }
+        if m.events().iter().any(|e| e.name == "container.log" && e.get("name") == Some("sensor") && e.get("line").is_some_and(|l| l.contains("reading="))) {
+            return Err("sensor read its corrupted image without an error".into());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("sensor neither failed nor ran: {:?}", m.tail(30)));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // berth's loop still runs: flaky's output keeps arriving afterwards.
+    let after = m.lines().len();
+    m.set_cursor(after);
+    m.expect_event_where("container.log", |e| e.get("name") == Some("flaky") && e.get("line").is_some_and(|l| l.contains("alive")), lim.step)?;
+    if m.exit_status().is_some() {
+        return Err("the machine went down".into());
     }
     Ok(())
 }

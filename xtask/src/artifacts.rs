@@ -96,6 +96,9 @@ pub enum ReleaseData {
     Tampered,
     /// No release at all.
     Absent,
+    /// The demo release, with one byte of the `sensor` image's data changed
+    /// on the data partition.
+    CorruptSensorImage,
 }
 
 /// Build everything for a board, as given or varied for a test.
@@ -182,13 +185,17 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     if variant.release != ReleaseData::Absent {
         let store = data_root.join("berth/images");
         fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+        let sensor = compiled.release.containers.iter().find(|m| m.name == "sensor").map(|m| m.image.0);
         for img in &compiled.images {
             let dest = store.join(format!("{}.img", crate::verity::hex(&img.sha256)));
             fs::copy(&img.path, &dest).map_err(|e| format!("{} -> {}: {e}", img.path.display(), dest.display()))?;
+            if variant.release == ReleaseData::CorruptSensorImage && sensor == Some(img.sha256) {
+                corrupt_byte(&dest, 4096 + 100)?;
+            }
         }
     }
     match variant.release {
-        ReleaseData::Demo => write(&data_root.join("berth/release.bin"), &signed)?,
+        ReleaseData::Demo | ReleaseData::CorruptSensorImage => write(&data_root.join("berth/release.bin"), &signed)?,
         ReleaseData::Tampered => {
             // A byte inside the payload: the signature no longer matches.
             let at = berth::release::HEADER_LEN + 4;
@@ -214,6 +221,14 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         signed_release,
         key_dir,
     })
+}
+
+/// Flip the bits of one byte of a file (inside an image's data area).
+fn corrupt_byte(path: &Path, at: usize) -> Result<(), String> {
+    let mut bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let b = bytes.get_mut(at).ok_or_else(|| format!("{}: shorter than {at} bytes", path.display()))?;
+    *b ^= 0xff;
+    write(path, &bytes)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {

@@ -7,6 +7,7 @@ mod image;
 mod kernel;
 mod release;
 mod tools;
+mod trial;
 mod verity;
 
 use artifacts::{Artifacts, BootOpts, ReleaseData, Variant};
@@ -20,6 +21,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const USAGE: &str = "usage: cargo xtask <command>
   build [--arch A]...           build berth and the boot artifacts (default: all three)
   run [--arch A] [--board FILE] boot the demo system under QEMU (default aarch64)
+  run [--arch A] --manifests DIR [--timeout S]
+                                boot your own manifests; exit 0 only when every container
+                                exited 0, or was still running at the timeout (default 60 s)
   test [--arch A]... [FILTER]   host unit tests, then the QEMU scenarios
   check-board FILE...           validate board config files
   keygen --out DIR              write a signing key pair (signing-key.pem, <key id>.pub)
@@ -67,11 +71,12 @@ struct Args {
     salt: Option<String>,
     manifests: Option<PathBuf>,
     key: Option<PathBuf>,
+    timeout: Option<u64>,
     rest: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
-    let mut a = Args { arches: Vec::new(), board: None, out: None, salt: None, manifests: None, key: None, rest: Vec::new() };
+    let mut a = Args { arches: Vec::new(), board: None, out: None, salt: None, manifests: None, key: None, timeout: None, rest: Vec::new() };
     let mut it = args.iter();
     while let Some(x) = it.next() {
         match x.as_str() {
@@ -83,6 +88,10 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--manifests" => a.manifests = Some(PathBuf::from(it.next().ok_or("--manifests needs a directory")?)),
             "--key" => a.key = Some(PathBuf::from(it.next().ok_or("--key needs a PEM file")?)),
             "--out" => a.out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
+            "--timeout" => {
+                let v = it.next().ok_or("--timeout needs seconds")?;
+                a.timeout = Some(v.parse().map_err(|_| format!("--timeout: `{v}` is not a number of seconds"))?);
+            }
             "--salt" => a.salt = Some(it.next().ok_or("--salt needs 64 hex digits")?.clone()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             s => a.rest.push(s.to_string()),
@@ -329,6 +338,12 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     let board = one_board(root, a)?;
     let arch = artifacts::load_board(&board)?.arch;
     tools::ensure_host_tools(root, &targets(&[arch]), true)?;
+    if let Some(dir) = &a.manifests {
+        return run_trial(root, &board, dir, a.timeout.unwrap_or(60));
+    }
+    if a.timeout.is_some() {
+        return Err("--timeout goes with --manifests".into());
+    }
     let art = artifacts::build(root, &board, &Variant::default())?;
     let data = art.dir.join("data.img");
     if !data.is_file() {
@@ -343,6 +358,18 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     } else {
         Err(format!("{prog} exited with {status}"))
     }
+}
+
+/// Boot a user's manifest directory and judge its containers (see `trial`).
+fn run_trial(root: &Path, board: &Path, dir: &Path, seconds: u64) -> Result<(), String> {
+    let dir = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir().map_err(|e| e.to_string())?.join(dir) };
+    let variant = Variant { suffix: "-trial".into(), manifests: Some(dir), ..Default::default() };
+    let art = artifacts::build(root, board, &variant)?;
+    let data = art.dir.join("data.img");
+    artifacts::fresh_data(&art, &data)?;
+    let (prog, args) = artifacts::qemu_args(&art, &data, &BootOpts::default());
+    say(&format!("booting {} with {} containers for up to {seconds} s", art.board.name, art.release.containers.len()));
+    trial::judge(&art, &prog, &args, std::time::Duration::from_secs(seconds))
 }
 
 /// Boots for the scenarios of one architecture: the board as shipped and its
@@ -361,6 +388,7 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ("missing-module", Variant { suffix: "-missing-module".into(), extra_modules: vec![NO_SUCH_MODULE.into()], ..Default::default() }),
         ("cgroup-v1", Variant { suffix: "-cgroup-v1".into(), cgroup: Some(CgroupMode::V1), ..Default::default() }),
         ("probe", Variant { suffix: "-probe".into(), manifests: Some(root.join("qemu-tests/manifests/probe")), ..Default::default() }),
+        ("corrupt-image", Variant { suffix: "-corrupt-image".into(), release: ReleaseData::CorruptSensorImage, ..Default::default() }),
         ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),
         ("tampered-release", Variant { suffix: "-tampered-release".into(), release: ReleaseData::Tampered, ..Default::default() }),
     ]
