@@ -1,0 +1,203 @@
+//! The control protocol between `berthctl` and berth, over a root-only Unix
+//! stream socket on /run.
+//!
+//! Each message is a frame: a 4-byte little-endian length, then that many
+//! bytes of postcard. A request is at most [`REQUEST_MAX`] bytes and a
+//! response at most [`RESPONSE_MAX`]; a frame announcing more is refused before
+//! anything is read into memory. Every request carries the protocol
+//! [`VERSION`]; a mismatch is answered with [`Response::Error`]. Malformed
+//! input gets an error reply and never reaches any other state.
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version; raised on any incompatible change.
+pub const VERSION: u16 = 1;
+/// Largest request frame body.
+pub const REQUEST_MAX: usize = 512;
+/// Largest response frame body.
+pub const RESPONSE_MAX: usize = 32 * 1024;
+/// Where berth listens.
+pub const SOCKET: &str = "/run/berth/control";
+
+pub type Name = heapless::String<32>;
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Status,
+    Release,
+    Start(Name),
+    Stop(Name),
+    Restart(Name),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub version: u16,
+    pub command: Command,
+}
+
+/// One container's state, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub name: Name,
+    pub state: heapless::String<16>,
+    pub pid: i32,
+    pub uptime_ms: u64,
+    pub restarts: u32,
+    pub last_exit: heapless::String<24>,
+}
+
+/// What berth answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Status(heapless::Vec<ContainerStatus, 32>),
+    Release { version: u64, key_id: heapless::String<16> },
+    Done,
+    Error(heapless::String<128>),
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// The length prefix is incomplete.
+    Short,
+    /// The announced body is larger than allowed.
+    TooLarge { len: usize, max: usize },
+    /// The body is not a valid message.
+    Decode,
+    /// The body has bytes after the message.
+    Trailing,
+    /// The message does not fit a frame.
+    Encode,
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FrameError::Short => write!(f, "incomplete frame"),
+            FrameError::TooLarge { len, max } => write!(f, "frame of {len} bytes is larger than {max}"),
+            FrameError::Decode => write!(f, "malformed message"),
+            FrameError::Trailing => write!(f, "bytes after the message"),
+            FrameError::Encode => write!(f, "message too large to send"),
+        }
+    }
+}
+
+/// The body length a frame announces, checked against `max`.
+pub fn body_len(prefix: &[u8], max: usize) -> Result<usize, FrameError> {
+    let b: [u8; 4] = prefix.get(..4).and_then(|s| s.try_into().ok()).ok_or(FrameError::Short)?;
+    let len = u32::from_le_bytes(b) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    Ok(len)
+}
+
+/// Decode a frame body, refusing trailing bytes.
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FrameError> {
+    let (v, rest) = postcard::take_from_bytes(body).map_err(|_| FrameError::Decode)?;
+    if !rest.is_empty() {
+        return Err(FrameError::Trailing);
+    }
+    Ok(v)
+}
+
+/// A whole frame (prefix and body) for `msg`, at most `max` body bytes.
+pub fn encode<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, FrameError> {
+    let body = postcard::to_allocvec(msg).map_err(|_| FrameError::Encode)?;
+    if body.len() > max {
+        return Err(FrameError::Encode);
+    }
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn text<const N: usize>(s: &str) -> heapless::String<N> {
+    let mut t = heapless::String::new();
+    for c in s.chars() {
+        if t.push(c).is_err() {
+            break;
+        }
+    }
+    t
+}
+
+/// An error reply.
+pub fn error(msg: &str) -> Response {
+    Response::Error(text(msg))
+}
+
+/// Check a request body: decodes, right version.
+pub fn parse_request(body: &[u8]) -> Result<Command, Response> {
+    let req: Request = decode(body).map_err(|e| error(&e.to_string()))?;
+    if req.version != VERSION {
+        return Err(error(&format!("protocol version {} is not {VERSION}", req.version)));
+    }
+    Ok(req.command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        text(s)
+    }
+
+    #[test]
+    fn round_trip() {
+        for cmd in [Command::Status, Command::Release, Command::Restart(name("sensor")), Command::Stop(name("flaky"))] {
+            let frame = encode(&Request { version: VERSION, command: cmd.clone() }, REQUEST_MAX).unwrap();
+            let len = body_len(&frame, REQUEST_MAX).unwrap();
+            assert_eq!(len, frame.len() - 4);
+            assert_eq!(parse_request(&frame[4..]).unwrap(), cmd);
+        }
+    }
+
+    #[test]
+    fn oversized_short_and_garbage_frames_are_refused() {
+        assert_eq!(body_len(&[1, 2], REQUEST_MAX), Err(FrameError::Short));
+        assert_eq!(body_len(&u32::MAX.to_le_bytes(), REQUEST_MAX), Err(FrameError::TooLarge { len: u32::MAX as usize, max: REQUEST_MAX }));
+        assert!(matches!(parse_request(&[0xff, 0xff, 0xff]), Err(Response::Error(_))));
+        let mut frame = encode(&Request { version: VERSION, command: Command::Status }, REQUEST_MAX).unwrap();
+        frame.push(0);
+        assert!(matches!(parse_request(&frame[4..]), Err(Response::Error(e)) if e.contains("after")));
+        let old = encode(&Request { version: VERSION + 1, command: Command::Status }, REQUEST_MAX).unwrap();
+        assert!(matches!(parse_request(&old[4..]), Err(Response::Error(e)) if e.contains("version")));
+    }
+
+    #[test]
+    fn random_bodies_never_panic() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 40) as usize;
+            let body: Vec<u8> = (0..len).map(|i| (x >> (i % 8 * 8)) as u8).collect();
+            let _ = parse_request(&body);
+            let _ = decode::<Response>(&body);
+        }
+    }
+
+    #[test]
+    fn a_full_status_fits_a_response_frame() {
+        let mut list = heapless::Vec::new();
+        for i in 0..32 {
+            let s = ContainerStatus {
+                name: text(&format!("container-{i:02}-{}", "x".repeat(20))),
+                state: text("running"),
+                pid: i32::MAX,
+                uptime_ms: u64::MAX,
+                restarts: u32::MAX,
+                last_exit: text("signal 9 (SIGKILL)"),
+            };
+            list.push(s).unwrap();
+        }
+        let frame = encode(&Response::Status(list), RESPONSE_MAX).unwrap();
+        assert!(frame.len() <= RESPONSE_MAX + 4);
+    }
+}
