@@ -2,12 +2,13 @@
 //!
 //! For each container, in dependency order: its image must be mounted
 //! (verified), its plan is built and its seccomp filter compiled before any
-//! fork, then it is spawned with its output on a pipe that the PID 1 loop
+//! fork, its granted device nodes and volumes are made on the host
+//! ([`crate::container::prepare`]), then it is spawned with its output on a pipe that the PID 1 loop
 //! reads. A container whose plan, filter or spawn fails is not started and the
 //! event says which step failed; the others still start.
 
 use crate::board::Board;
-use crate::container::{plan, spawn};
+use crate::container::{plan, prepare, spawn};
 use crate::log::Event;
 use crate::mount::errno_text;
 use crate::release::{current, Release};
@@ -65,6 +66,7 @@ fn start_one(
     let policy = seccomp::Policy::from_manifest(m);
     let program = seccomp::compile(&policy, arch).map_err(|e| ("seccomp", e.to_string()))?;
     let filter = program.to_sock_filters();
+    prepare::prepare(&plan).map_err(|e| ("prepare", e.to_string()))?;
 
     let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe"))?;

@@ -6,9 +6,11 @@
 
 pub mod board;
 pub mod boot;
+pub mod cgroup;
 pub mod container;
 pub mod containers;
 pub mod control;
+pub mod ctlsock;
 pub mod manifest;
 pub mod release;
 pub mod restart;

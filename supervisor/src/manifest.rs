@@ -24,10 +24,10 @@
 //! | `restart` | `never`, `on-failure`, `always` | **gated**: the supervision issue |
 //! | `readiness` | absolute `file`, `timeout_ms` 100..=600000 | **gated**: the supervision issue |
 //! | `resources` | `memory_max` 1 MiB..=1 TiB, `cpu_weight` 1..=10000, `pids_max` 1..=4194304 | **gated**: the cgroups issue |
-//! | `mounts` | absolute unique targets; exactly one of `tmpfs_size` (4 KiB..=4 GiB) or `volume` (a name) | **gated**: the confinement issue |
+//! | `mounts` | absolute unique targets, not under `/proc`, `/dev`, `/sys`; exactly one of `tmpfs_size` (4 KiB..=4 GiB) or `volume` (a name); `exec` (default `false`) only on a tmpfs | the confinement issue (`nosuid,nodev`, `noexec` unless `exec`; a volume is `/data/volumes/<name>/<volume>`, made by berth; a target must exist in the image) |
 //! | `capabilities` | known `CAP_*` names, unique; dangerous ones refused *always* (see [`REFUSED_CAPS`]), `CAP_NET_RAW` refused with `network = "host"` | the confinement issue (bounding, permitted, effective, ambient sets) |
 //! | `seccomp_allow` | syscall names `[a-z0-9_]`, 1..=32, unique | the confinement issue (added to the default filter) |
-//! | `devices` | hardware node names, access a non-empty combination of `r`, `w`, `m`; against the board: node exists and is not reserved ([`Manifest::check_devices`]) | **gated**: the confinement issue |
+//! | `devices` | hardware node names, access a non-empty combination of `r`, `w`, `m`; against the board: node exists, is not reserved, is a character device ([`Manifest::check_devices`]) | the confinement issue (a node made for the container, mode from `r`/`w`, bound into its `/dev`; `m` is the cgroup's) |
 //! | `network = "host"` | (no `CAP_NET_ADMIN`/`CAP_NET_RAW`) | the confinement issue (no network namespace; /sys bound read-only) |
 //!
 //! A list field counts as set when it is not empty; an optional field when it
@@ -81,7 +81,7 @@ pub type Path = String<PATH_MAX>;
 
 /// Fields a manifest may not set yet, because nothing enforces them. A later
 /// issue that enforces one removes it here (and its tests flip).
-pub const GATED: &[&str] = &["restart", "readiness", "resources", "mounts", "devices"];
+pub const GATED: &[&str] = &["restart", "readiness", "resources"];
 
 /// Capabilities that are never granted, whatever the manifest says.
 pub const REFUSED_CAPS: &[&str] = &[
@@ -228,7 +228,7 @@ pub struct Manifest {
     /// cgroup limits (gated).
     #[serde(default)]
     pub resources: Option<Resources>,
-    /// Writable mounts (gated).
+    /// Writable mounts.
     #[serde(default)]
     pub mounts: Vec<Mount, MOUNTS_MAX>,
     /// Granted capabilities, as `CAP_*` names (gated).
@@ -237,7 +237,7 @@ pub struct Manifest {
     /// Syscalls allowed beyond the default seccomp filter (gated).
     #[serde(default)]
     pub seccomp_allow: Vec<String<SYSCALL_NAME_MAX>, SYSCALLS_MAX>,
-    /// Granted hardware nodes, by board name (gated).
+    /// Granted hardware nodes, by board name.
     #[serde(default)]
     pub devices: Vec<DeviceGrant, DEVICES_MAX>,
     /// Network mode; absent means `none`.
@@ -317,6 +317,10 @@ pub struct Mount {
     /// ...or a persistent volume on the data partition, by name.
     #[serde(default)]
     pub volume: Option<Name>,
+    /// Programs may run from it (a tmpfs only: the data partition holding
+    /// volumes is mounted `noexec`). Default: `noexec`.
+    #[serde(default)]
+    pub exec: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -478,6 +482,10 @@ impl Manifest {
             if !valid_abs_path(&mt.target) || mt.target.as_str() == "/" {
                 return Err(err(m, f("target"), "must be an absolute path below / without '..'"));
             }
+            let first = mt.target.trim_start_matches('/').split('/').next().unwrap_or("");
+            if ["proc", "dev", "sys"].contains(&first) {
+                return Err(err(m, f("target"), "must not be on or under /proc, /dev or /sys (berth mounts those)"));
+            }
             if self.mounts.iter().take(i).any(|o| o.target == mt.target) {
                 return Err(err(m, f("target"), format!("`{}` is mounted twice", mt.target)));
             }
@@ -487,6 +495,18 @@ impl Manifest {
                 (None, Some(v)) if valid_name(v) => {}
                 (None, Some(_)) => return Err(err(m, f("volume"), "must be a name of a-z, 0-9 and inner '-'")),
                 _ => return Err(err(m, format!("mounts[{i}]"), "needs exactly one of tmpfs_size and volume")),
+            }
+            if let Some(v) = &mt.volume {
+                if self.mounts.iter().take(i).any(|o| o.volume.as_ref() == Some(v)) {
+                    return Err(err(m, f("volume"), format!("volume `{v}` is mounted twice")));
+                }
+            }
+            if mt.exec && mt.volume.is_some() {
+                return Err(err(
+                    m,
+                    f("exec"),
+                    "only a tmpfs may be exec: volumes live on the data partition, which is mounted noexec",
+                ));
             }
         }
         for (i, c) in self.capabilities.iter().enumerate() {
@@ -553,6 +573,13 @@ impl Manifest {
                 }
                 Some(n) if n.reserved => {
                     return Err(err(&self.name, f, format!("`{}` is reserved and never granted", d.node)))
+                }
+                Some(n) if n.kind == crate::board::NodeKind::Block => {
+                    return Err(err(
+                        &self.name,
+                        f,
+                        format!("`{}` is a block device: never granted to a container", d.node),
+                    ))
                 }
                 Some(_) => {}
             }
@@ -822,6 +849,14 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
             (ENTRY, "mounts = [{ target = \"/t\", tmpfs_size = 10 }]\n[entry]\n", "mounts[0].tmpfs_size"),
             (ENTRY, "mounts = [{ target = \"/t\", volume = \"V\" }]\n[entry]\n", "mounts[0].volume"),
             (ENTRY, "mounts = [{ target = \"/t\" }]\n[entry]\n", "mounts[0]"),
+            (ENTRY, "mounts = [{ target = \"/t\", volume = \"v\", exec = true }]\n[entry]\n", "mounts[0].exec"),
+            (
+                ENTRY,
+                "mounts = [{ target = \"/a\", volume = \"v\" }, { target = \"/b\", volume = \"v\" }]\n[entry]\n",
+                "mounts[1].volume",
+            ),
+            (ENTRY, "mounts = [{ target = \"/proc/x\", tmpfs_size = 4096 }]\n[entry]\n", "mounts[0].target"),
+            (ENTRY, "mounts = [{ target = \"/dev\", tmpfs_size = 4096 }]\n[entry]\n", "mounts[0].target"),
             (ENTRY, "mounts = [{ target = \"/t\", volume = \"v\", tmpfs_size = 4096 }]\n[entry]\n", "mounts[0]"),
             (
                 ENTRY,
@@ -883,8 +918,6 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
             ("restart = \"on-failure\"\n[entry]\n", "restart"),
             ("readiness = { file = \"/run/ready\" }\n[entry]\n", "readiness"),
             ("resources = { cpu_weight = 100 }\n[entry]\n", "resources"),
-            ("mounts = [{ target = \"/tmp\", tmpfs_size = 65536 }]\n[entry]\n", "mounts"),
-            ("devices = [{ node = \"serial1\", access = \"rw\" }]\n[entry]\n", "devices"),
         ];
         let mut seen = std::vec::Vec::new();
         for (new, field) in cases {
@@ -899,6 +932,24 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         gated.sort_unstable();
         seen.sort_unstable();
         assert_eq!(gated, seen);
+    }
+
+    #[test]
+    fn mounts_and_devices_are_accepted() {
+        let m = parse(&sensor_with(
+            ENTRY,
+            "mounts = [{ target = \"/tmp\", tmpfs_size = 65536, exec = true }, { target = \"/var/lib/sensor\", volume = \"state\" }]\n\
+             devices = [{ node = \"serial1\", access = \"rw\" }]\n[entry]\n",
+        ))
+        .unwrap();
+        assert_eq!(m.mounts.len(), 2);
+        assert!(m.mounts[0].exec);
+        assert!(!m.mounts[1].exec, "noexec by default");
+        assert_eq!(m.mounts[1].volume.as_deref(), Some("state"));
+        assert_eq!(m.devices[0].access.as_str(), "rw");
+        for f in m.fields_set() {
+            assert!(!GATED.contains(&f), "{f} is still gated");
+        }
     }
 
     #[test]
@@ -946,6 +997,13 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         if let Some(reserved) = board.hardware.iter().find(|n| n.reserved) {
             m.devices[0].node = reserved.name.as_str().try_into().unwrap();
             assert!(m.check_devices(&board).unwrap_err().reason.contains("reserved"));
+        }
+        let mut with_block = board.clone();
+        if let Some(n) = with_block.hardware.first_mut() {
+            n.kind = crate::board::NodeKind::Block;
+            n.reserved = false;
+            m.devices[0].node = n.name.as_str().try_into().unwrap();
+            assert!(m.check_devices(&with_block).unwrap_err().reason.contains("block device"));
         }
         if let Some(free) = board.hardware.iter().find(|n| !n.reserved) {
             m.devices[0].node = free.name.as_str().try_into().unwrap();

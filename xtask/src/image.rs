@@ -138,7 +138,7 @@ fn stage_binary(bin: &Path, name: &str, stage: &Path) -> Result<(), String> {
     };
     std::fs::create_dir(stage).map_err(|e| format!("{}: mkdir: {e}", stage.display()))?;
     mode(stage, 0o755)?;
-    for d in ["bin", "dev", "proc", "sys", "tmp"] {
+    for d in ["bin", "dev", "mnt", "proc", "sys", "tmp"] {
         let p = stage.join(d);
         std::fs::create_dir(&p).map_err(|e| format!("{}: mkdir: {e}", p.display()))?;
         mode(&p, 0o755)?;

@@ -126,7 +126,7 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
         };
         let stage = out.with_extension("root");
         let _ = fs::remove_dir_all(&stage);
-        for d in ["bin", "dev", "proc", "sys", "tmp"] {
+        for d in ["bin", "dev", "mnt", "proc", "sys", "tmp"] {
             fs::create_dir_all(stage.join(d)).map_err(|e| format!("{}: {e}", stage.display()))?;
         }
         let install = |to: &Path, mode: u32| -> Result<(), String> {

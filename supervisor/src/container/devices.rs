@@ -1,12 +1,21 @@
 //! The container's `/dev`: which nodes exist, where they come from.
 //!
-//! Inside a user namespace `mknod` is impossible, so every node is the host
+//! Inside a user namespace `mknod` is impossible, so every node is a host
 //! node bind-mounted onto an empty file in the container's `/dev` tmpfs
 //! (see [`super::mounts`]). The list is the six standard nodes plus the
 //! hardware nodes the manifest is granted from the board table, at their
-//! host path. Never planned, whatever the board or manifest says: a block
+//! board path. Never planned, whatever the board or manifest says: a block
 //! device, `/dev/mem`, `/dev/kmem`, `/dev/port`, `/dev/kmsg` (by number and
-//! by path). The access mode is for the cgroup device filter.
+//! by path). The access bits are for the cgroup device filter.
+//!
+//! The standard nodes are the host's own (`/dev/null` is `0666`). A granted
+//! node is not: the host's is usually `0600 root`, and host root is not
+//! mapped in the container's user namespace. Before the start, berth makes
+//! the container its own node ([`super::prepare`]) at
+//! [`store_path`] (`/run/berth/dev/<container>/<node>`, on a tmpfs mounted
+//! without `nodev`), owned by the container's outside uid and gid, with the
+//! mode its access asks for ([`node_mode`]: `r` 0400, `w` 0200, `rw` 0600),
+//! and that node is what the container's `/dev` binds.
 
 use crate::board::{Board, NodeKind};
 use crate::manifest::{DeviceGrant, DEVICES_MAX};
@@ -33,6 +42,36 @@ pub const RESERVED_NAMES: [&str; 14] = [
     "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx", "fd", "stdin", "stdout", "stderr",
 ];
 
+/// Where berth makes the containers' granted nodes: a tmpfs of its own,
+/// mounted `nosuid,noexec` but not `nodev` (`/run` is `nodev`).
+pub const STORE: &str = "/run/berth/dev";
+
+/// The node made for `container`'s grant of board node `node`:
+/// `/run/berth/dev/<container>/<node>`. `None` when a name is not a plain
+/// path component.
+pub fn store_path(container: &str, node: &str) -> Option<CPath> {
+    let plain = |s: &str| {
+        !s.is_empty() && s != "." && s != ".." && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !plain(container) || !plain(node) {
+        return None;
+    }
+    CPath::concat(&[STORE, "/", container, "/", node])
+}
+
+/// Permission bits of a granted node from its `ACC_*` bits: read 0400,
+/// write 0200 (owner only; mknod is the cgroup's business).
+pub fn node_mode(access: u8) -> u32 {
+    let mut mode = 0;
+    if access & ACC_READ != 0 {
+        mode |= 0o400;
+    }
+    if access & ACC_WRITE != 0 {
+        mode |= 0o200;
+    }
+    mode
+}
+
 /// Most nodes in one container's `/dev`.
 pub const NODES_MAX: usize = STANDARD.len() + DEVICES_MAX;
 
@@ -41,7 +80,8 @@ pub const NODES_MAX: usize = STANDARD.len() + DEVICES_MAX;
 pub struct Node {
     pub major: u32,
     pub minor: u32,
-    /// The host node bound onto the container's file.
+    /// The host node bound onto the container's file: the host's own for a
+    /// standard node, the one berth makes ([`store_path`]) for a grant.
     pub host: CPath,
     /// The path inside the container (`/dev/...`), equal to the host path.
     pub path: CPath,
@@ -49,6 +89,9 @@ pub struct Node {
     pub access: u8,
     /// From the manifest (not a standard node).
     pub granted: bool,
+    /// Permission bits of the node berth makes for a grant ([`node_mode`]);
+    /// 0 for a standard node (the host's is used as it is).
+    pub mode: u32,
 }
 
 pub type Nodes = heapless::Vec<Node, NODES_MAX>;
@@ -90,12 +133,17 @@ fn collides(path: &str) -> bool {
 }
 
 /// The container's nodes, standard ones first, then the grants in manifest
-/// order. The error names the grant (`devices[i].node`/`.access`) and why.
-pub fn nodes(grants: &[DeviceGrant], board: &Board) -> Result<Nodes, (std::string::String, std::string::String)> {
+/// order, each bound from the node berth makes for `container`. The error
+/// names the grant (`devices[i].node`/`.access`) and why.
+pub fn nodes(
+    grants: &[DeviceGrant],
+    board: &Board,
+    container: &str,
+) -> Result<Nodes, (std::string::String, std::string::String)> {
     let mut out = Nodes::new();
     for (name, major, minor) in STANDARD {
         let path = CPath::concat(&["/dev/", name]).ok_or(("devices".to_owned(), "path too long".to_owned()))?;
-        let node = Node { major, minor, host: path.clone(), path, access: ACC_READ | ACC_WRITE, granted: false };
+        let node = Node { major, minor, host: path.clone(), path, access: ACC_READ | ACC_WRITE, granted: false, mode: 0 };
         out.push(node).map_err(|_| ("devices".to_owned(), "too many nodes".to_owned()))?;
     }
     for (i, g) in grants.iter().enumerate() {
@@ -127,7 +175,8 @@ pub fn nodes(grants: &[DeviceGrant], board: &Board) -> Result<Nodes, (std::strin
             return Err((format!("devices[{i}].access"), "must be a combination of r, w and m".into()));
         };
         let path = CPath::new(&hw.path).ok_or_else(|| e("path too long".into()))?;
-        let node = Node { major: hw.major, minor: hw.minor, host: path.clone(), path, access, granted: true };
+        let host = store_path(container, n).ok_or_else(|| e(format!("`{n}` cannot name a node under {STORE}")))?;
+        let node = Node { major: hw.major, minor: hw.minor, host, path, access, granted: true, mode: node_mode(access) };
         out.push(node).map_err(|_| e("too many nodes".into()))?;
     }
     Ok(out)
@@ -175,7 +224,7 @@ mod tests {
 
     #[test]
     fn standard_nodes_only_by_default() {
-        let n = nodes(&[], &board()).unwrap();
+        let n = nodes(&[], &board(), "c").unwrap();
         let got: Vec<(String, u32, u32)> = n.iter().map(|n| (n.path.to_string(), n.major, n.minor)).collect();
         assert_eq!(
             got,
@@ -188,18 +237,24 @@ mod tests {
                 ("/dev/tty".into(), 5, 0),
             ]
         );
-        assert!(n.iter().all(|n| n.access == ACC_READ | ACC_WRITE && !n.granted && n.host == n.path));
+        assert!(n.iter().all(|n| n.access == ACC_READ | ACC_WRITE && !n.granted && n.host == n.path && n.mode == 0));
     }
 
     #[test]
     fn granted_nodes_come_from_the_board() {
-        let n = nodes(&[grant("serial1", "rw"), grant("gpio0", "r")], &board()).unwrap();
+        let n = nodes(&[grant("serial1", "rw"), grant("gpio0", "r")], &board(), "web").unwrap();
         assert_eq!(n.len(), 8);
         let s = &n[6];
-        assert_eq!((s.path.as_str(), s.host.as_str(), s.major, s.minor), ("/dev/ttyAMA1", "/dev/ttyAMA1", 4, 65));
-        assert_eq!(s.access, ACC_READ | ACC_WRITE);
+        assert_eq!(
+            (s.path.as_str(), s.host.as_str(), s.major, s.minor),
+            ("/dev/ttyAMA1", "/run/berth/dev/web/serial1", 4, 65)
+        );
+        assert_eq!((s.access, s.mode), (ACC_READ | ACC_WRITE, 0o600));
         assert!(s.granted);
-        assert_eq!((n[7].path.as_str(), n[7].access), ("/dev/gpio/chip0", ACC_READ));
+        assert_eq!(
+            (n[7].path.as_str(), n[7].host.as_str(), n[7].access, n[7].mode),
+            ("/dev/gpio/chip0", "/run/berth/dev/web/gpio0", ACC_READ, 0o400)
+        );
     }
 
     #[test]
@@ -215,14 +270,29 @@ mod tests {
             ("nullish", "berth's own"),
             ("ptsish", "berth's own"),
         ] {
-            let e = nodes(&[grant("rng0", "r"), grant(node, "r")], &b).unwrap_err();
+            let e = nodes(&[grant("rng0", "r"), grant(node, "r")], &b, "c").unwrap_err();
             assert_eq!(e.0, "devices[1].node", "{node}");
             assert!(e.1.contains(words), "{node}: {}", e.1);
             assert!(e.1.contains(node), "the error names {node}: {}", e.1);
         }
-        assert_eq!(nodes(&[grant("rng0", "x")], &b).unwrap_err().0, "devices[0].access");
-        assert_eq!(nodes(&[grant("rng0", "rr")], &b).unwrap_err().0, "devices[0].access");
-        assert_eq!(nodes(&[grant("rng0", "r"), grant("rng0", "w")], &b).unwrap_err().0, "devices[1].node");
+        assert_eq!(nodes(&[grant("rng0", "x")], &b, "c").unwrap_err().0, "devices[0].access");
+        assert_eq!(nodes(&[grant("rng0", "rr")], &b, "c").unwrap_err().0, "devices[0].access");
+        assert_eq!(nodes(&[grant("rng0", "r"), grant("rng0", "w")], &b, "c").unwrap_err().0, "devices[1].node");
+    }
+
+    #[test]
+    fn grant_modes_follow_access() {
+        for (access, mode) in [("r", 0o400), ("w", 0o200), ("rw", 0o600), ("wr", 0o600), ("rwm", 0o600), ("rm", 0o400), ("m", 0)] {
+            assert_eq!(node_mode(access_bits(access).unwrap()), mode, "{access}");
+        }
+    }
+
+    #[test]
+    fn store_paths_are_plain() {
+        assert_eq!(store_path("probe", "rng0").unwrap().as_str(), "/run/berth/dev/probe/rng0");
+        for (c, n) in [("", "rng0"), ("probe", ""), ("..", "rng0"), ("probe", ".."), ("a/b", "rng0"), ("probe", "x/y")] {
+            assert!(store_path(c, n).is_none(), "{c:?} {n:?}");
+        }
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! capability sets ([`caps`]), rlimits, argv and environment. The plan has a
 //! fixed capacity and holds every path, argument and environment string as a
 //! NUL-terminated byte string ([`cstr::CBuf`]), so the child formats and
-//! allocates nothing between fork and execve. The act layer (not here) is a
+//! allocates nothing between fork and execve. The act layer ([`spawn`]) is a
 //! dumb loop over the steps: [`Act`] and [`run`]. Tests record the steps.
+//! Before it, [`prepare`] makes on the host what the plan names there: the
+//! granted device nodes and the volumes.
 //!
 //! Order follows `shared/reference/hardening.md`; see [`plan::Plan`] for the
 //! whole sequence the act layer runs.
@@ -19,6 +21,7 @@ pub mod devices;
 pub mod ids;
 pub mod mounts;
 pub mod plan;
+pub mod prepare;
 pub mod spawn;
 
 pub use cstr::{CArg, CBuf, CPath};

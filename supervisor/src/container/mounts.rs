@@ -12,24 +12,29 @@
 //!    instance), `/dev/shm` (tmpfs, [`SHM_SIZE`]), `/dev/mqueue`, `/sys`
 //!    (fresh sysfs read-only with an own network namespace; else the host's
 //!    `/sys` bound recursively and remounted read-only, recursively).
-//! 3. `/tmp` (tmpfs, [`TMP_SIZE`] unless the manifest mounts `/tmp` itself),
-//!    then the manifest's mounts, parents before children: tmpfs, or a bind
-//!    of `/data/volumes/<container>/<volume>`.
-//! 4. The `/dev` nodes from [`super::devices`]: an empty file, the host node
-//!    bound onto it, the bind remounted `nosuid,noexec`; then the symlinks;
+//! 3. `/tmp` (tmpfs, [`TMP_SIZE`] unless the manifest mounts `/tmp` itself:
+//!    then the manifest's replaces it), then the manifest's mounts, parents
+//!    before children: tmpfs, or a bind of `/data/volumes/<container>/<volume>`
+//!    ([`volume_path`], made and owned by [`super::prepare`] before the start).
+//! 4. The `/dev` nodes from [`super::devices`]: an empty file, the node
+//!    (the host's, or the one berth made for a grant) bound onto it, the bind
+//!    remounted `ro,nosuid,noexec` (a device node opens for writing on a
+//!    read-only mount; its owner cannot `chmod` it there); then the symlinks;
 //!    then `/dev` itself remounted read-only (its sub-mounts stay writable).
 //! 5. `pivot_root`, the hostname, the read-only paths, the masked paths, and
 //!    `/` remounted read-only.
 //!
 //! Flag rules, checked by tests: every writable filesystem is `nosuid,nodev`
-//! and `noexec` unless the manifest asks for exec (the manifest has no such
-//! field yet, so never). Two deliberate exceptions lack `nodev`, both
+//! and `noexec` unless the manifest asks for exec (`exec = true`, on a tmpfs
+//! only: volumes come from the `noexec` data partition, a flag locked in a
+//! user namespace). Two deliberate exceptions lack `nodev`, both
 //! without a way for the container to create a node: `devpts` (its nodes
 //! are the kernel's own ptys; `nodev` would make them unopenable) and the
 //! bind of each granted device node (the node itself must open). Mount
 //! points inside the read-only image (`/proc`, `/dev`, `/sys`, `/tmp`, the
 //! manifest targets) must exist in the image: [`Step::Mkdir`] succeeds when
-//! the directory exists, and fails with `EROFS` when it does not.
+//! the directory exists, and fails with `EROFS` when it does not (the start
+//! fails at that step, which names the missing directory).
 
 use core::ffi::CStr;
 use core::fmt;
@@ -232,8 +237,8 @@ pub struct Writable {
     /// Absolute path inside the container.
     pub target: crate::manifest::Path,
     pub source: Source,
-    /// Mounted without `noexec`. The manifest has no field to ask for it
-    /// yet, so [`writable`] always says no.
+    /// Mounted without `noexec`: the manifest's `exec = true`, on a tmpfs
+    /// only. The default `/tmp` never.
     pub exec: bool,
     /// The manifest field it comes from (for errors).
     pub field: heapless::String<24>,
@@ -274,9 +279,17 @@ pub fn writable(mounts: &[Mount]) -> Result<heapless::Vec<Writable, { crate::man
             (None, Some(v)) if crate::manifest::valid_name(v) => Source::Volume(v.clone()),
             _ => return Err((format!("mounts[{i}]"), "needs exactly one of tmpfs_size (> 0) and a volume name".into())),
         };
+        if m.exec && matches!(source, Source::Volume(_)) {
+            return Err((f("exec"), "only a tmpfs may be exec: the data partition is noexec".into()));
+        }
+        if let Source::Volume(v) = &source {
+            if mounts.iter().take(i).any(|o| o.volume.as_ref() == Some(v)) {
+                return Err((f("volume"), format!("volume `{v}` is mounted twice")));
+            }
+        }
         let mut field = heapless::String::new();
         let _ = core::fmt::write(&mut field, format_args!("mounts[{i}]"));
-        out.push(Writable { target: m.target.clone(), source, exec: false, field }).map_err(|_| too_many())?;
+        out.push(Writable { target: m.target.clone(), source, exec: m.exec, field }).map_err(|_| too_many())?;
     }
     if !out.iter().any(|w| w.target.as_str() == "/tmp") {
         let mut target = crate::manifest::Path::new();
@@ -288,6 +301,17 @@ pub fn writable(mounts: &[Mount]) -> Result<heapless::Vec<Writable, { crate::man
     // Parents first: fewer components first, stable otherwise.
     out.sort_by_key(|w| w.target.split('/').count());
     Ok(out)
+}
+
+/// The host directory of `container`'s volume `volume`:
+/// `/data/volumes/<container>/<volume>`. `None` unless both are container
+/// names (plain components) and the path fits.
+pub fn volume_path(container: &str, volume: &str) -> Option<CPath> {
+    let ok = |s: &str| crate::manifest::valid_name(s) && s.len() <= crate::manifest::NAME_MAX;
+    if !ok(container) || !ok(volume) {
+        return None;
+    }
+    CPath::concat(&[VOLUMES, "/", container, "/", volume])
 }
 
 /// Everything the sequence depends on.
@@ -390,8 +414,8 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
             }
             Source::Volume(v) => {
                 b.mkdir(&w.target, 0o755)?;
-                let source = CPath::concat(&[VOLUMES, "/", input.container, "/", v])
-                    .ok_or_else(|| err(&w.field, "volume path too long"))?;
+                let source = volume_path(input.container, v)
+                    .ok_or_else(|| err(&w.field, format!("volume `{v}` of `{}` has no valid path", input.container)))?;
                 let target = b.at(&w.target, &w.field)?;
                 b.push(Step::Bind { source, target, recursive: false })?;
                 b.remount(&w.target, flags, false)?;
@@ -417,7 +441,7 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
         let target = b.at(path, path)?;
         b.push(Step::Touch { path: target.clone(), mode: 0o666 })?;
         b.push(Step::BindNode { source: n.host.clone(), target })?;
-        b.remount(path, NOSUID | MsFlags::MS_NOEXEC, false)?;
+        b.remount(path, MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NOEXEC, false)?;
     }
     for (link, target) in SYMLINKS {
         let link = b.at(link, link)?;
@@ -447,7 +471,12 @@ mod tests {
     use super::*;
 
     fn mount(target: &str, size: Option<u64>, volume: Option<&str>) -> Mount {
-        Mount { target: target.try_into().unwrap(), tmpfs_size: size, volume: volume.map(|v| v.try_into().unwrap()) }
+        Mount {
+            target: target.try_into().unwrap(),
+            tmpfs_size: size,
+            volume: volume.map(|v| v.try_into().unwrap()),
+            exec: false,
+        }
     }
 
     fn lines(w: &[Writable], own_net: bool) -> Vec<String> {
@@ -462,11 +491,37 @@ mod tests {
         assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev,noexec mode=1777,size=1048576".to_string()));
         w[0].exec = true;
         assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev mode=1777,size=1048576".to_string()));
-        // A manifest /tmp replaces the default, still noexec (no field asks).
+        // A manifest /tmp replaces the default, noexec unless it asks.
         let w = writable(&[mount("/tmp", Some(8192), None)]).unwrap();
         assert_eq!(w.len(), 1);
         assert!(!w[0].exec);
-        assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev,noexec mode=1777,size=8192".to_string()));
+        let l = lines(&w, true);
+        assert!(l.contains(&"mount tmpfs /r/tmp nosuid,nodev,noexec mode=1777,size=8192".to_string()));
+        assert_eq!(l.iter().filter(|s| s.starts_with("mount tmpfs /r/tmp ")).count(), 1, "one /tmp: {l:?}");
+        let mut exec = mount("/tmp", Some(8192), None);
+        exec.exec = true;
+        let w = writable(&[exec]).unwrap();
+        assert!(w[0].exec);
+        assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev mode=1777,size=8192".to_string()));
+    }
+
+    #[test]
+    fn volumes_bind_their_data_directory_noexec() {
+        let w = writable(&[mount("/mnt", None, Some("state"))]).unwrap();
+        assert!(!w.iter().any(|w| w.exec));
+        let l = lines(&w, true);
+        let i = l.iter().position(|s| s == "bind /data/volumes/c/state /r/mnt").unwrap();
+        assert_eq!(l[i - 1], "mkdir /r/mnt 755");
+        assert_eq!(l[i + 1], "remount /r/mnt nosuid,nodev,noexec");
+        let mut exec = mount("/mnt", None, Some("state"));
+        exec.exec = true;
+        assert_eq!(writable(&[exec]).unwrap_err().0, "mounts[0].exec");
+        let e = writable(&[mount("/a", None, Some("v")), mount("/b", None, Some("v"))]).unwrap_err();
+        assert_eq!(e.0, "mounts[1].volume");
+        assert_eq!(volume_path("web", "state").unwrap().as_str(), "/data/volumes/web/state");
+        for (c, v) in [("web", ".."), ("..", "v"), ("web", "a/b"), ("", "v"), ("web", "")] {
+            assert!(volume_path(c, v).is_none(), "{c:?} {v:?}");
+        }
     }
 
     #[test]

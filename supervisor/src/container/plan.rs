@@ -5,6 +5,7 @@
 //!
 //! | who | step | plan field |
 //! |---|---|---|
+//! | host | the granted nodes and the volumes, made and owned ([`super::prepare`]) | [`Plan::nodes`], [`Plan::volumes`], [`Plan::ids`] |
 //! | host | cgroup + device filter, child born in it | [`Plan::nodes`] (with access bits) |
 //! | child | rlimits, before the user namespace | [`Plan::rlimits`] |
 //! | child | `unshare(CLONE_NEWUSER)` alone | [`Namespaces::user`] |
@@ -128,8 +129,12 @@ pub struct Plan {
     pub namespaces: Namespaces,
     /// The mount sequence, hostname included.
     pub steps: Steps,
-    /// The container's `/dev` nodes with their cgroup access bits.
+    /// The container's `/dev` nodes with their cgroup access bits; the
+    /// granted ones are bound from the nodes berth makes before the start.
     pub nodes: Nodes,
+    /// The manifest's volumes, by name: berth makes
+    /// `/data/volumes/<name>/<volume>` before the start.
+    pub volumes: heapless::Vec<crate::manifest::Name, { crate::manifest::MOUNTS_MAX }>,
     pub caps: Caps,
     pub rlimits: [Rlimit; 3],
     pub argv: heapless::Vec<CArg, ARGS_MAX>,
@@ -171,8 +176,14 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
     let ids = ids::ids(index, manifest.entry.uid, manifest.entry.gid).map_err(|(f, r)| e2(f, r))?;
     let namespaces = Namespaces::for_network(manifest.network);
     let caps = caps::from_names(manifest.capabilities.iter().map(|c| c.as_str()), manifest.network).map_err(e)?;
-    let nodes = devices::nodes(&manifest.devices, board).map_err(e)?;
+    let nodes = devices::nodes(&manifest.devices, board, name).map_err(e)?;
     let writable = mounts::writable(&manifest.mounts).map_err(e)?;
+    let mut volumes = heapless::Vec::new();
+    for w in &writable {
+        if let mounts::Source::Volume(v) = &w.source {
+            volumes.push(v.clone()).map_err(|_| e2(&w.field, "too many volumes"))?;
+        }
+    }
     let steps = mounts::sequence(&mounts::Input {
         root: rootfs,
         container: name,
@@ -224,6 +235,7 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
         namespaces,
         steps,
         nodes,
+        volumes,
         caps,
         rlimits: RLIMITS,
         argv,

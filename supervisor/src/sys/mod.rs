@@ -4,6 +4,7 @@
 //! call, each with its own error and a SAFETY note. Everything else goes
 //! through `nix`'s safe wrappers.
 
+pub mod cgroup;
 pub mod container;
 
 use nix::errno::Errno;

@@ -1,5 +1,5 @@
 //! What must work inside the container: its image is readable, its tmpfs
-//! writable, its granted capability and device usable, its uid 0 mapped
+//! and volume writable, its granted capability and device usable, its uid 0 mapped
 //! to an unprivileged outside uid, its own pid namespace.
 
 use std::fs;
@@ -38,7 +38,36 @@ pub fn run_all() -> Vec<(String, bool, String)> {
         let (w, d) = granted_device(dev.trim());
         out.push(("granted-device".to_string(), w, d));
     }
+    if let Ok(dir) = std::env::var("PROBE_EXPECT_VOLUME") {
+        let (w, d) = volume_rw(dir.trim());
+        out.push(("volume".to_string(), w, d));
+    }
     out
+}
+
+/// The persistent volume takes a file, keeps it through fsync, and gives
+/// it back.
+fn volume_rw(dir: &str) -> (bool, String) {
+    use std::io::Write;
+    let path = format!("{dir}/.berth-probe-volume");
+    let data = b"berth-probe volume check\n";
+    let written = fs::File::create(&path).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        return (false, format!("write {path}: {}", io_errno_name(&e)));
+    }
+    let r = fs::read(&path);
+    let _ = fs::remove_file(&path);
+    match r {
+        Ok(b) if b == data => (
+            true,
+            format!("wrote, synced and read back {} bytes in {dir}", data.len()),
+        ),
+        Ok(b) => (false, format!("read back {} bytes that differ", b.len())),
+        Err(e) => (false, format!("read {path}: {}", io_errno_name(&e))),
+    }
 }
 
 /// The probe's own executable (part of the image) starts with the ELF

@@ -48,8 +48,8 @@ fn sample() -> Manifest {
         readiness: None,
         resources: None,
         mounts: [
-            Mount { target: s("/var/lib/web"), tmpfs_size: None, volume: Some(s("state")) },
-            Mount { target: s("/tmp"), tmpfs_size: Some(2 << 20), volume: None },
+            Mount { target: s("/var/lib/web"), tmpfs_size: None, volume: Some(s("state")), exec: false },
+            Mount { target: s("/tmp"), tmpfs_size: Some(2 << 20), volume: None, exec: false },
         ]
         .into_iter()
         .collect(),
@@ -123,25 +123,25 @@ fn golden_sequence_for_the_sample() {
         "remount $R/var/lib/web nosuid,nodev,noexec",
         "touch $R/dev/null 666",
         "bind-node /dev/null $R/dev/null",
-        "remount $R/dev/null nosuid,noexec",
+        "remount $R/dev/null ro,nosuid,noexec",
         "touch $R/dev/zero 666",
         "bind-node /dev/zero $R/dev/zero",
-        "remount $R/dev/zero nosuid,noexec",
+        "remount $R/dev/zero ro,nosuid,noexec",
         "touch $R/dev/full 666",
         "bind-node /dev/full $R/dev/full",
-        "remount $R/dev/full nosuid,noexec",
+        "remount $R/dev/full ro,nosuid,noexec",
         "touch $R/dev/random 666",
         "bind-node /dev/random $R/dev/random",
-        "remount $R/dev/random nosuid,noexec",
+        "remount $R/dev/random ro,nosuid,noexec",
         "touch $R/dev/urandom 666",
         "bind-node /dev/urandom $R/dev/urandom",
-        "remount $R/dev/urandom nosuid,noexec",
+        "remount $R/dev/urandom ro,nosuid,noexec",
         "touch $R/dev/tty 666",
         "bind-node /dev/tty $R/dev/tty",
-        "remount $R/dev/tty nosuid,noexec",
+        "remount $R/dev/tty ro,nosuid,noexec",
         "touch $R/dev/ttyAMA1 666",
-        "bind-node /dev/ttyAMA1 $R/dev/ttyAMA1",
-        "remount $R/dev/ttyAMA1 nosuid,noexec",
+        "bind-node /run/berth/dev/web/serial1 $R/dev/ttyAMA1",
+        "remount $R/dev/ttyAMA1 ro,nosuid,noexec",
         "symlink $R/dev/ptmx -> pts/ptmx",
         "symlink $R/dev/fd -> /proc/self/fd",
         "symlink $R/dev/stdin -> /proc/self/fd/0",
@@ -206,6 +206,21 @@ fn sample_identity_namespaces_caps_and_exec() {
 }
 
 #[test]
+fn volumes_are_listed_for_the_host_and_exec_reaches_the_mount() {
+    let p = plan(&sample(), &board(), 1, ROOT).unwrap();
+    assert_eq!(p.volumes.iter().map(|v| v.as_str()).collect::<Vec<_>>(), ["state"]);
+    assert!(plan(&bare(), &board(), 1, ROOT).unwrap().volumes.is_empty());
+    let mut m = sample();
+    m.mounts[1].exec = true;
+    let l = record(&plan(&m, &board(), 1, ROOT).unwrap());
+    assert!(l.contains(&"mount tmpfs $R/tmp nosuid,nodev mode=1777,size=2097152".to_string()), "{l:?}");
+    assert_eq!(l.iter().filter(|l| l.starts_with("mount tmpfs $R/tmp ")).count(), 1, "the manifest's /tmp replaces the default");
+    let mut m = sample();
+    m.mounts[0].exec = true;
+    assert_eq!(plan(&m, &board(), 1, ROOT).unwrap_err().field, "mounts[0].exec");
+}
+
+#[test]
 fn bare_manifest_defaults() {
     let p = plan(&bare(), &board(), 0, ROOT).unwrap();
     assert_eq!(p.ids.uid_map, b"0 100000 65536\n");
@@ -244,7 +259,7 @@ fn nothing_writable_without_nosuid_and_nodev() {
     for net in [None, Some(Network::Host)] {
         let mut m = sample();
         m.network = net;
-        m.mounts.push(Mount { target: s("/var/cache"), tmpfs_size: Some(4096), volume: None }).unwrap();
+        m.mounts.push(Mount { target: s("/var/cache"), tmpfs_size: Some(4096), volume: None, exec: false }).unwrap();
         let p = plan(&m, &board(), 3, ROOT).unwrap();
         let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
         let steps = &p.steps;
@@ -312,14 +327,21 @@ fn tmp_and_volumes_are_noexec_by_default() {
 fn granted_nodes_appear_and_others_do_not() {
     let p = plan(&sample(), &board(), 1, ROOT).unwrap();
     let l = record(&p);
-    assert!(l.contains(&"bind-node /dev/ttyAMA1 $R/dev/ttyAMA1".to_string()));
+    // The granted node is the one berth makes for the container, not the host's.
+    assert!(l.contains(&"bind-node /run/berth/dev/web/serial1 $R/dev/ttyAMA1".to_string()));
+    assert!(l.contains(&"remount $R/dev/ttyAMA1 ro,nosuid,noexec".to_string()));
+    assert!(!l.iter().any(|l| l.starts_with("bind-node /dev/ttyAMA1")));
     assert!(!l.iter().any(|l| l.contains("hwrng") || l.contains("watchdog") || l.contains("vda")));
     let granted: Vec<(u32, u32, u8)> = p.nodes.iter().filter(|n| n.granted).map(|n| (n.major, n.minor, n.access)).collect();
     assert_eq!(granted, [(4, 65, devices::ACC_READ | devices::ACC_WRITE)]);
+    assert_eq!(p.nodes.iter().filter(|n| n.granted).map(|n| n.mode).collect::<Vec<_>>(), [0o600]);
+    assert!(p.nodes.iter().filter(|n| !n.granted).all(|n| n.host == n.path), "standard nodes are the host's");
     let mut m = sample();
     m.devices[0] = DeviceGrant { node: s("rng0"), access: s("r") };
     let l = record(&plan(&m, &board(), 1, ROOT).unwrap());
-    assert!(l.contains(&"bind-node /dev/hwrng $R/dev/hwrng".to_string()));
+    assert!(l.contains(&"bind-node /run/berth/dev/web/rng0 $R/dev/hwrng".to_string()));
+    let p = plan(&m, &board(), 1, ROOT).unwrap();
+    assert_eq!(p.nodes.iter().filter(|n| n.granted).map(|n| n.mode).collect::<Vec<_>>(), [0o400]);
     assert!(!l.iter().any(|l| l.contains("ttyAMA1")));
 }
 
@@ -386,7 +408,7 @@ fn bad_inputs_are_named() {
     m.entry.uid = Some(70_000);
     assert_eq!(plan(&m, &board(), 0, ROOT).unwrap_err().field, "entry.uid");
     let mut m = bare();
-    m.mounts.push(Mount { target: s("/proc/evil"), tmpfs_size: Some(4096), volume: None }).unwrap();
+    m.mounts.push(Mount { target: s("/proc/evil"), tmpfs_size: Some(4096), volume: None, exec: false }).unwrap();
     assert_eq!(plan(&m, &board(), 0, ROOT).unwrap_err().field, "mounts[0].target");
     let mut m = bare();
     m.entry.argv[0] = s("httpd");
@@ -415,7 +437,8 @@ fn largest_manifest_fits() {
     m.mounts.clear();
     for i in 0..crate::manifest::MOUNTS_MAX {
         let target = format!("/{}/{i}", "d".repeat(100));
-        m.mounts.push(Mount { target: target.as_str().try_into().unwrap(), tmpfs_size: None, volume: Some(s("v")) }).unwrap();
+        let volume = Some(format!("v{i}").as_str().try_into().unwrap());
+        m.mounts.push(Mount { target: target.as_str().try_into().unwrap(), tmpfs_size: None, volume, exec: false }).unwrap();
     }
     m.mounts[0].volume = Some(s(&"v".repeat(32)));
     let p = plan(&m, &b, 7, "/run/berth/c/web-with-a-long-name-0123456789/root").unwrap();

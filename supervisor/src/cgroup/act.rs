@@ -1,0 +1,337 @@
+//! Creating, filling and removing a container's cgroup: `std::fs` for the
+//! files, [`crate::sys::cgroup`] for the device program. Every step's error
+//! names the file (or directory) it was about.
+//!
+//! v2 (`create_v2`): enable the controllers the limits need top-down (the
+//! parent of berth's subtree, then the subtree itself), create the
+//! container's directory, write the limits, load the generated device
+//! program and attach it with `BPF_F_ALLOW_MULTI`. v1 (`create_v1`): one
+//! directory per hierarchy (`devices` always, plus the limits' controllers),
+//! the limits, then `a` to `devices.deny`, the allow lines, and the
+//! `devices.list` read-back. Any failure after a directory was made removes
+//! what was made.
+
+use core::fmt;
+use std::ffi::CStr;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::limits::{check_available, controllers, plan_v1, plan_v2, enable_line, Limits, MemoryEvents, Setting};
+use super::{ebpf, v1, DeviceRule};
+use crate::board::CgroupMode;
+use crate::sys::cgroup as sys;
+
+/// The license the device program is loaded under. It calls no helper, so
+/// the kernel needs no GPL-compatible license.
+const LICENSE: &CStr = c"Apache-2.0 OR MIT";
+/// The name the program shows in `bpftool prog`.
+const PROG_NAME: &str = "berth_devices";
+
+/// Attempts (and the pause between them) at emptying and removing a cgroup.
+const KILL_ROUNDS: u32 = 200;
+const PAUSE: Duration = Duration::from_millis(5);
+
+/// A failed step: what was done to which file, and why it failed.
+#[derive(Debug)]
+pub struct CgroupError {
+    pub file: PathBuf,
+    pub step: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for CgroupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cgroup: {} {}: {}", self.step, self.file.display(), self.reason)
+    }
+}
+
+impl std::error::Error for CgroupError {}
+
+fn err(file: &Path, step: &'static str, reason: impl fmt::Display) -> CgroupError {
+    CgroupError { file: file.to_owned(), step, reason: reason.to_string() }
+}
+
+/// Read a cgroup file.
+pub fn read(file: &Path) -> Result<String, CgroupError> {
+    fs::read_to_string(file).map_err(|e| err(file, "read", e))
+}
+
+/// Write one value to an existing cgroup file (never created: a missing
+/// file is `ENOENT`, not a confusing `EACCES` from cgroupfs).
+pub fn write(file: &Path, value: &str) -> Result<(), CgroupError> {
+    use std::io::Write;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| err(file, "write", format!("`{value}`: {e}")))
+}
+
+fn mkdir(dir: &Path) -> Result<(), CgroupError> {
+    fs::create_dir(dir).map_err(|e| err(dir, "create", e))
+}
+
+/// `mkdir`, fine if it is already there (berth's own subtree).
+fn ensure_dir(dir: &Path) -> Result<(), CgroupError> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(err(dir, "create", e)),
+        _ => Ok(()),
+    }
+}
+
+/// berth's own subtree: `<mount>/berth` on v2, `<mount>/<controller>/berth`
+/// on v1.
+pub const SUBTREE: &str = "berth";
+
+/// Create the container's cgroup `name` in berth's subtree of the hierarchy
+/// the board uses, under the cgroup mount `mount` (`/sys/fs/cgroup`).
+pub fn create(
+    mode: CgroupMode,
+    mount: &Path,
+    name: &str,
+    limits: &Limits,
+    rules: &[DeviceRule],
+) -> Result<CgroupDir, CgroupError> {
+    match mode {
+        CgroupMode::V2 => create_v2(&mount.join(SUBTREE), name, limits, rules),
+        CgroupMode::V1 => create_v1(mount, SUBTREE, name, limits, rules),
+    }
+}
+
+/// Which hierarchy a cgroup lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// A container's cgroup: one directory on v2, one per hierarchy on v1
+/// (`devices` first).
+#[derive(Debug)]
+pub struct CgroupDir {
+    pub version: Version,
+    pub dirs: Vec<PathBuf>,
+    /// The attached device program (v2), kept for a later `BPF_F_REPLACE`.
+    pub program: Option<OwnedFd>,
+}
+
+impl CgroupDir {
+    /// The directory whose `cgroup.procs` places a process (v2), or the
+    /// first (`devices`) hierarchy's on v1.
+    pub fn path(&self) -> Option<&Path> {
+        self.dirs.first().map(PathBuf::as_path)
+    }
+
+    /// Put a process into the cgroup (every hierarchy on v1).
+    pub fn add(&self, pid: Pid) -> Result<(), CgroupError> {
+        for d in &self.dirs {
+            write(&d.join("cgroup.procs"), &pid.as_raw().to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The memory counters: `memory.events` on v2, `memory.oom_control` of
+    /// the memory hierarchy on v1.
+    pub fn memory_events(&self) -> Result<MemoryEvents, CgroupError> {
+        let file = match self.version {
+            Version::V2 => self.path().map(|d| d.join("memory.events")),
+            Version::V1 => self
+                .dirs
+                .iter()
+                .find(|d| d.parent().and_then(Path::parent).is_some_and(|h| h.ends_with("memory")))
+                .map(|d| d.join("memory.oom_control")),
+        }
+        .ok_or_else(|| err(Path::new("memory"), "find", "the cgroup has no memory hierarchy"))?;
+        MemoryEvents::parse(&read(&file)?).map_err(|e| err(&file, "parse", e))
+    }
+}
+
+/// Enable the controllers `plan` needs in `dir`'s children: check them in
+/// `dir/cgroup.controllers`, then write `dir/cgroup.subtree_control`.
+pub fn enable_controllers(dir: &Path, plan: &[Setting]) -> Result<(), CgroupError> {
+    let list = dir.join("cgroup.controllers");
+    check_available(plan, &read(&list)?).map_err(|e| err(&list, "check", e))?;
+    let line = enable_line(&controllers(plan));
+    if line.is_empty() {
+        return Ok(());
+    }
+    write(&dir.join("cgroup.subtree_control"), &line)
+}
+
+/// Write each setting into `dir` (v2).
+pub fn write_settings(dir: &Path, plan: &[Setting]) -> Result<(), CgroupError> {
+    plan.iter().try_for_each(|s| write(&dir.join(s.file), &s.value))
+}
+
+/// Generate, load and attach (`BPF_F_ALLOW_MULTI`) the device program of
+/// `rules` to the v2 cgroup `dir`. The returned descriptor keeps a handle on
+/// the program; the attachment holds its own reference.
+pub fn attach_device_filter(dir: &Path, rules: &[DeviceRule]) -> Result<OwnedFd, CgroupError> {
+    let prog = ebpf::generate(rules).map_err(|e| err(dir, "generate the device program for", e))?;
+    let fd = sys::prog_load(sys::BPF_PROG_TYPE_CGROUP_DEVICE, &prog.to_bytes(), LICENSE, PROG_NAME)
+        .map_err(|e| err(dir, "load the device program for", e))?;
+    let d = fs::File::open(dir).map_err(|e| err(dir, "open", e))?;
+    sys::prog_attach(d.as_fd(), fd.as_fd(), sys::BPF_CGROUP_DEVICE, sys::BPF_F_ALLOW_MULTI, None)
+        .map_err(|e| err(dir, "attach the device program to", e))?;
+    Ok(fd)
+}
+
+/// Remove a directory this module just made, after a later step failed.
+/// The first error is the one reported; this one is dropped on purpose.
+fn undo(dirs: &[PathBuf]) {
+    for d in dirs.iter().rev() {
+        let _ = fs::remove_dir(d);
+    }
+}
+
+/// Create the v2 cgroup `root/name` (`root` is berth's subtree, e.g.
+/// `/sys/fs/cgroup/berth`, made if missing), with the limits and the device
+/// program of `rules`. A missing controller, an existing `root/name`, or any
+/// failed write is an error naming the file; nothing is left behind then.
+pub fn create_v2(root: &Path, name: &str, limits: &Limits, rules: &[DeviceRule]) -> Result<CgroupDir, CgroupError> {
+    // Decide everything before touching the hierarchy.
+    let plan = plan_v2(limits);
+    ebpf::generate(rules).map_err(|e| err(root, "generate the device program for", e))?;
+    let parent = root.parent().ok_or_else(|| err(root, "find the parent of", "no parent directory"))?;
+    enable_controllers(parent, &plan)?;
+    ensure_dir(root)?;
+    enable_controllers(root, &plan)?;
+    let dir = root.join(name);
+    mkdir(&dir)?;
+    let filled = write_settings(&dir, &plan).and_then(|()| attach_device_filter(&dir, rules));
+    match filled {
+        Ok(fd) => Ok(CgroupDir { version: Version::V2, dirs: vec![dir], program: Some(fd) }),
+        Err(e) => {
+            undo(&[dir]);
+            Err(e)
+        }
+    }
+}
+
+/// Write the v1 device allowlist into the devices cgroup `dir` and check it
+/// by reading `devices.list` back.
+pub fn write_devices_v1(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
+    super::check_rules(rules).map_err(|e| err(dir, "check the device rules for", e))?;
+    write(&dir.join("devices.deny"), v1::DENY_ALL)?;
+    let allow = dir.join("devices.allow");
+    for line in v1::allow_lines(rules) {
+        write(&allow, &line)?;
+    }
+    let list = dir.join("devices.list");
+    v1::check_list(rules, &read(&list)?).map_err(|e| err(&list, "check", e))
+}
+
+/// Create the v1 cgroup `group/name` in every hierarchy it needs under
+/// `mount` (e.g. `/sys/fs/cgroup`): `devices`, then one per controller of the
+/// limits. A missing hierarchy is an error naming it and the limit files.
+pub fn create_v1(mount: &Path, group: &str, name: &str, limits: &Limits, rules: &[DeviceRule]) -> Result<CgroupDir, CgroupError> {
+    let plan = plan_v1(limits);
+    super::check_rules(rules).map_err(|e| err(mount, "check the device rules for", e))?;
+    let mut hierarchies: Vec<(&str, Vec<&Setting>)> = vec![("devices", Vec::new())];
+    for c in controllers(&plan) {
+        hierarchies.push((c.v1_dir(), plan.iter().filter(|s| s.controller == c).collect()));
+    }
+    for (h, settings) in &hierarchies {
+        let top = mount.join(h);
+        if !top.join("cgroup.procs").exists() {
+            let files: Vec<&str> = settings.iter().map(|s| s.file).collect();
+            let why = if files.is_empty() { "the device allowlist".to_owned() } else { files.join(", ") };
+            return Err(err(&top, "find the hierarchy", format!("the {h} controller is not mounted (needed for {why})")));
+        }
+    }
+    let mut made: Vec<PathBuf> = Vec::new();
+    let mut dirs = Vec::new();
+    let result = (|| {
+        for (h, settings) in &hierarchies {
+            ensure_dir(&mount.join(h).join(group))?;
+            let dir = mount.join(h).join(group).join(name);
+            mkdir(&dir)?;
+            made.push(dir.clone());
+            for s in settings {
+                write(&dir.join(s.file), &s.value)?;
+            }
+            if *h == "devices" {
+                write_devices_v1(&dir, rules)?;
+            }
+            dirs.push(dir);
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(CgroupDir { version: Version::V1, dirs, program: None }),
+        Err(e) => {
+            undo(&made);
+            Err(e)
+        }
+    }
+}
+
+/// The pids in `dir/cgroup.procs`.
+pub fn procs(dir: &Path) -> Result<Vec<Pid>, CgroupError> {
+    let file = dir.join("cgroup.procs");
+    read(&file)?
+        .lines()
+        .map(|l| l.trim().parse::<i32>().map(Pid::from_raw).map_err(|_| err(&file, "parse", format!("`{l}` is not a pid"))))
+        .collect()
+}
+
+/// Kill every process of `dir`: `cgroup.kill` where the kernel has it (5.14+),
+/// else SIGKILL to each pid of `cgroup.procs` until it stays empty. Bounded.
+pub fn kill_all(dir: &Path) -> Result<(), CgroupError> {
+    let kill_file = dir.join("cgroup.kill");
+    let has_kill = kill_file.exists();
+    if has_kill {
+        write(&kill_file, "1")?;
+    }
+    for _ in 0..KILL_ROUNDS {
+        let pids = procs(dir)?;
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if !has_kill {
+            for p in pids {
+                match kill(p, Signal::SIGKILL) {
+                    Ok(()) | Err(Errno::ESRCH) => {}
+                    Err(e) => return Err(err(&dir.join("cgroup.procs"), "kill a process of", format!("pid {p}: {e}"))),
+                }
+            }
+        }
+        std::thread::sleep(PAUSE);
+    }
+    Err(err(&dir.join("cgroup.procs"), "empty", format!("processes remain after {KILL_ROUNDS} rounds")))
+}
+
+/// `rmdir`, retried while the kernel still counts exiting tasks (`EBUSY`).
+fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
+    let mut last = None;
+    for _ in 0..KILL_ROUNDS {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = Some(e),
+            Err(e) => return Err(err(dir, "remove", e)),
+        }
+        std::thread::sleep(PAUSE);
+    }
+    Err(err(dir, "remove", last.map_or("busy".to_owned(), |e| e.to_string())))
+}
+
+/// Kill whatever still runs in the cgroup and remove its directories, even
+/// when processes linger. Every directory is tried; the first error returns.
+pub fn kill_and_remove(cg: CgroupDir) -> Result<(), CgroupError> {
+    let mut first = None;
+    for d in cg.dirs.iter().filter(|d| d.exists()) {
+        if let Err(e) = kill_all(d).and_then(|()| remove_dir(d)) {
+            first.get_or_insert(e);
+        }
+    }
+    drop(cg.program);
+    first.map_or(Ok(()), Err)
+}

@@ -1,0 +1,247 @@
+//! The control socket's transport: a root-only Unix stream socket read by the
+//! PID 1 loop without ever blocking it.
+//!
+//! At most [`CONNS_MAX`] clients at once, each with a fixed receive buffer; a
+//! frame is read as it arrives (non-blocking), a complete request is handed to
+//! the loop, and the reply is written once (a client that does not read it is
+//! dropped). Oversized or malformed frames get an error reply and the
+//! connection is closed. Nothing a client sends can make berth wait.
+
+use crate::control::{self, Command, Response, REQUEST_MAX, RESPONSE_MAX};
+use crate::log::Event;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+
+/// Most clients connected at once.
+pub const CONNS_MAX: usize = 4;
+
+struct Conn {
+    stream: UnixStream,
+    buf: heapless::Vec<u8, { REQUEST_MAX + 4 }>,
+}
+
+pub struct CtlSocket {
+    listener: UnixListener,
+    conns: [Option<Conn>; CONNS_MAX],
+}
+
+/// What a readable connection produced.
+pub enum Input {
+    /// Nothing complete yet.
+    Pending,
+    /// A complete, valid request.
+    Request(Command),
+    /// The connection ended or was refused (already answered if needed).
+    Closed,
+}
+
+impl CtlSocket {
+    /// Bind the socket (replacing a stale one) with mode 0600.
+    pub fn bind(path: &str) -> std::io::Result<CtlSocket> {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        Ok(CtlSocket { listener, conns: [const { None }; CONNS_MAX] })
+    }
+
+    pub fn listener(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    pub fn conn_fd(&self, slot: usize) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.conns.get(slot)?.as_ref().map(|c| c.stream.as_fd())
+    }
+
+    /// Accept one client; returns its slot (to register with epoll), or
+    /// `None` when nothing was pending or all slots are busy (the client is
+    /// told and dropped).
+    pub fn accept(&mut self) -> Option<usize> {
+        let (stream, _) = self.listener.accept().ok()?;
+        let Some(slot) = self.conns.iter().position(Option::is_none) else {
+            let mut s = stream;
+            let _ = s.set_nonblocking(true);
+            let _ = send(&mut s, &control::error("busy: too many control clients"));
+            return None;
+        };
+        if stream.set_nonblocking(true).is_err() {
+            return None;
+        }
+        if let Some(c) = self.conns.get_mut(slot) {
+            *c = Some(Conn { stream, buf: heapless::Vec::new() });
+        }
+        Some(slot)
+    }
+
+    /// Read what a client sent.
+    pub fn read(&mut self, slot: usize) -> Input {
+        let Some(Some(conn)) = self.conns.get_mut(slot) else { return Input::Closed };
+        let mut chunk = [0u8; 256];
+        loop {
+            let room = (REQUEST_MAX + 4).saturating_sub(conn.buf.len()).min(chunk.len());
+            if room == 0 {
+                break;
+            }
+            match conn.stream.read(chunk.get_mut(..room).unwrap_or(&mut [])) {
+                Ok(0) => {
+                    self.close(slot);
+                    return Input::Closed;
+                }
+                Ok(n) => {
+                    let _ = conn.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.close(slot);
+                    return Input::Closed;
+                }
+            }
+        }
+        if conn.buf.len() < 4 {
+            return Input::Pending;
+        }
+        let len = match control::body_len(&conn.buf, REQUEST_MAX) {
+            Ok(l) => l,
+            Err(e) => return self.refuse(slot, &e.to_string()),
+        };
+        let Some(body) = conn.buf.get(4..4 + len) else { return Input::Pending };
+        match control::parse_request(body) {
+            Ok(cmd) => Input::Request(cmd),
+            Err(why) => {
+                let _ = send(&mut conn.stream, &control::error(&why));
+                self.close(slot);
+                Input::Closed
+            }
+        }
+    }
+
+    /// Answer a request and close the connection.
+    pub fn reply(&mut self, slot: usize, resp: &Response) {
+        if let Some(Some(conn)) = self.conns.get_mut(slot) {
+            if let Err(e) = send(&mut conn.stream, resp) {
+                Event::warn("control.reply").kv("result", "error").kv("error", e).emit();
+            }
+        }
+        self.close(slot);
+    }
+
+    fn refuse(&mut self, slot: usize, why: &str) -> Input {
+        Event::warn("control.refused").kv("reason", why).emit();
+        self.reply(slot, &control::error(why));
+        Input::Closed
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(c) = self.conns.get_mut(slot) {
+            *c = None;
+        }
+    }
+}
+
+/// Write a whole response frame without blocking for long: the socket is
+/// non-blocking; a client whose buffer is full loses the reply.
+fn send(stream: &mut UnixStream, resp: &Response) -> std::io::Result<()> {
+    let frame = control::encode(resp, RESPONSE_MAX).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(std::time::Duration::from_millis(200)));
+    stream.write_all(&frame)
+}
+
+/// Client side (`berthctl`): one request, one response.
+pub fn call(path: &str, cmd: Command) -> Result<Response, String> {
+    let mut s = UnixStream::connect(path).map_err(|e| format!("{path}: {e}"))?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let frame = control::encode(&control::Request { version: control::VERSION, command: cmd }, REQUEST_MAX)
+        .map_err(|e| e.to_string())?;
+    s.write_all(&frame).map_err(|e| format!("send: {e}"))?;
+    let mut prefix = [0u8; 4];
+    s.read_exact(&mut prefix).map_err(|e| format!("receive: {e}"))?;
+    let len = control::body_len(&prefix, RESPONSE_MAX).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).map_err(|e| format!("receive: {e}"))?;
+    control::decode(&body).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sock(tag: &str) -> (String, CtlSocket) {
+        let path = std::env::temp_dir().join(format!("berth-ctl-{}-{tag}", std::process::id()));
+        let p = path.to_string_lossy().into_owned();
+        let s = CtlSocket::bind(&p).unwrap();
+        (p, s)
+    }
+
+    /// Serve one connection in the test thread by polling, like the loop does.
+    fn serve_one(s: &mut CtlSocket, answer: Response) -> Option<Command> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut slot = None;
+        while std::time::Instant::now() < deadline {
+            if slot.is_none() {
+                slot = s.accept();
+            }
+            if let Some(i) = slot {
+                match s.read(i) {
+                    Input::Request(c) => {
+                        s.reply(i, &answer);
+                        return Some(c);
+                    }
+                    Input::Closed => return None,
+                    Input::Pending => {}
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        None
+    }
+
+    #[test]
+    fn request_and_reply() {
+        let (path, mut s) = sock("ok");
+        let p = path.clone();
+        let client = std::thread::spawn(move || call(&p, Command::Status));
+        let got = serve_one(&mut s, Response::Done);
+        assert_eq!(got, Some(Command::Status));
+        assert_eq!(client.join().unwrap(), Ok(Response::Done));
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn oversized_and_garbage_get_an_error_reply() {
+        let (path, mut s) = sock("bad");
+        for frame in [u32::MAX.to_le_bytes().to_vec(), vec![3, 0, 0, 0, 0xff, 0xff, 0xff]] {
+            let p = path.clone();
+            let client = std::thread::spawn(move || {
+                let mut c = UnixStream::connect(&p).unwrap();
+                c.write_all(&frame).unwrap();
+                let mut out = Vec::new();
+                let _ = c.read_to_end(&mut out);
+                out
+            });
+            assert_eq!(serve_one(&mut s, Response::Done), None);
+            let out = client.join().unwrap();
+            let len = control::body_len(&out, RESPONSE_MAX).unwrap();
+            let resp: Response = control::decode(&out[4..4 + len]).unwrap();
+            assert!(matches!(resp, Response::Error(_)), "{resp:?}");
+        }
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_silent_client_does_not_block() {
+        let (path, mut s) = sock("silent");
+        let _c = UnixStream::connect(&path).unwrap();
+        let t = std::time::Instant::now();
+        let slot = s.accept().unwrap();
+        assert!(matches!(s.read(slot), Input::Pending));
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
+        let _ = std::fs::remove_file(path);
+    }
+}
