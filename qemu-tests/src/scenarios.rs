@@ -334,7 +334,7 @@ fn probe(l: &dyn Launch) -> Result<(), String> {
         }
         let mut want = vec!["image-read", "tmp-rw", "uid-map", "pid-ns"];
         if name == "probe" {
-            want.extend(["granted-cap", "granted-device", "volume"]);
+            want.extend(["granted-cap", "granted-device", "volume", "rlimits"]);
         }
         for w in want {
             if !lines.iter().any(|l| probe_field(l, "name") == Some(w) && probe_field(l, "result") == Some("works")) {

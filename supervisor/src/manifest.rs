@@ -28,6 +28,7 @@
 //! | `capabilities` | known `CAP_*` names, unique; dangerous ones refused *always* (see [`REFUSED_CAPS`]), `CAP_NET_RAW` refused with `network = "host"` | the confinement issue (bounding, permitted, effective, ambient sets) |
 //! | `seccomp_allow` | syscall names `[a-z0-9_]`, 1..=32, unique | the confinement issue (added to the default filter) |
 //! | `devices` | hardware node names, access a non-empty combination of `r`, `w`, `m`; against the board: node exists, is not reserved, is a character device ([`Manifest::check_devices`]) | the confinement issue (a node made for the container, mode from `r`/`w`, bound into its `/dev`; `m` is the cgroup's) |
+//! | `rlimits` | `nofile` 16..=1048576, `nproc` 1..=4194304, `core` <= 1 GiB | the confinement issue (set before the user namespace) |
 //! | `network = "host"` | (no `CAP_NET_ADMIN`/`CAP_NET_RAW`) | the confinement issue (no network namespace; /sys bound read-only) |
 //!
 //! A list field counts as set when it is not empty; an optional field when it
@@ -243,6 +244,25 @@ pub struct Manifest {
     /// Network mode; absent means `none`.
     #[serde(default)]
     pub network: Option<Network>,
+    /// Resource limits of the container's processes (soft = hard).
+    #[serde(default)]
+    pub rlimits: Option<Rlimits>,
+}
+
+/// Process resource limits. Absent values keep berth's defaults (nofile 1024,
+/// nproc 512, core 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rlimits {
+    /// RLIMIT_NOFILE, 16..=1048576.
+    #[serde(default)]
+    pub nofile: Option<u32>,
+    /// RLIMIT_NPROC, 1..=4194304 (counted per user in the container's range).
+    #[serde(default)]
+    pub nproc: Option<u32>,
+    /// RLIMIT_CORE in bytes, at most 1 GiB; 0 disables core dumps.
+    #[serde(default)]
+    pub core: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -464,6 +484,17 @@ impl Manifest {
             }
             if !(100..=600_000).contains(&r.timeout_ms) {
                 return Err(e("readiness.timeout_ms", "must be between 100 and 600000"));
+            }
+        }
+        if let Some(r) = &self.rlimits {
+            if r.nofile.is_some_and(|n| !(16..=1_048_576).contains(&n)) {
+                return Err(e("rlimits.nofile", "must be between 16 and 1048576"));
+            }
+            if r.nproc.is_some_and(|n| !(1..=4_194_304).contains(&n)) {
+                return Err(e("rlimits.nproc", "must be between 1 and 4194304"));
+            }
+            if r.core.is_some_and(|n| n > 1 << 30) {
+                return Err(e("rlimits.core", "must be at most 1 GiB (in bytes)"));
             }
         }
         if let Some(r) = &self.resources {
@@ -841,6 +872,9 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
             (ENTRY, "after = [\"A\"]\n[entry]\n", "after[0]"),
             (ENTRY, "readiness = { file = \"ready\" }\n[entry]\n", "readiness.file"),
             (ENTRY, "readiness = { file = \"/run/ready\", timeout_ms = 5 }\n[entry]\n", "readiness.timeout_ms"),
+            (ENTRY, "rlimits = { nofile = 8 }\n[entry]\n", "rlimits.nofile"),
+            (ENTRY, "rlimits = { nproc = 0 }\n[entry]\n", "rlimits.nproc"),
+            (ENTRY, "rlimits = { core = 2000000000 }\n[entry]\n", "rlimits.core"),
             (ENTRY, "resources = { memory_max = 1000 }\n[entry]\n", "resources.memory_max"),
             (ENTRY, "resources = { cpu_weight = 0 }\n[entry]\n", "resources.cpu_weight"),
             (ENTRY, "resources = { cpu_weight = 10001 }\n[entry]\n", "resources.cpu_weight"),

@@ -108,11 +108,28 @@ pub struct Rlimit {
     pub hard: u64,
 }
 
-/// Default limits (the manifest has no fields for them yet). `nproc` counts
-/// per (outside) uid, and each container has its own range, so it is a
-/// per-container, per-user limit; pids.max in the cgroup is the hard stop.
-/// No core dumps: they would land in a read-only or tiny filesystem and may
-/// hold secrets.
+/// berth's default limits with the manifest's `rlimits` values put in.
+pub fn rlimits(m: Option<&crate::manifest::Rlimits>) -> [Rlimit; 3] {
+    let mut out = RLIMITS;
+    let Some(m) = m else { return out };
+    for r in out.iter_mut() {
+        let v = match r.resource {
+            Resource::Nofile => m.nofile,
+            Resource::Nproc => m.nproc,
+            Resource::Core => m.core,
+        };
+        if let Some(v) = v {
+            r.soft = u64::from(v);
+            r.hard = u64::from(v);
+        }
+    }
+    out
+}
+
+/// Default limits. `nproc` counts per (outside) uid, and each container has
+/// its own range, so it is a per-container, per-user limit; pids.max in the
+/// cgroup is the hard stop. No core dumps by default: they would land in a
+/// read-only or tiny filesystem and may hold secrets.
 pub const RLIMITS: [Rlimit; 3] = [
     Rlimit { resource: Resource::Nofile, soft: 1024, hard: 1024 },
     Rlimit { resource: Resource::Nproc, soft: 512, hard: 512 },
@@ -237,12 +254,26 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
         nodes,
         volumes,
         caps,
-        rlimits: RLIMITS,
+        rlimits: rlimits(manifest.rlimits.as_ref()),
         argv,
         env,
         workdir,
         umask: UMASK,
     })
+}
+
+#[cfg(test)]
+mod rlimit_tests {
+    use super::*;
+
+    #[test]
+    fn manifest_values_replace_the_defaults() {
+        assert_eq!(rlimits(None), RLIMITS);
+        let m = crate::manifest::Rlimits { nofile: Some(4096), nproc: None, core: Some(0) };
+        let r = rlimits(Some(&m));
+        assert_eq!((r[0].resource, r[0].soft, r[0].hard), (Resource::Nofile, 4096, 4096));
+        assert_eq!((r[1].soft, r[2].soft), (512, 0));
+    }
 }
 
 #[cfg(test)]

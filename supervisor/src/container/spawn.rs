@@ -882,6 +882,7 @@ mod tests {
             seccomp_allow: heapless::Vec::new(),
             devices: heapless::Vec::new(),
             network: None,
+            rlimits: None,
         }
     }
 

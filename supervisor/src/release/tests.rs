@@ -300,6 +300,7 @@ struct WManifest {
     seccomp_allow: std::vec::Vec<std::string::String>,
     devices: std::vec::Vec<mf::DeviceGrant>,
     network: Option<mf::Network>,
+    rlimits: Option<mf::Rlimits>,
 }
 
 #[derive(Serialize, Clone)]
@@ -344,6 +345,7 @@ fn wide(r: &Release) -> WRelease {
                 seccomp_allow: m.seccomp_allow.iter().map(s).collect(),
                 devices: m.devices.to_vec(),
                 network: m.network,
+                rlimits: m.rlimits,
             })
             .collect(),
     }

@@ -42,7 +42,27 @@ pub fn run_all() -> Vec<(String, bool, String)> {
         let (w, d) = volume_rw(dir.trim());
         out.push(("volume".to_string(), w, d));
     }
+    if let Ok(n) = std::env::var("PROBE_EXPECT_NOFILE") {
+        let (w, d) = rlimits(n.trim());
+        out.push(("rlimits".to_string(), w, d));
+    }
     out
+}
+
+/// RLIMIT_NOFILE is what the manifest asked for, and core dumps are off.
+fn rlimits(want: &str) -> (bool, String) {
+    let get = |r| {
+        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes one rlimit struct we own.
+        let ok = unsafe { libc::getrlimit(r, &mut l) } == 0;
+        ok.then_some((l.rlim_cur as u64, l.rlim_max as u64))
+    };
+    let (Some(nofile), Some(core)) = (get(libc::RLIMIT_NOFILE), get(libc::RLIMIT_CORE)) else {
+        return (false, "getrlimit failed".into());
+    };
+    let want: u64 = want.parse().unwrap_or(0);
+    let ok = nofile == (want, want) && core == (0, 0);
+    (ok, format!("nofile={}/{} core={}/{}", nofile.0, nofile.1, core.0, core.1))
 }
 
 /// The persistent volume takes a file, keeps it through fsync, and gives

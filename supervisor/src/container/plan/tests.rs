@@ -57,6 +57,7 @@ fn sample() -> Manifest {
         seccomp_allow: heapless::Vec::new(),
         devices: [DeviceGrant { node: s("serial1"), access: s("rw") }].into_iter().collect(),
         network: None,
+        rlimits: None,
     }
 }
 
