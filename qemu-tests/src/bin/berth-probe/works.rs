@@ -55,7 +55,10 @@ fn rlimits(want: &str) -> (bool, String) {
         let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes one rlimit struct we own.
         let ok = unsafe { libc::getrlimit(r, &mut l) } == 0;
-        ok.then_some((l.rlim_cur as u64, l.rlim_max as u64))
+        // rlim_t is 32-bit on armv7 glibc, 64-bit elsewhere.
+        #[allow(clippy::unnecessary_cast)]
+        let v = (l.rlim_cur as u64, l.rlim_max as u64);
+        ok.then_some(v)
     };
     let (Some(nofile), Some(core)) = (get(libc::RLIMIT_NOFILE), get(libc::RLIMIT_CORE)) else {
         return (false, "getrlimit failed".into());
