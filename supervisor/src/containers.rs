@@ -18,6 +18,9 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use std::os::fd::AsFd;
 
+/// Where the cgroup hierarchy is mounted.
+pub const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
+
 /// Start every container of `release`; returns how many started.
 pub fn start_all(release: &Release, board: &Board, pid1: &mut Pid1) -> usize {
     let arch = match seccomp::Arch::running() {
@@ -67,13 +70,26 @@ fn start_one(
     let program = seccomp::compile(&policy, arch).map_err(|e| ("seccomp", e.to_string()))?;
     let filter = program.to_sock_filters();
     prepare::prepare(&plan).map_err(|e| ("prepare", e.to_string()))?;
+    // The cgroup comes first: limits and the device allowlist are in force
+    // before any process of the container exists. No cgroup, no container.
+    let rules = crate::cgroup::rules(&plan.nodes);
+    let limits = crate::cgroup::limits::Limits::from_resources(m.resources.as_ref());
+    let cg = crate::cgroup::act::create(board.cgroup, std::path::Path::new(CGROUP_MOUNT), &m.name, &limits, &rules)
+        .map_err(|e| ("cgroup", e.to_string()))?;
 
     let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
     fcntl(std::os::fd::AsRawFd::as_raw_fd(&out_r), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(errno("pipe"))?;
     let null = std::fs::File::open("/dev/null").map_err(|e| ("stdin", e.to_string()))?;
     let stdio = spawn::Stdio { stdin: null.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() };
-    let started = spawn::spawn(&plan, stdio, Some(&filter)).map_err(|e| ("spawn", e.to_string()))?;
+    let mut place = |pid| cg.add(pid).map_err(|_| Errno::EIO);
+    let started = match spawn::spawn(&plan, stdio, Some(&filter), &mut place) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = crate::cgroup::act::kill_and_remove(cg);
+            return Err(("spawn", e.to_string()));
+        }
+    };
     drop(out_w);
     let hash = program.hash();
     Event::info("container.start")
@@ -81,9 +97,12 @@ fn start_one(
         .kv("pid", started.pid)
         .kv("uid_base", plan.ids.outside_base)
         .kv("seccomp", format_args!("{:02x}{:02x}{:02x}{:02x}", hash[0], hash[1], hash[2], hash[3]))
+        .kv("device_rules", rules.len())
+        .kv("cgroup", cg.path().map(|p| p.display().to_string()).unwrap_or_default())
         .kv("result", "ok")
         .emit();
     pid1.watch(started.pid, &m.name);
+    pid1.own_cgroup(started.pid, cg);
     pid1.watch_output(out_r, &m.name);
     Ok(())
 }

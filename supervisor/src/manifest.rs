@@ -23,7 +23,7 @@
 //! | `entry.uid`, `entry.gid` | < 65536 | the confinement issue (user namespace; ids inside) |
 //! | `restart` | `never`, `on-failure`, `always` | **gated**: the supervision issue |
 //! | `readiness` | absolute `file`, `timeout_ms` 100..=600000 | **gated**: the supervision issue |
-//! | `resources` | `memory_max` 1 MiB..=1 TiB, `cpu_weight` 1..=10000, `pids_max` 1..=4194304 | **gated**: the cgroups issue |
+//! | `resources` | `memory_max` 1 MiB..=1 TiB, `cpu_weight` 1..=10000, `pids_max` 1..=4194304 | the cgroups issue (the container's cgroup; pids.max defaults to 512) |
 //! | `mounts` | absolute unique targets, not under `/proc`, `/dev`, `/sys`; exactly one of `tmpfs_size` (4 KiB..=4 GiB) or `volume` (a name); `exec` (default `false`) only on a tmpfs | the confinement issue (`nosuid,nodev`, `noexec` unless `exec`; a volume is `/data/volumes/<name>/<volume>`, made by berth; a target must exist in the image) |
 //! | `capabilities` | known `CAP_*` names, unique; dangerous ones refused *always* (see [`REFUSED_CAPS`]), `CAP_NET_RAW` refused with `network = "host"` | the confinement issue (bounding, permitted, effective, ambient sets) |
 //! | `seccomp_allow` | syscall names `[a-z0-9_]`, 1..=32, unique | the confinement issue (added to the default filter) |
@@ -82,7 +82,7 @@ pub type Path = String<PATH_MAX>;
 
 /// Fields a manifest may not set yet, because nothing enforces them. A later
 /// issue that enforces one removes it here (and its tests flip).
-pub const GATED: &[&str] = &["restart", "readiness", "resources"];
+pub const GATED: &[&str] = &["restart", "readiness"];
 
 /// Capabilities that are never granted, whatever the manifest says.
 pub const REFUSED_CAPS: &[&str] = &[
@@ -951,7 +951,6 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         let cases: &[(&str, &str)] = &[
             ("restart = \"on-failure\"\n[entry]\n", "restart"),
             ("readiness = { file = \"/run/ready\" }\n[entry]\n", "readiness"),
-            ("resources = { cpu_weight = 100 }\n[entry]\n", "resources"),
         ];
         let mut seen = std::vec::Vec::new();
         for (new, field) in cases {

@@ -116,6 +116,8 @@ pub struct Pid1 {
     grace: Duration,
     phase: Phase,
     known: heapless::Vec<Known, KNOWN_MAX>,
+    /// Each container's cgroup, keyed by its init's pid: removed when it ends.
+    cgroups: Vec<(Pid, crate::cgroup::act::CgroupDir)>,
     outputs: heapless::Vec<Option<Output>, OUTPUTS_MAX>,
     data_mounted: bool,
 }
@@ -129,7 +131,14 @@ const KILL_WAIT: Duration = Duration::from_secs(2);
 
 impl Pid1 {
     pub fn new(grace: Duration, data_mounted: bool) -> Pid1 {
-        Pid1 { grace, phase: Phase::Running, known: heapless::Vec::new(), outputs: heapless::Vec::new(), data_mounted }
+        Pid1 {
+            grace,
+            phase: Phase::Running,
+            known: heapless::Vec::new(),
+            cgroups: Vec::new(),
+            outputs: heapless::Vec::new(),
+            data_mounted,
+        }
     }
 
     /// Block the handled signals; call before starting any child so none is lost.
@@ -146,6 +155,12 @@ impl Pid1 {
         if self.known.push(Known { pid, name: n }).is_err() {
             Event::warn("watch").kv("pid", pid).kv("result", "full").emit();
         }
+    }
+
+    /// Take charge of a container's cgroup: when its init ends, any process
+    /// left is killed, an OOM kill is reported, and the cgroup is removed.
+    pub fn own_cgroup(&mut self, pid: Pid, cg: crate::cgroup::act::CgroupDir) {
+        self.cgroups.push((pid, cg));
     }
 
     /// Read a container's output pipe and log each line as `container.log`.
@@ -320,6 +335,17 @@ impl Pid1 {
             }
         };
         Event::info("reap").kv("pid", pid).kv("name", &name).kv("how", how).kv("code", code).emit();
+        if let Some(i) = self.cgroups.iter().position(|(p, _)| *p == pid) {
+            let (_, cg) = self.cgroups.swap_remove(i);
+            if let Ok(ev) = cg.memory_events() {
+                if ev.oom_kill > 0 || ev.oom_group_kill > 0 {
+                    Event::warn("container.oom").kv("name", &name).kv("oom_kill", ev.oom_kill).kv("oom", ev.oom).emit();
+                }
+            }
+            let path = cg.path().map(|p| p.display().to_string()).unwrap_or_default();
+            let r = crate::cgroup::act::kill_and_remove(cg);
+            Event::info("cgroup.remove").kv("name", &name).kv("path", path).result(&r).emit();
+        }
     }
 
     fn request(&mut self, halt: Halt, sig: Signal, from: u32, timer: &TimerFd) {

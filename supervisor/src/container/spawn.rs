@@ -111,6 +111,9 @@ pub enum Step {
     UserNamespace,
     /// Either side: the up/down handshake over the pipes.
     Sync,
+    /// Supervisor: move the intermediate into the container's cgroup (its
+    /// descendants, the container's processes, are born there).
+    Cgroup,
     /// Supervisor: `/proc/PID/setgroups`.
     SetgroupsDeny,
     /// Supervisor: `/proc/PID/uid_map`.
@@ -164,7 +167,7 @@ pub enum Step {
     Lost,
 }
 
-const STEPS: [Step; 31] = [
+const STEPS: [Step; 32] = [
     Step::Args,
     Step::Pipe,
     Step::Clone,
@@ -172,6 +175,7 @@ const STEPS: [Step; 31] = [
     Step::Rlimit,
     Step::UserNamespace,
     Step::Sync,
+    Step::Cgroup,
     Step::SetgroupsDeny,
     Step::UidMap,
     Step::GidMap,
@@ -227,6 +231,7 @@ impl Step {
             Step::Rlimit => "prlimit",
             Step::UserNamespace => "unshare user namespace",
             Step::Sync => "sync with the supervisor",
+            Step::Cgroup => "place in the container's cgroup",
             Step::SetgroupsDeny => "write setgroups deny",
             Step::UidMap => "write uid_map",
             Step::GidMap => "write gid_map",
@@ -686,9 +691,16 @@ fn write_proc(pid: Pid, file: &str, data: &[u8]) -> Result<(), Errno> {
 
 /// Start the container `plan` describes, with `stdio` as its descriptors 0,
 /// 1 and 2 and, when given, `filter` as its seccomp program (installed last,
-/// right before execve). On success the container's init has exec'd its
-/// program; on any error nothing of it is left running.
-pub fn spawn(plan: &Plan, stdio: Stdio<'_>, filter: Option<&[libc::sock_filter]>) -> Result<Started, SpawnError> {
+/// right before execve). `place` puts the intermediate process into the
+/// container's cgroup while it waits, before any of the container's own
+/// processes exist. On success the container's init has exec'd its program;
+/// on any error nothing of it is left running.
+pub fn spawn(
+    plan: &Plan,
+    stdio: Stdio<'_>,
+    filter: Option<&[libc::sock_filter]>,
+    place: &mut dyn FnMut(Pid) -> Result<(), Errno>,
+) -> Result<Started, SpawnError> {
     let e = |step| move |errno| SpawnError::new(step, errno);
     let path = plan.argv.first().map(|a| a.as_cstr()).ok_or(SpawnError::new(Step::Args, Errno::EINVAL))?;
     let argv = Argv::new(plan.argv.iter().map(|a| a.as_cstr())).ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
@@ -746,7 +758,11 @@ pub fn spawn(plan: &Plan, stdio: Stdio<'_>, filter: Option<&[libc::sock_filter]>
         Ok(true) if u == *b"u" => {}
         _ => return Err(child_error(&mut cleanup, Errno::ECHILD)),
     }
-    // 2. Its maps.
+    // 2. Its cgroup, then its maps.
+    if let Err(errno) = place(c1) {
+        let _ = child_error(&mut cleanup, errno);
+        return Err(SpawnError::new(Step::Cgroup, errno));
+    }
     let ids = &plan.ids;
     write_proc(c1, "setgroups", ids.setgroups).map_err(e(Step::SetgroupsDeny))?;
     write_proc(c1, "uid_map", &ids.uid_map).map_err(e(Step::UidMap))?;
@@ -926,7 +942,7 @@ mod tests {
         let p = plan(m, &board(), index, root.to_str().unwrap()).unwrap();
         let (in_r, in_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         let (out_r, out_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
-        let started = spawn(&p, Stdio { stdin: in_r.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() }, filter);
+        let started = spawn(&p, Stdio { stdin: in_r.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() }, filter, &mut |_| Ok(()));
         drop(in_r);
         drop(out_w);
         let started = started?;
@@ -1028,7 +1044,7 @@ mod tests {
         let p = plan(&m, &board(), 5, "/nonexistent/berth-root").unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
         let stdio = Stdio { stdin: null.as_fd(), stdout: null.as_fd(), stderr: null.as_fd() };
-        let e = spawn(&p, stdio, None).unwrap_err();
+        let e = spawn(&p, stdio, None, &mut |_| Ok(())).unwrap_err();
         assert_eq!((e.step, e.errno), (Step::Mount(1), Errno::ENOENT), "{e}");
         assert_eq!(e.detail.as_deref(), Some("bind /nonexistent/berth-root /nonexistent/berth-root"));
         assert!(e.to_string().contains("mount step 1 (bind /nonexistent"), "{e}");
