@@ -50,7 +50,9 @@ fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 8] = [
+    let table: [(&str, Check); 10] = [
+        ("probe-v1", probe_v1),
+        ("limits", cgroup_limits),
         ("corrupt-image", corrupt_image),
         ("probe", probe),
         ("no-release", no_release),
@@ -306,8 +308,17 @@ fn probe_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 /// try more than 30 escapes each; every one must be refused by policy, and
 /// what must work works.
 fn probe(l: &dyn Launch) -> Result<(), String> {
+    probe_on(l, "probe")
+}
+
+/// The same on a cgroup v1 board: the v1 device controller does the refusing.
+fn probe_v1(l: &dyn Launch) -> Result<(), String> {
+    probe_on(l, "probe-v1")
+}
+
+fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec { variant: "probe", ..spec("probe", "none") })?;
+    let mut m = l.boot(&BootSpec { variant, ..spec(variant, "none") })?;
     let mut bases = Vec::new();
     for name in ["probe", "probe-user"] {
         // Independent containers start in either order.
@@ -334,7 +345,7 @@ fn probe(l: &dyn Launch) -> Result<(), String> {
         }
         let mut want = vec!["image-read", "tmp-rw", "uid-map", "pid-ns"];
         if name == "probe" {
-            want.extend(["granted-cap", "granted-device", "volume", "rlimits"]);
+            want.extend(["granted-cap", "granted-device", "device-write-denied", "volume", "rlimits"]);
         }
         for w in want {
             if !lines.iter().any(|l| probe_field(l, "name") == Some(w) && probe_field(l, "result") == Some("works")) {
@@ -388,6 +399,45 @@ fn corrupt_image(l: &dyn Launch) -> Result<(), String> {
     m.expect_event_where("container.log", |e| e.get("name") == Some("flaky") && e.get("line").is_some_and(|l| l.contains("alive")), lim.step)?;
     if m.exit_status().is_some() {
         return Err("the machine went down".into());
+    }
+    Ok(())
+}
+
+/// pids.max stops a fork bomb, memory.max OOM-kills a hog alone (reported
+/// with its name), a neighbour keeps answering, and each ended container's
+/// cgroup is removed.
+fn cgroup_limits(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { variant: "limits", ..spec("limits", "none") })?;
+    m.expect_event("boot.ready", lim.boot)?;
+    let ready = m.cursor();
+    let bomb = m.expect_event_where(
+        "container.log",
+        |e| e.get("name") == Some("bomb") && e.get("line").is_some_and(|l| l.starts_with("PROBE forkbomb stopped")),
+        lim.boot,
+    )?;
+    let line = bomb.get("line").unwrap_or("");
+    let forks: u32 = probe_field(line, "forks").and_then(|n| n.parse().ok()).unwrap_or(u32::MAX);
+    if forks >= 32 || probe_field(line, "error") != Some("EAGAIN") {
+        return Err(format!("fork bomb not stopped by pids.max=32: {line}"));
+    }
+    m.set_cursor(ready);
+    m.expect_event_where("container.oom", |e| e.get("name") == Some("hog"), lim.boot)?;
+    m.set_cursor(ready);
+    let hog = m.expect_event_where("reap", |e| e.get("name") == Some("hog"), lim.boot)?;
+    field_is(&hog, "how", "signal")?;
+    field_is(&hog, "code", "9")?;
+    for name in ["hog", "bomb"] {
+        m.set_cursor(ready);
+        let e = m.expect_event_where("cgroup.remove", |e| e.get("name") == Some(name), lim.boot)?;
+        field_is(&e, "result", "ok")?;
+    }
+    // The neighbour still answers after both.
+    let after = m.lines().len();
+    m.set_cursor(after);
+    m.expect_event_where("container.log", |e| e.get("name") == Some("ticker") && e.get("line").is_some_and(|l| l.contains("reading=")), lim.step)?;
+    if m.events().iter().any(|e| e.name == "container.oom" && e.get("name") != Some("hog")) {
+        return Err("an OOM kill hit another container".into());
     }
     Ok(())
 }

@@ -388,6 +388,16 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ("missing-module", Variant { suffix: "-missing-module".into(), extra_modules: vec![NO_SUCH_MODULE.into()], ..Default::default() }),
         ("cgroup-v1", Variant { suffix: "-cgroup-v1".into(), cgroup: Some(CgroupMode::V1), ..Default::default() }),
         ("probe", Variant { suffix: "-probe".into(), manifests: Some(root.join("qemu-tests/manifests/probe")), ..Default::default() }),
+        (
+            "probe-v1",
+            Variant {
+                suffix: "-probe-v1".into(),
+                manifests: Some(root.join("qemu-tests/manifests/probe")),
+                cgroup: Some(CgroupMode::V1),
+                ..Default::default()
+            },
+        ),
+        ("limits", Variant { suffix: "-limits".into(), manifests: Some(root.join("qemu-tests/manifests/limits")), ..Default::default() }),
         ("corrupt-image", Variant { suffix: "-corrupt-image".into(), release: ReleaseData::CorruptSensorImage, ..Default::default() }),
         ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),
         ("tampered-release", Variant { suffix: "-tampered-release".into(), release: ReleaseData::Tampered, ..Default::default() }),

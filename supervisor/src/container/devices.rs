@@ -59,17 +59,18 @@ pub fn store_path(container: &str, node: &str) -> Option<CPath> {
     CPath::concat(&[STORE, "/", container, "/", node])
 }
 
-/// Permission bits of a granted node from its `ACC_*` bits: read 0400,
-/// write 0200 (owner only; mknod is the cgroup's business).
+/// Permission bits of a granted node: 0600 for the container's own uid when
+/// it is granted read or write at all. The file mode only keeps other uids
+/// out; which of read and write is allowed is the cgroup device controller's
+/// decision (a read-only grant cannot be opened for writing even though the
+/// mode would allow it), and the node's bind is read-only so the mode cannot
+/// be changed.
 pub fn node_mode(access: u8) -> u32 {
-    let mut mode = 0;
-    if access & ACC_READ != 0 {
-        mode |= 0o400;
+    if access & (ACC_READ | ACC_WRITE) != 0 {
+        0o600
+    } else {
+        0
     }
-    if access & ACC_WRITE != 0 {
-        mode |= 0o200;
-    }
-    mode
 }
 
 /// Most nodes in one container's `/dev`.
@@ -253,7 +254,7 @@ mod tests {
         assert!(s.granted);
         assert_eq!(
             (n[7].path.as_str(), n[7].host.as_str(), n[7].access, n[7].mode),
-            ("/dev/gpio/chip0", "/run/berth/dev/web/gpio0", ACC_READ, 0o400)
+            ("/dev/gpio/chip0", "/run/berth/dev/web/gpio0", ACC_READ, 0o600)
         );
     }
 
@@ -282,7 +283,7 @@ mod tests {
 
     #[test]
     fn grant_modes_follow_access() {
-        for (access, mode) in [("r", 0o400), ("w", 0o200), ("rw", 0o600), ("wr", 0o600), ("rwm", 0o600), ("rm", 0o400), ("m", 0)] {
+        for (access, mode) in [("r", 0o600), ("w", 0o600), ("rw", 0o600), ("wr", 0o600), ("rwm", 0o600), ("rm", 0o600), ("m", 0)] {
             assert_eq!(node_mode(access_bits(access).unwrap()), mode, "{access}");
         }
     }

@@ -42,6 +42,10 @@ pub fn run_all() -> Vec<(String, bool, String)> {
         let (w, d) = volume_rw(dir.trim());
         out.push(("volume".to_string(), w, d));
     }
+    if let Ok(dev) = std::env::var("PROBE_EXPECT_DEVICE_READ_ONLY") {
+        let (w, d) = read_only_device(dev.trim());
+        out.push(("device-write-denied".to_string(), w, d));
+    }
     if let Ok(n) = std::env::var("PROBE_EXPECT_NOFILE") {
         let (w, d) = rlimits(n.trim());
         out.push(("rlimits".to_string(), w, d));
@@ -300,6 +304,32 @@ fn granted_device(path: &str) -> (bool, String) {
         Err(e) if e == libc::EAGAIN => (true, format!("opened {path}, no data ready (EAGAIN)")),
         Err(e) => (false, format!("opened {path}, read: {}", errno_name(e))),
     }
+}
+
+/// A node granted read-only: its file mode lets this uid write, yet opening
+/// it for writing fails with EPERM: the cgroup device controller, not the
+/// mode, stops it.
+fn read_only_device(path: &str) -> (bool, String) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return (false, format!("stat {path}: {}", io_errno_name(&e))),
+    };
+    let euid = sys::geteuid();
+    if meta.uid() != euid || meta.mode() & 0o200 == 0 {
+        return (false, format!("{path} is uid {} mode {:o}: its mode already forbids writing to uid {euid}", meta.uid(), meta.mode() & 0o7777));
+    }
+    let Some(c) = sys::cs(path) else {
+        return (false, format!("bad device path {path:?}"));
+    };
+    let fd = open(&c, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOCTTY, 0);
+    if fd >= 0 {
+        close(fd);
+        return (false, format!("opened {path} for writing"));
+    }
+    let e = errno();
+    let ok = e == libc::EPERM;
+    (ok, format!("mode {:o} owner {euid}, open for write: {}", meta.mode() & 0o7777, errno_name(e)))
 }
 
 #[cfg(test)]

@@ -342,7 +342,7 @@ fn granted_nodes_appear_and_others_do_not() {
     let l = record(&plan(&m, &board(), 1, ROOT).unwrap());
     assert!(l.contains(&"bind-node /run/berth/dev/web/rng0 $R/dev/hwrng".to_string()));
     let p = plan(&m, &board(), 1, ROOT).unwrap();
-    assert_eq!(p.nodes.iter().filter(|n| n.granted).map(|n| n.mode).collect::<Vec<_>>(), [0o400]);
+    assert_eq!(p.nodes.iter().filter(|n| n.granted).map(|n| n.mode).collect::<Vec<_>>(), [0o600], "the device controller, not the mode, keeps a read-only grant read-only");
     assert!(!l.iter().any(|l| l.contains("ttyAMA1")));
 }
 
