@@ -345,7 +345,9 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
         }
         let mut want = vec!["image-read", "tmp-rw", "uid-map", "pid-ns"];
         if name == "probe" {
-            want.extend(["granted-cap", "granted-device", "device-write-denied", "volume", "rlimits"]);
+            want.extend(["granted-cap", "granted-device", "device-write-denied", "granted-device-write", "volume", "rlimits"]);
+        } else {
+            want.push("ungranted-absent");
         }
         for w in want {
             if !lines.iter().any(|l| probe_field(l, "name") == Some(w) && probe_field(l, "result") == Some("works")) {

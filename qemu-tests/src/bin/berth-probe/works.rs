@@ -46,6 +46,14 @@ pub fn run_all() -> Vec<(String, bool, String)> {
         let (w, d) = read_only_device(dev.trim());
         out.push(("device-write-denied".to_string(), w, d));
     }
+    if let Ok(list) = std::env::var("PROBE_EXPECT_WRITABLE_DEVICE") {
+        let (w, d) = writable_device(&list);
+        out.push(("granted-device-write".to_string(), w, d));
+    }
+    if let Ok(list) = std::env::var("PROBE_EXPECT_ABSENT_DEVICES") {
+        let (w, d) = absent_devices(&list);
+        out.push(("ungranted-absent".to_string(), w, d));
+    }
     if let Ok(n) = std::env::var("PROBE_EXPECT_NOFILE") {
         let (w, d) = rlimits(n.trim());
         out.push(("rlimits".to_string(), w, d));
@@ -303,6 +311,52 @@ fn granted_device(path: &str) -> (bool, String) {
         Ok(b) => (true, format!("opened {path}, read {} bytes", b.len())),
         Err(e) if e == libc::EAGAIN => (true, format!("opened {path}, no data ready (EAGAIN)")),
         Err(e) => (false, format!("opened {path}, read: {}", errno_name(e))),
+    }
+}
+
+/// The first node of a comma-separated list that exists (boards name their
+/// serial ports differently) opens for writing.
+fn writable_device(list: &str) -> (bool, String) {
+    let Some(path) = list.split(',').map(str::trim).find(|p| fs::metadata(p).is_ok()) else {
+        return (false, format!("none of {list} exists"));
+    };
+    let Some(c) = sys::cs(path) else {
+        return (false, format!("bad device path {path:?}"));
+    };
+    let fd = open(&c, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOCTTY, 0);
+    if fd < 0 {
+        return (false, format!("open {path} for writing: {}", errno_name(errno())));
+    }
+    close(fd);
+    (true, format!("opened {path} for writing"))
+}
+
+/// None of these nodes is in this container's /dev, and none can be made
+/// (`major:minor` of each is tried with mknod in /tmp).
+fn absent_devices(list: &str) -> (bool, String) {
+    use std::os::unix::fs::FileTypeExt;
+    let mut seen = Vec::new();
+    for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Ok(m) = fs::metadata(p) {
+            seen.push(format!("{p} exists ({})", if m.file_type().is_char_device() { "char" } else { "other" }));
+        }
+    }
+    for (major, minor) in [(204u32, 65u32), (4, 65), (10, 183)] {
+        let path = format!("/tmp/.berth-probe-node-{major}-{minor}");
+        let Some(c) = sys::cs(&path) else { continue };
+        // SAFETY: mknod on a NUL-terminated path we own.
+        let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(major, minor)) };
+        if r == 0 {
+            let _ = fs::remove_file(&path);
+            seen.push(format!("mknod {major}:{minor} succeeded"));
+        } else if errno() != libc::EPERM {
+            seen.push(format!("mknod {major}:{minor}: {} (not EPERM)", errno_name(errno())));
+        }
+    }
+    if seen.is_empty() {
+        (true, format!("absent and not creatable: {list}"))
+    } else {
+        (false, seen.join("; "))
     }
 }
 
