@@ -50,7 +50,8 @@ fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 10] = [
+    let table: [(&str, Check); 11] = [
+        ("restarts", restarts),
         ("probe-v1", probe_v1),
         ("limits", cgroup_limits),
         ("corrupt-image", corrupt_image),
@@ -442,4 +443,55 @@ fn cgroup_limits(l: &dyn Launch) -> Result<(), String> {
         return Err("an OOM kill hit another container".into());
     }
     Ok(())
+}
+
+fn named<'a>(events: &'a [Event], ev: &str, name: &str) -> Vec<&'a Event> {
+    events.iter().filter(|e| e.name == ev && e.get("name") == Some(name)).collect()
+}
+
+/// on-failure restarts with growing delays (measured between starts) up to
+/// the crash-loop limit, then the container is failed; `always` restarts
+/// after a zero exit; `never` does not restart; every ended run's cgroup is
+/// removed and none is left at the end.
+fn restarts(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { variant: "restarts", ..spec("restarts", "none") })?;
+    m.expect_event("boot.ready", lim.boot)?;
+    let ready = m.cursor();
+    m.expect_event_where("container.failed", |e| e.get("name") == Some("crasher"), lim.boot)?;
+    m.set_cursor(ready);
+    m.expect_event_where("container.failed", |e| e.get("name") == Some("always"), lim.boot)?;
+    m.set_cursor(ready);
+    m.expect_event_where("container.stopped", |e| e.get("name") == Some("never"), lim.boot)?;
+    // Let anything that would wrongly come next show up.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    m.poll();
+    let events = m.events();
+    let delays: Vec<u32> = named(&events, "container.restart", "crasher").iter().filter_map(|e| e.get("after_ms")?.parse().ok()).collect();
+    if delays != [200, 400, 800, 1000] {
+        return Err(format!("crasher restart delays {delays:?}, want [200, 400, 800, 1000]"));
+    }
+    let starts: Vec<f64> = named(&events, "container.start", "crasher").iter().map(|e| e.t).collect();
+    if starts.len() != 5 {
+        return Err(format!("crasher started {} times, want 5 (1 + 4 restarts)", starts.len()));
+    }
+    let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    if gaps.windows(2).take(2).any(|g| g[1] <= g[0]) {
+        return Err(format!("gaps between crasher starts do not grow: {gaps:?}"));
+    }
+    if named(&events, "container.restart", "always").is_empty() {
+        return Err("always was not restarted after a zero exit".into());
+    }
+    if named(&events, "container.start", "never").len() != 1 || !named(&events, "container.restart", "never").is_empty() {
+        return Err("never was restarted".into());
+    }
+    let removes: Vec<&Event> = events.iter().filter(|e| e.name == "cgroup.remove").collect();
+    let exits = events.iter().filter(|e| e.name == "reap" && e.get("name") != Some("orphan") && e.get("name") != Some("run")).count();
+    if removes.len() != exits || removes.iter().any(|e| e.get("result") != Some("ok")) {
+        return Err(format!("{} runs ended but {} cgroups removed cleanly", exits, removes.len()));
+    }
+    match removes.last().and_then(|e| e.get("left")) {
+        Some("0") => Ok(()),
+        other => Err(format!("cgroup directories left after the last run: {other:?}")),
+    }
 }

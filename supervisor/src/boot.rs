@@ -250,8 +250,9 @@ fn system_stage() -> ! {
     Event::info("boot.ready").kv("data", if data_mounted { "ok" } else { "missing" }).emit();
     if let Some(r) = release {
         stage("containers");
-        let n = crate::containers::start_all(&r, &board, &mut pid1);
-        Event::info("containers.started").kv("count", n).kv("of", r.containers.len()).emit();
+        let specs = crate::containers::prepare_all(&r, &board);
+        Event::info("containers.prepared").kv("count", specs.len()).kv("of", r.containers.len()).emit();
+        pid1.adopt(specs);
     }
     if let Some(path) = run_request() {
         start_requested(&mut pid1, &path);

@@ -21,7 +21,8 @@
 //! | `network = "none"` | (the default) | the containers issue (own netns, loopback only) |
 //! | `after` | known names, no self, no duplicates, no cycle (the cycle is named) | this issue computes the start order; waiting is the supervision issue |
 //! | `entry.uid`, `entry.gid` | < 65536 | the confinement issue (user namespace; ids inside) |
-//! | `restart` | `never`, `on-failure`, `always` | **gated**: the supervision issue |
+//! | `restart` | `never`, `on-failure` (the default), `always` | the supervision issue (restarts with backoff, crash-loop limit) |
+//! | `backoff` | `initial_ms` 10..=3600000, `factor` 1..=10, `cap_ms`, `stable_ms` 100..=86400000, `limit` 1..=1000 | the supervision issue |
 //! | `readiness` | absolute `file`, `timeout_ms` 100..=600000 | **gated**: the supervision issue |
 //! | `resources` | `memory_max` 1 MiB..=1 TiB, `cpu_weight` 1..=10000, `pids_max` 1..=4194304 | the cgroups issue (the container's cgroup; pids.max defaults to 512) |
 //! | `mounts` | absolute unique targets, not under `/proc`, `/dev`, `/sys`; exactly one of `tmpfs_size` (4 KiB..=4 GiB) or `volume` (a name); `exec` (default `false`) only on a tmpfs | the confinement issue (`nosuid,nodev`, `noexec` unless `exec`; a volume is `/data/volumes/<name>/<volume>`, made by berth; a target must exist in the image) |
@@ -82,7 +83,7 @@ pub type Path = String<PATH_MAX>;
 
 /// Fields a manifest may not set yet, because nothing enforces them. A later
 /// issue that enforces one removes it here (and its tests flip).
-pub const GATED: &[&str] = &["restart", "readiness"];
+pub const GATED: &[&str] = &["readiness"];
 
 /// Capabilities that are never granted, whatever the manifest says.
 pub const REFUSED_CAPS: &[&str] = &[
@@ -217,7 +218,7 @@ pub struct Manifest {
     pub image: Digest,
     /// What to run.
     pub entry: Entry,
-    /// Restart policy (gated).
+    /// Restart policy; absent means `on-failure`.
     #[serde(default)]
     pub restart: Option<Restart>,
     /// Containers this one starts after.
@@ -247,6 +248,28 @@ pub struct Manifest {
     /// Resource limits of the container's processes (soft = hard).
     #[serde(default)]
     pub rlimits: Option<Rlimits>,
+    /// Restart backoff; absent values keep the defaults.
+    #[serde(default)]
+    pub backoff: Option<BackoffSpec>,
+}
+
+/// Restart timing: the first delay, its growth factor and cap, how long a run
+/// must last to count as stable (resetting the delay), and how many short
+/// runs in a row mark the container failed. Defaults: 1000 ms, x2, 60000 ms,
+/// 30000 ms, 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSpec {
+    #[serde(default)]
+    pub initial_ms: Option<u32>,
+    #[serde(default)]
+    pub factor: Option<u32>,
+    #[serde(default)]
+    pub cap_ms: Option<u32>,
+    #[serde(default)]
+    pub stable_ms: Option<u32>,
+    #[serde(default)]
+    pub limit: Option<u32>,
 }
 
 /// Process resource limits. Absent values keep berth's defaults (nofile 1024,
@@ -484,6 +507,23 @@ impl Manifest {
             }
             if !(100..=600_000).contains(&r.timeout_ms) {
                 return Err(e("readiness.timeout_ms", "must be between 100 and 600000"));
+            }
+        }
+        if let Some(b) = &self.backoff {
+            if b.initial_ms.is_some_and(|v| !(10..=3_600_000).contains(&v)) {
+                return Err(e("backoff.initial_ms", "must be between 10 and 3600000"));
+            }
+            if b.factor.is_some_and(|v| !(1..=10).contains(&v)) {
+                return Err(e("backoff.factor", "must be between 1 and 10"));
+            }
+            if b.cap_ms.is_some_and(|v| !(10..=3_600_000).contains(&v)) {
+                return Err(e("backoff.cap_ms", "must be between 10 and 3600000"));
+            }
+            if b.stable_ms.is_some_and(|v| !(100..=86_400_000).contains(&v)) {
+                return Err(e("backoff.stable_ms", "must be between 100 and 86400000"));
+            }
+            if b.limit.is_some_and(|v| !(1..=1000).contains(&v)) {
+                return Err(e("backoff.limit", "must be between 1 and 1000"));
             }
         }
         if let Some(r) = &self.rlimits {
@@ -873,6 +913,8 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
             (ENTRY, "readiness = { file = \"ready\" }\n[entry]\n", "readiness.file"),
             (ENTRY, "readiness = { file = \"/run/ready\", timeout_ms = 5 }\n[entry]\n", "readiness.timeout_ms"),
             (ENTRY, "rlimits = { nofile = 8 }\n[entry]\n", "rlimits.nofile"),
+            (ENTRY, "backoff = { factor = 0 }\n[entry]\n", "backoff.factor"),
+            (ENTRY, "backoff = { limit = 0 }\n[entry]\n", "backoff.limit"),
             (ENTRY, "rlimits = { nproc = 0 }\n[entry]\n", "rlimits.nproc"),
             (ENTRY, "rlimits = { core = 2000000000 }\n[entry]\n", "rlimits.core"),
             (ENTRY, "resources = { memory_max = 1000 }\n[entry]\n", "resources.memory_max"),
@@ -949,7 +991,6 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
     #[test]
     fn every_gated_field_is_refused_as_not_supported_yet() {
         let cases: &[(&str, &str)] = &[
-            ("restart = \"on-failure\"\n[entry]\n", "restart"),
             ("readiness = { file = \"/run/ready\" }\n[entry]\n", "readiness"),
         ];
         let mut seen = std::vec::Vec::new();

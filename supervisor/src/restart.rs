@@ -30,6 +30,21 @@ impl Default for Backoff {
     }
 }
 
+impl Backoff {
+    /// The defaults with a manifest's values put in.
+    pub fn from_spec(spec: Option<&crate::manifest::BackoffSpec>) -> Backoff {
+        let d = Backoff::default();
+        let Some(s) = spec else { return d };
+        Backoff {
+            initial_ms: s.initial_ms.unwrap_or(d.initial_ms),
+            factor: s.factor.unwrap_or(d.factor),
+            cap_ms: s.cap_ms.unwrap_or(d.cap_ms),
+            stable_ms: s.stable_ms.unwrap_or(d.stable_ms),
+            limit: s.limit.unwrap_or(d.limit),
+        }
+    }
+}
+
 /// How a container's init ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {

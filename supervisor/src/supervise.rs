@@ -112,10 +112,35 @@ pub struct Output {
     buf: heapless::Vec<u8, OUTPUT_LINE_MAX>,
 }
 
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Waiting for its (re)start time.
+    Waiting,
+    Running,
+    /// Ended, and its policy does not restart it.
+    Stopped,
+    /// Crash loop: too many short runs.
+    Failed,
+}
+
+/// One container of the release and its restart bookkeeping.
+struct Slot {
+    spec: crate::containers::Spec,
+    pid: Option<Pid>,
+    started: f64,
+    due: Option<f64>,
+    restart: crate::restart::State,
+    state: SlotState,
+}
+
 pub struct Pid1 {
     grace: Duration,
     phase: Phase,
     known: heapless::Vec<Known, KNOWN_MAX>,
+    slots: Vec<Slot>,
+    epoll: Option<Epoll>,
+    restart_timer: Option<TimerFd>,
     /// Each container's cgroup, keyed by its init's pid: removed when it ends.
     cgroups: Vec<(Pid, crate::cgroup::act::CgroupDir)>,
     outputs: heapless::Vec<Option<Output>, OUTPUTS_MAX>,
@@ -124,6 +149,7 @@ pub struct Pid1 {
 
 const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
+const TOKEN_RESTART: u64 = 3;
 /// Output streams use tokens from here on (token - base = slot).
 const TOKEN_OUTPUT: u64 = 1000;
 /// How long SIGKILLed processes get to be reaped before the final steps.
@@ -135,6 +161,9 @@ impl Pid1 {
             grace,
             phase: Phase::Running,
             known: heapless::Vec::new(),
+            slots: Vec::new(),
+            epoll: None,
+            restart_timer: None,
             cgroups: Vec::new(),
             outputs: heapless::Vec::new(),
             data_mounted,
@@ -170,8 +199,107 @@ impl Pid1 {
             let _ = n.push(c);
         }
         let out = Output { name: n, fd, buf: heapless::Vec::new() };
-        if self.outputs.push(Some(out)).is_err() {
-            Event::warn("watch").kv("output", name).kv("result", "full").emit();
+        // Reuse a free slot: output streams come and go with restarts.
+        let slot = match self.outputs.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                if self.outputs.push(None).is_err() {
+                    Event::warn("watch").kv("output", name).kv("result", "full").emit();
+                    return;
+                }
+                self.outputs.len() - 1
+            }
+        };
+        if let Some(epoll) = &self.epoll {
+            if let Err(e) = epoll.add(&out.fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_OUTPUT + slot as u64)) {
+                Event::error("watch").kv("output", name).result(&Err::<(), _>(errno_text(e))).emit();
+                return;
+            }
+        }
+        if let Some(s) = self.outputs.get_mut(slot) {
+            *s = Some(out);
+        }
+    }
+
+    /// Take the release's prepared containers; they start when the loop runs.
+    pub fn adopt(&mut self, specs: Vec<crate::containers::Spec>) {
+        for spec in specs {
+            self.slots.push(Slot {
+                spec,
+                pid: None,
+                started: 0.0,
+                due: Some(0.0),
+                restart: crate::restart::State::default(),
+                state: SlotState::Waiting,
+            });
+        }
+    }
+
+    /// Start every container whose time has come, then re-arm the timer.
+    fn start_due(&mut self) {
+        let now = crate::log::now();
+        for i in 0..self.slots.len() {
+            let Some(slot) = self.slots.get_mut(i) else { continue };
+            if self.phase != Phase::Running || slot.due.is_none_or(|d| d > now) {
+                continue;
+            }
+            slot.due = None;
+            match crate::containers::launch(&slot.spec) {
+                Ok(l) => {
+                    slot.pid = Some(l.pid);
+                    slot.started = now;
+                    slot.state = SlotState::Running;
+                    let name = slot.spec.name.clone();
+                    self.watch(l.pid, &name);
+                    self.own_cgroup(l.pid, l.cgroup);
+                    self.watch_output(l.output, &name);
+                }
+                Err((step, e)) => {
+                    Event::error("container.start").kv("name", &slot.spec.name).kv("step", step).kv("result", "error").kv("error", e).emit();
+                    // A start that fails counts as a failed run of no length.
+                    self.after_exit(i, crate::restart::Exit::Code(127), 0);
+                }
+            }
+        }
+        self.arm_restart();
+    }
+
+    /// Apply the restart policy to container `i`, which just ended.
+    fn after_exit(&mut self, i: usize, exit: crate::restart::Exit, ran_ms: u64) {
+        use crate::restart::{on_exit, Decision};
+        if self.phase != Phase::Running {
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        match on_exit(slot.spec.policy, &slot.spec.backoff, &mut slot.restart, exit, ran_ms) {
+            Decision::Restart { after_ms, attempt } => {
+                slot.state = SlotState::Waiting;
+                slot.due = Some(crate::log::now() + f64::from(after_ms) / 1e3);
+                Event::info("container.restart").kv("name", &slot.spec.name).kv("attempt", attempt).kv("after_ms", after_ms).emit();
+            }
+            Decision::Stop => {
+                slot.state = SlotState::Stopped;
+                Event::info("container.stopped").kv("name", &slot.spec.name).emit();
+            }
+            Decision::Failed { short_runs } => {
+                slot.state = SlotState::Failed;
+                Event::error("container.failed")
+                    .kv("name", &slot.spec.name)
+                    .kv("short_runs", short_runs)
+                    .kv("restarts", slot.restart.restarts)
+                    .emit();
+            }
+        }
+        self.arm_restart();
+    }
+
+    /// Arm the restart timer for the earliest pending start.
+    fn arm_restart(&self) {
+        let Some(timer) = &self.restart_timer else { return };
+        let next = self.slots.iter().filter_map(|s| s.due).fold(f64::INFINITY, f64::min);
+        if next.is_finite() {
+            let wait = (next - crate::log::now()).max(0.001);
+            arm(timer, Duration::from_secs_f64(wait));
         }
     }
 
@@ -179,9 +307,13 @@ impl Pid1 {
     /// plain reaping loop so that the machine at least stays alive.
     pub fn run(mut self) -> ! {
         match self.setup() {
-            Ok((epoll, sfd, timer)) => loop {
-                let mut events = [EpollEvent::empty(); 4];
-                let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
+            Ok((sfd, timer)) => loop {
+                let mut events = [EpollEvent::empty(); 8];
+                let waited = match &self.epoll {
+                    Some(epoll) => epoll.wait(&mut events, EpollTimeout::NONE),
+                    None => Err(Errno::EBADF),
+                };
+                let n = match waited {
                     Ok(n) => n,
                     Err(Errno::EINTR) => continue,
                     Err(e) => {
@@ -197,7 +329,13 @@ impl Pid1 {
                             let _ = timer.wait();
                             self.on_timer(&timer);
                         }
-                        t if t >= TOKEN_OUTPUT => self.on_output(&epoll, (t - TOKEN_OUTPUT) as usize),
+                        TOKEN_RESTART => {
+                            if let Some(t) = &self.restart_timer {
+                                let _ = t.wait();
+                            }
+                            self.start_due();
+                        }
+                        t if t >= TOKEN_OUTPUT => self.on_output((t - TOKEN_OUTPUT) as usize),
                         _ => {}
                     }
                 }
@@ -209,23 +347,28 @@ impl Pid1 {
         }
     }
 
-    fn setup(&self) -> Result<(Epoll, SignalFd, TimerFd), Errno> {
+    fn setup(&mut self) -> Result<(SignalFd, TimerFd), Errno> {
         let sfd = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
         let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)?;
+        let restart = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(&sfd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
         epoll.add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_TIMER))?;
+        epoll.add(&restart, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_RESTART))?;
         for (slot, out) in self.outputs.iter().enumerate() {
             if let Some(o) = out {
                 epoll.add(&o.fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_OUTPUT + slot as u64))?;
             }
         }
-        // Children that exited before the loop started raised no readable event yet.
-        Ok((epoll, sfd, timer))
+        self.epoll = Some(epoll);
+        self.restart_timer = Some(restart);
+        // The release's containers start now, with the loop ready for them.
+        self.start_due();
+        Ok((sfd, timer))
     }
 
     /// Read what a container wrote; one `container.log` event per line.
-    fn on_output(&mut self, epoll: &Epoll, slot: usize) {
+    fn on_output(&mut self, slot: usize) {
         let Some(Some(out)) = self.outputs.get_mut(slot) else { return };
         let mut chunk = [0u8; 1024];
         let n = match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&out.fd), &mut chunk) {
@@ -238,7 +381,9 @@ impl Pid1 {
             if !out.buf.is_empty() {
                 log_line(&out.name, &out.buf);
             }
-            let _ = epoll.delete(&out.fd);
+            if let Some(epoll) = &self.epoll {
+                let _ = epoll.delete(&out.fd);
+            }
             if let Some(s) = self.outputs.get_mut(slot) {
                 *s = None;
             }
@@ -343,8 +488,26 @@ impl Pid1 {
                 }
             }
             let path = cg.path().map(|p| p.display().to_string()).unwrap_or_default();
+            let version = cg.version;
             let r = crate::cgroup::act::kill_and_remove(cg);
-            Event::info("cgroup.remove").kv("name", &name).kv("path", path).result(&r).emit();
+            let mode = match version {
+                crate::cgroup::act::Version::V2 => crate::board::CgroupMode::V2,
+                crate::cgroup::act::Version::V1 => crate::board::CgroupMode::V1,
+            };
+            Event::info("cgroup.remove")
+                .kv("name", &name)
+                .kv("path", path)
+                .kv("left", crate::containers::cgroups_left(mode))
+                .result(&r)
+                .emit();
+        }
+        if let Some(i) = self.slots.iter().position(|s| s.pid == Some(pid)) {
+            let ran_ms = self.slots.get(i).map(|s| ((crate::log::now() - s.started) * 1e3) as u64).unwrap_or(0);
+            if let Some(s) = self.slots.get_mut(i) {
+                s.pid = None;
+            }
+            let exit = if how == "exit" { crate::restart::Exit::Code(code) } else { crate::restart::Exit::Signal(code) };
+            self.after_exit(i, exit, ran_ms);
         }
     }
 

@@ -397,6 +397,7 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 ..Default::default()
             },
         ),
+        ("restarts", Variant { suffix: "-restarts".into(), manifests: Some(root.join("qemu-tests/manifests/restarts")), ..Default::default() }),
         ("limits", Variant { suffix: "-limits".into(), manifests: Some(root.join("qemu-tests/manifests/limits")), ..Default::default() }),
         ("corrupt-image", Variant { suffix: "-corrupt-image".into(), release: ReleaseData::CorruptSensorImage, ..Default::default() }),
         ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),

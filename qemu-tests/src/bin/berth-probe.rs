@@ -129,6 +129,14 @@ fn main() {
             std::process::exit(0);
         }
         Some("--forkbomb") => forkbomb(),
+        Some("--exit") => {
+            // `--exit CODE [MS]`: print a line, wait, exit with CODE.
+            let code: i32 = args.get(1).and_then(|c| c.parse().ok()).unwrap_or(1);
+            let ms: u64 = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(0);
+            say(&format!("PROBE exit code={code} after_ms={ms}"));
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            std::process::exit(code);
+        }
         Some("--memhog") => memhog(),
         Some("--list") => {
             for a in attempts::table() {
@@ -137,7 +145,7 @@ fn main() {
             std::process::exit(0);
         }
         Some(other) => {
-            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog)");
+            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS])");
             std::process::exit(2);
         }
     }

@@ -899,6 +899,7 @@ mod tests {
             devices: heapless::Vec::new(),
             network: None,
             rlimits: None,
+            backoff: None,
         }
     }
 

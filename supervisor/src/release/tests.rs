@@ -301,6 +301,7 @@ struct WManifest {
     devices: std::vec::Vec<mf::DeviceGrant>,
     network: Option<mf::Network>,
     rlimits: Option<mf::Rlimits>,
+    backoff: Option<mf::BackoffSpec>,
 }
 
 #[derive(Serialize, Clone)]
@@ -346,6 +347,7 @@ fn wide(r: &Release) -> WRelease {
                 devices: m.devices.to_vec(),
                 network: m.network,
                 rlimits: m.rlimits,
+                backoff: m.backoff,
             })
             .collect(),
     }

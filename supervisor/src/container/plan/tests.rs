@@ -58,6 +58,7 @@ fn sample() -> Manifest {
         devices: [DeviceGrant { node: s("serial1"), access: s("rw") }].into_iter().collect(),
         network: None,
         rlimits: None,
+        backoff: None,
     }
 }
 
