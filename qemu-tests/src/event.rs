@@ -65,11 +65,48 @@ pub fn parse_with_text(line: &str) -> Option<(Event, &str)> {
             Some(cr) => &rest[..cr],
             None => rest,
         };
+        // The kernel may print in the middle of berth's line: cut at its
+        // timestamp (`[    3.388616] ...`), which berth never writes bare.
+        let rest = match kernel_stamp(rest) {
+            Some(at) => &rest[..at],
+            None => rest,
+        };
         if let Some(ev) = parse_event_body(rest) {
             let text = &line[start..start + MARKER.len() + rest.len()];
             return Some((ev, text.trim_end_matches([' ', '\t', '\n'])));
         }
         from = start + MARKER.len();
+    }
+    None
+}
+
+/// Where a kernel log timestamp `[ seconds.micros]` starts in `s`, if any.
+fn kernel_stamp(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(off) = s.get(i..).and_then(|r| r.find('[')) {
+        let at = i + off;
+        let mut j = at + 1;
+        while b.get(j) == Some(&b' ') {
+            j += 1;
+        }
+        let digits = |mut k: usize| {
+            let s0 = k;
+            while b.get(k).is_some_and(u8::is_ascii_digit) {
+                k += 1;
+            }
+            (k > s0).then_some(k)
+        };
+        if let Some(k) = digits(j) {
+            if b.get(k) == Some(&b'.') {
+                if let Some(k2) = digits(k + 1) {
+                    if b.get(k2) == Some(&b']') {
+                        return Some(at);
+                    }
+                }
+            }
+        }
+        i = at + 1;
     }
     None
 }
@@ -345,6 +382,22 @@ fn parse_agent_body(body: &str) -> Option<AgentLine> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod kernel_interleave_tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_message_inside_the_line_is_cut_off() {
+        let line = "BERTH t=3.350216 ev=cgroup.remove name=bomb left=2 result=ok[    3.388616] Memory cgroup out of memory: Killed";
+        let e = parse_line(line).unwrap();
+        assert_eq!(e.get("result"), Some("ok"));
+        assert_eq!(e.get("left"), Some("2"));
+        // A quoted value may hold brackets without being cut.
+        let e = parse_line("BERTH t=1.0 ev=x v=\"a[1] b\"").unwrap();
+        assert_eq!(e.get("v"), Some("a[1] b"));
+    }
 }
 
 #[cfg(test)]

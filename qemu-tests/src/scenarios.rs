@@ -182,6 +182,14 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
     for check in ["pid1", "rootfs-ro", "data-mount", "orphan-reaped"] {
         agent_pass(&mut m, check, &lim)?;
     }
+    // berthctl on the device lists the demo containers and the release.
+    let line = m.expect_line("AGENT check=berthctl ", lim.step)?;
+    let (version, key_id) = l.release();
+    for want in ["result=pass", "sensor", "flaky", "running", &format!("release {version} signed by key {key_id}")] {
+        if !line.contains(want) {
+            return Err(format!("berthctl output lacks {want:?}: {line}"));
+        }
+    }
     // berth itself reaped the re-parented grandchild.
     let after = m.cursor();
     m.set_cursor(ready);
@@ -412,7 +420,8 @@ fn corrupt_image(l: &dyn Launch) -> Result<(), String> {
 fn cgroup_limits(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let mut m = l.boot(&BootSpec { variant: "limits", ..spec("limits", "none") })?;
-    m.expect_event("boot.ready", lim.boot)?;
+    let boot = m.expect_event("boot.ready", lim.boot)?;
+    let rss_ready: u64 = boot.get("berth_rss_kib").and_then(|v| v.parse().ok()).unwrap_or(0);
     let ready = m.cursor();
     let bomb = m.expect_event_where(
         "container.log",
@@ -425,7 +434,13 @@ fn cgroup_limits(l: &dyn Launch) -> Result<(), String> {
         return Err(format!("fork bomb not stopped by pids.max=32: {line}"));
     }
     m.set_cursor(ready);
-    m.expect_event_where("container.oom", |e| e.get("name") == Some("hog"), lim.boot)?;
+    let oom = m.expect_event_where("container.oom", |e| e.get("name") == Some("hog"), lim.boot)?;
+    // berth's own memory is not what the hog took (16 MiB): starting three
+    // containers costs berth some hundreds of KiB, the hog none.
+    let rss_oom: u64 = oom.get("berth_rss_kib").and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+    if rss_ready == 0 || rss_oom > rss_ready + 4096 {
+        return Err(format!("berth's RSS went from {rss_ready} KiB to {rss_oom} KiB across the OOM"));
+    }
     m.set_cursor(ready);
     let hog = m.expect_event_where("reap", |e| e.get("name") == Some("hog"), lim.boot)?;
     field_is(&hog, "how", "signal")?;
@@ -475,9 +490,15 @@ fn restarts(l: &dyn Launch) -> Result<(), String> {
     if starts.len() != 5 {
         return Err(format!("crasher started {} times, want 5 (1 + 4 restarts)", starts.len()));
     }
-    let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
-    if gaps.windows(2).take(2).any(|g| g[1] <= g[0]) {
-        return Err(format!("gaps between crasher starts do not grow: {gaps:?}"));
+    // The measured delay from each exit to the next start grows, and is at
+    // least what the policy said.
+    let exits: Vec<f64> = named(&events, "reap", "crasher").iter().map(|e| e.t).collect();
+    let gaps: Vec<f64> = exits.iter().zip(starts.iter().skip(1)).map(|(x, s)| s - x).collect();
+    if gaps.len() != 4 || gaps.windows(2).any(|g| g[1] <= g[0]) {
+        return Err(format!("delays from exit to restart do not grow: {gaps:?}"));
+    }
+    if gaps.iter().zip(&delays).any(|(g, d)| *g + 0.05 < f64::from(*d) / 1e3) {
+        return Err(format!("restarts came sooner than the policy's delays: {gaps:?} vs {delays:?} ms"));
     }
     if named(&events, "container.restart", "always").is_empty() {
         return Err("always was not restarted after a zero exit".into());

@@ -247,8 +247,12 @@ fn system_stage() -> ! {
     Event::info("net.up").kv("interface", "lo").result(&r.map_err(errno_text)).emit();
 
     let mut pid1 = Pid1::new(Duration::from_millis(board.shutdown_grace_ms.into()), data_mounted);
-    Event::info("boot.ready").kv("data", if data_mounted { "ok" } else { "missing" }).emit();
-    if let Some(r) = release {
+    Event::info("boot.ready")
+        .kv("data", if data_mounted { "ok" } else { "missing" })
+        .kv("berth_rss_kib", crate::supervise::rss_kib())
+        .emit();
+    if let Some((r, key_id)) = release {
+        pid1.set_release(r.version, &key_id);
         stage("containers");
         let specs = crate::containers::prepare_all(&r, &board);
         Event::info("containers.prepared").kv("count", specs.len()).kv("of", r.containers.len()).emit();
@@ -262,7 +266,7 @@ fn system_stage() -> ! {
 
 /// Verify the signed release on the data partition and log the outcome. A
 /// refused release changes nothing on the device; berth stays up.
-fn check_release(board: &Board, data_mounted: bool) -> Option<crate::release::Release> {
+fn check_release(board: &Board, data_mounted: bool) -> Option<(crate::release::Release, String)> {
     use crate::release::current::{self, CurrentError};
     use std::path::Path;
     if !data_mounted {
@@ -278,7 +282,7 @@ fn check_release(board: &Board, data_mounted: bool) -> Option<crate::release::Re
                 .kv("stored", if stored { "raised" } else { "kept" })
                 .emit();
             activate_images(&v.release);
-            Some(v.release)
+            Some((v.release, v.key_id.to_string()))
         }
         Err(CurrentError::Missing) => {
             Event::warn("release.none").kv("path", current::RELEASE).emit();

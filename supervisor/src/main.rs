@@ -6,8 +6,71 @@ fn main() -> ExitCode {
     if nix::unistd::getpid().as_raw() == 1 {
         berth::boot::pid1();
     }
+    let argv0 = std::env::args().next().unwrap_or_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // `berthctl ...` (a link to berth) is `berth ctl ...`.
+    if argv0.rsplit('/').next() == Some("berthctl") {
+        return ctl(&args);
+    }
+    if args.first().map(String::as_str) == Some("ctl") {
+        return ctl(args.get(1..).unwrap_or_default());
+    }
     cli(&args)
+}
+
+const CTL_USAGE: &str = "usage: berthctl status | release | start NAME | stop NAME | restart NAME";
+
+/// The control CLI: one request over the root-only control socket.
+fn ctl(args: &[String]) -> ExitCode {
+    use berth::control::{Command, Response};
+    let name = |i: usize| -> Option<berth::control::Name> {
+        let n = args.get(i)?;
+        let mut s = heapless::String::new();
+        s.push_str(n).ok()?;
+        Some(s)
+    };
+    let cmd = match (args.first().map(String::as_str), args.len()) {
+        (Some("status"), 1) => Some(Command::Status),
+        (Some("release"), 1) => Some(Command::Release),
+        (Some("start"), 2) => name(1).map(Command::Start),
+        (Some("stop"), 2) => name(1).map(Command::Stop),
+        (Some("restart"), 2) => name(1).map(Command::Restart),
+        _ => None,
+    };
+    let Some(cmd) = cmd else {
+        eprintln!("{CTL_USAGE}");
+        return ExitCode::from(2);
+    };
+    match berth::ctlsock::call(berth::control::SOCKET, cmd) {
+        Ok(Response::Status(list)) => {
+            println!("{:<20} {:<8} {:>6} {:>10} {:>8}  LAST EXIT", "NAME", "STATE", "PID", "UPTIME", "RESTARTS");
+            for c in list.iter() {
+                println!(
+                    "{:<20} {:<8} {:>6} {:>9.1}s {:>8}  {}",
+                    c.name,
+                    c.state,
+                    if c.pid > 0 { c.pid.to_string() } else { "-".into() },
+                    c.uptime_ms as f64 / 1e3,
+                    c.restarts,
+                    c.last_exit
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Release { version, key_id }) => {
+            println!("release {version} signed by key {key_id}");
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Done) => ExitCode::SUCCESS,
+        Ok(Response::Error(e)) => {
+            eprintln!("berthctl: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("berthctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 const USAGE: &str = "usage: berth --version

@@ -132,6 +132,14 @@ struct Slot {
     due: Option<f64>,
     restart: crate::restart::State,
     state: SlotState,
+    /// Stopped by the operator: no restart until started again.
+    held: bool,
+    /// Restart requested by the operator: start again as soon as it ends.
+    again: bool,
+    /// When a SIGTERMed container gets SIGKILL (a pid namespace's init
+    /// ignores SIGTERM unless it handles it).
+    kill_at: Option<f64>,
+    last_exit: Option<crate::restart::Exit>,
 }
 
 pub struct Pid1 {
@@ -141,6 +149,9 @@ pub struct Pid1 {
     slots: Vec<Slot>,
     epoll: Option<Epoll>,
     restart_timer: Option<TimerFd>,
+    ctl: Option<crate::ctlsock::CtlSocket>,
+    /// The running release: version and signing key id.
+    release: Option<(u64, heapless::String<16>)>,
     /// Each container's cgroup, keyed by its init's pid: removed when it ends.
     cgroups: Vec<(Pid, crate::cgroup::act::CgroupDir)>,
     outputs: heapless::Vec<Option<Output>, OUTPUTS_MAX>,
@@ -152,6 +163,11 @@ const TOKEN_TIMER: u64 = 2;
 const TOKEN_RESTART: u64 = 3;
 /// Output streams use tokens from here on (token - base = slot).
 const TOKEN_OUTPUT: u64 = 1000;
+/// The control socket's listener, then its connections from this base on.
+const TOKEN_CTL_LISTEN: u64 = 4;
+const TOKEN_CTL_CONN: u64 = 2000;
+/// How long a container stopped by the operator gets after SIGTERM.
+const STOP_GRACE: f64 = 3.0;
 /// How long SIGKILLed processes get to be reaped before the final steps.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -164,6 +180,8 @@ impl Pid1 {
             slots: Vec::new(),
             epoll: None,
             restart_timer: None,
+            ctl: None,
+            release: None,
             cgroups: Vec::new(),
             outputs: heapless::Vec::new(),
             data_mounted,
@@ -221,6 +239,13 @@ impl Pid1 {
         }
     }
 
+    /// The running release, for `berthctl release`.
+    pub fn set_release(&mut self, version: u64, key_id: &str) {
+        let mut k = heapless::String::new();
+        let _ = k.push_str(key_id.get(..16).unwrap_or(key_id));
+        self.release = Some((version, k));
+    }
+
     /// Take the release's prepared containers; they start when the loop runs.
     pub fn adopt(&mut self, specs: Vec<crate::containers::Spec>) {
         for spec in specs {
@@ -231,13 +256,26 @@ impl Pid1 {
                 due: Some(0.0),
                 restart: crate::restart::State::default(),
                 state: SlotState::Waiting,
+                held: false,
+                again: false,
+                kill_at: None,
+                last_exit: None,
             });
         }
     }
 
-    /// Start every container whose time has come, then re-arm the timer.
+    /// Start every container whose time has come, kill those whose stop
+    /// grace is over, then re-arm the timer.
     fn start_due(&mut self) {
         let now = crate::log::now();
+        for slot in self.slots.iter_mut() {
+            if let (Some(at), Some(pid)) = (slot.kill_at, slot.pid) {
+                if at <= now {
+                    slot.kill_at = None;
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+            }
+        }
         for i in 0..self.slots.len() {
             let Some(slot) = self.slots.get_mut(i) else { continue };
             if self.phase != Phase::Running || slot.due.is_none_or(|d| d > now) {
@@ -271,6 +309,21 @@ impl Pid1 {
             return;
         }
         let Some(slot) = self.slots.get_mut(i) else { return };
+        slot.last_exit = Some(exit);
+        slot.kill_at = None;
+        if slot.held {
+            slot.state = SlotState::Stopped;
+            Event::info("container.stopped").kv("name", &slot.spec.name).kv("by", "operator").emit();
+            return;
+        }
+        if slot.again {
+            slot.again = false;
+            slot.state = SlotState::Waiting;
+            slot.due = Some(crate::log::now());
+            Event::info("container.restart").kv("name", &slot.spec.name).kv("by", "operator").kv("after_ms", 0).emit();
+            self.arm_restart();
+            return;
+        }
         match on_exit(slot.spec.policy, &slot.spec.backoff, &mut slot.restart, exit, ran_ms) {
             Decision::Restart { after_ms, attempt } => {
                 slot.state = SlotState::Waiting;
@@ -296,7 +349,7 @@ impl Pid1 {
     /// Arm the restart timer for the earliest pending start.
     fn arm_restart(&self) {
         let Some(timer) = &self.restart_timer else { return };
-        let next = self.slots.iter().filter_map(|s| s.due).fold(f64::INFINITY, f64::min);
+        let next = self.slots.iter().flat_map(|s| [s.due, s.kill_at]).flatten().fold(f64::INFINITY, f64::min);
         if next.is_finite() {
             let wait = (next - crate::log::now()).max(0.001);
             arm(timer, Duration::from_secs_f64(wait));
@@ -335,6 +388,8 @@ impl Pid1 {
                             }
                             self.start_due();
                         }
+                        TOKEN_CTL_LISTEN => self.on_ctl_accept(),
+                        t if t >= TOKEN_CTL_CONN => self.on_ctl_conn((t - TOKEN_CTL_CONN) as usize),
                         t if t >= TOKEN_OUTPUT => self.on_output((t - TOKEN_OUTPUT) as usize),
                         _ => {}
                     }
@@ -360,11 +415,132 @@ impl Pid1 {
                 epoll.add(&o.fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_OUTPUT + slot as u64))?;
             }
         }
+        match crate::ctlsock::CtlSocket::bind(crate::control::SOCKET) {
+            Ok(ctl) => {
+                epoll.add(ctl.listener(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CTL_LISTEN))?;
+                Event::info("control.listen").kv("path", crate::control::SOCKET).emit();
+                self.ctl = Some(ctl);
+            }
+            Err(e) => Event::error("control.listen").kv("path", crate::control::SOCKET).kv("result", "error").kv("error", e).emit(),
+        }
         self.epoll = Some(epoll);
         self.restart_timer = Some(restart);
         // The release's containers start now, with the loop ready for them.
         self.start_due();
         Ok((sfd, timer))
+    }
+
+    fn on_ctl_accept(&mut self) {
+        // Several clients may be waiting; each accept is bounded by CONNS_MAX.
+        for _ in 0..crate::ctlsock::CONNS_MAX {
+            let Some(ctl) = &mut self.ctl else { return };
+            let Some(slot) = ctl.accept() else { return };
+            if let (Some(epoll), Some(fd)) = (&self.epoll, ctl.conn_fd(slot)) {
+                let _ = epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CTL_CONN + slot as u64));
+            }
+        }
+    }
+
+    fn on_ctl_conn(&mut self, slot: usize) {
+        use crate::ctlsock::Input;
+        let Some(ctl) = &mut self.ctl else { return };
+        // Closing the descriptor removes it from the epoll set.
+        let input = ctl.read(slot);
+        if let Input::Request(cmd) = input {
+            let resp = self.command(cmd);
+            if let Some(ctl) = &mut self.ctl {
+                ctl.reply(slot, &resp);
+            }
+        }
+    }
+
+    /// Carry out one control command.
+    fn command(&mut self, cmd: crate::control::Command) -> crate::control::Response {
+        use crate::control::{error, Command, ContainerStatus, Response};
+        let now = crate::log::now();
+        let find = |slots: &[Slot], name: &str| slots.iter().position(|s| s.spec.name == name);
+        match cmd {
+            Command::Status => {
+                let mut list = heapless::Vec::new();
+                for s in &self.slots {
+                    let mut state = heapless::String::new();
+                    let _ = state.push_str(match s.state {
+                        SlotState::Waiting => "waiting",
+                        SlotState::Running => "running",
+                        SlotState::Stopped => "stopped",
+                        SlotState::Failed => "failed",
+                    });
+                    let mut last = heapless::String::new();
+                    let _ = match s.last_exit {
+                        None => last.push_str("-"),
+                        Some(crate::restart::Exit::Code(c)) => core::fmt::write(&mut last, format_args!("exit {c}")).map_err(|_| ()),
+                        Some(crate::restart::Exit::Signal(n)) => core::fmt::write(&mut last, format_args!("signal {n}")).map_err(|_| ()),
+                    };
+                    let _ = list.push(ContainerStatus {
+                        name: s.spec.name.clone(),
+                        state,
+                        pid: s.pid.map(|p| p.as_raw()).unwrap_or(0),
+                        uptime_ms: if s.pid.is_some() { ((now - s.started) * 1e3) as u64 } else { 0 },
+                        restarts: s.restart.restarts,
+                        last_exit: last,
+                    });
+                }
+                Response::Status(Box::new(list))
+            }
+            Command::Release => match &self.release {
+                Some((version, key_id)) => Response::Release { version: *version, key_id: key_id.clone() },
+                None => error("no release is running"),
+            },
+            Command::Stop(name) | Command::Restart(name) | Command::Start(name) if find(&self.slots, &name).is_none() => {
+                error(&format!("no container named {name}"))
+            }
+            Command::Stop(name) => {
+                let Some(s) = find(&self.slots, &name).and_then(|i| self.slots.get_mut(i)) else { return error("gone") };
+                s.held = true;
+                s.due = None;
+                match s.pid {
+                    Some(pid) => {
+                        let _ = kill(pid, Signal::SIGTERM);
+                        s.kill_at = Some(now + STOP_GRACE);
+                    }
+                    None => s.state = SlotState::Stopped,
+                }
+                Event::info("control.stop").kv("name", &name).emit();
+                self.arm_restart();
+                Response::Done
+            }
+            Command::Start(name) => {
+                let Some(s) = find(&self.slots, &name).and_then(|i| self.slots.get_mut(i)) else { return error("gone") };
+                if s.pid.is_some() {
+                    return error(&format!("{name} is already running"));
+                }
+                s.held = false;
+                s.restart = crate::restart::State::default();
+                s.state = SlotState::Waiting;
+                s.due = Some(now);
+                Event::info("control.start").kv("name", &name).emit();
+                self.start_due();
+                Response::Done
+            }
+            Command::Restart(name) => {
+                let Some(s) = find(&self.slots, &name).and_then(|i| self.slots.get_mut(i)) else { return error("gone") };
+                s.held = false;
+                match s.pid {
+                    Some(pid) => {
+                        s.again = true;
+                        let _ = kill(pid, Signal::SIGTERM);
+                        s.kill_at = Some(now + STOP_GRACE);
+                    }
+                    None => {
+                        s.state = SlotState::Waiting;
+                        s.due = Some(now);
+                    }
+                }
+                Event::info("control.restart").kv("name", &name).emit();
+                self.start_due();
+                Response::Done
+            }
+        }
     }
 
     /// Read what a container wrote; one `container.log` event per line.
@@ -484,7 +660,12 @@ impl Pid1 {
             let (_, cg) = self.cgroups.swap_remove(i);
             if let Ok(ev) = cg.memory_events() {
                 if ev.oom_kill > 0 || ev.oom_group_kill > 0 {
-                    Event::warn("container.oom").kv("name", &name).kv("oom_kill", ev.oom_kill).kv("oom", ev.oom).emit();
+                    Event::warn("container.oom")
+                        .kv("name", &name)
+                        .kv("oom_kill", ev.oom_kill)
+                        .kv("oom", ev.oom)
+                        .kv("berth_rss_kib", rss_kib())
+                        .emit();
                 }
             }
             let path = cg.path().map(|p| p.display().to_string()).unwrap_or_default();
@@ -578,6 +759,14 @@ impl Pid1 {
         // PID 1 must not exit: keep reaping until someone cuts the power.
         self.fallback()
     }
+}
+
+/// berth's own resident memory, from /proc/self/statm (0 if unreadable).
+pub fn rss_kib() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = text.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
+    pages * page / 1024
 }
 
 fn log_line(name: &str, bytes: &[u8]) {

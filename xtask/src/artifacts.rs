@@ -168,6 +168,8 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         fs::create_dir_all(stage.join(d)).map_err(|e| format!("{}: {e}", stage.display()))?;
     }
     copy_exec(&berth, &stage.join("sbin/berth"))?;
+    // berthctl is berth under another name.
+    std::os::unix::fs::symlink("berth", stage.join("sbin/berthctl")).map_err(|e| format!("{}: {e}", stage.display()))?;
     write(&stage.join("etc/berth/board.bin"), &board_bin)?;
     for pubkey in release::public_keys(&key_dir)? {
         if let Some(name) = pubkey.file_name() {

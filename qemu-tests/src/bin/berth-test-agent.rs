@@ -7,7 +7,8 @@
 //! AGENT check=<name> result=pass|fail detail="..."
 //! ```
 //!
-//! in this order: `pid1`, `rootfs-ro`, `data-mount`, `orphan-reaped`. Then it
+//! in this order: `pid1`, `rootfs-ro`, `data-mount`, `orphan-reaped`,
+//! `berthctl` (status and release over the control socket). Then it
 //! performs the action named by the kernel command line token
 //! `berth.test=<mode>` (`none` when absent): `none`, `poweroff` (SIGTERM to
 //! PID 1), `reboot` (SIGINT to PID 1), `reboot-once` (reboot the first time,
@@ -43,6 +44,9 @@ fn main() {
     report("data-mount", pass, &detail);
     let (pass, detail) = check_orphan_reaped();
     report("orphan-reaped", pass, &detail);
+
+    let (pass, detail) = check_berthctl();
+    report("berthctl", pass, &detail);
 
     let mode = match fs::read_to_string("/proc/cmdline") {
         Ok(cmdline) => parse_mode(&cmdline),
@@ -213,6 +217,26 @@ fn create_marker(path: &str) -> Result<(), String> {
 
 /// Fork A; A forks B and exits at once, so B is re-parented to PID 1; B
 /// sends its pid, sleeps 300 ms and exits. PID 1 must reap it.
+/// `berthctl status` and `berthctl release` answer over the control socket.
+fn check_berthctl() -> (bool, String) {
+    let run = |args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new("/sbin/berthctl").args(args).output().map_err(|e| format!("berthctl: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("berthctl {args:?}: {} {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
+        }
+    };
+    match (run(&["status"]), run(&["release"])) {
+        (Ok(status), Ok(release)) => {
+            let lines: Vec<&str> = status.lines().chain(release.lines()).map(str::trim_end).collect();
+            (status.starts_with("NAME") && release.starts_with("release "), lines.join(" | "))
+        }
+        (Err(e), _) | (_, Err(e)) => (false, e),
+    }
+}
+
 fn check_orphan_reaped() -> (bool, String) {
     let mut fds: [libc::c_int; 2] = [-1, -1];
     // SAFETY: fds has room for two descriptors.
