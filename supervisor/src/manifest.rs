@@ -85,24 +85,8 @@ pub type Path = String<PATH_MAX>;
 /// issue that enforces one removes it here (and its tests flip).
 pub const GATED: &[&str] = &["readiness"];
 
-/// Capabilities that are never granted, whatever the manifest says.
-pub const REFUSED_CAPS: &[&str] = &[
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_TIME",
-    "CAP_MAC_ADMIN",
-    "CAP_MAC_OVERRIDE",
-    "CAP_NET_ADMIN",
-    "CAP_BPF",
-    "CAP_PERFMON",
-    "CAP_SYSLOG",
-];
-
-/// Every Linux capability name (capabilities(7)).
-const KNOWN_CAPS: &[&str] = &[
+/// Every Linux capability name, by number (`linux/capability.h`).
+pub const CAP_NAMES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
@@ -145,6 +129,23 @@ const KNOWN_CAPS: &[&str] = &[
     "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 ];
+
+/// Capabilities that are never granted, whatever the manifest says.
+pub const REFUSED_CAPS: &[&str] = &[
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_TIME",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_NET_ADMIN",
+    "CAP_BPF",
+    "CAP_PERFMON",
+    "CAP_SYSLOG",
+];
+
 
 /// A SHA-256 digest. In TOML it is written `sha256:<64 lowercase hex>`; in
 /// postcard it is the 32 raw bytes.
@@ -582,7 +583,7 @@ impl Manifest {
         }
         for (i, c) in self.capabilities.iter().enumerate() {
             let f = format!("capabilities[{i}]");
-            if !KNOWN_CAPS.contains(&c.as_str()) {
+            if !CAP_NAMES.contains(&c.as_str()) {
                 return Err(err(m, f, format!("`{c}` is not a capability name (CAP_...)")));
             }
             if self.capabilities.iter().take(i).any(|o| o == c) {
@@ -1029,7 +1030,7 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
     #[test]
     fn refused_capabilities_are_refused_before_anything_else() {
         for cap in REFUSED_CAPS {
-            assert!(KNOWN_CAPS.contains(cap));
+            assert!(CAP_NAMES.contains(cap));
             // Even with another bad field and a gate, the refusal wins.
             let text = sensor_with(ENTRY, &format!("capabilities = [\"CAP_KILL\", \"{cap}\"]\n[entry]\nuid = 1\n"))
                 .replace("version = \"1.4.2\"", "version = \"bad version\"");

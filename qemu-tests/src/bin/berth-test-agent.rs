@@ -553,45 +553,7 @@ fn errno_desc(e: &io::Error) -> String {
 }
 
 fn errno_name(code: libc::c_int) -> Option<&'static str> {
-    let names: &[(libc::c_int, &str)] = &[
-        (libc::EPERM, "EPERM"),
-        (libc::ENOENT, "ENOENT"),
-        (libc::ESRCH, "ESRCH"),
-        (libc::EINTR, "EINTR"),
-        (libc::EIO, "EIO"),
-        (libc::ENXIO, "ENXIO"),
-        (libc::EBADF, "EBADF"),
-        (libc::ECHILD, "ECHILD"),
-        (libc::EAGAIN, "EAGAIN"),
-        (libc::ENOMEM, "ENOMEM"),
-        (libc::EACCES, "EACCES"),
-        (libc::EFAULT, "EFAULT"),
-        (libc::EBUSY, "EBUSY"),
-        (libc::EEXIST, "EEXIST"),
-        (libc::EXDEV, "EXDEV"),
-        (libc::ENODEV, "ENODEV"),
-        (libc::ENOTDIR, "ENOTDIR"),
-        (libc::EISDIR, "EISDIR"),
-        (libc::EINVAL, "EINVAL"),
-        (libc::ENFILE, "ENFILE"),
-        (libc::EMFILE, "EMFILE"),
-        (libc::ETXTBSY, "ETXTBSY"),
-        (libc::EFBIG, "EFBIG"),
-        (libc::ENOSPC, "ENOSPC"),
-        (libc::ESPIPE, "ESPIPE"),
-        (libc::EROFS, "EROFS"),
-        (libc::EMLINK, "EMLINK"),
-        (libc::EPIPE, "EPIPE"),
-        (libc::ENAMETOOLONG, "ENAMETOOLONG"),
-        (libc::ENOSYS, "ENOSYS"),
-        (libc::ENOTEMPTY, "ENOTEMPTY"),
-        (libc::ELOOP, "ELOOP"),
-        (libc::EOPNOTSUPP, "EOPNOTSUPP"),
-        (libc::EDQUOT, "EDQUOT"),
-        (libc::ESTALE, "ESTALE"),
-        (libc::EUCLEAN, "EUCLEAN"),
-    ];
-    names.iter().find(|(c, _)| *c == code).map(|(_, n)| *n)
+    qemu_tests::errno::name(code)
 }
 
 #[cfg(test)]

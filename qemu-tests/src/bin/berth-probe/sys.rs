@@ -341,62 +341,7 @@ pub fn io_errno_name(e: &io::Error) -> String {
 }
 
 pub fn errno_name(code: i32) -> String {
-    let names: &[(i32, &str)] = &[
-        (libc::EPERM, "EPERM"),
-        (libc::ENOENT, "ENOENT"),
-        (libc::ESRCH, "ESRCH"),
-        (libc::EINTR, "EINTR"),
-        (libc::EIO, "EIO"),
-        (libc::ENXIO, "ENXIO"),
-        (libc::E2BIG, "E2BIG"),
-        (libc::ENOEXEC, "ENOEXEC"),
-        (libc::EBADF, "EBADF"),
-        (libc::ECHILD, "ECHILD"),
-        (libc::EAGAIN, "EAGAIN"),
-        (libc::ENOMEM, "ENOMEM"),
-        (libc::EACCES, "EACCES"),
-        (libc::EFAULT, "EFAULT"),
-        (libc::ENOTBLK, "ENOTBLK"),
-        (libc::EBUSY, "EBUSY"),
-        (libc::EEXIST, "EEXIST"),
-        (libc::EXDEV, "EXDEV"),
-        (libc::ENODEV, "ENODEV"),
-        (libc::ENOTDIR, "ENOTDIR"),
-        (libc::EISDIR, "EISDIR"),
-        (libc::EINVAL, "EINVAL"),
-        (libc::ENFILE, "ENFILE"),
-        (libc::EMFILE, "EMFILE"),
-        (libc::ENOTTY, "ENOTTY"),
-        (libc::ETXTBSY, "ETXTBSY"),
-        (libc::EFBIG, "EFBIG"),
-        (libc::ENOSPC, "ENOSPC"),
-        (libc::ESPIPE, "ESPIPE"),
-        (libc::EROFS, "EROFS"),
-        (libc::EMLINK, "EMLINK"),
-        (libc::EPIPE, "EPIPE"),
-        (libc::ERANGE, "ERANGE"),
-        (libc::ENAMETOOLONG, "ENAMETOOLONG"),
-        (libc::ENOSYS, "ENOSYS"),
-        (libc::ENOTEMPTY, "ENOTEMPTY"),
-        (libc::ELOOP, "ELOOP"),
-        (libc::ENOKEY, "ENOKEY"),
-        (libc::EUSERS, "EUSERS"),
-        (libc::ENOTSOCK, "ENOTSOCK"),
-        (libc::EPROTONOSUPPORT, "EPROTONOSUPPORT"),
-        (libc::ESOCKTNOSUPPORT, "ESOCKTNOSUPPORT"),
-        (libc::EOPNOTSUPP, "EOPNOTSUPP"),
-        (libc::EAFNOSUPPORT, "EAFNOSUPPORT"),
-        (libc::EADDRINUSE, "EADDRINUSE"),
-        (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
-        (libc::EDQUOT, "EDQUOT"),
-        (libc::ESTALE, "ESTALE"),
-        (libc::EUCLEAN, "EUCLEAN"),
-        (libc::EOVERFLOW, "EOVERFLOW"),
-    ];
-    match names.iter().find(|(c, _)| *c == code) {
-        Some((_, n)) => n.to_string(),
-        None => format!("errno {code}"),
-    }
+    qemu_tests::errno::name(code).map(str::to_string).unwrap_or_else(|| format!("errno {code}"))
 }
 
 pub fn signal_name(sig: i32) -> String {
