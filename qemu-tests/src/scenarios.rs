@@ -190,6 +190,7 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
             return Err(format!("berthctl output lacks {want:?}: {line}"));
         }
     }
+    agent_pass(&mut m, "berthctl-stop-start", &lim)?;
     // berth itself reaped the re-parented grandchild.
     let after = m.cursor();
     m.set_cursor(ready);

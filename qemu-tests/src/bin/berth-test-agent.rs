@@ -47,6 +47,8 @@ fn main() {
 
     let (pass, detail) = check_berthctl();
     report("berthctl", pass, &detail);
+    let (pass, detail) = check_berthctl_stop_start();
+    report("berthctl-stop-start", pass, &detail);
 
     let mode = match fs::read_to_string("/proc/cmdline") {
         Ok(cmdline) => parse_mode(&cmdline),
@@ -235,6 +237,46 @@ fn check_berthctl() -> (bool, String) {
         }
         (Err(e), _) | (_, Err(e)) => (false, e),
     }
+}
+
+/// `berthctl stop flaky` takes it down and keeps it down; `berthctl start
+/// flaky` brings it back.
+fn check_berthctl_stop_start() -> (bool, String) {
+    let run = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("/sbin/berthctl").args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let state = |name: &str| -> String {
+        run(&["status"])
+            .and_then(|s| s.lines().find(|l| l.split_whitespace().next() == Some(name)).map(str::to_string))
+            .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .unwrap_or_default()
+    };
+    let wait_for = |want: &str| -> bool {
+        (0..100).any(|_| {
+            if state("flaky") == want {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        })
+    };
+    if run(&["stop", "flaky"]).is_none() {
+        return (false, "berthctl stop flaky failed".into());
+    }
+    if !wait_for("stopped") {
+        return (false, format!("flaky did not stop: {}", state("flaky")));
+    }
+    if run(&["stop", "nosuch"]).is_some() {
+        return (false, "berthctl stop of an unknown container succeeded".into());
+    }
+    if run(&["start", "flaky"]).is_none() {
+        return (false, "berthctl start flaky failed".into());
+    }
+    if !wait_for("running") {
+        return (false, format!("flaky did not start again: {}", state("flaky")));
+    }
+    (true, "flaky: running -> stopped -> running".into())
 }
 
 fn check_orphan_reaped() -> (bool, String) {
