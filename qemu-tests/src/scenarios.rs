@@ -335,7 +335,13 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
         m.set_cursor(0);
         let e = m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.boot)?;
         field_is(&e, "result", "ok")?;
-        bases.push(e.get("uid_base").unwrap_or("").to_string());
+        // Read by berth from /proc/<pid>/uid_map on the host: `0 <base> 65536`.
+        let map = e.get("uid_map").unwrap_or("");
+        let base = e.get("uid_base").unwrap_or("").to_string();
+        if map != format!("0 {base} 65536") {
+            return Err(format!("{name}: host-side uid_map {map:?} does not map 0 to {base}"));
+        }
+        bases.push(base);
     }
     for name in ["probe", "probe-user"] {
         m.set_cursor(0);

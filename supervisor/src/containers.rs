@@ -129,12 +129,19 @@ pub fn launch(s: &Spec) -> Result<Launched, (&'static str, String)> {
         .kv("name", &s.name)
         .kv("pid", started.pid)
         .kv("uid_base", s.plan.ids.outside_base)
+        .kv("uid_map", host_uid_map(started.pid))
         .kv("seccomp", format_args!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]))
         .kv("device_rules", s.rules.len())
         .kv("cgroup", cg.path().map(|p| p.display().to_string()).unwrap_or_default())
         .kv("result", "ok")
         .emit();
     Ok(Launched { pid: started.pid, output: out_r, cgroup: cg })
+}
+
+/// The container init's uid map as the host sees it (`inside outside count`).
+fn host_uid_map(pid: Pid) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap_or_default();
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Subdirectories left in berth's cgroup subtree (teardown check).

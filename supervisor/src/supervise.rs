@@ -766,7 +766,7 @@ pub fn rss_kib() -> u64 {
     let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = text.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
-    pages * page / 1024
+    pages.saturating_mul(page) / 1024
 }
 
 fn log_line(name: &str, bytes: &[u8]) {

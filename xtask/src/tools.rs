@@ -9,7 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Debian packages the build and image steps need.
+/// Debian packages the build and image steps need; cpio and cryptsetup-bin
+/// (veritysetup) let the unit tests check berth's initramfs and hash trees
+/// against the standard tools instead of skipping those checks.
 const BASE_PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "gcc-arm-linux-gnueabihf",
@@ -17,6 +19,8 @@ const BASE_PACKAGES: &[&str] = &[
     "e2fsprogs",
     "xz-utils",
     "file",
+    "cpio",
+    "cryptsetup-bin",
 ];
 
 /// QEMU packages. They come from the backports suite: the newer qemu-utils
