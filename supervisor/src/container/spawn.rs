@@ -434,6 +434,13 @@ impl Act for Mounter {
                 }
                 mount(Some(source.as_cstr()), target.as_cstr(), none, MsFlags::MS_BIND, none)
             }
+            S::BindSocket { source, target } => {
+                let st = lstat(source.as_cstr())?;
+                if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFSOCK {
+                    return Err(Errno::ENOTSOCK);
+                }
+                mount(Some(source.as_cstr()), target.as_cstr(), none, MsFlags::MS_BIND, none)
+            }
             S::BindRemount { target, flags, recursive: false } => remount(target.as_cstr(), *flags),
             S::BindRemount { target, flags, recursive: true } => {
                 match sys::mount_setattr_recursive(target.as_cstr(), mount_attrs(*flags)) {
@@ -479,9 +486,9 @@ impl Act for Mounter {
 }
 
 /// Pointer arrays for execve: argv (manifest limit) and environment (plus
-/// the default `PATH`), each with its NULL.
+/// the default `PATH` and `NOTIFY_SOCKET`), each with its NULL.
 type Argv<'a> = sys::CPtrs<'a, { ARGS_MAX + 1 }>;
-type Envp<'a> = sys::CPtrs<'a, { ENV_MAX + 2 }>;
+type Envp<'a> = sys::CPtrs<'a, { ENV_MAX + 3 }>;
 
 /// What the children read; everything prepared before the fork.
 struct Child<'a> {
@@ -892,6 +899,8 @@ mod tests {
             restart: None,
             after: heapless::Vec::new(),
             readiness: None,
+            health: None,
+            stop: None,
             resources: None,
             mounts: heapless::Vec::new(),
             capabilities: heapless::Vec::new(),
