@@ -7,8 +7,10 @@
 //! host at `/run/berth/notify/<name>`, one per container and kept across
 //! restarts, so a message can only ever come from the container the socket
 //! belongs to: no credential checks on the message are needed to tell
-//! containers apart. The host directory is root-only; the socket itself is
-//! mode 0666 because the container's users are unprivileged host uids.
+//! containers apart. The host directory is searchable but not listable
+//! (0711): the start of a container binds the socket from inside its user
+//! namespace, as an unprivileged host uid; the socket itself is mode 0666
+//! because the container's users are unprivileged host uids too.
 //!
 //! A datagram is newline-separated `KEY=value` assignments. berth acts on
 //! `READY=1`, `WATCHDOG=1`, `STOPPING=1` and keeps `STATUS=` text; anything
@@ -69,7 +71,8 @@ pub fn host_path(name: &str) -> String {
 /// Make (or make again) a container's socket: non-blocking, close-on-exec.
 pub fn bind(name: &str) -> std::io::Result<UnixDatagram> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(DIR)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o711).create(DIR)?;
+    std::fs::set_permissions(DIR, std::fs::Permissions::from_mode(0o711))?;
     let path = host_path(name);
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

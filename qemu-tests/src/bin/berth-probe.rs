@@ -40,6 +40,8 @@
 
 #[path = "berth-probe/attempts.rs"]
 mod attempts;
+#[path = "berth-probe/lifecycle.rs"]
+mod lifecycle;
 #[path = "berth-probe/sys.rs"]
 mod sys;
 #[path = "berth-probe/works.rs"]
@@ -138,6 +140,7 @@ fn main() {
             std::process::exit(code);
         }
         Some("--memhog") => memhog(),
+        Some("--notify" | "--sleep" | "--uptime-above" | "--uptime-below") => lifecycle::run(&args),
         Some("--list") => {
             for a in attempts::table() {
                 say(&list_line(a.name, a.accept));
@@ -145,7 +148,7 @@ fn main() {
             std::process::exit(0);
         }
         Some(other) => {
-            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS])");
+            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {})", lifecycle::USAGE);
             std::process::exit(2);
         }
     }

@@ -18,6 +18,7 @@
 pub mod caps;
 pub mod cstr;
 pub mod devices;
+pub mod enter;
 pub mod ids;
 pub mod mounts;
 pub mod plan;
