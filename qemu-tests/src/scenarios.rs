@@ -193,6 +193,8 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
         }
     }
     agent_pass(&mut m, "berthctl-stop-start", &lim)?;
+    agent_pass(&mut m, "berthctl-logs", &lim)?;
+    agent_pass(&mut m, "berthctl-restart", &lim)?;
     // berth itself reaped the re-parented grandchild.
     let after = m.cursor();
     m.set_cursor(ready);

@@ -147,6 +147,9 @@ pub struct Board {
     /// Named hardware nodes that manifests may be granted.
     #[serde(default)]
     pub hardware: Vec<HardwareNode, HARDWARE_MAX>,
+    /// Total size of the log files on the data partition, in KiB.
+    #[serde(default = "default_log_quota")]
+    pub log_quota_kib: u32,
     /// The hardware watchdog berth pets, if the board has one.
     #[serde(default)]
     pub watchdog: Option<Watchdog>,
@@ -166,6 +169,10 @@ pub struct Watchdog {
 
 fn default_cgroup() -> CgroupMode {
     CgroupMode::V2
+}
+
+fn default_log_quota() -> u32 {
+    1024
 }
 
 fn default_grace() -> u32 {
@@ -327,6 +334,9 @@ impl Board {
         }
         if !(100..=120_000).contains(&self.storage.wait_ms) {
             return Err(err("storage.wait_ms", "must be between 100 and 120000"));
+        }
+        if !(256..=1_048_576).contains(&self.log_quota_kib) {
+            return Err(err("log_quota_kib", "must be between 256 and 1048576"));
         }
         if let Some(w) = &self.watchdog {
             if !valid_dev_path(&w.device) {

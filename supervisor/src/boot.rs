@@ -227,6 +227,7 @@ fn exec_self() -> Errno {
 
 fn system_stage() -> ! {
     let board = board_or_fail();
+    crate::logstore::init(u64::from(board.log_quota_kib) * 1024);
     api_mounts(&board);
 
     stage("data");
@@ -234,6 +235,11 @@ fn system_stage() -> ! {
     let waited = wait_for(&data.source, board.storage.wait_ms);
     Event::info("device.wait").kv("device", &data.source).result(&waited.map(|_| ()).map_err(errno_text)).emit();
     let data_mounted = waited.is_ok() && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
+    if data_mounted {
+        let dir = std::path::Path::new(crate::logstore::DIR);
+        let r = crate::logstore::with(|s| s.set_dir(dir)).unwrap_or(Ok(()));
+        Event::info("log.store").kv("dir", crate::logstore::DIR).kv("quota_kib", board.log_quota_kib).result(&r.map_err(|e| e.to_string())).emit();
+    }
 
     stage("release");
     let release = check_release(&board, data_mounted);

@@ -29,6 +29,10 @@ pub enum Command {
     Start(Name),
     Stop(Name),
     Restart(Name),
+    /// Lines of a container's output (`berth` for berth's own events) after
+    /// sequence number `after` (all kept ones when `None`), the last `max`
+    /// of them (at most [`LOG_LINES_MAX`]).
+    Logs { name: Name, after: Option<u64>, max: u16 },
     /// Test trigger: block berth's loop this many seconds (1..=600), so the
     /// hardware watchdog is not petted.
     Wedge(u16),
@@ -57,6 +61,17 @@ pub struct ContainerStatus {
     pub note: heapless::String<64>,
 }
 
+/// Most lines in one [`Response::Logs`].
+pub const LOG_LINES_MAX: usize = 64;
+
+/// One stored log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub seq: u64,
+    pub t_ms: u64,
+    pub text: heapless::String<{ crate::logstore::TEXT_MAX }>,
+}
+
 /// What berth answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
@@ -64,6 +79,8 @@ pub enum Response {
     Release { version: u64, key_id: heapless::String<16> },
     Done,
     Error(heapless::String<128>),
+    /// Lines, the sequence number to follow on from, lines dropped so far.
+    Logs { lines: Box<heapless::Vec<LogLine, LOG_LINES_MAX>>, next: u64, dropped: u64 },
 }
 
 /// Why a frame was refused.
@@ -191,6 +208,16 @@ mod tests {
             let _ = parse_request(&body);
             let _ = decode::<Response>(&body);
         }
+    }
+
+    #[test]
+    fn a_full_logs_reply_fits_a_response_frame() {
+        let mut lines = heapless::Vec::new();
+        for i in 0..LOG_LINES_MAX {
+            lines.push(LogLine { seq: u64::MAX - i as u64, t_ms: u64::MAX, text: text(&"é".repeat(200)) }).unwrap();
+        }
+        let frame = encode(&Response::Logs { lines: Box::new(lines), next: u64::MAX, dropped: u64::MAX }, RESPONSE_MAX).unwrap();
+        assert!(frame.len() <= RESPONSE_MAX + 4);
     }
 
     #[test]

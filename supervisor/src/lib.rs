@@ -16,6 +16,7 @@ pub mod release;
 pub mod restart;
 pub mod seccomp;
 pub mod log;
+pub mod logstore;
 pub mod modules;
 pub mod mount;
 pub mod notify;

@@ -184,6 +184,8 @@ impl Event {
         let _ = self.line.buf.push('\n');
         write_console(&self.line.buf);
         write_kmsg(self.level, self.line.buf.as_bytes());
+        let t_ms = (now() * 1e3) as u64;
+        crate::logstore::with(|s| s.push(crate::logstore::BERTH, t_ms, &self.line.buf));
     }
 }
 

@@ -19,6 +19,8 @@ fn main() -> ExitCode {
 }
 
 const CTL_USAGE: &str = "usage: berthctl status | release | start NAME | stop NAME | restart NAME
+       berthctl logs NAME [-f] [-n N]  (a container's output; -f follows)
+       berthctl events [-f] [-n N]     (berth's own event lines)
        berthctl debug wedge SECONDS   (test trigger: block berth's loop; the hardware watchdog resets the board)";
 
 /// The control CLI: one request over the root-only control socket.
@@ -30,6 +32,11 @@ fn ctl(args: &[String]) -> ExitCode {
         s.push_str(n).ok()?;
         Some(s)
     };
+    match args.first().map(String::as_str) {
+        Some("logs") => return ctl_logs(args.get(1).map(String::as_str), args.get(2..).unwrap_or_default()),
+        Some("events") => return ctl_logs(Some(berth::logstore::BERTH), args.get(1..).unwrap_or_default()),
+        _ => {}
+    }
     let cmd = match (args.first().map(String::as_str), args.len()) {
         (Some("status"), 1) => Some(Command::Status),
         (Some("release"), 1) => Some(Command::Release),
@@ -72,6 +79,10 @@ fn ctl(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Response::Done) => ExitCode::SUCCESS,
+        Ok(Response::Logs { .. }) => {
+            eprintln!("berthctl: unexpected reply");
+            ExitCode::FAILURE
+        }
         Ok(Response::Error(e)) => {
             eprintln!("berthctl: {e}");
             ExitCode::FAILURE
@@ -79,6 +90,75 @@ fn ctl(args: &[String]) -> ExitCode {
         Err(e) => {
             eprintln!("berthctl: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `berthctl logs NAME` / `berthctl events`: the last lines, then (with
+/// `-f`) new ones as they come, asked for every 300 ms.
+fn ctl_logs(stream: Option<&str>, opts: &[String]) -> ExitCode {
+    use berth::control::{Command, Response, LOG_LINES_MAX};
+    let mut follow = false;
+    let mut n: u16 = 20;
+    let mut it = opts.iter();
+    while let Some(o) = it.next() {
+        match o.as_str() {
+            "-f" => follow = true,
+            "-n" => match it.next().and_then(|v| v.parse().ok()) {
+                Some(v) => n = v,
+                None => {
+                    eprintln!("berthctl: -n needs a number\n{CTL_USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            other => {
+                eprintln!("berthctl: unknown option {other}\n{CTL_USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut name = heapless::String::new();
+    let Some(Ok(())) = stream.map(|s| name.push_str(s)) else {
+        eprintln!("{CTL_USAGE}");
+        return ExitCode::from(2);
+    };
+    let mut after = None;
+    let mut max = n;
+    let mut told_dropped = 0;
+    loop {
+        let cmd = Command::Logs { name: name.clone(), after, max };
+        match berth::ctlsock::call(berth::control::SOCKET, cmd) {
+            Ok(Response::Logs { lines, next, dropped }) => {
+                for l in lines.iter() {
+                    println!("{}.{:03} {}", l.t_ms / 1000, l.t_ms % 1000, l.text.trim_end());
+                }
+                if dropped > told_dropped {
+                    eprintln!("berthctl: {} lines of {name} could not be kept (log quota or errors)", dropped - told_dropped);
+                    told_dropped = dropped;
+                }
+                // A full reply may have more behind it: ask again at once.
+                let full = lines.len() == usize::from(max) && after.is_some();
+                after = Some(next);
+                max = LOG_LINES_MAX as u16;
+                if !follow {
+                    return ExitCode::SUCCESS;
+                }
+                if !full {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                }
+            }
+            Ok(Response::Error(e)) => {
+                eprintln!("berthctl: {e}");
+                return ExitCode::FAILURE;
+            }
+            Ok(_) => {
+                eprintln!("berthctl: unexpected reply");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("berthctl: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
 }

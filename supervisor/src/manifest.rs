@@ -572,6 +572,9 @@ impl Manifest {
         if !valid_name(m) {
             return Err(e("name", "must be 1..=32 of a-z, 0-9 and inner '-'"));
         }
+        if m == crate::logstore::BERTH {
+            return Err(e("name", "`berth` is reserved for berth's own log stream"));
+        }
         if self.version.is_empty() || !self.version.bytes().all(|b| b.is_ascii_alphanumeric() || b".+_-".contains(&b)) {
             return Err(e("version", "must be letters, digits, '.', '+', '_' and '-'"));
         }

@@ -52,6 +52,10 @@ fn main() {
     report("berthctl", pass, &detail);
     let (pass, detail) = check_berthctl_stop_start();
     report("berthctl-stop-start", pass, &detail);
+    let (pass, detail) = check_berthctl_logs();
+    report("berthctl-logs", pass, &detail);
+    let (pass, detail) = check_berthctl_restart();
+    report("berthctl-restart", pass, &detail);
 
     let mode = match fs::read_to_string("/proc/cmdline") {
         Ok(cmdline) => parse_mode(&cmdline),
@@ -304,6 +308,64 @@ fn check_berthctl_stop_start() -> (bool, String) {
         return (false, format!("flaky did not start again: {}", state("flaky")));
     }
     (true, "flaky: running -> stopped -> running".into())
+}
+
+fn berthctl(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("/sbin/berthctl").args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `berthctl logs sensor -n 3` and `berthctl events -n 5` answer from the
+/// rings; the same lines are in the files on the data partition; an
+/// unknown name is an error.
+fn check_berthctl_logs() -> (bool, String) {
+    let Some(logs) = berthctl(&["logs", "sensor", "-n", "3"]) else {
+        return (false, "berthctl logs sensor failed".into());
+    };
+    let lines: Vec<&str> = logs.lines().collect();
+    if lines.is_empty() || lines.len() > 3 || !lines.iter().all(|l| l.contains("sensor: reading=")) {
+        return (false, format!("berthctl logs sensor -n 3 printed {lines:?}"));
+    }
+    let Some(events) = berthctl(&["events", "-n", "5"]) else {
+        return (false, "berthctl events failed".into());
+    };
+    if events.lines().count() != 5 || !events.lines().all(|l| l.contains("BERTH t=")) {
+        return (false, format!("berthctl events -n 5 printed {events:?}"));
+    }
+    if berthctl(&["logs", "nosuch"]).is_some() {
+        return (false, "berthctl logs of an unknown container succeeded".into());
+    }
+    let file = |name: &str| fs::read_to_string(format!("/data/berth/logs/{name}")).unwrap_or_default();
+    if !file("container-sensor.log").contains("sensor: reading=") {
+        return (false, "container-sensor.log lacks the sensor's lines".into());
+    }
+    if !file("berth.log").contains("ev=boot.ready") {
+        return (false, "berth.log lacks berth's own events".into());
+    }
+    (true, format!("{} sensor lines, 5 events, files on /data", lines.len()))
+}
+
+/// `berthctl restart flaky` ends the running flaky and starts a new one.
+fn check_berthctl_restart() -> (bool, String) {
+    let pid = || -> Option<String> {
+        let status = berthctl(&["status"])?;
+        let line = status.lines().find(|l| l.split_whitespace().next() == Some("flaky"))?.to_string();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(1) == Some(&"running")).then(|| f.get(3).map(|p| p.to_string())).flatten()
+    };
+    let Some(before) = pid() else { return (false, "flaky is not running".into()) };
+    if berthctl(&["restart", "flaky"]).is_none() {
+        return (false, "berthctl restart flaky failed".into());
+    }
+    for _ in 0..150 {
+        if let Some(now) = pid() {
+            if now != before {
+                return (true, format!("flaky pid {before} -> {now}"));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (false, format!("flaky still pid {before} or not running"))
 }
 
 fn check_orphan_reaped() -> (bool, String) {

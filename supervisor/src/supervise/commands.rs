@@ -14,6 +14,29 @@ impl Pid1 {
                 Some((version, key_id)) => Response::Release { version: *version, key_id: key_id.clone() },
                 None => error("no release is running"),
             },
+            Command::Logs { name, after, max } => {
+                let max = usize::from(max).min(crate::control::LOG_LINES_MAX);
+                match crate::logstore::with(|s| s.read(&name, after, max)) {
+                    Some(Some((lines, next, dropped))) => {
+                        let mut out = heapless::Vec::new();
+                        for l in lines {
+                            let mut text = heapless::String::new();
+                            for c in l.text.chars() {
+                                if text.push(c).is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = out.push(crate::control::LogLine { seq: l.seq, t_ms: l.t_ms, text });
+                        }
+                        Response::Logs { lines: Box::new(out), next, dropped }
+                    }
+                    Some(None) if find(&self.slots, &name).is_some() => {
+                        Response::Logs { lines: Box::default(), next: 0, dropped: 0 }
+                    }
+                    Some(None) => error(&format!("no logs for {name}")),
+                    None => error("the log store is not available"),
+                }
+            }
             Command::Wedge(seconds) if !(1..=600).contains(&seconds) => error("wedge takes 1 to 600 seconds"),
             Command::Wedge(seconds) => {
                 self.wedge(seconds);

@@ -214,6 +214,9 @@ pub struct Pid1 {
     /// The hardware watchdog and the loop's timer that pets it.
     watchdog: Option<crate::watchdog::Watchdog>,
     pet_timer: Option<TimerFd>,
+    /// Lines the log store dropped, as last reported, and when.
+    loss_told: u64,
+    loss_told_at: f64,
 }
 
 const TOKEN_SIGNAL: u64 = 1;
@@ -247,6 +250,8 @@ impl Pid1 {
             host_signalled: false,
             watchdog: None,
             pet_timer: None,
+            loss_told: 0,
+            loss_told_at: f64::NEG_INFINITY,
         }
     }
 
@@ -781,8 +786,24 @@ impl Pid1 {
         }
     }
 
+    /// Report lines the log store could not keep, at most every 10 s (the
+    /// report is itself a line of the store).
+    fn report_log_loss(&mut self) {
+        let now = crate::log::now();
+        if now - self.loss_told_at < 10.0 {
+            return;
+        }
+        let Some(dropped) = crate::logstore::with(|s| s.dropped()) else { return };
+        if dropped > self.loss_told {
+            self.loss_told = dropped;
+            self.loss_told_at = now;
+            Event::warn("log.dropped").kv("lines", dropped).emit();
+        }
+    }
+
     /// Read what a container wrote; one `container.log` event per line.
     fn on_output(&mut self, slot: usize) {
+        self.report_log_loss();
         let Some(Some(out)) = self.outputs.get_mut(slot) else { return };
         let mut chunk = [0u8; 1024];
         let n = match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&out.fd), &mut chunk) {
@@ -1014,7 +1035,10 @@ pub fn rss_kib() -> u64 {
 
 fn log_line(name: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
-    Event::info("container.log").kv("name", name).kv("line", text.trim_end_matches('\r')).emit();
+    let text = text.trim_end_matches('\r');
+    let t_ms = (crate::log::now() * 1e3) as u64;
+    crate::logstore::with(|s| s.push(name, t_ms, text));
+    Event::info("container.log").kv("name", name).kv("line", text).emit();
 }
 
 fn signal_all(sig: Signal) {
