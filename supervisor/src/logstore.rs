@@ -122,6 +122,17 @@ impl Store {
         Ok(())
     }
 
+    /// Stop writing files (shutdown: the data partition is about to be
+    /// unmounted); lines from now on stay in the rings.
+    pub fn close(&mut self) {
+        for s in &mut self.streams {
+            if let Some(f) = s.file.take() {
+                let _ = f.sync_all();
+            }
+        }
+        self.dir = None;
+    }
+
     /// Keep one line of `stream`.
     pub fn push(&mut self, stream: &str, t_ms: u64, text: &str) {
         let Some(i) = self.stream(stream) else {
@@ -291,6 +302,8 @@ mod tests {
         for i in 0..2000 {
             s.push("other", i, &text);
         }
+        s.close();
+        s.push("other", 1, "after close: ring only");
         let total: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert!(total <= 3 * FILE_MAX, "{total}");
         assert!(s.dropped() > 0, "past the quota lines are dropped and counted");

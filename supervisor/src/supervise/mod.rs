@@ -994,6 +994,8 @@ impl Pid1 {
 
     /// The end: flush and unmount the data partition, then halt. Never returns.
     fn finish(&mut self, halt: Halt) -> ! {
+        // The log files are the last thing berth holds open on /data.
+        crate::logstore::with(|s| s.close());
         nix::unistd::sync();
         Event::info("shutdown.sync").emit();
         if self.data_mounted {
