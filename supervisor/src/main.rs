@@ -54,6 +54,16 @@ fn ctl(args: &[String]) -> ExitCode {
                     c.restarts,
                     c.last_exit
                 );
+                let l = &c.layers;
+                println!(
+                    "  layers: userns={} seccomp={} caps={} device_rules={} landlock={} apparmor={}",
+                    l.uid_base,
+                    l.seccomp,
+                    l.cap_names(),
+                    l.device_rules,
+                    l.landlock(),
+                    l.apparmor
+                );
             }
             ExitCode::SUCCESS
         }

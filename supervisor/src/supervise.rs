@@ -483,6 +483,7 @@ impl Pid1 {
                         uptime_ms: if s.pid.is_some() { ((now - s.started) * 1e3) as u64 } else { 0 },
                         restarts: s.restart.restarts,
                         last_exit: last,
+                        layers: s.spec.layers(),
                     });
                 }
                 Response::Status(Box::new(list))
