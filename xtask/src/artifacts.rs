@@ -5,7 +5,7 @@
 use crate::cpio::Cpio;
 use crate::kernel::{self, Kernel};
 use crate::{release, run_cmd, say};
-use berth::board::{Arch, Board, CgroupMode};
+use berth::board::{Arch, Board, CgroupMode, LandlockMode};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,6 +84,10 @@ pub struct Variant {
     pub release: ReleaseData,
     /// The release's manifest directory (default `manifests/`).
     pub manifests: Option<PathBuf>,
+    /// Appended to the board's kernel command line.
+    pub cmdline: Option<String>,
+    /// Overrides the board's Landlock mode.
+    pub landlock: Option<LandlockMode>,
 }
 
 /// The release put on a fresh data partition.
@@ -106,6 +110,15 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     let mut board = load_board(board_file)?;
     if let Some(mode) = variant.cgroup {
         board.cgroup = mode;
+    }
+    if let Some(mode) = variant.landlock {
+        board.landlock = mode;
+    }
+    if let Some(extra) = &variant.cmdline {
+        let mut line = board.kernel.cmdline.to_string();
+        line.push(' ');
+        line.push_str(extra);
+        board.kernel.cmdline = line.as_str().try_into().map_err(|_| format!("board {}: kernel command line too long", board.name))?;
     }
     let arch = board.arch;
     let kernel = kernel::ensure_kernel(root, arch.debian(), &board.kernel.flavour)?;
