@@ -52,7 +52,7 @@ fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 13] = [
+    let table: [(&str, Check); 14] = [
         ("restarts", restarts),
         ("probe-v1", probe_v1),
         ("limits", cgroup_limits),
@@ -66,6 +66,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
         ("tampered-release", tampered_release),
         ("no-landlock", no_landlock),
         ("landlock-optional", landlock_optional),
+        ("apparmor", apparmor),
     ];
     table
         .into_iter()
@@ -413,9 +414,26 @@ fn probe_v1(l: &dyn Launch) -> Result<(), String> {
     probe_on(l, "probe-v1")
 }
 
+/// The probe again, on a board whose AppArmor profile berth loads at boot
+/// and switches both containers into at exec.
+fn apparmor(l: &dyn Launch) -> Result<(), String> {
+    probe_on(l, "apparmor")
+}
+
 fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
     let lim = limits(l.arch());
     let mut m = l.boot(&BootSpec { variant, ..spec(variant, "none") })?;
+    // Only the apparmor board names a profile; elsewhere containers stay
+    // unconfined by AppArmor.
+    let (profile, label) = match variant {
+        "apparmor" => ("berth-container", "berth-container_(enforce)"),
+        _ => ("none", "unconfined"),
+    };
+    if variant == "apparmor" {
+        let e = m.expect_event("apparmor.load", lim.boot)?;
+        field_is(&e, "profile", profile)?;
+        field_is(&e, "result", "ok")?;
+    }
     let mut bases = Vec::new();
     for name in ["probe", "probe-user"] {
         // Independent containers start in either order.
@@ -424,6 +442,7 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
         field_is(&e, "result", "ok")?;
         // The Debian 6.12 kernels offer Landlock ABI 6.
         field_is(&e, "landlock", "abi6")?;
+        field_is(&e, "apparmor", profile)?;
         // Read by berth from /proc/<pid>/uid_map on the host: `0 <base> 65536`.
         let map = e.get("uid_map").unwrap_or("");
         let base = e.get("uid_base").unwrap_or("").to_string();
@@ -458,6 +477,14 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
             if !lines.iter().any(|l| probe_field(l, "name") == Some(w) && probe_field(l, "result") == Some("works")) {
                 return Err(format!("{name}: check {w} did not report works: {lines:?}"));
             }
+        }
+        let seen = lines
+            .iter()
+            .find(|l| probe_field(l, "name") == Some("apparmor-label"))
+            .and_then(|l| l.split("label=").nth(1))
+            .and_then(|r| r.split(['"', '\\', ' ']).next());
+        if seen != Some(label) {
+            return Err(format!("{name}: AppArmor label {seen:?}, want {label}"));
         }
     }
     // Each container maps uid 0 to its own unprivileged host range.

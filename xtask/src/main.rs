@@ -415,6 +415,18 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 ..Default::default()
             },
         ),
+        (
+            "apparmor",
+            Variant {
+                suffix: "-apparmor".into(),
+                manifests: Some(root.join("qemu-tests/manifests/probe")),
+                apparmor: Some(berth::board::AppArmor {
+                    profile: "berth-container".try_into().unwrap_or_default(),
+                    policy: "/etc/berth/apparmor/berth-container.bin".try_into().unwrap_or_default(),
+                }),
+                ..Default::default()
+            },
+        ),
     ]
 }
 

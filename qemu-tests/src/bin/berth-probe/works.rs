@@ -58,6 +58,8 @@ pub fn run_all() -> Vec<(String, bool, String)> {
         let (w, d) = rlimits(n.trim());
         out.push(("rlimits".to_string(), w, d));
     }
+    let (w, d) = apparmor_label();
+    out.push(("apparmor-label".to_string(), w, d));
     if std::env::var("PROBE_EXPECT_LANDLOCK").is_ok() {
         let (w, d) = landlock_active();
         out.push(("landlock-active".to_string(), w, d));
@@ -71,6 +73,16 @@ pub fn run_all() -> Vec<(String, bool, String)> {
         out.push(("exec-works".to_string(), w, d));
     }
     out
+}
+
+/// The AppArmor label the probe runs under (the per-LSM attribute, or the
+/// legacy one), as `label="..."`: the scenario knows which it wants.
+fn apparmor_label() -> (bool, String) {
+    let text = fs::read_to_string("/proc/self/attr/apparmor/current").or_else(|_| fs::read_to_string("/proc/self/attr/current"));
+    match text {
+        Ok(t) => (true, format!("label={}", t.trim_end_matches(['\n', '\0']).replace(' ', "_"))),
+        Err(e) => (false, format!("read /proc/self/attr/apparmor/current: {}", io_errno_name(&e))),
+    }
 }
 
 /// Landlock is in force: `/proc/self/comm` is the probe's own file, on a
