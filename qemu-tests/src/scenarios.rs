@@ -218,7 +218,7 @@ fn status_layers_match(m: &Machine, agent_line: &str) -> Result<(), String> {
             return Err(format!("berthctl status has no layers line for {name}: {agent_line}"));
         };
         let kv = |k: &str| probe_field(layers, k).map(|v| v.trim_end_matches('"'));
-        let started = m.events().into_iter().filter(|e| e.name == "container.start" && e.get("name") == Some(name)).last();
+        let started = m.events().into_iter().rfind(|e| e.name == "container.start" && e.get("name") == Some(name));
         let Some(e) = started else { return Err(format!("no container.start for {name}")) };
         for (shown, logged) in [("userns", "uid_base"), ("seccomp", "seccomp"), ("device_rules", "device_rules"), ("landlock", "landlock"), ("apparmor", "apparmor")] {
             if kv(shown).is_none() || kv(shown) != e.get(logged) {
