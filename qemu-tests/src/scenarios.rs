@@ -52,7 +52,8 @@ fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 14] = [
+    let table: [(&str, Check); 15] = [
+        ("readiness", readiness),
         ("restarts", restarts),
         ("probe-v1", probe_v1),
         ("limits", cgroup_limits),
@@ -638,4 +639,99 @@ fn restarts(l: &dyn Launch) -> Result<(), String> {
         Some("0") => Ok(()),
         other => Err(format!("cgroup directories left after the last run: {other:?}")),
     }
+}
+
+fn first<'a>(events: &'a [Event], ev: &str, name: &str) -> Result<&'a Event, String> {
+    named(events, ev, name).into_iter().next().ok_or_else(|| format!("no {ev} event for {name}"))
+}
+
+fn ms_field(e: &Event, key: &str) -> Result<u64, String> {
+    e.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| format!("event {} lacks a number {key}", e.name))
+}
+
+/// Start order and readiness: `dependent` (after `base`) starts only once
+/// `base` said READY=1 over its notify socket, 1.5 s after its start, and is
+/// ready itself when its readiness command first succeeds. A container whose
+/// keep-alives stop and one whose health command starts failing are both
+/// declared unhealthy and restarted. At shutdown `dependent` is stopped
+/// before `base`, and `stopper`, asked with its own signal, is killed after
+/// its grace.
+fn readiness(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { variant: "readiness", ..spec("readiness", "poweroff-after-15") })?;
+    m.expect_event("boot.ready", lim.boot)?;
+    let ready = m.cursor();
+    m.expect_event_where("container.ready", |e| e.get("name") == Some("dependent"), lim.boot)?;
+    m.set_cursor(ready);
+    m.expect_event_where("container.unhealthy", |e| e.get("name") == Some("wd"), lim.boot)?;
+    m.set_cursor(ready);
+    m.expect_event_where("container.unhealthy", |e| e.get("name") == Some("checked"), lim.boot)?;
+    m.set_cursor(ready);
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
+    let events = m.events();
+
+    let base_start = first(&events, "container.start", "base")?;
+    let base_ready = first(&events, "container.ready", "base")?;
+    field_is(base_ready, "by", "notify")?;
+    if ms_field(base_ready, "after_ms")? < 1500 || base_ready.t - base_start.t < 1.5 {
+        return Err(format!("base ready {:.3} s after its start, before its READY=1 at 1.5 s", base_ready.t - base_start.t));
+    }
+    let waiting = first(&events, "container.waiting", "dependent")?;
+    field_is(waiting, "for", "base")?;
+    let dep_start = first(&events, "container.start", "dependent")?;
+    if dep_start.t < base_ready.t {
+        return Err(format!("dependent started at {:.3}, before base was ready at {:.3}", dep_start.t, base_ready.t));
+    }
+    let dep_ready = first(&events, "container.ready", "dependent")?;
+    field_is(dep_ready, "by", "command")?;
+    if ms_field(dep_ready, "after_ms")? < 1000 {
+        return Err("dependent ready before its readiness command could succeed".into());
+    }
+
+    for (name, reason) in [("wd", "watchdog"), ("checked", "check")] {
+        let bad = first(&events, "container.unhealthy", name)?;
+        field_is(bad, "reason", reason)?;
+        let start = first(&events, "container.start", name)?;
+        let ran = bad.t - start.t;
+        // wd: ready at once, three 300 ms keep-alives, then 1 s of silence.
+        // checked: healthy for 2 s, then two failed checks 0.5 s apart.
+        if ran < 1.9 {
+            return Err(format!("{name} declared unhealthy after only {ran:.3} s"));
+        }
+        let restart = named(&events, "container.restart", name);
+        if restart.first().is_none_or(|r| r.t < bad.t) {
+            return Err(format!("{name} was not restarted after it became unhealthy"));
+        }
+        if named(&events, "container.start", name).len() < 2 {
+            return Err(format!("{name} did not start again"));
+        }
+    }
+    if named(&events, "container.unhealthy", "base").len() + named(&events, "container.unhealthy", "dependent").len() > 0 {
+        return Err("a healthy container was declared unhealthy".into());
+    }
+
+    let stop = |name: &str| {
+        events
+            .iter()
+            .find(|e| e.name == "container.stop" && e.get("name") == Some(name) && e.get("by") == Some("shutdown"))
+            .ok_or_else(|| format!("{name} was not stopped at shutdown"))
+    };
+    let dep_reaped = events
+        .iter()
+        .rev()
+        .find(|e| e.name == "reap" && e.get("name") == Some("dependent"))
+        .ok_or("dependent was never reaped")?;
+    let base_stop = stop("base")?;
+    if stop("dependent")?.t > base_stop.t || dep_reaped.t > base_stop.t {
+        return Err("base was stopped before its dependent had ended".into());
+    }
+    let st = stop("stopper")?;
+    field_is(st, "signal", "SIGUSR1")?;
+    field_is(st, "grace_ms", "1000")?;
+    let killed = first(&events, "container.kill", "stopper")?;
+    let grace = killed.t - st.t;
+    if !(0.9..3.0).contains(&grace) {
+        return Err(format!("stopper was killed {grace:.3} s after its stop signal, want its 1 s grace"));
+    }
+    no_errors(&m, &[])
 }

@@ -54,9 +54,52 @@ pub struct Spec {
     pub landlock: Option<Ruleset>,
     /// The board's AppArmor profile and its exec attribute.
     pub apparmor: Option<(crate::board::Name, ExecAttr)>,
+    /// Containers that must be ready before this one starts.
+    pub after: heapless::Vec<crate::manifest::Name, { crate::manifest::AFTER_MAX }>,
+    pub ready: Ready,
+    pub ready_timeout_ms: u32,
+    pub health: Option<Health>,
+    pub stop_signal: nix::sys::signal::Signal,
+    pub stop_grace_ms: u32,
+    /// The notify socket, kept across restarts (see [`crate::notify`]).
+    pub notify: Option<std::os::unix::net::UnixDatagram>,
+}
+
+/// When a started container counts as ready.
+pub enum Ready {
+    /// At once.
+    Started,
+    /// On `READY=1`.
+    Notify,
+    /// When this command first succeeds inside it.
+    Command(Box<crate::container::enter::Command>),
+}
+
+/// How a ready container is checked.
+pub struct Health {
+    pub check: Check,
+    pub interval_ms: u32,
+    pub timeout_ms: u32,
+    pub retries: u32,
+}
+
+pub enum Check {
+    /// `WATCHDOG=1` at least this often.
+    Watchdog(u32),
+    Command(Box<crate::container::enter::Command>),
 }
 
 impl Spec {
+    /// The layers the container's processes get last before execve (its
+    /// init, and every command berth runs inside it).
+    pub fn confine(&self) -> spawn::Confine<'_> {
+        spawn::Confine {
+            seccomp: Some(&self.filter),
+            landlock: self.landlock,
+            apparmor: self.apparmor.as_ref().map(|(_, attr)| attr.as_cstr()),
+        }
+    }
+
     /// The layers in force, for `berthctl status`.
     pub fn layers(&self) -> crate::control::Layers {
         let h = &self.seccomp_hash;
@@ -180,6 +223,29 @@ fn prepare_one(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, lay
     let rules = crate::cgroup::rules(&plan.nodes);
     let mut name = heapless::String::new();
     let _ = name.push_str(&m.name);
+    let command = |field: &'static str, c| crate::container::enter::Command::new(c).ok_or((field, "command does not fit".to_owned()));
+    let ready = match &m.readiness {
+        Some(r) if r.notify => Ready::Notify,
+        Some(r) if !r.command.is_empty() => Ready::Command(Box::new(command("readiness", &r.command)?)),
+        _ => Ready::Started,
+    };
+    let health = match &m.health {
+        None => None,
+        Some(h) => Some(Health {
+            check: match h.watchdog_ms {
+                Some(ms) => Check::Watchdog(ms),
+                None => Check::Command(Box::new(command("health", &h.command)?)),
+            },
+            interval_ms: h.interval_ms,
+            timeout_ms: h.timeout_ms,
+            retries: h.retries,
+        }),
+    };
+    let notify = if m.uses_notify() {
+        Some(crate::notify::bind(&m.name).map_err(|e| ("notify", e.to_string()))?)
+    } else {
+        None
+    };
     Ok(Spec {
         name,
         filter: program.to_sock_filters(),
@@ -189,6 +255,13 @@ fn prepare_one(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, lay
         policy: m.restart.unwrap_or(Restart::OnFailure),
         backoff: Backoff::from_spec(m.backoff.as_ref()),
         cgroup: board.cgroup,
+        after: m.after.clone(),
+        ready,
+        ready_timeout_ms: m.readiness.as_ref().map(|r| r.timeout_ms).unwrap_or(0),
+        health,
+        stop_signal: m.stop.and_then(|s| s.signal).map(crate::manifest::StopSignal::signal).unwrap_or(nix::sys::signal::Signal::SIGTERM),
+        stop_grace_ms: m.stop.and_then(|s| s.grace_ms).unwrap_or(crate::manifest::STOP_GRACE_MS),
+        notify,
         plan,
         landlock: layers.landlock,
         apparmor: layers.apparmor.clone(),
@@ -206,12 +279,7 @@ pub fn launch(s: &Spec) -> Result<Launched, (&'static str, String)> {
     let null = std::fs::File::open("/dev/null").map_err(|e| ("stdin", e.to_string()))?;
     let stdio = spawn::Stdio { stdin: null.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() };
     let mut place = |pid| cg.add(pid).map_err(|_| Errno::EIO);
-    let confine = spawn::Confine {
-        seccomp: Some(&s.filter),
-        landlock: s.landlock,
-        apparmor: s.apparmor.as_ref().map(|(_, attr)| attr.as_cstr()),
-    };
-    let started = match spawn::spawn(&s.plan, stdio, confine, &mut place) {
+    let started = match spawn::spawn(&s.plan, stdio, s.confine(), &mut place) {
         Ok(st) => st,
         Err(e) => {
             let _ = crate::cgroup::act::kill_and_remove(cg);

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; raised on any incompatible change.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Largest request frame body.
 pub const REQUEST_MAX: usize = 512;
 /// Largest response frame body.
@@ -46,6 +46,12 @@ pub struct ContainerStatus {
     pub uptime_ms: u64,
     pub restarts: u32,
     pub last_exit: heapless::String<24>,
+    /// Ready (see the manifest's `readiness`).
+    pub ready: bool,
+    /// The cgroup's memory use in bytes (0 when unknown).
+    pub memory: u64,
+    /// The container's own `STATUS=` text (notify protocol).
+    pub note: heapless::String<64>,
     pub layers: Layers,
 }
 
@@ -249,6 +255,9 @@ mod tests {
                 uptime_ms: u64::MAX,
                 restarts: u32::MAX,
                 last_exit: text("signal 9 (SIGKILL)"),
+                ready: true,
+                memory: u64::MAX,
+                note: text(&"n".repeat(64)),
                 layers: Layers {
                     uid_base: u32::MAX,
                     seccomp: text("ffffffff"),

@@ -19,6 +19,7 @@ pub mod seccomp;
 pub mod log;
 pub mod modules;
 pub mod mount;
+pub mod notify;
 pub mod supervise;
 pub mod sys;
 pub mod verity;

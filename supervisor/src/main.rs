@@ -43,16 +43,22 @@ fn ctl(args: &[String]) -> ExitCode {
     };
     match berth::ctlsock::call(berth::control::SOCKET, cmd) {
         Ok(Response::Status(list)) => {
-            println!("{:<20} {:<8} {:>6} {:>10} {:>8}  LAST EXIT", "NAME", "STATE", "PID", "UPTIME", "RESTARTS");
+            println!(
+                "{:<20} {:<8} {:<5} {:>6} {:>10} {:>8} {:>9}  {:<12} NOTE",
+                "NAME", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT"
+            );
             for c in list.iter() {
                 println!(
-                    "{:<20} {:<8} {:>6} {:>9.1}s {:>8}  {}",
+                    "{:<20} {:<8} {:<5} {:>6} {:>9.1}s {:>8} {:>8}K  {:<12} {}",
                     c.name,
                     c.state,
+                    if c.ready { "yes" } else { "no" },
                     if c.pid > 0 { c.pid.to_string() } else { "-".into() },
                     c.uptime_ms as f64 / 1e3,
                     c.restarts,
-                    c.last_exit
+                    c.memory / 1024,
+                    c.last_exit,
+                    c.note
                 );
                 let l = &c.layers;
                 println!(

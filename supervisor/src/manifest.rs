@@ -23,7 +23,9 @@
 //! | `entry.uid`, `entry.gid` | < 65536 | the confinement issue (user namespace; ids inside) |
 //! | `restart` | `never`, `on-failure` (the default), `always` | the supervision issue (restarts with backoff, crash-loop limit) |
 //! | `backoff` | `initial_ms` 10..=3600000, `factor` 1..=10, `cap_ms`, `stable_ms` 100..=86400000, `limit` 1..=1000 | the supervision issue |
-//! | `readiness` | absolute `file`, `timeout_ms` 100..=600000 | **gated**: the supervision issue |
+//! | `readiness` | at most one of `notify = true` or `command` (1..=8 args, `command[0]` absolute); `timeout_ms` 100..=600000 (default 30000) | the supervision issue (dependents wait for it; a timeout counts as a failed run) |
+//! | `health` | exactly one of `command` or `watchdog_ms` (100..=600000); `interval_ms` 100..=3600000 (default 10000), `timeout_ms` 100..=600000 (default 5000), `retries` 1..=100 (default 3) | the supervision issue (an unhealthy container is stopped and its restart policy applies) |
+//! | `stop` | `signal` one of `SIGTERM` (default), `SIGINT`, `SIGQUIT`, `SIGHUP`, `SIGUSR1`, `SIGUSR2`, `SIGPWR`; `grace_ms` 100..=600000 (default 10000) | the supervision issue (then SIGKILL of the whole cgroup) |
 //! | `resources` | `memory_max` 1 MiB..=1 TiB, `cpu_weight` 1..=10000, `pids_max` 1..=4194304 | the cgroups issue (the container's cgroup; pids.max defaults to 512) |
 //! | `mounts` | absolute unique targets, not under `/proc`, `/dev`, `/sys`; exactly one of `tmpfs_size` (4 KiB..=4 GiB) or `volume` (a name); `exec` (default `false`) only on a tmpfs | the confinement issue (`nosuid,nodev`, `noexec` unless `exec`; a volume is `/data/volumes/<name>/<volume>`, made by berth; a target must exist in the image) |
 //! | `capabilities` | known `CAP_*` names, unique; dangerous ones refused *always* (see [`REFUSED_CAPS`]), `CAP_NET_RAW` refused with `network = "host"` | the confinement issue (bounding, permitted, effective, ambient sets) |
@@ -57,7 +59,9 @@ pub const ARGS_MAX: usize = 16;
 pub const ARG_MAX: usize = 128;
 /// Most environment strings.
 pub const ENV_MAX: usize = 16;
-/// Longest path (workdir, mount target, readiness file).
+/// Most arguments of a readiness or health command.
+pub const COMMAND_MAX: usize = 8;
+/// Longest path (workdir, mount target).
 pub const PATH_MAX: usize = 128;
 /// Most dependencies in `after`.
 pub const AFTER_MAX: usize = 8;
@@ -87,7 +91,7 @@ pub type Path = String<PATH_MAX>;
 
 /// Fields a manifest may not set yet, because nothing enforces them. A later
 /// issue that enforces one removes it here (and its tests flip).
-pub const GATED: &[&str] = &["readiness"];
+pub const GATED: &[&str] = &[];
 
 /// Every Linux capability name, by number (`linux/capability.h`).
 pub const CAP_NAMES: [&str; 41] = [
@@ -229,9 +233,15 @@ pub struct Manifest {
     /// Containers this one starts after.
     #[serde(default)]
     pub after: Vec<Name, AFTER_MAX>,
-    /// How the container says it is ready (gated).
+    /// How the container says it is ready; absent: ready once started.
     #[serde(default)]
     pub readiness: Option<Readiness>,
+    /// Periodic health check.
+    #[serde(default)]
+    pub health: Option<Health>,
+    /// How the container is asked to stop.
+    #[serde(default)]
+    pub stop: Option<Stop>,
     /// cgroup limits (gated).
     #[serde(default)]
     pub resources: Option<Resources>,
@@ -336,19 +346,106 @@ pub enum Restart {
     Always,
 }
 
+/// A command run inside the container (`command[0]` absolute).
+pub type Command = Vec<String<ARG_MAX>, COMMAND_MAX>;
+
+/// How the container says it is ready. With neither `notify` nor `command`
+/// it is ready once started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Readiness {
-    /// The container is ready once this file exists (inside the container).
-    pub file: Path,
-    /// How long to wait for it.
+    /// Ready when it sends `READY=1` to `$NOTIFY_SOCKET` (systemd's protocol).
+    #[serde(default)]
+    pub notify: bool,
+    /// Ready when this command, run inside the container, first exits 0.
+    #[serde(default)]
+    pub command: Command,
+    /// How long to wait; past it the run counts as failed.
     #[serde(default = "default_ready_timeout")]
     pub timeout_ms: u32,
 }
 
 fn default_ready_timeout() -> u32 {
+    30_000
+}
+
+/// A periodic health check: a command inside the container, or `WATCHDOG=1`
+/// keep-alives. `retries` failed checks in a row make the container unhealthy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[serde(default)]
+    pub command: Command,
+    /// Longest silence between two `WATCHDOG=1` messages.
+    #[serde(default)]
+    pub watchdog_ms: Option<u32>,
+    #[serde(default = "default_health_interval")]
+    pub interval_ms: u32,
+    #[serde(default = "default_health_timeout")]
+    pub timeout_ms: u32,
+    #[serde(default = "default_health_retries")]
+    pub retries: u32,
+}
+
+fn default_health_interval() -> u32 {
     10_000
 }
+
+fn default_health_timeout() -> u32 {
+    5_000
+}
+
+fn default_health_retries() -> u32 {
+    3
+}
+
+/// The signals a manifest may choose to ask its container to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopSignal {
+    #[serde(rename = "SIGTERM")]
+    Term,
+    #[serde(rename = "SIGINT")]
+    Int,
+    #[serde(rename = "SIGQUIT")]
+    Quit,
+    #[serde(rename = "SIGHUP")]
+    Hup,
+    #[serde(rename = "SIGUSR1")]
+    Usr1,
+    #[serde(rename = "SIGUSR2")]
+    Usr2,
+    #[serde(rename = "SIGPWR")]
+    Pwr,
+}
+
+impl StopSignal {
+    pub fn signal(self) -> nix::sys::signal::Signal {
+        use nix::sys::signal::Signal::*;
+        match self {
+            StopSignal::Term => SIGTERM,
+            StopSignal::Int => SIGINT,
+            StopSignal::Quit => SIGQUIT,
+            StopSignal::Hup => SIGHUP,
+            StopSignal::Usr1 => SIGUSR1,
+            StopSignal::Usr2 => SIGUSR2,
+            StopSignal::Pwr => SIGPWR,
+        }
+    }
+}
+
+/// How the container is stopped: its signal, then SIGKILL of its whole
+/// cgroup once `grace_ms` is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stop {
+    #[serde(default)]
+    pub signal: Option<StopSignal>,
+    #[serde(default)]
+    pub grace_ms: Option<u32>,
+}
+
+/// Default stop grace.
+pub const STOP_GRACE_MS: u32 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -442,7 +539,24 @@ fn valid_env_key(k: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
+fn check_command(m: &str, field: &str, c: &Command) -> Result<(), ManifestError> {
+    for (i, a) in c.iter().enumerate() {
+        if a.bytes().any(|b| b == 0) {
+            return Err(err(m, format!("{field}[{i}]"), "must not contain NUL"));
+        }
+        if i == 0 && !valid_abs_path(a) {
+            return Err(err(m, format!("{field}[0]"), "must be an absolute path"));
+        }
+    }
+    Ok(())
+}
+
 impl Manifest {
+    /// The notify socket is bound in when readiness or health uses it.
+    pub fn uses_notify(&self) -> bool {
+        self.readiness.as_ref().is_some_and(|r| r.notify) || self.health.as_ref().is_some_and(|h| h.watchdog_ms.is_some())
+    }
+
     /// The gated fields this manifest sets, by their [`GATED`] names.
     pub fn fields_set(&self) -> impl Iterator<Item = &'static str> + '_ {
         [
@@ -451,6 +565,8 @@ impl Manifest {
             ("restart", self.restart.is_some()),
             ("after", !self.after.is_empty()),
             ("readiness", self.readiness.is_some()),
+            ("health", self.health.is_some()),
+            ("stop", self.stop.is_some()),
             ("resources", self.resources.is_some()),
             ("mounts", !self.mounts.is_empty()),
             ("capabilities", !self.capabilities.is_empty()),
@@ -524,11 +640,37 @@ impl Manifest {
             }
         }
         if let Some(r) = &self.readiness {
-            if !valid_abs_path(&r.file) {
-                return Err(e("readiness.file", "must be an absolute path without '..'"));
+            if r.notify && !r.command.is_empty() {
+                return Err(e("readiness", "set either notify or command, not both"));
             }
+            check_command(m, "readiness.command", &r.command)?;
             if !(100..=600_000).contains(&r.timeout_ms) {
                 return Err(e("readiness.timeout_ms", "must be between 100 and 600000"));
+            }
+        }
+        if let Some(h) = &self.health {
+            match (h.command.is_empty(), h.watchdog_ms) {
+                (true, None) => return Err(e("health", "needs a command or watchdog_ms")),
+                (false, Some(_)) => return Err(e("health", "set either command or watchdog_ms, not both")),
+                _ => {}
+            }
+            check_command(m, "health.command", &h.command)?;
+            if h.watchdog_ms.is_some_and(|v| !(100..=600_000).contains(&v)) {
+                return Err(e("health.watchdog_ms", "must be between 100 and 600000"));
+            }
+            if !(100..=3_600_000).contains(&h.interval_ms) {
+                return Err(e("health.interval_ms", "must be between 100 and 3600000"));
+            }
+            if !(100..=600_000).contains(&h.timeout_ms) {
+                return Err(e("health.timeout_ms", "must be between 100 and 600000"));
+            }
+            if !(1..=100).contains(&h.retries) {
+                return Err(e("health.retries", "must be between 1 and 100"));
+            }
+        }
+        if let Some(st) = &self.stop {
+            if st.grace_ms.is_some_and(|v| !(100..=600_000).contains(&v)) {
+                return Err(e("stop.grace_ms", "must be between 100 and 600000"));
             }
         }
         if let Some(b) = &self.backoff {
@@ -957,8 +1099,18 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
             (ENTRY, "after = [\"sensor\"]\n[entry]\n", "after[0]"),
             (ENTRY, "after = [\"a\", \"a\"]\n[entry]\n", "after[1]"),
             (ENTRY, "after = [\"A\"]\n[entry]\n", "after[0]"),
-            (ENTRY, "readiness = { file = \"ready\" }\n[entry]\n", "readiness.file"),
-            (ENTRY, "readiness = { file = \"/run/ready\", timeout_ms = 5 }\n[entry]\n", "readiness.timeout_ms"),
+            (ENTRY, "readiness = { command = [\"check\"] }\n[entry]\n", "readiness.command[0]"),
+            (ENTRY, "readiness = { notify = true, timeout_ms = 5 }\n[entry]\n", "readiness.timeout_ms"),
+            (ENTRY, "readiness = { notify = true, command = [\"/c\"] }\n[entry]\n", "readiness"),
+            (ENTRY, "health = { interval_ms = 1000 }\n[entry]\n", "health"),
+            (ENTRY, "health = { command = [\"/c\"], watchdog_ms = 1000 }\n[entry]\n", "health"),
+            (ENTRY, "health = { watchdog_ms = 10 }\n[entry]\n", "health.watchdog_ms"),
+            (ENTRY, "health = { command = [\"/c\"], interval_ms = 5 }\n[entry]\n", "health.interval_ms"),
+            (ENTRY, "health = { command = [\"/c\"], timeout_ms = 5 }\n[entry]\n", "health.timeout_ms"),
+            (ENTRY, "health = { command = [\"/c\"], retries = 0 }\n[entry]\n", "health.retries"),
+            (ENTRY, "health = { command = [\"c\"] }\n[entry]\n", "health.command[0]"),
+            (ENTRY, "stop = { grace_ms = 1 }\n[entry]\n", "stop.grace_ms"),
+            (ENTRY, "stop = { signal = \"SIGKILL\" }\n[entry]\n", "stop"),
             (ENTRY, "rlimits = { nofile = 8 }\n[entry]\n", "rlimits.nofile"),
             (ENTRY, "backoff = { factor = 0 }\n[entry]\n", "backoff.factor"),
             (ENTRY, "backoff = { limit = 0 }\n[entry]\n", "backoff.limit"),
@@ -1046,9 +1198,7 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
 
     #[test]
     fn every_gated_field_is_refused_as_not_supported_yet() {
-        let cases: &[(&str, &str)] = &[
-            ("readiness = { file = \"/run/ready\" }\n[entry]\n", "readiness"),
-        ];
+        let cases: &[(&str, &str)] = &[];
         let mut seen = std::vec::Vec::new();
         for (new, field) in cases {
             let e = parse(&sensor_with(ENTRY, new)).unwrap_err();
@@ -1076,6 +1226,26 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         assert!(parse(&sensor_with(ENTRY, &format!("rw_paths = [{}]\n[entry]\n", many.join(",")))).is_err());
         assert!(beneath("/usr/bin/x", "/usr") && beneath("/usr", "/usr") && beneath("/x", "/"));
         assert!(!beneath("/usrx/y", "/usr") && !beneath("/us", "/usr"));
+    }
+
+    #[test]
+    fn readiness_health_and_stop_are_accepted() {
+        let m = parse(&sensor_with(
+            ENTRY,
+            "readiness = { notify = true, timeout_ms = 5000 }\n\
+             health = { watchdog_ms = 2000 }\n\
+             stop = { signal = \"SIGINT\", grace_ms = 500 }\n[entry]\n",
+        ))
+        .unwrap();
+        assert!(m.uses_notify());
+        assert_eq!(m.readiness.as_ref().map(|r| r.timeout_ms), Some(5000));
+        let h = m.health.as_ref().unwrap();
+        assert_eq!((h.watchdog_ms, h.interval_ms, h.retries), (Some(2000), 10_000, 3));
+        assert_eq!(m.stop.and_then(|s| s.signal).map(StopSignal::signal), Some(nix::sys::signal::Signal::SIGINT));
+        let m = parse(&sensor_with(ENTRY, "health = { command = [\"/bin/check\", \"-q\"], retries = 2 }\n[entry]\n")).unwrap();
+        assert!(!m.uses_notify());
+        assert_eq!(m.health.unwrap().command.len(), 2);
+        assert!(!examples()[0].uses_notify());
     }
 
     #[test]

@@ -50,6 +50,9 @@ impl Backoff {
 pub enum Exit {
     Code(i32),
     Signal(i32),
+    /// Stopped by berth for a failed readiness or health check: a failure
+    /// whatever the exit status was.
+    Unhealthy,
 }
 
 impl Exit {

@@ -398,6 +398,7 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
             },
         ),
         ("restarts", Variant { suffix: "-restarts".into(), manifests: Some(root.join("qemu-tests/manifests/restarts")), ..Default::default() }),
+        ("readiness", Variant { suffix: "-readiness".into(), manifests: Some(root.join("qemu-tests/manifests/readiness")), ..Default::default() }),
         ("limits", Variant { suffix: "-limits".into(), manifests: Some(root.join("qemu-tests/manifests/limits")), ..Default::default() }),
         ("corrupt-image", Variant { suffix: "-corrupt-image".into(), release: ReleaseData::CorruptSensorImage, ..Default::default() }),
         ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),

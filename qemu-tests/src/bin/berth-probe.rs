@@ -44,6 +44,8 @@
 
 #[path = "berth-probe/attempts.rs"]
 mod attempts;
+#[path = "berth-probe/lifecycle.rs"]
+mod lifecycle;
 #[path = "berth-probe/sys.rs"]
 mod sys;
 #[path = "berth-probe/works.rs"]
@@ -142,6 +144,7 @@ fn main() {
             std::process::exit(code);
         }
         Some("--memhog") => memhog(),
+        Some("--notify" | "--sleep" | "--uptime-above" | "--uptime-below") => lifecycle::run(&args),
         Some("--list") => {
             for a in attempts::table() {
                 say(&list_line(a.name, a.accept));
@@ -149,7 +152,7 @@ fn main() {
             std::process::exit(0);
         }
         Some(other) => {
-            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS])");
+            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {})", lifecycle::USAGE);
             std::process::exit(2);
         }
     }
@@ -420,6 +423,45 @@ pub fn since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// `--forkbomb`: fork children that sleep until fork fails; report how many
+/// exist when it stops (pids.max), then keep them alive a while and exit 0.
+fn forkbomb() -> ! {
+    let mut n = 0u32;
+    let err = loop {
+        // SAFETY: the child only sleeps and exits; no locks are taken.
+        match unsafe { libc::fork() } {
+            0 => {
+                // SAFETY: plain sleep then _exit in the child.
+                unsafe {
+                    libc::sleep(30);
+                    libc::_exit(0)
+                }
+            }
+            pid if pid > 0 => n += 1,
+            _ => break std::io::Error::last_os_error(),
+        }
+        if n >= 100_000 {
+            break std::io::Error::other("never stopped");
+        }
+    };
+    say(&format!("PROBE forkbomb stopped forks={n} error={}", err.raw_os_error().map(sys::errno_name).unwrap_or_else(|| "none".into())));
+    std::process::exit(0)
+}
+
+/// `--memhog`: allocate and touch memory in 1 MiB steps, reporting progress,
+/// until the kernel kills it.
+fn memhog() -> ! {
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    for mib in 1..=4096u32 {
+        kept.push(vec![0x5a; 1 << 20]);
+        if mib % 8 == 0 {
+            say(&format!("PROBE memhog mib={mib}"));
+        }
+    }
+    say("PROBE memhog survived 4096 MiB");
+    std::process::exit(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,43 +657,4 @@ mod tests {
             }
         }
     }
-}
-
-/// `--forkbomb`: fork children that sleep until fork fails; report how many
-/// exist when it stops (pids.max), then keep them alive a while and exit 0.
-fn forkbomb() -> ! {
-    let mut n = 0u32;
-    let err = loop {
-        // SAFETY: the child only sleeps and exits; no locks are taken.
-        match unsafe { libc::fork() } {
-            0 => {
-                // SAFETY: plain sleep then _exit in the child.
-                unsafe {
-                    libc::sleep(30);
-                    libc::_exit(0)
-                }
-            }
-            pid if pid > 0 => n += 1,
-            _ => break std::io::Error::last_os_error(),
-        }
-        if n >= 100_000 {
-            break std::io::Error::other("never stopped");
-        }
-    };
-    say(&format!("PROBE forkbomb stopped forks={n} error={}", err.raw_os_error().map(sys::errno_name).unwrap_or_else(|| "none".into())));
-    std::process::exit(0)
-}
-
-/// `--memhog`: allocate and touch memory in 1 MiB steps, reporting progress,
-/// until the kernel kills it.
-fn memhog() -> ! {
-    let mut kept: Vec<Vec<u8>> = Vec::new();
-    for mib in 1..=4096u32 {
-        kept.push(vec![0x5a; 1 << 20]);
-        if mib % 8 == 0 {
-            say(&format!("PROBE memhog mib={mib}"));
-        }
-    }
-    say("PROBE memhog survived 4096 MiB");
-    std::process::exit(1)
 }

@@ -11,7 +11,8 @@
 //! `berthctl` (status and release over the control socket). Then it
 //! performs the action named by the kernel command line token
 //! `berth.test=<mode>` (`none` when absent): `none`, `poweroff` (SIGTERM to
-//! PID 1), `reboot` (SIGINT to PID 1), `reboot-once` (reboot the first time,
+//! PID 1), `poweroff-after-<secs>` (the same, that many seconds later),
+//! `reboot` (SIGINT to PID 1), `reboot-once` (reboot the first time,
 //! remembered by `/data/.agent-rebooted`, power off the next). Actions are
 //! announced as `AGENT action=<x>`; `AGENT done` comes before the signal.
 //! Then it waits for berth's shutdown SIGTERM and exits 0.
@@ -61,6 +62,16 @@ fn main() {
         "none" => say("AGENT done"),
         "poweroff" => act("poweroff", libc::SIGTERM),
         "reboot" => act("reboot", libc::SIGINT),
+        m if m.starts_with("poweroff-after-") => match m.trim_start_matches("poweroff-after-").parse::<u64>() {
+            Ok(secs) => {
+                std::thread::sleep(Duration::from_secs(secs));
+                act("poweroff", libc::SIGTERM);
+            }
+            Err(_) => {
+                report("mode", false, &format!("bad mode {m}"));
+                say("AGENT done");
+            }
+        },
         "reboot-once" => {
             if Path::new(REBOOT_MARKER).exists() {
                 act("poweroff", libc::SIGTERM);

@@ -151,6 +151,21 @@ impl CgroupDir {
         .ok_or_else(|| err(Path::new("memory"), "find", "the cgroup has no memory hierarchy"))?;
         MemoryEvents::parse(&read(&file)?).map_err(|e| err(&file, "parse", e))
     }
+
+    /// Bytes of memory in use: `memory.current` (v2) or
+    /// `memory.usage_in_bytes` of the memory hierarchy (v1).
+    pub fn memory_current(&self) -> Result<u64, CgroupError> {
+        let file = match self.version {
+            Version::V2 => self.path().map(|d| d.join("memory.current")),
+            Version::V1 => self
+                .dirs
+                .iter()
+                .find(|d| d.parent().and_then(Path::parent).is_some_and(|h| h.ends_with("memory")))
+                .map(|d| d.join("memory.usage_in_bytes")),
+        }
+        .ok_or_else(|| err(Path::new("memory"), "find", "the cgroup has no memory hierarchy"))?;
+        read(&file)?.trim().parse().map_err(|_| err(&file, "parse", "not a number"))
+    }
 }
 
 /// Enable the controllers `plan` needs in `dir`'s children: check them in

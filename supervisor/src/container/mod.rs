@@ -19,6 +19,7 @@
 pub mod caps;
 pub mod cstr;
 pub mod devices;
+pub mod enter;
 pub mod ids;
 pub mod landlock;
 pub mod mounts;

@@ -122,6 +122,9 @@ pub enum Step {
     /// The source is opened `O_PATH|O_NOFOLLOW` and must be a character
     /// device.
     BindNode { source: CPath, target: CPath },
+    /// The container's notify socket (see [`crate::notify`]) bound onto an
+    /// empty file made by [`Step::Touch`]; the source must be a socket.
+    BindSocket { source: CPath, target: CPath },
     /// `mount(NULL, target, NULL, MS_BIND|MS_REMOUNT|flags, NULL)`. Inside a
     /// user namespace the act ORs in the flags `statvfs(target)` reports
     /// (locked ones cannot be cleared: EPERM otherwise). `recursive`: with
@@ -198,6 +201,7 @@ impl fmt::Display for Step {
                 write!(f, "{} {source} {target}", if *recursive { "rbind" } else { "bind" })
             }
             Step::BindNode { source, target } => write!(f, "bind-node {source} {target}"),
+            Step::BindSocket { source, target } => write!(f, "bind-socket {source} {target}"),
             Step::BindRemount { target, flags, recursive } => {
                 write!(f, "{} {target} {}", if *recursive { "remount-rec" } else { "remount" }, Flags(*flags))
             }
@@ -327,6 +331,8 @@ pub struct Input<'a> {
     pub gid: u32,
     pub writable: &'a [Writable],
     pub nodes: &'a [Node],
+    /// Host path of the notify socket to bind at [`crate::notify::INSIDE`].
+    pub notify: Option<&'a CPath>,
 }
 
 struct Builder<'a> {
@@ -443,6 +449,13 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
         b.push(Step::BindNode { source: n.host.clone(), target })?;
         b.remount(path, MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NOEXEC, false)?;
     }
+    if let Some(source) = input.notify {
+        let inside = crate::notify::INSIDE;
+        let target = b.at(inside, inside)?;
+        b.push(Step::Touch { path: target.clone(), mode: 0o666 })?;
+        b.push(Step::BindSocket { source: source.clone(), target })?;
+        b.remount(inside, MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, false)?;
+    }
     for (link, target) in SYMLINKS {
         let link = b.at(link, link)?;
         b.push(Step::Symlink { target, link })?;
@@ -480,7 +493,7 @@ mod tests {
     }
 
     fn lines(w: &[Writable], own_net: bool) -> Vec<String> {
-        let input = Input { root: "/r", container: "c", own_net, uid: 0, gid: 0, writable: w, nodes: &[] };
+        let input = Input { root: "/r", container: "c", own_net, uid: 0, gid: 0, writable: w, nodes: &[], notify: None };
         sequence(&input).unwrap().iter().map(|s| s.to_string()).collect()
     }
 

@@ -158,8 +158,9 @@ pub struct Plan {
     pub caps: Caps,
     pub rlimits: [Rlimit; 3],
     pub argv: heapless::Vec<CArg, ARGS_MAX>,
-    /// The manifest's, plus [`DEFAULT_PATH`] when it sets no `PATH`.
-    pub env: heapless::Vec<CArg, { ENV_MAX + 1 }>,
+    /// The manifest's, plus [`DEFAULT_PATH`] when it sets no `PATH`, plus
+    /// [`crate::notify::ENV`] when the container uses the notify socket.
+    pub env: heapless::Vec<CArg, { ENV_MAX + 2 }>,
     /// Inside the container, after the pivot.
     pub workdir: CPath,
     pub umask: u32,
@@ -214,6 +215,11 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
         writable: &targets,
     })
     .map_err(e)?;
+    let notify = if manifest.uses_notify() {
+        Some(CPath::new(&crate::notify::host_path(name)).ok_or_else(|| e2("readiness", "notify socket path too long"))?)
+    } else {
+        None
+    };
     let steps = mounts::sequence(&mounts::Input {
         root: rootfs,
         container: name,
@@ -222,6 +228,7 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
         gid: ids.gid,
         writable: &writable,
         nodes: &nodes,
+        notify: notify.as_ref(),
     })
     .map_err(e)?;
 
@@ -249,6 +256,10 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
     }
     if !manifest.entry.env.iter().any(|kv| kv.starts_with("PATH=")) {
         let c = CArg::new(DEFAULT_PATH).ok_or_else(|| e2("entry.env", "default PATH does not fit"))?;
+        env.push(c).map_err(|_| e2("entry.env", "too many environment strings"))?;
+    }
+    if notify.is_some() {
+        let c = CArg::new(crate::notify::ENV).ok_or_else(|| e2("entry.env", "NOTIFY_SOCKET does not fit"))?;
         env.push(c).map_err(|_| e2("entry.env", "too many environment strings"))?;
     }
 

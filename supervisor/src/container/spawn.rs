@@ -366,9 +366,9 @@ fn decode(r: &[u8; RECORD]) -> Option<(Step, Errno)> {
     Some((step, Errno::from_raw(i32::from_ne_bytes([c0, c1, c2, c3]))))
 }
 
-type Fail = (Step, Errno);
+pub(super) type Fail = (Step, Errno);
 
-trait Ctx<T> {
+pub(super) trait Ctx<T> {
     fn at(self, step: Step) -> Result<T, Fail>;
 }
 
@@ -474,6 +474,13 @@ impl Act for Mounter {
                 }
                 mount(Some(source.as_cstr()), target.as_cstr(), none, MsFlags::MS_BIND, none)
             }
+            S::BindSocket { source, target } => {
+                let st = lstat(source.as_cstr())?;
+                if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFSOCK {
+                    return Err(Errno::ENOTSOCK);
+                }
+                mount(Some(source.as_cstr()), target.as_cstr(), none, MsFlags::MS_BIND, none)
+            }
             S::BindRemount { target, flags, recursive: false } => remount(target.as_cstr(), *flags),
             S::BindRemount { target, flags, recursive: true } => {
                 match sys::mount_setattr_recursive(target.as_cstr(), mount_attrs(*flags)) {
@@ -519,9 +526,9 @@ impl Act for Mounter {
 }
 
 /// Pointer arrays for execve: argv (manifest limit) and environment (plus
-/// the default `PATH`), each with its NULL.
-type Argv<'a> = sys::CPtrs<'a, { ARGS_MAX + 1 }>;
-type Envp<'a> = sys::CPtrs<'a, { ENV_MAX + 2 }>;
+/// the default `PATH` and `NOTIFY_SOCKET`), each with its NULL.
+pub(super) type Argv<'a> = sys::CPtrs<'a, { ARGS_MAX + 1 }>;
+pub(super) type Envp<'a> = sys::CPtrs<'a, { ENV_MAX + 3 }>;
 
 /// What the children read; everything prepared before the fork.
 struct Child<'a> {
@@ -631,60 +638,6 @@ impl Child<'_> {
         Ok(())
     }
 
-    fn caps(&self) -> Result<(), Fail> {
-        let caps = &self.plan.caps;
-        let ids = &self.plan.ids;
-        let drop = caps.bounding_drop();
-        for cap in 0..=CAP_LAST {
-            if drop & (1u64 << cap) != 0 {
-                match sys::capbset_drop(cap) {
-                    // A capability this kernel does not know.
-                    Err(Errno::EINVAL) => {}
-                    r => r.at(Step::BoundingSet)?,
-                }
-            }
-        }
-        sys::set_securebits(caps.securebits).at(Step::Securebits)?;
-        // setgroups is denied in the namespace; C1 dropped the groups as
-        // host root.
-        sys::setresgid(ids.gid).at(Step::Setresgid)?;
-        sys::setresuid(ids.uid).at(Step::Setresuid)?;
-        sys::capset(&caps.capset_data()).at(Step::Capset)?;
-        sys::ambient_clear_all().at(Step::Ambient)?;
-        for cap in 0..=CAP_LAST {
-            if caps.ambient & (1u64 << cap) != 0 {
-                sys::ambient_raise(cap).at(Step::Ambient)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn close_fds(&self) -> Result<(), Errno> {
-        match sys::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) {
-            // Before Linux 5.11: close all but the error pipe (CLOEXEC).
-            Err(Errno::EINVAL) => {
-                let err = u32::try_from(self.err.as_raw_fd()).map_err(|_| Errno::EBADF)?;
-                if err > 3 {
-                    sys::close_range(3, err - 1, 0)?;
-                }
-                sys::close_range(err.saturating_add(1), u32::MAX, 0)
-            }
-            r => r,
-        }
-    }
-
-    /// Every rule's path, opened after the pivot (a path that is missing
-    /// fails the start), then the ruleset enforced.
-    fn landlock(&self, ruleset: &Ruleset) -> Result<(), Fail> {
-        let fd = landlock_sys::create_ruleset(ruleset.handled_fs, ruleset.scoped).at(Step::Landlock)?;
-        for (i, rule) in self.plan.landlock.iter().enumerate() {
-            let step = Step::LandlockRule(u16::try_from(i).unwrap_or(u16::MAX));
-            let (path, is_dir) = landlock_sys::open_path(rule.path.as_cstr()).at(step)?;
-            landlock_sys::add_path_rule(fd.as_fd(), path.as_fd(), ruleset.allowed(rule.access, is_dir)).at(step)?;
-        }
-        landlock_sys::restrict_self(fd.as_fd()).at(Step::LandlockRestrict)
-    }
-
     fn init_steps(&self) -> Result<core::convert::Infallible, Fail> {
         let plan = self.plan;
         unistd::setsid().at(Step::Setsid)?;
@@ -694,7 +647,7 @@ impl Child<'_> {
             .map_err(|Failed { index, error }| (Step::Mount(u16::try_from(index).unwrap_or(u16::MAX)), error))?;
         nix::sys::stat::umask(Mode::from_bits_truncate(plan.umask));
         unistd::chdir(plan.workdir.as_cstr()).at(Step::Workdir)?;
-        self.caps()?;
+        drop_privileges(plan)?;
         if plan.caps.no_new_privs {
             nix::sys::prctl::set_no_new_privs().at(Step::NoNewPrivs)?;
         }
@@ -708,18 +661,37 @@ impl Child<'_> {
         }
         sys::reset_signal_handlers().at(Step::Signals)?;
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).at(Step::Signals)?;
-        self.close_fds().at(Step::CloseFds)?;
-        if let Some(attr) = self.confine.apparmor {
-            apparmor_exec(attr).at(Step::AppArmor)?;
-        }
-        if let Some(ruleset) = self.confine.landlock {
-            self.landlock(&ruleset)?;
-        }
-        if let Some(prog) = self.confine.seccomp {
-            sys::install_filter(prog).at(Step::Seccomp)?;
-        }
+        close_fds(self.err).at(Step::CloseFds)?;
+        confine_last(self.plan, &self.confine)?;
         Err((Step::Exec, sys::execve(self.path, self.argv, self.envp)))
     }
+}
+
+/// The last layers before execve, in order: the AppArmor exec profile, the
+/// Landlock ruleset, the seccomp filter. Also used by [`super::enter`].
+pub(super) fn confine_last(plan: &Plan, confine: &Confine<'_>) -> Result<(), Fail> {
+    if let Some(attr) = confine.apparmor {
+        apparmor_exec(attr).at(Step::AppArmor)?;
+    }
+    if let Some(ruleset) = confine.landlock {
+        landlock(plan, &ruleset)?;
+    }
+    if let Some(prog) = confine.seccomp {
+        sys::install_filter(prog).at(Step::Seccomp)?;
+    }
+    Ok(())
+}
+
+/// Every rule's path, opened after the pivot (a path that is missing fails
+/// the start), then the ruleset enforced.
+fn landlock(plan: &Plan, ruleset: &Ruleset) -> Result<(), Fail> {
+    let fd = landlock_sys::create_ruleset(ruleset.handled_fs, ruleset.scoped).at(Step::Landlock)?;
+    for (i, rule) in plan.landlock.iter().enumerate() {
+        let step = Step::LandlockRule(u16::try_from(i).unwrap_or(u16::MAX));
+        let (path, is_dir) = landlock_sys::open_path(rule.path.as_cstr()).at(step)?;
+        landlock_sys::add_path_rule(fd.as_fd(), path.as_fd(), ruleset.allowed(rule.access, is_dir)).at(step)?;
+    }
+    landlock_sys::restrict_self(fd.as_fd()).at(Step::LandlockRestrict)
 }
 
 /// Write the AppArmor exec attribute: the program execve starts runs in the
@@ -727,6 +699,51 @@ impl Child<'_> {
 fn apparmor_exec(attr: &CStr) -> Result<(), Errno> {
     match sys::write_once(crate::apparmor::EXEC_ATTR, attr.to_bytes()) {
         Err(Errno::ENOENT) => sys::write_once(crate::apparmor::EXEC_ATTR_LEGACY, attr.to_bytes()),
+        r => r,
+    }
+}
+
+/// The credential steps of the plan: bounding set, securebits, ids,
+/// capabilities, ambient set. Also used by [`super::enter`].
+pub(super) fn drop_privileges(plan: &Plan) -> Result<(), Fail> {
+    let caps = &plan.caps;
+    let ids = &plan.ids;
+    let drop = caps.bounding_drop();
+    for cap in 0..=CAP_LAST {
+        if drop & (1u64 << cap) != 0 {
+            match sys::capbset_drop(cap) {
+                // A capability this kernel does not know.
+                Err(Errno::EINVAL) => {}
+                r => r.at(Step::BoundingSet)?,
+            }
+        }
+    }
+    sys::set_securebits(caps.securebits).at(Step::Securebits)?;
+    // setgroups is denied in the namespace; C1 dropped the groups as
+    // host root.
+    sys::setresgid(ids.gid).at(Step::Setresgid)?;
+    sys::setresuid(ids.uid).at(Step::Setresuid)?;
+    sys::capset(&caps.capset_data()).at(Step::Capset)?;
+    sys::ambient_clear_all().at(Step::Ambient)?;
+    for cap in 0..=CAP_LAST {
+        if caps.ambient & (1u64 << cap) != 0 {
+            sys::ambient_raise(cap).at(Step::Ambient)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every fd >= 3 but `keep` close-on-exec (or closed, before Linux 5.11).
+pub(super) fn close_fds(keep: BorrowedFd<'_>) -> Result<(), Errno> {
+    match sys::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) {
+        // Before Linux 5.11: close all but the error pipe (CLOEXEC).
+        Err(Errno::EINVAL) => {
+            let err = u32::try_from(keep.as_raw_fd()).map_err(|_| Errno::EBADF)?;
+            if err > 3 {
+                sys::close_range(3, err - 1, 0)?;
+            }
+            sys::close_range(err.saturating_add(1), u32::MAX, 0)
+        }
         r => r,
     }
 }
@@ -959,6 +976,8 @@ mod tests {
             restart: None,
             after: heapless::Vec::new(),
             readiness: None,
+            health: None,
+            stop: None,
             resources: None,
             mounts: heapless::Vec::new(),
             capabilities: heapless::Vec::new(),

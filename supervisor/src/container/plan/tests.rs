@@ -46,6 +46,8 @@ fn sample() -> Manifest {
         restart: None,
         after: heapless::Vec::new(),
         readiness: None,
+        health: None,
+        stop: None,
         resources: None,
         mounts: [
             Mount { target: s("/var/lib/web"), tmpfs_size: None, volume: Some(s("state")), exec: false },

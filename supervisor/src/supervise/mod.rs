@@ -21,6 +21,9 @@
 //! partition, `reboot(2)`. A second request while shutting down is logged and
 //! ignored. PID 1 never returns from [`run`].
 
+mod commands;
+pub mod life;
+
 use crate::log::Event;
 use crate::mount::{errno_text, DATA};
 use nix::errno::Errno;
@@ -127,6 +130,7 @@ pub enum SlotState {
 /// One container of the release and its restart bookkeeping.
 struct Slot {
     spec: crate::containers::Spec,
+    params: life::Params,
     pid: Option<Pid>,
     started: f64,
     due: Option<f64>,
@@ -136,10 +140,59 @@ struct Slot {
     held: bool,
     /// Restart requested by the operator: start again as soon as it ends.
     again: bool,
-    /// When a SIGTERMed container gets SIGKILL (a pid namespace's init
-    /// ignores SIGTERM unless it handles it).
-    kill_at: Option<f64>,
+    /// The current run's readiness, health and stop deadlines.
+    life: life::Life,
     last_exit: Option<crate::restart::Exit>,
+    /// `STATUS=` text from the notify socket.
+    status: Option<heapless::String<{ crate::notify::STATUS_MAX }>>,
+    /// A `container.waiting` event was emitted for the current wait.
+    told_waiting: bool,
+}
+
+impl Slot {
+    fn new(spec: crate::containers::Spec) -> Slot {
+        Slot {
+            params: params(&spec),
+            spec,
+            pid: None,
+            started: 0.0,
+            due: Some(0.0),
+            restart: crate::restart::State::default(),
+            state: SlotState::Waiting,
+            held: false,
+            again: false,
+            life: life::Life::default(),
+            last_exit: None,
+            status: None,
+            told_waiting: false,
+        }
+    }
+}
+
+/// The run parameters of a spec, in seconds.
+fn params(s: &crate::containers::Spec) -> life::Params {
+    use crate::containers::{Check, Ready};
+    let ms = |v: u32| f64::from(v) / 1e3;
+    let h = s.health.as_ref();
+    life::Params {
+        ready: match s.ready {
+            Ready::Started => life::ReadyBy::Start,
+            Ready::Notify => life::ReadyBy::Notify,
+            Ready::Command(_) => life::ReadyBy::Command,
+        },
+        ready_timeout: ms(s.ready_timeout_ms),
+        watchdog: h.and_then(|h| match h.check {
+            Check::Watchdog(w) => Some(ms(w)),
+            Check::Command(_) => None,
+        }),
+        check_interval: h.and_then(|h| match h.check {
+            Check::Command(_) => Some(ms(h.interval_ms)),
+            Check::Watchdog(_) => None,
+        }),
+        check_timeout: h.map(|h| ms(h.timeout_ms)).unwrap_or(5.0),
+        retries: h.map(|h| h.retries).unwrap_or(1),
+        grace: ms(s.stop_grace_ms),
+    }
 }
 
 pub struct Pid1 {
@@ -156,6 +209,8 @@ pub struct Pid1 {
     cgroups: Vec<(Pid, crate::cgroup::act::CgroupDir)>,
     outputs: heapless::Vec<Option<Output>, OUTPUTS_MAX>,
     data_mounted: bool,
+    /// Shutdown: the containers are down and every other process got SIGTERM.
+    host_signalled: bool,
 }
 
 const TOKEN_SIGNAL: u64 = 1;
@@ -166,8 +221,8 @@ const TOKEN_OUTPUT: u64 = 1000;
 /// The control socket's listener, then its connections from this base on.
 const TOKEN_CTL_LISTEN: u64 = 4;
 const TOKEN_CTL_CONN: u64 = 2000;
-/// How long a container stopped by the operator gets after SIGTERM.
-const STOP_GRACE: f64 = 3.0;
+/// Notify sockets from here on (token - base = slot).
+const TOKEN_NOTIFY: u64 = 3000;
 /// How long SIGKILLed processes get to be reaped before the final steps.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -185,6 +240,7 @@ impl Pid1 {
             cgroups: Vec::new(),
             outputs: heapless::Vec::new(),
             data_mounted,
+            host_signalled: false,
         }
     }
 
@@ -249,68 +305,267 @@ impl Pid1 {
     /// Take the release's prepared containers; they start when the loop runs.
     pub fn adopt(&mut self, specs: Vec<crate::containers::Spec>) {
         for spec in specs {
-            self.slots.push(Slot {
-                spec,
-                pid: None,
-                started: 0.0,
-                due: Some(0.0),
-                restart: crate::restart::State::default(),
-                state: SlotState::Waiting,
-                held: false,
-                again: false,
-                kill_at: None,
-                last_exit: None,
-            });
+            self.slots.push(Slot::new(spec));
+        }
+        self.watch_notify_sockets();
+    }
+
+    fn watch_notify_sockets(&self) {
+        let Some(epoll) = &self.epoll else { return };
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(sock) = &slot.spec.notify {
+                let r = epoll.add(sock, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_NOTIFY + i as u64));
+                if let Err(e) = r.or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) }) {
+                    Event::error("notify.watch").kv("name", &slot.spec.name).result(&Err::<(), _>(errno_text(e))).emit();
+                }
+            }
         }
     }
 
-    /// Start every container whose time has come, kill those whose stop
-    /// grace is over, then re-arm the timer.
-    fn start_due(&mut self) {
+    /// Whether every container `i` starts after is running and ready.
+    fn deps_ready(&self, i: usize) -> Result<(), heapless::String<32>> {
+        let Some(slot) = self.slots.get(i) else { return Ok(()) };
+        for dep in &slot.spec.after {
+            let ready = self.slots.iter().any(|o| &o.spec.name == dep && o.pid.is_some() && o.life.ready && !o.life.stopping);
+            // A dependency that is not in the release (left out because its
+            // preparation failed) can never be ready: wait for it forever,
+            // said once.
+            if !ready {
+                return Err(dep.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Act on every deadline that has come: kills, health verdicts, checks,
+    /// then start every container whose time has come and whose
+    /// dependencies are ready; then re-arm the timer.
+    fn tick(&mut self) {
         let now = crate::log::now();
-        for slot in self.slots.iter_mut() {
-            if let (Some(at), Some(pid)) = (slot.kill_at, slot.pid) {
-                if at <= now {
-                    slot.kill_at = None;
-                    let _ = kill(pid, Signal::SIGKILL);
-                }
+        for i in 0..self.slots.len() {
+            let Some(slot) = self.slots.get_mut(i) else { continue };
+            let due = slot.life.due(now);
+            if due.kill {
+                self.kill_container(i);
+            }
+            if let Some(pid) = due.kill_check {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            if let Some(reason) = due.unhealthy {
+                self.unhealthy(i, reason.name());
+            }
+            if due.run_check {
+                self.run_check(i, now);
             }
         }
         for i in 0..self.slots.len() {
-            let Some(slot) = self.slots.get_mut(i) else { continue };
+            let Some(slot) = self.slots.get(i) else { continue };
             if self.phase != Phase::Running || slot.due.is_none_or(|d| d > now) {
                 continue;
             }
-            slot.due = None;
-            match crate::containers::launch(&slot.spec) {
-                Ok(l) => {
-                    slot.pid = Some(l.pid);
-                    slot.started = now;
-                    slot.state = SlotState::Running;
-                    let name = slot.spec.name.clone();
-                    self.watch(l.pid, &name);
-                    self.own_cgroup(l.pid, l.cgroup);
-                    self.watch_output(l.output, &name);
+            if let Err(dep) = self.deps_ready(i) {
+                if let Some(slot) = self.slots.get_mut(i) {
+                    if !slot.told_waiting {
+                        slot.told_waiting = true;
+                        Event::info("container.waiting").kv("name", &slot.spec.name).kv("for", &dep).emit();
+                    }
                 }
-                Err((step, e)) => {
-                    Event::error("container.start").kv("name", &slot.spec.name).kv("step", step).kv("result", "error").kv("error", e).emit();
-                    // A start that fails counts as a failed run of no length.
-                    self.after_exit(i, crate::restart::Exit::Code(127), 0);
+                continue;
+            }
+            self.launch(i, now);
+        }
+        self.arm_deadline();
+    }
+
+    fn launch(&mut self, i: usize, now: f64) {
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        slot.due = None;
+        slot.told_waiting = false;
+        match crate::containers::launch(&slot.spec) {
+            Ok(l) => {
+                slot.pid = Some(l.pid);
+                slot.started = now;
+                slot.state = SlotState::Running;
+                slot.status = None;
+                if let Some(sock) = &slot.spec.notify {
+                    // Nothing an earlier run sent counts for this one.
+                    let _ = crate::notify::drain(sock);
+                }
+                let (life, ready) = life::Life::start(&slot.params, now);
+                slot.life = life;
+                let name = slot.spec.name.clone();
+                if ready {
+                    Event::info("container.ready").kv("name", &name).kv("by", "start").kv("after_ms", 0).emit();
+                }
+                self.watch(l.pid, &name);
+                self.own_cgroup(l.pid, l.cgroup);
+                self.watch_output(l.output, &name);
+            }
+            Err((step, e)) => {
+                Event::error("container.start").kv("name", &slot.spec.name).kv("step", step).kv("result", "error").kv("error", e).emit();
+                // A start that fails counts as a failed run of no length.
+                self.after_exit(i, crate::restart::Exit::Code(127), 0);
+            }
+        }
+    }
+
+    /// Container `i` became ready: its dependents may start.
+    fn became_ready(&mut self, i: usize, by: &str) {
+        let Some(slot) = self.slots.get(i) else { return };
+        let after_ms = ((crate::log::now() - slot.started) * 1e3) as u64;
+        Event::info("container.ready").kv("name", &slot.spec.name).kv("by", by).kv("after_ms", after_ms).emit();
+        self.tick();
+    }
+
+    /// A readiness or health verdict against container `i`: stop it; its
+    /// exit counts as a failure.
+    fn unhealthy(&mut self, i: usize, reason: &str) {
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        slot.life.unhealthy = true;
+        Event::warn("container.unhealthy").kv("name", &slot.spec.name).kv("reason", reason).emit();
+        self.stop_container(i, "health");
+    }
+
+    /// Send container `i` its stop signal; SIGKILL of its cgroup follows
+    /// after its grace.
+    fn stop_container(&mut self, i: usize, by: &str) {
+        let now = crate::log::now();
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        let Some(pid) = slot.pid else { return };
+        if slot.life.stopping {
+            return;
+        }
+        slot.life.stop(&slot.params, now);
+        let sig = slot.spec.stop_signal;
+        let r = kill(pid, sig);
+        Event::info("container.stop")
+            .kv("name", &slot.spec.name)
+            .kv("by", by)
+            .kv("signal", sig.as_str())
+            .kv("grace_ms", slot.spec.stop_grace_ms)
+            .result(&r.map_err(errno_text))
+            .emit();
+        self.arm_deadline();
+    }
+
+    /// The grace is over: SIGKILL every process of container `i`'s cgroup.
+    fn kill_container(&mut self, i: usize) {
+        let Some(slot) = self.slots.get(i) else { return };
+        let Some(pid) = slot.pid else { return };
+        let r = match self.cgroups.iter().find(|(p, _)| *p == pid).and_then(|(_, cg)| cg.path()) {
+            Some(dir) => crate::cgroup::act::kill_all(dir).map_err(|e| e.to_string()),
+            None => kill(pid, Signal::SIGKILL).map_err(|e| errno_text(e).to_string()),
+        };
+        Event::warn("container.kill").kv("name", &slot.spec.name).kv("reason", "stop grace over").result(&r).emit();
+    }
+
+    /// Start container `i`'s readiness or health command.
+    fn run_check(&mut self, i: usize, now: f64) {
+        use crate::containers::{Check, Ready};
+        let Some(slot) = self.slots.get(i) else { return };
+        let Some(pid) = slot.pid else { return };
+        let cmd = match (&slot.spec.ready, slot.spec.health.as_ref().map(|h| &h.check)) {
+            (Ready::Command(c), _) if !slot.life.ready => c,
+            (_, Some(Check::Command(c))) if slot.life.ready => c,
+            _ => return,
+        };
+        let cg = self.cgroups.iter().find(|(p, _)| *p == pid).map(|(_, cg)| cg);
+        let mut place = |w| match cg {
+            Some(cg) => cg.add(w).map_err(|_| Errno::EIO),
+            None => Err(Errno::ENOENT),
+        };
+        let started = crate::container::enter::enter(&slot.spec.plan, pid, cmd, slot.spec.confine(), &mut place);
+        let name = slot.spec.name.clone();
+        match started {
+            Ok(w) => {
+                let mut tag: heapless::String<40> = heapless::String::new();
+                let _ = core::fmt::write(&mut tag, format_args!("check:{name}"));
+                self.watch(w, &tag);
+                if let Some(slot) = self.slots.get_mut(i) {
+                    slot.life.check_started(w, &slot.params, now);
+                }
+            }
+            Err(e) => {
+                Event::error("container.check").kv("name", &name).kv("result", "error").kv("error", errno_text(e)).emit();
+                if let Some(slot) = self.slots.get_mut(i) {
+                    let r = slot.life.check_failed_to_start(&slot.params, now);
+                    self.on_check_result(i, r, -1);
                 }
             }
         }
-        self.arm_restart();
+    }
+
+    /// A check process ended: match it to its container.
+    fn check_ended(&mut self, pid: Pid, code: i32) -> bool {
+        let now = crate::log::now();
+        let Some(i) = self.slots.iter().position(|s| s.life.check.is_some_and(|c| c.pid == pid)) else { return false };
+        let Some(slot) = self.slots.get_mut(i) else { return false };
+        let r = slot.life.check_ended(pid, code, &slot.params, now);
+        self.on_check_result(i, r, code);
+        true
+    }
+
+    fn on_check_result(&mut self, i: usize, r: life::CheckResult, code: i32) {
+        use life::CheckResult as R;
+        let Some(slot) = self.slots.get(i) else { return };
+        let name = slot.spec.name.clone();
+        match r {
+            R::Ready => self.became_ready(i, "command"),
+            R::Healthy => Event::debug("container.check").kv("name", &name).kv("result", "ok").emit(),
+            R::Failed { fails } => Event::info("container.check")
+                .kv("name", &name)
+                .kv("ready", slot.life.ready as u8)
+                .kv("code", code)
+                .kv("fails", fails)
+                .kv("result", "failed")
+                .emit(),
+            R::Unhealthy { fails } => {
+                Event::warn("container.check").kv("name", &name).kv("code", code).kv("fails", fails).kv("result", "failed").emit();
+                self.unhealthy(i, "check");
+            }
+            R::Stale => {}
+        }
+        self.arm_deadline();
+    }
+
+    /// Messages on container `i`'s notify socket.
+    fn on_notify(&mut self, i: usize) {
+        let now = crate::log::now();
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        let Some(sock) = &slot.spec.notify else { return };
+        let m = crate::notify::drain(sock);
+        if slot.pid.is_none() {
+            return;
+        }
+        if let Some(st) = &m.status {
+            slot.status = Some(st.clone());
+        }
+        if m.stopping {
+            Event::info("container.notify").kv("name", &slot.spec.name).kv("stopping", 1).emit();
+        }
+        let became = slot.life.notified(&slot.params, &m, now);
+        if became {
+            self.became_ready(i, "notify");
+        } else {
+            self.arm_deadline();
+        }
     }
 
     /// Apply the restart policy to container `i`, which just ended.
     fn after_exit(&mut self, i: usize, exit: crate::restart::Exit, ran_ms: u64) {
         use crate::restart::{on_exit, Decision};
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        let exit = if slot.life.unhealthy { crate::restart::Exit::Unhealthy } else { exit };
+        slot.last_exit = Some(exit);
+        if let Some(c) = slot.life.check.take() {
+            let _ = kill(c.pid, Signal::SIGKILL);
+        }
+        slot.life = life::Life::default();
         if self.phase != Phase::Running {
+            slot.state = SlotState::Stopped;
+            self.shutdown_step();
             return;
         }
-        let Some(slot) = self.slots.get_mut(i) else { return };
-        slot.last_exit = Some(exit);
-        slot.kill_at = None;
         if slot.held {
             slot.state = SlotState::Stopped;
             Event::info("container.stopped").kv("name", &slot.spec.name).kv("by", "operator").emit();
@@ -321,7 +576,7 @@ impl Pid1 {
             slot.state = SlotState::Waiting;
             slot.due = Some(crate::log::now());
             Event::info("container.restart").kv("name", &slot.spec.name).kv("by", "operator").kv("after_ms", 0).emit();
-            self.arm_restart();
+            self.arm_deadline();
             return;
         }
         match on_exit(slot.spec.policy, &slot.spec.backoff, &mut slot.restart, exit, ran_ms) {
@@ -343,13 +598,44 @@ impl Pid1 {
                     .emit();
             }
         }
-        self.arm_restart();
+        self.arm_deadline();
     }
 
-    /// Arm the restart timer for the earliest pending start.
-    fn arm_restart(&self) {
+    /// Shutdown: stop each container once no running container depends on
+    /// it (reverse dependency order, independent ones together); when none
+    /// is left, SIGTERM every other process.
+    fn shutdown_step(&mut self) {
+        if !matches!(self.phase, Phase::Terminating(_)) {
+            return;
+        }
+        let mut to_stop: heapless::Vec<usize, 64> = heapless::Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.pid.is_none() || s.life.stopping {
+                continue;
+            }
+            let needed = self.slots.iter().any(|o| o.pid.is_some() && o.spec.after.contains(&s.spec.name));
+            if !needed {
+                let _ = to_stop.push(i);
+            }
+        }
+        for i in to_stop {
+            self.stop_container(i, "shutdown");
+        }
+        if !self.host_signalled && self.slots.iter().all(|s| s.pid.is_none()) {
+            self.host_signalled = true;
+            signal_all(Signal::SIGTERM);
+        }
+    }
+
+    /// Arm the deadline timer for the earliest pending start or deadline.
+    fn arm_deadline(&self) {
         let Some(timer) = &self.restart_timer else { return };
-        let next = self.slots.iter().flat_map(|s| [s.due, s.kill_at]).flatten().fold(f64::INFINITY, f64::min);
+        let next = self
+            .slots
+            .iter()
+            .flat_map(|s| [s.due, s.life.deadline()])
+            .flatten()
+            .fold(f64::INFINITY, f64::min);
         if next.is_finite() {
             let wait = (next - crate::log::now()).max(0.001);
             arm(timer, Duration::from_secs_f64(wait));
@@ -386,9 +672,10 @@ impl Pid1 {
                             if let Some(t) = &self.restart_timer {
                                 let _ = t.wait();
                             }
-                            self.start_due();
+                            self.tick();
                         }
                         TOKEN_CTL_LISTEN => self.on_ctl_accept(),
+                        t if t >= TOKEN_NOTIFY => self.on_notify((t - TOKEN_NOTIFY) as usize),
                         t if t >= TOKEN_CTL_CONN => self.on_ctl_conn((t - TOKEN_CTL_CONN) as usize),
                         t if t >= TOKEN_OUTPUT => self.on_output((t - TOKEN_OUTPUT) as usize),
                         _ => {}
@@ -425,8 +712,9 @@ impl Pid1 {
         }
         self.epoll = Some(epoll);
         self.restart_timer = Some(restart);
+        self.watch_notify_sockets();
         // The release's containers start now, with the loop ready for them.
-        self.start_due();
+        self.tick();
         Ok((sfd, timer))
     }
 
@@ -450,96 +738,6 @@ impl Pid1 {
             let resp = self.command(cmd);
             if let Some(ctl) = &mut self.ctl {
                 ctl.reply(slot, &resp);
-            }
-        }
-    }
-
-    /// Carry out one control command.
-    fn command(&mut self, cmd: crate::control::Command) -> crate::control::Response {
-        use crate::control::{error, Command, ContainerStatus, Response};
-        let now = crate::log::now();
-        let find = |slots: &[Slot], name: &str| slots.iter().position(|s| s.spec.name == name);
-        match cmd {
-            Command::Status => {
-                let mut list = heapless::Vec::new();
-                for s in &self.slots {
-                    let mut state = heapless::String::new();
-                    let _ = state.push_str(match s.state {
-                        SlotState::Waiting => "waiting",
-                        SlotState::Running => "running",
-                        SlotState::Stopped => "stopped",
-                        SlotState::Failed => "failed",
-                    });
-                    let mut last = heapless::String::new();
-                    let _ = match s.last_exit {
-                        None => last.push_str("-"),
-                        Some(crate::restart::Exit::Code(c)) => core::fmt::write(&mut last, format_args!("exit {c}")).map_err(|_| ()),
-                        Some(crate::restart::Exit::Signal(n)) => core::fmt::write(&mut last, format_args!("signal {n}")).map_err(|_| ()),
-                    };
-                    let _ = list.push(ContainerStatus {
-                        name: s.spec.name.clone(),
-                        state,
-                        pid: s.pid.map(|p| p.as_raw()).unwrap_or(0),
-                        uptime_ms: if s.pid.is_some() { ((now - s.started) * 1e3) as u64 } else { 0 },
-                        restarts: s.restart.restarts,
-                        last_exit: last,
-                        layers: s.spec.layers(),
-                    });
-                }
-                Response::Status(Box::new(list))
-            }
-            Command::Release => match &self.release {
-                Some((version, key_id)) => Response::Release { version: *version, key_id: key_id.clone() },
-                None => error("no release is running"),
-            },
-            Command::Stop(name) | Command::Restart(name) | Command::Start(name) if find(&self.slots, &name).is_none() => {
-                error(&format!("no container named {name}"))
-            }
-            Command::Stop(name) => {
-                let Some(s) = find(&self.slots, &name).and_then(|i| self.slots.get_mut(i)) else { return error("gone") };
-                s.held = true;
-                s.due = None;
-                match s.pid {
-                    Some(pid) => {
-                        let _ = kill(pid, Signal::SIGTERM);
-                        s.kill_at = Some(now + STOP_GRACE);
-                    }
-                    None => s.state = SlotState::Stopped,
-                }
-                Event::info("control.stop").kv("name", &name).emit();
-                self.arm_restart();
-                Response::Done
-            }
-            Command::Start(name) => {
-                let Some(s) = find(&self.slots, &name).and_then(|i| self.slots.get_mut(i)) else { return error("gone") };
-                if s.pid.is_some() {
-                    return error(&format!("{name} is already running"));
-                }
-                s.held = false;
-                s.restart = crate::restart::State::default();
-                s.state = SlotState::Waiting;
-                s.due = Some(now);
-                Event::info("control.start").kv("name", &name).emit();
-                self.start_due();
-                Response::Done
-            }
-            Command::Restart(name) => {
-                let Some(s) = find(&self.slots, &name).and_then(|i| self.slots.get_mut(i)) else { return error("gone") };
-                s.held = false;
-                match s.pid {
-                    Some(pid) => {
-                        s.again = true;
-                        let _ = kill(pid, Signal::SIGTERM);
-                        s.kill_at = Some(now + STOP_GRACE);
-                    }
-                    None => {
-                        s.state = SlotState::Waiting;
-                        s.due = Some(now);
-                    }
-                }
-                Event::info("control.restart").kv("name", &name).emit();
-                self.start_due();
-                Response::Done
             }
         }
     }
@@ -656,6 +854,11 @@ impl Pid1 {
                 s
             }
         };
+        let check_code = if how == "exit" { code } else { 128 + code };
+        if self.check_ended(pid, check_code) {
+            Event::debug("reap").kv("pid", pid).kv("name", &name).kv("how", how).kv("code", code).emit();
+            return;
+        }
         Event::info("reap").kv("pid", pid).kv("name", &name).kv("how", how).kv("code", code).emit();
         if let Some(i) = self.cgroups.iter().position(|(p, _)| *p == pid) {
             let (_, cg) = self.cgroups.swap_remove(i);
@@ -705,8 +908,8 @@ impl Pid1 {
             .kv("grace_ms", self.grace.as_millis())
             .emit();
         self.phase = Phase::Terminating(halt);
-        signal_all(Signal::SIGTERM);
         arm(timer, self.grace);
+        self.shutdown_step();
         // Nothing running at all: no need to wait for the grace period.
         if self.reap() {
             self.finish(halt);

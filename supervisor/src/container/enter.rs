@@ -1,0 +1,222 @@
+//! Run a command inside a running container: readiness and health checks.
+//!
+//! The command gets exactly the container's confinement, because it runs
+//! with the container's authority: its namespaces (joined with `setns`, the
+//! user namespace first), its cgroup (device filter and limits), its ids,
+//! capabilities, no_new_privs, AppArmor profile, Landlock ruleset and
+//! seccomp filter, from the same [`Plan`] and [`Confine`].
+//! Its stdio is `/dev/null`; only its exit status counts.
+//!
+//! | who | step |
+//! |---|---|
+//! | S | open the init's `/proc/PID/ns/*` files, `/dev/null`, a pipe; argv/envp arrays |
+//! | S | fork -> W (the waiter) |
+//! | S | move W into the container's cgroup, then `g` on the pipe |
+//! | W | `setns` user, then mount, IPC, UTS, cgroup, network (when its own), PID |
+//! | W | fork -> X (in the PID namespace: `setns` of a PID namespace applies to children) |
+//! | W | wait for X; `_exit` with X's code (signals as 128 + number) |
+//! | X | `PR_SET_PDEATHSIG`, stdio, `chdir(workdir)`, the plan's credential steps, no_new_privs, signals reset, fds closed, AppArmor, Landlock, seccomp, `execve` |
+//!
+//! Failure in W or X before the exec is `_exit(`[`SETUP_FAILED`]`)`; a failed
+//! exec is 127. S only ever sees W: killing W (a check past its timeout)
+//! takes X with it through the death signal. As in [`super::spawn`],
+//! nothing is allocated or formatted after the fork.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{self, Pid};
+
+use super::spawn::{close_fds, confine_last, drop_privileges, Argv, Confine, Envp};
+use super::{CArg, Plan};
+use crate::manifest::COMMAND_MAX;
+use crate::sys::container as sys;
+
+/// Exit code of a check whose setup failed before its exec.
+pub const SETUP_FAILED: i32 = 126;
+
+/// A command prepared once per release: NUL-terminated, bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    argv: heapless::Vec<CArg, COMMAND_MAX>,
+}
+
+impl Command {
+    /// `None` when the manifest gave no command or a string does not fit.
+    pub fn new(cmd: &crate::manifest::Command) -> Option<Command> {
+        let mut argv = heapless::Vec::new();
+        for a in cmd {
+            argv.push(CArg::new(a)?).ok()?;
+        }
+        (!argv.is_empty()).then_some(Command { argv })
+    }
+}
+
+/// Namespaces joined, in this order (the user namespace first gives the
+/// capabilities the others need).
+const NAMESPACES: [(&str, CloneFlags); 7] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+];
+
+/// Start `cmd` inside the container whose init is `init`. `place` moves the
+/// waiter into the container's cgroup. Returns the waiter's pid: its exit
+/// code is the command's.
+pub fn enter(
+    plan: &Plan,
+    init: Pid,
+    cmd: &Command,
+    confine: Confine<'_>,
+    place: &mut dyn FnMut(Pid) -> Result<(), Errno>,
+) -> Result<Pid, Errno> {
+    let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let mut ns: heapless::Vec<(OwnedFd, CloneFlags), 7> = heapless::Vec::new();
+    for (name, flag) in NAMESPACES {
+        if flag == CloneFlags::CLONE_NEWNET && !plan.namespaces.own_net() {
+            continue;
+        }
+        let f = File::open(format!("/proc/{init}/ns/{name}")).map_err(io)?;
+        ns.push((OwnedFd::from(f), flag)).map_err(|_| Errno::E2BIG)?;
+    }
+    let null = File::open("/dev/null").map_err(io)?;
+    let path = cmd.argv.first().map(|a| a.as_cstr()).ok_or(Errno::EINVAL)?;
+    let argv = Argv::new(cmd.argv.iter().map(|a| a.as_cstr())).ok_or(Errno::E2BIG)?;
+    let envp = Envp::new(plan.env.iter().map(|a| a.as_cstr())).ok_or(Errno::E2BIG)?;
+    let (go_r, go_w) = unistd::pipe2(OFlag::O_CLOEXEC)?;
+
+    // SAFETY: the child runs only `waiter`: system calls on data prepared
+    // above, ending in `_exit`; it never returns here.
+    let w = match unsafe { sys::clone_fork(0) }? {
+        None => {
+            drop(go_w);
+            let code = waiter(plan, &ns, go_r.as_fd(), null.as_fd(), &confine, path, &argv, &envp);
+            sys::exit_now(code)
+        }
+        Some(pid) => pid,
+    };
+    drop(go_r);
+    if let Err(e) = place(w) {
+        let _ = kill(w, Signal::SIGKILL);
+        while let Err(Errno::EINTR) = waitpid(w, None) {}
+        return Err(e);
+    }
+    if unistd::write(go_w.as_fd(), b"g") != Ok(1) {
+        let _ = kill(w, Signal::SIGKILL);
+        while let Err(Errno::EINTR) = waitpid(w, None) {}
+        return Err(Errno::EPIPE);
+    }
+    Ok(w)
+}
+
+/// W: join, fork X, pass on its exit code.
+#[allow(clippy::too_many_arguments)]
+fn waiter(
+    plan: &Plan,
+    ns: &[(OwnedFd, CloneFlags)],
+    go: std::os::fd::BorrowedFd<'_>,
+    null: std::os::fd::BorrowedFd<'_>,
+    confine: &Confine<'_>,
+    path: &core::ffi::CStr,
+    argv: &Argv<'_>,
+    envp: &Envp<'_>,
+) -> i32 {
+    let mut b = [0u8; 1];
+    if unistd::read(go.as_raw_fd(), &mut b) != Ok(1) {
+        return SETUP_FAILED;
+    }
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+        return SETUP_FAILED;
+    }
+    for (fd, flag) in ns {
+        if nix::sched::setns(fd, *flag).is_err() {
+            return SETUP_FAILED;
+        }
+    }
+    // SAFETY: the child runs only `inside`, ending in execve or `_exit`.
+    let x = match unsafe { sys::clone_fork(0) } {
+        Err(_) => return SETUP_FAILED,
+        Ok(None) => {
+            let e = inside(plan, null, confine, path, argv, envp);
+            sys::exit_now(if e == Errno::UnknownErrno { SETUP_FAILED } else { 127 })
+        }
+        Ok(Some(pid)) => pid,
+    };
+    loop {
+        match waitpid(x, None) {
+            Err(Errno::EINTR) => {}
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => {}
+            Err(_) => return SETUP_FAILED,
+        }
+    }
+}
+
+/// X: the container's credential steps, then exec. Returns the exec's
+/// error, or `UnknownErrno` when a step before it failed.
+fn inside(
+    plan: &Plan,
+    null: std::os::fd::BorrowedFd<'_>,
+    confine: &Confine<'_>,
+    path: &core::ffi::CStr,
+    argv: &Argv<'_>,
+    envp: &Envp<'_>,
+) -> Errno {
+    let setup = || -> Result<(), Errno> {
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        let copy = fcntl(null.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(3))?;
+        for target in 0..3 {
+            unistd::dup2(copy, target)?;
+        }
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
+        unistd::chdir(plan.workdir.as_cstr())?;
+        drop_privileges(plan).map_err(|(_, e)| e)?;
+        if plan.caps.no_new_privs {
+            nix::sys::prctl::set_no_new_privs()?;
+        }
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        sys::reset_signal_handlers()?;
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+        close_fds(null)?;
+        confine_last(plan, confine).map_err(|(_, e)| e)
+    };
+    match setup() {
+        Ok(()) => sys::execve(path, argv, envp),
+        Err(_) => Errno::UnknownErrno,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_bounded_and_checked() {
+        let mut c = crate::manifest::Command::new();
+        assert!(Command::new(&c).is_none());
+        c.push("/bin/check".try_into().unwrap()).unwrap();
+        c.push("--quick".try_into().unwrap()).unwrap();
+        let cmd = Command::new(&c).unwrap();
+        assert_eq!(cmd.argv.len(), 2);
+        assert_eq!(cmd.argv[0].as_cstr(), c"/bin/check");
+        let mut bad = crate::manifest::Command::new();
+        bad.push("/bin/a\0b".try_into().unwrap()).unwrap();
+        assert!(Command::new(&bad).is_none());
+    }
+
+    #[test]
+    fn the_user_namespace_is_joined_first_and_pid_last() {
+        assert_eq!(NAMESPACES[0].1, CloneFlags::CLONE_NEWUSER);
+        assert_eq!(NAMESPACES[6].1, CloneFlags::CLONE_NEWPID);
+    }
+}

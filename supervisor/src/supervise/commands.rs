@@ -1,0 +1,102 @@
+//! The control commands, carried out by the loop.
+
+use super::{Pid1, Slot, SlotState};
+use crate::control::{error, Command, ContainerStatus, Response};
+use crate::log::Event;
+
+impl Pid1 {
+    /// Carry out one control command.
+    pub(super) fn command(&mut self, cmd: Command) -> Response {
+        let find = |slots: &[Slot], name: &str| slots.iter().position(|s| s.spec.name == name);
+        match cmd {
+            Command::Status => Response::Status(Box::new(self.status())),
+            Command::Release => match &self.release {
+                Some((version, key_id)) => Response::Release { version: *version, key_id: key_id.clone() },
+                None => error("no release is running"),
+            },
+            Command::Stop(name) | Command::Restart(name) | Command::Start(name) if find(&self.slots, &name).is_none() => {
+                error(&format!("no container named {name}"))
+            }
+            Command::Stop(name) => {
+                let Some(i) = find(&self.slots, &name) else { return error("gone") };
+                let Some(s) = self.slots.get_mut(i) else { return error("gone") };
+                s.held = true;
+                s.due = None;
+                if s.pid.is_none() {
+                    s.state = SlotState::Stopped;
+                }
+                Event::info("control.stop").kv("name", &name).emit();
+                self.stop_container(i, "operator");
+                Response::Done
+            }
+            Command::Start(name) => {
+                let Some(s) = find(&self.slots, &name).and_then(|i| self.slots.get_mut(i)) else { return error("gone") };
+                if s.pid.is_some() {
+                    return error(&format!("{name} is already running"));
+                }
+                s.held = false;
+                s.restart = crate::restart::State::default();
+                s.state = SlotState::Waiting;
+                s.due = Some(crate::log::now());
+                Event::info("control.start").kv("name", &name).emit();
+                self.tick();
+                Response::Done
+            }
+            Command::Restart(name) => {
+                let Some(i) = find(&self.slots, &name) else { return error("gone") };
+                let Some(s) = self.slots.get_mut(i) else { return error("gone") };
+                s.held = false;
+                Event::info("control.restart").kv("name", &name).emit();
+                if s.pid.is_some() {
+                    s.again = true;
+                    self.stop_container(i, "operator");
+                } else {
+                    s.state = SlotState::Waiting;
+                    s.due = Some(crate::log::now());
+                    self.tick();
+                }
+                Response::Done
+            }
+        }
+    }
+
+    fn status(&self) -> heapless::Vec<ContainerStatus, 32> {
+        let now = crate::log::now();
+        let mut list = heapless::Vec::new();
+        for s in &self.slots {
+            let mut state = heapless::String::new();
+            let _ = state.push_str(match s.state {
+                SlotState::Waiting => "waiting",
+                SlotState::Running if s.life.stopping => "stopping",
+                SlotState::Running => "running",
+                SlotState::Stopped => "stopped",
+                SlotState::Failed => "failed",
+            });
+            let mut last = heapless::String::new();
+            let _ = match s.last_exit {
+                None => last.push_str("-"),
+                Some(crate::restart::Exit::Code(c)) => core::fmt::write(&mut last, format_args!("exit {c}")).map_err(|_| ()),
+                Some(crate::restart::Exit::Signal(n)) => core::fmt::write(&mut last, format_args!("signal {n}")).map_err(|_| ()),
+                Some(crate::restart::Exit::Unhealthy) => last.push_str("unhealthy"),
+            };
+            let memory = s
+                .pid
+                .and_then(|pid| self.cgroups.iter().find(|(p, _)| *p == pid))
+                .and_then(|(_, cg)| cg.memory_current().ok())
+                .unwrap_or(0);
+            let _ = list.push(ContainerStatus {
+                name: s.spec.name.clone(),
+                state,
+                pid: s.pid.map(|p| p.as_raw()).unwrap_or(0),
+                uptime_ms: if s.pid.is_some() { ((now - s.started) * 1e3) as u64 } else { 0 },
+                restarts: s.restart.restarts,
+                last_exit: last,
+                ready: s.pid.is_some() && s.life.ready,
+                memory,
+                note: s.status.clone().unwrap_or_default(),
+                layers: s.spec.layers(),
+            });
+        }
+        list
+    }
+}
