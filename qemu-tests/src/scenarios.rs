@@ -52,7 +52,8 @@ fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 15] = [
+    let table: [(&str, Check); 16] = [
+        ("watchdog", watchdog),
         ("readiness", readiness),
         ("restarts", restarts),
         ("probe-v1", probe_v1),
@@ -734,4 +735,35 @@ fn readiness(l: &dyn Launch) -> Result<(), String> {
         return Err(format!("stopper was killed {grace:.3} s after its stop signal, want its 1 s grace"));
     }
     no_errors(&m, &[])
+}
+
+/// The hardware watchdog: armed at boot, petted by the loop so the machine
+/// stays up for several timeouts; once the loop is wedged on purpose the
+/// watchdog resets the machine (a second boot with no shutdown between).
+fn watchdog(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { allow_reboot: true, ..spec("watchdog", "wedge-after-35") })?;
+    let open = m.expect_event("watchdog.open", lim.boot)?;
+    field_is(&open, "result", "ok")?;
+    let timeout: f64 = open.get("timeout_s").and_then(|v| v.parse().ok()).ok_or("watchdog.open has no timeout_s")?;
+    let wedge = m.expect_event("debug.wedge", lim.boot + Duration::from_secs(60))?;
+    field_is(&wedge, "watchdog", "1")?;
+    let up = wedge.t - open.t;
+    if up < 3.0 * timeout {
+        return Err(format!("wedged after {up:.1} s, want more than three watchdog periods ({timeout} s)"));
+    }
+    m.expect_event_where("boot.start", |e| e.get("stage") == Some("initramfs"), lim.boot + Duration::from_secs(30))?;
+    m.expect_line("AGENT action=after-reset", lim.boot)?;
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
+    let events = m.events();
+    let boots: Vec<usize> =
+        events.iter().enumerate().filter(|(_, e)| e.name == "boot.start" && e.get("stage") == Some("initramfs")).map(|(i, _)| i).collect();
+    let Some(&second) = boots.get(1) else { return Err("no second boot".into()) };
+    if events.iter().take(second).any(|e| e.name == "shutdown.begin") {
+        return Err("the machine shut down by itself instead of being reset by the watchdog".into());
+    }
+    if events.iter().any(|e| e.name == "debug.unwedged") {
+        return Err("the loop came back from the wedge before any reset".into());
+    }
+    Ok(())
 }

@@ -177,6 +177,9 @@ pub struct Board {
     /// Named hardware nodes that manifests may be granted.
     #[serde(default)]
     pub hardware: Vec<HardwareNode, HARDWARE_MAX>,
+    /// The hardware watchdog berth pets, if the board has one.
+    #[serde(default)]
+    pub watchdog: Option<Watchdog>,
     /// Whether containers need Landlock (default `required`).
     #[serde(default = "default_landlock")]
     pub landlock: LandlockMode,
@@ -187,6 +190,18 @@ pub struct Board {
 
 fn default_landlock() -> LandlockMode {
     LandlockMode::Required
+}
+
+/// A hardware watchdog: berth opens `device` at boot, sets `timeout_s` and
+/// pets it from its main loop every third of that. A wedged loop stops
+/// petting and the board resets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watchdog {
+    /// The watchdog device (`/dev/watchdog0`); its driver module goes in `modules`.
+    pub device: String<PATH_MAX>,
+    /// Seconds without a pet before the board resets (2..=600).
+    pub timeout_s: u32,
 }
 
 fn default_cgroup() -> CgroupMode {
@@ -352,6 +367,14 @@ impl Board {
         }
         if !(100..=120_000).contains(&self.storage.wait_ms) {
             return Err(err("storage.wait_ms", "must be between 100 and 120000"));
+        }
+        if let Some(w) = &self.watchdog {
+            if !valid_dev_path(&w.device) {
+                return Err(err("watchdog.device", "must be a path under /dev/"));
+            }
+            if !(2..=600).contains(&w.timeout_s) {
+                return Err(err("watchdog.timeout_s", "must be between 2 and 600"));
+            }
         }
         if !(100..=600_000).contains(&self.shutdown_grace_ms) {
             return Err(err("shutdown_grace_ms", "must be between 100 and 600000"));

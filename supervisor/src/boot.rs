@@ -247,6 +247,10 @@ fn system_stage() -> ! {
     Event::info("net.up").kv("interface", "lo").result(&r.map_err(errno_text)).emit();
 
     let mut pid1 = Pid1::new(Duration::from_millis(board.shutdown_grace_ms.into()), data_mounted);
+    // Armed once the boot's slow steps are done; from here the loop pets it.
+    if let Some(w) = board.watchdog.as_ref().and_then(crate::watchdog::Watchdog::open) {
+        pid1.set_watchdog(w);
+    }
     Event::info("boot.ready")
         .kv("data", if data_mounted { "ok" } else { "missing" })
         .kv("berth_rss_kib", crate::supervise::rss_kib())

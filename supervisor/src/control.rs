@@ -29,6 +29,9 @@ pub enum Command {
     Start(Name),
     Stop(Name),
     Restart(Name),
+    /// Test trigger: block berth's loop this many seconds (1..=600), so the
+    /// hardware watchdog is not petted.
+    Wedge(u16),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

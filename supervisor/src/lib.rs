@@ -23,3 +23,4 @@ pub mod notify;
 pub mod supervise;
 pub mod sys;
 pub mod verity;
+pub mod watchdog;

@@ -18,7 +18,8 @@ fn main() -> ExitCode {
     cli(&args)
 }
 
-const CTL_USAGE: &str = "usage: berthctl status | release | start NAME | stop NAME | restart NAME";
+const CTL_USAGE: &str = "usage: berthctl status | release | start NAME | stop NAME | restart NAME
+       berthctl debug wedge SECONDS   (test trigger: block berth's loop; the hardware watchdog resets the board)";
 
 /// The control CLI: one request over the root-only control socket.
 fn ctl(args: &[String]) -> ExitCode {
@@ -35,6 +36,9 @@ fn ctl(args: &[String]) -> ExitCode {
         (Some("start"), 2) => name(1).map(Command::Start),
         (Some("stop"), 2) => name(1).map(Command::Stop),
         (Some("restart"), 2) => name(1).map(Command::Restart),
+        (Some("debug"), 3) if args.get(1).map(String::as_str) == Some("wedge") => {
+            args.get(2).and_then(|s| s.parse().ok()).map(Command::Wedge)
+        }
         _ => None,
     };
     let Some(cmd) = cmd else {
@@ -56,7 +60,7 @@ fn ctl(args: &[String]) -> ExitCode {
                     if c.pid > 0 { c.pid.to_string() } else { "-".into() },
                     c.uptime_ms as f64 / 1e3,
                     c.restarts,
-                    c.memory / 1024,
+                    if c.memory > 0 { (c.memory / 1024).to_string() } else { "-".into() },
                     c.last_exit,
                     c.note
                 );

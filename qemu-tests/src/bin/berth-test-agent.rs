@@ -12,6 +12,8 @@
 //! performs the action named by the kernel command line token
 //! `berth.test=<mode>` (`none` when absent): `none`, `poweroff` (SIGTERM to
 //! PID 1), `poweroff-after-<secs>` (the same, that many seconds later),
+//! `wedge-after-<secs>` (first boot: wait, then `berthctl debug wedge`;
+//! after the watchdog's reset, remembered on /data: power off),
 //! `reboot` (SIGINT to PID 1), `reboot-once` (reboot the first time,
 //! remembered by `/data/.agent-rebooted`, power off the next). Actions are
 //! announced as `AGENT action=<x>`; `AGENT done` comes before the signal.
@@ -62,6 +64,20 @@ fn main() {
         "none" => say("AGENT done"),
         "poweroff" => act("poweroff", libc::SIGTERM),
         "reboot" => act("reboot", libc::SIGINT),
+        m if m.starts_with("wedge-after-") => {
+            if Path::new(REBOOT_MARKER).exists() {
+                say("AGENT action=after-reset");
+                act("poweroff", libc::SIGTERM);
+            } else if let (Ok(secs), Ok(())) = (m.trim_start_matches("wedge-after-").parse::<u64>(), create_marker(REBOOT_MARKER)) {
+                std::thread::sleep(Duration::from_secs(secs));
+                say("AGENT action=wedge");
+                let r = std::process::Command::new("/sbin/berthctl").args(["debug", "wedge", "600"]).status();
+                report("wedge", false, &format!("berthctl debug wedge returned: {r:?}"));
+            } else {
+                report("mode", false, &format!("bad mode {m} or no marker"));
+                say("AGENT done");
+            }
+        }
         m if m.starts_with("poweroff-after-") => match m.trim_start_matches("poweroff-after-").parse::<u64>() {
             Ok(secs) => {
                 std::thread::sleep(Duration::from_secs(secs));

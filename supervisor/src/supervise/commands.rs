@@ -14,6 +14,11 @@ impl Pid1 {
                 Some((version, key_id)) => Response::Release { version: *version, key_id: key_id.clone() },
                 None => error("no release is running"),
             },
+            Command::Wedge(seconds) if !(1..=600).contains(&seconds) => error("wedge takes 1 to 600 seconds"),
+            Command::Wedge(seconds) => {
+                self.wedge(seconds);
+                Response::Done
+            }
             Command::Stop(name) | Command::Restart(name) | Command::Start(name) if find(&self.slots, &name).is_none() => {
                 error(&format!("no container named {name}"))
             }

@@ -211,11 +211,15 @@ pub struct Pid1 {
     data_mounted: bool,
     /// Shutdown: the containers are down and every other process got SIGTERM.
     host_signalled: bool,
+    /// The hardware watchdog and the loop's timer that pets it.
+    watchdog: Option<crate::watchdog::Watchdog>,
+    pet_timer: Option<TimerFd>,
 }
 
 const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
 const TOKEN_RESTART: u64 = 3;
+const TOKEN_PET: u64 = 5;
 /// Output streams use tokens from here on (token - base = slot).
 const TOKEN_OUTPUT: u64 = 1000;
 /// The control socket's listener, then its connections from this base on.
@@ -241,6 +245,8 @@ impl Pid1 {
             outputs: heapless::Vec::new(),
             data_mounted,
             host_signalled: false,
+            watchdog: None,
+            pet_timer: None,
         }
     }
 
@@ -293,6 +299,31 @@ impl Pid1 {
         if let Some(s) = self.outputs.get_mut(slot) {
             *s = Some(out);
         }
+    }
+
+    /// Pet this watchdog from the loop.
+    pub fn set_watchdog(&mut self, w: crate::watchdog::Watchdog) {
+        self.watchdog = Some(w);
+    }
+
+    fn on_pet(&mut self) {
+        if let Some(t) = &self.pet_timer {
+            let _ = t.wait();
+        }
+        if let Some(w) = &self.watchdog {
+            if let Err(e) = w.pet() {
+                Event::error("watchdog.pet").result(&Err::<(), _>(e)).emit();
+            }
+        }
+    }
+
+    /// The watchdog test trigger: block the loop for `seconds`, so nothing
+    /// pets the watchdog (nor reaps, nor answers). Root only, through the
+    /// control socket.
+    pub(super) fn wedge(&mut self, seconds: u16) {
+        Event::warn("debug.wedge").kv("seconds", seconds).kv("watchdog", self.watchdog.is_some() as u8).emit();
+        std::thread::sleep(Duration::from_secs(seconds.into()));
+        Event::warn("debug.unwedged").emit();
     }
 
     /// The running release, for `berthctl release`.
@@ -674,6 +705,7 @@ impl Pid1 {
                             }
                             self.tick();
                         }
+                        TOKEN_PET => self.on_pet(),
                         TOKEN_CTL_LISTEN => self.on_ctl_accept(),
                         t if t >= TOKEN_NOTIFY => self.on_notify((t - TOKEN_NOTIFY) as usize),
                         t if t >= TOKEN_CTL_CONN => self.on_ctl_conn((t - TOKEN_CTL_CONN) as usize),
@@ -709,6 +741,13 @@ impl Pid1 {
                 self.ctl = Some(ctl);
             }
             Err(e) => Event::error("control.listen").kv("path", crate::control::SOCKET).kv("result", "error").kv("error", e).emit(),
+        }
+        if let Some(w) = &self.watchdog {
+            let pet = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)?;
+            let every = TimeSpec::from_duration(crate::watchdog::pet_interval(w.timeout_s));
+            pet.set(Expiration::Interval(every), TimerSetTimeFlags::empty())?;
+            epoll.add(&pet, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_PET))?;
+            self.pet_timer = Some(pet);
         }
         self.epoll = Some(epoll);
         self.restart_timer = Some(restart);

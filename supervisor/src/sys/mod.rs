@@ -151,3 +151,34 @@ pub fn dm_ioctl(ctl: BorrowedFd<'_>, cmd: DmCmd, buf: &mut [u8]) -> Result<(), E
         Ok(())
     }
 }
+
+/// `WDIOC_KEEPALIVE`: `_IOR('W', 5, int)`.
+const WDIOC_KEEPALIVE: u32 = 0x8004_5705;
+/// `WDIOC_SETTIMEOUT`: `_IOWR('W', 6, int)`.
+const WDIOC_SETTIMEOUT: u32 = 0xC004_5706;
+
+/// Set a watchdog's timeout in seconds; the driver may round it: returns
+/// the timeout in force.
+pub fn watchdog_set_timeout(dev: BorrowedFd<'_>, seconds: i32) -> Result<i32, Errno> {
+    let mut t: libc::c_int = seconds;
+    // SAFETY: `dev` is an open watchdog device; the kernel reads and writes
+    // one int through the pointer, which lives across the call.
+    let r = unsafe { libc::ioctl(dev.as_raw_fd(), WDIOC_SETTIMEOUT as _, &mut t) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(t)
+    }
+}
+
+/// Pet a watchdog.
+pub fn watchdog_keepalive(dev: BorrowedFd<'_>) -> Result<(), Errno> {
+    let mut unused: libc::c_int = 0;
+    // SAFETY: as above; the argument is an int the kernel may write.
+    let r = unsafe { libc::ioctl(dev.as_raw_fd(), WDIOC_KEEPALIVE as _, &mut unused) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
