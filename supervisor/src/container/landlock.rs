@@ -19,8 +19,12 @@
 //!
 //! and nothing else: no device node is ever made (`MAKE_CHAR`, `MAKE_BLOCK`),
 //! nothing is written under the image or `/proc` and `/sys` (writes to
-//! `/proc/self/...` included). From ABI 6 on, signals and abstract Unix
-//! sockets are scoped: the container reaches neither outside itself.
+//! `/proc/self/...` included). From ABI 6 on, abstract Unix sockets are
+//! scoped: the container cannot connect to one outside itself (with
+//! `network = "host"` it shares the host's). Signals are not scoped: the
+//! PID namespace already bounds whom the container can signal, and a
+//! scope would keep a health command berth runs inside the container (a
+//! Landlock domain of its own) from signalling the container's processes.
 //!
 //! [`plan_rules`] (pure, in [`super::plan::plan`]) makes the rule list with
 //! every right berth knows. The supervisor probes the kernel's ABI once
@@ -63,9 +67,8 @@ pub mod access {
     pub const IOCTL_DEV: u64 = 1 << 15;
 }
 
-/// `LANDLOCK_SCOPE_*` (ABI 6).
+/// `LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET` (ABI 6).
 pub const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
-pub const SCOPE_SIGNAL: u64 = 1 << 1;
 
 /// The highest ABI whose rights berth knows. ABI 7 added only logging
 /// flags; a newer kernel is used at this ABI.
@@ -128,7 +131,7 @@ impl Ruleset {
         if abi >= 5 {
             fs |= IOCTL_DEV;
         }
-        let scoped = if abi >= 6 { SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL } else { 0 };
+        let scoped = if abi >= 6 { SCOPE_ABSTRACT_UNIX_SOCKET } else { 0 };
         (abi > 0).then_some(Ruleset { abi, handled_fs: fs, scoped })
     }
 
@@ -288,7 +291,7 @@ mod tests {
         assert_eq!(v5.handled_fs, 0xffff);
         assert_eq!(v5.scoped, 0);
         let v6 = Ruleset::for_abi(6).unwrap();
-        assert_eq!(v6.scoped, SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL);
+        assert_eq!(v6.scoped, SCOPE_ABSTRACT_UNIX_SOCKET);
         let future = Ruleset::for_abi(99).unwrap();
         assert_eq!((future.abi, future.handled_fs), (ABI_KNOWN, 0xffff));
         assert_eq!(Ruleset::for_abi(0), None);
