@@ -20,7 +20,9 @@ pub struct BootSpec {
     /// Keep QEMU running across a guest reboot.
     pub allow_reboot: bool,
     /// Which build of the board: `""` as shipped, `missing-module` (its board
-    /// config names a module the kernel lacks), `cgroup-v1` (legacy cgroups).
+    /// config names a module the kernel lacks), `cgroup-v1` (legacy cgroups),
+    /// `no-landlock` (booted with Landlock left out of `lsm=`),
+    /// `landlock-optional` (the same, on a board that allows the downgrade).
     pub variant: &'static str,
 }
 
@@ -50,7 +52,7 @@ fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 13] = [
+    let table: [(&str, Check); 16] = [
         ("watchdog", watchdog),
         ("readiness", readiness),
         ("restarts", restarts),
@@ -64,6 +66,9 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
         ("missing-module", missing_module),
         ("cgroup-v1", cgroup_v1),
         ("tampered-release", tampered_release),
+        ("no-landlock", no_landlock),
+        ("landlock-optional", landlock_optional),
+        ("apparmor", apparmor),
     ];
     table
         .into_iter()
@@ -192,6 +197,7 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
             return Err(format!("berthctl output lacks {want:?}: {line}"));
         }
     }
+    status_layers_match(&m, &line)?;
     agent_pass(&mut m, "berthctl-stop-start", &lim)?;
     agent_pass(&mut m, "berthctl-logs", &lim)?;
     agent_pass(&mut m, "berthctl-restart", &lim)?;
@@ -203,6 +209,31 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
     m.expect_line("AGENT done", lim.step)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     no_errors(&m, &[])
+}
+
+/// `berthctl status` shows each container's layers (its line after the
+/// container's row), and they are the ones berth logged when it started it.
+fn status_layers_match(m: &Machine, agent_line: &str) -> Result<(), String> {
+    let parts: Vec<&str> = agent_line.split(" | ").map(str::trim).collect();
+    for name in ["sensor", "flaky"] {
+        let row = parts.iter().position(|p| p.split_whitespace().next() == Some(name));
+        let layers = row.and_then(|i| parts.get(i + 1)).and_then(|l| l.strip_prefix("layers: "));
+        let Some(layers) = layers else {
+            return Err(format!("berthctl status has no layers line for {name}: {agent_line}"));
+        };
+        let kv = |k: &str| probe_field(layers, k).map(|v| v.trim_end_matches('"'));
+        let started = m.events().into_iter().rfind(|e| e.name == "container.start" && e.get("name") == Some(name));
+        let Some(e) = started else { return Err(format!("no container.start for {name}")) };
+        for (shown, logged) in [("userns", "uid_base"), ("seccomp", "seccomp"), ("device_rules", "device_rules"), ("landlock", "landlock"), ("apparmor", "apparmor")] {
+            if kv(shown).is_none() || kv(shown) != e.get(logged) {
+                return Err(format!("{name}: status shows {shown}={:?}, container.start logged {logged}={:?}", kv(shown), e.get(logged)));
+            }
+        }
+        if !kv("landlock").is_some_and(|v| v.starts_with("abi")) || kv("caps") != Some("none") {
+            return Err(format!("{name}: want a Landlock ABI and no capabilities: {layers}"));
+        }
+    }
+    Ok(())
 }
 
 fn release_events(events: &[Event]) -> Vec<String> {
@@ -304,6 +335,63 @@ fn no_release(l: &dyn Launch) -> Result<(), String> {
     no_errors(&m, &[])
 }
 
+/// A kernel booted without Landlock, on a board that requires it: berth
+/// says why once, refuses every container (each with its own error naming
+/// the landlock step), and boots on.
+fn no_landlock(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { variant: "no-landlock", ..spec("no-landlock", "poweroff") })?;
+    m.expect_event("boot.ready", lim.boot)?;
+    let e = m.expect_event("landlock", lim.step)?;
+    field_is(&e, "mode", "required")?;
+    field_is(&e, "result", "error")?;
+    let why = "Landlock is built into the kernel but disabled at boot (lsm=)";
+    field_is(&e, "error", why)?;
+    for name in ["sensor", "flaky"] {
+        m.set_cursor(0);
+        let e = m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.step)?;
+        field_is(&e, "result", "error")?;
+        field_is(&e, "step", "landlock")?;
+        field_is(&e, "error", &format!("the board requires Landlock: {why}"))?;
+    }
+    m.expect_line("AGENT done", lim.step)?;
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
+    let ran: Vec<Event> = m.events().into_iter().filter(|e| e.name == "container.log" || (e.name == "container.start" && e.get("result") == Some("ok"))).collect();
+    if !ran.is_empty() {
+        return Err(format!("a container ran without Landlock: {:?}", ran.iter().map(|e| &e.fields).collect::<Vec<_>>()));
+    }
+    // The only errors: the landlock event and the refused starts.
+    let other: Vec<String> = m
+        .events()
+        .into_iter()
+        .filter(|e| e.get("result") == Some("error") || e.name == "boot.failed")
+        .filter(|e| e.name != "landlock" && !(e.name == "container.start" && e.get("step") == Some("landlock")))
+        .map(|e| format!("{} {:?}", e.name, e.fields))
+        .collect();
+    if other.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unexpected error events: {other:?}"))
+    }
+}
+
+/// The same kernel, on a board that allows the downgrade: the containers
+/// start without Landlock, and the downgrade is logged.
+fn landlock_optional(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { variant: "landlock-optional", ..spec("landlock-optional", "none") })?;
+    m.expect_event("boot.ready", lim.boot)?;
+    let e = m.expect_event("landlock", lim.step)?;
+    field_is(&e, "mode", "optional")?;
+    field_is(&e, "result", "downgrade")?;
+    field_is(&e, "reason", "Landlock is built into the kernel but disabled at boot (lsm=)")?;
+    let e = m.expect_event_where("container.start", |e| e.get("name") == Some("sensor"), lim.step)?;
+    field_is(&e, "result", "ok")?;
+    field_is(&e, "landlock", "none")?;
+    m.expect_event_where("container.log", |e| e.get("name") == Some("sensor") && e.get("line").is_some_and(|l| l.starts_with("sensor: reading=")), lim.step)?;
+    no_errors(&m, &[])
+}
+
 /// The probe's lines of one container, from berth's `container.log` events.
 fn probe_lines(m: &Machine, name: &str) -> Vec<String> {
     m.events()
@@ -330,15 +418,35 @@ fn probe_v1(l: &dyn Launch) -> Result<(), String> {
     probe_on(l, "probe-v1")
 }
 
+/// The probe again, on a board whose AppArmor profile berth loads at boot
+/// and switches both containers into at exec.
+fn apparmor(l: &dyn Launch) -> Result<(), String> {
+    probe_on(l, "apparmor")
+}
+
 fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
     let lim = limits(l.arch());
     let mut m = l.boot(&BootSpec { variant, ..spec(variant, "none") })?;
+    // Only the apparmor board names a profile; elsewhere containers stay
+    // unconfined by AppArmor.
+    let (profile, label) = match variant {
+        "apparmor" => ("berth-container", "berth-container_(enforce)"),
+        _ => ("none", "unconfined"),
+    };
+    if variant == "apparmor" {
+        let e = m.expect_event("apparmor.load", lim.boot)?;
+        field_is(&e, "profile", profile)?;
+        field_is(&e, "result", "ok")?;
+    }
     let mut bases = Vec::new();
     for name in ["probe", "probe-user"] {
         // Independent containers start in either order.
         m.set_cursor(0);
         let e = m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.boot)?;
         field_is(&e, "result", "ok")?;
+        // The Debian 6.12 kernels offer Landlock ABI 6.
+        field_is(&e, "landlock", "abi6")?;
+        field_is(&e, "apparmor", profile)?;
         // Read by berth from /proc/<pid>/uid_map on the host: `0 <base> 65536`.
         let map = e.get("uid_map").unwrap_or("");
         let base = e.get("uid_base").unwrap_or("").to_string();
@@ -363,16 +471,24 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
         if blocked < 30 {
             return Err(format!("{name}: only {blocked} escapes tried and blocked"));
         }
-        let mut want = vec!["image-read", "tmp-rw", "uid-map", "pid-ns"];
+        let mut want = vec!["image-read", "tmp-rw", "uid-map", "pid-ns", "landlock-active"];
         if name == "probe" {
-            want.extend(["granted-cap", "granted-device", "device-write-denied", "granted-device-write", "volume", "rlimits"]);
+            want.extend(["granted-cap", "granted-device", "device-write-denied", "granted-device-write", "volume", "rlimits", "exec-denied"]);
         } else {
-            want.push("ungranted-absent");
+            want.extend(["ungranted-absent", "exec-works"]);
         }
         for w in want {
             if !lines.iter().any(|l| probe_field(l, "name") == Some(w) && probe_field(l, "result") == Some("works")) {
                 return Err(format!("{name}: check {w} did not report works: {lines:?}"));
             }
+        }
+        let seen = lines
+            .iter()
+            .find(|l| probe_field(l, "name") == Some("apparmor-label"))
+            .and_then(|l| l.split("label=").nth(1))
+            .and_then(|r| r.split(['"', '\\', ' ']).next());
+        if seen != Some(label) {
+            return Err(format!("{name}: AppArmor label {seen:?}, want {label}"));
         }
     }
     // Each container maps uid 0 to its own unprivileged host range.

@@ -108,6 +108,36 @@ impl FsType {
     }
 }
 
+/// What berth does when the kernel offers no Landlock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LandlockMode {
+    /// No container starts without Landlock (an error is logged).
+    Required,
+    /// Containers start without it; the downgrade is logged.
+    Optional,
+}
+
+impl LandlockMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            LandlockMode::Required => "required",
+            LandlockMode::Optional => "optional",
+        }
+    }
+}
+
+/// An AppArmor profile shipped compiled on the system image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppArmor {
+    /// The profile's name, as compiled (`berth-container`).
+    pub profile: Name,
+    /// The compiled (binary) policy holding it, on the system image
+    /// (`/etc/berth/apparmor/berth-container.bin`); loaded once at boot.
+    pub policy: Path,
+}
+
 /// Kind of a hardware node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -153,6 +183,16 @@ pub struct Board {
     /// The hardware watchdog berth pets, if the board has one.
     #[serde(default)]
     pub watchdog: Option<Watchdog>,
+    /// Whether containers need Landlock (default `required`).
+    #[serde(default = "default_landlock")]
+    pub landlock: LandlockMode,
+    /// The AppArmor profile every container runs in (none by default).
+    #[serde(default)]
+    pub apparmor: Option<AppArmor>,
+}
+
+fn default_landlock() -> LandlockMode {
+    LandlockMode::Required
 }
 
 /// A hardware watchdog: berth opens `device` at boot, sets `timeout_s` and
@@ -382,6 +422,18 @@ impl Board {
                 return Err(err(f("minor"), "must be below 1048576"));
             }
         }
+        if let Some(a) = &self.apparmor {
+            let name_ok = a.profile.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if a.profile.is_empty() || !name_ok {
+                return Err(err("apparmor.profile", "must be letters, digits, '.', '_' and '-'"));
+            }
+            let plain = a.policy.strip_prefix('/').is_some_and(|r| {
+                !r.is_empty() && r.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+            });
+            if !plain || !a.policy.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(err("apparmor.policy", "must be an absolute path of plain components on the system image"));
+            }
+        }
         Ok(())
     }
 
@@ -478,6 +530,30 @@ path = "/dev/ttyAMA1"
         assert_eq!(b.storage.system.fstype, FsType::Squashfs);
         assert_eq!(b.node("serial1").map(|n| n.minor), Some(65));
         assert!(b.node("gpio0").is_none());
+        assert_eq!(b.landlock, LandlockMode::Required);
+        assert_eq!(b.apparmor, None);
+    }
+
+    #[test]
+    fn landlock_and_apparmor_fields() {
+        let b = Board::from_toml(&with("modules = [", "landlock = \"optional\"\nmodules = [")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b.landlock, LandlockMode::Optional);
+        assert!(Board::from_toml(&with("modules = [", "landlock = \"maybe\"\nmodules = [")).is_err());
+        let aa = "\n[apparmor]\nprofile = \"berth-container\"\npolicy = \"/etc/berth/apparmor/berth.bin\"\n[qemu]";
+        let b = Board::from_toml(&with("\n[qemu]", aa)).unwrap();
+        let a = b.apparmor.clone().unwrap();
+        assert_eq!((a.profile.as_str(), a.policy.as_str()), ("berth-container", "/etc/berth/apparmor/berth.bin"));
+        assert_eq!(Board::from_postcard(&b.to_postcard().unwrap()).unwrap(), b);
+        for (old, new, field) in [
+            ("\"berth-container\"", "\"two words\"", "apparmor.profile"),
+            ("\"berth-container\"", "\"\"", "apparmor.profile"),
+            ("\"/etc/berth/apparmor/berth.bin\"", "\"etc/x.bin\"", "apparmor.policy"),
+            ("\"/etc/berth/apparmor/berth.bin\"", "\"/etc/../x.bin\"", "apparmor.policy"),
+        ] {
+            let text = with("\n[qemu]", &aa.replacen(old, new, 1));
+            let e = Board::from_toml(&text).unwrap_err();
+            assert_eq!(e.field, field, "{new}: {e}");
+        }
     }
 
     #[test]

@@ -9,11 +9,20 @@
 //! container) and spawns it with its output on a pipe the PID 1 loop reads.
 //! A container whose preparation fails is reported and left out; the others go
 //! on.
+//!
+//! Also once per release: the kernel's Landlock ABI is probed and combined
+//! with the board's `landlock` mode ([`landlock::decide`]): a board that
+//! requires Landlock on a kernel without it starts no container; one that
+//! allows the downgrade starts them without and says so. A board naming an
+//! AppArmor profile has its compiled policy loaded ([`crate::apparmor`]);
+//! if that fails, no container starts.
 
 use crate::board::{Board, CgroupMode};
 use crate::cgroup::act::CgroupDir;
 use crate::cgroup::limits::Limits;
 use crate::cgroup::DeviceRule;
+use crate::apparmor::ExecAttr;
+use crate::container::landlock::{self, Decision, Ruleset};
 use crate::container::plan::Plan;
 use crate::container::{plan, prepare, spawn};
 use crate::log::Event;
@@ -41,6 +50,10 @@ pub struct Spec {
     pub policy: Restart,
     pub backoff: Backoff,
     pub cgroup: CgroupMode,
+    /// The Landlock ABI's rights (`None`: the board allowed the downgrade).
+    pub landlock: Option<Ruleset>,
+    /// The board's AppArmor profile and its exec attribute.
+    pub apparmor: Option<(crate::board::Name, ExecAttr)>,
     /// Containers that must be ready before this one starts.
     pub after: heapless::Vec<crate::manifest::Name, { crate::manifest::AFTER_MAX }>,
     pub ready: Ready,
@@ -76,6 +89,81 @@ pub enum Check {
     Command(Box<crate::container::enter::Command>),
 }
 
+impl Spec {
+    /// The layers the container's processes get last before execve (its
+    /// init, and every command berth runs inside it).
+    pub fn confine(&self) -> spawn::Confine<'_> {
+        spawn::Confine {
+            seccomp: Some(&self.filter),
+            landlock: self.landlock,
+            apparmor: self.apparmor.as_ref().map(|(_, attr)| attr.as_cstr()),
+        }
+    }
+
+    /// The layers in force, for `berthctl status`.
+    pub fn layers(&self) -> crate::control::Layers {
+        let h = &self.seccomp_hash;
+        let mut seccomp = heapless::String::new();
+        let _ = core::fmt::write(&mut seccomp, format_args!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]));
+        let mut apparmor = heapless::String::new();
+        let _ = apparmor.push_str(self.apparmor.as_ref().map_or("none", |(p, _)| p.as_str()));
+        crate::control::Layers {
+            uid_base: self.plan.ids.outside_base,
+            seccomp,
+            caps: self.plan.caps.effective,
+            device_rules: u16::try_from(self.rules.len()).unwrap_or(u16::MAX),
+            landlock_abi: self.landlock.map_or(0, |r| u8::try_from(r.abi).unwrap_or(u8::MAX)),
+            apparmor,
+        }
+    }
+}
+
+/// The layers every container of the release gets, decided once.
+struct Layers {
+    landlock: Option<Ruleset>,
+    apparmor: Option<(crate::board::Name, ExecAttr)>,
+}
+
+/// Probe Landlock and load AppArmor for the board; `Err` when a layer the
+/// board requires cannot be had (logged here: which, and why).
+fn layers(board: &Board) -> Result<Layers, (&'static str, String)> {
+    let mode = board.landlock.name();
+    let probe = crate::sys::landlock::abi_version();
+    let landlock = match landlock::decide(board.landlock, probe) {
+        Decision::Apply(r) => {
+            Event::info("landlock")
+                .kv("abi", r.abi)
+                .kv("kernel_abi", probe.unwrap_or(0))
+                .kv("mode", mode)
+                .kv("result", "ok")
+                .emit();
+            Some(r)
+        }
+        Decision::Downgrade(why) => {
+            Event::warn("landlock").kv("mode", mode).kv("result", "downgrade").kv("reason", why).emit();
+            None
+        }
+        Decision::Refuse(why) => {
+            Event::error("landlock").kv("mode", mode).kv("result", "error").kv("error", why).emit();
+            return Err(("landlock", format!("the board requires Landlock: {why}")));
+        }
+    };
+    let apparmor = match &board.apparmor {
+        None => None,
+        Some(a) => match crate::apparmor::load(a) {
+            Ok(attr) => {
+                Event::info("apparmor.load").kv("profile", &a.profile).kv("policy", &a.policy).kv("result", "ok").emit();
+                Some((a.profile.clone(), attr))
+            }
+            Err(e) => {
+                Event::error("apparmor.load").kv("profile", &a.profile).kv("policy", &a.policy).kv("result", "error").kv("error", &e).emit();
+                return Err(("apparmor", format!("the board's AppArmor profile {}: {e}", a.profile)));
+            }
+        },
+    };
+    Ok(Layers { landlock, apparmor })
+}
+
 /// A running container's handles.
 pub struct Launched {
     pub pid: Pid,
@@ -97,6 +185,16 @@ pub fn prepare_all(release: &Release, board: &Board) -> Vec<Spec> {
             return Vec::new();
         }
     };
+    let layers = match layers(board) {
+        Ok(l) => l,
+        Err((step, e)) => {
+            // Fail closed: every container of the release is refused.
+            for m in &release.containers {
+                start_error(&m.name, step, &e);
+            }
+            return Vec::new();
+        }
+    };
     let order = match crate::manifest::start_order(&release.containers) {
         Ok(o) => o,
         Err(e) => {
@@ -107,7 +205,7 @@ pub fn prepare_all(release: &Release, board: &Board) -> Vec<Spec> {
     let mut specs = Vec::new();
     for (n, &i) in order.iter().enumerate() {
         let Some(m) = release.containers.get(i) else { continue };
-        match prepare_one(m, board, n as u16, arch) {
+        match prepare_one(m, board, n as u16, arch, &layers) {
             Ok(s) => specs.push(s),
             Err((step, e)) => start_error(&m.name, step, e),
         }
@@ -115,7 +213,7 @@ pub fn prepare_all(release: &Release, board: &Board) -> Vec<Spec> {
     specs
 }
 
-fn prepare_one(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch) -> Result<Spec, (&'static str, String)> {
+fn prepare_one(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, layers: &Layers) -> Result<Spec, (&'static str, String)> {
     let rootfs = current::mount_path(&m.image);
     if !crate::mount::is_mountpoint(&rootfs) {
         return Err(("image", format!("image {rootfs} is not mounted")));
@@ -165,6 +263,8 @@ fn prepare_one(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch) -> 
         stop_grace_ms: m.stop.and_then(|s| s.grace_ms).unwrap_or(crate::manifest::STOP_GRACE_MS),
         notify,
         plan,
+        landlock: layers.landlock,
+        apparmor: layers.apparmor.clone(),
     })
 }
 
@@ -179,7 +279,7 @@ pub fn launch(s: &Spec) -> Result<Launched, (&'static str, String)> {
     let null = std::fs::File::open("/dev/null").map_err(|e| ("stdin", e.to_string()))?;
     let stdio = spawn::Stdio { stdin: null.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() };
     let mut place = |pid| cg.add(pid).map_err(|_| Errno::EIO);
-    let started = match spawn::spawn(&s.plan, stdio, Some(&s.filter), &mut place) {
+    let started = match spawn::spawn(&s.plan, stdio, s.confine(), &mut place) {
         Ok(st) => st,
         Err(e) => {
             let _ = crate::cgroup::act::kill_and_remove(cg);
@@ -187,14 +287,17 @@ pub fn launch(s: &Spec) -> Result<Launched, (&'static str, String)> {
         }
     };
     drop(out_w);
-    let h = &s.seccomp_hash;
+    let layers = s.layers();
     Event::info("container.start")
         .kv("name", &s.name)
         .kv("pid", started.pid)
-        .kv("uid_base", s.plan.ids.outside_base)
+        .kv("uid_base", layers.uid_base)
         .kv("uid_map", host_uid_map(started.pid))
-        .kv("seccomp", format_args!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]))
-        .kv("device_rules", s.rules.len())
+        .kv("seccomp", &layers.seccomp)
+        .kv("caps", format_args!("{:x}", layers.caps))
+        .kv("device_rules", layers.device_rules)
+        .kv("landlock", format_args!("{}", layers.landlock()))
+        .kv("apparmor", &layers.apparmor)
         .kv("cgroup", cg.path().map(|p| p.display().to_string()).unwrap_or_default())
         .kv("result", "ok")
         .emit();

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; raised on any incompatible change.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Largest request frame body.
 pub const REQUEST_MAX: usize = 512;
 /// Largest response frame body.
@@ -59,6 +59,51 @@ pub struct ContainerStatus {
     pub memory: u64,
     /// The container's own `STATUS=` text (notify protocol).
     pub note: heapless::String<64>,
+    pub layers: Layers,
+}
+
+/// The confinement layers of one container, as berth applies them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layers {
+    /// Host uid that uid 0 inside maps to (its user namespace's range start).
+    pub uid_base: u32,
+    /// Start of the seccomp program's SHA-256, in hex.
+    pub seccomp: heapless::String<8>,
+    /// Effective capability set (bit N: capability N).
+    pub caps: u64,
+    /// Rules of its cgroup device allowlist.
+    pub device_rules: u16,
+    /// Landlock ABI applied; 0: none (the board allowed the downgrade).
+    pub landlock_abi: u8,
+    /// AppArmor profile, or `none`.
+    pub apparmor: heapless::String<64>,
+}
+
+impl Layers {
+    /// `abi6` or `none`.
+    pub fn landlock(&self) -> heapless::String<8> {
+        let mut s = heapless::String::new();
+        let _ = match self.landlock_abi {
+            0 => s.push_str("none"),
+            n => core::fmt::write(&mut s, format_args!("abi{n}")).map_err(|_| ()),
+        };
+        s
+    }
+
+    /// Capability names without `CAP_`, comma-separated, or `none`.
+    pub fn cap_names(&self) -> String {
+        let names: Vec<&str> = crate::manifest::CAP_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| u32::try_from(*i).ok().and_then(|i| 1u64.checked_shl(i)).is_some_and(|b| self.caps & b != 0))
+            .map(|(_, n)| n.trim_start_matches("CAP_"))
+            .collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(",")
+        }
+    }
 }
 
 /// Most lines in one [`Response::Logs`].
@@ -221,6 +266,15 @@ mod tests {
     }
 
     #[test]
+    fn layers_render_for_status() {
+        let mut l = Layers { uid_base: 100_000, seccomp: text("1a2b3c4d"), caps: 0, device_rules: 9, landlock_abi: 6, apparmor: text("none") };
+        assert_eq!((l.landlock().as_str(), l.cap_names().as_str()), ("abi6", "none"));
+        l.caps = 1 << 10 | 1 << 1;
+        l.landlock_abi = 0;
+        assert_eq!((l.landlock().as_str(), l.cap_names().as_str()), ("none", "DAC_OVERRIDE,NET_BIND_SERVICE"));
+    }
+
+    #[test]
     fn a_full_status_fits_a_response_frame() {
         let mut list = heapless::Vec::new();
         for i in 0..32 {
@@ -234,6 +288,14 @@ mod tests {
                 ready: true,
                 memory: u64::MAX,
                 note: text(&"n".repeat(64)),
+                layers: Layers {
+                    uid_base: u32::MAX,
+                    seccomp: text("ffffffff"),
+                    caps: u64::MAX,
+                    device_rules: u16::MAX,
+                    landlock_abi: u8::MAX,
+                    apparmor: text(&"p".repeat(64)),
+                },
             };
             list.push(s).unwrap();
         }

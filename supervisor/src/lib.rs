@@ -5,6 +5,7 @@
 //! `sys` seam and `nix` act.
 
 pub mod board;
+pub mod apparmor;
 pub mod boot;
 pub mod cgroup;
 pub mod container;

@@ -71,6 +71,16 @@ fn ctl(args: &[String]) -> ExitCode {
                     c.last_exit,
                     c.note
                 );
+                let l = &c.layers;
+                println!(
+                    "  layers: userns={} seccomp={} caps={} device_rules={} landlock={} apparmor={}",
+                    l.uid_base,
+                    l.seccomp,
+                    l.cap_names(),
+                    l.device_rules,
+                    l.landlock(),
+                    l.apparmor
+                );
             }
             ExitCode::SUCCESS
         }

@@ -33,6 +33,8 @@
 //! | `devices` | hardware node names, access a non-empty combination of `r`, `w`, `m`; against the board: node exists, is not reserved, is a character device ([`Manifest::check_devices`]) | the confinement issue (a node made for the container, mode from `r`/`w`, bound into its `/dev`; `m` is the cgroup's) |
 //! | `rlimits` | `nofile` 16..=1048576, `nproc` 1..=4194304, `core` <= 1 GiB | the confinement issue (set before the user namespace) |
 //! | `network = "host"` | (no `CAP_NET_ADMIN`/`CAP_NET_RAW`) | the confinement issue (no network namespace; /sys bound read-only) |
+//! | `exec_paths` | <= 8 absolute paths without `..`, unique; `entry.argv[0]` must lie beneath one of them | the Landlock issue (execute only beneath these; default: the whole image) |
+//! | `rw_paths` | <= 8 absolute paths without `..`, not `/`, unique | the Landlock issue (writable beneath these, besides the writable mounts and `/dev`) |
 //!
 //! A list field counts as set when it is not empty; an optional field when it
 //! is present (even with its default value).
@@ -81,6 +83,8 @@ pub const DEVICE_NAME_MAX: usize = crate::board::NAME_MAX;
 pub const ACCESS_MAX: usize = 3;
 /// Highest uid/gid inside a container, exclusive.
 pub const ID_LIMIT: u32 = 65_536;
+/// Most `exec_paths` and most `rw_paths`.
+pub const LANDLOCK_PATHS_MAX: usize = 8;
 
 pub type Name = String<NAME_MAX>;
 pub type Path = String<PATH_MAX>;
@@ -262,6 +266,16 @@ pub struct Manifest {
     /// Restart backoff; absent values keep the defaults.
     #[serde(default)]
     pub backoff: Option<BackoffSpec>,
+    /// Landlock: programs run only from beneath these paths (files or
+    /// directories). Empty: from anywhere in the image.
+    #[serde(default)]
+    pub exec_paths: Vec<Path, LANDLOCK_PATHS_MAX>,
+    /// Landlock: further paths the container may write beneath, besides its
+    /// writable mounts and `/dev`. Everything beneath `/` is readable
+    /// already, and Landlock rules only ever add access, so there is no
+    /// read-only list.
+    #[serde(default)]
+    pub rw_paths: Vec<Path, LANDLOCK_PATHS_MAX>,
 }
 
 /// Restart timing: the first delay, its growth factor and cap, how long a run
@@ -514,6 +528,11 @@ fn valid_abs_path(s: &str) -> bool {
     s.starts_with('/') && !s.split('/').any(|c| c == "..") && !s.bytes().any(|b| b == 0 || b == b'\n')
 }
 
+/// Is `path` the same as `dir` or beneath it (component-wise)?
+pub fn beneath(path: &str, dir: &str) -> bool {
+    dir == "/" || path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+}
+
 fn valid_env_key(k: &str) -> bool {
     let mut b = k.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
@@ -554,6 +573,8 @@ impl Manifest {
             ("seccomp_allow", !self.seccomp_allow.is_empty()),
             ("devices", !self.devices.is_empty()),
             ("network.host", self.network == Some(Network::Host)),
+            ("exec_paths", !self.exec_paths.is_empty()),
+            ("rw_paths", !self.rw_paths.is_empty()),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
@@ -761,6 +782,31 @@ impl Manifest {
                 && a.iter().enumerate().all(|(j, b)| !a.iter().take(j).any(|o| o == b));
             if !ok {
                 return Err(err(m, f("access"), "must be a combination of r, w and m"));
+            }
+        }
+        self.validate_landlock_paths()
+    }
+
+    fn validate_landlock_paths(&self) -> Result<(), ManifestError> {
+        let m = self.name.as_str();
+        for (list, name) in [(&self.exec_paths, "exec_paths"), (&self.rw_paths, "rw_paths")] {
+            for (i, p) in list.iter().enumerate() {
+                let f = format!("{name}[{i}]");
+                if !valid_abs_path(p) || p.contains("//") || (p.len() > 1 && p.ends_with('/')) {
+                    return Err(err(m, f, "must be an absolute path of plain components, without '..'"));
+                }
+                if name == "rw_paths" && p.as_str() == "/" {
+                    return Err(err(m, f, "must not be / (the image stays read-only)"));
+                }
+                if list.iter().take(i).any(|o| o == p) {
+                    return Err(err(m, f, format!("`{p}` is listed twice")));
+                }
+            }
+        }
+        if !self.exec_paths.is_empty() {
+            let prog = self.entry.argv.first().map(|a| a.as_str()).unwrap_or("");
+            if !self.exec_paths.iter().any(|p| beneath(prog, p)) {
+                return Err(err(m, "exec_paths", format!("the program `{prog}` is not beneath any of them")));
             }
         }
         Ok(())
@@ -1105,6 +1151,15 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
             (ENTRY, "devices = [{ node = \"serial1\", access = \"rr\" }]\n[entry]\n", "devices[0].access"),
             (ENTRY, "devices = [{ node = \"serial1\", access = \"x\" }]\n[entry]\n", "devices[0].access"),
             (ENTRY, "devices = [{ node = \"serial1\", access = \"\" }]\n[entry]\n", "devices[0].access"),
+            (ENTRY, "exec_paths = [\"usr/bin\"]\n[entry]\n", "exec_paths[0]"),
+            (ENTRY, "exec_paths = [\"/usr/../bin\"]\n[entry]\n", "exec_paths[0]"),
+            (ENTRY, "exec_paths = [\"/usr/bin/\"]\n[entry]\n", "exec_paths[0]"),
+            (ENTRY, "exec_paths = [\"/usr/bin\", \"/usr/bin\"]\n[entry]\n", "exec_paths[1]"),
+            (ENTRY, "exec_paths = [\"/opt\"]\n[entry]\n", "exec_paths"),
+            (ENTRY, "exec_paths = [\"/usr/bin/sensor\"]\n[entry]\n", "exec_paths"),
+            (ENTRY, "rw_paths = [\"/\"]\n[entry]\n", "rw_paths[0]"),
+            (ENTRY, "rw_paths = [\"/var//lib\"]\n[entry]\n", "rw_paths[0]"),
+            (ENTRY, "rw_paths = [\"/run\", \"/run\"]\n[entry]\n", "rw_paths[1]"),
         ];
         for (old, new, field) in cases {
             let e = parse(&sensor_with(old, new)).unwrap_err();
@@ -1160,6 +1215,20 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         gated.sort_unstable();
         seen.sort_unstable();
         assert_eq!(gated, seen);
+    }
+
+    #[test]
+    fn landlock_paths_are_accepted_with_the_program_beneath() {
+        for list in ["[\"/usr/bin/sensord\"]", "[\"/usr\"]", "[\"/\"]", "[\"/opt\", \"/usr/bin\"]"] {
+            let m = parse(&sensor_with(ENTRY, &format!("exec_paths = {list}\nrw_paths = [\"/run\"]\n[entry]\n")))
+                .unwrap_or_else(|e| panic!("{list}: {e}"));
+            assert!(!m.exec_paths.is_empty());
+            assert_eq!(m.rw_paths[0].as_str(), "/run");
+        }
+        let many: std::vec::Vec<_> = (0..=LANDLOCK_PATHS_MAX).map(|i| format!("\"/r{i}\"")).collect();
+        assert!(parse(&sensor_with(ENTRY, &format!("rw_paths = [{}]\n[entry]\n", many.join(",")))).is_err());
+        assert!(beneath("/usr/bin/x", "/usr") && beneath("/usr", "/usr") && beneath("/x", "/"));
+        assert!(!beneath("/usrx/y", "/usr") && !beneath("/us", "/usr"));
     }
 
     #[test]

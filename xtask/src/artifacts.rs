@@ -5,7 +5,7 @@
 use crate::cpio::Cpio;
 use crate::kernel::{self, Kernel};
 use crate::{release, run_cmd, say};
-use berth::board::{Arch, Board, CgroupMode};
+use berth::board::{Arch, Board, CgroupMode, LandlockMode};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,6 +84,12 @@ pub struct Variant {
     pub release: ReleaseData,
     /// The release's manifest directory (default `manifests/`).
     pub manifests: Option<PathBuf>,
+    /// Appended to the board's kernel command line.
+    pub cmdline: Option<String>,
+    /// Overrides the board's Landlock mode.
+    pub landlock: Option<LandlockMode>,
+    /// Sets the board's AppArmor profile.
+    pub apparmor: Option<berth::board::AppArmor>,
 }
 
 /// The release put on a fresh data partition.
@@ -106,6 +112,18 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     let mut board = load_board(board_file)?;
     if let Some(mode) = variant.cgroup {
         board.cgroup = mode;
+    }
+    if let Some(mode) = variant.landlock {
+        board.landlock = mode;
+    }
+    if let Some(a) = &variant.apparmor {
+        board.apparmor = Some(a.clone());
+    }
+    if let Some(extra) = &variant.cmdline {
+        let mut line = board.kernel.cmdline.to_string();
+        line.push(' ');
+        line.push_str(extra);
+        board.kernel.cmdline = line.as_str().try_into().map_err(|_| format!("board {}: kernel command line too long", board.name))?;
     }
     let arch = board.arch;
     let kernel = kernel::ensure_kernel(root, arch.debian(), &board.kernel.flavour)?;
@@ -171,6 +189,9 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     // berthctl is berth under another name.
     std::os::unix::fs::symlink("berth", stage.join("sbin/berthctl")).map_err(|e| format!("{}: {e}", stage.display()))?;
     write(&stage.join("etc/berth/board.bin"), &board_bin)?;
+    if let Some(a) = &board.apparmor {
+        apparmor_policy(root, a, &stage)?;
+    }
     for pubkey in release::public_keys(&key_dir)? {
         if let Some(name) = pubkey.file_name() {
             fs::copy(&pubkey, stage.join("etc/berth/keys").join(name)).map_err(|e| format!("{}: {e}", pubkey.display()))?;
@@ -223,6 +244,21 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         signed_release,
         key_dir,
     })
+}
+
+/// Compile the board's AppArmor profile (`board-configs/apparmor/<profile>`)
+/// into the system image at its `policy` path: the device has no compiler.
+fn apparmor_policy(root: &Path, a: &berth::board::AppArmor, stage: &Path) -> Result<(), String> {
+    let source = root.join("board-configs/apparmor").join(a.profile.as_str());
+    if !source.is_file() {
+        return Err(format!("AppArmor profile {}: no source at {}", a.profile, source.display()));
+    }
+    let out = stage.join(a.policy.trim_start_matches('/'));
+    if let Some(dir) = out.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    say(&format!("compiling AppArmor profile {} into {}", a.profile, a.policy));
+    run_cmd(Command::new("apparmor_parser").args(["--skip-kernel-load", "--skip-cache", "--quiet", "--ofile"]).arg(&out).arg(&source))
 }
 
 /// Flip the bits of one byte of a file (inside an image's data area).

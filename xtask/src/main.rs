@@ -11,7 +11,7 @@ mod trial;
 mod verity;
 
 use artifacts::{Artifacts, BootOpts, ReleaseData, Variant};
-use berth::board::{Arch, CgroupMode};
+use berth::board::{Arch, CgroupMode, LandlockMode};
 use qemu_tests::machine::Machine;
 use qemu_tests::scenarios::{BootSpec, Launch};
 use std::path::{Path, PathBuf};
@@ -403,8 +403,37 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ("corrupt-image", Variant { suffix: "-corrupt-image".into(), release: ReleaseData::CorruptSensorImage, ..Default::default() }),
         ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),
         ("tampered-release", Variant { suffix: "-tampered-release".into(), release: ReleaseData::Tampered, ..Default::default() }),
+        (
+            "no-landlock",
+            Variant { suffix: "-no-landlock".into(), cmdline: Some(LSM_WITHOUT_LANDLOCK.into()), ..Default::default() },
+        ),
+        (
+            "landlock-optional",
+            Variant {
+                suffix: "-landlock-optional".into(),
+                cmdline: Some(LSM_WITHOUT_LANDLOCK.into()),
+                landlock: Some(LandlockMode::Optional),
+                ..Default::default()
+            },
+        ),
+        (
+            "apparmor",
+            Variant {
+                suffix: "-apparmor".into(),
+                manifests: Some(root.join("qemu-tests/manifests/probe")),
+                apparmor: Some(berth::board::AppArmor {
+                    profile: "berth-container".try_into().unwrap_or_default(),
+                    policy: "/etc/berth/apparmor/berth-container.bin".try_into().unwrap_or_default(),
+                }),
+                ..Default::default()
+            },
+        ),
     ]
 }
+
+/// The Debian kernels' default LSM order (`CONFIG_LSM`, the same on all
+/// three flavours) without Landlock: a kernel booted with Landlock disabled.
+const LSM_WITHOUT_LANDLOCK: &str = "lsm=lockdown,yama,loadpin,safesetid,integrity,apparmor,selinux,smack,tomoyo,bpf,ipe";
 
 /// The module name the missing-module scenario asks for.
 const NO_SUCH_MODULE: &str = "berth_no_such_module";

@@ -96,8 +96,9 @@ fn release_version(dir: &Path) -> Result<u64, String> {
 }
 
 /// Build the image a manifest's `[build]` table describes: exactly one of
-/// `cargo_bin` (with optional `package`, default `berth-demo-apps`, and
-/// `setuid_copy`, a path where a root-owned mode-4755 copy is installed, for
+/// `cargo_bin` (with optional `package`, default `berth-demo-apps`,
+/// `setuid_copy`, a path where a root-owned mode-4755 copy is installed, and
+/// `copies`, paths where plain mode-0755 copies are installed, for
 /// confinement tests), `binary` or `dir`.
 fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Table, out: &Path) -> Result<Image, String> {
     let field = |k: &str| format!("manifest {name}: field build.{k}");
@@ -108,7 +109,7 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
         }
     };
     for k in build.keys() {
-        if !["cargo_bin", "package", "setuid_copy", "binary", "dir"].contains(&k.as_str()) {
+        if !["cargo_bin", "package", "setuid_copy", "copies", "binary", "dir"].contains(&k.as_str()) {
             return Err(format!("{}: unknown (cargo_bin, binary or dir)", field(k)));
         }
     }
@@ -116,14 +117,25 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
     if sources != 1 {
         return Err(format!("manifest {name}: field build: needs exactly one of cargo_bin, binary, dir"));
     }
+    let inside = |k: &str, p: &str| -> Result<PathBuf, String> {
+        let rel = p.strip_prefix('/').filter(|r| !r.is_empty() && !r.split('/').any(|c| c == ".." || c.is_empty()));
+        rel.map(PathBuf::from).ok_or_else(|| format!("{}: must be an absolute path inside the image", field(k)))
+    };
+    let copies: Vec<PathBuf> = match build.get("copies") {
+        None => Vec::new(),
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| format!("{}: must be a list of paths", field("copies"))).and_then(|p| inside("copies", p)))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(format!("{}: must be a list of paths", field("copies"))),
+    };
     if let Some(bin_name) = text("cargo_bin")? {
         let package = text("package")?.unwrap_or("berth-demo-apps");
         let bin = cross_build(root, arch, package, bin_name).map_err(|e| format!("{}: {e}", field("cargo_bin")))?;
-        let Some(copy) = text("setuid_copy")? else { return image::from_binary(&bin, out) };
-        let rel = copy.strip_prefix('/').filter(|r| !r.is_empty() && !r.split('/').any(|c| c == ".." || c.is_empty()));
-        let Some(rel) = rel else {
-            return Err(format!("{}: must be an absolute path inside the image", field("setuid_copy")));
-        };
+        let setuid = text("setuid_copy")?.map(|p| inside("setuid_copy", p)).transpose()?;
+        if setuid.is_none() && copies.is_empty() {
+            return image::from_binary(&bin, out);
+        }
         let stage = out.with_extension("root");
         let _ = fs::remove_dir_all(&stage);
         for d in ["bin", "dev", "mnt", "proc", "sys", "tmp"] {
@@ -138,13 +150,18 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
             fs::set_permissions(to, fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", to.display()))
         };
         install(&stage.join("bin").join(bin_name), 0o755)?;
-        install(&stage.join(rel), 0o4755)?;
+        for c in &copies {
+            install(&stage.join(c), 0o755)?;
+        }
+        if let Some(rel) = setuid {
+            install(&stage.join(rel), 0o4755)?;
+        }
         let img = image::from_dir(&stage, out);
         let _ = fs::remove_dir_all(&stage);
         return img;
     }
-    if text("package")?.is_some() || text("setuid_copy")?.is_some() {
-        return Err(format!("manifest {name}: field build: package and setuid_copy go with cargo_bin"));
+    if text("package")?.is_some() || text("setuid_copy")?.is_some() || !copies.is_empty() {
+        return Err(format!("manifest {name}: field build: package, setuid_copy and copies go with cargo_bin"));
     }
     if let Some(file) = text("binary")? {
         let p = dir.join(file);

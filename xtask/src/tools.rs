@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 
 /// Debian packages the build and image steps need; cpio and cryptsetup-bin
 /// (veritysetup) let the unit tests check berth's initramfs and hash trees
-/// against the standard tools instead of skipping those checks.
+/// against the standard tools instead of skipping those checks; apparmor
+/// brings `apparmor_parser`, which compiles a board's AppArmor profile.
 const BASE_PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "gcc-arm-linux-gnueabihf",
@@ -21,6 +22,7 @@ const BASE_PACKAGES: &[&str] = &[
     "file",
     "cpio",
     "cryptsetup-bin",
+    "apparmor",
 ];
 
 /// QEMU packages. They come from the backports suite: the newer qemu-utils

@@ -28,7 +28,11 @@
 //!
 //! Environment: `PROBE_EXPECT_CAP=CAP_X` (a granted capability to verify),
 //! `PROBE_EXPECT_DEVICE=/dev/x` (a granted device to read),
-//! `PROBE_TIMEOUT_SECS` (per attempt, default 20).
+//! `PROBE_EXPECT_LANDLOCK=1` (a Landlock ruleset must be in force: its own
+//! `/proc/self/comm` refused for writing), `PROBE_EXPECT_EXEC_DENIED=/path`
+//! and `PROBE_EXPECT_EXEC_WORKS=/path` (a copy of the probe that `exec_paths`
+//! does or does not let run), `PROBE_TIMEOUT_SECS` (per attempt, default 20).
+//! The AppArmor label it runs under is always reported (`apparmor-label`).
 //!
 //! Safety: it refuses to run (exit 2) in the initial user namespace with
 //! uid 0 or any capability, so the reboot/kexec/sysrq attempts can never

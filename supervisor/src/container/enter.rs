@@ -3,7 +3,8 @@
 //! The command gets exactly the container's confinement, because it runs
 //! with the container's authority: its namespaces (joined with `setns`, the
 //! user namespace first), its cgroup (device filter and limits), its ids,
-//! capabilities, no_new_privs and seccomp filter, from the same [`Plan`].
+//! capabilities, no_new_privs, AppArmor profile, Landlock ruleset and
+//! seccomp filter, from the same [`Plan`] and [`Confine`].
 //! Its stdio is `/dev/null`; only its exit status counts.
 //!
 //! | who | step |
@@ -14,7 +15,7 @@
 //! | W | `setns` user, then mount, IPC, UTS, cgroup, network (when its own), PID |
 //! | W | fork -> X (in the PID namespace: `setns` of a PID namespace applies to children) |
 //! | W | wait for X; `_exit` with X's code (signals as 128 + number) |
-//! | X | `PR_SET_PDEATHSIG`, stdio, `chdir(workdir)`, the plan's credential steps, no_new_privs, signals reset, fds closed, seccomp, `execve` |
+//! | X | `PR_SET_PDEATHSIG`, stdio, `chdir(workdir)`, the plan's credential steps, no_new_privs, signals reset, fds closed, AppArmor, Landlock, seccomp, `execve` |
 //!
 //! Failure in W or X before the exec is `_exit(`[`SETUP_FAILED`]`)`; a failed
 //! exec is 127. S only ever sees W: killing W (a check past its timeout)
@@ -31,7 +32,7 @@ use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{self, Pid};
 
-use super::spawn::{close_fds, drop_privileges, Argv, Envp};
+use super::spawn::{close_fds, confine_last, drop_privileges, Argv, Confine, Envp};
 use super::{CArg, Plan};
 use crate::manifest::COMMAND_MAX;
 use crate::sys::container as sys;
@@ -75,7 +76,7 @@ pub fn enter(
     plan: &Plan,
     init: Pid,
     cmd: &Command,
-    filter: Option<&[libc::sock_filter]>,
+    confine: Confine<'_>,
     place: &mut dyn FnMut(Pid) -> Result<(), Errno>,
 ) -> Result<Pid, Errno> {
     let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
@@ -98,7 +99,7 @@ pub fn enter(
     let w = match unsafe { sys::clone_fork(0) }? {
         None => {
             drop(go_w);
-            let code = waiter(plan, &ns, go_r.as_fd(), null.as_fd(), filter, path, &argv, &envp);
+            let code = waiter(plan, &ns, go_r.as_fd(), null.as_fd(), &confine, path, &argv, &envp);
             sys::exit_now(code)
         }
         Some(pid) => pid,
@@ -124,7 +125,7 @@ fn waiter(
     ns: &[(OwnedFd, CloneFlags)],
     go: std::os::fd::BorrowedFd<'_>,
     null: std::os::fd::BorrowedFd<'_>,
-    filter: Option<&[libc::sock_filter]>,
+    confine: &Confine<'_>,
     path: &core::ffi::CStr,
     argv: &Argv<'_>,
     envp: &Envp<'_>,
@@ -145,7 +146,7 @@ fn waiter(
     let x = match unsafe { sys::clone_fork(0) } {
         Err(_) => return SETUP_FAILED,
         Ok(None) => {
-            let e = inside(plan, null, filter, path, argv, envp);
+            let e = inside(plan, null, confine, path, argv, envp);
             sys::exit_now(if e == Errno::UnknownErrno { SETUP_FAILED } else { 127 })
         }
         Ok(Some(pid)) => pid,
@@ -166,7 +167,7 @@ fn waiter(
 fn inside(
     plan: &Plan,
     null: std::os::fd::BorrowedFd<'_>,
-    filter: Option<&[libc::sock_filter]>,
+    confine: &Confine<'_>,
     path: &core::ffi::CStr,
     argv: &Argv<'_>,
     envp: &Envp<'_>,
@@ -187,10 +188,7 @@ fn inside(
         sys::reset_signal_handlers()?;
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
         close_fds(null)?;
-        if let Some(prog) = filter {
-            sys::install_filter(prog)?;
-        }
-        Ok(())
+        confine_last(plan, confine).map_err(|(_, e)| e)
     };
     match setup() {
         Ok(()) => sys::execve(path, argv, envp),

@@ -10,7 +10,8 @@
 //! allocates nothing between fork and execve. The act layer ([`spawn`]) is a
 //! dumb loop over the steps: [`Act`] and [`run`]. Tests record the steps.
 //! Before it, [`prepare`] makes on the host what the plan names there: the
-//! granted device nodes and the volumes.
+//! granted device nodes and the volumes. [`landlock`] makes the Landlock
+//! rules from the manifest, as data too.
 //!
 //! Order follows `shared/reference/hardening.md`; see [`plan::Plan`] for the
 //! whole sequence the act layer runs.
@@ -20,6 +21,7 @@ pub mod cstr;
 pub mod devices;
 pub mod enter;
 pub mod ids;
+pub mod landlock;
 pub mod mounts;
 pub mod plan;
 pub mod prepare;

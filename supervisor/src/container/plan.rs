@@ -14,7 +14,9 @@
 //! | child | mounts, `/dev`, pivot, hostname, read-only, masks, `/` ro | [`Plan::steps`] (via [`super::run`]) |
 //! | child | `umask`, `chdir` | [`Plan::umask`], [`Plan::workdir`] |
 //! | child | bounding set, securebits, ids, capset, ambient, no_new_privs | [`Plan::caps`], [`Plan::ids`] |
-//! | child | close fds >= 3, seccomp, `execve` | [`Plan::argv`], [`Plan::env`] |
+//! | child | close fds >= 3; AppArmor exec profile (when the board names one) | |
+//! | child | Landlock: each path opened `O_PATH`, its rule added, the ruleset enforced | [`Plan::landlock`] |
+//! | child | seccomp, `execve` | [`Plan::argv`], [`Plan::env`] |
 //!
 //! Everything is fixed-capacity and every string is NUL-terminated already:
 //! the act layer builds the `argv`/`envp` pointer arrays (fixed arrays of
@@ -31,6 +33,7 @@ use super::caps::{self, Caps};
 use super::cstr::{CArg, CPath};
 use super::devices::{self, Nodes};
 use super::ids::{self, Ids};
+use super::landlock::{self, Rules};
 use super::mounts::{self, Steps};
 
 /// Longest rootfs path the caller may pass (`/run/berth/c/<32>/root` is 44).
@@ -161,6 +164,9 @@ pub struct Plan {
     /// Inside the container, after the pivot.
     pub workdir: CPath,
     pub umask: u32,
+    /// The Landlock rules, with every right berth knows (masked by the
+    /// kernel's ABI at the start).
+    pub landlock: Rules,
 }
 
 fn valid_rootfs(p: &str) -> bool {
@@ -202,6 +208,13 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
             volumes.push(v.clone()).map_err(|_| e2(&w.field, "too many volumes"))?;
         }
     }
+    let targets: std::vec::Vec<&str> = writable.iter().map(|w| w.target.as_str()).collect();
+    let landlock = landlock::plan_rules(&landlock::Input {
+        exec_paths: &manifest.exec_paths,
+        rw_paths: &manifest.rw_paths,
+        writable: &targets,
+    })
+    .map_err(e)?;
     let notify = if manifest.uses_notify() {
         Some(CPath::new(&crate::notify::host_path(name)).ok_or_else(|| e2("readiness", "notify socket path too long"))?)
     } else {
@@ -270,6 +283,7 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
         env,
         workdir,
         umask: UMASK,
+        landlock,
     })
 }
 

@@ -25,6 +25,8 @@
 //! | C2 | `PR_SET_NO_NEW_PRIVS`; `PR_SET_PDEATHSIG` re-armed, the supervisor checked alive |
 //! | C2 | every signal handler to `SIG_DFL`, the signal mask emptied |
 //! | C2 | every fd >= 3 `CLOEXEC` (`close_range`), the error pipe included |
+//! | C2 | AppArmor: `exec <profile>` to `/proc/self/attr/apparmor/exec` (when the board names one) |
+//! | C2 | Landlock (when the kernel has it): ruleset created, each rule's path opened `O_PATH` and added, `landlock_restrict_self` |
 //! | C2 | seccomp (when a filter is given), last |
 //! | C2 | `execve`: the error pipe closes, S reads EOF: started |
 //!
@@ -68,8 +70,10 @@ use nix::unistd::{self, Pid};
 
 use crate::manifest::{ARGS_MAX, ENV_MAX};
 use crate::sys::container as sys;
+use crate::sys::landlock as landlock_sys;
 
 use super::caps::CAP_LAST;
+use super::landlock::Ruleset;
 use super::mounts::{self, MASK_DIR_DATA, MASK_FILE_SOURCE};
 use super::plan::Plan;
 use super::{run, Act, Failed};
@@ -81,6 +85,18 @@ pub struct Stdio<'a> {
     pub stdin: BorrowedFd<'a>,
     pub stdout: BorrowedFd<'a>,
     pub stderr: BorrowedFd<'a>,
+}
+
+/// The security layers applied last in the init, each optional: decided
+/// once per release by the supervisor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Confine<'a> {
+    /// The seccomp program, installed right before execve.
+    pub seccomp: Option<&'a [libc::sock_filter]>,
+    /// The Landlock ABI's rights; the rules are the plan's.
+    pub landlock: Option<Ruleset>,
+    /// `exec <profile>` for the AppArmor exec attribute.
+    pub apparmor: Option<&'a CStr>,
 }
 
 /// A started container.
@@ -159,6 +175,15 @@ pub enum Step {
     Signals,
     /// Init: `close_range`.
     CloseFds,
+    /// Init: writing the AppArmor exec attribute.
+    AppArmor,
+    /// Init: `landlock_create_ruleset`.
+    Landlock,
+    /// Init: the Landlock rule at this index of [`Plan::landlock`]: opening
+    /// its path or adding it.
+    LandlockRule(u16),
+    /// Init: `landlock_restrict_self`.
+    LandlockRestrict,
     /// Init: seccomp filter.
     Seccomp,
     /// Init: `execve`.
@@ -167,7 +192,7 @@ pub enum Step {
     Lost,
 }
 
-const STEPS: [Step; 32] = [
+const STEPS: [Step; 35] = [
     Step::Args,
     Step::Pipe,
     Step::Clone,
@@ -197,6 +222,9 @@ const STEPS: [Step; 32] = [
     Step::ParentGone,
     Step::Signals,
     Step::CloseFds,
+    Step::AppArmor,
+    Step::Landlock,
+    Step::LandlockRestrict,
     Step::Seccomp,
     Step::Exec,
     Step::Lost,
@@ -204,12 +232,15 @@ const STEPS: [Step; 32] = [
 
 /// Wire code of [`Step::Mount`].
 const MOUNT_CODE: u16 = 100;
+/// Wire code of [`Step::LandlockRule`].
+const LANDLOCK_RULE_CODE: u16 = 101;
 
 impl Step {
     /// (code, mount index) for the error record.
     fn code(self) -> (u16, u16) {
         match self {
             Step::Mount(i) => (MOUNT_CODE, i),
+            Step::LandlockRule(i) => (LANDLOCK_RULE_CODE, i),
             s => (STEPS.iter().position(|x| *x == s).and_then(|p| u16::try_from(p).ok()).unwrap_or(u16::MAX), 0),
         }
     }
@@ -217,6 +248,9 @@ impl Step {
     fn from_code(code: u16, index: u16) -> Option<Step> {
         if code == MOUNT_CODE {
             return Some(Step::Mount(index));
+        }
+        if code == LANDLOCK_RULE_CODE {
+            return Some(Step::LandlockRule(index));
         }
         STEPS.get(usize::from(code)).copied()
     }
@@ -254,6 +288,10 @@ impl Step {
             Step::ParentGone => "supervisor gone",
             Step::Signals => "signals",
             Step::CloseFds => "close_range",
+            Step::AppArmor => "AppArmor exec profile",
+            Step::Landlock => "landlock ruleset",
+            Step::LandlockRule(_) => "landlock rule",
+            Step::LandlockRestrict => "landlock_restrict_self",
             Step::Seccomp => "seccomp",
             Step::Exec => "execve",
             Step::Lost => "child lost",
@@ -265,6 +303,7 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::Mount(i) => write!(f, "mount step {i}"),
+            Step::LandlockRule(i) => write!(f, "landlock rule {i}"),
             s => f.write_str(s.name()),
         }
     }
@@ -300,6 +339,7 @@ impl SpawnError {
     fn with_plan(step: Step, errno: Errno, plan: &Plan) -> SpawnError {
         let detail = match step {
             Step::Mount(i) => plan.steps.get(usize::from(i)).map(|s| s.to_string()),
+            Step::LandlockRule(i) => plan.landlock.get(usize::from(i)).map(|r| r.path.to_string()),
             _ => None,
         };
         SpawnError { step, errno, detail }
@@ -494,7 +534,7 @@ pub(super) type Envp<'a> = sys::CPtrs<'a, { ENV_MAX + 3 }>;
 struct Child<'a> {
     plan: &'a Plan,
     stdio: Stdio<'a>,
-    filter: Option<&'a [libc::sock_filter]>,
+    confine: Confine<'a>,
     path: &'a CStr,
     argv: &'a Argv<'a>,
     envp: &'a Envp<'a>,
@@ -622,10 +662,44 @@ impl Child<'_> {
         sys::reset_signal_handlers().at(Step::Signals)?;
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).at(Step::Signals)?;
         close_fds(self.err).at(Step::CloseFds)?;
-        if let Some(prog) = self.filter {
-            sys::install_filter(prog).at(Step::Seccomp)?;
-        }
+        confine_last(self.plan, &self.confine)?;
         Err((Step::Exec, sys::execve(self.path, self.argv, self.envp)))
+    }
+}
+
+/// The last layers before execve, in order: the AppArmor exec profile, the
+/// Landlock ruleset, the seccomp filter. Also used by [`super::enter`].
+pub(super) fn confine_last(plan: &Plan, confine: &Confine<'_>) -> Result<(), Fail> {
+    if let Some(attr) = confine.apparmor {
+        apparmor_exec(attr).at(Step::AppArmor)?;
+    }
+    if let Some(ruleset) = confine.landlock {
+        landlock(plan, &ruleset)?;
+    }
+    if let Some(prog) = confine.seccomp {
+        sys::install_filter(prog).at(Step::Seccomp)?;
+    }
+    Ok(())
+}
+
+/// Every rule's path, opened after the pivot (a path that is missing fails
+/// the start), then the ruleset enforced.
+fn landlock(plan: &Plan, ruleset: &Ruleset) -> Result<(), Fail> {
+    let fd = landlock_sys::create_ruleset(ruleset.handled_fs, ruleset.scoped).at(Step::Landlock)?;
+    for (i, rule) in plan.landlock.iter().enumerate() {
+        let step = Step::LandlockRule(u16::try_from(i).unwrap_or(u16::MAX));
+        let (path, is_dir) = landlock_sys::open_path(rule.path.as_cstr()).at(step)?;
+        landlock_sys::add_path_rule(fd.as_fd(), path.as_fd(), ruleset.allowed(rule.access, is_dir)).at(step)?;
+    }
+    landlock_sys::restrict_self(fd.as_fd()).at(Step::LandlockRestrict)
+}
+
+/// Write the AppArmor exec attribute: the program execve starts runs in the
+/// profile. The per-LSM file first, the legacy one on older kernels.
+fn apparmor_exec(attr: &CStr) -> Result<(), Errno> {
+    match sys::write_once(crate::apparmor::EXEC_ATTR, attr.to_bytes()) {
+        Err(Errno::ENOENT) => sys::write_once(crate::apparmor::EXEC_ATTR_LEGACY, attr.to_bytes()),
+        r => r,
     }
 }
 
@@ -708,7 +782,7 @@ fn write_proc(pid: Pid, file: &str, data: &[u8]) -> Result<(), Errno> {
 pub fn spawn(
     plan: &Plan,
     stdio: Stdio<'_>,
-    filter: Option<&[libc::sock_filter]>,
+    confine: Confine<'_>,
     place: &mut dyn FnMut(Pid) -> Result<(), Errno>,
 ) -> Result<Started, SpawnError> {
     let e = |step| move |errno| SpawnError::new(step, errno);
@@ -722,7 +796,7 @@ pub fn spawn(
     let child = Child {
         plan,
         stdio,
-        filter,
+        confine,
         path,
         argv: &argv,
         envp: &envp,
@@ -842,7 +916,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_name_the_step() {
-        for step in STEPS.iter().copied().chain([Step::Mount(0), Step::Mount(47)]) {
+        for step in STEPS.iter().copied().chain([Step::Mount(0), Step::Mount(47), Step::LandlockRule(3)]) {
             let rec = encode(step, Errno::EPERM);
             assert_eq!(decode(&rec), Some((step, Errno::EPERM)), "{step:?}");
         }
@@ -912,6 +986,8 @@ mod tests {
             network: None,
             rlimits: None,
             backoff: None,
+            exec_paths: heapless::Vec::new(),
+            rw_paths: heapless::Vec::new(),
         }
     }
 
@@ -950,12 +1026,23 @@ mod tests {
     /// line by line. The script prints `ready` and waits on stdin: the host's
     /// view of the init is read then.
     fn start(m: &Manifest, index: u16, filter: Option<&[libc::sock_filter]>, script: &str) -> Result<Run, SpawnError> {
+        start_with(m, index, filter, None, script)
+    }
+
+    fn start_with(
+        m: &Manifest,
+        index: u16,
+        filter: Option<&[libc::sock_filter]>,
+        landlock: Option<Ruleset>,
+        script: &str,
+    ) -> Result<Run, SpawnError> {
         let root = rootfs(m.name.as_str());
         std::fs::write(root.join("bin/script"), script).unwrap();
         let p = plan(m, &board(), index, root.to_str().unwrap()).unwrap();
         let (in_r, in_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         let (out_r, out_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
-        let started = spawn(&p, Stdio { stdin: in_r.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() }, filter, &mut |_| Ok(()));
+        let confine = Confine { seccomp: filter, landlock, apparmor: None };
+        let started = spawn(&p, Stdio { stdin: in_r.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() }, confine, &mut |_| Ok(()));
         drop(in_r);
         drop(out_w);
         let started = started?;
@@ -1057,7 +1144,7 @@ mod tests {
         let p = plan(&m, &board(), 5, "/nonexistent/berth-root").unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
         let stdio = Stdio { stdin: null.as_fd(), stdout: null.as_fd(), stderr: null.as_fd() };
-        let e = spawn(&p, stdio, None, &mut |_| Ok(())).unwrap_err();
+        let e = spawn(&p, stdio, Confine::default(), &mut |_| Ok(())).unwrap_err();
         assert_eq!((e.step, e.errno), (Step::Mount(1), Errno::ENOENT), "{e}");
         assert_eq!(e.detail.as_deref(), Some("bind /nonexistent/berth-root /nonexistent/berth-root"));
         assert!(e.to_string().contains("mount step 1 (bind /nonexistent"), "{e}");
@@ -1066,6 +1153,35 @@ mod tests {
         let e = start(&m, 6, None, "").err().unwrap();
         assert_eq!((e.step, e.errno), (Step::Exec, Errno::ENOENT), "{e}");
         assert_eq!(e.to_string(), "container start failed at execve: No such file or directory (ENOENT)");
+    }
+
+    #[test]
+    fn root_applies_landlock_exec_paths_and_write_rules() {
+        if !root_tests("root_applies_landlock_exec_paths_and_write_rules") {
+            return;
+        }
+        let Some(ruleset) = crate::sys::landlock::abi_version().ok().and_then(Ruleset::for_abi) else {
+            eprintln!("root_applies_landlock_exec_paths_and_write_rules: skipped (no Landlock on this kernel)");
+            return;
+        };
+        // /proc/self/comm is writable by its owner on a read-write /proc:
+        // only Landlock refuses it. `id` is outside the exec paths.
+        let script = ": > /tmp/x && echo tmp-ok; (echo x > /proc/self/comm) 2>/dev/null && echo comm=ok || echo comm=denied; \
+            id -u >/dev/null 2>&1; echo id=$?; echo ready";
+        let mut m = manifest("spawnll", &["/bin/sh", "/bin/script"]);
+        let r = start_with(&m, 8, None, None, script).unwrap();
+        assert_eq!((field(&r.out, "comm="), field(&r.out, "id=")), ("ok", "0"), "without Landlock: {:#?}", r.out);
+        m.exec_paths.push(s("/bin/sh")).unwrap();
+        m.exec_paths.push(s("/lib64")).unwrap();
+        let r = start_with(&m, 8, None, Some(ruleset), script).unwrap();
+        assert!(r.out.contains(&"tmp-ok".to_string()), "/tmp stays writable: {:#?}", r.out);
+        assert_eq!(field(&r.out, "comm="), "denied", "/proc is read-only under Landlock");
+        assert_eq!(field(&r.out, "id="), "126", "id is not beneath the exec paths");
+        // A rule whose path is missing fails the start, naming the rule.
+        m.rw_paths.push(s("/nonexistent")).unwrap();
+        let e = start_with(&m, 8, None, Some(ruleset), script).err().unwrap();
+        assert_eq!((e.errno, e.detail.as_deref()), (Errno::ENOENT, Some("/nonexistent")), "{e}");
+        assert!(matches!(e.step, Step::LandlockRule(_)), "{e}");
     }
 
     #[cfg(target_arch = "x86_64")]

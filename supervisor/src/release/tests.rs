@@ -304,6 +304,8 @@ struct WManifest {
     network: Option<mf::Network>,
     rlimits: Option<mf::Rlimits>,
     backoff: Option<mf::BackoffSpec>,
+    exec_paths: std::vec::Vec<std::string::String>,
+    rw_paths: std::vec::Vec<std::string::String>,
 }
 
 #[derive(Serialize, Clone)]
@@ -352,6 +354,8 @@ fn wide(r: &Release) -> WRelease {
                 network: m.network,
                 rlimits: m.rlimits,
                 backoff: m.backoff,
+                exec_paths: m.exec_paths.iter().map(s).collect(),
+                rw_paths: m.rw_paths.iter().map(s).collect(),
             })
             .collect(),
     }

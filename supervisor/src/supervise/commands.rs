@@ -122,6 +122,7 @@ impl Pid1 {
                 ready: s.pid.is_some() && s.life.ready,
                 memory,
                 note: s.status.clone().unwrap_or_default(),
+                layers: s.spec.layers(),
             });
         }
         list

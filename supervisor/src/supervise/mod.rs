@@ -510,7 +510,7 @@ impl Pid1 {
             Some(cg) => cg.add(w).map_err(|_| Errno::EIO),
             None => Err(Errno::ENOENT),
         };
-        let started = crate::container::enter::enter(&slot.spec.plan, pid, cmd, Some(&slot.spec.filter), &mut place);
+        let started = crate::container::enter::enter(&slot.spec.plan, pid, cmd, slot.spec.confine(), &mut place);
         let name = slot.spec.name.clone();
         match started {
             Ok(w) => {

@@ -10,7 +10,7 @@
 
 use core::ffi::{c_char, c_int, c_ulong, CStr};
 use core::marker::PhantomData;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
@@ -302,6 +302,19 @@ pub fn install_filter(prog: &[libc::sock_filter]) -> Result<(), Errno> {
         libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NONE, &fprog as *const libc::sock_fprog)
     };
     check(r).map(drop)
+}
+
+/// Open `path` write-only and write all of `bytes` in one `write` (a
+/// `/proc` attribute takes its value whole), then close it.
+pub fn write_once(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
+    use nix::fcntl::{open, OFlag};
+    let raw = open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+    // SAFETY: `open` just returned this descriptor; nothing else owns it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+    match nix::unistd::write(&fd, bytes)? {
+        n if n == bytes.len() => Ok(()),
+        _ => Err(Errno::EIO),
+    }
 }
 
 /// `_exit(code)`: end the process at once, without exit handlers or

@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod container;
+pub mod landlock;
 
 use nix::errno::Errno;
 use std::ffi::CStr;

@@ -58,7 +58,97 @@ pub fn run_all() -> Vec<(String, bool, String)> {
         let (w, d) = rlimits(n.trim());
         out.push(("rlimits".to_string(), w, d));
     }
+    let (w, d) = apparmor_label();
+    out.push(("apparmor-label".to_string(), w, d));
+    if std::env::var("PROBE_EXPECT_LANDLOCK").is_ok() {
+        let (w, d) = landlock_active();
+        out.push(("landlock-active".to_string(), w, d));
+    }
+    if let Ok(path) = std::env::var("PROBE_EXPECT_EXEC_DENIED") {
+        let (w, d) = exec_denied(path.trim());
+        out.push(("exec-denied".to_string(), w, d));
+    }
+    if let Ok(path) = std::env::var("PROBE_EXPECT_EXEC_WORKS") {
+        let (w, d) = exec_works(path.trim());
+        out.push(("exec-works".to_string(), w, d));
+    }
     out
+}
+
+/// The AppArmor label the probe runs under (the per-LSM attribute, or the
+/// legacy one), as `label="..."`: the scenario knows which it wants.
+fn apparmor_label() -> (bool, String) {
+    let text = fs::read_to_string("/proc/self/attr/apparmor/current").or_else(|_| fs::read_to_string("/proc/self/attr/current"));
+    match text {
+        Ok(t) => (true, format!("label={}", t.trim_end_matches(['\n', '\0']).replace(' ', "_"))),
+        Err(e) => (false, format!("read /proc/self/attr/apparmor/current: {}", io_errno_name(&e))),
+    }
+}
+
+/// Landlock is in force: `/proc/self/comm` is the probe's own file, on a
+/// read-write /proc, and its mode lets its owner write, so only Landlock
+/// (which leaves /proc read-only) can refuse opening it for writing, with
+/// EACCES.
+fn landlock_active() -> (bool, String) {
+    use std::os::unix::fs::MetadataExt;
+    let path = c"/proc/self/comm";
+    let meta = match fs::metadata("/proc/self/comm") {
+        Ok(m) => m,
+        Err(e) => return (false, format!("stat /proc/self/comm: {}", io_errno_name(&e))),
+    };
+    let euid = sys::geteuid();
+    if meta.uid() != euid || meta.mode() & 0o200 == 0 {
+        return (false, format!("/proc/self/comm is uid {} mode {:o}, not writable by uid {euid}", meta.uid(), meta.mode()));
+    }
+    // SAFETY: statvfs fills a struct we own; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return (false, format!("statvfs /proc: {}", errno_name(errno())));
+    }
+    #[allow(clippy::unnecessary_cast)]
+    if st.f_flag as u64 & libc::ST_RDONLY as u64 != 0 {
+        return (false, "/proc is mounted read-only: the check would prove nothing".into());
+    }
+    let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0);
+    if fd >= 0 {
+        close(fd);
+        return (false, "opened /proc/self/comm for writing: no Landlock ruleset in force".into());
+    }
+    match errno() {
+        libc::EACCES => (true, "own /proc/self/comm (rw mount, owner-writable) refused with EACCES".into()),
+        e => (false, format!("open /proc/self/comm for writing: {} (want EACCES)", errno_name(e))),
+    }
+}
+
+/// Run `path --exit 0` and say how it went: `Ok(exit code)` or the errno
+/// of its execve.
+fn run_exit0(path: &str) -> Result<i32, i32> {
+    std::process::Command::new(path)
+        .args(["--exit", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|st| st.code().unwrap_or(-1))
+        .map_err(|e| e.raw_os_error().unwrap_or(-1))
+}
+
+/// A program of the image outside `exec_paths` does not run: EACCES.
+fn exec_denied(path: &str) -> (bool, String) {
+    match run_exit0(path) {
+        Err(libc::EACCES) => (true, format!("execve {path}: EACCES")),
+        Err(e) => (false, format!("execve {path}: {} (want EACCES)", errno_name(e))),
+        Ok(code) => (false, format!("{path} ran (exit {code})")),
+    }
+}
+
+/// Without `exec_paths`, the same program runs.
+fn exec_works(path: &str) -> (bool, String) {
+    match run_exit0(path) {
+        Ok(0) => (true, format!("{path} ran and exited 0")),
+        Ok(code) => (false, format!("{path} exited {code}")),
+        Err(e) => (false, format!("execve {path}: {}", errno_name(e))),
+    }
 }
 
 /// RLIMIT_NOFILE is what the manifest asked for, and core dumps are off.

@@ -61,6 +61,8 @@ fn sample() -> Manifest {
         network: None,
         rlimits: None,
         backoff: None,
+        exec_paths: heapless::Vec::new(),
+        rw_paths: heapless::Vec::new(),
     }
 }
 
@@ -460,4 +462,27 @@ fn run_stops_at_the_first_failure() {
     let mut r = Recorder { fail_at: Some(4), ..Default::default() };
     assert_eq!(run(&p.steps, &mut r), Err(Failed { index: 4, error: "boom" }));
     assert_eq!(r.lines.len(), 4);
+}
+
+#[test]
+fn landlock_rules_follow_the_manifest_mounts_and_paths() {
+    use crate::container::landlock::{access::EXECUTE, READ, WRITE_TREE};
+    let rule = |p: &Plan, path: &str| p.landlock.iter().find(|r| r.path.as_str() == path).map(|r| r.access);
+    let p = plan(&sample(), &board(), 0, ROOT).unwrap();
+    assert_eq!(rule(&p, "/"), Some(READ | EXECUTE), "the whole image executes by default");
+    assert_eq!(rule(&p, "/var/lib/web"), Some(WRITE_TREE), "the volume");
+    assert_eq!(rule(&p, "/tmp"), Some(WRITE_TREE), "the manifest's /tmp");
+    // Container paths (after the pivot), never the host's rootfs.
+    assert!(p.landlock.iter().all(|r| !r.path.as_str().starts_with(ROOT)));
+    let mut m = sample();
+    m.exec_paths.push(s("/bin/httpd")).unwrap();
+    m.rw_paths.push(s("/run/web")).unwrap();
+    let p = plan(&m, &board(), 0, ROOT).unwrap();
+    assert_eq!(rule(&p, "/"), Some(READ));
+    assert_eq!(rule(&p, "/bin/httpd"), Some(EXECUTE));
+    assert_eq!(rule(&p, "/run/web"), Some(WRITE_TREE));
+    // The program outside the exec paths: refused when planned.
+    m.exec_paths[0] = s("/usr/bin");
+    let e = plan(&m, &board(), 0, ROOT).unwrap_err();
+    assert_eq!(e.field, "exec_paths", "{e}");
 }
