@@ -310,6 +310,9 @@ fn check_release(board: &Board, data_mounted: bool) -> Option<(crate::release::R
         }
         ev.emit();
     }
+    if let Some(e) = &booted.unrecorded {
+        Event::error("release.store").kv("step", "record").result(&Err::<(), _>(e)).emit();
+    }
     let v = booted.verified;
     if booted.trial {
         Event::info("release.trial").kv("version", v.release.version).emit();

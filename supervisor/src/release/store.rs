@@ -244,6 +244,9 @@ pub struct Booted {
     /// Rollbacks made on the way, with the reason the release rolled back
     /// from was unusable (`None`: an interrupted trial).
     pub rollbacks: Vec<(Rollback, Option<ObjectError>)>,
+    /// The record could not be written: the release boots all the same (the
+    /// next boot decides the same way from the old record), and this says why.
+    pub unrecorded: Option<String>,
 }
 
 /// Why no release could be booted.
@@ -253,8 +256,6 @@ pub enum BootError {
     None,
     /// No kept release is usable; the first one's reason.
     Unusable(ObjectError),
-    /// Writing the record failed.
-    Store(StoreError),
 }
 
 impl fmt::Display for BootError {
@@ -262,7 +263,6 @@ impl fmt::Display for BootError {
         match self {
             BootError::None => write!(f, "no release installed"),
             BootError::Unusable(e) => write!(f, "{e}"),
-            BootError::Store(e) => write!(f, "{e}"),
         }
     }
 }
@@ -333,7 +333,7 @@ impl<I: Io> Store<I> {
         if let Some((i, generation, rec)) = record::newest([&slots[0], &slots[1]]) {
             store.record = rec;
             store.generation = generation;
-            store.next_slot = 1 - i;
+            store.next_slot = usize::from(i == 0);
             return Ok((store, notes));
         }
         let none_present = slots.iter().all(|s| matches!(s, Err(SlotError::Missing)));
@@ -488,8 +488,8 @@ impl<I: Io> Store<I> {
         if raised {
             rec.highest = Some(verified.release.version);
         }
-        self.write_record(rec).map_err(BootError::Store)?;
-        Ok(Booted { entry, verified, trial, raised, rollbacks })
+        let unrecorded = self.write_record(rec).err().map(|e| e.to_string());
+        Ok(Booted { entry, verified, trial, raised, rollbacks, unrecorded })
     }
 
     /// Verify an update bundle and take its release and new images into

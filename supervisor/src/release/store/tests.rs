@@ -359,6 +359,21 @@ fn an_unusable_release_falls_back_to_the_other_kept_one() {
     })
 }
 
+#[test]
+fn a_record_that_cannot_be_written_does_not_stop_the_boot() {
+    big_stack(|| {
+        let s = set();
+        let dir = tmp("unrecorded");
+        factory(&dir, &s.v1, &[&s.a, &s.b]);
+        let sim = Sim::new(1);
+        let (mut st, _) = Store::open_with(&dir, sim).unwrap();
+        let b = st.boot(&keys(), BOARD).unwrap();
+        assert_eq!(b.verified.release.version, 1);
+        assert!(b.unrecorded.as_deref().is_some_and(|e| e.contains("power cut")), "{:?}", b.unrecorded);
+        std::fs::remove_dir_all(&dir).unwrap();
+    })
+}
+
 // ---- Power cuts -------------------------------------------------------------
 
 /// A metadata change not yet made durable by an fsync of its directories.
@@ -572,6 +587,9 @@ fn sequence(dir: &Path, s: &Set, sim: &Sim, progress: &mut Vec<u64>) -> Result<(
     // The requested reboot into the trial.
     let (mut st, _) = Store::open_with(dir, sim.clone()).map_err(|x| e(&x))?;
     let booted = st.boot(&k, b).map_err(|x| e(&x))?;
+    if let Some(why) = booted.unrecorded {
+        return Err(why);
+    }
     if booted.verified.release.version != 3 || !booted.trial {
         return Err(format!("trial boot booted {booted:?}"));
     }
