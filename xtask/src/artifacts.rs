@@ -101,6 +101,9 @@ pub enum ReleaseData {
     /// The demo release, with one byte of the `sensor` image's data changed
     /// on the data partition.
     CorruptSensorImage,
+    /// The demo release as the previous one, and the same containers as
+    /// version + 1 on trial, as if the device lost power before committing.
+    InterruptedTrial,
 }
 
 /// Build everything for a board, as given or varied for a test.
@@ -207,6 +210,11 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
             }
         }
         install_release(&store, &signed, compiled.release.version)?;
+        if variant.release == ReleaseData::InterruptedTrial {
+            let next = berth::release::Release { version: compiled.release.version + 1, ..compiled.release.clone() };
+            let signed_next = berth::release::sign(&next, &key).map_err(|e| e.to_string())?;
+            install_trial(&store, &signed, compiled.release.version, &signed_next, next.version)?;
+        }
     }
     let data_template = dir.join("data-template.img");
     make_data(&data_template, &data_root)?;
@@ -239,6 +247,20 @@ pub fn install_release(store: &Path, signed: &[u8], version: u64) -> Result<(), 
     write(&releases.join(release_name(&digest)), signed)?;
     let slot = encode_slot(&Record::installed(Entry { digest, version }), 1).ok_or("the state record does not encode")?;
     write(&store.join(SLOTS[0]), &slot)
+}
+
+/// Over an installed release, a second one on trial (the switch made, not
+/// committed): its object, and a record of generation 2 in slot B.
+fn install_trial(store: &Path, signed: &[u8], version: u64, trial: &[u8], trial_version: u64) -> Result<(), String> {
+    use berth::release::record::{encode_slot, Entry, Record, SLOTS};
+    use berth::release::store::{release_name, RELEASES};
+    use sha2::Digest as _;
+    let digest = |b: &[u8]| berth::manifest::Digest(sha2::Sha256::digest(b).into());
+    write(&store.join(RELEASES).join(release_name(&digest(trial))), trial)?;
+    let installed = Record::installed(Entry { digest: digest(signed), version });
+    let rec = installed.begin_trial(Entry { digest: digest(trial), version: trial_version }, false).map_err(|e| e.to_string())?;
+    let slot = encode_slot(&rec, 2).ok_or("the state record does not encode")?;
+    write(&store.join(SLOTS[1]), &slot)
 }
 
 /// Flip the bits of one byte of a file (inside an image's data area).

@@ -494,6 +494,10 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ("corrupt-image", Variant { suffix: "-corrupt-image".into(), release: ReleaseData::CorruptSensorImage, ..Default::default() }),
         ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),
         ("tampered-release", Variant { suffix: "-tampered-release".into(), release: ReleaseData::Tampered, ..Default::default() }),
+        (
+            "release-trial-rollback",
+            Variant { suffix: "-trial-rollback".into(), release: ReleaseData::InterruptedTrial, ..Default::default() },
+        ),
     ]
 }
 
