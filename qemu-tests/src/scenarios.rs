@@ -52,7 +52,7 @@ fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 16] = [
+    let table: [(&str, Check); 17] = [
         ("watchdog", watchdog),
         ("readiness", readiness),
         ("restarts", restarts),
@@ -69,6 +69,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
         ("no-landlock", no_landlock),
         ("landlock-optional", landlock_optional),
         ("apparmor", apparmor),
+        ("release-trial-rollback", trial_rollback),
     ];
     table
         .into_iter()
@@ -322,6 +323,31 @@ fn tampered_release(l: &dyn Launch) -> Result<(), String> {
         return Err("a tampered release was accepted".into());
     }
     Ok(())
+}
+
+/// A data partition whose record has release N+1 on trial (its switch done,
+/// not yet committed) and N before it: the boot finds an interrupted trial,
+/// rolls back to N with the cause recorded, boots N and drops N+1.
+fn trial_rollback(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let (version, key_id) = l.release();
+    let mut m = l.boot(&BootSpec { variant: "release-trial-rollback", ..spec("release-trial-rollback", "poweroff") })?;
+    let rb = m.expect_event("release.rollback", lim.boot)?;
+    field_is(&rb, "cause", "reboot-during-trial")?;
+    field_is(&rb, "from", &(version + 1).to_string())?;
+    field_is(&rb, "to", &version.to_string())?;
+    let acc = m.expect_event("release.accepted", lim.step)?;
+    field_is(&acc, "version", &version.to_string())?;
+    field_is(&acc, "key_id", &key_id)?;
+    let gc = m.expect_event("release.gc", lim.step)?;
+    field_is(&gc, "releases", "1")?;
+    m.expect_event("boot.ready", lim.step)?;
+    m.expect_line("AGENT done", lim.step)?;
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
+    if m.events().iter().any(|e| e.name == "release.trial") {
+        return Err("the interrupted trial was booted".into());
+    }
+    no_errors(&m, &[])
 }
 
 /// A device without a release says so and still boots.

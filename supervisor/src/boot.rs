@@ -274,35 +274,73 @@ fn system_stage() -> ! {
     pid1.run()
 }
 
-/// Verify the signed release on the data partition and log the outcome. A
-/// refused release changes nothing on the device; berth stays up.
+/// Open the release store, let it decide what this boot runs (rolling back
+/// an interrupted trial, falling back from an unusable release), verify it
+/// and log the outcome. A refused release changes nothing; berth stays up.
 fn check_release(board: &Board, data_mounted: bool) -> Option<(crate::release::Release, String)> {
-    use crate::release::current::{self, CurrentError};
+    use crate::release::current;
+    use crate::release::store::{BootError, Store};
     use std::path::Path;
     if !data_mounted {
         Event::error("release.rejected").kv("reason", "the data partition is not mounted").emit();
         return None;
     }
-    match current::load(Path::new(current::KEYS), Path::new(current::STATE), &board.name) {
-        Ok((v, stored)) => {
-            Event::info("release.accepted")
-                .kv("version", v.release.version)
-                .kv("key_id", v.key_id)
-                .kv("containers", v.release.containers.len())
-                .kv("stored", if stored { "raised" } else { "kept" })
-                .emit();
-            activate_images(&v.release);
-            Some((v.release, v.key_id.to_string()))
+    let keys = match crate::release::TrustedKeys::load_dir(Path::new(current::KEYS)) {
+        Ok(k) => k,
+        Err(e) => {
+            Event::error("release.rejected").kv("reason", format_args!("trusted keys in {}: {e}", current::KEYS)).emit();
+            return None;
         }
-        Err(CurrentError::Missing) => {
-            Event::warn("release.none").kv("path", current::RELEASE).emit();
-            None
+    };
+    let (mut store, notes) = match Store::open(Path::new(current::STATE)) {
+        Ok(s) => s,
+        Err(e) => {
+            Event::error("release.rejected").kv("reason", format_args!("release store {}: {e}", current::STATE)).emit();
+            return None;
+        }
+    };
+    for note in &notes {
+        Event::warn("release.store").kv("note", note).emit();
+    }
+    let booted = match store.boot(&keys, &board.name) {
+        Ok(b) => b,
+        Err(BootError::None) => {
+            Event::warn("release.none").kv("path", current::STATE).emit();
+            return None;
         }
         Err(e) => {
             Event::error("release.rejected").kv("reason", e).emit();
-            None
+            return None;
         }
+    };
+    for (rb, why) in &booted.rollbacks {
+        let mut ev = Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to);
+        if let Some(why) = why {
+            ev = ev.kv("reason", why);
+        }
+        ev.emit();
     }
+    if let Some(e) = &booted.unrecorded {
+        Event::error("release.store").kv("step", "record").result(&Err::<(), _>(e)).emit();
+    }
+    let v = booted.verified;
+    if booted.trial {
+        Event::info("release.trial").kv("version", v.release.version).emit();
+    }
+    Event::info("release.accepted")
+        .kv("version", v.release.version)
+        .kv("key_id", v.key_id)
+        .kv("containers", v.release.containers.len())
+        .kv("stored", if booted.raised { "raised" } else { "kept" })
+        .emit();
+    // Nothing staged survives a reboot: drop what no kept release uses.
+    match store.gc() {
+        Ok(c) if c.images + c.releases > 0 => Event::info("release.gc").kv("images", c.images).kv("releases", c.releases).emit(),
+        Ok(_) => {}
+        Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
+    }
+    activate_images(&v.release);
+    Some((v.release, v.key_id.to_string()))
 }
 
 /// Map every image of the release through dm-verity and mount it read-only.

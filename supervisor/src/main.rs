@@ -175,7 +175,9 @@ fn ctl_logs(stream: Option<&str>, opts: &[String]) -> ExitCode {
 
 const USAGE: &str = "usage: berth --version
        berth check-board FILE.toml                                          (host build)
-       berth verify --keys DIR RELEASE [--board NAME] [--stored-version N]  (host build)
+       berth verify --keys DIR FILE [--board NAME] [--stored-version N]     (host build)
+           FILE: a signed release, or an update bundle (then --stored-version
+           is the version installed on the device)
 berth runs as PID 1; started otherwise it only offers these checks.";
 
 fn cli(args: &[String]) -> ExitCode {
@@ -256,6 +258,11 @@ fn verify(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // read_bounded reads one byte past its limit: the four magic bytes.
+    let is_bundle = read_bounded(file, 3).is_ok_and(|head| head == release::bundle::MAGIC);
+    if is_bundle {
+        return verify_bundle(file, &keys, board.map(String::as_str), stored);
+    }
     let bytes = match read_bounded(file, release::OBJECT_MAX) {
         Ok(b) => b,
         Err(e) => {
@@ -272,24 +279,59 @@ fn verify(args: &[String]) -> ExitCode {
     };
     match result {
         Ok(v) => {
-            let r = &v.release;
             println!("release {file}: ok");
-            println!("version {}", r.version);
-            println!("board {}", r.board);
-            println!("key {}", v.key_id);
-            if let Some(d) = r.downgrade {
-                println!("downgrade-from {}..={}", d.from_min, d.from_max);
-            }
-            for c in &r.containers {
-                let size = r.image(&c.image).map(|i| i.size).unwrap_or(0);
-                println!("container {} {} image {} size {}", c.name, c.version, c.image, size);
-            }
+            print_release(&v);
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("berth: {file}: release refused: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Check an update bundle completely (release, table, every image's hash and
+/// dm-verity tree) and print it, or print the error the device would log.
+#[cfg(feature = "host")]
+fn verify_bundle(file: &str, keys: &berth::release::TrustedKeys, board: Option<&str>, installed: Option<u64>) -> ExitCode {
+    let f = match std::fs::File::open(file) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("berth: {file}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match berth::release::bundle::check_file(&f, keys, board, installed) {
+        Ok(c) => {
+            println!("bundle {file}: ok");
+            print_release(&c.verified);
+            for e in &c.header.images {
+                println!("carries image {} size {}", e.sha256, e.size);
+            }
+            for i in c.not_carried() {
+                println!("needs image {} size {} on the device", i.sha256, i.size);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth: {file}: bundle refused: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "host")]
+fn print_release(v: &berth::release::Verified) {
+    let r = &v.release;
+    println!("version {}", r.version);
+    println!("board {}", r.board);
+    println!("key {}", v.key_id);
+    if let Some(d) = r.downgrade {
+        println!("downgrade-from {}..={}", d.from_min, d.from_max);
+    }
+    for c in &r.containers {
+        let size = r.image(&c.image).map(|i| i.size).unwrap_or(0);
+        println!("container {} {} image {} size {}", c.name, c.version, c.image, size);
     }
 }
 

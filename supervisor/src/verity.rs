@@ -64,6 +64,117 @@ pub fn data_blocks(size: u64) -> Option<u64> {
     None
 }
 
+/// Most levels of a hash tree (128 digests per block: 10 levels cover 2^64 blocks).
+const LEVELS_MAX: usize = 10;
+
+/// Hash blocks of each level of the tree, level 0 (over the data) first; empty
+/// for one data block. The kernel's rule: the smallest `n` levels with
+/// `(data_blocks - 1) >> (7 * n) == 0`.
+pub fn level_blocks(data_blocks: u64) -> heapless::Vec<u64, LEVELS_MAX> {
+    let mut out = heapless::Vec::new();
+    let mut level = data_blocks;
+    while level > 1 {
+        level = level.div_ceil(BLOCK / 32);
+        if out.push(level).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+/// Why an image's hash tree does not check out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeError {
+    /// The size is no whole number of blocks of data plus its tree.
+    Size,
+    /// The file could not be read.
+    Read(std::io::ErrorKind),
+    /// A block's digest differs from the one stored one level up
+    /// (`level` 0: a data block).
+    Block { level: usize, index: u64 },
+    /// The top of the tree does not hash to the release's root.
+    Root,
+}
+
+impl core::fmt::Display for TreeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TreeError::Size => write!(f, "its size is not data plus a hash tree of {BLOCK}-byte blocks"),
+            TreeError::Read(k) => write!(f, "read failed: {k}"),
+            TreeError::Block { level: 0, index } => write!(f, "data block {index} does not match its hash in the tree"),
+            TreeError::Block { level, index } => write!(f, "hash block {index} of level {} does not match the level above", level - 1),
+            TreeError::Root => write!(f, "the hash tree's root differs from the release's verity root"),
+        }
+    }
+}
+
+fn salted(salt: &[u8; 32], block: &[u8]) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(block);
+    h.finalize().into()
+}
+
+/// Check the dm-verity tree of the image stored at byte `base` of `file`
+/// against the release's size, salt and root, reading one block at a time:
+/// every data block against level 0, each level against the one above, the
+/// top block against the root. Nothing is mapped; no privileges needed.
+pub fn check_tree(file: &std::fs::File, base: u64, img: &Image) -> Result<(), TreeError> {
+    use std::os::unix::fs::FileExt;
+    let data = data_blocks(img.size).ok_or(TreeError::Size)?;
+    let counts = level_blocks(data);
+    let mut block = [0u8; BLOCK as usize];
+    let mut parent = [0u8; BLOCK as usize];
+    let read = |buf: &mut [u8], n: u64| {
+        let at = n.checked_mul(BLOCK).and_then(|o| o.checked_add(base)).ok_or(TreeError::Size)?;
+        file.read_exact_at(buf, at).map_err(|e| TreeError::Read(e.kind()))
+    };
+    // The hash area follows the data, highest level first.
+    let (mut child_start, mut child_count) = (0u64, data);
+    for (level, _) in counts.iter().enumerate() {
+        let above: u64 = counts.iter().skip(level + 1).sum();
+        let start = data.saturating_add(above);
+        for i in 0..child_count {
+            read(&mut block, child_start.saturating_add(i))?;
+            let slot = (i % (BLOCK / 32)) as usize * 32;
+            if slot == 0 {
+                read(&mut parent, start.saturating_add(i / (BLOCK / 32)))?;
+            }
+            if parent.get(slot..slot + 32) != Some(&salted(&img.verity_salt, &block)[..]) {
+                return Err(TreeError::Block { level, index: i });
+            }
+        }
+        child_start = start;
+        child_count = counts.get(level).copied().unwrap_or(1);
+    }
+    read(&mut block, child_start)?;
+    if salted(&img.verity_salt, &block) != img.verity_root {
+        return Err(TreeError::Root);
+    }
+    Ok(())
+}
+
+/// Test images: `data` (whole blocks) followed by its tree, and the root.
+#[cfg(test)]
+pub fn build_image(data: &[u8], salt: &[u8; 32]) -> (std::vec::Vec<u8>, [u8; 32]) {
+    let bs = BLOCK as usize;
+    assert!(!data.is_empty() && data.len().is_multiple_of(bs));
+    let mut levels: std::vec::Vec<std::vec::Vec<u8>> = std::vec::Vec::new();
+    let mut cur: std::vec::Vec<[u8; 32]> = data.chunks(bs).map(|b| salted(salt, b)).collect();
+    while cur.len() > 1 {
+        let mut bytes: std::vec::Vec<u8> = cur.iter().flatten().copied().collect();
+        bytes.resize(bytes.len().div_ceil(bs) * bs, 0);
+        cur = bytes.chunks(bs).map(|b| salted(salt, b)).collect();
+        levels.push(bytes);
+    }
+    let mut out = data.to_vec();
+    for l in levels.iter().rev() {
+        out.extend_from_slice(l);
+    }
+    (out, cur[0])
+}
+
 fn hex(out: &mut impl core::fmt::Write, bytes: &[u8]) {
     for b in bytes {
         let _ = write!(out, "{b:02x}");
@@ -219,6 +330,42 @@ mod tests {
         }
         assert_eq!(data_blocks(4095), None);
         assert_eq!(data_blocks(0), None);
+    }
+
+    #[test]
+    fn trees_are_checked_block_by_block() {
+        let salt = [9u8; 32];
+        for blocks in [1usize, 2, 128, 129, 300] {
+            let data: std::vec::Vec<u8> = (0..blocks * 4096).map(|i| (i / 7) as u8 ^ (i / 4096) as u8).collect();
+            let (file, root) = build_image(&data, &salt);
+            assert_eq!(level_blocks(blocks as u64).iter().sum::<u64>(), tree_blocks(blocks as u64));
+            let path = std::env::temp_dir().join(format!("berth-verity-{}-{blocks}", std::process::id()));
+            // At an offset, as inside a bundle.
+            let mut bytes = vec![0xee; 10];
+            bytes.extend_from_slice(&file);
+            std::fs::write(&path, &bytes).unwrap();
+            let image = Image { sha256: Digest([0; 32]), size: file.len() as u64, verity_root: root, verity_salt: salt };
+            let f = std::fs::File::open(&path).unwrap();
+            assert_eq!(check_tree(&f, 10, &image), Ok(()), "{blocks}");
+            assert_eq!(check_tree(&f, 10, &Image { verity_root: [0; 32], ..image }), Err(TreeError::Root));
+            assert_eq!(check_tree(&f, 10, &Image { size: image.size + 1, ..image }), Err(TreeError::Size));
+            // A changed data byte is found in level 0 (or at the root, for one block).
+            let mut bad = bytes.clone();
+            bad[10 + 4096 * (blocks - 1) + 5] ^= 1;
+            std::fs::write(&path, &bad).unwrap();
+            let want = if blocks == 1 { TreeError::Root } else { TreeError::Block { level: 0, index: blocks as u64 - 1 } };
+            assert_eq!(check_tree(&std::fs::File::open(&path).unwrap(), 10, &image), Err(want));
+            // A changed hash byte in the last hash block.
+            if blocks > 1 {
+                let mut bad = bytes.clone();
+                let last = bad.len() - 4096 + 3;
+                bad[last] ^= 1;
+                std::fs::write(&path, &bad).unwrap();
+                let r = check_tree(&std::fs::File::open(&path).unwrap(), 10, &image);
+                assert!(matches!(r, Err(TreeError::Block { .. }) | Err(TreeError::Root)), "{blocks}: {r:?}");
+            }
+            std::fs::remove_file(&path).unwrap();
+        }
     }
 
     #[test]

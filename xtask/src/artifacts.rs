@@ -30,6 +30,8 @@ pub struct Artifacts {
     /// The demo release as compiled, and signed (before any test tampering).
     pub release: berth::release::Release,
     pub signed_release: Vec<u8>,
+    /// The release's image files as built.
+    pub images: Vec<crate::image::Image>,
     /// Directory of the trusted public keys put on the system image.
     pub key_dir: PathBuf,
 }
@@ -105,6 +107,9 @@ pub enum ReleaseData {
     /// The demo release, with one byte of the `sensor` image's data changed
     /// on the data partition.
     CorruptSensorImage,
+    /// The demo release as the previous one, and the same containers as
+    /// version + 1 on trial, as if the device lost power before committing.
+    InterruptedTrial,
 }
 
 /// Build everything for a board, as given or varied for a test.
@@ -152,7 +157,7 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     let key_dir = release::dev_key_dir(root)?;
     let key = release::load_signing_key(&key_dir.join(release::DEV_KEY))?;
     let manifests = variant.manifests.clone().unwrap_or_else(|| root.join("manifests"));
-    let (compiled, mut signed) = release::compile_and_sign(root, &manifests, &board, &dir, &key)?;
+    let (compiled, mut signed) = release::compile_and_sign(root, &manifests, &board, &dir, &key, None)?;
     let signed_release = signed.clone();
     write(&dir.join("release.bin"), &signed_release)?;
 
@@ -201,33 +206,36 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     copy_exec(&agent, &stage.join(AGENT_PATH.trim_start_matches('/')))?;
     squash(&stage, &system_test)?;
 
-    // The data partition: berth's state directory with the current release.
+    // The data partition: berth's release store with the demo release
+    // installed and committed (see berth::release::store for the layout).
     let data_root = dir.join("data-root");
     let _ = fs::remove_dir_all(&data_root);
-    fs::create_dir_all(data_root.join("berth")).map_err(|e| format!("{}: {e}", data_root.display()))?;
+    let store = data_root.join("berth");
+    fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
     if variant.release != ReleaseData::Absent {
-        let store = data_root.join("berth/images");
-        fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+        let images = store.join(berth::release::store::IMAGES);
+        fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
         let sensor = compiled.release.containers.iter().find(|m| m.name == "sensor").map(|m| m.image.0);
         for img in &compiled.images {
-            let dest = store.join(format!("{}.img", crate::verity::hex(&img.sha256)));
+            let dest = images.join(berth::release::store::image_name(&berth::manifest::Digest(img.sha256)));
             fs::copy(&img.path, &dest).map_err(|e| format!("{} -> {}: {e}", img.path.display(), dest.display()))?;
             if variant.release == ReleaseData::CorruptSensorImage && sensor == Some(img.sha256) {
                 corrupt_byte(&dest, 4096 + 100)?;
             }
         }
-    }
-    match variant.release {
-        ReleaseData::Demo | ReleaseData::CorruptSensorImage => write(&data_root.join("berth/release.bin"), &signed)?,
-        ReleaseData::Tampered => {
+        if variant.release == ReleaseData::Tampered {
             // A byte inside the payload: the signature no longer matches.
             let at = berth::release::HEADER_LEN + 4;
             if let Some(b) = signed.get_mut(at) {
                 *b ^= 0x01;
             }
-            write(&data_root.join("berth/release.bin"), &signed)?
         }
-        ReleaseData::Absent => {}
+        install_release(&store, &signed, compiled.release.version)?;
+        if variant.release == ReleaseData::InterruptedTrial {
+            let next = berth::release::Release { version: compiled.release.version + 1, ..compiled.release.clone() };
+            let signed_next = berth::release::sign(&next, &key).map_err(|e| e.to_string())?;
+            install_trial(&store, &signed, compiled.release.version, &signed_next, next.version)?;
+        }
     }
     let data_template = dir.join("data-template.img");
     make_data(&data_template, &data_root)?;
@@ -242,6 +250,7 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         data_template,
         release: compiled.release,
         signed_release,
+        images: compiled.images,
         key_dir,
     })
 }
@@ -259,6 +268,35 @@ fn apparmor_policy(root: &Path, a: &berth::board::AppArmor, stage: &Path) -> Res
     }
     say(&format!("compiling AppArmor profile {} into {}", a.profile, a.policy));
     run_cmd(Command::new("apparmor_parser").args(["--skip-kernel-load", "--skip-cache", "--quiet", "--ofile"]).arg(&out).arg(&source))
+}
+
+/// Put a signed release into a store directory as installed and committed:
+/// its object under `releases/` and a first record (slot A). The anti-rollback
+/// floor is left unset: the first boot raises it.
+pub fn install_release(store: &Path, signed: &[u8], version: u64) -> Result<(), String> {
+    use berth::release::record::{encode_slot, Entry, Record, SLOTS};
+    use berth::release::store::{release_name, RELEASES};
+    use sha2::Digest as _;
+    let releases = store.join(RELEASES);
+    fs::create_dir_all(&releases).map_err(|e| format!("{}: {e}", releases.display()))?;
+    let digest = berth::manifest::Digest(sha2::Sha256::digest(signed).into());
+    write(&releases.join(release_name(&digest)), signed)?;
+    let slot = encode_slot(&Record::installed(Entry { digest, version }), 1).ok_or("the state record does not encode")?;
+    write(&store.join(SLOTS[0]), &slot)
+}
+
+/// Over an installed release, a second one on trial (the switch made, not
+/// committed): its object, and a record of generation 2 in slot B.
+fn install_trial(store: &Path, signed: &[u8], version: u64, trial: &[u8], trial_version: u64) -> Result<(), String> {
+    use berth::release::record::{encode_slot, Entry, Record, SLOTS};
+    use berth::release::store::{release_name, RELEASES};
+    use sha2::Digest as _;
+    let digest = |b: &[u8]| berth::manifest::Digest(sha2::Sha256::digest(b).into());
+    write(&store.join(RELEASES).join(release_name(&digest(trial))), trial)?;
+    let installed = Record::installed(Entry { digest: digest(signed), version });
+    let rec = installed.begin_trial(Entry { digest: digest(trial), version: trial_version }, false).map_err(|e| e.to_string())?;
+    let slot = encode_slot(&rec, 2).ok_or("the state record does not encode")?;
+    write(&store.join(SLOTS[1]), &slot)
 }
 
 /// Flip the bits of one byte of a file (inside an image's data area).

@@ -1,6 +1,7 @@
 //! `cargo xtask`: build, boot and test berth. Installs what is missing itself.
 
 mod artifacts;
+mod bundle;
 mod cpio;
 mod fuzz;
 mod image;
@@ -30,6 +31,11 @@ const USAGE: &str = "usage: cargo xtask <command>
   release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE
                                 build the images of a manifest directory (default manifests/)
                                 and sign the release (default: the development key)
+  bundle [--arch A | --board FILE] [--manifests DIR] [--key PEM] [--version N]
+         [--only-new-against RELEASE] --out FILE
+                                an update bundle: the signed release and its images (only
+                                those RELEASE, a signed release file, lacks); --version
+                                overrides release.toml
   fuzz [SECONDS] [TARGET]...    fuzz the release decoders, SECONDS per target (default 60;
                                 installs cargo-fuzz, runs on stable with RUSTC_BOOTSTRAP=1)
   image PATH --out FILE         build a container image (squashfs + dm-verity tree) from a
@@ -72,11 +78,24 @@ struct Args {
     manifests: Option<PathBuf>,
     key: Option<PathBuf>,
     timeout: Option<u64>,
+    version: Option<u64>,
+    against: Option<PathBuf>,
     rest: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
-    let mut a = Args { arches: Vec::new(), board: None, out: None, salt: None, manifests: None, key: None, timeout: None, rest: Vec::new() };
+    let mut a = Args {
+        arches: Vec::new(),
+        board: None,
+        out: None,
+        salt: None,
+        manifests: None,
+        key: None,
+        timeout: None,
+        version: None,
+        against: None,
+        rest: Vec::new(),
+    };
     let mut it = args.iter();
     while let Some(x) = it.next() {
         match x.as_str() {
@@ -92,6 +111,11 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 let v = it.next().ok_or("--timeout needs seconds")?;
                 a.timeout = Some(v.parse().map_err(|_| format!("--timeout: `{v}` is not a number of seconds"))?);
             }
+            "--version" => {
+                let v = it.next().ok_or("--version needs a number")?;
+                a.version = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--version: `{v}` is not a positive number"))?);
+            }
+            "--only-new-against" => a.against = Some(PathBuf::from(it.next().ok_or("--only-new-against needs a release file")?)),
             "--salt" => a.salt = Some(it.next().ok_or("--salt needs 64 hex digits")?.clone()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             s => a.rest.push(s.to_string()),
@@ -126,6 +150,7 @@ fn main() -> ExitCode {
             None => Err("usage: cargo xtask keygen --out DIR".into()),
         },
         "release" => make_release(&root, &args),
+        "bundle" => make_bundle(&root, &args),
         "inspect" => inspect_image(&args),
         _ => Err(format!("unknown command `{cmd}`\n{USAGE}")),
     };
@@ -184,12 +209,40 @@ fn make_release(root: &Path, a: &Args) -> Result<(), String> {
     let key = release::load_signing_key(&key_path)?;
     let dir = a.manifests.clone().unwrap_or_else(|| root.join("manifests"));
     let work = out.with_extension("d");
-    let (compiled, signed) = release::compile_and_sign(root, &dir, &board, &work, &key)?;
+    let (compiled, signed) = release::compile_and_sign(root, &dir, &board, &work, &key, None)?;
     std::fs::write(out, &signed).map_err(|e| format!("{}: {e}", out.display()))?;
     println!("release {} for {} -> {} ({} bytes)", compiled.release.version, board.name, out.display(), signed.len());
     for img in &compiled.images {
         println!("  image {} sha256:{} verity root {}", img.path.display(), verity::hex(&img.sha256), verity::hex(&img.verity.root));
     }
+    Ok(())
+}
+
+fn make_bundle(root: &Path, a: &Args) -> Result<(), String> {
+    let Some(out) = &a.out else {
+        return Err("usage: cargo xtask bundle [--arch A | --board FILE] [--manifests DIR] [--key PEM] [--version N] [--only-new-against RELEASE] --out FILE".into());
+    };
+    let board = artifacts::load_board(&one_board(root, a)?)?;
+    tools::ensure_host_tools(root, &targets(&[board.arch]), false)?;
+    let key_path = match &a.key {
+        Some(k) => k.clone(),
+        None => release::dev_key_dir(root)?.join(release::DEV_KEY),
+    };
+    let key = release::load_signing_key(&key_path)?;
+    let against = a.against.as_deref().map(bundle::read_release).transpose()?;
+    let dir = a.manifests.clone().unwrap_or_else(|| root.join("manifests"));
+    let work = out.with_extension("d");
+    let (compiled, signed) = release::compile_and_sign(root, &dir, &board, &work, &key, a.version)?;
+    let carried = bundle::to_carry(&compiled.images, against.as_ref());
+    let size = bundle::write(out, &signed, &carried)?;
+    println!(
+        "bundle: release {} for {} with {} of {} images -> {} ({size} bytes)",
+        compiled.release.version,
+        board.name,
+        carried.len(),
+        compiled.images.len(),
+        out.display()
+    );
     Ok(())
 }
 
@@ -314,6 +367,45 @@ fn release_round_trip(root: &Path, a: &Artifacts, host_berth: &Path) -> Result<(
     if out.status.success() || !stderr.contains(&device_text) {
         return Err(format!("berth verify on a tampered release: {} {stderr:?}, want the device's text {device_text:?}", out.status));
     }
+    bundle_round_trip(a, host_berth, &keys)
+}
+
+/// A bundle of the demo release passes `berth verify` with every image
+/// listed; a changed image byte and an older version are refused with the
+/// texts the device's staging gives.
+fn bundle_round_trip(a: &Artifacts, host_berth: &Path, keys: &berth::release::TrustedKeys) -> Result<(), String> {
+    let good = a.dir.join("update.bundle");
+    bundle::write(&good, &a.signed_release, &a.images.iter().collect::<Vec<_>>())?;
+    let verify = |file: &Path, extra: &[&str]| {
+        Command::new(host_berth).arg("verify").arg("--keys").arg(&a.key_dir).args(extra).arg(file).output().map_err(|e| e.to_string())
+    };
+    let out = verify(&good, &["--board", &a.board.name])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let carried = stdout.lines().filter(|l| l.starts_with("carries image ")).count();
+    if !out.status.success() || !stdout.starts_with("bundle ") || carried != a.images.len() {
+        return Err(format!("berth verify refused the demo bundle ({}): {stdout} {}", out.status, String::from_utf8_lossy(&out.stderr)));
+    }
+    let mut bytes = std::fs::read(&good).map_err(|e| e.to_string())?;
+    let at = bytes.len().saturating_sub(5000);
+    if let Some(b) = bytes.get_mut(at) {
+        *b ^= 1;
+    }
+    let bad = a.dir.join("update-tampered.bundle");
+    std::fs::write(&bad, &bytes).map_err(|e| e.to_string())?;
+    let version = a.release.version.to_string();
+    for (file, extra) in [(&bad, vec![]), (&good, vec!["--stored-version", version.as_str()])] {
+        let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+        let installed = extra.get(1).and_then(|v| v.parse().ok());
+        let device_text = match berth::release::bundle::check_file(&f, keys, Some(&a.board.name), installed) {
+            Err(e) => e.to_string(),
+            Ok(_) => return Err(format!("{} was accepted", file.display())),
+        };
+        let out = verify(file, &extra)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !stderr.contains(&device_text) {
+            return Err(format!("berth verify on {}: {} {stderr:?}, want the device's text {device_text:?}", file.display(), out.status));
+        }
+    }
     Ok(())
 }
 
@@ -427,6 +519,10 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 }),
                 ..Default::default()
             },
+        ),
+        (
+            "release-trial-rollback",
+            Variant { suffix: "-trial-rollback".into(), release: ReleaseData::InterruptedTrial, ..Default::default() },
         ),
     ]
 }

@@ -179,9 +179,12 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
 }
 
 /// Compile every `*.toml` manifest of `dir` (but `release.toml`) for a board;
-/// images land in `out/images/`.
-pub fn compile(root: &Path, dir: &Path, board: &Board, out: &Path) -> Result<Compiled, String> {
-    let version = release_version(dir)?;
+/// images land in `out/images/`. `version` overrides `release.toml`'s.
+pub fn compile(root: &Path, dir: &Path, board: &Board, out: &Path, version: Option<u64>) -> Result<Compiled, String> {
+    let version = match version {
+        Some(v) => v,
+        None => release_version(dir)?,
+    };
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -243,8 +246,15 @@ fn with_image(stem: &str, mut table: toml::Table, sha256: &[u8; 32]) -> Result<M
 }
 
 /// Compile and sign; returns the signed object.
-pub fn compile_and_sign(root: &Path, dir: &Path, board: &Board, out: &Path, key: &keys::SigningKey) -> Result<(Compiled, Vec<u8>), String> {
-    let c = compile(root, dir, board, out)?;
+pub fn compile_and_sign(
+    root: &Path,
+    dir: &Path,
+    board: &Board,
+    out: &Path,
+    key: &keys::SigningKey,
+    version: Option<u64>,
+) -> Result<(Compiled, Vec<u8>), String> {
+    let c = compile(root, dir, board, out, version)?;
     let signed = release::sign(&c.release, key).map_err(|e| e.to_string())?;
     say(&format!(
         "release {} for {}: {} containers, {} bytes, signed by key {}",

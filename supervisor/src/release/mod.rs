@@ -48,8 +48,12 @@
 
 mod bounded;
 mod keys;
+pub mod bundle;
 pub mod current;
+pub mod durable;
+pub mod record;
 pub mod state;
+pub mod store;
 
 pub use bounded::BoundedVec;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -279,9 +283,11 @@ pub fn check_version(release: &Release, stored: Option<u64>) -> Result<(), Relea
     }
 }
 
-/// Check the envelope and the signature; return the signer's id and the
-/// (now trusted) payload bytes. Nothing in the payload is read.
-pub fn open<'a>(bytes: &'a [u8], keys: &TrustedKeys) -> Result<(KeyId, &'a [u8]), ReleaseError> {
+/// The parts of a signed object: key id, signed bytes, payload, signature.
+type Parts<'a> = (KeyId, &'a [u8], &'a [u8], &'a [u8; SIG_LEN]);
+
+/// Check the envelope's bounds and split it; nothing is verified yet.
+fn split(bytes: &[u8]) -> Result<Parts<'_>, ReleaseError> {
     let len = bytes.len();
     if len > OBJECT_MAX {
         return Err(ReleaseError::TooLarge { len });
@@ -314,17 +320,32 @@ pub fn open<'a>(bytes: &'a [u8], keys: &TrustedKeys) -> Result<(KeyId, &'a [u8])
     let Some((payload, sig)) = rest.split_at_checked(declared) else {
         return Err(ReleaseError::Truncated { len, needed });
     };
-    let Some(key) = keys.get(&id) else {
-        return Err(ReleaseError::UnknownKey { id });
-    };
     let Ok(sig) = <&[u8; SIG_LEN]>::try_from(sig) else {
         return Err(ReleaseError::Truncated { len, needed });
     };
     let Some(signed) = bytes.get(..HEADER_LEN + declared) else {
         return Err(ReleaseError::Truncated { len, needed });
     };
+    Ok((id, signed, payload, sig))
+}
+
+/// Check the envelope and the signature; return the signer's id and the
+/// (now trusted) payload bytes. Nothing in the payload is read.
+pub fn open<'a>(bytes: &'a [u8], keys: &TrustedKeys) -> Result<(KeyId, &'a [u8]), ReleaseError> {
+    let (id, signed, payload, sig) = split(bytes)?;
+    let Some(key) = keys.get(&id) else {
+        return Err(ReleaseError::UnknownKey { id });
+    };
     key.verify_strict(signed, &Signature::from_bytes(sig)).map_err(|_| ReleaseError::BadSignature { id })?;
     Ok((id, payload))
+}
+
+/// A release object's contents *without* checking its signature: only for
+/// the store's bookkeeping of objects it verified when it took them in (which
+/// images they use, their versions); never to decide what runs.
+pub fn peek(bytes: &[u8]) -> Result<Release, ReleaseError> {
+    let (_, _, payload, _) = split(bytes)?;
+    decode_payload(payload)
 }
 
 /// Decode a trusted payload into a release and validate it (no board or

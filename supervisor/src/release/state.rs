@@ -1,4 +1,8 @@
-//! The highest accepted release version, kept on the data partition.
+//! The highest accepted release version as the single-file layout kept it.
+//!
+//! The store keeps the anti-rollback floor in its record now
+//! ([`super::record::Record::highest`]); this file is read once, when
+//! [`super::store::Store::open`] migrates an old data partition, and removed.
 //!
 //! File `release-version` in the given directory, 20 bytes: magic `BRTV`, the
 //! version as u64 little-endian, then the first 8 bytes of SHA-256 over the
@@ -8,11 +12,12 @@
 //! error the caller must not treat as "nothing stored".
 
 use sha2::{Digest as _, Sha256};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 /// The state file's name.
 pub const FILE: &str = "release-version";
+#[cfg(test)]
 const TMP: &str = "release-version.tmp";
 const MAGIC: [u8; 4] = *b"BRTV";
 const LEN: usize = 20;
@@ -34,11 +39,13 @@ fn decode(bytes: &[u8]) -> Option<u64> {
     (bytes == encode(version)).then_some(version)
 }
 
-/// Atomically record `version` as the highest accepted one.
+/// Atomically record `version` as the highest accepted one (as the old
+/// layout did; tests make old data partitions with it).
+#[cfg(test)]
 pub fn store_highest(dir: &Path, version: u64) -> io::Result<()> {
     let tmp = dir.join(TMP);
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&encode(version))?;
+    std::io::Write::write_all(&mut f, &encode(version))?;
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, dir.join(FILE))?;

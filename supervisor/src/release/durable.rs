@@ -1,0 +1,113 @@
+//! The store's writes, behind one small trait so that tests can cut the power
+//! between any two of them.
+//!
+//! Every change the store makes to the data partition is one of the calls of
+//! [`Io`]: create a file, write to it, fsync it, rename, fsync a directory,
+//! remove, make or remove a directory. Reads go straight to `std::fs`: they
+//! change nothing. [`SysIo`] is the real thing; the store's tests wrap it in a
+//! simulator that fails at step N and then throws away whatever was not made
+//! durable, the way a power cut does.
+//!
+//! [`replace`] is the one way a small file is written: to a temporary name
+//! in the same directory, fsync, rename over the target, fsync the directory.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+/// The writing operations of the store.
+pub trait Io {
+    /// A file open for writing.
+    type File: Write;
+    /// Create (or truncate) a file for writing, mode 0644.
+    fn create(&mut self, path: &Path) -> io::Result<Self::File>;
+    /// fsync a file written through [`Io::create`].
+    fn sync(&mut self, file: &mut Self::File) -> io::Result<()>;
+    /// Atomically rename within the data file system.
+    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()>;
+    /// fsync a directory, making the entries made in it durable.
+    fn sync_dir(&mut self, dir: &Path) -> io::Result<()>;
+    fn remove_file(&mut self, path: &Path) -> io::Result<()>;
+    /// Make a directory; one that exists already is fine.
+    fn create_dir(&mut self, path: &Path) -> io::Result<()>;
+    fn remove_dir_all(&mut self, path: &Path) -> io::Result<()>;
+    /// Bytes an unprivileged writer may still use on the file system of `path`.
+    fn free_bytes(&mut self, path: &Path) -> io::Result<u64>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SysIo;
+
+impl Io for SysIo {
+    type File = std::fs::File;
+
+    fn create(&mut self, path: &Path) -> io::Result<std::fs::File> {
+        std::fs::File::create(path)
+    }
+
+    fn sync(&mut self, file: &mut std::fs::File) -> io::Result<()> {
+        file.sync_all()
+    }
+
+    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    fn remove_file(&mut self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn create_dir(&mut self, path: &Path) -> io::Result<()> {
+        match std::fs::create_dir(path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+            r => r,
+        }
+    }
+
+    fn remove_dir_all(&mut self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)
+    }
+
+    fn free_bytes(&mut self, path: &Path) -> io::Result<u64> {
+        let s = nix::sys::statvfs::statvfs(path).map_err(io::Error::from)?;
+        // The field widths differ between the C libraries of the three targets.
+        #[allow(clippy::unnecessary_cast)]
+        Ok((s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64))
+    }
+}
+
+/// Replace `dir/name` with `bytes` atomically and durably: write
+/// `dir/.name.tmp`, fsync it, rename it over `dir/name`, fsync `dir`.
+pub fn replace<I: Io>(io: &mut I, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = io.create(&tmp)?;
+    f.write_all(bytes)?;
+    io.sync(&mut f)?;
+    drop(f);
+    io.rename(&tmp, &dir.join(name))?;
+    io.sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_writes_the_whole_file_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("berth-durable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut io = SysIo;
+        io.create_dir(&dir).unwrap();
+        io.create_dir(&dir).unwrap();
+        replace(&mut io, &dir, "f", b"one").unwrap();
+        replace(&mut io, &dir, "f", b"two!").unwrap();
+        assert_eq!(std::fs::read(dir.join("f")).unwrap(), b"two!");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        assert!(io.free_bytes(&dir).unwrap() > 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,484 @@
+//! The store's state record: which release runs, which one it replaced,
+//! whether the running one is on trial, and why past updates were rolled back.
+//!
+//! The record is small (at most [`SLOT_MAX`] bytes encoded) and lives in two
+//! files, `record.a` and `record.b`, written in turn: each write goes to the
+//! slot that does *not* hold the newest good copy, with a generation one
+//! higher. A torn, truncated or bit-flipped slot fails its checksum and the
+//! other slot, one generation older, is used: a bad write can lose at most the
+//! change it was making, never the release the device runs.
+//!
+//! # Slot format (format 1)
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `BRTS` |
+//! | 4 | 1 | format, `1` |
+//! | 5 | 8 | generation, u64 little-endian, > 0 |
+//! | 13 | 2 | payload length `n`, u16 little-endian |
+//! | 15 | n | payload: a postcard-encoded [`Record`] |
+//! | 15+n | 32 | SHA-256 over bytes `0 .. 15+n` |
+//!
+//! # Transitions
+//!
+//! Every change is a pure method returning the new record (unit tested
+//! without a file system); [`super::store`] writes it. The rules:
+//!
+//! - [`Record::begin_trial`]: only from `Committed`; the current release
+//!   becomes the previous one, the new one is current and on trial.
+//! - [`Record::commit`]: only on trial, after its boot (if it needed one);
+//!   the anti-rollback floor ([`Record::highest`]) becomes its version.
+//! - [`Record::rollback`]: only on trial with a previous release; the
+//!   previous one is current again and committed, and the cause is appended
+//!   to the history (the oldest entry goes when [`HISTORY_MAX`] are kept).
+//! - [`Record::at_boot`]: a committed release boots as it is: power cuts and
+//!   reboots never count against it. A trial whose boot was requested boots
+//!   once on trial; any other trial found at boot was interrupted by a reboot
+//!   or power cut and is rolled back (`reboot-during-trial`), unless there is
+//!   nothing to roll back to.
+//! - [`Record::fall_back`]: the chosen release cannot be used at all (its
+//!   object is missing, corrupt or refused); the other kept release is taken
+//!   and the cause recorded (`release-unusable`). There is no fallback when
+//!   only one release is kept.
+
+use crate::manifest::{Digest, Name};
+use core::fmt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// Rollback causes kept in the record.
+pub const HISTORY_MAX: usize = 8;
+/// Largest encoded slot.
+pub const SLOT_MAX: usize = 1024;
+/// Slot file names.
+pub const SLOTS: [&str; 2] = ["record.a", "record.b"];
+
+const MAGIC: [u8; 4] = *b"BRTS";
+const FORMAT: u8 = 1;
+const HEADER_LEN: usize = 15;
+const SUM_LEN: usize = 32;
+
+/// One kept release: the SHA-256 of its signed object and its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub digest: Digest,
+    pub version: u64,
+}
+
+/// Whether the current release is committed or still on trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Phase {
+    /// Healthy for its commit window (or the only release ever installed).
+    #[default]
+    Committed,
+    /// Switched to but not yet committed. `boot_pending`: the switch asked
+    /// for a reboot and the trial's own boot has not happened yet.
+    Trial { boot_pending: bool },
+}
+
+/// Why a release was rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cause {
+    /// The device rebooted or lost power while the release was on trial.
+    RebootDuringTrial,
+    /// A container hit its crash-loop limit during the trial.
+    CrashLoop,
+    /// A container's health check failed during the trial.
+    HealthCheck,
+    /// A container was not ready in time during the trial.
+    ReadinessTimeout,
+    /// The release object was missing, corrupt or refused at boot.
+    ReleaseUnusable,
+    /// An operator asked for it.
+    Requested,
+}
+
+impl Cause {
+    /// The name used in events and by `berthctl release`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::RebootDuringTrial => "reboot-during-trial",
+            Cause::CrashLoop => "crash-loop",
+            Cause::HealthCheck => "health-check",
+            Cause::ReadinessTimeout => "readiness-timeout",
+            Cause::ReleaseUnusable => "release-unusable",
+            Cause::Requested => "requested",
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One rollback, as kept in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollback {
+    pub cause: Cause,
+    /// Version rolled back from.
+    pub from: u64,
+    /// Version rolled back to.
+    pub to: u64,
+    /// The record's boot count when it happened.
+    pub boot: u32,
+    /// The container that caused it, when one did.
+    pub container: Option<Name>,
+}
+
+impl fmt::Display for Rollback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rollback from {} to {} at boot {}: {}", self.from, self.to, self.boot, self.cause)?;
+        match &self.container {
+            Some(c) => write!(f, " ({c})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The state record.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Record {
+    /// The release that runs (`None`: no release installed).
+    pub current: Option<Entry>,
+    /// The release it replaced, kept to roll back (or fall back) to.
+    pub previous: Option<Entry>,
+    pub phase: Phase,
+    /// Boots seen by the store (saturating).
+    pub boots: u32,
+    /// The anti-rollback floor: the version last committed or booted as
+    /// committed. `None`: nothing committed yet.
+    pub highest: Option<u64>,
+    /// Rollbacks, oldest first.
+    pub history: heapless::Vec<Rollback, HISTORY_MAX>,
+}
+
+/// A transition that is not allowed from the record's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionError {
+    /// begin_trial while a release is on trial.
+    TrialInProgress,
+    /// commit or rollback with nothing on trial.
+    NotOnTrial,
+    /// commit before the trial's requested boot.
+    BootPending,
+    /// rollback with no previous release.
+    NothingToRollBackTo,
+    /// begin_trial with the release that already runs.
+    AlreadyCurrent,
+}
+
+impl fmt::Display for TransitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransitionError::TrialInProgress => "a release is already on trial",
+            TransitionError::NotOnTrial => "no release is on trial",
+            TransitionError::BootPending => "the release on trial has not booted yet",
+            TransitionError::NothingToRollBackTo => "there is no previous release to roll back to",
+            TransitionError::AlreadyCurrent => "that release is already the current one",
+        })
+    }
+}
+
+/// What the boot does, decided from the record alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootChoice {
+    /// No release is installed.
+    None,
+    /// Boot the committed current release.
+    Committed(Entry),
+    /// Boot the release on trial (its requested boot).
+    Trial(Entry),
+    /// The trial was interrupted: boot the previous release instead.
+    RolledBack { to: Entry, rollback: Rollback },
+}
+
+/// Why a slot was not usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotError {
+    Missing,
+    Truncated,
+    TooLarge,
+    BadMagic,
+    UnsupportedFormat(u8),
+    BadChecksum,
+    /// The checksum is good but the payload does not decode.
+    Decode,
+}
+
+impl fmt::Display for SlotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SlotError::Missing => f.write_str("missing"),
+            SlotError::Truncated => f.write_str("truncated"),
+            SlotError::TooLarge => write!(f, "larger than {SLOT_MAX} bytes"),
+            SlotError::BadMagic => f.write_str("bad magic"),
+            SlotError::UnsupportedFormat(v) => write!(f, "format {v} is not supported (expected {FORMAT})"),
+            SlotError::BadChecksum => f.write_str("bad checksum"),
+            SlotError::Decode => f.write_str("payload does not decode"),
+        }
+    }
+}
+
+impl Record {
+    /// A device's first record: `entry` installed and committed (factory
+    /// images, or a store rebuilt from its release objects).
+    pub fn installed(entry: Entry) -> Record {
+        Record { current: Some(entry), ..Record::default() }
+    }
+
+    /// The releases the store must keep (current, then previous).
+    pub fn kept(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.current.iter().chain(self.previous.iter()).copied()
+    }
+
+    /// Switch to `new` on trial. `boot_pending`: the switch is completed by a
+    /// reboot (the trial's first boot must not count as an interruption).
+    pub fn begin_trial(&self, new: Entry, boot_pending: bool) -> Result<Record, TransitionError> {
+        if self.phase != Phase::Committed {
+            return Err(TransitionError::TrialInProgress);
+        }
+        if self.current.is_some_and(|c| c.digest == new.digest) {
+            return Err(TransitionError::AlreadyCurrent);
+        }
+        Ok(Record { current: Some(new), previous: self.current, phase: Phase::Trial { boot_pending }, ..self.clone() })
+    }
+
+    /// The trial was healthy for its window: commit it.
+    pub fn commit(&self) -> Result<Record, TransitionError> {
+        match (self.phase, self.current) {
+            (Phase::Trial { boot_pending: true }, _) => Err(TransitionError::BootPending),
+            (Phase::Trial { boot_pending: false }, Some(c)) => {
+                Ok(Record { phase: Phase::Committed, highest: Some(c.version), ..self.clone() })
+            }
+            _ => Err(TransitionError::NotOnTrial),
+        }
+    }
+
+    /// Roll the trial back to the previous release for `cause`.
+    pub fn rollback(&self, cause: Cause, container: Option<Name>) -> Result<(Record, Rollback), TransitionError> {
+        if !matches!(self.phase, Phase::Trial { .. }) {
+            return Err(TransitionError::NotOnTrial);
+        }
+        let (Some(from), Some(to)) = (self.current, self.previous) else {
+            return Err(TransitionError::NothingToRollBackTo);
+        };
+        Ok(self.moved_back(from, to, cause, container))
+    }
+
+    /// `from` is replaced by `to` (committed); the cause is recorded.
+    fn moved_back(&self, from: Entry, to: Entry, cause: Cause, container: Option<Name>) -> (Record, Rollback) {
+        let rollback = Rollback { cause, from: from.version, to: to.version, boot: self.boots, container };
+        let mut history = self.history.clone();
+        if history.is_full() {
+            history.remove(0);
+        }
+        let _ = history.push(rollback.clone());
+        let rec = Record { current: Some(to), previous: None, phase: Phase::Committed, history, ..self.clone() };
+        (rec, rollback)
+    }
+
+    /// What to boot, and the record to write before booting it (the boot
+    /// count raised; an interrupted trial rolled back; a requested trial
+    /// boot marked as done).
+    pub fn at_boot(&self) -> (Record, BootChoice) {
+        let mut rec = self.clone();
+        rec.boots = rec.boots.saturating_add(1);
+        let Some(current) = rec.current else { return (rec, BootChoice::None) };
+        match (rec.phase, rec.previous) {
+            (Phase::Committed, _) => (rec, BootChoice::Committed(current)),
+            (Phase::Trial { boot_pending: true }, _) | (Phase::Trial { .. }, None) => {
+                rec.phase = Phase::Trial { boot_pending: false };
+                (rec, BootChoice::Trial(current))
+            }
+            (Phase::Trial { boot_pending: false }, Some(previous)) => {
+                let (rec, rollback) = rec.moved_back(current, previous, Cause::RebootDuringTrial, None);
+                (rec, BootChoice::RolledBack { to: previous, rollback })
+            }
+        }
+    }
+
+    /// The release chosen at boot (`failed`, now current) cannot be used:
+    /// take the other kept one, if any.
+    pub fn fall_back(&self, failed: Entry) -> Option<(Record, Entry, Rollback)> {
+        let other = self.kept().find(|e| e.digest != failed.digest)?;
+        let (mut rec, rollback) = self.moved_back(failed, other, Cause::ReleaseUnusable, None);
+        // The fallback was accepted once; it is the floor now.
+        rec.highest = Some(other.version);
+        Some((rec, other, rollback))
+    }
+}
+
+/// Encode a record into a slot of generation `generation`.
+pub fn encode_slot(rec: &Record, generation: u64) -> Option<heapless::Vec<u8, SLOT_MAX>> {
+    let mut payload = [0u8; SLOT_MAX];
+    let n = postcard::to_slice(rec, &mut payload).ok()?.len();
+    let len = u16::try_from(n).ok()?;
+    let mut out: heapless::Vec<u8, SLOT_MAX> = heapless::Vec::new();
+    out.extend_from_slice(&MAGIC).ok()?;
+    out.push(FORMAT).ok()?;
+    out.extend_from_slice(&generation.to_le_bytes()).ok()?;
+    out.extend_from_slice(&len.to_le_bytes()).ok()?;
+    out.extend_from_slice(payload.get(..n)?).ok()?;
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum).ok()?;
+    Some(out)
+}
+
+/// Decode a slot: its generation and record.
+pub fn decode_slot(bytes: &[u8]) -> Result<(u64, Record), SlotError> {
+    if bytes.len() > SLOT_MAX {
+        return Err(SlotError::TooLarge);
+    }
+    let Some((header, rest)) = bytes.split_first_chunk::<HEADER_LEN>() else { return Err(SlotError::Truncated) };
+    let (magic, h) = header.split_at(4);
+    if magic != MAGIC {
+        return Err(SlotError::BadMagic);
+    }
+    let (format, h) = h.split_at(1);
+    if format != [FORMAT] {
+        return Err(SlotError::UnsupportedFormat(format.first().copied().unwrap_or(0)));
+    }
+    let (generation, len) = h.split_at(8);
+    let generation = u64::from_le_bytes(generation.try_into().map_err(|_| SlotError::Truncated)?);
+    let len = usize::from(u16::from_le_bytes(len.try_into().map_err(|_| SlotError::Truncated)?));
+    if rest.len() != len.saturating_add(SUM_LEN) {
+        return Err(SlotError::Truncated);
+    }
+    let (payload, sum) = rest.split_at(len);
+    let signed = bytes.get(..HEADER_LEN + len).ok_or(SlotError::Truncated)?;
+    if Sha256::digest(signed).as_slice() != sum || generation == 0 {
+        return Err(SlotError::BadChecksum);
+    }
+    match postcard::take_from_bytes::<Record>(payload) {
+        Ok((rec, [])) => Ok((generation, rec)),
+        _ => Err(SlotError::Decode),
+    }
+}
+
+/// Of two decoded slots, the index and contents of the newest good one.
+pub fn newest(slots: [&Result<(u64, Record), SlotError>; 2]) -> Option<(usize, u64, Record)> {
+    let mut best: Option<(usize, u64, Record)> = None;
+    for (i, s) in slots.into_iter().enumerate() {
+        if let Ok((g, r)) = s {
+            if best.as_ref().is_none_or(|(_, bg, _)| g > bg) {
+                best = Some((i, *g, r.clone()));
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(n: u8) -> Entry {
+        Entry { digest: Digest([n; 32]), version: n.into() }
+    }
+
+    #[test]
+    fn trial_commit_and_reboots_of_a_committed_release() {
+        let r = Record::installed(e(1));
+        // Reboots of a committed release never roll anything back.
+        let (r2, c) = r.at_boot();
+        assert_eq!(c, BootChoice::Committed(e(1)));
+        assert_eq!(r2.boots, 1);
+        let t = r2.begin_trial(e(2), false).unwrap();
+        assert_eq!((t.current, t.previous), (Some(e(2)), Some(e(1))));
+        assert_eq!(t.begin_trial(e(3), false), Err(TransitionError::TrialInProgress));
+        let c = t.commit().unwrap();
+        assert_eq!((c.phase, c.highest), (Phase::Committed, Some(2)));
+        for _ in 0..3 {
+            let (next, choice) = c.at_boot();
+            assert_eq!(choice, BootChoice::Committed(e(2)));
+            assert!(next.history.is_empty());
+        }
+        assert_eq!(c.commit(), Err(TransitionError::NotOnTrial));
+        assert_eq!(c.begin_trial(e(2), false), Err(TransitionError::AlreadyCurrent));
+    }
+
+    #[test]
+    fn reboot_during_trial_rolls_back_unless_it_was_the_requested_boot() {
+        let base = Record::installed(e(1)).at_boot().0;
+        let t = base.begin_trial(e(2), false).unwrap();
+        let (after, choice) = t.at_boot();
+        let BootChoice::RolledBack { to, rollback } = choice else { panic!("{choice:?}") };
+        assert_eq!(to, e(1));
+        assert_eq!((rollback.cause, rollback.from, rollback.to, rollback.boot), (Cause::RebootDuringTrial, 2, 1, 2));
+        assert_eq!((after.current, after.previous, after.phase), (Some(e(1)), None, Phase::Committed));
+        assert_eq!(after.history.as_slice(), &[rollback]);
+
+        // A switch that needs a reboot: its first boot is the trial, the next one is not.
+        let t = base.begin_trial(e(2), true).unwrap();
+        assert_eq!(t.commit(), Err(TransitionError::BootPending));
+        let (t2, choice) = t.at_boot();
+        assert_eq!(choice, BootChoice::Trial(e(2)));
+        assert!(t2.commit().is_ok());
+        assert!(matches!(t2.at_boot().1, BootChoice::RolledBack { .. }));
+
+        // A trial with nothing before it keeps booting on trial.
+        let lone = Record::default().begin_trial(e(5), false).unwrap();
+        assert_eq!(lone.at_boot().1, BootChoice::Trial(e(5)));
+        assert_eq!(lone.rollback(Cause::CrashLoop, None), Err(TransitionError::NothingToRollBackTo));
+        assert_eq!(Record::default().at_boot().1, BootChoice::None);
+    }
+
+    #[test]
+    fn rollback_history_is_bounded_and_keeps_the_newest() {
+        let mut r = Record::installed(e(1));
+        for i in 0..20u8 {
+            let t = r.begin_trial(e(i + 2), false).unwrap();
+            let name: Name = "sensor".try_into().unwrap();
+            let (back, rb) = t.rollback(Cause::CrashLoop, Some(name)).unwrap();
+            assert_eq!((rb.from, rb.to), (u64::from(i) + 2, 1));
+            r = back;
+        }
+        assert_eq!(r.history.len(), HISTORY_MAX);
+        assert_eq!(r.history.last().unwrap().from, 21);
+        assert_eq!(r.current, Some(e(1)));
+        assert_eq!(r.history[0].to_string(), "rollback from 14 to 1 at boot 0: crash-loop (sensor)");
+        // A full record still fits a slot.
+        let slot = encode_slot(&r, u64::MAX).unwrap();
+        assert_eq!(decode_slot(&slot).unwrap(), (u64::MAX, r));
+    }
+
+    #[test]
+    fn fall_back_takes_the_other_kept_release() {
+        let c = Record::installed(e(1)).begin_trial(e(2), false).unwrap().commit().unwrap();
+        let (r, to, rb) = c.fall_back(e(2)).unwrap();
+        assert_eq!((to, rb.cause, r.current, r.highest), (e(1), Cause::ReleaseUnusable, Some(e(1)), Some(1)));
+        assert!(r.fall_back(e(1)).is_none());
+    }
+
+    #[test]
+    fn slots_round_trip_and_every_damage_is_detected() {
+        let r = Record::installed(e(1)).begin_trial(e(2), true).unwrap();
+        let good = encode_slot(&r, 7).unwrap();
+        assert_eq!(decode_slot(&good), Ok((7, r.clone())));
+        for i in 0..good.len() * 8 {
+            let mut bad = good.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            assert!(decode_slot(&bad).is_err(), "bit {i}");
+        }
+        for n in 0..good.len() {
+            assert!(decode_slot(&good[..n]).is_err(), "cut at {n}");
+        }
+        let mut long = good.to_vec();
+        long.push(0);
+        assert_eq!(decode_slot(&long), Err(SlotError::Truncated));
+        assert_eq!(decode_slot(&encode_slot(&r, 0).unwrap()), Err(SlotError::BadChecksum));
+    }
+
+    #[test]
+    fn newest_good_slot_wins() {
+        let a = Ok((3, Record::installed(e(1))));
+        let b = Ok((4, Record::installed(e(2))));
+        let bad: Result<(u64, Record), SlotError> = Err(SlotError::BadChecksum);
+        assert_eq!(newest([&a, &b]).map(|x| (x.0, x.1)), Some((1, 4)));
+        assert_eq!(newest([&a, &bad]).map(|x| (x.0, x.1)), Some((0, 3)));
+        assert_eq!(newest([&bad, &b]).map(|x| (x.0, x.1)), Some((1, 4)));
+        assert!(newest([&bad, &bad]).is_none());
+    }
+}

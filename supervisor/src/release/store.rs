@@ -1,0 +1,664 @@
+//! The release store on the data partition: content-addressed release objects
+//! and images, and the state record that says which release runs.
+//!
+//! # Layout (under `/data/berth`)
+//!
+//! | path | what |
+//! |---|---|
+//! | `record.a`, `record.b` | the state record, two alternating copies ([`super::record`]) |
+//! | `releases/<sha256 hex>.bin` | signed release objects, named by the SHA-256 of their bytes |
+//! | `images/<sha256 hex>.img` | container images (squashfs + dm-verity tree), named by their SHA-256 |
+//! | `staging/` | a staging in progress; whatever is found here at [`Store::open`] is deleted |
+//!
+//! # Power cuts
+//!
+//! Every change is made with [`Io`] calls in an order where each prefix leaves
+//! a usable store: files are written under a temporary name, fsynced, renamed
+//! into place, and their directory fsynced before anything refers to them; the
+//! record is changed last, in one slot, the other slot keeping the state
+//! before. Objects and images the record does not (yet, or any more) refer to
+//! are garbage that [`Store::gc`] removes. The tests cut the power after every
+//! single step and check that the store reopens on one complete, verified
+//! release with a consistent record.
+//!
+//! # Use
+//!
+//! ```text
+//! let (mut store, notes) = Store::open(dir)?;     // at boot, and whenever needed
+//! let booted = store.boot(&keys, board)?;          // once per boot: decides, verifies, records
+//! let staged = store.stage(&mut bundle, &keys, board)?;   // verify and take in an update
+//! store.begin_trial(&staged, needs_reboot)?;       // after (or, with needs_reboot, before) the switch
+//! store.commit()?;                                 // healthy for the commit window
+//! store.rollback(Cause::CrashLoop, Some(name))?;   // unhealthy during the trial
+//! store.gc()?;                                     // drop what no kept release uses
+//! ```
+//!
+//! Staging never changes the record, so it never changes what runs; a failed
+//! staging removes what it wrote. Only [`Store::begin_trial`],
+//! [`Store::commit`], [`Store::rollback`] and [`Store::boot`] write the
+//! record, each through the pure transitions of [`Record`].
+//!
+//! # Migration
+//!
+//! A data partition from before the store holds `release.bin` and
+//! `release-version` (the anti-rollback floor). With no record slot present,
+//! [`Store::open`] moves the release into `releases/`, writes a record with it
+//! committed and the old floor, then removes the two files. Images were
+//! already content-addressed in `images/`.
+//!
+//! A store whose two record slots are both unreadable is rebuilt from its
+//! release objects (the newest version current, the next one previous, the
+//! floor forgotten) rather than left with no release; [`Note::Rebuilt`] says
+//! so and the boot still verifies whatever it picks.
+
+use super::bundle::{self, BundleError, CopyError, Header};
+use super::durable::{replace, Io, SysIo};
+use super::record::{self, BootChoice, Cause, Entry, Phase, Record, Rollback, SlotError, TransitionError};
+use super::{decode_release, state, ReleaseError, TrustedKeys, Verified, OBJECT_MAX};
+use crate::manifest::{Digest, Name};
+use core::fmt;
+use sha2::{Digest as _, Sha256};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Release objects.
+pub const RELEASES: &str = "releases";
+/// Images.
+pub const IMAGES: &str = "images";
+/// Staging area.
+pub const STAGING: &str = "staging";
+/// The release of a store from before the record (migrated).
+pub const LEGACY_RELEASE: &str = "release.bin";
+
+/// The file name of a release object.
+pub fn release_name(digest: &Digest) -> String {
+    format!("{}.bin", hex(digest))
+}
+
+/// The file name of an image.
+pub fn image_name(digest: &Digest) -> String {
+    format!("{}.img", hex(digest))
+}
+
+fn hex(d: &Digest) -> String {
+    let mut s = String::with_capacity(64);
+    let _ = super::write_hex(&mut s, &d.0);
+    s
+}
+
+fn sha256(bytes: &[u8]) -> Digest {
+    Digest(Sha256::digest(bytes).into())
+}
+
+/// Something [`Store::open`] found and dealt with; the boot logs each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// A record slot was present but unusable; the other one was used.
+    SlotBad { slot: &'static str, error: SlotError },
+    /// An interrupted staging was removed.
+    StagingRemoved,
+    /// A single-file release was moved into the store.
+    Migrated { version: u64 },
+    /// No record slot was usable; the record was rebuilt from the objects.
+    Rebuilt { releases: usize },
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::SlotBad { slot, error } => write!(f, "record slot {slot} is unusable ({error}); using the other copy"),
+            Note::StagingRemoved => write!(f, "removed an interrupted staging"),
+            Note::Migrated { version } => write!(f, "moved the single-file release {version} into the store"),
+            Note::Rebuilt { releases } => write!(f, "no record copy was usable; rebuilt it from {releases} release objects"),
+        }
+    }
+}
+
+/// A store operation that failed.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A file system step failed.
+    Io { step: &'static str, path: PathBuf, error: io::Error },
+    /// The old single-file store's version file is corrupt.
+    LegacyState(io::Error),
+    /// The record does not allow the change.
+    Transition(TransitionError),
+    /// The record does not fit a slot.
+    Encode,
+    /// A kept release's object cannot be read, so what it uses is unknown.
+    Kept { digest: Digest, error: ObjectError },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io { step, path, error } => write!(f, "{step} {}: {error}", path.display()),
+            StoreError::LegacyState(e) => write!(f, "{}: {e}", state::FILE),
+            StoreError::Transition(e) => write!(f, "{e}"),
+            StoreError::Encode => write!(f, "the state record does not encode"),
+            StoreError::Kept { digest, error } => write!(f, "kept release {digest}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<TransitionError> for StoreError {
+    fn from(e: TransitionError) -> Self {
+        StoreError::Transition(e)
+    }
+}
+
+fn io_err<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |error| StoreError::Io { step, path: path.to_path_buf(), error }
+}
+
+/// Why a staging was refused or failed. The running release is untouched
+/// either way.
+#[derive(Debug)]
+pub enum StageError {
+    /// The bundle is refused (its own text).
+    Bundle(BundleError),
+    /// An update is on trial; it must commit or roll back first.
+    TrialInProgress,
+    /// Not enough free space on the data partition for what the bundle adds.
+    NoSpace { need: u64, free: u64 },
+    /// An image of the release is neither in the bundle nor on the device.
+    MissingImage(Digest),
+    /// Writing to the store failed.
+    Store(StoreError),
+}
+
+impl fmt::Display for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StageError::Bundle(e) => write!(f, "{e}"),
+            StageError::TrialInProgress => write!(f, "an update is on trial; it must commit or roll back first"),
+            StageError::NoSpace { need, free } => {
+                write!(f, "not enough space on the data partition: the update needs {need} bytes, {free} are free")
+            }
+            StageError::MissingImage(d) => write!(f, "image {d} is neither in the bundle nor on the device"),
+            StageError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StageError {}
+
+impl From<BundleError> for StageError {
+    fn from(e: BundleError) -> Self {
+        StageError::Bundle(e)
+    }
+}
+
+impl From<StoreError> for StageError {
+    fn from(e: StoreError) -> Self {
+        StageError::Store(e)
+    }
+}
+
+/// A verified release taken into the store (not yet running).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Staged {
+    pub entry: Entry,
+    pub verified: Verified,
+    /// Images the bundle added.
+    pub images_added: usize,
+    /// Bytes the bundle added.
+    pub bytes: u64,
+}
+
+/// Why a kept release cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectError {
+    /// Its object file cannot be read.
+    Read(io::ErrorKind),
+    /// Its object's bytes do not hash to its name.
+    Corrupt,
+    /// The release is refused (signature, board, version...).
+    Rejected(ReleaseError),
+    /// An image it uses is missing or has the wrong size.
+    Image(Digest),
+}
+
+impl fmt::Display for ObjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ObjectError::Read(k) => write!(f, "release object unreadable: {k}"),
+            ObjectError::Corrupt => write!(f, "release object does not match its hash (corrupt)"),
+            ObjectError::Rejected(e) => write!(f, "{e}"),
+            ObjectError::Image(d) => write!(f, "image {d} is missing or has the wrong size"),
+        }
+    }
+}
+
+/// What [`Store::boot`] booted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Booted {
+    pub entry: Entry,
+    pub verified: Verified,
+    /// The release is on trial (its requested boot, or nothing to roll back to).
+    pub trial: bool,
+    /// The anti-rollback floor was changed to this release's version.
+    pub raised: bool,
+    /// Rollbacks made on the way, with the reason the release rolled back
+    /// from was unusable (`None`: an interrupted trial).
+    pub rollbacks: Vec<(Rollback, Option<ObjectError>)>,
+    /// The record could not be written: the release boots all the same (the
+    /// next boot decides the same way from the old record), and this says why.
+    pub unrecorded: Option<String>,
+}
+
+/// Why no release could be booted.
+#[derive(Debug)]
+pub enum BootError {
+    /// No release is installed.
+    None,
+    /// No kept release is usable; the first one's reason.
+    Unusable(ObjectError),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::None => write!(f, "no release installed"),
+            BootError::Unusable(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// What [`Store::gc`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Collected {
+    pub images: usize,
+    pub releases: usize,
+}
+
+/// The store.
+pub struct Store<I: Io = SysIo> {
+    dir: PathBuf,
+    io: I,
+    record: Record,
+    /// Generation of the record as last read or written (0: none).
+    generation: u64,
+    /// The slot the next write goes to.
+    next_slot: usize,
+}
+
+fn read_bounded(path: &Path, max: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?.take(max as u64 + 1).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+impl Store<SysIo> {
+    /// Open the store in `dir` on the real file system.
+    pub fn open(dir: &Path) -> Result<(Store<SysIo>, Vec<Note>), StoreError> {
+        Store::open_with(dir, SysIo)
+    }
+}
+
+impl<I: Io> Store<I> {
+    /// Open (creating the directories if needed), remove an interrupted
+    /// staging, read the record (migrating or rebuilding it if needed).
+    pub fn open_with(dir: &Path, mut io: I) -> Result<(Store<I>, Vec<Note>), StoreError> {
+        let mut notes = Vec::new();
+        for d in [dir.to_path_buf(), dir.join(RELEASES), dir.join(IMAGES)] {
+            if !d.is_dir() {
+                io.create_dir(&d).map_err(io_err("mkdir", &d))?;
+                if let Some(parent) = d.parent() {
+                    io.sync_dir(parent).map_err(io_err("fsync", parent))?;
+                }
+            }
+        }
+        let staging = dir.join(STAGING);
+        if staging.exists() {
+            io.remove_dir_all(&staging).map_err(io_err("remove", &staging))?;
+            io.sync_dir(dir).map_err(io_err("fsync", dir))?;
+            notes.push(Note::StagingRemoved);
+        }
+        let slots = record::SLOTS.map(|name| match read_bounded(&dir.join(name), record::SLOT_MAX) {
+            Ok(b) => record::decode_slot(&b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SlotError::Missing),
+            Err(_) => Err(SlotError::Truncated),
+        });
+        for (name, s) in record::SLOTS.iter().zip(&slots) {
+            if let Err(error) = s {
+                if *error != SlotError::Missing {
+                    notes.push(Note::SlotBad { slot: name, error: *error });
+                }
+            }
+        }
+        let mut store = Store { dir: dir.to_path_buf(), io, record: Record::default(), generation: 0, next_slot: 0 };
+        if let Some((i, generation, rec)) = record::newest([&slots[0], &slots[1]]) {
+            store.record = rec;
+            store.generation = generation;
+            store.next_slot = usize::from(i == 0);
+            return Ok((store, notes));
+        }
+        let none_present = slots.iter().all(|s| matches!(s, Err(SlotError::Missing)));
+        if none_present && dir.join(LEGACY_RELEASE).exists() {
+            notes.push(store.migrate()?);
+        } else if let Some(n) = store.rebuild()? {
+            notes.push(n);
+        }
+        Ok((store, notes))
+    }
+
+    /// The directory of the store.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The state record as last read or written.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The record's generation (0: never written).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The path of a release object.
+    pub fn release_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(RELEASES).join(release_name(digest))
+    }
+
+    /// The path of an image.
+    pub fn image_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(IMAGES).join(image_name(digest))
+    }
+
+    fn write_record(&mut self, rec: Record) -> Result<(), StoreError> {
+        let generation = self.generation.saturating_add(1);
+        let bytes = record::encode_slot(&rec, generation).ok_or(StoreError::Encode)?;
+        let name = record::SLOTS.get(self.next_slot).copied().unwrap_or(record::SLOTS[0]);
+        replace(&mut self.io, &self.dir, name, &bytes).map_err(io_err("write", &self.dir.join(name)))?;
+        self.record = rec;
+        self.generation = generation;
+        self.next_slot = 1 - self.next_slot.min(1);
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<Note, StoreError> {
+        let legacy = self.dir.join(LEGACY_RELEASE);
+        let bytes = read_bounded(&legacy, OBJECT_MAX).map_err(io_err("read", &legacy))?;
+        let highest = state::load_highest(&self.dir).map_err(StoreError::LegacyState)?;
+        let digest = sha256(&bytes);
+        let version = super::peek(&bytes).map(|r| r.version).unwrap_or(0);
+        let releases = self.dir.join(RELEASES);
+        replace(&mut self.io, &releases, &release_name(&digest), &bytes).map_err(io_err("write", &releases))?;
+        let rec = Record { highest, ..Record::installed(Entry { digest, version }) };
+        self.write_record(rec)?;
+        for old in [legacy, self.dir.join(state::FILE)] {
+            match self.io.remove_file(&old) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &old)(e)),
+                _ => {}
+            }
+        }
+        self.io.sync_dir(&self.dir).map_err(io_err("fsync", &self.dir))?;
+        Ok(Note::Migrated { version })
+    }
+
+    /// Release objects on disk whose bytes match their names, newest first.
+    fn objects(&self) -> Vec<Entry> {
+        let mut out: Vec<Entry> = Vec::new();
+        let Ok(dir) = std::fs::read_dir(self.dir.join(RELEASES)) else { return out };
+        for e in dir.flatten().take(256) {
+            let name = e.file_name();
+            let Some(digest) = name.to_str().and_then(|n| n.strip_suffix(".bin")).and_then(parse_hex) else { continue };
+            let Ok(bytes) = read_bounded(&e.path(), OBJECT_MAX) else { continue };
+            if sha256(&bytes) != digest {
+                continue;
+            }
+            if let Ok(r) = super::peek(&bytes) {
+                out.push(Entry { digest, version: r.version });
+            }
+        }
+        out.sort_by(|a, b| b.version.cmp(&a.version).then(a.digest.cmp(&b.digest)));
+        out
+    }
+
+    fn rebuild(&mut self) -> Result<Option<Note>, StoreError> {
+        let objects = self.objects();
+        let Some(current) = objects.first().copied() else { return Ok(None) };
+        let rec = Record { previous: objects.get(1).copied(), ..Record::installed(current) };
+        self.write_record(rec)?;
+        Ok(Some(Note::Rebuilt { releases: objects.len() }))
+    }
+
+    fn has_image(&self, digest: &Digest, size: u64) -> bool {
+        std::fs::metadata(self.image_path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// Read a kept release's object and check it against its name.
+    fn object(&self, entry: &Entry) -> Result<Vec<u8>, ObjectError> {
+        let bytes = read_bounded(&self.release_path(&entry.digest), OBJECT_MAX).map_err(|e| ObjectError::Read(e.kind()))?;
+        if sha256(&bytes) != entry.digest {
+            return Err(ObjectError::Corrupt);
+        }
+        Ok(bytes)
+    }
+
+    /// Verify a kept release for booting: object, signature, board,
+    /// anti-rollback against `floor`, and its images present.
+    fn usable(&self, entry: &Entry, keys: &TrustedKeys, board: &str, floor: Option<u64>) -> Result<Verified, ObjectError> {
+        let bytes = self.object(entry)?;
+        let v = decode_release(&bytes, keys, board, floor).map_err(ObjectError::Rejected)?;
+        if let Some(img) = v.release.images.iter().find(|i| !self.has_image(&i.sha256, i.size)) {
+            return Err(ObjectError::Image(img.sha256));
+        }
+        Ok(v)
+    }
+
+    /// Decide what this boot runs, verify it (falling back to the other
+    /// kept release if it is unusable), and record the boot. Call once per
+    /// boot, before anything starts.
+    pub fn boot(&mut self, keys: &TrustedKeys, board: &str) -> Result<Booted, BootError> {
+        let (mut rec, choice) = self.record.at_boot();
+        let mut rollbacks = Vec::new();
+        let (mut entry, trial) = match choice {
+            BootChoice::None => return Err(BootError::None),
+            BootChoice::Committed(e) => (e, false),
+            BootChoice::Trial(e) => (e, true),
+            BootChoice::RolledBack { to, rollback } => {
+                rollbacks.push((rollback, None));
+                (to, false)
+            }
+        };
+        let mut floor = rec.highest;
+        let mut first_error = None;
+        let verified = loop {
+            match self.usable(&entry, keys, board, floor) {
+                Ok(v) => break v,
+                Err(e) => {
+                    let Some((next, other, rollback)) = rec.fall_back(entry) else {
+                        return Err(BootError::Unusable(first_error.unwrap_or(e)));
+                    };
+                    rollbacks.push((rollback, Some(e.clone())));
+                    first_error.get_or_insert(e);
+                    // A kept release was accepted before: no anti-rollback check.
+                    (rec, entry, floor) = (next, other, None);
+                }
+            }
+        };
+        let trial = trial && rollbacks.is_empty();
+        let raised = rec.phase == Phase::Committed && rec.highest != Some(verified.release.version);
+        if raised {
+            rec.highest = Some(verified.release.version);
+        }
+        let unrecorded = self.write_record(rec).err().map(|e| e.to_string());
+        Ok(Booted { entry, verified, trial, raised, rollbacks, unrecorded })
+    }
+
+    /// Verify an update bundle and take its release and new images into
+    /// the store. Nothing that runs changes; on error, what was written is
+    /// removed again.
+    pub fn stage(&mut self, bundle: &mut impl Read, keys: &TrustedKeys, board: &str) -> Result<Staged, StageError> {
+        if self.record.phase != Phase::Committed {
+            return Err(StageError::TrialInProgress);
+        }
+        let header = bundle::read_header(bundle)?;
+        let new = |e: &&bundle::TableEntry| !self.has_image(&e.sha256, e.size);
+        let need = header.images.iter().filter(new).fold(header.release.len() as u64, |n, e| n.saturating_add(e.size));
+        let free = self.io.free_bytes(&self.dir).map_err(io_err("statvfs", &self.dir))?;
+        if need > free {
+            return Err(StageError::NoSpace { need, free });
+        }
+        let installed = match (self.record.current.map(|c| c.version), self.record.highest) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let verified = bundle::check_release(&header.release, keys, Some(board), installed)?;
+        bundle::check_table(&header, &verified.release)?;
+        let missing = verified.release.images.iter().find(|i| {
+            !header.images.iter().any(|e| e.sha256 == i.sha256) && !self.has_image(&i.sha256, i.size)
+        });
+        if let Some(img) = missing {
+            return Err(StageError::MissingImage(img.sha256));
+        }
+        let staging = self.dir.join(STAGING);
+        let staged = self.stage_images(bundle, &header, &verified, &staging);
+        let installed = staged.and_then(|added| self.install(&header, &staging, &added).map(|()| added.len()));
+        match installed {
+            Ok(images_added) => Ok(Staged {
+                entry: Entry { digest: sha256(&header.release), version: verified.release.version },
+                verified,
+                images_added,
+                bytes: need,
+            }),
+            Err(e) => {
+                if staging.exists() {
+                    let _ = self.io.remove_dir_all(&staging);
+                    let _ = self.io.sync_dir(&self.dir);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Copy the images the store lacks into `staging/`, checking each one;
+    /// skip over the others. Returns the digests staged.
+    fn stage_images(&mut self, bundle: &mut impl Read, header: &Header, v: &Verified, staging: &Path) -> Result<Vec<Digest>, StageError> {
+        if staging.exists() {
+            self.io.remove_dir_all(staging).map_err(io_err("remove", staging))?;
+        }
+        self.io.create_dir(staging).map_err(io_err("mkdir", staging))?;
+        let mut buf = vec![0u8; bundle::CHUNK];
+        let mut added = Vec::new();
+        for e in &header.images {
+            if self.has_image(&e.sha256, e.size) {
+                bundle::copy_image(bundle, &mut io::sink(), e, &mut buf).map_err(|c| copy_error(c, staging))?;
+                continue;
+            }
+            let path = staging.join(image_name(&e.sha256));
+            let mut f = self.io.create(&path).map_err(io_err("create", &path))?;
+            bundle::copy_image(bundle, &mut f, e, &mut buf).map_err(|c| copy_error(c, &path))?;
+            self.io.sync(&mut f).map_err(io_err("fsync", &path))?;
+            drop(f);
+            let img = v.release.image(&e.sha256).ok_or(BundleError::ImageNotInRelease(e.sha256))?;
+            let file = std::fs::File::open(&path).map_err(io_err("open", &path))?;
+            bundle::check_image(&file, 0, img)?;
+            added.push(e.sha256);
+        }
+        bundle::check_end(bundle)?;
+        Ok(added)
+    }
+
+    /// Move staged images into place, then write the release object.
+    fn install(&mut self, header: &Header, staging: &Path, added: &[Digest]) -> Result<(), StageError> {
+        let images = self.dir.join(IMAGES);
+        for d in added {
+            let (from, to) = (staging.join(image_name(d)), images.join(image_name(d)));
+            self.io.rename(&from, &to).map_err(io_err("rename", &from))?;
+        }
+        self.io.sync_dir(&images).map_err(io_err("fsync", &images))?;
+        let releases = self.dir.join(RELEASES);
+        let name = release_name(&sha256(&header.release));
+        replace(&mut self.io, &releases, &name, &header.release).map_err(io_err("write", &releases.join(&name)))?;
+        self.io.remove_dir_all(staging).map_err(io_err("remove", staging))?;
+        self.io.sync_dir(&self.dir).map_err(io_err("fsync", &self.dir))?;
+        Ok(())
+    }
+
+    /// Put a staged release on trial: it becomes current, the running one
+    /// previous. Call right before switching (`boot_pending`: the switch is
+    /// a reboot, whose boot must run the trial rather than roll it back).
+    pub fn begin_trial(&mut self, staged: &Staged, boot_pending: bool) -> Result<(), StoreError> {
+        let rec = self.record.begin_trial(staged.entry, boot_pending)?;
+        // Only what is durably in place may be referred to.
+        let object = self.release_path(&staged.entry.digest);
+        std::fs::metadata(&object).map_err(io_err("stat", &object))?;
+        for img in staged.verified.release.images.iter() {
+            if !self.has_image(&img.sha256, img.size) {
+                let path = self.image_path(&img.sha256);
+                return Err(io_err("stat", &path)(io::Error::from(io::ErrorKind::NotFound)));
+            }
+        }
+        self.write_record(rec)
+    }
+
+    /// The release on trial was healthy for its commit window.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        let rec = self.record.commit()?;
+        self.write_record(rec)
+    }
+
+    /// Roll the release on trial back to the previous one, recording why.
+    pub fn rollback(&mut self, cause: Cause, container: Option<Name>) -> Result<Rollback, StoreError> {
+        let (rec, rollback) = self.record.rollback(cause, container)?;
+        self.write_record(rec)?;
+        Ok(rollback)
+    }
+
+    /// Remove every release object and image that no kept release (current,
+    /// previous) uses, and any temporary files. Removes nothing when a kept
+    /// release's object cannot be read.
+    pub fn gc(&mut self) -> Result<Collected, StoreError> {
+        let mut keep_images: Vec<Digest> = Vec::new();
+        let kept: Vec<Entry> = self.record.kept().collect();
+        for e in &kept {
+            let bytes = self.object(e).map_err(|error| StoreError::Kept { digest: e.digest, error })?;
+            let r = super::peek(&bytes).map_err(|r| StoreError::Kept { digest: e.digest, error: ObjectError::Rejected(r) })?;
+            keep_images.extend(r.images.iter().map(|i| i.sha256));
+        }
+        let keep_releases: Vec<String> = kept.iter().map(|e| release_name(&e.digest)).collect();
+        let keep_images: Vec<String> = keep_images.iter().map(image_name).collect();
+        let mut out = Collected::default();
+        for (sub, keep, count) in [(RELEASES, &keep_releases, &mut out.releases), (IMAGES, &keep_images, &mut out.images)] {
+            let dir = self.dir.join(sub);
+            let entries = std::fs::read_dir(&dir).map_err(io_err("list", &dir))?;
+            let mut removed = 0;
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if name.to_str().is_some_and(|n| keep.iter().any(|k| k == n)) {
+                    continue;
+                }
+                let path = e.path();
+                self.io.remove_file(&path).map_err(io_err("remove", &path))?;
+                removed += 1;
+            }
+            if removed > 0 {
+                self.io.sync_dir(&dir).map_err(io_err("fsync", &dir))?;
+            }
+            *count = removed;
+        }
+        Ok(out)
+    }
+}
+
+fn copy_error(c: CopyError, path: &Path) -> StageError {
+    match c {
+        CopyError::Bundle(b) => StageError::Bundle(b),
+        CopyError::Write(error) => StageError::Store(StoreError::Io { step: "write", path: path.to_path_buf(), error }),
+    }
+}
+
+fn parse_hex(s: &str) -> Option<Digest> {
+    let mut out = [0u8; 32];
+    super::hex_decode(s, &mut out).then_some(Digest(out))
+}
+
+#[cfg(test)]
+mod tests;
