@@ -178,9 +178,12 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
     let ready = m.cursor();
     // The demo containers start confined and their output reaches the log.
     for name in ["sensor", "flaky"] {
+        // Independent containers start together, in no set order.
+        m.set_cursor(ready);
         let e = m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.step)?;
         field_is(&e, "result", "ok")?;
     }
+    m.set_cursor(ready);
     m.expect_event_where(
         "container.log",
         |e| e.get("name") == Some("sensor") && e.get("line").is_some_and(|l| l.starts_with("sensor: reading=1 ")),

@@ -261,12 +261,13 @@ fn system_stage() -> ! {
         .kv("data", if data_mounted { "ok" } else { "missing" })
         .kv("berth_rss_kib", crate::supervise::rss_kib())
         .emit();
-    if let Some((r, key_id)) = release {
+    if let Some((r, key_id, updates)) = release {
         pid1.set_release(r.version, &key_id);
         stage("containers");
         let specs = crate::containers::prepare_all(&r, &board);
         Event::info("containers.prepared").kv("count", specs.len()).kv("of", r.containers.len()).emit();
         pid1.adopt(specs);
+        pid1.set_updates(updates);
     }
     if let Some(path) = run_request() {
         start_requested(&mut pid1, &path);
@@ -277,7 +278,7 @@ fn system_stage() -> ! {
 /// Open the release store, let it decide what this boot runs (rolling back
 /// an interrupted trial, falling back from an unusable release), verify it
 /// and log the outcome. A refused release changes nothing; berth stays up.
-fn check_release(board: &Board, data_mounted: bool) -> Option<(crate::release::Release, String)> {
+fn check_release(board: &Board, data_mounted: bool) -> Option<(crate::release::Release, String, crate::supervise::update::Updates)> {
     use crate::release::current;
     use crate::release::store::{BootError, Store};
     use std::path::Path;
@@ -340,15 +341,28 @@ fn check_release(board: &Board, data_mounted: bool) -> Option<(crate::release::R
         Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
     }
     activate_images(&v.release);
-    Some((v.release, v.key_id.to_string()))
+    let key_id = v.key_id.to_string();
+    let updates = crate::supervise::update::Updates {
+        trial: booted.trial.then(|| crate::supervise::update::Trial::new(&v.release)),
+        store,
+        keys,
+        board: board.clone(),
+        running: v.release.clone(),
+        inbox_due: 0.0,
+    };
+    Some((v.release, key_id, updates))
 }
 
 /// Map every image of the release through dm-verity and mount it read-only.
 /// A failure is logged per image; the others go on.
-fn activate_images(release: &crate::release::Release) {
+pub(crate) fn activate_images(release: &crate::release::Release) {
     use crate::release::current;
     let mut m = SysMounter;
     for img in release.images.iter() {
+        // Already in use by the running release (an update keeps it).
+        if crate::mount::is_mountpoint(&current::mount_path(&img.sha256)) {
+            continue;
+        }
         let file = current::image_path(&img.sha256);
         let name = current::dm_name(&img.sha256);
         let dev = match crate::verity::open(&file, &name, img) {

@@ -175,8 +175,25 @@ fn start_error(name: &str, step: &str, e: impl core::fmt::Display) {
     Event::error("container.start").kv("name", name).kv("step", step).kv("result", "error").kv("error", e).emit();
 }
 
-/// Prepare every container of `release`, in start order.
+/// Prepare every container of `release`, in start order; each takes its
+/// position in that order as its index (its uid range).
 pub fn prepare_all(release: &Release, board: &Board) -> Vec<Spec> {
+    let order = match crate::manifest::start_order(&release.containers) {
+        Ok(o) => o,
+        Err(e) => {
+            start_error("*", "order", e);
+            return Vec::new();
+        }
+    };
+    let names: Vec<&str> = order.iter().filter_map(|&i| release.containers.get(i)).map(|m| m.name.as_str()).collect();
+    let mut index_of = |name: &str| names.iter().position(|n| *n == name).unwrap_or(0) as u16;
+    prepare_some(release, board, &names, &mut index_of)
+}
+
+/// Prepare the containers of `release` named in `wanted`, in start order,
+/// with the index `index_of` gives each (an update keeps a running
+/// container's index and gives a new one a free index).
+pub fn prepare_some(release: &Release, board: &Board, wanted: &[&str], index_of: &mut dyn FnMut(&str) -> u16) -> Vec<Spec> {
     let arch = match seccomp::Arch::running() {
         Ok(a) => a,
         Err(e) => {
@@ -188,8 +205,8 @@ pub fn prepare_all(release: &Release, board: &Board) -> Vec<Spec> {
     let layers = match layers(board) {
         Ok(l) => l,
         Err((step, e)) => {
-            // Fail closed: every container of the release is refused.
-            for m in &release.containers {
+            // Fail closed: every container asked for is refused.
+            for m in release.containers.iter().filter(|m| wanted.contains(&m.name.as_str())) {
                 start_error(&m.name, step, &e);
             }
             return Vec::new();
@@ -203,9 +220,12 @@ pub fn prepare_all(release: &Release, board: &Board) -> Vec<Spec> {
         }
     };
     let mut specs = Vec::new();
-    for (n, &i) in order.iter().enumerate() {
+    for &i in order.iter() {
         let Some(m) = release.containers.get(i) else { continue };
-        match prepare_one(m, board, n as u16, arch, &layers) {
+        if !wanted.contains(&m.name.as_str()) {
+            continue;
+        }
+        match prepare_one(m, board, index_of(&m.name), arch, &layers) {
             Ok(s) => specs.push(s),
             Err((step, e)) => start_error(&m.name, step, e),
         }

@@ -33,6 +33,8 @@ pub enum Command {
     /// sequence number `after` (all kept ones when `None`), the last `max`
     /// of them (at most [`LOG_LINES_MAX`]).
     Logs { name: Name, after: Option<u64>, max: u16 },
+    /// Stage the bundle at this path on the device, then switch to it.
+    Update(heapless::String<128>),
     /// Test trigger: block berth's loop this many seconds (1..=600), so the
     /// hardware watchdog is not petted.
     Wedge(u16),
@@ -106,6 +108,23 @@ impl Layers {
     }
 }
 
+/// The running release, for `berthctl release`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseInfo {
+    pub version: u64,
+    pub key_id: heapless::String<16>,
+    /// `committed` or `trial` (empty without a store).
+    pub phase: heapless::String<16>,
+    pub previous: Option<u64>,
+    /// The rollback history, oldest first, one line each.
+    pub rollbacks: heapless::Vec<heapless::String<96>, { crate::release::record::HISTORY_MAX }>,
+}
+
+/// A success reply with text.
+pub fn message(msg: &str) -> Response {
+    Response::Message(text(msg))
+}
+
 /// Most lines in one [`Response::Logs`].
 pub const LOG_LINES_MAX: usize = 64;
 
@@ -121,7 +140,9 @@ pub struct LogLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Status(Box<heapless::Vec<ContainerStatus, 32>>),
-    Release { version: u64, key_id: heapless::String<16> },
+    Release(Box<ReleaseInfo>),
+    /// Success, with what was done.
+    Message(heapless::String<128>),
     Done,
     Error(heapless::String<128>),
     /// Lines, the sequence number to follow on from, lines dropped so far.

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
 }
 
 const CTL_USAGE: &str = "usage: berthctl status | release | start NAME | stop NAME | restart NAME
+       berthctl update BUNDLE           (stage a bundle on the device, switch to it, on trial until committed)
        berthctl logs NAME [-f] [-n N]  (a container's output; -f follows)
        berthctl events [-f] [-n N]     (berth's own event lines)
        berthctl debug wedge SECONDS   (test trigger: block berth's loop; the hardware watchdog resets the board)";
@@ -43,6 +44,10 @@ fn ctl(args: &[String]) -> ExitCode {
         (Some("start"), 2) => name(1).map(Command::Start),
         (Some("stop"), 2) => name(1).map(Command::Stop),
         (Some("restart"), 2) => name(1).map(Command::Restart),
+        (Some("update"), 2) => args.get(1).and_then(|p| {
+            let mut s = heapless::String::new();
+            s.push_str(p).ok().map(|_| Command::Update(s))
+        }),
         (Some("debug"), 3) if args.get(1).map(String::as_str) == Some("wedge") => {
             args.get(2).and_then(|s| s.parse().ok()).map(Command::Wedge)
         }
@@ -84,8 +89,21 @@ fn ctl(args: &[String]) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(Response::Release { version, key_id }) => {
-            println!("release {version} signed by key {key_id}");
+        Ok(Response::Release(r)) => {
+            println!("release {} signed by key {}", r.version, r.key_id);
+            if !r.phase.is_empty() {
+                match r.previous {
+                    Some(p) => println!("state {} (previous release {p})", r.phase),
+                    None => println!("state {}", r.phase),
+                }
+            }
+            for rb in r.rollbacks.iter() {
+                println!("{rb}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Message(m)) => {
+            println!("{m}");
             ExitCode::SUCCESS
         }
         Ok(Response::Done) => ExitCode::SUCCESS,

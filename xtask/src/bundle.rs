@@ -82,6 +82,8 @@ mod tests {
             downgrade: None,
             containers: containers.try_into().unwrap(),
             images: imgs.try_into().unwrap(),
+            commit_window_s: 120,
+            reboot: false,
         }
     }
 

@@ -79,21 +79,40 @@ pub fn public_keys(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(v)
 }
 
-/// The release version from `release.toml` in the manifest directory.
-fn release_version(dir: &Path) -> Result<u64, String> {
+/// `release.toml` in the manifest directory: `version` (required),
+/// `commit_window_s` (1..=86400, default 120) and `reboot` (default false).
+struct ReleaseToml {
+    version: u64,
+    commit_window_s: u32,
+    reboot: bool,
+}
+
+fn release_toml(dir: &Path) -> Result<ReleaseToml, String> {
     let path = dir.join("release.toml");
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let v: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
     for key in v.keys() {
-        if key != "version" {
+        if !["version", "commit_window_s", "reboot"].contains(&key.as_str()) {
             return Err(format!("{}: unknown field `{key}`", path.display()));
         }
     }
-    match v.get("version") {
-        Some(toml::Value::Integer(n)) if *n > 0 => Ok(*n as u64),
-        _ => Err(format!("{}: field `version` must be a positive integer", path.display())),
-    }
+    let version = match v.get("version") {
+        Some(toml::Value::Integer(n)) if *n > 0 => *n as u64,
+        _ => return Err(format!("{}: field `version` must be a positive integer", path.display())),
+    };
+    let commit_window_s = match v.get("commit_window_s") {
+        None => berth::release::COMMIT_WINDOW_S,
+        Some(toml::Value::Integer(n)) if (1..=86_400).contains(n) => *n as u32,
+        _ => return Err(format!("{}: field `commit_window_s` must be between 1 and 86400", path.display())),
+    };
+    let reboot = match v.get("reboot") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        _ => return Err(format!("{}: field `reboot` must be true or false", path.display())),
+    };
+    Ok(ReleaseToml { version, commit_window_s, reboot })
 }
+
 
 /// Build the image a manifest's `[build]` table describes: exactly one of
 /// `cargo_bin` (with optional `package`, default `berth-demo-apps`,
@@ -181,10 +200,8 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
 /// Compile every `*.toml` manifest of `dir` (but `release.toml`) for a board;
 /// images land in `out/images/`. `version` overrides `release.toml`'s.
 pub fn compile(root: &Path, dir: &Path, board: &Board, out: &Path, version: Option<u64>) -> Result<Compiled, String> {
-    let version = match version {
-        Some(v) => v,
-        None => release_version(dir)?,
-    };
+    let meta = release_toml(dir)?;
+    let version = version.unwrap_or(meta.version);
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -200,6 +217,8 @@ pub fn compile(root: &Path, dir: &Path, board: &Board, out: &Path, version: Opti
         downgrade: None,
         containers: Default::default(),
         images: Default::default(),
+        commit_window_s: meta.commit_window_s,
+        reboot: meta.reboot,
     };
     let mut images: Vec<Image> = Vec::new();
     for file in &files {
@@ -275,7 +294,7 @@ mod tests {
     #[test]
     fn demo_manifests_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
-        assert!(release_version(&dir).unwrap() >= 1);
+        assert!(release_toml(&dir).unwrap().version >= 1);
         let mut set = Vec::new();
         for entry in fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

@@ -94,7 +94,15 @@ pub struct Release {
     pub containers: BoundedVec<Manifest, CONTAINERS_MAX>,
     /// Every image a container names, once.
     pub images: BoundedVec<Image, CONTAINERS_MAX>,
+    /// After an update, how long every container must run ready and healthy
+    /// before the release is committed (1..=86400 s).
+    pub commit_window_s: u32,
+    /// The switch to this release is a reboot (host side changes).
+    pub reboot: bool,
 }
+
+/// Default commit window.
+pub const COMMIT_WINDOW_S: u32 = 120;
 
 /// A signed downgrade marker: the release may replace a stored version in
 /// `from_min ..= from_max` (each above the release's own version).
@@ -223,6 +231,9 @@ impl Release {
     /// Check everything that does not depend on the device: manifests, the
     /// set (names, dependencies, cycles, gates), images, the downgrade marker.
     pub fn validate(&self) -> Result<(), ReleaseError> {
+        if !(1..=86_400).contains(&self.commit_window_s) {
+            return Err(bad("commit_window_s", "must be between 1 and 86400"));
+        }
         if self.board.is_empty() || !self.board.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(bad("board", "must be a board name"));
         }
@@ -452,4 +463,4 @@ pub(crate) fn write_hex(f: &mut dyn fmt::Write, bytes: &[u8]) -> fmt::Result {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

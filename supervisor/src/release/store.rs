@@ -452,6 +452,13 @@ impl<I: Io> Store<I> {
         Ok(v)
     }
 
+    /// The current release, verified as at boot (after a rollback, to load
+    /// the release rolled back to).
+    pub fn verify_current(&self, keys: &TrustedKeys, board: &str) -> Result<Verified, ObjectError> {
+        let entry = self.record.current.ok_or(ObjectError::Read(io::ErrorKind::NotFound))?;
+        self.usable(&entry, keys, board, self.record.highest)
+    }
+
     /// Decide what this boot runs, verify it (falling back to the other
     /// kept release if it is unusable), and record the boot. Call once per
     /// boot, before anything starts.

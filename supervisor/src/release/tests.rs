@@ -41,6 +41,8 @@ fn release_of(manifests: std::vec::Vec<Manifest>, version: u64) -> Release {
         downgrade: None,
         containers: manifests.try_into().unwrap(),
         images,
+        commit_window_s: COMMIT_WINDOW_S,
+        reboot: false,
     }
 }
 
@@ -283,6 +285,8 @@ struct WRelease {
     downgrade: Option<Downgrade>,
     containers: std::vec::Vec<WManifest>,
     images: std::vec::Vec<Image>,
+    commit_window_s: u32,
+    reboot: bool,
 }
 
 #[derive(Serialize, Clone)]
@@ -326,6 +330,8 @@ fn wide(r: &Release) -> WRelease {
         version: r.version,
         board: s(&r.board),
         downgrade: r.downgrade,
+        commit_window_s: r.commit_window_s,
+        reboot: r.reboot,
         images: r.images.to_vec(),
         containers: r
             .containers

@@ -10,9 +10,10 @@ impl Pid1 {
         let find = |slots: &[Slot], name: &str| slots.iter().position(|s| s.spec.name == name);
         match cmd {
             Command::Status => Response::Status(Box::new(self.status())),
-            Command::Release => match &self.release {
-                Some((version, key_id)) => Response::Release { version: *version, key_id: key_id.clone() },
-                None => error("no release is running"),
+            Command::Release => self.release_info(),
+            Command::Update(path) => match self.update(&path) {
+                Ok(msg) => crate::control::message(&msg),
+                Err(e) => error(&e),
             },
             Command::Logs { name, after, max } => {
                 let max = usize::from(max).min(crate::control::LOG_LINES_MAX);
@@ -88,18 +89,34 @@ impl Pid1 {
         }
     }
 
+    fn release_info(&self) -> Response {
+        let Some((version, key_id)) = &self.release else { return error("no release is running") };
+        let mut info = crate::control::ReleaseInfo { version: *version, key_id: key_id.clone(), ..Default::default() };
+        if let Some(u) = &self.updates {
+            let rec = u.store.record();
+            let _ = info.phase.push_str(match rec.phase {
+                crate::release::record::Phase::Committed => "committed",
+                crate::release::record::Phase::Trial { .. } => "trial",
+            });
+            info.previous = rec.previous.map(|p| p.version);
+            for rb in rec.history.iter() {
+                let mut line = heapless::String::new();
+                let _ = core::fmt::write(&mut line, format_args!("{rb}"));
+                let _ = info.rollbacks.push(line);
+            }
+        }
+        Response::Release(Box::new(info))
+    }
+
     fn status(&self) -> heapless::Vec<ContainerStatus, 32> {
         let now = crate::log::now();
         let mut list = heapless::Vec::new();
         for s in &self.slots {
+            if s.retired {
+                continue;
+            }
             let mut state = heapless::String::new();
-            let _ = state.push_str(match s.state {
-                SlotState::Waiting => "waiting",
-                SlotState::Running if s.life.stopping => "stopping",
-                SlotState::Running => "running",
-                SlotState::Stopped => "stopped",
-                SlotState::Failed => "failed",
-            });
+            let _ = state.push_str(super::update::state_name(s));
             let mut last = heapless::String::new();
             let _ = match s.last_exit {
                 None => last.push_str("-"),

@@ -23,6 +23,7 @@
 
 mod commands;
 pub mod life;
+pub mod update;
 
 use crate::log::Event;
 use crate::mount::{errno_text, DATA};
@@ -147,6 +148,11 @@ struct Slot {
     status: Option<heapless::String<{ crate::notify::STATUS_MAX }>>,
     /// A `container.waiting` event was emitted for the current wait.
     told_waiting: bool,
+    /// Not in the running release any more (an update removed it): never
+    /// restarted, not shown.
+    retired: bool,
+    /// An update's new spec, taken once the running container has ended.
+    replace: Option<Box<crate::containers::Spec>>,
 }
 
 impl Slot {
@@ -165,6 +171,8 @@ impl Slot {
             last_exit: None,
             status: None,
             told_waiting: false,
+            retired: false,
+            replace: None,
         }
     }
 }
@@ -217,6 +225,10 @@ pub struct Pid1 {
     /// Lines the log store dropped, as last reported, and when.
     loss_told: u64,
     loss_told_at: f64,
+    /// The release store, for updates (absent without a data partition).
+    updates: Option<update::Updates>,
+    /// When the update machinery wants the next tick (trial window, inbox).
+    update_due: Option<f64>,
 }
 
 const TOKEN_SIGNAL: u64 = 1;
@@ -252,6 +264,8 @@ impl Pid1 {
             pet_timer: None,
             loss_told: 0,
             loss_told_at: f64::NEG_INFINITY,
+            updates: None,
+            update_due: None,
         }
     }
 
@@ -388,7 +402,7 @@ impl Pid1 {
                 let _ = kill(pid, Signal::SIGKILL);
             }
             if let Some(reason) = due.unhealthy {
-                self.unhealthy(i, reason.name());
+                self.unhealthy(i, reason);
             }
             if due.run_check {
                 self.run_check(i, now);
@@ -410,6 +424,7 @@ impl Pid1 {
             }
             self.launch(i, now);
         }
+        self.update_due = self.update_tick(now);
         self.arm_deadline();
     }
 
@@ -455,11 +470,13 @@ impl Pid1 {
 
     /// A readiness or health verdict against container `i`: stop it; its
     /// exit counts as a failure.
-    fn unhealthy(&mut self, i: usize, reason: &str) {
+    fn unhealthy(&mut self, i: usize, reason: life::Reason) {
         let Some(slot) = self.slots.get_mut(i) else { return };
         slot.life.unhealthy = true;
-        Event::warn("container.unhealthy").kv("name", &slot.spec.name).kv("reason", reason).emit();
+        let name = slot.spec.name.clone();
+        Event::warn("container.unhealthy").kv("name", &name).kv("reason", reason.name()).emit();
         self.stop_container(i, "health");
+        self.trial_failure(&name, update::cause_of(reason));
     }
 
     /// Send container `i` its stop signal; SIGKILL of its cgroup follows
@@ -557,7 +574,7 @@ impl Pid1 {
                 .emit(),
             R::Unhealthy { fails } => {
                 Event::warn("container.check").kv("name", &name).kv("code", code).kv("fails", fails).kv("result", "failed").emit();
-                self.unhealthy(i, "check");
+                self.unhealthy(i, life::Reason::Check);
             }
             R::Stale => {}
         }
@@ -602,6 +619,16 @@ impl Pid1 {
             self.shutdown_step();
             return;
         }
+        if slot.retired {
+            slot.state = SlotState::Stopped;
+            Event::info("container.stopped").kv("name", &slot.spec.name).kv("by", "update").emit();
+            return;
+        }
+        if slot.replace.is_some() {
+            self.take_replacement(i);
+            self.tick();
+            return;
+        }
         if slot.held {
             slot.state = SlotState::Stopped;
             Event::info("container.stopped").kv("name", &slot.spec.name).kv("by", "operator").emit();
@@ -632,6 +659,8 @@ impl Pid1 {
                     .kv("short_runs", short_runs)
                     .kv("restarts", slot.restart.restarts)
                     .emit();
+                let name = slot.spec.name.clone();
+                self.trial_failure(&name, crate::release::record::Cause::CrashLoop);
             }
         }
         self.arm_deadline();
@@ -671,6 +700,7 @@ impl Pid1 {
             .iter()
             .flat_map(|s| [s.due, s.life.deadline()])
             .flatten()
+            .chain(self.update_due)
             .fold(f64::INFINITY, f64::min);
         if next.is_finite() {
             let wait = (next - crate::log::now()).max(0.001);

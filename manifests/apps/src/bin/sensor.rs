@@ -7,6 +7,7 @@ use std::io::Read;
 use std::time::Duration;
 
 fn main() {
+    berth_demo_apps::exit_on_sigterm();
     let mut args = std::env::args().skip(1);
     let Some(dev) = args.next() else {
         eprintln!("sensor: usage: sensor DEVICE [INTERVAL_MS]");

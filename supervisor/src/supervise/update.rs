@@ -1,0 +1,338 @@
+//! Updates of the running system: stage a bundle, switch to its release,
+//! hold it on trial, commit it or roll it back.
+//!
+//! - Stage ([`crate::release::store::Store::stage`]): every check before
+//!   anything changes; a refused bundle leaves the device as it was.
+//! - Switch: containers whose manifest (image included) is unchanged keep
+//!   running untouched; changed ones are stopped and started from the new
+//!   release; removed ones are stopped; new ones start, each after its
+//!   dependencies are ready. A release with `reboot = true` switches by
+//!   rebooting instead (its boot is the trial's).
+//! - Trial: committed once every container has been running and ready for
+//!   the release's `commit_window_s` without a break. A crash loop, a failed
+//!   health check or a readiness timeout of any container during the trial
+//!   rolls back to the previous release at once, by the same switch; a
+//!   reboot or power cut during the trial rolls back at the next boot (the
+//!   store's record decides).
+//! - After a commit, images no kept release uses are removed.
+//!
+//! Bundles come from `berthctl update PATH` or appear in [`INBOX`], which is
+//! looked at every [`INBOX_EVERY`] seconds; an inbox bundle is removed once
+//! taken (staged or refused).
+
+use super::{life, Pid1, Slot, SlotState};
+use crate::log::Event;
+use crate::release::record::{Cause, Phase};
+use crate::release::store::Store;
+use crate::release::{Release, TrustedKeys};
+use std::path::Path;
+
+/// Where bundles dropped on the data partition are picked up.
+pub const INBOX: &str = "/data/berth/inbox";
+/// Seconds between looks into the inbox.
+pub const INBOX_EVERY: f64 = 5.0;
+
+/// The release store and what the loop needs to switch releases.
+pub struct Updates {
+    pub store: Store,
+    pub keys: TrustedKeys,
+    pub board: crate::board::Board,
+    pub running: Release,
+    pub trial: Option<Trial>,
+    pub inbox_due: f64,
+}
+
+/// A release on trial.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trial {
+    pub version: u64,
+    pub window: f64,
+    /// Since when every container has been running and ready.
+    pub healthy_since: Option<f64>,
+}
+
+impl Trial {
+    pub fn new(r: &Release) -> Trial {
+        Trial { version: r.version, window: f64::from(r.commit_window_s), healthy_since: None }
+    }
+}
+
+/// What changes between the running release and a new one.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    pub kept: Vec<String>,
+    pub changed: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Compare two releases container by container (pure).
+pub fn diff(old: &Release, new: &Release) -> Diff {
+    let mut d = Diff::default();
+    for m in new.containers.iter() {
+        match old.containers.iter().find(|o| o.name == m.name) {
+            Some(o) if o == m => d.kept.push(m.name.to_string()),
+            Some(_) => d.changed.push(m.name.to_string()),
+            None => d.added.push(m.name.to_string()),
+        }
+    }
+    for o in old.containers.iter() {
+        if !new.containers.iter().any(|m| m.name == o.name) {
+            d.removed.push(o.name.to_string());
+        }
+    }
+    d
+}
+
+impl Pid1 {
+    /// Take charge of the store at boot (with the trial of the booted
+    /// release, if it is on one).
+    pub fn set_updates(&mut self, u: Updates) {
+        self.updates = Some(u);
+    }
+
+    /// `berthctl update PATH` (or an inbox bundle): stage, then switch.
+    pub(super) fn update(&mut self, path: &str) -> Result<String, String> {
+        let Some(u) = self.updates.as_mut() else { return Err("no release store on this device".into()) };
+        if let Phase::Trial { .. } = u.store.record().phase {
+            return Err("a release is on trial: wait for its commit or rollback".into());
+        }
+        let refuse = |why: String| {
+            Event::error("update.refused").kv("bundle", path).kv("reason", &why).emit();
+            why
+        };
+        let mut file = std::fs::File::open(path).map_err(|e| refuse(format!("{path}: {e}")))?;
+        let staged = u.store.stage(&mut file, &u.keys, &u.board.name).map_err(|e| refuse(e.to_string()))?;
+        let release = staged.verified.release.clone();
+        Event::info("update.staged")
+            .kv("bundle", path)
+            .kv("version", release.version)
+            .kv("images_added", staged.images_added)
+            .kv("bytes", staged.bytes)
+            .emit();
+        if release.reboot {
+            u.store.begin_trial(&staged, true).map_err(|e| refuse(e.to_string()))?;
+            Event::info("update.reboot").kv("version", release.version).emit();
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
+            return Ok(format!("release {} staged; rebooting into it", release.version));
+        }
+        u.store.begin_trial(&staged, false).map_err(|e| refuse(e.to_string()))?;
+        let key_id = staged.verified.key_id.to_string();
+        u.trial = Some(Trial::new(&release));
+        let version = release.version;
+        self.switch_to(release, &key_id);
+        Event::info("release.trial").kv("version", version).emit();
+        Ok(format!("switched to release {version}; on trial"))
+    }
+
+    /// Make `release` the running one: keep, replace, retire and add slots.
+    fn switch_to(&mut self, release: Release, key_id: &str) {
+        let Some(u) = self.updates.as_mut() else { return };
+        let d = diff(&u.running, &release);
+        Event::info("update.switch")
+            .kv("version", release.version)
+            .kv("kept", d.kept.len())
+            .kv("changed", d.changed.join(","))
+            .kv("added", d.added.join(","))
+            .kv("removed", d.removed.join(","))
+            .emit();
+        crate::boot::activate_images(&release);
+        // uid ranges: a kept or changed container keeps its index, a new one
+        // takes the lowest index no live container uses.
+        let mut taken: Vec<u16> = self.slots.iter().filter(|s| !s.retired).map(|s| s.spec.plan.index).collect();
+        let mut index_of = |name: &str| -> u16 {
+            if let Some(s) = self.slots.iter().find(|s| !s.retired && s.spec.name == name) {
+                return s.spec.plan.index;
+            }
+            let free = (0u16..).find(|i| !taken.contains(i)).unwrap_or(0);
+            taken.push(free);
+            free
+        };
+        let wanted: Vec<&str> = d.changed.iter().chain(d.added.iter()).map(String::as_str).collect();
+        let specs = crate::containers::prepare_some(&release, &u.board, &wanted, &mut index_of);
+        u.running = release;
+        let version = u.running.version;
+        self.set_release(version, key_id);
+        for name in &d.removed {
+            if let Some(i) = self.slots.iter().position(|s| !s.retired && s.spec.name == name.as_str()) {
+                if let Some(s) = self.slots.get_mut(i) {
+                    s.retired = true;
+                    s.due = None;
+                }
+                self.stop_container(i, "update");
+            }
+        }
+        for spec in specs {
+            let name = spec.name.clone();
+            match self.slots.iter().position(|s| !s.retired && s.spec.name == name) {
+                Some(i) => {
+                    let running = self.slots.get(i).is_some_and(|s| s.pid.is_some());
+                    if let Some(s) = self.slots.get_mut(i) {
+                        s.replace = Some(Box::new(spec));
+                        s.due = None;
+                    }
+                    if running {
+                        self.stop_container(i, "update");
+                    } else {
+                        self.take_replacement(i);
+                    }
+                }
+                None => self.slots.push(Slot::new(spec)),
+            }
+        }
+        self.watch_notify_sockets();
+        self.tick();
+    }
+
+    /// A slot whose container ended and that has a new spec waiting: swap it
+    /// in and start afresh.
+    pub(super) fn take_replacement(&mut self, i: usize) {
+        let Some(s) = self.slots.get_mut(i) else { return };
+        let Some(spec) = s.replace.take() else { return };
+        *s = Slot::new(*spec);
+        self.watch_notify_sockets();
+    }
+
+    /// During a trial: a container's failure rolls the release back.
+    pub(super) fn trial_failure(&mut self, name: &str, cause: Cause) {
+        let Some(u) = self.updates.as_mut() else { return };
+        if u.trial.is_none() {
+            return;
+        }
+        u.trial = None;
+        let mut n = heapless::String::new();
+        let _ = n.push_str(name);
+        let rb = match u.store.rollback(cause, Some(n)) {
+            Ok(rb) => rb,
+            Err(e) => {
+                Event::error("release.rollback").kv("cause", cause).result(&Err::<(), _>(e.to_string())).emit();
+                return;
+            }
+        };
+        Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to).kv("container", name).emit();
+        match u.store.verify_current(&u.keys, &u.board.name) {
+            Ok(v) => {
+                let key_id = v.key_id.to_string();
+                self.switch_to(v.release, &key_id);
+            }
+            Err(e) => Event::error("release.rollback").kv("step", "load").result(&Err::<(), _>(e.to_string())).emit(),
+        }
+    }
+
+    /// Every tick: commit a trial that has been healthy for its window;
+    /// look into the inbox. Returns the next time this wants a tick.
+    pub(super) fn update_tick(&mut self, now: f64) -> Option<f64> {
+        let healthy = self.slots.iter().filter(|s| !s.retired).all(|s| s.pid.is_some() && s.life.ready && !s.life.stopping);
+        let mut next = None;
+        let mut commit = false;
+        let mut inbox = false;
+        if let Some(u) = self.updates.as_mut() {
+            if let Some(t) = u.trial.as_mut() {
+                if !healthy {
+                    t.healthy_since = None;
+                } else {
+                    let since = *t.healthy_since.get_or_insert(now);
+                    if now - since >= t.window {
+                        commit = true;
+                    } else {
+                        next = Some(since + t.window);
+                    }
+                }
+            }
+            if now >= u.inbox_due {
+                u.inbox_due = now + INBOX_EVERY;
+                inbox = true;
+            }
+            next = Some(next.map_or(u.inbox_due, |n: f64| n.min(u.inbox_due)));
+        }
+        if commit {
+            self.commit();
+        }
+        if inbox {
+            self.look_in_inbox();
+        }
+        next
+    }
+
+    fn commit(&mut self) {
+        let Some(u) = self.updates.as_mut() else { return };
+        let Some(t) = u.trial.take() else { return };
+        match u.store.commit() {
+            Ok(()) => Event::info("release.commit").kv("version", t.version).kv("window_s", t.window).emit(),
+            Err(e) => {
+                Event::error("release.commit").kv("version", t.version).result(&Err::<(), _>(e.to_string())).emit();
+                return;
+            }
+        }
+        match u.store.gc() {
+            Ok(c) => Event::info("release.gc").kv("images", c.images).kv("releases", c.releases).emit(),
+            Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
+        }
+    }
+
+    fn look_in_inbox(&mut self) {
+        let Ok(dir) = std::fs::read_dir(INBOX) else { return };
+        let mut found: Vec<std::path::PathBuf> =
+            dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "bundle")).collect();
+        found.sort();
+        let Some(path) = found.into_iter().next() else { return };
+        let text = path.display().to_string();
+        Event::info("update.inbox").kv("bundle", &text).emit();
+        let r = self.update(&text);
+        if let Err(e) = std::fs::remove_file(Path::new(&text)) {
+            Event::warn("update.inbox").kv("bundle", &text).kv("remove", e).emit();
+        }
+        if let Ok(msg) = r {
+            Event::info("update.inbox").kv("bundle", &text).kv("result", "ok").kv("detail", msg).emit();
+        }
+    }
+}
+
+/// The state name for a slot (status).
+pub(super) fn state_name(s: &Slot) -> &'static str {
+    match s.state {
+        SlotState::Waiting if s.replace.is_some() => "updating",
+        SlotState::Waiting => "waiting",
+        SlotState::Running if s.life.stopping => "stopping",
+        SlotState::Running => "running",
+        SlotState::Stopped => "stopped",
+        SlotState::Failed => "failed",
+    }
+}
+
+/// The trial cause for an unhealthy verdict.
+pub(super) fn cause_of(reason: life::Reason) -> Cause {
+    match reason {
+        life::Reason::ReadyTimeout => Cause::ReadinessTimeout,
+        life::Reason::Watchdog | life::Reason::Check => Cause::HealthCheck,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(names: &[(&str, &str)]) -> Release {
+        let mut r = crate::release::tests::small();
+        r.containers = Default::default();
+        for (name, arg) in names {
+            let mut m = crate::manifest::tests::examples()[0].clone();
+            m.name = (*name).try_into().unwrap();
+            m.entry.argv[0] = (*arg).try_into().unwrap();
+            r.containers.push(m).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn diff_sorts_containers_into_kept_changed_added_removed() {
+        let old = release(&[("a", "/bin/a"), ("b", "/bin/b"), ("c", "/bin/c")]);
+        let new = release(&[("a", "/bin/a"), ("b", "/bin/b2"), ("d", "/bin/d")]);
+        let d = diff(&old, &new);
+        assert_eq!(d.kept, ["a"]);
+        assert_eq!(d.changed, ["b"]);
+        assert_eq!(d.added, ["d"]);
+        assert_eq!(d.removed, ["c"]);
+        assert_eq!(diff(&new, &new).kept.len(), 3);
+    }
+}
