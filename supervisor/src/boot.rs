@@ -272,6 +272,10 @@ fn system_stage() -> ! {
     if let Some(path) = run_request() {
         start_requested(&mut pid1, &path);
     }
+    if let Some(n) = cut_request() {
+        Event::warn("power.cut").kv("armed", n).emit();
+        crate::release::durable::arm_cut(n);
+    }
     pid1.run()
 }
 
@@ -407,6 +411,12 @@ fn loopback_up() -> Result<(), Errno> {
 }
 
 /// `berth.run=PATH` from the kernel command line, if present.
+/// `berth.cut=N`: the power-cut test hook (see [`crate::release::durable`]).
+fn cut_request() -> Option<u64> {
+    let cmdline = read_bounded("/proc/cmdline", 4096).ok()?;
+    String::from_utf8_lossy(&cmdline).split_ascii_whitespace().find_map(|t| t.strip_prefix("berth.cut=")?.parse().ok()).filter(|n| *n > 0)
+}
+
 fn run_request() -> Option<String> {
     let cmdline = read_bounded("/proc/cmdline", 4096).ok()?;
     parse_run(&String::from_utf8_lossy(&cmdline))

@@ -13,6 +13,7 @@
 
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The writing operations of the store.
 pub trait Io {
@@ -34,6 +35,42 @@ pub trait Io {
     fn free_bytes(&mut self, path: &Path) -> io::Result<u64>;
 }
 
+/// The power-cut test hook: with `berth.cut=N` on the kernel command line,
+/// the N-th store write of an update (counted from [`start_counting`])
+/// resets the machine at once, without a sync: what was not made durable is
+/// lost, as in a power cut. 0: off.
+static CUT_AT: AtomicU64 = AtomicU64::new(0);
+static STEPS: AtomicU64 = AtomicU64::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
+/// Arm the hook (from the kernel command line).
+pub fn arm_cut(step: u64) {
+    CUT_AT.store(step, Ordering::Relaxed);
+}
+
+/// An update begins: count its writes from 1.
+pub fn start_counting() {
+    STEPS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+}
+
+/// Writes counted since [`start_counting`].
+pub fn steps() -> u64 {
+    STEPS.load(Ordering::Relaxed)
+}
+
+fn step(what: &str) {
+    if !COUNTING.load(Ordering::Relaxed) {
+        return;
+    }
+    let n = STEPS.fetch_add(1, Ordering::Relaxed) + 1;
+    if n == CUT_AT.load(Ordering::Relaxed) {
+        crate::log::Event::warn("power.cut").kv("step", n).kv("before", what).emit();
+        // No sync: the reset drops whatever the page cache still holds.
+        let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    }
+}
+
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SysIo;
@@ -42,26 +79,32 @@ impl Io for SysIo {
     type File = std::fs::File;
 
     fn create(&mut self, path: &Path) -> io::Result<std::fs::File> {
+        step("create");
         std::fs::File::create(path)
     }
 
     fn sync(&mut self, file: &mut std::fs::File) -> io::Result<()> {
+        step("sync");
         file.sync_all()
     }
 
     fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        step("rename");
         std::fs::rename(from, to)
     }
 
     fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
+        step("sync-dir");
         std::fs::File::open(dir)?.sync_all()
     }
 
     fn remove_file(&mut self, path: &Path) -> io::Result<()> {
+        step("remove");
         std::fs::remove_file(path)
     }
 
     fn create_dir(&mut self, path: &Path) -> io::Result<()> {
+        step("mkdir");
         match std::fs::create_dir(path) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
             r => r,
@@ -69,6 +112,7 @@ impl Io for SysIo {
     }
 
     fn remove_dir_all(&mut self, path: &Path) -> io::Result<()> {
+        step("remove-dir");
         std::fs::remove_dir_all(path)
     }
 

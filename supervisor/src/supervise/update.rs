@@ -102,6 +102,7 @@ impl Pid1 {
             why
         };
         let mut file = std::fs::File::open(path).map_err(|e| refuse(format!("{path}: {e}")))?;
+        crate::release::durable::start_counting();
         let staged = u.store.stage(&mut file, &u.keys, &u.board.name).map_err(|e| refuse(e.to_string()))?;
         let release = staged.verified.release.clone();
         Event::info("update.staged")
@@ -268,6 +269,8 @@ impl Pid1 {
             Ok(c) => Event::info("release.gc").kv("images", c.images).kv("releases", c.releases).emit(),
             Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
         }
+        // The whole update's store writes: the power-cut tests cut at each.
+        Event::info("update.done").kv("version", t.version).kv("store_writes", crate::release::durable::steps()).emit();
     }
 
     fn look_in_inbox(&mut self) {
