@@ -177,6 +177,10 @@ pub struct Board {
     /// Named hardware nodes that manifests may be granted.
     #[serde(default)]
     pub hardware: Vec<HardwareNode, HARDWARE_MAX>,
+    /// Kernel log priority (0..=7) of container output lines (default 6,
+    /// info; 7 keeps them off a console at the default loglevel).
+    #[serde(default = "default_container_kmsg")]
+    pub container_log_kmsg: u8,
     /// Total size of the log files on the data partition, in KiB.
     #[serde(default = "default_log_quota")]
     pub log_quota_kib: u32,
@@ -209,6 +213,10 @@ pub struct Watchdog {
 
 fn default_cgroup() -> CgroupMode {
     CgroupMode::V2
+}
+
+fn default_container_kmsg() -> u8 {
+    6
 }
 
 fn default_log_quota() -> u32 {
@@ -374,6 +382,9 @@ impl Board {
         }
         if !(100..=120_000).contains(&self.storage.wait_ms) {
             return Err(err("storage.wait_ms", "must be between 100 and 120000"));
+        }
+        if self.container_log_kmsg > 7 {
+            return Err(err("container_log_kmsg", "must be a kernel log priority, 0 to 7"));
         }
         if !(256..=1_048_576).contains(&self.log_quota_kib) {
             return Err(err("log_quota_kib", "must be between 256 and 1048576"));

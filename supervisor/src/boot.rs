@@ -228,6 +228,7 @@ fn exec_self() -> Errno {
 fn system_stage() -> ! {
     let board = board_or_fail();
     crate::logstore::init(u64::from(board.log_quota_kib) * 1024);
+    crate::supervise::set_container_kmsg(board.container_log_kmsg);
     api_mounts(&board);
 
     stage("data");

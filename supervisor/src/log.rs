@@ -33,6 +33,13 @@ pub enum Level {
     Debug = 7,
 }
 
+impl Level {
+    /// The kernel log priority (the discriminant).
+    pub fn priority(self) -> u8 {
+        self as u8
+    }
+}
+
 static KMSG: OnceLock<File> = OnceLock::new();
 static DEBUG: AtomicBool = AtomicBool::new(false);
 
@@ -120,13 +127,22 @@ fn encode(out: &mut impl fmt::Write, v: &str) -> fmt::Result {
 pub struct Event {
     level: Level,
     line: Line,
+    /// The kernel log priority (0..=7), when not the level's own.
+    kmsg: Option<u8>,
 }
 
 impl Event {
     pub fn new(level: Level, name: &str) -> Event {
         let mut line = Line { buf: heapless::String::new(), cut: false };
         let _ = write!(line, "BERTH t={:.6} ev={}", now(), name);
-        Event { level, line }
+        Event { level, line, kmsg: None }
+    }
+
+    /// Copy the line to the kernel log at this priority (0..=7) instead of
+    /// the level's (container output, at the board's `container_log_kmsg`).
+    pub fn kmsg_priority(mut self, priority: u8) -> Event {
+        self.kmsg = Some(priority.min(7));
+        self
     }
 
     pub fn info(name: &str) -> Event {
@@ -183,7 +199,7 @@ impl Event {
         }
         let _ = self.line.buf.push('\n');
         write_console(&self.line.buf);
-        write_kmsg(self.level, self.line.buf.as_bytes());
+        write_kmsg(self.kmsg.unwrap_or(self.level.priority()), self.line.buf.as_bytes());
         let t_ms = (now() * 1e3) as u64;
         crate::logstore::with(|s| s.push(crate::logstore::BERTH, t_ms, &self.line.buf));
     }
@@ -200,15 +216,12 @@ fn write_console(line: &str) {
     let _ = out.flush();
 }
 
-fn write_kmsg(level: Level, bytes: &[u8]) {
+fn write_kmsg(priority: u8, bytes: &[u8]) {
     let Some(mut kmsg) = KMSG.get() else { return };
     let mut rec: heapless::Vec<u8, { LINE_MAX + 16 }> = heapless::Vec::new();
-    let prefix: &[u8] = match level {
-        Level::Error => b"<3>berth: ",
-        Level::Warn => b"<4>berth: ",
-        Level::Info => b"<6>berth: ",
-        Level::Debug => b"<7>berth: ",
-    };
+    let digits = [b'0', b'1', b'2', b'3', b'4', b'5', b'6', b'7'];
+    let p = digits.get(usize::from(priority)).copied().unwrap_or(b'6');
+    let prefix: &[u8] = &[b'<', p, b'>', b'b', b'e', b'r', b't', b'h', b':', b' '];
     let _ = rec.extend_from_slice(prefix);
     let _ = rec.extend_from_slice(bytes);
     // One write per record: /dev/kmsg takes a record per write(2).

@@ -1065,12 +1065,21 @@ pub fn rss_kib() -> u64 {
     pages.saturating_mul(page) / 1024
 }
 
+/// Kernel log priority of container output (the board's `container_log_kmsg`).
+static CONTAINER_KMSG: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(6);
+
+/// Set from the board at boot.
+pub fn set_container_kmsg(priority: u8) {
+    CONTAINER_KMSG.store(priority.min(7), std::sync::atomic::Ordering::Relaxed);
+}
+
 fn log_line(name: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim_end_matches('\r');
     let t_ms = (crate::log::now() * 1e3) as u64;
     crate::logstore::with(|s| s.push(name, t_ms, text));
-    Event::info("container.log").kv("name", name).kv("line", text).emit();
+    let kmsg = CONTAINER_KMSG.load(std::sync::atomic::Ordering::Relaxed);
+    Event::info("container.log").kv("name", name).kv("line", text).kmsg_priority(kmsg).emit();
 }
 
 fn signal_all(sig: Signal) {
