@@ -73,7 +73,8 @@ fn failed(reason: &str, grace_ms: u32) -> ! {
     Pid1::new(Duration::from_millis(grace_ms.into()), false).run()
 }
 
-fn load_board() -> Result<Board, String> {
+/// The compiled board config from the running system (also for `berth net`).
+pub fn load_board() -> Result<Board, String> {
     let bytes = read_bounded(BOARD_PATH, BOARD_MAX).map_err(|e| format!("{BOARD_PATH}: {e}"))?;
     Board::from_postcard(&bytes).map_err(|e| format!("{BOARD_PATH}: {e}"))
 }

@@ -164,6 +164,7 @@ fn ctl_logs(stream: Option<&str>, opts: &[String]) -> ExitCode {
 }
 
 const USAGE: &str = "usage: berth --version
+       berth net                                                            (on the device: the board's [[network]] set-up)
        berth check-board FILE.toml                                          (host build)
        berth verify --keys DIR RELEASE [--board NAME] [--stored-version N]  (host build)
 berth runs as PID 1; started otherwise it only offers these checks.";
@@ -174,6 +175,7 @@ fn cli(args: &[String]) -> ExitCode {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Some("net") if args.len() == 1 => net(),
         #[cfg(feature = "host")]
         Some("check-board") => check_board(args.get(1..).unwrap_or_default()),
         #[cfg(feature = "host")]
@@ -181,6 +183,29 @@ fn cli(args: &[String]) -> ExitCode {
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `berth net`: apply the board's `[[network]]` entries (run by berth as a
+/// host service). One event line per step; exit 1 naming the failed step.
+fn net() -> ExitCode {
+    let _ = berth::log::open_kmsg();
+    let board = match berth::boot::load_board() {
+        Ok(b) => b,
+        Err(e) => {
+            berth::log::Event::error("net.failed").kv("reason", &e).emit();
+            return ExitCode::FAILURE;
+        }
+    };
+    match berth::net::run(&board.networks) {
+        Ok(steps) => {
+            berth::log::Event::info("net.done").kv("interfaces", board.networks.len()).kv("steps", steps).emit();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            berth::log::Event::error("net.failed").kv("reason", &e).emit();
+            ExitCode::FAILURE
         }
     }
 }
