@@ -254,6 +254,8 @@ fn system_stage() -> ! {
     Event::info("net.up").kv("interface", "lo").result(&r.map_err(errno_text)).emit();
 
     let mut pid1 = Pid1::new(Duration::from_millis(board.shutdown_grace_ms.into()), data_mounted);
+    // The board's host services start with the loop, before the containers.
+    pid1.adopt_services(&board.services);
     // Armed once the boot's slow steps are done; from here the loop pets it.
     if let Some(w) = board.watchdog.as_ref().and_then(crate::watchdog::Watchdog::open) {
         pid1.set_watchdog(w);

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; raised on any incompatible change.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Largest request frame body.
 pub const REQUEST_MAX: usize = 512;
 /// Largest response frame body.
@@ -44,10 +44,12 @@ pub struct Request {
     pub command: Command,
 }
 
-/// One container's state, for `status`.
+/// One container's or host service's state, for `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerStatus {
     pub name: Name,
+    /// `container` or `service`.
+    pub kind: heapless::String<10>,
     pub state: heapless::String<16>,
     pub pid: i32,
     pub uptime_ms: u64,
@@ -60,6 +62,9 @@ pub struct ContainerStatus {
     /// The container's own `STATUS=` text (notify protocol).
     pub note: heapless::String<64>,
 }
+
+/// Most entries in a status reply: every container and every service.
+pub const STATUS_MAX: usize = 32 + crate::board::SERVICES_MAX;
 
 /// Most lines in one [`Response::Logs`].
 pub const LOG_LINES_MAX: usize = 64;
@@ -75,7 +80,8 @@ pub struct LogLine {
 /// What berth answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    Status(Box<heapless::Vec<ContainerStatus, 32>>),
+    /// The release's containers, then the board's host services.
+    Status(Box<heapless::Vec<ContainerStatus, STATUS_MAX>>),
     Release { version: u64, key_id: heapless::String<16> },
     Done,
     Error(heapless::String<128>),
@@ -223,9 +229,10 @@ mod tests {
     #[test]
     fn a_full_status_fits_a_response_frame() {
         let mut list = heapless::Vec::new();
-        for i in 0..32 {
+        for i in 0..STATUS_MAX {
             let s = ContainerStatus {
                 name: text(&format!("container-{i:02}-{}", "x".repeat(20))),
+                kind: text("container"),
                 state: text("running"),
                 pid: i32::MAX,
                 uptime_ms: u64::MAX,

@@ -55,13 +55,14 @@ fn ctl(args: &[String]) -> ExitCode {
     match berth::ctlsock::call(berth::control::SOCKET, cmd) {
         Ok(Response::Status(list)) => {
             println!(
-                "{:<20} {:<8} {:<5} {:>6} {:>10} {:>8} {:>9}  {:<12} NOTE",
-                "NAME", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT"
+                "{:<20} {:<9} {:<8} {:<5} {:>6} {:>10} {:>8} {:>9}  {:<12} NOTE",
+                "NAME", "KIND", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT"
             );
             for c in list.iter() {
                 println!(
-                    "{:<20} {:<8} {:<5} {:>6} {:>9.1}s {:>8} {:>8}K  {:<12} {}",
+                    "{:<20} {:<9} {:<8} {:<5} {:>6} {:>9.1}s {:>8} {:>8}K  {:<12} {}",
                     c.name,
+                    c.kind,
                     c.state,
                     if c.ready { "yes" } else { "no" },
                     if c.pid > 0 { c.pid.to_string() } else { "-".into() },

@@ -311,8 +311,11 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
         format!("if=none,id=data,format=raw,file={}", data.display()),
         "-device".into(),
         format!("{},drive=data", q.block_device),
-        "-nic".into(),
-        "none".into(),
+        // QEMU's user networking (no host privileges): the guest's eth0.
+        "-netdev".into(),
+        "user,id=net0".into(),
+        "-device".into(),
+        format!("{},netdev=net0", q.net_device),
     ]);
     args.extend(q.extra_args.iter().map(|s| s.to_string()));
     (q.binary.to_string(), args)

@@ -280,7 +280,7 @@ fn check_berthctl_stop_start() -> (bool, String) {
     let state = |name: &str| -> String {
         run(&["status"])
             .and_then(|s| s.lines().find(|l| l.split_whitespace().next() == Some(name)).map(str::to_string))
-            .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
             .unwrap_or_default()
     };
     let wait_for = |want: &str| -> bool {
@@ -351,7 +351,7 @@ fn check_berthctl_restart() -> (bool, String) {
         let status = berthctl(&["status"])?;
         let line = status.lines().find(|l| l.split_whitespace().next() == Some("flaky"))?.to_string();
         let f: Vec<&str> = line.split_whitespace().collect();
-        (f.get(1) == Some(&"running")).then(|| f.get(3).map(|p| p.to_string())).flatten()
+        (f.get(2) == Some(&"running")).then(|| f.get(4).map(|p| p.to_string())).flatten()
     };
     let Some(before) = pid() else { return (false, "flaky is not running".into()) };
     if berthctl(&["restart", "flaky"]).is_none() {

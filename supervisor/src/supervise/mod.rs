@@ -16,13 +16,15 @@
 //! | SIGCHLD | reap every exited child, orphans included |
 //! | other | logged and ignored |
 //!
-//! Shutdown: SIGTERM to every process, wait up to the board's grace period
+//! Shutdown: the containers (reverse dependency order), then the host
+//! services (`services`), then SIGTERM to every process, wait up to the board's grace period
 //! (ending early once none is left), SIGKILL the rest, sync, unmount the data
 //! partition, `reboot(2)`. A second request while shutting down is logged and
 //! ignored. PID 1 never returns from [`run`].
 
 mod commands;
 pub mod life;
+mod services;
 
 use crate::log::Event;
 use crate::mount::{errno_text, DATA};
@@ -102,15 +104,32 @@ pub struct Known {
 }
 
 /// Most host processes and containers berth tracks by name.
-pub const KNOWN_MAX: usize = 48;
-/// Most output streams berth reads (one per container).
-pub const OUTPUTS_MAX: usize = 32;
+pub const KNOWN_MAX: usize = 56;
+/// Most output streams berth reads (one per container and per service).
+pub const OUTPUTS_MAX: usize = 32 + crate::board::SERVICES_MAX;
 /// Longest output line kept whole; longer lines are split.
 pub const OUTPUT_LINE_MAX: usize = 200;
 
-/// A pipe carrying a container's stdout and stderr, read line by line.
+/// What berth supervises: a release's container or a board's host service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Container,
+    Service,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Container => "container",
+            Kind::Service => "service",
+        }
+    }
+}
+
+/// A pipe carrying a container's or service's stdout and stderr, read line by line.
 pub struct Output {
     pub name: heapless::String<32>,
+    pub kind: Kind,
     pub fd: std::os::fd::OwnedFd,
     buf: heapless::Vec<u8, OUTPUT_LINE_MAX>,
 }
@@ -200,6 +219,8 @@ pub struct Pid1 {
     phase: Phase,
     known: heapless::Vec<Known, KNOWN_MAX>,
     slots: Vec<Slot>,
+    /// The board's host services.
+    services: Vec<services::Service>,
     epoll: Option<Epoll>,
     restart_timer: Option<TimerFd>,
     ctl: Option<crate::ctlsock::CtlSocket>,
@@ -240,6 +261,7 @@ impl Pid1 {
             phase: Phase::Running,
             known: heapless::Vec::new(),
             slots: Vec::new(),
+            services: Vec::new(),
             epoll: None,
             restart_timer: None,
             ctl: None,
@@ -279,11 +301,16 @@ impl Pid1 {
 
     /// Read a container's output pipe and log each line as `container.log`.
     pub fn watch_output(&mut self, fd: std::os::fd::OwnedFd, name: &str) {
+        self.watch_output_as(fd, name, Kind::Container);
+    }
+
+    /// Read an output pipe and log each line as `<kind>.log`.
+    fn watch_output_as(&mut self, fd: std::os::fd::OwnedFd, name: &str, kind: Kind) {
         let mut n = heapless::String::new();
         for c in name.chars().take(32) {
             let _ = n.push(c);
         }
-        let out = Output { name: n, fd, buf: heapless::Vec::new() };
+        let out = Output { name: n, kind, fd, buf: heapless::Vec::new() };
         // Reuse a free slot: output streams come and go with restarts.
         let slot = match self.outputs.iter().position(Option::is_none) {
             Some(i) => i,
@@ -378,6 +405,8 @@ impl Pid1 {
     /// dependencies are ready; then re-arm the timer.
     fn tick(&mut self) {
         let now = crate::log::now();
+        // Host services first: at setup they start before any container.
+        self.tick_services(now);
         for i in 0..self.slots.len() {
             let Some(slot) = self.slots.get_mut(i) else { continue };
             let due = slot.life.due(now);
@@ -657,7 +686,12 @@ impl Pid1 {
         for i in to_stop {
             self.stop_container(i, "shutdown");
         }
-        if !self.host_signalled && self.slots.iter().all(|s| s.pid.is_none()) {
+        if self.host_signalled || self.slots.iter().any(|s| s.pid.is_some()) {
+            return;
+        }
+        // Containers down: the host services next, then everything else.
+        self.stop_services();
+        if self.services.iter().all(|s| s.pid.is_none()) {
             self.host_signalled = true;
             signal_all(Signal::SIGTERM);
         }
@@ -671,6 +705,7 @@ impl Pid1 {
             .iter()
             .flat_map(|s| [s.due, s.life.deadline()])
             .flatten()
+            .chain(self.services_deadline())
             .fold(f64::INFINITY, f64::min);
         if next.is_finite() {
             let wait = (next - crate::log::now()).max(0.001);
@@ -814,7 +849,7 @@ impl Pid1 {
         if n == 0 {
             // Writer gone: flush a partial line and stop watching.
             if !out.buf.is_empty() {
-                log_line(&out.name, &out.buf);
+                log_line(&out.name, out.kind, &out.buf);
             }
             if let Some(epoll) = &self.epoll {
                 let _ = epoll.delete(&out.fd);
@@ -826,10 +861,10 @@ impl Pid1 {
         }
         for &b in chunk.get(..n).unwrap_or(&[]) {
             if b == b'\n' {
-                log_line(&out.name, &out.buf);
+                log_line(&out.name, out.kind, &out.buf);
                 out.buf.clear();
             } else if out.buf.push(b).is_err() {
-                log_line(&out.name, &out.buf);
+                log_line(&out.name, out.kind, &out.buf);
                 out.buf.clear();
                 let _ = out.buf.push(b);
             }
@@ -946,12 +981,15 @@ impl Pid1 {
                 .result(&r)
                 .emit();
         }
+        let exit = if how == "exit" { crate::restart::Exit::Code(code) } else { crate::restart::Exit::Signal(code) };
+        if self.service_exited(pid, exit) {
+            return;
+        }
         if let Some(i) = self.slots.iter().position(|s| s.pid == Some(pid)) {
             let ran_ms = self.slots.get(i).map(|s| ((crate::log::now() - s.started) * 1e3) as u64).unwrap_or(0);
             if let Some(s) = self.slots.get_mut(i) {
                 s.pid = None;
             }
-            let exit = if how == "exit" { crate::restart::Exit::Code(code) } else { crate::restart::Exit::Signal(code) };
             self.after_exit(i, exit, ran_ms);
         }
     }
@@ -1035,12 +1073,22 @@ pub fn rss_kib() -> u64 {
     pages.saturating_mul(page) / 1024
 }
 
-fn log_line(name: &str, bytes: &[u8]) {
+fn log_line(name: &str, kind: Kind, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim_end_matches('\r');
     let t_ms = (crate::log::now() * 1e3) as u64;
-    crate::logstore::with(|s| s.push(name, t_ms, text));
-    Event::info("container.log").kv("name", name).kv("line", text).emit();
+    let ev = match kind {
+        Kind::Container => {
+            crate::logstore::with(|s| s.push(name, t_ms, text));
+            "container.log"
+        }
+        Kind::Service => {
+            let stream = crate::logstore::service_stream(name);
+            crate::logstore::with(|s| s.push(&stream, t_ms, text));
+            "service.log"
+        }
+    };
+    Event::info(ev).kv("name", name).kv("line", text).emit();
 }
 
 fn signal_all(sig: Signal) {
