@@ -84,6 +84,8 @@ pub struct Variant {
     pub release: ReleaseData,
     /// The release's manifest directory (default `manifests/`).
     pub manifests: Option<PathBuf>,
+    /// Host services added to the board's own.
+    pub services: Vec<berth::board::Service>,
 }
 
 /// The release put on a fresh data partition.
@@ -106,6 +108,9 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     let mut board = load_board(board_file)?;
     if let Some(mode) = variant.cgroup {
         board.cgroup = mode;
+    }
+    for s in &variant.services {
+        board.services.push(s.clone()).map_err(|_| format!("{}: more than {} services", board.name, berth::board::SERVICES_MAX))?;
     }
     let arch = board.arch;
     let kernel = kernel::ensure_kernel(root, arch.debian(), &board.kernel.flavour)?;

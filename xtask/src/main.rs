@@ -400,10 +400,36 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ("restarts", Variant { suffix: "-restarts".into(), manifests: Some(root.join("qemu-tests/manifests/restarts")), ..Default::default() }),
         ("readiness", Variant { suffix: "-readiness".into(), manifests: Some(root.join("qemu-tests/manifests/readiness")), ..Default::default() }),
         ("limits", Variant { suffix: "-limits".into(), manifests: Some(root.join("qemu-tests/manifests/limits")), ..Default::default() }),
+        ("services", Variant { suffix: "-services".into(), services: test_services(), ..Default::default() }),
+        ("rss", Variant { suffix: "-rss".into(), manifests: Some(root.join("qemu-tests/manifests/rss")), ..Default::default() }),
         ("corrupt-image", Variant { suffix: "-corrupt-image".into(), release: ReleaseData::CorruptSensorImage, ..Default::default() }),
         ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),
         ("tampered-release", Variant { suffix: "-tampered-release".into(), release: ReleaseData::Tampered, ..Default::default() }),
     ]
+}
+
+/// The `services` variant's extra host services: the test agent in its
+/// service modes, one crash-looping, one running until stopped.
+fn test_services() -> Vec<berth::board::Service> {
+    let agent = artifacts::AGENT_PATH;
+    let text = format!(
+        r#"
+[[service]]
+name = "crashy"
+argv = ["{agent}", "--service-exit", "3"]
+restart = "on-failure"
+backoff = {{ initial_ms = 100, factor = 2, cap_ms = 400, stable_ms = 10000, limit = 3 }}
+
+[[service]]
+name = "sleeper"
+argv = ["{agent}", "--service-sleep"]
+restart = "always"
+"#
+    );
+    // A fixed text: failing to parse it is a bug in this function.
+    let table: toml::Table = text.parse().expect("test services parse");
+    let list = table.get("service").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    list.into_iter().map(|v| v.try_into().expect("test service decodes")).collect()
 }
 
 /// The module name the missing-module scenario asks for.
@@ -433,7 +459,11 @@ impl Launch for Launcher {
         std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
         let data = runs.join(format!("{}-{n}.img", spec.name));
         artifacts::fresh_data(art, &data)?;
-        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline: format!("berth.test={}", spec.mode) };
+        let mut cmdline = format!("berth.test={}", spec.mode);
+        if !spec.cmdline.is_empty() {
+            cmdline = format!("{cmdline} {}", spec.cmdline);
+        }
+        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline };
         let (prog, args) = artifacts::qemu_args(art, &data, &opts);
         let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
         m.log_to(runs.join(format!("{}-{n}.console.log", spec.name)))?;

@@ -251,6 +251,8 @@ const TOKEN_CTL_LISTEN: u64 = 4;
 const TOKEN_CTL_CONN: u64 = 2000;
 /// Notify sockets from here on (token - base = slot).
 const TOKEN_NOTIFY: u64 = 3000;
+/// `container.restart` carries `berth_rss_kib` every this many attempts.
+const RSS_EVERY: u32 = 50;
 /// How long SIGKILLed processes get to be reaped before the final steps.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -648,7 +650,12 @@ impl Pid1 {
             Decision::Restart { after_ms, attempt } => {
                 slot.state = SlotState::Waiting;
                 slot.due = Some(crate::log::now() + f64::from(after_ms) / 1e3);
-                Event::info("container.restart").kv("name", &slot.spec.name).kv("attempt", attempt).kv("after_ms", after_ms).emit();
+                let mut ev = Event::info("container.restart").kv("name", &slot.spec.name).kv("attempt", attempt).kv("after_ms", after_ms);
+                // berth's own memory, now and then: it must stay flat across restarts.
+                if attempt % RSS_EVERY == 0 {
+                    ev = ev.kv("berth_rss_kib", rss_kib());
+                }
+                ev.emit();
             }
             Decision::Stop => {
                 slot.state = SlotState::Stopped;
@@ -660,6 +667,7 @@ impl Pid1 {
                     .kv("name", &slot.spec.name)
                     .kv("short_runs", short_runs)
                     .kv("restarts", slot.restart.restarts)
+                    .kv("berth_rss_kib", rss_kib())
                     .emit();
             }
         }
