@@ -24,7 +24,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   run [--arch A] --manifests DIR [--timeout S]
                                 boot your own manifests; exit 0 only when every container
                                 exited 0, or was still running at the timeout (default 60 s)
-  test [--arch A]... [FILTER]   host unit tests, then the QEMU scenarios
+  test [--arch A]... [FILTER]... host unit tests, then the QEMU scenarios
   check-board FILE...           validate board config files
   keygen --out DIR              write a signing key pair (signing-key.pem, <key id>.pub)
   release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE
@@ -400,7 +400,15 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ("restarts", Variant { suffix: "-restarts".into(), manifests: Some(root.join("qemu-tests/manifests/restarts")), ..Default::default() }),
         ("readiness", Variant { suffix: "-readiness".into(), manifests: Some(root.join("qemu-tests/manifests/readiness")), ..Default::default() }),
         ("limits", Variant { suffix: "-limits".into(), manifests: Some(root.join("qemu-tests/manifests/limits")), ..Default::default() }),
-        ("services", Variant { suffix: "-services".into(), services: test_services(), ..Default::default() }),
+        (
+            "services",
+            Variant {
+                suffix: "-services".into(),
+                manifests: Some(root.join("qemu-tests/manifests/services")),
+                services: test_services(),
+                ..Default::default()
+            },
+        ),
         ("rss", Variant { suffix: "-rss".into(), manifests: Some(root.join("qemu-tests/manifests/rss")), ..Default::default() }),
         ("corrupt-image", Variant { suffix: "-corrupt-image".into(), release: ReleaseData::CorruptSensorImage, ..Default::default() }),
         ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),
@@ -482,7 +490,8 @@ fn demo_release(root: &Path) -> Result<(u64, String), String> {
 
 fn test(root: &Path, a: &Args) -> Result<(), String> {
     let arches = arches_or_all(a);
-    let filter = a.rest.first().cloned().unwrap_or_default();
+    // Scenarios whose name contains any of the filters (all without one).
+    let filters: Vec<String> = if a.rest.is_empty() { vec![String::new()] } else { a.rest.clone() };
     tools::ensure_host_tools(root, &targets(&arches), true)?;
 
     say("running the host unit tests");
@@ -515,13 +524,13 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
         let launcher = Launcher { builds, release: demo_release(root)?, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);
         for (name, case) in qemu_tests::scenarios::all(launcher) {
-            if name.contains(&filter) {
+            if filters.iter().any(|f| name.contains(f.as_str())) {
                 cases.push((name, case));
             }
         }
     }
     if cases.is_empty() {
-        return Err(format!("no QEMU scenario matches `{filter}`"));
+        return Err(format!("no QEMU scenario matches {filters:?}"));
     }
     say(&format!("running {} QEMU scenarios", cases.len()));
     let outcomes = qemu_tests::scenario::run_all(cases, 2);
