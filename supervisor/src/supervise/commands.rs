@@ -36,7 +36,7 @@ impl Pid1 {
                     // A service's stream, by the service's name.
                     Some(None) if self.service_index(&name).is_some() => {
                         let stream = crate::logstore::service_stream(&name);
-                        return self.command(Command::Logs { name: stream, after, max: max as u16 });
+                        self.command(Command::Logs { name: stream, after, max: max as u16 })
                     }
                     Some(None) => error(&format!("no logs for {name}")),
                     None => error("the log store is not available"),
