@@ -189,9 +189,10 @@ fn cli(args: &[String]) -> ExitCode {
 }
 
 /// `berth net`: apply the board's `[[network]]` entries (run by berth as a
-/// host service). One event line per step; exit 1 naming the failed step.
+/// host service). One event line per step on stdout (berth logs a service's
+/// output, so no /dev/kmsg here: that would record each line twice); exit 1
+/// naming the failed step.
 fn net() -> ExitCode {
-    let _ = berth::log::open_kmsg();
     let board = match berth::boot::load_board() {
         Ok(b) => b,
         Err(e) => {
