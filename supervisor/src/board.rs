@@ -22,6 +22,16 @@ pub const MODULES_MAX: usize = 48;
 pub const HARDWARE_MAX: usize = 32;
 /// Most extra QEMU arguments.
 pub const QEMU_ARGS_MAX: usize = 24;
+/// Most host services.
+pub const SERVICES_MAX: usize = 8;
+/// Longest service name.
+pub const SERVICE_NAME_MAX: usize = 24;
+/// Most arguments of a service, `argv[0]` included.
+pub const SERVICE_ARGS_MAX: usize = 8;
+/// Most configured network interfaces.
+pub const NETWORKS_MAX: usize = 4;
+/// Longest interface name (the kernel's IFNAMSIZ less the NUL).
+pub const IFNAME_MAX: usize = 15;
 
 pub type Name = String<NAME_MAX>;
 pub type Path = String<PATH_MAX>;
@@ -193,6 +203,105 @@ pub struct Board {
     /// The AppArmor profile every container runs in (none by default).
     #[serde(default)]
     pub apparmor: Option<AppArmor>,
+    /// Host services: privileged programs from the system image, run
+    /// unconfined in the host namespaces and supervised like containers.
+    #[serde(default, rename = "service")]
+    pub services: Vec<Service, SERVICES_MAX>,
+    /// Static IPv4 set-up, applied by `berth net` (run as a service).
+    #[serde(default, rename = "network")]
+    pub networks: Vec<Network, NETWORKS_MAX>,
+}
+
+/// A host service: a program of the read-only system image that berth
+/// starts before the containers and restarts by its policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// `[a-z0-9-]`, at most [`SERVICE_NAME_MAX`] bytes, unique among services.
+    pub name: String<SERVICE_NAME_MAX>,
+    /// Program and arguments (1..=8); `argv[0]` is an absolute path.
+    pub argv: Vec<Path, SERVICE_ARGS_MAX>,
+    /// Restart policy (default `on-failure`).
+    #[serde(default = "default_restart")]
+    pub restart: crate::manifest::Restart,
+    /// Restart timing, as in a manifest.
+    #[serde(default)]
+    pub backoff: Option<crate::manifest::BackoffSpec>,
+}
+
+fn default_restart() -> crate::manifest::Restart {
+    crate::manifest::Restart::OnFailure
+}
+
+/// One interface's static IPv4 set-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Interface name (`eth0`), at most [`IFNAME_MAX`] bytes.
+    pub interface: String<IFNAME_MAX>,
+    /// Address and prefix length, `10.0.2.15/24`.
+    #[serde(default)]
+    pub address: Option<String<18>>,
+    /// Default gateway; must be inside the interface's subnet.
+    #[serde(default)]
+    pub gateway: Option<String<15>>,
+    /// DHCP: not supported yet (refused at validation).
+    #[serde(default)]
+    pub dhcp: bool,
+}
+
+/// An IPv4 address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: [u8; 4],
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// The netmask of the prefix.
+    pub fn netmask(self) -> [u8; 4] {
+        let bits = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+        bits.to_be_bytes()
+    }
+
+    /// Whether `ip` is in this subnet.
+    pub fn contains(self, ip: [u8; 4]) -> bool {
+        let m = u32::from_be_bytes(self.netmask());
+        u32::from_be_bytes(self.addr) & m == u32::from_be_bytes(ip) & m
+    }
+}
+
+/// A dotted-quad IPv4 address.
+pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut parts = s.split('.');
+    for o in out.iter_mut() {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
+            return None;
+        }
+        *o = p.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// `a.b.c.d/n` with `n` in 1..=32.
+pub fn parse_cidr(s: &str) -> Option<Cidr> {
+    let (ip, prefix) = s.split_once('/')?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| (1..=32).contains(p))?;
+    Some(Cidr { addr: parse_ipv4(ip)?, prefix })
+}
+
+impl Network {
+    /// The address, once validated.
+    pub fn cidr(&self) -> Option<Cidr> {
+        self.address.as_deref().and_then(parse_cidr)
+    }
+
+    /// The gateway, once validated.
+    pub fn gateway_ip(&self) -> Option<[u8; 4]> {
+        self.gateway.as_deref().and_then(parse_ipv4)
+    }
 }
 
 fn default_landlock() -> LandlockMode {
@@ -397,6 +506,8 @@ impl Board {
                 return Err(err("watchdog.timeout_s", "must be between 2 and 600"));
             }
         }
+        self.validate_services()?;
+        self.validate_networks()?;
         if !(100..=600_000).contains(&self.shutdown_grace_ms) {
             return Err(err("shutdown_grace_ms", "must be between 100 and 600000"));
         }
@@ -444,6 +555,67 @@ impl Board {
             if !plain || !a.policy.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(err("apparmor.policy", "must be an absolute path of plain components on the system image"));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_services(&self) -> Result<(), BoardError> {
+        for (i, sv) in self.services.iter().enumerate() {
+            let f = |s: &str| format!("service[{i}].{s}");
+            if sv.name.is_empty() || !sv.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+                return Err(err(f("name"), "must be 1 to 24 of a-z, 0-9 and '-'"));
+            }
+            if self.services.iter().take(i).any(|o| o.name == sv.name) {
+                return Err(err(f("name"), format!("`{}` is defined twice", sv.name)));
+            }
+            let Some(prog) = sv.argv.first() else {
+                return Err(err(f("argv"), "must name a program (1 to 8 arguments)"));
+            };
+            if !prog.starts_with('/') || prog.split('/').any(|c| c == "..") {
+                return Err(err(f("argv[0]"), "must be an absolute path inside the system image, without '..'"));
+            }
+            if let Some(j) = sv.argv.iter().position(|a| a.contains('\0')) {
+                return Err(err(f(&format!("argv[{j}]")), "must not contain NUL"));
+            }
+            if let Some(b) = &sv.backoff {
+                b.check().map_err(|(field, why)| err(f(field), why))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_networks(&self) -> Result<(), BoardError> {
+        for (i, n) in self.networks.iter().enumerate() {
+            let f = |s: &str| format!("network[{i}].{s}");
+            if n.interface.is_empty() || n.interface.bytes().any(|b| !b.is_ascii_graphic() || b == b'/') {
+                return Err(err(f("interface"), "must be an interface name of 1 to 15 bytes, no '/' or spaces"));
+            }
+            if self.networks.iter().take(i).any(|o| o.interface == n.interface) {
+                return Err(err(f("interface"), format!("`{}` is configured twice", n.interface)));
+            }
+            if n.dhcp {
+                return Err(err(f("dhcp"), "DHCP is not supported yet; give a static `address`"));
+            }
+            let Some(addr) = &n.address else {
+                return Err(err(f("address"), "is required (an IPv4 address with prefix, such as 10.0.2.15/24)"));
+            };
+            let Some(cidr) = parse_cidr(addr) else {
+                return Err(err(f("address"), format!("`{addr}` is not an IPv4 address with a prefix of 1 to 32, such as 10.0.2.15/24")));
+            };
+            if let Some(gw) = &n.gateway {
+                let Some(ip) = parse_ipv4(gw) else {
+                    return Err(err(f("gateway"), format!("`{gw}` is not an IPv4 address")));
+                };
+                if !cidr.contains(ip) {
+                    return Err(err(f("gateway"), format!("{gw} is not inside {addr}")));
+                }
+                if ip == cidr.addr {
+                    return Err(err(f("gateway"), "is the interface's own address"));
+                }
+            }
+        }
+        if self.networks.iter().filter(|n| n.gateway.is_some()).count() > 1 {
+            return Err(err("network", "only one entry may set a gateway (the one default route)"));
         }
         Ok(())
     }
@@ -613,6 +785,87 @@ path = "/dev/ttyAMA1"
         for (old, new, field) in cases {
             let e = Board::from_toml(&with(old, new)).unwrap_err();
             assert_eq!(&e.field, field, "{old} -> {new}: {e}");
+        }
+    }
+
+    const SERVICES: &str = r#"
+[[service]]
+name = "net"
+argv = ["/sbin/berth", "net"]
+
+[[service]]
+name = "agent-2"
+argv = ["/usr/bin/agent"]
+restart = "always"
+backoff = { initial_ms = 50, limit = 10 }
+
+[[network]]
+interface = "eth0"
+address = "10.0.2.15/24"
+gateway = "10.0.2.2"
+"#;
+
+    fn with_services(old: &str, new: &str) -> std::string::String {
+        assert!(SERVICES.contains(old), "fixture lacks {old}");
+        format!("{GOOD}{}", SERVICES.replacen(old, new, 1))
+    }
+
+    #[test]
+    fn services_and_networks_parse() {
+        let b = Board::from_toml(&with_services("", "")).unwrap();
+        assert_eq!(b.services.len(), 2);
+        assert_eq!(b.services[0].restart, crate::manifest::Restart::OnFailure);
+        assert_eq!(b.services[1].restart, crate::manifest::Restart::Always);
+        assert_eq!(b.services[1].backoff.and_then(|b| b.limit), Some(10));
+        let n = &b.networks[0];
+        assert_eq!(n.cidr(), Some(Cidr { addr: [10, 0, 2, 15], prefix: 24 }));
+        assert_eq!(n.gateway_ip(), Some([10, 0, 2, 2]));
+        assert_eq!(Board::from_postcard(&b.to_postcard().unwrap()).unwrap(), b);
+    }
+
+    #[test]
+    fn bad_services_and_networks_are_named() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("name = \"net\"", "name = \"Net\"", "service[0].name"),
+            ("name = \"agent-2\"", "name = \"net\"", "service[1].name"),
+            ("argv = [\"/sbin/berth\", \"net\"]", "argv = []", "service[0].argv"),
+            ("argv = [\"/sbin/berth\", \"net\"]", "argv = [\"berth\"]", "service[0].argv[0]"),
+            ("argv = [\"/sbin/berth\", \"net\"]", "argv = [\"/sbin/../bin/sh\"]", "service[0].argv[0]"),
+            ("limit = 10", "limit = 0", "service[1].backoff.limit"),
+            ("initial_ms = 50", "initial_ms = 5", "service[1].backoff.initial_ms"),
+            ("restart = \"always\"", "restart = \"sometimes\"", "?"),
+            ("interface = \"eth0\"", "interface = \"\"", "network[0].interface"),
+            ("interface = \"eth0\"", "interface = \"a/b\"", "network[0].interface"),
+            ("address = \"10.0.2.15/24\"", "address = \"10.0.2.15\"", "network[0].address"),
+            ("address = \"10.0.2.15/24\"", "address = \"10.0.2.256/24\"", "network[0].address"),
+            ("address = \"10.0.2.15/24\"", "address = \"10.0.2.15/33\"", "network[0].address"),
+            ("address = \"10.0.2.15/24\"", "dhcp = true", "network[0].dhcp"),
+            ("gateway = \"10.0.2.2\"", "gateway = \"10.0.3.2\"", "network[0].gateway"),
+            ("gateway = \"10.0.2.2\"", "gateway = \"10.0.2.15\"", "network[0].gateway"),
+            ("gateway = \"10.0.2.2\"", "gateway = \"10.0.02.2\"", "network[0].gateway"),
+        ];
+        for (old, new, field) in cases {
+            let e = Board::from_toml(&with_services(old, new)).unwrap_err();
+            assert_eq!(&e.field, field, "{old} -> {new}: {e}");
+        }
+        let nine: std::string::String = (0..=SERVICES_MAX).map(|i| format!("[[service]]\nname = \"s{i}\"\nargv = [\"/x\"]\n")).collect();
+        assert!(Board::from_toml(&format!("{GOOD}{nine}")).is_err());
+        let long = format!("{GOOD}[[service]]\nname = \"{}\"\nargv = [\"/x\"]\n", "a".repeat(SERVICE_NAME_MAX + 1));
+        assert!(Board::from_toml(&long).is_err());
+        let long_if = with_services("interface = \"eth0\"", "interface = \"abcdefghijklmnop\"");
+        assert!(Board::from_toml(&long_if).is_err());
+    }
+
+    #[test]
+    fn cidr_arithmetic() {
+        let c = parse_cidr("192.168.1.10/20").unwrap();
+        assert_eq!(c.netmask(), [255, 255, 240, 0]);
+        assert!(c.contains([192, 168, 15, 1]));
+        assert!(!c.contains([192, 168, 16, 1]));
+        assert_eq!(parse_cidr("1.2.3.4/32").unwrap().netmask(), [255; 4]);
+        assert_eq!(parse_cidr("1.2.3.4/1").unwrap().netmask(), [128, 0, 0, 0]);
+        for bad in ["1.2.3.4/0", "1.2.3/8", "1.2.3.4.5/8", "1.2.3.4/", "/8", "a.b.c.d/8", "1.2.3.4/x", "+1.2.3.4/8"] {
+            assert_eq!(parse_cidr(bad), None, "{bad}");
         }
     }
 

@@ -73,7 +73,8 @@ fn failed(reason: &str, grace_ms: u32) -> ! {
     Pid1::new(Duration::from_millis(grace_ms.into()), false).run()
 }
 
-fn load_board() -> Result<Board, String> {
+/// The compiled board config from the running system (also for `berth net`).
+pub fn load_board() -> Result<Board, String> {
     let bytes = read_bounded(BOARD_PATH, BOARD_MAX).map_err(|e| format!("{BOARD_PATH}: {e}"))?;
     Board::from_postcard(&bytes).map_err(|e| format!("{BOARD_PATH}: {e}"))
 }
@@ -254,6 +255,8 @@ fn system_stage() -> ! {
     Event::info("net.up").kv("interface", "lo").result(&r.map_err(errno_text)).emit();
 
     let mut pid1 = Pid1::new(Duration::from_millis(board.shutdown_grace_ms.into()), data_mounted);
+    // The board's host services start with the loop, before the containers.
+    pid1.adopt_services(&board.services);
     // Armed once the boot's slow steps are done; from here the loop pets it.
     if let Some(w) = board.watchdog.as_ref().and_then(crate::watchdog::Watchdog::open) {
         pid1.set_watchdog(w);

@@ -46,10 +46,12 @@ pub struct Request {
     pub command: Command,
 }
 
-/// One container's state, for `status`.
+/// One container's or host service's state, for `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerStatus {
     pub name: Name,
+    /// `container` or `service`.
+    pub kind: heapless::String<10>,
     pub state: heapless::String<16>,
     pub pid: i32,
     pub uptime_ms: u64,
@@ -65,7 +67,7 @@ pub struct ContainerStatus {
 }
 
 /// The confinement layers of one container, as berth applies them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layers {
     /// Host uid that uid 0 inside maps to (its user namespace's range start).
     pub uid_base: u32,
@@ -125,6 +127,9 @@ pub fn message(msg: &str) -> Response {
     Response::Message(text(msg))
 }
 
+/// Most entries in a status reply: every container and every service.
+pub const STATUS_MAX: usize = 32 + crate::board::SERVICES_MAX;
+
 /// Most lines in one [`Response::Logs`].
 pub const LOG_LINES_MAX: usize = 64;
 
@@ -139,7 +144,8 @@ pub struct LogLine {
 /// What berth answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    Status(Box<heapless::Vec<ContainerStatus, 32>>),
+    /// The release's containers, then the board's host services.
+    Status(Box<heapless::Vec<ContainerStatus, STATUS_MAX>>),
     Release(Box<ReleaseInfo>),
     /// Success, with what was done.
     Message(heapless::String<128>),
@@ -298,9 +304,10 @@ mod tests {
     #[test]
     fn a_full_status_fits_a_response_frame() {
         let mut list = heapless::Vec::new();
-        for i in 0..32 {
+        for i in 0..STATUS_MAX {
             let s = ContainerStatus {
                 name: text(&format!("container-{i:02}-{}", "x".repeat(20))),
+                kind: text("container"),
                 state: text("running"),
                 pid: i32::MAX,
                 uptime_ms: u64::MAX,

@@ -82,6 +82,9 @@ impl CtlSocket {
     pub fn read(&mut self, slot: usize) -> Input {
         let Some(Some(conn)) = self.conns.get_mut(slot) else { return Input::Closed };
         let mut chunk = [0u8; 256];
+        // A client may send its frame and close its writing side at once:
+        // what it sent is still answered.
+        let mut eof = false;
         loop {
             let room = (REQUEST_MAX + 4).saturating_sub(conn.buf.len()).min(chunk.len());
             if room == 0 {
@@ -89,8 +92,8 @@ impl CtlSocket {
             }
             match conn.stream.read(chunk.get_mut(..room).unwrap_or(&mut [])) {
                 Ok(0) => {
-                    self.close(slot);
-                    return Input::Closed;
+                    eof = true;
+                    break;
                 }
                 Ok(n) => {
                     let _ = conn.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
@@ -102,6 +105,13 @@ impl CtlSocket {
                     return Input::Closed;
                 }
             }
+        }
+        let incomplete = |conn: &Conn| {
+            conn.buf.len() < 4 || control::body_len(&conn.buf, REQUEST_MAX).is_ok_and(|len| conn.buf.len() < 4 + len)
+        };
+        if eof && incomplete(conn) {
+            self.close(slot);
+            return Input::Closed;
         }
         if conn.buf.len() < 4 {
             return Input::Pending;
@@ -231,6 +241,44 @@ mod tests {
             let resp: Response = control::decode(&out[4..4 + len]).unwrap();
             assert!(matches!(resp, Response::Error(_)), "{resp:?}");
         }
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_half_closed_client_is_still_answered() {
+        let (path, mut s) = sock("half");
+        let ok = control::encode(&control::Request { version: control::VERSION, command: Command::Status }, REQUEST_MAX).unwrap();
+        let old = control::encode(&control::Request { version: control::VERSION - 1, command: Command::Status }, REQUEST_MAX).unwrap();
+        for (frame, want) in [(ok, Some(Command::Status)), (old, None)] {
+            let p = path.clone();
+            let client = std::thread::spawn(move || {
+                let mut c = UnixStream::connect(&p).unwrap();
+                c.write_all(&frame).unwrap();
+                c.shutdown(std::net::Shutdown::Write).unwrap();
+                // Let the whole frame and the end of stream arrive together.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let mut out = Vec::new();
+                let _ = c.read_to_end(&mut out);
+                out
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert_eq!(serve_one(&mut s, Response::Done), want);
+            let out = client.join().unwrap();
+            let len = control::body_len(&out, RESPONSE_MAX).unwrap();
+            let resp: Response = control::decode(&out[4..4 + len]).unwrap();
+            match want {
+                Some(_) => assert_eq!(resp, Response::Done),
+                None => assert!(matches!(resp, Response::Error(ref e) if e.contains("version")), "{resp:?}"),
+            }
+        }
+        // A cut frame and the end of stream: closed, nothing to answer.
+        let p = path.clone();
+        let client = std::thread::spawn(move || {
+            let mut c = UnixStream::connect(&p).unwrap();
+            c.write_all(&[9, 0, 0, 0, 1]).unwrap();
+        });
+        client.join().unwrap();
+        assert_eq!(serve_one(&mut s, Response::Done), None);
         let _ = std::fs::remove_file(path);
     }
 

@@ -20,6 +20,7 @@ pub mod log;
 pub mod logstore;
 pub mod modules;
 pub mod mount;
+pub mod net;
 pub mod notify;
 pub mod supervise;
 pub mod sys;

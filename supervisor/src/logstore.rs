@@ -4,9 +4,9 @@
 //!
 //! | limit | value |
 //! |---|---|
-//! | streams | [`STREAMS_MAX`] (berth's own plus one per container) |
+//! | streams | [`STREAMS_MAX`] (berth's own, one per container, one per host service) |
 //! | ring | the last [`RING_LINES`] lines of each stream, each at most [`TEXT_MAX`] bytes |
-//! | file | `<dir>/container-<name>.log` and `<dir>/berth.log`, rotated to `.1` past [`FILE_MAX`] bytes |
+//! | file | `<dir>/container-<name>.log`, `<dir>/service-<name>.log` and `<dir>/berth.log`, rotated to `.1` past [`FILE_MAX`] bytes |
 //! | quota | all files together at most the board's `log_quota_kib` |
 //!
 //! A line that cannot be kept (quota reached, a write error, no room for
@@ -28,14 +28,29 @@ use std::sync::Mutex;
 pub const RING_LINES: usize = 128;
 /// Longest line kept (longer ones are cut).
 pub const TEXT_MAX: usize = 256;
-/// Streams: berth's own and one per container.
-pub const STREAMS_MAX: usize = 33;
+/// Streams: berth's own, one per container and one per host service.
+pub const STREAMS_MAX: usize = 33 + crate::board::SERVICES_MAX;
 /// A file is rotated past this size.
 pub const FILE_MAX: u64 = 64 * 1024;
 /// Where the files go.
 pub const DIR: &str = "/data/berth/logs";
 /// berth's own stream.
 pub const BERTH: &str = "berth";
+/// A host service's stream is this prefix and its name (container names
+/// cannot hold ':').
+pub const SERVICE_PREFIX: &str = "service:";
+
+/// The stream of host service `name`.
+pub fn service_stream(name: &str) -> heapless::String<32> {
+    let mut s = heapless::String::new();
+    let _ = s.push_str(SERVICE_PREFIX);
+    for c in name.chars() {
+        if s.push(c).is_err() {
+            break;
+        }
+    }
+    s
+}
 
 /// One stored line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +88,8 @@ pub struct Store {
 fn file_name(stream: &str) -> String {
     if stream == BERTH {
         "berth.log".into()
+    } else if let Some(service) = stream.strip_prefix(SERVICE_PREFIX) {
+        format!("service-{service}.log")
     } else {
         format!("container-{stream}.log")
     }

@@ -60,13 +60,14 @@ fn ctl(args: &[String]) -> ExitCode {
     match berth::ctlsock::call(berth::control::SOCKET, cmd) {
         Ok(Response::Status(list)) => {
             println!(
-                "{:<20} {:<8} {:<5} {:>6} {:>10} {:>8} {:>9}  {:<12} NOTE",
-                "NAME", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT"
+                "{:<20} {:<9} {:<8} {:<5} {:>6} {:>10} {:>8} {:>9}  {:<12} NOTE",
+                "NAME", "KIND", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT"
             );
             for c in list.iter() {
                 println!(
-                    "{:<20} {:<8} {:<5} {:>6} {:>9.1}s {:>8} {:>8}K  {:<12} {}",
+                    "{:<20} {:<9} {:<8} {:<5} {:>6} {:>9.1}s {:>8} {:>8}K  {:<12} {}",
                     c.name,
+                    c.kind,
                     c.state,
                     if c.ready { "yes" } else { "no" },
                     if c.pid > 0 { c.pid.to_string() } else { "-".into() },
@@ -192,6 +193,7 @@ fn ctl_logs(stream: Option<&str>, opts: &[String]) -> ExitCode {
 }
 
 const USAGE: &str = "usage: berth --version
+       berth net                                                            (on the device: the board's [[network]] set-up)
        berth check-board FILE.toml                                          (host build)
        berth verify --keys DIR FILE [--board NAME] [--stored-version N]     (host build)
            FILE: a signed release, or an update bundle (then --stored-version
@@ -204,6 +206,7 @@ fn cli(args: &[String]) -> ExitCode {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Some("net") if args.len() == 1 => net(),
         #[cfg(feature = "host")]
         Some("check-board") => check_board(args.get(1..).unwrap_or_default()),
         #[cfg(feature = "host")]
@@ -211,6 +214,30 @@ fn cli(args: &[String]) -> ExitCode {
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `berth net`: apply the board's `[[network]]` entries (run by berth as a
+/// host service). One event line per step on stdout (berth logs a service's
+/// output, so no /dev/kmsg here: that would record each line twice); exit 1
+/// naming the failed step.
+fn net() -> ExitCode {
+    let board = match berth::boot::load_board() {
+        Ok(b) => b,
+        Err(e) => {
+            berth::log::Event::error("net.failed").kv("reason", &e).emit();
+            return ExitCode::FAILURE;
+        }
+    };
+    match berth::net::run(&board.networks) {
+        Ok(steps) => {
+            berth::log::Event::info("net.done").kv("interfaces", board.networks.len()).kv("steps", steps).emit();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            berth::log::Event::error("net.failed").kv("reason", &e).emit();
+            ExitCode::FAILURE
         }
     }
 }

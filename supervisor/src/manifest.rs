@@ -297,6 +297,27 @@ pub struct BackoffSpec {
     pub limit: Option<u32>,
 }
 
+impl BackoffSpec {
+    /// Check each value against its documented range; the error names the
+    /// field (`backoff.<name>`) and the range. Shared with the board's
+    /// services.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        let checks: [(Option<u32>, core::ops::RangeInclusive<u32>, &'static str, &'static str); 5] = [
+            (self.initial_ms, 10..=3_600_000, "backoff.initial_ms", "must be between 10 and 3600000"),
+            (self.factor, 1..=10, "backoff.factor", "must be between 1 and 10"),
+            (self.cap_ms, 10..=3_600_000, "backoff.cap_ms", "must be between 10 and 3600000"),
+            (self.stable_ms, 100..=86_400_000, "backoff.stable_ms", "must be between 100 and 86400000"),
+            (self.limit, 1..=1000, "backoff.limit", "must be between 1 and 1000"),
+        ];
+        for (v, range, field, why) in checks {
+            if v.is_some_and(|v| !range.contains(&v)) {
+                return Err((field, why));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Process resource limits. Absent values keep berth's defaults (nofile 1024,
 /// nproc 512, core 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -677,21 +698,7 @@ impl Manifest {
             }
         }
         if let Some(b) = &self.backoff {
-            if b.initial_ms.is_some_and(|v| !(10..=3_600_000).contains(&v)) {
-                return Err(e("backoff.initial_ms", "must be between 10 and 3600000"));
-            }
-            if b.factor.is_some_and(|v| !(1..=10).contains(&v)) {
-                return Err(e("backoff.factor", "must be between 1 and 10"));
-            }
-            if b.cap_ms.is_some_and(|v| !(10..=3_600_000).contains(&v)) {
-                return Err(e("backoff.cap_ms", "must be between 10 and 3600000"));
-            }
-            if b.stable_ms.is_some_and(|v| !(100..=86_400_000).contains(&v)) {
-                return Err(e("backoff.stable_ms", "must be between 100 and 86400000"));
-            }
-            if b.limit.is_some_and(|v| !(1..=1000).contains(&v)) {
-                return Err(e("backoff.limit", "must be between 1 and 1000"));
-            }
+            b.check().map_err(|(field, why)| e(field, why))?;
         }
         if let Some(r) = &self.rlimits {
             if r.nofile.is_some_and(|n| !(16..=1_048_576).contains(&n)) {

@@ -92,6 +92,8 @@ pub struct Variant {
     pub landlock: Option<LandlockMode>,
     /// Sets the board's AppArmor profile.
     pub apparmor: Option<berth::board::AppArmor>,
+    /// Host services added to the board's own.
+    pub services: Vec<berth::board::Service>,
 }
 
 /// The release put on a fresh data partition.
@@ -129,6 +131,9 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         line.push(' ');
         line.push_str(extra);
         board.kernel.cmdline = line.as_str().try_into().map_err(|_| format!("board {}: kernel command line too long", board.name))?;
+    }
+    for s in &variant.services {
+        board.services.push(s.clone()).map_err(|_| format!("{}: more than {} services", board.name, berth::board::SERVICES_MAX))?;
     }
     let arch = board.arch;
     let kernel = kernel::ensure_kernel(root, arch.debian(), &board.kernel.flavour)?;
@@ -385,8 +390,11 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
         format!("if=none,id=data,format=raw,file={}", data.display()),
         "-device".into(),
         format!("{},drive=data", q.block_device),
-        "-nic".into(),
-        "none".into(),
+        // QEMU's user networking (no host privileges): the guest's eth0.
+        "-netdev".into(),
+        "user,id=net0".into(),
+        "-device".into(),
+        format!("{},netdev=net0", q.net_device),
     ]);
     args.extend(q.extra_args.iter().map(|s| s.to_string()));
     (q.binary.to_string(), args)

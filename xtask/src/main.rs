@@ -25,7 +25,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   run [--arch A] --manifests DIR [--timeout S]
                                 boot your own manifests; exit 0 only when every container
                                 exited 0, or was still running at the timeout (default 60 s)
-  test [--arch A]... [FILTER]   host unit tests, then the QEMU scenarios
+  test [--arch A]... [FILTER]... host unit tests, then the QEMU scenarios
   check-board FILE...           validate board config files
   keygen --out DIR              write a signing key pair (signing-key.pem, <key id>.pub)
   release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE
@@ -492,6 +492,16 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ("restarts", Variant { suffix: "-restarts".into(), manifests: Some(root.join("qemu-tests/manifests/restarts")), ..Default::default() }),
         ("readiness", Variant { suffix: "-readiness".into(), manifests: Some(root.join("qemu-tests/manifests/readiness")), ..Default::default() }),
         ("limits", Variant { suffix: "-limits".into(), manifests: Some(root.join("qemu-tests/manifests/limits")), ..Default::default() }),
+        (
+            "services",
+            Variant {
+                suffix: "-services".into(),
+                manifests: Some(root.join("qemu-tests/manifests/services")),
+                services: test_services(),
+                ..Default::default()
+            },
+        ),
+        ("rss", Variant { suffix: "-rss".into(), manifests: Some(root.join("qemu-tests/manifests/rss")), ..Default::default() }),
         ("corrupt-image", Variant { suffix: "-corrupt-image".into(), release: ReleaseData::CorruptSensorImage, ..Default::default() }),
         ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),
         ("tampered-release", Variant { suffix: "-tampered-release".into(), release: ReleaseData::Tampered, ..Default::default() }),
@@ -531,6 +541,30 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
 /// three flavours) without Landlock: a kernel booted with Landlock disabled.
 const LSM_WITHOUT_LANDLOCK: &str = "lsm=lockdown,yama,loadpin,safesetid,integrity,apparmor,selinux,smack,tomoyo,bpf,ipe";
 
+/// The `services` variant's extra host services: the test agent in its
+/// service modes, one crash-looping, one running until stopped.
+fn test_services() -> Vec<berth::board::Service> {
+    let agent = artifacts::AGENT_PATH;
+    let text = format!(
+        r#"
+[[service]]
+name = "crashy"
+argv = ["{agent}", "--service-exit", "3"]
+restart = "on-failure"
+backoff = {{ initial_ms = 100, factor = 2, cap_ms = 400, stable_ms = 10000, limit = 3 }}
+
+[[service]]
+name = "sleeper"
+argv = ["{agent}", "--service-sleep"]
+restart = "always"
+"#
+    );
+    // A fixed text: failing to parse it is a bug in this function.
+    let table: toml::Table = text.parse().expect("test services parse");
+    let list = table.get("service").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    list.into_iter().map(|v| v.try_into().expect("test service decodes")).collect()
+}
+
 /// The module name the missing-module scenario asks for.
 const NO_SUCH_MODULE: &str = "berth_no_such_module";
 
@@ -558,7 +592,11 @@ impl Launch for Launcher {
         std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
         let data = runs.join(format!("{}-{n}.img", spec.name));
         artifacts::fresh_data(art, &data)?;
-        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline: format!("berth.test={}", spec.mode) };
+        let mut cmdline = format!("berth.test={}", spec.mode);
+        if !spec.cmdline.is_empty() {
+            cmdline = format!("{cmdline} {}", spec.cmdline);
+        }
+        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline };
         let (prog, args) = artifacts::qemu_args(art, &data, &opts);
         let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
         m.log_to(runs.join(format!("{}-{n}.console.log", spec.name)))?;
@@ -577,7 +615,8 @@ fn demo_release(root: &Path) -> Result<(u64, String), String> {
 
 fn test(root: &Path, a: &Args) -> Result<(), String> {
     let arches = arches_or_all(a);
-    let filter = a.rest.first().cloned().unwrap_or_default();
+    // Scenarios whose name contains any of the filters (all without one).
+    let filters: Vec<String> = if a.rest.is_empty() { vec![String::new()] } else { a.rest.clone() };
     tools::ensure_host_tools(root, &targets(&arches), true)?;
 
     say("running the host unit tests");
@@ -610,13 +649,13 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
         let launcher = Launcher { builds, release: demo_release(root)?, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);
         for (name, case) in qemu_tests::scenarios::all(launcher) {
-            if name.contains(&filter) {
+            if filters.iter().any(|f| name.contains(f.as_str())) {
                 cases.push((name, case));
             }
         }
     }
     if cases.is_empty() {
-        return Err(format!("no QEMU scenario matches `{filter}`"));
+        return Err(format!("no QEMU scenario matches {filters:?}"));
     }
     say(&format!("running {} QEMU scenarios", cases.len()));
     let outcomes = qemu_tests::scenario::run_all(cases, 2);

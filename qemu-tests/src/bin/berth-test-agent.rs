@@ -38,6 +38,26 @@ const ORPHAN_WAIT: Duration = Duration::from_secs(5);
 
 fn main() {
     install_sigterm_exit();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        // Host service modes (test boards only): exit at once with a code,
+        // or run until SIGTERM.
+        Some("--service-exit") => {
+            let code: i32 = args.get(1).and_then(|c| c.parse().ok()).unwrap_or(1);
+            say(&format!("AGENT service exit code={code}"));
+            std::process::exit(code);
+        }
+        Some("--service-sleep") => {
+            say("AGENT service sleeping");
+            loop {
+                // SAFETY: pause has no preconditions.
+                unsafe {
+                    libc::pause();
+                }
+            }
+        }
+        _ => {}
+    }
 
     let (pass, detail) = check_pid1();
     report("pid1", pass, &detail);
@@ -56,6 +76,18 @@ fn main() {
     report("berthctl-logs", pass, &detail);
     let (pass, detail) = check_berthctl_restart();
     report("berthctl-restart", pass, &detail);
+
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if let Some(port) = token(&cmdline, "berth.test.net-port").and_then(|p| p.parse::<u16>().ok()) {
+        let (pass, detail) = check_net(port);
+        report("net", pass, &detail);
+        let (pass, detail) = check_berthctl_service();
+        report("berthctl-service", pass, &detail);
+    }
+    if token(&cmdline, "berth.test.fuzz").is_some() {
+        let (pass, detail) = check_ctl_fuzz();
+        report("ctl-fuzz", pass, &detail);
+    }
 
     let mode = match fs::read_to_string("/proc/cmdline") {
         Ok(cmdline) => parse_mode(&cmdline),
@@ -280,7 +312,7 @@ fn check_berthctl_stop_start() -> (bool, String) {
     let state = |name: &str| -> String {
         run(&["status"])
             .and_then(|s| s.lines().find(|l| l.split_whitespace().next() == Some(name)).map(str::to_string))
-            .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
             .unwrap_or_default()
     };
     let wait_for = |want: &str| -> bool {
@@ -351,7 +383,7 @@ fn check_berthctl_restart() -> (bool, String) {
         let status = berthctl(&["status"])?;
         let line = status.lines().find(|l| l.split_whitespace().next() == Some("flaky"))?.to_string();
         let f: Vec<&str> = line.split_whitespace().collect();
-        (f.get(1) == Some(&"running")).then(|| f.get(3).map(|p| p.to_string())).flatten()
+        (f.get(2) == Some(&"running")).then(|| f.get(4).map(|p| p.to_string())).flatten()
     };
     let Some(before) = pid() else { return (false, "flaky is not running".into()) };
     if berthctl(&["restart", "flaky"]).is_none() {
@@ -525,6 +557,220 @@ fn zombies_of_pid1() -> Vec<String> {
         }
     }
     found
+}
+
+/// The value of `key=value` on the kernel command line.
+fn token<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline.split_whitespace().find_map(|t| t.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+const GUEST_IP: [u8; 4] = [10, 0, 2, 15];
+const GATEWAY_IP: [u8; 4] = [10, 0, 2, 2];
+
+/// eth0's IPv4 address (`SIOCGIFADDR`).
+fn eth0_address() -> Result<[u8; 4], String> {
+    // SAFETY: socket has no memory preconditions.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!("socket: {}", errno_desc(&io::Error::last_os_error())));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"eth0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: fd is an open socket; req is a valid ifreq the kernel fills.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCGIFADDR as _, &mut req) };
+    let e = io::Error::last_os_error();
+    close_fd(fd);
+    if r < 0 {
+        return Err(format!("SIOCGIFADDR eth0: {}", errno_desc(&e)));
+    }
+    // SAFETY: SIOCGIFADDR wrote ifru_addr, an AF_INET sockaddr.
+    let sa = unsafe { req.ifr_ifru.ifru_addr };
+    let d: Vec<u8> = sa.sa_data.iter().map(|b| *b as u8).collect();
+    Ok([d[2], d[3], d[4], d[5]])
+}
+
+/// The default route's interface and gateway from /proc/net/route.
+fn default_route(text: &str) -> Option<(String, [u8; 4])> {
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 4 || f[1] != "00000000" {
+            return None;
+        }
+        // The gateway is the address's bytes as a host-order (little-endian) hex word.
+        let gw = u32::from_str_radix(f[2], 16).ok()?.to_le_bytes();
+        let flags = u32::from_str_radix(f[3], 16).ok()?;
+        (flags & 0x3 == 0x3).then(|| (f[0].to_string(), gw))
+    })
+}
+
+/// `berth net` set eth0 up: its address, the default route (and an
+/// off-subnet destination routes through it), and a TCP exchange with the
+/// harness through QEMU's gateway (10.0.2.2 is the host's loopback).
+fn check_net(port: u16) -> (bool, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let addr = eth0_address();
+        let route = fs::read_to_string("/proc/net/route").ok().and_then(|t| default_route(&t));
+        if let (Ok(a), Some((dev, gw))) = (&addr, &route) {
+            if *a == GUEST_IP && dev == "eth0" && *gw == GATEWAY_IP {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            return (false, format!("eth0 address {addr:?}, default route {route:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Off-subnet: only the default route makes this connect (no packet is sent).
+    let udp = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|u| u.connect("192.0.2.1:9").map(|()| u));
+    let src = match udp.and_then(|u| u.local_addr()) {
+        Ok(a) => a.ip().to_string(),
+        Err(e) => return (false, format!("UDP connect to 192.0.2.1 (via the default route): {}", errno_desc(&e))),
+    };
+    if src != "10.0.2.15" {
+        return (false, format!("192.0.2.1 is routed from {src}, not 10.0.2.15"));
+    }
+    let talk = || -> Result<String, String> {
+        use std::io::{BufRead, BufReader};
+        let to = std::net::SocketAddr::from((GATEWAY_IP, port));
+        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(10)).map_err(|e| format!("connect {to}: {}", errno_desc(&e)))?;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let me = s.local_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        s.write_all(format!("berth-agent from {me}\n").as_bytes()).map_err(|e| format!("write: {}", errno_desc(&e)))?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).map_err(|e| format!("read: {}", errno_desc(&e)))?;
+        Ok(line.trim_end().to_string())
+    };
+    match talk() {
+        Ok(reply) if reply == "berth-harness ok" => (true, format!("eth0 10.0.2.15, default via 10.0.2.2, off-subnet source {src}, tcp 10.0.2.2:{port} answered")),
+        Ok(reply) => (false, format!("tcp 10.0.2.2:{port} answered {reply:?}")),
+        Err(e) => (false, e),
+    }
+}
+
+/// `berthctl status` lists the `net` service (kind, stopped, exit 0), and
+/// `berthctl restart net` runs it again to a clean exit.
+fn check_berthctl_service() -> (bool, String) {
+    let line = || -> Option<Vec<String>> {
+        let st = berthctl(&["status"])?;
+        let l = st.lines().find(|l| l.split_whitespace().next() == Some("net"))?;
+        Some(l.split_whitespace().map(str::to_string).collect())
+    };
+    let settled = |f: &[String]| f.get(1).map(String::as_str) == Some("service") && f.get(2).map(String::as_str) == Some("stopped") && f.join(" ").contains("exit 0");
+    let wait = || (0..100).find_map(|_| match line() {
+        Some(f) if settled(&f) => Some(f),
+        _ => {
+            std::thread::sleep(Duration::from_millis(100));
+            None
+        }
+    });
+    let Some(before) = wait() else { return (false, format!("net not listed as a stopped service with exit 0: {:?}", line())) };
+    if berthctl(&["restart", "net"]).is_none() {
+        return (false, "berthctl restart net failed".into());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    match wait() {
+        Some(after) => (true, format!("{} -> restarted -> {}", before.join(" "), after.join(" "))),
+        None => (false, format!("net did not end cleanly after its restart: {:?}", line())),
+    }
+}
+
+/// PID 1's start time (field 22 of /proc/1/stat): the same value means the
+/// same process.
+fn pid1_start() -> Option<u64> {
+    let text = fs::read_to_string("/proc/1/stat").ok()?;
+    text.get(text.rfind(')')? + 1..)?.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// One fuzz frame: random bytes, oversized or truncated frames, a wrong
+/// version, a random body of the announced length, a cut length prefix.
+fn fuzz_frame(x: &mut u64, i: usize) -> Vec<u8> {
+    let mut next = || {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    };
+    let len = (next() % 600) as usize;
+    let random: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+    match i % 6 {
+        0 => random,
+        1 => {
+            let big = 513 + (next() % (u32::MAX as u64 - 513)) as u32;
+            let mut f = big.to_le_bytes().to_vec();
+            f.extend_from_slice(&random[..random.len().min(64)]);
+            f
+        }
+        2 => {
+            let mut f = 200u32.to_le_bytes().to_vec();
+            f.extend_from_slice(&random[..random.len().min(199)]);
+            f
+        }
+        // Request { version: 2 or 200, command: Status }: postcard varints.
+        3 => if next() % 2 == 0 { vec![2, 0, 0, 0, 2, 0] } else { vec![3, 0, 0, 0, 0xc8, 0x01, 0] },
+        4 => {
+            let n = random.len().min(512);
+            let mut f = (n as u32).to_le_bytes().to_vec();
+            f.extend_from_slice(&random[..n]);
+            // Never the current version: a random body must not happen to
+            // be a real command (`debug wedge` would stall the test).
+            if f.get(4) == Some(&3) {
+                f[4] = 4;
+            }
+            f
+        }
+        _ => random[..random.len().min(3)].to_vec(),
+    }
+}
+
+/// A few hundred malformed frames on the control socket, with an idle
+/// client holding a connection; `berthctl status` keeps answering, a
+/// wrong version gets an error reply, and PID 1 is the same process.
+fn check_ctl_fuzz() -> (bool, String) {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    const SOCK: &str = "/run/berth/control";
+    let Some(start) = pid1_start() else { return (false, "cannot read /proc/1/stat".into()) };
+    let idle = match UnixStream::connect(SOCK) {
+        Ok(s) => s,
+        Err(e) => return (false, format!("connect {SOCK}: {}", errno_desc(&e))),
+    };
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let (mut sent, mut replies, mut version_errors, mut statuses) = (0, 0, 0, 0);
+    for i in 0..360 {
+        let frame = fuzz_frame(&mut x, i);
+        let Ok(mut s) = UnixStream::connect(SOCK) else { continue };
+        let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.write_all(&frame);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        sent += 1;
+        let mut reply = Vec::new();
+        let _ = s.take(64 * 1024).read_to_end(&mut reply);
+        if !reply.is_empty() {
+            replies += 1;
+        }
+        // Response::Error is variant 3; its text names the version.
+        if i % 6 == 3 && reply.get(4) == Some(&3) && String::from_utf8_lossy(&reply).contains("version") {
+            version_errors += 1;
+        }
+        if i % 40 == 39 {
+            match berthctl(&["status"]) {
+                Some(st) if st.starts_with("NAME") => statuses += 1,
+                other => return (false, format!("berthctl status failed after {sent} frames: {other:?}")),
+            }
+        }
+    }
+    drop(idle);
+    let after = pid1_start();
+    let status_ok = berthctl(&["status"]).is_some_and(|s| s.starts_with("NAME"));
+    let detail = format!(
+        "{sent} frames, {replies} replies, {version_errors}/60 wrong-version errors, {statuses} status answers during, status after={status_ok}, pid1 start {start} -> {after:?}"
+    );
+    (status_ok && statuses == 9 && version_errors == 60 && after == Some(start), detail)
 }
 
 // ---------------------------------------------------------------- pure parts
@@ -782,6 +1028,21 @@ mod tests {
             Some(AgentLine::Check { name: "rootfs-ro".into(), passed: false, detail: "open=created mkdir=\"EEXIST\"\n".into() })
         );
         assert!(check_line("pid1", true, "x").starts_with("AGENT check=pid1 result=pass detail=\"x\""));
+    }
+
+    #[test]
+    fn route_and_tokens() {
+        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\n\
+eth0\t00000000\t0202000A\t0003\t0\t0\t0\t00000000\n";
+        assert_eq!(default_route(route), Some(("eth0".into(), [10, 0, 2, 2])));
+        assert_eq!(default_route("Iface\n"), None);
+        assert_eq!(token("a berth.test.net-port=4242 b", "berth.test.net-port"), Some("4242"));
+        assert_eq!(token("berth.test.fuzz=1", "berth.test"), None);
+        let mut x = 1;
+        let frames: Vec<Vec<u8>> = (0..12).map(|i| fuzz_frame(&mut x, i)).collect();
+        assert!(u32::from_le_bytes(frames[1][..4].try_into().unwrap()) > 512);
+        assert!(frames[5].len() <= 3);
     }
 
     #[test]

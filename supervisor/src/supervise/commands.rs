@@ -34,6 +34,11 @@ impl Pid1 {
                     Some(None) if find(&self.slots, &name).is_some() => {
                         Response::Logs { lines: Box::default(), next: 0, dropped: 0 }
                     }
+                    // A service's stream, by the service's name.
+                    Some(None) if self.service_index(&name).is_some() => {
+                        let stream = crate::logstore::service_stream(&name);
+                        self.command(Command::Logs { name: stream, after, max: max as u16 })
+                    }
                     Some(None) => error(&format!("no logs for {name}")),
                     None => error("the log store is not available"),
                 }
@@ -43,8 +48,12 @@ impl Pid1 {
                 self.wedge(seconds);
                 Response::Done
             }
-            Command::Stop(name) | Command::Restart(name) | Command::Start(name) if find(&self.slots, &name).is_none() => {
-                error(&format!("no container named {name}"))
+            Command::Stop(ref name) | Command::Restart(ref name) | Command::Start(ref name) if find(&self.slots, name).is_none() => {
+                // Container names come first; then the board's services.
+                match self.service_index(name) {
+                    Some(i) => self.service_command(i, &cmd),
+                    None => error(&format!("no container or service named {name}")),
+                }
             }
             Command::Stop(name) => {
                 let Some(i) = find(&self.slots, &name) else { return error("gone") };
@@ -108,7 +117,7 @@ impl Pid1 {
         Response::Release(Box::new(info))
     }
 
-    fn status(&self) -> heapless::Vec<ContainerStatus, 32> {
+    fn status(&self) -> heapless::Vec<ContainerStatus, { crate::control::STATUS_MAX }> {
         let now = crate::log::now();
         let mut list = heapless::Vec::new();
         for s in &self.slots {
@@ -117,13 +126,7 @@ impl Pid1 {
             }
             let mut state = heapless::String::new();
             let _ = state.push_str(super::update::state_name(s));
-            let mut last = heapless::String::new();
-            let _ = match s.last_exit {
-                None => last.push_str("-"),
-                Some(crate::restart::Exit::Code(c)) => core::fmt::write(&mut last, format_args!("exit {c}")).map_err(|_| ()),
-                Some(crate::restart::Exit::Signal(n)) => core::fmt::write(&mut last, format_args!("signal {n}")).map_err(|_| ()),
-                Some(crate::restart::Exit::Unhealthy) => last.push_str("unhealthy"),
-            };
+            let last = last_exit(s.last_exit);
             let memory = s
                 .pid
                 .and_then(|pid| self.cgroups.iter().find(|(p, _)| *p == pid))
@@ -131,6 +134,7 @@ impl Pid1 {
                 .unwrap_or(0);
             let _ = list.push(ContainerStatus {
                 name: s.spec.name.clone(),
+                kind: kind(super::Kind::Container),
                 state,
                 pid: s.pid.map(|p| p.as_raw()).unwrap_or(0),
                 uptime_ms: if s.pid.is_some() { ((now - s.started) * 1e3) as u64 } else { 0 },
@@ -142,6 +146,52 @@ impl Pid1 {
                 layers: s.spec.layers(),
             });
         }
+        for s in &self.services {
+            let mut name = heapless::String::new();
+            let _ = name.push_str(&s.spec.name);
+            let _ = list.push(ContainerStatus {
+                name,
+                kind: kind(super::Kind::Service),
+                state: state_name(s.state, s.kill_at.is_some()),
+                pid: s.pid.map(|p| p.as_raw()).unwrap_or(0),
+                uptime_ms: if s.pid.is_some() { ((now - s.started) * 1e3) as u64 } else { 0 },
+                restarts: s.restart.restarts,
+                last_exit: last_exit(s.last_exit),
+                ready: s.pid.is_some(),
+                memory: 0,
+                note: heapless::String::new(),
+                layers: crate::control::Layers::default(),
+            });
+        }
         list
     }
+}
+
+fn kind(k: super::Kind) -> heapless::String<10> {
+    let mut s = heapless::String::new();
+    let _ = s.push_str(k.name());
+    s
+}
+
+fn state_name(st: SlotState, stopping: bool) -> heapless::String<16> {
+    let mut state = heapless::String::new();
+    let _ = state.push_str(match st {
+        SlotState::Waiting => "waiting",
+        SlotState::Running if stopping => "stopping",
+        SlotState::Running => "running",
+        SlotState::Stopped => "stopped",
+        SlotState::Failed => "failed",
+    });
+    state
+}
+
+fn last_exit(e: Option<crate::restart::Exit>) -> heapless::String<24> {
+    let mut last = heapless::String::new();
+    let _ = match e {
+        None => last.push_str("-"),
+        Some(crate::restart::Exit::Code(c)) => core::fmt::write(&mut last, format_args!("exit {c}")).map_err(|_| ()),
+        Some(crate::restart::Exit::Signal(n)) => core::fmt::write(&mut last, format_args!("signal {n}")).map_err(|_| ()),
+        Some(crate::restart::Exit::Unhealthy) => last.push_str("unhealthy"),
+    };
+    last
 }

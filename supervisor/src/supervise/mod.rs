@@ -16,7 +16,8 @@
 //! | SIGCHLD | reap every exited child, orphans included |
 //! | other | logged and ignored |
 //!
-//! Shutdown: SIGTERM to every process, wait up to the board's grace period
+//! Shutdown: the containers (reverse dependency order), then the host
+//! services (`services`), then SIGTERM to every process, wait up to the board's grace period
 //! (ending early once none is left), SIGKILL the rest, sync, unmount the data
 //! partition, `reboot(2)`. A second request while shutting down is logged and
 //! ignored. PID 1 never returns from [`run`].
@@ -24,6 +25,7 @@
 mod commands;
 pub mod life;
 pub mod update;
+mod services;
 
 use crate::log::Event;
 use crate::mount::{errno_text, DATA};
@@ -103,15 +105,32 @@ pub struct Known {
 }
 
 /// Most host processes and containers berth tracks by name.
-pub const KNOWN_MAX: usize = 48;
-/// Most output streams berth reads (one per container).
-pub const OUTPUTS_MAX: usize = 32;
+pub const KNOWN_MAX: usize = 56;
+/// Most output streams berth reads (one per container and per service).
+pub const OUTPUTS_MAX: usize = 32 + crate::board::SERVICES_MAX;
 /// Longest output line kept whole; longer lines are split.
 pub const OUTPUT_LINE_MAX: usize = 200;
 
-/// A pipe carrying a container's stdout and stderr, read line by line.
+/// What berth supervises: a release's container or a board's host service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Container,
+    Service,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Container => "container",
+            Kind::Service => "service",
+        }
+    }
+}
+
+/// A pipe carrying a container's or service's stdout and stderr, read line by line.
 pub struct Output {
     pub name: heapless::String<32>,
+    pub kind: Kind,
     pub fd: std::os::fd::OwnedFd,
     buf: heapless::Vec<u8, OUTPUT_LINE_MAX>,
 }
@@ -208,6 +227,8 @@ pub struct Pid1 {
     phase: Phase,
     known: heapless::Vec<Known, KNOWN_MAX>,
     slots: Vec<Slot>,
+    /// The board's host services.
+    services: Vec<services::Service>,
     epoll: Option<Epoll>,
     restart_timer: Option<TimerFd>,
     ctl: Option<crate::ctlsock::CtlSocket>,
@@ -242,6 +263,8 @@ const TOKEN_CTL_LISTEN: u64 = 4;
 const TOKEN_CTL_CONN: u64 = 2000;
 /// Notify sockets from here on (token - base = slot).
 const TOKEN_NOTIFY: u64 = 3000;
+/// `container.restart` carries `berth_rss_kib` every this many attempts.
+const RSS_EVERY: u32 = 50;
 /// How long SIGKILLed processes get to be reaped before the final steps.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -252,6 +275,7 @@ impl Pid1 {
             phase: Phase::Running,
             known: heapless::Vec::new(),
             slots: Vec::new(),
+            services: Vec::new(),
             epoll: None,
             restart_timer: None,
             ctl: None,
@@ -293,11 +317,16 @@ impl Pid1 {
 
     /// Read a container's output pipe and log each line as `container.log`.
     pub fn watch_output(&mut self, fd: std::os::fd::OwnedFd, name: &str) {
+        self.watch_output_as(fd, name, Kind::Container);
+    }
+
+    /// Read an output pipe and log each line as `<kind>.log`.
+    fn watch_output_as(&mut self, fd: std::os::fd::OwnedFd, name: &str, kind: Kind) {
         let mut n = heapless::String::new();
         for c in name.chars().take(32) {
             let _ = n.push(c);
         }
-        let out = Output { name: n, fd, buf: heapless::Vec::new() };
+        let out = Output { name: n, kind, fd, buf: heapless::Vec::new() };
         // Reuse a free slot: output streams come and go with restarts.
         let slot = match self.outputs.iter().position(Option::is_none) {
             Some(i) => i,
@@ -392,6 +421,8 @@ impl Pid1 {
     /// dependencies are ready; then re-arm the timer.
     fn tick(&mut self) {
         let now = crate::log::now();
+        // Host services first: at setup they start before any container.
+        self.tick_services(now);
         for i in 0..self.slots.len() {
             let Some(slot) = self.slots.get_mut(i) else { continue };
             let due = slot.life.due(now);
@@ -646,7 +677,12 @@ impl Pid1 {
             Decision::Restart { after_ms, attempt } => {
                 slot.state = SlotState::Waiting;
                 slot.due = Some(crate::log::now() + f64::from(after_ms) / 1e3);
-                Event::info("container.restart").kv("name", &slot.spec.name).kv("attempt", attempt).kv("after_ms", after_ms).emit();
+                let mut ev = Event::info("container.restart").kv("name", &slot.spec.name).kv("attempt", attempt).kv("after_ms", after_ms);
+                // berth's own memory, now and then: it must stay flat across restarts.
+                if attempt % RSS_EVERY == 0 {
+                    ev = ev.kv("berth_rss_kib", rss_kib());
+                }
+                ev.emit();
             }
             Decision::Stop => {
                 slot.state = SlotState::Stopped;
@@ -658,6 +694,7 @@ impl Pid1 {
                     .kv("name", &slot.spec.name)
                     .kv("short_runs", short_runs)
                     .kv("restarts", slot.restart.restarts)
+                    .kv("berth_rss_kib", rss_kib())
                     .emit();
                 let name = slot.spec.name.clone();
                 self.trial_failure(&name, crate::release::record::Cause::CrashLoop);
@@ -686,7 +723,12 @@ impl Pid1 {
         for i in to_stop {
             self.stop_container(i, "shutdown");
         }
-        if !self.host_signalled && self.slots.iter().all(|s| s.pid.is_none()) {
+        if self.host_signalled || self.slots.iter().any(|s| s.pid.is_some()) {
+            return;
+        }
+        // Containers down: the host services next, then everything else.
+        self.stop_services();
+        if self.services.iter().all(|s| s.pid.is_none()) {
             self.host_signalled = true;
             signal_all(Signal::SIGTERM);
         }
@@ -701,6 +743,7 @@ impl Pid1 {
             .flat_map(|s| [s.due, s.life.deadline()])
             .flatten()
             .chain(self.update_due)
+            .chain(self.services_deadline())
             .fold(f64::INFINITY, f64::min);
         if next.is_finite() {
             let wait = (next - crate::log::now()).max(0.001);
@@ -844,7 +887,7 @@ impl Pid1 {
         if n == 0 {
             // Writer gone: flush a partial line and stop watching.
             if !out.buf.is_empty() {
-                log_line(&out.name, &out.buf);
+                log_line(&out.name, out.kind, &out.buf);
             }
             if let Some(epoll) = &self.epoll {
                 let _ = epoll.delete(&out.fd);
@@ -856,10 +899,10 @@ impl Pid1 {
         }
         for &b in chunk.get(..n).unwrap_or(&[]) {
             if b == b'\n' {
-                log_line(&out.name, &out.buf);
+                log_line(&out.name, out.kind, &out.buf);
                 out.buf.clear();
             } else if out.buf.push(b).is_err() {
-                log_line(&out.name, &out.buf);
+                log_line(&out.name, out.kind, &out.buf);
                 out.buf.clear();
                 let _ = out.buf.push(b);
             }
@@ -976,12 +1019,15 @@ impl Pid1 {
                 .result(&r)
                 .emit();
         }
+        let exit = if how == "exit" { crate::restart::Exit::Code(code) } else { crate::restart::Exit::Signal(code) };
+        if self.service_exited(pid, exit) {
+            return;
+        }
         if let Some(i) = self.slots.iter().position(|s| s.pid == Some(pid)) {
             let ran_ms = self.slots.get(i).map(|s| ((crate::log::now() - s.started) * 1e3) as u64).unwrap_or(0);
             if let Some(s) = self.slots.get_mut(i) {
                 s.pid = None;
             }
-            let exit = if how == "exit" { crate::restart::Exit::Code(code) } else { crate::restart::Exit::Signal(code) };
             self.after_exit(i, exit, ran_ms);
         }
     }
@@ -1073,13 +1119,23 @@ pub fn set_container_kmsg(priority: u8) {
     CONTAINER_KMSG.store(priority.min(7), std::sync::atomic::Ordering::Relaxed);
 }
 
-fn log_line(name: &str, bytes: &[u8]) {
+fn log_line(name: &str, kind: Kind, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim_end_matches('\r');
     let t_ms = (crate::log::now() * 1e3) as u64;
-    crate::logstore::with(|s| s.push(name, t_ms, text));
+    let ev = match kind {
+        Kind::Container => {
+            crate::logstore::with(|s| s.push(name, t_ms, text));
+            "container.log"
+        }
+        Kind::Service => {
+            let stream = crate::logstore::service_stream(name);
+            crate::logstore::with(|s| s.push(&stream, t_ms, text));
+            "service.log"
+        }
+    };
     let kmsg = CONTAINER_KMSG.load(std::sync::atomic::Ordering::Relaxed);
-    Event::info("container.log").kv("name", name).kv("line", text).kmsg_priority(kmsg).emit();
+    Event::info(ev).kv("name", name).kv("line", text).kmsg_priority(kmsg).emit();
 }
 
 fn signal_all(sig: Signal) {

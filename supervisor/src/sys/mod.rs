@@ -7,6 +7,9 @@
 pub mod cgroup;
 pub mod container;
 pub mod landlock;
+pub mod net;
+
+pub use net::interface_up;
 
 use nix::errno::Errno;
 use std::ffi::CStr;
@@ -25,31 +28,6 @@ pub fn finit_module(fd: BorrowedFd<'_>, params: &CStr, flags: libc::c_uint) -> R
     } else {
         Ok(())
     }
-}
-
-/// Set IFF_UP on a network interface through `SIOCGIFFLAGS`/`SIOCSIFFLAGS`.
-pub fn interface_up(sock: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
-        return Err(Errno::EINVAL);
-    }
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { core::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: `sock` is an open socket and `req` is a valid, NUL-terminated
-    // ifreq that lives across the call; SIOCGIFFLAGS fills ifru_flags.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the kernel just wrote ifru_flags, the active member for these ioctls.
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    // SAFETY: as above; SIOCSIFFLAGS reads ifru_flags.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } < 0 {
-        return Err(Errno::last());
-    }
-    Ok(())
 }
 
 /// Make a command's child start with no signal blocked: PID 1 blocks every
