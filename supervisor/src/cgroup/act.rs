@@ -137,33 +137,29 @@ impl CgroupDir {
         Ok(())
     }
 
-    /// The memory counters: `memory.events` on v2, `memory.oom_control` of
-    /// the memory hierarchy on v1.
-    pub fn memory_events(&self) -> Result<MemoryEvents, CgroupError> {
-        let file = match self.version {
-            Version::V2 => self.path().map(|d| d.join("memory.events")),
+    /// A memory controller file: `v2` in the cgroup (v2), `v1` in the
+    /// cgroup of the memory hierarchy (v1).
+    fn memory_file(&self, v2: &str, v1: &str) -> Result<PathBuf, CgroupError> {
+        match self.version {
+            Version::V2 => self.path().map(|d| d.join(v2)),
             Version::V1 => self
                 .dirs
                 .iter()
                 .find(|d| d.parent().and_then(Path::parent).is_some_and(|h| h.ends_with("memory")))
-                .map(|d| d.join("memory.oom_control")),
+                .map(|d| d.join(v1)),
         }
-        .ok_or_else(|| err(Path::new("memory"), "find", "the cgroup has no memory hierarchy"))?;
+        .ok_or_else(|| err(Path::new("memory"), "find", "the cgroup has no memory hierarchy"))
+    }
+
+    /// The memory counters: `memory.events` on v2, `memory.oom_control` on v1.
+    pub fn memory_events(&self) -> Result<MemoryEvents, CgroupError> {
+        let file = self.memory_file("memory.events", "memory.oom_control")?;
         MemoryEvents::parse(&read(&file)?).map_err(|e| err(&file, "parse", e))
     }
 
-    /// Bytes of memory in use: `memory.current` (v2) or
-    /// `memory.usage_in_bytes` of the memory hierarchy (v1).
+    /// Bytes of memory in use: `memory.current` (v2), `memory.usage_in_bytes` (v1).
     pub fn memory_current(&self) -> Result<u64, CgroupError> {
-        let file = match self.version {
-            Version::V2 => self.path().map(|d| d.join("memory.current")),
-            Version::V1 => self
-                .dirs
-                .iter()
-                .find(|d| d.parent().and_then(Path::parent).is_some_and(|h| h.ends_with("memory")))
-                .map(|d| d.join("memory.usage_in_bytes")),
-        }
-        .ok_or_else(|| err(Path::new("memory"), "find", "the cgroup has no memory hierarchy"))?;
+        let file = self.memory_file("memory.current", "memory.usage_in_bytes")?;
         read(&file)?.trim().parse().map_err(|_| err(&file, "parse", "not a number"))
     }
 }
