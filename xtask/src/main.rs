@@ -1,6 +1,7 @@
 //! `cargo xtask`: build, boot and test berth. Installs what is missing itself.
 
 mod artifacts;
+mod bench;
 mod cpio;
 mod fuzz;
 mod image;
@@ -35,6 +36,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   image PATH --out FILE         build a container image (squashfs + dm-verity tree) from a
                                 directory, or from a single static binary
   inspect IMAGE [--salt HEX]    verify an image's hash tree and print its hash, root and size
+  bench [--quick] [--part N]... measure start latency (against crun, runc and the kernel's
+                                floor), scaling, boot to ready and footprint; writes
+                                target/bench/report.md, report.json, boot-aarch64.svg
 architectures: aarch64, armv7, x86_64";
 
 pub fn say(msg: &str) {
@@ -106,6 +110,17 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
+    let root = workspace_root();
+    if cmd == "bench" {
+        let r = bench::parse(&argv[1..]).and_then(|o| bench::run(&root, &o));
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask: error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match parse(&argv[1..]) {
         Ok(a) => a,
         Err(e) => {
@@ -113,7 +128,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let root = workspace_root();
     let r = match cmd.as_str() {
         "build" => build(&root, &args),
         "run" => run(&root, &args),
@@ -432,7 +446,7 @@ impl Launch for Launcher {
         std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
         let data = runs.join(format!("{}-{n}.img", spec.name));
         artifacts::fresh_data(art, &data)?;
-        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline: format!("berth.test={}", spec.mode) };
+        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline: format!("berth.test={}", spec.mode), kvm: false };
         let (prog, args) = artifacts::qemu_args(art, &data, &opts);
         let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
         m.log_to(runs.join(format!("{}-{n}.console.log", spec.name)))?;
