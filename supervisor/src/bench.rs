@@ -15,8 +15,8 @@
 //!
 //! | command | does | answer |
 //! |---|---|---|
-//! | `start` | start `/bin/true`, wait for its exit, remove its cgroup | `BENCH ok us=<micros>` |
-//! | `scale N` | start N containers running `/bin/pause` one after another (as the loop does) | `BENCH ok us=<until the last one exec'd>` |
+//! | `start` | start `/bin/true`, wait for its exit, remove its cgroup | `BENCH ok us=<all> exec_us=<until it exec'd>` |
+//! | `scale N` | start N containers running `/bin/pause` one after another (as the loop does) | `BENCH ok us=<until the last one exec'd> exec_us=<the same>` |
 //!
 //! After `scale` the containers are killed and reaped before the answer.
 //! A failure answers `BENCH error <text>`; end of input ends the program.
@@ -105,11 +105,13 @@ fn finish(l: Launched) -> Result<(), String> {
     crate::cgroup::act::kill_and_remove(cgroup).map_err(|e| e.to_string())
 }
 
-fn start(s: &Spec, o: &Opts) -> Result<u128, String> {
+/// Start, wait, tear down: the whole time and the part until the exec.
+fn start(s: &Spec, o: &Opts) -> Result<(u128, u128), String> {
     let t0 = Instant::now();
     let l = containers::launch_in(s, &o.mount, &o.group).map_err(|(step, e)| format!("{step}: {e}"))?;
+    let exec = t0.elapsed().as_micros();
     finish(l)?;
-    Ok(t0.elapsed().as_micros())
+    Ok((t0.elapsed().as_micros(), exec))
 }
 
 fn scale(specs: &[Spec], n: usize, o: &Opts) -> Result<u128, String> {
@@ -134,9 +136,9 @@ fn scale(specs: &[Spec], n: usize, o: &Opts) -> Result<u128, String> {
     failed.map_or(Ok(us), Err)
 }
 
-fn answer(out: &mut impl Write, r: Result<u128, String>) -> std::io::Result<()> {
+fn answer(out: &mut impl Write, r: Result<(u128, u128), String>) -> std::io::Result<()> {
     match r {
-        Ok(us) => writeln!(out, "BENCH ok us={us}")?,
+        Ok((us, exec)) => writeln!(out, "BENCH ok us={us} exec_us={exec}")?,
         Err(e) => writeln!(out, "BENCH error {}", e.replace('\n', " "))?,
     }
     out.flush()
@@ -164,7 +166,7 @@ pub fn serve(args: &[String]) -> Result<(), String> {
         let r = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["start"] => start(&one, &o),
             ["scale", n] => match n.parse::<usize>() {
-                Ok(n) if (1..=SCALE_MAX).contains(&n) => scale(&many, n, &o),
+                Ok(n) if (1..=SCALE_MAX).contains(&n) => scale(&many, n, &o).map(|us| (us, us)),
                 _ => Err(format!("scale: `{n}` is not 1..={SCALE_MAX}")),
             },
             _ => Err(format!("unknown command `{line}`")),

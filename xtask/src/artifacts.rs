@@ -275,15 +275,14 @@ pub struct BootOpts {
     pub agent: bool,
     /// Extra kernel command line.
     pub cmdline: String,
-    /// Run under KVM with the host's CPU (x86_64 boards on an x86_64 host).
+    /// Run under KVM (x86_64 boards on an x86_64 host), with the board's CPU model.
     pub kvm: bool,
 }
 
 /// The QEMU command line for a board's artifacts and a data image.
 pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<String>) {
     let q = &a.board.qemu;
-    let cpu = if opts.kvm { "host".to_string() } else { q.cpu.to_string() };
-    let mut args: Vec<String> = vec!["-M".into(), q.machine.to_string(), "-cpu".into(), cpu];
+    let mut args: Vec<String> = vec!["-M".into(), q.machine.to_string(), "-cpu".into(), q.cpu.to_string()];
     if opts.kvm {
         args.extend(["-accel".into(), "kvm".into()]);
     }

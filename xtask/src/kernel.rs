@@ -758,7 +758,7 @@ mod tests {
         elf.extend_from_slice(modinfo);
         let shstr_off = elf.len();
         elf.extend_from_slice(shstr);
-        while elf.len() % 8 != 0 {
+        while !elf.len().is_multiple_of(8) {
             elf.push(0);
         }
         let shoff = elf.len();

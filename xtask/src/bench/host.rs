@@ -24,6 +24,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
+/// Pause before each start (namespace and cgroup teardown of the previous
+/// run is partly deferred in the kernel).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Containers per scaling step.
 pub const SCALE: [usize; 4] = [1, 8, 32, 64];
 
@@ -160,8 +164,9 @@ impl Server {
         Ok(Server { child, stdin, out })
     }
 
-    /// Send one request; returns the program's own time in microseconds.
-    fn request(&mut self, line: &str) -> Result<u64, String> {
+    /// Send one request; returns the program's own times in microseconds
+    /// (`us=`, and `exec_us=` when given).
+    fn request(&mut self, line: &str) -> Result<(u64, Option<u64>), String> {
         let stdin = self.stdin.as_mut().ok_or("closed")?;
         writeln!(stdin, "{line}").and_then(|()| stdin.flush()).map_err(|e| format!("request `{line}`: {e}"))?;
         let mut buf = String::new();
@@ -171,8 +176,9 @@ impl Server {
                 return Err(format!("request `{line}`: the program ended"));
             }
             if let Some(rest) = buf.trim_end().strip_prefix("BENCH ") {
-                return match rest.strip_prefix("ok us=").map(str::parse) {
-                    Some(Ok(us)) => Ok(us),
+                let field = |k: &str| rest.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse::<u64>().ok());
+                return match (rest.starts_with("ok "), field("us=")) {
+                    (true, Some(us)) => Ok((us, field("exec_us="))),
                     _ => Err(format!("request `{line}`: {rest}")),
                 };
             }
@@ -193,12 +199,14 @@ enum Runner {
 }
 
 impl Runner {
-    /// One start of `true` to its exit, in milliseconds on the driver's clock.
-    fn start(&mut self) -> Result<f64, String> {
+    /// One start of `true` to its exit, in milliseconds on the driver's
+    /// clock, and the program's own time until the exec when it says.
+    fn start(&mut self) -> Result<(f64, Option<f64>), String> {
         let t0 = Instant::now();
+        let mut exec = None;
         match self {
             Runner::Server(s) => {
-                s.request("start")?;
+                exec = s.request("start")?.1.map(|us| us as f64 / 1e3);
             }
             Runner::Cli { program, bundle, count } => {
                 *count += 1;
@@ -218,7 +226,7 @@ impl Runner {
                 }
             }
         }
-        Ok(t0.elapsed().as_secs_f64() * 1e3)
+        Ok((t0.elapsed().as_secs_f64() * 1e3, exec))
     }
 }
 
@@ -266,15 +274,20 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
 
     crate::say(&format!("start latency: {} warm-up and {} measured rounds of berth, crun, runc, floor", plan.warmup, plan.rounds));
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runners.len()];
-    let (mut vs_crun, mut vs_floor) = (Vec::new(), Vec::new());
+    let (mut vs_crun, mut vs_floor, mut berth_exec) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..plan.warmup + plan.rounds {
         let mut this = [0.0; 4];
         for k in 0..runners.len() {
             let i = (round + k) % runners.len();
+            // Let the previous run's deferred kernel work settle first.
+            std::thread::sleep(SETTLE);
             let r = runners.get_mut(i).ok_or("runner")?;
-            let ms = r.start().map_err(|e| format!("{}: {e}", NAMES.get(i).unwrap_or(&"?")))?;
+            let (ms, exec) = r.start().map_err(|e| format!("{}: {e}", NAMES.get(i).unwrap_or(&"?")))?;
             if let Some(slot) = this.get_mut(i) {
                 *slot = ms;
+            }
+            if let (0, Some(x), true) = (i, exec, round >= plan.warmup) {
+                berth_exec.push(x);
             }
         }
         if round >= plan.warmup {
@@ -293,6 +306,12 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
     for (name, t) in NAMES.iter().zip(&times) {
         report.set(Field::from_stats(&format!("start_ms_{name}"), "ms", Stats::of(t), &note));
     }
+    report.set(Field::from_stats(
+        "start_ms_berth_to_exec",
+        "ms",
+        Stats::of(&berth_exec),
+        "berth's own clock: launch until the program exec'd (cgroup, host preparation, spawn); the rest of start_ms_berth is the wait for the exit and the teardown",
+    ));
     report.set(Field::from_stats("start_ratio_berth_vs_crun", "x", Stats::of(&vs_crun), "per-round ratio, same rounds"));
     report.set(Field::from_stats("start_ratio_berth_vs_floor", "x", Stats::of(&vs_floor), "per-round ratio, same rounds"));
     drop(runners);
@@ -312,7 +331,7 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
             let i = (round + k) % SCALE.len();
             let n = SCALE.get(i).copied().unwrap_or(1);
             // berth's own clock: the request also kills and reaps them.
-            let ms = berth.request(&format!("scale {n}"))? as f64 / 1e3;
+            let ms = berth.request(&format!("scale {n}"))?.0 as f64 / 1e3;
             if round >= plan.warmup {
                 if let Some(p) = per.get_mut(i) {
                     p.push(ms / n as f64);

@@ -218,7 +218,7 @@ impl Report {
                 opt(f.min),
                 opt(f.max),
                 f.runs,
-                f.note.replace('|', "/")
+                f.note.replace('|', "/").replace('\n', " ")
             ));
         }
         out
@@ -337,7 +337,7 @@ pub fn run(root: &Path, o: &Opts) -> Result<(), String> {
     }
     if has(4) {
         let restarts = if o.quick { 200 } else { 10_000 };
-        if let Err(e) = footprint::run(root, restarts, &mut report, &mut notes) {
+        if let Err(e) = footprint::run(root, restarts, !o.quick, &mut report, &mut notes) {
             notes.push(format!("part 4 (footprint): {e}"));
             report.part_failed(4, &e);
             failed.push(e);

@@ -58,6 +58,10 @@ pub fn timeline(t: &Timeline) -> String {
     for (i, (name, from, to)) in t.stages.iter().enumerate() {
         let c = STAGE_COLOURS.get(i % STAGE_COLOURS.len()).unwrap_or(&"#999999");
         bar(&mut s, 1, *from, *to, c, &format!("{name}: {from:.0} to {to:.0} ms"));
+        // Named in place when it is wide enough.
+        if x(*to) - x(*from) > 6.5 * name.len() as f64 + 4.0 {
+            let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" font-size="10">{}</text>"#, x(*from) + 2.0, TOP + ROW + 15.0, esc(name));
+        }
     }
     for (i, b) in t.bars.iter().enumerate() {
         let row = 2 + i;
