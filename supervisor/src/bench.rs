@@ -175,3 +175,39 @@ pub fn serve(args: &[String]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(extra: &[&str]) -> Result<Opts, String> {
+        let mut a: Vec<String> = ["--root", "/tmp/r", "--board", "b.toml", "--cgroup", "v1"].iter().map(|s| s.to_string()).collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        parse(&a)
+    }
+
+    #[test]
+    fn options_need_root_board_and_mode() {
+        let o = opts(&[]).unwrap();
+        assert_eq!((o.root.as_str(), o.mode, o.group.as_str()), ("/tmp/r", CgroupMode::V1, "berth-bench"));
+        assert_eq!(opts(&["--group", "g"]).unwrap().group, "g");
+        assert!(opts(&["--cgroup", "v3"]).is_err());
+        assert!(parse(&["--root".into(), "/r".into()]).is_err());
+    }
+
+    #[test]
+    fn bench_containers_are_planned_like_any_other() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../board-configs/qemu-x86_64.toml")).unwrap();
+        let mut board = Board::from_toml(&text).unwrap();
+        board.cgroup = CgroupMode::V1;
+        let o = opts(&[]).unwrap();
+        let s = spec(&board, 3, "bench-3", "/bin/pause", &o).unwrap();
+        assert_eq!(s.name.as_str(), "bench-3");
+        assert!(!s.plan.namespaces.own_net(), "the host's network, as the compared runtimes");
+        assert_eq!(s.plan.ids.outside_base, 100_000 + 3 * 65_536);
+        assert!(!s.filter.is_empty(), "seccomp filter compiled");
+        assert_eq!(s.cgroup, CgroupMode::V1);
+        assert_eq!(s.limits, crate::cgroup::limits::Limits::from_resources(None));
+        assert!(manifest("Bad_Name", "/bin/true").is_err());
+    }
+}

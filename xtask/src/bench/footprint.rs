@@ -116,7 +116,7 @@ fn count(mut m: Machine, kvm: bool, restarts: usize, report: &mut Report, notes:
     report.set(Field::single("restarts_done", "count", done as f64, "restarts counted between the two readings"));
     report.set(Field::single("restarts_seconds", "s", secs, &format!("{how}; {:.1} ms per restart, 10 ms of it the backoff", secs * 1e3 / done.max(1) as f64)));
     notes.push(format!(
-        "part 4: {done} restarts in {secs:.0} s ({how}); the crash-loop limit marked crasher failed {failed} times and the agent started it again"
+        "part 4: {done} restarts in {secs:.0} s ({how}); the crash-loop limit marked crasher failed {failed} times (the agent starts it again each time)"
     ));
     Ok(())
 }

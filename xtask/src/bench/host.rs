@@ -96,6 +96,12 @@ fn hide_hybrid_v2() -> Result<Option<String>, String> {
     )))
 }
 
+/// The first three fields of `/proc/loadavg`.
+fn loadavg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 /// A minimal static x86_64 ELF executable: one loadable segment holding
 /// the ELF header, the program header and `code`, entered at `code`.
 pub fn elf_x86_64(code: &[u8]) -> Vec<u8> {
@@ -273,6 +279,7 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
     runners.push(Runner::Server(Server::spawn(Command::new(&floor_bin).args(["--root", &rootfs_s]))?));
 
     crate::say(&format!("start latency: {} warm-up and {} measured rounds of berth, crun, runc, floor", plan.warmup, plan.rounds));
+    let load_before = loadavg();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runners.len()];
     let (mut vs_crun, mut vs_floor, mut berth_exec) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..plan.warmup + plan.rounds {
@@ -303,6 +310,11 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
         if mode == CgroupMode::V2 { "v2" } else { "v1" }
     );
     notes.extend(hidden);
+    notes.push(format!(
+        "parts 1-2: load average (1, 5, 15 min) {load_before} before the start rounds and {} after them, on {} CPUs: a shared machine",
+        loadavg(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
     for (name, t) in NAMES.iter().zip(&times) {
         report.set(Field::from_stats(&format!("start_ms_{name}"), "ms", Stats::of(t), &note));
     }
@@ -312,6 +324,25 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
         Stats::of(&berth_exec),
         "berth's own clock: launch until the program exec'd (cgroup, host preparation, spawn); the rest of start_ms_berth is the wait for the exit and the teardown",
     ));
+    // The same two again, back to back without the pause: shows what a start
+    // costs when the kernel's per-migration RCU state is still warm (see README).
+    let mut b2b: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    for _ in 0..plan.rounds.div_ceil(4) {
+        for (k, i) in [0usize, 3].into_iter().enumerate() {
+            let (ms, _) = runners.get_mut(i).ok_or("runner")?.start()?;
+            if let Some(v) = b2b.get_mut(k) {
+                v.push(ms);
+            }
+        }
+    }
+    for (name, v) in ["berth", "floor"].iter().zip(&b2b) {
+        report.set(Field::from_stats(
+            &format!("start_ms_{name}_back_to_back"),
+            "ms",
+            Stats::of(v),
+            "berth and the floor alternating with no pause and no crun/runc in between",
+        ));
+    }
     report.set(Field::from_stats("start_ratio_berth_vs_crun", "x", Stats::of(&vs_crun), "per-round ratio, same rounds"));
     report.set(Field::from_stats("start_ratio_berth_vs_floor", "x", Stats::of(&vs_floor), "per-round ratio, same rounds"));
     drop(runners);

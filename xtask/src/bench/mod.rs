@@ -202,7 +202,7 @@ impl Report {
             ("RSS under 2 MiB steady", g("rss_kib_steady").map(|k| k < 2048.0), show(g("rss_kib_steady"), "KiB")),
             ("no RSS growth after 10,000 restarts", growth.map(|d| d <= 0.0).filter(|_| g("restarts_done").is_some_and(|n| n >= 10_000.0)), {
                 let n = g("restarts_done").map_or("?".into(), fmt_value);
-                format!("{} after {n} restarts", show(growth, "KiB"))
+                format!("{} more after {n} restarts", show(growth, "KiB"))
             }),
         ]
     }
