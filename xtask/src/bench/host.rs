@@ -91,7 +91,7 @@ fn hide_hybrid_v2() -> Result<Option<String>, String> {
         }
     }
     Ok(Some(format!(
-        "the host's cgroups are hybrid with controllers ({}) in {UNIFIED}, which crun refuses;          all four ran in a private mount namespace without it (v1 hierarchies only)",
+        "the host's cgroups are hybrid with controllers ({}) in {UNIFIED}, which crun refuses; all four ran in a private mount namespace without it (v1 hierarchies only)",
         controllers.trim()
     )))
 }
