@@ -329,6 +329,8 @@ pub enum AgentLine {
     Action(String),
     /// `AGENT done`
     Done,
+    /// `AGENT measure=<name> value=<integer>` (benchmark readings)
+    Measure { name: String, value: u64 },
 }
 
 const AGENT_MARKER: &str = "AGENT ";
@@ -376,12 +378,28 @@ fn parse_agent_body(body: &str) -> Option<AgentLine> {
         };
         return Some(AgentLine::Check { name, passed, detail: get("detail").unwrap_or_default() });
     }
+    if let (Some(name), Some(value)) = (get("measure"), get("value")) {
+        return Some(AgentLine::Measure { name, value: value.parse().ok()? });
+    }
     if fields.len() == 1 {
         if let Some(a) = get("action") {
             return Some(AgentLine::Action(a));
         }
     }
     None
+}
+
+#[cfg(test)]
+mod measure_tests {
+    use super::*;
+
+    #[test]
+    fn measures_parse_and_bad_values_do_not() {
+        let want = AgentLine::Measure { name: "rss_kib".into(), value: 812 };
+        assert_eq!(parse_agent_line("AGENT measure=rss_kib value=812"), Some(want));
+        assert_eq!(parse_agent_line("AGENT measure=rss_kib value=-3"), None);
+        assert_eq!(parse_agent_line("AGENT measure=rss_kib value=x"), None);
+    }
 }
 
 #[cfg(test)]

@@ -212,6 +212,15 @@ impl Machine {
         Ok(self.lines[from..upto].iter().filter_map(|l| parse_agent_line(l)).collect())
     }
 
+    /// Wait for the agent's next `AGENT measure=<name> value=N` after the
+    /// cursor and return N.
+    pub fn expect_agent_measure(&mut self, name: &str, timeout: Duration) -> Result<u64, String> {
+        self.wait_for(&format!("the test agent's measure `{name}`"), timeout, |line, _| match parse_agent_line(line) {
+            Some(AgentLine::Measure { name: n, value }) if n == name => Some(value),
+            _ => None,
+        })
+    }
+
     /// Like [`Machine::expect_agent_done`], and fail unless every check passed
     /// (the error lists the failed checks and the console tail).
     pub fn expect_agent_pass(&mut self, timeout: Duration) -> Result<Vec<AgentLine>, String> {

@@ -119,14 +119,14 @@ impl Spec {
 }
 
 /// The layers every container of the release gets, decided once.
-struct Layers {
+pub struct Layers {
     landlock: Option<Ruleset>,
     apparmor: Option<(crate::board::Name, ExecAttr)>,
 }
 
 /// Probe Landlock and load AppArmor for the board; `Err` when a layer the
 /// board requires cannot be had (logged here: which, and why).
-fn layers(board: &Board) -> Result<Layers, (&'static str, String)> {
+pub fn layers(board: &Board) -> Result<Layers, (&'static str, String)> {
     let mode = board.landlock.name();
     let probe = crate::sys::landlock::abi_version();
     let landlock = match landlock::decide(board.landlock, probe) {
@@ -238,7 +238,13 @@ fn prepare_one(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, lay
     if !crate::mount::is_mountpoint(&rootfs) {
         return Err(("image", format!("image {rootfs} is not mounted")));
     }
-    let plan = Box::new(plan(m, board, index, &rootfs).map_err(|e| ("plan", e.to_string()))?);
+    spec(m, board, index, arch, &rootfs, layers)
+}
+
+/// The spec of container `index` whose root filesystem is at `rootfs`: its
+/// plan, seccomp filter, device rules, limits and restart policy.
+pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs: &str, layers: &Layers) -> Result<Spec, (&'static str, String)> {
+    let plan = Box::new(plan(m, board, index, rootfs).map_err(|e| ("plan", e.to_string()))?);
     let program = seccomp::compile(&seccomp::Policy::from_manifest(m), arch).map_err(|e| ("seccomp", e.to_string()))?;
     let rules = crate::cgroup::rules(&plan.nodes);
     let mut name = heapless::String::new();
@@ -290,8 +296,14 @@ fn prepare_one(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, lay
 
 /// Start one container from its spec.
 pub fn launch(s: &Spec) -> Result<Launched, (&'static str, String)> {
+    launch_in(s, std::path::Path::new(CGROUP_MOUNT), crate::cgroup::act::SUBTREE)
+}
+
+/// [`launch`] with the container's cgroup in the subtree `group` of the
+/// hierarchy mounted at `mount`.
+pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launched, (&'static str, String)> {
     prepare::prepare(&s.plan).map_err(|e| ("prepare", e.to_string()))?;
-    let cg = crate::cgroup::act::create(s.cgroup, std::path::Path::new(CGROUP_MOUNT), &s.name, &s.limits, &s.rules)
+    let cg = crate::cgroup::act::create_in(s.cgroup, mount, group, &s.name, &s.limits, &s.rules)
         .map_err(|e| ("cgroup", e.to_string()))?;
     let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe"))?;

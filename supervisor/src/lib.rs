@@ -4,6 +4,8 @@
 //! modules (`board`, `mount` plans, `supervise::action_for`) decide; the thin
 //! `sys` seam and `nix` act.
 
+#[cfg(feature = "host")]
+pub mod bench;
 pub mod board;
 pub mod apparmor;
 pub mod boot;

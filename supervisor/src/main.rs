@@ -211,6 +211,14 @@ fn cli(args: &[String]) -> ExitCode {
         Some("check-board") => check_board(args.get(1..).unwrap_or_default()),
         #[cfg(feature = "host")]
         Some("verify") => verify(args.get(1..).unwrap_or_default()),
+        #[cfg(feature = "host")]
+        Some("bench-start") => match berth::bench::serve(args.get(1..).unwrap_or_default()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: bench-start: {e}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)

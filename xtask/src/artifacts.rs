@@ -354,12 +354,17 @@ pub struct BootOpts {
     pub agent: bool,
     /// Extra kernel command line.
     pub cmdline: String,
+    /// Run under KVM (x86_64 boards on an x86_64 host), with the board's CPU model.
+    pub kvm: bool,
 }
 
 /// The QEMU command line for a board's artifacts and a data image.
 pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<String>) {
     let q = &a.board.qemu;
     let mut args: Vec<String> = vec!["-M".into(), q.machine.to_string(), "-cpu".into(), q.cpu.to_string()];
+    if opts.kvm {
+        args.extend(["-accel".into(), "kvm".into()]);
+    }
     args.extend(["-m".into(), q.memory_mib.to_string(), "-smp".into(), "1".into()]);
     if opts.interactive {
         args.push("-nographic".into());

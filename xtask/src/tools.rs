@@ -132,6 +132,34 @@ pub fn ensure_host_tools(root: &Path, rust_targets: &[&str], with_qemu: bool) ->
     Ok(())
 }
 
+/// Make sure the Debian packages `names` are installed (from the release's
+/// own suite), installing the missing ones with apt-get.
+pub fn ensure_packages(names: &[&str]) -> Result<(), String> {
+    let installed = installed_packages(names)?;
+    let missing: Vec<&str> = names.iter().copied().filter(|p| !installed.contains(*p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !have_command("apt-get") {
+        return Err(format!("missing Debian packages ({}) and apt-get is not available to install them", missing.join(" ")));
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend_from_slice(&missing);
+    if run_apt(&args).is_err() {
+        // A stale package index: refresh it once and try again.
+        run_apt(&["update"])?;
+        run_apt(&args)?;
+    }
+    let now = installed_packages(names)?;
+    let still: Vec<&str> = names.iter().copied().filter(|p| !now.contains(*p)).collect();
+    if still.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("Debian packages still not installed after apt-get install: {}", still.join(" ")))
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Rust targets
 

@@ -17,7 +17,8 @@
 //! `reboot` (SIGINT to PID 1), `reboot-once` (reboot the first time,
 //! remembered by `/data/.agent-rebooted`, power off the next). Actions are
 //! announced as `AGENT action=<x>`; `AGENT done` comes before the signal.
-//! Then it waits for berth's shutdown SIGTERM and exits 0.
+//! Then it waits for berth's shutdown SIGTERM and exits 0. Mode `bench`
+//! skips the checks: see [`bench`].
 //!
 //! Static, std + libc only; it must never panic on anything the guest can do.
 
@@ -38,6 +39,9 @@ const ORPHAN_WAIT: Duration = Duration::from_secs(5);
 
 fn main() {
     install_sigterm_exit();
+    if fs::read_to_string("/proc/cmdline").is_ok_and(|c| parse_mode(&c) == "bench") {
+        bench();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         // Host service modes (test boards only): exit at once with a code,
@@ -150,6 +154,35 @@ fn main() {
             libc::pause();
         }
     }
+}
+
+/// Mode `bench` (for `cargo xtask bench`, no checks): every second, PID 1's
+/// resident memory as `AGENT measure=rss_kib value=N`, and `berthctl start`
+/// for every container the crash-loop limit marked failed, so a crash loop
+/// goes on for as many restarts as the benchmark wants. Ends on SIGTERM.
+fn bench() -> ! {
+    loop {
+        match pid1_rss_kib() {
+            Some(kib) => say(&format!("AGENT measure=rss_kib value={kib}")),
+            None => report("rss", false, "no VmRSS in /proc/1/status"),
+        }
+        let status = std::process::Command::new("/sbin/berthctl").arg("status").output();
+        let text = status.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let mut cols = line.split_whitespace();
+            if let (Some(name), Some("failed")) = (cols.next(), cols.next()) {
+                let _ = std::process::Command::new("/sbin/berthctl").args(["start", name]).output();
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `VmRSS` of PID 1 in KiB.
+fn pid1_rss_kib() -> Option<u64> {
+    let text = fs::read_to_string("/proc/1/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Print one whole line on the console; errors are ignored (there is

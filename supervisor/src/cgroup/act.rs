@@ -99,9 +99,22 @@ pub fn create(
     limits: &Limits,
     rules: &[DeviceRule],
 ) -> Result<CgroupDir, CgroupError> {
+    create_in(mode, mount, SUBTREE, name, limits, rules)
+}
+
+/// [`create`] in the subtree `group` instead of berth's own (the start
+/// benchmark keeps its cgroups apart from a supervisor's).
+pub fn create_in(
+    mode: CgroupMode,
+    mount: &Path,
+    group: &str,
+    name: &str,
+    limits: &Limits,
+    rules: &[DeviceRule],
+) -> Result<CgroupDir, CgroupError> {
     match mode {
-        CgroupMode::V2 => create_v2(&mount.join(SUBTREE), name, limits, rules),
-        CgroupMode::V1 => create_v1(mount, SUBTREE, name, limits, rules),
+        CgroupMode::V2 => create_v2(&mount.join(group), name, limits, rules),
+        CgroupMode::V1 => create_v1(mount, group, name, limits, rules),
     }
 }
 
