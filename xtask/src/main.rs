@@ -9,6 +9,7 @@ mod kernel;
 mod release;
 mod tools;
 mod trial;
+mod updates;
 mod verity;
 
 use artifacts::{Artifacts, BootOpts, ReleaseData, Variant};
@@ -524,6 +525,15 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
             "release-trial-rollback",
             Variant { suffix: "-trial-rollback".into(), release: ReleaseData::InterruptedTrial, ..Default::default() },
         ),
+        (
+            "update",
+            Variant {
+                suffix: "-update".into(),
+                manifests: Some(root.join("qemu-tests/manifests/update/v1")),
+                updates: Some(root.join("qemu-tests/manifests/update")),
+                ..Default::default()
+            },
+        ),
     ]
 }
 
@@ -547,6 +557,10 @@ impl Launch for Launcher {
         self.release.clone()
     }
 
+    fn updates(&self) -> Result<qemu_tests::updates::UpdateInfo, String> {
+        self.builds.iter().find_map(|(_, a)| a.updates.clone()).ok_or_else(|| "no build carries the update bundles".into())
+    }
+
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String> {
         let (_, art) = self
             .builds
@@ -556,12 +570,24 @@ impl Launch for Launcher {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let runs = art.dir.join("runs");
         std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
-        let data = runs.join(format!("{}-{n}.img", spec.name));
-        artifacts::fresh_data(art, &data)?;
-        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline: format!("berth.test={}", spec.mode) };
+        let data = match &spec.data {
+            Some(d) => d.clone(),
+            None => {
+                let d = runs.join(format!("{}-{n}.img", spec.name));
+                artifacts::fresh_data(art, &d)?;
+                d
+            }
+        };
+        let mut cmdline = format!("berth.test={}", spec.mode);
+        if !spec.cmdline.is_empty() {
+            cmdline.push(' ');
+            cmdline.push_str(&spec.cmdline);
+        }
+        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline };
         let (prog, args) = artifacts::qemu_args(art, &data, &opts);
         let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
         m.log_to(runs.join(format!("{}-{n}.console.log", spec.name)))?;
+        m.set_data_image(data);
         Ok(m)
     }
 }
