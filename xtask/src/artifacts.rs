@@ -245,7 +245,8 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     let updates = match &variant.updates {
         Some(src) => {
             let test = data_root.join("test");
-            Some(crate::updates::build(root, &board, src, &dir.join("updates"), &compiled, &signed_release, &key, &key_dir, &test)?)
+            let installed = crate::updates::Installed { release: &compiled, signed: &signed_release, key: &key, key_dir: &key_dir };
+            Some(crate::updates::build(root, &board, src, &dir.join("updates"), &installed, &test)?)
         }
         None => None,
     };

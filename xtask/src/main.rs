@@ -7,6 +7,7 @@ mod fuzz;
 mod image;
 mod kernel;
 mod release;
+mod soak;
 mod tools;
 mod trial;
 mod updates;
@@ -42,6 +43,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   image PATH --out FILE         build a container image (squashfs + dm-verity tree) from a
                                 directory, or from a single static binary
   inspect IMAGE [--salt HEX]    verify an image's hash tree and print its hash, root and size
+  soak-power-cut [--arch A] [--count N] [--seed S]
+                                cut the power N times (default 200) at random points of an
+                                update under QEMU (default x86_64); each next boot must run
+                                one whole, verified release
 architectures: aarch64, armv7, x86_64";
 
 pub fn say(msg: &str) {
@@ -81,6 +86,8 @@ struct Args {
     timeout: Option<u64>,
     version: Option<u64>,
     against: Option<PathBuf>,
+    count: Option<u64>,
+    seed: Option<u64>,
     rest: Vec<String>,
 }
 
@@ -95,6 +102,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
         timeout: None,
         version: None,
         against: None,
+        count: None,
+        seed: None,
         rest: Vec::new(),
     };
     let mut it = args.iter();
@@ -117,6 +126,14 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 a.version = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--version: `{v}` is not a positive number"))?);
             }
             "--only-new-against" => a.against = Some(PathBuf::from(it.next().ok_or("--only-new-against needs a release file")?)),
+            "--count" => {
+                let v = it.next().ok_or("--count needs a number")?;
+                a.count = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--count: `{v}` is not a positive number"))?);
+            }
+            "--seed" => {
+                let v = it.next().ok_or("--seed needs a number")?;
+                a.seed = Some(v.parse().map_err(|_| format!("--seed: `{v}` is not a number"))?);
+            }
             "--salt" => a.salt = Some(it.next().ok_or("--salt needs 64 hex digits")?.clone()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             s => a.rest.push(s.to_string()),
@@ -153,6 +170,7 @@ fn main() -> ExitCode {
         "release" => make_release(&root, &args),
         "bundle" => make_bundle(&root, &args),
         "inspect" => inspect_image(&args),
+        "soak-power-cut" => soak_power_cut(&root, &args),
         _ => Err(format!("unknown command `{cmd}`\n{USAGE}")),
     };
     match r {
@@ -463,6 +481,16 @@ fn run_trial(root: &Path, board: &Path, dir: &Path, seconds: u64) -> Result<(), 
     let (prog, args) = artifacts::qemu_args(&art, &data, &BootOpts::default());
     say(&format!("booting {} with {} containers for up to {seconds} s", art.board.name, art.release.containers.len()));
     trial::judge(&art, &prog, &args, std::time::Duration::from_secs(seconds))
+}
+
+fn soak_power_cut(root: &Path, a: &Args) -> Result<(), String> {
+    let arch = match a.arches.as_slice() {
+        [] => Arch::X86_64,
+        [one] => *one,
+        _ => return Err("soak-power-cut takes one --arch".into()),
+    };
+    tools::ensure_host_tools(root, &targets(&[arch]), true)?;
+    soak::run(root, arch, a.count, a.seed)
 }
 
 /// Boots for the scenarios of one architecture: the board as shipped and its

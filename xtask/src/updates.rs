@@ -26,19 +26,21 @@ const DEVICE_DIR: &str = "/data/test";
 /// What the too-big bundle announces (the data partition is 64 MiB).
 const TOO_BIG: u64 = 128 << 20;
 
+/// The release installed on the data partition, and the keys.
+pub struct Installed<'a> {
+    pub release: &'a Compiled,
+    pub signed: &'a [u8],
+    /// The development key, which signs the test releases.
+    pub key: &'a SigningKey,
+    /// The public keys the device trusts.
+    pub key_dir: &'a Path,
+}
+
 /// Build the bundles for a board into `test_dir` (the data partition's
-/// `test/`), against the installed release `v1` (signed as `v1_signed`).
-pub fn build(
-    root: &Path,
-    board: &Board,
-    manifests: &Path,
-    work: &Path,
-    v1: &Compiled,
-    v1_signed: &[u8],
-    key: &SigningKey,
-    key_dir: &Path,
-    test_dir: &Path,
-) -> Result<UpdateInfo, String> {
+/// `test/`), from the release directories in `manifests`, against the
+/// installed release; `work` holds the build's scratch files.
+pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installed: &Installed, test_dir: &Path) -> Result<UpdateInfo, String> {
+    let Installed { release: v1, signed: v1_signed, key, key_dir } = *installed;
     let keys = TrustedKeys::load_dir(key_dir).map_err(|e| e.to_string())?;
     let refused_dir = test_dir.join("refused");
     fs::create_dir_all(&refused_dir).map_err(|e| format!("{}: {e}", refused_dir.display()))?;
@@ -97,10 +99,11 @@ pub fn build(
     let text = StageError::NoSpace { need, free: 0 }.to_string();
     let prefix = text.split(", ").next().unwrap_or_default().to_string();
     add("too-big", bytes, Some(prefix))?;
-    if let Some(r) = refused.last_mut() {
+    if let Some(r) = refused.iter_mut().find(|r| r.bundle.ends_with("/too-big.bundle")) {
         r.exact = false;
     }
 
+    refused.sort_by(|a, b| a.bundle.cmp(&b.bundle));
     let writes = count_writes(work, v1, v1_signed, &v2_path, &keys, &board.name)?;
     let known = vec![known(v1, v1_signed), known(&v2, &v2_signed)];
     Ok(UpdateInfo { writes, refused, known })
