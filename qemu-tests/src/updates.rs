@@ -402,8 +402,8 @@ fn update_refused(l: &dyn Launch) -> Result<(), String> {
 }
 
 /// A reboot during release 2's trial rolls it back at the next boot
-/// (`cause=reboot-during-trial`); applied again and committed, a reboot
-/// keeps it.
+/// (`cause=reboot-during-trial`); applied again (through the inbox, which
+/// takes the bundle and removes it) and committed, a reboot keeps it.
 fn update_reboot(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let mut m = l.boot(&BootSpec { allow_reboot: true, ..update_spec("update-reboot", "update-reboot") })?;
@@ -421,6 +421,13 @@ fn update_reboot(l: &dyn Launch) -> Result<(), String> {
     field_is(&m.expect_event("release.accepted", lim.step)?, "version", "1")?;
     m.expect_event("boot.ready", lim.step)?;
     agent_pass(&mut m, "reboot-rolled-back", &lim)?;
+    // Applied again through the inbox this time: taken, staged, removed
+    // (the inbox's result comes once the switch is made).
+    let again = m.cursor();
+    let inbox = m.expect_event_where("update.inbox", |e| e.get("result").is_some(), lim.step)?;
+    field_is(&inbox, "bundle", "/data/berth/inbox/v2.bundle")?;
+    field_is(&inbox, "result", "ok")?;
+    m.set_cursor(again);
     field_is(&m.expect_event("release.trial", lim.step)?, "version", "2")?;
     field_is(&m.expect_event("release.commit", lim.step)?, "version", "2")?;
     agent_pass(&mut m, "update-commit", &lim)?;

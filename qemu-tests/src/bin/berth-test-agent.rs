@@ -184,6 +184,8 @@ const BUNDLES: &str = "/data/test";
 const STAGE_FILE: &str = "/data/.agent-update-stage";
 /// The store on the data partition.
 const STORE: &str = "/data/berth";
+/// berth's inbox for bundles.
+const INBOX: &str = "/data/berth/inbox";
 /// How long a release may take to commit (its 5 s window, slow boards).
 const COMMIT_WAIT: Duration = Duration::from_secs(90);
 
@@ -229,10 +231,12 @@ fn update_mode(mode: &str) {
                 let (ok, text) =
                     wait_release(|r| r.version == 1 && r.state == "committed" && has_rollback(r, "from 2 to 1", "reboot-during-trial"));
                 report("reboot-rolled-back", ok, &text);
-                let (ok, text) = apply("v2");
-                report("update-v2-again", ok, &text);
+                // This time through the inbox.
+                let (ok, text) = drop_in_inbox("v2");
+                report("update-v2-inbox", ok, &text);
                 let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed");
-                report("update-commit", ok, &text);
+                let left = fs::read_dir(INBOX).map(|d| d.count()).unwrap_or(0);
+                report("update-commit", ok && left == 0, &format!("{text} | inbox files left: {left}"));
                 reboot_once_more(STAGE_FILE, "2");
             }
             _ => {
@@ -292,6 +296,19 @@ fn ctl(args: &[&str]) -> (bool, String) {
 /// `berthctl update /data/test/<name>.bundle`.
 fn apply(name: &str) -> (bool, String) {
     ctl(&["update", &format!("{BUNDLES}/{name}.bundle")])
+}
+
+/// Copy a bundle into berth's inbox under a name it ignores, then rename
+/// it to `.bundle`, so berth never sees half of it.
+fn drop_in_inbox(name: &str) -> (bool, String) {
+    let (tmp, dest) = (format!("{INBOX}/{name}.partial"), format!("{INBOX}/{name}.bundle"));
+    let r = fs::create_dir_all(INBOX)
+        .and_then(|()| fs::copy(format!("{BUNDLES}/{name}.bundle"), &tmp))
+        .and_then(|_| fs::rename(&tmp, &dest));
+    match r {
+        Ok(()) => (true, format!("{dest} in place")),
+        Err(e) => (false, format!("{dest}: {}", errno_desc(&e))),
+    }
 }
 
 /// Poll `berthctl release` until `want` holds (or the wait ends).
