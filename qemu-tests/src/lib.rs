@@ -45,3 +45,4 @@ pub mod event;
 pub mod machine;
 pub mod scenario;
 pub mod scenarios;
+pub mod updates;

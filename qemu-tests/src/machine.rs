@@ -82,6 +82,7 @@ pub struct Machine {
     exit_seen: Option<Instant>,
     log: Option<File>,
     started: Instant,
+    data_image: Option<PathBuf>,
 }
 
 impl Machine {
@@ -121,6 +122,7 @@ impl Machine {
             exit_seen: None,
             log: None,
             started: Instant::now(),
+            data_image: None,
         };
         // From here on, an early return drops `machine`, which kills the child.
         if let Some(out) = machine.child.stdout.take() {
@@ -143,6 +145,17 @@ impl Machine {
     /// The name given at spawn.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The data partition image this machine boots on (set by whoever
+    /// launched it), so that a later boot can reuse it.
+    pub fn data_image(&self) -> Option<&Path> {
+        self.data_image.as_deref()
+    }
+
+    /// Record the data partition image (see [`Machine::data_image`]).
+    pub fn set_data_image(&mut self, path: PathBuf) {
+        self.data_image = Some(path);
     }
 
     /// The emulator's process id.

@@ -24,8 +24,11 @@ pub struct BootSpec {
     /// `no-landlock` (booted with Landlock left out of `lsm=`),
     /// `landlock-optional` (the same, on a board that allows the downgrade).
     pub variant: &'static str,
-    /// More kernel command line (`berth.test.*` tokens for the agent).
+    /// More kernel command line (`berth.cut=7`).
     pub cmdline: String,
+    /// Boot on this data image as an earlier boot left it
+    /// ([`Machine::data_image`]) instead of a fresh copy of the template.
+    pub data: Option<std::path::PathBuf>,
 }
 
 /// Boots machines of one architecture.
@@ -35,17 +38,20 @@ pub trait Launch: Send + Sync {
     fn missing_module(&self) -> &str;
     /// Version and signing key id of the release on a fresh data partition.
     fn release(&self) -> (u64, String);
+    /// Boot a machine; it knows its data image ([`Machine::data_image`]).
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String>;
+    /// What the `update` variant's data partition carries.
+    fn updates(&self) -> Result<crate::updates::UpdateInfo, String>;
 }
 
 /// Time limits, scaled for the slowest emulated board.
-struct Limits {
-    boot: Duration,
-    step: Duration,
-    halt: Duration,
+pub(crate) struct Limits {
+    pub(crate) boot: Duration,
+    pub(crate) step: Duration,
+    pub(crate) halt: Duration,
 }
 
-fn limits(arch: &str) -> Limits {
+pub(crate) fn limits(arch: &str) -> Limits {
     let k = if arch == "armv7" { 2 } else { 1 };
     Limits { boot: Duration::from_secs(90 * k), step: Duration::from_secs(30 * k), halt: Duration::from_secs(30 * k) }
 }
@@ -79,21 +85,23 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     // 1,000 restarts take minutes under emulation on the ARM boards: the
     // RSS check runs on x86_64 (the bench measures every board).
     let only_x86: &[&str] = &["rss"];
-    table
+    let mut cases: Vec<Case> = table
         .into_iter()
         .filter(|(name, _)| arch == "x86_64" || !only_x86.contains(name))
         .map(|(name, f)| {
             let l = Arc::clone(&l);
             case(format!("{arch}/{name}"), move || f(l.as_ref()))
         })
-        .collect()
+        .collect();
+    cases.extend(crate::updates::cases(l));
+    cases
 }
 
-fn spec(name: &str, mode: &str) -> BootSpec {
-    BootSpec { name: name.into(), mode: mode.into(), allow_reboot: false, variant: "", cmdline: String::new() }
+pub(crate) fn spec(name: &str, mode: &str) -> BootSpec {
+    BootSpec { name: name.into(), mode: mode.into(), allow_reboot: false, variant: "", cmdline: String::new(), data: None }
 }
 
-fn field_is(e: &Event, key: &str, want: &str) -> Result<(), String> {
+pub(crate) fn field_is(e: &Event, key: &str, want: &str) -> Result<(), String> {
     match e.get(key) {
         Some(v) if v == want => Ok(()),
         other => Err(format!("event {} has {key}={other:?}, want {want}", e.name)),
@@ -101,7 +109,7 @@ fn field_is(e: &Event, key: &str, want: &str) -> Result<(), String> {
 }
 
 /// The boot sequence up to `boot.ready`, checking each stage in order.
-fn expect_boot(m: &mut Machine, lim: &Limits) -> Result<(), String> {
+pub(crate) fn expect_boot(m: &mut Machine, lim: &Limits) -> Result<(), String> {
     let start = m.expect_event_where("boot.start", |e| e.get("stage") == Some("initramfs"), lim.boot)?;
     field_is(&start, "pid", "1")?;
     for stage in ["early-mounts", "modules", "system-root", "switch-root"] {
@@ -124,7 +132,7 @@ fn expect_boot(m: &mut Machine, lim: &Limits) -> Result<(), String> {
 }
 
 /// The agent's report for one check must say pass.
-fn agent_pass(m: &mut Machine, check: &str, lim: &Limits) -> Result<(), String> {
+pub(crate) fn agent_pass(m: &mut Machine, check: &str, lim: &Limits) -> Result<(), String> {
     let line = m.expect_line(&format!("AGENT check={check} "), lim.step)?;
     if line.contains("result=pass") {
         Ok(())
@@ -134,7 +142,7 @@ fn agent_pass(m: &mut Machine, check: &str, lim: &Limits) -> Result<(), String> 
 }
 
 /// A clean power-off: berth's shutdown events, then QEMU ends by itself.
-fn expect_poweroff(m: &mut Machine, signal: &str, lim: &Limits) -> Result<(), String> {
+pub(crate) fn expect_poweroff(m: &mut Machine, signal: &str, lim: &Limits) -> Result<(), String> {
     let b = m.expect_event("shutdown.begin", lim.step)?;
     field_is(&b, "action", "poweroff")?;
     field_is(&b, "signal", signal)?;
@@ -147,7 +155,7 @@ fn expect_poweroff(m: &mut Machine, signal: &str, lim: &Limits) -> Result<(), St
     Ok(())
 }
 
-fn no_errors(m: &Machine, allowed: &[&str]) -> Result<(), String> {
+pub(crate) fn no_errors(m: &Machine, allowed: &[&str]) -> Result<(), String> {
     let bad: Vec<String> = m
         .events()
         .into_iter()
@@ -249,7 +257,7 @@ fn status_layers_match(m: &Machine, agent_line: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn release_events(events: &[Event]) -> Vec<String> {
+pub(crate) fn release_events(events: &[Event]) -> Vec<String> {
     events.iter().filter(|e| e.name.starts_with("release")).map(|e| format!("{} {:?}", e.name, e.fields)).collect()
 }
 

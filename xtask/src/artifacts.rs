@@ -34,6 +34,8 @@ pub struct Artifacts {
     pub images: Vec<crate::image::Image>,
     /// Directory of the trusted public keys put on the system image.
     pub key_dir: PathBuf,
+    /// The update bundles on the data partition, if the variant has them.
+    pub updates: Option<qemu_tests::updates::UpdateInfo>,
 }
 
 /// Read and validate a board config file; errors name the file and the field.
@@ -94,6 +96,9 @@ pub struct Variant {
     pub apparmor: Option<berth::board::AppArmor>,
     /// Host services added to the board's own.
     pub services: Vec<berth::board::Service>,
+    /// A directory with the update scenarios' releases (`v2/`, `v3-bad/`):
+    /// their bundles go onto the data partition (see `updates`).
+    pub updates: Option<PathBuf>,
 }
 
 /// The release put on a fresh data partition.
@@ -242,6 +247,14 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
             install_trial(&store, &signed, compiled.release.version, &signed_next, next.version)?;
         }
     }
+    let updates = match &variant.updates {
+        Some(src) => {
+            let test = data_root.join("test");
+            let installed = crate::updates::Installed { release: &compiled, signed: &signed_release, key: &key, key_dir: &key_dir };
+            Some(crate::updates::build(root, &board, src, &dir.join("updates"), &installed, &test)?)
+        }
+        None => None,
+    };
     let data_template = dir.join("data-template.img");
     make_data(&data_template, &data_root)?;
     Ok(Artifacts {
@@ -257,6 +270,7 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         signed_release,
         images: compiled.images,
         key_dir,
+        updates,
     })
 }
 

@@ -8,8 +8,10 @@ mod fuzz;
 mod image;
 mod kernel;
 mod release;
+mod soak;
 mod tools;
 mod trial;
+mod updates;
 mod verity;
 
 use artifacts::{Artifacts, BootOpts, ReleaseData, Variant};
@@ -46,6 +48,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench [--quick] [--part N]... measure start latency (against crun, runc and the kernel's
                                 floor), scaling, boot to ready and footprint; writes
                                 target/bench/report.md, report.json, boot-aarch64.svg
+  soak-power-cut [--arch A] [--count N] [--seed S]
+                                cut the power N times (default 200) at random points of an
+                                update under QEMU (default x86_64); each next boot must run
+                                one whole, verified release
 architectures: aarch64, armv7, x86_64";
 
 pub fn say(msg: &str) {
@@ -85,6 +91,8 @@ struct Args {
     timeout: Option<u64>,
     version: Option<u64>,
     against: Option<PathBuf>,
+    count: Option<u64>,
+    seed: Option<u64>,
     rest: Vec<String>,
 }
 
@@ -99,6 +107,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
         timeout: None,
         version: None,
         against: None,
+        count: None,
+        seed: None,
         rest: Vec::new(),
     };
     let mut it = args.iter();
@@ -121,6 +131,14 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 a.version = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--version: `{v}` is not a positive number"))?);
             }
             "--only-new-against" => a.against = Some(PathBuf::from(it.next().ok_or("--only-new-against needs a release file")?)),
+            "--count" => {
+                let v = it.next().ok_or("--count needs a number")?;
+                a.count = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--count: `{v}` is not a positive number"))?);
+            }
+            "--seed" => {
+                let v = it.next().ok_or("--seed needs a number")?;
+                a.seed = Some(v.parse().map_err(|_| format!("--seed: `{v}` is not a number"))?);
+            }
             "--salt" => a.salt = Some(it.next().ok_or("--salt needs 64 hex digits")?.clone()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             s => a.rest.push(s.to_string()),
@@ -167,6 +185,7 @@ fn main() -> ExitCode {
         "release" => make_release(&root, &args),
         "bundle" => make_bundle(&root, &args),
         "inspect" => inspect_image(&args),
+        "soak-power-cut" => soak_power_cut(&root, &args),
         _ => Err(format!("unknown command `{cmd}`\n{USAGE}")),
     };
     match r {
@@ -479,6 +498,16 @@ fn run_trial(root: &Path, board: &Path, dir: &Path, seconds: u64) -> Result<(), 
     trial::judge(&art, &prog, &args, std::time::Duration::from_secs(seconds))
 }
 
+fn soak_power_cut(root: &Path, a: &Args) -> Result<(), String> {
+    let arch = match a.arches.as_slice() {
+        [] => Arch::X86_64,
+        [one] => *one,
+        _ => return Err("soak-power-cut takes one --arch".into()),
+    };
+    tools::ensure_host_tools(root, &targets(&[arch]), true)?;
+    soak::run(root, arch, a.count, a.seed)
+}
+
 /// Boots for the scenarios of one architecture: the board as shipped and its
 /// test variants, keyed by `BootSpec::variant`.
 struct Launcher {
@@ -549,6 +578,15 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
             "release-trial-rollback",
             Variant { suffix: "-trial-rollback".into(), release: ReleaseData::InterruptedTrial, ..Default::default() },
         ),
+        (
+            "update",
+            Variant {
+                suffix: "-update".into(),
+                manifests: Some(root.join("qemu-tests/manifests/update/v1")),
+                updates: Some(root.join("qemu-tests/manifests/update")),
+                ..Default::default()
+            },
+        ),
     ]
 }
 
@@ -596,6 +634,10 @@ impl Launch for Launcher {
         self.release.clone()
     }
 
+    fn updates(&self) -> Result<qemu_tests::updates::UpdateInfo, String> {
+        self.builds.iter().find_map(|(_, a)| a.updates.clone()).ok_or_else(|| "no build carries the update bundles".into())
+    }
+
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String> {
         let (_, art) = self
             .builds
@@ -605,16 +647,24 @@ impl Launch for Launcher {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let runs = art.dir.join("runs");
         std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
-        let data = runs.join(format!("{}-{n}.img", spec.name));
-        artifacts::fresh_data(art, &data)?;
+        let data = match &spec.data {
+            Some(d) => d.clone(),
+            None => {
+                let d = runs.join(format!("{}-{n}.img", spec.name));
+                artifacts::fresh_data(art, &d)?;
+                d
+            }
+        };
         let mut cmdline = format!("berth.test={}", spec.mode);
         if !spec.cmdline.is_empty() {
-            cmdline = format!("{cmdline} {}", spec.cmdline);
+            cmdline.push(' ');
+            cmdline.push_str(&spec.cmdline);
         }
         let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline, kvm: false };
         let (prog, args) = artifacts::qemu_args(art, &data, &opts);
         let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
         m.log_to(runs.join(format!("{}-{n}.console.log", spec.name)))?;
+        m.set_data_image(data);
         Ok(m)
     }
 }

@@ -20,6 +20,12 @@
 //! Then it waits for berth's shutdown SIGTERM and exits 0. Mode `bench`
 //! skips the checks: see [`bench`].
 //!
+//! The update modes skip the checks above and drive `berthctl update` with
+//! the bundles under `/data/test/` (see `qemu_tests::updates`): `update`,
+//! `update-rollback`, `update-refused`, `update-reboot` (rebooting between
+//! steps, remembered on /data), `update-cut` (an update the harness cuts
+//! short) and `store-check` (the store's files and record after a cut).
+//!
 //! Static, std + libc only; it must never panic on anything the guest can do.
 
 use std::fs::{self, File, OpenOptions};
@@ -63,36 +69,6 @@ fn main() {
         _ => {}
     }
 
-    let (pass, detail) = check_pid1();
-    report("pid1", pass, &detail);
-    let (pass, detail) = check_rootfs_ro();
-    report("rootfs-ro", pass, &detail);
-    let (pass, detail) = check_data_mount();
-    report("data-mount", pass, &detail);
-    let (pass, detail) = check_orphan_reaped();
-    report("orphan-reaped", pass, &detail);
-
-    let (pass, detail) = check_berthctl();
-    report("berthctl", pass, &detail);
-    let (pass, detail) = check_berthctl_stop_start();
-    report("berthctl-stop-start", pass, &detail);
-    let (pass, detail) = check_berthctl_logs();
-    report("berthctl-logs", pass, &detail);
-    let (pass, detail) = check_berthctl_restart();
-    report("berthctl-restart", pass, &detail);
-
-    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    if let Some(port) = token(&cmdline, "berth.test.net-port").and_then(|p| p.parse::<u16>().ok()) {
-        let (pass, detail) = check_net(port);
-        report("net", pass, &detail);
-        let (pass, detail) = check_berthctl_service();
-        report("berthctl-service", pass, &detail);
-    }
-    if token(&cmdline, "berth.test.fuzz").is_some() {
-        let (pass, detail) = check_ctl_fuzz();
-        report("ctl-fuzz", pass, &detail);
-    }
-
     let mode = match fs::read_to_string("/proc/cmdline") {
         Ok(cmdline) => parse_mode(&cmdline),
         Err(e) => {
@@ -100,51 +76,86 @@ fn main() {
             "none".to_string()
         }
     };
-    match mode.as_str() {
-        "none" => say("AGENT done"),
-        "poweroff" => act("poweroff", libc::SIGTERM),
-        "reboot" => act("reboot", libc::SIGINT),
-        m if m.starts_with("wedge-after-") => {
-            if Path::new(REBOOT_MARKER).exists() {
-                say("AGENT action=after-reset");
-                act("poweroff", libc::SIGTERM);
-            } else if let (Ok(secs), Ok(())) = (m.trim_start_matches("wedge-after-").parse::<u64>(), create_marker(REBOOT_MARKER)) {
-                std::thread::sleep(Duration::from_secs(secs));
-                say("AGENT action=wedge");
-                let r = std::process::Command::new("/sbin/berthctl").args(["debug", "wedge", "600"]).status();
-                report("wedge", false, &format!("berthctl debug wedge returned: {r:?}"));
-            } else {
-                report("mode", false, &format!("bad mode {m} or no marker"));
-                say("AGENT done");
-            }
+    if UPDATE_MODES.contains(&mode.as_str()) {
+        // The update scenarios skip the general checks (the boot scenario
+        // makes them) and start at once.
+        update_mode(&mode);
+    } else {
+        let (pass, detail) = check_pid1();
+        report("pid1", pass, &detail);
+        let (pass, detail) = check_rootfs_ro();
+        report("rootfs-ro", pass, &detail);
+        let (pass, detail) = check_data_mount();
+        report("data-mount", pass, &detail);
+        let (pass, detail) = check_orphan_reaped();
+        report("orphan-reaped", pass, &detail);
+
+        let (pass, detail) = check_berthctl();
+        report("berthctl", pass, &detail);
+        let (pass, detail) = check_berthctl_stop_start();
+        report("berthctl-stop-start", pass, &detail);
+        let (pass, detail) = check_berthctl_logs();
+        report("berthctl-logs", pass, &detail);
+        let (pass, detail) = check_berthctl_restart();
+        report("berthctl-restart", pass, &detail);
+
+        let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        if let Some(port) = token(&cmdline, "berth.test.net-port").and_then(|p| p.parse::<u16>().ok()) {
+            let (pass, detail) = check_net(port);
+            report("net", pass, &detail);
+            let (pass, detail) = check_berthctl_service();
+            report("berthctl-service", pass, &detail);
         }
-        m if m.starts_with("poweroff-after-") => match m.trim_start_matches("poweroff-after-").parse::<u64>() {
-            Ok(secs) => {
-                std::thread::sleep(Duration::from_secs(secs));
-                act("poweroff", libc::SIGTERM);
+        if token(&cmdline, "berth.test.fuzz").is_some() {
+            let (pass, detail) = check_ctl_fuzz();
+            report("ctl-fuzz", pass, &detail);
+        }
+        match mode.as_str() {
+            "none" => say("AGENT done"),
+            "poweroff" => act("poweroff", libc::SIGTERM),
+            "reboot" => act("reboot", libc::SIGINT),
+            m if m.starts_with("wedge-after-") => {
+                if Path::new(REBOOT_MARKER).exists() {
+                    say("AGENT action=after-reset");
+                    act("poweroff", libc::SIGTERM);
+                } else if let (Ok(secs), Ok(())) = (m.trim_start_matches("wedge-after-").parse::<u64>(), create_marker(REBOOT_MARKER)) {
+                    std::thread::sleep(Duration::from_secs(secs));
+                    say("AGENT action=wedge");
+                    let r = std::process::Command::new("/sbin/berthctl").args(["debug", "wedge", "600"]).status();
+                    report("wedge", false, &format!("berthctl debug wedge returned: {r:?}"));
+                } else {
+                    report("mode", false, &format!("bad mode {m} or no marker"));
+                    say("AGENT done");
+                }
             }
-            Err(_) => {
-                report("mode", false, &format!("bad mode {m}"));
-                say("AGENT done");
-            }
-        },
-        "reboot-once" => {
-            if Path::new(REBOOT_MARKER).exists() {
-                act("poweroff", libc::SIGTERM);
-            } else {
-                match create_marker(REBOOT_MARKER) {
-                    Ok(()) => act("reboot", libc::SIGINT),
-                    Err(e) => {
-                        // Never reboot without the marker: that would loop.
-                        report("reboot-once", false, &format!("cannot create {REBOOT_MARKER}: {e}"));
-                        act("poweroff", libc::SIGTERM);
+            m if m.starts_with("poweroff-after-") => match m.trim_start_matches("poweroff-after-").parse::<u64>() {
+                Ok(secs) => {
+                    std::thread::sleep(Duration::from_secs(secs));
+                    act("poweroff", libc::SIGTERM);
+                }
+                Err(_) => {
+                    report("mode", false, &format!("bad mode {m}"));
+                    say("AGENT done");
+                }
+            },
+            "reboot-once" => {
+                if Path::new(REBOOT_MARKER).exists() {
+                    act("poweroff", libc::SIGTERM);
+                } else {
+                    match create_marker(REBOOT_MARKER) {
+                        Ok(()) => act("reboot", libc::SIGINT),
+                        Err(e) => {
+                            // Never reboot without the marker: that would loop.
+                            report("reboot-once", false, &format!("cannot create {REBOOT_MARKER}: {e}"));
+                            act("poweroff", libc::SIGTERM);
+                        }
                     }
                 }
             }
-        }
-        other => {
-            report("mode", false, &format!("unknown mode {other}"));
-            say("AGENT done");
+            other => {
+                report("mode", false, &format!("unknown mode {other}"));
+                say("AGENT done");
+            }
         }
     }
     // berth's shutdown sends SIGTERM, whose handler exits 0.
@@ -226,6 +237,272 @@ fn install_sigterm_exit() {
     unsafe {
         libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
     }
+}
+
+// ---------------------------------------------------------------- updates
+
+/// The modes of the update scenarios (see `qemu_tests::updates`).
+const UPDATE_MODES: [&str; 6] = ["update", "update-rollback", "update-refused", "update-reboot", "update-cut", "store-check"];
+/// Where the update variant's bundles are.
+const BUNDLES: &str = "/data/test";
+/// The update-reboot scenario's progress across its boots.
+const STAGE_FILE: &str = "/data/.agent-update-stage";
+/// The store on the data partition.
+const STORE: &str = "/data/berth";
+/// berth's inbox for bundles.
+const INBOX: &str = "/data/berth/inbox";
+/// How long a release may take to commit (its 5 s window, slow boards).
+const COMMIT_WAIT: Duration = Duration::from_secs(90);
+
+fn update_mode(mode: &str) {
+    match mode {
+        "update" => {
+            let before = running_rows();
+            let (ok, text) = apply("v2");
+            report("update-v2", ok, &text);
+            let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed");
+            report("update-commit", ok, &text);
+            let after = wait_rows(|rows| all_running(rows, &["sensor", "meter"]));
+            let same = pid_of(&before, "meter").is_some() && pid_of(&before, "meter") == pid_of(&after, "meter");
+            let new = pid_of(&after, "sensor").is_some() && pid_of(&before, "sensor") != pid_of(&after, "sensor");
+            report("update-kept", same && new, &format!("before: {} after: {}", rows_text(&before), rows_text(&after)));
+            act("poweroff", libc::SIGTERM);
+        }
+        "update-rollback" if Path::new(REBOOT_MARKER).exists() => {
+            let (ok, text) = wait_release(|r| r.version == 1 && r.state == "committed" && has_rollback(r, "from 3 to 1", "crash-loop (meter)"));
+            report("rollback-kept", ok, &text);
+            act("poweroff", libc::SIGTERM);
+        }
+        "update-rollback" => {
+            let before = running_rows();
+            let (ok, text) = apply("v3-bad");
+            report("update-v3", ok, &text);
+            let (ok, text) = wait_release(|r| r.version == 1 && r.state == "committed" && has_rollback(r, "from 3 to 1", "crash-loop (meter)"));
+            report("rollback-recorded", ok, &text);
+            let after = wait_rows(|rows| all_running(rows, &["sensor", "meter"]));
+            let kept = pid_of(&before, "sensor").is_some() && pid_of(&before, "sensor") == pid_of(&after, "sensor");
+            report("rollback-running", kept && all_running(&after, &["sensor", "meter"]), &format!("before: {} after: {}", rows_text(&before), rows_text(&after)));
+            reboot_once_more(REBOOT_MARKER, "1");
+        }
+        "update-refused" => refuse_all(),
+        "update-reboot" => match fs::read_to_string(STAGE_FILE).unwrap_or_default().trim() {
+            "" => {
+                let (ok, text) = apply("v2");
+                report("update-v2", ok, &text);
+                // Reboot in the middle of the trial.
+                reboot_once_more(STAGE_FILE, "1");
+            }
+            "1" => {
+                let (ok, text) =
+                    wait_release(|r| r.version == 1 && r.state == "committed" && has_rollback(r, "from 2 to 1", "reboot-during-trial"));
+                report("reboot-rolled-back", ok, &text);
+                // This time through the inbox.
+                let (ok, text) = drop_in_inbox("v2");
+                report("update-v2-inbox", ok, &text);
+                let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed");
+                let left = fs::read_dir(INBOX).map(|d| d.count()).unwrap_or(0);
+                report("update-commit", ok && left == 0, &format!("{text} | inbox files left: {left}"));
+                reboot_once_more(STAGE_FILE, "2");
+            }
+            _ => {
+                let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed" && r.rollbacks.len() == 1);
+                report("commit-kept", ok, &text);
+                act("poweroff", libc::SIGTERM);
+            }
+        },
+        "update-cut" => {
+            // The harness (or berth.cut) cuts the power somewhere in here.
+            say("AGENT action=update");
+            let (ok, text) = apply("v2");
+            report("update-v2", ok, &text);
+            let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed");
+            report("update-commit", ok, &text);
+            say("AGENT done");
+        }
+        _ => {
+            // store-check: the boot after a cut.
+            let listing = list_store();
+            report("store-files", listing.clean(), &listing.to_detail());
+            let (ok, text) = ctl(&["release"]);
+            let consistent = ok && qemu_tests::updates::parse_release(&text).is_some_and(|r| r.state == "committed");
+            report("store-release", consistent, &text.replace('\n', " | "));
+            say("AGENT done");
+        }
+    }
+}
+
+/// Mark the stage (fsynced), then reboot; never reboot without the mark.
+fn reboot_once_more(file: &str, stage: &str) {
+    let marked = write_synced(file, stage.as_bytes()).and_then(|()| {
+        let dir = File::open(DATA).map_err(|e| errno_desc(&e))?;
+        dir.sync_all().map_err(|e| errno_desc(&e))
+    });
+    match marked {
+        Ok(()) => act("reboot", libc::SIGINT),
+        Err(e) => {
+            report("mark", false, &format!("cannot write {file}: {e}"));
+            act("poweroff", libc::SIGTERM);
+        }
+    }
+}
+
+/// Run berthctl; (exit status 0, stdout and stderr).
+fn ctl(args: &[&str]) -> (bool, String) {
+    match std::process::Command::new("/sbin/berthctl").args(args).output() {
+        Ok(out) => {
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            (out.status.success(), text.trim_end().to_string())
+        }
+        Err(e) => (false, format!("berthctl: {}", errno_desc(&e))),
+    }
+}
+
+/// `berthctl update /data/test/<name>.bundle`.
+fn apply(name: &str) -> (bool, String) {
+    ctl(&["update", &format!("{BUNDLES}/{name}.bundle")])
+}
+
+/// Copy a bundle into berth's inbox under a name it ignores, then rename
+/// it to `.bundle`, so berth never sees half of it.
+fn drop_in_inbox(name: &str) -> (bool, String) {
+    let (tmp, dest) = (format!("{INBOX}/{name}.partial"), format!("{INBOX}/{name}.bundle"));
+    let r = fs::create_dir_all(INBOX)
+        .and_then(|()| fs::copy(format!("{BUNDLES}/{name}.bundle"), &tmp))
+        .and_then(|_| fs::rename(&tmp, &dest));
+    match r {
+        Ok(()) => (true, format!("{dest} in place")),
+        Err(e) => (false, format!("{dest}: {}", errno_desc(&e))),
+    }
+}
+
+/// Poll `berthctl release` until `want` holds (or the wait ends).
+fn wait_release(want: impl Fn(&qemu_tests::updates::ReleaseView) -> bool) -> (bool, String) {
+    let start = Instant::now();
+    loop {
+        let (ok, text) = ctl(&["release"]);
+        let view = qemu_tests::updates::parse_release(&text);
+        if ok && view.as_ref().is_some_and(&want) {
+            return (true, text.replace('\n', " | "));
+        }
+        if start.elapsed() > COMMIT_WAIT {
+            return (false, format!("after {} s: {}", COMMIT_WAIT.as_secs(), text.replace('\n', " | ")));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn has_rollback(r: &qemu_tests::updates::ReleaseView, versions: &str, cause: &str) -> bool {
+    r.rollbacks.iter().any(|l| l.contains(versions) && l.ends_with(cause))
+}
+
+fn status_rows() -> Vec<qemu_tests::updates::Row> {
+    let (ok, text) = ctl(&["status"]);
+    if ok {
+        qemu_tests::updates::parse_status(&text)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Poll `berthctl status` until `want` holds (the last rows either way).
+fn wait_rows(want: impl Fn(&[qemu_tests::updates::Row]) -> bool) -> Vec<qemu_tests::updates::Row> {
+    let start = Instant::now();
+    loop {
+        let rows = status_rows();
+        if want(&rows) || start.elapsed() > COMMIT_WAIT {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The rows once every container runs and is ready.
+fn running_rows() -> Vec<qemu_tests::updates::Row> {
+    wait_rows(|rows| !rows.is_empty() && rows.iter().all(|r| r.state == "running" && r.ready))
+}
+
+fn all_running(rows: &[qemu_tests::updates::Row], names: &[&str]) -> bool {
+    names.iter().all(|n| rows.iter().any(|r| r.name == *n && r.state == "running" && r.ready))
+}
+
+fn pid_of(rows: &[qemu_tests::updates::Row], name: &str) -> Option<u32> {
+    rows.iter().find(|r| r.name == name).and_then(|r| r.pid)
+}
+
+fn rows_text(rows: &[qemu_tests::updates::Row]) -> String {
+    let v: Vec<String> = rows.iter().map(|r| format!("{}:{}:{}", r.name, r.state, r.pid.map_or("-".into(), |p| p.to_string()))).collect();
+    v.join(",")
+}
+
+/// Each bundle under `refused/`, in name order, must be refused (berthctl
+/// exits 1 with the error); afterwards the release, the containers' pids
+/// and the store's files are what they were.
+fn refuse_all() {
+    let rows = running_rows();
+    let (_, release) = ctl(&["release"]);
+    let files = list_store();
+    let mut bundles: Vec<String> = match fs::read_dir(format!("{BUNDLES}/refused")) {
+        Ok(d) => d.flatten().map(|e| e.path().display().to_string()).filter(|p| p.ends_with(".bundle")).collect(),
+        Err(e) => {
+            report("refused", false, &format!("{BUNDLES}/refused: {}", errno_desc(&e)));
+            Vec::new()
+        }
+    };
+    bundles.sort();
+    for b in &bundles {
+        let (ok, text) = ctl(&["update", b]);
+        let stem = b.rsplit('/').next().unwrap_or("").trim_end_matches(".bundle");
+        report(&format!("refused-{stem}"), !ok && text.starts_with("berthctl: "), &text);
+    }
+    let (_, release_after) = ctl(&["release"]);
+    let rows_after = status_rows();
+    let files_after = list_store();
+    let same = !bundles.is_empty() && release == release_after && rows == rows_after && files == files_after && !files.staging;
+    report(
+        "refused-untouched",
+        same,
+        &format!("release: {release_after:?} containers: {} store: {}", rows_text(&rows_after), files_after.to_detail()),
+    );
+    act("poweroff", libc::SIGTERM);
+}
+
+/// The store's files: staging, stray names, release objects, images.
+fn list_store() -> qemu_tests::updates::Listing {
+    let mut l = qemu_tests::updates::Listing { staging: Path::new(&format!("{STORE}/staging")).exists(), ..Default::default() };
+    let entries = |dir: &str| -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = match fs::read_dir(dir) {
+            Ok(d) => d.flatten().map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0))).collect(),
+            Err(_) => Vec::new(),
+        };
+        v.sort();
+        v
+    };
+    for (name, _) in entries(STORE) {
+        if name.ends_with(".tmp") || name.ends_with(".partial") {
+            l.stray.push(name);
+        }
+    }
+    for (name, _) in entries(&format!("{STORE}/releases")) {
+        if is_object_name(&name, ".bin") {
+            l.releases.push(name);
+        } else {
+            l.stray.push(format!("releases/{name}"));
+        }
+    }
+    for (name, size) in entries(&format!("{STORE}/images")) {
+        if is_object_name(&name, ".img") {
+            l.images.push((name, size));
+        } else {
+            l.stray.push(format!("images/{name}"));
+        }
+    }
+    l
+}
+
+/// `<64 hex digits><ext>`: a store object, not a temporary.
+fn is_object_name(name: &str, ext: &str) -> bool {
+    name.strip_suffix(ext).is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 // ---------------------------------------------------------------- checks

@@ -455,7 +455,9 @@ impl Pid1 {
             }
             self.launch(i, now);
         }
-        self.update_due = self.update_tick(now);
+        // Fresh time: starting containers above took a while, and a trial's
+        // window must not begin before they ran.
+        self.update_due = self.update_tick(crate::log::now());
         self.arm_deadline();
     }
 
