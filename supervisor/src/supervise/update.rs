@@ -17,8 +17,8 @@
 //! - After a commit, images no kept release uses are removed.
 //!
 //! Bundles come from `berthctl update PATH` or appear in [`INBOX`], which is
-//! looked at every [`INBOX_EVERY`] seconds; an inbox bundle is removed once
-//! taken (staged or refused).
+//! looked at every [`INBOX_EVERY`] seconds; an inbox bundle is removed as
+//! soon as it is staged or refused, before anything switches.
 
 use super::{life, Pid1, Slot, SlotState};
 use crate::log::Event;
@@ -103,7 +103,17 @@ impl Pid1 {
         };
         let mut file = std::fs::File::open(path).map_err(|e| refuse(format!("{path}: {e}")))?;
         crate::release::durable::start_counting();
-        let staged = u.store.stage(&mut file, &u.keys, &u.board.name).map_err(|e| refuse(e.to_string()))?;
+        let staged = u.store.stage(&mut file, &u.keys, &u.board.name);
+        drop(file);
+        // An inbox bundle is taken once: staged (its content is in the store
+        // now) or refused, it goes before anything switches, so a trial that
+        // ends in a reset cannot pick it up again.
+        if Path::new(path).starts_with(INBOX) {
+            if let Err(e) = std::fs::remove_file(path) {
+                Event::warn("update.inbox").kv("bundle", path).kv("remove", e).emit();
+            }
+        }
+        let staged = staged.map_err(|e| refuse(e.to_string()))?;
         let release = staged.verified.release.clone();
         Event::info("update.staged")
             .kv("bundle", path)
@@ -281,11 +291,7 @@ impl Pid1 {
         let Some(path) = found.into_iter().next() else { return };
         let text = path.display().to_string();
         Event::info("update.inbox").kv("bundle", &text).emit();
-        let r = self.update(&text);
-        if let Err(e) = std::fs::remove_file(Path::new(&text)) {
-            Event::warn("update.inbox").kv("bundle", &text).kv("remove", e).emit();
-        }
-        if let Ok(msg) = r {
+        if let Ok(msg) = self.update(&text) {
             Event::info("update.inbox").kv("bundle", &text).kv("result", "ok").kv("detail", msg).emit();
         }
     }
