@@ -43,13 +43,23 @@ const SUPERBLOCK_LEN: usize = 96;
 /// inside the image; permission bits are kept; host extended attributes are
 /// not stored (they would differ between build machines).
 pub fn from_dir(dir: &Path, out: &Path) -> Result<Image, String> {
+    from_dir_with(dir, out, None)
+}
+
+/// Like [`from_dir`]; with `pseudo`, a mksquashfs pseudo-file definition
+/// file that gives every path its mode and owner (`"/path" m MODE UID GID`)
+/// instead of `-all-root` (the OCI import keeps the layers' ownership so).
+pub fn from_dir_with(dir: &Path, out: &Path, pseudo: Option<&Path>) -> Result<Image, String> {
     if !dir.is_dir() {
         return Err(format!("{}: not a directory", dir.display()));
     }
-    let output = Command::new("mksquashfs")
-        .arg(dir)
-        .arg(out)
-        .args(["-noappend", "-all-root", "-no-xattrs", "-comp", "xz"])
+    let mut cmd = Command::new("mksquashfs");
+    cmd.arg(dir).arg(out).args(["-noappend", "-no-xattrs", "-comp", "xz"]);
+    match pseudo {
+        None => cmd.arg("-all-root"),
+        Some(p) => cmd.arg("-pf").arg(p),
+    };
+    let output = cmd
         .args([
             "-mkfs-time",
             "0",
@@ -68,6 +78,11 @@ pub fn from_dir(dir: &Path, out: &Path) -> Result<Image, String> {
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         ));
+    }
+    // mksquashfs only warns about a pseudo definition it cannot apply.
+    let warnings = String::from_utf8_lossy(&output.stderr);
+    if pseudo.is_some() && !warnings.trim().is_empty() {
+        return Err(format!("mksquashfs {}: {}", dir.display(), warnings.trim()));
     }
     let mut file = File::open(out).map_err(|e| format!("{}: open: {e}", out.display()))?;
     let data_size = data_size(&mut file, out)?;

@@ -6,6 +6,7 @@ mod cpio;
 mod fuzz;
 mod image;
 mod kernel;
+mod oci;
 mod release;
 mod tools;
 mod trial;
@@ -40,6 +41,10 @@ const USAGE: &str = "usage: cargo xtask <command>
                                 installs cargo-fuzz, runs on stable with RUSTC_BOOTSTRAP=1)
   image PATH --out FILE         build a container image (squashfs + dm-verity tree) from a
                                 directory, or from a single static binary
+  image --oci PATH [--arch A] [--out FILE] [--manifest-out FILE.toml] [--name NAME]
+                                import an OCI image layout or a `docker save` tar: layers,
+                                whiteouts, ownership; pre-fill a manifest from its config
+                                (default out: NAME.img, manifest: NAME.toml; notes on stderr)
   inspect IMAGE [--salt HEX]    verify an image's hash tree and print its hash, root and size
 architectures: aarch64, armv7, x86_64";
 
@@ -80,6 +85,9 @@ struct Args {
     timeout: Option<u64>,
     version: Option<u64>,
     against: Option<PathBuf>,
+    oci: Option<PathBuf>,
+    manifest_out: Option<PathBuf>,
+    name: Option<String>,
     rest: Vec<String>,
 }
 
@@ -94,6 +102,9 @@ fn parse(args: &[String]) -> Result<Args, String> {
         timeout: None,
         version: None,
         against: None,
+        oci: None,
+        manifest_out: None,
+        name: None,
         rest: Vec::new(),
     };
     let mut it = args.iter();
@@ -116,6 +127,9 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 a.version = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--version: `{v}` is not a positive number"))?);
             }
             "--only-new-against" => a.against = Some(PathBuf::from(it.next().ok_or("--only-new-against needs a release file")?)),
+            "--oci" => a.oci = Some(PathBuf::from(it.next().ok_or("--oci needs an OCI layout directory or a docker save tar")?)),
+            "--manifest-out" => a.manifest_out = Some(PathBuf::from(it.next().ok_or("--manifest-out needs a file")?)),
+            "--name" => a.name = Some(it.next().ok_or("--name needs a container name")?.clone()),
             "--salt" => a.salt = Some(it.next().ok_or("--salt needs 64 hex digits")?.clone()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             s => a.rest.push(s.to_string()),
@@ -257,6 +271,9 @@ fn print_image(img: &image::Image) {
 }
 
 fn make_image(a: &Args) -> Result<(), String> {
+    if let Some(src) = &a.oci {
+        return import_oci(src, a);
+    }
     let ([src], Some(out)) = (a.rest.as_slice(), &a.out) else {
         return Err("usage: cargo xtask image PATH --out FILE".into());
     };
@@ -264,6 +281,39 @@ fn make_image(a: &Args) -> Result<(), String> {
     let img = if src.is_dir() { image::from_dir(src, out)? } else { image::from_binary(src, out)? };
     print_image(&img);
     Ok(())
+}
+
+/// `image --oci`: the image, and a manifest pre-filled from the config.
+fn import_oci(src: &Path, a: &Args) -> Result<(), String> {
+    if !a.rest.is_empty() || a.arches.len() > 1 {
+        return Err("usage: cargo xtask image --oci PATH [--arch A] [--out FILE] [--manifest-out FILE.toml] [--name NAME]".into());
+    }
+    let name = a.name.clone().unwrap_or_else(|| oci::name_from(src));
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.img")));
+    let manifest_out = a.manifest_out.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.toml")));
+    let imported = oci::import(src, a.arches.first().copied(), &out)?;
+    print_image(&imported.image);
+    // The manifest's `[build] oci` is relative to the manifest's directory.
+    let source = manifest_source(src, &manifest_out);
+    let text = oci::manifest_text(&name, &source, &imported.config, &imported.notes);
+    std::fs::write(&manifest_out, text).map_err(|e| format!("{}: {e}", manifest_out.display()))?;
+    println!("manifest:    {}", manifest_out.display());
+    for n in &imported.notes {
+        say(&format!("note: {n}"));
+    }
+    Ok(())
+}
+
+/// `src` as the manifest at `manifest` should name it: relative to the
+/// manifest's directory when both are under the current one, else absolute.
+fn manifest_source(src: &Path, manifest: &Path) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+    let (src, dir) = (abs(src), abs(manifest).parent().map(Path::to_path_buf).unwrap_or_default());
+    match src.strip_prefix(&dir) {
+        Ok(rel) => rel.display().to_string(),
+        Err(_) => src.display().to_string(),
+    }
 }
 
 fn inspect_image(a: &Args) -> Result<(), String> {
@@ -455,13 +505,7 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
 /// Boot a user's manifest directory and judge its containers (see `trial`).
 fn run_trial(root: &Path, board: &Path, dir: &Path, seconds: u64) -> Result<(), String> {
     let dir = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir().map_err(|e| e.to_string())?.join(dir) };
-    let variant = Variant { suffix: "-trial".into(), manifests: Some(dir), ..Default::default() };
-    let art = artifacts::build(root, board, &variant)?;
-    let data = art.dir.join("data.img");
-    artifacts::fresh_data(&art, &data)?;
-    let (prog, args) = artifacts::qemu_args(&art, &data, &BootOpts::default());
-    say(&format!("booting {} with {} containers for up to {seconds} s", art.board.name, art.release.containers.len()));
-    trial::judge(&art, &prog, &args, std::time::Duration::from_secs(seconds))
+    trial::run(root, board, &dir, "-trial", seconds, &Default::default(), true)
 }
 
 /// Boots for the scenarios of one architecture: the board as shipped and its
@@ -645,6 +689,11 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
             cases.push(qemu_tests::scenario::case(format!("{}/release-round-trip", arch.name()), move || {
                 release_round_trip(&root, &a, &host_berth)
             }));
+        }
+        let name = format!("{}/run-manifests-oci", arch.name());
+        if arch == Arch::X86_64 && filters.iter().any(|f| name.contains(f.as_str())) {
+            let (root, board) = (root.to_path_buf(), board.clone());
+            cases.push(qemu_tests::scenario::case(name, move || trial::user_dir_test(&root, &board)));
         }
         let launcher = Launcher { builds, release: demo_release(root)?, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);
