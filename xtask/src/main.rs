@@ -316,28 +316,21 @@ fn manifest_source(src: &Path, manifest: &Path) -> String {
     }
 }
 
+/// The same report as `berth inspect` (both print `berth::imageinfo`'s lines).
 fn inspect_image(a: &Args) -> Result<(), String> {
     let [path] = a.rest.as_slice() else {
         return Err("usage: cargo xtask inspect IMAGE [--salt HEX]".into());
     };
-    let img = match &a.salt {
-        None => image::inspect(Path::new(path))?,
-        Some(hex) => image::inspect_with_salt(Path::new(path), parse_hex32(hex)?)?,
+    let salt = match a.salt.as_deref() {
+        None => None,
+        Some(h) => Some(berth::imageinfo::parse_hex32(h).ok_or_else(|| format!("--salt: `{h}` is not 64 hex digits"))?),
     };
-    print_image(&img);
+    let (_, info) = image::inspect_full(Path::new(path), salt, None)?;
+    println!("image:       {path}");
+    for l in info.lines() {
+        println!("{l}");
+    }
     Ok(())
-}
-
-fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
-    let bad = || format!("`{s}` is not 64 hex digits");
-    if s.len() != 64 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
 }
 
 fn build(root: &Path, a: &Args) -> Result<(), String> {
@@ -454,6 +447,53 @@ fn bundle_round_trip(a: &Artifacts, host_berth: &Path, keys: &berth::release::Tr
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() || !stderr.contains(&device_text) {
             return Err(format!("berth verify on {}: {} {stderr:?}, want the device's text {device_text:?}", file.display(), out.status));
+        }
+    }
+    Ok(())
+}
+
+/// `berth inspect` on each demo image prints exactly `cargo xtask inspect`'s
+/// report, with the hash, size, salt and root the release carries; a copy
+/// with one changed byte is refused, with the release's salt and root, with
+/// the text naming that data block.
+fn inspect_round_trip(a: &Artifacts, host_berth: &Path) -> Result<(), String> {
+    let inspect = |file: &Path, extra: &[String]| {
+        Command::new(host_berth).arg("inspect").arg(file).args(extra).output().map_err(|e| e.to_string())
+    };
+    for img in &a.images {
+        let out = inspect(&img.path, &[])?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (_, info) = image::inspect_full(&img.path, None, None)?;
+        let mut want = vec![format!("image:       {}", img.path.display())];
+        want.extend(info.lines());
+        if !out.status.success() || stdout.lines().collect::<Vec<_>>() != want {
+            return Err(format!("berth inspect {}: {}
+{stdout}
+want:
+{}", img.path.display(), out.status, want.join("\n")));
+        }
+        let entry = a.release.images.iter().find(|i| i.sha256.0 == img.sha256).ok_or("an image the release does not list")?;
+        if (info.size, info.root, info.salt) != (entry.size, entry.verity_root, entry.verity_salt) {
+            return Err(format!("{}: berth inspect disagrees with the release's entry {entry:?}", img.path.display()));
+        }
+        let mut bytes = std::fs::read(&img.path).map_err(|e| e.to_string())?;
+        let block = info.data_blocks.saturating_sub(1);
+        if let Some(b) = bytes.get_mut((block * verity::BLOCK + 7) as usize) {
+            *b ^= 0x10;
+        }
+        let bad = a.dir.join("inspect-tampered.img");
+        std::fs::write(&bad, &bytes).map_err(|e| e.to_string())?;
+        let args = [
+            "--salt".to_string(),
+            verity::hex(&entry.verity_salt),
+            "--root".to_string(),
+            verity::hex(&entry.verity_root),
+        ];
+        let out = inspect(&bad, &args)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let want = berth::imageinfo::InspectError::Tree(berth::verity::TreeError::Block { level: 0, index: block }).to_string();
+        if out.status.success() || stderr.trim() != format!("berth: {}: image refused: {want}", bad.display()) {
+            return Err(format!("berth inspect on a changed image: {} {stderr:?}, want {want:?}", out.status));
         }
     }
     Ok(())
@@ -689,6 +729,13 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
             cases.push(qemu_tests::scenario::case(format!("{}/release-round-trip", arch.name()), move || {
                 release_round_trip(&root, &a, &host_berth)
             }));
+        }
+        if let Some((_, a)) = builds.first() {
+            let name = format!("{}/inspect-round-trip", arch.name());
+            if filters.iter().any(|f| name.contains(f.as_str())) {
+                let (a, host_berth) = (a.clone(), host_berth.clone());
+                cases.push(qemu_tests::scenario::case(name, move || inspect_round_trip(&a, &host_berth)));
+            }
         }
         let name = format!("{}/run-manifests-oci", arch.name());
         if arch == Arch::X86_64 && filters.iter().any(|f| name.contains(f.as_str())) {
