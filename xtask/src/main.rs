@@ -45,7 +45,7 @@ const USAGE: &str = "usage: cargo xtask <command>
                                 import an OCI image layout or a `docker save` tar: layers,
                                 whiteouts, ownership; pre-fill a manifest from its config
                                 (default out: NAME.img, manifest: NAME.toml; notes on stderr)
-  inspect IMAGE [--salt HEX]    verify an image's hash tree and print its hash, root and size
+  inspect IMAGE [--salt HEX]    verify an image's hash tree and print berth inspect's report
 architectures: aarch64, armv7, x86_64";
 
 pub fn say(msg: &str) {
@@ -415,7 +415,8 @@ fn release_round_trip(root: &Path, a: &Artifacts, host_berth: &Path) -> Result<(
 
 /// A bundle of the demo release passes `berth verify` with every image
 /// listed; a changed image byte and an older version are refused with the
-/// texts the device's staging gives.
+/// texts the device's staging gives (for the changed byte: the very
+/// `StageError` text of the device's store, as `update.refused` logs it).
 fn bundle_round_trip(a: &Artifacts, host_berth: &Path, keys: &berth::release::TrustedKeys) -> Result<(), String> {
     let good = a.dir.join("update.bundle");
     bundle::write(&good, &a.signed_release, &a.images.iter().collect::<Vec<_>>())?;
@@ -443,6 +444,20 @@ fn bundle_round_trip(a: &Artifacts, host_berth: &Path, keys: &berth::release::Tr
             Err(e) => e.to_string(),
             Ok(_) => return Err(format!("{} was accepted", file.display())),
         };
+        if installed.is_none() {
+            // What the device logs as `update.refused reason=`: its store's
+            // staging refusal (`StageError`), on a store without a release.
+            let store = a.dir.join("round-trip-store");
+            let _ = std::fs::remove_dir_all(&store);
+            std::fs::create_dir_all(&store).map_err(|e| e.to_string())?;
+            let (mut st, _) = berth::release::store::Store::open(&store).map_err(|e| e.to_string())?;
+            let mut bundle = std::fs::File::open(file).map_err(|e| e.to_string())?;
+            let staged = st.stage(&mut bundle, keys, &a.board.name).map(|_| ()).map_err(|e| e.to_string());
+            let _ = std::fs::remove_dir_all(&store);
+            if staged != Err(device_text.clone()) {
+                return Err(format!("the device's staging of {} gives {staged:?}, berth verify's check {device_text:?}", file.display()));
+            }
+        }
         let out = verify(file, &extra)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() || !stderr.contains(&device_text) {
