@@ -13,6 +13,8 @@ pub mod cgroup;
 pub mod container;
 pub mod containers;
 pub mod control;
+#[cfg(feature = "host")]
+pub mod imageinfo;
 pub mod ctlsock;
 pub mod manifest;
 pub mod release;

@@ -196,6 +196,10 @@ const USAGE: &str = "usage: berth --version
        berth net                                                            (on the device: the board's [[network]] set-up)
        berth check-board FILE.toml                                          (host build)
        berth verify --keys DIR FILE [--board NAME] [--stored-version N]     (host build)
+       berth inspect IMAGE [--salt HEX] [--root HEX]                        (host build)
+           an image's hash, size, squashfs, verity salt and root; checks its
+           hash tree as the device would (with the release's salt and root
+           when given)
            FILE: a signed release, or an update bundle (then --stored-version
            is the version installed on the device)
 berth runs as PID 1; started otherwise it only offers these checks.";
@@ -219,6 +223,7 @@ fn cli(args: &[String]) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("inspect") => inspect(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
@@ -270,6 +275,55 @@ fn check_board(args: &[String]) -> ExitCode {
         }
         Err(e) => {
             eprintln!("berth: {path}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `berth inspect IMAGE [--salt HEX] [--root HEX]`: print an image's
+/// report, or the precise reason its tree does not hold.
+#[cfg(feature = "host")]
+fn inspect(args: &[String]) -> ExitCode {
+    let (mut file, mut salt, mut root) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let slot = match a.as_str() {
+            "--salt" => &mut salt,
+            "--root" => &mut root,
+            _ if file.is_none() && !a.starts_with("--") => {
+                file = Some(a);
+                continue;
+            }
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        };
+        match it.next().and_then(|h| berth::imageinfo::parse_hex32(h)) {
+            Some(v) => *slot = Some(v),
+            None => {
+                eprintln!("berth: {a} needs 64 hex digits");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(file) = file else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = std::fs::File::open(file)
+        .map_err(|e| berth::imageinfo::InspectError::Read(e.kind()))
+        .and_then(|mut f| berth::imageinfo::inspect(&mut f, salt, root));
+    match result {
+        Ok(info) => {
+            println!("image:       {file}");
+            for l in info.lines() {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth: {file}: image refused: {e}");
             ExitCode::FAILURE
         }
     }

@@ -43,13 +43,23 @@ const SUPERBLOCK_LEN: usize = 96;
 /// inside the image; permission bits are kept; host extended attributes are
 /// not stored (they would differ between build machines).
 pub fn from_dir(dir: &Path, out: &Path) -> Result<Image, String> {
+    from_dir_with(dir, out, None)
+}
+
+/// Like [`from_dir`]; with `pseudo`, a mksquashfs pseudo-file definition
+/// file that gives every path its mode and owner (`"/path" m MODE UID GID`)
+/// instead of `-all-root` (the OCI import keeps the layers' ownership so).
+pub fn from_dir_with(dir: &Path, out: &Path, pseudo: Option<&Path>) -> Result<Image, String> {
     if !dir.is_dir() {
         return Err(format!("{}: not a directory", dir.display()));
     }
-    let output = Command::new("mksquashfs")
-        .arg(dir)
-        .arg(out)
-        .args(["-noappend", "-all-root", "-no-xattrs", "-comp", "xz"])
+    let mut cmd = Command::new("mksquashfs");
+    cmd.arg(dir).arg(out).args(["-noappend", "-no-xattrs", "-comp", "xz"]);
+    match pseudo {
+        None => cmd.arg("-all-root"),
+        Some(p) => cmd.arg("-pf").arg(p),
+    };
+    let output = cmd
         .args([
             "-mkfs-time",
             "0",
@@ -68,6 +78,11 @@ pub fn from_dir(dir: &Path, out: &Path) -> Result<Image, String> {
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         ));
+    }
+    // mksquashfs only warns about a pseudo definition it cannot apply.
+    let warnings = String::from_utf8_lossy(&output.stderr);
+    if pseudo.is_some() && !warnings.trim().is_empty() {
+        return Err(format!("mksquashfs {}: {}", dir.display(), warnings.trim()));
     }
     let mut file = File::open(out).map_err(|e| format!("{}: open: {e}", out.display()))?;
     let data_size = data_size(&mut file, out)?;
@@ -206,84 +221,39 @@ fn hash_file(path: &Path) -> Result<(u64, [u8; 32]), String> {
     Ok((size, h.finalize().into()))
 }
 
-/// Re-derives an image's parameters from the file alone and checks that the
-/// hash tree in it matches the data, with the default salt. A corrupted
-/// image is an error naming what does not match.
-///
-/// The salt is derived from the data, so after a change to the data every
-/// block hash differs and the first bad block cannot be located: use
-/// [`inspect_with_salt`] with the salt from the release for that.
+/// Re-derives an image's parameters from the file alone and checks its
+/// hash tree with the derived salt, through the same code as `berth
+/// inspect` (`berth::imageinfo`). A corrupted image is an error naming
+/// what does not match; the salt being derived from the data, a changed
+/// data block shows as a mismatch from block 0 on: use
+/// [`inspect_with_salt`] with the release's salt to name the block.
+#[cfg(test)]
 pub fn inspect(path: &Path) -> Result<Image, String> {
-    inspect_inner(path, None)
+    inspect_full(path, None, None).map(|(img, _)| img)
 }
 
-/// Like [`inspect`] but with a known salt (as carried by the release): a
-/// changed data block is then named exactly.
+/// Like [`inspect`] but with a known salt (as carried by the release).
+#[cfg(test)]
 pub fn inspect_with_salt(path: &Path, salt: [u8; 32]) -> Result<Image, String> {
-    inspect_inner(path, Some(salt))
+    inspect_full(path, Some(salt), None).map(|(img, _)| img)
 }
 
-fn inspect_inner(path: &Path, salt: Option<[u8; 32]>) -> Result<Image, String> {
-    let name = path.display();
-    let mut file = File::open(path).map_err(|e| format!("{name}: open: {e}"))?;
-    let len = file
-        .metadata()
-        .map_err(|e| format!("{name}: stat: {e}"))?
-        .len();
-    let data_size = data_size(&mut file, path)?;
-    let data_blocks = data_size / BLOCK;
-    let tree_size = verity::tree_size(data_blocks);
-    if data_size.checked_add(tree_size) != Some(len) {
-        return Err(format!(
-            "{name}: file is {len} bytes, expected {data_size} of data plus {tree_size} of hash tree"
-        ));
-    }
-    let derived = verity::default_salt(&verity::sha256_prefix(&mut file, data_size, path)?);
-    let salt_used = salt.unwrap_or(derived);
-
-    let mut stored = Vec::new();
-    file.seek(SeekFrom::Start(data_size))
-        .map_err(|e| format!("{name}: seek: {e}"))?;
-    (&mut file)
-        .take(tree_size)
-        .read_to_end(&mut stored)
-        .map_err(|e| format!("{name}: reading hash tree: {e}"))?;
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("{name}: seek: {e}"))?;
-    let checked = {
-        let mut r = BufReader::new((&mut file).take(data_size));
-        verity::check_tree(&mut r, data_size, salt_used, &stored)
-    };
-    let root = match checked {
-        Ok(root) => root,
-        Err(e) if salt.is_none() && e.contains("data block 0 ") => {
-            return Err(format!(
-                "{name}: corrupt: {e}; the hash tree was not built from this data with its derived salt \
-                 (the data area was changed, or the tree is damaged)"
-            ))
-        }
-        Err(e) if salt.is_some() && salt != Some(derived) => {
-            return Err(format!("{name}: corrupt: {e} (and the data no longer gives the expected salt)"))
-        }
-        Err(e) => return Err(format!("{name}: corrupt: {e}")),
-    };
-    if salt.is_some_and(|s| s != derived) {
-        return Err(format!(
-            "{name}: the tree matches the given salt but the data does not derive it"
-        ));
-    }
-    let (size, sha256) = hash_file(path)?;
-    Ok(Image {
+/// The image and `berth inspect`'s report of it.
+pub fn inspect_full(path: &Path, salt: Option<[u8; 32]>, root: Option<[u8; 32]>) -> Result<(Image, berth::imageinfo::Info), String> {
+    let mut file = File::open(path).map_err(|e| format!("{}: open: {e}", path.display()))?;
+    let info = berth::imageinfo::inspect(&mut file, salt, root).map_err(|e| format!("{}: {e}", path.display()))?;
+    let img = Image {
         path: path.to_path_buf(),
-        size,
-        sha256,
+        size: info.size,
+        sha256: info.sha256,
         verity: VerityParams {
-            data_blocks,
-            hash_offset: data_size,
-            salt: salt_used,
-            root,
+            data_blocks: info.data_blocks,
+            hash_offset: info.data_blocks * BLOCK,
+            salt: info.salt,
+            root: info.root,
         },
-    })
+    };
+    Ok((img, info))
 }
 
 #[cfg(test)]
@@ -377,7 +347,7 @@ mod tests {
         std::fs::write(&out, &bytes).unwrap();
         let e = inspect_with_salt(&out, img.verity.salt).unwrap_err();
         assert!(
-            e.contains(&format!("data block {block} (bytes {}..", block * BLOCK)),
+            e.contains(&format!("corrupt: data block {block} does not match its hash in the tree")),
             "{e}"
         );
         let e = inspect(&out).unwrap_err();
@@ -394,11 +364,11 @@ mod tests {
 
         // Truncated, and not a squashfs.
         std::fs::write(&out, &bytes[..bytes.len() - 1]).unwrap();
-        assert!(inspect(&out).unwrap_err().contains("expected"));
+        assert!(inspect(&out).unwrap_err().contains("of hash tree"));
         std::fs::write(&out, vec![0u8; 8192]).unwrap();
         assert!(inspect(&out).unwrap_err().contains("not a squashfs"));
         std::fs::write(&out, b"hsqs").unwrap();
-        assert!(inspect(&out).unwrap_err().contains("superblock"));
+        assert!(inspect(&out).unwrap_err().contains("shorter than a squashfs superblock"));
         std::fs::write(&out, &bytes).unwrap();
         assert_eq!(inspect(&out).unwrap(), img);
 

@@ -7,6 +7,7 @@ mod cpio;
 mod fuzz;
 mod image;
 mod kernel;
+mod oci;
 mod release;
 mod soak;
 mod tools;
@@ -44,7 +45,11 @@ const USAGE: &str = "usage: cargo xtask <command>
                                 installs cargo-fuzz, runs on stable with RUSTC_BOOTSTRAP=1)
   image PATH --out FILE         build a container image (squashfs + dm-verity tree) from a
                                 directory, or from a single static binary
-  inspect IMAGE [--salt HEX]    verify an image's hash tree and print its hash, root and size
+  image --oci PATH [--arch A] [--out FILE] [--manifest-out FILE.toml] [--name NAME]
+                                import an OCI image layout or a `docker save` tar: layers,
+                                whiteouts, ownership; pre-fill a manifest from its config
+                                (default out: NAME.img, manifest: NAME.toml; notes on stderr)
+  inspect IMAGE [--salt HEX]    verify an image's hash tree and print berth inspect's report
   bench [--quick] [--part N]... measure start latency (against crun, runc and the kernel's
                                 floor), scaling, boot to ready and footprint; writes
                                 target/bench/report.md, report.json, boot-aarch64.svg
@@ -93,6 +98,9 @@ struct Args {
     against: Option<PathBuf>,
     count: Option<u64>,
     seed: Option<u64>,
+    oci: Option<PathBuf>,
+    manifest_out: Option<PathBuf>,
+    name: Option<String>,
     rest: Vec<String>,
 }
 
@@ -109,6 +117,9 @@ fn parse(args: &[String]) -> Result<Args, String> {
         against: None,
         count: None,
         seed: None,
+        oci: None,
+        manifest_out: None,
+        name: None,
         rest: Vec::new(),
     };
     let mut it = args.iter();
@@ -139,6 +150,9 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 let v = it.next().ok_or("--seed needs a number")?;
                 a.seed = Some(v.parse().map_err(|_| format!("--seed: `{v}` is not a number"))?);
             }
+            "--oci" => a.oci = Some(PathBuf::from(it.next().ok_or("--oci needs an OCI layout directory or a docker save tar")?)),
+            "--manifest-out" => a.manifest_out = Some(PathBuf::from(it.next().ok_or("--manifest-out needs a file")?)),
+            "--name" => a.name = Some(it.next().ok_or("--name needs a container name")?.clone()),
             "--salt" => a.salt = Some(it.next().ok_or("--salt needs 64 hex digits")?.clone()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             s => a.rest.push(s.to_string()),
@@ -291,6 +305,9 @@ fn print_image(img: &image::Image) {
 }
 
 fn make_image(a: &Args) -> Result<(), String> {
+    if let Some(src) = &a.oci {
+        return import_oci(src, a);
+    }
     let ([src], Some(out)) = (a.rest.as_slice(), &a.out) else {
         return Err("usage: cargo xtask image PATH --out FILE".into());
     };
@@ -300,28 +317,54 @@ fn make_image(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// `image --oci`: the image, and a manifest pre-filled from the config.
+fn import_oci(src: &Path, a: &Args) -> Result<(), String> {
+    if !a.rest.is_empty() || a.arches.len() > 1 {
+        return Err("usage: cargo xtask image --oci PATH [--arch A] [--out FILE] [--manifest-out FILE.toml] [--name NAME]".into());
+    }
+    let name = a.name.clone().unwrap_or_else(|| oci::name_from(src));
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.img")));
+    let manifest_out = a.manifest_out.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.toml")));
+    let imported = oci::import(src, a.arches.first().copied(), &out)?;
+    print_image(&imported.image);
+    // The manifest's `[build] oci` is relative to the manifest's directory.
+    let source = manifest_source(src, &manifest_out);
+    let text = oci::manifest_text(&name, &source, &imported.config, &imported.notes);
+    std::fs::write(&manifest_out, text).map_err(|e| format!("{}: {e}", manifest_out.display()))?;
+    println!("manifest:    {}", manifest_out.display());
+    for n in &imported.notes {
+        say(&format!("note: {n}"));
+    }
+    Ok(())
+}
+
+/// `src` as the manifest at `manifest` should name it: relative to the
+/// manifest's directory when both are under the current one, else absolute.
+fn manifest_source(src: &Path, manifest: &Path) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+    let (src, dir) = (abs(src), abs(manifest).parent().map(Path::to_path_buf).unwrap_or_default());
+    match src.strip_prefix(&dir) {
+        Ok(rel) => rel.display().to_string(),
+        Err(_) => src.display().to_string(),
+    }
+}
+
+/// The same report as `berth inspect` (both print `berth::imageinfo`'s lines).
 fn inspect_image(a: &Args) -> Result<(), String> {
     let [path] = a.rest.as_slice() else {
         return Err("usage: cargo xtask inspect IMAGE [--salt HEX]".into());
     };
-    let img = match &a.salt {
-        None => image::inspect(Path::new(path))?,
-        Some(hex) => image::inspect_with_salt(Path::new(path), parse_hex32(hex)?)?,
+    let salt = match a.salt.as_deref() {
+        None => None,
+        Some(h) => Some(berth::imageinfo::parse_hex32(h).ok_or_else(|| format!("--salt: `{h}` is not 64 hex digits"))?),
     };
-    print_image(&img);
+    let (_, info) = image::inspect_full(Path::new(path), salt, None)?;
+    println!("image:       {path}");
+    for l in info.lines() {
+        println!("{l}");
+    }
     Ok(())
-}
-
-fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
-    let bad = || format!("`{s}` is not 64 hex digits");
-    if s.len() != 64 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
 }
 
 fn build(root: &Path, a: &Args) -> Result<(), String> {
@@ -406,7 +449,8 @@ fn release_round_trip(root: &Path, a: &Artifacts, host_berth: &Path) -> Result<(
 
 /// A bundle of the demo release passes `berth verify` with every image
 /// listed; a changed image byte and an older version are refused with the
-/// texts the device's staging gives.
+/// texts the device's staging gives (for the changed byte: the very
+/// `StageError` text of the device's store, as `update.refused` logs it).
 fn bundle_round_trip(a: &Artifacts, host_berth: &Path, keys: &berth::release::TrustedKeys) -> Result<(), String> {
     let good = a.dir.join("update.bundle");
     bundle::write(&good, &a.signed_release, &a.images.iter().collect::<Vec<_>>())?;
@@ -434,10 +478,71 @@ fn bundle_round_trip(a: &Artifacts, host_berth: &Path, keys: &berth::release::Tr
             Err(e) => e.to_string(),
             Ok(_) => return Err(format!("{} was accepted", file.display())),
         };
+        if installed.is_none() {
+            // What the device logs as `update.refused reason=`: its store's
+            // staging refusal (`StageError`), on a store without a release.
+            let store = a.dir.join("round-trip-store");
+            let _ = std::fs::remove_dir_all(&store);
+            std::fs::create_dir_all(&store).map_err(|e| e.to_string())?;
+            let (mut st, _) = berth::release::store::Store::open(&store).map_err(|e| e.to_string())?;
+            let mut bundle = std::fs::File::open(file).map_err(|e| e.to_string())?;
+            let staged = st.stage(&mut bundle, keys, &a.board.name).map(|_| ()).map_err(|e| e.to_string());
+            let _ = std::fs::remove_dir_all(&store);
+            if staged != Err(device_text.clone()) {
+                return Err(format!("the device's staging of {} gives {staged:?}, berth verify's check {device_text:?}", file.display()));
+            }
+        }
         let out = verify(file, &extra)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() || !stderr.contains(&device_text) {
             return Err(format!("berth verify on {}: {} {stderr:?}, want the device's text {device_text:?}", file.display(), out.status));
+        }
+    }
+    Ok(())
+}
+
+/// `berth inspect` on each demo image prints exactly `cargo xtask inspect`'s
+/// report, with the hash, size, salt and root the release carries; a copy
+/// with one changed byte is refused, with the release's salt and root, with
+/// the text naming that data block.
+fn inspect_round_trip(a: &Artifacts, host_berth: &Path) -> Result<(), String> {
+    let inspect = |file: &Path, extra: &[String]| {
+        Command::new(host_berth).arg("inspect").arg(file).args(extra).output().map_err(|e| e.to_string())
+    };
+    for img in &a.images {
+        let out = inspect(&img.path, &[])?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (_, info) = image::inspect_full(&img.path, None, None)?;
+        let mut want = vec![format!("image:       {}", img.path.display())];
+        want.extend(info.lines());
+        if !out.status.success() || stdout.lines().collect::<Vec<_>>() != want {
+            return Err(format!("berth inspect {}: {}
+{stdout}
+want:
+{}", img.path.display(), out.status, want.join("\n")));
+        }
+        let entry = a.release.images.iter().find(|i| i.sha256.0 == img.sha256).ok_or("an image the release does not list")?;
+        if (info.size, info.root, info.salt) != (entry.size, entry.verity_root, entry.verity_salt) {
+            return Err(format!("{}: berth inspect disagrees with the release's entry {entry:?}", img.path.display()));
+        }
+        let mut bytes = std::fs::read(&img.path).map_err(|e| e.to_string())?;
+        let block = info.data_blocks.saturating_sub(1);
+        if let Some(b) = bytes.get_mut((block * verity::BLOCK + 7) as usize) {
+            *b ^= 0x10;
+        }
+        let bad = a.dir.join("inspect-tampered.img");
+        std::fs::write(&bad, &bytes).map_err(|e| e.to_string())?;
+        let args = [
+            "--salt".to_string(),
+            verity::hex(&entry.verity_salt),
+            "--root".to_string(),
+            verity::hex(&entry.verity_root),
+        ];
+        let out = inspect(&bad, &args)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let want = berth::imageinfo::InspectError::Tree(berth::verity::TreeError::Block { level: 0, index: block }).to_string();
+        if out.status.success() || stderr.trim() != format!("berth: {}: image refused: {want}", bad.display()) {
+            return Err(format!("berth inspect on a changed image: {} {stderr:?}, want {want:?}", out.status));
         }
     }
     Ok(())
@@ -489,13 +594,7 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
 /// Boot a user's manifest directory and judge its containers (see `trial`).
 fn run_trial(root: &Path, board: &Path, dir: &Path, seconds: u64) -> Result<(), String> {
     let dir = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir().map_err(|e| e.to_string())?.join(dir) };
-    let variant = Variant { suffix: "-trial".into(), manifests: Some(dir), ..Default::default() };
-    let art = artifacts::build(root, board, &variant)?;
-    let data = art.dir.join("data.img");
-    artifacts::fresh_data(&art, &data)?;
-    let (prog, args) = artifacts::qemu_args(&art, &data, &BootOpts::default());
-    say(&format!("booting {} with {} containers for up to {seconds} s", art.board.name, art.release.containers.len()));
-    trial::judge(&art, &prog, &args, std::time::Duration::from_secs(seconds))
+    trial::run(root, board, &dir, "-trial", seconds, &Default::default(), true)
 }
 
 fn soak_power_cut(root: &Path, a: &Args) -> Result<(), String> {
@@ -710,6 +809,18 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
             cases.push(qemu_tests::scenario::case(format!("{}/release-round-trip", arch.name()), move || {
                 release_round_trip(&root, &a, &host_berth)
             }));
+        }
+        if let Some((_, a)) = builds.first() {
+            let name = format!("{}/inspect-round-trip", arch.name());
+            if filters.iter().any(|f| name.contains(f.as_str())) {
+                let (a, host_berth) = (a.clone(), host_berth.clone());
+                cases.push(qemu_tests::scenario::case(name, move || inspect_round_trip(&a, &host_berth)));
+            }
+        }
+        let name = format!("{}/run-manifests-oci", arch.name());
+        if arch == Arch::X86_64 && filters.iter().any(|f| name.contains(f.as_str())) {
+            let (root, board) = (root.to_path_buf(), board.clone());
+            cases.push(qemu_tests::scenario::case(name, move || trial::user_dir_test(&root, &board)));
         }
         let launcher = Launcher { builds, release: demo_release(root)?, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);

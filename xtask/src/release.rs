@@ -118,7 +118,9 @@ fn release_toml(dir: &Path) -> Result<ReleaseToml, String> {
 /// `cargo_bin` (with optional `package`, default `berth-demo-apps`,
 /// `setuid_copy`, a path where a root-owned mode-4755 copy is installed, and
 /// `copies`, paths where plain mode-0755 copies are installed, for
-/// confinement tests), `binary` or `dir`.
+/// confinement tests), `binary`, `dir` or `oci` (an OCI image layout or a
+/// `docker save` tar, imported for the board's architecture; the import's
+/// notes are printed).
 fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Table, out: &Path) -> Result<Image, String> {
     let field = |k: &str| format!("manifest {name}: field build.{k}");
     let text = |k: &str| -> Result<Option<&str>, String> {
@@ -128,13 +130,13 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
         }
     };
     for k in build.keys() {
-        if !["cargo_bin", "package", "setuid_copy", "copies", "binary", "dir"].contains(&k.as_str()) {
-            return Err(format!("{}: unknown (cargo_bin, binary or dir)", field(k)));
+        if !["cargo_bin", "package", "setuid_copy", "copies", "binary", "dir", "oci"].contains(&k.as_str()) {
+            return Err(format!("{}: unknown (cargo_bin, binary, dir or oci)", field(k)));
         }
     }
-    let sources = ["cargo_bin", "binary", "dir"].iter().filter(|k| build.contains_key(**k)).count();
+    let sources = ["cargo_bin", "binary", "dir", "oci"].iter().filter(|k| build.contains_key(**k)).count();
     if sources != 1 {
-        return Err(format!("manifest {name}: field build: needs exactly one of cargo_bin, binary, dir"));
+        return Err(format!("manifest {name}: field build: needs exactly one of cargo_bin, binary, dir, oci"));
     }
     let inside = |k: &str, p: &str| -> Result<PathBuf, String> {
         let rel = p.strip_prefix('/').filter(|r| !r.is_empty() && !r.split('/').any(|c| c == ".." || c.is_empty()));
@@ -188,6 +190,14 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
             return Err(format!("{}: {} is not a file", field("binary"), p.display()));
         }
         return image::from_binary(&p, out);
+    }
+    if let Some(src) = text("oci")? {
+        let p = dir.join(src);
+        let imported = crate::oci::import(&p, Some(arch), out).map_err(|e| format!("{}: {}: {e}", field("oci"), p.display()))?;
+        for n in &imported.notes {
+            say(&format!("manifest {name}: OCI import note: {n}"));
+        }
+        return Ok(imported.image);
     }
     let d = text("dir")?.unwrap_or_default();
     let p = dir.join(d);

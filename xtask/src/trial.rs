@@ -7,12 +7,89 @@
 //!   (a service);
 //! - failure when the release is refused, a container fails to start, or one
 //!   exits non-zero or by a signal.
+//!
+//! A caller may also name a line a container must print (its
+//! `container.log` event): then that container counts as done only once the
+//! line was seen, and the time running out without it is a failure.
 
-use crate::artifacts::Artifacts;
+use crate::artifacts::{self, Artifacts, BootOpts, Variant};
+use crate::oci::build::{layout, Entry};
+use berth::board::Arch;
 use qemu_tests::event::parse_line;
 use qemu_tests::machine::Machine;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// Build `dir`'s release for `board` (outputs under the board's directory
+/// plus `suffix`), boot it on a fresh data partition and judge it.
+/// `echo`: print the console as it comes (else only the verdict).
+pub fn run(root: &Path, board: &Path, dir: &Path, suffix: &str, seconds: u64, expect: &BTreeMap<String, String>, echo: bool) -> Result<(), String> {
+    let variant = Variant { suffix: suffix.into(), manifests: Some(dir.to_path_buf()), ..Default::default() };
+    let art = artifacts::build(root, board, &variant)?;
+    let data = art.dir.join("data.img");
+    artifacts::fresh_data(&art, &data)?;
+    let (prog, args) = artifacts::qemu_args(&art, &data, &BootOpts::default());
+    crate::say(&format!("booting {} with {} containers for up to {seconds} s", art.board.name, art.release.containers.len()));
+    judge(&art, &prog, &args, Duration::from_secs(seconds), expect, echo)
+}
+
+/// The `run --manifests` acceptance test: a user directory, made here, with
+/// a container from a static binary (`binary =`) and one from an OCI layout
+/// (`oci =`) whose upper layer whites out a file and makes a directory
+/// opaque; its manifest is the one `image --oci` pre-fills from the config.
+/// Both containers run `berth-image-check`, which prints its word only when
+/// the image is as expected; the run passes only when both printed it and
+/// exited 0.
+pub fn user_dir_test(root: &Path, board: &Path) -> Result<(), String> {
+    let arch = artifacts::load_board(board)?.arch;
+    let check = artifacts::cross_build(root, arch, "qemu-tests", "berth-image-check")?;
+    let dir = crate::cargo_target_dir(root).join("berth").join(format!("user-manifests-{}", arch.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"));
+    write("release.toml", "version = 1\n")?;
+    std::fs::copy(&check, dir.join("berth-image-check")).map_err(|e| e.to_string())?;
+    write(
+        "hello.toml",
+        "name = \"hello\"\nversion = \"1\"\n[entry]\nargv = [\"/bin/berth-image-check\", \"BIN-OK\", \"present=/bin/berth-image-check\"]\n[build]\nbinary = \"berth-image-check\"\n",
+    )?;
+    let bin = std::fs::read(&check).map_err(|e| e.to_string())?;
+    let lower = [
+        Entry::Dir("bin", 0o755),
+        Entry::File("bin/berth-image-check", &bin, 0o755, 0, 0),
+        Entry::Symlink("bin/check", "berth-image-check"),
+        Entry::Dir("etc", 0o755),
+        Entry::File("etc/removed.txt", b"lower", 0o644, 0, 0),
+        Entry::File("etc/kept.txt", b"kept", 0o644, 0, 0),
+        Entry::Dir("dir", 0o755),
+        Entry::Dir("dir/opaque", 0o755),
+        Entry::File("dir/opaque/old.txt", b"old", 0o644, 0, 0),
+    ];
+    let upper = [
+        Entry::File("etc/.wh.removed.txt", b"", 0o644, 0, 0),
+        Entry::File("dir/opaque/.wh..wh..opq", b"", 0o644, 0, 0),
+        Entry::File("dir/opaque/new.txt", b"new", 0o644, 1000, 1000),
+    ];
+    let config = serde_json::json!({
+        "Entrypoint": ["/bin/berth-image-check"],
+        "Cmd": ["OCI-OK", "absent=/etc/removed.txt", "has=/etc/kept.txt:kept", "absent=/dir/opaque/old.txt", "has=/dir/opaque/new.txt:new", "present=/bin/check"],
+        "User": "1000:1000",
+        "Env": ["MODE=oci"],
+    });
+    let oci_arch = match arch {
+        Arch::Aarch64 => "arm64",
+        Arch::Armv7 => "arm",
+        Arch::X86_64 => "amd64",
+    };
+    layout(&dir.join("layout"), &[(&lower, false), (&upper, true)], oci_arch, config)?;
+    // The manifest as `image --oci` pre-fills it.
+    let imported = crate::oci::import(&dir.join("layout"), Some(arch), &dir.join("prefill.img"))?;
+    std::fs::remove_file(dir.join("prefill.img")).map_err(|e| e.to_string())?;
+    write("app.toml", &crate::oci::manifest_text("app", "layout", &imported.config, &imported.notes))?;
+    let expect: BTreeMap<String, String> = [("hello", "BIN-OK"), ("app", "OCI-OK")].iter().map(|(n, w)| (n.to_string(), w.to_string())).collect();
+    run(root, board, &dir, "-user-oci", 120, &expect, false)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -22,13 +99,26 @@ enum State {
     Failed(String),
 }
 
-/// Boot `prog args`, print the console, and judge the containers named in `art`'s release.
-pub fn judge(art: &Artifacts, prog: &str, args: &[String], timeout: Duration) -> Result<(), String> {
-    let mut states: BTreeMap<String, State> =
+/// What was seen of each container: its state, and which printed the line
+/// expected of them.
+struct Seen {
+    states: BTreeMap<String, State>,
+    expect: BTreeMap<String, String>,
+    printed: BTreeSet<String>,
+}
+
+/// Boot `prog args`, print the console, and judge the containers named in
+/// `art`'s release; `expect` maps a container to a line it must print.
+pub fn judge(art: &Artifacts, prog: &str, args: &[String], timeout: Duration, expect: &BTreeMap<String, String>, echo: bool) -> Result<(), String> {
+    let states: BTreeMap<String, State> =
         art.release.containers.iter().map(|m| (m.name.to_string(), State::Waiting)).collect();
     if states.is_empty() {
         return Err("the release has no containers".into());
     }
+    if let Some(n) = expect.keys().find(|n| !states.contains_key(*n)) {
+        return Err(format!("an output is expected of {n}, which the release does not have"));
+    }
+    let mut seen = Seen { states, expect: expect.clone(), printed: BTreeSet::new() };
     let mut m = Machine::spawn(&format!("{}/run", art.board.name), prog, args)?;
     let start = Instant::now();
     let mut shown = 0;
@@ -36,11 +126,13 @@ pub fn judge(art: &Artifacts, prog: &str, args: &[String], timeout: Duration) ->
         m.poll();
         let lines = m.lines();
         for line in lines.get(shown..).unwrap_or(&[]) {
-            println!("{line}");
-            observe(line, &mut states);
+            if echo {
+                println!("{line}");
+            }
+            observe(line, &mut seen);
         }
         shown = lines.len();
-        if let Some(v) = decide(&states, start.elapsed() >= timeout) {
+        if let Some(v) = decide(&seen, start.elapsed() >= timeout) {
             break v;
         }
         if let Some(st) = m.exit_status() {
@@ -49,15 +141,19 @@ pub fn judge(art: &Artifacts, prog: &str, args: &[String], timeout: Duration) ->
         std::thread::sleep(Duration::from_millis(100));
     };
     m.kill();
-    println!("xtask: run: {}", summary(&states));
+    println!("xtask: run: {}", summary(&seen));
     verdict
 }
 
 /// Fold one console line into the container states.
-fn observe(line: &str, states: &mut BTreeMap<String, State>) {
+fn observe(line: &str, seen: &mut Seen) {
     let Some(ev) = parse_line(line) else { return };
     let name = ev.get("name").unwrap_or("").to_string();
+    let states = &mut seen.states;
     match ev.name.as_str() {
+        "container.log" if seen.expect.get(&name).is_some_and(|want| ev.get("line") == Some(want.as_str())) => {
+            seen.printed.insert(name);
+        }
         "release.rejected" | "boot.failed" => {
             let why = format!("{}: {}", ev.name, ev.get("reason").unwrap_or("?"));
             for s in states.values_mut() {
@@ -89,7 +185,14 @@ fn observe(line: &str, states: &mut BTreeMap<String, State>) {
 }
 
 /// The verdict, once there is one.
-fn decide(states: &BTreeMap<String, State>, time_up: bool) -> Option<Result<(), String>> {
+fn decide(seen: &Seen, time_up: bool) -> Option<Result<(), String>> {
+    let states = &seen.states;
+    let silent: Vec<String> = seen
+        .expect
+        .iter()
+        .filter(|(n, _)| !seen.printed.contains(*n))
+        .map(|(n, want)| format!("{n}: never printed {want:?}"))
+        .collect();
     let failed: Vec<String> = states
         .iter()
         .filter_map(|(n, s)| match s {
@@ -101,22 +204,24 @@ fn decide(states: &BTreeMap<String, State>, time_up: bool) -> Option<Result<(), 
     if !failed.is_empty() {
         return Some(Err(failed.join("; ")));
     }
-    if states.values().all(|s| *s == State::Exited(0)) {
+    if states.values().all(|s| *s == State::Exited(0)) && silent.is_empty() {
         return Some(Ok(()));
     }
     if time_up {
         let waiting: Vec<&String> = states.iter().filter(|(_, s)| **s == State::Waiting).map(|(n, _)| n).collect();
-        return Some(if waiting.is_empty() {
-            Ok(())
-        } else {
+        return Some(if !waiting.is_empty() {
             Err(format!("time is up and these never started: {waiting:?}"))
+        } else if !silent.is_empty() {
+            Err(format!("time is up: {}", silent.join("; ")))
+        } else {
+            Ok(())
         });
     }
     None
 }
 
-fn summary(states: &BTreeMap<String, State>) -> String {
-    states
+fn summary(seen: &Seen) -> String {
+    seen.states
         .iter()
         .map(|(n, s)| match s {
             State::Waiting => format!("{n} never started"),
@@ -132,8 +237,22 @@ fn summary(states: &BTreeMap<String, State>) -> String {
 mod tests {
     use super::*;
 
-    fn states(names: &[&str]) -> BTreeMap<String, State> {
-        names.iter().map(|n| (n.to_string(), State::Waiting)).collect()
+    fn states(names: &[&str]) -> Seen {
+        Seen { states: names.iter().map(|n| (n.to_string(), State::Waiting)).collect(), expect: BTreeMap::new(), printed: BTreeSet::new() }
+    }
+
+    #[test]
+    fn an_expected_line_must_be_printed() {
+        let mut s = states(&["a"]);
+        s.expect.insert("a".into(), "OCI-OK".into());
+        observe("BERTH t=1.0 ev=container.start name=a pid=5 result=ok", &mut s);
+        observe("BERTH t=1.1 ev=container.log name=a line=\"OCI-OK \"", &mut s);
+        observe("BERTH t=1.1 ev=container.log name=b line=OCI-OK", &mut s);
+        observe("BERTH t=2.0 ev=reap pid=5 name=a how=exit code=0", &mut s);
+        assert_eq!(decide(&s, false), None, "exited, but the line is not there yet");
+        assert!(matches!(decide(&s, true), Some(Err(e)) if e.contains("a: never printed \"OCI-OK\"")));
+        observe("BERTH t=2.1 ev=container.log name=a line=OCI-OK", &mut s);
+        assert_eq!(decide(&s, false), Some(Ok(())));
     }
 
     #[test]

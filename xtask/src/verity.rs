@@ -42,13 +42,9 @@ pub struct VerityParams {
 }
 
 /// The salt used when none is given: derived from the SHA-256 of the
-/// (zero-padded) data area, so the same data always gives the same tree.
-pub fn default_salt(data_sha256: &[u8; 32]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"berth dm-verity salt v1\0");
-    h.update(data_sha256);
-    h.finalize().into()
-}
+/// (zero-padded) data area, so the same data always gives the same tree
+/// (defined beside `berth inspect`, which derives it the same way).
+pub use berth::imageinfo::default_salt;
 
 /// Lower-case hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {
@@ -104,6 +100,7 @@ fn level_blocks(data_blocks: u64) -> Vec<u64> {
 }
 
 /// Size in bytes of the hash tree for `data_blocks` data blocks.
+#[cfg(test)]
 pub fn tree_size(data_blocks: u64) -> u64 {
     level_blocks(data_blocks).iter().sum::<u64>() * BLOCK
 }
@@ -182,53 +179,6 @@ pub fn build_tree(
     let level0 = data_digests(data, data_size, &salt)?;
     let (root, tree) = tree_from_digests(level0, &salt);
     Ok((tree, root))
-}
-
-/// Recomputes the tree of `data` and compares it with `stored` (a tree as
-/// written by [`build_tree`]). Returns the root on success; otherwise names
-/// the first data block whose digest differs from the stored one, or the
-/// first differing hash block.
-pub fn check_tree(
-    data: &mut impl Read,
-    data_size: u64,
-    salt: [u8; 32],
-    stored: &[u8],
-) -> Result<[u8; 32], String> {
-    let level0 = data_digests(data, data_size, &salt)?;
-    let data_blocks = level0.len() as u64;
-    let expected_len = tree_size(data_blocks);
-    if stored.len() as u64 != expected_len {
-        return Err(format!(
-            "dm-verity: hash tree is {} bytes, expected {expected_len} for {data_blocks} data blocks",
-            stored.len()
-        ));
-    }
-    let counts = level_blocks(data_blocks);
-    if let Some(l0_blocks) = counts.first() {
-        let l0_start = (expected_len - l0_blocks * BLOCK) as usize;
-        let stored_l0 = stored.get(l0_start..).unwrap_or(&[]);
-        for (i, (d, s)) in level0
-            .iter()
-            .zip(stored_l0.chunks_exact(DIGEST))
-            .enumerate()
-        {
-            if d.as_slice() != s {
-                return Err(format!(
-                    "dm-verity: data block {i} (bytes {}..{}) does not match its hash in the tree",
-                    i as u64 * BLOCK,
-                    (i as u64 + 1) * BLOCK
-                ));
-            }
-        }
-    }
-    let (root, tree) = tree_from_digests(level0, &salt);
-    if let Some(pos) = tree.iter().zip(stored).position(|(a, b)| a != b) {
-        return Err(format!(
-            "dm-verity: hash block {} (byte {pos} of the hash tree) is corrupt",
-            pos / BLOCK_USIZE
-        ));
-    }
-    Ok(root)
 }
 
 /// SHA-256 of the first `len` bytes of `file`.
@@ -445,10 +395,6 @@ mod tests {
                 theirs[tree.len()..].iter().all(|&b| b == 0),
                 "{blocks} blocks: their tail"
             );
-            assert_eq!(
-                check_tree(&mut &data[..], blocks * BLOCK, salt, &tree),
-                Ok(root)
-            );
 
             // veritysetup verify accepts our separate hash file...
             std::fs::write(&hash_path, &tree).unwrap();
@@ -509,27 +455,6 @@ mod tests {
             let _ = std::fs::remove_file(&hash_path);
         }
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn check_tree_names_the_bad_block() {
-        let blocks = 300u64;
-        let mut data = xorshift_bytes(5, (blocks * BLOCK) as usize);
-        let salt = [7u8; 32];
-        let (mut tree, root) = build_tree(&mut &data[..], blocks * BLOCK, salt).unwrap();
-        data[259 * 4096 + 17] ^= 0x40;
-        let e = check_tree(&mut &data[..], blocks * BLOCK, salt, &tree).unwrap_err();
-        assert!(e.contains("data block 259 "), "{e}");
-        data[259 * 4096 + 17] ^= 0x40;
-        tree[5] ^= 1; // top level
-        let e = check_tree(&mut &data[..], blocks * BLOCK, salt, &tree).unwrap_err();
-        assert!(e.contains("hash block 0 "), "{e}");
-        tree[5] ^= 1;
-        assert_eq!(
-            check_tree(&mut &data[..], blocks * BLOCK, salt, &tree),
-            Ok(root)
-        );
-        assert!(check_tree(&mut &data[..], blocks * BLOCK, salt, &tree[..4096]).is_err());
     }
 
     #[test]
