@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod release;
 pub mod restart;
 pub mod seccomp;
+pub mod statusview;
 pub mod log;
 pub mod logstore;
 pub mod modules;
