@@ -26,6 +26,9 @@ pub struct BootSpec {
     pub variant: &'static str,
     /// More kernel command line (`berth.test.*` tokens for the agent).
     pub cmdline: String,
+    /// A host port (on 127.0.0.1) QEMU forwards to the guest's port 8080
+    /// (the demo's status page).
+    pub http_port: Option<u16>,
 }
 
 /// Boots machines of one architecture.
@@ -90,7 +93,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
 }
 
 fn spec(name: &str, mode: &str) -> BootSpec {
-    BootSpec { name: name.into(), mode: mode.into(), allow_reboot: false, variant: "", cmdline: String::new() }
+    BootSpec { name: name.into(), mode: mode.into(), allow_reboot: false, variant: "", cmdline: String::new(), http_port: None }
 }
 
 fn field_is(e: &Event, key: &str, want: &str) -> Result<(), String> {

@@ -9,6 +9,7 @@ pub mod apparmor;
 pub mod boot;
 pub mod cgroup;
 pub mod container;
+pub mod console;
 pub mod containers;
 pub mod control;
 pub mod ctlsock;
