@@ -632,6 +632,11 @@ impl Launch for Launcher {
         self.release.clone()
     }
 
+    fn containers(&self) -> Vec<String> {
+        let demo = self.builds.iter().find(|(v, _)| v.is_empty()).map(|(_, a)| &a.release.containers);
+        demo.map(|c| c.iter().map(|m| m.name.to_string()).collect()).unwrap_or_default()
+    }
+
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String> {
         let (_, art) = self
             .builds
