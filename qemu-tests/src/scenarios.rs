@@ -857,7 +857,7 @@ fn status_page(l: &dyn Launch) -> Result<(), String> {
     let (version, key_id) = l.release();
     let states = ["waiting", "updating", "running", "stopping", "stopped", "failed"];
     let deadline = std::time::Instant::now() + lim.boot;
-    let mut last = String::new();
+    let mut last;
     let status = loop {
         m.poll();
         if m.exit_status().is_some() {
