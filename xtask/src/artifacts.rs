@@ -388,7 +388,9 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
     let mut args: Vec<String> = vec!["-M".into(), q.machine.to_string(), "-cpu".into(), q.cpu.to_string()];
     args.extend(["-m".into(), q.memory_mib.to_string(), "-smp".into(), "1".into()]);
     if opts.interactive {
-        args.push("-nographic".into());
+        // The console on the terminal, explicitly: a board's own `-serial`
+        // (a second port) would otherwise take the place of QEMU's default.
+        args.extend(["-nographic", "-serial", "mon:stdio"].map(String::from));
     } else {
         args.extend(["-display", "none", "-monitor", "none", "-serial", "stdio"].map(String::from));
     }
