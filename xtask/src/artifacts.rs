@@ -306,9 +306,15 @@ fn install_trial(store: &Path, signed: &[u8], version: u64, trial: &[u8], trial_
 
 /// Put a bundle into the release store's inbox (`/berth/inbox/` on the data
 /// partition, the device's `/data/berth/inbox`) of an ext4 image, with
-/// debugfs (no mount, no root needed).
+/// e2fsck and debugfs (no mount, no root needed).
 pub fn put_in_inbox(data: &Path, bundle: &Path) -> Result<(), String> {
     let name = bundle.file_name().and_then(|n| n.to_str()).filter(|n| !n.contains(char::is_whitespace)).unwrap_or("update.bundle");
+    // QEMU's end (Ctrl-A X) is a power cut: replay the journal first, or
+    // the guest's replay at mount would undo what debugfs writes.
+    let fsck = Command::new("e2fsck").args(["-f", "-y"]).arg(data).output().map_err(|e| format!("e2fsck: {e}"))?;
+    if !matches!(fsck.status.code(), Some(0..=2)) {
+        return Err(format!("e2fsck {}: {}\n{}", data.display(), fsck.status, String::from_utf8_lossy(&fsck.stdout)));
+    }
     let script = data.with_extension("debugfs");
     let host = bundle.canonicalize().map_err(|e| format!("{}: {e}", bundle.display()))?;
     // `mkdir` of an existing directory only complains; the `stat` at the end
