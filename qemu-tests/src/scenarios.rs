@@ -29,6 +29,9 @@ pub struct BootSpec {
     /// Boot on this data image as an earlier boot left it
     /// ([`Machine::data_image`]) instead of a fresh copy of the template.
     pub data: Option<std::path::PathBuf>,
+    /// A host port (on 127.0.0.1) QEMU forwards to the guest's port 8080
+    /// (the demo's status page).
+    pub http_port: Option<u16>,
 }
 
 /// Boots machines of one architecture.
@@ -38,6 +41,8 @@ pub trait Launch: Send + Sync {
     fn missing_module(&self) -> &str;
     /// Version and signing key id of the release on a fresh data partition.
     fn release(&self) -> (u64, String);
+    /// The names of that release's containers.
+    fn containers(&self) -> Vec<String>;
     /// Boot a machine; it knows its data image ([`Machine::data_image`]).
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String>;
     /// What the `update` variant's data partition carries.
@@ -60,7 +65,8 @@ pub(crate) fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 20] = [
+    let table: [(&str, Check); 21] = [
+        ("status-page", status_page),
         ("services", services),
         ("rss", rss),
         ("ctl-fuzz", ctl_fuzz),
@@ -98,7 +104,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
 }
 
 pub(crate) fn spec(name: &str, mode: &str) -> BootSpec {
-    BootSpec { name: name.into(), mode: mode.into(), allow_reboot: false, variant: "", cmdline: String::new(), data: None }
+    BootSpec { name: name.into(), mode: mode.into(), allow_reboot: false, variant: "", cmdline: String::new(), data: None, http_port: None }
 }
 
 pub(crate) fn field_is(e: &Event, key: &str, want: &str) -> Result<(), String> {
@@ -814,6 +820,125 @@ fn watchdog(l: &dyn Launch) -> Result<(), String> {
         return Err("the loop came back from the wedge before any reset".into());
     }
     Ok(())
+}
+
+/// A free TCP port on the host's loopback (for QEMU to forward).
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// One HTTP/1.1 GET on the host's loopback: (status code, body).
+fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).map_err(|e| format!("send: {e}"))?;
+    let mut reply = Vec::new();
+    s.take(1 << 20).read_to_end(&mut reply).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&reply);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP reply: {text:?}"))?;
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("bad status line: {head:?}"))?;
+    Ok((code, body.to_string()))
+}
+
+/// The demo's status page, fetched from the host through QEMU's port
+/// forwarding: `/status.json` lists every container of the release (and
+/// the `net` service) with a state, the release's version and key id, and
+/// `status-web` itself running and ready; `/` shows each container in its
+/// table. `status-web` reads berth's read-only status view (it has no
+/// control socket).
+fn status_page(l: &dyn Launch) -> Result<(), String> {
+    use berth_demo_apps::json::Value;
+    let lim = limits(l.arch());
+    let port = free_port()?;
+    let mut m = l.boot(&BootSpec { http_port: Some(port), ..spec("status-page", "none") })?;
+    m.expect_event("boot.ready", lim.boot)?;
+    let ready = m.cursor();
+    let names = l.containers();
+    for name in &names {
+        m.set_cursor(ready);
+        let e = m.expect_event_where("container.start", |e| e.get("name") == Some(name.as_str()), lim.step)?;
+        field_is(&e, "result", "ok")?;
+    }
+    let (version, key_id) = l.release();
+    let states = ["waiting", "updating", "running", "stopping", "stopped", "failed"];
+    let deadline = std::time::Instant::now() + lim.boot;
+    let mut last;
+    let status = loop {
+        m.poll();
+        if m.exit_status().is_some() {
+            return Err(format!("the machine went down: {:?}", m.tail(20)));
+        }
+        match http_get(port, "/status.json") {
+            Ok((200, body)) => {
+                let v = berth_demo_apps::json::parse(&body).map_err(|e| format!("/status.json: {e}: {body}"))?;
+                let list = match v.get("containers") {
+                    Some(Value::Arr(list)) => list.clone(),
+                    _ => return Err(format!("/status.json has no containers list: {body}")),
+                };
+                let find = |n: &str| list.iter().find(|c| c.get("name") == Some(&Value::Str(n.into()))).cloned();
+                let web_up = find("status-web").is_some_and(|c| c.get("state") == Some(&Value::Str("running".into())) && c.get("ready") == Some(&Value::Bool(true)));
+                if names.iter().all(|n| find(n).is_some()) && web_up {
+                    break (v, list, body);
+                }
+                last = body;
+            }
+            Ok((code, body)) => last = format!("HTTP {code}: {body}"),
+            Err(e) => last = e,
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("no complete status page within {:?}; last: {last}", lim.boot));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let (v, list, body) = status;
+    let release = v.get("release").ok_or_else(|| format!("no release: {body}"))?;
+    if release.get("version") != Some(&Value::Num(version as f64)) || release.get("key_id") != Some(&Value::Str(key_id.clone())) {
+        return Err(format!("release shown {release:?}, want version {version} key {key_id}"));
+    }
+    for c in &list {
+        let state = match c.get("state") {
+            Some(Value::Str(s)) => s.as_str(),
+            _ => "",
+        };
+        if !states.contains(&state) {
+            return Err(format!("entry without a valid state: {c:?}"));
+        }
+        let kind = c.get("kind");
+        let known = match c.get("name") {
+            Some(Value::Str(n)) if kind == Some(&Value::Str("container".into())) => names.contains(n),
+            Some(Value::Str(n)) => kind == Some(&Value::Str("service".into())) && n == "net",
+            _ => false,
+        };
+        if !known {
+            return Err(format!("entry not in the release or the board: {c:?}"));
+        }
+        let running = state == "running";
+        if running != matches!(c.get("uptime_s"), Some(Value::Num(_))) {
+            return Err(format!("uptime shown for a run that is not running, or missing: {c:?}"));
+        }
+    }
+    if list.len() != names.len() + 1 {
+        return Err(format!("{} entries, want the {} containers and the net service: {body}", list.len(), names.len()));
+    }
+    let (code, html) = http_get(port, "/")?;
+    if code != 200 || !html.contains(&format!("release {version} (")) {
+        return Err(format!("/ answered {code}: {html}"));
+    }
+    for n in &names {
+        let row = format!("<tr><td>{n}</td><td>container</td><td>");
+        if !html.contains(&row) {
+            return Err(format!("/ has no row for {n}: {html}"));
+        }
+    }
+    if http_get(port, "/nope")?.0 != 404 {
+        return Err("an unknown path did not answer 404".into());
+    }
+    // The page's own requests reached status-web's log: it is the server.
+    m.expect_event_where("container.log", |e| e.get("name") == Some("status-web") && e.get("line") == Some("status-web: GET / 200"), lim.step)?;
+    no_errors(&m, &[])
 }
 
 /// A TCP listener on the host's loopback, which QEMU's user network shows

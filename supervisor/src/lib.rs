@@ -11,6 +11,7 @@ pub mod apparmor;
 pub mod boot;
 pub mod cgroup;
 pub mod container;
+pub mod console;
 pub mod containers;
 pub mod control;
 #[cfg(feature = "host")]
@@ -20,6 +21,7 @@ pub mod manifest;
 pub mod release;
 pub mod restart;
 pub mod seccomp;
+pub mod statusview;
 pub mod log;
 pub mod logstore;
 pub mod modules;

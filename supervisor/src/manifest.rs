@@ -35,6 +35,7 @@
 //! | `network = "host"` | (no `CAP_NET_ADMIN`/`CAP_NET_RAW`) | the confinement issue (no network namespace; /sys bound read-only) |
 //! | `exec_paths` | <= 8 absolute paths without `..`, unique; `entry.argv[0]` must lie beneath one of them | the Landlock issue (execute only beneath these; default: the whole image) |
 //! | `rw_paths` | <= 8 absolute paths without `..`, not `/`, unique | the Landlock issue (writable beneath these, besides the writable mounts and `/dev`) |
+//! | `status_view` | `true` or `false` (default); no mount on or under [`crate::statusview::INSIDE`] | the demo issue (berth's status file directory bound read-only at [`crate::statusview::INSIDE`], which must exist in the image) |
 //!
 //! A list field counts as set when it is not empty; an optional field when it
 //! is present (even with its default value).
@@ -276,6 +277,11 @@ pub struct Manifest {
     /// read-only list.
     #[serde(default)]
     pub rw_paths: Vec<Path, LANDLOCK_PATHS_MAX>,
+    /// A read-only view of the device's status (release, containers, their
+    /// state): berth's status directory bound at
+    /// [`crate::statusview::INSIDE`]. Never the control socket.
+    #[serde(default)]
+    pub status_view: bool,
 }
 
 /// Restart timing: the first delay, its growth factor and cap, how long a run
@@ -596,6 +602,7 @@ impl Manifest {
             ("network.host", self.network == Some(Network::Host)),
             ("exec_paths", !self.exec_paths.is_empty()),
             ("rw_paths", !self.rw_paths.is_empty()),
+            ("status_view", self.status_view),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
@@ -745,6 +752,9 @@ impl Manifest {
                 if self.mounts.iter().take(i).any(|o| o.volume.as_ref() == Some(v)) {
                     return Err(err(m, f("volume"), format!("volume `{v}` is mounted twice")));
                 }
+            }
+            if self.status_view && beneath(&mt.target, crate::statusview::INSIDE) {
+                return Err(err(m, f("target"), format!("must not be on or under {} (the status view)", crate::statusview::INSIDE)));
             }
             if mt.exec && mt.volume.is_some() {
                 return Err(err(
@@ -1222,6 +1232,21 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         gated.sort_unstable();
         seen.sort_unstable();
         assert_eq!(gated, seen);
+    }
+
+    #[test]
+    fn status_view_is_off_by_default_and_keeps_mounts_off_its_path() {
+        assert!(!parse(&sensor_with(ENTRY, ENTRY)).unwrap().status_view);
+        let on = parse(&sensor_with(ENTRY, "status_view = true\n[entry]\n")).unwrap();
+        assert!(on.status_view);
+        for target in ["/run/berth-status", "/run/berth-status/x"] {
+            let text = sensor_with(ENTRY, &format!("status_view = true\nmounts = [{{ target = \"{target}\", tmpfs_size = 4096 }}]\n[entry]\n"));
+            assert_eq!(parse(&text).unwrap_err().field, "mounts[0].target", "{target}");
+        }
+        // A tmpfs over /run is fine: the view is bound after it.
+        let text = sensor_with(ENTRY, "status_view = true\nmounts = [{ target = \"/run\", tmpfs_size = 4096 }]\n[entry]\n");
+        assert!(parse(&text).is_ok());
+        assert!(parse(&sensor_with(ENTRY, "status_view = 1\n[entry]\n")).is_err());
     }
 
     #[test]

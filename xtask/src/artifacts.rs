@@ -318,6 +318,33 @@ fn install_trial(store: &Path, signed: &[u8], version: u64, trial: &[u8], trial_
     write(&store.join(SLOTS[1]), &slot)
 }
 
+/// Put a bundle into the release store's inbox (`/berth/inbox/` on the data
+/// partition, the device's `/data/berth/inbox`) of an ext4 image, with
+/// e2fsck and debugfs (no mount, no root needed).
+pub fn put_in_inbox(data: &Path, bundle: &Path) -> Result<(), String> {
+    let name = bundle.file_name().and_then(|n| n.to_str()).filter(|n| !n.contains(char::is_whitespace)).unwrap_or("update.bundle");
+    // QEMU's end (Ctrl-A X) is a power cut: replay the journal first, or
+    // the guest's replay at mount would undo what debugfs writes.
+    let fsck = Command::new("e2fsck").args(["-f", "-y"]).arg(data).output().map_err(|e| format!("e2fsck: {e}"))?;
+    if !matches!(fsck.status.code(), Some(0..=2)) {
+        return Err(format!("e2fsck {}: {}\n{}", data.display(), fsck.status, String::from_utf8_lossy(&fsck.stdout)));
+    }
+    let script = data.with_extension("debugfs");
+    let host = bundle.canonicalize().map_err(|e| format!("{}: {e}", bundle.display()))?;
+    // `mkdir` of an existing directory only complains; the `stat` at the end
+    // says whether the file arrived.
+    let text = format!("mkdir berth/inbox\ncd berth/inbox\nrm {name}\nwrite {} {name}\n", host.display());
+    write(&script, text.as_bytes())?;
+    run_cmd(Command::new("debugfs").arg("-w").arg("-f").arg(&script).arg(data))?;
+    let _ = fs::remove_file(&script);
+    let out = Command::new("debugfs").arg("-R").arg(format!("stat berth/inbox/{name}")).arg(data).output().map_err(|e| format!("debugfs: {e}"))?;
+    let size = fs::metadata(bundle).map(|m| m.len()).unwrap_or(0);
+    if !String::from_utf8_lossy(&out.stdout).contains(&format!("Size: {size}")) {
+        return Err(format!("debugfs did not put {} into {}", bundle.display(), data.display()));
+    }
+    Ok(())
+}
+
 /// Flip the bits of one byte of a file (inside an image's data area).
 fn corrupt_byte(path: &Path, at: usize) -> Result<(), String> {
     let mut bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -370,7 +397,12 @@ pub struct BootOpts {
     pub cmdline: String,
     /// Run under KVM (x86_64 boards on an x86_64 host), with the board's CPU model.
     pub kvm: bool,
+    /// Forward this host port (on 127.0.0.1) to the guest's port 8080.
+    pub http_port: Option<u16>,
 }
+
+/// The guest port the demo's status page listens on.
+pub const GUEST_HTTP_PORT: u16 = 8080;
 
 /// The QEMU command line for a board's artifacts and a data image.
 pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<String>) {
@@ -381,7 +413,9 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
     }
     args.extend(["-m".into(), q.memory_mib.to_string(), "-smp".into(), "1".into()]);
     if opts.interactive {
-        args.push("-nographic".into());
+        // The console on the terminal, explicitly: a board's own `-serial`
+        // (a second port) would otherwise take the place of QEMU's default.
+        args.extend(["-nographic", "-serial", "mon:stdio"].map(String::from));
     } else {
         args.extend(["-display", "none", "-monitor", "none", "-serial", "stdio"].map(String::from));
     }
@@ -411,7 +445,10 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
         format!("{},drive=data", q.block_device),
         // QEMU's user networking (no host privileges): the guest's eth0.
         "-netdev".into(),
-        "user,id=net0".into(),
+        match opts.http_port {
+            Some(port) => format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_HTTP_PORT}"),
+            None => "user,id=net0".into(),
+        },
         "-device".into(),
         format!("{},netdev=net0", q.net_device),
     ]);

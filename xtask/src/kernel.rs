@@ -109,6 +109,58 @@ pub fn ensure_kernel(root: &Path, debarch: &str, flavour: &str) -> Result<Kernel
     Ok(k)
 }
 
+/// Make sure the newest Debian package `package` for `debarch` is
+/// downloaded and unpacked (the same private apt state as the kernels);
+/// returns its tree at once if it already is. Layout:
+/// `target/debs/<debarch>-<package>/root/` and `package.txt` (package and
+/// version; written last, so its presence means the tree is complete).
+pub fn ensure_package(root: &Path, debarch: &str, package: &str) -> Result<(PathBuf, String), String> {
+    check_word("Debian architecture", debarch)?;
+    if package.is_empty() || !package.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b)) {
+        return Err(format!("invalid Debian package name {package:?}"));
+    }
+    let pdir = root.join("target").join("debs").join(format!("{debarch}-{package}"));
+    let info_path = pdir.join("package.txt");
+    let tree = pdir.join("root");
+    if let Ok(text) = fs::read_to_string(&info_path) {
+        if let Some(v) = text.lines().find_map(|l| l.strip_prefix("version=")) {
+            if tree.is_dir() {
+                return Ok((tree, v.trim().to_string()));
+            }
+        }
+    }
+    let apt = AptEnv::new(&root.join("target").join("kernels").join(format!("apt-{debarch}")), debarch)?;
+    let newest = |apt: &AptEnv| -> Result<Option<(String, String)>, String> {
+        let mut c = apt.apt_cache();
+        c.arg("madison").arg(package);
+        let out = run_capture(&mut c)?;
+        let found: Vec<(String, String)> = parse_madison(&out).into_iter().filter(|(n, _)| n == package).collect();
+        Ok(pick_newest(&found))
+    };
+    let (_, version) = match newest(&apt)? {
+        Some(found) => found,
+        None => {
+            eprintln!("xtask: updating Debian package index for {debarch} (to find {package})");
+            apt.update()?;
+            newest(&apt)?.ok_or_else(|| format!("Debian has no package {package} for {debarch}"))?
+        }
+    };
+    eprintln!("xtask: downloading Debian package {package} {version} ({debarch})");
+    fs::create_dir_all(&pdir).map_err(|e| format!("cannot create {}: {e}", pdir.display()))?;
+    remove_if_exists(&info_path)?;
+    let deb = apt.download_to(package, &version, &pdir)?;
+    let tmp = pdir.join("root.partial");
+    remove_dir_if_exists(&tmp)?;
+    fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    run_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
+    remove_dir_if_exists(&tree)?;
+    fs::rename(&tmp, &tree).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), tree.display()))?;
+    let _ = fs::remove_file(&deb);
+    fs::write(&info_path, format!("package={package}\nversion={version}\n"))
+        .map_err(|e| format!("cannot write {}: {e}", info_path.display()))?;
+    Ok((tree, version))
+}
+
 /// Read kernel.txt and check that the files it names exist.
 fn cached_kernel(info_path: &Path, tree: &Path) -> Option<Kernel> {
     let text = fs::read_to_string(info_path).ok()?;
@@ -267,9 +319,14 @@ impl AptEnv {
 
     /// Download `package=version` into the debs directory; path of the .deb.
     fn download(&self, package: &str, version: &str) -> Result<PathBuf, String> {
-        let debs = self.dir.join("debs");
+        self.download_to(package, version, &self.dir.join("debs"))
+    }
+
+    /// Download `package=version` into `debs` (whose older .debs are
+    /// removed); path of the .deb.
+    fn download_to(&self, package: &str, version: &str, debs: &Path) -> Result<PathBuf, String> {
         // Old downloads are not needed: the unpacked trees are the cache.
-        if let Ok(rd) = fs::read_dir(&debs) {
+        if let Ok(rd) = fs::read_dir(debs) {
             for e in rd.filter_map(|e| e.ok()) {
                 if e.path().extension().and_then(|x| x.to_str()) == Some("deb") {
                     let _ = fs::remove_file(e.path());
@@ -277,10 +334,10 @@ impl AptEnv {
             }
         }
         let mut c = self.apt_get();
-        c.arg("download").arg(format!("{package}={version}")).current_dir(&debs);
+        c.arg("download").arg(format!("{package}={version}")).current_dir(debs);
         run_status(&mut c)?;
         let prefix = format!("{package}_");
-        let rd = fs::read_dir(&debs).map_err(|e| format!("cannot list {}: {e}", debs.display()))?;
+        let rd = fs::read_dir(debs).map_err(|e| format!("cannot list {}: {e}", debs.display()))?;
         let mut found: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {

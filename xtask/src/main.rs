@@ -25,7 +25,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 const USAGE: &str = "usage: cargo xtask <command>
   build [--arch A]...           build berth and the boot artifacts (default: all three)
-  run [--arch A] [--board FILE] boot the demo system under QEMU (default aarch64)
+  run [--arch A] [--board FILE] [--update DIR|BUNDLE]
+                                boot the demo system under QEMU (default aarch64); its status
+                                page is forwarded to http://localhost:8080/ (another free port
+                                if 8080 is taken); --update puts a bundle (built from a
+                                manifest directory with the development key, or a bundle file)
+                                into the inbox of the kept data partition: the running demo
+                                picks it up a few seconds after boot
   run [--arch A] --manifests DIR [--timeout S]
                                 boot your own manifests; exit 0 only when every container
                                 exited 0, or was still running at the timeout (default 60 s)
@@ -101,6 +107,7 @@ struct Args {
     oci: Option<PathBuf>,
     manifest_out: Option<PathBuf>,
     name: Option<String>,
+    update: Option<PathBuf>,
     rest: Vec<String>,
 }
 
@@ -120,6 +127,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         oci: None,
         manifest_out: None,
         name: None,
+        update: None,
         rest: Vec::new(),
     };
     let mut it = args.iter();
@@ -153,6 +161,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--oci" => a.oci = Some(PathBuf::from(it.next().ok_or("--oci needs an OCI layout directory or a docker save tar")?)),
             "--manifest-out" => a.manifest_out = Some(PathBuf::from(it.next().ok_or("--manifest-out needs a file")?)),
             "--name" => a.name = Some(it.next().ok_or("--name needs a container name")?.clone()),
+            "--update" => a.update = Some(PathBuf::from(it.next().ok_or("--update needs a manifest directory or a bundle file")?)),
             "--salt" => a.salt = Some(it.next().ok_or("--salt needs 64 hex digits")?.clone()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             s => a.rest.push(s.to_string()),
@@ -575,13 +584,42 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     if a.timeout.is_some() {
         return Err("--timeout goes with --manifests".into());
     }
-    let art = artifacts::build(root, &board, &Variant::default())?;
+    let console = format!("/dev/{}", artifacts::load_board(&board)?.console);
+    let art = artifacts::build(root, &board, &Variant { services: vec![console_service(&console)?], ..Default::default() })?;
     let data = art.dir.join("data.img");
     if !data.is_file() {
         artifacts::fresh_data(&art, &data)?;
     }
-    let (prog, args) = artifacts::qemu_args(&art, &data, &BootOpts { interactive: true, allow_reboot: true, ..Default::default() });
+    if let Some(update) = &a.update {
+        let bundle = if update.is_dir() {
+            let key = release::load_signing_key(&match &a.key {
+                Some(k) => k.clone(),
+                None => release::dev_key_dir(root)?.join(release::DEV_KEY),
+            })?;
+            let out = art.dir.join("run-update.bundle");
+            let (compiled, signed) = release::compile_and_sign(root, update, &art.board, &out.with_extension("d"), &key, None)?;
+            bundle::write(&out, &signed, &compiled.images.iter().collect::<Vec<_>>())?;
+            say(&format!("bundle of release {} from {}", compiled.release.version, update.display()));
+            out
+        } else {
+            update.clone()
+        };
+        artifacts::put_in_inbox(&data, &bundle)?;
+        say(&format!("{} is in the inbox of {}: berth takes it a few seconds after boot", bundle.display(), data.display()));
+    }
+    let http = free_http_port();
+    let opts = BootOpts { interactive: true, allow_reboot: true, http_port: Some(http), ..Default::default() };
+    let (prog, args) = artifacts::qemu_args(&art, &data, &opts);
     println!("xtask: booting {} under QEMU ({}); the data partition persists in {}", art.board.name, prog, data.display());
+    println!("xtask: the status page, once the demo is up (about a minute under emulation):");
+    println!("xtask:     curl http://localhost:{http}/            (or /status.json; open it in a browser)");
+    if http != artifacts::GUEST_HTTP_PORT {
+        println!("xtask:     (port {} is taken on this machine, so the page is forwarded to {http})", artifacts::GUEST_HTTP_PORT);
+    }
+    println!("xtask: on the console, a berthctl prompt (type `help`; berth's event lines scroll by too):");
+    println!("xtask:     status                 every container and host service: state, readiness, restarts, uptime");
+    println!("xtask:     logs sensor -f         follow a container's output (Enter stops)");
+    println!("xtask:     release                the running release, committed or on trial, rollbacks");
     println!("xtask: to quit: press Ctrl-A then X (QEMU's escape); Ctrl-A then C opens QEMU's monitor");
     let status = Command::new(&prog).args(&args).status().map_err(|e| format!("{prog}: {e}"))?;
     if status.success() {
@@ -589,6 +627,19 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     } else {
         Err(format!("{prog} exited with {status}"))
     }
+}
+
+/// The demo's console prompt (`berth console`), a host service added by
+/// `run` only: the shipped boards leave the console to the kernel and berth.
+fn console_service(device: &str) -> Result<berth::board::Service, String> {
+    let text = format!("name = \"console\"\nargv = [\"/sbin/berth\", \"console\", \"{device}\"]\nrestart = \"always\"\n");
+    toml::from_str(&text).map_err(|e| format!("console service: {e}"))
+}
+
+/// 8080 on the host's loopback when it is free, else any free port.
+fn free_http_port() -> u16 {
+    let bind = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).ok().and_then(|l| l.local_addr().ok()).map(|a| a.port());
+    bind(artifacts::GUEST_HTTP_PORT).or_else(|| bind(0)).unwrap_or(artifacts::GUEST_HTTP_PORT)
 }
 
 /// Boot a user's manifest directory and judge its containers (see `trial`).
@@ -737,6 +788,11 @@ impl Launch for Launcher {
         self.builds.iter().find_map(|(_, a)| a.updates.clone()).ok_or_else(|| "no build carries the update bundles".into())
     }
 
+    fn containers(&self) -> Vec<String> {
+        let demo = self.builds.iter().find(|(v, _)| v.is_empty()).map(|(_, a)| &a.release.containers);
+        demo.map(|c| c.iter().map(|m| m.name.to_string()).collect()).unwrap_or_default()
+    }
+
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String> {
         let (_, art) = self
             .builds
@@ -759,7 +815,7 @@ impl Launch for Launcher {
             cmdline.push(' ');
             cmdline.push_str(&spec.cmdline);
         }
-        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline, kvm: false };
+        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline, kvm: false, http_port: spec.http_port };
         let (prog, args) = artifacts::qemu_args(art, &data, &opts);
         let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
         m.log_to(runs.join(format!("{}-{n}.console.log", spec.name)))?;

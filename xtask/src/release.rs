@@ -118,9 +118,13 @@ fn release_toml(dir: &Path) -> Result<ReleaseToml, String> {
 /// `cargo_bin` (with optional `package`, default `berth-demo-apps`,
 /// `setuid_copy`, a path where a root-owned mode-4755 copy is installed, and
 /// `copies`, paths where plain mode-0755 copies are installed, for
-/// confinement tests), `binary`, `dir` or `oci` (an OCI image layout or a
-/// `docker save` tar, imported for the board's architecture; the import's
-/// notes are printed).
+/// confinement tests), `debian_package` (a Debian package for the board's
+/// architecture, downloaded and unpacked like the kernels, with optional
+/// `symlinks = { "/bin/sh" = "busybox" }`), `binary`, `dir` or `oci` (an OCI
+/// image layout or a `docker save` tar, imported for the board's
+/// architecture; the import's notes are printed). `dirs` (with `cargo_bin`
+/// or `debian_package`) adds empty directories, such as mount points
+/// (`/run/berth-status` for the status view).
 fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Table, out: &Path) -> Result<Image, String> {
     let field = |k: &str| format!("manifest {name}: field build.{k}");
     let text = |k: &str| -> Result<Option<&str>, String> {
@@ -130,13 +134,15 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
         }
     };
     for k in build.keys() {
-        if !["cargo_bin", "package", "setuid_copy", "copies", "binary", "dir", "oci"].contains(&k.as_str()) {
-            return Err(format!("{}: unknown (cargo_bin, binary, dir or oci)", field(k)));
+        if !["cargo_bin", "package", "setuid_copy", "copies", "dirs", "debian_package", "symlinks", "binary", "dir", "oci"]
+            .contains(&k.as_str())
+        {
+            return Err(format!("{}: unknown (cargo_bin, debian_package, binary, dir or oci)", field(k)));
         }
     }
-    let sources = ["cargo_bin", "binary", "dir", "oci"].iter().filter(|k| build.contains_key(**k)).count();
+    let sources = ["cargo_bin", "debian_package", "binary", "dir", "oci"].iter().filter(|k| build.contains_key(**k)).count();
     if sources != 1 {
-        return Err(format!("manifest {name}: field build: needs exactly one of cargo_bin, binary, dir, oci"));
+        return Err(format!("manifest {name}: field build: needs exactly one of cargo_bin, debian_package, binary, dir, oci"));
     }
     let inside = |k: &str, p: &str| -> Result<PathBuf, String> {
         let rel = p.strip_prefix('/').filter(|r| !r.is_empty() && !r.split('/').any(|c| c == ".." || c.is_empty()));
@@ -150,18 +156,63 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(format!("{}: must be a list of paths", field("copies"))),
     };
+    let dirs: Vec<PathBuf> = match build.get("dirs") {
+        None => Vec::new(),
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| format!("{}: must be a list of paths", field("dirs"))).and_then(|p| inside("dirs", p)))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(format!("{}: must be a list of paths", field("dirs"))),
+    };
+    let make_dirs = |stage: &Path| -> Result<(), String> {
+        for d in ["bin", "dev", "mnt", "proc", "sys", "tmp"].iter().map(PathBuf::from).chain(dirs.iter().cloned()) {
+            fs::create_dir_all(stage.join(&d)).map_err(|e| format!("{}: {e}", stage.join(&d).display()))?;
+        }
+        Ok(())
+    };
+    if let Some(package) = text("debian_package")? {
+        if text("package")?.is_some() || text("setuid_copy")?.is_some() || !copies.is_empty() {
+            return Err(format!("manifest {name}: field build: package, setuid_copy and copies go with cargo_bin"));
+        }
+        let (tree, version) = crate::kernel::ensure_package(root, arch.debian(), package).map_err(|e| format!("{}: {e}", field("debian_package")))?;
+        say(&format!("{name}: image from Debian's {package} {version} ({})", arch.debian()));
+        let stage = out.with_extension("root");
+        let _ = fs::remove_dir_all(&stage);
+        crate::run_cmd(std::process::Command::new("cp").arg("-a").arg(&tree).arg(&stage))?;
+        make_dirs(&stage)?;
+        match build.get("symlinks") {
+            None => {}
+            Some(toml::Value::Table(t)) => {
+                for (link, target) in t {
+                    let target = target.as_str().filter(|t| !t.is_empty() && !t.contains('\0'));
+                    let target = target.ok_or_else(|| format!("{}: `{link}` must name a link target", field("symlinks")))?;
+                    let at = stage.join(inside("symlinks", link)?);
+                    if let Some(parent) = at.parent() {
+                        fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+                    }
+                    let _ = fs::remove_file(&at);
+                    std::os::unix::fs::symlink(target, &at).map_err(|e| format!("{}: {e}", at.display()))?;
+                }
+            }
+            Some(_) => return Err(format!("{}: must be a table of link = target", field("symlinks"))),
+        }
+        let img = image::from_dir(&stage, out);
+        let _ = fs::remove_dir_all(&stage);
+        return img;
+    }
+    if build.contains_key("symlinks") {
+        return Err(format!("{}: goes with debian_package", field("symlinks")));
+    }
     if let Some(bin_name) = text("cargo_bin")? {
         let package = text("package")?.unwrap_or("berth-demo-apps");
         let bin = cross_build(root, arch, package, bin_name).map_err(|e| format!("{}: {e}", field("cargo_bin")))?;
         let setuid = text("setuid_copy")?.map(|p| inside("setuid_copy", p)).transpose()?;
-        if setuid.is_none() && copies.is_empty() {
+        if setuid.is_none() && copies.is_empty() && dirs.is_empty() {
             return image::from_binary(&bin, out);
         }
         let stage = out.with_extension("root");
         let _ = fs::remove_dir_all(&stage);
-        for d in ["bin", "dev", "mnt", "proc", "sys", "tmp"] {
-            fs::create_dir_all(stage.join(d)).map_err(|e| format!("{}: {e}", stage.display()))?;
-        }
+        make_dirs(&stage)?;
         let install = |to: &Path, mode: u32| -> Result<(), String> {
             use std::os::unix::fs::PermissionsExt;
             if let Some(parent) = to.parent() {
@@ -181,8 +232,8 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
         let _ = fs::remove_dir_all(&stage);
         return img;
     }
-    if text("package")?.is_some() || text("setuid_copy")?.is_some() || !copies.is_empty() {
-        return Err(format!("manifest {name}: field build: package, setuid_copy and copies go with cargo_bin"));
+    if text("package")?.is_some() || text("setuid_copy")?.is_some() || !copies.is_empty() || !dirs.is_empty() {
+        return Err(format!("manifest {name}: field build: package, setuid_copy, copies and dirs go with cargo_bin (dirs also with debian_package)"));
     }
     if let Some(file) = text("binary")? {
         let p = dir.join(file);
@@ -310,7 +361,8 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|x| x == "toml") && path.file_name().is_some_and(|n| n != "release.toml") {
                 let (stem, table, build) = read_manifest(&path).unwrap();
-                assert_eq!(build.len(), 1, "{stem}: one image source");
+                let sources = ["cargo_bin", "debian_package", "binary", "dir"].iter().filter(|k| build.contains_key(**k)).count();
+                assert_eq!(sources, 1, "{stem}: one image source");
                 set.push(with_image(&stem, table, &[7; 32]).unwrap_or_else(|e| panic!("{e}")));
             }
         }

@@ -13,3 +13,5 @@ pub fn exit_on_sigterm() {
         libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
     }
 }
+
+pub mod json;

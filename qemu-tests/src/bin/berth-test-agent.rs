@@ -1063,8 +1063,9 @@ fn check_ctl_fuzz() -> (bool, String) {
         if !reply.is_empty() {
             replies += 1;
         }
-        // Response::Error is variant 3; its text names the version.
-        if i % 6 == 3 && reply.get(4) == Some(&3) && String::from_utf8_lossy(&reply).contains("version") {
+        // Response::Error is variant 4 (after Status, Release, Message,
+        // Done); its text names the version.
+        if i % 6 == 3 && reply.get(4) == Some(&4) && String::from_utf8_lossy(&reply).contains("version") {
             version_errors += 1;
         }
         if i % 40 == 39 {

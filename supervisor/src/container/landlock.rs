@@ -13,6 +13,7 @@
 //! | beneath | access |
 //! |---|---|
 //! | `/` (the image, and every mount in it) | read files, list directories; execute unless the manifest sets `exec_paths` |
+//! | `/run/berth-status` (the status view of `status_view = true`) | read only, through the `/` rule (the bind is read-only besides) |
 //! | each of `exec_paths` | execute |
 //! | `/dev` | read and write files (device nodes), device ioctls |
 //! | `/dev/shm`, `/dev/mqueue`, each writable mount (`/tmp` included), each of `rw_paths` | read, write, make and remove files, directories, sockets, fifos and symlinks; rename; truncate |
@@ -266,6 +267,15 @@ mod tests {
         assert_eq!(r.iter().filter(|x| x.path.as_str() == "/tmp").count(), 1, "merged");
         let executable: std::vec::Vec<&str> = r.iter().filter(|x| x.access & EXECUTE != 0).map(|x| x.path.as_str()).collect();
         assert_eq!(executable, ["/bin/app", "/usr/lib"]);
+    }
+
+    #[test]
+    fn the_status_view_is_read_not_written() {
+        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"] }).unwrap();
+        let inside = crate::statusview::INSIDE;
+        let access = r.iter().filter(|x| crate::manifest::beneath(inside, x.path.as_str())).fold(0, |a, x| a | x.access);
+        assert_eq!(access & READ, READ);
+        assert_eq!(access & WRITE_TREE & !READ, 0);
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //! 3. `/tmp` (tmpfs, [`TMP_SIZE`] unless the manifest mounts `/tmp` itself:
 //!    then the manifest's replaces it), then the manifest's mounts, parents
 //!    before children: tmpfs, or a bind of `/data/volumes/<container>/<volume>`
-//!    ([`volume_path`], made and owned by [`super::prepare`] before the start).
+//!    ([`volume_path`], made and owned by [`super::prepare`] before the start);
+//!    then, with `status_view`, berth's status directory
+//!    ([`crate::statusview::DIR`]) bound at [`crate::statusview::INSIDE`] and
+//!    remounted `ro,nosuid,nodev,noexec`.
 //! 4. The `/dev` nodes from [`super::devices`]: an empty file, the node
 //!    (the host's, or the one berth made for a grant) bound onto it, the bind
 //!    remounted `ro,nosuid,noexec` (a device node opens for writing on a
@@ -333,6 +336,9 @@ pub struct Input<'a> {
     pub nodes: &'a [Node],
     /// Host path of the notify socket to bind at [`crate::notify::INSIDE`].
     pub notify: Option<&'a CPath>,
+    /// Bind berth's status directory read-only at
+    /// [`crate::statusview::INSIDE`] (the manifest's `status_view`).
+    pub status_view: bool,
 }
 
 struct Builder<'a> {
@@ -429,6 +435,17 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
         }
     }
 
+    // The status view: berth's status directory, read-only, over a
+    // directory the image (or a writable mount above it) provides.
+    if input.status_view {
+        let inside = crate::statusview::INSIDE;
+        b.mkdir(inside, 0o755)?;
+        let source = CPath::new(crate::statusview::DIR).ok_or_else(|| err("status_view", "bad path"))?;
+        let target = b.at(inside, "status_view")?;
+        b.push(Step::Bind { source, target, recursive: false })?;
+        b.remount(inside, RO_SAFE, false)?;
+    }
+
     // 4. /dev nodes, symlinks, /dev read-only.
     let mut made: heapless::Vec<CPath, { super::devices::NODES_MAX }> = heapless::Vec::new();
     for n in input.nodes {
@@ -493,7 +510,8 @@ mod tests {
     }
 
     fn lines(w: &[Writable], own_net: bool) -> Vec<String> {
-        let input = Input { root: "/r", container: "c", own_net, uid: 0, gid: 0, writable: w, nodes: &[], notify: None };
+        let input =
+            Input { root: "/r", container: "c", own_net, uid: 0, gid: 0, writable: w, nodes: &[], notify: None, status_view: false };
         sequence(&input).unwrap().iter().map(|s| s.to_string()).collect()
     }
 
@@ -535,6 +553,19 @@ mod tests {
         for (c, v) in [("web", ".."), ("..", "v"), ("web", "a/b"), ("", "v"), ("web", "")] {
             assert!(volume_path(c, v).is_none(), "{c:?} {v:?}");
         }
+    }
+
+    #[test]
+    fn the_status_view_is_bound_read_only_after_the_writable_mounts() {
+        let w = writable(&[mount("/run", Some(4096), None)]).unwrap();
+        let input =
+            Input { root: "/r", container: "c", own_net: true, uid: 0, gid: 0, writable: &w, nodes: &[], notify: None, status_view: true };
+        let l: Vec<String> = sequence(&input).unwrap().iter().map(|s| s.to_string()).collect();
+        let i = l.iter().position(|s| s == "bind /run/berth/status /r/run/berth-status").unwrap();
+        assert_eq!(l[i - 1], "mkdir /r/run/berth-status 755");
+        assert_eq!(l[i + 1], "remount /r/run/berth-status ro,nosuid,nodev,noexec");
+        assert!(l.iter().position(|s| s.starts_with("mount tmpfs /r/run ")).unwrap() < i);
+        assert!(!lines(&w, true).iter().any(|s| s.contains("berth-status")));
     }
 
     #[test]

@@ -229,6 +229,7 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
         writable: &writable,
         nodes: &nodes,
         notify: notify.as_ref(),
+        status_view: manifest.status_view,
     })
     .map_err(e)?;
 

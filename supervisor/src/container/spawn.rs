@@ -988,6 +988,7 @@ mod tests {
             backoff: None,
             exec_paths: heapless::Vec::new(),
             rw_paths: heapless::Vec::new(),
+            status_view: false,
         }
     }
 

@@ -310,6 +310,7 @@ struct WManifest {
     backoff: Option<mf::BackoffSpec>,
     exec_paths: std::vec::Vec<std::string::String>,
     rw_paths: std::vec::Vec<std::string::String>,
+    status_view: bool,
 }
 
 #[derive(Serialize, Clone)]
@@ -362,6 +363,7 @@ fn wide(r: &Release) -> WRelease {
                 backoff: m.backoff,
                 exec_paths: m.exec_paths.iter().map(s).collect(),
                 rw_paths: m.rw_paths.iter().map(s).collect(),
+                status_view: m.status_view,
             })
             .collect(),
     }

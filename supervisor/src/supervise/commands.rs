@@ -167,13 +167,13 @@ impl Pid1 {
     }
 }
 
-fn kind(k: super::Kind) -> heapless::String<10> {
+pub(super) fn kind(k: super::Kind) -> heapless::String<10> {
     let mut s = heapless::String::new();
     let _ = s.push_str(k.name());
     s
 }
 
-fn state_name(st: SlotState, stopping: bool) -> heapless::String<16> {
+pub(super) fn state_name(st: SlotState, stopping: bool) -> heapless::String<16> {
     let mut state = heapless::String::new();
     let _ = state.push_str(match st {
         SlotState::Waiting => "waiting",
@@ -185,7 +185,7 @@ fn state_name(st: SlotState, stopping: bool) -> heapless::String<16> {
     state
 }
 
-fn last_exit(e: Option<crate::restart::Exit>) -> heapless::String<24> {
+pub(super) fn last_exit(e: Option<crate::restart::Exit>) -> heapless::String<24> {
     let mut last = heapless::String::new();
     let _ = match e {
         None => last.push_str("-"),

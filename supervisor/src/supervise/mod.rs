@@ -26,6 +26,7 @@ mod commands;
 pub mod life;
 pub mod update;
 mod services;
+mod view;
 
 use crate::log::Event;
 use crate::mount::{errno_text, DATA};
@@ -250,6 +251,8 @@ pub struct Pid1 {
     updates: Option<update::Updates>,
     /// When the update machinery wants the next tick (trial window, inbox).
     update_due: Option<f64>,
+    /// The status file containers may be granted a view of.
+    view: Option<view::View>,
 }
 
 const TOKEN_SIGNAL: u64 = 1;
@@ -290,6 +293,7 @@ impl Pid1 {
             loss_told_at: f64::NEG_INFINITY,
             updates: None,
             update_due: None,
+            view: None,
         }
     }
 
@@ -745,6 +749,7 @@ impl Pid1 {
             .flat_map(|s| [s.due, s.life.deadline()])
             .flatten()
             .chain(self.update_due)
+            .chain(self.view.as_ref().and_then(view::View::due))
             .chain(self.services_deadline())
             .fold(f64::INFINITY, f64::min);
         if next.is_finite() {
@@ -793,6 +798,7 @@ impl Pid1 {
                         _ => {}
                     }
                 }
+                self.refresh_view();
             },
             Err(e) => {
                 Event::error("loop").kv("op", "setup").result(&Err::<(), _>(errno_text(e))).emit();
@@ -832,6 +838,9 @@ impl Pid1 {
         self.epoll = Some(epoll);
         self.restart_timer = Some(restart);
         self.watch_notify_sockets();
+        // Before any container: those granted the status view bind its directory.
+        self.view = view::View::new();
+        self.refresh_view();
         // The release's containers start now, with the loop ready for them.
         self.tick();
         Ok((sfd, timer))

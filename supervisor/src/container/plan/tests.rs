@@ -63,6 +63,7 @@ fn sample() -> Manifest {
         backoff: None,
         exec_paths: heapless::Vec::new(),
         rw_paths: heapless::Vec::new(),
+        status_view: false,
     }
 }
 
