@@ -207,7 +207,11 @@ impl Report {
             (
                 "update at most 1.5x a cold start, with 0 unchanged containers restarted",
                 g("update_ratio_vs_cold_start").zip(g("update_unchanged_restarted")).map(|(r, n)| r <= 1.5 && n == 0.0),
-                format!("{}, {} restarted", show(g("update_ratio_vs_cold_start"), "x"), show(g("update_unchanged_restarted"), "")),
+                format!(
+                    "{}, {} unchanged restarted",
+                    show(g("update_ratio_vs_cold_start"), "x"),
+                    g("update_unchanged_restarted").map_or("not measured".into(), fmt_value)
+                ),
             ),
         ]
     }
