@@ -7,6 +7,7 @@
 //! | 2 | berth's per-container cost starting 1, 8, 32, 64 at once | [`host`] |
 //! | 3 | boot to ready of an 8-container system under QEMU aarch64, and the timeline picture | [`boot`] |
 //! | 4 | binary sizes; berth's RSS steady and after many restarts | [`footprint`] (the steady RSS comes from part 3's boots) |
+//! | 5 | an update of one container against its cold start; unchanged containers restarted | [`update`] |
 //!
 //! Every figure is a median with min and max over its runs; a field that
 //! could not be measured stays `null` in the JSON with the reason in its
@@ -21,6 +22,7 @@ mod json;
 mod oci;
 mod stats;
 mod svg;
+mod update;
 
 use json::Json;
 use stats::Stats;
@@ -100,9 +102,7 @@ impl Report {
             .iter()
             .map(|(name, unit, part)| {
                 let unit: &'static str = unit;
-                if *part == 5 {
-                    Field::missing(name, unit, "not measured yet: updates are not built yet (part 5 comes with them)")
-                } else if parts.contains(part) {
+                if parts.contains(part) {
                     Field::missing(name, unit, "not measured: its part failed (see the notes)")
                 } else {
                     Field::missing(name, unit, &format!("not run (--part did not name part {part})"))
@@ -204,6 +204,15 @@ impl Report {
                 let n = g("restarts_done").map_or("?".into(), fmt_value);
                 format!("{} more after {n} restarts", show(growth, "KiB"))
             }),
+            (
+                "update at most 1.5x a cold start, with 0 unchanged containers restarted",
+                g("update_ratio_vs_cold_start").zip(g("update_unchanged_restarted")).map(|(r, n)| r <= 1.5 && n == 0.0),
+                format!(
+                    "{}, {} unchanged restarted",
+                    show(g("update_ratio_vs_cold_start"), "x"),
+                    g("update_unchanged_restarted").map_or("not measured".into(), fmt_value)
+                ),
+            ),
         ]
     }
 
@@ -284,15 +293,15 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
         match a.as_str() {
             "--quick" => o.quick = true,
             "--part" => {
-                let v = it.next().ok_or("--part needs 1, 2, 3 or 4")?;
-                let p: u8 = v.parse().ok().filter(|p| (1..=4).contains(p)).ok_or_else(|| format!("--part: `{v}` is not 1, 2, 3 or 4"))?;
+                let v = it.next().ok_or("--part needs 1 to 5")?;
+                let p: u8 = v.parse().ok().filter(|p| (1..=5).contains(p)).ok_or_else(|| format!("--part: `{v}` is not 1 to 5"))?;
                 o.parts.push(p);
             }
             _ => return Err(format!("bench: unknown argument `{a}` (--quick, --part N)")),
         }
     }
     if o.parts.is_empty() {
-        o.parts = vec![1, 2, 3, 4];
+        o.parts = vec![1, 2, 3, 4, 5];
     }
     Ok(o)
 }
@@ -343,6 +352,17 @@ pub fn run(root: &Path, o: &Opts) -> Result<(), String> {
             failed.push(e);
         }
     }
+    if has(5) {
+        let boots = if o.quick { 1 } else { 5 };
+        match update::run(root, boots, &mut report) {
+            Ok(note) => notes.push(note),
+            Err(e) => {
+                notes.push(format!("part 5 (update): {e}"));
+                report.part_failed(5, &e);
+                failed.push(e);
+            }
+        }
+    }
 
     let md = report.to_markdown(&notes);
     std::fs::write(out.join("report.md"), &md).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -367,14 +387,15 @@ mod tests {
         assert!(j.contains("\"start_ms_berth\": 1.5,"), "{j}");
         assert!(j.contains("\"rss_kib_steady\": null,"), "{j}");
         assert!(j.contains("not run (--part did not name part 3)"), "{j}");
-        assert!(j.contains("not measured yet: updates"), "{j}");
+        assert!(j.contains("\"update_ratio_vs_cold_start\": null,"), "{j}");
+        assert!(j.contains("not run (--part did not name part 5)"), "{j}");
         let t = r.targets();
         assert_eq!(t[0].1, None, "no crun ratio, no verdict");
     }
 
     #[test]
     fn targets_judge_the_figures() {
-        let mut r = Report::new(false, &[1, 2, 3, 4]);
+        let mut r = Report::new(false, &[1, 2, 3, 4, 5]);
         r.set(Field::single("start_ratio_berth_vs_crun", "x", 0.25, ""));
         r.set(Field::single("start_ratio_berth_vs_floor", "x", 2.5, ""));
         for (n, v) in [(1, 1.0), (8, 1.2), (32, 1.4), (64, 1.6)] {
@@ -390,6 +411,14 @@ mod tests {
         assert_eq!(t[6].1, None, "200 restarts say nothing about 10,000");
         r.set(Field::single("restarts_done", "count", 10_000.0, ""));
         assert_eq!(r.targets()[6].1, Some(true));
+        assert_eq!(t[7].1, None, "no update figures, no verdict");
+        r.set(Field::single("update_ratio_vs_cold_start", "x", 1.2, ""));
+        r.set(Field::single("update_unchanged_restarted", "count", 1.0, ""));
+        assert_eq!(r.targets()[7].1, Some(false), "an unchanged container restarted");
+        r.set(Field::single("update_unchanged_restarted", "count", 0.0, ""));
+        assert_eq!(r.targets()[7].1, Some(true));
+        r.set(Field::single("update_ratio_vs_cold_start", "x", 1.6, ""));
+        assert_eq!(r.targets()[7].1, Some(false));
     }
 
     #[test]
@@ -397,7 +426,8 @@ mod tests {
         let o = parse(&["--quick".into(), "--part".into(), "3".into()]).unwrap();
         assert!(o.quick);
         assert_eq!(o.parts, vec![3]);
-        assert!(parse(&["--part".into(), "5".into()]).is_err());
-        assert_eq!(parse(&[]).unwrap().parts, vec![1, 2, 3, 4]);
+        assert_eq!(parse(&["--part".into(), "5".into()]).unwrap().parts, vec![5]);
+        assert!(parse(&["--part".into(), "6".into()]).is_err());
+        assert_eq!(parse(&[]).unwrap().parts, vec![1, 2, 3, 4, 5]);
     }
 }
