@@ -976,7 +976,7 @@ fn index_of(events: &[Event], pred: impl Fn(&Event) -> bool) -> Option<usize> {
 fn services(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let (port, said) = gateway_listener()?;
-    let mut m = l.boot(&BootSpec { variant: "services", cmdline: format!("berth.test.net-port={port}"), ..spec("services", "poweroff") })?;
+    let mut m = l.boot(&BootSpec { variant: "services", cmdline: format!("berth.test.net-port={port}"), ..spec("services", "poweroff-after-3") })?;
     expect_boot(&mut m, &lim)?;
     let ready = m.cursor();
     let net = m.expect_event_where("service.start", |e| e.get("name") == Some("net"), lim.step)?;

@@ -68,15 +68,15 @@ pub struct Row {
     pub pid: Option<u32>,
 }
 
-/// The container rows of `berthctl status` (the header and the `layers:`
-/// lines are skipped).
+/// The container rows of `berthctl status` (`NAME KIND STATE READY PID ...`;
+/// the header, the `layers:` lines and host services are skipped).
 pub fn parse_status(text: &str) -> Vec<Row> {
     text.lines()
         .filter(|l| !l.starts_with(' ') && !l.starts_with("NAME "))
         .filter_map(|l| {
             let mut w = l.split_whitespace();
-            let (name, state, ready, pid) = (w.next()?, w.next()?, w.next()?, w.next()?);
-            Some(Row { name: name.into(), state: state.into(), ready: ready == "yes", pid: pid.parse().ok() })
+            let (name, kind, state, ready, pid) = (w.next()?, w.next()?, w.next()?, w.next()?, w.next()?);
+            (kind == "container").then(|| Row { name: name.into(), state: state.into(), ready: ready == "yes", pid: pid.parse().ok() })
         })
         .collect()
 }
@@ -685,11 +685,12 @@ mod tests {
 
     #[test]
     fn status_rows_parse() {
-        let text = "NAME                 STATE    READY    PID     UPTIME RESTARTS    MEMORY  LAST EXIT    NOTE\n\
-sensor               running  yes      123       2.0s        0      120K  -            \n  layers: userns=100000 seccomp=x\n\
-meter                waiting  no         -       0.0s        1         -  exit 1       backoff\n";
+        let text = "NAME                 KIND      STATE    READY    PID     UPTIME RESTARTS    MEMORY  LAST EXIT    NOTE\n\
+sensor               container running  yes      123       2.0s        0      120K  -            \n  layers: userns=100000 seccomp=x\n\
+meter                container waiting  no         -       0.0s        1         -  exit 1       backoff\n\
+net                  service   stopped  no         -       0.0s        0         -  exit 0\n";
         let rows = parse_status(text);
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 2, "host services are not container rows");
         assert_eq!(rows[0], Row { name: "sensor".into(), state: "running".into(), ready: true, pid: Some(123) });
         assert_eq!(rows[1].pid, None);
         assert!(!rows[1].ready);

@@ -181,7 +181,7 @@ fn bench() -> ! {
         let text = status.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
         for line in text.lines().skip(1) {
             let mut cols = line.split_whitespace();
-            if let (Some(name), Some("failed")) = (cols.next(), cols.next()) {
+            if let (Some(name), Some("container"), Some("failed")) = (cols.next(), cols.next(), cols.next()) {
                 let _ = std::process::Command::new("/sbin/berthctl").args(["start", name]).output();
             }
         }
