@@ -254,17 +254,23 @@ fn one_board(root: &Path, a: &Args) -> Result<PathBuf, String> {
     }
 }
 
-fn make_release(root: &Path, a: &Args) -> Result<(), String> {
-    let Some(out) = &a.out else {
-        return Err("usage: cargo xtask release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE".into());
-    };
+/// The one board of `a`, with its host tools, and the signing key (`--key`,
+/// else the development key).
+fn board_and_key(root: &Path, a: &Args) -> Result<(berth::board::Board, berth::release::SigningKey), String> {
     let board = artifacts::load_board(&one_board(root, a)?)?;
     tools::ensure_host_tools(root, &targets(&[board.arch]), false)?;
     let key_path = match &a.key {
         Some(k) => k.clone(),
         None => release::dev_key_dir(root)?.join(release::DEV_KEY),
     };
-    let key = release::load_signing_key(&key_path)?;
+    Ok((board, release::load_signing_key(&key_path)?))
+}
+
+fn make_release(root: &Path, a: &Args) -> Result<(), String> {
+    let Some(out) = &a.out else {
+        return Err("usage: cargo xtask release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE".into());
+    };
+    let (board, key) = board_and_key(root, a)?;
     let dir = a.manifests.clone().unwrap_or_else(|| root.join("manifests"));
     let work = out.with_extension("d");
     let (compiled, signed) = release::compile_and_sign(root, &dir, &board, &work, &key, None)?;
@@ -280,13 +286,7 @@ fn make_bundle(root: &Path, a: &Args) -> Result<(), String> {
     let Some(out) = &a.out else {
         return Err("usage: cargo xtask bundle [--arch A | --board FILE] [--manifests DIR] [--key PEM] [--version N] [--only-new-against RELEASE] --out FILE".into());
     };
-    let board = artifacts::load_board(&one_board(root, a)?)?;
-    tools::ensure_host_tools(root, &targets(&[board.arch]), false)?;
-    let key_path = match &a.key {
-        Some(k) => k.clone(),
-        None => release::dev_key_dir(root)?.join(release::DEV_KEY),
-    };
-    let key = release::load_signing_key(&key_path)?;
+    let (board, key) = board_and_key(root, a)?;
     let against = a.against.as_deref().map(bundle::read_release).transpose()?;
     let dir = a.manifests.clone().unwrap_or_else(|| root.join("manifests"));
     let work = out.with_extension("d");
