@@ -231,6 +231,7 @@ fn cli(args: &[String]) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        #[cfg(feature = "host")]
         Some("inspect") => inspect(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!("{USAGE}");
