@@ -328,7 +328,23 @@ fn cgroup_v1(l: &dyn Launch) -> Result<(), String> {
     m.expect_event("boot.ready", lim.boot)?;
     m.expect_line("AGENT done", lim.step)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
-    no_errors(&m, &[])
+    // Fail closed: a demo container with a memory limit cannot get it
+    // without the v1 memory controller, and is refused, saying so.
+    let refused: Vec<String> = m
+        .events()
+        .into_iter()
+        .filter(|e| e.name == "container.start" && e.get("result") == Some("error"))
+        .map(|e| {
+            let why = e.get("error").unwrap_or("");
+            if e.get("step") == Some("cgroup") && why.contains("memory controller is not mounted") {
+                Ok(e.get("name").unwrap_or("").to_string())
+            } else {
+                Err(format!("{:?}", e.fields))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let refused: Vec<&str> = refused.iter().map(String::as_str).collect();
+    no_errors(&m, &refused)
 }
 
 /// A release whose payload was changed after signing is refused with the
