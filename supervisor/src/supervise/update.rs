@@ -155,7 +155,7 @@ impl Pid1 {
             if let Some(s) = self.slots.iter().find(|s| !s.retired && s.spec.name == name) {
                 return s.spec.plan.index;
             }
-            let free = (0u16..).find(|i| !taken.contains(i)).unwrap_or(0);
+            let free = (0..=u16::MAX).find(|i| !taken.contains(i)).unwrap_or(0);
             taken.push(free);
             free
         };
