@@ -778,6 +778,12 @@ fn readiness(l: &dyn Launch) -> Result<(), String> {
             return Err(format!("{name} did not start again"));
         }
     }
+    // wd says READY=1 at once: its restarted run must be seen ready too,
+    // even when the message comes before berth is done starting it.
+    let wd_ready = named(&events, "container.ready", "wd");
+    if wd_ready.len() < 2 || wd_ready.iter().any(|e| e.get("by") != Some("notify")) {
+        return Err(format!("wd was ready by notify {} time(s), want its restarted run ready too (at least 2)", wd_ready.len()));
+    }
     if named(&events, "container.unhealthy", "base").len() + named(&events, "container.unhealthy", "dependent").len() > 0 {
         return Err("a healthy container was declared unhealthy".into());
     }

@@ -469,16 +469,17 @@ impl Pid1 {
         let Some(slot) = self.slots.get_mut(i) else { return };
         slot.due = None;
         slot.told_waiting = false;
+        if let Some(sock) = &slot.spec.notify {
+            // Nothing an earlier run sent counts for this one. Drained before
+            // the start: the new run may say READY=1 before launch returns.
+            let _ = crate::notify::drain(sock);
+        }
         match crate::containers::launch(&slot.spec) {
             Ok(l) => {
                 slot.pid = Some(l.pid);
                 slot.started = now;
                 slot.state = SlotState::Running;
                 slot.status = None;
-                if let Some(sock) = &slot.spec.notify {
-                    // Nothing an earlier run sent counts for this one.
-                    let _ = crate::notify::drain(sock);
-                }
                 let (life, ready) = life::Life::start(&slot.params, now);
                 slot.life = life;
                 let name = slot.spec.name.clone();
