@@ -5,7 +5,10 @@
 //! frame is read as it arrives (non-blocking), a complete request is handed to
 //! the loop, and the reply is written once (a client that does not read it is
 //! dropped). Oversized or malformed frames get an error reply and the
-//! connection is closed. Nothing a client sends can make berth wait.
+//! connection is closed. A client has [`REQUEST_WITHIN_S`] seconds from its
+//! connect to send its whole request; after that it is told so and dropped,
+//! so clients that connect and say nothing cannot lock the operator out.
+//! Nothing a client sends can make berth wait.
 
 use crate::control::{self, Command, Response, REQUEST_MAX, RESPONSE_MAX};
 use crate::log::Event;
@@ -15,10 +18,14 @@ use std::os::unix::net::{UnixListener, UnixStream};
 
 /// Most clients connected at once.
 pub const CONNS_MAX: usize = 4;
+/// Seconds a client has, from its connect, to send its whole request.
+pub const REQUEST_WITHIN_S: f64 = 2.0;
 
 struct Conn {
     stream: UnixStream,
     buf: heapless::Vec<u8, { REQUEST_MAX + 4 }>,
+    /// When it connected (berth's monotonic clock).
+    since: f64,
 }
 
 pub struct CtlSocket {
@@ -58,11 +65,13 @@ impl CtlSocket {
         self.conns.get(slot)?.as_ref().map(|c| c.stream.as_fd())
     }
 
-    /// Accept one client; returns its slot (to register with epoll), or
-    /// `None` when nothing was pending or all slots are busy (the client is
-    /// told and dropped).
-    pub fn accept(&mut self) -> Option<usize> {
+    /// Accept one client at time `now`; returns its slot (to register with
+    /// epoll), or `None` when nothing was pending or all slots are busy (the
+    /// client is told and dropped). Clients past their time are dropped
+    /// first, so a slot they held is free again.
+    pub fn accept(&mut self, now: f64) -> Option<usize> {
         let (stream, _) = self.listener.accept().ok()?;
+        self.expire(now);
         let Some(slot) = self.conns.iter().position(Option::is_none) else {
             let mut s = stream;
             let _ = s.set_nonblocking(true);
@@ -73,9 +82,32 @@ impl CtlSocket {
             return None;
         }
         if let Some(c) = self.conns.get_mut(slot) {
-            *c = Some(Conn { stream, buf: heapless::Vec::new() });
+            *c = Some(Conn { stream, buf: heapless::Vec::new(), since: now });
         }
         Some(slot)
+    }
+
+    /// Drop, with an error reply, every client that has not sent its whole
+    /// request within [`REQUEST_WITHIN_S`] of `now`; returns how many.
+    pub fn expire(&mut self, now: f64) -> usize {
+        let mut dropped = 0;
+        for slot in 0..CONNS_MAX {
+            let late = matches!(self.conns.get(slot), Some(Some(c)) if now - c.since >= REQUEST_WITHIN_S);
+            if late {
+                dropped += 1;
+                let why = format!("timeout: no complete request within {REQUEST_WITHIN_S} s of connecting");
+                self.reply(slot, &control::error(&why));
+            }
+        }
+        if dropped > 0 {
+            Event::warn("control.timeout").kv("clients", dropped).emit();
+        }
+        dropped
+    }
+
+    /// When the oldest client's time runs out, if any is connected.
+    pub fn deadline(&self) -> Option<f64> {
+        self.conns.iter().flatten().map(|c| c.since + REQUEST_WITHIN_S).reduce(f64::min)
     }
 
     /// Read what a client sent.
@@ -163,15 +195,36 @@ fn send(stream: &mut UnixStream, resp: &Response) -> std::io::Result<()> {
     stream.write_all(&frame)
 }
 
-/// Client side (`berthctl`): one request, one response.
+/// Client side (`berthctl`): one request, one response. A berth busy with
+/// other clients is asked again for up to [`REQUEST_WITHIN_S`] and a bit,
+/// the time in which every slot frees up.
 pub fn call(path: &str, cmd: Command) -> Result<Response, String> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(REQUEST_WITHIN_S + 1.0);
+    loop {
+        match call_once(path, cmd.clone()) {
+            Ok(Response::Error(e)) if e.starts_with("busy") && std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn call_once(path: &str, cmd: Command) -> Result<Response, String> {
     let mut s = UnixStream::connect(path).map_err(|e| format!("{path}: {e}"))?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let frame = control::encode(&control::Request { version: control::VERSION, command: cmd }, REQUEST_MAX)
         .map_err(|e| e.to_string())?;
-    s.write_all(&frame).map_err(|e| format!("send: {e}"))?;
+    // A berth that turns the client away (busy) may answer and close before
+    // the request is written: its answer is still read.
+    let sent = s.write_all(&frame);
     let mut prefix = [0u8; 4];
-    s.read_exact(&mut prefix).map_err(|e| format!("receive: {e}"))?;
+    if let Err(e) = s.read_exact(&mut prefix) {
+        return Err(match sent {
+            Err(se) => format!("send: {se}"),
+            Ok(()) => format!("receive: {e}"),
+        });
+    }
     let len = control::body_len(&prefix, RESPONSE_MAX).map_err(|e| e.to_string())?;
     let mut body = vec![0u8; len];
     s.read_exact(&mut body).map_err(|e| format!("receive: {e}"))?;
@@ -195,7 +248,7 @@ mod tests {
         let mut slot = None;
         while std::time::Instant::now() < deadline {
             if slot.is_none() {
-                slot = s.accept();
+                slot = s.accept(0.0);
             }
             if let Some(i) = slot {
                 match s.read(i) {
@@ -287,9 +340,79 @@ mod tests {
         let (path, mut s) = sock("silent");
         let _c = UnixStream::connect(&path).unwrap();
         let t = std::time::Instant::now();
-        let slot = s.accept().unwrap();
+        let slot = s.accept(0.0).unwrap();
         assert!(matches!(s.read(slot), Input::Pending));
         assert!(t.elapsed() < std::time::Duration::from_millis(100));
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// The answer a client got, decoded.
+    fn answer(c: &mut UnixStream) -> Response {
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        let len = control::body_len(&out, RESPONSE_MAX).unwrap();
+        control::decode(&out[4..4 + len]).unwrap()
+    }
+
+    #[test]
+    fn silent_clients_lose_their_slot_after_their_time() {
+        let (path, mut s) = sock("idle");
+        let mut silent: Vec<UnixStream> = (0..CONNS_MAX).map(|_| UnixStream::connect(&path).unwrap()).collect();
+        for (i, _) in silent.iter().enumerate() {
+            assert_eq!(s.accept(i as f64 * 0.1), Some(i));
+        }
+        assert_eq!(s.deadline(), Some(REQUEST_WITHIN_S));
+        // Still within their time: a newcomer is turned away.
+        let mut late = UnixStream::connect(&path).unwrap();
+        assert_eq!(s.accept(1.0), None);
+        assert!(matches!(answer(&mut late), Response::Error(ref e) if e.starts_with("busy")));
+        // The first two ran out: the newcomer gets a slot, they get told.
+        let _next = UnixStream::connect(&path).unwrap();
+        assert!(s.accept(REQUEST_WITHIN_S + 0.15).is_some());
+        for c in silent.iter_mut().take(2) {
+            assert!(matches!(answer(c), Response::Error(ref e) if e.starts_with("timeout")));
+        }
+        assert_eq!(s.deadline(), Some(0.2 + REQUEST_WITHIN_S));
+        assert_eq!(s.expire(REQUEST_WITHIN_S + 0.25), 1);
+        assert_eq!(s.expire(10.0), 2);
+        assert_eq!(s.deadline(), None);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_turned_away_client_asks_again_and_gets_through() {
+        let (path, mut s) = sock("busy");
+        let _silent: Vec<UnixStream> = (0..CONNS_MAX).map(|_| UnixStream::connect(&path).unwrap()).collect();
+        for _ in 0..CONNS_MAX {
+            assert!(s.accept(0.0).is_some());
+        }
+        let p = path.clone();
+        let client = std::thread::spawn(move || call(&p, Command::Status));
+        // Turned away (busy) for a while the silent clients are within their
+        // time: the client keeps asking rather than giving up.
+        let busy_until = std::time::Instant::now() + std::time::Duration::from_millis(400);
+        while std::time::Instant::now() < busy_until {
+            assert_eq!(s.accept(1.0), None);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!client.is_finished(), "the client gave up on a busy answer");
+        // Their time is up: the next try gets a slot and is answered.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut got = None;
+        while got.is_none() && std::time::Instant::now() < deadline {
+            if let Some(slot) = s.accept(REQUEST_WITHIN_S + 1.0) {
+                while got.is_none() && std::time::Instant::now() < deadline {
+                    if let Input::Request(c) = s.read(slot) {
+                        s.reply(slot, &Response::Done);
+                        got = Some(c);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(got, Some(Command::Status));
+        assert_eq!(client.join().unwrap(), Ok(Response::Done));
         let _ = std::fs::remove_file(path);
     }
 }

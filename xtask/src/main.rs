@@ -32,9 +32,11 @@ const USAGE: &str = "usage: cargo xtask <command>
                                 manifest directory with the development key, or a bundle file)
                                 into the inbox of the kept data partition: the running demo
                                 picks it up a few seconds after boot
-  run [--arch A] --manifests DIR [--timeout S]
+  run [--arch A] --manifests DIR [--timeout S] [--update DIR|BUNDLE]
                                 boot your own manifests; exit 0 only when every container
-                                exited 0, or was still running at the timeout (default 60 s)
+                                exited 0, or was still running at the timeout (default 60 s);
+                                with --update, only when berth took that update while running
+                                and committed it (a refused or rolled-back update fails)
   test [--arch A]... [FILTER]... host unit tests, then the QEMU scenarios, then `bench --quick`
                                 (when no FILTER is given or one is part of `bench`)
   check-board FILE...           validate board config files
@@ -580,7 +582,7 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     let arch = artifacts::load_board(&board)?.arch;
     tools::ensure_host_tools(root, &targets(&[arch]), true)?;
     if let Some(dir) = &a.manifests {
-        return run_trial(root, &board, dir, a.timeout.unwrap_or(60));
+        return run_trial(root, &board, dir, a.timeout.unwrap_or(60), a);
     }
     if a.timeout.is_some() {
         return Err("--timeout goes with --manifests".into());
@@ -592,21 +594,7 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
         artifacts::fresh_data(&art, &data)?;
     }
     if let Some(update) = &a.update {
-        let bundle = if update.is_dir() {
-            let key = release::load_signing_key(&match &a.key {
-                Some(k) => k.clone(),
-                None => release::dev_key_dir(root)?.join(release::DEV_KEY),
-            })?;
-            let out = art.dir.join("run-update.bundle");
-            let (compiled, signed) = release::compile_and_sign(root, update, &art.board, &out.with_extension("d"), &key, None)?;
-            bundle::write(&out, &signed, &compiled.images.iter().collect::<Vec<_>>())?;
-            say(&format!("bundle of release {} from {}", compiled.release.version, update.display()));
-            out
-        } else {
-            update.clone()
-        };
-        artifacts::put_in_inbox(&data, &bundle)?;
-        say(&format!("{} is in the inbox of {}: berth takes it a few seconds after boot", bundle.display(), data.display()));
+        update_into_inbox(root, &art, &data, update, a.key.as_deref())?;
     }
     let http = free_http_port();
     let opts = BootOpts { interactive: true, allow_reboot: true, http_port: Some(http), ..Default::default() };
@@ -644,9 +632,37 @@ fn free_http_port() -> u16 {
 }
 
 /// Boot a user's manifest directory and judge its containers (see `trial`).
-fn run_trial(root: &Path, board: &Path, dir: &Path, seconds: u64) -> Result<(), String> {
-    let dir = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir().map_err(|e| e.to_string())?.join(dir) };
-    trial::run(root, board, &dir, "-trial", seconds, &Default::default(), true)
+fn run_trial(root: &Path, board: &Path, dir: &Path, seconds: u64, a: &Args) -> Result<(), String> {
+    let absolute = |p: &Path| -> Result<PathBuf, String> {
+        Ok(if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map_err(|e| e.to_string())?.join(p) })
+    };
+    let update = a.update.as_deref().map(absolute).transpose()?;
+    let update = update.as_deref().map(|source| trial::Update { source, key: a.key.as_deref() });
+    trial::run(root, board, &absolute(dir)?, "-trial", seconds, &Default::default(), true, update.as_ref())
+}
+
+/// Put an update into the inbox of the data partition `data` before a boot:
+/// `update` is a bundle, or a manifest directory bundled here (signed with
+/// `key`, else the development key) for `art`'s board.
+pub fn update_into_inbox(root: &Path, art: &artifacts::Artifacts, data: &Path, update: &Path, key: Option<&Path>) -> Result<(), String> {
+    let bundle = if update.is_dir() {
+        let key = release::load_signing_key(&match key {
+            Some(k) => k.to_path_buf(),
+            None => release::dev_key_dir(root)?.join(release::DEV_KEY),
+        })?;
+        let out = art.dir.join("run-update.bundle");
+        let (compiled, signed) = release::compile_and_sign(root, update, &art.board, &out.with_extension("d"), &key, None)?;
+        bundle::write(&out, &signed, &compiled.images.iter().collect::<Vec<_>>())?;
+        say(&format!("bundle of release {} from {}", compiled.release.version, update.display()));
+        out
+    } else if update.is_file() {
+        update.to_path_buf()
+    } else {
+        return Err(format!("--update {}: neither a manifest directory nor a bundle file", update.display()));
+    };
+    artifacts::put_in_inbox(data, &bundle)?;
+    say(&format!("{} is in the inbox of {}: berth takes it a few seconds after boot", bundle.display(), data.display()));
+    Ok(())
 }
 
 fn soak_power_cut(root: &Path, a: &Args) -> Result<(), String> {
@@ -878,6 +894,11 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
         if arch == Arch::X86_64 && filters.iter().any(|f| name.contains(f.as_str())) {
             let (root, board) = (root.to_path_buf(), board.clone());
             cases.push(qemu_tests::scenario::case(name, move || trial::user_dir_test(&root, &board)));
+        }
+        let name = format!("{}/run-manifests-update", arch.name());
+        if arch == Arch::X86_64 && filters.iter().any(|f| name.contains(f.as_str())) {
+            let (root, board) = (root.to_path_buf(), board.clone());
+            cases.push(qemu_tests::scenario::case(name, move || trial::user_update_test(&root, &board)));
         }
         let launcher = Launcher { builds, release: demo_release(root)?, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);

@@ -11,6 +11,13 @@
 //! A caller may also name a line a container must print (its
 //! `container.log` event): then that container counts as done only once the
 //! line was seen, and the time running out without it is a failure.
+//!
+//! With an update (`--update DIR|BUNDLE`, put into the inbox before the
+//! boot), berth takes it while the release runs; the run then succeeds only
+//! when berth commits the new release (every container healthy for the
+//! release's commit window), and fails when the update is refused or rolled
+//! back, or the time runs out first. The containers are judged as above
+//! until the switch; after it, berth's own trial judges them.
 
 use crate::artifacts::{self, Artifacts, BootOpts, Variant};
 use crate::oci::build::{layout, Entry};
@@ -24,14 +31,77 @@ use std::time::{Duration, Instant};
 /// Build `dir`'s release for `board` (outputs under the board's directory
 /// plus `suffix`), boot it on a fresh data partition and judge it.
 /// `echo`: print the console as it comes (else only the verdict).
-pub fn run(root: &Path, board: &Path, dir: &Path, suffix: &str, seconds: u64, expect: &BTreeMap<String, String>, echo: bool) -> Result<(), String> {
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    root: &Path,
+    board: &Path,
+    dir: &Path,
+    suffix: &str,
+    seconds: u64,
+    expect: &BTreeMap<String, String>,
+    echo: bool,
+    update: Option<&Update>,
+) -> Result<(), String> {
     let variant = Variant { suffix: suffix.into(), manifests: Some(dir.to_path_buf()), ..Default::default() };
     let art = artifacts::build(root, board, &variant)?;
     let data = art.dir.join("data.img");
     artifacts::fresh_data(&art, &data)?;
+    if let Some(u) = update {
+        crate::update_into_inbox(root, &art, &data, u.source, u.key)?;
+    }
     let (prog, args) = artifacts::qemu_args(&art, &data, &BootOpts::default());
     crate::say(&format!("booting {} with {} containers for up to {seconds} s", art.board.name, art.release.containers.len()));
-    judge(&art, &prog, &args, Duration::from_secs(seconds), expect, echo)
+    let watch = update.map(|_| UpdateWatch { from: art.release.version, ..Default::default() });
+    judge(&art, &prog, &args, Duration::from_secs(seconds), expect, echo, watch)
+}
+
+/// An update to apply while the booted release runs.
+pub struct Update<'a> {
+    /// A bundle, or a manifest directory to bundle.
+    pub source: &'a Path,
+    /// The signing key for a directory (else the development key).
+    pub key: Option<&'a Path>,
+}
+
+/// What became of the update so far.
+#[derive(Debug, Default)]
+struct UpdateWatch {
+    /// The version booted (the update must commit a newer one).
+    from: u64,
+    staged: bool,
+    switched: bool,
+    outcome: Option<Result<(), String>>,
+}
+
+impl UpdateWatch {
+    /// Fold in one event; true when it belongs to the update.
+    fn observe(&mut self, ev: &qemu_tests::event::Event) {
+        let version = ev.get("version").and_then(|v| v.parse::<u64>().ok());
+        match ev.name.as_str() {
+            "update.staged" => self.staged = true,
+            "update.switch" => self.switched = true,
+            "update.refused" => {
+                self.outcome.get_or_insert(Err(format!("update refused: {}", ev.get("reason").unwrap_or("?"))));
+            }
+            "release.rollback" => {
+                let cause = ev.get("cause").unwrap_or("?");
+                let who = ev.get("container").map(|c| format!(", container {c}")).unwrap_or_default();
+                self.outcome.get_or_insert(Err(format!("the update rolled back ({cause}{who})")));
+            }
+            "release.commit" if ev.get("result") != Some("error") && version.is_some_and(|v| v > self.from) => {
+                self.outcome.get_or_insert(Ok(()));
+            }
+            _ => {}
+        }
+    }
+
+    fn stage(&self) -> &'static str {
+        match (self.staged, self.switched) {
+            (false, _) => "never taken from the inbox",
+            (true, false) => "staged but never switched to",
+            (true, true) => "on trial, not committed (is the run shorter than the release's commit_window_s?)",
+        }
+    }
 }
 
 /// The `run --manifests` acceptance test: a user directory, made here, with
@@ -88,7 +158,36 @@ pub fn user_dir_test(root: &Path, board: &Path) -> Result<(), String> {
     std::fs::remove_file(dir.join("prefill.img")).map_err(|e| e.to_string())?;
     write("app.toml", &crate::oci::manifest_text("app", "layout", &imported.config, &imported.notes))?;
     let expect: BTreeMap<String, String> = [("hello", "BIN-OK"), ("app", "OCI-OK")].iter().map(|(n, w)| (n.to_string(), w.to_string())).collect();
-    run(root, board, &dir, "-user-oci", 120, &expect, false)
+    run(root, board, &dir, "-user-oci", 120, &expect, false, None)
+}
+
+/// The `run --manifests DIR --update DIR` test: a release of the demo's
+/// sensor boots; a version 2 that changes its interval must be taken from the
+/// inbox, switched to and committed (the run passes); a version 3 whose
+/// sensor exits at once must roll back (the run fails, naming the rollback).
+pub fn user_update_test(root: &Path, board: &Path) -> Result<(), String> {
+    let arch = artifacts::load_board(board)?.arch;
+    let base = crate::cargo_target_dir(root).join("berth").join(format!("user-update-{}", arch.name()));
+    let _ = std::fs::remove_dir_all(&base);
+    let sensor = |version: u64, argv: &str| {
+        format!(
+            "name = \"sensor\"\nversion = \"{version}\"\ndevices = [{{ node = \"rng0\", access = \"r\" }}]\nbackoff = {{ initial_ms = 200, limit = 3 }}\n[entry]\nargv = {argv}\n[build]\ncargo_bin = \"sensor\"\n"
+        )
+    };
+    for (version, argv) in [(1, r#"["/bin/sensor", "/dev/hwrng", "1000"]"#), (2, r#"["/bin/sensor", "/dev/hwrng", "500"]"#), (3, r#"["/bin/sensor", "/no/such/node", "500"]"#)] {
+        let dir = base.join(format!("v{version}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::write(dir.join("release.toml"), format!("version = {version}\ncommit_window_s = 3\n")).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("sensor.toml"), sensor(version, argv)).map_err(|e| e.to_string())?;
+    }
+    let none = BTreeMap::new();
+    let v2 = Update { source: &base.join("v2"), key: None };
+    run(root, board, &base.join("v1"), "-user-update", 120, &none, false, Some(&v2)).map_err(|e| format!("update to a good version 2: {e}"))?;
+    let v3 = Update { source: &base.join("v3"), key: None };
+    match run(root, board, &base.join("v1"), "-user-update", 120, &none, false, Some(&v3)) {
+        Err(e) if e.contains("rolled back (crash-loop, container sensor)") => Ok(()),
+        other => Err(format!("update to a broken version 3: {other:?}, want a failure naming the crash-loop rollback")),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,11 +204,20 @@ struct Seen {
     states: BTreeMap<String, State>,
     expect: BTreeMap<String, String>,
     printed: BTreeSet<String>,
+    update: Option<UpdateWatch>,
 }
 
 /// Boot `prog args`, print the console, and judge the containers named in
 /// `art`'s release; `expect` maps a container to a line it must print.
-pub fn judge(art: &Artifacts, prog: &str, args: &[String], timeout: Duration, expect: &BTreeMap<String, String>, echo: bool) -> Result<(), String> {
+fn judge(
+    art: &Artifacts,
+    prog: &str,
+    args: &[String],
+    timeout: Duration,
+    expect: &BTreeMap<String, String>,
+    echo: bool,
+    update: Option<UpdateWatch>,
+) -> Result<(), String> {
     let states: BTreeMap<String, State> =
         art.release.containers.iter().map(|m| (m.name.to_string(), State::Waiting)).collect();
     if states.is_empty() {
@@ -118,7 +226,7 @@ pub fn judge(art: &Artifacts, prog: &str, args: &[String], timeout: Duration, ex
     if let Some(n) = expect.keys().find(|n| !states.contains_key(*n)) {
         return Err(format!("an output is expected of {n}, which the release does not have"));
     }
-    let mut seen = Seen { states, expect: expect.clone(), printed: BTreeSet::new() };
+    let mut seen = Seen { states, expect: expect.clone(), printed: BTreeSet::new(), update };
     let mut m = Machine::spawn(&format!("{}/run", art.board.name), prog, args)?;
     let start = Instant::now();
     let mut shown = 0;
@@ -148,6 +256,12 @@ pub fn judge(art: &Artifacts, prog: &str, args: &[String], timeout: Duration, ex
 /// Fold one console line into the container states.
 fn observe(line: &str, seen: &mut Seen) {
     let Some(ev) = parse_line(line) else { return };
+    if let Some(u) = seen.update.as_mut() {
+        u.observe(&ev);
+        if u.switched {
+            return;
+        }
+    }
     let name = ev.get("name").unwrap_or("").to_string();
     let states = &mut seen.states;
     match ev.name.as_str() {
@@ -204,6 +318,13 @@ fn decide(seen: &Seen, time_up: bool) -> Option<Result<(), String>> {
     if !failed.is_empty() {
         return Some(Err(failed.join("; ")));
     }
+    if let Some(u) = &seen.update {
+        return match &u.outcome {
+            Some(o) => Some(o.clone()),
+            None if time_up => Some(Err(format!("time is up: the update was {}", u.stage()))),
+            None => None,
+        };
+    }
     if states.values().all(|s| *s == State::Exited(0)) && silent.is_empty() {
         return Some(Ok(()));
     }
@@ -238,7 +359,44 @@ mod tests {
     use super::*;
 
     fn states(names: &[&str]) -> Seen {
-        Seen { states: names.iter().map(|n| (n.to_string(), State::Waiting)).collect(), expect: BTreeMap::new(), printed: BTreeSet::new() }
+        Seen {
+            states: names.iter().map(|n| (n.to_string(), State::Waiting)).collect(),
+            expect: BTreeMap::new(),
+            printed: BTreeSet::new(),
+            update: None,
+        }
+    }
+
+    #[test]
+    fn an_update_must_commit_a_newer_release() {
+        let mut s = states(&["a"]);
+        s.update = Some(UpdateWatch { from: 1, ..Default::default() });
+        observe("BERTH t=1.0 ev=container.start name=a pid=5 result=ok", &mut s);
+        observe("BERTH t=1.2 ev=release.commit version=1 window_s=30", &mut s);
+        assert_eq!(decide(&s, false), None, "the booted release's own commit is not the update");
+        assert!(matches!(decide(&s, true), Some(Err(e)) if e.contains("never taken")));
+        observe("BERTH t=5.0 ev=update.staged bundle=/data/berth/inbox/u version=2", &mut s);
+        observe("BERTH t=5.1 ev=update.switch version=2", &mut s);
+        // After the switch the old run's end is the update's business.
+        observe("BERTH t=5.2 ev=reap pid=5 name=a how=signal code=15", &mut s);
+        assert_eq!(decide(&s, false), None);
+        assert!(matches!(decide(&s, true), Some(Err(e)) if e.contains("on trial")));
+        observe("BERTH t=9.0 ev=release.commit version=2 window_s=3", &mut s);
+        assert_eq!(decide(&s, false), Some(Ok(())));
+    }
+
+    #[test]
+    fn a_refused_or_rolled_back_update_fails_the_run() {
+        for (line, want) in [
+            ("BERTH t=5.0 ev=update.refused bundle=/x reason=\"signature does not verify\"", "signature does not verify"),
+            ("BERTH t=9.0 ev=release.rollback cause=crash-loop from=2 to=1 container=a", "crash-loop, container a"),
+        ] {
+            let mut s = states(&["a"]);
+            s.update = Some(UpdateWatch { from: 1, ..Default::default() });
+            observe("BERTH t=1.0 ev=container.start name=a pid=5 result=ok", &mut s);
+            observe(line, &mut s);
+            assert!(matches!(decide(&s, false), Some(Err(ref e)) if e.contains(want)), "{line}: {:?}", decide(&s, false));
+        }
     }
 
     #[test]

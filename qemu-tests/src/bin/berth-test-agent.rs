@@ -1076,12 +1076,29 @@ fn check_ctl_fuzz() -> (bool, String) {
         }
     }
     drop(idle);
+    // Clients that connect and say nothing fill every slot (4): they are
+    // dropped with a timeout reply, and berthctl gets through meanwhile.
+    let mut silent: Vec<UnixStream> = (0..4).filter_map(|_| UnixStream::connect(SOCK).ok()).collect();
+    let t = std::time::Instant::now();
+    let through = berthctl(&["status"]).is_some_and(|s| s.starts_with("NAME"));
+    let waited = t.elapsed().as_secs_f64();
+    let mut timed_out = 0;
+    for s in &mut silent {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut reply = Vec::new();
+        let _ = s.take(4096).read_to_end(&mut reply);
+        if reply.get(4) == Some(&4) && String::from_utf8_lossy(&reply).contains("timeout") {
+            timed_out += 1;
+        }
+    }
     let after = pid1_start();
     let status_ok = berthctl(&["status"]).is_some_and(|s| s.starts_with("NAME"));
     let detail = format!(
-        "{sent} frames, {replies} replies, {version_errors}/60 wrong-version errors, {statuses} status answers during, status after={status_ok}, pid1 start {start} -> {after:?}"
+        "{sent} frames, {replies} replies, {version_errors}/60 wrong-version errors, {statuses} status answers during, status after={status_ok}, {} silent clients: {timed_out} timed out, berthctl through={through} after {waited:.1} s, pid1 start {start} -> {after:?}",
+        silent.len()
     );
-    (status_ok && statuses == 9 && version_errors == 60 && after == Some(start), detail)
+    let silent_ok = silent.len() == 4 && timed_out == 4 && through;
+    (status_ok && silent_ok && statuses == 9 && version_errors == 60 && after == Some(start), detail)
 }
 
 // ---------------------------------------------------------------- pure parts

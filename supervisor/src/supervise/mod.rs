@@ -425,6 +425,9 @@ impl Pid1 {
     /// dependencies are ready; then re-arm the timer.
     fn tick(&mut self) {
         let now = crate::log::now();
+        if let Some(ctl) = &mut self.ctl {
+            ctl.expire(now);
+        }
         // Host services first: at setup they start before any container.
         self.tick_services(now);
         for i in 0..self.slots.len() {
@@ -752,6 +755,7 @@ impl Pid1 {
             .chain(self.update_due)
             .chain(self.view.as_ref().and_then(view::View::due))
             .chain(self.services_deadline())
+            .chain(self.ctl.as_ref().and_then(crate::ctlsock::CtlSocket::deadline))
             .fold(f64::INFINITY, f64::min);
         if next.is_finite() {
             let wait = (next - crate::log::now()).max(0.001);
@@ -850,12 +854,14 @@ impl Pid1 {
     fn on_ctl_accept(&mut self) {
         // Several clients may be waiting; each accept is bounded by CONNS_MAX.
         for _ in 0..crate::ctlsock::CONNS_MAX {
-            let Some(ctl) = &mut self.ctl else { return };
-            let Some(slot) = ctl.accept() else { return };
+            let Some(ctl) = &mut self.ctl else { break };
+            let Some(slot) = ctl.accept(crate::log::now()) else { break };
             if let (Some(epoll), Some(fd)) = (&self.epoll, ctl.conn_fd(slot)) {
                 let _ = epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CTL_CONN + slot as u64));
             }
         }
+        // The new clients' time limits.
+        self.arm_deadline();
     }
 
     fn on_ctl_conn(&mut self, slot: usize) {
