@@ -32,6 +32,9 @@ pub struct BootSpec {
     /// A host port (on 127.0.0.1) QEMU forwards to the guest's port 8080
     /// (the demo's status page).
     pub http_port: Option<u16>,
+    /// The host end (a Unix socket QEMU listens on) of a virtio serial port
+    /// named `berth.push`, for pushing bundles into the running guest.
+    pub push: Option<std::path::PathBuf>,
 }
 
 /// Boots machines of one architecture.
@@ -47,6 +50,10 @@ pub trait Launch: Send + Sync {
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String>;
     /// What the `update` variant's data partition carries.
     fn updates(&self) -> Result<crate::updates::UpdateInfo, String>;
+    /// Push `bundle` into a running machine over its push socket, as
+    /// `cargo xtask push` does (`garble`: with a wrong hash); the device's
+    /// answer line.
+    fn push(&self, sock: &std::path::Path, bundle: &std::path::Path, garble: bool) -> Result<String, String>;
 }
 
 /// Time limits, scaled for the slowest emulated board.
@@ -104,7 +111,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
 }
 
 pub(crate) fn spec(name: &str, mode: &str) -> BootSpec {
-    BootSpec { name: name.into(), mode: mode.into(), allow_reboot: false, variant: "", cmdline: String::new(), data: None, http_port: None }
+    BootSpec { name: name.into(), mode: mode.into(), allow_reboot: false, variant: "", cmdline: String::new(), data: None, http_port: None, push: None }
 }
 
 pub(crate) fn field_is(e: &Event, key: &str, want: &str) -> Result<(), String> {

@@ -57,6 +57,8 @@ pub struct UpdateInfo {
     pub refused: Vec<Refusal>,
     /// Releases 1 and 2 as store files.
     pub known: Vec<Known>,
+    /// Where the bundle of release 2 is on the host.
+    pub v2_bundle: std::path::PathBuf,
 }
 
 /// One container row of `berthctl status`.
@@ -199,6 +201,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
         ("update-rollback", update_rollback),
         ("update-refused", update_refused),
         ("update-reboot", update_reboot),
+        ("push", push),
     ];
     if arch == "x86_64" {
         table.push(("power-cut/steps-odd", |l| power_cut_steps(l, 1)));
@@ -212,6 +215,53 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
             case(format!("{arch}/{name}"), move || f(l.as_ref()))
         })
         .collect()
+}
+
+/// `cargo xtask push` into a running release 1 (the `push` variant runs
+/// `berth receive` on a virtio port): a push with a wrong hash is refused,
+/// naming it, and leaves the inbox alone; release 2's bundle is answered
+/// `ok` with its inbox file, which berth takes, switches to and commits.
+fn push(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let info = l.updates()?;
+    let sock = std::env::temp_dir().join(format!("berth-push-{}-{}.sock", l.arch(), std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let mut m = l.boot(&BootSpec { variant: "push", push: Some(sock.clone()), ..spec("push", "none") })?;
+    expect_boot(&mut m, &lim)?;
+    // The receiver is a host service: its event lines come in its output.
+    let from_receive = |m: &mut Machine, ev: &str| -> Result<Event, String> {
+        let outer = m.expect_event_where(
+            "service.log",
+            |e| e.is("name", "receive") && e.get("line").and_then(crate::event::parse_line).is_some_and(|i| i.name == ev),
+            lim.step,
+        )?;
+        outer.get("line").and_then(crate::event::parse_line).ok_or_else(|| format!("{ev}: no event in {outer:?}"))
+    };
+    let listen = from_receive(&mut m, "push.listen")?;
+    field_is(&listen, "port", "berth.push")?;
+    let bad = l.push(&sock, &info.v2_bundle, true)?;
+    if !(bad.starts_with("refused ") && bad.contains("SHA-256")) {
+        return Err(format!("a push with a wrong hash was answered {bad:?}"));
+    }
+    let at_refused = m.cursor();
+    from_receive(&mut m, "push.refused")?;
+    let good = l.push(&sock, &info.v2_bundle, false)?;
+    let file = good.strip_prefix("ok ").ok_or_else(|| format!("release 2's push was answered {good:?}"))?.to_string();
+    if !(file.starts_with("/data/berth/inbox/push-") && file.ends_with(".bundle")) {
+        return Err(format!("the pushed bundle went to {file}, not into the inbox"));
+    }
+    let received = from_receive(&mut m, "push.received")?;
+    field_is(&received, "file", &file)?;
+    m.set_cursor(at_refused);
+    let taken = m.expect_event("update.inbox", lim.step)?;
+    field_is(&taken, "bundle", &file)?;
+    let staged = m.expect_event("update.staged", lim.step)?;
+    field_is(&staged, "version", "2")?;
+    m.expect_event_where("update.switch", |e| e.is("changed", "sensor"), lim.step)?;
+    let commit = m.expect_event("release.commit", lim.step * 2)?;
+    field_is(&commit, "version", "2")?;
+    let _ = std::fs::remove_file(&sock);
+    no_errors(&m, &[])
 }
 
 fn update_spec(name: &str, mode: &str) -> BootSpec {

@@ -28,6 +28,7 @@ pub mod modules;
 pub mod mount;
 pub mod net;
 pub mod notify;
+pub mod push;
 pub mod supervise;
 pub mod sys;
 pub mod verity;

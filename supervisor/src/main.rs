@@ -195,6 +195,7 @@ fn ctl_logs(stream: Option<&str>, opts: &[String]) -> ExitCode {
 const USAGE: &str = "usage: berth --version
        berth net                                                            (on the device: the board's [[network]] set-up)
        berth console DEVICE                                                 (on the device: a berthctl prompt on a serial console)
+       berth receive PORT                                                   (on the device: update bundles pushed over the virtio port named PORT go into the inbox)
        berth check-board FILE.toml                                          (host build)
        berth verify --keys DIR FILE [--board NAME] [--stored-version N]     (host build)
        berth inspect IMAGE [--salt HEX] [--root HEX]                        (host build)
@@ -212,6 +213,13 @@ fn cli(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("net") if args.len() == 1 => net(),
+        Some("receive") if args.len() == 2 => match berth::push::run(args.get(1).map(String::as_str).unwrap_or("")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth receive: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("console") if args.len() == 2 => match berth::console::run(args.get(1).map(String::as_str).unwrap_or("")) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -399,7 +399,13 @@ pub struct BootOpts {
     pub kvm: bool,
     /// Forward this host port (on 127.0.0.1) to the guest's port 8080.
     pub http_port: Option<u16>,
+    /// A virtio serial port named [`PUSH_PORT`] whose host end is a Unix
+    /// socket at this path (QEMU listens), for `cargo xtask push`.
+    pub push: Option<PathBuf>,
 }
+
+/// The virtio port name `berth receive` serves.
+pub const PUSH_PORT: &str = "berth.push";
 
 /// The guest port the demo's status page listens on.
 pub const GUEST_HTTP_PORT: u16 = 8080;
@@ -452,6 +458,16 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
         "-device".into(),
         format!("{},netdev=net0", q.net_device),
     ]);
+    if let Some(sock) = &opts.push {
+        args.extend([
+            "-device".into(),
+            "virtio-serial-pci,id=vser".into(),
+            "-chardev".into(),
+            format!("socket,id=push,path={},server=on,wait=off", sock.display()),
+            "-device".into(),
+            format!("virtserialport,bus=vser.0,chardev=push,name={PUSH_PORT}"),
+        ]);
+    }
     args.extend(q.extra_args.iter().map(|s| s.to_string()));
     (q.binary.to_string(), args)
 }

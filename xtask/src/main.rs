@@ -37,6 +37,10 @@ const USAGE: &str = "usage: cargo xtask <command>
                                 exited 0, or was still running at the timeout (default 60 s);
                                 with --update, only when berth took that update while running
                                 and committed it (a refused or rolled-back update fails)
+  push [--arch A | --board FILE] [--key PEM] DIR|BUNDLE
+                                send an update (a bundle, or a manifest directory bundled with
+                                the development key) into the system `run` is running, over a
+                                virtio serial port; prints the device's answer
   test [--arch A]... [FILTER]... host unit tests, then the QEMU scenarios, then `bench --quick`
                                 (when no FILTER is given or one is part of `bench`)
   check-board FILE...           validate board config files
@@ -210,6 +214,7 @@ fn main() -> ExitCode {
         },
         "release" => make_release(&root, &args),
         "bundle" => make_bundle(&root, &args),
+        "push" => push(&root, &args),
         "inspect" => inspect_image(&args),
         "soak-power-cut" => soak_power_cut(&root, &args),
         _ => Err(format!("unknown command `{cmd}`\n{USAGE}")),
@@ -588,7 +593,8 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
         return Err("--timeout goes with --manifests".into());
     }
     let console = format!("/dev/{}", artifacts::load_board(&board)?.console);
-    let art = artifacts::build(root, &board, &Variant { services: vec![console_service(&console)?], ..Default::default() })?;
+    let services = vec![console_service(&console)?, receive_service()?];
+    let art = artifacts::build(root, &board, &Variant { services, ..Default::default() })?;
     let data = art.dir.join("data.img");
     if !data.is_file() {
         artifacts::fresh_data(&art, &data)?;
@@ -597,7 +603,9 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
         update_into_inbox(root, &art, &data, update, a.key.as_deref())?;
     }
     let http = free_http_port();
-    let opts = BootOpts { interactive: true, allow_reboot: true, http_port: Some(http), ..Default::default() };
+    let push = art.dir.join(PUSH_SOCKET);
+    let _ = std::fs::remove_file(&push);
+    let opts = BootOpts { interactive: true, allow_reboot: true, http_port: Some(http), push: Some(push), ..Default::default() };
     let (prog, args) = artifacts::qemu_args(&art, &data, &opts);
     println!("xtask: booting {} under QEMU ({}); the data partition persists in {}", art.board.name, prog, data.display());
     println!("xtask: the status page, once the demo is up (about a minute under emulation):");
@@ -609,6 +617,9 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     println!("xtask:     status                 every container and host service: state, readiness, restarts, uptime");
     println!("xtask:     logs sensor -f         follow a container's output (Enter stops)");
     println!("xtask:     release                the running release, committed or on trial, rollbacks");
+    let arch_flag = if a.board.is_some() { String::new() } else { format!(" --arch {}", art.board.arch.name()) };
+    println!("xtask: to update the running system, from another terminal:");
+    println!("xtask:     cargo xtask push{arch_flag} DIR|BUNDLE   (a manifest directory is bundled with the development key)");
     println!("xtask: to quit: press Ctrl-A then X (QEMU's escape); Ctrl-A then C opens QEMU's monitor");
     let status = Command::new(&prog).args(&args).status().map_err(|e| format!("{prog}: {e}"))?;
     if status.success() {
@@ -616,6 +627,61 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     } else {
         Err(format!("{prog} exited with {status}"))
     }
+}
+
+/// The host end of the push port under `cargo xtask run`, in the board's
+/// output directory.
+const PUSH_SOCKET: &str = "push.sock";
+
+/// `berth receive` on the push port, a host service added by `run` only.
+fn receive_service() -> Result<berth::board::Service, String> {
+    let text = format!("name = \"receive\"\nargv = [\"/sbin/berth\", \"receive\", \"{}\"]\nrestart = \"always\"\n", artifacts::PUSH_PORT);
+    toml::from_str(&text).map_err(|e| format!("receive service: {e}"))
+}
+
+/// `cargo xtask push DIR|BUNDLE`: send an update into the system that
+/// `cargo xtask run` is running for the board, and print its answer.
+fn push(root: &Path, a: &Args) -> Result<(), String> {
+    let [src] = a.rest.as_slice() else {
+        return Err("usage: cargo xtask push [--arch A | --board FILE] [--key PEM] DIR|BUNDLE".into());
+    };
+    // Not a build: the running machine's images must stay as they are.
+    let board = artifacts::load_board(&one_board(root, a)?)?;
+    let dir = root.join("target").join("berth").join(board.name.as_str());
+    let bundle = bundle_of(root, &dir, &board, Path::new(src), a.key.as_deref())?;
+    let sock = dir.join(PUSH_SOCKET);
+    let answer = send_push(&sock, &bundle, false)
+        .map_err(|e| format!("{e} (is `cargo xtask run` running for {}? it listens on {})", board.name, sock.display()))?;
+    println!("xtask: push: {answer}");
+    if answer.starts_with("ok ") {
+        say("berth takes it from the inbox within a few seconds: watch the console (update.staged, update.switch, release.trial)");
+        Ok(())
+    } else {
+        Err(format!("the device refused the push: {answer}"))
+    }
+}
+
+/// Send `bundle` over the push socket at `sock`; the device's answer line.
+/// `garble` changes the frame's last byte (a test of the receiver).
+pub fn send_push(sock: &Path, bundle: &Path, garble: bool) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    use std::io::{BufRead, Write};
+    let bytes = std::fs::read(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let mut s = std::os::unix::net::UnixStream::connect(sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(120)));
+    let mut frame = berth::push::header(bytes.len() as u64).to_vec();
+    frame.extend_from_slice(&bytes);
+    frame.extend_from_slice(&Sha256::digest(&bytes));
+    if let (true, Some(b)) = (garble, frame.last_mut()) {
+        *b ^= 1;
+    }
+    s.write_all(&frame).map_err(|e| format!("send: {e}"))?;
+    let mut line = String::new();
+    std::io::BufReader::new(&s).read_line(&mut line).map_err(|e| format!("no answer from the device: {e}"))?;
+    if line.is_empty() {
+        return Err("the device closed the port without an answer".into());
+    }
+    Ok(line.trim_end().to_string())
 }
 
 /// The demo's console prompt (`berth console`), a host service added by
@@ -645,24 +711,30 @@ fn run_trial(root: &Path, board: &Path, dir: &Path, seconds: u64, a: &Args) -> R
 /// `update` is a bundle, or a manifest directory bundled here (signed with
 /// `key`, else the development key) for `art`'s board.
 pub fn update_into_inbox(root: &Path, art: &artifacts::Artifacts, data: &Path, update: &Path, key: Option<&Path>) -> Result<(), String> {
-    let bundle = if update.is_dir() {
+    let bundle = bundle_of(root, &art.dir, &art.board, update, key)?;
+    artifacts::put_in_inbox(data, &bundle)?;
+    say(&format!("{} is in the inbox of {}: berth takes it a few seconds after boot", bundle.display(), data.display()));
+    Ok(())
+}
+
+/// `update` as a bundle file: itself, or a manifest directory bundled here
+/// (signed with `key`, else the development key) for `art`'s board.
+fn bundle_of(root: &Path, dir: &Path, board: &berth::board::Board, update: &Path, key: Option<&Path>) -> Result<PathBuf, String> {
+    Ok(if update.is_dir() {
         let key = release::load_signing_key(&match key {
             Some(k) => k.to_path_buf(),
             None => release::dev_key_dir(root)?.join(release::DEV_KEY),
         })?;
-        let out = art.dir.join("run-update.bundle");
-        let (compiled, signed) = release::compile_and_sign(root, update, &art.board, &out.with_extension("d"), &key, None)?;
+        let out = dir.join("run-update.bundle");
+        let (compiled, signed) = release::compile_and_sign(root, update, board, &out.with_extension("d"), &key, None)?;
         bundle::write(&out, &signed, &compiled.images.iter().collect::<Vec<_>>())?;
         say(&format!("bundle of release {} from {}", compiled.release.version, update.display()));
         out
     } else if update.is_file() {
         update.to_path_buf()
     } else {
-        return Err(format!("--update {}: neither a manifest directory nor a bundle file", update.display()));
-    };
-    artifacts::put_in_inbox(data, &bundle)?;
-    say(&format!("{} is in the inbox of {}: berth takes it a few seconds after boot", bundle.display(), data.display()));
-    Ok(())
+        return Err(format!("{}: neither a manifest directory nor a bundle file", update.display()));
+    })
 }
 
 fn soak_power_cut(root: &Path, a: &Args) -> Result<(), String> {
@@ -709,6 +781,15 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 suffix: "-services".into(),
                 manifests: Some(root.join("qemu-tests/manifests/services")),
                 services: test_services(),
+                ..Default::default()
+            },
+        ),
+        (
+            "push",
+            Variant {
+                suffix: "-push".into(),
+                manifests: Some(root.join("qemu-tests/manifests/update/v1")),
+                services: receive_service().into_iter().collect(),
                 ..Default::default()
             },
         ),
@@ -801,6 +882,10 @@ impl Launch for Launcher {
         self.release.clone()
     }
 
+    fn push(&self, sock: &Path, bundle: &Path, garble: bool) -> Result<String, String> {
+        send_push(sock, bundle, garble)
+    }
+
     fn updates(&self) -> Result<qemu_tests::updates::UpdateInfo, String> {
         self.builds.iter().find_map(|(_, a)| a.updates.clone()).ok_or_else(|| "no build carries the update bundles".into())
     }
@@ -832,7 +917,15 @@ impl Launch for Launcher {
             cmdline.push(' ');
             cmdline.push_str(&spec.cmdline);
         }
-        let opts = BootOpts { interactive: false, allow_reboot: spec.allow_reboot, agent: true, cmdline, kvm: false, http_port: spec.http_port };
+        let opts = BootOpts {
+            interactive: false,
+            allow_reboot: spec.allow_reboot,
+            agent: true,
+            cmdline,
+            kvm: false,
+            http_port: spec.http_port,
+            push: spec.push.clone(),
+        };
         let (prog, args) = artifacts::qemu_args(art, &data, &opts);
         let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
         m.log_to(runs.join(format!("{}-{n}.console.log", spec.name)))?;

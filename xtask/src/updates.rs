@@ -106,7 +106,7 @@ pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installe
     refused.sort_by(|a, b| a.bundle.cmp(&b.bundle));
     let writes = count_writes(work, v1, v1_signed, &v2_path, &keys, &board.name)?;
     let known = vec![known(v1, v1_signed), known(&v2, &v2_signed)];
-    Ok(UpdateInfo { writes, refused, known })
+    Ok(UpdateInfo { writes, refused, known, v2_bundle: v2_path })
 }
 
 /// A release as the files it puts in the store.
