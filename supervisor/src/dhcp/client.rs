@@ -131,7 +131,8 @@ impl Client {
         self.wake_ms
     }
 
-    pub fn lease(&self) -> Option<Lease> {
+    #[cfg(test)]
+    fn lease(&self) -> Option<Lease> {
         self.lease.map(|(l, _)| l)
     }
 
