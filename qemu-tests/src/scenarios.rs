@@ -22,7 +22,8 @@ pub struct BootSpec {
     /// Which build of the board: `""` as shipped, `missing-module` (its board
     /// config names a module the kernel lacks), `cgroup-v1` (legacy cgroups),
     /// `no-landlock` (booted with Landlock left out of `lsm=`),
-    /// `landlock-optional` (the same, on a board that allows the downgrade).
+    /// `landlock-optional` (the same, on a board that allows the downgrade),
+    /// `dhcp` (eth0 by DHCP, a static eth1 on a second card).
     pub variant: &'static str,
     /// More kernel command line (`berth.cut=7`).
     pub cmdline: String,
@@ -72,9 +73,10 @@ pub(crate) fn limits(arch: &str) -> Limits {
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
-    let table: [(&str, Check); 21] = [
+    let table: [(&str, Check); 22] = [
         ("status-page", status_page),
         ("services", services),
+        ("dhcp", dhcp),
         ("rss", rss),
         ("ctl-fuzz", ctl_fuzz),
         ("watchdog", watchdog),
@@ -1085,6 +1087,97 @@ fn services(l: &dyn Launch) -> Result<(), String> {
     }
     if events.iter().skip(begin).any(|e| e.name == "service.start" || e.name == "service.restart") {
         return Err("a service was (re)started during the shutdown".into());
+    }
+    no_errors(&m, &[])
+}
+
+/// The static address of the `dhcp` variant's second card (eth1, /24).
+pub const DHCP_STATIC_IP: &str = "192.168.7.1";
+
+/// The events `net` printed (its `service.log` lines, parsed).
+fn net_lines(events: &[Event]) -> Vec<Event> {
+    named(events, "service.log", "net").iter().filter_map(|e| crate::event::parse_line(e.get("line")?)).collect()
+}
+
+/// DHCP on QEMU's user network: `net` sets the static eth1, then takes a
+/// lease for eth0 from QEMU's server (10.0.2.15, router 10.0.2.2, 24 h) by
+/// DISCOVER, REQUEST and ACK, applies it, and keeps running to renew it
+/// (stopped only by the shutdown). The agent finds eth0's address and
+/// default route and talks to this harness through the lease's router.
+fn dhcp(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let (port, said) = gateway_listener()?;
+    let cmdline = format!("berth.test.net-port={port} berth.test.dhcp-static={DHCP_STATIC_IP}");
+    let mut m = l.boot(&BootSpec { variant: "dhcp", cmdline, ..spec("dhcp", "poweroff") })?;
+    expect_boot(&mut m, &lim)?;
+    let ready = m.cursor();
+    let is_bound = |e: &Event| {
+        e.get("name") == Some("net")
+            && e.get("line").and_then(crate::event::parse_line).is_some_and(|i| i.name == "net.dhcp" && i.get("state") == Some("bound"))
+    };
+    let outer = m.expect_event_where("service.log", is_bound, lim.step)?;
+    let bound = crate::event::parse_line(outer.get("line").unwrap_or("")).ok_or("bound line does not parse")?;
+    let want = [
+        ("interface", "eth0"),
+        ("address", "10.0.2.15"),
+        ("netmask", "255.255.255.0"),
+        ("router", "10.0.2.2"),
+        ("lease_s", "86400"),
+        ("t1_s", "43200"),
+        ("t2_s", "75600"),
+        ("server", "10.0.2.2"),
+        ("result", "ok"),
+    ];
+    for (k, v) in want {
+        field_is(&bound, k, v)?;
+    }
+    m.set_cursor(ready);
+    for check in ["net", "net-static"] {
+        agent_pass(&mut m, check, &lim)?;
+    }
+    match said.recv_timeout(Duration::from_secs(5)) {
+        Ok(line) if line == "berth-agent from 10.0.2.15" => {}
+        other => return Err(format!("the harness's listener at 10.0.2.2:{port} heard {other:?}")),
+    }
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
+    let events = m.events();
+
+    let lines = net_lines(&events);
+    let steps = |iface: &str| -> Vec<(String, String)> {
+        lines
+            .iter()
+            .filter(|e| e.name == "net.step" && e.get("interface") == Some(iface))
+            .map(|e| (e.get("step").unwrap_or("").to_string(), e.get("result").unwrap_or("").to_string()))
+            .collect()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> { v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect() };
+    if steps("eth1") != pairs(&[("address", "ok"), ("netmask", "ok"), ("up", "ok")]) {
+        return Err(format!("static eth1 steps: {:?}", steps("eth1")));
+    }
+    if steps("eth0") != pairs(&[("address", "ok"), ("netmask", "ok"), ("up", "ok"), ("route", "ok")]) {
+        return Err(format!("eth0 lease steps: {:?}", steps("eth0")));
+    }
+    // The exchange, in order, before the lease.
+    let dhcp: Vec<String> = lines
+        .iter()
+        .filter(|e| e.name == "net.dhcp")
+        .map(|e| format!("{}/{}", e.get("state").unwrap_or(""), e.get("step").unwrap_or("-")))
+        .collect();
+    let pos = |s: &str| dhcp.iter().position(|d| d == s);
+    match (pos("init/start"), pos("selecting/discover"), pos("requesting/request"), pos("bound/-")) {
+        (Some(a), Some(b), Some(c), Some(d)) if a < b && b < c && c < d => {}
+        _ => return Err(format!("net.dhcp steps {dhcp:?}, want start, discover, request, bound in order")),
+    }
+    if let Some(bad) = lines.iter().find(|e| e.get("result") == Some("error") || e.name == "net.failed") {
+        return Err(format!("net reported {} {:?}", bad.name, bad.fields));
+    }
+    // net held the lease until the shutdown stopped it: one run, no exit before.
+    let begin = index_of(&events, |e| e.name == "shutdown.begin").ok_or("no shutdown.begin")?;
+    if named(&events, "service.start", "net").len() != 1 || events.iter().take(begin).any(|e| e.name == "reap" && e.get("name") == Some("net")) {
+        return Err("net did not keep running until the shutdown".into());
+    }
+    if !events.iter().skip(begin).any(|e| e.name == "service.stopped" && e.get("name") == Some("net") && e.get("by") == Some("shutdown")) {
+        return Err("net was not stopped by the shutdown".into());
     }
     no_errors(&m, &[])
 }

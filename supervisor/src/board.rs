@@ -207,7 +207,7 @@ pub struct Board {
     /// unconfined in the host namespaces and supervised like containers.
     #[serde(default, rename = "service")]
     pub services: Vec<Service, SERVICES_MAX>,
-    /// Static IPv4 set-up, applied by `berth net` (run as a service).
+    /// IPv4 set-up (static or DHCP), applied by `berth net` (run as a service).
     #[serde(default, rename = "network")]
     pub networks: Vec<Network, NETWORKS_MAX>,
 }
@@ -233,7 +233,7 @@ fn default_restart() -> crate::manifest::Restart {
     crate::manifest::Restart::OnFailure
 }
 
-/// One interface's static IPv4 set-up.
+/// One interface's IPv4 set-up: a static address, or DHCP.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
@@ -245,7 +245,9 @@ pub struct Network {
     /// Default gateway; must be inside the interface's subnet.
     #[serde(default)]
     pub gateway: Option<String<15>>,
-    /// DHCP: not supported yet (refused at validation).
+    /// Take the address, netmask and default route from a DHCP lease
+    /// (kept and renewed by `berth net`) instead of `address`/`gateway`:
+    /// exactly one of `dhcp = true` or `address` is given.
     #[serde(default)]
     pub dhcp: bool,
 }
@@ -594,10 +596,16 @@ impl Board {
                 return Err(err(f("interface"), format!("`{}` is configured twice", n.interface)));
             }
             if n.dhcp {
-                return Err(err(f("dhcp"), "DHCP is not supported yet; give a static `address`"));
+                if n.address.is_some() {
+                    return Err(err(f("address"), "must not be set with `dhcp = true` (the lease gives the address); use one or the other"));
+                }
+                if n.gateway.is_some() {
+                    return Err(err(f("gateway"), "must not be set with `dhcp = true` (the lease's router is the gateway)"));
+                }
+                continue;
             }
             let Some(addr) = &n.address else {
-                return Err(err(f("address"), "is required (an IPv4 address with prefix, such as 10.0.2.15/24)"));
+                return Err(err(f("address"), "is required unless `dhcp = true` (an IPv4 address with prefix, such as 10.0.2.15/24)"));
             };
             let Some(cidr) = parse_cidr(addr) else {
                 return Err(err(f("address"), format!("`{addr}` is not an IPv4 address with a prefix of 1 to 32, such as 10.0.2.15/24")));
@@ -614,8 +622,8 @@ impl Board {
                 }
             }
         }
-        if self.networks.iter().filter(|n| n.gateway.is_some()).count() > 1 {
-            return Err(err("network", "only one entry may set a gateway (the one default route)"));
+        if self.networks.iter().filter(|n| n.gateway.is_some() || n.dhcp).count() > 1 {
+            return Err(err("network", "only one entry may give the default route: one with a `gateway`, or one with `dhcp = true`"));
         }
         Ok(())
     }
@@ -824,6 +832,24 @@ gateway = "10.0.2.2"
     }
 
     #[test]
+    fn dhcp_networks() {
+        let dhcp = with_services("address = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"", "dhcp = true");
+        let b = Board::from_toml(&dhcp).unwrap();
+        assert!(b.networks[0].dhcp);
+        assert_eq!(b.networks[0].cidr(), None);
+        assert_eq!(Board::from_postcard(&b.to_postcard().unwrap()).unwrap(), b);
+        // A static interface without a gateway next to a DHCP one.
+        let mixed = format!("{dhcp}\n[[network]]\ninterface = \"eth1\"\naddress = \"192.168.7.1/24\"\n");
+        let b = Board::from_toml(&mixed).unwrap();
+        assert_eq!((b.networks[0].dhcp, b.networks[1].dhcp), (true, false));
+        // Two sources of the default route.
+        for second in ["dhcp = true", "address = \"192.168.7.1/24\"\ngateway = \"192.168.7.2\""] {
+            let e = Board::from_toml(&format!("{dhcp}\n[[network]]\ninterface = \"eth1\"\n{second}\n")).unwrap_err();
+            assert_eq!(e.field, "network", "{e}");
+        }
+    }
+
+    #[test]
     fn bad_services_and_networks_are_named() {
         let cases: &[(&str, &str, &str)] = &[
             ("name = \"net\"", "name = \"Net\"", "service[0].name"),
@@ -839,7 +865,9 @@ gateway = "10.0.2.2"
             ("address = \"10.0.2.15/24\"", "address = \"10.0.2.15\"", "network[0].address"),
             ("address = \"10.0.2.15/24\"", "address = \"10.0.2.256/24\"", "network[0].address"),
             ("address = \"10.0.2.15/24\"", "address = \"10.0.2.15/33\"", "network[0].address"),
-            ("address = \"10.0.2.15/24\"", "dhcp = true", "network[0].dhcp"),
+            ("address = \"10.0.2.15/24\"", "dhcp = true", "network[0].gateway"),
+            ("address = \"10.0.2.15/24\"", "address = \"10.0.2.15/24\"\ndhcp = true", "network[0].address"),
+            ("address = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"", "", "network[0].address"),
             ("gateway = \"10.0.2.2\"", "gateway = \"10.0.3.2\"", "network[0].gateway"),
             ("gateway = \"10.0.2.2\"", "gateway = \"10.0.2.15\"", "network[0].gateway"),
             ("gateway = \"10.0.2.2\"", "gateway = \"10.0.02.2\"", "network[0].gateway"),

@@ -13,6 +13,7 @@ pub mod cgroup;
 pub mod container;
 pub mod console;
 pub mod containers;
+pub mod dhcp;
 pub mod control;
 #[cfg(feature = "host")]
 pub mod imageinfo;

@@ -193,7 +193,7 @@ fn ctl_logs(stream: Option<&str>, opts: &[String]) -> ExitCode {
 }
 
 const USAGE: &str = "usage: berth --version
-       berth net                                                            (on the device: the board's [[network]] set-up)
+       berth net                                                            (on the device: the board's [[network]] set-up, then DHCP leases)
        berth console DEVICE                                                 (on the device: a berthctl prompt on a serial console)
        berth receive PORT                                                   (on the device: update bundles pushed over the virtio port named PORT go into the inbox)
        berth check-board FILE.toml                                          (host build)
@@ -251,7 +251,8 @@ fn cli(args: &[String]) -> ExitCode {
 /// `berth net`: apply the board's `[[network]]` entries (run by berth as a
 /// host service). One event line per step on stdout (berth logs a service's
 /// output, so no /dev/kmsg here: that would record each line twice); exit 1
-/// naming the failed step.
+/// naming the failed step. With DHCP entries it then keeps running, holding
+/// and renewing their leases.
 fn net() -> ExitCode {
     let board = match berth::boot::load_board() {
         Ok(b) => b,
@@ -262,8 +263,18 @@ fn net() -> ExitCode {
     };
     match berth::net::run(&board.networks) {
         Ok(steps) => {
-            berth::log::Event::info("net.done").kv("interfaces", board.networks.len()).kv("steps", steps).emit();
-            ExitCode::SUCCESS
+            let dhcp: Vec<&str> = board.networks.iter().filter(|n| n.dhcp).map(|n| n.interface.as_str()).collect();
+            berth::log::Event::info("net.done").kv("interfaces", board.networks.len()).kv("steps", steps).kv("dhcp", dhcp.len()).emit();
+            if dhcp.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            match berth::dhcp::run::run(&dhcp) {
+                Ok(never) => match never {},
+                Err(e) => {
+                    berth::log::Event::error("net.failed").kv("reason", &e).emit();
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(e) => {
             berth::log::Event::error("net.failed").kv("reason", &e).emit();

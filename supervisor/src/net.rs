@@ -1,14 +1,16 @@
-//! `berth net`: the board's static IPv4 set-up, run by berth as a host
-//! service (so it is restarted by its policy when an interface is not there
-//! yet, and its output lands in the log store).
+//! `berth net`: the board's IPv4 set-up, run by berth as a host service
+//! (so it is restarted by its policy when an interface is not there yet,
+//! and its output lands in the log store).
 //!
-//! For each `[[network]]` entry, in order: set the address, set the netmask,
+//! For each static `[[network]]` entry, in order: set the address, set the netmask,
 //! bring the interface up, and (with a gateway) add the default route. The
 //! steps are decided by [`plan`] (pure, unit tested) and carried out by
 //! [`run`] through the ioctls in `crate::sys::net`. Each step prints one
 //! event line; an address or route that is already there (EEXIST) counts
 //! as done, so a restart is harmless. The first failure ends the run with
-//! a non-zero exit naming the interface and the step.
+//! a non-zero exit naming the interface and the step. Entries with
+//! `dhcp = true` are left to `crate::dhcp`, which applies each lease
+//! with the same steps ([`lease_steps`], [`apply`]).
 
 use crate::board::Network;
 use crate::log::Event;
@@ -74,14 +76,24 @@ pub fn already_done(op: Op, e: Errno) -> bool {
     matches!(op, Op::Address(_) | Op::DefaultRoute(_)) && e == Errno::EEXIST
 }
 
-/// Carry out the board's plan. `Err` names the interface and step.
-pub fn run(networks: &[Network]) -> Result<usize, String> {
+/// The steps that put a DHCP lease on `interface`: the same as a static
+/// entry's, with the lease's router as the gateway.
+pub fn lease_steps<'a>(interface: &'a str, lease: &crate::dhcp::client::Lease) -> Vec<Step<'a>> {
+    let mut ops = vec![Op::Address(lease.address), Op::Netmask(lease.netmask), Op::Up];
+    ops.extend(lease.router.map(Op::DefaultRoute));
+    ops.into_iter().map(|op| Step { interface, op }).collect()
+}
+
+/// An `AF_INET` datagram socket for the interface ioctls.
+pub fn ioctl_socket() -> Result<std::os::fd::OwnedFd, String> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let steps = plan(networks);
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| format!("socket: {}", errno_text(e)))?;
-    let fd = std::os::fd::AsFd::as_fd(&sock);
-    for s in &steps {
+    socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(|e| format!("socket: {}", errno_text(e)))
+}
+
+/// Carry out `steps`, one event line each. `Err` names the interface and
+/// the step that failed; the steps after it are not tried.
+pub fn apply(fd: std::os::fd::BorrowedFd<'_>, steps: &[Step<'_>]) -> Result<(), String> {
+    for s in steps {
         let r = match s.op {
             Op::Address(ip) => crate::sys::net::set_address(fd, s.interface, ip),
             Op::Netmask(m) => crate::sys::net::set_netmask(fd, s.interface, m),
@@ -106,6 +118,14 @@ pub fn run(networks: &[Network]) -> Result<usize, String> {
             }
         }
     }
+    Ok(())
+}
+
+/// Carry out the board's static plan. `Err` names the interface and step.
+pub fn run(networks: &[Network]) -> Result<usize, String> {
+    let steps = plan(networks);
+    let sock = ioctl_socket()?;
+    apply(std::os::fd::AsFd::as_fd(&sock), &steps)?;
     Ok(steps.len())
 }
 
@@ -135,6 +155,29 @@ mod tests {
             ]
         );
         assert!(plan(&[]).is_empty());
+    }
+
+    #[test]
+    fn dhcp_entries_get_no_static_steps_and_leases_the_same_steps() {
+        let mut dhcp = net("eth0", "10.0.2.15/24", None);
+        dhcp.address = None;
+        dhcp.dhcp = true;
+        let nets = [dhcp, net("eth1", "192.168.7.1/24", None)];
+        let got: Vec<&str> = plan(&nets).into_iter().map(|s| s.interface).collect();
+        assert_eq!(got, ["eth1", "eth1", "eth1"]);
+        let mut lease = crate::dhcp::client::Lease {
+            address: [10, 0, 2, 15],
+            netmask: [255, 255, 255, 0],
+            router: Some([10, 0, 2, 2]),
+            server: [10, 0, 2, 2],
+            lease_s: 86_400,
+            t1_s: 43_200,
+            t2_s: 75_600,
+        };
+        let ops: Vec<Op> = lease_steps("eth0", &lease).into_iter().map(|s| s.op).collect();
+        assert_eq!(ops, [Op::Address([10, 0, 2, 15]), Op::Netmask([255, 255, 255, 0]), Op::Up, Op::DefaultRoute([10, 0, 2, 2])]);
+        lease.router = None;
+        assert_eq!(lease_steps("eth0", &lease).len(), 3);
     }
 
     #[test]

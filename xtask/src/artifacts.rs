@@ -96,6 +96,10 @@ pub struct Variant {
     pub apparmor: Option<berth::board::AppArmor>,
     /// Host services added to the board's own.
     pub services: Vec<berth::board::Service>,
+    /// Replaces the board's `[[network]]` entries.
+    pub networks: Option<Vec<berth::board::Network>>,
+    /// Appended to the board's extra QEMU arguments (a second network card).
+    pub qemu_args: Vec<String>,
     /// A directory with the update scenarios' releases (`v2/`, `v3-bad/`):
     /// their bundles go onto the data partition (see `updates`).
     pub updates: Option<PathBuf>,
@@ -139,6 +143,16 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     }
     for s in &variant.services {
         board.services.push(s.clone()).map_err(|_| format!("{}: more than {} services", board.name, berth::board::SERVICES_MAX))?;
+    }
+    if let Some(nets) = &variant.networks {
+        board.networks.clear();
+        for n in nets {
+            board.networks.push(n.clone()).map_err(|_| format!("{}: more than {} networks", board.name, berth::board::NETWORKS_MAX))?;
+        }
+    }
+    for a in &variant.qemu_args {
+        let a = a.as_str().try_into().map_err(|_| format!("{}: QEMU argument too long: {a}", board.name))?;
+        board.qemu.extra_args.push(a).map_err(|_| format!("{}: more than {} QEMU arguments", board.name, berth::board::QEMU_ARGS_MAX))?;
     }
     let arch = board.arch;
     let kernel = kernel::ensure_kernel(root, arch.debian(), &board.kernel.flavour)?;

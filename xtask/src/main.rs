@@ -793,6 +793,15 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 ..Default::default()
             },
         ),
+        (
+            "dhcp",
+            Variant {
+                suffix: "-dhcp".into(),
+                networks: Some(dhcp_networks()),
+                qemu_args: ["-netdev", "user,id=net1,restrict=on", "-device", "virtio-net-pci,netdev=net1"].map(String::from).to_vec(),
+                ..Default::default()
+            },
+        ),
         ("rss", Variant { suffix: "-rss".into(), manifests: Some(root.join("qemu-tests/manifests/rss")), ..Default::default() }),
         ("corrupt-image", Variant { suffix: "-corrupt-image".into(), release: ReleaseData::CorruptSensorImage, ..Default::default() }),
         ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),
@@ -864,6 +873,27 @@ restart = "always"
     let table: toml::Table = text.parse().expect("test services parse");
     let list = table.get("service").and_then(|v| v.as_array()).cloned().unwrap_or_default();
     list.into_iter().map(|v| v.try_into().expect("test service decodes")).collect()
+}
+
+/// The `dhcp` variant's networks: eth0 from QEMU's DHCP server, and a
+/// static eth1 (a second, isolated card) beside it.
+fn dhcp_networks() -> Vec<berth::board::Network> {
+    let text = format!(
+        r#"
+[[network]]
+interface = "eth0"
+dhcp = true
+
+[[network]]
+interface = "eth1"
+address = "{}/24"
+"#,
+        qemu_tests::scenarios::DHCP_STATIC_IP
+    );
+    // A fixed text: failing to parse it is a bug in this function.
+    let table: toml::Table = text.parse().expect("dhcp networks parse");
+    let list = table.get("network").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    list.into_iter().map(|v| v.try_into().expect("dhcp network decodes")).collect()
 }
 
 /// The module name the missing-module scenario asks for.

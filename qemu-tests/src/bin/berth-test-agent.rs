@@ -103,8 +103,14 @@ fn main() {
         if let Some(port) = token(&cmdline, "berth.test.net-port").and_then(|p| p.parse::<u16>().ok()) {
             let (pass, detail) = check_net(port);
             report("net", pass, &detail);
-            let (pass, detail) = check_berthctl_service();
-            report("berthctl-service", pass, &detail);
+            // With DHCP, net keeps running to renew: no clean exit to restart.
+            if let Some(ip) = token(&cmdline, "berth.test.dhcp-static") {
+                let got = if_address("eth1").map(|a| a.map(|b| b.to_string()).join("."));
+                report("net-static", got.as_deref() == Ok(ip), &format!("eth1 {got:?}, want {ip}"));
+            } else {
+                let (pass, detail) = check_berthctl_service();
+                report("berthctl-service", pass, &detail);
+            }
         }
         if token(&cmdline, "berth.test.fuzz").is_some() {
             let (pass, detail) = check_ctl_fuzz();
@@ -877,8 +883,8 @@ fn token<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
 const GUEST_IP: [u8; 4] = [10, 0, 2, 15];
 const GATEWAY_IP: [u8; 4] = [10, 0, 2, 2];
 
-/// eth0's IPv4 address (`SIOCGIFADDR`).
-fn eth0_address() -> Result<[u8; 4], String> {
+/// An interface's IPv4 address (`SIOCGIFADDR`).
+fn if_address(name: &str) -> Result<[u8; 4], String> {
     // SAFETY: socket has no memory preconditions.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -886,7 +892,7 @@ fn eth0_address() -> Result<[u8; 4], String> {
     }
     // SAFETY: ifreq is plain old data; all-zero is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(b"eth0") {
+    for (d, s) in req.ifr_name.iter_mut().take(libc::IFNAMSIZ - 1).zip(name.as_bytes()) {
         *d = *s as libc::c_char;
     }
     // SAFETY: fd is an open socket; req is a valid ifreq the kernel fills.
@@ -894,7 +900,7 @@ fn eth0_address() -> Result<[u8; 4], String> {
     let e = io::Error::last_os_error();
     close_fd(fd);
     if r < 0 {
-        return Err(format!("SIOCGIFADDR eth0: {}", errno_desc(&e)));
+        return Err(format!("SIOCGIFADDR {name}: {}", errno_desc(&e)));
     }
     // SAFETY: SIOCGIFADDR wrote ifru_addr, an AF_INET sockaddr.
     let sa = unsafe { req.ifr_ifru.ifru_addr };
@@ -922,7 +928,7 @@ fn default_route(text: &str) -> Option<(String, [u8; 4])> {
 fn check_net(port: u16) -> (bool, String) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let addr = eth0_address();
+        let addr = if_address("eth0");
         let route = fs::read_to_string("/proc/net/route").ok().and_then(|t| default_route(&t));
         if let (Ok(a), Some((dev, gw))) = (&addr, &route) {
             if *a == GUEST_IP && dev == "eth0" && *gw == GATEWAY_IP {

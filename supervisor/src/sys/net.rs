@@ -69,6 +69,33 @@ pub fn set_netmask(sock: BorrowedFd<'_>, name: &str, mask: [u8; 4]) -> Result<()
     set_ifaddr(sock, name, libc::SIOCSIFNETMASK as libc::c_ulong, mask)
 }
 
+/// Remove an interface's IPv4 address: `SIOCSIFADDR` with 0.0.0.0 deletes
+/// it, and with the last address go the routes through the interface.
+pub fn clear_address(sock: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
+    set_address(sock, name, [0; 4])
+}
+
+/// An Ethernet interface's hardware address (`SIOCGIFHWADDR`); another
+/// link type is EAFNOSUPPORT.
+pub fn hardware_address(sock: BorrowedFd<'_>, name: &str) -> Result<[u8; 6], Errno> {
+    let mut req = ifreq(name)?;
+    // SAFETY: `sock` is an open socket and `req` a valid, NUL-terminated
+    // ifreq that lives across the call; SIOCGIFHWADDR fills ifru_hwaddr.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR as _, &mut req) } < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just wrote ifru_hwaddr, the active member.
+    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
+    if sa.sa_family != libc::ARPHRD_ETHER {
+        return Err(Errno::EAFNOSUPPORT);
+    }
+    let mut mac = [0u8; 6];
+    for (d, s) in mac.iter_mut().zip(sa.sa_data) {
+        *d = s as u8;
+    }
+    Ok(mac)
+}
+
 /// Add the default route via `gateway` on interface `name` (`SIOCADDRT`).
 /// EEXIST means the route is already there.
 pub fn add_default_route(sock: BorrowedFd<'_>, name: &str, gateway: [u8; 4]) -> Result<(), Errno> {
