@@ -310,9 +310,13 @@ pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launc
     fcntl(std::os::fd::AsRawFd::as_raw_fd(&out_r), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(errno("pipe"))?;
     let null = std::fs::File::open("/dev/null").map_err(|e| ("stdin", e.to_string()))?;
     let stdio = spawn::Stdio { stdin: null.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() };
-    let mut place = |pid| cg.add(pid).map_err(|_| Errno::EIO);
+    let mut add = |pid| cg.add(pid).map_err(|_| Errno::EIO);
+    let mut place = spawn::Place { dir: cg.fd.as_ref().map(AsFd::as_fd), add: &mut add };
     let started = match spawn::spawn(&s.plan, stdio, s.confine(), &mut place) {
-        Ok(st) => st,
+        Ok(st) => {
+            log_placement(st.placed);
+            st
+        }
         Err(e) => {
             let _ = crate::cgroup::act::kill_and_remove(cg);
             return Err(("spawn", e.to_string()));
@@ -334,6 +338,28 @@ pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launc
         .kv("result", "ok")
         .emit();
     Ok(Launched { pid: started.pid, output: out_r, cgroup: cg })
+}
+
+/// Say how processes get into their cgroups, once, and again only if that
+/// changes (the first start that finds the kernel refusing `clone3` into a
+/// cgroup).
+pub fn log_placement(placed: spawn::Placed) {
+    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    use spawn::Placed;
+    static LOGGED: AtomicU8 = AtomicU8::new(0);
+    let (code, how) = match placed {
+        Placed::Born => (1, "clone_into_cgroup"),
+        Placed::MovedV1 | Placed::MovedRefused(_) => (2, "migrate"),
+    };
+    if LOGGED.swap(code, Relaxed) == code {
+        return;
+    }
+    let ev = Event::info("cgroup.place").kv("how", how);
+    match placed {
+        Placed::Born => ev.emit(),
+        Placed::MovedV1 => ev.kv("reason", "cgroup v1").emit(),
+        Placed::MovedRefused(e) => ev.kv("reason", format_args!("clone3 CLONE_INTO_CGROUP refused: {}", errno_text(e))).emit(),
+    }
 }
 
 /// The container init's uid map as the host sees it (`inside outside count`).

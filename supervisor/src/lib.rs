@@ -16,6 +16,7 @@ pub mod containers;
 pub mod control;
 #[cfg(feature = "host")]
 pub mod imageinfo;
+pub mod images;
 pub mod ctlsock;
 pub mod manifest;
 pub mod release;

@@ -15,7 +15,7 @@ use core::fmt;
 use std::ffi::CStr;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -133,6 +133,9 @@ pub struct CgroupDir {
     pub dirs: Vec<PathBuf>,
     /// The attached device program (v2), kept for a later `BPF_F_REPLACE`.
     pub program: Option<OwnedFd>,
+    /// The directory, open (v2): processes are born in it with `clone3`
+    /// ([`crate::container::spawn::Place`]).
+    pub fd: Option<OwnedFd>,
 }
 
 impl CgroupDir {
@@ -198,11 +201,16 @@ pub fn write_settings(dir: &Path, plan: &[Setting]) -> Result<(), CgroupError> {
 /// `rules` to the v2 cgroup `dir`. The returned descriptor keeps a handle on
 /// the program; the attachment holds its own reference.
 pub fn attach_device_filter(dir: &Path, rules: &[DeviceRule]) -> Result<OwnedFd, CgroupError> {
+    let d = fs::File::open(dir).map_err(|e| err(dir, "open", e))?;
+    attach_device_filter_to(dir, d.as_fd(), rules)
+}
+
+/// [`attach_device_filter`] to the directory `dir`, open as `d`.
+fn attach_device_filter_to(dir: &Path, d: BorrowedFd<'_>, rules: &[DeviceRule]) -> Result<OwnedFd, CgroupError> {
     let prog = ebpf::generate(rules).map_err(|e| err(dir, "generate the device program for", e))?;
     let fd = sys::prog_load(sys::BPF_PROG_TYPE_CGROUP_DEVICE, &prog.to_bytes(), LICENSE, PROG_NAME)
         .map_err(|e| err(dir, "load the device program for", e))?;
-    let d = fs::File::open(dir).map_err(|e| err(dir, "open", e))?;
-    sys::prog_attach(d.as_fd(), fd.as_fd(), sys::BPF_CGROUP_DEVICE, sys::BPF_F_ALLOW_MULTI, None)
+    sys::prog_attach(d, fd.as_fd(), sys::BPF_CGROUP_DEVICE, sys::BPF_F_ALLOW_MULTI, None)
         .map_err(|e| err(dir, "attach the device program to", e))?;
     Ok(fd)
 }
@@ -229,9 +237,12 @@ pub fn create_v2(root: &Path, name: &str, limits: &Limits, rules: &[DeviceRule])
     enable_controllers(root, &plan)?;
     let dir = root.join(name);
     mkdir(&dir)?;
-    let filled = write_settings(&dir, &plan).and_then(|()| attach_device_filter(&dir, rules));
+    let filled = write_settings(&dir, &plan).and_then(|()| {
+        let d = OwnedFd::from(fs::File::open(&dir).map_err(|e| err(&dir, "open", e))?);
+        attach_device_filter_to(&dir, d.as_fd(), rules).map(|prog| (prog, d))
+    });
     match filled {
-        Ok(fd) => Ok(CgroupDir { version: Version::V2, dirs: vec![dir], program: Some(fd) }),
+        Ok((prog, d)) => Ok(CgroupDir { version: Version::V2, dirs: vec![dir], program: Some(prog), fd: Some(d) }),
         Err(e) => {
             undo(&[dir]);
             Err(e)
@@ -289,7 +300,7 @@ pub fn create_v1(mount: &Path, group: &str, name: &str, limits: &Limits, rules: 
         Ok(())
     })();
     match result {
-        Ok(()) => Ok(CgroupDir { version: Version::V1, dirs, program: None }),
+        Ok(()) => Ok(CgroupDir { version: Version::V1, dirs, program: None, fd: None }),
         Err(e) => {
             undo(&made);
             Err(e)
@@ -357,5 +368,6 @@ pub fn kill_and_remove(cg: CgroupDir) -> Result<(), CgroupError> {
         }
     }
     drop(cg.program);
+    drop(cg.fd);
     first.map_or(Ok(()), Err)
 }

@@ -8,7 +8,7 @@
 //! | who | step |
 //! |---|---|
 //! | S | argv/envp pointer arrays, three `O_CLOEXEC` pipes (error, up, down) |
-//! | S | `clone(SIGCHLD)` -> C1 (host root, host namespaces) |
+//! | S | `clone3(CLONE_INTO_CGROUP)` -> C1 (host root, host namespaces), born in the container's cgroup (v2); on v1, or a kernel without it, `clone(SIGCHLD)` and C1 is moved there after step `u` |
 //! | C1 | `setgroups(0)` (drop the supervisor's supplementary groups while still allowed) |
 //! | C1 | rlimits (`prlimit64`): before the user namespace, as host root |
 //! | C1 | `unshare(CLONE_NEWUSER)` alone, then `u` on the up pipe |
@@ -107,6 +107,75 @@ pub struct Started {
     pub pid: Pid,
     /// Host pid of the intermediate process (already reaped).
     pub intermediate: Pid,
+    /// How it got into the container's cgroup.
+    pub placed: Placed,
+}
+
+/// How the first child of a start gets into the container's cgroup.
+pub struct Place<'a> {
+    /// The container's cgroup v2 directory: the child is born in it
+    /// (`clone3` with `CLONE_INTO_CGROUP`), so no process is ever moved.
+    /// `None` on cgroup v1.
+    pub dir: Option<BorrowedFd<'a>>,
+    /// Move a process into the cgroup (`cgroup.procs`): on v1, and on a
+    /// kernel that refuses the `clone3` way.
+    pub add: &'a mut dyn FnMut(Pid) -> Result<(), Errno>,
+}
+
+/// How a child got into its cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Born in it (`clone3` with `CLONE_INTO_CGROUP`).
+    Born,
+    /// Moved there after the fork: cgroup v1 (no directory given).
+    MovedV1,
+    /// Moved there after the fork: the kernel refused `clone3` with
+    /// `CLONE_INTO_CGROUP` with this error (remembered for the process's
+    /// lifetime: later starts move at once).
+    MovedRefused(Errno),
+}
+
+/// What the kernel said to `CLONE_INTO_CGROUP` so far: 0 not tried, else
+/// the refusing errno (positive), or -1 when it worked.
+static INTO_CGROUP: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+const INTO_CGROUP_WORKS: i32 = -1;
+
+/// Fork the first child of a start (or of a command run inside): born in
+/// the cgroup when `place` has a v2 directory and the kernel allows it,
+/// else a plain fork whose child the caller must move. A `clone3` refusal
+/// that means "this kernel cannot" (`ENOSYS`, `E2BIG`, `EINVAL`) falls back
+/// to the fork; any other error is the cgroup's and is returned (the start
+/// fails).
+///
+/// # Safety
+/// As [`sys::clone_fork`]: in the child (`Ok((None, _))`) only
+/// async-signal-safe calls until execve or `_exit`.
+pub(super) unsafe fn fork_placed(place: &Place<'_>) -> Result<(Option<Pid>, Placed), Fail> {
+    use core::sync::atomic::Ordering::Relaxed;
+    let Some(dir) = place.dir else {
+        // SAFETY: passed on to the caller.
+        return unsafe { sys::clone_fork(0) }.map(|r| (r, Placed::MovedV1)).at(Step::Clone);
+    };
+    let known = INTO_CGROUP.load(Relaxed);
+    if known > 0 {
+        let refused = Placed::MovedRefused(Errno::from_raw(known));
+        // SAFETY: passed on to the caller.
+        return unsafe { sys::clone_fork(0) }.map(|r| (r, refused)).at(Step::Clone);
+    }
+    // SAFETY: passed on to the caller.
+    match unsafe { sys::clone_into_cgroup(dir) } {
+        Ok(r) => {
+            // Only the parent's copy matters; a store is async-signal-safe.
+            INTO_CGROUP.store(INTO_CGROUP_WORKS, Relaxed);
+            Ok((r, Placed::Born))
+        }
+        Err(e @ (Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL)) if known == 0 => {
+            INTO_CGROUP.store(e as i32, Relaxed);
+            // SAFETY: passed on to the caller.
+            unsafe { sys::clone_fork(0) }.map(|r| (r, Placed::MovedRefused(e))).at(Step::Clone)
+        }
+        Err(e) => Err((Step::Cgroup, e)),
+    }
 }
 
 /// Each setup step of a container start, in order. `Mount` carries the
@@ -127,8 +196,9 @@ pub enum Step {
     UserNamespace,
     /// Either side: the up/down handshake over the pipes.
     Sync,
-    /// Supervisor: move the intermediate into the container's cgroup (its
-    /// descendants, the container's processes, are born there).
+    /// Supervisor: the intermediate's cgroup: born in it (`clone3`), or
+    /// moved there (its descendants, the container's processes, are born
+    /// there).
     Cgroup,
     /// Supervisor: `/proc/PID/setgroups`.
     SetgroupsDeny,
@@ -776,15 +846,11 @@ fn write_proc(pid: Pid, file: &str, data: &[u8]) -> Result<(), Errno> {
 /// Start the container `plan` describes, with `stdio` as its descriptors 0,
 /// 1 and 2 and, when given, `filter` as its seccomp program (installed last,
 /// right before execve). `place` puts the intermediate process into the
-/// container's cgroup while it waits, before any of the container's own
-/// processes exist. On success the container's init has exec'd its program;
-/// on any error nothing of it is left running.
-pub fn spawn(
-    plan: &Plan,
-    stdio: Stdio<'_>,
-    confine: Confine<'_>,
-    place: &mut dyn FnMut(Pid) -> Result<(), Errno>,
-) -> Result<Started, SpawnError> {
+/// container's cgroup: born there (v2), or moved there while it waits,
+/// before any of the container's own processes exist. On success the
+/// container's init has exec'd its program; on any error nothing of it is
+/// left running.
+pub fn spawn(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, place: &mut Place<'_>) -> Result<Started, SpawnError> {
     let e = |step| move |errno| SpawnError::new(step, errno);
     let path = plan.argv.first().map(|a| a.as_cstr()).ok_or(SpawnError::new(Step::Args, Errno::EINVAL))?;
     let argv = Argv::new(plan.argv.iter().map(|a| a.as_cstr())).ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
@@ -806,10 +872,10 @@ pub fn spawn(
     };
     // SAFETY: the child runs only `Child::intermediate`: system calls on data
     // prepared above, ending in execve or _exit; it never returns here.
-    let c1 = match unsafe { sys::clone_fork(0) } {
-        Err(errno) => return Err(SpawnError::new(Step::Clone, errno)),
-        Ok(None) => child.intermediate(),
-        Ok(Some(pid)) => pid,
+    let (c1, placed) = match unsafe { fork_placed(place) } {
+        Err((step, errno)) => return Err(SpawnError::new(step, errno)),
+        Ok((None, _)) => child.intermediate(),
+        Ok((Some(pid), placed)) => (pid, placed),
     };
     drop(err_w);
     drop(up_w);
@@ -842,10 +908,12 @@ pub fn spawn(
         Ok(true) if u == *b"u" => {}
         _ => return Err(child_error(&mut cleanup, Errno::ECHILD)),
     }
-    // 2. Its cgroup, then its maps.
-    if let Err(errno) = place(c1) {
-        let _ = child_error(&mut cleanup, errno);
-        return Err(SpawnError::new(Step::Cgroup, errno));
+    // 2. Its cgroup (unless born there), then its maps.
+    if placed != Placed::Born {
+        if let Err(errno) = (place.add)(c1) {
+            let _ = child_error(&mut cleanup, errno);
+            return Err(SpawnError::new(Step::Cgroup, errno));
+        }
     }
     let ids = &plan.ids;
     write_proc(c1, "setgroups", ids.setgroups).map_err(e(Step::SetgroupsDeny))?;
@@ -878,7 +946,7 @@ pub fn spawn(
     match read_exact(err_r.as_fd(), &mut rec) {
         Ok(false) => {
             cleanup.pids = [None, None];
-            Ok(Started { pid: init, intermediate: c1 })
+            Ok(Started { pid: init, intermediate: c1, placed })
         }
         Ok(true) => {
             let err = match decode(&rec) {
@@ -1043,7 +1111,7 @@ mod tests {
         let (in_r, in_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         let (out_r, out_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         let confine = Confine { seccomp: filter, landlock, apparmor: None };
-        let started = spawn(&p, Stdio { stdin: in_r.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() }, confine, &mut |_| Ok(()));
+        let started = spawn(&p, Stdio { stdin: in_r.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() }, confine, &mut Place { dir: None, add: &mut |_| Ok(()) });
         drop(in_r);
         drop(out_w);
         let started = started?;
@@ -1145,7 +1213,7 @@ mod tests {
         let p = plan(&m, &board(), 5, "/nonexistent/berth-root").unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
         let stdio = Stdio { stdin: null.as_fd(), stdout: null.as_fd(), stderr: null.as_fd() };
-        let e = spawn(&p, stdio, Confine::default(), &mut |_| Ok(())).unwrap_err();
+        let e = spawn(&p, stdio, Confine::default(), &mut Place { dir: None, add: &mut |_| Ok(()) }).unwrap_err();
         assert_eq!((e.step, e.errno), (Step::Mount(1), Errno::ENOENT), "{e}");
         assert_eq!(e.detail.as_deref(), Some("bind /nonexistent/berth-root /nonexistent/berth-root"));
         assert!(e.to_string().contains("mount step 1 (bind /nonexistent"), "{e}");

@@ -48,6 +48,8 @@ const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 /// `LO_FLAGS_READ_ONLY`.
 const LO_FLAGS_READ_ONLY: u32 = 1;
+/// `LO_FLAGS_AUTOCLEAR`: detach when the last user closes the device.
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
 
 /// `struct loop_info64` from the kernel's UAPI.
 #[repr(C)]
@@ -83,14 +85,15 @@ pub fn loop_get_free(ctl: BorrowedFd<'_>) -> Result<u32, Errno> {
     u32::try_from(r).map_err(|_| Errno::last())
 }
 
-/// Attach `backing` to the loop device `dev`, read-only.
+/// Attach `backing` to the loop device `dev`, read-only, detached by the
+/// kernel once its last user (the dm-verity mapping) closes it.
 pub fn loop_configure_ro(dev: BorrowedFd<'_>, backing: BorrowedFd<'_>, block_size: u32) -> Result<(), Errno> {
     let fd = u32::try_from(backing.as_raw_fd()).map_err(|_| Errno::EBADF)?;
     // SAFETY: LoopConfig is plain old data; all-zero is valid.
     let mut cfg: LoopConfig = unsafe { core::mem::zeroed() };
     cfg.fd = fd;
     cfg.block_size = block_size;
-    cfg.info.flags = LO_FLAGS_READ_ONLY;
+    cfg.info.flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
     // SAFETY: `cfg` is a valid loop_config that outlives the call; the kernel
     // only reads it.
     let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE as _, &cfg) };
