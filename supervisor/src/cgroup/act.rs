@@ -5,7 +5,8 @@
 //! v2 (`create_v2`): enable the controllers the limits need top-down (the
 //! parent of berth's subtree, then the subtree itself), create the
 //! container's directory, write the limits, load the generated device
-//! program and attach it with `BPF_F_ALLOW_MULTI`. v1 (`create_v1`): one
+//! program (or take the same program kept loaded) and attach it with
+//! `BPF_F_ALLOW_MULTI`. v1 (`create_v1`): one
 //! directory per hierarchy (`devices` always, plus the limits' controllers),
 //! the limits, then `a` to `devices.deny`, the allow lines, and the
 //! `devices.list` read-back. Any failure after a directory was made removes
@@ -208,10 +209,36 @@ pub fn attach_device_filter(dir: &Path, rules: &[DeviceRule]) -> Result<OwnedFd,
 /// [`attach_device_filter`] to the directory `dir`, open as `d`.
 fn attach_device_filter_to(dir: &Path, d: BorrowedFd<'_>, rules: &[DeviceRule]) -> Result<OwnedFd, CgroupError> {
     let prog = ebpf::generate(rules).map_err(|e| err(dir, "generate the device program for", e))?;
-    let fd = sys::prog_load(sys::BPF_PROG_TYPE_CGROUP_DEVICE, &prog.to_bytes(), LICENSE, PROG_NAME)
-        .map_err(|e| err(dir, "load the device program for", e))?;
+    let fd = loaded(&prog.to_bytes()).map_err(|e| err(dir, "load the device program for", e))?;
     sys::prog_attach(d, fd.as_fd(), sys::BPF_CGROUP_DEVICE, sys::BPF_F_ALLOW_MULTI, None)
         .map_err(|e| err(dir, "attach the device program to", e))?;
+    Ok(fd)
+}
+
+/// Device programs kept loaded, most recent last: containers with the same
+/// allowlist (every container without granted devices has the standard
+/// one) and restarts attach the program already loaded instead of loading
+/// and verifying the same instructions again. A kept program is the same
+/// bytes a new load would get.
+const PROGRAMS_KEPT: usize = 8;
+
+static PROGRAMS: std::sync::Mutex<Vec<(Vec<u8>, OwnedFd)>> = std::sync::Mutex::new(Vec::new());
+
+/// A descriptor of the program `insns`: kept, or loaded (and kept, the
+/// oldest closed past [`PROGRAMS_KEPT`]).
+fn loaded(insns: &[u8]) -> Result<OwnedFd, sys::LoadError> {
+    let io = |e: io::Error| sys::LoadError { errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)), log: String::new() };
+    let mut kept = PROGRAMS.lock().ok();
+    if let Some((_, fd)) = kept.as_deref().and_then(|k| k.iter().find(|(b, _)| b.as_slice() == insns)) {
+        return fd.try_clone().map_err(io);
+    }
+    let fd = sys::prog_load(sys::BPF_PROG_TYPE_CGROUP_DEVICE, insns, LICENSE, PROG_NAME)?;
+    if let Some(k) = kept.as_deref_mut() {
+        if k.len() >= PROGRAMS_KEPT {
+            k.remove(0);
+        }
+        k.push((insns.to_vec(), fd.try_clone().map_err(io)?));
+    }
     Ok(fd)
 }
 
