@@ -5,7 +5,9 @@
 //! Mapping happens at boot for the booted release and, for an update, while
 //! it is staged: before the switch, so the switch only stops the old run and
 //! starts the new one, and an image that cannot be mapped refuses the update
-//! before anything changes. Unmapping (an update refused after its images
+//! before anything changes. The update's new programs are also read once
+//! through their verified mounts then ([`warm`]), so the first exec after
+//! the switch finds their blocks checked and cached. Unmapping (an update refused after its images
 //! were mapped, a release rolled back) cannot wait for the containers still
 //! using the image to end: the mount is detached lazily, the device-mapper
 //! device removed deferred (gone when its last user closes it) and its loop
@@ -91,6 +93,52 @@ fn map_one(img: &crate::release::Image) -> bool {
 /// `mkdir -p` under /run.
 fn create_dirs(path: &str) -> Result<(), Errno> {
     std::fs::create_dir_all(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+/// Most bytes of one program [`warm`] reads.
+const WARM_MAX: u64 = 32 << 20;
+
+/// Read the programs of `release`'s containers whose image is one of
+/// `images` through their verified mounts, so their blocks are checked by
+/// dm-verity and cached now, while the update is staged, rather than by the
+/// container's first exec after the switch. Only an optimisation: a program
+/// that cannot be read is a warning and the update goes on (the container's
+/// start meets the same error and reports it). The path resolves inside the
+/// image only (symlinks included), and only a regular file is read.
+pub fn warm(release: &Release, images: &[Digest]) {
+    for m in release.containers.iter().filter(|m| images.contains(&m.image)) {
+        let Some(program) = m.entry.argv.first() else { continue };
+        let name = current::dm_name(&m.image);
+        match read_through(&current::mount_path(&m.image), program) {
+            Ok(bytes) => Event::info("image.warm").kv("image", &name).kv("path", program).kv("bytes", bytes).kv("result", "ok").emit(),
+            Err(e) => Event::warn("image.warm").kv("image", &name).kv("path", program).kv("result", "skipped").kv("reason", errno_text(e)).emit(),
+        }
+    }
+}
+
+/// Read the regular file `path` of the image mounted at `mount`, whole (at
+/// most [`WARM_MAX`] bytes); the number of bytes read.
+fn read_through(mount: &str, path: &str) -> Result<u64, Errno> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let root = std::fs::File::open(mount).map_err(io)?;
+    let c = std::ffi::CString::new(path).map_err(|_| Errno::EINVAL)?;
+    let file = std::fs::File::from(crate::sys::open_in_root(root.as_fd(), &c)?);
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(Errno::EINVAL);
+    }
+    let mut buf = [0u8; 16 * 1024];
+    let mut total = 0u64;
+    let mut limited = file.take(WARM_MAX);
+    loop {
+        match limited.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total = total.saturating_add(n as u64),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
 }
 
 /// The images of `of` that `keep` does not use.

@@ -126,6 +126,7 @@ impl Pid1 {
             crate::images::unmap(&mapped.new);
             return Err(refuse(format!("{} of its images could not be mapped (see image.verity)", mapped.failed)));
         }
+        crate::images::warm(&release, &mapped.new);
         Event::info("update.staged")
             .kv("bundle", path)
             .kv("version", release.version)
