@@ -112,9 +112,14 @@ pub fn cgroup_v1(controllers: &[&str]) -> Plan {
         }
         let mut target = text("/sys/fs/cgroup/");
         let _ = target.push_str(&name);
+        // As on v2: moving a process no longer waits for an RCU grace
+        // period (Linux 6.0; the setting is the kernel's, one hierarchy is
+        // enough, each asks).
+        let mut favor = opts.clone();
+        let _ = favor.push_str(",favordynmods");
         // Listed in /proc/cgroups is not enough: recent kernels may build a
         // controller for v2 only (memory without CONFIG_MEMCG_V1, say).
-        let _ = p.push(MountStep { source: text("cgroup"), target, fstype: text("cgroup"), flags: SAFE, data: opts, optional: true, retry_data: None });
+        let _ = p.push(MountStep { source: text("cgroup"), target, fstype: text("cgroup"), flags: SAFE, data: favor, optional: true, retry_data: Some(opts) });
     }
     p
 }
@@ -359,13 +364,19 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("/sys/fs/cgroup/cpu,cpuacct", "cpu,cpuacct"),
-                ("/sys/fs/cgroup/memory", "memory"),
-                ("/sys/fs/cgroup/devices", "devices"),
-                ("/sys/fs/cgroup/pids", "pids"),
+                ("/sys/fs/cgroup/cpu,cpuacct", "cpu,cpuacct,favordynmods"),
+                ("/sys/fs/cgroup/memory", "memory,favordynmods"),
+                ("/sys/fs/cgroup/devices", "devices,favordynmods"),
+                ("/sys/fs/cgroup/pids", "pids,favordynmods"),
             ]
         );
         assert!(p.iter().all(|s| s.flags.contains(SAFE) && s.fstype == "cgroup"));
+        // A kernel without favordynmods mounts them without.
+        let mut r = Recorder { unknown: Some("favordynmods"), ..Default::default() };
+        assert_eq!(apply(&p, &mut r), 0);
+        let second: Vec<&String> = r.calls.iter().filter(|c| c.starts_with("mount") && !c.contains("favordynmods")).collect();
+        assert_eq!(second.len(), 4, "{:?}", r.calls);
+        assert!(second.iter().any(|c| c.ends_with(" cpu,cpuacct")), "{second:?}");
     }
 
     #[test]
