@@ -155,17 +155,23 @@ pub fn apply(plan: &[MountStep], m: &mut impl Mounter) -> usize {
             continue;
         }
         let mut r = m.ensure_dir(&s.target).and_then(|()| m.mount(s));
+        let mut data = &s.data;
         if let (Some(retry), Err(e @ Errno::EINVAL)) = (&s.retry_data, r) {
-            Event::warn("mount")
-                .kv("target", &s.target)
-                .kv("fstype", &s.fstype)
-                .kv("data", &s.data)
-                .kv("result", "refused")
-                .kv("reason", errno_text(e))
-                .kv("retry", retry)
-                .emit();
             let without = MountStep { data: retry.clone(), retry_data: None, ..s.clone() };
             r = m.mount(&without);
+            data = retry;
+            // Said only when the options were the cause; otherwise the
+            // step's own event reports the failure.
+            if r.is_ok() {
+                Event::warn("mount")
+                    .kv("target", &s.target)
+                    .kv("fstype", &s.fstype)
+                    .kv("data", &s.data)
+                    .kv("result", "refused")
+                    .kv("reason", errno_text(e))
+                    .kv("retry", retry)
+                    .emit();
+            }
         }
         if let (true, Err(e @ (Errno::EINVAL | Errno::ENODEV))) = (s.optional, r) {
             Event::warn("mount")
@@ -184,7 +190,7 @@ pub fn apply(plan: &[MountStep], m: &mut impl Mounter) -> usize {
             .kv("fstype", &s.fstype)
             .kv("source", &s.source)
             .kv("flags", flags_text(s.flags))
-            .kv("data", &s.data)
+            .kv("data", data)
             .result(&r.map_err(errno_text))
             .emit();
     }
