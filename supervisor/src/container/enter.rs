@@ -32,7 +32,7 @@ use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{self, Pid};
 
-use super::spawn::{close_fds, confine_last, drop_privileges, fork_placed, Argv, Confine, Envp, Place, Placed};
+use super::spawn::{close_fds, confine_last, drop_privileges, Argv, Confine, Envp, Place, Placed};
 use super::{CArg, Plan};
 use crate::manifest::COMMAND_MAX;
 use crate::sys::container as sys;
@@ -90,7 +90,7 @@ pub fn enter(plan: &Plan, init: Pid, cmd: &Command, confine: Confine<'_>, place:
 
     // SAFETY: the child runs only `waiter`: system calls on data prepared
     // above, ending in `_exit`; it never returns here.
-    let (w, placed) = match unsafe { fork_placed(place) }.map_err(|(_, e)| e)? {
+    let (w, placed) = match unsafe { sys::fork_placed(place.dir) }.map_err(|(_, e)| e)? {
         (None, _) => {
             drop(go_w);
             let code = waiter(plan, &ns, go_r.as_fd(), null.as_fd(), &confine, path, &argv, &envp);

@@ -122,61 +122,7 @@ pub struct Place<'a> {
     pub add: &'a mut dyn FnMut(Pid) -> Result<(), Errno>,
 }
 
-/// How a child got into its cgroup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placed {
-    /// Born in it (`clone3` with `CLONE_INTO_CGROUP`).
-    Born,
-    /// Moved there after the fork: cgroup v1 (no directory given).
-    MovedV1,
-    /// Moved there after the fork: the kernel refused `clone3` with
-    /// `CLONE_INTO_CGROUP` with this error (remembered for the process's
-    /// lifetime: later starts move at once).
-    MovedRefused(Errno),
-}
-
-/// What the kernel said to `CLONE_INTO_CGROUP` so far: 0 not tried, else
-/// the refusing errno (positive), or -1 when it worked.
-static INTO_CGROUP: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
-const INTO_CGROUP_WORKS: i32 = -1;
-
-/// Fork the first child of a start (or of a command run inside): born in
-/// the cgroup when `place` has a v2 directory and the kernel allows it,
-/// else a plain fork whose child the caller must move. A `clone3` refusal
-/// that means "this kernel cannot" (`ENOSYS`, `E2BIG`, `EINVAL`) falls back
-/// to the fork; any other error is the cgroup's and is returned (the start
-/// fails).
-///
-/// # Safety
-/// As [`sys::clone_fork`]: in the child (`Ok((None, _))`) only
-/// async-signal-safe calls until execve or `_exit`.
-pub(super) unsafe fn fork_placed(place: &Place<'_>) -> Result<(Option<Pid>, Placed), Fail> {
-    use core::sync::atomic::Ordering::Relaxed;
-    let Some(dir) = place.dir else {
-        // SAFETY: passed on to the caller.
-        return unsafe { sys::clone_fork(0) }.map(|r| (r, Placed::MovedV1)).at(Step::Clone);
-    };
-    let known = INTO_CGROUP.load(Relaxed);
-    if known > 0 {
-        let refused = Placed::MovedRefused(Errno::from_raw(known));
-        // SAFETY: passed on to the caller.
-        return unsafe { sys::clone_fork(0) }.map(|r| (r, refused)).at(Step::Clone);
-    }
-    // SAFETY: passed on to the caller.
-    match unsafe { sys::clone_into_cgroup(dir) } {
-        Ok(r) => {
-            // Only the parent's copy matters; a store is async-signal-safe.
-            INTO_CGROUP.store(INTO_CGROUP_WORKS, Relaxed);
-            Ok((r, Placed::Born))
-        }
-        Err(e @ (Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL)) if known == 0 => {
-            INTO_CGROUP.store(e as i32, Relaxed);
-            // SAFETY: passed on to the caller.
-            unsafe { sys::clone_fork(0) }.map(|r| (r, Placed::MovedRefused(e))).at(Step::Clone)
-        }
-        Err(e) => Err((Step::Cgroup, e)),
-    }
-}
+pub use sys::Placed;
 
 /// Each setup step of a container start, in order. `Mount` carries the
 /// index of the plan step ([`Plan::steps`]).
@@ -872,8 +818,9 @@ pub fn spawn(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, place: &mut Pl
     };
     // SAFETY: the child runs only `Child::intermediate`: system calls on data
     // prepared above, ending in execve or _exit; it never returns here.
-    let (c1, placed) = match unsafe { fork_placed(place) } {
-        Err((step, errno)) => return Err(SpawnError::new(step, errno)),
+    let (c1, placed) = match unsafe { sys::fork_placed(place.dir) } {
+        Err((true, errno)) => return Err(SpawnError::new(Step::Cgroup, errno)),
+        Err((false, errno)) => return Err(SpawnError::new(Step::Clone, errno)),
         Ok((None, _)) => child.intermediate(),
         Ok((Some(pid), placed)) => (pid, placed),
     };

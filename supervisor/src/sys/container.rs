@@ -116,6 +116,59 @@ pub unsafe fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Option<Pid>, E
     }
 }
 
+/// How a child got into its cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Born in it (`clone3` with `CLONE_INTO_CGROUP`).
+    Born,
+    /// Not placed: the caller moves it (cgroup v1, no directory given).
+    MovedV1,
+    /// Not placed: the kernel refused `clone3` with `CLONE_INTO_CGROUP`
+    /// with this error (remembered for the process's lifetime: later forks
+    /// do not try again).
+    MovedRefused(Errno),
+}
+
+/// What the kernel said to `CLONE_INTO_CGROUP` so far: 0 not tried, else
+/// the refusing errno (positive), or -1 when it worked.
+static INTO_CGROUP: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+const INTO_CGROUP_WORKS: i32 = -1;
+
+/// Fork, born in the cgroup v2 directory `dir` when one is given and the
+/// kernel allows it ([`clone_into_cgroup`]), else a plain fork
+/// ([`clone_fork`]) whose child the caller must move. A refusal that means
+/// "this kernel cannot" (`ENOSYS`, `E2BIG`, `EINVAL`, the first time) falls
+/// back to the plain fork; any other `clone3` error is the cgroup's and is
+/// returned with `true` (a failed plain fork with `false`).
+///
+/// # Safety
+/// As [`clone_fork`].
+pub unsafe fn fork_placed(dir: Option<BorrowedFd<'_>>) -> Result<(Option<Pid>, Placed), (bool, Errno)> {
+    use core::sync::atomic::Ordering::Relaxed;
+    let plain = |placed| {
+        // SAFETY: passed on to the caller.
+        unsafe { clone_fork(0) }.map(|r| (r, placed)).map_err(|e| (false, e))
+    };
+    let Some(dir) = dir else { return plain(Placed::MovedV1) };
+    let known = INTO_CGROUP.load(Relaxed);
+    if known > 0 {
+        return plain(Placed::MovedRefused(Errno::from_raw(known)));
+    }
+    // SAFETY: passed on to the caller.
+    match unsafe { clone_into_cgroup(dir) } {
+        Ok(r) => {
+            // Only the parent's copy matters; a store is async-signal-safe.
+            INTO_CGROUP.store(INTO_CGROUP_WORKS, Relaxed);
+            Ok((r, Placed::Born))
+        }
+        Err(e @ (Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL)) if known == 0 => {
+            INTO_CGROUP.store(e as i32, Relaxed);
+            plain(Placed::MovedRefused(e))
+        }
+        Err(e) => Err((true, e)),
+    }
+}
+
 /// `prlimit64(0, resource, {soft, hard}, NULL)`: 64-bit limits on 32-bit
 /// targets too.
 pub fn set_rlimit(resource: c_int, soft: u64, hard: u64) -> Result<(), Errno> {
