@@ -6,9 +6,10 @@
 //! - `update`: release 2 changes one container; only it restarts, the new
 //!   version runs, the release commits after its window.
 //! - `update-rollback`: release 3 crash-loops; it rolls back by itself, the
-//!   old containers run again, the cause is recorded and survives a reboot.
+//!   old containers run again, release 3's image is unmapped again (no dm or
+//!   loop device left), the cause is recorded and survives a reboot.
 //! - `update-refused`: each bad bundle is refused with its own error; the
-//!   running release and containers are untouched.
+//!   running release, containers and image mappings are untouched.
 //! - `update-reboot`: a reboot during the trial rolls back; after the
 //!   commit it does not.
 //! - `power-cut/*`: the update is cut at each of its store writes
@@ -103,6 +104,32 @@ pub fn parse_release(text: &str) -> Option<ReleaseView> {
     let previous = state_line.split("(previous release ").nth(1).and_then(|r| r.trim_end_matches(')').parse().ok());
     let rollbacks = lines.filter(|l| l.starts_with("rollback ")).map(String::from).collect();
     Some(ReleaseView { version, state, previous, rollbacks })
+}
+
+/// The image mappings as the agent sees them on the device: berth's
+/// device-mapper devices (`/sys/block/dm-*/dm/name`), the loop devices with
+/// a backing file, and the mounts under `/run/berth/images`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mappings {
+    /// Device-mapper names starting `berth-`, sorted.
+    pub dm: Vec<String>,
+    /// Attached loop devices.
+    pub loops: usize,
+    /// Mount point names under `/run/berth/images`, sorted.
+    pub mounts: Vec<String>,
+}
+
+impl Mappings {
+    /// One dm device and one loop device per mounted image, nothing else.
+    pub fn consistent(&self) -> bool {
+        let names: Vec<&str> = self.dm.iter().map(|n| n.strip_prefix("berth-").unwrap_or(n)).collect();
+        names == self.mounts.iter().map(String::as_str).collect::<Vec<_>>() && self.loops == self.dm.len()
+    }
+
+    /// The agent's one-line form.
+    pub fn to_detail(&self) -> String {
+        format!("dm={} loops={} mounts={}", self.dm.join(","), self.loops, self.mounts.join(","))
+    }
 }
 
 /// The store as the agent lists it: `staging=absent|present
@@ -373,6 +400,7 @@ fn update_rollback(l: &dyn Launch) -> Result<(), String> {
     agent_pass(&mut m, "update-v3", &lim)?;
     agent_pass(&mut m, "rollback-recorded", &lim)?;
     agent_pass(&mut m, "rollback-running", &lim)?;
+    agent_pass(&mut m, "rollback-unmapped", &lim)?;
     m.expect_line("AGENT action=reboot", lim.step)?;
     let b = m.expect_event("shutdown.begin", lim.step)?;
     field_is(&b, "action", "reboot")?;
@@ -709,6 +737,21 @@ fn power_cut_timed(l: &dyn Launch) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mappings_must_match_one_to_one() {
+        let m = |dm: &[&str], loops, mounts: &[&str]| Mappings {
+            dm: dm.iter().map(|s| s.to_string()).collect(),
+            loops,
+            mounts: mounts.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(m(&["berth-aa", "berth-bb"], 2, &["aa", "bb"]).consistent());
+        assert!(m(&[], 0, &[]).consistent());
+        assert!(!m(&["berth-aa", "berth-bb"], 2, &["aa"]).consistent(), "a mapping left without its mount");
+        assert!(!m(&["berth-aa"], 2, &["aa"]).consistent(), "a loop device left");
+        assert!(!m(&["berth-aa"], 1, &["aa", "cc"]).consistent(), "a mount without its mapping");
+        assert_eq!(m(&["berth-aa"], 1, &["aa"]).to_detail(), "dm=berth-aa loops=1 mounts=aa");
+    }
 
     #[test]
     fn update_timing_from_events() {

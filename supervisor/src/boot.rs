@@ -130,7 +130,7 @@ fn devkmsg_on() {
 }
 
 /// Poll for a device node to appear (devtmpfs creates it once the driver probes).
-fn wait_for(path: &str, ms: u32) -> Result<u32, Errno> {
+pub(crate) fn wait_for(path: &str, ms: u32) -> Result<u32, Errno> {
     let start = crate::log::now();
     loop {
         if std::fs::metadata(path).is_ok() {
@@ -348,7 +348,7 @@ fn check_release(board: &Board, data_mounted: bool) -> Option<(crate::release::R
         Ok(_) => {}
         Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
     }
-    activate_images(&v.release);
+    crate::images::map(&v.release);
     let key_id = v.key_id.to_string();
     let updates = crate::supervise::update::Updates {
         trial: booted.trial.then(|| crate::supervise::update::Trial::new(&v.release)),
@@ -359,53 +359,6 @@ fn check_release(board: &Board, data_mounted: bool) -> Option<(crate::release::R
         inbox_due: 0.0,
     };
     Some((v.release, key_id, updates))
-}
-
-/// Map every image of the release through dm-verity and mount it read-only.
-/// A failure is logged per image; the others go on.
-pub(crate) fn activate_images(release: &crate::release::Release) {
-    use crate::release::current;
-    let mut m = SysMounter;
-    for img in release.images.iter() {
-        // Already in use by the running release (an update keeps it).
-        if crate::mount::is_mountpoint(&current::mount_path(&img.sha256)) {
-            continue;
-        }
-        let file = current::image_path(&img.sha256);
-        let name = current::dm_name(&img.sha256);
-        let dev = match crate::verity::open(&file, &name, img) {
-            Ok(d) => d,
-            Err((step, e)) => {
-                Event::error("image.verity")
-                    .kv("image", &name)
-                    .kv("step", format_args!("{step:?}"))
-                    .result(&Err::<(), _>(errno_text(e)))
-                    .emit();
-                continue;
-            }
-        };
-        Event::info("image.verity").kv("image", &name).kv("loop", &dev.loop_path).kv("device", &dev.path).kv("result", "ok").emit();
-        let target = current::mount_path(&img.sha256);
-        let step = mount::MountStep {
-            source: mount::text(&dev.path),
-            target: mount::text(&target),
-            fstype: mount::text("squashfs"),
-            flags: MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
-            data: mount::Text::new(),
-            optional: false,
-        };
-        let r = wait_for(&dev.path, 2_000).and_then(|_| create_dirs(&target));
-        if let Err(e) = r {
-            Event::error("mount").kv("target", &target).result(&Err::<(), _>(errno_text(e))).emit();
-            continue;
-        }
-        mount::apply(core::slice::from_ref(&step), &mut m);
-    }
-}
-
-/// `mkdir -p` under /run.
-fn create_dirs(path: &str) -> Result<(), Errno> {
-    std::fs::create_dir_all(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 fn loopback_up() -> Result<(), Errno> {

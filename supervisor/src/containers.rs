@@ -241,11 +241,43 @@ fn prepare_one(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, lay
     spec(m, board, index, arch, &rootfs, layers)
 }
 
+/// Compiled seccomp filters kept, most recent last: containers with the same
+/// policy (many share the default profile; an update's changed container
+/// mostly keeps its own) share one compile and check, which is most of
+/// preparing a container on a slow core. The compile is a pure function of
+/// the policy and the architecture, so a kept filter is exactly what a new
+/// compile would give.
+const FILTERS_KEPT: usize = 8;
+
+type Filter = (seccomp::Policy, seccomp::Arch, Vec<libc::sock_filter>, [u8; 32]);
+
+static FILTERS: std::sync::Mutex<Vec<Filter>> = std::sync::Mutex::new(Vec::new());
+
+/// The filter of `policy` on `arch` and its hash: kept, or compiled (and
+/// kept, the oldest dropped past [`FILTERS_KEPT`]).
+fn compiled(policy: &seccomp::Policy, arch: seccomp::Arch) -> Result<(Vec<libc::sock_filter>, [u8; 32]), seccomp::SeccompError> {
+    let mut kept = FILTERS.lock().ok();
+    if let Some(k) = kept.as_deref() {
+        if let Some((_, _, filter, hash)) = k.iter().find(|(p, a, _, _)| p == policy && *a == arch) {
+            return Ok((filter.clone(), *hash));
+        }
+    }
+    let program = seccomp::compile(policy, arch)?;
+    let (filter, hash) = (program.to_sock_filters(), program.hash());
+    if let Some(k) = kept.as_deref_mut() {
+        if k.len() >= FILTERS_KEPT {
+            k.remove(0);
+        }
+        k.push((policy.clone(), arch, filter.clone(), hash));
+    }
+    Ok((filter, hash))
+}
+
 /// The spec of container `index` whose root filesystem is at `rootfs`: its
 /// plan, seccomp filter, device rules, limits and restart policy.
 pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs: &str, layers: &Layers) -> Result<Spec, (&'static str, String)> {
     let plan = Box::new(plan(m, board, index, rootfs).map_err(|e| ("plan", e.to_string()))?);
-    let program = seccomp::compile(&seccomp::Policy::from_manifest(m), arch).map_err(|e| ("seccomp", e.to_string()))?;
+    let (filter, seccomp_hash) = compiled(&seccomp::Policy::from_manifest(m), arch).map_err(|e| ("seccomp", e.to_string()))?;
     let rules = crate::cgroup::rules(&plan.nodes);
     let mut name = heapless::String::new();
     let _ = name.push_str(&m.name);
@@ -274,8 +306,8 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
     };
     Ok(Spec {
         name,
-        filter: program.to_sock_filters(),
-        seccomp_hash: program.hash(),
+        filter,
+        seccomp_hash,
         rules,
         limits: Limits::from_resources(m.resources.as_ref()),
         policy: m.restart.unwrap_or(Restart::OnFailure),
@@ -310,9 +342,13 @@ pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launc
     fcntl(std::os::fd::AsRawFd::as_raw_fd(&out_r), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(errno("pipe"))?;
     let null = std::fs::File::open("/dev/null").map_err(|e| ("stdin", e.to_string()))?;
     let stdio = spawn::Stdio { stdin: null.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() };
-    let mut place = |pid| cg.add(pid).map_err(|_| Errno::EIO);
+    let mut add = |pid| cg.add(pid).map_err(|_| Errno::EIO);
+    let mut place = spawn::Place { dir: cg.fd.as_ref().map(AsFd::as_fd), add: &mut add };
     let started = match spawn::spawn(&s.plan, stdio, s.confine(), &mut place) {
-        Ok(st) => st,
+        Ok(st) => {
+            log_placement(st.placed);
+            st
+        }
         Err(e) => {
             let _ = crate::cgroup::act::kill_and_remove(cg);
             return Err(("spawn", e.to_string()));
@@ -336,6 +372,28 @@ pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launc
     Ok(Launched { pid: started.pid, output: out_r, cgroup: cg })
 }
 
+/// Say how processes get into their cgroups, once, and again only if that
+/// changes (the first start that finds the kernel refusing `clone3` into a
+/// cgroup).
+pub fn log_placement(placed: spawn::Placed) {
+    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    use spawn::Placed;
+    static LOGGED: AtomicU8 = AtomicU8::new(0);
+    let (code, how) = match placed {
+        Placed::Born => (1, "clone_into_cgroup"),
+        Placed::MovedV1 | Placed::MovedRefused(_) => (2, "migrate"),
+    };
+    if LOGGED.swap(code, Relaxed) == code {
+        return;
+    }
+    let ev = Event::info("cgroup.place").kv("how", how);
+    match placed {
+        Placed::Born => ev.emit(),
+        Placed::MovedV1 => ev.kv("reason", "cgroup v1").emit(),
+        Placed::MovedRefused(e) => ev.kv("reason", format_args!("clone3 CLONE_INTO_CGROUP refused: {}", errno_text(e))).emit(),
+    }
+}
+
 /// The container init's uid map as the host sees it (`inside outside count`).
 fn host_uid_map(pid: Pid) -> String {
     let text = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap_or_default();
@@ -351,4 +409,32 @@ pub fn cgroups_left(mode: CgroupMode) -> usize {
     std::fs::read_dir(dir)
         .map(|d| d.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).count())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_filters_are_what_a_compile_gives() {
+        let arch = seccomp::Arch::running().unwrap();
+        let plain = seccomp::Policy::new();
+        let mut more = seccomp::Policy::new();
+        more.allow("ptrace").unwrap();
+        for p in [&plain, &more, &plain, &more] {
+            let fresh = seccomp::compile(p, arch).unwrap();
+            let (filter, hash) = compiled(p, arch).unwrap();
+            assert_eq!(hash, fresh.hash());
+            let want = fresh.to_sock_filters();
+            assert_eq!(filter.len(), want.len());
+            assert!(filter.iter().zip(&want).all(|(a, b)| (a.code, a.jt, a.jf, a.k) == (b.code, b.jt, b.jf, b.k)));
+        }
+        assert_ne!(compiled(&plain, arch).unwrap().1, compiled(&more, arch).unwrap().1, "one filter per policy");
+        for name in ["process_vm_readv", "process_vm_writev", "kcmp", "mbind", "move_pages", "set_mempolicy", "get_mempolicy"] {
+            let mut p = seccomp::Policy::new();
+            p.allow(name).unwrap();
+            compiled(&p, arch).unwrap();
+        }
+        assert!(FILTERS.lock().unwrap().len() <= FILTERS_KEPT, "bounded");
+    }
 }

@@ -17,6 +17,7 @@ pub mod dhcp;
 pub mod control;
 #[cfg(feature = "host")]
 pub mod imageinfo;
+pub mod images;
 pub mod ctlsock;
 pub mod manifest;
 pub mod release;

@@ -31,6 +31,9 @@ pub struct MountStep {
     /// The kernel may lack this filesystem or controller (EINVAL, ENODEV):
     /// that is logged as `result=unavailable` and is not a failure.
     pub optional: bool,
+    /// Mount options to retry with when the kernel refuses `data` (EINVAL):
+    /// `data` asks for a newer option the step can do without.
+    pub retry_data: Option<Text>,
 }
 
 pub type Plan = heapless::Vec<MountStep, PLAN_MAX>;
@@ -43,7 +46,7 @@ pub fn text(s: &str) -> Text {
 }
 
 fn step(source: &str, target: &str, fstype: &str, flags: MsFlags, data: &str) -> MountStep {
-    MountStep { source: text(source), target: text(target), fstype: text(fstype), flags, data: text(data), optional: false }
+    MountStep { source: text(source), target: text(target), fstype: text(fstype), flags, data: text(data), optional: false, retry_data: None }
 }
 
 const SAFE: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
@@ -64,7 +67,12 @@ pub fn early(board: &Board) -> Plan {
     }
     match board.cgroup {
         CgroupMode::V2 => {
-            let _ = p.push(step("cgroup2", "/sys/fs/cgroup", "cgroup2", SAFE, "nsdelegate"));
+            // favordynmods (Linux 6.0): moving a process between cgroups
+            // (a `cgroup.procs` write) then no longer waits for an RCU grace
+            // period, at a small cost to every fork and exit.
+            let mut cg = step("cgroup2", "/sys/fs/cgroup", "cgroup2", SAFE, "nsdelegate,favordynmods");
+            cg.retry_data = Some(text("nsdelegate"));
+            let _ = p.push(cg);
         }
         CgroupMode::V1 => {
             let _ = p.push(step("tmpfs", "/sys/fs/cgroup", "tmpfs", SAFE, "mode=0755,size=64k"));
@@ -104,9 +112,14 @@ pub fn cgroup_v1(controllers: &[&str]) -> Plan {
         }
         let mut target = text("/sys/fs/cgroup/");
         let _ = target.push_str(&name);
+        // As on v2: moving a process no longer waits for an RCU grace
+        // period (Linux 6.0; the setting is the kernel's, one hierarchy is
+        // enough, each asks).
+        let mut favor = opts.clone();
+        let _ = favor.push_str(",favordynmods");
         // Listed in /proc/cgroups is not enough: recent kernels may build a
         // controller for v2 only (memory without CONFIG_MEMCG_V1, say).
-        let _ = p.push(MountStep { source: text("cgroup"), target, fstype: text("cgroup"), flags: SAFE, data: opts, optional: true });
+        let _ = p.push(MountStep { source: text("cgroup"), target, fstype: text("cgroup"), flags: SAFE, data: favor, optional: true, retry_data: Some(opts) });
     }
     p
 }
@@ -141,7 +154,25 @@ pub fn apply(plan: &[MountStep], m: &mut impl Mounter) -> usize {
             Event::debug("mount").kv("target", &s.target).kv("result", "present").emit();
             continue;
         }
-        let r = m.ensure_dir(&s.target).and_then(|()| m.mount(s));
+        let mut r = m.ensure_dir(&s.target).and_then(|()| m.mount(s));
+        let mut data = &s.data;
+        if let (Some(retry), Err(e @ Errno::EINVAL)) = (&s.retry_data, r) {
+            let without = MountStep { data: retry.clone(), retry_data: None, ..s.clone() };
+            r = m.mount(&without);
+            data = retry;
+            // Said only when the options were the cause; otherwise the
+            // step's own event reports the failure.
+            if r.is_ok() {
+                Event::warn("mount")
+                    .kv("target", &s.target)
+                    .kv("fstype", &s.fstype)
+                    .kv("data", &s.data)
+                    .kv("result", "refused")
+                    .kv("reason", errno_text(e))
+                    .kv("retry", retry)
+                    .emit();
+            }
+        }
         if let (true, Err(e @ (Errno::EINVAL | Errno::ENODEV))) = (s.optional, r) {
             Event::warn("mount")
                 .kv("target", &s.target)
@@ -159,6 +190,7 @@ pub fn apply(plan: &[MountStep], m: &mut impl Mounter) -> usize {
             .kv("fstype", &s.fstype)
             .kv("source", &s.source)
             .kv("flags", flags_text(s.flags))
+            .kv("data", data)
             .result(&r.map_err(errno_text))
             .emit();
     }
@@ -250,6 +282,8 @@ mod tests {
         calls: Vec<String>,
         mounted: Vec<String>,
         fail: Option<String>,
+        /// Mount options the kernel "does not know" (EINVAL).
+        unknown: Option<&'static str>,
     }
 
     impl Mounter for Recorder {
@@ -264,6 +298,9 @@ mod tests {
             self.calls.push(format!("mount {} {} {} {} {}", s.source, s.target, s.fstype, flags_text(s.flags), s.data));
             if self.fail.as_deref() == Some(s.target.as_str()) {
                 return Err(Errno::ENODEV);
+            }
+            if self.unknown.is_some_and(|o| s.data.split(',').any(|d| d == o)) {
+                return Err(Errno::EINVAL);
             }
             Ok(())
         }
@@ -283,11 +320,29 @@ mod tests {
                 "mount devpts /dev/pts devpts nosuid,noexec mode=0620,ptmxmode=0666,gid=5",
                 "mount tmpfs /dev/shm tmpfs nosuid,nodev,noexec mode=1777,size=4m",
                 "mount tmpfs /run tmpfs nosuid,nodev mode=0755,size=8m",
-                "mount cgroup2 /sys/fs/cgroup cgroup2 nosuid,nodev,noexec nsdelegate",
+                "mount cgroup2 /sys/fs/cgroup cgroup2 nosuid,nodev,noexec nsdelegate,favordynmods",
             ]
         );
         // Every mount point is made before its mount.
         assert_eq!(r.calls.len(), 14);
+    }
+
+    #[test]
+    fn cgroup2_without_favordynmods_on_older_kernels() {
+        let mut r = Recorder { unknown: Some("favordynmods"), ..Default::default() };
+        assert_eq!(apply(&early(&board("v2")), &mut r), 0, "the retry succeeds");
+        let cg: Vec<&String> = r.calls.iter().filter(|c| c.starts_with("mount cgroup2")).collect();
+        assert_eq!(
+            cg,
+            [
+                "mount cgroup2 /sys/fs/cgroup cgroup2 nosuid,nodev,noexec nsdelegate,favordynmods",
+                "mount cgroup2 /sys/fs/cgroup cgroup2 nosuid,nodev,noexec nsdelegate",
+            ]
+        );
+        // Another refused option is not retried: the step fails.
+        let mut r = Recorder { unknown: Some("nsdelegate"), ..Default::default() };
+        assert_eq!(apply(&early(&board("v2")), &mut r), 1);
+        assert_eq!(r.calls.iter().filter(|c| c.starts_with("mount cgroup2")).count(), 2);
     }
 
     #[test]
@@ -315,13 +370,19 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("/sys/fs/cgroup/cpu,cpuacct", "cpu,cpuacct"),
-                ("/sys/fs/cgroup/memory", "memory"),
-                ("/sys/fs/cgroup/devices", "devices"),
-                ("/sys/fs/cgroup/pids", "pids"),
+                ("/sys/fs/cgroup/cpu,cpuacct", "cpu,cpuacct,favordynmods"),
+                ("/sys/fs/cgroup/memory", "memory,favordynmods"),
+                ("/sys/fs/cgroup/devices", "devices,favordynmods"),
+                ("/sys/fs/cgroup/pids", "pids,favordynmods"),
             ]
         );
         assert!(p.iter().all(|s| s.flags.contains(SAFE) && s.fstype == "cgroup"));
+        // A kernel without favordynmods mounts them without.
+        let mut r = Recorder { unknown: Some("favordynmods"), ..Default::default() };
+        assert_eq!(apply(&p, &mut r), 0);
+        let second: Vec<&String> = r.calls.iter().filter(|c| c.starts_with("mount") && !c.contains("favordynmods")).collect();
+        assert_eq!(second.len(), 4, "{:?}", r.calls);
+        assert!(second.iter().any(|c| c.ends_with(" cpu,cpuacct")), "{second:?}");
     }
 
     #[test]

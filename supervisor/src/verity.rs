@@ -26,6 +26,9 @@ const DM_SPEC_LEN: usize = 40;
 const DM_VERSION: [u32; 3] = [4, 0, 0];
 /// `DM_READONLY_FLAG`.
 pub const DM_READONLY: u32 = 1 << 0;
+/// `DM_DEFERRED_REMOVE`: a device still open is removed when its last user
+/// closes it.
+pub const DM_DEFERRED_REMOVE: u32 = 1 << 17;
 /// Room for the verity table line.
 const PARAMS_MAX: usize = 400;
 /// A whole table-load request.
@@ -296,17 +299,43 @@ pub fn open(file: &str, name: &str, img: &Image) -> Result<Device, (Step, Errno)
     let mapper = OpenOptions::new().read(true).write(true).open("/dev/mapper/control").map_err(|e| (Step::MapperControl, io(e)))?;
     let mut create = header(name, DM_READONLY, 0, 0).map_err(|e| (Step::Create, e))?;
     sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::DevCreate, &mut create).map_err(|e| (Step::Create, e))?;
-    let mut load = table_load(name, sectors, &params).map_err(|e| (Step::Table, e))?;
-    sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::TableLoad, &mut load).map_err(|e| (Step::Load, e))?;
-    // DM_DEV_SUSPEND without the suspend flag resumes: the new table goes live.
-    let mut resume = header(name, DM_READONLY, 0, 0).map_err(|e| (Step::Resume, e))?;
-    sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::DevSuspend, &mut resume).map_err(|e| (Step::Resume, e))?;
+    let live = (|| {
+        let mut load = table_load(name, sectors, &params).map_err(|e| (Step::Table, e))?;
+        sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::TableLoad, &mut load).map_err(|e| (Step::Load, e))?;
+        // DM_DEV_SUSPEND without the suspend flag resumes: the new table goes live.
+        let mut resume = header(name, DM_READONLY, 0, 0).map_err(|e| (Step::Resume, e))?;
+        sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::DevSuspend, &mut resume).map_err(|e| (Step::Resume, e))?;
+        Ok(resume)
+    })();
+    let resume = match live {
+        Ok(r) => r,
+        Err(e) => {
+            // The first error is the one reported; the loop device clears
+            // itself when `lo` closes (nothing else holds it).
+            let _ = remove(name);
+            return Err(e);
+        }
+    };
     let (_, minor) = dev_split(reply_dev(&resume).unwrap_or(0));
     let mut path = heapless::String::new();
     let _ = write!(path, "/dev/dm-{minor}");
     let mut dm_name = heapless::String::new();
     let _ = dm_name.push_str(name);
     Ok(Device { loop_path, dm_name, path })
+}
+
+/// Remove the device-mapper device `name`, deferred: a device still open
+/// (mounted, or held by a container's mount namespace) goes when its last
+/// user closes it. Its loop device, set to clear itself, goes with it.
+pub fn remove(name: &str) -> Result<(), Errno> {
+    use std::fs::OpenOptions;
+    let mapper = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/mapper/control")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let mut req = header(name, DM_DEFERRED_REMOVE, 0, 0)?;
+    sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::DevRemove, &mut req)
 }
 
 #[cfg(test)]

@@ -196,11 +196,14 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     cpio.add_file("sbin/berth", 0o755, &berth_bytes);
     cpio.add_symlink("init", "sbin/berth");
     cpio.add_file("etc/berth/board.bin", 0o644, &board_bin);
+    // Decompressed here, once: the kernel's own decompression of each
+    // `.ko.xz` at every boot is a good part of loading it (on slow cores,
+    // and under emulation most of all). The bytes the kernel checks and
+    // loads are the same; the initramfs (freed after the switch) is larger.
     for m in &modules {
         if let Some(file) = &m.file {
-            let data = fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let ext = if file.extension().is_some_and(|e| e == "xz") { "ko.xz" } else { "ko" };
-            cpio.add_file(&format!("lib/modules/{}.{ext}", m.name), 0o644, &data);
+            let data = kernel::read_module_file(file)?;
+            cpio.add_file(&format!("lib/modules/{}.ko", m.name), 0o644, &data);
         }
     }
     let initramfs = dir.join("initramfs.cpio");

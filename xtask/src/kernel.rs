@@ -619,7 +619,7 @@ fn parse_builtin(text: &str) -> HashSet<String> {
 }
 
 /// Module file contents, decompressed.
-fn read_module_file(path: &Path) -> Result<Vec<u8>, String> {
+pub fn read_module_file(path: &Path) -> Result<Vec<u8>, String> {
     let name = file_name(path);
     let tool = if name.ends_with(".xz") {
         "xz"

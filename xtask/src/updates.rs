@@ -2,8 +2,8 @@
 //! partition under `/data/test/` (see `qemu-tests/manifests/update/`):
 //!
 //! - `v2.bundle`: release 2, `sensor` changed (its new image carried);
-//! - `v3-bad.bundle`: release 3, `meter` crash-loops (no image carried: all
-//!   are on the device);
+//! - `v3-bad.bundle`: release 3, `meter` crash-loops (its new image
+//!   carried, which the rollback unmaps);
 //! - `refused/*.bundle`: each refused by staging for one reason, with the
 //!   text the device gives, computed here with the device's own code.
 //!

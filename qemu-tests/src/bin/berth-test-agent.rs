@@ -281,6 +281,7 @@ fn update_mode(mode: &str) {
         }
         "update-rollback" => {
             let before = running_rows();
+            let mapped = mappings();
             let (ok, text) = apply("v3-bad");
             report("update-v3", ok, &text);
             let (ok, text) = wait_release(|r| r.version == 1 && r.state == "committed" && has_rollback(r, "from 3 to 1", "crash-loop (meter)"));
@@ -288,6 +289,15 @@ fn update_mode(mode: &str) {
             let after = wait_rows(|rows| all_running(rows, &["sensor", "meter"]));
             let kept = pid_of(&before, "sensor").is_some() && pid_of(&before, "sensor") == pid_of(&after, "sensor");
             report("rollback-running", kept && all_running(&after, &["sensor", "meter"]), &format!("before: {} after: {}", rows_text(&before), rows_text(&after)));
+            // Release 3's image goes once its containers have ended.
+            let start = Instant::now();
+            let mut now = mappings();
+            while now != mapped && start.elapsed() < UNMAP_WAIT {
+                std::thread::sleep(Duration::from_millis(250));
+                now = mappings();
+            }
+            let pass = now == mapped && mapped.consistent() && !mapped.dm.is_empty();
+            report("rollback-unmapped", pass, &format!("before: {} after: {}", mapped.to_detail(), now.to_detail()));
             reboot_once_more(REBOOT_MARKER, "1");
         }
         "update-refused" => refuse_all(),
@@ -448,6 +458,7 @@ fn refuse_all() {
     let rows = running_rows();
     let (_, release) = ctl(&["release"]);
     let files = list_store();
+    let mapped = mappings();
     let mut bundles: Vec<String> = match fs::read_dir(format!("{BUNDLES}/refused")) {
         Ok(d) => d.flatten().map(|e| e.path().display().to_string()).filter(|p| p.ends_with(".bundle")).collect(),
         Err(e) => {
@@ -464,13 +475,55 @@ fn refuse_all() {
     let (_, release_after) = ctl(&["release"]);
     let rows_after = status_rows();
     let files_after = list_store();
-    let same = !bundles.is_empty() && release == release_after && rows == rows_after && files == files_after && !files.staging;
+    let mapped_after = mappings();
+    let same = !bundles.is_empty()
+        && release == release_after
+        && rows == rows_after
+        && files == files_after
+        && !files.staging
+        && mapped == mapped_after
+        && mapped.consistent();
     report(
         "refused-untouched",
         same,
-        &format!("release: {release_after:?} containers: {} store: {}", rows_text(&rows_after), files_after.to_detail()),
+        &format!(
+            "release: {release_after:?} containers: {} store: {} images: {}",
+            rows_text(&rows_after),
+            files_after.to_detail(),
+            mapped_after.to_detail()
+        ),
     );
     act("poweroff", libc::SIGTERM);
+}
+
+/// How long a rolled-back release's images may take to be unmapped (its
+/// containers must end first).
+const UNMAP_WAIT: Duration = Duration::from_secs(20);
+
+/// berth's image mappings: dm devices, attached loop devices, image mounts.
+fn mappings() -> qemu_tests::updates::Mappings {
+    let mut m = qemu_tests::updates::Mappings::default();
+    for e in fs::read_dir("/sys/block").into_iter().flatten().flatten() {
+        let dev = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("dm-") {
+            let dm = fs::read_to_string(dev.join("dm/name")).unwrap_or_default().trim().to_string();
+            if dm.starts_with("berth-") {
+                m.dm.push(dm);
+            }
+        } else if name.starts_with("loop") && dev.join("loop/backing_file").exists() {
+            m.loops += 1;
+        }
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mountinfo.lines() {
+        if let Some(name) = line.split(' ').nth(4).and_then(|p| p.strip_prefix("/run/berth/images/")) {
+            m.mounts.push(name.to_string());
+        }
+    }
+    m.dm.sort();
+    m.mounts.sort();
+    m
 }
 
 /// The store's files: staging, stray names, release objects, images.

@@ -5,7 +5,8 @@
 //! v2 (`create_v2`): enable the controllers the limits need top-down (the
 //! parent of berth's subtree, then the subtree itself), create the
 //! container's directory, write the limits, load the generated device
-//! program and attach it with `BPF_F_ALLOW_MULTI`. v1 (`create_v1`): one
+//! program (or take the same program kept loaded) and attach it with
+//! `BPF_F_ALLOW_MULTI`. v1 (`create_v1`): one
 //! directory per hierarchy (`devices` always, plus the limits' controllers),
 //! the limits, then `a` to `devices.deny`, the allow lines, and the
 //! `devices.list` read-back. Any failure after a directory was made removes
@@ -15,7 +16,7 @@ use core::fmt;
 use std::ffi::CStr;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -133,6 +134,9 @@ pub struct CgroupDir {
     pub dirs: Vec<PathBuf>,
     /// The attached device program (v2), kept for a later `BPF_F_REPLACE`.
     pub program: Option<OwnedFd>,
+    /// The directory, open (v2): processes are born in it with `clone3`
+    /// ([`crate::container::spawn::Place`]).
+    pub fd: Option<OwnedFd>,
 }
 
 impl CgroupDir {
@@ -198,12 +202,43 @@ pub fn write_settings(dir: &Path, plan: &[Setting]) -> Result<(), CgroupError> {
 /// `rules` to the v2 cgroup `dir`. The returned descriptor keeps a handle on
 /// the program; the attachment holds its own reference.
 pub fn attach_device_filter(dir: &Path, rules: &[DeviceRule]) -> Result<OwnedFd, CgroupError> {
-    let prog = ebpf::generate(rules).map_err(|e| err(dir, "generate the device program for", e))?;
-    let fd = sys::prog_load(sys::BPF_PROG_TYPE_CGROUP_DEVICE, &prog.to_bytes(), LICENSE, PROG_NAME)
-        .map_err(|e| err(dir, "load the device program for", e))?;
     let d = fs::File::open(dir).map_err(|e| err(dir, "open", e))?;
-    sys::prog_attach(d.as_fd(), fd.as_fd(), sys::BPF_CGROUP_DEVICE, sys::BPF_F_ALLOW_MULTI, None)
+    attach_device_filter_to(dir, d.as_fd(), rules)
+}
+
+/// [`attach_device_filter`] to the directory `dir`, open as `d`.
+fn attach_device_filter_to(dir: &Path, d: BorrowedFd<'_>, rules: &[DeviceRule]) -> Result<OwnedFd, CgroupError> {
+    let prog = ebpf::generate(rules).map_err(|e| err(dir, "generate the device program for", e))?;
+    let fd = loaded(&prog.to_bytes()).map_err(|e| err(dir, "load the device program for", e))?;
+    sys::prog_attach(d, fd.as_fd(), sys::BPF_CGROUP_DEVICE, sys::BPF_F_ALLOW_MULTI, None)
         .map_err(|e| err(dir, "attach the device program to", e))?;
+    Ok(fd)
+}
+
+/// Device programs kept loaded, most recent last: containers with the same
+/// allowlist (every container without granted devices has the standard
+/// one) and restarts attach the program already loaded instead of loading
+/// and verifying the same instructions again. A kept program is the same
+/// bytes a new load would get.
+const PROGRAMS_KEPT: usize = 8;
+
+static PROGRAMS: std::sync::Mutex<Vec<(Vec<u8>, OwnedFd)>> = std::sync::Mutex::new(Vec::new());
+
+/// A descriptor of the program `insns`: kept, or loaded (and kept, the
+/// oldest closed past [`PROGRAMS_KEPT`]).
+fn loaded(insns: &[u8]) -> Result<OwnedFd, sys::LoadError> {
+    let io = |e: io::Error| sys::LoadError { errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)), log: String::new() };
+    let mut kept = PROGRAMS.lock().ok();
+    if let Some((_, fd)) = kept.as_deref().and_then(|k| k.iter().find(|(b, _)| b.as_slice() == insns)) {
+        return fd.try_clone().map_err(io);
+    }
+    let fd = sys::prog_load(sys::BPF_PROG_TYPE_CGROUP_DEVICE, insns, LICENSE, PROG_NAME)?;
+    if let Some(k) = kept.as_deref_mut() {
+        if k.len() >= PROGRAMS_KEPT {
+            k.remove(0);
+        }
+        k.push((insns.to_vec(), fd.try_clone().map_err(io)?));
+    }
     Ok(fd)
 }
 
@@ -229,9 +264,12 @@ pub fn create_v2(root: &Path, name: &str, limits: &Limits, rules: &[DeviceRule])
     enable_controllers(root, &plan)?;
     let dir = root.join(name);
     mkdir(&dir)?;
-    let filled = write_settings(&dir, &plan).and_then(|()| attach_device_filter(&dir, rules));
+    let filled = write_settings(&dir, &plan).and_then(|()| {
+        let d = OwnedFd::from(fs::File::open(&dir).map_err(|e| err(&dir, "open", e))?);
+        attach_device_filter_to(&dir, d.as_fd(), rules).map(|prog| (prog, d))
+    });
     match filled {
-        Ok(fd) => Ok(CgroupDir { version: Version::V2, dirs: vec![dir], program: Some(fd) }),
+        Ok((prog, d)) => Ok(CgroupDir { version: Version::V2, dirs: vec![dir], program: Some(prog), fd: Some(d) }),
         Err(e) => {
             undo(&[dir]);
             Err(e)
@@ -289,7 +327,7 @@ pub fn create_v1(mount: &Path, group: &str, name: &str, limits: &Limits, rules: 
         Ok(())
     })();
     match result {
-        Ok(()) => Ok(CgroupDir { version: Version::V1, dirs, program: None }),
+        Ok(()) => Ok(CgroupDir { version: Version::V1, dirs, program: None, fd: None }),
         Err(e) => {
             undo(&made);
             Err(e)
@@ -357,5 +395,6 @@ pub fn kill_and_remove(cg: CgroupDir) -> Result<(), CgroupError> {
         }
     }
     drop(cg.program);
+    drop(cg.fd);
     first.map_or(Ok(()), Err)
 }

@@ -10,8 +10,8 @@
 //! | who | step |
 //! |---|---|
 //! | S | open the init's `/proc/PID/ns/*` files, `/dev/null`, a pipe; argv/envp arrays |
-//! | S | fork -> W (the waiter) |
-//! | S | move W into the container's cgroup, then `g` on the pipe |
+//! | S | fork -> W (the waiter), see [`super::spawn::Place`] |
+//! | S | W is born in the container's cgroup (v2, `clone3`), or moved there; then `g` on the pipe |
 //! | W | `setns` user, then mount, IPC, UTS, cgroup, network (when its own), PID |
 //! | W | fork -> X (in the PID namespace: `setns` of a PID namespace applies to children) |
 //! | W | wait for X; `_exit` with X's code (signals as 128 + number) |
@@ -32,7 +32,7 @@ use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{self, Pid};
 
-use super::spawn::{close_fds, confine_last, drop_privileges, Argv, Confine, Envp};
+use super::spawn::{close_fds, confine_last, drop_privileges, Argv, Confine, Envp, Place, Placed};
 use super::{CArg, Plan};
 use crate::manifest::COMMAND_MAX;
 use crate::sys::container as sys;
@@ -69,16 +69,10 @@ const NAMESPACES: [(&str, CloneFlags); 7] = [
     ("pid", CloneFlags::CLONE_NEWPID),
 ];
 
-/// Start `cmd` inside the container whose init is `init`. `place` moves the
-/// waiter into the container's cgroup. Returns the waiter's pid: its exit
-/// code is the command's.
-pub fn enter(
-    plan: &Plan,
-    init: Pid,
-    cmd: &Command,
-    confine: Confine<'_>,
-    place: &mut dyn FnMut(Pid) -> Result<(), Errno>,
-) -> Result<Pid, Errno> {
+/// Start `cmd` inside the container whose init is `init`. `place` puts the
+/// waiter into the container's cgroup (born there, or moved). Returns the
+/// waiter's pid: its exit code is the command's.
+pub fn enter(plan: &Plan, init: Pid, cmd: &Command, confine: Confine<'_>, place: &mut Place<'_>) -> Result<Pid, Errno> {
     let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     let mut ns: heapless::Vec<(OwnedFd, CloneFlags), 7> = heapless::Vec::new();
     for (name, flag) in NAMESPACES {
@@ -96,16 +90,16 @@ pub fn enter(
 
     // SAFETY: the child runs only `waiter`: system calls on data prepared
     // above, ending in `_exit`; it never returns here.
-    let w = match unsafe { sys::clone_fork(0) }? {
-        None => {
+    let (w, placed) = match unsafe { sys::fork_placed(place.dir) }.map_err(|(_, e)| e)? {
+        (None, _) => {
             drop(go_w);
             let code = waiter(plan, &ns, go_r.as_fd(), null.as_fd(), &confine, path, &argv, &envp);
             sys::exit_now(code)
         }
-        Some(pid) => pid,
+        (Some(pid), placed) => (pid, placed),
     };
     drop(go_r);
-    if let Err(e) = place(w) {
+    if let Err(e) = if placed == Placed::Born { Ok(()) } else { (place.add)(w) } {
         let _ = kill(w, Signal::SIGKILL);
         while let Err(Errno::EINTR) = waitpid(w, None) {}
         return Err(e);

@@ -107,7 +107,10 @@ pub struct Rule {
     pub access: u64,
 }
 
-pub type Rules = heapless::Vec<Rule, RULES_MAX>;
+/// A container's rules: at most [`RULES_MAX`] ([`plan_rules`] refuses
+/// more), on the heap at their exact number (a plan is kept for as long as
+/// its release runs; a full capacity of paths would be mostly empty).
+pub type Rules = Vec<Rule>;
 
 /// The rights a ruleset handles (denies unless a rule allows) on one ABI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +171,11 @@ pub fn plan_rules(input: &Input<'_>) -> Result<Rules, (std::string::String, std:
             r.access |= access;
             return Ok(());
         }
-        rules.push(Rule { path, access }).map_err(|_| (field.to_owned(), "too many Landlock rules".to_owned()))
+        if rules.len() >= RULES_MAX {
+            return Err((field.to_owned(), "too many Landlock rules".to_owned()));
+        }
+        rules.push(Rule { path, access });
+        Ok(())
     };
     let root = if input.exec_paths.is_empty() { READ | EXECUTE } else { READ };
     add("exec_paths", "/", root)?;
@@ -184,6 +191,7 @@ pub fn plan_rules(input: &Input<'_>) -> Result<Rules, (std::string::String, std:
     for (i, p) in input.rw_paths.iter().enumerate() {
         add(&format!("rw_paths[{i}]"), p, WRITE_TREE)?;
     }
+    rules.shrink_to_fit();
     Ok(rules)
 }
 

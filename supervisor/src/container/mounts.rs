@@ -227,7 +227,12 @@ impl fmt::Display for Step {
     }
 }
 
-pub type Steps = heapless::Vec<Step, STEPS_MAX>;
+/// A plan's mount sequence: at most [`STEPS_MAX`] steps (the builder
+/// refuses more). On the heap at its exact length, not a fixed-capacity
+/// array: a step is about 400 bytes and a plan holds a few dozen, so a full
+/// capacity per prepared container would be mostly empty memory the
+/// supervisor keeps for as long as the release runs.
+pub type Steps = Vec<Step>;
 
 /// What a mount in the container holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,7 +357,11 @@ fn err(field: &str, reason: impl Into<std::string::String>) -> Error {
 
 impl Builder<'_> {
     fn push(&mut self, s: Step) -> Result<(), Error> {
-        self.steps.push(s).map_err(|_| err("(plan)", format!("more than {STEPS_MAX} mount steps")))
+        if self.steps.len() >= STEPS_MAX {
+            return Err(err("(plan)", format!("more than {STEPS_MAX} mount steps")));
+        }
+        self.steps.push(s);
+        Ok(())
     }
 
     /// `<root><inside>`.
@@ -493,7 +502,9 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
         })?;
     }
     b.push(Step::BindRemount { target: slash, flags: MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NODEV, recursive: false })?;
-    Ok(b.steps)
+    let mut steps = b.steps;
+    steps.shrink_to_fit();
+    Ok(steps)
 }
 
 #[cfg(test)]

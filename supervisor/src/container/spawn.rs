@@ -8,7 +8,7 @@
 //! | who | step |
 //! |---|---|
 //! | S | argv/envp pointer arrays, three `O_CLOEXEC` pipes (error, up, down) |
-//! | S | `clone(SIGCHLD)` -> C1 (host root, host namespaces) |
+//! | S | `clone3(CLONE_INTO_CGROUP)` -> C1 (host root, host namespaces), born in the container's cgroup (v2); on v1, or a kernel without it, `clone(SIGCHLD)` and C1 is moved there after step `u` |
 //! | C1 | `setgroups(0)` (drop the supervisor's supplementary groups while still allowed) |
 //! | C1 | rlimits (`prlimit64`): before the user namespace, as host root |
 //! | C1 | `unshare(CLONE_NEWUSER)` alone, then `u` on the up pipe |
@@ -107,7 +107,22 @@ pub struct Started {
     pub pid: Pid,
     /// Host pid of the intermediate process (already reaped).
     pub intermediate: Pid,
+    /// How it got into the container's cgroup.
+    pub placed: Placed,
 }
+
+/// How the first child of a start gets into the container's cgroup.
+pub struct Place<'a> {
+    /// The container's cgroup v2 directory: the child is born in it
+    /// (`clone3` with `CLONE_INTO_CGROUP`), so no process is ever moved.
+    /// `None` on cgroup v1.
+    pub dir: Option<BorrowedFd<'a>>,
+    /// Move a process into the cgroup (`cgroup.procs`): on v1, and on a
+    /// kernel that refuses the `clone3` way.
+    pub add: &'a mut dyn FnMut(Pid) -> Result<(), Errno>,
+}
+
+pub use sys::Placed;
 
 /// Each setup step of a container start, in order. `Mount` carries the
 /// index of the plan step ([`Plan::steps`]).
@@ -127,8 +142,9 @@ pub enum Step {
     UserNamespace,
     /// Either side: the up/down handshake over the pipes.
     Sync,
-    /// Supervisor: move the intermediate into the container's cgroup (its
-    /// descendants, the container's processes, are born there).
+    /// Supervisor: the intermediate's cgroup: born in it (`clone3`), or
+    /// moved there (its descendants, the container's processes, are born
+    /// there).
     Cgroup,
     /// Supervisor: `/proc/PID/setgroups`.
     SetgroupsDeny,
@@ -776,15 +792,11 @@ fn write_proc(pid: Pid, file: &str, data: &[u8]) -> Result<(), Errno> {
 /// Start the container `plan` describes, with `stdio` as its descriptors 0,
 /// 1 and 2 and, when given, `filter` as its seccomp program (installed last,
 /// right before execve). `place` puts the intermediate process into the
-/// container's cgroup while it waits, before any of the container's own
-/// processes exist. On success the container's init has exec'd its program;
-/// on any error nothing of it is left running.
-pub fn spawn(
-    plan: &Plan,
-    stdio: Stdio<'_>,
-    confine: Confine<'_>,
-    place: &mut dyn FnMut(Pid) -> Result<(), Errno>,
-) -> Result<Started, SpawnError> {
+/// container's cgroup: born there (v2), or moved there while it waits,
+/// before any of the container's own processes exist. On success the
+/// container's init has exec'd its program; on any error nothing of it is
+/// left running.
+pub fn spawn(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, place: &mut Place<'_>) -> Result<Started, SpawnError> {
     let e = |step| move |errno| SpawnError::new(step, errno);
     let path = plan.argv.first().map(|a| a.as_cstr()).ok_or(SpawnError::new(Step::Args, Errno::EINVAL))?;
     let argv = Argv::new(plan.argv.iter().map(|a| a.as_cstr())).ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
@@ -806,10 +818,11 @@ pub fn spawn(
     };
     // SAFETY: the child runs only `Child::intermediate`: system calls on data
     // prepared above, ending in execve or _exit; it never returns here.
-    let c1 = match unsafe { sys::clone_fork(0) } {
-        Err(errno) => return Err(SpawnError::new(Step::Clone, errno)),
-        Ok(None) => child.intermediate(),
-        Ok(Some(pid)) => pid,
+    let (c1, placed) = match unsafe { sys::fork_placed(place.dir) } {
+        Err((true, errno)) => return Err(SpawnError::new(Step::Cgroup, errno)),
+        Err((false, errno)) => return Err(SpawnError::new(Step::Clone, errno)),
+        Ok((None, _)) => child.intermediate(),
+        Ok((Some(pid), placed)) => (pid, placed),
     };
     drop(err_w);
     drop(up_w);
@@ -842,10 +855,12 @@ pub fn spawn(
         Ok(true) if u == *b"u" => {}
         _ => return Err(child_error(&mut cleanup, Errno::ECHILD)),
     }
-    // 2. Its cgroup, then its maps.
-    if let Err(errno) = place(c1) {
-        let _ = child_error(&mut cleanup, errno);
-        return Err(SpawnError::new(Step::Cgroup, errno));
+    // 2. Its cgroup (unless born there), then its maps.
+    if placed != Placed::Born {
+        if let Err(errno) = (place.add)(c1) {
+            let _ = child_error(&mut cleanup, errno);
+            return Err(SpawnError::new(Step::Cgroup, errno));
+        }
     }
     let ids = &plan.ids;
     write_proc(c1, "setgroups", ids.setgroups).map_err(e(Step::SetgroupsDeny))?;
@@ -878,7 +893,7 @@ pub fn spawn(
     match read_exact(err_r.as_fd(), &mut rec) {
         Ok(false) => {
             cleanup.pids = [None, None];
-            Ok(Started { pid: init, intermediate: c1 })
+            Ok(Started { pid: init, intermediate: c1, placed })
         }
         Ok(true) => {
             let err = match decode(&rec) {
@@ -1043,7 +1058,7 @@ mod tests {
         let (in_r, in_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         let (out_r, out_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         let confine = Confine { seccomp: filter, landlock, apparmor: None };
-        let started = spawn(&p, Stdio { stdin: in_r.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() }, confine, &mut |_| Ok(()));
+        let started = spawn(&p, Stdio { stdin: in_r.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() }, confine, &mut Place { dir: None, add: &mut |_| Ok(()) });
         drop(in_r);
         drop(out_w);
         let started = started?;
@@ -1145,7 +1160,7 @@ mod tests {
         let p = plan(&m, &board(), 5, "/nonexistent/berth-root").unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
         let stdio = Stdio { stdin: null.as_fd(), stdout: null.as_fd(), stderr: null.as_fd() };
-        let e = spawn(&p, stdio, Confine::default(), &mut |_| Ok(())).unwrap_err();
+        let e = spawn(&p, stdio, Confine::default(), &mut Place { dir: None, add: &mut |_| Ok(()) }).unwrap_err();
         assert_eq!((e.step, e.errno), (Step::Mount(1), Errno::ENOENT), "{e}");
         assert_eq!(e.detail.as_deref(), Some("bind /nonexistent/berth-root /nonexistent/berth-root"));
         assert!(e.to_string().contains("mount step 1 (bind /nonexistent"), "{e}");

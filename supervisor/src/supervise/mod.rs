@@ -564,10 +564,12 @@ impl Pid1 {
             _ => return,
         };
         let cg = self.cgroups.iter().find(|(p, _)| *p == pid).map(|(_, cg)| cg);
-        let mut place = |w| match cg {
+        let mut add = |w| match cg {
             Some(cg) => cg.add(w).map_err(|_| Errno::EIO),
             None => Err(Errno::ENOENT),
         };
+        let dir = cg.and_then(|cg| cg.fd.as_ref()).map(std::os::fd::AsFd::as_fd);
+        let mut place = crate::container::spawn::Place { dir, add: &mut add };
         let started = crate::container::enter::enter(&slot.spec.plan, pid, cmd, slot.spec.confine(), &mut place);
         let name = slot.spec.name.clone();
         match started {

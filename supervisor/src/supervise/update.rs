@@ -2,7 +2,9 @@
 //! hold it on trial, commit it or roll it back.
 //!
 //! - Stage ([`crate::release::store::Store::stage`]): every check before
-//!   anything changes; a refused bundle leaves the device as it was.
+//!   anything changes; a refused bundle leaves the device as it was. Its
+//!   new images are mapped here too ([`crate::images`]), and unmapped again
+//!   if the update is refused after all.
 //! - Switch: containers whose manifest (image included) is unchanged keep
 //!   running untouched; changed ones are stopped and started from the new
 //!   release; removed ones are stopped; new ones start, each after its
@@ -13,7 +15,7 @@
 //!   health check or a readiness timeout of any container during the trial
 //!   rolls back to the previous release at once, by the same switch; a
 //!   reboot or power cut during the trial rolls back at the next boot (the
-//!   store's record decides).
+//!   store's record decides). A rollback unmaps the failed release's images.
 //! - After a commit, images no kept release uses are removed.
 //!
 //! Bundles come from `berthctl update PATH` or appear in [`INBOX`], which is
@@ -115,6 +117,16 @@ impl Pid1 {
         }
         let staged = staged.map_err(|e| refuse(e.to_string()))?;
         let release = staged.verified.release.clone();
+        // Its new images are mapped now, before anything switches: one that
+        // cannot be refuses the update, and the switch only has containers
+        // to stop and start.
+        // (A release that switches by rebooting is mapped by its boot.)
+        let mapped = if release.reboot { crate::images::Mapped::default() } else { crate::images::map(&release) };
+        if mapped.failed > 0 {
+            crate::images::unmap(&mapped.new);
+            return Err(refuse(format!("{} of its images could not be mapped (see image.verity)", mapped.failed)));
+        }
+        crate::images::warm(&release, &mapped.new);
         Event::info("update.staged")
             .kv("bundle", path)
             .kv("version", release.version)
@@ -127,7 +139,10 @@ impl Pid1 {
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
             return Ok(format!("release {} staged; rebooting into it", release.version));
         }
-        u.store.begin_trial(&staged, false).map_err(|e| refuse(e.to_string()))?;
+        if let Err(e) = u.store.begin_trial(&staged, false) {
+            crate::images::unmap(&mapped.new);
+            return Err(refuse(e.to_string()));
+        }
         let key_id = staged.verified.key_id.to_string();
         u.trial = Some(Trial::new(&release));
         let version = release.version;
@@ -147,7 +162,8 @@ impl Pid1 {
             .kv("added", d.added.join(","))
             .kv("removed", d.removed.join(","))
             .emit();
-        crate::boot::activate_images(&release);
+        // Mapped while staged; a rollback's release is mapped already.
+        crate::images::map(&release);
         // uid ranges: a kept or changed container keeps its index, a new one
         // takes the lowest index no live container uses.
         let mut taken: Vec<u16> = self.slots.iter().filter(|s| !s.retired).map(|s| s.spec.plan.index).collect();
@@ -224,7 +240,11 @@ impl Pid1 {
         match u.store.verify_current(&u.keys, &u.board.name) {
             Ok(v) => {
                 let key_id = v.key_id.to_string();
+                let stale = crate::images::not_in(&u.running, &v.release);
                 self.switch_to(v.release, &key_id);
+                // The failed release's own images: its containers are being
+                // stopped, and the images go once they have.
+                crate::images::unmap(&stale);
             }
             Err(e) => Event::error("release.rollback").kv("step", "load").result(&Err::<(), _>(e.to_string())).emit(),
         }

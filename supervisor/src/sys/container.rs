@@ -51,6 +51,124 @@ pub unsafe fn clone_fork(flags: c_int) -> Result<Option<Pid>, Errno> {
     }
 }
 
+/// `CLONE_INTO_CGROUP` (Linux 5.7): the child starts in the cgroup v2
+/// directory `clone_args.cgroup` names.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` through `cgroup` (`CLONE_ARGS_SIZE_VER2`, 88 bytes;
+/// every field is 64-bit on every target).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<CloneArgs>() == 88);
+
+/// Fork with `clone3(CLONE_INTO_CGROUP)`: the child is born in the cgroup v2
+/// directory `cgroup` (any descriptor of it, `O_PATH` too), so it never has
+/// to be moved there (a move takes the kernel's cgroup thread-group lock for
+/// writing, which may wait for an RCU grace period). No new stack: the child
+/// runs on a copy-on-write copy of the caller's, as with `fork`; its exit
+/// signal is `SIGCHLD`. `Ok(None)` in the child, `Ok(Some(pid))` in the
+/// parent.
+///
+/// A kernel without `clone3` says `ENOSYS`, one without `CLONE_INTO_CGROUP`
+/// `E2BIG` (the larger struct) or `EINVAL`; a directory that is not a cgroup
+/// v2 one `EBADF`.
+///
+/// # Safety
+/// As [`clone_fork`]: the child may only make async-signal-safe calls until
+/// it calls execve or `_exit`, and must never return into code that assumes
+/// it is the parent.
+pub unsafe fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Option<Pid>, Errno> {
+    let dir = u64::try_from(cgroup.as_raw_fd()).map_err(|_| Errno::EBADF)?;
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: dir,
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed, alive across
+    // the call (the kernel copies it before the child exists). With no stack
+    // the call duplicates the caller like fork; the caller upholds the
+    // child's restrictions (see above).
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, core::mem::size_of::<CloneArgs>()) };
+    match check(r)? {
+        0 => Ok(None),
+        pid => Ok(Some(Pid::from_raw(pid as libc::pid_t))),
+    }
+}
+
+/// How a child got into its cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Born in it (`clone3` with `CLONE_INTO_CGROUP`).
+    Born,
+    /// Not placed: the caller moves it (cgroup v1, no directory given).
+    MovedV1,
+    /// Not placed: the kernel refused `clone3` with `CLONE_INTO_CGROUP`
+    /// with this error (remembered for the process's lifetime: later forks
+    /// do not try again).
+    MovedRefused(Errno),
+}
+
+/// What the kernel said to `CLONE_INTO_CGROUP` so far: 0 not tried, else
+/// the refusing errno (positive), or -1 when it worked.
+static INTO_CGROUP: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+const INTO_CGROUP_WORKS: i32 = -1;
+
+/// Fork, born in the cgroup v2 directory `dir` when one is given and the
+/// kernel allows it ([`clone_into_cgroup`]), else a plain fork
+/// ([`clone_fork`]) whose child the caller must move. A refusal that means
+/// "this kernel cannot" (`ENOSYS`, `E2BIG`, `EINVAL`, the first time) falls
+/// back to the plain fork; any other `clone3` error is the cgroup's and is
+/// returned with `true` (a failed plain fork with `false`).
+///
+/// # Safety
+/// As [`clone_fork`].
+pub unsafe fn fork_placed(dir: Option<BorrowedFd<'_>>) -> Result<(Option<Pid>, Placed), (bool, Errno)> {
+    use core::sync::atomic::Ordering::Relaxed;
+    let plain = |placed| {
+        // SAFETY: passed on to the caller.
+        unsafe { clone_fork(0) }.map(|r| (r, placed)).map_err(|e| (false, e))
+    };
+    let Some(dir) = dir else { return plain(Placed::MovedV1) };
+    let known = INTO_CGROUP.load(Relaxed);
+    if known > 0 {
+        return plain(Placed::MovedRefused(Errno::from_raw(known)));
+    }
+    // SAFETY: passed on to the caller.
+    match unsafe { clone_into_cgroup(dir) } {
+        Ok(r) => {
+            // Only the parent's copy matters; a store is async-signal-safe.
+            INTO_CGROUP.store(INTO_CGROUP_WORKS, Relaxed);
+            Ok((r, Placed::Born))
+        }
+        Err(e @ (Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL)) if known == 0 => {
+            INTO_CGROUP.store(e as i32, Relaxed);
+            plain(Placed::MovedRefused(e))
+        }
+        Err(e) => Err((true, e)),
+    }
+}
+
 /// `prlimit64(0, resource, {soft, hard}, NULL)`: 64-bit limits on 32-bit
 /// targets too.
 pub fn set_rlimit(resource: c_int, soft: u64, hard: u64) -> Result<(), Errno> {

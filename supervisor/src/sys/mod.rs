@@ -48,6 +48,8 @@ const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 /// `LO_FLAGS_READ_ONLY`.
 const LO_FLAGS_READ_ONLY: u32 = 1;
+/// `LO_FLAGS_AUTOCLEAR`: detach when the last user closes the device.
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
 
 /// `struct loop_info64` from the kernel's UAPI.
 #[repr(C)]
@@ -83,14 +85,15 @@ pub fn loop_get_free(ctl: BorrowedFd<'_>) -> Result<u32, Errno> {
     u32::try_from(r).map_err(|_| Errno::last())
 }
 
-/// Attach `backing` to the loop device `dev`, read-only.
+/// Attach `backing` to the loop device `dev`, read-only, detached by the
+/// kernel once its last user (the dm-verity mapping) closes it.
 pub fn loop_configure_ro(dev: BorrowedFd<'_>, backing: BorrowedFd<'_>, block_size: u32) -> Result<(), Errno> {
     let fd = u32::try_from(backing.as_raw_fd()).map_err(|_| Errno::EBADF)?;
     // SAFETY: LoopConfig is plain old data; all-zero is valid.
     let mut cfg: LoopConfig = unsafe { core::mem::zeroed() };
     cfg.fd = fd;
     cfg.block_size = block_size;
-    cfg.info.flags = LO_FLAGS_READ_ONLY;
+    cfg.info.flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
     // SAFETY: `cfg` is a valid loop_config that outlives the call; the kernel
     // only reads it.
     let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE as _, &cfg) };
@@ -159,4 +162,37 @@ pub fn watchdog_keepalive(dev: BorrowedFd<'_>) -> Result<(), Errno> {
     } else {
         Ok(())
     }
+}
+
+/// `struct open_how` of `openat2(2)`.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS | RESOLVE_IN_ROOT`.
+const RESOLVE_CONFINED: u64 = 0x01 | 0x02 | 0x10;
+
+/// Open `path` read-only (non-blocking, close-on-exec, no controlling
+/// terminal) as if `root` were `/`: every component, symlinks included,
+/// resolves inside `root`'s mount, never above it or into another mount
+/// (`openat2` with `RESOLVE_IN_ROOT | RESOLVE_NO_XDEV |
+/// RESOLVE_NO_MAGICLINKS`, Linux 5.6; `ENOSYS` before).
+pub fn open_in_root(root: BorrowedFd<'_>, path: &CStr) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    let flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) as u64;
+    let how = OpenHow { flags, mode: 0, resolve: RESOLVE_CONFINED };
+    // SAFETY: `path` is NUL-terminated and `how` a valid open_how whose size
+    // is passed; both outlive the call.
+    let r = unsafe {
+        libc::syscall(libc::SYS_openat2, root.as_raw_fd(), path.as_ptr(), &how as *const OpenHow, core::mem::size_of::<OpenHow>())
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    let fd = libc::c_int::try_from(r).map_err(|_| Errno::EBADF)?;
+    // SAFETY: openat2 just returned this descriptor; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }

@@ -159,7 +159,7 @@ fn root_v2_device_filter_denies_open() {
     let dir = base.join(unique("v2"));
     std::fs::create_dir(&dir).unwrap();
     let fd = act::attach_device_filter(&dir, &test_rules());
-    let cg = CgroupDir { version: Version::V2, dirs: vec![dir.clone()], program: fd.ok() };
+    let cg = CgroupDir { version: Version::V2, dirs: vec![dir.clone()], program: fd.ok(), fd: None };
     let attached = std::fs::File::open(&dir).map(|d| sys::prog_query(std::os::fd::AsFd::as_fd(&d), sys::BPF_CGROUP_DEVICE, 8));
     let inside = if cg.program.is_some() { probe(&[dir.join("cgroup.procs")]) } else { Vec::new() };
     eprintln!("inside: {}", show(&inside));
