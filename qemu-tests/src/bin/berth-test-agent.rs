@@ -174,14 +174,19 @@ fn main() {
 }
 
 /// Mode `bench` (for `cargo xtask bench`, no checks): every second, PID 1's
-/// resident memory as `AGENT measure=rss_kib value=N`, and `berthctl start`
+/// resident memory as `AGENT measure=rss_kib value=N`, then the anonymous
+/// part of it (heap and stack, not the binary's pages) as
+/// `AGENT measure=rss_anon_kib value=N`, and `berthctl start`
 /// for every container the crash-loop limit marked failed, so a crash loop
 /// goes on for as many restarts as the benchmark wants. Ends on SIGTERM.
 fn bench() -> ! {
     loop {
-        match pid1_rss_kib() {
-            Some(kib) => say(&format!("AGENT measure=rss_kib value={kib}")),
-            None => report("rss", false, "no VmRSS in /proc/1/status"),
+        match (pid1_status_kib("VmRSS:"), pid1_status_kib("RssAnon:")) {
+            (Some(kib), Some(anon)) => {
+                say(&format!("AGENT measure=rss_kib value={kib}"));
+                say(&format!("AGENT measure=rss_anon_kib value={anon}"));
+            }
+            _ => report("rss", false, "no VmRSS or RssAnon in /proc/1/status"),
         }
         let status = std::process::Command::new("/sbin/berthctl").arg("status").output();
         let text = status.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
@@ -195,10 +200,10 @@ fn bench() -> ! {
     }
 }
 
-/// `VmRSS` of PID 1 in KiB.
-fn pid1_rss_kib() -> Option<u64> {
+/// A KiB figure of PID 1's `/proc/1/status` (`key` with its colon).
+fn pid1_status_kib(key: &str) -> Option<u64> {
     let text = fs::read_to_string("/proc/1/status").ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 

@@ -87,10 +87,11 @@ fn boot_restarts(root: &Path, kvm: bool) -> Result<Machine, String> {
 
 fn count(mut m: Machine, kvm: bool, restarts: usize, report: &mut Report, notes: &mut Vec<String>) -> Result<(), String> {
     let started = Instant::now();
-    let before = loop {
+    let (before, anon_before) = loop {
         let v = m.expect_agent_measure("rss_kib", Duration::from_secs(30))?;
+        let anon = m.expect_agent_measure("rss_anon_kib", Duration::from_secs(30))?;
         if started.elapsed() >= super::boot::SETTLE {
-            break v;
+            break (v, anon);
         }
     };
     let earlier = m.events().iter().filter(|e| e.name == "container.start" && e.is("name", "crasher")).count();
@@ -108,11 +109,15 @@ fn count(mut m: Machine, kvm: bool, restarts: usize, report: &mut Report, notes:
     }
     let secs = t0.elapsed().as_secs_f64();
     let after = m.expect_agent_measure("rss_kib", Duration::from_secs(30))?;
+    let anon_after = m.expect_agent_measure("rss_anon_kib", Duration::from_secs(30))?;
     let failed = m.events().iter().filter(|e| e.name == "container.failed").count();
     m.kill();
     let note = format!("{how}; VmRSS of PID 1 after {done} restarts of crasher ({earlier} before the first reading)");
     report.set(Field::single("rss_kib_after_restarts", "KiB", after as f64, &note));
     report.set(Field::single("rss_kib_before_restarts", "KiB", before as f64, &format!("{how}; the same boot, before the counted restarts")));
+    let anon = "RssAnon of PID 1 (heap and stack; VmRSS also counts the binary's pages as they are first used)";
+    report.set(Field::single("rss_anon_kib_before_restarts", "KiB", anon_before as f64, &format!("{how}; {anon}, before the counted restarts")));
+    report.set(Field::single("rss_anon_kib_after_restarts", "KiB", anon_after as f64, &format!("{how}; {anon}, after them")));
     report.set(Field::single("restarts_done", "count", done as f64, "restarts counted between the two readings"));
     report.set(Field::single("restarts_seconds", "s", secs, &format!("{how}; {:.1} ms per restart, 10 ms of it the backoff", secs * 1e3 / done.max(1) as f64)));
     notes.push(format!(

@@ -193,6 +193,10 @@ impl Report {
             (Some(a), Some(b)) => Some(a - b),
             _ => None,
         };
+        let anon_growth = match (g("rss_anon_kib_after_restarts"), g("rss_anon_kib_before_restarts")) {
+            (Some(a), Some(b)) => format!(" (anonymous memory: {} KiB more)", fmt_value(a - b)),
+            _ => String::new(),
+        };
         vec![
             ("berth start at most 0.3x crun's", g("start_ratio_berth_vs_crun").map(|r| r <= 0.3), show(g("start_ratio_berth_vs_crun"), "x")),
             ("berth start at most 2x the floor", g("start_ratio_berth_vs_floor").map(|r| r <= 2.0), show(g("start_ratio_berth_vs_floor"), "x")),
@@ -202,7 +206,7 @@ impl Report {
             ("RSS under 2 MiB steady", g("rss_kib_steady").map(|k| k < 2048.0), show(g("rss_kib_steady"), "KiB")),
             ("no RSS growth after 10,000 restarts", growth.map(|d| d <= 0.0).filter(|_| g("restarts_done").is_some_and(|n| n >= 10_000.0)), {
                 let n = g("restarts_done").map_or("?".into(), fmt_value);
-                format!("{} more after {n} restarts", show(growth, "KiB"))
+                format!("{} more after {n} restarts{anon_growth}", show(growth, "KiB"))
             }),
             (
                 "update at most 1.5x a cold start, with 0 unchanged containers restarted",
@@ -411,6 +415,10 @@ mod tests {
         assert_eq!(t[6].1, None, "200 restarts say nothing about 10,000");
         r.set(Field::single("restarts_done", "count", 10_000.0, ""));
         assert_eq!(r.targets()[6].1, Some(true));
+        assert!(!r.targets()[6].2.contains("anonymous"));
+        r.set(Field::single("rss_anon_kib_before_restarts", "KiB", 400.0, ""));
+        r.set(Field::single("rss_anon_kib_after_restarts", "KiB", 404.0, ""));
+        assert!(r.targets()[6].2.ends_with("(anonymous memory: 4 KiB more)"), "{}", r.targets()[6].2);
         assert_eq!(t[7].1, None, "no update figures, no verdict");
         r.set(Field::single("update_ratio_vs_cold_start", "x", 1.2, ""));
         r.set(Field::single("update_unchanged_restarted", "count", 1.0, ""));
