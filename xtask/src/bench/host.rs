@@ -260,14 +260,18 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
     let rootfs_s = rootfs.to_str().ok_or("temporary directory is not UTF-8")?.to_string();
     let board_file = crate::artifacts::board_path(root, berth::board::Arch::X86_64);
     let board = crate::artifacts::load_board(&board_file)?;
+    // berth's own start path, as a line-driven server (parts 1 and 2).
+    let bench_start = || {
+        Server::spawn(
+            Command::new(&berth_bin)
+                .arg("bench-start")
+                .args(["--root", &rootfs_s, "--cgroup", if mode == CgroupMode::V2 { "v2" } else { "v1" }])
+                .arg("--board")
+                .arg(&board_file),
+        )
+    };
     let mut runners = Vec::new();
-    let berth = Server::spawn(
-        Command::new(&berth_bin)
-            .arg("bench-start")
-            .args(["--root", &rootfs_s, "--cgroup", if mode == CgroupMode::V2 { "v2" } else { "v1" }])
-            .arg("--board")
-            .arg(&board_file),
-    )?;
+    let berth = bench_start()?;
     runners.push(Runner::Server(berth));
     for (i, program) in ["crun", "runc"].into_iter().enumerate() {
         let bundle = work.join(program);
@@ -348,13 +352,7 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
     drop(runners);
 
     // Part 2: berth alone, N = 1, 8, 32, 64 interleaved.
-    let mut berth = Server::spawn(
-        Command::new(&berth_bin)
-            .arg("bench-start")
-            .args(["--root", &rootfs_s, "--cgroup", if mode == CgroupMode::V2 { "v2" } else { "v1" }])
-            .arg("--board")
-            .arg(&board_file),
-    )?;
+    let mut berth = bench_start()?;
     crate::say(&format!("scaling: {} rounds of 1, 8, 32, 64 containers", plan.scale_rounds));
     let mut per: Vec<Vec<f64>> = vec![Vec::new(); SCALE.len()];
     for round in 0..plan.warmup + plan.scale_rounds {
