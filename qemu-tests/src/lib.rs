@@ -42,6 +42,7 @@
 
 pub mod errno;
 pub mod event;
+pub mod loopcheck;
 pub mod machine;
 pub mod scenario;
 pub mod scenarios;

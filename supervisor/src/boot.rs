@@ -27,9 +27,6 @@ use std::time::Duration;
 pub const BOARD_PATH: &str = "/etc/berth/board.bin";
 /// berth on the system image.
 pub const SELF_PATH: &str = "/sbin/berth";
-/// Kernel command line key naming a program from the system image to start
-/// once the boot is ready (used by the QEMU tests; off unless given).
-const RUN_KEY: &str = "berth.run=";
 /// Largest board config berth reads.
 const BOARD_MAX: usize = 16 * 1024;
 
@@ -79,7 +76,7 @@ pub fn load_board() -> Result<Board, String> {
     Board::from_postcard(&bytes).map_err(|e| format!("{BOARD_PATH}: {e}"))
 }
 
-fn read_bounded(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_bounded(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let f = std::fs::File::open(path)?;
     let mut buf = Vec::new();
@@ -272,14 +269,11 @@ fn system_stage() -> ! {
         Event::info("containers.prepared").kv("count", specs.len()).kv("of", r.containers.len()).emit();
         pid1.adopt(specs);
         pid1.set_updates(updates);
+        // Preparing maps every image: it may have taken most of a period.
+        pid1.pet_watchdog();
     }
-    if let Some(path) = run_request() {
-        start_requested(&mut pid1, &path);
-    }
-    if let Some(n) = cut_request() {
-        Event::warn("power.cut").kv("armed", n).emit();
-        crate::release::durable::arm_cut(n);
-    }
+    #[cfg(feature = "test-hooks")]
+    crate::hooks::at_boot(&mut pid1);
     pid1.run()
 }
 
@@ -365,50 +359,4 @@ fn loopback_up() -> Result<(), Errno> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
     let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
     crate::sys::interface_up(std::os::fd::AsFd::as_fd(&sock), "lo")
-}
-
-/// `berth.run=PATH` from the kernel command line, if present.
-/// `berth.cut=N`: the power-cut test hook (see [`crate::release::durable`]).
-fn cut_request() -> Option<u64> {
-    let cmdline = read_bounded("/proc/cmdline", 4096).ok()?;
-    String::from_utf8_lossy(&cmdline).split_ascii_whitespace().find_map(|t| t.strip_prefix("berth.cut=")?.parse().ok()).filter(|n| *n > 0)
-}
-
-fn run_request() -> Option<String> {
-    let cmdline = read_bounded("/proc/cmdline", 4096).ok()?;
-    parse_run(&String::from_utf8_lossy(&cmdline))
-}
-
-pub fn parse_run(cmdline: &str) -> Option<String> {
-    cmdline
-        .split_ascii_whitespace()
-        .find_map(|t| t.strip_prefix(RUN_KEY))
-        .filter(|p| p.starts_with('/') && !p.contains(".."))
-        .map(str::to_owned)
-}
-
-fn start_requested(pid1: &mut Pid1, path: &str) {
-    let mut cmd = std::process::Command::new(path);
-    cmd.env_clear().env("PATH", "/sbin:/bin").current_dir("/");
-    crate::sys::unblock_signals_in_child(&mut cmd);
-    let r = cmd.spawn();
-    match r {
-        Ok(child) => {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            Event::info("host.start").kv("name", "run").kv("path", path).kv("pid", pid).emit();
-            pid1.watch(pid, "run");
-        }
-        Err(e) => Event::error("host.start").kv("name", "run").kv("path", path).kv("result", "error").kv("error", e).emit(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn run_key_is_parsed_and_checked() {
-        assert_eq!(super::parse_run("console=ttyS0 berth.run=/usr/lib/x quiet").as_deref(), Some("/usr/lib/x"));
-        assert_eq!(super::parse_run("berth.run=relative"), None);
-        assert_eq!(super::parse_run("berth.run=/a/../b"), None);
-        assert_eq!(super::parse_run("console=ttyS0"), None);
-    }
 }

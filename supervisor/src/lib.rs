@@ -14,6 +14,9 @@ pub mod container;
 pub mod console;
 pub mod containers;
 pub mod dhcp;
+/// Test-only hooks: only in test builds and with the `test-hooks` feature.
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod hooks;
 pub mod control;
 #[cfg(feature = "host")]
 pub mod imageinfo;

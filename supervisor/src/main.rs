@@ -21,8 +21,10 @@ fn main() -> ExitCode {
 const CTL_USAGE: &str = "usage: berthctl status | release | start NAME | stop NAME | restart NAME
        berthctl update BUNDLE           (stage a bundle on the device, switch to it, on trial until committed)
        berthctl logs NAME [-f] [-n N]  (a container's output; -f follows)
-       berthctl events [-f] [-n N]     (berth's own event lines)
-       berthctl debug wedge SECONDS   (test trigger: block berth's loop; the hardware watchdog resets the board)";
+       berthctl events [-f] [-n N]     (berth's own event lines)";
+/// Only in test builds (the `test-hooks` feature).
+#[cfg(feature = "test-hooks")]
+const CTL_USAGE_HOOKS: &str = "       berthctl debug wedge SECONDS   (test trigger: block berth's loop; the hardware watchdog resets the board)";
 
 /// The control CLI: one request over the root-only control socket.
 fn ctl(args: &[String]) -> ExitCode {
@@ -48,6 +50,7 @@ fn ctl(args: &[String]) -> ExitCode {
             let mut s = heapless::String::new();
             s.push_str(p).ok().map(|_| Command::Update(s))
         }),
+        #[cfg(feature = "test-hooks")]
         (Some("debug"), 3) if args.get(1).map(String::as_str) == Some("wedge") => {
             args.get(2).and_then(|s| s.parse().ok()).map(Command::Wedge)
         }
@@ -55,6 +58,8 @@ fn ctl(args: &[String]) -> ExitCode {
     };
     let Some(cmd) = cmd else {
         eprintln!("{CTL_USAGE}");
+        #[cfg(feature = "test-hooks")]
+        eprintln!("{CTL_USAGE_HOOKS}");
         return ExitCode::from(2);
     };
     match berth::ctlsock::call(berth::control::SOCKET, cmd) {

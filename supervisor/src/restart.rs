@@ -59,6 +59,19 @@ impl Exit {
     pub fn failed(self) -> bool {
         self != Exit::Code(0)
     }
+
+    /// Decode a raw `waitpid` status word: an exit code or the number of the
+    /// signal that ended the process, any signal (real-time ones included).
+    /// `None` for a stop or continue report (berth asks for neither).
+    pub fn from_wait_status(status: i32) -> Option<Exit> {
+        if libc::WIFEXITED(status) {
+            Some(Exit::Code(libc::WEXITSTATUS(status)))
+        } else if libc::WIFSIGNALED(status) {
+            Some(Exit::Signal(libc::WTERMSIG(status)))
+        } else {
+            None
+        }
+    }
 }
 
 /// The verdict for one exit.
@@ -115,6 +128,24 @@ mod tests {
     use super::*;
 
     const B: Backoff = Backoff { initial_ms: 100, factor: 2, cap_ms: 500, stable_ms: 1_000, limit: 4 };
+
+    #[test]
+    fn wait_status_words_decode_every_signal() {
+        // Exit codes live in bits 8..16, a terminating signal in bits 0..7
+        // (0x80 marks a core dump), 0x7f in the low byte is a stop.
+        assert_eq!(Exit::from_wait_status(0), Some(Exit::Code(0)));
+        assert_eq!(Exit::from_wait_status(3 << 8), Some(Exit::Code(3)));
+        assert_eq!(Exit::from_wait_status(255 << 8), Some(Exit::Code(255)));
+        assert_eq!(Exit::from_wait_status(libc::SIGKILL), Some(Exit::Signal(9)));
+        assert_eq!(Exit::from_wait_status(libc::SIGSEGV | 0x80), Some(Exit::Signal(11)));
+        // Real-time signals (SIGRTMIN+3 is 37 with glibc and musl; the
+        // kernel's range is 32..=64): nix has no name for them.
+        for sig in 32..=64 {
+            assert_eq!(Exit::from_wait_status(sig), Some(Exit::Signal(sig)), "signal {sig}");
+        }
+        assert_eq!(Exit::from_wait_status((libc::SIGSTOP << 8) | 0x7f), None);
+        assert_eq!(Exit::from_wait_status(0xffff), None);
+    }
 
     #[test]
     fn never_and_on_failure_after_success_stay_down() {

@@ -21,7 +21,10 @@ pub struct Artifacts {
     pub board: Board,
     pub dir: PathBuf,
     pub kernel: Kernel,
+    /// berth as shipped (no test hooks).
     pub berth: PathBuf,
+    /// berth with the test hooks, on [`Artifacts::system_test`].
+    pub berth_hooked: PathBuf,
     pub initramfs: PathBuf,
     pub system: PathBuf,
     /// The system image with the test agent added.
@@ -61,18 +64,34 @@ pub fn board_path(root: &Path, arch: Arch) -> PathBuf {
 
 /// Cross-build a static release binary of a package for an architecture.
 pub fn cross_build(root: &Path, arch: Arch, package: &str, bin: &str) -> Result<PathBuf, String> {
-    say(&format!("building {bin} for {}", arch.rust_target()));
+    cross_build_with(root, arch, package, bin, None)
+}
+
+/// The cargo feature of berth's test-only hooks (`berth.run=`, `berth.cut=`,
+/// `berthctl debug wedge`): in the QEMU test images only.
+pub const TEST_HOOKS: &str = "test-hooks";
+
+/// [`cross_build`] with a cargo feature of the package turned on; the
+/// binary is copied to `<bin>-<feature>` beside the plain one, so both
+/// builds stay at hand.
+pub fn cross_build_with(root: &Path, arch: Arch, package: &str, bin: &str, feature: Option<&str>) -> Result<PathBuf, String> {
+    let what = feature.map(|f| format!(" (feature {f})")).unwrap_or_default();
+    say(&format!("building {bin} for {}{what}", arch.rust_target()));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run_cmd(
-        Command::new(cargo)
-            .current_dir(root)
-            .args(["build", "--quiet", "--release", "--package", package, "--bin", bin, "--target", arch.rust_target()]),
-    )?;
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root).args(["build", "--quiet", "--release", "--package", package, "--bin", bin, "--target", arch.rust_target()]);
+    if let Some(f) = feature {
+        cmd.args(["--features", f]);
+    }
+    run_cmd(&mut cmd)?;
     let out = crate::cargo_target_dir(root).join(arch.rust_target()).join("release").join(bin);
     if !out.is_file() {
         return Err(format!("{} was not produced", out.display()));
     }
-    Ok(out)
+    let Some(f) = feature else { return Ok(out) };
+    let copy = out.with_file_name(format!("{bin}-{f}"));
+    fs::copy(&out, &copy).map_err(|e| format!("{} -> {}: {e}", out.display(), copy.display()))?;
+    Ok(copy)
 }
 
 /// A test variation of a board, built beside the board's own artifacts.
@@ -157,6 +176,7 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     let arch = board.arch;
     let kernel = kernel::ensure_kernel(root, arch.debian(), &board.kernel.flavour)?;
     say(&format!("{}: guest kernel {} from {}", board.name, kernel.version, kernel.package));
+    let berth_hooked = cross_build_with(root, arch, "berth", "berth", Some(TEST_HOOKS))?;
     let berth = cross_build(root, arch, "berth", "berth")?;
     let agent = cross_build(root, arch, "qemu-tests", "berth-test-agent")?;
 
@@ -230,6 +250,9 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         }
     }
     squash(&stage, &system)?;
+    // The test image: the agent, and berth with its test hooks (the
+    // initramfs keeps the shipped berth; it re-executes this one).
+    copy_exec(&berth_hooked, &stage.join("sbin/berth"))?;
     copy_exec(&agent, &stage.join(AGENT_PATH.trim_start_matches('/')))?;
     squash(&stage, &system_test)?;
 
@@ -279,6 +302,7 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         dir,
         kernel,
         berth,
+        berth_hooked,
         initramfs,
         system,
         system_test,

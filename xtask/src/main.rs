@@ -582,6 +582,27 @@ fn static_binary(path: &Path, arch: Arch) -> Result<(), String> {
     Ok(())
 }
 
+/// Strings only berth's test hooks put in the binary: the kernel command
+/// line keys, the hooks' event names and the wedge command.
+const HOOK_MARKS: [&str; 5] = ["berth.run=", "berth.cut=", "power.cut", "debug.wedge", "debug wedge"];
+
+/// The shipped berth holds none of the test hooks' marks; the test build
+/// holds every one (so the search itself is shown to find them).
+fn no_test_hooks(shipped: &Path, hooked: &Path) -> Result<(), String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let (ship, hook) = (read(shipped)?, read(hooked)?);
+    let has = |bytes: &[u8], mark: &str| bytes.windows(mark.len()).any(|w| w == mark.as_bytes());
+    let found: Vec<&str> = HOOK_MARKS.iter().copied().filter(|m| has(&ship, m)).collect();
+    if !found.is_empty() {
+        return Err(format!("{}: the shipped binary holds test hooks: {found:?}", shipped.display()));
+    }
+    let missing: Vec<&str> = HOOK_MARKS.iter().copied().filter(|m| !has(&hook, m)).collect();
+    if !missing.is_empty() {
+        return Err(format!("{}: the test build lacks {missing:?}: the check would not see them", hooked.display()));
+    }
+    Ok(())
+}
+
 fn run(root: &Path, a: &Args) -> Result<(), String> {
     let board = one_board(root, a)?;
     let arch = artifacts::load_board(&board)?.arch;
@@ -774,6 +795,7 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ),
         ("restarts", Variant { suffix: "-restarts".into(), manifests: Some(root.join("qemu-tests/manifests/restarts")), ..Default::default() }),
         ("readiness", Variant { suffix: "-readiness".into(), manifests: Some(root.join("qemu-tests/manifests/readiness")), ..Default::default() }),
+        ("waiting", Variant { suffix: "-waiting".into(), manifests: Some(root.join("qemu-tests/manifests/waiting")), ..Default::default() }),
         ("limits", Variant { suffix: "-limits".into(), manifests: Some(root.join("qemu-tests/manifests/limits")), ..Default::default() }),
         (
             "services",
@@ -1001,6 +1023,8 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
         if let Some((_, a)) = builds.first() {
             let (path, arch) = (a.berth.clone(), a.board.arch);
             cases.push(qemu_tests::scenario::case(format!("{}/static-binary", arch.name()), move || static_binary(&path, arch)));
+            let (shipped, hooked) = (a.berth.clone(), a.berth_hooked.clone());
+            cases.push(qemu_tests::scenario::case(format!("{}/no-test-hooks", arch.name()), move || no_test_hooks(&shipped, &hooked)));
             let (a, host_berth, root) = (a.clone(), host_berth.clone(), root.to_path_buf());
             cases.push(qemu_tests::scenario::case(format!("{}/release-round-trip", arch.name()), move || {
                 release_round_trip(&root, &a, &host_berth)

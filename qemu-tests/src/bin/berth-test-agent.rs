@@ -18,7 +18,8 @@
 //! remembered by `/data/.agent-rebooted`, power off the next). Actions are
 //! announced as `AGENT action=<x>`; `AGENT done` comes before the signal.
 //! Then it waits for berth's shutdown SIGTERM and exits 0. Mode `bench`
-//! skips the checks: see [`bench`].
+//! skips the checks: see [`bench`]. Mode `idle-cpu` skips them too and
+//! measures PID 1's CPU time while a container waits (see [`loopcheck`]).
 //!
 //! The update modes skip the checks above and drive `berthctl update` with
 //! the bundles under `/data/test/` (see `qemu_tests::updates`): `update`,
@@ -35,6 +36,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use qemu_tests::event::quote;
+
+#[path = "berth-test-agent/loopcheck.rs"]
+mod loopcheck;
 
 const WRITE_PROBE: &str = "/.berth-agent-write";
 const DIR_PROBE: &str = "/.berth-agent-dir";
@@ -76,7 +80,12 @@ fn main() {
             "none".to_string()
         }
     };
-    if UPDATE_MODES.contains(&mode.as_str()) {
+    if mode == "idle-cpu" {
+        // The `waiting` scenario's board runs no demo container: no general checks.
+        let (pass, detail) = loopcheck::idle_while_waiting();
+        report("pid1-idle", pass, &detail);
+        act("poweroff", libc::SIGTERM);
+    } else if UPDATE_MODES.contains(&mode.as_str()) {
         // The update scenarios skip the general checks (the boot scenario
         // makes them) and start at once.
         update_mode(&mode);
@@ -110,6 +119,8 @@ fn main() {
             } else {
                 let (pass, detail) = check_berthctl_service();
                 report("berthctl-service", pass, &detail);
+                let (pass, detail) = loopcheck::rt_signal_service();
+                report("service-rt-signal", pass, &detail);
             }
         }
         if token(&cmdline, "berth.test.fuzz").is_some() {

@@ -7,7 +7,9 @@ use crate::log::Event;
 impl Pid1 {
     /// Carry out one control command.
     pub(super) fn command(&mut self, cmd: Command) -> Response {
-        let find = |slots: &[Slot], name: &str| slots.iter().position(|s| s.spec.name == name);
+        // A retired container (removed by an update, still stopping) is no
+        // longer the operator's to start, stop or restart.
+        let find = |slots: &[Slot], name: &str| slots.iter().position(|s| !s.retired && s.spec.name == name);
         match cmd {
             Command::Status => Response::Status(Box::new(self.status())),
             Command::Release => self.release_info(),
@@ -43,11 +45,15 @@ impl Pid1 {
                     None => error("the log store is not available"),
                 }
             }
+            #[cfg(feature = "test-hooks")]
             Command::Wedge(seconds) if !(1..=600).contains(&seconds) => error("wedge takes 1 to 600 seconds"),
+            #[cfg(feature = "test-hooks")]
             Command::Wedge(seconds) => {
                 self.wedge(seconds);
                 Response::Done
             }
+            #[cfg(not(feature = "test-hooks"))]
+            Command::Wedge(_) => error("this berth is built without test hooks"),
             Command::Stop(ref name) | Command::Restart(ref name) | Command::Start(ref name) if find(&self.slots, name).is_none() => {
                 // Container names come first; then the board's services.
                 match self.service_index(name) {

@@ -37,7 +37,6 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::time::Duration;
 
@@ -362,6 +361,13 @@ impl Pid1 {
         if let Some(t) = &self.pet_timer {
             let _ = t.wait();
         }
+        self.pet_watchdog();
+    }
+
+    /// Pet the hardware watchdog now: from its timer in the loop, and once
+    /// after the boot's slow steps (preparing every container) and before
+    /// the loop's first tick starts them.
+    pub fn pet_watchdog(&self) {
         if let Some(w) = &self.watchdog {
             if let Err(e) = w.pet() {
                 Event::error("watchdog.pet").result(&Err::<(), _>(e)).emit();
@@ -369,9 +375,10 @@ impl Pid1 {
         }
     }
 
-    /// The watchdog test trigger: block the loop for `seconds`, so nothing
-    /// pets the watchdog (nor reaps, nor answers). Root only, through the
-    /// control socket.
+    /// The watchdog test trigger (only with the `test-hooks` feature):
+    /// block the loop for `seconds`, so nothing pets the watchdog (nor
+    /// reaps, nor answers). Root only, through the control socket.
+    #[cfg(feature = "test-hooks")]
     pub(super) fn wedge(&mut self, seconds: u16) {
         Event::warn("debug.wedge").kv("seconds", seconds).kv("watchdog", self.watchdog.is_some() as u8).emit();
         std::thread::sleep(Duration::from_secs(seconds.into()));
@@ -391,6 +398,30 @@ impl Pid1 {
             self.slots.push(Slot::new(spec));
         }
         self.watch_notify_sockets();
+    }
+
+    /// Forget slot `i` (a retired container that has ended): its spec and
+    /// notify socket are freed. Notify tokens are slot indices, so the
+    /// sockets of the slots after it are registered again under their new
+    /// index.
+    pub(super) fn drop_slot(&mut self, i: usize) {
+        if i >= self.slots.len() {
+            return;
+        }
+        let gone = self.slots.remove(i);
+        if let (Some(epoll), Some(sock)) = (&self.epoll, &gone.spec.notify) {
+            let _ = epoll.delete(sock);
+        }
+        drop(gone);
+        let Some(epoll) = &self.epoll else { return };
+        for (j, slot) in self.slots.iter().enumerate().skip(i) {
+            if let Some(sock) = &slot.spec.notify {
+                let mut ev = EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_NOTIFY + j as u64);
+                if let Err(e) = epoll.modify(sock, &mut ev) {
+                    Event::error("notify.watch").kv("name", &slot.spec.name).result(&Err::<(), _>(errno_text(e))).emit();
+                }
+            }
+        }
     }
 
     fn watch_notify_sockets(&self) {
@@ -446,6 +477,25 @@ impl Pid1 {
                 self.run_check(i, now);
             }
         }
+        // A container ready at its start may let one listed before it go:
+        // one more pass per such start, so no start waits for a later tick.
+        for _ in 0..=self.slots.len() {
+            if !self.start_pass(now) {
+                break;
+            }
+        }
+        // Fresh time: starting containers above took a while, and a trial's
+        // window must not begin before they ran.
+        self.update_due = self.update_tick(crate::log::now());
+        self.arm_deadline();
+    }
+
+    /// Start every container whose time has come and whose dependencies
+    /// are ready. One waiting on a dependency is said once and then left
+    /// out of the deadline timer ([`Slot::told_waiting`]): a dependency
+    /// that becomes ready ticks again. True when a container started ready.
+    fn start_pass(&mut self, now: f64) -> bool {
+        let mut ready_at_start = false;
         for i in 0..self.slots.len() {
             let Some(slot) = self.slots.get(i) else { continue };
             if self.phase != Phase::Running || slot.due.is_none_or(|d| d > now) {
@@ -461,11 +511,9 @@ impl Pid1 {
                 continue;
             }
             self.launch(i, now);
+            ready_at_start |= self.slots.get(i).is_some_and(|s| s.pid.is_some() && s.life.ready);
         }
-        // Fresh time: starting containers above took a while, and a trial's
-        // window must not begin before they ran.
-        self.update_due = self.update_tick(crate::log::now());
-        self.arm_deadline();
+        ready_at_start
     }
 
     fn launch(&mut self, i: usize, now: f64) {
@@ -663,8 +711,8 @@ impl Pid1 {
             return;
         }
         if slot.retired {
-            slot.state = SlotState::Stopped;
             Event::info("container.stopped").kv("name", &slot.spec.name).kv("by", "update").emit();
+            self.drop_slot(i);
             return;
         }
         if slot.replace.is_some() {
@@ -752,7 +800,8 @@ impl Pid1 {
         let next = self
             .slots
             .iter()
-            .flat_map(|s| [s.due, s.life.deadline()])
+            // A start waiting on a dependency has no deadline of its own.
+            .flat_map(|s| [s.due.filter(|_| !s.told_waiting), s.life.deadline()])
             .flatten()
             .chain(self.update_due)
             .chain(self.view.as_ref().and_then(view::View::due))
@@ -848,7 +897,9 @@ impl Pid1 {
         // Before any container: those granted the status view bind its directory.
         self.view = view::View::new();
         self.refresh_view();
-        // The release's containers start now, with the loop ready for them.
+        // The release's containers start now, with the loop ready for them
+        // and the watchdog's period all theirs.
+        self.pet_watchdog();
         self.tick();
         Ok((sfd, timer))
     }
@@ -932,9 +983,9 @@ impl Pid1 {
     /// Last resort without epoll: reap forever, so zombies never pile up.
     fn fallback(&mut self) -> ! {
         loop {
-            match waitpid(Pid::from_raw(-1), None) {
-                Ok(st) => self.report_exit(st),
-                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            match crate::sys::wait_any(false) {
+                Ok(Some((pid, status))) => self.report_exit(pid, status),
+                Ok(None) | Err(_) => std::thread::sleep(Duration::from_secs(1)),
             }
         }
     }
@@ -980,9 +1031,9 @@ impl Pid1 {
     /// Reap every exited child. True when PID 1 has no children left at all.
     fn reap(&mut self) -> bool {
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => return false,
-                Ok(st) => self.report_exit(st),
+            match crate::sys::wait_any(true) {
+                Ok(None) => return false,
+                Ok(Some((pid, status))) => self.report_exit(pid, status),
                 Err(Errno::EINTR) => continue,
                 Err(Errno::ECHILD) => return true,
                 Err(e) => {
@@ -993,10 +1044,12 @@ impl Pid1 {
         }
     }
 
-    fn report_exit(&mut self, st: WaitStatus) {
-        let (pid, how, code) = match st {
-            WaitStatus::Exited(pid, code) => (pid, "exit", code),
-            WaitStatus::Signaled(pid, sig, _) => (pid, "signal", sig as i32),
+    /// A child ended with the raw wait status `status` (decoded here, so a
+    /// real-time signal's number is kept: see [`crate::sys::wait_any`]).
+    fn report_exit(&mut self, pid: Pid, status: i32) {
+        let (how, code) = match crate::restart::Exit::from_wait_status(status) {
+            Some(crate::restart::Exit::Code(c)) => ("exit", c),
+            Some(crate::restart::Exit::Signal(s)) => ("signal", s),
             _ => return,
         };
         let name = match self.known.iter().position(|k| k.pid == pid) {

@@ -182,11 +182,18 @@ impl Pid1 {
         self.set_release(version, key_id);
         for name in &d.removed {
             if let Some(i) = self.slots.iter().position(|s| !s.retired && s.spec.name == name.as_str()) {
+                let running = self.slots.get(i).is_some_and(|s| s.pid.is_some());
                 if let Some(s) = self.slots.get_mut(i) {
                     s.retired = true;
                     s.due = None;
                 }
-                self.stop_container(i, "update");
+                if running {
+                    // Dropped once it has ended (`after_exit`).
+                    self.stop_container(i, "update");
+                } else {
+                    Event::info("container.stopped").kv("name", name).kv("by", "update").emit();
+                    self.drop_slot(i);
+                }
             }
         }
         for spec in specs {

@@ -196,3 +196,21 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &CStr) -> Result<std::os::fd::Ow
     // SAFETY: openat2 just returned this descriptor; nothing else owns it.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
+
+/// `waitpid(-1, WNOHANG)` (or blocking without `nohang`) returning the raw
+/// status word: nix's decoder turns a child killed by a signal it has no
+/// name for (a real-time signal) into an error after the kernel has already
+/// reaped the child, and that exit would be lost. [`crate::supervise::reap`]
+/// decodes the word itself. `Ok(None)`: children exist, none has ended.
+pub fn wait_any(nohang: bool) -> Result<Option<(nix::unistd::Pid, libc::c_int)>, Errno> {
+    let mut status: libc::c_int = 0;
+    let flags = if nohang { libc::WNOHANG } else { 0 };
+    // SAFETY: `status` is a valid, writable int on our stack for the whole
+    // call; waitpid writes at most that one int.
+    let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
+    match pid {
+        p if p < 0 => Err(Errno::last()),
+        0 => Ok(None),
+        p => Ok(Some((nix::unistd::Pid::from_raw(p), status))),
+    }
+}
