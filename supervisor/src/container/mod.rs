@@ -26,6 +26,7 @@ pub mod mounts;
 pub mod plan;
 pub mod prepare;
 pub mod spawn;
+pub mod start;
 
 pub use cstr::{CArg, CBuf, CPath};
 pub use mounts::Step;
