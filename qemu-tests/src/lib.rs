@@ -46,3 +46,4 @@ pub mod machine;
 pub mod scenario;
 pub mod scenarios;
 pub mod updates;
+pub mod waits;

@@ -108,6 +108,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
             case(format!("{arch}/{name}"), move || f(l.as_ref()))
         })
         .collect();
+    cases.extend(crate::waits::cases(Arc::clone(&l)));
     cases.extend(crate::updates::cases(l));
     cases
 }

@@ -336,13 +336,25 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
     })
 }
 
+/// What [`begin`] did.
+pub enum Begun {
+    /// Forked: the start is under way.
+    Launching(Launching),
+    /// Nothing yet: these volumes must be shifted first (off the loop, see
+    /// [`crate::container::shift`]); then begin again.
+    Shift(Vec<crate::container::shift::Job>),
+}
+
 /// Begin starting one container from its spec (PID 1's way): the host
 /// preparation, its cgroup, the fork; the rest of the start runs as its
 /// pipes become readable ([`start::Pending`]). `hang` is the test hook's
 /// step ([`hang_for`]). A failure here leaves nothing behind (the cgroup
 /// made for it is empty and removed at once).
-pub fn begin(s: &Spec, hang: Option<spawn::Step>) -> Result<Launching, (&'static str, String)> {
-    prepare::prepare(&s.plan).map_err(|e| ("prepare", e.to_string()))?;
+pub fn begin(s: &Spec, hang: Option<spawn::Step>) -> Result<Begun, (&'static str, String)> {
+    let shifts = prepare::prepare(&s.plan).map_err(|e| ("prepare", e.to_string()))?;
+    if !shifts.is_empty() {
+        return Ok(Begun::Shift(shifts));
+    }
     let cg = crate::cgroup::act::create(s.cgroup, std::path::Path::new(CGROUP_MOUNT), &s.name, &s.limits, &s.rules)
         .map_err(|e| (if e.busy { "cgroup-busy" } else { "cgroup" }, e.to_string()))?;
     let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());
@@ -363,7 +375,7 @@ pub fn begin(s: &Spec, hang: Option<spawn::Step>) -> Result<Launching, (&'static
     };
     let stdio = spawn::Stdio { stdin: null.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() };
     match spawn::begin(&s.plan, stdio, s.confine(), cg.fd.as_ref().map(AsFd::as_fd), hang) {
-        Ok(pending) => Ok(Launching { pending, output: out_r, cgroup: cg }),
+        Ok(pending) => Ok(Begun::Launching(Launching { pending, output: out_r, cgroup: cg })),
         Err(e) => Err(io(cg, "spawn", e.to_string())),
     }
 }
@@ -390,7 +402,10 @@ pub fn started_event(s: &Spec, pid: Pid, cg: &CgroupDir) {
 /// Start one container and wait for its exec (tools: `berth bench-start`),
 /// its cgroup in the subtree `group` of the hierarchy mounted at `mount`.
 pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launched, (&'static str, String)> {
-    prepare::prepare(&s.plan).map_err(|e| ("prepare", e.to_string()))?;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    for job in prepare::prepare(&s.plan).map_err(|e| ("prepare", e.to_string()))? {
+        crate::container::shift::run(&job, &never).map_err(|e| ("volume", e))?;
+    }
     let cg = crate::cgroup::act::create_in(s.cgroup, mount, group, &s.name, &s.limits, &s.rules)
         .map_err(|e| ("cgroup", e.to_string()))?;
     let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());

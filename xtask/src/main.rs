@@ -776,6 +776,15 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ("readiness", Variant { suffix: "-readiness".into(), manifests: Some(root.join("qemu-tests/manifests/readiness")), ..Default::default() }),
         ("limits", Variant { suffix: "-limits".into(), manifests: Some(root.join("qemu-tests/manifests/limits")), ..Default::default() }),
         (
+            "hang",
+            Variant {
+                suffix: "-hang".into(),
+                manifests: Some(root.join("qemu-tests/manifests/hang")),
+                cmdline: Some(HANG_HOOKS.into()),
+                ..Default::default()
+            },
+        ),
+        (
             "services",
             Variant {
                 suffix: "-services".into(),
@@ -846,6 +855,10 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ),
     ]
 }
+
+/// The `hang` variant's test hook (a `test-hooks` build of berth): `hung`'s
+/// start stops at its first mount step, `slowcheck`'s checks at `setns`.
+const HANG_HOOKS: &str = "berth.hang=hung:mount,slowcheck.check:setns";
 
 /// The Debian kernels' default LSM order (`CONFIG_LSM`, the same on all
 /// three flavours) without Landlock: a kernel booted with Landlock disabled.

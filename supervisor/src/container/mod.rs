@@ -25,6 +25,7 @@ pub mod landlock;
 pub mod mounts;
 pub mod plan;
 pub mod prepare;
+pub mod shift;
 pub mod spawn;
 pub mod start;
 

@@ -179,6 +179,10 @@ struct Slot {
     replace: Option<Box<crate::containers::Spec>>,
     /// The start under way (forked, not yet exec'd).
     starting: Option<Box<starting::Starting>>,
+    /// Its volumes' ids being shifted before its start.
+    preparing: Option<Box<starting::Preparing>>,
+    /// A volume shift just completed for the next start.
+    shifted: bool,
     /// Tries of a start waiting for its old cgroup's removal.
     deferred: u32,
     /// The running check's trail (where its setup is).
@@ -188,7 +192,7 @@ struct Slot {
 impl Slot {
     /// A run is under way: started (or starting) and not yet reaped.
     fn busy(&self) -> bool {
-        self.pid.is_some() || self.starting.is_some()
+        self.pid.is_some() || self.starting.is_some() || self.preparing.is_some()
     }
 }
 
@@ -211,6 +215,8 @@ impl Slot {
             retired: false,
             replace: None,
             starting: None,
+            preparing: None,
+            shifted: false,
             deferred: 0,
             check_trail: None,
         }

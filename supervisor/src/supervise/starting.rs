@@ -18,6 +18,10 @@
 //! through SIGCHLD like every child ([`Pid1::start_reaped`]), and the restart
 //! policy applies as to a run that failed at once.
 //!
+//! A container whose volumes must have their ids shifted first (a new id
+//! range, a shift cut short, a new volume's marker) waits for a helper
+//! thread to do it (`volume.shift`), then starts.
+//!
 //! The start of a container whose cgroup from an earlier run is still being
 //! removed waits for it (`container.waiting for=cgroup`), retried every
 //! [`DEFER`] s up to [`DEFER_MAX`] times; then the start fails.
@@ -31,9 +35,10 @@ use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 use nix::unistd::Pid;
 
-/// Pending starts' pipes use tokens from here on (2 per slot: error pipe,
-/// up pipe).
+/// Pending starts' pipes use tokens from here on ([`TOKENS`] per slot:
+/// error pipe, up pipe, volume shift).
 pub(super) const TOKEN_START: u64 = 4000;
+const TOKENS: u64 = 3;
 /// Seconds between tries of a start that waits for its old cgroup.
 pub(super) const DEFER: f64 = 0.1;
 /// Tries before such a start fails.
@@ -47,6 +52,14 @@ pub(super) struct Starting {
     pub(super) deadline: Deadline,
     /// The up pipe is in the epoll set.
     up_watched: bool,
+}
+
+/// A slot's volume shift before its start (see [`crate::container::shift`]).
+pub(super) struct Preparing {
+    wake: std::os::fd::OwnedFd,
+    report: std::sync::mpsc::Receiver<crate::container::shift::Report>,
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    began: f64,
 }
 
 impl Starting {
@@ -75,13 +88,20 @@ impl Pid1 {
             crate::containers::begin(&slot.spec, crate::containers::hang_for(&name, false))
         };
         match begun {
-            Ok(launching) => {
+            Ok(crate::containers::Begun::Shift(_)) if slot.shifted => {
+                slot.shifted = false;
+                Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", "still not marked shifted after a shift").emit();
+                self.after_exit(i, crate::restart::Exit::Code(127), 0);
+            }
+            Ok(crate::containers::Begun::Shift(jobs)) => self.begin_shift(i, jobs, now),
+            Ok(crate::containers::Begun::Launching(launching)) => {
+                slot.shifted = false;
                 slot.told_waiting = false;
                 slot.deferred = 0;
                 slot.state = SlotState::Starting;
                 let mut st = Starting { launching, deadline: Deadline::new(now), up_watched: false };
                 if let Some(epoll) = &self.epoll {
-                    let token = TOKEN_START + 2 * i as u64;
+                    let token = TOKEN_START + TOKENS * i as u64;
                     let p = &st.launching.pending;
                     let r = epoll.add(p.err_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token));
                     if let Err(e) = r {
@@ -117,7 +137,10 @@ impl Pid1 {
 
     /// A pending start's pipe is readable (token `t` - [`TOKEN_START`]).
     pub(super) fn on_start_io(&mut self, t: u64) {
-        let i = (t / 2) as usize;
+        let i = (t / TOKENS) as usize;
+        if t % TOKENS == 2 {
+            return self.on_shift_done(i);
+        }
         let Some(slot) = self.slots.get_mut(i) else { return };
         let Some(st) = slot.starting.as_mut() else { return };
         let crate::containers::Launching { pending, cgroup, .. } = &mut st.launching;
@@ -232,7 +255,7 @@ impl Pid1 {
     /// Cancel container `i`'s pending start (stopped by `by`); true when
     /// there was one. Its end counts as a killed run of no length.
     pub(super) fn cancel_start(&mut self, i: usize, by: &str) -> bool {
-        if !self.end_start(i) {
+        if !self.end_start(i) && !self.end_shift(i) {
             return false;
         }
         let name = self.slots.get(i).map(|s| s.spec.name.clone()).unwrap_or_default();
@@ -256,6 +279,76 @@ impl Pid1 {
             }
         }
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+
+    /// Container `i`'s volumes must be shifted before it starts: a helper
+    /// thread does it; the slot waits (`starting`) for its report.
+    fn begin_shift(&mut self, i: usize, jobs: Vec<crate::container::shift::Job>, now: f64) {
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        let name = slot.spec.name.clone();
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let volumes: Vec<String> = jobs.iter().map(|j| j.volume.clone()).collect();
+        let to = jobs.first().map_or(0, |j| j.to);
+        let spawned = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+            .map_err(|e| errno_text(e).to_string())
+            .and_then(|(r, w)| crate::container::shift::spawn(jobs, w, cancel.clone()).map(|rx| (r, rx)).map_err(|e| e.to_string()));
+        let (wake, report) = match spawned {
+            Ok(x) => x,
+            Err(e) => {
+                Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", e).emit();
+                return self.after_exit(i, crate::restart::Exit::Code(127), 0);
+            }
+        };
+        if let Some(epoll) = &self.epoll {
+            let token = TOKEN_START + TOKENS * i as u64 + 2;
+            if let Err(e) = epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, token)) {
+                Event::error("volume.shift").kv("name", &name).kv("step", "watch").result(&Err::<(), _>(errno_text(e))).emit();
+            }
+        }
+        Event::info("volume.shift").kv("name", &name).kv("volumes", volumes.join(",")).kv("to", to).emit();
+        slot.state = SlotState::Starting;
+        slot.preparing = Some(Box::new(Preparing { wake, report, cancel, began: now }));
+    }
+
+    /// The helper thread of container `i`'s volume shift reported.
+    fn on_shift_done(&mut self, i: usize) {
+        let now = crate::log::now();
+        let Some(slot) = self.slots.get_mut(i) else { return };
+        let Some(p) = &slot.preparing else { return };
+        let report = match p.report.try_recv() {
+            Ok(r) => r,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err("the shift ended without a report".to_owned()),
+        };
+        let ms = ((now - p.began).max(0.0) * 1e3) as u64;
+        let name = slot.spec.name.clone();
+        self.end_shift(i);
+        match report {
+            Ok(entries) => {
+                Event::info("volume.shift").kv("name", &name).kv("entries", entries).kv("ms", ms).kv("result", "ok").emit();
+                if let Some(slot) = self.slots.get_mut(i) {
+                    slot.shifted = true;
+                }
+                self.begin_start(i, now);
+            }
+            Err(e) => {
+                Event::error("volume.shift").kv("name", &name).kv("ms", ms).kv("result", "error").kv("error", &e).emit();
+                Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", e).emit();
+                self.after_exit(i, crate::restart::Exit::Code(127), 0);
+            }
+        }
+    }
+
+    /// Take container `i`'s volume shift out of the loop (a running helper
+    /// stops at its next entry; its marker says the shift is unfinished).
+    fn end_shift(&mut self, i: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(i) else { return false };
+        let Some(p) = slot.preparing.take() else { return false };
+        p.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(epoll) = &self.epoll {
+            let _ = epoll.delete(&p.wake);
+        }
+        true
     }
 
     /// Reap `pid` without a `reap` event (an ended start's process).
