@@ -47,3 +47,4 @@ pub mod machine;
 pub mod scenario;
 pub mod scenarios;
 pub mod updates;
+pub mod waits;

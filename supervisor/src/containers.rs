@@ -3,10 +3,12 @@
 //!
 //! [`prepare_all`] runs once per release, in dependency order: each image must
 //! be mounted (verified), each plan is built and each seccomp filter compiled
-//! here, never at a restart. [`launch`] then makes the host-side nodes and
+//! here, never at a restart. [`begin`] then makes the host-side nodes and
 //! volumes ([`crate::container::prepare`]), the container's cgroup (limits and
 //! device allowlist in force before any of its processes exist; no cgroup, no
-//! container) and spawns it with its output on a pipe the PID 1 loop reads.
+//! container) and forks it with its output on a pipe the PID 1 loop reads;
+//! the loop finishes the start as the child's pipes say
+//! ([`crate::container::start`]).
 //! A container whose preparation fails is reported and left out; the others go
 //! on.
 //!
@@ -24,7 +26,7 @@ use crate::cgroup::DeviceRule;
 use crate::apparmor::ExecAttr;
 use crate::container::landlock::{self, Decision, Ruleset};
 use crate::container::plan::Plan;
-use crate::container::{plan, prepare, spawn};
+use crate::container::{plan, prepare, spawn, start};
 use crate::log::Event;
 use crate::manifest::{Manifest, Restart};
 use crate::mount::errno_text;
@@ -167,6 +169,14 @@ pub fn layers(board: &Board) -> Result<Layers, (&'static str, String)> {
 /// A running container's handles.
 pub struct Launched {
     pub pid: Pid,
+    pub output: OwnedFd,
+    pub cgroup: CgroupDir,
+}
+
+/// A container between its fork and its exec ([`begin`]): the handshake,
+/// its output pipe and its cgroup.
+pub struct Launching {
+    pub pending: start::Pending,
     pub output: OwnedFd,
     pub cgroup: CgroupDir,
 }
@@ -326,15 +336,76 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
     })
 }
 
-/// Start one container from its spec.
-pub fn launch(s: &Spec) -> Result<Launched, (&'static str, String)> {
-    launch_in(s, std::path::Path::new(CGROUP_MOUNT), crate::cgroup::act::SUBTREE)
+/// What [`begin`] did.
+pub enum Begun {
+    /// Forked: the start is under way.
+    Launching(Launching),
+    /// Nothing yet: these volumes must be shifted first (off the loop, see
+    /// [`crate::container::shift`]); then begin again.
+    Shift(Vec<crate::container::shift::Job>),
 }
 
-/// [`launch`] with the container's cgroup in the subtree `group` of the
-/// hierarchy mounted at `mount`.
+/// Begin starting one container from its spec (PID 1's way): the host
+/// preparation, its cgroup, the fork; the rest of the start runs as its
+/// pipes become readable ([`start::Pending`]). `hang` is the test hook's
+/// step ([`hang_for`]). A failure here leaves nothing behind (the cgroup
+/// made for it is empty and removed at once).
+pub fn begin(s: &Spec, hang: Option<spawn::Step>) -> Result<Begun, (&'static str, String)> {
+    let shifts = prepare::prepare(&s.plan).map_err(|e| ("prepare", e.to_string()))?;
+    if !shifts.is_empty() {
+        return Ok(Begun::Shift(shifts));
+    }
+    let cg = crate::cgroup::act::create(s.cgroup, std::path::Path::new(CGROUP_MOUNT), &s.name, &s.limits, &s.rules)
+        .map_err(|e| (if e.busy { "cgroup-busy" } else { "cgroup" }, e.to_string()))?;
+    let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());
+    let io = |cg: CgroupDir, step: &'static str, e: String| {
+        let _ = crate::cgroup::act::remove_empty(cg);
+        (step, e)
+    };
+    let (out_r, out_w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return Err(io(cg, "pipe", errno_text(e).to_string())),
+    };
+    if let Err(e) = fcntl(std::os::fd::AsRawFd::as_raw_fd(&out_r), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(errno("pipe")) {
+        return Err(io(cg, e.0, e.1));
+    }
+    let null = match std::fs::File::open("/dev/null") {
+        Ok(f) => f,
+        Err(e) => return Err(io(cg, "stdin", e.to_string())),
+    };
+    let stdio = spawn::Stdio { stdin: null.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() };
+    match spawn::begin(&s.plan, stdio, s.confine(), cg.fd.as_ref().map(AsFd::as_fd), hang) {
+        Ok(pending) => Ok(Begun::Launching(Launching { pending, output: out_r, cgroup: cg })),
+        Err(e) => Err(io(cg, "spawn", e.to_string())),
+    }
+}
+
+/// Say that container `s` started: its init `pid` exec'd, with these
+/// layers and this cgroup.
+pub fn started_event(s: &Spec, pid: Pid, cg: &CgroupDir) {
+    let layers = s.layers();
+    Event::info("container.start")
+        .kv("name", &s.name)
+        .kv("pid", pid)
+        .kv("uid_base", layers.uid_base)
+        .kv("uid_map", host_uid_map(pid))
+        .kv("seccomp", &layers.seccomp)
+        .kv("caps", format_args!("{:x}", layers.caps))
+        .kv("device_rules", layers.device_rules)
+        .kv("landlock", format_args!("{}", layers.landlock()))
+        .kv("apparmor", &layers.apparmor)
+        .kv("cgroup", cg.path().map(|p| p.display().to_string()).unwrap_or_default())
+        .kv("result", "ok")
+        .emit();
+}
+
+/// Start one container and wait for its exec (tools: `berth bench-start`),
+/// its cgroup in the subtree `group` of the hierarchy mounted at `mount`.
 pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launched, (&'static str, String)> {
-    prepare::prepare(&s.plan).map_err(|e| ("prepare", e.to_string()))?;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    for job in prepare::prepare(&s.plan).map_err(|e| ("prepare", e.to_string()))? {
+        crate::container::shift::run(&job, &never).map_err(|e| ("volume", e))?;
+    }
     let cg = crate::cgroup::act::create_in(s.cgroup, mount, group, &s.name, &s.limits, &s.rules)
         .map_err(|e| ("cgroup", e.to_string()))?;
     let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());
@@ -355,21 +426,55 @@ pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launc
         }
     };
     drop(out_w);
-    let layers = s.layers();
-    Event::info("container.start")
-        .kv("name", &s.name)
-        .kv("pid", started.pid)
-        .kv("uid_base", layers.uid_base)
-        .kv("uid_map", host_uid_map(started.pid))
-        .kv("seccomp", &layers.seccomp)
-        .kv("caps", format_args!("{:x}", layers.caps))
-        .kv("device_rules", layers.device_rules)
-        .kv("landlock", format_args!("{}", layers.landlock()))
-        .kv("apparmor", &layers.apparmor)
-        .kv("cgroup", cg.path().map(|p| p.display().to_string()).unwrap_or_default())
-        .kv("result", "ok")
-        .emit();
+    started_event(s, started.pid, &cg);
     Ok(Launched { pid: started.pid, output: out_r, cgroup: cg })
+}
+
+/// The test hook's step for container `name`'s start (`check`: for its
+/// readiness and health commands): `berth.hang=NAME:STEP` (or
+/// `NAME.check:STEP`, several separated by commas) on the kernel command
+/// line. Always `None` without the `test-hooks` feature.
+pub fn hang_for(name: &str, check: bool) -> Option<spawn::Step> {
+    #[cfg(feature = "test-hooks")]
+    {
+        static HANG: std::sync::OnceLock<Vec<Hang>> = std::sync::OnceLock::new();
+        let all = HANG.get_or_init(|| {
+            let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+            text.split_ascii_whitespace().filter_map(|t| t.strip_prefix("berth.hang=")).flat_map(parse_hang).collect()
+        });
+        all.iter().find(|h| h.name == name && h.check == check).map(|h| h.step)
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    {
+        let _ = (name, check);
+        None
+    }
+}
+
+/// One `berth.hang=` entry.
+#[cfg(any(test, feature = "test-hooks"))]
+#[derive(Debug, PartialEq, Eq)]
+struct Hang {
+    name: String,
+    check: bool,
+    step: spawn::Step,
+}
+
+/// `NAME:STEP[,NAME.check:STEP]...`; entries that do not parse are left out.
+#[cfg(any(test, feature = "test-hooks"))]
+fn parse_hang(value: &str) -> Vec<Hang> {
+    value
+        .split(',')
+        .filter_map(|e| {
+            let (who, step) = e.split_once(':')?;
+            let step = spawn::Step::from_slug(step)?;
+            let (name, check) = match who.strip_suffix(".check") {
+                Some(n) => (n, true),
+                None => (who, false),
+            };
+            (!name.is_empty()).then(|| Hang { name: name.to_owned(), check, step })
+        })
+        .collect()
 }
 
 /// Say how processes get into their cgroups, once, and again only if that
@@ -414,6 +519,21 @@ pub fn cgroups_left(mode: CgroupMode) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hang_entries_name_a_container_or_its_checks_and_a_step() {
+        use spawn::Step;
+        let h = parse_hang("stuck:mount,slow.check:setns,bad:nostep,:exec,x");
+        assert_eq!(
+            h,
+            [
+                Hang { name: "stuck".into(), check: false, step: Step::Mount(0) },
+                Hang { name: "slow".into(), check: true, step: Step::Setns },
+            ]
+        );
+        #[cfg(not(feature = "test-hooks"))]
+        assert_eq!(hang_for("stuck", false), None, "no hooks in a build without the feature");
+    }
 
     #[test]
     fn kept_filters_are_what_a_compile_gives() {

@@ -584,7 +584,7 @@ fn static_binary(path: &Path, arch: Arch) -> Result<(), String> {
 
 /// Strings only berth's test hooks put in the binary: the kernel command
 /// line keys, the hooks' event names and the wedge command.
-const HOOK_MARKS: [&str; 5] = ["berth.run=", "berth.cut=", "power.cut", "debug.wedge", "debug wedge"];
+const HOOK_MARKS: [&str; 6] = ["berth.run=", "berth.cut=", "berth.hang=", "power.cut", "debug.wedge", "debug wedge"];
 
 /// The shipped berth holds none of the test hooks' marks; the test build
 /// holds every one (so the search itself is shown to find them).
@@ -798,6 +798,15 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ("waiting", Variant { suffix: "-waiting".into(), manifests: Some(root.join("qemu-tests/manifests/waiting")), ..Default::default() }),
         ("limits", Variant { suffix: "-limits".into(), manifests: Some(root.join("qemu-tests/manifests/limits")), ..Default::default() }),
         (
+            "hang",
+            Variant {
+                suffix: "-hang".into(),
+                manifests: Some(root.join("qemu-tests/manifests/hang")),
+                cmdline: Some(HANG_HOOKS.into()),
+                ..Default::default()
+            },
+        ),
+        (
             "services",
             Variant {
                 suffix: "-services".into(),
@@ -868,6 +877,10 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ),
     ]
 }
+
+/// The `hang` variant's test hook (a `test-hooks` build of berth): `hung`'s
+/// start stops at its first mount step, `slowcheck`'s checks at `setns`.
+const HANG_HOOKS: &str = "berth.hang=hung:mount,slowcheck.check:setns";
 
 /// The Debian kernels' default LSM order (`CONFIG_LSM`, the same on all
 /// three flavours) without Landlock: a kernel booted with Landlock disabled.

@@ -10,7 +10,14 @@
 //! directory per hierarchy (`devices` always, plus the limits' controllers),
 //! the limits, then `a` to `devices.deny`, the allow lines, and the
 //! `devices.list` read-back. Any failure after a directory was made removes
-//! what was made.
+//! what was made. A directory of the same name left from an earlier run is
+//! killed and removed before the `mkdir`, in one pass; if it cannot be
+//! removed yet the error says `busy` and the caller retries later.
+//!
+//! Removal in PID 1 never waits ([`remove_step`]): each pass kills what runs
+//! in the cgroup and `rmdir`s what is empty; the loop repeats passes on its
+//! timer ([`retry_delay`]) until the directories are gone or it gives up
+//! ([`REMOVE_TRIES`], about 10 s) and reports the cgroup it could not remove.
 
 use core::fmt;
 use std::ffi::CStr;
@@ -45,6 +52,9 @@ pub struct CgroupError {
     pub file: PathBuf,
     pub step: &'static str,
     pub reason: String,
+    /// The directory exists, left from an earlier run that could not be
+    /// removed yet: try again later.
+    pub busy: bool,
 }
 
 impl fmt::Display for CgroupError {
@@ -56,7 +66,7 @@ impl fmt::Display for CgroupError {
 impl std::error::Error for CgroupError {}
 
 fn err(file: &Path, step: &'static str, reason: impl fmt::Display) -> CgroupError {
-    CgroupError { file: file.to_owned(), step, reason: reason.to_string() }
+    CgroupError { file: file.to_owned(), step, reason: reason.to_string(), busy: false }
 }
 
 /// Read a cgroup file.
@@ -75,8 +85,20 @@ pub fn write(file: &Path, value: &str) -> Result<(), CgroupError> {
         .map_err(|e| err(file, "write", format!("`{value}`: {e}")))
 }
 
+/// `mkdir` of a container's cgroup. One left from an earlier run (a removal
+/// still under way, or one given up) is killed and removed first, in one
+/// pass that never waits; if it is still there, the error is `busy`.
 fn mkdir(dir: &Path) -> Result<(), CgroupError> {
-    fs::create_dir(dir).map_err(|e| err(dir, "create", e))
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let cleared = kill_once(dir).and_then(|()| fs::remove_dir(dir).map_err(|e| err(dir, "remove the stale", e)));
+            if let Err(e) = cleared {
+                return Err(CgroupError { busy: true, ..e });
+            }
+            fs::create_dir(dir).map_err(|e| err(dir, "create", e))
+        }
+        r => r.map_err(|e| err(dir, "create", e)),
+    }
 }
 
 /// `mkdir`, fine if it is already there (berth's own subtree).
@@ -345,7 +367,8 @@ pub fn procs(dir: &Path) -> Result<Vec<Pid>, CgroupError> {
 }
 
 /// Kill every process of `dir`: `cgroup.kill` where the kernel has it (5.14+),
-/// else SIGKILL to each pid of `cgroup.procs` until it stays empty. Bounded.
+/// else SIGKILL to each pid of `cgroup.procs` until it stays empty. Bounded,
+/// but it waits between rounds: tools and tests only (PID 1: [`kill_once`]).
 pub fn kill_all(dir: &Path) -> Result<(), CgroupError> {
     let kill_file = dir.join("cgroup.kill");
     let has_kill = kill_file.exists();
@@ -370,6 +393,85 @@ pub fn kill_all(dir: &Path) -> Result<(), CgroupError> {
     Err(err(&dir.join("cgroup.procs"), "empty", format!("processes remain after {KILL_ROUNDS} rounds")))
 }
 
+/// One pass at killing every process of `dir`, without waiting:
+/// `cgroup.kill` where the kernel has it (5.14+), else SIGKILL to each pid
+/// of `cgroup.procs` (a process forked meanwhile is caught by the next pass).
+pub fn kill_once(dir: &Path) -> Result<(), CgroupError> {
+    let kill_file = dir.join("cgroup.kill");
+    if kill_file.exists() {
+        return write(&kill_file, "1");
+    }
+    for p in procs(dir)? {
+        match kill(p, Signal::SIGKILL) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => return Err(err(&dir.join("cgroup.procs"), "kill a process of", format!("pid {p}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Most passes of [`remove_step`] before a removal is given up, and the
+/// pause before each next pass ([`retry_delay`]): 5 ms doubling to 500 ms,
+/// about 10 s in all.
+pub const REMOVE_TRIES: u32 = 28;
+
+/// The pause after pass `tries` (1 for the first) of a removal, `None` once
+/// it is given up.
+pub fn retry_delay(tries: u32) -> Option<Duration> {
+    if tries >= REMOVE_TRIES {
+        return None;
+    }
+    let ms = 5u64.saturating_mul(1u64 << tries.saturating_sub(1).min(16));
+    Some(Duration::from_millis(ms.min(500)))
+}
+
+/// One pass at removing a cgroup, never waiting: kill what runs in each of
+/// its directories, `rmdir` it; the directories still there (busy: tasks
+/// still exiting) stay in `cg` for the next pass. `Ok(true)` once none is
+/// left; an error other than busy names the directory (it stays too).
+pub fn remove_step(cg: &mut CgroupDir) -> Result<bool, CgroupError> {
+    let mut first = None;
+    let dirs = std::mem::take(&mut cg.dirs);
+    for d in dirs {
+        let r = kill_once(&d).and_then(|()| match fs::remove_dir(&d) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
+            Err(e) => Err(err(&d, "remove", e)),
+        });
+        match r {
+            Ok(true) => {}
+            Ok(false) => cg.dirs.push(d),
+            // Gone meanwhile: nothing to remove.
+            Err(_) if !d.exists() => {}
+            Err(e) => {
+                first.get_or_insert(e);
+                cg.dirs.push(d);
+            }
+        }
+    }
+    if cg.dirs.is_empty() {
+        cg.program = None;
+        cg.fd = None;
+    }
+    first.map_or(Ok(cg.dirs.is_empty()), Err)
+}
+
+/// Remove a cgroup no process ever entered (a start that failed before its
+/// fork): one `rmdir` each, never waiting.
+pub fn remove_empty(cg: CgroupDir) -> Result<(), CgroupError> {
+    let mut first = None;
+    for d in cg.dirs.iter().rev() {
+        match fs::remove_dir(d) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                first.get_or_insert(err(d, "remove", e));
+            }
+            _ => {}
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
 /// `rmdir`, retried while the kernel still counts exiting tasks (`EBUSY`).
 fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
     let mut last = None;
@@ -386,7 +488,8 @@ fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
 }
 
 /// Kill whatever still runs in the cgroup and remove its directories, even
-/// when processes linger. Every directory is tried; the first error returns.
+/// when processes linger, waiting for them (tools and tests; PID 1 uses
+/// [`remove_step`]). Every directory is tried; the first error returns.
 pub fn kill_and_remove(cg: CgroupDir) -> Result<(), CgroupError> {
     let mut first = None;
     for d in cg.dirs.iter().filter(|d| d.exists()) {

@@ -9,7 +9,7 @@
 //!
 //! | who | step |
 //! |---|---|
-//! | S | open the init's `/proc/PID/ns/*` files, `/dev/null`, a pipe; argv/envp arrays |
+//! | S | open the init's `/proc/PID/ns/*` files, `/dev/null`, two pipes (go, trail); argv/envp arrays |
 //! | S | fork -> W (the waiter), see [`super::spawn::Place`] |
 //! | S | W is born in the container's cgroup (v2, `clone3`), or moved there; then `g` on the pipe |
 //! | W | `setns` user, then mount, IPC, UTS, cgroup, network (when its own), PID |
@@ -21,6 +21,12 @@
 //! exec is 127. S only ever sees W: killing W (a check past its timeout)
 //! takes X with it through the death signal. As in [`super::spawn`],
 //! nothing is allocated or formatted after the fork.
+//!
+//! Nothing here waits: the caller bounds the whole command, setup included,
+//! by the check's timeout and reaps W as any child. W and X announce each
+//! setup step on the trail pipe ([`super::spawn::Record::Begin`]); its
+//! write end closes at X's exec. A check killed at its timeout is named by
+//! [`trail`]: the setup step it hung in, or the command itself.
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -30,9 +36,10 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
+use std::os::fd::BorrowedFd;
 use nix::unistd::{self, Pid};
 
-use super::spawn::{close_fds, confine_last, drop_privileges, Argv, Confine, Envp, Place, Placed};
+use super::spawn::{close_fds, confine_last, decode, drop_privileges, Argv, Confine, Envp, Place, Placed, Record, Step, Trace, RECORD};
 use super::{CArg, Plan};
 use crate::manifest::COMMAND_MAX;
 use crate::sys::container as sys;
@@ -69,10 +76,34 @@ const NAMESPACES: [(&str, CloneFlags); 7] = [
     ("pid", CloneFlags::CLONE_NEWPID),
 ];
 
+/// A command started inside a container.
+#[derive(Debug)]
+pub struct Entered {
+    /// W: its exit code is the command's.
+    pub pid: Pid,
+    /// The read end of the trail pipe (non-blocking): see [`trail`].
+    pub trail: OwnedFd,
+}
+
+/// A command that could not be started; `left` is a process that was
+/// forked and killed, still to be reaped by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnterError {
+    pub errno: Errno,
+    pub left: Option<Pid>,
+}
+
+impl From<Errno> for EnterError {
+    fn from(errno: Errno) -> EnterError {
+        EnterError { errno, left: None }
+    }
+}
+
 /// Start `cmd` inside the container whose init is `init`. `place` puts the
-/// waiter into the container's cgroup (born there, or moved). Returns the
-/// waiter's pid: its exit code is the command's.
-pub fn enter(plan: &Plan, init: Pid, cmd: &Command, confine: Confine<'_>, place: &mut Place<'_>) -> Result<Pid, Errno> {
+/// waiter into the container's cgroup (born there, or moved). `hang` is the
+/// test hook's step (`None` without the `test-hooks` feature). Never waits
+/// for a child.
+pub fn enter(plan: &Plan, init: Pid, cmd: &Command, confine: Confine<'_>, place: &mut Place<'_>, hang: Option<Step>) -> Result<Entered, EnterError> {
     let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     let mut ns: heapless::Vec<(OwnedFd, CloneFlags), 7> = heapless::Vec::new();
     for (name, flag) in NAMESPACES {
@@ -87,29 +118,57 @@ pub fn enter(plan: &Plan, init: Pid, cmd: &Command, confine: Confine<'_>, place:
     let argv = Argv::new(cmd.argv.iter().map(|a| a.as_cstr())).ok_or(Errno::E2BIG)?;
     let envp = Envp::new(plan.env.iter().map(|a| a.as_cstr())).ok_or(Errno::E2BIG)?;
     let (go_r, go_w) = unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (trail_r, trail_w) = unistd::pipe2(OFlag::O_CLOEXEC)?;
+    fcntl(trail_r.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    fcntl(go_w.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
 
     // SAFETY: the child runs only `waiter`: system calls on data prepared
     // above, ending in `_exit`; it never returns here.
     let (w, placed) = match unsafe { sys::fork_placed(place.dir) }.map_err(|(_, e)| e)? {
         (None, _) => {
             drop(go_w);
-            let code = waiter(plan, &ns, go_r.as_fd(), null.as_fd(), &confine, path, &argv, &envp);
+            let trace = Trace::new(trail_w.as_fd(), hang);
+            let code = waiter(plan, &ns, go_r.as_fd(), null.as_fd(), &trace, &confine, path, &argv, &envp);
             sys::exit_now(code)
         }
         (Some(pid), placed) => (pid, placed),
     };
     drop(go_r);
-    if let Err(e) = if placed == Placed::Born { Ok(()) } else { (place.add)(w) } {
+    drop(trail_w);
+    let failed = |errno| {
         let _ = kill(w, Signal::SIGKILL);
-        while let Err(Errno::EINTR) = waitpid(w, None) {}
-        return Err(e);
+        EnterError { errno, left: Some(w) }
+    };
+    if placed != Placed::Born {
+        (place.add)(w).map_err(failed)?;
     }
+    // An empty pipe takes the byte at once.
     if unistd::write(go_w.as_fd(), b"g") != Ok(1) {
-        let _ = kill(w, Signal::SIGKILL);
-        while let Err(Errno::EINTR) = waitpid(w, None) {}
-        return Err(Errno::EPIPE);
+        return Err(failed(Errno::EPIPE));
     }
-    Ok(w)
+    Ok(Entered { pid: w, trail: trail_r })
+}
+
+/// Where a command's setup is, from its trail (read without waiting):
+/// `None` once the command runs (the trail ended at its exec, or every
+/// writer is gone), else the step its processes began last.
+pub fn trail(fd: BorrowedFd<'_>) -> Option<Step> {
+    let mut last = Step::Clone;
+    let mut buf = [0u8; 16 * RECORD];
+    // Bounded: a check's setup announces a few dozen steps at most.
+    for _ in 0..8 {
+        let n = match unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(0) => return None,
+            Ok(n) => n,
+            Err(_) => return Some(last),
+        };
+        for rec in buf.get(..n).unwrap_or(&[]).chunks_exact(RECORD) {
+            if let Some(Record::Begin(step)) = rec.try_into().ok().and_then(decode) {
+                last = step;
+            }
+        }
+    }
+    Some(last)
 }
 
 /// W: join, fork X, pass on its exit code.
@@ -119,32 +178,39 @@ fn waiter(
     ns: &[(OwnedFd, CloneFlags)],
     go: std::os::fd::BorrowedFd<'_>,
     null: std::os::fd::BorrowedFd<'_>,
+    trace: &Trace<'_>,
     confine: &Confine<'_>,
     path: &core::ffi::CStr,
     argv: &Argv<'_>,
     envp: &Envp<'_>,
 ) -> i32 {
     let mut b = [0u8; 1];
+    trace.begin(Step::Sync);
     if unistd::read(go.as_raw_fd(), &mut b) != Ok(1) {
         return SETUP_FAILED;
     }
+    trace.begin(Step::Pdeathsig);
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
         return SETUP_FAILED;
     }
+    trace.begin(Step::Setns);
     for (fd, flag) in ns {
         if nix::sched::setns(fd, *flag).is_err() {
             return SETUP_FAILED;
         }
     }
+    trace.begin(Step::PidClone);
     // SAFETY: the child runs only `inside`, ending in execve or `_exit`.
     let x = match unsafe { sys::clone_fork(0) } {
         Err(_) => return SETUP_FAILED,
         Ok(None) => {
-            let e = inside(plan, null, confine, path, argv, envp);
+            let e = inside(plan, null, trace, confine, path, argv, envp);
             sys::exit_now(if e == Errno::UnknownErrno { SETUP_FAILED } else { 127 })
         }
         Ok(Some(pid)) => pid,
     };
+    // W's copy of the trail closes: the trail ends at X's exec.
+    let _ = unistd::close(trace.fd().as_raw_fd());
     loop {
         match waitpid(x, None) {
             Err(Errno::EINTR) => {}
@@ -161,31 +227,42 @@ fn waiter(
 fn inside(
     plan: &Plan,
     null: std::os::fd::BorrowedFd<'_>,
+    t: &Trace<'_>,
     confine: &Confine<'_>,
     path: &core::ffi::CStr,
     argv: &Argv<'_>,
     envp: &Envp<'_>,
 ) -> Errno {
     let setup = || -> Result<(), Errno> {
+        t.begin(Step::Pdeathsig);
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        t.begin(Step::Stdio);
         let copy = fcntl(null.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(3))?;
         for target in 0..3 {
             unistd::dup2(copy, target)?;
         }
+        t.begin(Step::Workdir);
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
         unistd::chdir(plan.workdir.as_cstr())?;
-        drop_privileges(plan).map_err(|(_, e)| e)?;
+        drop_privileges(plan, t).map_err(|(_, e)| e)?;
         if plan.caps.no_new_privs {
+            t.begin(Step::NoNewPrivs);
             nix::sys::prctl::set_no_new_privs()?;
         }
+        t.begin(Step::Pdeathsig);
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        t.begin(Step::Signals);
         sys::reset_signal_handlers()?;
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+        t.begin(Step::CloseFds);
         close_fds(null)?;
-        confine_last(plan, confine).map_err(|(_, e)| e)
+        confine_last(plan, confine, t).map_err(|(_, e)| e)
     };
     match setup() {
-        Ok(()) => sys::execve(path, argv, envp),
+        Ok(()) => {
+            t.begin(Step::Exec);
+            sys::execve(path, argv, envp)
+        }
         Err(_) => Errno::UnknownErrno,
     }
 }

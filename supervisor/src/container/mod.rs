@@ -25,7 +25,9 @@ pub mod landlock;
 pub mod mounts;
 pub mod plan;
 pub mod prepare;
+pub mod shift;
 pub mod spawn;
+pub mod start;
 
 pub use cstr::{CArg, CBuf, CPath};
 pub use mounts::Step;

@@ -23,22 +23,24 @@
 //! When the container's outside ids change (a new release may start it at
 //! another index, so another id range), the volume's tree is shifted to the
 //! new range, keeping each file's inside id; symlinks are re-owned, never
-//! followed.
+//! followed. The shift walks a tree the container wrote, so it is not done
+//! here: [`prepare`] returns it as a [`shift::Job`] (as it does for a new
+//! volume, whose marker is still to be written) and the caller runs it off
+//! its loop, then prepares again ([`super::shift`]).
 
 use core::fmt;
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
-use nix::sys::stat::{fchmod, fstat, fstatat, makedev, mkdirat, mknodat, Mode, SFlag};
+use nix::sys::stat::{fchmod, fstat, makedev, mkdirat, mknodat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use super::devices;
-use super::ids::COUNT;
+use super::shift;
 use super::mounts::VOLUMES;
 use super::plan::Plan;
 
@@ -50,8 +52,6 @@ const DIR_MODE: u32 = 0o755;
 const VOLUMES_DIR_MODE: u32 = 0o711;
 /// Mode of a volume made by berth.
 const VOLUME_MODE: u32 = 0o700;
-/// Deepest directory nesting walked when a volume's ids are shifted.
-const SHIFT_DEPTH: u32 = 64;
 
 /// A preparation that failed: what, on which path, the error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,8 +171,10 @@ fn outside(plan: &Plan) -> Option<(u32, u32)> {
 }
 
 /// Make everything the plan needs on the host: the granted nodes, the
-/// volumes. Idempotent: a restart finds what an earlier start made.
-pub fn prepare(plan: &Plan) -> Result<(), PrepareError> {
+/// volumes. Idempotent: a restart finds what an earlier start made. The
+/// volumes whose ids are not marked complete in the container's range are
+/// returned: shift them ([`shift::run`]) and prepare again before the start.
+pub fn prepare(plan: &Plan) -> Result<Vec<shift::Job>, PrepareError> {
     let name = plan.name.as_str();
     let Some((uid, gid)) = outside(plan) else {
         return Err(PrepareError { what: "ids", path: name.into(), errno: Errno::ERANGE });
@@ -180,10 +182,13 @@ pub fn prepare(plan: &Plan) -> Result<(), PrepareError> {
     if plan.nodes.iter().any(|n| n.granted) {
         nodes(plan, uid, gid)?;
     }
+    let mut jobs = Vec::new();
     for v in &plan.volumes {
-        volume(plan, v, uid, gid)?;
+        if let Some(j) = volume(plan, v, uid, gid)? {
+            jobs.push(j);
+        }
     }
-    Ok(())
+    Ok(jobs)
 }
 
 fn nodes(plan: &Plan, uid: u32, gid: u32) -> Result<(), PrepareError> {
@@ -220,7 +225,7 @@ fn nodes(plan: &Plan, uid: u32, gid: u32) -> Result<(), PrepareError> {
     Ok(())
 }
 
-fn volume(plan: &Plan, v: &str, uid: u32, gid: u32) -> Result<(), PrepareError> {
+fn volume(plan: &Plan, v: &str, uid: u32, gid: u32) -> Result<Option<shift::Job>, PrepareError> {
     let name = plan.name.as_str();
     let path = super::mounts::volume_path(name, v)
         .ok_or_else(|| PrepareError { what: "volume path", path: format!("{VOLUMES}/{name}/{v}"), errno: Errno::EINVAL })?;
@@ -230,101 +235,20 @@ fn volume(plan: &Plan, v: &str, uid: u32, gid: u32) -> Result<(), PrepareError> 
     let volumes = root_dir(&top, leaf, VOLUMES_DIR_MODE).map_err(fail("mkdir", VOLUMES))?;
     let dir = root_dir(&volumes, name, VOLUMES_DIR_MODE).map_err(fail("mkdir", path))?;
     let (fd, made) = make_dir(&dir, v, VOLUME_MODE).map_err(fail("open volume", path))?;
-    let st = fstat(fd.raw()).map_err(fail("stat", path))?;
     if made {
         fchown(&fd, Some(uid), Some(gid)).map_err(fail("chown", path))?;
-        return Ok(());
     }
-    // An existing volume: shift it when the container's range moved.
     let base = plan.ids.outside_base;
-    match range_of(st.st_uid, plan.ids.uid) {
-        Some(old) if old != base => shift(&fd, old, base, 0).map_err(fail("shift ids", path)),
-        Some(_) => Ok(()),
-        // Owned by someone outside any container range: take it over.
-        None => fchown(&fd, Some(uid), Some(gid)).map_err(fail("chown", path)),
+    let container_dir = std::path::Path::new(VOLUMES).join(name);
+    if !shift::needed(shift::read_marker(&container_dir, v), base) {
+        return Ok(None);
     }
-}
-
-/// The start of the container range a volume owned by `owner` was made
-/// for, given that it is owned by inside uid `inside`; `None` when `owner`
-/// is not that id of any container range.
-fn range_of(owner: u32, inside: u32) -> Option<u32> {
-    let base = owner.checked_sub(inside)?;
-    let from_first = base.checked_sub(super::ids::BASE)?;
-    from_first.is_multiple_of(COUNT).then_some(base)
-}
-
-/// Move one id from the range at `old` to the one at `new`; ids outside
-/// the old range are left alone.
-fn moved(id: u32, old: u32, new: u32) -> Option<u32> {
-    let offset = id.checked_sub(old).filter(|o| *o < COUNT)?;
-    new.checked_add(offset)
-}
-
-/// Shift the owner of the directory `dir` and of everything below it from
-/// the range at `old` to the one at `new`, never following a symlink.
-fn shift(dir: &Fd, old: u32, new: u32, depth: u32) -> Result<(), Errno> {
-    if depth > SHIFT_DEPTH {
-        return Err(Errno::ELOOP);
-    }
-    let st = fstat(dir.raw())?;
-    let (u, g) = (moved(st.st_uid, old, new), moved(st.st_gid, old, new));
-    if u.is_some() || g.is_some() {
-        fchown(dir, u, g)?;
-        // chown clears setuid/setgid bits on some filesystems: restore them.
-        fchmod(dir.raw(), Mode::from_bits_truncate(st.st_mode & 0o7777))?;
-    }
-    let copy = open_dir(Some(dir), ".")?;
-    // `Dir` owns the descriptor from here (and closes it if it fails).
-    let mut entries = nix::dir::Dir::from_fd(copy.0.into_raw_fd())?;
-    let mut subdirs: Vec<std::ffi::OsString> = Vec::new();
-    for entry in entries.iter() {
-        let entry = entry?;
-        let n = entry.file_name();
-        if n == c"." || n == c".." {
-            continue;
-        }
-        let st = fstatat(Some(dir.raw()), n, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
-        let n = OsStr::from_bytes(n.to_bytes());
-        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR {
-            subdirs.push(n.to_owned());
-            continue;
-        }
-        let (u, g) = (moved(st.st_uid, old, new), moved(st.st_gid, old, new));
-        if u.is_some() || g.is_some() {
-            chown_at(dir, n, u, g)?;
-        }
-    }
-    drop(entries);
-    for n in subdirs {
-        let sub = open_dir(Some(dir), n.to_str().ok_or(Errno::EILSEQ)?)?;
-        shift(&sub, old, new, depth + 1)?;
-    }
-    Ok(())
+    Ok(Some(shift::Job { dir: container_dir, volume: v.to_owned(), to: base }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_move_between_ranges_keeping_the_inside_id() {
-        let (a, b) = (100_000, 100_000 + 3 * COUNT);
-        assert_eq!(moved(a, a, b), Some(b));
-        assert_eq!(moved(a + 1000, a, b), Some(b + 1000));
-        assert_eq!(moved(a + COUNT - 1, a, b), Some(b + COUNT - 1));
-        assert_eq!(moved(a + COUNT, a, b), None, "another container's id");
-        assert_eq!(moved(0, a, b), None, "host root stays");
-    }
-
-    #[test]
-    fn the_old_range_is_found_from_the_volume_owner() {
-        assert_eq!(range_of(100_000, 0), Some(100_000));
-        assert_eq!(range_of(100_000 + 2 * COUNT + 1000, 1000), Some(100_000 + 2 * COUNT));
-        assert_eq!(range_of(100_000 + 1000, 0), None, "not a range start");
-        assert_eq!(range_of(0, 0), None, "host root");
-        assert_eq!(range_of(500, 1000), None);
-    }
 
     #[test]
     fn errors_name_what_and_where() {

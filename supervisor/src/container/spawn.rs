@@ -19,7 +19,7 @@
 //! | C1 | C2's host pid on the up pipe, `_exit(0)`; S reaps C1 |
 //! | C2 | `setsid`, `PR_SET_PDEATHSIG` |
 //! | C2 | stdio onto 0, 1, 2 |
-//! | C2 | the plan's steps ([`super::run`] with [`Mounter`]): propagation, root bind, API filesystems, writable mounts, `/dev`, `pivot_root`, hostname, read-only paths, masked paths, `/` read-only |
+//! | C2 | the plan's steps (each through [`Mounter`]): propagation, root bind, API filesystems, writable mounts, `/dev`, `pivot_root`, hostname, read-only paths, masked paths, `/` read-only |
 //! | C2 | `umask`, `chdir(workdir)` |
 //! | C2 | bounding set drop, securebits, `setresgid`, `setresuid`, `capset`, ambient clear + raise |
 //! | C2 | `PR_SET_NO_NEW_PRIVS`; `PR_SET_PDEATHSIG` re-armed, the supervisor checked alive |
@@ -38,11 +38,14 @@
 //! the container's init like any other child, without being PID 1 or a
 //! subreaper.
 //!
-//! Failure: every step of C1 and C2 writes one 8-byte record (step `u16`,
-//! mount step index `u16`, errno `i32`, native endian) to the error pipe and
-//! `_exit(127)`s. S turns it into a [`SpawnError`] naming the step, kills and
-//! reaps whatever it started, and returns: the container is not started on
-//! any error.
+//! Progress and failure: C1 and C2 announce each step on the error pipe as it
+//! begins, and a step that fails writes its errno there and `_exit(127)`s
+//! (one 8-byte [`Record`] each: step `u16`, mount step index `u16`, errno
+//! `i32`, native endian). S's side is [`super::start`]: [`begin`] forks and
+//! returns at once; the handshake moves on as the pipes become readable, a
+//! failure becomes a [`SpawnError`] naming the step, and a start that runs
+//! past its deadline is killed naming the step it began last. The container
+//! is not started on any error. [`spawn`] runs it all at once (tools, tests).
 //!
 //! Between fork and exec nothing allocates or formats: the plan holds every
 //! string NUL-terminated, the pointer arrays are built before the fork, and
@@ -63,9 +66,8 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::CloneFlags;
-use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::stat::{lstat, Mode, SFlag};
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{self, Pid};
 
 use crate::manifest::{ARGS_MAX, ENV_MAX};
@@ -76,7 +78,8 @@ use super::caps::CAP_LAST;
 use super::landlock::Ruleset;
 use super::mounts::{self, MASK_DIR_DATA, MASK_FILE_SOURCE};
 use super::plan::Plan;
-use super::{run, Act, Failed};
+use super::start::Pending;
+use super::Act;
 
 /// The container's standard input, output and error (duplicated onto 0, 1
 /// and 2 in the child): pipe ends berth reads, `/dev/null`, a console.
@@ -204,11 +207,13 @@ pub enum Step {
     Seccomp,
     /// Init: `execve`.
     Exec,
+    /// A command entering a running container ([`super::enter`]): `setns`.
+    Setns,
     /// Supervisor: a child ended without a record, or sent garbage.
     Lost,
 }
 
-const STEPS: [Step; 35] = [
+const STEPS: [Step; 36] = [
     Step::Args,
     Step::Pipe,
     Step::Clone,
@@ -243,6 +248,7 @@ const STEPS: [Step; 35] = [
     Step::LandlockRestrict,
     Step::Seccomp,
     Step::Exec,
+    Step::Setns,
     Step::Lost,
 ];
 
@@ -310,8 +316,65 @@ impl Step {
             Step::LandlockRestrict => "landlock_restrict_self",
             Step::Seccomp => "seccomp",
             Step::Exec => "execve",
+            Step::Setns => "setns",
             Step::Lost => "child lost",
         }
+    }
+
+    /// One word for the step (events' `step=`, the `berth.hang=` test
+    /// hook): the name's kind without its index (`mount`, `landlock-rule`).
+    pub fn slug(self) -> &'static str {
+        match self {
+            Step::Args => "args",
+            Step::Pipe => "pipe",
+            Step::Clone => "clone",
+            Step::Groups => "groups",
+            Step::Rlimit => "rlimit",
+            Step::UserNamespace => "user-namespace",
+            Step::Sync => "sync",
+            Step::Cgroup => "cgroup",
+            Step::SetgroupsDeny => "setgroups-deny",
+            Step::UidMap => "uid-map",
+            Step::GidMap => "gid-map",
+            Step::NamespaceRoot => "namespace-root",
+            Step::Unshare => "unshare",
+            Step::PidClone => "pid-clone",
+            Step::Intermediate => "intermediate",
+            Step::Setsid => "setsid",
+            Step::Pdeathsig => "pdeathsig",
+            Step::Stdio => "stdio",
+            Step::Mount(_) => "mount",
+            Step::Workdir => "workdir",
+            Step::BoundingSet => "bounding-set",
+            Step::Securebits => "securebits",
+            Step::Setresgid => "setresgid",
+            Step::Setresuid => "setresuid",
+            Step::Capset => "capset",
+            Step::Ambient => "ambient",
+            Step::NoNewPrivs => "no-new-privs",
+            Step::ParentGone => "parent-gone",
+            Step::Signals => "signals",
+            Step::CloseFds => "close-fds",
+            Step::AppArmor => "apparmor",
+            Step::Landlock => "landlock",
+            Step::LandlockRule(_) => "landlock-rule",
+            Step::LandlockRestrict => "landlock-restrict",
+            Step::Seccomp => "seccomp",
+            Step::Exec => "exec",
+            Step::Setns => "setns",
+            Step::Lost => "lost",
+        }
+    }
+
+    /// The step whose [`Step::slug`] is `slug` (index 0 for `mount` and
+    /// `landlock-rule`, which stand for every index).
+    pub fn from_slug(slug: &str) -> Option<Step> {
+        STEPS.iter().copied().chain([Step::Mount(0), Step::LandlockRule(0)]).find(|s| s.slug() == slug)
+    }
+
+    /// The same kind of step (any index of `mount` and `landlock-rule`).
+    pub fn same_kind(self, other: Step) -> bool {
+        core::mem::discriminant(&self) == core::mem::discriminant(&other)
     }
 }
 
@@ -348,11 +411,21 @@ impl fmt::Display for SpawnError {
 impl std::error::Error for SpawnError {}
 
 impl SpawnError {
-    fn new(step: Step, errno: Errno) -> SpawnError {
+    pub(super) fn new(step: Step, errno: Errno) -> SpawnError {
         SpawnError { step, errno, detail: None }
     }
 
-    fn with_plan(step: Step, errno: Errno, plan: &Plan) -> SpawnError {
+    /// `step` rendered with what the plan says of it (`mount step 3 (bind
+    /// /a /b)`).
+    pub fn at_step(step: Step, plan: &Plan) -> String {
+        let e = SpawnError::with_plan(step, Errno::UnknownErrno, plan);
+        match e.detail {
+            Some(d) => format!("{step} ({d})"),
+            None => step.to_string(),
+        }
+    }
+
+    pub(super) fn with_plan(step: Step, errno: Errno, plan: &Plan) -> SpawnError {
         let detail = match step {
             Step::Mount(i) => plan.steps.get(usize::from(i)).map(|s| s.to_string()),
             Step::LandlockRule(i) => plan.landlock.get(usize::from(i)).map(|r| r.path.to_string()),
@@ -362,24 +435,96 @@ impl SpawnError {
     }
 }
 
-/// Size of one error record.
-const RECORD: usize = 8;
+/// Size of one record.
+pub(super) const RECORD: usize = 8;
 
-fn encode(step: Step, errno: Errno) -> [u8; RECORD] {
-    let (code, index) = step.code();
-    let mut r = [0u8; RECORD];
-    let (a, rest) = r.split_at_mut(2);
+/// Set in a record's code when it says "this step begins" (no errno).
+const BEGIN: u16 = 0x8000;
+
+/// What a child says on the error pipe: one 8-byte record each (step
+/// `u16`, mount step index `u16`, errno `i32`, native endian), written
+/// whole (a pipe never splits a write of up to `PIPE_BUF` bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Record {
+    /// The child begins this step (the last one says where a hung start is).
+    Begin(Step),
+    /// This step failed; the child `_exit`s.
+    Failed(Step, Errno),
+}
+
+pub(super) fn encode(r: Record) -> [u8; RECORD] {
+    let ((code, index), errno) = match r {
+        Record::Begin(step) => {
+            let (c, i) = step.code();
+            ((c | BEGIN, i), 0)
+        }
+        Record::Failed(step, errno) => (step.code(), errno as i32),
+    };
+    let mut out = [0u8; RECORD];
+    let (a, rest) = out.split_at_mut(2);
     let (b, c) = rest.split_at_mut(2);
     a.copy_from_slice(&code.to_ne_bytes());
     b.copy_from_slice(&index.to_ne_bytes());
-    c.copy_from_slice(&(errno as i32).to_ne_bytes());
-    r
+    c.copy_from_slice(&errno.to_ne_bytes());
+    out
 }
 
-fn decode(r: &[u8; RECORD]) -> Option<(Step, Errno)> {
+pub(super) fn decode(r: &[u8; RECORD]) -> Option<Record> {
     let [a0, a1, b0, b1, c0, c1, c2, c3] = *r;
-    let step = Step::from_code(u16::from_ne_bytes([a0, a1]), u16::from_ne_bytes([b0, b1]))?;
-    Some((step, Errno::from_raw(i32::from_ne_bytes([c0, c1, c2, c3]))))
+    let code = u16::from_ne_bytes([a0, a1]);
+    let step = Step::from_code(code & !BEGIN, u16::from_ne_bytes([b0, b1]))?;
+    if code & BEGIN != 0 {
+        return Some(Record::Begin(step));
+    }
+    Some(Record::Failed(step, Errno::from_raw(i32::from_ne_bytes([c0, c1, c2, c3]))))
+}
+
+/// The child's side of the error pipe: each step is announced before it
+/// runs ([`Record::Begin`]), so a start that hangs names its step. Nothing
+/// here allocates.
+#[derive(Clone, Copy)]
+pub(super) struct Trace<'a> {
+    fd: BorrowedFd<'a>,
+    /// The test hook: stop at this step until killed.
+    hang: Option<Step>,
+}
+
+impl<'a> Trace<'a> {
+    pub(super) fn new(fd: BorrowedFd<'a>, hang: Option<Step>) -> Trace<'a> {
+        Trace { fd, hang }
+    }
+
+    /// The pipe's write end.
+    pub(super) fn fd(&self) -> BorrowedFd<'a> {
+        self.fd
+    }
+
+    /// `step` begins now.
+    pub(super) fn begin(&self, step: Step) {
+        let _ = write_all(self.fd, &encode(Record::Begin(step)));
+        self.hang_at(step);
+    }
+
+    #[cfg(feature = "test-hooks")]
+    fn hang_at(&self, step: Step) {
+        if self.hang.is_some_and(|h| h.same_kind(step)) {
+            // Every signal is blocked (inherited from PID 1): only SIGKILL ends this.
+            loop {
+                nix::unistd::pause();
+            }
+        }
+    }
+
+    #[cfg(not(feature = "test-hooks"))]
+    fn hang_at(&self, _: Step) {
+        let _ = self.hang;
+    }
+
+    /// Report `fail` and end the process.
+    pub(super) fn fail(&self, (step, errno): Fail) -> ! {
+        let _ = write_all(self.fd, &encode(Record::Failed(step, errno)));
+        sys::exit_now(127)
+    }
 }
 
 pub(super) type Fail = (Step, Errno);
@@ -555,12 +700,13 @@ struct Child<'a> {
     argv: &'a Argv<'a>,
     envp: &'a Envp<'a>,
     err: BorrowedFd<'a>,
+    trace: Trace<'a>,
     up: BorrowedFd<'a>,
     down: BorrowedFd<'a>,
 }
 
 /// Write all of `buf` (one record or a few bytes: a pipe takes them whole).
-fn write_all(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<(), Errno> {
+pub(super) fn write_all(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<(), Errno> {
     let mut at = 0;
     while let Some(rest) = buf.get(at..).filter(|r| !r.is_empty()) {
         match unistd::write(fd, rest) {
@@ -589,27 +735,26 @@ fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<bool, Errno> {
 }
 
 impl Child<'_> {
-    fn fail(&self, (step, errno): Fail) -> ! {
-        let _ = write_all(self.err, &encode(step, errno));
-        sys::exit_now(127)
-    }
-
     /// C1: host root in the host's namespaces until `unshare`.
     fn intermediate(&self) -> ! {
         match self.intermediate_steps() {
             Ok(never) => match never {},
-            Err(f) => self.fail(f),
+            Err(f) => self.trace.fail(f),
         }
     }
 
     fn intermediate_steps(&self) -> Result<core::convert::Infallible, Fail> {
-        let plan = self.plan;
+        let (plan, t) = (self.plan, &self.trace);
+        t.begin(Step::Groups);
         sys::clear_groups().at(Step::Groups)?;
+        t.begin(Step::Rlimit);
         for r in &plan.rlimits {
             sys::set_rlimit(r.resource.raw(), r.soft, r.hard).at(Step::Rlimit)?;
         }
+        t.begin(Step::UserNamespace);
         let user = CloneFlags::from_bits_retain(plan.namespaces.user);
         nix::sched::unshare(user).at(Step::UserNamespace)?;
+        t.begin(Step::Sync);
         write_all(self.up, b"u").at(Step::Sync)?;
         let mut go = [0u8; 1];
         match read_exact(self.down, &mut go) {
@@ -618,10 +763,13 @@ impl Child<'_> {
             Ok(_) => sys::exit_now(127),
             Err(e) => return Err((Step::Sync, e)),
         }
+        t.begin(Step::NamespaceRoot);
         sys::setresgid(0).at(Step::NamespaceRoot)?;
         sys::setresuid(0).at(Step::NamespaceRoot)?;
+        t.begin(Step::Unshare);
         let rest = CloneFlags::from_bits_retain(plan.namespaces.rest);
         nix::sched::unshare(rest).at(Step::Unshare)?;
+        t.begin(Step::PidClone);
         // SAFETY: the child runs only `init`, which makes system calls on
         // data prepared before the first fork and ends in execve or _exit.
         match unsafe { sys::clone_fork(libc::CLONE_PARENT) }.at(Step::PidClone)? {
@@ -637,7 +785,7 @@ impl Child<'_> {
     fn init(&self) -> ! {
         match self.init_steps() {
             Ok(never) => match never {},
-            Err(f) => self.fail(f),
+            Err(f) => self.trace.fail(f),
         }
     }
 
@@ -655,44 +803,58 @@ impl Child<'_> {
     }
 
     fn init_steps(&self) -> Result<core::convert::Infallible, Fail> {
-        let plan = self.plan;
+        let (plan, t) = (self.plan, &self.trace);
+        t.begin(Step::Setsid);
         unistd::setsid().at(Step::Setsid)?;
+        t.begin(Step::Pdeathsig);
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).at(Step::Pdeathsig)?;
+        t.begin(Step::Stdio);
         self.stdio().at(Step::Stdio)?;
-        run(&plan.steps, &mut Mounter)
-            .map_err(|Failed { index, error }| (Step::Mount(u16::try_from(index).unwrap_or(u16::MAX)), error))?;
+        for (i, s) in plan.steps.iter().enumerate() {
+            let step = Step::Mount(u16::try_from(i).unwrap_or(u16::MAX));
+            t.begin(step);
+            Mounter.act(s).at(step)?;
+        }
+        t.begin(Step::Workdir);
         nix::sys::stat::umask(Mode::from_bits_truncate(plan.umask));
         unistd::chdir(plan.workdir.as_cstr()).at(Step::Workdir)?;
-        drop_privileges(plan)?;
+        drop_privileges(plan, t)?;
         if plan.caps.no_new_privs {
+            t.begin(Step::NoNewPrivs);
             nix::sys::prctl::set_no_new_privs().at(Step::NoNewPrivs)?;
         }
         // Credentials changed: the death signal is cleared by some of those
         // changes. Re-arm, then make sure the supervisor is still there (a
         // PID namespace's init always sees getppid() == 0, so the error
         // pipe's reader stands for the parent).
+        t.begin(Step::Pdeathsig);
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).at(Step::Pdeathsig)?;
         if sys::pipe_reader_gone(self.err) {
             return Err((Step::ParentGone, Errno::ESRCH));
         }
+        t.begin(Step::Signals);
         sys::reset_signal_handlers().at(Step::Signals)?;
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).at(Step::Signals)?;
+        t.begin(Step::CloseFds);
         close_fds(self.err).at(Step::CloseFds)?;
-        confine_last(self.plan, &self.confine)?;
+        confine_last(self.plan, &self.confine, t)?;
+        t.begin(Step::Exec);
         Err((Step::Exec, sys::execve(self.path, self.argv, self.envp)))
     }
 }
 
 /// The last layers before execve, in order: the AppArmor exec profile, the
 /// Landlock ruleset, the seccomp filter. Also used by [`super::enter`].
-pub(super) fn confine_last(plan: &Plan, confine: &Confine<'_>) -> Result<(), Fail> {
+pub(super) fn confine_last(plan: &Plan, confine: &Confine<'_>, t: &Trace<'_>) -> Result<(), Fail> {
     if let Some(attr) = confine.apparmor {
+        t.begin(Step::AppArmor);
         apparmor_exec(attr).at(Step::AppArmor)?;
     }
     if let Some(ruleset) = confine.landlock {
-        landlock(plan, &ruleset)?;
+        landlock(plan, &ruleset, t)?;
     }
     if let Some(prog) = confine.seccomp {
+        t.begin(Step::Seccomp);
         sys::install_filter(prog).at(Step::Seccomp)?;
     }
     Ok(())
@@ -700,13 +862,16 @@ pub(super) fn confine_last(plan: &Plan, confine: &Confine<'_>) -> Result<(), Fai
 
 /// Every rule's path, opened after the pivot (a path that is missing fails
 /// the start), then the ruleset enforced.
-fn landlock(plan: &Plan, ruleset: &Ruleset) -> Result<(), Fail> {
+fn landlock(plan: &Plan, ruleset: &Ruleset, t: &Trace<'_>) -> Result<(), Fail> {
+    t.begin(Step::Landlock);
     let fd = landlock_sys::create_ruleset(ruleset.handled_fs, ruleset.scoped).at(Step::Landlock)?;
     for (i, rule) in plan.landlock.iter().enumerate() {
         let step = Step::LandlockRule(u16::try_from(i).unwrap_or(u16::MAX));
+        t.begin(step);
         let (path, is_dir) = landlock_sys::open_path(rule.path.as_cstr()).at(step)?;
         landlock_sys::add_path_rule(fd.as_fd(), path.as_fd(), ruleset.allowed(rule.access, is_dir)).at(step)?;
     }
+    t.begin(Step::LandlockRestrict);
     landlock_sys::restrict_self(fd.as_fd()).at(Step::LandlockRestrict)
 }
 
@@ -721,10 +886,11 @@ fn apparmor_exec(attr: &CStr) -> Result<(), Errno> {
 
 /// The credential steps of the plan: bounding set, securebits, ids,
 /// capabilities, ambient set. Also used by [`super::enter`].
-pub(super) fn drop_privileges(plan: &Plan) -> Result<(), Fail> {
+pub(super) fn drop_privileges(plan: &Plan, t: &Trace<'_>) -> Result<(), Fail> {
     let caps = &plan.caps;
     let ids = &plan.ids;
     let drop = caps.bounding_drop();
+    t.begin(Step::BoundingSet);
     for cap in 0..=CAP_LAST {
         if drop & (1u64 << cap) != 0 {
             match sys::capbset_drop(cap) {
@@ -734,12 +900,17 @@ pub(super) fn drop_privileges(plan: &Plan) -> Result<(), Fail> {
             }
         }
     }
+    t.begin(Step::Securebits);
     sys::set_securebits(caps.securebits).at(Step::Securebits)?;
     // setgroups is denied in the namespace; C1 dropped the groups as
     // host root.
+    t.begin(Step::Setresgid);
     sys::setresgid(ids.gid).at(Step::Setresgid)?;
+    t.begin(Step::Setresuid);
     sys::setresuid(ids.uid).at(Step::Setresuid)?;
+    t.begin(Step::Capset);
     sys::capset(&caps.capset_data()).at(Step::Capset)?;
+    t.begin(Step::Ambient);
     sys::ambient_clear_all().at(Step::Ambient)?;
     for cap in 0..=CAP_LAST {
         if caps.ambient & (1u64 << cap) != 0 {
@@ -764,21 +935,7 @@ pub(super) fn close_fds(keep: BorrowedFd<'_>) -> Result<(), Errno> {
     }
 }
 
-/// Kills and reaps what a failed start left behind.
-struct Cleanup {
-    pids: [Option<Pid>; 2],
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for pid in self.pids.iter().flatten() {
-            let _ = kill(*pid, Signal::SIGKILL);
-            while let Err(Errno::EINTR) = waitpid(*pid, None) {}
-        }
-    }
-}
-
-fn write_proc(pid: Pid, file: &str, data: &[u8]) -> Result<(), Errno> {
+pub(super) fn write_proc(pid: Pid, file: &str, data: &[u8]) -> Result<(), Errno> {
     use std::io::Write;
     let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     let mut f = std::fs::OpenOptions::new().write(true).open(format!("/proc/{pid}/{file}")).map_err(errno)?;
@@ -789,14 +946,15 @@ fn write_proc(pid: Pid, file: &str, data: &[u8]) -> Result<(), Errno> {
     }
 }
 
-/// Start the container `plan` describes, with `stdio` as its descriptors 0,
-/// 1 and 2 and, when given, `filter` as its seccomp program (installed last,
-/// right before execve). `place` puts the intermediate process into the
-/// container's cgroup: born there (v2), or moved there while it waits,
-/// before any of the container's own processes exist. On success the
-/// container's init has exec'd its program; on any error nothing of it is
-/// left running.
-pub fn spawn(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, place: &mut Place<'_>) -> Result<Started, SpawnError> {
+/// Fork the start of the container `plan` describes, with `stdio` as its
+/// descriptors 0, 1 and 2 and `confine`'s layers applied last (seccomp
+/// right before execve). The intermediate process is born in the cgroup
+/// `dir` when one is given and the kernel allows it (else the handshake
+/// moves it, see [`Pending::advance`]). Returns at once: the rest of the
+/// handshake runs as the child's pipes become readable ([`Pending`]), or
+/// all at once in [`spawn`]. `hang` is the test hook's step (always `None`
+/// without the `test-hooks` feature, and then ignored).
+pub fn begin(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, dir: Option<BorrowedFd<'_>>, hang: Option<Step>) -> Result<Pending, SpawnError> {
     let e = |step| move |errno| SpawnError::new(step, errno);
     let path = plan.argv.first().map(|a| a.as_cstr()).ok_or(SpawnError::new(Step::Args, Errno::EINVAL))?;
     let argv = Argv::new(plan.argv.iter().map(|a| a.as_cstr())).ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
@@ -804,7 +962,10 @@ pub fn spawn(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, place: &mut Pl
     let (err_r, err_w) = pipe().map_err(e(Step::Pipe))?;
     let (up_r, up_w) = pipe().map_err(e(Step::Pipe))?;
     let (down_r, down_w) = pipe().map_err(e(Step::Pipe))?;
-
+    // The supervisor's ends never block it (the children use the others).
+    for fd in [&err_r, &up_r, &down_w] {
+        fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(e(Step::Pipe))?;
+    }
     let child = Child {
         plan,
         stdio,
@@ -813,12 +974,13 @@ pub fn spawn(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, place: &mut Pl
         argv: &argv,
         envp: &envp,
         err: err_w.as_fd(),
+        trace: Trace::new(err_w.as_fd(), hang),
         up: up_w.as_fd(),
         down: down_r.as_fd(),
     };
     // SAFETY: the child runs only `Child::intermediate`: system calls on data
     // prepared above, ending in execve or _exit; it never returns here.
-    let (c1, placed) = match unsafe { sys::fork_placed(place.dir) } {
+    let (c1, placed) = match unsafe { sys::fork_placed(dir) } {
         Err((true, errno)) => return Err(SpawnError::new(Step::Cgroup, errno)),
         Err((false, errno)) => return Err(SpawnError::new(Step::Clone, errno)),
         Ok((None, _)) => child.intermediate(),
@@ -827,83 +989,31 @@ pub fn spawn(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, place: &mut Pl
     drop(err_w);
     drop(up_w);
     drop(down_r);
-    let mut cleanup = Cleanup { pids: [Some(c1), None] };
+    Ok(Pending::new(c1, placed, err_r, up_r, down_w))
+}
 
-    // The child's error, once it has exited (or `lost`).
-    let child_error = |cleanup: &mut Cleanup, lost: Errno| -> SpawnError {
-        // Reap first: then every write end of the error pipe but the init's
-        // is closed.
-        for pid in cleanup.pids.iter_mut() {
-            if let Some(p) = pid.take() {
-                let _ = kill(p, Signal::SIGKILL);
-                while let Err(Errno::EINTR) = waitpid(p, None) {}
+/// [`begin`], then the whole handshake, waiting on the pipes (for tools and
+/// tests, never PID 1's loop): on success the container's init has exec'd
+/// its program; on any error nothing of it is left running. `place` puts
+/// the intermediate process into the container's cgroup: born there (v2),
+/// or moved there while it waits, before any of the container's own
+/// processes exist.
+pub fn spawn(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, place: &mut Place<'_>) -> Result<Started, SpawnError> {
+    use super::start::Poll;
+    let mut p = begin(plan, stdio, confine, place.dir, None)?;
+    loop {
+        match p.advance(plan, place.add) {
+            Poll::Waiting => p.wait_readable(),
+            Poll::Started(st) => {
+                p.reap_blocking(Some(st.pid));
+                return Ok(st);
+            }
+            Poll::Failed(err) => {
+                p.kill();
+                p.reap_blocking(None);
+                return Err(err);
             }
         }
-        let mut rec = [0u8; RECORD];
-        match read_exact(err_r.as_fd(), &mut rec) {
-            Ok(true) => match decode(&rec) {
-                Some((step, errno)) => SpawnError::with_plan(step, errno, plan),
-                None => SpawnError::new(Step::Lost, Errno::EPROTO),
-            },
-            _ => SpawnError::new(Step::Lost, lost),
-        }
-    };
-
-    // 1. The user namespace exists.
-    let mut u = [0u8; 1];
-    match read_exact(up_r.as_fd(), &mut u) {
-        Ok(true) if u == *b"u" => {}
-        _ => return Err(child_error(&mut cleanup, Errno::ECHILD)),
-    }
-    // 2. Its cgroup (unless born there), then its maps.
-    if placed != Placed::Born {
-        if let Err(errno) = (place.add)(c1) {
-            let _ = child_error(&mut cleanup, errno);
-            return Err(SpawnError::new(Step::Cgroup, errno));
-        }
-    }
-    let ids = &plan.ids;
-    write_proc(c1, "setgroups", ids.setgroups).map_err(e(Step::SetgroupsDeny))?;
-    write_proc(c1, "uid_map", &ids.uid_map).map_err(e(Step::UidMap))?;
-    write_proc(c1, "gid_map", &ids.gid_map).map_err(e(Step::GidMap))?;
-    write_all(down_w.as_fd(), b"g").map_err(e(Step::Sync))?;
-    // 3. The init's pid.
-    let mut p = [0u8; 4];
-    match read_exact(up_r.as_fd(), &mut p) {
-        Ok(true) => {}
-        _ => return Err(child_error(&mut cleanup, Errno::ECHILD)),
-    }
-    let init = Pid::from_raw(i32::from_ne_bytes(p));
-    if init.as_raw() <= 0 {
-        return Err(child_error(&mut cleanup, Errno::EPROTO));
-    }
-    cleanup.pids[1] = Some(init);
-    // 4. The intermediate is done.
-    cleanup.pids[0] = None;
-    loop {
-        match waitpid(c1, None) {
-            Err(Errno::EINTR) => {}
-            Ok(WaitStatus::Exited(_, 0)) => break,
-            Ok(_) => return Err(child_error(&mut cleanup, Errno::ECHILD)),
-            Err(errno) => return Err(SpawnError::new(Step::Intermediate, errno)),
-        }
-    }
-    // 5. EOF on the error pipe: exec'd.
-    let mut rec = [0u8; RECORD];
-    match read_exact(err_r.as_fd(), &mut rec) {
-        Ok(false) => {
-            cleanup.pids = [None, None];
-            Ok(Started { pid: init, intermediate: c1, placed })
-        }
-        Ok(true) => {
-            let err = match decode(&rec) {
-                Some((step, errno)) => SpawnError::with_plan(step, errno, plan),
-                None => SpawnError::new(Step::Lost, Errno::EPROTO),
-            };
-            drop(cleanup);
-            Err(err)
-        }
-        Err(errno) => Err(SpawnError::new(Step::Lost, errno)),
     }
 }
 
@@ -927,14 +1037,21 @@ mod tests {
     use crate::board::Board;
     use crate::container::plan::plan;
     use crate::manifest::{Digest, Entry, Manifest};
+    use nix::sys::wait::{waitpid, WaitStatus};
     use std::io::{BufRead, BufReader, Read};
 
     #[test]
     fn records_round_trip_and_name_the_step() {
         for step in STEPS.iter().copied().chain([Step::Mount(0), Step::Mount(47), Step::LandlockRule(3)]) {
-            let rec = encode(step, Errno::EPERM);
-            assert_eq!(decode(&rec), Some((step, Errno::EPERM)), "{step:?}");
+            let rec = encode(Record::Failed(step, Errno::EPERM));
+            assert_eq!(decode(&rec), Some(Record::Failed(step, Errno::EPERM)), "{step:?}");
+            assert_eq!(decode(&encode(Record::Begin(step))), Some(Record::Begin(step)), "{step:?}");
+            if !matches!(step, Step::Mount(_) | Step::LandlockRule(_)) {
+                assert_eq!(Step::from_slug(step.slug()), Some(step), "{step:?}");
+            }
         }
+        assert_eq!(Step::from_slug("mount"), Some(Step::Mount(0)));
+        assert!(Step::Mount(0).same_kind(Step::Mount(7)) && !Step::Mount(0).same_kind(Step::Workdir));
         assert_eq!(decode(&[200, 0, 0, 0, 1, 0, 0, 0]), None);
         let e = SpawnError::new(Step::Capset, Errno::EPERM);
         assert_eq!(e.to_string(), "container start failed at capset: Operation not permitted (EPERM)");

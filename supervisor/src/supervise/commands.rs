@@ -75,7 +75,7 @@ impl Pid1 {
             }
             Command::Start(name) => {
                 let Some(s) = find(&self.slots, &name).and_then(|i| self.slots.get_mut(i)) else { return error("gone") };
-                if s.pid.is_some() {
+                if s.busy() {
                     return error(&format!("{name} is already running"));
                 }
                 s.held = false;
@@ -91,7 +91,7 @@ impl Pid1 {
                 let Some(s) = self.slots.get_mut(i) else { return error("gone") };
                 s.held = false;
                 Event::info("control.restart").kv("name", &name).emit();
-                if s.pid.is_some() {
+                if s.busy() {
                     s.again = true;
                     self.stop_container(i, "operator");
                 } else {
@@ -183,6 +183,7 @@ pub(super) fn state_name(st: SlotState, stopping: bool) -> heapless::String<16> 
     let mut state = heapless::String::new();
     let _ = state.push_str(match st {
         SlotState::Waiting => "waiting",
+        SlotState::Starting => "starting",
         SlotState::Running if stopping => "stopping",
         SlotState::Running => "running",
         SlotState::Stopped => "stopped",

@@ -26,6 +26,8 @@ mod commands;
 pub mod life;
 pub mod update;
 mod services;
+mod starting;
+mod teardown;
 mod view;
 
 use crate::log::Event;
@@ -140,6 +142,8 @@ pub struct Output {
 pub enum SlotState {
     /// Waiting for its (re)start time.
     Waiting,
+    /// Forked, not yet exec'd (see `starting`).
+    Starting,
     Running,
     /// Ended, and its policy does not restart it.
     Stopped,
@@ -167,11 +171,31 @@ struct Slot {
     status: Option<heapless::String<{ crate::notify::STATUS_MAX }>>,
     /// A `container.waiting` event was emitted for the current wait.
     told_waiting: bool,
+    /// Its time to start has come and a dependency is not ready: its `due`
+    /// is left out of the loop's timer until a dependency becomes ready.
+    dep_wait: bool,
     /// Not in the running release any more (an update removed it): never
     /// restarted, not shown.
     retired: bool,
     /// An update's new spec, taken once the running container has ended.
     replace: Option<Box<crate::containers::Spec>>,
+    /// The start under way (forked, not yet exec'd).
+    starting: Option<Box<starting::Starting>>,
+    /// Its volumes' ids being shifted before its start.
+    preparing: Option<Box<starting::Preparing>>,
+    /// A volume shift just completed for the next start.
+    shifted: bool,
+    /// Tries of a start waiting for its old cgroup's removal.
+    deferred: u32,
+    /// The running check's trail (where its setup is).
+    check_trail: Option<std::os::fd::OwnedFd>,
+}
+
+impl Slot {
+    /// A run is under way: started (or starting) and not yet reaped.
+    fn busy(&self) -> bool {
+        self.pid.is_some() || self.starting.is_some() || self.preparing.is_some()
+    }
 }
 
 impl Slot {
@@ -190,8 +214,14 @@ impl Slot {
             last_exit: None,
             status: None,
             told_waiting: false,
+            dep_wait: false,
             retired: false,
             replace: None,
+            starting: None,
+            preparing: None,
+            shifted: false,
+            deferred: 0,
+            check_trail: None,
         }
     }
 }
@@ -236,6 +266,10 @@ pub struct Pid1 {
     release: Option<(u64, heapless::String<16>)>,
     /// Each container's cgroup, keyed by its init's pid: removed when it ends.
     cgroups: Vec<(Pid, crate::cgroup::act::CgroupDir)>,
+    /// Ended containers' cgroups being removed.
+    removals: Vec<teardown::Removal>,
+    /// Processes of ended starts, reaped without a `reap` event.
+    quiet: heapless::Vec<Pid, { starting::QUIET_MAX }>,
     outputs: heapless::Vec<Option<Output>, OUTPUTS_MAX>,
     data_mounted: bool,
     /// Shutdown: the containers are down and every other process got SIGTERM.
@@ -283,6 +317,8 @@ impl Pid1 {
             ctl: None,
             release: None,
             cgroups: Vec::new(),
+            removals: Vec::new(),
+            quiet: heapless::Vec::new(),
             outputs: heapless::Vec::new(),
             data_mounted,
             host_signalled: false,
@@ -461,6 +497,8 @@ impl Pid1 {
         }
         // Host services first: at setup they start before any container.
         self.tick_services(now);
+        self.tick_removals(now);
+        self.expire_starts(now);
         for i in 0..self.slots.len() {
             let Some(slot) = self.slots.get_mut(i) else { continue };
             let due = slot.life.due(now);
@@ -468,7 +506,7 @@ impl Pid1 {
                 self.kill_container(i);
             }
             if let Some(pid) = due.kill_check {
-                let _ = kill(pid, Signal::SIGKILL);
+                self.check_timeout(i, pid);
             }
             if let Some(reason) = due.unhealthy {
                 self.unhealthy(i, reason);
@@ -477,13 +515,9 @@ impl Pid1 {
                 self.run_check(i, now);
             }
         }
-        // A container ready at its start may let one listed before it go:
-        // one more pass per such start, so no start waits for a later tick.
-        for _ in 0..=self.slots.len() {
-            if !self.start_pass(now) {
-                break;
-            }
-        }
+        // A start is asynchronous: one ready at its start ticks again
+        // (`became_ready`), so a dependent listed before it never waits.
+        self.start_pass(now);
         // Fresh time: starting containers above took a while, and a trial's
         // window must not begin before they ran.
         self.update_due = self.update_tick(crate::log::now());
@@ -492,10 +526,9 @@ impl Pid1 {
 
     /// Start every container whose time has come and whose dependencies
     /// are ready. One waiting on a dependency is said once and then left
-    /// out of the deadline timer ([`Slot::told_waiting`]): a dependency
-    /// that becomes ready ticks again. True when a container started ready.
-    fn start_pass(&mut self, now: f64) -> bool {
-        let mut ready_at_start = false;
+    /// out of the deadline timer ([`Slot::dep_wait`]): a dependency that
+    /// becomes ready ticks again.
+    fn start_pass(&mut self, now: f64) {
         for i in 0..self.slots.len() {
             let Some(slot) = self.slots.get(i) else { continue };
             if self.phase != Phase::Running || slot.due.is_none_or(|d| d > now) {
@@ -503,6 +536,7 @@ impl Pid1 {
             }
             if let Err(dep) = self.deps_ready(i) {
                 if let Some(slot) = self.slots.get_mut(i) {
+                    slot.dep_wait = true;
                     if !slot.told_waiting {
                         slot.told_waiting = true;
                         Event::info("container.waiting").kv("name", &slot.spec.name).kv("for", &dep).emit();
@@ -510,42 +544,10 @@ impl Pid1 {
                 }
                 continue;
             }
-            self.launch(i, now);
-            ready_at_start |= self.slots.get(i).is_some_and(|s| s.pid.is_some() && s.life.ready);
-        }
-        ready_at_start
-    }
-
-    fn launch(&mut self, i: usize, now: f64) {
-        let Some(slot) = self.slots.get_mut(i) else { return };
-        slot.due = None;
-        slot.told_waiting = false;
-        if let Some(sock) = &slot.spec.notify {
-            // Nothing an earlier run sent counts for this one. Drained before
-            // the start: the new run may say READY=1 before launch returns.
-            let _ = crate::notify::drain(sock);
-        }
-        match crate::containers::launch(&slot.spec) {
-            Ok(l) => {
-                slot.pid = Some(l.pid);
-                slot.started = now;
-                slot.state = SlotState::Running;
-                slot.status = None;
-                let (life, ready) = life::Life::start(&slot.params, now);
-                slot.life = life;
-                let name = slot.spec.name.clone();
-                if ready {
-                    Event::info("container.ready").kv("name", &name).kv("by", "start").kv("after_ms", 0).emit();
-                }
-                self.watch(l.pid, &name);
-                self.own_cgroup(l.pid, l.cgroup);
-                self.watch_output(l.output, &name);
+            if let Some(slot) = self.slots.get_mut(i) {
+                slot.dep_wait = false;
             }
-            Err((step, e)) => {
-                Event::error("container.start").kv("name", &slot.spec.name).kv("step", step).kv("result", "error").kv("error", e).emit();
-                // A start that fails counts as a failed run of no length.
-                self.after_exit(i, crate::restart::Exit::Code(127), 0);
-            }
+            self.begin_start(i, now);
         }
     }
 
@@ -572,6 +574,9 @@ impl Pid1 {
     /// after its grace.
     fn stop_container(&mut self, i: usize, by: &str) {
         let now = crate::log::now();
+        if self.cancel_start(i, by) {
+            return;
+        }
         let Some(slot) = self.slots.get_mut(i) else { return };
         let Some(pid) = slot.pid else { return };
         if slot.life.stopping {
@@ -595,7 +600,7 @@ impl Pid1 {
         let Some(slot) = self.slots.get(i) else { return };
         let Some(pid) = slot.pid else { return };
         let r = match self.cgroups.iter().find(|(p, _)| *p == pid).and_then(|(_, cg)| cg.path()) {
-            Some(dir) => crate::cgroup::act::kill_all(dir).map_err(|e| e.to_string()),
+            Some(dir) => crate::cgroup::act::kill_once(dir).map_err(|e| e.to_string()),
             None => kill(pid, Signal::SIGKILL).map_err(|e| errno_text(e).to_string()),
         };
         Event::warn("container.kill").kv("name", &slot.spec.name).kv("reason", "stop grace over").result(&r).emit();
@@ -618,19 +623,25 @@ impl Pid1 {
         };
         let dir = cg.and_then(|cg| cg.fd.as_ref()).map(std::os::fd::AsFd::as_fd);
         let mut place = crate::container::spawn::Place { dir, add: &mut add };
-        let started = crate::container::enter::enter(&slot.spec.plan, pid, cmd, slot.spec.confine(), &mut place);
+        let hang = crate::containers::hang_for(&slot.spec.name, true);
+        let started = crate::container::enter::enter(&slot.spec.plan, pid, cmd, slot.spec.confine(), &mut place, hang);
         let name = slot.spec.name.clone();
         match started {
-            Ok(w) => {
+            Ok(entered) => {
+                let w = entered.pid;
                 let mut tag: heapless::String<40> = heapless::String::new();
                 let _ = core::fmt::write(&mut tag, format_args!("check:{name}"));
                 self.watch(w, &tag);
                 if let Some(slot) = self.slots.get_mut(i) {
                     slot.life.check_started(w, &slot.params, now);
+                    slot.check_trail = Some(entered.trail);
                 }
             }
             Err(e) => {
-                Event::error("container.check").kv("name", &name).kv("result", "error").kv("error", errno_text(e)).emit();
+                if let Some(left) = e.left {
+                    self.reap_quietly(left);
+                }
+                Event::error("container.check").kv("name", &name).kv("result", "error").kv("error", errno_text(e.errno)).emit();
                 if let Some(slot) = self.slots.get_mut(i) {
                     let r = slot.life.check_failed_to_start(&slot.params, now);
                     self.on_check_result(i, r, -1);
@@ -644,6 +655,7 @@ impl Pid1 {
         let now = crate::log::now();
         let Some(i) = self.slots.iter().position(|s| s.life.check.is_some_and(|c| c.pid == pid)) else { return false };
         let Some(slot) = self.slots.get_mut(i) else { return false };
+        slot.check_trail = None;
         let r = slot.life.check_ended(pid, code, &slot.params, now);
         self.on_check_result(i, r, code);
         true
@@ -701,6 +713,7 @@ impl Pid1 {
         let Some(slot) = self.slots.get_mut(i) else { return };
         let exit = if slot.life.unhealthy { crate::restart::Exit::Unhealthy } else { exit };
         slot.last_exit = Some(exit);
+        slot.check_trail = None;
         if let Some(c) = slot.life.check.take() {
             let _ = kill(c.pid, Signal::SIGKILL);
         }
@@ -772,7 +785,7 @@ impl Pid1 {
         }
         let mut to_stop: heapless::Vec<usize, 64> = heapless::Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
-            if s.pid.is_none() || s.life.stopping {
+            if !s.busy() || s.life.stopping {
                 continue;
             }
             let needed = self.slots.iter().any(|o| o.pid.is_some() && o.spec.after.contains(&s.spec.name));
@@ -783,7 +796,7 @@ impl Pid1 {
         for i in to_stop {
             self.stop_container(i, "shutdown");
         }
-        if self.host_signalled || self.slots.iter().any(|s| s.pid.is_some()) {
+        if self.host_signalled || self.slots.iter().any(Slot::busy) {
             return;
         }
         // Containers down: the host services next, then everything else.
@@ -801,9 +814,11 @@ impl Pid1 {
             .slots
             .iter()
             // A start waiting on a dependency has no deadline of its own.
-            .flat_map(|s| [s.due.filter(|_| !s.told_waiting), s.life.deadline()])
+            .flat_map(|s| [s.due.filter(|_| !s.dep_wait), s.life.deadline()])
             .flatten()
             .chain(self.update_due)
+            .chain(self.starts_deadline())
+            .chain(self.removals_deadline())
             .chain(self.view.as_ref().and_then(view::View::due))
             .chain(self.services_deadline())
             .chain(self.ctl.as_ref().and_then(crate::ctlsock::CtlSocket::deadline))
@@ -848,6 +863,7 @@ impl Pid1 {
                         }
                         TOKEN_PET => self.on_pet(),
                         TOKEN_CTL_LISTEN => self.on_ctl_accept(),
+                        t if t >= starting::TOKEN_START => self.on_start_io(t - starting::TOKEN_START),
                         t if t >= TOKEN_NOTIFY => self.on_notify((t - TOKEN_NOTIFY) as usize),
                         t if t >= TOKEN_CTL_CONN => self.on_ctl_conn((t - TOKEN_CTL_CONN) as usize),
                         t if t >= TOKEN_OUTPUT => self.on_output((t - TOKEN_OUTPUT) as usize),
@@ -1052,6 +1068,10 @@ impl Pid1 {
             Some(crate::restart::Exit::Signal(s)) => ("signal", s),
             _ => return,
         };
+        if self.start_reaped(pid) {
+            Event::debug("reap").kv("pid", pid).kv("name", "start").kv("how", how).kv("code", code).emit();
+            return;
+        }
         let name = match self.known.iter().position(|k| k.pid == pid) {
             Some(i) => self.known.swap_remove(i).name,
             None => {
@@ -1078,19 +1098,7 @@ impl Pid1 {
                         .emit();
                 }
             }
-            let path = cg.path().map(|p| p.display().to_string()).unwrap_or_default();
-            let version = cg.version;
-            let r = crate::cgroup::act::kill_and_remove(cg);
-            let mode = match version {
-                crate::cgroup::act::Version::V2 => crate::board::CgroupMode::V2,
-                crate::cgroup::act::Version::V1 => crate::board::CgroupMode::V1,
-            };
-            Event::info("cgroup.remove")
-                .kv("name", &name)
-                .kv("path", path)
-                .kv("left", crate::containers::cgroups_left(mode))
-                .result(&r)
-                .emit();
+            self.remove_cgroup(&name, cg);
         }
         let exit = if how == "exit" { crate::restart::Exit::Code(code) } else { crate::restart::Exit::Signal(code) };
         if self.service_exited(pid, exit) {

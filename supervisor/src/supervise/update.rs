@@ -200,7 +200,7 @@ impl Pid1 {
             let name = spec.name.clone();
             match self.slots.iter().position(|s| !s.retired && s.spec.name == name) {
                 Some(i) => {
-                    let running = self.slots.get(i).is_some_and(|s| s.pid.is_some());
+                    let running = self.slots.get(i).is_some_and(Slot::busy);
                     if let Some(s) = self.slots.get_mut(i) {
                         s.replace = Some(Box::new(spec));
                         s.due = None;
@@ -329,6 +329,7 @@ pub(super) fn state_name(s: &Slot) -> &'static str {
     match s.state {
         SlotState::Waiting if s.replace.is_some() => "updating",
         SlotState::Waiting => "waiting",
+        SlotState::Starting => "starting",
         SlotState::Running if s.life.stopping => "stopping",
         SlotState::Running => "running",
         SlotState::Stopped => "stopped",
