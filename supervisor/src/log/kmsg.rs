@@ -1,0 +1,140 @@
+//! berth's copy of its events in the kernel log, written off the loop.
+//!
+//! A write to `/dev/kmsg` of a record at or below the console loglevel makes
+//! the kernel print it on the console in the writer's context, and a serial
+//! console that does not drain holds that write for as long as the UART
+//! does. So PID 1 never writes `/dev/kmsg` from its loop: [`send`] copies
+//! the record into a queue of [`QUEUE_RECORDS`] fixed-size records and
+//! returns; one helper thread takes records off it and writes them. The
+//! helper holds the queue's lock only to take a record, never while it
+//! writes, so [`send`] waits at most for a copy. A record that finds the
+//! queue full is dropped and counted ([`dropped`]); the loop reports the
+//! count as `log.dropped sink=kmsg count=N`.
+//!
+//! What is written: berth's own events only. Container and service output
+//! lines never go to the kernel log (they are in the log store), so the
+//! kernel's rate limit on `/dev/kmsg` writers (`printk_devkmsg`), which
+//! berth turns off for its own events, is never off for them.
+//!
+//! The helper thread never allocates or touches the loop's state; without
+//! it (it could not be started) nothing is written to the kernel log and
+//! every record counts as dropped.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Records waiting for the helper at most.
+pub const QUEUE_RECORDS: usize = 64;
+/// Longest record: the `<p>berth: ` prefix and an event line.
+const RECORD_MAX: usize = super::LINE_MAX + 16;
+
+#[derive(Clone, Copy)]
+struct Record {
+    len: usize,
+    bytes: [u8; RECORD_MAX],
+}
+
+struct Queue {
+    records: heapless::Deque<Record, QUEUE_RECORDS>,
+    /// The helper is writing a record it took.
+    busy: bool,
+}
+
+static QUEUE: Mutex<Queue> = Mutex::new(Queue { records: heapless::Deque::new(), busy: false });
+/// Signalled when a record is queued.
+static MORE: Condvar = Condvar::new();
+/// Signalled when the queue runs empty.
+static IDLE: Condvar = Condvar::new();
+static STARTED: AtomicBool = AtomicBool::new(false);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+fn lock() -> std::sync::MutexGuard<'static, Queue> {
+    QUEUE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Open `/dev/kmsg` and start the helper (once per process image: a
+/// re-executed berth starts its own).
+pub fn start() -> std::io::Result<()> {
+    if STARTED.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let kmsg = std::fs::OpenOptions::new().write(true).open("/dev/kmsg")?;
+    std::thread::Builder::new().name("kmsg".into()).spawn(move || helper(kmsg))?;
+    STARTED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+fn helper(mut kmsg: File) {
+    loop {
+        let rec = {
+            let mut q = lock();
+            q.busy = false;
+            loop {
+                if let Some(r) = q.records.pop_front() {
+                    q.busy = true;
+                    break r;
+                }
+                IDLE.notify_all();
+                q = MORE.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        // One write per record: /dev/kmsg takes a record per write(2). It
+        // may block while the kernel prints it on a slow console.
+        let _ = kmsg.write(rec.bytes.get(..rec.len).unwrap_or(&[]));
+    }
+}
+
+/// Queue `line` (an event line) for the kernel log at `priority` (0..=7).
+pub fn send(priority: u8, line: &[u8]) {
+    if !STARTED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut rec = Record { len: 0, bytes: [0; RECORD_MAX] };
+    let digit = b'0' + priority.min(7);
+    let prefix = [b'<', digit, b'>', b'b', b'e', b'r', b't', b'h', b':', b' '];
+    let mut parts = prefix.iter().chain(line.iter());
+    for slot in rec.bytes.iter_mut() {
+        match parts.next() {
+            Some(&b) => {
+                *slot = b;
+                rec.len += 1;
+            }
+            None => break,
+        }
+    }
+    let mut q = lock();
+    if q.records.push_back(rec).is_err() {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    drop(q);
+    MORE.notify_one();
+}
+
+/// Records dropped since boot because the queue was full.
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Wait up to `max` for the helper to write what is queued (before
+/// re-executing or halting).
+pub fn flush(max: Duration) {
+    if !STARTED.load(Ordering::Relaxed) {
+        return;
+    }
+    let end = Instant::now() + max;
+    let mut q = lock();
+    while !q.records.is_empty() || q.busy {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        q = match IDLE.wait_timeout(q, left) {
+            Ok((g, _)) => g,
+            Err(e) => e.into_inner().0,
+        };
+    }
+}
