@@ -43,6 +43,7 @@
 pub mod errno;
 pub mod event;
 pub mod machine;
+pub mod output;
 pub mod scenario;
 pub mod scenarios;
 pub mod updates;

@@ -1,9 +1,20 @@
 //! berth's copy of its events in the kernel log, written off the loop.
 //!
-//! A write to `/dev/kmsg` of a record at or below the console loglevel makes
-//! the kernel print it on the console in the writer's context, and a serial
-//! console that does not drain holds that write for as long as the UART
-//! does. So PID 1 never writes `/dev/kmsg` from its loop: [`send`] copies
+//! A write to `/dev/kmsg` of a record more severe than the console log level
+//! makes the kernel print it on the console in the writer's context, and a
+//! serial console that does not drain holds that write for as long as the
+//! UART does: the kernel's serial console waits up to 10 ms per character
+//! with the port's lock held and interrupts off, which stalls every other
+//! writer of the port and, on one CPU, the whole machine. Two rules follow.
+//!
+//! - berth's records never reach the kernel's console printing: berth
+//!   prints its events on the console itself, so the kernel's copy would
+//!   only repeat them. Each record's priority is raised to the console log
+//!   level when it is more severe ([`priority_for`]; the level is read from
+//!   `/proc/sys/kernel/printk` at most once a second); when no priority
+//!   would stay off the console (log level 8, `ignore_loglevel`), nothing is
+//!   written. The event's severity stays in its text's `ev=` and `result=`.
+//! - PID 1 never writes `/dev/kmsg` from its loop: [`send`] copies
 //! the record into a queue of [`QUEUE_RECORDS`] fixed-size records and
 //! returns; one helper thread takes records off it and writes them. The
 //! helper holds the queue's lock only to take a record, never while it
@@ -67,7 +78,32 @@ pub fn start() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The priority to write a record of `level` at, so that the kernel never
+/// prints it on a console whose log level is `console` (it prints records
+/// whose level is below that); `None` when none would do.
+pub fn priority_for(level: u8, console: u8) -> Option<u8> {
+    match level.max(console) {
+        p @ 0..=7 => Some(p),
+        _ => None,
+    }
+}
+
+/// The console log level now (9 with `ignore_loglevel`: everything prints).
+fn console_level() -> u8 {
+    let ignore = std::fs::read("/sys/module/printk/parameters/ignore_loglevel").is_ok_and(|v| v.first() == Some(&b'Y'));
+    if ignore {
+        return 9;
+    }
+    let mut buf = [0u8; 64];
+    let n = File::open("/proc/sys/kernel/printk").and_then(|mut f| std::io::Read::read(&mut f, &mut buf)).unwrap_or(0);
+    let text = core::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("");
+    // Unknown: assume the kernel's default (7: everything but debug prints).
+    text.split_whitespace().next().and_then(|v| v.parse::<u8>().ok()).unwrap_or(7)
+}
+
 fn helper(mut kmsg: File) {
+    let mut level = console_level();
+    let mut read_at = Instant::now();
     loop {
         let rec = {
             let mut q = lock();
@@ -81,8 +117,16 @@ fn helper(mut kmsg: File) {
                 q = MORE.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        // One write per record: /dev/kmsg takes a record per write(2). It
-        // may block while the kernel prints it on a slow console.
+        if read_at.elapsed() >= Duration::from_secs(1) {
+            level = console_level();
+            read_at = Instant::now();
+        }
+        let mut rec = rec;
+        // The record's priority digit (after `<`), as `send` wrote it.
+        let Some(digit) = rec.bytes.get_mut(1) else { continue };
+        let Some(p) = priority_for(digit.wrapping_sub(b'0'), level) else { continue };
+        *digit = b'0' + p;
+        // One write per record: /dev/kmsg takes a record per write(2).
         let _ = kmsg.write(rec.bytes.get(..rec.len).unwrap_or(&[]));
     }
 }
@@ -136,5 +180,25 @@ pub fn flush(max: Duration) {
             Ok((g, _)) => g,
             Err(e) => e.into_inner().0,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_stay_off_the_kernel_console() {
+        // loglevel=4: errors (3) would print; they are written at 4.
+        assert_eq!(priority_for(3, 4), Some(4));
+        assert_eq!(priority_for(4, 4), Some(4));
+        assert_eq!(priority_for(6, 4), Some(6));
+        // The default level 7: only debug stays off.
+        assert_eq!(priority_for(3, 7), Some(7));
+        assert_eq!(priority_for(7, 7), Some(7));
+        // Everything prints: nothing is written.
+        assert_eq!(priority_for(3, 8), None);
+        assert_eq!(priority_for(7, 9), None);
+        assert_eq!(priority_for(0, 0), Some(0));
     }
 }
