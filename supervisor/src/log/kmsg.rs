@@ -14,22 +14,22 @@
 //!   `/proc/sys/kernel/printk` at most once a second); when no priority
 //!   would stay off the console (log level 8, `ignore_loglevel`), nothing is
 //!   written. The event's severity stays in its text's `ev=` and `result=`.
-//! - PID 1 never writes `/dev/kmsg` from its loop: [`send`] copies
-//! the record into a queue of [`QUEUE_RECORDS`] fixed-size records and
-//! returns; one helper thread takes records off it and writes them. The
-//! helper holds the queue's lock only to take a record, never while it
-//! writes, so [`send`] waits at most for a copy. A record that finds the
-//! queue full is dropped and counted ([`dropped`]); the loop reports the
-//! count as `log.dropped sink=kmsg count=N`.
+//! - PID 1 never writes `/dev/kmsg` from its loop: [`send`] copies the
+//!   record into a queue of [`QUEUE_RECORDS`] fixed-size records and
+//!   returns; one helper thread takes records off it and writes them. The
+//!   helper holds the queue's lock only to take a record, never while it
+//!   writes, so [`send`] waits at most for a copy. A record that finds the
+//!   queue full is dropped and counted ([`dropped`]); the loop reports the
+//!   count as `log.dropped sink=kmsg count=N`.
 //!
 //! What is written: berth's own events only. Container and service output
 //! lines never go to the kernel log (they are in the log store), so the
 //! kernel's rate limit on `/dev/kmsg` writers (`printk_devkmsg`), which
 //! berth turns off for its own events, is never off for them.
 //!
-//! The helper thread never allocates or touches the loop's state; without
-//! it (it could not be started) nothing is written to the kernel log and
-//! every record counts as dropped.
+//! The helper thread works in fixed buffers and never touches the loop's
+//! state; without it (it could not be started) nothing is written to the
+//! kernel log.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -90,12 +90,13 @@ pub fn priority_for(level: u8, console: u8) -> Option<u8> {
 
 /// The console log level now (9 with `ignore_loglevel`: everything prints).
 fn console_level() -> u8 {
-    let ignore = std::fs::read("/sys/module/printk/parameters/ignore_loglevel").is_ok_and(|v| v.first() == Some(&b'Y'));
-    if ignore {
+    let read = |path: &str, buf: &mut [u8]| File::open(path).and_then(|mut f| std::io::Read::read(&mut f, buf)).unwrap_or(0);
+    let mut yes = [0u8; 1];
+    if read("/sys/module/printk/parameters/ignore_loglevel", &mut yes) == 1 && yes == [b'Y'] {
         return 9;
     }
     let mut buf = [0u8; 64];
-    let n = File::open("/proc/sys/kernel/printk").and_then(|mut f| std::io::Read::read(&mut f, &mut buf)).unwrap_or(0);
+    let n = read("/proc/sys/kernel/printk", &mut buf);
     let text = core::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("");
     // Unknown: assume the kernel's default (7: everything but debug prints).
     text.split_whitespace().next().and_then(|v| v.parse::<u8>().ok()).unwrap_or(7)
