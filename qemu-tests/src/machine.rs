@@ -764,6 +764,43 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_console_can_stop_being_read() {
+        use std::os::unix::net::UnixListener;
+        let path = std::env::temp_dir().join(format!("qemu-tests-console-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut m = sh("sock", "exec sleep 30");
+        m.attach_console(&path).unwrap();
+        let (mut guest, _) = listener.accept().unwrap();
+        guest.write_all(b"BERTH t=1.000000 ev=one\n").unwrap();
+        m.expect_event("one", S).unwrap();
+        m.pause_console(true).unwrap();
+        // Give the reader a moment to be parked before it reads again.
+        thread::sleep(Duration::from_millis(100));
+        guest.set_nonblocking(true).unwrap();
+        let chunk = [b'x'; 4096];
+        let mut sent = 0usize;
+        let full = loop {
+            match guest.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                Err(e) => panic!("{e}"),
+            }
+            if sent > 64 << 20 {
+                break false;
+            }
+        };
+        assert!(full, "the socket never filled: the paused reader kept reading");
+        m.pause_console(false).unwrap();
+        guest.set_nonblocking(false).unwrap();
+        guest.write_all(b"\nBERTH t=2.000000 ev=two\n").unwrap();
+        m.expect_event("two", S).unwrap();
+        drop(guest);
+        let _ = std::fs::remove_file(&path);
+        assert!(sh("plain", "exit 0").pause_console(true).is_err());
+    }
+
+    #[test]
     fn log_to_file_and_missing_program() {
         let path = std::env::temp_dir().join(format!("qemu-tests-log-{}.log", std::process::id()));
         let _ = std::fs::remove_file(&path);

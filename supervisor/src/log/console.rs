@@ -58,6 +58,9 @@ struct Sink {
     out: OwnedFd,
     mode: Mode,
     ring: Box<Ring<RING_BYTES>>,
+    /// A write failed for good (the console hung up): nothing more is
+    /// written, every line counts as dropped. The errno, until reported.
+    broken: Option<Option<Errno>>,
 }
 
 impl Sink {
@@ -67,6 +70,9 @@ impl Sink {
 
     /// Write what the console takes. False when it failed for good.
     fn drain(&mut self) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
         // At most the ring's size per call: bounded.
         for _ in 0..=RING_BYTES {
             let front = self.ring.front();
@@ -78,8 +84,9 @@ impl Sink {
                 Ok(n) => self.ring.consume(n),
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return true,
-                Err(_) => {
+                Err(e) => {
                     self.ring.discard();
+                    self.broken = Some(Some(e));
                     return false;
                 }
             }
@@ -112,7 +119,7 @@ pub fn init() -> Mode {
             (fd, Mode::Shared)
         }
     };
-    *g = Some(Sink { out, mode, ring: Box::new(Ring::new()) });
+    *g = Some(Sink { out, mode, ring: Box::new(Ring::new()), broken: None });
     mode
 }
 
@@ -145,6 +152,9 @@ pub fn write(line: &[u8]) {
         let _ = out.flush();
         return;
     };
+    if sink.broken.is_some() {
+        return;
+    }
     // Room may have come since the last write.
     sink.drain();
     match sink.ring.push(line) {
@@ -174,20 +184,29 @@ pub fn with_fd<R>(f: impl FnOnce(BorrowedFd<'_>) -> R) -> Option<R> {
 
 /// Whether bytes wait for the console (or a loss waits to be reported).
 pub fn pending() -> bool {
-    lock().as_ref().is_some_and(|s| !s.ring.is_empty() || s.ring.should_report())
+    lock().as_ref().is_some_and(|s| match s.broken {
+        // A failure not reported yet: the next turn reports it.
+        Some(unreported) => unreported.is_some(),
+        None => !s.ring.is_empty() || s.ring.should_report(),
+    })
 }
 
 /// The console is writable: write what it takes, and report a loss once
-/// there is room.
+/// there is room. A console that failed for good is reported once
+/// (`console.failed`, in the kernel log and the store) and left alone.
 pub fn drain() {
-    let report = {
+    let (report, failed) = {
         let mut g = lock();
         let Some(sink) = g.as_mut() else { return };
         sink.drain();
-        sink.ring.should_report().then(|| sink.ring.resume())
+        let failed = sink.broken.as_mut().and_then(Option::take);
+        (sink.ring.should_report().then(|| sink.ring.resume()).filter(|_| sink.broken.is_none()), failed)
     };
     if let Some(n) = report {
         super::Event::warn("log.dropped").kv("sink", "console").kv("count", n).emit();
+    }
+    if let Some(e) = failed {
+        super::Event::error("console.failed").kv("error", e.desc()).emit();
     }
 }
 
@@ -223,7 +242,7 @@ mod tests {
         let flags = nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
         let nb = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
         nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nb)).unwrap();
-        (Sink { out: w, mode: Mode::Own, ring: Box::new(Ring::new()) }, File::from(r))
+        (Sink { out: w, mode: Mode::Own, ring: Box::new(Ring::new()), broken: None }, File::from(r))
     }
 
     #[test]
@@ -272,5 +291,17 @@ mod tests {
         let want: String = (0..kept).map(line).collect();
         assert_eq!(text.len(), want.len());
         assert!(text == want, "kept lines come out whole and in order");
+    }
+
+    #[test]
+    fn a_console_that_fails_is_left_alone() {
+        let (mut s, reader) = sink();
+        drop(reader);
+        assert_eq!(s.ring.push(b"one\n"), Push::Kept);
+        // EPIPE: the line is counted as dropped and nothing is tried again.
+        assert!(!s.drain());
+        assert!(s.ring.is_empty() && matches!(s.broken, Some(Some(Errno::EPIPE))));
+        assert!(!s.drain());
+        assert_eq!(s.ring.resume(), 1);
     }
 }
