@@ -265,6 +265,15 @@ fn parse_quoted(b: &[u8], mut i: usize) -> Option<(String, usize)> {
                         out.push(hi << 4 | lo);
                         i += 2;
                     }
+                    b'u' => {
+                        let mut v = 0u32;
+                        for k in 2..6 {
+                            v = v << 4 | u32::from(hex_val(*b.get(i + k)?)?);
+                        }
+                        let mut utf8 = [0u8; 4];
+                        out.extend_from_slice(char::from_u32(v)?.encode_utf8(&mut utf8).as_bytes());
+                        i += 4;
+                    }
                     _ => return None,
                 }
                 i += 2;
@@ -291,8 +300,9 @@ fn hex_val(c: u8) -> Option<u8> {
 }
 
 /// Encode `v` as a double-quoted value (always quoted), with the escapes
-/// [`parse_line`] understands: `\"`, `\\`, `\n`, and `\xNN` for other
-/// control characters.
+/// [`parse_line`] understands: `\"`, `\\`, `\n`, `\xNN` for other C0
+/// controls and DEL, `\uNNNN` for C1 controls and bidirectional formatting
+/// characters (berth's rule).
 pub fn quote(v: &str) -> String {
     let mut out = String::with_capacity(v.len() + 2);
     out.push('"');
@@ -303,6 +313,9 @@ pub fn quote(v: &str) -> String {
             '\n' => out.push_str("\\n"),
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if matches!(c as u32, 0x80..=0x9f | 0x61c | 0x200e | 0x200f | 0x202a..=0x202e | 0x2066..=0x2069) => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
             }
             c => out.push(c),
         }
@@ -489,6 +502,10 @@ mod tests {
             assert_eq!(e.get("w"), Some(s), "{line}");
         }
         assert_eq!(quote("a\"b\\c\nd\u{1}"), r#""a\"b\\c\nd\x01""#);
+        assert_eq!(quote("\u{9b}1m\u{202e}"), r#""\u009b1m\u202e""#);
+        let e = parse_line(r#"BERTH t=1 ev=x line="\u009b1m\u202ex""#).unwrap();
+        assert_eq!(e.get("line"), Some("\u{9b}1m\u{202e}x"));
+        assert!(parse_line(r#"BERTH t=1 ev=x line="\u12""#).is_none());
         assert_eq!(encode_value("/proc"), "/proc");
         assert_eq!(encode_value(""), "\"\"");
     }

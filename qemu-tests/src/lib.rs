@@ -44,6 +44,7 @@ pub mod errno;
 pub mod event;
 pub mod loopcheck;
 pub mod machine;
+pub mod output;
 pub mod scenario;
 pub mod scenarios;
 pub mod updates;

@@ -29,6 +29,12 @@
 //! skipped by [`Machine::events`] and the event expects, so each event is
 //! seen once.
 //!
+//! A machine may read its console from a Unix socket instead
+//! ([`Machine::attach_console`], QEMU's `-chardev socket,server=on`), and
+//! then stop reading it for a while ([`Machine::pause_console`]) as a
+//! stalled serial console would: QEMU's socket fills and the guest's UART
+//! stops draining.
+//!
 //! When the environment variable [`LOG_DIR_ENV`] names a directory, every
 //! machine also writes its console to `<dir>/<name>.log` (for CI artifacts).
 
@@ -37,8 +43,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixStream;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -83,6 +92,25 @@ pub struct Machine {
     log: Option<File>,
     started: Instant,
     data_image: Option<PathBuf>,
+    /// The socket console's reader, while set, does not read.
+    console_paused: Option<Arc<AtomicBool>>,
+    /// A sender for readers started after spawn.
+    tx: Sender<Msg>,
+}
+
+/// A reader that does not read while its flag is set.
+struct Gated<R> {
+    inner: R,
+    paused: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Gated<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.paused.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.inner.read(buf)
+    }
 }
 
 impl Machine {
@@ -123,6 +151,8 @@ impl Machine {
             log: None,
             started: Instant::now(),
             data_image: None,
+            console_paused: None,
+            tx: tx.clone(),
         };
         // From here on, an early return drops `machine`, which kills the child.
         if let Some(out) = machine.child.stdout.take() {
@@ -140,6 +170,37 @@ impl Machine {
             }
         }
         Ok(machine)
+    }
+
+    /// Read the guest's console from the Unix socket QEMU listens on at
+    /// `path` (QEMU waits for this reader before it starts the guest).
+    pub fn attach_console(&mut self, path: &Path) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e) => {
+                    if Instant::now() >= deadline || self.exit_status().is_some() {
+                        return Err(format!("[{}] cannot connect to the console socket {}: {e}\n{}", self.name, path.display(), self.tail_block()));
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        let paused = Arc::new(AtomicBool::new(false));
+        let gated = Gated { inner: stream, paused: Arc::clone(&paused) };
+        start_reader(&self.name, "console", gated, "", self.tx.clone())?;
+        self.open_streams += 1;
+        self.console_paused = Some(paused);
+        Ok(())
+    }
+
+    /// Stop (`true`) or resume reading the socket console; lines already
+    /// read are still delivered. Fails without a socket console.
+    pub fn pause_console(&mut self, pause: bool) -> Result<(), String> {
+        let flag = self.console_paused.as_ref().ok_or_else(|| format!("[{}] the console is not a socket", self.name))?;
+        flag.store(pause, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The name given at spawn.
@@ -333,6 +394,10 @@ impl Machine {
     /// Does nothing to an emulator that already exited.
     pub fn kill(&mut self) {
         self.stdin = None;
+        // A paused reader must see the end of its socket.
+        if let Some(p) = &self.console_paused {
+            p.store(false, Ordering::SeqCst);
+        }
         if self.status.is_none() {
             let _ = self.child.kill();
             if let Ok(status) = self.child.wait() {
@@ -696,6 +761,43 @@ mod tests {
         let got = m.expect_agent_done(S).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[2], AgentLine::Action("poweroff".into()));
+    }
+
+    #[test]
+    fn a_socket_console_can_stop_being_read() {
+        use std::os::unix::net::UnixListener;
+        let path = std::env::temp_dir().join(format!("qemu-tests-console-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut m = sh("sock", "exec sleep 30");
+        m.attach_console(&path).unwrap();
+        let (mut guest, _) = listener.accept().unwrap();
+        guest.write_all(b"BERTH t=1.000000 ev=one\n").unwrap();
+        m.expect_event("one", S).unwrap();
+        m.pause_console(true).unwrap();
+        // Give the reader a moment to be parked before it reads again.
+        thread::sleep(Duration::from_millis(100));
+        guest.set_nonblocking(true).unwrap();
+        let chunk = [b'x'; 4096];
+        let mut sent = 0usize;
+        let full = loop {
+            match guest.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                Err(e) => panic!("{e}"),
+            }
+            if sent > 64 << 20 {
+                break false;
+            }
+        };
+        assert!(full, "the socket never filled: the paused reader kept reading");
+        m.pause_console(false).unwrap();
+        guest.set_nonblocking(false).unwrap();
+        guest.write_all(b"\nBERTH t=2.000000 ev=two\n").unwrap();
+        m.expect_event("two", S).unwrap();
+        drop(guest);
+        let _ = std::fs::remove_file(&path);
+        assert!(sh("plain", "exit 0").pause_console(true).is_err());
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct BootSpec {
     /// The host end (a Unix socket QEMU listens on) of a virtio serial port
     /// named `berth.push`, for pushing bundles into the running guest.
     pub push: Option<std::path::PathBuf>,
+    /// The console on a Unix socket the harness reads (and can stop
+    /// reading: [`Machine::pause_console`]) instead of QEMU's stdout.
+    pub console_socket: bool,
 }
 
 /// Boots machines of one architecture.
@@ -110,12 +113,23 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
         .collect();
     cases.extend(crate::loopcheck::cases(Arc::clone(&l)));
     cases.extend(crate::waits::cases(Arc::clone(&l)));
+    cases.extend(crate::output::cases(Arc::clone(&l)));
     cases.extend(crate::updates::cases(l));
     cases
 }
 
 pub(crate) fn spec(name: &str, mode: &str) -> BootSpec {
-    BootSpec { name: name.into(), mode: mode.into(), allow_reboot: false, variant: "", cmdline: String::new(), data: None, http_port: None, push: None }
+    BootSpec {
+        name: name.into(),
+        mode: mode.into(),
+        allow_reboot: false,
+        variant: "",
+        cmdline: String::new(),
+        data: None,
+        http_port: None,
+        push: None,
+        console_socket: false,
+    }
 }
 
 pub(crate) fn field_is(e: &Event, key: &str, want: &str) -> Result<(), String> {

@@ -187,10 +187,11 @@ pub struct Board {
     /// Named hardware nodes that manifests may be granted.
     #[serde(default)]
     pub hardware: Vec<HardwareNode, HARDWARE_MAX>,
-    /// Kernel log priority (0..=7) of container output lines (default 6,
-    /// info; 7 keeps them off a console at the default loglevel).
-    #[serde(default = "default_container_kmsg")]
-    pub container_log_kmsg: u8,
+    /// Mirror container and host service output lines to the console as
+    /// `container.log` / `service.log` events (default off: they go to the
+    /// log store and `berthctl logs` only, never to the kernel log).
+    #[serde(default)]
+    pub container_log_console: bool,
     /// Total size of the log files on the data partition, in KiB.
     #[serde(default = "default_log_quota")]
     pub log_quota_kib: u32,
@@ -324,10 +325,6 @@ pub struct Watchdog {
 
 fn default_cgroup() -> CgroupMode {
     CgroupMode::V2
-}
-
-fn default_container_kmsg() -> u8 {
-    6
 }
 
 fn default_log_quota() -> u32 {
@@ -493,9 +490,6 @@ impl Board {
         }
         if !(100..=120_000).contains(&self.storage.wait_ms) {
             return Err(err("storage.wait_ms", "must be between 100 and 120000"));
-        }
-        if self.container_log_kmsg > 7 {
-            return Err(err("container_log_kmsg", "must be a kernel log priority, 0 to 7"));
         }
         if !(256..=1_048_576).contains(&self.log_quota_kib) {
             return Err(err("log_quota_kib", "must be between 256 and 1048576"));
@@ -922,6 +916,8 @@ gateway = "10.0.2.2"
             let text = std::fs::read_to_string(&path).unwrap();
             let b = Board::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(Some(b.name.as_str()), path.file_stem().and_then(|s| s.to_str()));
+            // A shipped console carries berth's events, not container output.
+            assert!(!b.container_log_console, "{}", path.display());
             seen += 1;
         }
         assert!(seen >= 3);

@@ -39,6 +39,8 @@ fn stage(name: &str) {
 
 /// Entry point when running as PID 1.
 pub fn pid1() -> ! {
+    // First: no console write of PID 1 may block from here on.
+    let console = crate::log::console::init();
     let kmsg = crate::log::open_kmsg();
     // f_type's width differs between the C libraries of the three targets.
     #[allow(clippy::unnecessary_cast)]
@@ -51,6 +53,7 @@ pub fn pid1() -> ! {
         .kv("stage", if in_initramfs { "initramfs" } else { "system" })
         .kv("version", env!("CARGO_PKG_VERSION"))
         .kv("kmsg", if kmsg.is_ok() { "ok" } else { "unavailable" })
+        .kv("console", console.name())
         .emit();
     if let Err(e) = Pid1::block_signals() {
         Event::error("signals").result(&Err::<(), _>(errno_text(e))).emit();
@@ -120,7 +123,9 @@ fn api_mounts(board: &Board) {
     }
 }
 
-/// Writes to /dev/kmsg are rate-limited by default; PID 1's events must not be.
+/// Writes to /dev/kmsg are rate-limited by default; PID 1's own events must
+/// not be (berth bounds them itself: see `log::kmsg`). Container and service
+/// output never goes to the kernel log, so this opens no path for it.
 fn devkmsg_on() {
     let r = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
     Event::debug("kmsg.ratelimit").kv("result", if r.is_ok() { "off" } else { "kept" }).emit();
@@ -164,6 +169,9 @@ fn initramfs_stage() -> ! {
         Event::error("switch-root").kv("step", what).result(&Err::<(), _>(errno_text(e))).emit();
         failed("switch of root failed", grace);
     }
+    // What the console and the kernel log have not taken yet would be lost
+    // with this process image.
+    crate::log::flush(Duration::from_secs(1));
     // Only returns on failure.
     let e = exec_self();
     Event::error("exec").kv("path", SELF_PATH).result(&Err::<(), _>(errno_text(e))).emit();
@@ -226,7 +234,7 @@ fn exec_self() -> Errno {
 fn system_stage() -> ! {
     let board = board_or_fail();
     crate::logstore::init(u64::from(board.log_quota_kib) * 1024);
-    crate::supervise::set_container_kmsg(board.container_log_kmsg);
+    crate::supervise::set_mirror(board.container_log_console);
     api_mounts(&board);
 
     stage("data");

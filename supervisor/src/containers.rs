@@ -63,6 +63,8 @@ pub struct Spec {
     pub health: Option<Health>,
     pub stop_signal: nix::sys::signal::Signal,
     pub stop_grace_ms: u32,
+    /// How many output lines are kept (the manifest's `log_rate`).
+    pub log_rate: crate::manifest::LogRate,
     /// The notify socket, kept across restarts (see [`crate::notify`]).
     pub notify: Option<std::os::unix::net::UnixDatagram>,
 }
@@ -329,6 +331,7 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
         health,
         stop_signal: m.stop.and_then(|s| s.signal).map(crate::manifest::StopSignal::signal).unwrap_or(nix::sys::signal::Signal::SIGTERM),
         stop_grace_ms: m.stop.and_then(|s| s.grace_ms).unwrap_or(crate::manifest::STOP_GRACE_MS),
+        log_rate: m.log_rate.unwrap_or_default(),
         notify,
         plan,
         landlock: layers.landlock,

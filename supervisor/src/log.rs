@@ -1,23 +1,37 @@
 //! Event lines: berth's log, for people and for machines at once.
 //!
-//! Every record is one line, written to the console and to the kernel log
-//! (`/dev/kmsg`) from the first instant of the boot:
+//! Every record is one line, written to the console, to the kernel log
+//! (`/dev/kmsg`) and to the log store's `berth` stream from the first instant
+//! of the boot:
 //!
 //! ```text
 //! BERTH t=<seconds since boot, CLOCK_MONOTONIC, 6 decimals> ev=<name> key=value key="quoted value" ...
 //! ```
 //!
 //! A value is written bare when it is non-empty and only holds
-//! `[A-Za-z0-9._/:+,@%-]`; otherwise it is double-quoted with `\"`, `\\`, `\n`
-//! and `\xNN` escapes. Keys are `[a-z0-9_.]+`. Tests and operators parse these
-//! lines; nothing relies on free text. Lines are built in a fixed buffer (no
-//! allocation) and cut at [`LINE_MAX`] bytes, ending with ` trunc=1` when cut.
+//! `[A-Za-z0-9._/:+,@%-]`; otherwise it is double-quoted with `\"`, `\\`, `\n`,
+//! `\xNN` (other C0 controls and DEL) and `\uNNNN` escapes (C1 controls
+//! U+0080..U+009F and the bidirectional marks, embeddings, overrides and
+//! isolates U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069, which
+//! a terminal would act on). Keys are `[a-z0-9_.]+`. Tests and operators
+//! parse these lines; nothing relies on free text. Lines are built in a
+//! fixed buffer (no allocation) and cut at [`LINE_MAX`] bytes, ending with
+//! ` trunc=1` when cut.
+//!
+//! Neither sink may block PID 1: the console goes through a bounded ring
+//! drained when the console is writable ([`console`]), the kernel log
+//! through a bounded queue written by a helper thread ([`kmsg`]). Both drop
+//! and count rather than wait. Container and service output lines are
+//! events too, but they reach the console only when the board mirrors them
+//! ([`Event::emit_mirror`]) and never the kernel log or berth's stream (the
+//! log store keeps them in the container's own stream).
+
+pub mod console;
+pub mod kmsg;
+pub mod ring;
 
 use core::fmt::{self, Write as _};
-use std::fs::File;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 
 /// Longest event line, including the kmsg prefix.
 pub const LINE_MAX: usize = 512;
@@ -40,18 +54,21 @@ impl Level {
     }
 }
 
-static KMSG: OnceLock<File> = OnceLock::new();
 static DEBUG: AtomicBool = AtomicBool::new(false);
 
-/// Open `/dev/kmsg` for writing, once per process image (the descriptor is
-/// close-on-exec, so a re-executed berth opens it again). Failure leaves the
-/// console as the only sink; the caller logs it.
+/// Open `/dev/kmsg` and start the helper thread that writes it, once per
+/// process image (a re-executed berth starts its own). Failure leaves the
+/// console and the store as the sinks; the caller logs it.
 pub fn open_kmsg() -> std::io::Result<()> {
-    if KMSG.get().is_none() {
-        let f = std::fs::OpenOptions::new().write(true).open("/dev/kmsg")?;
-        let _ = KMSG.set(f);
-    }
-    Ok(())
+    kmsg::start()
+}
+
+/// Wait up to `max` for the console and the kernel log to take what is
+/// queued for them: before re-executing or halting, when PID 1 has nothing
+/// else left to do.
+pub fn flush(max: std::time::Duration) {
+    console::flush(max);
+    kmsg::flush(max);
 }
 
 /// Toggle debug-level events (SIGUSR2).
@@ -104,6 +121,42 @@ fn is_bare(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"._/:+,@%-".contains(&b)
 }
 
+/// A character a terminal acts on instead of showing it: C0 controls, DEL,
+/// C1 controls and the bidirectional formatting characters.
+pub fn is_active(c: char) -> bool {
+    matches!(c as u32, 0..=0x1f | 0x7f..=0x9f | 0x61c | 0x200e | 0x200f | 0x202a..=0x202e | 0x2066..=0x2069)
+}
+
+/// Write `c` as its escape: `\xNN` below U+0080, `\uNNNN` above.
+fn escape_char(out: &mut impl fmt::Write, c: char) -> fmt::Result {
+    if (c as u32) < 0x80 {
+        write!(out, "\\x{:02x}", c as u32)
+    } else {
+        write!(out, "\\u{:04x}", c as u32)
+    }
+}
+
+/// Write `text` with every [`is_active`] character but the tab escaped (for
+/// output lines shown to people: the log store, `berthctl logs`). A
+/// backslash stays as it is.
+pub fn escape_active(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        if is_active(c) && c != '\t' {
+            escape_char(out, c)?;
+        } else {
+            out.write_char(c)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`escape_active`] into a new string (host and CLI side).
+pub fn escaped(text: &str) -> String {
+    let mut s = String::with_capacity(text.len());
+    let _ = escape_active(&mut s, text);
+    s
+}
+
 /// Write `v` to `out` bare or quoted, per the format above.
 fn encode(out: &mut impl fmt::Write, v: &str) -> fmt::Result {
     if !v.is_empty() && v.bytes().all(is_bare) {
@@ -115,7 +168,7 @@ fn encode(out: &mut impl fmt::Write, v: &str) -> fmt::Result {
             '"' => out.write_str("\\\"")?,
             '\\' => out.write_str("\\\\")?,
             '\n' => out.write_str("\\n")?,
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => write!(out, "\\x{:02x}", c as u32)?,
+            c if is_active(c) => escape_char(out, c)?,
             c => out.write_char(c)?,
         }
     }
@@ -127,22 +180,13 @@ fn encode(out: &mut impl fmt::Write, v: &str) -> fmt::Result {
 pub struct Event {
     level: Level,
     line: Line,
-    /// The kernel log priority (0..=7), when not the level's own.
-    kmsg: Option<u8>,
 }
 
 impl Event {
     pub fn new(level: Level, name: &str) -> Event {
         let mut line = Line { buf: heapless::String::new(), cut: false };
         let _ = write!(line, "BERTH t={:.6} ev={}", now(), name);
-        Event { level, line, kmsg: None }
-    }
-
-    /// Copy the line to the kernel log at this priority (0..=7) instead of
-    /// the level's (container output, at the board's `container_log_kmsg`).
-    pub fn kmsg_priority(mut self, priority: u8) -> Event {
-        self.kmsg = Some(priority.min(7));
-        self
+        Event { level, line }
     }
 
     pub fn info(name: &str) -> Event {
@@ -189,19 +233,36 @@ impl Event {
         &self.line.buf
     }
 
-    /// Write the line to the console and the kernel log.
-    pub fn emit(mut self) {
+    /// Finish the line; false when its level is off.
+    fn finish(&mut self) -> bool {
         if self.level == Level::Debug && !DEBUG.load(Ordering::Relaxed) {
-            return;
+            return false;
         }
         if self.line.cut {
             let _ = self.line.buf.push_str(" trunc=1");
         }
         let _ = self.line.buf.push('\n');
+        true
+    }
+
+    /// Write the line to the console, the kernel log and berth's stream of
+    /// the log store.
+    pub fn emit(mut self) {
+        if !self.finish() {
+            return;
+        }
         write_console(&self.line.buf);
-        write_kmsg(self.kmsg.unwrap_or(self.level.priority()), self.line.buf.as_bytes());
+        kmsg::send(self.level.priority(), self.line.buf.as_bytes());
         let t_ms = (now() * 1e3) as u64;
         crate::logstore::with(|s| s.push(crate::logstore::BERTH, t_ms, &self.line.buf));
+    }
+
+    /// Write the line to the console only: a container's or service's
+    /// output line mirrored there (the store keeps it in its own stream).
+    pub fn emit_mirror(mut self) {
+        if self.finish() {
+            write_console(&self.line.buf);
+        }
     }
 }
 
@@ -211,21 +272,7 @@ fn write_console(line: &str) {
         print!("{line}");
         return;
     }
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(line.as_bytes());
-    let _ = out.flush();
-}
-
-fn write_kmsg(priority: u8, bytes: &[u8]) {
-    let Some(mut kmsg) = KMSG.get() else { return };
-    let mut rec: heapless::Vec<u8, { LINE_MAX + 16 }> = heapless::Vec::new();
-    let digits = [b'0', b'1', b'2', b'3', b'4', b'5', b'6', b'7'];
-    let p = digits.get(usize::from(priority)).copied().unwrap_or(b'6');
-    let prefix: &[u8] = &[b'<', p, b'>', b'b', b'e', b'r', b't', b'h', b':', b' '];
-    let _ = rec.extend_from_slice(prefix);
-    let _ = rec.extend_from_slice(bytes);
-    // One write per record: /dev/kmsg takes a record per write(2).
-    let _ = kmsg.write(&rec);
+    console::write(line.as_bytes());
 }
 
 #[cfg(test)]
@@ -252,6 +299,26 @@ mod tests {
         let e = Event::info("x").result(&bad);
         assert_eq!(fields(&e), " ev=x result=error error=\"ENOENT: no file\"");
         assert_eq!(e.level, Level::Error);
+    }
+
+    #[test]
+    fn c1_controls_and_bidi_marks_are_escaped() {
+        let line = "a\u{9b}31mb\u{85}c\u{202e}d\u{2066}e\u{200f}f\u{61c}g\u{7f}\u{1b}[0m\té\u{a0}";
+        let e = Event::info("x").kv("line", line);
+        assert_eq!(
+            fields(&e),
+            " ev=x line=\"a\\u009b31mb\\u0085c\\u202ed\\u2066e\\u200ff\\u061cg\\x7f\\x1b[0m\\x09é\u{a0}\""
+        );
+        assert!(!e.text().chars().any(is_active));
+        // For people: the same, but a tab stays and a backslash is kept.
+        assert_eq!(escaped(line), "a\\u009b31mb\\u0085c\\u202ed\\u2066e\\u200ff\\u061cg\\x7f\\x1b[0m\té\u{a0}");
+        assert_eq!(escaped("C:\\dir plain"), "C:\\dir plain");
+        for c in ['\u{80}', '\u{9f}', '\u{202a}', '\u{2069}', '\u{200e}', '\0', '\u{1f}'] {
+            assert!(is_active(c), "{c:?}");
+        }
+        for c in ['\u{a0}', '\u{2029}', '\u{202f}', '\u{2065}', '\u{206a}', '\u{200d}', ' ', '~'] {
+            assert!(!is_active(c), "{c:?}");
+        }
     }
 
     #[test]

@@ -164,7 +164,9 @@ fn ctl_logs(stream: Option<&str>, opts: &[String]) -> ExitCode {
         match berth::ctlsock::call(berth::control::SOCKET, cmd) {
             Ok(Response::Logs { lines, next, dropped }) => {
                 for l in lines.iter() {
-                    println!("{}.{:03} {}", l.t_ms / 1000, l.t_ms % 1000, l.text.trim_end());
+                    // Stored lines are escaped already; a berth of another
+                    // build may not have done it.
+                    println!("{}.{:03} {}", l.t_ms / 1000, l.t_ms % 1000, berth::log::escaped(l.text.trim_end()));
                 }
                 if dropped > told_dropped {
                     eprintln!("berthctl: {} lines of {name} could not be kept (log quota or errors)", dropped - told_dropped);

@@ -36,6 +36,7 @@
 //! | `exec_paths` | <= 8 absolute paths without `..`, unique; `entry.argv[0]` must lie beneath one of them | the Landlock issue (execute only beneath these; default: the whole image) |
 //! | `rw_paths` | <= 8 absolute paths without `..`, not `/`, unique | the Landlock issue (writable beneath these, besides the writable mounts and `/dev`) |
 //! | `status_view` | `true` or `false` (default); no mount on or under [`crate::statusview::INSIDE`] | the demo issue (berth's status file directory bound read-only at [`crate::statusview::INSIDE`], which must exist in the image) |
+//! | `log_rate` | `lines_per_s` 1..=[`LOG_RATE_MAX`] (default [`LOG_LINES_PER_S`]), `burst` 1..=[`LOG_BURST_MAX`] (default [`LOG_BURST`]) | the console issue (output lines past the token bucket are dropped and counted, see [`crate::supervise::output`]) |
 //!
 //! A list field counts as set when it is not empty; an optional field when it
 //! is present (even with its default value).
@@ -86,6 +87,14 @@ pub const ACCESS_MAX: usize = 3;
 pub const ID_LIMIT: u32 = 65_536;
 /// Most `exec_paths` and most `rw_paths`.
 pub const LANDLOCK_PATHS_MAX: usize = 8;
+/// Output lines kept per second by default (`log_rate.lines_per_s`).
+pub const LOG_LINES_PER_S: u32 = 100;
+/// Output lines that may pass at once by default (`log_rate.burst`).
+pub const LOG_BURST: u32 = 200;
+/// Highest `log_rate.lines_per_s`.
+pub const LOG_RATE_MAX: u32 = 10_000;
+/// Highest `log_rate.burst`.
+pub const LOG_BURST_MAX: u32 = 100_000;
 
 pub type Name = String<NAME_MAX>;
 pub type Path = String<PATH_MAX>;
@@ -282,6 +291,28 @@ pub struct Manifest {
     /// [`crate::statusview::INSIDE`]. Never the control socket.
     #[serde(default)]
     pub status_view: bool,
+    /// How many output lines are kept: a token bucket per run.
+    #[serde(default)]
+    pub log_rate: Option<LogRate>,
+}
+
+/// The output rate limit: `lines_per_s` lines a second, with bursts of up
+/// to `burst` lines. Absent values keep the defaults ([`LOG_LINES_PER_S`],
+/// [`LOG_BURST`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogRate {
+    #[serde(default)]
+    pub lines_per_s: Option<u32>,
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl LogRate {
+    /// Lines per second and burst, defaults filled in.
+    pub fn resolved(&self) -> (u32, u32) {
+        (self.lines_per_s.unwrap_or(LOG_LINES_PER_S), self.burst.unwrap_or(LOG_BURST))
+    }
 }
 
 /// Restart timing: the first delay, its growth factor and cap, how long a run
@@ -603,6 +634,7 @@ impl Manifest {
             ("exec_paths", !self.exec_paths.is_empty()),
             ("rw_paths", !self.rw_paths.is_empty()),
             ("status_view", self.status_view),
+            ("log_rate", self.log_rate.is_some()),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
@@ -706,6 +738,14 @@ impl Manifest {
         }
         if let Some(b) = &self.backoff {
             b.check().map_err(|(field, why)| e(field, why))?;
+        }
+        if let Some(r) = &self.log_rate {
+            if r.lines_per_s.is_some_and(|v| !(1..=LOG_RATE_MAX).contains(&v)) {
+                return Err(e("log_rate.lines_per_s", "must be between 1 and 10000"));
+            }
+            if r.burst.is_some_and(|v| !(1..=LOG_BURST_MAX).contains(&v)) {
+                return Err(e("log_rate.burst", "must be between 1 and 100000"));
+            }
         }
         if let Some(r) = &self.rlimits {
             if r.nofile.is_some_and(|n| !(16..=1_048_576).contains(&n)) {
@@ -1047,6 +1087,7 @@ name = "uplink"
 version = "2.0.0"
 image = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 after = ["collector", "sensor"]
+log_rate = { lines_per_s = 20, burst = 50 }
 
 [entry]
 argv = ["/usr/bin/collector", "--uplink"]
@@ -1177,6 +1218,10 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
             (ENTRY, "rw_paths = [\"/\"]\n[entry]\n", "rw_paths[0]"),
             (ENTRY, "rw_paths = [\"/var//lib\"]\n[entry]\n", "rw_paths[0]"),
             (ENTRY, "rw_paths = [\"/run\", \"/run\"]\n[entry]\n", "rw_paths[1]"),
+            (ENTRY, "log_rate = { lines_per_s = 0 }\n[entry]\n", "log_rate.lines_per_s"),
+            (ENTRY, "log_rate = { lines_per_s = 10001 }\n[entry]\n", "log_rate.lines_per_s"),
+            (ENTRY, "log_rate = { burst = 0 }\n[entry]\n", "log_rate.burst"),
+            (ENTRY, "log_rate = { burst = 100001 }\n[entry]\n", "log_rate.burst"),
         ];
         for (old, new, field) in cases {
             let e = parse(&sensor_with(old, new)).unwrap_err();
@@ -1232,6 +1277,19 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         gated.sort_unstable();
         seen.sort_unstable();
         assert_eq!(gated, seen);
+    }
+
+    #[test]
+    fn log_rate_defaults_and_bounds() {
+        let m = parse(&sensor_with(ENTRY, ENTRY)).unwrap();
+        assert_eq!(m.log_rate, None);
+        assert_eq!(m.log_rate.unwrap_or_default().resolved(), (LOG_LINES_PER_S, LOG_BURST));
+        let m = parse(&sensor_with(ENTRY, "log_rate = { lines_per_s = 10000, burst = 100000 }\n[entry]\n")).unwrap();
+        assert_eq!(m.log_rate.unwrap().resolved(), (10_000, 100_000));
+        let m = parse(&sensor_with(ENTRY, "log_rate = { burst = 1 }\n[entry]\n")).unwrap();
+        assert_eq!(m.log_rate.unwrap().resolved(), (LOG_LINES_PER_S, 1));
+        let e = parse(&sensor_with(ENTRY, "log_rate = { lines = 5 }\n[entry]\n")).unwrap_err();
+        assert!(e.to_string().contains("lines"), "{e}");
     }
 
     #[test]

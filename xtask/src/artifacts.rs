@@ -122,6 +122,8 @@ pub struct Variant {
     /// A directory with the update scenarios' releases (`v2/`, `v3-bad/`):
     /// their bundles go onto the data partition (see `updates`).
     pub updates: Option<PathBuf>,
+    /// Overrides the board's `container_log_console`.
+    pub container_log_console: Option<bool>,
 }
 
 /// The release put on a fresh data partition.
@@ -150,6 +152,9 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     }
     if let Some(mode) = variant.landlock {
         board.landlock = mode;
+    }
+    if let Some(on) = variant.container_log_console {
+        board.container_log_console = on;
     }
     if let Some(a) = &variant.apparmor {
         board.apparmor = Some(a.clone());
@@ -443,6 +448,9 @@ pub struct BootOpts {
     /// A virtio serial port named [`PUSH_PORT`] whose host end is a Unix
     /// socket at this path (QEMU listens), for `cargo xtask push`.
     pub push: Option<PathBuf>,
+    /// The console on a Unix socket at this path (QEMU listens and waits
+    /// for the reader before starting the guest) instead of stdio.
+    pub console_socket: Option<PathBuf>,
 }
 
 /// The virtio port name `berth receive` serves.
@@ -459,7 +467,10 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
         args.extend(["-accel".into(), "kvm".into()]);
     }
     args.extend(["-m".into(), q.memory_mib.to_string(), "-smp".into(), "1".into()]);
-    if opts.interactive {
+    if let Some(sock) = &opts.console_socket {
+        args.extend(["-display", "none", "-monitor", "none", "-serial", "chardev:con", "-chardev"].map(String::from));
+        args.push(format!("socket,id=con,path={},server=on,wait=on", sock.display()));
+    } else if opts.interactive {
         // The console on the terminal, explicitly: a board's own `-serial`
         // (a second port) would otherwise take the place of QEMU's default.
         args.extend(["-nographic", "-serial", "mon:stdio"].map(String::from));

@@ -777,8 +777,18 @@ struct Launcher {
     counter: AtomicU32,
 }
 
-/// The test variants of every board.
+/// The test variants of every board. The scenarios read container output
+/// on the console, so their boards mirror it there (`container_log_console`)
+/// unless a variant says otherwise (`flood` keeps the shipped default, off).
 fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
+    let mut list = test_variants(root);
+    for (_, v) in &mut list {
+        v.container_log_console.get_or_insert(true);
+    }
+    list
+}
+
+fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
     vec![
         ("", Variant::default()),
         ("missing-module", Variant { suffix: "-missing-module".into(), extra_modules: vec![NO_SUCH_MODULE.into()], ..Default::default() }),
@@ -865,6 +875,19 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
         (
             "release-trial-rollback",
             Variant { suffix: "-trial-rollback".into(), release: ReleaseData::InterruptedTrial, ..Default::default() },
+        ),
+        (
+            "console-stall",
+            Variant { suffix: "-console-stall".into(), manifests: Some(root.join("qemu-tests/manifests/console-stall")), ..Default::default() },
+        ),
+        (
+            "flood",
+            Variant {
+                suffix: "-flood".into(),
+                manifests: Some(root.join("qemu-tests/manifests/flood")),
+                container_log_console: Some(false),
+                ..Default::default()
+            },
         ),
         (
             "update",
@@ -990,9 +1013,13 @@ impl Launch for Launcher {
             kvm: false,
             http_port: spec.http_port,
             push: spec.push.clone(),
+            console_socket: spec.console_socket.then(|| runs.join(format!("{}-{n}.console.sock", spec.name))),
         };
         let (prog, args) = artifacts::qemu_args(art, &data, &opts);
         let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
+        if let Some(sock) = &opts.console_socket {
+            m.attach_console(sock)?;
+        }
         m.log_to(runs.join(format!("{}-{n}.console.log", spec.name)))?;
         m.set_data_image(data);
         Ok(m)

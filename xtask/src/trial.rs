@@ -42,7 +42,8 @@ pub fn run(
     echo: bool,
     update: Option<&Update>,
 ) -> Result<(), String> {
-    let variant = Variant { suffix: suffix.into(), manifests: Some(dir.to_path_buf()), ..Default::default() };
+    // The user watches the console: their containers' output is mirrored there.
+    let variant = Variant { suffix: suffix.into(), manifests: Some(dir.to_path_buf()), container_log_console: Some(true), ..Default::default() };
     let art = artifacts::build(root, board, &variant)?;
     let data = art.dir.join("data.img");
     artifacts::fresh_data(&art, &data)?;

@@ -23,6 +23,8 @@
 //!   summary; exit 0 when nothing escaped, errored or broke, 1 otherwise.
 //! - `berth-probe --whoami`: print `PROBE whoami euid=N capeff=HEX` (used
 //!   through the setuid-root copy `/bin/suid-probe`).
+//! - `berth-probe --flood SECS`, `--heartbeat MS`: output load (see
+//!   `berth-probe/output.rs`).
 //! - `berth-probe --list`: print `PROBE attempt name=X accept=E1,E2`, one per
 //!   attempt, without running anything.
 //!
@@ -46,6 +48,8 @@
 mod attempts;
 #[path = "berth-probe/lifecycle.rs"]
 mod lifecycle;
+#[path = "berth-probe/output.rs"]
+mod output;
 #[path = "berth-probe/sys.rs"]
 mod sys;
 #[path = "berth-probe/works.rs"]
@@ -145,6 +149,7 @@ fn main() {
         }
         Some("--memhog") => memhog(),
         Some("--notify" | "--sleep" | "--uptime-above" | "--uptime-below") => lifecycle::run(&args),
+        Some("--flood" | "--heartbeat") => output::run(&args),
         Some("--list") => {
             for a in attempts::table() {
                 say(&list_line(a.name, a.accept));
@@ -152,7 +157,7 @@ fn main() {
             std::process::exit(0);
         }
         Some(other) => {
-            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {})", lifecycle::USAGE);
+            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {}, {})", lifecycle::USAGE, output::USAGE);
             std::process::exit(2);
         }
     }

@@ -1121,6 +1121,7 @@ mod tests {
             exec_paths: heapless::Vec::new(),
             rw_paths: heapless::Vec::new(),
             status_view: false,
+            log_rate: None,
         }
     }
 

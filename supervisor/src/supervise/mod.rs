@@ -24,6 +24,7 @@
 
 mod commands;
 pub mod life;
+pub mod output;
 pub mod update;
 mod services;
 mod starting;
@@ -110,8 +111,7 @@ pub struct Known {
 pub const KNOWN_MAX: usize = 56;
 /// Most output streams berth reads (one per container and per service).
 pub const OUTPUTS_MAX: usize = 32 + crate::board::SERVICES_MAX;
-/// Longest output line kept whole; longer lines are split.
-pub const OUTPUT_LINE_MAX: usize = 200;
+pub use output::{set_mirror, Output, OUTPUT_LINE_MAX};
 
 /// What berth supervises: a release's container or a board's host service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,14 +127,6 @@ impl Kind {
             Kind::Service => "service",
         }
     }
-}
-
-/// A pipe carrying a container's or service's stdout and stderr, read line by line.
-pub struct Output {
-    pub name: heapless::String<32>,
-    pub kind: Kind,
-    pub fd: std::os::fd::OwnedFd,
-    buf: heapless::Vec<u8, OUTPUT_LINE_MAX>,
 }
 
 /// Where a container is in its life.
@@ -277,9 +269,13 @@ pub struct Pid1 {
     /// The hardware watchdog and the loop's timer that pets it.
     watchdog: Option<crate::watchdog::Watchdog>,
     pet_timer: Option<TimerFd>,
-    /// Lines the log store dropped, as last reported, and when.
+    /// Lines the log store and the kernel log queue dropped, as last
+    /// reported, and when.
     loss_told: u64,
+    kmsg_loss_told: u64,
     loss_told_at: f64,
+    /// The console's descriptor is in the epoll set for writability.
+    console_watched: bool,
     /// The release store, for updates (absent without a data partition).
     updates: Option<update::Updates>,
     /// When the update machinery wants the next tick (trial window, inbox).
@@ -292,6 +288,8 @@ const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
 const TOKEN_RESTART: u64 = 3;
 const TOKEN_PET: u64 = 5;
+/// berth's console description, watched for writability while its ring holds bytes.
+const TOKEN_CONSOLE: u64 = 9;
 /// Output streams use tokens from here on (token - base = slot).
 const TOKEN_OUTPUT: u64 = 1000;
 /// The control socket's listener, then its connections from this base on.
@@ -303,6 +301,9 @@ const TOKEN_NOTIFY: u64 = 3000;
 const RSS_EVERY: u32 = 50;
 /// How long SIGKILLed processes get to be reaped before the final steps.
 const KILL_WAIT: Duration = Duration::from_secs(2);
+/// How long the halt waits for the console and the kernel log to take the
+/// last lines.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 impl Pid1 {
     pub fn new(grace: Duration, data_mounted: bool) -> Pid1 {
@@ -325,7 +326,9 @@ impl Pid1 {
             watchdog: None,
             pet_timer: None,
             loss_told: 0,
+            kmsg_loss_told: 0,
             loss_told_at: f64::NEG_INFINITY,
+            console_watched: false,
             updates: None,
             update_due: None,
             view: None,
@@ -354,38 +357,10 @@ impl Pid1 {
         self.cgroups.push((pid, cg));
     }
 
-    /// Read a container's output pipe and log each line as `container.log`.
-    pub fn watch_output(&mut self, fd: std::os::fd::OwnedFd, name: &str) {
-        self.watch_output_as(fd, name, Kind::Container);
-    }
-
-    /// Read an output pipe and log each line as `<kind>.log`.
-    fn watch_output_as(&mut self, fd: std::os::fd::OwnedFd, name: &str, kind: Kind) {
-        let mut n = heapless::String::new();
-        for c in name.chars().take(32) {
-            let _ = n.push(c);
-        }
-        let out = Output { name: n, kind, fd, buf: heapless::Vec::new() };
-        // Reuse a free slot: output streams come and go with restarts.
-        let slot = match self.outputs.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                if self.outputs.push(None).is_err() {
-                    Event::warn("watch").kv("output", name).kv("result", "full").emit();
-                    return;
-                }
-                self.outputs.len() - 1
-            }
-        };
-        if let Some(epoll) = &self.epoll {
-            if let Err(e) = epoll.add(&out.fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_OUTPUT + slot as u64)) {
-                Event::error("watch").kv("output", name).result(&Err::<(), _>(errno_text(e))).emit();
-                return;
-            }
-        }
-        if let Some(s) = self.outputs.get_mut(slot) {
-            *s = Some(out);
-        }
+    /// Read a container's output pipe and log each line as `container.log`,
+    /// at most `rate` lines.
+    pub fn watch_output(&mut self, fd: std::os::fd::OwnedFd, name: &str, rate: crate::manifest::LogRate) {
+        self.watch_output_as(fd, name, Kind::Container, rate);
     }
 
     /// Pet this watchdog from the loop.
@@ -867,10 +842,13 @@ impl Pid1 {
                         t if t >= TOKEN_NOTIFY => self.on_notify((t - TOKEN_NOTIFY) as usize),
                         t if t >= TOKEN_CTL_CONN => self.on_ctl_conn((t - TOKEN_CTL_CONN) as usize),
                         t if t >= TOKEN_OUTPUT => self.on_output((t - TOKEN_OUTPUT) as usize),
+                        TOKEN_CONSOLE => crate::log::console::drain(),
                         _ => {}
                     }
                 }
                 self.refresh_view();
+                self.report_log_loss();
+                self.watch_console();
             },
             Err(e) => {
                 Event::error("loop").kv("op", "setup").result(&Err::<(), _>(errno_text(e))).emit();
@@ -946,53 +924,49 @@ impl Pid1 {
         }
     }
 
-    /// Report lines the log store could not keep, at most every 10 s (the
-    /// report is itself a line of the store).
+    /// Report lines the log store could not keep and event records the
+    /// kernel log queue dropped, at most every 10 s (the report is itself
+    /// a line of the store and a record of the queue).
     fn report_log_loss(&mut self) {
         let now = crate::log::now();
         if now - self.loss_told_at < 10.0 {
             return;
         }
+        let kmsg = crate::log::kmsg::dropped();
+        if kmsg > self.kmsg_loss_told {
+            let n = kmsg - self.kmsg_loss_told;
+            self.kmsg_loss_told = kmsg;
+            self.loss_told_at = now;
+            Event::warn("log.dropped").kv("sink", "kmsg").kv("count", n).emit();
+        }
         let Some(dropped) = crate::logstore::with(|s| s.dropped()) else { return };
         if dropped > self.loss_told {
             self.loss_told = dropped;
             self.loss_told_at = now;
-            Event::warn("log.dropped").kv("lines", dropped).emit();
+            Event::warn("log.dropped").kv("sink", "store").kv("lines", dropped).emit();
         }
     }
 
-    /// Read what a container wrote; one `container.log` event per line.
-    fn on_output(&mut self, slot: usize) {
-        self.report_log_loss();
-        let Some(Some(out)) = self.outputs.get_mut(slot) else { return };
-        let mut chunk = [0u8; 1024];
-        let n = match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&out.fd), &mut chunk) {
-            Ok(n) => n,
-            Err(Errno::EINTR | Errno::EAGAIN) => return,
-            Err(_) => 0,
-        };
-        if n == 0 {
-            // Writer gone: flush a partial line and stop watching.
-            if !out.buf.is_empty() {
-                log_line(&out.name, out.kind, &out.buf);
-            }
-            if let Some(epoll) = &self.epoll {
-                let _ = epoll.delete(&out.fd);
-            }
-            if let Some(s) = self.outputs.get_mut(slot) {
-                *s = None;
-            }
+    /// Watch the console for writability exactly while it has bytes to take.
+    fn watch_console(&mut self) {
+        let want = crate::log::console::pending();
+        if want == self.console_watched {
             return;
         }
-        for &b in chunk.get(..n).unwrap_or(&[]) {
-            if b == b'\n' {
-                log_line(&out.name, out.kind, &out.buf);
-                out.buf.clear();
-            } else if out.buf.push(b).is_err() {
-                log_line(&out.name, out.kind, &out.buf);
-                out.buf.clear();
-                let _ = out.buf.push(b);
+        let Some(epoll) = &self.epoll else { return };
+        let r = crate::log::console::with_fd(|fd| {
+            if want {
+                epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLOUT, TOKEN_CONSOLE))
+            } else {
+                epoll.delete(fd)
             }
+        });
+        match r {
+            Some(Ok(())) => self.console_watched = want,
+            Some(Err(e)) => {
+                Event::error("console.watch").result(&Err::<(), _>(errno_text(e))).emit();
+            }
+            None => {}
         }
     }
 
@@ -1174,6 +1148,8 @@ impl Pid1 {
             Halt::Reboot => RebootMode::RB_AUTOBOOT,
         };
         Event::info("shutdown.halt").kv("action", halt.name()).emit();
+        // The last lines reach the console and the kernel log before the end.
+        crate::log::flush(FLUSH_WAIT);
         let err = match nix::sys::reboot::reboot(mode) {
             Err(e) => e,
             Ok(never) => match never {},
@@ -1190,33 +1166,6 @@ pub fn rss_kib() -> u64 {
     let pages: u64 = text.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
     pages.saturating_mul(page) / 1024
-}
-
-/// Kernel log priority of container output (the board's `container_log_kmsg`).
-static CONTAINER_KMSG: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(6);
-
-/// Set from the board at boot.
-pub fn set_container_kmsg(priority: u8) {
-    CONTAINER_KMSG.store(priority.min(7), std::sync::atomic::Ordering::Relaxed);
-}
-
-fn log_line(name: &str, kind: Kind, bytes: &[u8]) {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim_end_matches('\r');
-    let t_ms = (crate::log::now() * 1e3) as u64;
-    let ev = match kind {
-        Kind::Container => {
-            crate::logstore::with(|s| s.push(name, t_ms, text));
-            "container.log"
-        }
-        Kind::Service => {
-            let stream = crate::logstore::service_stream(name);
-            crate::logstore::with(|s| s.push(&stream, t_ms, text));
-            "service.log"
-        }
-    };
-    let kmsg = CONTAINER_KMSG.load(std::sync::atomic::Ordering::Relaxed);
-    Event::info(ev).kv("name", name).kv("line", text).kmsg_priority(kmsg).emit();
 }
 
 fn signal_all(sig: Signal) {

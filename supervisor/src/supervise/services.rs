@@ -218,7 +218,7 @@ impl Pid1 {
                 let path = s.spec.argv.first().cloned().unwrap_or_default();
                 Event::info("service.start").kv("name", &name).kv("path", &path).kv("pid", pid).kv("result", "ok").emit();
                 self.watch(pid, &name);
-                self.watch_output_as(out, &name, Kind::Service);
+                self.watch_output_as(out, &name, Kind::Service, crate::manifest::LogRate::default());
             }
             Err((step, e)) => {
                 Event::error("service.start").kv("name", &s.spec.name).kv("step", step).kv("result", "error").kv("error", e).emit();

@@ -222,9 +222,10 @@ impl Pid1 {
         let (life, ready) = super::life::Life::start(&slot.params, now);
         slot.life = life;
         let name = slot.spec.name.clone();
+        let rate = slot.spec.log_rate;
         self.watch(started.pid, &name);
         self.own_cgroup(started.pid, cgroup);
-        self.watch_output(output, &name);
+        self.watch_output(output, &name, rate);
         if ready {
             // Its dependents may start now.
             self.became_ready(i, "start");
