@@ -13,9 +13,13 @@ use std::process::{Command, Stdio};
 /// (veritysetup) let the unit tests check berth's initramfs and hash trees
 /// against the standard tools instead of skipping those checks; apparmor
 /// brings `apparmor_parser`, which compiles a board's AppArmor profile.
+/// The armv7 build links glibc statically: its C runtime and static
+/// libraries are in libc6-dev-armhf-cross, which the cross compiler only
+/// recommends (not installed where apt leaves recommendations out).
 const BASE_PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "gcc-arm-linux-gnueabihf",
+    "libc6-dev-armhf-cross",
     "squashfs-tools",
     "e2fsprogs",
     "xz-utils",
