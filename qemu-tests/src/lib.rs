@@ -45,4 +45,5 @@ pub mod event;
 pub mod machine;
 pub mod scenario;
 pub mod scenarios;
+pub mod staging;
 pub mod updates;

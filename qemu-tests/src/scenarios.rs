@@ -108,7 +108,8 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
             case(format!("{arch}/{name}"), move || f(l.as_ref()))
         })
         .collect();
-    cases.extend(crate::updates::cases(l));
+    cases.extend(crate::updates::cases(Arc::clone(&l)));
+    cases.extend(crate::staging::cases(l));
     cases
 }
 

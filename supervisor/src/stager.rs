@@ -255,7 +255,6 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>) -> Report {
     use crate::release::store::{StageError, Store};
     use crate::release::{current, durable, TrustedKeys};
     use std::path::Path;
-    durable::start_counting();
     #[cfg(feature = "test-hooks")]
     if let Some(n) = cut_at {
         durable::arm_cut(n);
@@ -275,6 +274,8 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>) -> Report {
         Err(e) => return refused(Refusal::Device, &format!("release store {}: {e}", current::STATE)),
     };
     let mut bundle = std::io::stdin().lock();
+    // The update's writes count from here, as PID 1 counted them before.
+    durable::start_counting();
     let staged = match store.stage(&mut bundle, &keys, &board.name) {
         Ok(s) => s,
         Err(e @ (StageError::Bundle(_) | StageError::MissingImage(_))) => return refused(Refusal::Bundle, &e.to_string()),
