@@ -193,6 +193,9 @@ fn bench() -> ! {
         }
         let status = std::process::Command::new("/sbin/berthctl").arg("status").output();
         let text = status.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        if let Some(us) = text.lines().find_map(recent_stall_us) {
+            say(&format!("AGENT measure=loop_recent_us value={us}"));
+        }
         for line in text.lines().skip(1) {
             let mut cols = line.split_whitespace();
             if let (Some(name), Some("container"), Some("failed")) = (cols.next(), cols.next(), cols.next()) {
@@ -201,6 +204,15 @@ fn bench() -> ! {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// From `berthctl status`'s `loop:` line, the worst of the recent handler
+/// and the recent watchdog pet lateness, in microseconds.
+fn recent_stall_us(line: &str) -> Option<u64> {
+    let recent = line.strip_prefix("loop: ")?.split("recently").nth(1)?;
+    let ms: Vec<f64> = recent.split_whitespace().filter_map(|w| w.parse::<f64>().ok()).collect();
+    let worst = ms.iter().copied().fold(f64::NAN, f64::max);
+    worst.is_finite().then(|| (worst * 1e3) as u64)
 }
 
 /// A KiB figure of PID 1's `/proc/1/status` (`key` with its colon).
