@@ -47,5 +47,6 @@ pub mod machine;
 pub mod output;
 pub mod scenario;
 pub mod scenarios;
+pub mod staging;
 pub mod updates;
 pub mod waits;

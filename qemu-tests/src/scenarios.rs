@@ -114,7 +114,8 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     cases.extend(crate::loopcheck::cases(Arc::clone(&l)));
     cases.extend(crate::waits::cases(Arc::clone(&l)));
     cases.extend(crate::output::cases(Arc::clone(&l)));
-    cases.extend(crate::updates::cases(l));
+    cases.extend(crate::updates::cases(Arc::clone(&l)));
+    cases.extend(crate::staging::cases(l));
     cases
 }
 

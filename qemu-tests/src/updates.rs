@@ -93,6 +93,8 @@ pub struct ReleaseView {
     pub previous: Option<u64>,
     /// One line per rollback: `rollback from 3 to 2 at boot 1: crash-loop (flaky)`.
     pub rollbacks: Vec<String>,
+    /// One line per quarantined bundle: `quarantined NAME.bundle: cause`.
+    pub quarantined: Vec<String>,
 }
 
 /// Parse `berthctl release`; `None` when the first two lines are not there.
@@ -102,8 +104,9 @@ pub fn parse_release(text: &str) -> Option<ReleaseView> {
     let state_line = lines.next()?.strip_prefix("state ")?;
     let state = state_line.split(' ').next()?.to_string();
     let previous = state_line.split("(previous release ").nth(1).and_then(|r| r.trim_end_matches(')').parse().ok());
-    let rollbacks = lines.filter(|l| l.starts_with("rollback ")).map(String::from).collect();
-    Some(ReleaseView { version, state, previous, rollbacks })
+    let rest: Vec<&str> = lines.collect();
+    let with = |p: &str| rest.iter().filter(|l| l.starts_with(p)).map(|l| l.to_string()).collect();
+    Some(ReleaseView { version, state, previous, rollbacks: with("rollback "), quarantined: with("quarantined ") })
 }
 
 /// The image mappings as the agent sees them on the device: berth's
@@ -796,6 +799,9 @@ net                  service   stopped  no         -       0.0s        0        
         assert_eq!(v.state, "committed");
         assert_eq!(v.previous, Some(3));
         assert_eq!(v.rollbacks, ["rollback from 3 to 1 at boot 1: crash-loop (meter)"]);
+        assert!(v.quarantined.is_empty());
+        let q = parse_release("release 1 signed by key k\nstate committed\nquarantined big.bundle: staging was interrupted 2 times\n").unwrap();
+        assert_eq!(q.quarantined, ["quarantined big.bundle: staging was interrupted 2 times"]);
         assert_eq!(parse_release("release 2 signed by key k\nstate trial\n").unwrap().previous, None);
         assert!(parse_release("nonsense").is_none());
     }

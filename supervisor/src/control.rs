@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; raised on any incompatible change.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// Largest request frame body.
 pub const REQUEST_MAX: usize = 512;
 /// Largest response frame body.
@@ -120,6 +120,39 @@ pub struct ReleaseInfo {
     pub previous: Option<u64>,
     /// The rollback history, oldest first, one line each.
     pub rollbacks: heapless::Vec<heapless::String<96>, { crate::release::record::HISTORY_MAX }>,
+    /// The staging in progress, if any (empty: none).
+    pub staging: Note,
+    /// Bundles the inbox quarantined, oldest first, one line each
+    /// (`quarantined NAME: cause`).
+    pub quarantined: heapless::Vec<heapless::String<{ QUARANTINE_LINE_MAX }>, { crate::release::inbox::QUARANTINE_KEEP }>,
+}
+
+/// A line of status text.
+pub type Note = heapless::String<160>;
+/// Longest quarantine line.
+pub const QUARANTINE_LINE_MAX: usize = 24 + crate::release::inbox::NAME_MAX + crate::release::inbox::CAUSE_MAX;
+
+/// The loop's worst stalls (see `supervise::stall`), in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopStalls {
+    /// Since boot: the longest handler and its kind, the latest watchdog pet.
+    pub handler_us: u64,
+    pub handler: heapless::String<16>,
+    pub pet_late_us: u64,
+    /// The same over the recent past (at least the last 10 s).
+    pub recent_handler_us: u64,
+    pub recent_handler: heapless::String<16>,
+    pub recent_pet_late_us: u64,
+}
+
+/// What `status` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// The release's containers, then the board's host services.
+    pub entries: heapless::Vec<ContainerStatus, STATUS_MAX>,
+    pub stalls: LoopStalls,
+    /// The staging in progress, if any (empty: none).
+    pub staging: Note,
 }
 
 /// A success reply with text.
@@ -144,8 +177,7 @@ pub struct LogLine {
 /// What berth answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// The release's containers, then the board's host services.
-    Status(Box<heapless::Vec<ContainerStatus, STATUS_MAX>>),
+    Status(Box<StatusReply>),
     Release(Box<ReleaseInfo>),
     /// Success, with what was done.
     Message(heapless::String<128>),
@@ -293,6 +325,16 @@ mod tests {
     }
 
     #[test]
+    fn a_full_release_reply_fits_a_response_frame() {
+        let mut info = ReleaseInfo { version: u64::MAX, key_id: text(&"k".repeat(16)), phase: text("committed"), previous: Some(u64::MAX), ..Default::default() };
+        while info.rollbacks.push(text(&"r".repeat(96))).is_ok() {}
+        while info.quarantined.push(text(&"é".repeat(QUARANTINE_LINE_MAX))).is_ok() {}
+        info.staging = text(&"s".repeat(160));
+        let frame = encode(&Response::Release(Box::new(info)), RESPONSE_MAX).unwrap();
+        assert!(frame.len() <= RESPONSE_MAX + 4);
+    }
+
+    #[test]
     fn layers_render_for_status() {
         let mut l = Layers { uid_base: 100_000, seccomp: text("1a2b3c4d"), caps: 0, device_rules: 9, landlock_abi: 6, apparmor: text("none") };
         assert_eq!((l.landlock().as_str(), l.cap_names().as_str()), ("abi6", "none"));
@@ -327,7 +369,16 @@ mod tests {
             };
             list.push(s).unwrap();
         }
-        let frame = encode(&Response::Status(Box::new(list)), RESPONSE_MAX).unwrap();
+        let stalls = LoopStalls {
+            handler_us: u64::MAX,
+            handler: text(&"h".repeat(16)),
+            pet_late_us: u64::MAX,
+            recent_handler_us: u64::MAX,
+            recent_handler: text(&"h".repeat(16)),
+            recent_pet_late_us: u64::MAX,
+        };
+        let reply = StatusReply { entries: list, stalls, staging: text(&"s".repeat(160)) };
+        let frame = encode(&Response::Status(Box::new(reply)), RESPONSE_MAX).unwrap();
         assert!(frame.len() <= RESPONSE_MAX + 4);
     }
 }

@@ -9,6 +9,12 @@
 //! connect to send its whole request; after that it is told so and dropped,
 //! so clients that connect and say nothing cannot lock the operator out.
 //! Nothing a client sends can make berth wait.
+//!
+//! A request whose answer comes later (`berthctl update`: the staging runs
+//! outside the loop) is held ([`CtlSocket::hold`]): its connection keeps its
+//! slot, is exempt from the time limit and is answered with
+//! [`CtlSocket::reply`] when the outcome is known. The loop stops watching a
+//! held connection (a client that hangs up meanwhile loses the answer).
 
 use crate::control::{self, Command, Response, REQUEST_MAX, RESPONSE_MAX};
 use crate::log::Event;
@@ -26,6 +32,8 @@ struct Conn {
     buf: heapless::Vec<u8, { REQUEST_MAX + 4 }>,
     /// When it connected (berth's monotonic clock).
     since: f64,
+    /// Its request is being carried out: answered later, never expired.
+    held: bool,
 }
 
 pub struct CtlSocket {
@@ -82,7 +90,7 @@ impl CtlSocket {
             return None;
         }
         if let Some(c) = self.conns.get_mut(slot) {
-            *c = Some(Conn { stream, buf: heapless::Vec::new(), since: now });
+            *c = Some(Conn { stream, buf: heapless::Vec::new(), since: now, held: false });
         }
         Some(slot)
     }
@@ -92,7 +100,7 @@ impl CtlSocket {
     pub fn expire(&mut self, now: f64) -> usize {
         let mut dropped = 0;
         for slot in 0..CONNS_MAX {
-            let late = matches!(self.conns.get(slot), Some(Some(c)) if now - c.since >= REQUEST_WITHIN_S);
+            let late = matches!(self.conns.get(slot), Some(Some(c)) if !c.held && now - c.since >= REQUEST_WITHIN_S);
             if late {
                 dropped += 1;
                 let why = format!("timeout: no complete request within {REQUEST_WITHIN_S} s of connecting");
@@ -107,12 +115,27 @@ impl CtlSocket {
 
     /// When the oldest client's time runs out, if any is connected.
     pub fn deadline(&self) -> Option<f64> {
-        self.conns.iter().flatten().map(|c| c.since + REQUEST_WITHIN_S).reduce(f64::min)
+        self.conns.iter().flatten().filter(|c| !c.held).map(|c| c.since + REQUEST_WITHIN_S).reduce(f64::min)
+    }
+
+    /// Keep the connection of `slot`, whose request was read, to answer it
+    /// later with [`CtlSocket::reply`]; false if it is gone.
+    pub fn hold(&mut self, slot: usize) -> bool {
+        match self.conns.get_mut(slot) {
+            Some(Some(c)) => {
+                c.held = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Read what a client sent.
     pub fn read(&mut self, slot: usize) -> Input {
         let Some(Some(conn)) = self.conns.get_mut(slot) else { return Input::Closed };
+        if conn.held {
+            return Input::Pending;
+        }
         let mut chunk = [0u8; 256];
         // A client may send its frame and close its writing side at once:
         // what it sent is still answered.
@@ -210,9 +233,18 @@ pub fn call(path: &str, cmd: Command) -> Result<Response, String> {
     }
 }
 
+/// How long a client waits for its answer: an update's comes when its
+/// staging ends.
+fn answer_within(cmd: &Command) -> std::time::Duration {
+    match cmd {
+        Command::Update(_) => std::time::Duration::from_secs_f64(crate::supervise::stage::DEADLINE_S + 30.0),
+        _ => std::time::Duration::from_secs(10),
+    }
+}
+
 fn call_once(path: &str, cmd: Command) -> Result<Response, String> {
     let mut s = UnixStream::connect(path).map_err(|e| format!("{path}: {e}"))?;
-    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let _ = s.set_read_timeout(Some(answer_within(&cmd)));
     let frame = control::encode(&control::Request { version: control::VERSION, command: cmd }, REQUEST_MAX)
         .map_err(|e| e.to_string())?;
     // A berth that turns the client away (busy) may answer and close before
@@ -376,6 +408,38 @@ mod tests {
         assert_eq!(s.expire(REQUEST_WITHIN_S + 0.25), 1);
         assert_eq!(s.expire(10.0), 2);
         assert_eq!(s.deadline(), None);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_held_request_keeps_its_slot_past_the_time_limit() {
+        let (path, mut s) = sock("held");
+        let p = path.clone();
+        let client = std::thread::spawn(move || call(&p, Command::Update(heapless::String::try_from("/x.bundle").unwrap())));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut slot = None;
+        while slot.is_none() && std::time::Instant::now() < deadline {
+            if let Some(i) = s.accept(0.0) {
+                while std::time::Instant::now() < deadline {
+                    if let Input::Request(_) = s.read(i) {
+                        assert!(s.hold(i));
+                        slot = Some(i);
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let slot = slot.expect("the request came");
+        // Held: no deadline, not expired long after the limit, read no more.
+        assert_eq!(s.deadline(), None);
+        assert_eq!(s.expire(REQUEST_WITHIN_S * 100.0), 0);
+        assert!(matches!(s.read(slot), Input::Pending));
+        assert!(!client.is_finished());
+        s.reply(slot, &control::message("staged"));
+        assert_eq!(client.join().unwrap(), Ok(control::message("staged")));
+        assert!(!s.hold(slot), "answered and closed");
         let _ = std::fs::remove_file(path);
     }
 

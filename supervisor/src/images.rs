@@ -3,7 +3,8 @@
 //! needed them does not run after all.
 //!
 //! Mapping happens at boot for the booted release and, for an update, while
-//! it is staged: before the switch, so the switch only stops the old run and
+//! it is staged (in the stager, [`crate::stager`], outside PID 1's loop;
+//! loop devices, device-mapper and mounts are global): before the switch, so the switch only stops the old run and
 //! starts the new one, and an image that cannot be mapped refuses the update
 //! before anything changes. The update's new programs are also read once
 //! through their verified mounts then ([`warm`]), so the first exec after
@@ -38,11 +39,18 @@ pub struct Mapped {
 /// skipping those already mounted (an update keeps the running release's).
 /// A failure is logged per image; the others go on.
 pub fn map(release: &Release) -> Mapped {
+    map_announcing(release, &mut |_| {})
+}
+
+/// [`map`], calling `before` with each image it is about to map (the
+/// stager tells PID 1, which unmaps them if the stager dies half-way).
+pub fn map_announcing(release: &Release, before: &mut dyn FnMut(&Digest)) -> Mapped {
     let mut done = Mapped::default();
     for img in release.images.iter() {
         if mount::is_mountpoint(&current::mount_path(&img.sha256)) {
             continue;
         }
+        before(&img.sha256);
         if map_one(img) {
             done.new.push(img.sha256);
         } else {

@@ -26,6 +26,7 @@ pub mod manifest;
 pub mod release;
 pub mod restart;
 pub mod seccomp;
+pub mod stager;
 pub mod statusview;
 pub mod log;
 pub mod logstore;

@@ -19,7 +19,8 @@ fn main() -> ExitCode {
 }
 
 const CTL_USAGE: &str = "usage: berthctl status | release | start NAME | stop NAME | restart NAME
-       berthctl update BUNDLE           (stage a bundle on the device, switch to it, on trial until committed)
+       berthctl update BUNDLE           (stage a bundle on the device, switch to it, on trial until committed;
+                                        answers when the staging ends)
        berthctl logs NAME [-f] [-n N]  (a container's output; -f follows)
        berthctl events [-f] [-n N]     (berth's own event lines)";
 /// Only in test builds (the `test-hooks` feature).
@@ -63,7 +64,8 @@ fn ctl(args: &[String]) -> ExitCode {
         return ExitCode::from(2);
     };
     match berth::ctlsock::call(berth::control::SOCKET, cmd) {
-        Ok(Response::Status(list)) => {
+        Ok(Response::Status(reply)) => {
+            let list = &reply.entries;
             println!(
                 "{:<20} {:<9} {:<8} {:<5} {:>6} {:>10} {:>8} {:>9}  {:<12} NOTE",
                 "NAME", "KIND", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT"
@@ -93,6 +95,20 @@ fn ctl(args: &[String]) -> ExitCode {
                     l.apparmor
                 );
             }
+            let st = &reply.stalls;
+            let ms = |us: u64| us as f64 / 1e3;
+            println!(
+                "loop: longest handler {:.1} ms ({}), watchdog pet late by {:.1} ms at most; recently (10 s or more): {:.1} ms ({}), pet late {:.1} ms",
+                ms(st.handler_us),
+                st.handler,
+                ms(st.pet_late_us),
+                ms(st.recent_handler_us),
+                st.recent_handler,
+                ms(st.recent_pet_late_us)
+            );
+            if !reply.staging.is_empty() {
+                println!("{}", reply.staging);
+            }
             ExitCode::SUCCESS
         }
         Ok(Response::Release(r)) => {
@@ -105,6 +121,12 @@ fn ctl(args: &[String]) -> ExitCode {
             }
             for rb in r.rollbacks.iter() {
                 println!("{rb}");
+            }
+            if !r.staging.is_empty() {
+                println!("{}", r.staging);
+            }
+            for q in r.quarantined.iter() {
+                println!("{q}");
             }
             ExitCode::SUCCESS
         }
@@ -203,6 +225,7 @@ const USAGE: &str = "usage: berth --version
        berth net                                                            (on the device: the board's [[network]] set-up, then DHCP leases)
        berth console DEVICE                                                 (on the device: a berthctl prompt on a serial console)
        berth receive PORT                                                   (on the device: update bundles pushed over the virtio port named PORT go into the inbox)
+       berth stage                                                          (on the device, started by berth itself: stages the update bundle on its standard input)
        berth check-board FILE.toml                                          (host build)
        berth verify --keys DIR FILE [--board NAME] [--stored-version N]     (host build)
        berth inspect IMAGE [--salt HEX] [--root HEX]                        (host build)
@@ -220,6 +243,7 @@ fn cli(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("net") if args.len() == 1 => net(),
+        Some(berth::stager::ARG) => berth::stager::run(args.get(1..).unwrap_or_default()),
         Some("receive") if args.len() == 2 => match berth::push::run(args.get(1).map(String::as_str).unwrap_or("")) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

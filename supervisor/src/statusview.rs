@@ -29,6 +29,10 @@
 //!
 //! `release` is `null` when no release runs; `phase` is `committed`, `trial`
 //! or `unknown` (no release store); `started_ms` is `null` when not running.
+//! After the containers: `"loop":{"handler_max_ms":2.1,"handler":"tick",
+//! "pet_late_max_ms":0.4}`, the loop's worst stalls since boot (see
+//! `supervise::stall`), and `"staging":true|false`, whether an update is
+//! being staged.
 
 use std::io::Write as _;
 
@@ -64,6 +68,14 @@ pub struct Entry<'a> {
     pub started_ms: Option<u64>,
 }
 
+/// The loop's worst stalls since boot, as shown.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Loop<'a> {
+    pub handler_max_ms: f64,
+    pub handler: &'a str,
+    pub pet_late_max_ms: f64,
+}
+
 /// A JSON string: printable ASCII as is (but `"` and `\`), the rest escaped.
 fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
@@ -84,7 +96,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Render the file into `out` (cleared first; its capacity is kept).
-pub fn render(out: &mut Vec<u8>, release: Option<&Release<'_>>, entries: &[Entry<'_>]) {
+pub fn render(out: &mut Vec<u8>, release: Option<&Release<'_>>, entries: &[Entry<'_>], lp: &Loop<'_>, staging: bool) {
     out.clear();
     let _ = write!(out, "{{\"format\":{FORMAT},\"berth\":");
     string(out, env!("CARGO_PKG_VERSION"));
@@ -119,7 +131,9 @@ pub fn render(out: &mut Vec<u8>, release: Option<&Release<'_>>, entries: &[Entry
             None => out.extend_from_slice(b",\"started_ms\":null}"),
         }
     }
-    out.extend_from_slice(b"]}\n");
+    let _ = write!(out, "],\"loop\":{{\"handler_max_ms\":{:.1},\"handler\":", lp.handler_max_ms);
+    string(out, lp.handler);
+    let _ = writeln!(out, ",\"pet_late_max_ms\":{:.1}}},\"staging\":{staging}}}", lp.pet_late_max_ms);
 }
 
 /// When to render: at most every [`MIN_INTERVAL_S`].
@@ -209,7 +223,8 @@ mod tests {
     fn renders_release_and_every_entry() {
         let mut out = Vec::new();
         let r = Release { version: 7, key_id: "0123abcd", phase: "trial" };
-        render(&mut out, Some(&r), &[entry("sensor", "running", Some(1500)), entry("flaky", "waiting", None)]);
+        let lp = Loop { handler_max_ms: 12.34, handler: "tick", pet_late_max_ms: 0.0 };
+        render(&mut out, Some(&r), &[entry("sensor", "running", Some(1500)), entry("flaky", "waiting", None)], &lp, true);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("{\"format\":1,\"berth\":\""), "{text}");
         assert!(text.contains(",\"release\":{\"version\":7,\"key_id\":\"0123abcd\",\"phase\":\"trial\"},"), "{text}");
@@ -217,13 +232,16 @@ mod tests {
             "{\"name\":\"sensor\",\"kind\":\"container\",\"state\":\"running\",\"ready\":true,\"restarts\":2,\"last_exit\":\"exit 1\",\"started_ms\":1500}"
         ));
         assert!(text.contains("\"name\":\"flaky\",\"kind\":\"container\",\"state\":\"waiting\",\"ready\":false"));
-        assert!(text.ends_with("\"started_ms\":null}]}\n"), "{text}");
+        assert!(
+            text.ends_with("\"started_ms\":null}],\"loop\":{\"handler_max_ms\":12.3,\"handler\":\"tick\",\"pet_late_max_ms\":0.0},\"staging\":true}\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn no_release_and_escapes() {
         let mut out = vec![1, 2, 3];
-        render(&mut out, None, &[entry("a\"b\\c\u{1}é", "x", None)]);
+        render(&mut out, None, &[entry("a\"b\\c\u{1}é", "x", None)], &Loop::default(), false);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\"release\":null"));
         assert!(text.contains(r#""name":"a\"b\\c\u0001\u00e9""#), "{text}");

@@ -10,8 +10,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Size of a fresh data partition.
-const DATA_MIB: u64 = 64;
+/// Smallest data partition, MiB (the size before partitions were sized to
+/// their releases).
+pub const DATA_MIN_MIB: u64 = 64;
+/// Largest data partition `--data-mib` may ask for, MiB.
+pub const DATA_MAX_MIB: u64 = 64 * 1024;
 /// Where the guest test agent lives on the test system image.
 pub const AGENT_PATH: &str = "/usr/lib/berth/test-agent";
 
@@ -30,6 +33,9 @@ pub struct Artifacts {
     /// The system image with the test agent added.
     pub system_test: PathBuf,
     pub data_template: PathBuf,
+    /// The template's size, MiB, and the bytes of the files it holds.
+    pub data_mib: u64,
+    pub data_files: u64,
     /// The demo release as compiled, and signed (before any test tampering).
     pub release: berth::release::Release,
     pub signed_release: Vec<u8>,
@@ -124,6 +130,12 @@ pub struct Variant {
     pub updates: Option<PathBuf>,
     /// Overrides the board's `container_log_console`.
     pub container_log_console: Option<bool>,
+    /// A release directory bundled (against the installed release) onto the
+    /// data partition as `test/big.bundle` (the big-image scenarios).
+    pub big_update: Option<PathBuf>,
+    /// The data partition's size, MiB; by default what its files and the
+    /// staging of its bundles need ([`data_need_mib`]).
+    pub data_mib: Option<u64>,
 }
 
 /// The release put on a fresh data partition.
@@ -300,8 +312,22 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         }
         None => None,
     };
+    if let Some(src) = &variant.big_update {
+        let test = data_root.join("test");
+        fs::create_dir_all(&test).map_err(|e| format!("{}: {e}", test.display()))?;
+        let (big, big_signed) = release::compile_and_sign(root, src, &board, &dir.join("big-update"), &key, None)?;
+        crate::bundle::write(&test.join("big.bundle"), &big_signed, &crate::bundle::to_carry(&big.images, Some(&compiled.release)))?;
+    }
+    let data_files = tree_bytes(&data_root);
+    // Bundles on it are files already; each is staged (copied) once more.
+    let bundles = bundle_bytes(&data_root);
+    let need = data_need_mib(data_files.saturating_sub(bundles), bundles, u64::from(board.log_quota_kib) << 10);
+    let data_mib = match variant.data_mib {
+        Some(n) => check_data_mib(n, need)?,
+        None => need,
+    };
     let data_template = dir.join("data-template.img");
-    make_data(&data_template, &data_root)?;
+    make_data(&data_template, &data_root, data_mib)?;
     Ok(Artifacts {
         board,
         dir,
@@ -312,6 +338,8 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         system,
         system_test,
         data_template,
+        data_mib,
+        data_files,
         release: compiled.release,
         signed_release,
         images: compiled.images,
@@ -417,11 +445,82 @@ fn squash(dir: &Path, out: &Path) -> Result<(), String> {
     ]))
 }
 
-/// An ext4 data partition holding the files of `root`.
-fn make_data(out: &Path, root: &Path) -> Result<(), String> {
+/// The data partition size, MiB, for `files` bytes of files on it, update
+/// bundles of `bundles` bytes to be staged from it or put into its inbox
+/// (each staging copies the bundle's images into the store: counted twice),
+/// and berth's log quota: that, a quarter more and 16 MiB (ext4's journal
+/// and tables), rounded up to 8 MiB, at least [`DATA_MIN_MIB`].
+pub fn data_need_mib(files: u64, bundles: u64, log_quota: u64) -> u64 {
+    let need = files.saturating_add(bundles.saturating_mul(2)).saturating_add(log_quota);
+    let bytes = need.saturating_add(need / 4).saturating_add(16 << 20);
+    bytes.div_ceil(8 << 20).saturating_mul(8).max(DATA_MIN_MIB)
+}
+
+/// An explicit size (`--data-mib`, a variant's): within bounds and at
+/// least what the partition needs.
+pub fn check_data_mib(mib: u64, need: u64) -> Result<u64, String> {
+    if !(DATA_MIN_MIB..=DATA_MAX_MIB).contains(&mib) {
+        return Err(format!("data partition size {mib} MiB: must be between {DATA_MIN_MIB} and {DATA_MAX_MIB} MiB"));
+    }
+    if mib < need {
+        return Err(format!("data partition size {mib} MiB is too small: its releases and the staging of its update need {need} MiB"));
+    }
+    Ok(mib)
+}
+
+/// Bytes the files under `dir` take (each rounded up to 4 KiB blocks).
+pub fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()).saturating_add(4096),
+            Ok(_) => e.metadata().map(|m| m.len().div_ceil(4096) * 4096).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Bytes of the `*.bundle` files under `dir` (staged from it later).
+fn bundle_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                bundle_bytes(&p)
+            } else if p.extension().is_some_and(|x| x == "bundle") {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// Grow the ext4 image `data` to `mib` MiB (never shrinks it): the file,
+/// then the file system (`e2fsck`, `resize2fs`; no mount, no root). True
+/// when it grew.
+pub fn grow_data(data: &Path, mib: u64) -> Result<bool, String> {
+    let size = fs::metadata(data).map_err(|e| format!("{}: {e}", data.display()))?.len();
+    if size >= mib << 20 {
+        return Ok(false);
+    }
+    let fsck = Command::new("e2fsck").args(["-f", "-y"]).arg(data).output().map_err(|e| format!("e2fsck: {e}"))?;
+    if !matches!(fsck.status.code(), Some(0..=2)) {
+        return Err(format!("e2fsck {}: {}\n{}", data.display(), fsck.status, String::from_utf8_lossy(&fsck.stdout)));
+    }
+    fs::OpenOptions::new().write(true).open(data).and_then(|f| f.set_len(mib << 20)).map_err(|e| format!("{}: {e}", data.display()))?;
+    run_cmd(Command::new("resize2fs").arg("-f").arg(data))?;
+    Ok(true)
+}
+
+/// An ext4 data partition of `mib` MiB holding the files of `root`.
+fn make_data(out: &Path, root: &Path, mib: u64) -> Result<(), String> {
     let _ = fs::remove_file(out);
     let f = fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    f.set_len(DATA_MIB << 20).map_err(|e| format!("{}: {e}", out.display()))?;
+    f.set_len(mib << 20).map_err(|e| format!("{}: {e}", out.display()))?;
     run_cmd(Command::new("mkfs.ext4").args(["-q", "-F", "-L", "data", "-E", "root_owner=0:0", "-d"]).arg(root).arg(out))
 }
 
@@ -522,4 +621,28 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
     }
     args.extend(q.extra_args.iter().map(|s| s.to_string()));
     (q.binary.to_string(), args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_partition_holds_its_releases_and_a_staged_copy() {
+        // Small contents: the old fixed size is the floor.
+        assert_eq!(data_need_mib(10 << 20, 2 << 20, 4 << 20), DATA_MIN_MIB);
+        // A 110 MiB bundle on 5 MiB of files: bundle + staged copy + logs, a
+        // quarter more, 16 MiB, rounded up to 8 MiB.
+        let need = data_need_mib(5 << 20, 110 << 20, 4 << 20);
+        let raw = (5 + 220 + 4) as f64 * 1.25 + 16.0;
+        assert!(need as f64 >= raw && need % 8 == 0 && (need as f64) < raw + 8.0, "{need} MiB for {raw}");
+    }
+
+    #[test]
+    fn an_explicit_size_is_checked() {
+        assert_eq!(check_data_mib(512, 300), Ok(512));
+        assert!(check_data_mib(256, 300).unwrap_err().contains("too small"));
+        assert!(check_data_mib(8, 1).unwrap_err().contains("between"));
+        assert!(check_data_mib(DATA_MAX_MIB + 1, 1).is_err());
+    }
 }

@@ -25,14 +25,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 const USAGE: &str = "usage: cargo xtask <command>
   build [--arch A]...           build berth and the boot artifacts (default: all three)
-  run [--arch A] [--board FILE] [--update DIR|BUNDLE]
+  run [--arch A] [--board FILE] [--update DIR|BUNDLE] [--data-mib N]
                                 boot the demo system under QEMU (default aarch64); its status
                                 page is forwarded to http://localhost:8080/ (another free port
                                 if 8080 is taken); --update puts a bundle (built from a
                                 manifest directory with the development key, or a bundle file)
                                 into the inbox of the kept data partition: the running demo
-                                picks it up a few seconds after boot
-  run [--arch A] --manifests DIR [--timeout S] [--update DIR|BUNDLE]
+                                picks it up a few seconds after boot; the data partition is
+                                sized to hold the releases and the update's staged copy
+                                with a margin (at least 64 MiB), or N MiB with --data-mib
+  run [--arch A] --manifests DIR [--timeout S] [--update DIR|BUNDLE] [--data-mib N]
                                 boot your own manifests; exit 0 only when every container
                                 exited 0, or was still running at the timeout (default 60 s);
                                 with --update, only when berth took that update while running
@@ -115,6 +117,7 @@ struct Args {
     manifest_out: Option<PathBuf>,
     name: Option<String>,
     update: Option<PathBuf>,
+    data_mib: Option<u64>,
     rest: Vec<String>,
 }
 
@@ -135,6 +138,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         manifest_out: None,
         name: None,
         update: None,
+        data_mib: None,
         rest: Vec::new(),
     };
     let mut it = args.iter();
@@ -169,6 +173,15 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--manifest-out" => a.manifest_out = Some(PathBuf::from(it.next().ok_or("--manifest-out needs a file")?)),
             "--name" => a.name = Some(it.next().ok_or("--name needs a container name")?.clone()),
             "--update" => a.update = Some(PathBuf::from(it.next().ok_or("--update needs a manifest directory or a bundle file")?)),
+            "--data-mib" => {
+                let v = it.next().ok_or("--data-mib needs a size in MiB")?;
+                let n: u64 = v.parse().map_err(|_| format!("--data-mib: `{v}` is not a whole number of MiB"))?;
+                let (lo, hi) = (artifacts::DATA_MIN_MIB, artifacts::DATA_MAX_MIB);
+                if !(lo..=hi).contains(&n) {
+                    return Err(format!("--data-mib: {n} MiB is not between {lo} and {hi}"));
+                }
+                a.data_mib = Some(n);
+            }
             "--salt" => a.salt = Some(it.next().ok_or("--salt needs 64 hex digits")?.clone()),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
             s => a.rest.push(s.to_string()),
@@ -615,13 +628,18 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     }
     let console = format!("/dev/{}", artifacts::load_board(&board)?.console);
     let services = vec![console_service(&console)?, receive_service()?];
-    let art = artifacts::build(root, &board, &Variant { services, ..Default::default() })?;
+    let art = artifacts::build(root, &board, &Variant { services, data_mib: a.data_mib, ..Default::default() })?;
     let data = art.dir.join("data.img");
     if !data.is_file() {
         artifacts::fresh_data(&art, &data)?;
     }
+    if let Some(mib) = a.data_mib {
+        if artifacts::grow_data(&data, mib)? {
+            say(&format!("grew the kept data partition {} to {mib} MiB", data.display()));
+        }
+    }
     if let Some(update) = &a.update {
-        update_into_inbox(root, &art, &data, update, a.key.as_deref())?;
+        update_into_inbox(root, &art, &data, update, a.key.as_deref(), a.data_mib)?;
     }
     let http = free_http_port();
     let push = art.dir.join(PUSH_SOCKET);
@@ -725,14 +743,25 @@ fn run_trial(root: &Path, board: &Path, dir: &Path, seconds: u64, a: &Args) -> R
     };
     let update = a.update.as_deref().map(absolute).transpose()?;
     let update = update.as_deref().map(|source| trial::Update { source, key: a.key.as_deref() });
-    trial::run(root, board, &absolute(dir)?, "-trial", seconds, &Default::default(), true, update.as_ref())
+    trial::run(root, board, &absolute(dir)?, "-trial", seconds, &Default::default(), true, update.as_ref(), a.data_mib)
 }
 
 /// Put an update into the inbox of the data partition `data` before a boot:
 /// `update` is a bundle, or a manifest directory bundled here (signed with
 /// `key`, else the development key) for `art`'s board.
-pub fn update_into_inbox(root: &Path, art: &artifacts::Artifacts, data: &Path, update: &Path, key: Option<&Path>) -> Result<(), String> {
+/// The data partition grows first to hold the bundle and its staged copy
+/// ([`artifacts::data_need_mib`]), or to `data_mib` (which must be enough).
+pub fn update_into_inbox(root: &Path, art: &artifacts::Artifacts, data: &Path, update: &Path, key: Option<&Path>, data_mib: Option<u64>) -> Result<(), String> {
     let bundle = bundle_of(root, &art.dir, &art.board, update, key)?;
+    let size = std::fs::metadata(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?.len();
+    let need = artifacts::data_need_mib(art.data_files, size, u64::from(art.board.log_quota_kib) << 10);
+    let mib = match data_mib {
+        Some(n) => artifacts::check_data_mib(n, need).map_err(|e| format!("--data-mib with the update {}: {e}", bundle.display()))?,
+        None => need,
+    };
+    if artifacts::grow_data(data, mib)? {
+        say(&format!("grew the data partition {} to {mib} MiB to hold the update and its staged copy", data.display()));
+    }
     artifacts::put_in_inbox(data, &bundle)?;
     say(&format!("{} is in the inbox of {}: berth takes it a few seconds after boot", bundle.display(), data.display()));
     Ok(())
@@ -895,6 +924,15 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 suffix: "-update".into(),
                 manifests: Some(root.join("qemu-tests/manifests/update/v1")),
                 updates: Some(root.join("qemu-tests/manifests/update")),
+                ..Default::default()
+            },
+        ),
+        (
+            "update-big",
+            Variant {
+                suffix: "-update-big".into(),
+                manifests: Some(root.join("qemu-tests/manifests/update/v1")),
+                big_update: Some(root.join("qemu-tests/manifests/update/v2-big")),
                 ..Default::default()
             },
         ),

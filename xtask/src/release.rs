@@ -114,6 +114,25 @@ fn release_toml(dir: &Path) -> Result<ReleaseToml, String> {
 }
 
 
+/// `mib` MiB of pseudo-random bytes (xorshift64*, a fixed seed) at `path`.
+fn write_random(path: &Path, mib: u64) -> Result<(), String> {
+    use std::io::Write;
+    let f = fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        for word in block.chunks_exact_mut(8) {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            word.copy_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+        }
+        w.write_all(&block).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    w.flush().map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Build the image a manifest's `[build]` table describes: exactly one of
 /// `cargo_bin` (with optional `package`, default `berth-demo-apps`,
 /// `setuid_copy`, a path where a root-owned mode-4755 copy is installed, and
@@ -124,7 +143,9 @@ fn release_toml(dir: &Path) -> Result<ReleaseToml, String> {
 /// image layout or a `docker save` tar, imported for the board's
 /// architecture; the import's notes are printed). `dirs` (with `cargo_bin`
 /// or `debian_package`) adds empty directories, such as mount points
-/// (`/run/berth-status` for the status view).
+/// (`/run/berth-status` for the status view). `random_mib = N` (with
+/// `cargo_bin`, 1 to 4096) adds `/random.bin`, N MiB of pseudo-random
+/// bytes (the same at every build; incompressible), for tests of big images.
 fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Table, out: &Path) -> Result<Image, String> {
     let field = |k: &str| format!("manifest {name}: field build.{k}");
     let text = |k: &str| -> Result<Option<&str>, String> {
@@ -134,7 +155,7 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
         }
     };
     for k in build.keys() {
-        if !["cargo_bin", "package", "setuid_copy", "copies", "dirs", "debian_package", "symlinks", "binary", "dir", "oci"]
+        if !["cargo_bin", "package", "setuid_copy", "copies", "dirs", "random_mib", "debian_package", "symlinks", "binary", "dir", "oci"]
             .contains(&k.as_str())
         {
             return Err(format!("{}: unknown (cargo_bin, debian_package, binary, dir or oci)", field(k)));
@@ -164,6 +185,14 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(format!("{}: must be a list of paths", field("dirs"))),
     };
+    let random_mib = match build.get("random_mib") {
+        None => None,
+        Some(toml::Value::Integer(n)) if (1..=4096).contains(n) => Some(*n as u64),
+        Some(_) => return Err(format!("{}: must be a whole number of MiB from 1 to 4096", field("random_mib"))),
+    };
+    if random_mib.is_some() && !build.contains_key("cargo_bin") {
+        return Err(format!("{}: goes with cargo_bin", field("random_mib")));
+    }
     let make_dirs = |stage: &Path| -> Result<(), String> {
         for d in ["bin", "dev", "mnt", "proc", "sys", "tmp"].iter().map(PathBuf::from).chain(dirs.iter().cloned()) {
             fs::create_dir_all(stage.join(&d)).map_err(|e| format!("{}: {e}", stage.join(&d).display()))?;
@@ -207,7 +236,7 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
         let package = text("package")?.unwrap_or("berth-demo-apps");
         let bin = cross_build(root, arch, package, bin_name).map_err(|e| format!("{}: {e}", field("cargo_bin")))?;
         let setuid = text("setuid_copy")?.map(|p| inside("setuid_copy", p)).transpose()?;
-        if setuid.is_none() && copies.is_empty() && dirs.is_empty() {
+        if setuid.is_none() && copies.is_empty() && dirs.is_empty() && random_mib.is_none() {
             return image::from_binary(&bin, out);
         }
         let stage = out.with_extension("root");
@@ -227,6 +256,9 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
         }
         if let Some(rel) = setuid {
             install(&stage.join(rel), 0o4755)?;
+        }
+        if let Some(mib) = random_mib {
+            write_random(&stage.join("random.bin"), mib)?;
         }
         let img = image::from_dir(&stage, out);
         let _ = fs::remove_dir_all(&stage);

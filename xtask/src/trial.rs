@@ -41,14 +41,15 @@ pub fn run(
     expect: &BTreeMap<String, String>,
     echo: bool,
     update: Option<&Update>,
+    data_mib: Option<u64>,
 ) -> Result<(), String> {
     // The user watches the console: their containers' output is mirrored there.
-    let variant = Variant { suffix: suffix.into(), manifests: Some(dir.to_path_buf()), container_log_console: Some(true), ..Default::default() };
+    let variant = Variant { suffix: suffix.into(), manifests: Some(dir.to_path_buf()), container_log_console: Some(true), data_mib, ..Default::default() };
     let art = artifacts::build(root, board, &variant)?;
     let data = art.dir.join("data.img");
     artifacts::fresh_data(&art, &data)?;
     if let Some(u) = update {
-        crate::update_into_inbox(root, &art, &data, u.source, u.key)?;
+        crate::update_into_inbox(root, &art, &data, u.source, u.key, data_mib)?;
     }
     let (prog, args) = artifacts::qemu_args(&art, &data, &BootOpts::default());
     crate::say(&format!("booting {} with {} containers for up to {seconds} s", art.board.name, art.release.containers.len()));
@@ -159,7 +160,7 @@ pub fn user_dir_test(root: &Path, board: &Path) -> Result<(), String> {
     std::fs::remove_file(dir.join("prefill.img")).map_err(|e| e.to_string())?;
     write("app.toml", &crate::oci::manifest_text("app", "layout", &imported.config, &imported.notes))?;
     let expect: BTreeMap<String, String> = [("hello", "BIN-OK"), ("app", "OCI-OK")].iter().map(|(n, w)| (n.to_string(), w.to_string())).collect();
-    run(root, board, &dir, "-user-oci", 120, &expect, false, None)
+    run(root, board, &dir, "-user-oci", 120, &expect, false, None, None)
 }
 
 /// The `run --manifests DIR --update DIR` test: a release of the demo's
@@ -183,9 +184,9 @@ pub fn user_update_test(root: &Path, board: &Path) -> Result<(), String> {
     }
     let none = BTreeMap::new();
     let v2 = Update { source: &base.join("v2"), key: None };
-    run(root, board, &base.join("v1"), "-user-update", 120, &none, false, Some(&v2)).map_err(|e| format!("update to a good version 2: {e}"))?;
+    run(root, board, &base.join("v1"), "-user-update", 120, &none, false, Some(&v2), None).map_err(|e| format!("update to a good version 2: {e}"))?;
     let v3 = Update { source: &base.join("v3"), key: None };
-    match run(root, board, &base.join("v1"), "-user-update", 120, &none, false, Some(&v3)) {
+    match run(root, board, &base.join("v1"), "-user-update", 120, &none, false, Some(&v3), None) {
         Err(e) if e.contains("rolled back (crash-loop, container sensor)") => Ok(()),
         other => Err(format!("update to a broken version 3: {other:?}, want a failure naming the crash-loop rollback")),
     }

@@ -25,7 +25,10 @@
 //! the bundles under `/data/test/` (see `qemu_tests::updates`): `update`,
 //! `update-rollback`, `update-refused`, `update-reboot` (rebooting between
 //! steps, remembered on /data), `update-cut` (an update the harness cuts
-//! short) and `store-check` (the store's files and record after a cut).
+//! short), `store-check` (the store's files and record after a cut),
+//! `update-big` (a 100 MiB image staged while `berthctl status` is timed)
+//! and `stage-interrupt` (a big bundle dropped into the inbox, its staging
+//! cut by the harness; later boots wait for its quarantine).
 //!
 //! Static, std + libc only; it must never panic on anything the guest can do.
 
@@ -211,6 +214,9 @@ fn bench() -> ! {
         }
         let status = std::process::Command::new("/sbin/berthctl").arg("status").output();
         let text = status.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        if let Some(us) = text.lines().find_map(recent_stall_us) {
+            say(&format!("AGENT measure=loop_recent_us value={us}"));
+        }
         for line in text.lines().skip(1) {
             let mut cols = line.split_whitespace();
             if let (Some(name), Some("container"), Some("failed")) = (cols.next(), cols.next(), cols.next()) {
@@ -219,6 +225,15 @@ fn bench() -> ! {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// From `berthctl status`'s `loop:` line, the worst of the recent handler
+/// and the recent watchdog pet lateness, in microseconds.
+fn recent_stall_us(line: &str) -> Option<u64> {
+    let recent = line.strip_prefix("loop: ")?.split("recently").nth(1)?;
+    let ms: Vec<f64> = recent.split_whitespace().filter_map(|w| w.parse::<f64>().ok()).collect();
+    let worst = ms.iter().copied().fold(f64::NAN, f64::max);
+    worst.is_finite().then(|| (worst * 1e3) as u64)
 }
 
 /// A KiB figure of PID 1's `/proc/1/status` (`key` with its colon).
@@ -274,7 +289,8 @@ fn install_sigterm_exit() {
 // ---------------------------------------------------------------- updates
 
 /// The modes of the update scenarios (see `qemu_tests::updates`).
-const UPDATE_MODES: [&str; 6] = ["update", "update-rollback", "update-refused", "update-reboot", "update-cut", "store-check"];
+const UPDATE_MODES: [&str; 8] =
+    ["update", "update-rollback", "update-refused", "update-reboot", "update-cut", "store-check", "update-big", "stage-interrupt"];
 /// Where the update variant's bundles are.
 const BUNDLES: &str = "/data/test";
 /// The update-reboot scenario's progress across its boots.
@@ -327,6 +343,17 @@ fn update_mode(mode: &str) {
             reboot_once_more(REBOOT_MARKER, "1");
         }
         "update-refused" => refuse_all(),
+        "update-big" => {
+            running_rows();
+            let (ok, text, samples) = update_timing_status("big");
+            report("update-big", ok, &text);
+            let (pass, detail) = judge_status_samples(&samples);
+            report("status-while-staging", pass, &detail);
+            let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed");
+            report("update-commit", ok, &text);
+            act("poweroff", libc::SIGTERM);
+        }
+        "stage-interrupt" => stage_interrupt(),
         "update-reboot" => match fs::read_to_string(STAGE_FILE).unwrap_or_default().trim() {
             "" => {
                 let (ok, text) = apply("v2");
@@ -371,6 +398,72 @@ fn update_mode(mode: &str) {
             say("AGENT done");
         }
     }
+}
+
+/// One `berthctl status` while an update ran: when it started (monotonic
+/// seconds, berth's event clock), how long it took, and whether berth said
+/// a staging was in progress.
+struct Sample {
+    at: f64,
+    ms: u64,
+    staging: bool,
+}
+
+/// The monotonic clock berth stamps its events with.
+fn monotonic() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// `berthctl update /data/test/<name>.bundle` in a thread; meanwhile
+/// `berthctl status` every 200 ms, timed.
+fn update_timing_status(name: &str) -> (bool, String, Vec<Sample>) {
+    let name = name.to_string();
+    let update = std::thread::spawn(move || apply(&name));
+    let mut samples = Vec::new();
+    while !update.is_finished() {
+        let at = monotonic();
+        let (ok, text) = ctl(&["status"]);
+        let ms = ((monotonic() - at) * 1e3) as u64;
+        samples.push(Sample { at, ms, staging: ok && text.lines().any(|l| l.starts_with("staging ")) });
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, text) = update.join().unwrap_or((false, "the update thread panicked".into()));
+    (ok, text, samples)
+}
+
+/// The status calls made while berth was staging: at least 3, each
+/// answered within 500 ms.
+fn judge_status_samples(samples: &[Sample]) -> (bool, String) {
+    let during: Vec<&Sample> = samples.iter().filter(|s| s.staging).collect();
+    let max = during.iter().map(|s| s.ms).max().unwrap_or(0);
+    let first = during.first().map_or(0.0, |s| s.at);
+    let last = during.last().map_or(0.0, |s| s.at + s.ms as f64 / 1e3);
+    let detail = format!("samples={} max_ms={max} first_t={first:.3} last_t={last:.3} calls={}", during.len(), samples.len());
+    (during.len() >= 3 && max < 500, detail)
+}
+
+/// First boot: move the big bundle into the inbox (a rename on /data) and
+/// wait for the harness to cut the staging. Later boots: wait until
+/// `berthctl release` shows it quarantined, release 1 still committed and
+/// the inbox empty.
+fn stage_interrupt() {
+    let big = format!("{BUNDLES}/big.bundle");
+    if Path::new(&big).exists() {
+        let r = fs::create_dir_all(INBOX).and_then(|()| fs::rename(&big, format!("{INBOX}/big.bundle")));
+        report("inbox-drop", r.is_ok(), &r.map_or_else(|e| errno_desc(&e), |()| format!("{INBOX}/big.bundle")));
+        say("AGENT action=staging");
+        return;
+    }
+    let (ok, text) = wait_release(|r| r.version == 1 && r.state == "committed" && r.quarantined.iter().any(|q| q.starts_with("quarantined big.bundle: ")));
+    report("quarantined", ok, &text);
+    let left: Vec<String> = fs::read_dir(INBOX).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    report("inbox-empty", left.is_empty(), &format!("inbox: {left:?}"));
+    act("poweroff", libc::SIGTERM);
 }
 
 /// Mark the stage (fsynced), then reboot; never reboot without the mark.

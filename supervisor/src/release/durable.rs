@@ -62,6 +62,18 @@ pub fn steps() -> u64 {
     STEPS.load(Ordering::Relaxed)
 }
 
+/// Add the writes another process made for the same update (the stager,
+/// [`crate::stager`], counts its own): the count and the hook go on from
+/// there.
+pub fn add_steps(n: u64) {
+    STEPS.fetch_add(n, Ordering::Relaxed);
+}
+
+/// The armed power-cut step (0: off), handed on to the stager.
+pub fn armed_cut() -> u64 {
+    CUT_AT.load(Ordering::Relaxed)
+}
+
 fn step(what: &str) {
     if !COUNTING.load(Ordering::Relaxed) {
         return;

@@ -51,6 +51,7 @@ mod keys;
 pub mod bundle;
 pub mod current;
 pub mod durable;
+pub mod inbox;
 pub mod record;
 pub mod state;
 pub mod store;

@@ -26,7 +26,8 @@
 //! ```text
 //! let (mut store, notes) = Store::open(dir)?;     // at boot, and whenever needed
 //! let booted = store.boot(&keys, board)?;          // once per boot: decides, verifies, records
-//! let staged = store.stage(&mut bundle, &keys, board)?;   // verify and take in an update
+//! let staged = store.stage(&mut bundle, &keys, board)?;   // verify and take in an update (the stager)
+//! let staged = store.staged(entry, &keys, board, n, bytes)?;  // PID 1: what the stager staged
 //! store.begin_trial(&staged, needs_reboot)?;       // after (or, with needs_reboot, before) the switch
 //! store.commit()?;                                 // healthy for the commit window
 //! store.rollback(Cause::CrashLoop, Some(name))?;   // unhealthy during the trial
@@ -587,6 +588,18 @@ impl<I: Io> Store<I> {
         self.io.remove_dir_all(staging).map_err(io_err("remove", staging))?;
         self.io.sync_dir(&self.dir).map_err(io_err("fsync", &self.dir))?;
         Ok(())
+    }
+
+    /// A release another process staged (the stager, [`crate::stager`]),
+    /// as [`Store::stage`] would have returned it: its object read back
+    /// (small) and checked against its name, verified (signature, board,
+    /// contents) and its images present with their sizes. No image is read.
+    pub fn staged(&self, entry: Entry, keys: &TrustedKeys, board: &str, images_added: usize, bytes: u64) -> Result<Staged, ObjectError> {
+        let verified = self.usable(&entry, keys, board, None)?;
+        if verified.release.version != entry.version {
+            return Err(ObjectError::Corrupt);
+        }
+        Ok(Staged { entry, verified, images_added, bytes })
     }
 
     /// Put a staged release on trial: it becomes current, the running one

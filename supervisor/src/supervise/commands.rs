@@ -13,8 +13,10 @@ impl Pid1 {
         match cmd {
             Command::Status => Response::Status(Box::new(self.status())),
             Command::Release => self.release_info(),
-            Command::Update(path) => match self.update(&path) {
-                Ok(msg) => crate::control::message(&msg),
+            // Over the control socket an update is answered when its staging
+            // ends (`update_from_control`); here only its start is.
+            Command::Update(path) => match self.update_path(&path, None) {
+                Ok(()) => crate::control::message(&format!("staging {path}")),
                 Err(e) => error(&e),
             },
             Command::Logs { name, after, max } => {
@@ -120,10 +122,35 @@ impl Pid1 {
                 let _ = info.rollbacks.push(line);
             }
         }
+        info.staging = self.staging_note();
+        for q in self.stage.quarantined.iter().rev().take(crate::release::inbox::QUARANTINE_KEEP).rev() {
+            let _ = info.quarantined.push(crate::stager::cut(&q.to_string()));
+        }
         Response::Release(Box::new(info))
     }
 
-    fn status(&self) -> heapless::Vec<ContainerStatus, { crate::control::STATUS_MAX }> {
+    fn staging_note(&self) -> crate::control::Note {
+        let now = crate::log::now();
+        self.stage.current.as_ref().map(|s| crate::stager::cut(&super::stage::describe(s, now))).unwrap_or_default()
+    }
+
+    fn status(&self) -> crate::control::StatusReply {
+        let now = crate::log::now();
+        let us = |s: f64| (s * 1e6) as u64;
+        let name = |k: super::stall::Kind| crate::stager::cut(k.name());
+        let (boot, recent) = (self.stalls.boot, self.stalls.recent(now));
+        let stalls = crate::control::LoopStalls {
+            handler_us: us(boot.handler_s),
+            handler: name(boot.handler),
+            pet_late_us: us(boot.pet_late_s),
+            recent_handler_us: us(recent.handler_s),
+            recent_handler: name(recent.handler),
+            recent_pet_late_us: us(recent.pet_late_s),
+        };
+        crate::control::StatusReply { entries: self.entries(), stalls, staging: self.staging_note() }
+    }
+
+    fn entries(&self) -> heapless::Vec<ContainerStatus, { crate::control::STATUS_MAX }> {
         let now = crate::log::now();
         let mut list = heapless::Vec::new();
         for s in &self.slots {

@@ -29,6 +29,8 @@ pub mod update;
 mod services;
 mod starting;
 mod teardown;
+pub mod stage;
+pub mod stall;
 mod view;
 
 use crate::log::Event;
@@ -282,6 +284,12 @@ pub struct Pid1 {
     update_due: Option<f64>,
     /// The status file containers may be granted a view of.
     view: Option<view::View>,
+    /// The staging in progress and the inbox's quarantine.
+    stage: stage::State,
+    /// The loop's worst stalls.
+    stalls: stall::Stalls,
+    /// When the watchdog's next pet is due.
+    pet_due: f64,
 }
 
 const TOKEN_SIGNAL: u64 = 1;
@@ -290,6 +298,8 @@ const TOKEN_RESTART: u64 = 3;
 const TOKEN_PET: u64 = 5;
 /// berth's console description, watched for writability while its ring holds bytes.
 const TOKEN_CONSOLE: u64 = 9;
+/// The stager's report pipe.
+const TOKEN_STAGE: u64 = 6;
 /// Output streams use tokens from here on (token - base = slot).
 const TOKEN_OUTPUT: u64 = 1000;
 /// The control socket's listener, then its connections from this base on.
@@ -332,6 +342,9 @@ impl Pid1 {
             updates: None,
             update_due: None,
             view: None,
+            stage: stage::State::default(),
+            stalls: stall::Stalls::new(stall::threshold(None)),
+            pet_due: f64::INFINITY,
         }
     }
 
@@ -365,10 +378,12 @@ impl Pid1 {
 
     /// Pet this watchdog from the loop.
     pub fn set_watchdog(&mut self, w: crate::watchdog::Watchdog) {
+        self.stalls = stall::Stalls::new(stall::threshold(Some(w.timeout_s)));
         self.watchdog = Some(w);
     }
 
     fn on_pet(&mut self) {
+        let now = crate::log::now();
         if let Some(t) = &self.pet_timer {
             let _ = t.wait();
         }
@@ -382,6 +397,37 @@ impl Pid1 {
         if let Some(w) = &self.watchdog {
             if let Err(e) = w.pet() {
                 Event::error("watchdog.pet").result(&Err::<(), _>(e)).emit();
+            }
+        }
+        let due = self.pet_due;
+        self.pet_due = self.next_pet(now);
+        if due.is_finite() {
+            if let Some(st) = self.stalls.pet(due, now) {
+                self.report_stall(st);
+            }
+        }
+    }
+
+    /// When the pet timer fires next (it runs on a fixed interval).
+    fn next_pet(&self, now: f64) -> f64 {
+        let left = match self.pet_timer.as_ref().map(TimerFd::get) {
+            Some(Ok(Some(Expiration::Interval(left) | Expiration::IntervalDelayed(left, _) | Expiration::OneShot(left)))) => {
+                Duration::from(left).as_secs_f64()
+            }
+            _ => return f64::INFINITY,
+        };
+        now + left
+    }
+
+    /// A stall over the threshold: say so at once.
+    fn report_stall(&self, st: stall::Stall) {
+        let threshold_ms = (self.stalls.threshold_s() * 1e3) as u64;
+        match st {
+            stall::Stall::Handler { kind, s } => {
+                Event::warn("loop.stall").kv("what", "handler").kv("kind", kind.name()).kv("ms", (s * 1e3) as u64).kv("threshold_ms", threshold_ms).emit()
+            }
+            stall::Stall::Pet { late_s } => {
+                Event::warn("loop.stall").kv("what", "watchdog-pet").kv("ms", (late_s * 1e3) as u64).kv("threshold_ms", threshold_ms).emit()
             }
         }
     }
@@ -470,6 +516,7 @@ impl Pid1 {
         if let Some(ctl) = &mut self.ctl {
             ctl.expire(now);
         }
+        self.check_staging_deadline(now);
         // Host services first: at setup they start before any container.
         self.tick_services(now);
         self.tick_removals(now);
@@ -797,6 +844,7 @@ impl Pid1 {
             .chain(self.view.as_ref().and_then(view::View::due))
             .chain(self.services_deadline())
             .chain(self.ctl.as_ref().and_then(crate::ctlsock::CtlSocket::deadline))
+            .chain(self.staging_deadline())
             .fold(f64::INFINITY, f64::min);
         if next.is_finite() {
             let wait = (next - crate::log::now()).max(0.001);
@@ -845,15 +893,83 @@ impl Pid1 {
                         TOKEN_CONSOLE => crate::log::console::drain(),
                         _ => {}
                     }
+                    let start = crate::log::now();
+                    let kind = self.dispatch(ev.data(), &sfd, &timer);
+                    self.measured(kind, start);
                 }
+                let start = crate::log::now();
                 self.refresh_view();
                 self.report_log_loss();
                 self.watch_console();
+                self.measured(stall::Kind::View, start);
             },
             Err(e) => {
                 Event::error("loop").kv("op", "setup").result(&Err::<(), _>(errno_text(e))).emit();
                 self.fallback()
             }
+        }
+    }
+
+    /// Handle one event; what kind it was.
+    fn dispatch(&mut self, token: u64, sfd: &SignalFd, timer: &TimerFd) -> stall::Kind {
+        use stall::Kind;
+        match token {
+            TOKEN_SIGNAL => {
+                self.on_signals(sfd, timer);
+                Kind::Signal
+            }
+            TOKEN_TIMER => {
+                let _ = timer.wait();
+                self.on_timer(timer);
+                Kind::Shutdown
+            }
+            TOKEN_RESTART => {
+                if let Some(t) = &self.restart_timer {
+                    let _ = t.wait();
+                }
+                self.tick();
+                Kind::Tick
+            }
+            TOKEN_PET => {
+                self.on_pet();
+                Kind::Pet
+            }
+            TOKEN_CTL_LISTEN => {
+                self.on_ctl_accept();
+                Kind::Accept
+            }
+            TOKEN_STAGE => {
+                self.on_stage();
+                Kind::Stage
+            }
+            TOKEN_CONSOLE => {
+                crate::log::console::drain();
+                Kind::Console
+            }
+            t if t >= starting::TOKEN_START => {
+                self.on_start_io(t - starting::TOKEN_START);
+                Kind::Start
+            }
+            t if t >= TOKEN_NOTIFY => {
+                self.on_notify((t - TOKEN_NOTIFY) as usize);
+                Kind::Notify
+            }
+            t if t >= TOKEN_CTL_CONN => {
+                self.on_ctl_conn((t - TOKEN_CTL_CONN) as usize);
+                Kind::Control
+            }
+            t if t >= TOKEN_OUTPUT => {
+                self.on_output((t - TOKEN_OUTPUT) as usize);
+                Kind::Output
+            }
+            _ => Kind::None,
+        }
+    }
+
+    /// A handler of `kind` ran since `start`: book it, report a stall.
+    fn measured(&mut self, kind: stall::Kind, start: f64) {
+        if let Some(st) = self.stalls.handler(kind, start, crate::log::now()) {
+            self.report_stall(st);
         }
     }
 
@@ -884,6 +1000,7 @@ impl Pid1 {
             pet.set(Expiration::Interval(every), TimerSetTimeFlags::empty())?;
             epoll.add(&pet, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_PET))?;
             self.pet_timer = Some(pet);
+            self.pet_due = self.next_pet(crate::log::now());
         }
         self.epoll = Some(epoll);
         self.restart_timer = Some(restart);
@@ -916,7 +1033,10 @@ impl Pid1 {
         let Some(ctl) = &mut self.ctl else { return };
         // Closing the descriptor removes it from the epoll set.
         let input = ctl.read(slot);
-        if let Input::Request(cmd) = input {
+        if let Input::Request(crate::control::Command::Update(path)) = input {
+            // Answered when the staging ends.
+            self.update_from_control(slot, &path);
+        } else if let Input::Request(cmd) = input {
             let resp = self.command(cmd);
             if let Some(ctl) = &mut self.ctl {
                 ctl.reply(slot, &resp);
@@ -1098,6 +1218,7 @@ impl Pid1 {
             .kv("from_pid", from)
             .kv("grace_ms", self.grace.as_millis())
             .emit();
+        self.abort_staging();
         self.phase = Phase::Terminating(halt);
         arm(timer, self.grace);
         self.shutdown_step();

@@ -3,8 +3,10 @@
 //!
 //! - Stage ([`crate::release::store::Store::stage`]): every check before
 //!   anything changes; a refused bundle leaves the device as it was. Its
-//!   new images are mapped here too ([`crate::images`]), and unmapped again
-//!   if the update is refused after all.
+//!   new images are mapped then too ([`crate::images`]), and unmapped again
+//!   if the update is refused after all. All of it runs in the stager, a
+//!   child process ([`crate::stager`], followed by [`super::stage`]); the
+//!   loop only reads back the small release object and switches.
 //! - Switch: containers whose manifest (image included) is unchanged keep
 //!   running untouched; changed ones are stopped and started from the new
 //!   release; removed ones are stopped; new ones start, each after its
@@ -19,18 +21,20 @@
 //! - After a commit, images no kept release uses are removed.
 //!
 //! Bundles come from `berthctl update PATH` or appear in [`INBOX`], which is
-//! looked at every [`INBOX_EVERY`] seconds; an inbox bundle is removed as
-//! soon as it is staged or refused, before anything switches.
+//! looked at every [`INBOX_EVERY`] seconds; an inbox bundle is renamed to a
+//! `taking` name before its staging and removed as soon as it is staged or
+//! refused, before anything switches; one whose staging was interrupted
+//! twice is quarantined ([`crate::release::inbox`]).
 
 use super::{life, Pid1, Slot, SlotState};
 use crate::log::Event;
-use crate::release::record::{Cause, Phase};
+use crate::release::record::Cause;
 use crate::release::store::Store;
-use crate::release::{Release, TrustedKeys};
+use crate::release::{inbox, Release, TrustedKeys};
 use std::path::Path;
 
 /// Where bundles dropped on the data partition are picked up.
-pub const INBOX: &str = "/data/berth/inbox";
+pub const INBOX: &str = inbox::INBOX;
 /// Seconds between looks into the inbox.
 pub const INBOX_EVERY: f64 = 5.0;
 
@@ -91,57 +95,45 @@ impl Pid1 {
     /// release, if it is on one).
     pub fn set_updates(&mut self, u: Updates) {
         self.updates = Some(u);
+        self.stage.quarantined = inbox::load(Path::new(inbox::QUARANTINE));
     }
 
-    /// `berthctl update PATH` (or an inbox bundle): stage, then switch.
-    pub(super) fn update(&mut self, path: &str) -> Result<String, String> {
+    /// What the stager staged: read back and verify its release object,
+    /// put it on trial and switch (or reboot into it). Cheap steps only:
+    /// the images are in the store and mapped already.
+    pub(super) fn take_staged(&mut self, bundle: &str, st: crate::stager::Staged, staging_ms: u64) -> Result<String, String> {
         let Some(u) = self.updates.as_mut() else { return Err("no release store on this device".into()) };
-        if let Phase::Trial { .. } = u.store.record().phase {
-            return Err("a release is on trial: wait for its commit or rollback".into());
-        }
-        let refuse = |why: String| {
-            Event::error("update.refused").kv("bundle", path).kv("reason", &why).emit();
-            why
-        };
-        let mut file = std::fs::File::open(path).map_err(|e| refuse(format!("{path}: {e}")))?;
-        crate::release::durable::start_counting();
-        let staged = u.store.stage(&mut file, &u.keys, &u.board.name);
-        drop(file);
-        // An inbox bundle is taken once: staged (its content is in the store
-        // now) or refused, it goes before anything switches, so a trial that
-        // ends in a reset cannot pick it up again.
-        if Path::new(path).starts_with(INBOX) {
-            if let Err(e) = std::fs::remove_file(path) {
-                Event::warn("update.inbox").kv("bundle", path).kv("remove", e).emit();
+        let entry = crate::release::record::Entry { digest: st.release, version: st.version };
+        let images_added = usize::try_from(st.images_added).unwrap_or(usize::MAX);
+        let staged = match u.store.staged(entry, &u.keys, &u.board.name, images_added, st.bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                crate::images::unmap(&st.mapped);
+                return Err(self.refused(bundle, "device", &format!("the staged release does not check out: {e}")));
             }
-        }
-        let staged = staged.map_err(|e| refuse(e.to_string()))?;
+        };
         let release = staged.verified.release.clone();
-        // Its new images are mapped now, before anything switches: one that
-        // cannot be refuses the update, and the switch only has containers
-        // to stop and start.
-        // (A release that switches by rebooting is mapped by its boot.)
-        let mapped = if release.reboot { crate::images::Mapped::default() } else { crate::images::map(&release) };
-        if mapped.failed > 0 {
-            crate::images::unmap(&mapped.new);
-            return Err(refuse(format!("{} of its images could not be mapped (see image.verity)", mapped.failed)));
-        }
-        crate::images::warm(&release, &mapped.new);
+        let worst = self.stalls.marked;
         Event::info("update.staged")
-            .kv("bundle", path)
+            .kv("bundle", bundle)
             .kv("version", release.version)
             .kv("images_added", staged.images_added)
             .kv("bytes", staged.bytes)
+            .kv("staging_ms", staging_ms)
+            .kv("loop_max_ms", format_args!("{:.1}", worst.handler_s * 1e3))
+            .kv("pet_late_max_ms", format_args!("{:.1}", worst.pet_late_s * 1e3))
             .emit();
         if release.reboot {
-            u.store.begin_trial(&staged, true).map_err(|e| refuse(e.to_string()))?;
+            if let Err(e) = u.store.begin_trial(&staged, true) {
+                return Err(self.refused(bundle, "device", &e.to_string()));
+            }
             Event::info("update.reboot").kv("version", release.version).emit();
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
             return Ok(format!("release {} staged; rebooting into it", release.version));
         }
         if let Err(e) = u.store.begin_trial(&staged, false) {
-            crate::images::unmap(&mapped.new);
-            return Err(refuse(e.to_string()));
+            crate::images::unmap(&st.mapped);
+            return Err(self.refused(bundle, "device", &e.to_string()));
         }
         let key_id = staged.verified.key_id.to_string();
         u.trial = Some(Trial::new(&release));
@@ -307,19 +299,64 @@ impl Pid1 {
             Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
         }
         // The whole update's store writes: the power-cut tests cut at each.
-        Event::info("update.done").kv("version", t.version).kv("store_writes", crate::release::durable::steps()).emit();
+        // And the loop's worst stall since the staging started.
+        let worst = self.stalls.marked;
+        Event::info("update.done")
+            .kv("version", t.version)
+            .kv("store_writes", crate::release::durable::steps())
+            .kv("loop_max_ms", format_args!("{:.1}", worst.handler_s * 1e3))
+            .kv("loop_max_kind", worst.handler.name())
+            .kv("pet_late_max_ms", format_args!("{:.1}", worst.pet_late_s * 1e3))
+            .emit();
     }
 
+    /// Look into the inbox: quarantine what must not be tried (again),
+    /// then take one bundle (see [`crate::release::inbox`]) and start its
+    /// staging. Nothing is taken while a staging runs or a release is on
+    /// trial: the bundle waits for a later look.
     fn look_in_inbox(&mut self) {
-        let Ok(dir) = std::fs::read_dir(INBOX) else { return };
-        let mut found: Vec<std::path::PathBuf> =
-            dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "bundle")).collect();
-        found.sort();
-        let Some(path) = found.into_iter().next() else { return };
-        let text = path.display().to_string();
-        Event::info("update.inbox").kv("bundle", &text).emit();
-        if let Ok(msg) = self.update(&text) {
-            Event::info("update.inbox").kv("bundle", &text).kv("result", "ok").kv("detail", msg).emit();
+        if self.may_stage().is_err() {
+            return;
+        }
+        let dir = Path::new(INBOX);
+        let Ok(entries) = inbox::list(dir) else { return };
+        for p in inbox::pick(&entries) {
+            match p {
+                inbox::Pick::Quarantine { name, base, cause } => self.quarantine(&name, &base, &cause.to_string()),
+                inbox::Pick::Stage { from, to, base, attempt } => self.take_from_inbox(&from, &to, &base, attempt),
+            }
+        }
+    }
+
+    /// Take `from` as `to` (attempt `attempt`) and start staging it.
+    fn take_from_inbox(&mut self, from: &str, to: &str, base: &str, attempt: u8) {
+        let dir = Path::new(INBOX);
+        let bundle = dir.join(base).display().to_string();
+        Event::info("update.inbox").kv("bundle", &bundle).kv("attempt", attempt).kv("taking", to).emit();
+        if let Err(e) = inbox::rename(dir, from, to) {
+            Event::error("update.inbox").kv("bundle", &bundle).kv("step", "rename").result(&Err::<(), _>(e)).emit();
+            return;
+        }
+        let file = match super::stage::open_bundle(&dir.join(to)) {
+            Ok(f) => f,
+            Err(why) => return self.quarantine(to, base, &why),
+        };
+        let origin = super::stage::Origin::Inbox { base: base.to_string(), taking: to.to_string(), attempt };
+        if let Err(why) = self.start_staging(file, &bundle, origin, Some(dir.join(to))) {
+            // Left taken: the next look tries it again, as after a crash.
+            self.refused(&bundle, "device", &why);
+        }
+    }
+
+    /// Move an inbox entry into the quarantine with its cause.
+    fn quarantine(&mut self, name: &str, base: &str, cause: &str) {
+        let bundle = Path::new(INBOX).join(base).display().to_string();
+        match inbox::quarantine(Path::new(INBOX), Path::new(inbox::QUARANTINE), name, base, cause) {
+            Ok(q) => {
+                Event::warn("update.quarantine").kv("bundle", &bundle).kv("cause", cause).kv("seq", q.seq).emit();
+                self.stage.quarantined = inbox::load(Path::new(inbox::QUARANTINE));
+            }
+            Err(e) => Event::error("update.quarantine").kv("bundle", &bundle).kv("cause", cause).result(&Err::<(), _>(e)).emit(),
         }
     }
 }

@@ -118,6 +118,8 @@ impl Pid1 {
                 started_ms: s.pid.and_then(|_| ms(s.started)),
             });
         }
-        sv::render(out, release.as_ref(), &entries);
+        let worst = self.stalls.boot;
+        let lp = sv::Loop { handler_max_ms: worst.handler_s * 1e3, handler: worst.handler.name(), pet_late_max_ms: worst.pet_late_s * 1e3 };
+        sv::render(out, release.as_ref(), &entries, &lp, self.stage.current.is_some());
     }
 }

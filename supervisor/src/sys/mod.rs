@@ -6,9 +6,11 @@
 
 pub mod cgroup;
 pub mod container;
+mod fds;
 pub mod landlock;
 pub mod net;
 
+pub use fds::{inherited_fd, pass_fd_in_child};
 pub use net::interface_up;
 
 use nix::errno::Errno;

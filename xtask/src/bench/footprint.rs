@@ -96,6 +96,7 @@ fn count(mut m: Machine, kvm: bool, restarts: usize, report: &mut Report, notes:
     };
     let earlier = m.events().iter().filter(|e| e.name == "container.start" && e.is("name", "crasher")).count();
     m.set_cursor(m.lines().len());
+    let counting_from = m.lines().len();
     let how = if kvm { "x86_64 with KVM" } else { "aarch64 under TCG" };
     crate::say(&format!("restart benchmark ({how}): counting {restarts} restarts of crasher"));
     let t0 = Instant::now();
@@ -108,6 +109,13 @@ fn count(mut m: Machine, kvm: bool, restarts: usize, report: &mut Report, notes:
         }
     }
     let secs = t0.elapsed().as_secs_f64();
+    // The loop's worst stall: every reading of its recent record (the last
+    // 10 s or more) during the restarts, and the first one after them.
+    let stall_lines = m.lines().len();
+    let next_stall = m.expect_agent_measure("loop_recent_us", Duration::from_secs(30))?;
+    let lines = m.lines();
+    let during = worst_measure(lines.get(counting_from..stall_lines).unwrap_or(&[]), "loop_recent_us");
+    let stall_ms = during.unwrap_or(0).max(next_stall) as f64 / 1e3;
     let after = m.expect_agent_measure("rss_kib", Duration::from_secs(30))?;
     let anon_after = m.expect_agent_measure("rss_anon_kib", Duration::from_secs(30))?;
     let failed = m.events().iter().filter(|e| e.name == "container.failed").count();
@@ -119,9 +127,27 @@ fn count(mut m: Machine, kvm: bool, restarts: usize, report: &mut Report, notes:
     report.set(Field::single("rss_anon_kib_before_restarts", "KiB", anon_before as f64, &format!("{how}; {anon}, before the counted restarts")));
     report.set(Field::single("rss_anon_kib_after_restarts", "KiB", anon_after as f64, &format!("{how}; {anon}, after them")));
     report.set(Field::single("restarts_done", "count", done as f64, "restarts counted between the two readings"));
+    report.set(Field::single(
+        "loop_stall_ms_restarts",
+        "ms",
+        stall_ms,
+        &format!("{how}; berth's longest loop handler or watchdog pet lateness (berthctl status, recent record) during the restarts"),
+    ));
     report.set(Field::single("restarts_seconds", "s", secs, &format!("{how}; {:.1} ms per restart, 10 ms of it the backoff", secs * 1e3 / done.max(1) as f64)));
     notes.push(format!(
         "part 4: {done} restarts in {secs:.0} s ({how}); the crash-loop limit marked crasher failed {failed} times (the agent starts it again each time)"
     ));
     Ok(())
+}
+
+/// The largest `AGENT measure=<name>` value among `lines`.
+fn worst_measure(lines: &[String], name: &str) -> Option<u64> {
+    use qemu_tests::event::{parse_agent_line, AgentLine};
+    lines
+        .iter()
+        .filter_map(|l| match parse_agent_line(l) {
+            Some(AgentLine::Measure { name: n, value }) if n == name => Some(value),
+            _ => None,
+        })
+        .max()
 }

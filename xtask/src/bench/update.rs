@@ -17,7 +17,9 @@
 //!   (as `qemu_tests::updates::measure_update` does) it would also count
 //!   preparing and starting the other container, flattering the ratio;
 //! - unchanged containers started or stopped between `update.staged` and
-//!   `release.commit` (from `measure_update`).
+//!   `release.commit` (from `measure_update`);
+//! - the loop's worst stall over the update, from the start of its staging
+//!   to the commit (`update.done loop_max_ms`, `pet_late_max_ms`).
 
 use super::stats::Stats;
 use super::{Field, Report};
@@ -70,7 +72,7 @@ pub fn measure(events: &[Event]) -> Result<Run, String> {
     Ok(Run { update_s: t.staged_to_ready_s, cold_s: cold_start(events, CHANGED)?, unchanged_restarted: t.unchanged_restarted })
 }
 
-fn update_once(art: &artifacts::Artifacts, n: usize) -> Result<Run, String> {
+fn update_once(art: &artifacts::Artifacts, n: usize) -> Result<(Run, f64), String> {
     let runs = art.dir.join("runs");
     std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
     let data = runs.join(format!("bench-update-{n}.img"));
@@ -84,10 +86,17 @@ fn update_once(art: &artifacts::Artifacts, n: usize) -> Result<Run, String> {
         return Err(format!("staged the wrong release: {staged:?}"));
     }
     m.expect_event("release.commit", UPDATE_TIMEOUT)?;
-    m.expect_event("update.done", UPDATE_TIMEOUT)?;
+    let done = m.expect_event("update.done", UPDATE_TIMEOUT)?;
     let events = m.events();
     m.kill();
-    measure(&events)
+    Ok((measure(&events)?, stall_ms(&done)?))
+}
+
+/// The loop's worst stall over an update, ms: the longer of its longest
+/// handler and its latest watchdog pet (`update.done`).
+pub fn stall_ms(done: &Event) -> Result<f64, String> {
+    let ms = |k: &str| done.get(k).and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| format!("update.done has no {k}: {:?}", done.fields));
+    Ok(ms("loop_max_ms")?.max(ms("pet_late_max_ms")?))
 }
 
 /// Boot `boots` times; fills `update_*`. Returns a note.
@@ -96,10 +105,23 @@ pub fn run(root: &Path, boots: usize, report: &mut Report) -> Result<String, Str
     let variant = crate::variants(root).into_iter().find(|(n, _)| *n == "update").map(|(_, v)| v).ok_or("no `update` variant")?;
     let art = artifacts::build(root, &artifacts::board_path(root, Arch::Aarch64), &variant)?;
     let mut all = Vec::new();
+    let mut stalls = Vec::new();
     for n in 0..boots {
         crate::say(&format!("update benchmark: boot {} of {boots} (release 1 to 2, aarch64 under TCG)", n + 1));
-        all.push(update_once(&art, n)?);
+        let (run, stall) = update_once(&art, n)?;
+        all.push(run);
+        stalls.push(stall);
     }
+    let worst = stalls.iter().copied().fold(0.0, f64::max);
+    report.set(Field {
+        name: "loop_stall_ms_update".into(),
+        unit: "ms",
+        value: Some(worst),
+        min: stalls.iter().copied().reduce(f64::min),
+        max: Some(worst),
+        runs: stalls.len(),
+        note: "the most over the boots: berth's longest loop handler or watchdog pet lateness from the start of the staging to the commit (update.done)".into(),
+    });
     let ms = |f: fn(&Run) -> f64| -> Vec<f64> { all.iter().map(|r| f(r) * 1e3).collect() };
     let ratio: Vec<f64> = all.iter().map(|r| r.update_s / r.cold_s).collect();
     report.set(Field::from_stats(
@@ -150,6 +172,13 @@ mod tests {
         "BERTH t=6.32 ev=container.ready name=sensor by=start",
         "BERTH t=11.4 ev=release.commit version=2",
     ];
+
+    #[test]
+    fn the_update_stall_is_the_worse_of_handler_and_pet() {
+        let done = parse_line("BERTH t=9.0 ev=update.done version=2 store_writes=19 loop_max_ms=12.5 loop_max_kind=tick pet_late_max_ms=30.1").unwrap();
+        assert_eq!(stall_ms(&done), Ok(30.1));
+        assert!(stall_ms(&parse_line("BERTH t=9.0 ev=update.done version=2").unwrap()).is_err());
+    }
 
     #[test]
     fn the_cold_start_counts_only_the_container_itself() {
