@@ -420,7 +420,7 @@ mod tests {
         let arch = seccomp::Arch::running().unwrap();
         let plain = seccomp::Policy::new();
         let mut more = seccomp::Policy::new();
-        more.allow("ptrace").unwrap();
+        more.allow("kcmp").unwrap();
         for p in [&plain, &more, &plain, &more] {
             let fresh = seccomp::compile(p, arch).unwrap();
             let (filter, hash) = compiled(p, arch).unwrap();

@@ -29,8 +29,9 @@
 //! | `resources` | `memory_max` 1 MiB..=1 TiB, `cpu_weight` 1..=10000, `pids_max` 1..=4194304 | the cgroups issue (the container's cgroup; pids.max defaults to 512) |
 //! | `mounts` | absolute unique targets, not under `/proc`, `/dev`, `/sys`; exactly one of `tmpfs_size` (4 KiB..=4 GiB) or `volume` (a name); `exec` (default `false`) only on a tmpfs | the confinement issue (`nosuid,nodev`, `noexec` unless `exec`; a volume is `/data/volumes/<name>/<volume>`, made by berth; a target must exist in the image) |
 //! | `capabilities` | known `CAP_*` names, unique; dangerous ones refused *always* (see [`REFUSED_CAPS`]), `CAP_NET_RAW` refused with `network = "host"` | the confinement issue (bounding, permitted, effective, ambient sets) |
-//! | `seccomp_allow` | syscall names `[a-z0-9_]`, 1..=32, unique | the confinement issue (added to the default filter) |
-//! | `devices` | hardware node names, access a non-empty combination of `r`, `w`, `m`; against the board: node exists, is not reserved, is a character device ([`Manifest::check_devices`]) | the confinement issue (a node made for the container, mode from `r`/`w`, bound into its `/dev`; `m` is the cgroup's) |
+//! | `seccomp_allow` | syscall names `[a-z0-9_]`, 1..=32, unique; at release build and start, each must exist on the architecture and be grantable ([`crate::seccomp::profile::NOT_GRANTABLE`]) | the confinement issue (added to the default filter; `memfd_create` stays argument-filtered: never `MFD_EXEC`, and memfds are sealed non-executable by `vm.memfd_noexec`) |
+//! | `socket_families` | <= 8 unique names from [`crate::seccomp::args::FAMILIES`] that are grantable by name (not unix, inet, inet6, netlink: default; not packet: `CAP_NET_RAW`; never alg, vsock, key) | the kernel-surface issue (added to the seccomp filter's family allow-list) |
+//! | `devices` | hardware node names, access a non-empty combination of `r`, `w`, `m`; against the board: node exists, is not reserved, is a character device, is in no class that is never granted ([`crate::container::devices::never_granted`]) ([`Manifest::check_devices`]) | the confinement issue (a node made for the container, mode from `r`/`w`, bound into its `/dev`; `m` is the cgroup's); ioctls only with `w` (Landlock's device-ioctl right, per node) |
 //! | `rlimits` | `nofile` 16..=1048576, `nproc` 1..=4194304, `core` <= 1 GiB | the confinement issue (set before the user namespace) |
 //! | `network = "host"` | (no `CAP_NET_ADMIN`/`CAP_NET_RAW`) | the confinement issue (no network namespace; /sys bound read-only) |
 //! | `exec_paths` | <= 8 absolute paths without `..`, unique; `entry.argv[0]` must lie beneath one of them | the Landlock issue (execute only beneath these; default: the whole image) |
@@ -86,6 +87,8 @@ pub const ACCESS_MAX: usize = 3;
 pub const ID_LIMIT: u32 = 65_536;
 /// Most `exec_paths` and most `rw_paths`.
 pub const LANDLOCK_PATHS_MAX: usize = 8;
+/// Most socket families granted by name.
+pub const FAMILIES_MAX: usize = 8;
 
 pub type Name = String<NAME_MAX>;
 pub type Path = String<PATH_MAX>;
@@ -282,6 +285,10 @@ pub struct Manifest {
     /// [`crate::statusview::INSIDE`]. Never the control socket.
     #[serde(default)]
     pub status_view: bool,
+    /// Socket families beyond unix, inet, inet6 and netlink, by name
+    /// ([`crate::seccomp::args::FAMILIES`]: `can`, `bluetooth`, ...).
+    #[serde(default)]
+    pub socket_families: Vec<String<{ crate::seccomp::args::FAMILY_NAME_MAX }>, FAMILIES_MAX>,
 }
 
 /// Restart timing: the first delay, its growth factor and cap, how long a run
@@ -603,6 +610,7 @@ impl Manifest {
             ("exec_paths", !self.exec_paths.is_empty()),
             ("rw_paths", !self.rw_paths.is_empty()),
             ("status_view", self.status_view),
+            ("socket_families", !self.socket_families.is_empty()),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
@@ -801,7 +809,23 @@ impl Manifest {
                 return Err(err(m, f("access"), "must be a combination of r, w and m"));
             }
         }
-        self.validate_landlock_paths()
+        self.validate_landlock_paths()?;
+        self.validate_socket_families()
+    }
+
+    /// Each of `socket_families` is a family that may be granted by name,
+    /// listed once.
+    fn validate_socket_families(&self) -> Result<(), ManifestError> {
+        for (i, f) in self.socket_families.iter().enumerate() {
+            let field = format!("socket_families[{i}]");
+            if let Some(why) = crate::seccomp::args::family_refusal(f) {
+                return Err(err(&self.name, field, format!("`{f}` {why}")));
+            }
+            if self.socket_families.iter().take(i).any(|o| o == f) {
+                return Err(err(&self.name, field, format!("`{f}` is listed twice")));
+            }
+        }
+        Ok(())
     }
 
     fn validate_landlock_paths(&self) -> Result<(), ManifestError> {
@@ -1164,6 +1188,12 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
             (ENTRY, "network = \"host\"\ncapabilities = [\"CAP_NET_RAW\"]\n[entry]\n", "capabilities[0]"),
             (ENTRY, "seccomp_allow = [\"Open\"]\n[entry]\n", "seccomp_allow[0]"),
             (ENTRY, "seccomp_allow = [\"ioctl\", \"ioctl\"]\n[entry]\n", "seccomp_allow[1]"),
+            (ENTRY, "socket_families = [\"inet\"]\n[entry]\n", "socket_families[0]"),
+            (ENTRY, "socket_families = [\"can\", \"packet\"]\n[entry]\n", "socket_families[1]"),
+            (ENTRY, "socket_families = [\"alg\"]\n[entry]\n", "socket_families[0]"),
+            (ENTRY, "socket_families = [\"vsock\"]\n[entry]\n", "socket_families[0]"),
+            (ENTRY, "socket_families = [\"CAN\"]\n[entry]\n", "socket_families[0]"),
+            (ENTRY, "socket_families = [\"can\", \"can\"]\n[entry]\n", "socket_families[1]"),
             (ENTRY, "devices = [{ node = \"/dev/x\", access = \"r\" }]\n[entry]\n", "devices[0].node"),
             (ENTRY, "devices = [{ node = \"serial1\", access = \"rr\" }]\n[entry]\n", "devices[0].access"),
             (ENTRY, "devices = [{ node = \"serial1\", access = \"x\" }]\n[entry]\n", "devices[0].access"),
@@ -1281,6 +1311,19 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         assert!(!m.uses_notify());
         assert_eq!(m.health.unwrap().command.len(), 2);
         assert!(!examples()[0].uses_notify());
+    }
+
+    #[test]
+    fn socket_families_are_granted_by_name() {
+        let m = parse(&sensor_with("[entry]", "socket_families = [\"can\", \"bluetooth\"]\n[entry]")).unwrap();
+        assert_eq!(m.socket_families, ["can", "bluetooth"]);
+        assert!(m.fields_set().any(|f| f == "socket_families"));
+        let e = parse(&sensor_with("[entry]", "socket_families = [\"packet\"]\n[entry]")).unwrap_err();
+        assert!(e.reason.contains("CAP_NET_RAW"), "{e}");
+        let nine: std::vec::Vec<std::string::String> = (0..=FAMILIES_MAX).map(|_| "\"can\"".into()).collect();
+        assert!(parse(&sensor_with("[entry]", &format!("socket_families = [{}]\n[entry]", nine.join(",")))).is_err());
+        let long = parse(&sensor_with("[entry]", "socket_families = [\"ieee802154ieee\"]\n[entry]")).unwrap_err();
+        assert_eq!(long.field, "socket_families", "{long}");
     }
 
     #[test]

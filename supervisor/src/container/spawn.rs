@@ -1004,6 +1004,7 @@ mod tests {
             exec_paths: heapless::Vec::new(),
             rw_paths: heapless::Vec::new(),
             status_view: false,
+            socket_families: heapless::Vec::new(),
         }
     }
 

@@ -311,6 +311,7 @@ struct WManifest {
     exec_paths: std::vec::Vec<std::string::String>,
     rw_paths: std::vec::Vec<std::string::String>,
     status_view: bool,
+    socket_families: std::vec::Vec<std::string::String>,
 }
 
 #[derive(Serialize, Clone)]
@@ -364,6 +365,7 @@ fn wide(r: &Release) -> WRelease {
                 exec_paths: m.exec_paths.iter().map(s).collect(),
                 rw_paths: m.rw_paths.iter().map(s).collect(),
                 status_view: m.status_view,
+                socket_families: m.socket_families.iter().map(s).collect(),
             })
             .collect(),
     }

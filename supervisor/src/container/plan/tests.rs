@@ -64,6 +64,7 @@ fn sample() -> Manifest {
         exec_paths: heapless::Vec::new(),
         rw_paths: heapless::Vec::new(),
         status_view: false,
+        socket_families: heapless::Vec::new(),
     }
 }
 
