@@ -276,7 +276,8 @@ fn compiled(policy: &seccomp::Policy, arch: seccomp::Arch) -> Result<(Vec<libc::
 /// The spec of container `index` whose root filesystem is at `rootfs`: its
 /// plan, seccomp filter, device rules, limits and restart policy.
 pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs: &str, layers: &Layers) -> Result<Spec, (&'static str, String)> {
-    let plan = Box::new(plan(m, board, index, rootfs).map_err(|e| ("plan", e.to_string()))?);
+    let mut plan = Box::new(plan(m, board, index, rootfs).map_err(|e| ("plan", e.to_string()))?);
+    plan.caps.last_cap = crate::container::caps::kernel_last_cap();
     let (filter, seccomp_hash) = compiled(&seccomp::Policy::from_manifest(m), arch).map_err(|e| ("seccomp", e.to_string()))?;
     let rules = crate::cgroup::rules(&plan.nodes);
     let mut name = heapless::String::new();

@@ -725,7 +725,7 @@ pub(super) fn drop_privileges(plan: &Plan) -> Result<(), Fail> {
     let caps = &plan.caps;
     let ids = &plan.ids;
     let drop = caps.bounding_drop();
-    for cap in 0..=CAP_LAST {
+    for cap in 0..=caps.last_cap.min(super::caps::CAP_MAX) {
         if drop & (1u64 << cap) != 0 {
             match sys::capbset_drop(cap) {
                 // A capability this kernel does not know.
