@@ -97,6 +97,14 @@ pub struct Node {
 
 pub type Nodes = heapless::Vec<Node, NODES_MAX>;
 
+/// Whether a node takes device ioctls in the container (Landlock's
+/// `IOCTL_DEV`, per node): every standard node, and a granted node only when
+/// it is granted `w`. A read-only grant is for reading: its driver's ioctls
+/// (configuration, firmware, modes) are withheld.
+pub fn takes_ioctls(n: &Node) -> bool {
+    !n.granted || n.access & ACC_WRITE != 0
+}
+
 /// Parse `rwm` into `ACC_*` bits.
 pub fn access_bits(s: &str) -> Option<u8> {
     let mut bits = 0u8;
