@@ -510,6 +510,7 @@ impl Board {
         }
         self.validate_services()?;
         self.validate_networks()?;
+        self.validate_never_granted()?;
         if !(100..=600_000).contains(&self.shutdown_grace_ms) {
             return Err(err("shutdown_grace_ms", "must be between 100 and 600000"));
         }
@@ -556,6 +557,30 @@ impl Board {
             });
             if !plain || !a.policy.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(err("apparmor.policy", "must be an absolute path of plain components on the system image"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A hardware node in a class no container is ever given (raw flash,
+    /// SCSI generic, uinput, loop-control, device-mapper, tun, fuse, virtual
+    /// consoles, the console, watchdogs, the board's watchdog; see
+    /// [`crate::container::devices::never_granted`]) must be marked
+    /// `reserved`: the board says so rather than a manifest finding out.
+    fn validate_never_granted(&self) -> Result<(), BoardError> {
+        let watchdog = self.watchdog.as_ref().map(|w| w.device.as_str());
+        for (i, hw) in self.hardware.iter().enumerate() {
+            if hw.reserved || hw.kind == NodeKind::Block {
+                continue;
+            }
+            if let Some(what) = crate::container::devices::never_granted(hw.major, hw.minor, &hw.path, watchdog) {
+                return Err(err(
+                    format!("hardware[{i}].reserved"),
+                    format!(
+                        "`{}` ({} {}:{}) is {what}, never granted to a container: set `reserved = true` or remove it",
+                        hw.name, hw.path, hw.major, hw.minor
+                    ),
+                ));
             }
         }
         Ok(())
@@ -895,6 +920,41 @@ gateway = "10.0.2.2"
         for bad in ["1.2.3.4/0", "1.2.3/8", "1.2.3.4.5/8", "1.2.3.4/", "/8", "a.b.c.d/8", "1.2.3.4/x", "+1.2.3.4/8"] {
             assert_eq!(parse_cidr(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn never_granted_hardware_must_be_reserved() {
+        let node = |name: &str, major: u32, minor: u32, path: &str| {
+            format!("{GOOD}\n[[hardware]]\nname = \"{name}\"\nkind = \"char\"\nmajor = {major}\nminor = {minor}\npath = \"{path}\"\n")
+        };
+        for (name, major, minor, path, words) in [
+            ("flash", 90, 0, "/dev/mtd0", "raw flash"),
+            ("sg", 21, 0, "/dev/sg0", "SCSI generic"),
+            ("uinput", 10, 223, "/dev/uinput", "uinput"),
+            ("loopctl", 10, 237, "/dev/loop-control", "loop-control"),
+            ("dm", 10, 236, "/dev/mapper/control", "device-mapper"),
+            ("tun", 10, 200, "/dev/net/tun", "tun"),
+            ("fuse", 10, 229, "/dev/fuse", "fuse"),
+            ("vt1", 4, 1, "/dev/tty1", "virtual console"),
+            ("console", 5, 1, "/dev/console", "the console"),
+            ("wd", 10, 130, "/dev/watchdog", "watchdog"),
+            ("wd0", 249, 0, "/dev/watchdog0", "watchdog"),
+            // Right numbers, another name: still refused by number.
+            ("sneaky", 10, 200, "/dev/notatun", "tun"),
+        ] {
+            let e = Board::from_toml(&node(name, major, minor, path)).unwrap_err();
+            assert_eq!(e.field, "hardware[1].reserved", "{name}: {e}");
+            assert!(e.reason.contains(words) && e.reason.contains(name), "{name}: {e}");
+            // Marked reserved, the board may describe it.
+            let reserved = format!("{}reserved = true\n", node(name, major, minor, path));
+            Board::from_toml(&reserved).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        // The board's own watchdog device, wherever it is.
+        let wd = with("\n[qemu]", "\n[watchdog]\ndevice = \"/dev/wdt\"\ntimeout_s = 10\n[qemu]");
+        let e = Board::from_toml(&format!("{wd}\n[[hardware]]\nname = \"w\"\nkind = \"char\"\nmajor = 250\nminor = 0\npath = \"/dev/wdt\"\n")).unwrap_err();
+        assert!(e.reason.contains("the board's watchdog"), "{e}");
+        // A serial port next to the virtual consoles' major is fine.
+        Board::from_toml(&node("serial2", 4, 66, "/dev/ttyS2")).unwrap();
     }
 
     #[test]

@@ -885,7 +885,13 @@ impl Manifest {
                         format!("`{}` is a block device: never granted to a container", d.node),
                     ))
                 }
-                Some(_) => {}
+                Some(n) => {
+                    let watchdog = board.watchdog.as_ref().map(|w| w.device.as_str());
+                    if let Some(what) = crate::container::devices::never_granted(n.major, n.minor, &n.path, watchdog) {
+                        let why = format!("`{}` ({} {}:{}) is {what}: never granted to a container", d.node, n.path, n.major, n.minor);
+                        return Err(err(&self.name, f, why));
+                    }
+                }
             }
         }
         Ok(())
@@ -1400,6 +1406,20 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         if let Some(free) = board.hardware.iter().find(|n| !n.reserved) {
             m.devices[0].node = free.name.as_str().try_into().unwrap();
             m.check_devices(&board).unwrap();
+        }
+        // A board that skipped validation (or an old compiled one) still
+        // cannot hand out a never-granted class: by number, by path, or the
+        // board's own watchdog.
+        for (major, minor, path, words) in
+            [(10, 200, "/dev/ttyX", "tun/tap"), (300, 0, "/dev/mtd3", "raw flash"), (251, 0, "/dev/watchdog0", "watchdog")]
+        {
+            let mut b = board.clone();
+            let n = &mut b.hardware[0];
+            (n.major, n.minor, n.path, n.reserved) = (major, minor, path.try_into().unwrap(), false);
+            m.devices[0].node = n.name.as_str().try_into().unwrap();
+            let e = m.check_devices(&b).unwrap_err();
+            assert_eq!(e.field, "devices[0].node");
+            assert!(e.reason.contains(words) && e.reason.contains("never granted"), "{e}");
         }
     }
 }
