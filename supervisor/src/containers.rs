@@ -278,7 +278,12 @@ fn compiled(policy: &seccomp::Policy, arch: seccomp::Arch) -> Result<(Vec<libc::
 pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs: &str, layers: &Layers) -> Result<Spec, (&'static str, String)> {
     let mut plan = Box::new(plan(m, board, index, rootfs).map_err(|e| ("plan", e.to_string()))?);
     plan.caps.last_cap = crate::container::caps::kernel_last_cap();
-    let (filter, seccomp_hash) = compiled(&seccomp::Policy::from_manifest(m), arch).map_err(|e| ("seccomp", e.to_string()))?;
+    let policy = seccomp::Policy::from_manifest(m);
+    if policy.memfd() {
+        // Fail closed: a granted memfd must not be executable.
+        crate::harden::memfd_grant_here().map_err(|e| ("seccomp", e))?;
+    }
+    let (filter, seccomp_hash) = compiled(&policy, arch).map_err(|e| ("seccomp", e.to_string()))?;
     let rules = crate::cgroup::rules(&plan.nodes);
     let mut name = heapless::String::new();
     let _ = name.push_str(&m.name);

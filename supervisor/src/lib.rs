@@ -14,6 +14,7 @@ pub mod container;
 pub mod console;
 pub mod containers;
 pub mod dhcp;
+pub mod harden;
 pub mod control;
 #[cfg(feature = "host")]
 pub mod imageinfo;
