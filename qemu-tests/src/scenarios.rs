@@ -518,6 +518,52 @@ fn apparmor(l: &dyn Launch) -> Result<(), String> {
     probe_on(l, "apparmor")
 }
 
+/// The probe's attempts on the kernel surface (berth-probe/surface.rs).
+const SURFACE_ATTEMPTS: [&str; 10] = [
+    "memfd-exec-execveat",
+    "memfd-exec-proc-fd",
+    "execveat-empty-path-image",
+    "tmpfile-exec-proc-fd",
+    "socket-family-sweep",
+    "tty-ioctl-tiocsti",
+    "tty-ioctl-tioclinux",
+    "tty-ioctl-tiocsetd",
+    "tty-ioctl-tioccons",
+    "ioctl-read-only-node",
+];
+
+/// The kernel settings of the board's `[hardening]` (all defaults), one
+/// `harden` event each, written before any container starts.
+const HARDENED: [(&str, &str); 9] = [
+    ("kernel.kptr_restrict", "2"),
+    ("kernel.dmesg_restrict", "1"),
+    ("fs.suid_dumpable", "0"),
+    ("fs.protected_symlinks", "1"),
+    ("fs.protected_hardlinks", "1"),
+    ("fs.protected_fifos", "2"),
+    ("fs.protected_regular", "2"),
+    ("vm.memfd_noexec", "2"),
+    ("kernel.modules_disabled", "1"),
+];
+
+fn hardened_before_containers(m: &Machine) -> Result<(), String> {
+    let events = m.events();
+    let first_start = events.iter().position(|e| e.name == "container.start").unwrap_or(events.len());
+    for (key, value) in HARDENED {
+        let Some(i) = events.iter().position(|e| e.name == "harden" && e.get("key") == Some(key)) else {
+            return Err(format!("no harden event for {key}"));
+        };
+        let e = &events[i];
+        if e.get("value") != Some(value) || e.get("result") != Some("ok") {
+            return Err(format!("harden {key}: {:?}, want value={value} result=ok", e.fields));
+        }
+        if i > first_start {
+            return Err(format!("harden {key} came after a container started"));
+        }
+    }
+    Ok(())
+}
+
 fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
     let lim = limits(l.arch());
     let mut m = l.boot(&BootSpec { variant, ..spec(variant, "none") })?;
@@ -565,11 +611,17 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
         if blocked < 30 {
             return Err(format!("{name}: only {blocked} escapes tried and blocked"));
         }
-        let mut want = vec!["image-read", "tmp-rw", "uid-map", "pid-ns", "landlock-active"];
+        let mut want = vec!["image-read", "tmp-rw", "uid-map", "pid-ns", "landlock-active", "socket-default-families", "pty-works", "host-hardening", "device-write-denied"];
         if name == "probe" {
-            want.extend(["granted-cap", "granted-device", "device-write-denied", "granted-device-write", "volume", "rlimits", "exec-denied"]);
+            want.extend(["granted-cap", "granted-device", "granted-device-write", "device-ioctl-rw", "volume", "rlimits", "exec-denied"]);
         } else {
             want.extend(["ungranted-absent", "exec-works"]);
+        }
+        // The kernel-surface attempts each ran and were refused by policy.
+        for a in SURFACE_ATTEMPTS {
+            if !lines.iter().any(|l| probe_field(l, "name") == Some(a) && probe_field(l, "result") == Some("blocked")) {
+                return Err(format!("{name}: attempt {a} was not reported blocked: {lines:?}"));
+            }
         }
         for w in want {
             if !lines.iter().any(|l| probe_field(l, "name") == Some(w) && probe_field(l, "result") == Some("works")) {
@@ -589,7 +641,7 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
     if bases.iter().any(|b| b.is_empty() || b == "0") || bases.first() == bases.get(1) {
         return Err(format!("uid bases {bases:?}: want distinct, non-zero"));
     }
-    Ok(())
+    hardened_before_containers(&m)
 }
 
 /// One corrupted byte in the `sensor` image: reading it fails inside that

@@ -211,6 +211,79 @@ pub struct Board {
     /// IPv4 set-up (static or DHCP), applied by `berth net` (run as a service).
     #[serde(default, rename = "network")]
     pub networks: Vec<Network, NETWORKS_MAX>,
+    /// Kernel settings berth writes at boot (`[hardening]`; secure defaults).
+    #[serde(default)]
+    pub hardening: Hardening,
+}
+
+/// Host hardening: kernel settings berth writes once at boot, before any
+/// container starts, each logged as a `harden` event ([`crate::harden`]).
+/// Every field has a secure default; a board weakens one only by saying so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hardening {
+    /// `kernel.kptr_restrict` (0..=2, default 2: kernel addresses hidden
+    /// from everyone, which keeps them from exploits).
+    pub kptr_restrict: u8,
+    /// `kernel.dmesg_restrict` (default true: the kernel log for
+    /// `CAP_SYSLOG` only).
+    pub dmesg_restrict: bool,
+    /// `fs.suid_dumpable` (0 or 2, default 0: a process that changed
+    /// credentials never dumps core).
+    pub suid_dumpable: u8,
+    /// `fs.protected_symlinks` (default true).
+    pub protected_symlinks: bool,
+    /// `fs.protected_hardlinks` (default true).
+    pub protected_hardlinks: bool,
+    /// `fs.protected_fifos` (0..=2, default 2).
+    pub protected_fifos: u8,
+    /// `fs.protected_regular` (0..=2, default 2).
+    pub protected_regular: u8,
+    /// `kernel.modules_disabled` (default true: no module is loaded after
+    /// the board's own, neither by a request nor on demand by the kernel).
+    pub modules_disabled: bool,
+    /// `vm.memfd_noexec` (0..=2, default 2: no memfd is ever executable;
+    /// written on kernels that have it, 6.3 and later).
+    pub memfd_noexec: u8,
+}
+
+impl Default for Hardening {
+    fn default() -> Hardening {
+        Hardening {
+            kptr_restrict: 2,
+            dmesg_restrict: true,
+            suid_dumpable: 0,
+            protected_symlinks: true,
+            protected_hardlinks: true,
+            protected_fifos: 2,
+            protected_regular: 2,
+            modules_disabled: true,
+            memfd_noexec: 2,
+        }
+    }
+}
+
+impl Hardening {
+    /// Each value within its sysctl's range; the error names the field.
+    pub fn validate(&self) -> Result<(), BoardError> {
+        for (field, v) in [
+            ("hardening.kptr_restrict", self.kptr_restrict),
+            ("hardening.protected_fifos", self.protected_fifos),
+            ("hardening.protected_regular", self.protected_regular),
+            ("hardening.memfd_noexec", self.memfd_noexec),
+        ] {
+            if v > 2 {
+                return Err(err(field, "must be 0, 1 or 2"));
+            }
+        }
+        if self.suid_dumpable == 1 {
+            return Err(err("hardening.suid_dumpable", "must be 0 or 2 (1 dumps setuid processes' memory readable by their user)"));
+        }
+        if self.suid_dumpable > 2 {
+            return Err(err("hardening.suid_dumpable", "must be 0 or 2"));
+        }
+        Ok(())
+    }
 }
 
 /// A host service: a program of the read-only system image that berth
@@ -504,6 +577,8 @@ impl Board {
         }
         self.validate_services()?;
         self.validate_networks()?;
+        self.validate_never_granted()?;
+        self.hardening.validate()?;
         if !(100..=600_000).contains(&self.shutdown_grace_ms) {
             return Err(err("shutdown_grace_ms", "must be between 100 and 600000"));
         }
@@ -550,6 +625,30 @@ impl Board {
             });
             if !plain || !a.policy.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(err("apparmor.policy", "must be an absolute path of plain components on the system image"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A hardware node in a class no container is ever given (raw flash,
+    /// SCSI generic, uinput, loop-control, device-mapper, tun, fuse, virtual
+    /// consoles, the console, watchdogs, the board's watchdog; see
+    /// [`crate::container::devices::never_granted`]) must be marked
+    /// `reserved`: the board says so rather than a manifest finding out.
+    fn validate_never_granted(&self) -> Result<(), BoardError> {
+        let watchdog = self.watchdog.as_ref().map(|w| w.device.as_str());
+        for (i, hw) in self.hardware.iter().enumerate() {
+            if hw.reserved || hw.kind == NodeKind::Block {
+                continue;
+            }
+            if let Some(what) = crate::container::devices::never_granted(hw.major, hw.minor, &hw.path, watchdog) {
+                return Err(err(
+                    format!("hardware[{i}].reserved"),
+                    format!(
+                        "`{}` ({} {}:{}) is {what}, never granted to a container: set `reserved = true` or remove it",
+                        hw.name, hw.path, hw.major, hw.minor
+                    ),
+                ));
             }
         }
         Ok(())
@@ -889,6 +988,69 @@ gateway = "10.0.2.2"
         for bad in ["1.2.3.4/0", "1.2.3/8", "1.2.3.4.5/8", "1.2.3.4/", "/8", "a.b.c.d/8", "1.2.3.4/x", "+1.2.3.4/8"] {
             assert_eq!(parse_cidr(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn hardening_defaults_are_secure_and_checked() {
+        let b = Board::from_toml(GOOD).unwrap();
+        let h = b.hardening;
+        assert_eq!(h, Hardening::default());
+        assert_eq!((h.kptr_restrict, h.suid_dumpable, h.protected_fifos, h.protected_regular, h.memfd_noexec), (2, 0, 2, 2, 2));
+        assert!(h.dmesg_restrict && h.protected_symlinks && h.protected_hardlinks && h.modules_disabled);
+        let text = format!("{GOOD}\n[hardening]\nmodules_disabled = false\nkptr_restrict = 1\n");
+        let b = Board::from_toml(&text).unwrap();
+        assert!(!b.hardening.modules_disabled);
+        assert_eq!(b.hardening.kptr_restrict, 1);
+        assert_eq!(b.hardening.memfd_noexec, 2, "the rest keep their defaults");
+        assert_eq!(Board::from_postcard(&b.to_postcard().unwrap()).unwrap(), b);
+        for (line, field) in [
+            ("kptr_restrict = 3", "hardening.kptr_restrict"),
+            ("protected_fifos = 9", "hardening.protected_fifos"),
+            ("protected_regular = 3", "hardening.protected_regular"),
+            ("memfd_noexec = 3", "hardening.memfd_noexec"),
+            ("suid_dumpable = 1", "hardening.suid_dumpable"),
+            ("suid_dumpable = 5", "hardening.suid_dumpable"),
+            ("kptr_restric = 2", "kptr_restric"),
+        ] {
+            let e = Board::from_toml(&format!("{GOOD}\n[hardening]\n{line}\n")).unwrap_err();
+            assert_eq!(e.field, field, "{line}: {e}");
+        }
+        assert!(Board::from_toml(&format!("{GOOD}\n[hardening]\ndmesg_restrict = 1\n")).is_err());
+    }
+
+    #[test]
+    fn never_granted_hardware_must_be_reserved() {
+        let node = |name: &str, major: u32, minor: u32, path: &str| {
+            format!("{GOOD}\n[[hardware]]\nname = \"{name}\"\nkind = \"char\"\nmajor = {major}\nminor = {minor}\npath = \"{path}\"\n")
+        };
+        for (name, major, minor, path, words) in [
+            ("flash", 90, 0, "/dev/mtd0", "raw flash"),
+            ("sg", 21, 0, "/dev/sg0", "SCSI generic"),
+            ("uinput", 10, 223, "/dev/uinput", "uinput"),
+            ("loopctl", 10, 237, "/dev/loop-control", "loop-control"),
+            ("dm", 10, 236, "/dev/mapper/control", "device-mapper"),
+            ("tun", 10, 200, "/dev/net/tun", "tun"),
+            ("fuse", 10, 229, "/dev/fuse", "fuse"),
+            ("vt1", 4, 1, "/dev/tty1", "virtual console"),
+            ("console", 5, 1, "/dev/console", "the console"),
+            ("wd", 10, 130, "/dev/watchdog", "watchdog"),
+            ("wd0", 249, 0, "/dev/watchdog0", "watchdog"),
+            // Right numbers, another name: still refused by number.
+            ("sneaky", 10, 200, "/dev/notatun", "tun"),
+        ] {
+            let e = Board::from_toml(&node(name, major, minor, path)).unwrap_err();
+            assert_eq!(e.field, "hardware[1].reserved", "{name}: {e}");
+            assert!(e.reason.contains(words) && e.reason.contains(name), "{name}: {e}");
+            // Marked reserved, the board may describe it.
+            let reserved = format!("{}reserved = true\n", node(name, major, minor, path));
+            Board::from_toml(&reserved).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        // The board's own watchdog device, wherever it is.
+        let wd = with("\n[qemu]", "\n[watchdog]\ndevice = \"/dev/wdt\"\ntimeout_s = 10\n[qemu]");
+        let e = Board::from_toml(&format!("{wd}\n[[hardware]]\nname = \"w\"\nkind = \"char\"\nmajor = 250\nminor = 0\npath = \"/dev/wdt\"\n")).unwrap_err();
+        assert!(e.reason.contains("the board's watchdog"), "{e}");
+        // A serial port next to the virtual consoles' major is fine.
+        Board::from_toml(&node("serial2", 4, 66, "/dev/ttyS2")).unwrap();
     }
 
     #[test]

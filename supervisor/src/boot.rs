@@ -7,7 +7,9 @@
 //! new root.
 //!
 //! Stage `system`: berth (now from the read-only system image) mounts whatever
-//! is not mounted yet, the data partition (nosuid,nodev,noexec), sets the
+//! is not mounted yet, the data partition (nosuid,nodev,noexec), opens the
+//! release, writes the board's kernel hardening ([`crate::harden`], after
+//! the modules and berth's own devices, before anything else runs), sets the
 //! hostname, brings up `lo`, reports `boot.ready` and enters the loop.
 //!
 //! A failure that leaves the machine unable to go on (no system image, say) is
@@ -250,6 +252,9 @@ fn system_stage() -> ! {
 
     stage("release");
     let release = check_release(&board, data_mounted);
+
+    stage("harden");
+    crate::harden::apply(&board.hardening);
 
     stage("hostname");
     let r = nix::unistd::sethostname(board.hostname.as_str());

@@ -288,8 +288,14 @@ fn compiled(policy: &seccomp::Policy, arch: seccomp::Arch) -> Result<(Vec<libc::
 /// The spec of container `index` whose root filesystem is at `rootfs`: its
 /// plan, seccomp filter, device rules, limits and restart policy.
 pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs: &str, layers: &Layers) -> Result<Spec, (&'static str, String)> {
-    let plan = Box::new(plan(m, board, index, rootfs).map_err(|e| ("plan", e.to_string()))?);
-    let (filter, seccomp_hash) = compiled(&seccomp::Policy::from_manifest(m), arch).map_err(|e| ("seccomp", e.to_string()))?;
+    let mut plan = Box::new(plan(m, board, index, rootfs).map_err(|e| ("plan", e.to_string()))?);
+    plan.caps.last_cap = crate::container::caps::kernel_last_cap();
+    let policy = seccomp::Policy::from_manifest(m);
+    if policy.memfd() {
+        // Fail closed: a granted memfd must not be executable.
+        crate::harden::memfd_grant_here().map_err(|e| ("seccomp", e))?;
+    }
+    let (filter, seccomp_hash) = compiled(&policy, arch).map_err(|e| ("seccomp", e.to_string()))?;
     let rules = crate::cgroup::rules(&plan.nodes);
     let mut name = heapless::String::new();
     let _ = name.push_str(&m.name);
@@ -543,7 +549,7 @@ mod tests {
         let arch = seccomp::Arch::running().unwrap();
         let plain = seccomp::Policy::new();
         let mut more = seccomp::Policy::new();
-        more.allow("ptrace").unwrap();
+        more.allow("kcmp").unwrap();
         for p in [&plain, &more, &plain, &more] {
             let fresh = seccomp::compile(p, arch).unwrap();
             let (filter, hash) = compiled(p, arch).unwrap();

@@ -29,8 +29,9 @@
 //! | `resources` | `memory_max` 1 MiB..=1 TiB, `cpu_weight` 1..=10000, `pids_max` 1..=4194304 | the cgroups issue (the container's cgroup; pids.max defaults to 512) |
 //! | `mounts` | absolute unique targets, not under `/proc`, `/dev`, `/sys`; exactly one of `tmpfs_size` (4 KiB..=4 GiB) or `volume` (a name); `exec` (default `false`) only on a tmpfs | the confinement issue (`nosuid,nodev`, `noexec` unless `exec`; a volume is `/data/volumes/<name>/<volume>`, made by berth; a target must exist in the image) |
 //! | `capabilities` | known `CAP_*` names, unique; dangerous ones refused *always* (see [`REFUSED_CAPS`]), `CAP_NET_RAW` refused with `network = "host"` | the confinement issue (bounding, permitted, effective, ambient sets) |
-//! | `seccomp_allow` | syscall names `[a-z0-9_]`, 1..=32, unique | the confinement issue (added to the default filter) |
-//! | `devices` | hardware node names, access a non-empty combination of `r`, `w`, `m`; against the board: node exists, is not reserved, is a character device ([`Manifest::check_devices`]) | the confinement issue (a node made for the container, mode from `r`/`w`, bound into its `/dev`; `m` is the cgroup's) |
+//! | `seccomp_allow` | syscall names `[a-z0-9_]`, 1..=32, unique; at release build and start, each must exist on the architecture and be grantable ([`crate::seccomp::profile::NOT_GRANTABLE`]) | the confinement issue (added to the default filter; `memfd_create` stays argument-filtered: never `MFD_EXEC`, and memfds are sealed non-executable by `vm.memfd_noexec`) |
+//! | `socket_families` | <= 8 unique names from [`crate::seccomp::args::FAMILIES`] that are grantable by name (not unix, inet, inet6, netlink: default; not packet: `CAP_NET_RAW`; never alg, vsock, key) | the kernel-surface issue (added to the seccomp filter's family allow-list) |
+//! | `devices` | hardware node names, access a non-empty combination of `r`, `w`, `m`; against the board: node exists, is not reserved, is a character device, is in no class that is never granted ([`crate::container::devices::never_granted`]) ([`Manifest::check_devices`]) | the confinement issue (a node made for the container, mode from `r`/`w`, bound into its `/dev`; `m` is the cgroup's); ioctls only with `w` (Landlock's device-ioctl right, per node) |
 //! | `rlimits` | `nofile` 16..=1048576, `nproc` 1..=4194304, `core` <= 1 GiB | the confinement issue (set before the user namespace) |
 //! | `network = "host"` | (no `CAP_NET_ADMIN`/`CAP_NET_RAW`) | the confinement issue (no network namespace; /sys bound read-only) |
 //! | `exec_paths` | <= 8 absolute paths without `..`, unique; `entry.argv[0]` must lie beneath one of them | the Landlock issue (execute only beneath these; default: the whole image) |
@@ -95,6 +96,8 @@ pub const LOG_BURST: u32 = 200;
 pub const LOG_RATE_MAX: u32 = 10_000;
 /// Highest `log_rate.burst`.
 pub const LOG_BURST_MAX: u32 = 100_000;
+/// Most socket families granted by name.
+pub const FAMILIES_MAX: usize = 8;
 
 pub type Name = String<NAME_MAX>;
 pub type Path = String<PATH_MAX>;
@@ -294,6 +297,10 @@ pub struct Manifest {
     /// How many output lines are kept: a token bucket per run.
     #[serde(default)]
     pub log_rate: Option<LogRate>,
+    /// Socket families beyond unix, inet, inet6 and netlink, by name
+    /// ([`crate::seccomp::args::FAMILIES`]: `can`, `bluetooth`, ...).
+    #[serde(default)]
+    pub socket_families: Vec<String<{ crate::seccomp::args::FAMILY_NAME_MAX }>, FAMILIES_MAX>,
 }
 
 /// The output rate limit: `lines_per_s` lines a second, with bursts of up
@@ -635,6 +642,7 @@ impl Manifest {
             ("rw_paths", !self.rw_paths.is_empty()),
             ("status_view", self.status_view),
             ("log_rate", self.log_rate.is_some()),
+            ("socket_families", !self.socket_families.is_empty()),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
@@ -841,7 +849,23 @@ impl Manifest {
                 return Err(err(m, f("access"), "must be a combination of r, w and m"));
             }
         }
-        self.validate_landlock_paths()
+        self.validate_landlock_paths()?;
+        self.validate_socket_families()
+    }
+
+    /// Each of `socket_families` is a family that may be granted by name,
+    /// listed once.
+    fn validate_socket_families(&self) -> Result<(), ManifestError> {
+        for (i, f) in self.socket_families.iter().enumerate() {
+            let field = format!("socket_families[{i}]");
+            if let Some(why) = crate::seccomp::args::family_refusal(f) {
+                return Err(err(&self.name, field, format!("`{f}` {why}")));
+            }
+            if self.socket_families.iter().take(i).any(|o| o == f) {
+                return Err(err(&self.name, field, format!("`{f}` is listed twice")));
+            }
+        }
+        Ok(())
     }
 
     fn validate_landlock_paths(&self) -> Result<(), ManifestError> {
@@ -901,7 +925,13 @@ impl Manifest {
                         format!("`{}` is a block device: never granted to a container", d.node),
                     ))
                 }
-                Some(_) => {}
+                Some(n) => {
+                    let watchdog = board.watchdog.as_ref().map(|w| w.device.as_str());
+                    if let Some(what) = crate::container::devices::never_granted(n.major, n.minor, &n.path, watchdog) {
+                        let why = format!("`{}` ({} {}:{}) is {what}: never granted to a container", d.node, n.path, n.major, n.minor);
+                        return Err(err(&self.name, f, why));
+                    }
+                }
             }
         }
         Ok(())
@@ -1205,6 +1235,12 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
             (ENTRY, "network = \"host\"\ncapabilities = [\"CAP_NET_RAW\"]\n[entry]\n", "capabilities[0]"),
             (ENTRY, "seccomp_allow = [\"Open\"]\n[entry]\n", "seccomp_allow[0]"),
             (ENTRY, "seccomp_allow = [\"ioctl\", \"ioctl\"]\n[entry]\n", "seccomp_allow[1]"),
+            (ENTRY, "socket_families = [\"inet\"]\n[entry]\n", "socket_families[0]"),
+            (ENTRY, "socket_families = [\"can\", \"packet\"]\n[entry]\n", "socket_families[1]"),
+            (ENTRY, "socket_families = [\"alg\"]\n[entry]\n", "socket_families[0]"),
+            (ENTRY, "socket_families = [\"vsock\"]\n[entry]\n", "socket_families[0]"),
+            (ENTRY, "socket_families = [\"CAN\"]\n[entry]\n", "socket_families[0]"),
+            (ENTRY, "socket_families = [\"can\", \"can\"]\n[entry]\n", "socket_families[1]"),
             (ENTRY, "devices = [{ node = \"/dev/x\", access = \"r\" }]\n[entry]\n", "devices[0].node"),
             (ENTRY, "devices = [{ node = \"serial1\", access = \"rr\" }]\n[entry]\n", "devices[0].access"),
             (ENTRY, "devices = [{ node = \"serial1\", access = \"x\" }]\n[entry]\n", "devices[0].access"),
@@ -1342,6 +1378,19 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
     }
 
     #[test]
+    fn socket_families_are_granted_by_name() {
+        let m = parse(&sensor_with("[entry]", "socket_families = [\"can\", \"bluetooth\"]\n[entry]")).unwrap();
+        assert_eq!(m.socket_families, ["can", "bluetooth"]);
+        assert!(m.fields_set().any(|f| f == "socket_families"));
+        let e = parse(&sensor_with("[entry]", "socket_families = [\"packet\"]\n[entry]")).unwrap_err();
+        assert!(e.reason.contains("CAP_NET_RAW"), "{e}");
+        let nine: std::vec::Vec<std::string::String> = (0..=FAMILIES_MAX).map(|_| "\"can\"".into()).collect();
+        assert!(parse(&sensor_with("[entry]", &format!("socket_families = [{}]\n[entry]", nine.join(",")))).is_err());
+        let long = parse(&sensor_with("[entry]", "socket_families = [\"ieee802154ieee\"]\n[entry]")).unwrap_err();
+        assert_eq!(long.field, "socket_families", "{long}");
+    }
+
+    #[test]
     fn mounts_and_devices_are_accepted() {
         let m = parse(&sensor_with(
             ENTRY,
@@ -1415,6 +1464,20 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         if let Some(free) = board.hardware.iter().find(|n| !n.reserved) {
             m.devices[0].node = free.name.as_str().try_into().unwrap();
             m.check_devices(&board).unwrap();
+        }
+        // A board that skipped validation (or an old compiled one) still
+        // cannot hand out a never-granted class: by number, by path, or the
+        // board's own watchdog.
+        for (major, minor, path, words) in
+            [(10, 200, "/dev/ttyX", "tun/tap"), (300, 0, "/dev/mtd3", "raw flash"), (251, 0, "/dev/watchdog0", "watchdog")]
+        {
+            let mut b = board.clone();
+            let n = &mut b.hardware[0];
+            (n.major, n.minor, n.path, n.reserved) = (major, minor, path.try_into().unwrap(), false);
+            m.devices[0].node = n.name.as_str().try_into().unwrap();
+            let e = m.check_devices(&b).unwrap_err();
+            assert_eq!(e.field, "devices[0].node");
+            assert!(e.reason.contains(words) && e.reason.contains("never granted"), "{e}");
         }
     }
 }

@@ -331,7 +331,22 @@ pub fn compile(root: &Path, dir: &Path, board: &Board, out: &Path, version: Opti
         release.containers.push(manifest).map_err(|_| format!("more than {} containers", release::CONTAINERS_MAX))?;
     }
     release.validate().map_err(|e| format!("release from {}: {e}", dir.display()))?;
+    check_for_board(&release, board).map_err(|e| format!("release from {}: {e}", dir.display()))?;
     Ok(Compiled { release, images })
+}
+
+/// What only the board can tell: each container's device grants (a node the
+/// board has, not reserved, not a block device or a never-granted class) and
+/// its seccomp filter on the board's architecture (every added syscall
+/// exists there and may be granted, every socket family may be granted).
+pub fn check_for_board(release: &Release, board: &Board) -> Result<(), String> {
+    let arch = berth::seccomp::Arch::from(board.arch);
+    for m in &release.containers {
+        m.check_devices(board).map_err(|e| e.to_string())?;
+        berth::seccomp::compile(&berth::seccomp::Policy::from_manifest(m), arch)
+            .map_err(|e| format!("manifest {}: {e}", m.name))?;
+    }
+    Ok(())
 }
 
 /// A manifest file split into its device part and its host-only `[build]` table.
@@ -400,6 +415,48 @@ mod tests {
         }
         assert!(set.len() >= 2);
         berth::manifest::validate_set(&set).unwrap();
+    }
+
+    /// The demo and the probe manifests pass the board checks on every
+    /// board; a grant the board must refuse names the manifest and field.
+    #[test]
+    fn releases_are_checked_against_each_board() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for dir in [root.join("manifests"), root.join("qemu-tests/manifests/probe")] {
+            let mut release = Release {
+                version: 1,
+                board: Default::default(),
+                downgrade: None,
+                containers: Default::default(),
+                images: Default::default(),
+                commit_window_s: 60,
+                reboot: false,
+            };
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|x| x == "toml") && path.file_name().is_some_and(|n| n != "release.toml") {
+                    let (stem, table, _) = read_manifest(&path).unwrap();
+                    release.containers.push(with_image(&stem, table, &[7; 32]).unwrap()).unwrap();
+                }
+            }
+            for arch in Arch::ALL {
+                let board = crate::artifacts::load_board(&crate::artifacts::board_path(&root, arch)).unwrap();
+                check_for_board(&release, &board).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+                let mut bad = release.clone();
+                bad.containers[0].seccomp_allow.push("ptrace".try_into().unwrap()).unwrap();
+                let e = check_for_board(&bad, &board).unwrap_err();
+                assert!(e.contains(&format!("manifest {}", bad.containers[0].name)) && e.contains("`ptrace`"), "{e}");
+                let mut bad = release.clone();
+                let mut b = board.clone();
+                let n = &mut b.hardware[0];
+                (n.major, n.minor) = (10, 200);
+                let name = n.name.clone();
+                bad.containers[0].devices.clear();
+                bad.containers[0].devices.push(berth::manifest::DeviceGrant { node: name.as_str().try_into().unwrap(), access: "r".try_into().unwrap() }).unwrap();
+                let e = check_for_board(&bad, &b).unwrap_err();
+                assert!(e.contains("devices[0].node") && e.contains("tun/tap"), "{e}");
+            }
+        }
     }
 
     #[test]

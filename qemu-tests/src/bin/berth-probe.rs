@@ -50,6 +50,8 @@ mod attempts;
 mod lifecycle;
 #[path = "berth-probe/output.rs"]
 mod output;
+#[path = "berth-probe/surface.rs"]
+mod surface;
 #[path = "berth-probe/sys.rs"]
 mod sys;
 #[path = "berth-probe/works.rs"]
@@ -151,7 +153,7 @@ fn main() {
         Some("--notify" | "--sleep" | "--uptime-above" | "--uptime-below") => lifecycle::run(&args),
         Some("--flood" | "--heartbeat") => output::run(&args),
         Some("--list") => {
-            for a in attempts::table() {
+            for a in all_attempts() {
                 say(&list_line(a.name, a.accept));
             }
             std::process::exit(0);
@@ -184,7 +186,7 @@ fn main() {
         }
         say(&works_line(&name, works, &detail));
     }
-    for a in attempts::table() {
+    for a in all_attempts() {
         let (v, detail) = run_attempt(a, timeout);
         counts.add(v);
         say(&result_line(a.name, v, &detail));
@@ -192,6 +194,11 @@ fn main() {
     }
     say(&summary_line(&counts));
     std::process::exit(if counts.ok() { 0 } else { 1 });
+}
+
+/// Every attempt: the escapes, then the kernel-surface ones.
+fn all_attempts() -> impl Iterator<Item = &'static Attempt> {
+    attempts::table().iter().chain(surface::table())
 }
 
 /// Refuse real privilege in the initial user namespace: the dangerous
@@ -635,8 +642,8 @@ mod tests {
 
     #[test]
     fn table_is_well_formed() {
-        let t = attempts::table();
-        assert!(t.len() >= 30, "only {} attempts", t.len());
+        let t: Vec<&Attempt> = all_attempts().collect();
+        assert!(t.len() >= 40, "only {} attempts", t.len());
         let mut names: Vec<&str> = t.iter().map(|a| a.name).collect();
         for n in &names {
             assert!(

@@ -3,8 +3,13 @@
 //! Sequence in the child (hardening notes, step 8), for the act layer:
 //! 1. drop every capability in [`Caps::bounding_drop`] with
 //!    `PR_CAPBSET_DROP` (the child is still root of its user namespace, so it
-//!    holds `CAP_SETPCAP`; `EINVAL` for a number above the running kernel's
-//!    last capability means the kernel does not know it: nothing to drop);
+//!    holds `CAP_SETPCAP`). The set reaches the running kernel's last
+//!    capability, read from `/proc/sys/kernel/cap_last_cap` before fork
+//!    ([`kernel_last_cap`], [`Caps::last_cap`]), not this table's: a kernel
+//!    newer than berth may know capabilities berth has no name for, and the
+//!    container must not keep those either. When the file cannot be read,
+//!    every number up to 63 is dropped (`EINVAL` for one the kernel does not
+//!    know means there is nothing to drop);
 //! 2. `PR_SET_SECUREBITS` with [`Caps::securebits`];
 //! 3. `setgroups(0)` is impossible after `setgroups=deny`: skip; then
 //!    `setresgid`, `setresuid` (with `SECBIT_NO_SETUID_FIXUP` the switch
@@ -33,6 +38,34 @@ pub const NAMES: [&str; CAP_LAST as usize + 1] = crate::manifest::CAP_NAMES;
 
 /// All capabilities this table knows, as a mask.
 pub const ALL: u64 = (1u64 << (CAP_LAST + 1)) - 1;
+
+/// The highest capability number a kernel can have (its sets are 64-bit).
+pub const CAP_MAX: u32 = 63;
+
+/// Where the kernel says its last capability number.
+pub const LAST_CAP_PATH: &str = "/proc/sys/kernel/cap_last_cap";
+
+/// The number in `cap_last_cap`'s text (`"40\n"`), at most [`CAP_MAX`].
+pub fn parse_last_cap(text: &str) -> Option<u32> {
+    text.trim().parse::<u32>().ok().filter(|n| *n <= CAP_MAX)
+}
+
+/// The running kernel's last capability; [`CAP_MAX`] when it cannot be
+/// read (dropping numbers the kernel does not know is harmless). Read on
+/// the host before fork, when a container's plan is made.
+pub fn kernel_last_cap() -> u32 {
+    let mut buf = [0u8; 16];
+    let n = std::fs::File::open(LAST_CAP_PATH).and_then(|mut f| std::io::Read::read(&mut f, &mut buf)).unwrap_or(0);
+    buf.get(..n).and_then(|b| core::str::from_utf8(b).ok()).and_then(parse_last_cap).unwrap_or(CAP_MAX)
+}
+
+/// Capabilities `0..=last`, as a mask.
+pub fn all_up_to(last: u32) -> u64 {
+    match last {
+        CAP_MAX.. => u64::MAX,
+        n => (1u64 << (n + 1)) - 1,
+    }
+}
 
 pub const SECBIT_NOROOT: u32 = 1 << 0;
 pub const SECBIT_NOROOT_LOCKED: u32 = 1 << 1;
@@ -73,6 +106,9 @@ pub struct Caps {
     pub securebits: u32,
     /// `PR_SET_NO_NEW_PRIVS`: always.
     pub no_new_privs: bool,
+    /// The running kernel's last capability ([`kernel_last_cap`]; this
+    /// table's [`CAP_LAST`] until the plan's maker reads it).
+    pub last_cap: u32,
 }
 
 impl Caps {
@@ -94,12 +130,14 @@ impl Caps {
             ambient: grants,
             securebits,
             no_new_privs: true,
+            last_cap: CAP_LAST,
         }
     }
 
-    /// Capabilities to drop from the bounding set (0..=[`CAP_LAST`]).
+    /// Capabilities to drop from the bounding set: every one up to
+    /// [`Caps::last_cap`] that is not granted.
     pub fn bounding_drop(&self) -> u64 {
-        ALL & !self.bounding
+        all_up_to(self.last_cap) & !self.bounding
     }
 
     /// The `capset` data: `[low 32 bits, high 32 bits]`.
@@ -183,6 +221,39 @@ mod tests {
         assert_eq!(c.securebits & (SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED), 0);
         assert_eq!(c.securebits & SECBIT_KEEP_CAPS, 0);
         assert_ne!(c.securebits & SECBIT_NOROOT_LOCKED, 0);
+    }
+
+    #[test]
+    fn the_bounding_drop_reaches_the_kernels_last_capability() {
+        let mut c = from_names(["CAP_NET_BIND_SERVICE"], None).unwrap();
+        assert_eq!(c.last_cap, CAP_LAST);
+        assert_eq!(c.bounding_drop(), ALL & !(1 << 10));
+        // A newer kernel with capabilities 41..=43: dropped too.
+        c.last_cap = 43;
+        assert_eq!(c.bounding_drop(), ((1u64 << 44) - 1) & !(1 << 10));
+        assert_ne!(c.bounding_drop() & (1 << 43), 0);
+        assert_eq!(c.bounding_drop() & (1 << 44), 0);
+        // An older one (5.4: 37).
+        c.last_cap = 37;
+        assert_eq!(c.bounding_drop(), ((1u64 << 38) - 1) & !(1 << 10));
+        c.last_cap = CAP_MAX;
+        assert_eq!(c.bounding_drop(), u64::MAX & !(1 << 10));
+        assert_eq!(parse_last_cap("40\n"), Some(40));
+        assert_eq!(parse_last_cap("63"), Some(63));
+        for bad in ["64", "-1", "", "forty", "4 0"] {
+            assert_eq!(parse_last_cap(bad), None, "{bad:?}");
+        }
+        assert_eq!(all_up_to(0), 1);
+        assert_eq!(all_up_to(40), ALL);
+        assert_eq!(all_up_to(99), u64::MAX);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_kernels_last_capability_is_read() {
+        let text = std::fs::read_to_string(LAST_CAP_PATH).unwrap();
+        assert_eq!(kernel_last_cap(), text.trim().parse::<u32>().unwrap());
+        assert!(kernel_last_cap() >= 36, "every kernel berth supports knows CAP_WAKE_ALARM");
     }
 
     #[test]

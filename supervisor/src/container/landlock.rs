@@ -15,10 +15,15 @@
 //! | `/` (the image, and every mount in it) | read files, list directories; execute unless the manifest sets `exec_paths` |
 //! | `/run/berth-status` (the status view of `status_view = true`) | read only, through the `/` rule (the bind is read-only besides) |
 //! | each of `exec_paths` | execute |
-//! | `/dev` | read and write files (device nodes), device ioctls |
+//! | `/dev` | read and write files (device nodes), no device ioctls |
+//! | each standard node (`/dev/null` .. `/dev/tty`), `/dev/pts` (terminals, `ptmx`), each node granted with `w` | read, write, device ioctls (ABI 5) |
 //! | `/dev/shm`, `/dev/mqueue`, each writable mount (`/tmp` included), each of `rw_paths` | read, write, make and remove files, directories, sockets, fifos and symlinks; rename; truncate |
 //!
 //! and nothing else: no device node is ever made (`MAKE_CHAR`, `MAKE_BLOCK`),
+//! a node granted only `r` takes no ioctl (Landlock answers `EACCES` before
+//! the driver sees the request; the few generic requests such as `FIONREAD`
+//! and `FIOCLEX` Landlock never restricts still work), so reading a sensor
+//! cannot turn into driving it,
 //! nothing is written under the image or `/proc` and `/sys` (writes to
 //! `/proc/self/...` included). From ABI 6 on, abstract Unix sockets are
 //! scoped: the container cannot connect to one outside itself (with
@@ -42,6 +47,8 @@ use nix::errno::Errno;
 
 use crate::board::LandlockMode;
 use crate::manifest::{Path, LANDLOCK_PATHS_MAX, MOUNTS_MAX};
+
+use super::devices::NODES_MAX;
 
 use super::cstr::CPath;
 
@@ -91,14 +98,20 @@ pub const WRITE_TREE: u64 = READ
     | MAKE_SYM
     | REFER
     | TRUNCATE;
-/// `/dev`: its nodes open for reading and writing and take ioctls.
-pub const DEV: u64 = READ | WRITE_FILE | IOCTL_DEV;
+/// `/dev`: its nodes open for reading and writing; ioctls only where a
+/// node's own rule ([`DEV_IOCTL`]) adds them.
+pub const DEV: u64 = READ | WRITE_FILE;
+/// A node (or `/dev/pts`) that takes device ioctls.
+pub const DEV_IOCTL: u64 = READ | WRITE_FILE | IOCTL_DEV;
+/// The container's terminals: `/dev/pts` (and `/dev/ptmx`, a link into it).
+pub const PTS: &str = "/dev/pts";
 /// The rights that apply to a file that is not a directory.
 pub const FILE_RIGHTS: u64 = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV;
 
 /// Most rules: `/`, the exec paths, `/dev`, `/dev/shm`, `/dev/mqueue`, the
-/// writable mounts (`/tmp` included) and the rw paths.
-pub const RULES_MAX: usize = 4 + LANDLOCK_PATHS_MAX + MOUNTS_MAX + 1 + LANDLOCK_PATHS_MAX;
+/// writable mounts (`/tmp` included), the rw paths, `/dev/pts` and the nodes
+/// that take ioctls.
+pub const RULES_MAX: usize = 4 + LANDLOCK_PATHS_MAX + MOUNTS_MAX + 1 + LANDLOCK_PATHS_MAX + 1 + NODES_MAX;
 
 /// One rule: everything beneath `path` gets `access`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +171,8 @@ pub struct Input<'a> {
     pub rw_paths: &'a [Path],
     /// Targets of the writable mounts, `/tmp` included.
     pub writable: &'a [&'a str],
+    /// The `/dev` nodes that take device ioctls ([`super::devices::takes_ioctls`]).
+    pub ioctl_nodes: &'a [&'a str],
 }
 
 /// The rule list of a container (every right berth knows; masked per ABI
@@ -183,6 +198,10 @@ pub fn plan_rules(input: &Input<'_>) -> Result<Rules, (std::string::String, std:
         add(&format!("exec_paths[{i}]"), p, EXECUTE)?;
     }
     add("(dev)", "/dev", DEV)?;
+    add("(dev)", PTS, DEV_IOCTL)?;
+    for n in input.ioctl_nodes {
+        add("devices", n, DEV_IOCTL)?;
+    }
     add("(dev)", "/dev/shm", WRITE_TREE)?;
     add("(dev)", "/dev/mqueue", WRITE_TREE)?;
     for t in input.writable {
@@ -250,12 +269,16 @@ mod tests {
 
     #[test]
     fn default_rules_read_and_execute_the_image_write_only_writable_mounts() {
-        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"] }).unwrap();
+        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"], ioctl_nodes: &[] }).unwrap();
         assert_eq!(find(&r, "/"), Some(READ | EXECUTE));
         assert_eq!(find(&r, "/tmp"), Some(WRITE_TREE));
         assert_eq!(find(&r, "/dev"), Some(DEV));
+        assert_eq!(find(&r, "/dev/pts"), Some(DEV_IOCTL));
         assert_eq!(find(&r, "/dev/shm"), Some(WRITE_TREE));
-        assert_eq!(r.len(), 5);
+        assert_eq!(r.len(), 6);
+        // Device ioctls only where a rule names the node (or the terminals).
+        let ioctl: std::vec::Vec<&str> = r.iter().filter(|x| x.access & IOCTL_DEV != 0).map(|x| x.path.as_str()).collect();
+        assert_eq!(ioctl, ["/dev/pts"]);
         // Nothing anywhere makes device nodes or writes beneath `/`.
         assert!(r.iter().all(|x| x.access & (MAKE_CHAR | MAKE_BLOCK) == 0));
         assert_eq!(find(&r, "/").unwrap() & WRITE_TREE & !READ, 0);
@@ -266,7 +289,7 @@ mod tests {
     fn exec_paths_take_execute_away_from_the_root() {
         let exec = [p("/bin/app"), p("/usr/lib")];
         let rw = [p("/run/app"), p("/tmp")];
-        let r = plan_rules(&Input { exec_paths: &exec, rw_paths: &rw, writable: &["/tmp", "/var"] }).unwrap();
+        let r = plan_rules(&Input { exec_paths: &exec, rw_paths: &rw, writable: &["/tmp", "/var"], ioctl_nodes: &[] }).unwrap();
         assert_eq!(find(&r, "/"), Some(READ));
         assert_eq!(find(&r, "/bin/app"), Some(EXECUTE));
         assert_eq!(find(&r, "/usr/lib"), Some(EXECUTE));
@@ -279,7 +302,7 @@ mod tests {
 
     #[test]
     fn the_status_view_is_read_not_written() {
-        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"] }).unwrap();
+        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"], ioctl_nodes: &[] }).unwrap();
         let inside = crate::statusview::INSIDE;
         let access = r.iter().filter(|x| crate::manifest::beneath(inside, x.path.as_str())).fold(0, |a, x| a | x.access);
         assert_eq!(access & READ, READ);
@@ -292,7 +315,9 @@ mod tests {
         let rw: std::vec::Vec<Path> = (0..LANDLOCK_PATHS_MAX).map(|i| p(&format!("/w{i}"))).collect();
         let mounts: std::vec::Vec<std::string::String> = (0..=MOUNTS_MAX).map(|i| format!("/m{i}")).collect();
         let writable: std::vec::Vec<&str> = mounts.iter().map(|s| s.as_str()).collect();
-        let r = plan_rules(&Input { exec_paths: &exec, rw_paths: &rw, writable: &writable }).unwrap();
+        let nodes: std::vec::Vec<std::string::String> = (0..NODES_MAX).map(|i| format!("/dev/n{i}")).collect();
+        let ioctl_nodes: std::vec::Vec<&str> = nodes.iter().map(|s| s.as_str()).collect();
+        let r = plan_rules(&Input { exec_paths: &exec, rw_paths: &rw, writable: &writable, ioctl_nodes: &ioctl_nodes }).unwrap();
         assert_eq!(r.len(), RULES_MAX);
     }
 
@@ -316,8 +341,11 @@ mod tests {
         // On a file only file rights remain, never empty for berth's rules.
         assert_eq!(v6.allowed(WRITE_TREE, false), READ_FILE | WRITE_FILE | TRUNCATE);
         assert_eq!(v1.allowed(DEV, false), READ_FILE | WRITE_FILE);
+        assert_eq!(v1.allowed(DEV_IOCTL, false), READ_FILE | WRITE_FILE, "no ioctl right before ABI 5");
+        assert_eq!(Ruleset::for_abi(5).unwrap().allowed(DEV_IOCTL, false), READ_FILE | WRITE_FILE | IOCTL_DEV);
+        assert_eq!(v6.allowed(DEV, false) & IOCTL_DEV, 0);
         assert_eq!(v6.allowed(EXECUTE, false), EXECUTE);
-        for rule in [READ | EXECUTE, READ, EXECUTE, DEV, WRITE_TREE] {
+        for rule in [READ | EXECUTE, READ, EXECUTE, DEV, DEV_IOCTL, WRITE_TREE] {
             for abi in 1..=ABI_KNOWN {
                 let r = Ruleset::for_abi(abi).unwrap();
                 assert_ne!(r.allowed(rule, false), 0);

@@ -10,7 +10,11 @@
 //!   mounted `nosuid,noexec` but *not* `nodev`, since `/run` is `nodev`),
 //!   owned by the container's outside uid and gid for its inside ids, mode
 //!   from the grant ([`devices::node_mode`]). The plan binds that node. A
-//!   stale node from an earlier start is replaced.
+//!   stale node from an earlier start is replaced. Before it is made, the
+//!   node is checked once more against the classes no container is ever
+//!   given, by its number and path and by the kernel's own name for the
+//!   number ([`devices::check_on_device`]); a number the kernel does not
+//!   describe is refused too.
 //! - **Volumes.** `/data/volumes/<container>/<volume>`, made when missing
 //!   (mode 0700, owned like the nodes) and kept across restarts and reboots.
 //!   Every component is opened relative to its parent with `O_NOFOLLOW`: a
@@ -210,6 +214,9 @@ fn nodes(plan: &Plan, uid: u32, gid: u32) -> Result<(), PrepareError> {
             Ok(()) | Err(Errno::ENOENT) => {}
             Err(e) => return Err(fail("unlink", path)(e)),
         }
+        let uevent = std::fs::read_to_string(devices::uevent_path(n.major, n.minor)).ok();
+        devices::check_on_device(n.major, n.minor, n.path.as_str(), uevent.as_deref())
+            .map_err(|why| PrepareError { what: "device check", path: why, errno: Errno::EPERM })?;
         let dev = makedev(u64::from(n.major), u64::from(n.minor));
         // Made 0000, owned, then given its mode: never open to anyone else.
         mknodat(Some(dir.raw()), leaf, SFlag::S_IFCHR, Mode::empty(), dev).map_err(fail("mknod", path))?;

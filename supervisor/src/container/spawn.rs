@@ -891,7 +891,7 @@ pub(super) fn drop_privileges(plan: &Plan, t: &Trace<'_>) -> Result<(), Fail> {
     let ids = &plan.ids;
     let drop = caps.bounding_drop();
     t.begin(Step::BoundingSet);
-    for cap in 0..=CAP_LAST {
+    for cap in 0..=caps.last_cap.min(super::caps::CAP_MAX) {
         if drop & (1u64 << cap) != 0 {
             match sys::capbset_drop(cap) {
                 // A capability this kernel does not know.
@@ -1122,6 +1122,7 @@ mod tests {
             rw_paths: heapless::Vec::new(),
             status_view: false,
             log_rate: None,
+            socket_families: heapless::Vec::new(),
         }
     }
 

@@ -312,6 +312,7 @@ struct WManifest {
     rw_paths: std::vec::Vec<std::string::String>,
     status_view: bool,
     log_rate: Option<mf::LogRate>,
+    socket_families: std::vec::Vec<std::string::String>,
 }
 
 #[derive(Serialize, Clone)]
@@ -366,6 +367,7 @@ fn wide(r: &Release) -> WRelease {
                 rw_paths: m.rw_paths.iter().map(s).collect(),
                 status_view: m.status_view,
                 log_rate: m.log_rate,
+                socket_families: m.socket_families.iter().map(s).collect(),
             })
             .collect(),
     }

@@ -34,9 +34,10 @@
 //! hundred runs, instead of up to several hundred `JEQ` in a linear list. Each
 //! leaf is inlined where the tree ends, so jumps stay short; the few that do
 //! not fit the 8-bit offsets near the root get `ja` trampolines from the
-//! assembler. With the default policy the programs are 174 (x86_64), 164
-//! (aarch64) and 292 (arm) instructions, and no syscall executes more than 15
-//! of them; the largest policy a manifest can ask for stays in the same range
+//! assembler. With the default policy the programs are 204 (x86_64), 183
+//! (aarch64) and 320 (arm) instructions, and no syscall executes more than 20
+//! of them (the argument-filtered ones take a few comparisons more than the
+//! rest); the largest policy a manifest can ask for stays in the same range
 //! (the tests pin bounds far below `BPF_MAXINSNS` = 4096).
 //!
 //! A process of another ABI (an x86_64 process entering through `int 0x80`
@@ -49,19 +50,28 @@
 //!
 //! `seccomp_data.args` are 64-bit; berth reads only the low 32-bit word
 //! (offset `16 + 8*i` on these little-endian ABIs). That is exactly what the
-//! kernel uses for every argument berth filters: `socket`'s family and
-//! `personality`'s persona are `int`/`unsigned int` parameters, and `clone`
-//! takes `lower_32_bits(flags)`, so high bits cannot smuggle a flag past the
-//! filter. On 32-bit ARM the arguments are 32-bit anyway.
+//! kernel uses for every argument berth filters: each is an `int`/`unsigned
+//! int` parameter (`clone` takes `lower_32_bits(flags)`), so high bits cannot
+//! smuggle a value past the filter. On 32-bit ARM the arguments are 32-bit
+//! anyway. [`args`] has the table of what each filtered call allows:
 //!
-//! * `clone`: allowed when `flags & 0x7E020000 == 0` (no `CLONE_NEWNS`,
-//!   `NEWCGROUP`, `NEWUTS`, `NEWIPC`, `NEWUSER`, `NEWPID`, `NEWNET`; flags are the
-//!   first argument on all three ABIs). `CLONE_NEWTIME` only works through
-//!   `clone3`/`unshare`, both refused.
-//! * `clone3`: `ENOSYS`, so libc falls back to `clone`, whose flags a classic
-//!   filter can see (`clone3` passes them in memory).
-//! * `socket`: `AF_ALG` and `AF_VSOCK` never; `AF_PACKET` only when the manifest
-//!   is granted `CAP_NET_RAW`.
+//! * `clone`: only without `CLONE_NEW*` flags; `clone3`: `ENOSYS`, so libc
+//!   falls back to `clone`, whose flags a classic filter can see.
+//! * `socket`, `socketpair`: an allow-list of families: unix, inet, inet6,
+//!   netlink; packet only with `CAP_NET_RAW`; the manifest's
+//!   `socket_families` by name; never alg, vsock or key.
+//! * `ioctl`: never `TIOCSTI`, `TIOCLINUX`, `TIOCCONS`, `TIOCSETD`, on any
+//!   descriptor (a container's terminal may be shared with something else).
+//! * `execveat`: never with `AT_EMPTY_PATH`: running a descriptor (a memfd, a
+//!   deleted file) that no path, and so no `noexec` mount or Landlock
+//!   `exec_paths` rule, covers. A path through `/proc/self/fd/N` is resolved
+//!   to the file's own mount by the kernel, so those rules still apply.
+//! * `memfd_create`: refused unless the manifest names it in
+//!   `seccomp_allow`, and then never with `MFD_EXEC`; berth sets
+//!   `vm.memfd_noexec` at boot so that a granted memfd is sealed
+//!   non-executable (Landlock does not see memfds, so `exec_paths` could not
+//!   keep one from running), and refuses to start a container granted it
+//!   when the kernel cannot do that.
 //! * `personality`: 0, `PER_LINUX32` (8), `UNAME26` (0x20000), both (0x20008) and
 //!   the query 0xffffffff, as Docker does; nothing that turns off ASLR.
 //!
@@ -72,7 +82,9 @@
 //! them back, e.g. for `mkfifo`), `sethostname`/`setdomainname` (the
 //! container's UTS namespace is berth's to name), `name_to_handle_at`,
 //! `adjtimex`/`clock_adjtime`, `fanotify_mark`, `remap_file_pages`, `memfd_secret`,
-//! x86 `modify_ldt`/`*_thread_area`, and the long-obsolete calls. `io_uring_*`
+//! `memfd_create` (unless granted), `execveat` with `AT_EMPTY_PATH`, socket
+//! families outside the allow-list, the terminal ioctls above, x86
+//! `modify_ldt`/`*_thread_area`, and the long-obsolete calls. `io_uring_*`
 //! are denied because an io_uring executes reads, writes, socket creation and
 //! more without a syscall the filter could see, which would make every
 //! argument filter here moot (and it has had a long run of kernel bugs).
@@ -83,7 +95,10 @@
 //! not have is an error naming it and the architecture (so a multi-arch
 //! release fails to build rather than run with a different profile per arch).
 //! Names in [`profile::NOT_GRANTABLE`] (argument-filtered calls, mount and
-//! namespace calls, calls that act on the host kernel, keyrings, io_uring) are
+//! namespace calls, calls that act on the host kernel, keyrings, io_uring,
+//! `ptrace`, `userfaultfd`, `modify_ldt`, `vhangup`) are refused with the
+//! reason. `socket_families` adds families by name ([`args::FAMILIES`]);
+//! a name that is default, comes with a capability or is never allowed is
 //! refused with the reason.
 
 use core::fmt;
@@ -92,8 +107,9 @@ use std::vec::Vec;
 use heapless::String;
 use sha2::{Digest as _, Sha256};
 
-use crate::manifest::{Manifest, SYSCALLS_MAX, SYSCALL_NAME_MAX};
+use crate::manifest::{Manifest, FAMILIES_MAX, SYSCALLS_MAX, SYSCALL_NAME_MAX};
 
+pub mod args;
 pub mod bpf;
 pub mod interp;
 pub mod profile;
@@ -113,22 +129,14 @@ pub type SyscallName = String<SYSCALL_NAME_MAX>;
 pub const EPERM: u16 = 1;
 pub const ENOSYS: u16 = 38;
 
-/// Socket families with special treatment.
-pub const AF_PACKET: u32 = 17;
-pub const AF_ALG: u32 = 38;
-pub const AF_VSOCK: u32 = 40;
+pub use args::{AF_ALG, AF_PACKET, AF_VSOCK, CLONE_NEW_MASK, PERSONALITIES};
 
-/// Every `CLONE_NEW*` flag `clone` accepts (NS, CGROUP, UTS, IPC, USER, PID, NET).
-pub const CLONE_NEW_MASK: u32 = 0x0002_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000;
-
-/// The `personality` values allowed (Docker's list).
-pub const PERSONALITIES: [u32; 5] = [0, 0x0008, 0x2_0000, 0x2_0008, 0xffff_ffff];
+/// A socket family name as a manifest spells it.
+pub type FamilyName = String<{ args::FAMILY_NAME_MAX }>;
 
 /// Offsets in `struct seccomp_data`.
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
-/// Low word of argument 0 (little-endian).
-const OFF_ARG0: u32 = 16;
 
 /// x86_64 numbers at or above this are the x32 ABI.
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
@@ -228,6 +236,8 @@ pub enum SeccompError {
     NotGrantable { name: SyscallName, reason: &'static str },
     /// More additions than a manifest can hold.
     TooManyAdditions { name: SyscallName },
+    /// A socket family that cannot be added by name, and why.
+    Family { name: FamilyName, reason: &'static str },
     /// The default profile names a syscall the architecture's table lacks (a
     /// bug in berth, caught by the tests).
     Profile { name: &'static str, arch: Arch },
@@ -250,6 +260,7 @@ impl fmt::Display for SeccompError {
             SeccompError::TooManyAdditions { name } => {
                 write!(f, "seccomp_allow: `{name}` is one more than the {SYSCALLS_MAX} allowed")
             }
+            SeccompError::Family { name, reason } => write!(f, "socket_families: `{name}` {reason}"),
             SeccompError::Profile { name, arch } => write!(f, "default seccomp profile names `{name}`, absent on {arch}"),
             SeccompError::Assemble { arch, error } => write!(f, "seccomp filter for {arch}: {error}"),
             SeccompError::Invalid { arch, error } => write!(f, "seccomp filter for {arch} is invalid: {error}"),
@@ -262,9 +273,9 @@ impl fmt::Display for SeccompError {
 
 impl std::error::Error for SeccompError {}
 
-fn owned(name: &str) -> SyscallName {
+fn owned<const N: usize>(name: &str) -> String<N> {
     // Names longer than a manifest allows are cut; they are only reported.
-    let mut s = SyscallName::new();
+    let mut s = String::new();
     for c in name.chars() {
         if s.push(c).is_err() {
             break;
@@ -278,6 +289,7 @@ fn owned(name: &str) -> SyscallName {
 pub struct Policy {
     extra: heapless::Vec<SyscallName, SYSCALLS_MAX>,
     net_raw: bool,
+    families: heapless::Vec<FamilyName, FAMILIES_MAX>,
 }
 
 impl Policy {
@@ -286,17 +298,26 @@ impl Policy {
         Policy::default()
     }
 
-    /// The manifest's `seccomp_allow`, and `AF_PACKET` if it is granted `CAP_NET_RAW`.
+    /// The manifest's `seccomp_allow` and `socket_families`, and `AF_PACKET`
+    /// if it is granted `CAP_NET_RAW`.
     pub fn from_manifest(m: &Manifest) -> Policy {
         Policy {
             extra: m.seccomp_allow.clone(),
             net_raw: m.capabilities.iter().any(|c| c.as_str() == "CAP_NET_RAW"),
+            families: m.socket_families.iter().map(|f| owned(f)).collect(),
         }
     }
 
     /// Add a syscall by name (checked against the architecture by [`compile`]).
     pub fn allow(&mut self, name: &str) -> Result<(), SeccompError> {
         self.extra.push(owned(name)).map_err(|_| SeccompError::TooManyAdditions { name: owned(name) })
+    }
+
+    /// Add a socket family by name (checked by [`compile`]).
+    pub fn allow_family(&mut self, name: &str) -> Result<(), SeccompError> {
+        self.families
+            .push(owned(name))
+            .map_err(|_| SeccompError::Family { name: owned(name), reason: "is one more than a manifest may list" })
     }
 
     /// Whether `AF_PACKET` sockets are allowed.
@@ -310,6 +331,15 @@ impl Policy {
 
     pub fn net_raw(&self) -> bool {
         self.net_raw
+    }
+
+    pub fn families(&self) -> impl Iterator<Item = &str> {
+        self.families.iter().map(|f| f.as_str())
+    }
+
+    /// Whether `memfd_create` is granted (by name, in `seccomp_allow`).
+    pub fn memfd(&self) -> bool {
+        self.extra.iter().any(|n| n.as_str() == "memfd_create")
     }
 }
 
@@ -384,7 +414,16 @@ fn rules(policy: &Policy, arch: Arch) -> Result<Vec<(u32, Outcome)>, SeccompErro
             return Err(SeccompError::NotGrantable { name: name.clone(), reason });
         }
         let nr = arch.number(name).ok_or_else(|| SeccompError::UnknownSyscall { name: name.clone(), arch })?;
+        // Granted, but still argument-filtered ([`Policy::memfd`]).
+        if profile::SPECIAL.iter().any(|(n, _)| *n == name.as_str()) {
+            continue;
+        }
         out.push((nr, Outcome::Allow));
+    }
+    for name in &policy.families {
+        if let Some(reason) = args::family_refusal(name) {
+            return Err(SeccompError::Family { name: name.clone(), reason });
+        }
     }
     out.sort_unstable_by_key(|(nr, _)| *nr);
     // An addition already in the profile is harmless; the same number with two
@@ -427,8 +466,8 @@ fn push_run(runs: &mut Vec<(u32, Outcome)>, start: u32, o: Outcome) {
     }
 }
 
-const RET_DENY: u32 = RET_ERRNO | EPERM as u32;
-const RET_ENOSYS: u32 = RET_ERRNO | ENOSYS as u32;
+pub(crate) const RET_DENY: u32 = RET_ERRNO | EPERM as u32;
+pub(crate) const RET_ENOSYS: u32 = RET_ERRNO | ENOSYS as u32;
 
 /// Emit the search tree over `runs` (non-empty): `A` holds the syscall number.
 fn tree(a: &mut Asm, runs: &[(u32, Outcome)], policy: &Policy) {
@@ -453,46 +492,7 @@ fn leaf(a: &mut Asm, o: Outcome, policy: &Policy) {
     match o {
         Outcome::Deny => a.ret(RET_DENY),
         Outcome::Allow => a.ret(RET_ALLOW),
-        Outcome::Special(Special::Clone3) => a.ret(RET_ENOSYS),
-        Outcome::Special(Special::Clone) => {
-            let (allow, deny) = (a.label(), a.label());
-            a.ld_abs(OFF_ARG0);
-            a.jump(Cond::Set, CLONE_NEW_MASK, deny, allow);
-            a.bind(allow);
-            a.ret(RET_ALLOW);
-            a.bind(deny);
-            a.ret(RET_DENY);
-        }
-        Outcome::Special(Special::Socket) => {
-            let deny = a.label();
-            a.ld_abs(OFF_ARG0);
-            let mut refused: heapless::Vec<u32, 3> = heapless::Vec::new();
-            let _ = refused.push(AF_ALG);
-            let _ = refused.push(AF_VSOCK);
-            if !policy.net_raw {
-                let _ = refused.push(AF_PACKET);
-            }
-            for family in refused {
-                let next = a.label();
-                a.jump(Cond::Eq, family, deny, next);
-                a.bind(next);
-            }
-            a.ret(RET_ALLOW);
-            a.bind(deny);
-            a.ret(RET_DENY);
-        }
-        Outcome::Special(Special::Personality) => {
-            let allow = a.label();
-            a.ld_abs(OFF_ARG0);
-            for p in PERSONALITIES {
-                let next = a.label();
-                a.jump(Cond::Eq, p, allow, next);
-                a.bind(next);
-            }
-            a.ret(RET_DENY);
-            a.bind(allow);
-            a.ret(RET_ALLOW);
-        }
+        Outcome::Special(s) => args::leaf(a, s, policy),
     }
 }
 
@@ -534,16 +534,18 @@ pub fn compile_native(policy: &Policy) -> Result<Program, SeccompError> {
     compile(policy, Arch::running()?)
 }
 
-/// What the policy says about `nr` with all arguments zero.
-fn expected(rules: &[(u32, Outcome)], nr: u32) -> Action {
+/// What the policy says about `nr` with arguments `args`.
+fn expected(rules: &[(u32, Outcome)], policy: &Policy, nr: u32, args: &[u64; 6]) -> Action {
     match rules.binary_search_by_key(&nr, |r| r.0).ok().and_then(|i| rules.get(i)) {
         None | Some((_, Outcome::Deny)) => Action::Errno(EPERM),
-        Some((_, Outcome::Special(Special::Clone3))) => Action::Errno(ENOSYS),
-        Some(_) => Action::Allow,
+        Some((_, Outcome::Allow)) => Action::Allow,
+        Some((_, Outcome::Special(s))) => args::expected(*s, policy, args),
     }
 }
 
-/// Run the program on every number of the table and on the filtered cases.
+/// Run the program on every number of the table, around every run
+/// boundary, on each special call's argument cases, on a foreign
+/// architecture and on x32 numbers.
 fn self_check(p: &Program, policy: &Policy, rules: &[(u32, Outcome)]) -> Result<(), SeccompError> {
     let arch = p.arch;
     let check = |case: &'static str, data: SeccompData, want: Action| -> Result<(), SeccompError> {
@@ -557,14 +559,15 @@ fn self_check(p: &Program, policy: &Policy, rules: &[(u32, Outcome)]) -> Result<
         }
     };
     let audit = arch.audit();
+    let zero = [0u64; 6];
     for &(name, nr) in arch.table() {
-        check(name, SeccompData::new(audit, nr, &[]), expected(rules, nr))?;
+        check(name, SeccompData::new(audit, nr, &[]), expected(rules, policy, nr, &zero))?;
     }
     // Numbers around every run boundary (off-by-one in the tree).
     for &(nr, _) in rules {
         for n in [nr.wrapping_sub(1), nr, nr.wrapping_add(1)] {
             if arch != Arch::X86_64 || n < X32_SYSCALL_BIT {
-                check("boundary", SeccompData::new(audit, n, &[]), expected(rules, n))?;
+                check("boundary", SeccompData::new(audit, n, &[]), expected(rules, policy, n, &zero))?;
             }
         }
     }
@@ -574,14 +577,11 @@ fn self_check(p: &Program, policy: &Policy, rules: &[(u32, Outcome)]) -> Result<
         check("x32", SeccompData::new(audit, X32_SYSCALL_BIT, &[]), Action::KillProcess)?;
         check("nr -1", SeccompData::new(audit, u32::MAX, &[]), Action::Errno(EPERM))?;
     }
-    let nr = |name: &'static str| arch.number(name).ok_or(SeccompError::Profile { name, arch });
-    let deny = Action::Errno(EPERM);
-    check("clone CLONE_NEWUSER", SeccompData::new(audit, nr("clone")?, &[0x1000_0000]), deny)?;
-    check("clone SIGCHLD", SeccompData::new(audit, nr("clone")?, &[17]), Action::Allow)?;
-    check("socket AF_ALG", SeccompData::new(audit, nr("socket")?, &[u64::from(AF_ALG)]), deny)?;
-    check("socket AF_VSOCK", SeccompData::new(audit, nr("socket")?, &[u64::from(AF_VSOCK)]), deny)?;
-    let packet = if policy.net_raw { Action::Allow } else { deny };
-    check("socket AF_PACKET", SeccompData::new(audit, nr("socket")?, &[u64::from(AF_PACKET)]), packet)?;
-    check("personality 0x40000", SeccompData::new(audit, nr("personality")?, &[0x4_0000]), deny)?;
+    for (name, s) in profile::SPECIAL {
+        let nr = arch.number(name).ok_or(SeccompError::Profile { name, arch })?;
+        for a in args::cases(*s) {
+            check(name, SeccompData::new(audit, nr, &a), args::expected(*s, policy, &a))?;
+        }
+    }
     Ok(())
 }

@@ -47,7 +47,7 @@ pub const ALLOW: &[(On, &[&str])] = &[
 
 const ALLOW_ALL: &[&str] = &[
     // Process lifetime, identity, limits.
-    "execve", "execveat", "exit", "exit_group", "wait4", "waitid", "kill", "tkill", "tgkill",
+    "execve", "exit", "exit_group", "wait4", "waitid", "kill", "tkill", "tgkill",
     "getpid", "getppid", "gettid", "getpgid", "setpgid", "getsid", "setsid",
     "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups",
     "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
@@ -62,12 +62,12 @@ const ALLOW_ALL: &[&str] = &[
     "sched_get_priority_max", "sched_get_priority_min", "sched_rr_get_interval", "getcpu",
     // Memory.
     "brk", "mprotect", "munmap", "mremap", "madvise", "mincore", "msync", "mlock", "mlock2",
-    "munlock", "mlockall", "munlockall", "membarrier", "memfd_create", "pkey_alloc", "pkey_free",
+    "munlock", "mlockall", "munlockall", "membarrier", "pkey_alloc", "pkey_free",
     "pkey_mprotect",
     // Files and directories (the *at family).
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
     "pwritev2", "lseek", "openat", "openat2", "close", "close_range", "dup", "dup3", "fcntl",
-    "ioctl", "flock", "fsync", "fdatasync", "sync", "syncfs", "truncate", "ftruncate", "fallocate",
+    "flock", "fsync", "fdatasync", "sync", "syncfs", "truncate", "ftruncate", "fallocate",
     "readahead", "fstat", "statx", "statfs", "fstatfs", "getdents64", "getcwd", "chdir", "fchdir",
     "faccessat", "faccessat2", "fchmod", "fchmodat", "fchmodat2", "fchown", "fchownat",
     "mkdirat", "unlinkat", "renameat", "renameat2", "linkat", "symlinkat", "readlinkat",
@@ -86,8 +86,8 @@ const ALLOW_ALL: &[&str] = &[
     // Signals.
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigsuspend",
     "rt_sigtimedwait", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "sigaltstack",
-    // Sockets (socket itself is argument-filtered).
-    "socketpair", "bind", "connect", "listen", "accept", "accept4", "getsockname", "getpeername",
+    // Sockets (socket and socketpair are argument-filtered).
+    "bind", "connect", "listen", "accept", "accept4", "getsockname", "getpeername",
     "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "shutdown",
     "setsockopt", "getsockopt",
     // System V and POSIX IPC (namespaced by the container's IPC namespace).
@@ -127,24 +127,35 @@ const ALLOW_ARM: &[&str] = &[
 ];
 
 /// Syscalls allowed only with some arguments, or answered specially. They
-/// exist on all three ABIs.
+/// exist on all three ABIs; [`super::args`] has what each allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Special {
     /// `clone`: only without `CLONE_NEW*` flags.
     Clone,
     /// `clone3`: `ENOSYS`, so that libc falls back to the filterable `clone`.
     Clone3,
-    /// `socket`: never `AF_ALG` or `AF_VSOCK`; `AF_PACKET` only with `CAP_NET_RAW`.
+    /// `socket`, `socketpair`: an allow-list of families.
     Socket,
     /// `personality`: only the values Docker allows.
     Personality,
+    /// `ioctl`: never the terminal requests of [`super::args::TTY_IOCTLS`].
+    Ioctl,
+    /// `execveat`: never with `AT_EMPTY_PATH` (running a descriptor, such
+    /// as a memfd, that no path and so no exec rule covers).
+    Execveat,
+    /// `memfd_create`: only when granted, and then never `MFD_EXEC`.
+    MemfdCreate,
 }
 
 pub const SPECIAL: &[(&str, Special)] = &[
     ("clone", Special::Clone),
     ("clone3", Special::Clone3),
     ("socket", Special::Socket),
+    ("socketpair", Special::Socket),
     ("personality", Special::Personality),
+    ("ioctl", Special::Ioctl),
+    ("execveat", Special::Execveat),
+    ("memfd_create", Special::MemfdCreate),
 ];
 
 /// Denied by default and named here so that the tests prove it (everything not
@@ -181,8 +192,8 @@ const DENY_ALL: &[&str] = &[
 /// else (including the rest of [`DENY`]) may be added by name.
 pub const NOT_GRANTABLE: &[(&[&str], &str)] = &[
     (
-        &["clone", "clone3", "socket", "personality"],
-        "is argument-filtered by the default profile (network access comes from capabilities)",
+        &["clone", "clone3", "socket", "socketpair", "personality", "ioctl", "execveat"],
+        "is argument-filtered by the default profile (socket families come from `socket_families` and CAP_NET_RAW)",
     ),
     (
         &[
@@ -206,6 +217,13 @@ pub const NOT_GRANTABLE: &[(&[&str], &str)] = &[
         &["io_uring_setup", "io_uring_enter", "io_uring_register"],
         "runs operations the seccomp filter cannot see",
     ),
+    (&["ptrace"], "reads and rewrites other processes' memory and registers"),
+    (
+        &["userfaultfd"],
+        "lets a process stall the kernel at will while it copies from user memory, a staple of kernel exploits",
+    ),
+    (&["modify_ldt"], "rewrites the x86 segment table: old kernel bugs, and no use in a modern program"),
+    (&["vhangup"], "hangs up the terminal other processes hold"),
 ];
 
 /// Why `name` may not be granted, if it may not.

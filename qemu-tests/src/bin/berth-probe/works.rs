@@ -72,6 +72,7 @@ pub fn run_all() -> Vec<(String, bool, String)> {
         let (w, d) = exec_works(path.trim());
         out.push(("exec-works".to_string(), w, d));
     }
+    out.extend(crate::surface::works());
     out
 }
 

@@ -65,6 +65,7 @@ fn sample() -> Manifest {
         rw_paths: heapless::Vec::new(),
         status_view: false,
         log_rate: None,
+        socket_families: heapless::Vec::new(),
     }
 }
 
@@ -487,4 +488,36 @@ fn landlock_rules_follow_the_manifest_mounts_and_paths() {
     m.exec_paths[0] = s("/usr/bin");
     let e = plan(&m, &board(), 0, ROOT).unwrap_err();
     assert_eq!(e.field, "exec_paths", "{e}");
+}
+
+#[test]
+fn device_ioctls_are_ruled_per_node() {
+    use crate::container::landlock::{access::IOCTL_DEV, DEV, DEV_IOCTL};
+    let rule = |p: &Plan, path: &str| p.landlock.iter().find(|r| r.path.as_str() == path).map(|r| r.access);
+    let mut m = sample();
+    m.devices = [DeviceGrant { node: s("serial1"), access: s("rw") }, DeviceGrant { node: s("rng0"), access: s("r") }]
+        .into_iter()
+        .collect();
+    let p = plan(&m, &board(), 0, ROOT).unwrap();
+    // `/dev` itself: no ioctls for what lies beneath it.
+    assert_eq!(rule(&p, "/dev"), Some(DEV));
+    assert_eq!(DEV & IOCTL_DEV, 0);
+    // The rw grant and the standard nodes take ioctls; the r grant has no
+    // rule of its own, so only `/dev`'s (no ioctls) covers it.
+    assert_eq!(rule(&p, "/dev/ttyAMA1"), Some(DEV_IOCTL));
+    assert_eq!(rule(&p, "/dev/hwrng"), None);
+    for n in ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/pts"] {
+        assert_eq!(rule(&p, n), Some(DEV_IOCTL), "{n}");
+    }
+    let ioctl_on = |p: &Plan, path: &str| {
+        p.landlock.iter().filter(|r| crate::manifest::beneath(path, r.path.as_str())).any(|r| r.access & IOCTL_DEV != 0)
+    };
+    assert!(!ioctl_on(&p, "/dev/hwrng"));
+    assert!(ioctl_on(&p, "/dev/ttyAMA1"));
+    // Write-only grants drive their device too; `m` alone does not.
+    for (access, ioctl) in [("w", true), ("rw", true), ("r", false), ("rm", false), ("wm", true)] {
+        m.devices = [DeviceGrant { node: s("rng0"), access: s(access) }].into_iter().collect();
+        let p = plan(&m, &board(), 0, ROOT).unwrap();
+        assert_eq!(ioctl_on(&p, "/dev/hwrng"), ioctl, "{access}");
+    }
 }
