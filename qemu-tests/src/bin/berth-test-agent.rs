@@ -781,6 +781,17 @@ fn check_berthctl() -> (bool, String) {
             Err(format!("berthctl {args:?}: {} {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
         }
     };
+    // Containers start asynchronously after boot.ready: wait (bounded) for
+    // every one to run before taking the reading the scenario checks.
+    let all_running = |status: &str| {
+        status.lines().skip(1).filter(|l| l.split_whitespace().nth(1) == Some("container")).all(|l| l.split_whitespace().nth(2) == Some("running"))
+    };
+    for _ in 0..100 {
+        if run(&["status"]).is_ok_and(|s| all_running(&s)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     match (run(&["status"]), run(&["release"])) {
         (Ok(status), Ok(release)) => {
             let lines: Vec<&str> = status.lines().chain(release.lines()).map(str::trim_end).collect();
