@@ -635,7 +635,7 @@ mod tests {
         // quarter more, 16 MiB, rounded up to 8 MiB.
         let need = data_need_mib(5 << 20, 110 << 20, 4 << 20);
         let raw = (5 + 220 + 4) as f64 * 1.25 + 16.0;
-        assert!(need as f64 >= raw && need % 8 == 0 && (need as f64) < raw + 8.0, "{need} MiB for {raw}");
+        assert!(need as f64 >= raw && need.is_multiple_of(8) && (need as f64) < raw + 8.0, "{need} MiB for {raw}");
     }
 
     #[test]

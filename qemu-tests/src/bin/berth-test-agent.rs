@@ -233,7 +233,7 @@ fn recent_stall_us(line: &str) -> Option<u64> {
     let recent = line.strip_prefix("loop: ")?.split("recently").nth(1)?;
     let ms: Vec<f64> = recent.split_whitespace().filter_map(|w| w.parse::<f64>().ok()).collect();
     let worst = ms.iter().copied().fold(f64::NAN, f64::max);
-    worst.is_finite().then(|| (worst * 1e3) as u64)
+    worst.is_finite().then_some((worst * 1e3) as u64)
 }
 
 /// A KiB figure of PID 1's `/proc/1/status` (`key` with its colon).

@@ -237,7 +237,7 @@ mod tests {
         c.last_cap = 37;
         assert_eq!(c.bounding_drop(), ((1u64 << 38) - 1) & !(1 << 10));
         c.last_cap = CAP_MAX;
-        assert_eq!(c.bounding_drop(), u64::MAX & !(1 << 10));
+        assert_eq!(c.bounding_drop(), !(1u64 << 10));
         assert_eq!(parse_last_cap("40\n"), Some(40));
         assert_eq!(parse_last_cap("63"), Some(63));
         for bad in ["64", "-1", "", "forty", "4 0"] {

@@ -70,6 +70,7 @@ pub fn add_steps(n: u64) {
 }
 
 /// The armed power-cut step (0: off), handed on to the stager.
+#[cfg(feature = "test-hooks")]
 pub fn armed_cut() -> u64 {
     CUT_AT.load(Ordering::Relaxed)
 }

@@ -343,7 +343,7 @@ fn terminal_ioctls_are_refused_on_any_fd() {
 fn filtered_constants_match_libc() {
     let tty = [libc::TIOCSTI, libc::TIOCLINUX, libc::TIOCCONS, libc::TIOCSETD];
     for ((name, req), want) in args::TTY_IOCTLS.iter().zip(tty) {
-        assert_eq!(u64::from(*req), want as u64, "{name}");
+        assert_eq!(u64::from(*req), want, "{name}");
     }
     assert_eq!(args::AT_EMPTY_PATH, libc::AT_EMPTY_PATH as u32);
     assert_eq!((args::AF_UNIX, args::AF_INET, args::AF_INET6, args::AF_NETLINK), (1, 2, 10, 16));

@@ -383,7 +383,6 @@ impl Pid1 {
     }
 
     fn on_pet(&mut self) {
-        let now = crate::log::now();
         if let Some(t) = &self.pet_timer {
             let _ = t.wait();
         }
@@ -393,7 +392,8 @@ impl Pid1 {
     /// Pet the hardware watchdog now: from its timer in the loop, and once
     /// after the boot's slow steps (preparing every container) and before
     /// the loop's first tick starts them.
-    pub fn pet_watchdog(&self) {
+    pub fn pet_watchdog(&mut self) {
+        let now = crate::log::now();
         if let Some(w) = &self.watchdog {
             if let Err(e) = w.pet() {
                 Event::error("watchdog.pet").result(&Err::<(), _>(e)).emit();

@@ -109,9 +109,12 @@ fn spawn(bundle: std::fs::File) -> Result<(Pid, OwnedFd), String> {
     fcntl(r.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| format!("pipe: {e}"))?;
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("berth").arg(crate::stager::ARG).env_clear().current_dir("/").stdin(Stdio::from(bundle));
-    let cut = crate::release::durable::armed_cut();
-    if cut > 0 && cfg!(feature = "test-hooks") {
-        cmd.arg(format!("cut={cut}"));
+    #[cfg(feature = "test-hooks")]
+    {
+        let cut = crate::release::durable::armed_cut();
+        if cut > 0 {
+            cmd.arg(format!("cut={cut}"));
+        }
     }
     crate::sys::unblock_signals_in_child(&mut cmd);
     crate::sys::pass_fd_in_child(&mut cmd, w.as_raw_fd(), crate::stager::RESULT_FD);
