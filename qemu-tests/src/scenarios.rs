@@ -972,7 +972,7 @@ fn status_page(l: &dyn Launch) -> Result<(), String> {
         field_is(&e, "result", "ok")?;
     }
     let (version, key_id) = l.release();
-    let states = ["waiting", "updating", "running", "stopping", "stopped", "failed"];
+    let states = ["waiting", "starting", "updating", "running", "stopping", "stopped", "failed"];
     let deadline = std::time::Instant::now() + lim.boot;
     let mut last;
     let status = loop {

@@ -219,6 +219,10 @@ fn socket_sweep() -> Outcome {
 /// A new pty pair: `(master, slave)`, the slave this process's controlling
 /// terminal (a new session; opened without O_NOCTTY).
 fn own_pty() -> Result<(libc::c_int, libc::c_int), Outcome> {
+    // Closing the master hangs the session up: SIGHUP to this process (the
+    // controlling one), which must outlive that to report.
+    // SAFETY: SIG_IGN for SIGHUP; no handler runs.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     let m = open(c"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, 0);
     if m < 0 {
         return Err(Outcome::Error(format!("open /dev/ptmx: {}", errno_name(errno()))));
