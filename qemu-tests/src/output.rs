@@ -35,10 +35,17 @@ pub const BURST: u64 = 200;
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     let arch = l.arch().to_string();
     let l2 = Arc::clone(&l);
-    vec![
-        case(format!("{arch}/console-stall"), move || console_stall(l.as_ref())),
-        case(format!("{arch}/flood"), move || flood(l2.as_ref())),
-    ]
+    let mut cases = vec![case(format!("{arch}/flood"), move || flood(l2.as_ref()))];
+    // x86_64 only: there the console is a 16550 UART, whose kernel console
+    // driver gives up on a character after a bounded wait. The ARM boards'
+    // PL011 console driver spins without a bound while its FIFO is full, and
+    // QEMU's PL011 never drains while the socket is not read (real hardware
+    // drains at its baud rate): any kernel message then holds the guest's
+    // CPU until the watchdog fires, whatever berth does.
+    if arch == "x86_64" {
+        cases.insert(0, case(format!("{arch}/console-stall"), move || console_stall(l.as_ref())));
+    }
+    cases
 }
 
 fn measure(m: &mut Machine, name: &str, timeout: Duration) -> Result<u64, String> {

@@ -26,6 +26,10 @@
 //! The child never changes the store's record: what runs is decided by PID
 //! 1 from the report (`begin_trial`, switch).
 //!
+//! The child runs at a lower CPU and I/O priority
+//! ([`crate::sys::background_priority`]): a slow board's single core stays
+//! with the loop and `berthctl` while a big image is hashed.
+//!
 //! # Frames and limits
 //!
 //! A frame is a 2-byte little-endian length and that many bytes of postcard;
@@ -229,6 +233,11 @@ impl Reader {
 /// written (whatever it says), 1 when it could not write one.
 pub fn run(args: &[String]) -> std::process::ExitCode {
     let _ = crate::log::open_kmsg();
+    // Staging is background work: PID 1's loop, `berthctl` and the
+    // containers come first on a busy CPU and disk.
+    if let Err(e) = crate::sys::background_priority() {
+        crate::log::Event::warn("update.stage").kv("step", "priority").kv("error", e.desc()).emit();
+    }
     let cut_at = args.iter().find_map(|a| a.strip_prefix("cut=")?.parse::<u64>().ok());
     let Some(fd) = crate::sys::inherited_fd(RESULT_FD) else {
         crate::log::Event::error("update.stage").kv("reason", format_args!("no report descriptor {RESULT_FD}")).emit();

@@ -44,6 +44,26 @@ pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
     }
 }
 
+/// This process's CPU niceness for background work (the stager): the loop
+/// and the containers (niceness 0) get about nine tenths of a busy CPU.
+pub const BACKGROUND_NICE: i32 = 10;
+/// `IOPRIO_CLASS_BE` at its lowest level (7): best effort, after everyone
+/// else at the same class, never starved as the idle class could be.
+const BACKGROUND_IOPRIO: libc::c_int = (2 << 13) | 7;
+
+/// Lower this process's CPU and I/O priority for work that must not
+/// compete with PID 1's loop ([`BACKGROUND_NICE`], best-effort I/O level 7).
+pub fn background_priority() -> Result<(), Errno> {
+    // SAFETY: setpriority on this process (who 0) with a plain value; no
+    // pointer is passed.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS as _, 0, BACKGROUND_NICE) };
+    Errno::result(r)?;
+    // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS = 1, this process, value); plain
+    // integers only.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, 1 as libc::c_int, 0 as libc::c_int, BACKGROUND_IOPRIO) };
+    Errno::result(r).map(drop)
+}
+
 /// `LOOP_CTL_GET_FREE` on /dev/loop-control.
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 /// `LOOP_CONFIGURE` (Linux 5.8+): attach and configure in one call.
