@@ -104,6 +104,8 @@ fn budgets(l: &dyn Launch) -> Result<(), String> {
     let oom = m.expect_event_where("container.oom", |e| e.get("name") == Some("hog"), lim.boot)?;
     let rss_oom = num(&oom, "berth_rss_kib")?;
     let at_oom = m.cursor();
+    // berth logs the reap, then what memory.events says of it.
+    m.set_cursor(at_neighbour);
     let reap = m.expect_event_where("reap", |e| e.get("name") == Some("hog"), lim.step)?;
     field_is(&reap, "how", "signal")?;
     field_is(&reap, "code", "9")?;
