@@ -112,6 +112,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
         })
         .collect();
     cases.extend(crate::loopcheck::cases(Arc::clone(&l)));
+    cases.extend(crate::budgets::cases(Arc::clone(&l)));
     cases.extend(crate::waits::cases(Arc::clone(&l)));
     cases.extend(crate::output::cases(Arc::clone(&l)));
     cases.extend(crate::updates::cases(Arc::clone(&l)));

@@ -208,7 +208,10 @@ mod tests {
         assert_eq!(s.plan.ids.outside_base, 100_000 + 3 * 65_536);
         assert!(!s.filter.is_empty(), "seccomp filter compiled");
         assert_eq!(s.cgroup, CgroupMode::V1);
-        assert_eq!(s.limits, crate::cgroup::limits::Limits::from_resources(None));
+        // Like any container: the board's default memory limit, high below it.
+        let want = crate::budget::resolve(None, &[], &board.budgets, crate::budget::mem_total_here()).unwrap();
+        let defaults = crate::cgroup::limits::Limits::from_resources(None);
+        assert_eq!(s.limits, crate::cgroup::limits::Limits { memory_max: Some(want.max), memory_high: want.high, ..defaults });
         assert!(manifest("Bad_Name", "/bin/true").is_err());
     }
 }

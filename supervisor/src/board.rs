@@ -214,6 +214,10 @@ pub struct Board {
     /// Kernel settings berth writes at boot (`[hardening]`; secure defaults).
     #[serde(default)]
     pub hardening: Hardening,
+    /// Memory limits, the host reserve and inotify limits (`[budgets]`;
+    /// [`crate::budget`]).
+    #[serde(default)]
+    pub budgets: crate::budget::Budgets,
 }
 
 /// Host hardening: kernel settings berth writes once at boot, before any
@@ -579,6 +583,7 @@ impl Board {
         self.validate_networks()?;
         self.validate_never_granted()?;
         self.hardening.validate()?;
+        self.budgets.validate().map_err(|(field, reason)| err(field, reason))?;
         if !(100..=600_000).contains(&self.shutdown_grace_ms) {
             return Err(err("shutdown_grace_ms", "must be between 100 and 600000"));
         }

@@ -9,7 +9,8 @@
 //! Stage `system`: berth (now from the read-only system image) mounts whatever
 //! is not mounted yet, the data partition (nosuid,nodev,noexec), opens the
 //! release, writes the board's kernel hardening ([`crate::harden`], after
-//! the modules and berth's own devices, before anything else runs), sets the
+//! the modules and berth's own devices, before anything else runs), moves
+//! itself into the protected host cgroup ([`crate::budget`]), sets the
 //! hostname, brings up `lo`, reports `boot.ready` and enters the loop.
 //!
 //! A failure that leaves the machine unable to go on (no system image, say) is
@@ -255,6 +256,8 @@ fn system_stage() -> ! {
 
     stage("harden");
     crate::harden::apply(&board.hardening);
+    // Before any host service or container: berth's reserve, the budgets.
+    crate::budget::apply_at_boot(&board.budgets, board.cgroup);
 
     stage("hostname");
     let r = nix::unistd::sethostname(board.hostname.as_str());

@@ -297,6 +297,7 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
     }
     let (filter, seccomp_hash) = compiled(&policy, arch).map_err(|e| ("seccomp", e.to_string()))?;
     let rules = crate::cgroup::rules(&plan.nodes);
+    let limits = limits(m, board)?;
     let mut name = heapless::String::new();
     let _ = name.push_str(&m.name);
     let command = |field: &'static str, c| crate::container::enter::Command::new(c).ok_or((field, "command does not fit".to_owned()));
@@ -327,7 +328,7 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
         filter,
         seccomp_hash,
         rules,
-        limits: Limits::from_resources(m.resources.as_ref()),
+        limits,
         policy: m.restart.unwrap_or(Restart::OnFailure),
         backoff: Backoff::from_spec(m.backoff.as_ref()),
         cgroup: board.cgroup,
@@ -343,6 +344,17 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
         landlock: layers.landlock,
         apparmor: layers.apparmor.clone(),
     })
+}
+
+/// The cgroup limits of `m`: always a memory limit (the manifest's, else
+/// the board's default, [`crate::budget`]) with `memory.high` below it.
+fn limits(m: &Manifest, board: &Board) -> Result<Limits, (&'static str, String)> {
+    let max = m.resources.and_then(|r| r.memory_max);
+    let memory = crate::budget::resolve(max, &m.mounts, &board.budgets, crate::budget::mem_total_here())?;
+    let mut limits = Limits::from_resources(m.resources.as_ref());
+    limits.memory_max = Some(memory.max);
+    limits.memory_high = memory.high;
+    Ok(limits)
 }
 
 /// What [`begin`] did.

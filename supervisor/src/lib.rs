@@ -9,6 +9,7 @@ pub mod bench;
 pub mod board;
 pub mod apparmor;
 pub mod boot;
+pub mod budget;
 pub mod cgroup;
 pub mod container;
 pub mod console;

@@ -812,6 +812,11 @@ impl Manifest {
                 ));
             }
         }
+        if let Some(max) = self.resources.and_then(|r| r.memory_max) {
+            // tmpfs pages are charged to the container: they must fit its limit.
+            let budgets = crate::budget::Budgets::default();
+            crate::budget::resolve(Some(max), &self.mounts, &budgets, 0).map_err(|(field, why)| err(m, field, why))?;
+        }
         for (i, c) in self.capabilities.iter().enumerate() {
             let f = format!("capabilities[{i}]");
             if !CAP_NAMES.contains(&c.as_str()) {
@@ -1213,6 +1218,7 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
             (ENTRY, "resources = { pids_max = 0 }\n[entry]\n", "resources.pids_max"),
             (ENTRY, "mounts = [{ target = \"/\", tmpfs_size = 4096 }]\n[entry]\n", "mounts[0].target"),
             (ENTRY, "mounts = [{ target = \"/t\", tmpfs_size = 10 }]\n[entry]\n", "mounts[0].tmpfs_size"),
+            (ENTRY, "resources = { memory_max = 4194304 }\nmounts = [{ target = \"/t\", tmpfs_size = 4194304 }]\n[entry]\n", "resources.memory_max"),
             (ENTRY, "mounts = [{ target = \"/t\", volume = \"V\" }]\n[entry]\n", "mounts[0].volume"),
             (ENTRY, "mounts = [{ target = \"/t\" }]\n[entry]\n", "mounts[0]"),
             (ENTRY, "mounts = [{ target = \"/t\", volume = \"v\", exec = true }]\n[entry]\n", "mounts[0].exec"),

@@ -836,6 +836,7 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
         ("readiness", Variant { suffix: "-readiness".into(), manifests: Some(root.join("qemu-tests/manifests/readiness")), ..Default::default() }),
         ("waiting", Variant { suffix: "-waiting".into(), manifests: Some(root.join("qemu-tests/manifests/waiting")), ..Default::default() }),
         ("limits", Variant { suffix: "-limits".into(), manifests: Some(root.join("qemu-tests/manifests/limits")), ..Default::default() }),
+        ("budgets", Variant { suffix: "-budgets".into(), manifests: Some(root.join("qemu-tests/manifests/budgets")), ..Default::default() }),
         (
             "hang",
             Variant {

@@ -25,6 +25,8 @@
 //!   through the setuid-root copy `/bin/suid-probe`).
 //! - `berth-probe --flood SECS`, `--heartbeat MS`: output load (see
 //!   `berth-probe/output.rs`).
+//! - `berth-probe --exhaust PAUSE_MS`, `--neighbour BEAT_MS`: per-user
+//!   kernel budgets and memory (see `berth-probe/budgets.rs`).
 //! - `berth-probe --list`: print `PROBE attempt name=X accept=E1,E2`, one per
 //!   attempt, without running anything.
 //!
@@ -46,6 +48,8 @@
 
 #[path = "berth-probe/attempts.rs"]
 mod attempts;
+#[path = "berth-probe/budgets.rs"]
+mod budgets;
 #[path = "berth-probe/lifecycle.rs"]
 mod lifecycle;
 #[path = "berth-probe/output.rs"]
@@ -152,6 +156,7 @@ fn main() {
         Some("--memhog") => memhog(),
         Some("--notify" | "--sleep" | "--uptime-above" | "--uptime-below") => lifecycle::run(&args),
         Some("--flood" | "--heartbeat") => output::run(&args),
+        Some("--exhaust" | "--neighbour") => budgets::run(&args),
         Some("--list") => {
             for a in all_attempts() {
                 say(&list_line(a.name, a.accept));
@@ -159,7 +164,7 @@ fn main() {
             std::process::exit(0);
         }
         Some(other) => {
-            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {}, {})", lifecycle::USAGE, output::USAGE);
+            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {}, {}, {})", lifecycle::USAGE, output::USAGE, budgets::USAGE);
             std::process::exit(2);
         }
     }

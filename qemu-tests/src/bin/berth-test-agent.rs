@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 
 use qemu_tests::event::quote;
 
+#[path = "berth-test-agent/budgets.rs"]
+mod budgets;
 #[path = "berth-test-agent/loopcheck.rs"]
 mod loopcheck;
 #[path = "berth-test-agent/output.rs"]
@@ -85,7 +87,10 @@ fn main() {
             "none".to_string()
         }
     };
-    if mode == "idle-cpu" {
+    if mode == "budgets" {
+        // Its release runs only the two budget containers: no general checks.
+        budgets::run();
+    } else if mode == "idle-cpu" {
         // The `waiting` scenario's board runs no demo container: no general checks.
         let (pass, detail) = loopcheck::idle_while_waiting();
         report("pid1-idle", pass, &detail);

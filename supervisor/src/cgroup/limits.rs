@@ -104,9 +104,10 @@ fn set(out: &mut Vec<Setting>, controller: Controller, file: &'static str, value
     out.push(Setting { controller, file, value });
 }
 
-/// The v2 writes, in order. With a memory limit, `memory.oom.group` is set so
-/// an OOM kill takes the whole container (and only it), never leaving a
-/// half-killed service behind.
+/// The v2 writes, in order. With a memory limit (every container has one:
+/// the manifest's or the board's default, [`crate::budget::resolve`]),
+/// `memory.oom.group` is set so an OOM kill takes the whole container (and
+/// only it), never leaving a half-killed service behind.
 pub fn plan_v2(l: &Limits) -> Vec<Setting> {
     let mut out = Vec::new();
     if let Some(m) = l.memory_max {

@@ -23,6 +23,7 @@ pub mod enter;
 pub mod ids;
 pub mod landlock;
 pub mod mounts;
+pub mod order;
 pub mod plan;
 pub mod prepare;
 pub mod shift;

@@ -393,6 +393,11 @@ fn data(args: core::fmt::Arguments<'_>) -> Result<heapless::String<80>, Error> {
     Ok(s)
 }
 
+/// `nr_inodes` of a tmpfs of `size` bytes ([`crate::budget::tmpfs_inodes`]).
+fn inodes(size: u64) -> u64 {
+    crate::budget::tmpfs_inodes(size)
+}
+
 /// The whole sequence.
 pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
     let mut b = Builder { root: input.root, steps: Steps::new() };
@@ -405,9 +410,9 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
 
     // 2. API filesystems.
     b.mount(c"proc", "/proc", SAFE, "")?;
-    b.mount(c"tmpfs", "/dev", SAFE, &data(format_args!("mode=755,size={DEV_SIZE}"))?)?;
+    b.mount(c"tmpfs", "/dev", SAFE, &data(format_args!("mode=755,size={DEV_SIZE},nr_inodes={}", inodes(DEV_SIZE)))?)?;
     b.mount(c"devpts", "/dev/pts", NOSUID | MsFlags::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")?;
-    b.mount(c"tmpfs", "/dev/shm", SAFE, &data(format_args!("mode=1777,size={SHM_SIZE}"))?)?;
+    b.mount(c"tmpfs", "/dev/shm", SAFE, &data(format_args!("mode=1777,size={SHM_SIZE},nr_inodes={}", inodes(SHM_SIZE)))?)?;
     b.mount(c"mqueue", "/dev/mqueue", SAFE, "")?;
     if input.own_net {
         b.mount(c"sysfs", "/sys", RO_SAFE, "")?;
@@ -427,9 +432,9 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
         match &w.source {
             Source::Tmpfs(size) => {
                 let d = if w.target.as_str() == "/tmp" {
-                    data(format_args!("mode=1777,size={size}"))?
+                    data(format_args!("mode=1777,size={size},nr_inodes={}", inodes(*size)))?
                 } else {
-                    data(format_args!("mode=0755,uid={},gid={},size={size}", input.uid, input.gid))?
+                    data(format_args!("mode=0755,uid={},gid={},size={size},nr_inodes={}", input.uid, input.gid, inodes(*size)))?
                 };
                 b.mount(c"tmpfs", &w.target, flags, &d)?;
             }
@@ -530,21 +535,21 @@ mod tests {
     fn tmp_is_noexec_unless_asked() {
         let mut w = writable(&[]).unwrap();
         assert_eq!(w.len(), 1);
-        assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev,noexec mode=1777,size=1048576".to_string()));
+        assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev,noexec mode=1777,size=1048576,nr_inodes=256".to_string()));
         w[0].exec = true;
-        assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev mode=1777,size=1048576".to_string()));
+        assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev mode=1777,size=1048576,nr_inodes=256".to_string()));
         // A manifest /tmp replaces the default, noexec unless it asks.
         let w = writable(&[mount("/tmp", Some(8192), None)]).unwrap();
         assert_eq!(w.len(), 1);
         assert!(!w[0].exec);
         let l = lines(&w, true);
-        assert!(l.contains(&"mount tmpfs /r/tmp nosuid,nodev,noexec mode=1777,size=8192".to_string()));
+        assert!(l.contains(&"mount tmpfs /r/tmp nosuid,nodev,noexec mode=1777,size=8192,nr_inodes=64".to_string()));
         assert_eq!(l.iter().filter(|s| s.starts_with("mount tmpfs /r/tmp ")).count(), 1, "one /tmp: {l:?}");
         let mut exec = mount("/tmp", Some(8192), None);
         exec.exec = true;
         let w = writable(&[exec]).unwrap();
         assert!(w[0].exec);
-        assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev mode=1777,size=8192".to_string()));
+        assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev mode=1777,size=8192,nr_inodes=64".to_string()));
     }
 
     #[test]

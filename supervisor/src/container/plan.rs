@@ -8,6 +8,7 @@
 //! | host | the granted nodes and the volumes, made and owned ([`super::prepare`]) | [`Plan::nodes`], [`Plan::volumes`], [`Plan::ids`] |
 //! | host | cgroup + device filter, child born in it | [`Plan::nodes`] (with access bits) |
 //! | child | rlimits, before the user namespace | [`Plan::rlimits`] |
+//! | child | `setresgid`/`setresuid` to the container's outside base id ([`super::order`]) | [`Ids::outside_base`] |
 //! | child | `unshare(CLONE_NEWUSER)` alone | [`Namespaces::user`] |
 //! | parent | `setgroups`, `uid_map`, `gid_map` | [`Plan::ids`] |
 //! | child | `unshare` of the rest; fork into the PID namespace; `setsid` | [`Namespaces::rest`] |

@@ -11,6 +11,7 @@
 //! | S | `clone3(CLONE_INTO_CGROUP)` -> C1 (host root, host namespaces), born in the container's cgroup (v2); on v1, or a kernel without it, `clone(SIGCHLD)` and C1 is moved there after step `u` |
 //! | C1 | `setgroups(0)` (drop the supervisor's supplementary groups while still allowed) |
 //! | C1 | rlimits (`prlimit64`): before the user namespace, as host root |
+//! | C1 | `setresgid`, `setresuid` to the container's outside base id: the user namespace is owned by the container's own uid, so per-user kernel budgets are per container ([`super::order`]) |
 //! | C1 | `unshare(CLONE_NEWUSER)` alone, then `u` on the up pipe |
 //! | S | `/proc/C1/setgroups` = `deny`, `uid_map`, `gid_map` (one write each), then `g` on the down pipe |
 //! | C1 | `setresgid(0)`, `setresuid(0)`: become the namespace's root (mapped, keeps its capabilities) |
@@ -141,6 +142,9 @@ pub enum Step {
     Groups,
     /// Intermediate: `prlimit64`.
     Rlimit,
+    /// Intermediate: `setresgid`/`setresuid` to the container's outside
+    /// base id, before the user namespace.
+    HostIds,
     /// Intermediate: `unshare(CLONE_NEWUSER)`.
     UserNamespace,
     /// Either side: the up/down handshake over the pipes.
@@ -213,12 +217,13 @@ pub enum Step {
     Lost,
 }
 
-const STEPS: [Step; 36] = [
+const STEPS: [Step; 37] = [
     Step::Args,
     Step::Pipe,
     Step::Clone,
     Step::Groups,
     Step::Rlimit,
+    Step::HostIds,
     Step::UserNamespace,
     Step::Sync,
     Step::Cgroup,
@@ -285,6 +290,7 @@ impl Step {
             Step::Clone => "clone",
             Step::Groups => "setgroups(0)",
             Step::Rlimit => "prlimit",
+            Step::HostIds => "switch to the container's outside ids",
             Step::UserNamespace => "unshare user namespace",
             Step::Sync => "sync with the supervisor",
             Step::Cgroup => "place in the container's cgroup",
@@ -330,6 +336,7 @@ impl Step {
             Step::Clone => "clone",
             Step::Groups => "groups",
             Step::Rlimit => "rlimit",
+            Step::HostIds => "host-ids",
             Step::UserNamespace => "user-namespace",
             Step::Sync => "sync",
             Step::Cgroup => "cgroup",
@@ -744,40 +751,58 @@ impl Child<'_> {
     }
 
     fn intermediate_steps(&self) -> Result<core::convert::Infallible, Fail> {
-        let (plan, t) = (self.plan, &self.trace);
-        t.begin(Step::Groups);
-        sys::clear_groups().at(Step::Groups)?;
-        t.begin(Step::Rlimit);
-        for r in &plan.rlimits {
-            sys::set_rlimit(r.resource.raw(), r.soft, r.hard).at(Step::Rlimit)?;
-        }
-        t.begin(Step::UserNamespace);
-        let user = CloneFlags::from_bits_retain(plan.namespaces.user);
-        nix::sched::unshare(user).at(Step::UserNamespace)?;
-        t.begin(Step::Sync);
-        write_all(self.up, b"u").at(Step::Sync)?;
-        let mut go = [0u8; 1];
-        match read_exact(self.down, &mut go) {
-            Ok(true) if go == *b"g" => {}
-            // The supervisor gave up (it reports its own error): leave.
-            Ok(_) => sys::exit_now(127),
-            Err(e) => return Err((Step::Sync, e)),
-        }
-        t.begin(Step::NamespaceRoot);
-        sys::setresgid(0).at(Step::NamespaceRoot)?;
-        sys::setresuid(0).at(Step::NamespaceRoot)?;
-        t.begin(Step::Unshare);
-        let rest = CloneFlags::from_bits_retain(plan.namespaces.rest);
-        nix::sched::unshare(rest).at(Step::Unshare)?;
-        t.begin(Step::PidClone);
-        // SAFETY: the child runs only `init`, which makes system calls on
-        // data prepared before the first fork and ends in execve or _exit.
-        match unsafe { sys::clone_fork(libc::CLONE_PARENT) }.at(Step::PidClone)? {
-            None => self.init(),
-            Some(pid) => {
-                write_all(self.up, &pid.as_raw().to_ne_bytes()).at(Step::Intermediate)?;
-                sys::exit_now(0)
+        super::order::run_intermediate(|step| {
+            self.trace.begin(step);
+            self.intermediate_step(step)
+        })?;
+        // PidClone never returns Ok: the child became the init, C1 exited.
+        Err((Step::PidClone, Errno::EINVAL))
+    }
+
+    /// One step of [`super::order::INTERMEDIATE`].
+    fn intermediate_step(&self, step: Step) -> Result<(), Fail> {
+        let plan = self.plan;
+        match step {
+            Step::Groups => sys::clear_groups().at(step),
+            Step::Rlimit => {
+                for r in &plan.rlimits {
+                    sys::set_rlimit(r.resource.raw(), r.soft, r.hard).at(step)?;
+                }
+                Ok(())
             }
+            Step::HostIds => {
+                // gid first: after setresuid the process may no longer change it.
+                sys::setresgid(plan.ids.outside_base).at(step)?;
+                sys::setresuid(plan.ids.outside_base).at(step)
+            }
+            Step::UserNamespace => nix::sched::unshare(CloneFlags::from_bits_retain(plan.namespaces.user)).at(step),
+            Step::Sync => {
+                write_all(self.up, b"u").at(step)?;
+                let mut go = [0u8; 1];
+                match read_exact(self.down, &mut go) {
+                    Ok(true) if go == *b"g" => Ok(()),
+                    // The supervisor gave up (it reports its own error): leave.
+                    Ok(_) => sys::exit_now(127),
+                    Err(e) => Err((step, e)),
+                }
+            }
+            Step::NamespaceRoot => {
+                sys::setresgid(0).at(step)?;
+                sys::setresuid(0).at(step)
+            }
+            Step::Unshare => nix::sched::unshare(CloneFlags::from_bits_retain(plan.namespaces.rest)).at(step),
+            Step::PidClone => {
+                // SAFETY: the child runs only `init`, which makes system calls on
+                // data prepared before the first fork and ends in execve or _exit.
+                match unsafe { sys::clone_fork(libc::CLONE_PARENT) }.at(step)? {
+                    None => self.init(),
+                    Some(pid) => {
+                        write_all(self.up, &pid.as_raw().to_ne_bytes()).at(Step::Intermediate)?;
+                        sys::exit_now(0)
+                    }
+                }
+            }
+            other => Err((other, Errno::EINVAL)),
         }
     }
 

@@ -43,6 +43,9 @@ pub struct Timeline {
     pub bars: Vec<Bar>,
     /// `container.ready` or `container.start`.
     pub ready_event: &'static str,
+    /// berth's memory reserve (`memory.reserve min_kib`, when its result
+    /// was ok): the `memory.min` of its host cgroup.
+    pub reserve_kib: Option<u64>,
 }
 
 impl Timeline {
@@ -114,7 +117,11 @@ pub fn timeline(events: &[Event], names: &[String]) -> Result<Timeline, String> 
         .enumerate()
         .map(|(i, (n, from))| (n.clone(), *from, marks.get(i + 1).map_or(end, |(_, t)| *t)))
         .collect();
-    Ok(Timeline { kernel_ms, stages, bars, ready_event: if every { "container.ready" } else { "container.start" } })
+    let reserve_kib = events
+        .iter()
+        .find(|e| e.name == "memory.reserve" && e.is("result", "ok"))
+        .and_then(|e| e.get("min_kib")?.parse().ok());
+    Ok(Timeline { kernel_ms, stages, bars, ready_event: if every { "container.ready" } else { "container.start" }, reserve_kib })
 }
 
 /// Boot once; the timeline and berth's steady RSS.
@@ -182,6 +189,10 @@ pub fn run(root: &Path, boots: usize, report: &mut Report) -> Result<Timeline, S
         Stats::of(&rss),
         &format!("aarch64, VmRSS of PID 1 {} s after the 8-container system started", SETTLE.as_secs()),
     ));
+    report.set(match all.first().and_then(|t| t.reserve_kib) {
+        Some(k) => Field::single("memory_reserve_kib", "KiB", k as f64, "memory.min of berth's host cgroup (budgets.host_reserve_kib), from the memory.reserve event"),
+        None => Field::missing("memory_reserve_kib", "KiB", "no memory.reserve event with result=ok"),
+    });
     let mut order: Vec<usize> = (0..all.len()).collect();
     order.sort_by(|a, b| berth.get(*a).unwrap_or(&0.0).total_cmp(berth.get(*b).unwrap_or(&0.0)));
     let mid = order.get(order.len() / 2).copied().unwrap_or(0);
@@ -201,6 +212,7 @@ mod tests {
         "BERTH t=1.500000 ev=boot.start pid=1 stage=initramfs",
         "BERTH t=1.510000 ev=boot.stage stage=early-mounts",
         "BERTH t=2.000000 ev=boot.start pid=1 stage=system",
+        "BERTH t=2.050000 ev=memory.reserve cgroup=/sys/fs/cgroup/host min_kib=16384 result=ok",
         "BERTH t=2.100000 ev=boot.stage stage=containers",
         "BERTH t=2.200000 ev=containers.prepared count=2 of=2",
         "BERTH t=2.300000 ev=container.start name=a result=ok",
@@ -217,6 +229,7 @@ mod tests {
         assert_eq!((t.bars[0].launch_ms, t.bars[0].start_ms), (2200.0, 2300.0));
         assert_eq!((t.bars[1].launch_ms, t.bars[1].start_ms), (2300.0, 2450.0));
         assert_eq!(t.all_ready_ms(), 2450.0);
+        assert_eq!(t.reserve_kib, Some(16384));
         let names: Vec<&str> = t.stages.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(names, ["early-mounts", "re-exec", "containers"]);
         assert_eq!(t.stages[2].2, 2450.0, "the last stage ends when all are ready");

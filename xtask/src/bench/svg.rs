@@ -108,6 +108,7 @@ mod tests {
                 Bar { name: "b<".into(), launch_ms: 2200.0, start_ms: 2400.0, ready_ms: 2400.0 },
             ],
             ready_event: "container.start",
+            reserve_kib: None,
         };
         let svg = timeline(&t);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));

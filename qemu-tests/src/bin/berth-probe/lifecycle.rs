@@ -53,7 +53,7 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
-fn notify(msg: &str) {
+pub fn notify(msg: &str) {
     let Ok(path) = std::env::var("NOTIFY_SOCKET") else {
         super::say("PROBE notify error=no-NOTIFY_SOCKET");
         return;

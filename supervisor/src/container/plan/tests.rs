@@ -116,17 +116,17 @@ fn golden_sequence_for_the_sample() {
         "mkdir $R/proc 755",
         "mount proc $R/proc nosuid,nodev,noexec",
         "mkdir $R/dev 755",
-        "mount tmpfs $R/dev nosuid,nodev,noexec mode=755,size=65536",
+        "mount tmpfs $R/dev nosuid,nodev,noexec mode=755,size=65536,nr_inodes=64",
         "mkdir $R/dev/pts 755",
         "mount devpts $R/dev/pts nosuid,noexec newinstance,ptmxmode=0666,mode=0620",
         "mkdir $R/dev/shm 755",
-        "mount tmpfs $R/dev/shm nosuid,nodev,noexec mode=1777,size=1048576",
+        "mount tmpfs $R/dev/shm nosuid,nodev,noexec mode=1777,size=1048576,nr_inodes=256",
         "mkdir $R/dev/mqueue 755",
         "mount mqueue $R/dev/mqueue nosuid,nodev,noexec",
         "mkdir $R/sys 755",
         "mount sysfs $R/sys ro,nosuid,nodev,noexec",
         "mkdir $R/tmp 755",
-        "mount tmpfs $R/tmp nosuid,nodev,noexec mode=1777,size=2097152",
+        "mount tmpfs $R/tmp nosuid,nodev,noexec mode=1777,size=2097152,nr_inodes=512",
         "mkdir $R/var/lib/web 755",
         "bind /data/volumes/web/state $R/var/lib/web",
         "remount $R/var/lib/web nosuid,nodev,noexec",
@@ -222,7 +222,7 @@ fn volumes_are_listed_for_the_host_and_exec_reaches_the_mount() {
     let mut m = sample();
     m.mounts[1].exec = true;
     let l = record(&plan(&m, &board(), 1, ROOT).unwrap());
-    assert!(l.contains(&"mount tmpfs $R/tmp nosuid,nodev mode=1777,size=2097152".to_string()), "{l:?}");
+    assert!(l.contains(&"mount tmpfs $R/tmp nosuid,nodev mode=1777,size=2097152,nr_inodes=512".to_string()), "{l:?}");
     assert_eq!(l.iter().filter(|l| l.starts_with("mount tmpfs $R/tmp ")).count(), 1, "the manifest's /tmp replaces the default");
     let mut m = sample();
     m.mounts[0].exec = true;
@@ -238,7 +238,7 @@ fn bare_manifest_defaults() {
     assert_eq!(p.caps.bounding_drop(), caps::ALL);
     assert_eq!(p.nodes.len(), 6);
     let l = record(&p);
-    assert!(l.contains(&"mount tmpfs $R/tmp nosuid,nodev,noexec mode=1777,size=1048576".to_string()));
+    assert!(l.contains(&"mount tmpfs $R/tmp nosuid,nodev,noexec mode=1777,size=1048576,nr_inodes=256".to_string()));
     assert!(!l.iter().any(|l| l.contains("/data/volumes")));
     assert!(!l.iter().any(|l| l.contains("ttyAMA1") || l.contains("hwrng")));
     let mut m = bare();
@@ -520,4 +520,17 @@ fn device_ioctls_are_ruled_per_node() {
         let p = plan(&m, &board(), 0, ROOT).unwrap();
         assert_eq!(ioctl_on(&p, "/dev/hwrng"), ioctl, "{access}");
     }
+}
+
+#[test]
+fn every_tmpfs_has_a_size_and_an_inode_limit() {
+    let p = plan(&sample(), &board(), 1, ROOT).unwrap();
+    let tmpfs: Vec<String> = record(&p).into_iter().filter(|l| l.starts_with("mount tmpfs ")).collect();
+    assert!(tmpfs.len() >= 3, "{tmpfs:?}");
+    for l in &tmpfs {
+        assert!(l.contains(",size=") && l.contains(",nr_inodes="), "{l}");
+    }
+    // The masked directories' read-only tmpfs too.
+    let mask = crate::container::mounts::MASK_DIR_DATA.to_str().unwrap();
+    assert!(mask.contains("size=") && mask.contains("nr_inodes="), "{mask}");
 }
