@@ -214,6 +214,10 @@ pub struct Board {
     /// Kernel settings berth writes at boot (`[hardening]`; secure defaults).
     #[serde(default)]
     pub hardening: Hardening,
+    /// Volume quotas on the data partition (`[volumes]`; defaults in
+    /// [`crate::container::quota::Settings`]).
+    #[serde(default)]
+    pub volumes: crate::container::quota::Settings,
 }
 
 /// Host hardening: kernel settings berth writes once at boot, before any
@@ -579,6 +583,7 @@ impl Board {
         self.validate_networks()?;
         self.validate_never_granted()?;
         self.hardening.validate()?;
+        self.volumes.validate().map_err(|(field, why)| err(field, why))?;
         if !(100..=600_000).contains(&self.shutdown_grace_ms) {
             return Err(err("shutdown_grace_ms", "must be between 100 and 600000"));
         }

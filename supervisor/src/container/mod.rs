@@ -25,6 +25,8 @@ pub mod landlock;
 pub mod mounts;
 pub mod plan;
 pub mod prepare;
+pub mod quota;
+pub mod quota_act;
 pub mod shift;
 pub mod spawn;
 pub mod start;

@@ -517,6 +517,8 @@ mod tests {
             tmpfs_size: size,
             volume: volume.map(|v| v.try_into().unwrap()),
             exec: false,
+            volume_size: None,
+            volume_inodes: None,
         }
     }
 
