@@ -16,6 +16,7 @@
 //! Order follows `shared/reference/hardening.md`; see [`plan::Plan`] for the
 //! whole sequence the act layer runs.
 
+pub mod beneath;
 pub mod caps;
 pub mod cstr;
 pub mod devices;

@@ -575,7 +575,7 @@ fn locked_flags(path: &CStr) -> Result<MsFlags, Errno> {
     Ok(f)
 }
 
-fn remount(target: &CStr, flags: MsFlags) -> Result<(), Errno> {
+pub(super) fn remount(target: &CStr, flags: MsFlags) -> Result<(), Errno> {
     let all = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | locked_flags(target)?;
     mount(None::<&CStr>, target, None::<&CStr>, all, None::<&CStr>)
 }
@@ -655,6 +655,7 @@ impl Act for Mounter {
                 let data = Some(data.as_cstr()).filter(|d| !d.is_empty());
                 mount(Some(*fstype), target.as_cstr(), Some(*fstype), *flags, data)
             }
+            S::Beneath { root, path, parent, leaf, op } => super::beneath::act(root, path, parent, leaf, op),
             S::Mkdir { path, mode } => match unistd::mkdir(path.as_cstr(), Mode::from_bits_truncate(*mode)) {
                 Err(Errno::EEXIST) => Ok(()),
                 r => r,
@@ -868,7 +869,8 @@ fn landlock(plan: &Plan, ruleset: &Ruleset, t: &Trace<'_>) -> Result<(), Fail> {
     for (i, rule) in plan.landlock.iter().enumerate() {
         let step = Step::LandlockRule(u16::try_from(i).unwrap_or(u16::MAX));
         t.begin(step);
-        let (path, is_dir) = landlock_sys::open_path(rule.path.as_cstr()).at(step)?;
+        let open = if rule.no_links { landlock_sys::open_path_no_links } else { landlock_sys::open_path };
+        let (path, is_dir) = open(rule.path.as_cstr()).at(step)?;
         landlock_sys::add_path_rule(fd.as_fd(), path.as_fd(), ruleset.allowed(rule.access, is_dir)).at(step)?;
     }
     t.begin(Step::LandlockRestrict);

@@ -224,6 +224,18 @@ pub fn open_no_links(root: BorrowedFd<'_>, path: &CStr, flags: libc::c_int, mode
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
+/// `open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)`. Async-signal-safe.
+pub fn open_dir_path(path: &CStr) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    let r = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: open just returned this descriptor; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r) })
+}
+
 /// `waitpid(-1, WNOHANG)` (or blocking without `nohang`) returning the raw
 /// status word: nix's decoder turns a child killed by a signal it has no
 /// name for (a real-time signal) into an error after the kernel has already
