@@ -209,11 +209,13 @@ pub enum Step {
     Exec,
     /// A command entering a running container ([`super::enter`]): `setns`.
     Setns,
+    /// A command entering a running container: `PR_SET_DUMPABLE(0)`.
+    Dumpable,
     /// Supervisor: a child ended without a record, or sent garbage.
     Lost,
 }
 
-const STEPS: [Step; 36] = [
+const STEPS: [Step; 37] = [
     Step::Args,
     Step::Pipe,
     Step::Clone,
@@ -249,6 +251,7 @@ const STEPS: [Step; 36] = [
     Step::Seccomp,
     Step::Exec,
     Step::Setns,
+    Step::Dumpable,
     Step::Lost,
 ];
 
@@ -317,6 +320,7 @@ impl Step {
             Step::Seccomp => "seccomp",
             Step::Exec => "execve",
             Step::Setns => "setns",
+            Step::Dumpable => "PR_SET_DUMPABLE",
             Step::Lost => "child lost",
         }
     }
@@ -362,6 +366,7 @@ impl Step {
             Step::Seccomp => "seccomp",
             Step::Exec => "exec",
             Step::Setns => "setns",
+            Step::Dumpable => "dumpable",
             Step::Lost => "lost",
         }
     }
