@@ -25,6 +25,8 @@
 //!   through the setuid-root copy `/bin/suid-probe`).
 //! - `berth-probe --flood SECS`, `--heartbeat MS`: output load (see
 //!   `berth-probe/output.rs`).
+//! - `berth-probe --fill-volume DIR`: fill a volume to its quota (see
+//!   `berth-probe/volume.rs`).
 //! - `berth-probe --list`: print `PROBE attempt name=X accept=E1,E2`, one per
 //!   attempt, without running anything.
 //!
@@ -54,6 +56,8 @@ mod output;
 mod surface;
 #[path = "berth-probe/sys.rs"]
 mod sys;
+#[path = "berth-probe/volume.rs"]
+mod volume;
 #[path = "berth-probe/works.rs"]
 mod works;
 
@@ -152,6 +156,7 @@ fn main() {
         Some("--memhog") => memhog(),
         Some("--notify" | "--sleep" | "--uptime-above" | "--uptime-below") => lifecycle::run(&args),
         Some("--flood" | "--heartbeat") => output::run(&args),
+        Some("--fill-volume") => volume::run(&args),
         Some("--list") => {
             for a in all_attempts() {
                 say(&list_line(a.name, a.accept));
@@ -159,7 +164,7 @@ fn main() {
             std::process::exit(0);
         }
         Some(other) => {
-            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {}, {})", lifecycle::USAGE, output::USAGE);
+            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {}, {}, {})", lifecycle::USAGE, output::USAGE, volume::USAGE);
             std::process::exit(2);
         }
     }
