@@ -11,7 +11,7 @@
 //!   is taken, staged and committed, and the log store still takes lines:
 //!   a newer `volfill` line through `berthctl logs`, berth's own commit in
 //!   its log file (agent checks).
-//! - **Symlinks**: `volfill` planted `/mnt/link -> /etc` in its volume;
+//! - **Symlinks**: `volfill` planted `/mnt/link -> /tmp` in its volume;
 //!   release 3 mounts a tmpfs at `/mnt/link`. Its start is refused at that
 //!   mount step with `ELOOP` (never redirected), no `volfill` of release 3
 //!   ever runs, and the trial rolls back to release 2.

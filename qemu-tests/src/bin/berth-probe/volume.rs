@@ -1,11 +1,11 @@
 //! `--fill-volume DIR`: the volume scenarios' load (`qemu-tests/src/volumes.rs`).
 //!
-//! Plants a symlink `DIR/link -> /etc` (a later release mounts a tmpfs at
+//! Plants a symlink `DIR/link -> /tmp` (a later release mounts a tmpfs at
 //! `DIR/link`: berth must not follow it), then writes `DIR/fill` in 64 KiB
 //! blocks until a write fails, and says how far it got:
 //!
 //! ```text
-//! VOLFILL planted link=/etc
+//! VOLFILL planted link=/tmp
 //! VOLFILL full errno=EDQUOT code=122 bytes=N
 //! VOLFILL alive n=K        (every second after that, forever)
 //! ```
@@ -47,9 +47,9 @@ pub fn run(args: &[String]) -> ! {
         std::process::exit(2);
     };
     let link = format!("{dir}/link");
-    match std::os::unix::fs::symlink("/etc", &link) {
-        Ok(()) => say("VOLFILL planted link=/etc"),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => say("VOLFILL planted link=/etc (from an earlier run)"),
+    match std::os::unix::fs::symlink("/tmp", &link) {
+        Ok(()) => say("VOLFILL planted link=/tmp"),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => say("VOLFILL planted link=/tmp (from an earlier run)"),
         Err(e) => say(&format!("VOLFILL plant-failed error={e}")),
     }
     let block = vec![0x5au8; BLOCK];
