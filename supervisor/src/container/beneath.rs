@@ -24,7 +24,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{lstat, mkdirat, Mode, SFlag};
 
 use super::cstr::CPath;
-use super::mounts::Beneath;
+use super::mounts::{At, Beneath};
 use crate::sys::open_no_links;
 
 /// `/proc/self/fd/` plus up to 10 digits and the NUL.
@@ -70,7 +70,8 @@ fn resolve(root: &OwnedFd, path: &CPath, dir: bool) -> Result<OwnedFd, Errno> {
 }
 
 /// The step's calls (see the module doc).
-pub(super) fn act(root: &CPath, path: &CPath, parent: &CPath, leaf: &CPath, op: &Beneath) -> Result<(), Errno> {
+pub(super) fn act(at: &At) -> Result<(), Errno> {
+    let At { root, path, parent, leaf, op } = at;
     let none = None::<&CStr>;
     let root = open_root(root)?;
     match op {

@@ -143,7 +143,7 @@ pub enum Step {
     /// | RESOLVE_NO_SYMLINKS)`, and the mount goes through that descriptor
     /// (`/proc/self/fd/N`). A symlink in any component fails the step with
     /// `ELOOP`: never followed. See [`Beneath`].
-    Beneath { root: CPath, path: CPath, parent: CPath, leaf: CPath, op: Beneath },
+    Beneath(Box<At>),
     /// Create an empty regular file (`O_CREAT|O_EXCL|O_NOFOLLOW`) to bind a
     /// node onto.
     Touch { path: CPath, mode: u32 },
@@ -164,6 +164,17 @@ pub enum Step {
     /// Mount a read-only tmpfs ([`MASK_DIR_DATA`],
     /// `ro,nosuid,nodev,noexec`) over a directory. `ENOENT` is success.
     MaskDir { path: &'static CStr },
+}
+
+/// A [`Step::Beneath`]: where (the root, the path in it, its parent and
+/// last component) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At {
+    pub root: CPath,
+    pub path: CPath,
+    pub parent: CPath,
+    pub leaf: CPath,
+    pub op: Beneath,
 }
 
 /// What a [`Step::Beneath`] does at its target.
@@ -247,14 +258,17 @@ impl fmt::Display for Step {
                 Ok(())
             }
             Step::Mkdir { path, mode } => write!(f, "mkdir {path} {mode:o}"),
-            Step::Beneath { root, path, op, .. } => match op {
+            Step::Beneath(at) => {
+                let (root, path) = (&at.root, &at.path);
+                match &at.op {
                 Beneath::Mkdir { mode } => write!(f, "mkdir-beneath {root} {path} {mode:o}"),
                 Beneath::Bind { source } => write!(f, "bind-beneath {source} {root} {path}"),
                 Beneath::Mount { fstype, flags, data } => write!(f, "mount-beneath {} {root} {path} {} {data}", text(fstype), Flags(*flags)),
                 Beneath::Remount { flags } => write!(f, "remount-beneath {root} {path} {}", Flags(*flags)),
                 Beneath::Touch { mode } => write!(f, "touch-beneath {root} {path} {mode:o}"),
                 Beneath::BindSocket { source } => write!(f, "bind-socket-beneath {source} {root} {path}"),
-            },
+                }
+            }
             Step::Touch { path, mode } => write!(f, "touch {path} {mode:o}"),
             Step::Symlink { target, link } => write!(f, "symlink {link} -> {}", text(target)),
             Step::PivotRoot { new_root } => write!(f, "pivot_root {new_root}"),
@@ -419,7 +433,8 @@ impl Builder<'_> {
         let (parent, leaf) = inside.rsplit_once('/').unwrap_or(("", inside));
         let c = |s: &str| CPath::new(s).ok_or_else(|| err(inside, "path too long"));
         let root = c(self.root)?;
-        Ok(Some(Step::Beneath { root, path: c(inside)?, parent: c(if parent.is_empty() { "/" } else { parent })?, leaf: c(leaf)?, op }))
+        let at = At { root, path: c(inside)?, parent: c(if parent.is_empty() { "/" } else { parent })?, leaf: c(leaf)?, op };
+        Ok(Some(Step::Beneath(Box::new(at))))
     }
 
     fn mkdir(&mut self, inside: &str, mode: u32) -> Result<(), Error> {
@@ -693,8 +708,8 @@ mod tests {
         // The parent and leaf a step makes its directory with.
         let input = Input { root: "/r", container: "c", own_net: true, uid: 0, gid: 0, writable: &w, nodes: &[], notify: None, status_view: false };
         let steps = sequence(&input).unwrap();
-        let Some(Step::Beneath { parent, leaf, .. }) = steps.iter().find(|s| matches!(s, Step::Beneath { .. })) else { panic!() };
-        assert_eq!((parent.as_str(), leaf.as_str()), ("/var/lib/app", "cache"));
+        let Some(Step::Beneath(at)) = steps.iter().find(|s| matches!(s, Step::Beneath(_))) else { panic!() };
+        assert_eq!((at.parent.as_str(), at.leaf.as_str()), ("/var/lib/app", "cache"));
     }
 
     #[test]

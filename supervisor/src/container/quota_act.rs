@@ -30,6 +30,7 @@ fn open_root() -> Result<OwnedFd, Errno> {
 
 /// Whether the data partition enforces project quotas (`Err`: why not),
 /// and its size.
+#[allow(clippy::useless_conversion)] // `c_ulong` is 32 bits on armv7
 fn probe() -> (Result<(), String>, Option<Partition>) {
     let part = nix::sys::statvfs::statvfs(DATA).ok().map(|s| Partition {
         bytes: u64::from(s.blocks()).saturating_mul(u64::from(s.fragment_size())),

@@ -660,7 +660,7 @@ impl Act for Mounter {
                 let data = Some(data.as_cstr()).filter(|d| !d.is_empty());
                 mount(Some(*fstype), target.as_cstr(), Some(*fstype), *flags, data)
             }
-            S::Beneath { root, path, parent, leaf, op } => super::beneath::act(root, path, parent, leaf, op),
+            S::Beneath(at) => super::beneath::act(at),
             S::Mkdir { path, mode } => match unistd::mkdir(path.as_cstr(), Mode::from_bits_truncate(*mode)) {
                 Err(Errno::EEXIST) => Ok(()),
                 r => r,
