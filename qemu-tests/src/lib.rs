@@ -50,4 +50,5 @@ pub mod scenario;
 pub mod scenarios;
 pub mod staging;
 pub mod updates;
+pub mod volumes;
 pub mod waits;

@@ -218,6 +218,10 @@ pub struct Board {
     /// [`crate::budget`]).
     #[serde(default)]
     pub budgets: crate::budget::Budgets,
+    /// Volume quotas on the data partition (`[volumes]`; defaults in
+    /// [`crate::container::quota::Settings`]).
+    #[serde(default)]
+    pub volumes: crate::container::quota::Settings,
 }
 
 /// Host hardening: kernel settings berth writes once at boot, before any
@@ -584,6 +588,7 @@ impl Board {
         self.validate_never_granted()?;
         self.hardening.validate()?;
         self.budgets.validate().map_err(|(field, reason)| err(field, reason))?;
+        self.volumes.validate().map_err(|(field, why)| err(field, why))?;
         if !(100..=600_000).contains(&self.shutdown_grace_ms) {
             return Err(err("shutdown_grace_ms", "must be between 100 and 600000"));
         }

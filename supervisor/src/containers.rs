@@ -56,6 +56,9 @@ pub struct Spec {
     pub landlock: Option<Ruleset>,
     /// The board's AppArmor profile and its exec attribute.
     pub apparmor: Option<(crate::board::Name, ExecAttr)>,
+    /// Its volumes' quotas, applied before each start (empty: none, or
+    /// the board allowed starting without them).
+    pub quotas: crate::container::quota::Volumes,
     /// Containers that must be ready before this one starts.
     pub after: heapless::Vec<crate::manifest::Name, { crate::manifest::AFTER_MAX }>,
     pub ready: Ready,
@@ -231,13 +234,18 @@ pub fn prepare_some(release: &Release, board: &Board, wanted: &[&str], index_of:
             return Vec::new();
         }
     };
+    let gate = crate::container::quota_act::Gate::for_release(&release.containers, &board.volumes);
     let mut specs = Vec::new();
     for &i in order.iter() {
         let Some(m) = release.containers.get(i) else { continue };
         if !wanted.contains(&m.name.as_str()) {
             continue;
         }
-        match prepare_one(m, board, index_of(&m.name), arch, &layers) {
+        let spec = prepare_one(m, board, index_of(&m.name), arch, &layers).and_then(|mut s| {
+            s.quotas = gate.admit(core::mem::take(&mut s.quotas)).map_err(|e| ("volume-quota", e))?;
+            Ok(s)
+        });
+        match spec {
             Ok(s) => specs.push(s),
             Err((step, e)) => start_error(&m.name, step, e),
         }
@@ -332,6 +340,7 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
         policy: m.restart.unwrap_or(Restart::OnFailure),
         backoff: Backoff::from_spec(m.backoff.as_ref()),
         cgroup: board.cgroup,
+        quotas: crate::container::quota::volumes(m, &board.volumes),
         after: m.after.clone(),
         ready,
         ready_timeout_ms: m.readiness.as_ref().map(|r| r.timeout_ms).unwrap_or(0),
@@ -376,6 +385,7 @@ pub fn begin(s: &Spec, hang: Option<spawn::Step>) -> Result<Begun, (&'static str
     if !shifts.is_empty() {
         return Ok(Begun::Shift(shifts));
     }
+    crate::container::quota_act::apply(&s.name, &s.quotas).map_err(|e| ("volume-quota", e))?;
     let cg = crate::cgroup::act::create(s.cgroup, std::path::Path::new(CGROUP_MOUNT), &s.name, &s.limits, &s.rules)
         .map_err(|e| (if e.busy { "cgroup-busy" } else { "cgroup" }, e.to_string()))?;
     let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());
@@ -427,6 +437,7 @@ pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launc
     for job in prepare::prepare(&s.plan).map_err(|e| ("prepare", e.to_string()))? {
         crate::container::shift::run(&job, &never).map_err(|e| ("volume", e))?;
     }
+    crate::container::quota_act::apply(&s.name, &s.quotas).map_err(|e| ("volume-quota", e))?;
     let cg = crate::cgroup::act::create_in(s.cgroup, mount, group, &s.name, &s.limits, &s.rules)
         .map_err(|e| ("cgroup", e.to_string()))?;
     let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());

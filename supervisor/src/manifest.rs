@@ -541,6 +541,14 @@ pub struct Mount {
     /// volumes is mounted `noexec`). Default: `noexec`.
     #[serde(default)]
     pub exec: bool,
+    /// A volume's quota, bytes (1 MiB..=1 TiB; default: the board's
+    /// `volumes.default_size_mib`). See [`crate::container::quota`].
+    #[serde(default)]
+    pub volume_size: Option<u64>,
+    /// A volume's inode quota (16..=2^32; default: the board's
+    /// `volumes.default_inodes`).
+    #[serde(default)]
+    pub volume_inodes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -803,6 +811,15 @@ impl Manifest {
             }
             if self.status_view && beneath(&mt.target, crate::statusview::INSIDE) {
                 return Err(err(m, f("target"), format!("must not be on or under {} (the status view)", crate::statusview::INSIDE)));
+            }
+            if (mt.volume_size.is_some() || mt.volume_inodes.is_some()) && mt.volume.is_none() {
+                return Err(err(m, f("volume_size"), "volume_size and volume_inodes are for a volume only"));
+            }
+            if mt.volume_size.is_some_and(|v| !(crate::container::quota::SIZE_MIN..=crate::container::quota::SIZE_MAX).contains(&v)) {
+                return Err(err(m, f("volume_size"), "must be between 1 MiB and 1 TiB (in bytes)"));
+            }
+            if mt.volume_inodes.is_some_and(|v| !(crate::container::quota::INODES_MIN..=crate::container::quota::INODES_MAX).contains(&v)) {
+                return Err(err(m, f("volume_inodes"), "must be between 16 and 4294967296"));
             }
             if mt.exec && mt.volume.is_some() {
                 return Err(err(

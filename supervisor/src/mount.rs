@@ -130,11 +130,19 @@ pub fn system_root(board: &Board) -> MountStep {
     step(&sys.device, NEW_ROOT, sys.fstype.name(), MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID, "")
 }
 
-/// The writable data partition: never a place to run programs from.
+/// The writable data partition: never a place to run programs from. With
+/// project quotas enforced (`prjquota`, see [`crate::container::quota`]);
+/// a filesystem without the `project` feature refuses that (EINVAL) and is
+/// mounted without, logged as `mount result=refused`.
 pub fn data(board: &Board) -> MountStep {
     let d = &board.storage.data;
-    step(&d.device, DATA, d.fstype.name(), SAFE | MsFlags::MS_NOATIME, "")
+    let mut s = step(&d.device, DATA, d.fstype.name(), SAFE | MsFlags::MS_NOATIME, DATA_OPTIONS);
+    s.retry_data = Some(text(""));
+    s
 }
+
+/// Mount options of the data partition.
+pub const DATA_OPTIONS: &str = "prjquota";
 
 /// Performs mount steps. Implemented by the real system and by test recorders.
 pub trait Mounter {
@@ -403,6 +411,7 @@ mod tests {
         assert!(!s.flags.contains(MsFlags::MS_NOEXEC), "berth runs from the system image");
         let d = data(&b);
         assert_eq!((d.source.as_str(), d.target.as_str(), d.fstype.as_str()), ("/dev/vdb", DATA, "ext4"));
+        assert_eq!((d.data.as_str(), d.retry_data.as_deref()), ("prjquota", Some("")), "project quotas, else without");
         assert!(d.flags.contains(SAFE));
         assert!(!d.flags.contains(MsFlags::MS_RDONLY));
     }

@@ -937,6 +937,17 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 ..Default::default()
             },
         ),
+        // After `update`: `Launch::updates` answers with the first build
+        // that carries bundles.
+        (
+            "volumes",
+            Variant {
+                suffix: "-volumes".into(),
+                manifests: Some(root.join("qemu-tests/manifests/volumes/v1")),
+                updates: Some(root.join("qemu-tests/manifests/volumes")),
+                ..Default::default()
+            },
+        ),
     ]
 }
 

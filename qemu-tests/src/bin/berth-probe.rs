@@ -27,6 +27,8 @@
 //!   `berth-probe/output.rs`).
 //! - `berth-probe --exhaust PAUSE_MS`, `--neighbour BEAT_MS`: per-user
 //!   kernel budgets and memory (see `berth-probe/budgets.rs`).
+//! - `berth-probe --fill-volume DIR`: fill a volume to its quota (see
+//!   `berth-probe/volume.rs`).
 //! - `berth-probe --list`: print `PROBE attempt name=X accept=E1,E2`, one per
 //!   attempt, without running anything.
 //!
@@ -58,6 +60,8 @@ mod output;
 mod surface;
 #[path = "berth-probe/sys.rs"]
 mod sys;
+#[path = "berth-probe/volume.rs"]
+mod volume;
 #[path = "berth-probe/works.rs"]
 mod works;
 
@@ -157,6 +161,7 @@ fn main() {
         Some("--notify" | "--sleep" | "--uptime-above" | "--uptime-below") => lifecycle::run(&args),
         Some("--flood" | "--heartbeat") => output::run(&args),
         Some("--exhaust" | "--neighbour") => budgets::run(&args),
+        Some("--fill-volume") => volume::run(&args),
         Some("--list") => {
             for a in all_attempts() {
                 say(&list_line(a.name, a.accept));
@@ -164,7 +169,7 @@ fn main() {
             std::process::exit(0);
         }
         Some(other) => {
-            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {}, {}, {})", lifecycle::USAGE, output::USAGE, budgets::USAGE);
+            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {}, {}, {}, {})", lifecycle::USAGE, output::USAGE, budgets::USAGE, volume::USAGE);
             std::process::exit(2);
         }
     }

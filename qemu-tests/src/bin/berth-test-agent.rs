@@ -46,6 +46,8 @@ mod budgets;
 mod loopcheck;
 #[path = "berth-test-agent/output.rs"]
 mod output;
+#[path = "berth-test-agent/volumes.rs"]
+mod volumes;
 
 const WRITE_PROBE: &str = "/.berth-agent-write";
 const DIR_PROBE: &str = "/.berth-agent-dir";
@@ -103,6 +105,9 @@ fn main() {
             output::console_stall();
         }
         say("AGENT done");
+    } else if mode == "volumes" {
+        // The volume scenario's own release: no general checks.
+        volumes::run();
     } else if UPDATE_MODES.contains(&mode.as_str()) {
         // The update scenarios skip the general checks (the boot scenario
         // makes them) and start at once.

@@ -6,6 +6,8 @@ fn mount(target: &str, tmpfs: Option<u64>, volume: Option<&str>) -> Mount {
         tmpfs_size: tmpfs,
         volume: volume.map(|v| v.try_into().unwrap()),
         exec: false,
+        volume_size: None,
+        volume_inodes: None,
     }
 }
 

@@ -39,7 +39,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use std::os::fd::BorrowedFd;
 use nix::unistd::{self, Pid};
 
-use super::spawn::{close_fds, confine_last, decode, drop_privileges, Argv, Confine, Envp, Place, Placed, Record, Step, Trace, RECORD};
+use super::spawn::{confine_last, decode, drop_privileges, Argv, Confine, Envp, Place, Placed, Record, Step, Trace, RECORD};
 use super::{CArg, Plan};
 use crate::manifest::COMMAND_MAX;
 use crate::sys::container as sys;
@@ -171,6 +171,69 @@ pub fn trail(fd: BorrowedFd<'_>) -> Option<Step> {
     Some(last)
 }
 
+/// W's setup, in order: not dumpable and every berth descriptor but its
+/// own closed before anything else, then the go-ahead, the death signal,
+/// the container's rlimits (as host root, before the user namespace, as
+/// the container's own start sets them), the namespaces, X.
+pub const WAITER_STEPS: [Step; 7] =
+    [Step::Dumpable, Step::CloseFds, Step::Sync, Step::Pdeathsig, Step::Rlimit, Step::Setns, Step::PidClone];
+
+/// X's setup, in order: not dumpable first (a process the container could
+/// otherwise read through `/proc/PID/mem` or `ptrace` while it holds
+/// berth's memory and descriptors), the death signal, stdio, every
+/// descriptor but the trail closed, then the container's credential steps
+/// (from `BoundingSet` on, [`drop_privileges`]), no_new_privs, the death
+/// signal re-armed, signals, and the last layers ([`confine_last`], from
+/// `AppArmor` on).
+pub const INSIDE_STEPS: [Step; 10] = [
+    Step::Dumpable,
+    Step::Pdeathsig,
+    Step::Stdio,
+    Step::CloseFds,
+    Step::Workdir,
+    Step::BoundingSet,
+    Step::NoNewPrivs,
+    Step::Pdeathsig,
+    Step::Signals,
+    Step::AppArmor,
+];
+
+/// Most descriptors W keeps: the namespaces, go, null, trail.
+const KEEP_MAX: usize = NAMESPACES.len() + 3;
+
+/// The ranges of descriptors from 3 up that are none of `keep` (sorted,
+/// ascending): what [`close_all_but`] closes.
+pub fn gaps(keep: &[i32]) -> heapless::Vec<(u32, u32), { KEEP_MAX + 1 }> {
+    let mut out = heapless::Vec::new();
+    let mut from: u32 = 3;
+    for &k in keep {
+        let Ok(k) = u32::try_from(k) else { continue };
+        if k < from {
+            continue;
+        }
+        if k > from {
+            let _ = out.push((from, k - 1));
+        }
+        from = k.saturating_add(1);
+    }
+    let _ = out.push((from, u32::MAX));
+    out
+}
+
+/// Close every descriptor from 3 up but `keep` (at most [`KEEP_MAX`]).
+/// No allocation.
+fn close_all_but(keep: &[BorrowedFd<'_>]) -> Result<(), Errno> {
+    let mut raw: heapless::Vec<i32, KEEP_MAX> = heapless::Vec::new();
+    for fd in keep {
+        raw.push(fd.as_raw_fd()).map_err(|_| Errno::E2BIG)?;
+    }
+    raw.sort_unstable();
+    for (first, last) in gaps(&raw) {
+        sys::close_range(first, last, 0)?;
+    }
+    Ok(())
+}
+
 /// W: join, fork X, pass on its exit code.
 #[allow(clippy::too_many_arguments)]
 fn waiter(
@@ -184,22 +247,31 @@ fn waiter(
     argv: &Argv<'_>,
     envp: &Envp<'_>,
 ) -> i32 {
-    let mut b = [0u8; 1];
-    trace.begin(Step::Sync);
-    if unistd::read(go.as_raw_fd(), &mut b) != Ok(1) {
-        return SETUP_FAILED;
-    }
-    trace.begin(Step::Pdeathsig);
-    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
-        return SETUP_FAILED;
-    }
-    trace.begin(Step::Setns);
-    for (fd, flag) in ns {
-        if nix::sched::setns(fd, *flag).is_err() {
+    for step in WAITER_STEPS {
+        trace.begin(step);
+        let r = match step {
+            Step::Dumpable => nix::sys::prctl::set_dumpable(false),
+            Step::CloseFds => {
+                let mut keep: heapless::Vec<BorrowedFd<'_>, KEEP_MAX> = heapless::Vec::new();
+                let _ = keep.extend_from_slice(&[go, null, trace.fd()]);
+                for (fd, _) in ns {
+                    let _ = keep.push(fd.as_fd());
+                }
+                close_all_but(&keep)
+            }
+            Step::Sync => {
+                let mut b = [0u8; 1];
+                if unistd::read(go.as_raw_fd(), &mut b) == Ok(1) { Ok(()) } else { Err(Errno::EPIPE) }
+            }
+            Step::Pdeathsig => nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
+            Step::Rlimit => plan.rlimits.iter().try_for_each(|r| sys::set_rlimit(r.resource.raw(), r.soft, r.hard)),
+            Step::Setns => ns.iter().try_for_each(|(fd, flag)| nix::sched::setns(fd, *flag)),
+            _ => Ok(()),
+        };
+        if r.is_err() {
             return SETUP_FAILED;
         }
     }
-    trace.begin(Step::PidClone);
     // SAFETY: the child runs only `inside`, ending in execve or `_exit`.
     let x = match unsafe { sys::clone_fork(0) } {
         Err(_) => return SETUP_FAILED,
@@ -222,8 +294,36 @@ fn waiter(
     }
 }
 
-/// X: the container's credential steps, then exec. Returns the exec's
-/// error, or `UnknownErrno` when a step before it failed.
+/// One of X's [`INSIDE_STEPS`].
+fn inside_step(step: Step, plan: &Plan, null: BorrowedFd<'_>, t: &Trace<'_>, confine: &Confine<'_>) -> Result<(), Errno> {
+    match step {
+        Step::Dumpable => nix::sys::prctl::set_dumpable(false),
+        Step::Pdeathsig => nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
+        Step::Stdio => {
+            for target in 0..3 {
+                unistd::dup2(null.as_raw_fd(), target)?;
+            }
+            Ok(())
+        }
+        // Only the trail stays open (close-on-exec): it ends at the exec.
+        Step::CloseFds => close_all_but(&[t.fd()]),
+        Step::Workdir => {
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
+            unistd::chdir(plan.workdir.as_cstr())
+        }
+        Step::BoundingSet => drop_privileges(plan, t).map_err(|(_, e)| e),
+        Step::NoNewPrivs if plan.caps.no_new_privs => nix::sys::prctl::set_no_new_privs(),
+        Step::Signals => {
+            sys::reset_signal_handlers()?;
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        }
+        Step::AppArmor => confine_last(plan, confine, t).map_err(|(_, e)| e),
+        _ => Ok(()),
+    }
+}
+
+/// X: [`INSIDE_STEPS`], then exec. Returns the exec's error, or
+/// `UnknownErrno` when a step before it failed.
 fn inside(
     plan: &Plan,
     null: std::os::fd::BorrowedFd<'_>,
@@ -233,38 +333,17 @@ fn inside(
     argv: &Argv<'_>,
     envp: &Envp<'_>,
 ) -> Errno {
-    let setup = || -> Result<(), Errno> {
-        t.begin(Step::Pdeathsig);
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-        t.begin(Step::Stdio);
-        let copy = fcntl(null.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(3))?;
-        for target in 0..3 {
-            unistd::dup2(copy, target)?;
+    for step in INSIDE_STEPS {
+        // The grouped steps announce their own parts.
+        if !matches!(step, Step::BoundingSet | Step::AppArmor) {
+            t.begin(step);
         }
-        t.begin(Step::Workdir);
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
-        unistd::chdir(plan.workdir.as_cstr())?;
-        drop_privileges(plan, t).map_err(|(_, e)| e)?;
-        if plan.caps.no_new_privs {
-            t.begin(Step::NoNewPrivs);
-            nix::sys::prctl::set_no_new_privs()?;
+        if inside_step(step, plan, null, t, confine).is_err() {
+            return Errno::UnknownErrno;
         }
-        t.begin(Step::Pdeathsig);
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-        t.begin(Step::Signals);
-        sys::reset_signal_handlers()?;
-        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-        t.begin(Step::CloseFds);
-        close_fds(null)?;
-        confine_last(plan, confine, t).map_err(|(_, e)| e)
-    };
-    match setup() {
-        Ok(()) => {
-            t.begin(Step::Exec);
-            sys::execve(path, argv, envp)
-        }
-        Err(_) => Errno::UnknownErrno,
     }
+    t.begin(Step::Exec);
+    sys::execve(path, argv, envp)
 }
 
 #[cfg(test)]
@@ -283,6 +362,28 @@ mod tests {
         let mut bad = crate::manifest::Command::new();
         bad.push("/bin/a\0b".try_into().unwrap()).unwrap();
         assert!(Command::new(&bad).is_none());
+    }
+
+    #[test]
+    fn checks_are_not_dumpable_and_hold_no_berth_descriptor_before_anything_else() {
+        assert_eq!(WAITER_STEPS[..2], [Step::Dumpable, Step::CloseFds]);
+        assert_eq!(INSIDE_STEPS[0], Step::Dumpable);
+        let pos = |s: Step| INSIDE_STEPS.iter().position(|x| *x == s).unwrap();
+        // Descriptors closed before the first step that touches the
+        // container's files; the rlimits before the user namespace.
+        assert!(pos(Step::CloseFds) < pos(Step::Workdir));
+        let w = |s: Step| WAITER_STEPS.iter().position(|x| *x == s).unwrap();
+        assert!(w(Step::Rlimit) < w(Step::Setns) && w(Step::Setns) < w(Step::PidClone));
+        // The last layers last, after the credentials and no_new_privs.
+        assert_eq!(INSIDE_STEPS.last(), Some(&Step::AppArmor));
+        assert!(pos(Step::BoundingSet) < pos(Step::NoNewPrivs));
+    }
+
+    #[test]
+    fn the_descriptors_closed_are_the_gaps_between_those_kept() {
+        assert_eq!(gaps(&[]).as_slice(), [(3, u32::MAX)]);
+        assert_eq!(gaps(&[3, 4, 9]).as_slice(), [(5, 8), (10, u32::MAX)]);
+        assert_eq!(gaps(&[0, 5, 5, 7]).as_slice(), [(3, 4), (6, 6), (8, u32::MAX)]);
     }
 
     #[test]

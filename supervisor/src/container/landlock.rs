@@ -118,6 +118,10 @@ pub const RULES_MAX: usize = 4 + LANDLOCK_PATHS_MAX + MOUNTS_MAX + 1 + LANDLOCK_
 pub struct Rule {
     pub path: CPath,
     pub access: u64,
+    /// The path lies beneath a persistent volume: opened without following
+    /// a symlink ([`crate::sys::landlock::open_path_no_links`]), so one the
+    /// container left there cannot widen the rule.
+    pub no_links: bool,
 }
 
 /// A container's rules: at most [`RULES_MAX`] ([`plan_rules`] refuses
@@ -173,6 +177,9 @@ pub struct Input<'a> {
     pub writable: &'a [&'a str],
     /// The `/dev` nodes that take device ioctls ([`super::devices::takes_ioctls`]).
     pub ioctl_nodes: &'a [&'a str],
+    /// Targets of the volume mounts (rule paths beneath them are opened
+    /// without following symlinks).
+    pub volumes: &'a [&'a str],
 }
 
 /// The rule list of a container (every right berth knows; masked per ABI
@@ -189,7 +196,8 @@ pub fn plan_rules(input: &Input<'_>) -> Result<Rules, (std::string::String, std:
         if rules.len() >= RULES_MAX {
             return Err((field.to_owned(), "too many Landlock rules".to_owned()));
         }
-        rules.push(Rule { path, access });
+        let no_links = super::mounts::beneath_volume(path.as_str(), input.volumes);
+        rules.push(Rule { path, access, no_links });
         Ok(())
     };
     let root = if input.exec_paths.is_empty() { READ | EXECUTE } else { READ };
@@ -268,8 +276,20 @@ mod tests {
     }
 
     #[test]
+    fn rule_paths_beneath_a_volume_do_not_follow_symlinks() {
+        let rw: Vec<Path> = ["/var/app/data", "/var/other"].iter().map(|p| (*p).try_into().unwrap()).collect();
+        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &rw, writable: &["/tmp", "/var/app", "/var/app/cache"], ioctl_nodes: &[], volumes: &["/var/app"] }).unwrap();
+        let no_links = |p: &str| r.iter().find(|r| r.path.as_str() == p).map(|r| r.no_links);
+        assert_eq!(no_links("/var/app/data"), Some(true));
+        assert_eq!(no_links("/var/app/cache"), Some(true));
+        assert_eq!(no_links("/var/app"), Some(false), "the mount point itself is in the image");
+        assert_eq!(no_links("/var/other"), Some(false));
+        assert_eq!(no_links("/"), Some(false));
+    }
+
+    #[test]
     fn default_rules_read_and_execute_the_image_write_only_writable_mounts() {
-        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"], ioctl_nodes: &[] }).unwrap();
+        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"], ioctl_nodes: &[], volumes: &[] }).unwrap();
         assert_eq!(find(&r, "/"), Some(READ | EXECUTE));
         assert_eq!(find(&r, "/tmp"), Some(WRITE_TREE));
         assert_eq!(find(&r, "/dev"), Some(DEV));
@@ -289,7 +309,7 @@ mod tests {
     fn exec_paths_take_execute_away_from_the_root() {
         let exec = [p("/bin/app"), p("/usr/lib")];
         let rw = [p("/run/app"), p("/tmp")];
-        let r = plan_rules(&Input { exec_paths: &exec, rw_paths: &rw, writable: &["/tmp", "/var"], ioctl_nodes: &[] }).unwrap();
+        let r = plan_rules(&Input { exec_paths: &exec, rw_paths: &rw, writable: &["/tmp", "/var"], ioctl_nodes: &[], volumes: &[] }).unwrap();
         assert_eq!(find(&r, "/"), Some(READ));
         assert_eq!(find(&r, "/bin/app"), Some(EXECUTE));
         assert_eq!(find(&r, "/usr/lib"), Some(EXECUTE));
@@ -302,7 +322,7 @@ mod tests {
 
     #[test]
     fn the_status_view_is_read_not_written() {
-        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"], ioctl_nodes: &[] }).unwrap();
+        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"], ioctl_nodes: &[], volumes: &[] }).unwrap();
         let inside = crate::statusview::INSIDE;
         let access = r.iter().filter(|x| crate::manifest::beneath(inside, x.path.as_str())).fold(0, |a, x| a | x.access);
         assert_eq!(access & READ, READ);
@@ -317,7 +337,7 @@ mod tests {
         let writable: std::vec::Vec<&str> = mounts.iter().map(|s| s.as_str()).collect();
         let nodes: std::vec::Vec<std::string::String> = (0..NODES_MAX).map(|i| format!("/dev/n{i}")).collect();
         let ioctl_nodes: std::vec::Vec<&str> = nodes.iter().map(|s| s.as_str()).collect();
-        let r = plan_rules(&Input { exec_paths: &exec, rw_paths: &rw, writable: &writable, ioctl_nodes: &ioctl_nodes }).unwrap();
+        let r = plan_rules(&Input { exec_paths: &exec, rw_paths: &rw, writable: &writable, ioctl_nodes: &ioctl_nodes, volumes: &[] }).unwrap();
         assert_eq!(r.len(), RULES_MAX);
     }
 

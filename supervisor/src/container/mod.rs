@@ -16,6 +16,7 @@
 //! Order follows `shared/reference/hardening.md`; see [`plan::Plan`] for the
 //! whole sequence the act layer runs.
 
+pub mod beneath;
 pub mod caps;
 pub mod cstr;
 pub mod devices;
@@ -26,6 +27,8 @@ pub mod mounts;
 pub mod order;
 pub mod plan;
 pub mod prepare;
+pub mod quota;
+pub mod quota_act;
 pub mod shift;
 pub mod spawn;
 pub mod start;

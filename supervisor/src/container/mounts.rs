@@ -137,6 +137,13 @@ pub enum Step {
     Mount { fstype: &'static CStr, target: CPath, flags: MsFlags, data: CData },
     /// `mkdir(path, mode)`; an existing directory is success.
     Mkdir { path: CPath, mode: u32 },
+    /// A step whose target lies beneath a persistent volume (which the
+    /// container wrote in an earlier run): `path` (absolute, as the
+    /// container sees it) is resolved in `root` with `openat2(RESOLVE_IN_ROOT
+    /// | RESOLVE_NO_SYMLINKS)`, and the mount goes through that descriptor
+    /// (`/proc/self/fd/N`). A symlink in any component fails the step with
+    /// `ELOOP`: never followed. See [`Beneath`].
+    Beneath(Box<At>),
     /// Create an empty regular file (`O_CREAT|O_EXCL|O_NOFOLLOW`) to bind a
     /// node onto.
     Touch { path: CPath, mode: u32 },
@@ -157,6 +164,41 @@ pub enum Step {
     /// Mount a read-only tmpfs ([`MASK_DIR_DATA`],
     /// `ro,nosuid,nodev,noexec`) over a directory. `ENOENT` is success.
     MaskDir { path: &'static CStr },
+}
+
+/// A [`Step::Beneath`]: where (the root, the path in it, its parent and
+/// last component) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At {
+    pub root: CPath,
+    pub path: CPath,
+    pub parent: CPath,
+    pub leaf: CPath,
+    pub op: Beneath,
+}
+
+/// What a [`Step::Beneath`] does at its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Beneath {
+    /// `mkdirat(parent, leaf)`; an existing directory (not a symlink) is
+    /// success.
+    Mkdir { mode: u32 },
+    /// Bind `source` (a directory) onto the target.
+    Bind { source: CPath },
+    /// A fresh filesystem on the target.
+    Mount { fstype: &'static CStr, flags: MsFlags, data: CData },
+    /// Bind-remount the target (now a mount) with `flags` and the locked ones.
+    Remount { flags: MsFlags },
+    /// An empty file `leaf` in `parent` (`O_CREAT|O_EXCL|O_NOFOLLOW`).
+    Touch { mode: u32 },
+    /// Bind the socket `source` onto the target (a file).
+    BindSocket { source: CPath },
+}
+
+/// Is the container path `path` strictly beneath one of `volumes` (the
+/// targets of the volume mounts)?
+pub fn beneath_volume(path: &str, volumes: &[&str]) -> bool {
+    volumes.iter().any(|v| path.strip_prefix(v).is_some_and(|rest| rest.starts_with('/')))
 }
 
 /// `rec,bind,ro,nosuid` style rendering (for logs and tests).
@@ -216,6 +258,17 @@ impl fmt::Display for Step {
                 Ok(())
             }
             Step::Mkdir { path, mode } => write!(f, "mkdir {path} {mode:o}"),
+            Step::Beneath(at) => {
+                let (root, path) = (&at.root, &at.path);
+                match &at.op {
+                Beneath::Mkdir { mode } => write!(f, "mkdir-beneath {root} {path} {mode:o}"),
+                Beneath::Bind { source } => write!(f, "bind-beneath {source} {root} {path}"),
+                Beneath::Mount { fstype, flags, data } => write!(f, "mount-beneath {} {root} {path} {} {data}", text(fstype), Flags(*flags)),
+                Beneath::Remount { flags } => write!(f, "remount-beneath {root} {path} {}", Flags(*flags)),
+                Beneath::Touch { mode } => write!(f, "touch-beneath {root} {path} {mode:o}"),
+                Beneath::BindSocket { source } => write!(f, "bind-socket-beneath {source} {root} {path}"),
+                }
+            }
             Step::Touch { path, mode } => write!(f, "touch {path} {mode:o}"),
             Step::Symlink { target, link } => write!(f, "symlink {link} -> {}", text(target)),
             Step::PivotRoot { new_root } => write!(f, "pivot_root {new_root}"),
@@ -349,6 +402,9 @@ pub struct Input<'a> {
 struct Builder<'a> {
     root: &'a str,
     steps: Steps,
+    /// Targets of the volume mounts: paths beneath them take
+    /// [`Step::Beneath`].
+    volumes: heapless::Vec<&'a str, { crate::manifest::MOUNTS_MAX + 1 }>,
 }
 
 fn err(field: &str, reason: impl Into<std::string::String>) -> Error {
@@ -369,21 +425,53 @@ impl Builder<'_> {
         CPath::concat(&[self.root, inside]).ok_or_else(|| err(field, format!("path `{}{inside}` is too long", self.root)))
     }
 
+    /// `Some(step)` when `inside` lies beneath a volume.
+    fn beneath(&self, inside: &str, op: Beneath) -> Result<Option<Step>, Error> {
+        if !beneath_volume(inside, &self.volumes) {
+            return Ok(None);
+        }
+        let (parent, leaf) = inside.rsplit_once('/').unwrap_or(("", inside));
+        let c = |s: &str| CPath::new(s).ok_or_else(|| err(inside, "path too long"));
+        let root = c(self.root)?;
+        let at = At { root, path: c(inside)?, parent: c(if parent.is_empty() { "/" } else { parent })?, leaf: c(leaf)?, op };
+        Ok(Some(Step::Beneath(Box::new(at))))
+    }
+
     fn mkdir(&mut self, inside: &str, mode: u32) -> Result<(), Error> {
+        if let Some(s) = self.beneath(inside, Beneath::Mkdir { mode })? {
+            return self.push(s);
+        }
         let path = self.at(inside, inside)?;
         self.push(Step::Mkdir { path, mode })
     }
 
     fn mount(&mut self, fstype: &'static CStr, inside: &str, flags: MsFlags, data: &str) -> Result<(), Error> {
         self.mkdir(inside, 0o755)?;
-        let target = self.at(inside, inside)?;
         let data = CData::new(data).ok_or_else(|| err(inside, "mount data too long"))?;
+        if let Some(s) = self.beneath(inside, Beneath::Mount { fstype, flags, data: data.clone() })? {
+            return self.push(s);
+        }
+        let target = self.at(inside, inside)?;
         self.push(Step::Mount { fstype, target, flags, data })
     }
 
     fn remount(&mut self, inside: &str, flags: MsFlags, recursive: bool) -> Result<(), Error> {
+        if !recursive {
+            if let Some(s) = self.beneath(inside, Beneath::Remount { flags })? {
+                return self.push(s);
+            }
+        }
         let target = self.at(inside, inside)?;
         self.push(Step::BindRemount { target, flags, recursive })
+    }
+
+    /// Bind the host directory `source` onto `inside`.
+    fn bind(&mut self, source: CPath, inside: &str, field: &str) -> Result<(), Error> {
+        if let Some(s) = self.beneath(inside, Beneath::Bind { source: source.clone() })? {
+            return self.push(s);
+        }
+        let target = self.at(inside, field)?;
+        self.push(Step::Bind { source, target, recursive: false })
     }
 }
 
@@ -400,7 +488,8 @@ fn inodes(size: u64) -> u64 {
 
 /// The whole sequence.
 pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
-    let mut b = Builder { root: input.root, steps: Steps::new() };
+    let volumes = input.writable.iter().filter(|w| matches!(w.source, Source::Volume(_))).map(|w| w.target.as_str()).collect();
+    let mut b = Builder { root: input.root, steps: Steps::new(), volumes };
     let root = b.at("", "rootfs")?;
 
     // 1. Propagation and the root bind.
@@ -442,8 +531,7 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
                 b.mkdir(&w.target, 0o755)?;
                 let source = volume_path(input.container, v)
                     .ok_or_else(|| err(&w.field, format!("volume `{v}` of `{}` has no valid path", input.container)))?;
-                let target = b.at(&w.target, &w.field)?;
-                b.push(Step::Bind { source, target, recursive: false })?;
+                b.bind(source, &w.target, &w.field)?;
                 b.remount(&w.target, flags, false)?;
             }
         }
@@ -455,8 +543,7 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
         let inside = crate::statusview::INSIDE;
         b.mkdir(inside, 0o755)?;
         let source = CPath::new(crate::statusview::DIR).ok_or_else(|| err("status_view", "bad path"))?;
-        let target = b.at(inside, "status_view")?;
-        b.push(Step::Bind { source, target, recursive: false })?;
+        b.bind(source, inside, "status_view")?;
         b.remount(inside, RO_SAFE, false)?;
     }
 
@@ -482,9 +569,16 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
     }
     if let Some(source) = input.notify {
         let inside = crate::notify::INSIDE;
-        let target = b.at(inside, inside)?;
-        b.push(Step::Touch { path: target.clone(), mode: 0o666 })?;
-        b.push(Step::BindSocket { source: source.clone(), target })?;
+        if let Some(touch) = b.beneath(inside, Beneath::Touch { mode: 0o666 })? {
+            b.push(touch)?;
+            if let Some(bind) = b.beneath(inside, Beneath::BindSocket { source: source.clone() })? {
+                b.push(bind)?;
+            }
+        } else {
+            let target = b.at(inside, inside)?;
+            b.push(Step::Touch { path: target.clone(), mode: 0o666 })?;
+            b.push(Step::BindSocket { source: source.clone(), target })?;
+        }
         b.remount(inside, MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, false)?;
     }
     for (link, target) in SYMLINKS {
@@ -522,6 +616,8 @@ mod tests {
             tmpfs_size: size,
             volume: volume.map(|v| v.try_into().unwrap()),
             exec: false,
+            volume_size: None,
+            volume_inodes: None,
         }
     }
 
@@ -582,6 +678,43 @@ mod tests {
         assert_eq!(l[i + 1], "remount /r/run/berth-status ro,nosuid,nodev,noexec");
         assert!(l.iter().position(|s| s.starts_with("mount tmpfs /r/run ")).unwrap() < i);
         assert!(!lines(&w, true).iter().any(|s| s.contains("berth-status")));
+    }
+
+    #[test]
+    fn targets_beneath_a_volume_are_resolved_without_symlinks() {
+        let w = writable(&[
+            mount("/var/lib/app", None, Some("state")),
+            mount("/var/lib/app/cache", Some(4096), None),
+            mount("/var/lib/app/sub", None, Some("sub")),
+            mount("/var/lib/application", Some(4096), None),
+        ])
+        .unwrap();
+        let l = lines(&w, true);
+        // The volume's own target lies in the image: a plain bind.
+        assert!(l.contains(&"bind /data/volumes/c/state /r/var/lib/app".to_string()), "{l:?}");
+        assert!(l.contains(&"remount /r/var/lib/app nosuid,nodev,noexec".to_string()));
+        // Mounts beneath it: every step through openat2 in the root.
+        let cache = [
+            "mkdir-beneath /r /var/lib/app/cache 755",
+            "mount-beneath tmpfs /r /var/lib/app/cache nosuid,nodev,noexec mode=0755,uid=0,gid=0,size=4096,nr_inodes=64",
+        ];
+        let sub = [
+            "mkdir-beneath /r /var/lib/app/sub 755",
+            "bind-beneath /data/volumes/c/sub /r /var/lib/app/sub",
+            "remount-beneath /r /var/lib/app/sub nosuid,nodev,noexec",
+        ];
+        for want in cache.iter().chain(sub.iter()) {
+            assert!(l.contains(&want.to_string()), "{want}: {l:?}");
+        }
+        assert!(!l.iter().any(|s| s.contains(" /r/var/lib/app/")), "no plain step beneath the volume: {l:?}");
+        // A sibling that only shares a prefix is not beneath it.
+        assert!(l.contains(&"mkdir /r/var/lib/application 755".to_string()));
+        assert!(beneath_volume("/a/b", &["/a"]) && !beneath_volume("/a", &["/a"]) && !beneath_volume("/ab", &["/a"]));
+        // The parent and leaf a step makes its directory with.
+        let input = Input { root: "/r", container: "c", own_net: true, uid: 0, gid: 0, writable: &w, nodes: &[], notify: None, status_view: false };
+        let steps = sequence(&input).unwrap();
+        let Some(Step::Beneath(at)) = steps.iter().find(|s| matches!(s, Step::Beneath(_))) else { panic!() };
+        assert_eq!((at.parent.as_str(), at.leaf.as_str()), ("/var/lib/app", "cache"));
     }
 
     #[test]

@@ -210,12 +210,15 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
         }
     }
     let targets: std::vec::Vec<&str> = writable.iter().map(|w| w.target.as_str()).collect();
+    let volume_targets: std::vec::Vec<&str> =
+        writable.iter().filter(|w| matches!(w.source, mounts::Source::Volume(_))).map(|w| w.target.as_str()).collect();
     let ioctl_nodes: std::vec::Vec<&str> = nodes.iter().filter(|n| devices::takes_ioctls(n)).map(|n| n.path.as_str()).collect();
     let landlock = landlock::plan_rules(&landlock::Input {
         exec_paths: &manifest.exec_paths,
         rw_paths: &manifest.rw_paths,
         writable: &targets,
         ioctl_nodes: &ioctl_nodes,
+        volumes: &volume_targets,
     })
     .map_err(e)?;
     let notify = if manifest.uses_notify() {

@@ -213,11 +213,13 @@ pub enum Step {
     Exec,
     /// A command entering a running container ([`super::enter`]): `setns`.
     Setns,
+    /// A command entering a running container: `PR_SET_DUMPABLE(0)`.
+    Dumpable,
     /// Supervisor: a child ended without a record, or sent garbage.
     Lost,
 }
 
-const STEPS: [Step; 37] = [
+const STEPS: [Step; 38] = [
     Step::Args,
     Step::Pipe,
     Step::Clone,
@@ -254,6 +256,7 @@ const STEPS: [Step; 37] = [
     Step::Seccomp,
     Step::Exec,
     Step::Setns,
+    Step::Dumpable,
     Step::Lost,
 ];
 
@@ -323,6 +326,7 @@ impl Step {
             Step::Seccomp => "seccomp",
             Step::Exec => "execve",
             Step::Setns => "setns",
+            Step::Dumpable => "PR_SET_DUMPABLE",
             Step::Lost => "child lost",
         }
     }
@@ -369,6 +373,7 @@ impl Step {
             Step::Seccomp => "seccomp",
             Step::Exec => "exec",
             Step::Setns => "setns",
+            Step::Dumpable => "dumpable",
             Step::Lost => "lost",
         }
     }
@@ -582,7 +587,7 @@ fn locked_flags(path: &CStr) -> Result<MsFlags, Errno> {
     Ok(f)
 }
 
-fn remount(target: &CStr, flags: MsFlags) -> Result<(), Errno> {
+pub(super) fn remount(target: &CStr, flags: MsFlags) -> Result<(), Errno> {
     let all = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | locked_flags(target)?;
     mount(None::<&CStr>, target, None::<&CStr>, all, None::<&CStr>)
 }
@@ -662,6 +667,7 @@ impl Act for Mounter {
                 let data = Some(data.as_cstr()).filter(|d| !d.is_empty());
                 mount(Some(*fstype), target.as_cstr(), Some(*fstype), *flags, data)
             }
+            S::Beneath(at) => super::beneath::act(at),
             S::Mkdir { path, mode } => match unistd::mkdir(path.as_cstr(), Mode::from_bits_truncate(*mode)) {
                 Err(Errno::EEXIST) => Ok(()),
                 r => r,
@@ -893,7 +899,8 @@ fn landlock(plan: &Plan, ruleset: &Ruleset, t: &Trace<'_>) -> Result<(), Fail> {
     for (i, rule) in plan.landlock.iter().enumerate() {
         let step = Step::LandlockRule(u16::try_from(i).unwrap_or(u16::MAX));
         t.begin(step);
-        let (path, is_dir) = landlock_sys::open_path(rule.path.as_cstr()).at(step)?;
+        let open = if rule.no_links { landlock_sys::open_path_no_links } else { landlock_sys::open_path };
+        let (path, is_dir) = open(rule.path.as_cstr()).at(step)?;
         landlock_sys::add_path_rule(fd.as_fd(), path.as_fd(), ruleset.allowed(rule.access, is_dir)).at(step)?;
     }
     t.begin(Step::LandlockRestrict);

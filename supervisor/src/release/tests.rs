@@ -459,6 +459,8 @@ fn limits_at_decode_and_past_are_refused_by_the_decoder_body() {
                         tmpfs_size: Some(4096),
                         volume: None,
                         exec: false,
+                        volume_size: None,
+                        volume_inodes: None,
                     })
                     .collect()
             },

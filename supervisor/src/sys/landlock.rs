@@ -105,3 +105,15 @@ pub fn open_path(path: &CStr) -> Result<(OwnedFd, bool), Errno> {
     let dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
     Ok((fd, dir))
 }
+
+/// Like [`open_path`], but `path` resolves in the process's root without
+/// following a symlink in any component (`ELOOP`): for rule paths beneath
+/// a persistent volume, where the container may have left symlinks.
+pub fn open_path_no_links(path: &CStr) -> Result<(OwnedFd, bool), Errno> {
+    use nix::sys::stat::{fstat, SFlag};
+    let root = super::open_dir_path(c"/")?;
+    let fd = super::open_no_links(std::os::fd::AsFd::as_fd(&root), path, libc::O_PATH, 0)?;
+    let st = fstat(fd.as_raw_fd())?;
+    let dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
+    Ok((fd, dir))
+}

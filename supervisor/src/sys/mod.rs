@@ -9,6 +9,7 @@ pub mod container;
 mod fds;
 pub mod landlock;
 pub mod net;
+pub mod quota;
 
 pub use fds::{inherited_fd, pass_fd_in_child};
 pub use net::interface_up;
@@ -217,6 +218,42 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &CStr) -> Result<std::os::fd::Ow
     let fd = libc::c_int::try_from(r).map_err(|_| Errno::EBADF)?;
     // SAFETY: openat2 just returned this descriptor; nothing else owns it.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | RESOLVE_IN_ROOT`.
+const RESOLVE_NO_LINKS_IN_ROOT: u64 = 0x02 | 0x04 | 0x10;
+
+/// `openat2(root, path, flags | O_CLOEXEC, mode)` with `RESOLVE_IN_ROOT |
+/// RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`: `path` resolves as if
+/// `root` were `/` and a symlink in any component (the last included) is
+/// `ELOOP`, never followed. Mounts may be crossed. Async-signal-safe: one
+/// system call, no allocation (used between fork and exec).
+pub fn open_no_links(root: BorrowedFd<'_>, path: &CStr, flags: libc::c_int, mode: u32) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: u64::from(mode), resolve: RESOLVE_NO_LINKS_IN_ROOT };
+    // SAFETY: `path` is NUL-terminated and `how` a valid open_how whose size
+    // is passed; both outlive the call.
+    let r = unsafe {
+        libc::syscall(libc::SYS_openat2, root.as_raw_fd(), path.as_ptr(), &how as *const OpenHow, core::mem::size_of::<OpenHow>())
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    let fd = libc::c_int::try_from(r).map_err(|_| Errno::EBADF)?;
+    // SAFETY: openat2 just returned this descriptor; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)`. Async-signal-safe.
+pub fn open_dir_path(path: &CStr) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    let r = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: open just returned this descriptor; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r) })
 }
 
 /// `waitpid(-1, WNOHANG)` (or blocking without `nohang`) returning the raw

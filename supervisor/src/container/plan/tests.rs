@@ -50,8 +50,8 @@ fn sample() -> Manifest {
         stop: None,
         resources: None,
         mounts: [
-            Mount { target: s("/var/lib/web"), tmpfs_size: None, volume: Some(s("state")), exec: false },
-            Mount { target: s("/tmp"), tmpfs_size: Some(2 << 20), volume: None, exec: false },
+            Mount { target: s("/var/lib/web"), tmpfs_size: None, volume: Some(s("state")), exec: false, volume_size: None, volume_inodes: None },
+            Mount { target: s("/tmp"), tmpfs_size: Some(2 << 20), volume: None, exec: false, volume_size: None, volume_inodes: None },
         ]
         .into_iter()
         .collect(),
@@ -268,7 +268,7 @@ fn nothing_writable_without_nosuid_and_nodev() {
     for net in [None, Some(Network::Host)] {
         let mut m = sample();
         m.network = net;
-        m.mounts.push(Mount { target: s("/var/cache"), tmpfs_size: Some(4096), volume: None, exec: false }).unwrap();
+        m.mounts.push(Mount { target: s("/var/cache"), tmpfs_size: Some(4096), volume: None, exec: false, volume_size: None, volume_inodes: None }).unwrap();
         let p = plan(&m, &board(), 3, ROOT).unwrap();
         let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
         let steps = &p.steps;
@@ -417,7 +417,7 @@ fn bad_inputs_are_named() {
     m.entry.uid = Some(70_000);
     assert_eq!(plan(&m, &board(), 0, ROOT).unwrap_err().field, "entry.uid");
     let mut m = bare();
-    m.mounts.push(Mount { target: s("/proc/evil"), tmpfs_size: Some(4096), volume: None, exec: false }).unwrap();
+    m.mounts.push(Mount { target: s("/proc/evil"), tmpfs_size: Some(4096), volume: None, exec: false, volume_size: None, volume_inodes: None }).unwrap();
     assert_eq!(plan(&m, &board(), 0, ROOT).unwrap_err().field, "mounts[0].target");
     let mut m = bare();
     m.entry.argv[0] = s("httpd");
@@ -447,7 +447,7 @@ fn largest_manifest_fits() {
     for i in 0..crate::manifest::MOUNTS_MAX {
         let target = format!("/{}/{i}", "d".repeat(100));
         let volume = Some(format!("v{i}").as_str().try_into().unwrap());
-        m.mounts.push(Mount { target: target.as_str().try_into().unwrap(), tmpfs_size: None, volume, exec: false }).unwrap();
+        m.mounts.push(Mount { target: target.as_str().try_into().unwrap(), tmpfs_size: None, volume, exec: false, volume_size: None, volume_inodes: None }).unwrap();
     }
     m.mounts[0].volume = Some(s(&"v".repeat(32)));
     let p = plan(&m, &b, 7, "/run/berth/c/web-with-a-long-name-0123456789/root").unwrap();
