@@ -49,4 +49,5 @@ pub mod scenario;
 pub mod scenarios;
 pub mod staging;
 pub mod updates;
+pub mod trials;
 pub mod waits;

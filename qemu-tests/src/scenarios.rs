@@ -115,6 +115,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     cases.extend(crate::waits::cases(Arc::clone(&l)));
     cases.extend(crate::output::cases(Arc::clone(&l)));
     cases.extend(crate::updates::cases(Arc::clone(&l)));
+    cases.extend(crate::trials::cases(Arc::clone(&l)));
     cases.extend(crate::staging::cases(l));
     cases
 }
