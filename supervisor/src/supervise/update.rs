@@ -154,7 +154,7 @@ impl Pid1 {
         let version = release.version;
         self.switch_to(release, &key_id);
         trial.ended_before = self.ended_before_switch();
-        let ev = Event::info("release.trial").kv("version", version).kv("deadline_s", trial.deadline - crate::log::now());
+        let ev = Event::info("release.trial").kv("version", version).kv("deadline_s", format_args!("{:.1}", trial.deadline - crate::log::now()));
         ev.kv("not_waited_for", trial.ended_before.join(",")).emit();
         if let Some(u) = self.updates.as_mut() {
             u.trial = Some(trial);
