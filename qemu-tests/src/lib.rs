@@ -51,4 +51,5 @@ pub mod scenarios;
 pub mod staging;
 pub mod updates;
 pub mod volumes;
+pub mod trials;
 pub mod waits;

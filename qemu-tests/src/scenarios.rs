@@ -117,6 +117,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     cases.extend(crate::output::cases(Arc::clone(&l)));
     cases.extend(crate::updates::cases(Arc::clone(&l)));
     cases.extend(crate::volumes::cases(Arc::clone(&l)));
+    cases.extend(crate::trials::cases(Arc::clone(&l)));
     cases.extend(crate::staging::cases(l));
     cases
 }

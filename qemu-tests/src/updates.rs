@@ -60,6 +60,9 @@ pub struct UpdateInfo {
     pub known: Vec<Known>,
     /// Where the bundle of release 2 is on the host.
     pub v2_bundle: std::path::PathBuf,
+    /// The trial scenarios' bundles: device path and id (`sha256:<hex>` of
+    /// the bundle file).
+    pub ids: Vec<(String, String)>,
 }
 
 /// One container row of `berthctl status`.

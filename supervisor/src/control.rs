@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; raised on any incompatible change.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 /// Largest request frame body.
 pub const REQUEST_MAX: usize = 512;
 /// Largest response frame body.
@@ -33,11 +33,16 @@ pub enum Command {
     /// sequence number `after` (all kept ones when `None`), the last `max`
     /// of them (at most [`LOG_LINES_MAX`]).
     Logs { name: Name, after: Option<u64>, max: u16 },
-    /// Stage the bundle at this path on the device, then switch to it.
+    /// Stage the bundle at this path on the device, then switch to it;
+    /// answered as soon as the staging started ([`Response::Update`]).
     Update(heapless::String<128>),
     /// Test trigger: block berth's loop this many seconds (1..=600), so the
     /// hardware watchdog is not petted.
     Wedge(u16),
+    /// Commit the release on trial now.
+    Commit,
+    /// Roll the release on trial back now (cause `requested`).
+    Rollback,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +130,9 @@ pub struct ReleaseInfo {
     /// Bundles the inbox quarantined, oldest first, one line each
     /// (`quarantined NAME: cause`).
     pub quarantined: heapless::Vec<heapless::String<{ QUARANTINE_LINE_MAX }>, { crate::release::inbox::QUARANTINE_KEEP }>,
+    /// The updates of this boot, the last [`crate::outcome::KEPT`], oldest
+    /// first.
+    pub updates: heapless::Vec<crate::outcome::UpdateInfo, { crate::outcome::KEPT }>,
 }
 
 /// A line of status text.
@@ -185,6 +193,8 @@ pub enum Response {
     Error(heapless::String<128>),
     /// Lines, the sequence number to follow on from, lines dropped so far.
     Logs { lines: Box<heapless::Vec<LogLine, LOG_LINES_MAX>>, next: u64, dropped: u64 },
+    /// An update's staging started: its record (phase `staging`).
+    Update(Box<crate::outcome::UpdateInfo>),
 }
 
 /// Why a frame was refused.
@@ -280,7 +290,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for cmd in [Command::Status, Command::Release, Command::Restart(name("sensor")), Command::Stop(name("flaky"))] {
+        for cmd in [Command::Status, Command::Release, Command::Restart(name("sensor")), Command::Stop(name("flaky")), Command::Commit, Command::Rollback] {
             let frame = encode(&Request { version: VERSION, command: cmd.clone() }, REQUEST_MAX).unwrap();
             let len = body_len(&frame, REQUEST_MAX).unwrap();
             assert_eq!(len, frame.len() - 4);
@@ -330,6 +340,17 @@ mod tests {
         while info.rollbacks.push(text(&"r".repeat(96))).is_ok() {}
         while info.quarantined.push(text(&"é".repeat(QUARANTINE_LINE_MAX))).is_ok() {}
         info.staging = text(&"s".repeat(160));
+        let mut log = crate::outcome::Log::default();
+        for _ in 0..crate::outcome::KEPT {
+            log.begin(&"é".repeat(200));
+            log.end(crate::outcome::Phase::Refused, &"c".repeat(40), &"é".repeat(200));
+        }
+        for u in log.all() {
+            let mut u = u.clone();
+            u.id = Some(crate::manifest::Digest([0xff; 32]));
+            u.version = Some(u64::MAX);
+            info.updates.push(u).unwrap();
+        }
         let frame = encode(&Response::Release(Box::new(info)), RESPONSE_MAX).unwrap();
         assert!(frame.len() <= RESPONSE_MAX + 4);
     }

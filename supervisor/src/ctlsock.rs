@@ -10,11 +10,12 @@
 //! so clients that connect and say nothing cannot lock the operator out.
 //! Nothing a client sends can make berth wait.
 //!
-//! A request whose answer comes later (`berthctl update`: the staging runs
-//! outside the loop) is held ([`CtlSocket::hold`]): its connection keeps its
-//! slot, is exempt from the time limit and is answered with
-//! [`CtlSocket::reply`] when the outcome is known. The loop stops watching a
-//! held connection (a client that hangs up meanwhile loses the answer).
+//! A request whose answer comes later can be held ([`CtlSocket::hold`]):
+//! its connection keeps its slot, is exempt from the time limit and is
+//! answered with [`CtlSocket::reply`] when the outcome is known. No command
+//! does so now: `berthctl update` is answered when its staging started, and
+//! `berthctl update --wait` polls `release` on short connections, so a
+//! waiting client never holds one of the [`CONNS_MAX`] slots.
 
 use crate::control::{self, Command, Response, REQUEST_MAX, RESPONSE_MAX};
 use crate::log::Event;
@@ -233,13 +234,10 @@ pub fn call(path: &str, cmd: Command) -> Result<Response, String> {
     }
 }
 
-/// How long a client waits for its answer: an update's comes when its
-/// staging ends.
-fn answer_within(cmd: &Command) -> std::time::Duration {
-    match cmd {
-        Command::Update(_) => std::time::Duration::from_secs_f64(crate::supervise::stage::DEADLINE_S + 30.0),
-        _ => std::time::Duration::from_secs(10),
-    }
+/// How long a client waits for its answer: every command is answered at
+/// once (an update when its staging started).
+fn answer_within(_: &Command) -> std::time::Duration {
+    std::time::Duration::from_secs(10)
 }
 
 fn call_once(path: &str, cmd: Command) -> Result<Response, String> {

@@ -18,9 +18,11 @@ fn main() -> ExitCode {
     cli(&args)
 }
 
-const CTL_USAGE: &str = "usage: berthctl status | release | start NAME | stop NAME | restart NAME
-       berthctl update BUNDLE           (stage a bundle on the device, switch to it, on trial until committed;
-                                        answers when the staging ends)
+const CTL_USAGE: &str = "usage: berthctl status | release [--json] | start NAME | stop NAME | restart NAME
+       berthctl update [--wait] BUNDLE  (stage a bundle on the device, switch to it, on trial until committed;
+                                        answers once the staging started; --wait: until it ended, exit
+                                        0 committed, 3 refused, 4 rolled back, 5 rebooting into it, 1 other)
+       berthctl commit | rollback      (end the trial of the release on trial now)
        berthctl logs NAME [-f] [-n N]  (a container's output; -f follows)
        berthctl events [-f] [-n N]     (berth's own event lines)";
 /// Only in test builds (the `test-hooks` feature).
@@ -39,18 +41,29 @@ fn ctl(args: &[String]) -> ExitCode {
     match args.first().map(String::as_str) {
         Some("logs") => return ctl_logs(args.get(1).map(String::as_str), args.get(2..).unwrap_or_default()),
         Some("events") => return ctl_logs(Some(berth::logstore::BERTH), args.get(1..).unwrap_or_default()),
+        Some("update") => {
+            let code = match (args.get(1).map(String::as_str), args.get(2), args.len()) {
+                (Some("--wait"), Some(path), 3) => berth::ctlclient::update(path, true, berth::control::SOCKET),
+                (Some(path), None, 2) if !path.starts_with('-') => berth::ctlclient::update(path, false, berth::control::SOCKET),
+                _ => {
+                    eprintln!("{CTL_USAGE}");
+                    berth::outcome::exit::USAGE
+                }
+            };
+            return ExitCode::from(code);
+        }
         _ => {}
     }
+    let json = args.len() == 2 && args.first().map(String::as_str) == Some("release") && args.get(1).map(String::as_str) == Some("--json");
     let cmd = match (args.first().map(String::as_str), args.len()) {
         (Some("status"), 1) => Some(Command::Status),
         (Some("release"), 1) => Some(Command::Release),
+        (Some("release"), 2) if json => Some(Command::Release),
+        (Some("commit"), 1) => Some(Command::Commit),
+        (Some("rollback"), 1) => Some(Command::Rollback),
         (Some("start"), 2) => name(1).map(Command::Start),
         (Some("stop"), 2) => name(1).map(Command::Stop),
         (Some("restart"), 2) => name(1).map(Command::Restart),
-        (Some("update"), 2) => args.get(1).and_then(|p| {
-            let mut s = heapless::String::new();
-            s.push_str(p).ok().map(|_| Command::Update(s))
-        }),
         #[cfg(feature = "test-hooks")]
         (Some("debug"), 3) if args.get(1).map(String::as_str) == Some("wedge") => {
             args.get(2).and_then(|s| s.parse().ok()).map(Command::Wedge)
@@ -111,6 +124,10 @@ fn ctl(args: &[String]) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Ok(Response::Release(r)) if json => {
+            println!("{}", berth::ctlclient::release_json(&r));
+            ExitCode::SUCCESS
+        }
         Ok(Response::Release(r)) => {
             println!("release {} signed by key {}", r.version, r.key_id);
             if !r.phase.is_empty() {
@@ -128,6 +145,9 @@ fn ctl(args: &[String]) -> ExitCode {
             for q in r.quarantined.iter() {
                 println!("{q}");
             }
+            if let Some(u) = r.updates.last() {
+                println!("{}", u.line());
+            }
             ExitCode::SUCCESS
         }
         Ok(Response::Message(m)) => {
@@ -135,7 +155,7 @@ fn ctl(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Response::Done) => ExitCode::SUCCESS,
-        Ok(Response::Logs { .. }) => {
+        Ok(Response::Logs { .. } | Response::Update(_)) => {
             eprintln!("berthctl: unexpected reply");
             ExitCode::FAILURE
         }

@@ -37,6 +37,7 @@
 //! | `exec_paths` | <= 8 absolute paths without `..`, unique; `entry.argv[0]` must lie beneath one of them | the Landlock issue (execute only beneath these; default: the whole image) |
 //! | `rw_paths` | <= 8 absolute paths without `..`, not `/`, unique | the Landlock issue (writable beneath these, besides the writable mounts and `/dev`) |
 //! | `status_view` | `true` or `false` (default); no mount on or under [`crate::statusview::INSIDE`] | the demo issue (berth's status file directory bound read-only at [`crate::statusview::INSIDE`], which must exist in the image) |
+//! | `oneshot` | `true` or `false` (default); not with `restart = "always"` | the trial issue (during an update's trial its exit 0 is success, see [`crate::trial`]) |
 //! | `log_rate` | `lines_per_s` 1..=[`LOG_RATE_MAX`] (default [`LOG_LINES_PER_S`]), `burst` 1..=[`LOG_BURST_MAX`] (default [`LOG_BURST`]) | the console issue (output lines past the token bucket are dropped and counted, see [`crate::supervise::output`]) |
 //!
 //! A list field counts as set when it is not empty; an optional field when it
@@ -301,6 +302,11 @@ pub struct Manifest {
     /// ([`crate::seccomp::args::FAMILIES`]: `can`, `bluetooth`, ...).
     #[serde(default)]
     pub socket_families: Vec<String<{ crate::seccomp::args::FAMILY_NAME_MAX }>, FAMILIES_MAX>,
+    /// A one-shot task: its exit 0 is success (during an update's trial it
+    /// counts as done, not against the release). Needs `restart = "never"`
+    /// or `"on-failure"`.
+    #[serde(default)]
+    pub oneshot: bool,
 }
 
 /// The output rate limit: `lines_per_s` lines a second, with bursts of up
@@ -754,6 +760,9 @@ impl Manifest {
         }
         if let Some(b) = &self.backoff {
             b.check().map_err(|(field, why)| e(field, why))?;
+        }
+        if self.oneshot && self.restart == Some(Restart::Always) {
+            return Err(e("oneshot", "a one-shot task ends: it needs restart = \"never\" or \"on-failure\", not \"always\""));
         }
         if let Some(r) = &self.log_rate {
             if r.lines_per_s.is_some_and(|v| !(1..=LOG_RATE_MAX).contains(&v)) {
@@ -1349,6 +1358,20 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         assert_eq!(m.log_rate.unwrap().resolved(), (LOG_LINES_PER_S, 1));
         let e = parse(&sensor_with(ENTRY, "log_rate = { lines = 5 }\n[entry]\n")).unwrap_err();
         assert!(e.to_string().contains("lines"), "{e}");
+    }
+
+    #[test]
+    fn oneshot_is_off_by_default_and_never_with_restart_always() {
+        assert!(!parse(&sensor_with(ENTRY, ENTRY)).unwrap().oneshot);
+        for restart in ["never", "on-failure"] {
+            let m = parse(&sensor_with(ENTRY, &format!("oneshot = true\nrestart = \"{restart}\"\n[entry]\n"))).unwrap();
+            assert!(m.oneshot, "{restart}");
+        }
+        // The default policy (on-failure) allows it.
+        assert!(parse(&sensor_with(ENTRY, "oneshot = true\n[entry]\n")).unwrap().oneshot);
+        let e = parse(&sensor_with(ENTRY, "oneshot = true\nrestart = \"always\"\n[entry]\n")).unwrap_err();
+        assert_eq!(e.field, "oneshot", "{e}");
+        assert!(parse(&sensor_with(ENTRY, "oneshot = \"yes\"\n[entry]\n")).is_err());
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub struct Report {
     pub outcome: Outcome,
     /// Store writes the staging made.
     pub store_writes: u64,
+    /// SHA-256 of the whole bundle file (the update's id): hashed as it is
+    /// read, a refused one read on to its end for it; `None` when reading
+    /// it failed.
+    pub bundle: Option<Digest>,
 }
 
 /// One frame.
@@ -244,7 +248,9 @@ pub fn run(args: &[String]) -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     };
     let mut out = std::fs::File::from(fd);
-    let report = stage(&mut out, cut_at);
+    let mut bundle = Hashing::new(std::io::stdin().lock());
+    let mut report = stage(&mut out, cut_at, &mut bundle);
+    report.bundle = bundle.finish();
     match encode(&Msg::Done(Box::new(report))).map_err(|e| e.to_string()).and_then(|f| std::io::Write::write_all(&mut out, &f).map_err(|e| e.to_string())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -255,12 +261,50 @@ pub fn run(args: &[String]) -> std::process::ExitCode {
 }
 
 fn refused(kind: Refusal, reason: &str) -> Report {
-    Report { outcome: Outcome::Refused { kind, reason: cut(reason) }, store_writes: crate::release::durable::steps() }
+    Report { outcome: Outcome::Refused { kind, reason: cut(reason) }, store_writes: crate::release::durable::steps(), bundle: None }
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hash: sha2::Sha256,
+    failed: bool,
+}
+
+impl<R: std::io::Read> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Hashing { inner, hash: sha2::Digest::new(), failed: false }
+    }
+
+    /// Read the rest (a refused bundle was left part read) and return the
+    /// SHA-256 of all of it; `None` if a read failed.
+    fn finish(mut self) -> Option<Digest> {
+        if std::io::copy(&mut self, &mut std::io::sink()).is_err() || self.failed {
+            return None;
+        }
+        Some(Digest(sha2::Digest::finalize(self.hash).into()))
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                sha2::Digest::update(&mut self.hash, buf.get(..n).unwrap_or(&[]));
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Stage the bundle on standard input; map its new images, announcing each
 /// on `out` first.
-fn stage(out: &mut std::fs::File, cut_at: Option<u64>) -> Report {
+fn stage(out: &mut std::fs::File, cut_at: Option<u64>, bundle: &mut impl std::io::Read) -> Report {
     use crate::release::store::{StageError, Store};
     use crate::release::{current, durable, TrustedKeys};
     use std::path::Path;
@@ -282,10 +326,9 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>) -> Report {
         Ok((s, _)) => s,
         Err(e) => return refused(Refusal::Device, &format!("release store {}: {e}", current::STATE)),
     };
-    let mut bundle = std::io::stdin().lock();
     // The update's writes count from here, as PID 1 counted them before.
     durable::start_counting();
-    let staged = match store.stage(&mut bundle, &keys, &board.name) {
+    let staged = match store.stage(bundle, &keys, &board.name) {
         Ok(s) => s,
         Err(e @ (StageError::Bundle(_) | StageError::MissingImage(_))) => return refused(Refusal::Bundle, &e.to_string()),
         Err(e) => return refused(Refusal::Device, &e.to_string()),
@@ -313,16 +356,29 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>) -> Report {
         bytes: staged.bytes,
         mapped: mapped.new.iter().copied().take(CONTAINERS_MAX).collect(),
     };
-    Report { outcome: Outcome::Staged(staged), store_writes: durable::steps() }
+    Report { outcome: Outcome::Staged(staged), store_writes: durable::steps(), bundle: None }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_bundle_is_hashed_whole_even_when_read_in_part() {
+        use std::io::Read as _;
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let want = Digest(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes)).into());
+        for part in [0, 1, 4096, 10_000] {
+            let mut h = Hashing::new(&bytes[..]);
+            let mut buf = vec![0u8; part];
+            h.read_exact(&mut buf).unwrap();
+            assert_eq!(h.finish(), Some(want), "read {part} bytes first");
+        }
+    }
+
     fn staged(n: usize) -> Report {
         let mapped = (0..n).map(|i| Digest([i as u8; 32])).collect();
-        Report { outcome: Outcome::Staged(Staged { release: Digest([7; 32]), version: 9, images_added: 3, bytes: u64::MAX, mapped }), store_writes: 41 }
+        Report { outcome: Outcome::Staged(Staged { release: Digest([7; 32]), version: 9, images_added: 3, bytes: u64::MAX, mapped }), store_writes: 41, bundle: Some(Digest([9; 32])) }
     }
 
     #[test]
@@ -345,7 +401,7 @@ mod tests {
         let mut msgs: Vec<Msg> = (0..CONTAINERS_MAX).map(|i| Msg::Mapping(Digest([i as u8; 32]))).collect();
         let reason = "é".repeat(REASON_MAX);
         msgs.push(Msg::Done(Box::new(staged(CONTAINERS_MAX))));
-        let refusal = Msg::Done(Box::new(Report { outcome: Outcome::Refused { kind: Refusal::Device, reason: cut(&reason) }, store_writes: u64::MAX }));
+        let refusal = Msg::Done(Box::new(Report { outcome: Outcome::Refused { kind: Refusal::Device, reason: cut(&reason) }, store_writes: u64::MAX, bundle: Some(Digest([0xff; 32])) }));
         assert!(encode(&refusal).unwrap().len() <= FRAME_MAX + 2);
         assert_eq!(cut::<REASON_MAX>(&reason).len(), REASON_MAX, "cut at a character boundary");
         let bytes: Vec<u8> = msgs.iter().flat_map(|m| encode(m).unwrap()).collect();

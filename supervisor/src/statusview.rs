@@ -31,8 +31,10 @@
 //! or `unknown` (no release store); `started_ms` is `null` when not running.
 //! After the containers: `"loop":{"handler_max_ms":2.1,"handler":"tick",
 //! "pet_late_max_ms":0.4}`, the loop's worst stalls since boot (see
-//! `supervise::stall`), and `"staging":true|false`, whether an update is
-//! being staged.
+//! `supervise::stall`), `"staging":true|false`, whether an update is
+//! being staged, and `"update"`, the last update of this boot or `null`:
+//! `{"seq":1,"id":"sha256:..","bundle":"..","version":2,"phase":"trial",
+//! "result":"pending","cause":null,"detail":""}` (see [`crate::outcome`]).
 
 use std::io::Write as _;
 
@@ -77,7 +79,7 @@ pub struct Loop<'a> {
 }
 
 /// A JSON string: printable ASCII as is (but `"` and `\`), the rest escaped.
-fn string(out: &mut Vec<u8>, s: &str) {
+pub fn json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     for c in s.chars() {
         match c {
@@ -96,18 +98,25 @@ fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Render the file into `out` (cleared first; its capacity is kept).
-pub fn render(out: &mut Vec<u8>, release: Option<&Release<'_>>, entries: &[Entry<'_>], lp: &Loop<'_>, staging: bool) {
+pub fn render(
+    out: &mut Vec<u8>,
+    release: Option<&Release<'_>>,
+    entries: &[Entry<'_>],
+    lp: &Loop<'_>,
+    staging: bool,
+    update: Option<&crate::outcome::UpdateInfo>,
+) {
     out.clear();
     let _ = write!(out, "{{\"format\":{FORMAT},\"berth\":");
-    string(out, env!("CARGO_PKG_VERSION"));
+    json_string(out, env!("CARGO_PKG_VERSION"));
     out.extend_from_slice(b",\"release\":");
     match release {
         None => out.extend_from_slice(b"null"),
         Some(r) => {
             let _ = write!(out, "{{\"version\":{},\"key_id\":", r.version);
-            string(out, r.key_id);
+            json_string(out, r.key_id);
             out.extend_from_slice(b",\"phase\":");
-            string(out, r.phase);
+            json_string(out, r.phase);
             out.push(b'}');
         }
     }
@@ -117,13 +126,13 @@ pub fn render(out: &mut Vec<u8>, release: Option<&Release<'_>>, entries: &[Entry
             out.push(b',');
         }
         out.extend_from_slice(b"{\"name\":");
-        string(out, e.name);
+        json_string(out, e.name);
         out.extend_from_slice(b",\"kind\":");
-        string(out, e.kind);
+        json_string(out, e.kind);
         out.extend_from_slice(b",\"state\":");
-        string(out, e.state);
+        json_string(out, e.state);
         let _ = write!(out, ",\"ready\":{},\"restarts\":{},\"last_exit\":", e.ready, e.restarts);
-        string(out, e.last_exit);
+        json_string(out, e.last_exit);
         match e.started_ms {
             Some(ms) => {
                 let _ = write!(out, ",\"started_ms\":{ms}}}");
@@ -132,8 +141,13 @@ pub fn render(out: &mut Vec<u8>, release: Option<&Release<'_>>, entries: &[Entry
         }
     }
     let _ = write!(out, "],\"loop\":{{\"handler_max_ms\":{:.1},\"handler\":", lp.handler_max_ms);
-    string(out, lp.handler);
-    let _ = writeln!(out, ",\"pet_late_max_ms\":{:.1}}},\"staging\":{staging}}}", lp.pet_late_max_ms);
+    json_string(out, lp.handler);
+    let _ = write!(out, ",\"pet_late_max_ms\":{:.1}}},\"staging\":{staging},\"update\":", lp.pet_late_max_ms);
+    match update {
+        Some(u) => u.json(out),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b"}\n");
 }
 
 /// When to render: at most every [`MIN_INTERVAL_S`].
@@ -224,7 +238,9 @@ mod tests {
         let mut out = Vec::new();
         let r = Release { version: 7, key_id: "0123abcd", phase: "trial" };
         let lp = Loop { handler_max_ms: 12.34, handler: "tick", pet_late_max_ms: 0.0 };
-        render(&mut out, Some(&r), &[entry("sensor", "running", Some(1500)), entry("flaky", "waiting", None)], &lp, true);
+        let mut log = crate::outcome::Log::default();
+        log.begin("/data/v2.bundle");
+        render(&mut out, Some(&r), &[entry("sensor", "running", Some(1500)), entry("flaky", "waiting", None)], &lp, true, log.last());
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("{\"format\":1,\"berth\":\""), "{text}");
         assert!(text.contains(",\"release\":{\"version\":7,\"key_id\":\"0123abcd\",\"phase\":\"trial\"},"), "{text}");
@@ -233,7 +249,11 @@ mod tests {
         ));
         assert!(text.contains("\"name\":\"flaky\",\"kind\":\"container\",\"state\":\"waiting\",\"ready\":false"));
         assert!(
-            text.ends_with("\"started_ms\":null}],\"loop\":{\"handler_max_ms\":12.3,\"handler\":\"tick\",\"pet_late_max_ms\":0.0},\"staging\":true}\n"),
+            text.ends_with(
+                "\"started_ms\":null}],\"loop\":{\"handler_max_ms\":12.3,\"handler\":\"tick\",\"pet_late_max_ms\":0.0},\"staging\":true,\
+                 \"update\":{\"seq\":1,\"id\":null,\"bundle\":\"/data/v2.bundle\",\"version\":null,\"phase\":\"staging\",\
+                 \"result\":\"pending\",\"cause\":null,\"detail\":\"\"}}\n"
+            ),
             "{text}"
         );
     }
@@ -241,9 +261,10 @@ mod tests {
     #[test]
     fn no_release_and_escapes() {
         let mut out = vec![1, 2, 3];
-        render(&mut out, None, &[entry("a\"b\\c\u{1}é", "x", None)], &Loop::default(), false);
+        render(&mut out, None, &[entry("a\"b\\c\u{1}é", "x", None)], &Loop::default(), false, None);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\"release\":null"));
+        assert!(text.ends_with(",\"update\":null}\n"), "{text}");
         assert!(text.contains(r#""name":"a\"b\\c\u0001\u00e9""#), "{text}");
     }
 

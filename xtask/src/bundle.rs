@@ -84,6 +84,7 @@ mod tests {
             images: imgs.try_into().unwrap(),
             commit_window_s: 120,
             reboot: false,
+            trial_deadline_s: 720,
         }
     }
 

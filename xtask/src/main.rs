@@ -12,6 +12,7 @@ mod release;
 mod soak;
 mod tools;
 mod trial;
+mod trials;
 mod updates;
 mod verity;
 

@@ -80,10 +80,13 @@ pub fn public_keys(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// `release.toml` in the manifest directory: `version` (required),
-/// `commit_window_s` (1..=86400, default 120) and `reboot` (default false).
+/// `commit_window_s` (1..=86400, default 120), `trial_deadline_s` (above
+/// the window, at most 172800; default the window plus 600) and `reboot`
+/// (default false).
 struct ReleaseToml {
     version: u64,
     commit_window_s: u32,
+    trial_deadline_s: u32,
     reboot: bool,
 }
 
@@ -92,7 +95,7 @@ fn release_toml(dir: &Path) -> Result<ReleaseToml, String> {
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let v: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
     for key in v.keys() {
-        if !["version", "commit_window_s", "reboot"].contains(&key.as_str()) {
+        if !["version", "commit_window_s", "trial_deadline_s", "reboot"].contains(&key.as_str()) {
             return Err(format!("{}: unknown field `{key}`", path.display()));
         }
     }
@@ -105,12 +108,23 @@ fn release_toml(dir: &Path) -> Result<ReleaseToml, String> {
         Some(toml::Value::Integer(n)) if (1..=86_400).contains(n) => *n as u32,
         _ => return Err(format!("{}: field `commit_window_s` must be between 1 and 86400", path.display())),
     };
+    let max = berth::release::TRIAL_DEADLINE_MAX_S;
+    let trial_deadline_s = match v.get("trial_deadline_s") {
+        None => berth::release::trial_deadline_default(commit_window_s),
+        Some(toml::Value::Integer(n)) if *n > i64::from(commit_window_s) && *n <= i64::from(max) => *n as u32,
+        _ => {
+            return Err(format!(
+                "{}: field `trial_deadline_s` must be above commit_window_s ({commit_window_s}) and at most {max}",
+                path.display()
+            ))
+        }
+    };
     let reboot = match v.get("reboot") {
         None => false,
         Some(toml::Value::Boolean(b)) => *b,
         _ => return Err(format!("{}: field `reboot` must be true or false", path.display())),
     };
-    Ok(ReleaseToml { version, commit_window_s, reboot })
+    Ok(ReleaseToml { version, commit_window_s, trial_deadline_s, reboot })
 }
 
 
@@ -312,6 +326,7 @@ pub fn compile(root: &Path, dir: &Path, board: &Board, out: &Path, version: Opti
         images: Default::default(),
         commit_window_s: meta.commit_window_s,
         reboot: meta.reboot,
+        trial_deadline_s: meta.trial_deadline_s,
     };
     let mut images: Vec<Image> = Vec::new();
     for file in &files {
@@ -431,6 +446,7 @@ mod tests {
                 images: Default::default(),
                 commit_window_s: 60,
                 reboot: false,
+                trial_deadline_s: 660,
             };
             for entry in fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();

@@ -5,7 +5,8 @@
 //! - `v3-bad.bundle`: release 3, `meter` crash-loops (its new image
 //!   carried, which the rollback unmaps);
 //! - `refused/*.bundle`: each refused by staging for one reason, with the
-//!   text the device gives, computed here with the device's own code.
+//!   text the device gives, computed here with the device's own code;
+//! - `trial-*.bundle`: the trial scenarios' ([`crate::trials`]).
 //!
 //! It also counts the store writes one whole update to release 2 makes
 //! (stage, trial, commit, gc) by running the device's store code on a copy
@@ -107,7 +108,8 @@ pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installe
     refused.sort_by(|a, b| a.bundle.cmp(&b.bundle));
     let writes = count_writes(work, v1, v1_signed, &v2_path, &keys, &board.name)?;
     let known = vec![known(v1, v1_signed), known(&v2, &v2_signed)];
-    Ok(UpdateInfo { writes, refused, known, v2_bundle: v2_path })
+    let ids = crate::trials::build(root, board, manifests, work, &v1.release, key, test_dir)?;
+    Ok(UpdateInfo { writes, refused, known, v2_bundle: v2_path, ids })
 }
 
 /// A release as the files it puts in the store.

@@ -28,7 +28,9 @@
 //! short), `store-check` (the store's files and record after a cut),
 //! `update-big` (a 100 MiB image staged while `berthctl status` is timed)
 //! and `stage-interrupt` (a big bundle dropped into the inbox, its staging
-//! cut by the harness; later boots wait for its quarantine).
+//! cut by the harness; later boots wait for its quarantine). The trial
+//! modes `trial-judged` and `trial-control` drive `update --wait`, `commit`
+//! and `rollback` (see `qemu_tests::trials`).
 //!
 //! Static, std + libc only; it must never panic on anything the guest can do.
 
@@ -48,6 +50,9 @@ mod loopcheck;
 mod output;
 #[path = "berth-test-agent/volumes.rs"]
 mod volumes;
+/// The trial scenarios' modes (`qemu_tests::trials`).
+#[path = "berth-test-agent/trials.rs"]
+mod trials;
 
 const WRITE_PROBE: &str = "/.berth-agent-write";
 const DIR_PROBE: &str = "/.berth-agent-dir";
@@ -299,8 +304,18 @@ fn install_sigterm_exit() {
 // ---------------------------------------------------------------- updates
 
 /// The modes of the update scenarios (see `qemu_tests::updates`).
-const UPDATE_MODES: [&str; 8] =
-    ["update", "update-rollback", "update-refused", "update-reboot", "update-cut", "store-check", "update-big", "stage-interrupt"];
+const UPDATE_MODES: [&str; 10] = [
+    "update",
+    "update-rollback",
+    "update-refused",
+    "update-reboot",
+    "update-cut",
+    "store-check",
+    "update-big",
+    "stage-interrupt",
+    "trial-judged",
+    "trial-control",
+];
 /// Where the update variant's bundles are.
 const BUNDLES: &str = "/data/test";
 /// The update-reboot scenario's progress across its boots.
@@ -334,8 +349,9 @@ fn update_mode(mode: &str) {
         "update-rollback" => {
             let before = running_rows();
             let mapped = mappings();
-            let (ok, text) = apply("v3-bad");
-            report("update-v3", ok, &text);
+            // Switched to, then rolled back: `update --wait` exits 4.
+            let (code, text) = apply_wait("v3-bad");
+            report("update-v3", code == Some(4), &text);
             let (ok, text) = wait_release(|r| r.version == 1 && r.state == "committed" && has_rollback(r, "from 3 to 1", "crash-loop (meter)"));
             report("rollback-recorded", ok, &text);
             let after = wait_rows(|rows| all_running(rows, &["sensor", "meter"]));
@@ -364,9 +380,10 @@ fn update_mode(mode: &str) {
             act("poweroff", libc::SIGTERM);
         }
         "stage-interrupt" => stage_interrupt(),
+        "trial-judged" | "trial-control" => trials::run(mode),
         "update-reboot" => match fs::read_to_string(STAGE_FILE).unwrap_or_default().trim() {
             "" => {
-                let (ok, text) = apply("v2");
+                let (ok, text) = apply_to_trial("v2");
                 report("update-v2", ok, &text);
                 // Reboot in the middle of the trial.
                 reboot_once_more(STAGE_FILE, "1");
@@ -493,19 +510,48 @@ fn reboot_once_more(file: &str, stage: &str) {
 
 /// Run berthctl; (exit status 0, stdout and stderr).
 fn ctl(args: &[&str]) -> (bool, String) {
+    let (code, text) = ctl_code(args);
+    (code == Some(0), text)
+}
+
+/// Run berthctl; (its exit code, stdout and stderr).
+fn ctl_code(args: &[&str]) -> (Option<i32>, String) {
     match std::process::Command::new("/sbin/berthctl").args(args).output() {
         Ok(out) => {
             let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.push_str(&String::from_utf8_lossy(&out.stderr));
-            (out.status.success(), text.trim_end().to_string())
+            (out.status.code(), text.trim_end().to_string())
         }
-        Err(e) => (false, format!("berthctl: {}", errno_desc(&e))),
+        Err(e) => (None, format!("berthctl: {}", errno_desc(&e))),
     }
 }
 
-/// `berthctl update /data/test/<name>.bundle`.
+/// `berthctl update --wait /data/test/<name>.bundle`: committed (exit 0).
 fn apply(name: &str) -> (bool, String) {
-    ctl(&["update", &format!("{BUNDLES}/{name}.bundle")])
+    let (code, text) = apply_wait(name);
+    (code == Some(0), text)
+}
+
+/// `berthctl update --wait /data/test/<name>.bundle`: its exit code.
+fn apply_wait(name: &str) -> (Option<i32>, String) {
+    ctl_code(&["update", "--wait", &format!("{BUNDLES}/{name}.bundle")])
+}
+
+/// `berthctl update /data/test/<name>.bundle` (answered at once), then
+/// wait until the release is on trial.
+fn apply_to_trial(name: &str) -> (bool, String) {
+    let (ok, text) = ctl(&["update", &format!("{BUNDLES}/{name}.bundle")]);
+    if !ok {
+        return (false, text);
+    }
+    let (ok, view) = wait_release(|r| r.state == "trial");
+    (ok, format!("{text} | {view}"))
+}
+
+/// `berthctl release` without its `update ...` line (which an update,
+/// refused or not, changes).
+fn release_without_update(text: &str) -> String {
+    text.lines().filter(|l| !l.starts_with("update ")).collect::<Vec<_>>().join("\n")
 }
 
 /// Copy a bundle into berth's inbox under a name it ignores, then rename
@@ -586,6 +632,7 @@ fn rows_text(rows: &[qemu_tests::updates::Row]) -> String {
 fn refuse_all() {
     let rows = running_rows();
     let (_, release) = ctl(&["release"]);
+    let release = release_without_update(&release);
     let files = list_store();
     let mapped = mappings();
     let mut bundles: Vec<String> = match fs::read_dir(format!("{BUNDLES}/refused")) {
@@ -597,11 +644,14 @@ fn refuse_all() {
     };
     bundles.sort();
     for b in &bundles {
-        let (ok, text) = ctl(&["update", b]);
+        // Refused: `update --wait` exits 3, after the refusal's line.
+        let (code, text) = ctl_code(&["update", "--wait", b]);
         let stem = b.rsplit('/').next().unwrap_or("").trim_end_matches(".bundle");
-        report(&format!("refused-{stem}"), !ok && text.starts_with("berthctl: "), &text);
+        let said = text.lines().last().is_some_and(|l| l.contains(" phase=refused result=failed ") || l.starts_with("berthctl: "));
+        report(&format!("refused-{stem}"), code == Some(3) && said, &text);
     }
     let (_, release_after) = ctl(&["release"]);
+    let release_after = release_without_update(&release_after);
     let rows_after = status_rows();
     let files_after = list_store();
     let mapped_after = mappings();

@@ -1155,6 +1155,7 @@ mod tests {
             status_view: false,
             log_rate: None,
             socket_families: heapless::Vec::new(),
+            oneshot: false,
         }
     }
 

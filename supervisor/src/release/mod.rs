@@ -100,10 +100,28 @@ pub struct Release {
     pub commit_window_s: u32,
     /// The switch to this release is a reboot (host side changes).
     pub reboot: bool,
+    /// The longest a trial of this release may stay open (seconds from
+    /// its start): past it without a commit, it rolls back
+    /// (`trial-timeout`). Above `commit_window_s`, at most
+    /// [`TRIAL_DEADLINE_MAX_S`]; the release tools fill in
+    /// [`trial_deadline_default`] when `release.toml` does not say.
+    pub trial_deadline_s: u32,
 }
 
 /// Default commit window.
 pub const COMMIT_WINDOW_S: u32 = 120;
+/// Longest trial deadline: two days.
+pub const TRIAL_DEADLINE_MAX_S: u32 = 172_800;
+/// What the default trial deadline adds to the commit window: time for
+/// the containers to start and become ready.
+pub const TRIAL_START_ALLOWANCE_S: u32 = 600;
+
+/// The trial deadline of a release whose `release.toml` names none: its
+/// commit window plus [`TRIAL_START_ALLOWANCE_S`] (12 minutes for the
+/// default window).
+pub fn trial_deadline_default(commit_window_s: u32) -> u32 {
+    commit_window_s.saturating_add(TRIAL_START_ALLOWANCE_S).min(TRIAL_DEADLINE_MAX_S)
+}
 
 /// A signed downgrade marker: the release may replace a stored version in
 /// `from_min ..= from_max` (each above the release's own version).
@@ -234,6 +252,9 @@ impl Release {
     pub fn validate(&self) -> Result<(), ReleaseError> {
         if !(1..=86_400).contains(&self.commit_window_s) {
             return Err(bad("commit_window_s", "must be between 1 and 86400"));
+        }
+        if self.trial_deadline_s <= self.commit_window_s || self.trial_deadline_s > TRIAL_DEADLINE_MAX_S {
+            return Err(bad("trial_deadline_s", format!("must be above commit_window_s ({}) and at most {TRIAL_DEADLINE_MAX_S}", self.commit_window_s)));
         }
         if self.board.is_empty() || !self.board.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(bad("board", "must be a board name"));

@@ -91,6 +91,14 @@ pub enum Cause {
     ReleaseUnusable,
     /// An operator asked for it.
     Requested,
+    /// The trial deadline passed without a commit.
+    TrialTimeout,
+    /// A container ended for good during the trial, by a failure (non-zero
+    /// exit, signal or unhealthy) its restart policy does not restart.
+    ContainerFailed,
+    /// A container not declared `oneshot` exited 0 during the trial and
+    /// its restart policy does not restart it.
+    ContainerExited,
 }
 
 impl Cause {
@@ -103,6 +111,9 @@ impl Cause {
             Cause::ReadinessTimeout => "readiness-timeout",
             Cause::ReleaseUnusable => "release-unusable",
             Cause::Requested => "requested",
+            Cause::TrialTimeout => "trial-timeout",
+            Cause::ContainerFailed => "container-failed",
+            Cause::ContainerExited => "container-exited",
         }
     }
 }

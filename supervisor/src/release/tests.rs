@@ -43,6 +43,7 @@ fn release_of(manifests: std::vec::Vec<Manifest>, version: u64) -> Release {
         images,
         commit_window_s: COMMIT_WINDOW_S,
         reboot: false,
+        trial_deadline_s: trial_deadline_default(COMMIT_WINDOW_S),
     }
 }
 
@@ -251,6 +252,27 @@ fn anti_rollback_and_the_downgrade_marker_body() {
 }
 
 #[test]
+fn the_trial_deadline_lies_above_the_window_and_below_its_maximum() {
+    let mut r = sample();
+    assert_eq!(r.trial_deadline_s, COMMIT_WINDOW_S + TRIAL_START_ALLOWANCE_S);
+    assert_eq!(trial_deadline_default(86_400), 87_000);
+    assert_eq!(trial_deadline_default(u32::MAX), TRIAL_DEADLINE_MAX_S);
+    for (window, deadline, ok) in [(120, 121, true), (120, 120, false), (120, 0, false), (5, TRIAL_DEADLINE_MAX_S, true), (5, TRIAL_DEADLINE_MAX_S + 1, false)] {
+        r.commit_window_s = window;
+        r.trial_deadline_s = deadline;
+        match r.validate() {
+            Ok(()) => assert!(ok, "{window} {deadline}"),
+            Err(ReleaseError::BadField { field, .. }) => assert!(!ok && field == "trial_deadline_s", "{window} {deadline} {field}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Signed and decoded, it comes back as it was.
+    r.trial_deadline_s = 77;
+    let bytes = sign(&r, &key(1)).unwrap();
+    assert_eq!(decode_release(&bytes, &trusted(), BOARD, None).unwrap().release.trial_deadline_s, 77);
+}
+
+#[test]
 fn state_file_drives_anti_rollback() {
     big_stack(state_file_drives_anti_rollback_body)
 }
@@ -287,6 +309,7 @@ struct WRelease {
     images: std::vec::Vec<Image>,
     commit_window_s: u32,
     reboot: bool,
+    trial_deadline_s: u32,
 }
 
 #[derive(Serialize, Clone)]
@@ -313,6 +336,7 @@ struct WManifest {
     status_view: bool,
     log_rate: Option<mf::LogRate>,
     socket_families: std::vec::Vec<std::string::String>,
+    oneshot: bool,
 }
 
 #[derive(Serialize, Clone)]
@@ -335,6 +359,7 @@ fn wide(r: &Release) -> WRelease {
         downgrade: r.downgrade,
         commit_window_s: r.commit_window_s,
         reboot: r.reboot,
+        trial_deadline_s: r.trial_deadline_s,
         images: r.images.to_vec(),
         containers: r
             .containers
@@ -368,6 +393,7 @@ fn wide(r: &Release) -> WRelease {
                 status_view: m.status_view,
                 log_rate: m.log_rate,
                 socket_families: m.socket_families.iter().map(s).collect(),
+                oneshot: m.oneshot,
             })
             .collect(),
     }

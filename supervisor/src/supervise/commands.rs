@@ -13,12 +13,14 @@ impl Pid1 {
         match cmd {
             Command::Status => Response::Status(Box::new(self.status())),
             Command::Release => self.release_info(),
-            // Over the control socket an update is answered when its staging
-            // ends (`update_from_control`); here only its start is.
-            Command::Update(path) => match self.update_path(&path, None) {
-                Ok(()) => crate::control::message(&format!("staging {path}")),
+            // Answered once its staging started; `berthctl update --wait`
+            // then polls `Release` for its end.
+            Command::Update(path) => match self.update_path(&path) {
+                Ok(info) => Response::Update(Box::new(info)),
                 Err(e) => error(&e),
             },
+            Command::Commit => self.commit_requested(),
+            Command::Rollback => self.rollback_requested(),
             Command::Logs { name, after, max } => {
                 let max = usize::from(max).min(crate::control::LOG_LINES_MAX);
                 match crate::logstore::with(|s| s.read(&name, after, max)) {
@@ -125,6 +127,9 @@ impl Pid1 {
         info.staging = self.staging_note();
         for q in self.stage.quarantined.iter().rev().take(crate::release::inbox::QUARANTINE_KEEP).rev() {
             let _ = info.quarantined.push(crate::stager::cut(&q.to_string()));
+        }
+        for u in self.stage.log.all() {
+            let _ = info.updates.push(u.clone());
         }
         Response::Release(Box::new(info))
     }

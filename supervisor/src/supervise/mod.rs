@@ -29,6 +29,7 @@ pub mod update;
 mod services;
 mod starting;
 mod teardown;
+mod trial;
 pub mod stage;
 pub mod stall;
 mod view;
@@ -589,7 +590,7 @@ impl Pid1 {
         let name = slot.spec.name.clone();
         Event::warn("container.unhealthy").kv("name", &name).kv("reason", reason.name()).emit();
         self.stop_container(i, "health");
-        self.trial_failure(&name, update::cause_of(reason));
+        let _ = self.roll_back(update::cause_of(reason), Some(&name));
     }
 
     /// Send container `i` its stop signal; SIGKILL of its cgroup follows
@@ -768,7 +769,9 @@ impl Pid1 {
             self.arm_deadline();
             return;
         }
-        match on_exit(slot.spec.policy, &slot.spec.backoff, &mut slot.restart, exit, ran_ms) {
+        let decision = on_exit(slot.spec.policy, &slot.spec.backoff, &mut slot.restart, exit, ran_ms);
+        let name = slot.spec.name.clone();
+        match decision {
             Decision::Restart { after_ms, attempt } => {
                 slot.state = SlotState::Waiting;
                 slot.due = Some(crate::log::now() + f64::from(after_ms) / 1e3);
@@ -791,10 +794,9 @@ impl Pid1 {
                     .kv("restarts", slot.restart.restarts)
                     .kv("berth_rss_kib", rss_kib())
                     .emit();
-                let name = slot.spec.name.clone();
-                self.trial_failure(&name, crate::release::record::Cause::CrashLoop);
             }
         }
+        self.trial_exit(&name, &decision, exit);
         self.arm_deadline();
     }
 
@@ -1033,10 +1035,7 @@ impl Pid1 {
         let Some(ctl) = &mut self.ctl else { return };
         // Closing the descriptor removes it from the epoll set.
         let input = ctl.read(slot);
-        if let Input::Request(crate::control::Command::Update(path)) = input {
-            // Answered when the staging ends.
-            self.update_from_control(slot, &path);
-        } else if let Input::Request(cmd) = input {
+        if let Input::Request(cmd) = input {
             let resp = self.command(cmd);
             if let Some(ctl) = &mut self.ctl {
                 ctl.reply(slot, &resp);

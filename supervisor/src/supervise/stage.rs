@@ -16,8 +16,10 @@
 //!   has its small object read back and verified
 //!   ([`crate::release::store::Store::staged`]), then the update goes on in
 //!   [`super::update`] (`begin_trial`, switch).
-//! - `berthctl update PATH` is answered when the staging ends: its control
-//!   connection is held open ([`crate::ctlsock::CtlSocket::hold`]).
+//! - `berthctl update PATH` is answered as soon as the staging started,
+//!   with the update's record ([`crate::outcome`]); its course is kept in
+//!   [`State::log`], which `berthctl release` and the status file show and
+//!   `berthctl update --wait` polls (no connection is held open).
 
 use super::{Pid1, TOKEN_STAGE};
 use crate::log::Event;
@@ -38,8 +40,8 @@ pub const DEADLINE_S: f64 = 900.0;
 /// Where the bundle being staged came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// `berthctl update`; answered on this control slot, if held.
-    Control { slot: Option<usize> },
+    /// `berthctl update`.
+    Control,
     /// The inbox: taken for the `attempt`-th time, as `taking`.
     Inbox { base: String, taking: String, attempt: u8 },
 }
@@ -68,13 +70,15 @@ pub struct State {
     pub current: Option<Staging>,
     /// The quarantine, as `berthctl release` shows it.
     pub quarantined: Vec<inbox::Quarantined>,
+    /// The updates of this boot and how each went.
+    pub log: crate::outcome::Log,
 }
 
 /// One line for `berthctl status` / `release` about the staging, if any.
 pub fn describe(s: &Staging, now: f64) -> String {
     let attempt = match &s.origin {
         Origin::Inbox { attempt, .. } => format!(" (inbox, attempt {attempt} of {})", inbox::ATTEMPTS_MAX),
-        Origin::Control { .. } => String::new(),
+        Origin::Control => String::new(),
     };
     format!("staging {}{attempt}: {:.0} s so far, stopped after {DEADLINE_S:.0} s", s.bundle, now - s.since)
 }
@@ -161,7 +165,8 @@ impl Pid1 {
         if let Origin::Inbox { attempt, taking, .. } = &origin {
             ev = ev.kv("attempt", attempt).kv("taking", taking);
         }
-        ev.emit();
+        let seq = self.stage.log.begin(bundle).seq;
+        ev.kv("update", seq).emit();
         let deadline = now + DEADLINE_S;
         self.stage.current = Some(Staging {
             pid,
@@ -254,6 +259,9 @@ impl Pid1 {
         let Some(s) = self.stage.current.take() else { return };
         drop(s.pipe);
         crate::release::durable::add_steps(report.store_writes);
+        if let Some(open) = self.stage.log.open() {
+            open.id = report.bundle;
+        }
         // Taken once: staged (its content is in the store now) or refused,
         // it goes before anything switches, so a trial that ends in a reset
         // cannot pick it up again.
@@ -274,64 +282,29 @@ impl Pid1 {
         self.answer(&s.origin, result);
     }
 
-    /// Log a refusal; its text.
-    pub(super) fn refused(&self, bundle: &str, kind: &str, why: &str) -> String {
+    /// Log a refusal (and end the update being staged with it); its text.
+    pub(super) fn refused(&mut self, bundle: &str, kind: &str, why: &str) -> String {
         Event::error("update.refused").kv("bundle", bundle).kv("kind", kind).kv("reason", why).emit();
+        self.stage.log.end(crate::outcome::Phase::Refused, kind, why);
         why.to_string()
     }
 
-    /// Tell whoever asked how the staging (and the switch) went.
+    /// Tell the inbox's events how the staging (and the switch) went
+    /// (`berthctl update` was answered when it started).
     fn answer(&mut self, origin: &Origin, result: Result<String, String>) {
-        match origin {
-            Origin::Control { slot: Some(slot) } => {
-                let resp = match &result {
-                    Ok(m) => crate::control::message(m),
-                    Err(e) => crate::control::error(e),
-                };
-                if let Some(ctl) = &mut self.ctl {
-                    ctl.reply(*slot, &resp);
-                }
-                // Its time limit no longer counts; the deadline timer follows.
-                self.arm_deadline();
-            }
-            Origin::Control { slot: None } => {}
-            Origin::Inbox { base, .. } => {
-                if let Ok(msg) = result {
-                    let bundle = Path::new(inbox::INBOX).join(base);
-                    Event::info("update.inbox").kv("bundle", bundle.display()).kv("result", "ok").kv("detail", msg).emit();
-                }
-            }
+        if let (Origin::Inbox { base, .. }, Ok(msg)) = (origin, result) {
+            let bundle = Path::new(inbox::INBOX).join(base);
+            Event::info("update.inbox").kv("bundle", bundle.display()).kv("result", "ok").kv("detail", msg).emit();
         }
     }
 
-    /// `berthctl update PATH` on control slot `slot`: start the staging and
-    /// hold the connection for its answer; an error is answered at once.
-    pub(super) fn update_from_control(&mut self, slot: usize, path: &str) {
-        match self.update_path(path, Some(slot)) {
-            Ok(()) => {
-                // A held connection is not watched: a client hanging up
-                // meanwhile must not wake the loop over and over.
-                if let (Some(epoll), Some(fd)) = (&self.epoll, self.ctl.as_ref().and_then(|c| c.conn_fd(slot))) {
-                    let _ = epoll.delete(fd);
-                }
-                if let Some(ctl) = &mut self.ctl {
-                    ctl.hold(slot);
-                }
-                self.arm_deadline();
-            }
-            Err(e) => {
-                if let Some(ctl) = &mut self.ctl {
-                    ctl.reply(slot, &crate::control::error(&e));
-                }
-            }
-        }
-    }
-
-    /// Stage the bundle at `path` (`berthctl update`), answered on `slot`.
-    pub(super) fn update_path(&mut self, path: &str, slot: Option<usize>) -> Result<(), String> {
+    /// Stage the bundle at `path` (`berthctl update`): the update's record
+    /// once its staging started.
+    pub(super) fn update_path(&mut self, path: &str) -> Result<crate::outcome::UpdateInfo, String> {
         self.may_stage()?;
         let file = open_bundle(Path::new(path)).map_err(|why| self.refused(path, "bundle", &why))?;
         let remove = Path::new(path).starts_with(inbox::INBOX).then(|| PathBuf::from(path));
-        self.start_staging(file, path, Origin::Control { slot }, remove).map_err(|why| self.refused(path, "device", &why))
+        self.start_staging(file, path, Origin::Control, remove).map_err(|why| self.refused(path, "device", &why))?;
+        self.stage.log.last().cloned().ok_or_else(|| "the update's record is missing".to_string())
     }
 }

@@ -13,11 +13,13 @@
 //!   dependencies are ready. A release with `reboot = true` switches by
 //!   rebooting instead (its boot is the trial's).
 //! - Trial: committed once every container has been running and ready for
-//!   the release's `commit_window_s` without a break. A crash loop, a failed
-//!   health check or a readiness timeout of any container during the trial
-//!   rolls back to the previous release at once, by the same switch; a
-//!   reboot or power cut during the trial rolls back at the next boot (the
-//!   store's record decides). A rollback unmaps the failed release's images.
+//!   the release's `commit_window_s` without a break; rolled back at once by
+//!   a crash loop, a failed health check or readiness timeout, a container
+//!   that ends for good, at the release's `trial_deadline_s`, or on request
+//!   (the rules: [`crate::trial`]; the loop's side: [`super::trial`]). A
+//!   rollback switches back the same way; a reboot or power cut during the
+//!   trial rolls back at the next boot (the store's record decides). A
+//!   rollback unmaps the failed release's images.
 //! - After a commit, images no kept release uses are removed.
 //!
 //! Bundles come from `berthctl update PATH` or appear in [`INBOX`], which is
@@ -48,18 +50,26 @@ pub struct Updates {
     pub inbox_due: f64,
 }
 
-/// A release on trial.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A release on trial (judged by the rules of [`crate::trial`], applied in
+/// [`super::trial`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Trial {
     pub version: u64,
     pub window: f64,
-    /// Since when every container has been running and ready.
+    /// Since when every container that counts has been all good.
     pub healthy_since: Option<f64>,
+    /// When it rolls back without a commit (monotonic seconds).
+    pub deadline: f64,
+    /// Containers the update kept unchanged that had already failed or
+    /// ended before the switch: not waited for.
+    pub ended_before: Vec<String>,
 }
 
 impl Trial {
+    /// A trial that begins now.
     pub fn new(r: &Release) -> Trial {
-        Trial { version: r.version, window: f64::from(r.commit_window_s), healthy_since: None }
+        let deadline = crate::trial::deadline(crate::log::now(), r.trial_deadline_s);
+        Trial { version: r.version, window: f64::from(r.commit_window_s), healthy_since: None, deadline, ended_before: Vec::new() }
     }
 }
 
@@ -123,10 +133,14 @@ impl Pid1 {
             .kv("loop_max_ms", format_args!("{:.1}", worst.handler_s * 1e3))
             .kv("pet_late_max_ms", format_args!("{:.1}", worst.pet_late_s * 1e3))
             .emit();
+        if let Some(open) = self.stage.log.open() {
+            open.version = Some(release.version);
+        }
         if release.reboot {
             if let Err(e) = u.store.begin_trial(&staged, true) {
                 return Err(self.refused(bundle, "device", &e.to_string()));
             }
+            self.stage.log.end(crate::outcome::Phase::Rebooting, "", "");
             Event::info("update.reboot").kv("version", release.version).emit();
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
             return Ok(format!("release {} staged; rebooting into it", release.version));
@@ -136,15 +150,24 @@ impl Pid1 {
             return Err(self.refused(bundle, "device", &e.to_string()));
         }
         let key_id = staged.verified.key_id.to_string();
-        u.trial = Some(Trial::new(&release));
+        let mut trial = Trial::new(&release);
         let version = release.version;
         self.switch_to(release, &key_id);
-        Event::info("release.trial").kv("version", version).emit();
+        trial.ended_before = self.ended_before_switch();
+        let ev = Event::info("release.trial").kv("version", version).kv("deadline_s", format_args!("{:.1}", trial.deadline - crate::log::now()));
+        ev.kv("not_waited_for", trial.ended_before.join(",")).emit();
+        if let Some(u) = self.updates.as_mut() {
+            u.trial = Some(trial);
+        }
+        if let Some(open) = self.stage.log.open() {
+            open.phase = crate::outcome::Phase::Trial;
+        }
+        self.tick();
         Ok(format!("switched to release {version}; on trial"))
     }
 
     /// Make `release` the running one: keep, replace, retire and add slots.
-    fn switch_to(&mut self, release: Release, key_id: &str) {
+    pub(super) fn switch_to(&mut self, release: Release, key_id: &str) {
         let Some(u) = self.updates.as_mut() else { return };
         let d = diff(&u.running, &release);
         Event::info("update.switch")
@@ -219,95 +242,26 @@ impl Pid1 {
         self.watch_notify_sockets();
     }
 
-    /// During a trial: a container's failure rolls the release back.
-    pub(super) fn trial_failure(&mut self, name: &str, cause: Cause) {
-        let Some(u) = self.updates.as_mut() else { return };
-        if u.trial.is_none() {
-            return;
-        }
-        u.trial = None;
-        let mut n = heapless::String::new();
-        let _ = n.push_str(name);
-        let rb = match u.store.rollback(cause, Some(n)) {
-            Ok(rb) => rb,
-            Err(e) => {
-                Event::error("release.rollback").kv("cause", cause).result(&Err::<(), _>(e.to_string())).emit();
-                return;
-            }
-        };
-        Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to).kv("container", name).emit();
-        match u.store.verify_current(&u.keys, &u.board.name) {
-            Ok(v) => {
-                let key_id = v.key_id.to_string();
-                let stale = crate::images::not_in(&u.running, &v.release);
-                self.switch_to(v.release, &key_id);
-                // The failed release's own images: its containers are being
-                // stopped, and the images go once they have.
-                crate::images::unmap(&stale);
-            }
-            Err(e) => Event::error("release.rollback").kv("step", "load").result(&Err::<(), _>(e.to_string())).emit(),
-        }
-    }
-
-    /// Every tick: commit a trial that has been healthy for its window;
-    /// look into the inbox. Returns the next time this wants a tick.
+    /// Every tick: judge the trial (see [`super::trial`]); look into the
+    /// inbox. Returns the next time this wants a tick.
     pub(super) fn update_tick(&mut self, now: f64) -> Option<f64> {
-        let healthy = self.slots.iter().filter(|s| !s.retired).all(|s| s.pid.is_some() && s.life.ready && !s.life.stopping);
-        let mut next = None;
-        let mut commit = false;
+        let next = self.trial_tick(now);
         let mut inbox = false;
+        let mut due = None;
         if let Some(u) = self.updates.as_mut() {
-            if let Some(t) = u.trial.as_mut() {
-                if !healthy {
-                    t.healthy_since = None;
-                } else {
-                    let since = *t.healthy_since.get_or_insert(now);
-                    if now - since >= t.window {
-                        commit = true;
-                    } else {
-                        next = Some(since + t.window);
-                    }
-                }
-            }
             if now >= u.inbox_due {
                 u.inbox_due = now + INBOX_EVERY;
                 inbox = true;
             }
-            next = Some(next.map_or(u.inbox_due, |n: f64| n.min(u.inbox_due)));
-        }
-        if commit {
-            self.commit();
+            due = Some(u.inbox_due);
         }
         if inbox {
             self.look_in_inbox();
         }
-        next
-    }
-
-    fn commit(&mut self) {
-        let Some(u) = self.updates.as_mut() else { return };
-        let Some(t) = u.trial.take() else { return };
-        match u.store.commit() {
-            Ok(()) => Event::info("release.commit").kv("version", t.version).kv("window_s", t.window).emit(),
-            Err(e) => {
-                Event::error("release.commit").kv("version", t.version).result(&Err::<(), _>(e.to_string())).emit();
-                return;
-            }
+        match (next, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        match u.store.gc() {
-            Ok(c) => Event::info("release.gc").kv("images", c.images).kv("releases", c.releases).emit(),
-            Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
-        }
-        // The whole update's store writes: the power-cut tests cut at each.
-        // And the loop's worst stall since the staging started.
-        let worst = self.stalls.marked;
-        Event::info("update.done")
-            .kv("version", t.version)
-            .kv("store_writes", crate::release::durable::steps())
-            .kv("loop_max_ms", format_args!("{:.1}", worst.handler_s * 1e3))
-            .kv("loop_max_kind", worst.handler.name())
-            .kv("pet_late_max_ms", format_args!("{:.1}", worst.pet_late_s * 1e3))
-            .emit();
     }
 
     /// Look into the inbox: quarantine what must not be tried (again),

@@ -120,6 +120,6 @@ impl Pid1 {
         }
         let worst = self.stalls.boot;
         let lp = sv::Loop { handler_max_ms: worst.handler_s * 1e3, handler: worst.handler.name(), pet_late_max_ms: worst.pet_late_s * 1e3 };
-        sv::render(out, release.as_ref(), &entries, &lp, self.stage.current.is_some());
+        sv::render(out, release.as_ref(), &entries, &lp, self.stage.current.is_some(), self.stage.log.last());
     }
 }

@@ -66,6 +66,7 @@ fn sample() -> Manifest {
         status_view: false,
         log_rate: None,
         socket_families: heapless::Vec::new(),
+        oneshot: false,
     }
 }
 

@@ -1,0 +1,202 @@
+//! The loop's side of an update's trial: each container exit is judged by
+//! the rules of [`crate::trial`], every tick looks at the containers and
+//! the deadline, and the trial ends in a commit or a rollback, also when an
+//! operator asks (`berthctl commit`, `berthctl rollback`). Each end is
+//! recorded in the update's [`crate::outcome`] record too.
+
+use super::{Pid1, SlotState};
+use crate::control::{error, Response};
+use crate::log::Event;
+use crate::outcome::Phase;
+use crate::release::record::Cause;
+use crate::restart::{Decision, Exit};
+use crate::trial::{judge_exit, standing, Seen, Step, Verdict};
+
+impl Pid1 {
+    /// Whether container `name` of the running release is a one-shot task.
+    fn oneshot(&self, name: &str) -> bool {
+        self.updates.as_ref().is_some_and(|u| u.running.containers.iter().any(|m| m.name == name && m.oneshot))
+    }
+
+    /// Container `name` ended and its restart policy decided: during a
+    /// trial, judge the exit (a failure rolls back at once).
+    pub(super) fn trial_exit(&mut self, name: &str, decision: &Decision, exit: Exit) {
+        if !self.updates.as_ref().is_some_and(|u| u.trial.is_some()) {
+            return;
+        }
+        let verdict = judge_exit(decision, exit, self.oneshot(name));
+        let said = match verdict {
+            Verdict::Restarts => "restarts",
+            Verdict::Done => "done",
+            Verdict::Fails(_) => "fails",
+        };
+        Event::info("trial.exit").kv("name", name).kv("exit", super::commands::last_exit(Some(exit))).kv("verdict", said).emit();
+        match verdict {
+            Verdict::Fails(cause) => {
+                let _ = self.roll_back(cause, Some(name));
+            }
+            Verdict::Done => self.tick(),
+            Verdict::Restarts => {}
+        }
+    }
+
+    /// Whether every container that counts is all good now (see
+    /// [`crate::trial::standing`]).
+    fn trial_all_good(&self) -> bool {
+        let Some(t) = self.updates.as_ref().and_then(|u| u.trial.as_ref()) else { return false };
+        crate::trial::all_good(self.slots.iter().filter(|s| !s.retired).map(|s| {
+            standing(Seen {
+                up: s.pid.is_some() && s.life.ready && !s.life.stopping,
+                held: s.held,
+                ended_before: t.ended_before.iter().any(|n| n.as_str() == s.spec.name.as_str()),
+                oneshot_done: s.pid.is_none()
+                    && s.state == SlotState::Stopped
+                    && s.last_exit == Some(Exit::Code(0))
+                    && self.oneshot(&s.spec.name),
+            })
+        }))
+    }
+
+    /// Containers the switch kept unchanged that had already failed or
+    /// ended (not counting one-shot tasks that are done, nor ones an
+    /// operator stopped): the trial does not wait for them.
+    pub(super) fn ended_before_switch(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|s| !s.retired && s.replace.is_none() && !s.held && s.pid.is_none())
+            .filter(|s| matches!(s.state, SlotState::Failed | SlotState::Stopped))
+            .filter(|s| !(s.last_exit == Some(Exit::Code(0)) && self.oneshot(&s.spec.name)))
+            .map(|s| s.spec.name.to_string())
+            .collect()
+    }
+
+    /// One look at the trial: commit after its window, roll back at its
+    /// deadline. The next time it wants a look, while it is open.
+    pub(super) fn trial_tick(&mut self, now: f64) -> Option<f64> {
+        let good = self.trial_all_good();
+        let t = self.updates.as_mut()?.trial.as_mut()?;
+        if good {
+            t.healthy_since.get_or_insert(now);
+        } else {
+            t.healthy_since = None;
+        }
+        match crate::trial::step(now, t.healthy_since, t.window, t.deadline) {
+            Step::Wait { until } => Some(until),
+            Step::Commit => {
+                let _ = self.commit("window");
+                None
+            }
+            Step::TimedOut => {
+                let _ = self.roll_back(Cause::TrialTimeout, None);
+                None
+            }
+        }
+    }
+
+    /// End the trial with a rollback to the previous release, by the same
+    /// switch as an update; `(from, to)` on success.
+    pub(super) fn roll_back(&mut self, cause: Cause, container: Option<&str>) -> Result<(u64, u64), String> {
+        let Some(u) = self.updates.as_mut() else { return Err("no release store on this device".into()) };
+        if u.trial.is_none() {
+            return Err("no release is on trial".into());
+        }
+        u.trial = None;
+        let name = container.map(|n| {
+            let mut s = heapless::String::new();
+            let _ = s.push_str(n);
+            s
+        });
+        self.stage.log.end(Phase::RolledBack, cause.name(), container.unwrap_or(""));
+        let rb = match u.store.rollback(cause, name) {
+            Ok(rb) => rb,
+            Err(e) => {
+                Event::error("release.rollback").kv("cause", cause).result(&Err::<(), _>(e.to_string())).emit();
+                return Err(format!("the rollback could not be recorded: {e}"));
+            }
+        };
+        let mut ev = Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to);
+        if let Some(n) = container {
+            ev = ev.kv("container", n);
+        }
+        ev.emit();
+        match u.store.verify_current(&u.keys, &u.board.name) {
+            Ok(v) => {
+                let key_id = v.key_id.to_string();
+                let stale = crate::images::not_in(&u.running, &v.release);
+                self.switch_to(v.release, &key_id);
+                // The failed release's own images: its containers are being
+                // stopped, and the images go once they have.
+                crate::images::unmap(&stale);
+                Ok((rb.from, rb.to))
+            }
+            Err(e) => {
+                Event::error("release.rollback").kv("step", "load").result(&Err::<(), _>(e.to_string())).emit();
+                Err(format!("rolled back, but the previous release does not load: {e}"))
+            }
+        }
+    }
+
+    /// End the trial with a commit (`by`: `window` or `operator`); the
+    /// version committed.
+    pub(super) fn commit(&mut self, by: &str) -> Result<u64, String> {
+        let Some(u) = self.updates.as_mut() else { return Err("no release store on this device".into()) };
+        let Some(t) = u.trial.take() else { return Err("no release is on trial".into()) };
+        match u.store.commit() {
+            Ok(()) => Event::info("release.commit").kv("version", t.version).kv("window_s", t.window).kv("by", by).emit(),
+            Err(e) => {
+                Event::error("release.commit").kv("version", t.version).result(&Err::<(), _>(e.to_string())).emit();
+                return Err(format!("the commit could not be recorded: {e}"));
+            }
+        }
+        self.stage.log.end(Phase::Committed, "", "");
+        match u.store.gc() {
+            Ok(c) => Event::info("release.gc").kv("images", c.images).kv("releases", c.releases).emit(),
+            Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
+        }
+        // The whole update's store writes: the power-cut tests cut at each.
+        // And the loop's worst stall since the staging started.
+        let worst = self.stalls.marked;
+        Event::info("update.done")
+            .kv("version", t.version)
+            .kv("store_writes", crate::release::durable::steps())
+            .kv("loop_max_ms", format_args!("{:.1}", worst.handler_s * 1e3))
+            .kv("loop_max_kind", worst.handler.name())
+            .kv("pet_late_max_ms", format_args!("{:.1}", worst.pet_late_s * 1e3))
+            .emit();
+        Ok(t.version)
+    }
+
+    /// Why there is nothing to commit or roll back, if so.
+    fn no_trial(&self) -> Option<String> {
+        let Some(u) = self.updates.as_ref() else { return Some("no release store on this device".into()) };
+        if u.trial.is_some() {
+            return None;
+        }
+        let staging = self.stage.current.as_ref().map_or(String::new(), |s| format!("; {} is being staged", s.bundle));
+        Some(format!("no release is on trial (release {} is committed{staging})", u.running.version))
+    }
+
+    /// `berthctl commit`.
+    pub(super) fn commit_requested(&mut self) -> Response {
+        if let Some(why) = self.no_trial() {
+            return error(&why);
+        }
+        Event::info("control.commit").emit();
+        match self.commit("operator") {
+            Ok(v) => crate::control::message(&format!("release {v} committed")),
+            Err(e) => error(&e),
+        }
+    }
+
+    /// `berthctl rollback`.
+    pub(super) fn rollback_requested(&mut self) -> Response {
+        if let Some(why) = self.no_trial() {
+            return error(&why);
+        }
+        Event::info("control.rollback").emit();
+        match self.roll_back(Cause::Requested, None) {
+            Ok((from, to)) => crate::control::message(&format!("rolled back from release {from} to {to}")),
+            Err(e) => error(&e),
+        }
+    }
+}
