@@ -40,6 +40,7 @@
 //! per case and a final `qemu: N passed, N failed` summary for CI;
 //! [`scenarios`] holds the boot scenarios themselves.
 
+pub mod cutverdict;
 pub mod errno;
 pub mod event;
 pub mod loopcheck;

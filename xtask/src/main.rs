@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod bundle;
+mod cutmodel;
 mod bench;
 mod cpio;
 mod fuzz;
