@@ -629,7 +629,7 @@ pub fn power_cut_once(l: &dyn Launch, info: &UpdateInfo, cut: Cut, tag: &str) ->
         Cut::Step(n) => format!("berth.cut={n}"),
         Cut::After(_) => String::new(),
     };
-    let mut m = l.boot(&BootSpec { cmdline, ..update_spec(&format!("power-cut-{tag}"), "update-cut") })?;
+    let mut m = l.boot(&BootSpec { cmdline, direct_data: true, ..update_spec(&format!("power-cut-{tag}"), "update-cut") })?;
     let (at, allowed) = match cut {
         Cut::Step(n) => {
             let e = m.expect_event_where("power.cut", |e| e.get("step").is_some(), lim.boot + lim.step)?;
@@ -663,7 +663,7 @@ pub fn power_cut_once(l: &dyn Launch, info: &UpdateInfo, cut: Cut, tag: &str) ->
     }
     let data = m.data_image().map(std::path::Path::to_path_buf).ok_or("the first boot has no data image")?;
     drop(m);
-    let mut m = l.boot(&BootSpec { data: Some(data.clone()), ..update_spec(&format!("power-cut-{tag}-after"), "store-check") })?;
+    let mut m = l.boot(&BootSpec { data: Some(data.clone()), direct_data: true, ..update_spec(&format!("power-cut-{tag}-after"), "store-check") })?;
     let outcome = check_after_cut(&mut m, info, &lim).and_then(|verdict| {
         if !allowed.contains(&verdict) {
             let want: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();

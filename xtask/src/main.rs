@@ -8,6 +8,7 @@ mod cpio;
 mod fuzz;
 mod image;
 mod kernel;
+mod logreplay;
 mod oci;
 mod release;
 mod soak;
@@ -598,7 +599,7 @@ fn static_binary(path: &Path, arch: Arch) -> Result<(), String> {
 
 /// Strings only berth's test hooks put in the binary: the kernel command
 /// line keys, the hooks' event names and the wedge command.
-const HOOK_MARKS: [&str; 6] = ["berth.run=", "berth.cut=", "berth.hang=", "power.cut", "debug.wedge", "debug wedge"];
+const HOOK_MARKS: [&str; 8] = ["berth.run=", "berth.cut=", "berth.hang=", "power.cut", "debug.wedge", "debug wedge", "berth.logwrites=", "logwrites.setup"];
 
 /// The shipped berth holds none of the test hooks' marks; the test build
 /// holds every one (so the search itself is shown to find them).
@@ -1053,6 +1054,8 @@ impl Launch for Launcher {
             http_port: spec.http_port,
             push: spec.push.clone(),
             console_socket: spec.console_socket.then(|| runs.join(format!("{}-{n}.console.sock", spec.name))),
+            direct_data: spec.direct_data,
+            log_disk: spec.log_disk.clone(),
         };
         let (prog, args) = artifacts::qemu_args(art, &data, &opts);
         let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
