@@ -36,6 +36,8 @@ use std::sync::OnceLock;
 const KEY: &str = "berth.logwrites=";
 /// The device-mapper name of the target.
 pub const NAME: &str = "logw-data";
+/// Tries of the removal at shutdown, 50 ms apart.
+const REMOVE_TRIES: u32 = 60;
 /// `struct dm_target_spec`.
 const SPEC_LEN: usize = 40;
 
@@ -156,17 +158,43 @@ pub fn mark(n: u64, kind: &str) {
     }
 }
 
+/// Unmount and unmap the images (mounted from files on the data
+/// partition, they keep its file system alive after the unmount).
 #[cfg(feature = "test-hooks")]
-/// Remove the target once the data partition is unmounted: the kernel
-/// writes out whatever it has not logged yet first.
+fn release_images() {
+    let Ok(dir) = std::fs::read_dir(crate::release::current::MOUNTS) else { return };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(short) = name.to_str() else { continue };
+        let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+        let _ = crate::verity::remove(&format!("berth-{short}"));
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+/// Remove the target once the data partition is unmounted (the images
+/// released first: they hold it): the kernel writes out whatever it has
+/// not logged yet first, and the log ends with its own end mark.
 pub fn at_shutdown() {
     if !armed() {
         return;
     }
-    let r = control().and_then(|ctl| {
-        let mut req = header(NAME, 0, 0, 0)?;
-        sys::dm_ioctl(ctl.as_fd(), sys::DmCmd::DevRemove, &mut req)
-    });
+    release_images();
+    // With the images gone the data partition unmounts (if the first try
+    // found it busy and left it read-only); the file system lets go of the
+    // device once the loop devices have cleared themselves.
+    let _ = nix::mount::umount2(crate::mount::DATA, nix::mount::MntFlags::empty());
+    let mut r = Err(Errno::EBUSY);
+    for _ in 0..REMOVE_TRIES {
+        r = control().and_then(|ctl| {
+            let mut req = header(NAME, 0, 0, 0)?;
+            sys::dm_ioctl(ctl.as_fd(), sys::DmCmd::DevRemove, &mut req)
+        });
+        if r != Err(Errno::EBUSY) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     Event::info("logwrites.remove").result(&r.map_err(crate::mount::errno_text)).emit();
 }
 
