@@ -41,6 +41,7 @@
 //! [`scenarios`] holds the boot scenarios themselves.
 
 pub mod budgets;
+pub mod cutverdict;
 pub mod errno;
 pub mod event;
 pub mod loopcheck;

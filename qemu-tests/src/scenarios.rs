@@ -39,6 +39,12 @@ pub struct BootSpec {
     /// The console on a Unix socket the harness reads (and can stop
     /// reading: [`Machine::pause_console`]) instead of QEMU's stdout.
     pub console_socket: bool,
+    /// The data disk without the host's page cache (`cache=none`, O_DIRECT):
+    /// the power-cut boots.
+    pub direct_data: bool,
+    /// A third disk (the guest's `/dev/vdc`) on this host file: the
+    /// dm-log-writes log of the crash-replay scenario.
+    pub log_disk: Option<std::path::PathBuf>,
 }
 
 /// Boots machines of one architecture.
@@ -133,6 +139,8 @@ pub(crate) fn spec(name: &str, mode: &str) -> BootSpec {
         http_port: None,
         push: None,
         console_socket: false,
+        direct_data: false,
+        log_disk: None,
     }
 }
 

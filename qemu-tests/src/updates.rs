@@ -15,11 +15,15 @@
 //! - `power-cut/*`: the update is cut at each of its store writes
 //!   (`berth.cut=N`) and at spread instants (the harness kills QEMU); the
 //!   next boot on the same data partition must run one complete, verified
-//!   release (1 or 2) with a consistent record and no stray files.
+//!   release with a consistent record and no stray files. After a step cut
+//!   it must be exactly what the host model predicts for that write
+//!   (release, phase, rollback, store notes, gc: [`crate::cutverdict`]);
+//!   after a timed cut, what the phase the update had reached allows.
 //!
 //! The pure parts (parsing `berthctl` output, judging the store listing) are
 //! shared with the guest agent and unit tested here.
 
+use crate::cutverdict::Verdict;
 use crate::event::Event;
 use crate::machine::Machine;
 use crate::scenario::{case, Case};
@@ -63,6 +67,8 @@ pub struct UpdateInfo {
     /// The trial scenarios' bundles: device path and id (`sha256:<hex>` of
     /// the bundle file).
     pub ids: Vec<(String, String)>,
+    /// The host model: what the boot after a cut at each write must find.
+    pub plan: crate::cutverdict::Plan,
 }
 
 /// One container row of `berthctl status`.
@@ -587,6 +593,8 @@ pub struct CutOutcome {
     pub rollback: Option<String>,
     /// `release.store` notes at that boot.
     pub notes: Vec<String>,
+    /// The whole observed verdict.
+    pub verdict: Verdict,
 }
 
 impl std::fmt::Display for CutOutcome {
@@ -611,19 +619,21 @@ const PROGRESS: [&str; 6] = ["update.staged", "update.switch", "release.trial", 
 
 /// Cut one update (boot 1, mode `update-cut`), then boot the same data
 /// partition again and check it (mode `store-check`): exactly one release
-/// accepted, 1 or 2, never refused; the record consistent (`berthctl
-/// release` shows that release committed); no staging, no stray or
+/// accepted, never refused; the record consistent (`berthctl release` shows
+/// that release in the phase it booted in); no staging, no stray or
 /// half-written file, everything the release needs present; its
 /// containers run (sensor reads `/dev/zero` in release 2, `/dev/urandom`
-/// in 1) and no error is logged.
+/// in 1) and no error is logged. The boot's verdict (release, phase,
+/// rollbacks, store notes, gc) must be one the host model allows
+/// ([`allowed_after`]).
 pub fn power_cut_once(l: &dyn Launch, info: &UpdateInfo, cut: Cut, tag: &str) -> Result<CutOutcome, String> {
     let lim = limits(l.arch());
     let cmdline = match cut {
         Cut::Step(n) => format!("berth.cut={n}"),
         Cut::After(_) => String::new(),
     };
-    let mut m = l.boot(&BootSpec { cmdline, ..update_spec(&format!("power-cut-{tag}"), "update-cut") })?;
-    let at = match cut {
+    let mut m = l.boot(&BootSpec { cmdline, direct_data: true, ..update_spec(&format!("power-cut-{tag}"), "update-cut") })?;
+    let (at, allowed) = match cut {
         Cut::Step(n) => {
             let e = m.expect_event_where("power.cut", |e| e.get("step").is_some(), lim.boot + lim.step)?;
             field_is(&e, "step", &n.to_string())?;
@@ -631,23 +641,40 @@ pub fn power_cut_once(l: &dyn Launch, info: &UpdateInfo, cut: Cut, tag: &str) ->
             if !st.success() {
                 return Err(format!("QEMU ended with {st} at the cut"));
             }
-            e.get("before").unwrap_or("?").to_string()
+            let before = e.get("before").unwrap_or("?").to_string();
+            let want = info.plan.kinds.get((n as usize).wrapping_sub(1)).map_or("?", String::as_str);
+            if before != want {
+                return Err(format!("write {n} is a {before} on the device, a {want} in the host model"));
+            }
+            (before, info.plan.at_cut(n))
         }
         Cut::After(d) => {
             m.expect_line("AGENT action=update", lim.boot)?;
             std::thread::sleep(d);
             m.kill();
             let events = m.events();
-            events.iter().rev().find(|e| PROGRESS.contains(&e.name.as_str())).map_or_else(|| "before staged".to_string(), |e| format!("after {}", e.name))
+            let last = events.iter().rev().find(|e| PROGRESS.contains(&e.name.as_str())).map(|e| e.name.clone());
+            let at = last.as_ref().map_or_else(|| "before staged".to_string(), |e| format!("after {e}"));
+            (at, allowed_after(&info.plan, last.as_deref()))
         }
     };
     if let (Cut::Step(_), Some(done)) = (cut, m.events().iter().find(|e| e.name == "update.done")) {
         return Err(format!("the update finished before the cut: {:?}", done.fields));
     }
+    if allowed.is_empty() {
+        return Err(format!("the host model allows nothing at {at}"));
+    }
     let data = m.data_image().map(std::path::Path::to_path_buf).ok_or("the first boot has no data image")?;
     drop(m);
-    let mut m = l.boot(&BootSpec { data: Some(data.clone()), ..update_spec(&format!("power-cut-{tag}-after"), "store-check") })?;
-    let outcome = check_after_cut(&mut m, info, &lim).map(|(version, rollback, notes)| CutOutcome { cut, at, version, rollback, notes });
+    let mut m = l.boot(&BootSpec { data: Some(data.clone()), direct_data: true, ..update_spec(&format!("power-cut-{tag}-after"), "store-check") })?;
+    let outcome = check_after_cut(&mut m, info, &lim).and_then(|verdict| {
+        if !allowed.contains(&verdict) {
+            let want: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
+            return Err(format!("the boot after the cut ({at}) found {verdict}; the host model predicts {}", want.join(" | ")));
+        }
+        let (version, rollback, notes) = (verdict.version, verdict.rollbacks.first().cloned(), verdict.notes.clone());
+        Ok(CutOutcome { cut, at, version, rollback, notes, verdict })
+    });
     m.kill();
     if outcome.is_ok() {
         let _ = std::fs::remove_file(&data);
@@ -655,12 +682,30 @@ pub fn power_cut_once(l: &dyn Launch, info: &UpdateInfo, cut: Cut, tag: &str) ->
     outcome
 }
 
-fn check_after_cut(m: &mut Machine, info: &UpdateInfo, lim: &Limits) -> Result<(u64, Option<String>, Vec<String>), String> {
+/// What a timed cut allows, from the last update event seen before the
+/// kill: the operation it reports had returned (its promise holds); the
+/// device may have gone further than the console showed.
+pub fn allowed_after(plan: &crate::cutverdict::Plan, last: Option<&str>) -> Vec<Verdict> {
+    let returned = match last {
+        None => None,
+        Some("update.staged") => Some(0),
+        Some("update.switch" | "release.trial") => Some(1),
+        Some("release.commit") => Some(2),
+        Some(_) => Some(3),
+    };
+    let from = returned.and_then(|i| plan.op_ends.get(i)).map_or(0, |e| e + 1);
+    let mut v: Vec<Verdict> = (from..=plan.writes()).flat_map(|n| plan.in_step(n)).collect();
+    if from > plan.writes() {
+        v.extend(plan.after_all().cloned());
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn check_after_cut(m: &mut Machine, info: &UpdateInfo, lim: &Limits) -> Result<Verdict, String> {
     let acc = m.expect_event("release.accepted", lim.boot)?;
     let version: u64 = acc.get("version").and_then(|v| v.parse().ok()).ok_or("release.accepted has no version")?;
-    if !(1..=2).contains(&version) {
-        return Err(format!("booted release {version}, want 1 or 2"));
-    }
     m.expect_event("boot.ready", lim.step)?;
     let ready = m.cursor();
     let device = if version == 2 { "device=/dev/zero" } else { "device=/dev/urandom" };
@@ -675,11 +720,15 @@ fn check_after_cut(m: &mut Machine, info: &UpdateInfo, lim: &Limits) -> Result<(
     let listing = Listing::from_detail(&detail).ok_or_else(|| format!("unreadable store listing {detail:?}"))?;
     listing.judge(&info.known, version)?;
     agent_pass(m, "store-release", lim)?;
-    let line = m.lines().into_iter().rev().find(|l| l.contains("AGENT check=store-release ")).unwrap_or_default();
-    if !line.contains(&format!("release {version} ")) || !line.contains("state committed") {
-        return Err(format!("berthctl release does not show release {version} committed: {line}"));
-    }
     let events = m.events();
+    let boot_end = events.iter().position(|e| e.name == "boot.ready").unwrap_or(events.len());
+    let at_boot = &events[..boot_end];
+    let trial = at_boot.iter().any(|e| e.name == "release.trial");
+    let line = m.lines().into_iter().rev().find(|l| l.contains("AGENT check=store-release ")).unwrap_or_default();
+    let phase = if trial { "state trial" } else { "state committed" };
+    if !line.contains(&format!("release {version} ")) || !line.contains(phase) {
+        return Err(format!("berthctl release does not show release {version} in {phase}: {line}"));
+    }
     let bad: Vec<String> = events
         .iter()
         .filter(|e| e.name == "release.rejected" || e.name == "release.none" || e.get("result") == Some("error") || e.name == "boot.failed")
@@ -691,12 +740,11 @@ fn check_after_cut(m: &mut Machine, info: &UpdateInfo, lim: &Limits) -> Result<(
     if events.iter().filter(|e| e.name == "release.accepted").count() != 1 {
         return Err(format!("more than one release accepted: {:?}", release_events(&events)));
     }
-    let rollback = events.iter().find(|e| e.name == "release.rollback").map(|e| e.get("cause").unwrap_or("?").to_string());
-    if rollback.as_deref().is_some_and(|c| c != "reboot-during-trial") {
-        return Err(format!("unexpected rollback cause {rollback:?}"));
-    }
-    let notes = events.iter().filter(|e| e.name == "release.store").filter_map(|e| e.get("note").map(String::from)).collect();
-    Ok((version, rollback, notes))
+    let rollbacks = at_boot.iter().filter(|e| e.name == "release.rollback").map(|e| e.get("cause").unwrap_or("?").to_string()).collect();
+    let notes = at_boot.iter().filter(|e| e.name == "release.store").filter_map(|e| e.get("note").map(String::from)).collect();
+    let count = |e: &Event, k: &str| e.get(k).and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+    let gc = at_boot.iter().find(|e| e.name == "release.gc").map_or((0, 0), |e| (count(e, "images"), count(e, "releases")));
+    Ok(Verdict { version, trial, rollbacks, notes, gc })
 }
 
 fn report(outcomes: &[CutOutcome]) {

@@ -241,6 +241,8 @@ fn system_stage() -> ! {
     api_mounts(&board);
 
     stage("data");
+    #[cfg(feature = "test-hooks")]
+    let board = crate::logwrites::at_data(board);
     let data = mount::data(&board);
     let waited = wait_for(&data.source, board.storage.wait_ms);
     Event::info("device.wait").kv("device", &data.source).result(&waited.map(|_| ()).map_err(errno_text)).emit();

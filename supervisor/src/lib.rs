@@ -18,6 +18,7 @@ pub mod dhcp;
 /// Test-only hooks: only in test builds and with the `test-hooks` feature.
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod hooks;
+pub mod logwrites;
 pub mod harden;
 pub mod control;
 #[cfg(feature = "host")]

@@ -565,6 +565,29 @@ pub struct BootOpts {
     /// The console on a Unix socket at this path (QEMU listens and waits
     /// for the reader before starting the guest) instead of stdio.
     pub console_socket: Option<PathBuf>,
+    /// The data disk with `cache=none` (see [`data_drive`]).
+    pub direct_data: bool,
+    /// A third disk on this file (the guest's `/dev/vdc`).
+    pub log_disk: Option<PathBuf>,
+}
+
+/// The `-drive` of the data disk.
+///
+/// With `direct`, `cache=none`: QEMU writes the guest's data with O_DIRECT,
+/// past the host's page cache, and shows the guest a volatile write cache
+/// that it must flush (an fsync in the guest becomes a flush request, which
+/// QEMU turns into an fdatasync of the file). That is the disk a power cut
+/// test wants: nothing the guest did not write out is anywhere but in the
+/// guest, and a reset (`berth.cut`) or a kill of QEMU takes the guest's page
+/// cache and its uncommitted ext4 journal with it, as a power cut does.
+/// What no cache mode can take away is a write QEMU had already made to
+/// the file: a disk that loses writes it had not yet flushed is what the
+/// dm-log-writes replay (`crash-replay`) models, by dropping them.
+/// (`cache=unsafe` would ignore the guest's flushes; `writethrough` and
+/// `directsync` hide the write cache, so the guest would send no flush.)
+fn data_drive(data: &Path, direct: bool) -> String {
+    let cache = if direct { ",cache=none" } else { "" };
+    format!("if=none,id=data,format=raw{cache},file={}", data.display())
 }
 
 /// The virtio port name `berth receive` serves.
@@ -612,7 +635,7 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
         "-device".into(),
         format!("{},drive=system", q.block_device),
         "-drive".into(),
-        format!("if=none,id=data,format=raw,file={}", data.display()),
+        data_drive(data, opts.direct_data),
         "-device".into(),
         format!("{},drive=data", q.block_device),
         // QEMU's user networking (no host privileges): the guest's eth0.
@@ -633,6 +656,10 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
             "-device".into(),
             format!("virtserialport,bus=vser.0,chardev=push,name={PUSH_PORT}"),
         ]);
+    }
+    if let Some(log) = &opts.log_disk {
+        args.extend(["-drive".into(), format!("if=none,id=logw,format=raw,cache=none,file={}", log.display())]);
+        args.extend(["-device".into(), format!("{},drive=logw", q.block_device)]);
     }
     args.extend(q.extra_args.iter().map(|s| s.to_string()));
     (q.binary.to_string(), args)

@@ -2,11 +2,14 @@
 
 mod artifacts;
 mod bundle;
+mod cutmodel;
 mod bench;
 mod cpio;
+mod crashreplay;
 mod fuzz;
 mod image;
 mod kernel;
+mod logreplay;
 mod oci;
 mod release;
 mod soak;
@@ -70,6 +73,7 @@ const USAGE: &str = "usage: cargo xtask <command>
                                 against a cold start; writes
                                 target/bench/report.md, report.json, boot-aarch64.svg
   soak-power-cut [--arch A] [--count N] [--seed S]
+  crash-replay [--seed S] [LOG DATA]
                                 cut the power N times (default 200) at random points of an
                                 update under QEMU (default x86_64); each next boot must run
                                 one whole, verified release
@@ -231,6 +235,7 @@ fn main() -> ExitCode {
         "push" => push(&root, &args),
         "inspect" => inspect_image(&args),
         "soak-power-cut" => soak_power_cut(&root, &args),
+        "crash-replay" => crash_replay(&root, &args),
         _ => Err(format!("unknown command `{cmd}`\n{USAGE}")),
     };
     match r {
@@ -598,7 +603,7 @@ fn static_binary(path: &Path, arch: Arch) -> Result<(), String> {
 
 /// Strings only berth's test hooks put in the binary: the kernel command
 /// line keys, the hooks' event names and the wedge command.
-const HOOK_MARKS: [&str; 6] = ["berth.run=", "berth.cut=", "berth.hang=", "power.cut", "debug.wedge", "debug wedge"];
+const HOOK_MARKS: [&str; 8] = ["berth.run=", "berth.cut=", "berth.hang=", "power.cut", "debug.wedge", "debug wedge", "berth.logwrites=", "logwrites.setup"];
 
 /// The shipped berth holds none of the test hooks' marks; the test build
 /// holds every one (so the search itself is shown to find them).
@@ -798,6 +803,24 @@ fn soak_power_cut(root: &Path, a: &Args) -> Result<(), String> {
     soak::run(root, arch, a.count, a.seed)
 }
 
+/// `cargo xtask crash-replay [--seed S] [LOG DATA]`: the `x86_64/crash-replay`
+/// scenario alone; with a log and the data image a failed run left, only
+/// the replay (no boot).
+fn crash_replay(root: &Path, a: &Args) -> Result<(), String> {
+    tools::ensure_host_tools(root, &targets(&[Arch::X86_64]), true)?;
+    let board = artifacts::board_path(root, Arch::X86_64);
+    let variant = variants(root).into_iter().find(|(n, _)| *n == "crash-replay").map(|(_, v)| v).ok_or("no crash-replay variant")?;
+    let art = artifacts::build(root, &board, &variant)?;
+    match a.rest.as_slice() {
+        [] => {
+            let launcher = Launcher { builds: vec![("crash-replay", art.clone())], release: demo_release(root)?, counter: AtomicU32::new(0) };
+            crashreplay::run(&launcher, &art, a.seed)
+        }
+        [log, data] => crashreplay::recheck(&art, Path::new(log), Path::new(data), a.seed.unwrap_or(1)),
+        _ => Err("crash-replay takes a log and a data image, or nothing".into()),
+    }
+}
+
 /// Boots for the scenarios of one architecture: the board as shipped and its
 /// test variants, keyed by `BootSpec::variant`.
 struct Launcher {
@@ -926,6 +949,19 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 suffix: "-update".into(),
                 manifests: Some(root.join("qemu-tests/manifests/update/v1")),
                 updates: Some(root.join("qemu-tests/manifests/update")),
+                ..Default::default()
+            },
+        ),
+        (
+            "crash-replay",
+            Variant {
+                suffix: "-crash-replay".into(),
+                manifests: Some(root.join("qemu-tests/manifests/update/v1")),
+                updates: Some(root.join("qemu-tests/manifests/update")),
+                // berth's logwrites test hook: the data partition on a
+                // log-writes target logging to the third disk.
+                extra_modules: vec!["dm_log_writes".into()],
+                cmdline: Some("berth.logwrites=/dev/vdc".into()),
                 ..Default::default()
             },
         ),
@@ -1065,6 +1101,8 @@ impl Launch for Launcher {
             http_port: spec.http_port,
             push: spec.push.clone(),
             console_socket: spec.console_socket.then(|| runs.join(format!("{}-{n}.console.sock", spec.name))),
+            direct_data: spec.direct_data,
+            log_disk: spec.log_disk.clone(),
         };
         let (prog, args) = artifacts::qemu_args(art, &data, &opts);
         let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
@@ -1138,8 +1176,16 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
             let (root, board) = (root.to_path_buf(), board.clone());
             cases.push(qemu_tests::scenario::case(name, move || trial::user_update_test(&root, &board)));
         }
+        let replay = builds.iter().find(|(v, _)| *v == "crash-replay").map(|(_, a)| a.clone());
         let launcher = Launcher { builds, release: demo_release(root)?, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);
+        let name = format!("{}/crash-replay", arch.name());
+        if let (Arch::X86_64, Some(art)) = (arch, replay) {
+            if filters.iter().any(|f| name.contains(f.as_str())) {
+                let l = std::sync::Arc::clone(&launcher);
+                cases.push(qemu_tests::scenario::case(name, move || crashreplay::run(l.as_ref(), &art, None)));
+            }
+        }
         for (name, case) in qemu_tests::scenarios::all(launcher) {
             if filters.iter().any(|f| name.contains(f.as_str())) {
                 cases.push((name, case));

@@ -7,6 +7,11 @@
 //! or, as often, a kill of QEMU a random time (0 to 7 s) after the update
 //! starts, which lands in staging, the switch, the trial or after the
 //! commit. The seed is printed; the same seed repeats the same cut points.
+//! The last cut is always at the update's last store write (in the gc after
+//! the commit), and the soak fails unless at least one cut after the
+//! commit booted release 2: a soak that never cut past the commit proves
+//! nothing about it. Every boot after a cut must find what the host model
+//! allows (`qemu_tests::cutverdict`).
 
 use crate::{artifacts, Launcher};
 use qemu_tests::scenarios::Launch;
@@ -39,10 +44,10 @@ impl Rng {
     }
 }
 
-/// The cut points for a seed.
+/// The cut points for a seed; the last one at the last write.
 fn plan(seed: u64, count: u64, writes: u64) -> Vec<Cut> {
     let mut rng = Rng(seed.max(1));
-    (0..count)
+    let mut cuts: Vec<Cut> = (0..count.saturating_sub(1))
         .map(|_| {
             if rng.below(2) == 0 {
                 Cut::Step(1 + rng.below(writes))
@@ -50,7 +55,19 @@ fn plan(seed: u64, count: u64, writes: u64) -> Vec<Cut> {
                 Cut::After(Duration::from_millis(rng.below((SPAN_S * 1000.0) as u64)))
             }
         })
-        .collect()
+        .collect();
+    if count > 0 {
+        cuts.push(Cut::Step(writes));
+    }
+    cuts
+}
+
+/// The cut came after the update's commit had returned.
+fn after_commit(o: &CutOutcome, commit_end: u64) -> bool {
+    match o.cut {
+        Cut::Step(n) => n > commit_end,
+        Cut::After(_) => ["after release.commit", "after release.gc", "after update.done"].contains(&o.at.as_str()),
+    }
 }
 
 pub fn run(root: &Path, arch: berth::board::Arch, count: Option<u64>, seed: Option<u64>) -> Result<(), String> {
@@ -96,11 +113,15 @@ pub fn run(root: &Path, arch: berth::board::Arch, count: Option<u64>, seed: Opti
         println!("soak: {n:4} x {k}");
     }
     let failed = results.iter().filter(|r| !r.passed).count();
-    println!("soak: {} cuts, {failed} failed (seed {seed})", results.len());
-    if failed == 0 {
-        Ok(())
+    let commit_end = info.plan.op_ends.get(2).copied().unwrap_or(u64::MAX);
+    let past_commit = outcomes.iter().filter(|o| after_commit(o, commit_end) && o.version == 2).count();
+    println!("soak: {} cuts, {failed} failed, {past_commit} after the commit booted release 2 (seed {seed})", results.len());
+    if failed > 0 {
+        Err(format!("{failed} power cuts left the device without a whole release or not the predicted one; rerun with --seed {seed}"))
+    } else if past_commit == 0 {
+        Err(format!("no cut after the commit booted release 2: the soak did not reach past the commit; rerun with --seed {seed}"))
     } else {
-        Err(format!("{failed} power cuts left the device without a whole release; rerun with --seed {seed}"))
+        Ok(())
     }
 }
 
@@ -112,10 +133,28 @@ mod tests {
     fn plan_is_reproducible_and_in_range() {
         let a = plan(42, 300, 19);
         assert_eq!(a, plan(42, 300, 19));
+        assert_eq!(a.last(), Some(&Cut::Step(19)), "the last cut is after the commit");
+        assert_eq!(plan(1, 1, 19), vec![Cut::Step(19)]);
         assert_ne!(a, plan(43, 300, 19));
         let steps: Vec<u64> = a.iter().filter_map(|c| if let Cut::Step(n) = c { Some(*n) } else { None }).collect();
         assert!(steps.iter().all(|n| (1..=19).contains(n)));
         assert!(steps.len() > 100 && steps.len() < 200, "{}", steps.len());
         assert!(a.iter().all(|c| !matches!(c, Cut::After(d) if d.as_secs_f64() >= SPAN_S)));
+    }
+
+    #[test]
+    fn only_cuts_past_the_commit_count_as_after_it() {
+        let o = |cut, at: &str| CutOutcome {
+            cut,
+            at: at.into(),
+            version: 2,
+            rollback: None,
+            notes: vec![],
+            verdict: qemu_tests::cutverdict::Verdict { version: 2, trial: false, rollbacks: vec![], notes: vec![], gc: (0, 0) },
+        };
+        assert!(after_commit(&o(Cut::Step(17), "remove"), 16));
+        assert!(!after_commit(&o(Cut::Step(16), "sync-dir"), 16));
+        assert!(after_commit(&o(Cut::After(Duration::from_secs(6)), "after release.commit"), 16));
+        assert!(!after_commit(&o(Cut::After(Duration::from_secs(3)), "after release.trial"), 16));
     }
 }

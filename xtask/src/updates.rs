@@ -8,15 +8,16 @@
 //!   text the device gives, computed here with the device's own code;
 //! - `trial-*.bundle`: the trial scenarios' ([`crate::trials`]).
 //!
-//! It also counts the store writes one whole update to release 2 makes
-//! (stage, trial, commit, gc) by running the device's store code on a copy
-//! of the installed store: the power-cut scenario cuts at each of them.
+//! It also models the update to release 2 under power cuts with the
+//! device's store code (`crate::cutmodel`): its store writes (stage, trial,
+//! commit, gc), at each of which the power-cut scenarios cut, and what the
+//! boot after each cut must find.
 
 use crate::release::{self, Compiled};
 use berth::board::Board;
 use berth::manifest::Digest;
 use berth::release::bundle::{check_file, encode_header, TableEntry};
-use berth::release::store::{StageError, Store};
+use berth::release::store::StageError;
 use berth::release::{SigningKey, TrustedKeys};
 use qemu_tests::updates::{Known, Refusal, UpdateInfo};
 use std::fs;
@@ -106,10 +107,11 @@ pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installe
     }
 
     refused.sort_by(|a, b| a.bundle.cmp(&b.bundle));
-    let writes = count_writes(work, v1, v1_signed, &v2_path, &keys, &board.name)?;
+    let start = crate::cutmodel::Start { v1, v1_signed, keys: &keys, board: &board.name };
+    let plan = crate::cutmodel::plan(work, &v2_path, &start).map_err(|e| format!("the power-cut model: {e}"))?;
     let known = vec![known(v1, v1_signed), known(&v2, &v2_signed)];
     let ids = crate::trials::build(root, board, manifests, work, &v1.release, key, test_dir)?;
-    Ok(UpdateInfo { writes, refused, known, v2_bundle: v2_path, ids })
+    Ok(UpdateInfo { writes: plan.writes(), refused, known, v2_bundle: v2_path, ids, plan })
 }
 
 /// A release as the files it puts in the store.
@@ -121,30 +123,4 @@ fn known(c: &Compiled, signed: &[u8]) -> Known {
         release: berth::release::store::release_name(&digest),
         images: c.images.iter().map(|i| (berth::release::store::image_name(&Digest(i.sha256)), i.size)).collect(),
     }
-}
-
-/// The store writes of the update to release 2 on a device with release 1
-/// installed, made by the device's store code on a scratch copy.
-fn count_writes(work: &Path, v1: &Compiled, v1_signed: &[u8], bundle: &Path, keys: &TrustedKeys, board: &str) -> Result<u64, String> {
-    use berth::release::durable;
-    let dir = work.join("count-store");
-    let _ = fs::remove_dir_all(&dir);
-    let images = dir.join(berth::release::store::IMAGES);
-    fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
-    for img in &v1.images {
-        let dest = images.join(berth::release::store::image_name(&Digest(img.sha256)));
-        fs::copy(&img.path, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
-    }
-    crate::artifacts::install_release(&dir, v1_signed, v1.release.version)?;
-    let e = |e: &dyn std::fmt::Display| format!("counting the update's store writes: {e}");
-    let (mut store, _) = Store::open(&dir).map_err(|x| e(&x))?;
-    store.boot(keys, board).map_err(|x| e(&x))?;
-    durable::start_counting();
-    let staged = store.stage(&mut fs::File::open(bundle).map_err(|x| e(&x))?, keys, board).map_err(|x| e(&x))?;
-    store.begin_trial(&staged, false).map_err(|x| e(&x))?;
-    store.commit().map_err(|x| e(&x))?;
-    store.gc().map_err(|x| e(&x))?;
-    let n = durable::steps();
-    let _ = fs::remove_dir_all(&dir);
-    Ok(n)
 }

@@ -81,6 +81,8 @@ fn step(what: &str) {
     }
     let n = STEPS.fetch_add(1, Ordering::Relaxed) + 1;
     #[cfg(feature = "test-hooks")]
+    crate::logwrites::mark(n, what);
+    #[cfg(feature = "test-hooks")]
     if n == CUT_AT.load(Ordering::Relaxed) {
         crate::log::Event::warn("power.cut").kv("step", n).kv("before", what).emit();
         // No sync: the reset drops whatever the page cache still holds.

@@ -134,6 +134,7 @@ pub enum DmCmd {
     DevRemove = 4,
     DevSuspend = 6,
     TableLoad = 9,
+    TargetMsg = 14,
 }
 
 /// One device-mapper ioctl on /dev/mapper/control. `buf` starts with a
