@@ -66,7 +66,7 @@ fn budgets(l: &dyn Launch) -> Result<(), String> {
     // The default limit: a quarter of MemTotal, in whole pages.
     let b = m.expect_event("memory.budget", lim.boot)?;
     let (total, default_kib) = (num(&b, "mem_total_kib")?, num(&b, "container_default_kib")?);
-    let want = (total * 1024 * DEFAULT_PERCENT / 100 & !4095) / 1024;
+    let want = ((total * 1024 * DEFAULT_PERCENT / 100) & !4095) / 1024;
     if total == 0 || default_kib != want {
         return Err(format!("default container memory {default_kib} KiB of MemTotal {total} KiB, want {want}"));
     }

@@ -21,7 +21,7 @@ impl Pid1 {
     /// Container `name` ended and its restart policy decided: during a
     /// trial, judge the exit (a failure rolls back at once).
     pub(super) fn trial_exit(&mut self, name: &str, decision: &Decision, exit: Exit) {
-        if !self.updates.as_ref().is_some_and(|u| u.trial.is_some()) {
+        if self.updates.as_ref().is_none_or(|u| u.trial.is_none()) {
             return;
         }
         let verdict = judge_exit(decision, exit, self.oneshot(name));
