@@ -110,7 +110,13 @@ pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installe
     let start = crate::cutmodel::Start { v1, v1_signed, keys: &keys, board: &board.name };
     let plan = crate::cutmodel::plan(work, &v2_path, &start).map_err(|e| format!("the power-cut model: {e}"))?;
     let known = vec![known(v1, v1_signed), known(&v2, &v2_signed)];
-    let ids = crate::trials::build(root, board, manifests, work, &v1.release, key, test_dir)?;
+    // The trial scenarios' bundles, where the update set has them (the
+    // volumes set has none).
+    let ids = if manifests.join(crate::trials::RELEASES[0]).is_dir() {
+        crate::trials::build(root, board, manifests, work, &v1.release, key, test_dir)?
+    } else {
+        Vec::new()
+    };
     Ok(UpdateInfo { writes: plan.writes(), refused, known, v2_bundle: v2_path, ids, plan })
 }
 

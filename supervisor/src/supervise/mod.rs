@@ -32,6 +32,7 @@ mod teardown;
 mod trial;
 pub mod stage;
 pub mod stall;
+mod switch;
 mod view;
 
 use crate::log::Event;
@@ -289,6 +290,8 @@ pub struct Pid1 {
     stage: stage::State,
     /// The loop's worst stalls.
     stalls: stall::Stalls,
+    /// A release switch whose specs are being prepared off the loop.
+    switch: Option<Box<switch::Switching>>,
     /// When the watchdog's next pet is due.
     pet_due: f64,
 }
@@ -345,6 +348,7 @@ impl Pid1 {
             view: None,
             stage: stage::State::default(),
             stalls: stall::Stalls::new(stall::threshold(None)),
+            switch: None,
             pet_due: f64::INFINITY,
         }
     }
@@ -874,27 +878,6 @@ impl Pid1 {
                     }
                 };
                 for ev in events.iter().take(n) {
-                    match ev.data() {
-                        TOKEN_SIGNAL => self.on_signals(&sfd, &timer),
-                        TOKEN_TIMER => {
-                            let _ = timer.wait();
-                            self.on_timer(&timer);
-                        }
-                        TOKEN_RESTART => {
-                            if let Some(t) = &self.restart_timer {
-                                let _ = t.wait();
-                            }
-                            self.tick();
-                        }
-                        TOKEN_PET => self.on_pet(),
-                        TOKEN_CTL_LISTEN => self.on_ctl_accept(),
-                        t if t >= starting::TOKEN_START => self.on_start_io(t - starting::TOKEN_START),
-                        t if t >= TOKEN_NOTIFY => self.on_notify((t - TOKEN_NOTIFY) as usize),
-                        t if t >= TOKEN_CTL_CONN => self.on_ctl_conn((t - TOKEN_CTL_CONN) as usize),
-                        t if t >= TOKEN_OUTPUT => self.on_output((t - TOKEN_OUTPUT) as usize),
-                        TOKEN_CONSOLE => crate::log::console::drain(),
-                        _ => {}
-                    }
                     let start = crate::log::now();
                     let kind = self.dispatch(ev.data(), &sfd, &timer);
                     self.measured(kind, start);
@@ -943,6 +926,10 @@ impl Pid1 {
             TOKEN_STAGE => {
                 self.on_stage();
                 Kind::Stage
+            }
+            switch::TOKEN_SWITCH => {
+                self.on_switch();
+                Kind::Switch
             }
             TOKEN_CONSOLE => {
                 crate::log::console::drain();

@@ -141,6 +141,9 @@ impl Pid1 {
         if let Some(s) = &self.stage.current {
             return Err(format!("another bundle is being staged ({}): try again when it ends", s.bundle));
         }
+        if self.switching() {
+            return Err("a release switch is under way: try again when it ends".into());
+        }
         if self.phase != super::Phase::Running {
             return Err("berth is shutting down".into());
         }

@@ -39,6 +39,7 @@ pub enum Kind {
     View,
     Start,
     Console,
+    Switch,
 }
 
 impl Kind {
@@ -57,6 +58,7 @@ impl Kind {
             Kind::View => "status-view",
             Kind::Start => "start",
             Kind::Console => "console",
+            Kind::Switch => "switch",
         }
     }
 }

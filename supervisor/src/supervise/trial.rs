@@ -123,10 +123,7 @@ impl Pid1 {
             Ok(v) => {
                 let key_id = v.key_id.to_string();
                 let stale = crate::images::not_in(&u.running, &v.release);
-                self.switch_to(v.release, &key_id);
-                // The failed release's own images: its containers are being
-                // stopped, and the images go once they have.
-                crate::images::unmap(&stale);
+                self.switch_to(v.release, &key_id, super::switch::Then::Rollback { stale });
                 Ok((rb.from, rb.to))
             }
             Err(e) => {

@@ -10,7 +10,8 @@
 //! - Switch: containers whose manifest (image included) is unchanged keep
 //!   running untouched; changed ones are stopped and started from the new
 //!   release; removed ones are stopped; new ones start, each after its
-//!   dependencies are ready. A release with `reboot = true` switches by
+//!   dependencies are ready. Their specs are prepared in a helper thread
+//!   ([`super::switch`]); the switch lands when it reports. A release with `reboot = true` switches by
 //!   rebooting instead (its boot is the trial's).
 //! - Trial: committed once every container has been running and ready for
 //!   the release's `commit_window_s` without a break; rolled back at once by
@@ -150,87 +151,10 @@ impl Pid1 {
             return Err(self.refused(bundle, "device", &e.to_string()));
         }
         let key_id = staged.verified.key_id.to_string();
-        let mut trial = Trial::new(&release);
+        let trial = Trial::new(&release);
         let version = release.version;
-        self.switch_to(release, &key_id);
-        trial.ended_before = self.ended_before_switch();
-        let ev = Event::info("release.trial").kv("version", version).kv("deadline_s", format_args!("{:.1}", trial.deadline - crate::log::now()));
-        ev.kv("not_waited_for", trial.ended_before.join(",")).emit();
-        if let Some(u) = self.updates.as_mut() {
-            u.trial = Some(trial);
-        }
-        if let Some(open) = self.stage.log.open() {
-            open.phase = crate::outcome::Phase::Trial;
-        }
-        self.tick();
-        Ok(format!("switched to release {version}; on trial"))
-    }
-
-    /// Make `release` the running one: keep, replace, retire and add slots.
-    pub(super) fn switch_to(&mut self, release: Release, key_id: &str) {
-        let Some(u) = self.updates.as_mut() else { return };
-        let d = diff(&u.running, &release);
-        Event::info("update.switch")
-            .kv("version", release.version)
-            .kv("kept", d.kept.len())
-            .kv("changed", d.changed.join(","))
-            .kv("added", d.added.join(","))
-            .kv("removed", d.removed.join(","))
-            .emit();
-        // Mapped while staged; a rollback's release is mapped already.
-        crate::images::map(&release);
-        // uid ranges: a kept or changed container keeps its index, a new one
-        // takes the lowest index no live container uses.
-        let mut taken: Vec<u16> = self.slots.iter().filter(|s| !s.retired).map(|s| s.spec.plan.index).collect();
-        let mut index_of = |name: &str| -> u16 {
-            if let Some(s) = self.slots.iter().find(|s| !s.retired && s.spec.name == name) {
-                return s.spec.plan.index;
-            }
-            let free = (0..=u16::MAX).find(|i| !taken.contains(i)).unwrap_or(0);
-            taken.push(free);
-            free
-        };
-        let wanted: Vec<&str> = d.changed.iter().chain(d.added.iter()).map(String::as_str).collect();
-        let specs = crate::containers::prepare_some(&release, &u.board, &wanted, &mut index_of);
-        u.running = release;
-        let version = u.running.version;
-        self.set_release(version, key_id);
-        for name in &d.removed {
-            if let Some(i) = self.slots.iter().position(|s| !s.retired && s.spec.name == name.as_str()) {
-                let running = self.slots.get(i).is_some_and(|s| s.pid.is_some());
-                if let Some(s) = self.slots.get_mut(i) {
-                    s.retired = true;
-                    s.due = None;
-                }
-                if running {
-                    // Dropped once it has ended (`after_exit`).
-                    self.stop_container(i, "update");
-                } else {
-                    Event::info("container.stopped").kv("name", name).kv("by", "update").emit();
-                    self.drop_slot(i);
-                }
-            }
-        }
-        for spec in specs {
-            let name = spec.name.clone();
-            match self.slots.iter().position(|s| !s.retired && s.spec.name == name) {
-                Some(i) => {
-                    let running = self.slots.get(i).is_some_and(Slot::busy);
-                    if let Some(s) = self.slots.get_mut(i) {
-                        s.replace = Some(Box::new(spec));
-                        s.due = None;
-                    }
-                    if running {
-                        self.stop_container(i, "update");
-                    } else {
-                        self.take_replacement(i);
-                    }
-                }
-                None => self.slots.push(Slot::new(spec)),
-            }
-        }
-        self.watch_notify_sockets();
-        self.tick();
+        self.switch_to(release, &key_id, super::switch::Then::Trial(trial));
+        Ok(format!("switching to release {version}; on trial"))
     }
 
     /// A slot whose container ended and that has a new spec waiting: swap it

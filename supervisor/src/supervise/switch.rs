@@ -1,0 +1,252 @@
+//! Switching the running release without holding the loop.
+//!
+//! A switch (to a staged release on trial, or back to the previous one on a
+//! rollback) prepares the specs of the containers it changes or adds:
+//! plans, seccomp filters (a compile on a slow core is tens of
+//! milliseconds), device rules, notify sockets, quota checks, and maps any
+//! image not mapped yet. That runs in a helper thread that owns copies of
+//! the release and board and touches none of the loop's state; the loop
+//! learns it is done through a pipe in its epoll set ([`TOKEN_SWITCH`]) and
+//! only then stops, replaces, retires and adds slots. The indices (uid
+//! ranges) the new specs take are decided in the loop before the thread
+//! starts, from the slots as they are.
+//!
+//! While a switch is in flight nothing else may stage ([`Pid1::switching`])
+//! and no trial is open yet: the trial begins when the switch lands, so its
+//! window and deadline count from the moment the new containers exist.
+
+use std::os::fd::OwnedFd;
+use std::sync::mpsc;
+
+use super::update::{diff, Diff, Trial};
+use super::{Pid1, Slot};
+use crate::log::Event;
+use crate::release::Release;
+
+/// The switch helper's report pipe.
+pub(super) const TOKEN_SWITCH: u64 = 7;
+
+/// What follows when a switch lands.
+pub(super) enum Then {
+    /// The release goes on trial.
+    Trial(Trial),
+    /// A rollback: the failed release's own images are unmapped.
+    Rollback { stale: Vec<crate::manifest::Digest> },
+}
+
+/// A switch whose specs are being prepared.
+pub(super) struct Switching {
+    release: Release,
+    key_id: String,
+    diff: Diff,
+    then: Then,
+    wake: OwnedFd,
+    report: mpsc::Receiver<Vec<crate::containers::Spec>>,
+    began: f64,
+}
+
+impl Pid1 {
+    /// Whether a switch is in flight (then nothing else may stage).
+    pub(super) fn switching(&self) -> bool {
+        self.switch.is_some()
+    }
+
+    /// Begin making `release` the running one: decide the indices here,
+    /// prepare the specs in a helper thread, land in [`Pid1::on_switch`].
+    /// Without a thread (it could not be made) the preparation runs here.
+    pub(super) fn switch_to(&mut self, release: Release, key_id: &str, then: Then) {
+        let Some(u) = self.updates.as_ref() else { return };
+        let d = diff(&u.running, &release);
+        Event::info("update.switch")
+            .kv("version", release.version)
+            .kv("kept", d.kept.len())
+            .kv("changed", d.changed.join(","))
+            .kv("added", d.added.join(","))
+            .kv("removed", d.removed.join(","))
+            .emit();
+        let wanted: Vec<String> = d.changed.iter().chain(d.added.iter()).cloned().collect();
+        let indices = self.indices(&wanted);
+        let (board, copy) = (u.board.clone(), release.clone());
+        let job = move || {
+            // Mapped while staged; a rollback's release is mapped already.
+            crate::images::map(&copy);
+            let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
+            let mut index_of = |n: &str| indices.iter().find(|(m, _)| m == n).map_or(0, |(_, i)| *i);
+            crate::containers::prepare_some(&copy, &board, &names, &mut index_of)
+        };
+        match spawn(job) {
+            Ok((wake, report)) => {
+                if let Some(epoll) = &self.epoll {
+                    use nix::sys::epoll::{EpollEvent, EpollFlags};
+                    if let Err(e) = epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SWITCH)) {
+                        Event::error("update.switch").kv("step", "watch").result(&Err::<(), _>(crate::mount::errno_text(e))).emit();
+                    }
+                }
+                let began = crate::log::now();
+                self.switch = Some(Box::new(Switching { release, key_id: key_id.to_string(), diff: d, then, wake, report, began }));
+            }
+            Err((e, job)) => {
+                Event::warn("update.switch").kv("step", "thread").kv("reason", e).emit();
+                let specs = job();
+                self.land(release, key_id, &d, specs, then);
+            }
+        }
+    }
+
+    /// The index (uid range) each wanted container takes: a kept or
+    /// changed one keeps its own, a new one the lowest no live slot uses.
+    fn indices(&self, wanted: &[String]) -> Vec<(String, u16)> {
+        let mut taken: Vec<u16> = self.slots.iter().filter(|s| !s.retired).map(|s| s.spec.plan.index).collect();
+        let mut out = Vec::with_capacity(wanted.len());
+        for name in wanted {
+            let index = match self.slots.iter().find(|s| !s.retired && s.spec.name == name.as_str()) {
+                Some(s) => s.spec.plan.index,
+                None => {
+                    let free = (0..=u16::MAX).find(|i| !taken.contains(i)).unwrap_or(0);
+                    taken.push(free);
+                    free
+                }
+            };
+            out.push((name.clone(), index));
+        }
+        out
+    }
+
+    /// The switch helper reported: land the switch.
+    pub(super) fn on_switch(&mut self) {
+        let Some(sw) = self.switch.as_ref() else { return };
+        let specs = match sw.report.try_recv() {
+            Ok(specs) => specs,
+            Err(mpsc::TryRecvError::Empty) => return,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Event::error("update.switch").kv("step", "prepare").kv("result", "error").kv("error", "the helper ended without a report").emit();
+                Vec::new()
+            }
+        };
+        let Some(sw) = self.switch.take() else { return };
+        if let Some(epoll) = &self.epoll {
+            let _ = epoll.delete(&sw.wake);
+        }
+        let ms = ((crate::log::now() - sw.began).max(0.0) * 1e3) as u64;
+        Event::info("update.prepared").kv("version", sw.release.version).kv("specs", specs.len()).kv("ms", ms).emit();
+        if self.phase != super::Phase::Running {
+            // Shutting down: every container is being stopped anyway.
+            return;
+        }
+        self.land(sw.release, &sw.key_id, &sw.diff, specs, sw.then);
+    }
+
+    /// Make `release` the running one with its prepared `specs`: keep,
+    /// replace, retire and add slots; then what follows.
+    fn land(&mut self, release: Release, key_id: &str, d: &Diff, specs: Vec<crate::containers::Spec>, then: Then) {
+        let Some(u) = self.updates.as_mut() else { return };
+        u.running = release;
+        let version = u.running.version;
+        self.set_release(version, key_id);
+        for name in &d.removed {
+            self.retire(name);
+        }
+        for spec in specs {
+            self.replace_or_add(spec);
+        }
+        self.watch_notify_sockets();
+        match then {
+            Then::Trial(trial) => self.open_trial(trial),
+            // The failed release's own images: its containers are being
+            // stopped, and the images go once they have.
+            Then::Rollback { stale } => crate::images::unmap(&stale),
+        }
+        self.tick();
+    }
+
+    /// Container `name` is not in the new release: stop it (its slot is
+    /// dropped once it has ended) or drop it now.
+    fn retire(&mut self, name: &str) {
+        let Some(i) = self.slots.iter().position(|s| !s.retired && s.spec.name == name) else { return };
+        let running = self.slots.get(i).is_some_and(|s| s.pid.is_some());
+        if let Some(s) = self.slots.get_mut(i) {
+            s.retired = true;
+            s.due = None;
+        }
+        if running {
+            self.stop_container(i, "update");
+        } else {
+            Event::info("container.stopped").kv("name", name).kv("by", "update").emit();
+            self.drop_slot(i);
+        }
+    }
+
+    /// A changed container's new spec replaces its slot's once the old one
+    /// has stopped; a new container gets a slot.
+    fn replace_or_add(&mut self, spec: crate::containers::Spec) {
+        let name = spec.name.clone();
+        match self.slots.iter().position(|s| !s.retired && s.spec.name == name) {
+            Some(i) => {
+                let running = self.slots.get(i).is_some_and(Slot::busy);
+                if let Some(s) = self.slots.get_mut(i) {
+                    s.replace = Some(Box::new(spec));
+                    s.due = None;
+                }
+                if running {
+                    self.stop_container(i, "update");
+                } else {
+                    self.take_replacement(i);
+                }
+            }
+            None => self.slots.push(Slot::new(spec)),
+        }
+    }
+
+    /// The switch to a staged release landed: its trial begins.
+    fn open_trial(&mut self, mut trial: Trial) {
+        trial.ended_before = self.ended_before_switch();
+        let deadline = trial.deadline - crate::log::now();
+        Event::info("release.trial")
+            .kv("version", trial.version)
+            .kv("deadline_s", format_args!("{deadline:.1}"))
+            .kv("not_waited_for", trial.ended_before.join(","))
+            .emit();
+        if let Some(u) = self.updates.as_mut() {
+            u.trial = Some(trial);
+        }
+        if let Some(open) = self.stage.log.open() {
+            open.phase = crate::outcome::Phase::Trial;
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce() -> Vec<crate::containers::Spec> + Send>;
+
+/// Run `job` in a helper thread; its report comes through the channel, and
+/// a byte on the pipe (non-blocking, close-on-exec) wakes the loop. On
+/// error the job comes back to be run here.
+#[allow(clippy::type_complexity)]
+fn spawn(job: impl FnOnce() -> Vec<crate::containers::Spec> + Send + 'static) -> Result<(OwnedFd, mpsc::Receiver<Vec<crate::containers::Spec>>), (String, Job)> {
+    use nix::fcntl::OFlag;
+    let job: Job = Box::new(job);
+    let (r, w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
+        Ok(p) => p,
+        Err(e) => return Err((format!("pipe: {}", crate::mount::errno_text(e)), job)),
+    };
+    let (tx, rx) = mpsc::channel();
+    // The job moves into the thread only once the thread exists: keep it
+    // reachable until then so that a failed spawn can hand it back.
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(job)));
+    let inside = std::sync::Arc::clone(&slot);
+    let spawned = std::thread::Builder::new().name("berth-switch".into()).spawn(move || {
+        let job = inside.lock().ok().and_then(|mut j| j.take());
+        let specs = job.map(|j| j()).unwrap_or_default();
+        let _ = tx.send(specs);
+        let _ = nix::unistd::write(&w, &[1u8]);
+    });
+    match spawned {
+        Ok(_) => Ok((r, rx)),
+        Err(e) => {
+            let job = slot.lock().ok().and_then(|mut j| j.take());
+            match job {
+                Some(job) => Err((format!("thread: {e}"), job)),
+                None => Err((format!("thread: {e}"), Box::new(Vec::new))),
+            }
+        }
+    }
+}
