@@ -61,8 +61,12 @@ pub fn run() {
     let detail = format!("alive before {before}, now {:?}; berth.log has the commit: {committed}", last_alive(&text));
     super::report("log-after-commit", newer && committed, &detail);
 
-    let (ok, text) = super::apply("v3-bad");
-    super::report("update-v3", ok, &text);
+    // Switched to, then rolled back: `update --wait` exits 4 and names
+    // the cause and the container.
+    let (code, text) = super::apply_wait("v3-bad");
+    let last = text.lines().last().unwrap_or("");
+    let ok = code == Some(4) && last.contains(" phase=rolled-back result=failed release=3 cause=crash-loop ") && last.ends_with(" detail=volfill");
+    super::report("update-v3", ok, &format!("exit {code:?}: {}", text.replace('\n', " | ")));
     let (ok, text) = super::wait_release(|r| r.version == 2 && r.state == "committed" && super::has_rollback(r, "from 3 to 2", "(volfill)"));
     super::report("rollback", ok, &text);
     super::act("poweroff", libc::SIGTERM);
