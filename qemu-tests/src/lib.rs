@@ -44,6 +44,7 @@ pub mod budgets;
 pub mod cutverdict;
 pub mod errno;
 pub mod event;
+pub mod floor;
 pub mod loopcheck;
 pub mod machine;
 pub mod output;

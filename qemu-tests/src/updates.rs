@@ -12,6 +12,9 @@
 //!   running release, containers and image mappings are untouched.
 //! - `update-reboot`: a reboot during the trial rolls back; after the
 //!   commit it does not.
+//! - `update-floor`: after release 2 commits, both record copies are
+//!   garbled; the next boot rebuilds the record with the floor (2), refuses
+//!   release 1 below it and runs release 2.
 //! - `power-cut/*`: the update is cut at each of its store writes
 //!   (`berth.cut=N`) and at spread instants (the harness kills QEMU); the
 //!   next boot on the same data partition must run one complete, verified
@@ -240,6 +243,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
         ("update-rollback", update_rollback),
         ("update-refused", update_refused),
         ("update-reboot", update_reboot),
+        ("update-floor", crate::floor::update_floor),
         ("push", push),
     ];
     if arch == "x86_64" {
@@ -303,7 +307,7 @@ fn push(l: &dyn Launch) -> Result<(), String> {
     no_errors(&m, &[])
 }
 
-fn update_spec(name: &str, mode: &str) -> BootSpec {
+pub(crate) fn update_spec(name: &str, mode: &str) -> BootSpec {
     BootSpec { variant: "update", ..spec(name, mode) }
 }
 

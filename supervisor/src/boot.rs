@@ -334,6 +334,9 @@ fn check_release(board: &Board, data_mounted: bool) -> Option<(crate::release::R
             return None;
         }
     };
+    for note in &booted.notes {
+        Event::warn("release.store").kv("note", note).emit();
+    }
     for (rb, why) in &booted.rollbacks {
         let mut ev = Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to);
         if let Some(why) = why {
@@ -353,6 +356,7 @@ fn check_release(board: &Board, data_mounted: bool) -> Option<(crate::release::R
         .kv("key_id", v.key_id)
         .kv("containers", v.release.containers.len())
         .kv("stored", if booted.raised { "raised" } else { "kept" })
+        .kv("floor", booted.floor.unwrap_or(0))
         .emit();
     // Nothing staged survives a reboot: drop what no kept release uses.
     match store.gc() {

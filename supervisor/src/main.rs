@@ -513,7 +513,7 @@ fn print_release(v: &berth::release::Verified) {
     println!("board {}", r.board);
     println!("key {}", v.key_id);
     if let Some(d) = r.downgrade {
-        println!("downgrade-from {}..={}", d.from_min, d.from_max);
+        println!("downgrade-below-floor {}", d.floor);
     }
     for c in &r.containers {
         let size = r.image(&c.image).map(|i| i.size).unwrap_or(0);

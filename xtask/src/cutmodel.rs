@@ -140,7 +140,7 @@ pub fn boot_verdict(dir: &Path, keys: &TrustedKeys, board: &str) -> Result<Verdi
         version: booted.verified.release.version,
         trial: booted.trial,
         rollbacks: booted.rollbacks.iter().map(|(r, _)| r.cause.to_string()).collect(),
-        notes: notes.iter().map(|n| n.to_string()).collect(),
+        notes: notes.iter().chain(&booted.notes).map(|n| n.to_string()).collect(),
         gc: (gc.images, gc.releases),
     })
 }

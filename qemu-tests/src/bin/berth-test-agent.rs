@@ -304,8 +304,9 @@ fn install_sigterm_exit() {
 // ---------------------------------------------------------------- updates
 
 /// The modes of the update scenarios (see `qemu_tests::updates`).
-const UPDATE_MODES: [&str; 10] = [
+const UPDATE_MODES: [&str; 11] = [
     "update",
+    "update-floor",
     "update-rollback",
     "update-refused",
     "update-reboot",
@@ -380,6 +381,7 @@ fn update_mode(mode: &str) {
             act("poweroff", libc::SIGTERM);
         }
         "stage-interrupt" => stage_interrupt(),
+        "update-floor" => floor_mode(),
         "trial-judged" | "trial-control" => trials::run(mode),
         "update-reboot" => match fs::read_to_string(STAGE_FILE).unwrap_or_default().trim() {
             "" => {
@@ -425,6 +427,25 @@ fn update_mode(mode: &str) {
             say("AGENT done");
         }
     }
+}
+
+/// The update-floor scenario: release 2 committed, then both record copies
+/// garbled and a reboot; the boot after it must run release 2 alone.
+fn floor_mode() {
+    const MARK: &str = "/data/.agent-floor";
+    if Path::new(MARK).exists() {
+        let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed" && r.previous.is_none());
+        report("floor-kept", ok, &text);
+        act("poweroff", libc::SIGTERM);
+        return;
+    }
+    let (ok, text) = apply("v2");
+    report("update-v2", ok, &text);
+    let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed");
+    report("update-commit", ok, &text);
+    let garbled: Result<(), String> = ["record.a", "record.b"].iter().try_for_each(|s| write_synced(&format!("{STORE}/{s}"), b"garbled"));
+    report("floor-garbled", garbled.is_ok(), &garbled.err().unwrap_or_default());
+    reboot_once_more(MARK, "1");
 }
 
 /// One `berthctl status` while an update ran: when it started (monotonic

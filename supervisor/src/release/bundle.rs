@@ -96,6 +96,9 @@ pub enum BundleError {
     WrongBoard { release: std::string::String, device: std::string::String },
     /// Not newer than the installed release, and no downgrade marker allows it.
     TooOld { release: u64, installed: u64 },
+    /// Below the floor through a downgrade marker, but a committed
+    /// downgrade already spent the marker's floor.
+    MarkerSpent { release: u64, floor: u64 },
     /// The table names an image the release does not list.
     ImageNotInRelease(Digest),
     /// The table lists an image twice.
@@ -129,6 +132,10 @@ impl fmt::Display for BundleError {
             TooOld { release, installed } => write!(
                 f,
                 "release version {release} is not newer than the installed version {installed} and no downgrade marker allows it"
+            ),
+            MarkerSpent { release, floor } => write!(
+                f,
+                "release version {release}'s downgrade marker for floor {floor} is spent: a downgrade was already committed at that floor"
             ),
             ImageNotInRelease(d) => write!(f, "bundle carries image {d}, which the release does not list"),
             DuplicateImage(d) => write!(f, "bundle lists image {d} twice"),
@@ -201,7 +208,8 @@ pub fn read_header(r: &mut impl Read) -> Result<Header, BundleError> {
 /// Check the bundle's release: signed by a trusted key, valid, for `board`
 /// (`None`: its own board, for host-side inspection), and newer than
 /// `installed` (`None`: nothing installed) unless its signed downgrade marker
-/// names `installed`.
+/// names `installed` exactly (whether the marker is spent is the store's
+/// check).
 pub fn check_release(bytes: &[u8], keys: &TrustedKeys, board: Option<&str>, installed: Option<u64>) -> Result<Verified, BundleError> {
     if bytes.is_empty() {
         return Err(BundleError::Unsigned);

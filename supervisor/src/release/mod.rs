@@ -34,17 +34,23 @@
 //!
 //! # Anti-rollback and the downgrade marker
 //!
-//! The device keeps the highest accepted version ([`state`]). A release is
-//! accepted when its version is at least the stored one (equal is the release
-//! already running, met again at every boot; the signer never signs two
-//! different releases with one version). A lower version is refused
-//! ([`ReleaseError::Rollback`]) unless the release carries a signed
-//! [`Downgrade`] marker `{ from_min, from_max }` and the stored version lies in
-//! `from_min ..= from_max`. The marker is inside the signed payload, so only
-//! the key holder can grant it, and only over exactly the named stored
-//! versions: once the device has moved past `from_max`, the marker is dead.
-//! After a downgrade is accepted the stored version is set to the release's
-//! own (lower) version, so the line of releases can go forward again.
+//! The device keeps an anti-rollback floor: the highest version it ever
+//! committed (or found in its store when it had to rebuild its record). The
+//! floor only rises; [`record`] and [`store`] own the rules that keep it so.
+//! A release is accepted when its version is at least the floor (equal is
+//! the release already running, met again at every boot; the signer never
+//! signs two different releases with one version). A lower version is
+//! refused ([`ReleaseError::Rollback`]) unless the release carries a signed
+//! [`Downgrade`] marker `{ floor }` naming the device's floor exactly.
+//!
+//! The marker is inside the signed payload, so only the key holder can grant
+//! it, and it admits exactly the one object that carries it (its digest):
+//! other releases of the same or a lower version stay refused, and the floor
+//! does not move down. The store pins the admitted digest in its record
+//! while the release is kept, and a marker expires: it is dead once the
+//! floor is anything but its `floor`, and it is consumed by the first commit
+//! of a release it admitted (no second marker for the same floor is taken).
+//! Markers are honoured only when an update is installed, never at boot.
 
 mod bounded;
 mod keys;
@@ -123,13 +129,13 @@ pub fn trial_deadline_default(commit_window_s: u32) -> u32 {
     commit_window_s.saturating_add(TRIAL_START_ALLOWANCE_S).min(TRIAL_DEADLINE_MAX_S)
 }
 
-/// A signed downgrade marker: the release may replace a stored version in
-/// `from_min ..= from_max` (each above the release's own version).
+/// A signed downgrade marker: the release (and no other object) may be
+/// installed below the device's anti-rollback floor while that floor is
+/// exactly `floor` (above the release's own version).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Downgrade {
-    pub from_min: u64,
-    pub from_max: u64,
+    pub floor: u64,
 }
 
 /// A container image: its content hash, size and dm-verity root hash.
@@ -260,11 +266,8 @@ impl Release {
             return Err(bad("board", "must be a board name"));
         }
         if let Some(d) = self.downgrade {
-            if d.from_min > d.from_max {
-                return Err(bad("downgrade", "from_min is above from_max"));
-            }
-            if d.from_min <= self.version {
-                return Err(bad("downgrade.from_min", "must be above the release's own version"));
+            if d.floor <= self.version {
+                return Err(bad("downgrade.floor", "must be above the release's own version"));
             }
         }
         manifest::validate_set(&self.containers)?;
@@ -303,17 +306,21 @@ impl Release {
     }
 }
 
-/// Anti-rollback: may `release` be accepted when `stored` is the highest
-/// version accepted so far (`None`: nothing accepted yet)?
+/// Anti-rollback: may `release` be installed on a device whose floor is
+/// `stored` (`None`: nothing accepted yet)? At or above it, or below it with
+/// a marker naming `stored` exactly. Whether that marker was already used is
+/// the store's to say ([`store::Store::stage`]).
 pub fn check_version(release: &Release, stored: Option<u64>) -> Result<(), ReleaseError> {
     let Some(stored) = stored else { return Ok(()) };
-    if release.version >= stored {
+    if release.version >= stored || marker_names(release, stored) {
         return Ok(());
     }
-    match release.downgrade {
-        Some(d) if (d.from_min..=d.from_max).contains(&stored) => Ok(()),
-        _ => Err(ReleaseError::Rollback { release: release.version, stored }),
-    }
+    Err(ReleaseError::Rollback { release: release.version, stored })
+}
+
+/// The release carries a downgrade marker for exactly the floor `floor`.
+pub fn marker_names(release: &Release, floor: u64) -> bool {
+    release.downgrade.is_some_and(|d| d.floor == floor)
 }
 
 /// The parts of a signed object: key id, signed bytes, payload, signature.

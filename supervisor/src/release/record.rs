@@ -8,12 +8,12 @@
 //! other slot, one generation older, is used: a bad write can lose at most the
 //! change it was making, never the release the device runs.
 //!
-//! # Slot format (format 1)
+//! # Slot format (format 2)
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `BRTS` |
-//! | 4 | 1 | format, `1` |
+//! | 4 | 1 | format, `2` (format 1, the record without `admitted` and `spent`, is still read) |
 //! | 5 | 8 | generation, u64 little-endian, > 0 |
 //! | 13 | 2 | payload length `n`, u16 little-endian |
 //! | 15 | n | payload: a postcard-encoded [`Record`] |
@@ -27,7 +27,9 @@
 //! - [`Record::begin_trial`]: only from `Committed`; the current release
 //!   becomes the previous one, the new one is current and on trial.
 //! - [`Record::commit`]: only on trial, after its boot (if it needed one);
-//!   the anti-rollback floor ([`Record::highest`]) becomes its version.
+//!   the anti-rollback floor ([`Record::highest`]) rises to its version if
+//!   that is higher. Committing a release admitted below the floor (by its
+//!   downgrade marker) spends the marker's floor ([`Record::spent`]).
 //! - [`Record::rollback`]: only on trial with a previous release; the
 //!   previous one is current again and committed, and the cause is appended
 //!   to the history (the oldest entry goes when [`HISTORY_MAX`] are kept).
@@ -39,10 +41,22 @@
 //! - [`Record::fall_back`]: the chosen release cannot be used at all (its
 //!   object is missing, corrupt or refused); the other kept release is taken
 //!   and the cause recorded (`release-unusable`). There is no fallback when
-//!   only one release is kept.
+//!   only one release is kept. The floor stays: a fallback below it is
+//!   admitted by its digest ([`Record::admitted`]), not by lowering it.
+//!
+//! # The floor only rises
+//!
+//! No transition lowers [`Record::highest`]. What may boot under it is
+//! decided by [`Record::admits`]: a version at or above the floor, or the one
+//! digest the record admits below it (a release put on trial through its
+//! downgrade marker, or a fallback). The admission lasts while that release
+//! is kept (current or previous) and is dropped by the transition that stops
+//! keeping it.
 
 use crate::manifest::{Digest, Name};
 use core::fmt;
+
+mod v1;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -54,7 +68,9 @@ pub const SLOT_MAX: usize = 1024;
 pub const SLOTS: [&str; 2] = ["record.a", "record.b"];
 
 const MAGIC: [u8; 4] = *b"BRTS";
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// The record before `admitted` and `spent` ([`v1`]).
+const FORMAT_V1: u8 = 1;
 const HEADER_LEN: usize = 15;
 const SUM_LEN: usize = 32;
 
@@ -158,11 +174,18 @@ pub struct Record {
     pub phase: Phase,
     /// Boots seen by the store (saturating).
     pub boots: u32,
-    /// The anti-rollback floor: the version last committed or booted as
-    /// committed. `None`: nothing committed yet.
+    /// The anti-rollback floor: the highest version committed or booted as
+    /// committed (never lowered). `None`: nothing committed yet.
     pub highest: Option<u64>,
     /// Rollbacks, oldest first.
     pub history: heapless::Vec<Rollback, HISTORY_MAX>,
+    /// The one release (by digest) that may boot below the floor: put on
+    /// trial through its downgrade marker, or fallen back to. Kept only
+    /// while that release is current or previous.
+    pub admitted: Option<Digest>,
+    /// The floor at which a downgrade marker was consumed by a commit: no
+    /// other marker for it is taken.
+    pub spent: Option<u64>,
 }
 
 /// A transition that is not allowed from the record's state.
@@ -253,18 +276,41 @@ impl Record {
         if self.current.is_some_and(|c| c.digest == new.digest) {
             return Err(TransitionError::AlreadyCurrent);
         }
-        Ok(Record { current: Some(new), previous: self.current, phase: Phase::Trial { boot_pending }, ..self.clone() })
+        let rec = Record { current: Some(new), previous: self.current, phase: Phase::Trial { boot_pending }, ..self.clone() };
+        Ok(rec.keep_admission())
     }
 
-    /// The trial was healthy for its window: commit it.
+    /// The trial was healthy for its window: commit it. The floor rises to
+    /// its version, or, for a release admitted below the floor, stays and
+    /// is marked spent.
     pub fn commit(&self) -> Result<Record, TransitionError> {
         match (self.phase, self.current) {
             (Phase::Trial { boot_pending: true }, _) => Err(TransitionError::BootPending),
             (Phase::Trial { boot_pending: false }, Some(c)) => {
-                Ok(Record { phase: Phase::Committed, highest: Some(c.version), ..self.clone() })
+                let below = self.highest.is_some_and(|f| c.version < f);
+                let spent = if below { self.highest } else { self.spent };
+                Ok(Record { phase: Phase::Committed, highest: self.raised_to(c.version), spent, ..self.clone() })
             }
             _ => Err(TransitionError::NotOnTrial),
         }
+    }
+
+    /// The floor after meeting `version`: the higher of the two.
+    pub fn raised_to(&self, version: u64) -> Option<u64> {
+        Some(self.highest.map_or(version, |f| f.max(version)))
+    }
+
+    /// May `entry` boot under this record? At or above the floor, or the
+    /// one digest admitted below it.
+    pub fn admits(&self, entry: &Entry) -> bool {
+        self.highest.is_none_or(|f| entry.version >= f) || self.admitted == Some(entry.digest)
+    }
+
+    /// Drop an admission whose release is no longer kept.
+    fn keep_admission(mut self) -> Record {
+        let admitted = self.admitted.filter(|d| self.kept().any(|e| &e.digest == d));
+        self.admitted = admitted;
+        self
     }
 
     /// Roll the trial back to the previous release for `cause`.
@@ -287,7 +333,7 @@ impl Record {
         }
         let _ = history.push(rollback.clone());
         let rec = Record { current: Some(to), previous: None, phase: Phase::Committed, history, ..self.clone() };
-        (rec, rollback)
+        (rec.keep_admission(), rollback)
     }
 
     /// What to boot, and the record to write before booting it (the boot
@@ -315,8 +361,10 @@ impl Record {
     pub fn fall_back(&self, failed: Entry) -> Option<(Record, Entry, Rollback)> {
         let other = self.kept().find(|e| e.digest != failed.digest)?;
         let (mut rec, rollback) = self.moved_back(failed, other, Cause::ReleaseUnusable, None);
-        // The fallback was accepted once; it is the floor now.
-        rec.highest = Some(other.version);
+        // The fallback was accepted once: it may run below the floor, which stays.
+        if !rec.admits(&other) {
+            rec.admitted = Some(other.digest);
+        }
         Some((rec, other, rollback))
     }
 }
@@ -348,8 +396,9 @@ pub fn decode_slot(bytes: &[u8]) -> Result<(u64, Record), SlotError> {
         return Err(SlotError::BadMagic);
     }
     let (format, h) = h.split_at(1);
-    if format != [FORMAT] {
-        return Err(SlotError::UnsupportedFormat(format.first().copied().unwrap_or(0)));
+    let format = format.first().copied().unwrap_or(0);
+    if format != FORMAT && format != FORMAT_V1 {
+        return Err(SlotError::UnsupportedFormat(format));
     }
     let (generation, len) = h.split_at(8);
     let generation = u64::from_le_bytes(generation.try_into().map_err(|_| SlotError::Truncated)?);
@@ -361,6 +410,9 @@ pub fn decode_slot(bytes: &[u8]) -> Result<(u64, Record), SlotError> {
     let signed = bytes.get(..HEADER_LEN + len).ok_or(SlotError::Truncated)?;
     if Sha256::digest(signed).as_slice() != sum || generation == 0 {
         return Err(SlotError::BadChecksum);
+    }
+    if format == FORMAT_V1 {
+        return v1::decode(payload).map(|rec| (generation, rec)).ok_or(SlotError::Decode);
     }
     match postcard::take_from_bytes::<Record>(payload) {
         Ok((rec, [])) => Ok((generation, rec)),
@@ -459,7 +511,8 @@ mod tests {
     fn fall_back_takes_the_other_kept_release() {
         let c = Record::installed(e(1)).begin_trial(e(2), false).unwrap().commit().unwrap();
         let (r, to, rb) = c.fall_back(e(2)).unwrap();
-        assert_eq!((to, rb.cause, r.current, r.highest), (e(1), Cause::ReleaseUnusable, Some(e(1)), Some(1)));
+        assert_eq!((to, rb.cause, r.current, r.highest), (e(1), Cause::ReleaseUnusable, Some(e(1)), Some(2)));
+        assert_eq!(r.admitted, Some(e(1).digest));
         assert!(r.fall_back(e(1)).is_none());
     }
 

@@ -1,12 +1,16 @@
-//! The highest accepted release version as the single-file layout kept it.
+//! Version files: the anti-rollback floor's second witness, and the highest
+//! accepted version as the single-file layout kept it.
 //!
-//! The store keeps the anti-rollback floor in its record now
-//! ([`super::record::Record::highest`]); this file is read once, when
-//! [`super::store::Store::open`] migrates an old data partition, and removed.
+//! The store keeps the floor in its record ([`super::record::Record::highest`])
+//! and, as a second witness that survives the loss of both record copies,
+//! in the file [`FLOOR`], which it raises after the record (never lowers)
+//! through [`super::durable::replace`]. The old layout's [`FILE`] is read
+//! once, when [`super::store::Store::open`] migrates an old data partition,
+//! and removed.
 //!
-//! File `release-version` in the given directory, 20 bytes: magic `BRTV`, the
+//! Both files have one encoding, 20 bytes: magic `BRTV`, the
 //! version as u64 little-endian, then the first 8 bytes of SHA-256 over the
-//! preceding 12 bytes. It is replaced atomically: write `release-version.tmp`,
+//! preceding 12 bytes. Each is replaced atomically: write a temporary file,
 //! fsync it, rename it over the old file, fsync the directory. A missing file
 //! means no release was accepted yet; a file that fails its checksum is an
 //! error the caller must not treat as "nothing stored".
@@ -15,14 +19,17 @@ use sha2::{Digest as _, Sha256};
 use std::io;
 use std::path::Path;
 
-/// The state file's name.
+/// The old layout's version file.
 pub const FILE: &str = "release-version";
+/// The floor witness, next to the record slots.
+pub const FLOOR: &str = "floor";
 #[cfg(test)]
 const TMP: &str = "release-version.tmp";
 const MAGIC: [u8; 4] = *b"BRTV";
 const LEN: usize = 20;
 
-fn encode(version: u64) -> [u8; LEN] {
+/// The file contents for `version`.
+pub fn encode(version: u64) -> [u8; LEN] {
     let mut out = [0u8; LEN];
     let (head, sum) = out.split_at_mut(12);
     let (magic, v) = head.split_at_mut(4);
@@ -54,8 +61,13 @@ pub fn store_highest(dir: &Path, version: u64) -> io::Result<()> {
 
 /// The highest accepted version, `None` if none was ever stored.
 pub fn load_highest(dir: &Path) -> io::Result<Option<u64>> {
+    load(dir, FILE)
+}
+
+/// The version in `dir/name`, `None` if the file is missing.
+pub fn load(dir: &Path, name: &str) -> io::Result<Option<u64>> {
     use std::io::Read;
-    let f = match std::fs::File::open(dir.join(FILE)) {
+    let f = match std::fs::File::open(dir.join(name)) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -63,7 +75,7 @@ pub fn load_highest(dir: &Path) -> io::Result<Option<u64>> {
     let mut buf = std::vec::Vec::with_capacity(LEN + 1);
     f.take(LEN as u64 + 1).read_to_end(&mut buf)?;
     decode(&buf).map(Some).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, "release-version is corrupt (bad length or checksum)")
+        io::Error::new(io::ErrorKind::InvalidData, format!("{name} is corrupt (bad length or checksum)"))
     })
 }
 

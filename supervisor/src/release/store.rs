@@ -6,6 +6,7 @@
 //! | path | what |
 //! |---|---|
 //! | `record.a`, `record.b` | the state record, two alternating copies ([`super::record`]) |
+//! | `floor` | the anti-rollback floor's second witness ([`super::state`]) |
 //! | `releases/<sha256 hex>.bin` | signed release objects, named by the SHA-256 of their bytes |
 //! | `images/<sha256 hex>.img` | container images (squashfs + dm-verity tree), named by their SHA-256 |
 //! | `staging/` | a staging in progress; whatever is found here at [`Store::open`] is deleted |
@@ -47,14 +48,25 @@
 //! committed and the old floor, then removes the two files. Images were
 //! already content-addressed in `images/`.
 //!
-//! A store whose two record slots are both unreadable is rebuilt from its
-//! release objects (the newest version current, the next one previous, the
-//! floor forgotten) rather than left with no release; [`Note::Rebuilt`] says
-//! so and the boot still verifies whatever it picks.
+//! # The anti-rollback floor
+//!
+//! The floor ([`Record::highest`]) never goes down (see [`floor`] for the
+//! rules): a commit or a boot raises it, a fallback or a rollback leaves it,
+//! and a release below it boots only as the record's one admitted digest.
+//! After every record write that raises it, the floor is also written to the
+//! witness file `floor`; [`Store::open`] takes the higher of the two.
+//!
+//! A store whose two record slots are both unreadable is rebuilt by the next
+//! [`Store::boot`] (it needs the trusted keys) rather than left with no
+//! release: the floor becomes the highest of the witness and the versions of
+//! the release objects whose signatures verify; the newest verified release
+//! at or above it is current, and releases below it are refused
+//! ([`Note::BelowFloor`]), so a lost record never lets an older release
+//! boot. Until then nothing is staged, recorded or collected.
 
 use super::bundle::{self, BundleError, CopyError, Header};
 use super::durable::{replace, Io, SysIo};
-use super::record::{self, BootChoice, Cause, Entry, Phase, Record, Rollback, SlotError, TransitionError};
+use super::record::{self, BootChoice, Cause, Entry, Phase, Record, Rollback, SlotError};
 use super::{decode_release, state, ReleaseError, TrustedKeys, Verified, OBJECT_MAX};
 use crate::manifest::{Digest, Name};
 use core::fmt;
@@ -100,8 +112,13 @@ pub enum Note {
     StagingRemoved,
     /// A single-file release was moved into the store.
     Migrated { version: u64 },
-    /// No record slot was usable; the record was rebuilt from the objects.
-    Rebuilt { releases: usize },
+    /// No record slot was usable; the record was rebuilt from the verified
+    /// release objects, with this floor.
+    Rebuilt { releases: usize, floor: Option<u64> },
+    /// A verified release object below the floor, not kept by a rebuild.
+    BelowFloor { version: u64, digest: Digest, floor: u64 },
+    /// The floor witness cannot be read (the record's floor stands).
+    FloorUnreadable(io::ErrorKind),
 }
 
 impl fmt::Display for Note {
@@ -110,92 +127,20 @@ impl fmt::Display for Note {
             Note::SlotBad { slot, error } => write!(f, "record slot {slot} is unusable ({error}); using the other copy"),
             Note::StagingRemoved => write!(f, "removed an interrupted staging"),
             Note::Migrated { version } => write!(f, "moved the single-file release {version} into the store"),
-            Note::Rebuilt { releases } => write!(f, "no record copy was usable; rebuilt it from {releases} release objects"),
+            Note::Rebuilt { releases, floor: Some(floor) } => {
+                write!(f, "no record copy was usable; rebuilt it from {releases} verified release objects, anti-rollback floor {floor}")
+            }
+            Note::Rebuilt { releases, floor: None } => write!(f, "no record copy was usable; rebuilt it from {releases} verified release objects"),
+            Note::BelowFloor { version, digest, floor } => {
+                write!(f, "release {version} ({digest}) is below the anti-rollback floor {floor}; refused")
+            }
+            Note::FloorUnreadable(k) => write!(f, "the floor witness {} is unreadable ({k}); using the record's floor", state::FLOOR),
         }
-    }
-}
-
-/// A store operation that failed.
-#[derive(Debug)]
-pub enum StoreError {
-    /// A file system step failed.
-    Io { step: &'static str, path: PathBuf, error: io::Error },
-    /// The old single-file store's version file is corrupt.
-    LegacyState(io::Error),
-    /// The record does not allow the change.
-    Transition(TransitionError),
-    /// The record does not fit a slot.
-    Encode,
-    /// A kept release's object cannot be read, so what it uses is unknown.
-    Kept { digest: Digest, error: ObjectError },
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Io { step, path, error } => write!(f, "{step} {}: {error}", path.display()),
-            StoreError::LegacyState(e) => write!(f, "{}: {e}", state::FILE),
-            StoreError::Transition(e) => write!(f, "{e}"),
-            StoreError::Encode => write!(f, "the state record does not encode"),
-            StoreError::Kept { digest, error } => write!(f, "kept release {digest}: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-impl From<TransitionError> for StoreError {
-    fn from(e: TransitionError) -> Self {
-        StoreError::Transition(e)
     }
 }
 
 fn io_err<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |error| StoreError::Io { step, path: path.to_path_buf(), error }
-}
-
-/// Why a staging was refused or failed. The running release is untouched
-/// either way.
-#[derive(Debug)]
-pub enum StageError {
-    /// The bundle is refused (its own text).
-    Bundle(BundleError),
-    /// An update is on trial; it must commit or roll back first.
-    TrialInProgress,
-    /// Not enough free space on the data partition for what the bundle adds.
-    NoSpace { need: u64, free: u64 },
-    /// An image of the release is neither in the bundle nor on the device.
-    MissingImage(Digest),
-    /// Writing to the store failed.
-    Store(StoreError),
-}
-
-impl fmt::Display for StageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StageError::Bundle(e) => write!(f, "{e}"),
-            StageError::TrialInProgress => write!(f, "an update is on trial; it must commit or roll back first"),
-            StageError::NoSpace { need, free } => {
-                write!(f, "not enough space on the data partition: the update needs {need} bytes, {free} are free")
-            }
-            StageError::MissingImage(d) => write!(f, "image {d} is neither in the bundle nor on the device"),
-            StageError::Store(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for StageError {}
-
-impl From<BundleError> for StageError {
-    fn from(e: BundleError) -> Self {
-        StageError::Bundle(e)
-    }
-}
-
-impl From<StoreError> for StageError {
-    fn from(e: StoreError) -> Self {
-        StageError::Store(e)
-    }
 }
 
 /// A verified release taken into the store (not yet running).
@@ -207,30 +152,6 @@ pub struct Staged {
     pub images_added: usize,
     /// Bytes the bundle added.
     pub bytes: u64,
-}
-
-/// Why a kept release cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ObjectError {
-    /// Its object file cannot be read.
-    Read(io::ErrorKind),
-    /// Its object's bytes do not hash to its name.
-    Corrupt,
-    /// The release is refused (signature, board, version...).
-    Rejected(ReleaseError),
-    /// An image it uses is missing or has the wrong size.
-    Image(Digest),
-}
-
-impl fmt::Display for ObjectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ObjectError::Read(k) => write!(f, "release object unreadable: {k}"),
-            ObjectError::Corrupt => write!(f, "release object does not match its hash (corrupt)"),
-            ObjectError::Rejected(e) => write!(f, "{e}"),
-            ObjectError::Image(d) => write!(f, "image {d} is missing or has the wrong size"),
-        }
-    }
 }
 
 /// What [`Store::boot`] booted.
@@ -248,24 +169,10 @@ pub struct Booted {
     /// The record could not be written: the release boots all the same (the
     /// next boot decides the same way from the old record), and this says why.
     pub unrecorded: Option<String>,
-}
-
-/// Why no release could be booted.
-#[derive(Debug)]
-pub enum BootError {
-    /// No release is installed.
-    None,
-    /// No kept release is usable; the first one's reason.
-    Unusable(ObjectError),
-}
-
-impl fmt::Display for BootError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BootError::None => write!(f, "no release installed"),
-            BootError::Unusable(e) => write!(f, "{e}"),
-        }
-    }
+    /// The anti-rollback floor after this boot.
+    pub floor: Option<u64>,
+    /// What rebuilding an unreadable record found (empty: it was readable).
+    pub notes: Vec<Note>,
 }
 
 /// What [`Store::gc`] removed.
@@ -284,6 +191,10 @@ pub struct Store<I: Io = SysIo> {
     generation: u64,
     /// The slot the next write goes to.
     next_slot: usize,
+    /// The floor witness as last read or written.
+    witness: Option<u64>,
+    /// Both record copies are unreadable: [`Store::boot`] rebuilds.
+    unread: bool,
 }
 
 fn read_bounded(path: &Path, max: usize) -> io::Result<Vec<u8>> {
@@ -330,8 +241,19 @@ impl<I: Io> Store<I> {
                 }
             }
         }
-        let mut store = Store { dir: dir.to_path_buf(), io, record: Record::default(), generation: 0, next_slot: 0 };
-        if let Some((i, generation, rec)) = record::newest([&slots[0], &slots[1]]) {
+        let witness = match state::load(dir, state::FLOOR) {
+            Ok(w) => w,
+            Err(e) => {
+                notes.push(Note::FloorUnreadable(e.kind()));
+                None
+            }
+        };
+        let mut store = Store { dir: dir.to_path_buf(), io, record: Record::default(), generation: 0, next_slot: 0, witness, unread: false };
+        if let Some((i, generation, mut rec)) = record::newest([&slots[0], &slots[1]]) {
+            // The record lost a raise the witness saw: the higher one stands.
+            if let Some(w) = witness {
+                rec.highest = rec.raised_to(w);
+            }
             store.record = rec;
             store.generation = generation;
             store.next_slot = usize::from(i == 0);
@@ -340,8 +262,8 @@ impl<I: Io> Store<I> {
         let none_present = slots.iter().all(|s| matches!(s, Err(SlotError::Missing)));
         if none_present && dir.join(LEGACY_RELEASE).exists() {
             notes.push(store.migrate()?);
-        } else if let Some(n) = store.rebuild()? {
-            notes.push(n);
+        } else {
+            store.unread = !none_present || witness.is_some() || store.has_objects();
         }
         Ok((store, notes))
     }
@@ -372,6 +294,9 @@ impl<I: Io> Store<I> {
     }
 
     fn write_record(&mut self, rec: Record) -> Result<(), StoreError> {
+        if self.unread {
+            return Err(StoreError::Unread);
+        }
         let generation = self.generation.saturating_add(1);
         let bytes = record::encode_slot(&rec, generation).ok_or(StoreError::Encode)?;
         let name = record::SLOTS.get(self.next_slot).copied().unwrap_or(record::SLOTS[0]);
@@ -380,53 +305,6 @@ impl<I: Io> Store<I> {
         self.generation = generation;
         self.next_slot = 1 - self.next_slot.min(1);
         Ok(())
-    }
-
-    fn migrate(&mut self) -> Result<Note, StoreError> {
-        let legacy = self.dir.join(LEGACY_RELEASE);
-        let bytes = read_bounded(&legacy, OBJECT_MAX).map_err(io_err("read", &legacy))?;
-        let highest = state::load_highest(&self.dir).map_err(StoreError::LegacyState)?;
-        let digest = sha256(&bytes);
-        let version = super::peek(&bytes).map(|r| r.version).unwrap_or(0);
-        let releases = self.dir.join(RELEASES);
-        replace(&mut self.io, &releases, &release_name(&digest), &bytes).map_err(io_err("write", &releases))?;
-        let rec = Record { highest, ..Record::installed(Entry { digest, version }) };
-        self.write_record(rec)?;
-        for old in [legacy, self.dir.join(state::FILE)] {
-            match self.io.remove_file(&old) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &old)(e)),
-                _ => {}
-            }
-        }
-        self.io.sync_dir(&self.dir).map_err(io_err("fsync", &self.dir))?;
-        Ok(Note::Migrated { version })
-    }
-
-    /// Release objects on disk whose bytes match their names, newest first.
-    fn objects(&self) -> Vec<Entry> {
-        let mut out: Vec<Entry> = Vec::new();
-        let Ok(dir) = std::fs::read_dir(self.dir.join(RELEASES)) else { return out };
-        for e in dir.flatten().take(256) {
-            let name = e.file_name();
-            let Some(digest) = name.to_str().and_then(|n| n.strip_suffix(".bin")).and_then(parse_hex) else { continue };
-            let Ok(bytes) = read_bounded(&e.path(), OBJECT_MAX) else { continue };
-            if sha256(&bytes) != digest {
-                continue;
-            }
-            if let Ok(r) = super::peek(&bytes) {
-                out.push(Entry { digest, version: r.version });
-            }
-        }
-        out.sort_by(|a, b| b.version.cmp(&a.version).then(a.digest.cmp(&b.digest)));
-        out
-    }
-
-    fn rebuild(&mut self) -> Result<Option<Note>, StoreError> {
-        let objects = self.objects();
-        let Some(current) = objects.first().copied() else { return Ok(None) };
-        let rec = Record { previous: objects.get(1).copied(), ..Record::installed(current) };
-        self.write_record(rec)?;
-        Ok(Some(Note::Rebuilt { releases: objects.len() }))
     }
 
     fn has_image(&self, digest: &Digest, size: u64) -> bool {
@@ -442,11 +320,16 @@ impl<I: Io> Store<I> {
         Ok(bytes)
     }
 
-    /// Verify a kept release for booting: object, signature, board,
-    /// anti-rollback against `floor`, and its images present.
-    fn usable(&self, entry: &Entry, keys: &TrustedKeys, board: &str, floor: Option<u64>) -> Result<Verified, ObjectError> {
+    /// Verify a kept release for booting: object, signature, board, its
+    /// images present, and (with `rec`) admitted under that record's floor.
+    fn usable(&self, entry: &Entry, keys: &TrustedKeys, board: &str, rec: Option<&Record>) -> Result<Verified, ObjectError> {
         let bytes = self.object(entry)?;
-        let v = decode_release(&bytes, keys, board, floor).map_err(ObjectError::Rejected)?;
+        let v = decode_release(&bytes, keys, board, None).map_err(ObjectError::Rejected)?;
+        if let (Some(rec), Some(floor)) = (rec, rec.and_then(|r| r.highest)) {
+            if !rec.admits(&Entry { digest: entry.digest, version: v.release.version }) {
+                return Err(ObjectError::Rejected(ReleaseError::Rollback { release: v.release.version, stored: floor }));
+            }
+        }
         if let Some(img) = v.release.images.iter().find(|i| !self.has_image(&i.sha256, i.size)) {
             return Err(ObjectError::Image(img.sha256));
         }
@@ -457,13 +340,14 @@ impl<I: Io> Store<I> {
     /// the release rolled back to).
     pub fn verify_current(&self, keys: &TrustedKeys, board: &str) -> Result<Verified, ObjectError> {
         let entry = self.record.current.ok_or(ObjectError::Read(io::ErrorKind::NotFound))?;
-        self.usable(&entry, keys, board, self.record.highest)
+        self.usable(&entry, keys, board, Some(&self.record))
     }
 
     /// Decide what this boot runs, verify it (falling back to the other
     /// kept release if it is unusable), and record the boot. Call once per
     /// boot, before anything starts.
     pub fn boot(&mut self, keys: &TrustedKeys, board: &str) -> Result<Booted, BootError> {
+        let notes = if self.unread { self.rebuild(keys, board) } else { Vec::new() };
         let (mut rec, choice) = self.record.at_boot();
         let mut rollbacks = Vec::new();
         let (mut entry, trial) = match choice {
@@ -475,35 +359,39 @@ impl<I: Io> Store<I> {
                 (to, false)
             }
         };
-        let mut floor = rec.highest;
         let mut first_error = None;
         let verified = loop {
-            match self.usable(&entry, keys, board, floor) {
+            match self.usable(&entry, keys, board, Some(&rec)) {
                 Ok(v) => break v,
                 Err(e) => {
+                    // A kept release was accepted before: the fallback
+                    // admits it below the floor, which stays.
                     let Some((next, other, rollback)) = rec.fall_back(entry) else {
                         return Err(BootError::Unusable(first_error.unwrap_or(e)));
                     };
                     rollbacks.push((rollback, Some(e.clone())));
                     first_error.get_or_insert(e);
-                    // A kept release was accepted before: no anti-rollback check.
-                    (rec, entry, floor) = (next, other, None);
+                    (rec, entry) = (next, other);
                 }
             }
         };
         let trial = trial && rollbacks.is_empty();
-        let raised = rec.phase == Phase::Committed && rec.highest != Some(verified.release.version);
+        let raised = rec.phase == Phase::Committed && rec.highest.is_none_or(|f| verified.release.version > f);
         if raised {
-            rec.highest = Some(verified.release.version);
+            rec.highest = rec.raised_to(verified.release.version);
         }
-        let unrecorded = self.write_record(rec).err().map(|e| e.to_string());
-        Ok(Booted { entry, verified, trial, raised, rollbacks, unrecorded })
+        let floor = rec.highest;
+        let unrecorded = self.write_record(rec).and_then(|()| self.write_witness()).err().map(|e| e.to_string());
+        Ok(Booted { entry, verified, trial, raised, rollbacks, unrecorded, floor, notes })
     }
 
     /// Verify an update bundle and take its release and new images into
     /// the store. Nothing that runs changes; on error, what was written is
     /// removed again.
     pub fn stage(&mut self, bundle: &mut impl Read, keys: &TrustedKeys, board: &str) -> Result<Staged, StageError> {
+        if self.unread {
+            return Err(StageError::Store(StoreError::Unread));
+        }
         if self.record.phase != Phase::Committed {
             return Err(StageError::TrialInProgress);
         }
@@ -514,11 +402,8 @@ impl<I: Io> Store<I> {
         if need > free {
             return Err(StageError::NoSpace { need, free });
         }
-        let installed = match (self.record.current.map(|c| c.version), self.record.highest) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        let verified = bundle::check_release(&header.release, keys, Some(board), installed)?;
+        let verified = bundle::check_release(&header.release, keys, Some(board), floor::installed(&self.record))?;
+        floor::check_marker(&self.record, &verified.release)?;
         bundle::check_table(&header, &verified.release)?;
         let missing = verified.release.images.iter().find(|i| {
             !header.images.iter().any(|e| e.sha256 == i.sha256) && !self.has_image(&i.sha256, i.size)
@@ -599,6 +484,10 @@ impl<I: Io> Store<I> {
         if verified.release.version != entry.version {
             return Err(ObjectError::Corrupt);
         }
+        // What the stager checked, checked again against this record.
+        let installed = floor::installed(&self.record);
+        bundle::check_release(&self.object(&entry)?, keys, Some(board), installed).map_err(ObjectError::Refused)?;
+        floor::check_marker(&self.record, &verified.release).map_err(ObjectError::Refused)?;
         Ok(Staged { entry, verified, images_added, bytes })
     }
 
@@ -606,7 +495,12 @@ impl<I: Io> Store<I> {
     /// previous. Call right before switching (`boot_pending`: the switch is
     /// a reboot, whose boot must run the trial rather than roll it back).
     pub fn begin_trial(&mut self, staged: &Staged, boot_pending: bool) -> Result<(), StoreError> {
-        let rec = self.record.begin_trial(staged.entry, boot_pending)?;
+        let mut rec = self.record.begin_trial(staged.entry, boot_pending)?;
+        // Staging took it below the floor only through its marker: admit
+        // exactly this digest.
+        if !rec.admits(&staged.entry) {
+            rec.admitted = Some(staged.entry.digest);
+        }
         // Only what is durably in place may be referred to.
         let object = self.release_path(&staged.entry.digest);
         std::fs::metadata(&object).map_err(io_err("stat", &object))?;
@@ -622,7 +516,11 @@ impl<I: Io> Store<I> {
     /// The release on trial was healthy for its commit window.
     pub fn commit(&mut self) -> Result<(), StoreError> {
         let rec = self.record.commit()?;
-        self.write_record(rec)
+        self.write_record(rec)?;
+        // The record is durable: a witness that fails to follow lags as after
+        // a power cut between the two writes, and the next boot writes it.
+        let _ = self.write_witness();
+        Ok(())
     }
 
     /// Roll the release on trial back to the previous one, recording why.
@@ -636,6 +534,9 @@ impl<I: Io> Store<I> {
     /// previous) uses, and any temporary files. Removes nothing when a kept
     /// release's object cannot be read.
     pub fn gc(&mut self) -> Result<Collected, StoreError> {
+        if self.unread {
+            return Err(StoreError::Unread);
+        }
         let mut keep_images: Vec<Digest> = Vec::new();
         let kept: Vec<Entry> = self.record.kept().collect();
         for e in &kept {
@@ -680,5 +581,9 @@ fn parse_hex(s: &str) -> Option<Digest> {
     super::hex_decode(s, &mut out).then_some(Digest(out))
 }
 
+mod errors;
+mod floor;
+
+pub use errors::{BootError, ObjectError, StageError, StoreError};
 #[cfg(test)]
 mod tests;

@@ -125,6 +125,8 @@ fn set() -> Set {
     Set { a, b, c, d, v1, v2, v3 }
 }
 
+mod floor;
+
 #[test]
 fn update_commit_gc_and_reboots() {
     big_stack(|| {
@@ -298,9 +300,13 @@ fn damaged_record_slots_fall_back_to_the_other_copy() {
             std::fs::write(dir.join(slot), b"garbage").unwrap();
         }
         let (mut st, notes) = Store::open(&dir).unwrap();
-        assert!(notes.contains(&Note::Rebuilt { releases: 2 }), "{notes:?}");
-        assert_eq!((st.record().current.unwrap().version, st.record().previous.unwrap().version), (2, 1));
-        assert_eq!(st.boot(&keys(), BOARD).unwrap().verified.release.version, 2);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(matches!(st.gc(), Err(StoreError::Unread)));
+        let booted = st.boot(&keys(), BOARD).unwrap();
+        assert_eq!(booted.notes[0], Note::Rebuilt { releases: 2, floor: Some(2) });
+        assert!(matches!(booted.notes[1], Note::BelowFloor { version: 1, floor: 2, .. }), "{:?}", booted.notes);
+        assert_eq!((booted.verified.release.version, booted.floor), (2, Some(2)));
+        assert_eq!((st.record().current.unwrap().version, st.record().previous), (2, None));
         std::fs::remove_dir_all(&dir).unwrap();
     })
 }
