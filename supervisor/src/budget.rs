@@ -80,6 +80,30 @@ pub struct Budgets {
     pub inotify_max_user_instances: Option<u32>,
     /// `fs.inotify.max_user_watches` written at boot (default: kept).
     pub inotify_max_user_watches: Option<u32>,
+    /// Where the kernel has no memory controller for the board's cgroup
+    /// mode (a kernel built without v1 memcg, booted on v1): `required`
+    /// (default) refuses every container; `optional` starts a container
+    /// whose manifest names no `memory_max` without a memory limit, with a
+    /// warning (one whose manifest names one is still refused).
+    pub memory_controller: Need,
+}
+
+/// Whether the board needs a facility the kernel may lack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Need {
+    #[default]
+    Required,
+    Optional,
+}
+
+impl Need {
+    pub fn name(self) -> &'static str {
+        match self {
+            Need::Required => "required",
+            Need::Optional => "optional",
+        }
+    }
 }
 
 impl Default for Budgets {
@@ -91,6 +115,7 @@ impl Default for Budgets {
             host_reserve_kib: 16 * 1024,
             inotify_max_user_instances: None,
             inotify_max_user_watches: None,
+            memory_controller: Need::Required,
         }
     }
 }
@@ -150,6 +175,18 @@ pub fn mem_total_kib(meminfo: &str) -> Option<u64> {
 pub fn mem_total_here() -> u64 {
     let text = crate::boot::read_bounded("/proc/meminfo", 16 * 1024).unwrap_or_default();
     mem_total_kib(&String::from_utf8_lossy(&text)).unwrap_or(0)
+}
+
+/// Whether the memory controller is there for containers: on v1 its
+/// hierarchy is mounted, on v2 the root lists it.
+pub fn memory_controller_here(mode: crate::board::CgroupMode) -> bool {
+    match mode {
+        crate::board::CgroupMode::V1 => crate::mount::is_mountpoint("/sys/fs/cgroup/memory"),
+        crate::board::CgroupMode::V2 => {
+            let text = crate::boot::read_bounded("/sys/fs/cgroup/cgroup.controllers", 4096).unwrap_or_default();
+            String::from_utf8_lossy(&text).split_whitespace().any(|c| c == "memory")
+        }
+    }
 }
 
 /// `nr_inodes` of a tmpfs of `size` bytes.

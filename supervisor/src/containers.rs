@@ -361,6 +361,17 @@ fn limits(m: &Manifest, board: &Board) -> Result<Limits, (&'static str, String)>
     let max = m.resources.and_then(|r| r.memory_max);
     let memory = crate::budget::resolve(max, &m.mounts, &board.budgets, crate::budget::mem_total_here())?;
     let mut limits = Limits::from_resources(m.resources.as_ref());
+    let optional = memory.source == crate::budget::Source::Board && board.budgets.memory_controller == crate::budget::Need::Optional;
+    if optional && !crate::budget::memory_controller_here(board.cgroup) {
+        // The board allows it: no default limit where the kernel cannot
+        // enforce one. Said for each container it concerns.
+        Event::warn("memory.budget")
+            .kv("name", &m.name)
+            .kv("result", "downgrade")
+            .kv("reason", "no memory controller for this cgroup mode; the board's memory_controller is optional: started without a memory limit")
+            .emit();
+        return Ok(limits);
+    }
     limits.memory_max = Some(memory.max);
     limits.memory_high = memory.high;
     Ok(limits)

@@ -161,6 +161,11 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     let mut board = load_board(board_file)?;
     if let Some(mode) = variant.cgroup {
         board.cgroup = mode;
+        if mode == berth::board::CgroupMode::V1 {
+            // The Debian kernels have no v1 memory controller (memcg is
+            // v2 only): containers without memory_max start unlimited.
+            board.budgets.memory_controller = berth::budget::Need::Optional;
+        }
     }
     if let Some(mode) = variant.landlock {
         board.landlock = mode;

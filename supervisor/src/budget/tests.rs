@@ -107,3 +107,12 @@ fn the_reserve_enables_memory_sets_min_then_moves_pid1() {
     assert_eq!(p[1].1, (16u64 << 20).to_string());
     assert_eq!(reserve_plan(0).len(), 2);
 }
+
+#[test]
+fn memory_controller_is_required_unless_the_board_says_optional() {
+    assert_eq!(Budgets::default().memory_controller, Need::Required);
+    let b: Budgets = toml::from_str("memory_controller = \"optional\"").unwrap();
+    assert_eq!((b.memory_controller, b.container_memory_percent), (Need::Optional, 25));
+    assert!(toml::from_str::<Budgets>("memory_controller = \"maybe\"").is_err());
+    assert_eq!(Need::Optional.name(), "optional");
+}
