@@ -41,6 +41,8 @@
 //! [`scenarios`] holds the boot scenarios themselves.
 
 pub mod budgets;
+pub mod checkwindow;
+pub mod controls;
 pub mod cutverdict;
 pub mod errno;
 pub mod event;

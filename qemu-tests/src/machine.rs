@@ -3,7 +3,9 @@
 //! [`Machine::spawn`] starts the emulator with stdin, stdout and stderr piped.
 //! One reader thread per output stream sends complete lines (lossy UTF-8,
 //! trailing `\r` stripped; stderr lines prefixed with [`STDERR_PREFIX`]) to
-//! the machine, which keeps every line ever seen. A cursor marks how far the
+//! the machine, which keeps every line ever seen; a line that was not
+//! UTF-8 is kept as its bytes too ([`Machine::raw_lines`]), and the log
+//! file gets the bytes. A cursor marks how far the
 //! test has consumed the console: each `expect_*` looks at the lines after
 //! the cursor (already received or still to come) and moves the cursor just
 //! past the line that matched. Lines are only taken from the channel while a
@@ -70,7 +72,8 @@ const POLL: Duration = Duration::from_millis(50);
 const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 enum Msg {
-    Line(String),
+    /// The lossy text, and the bytes when they were not UTF-8.
+    Line(String, Option<Vec<u8>>),
     Eof,
 }
 
@@ -82,6 +85,8 @@ pub struct Machine {
     rx: Receiver<Msg>,
     open_streams: usize,
     lines: Vec<String>,
+    /// Line index -> its bytes, for the lines that were not UTF-8.
+    raw: HashMap<usize, Vec<u8>>,
     /// Per line: an event line repeating an earlier one.
     repeated: Vec<bool>,
     /// Event text -> index of the last line that carried it.
@@ -143,6 +148,7 @@ impl Machine {
             rx,
             open_streams: 0,
             lines: Vec::new(),
+            raw: HashMap::new(),
             repeated: Vec::new(),
             event_texts: HashMap::new(),
             cursor: 0,
@@ -238,8 +244,8 @@ impl Machine {
             opts.append(true).create(true);
         }
         let mut f = opts.open(path).map_err(|e| format!("cannot open console log {}: {e}", path.display()))?;
-        for l in &self.lines {
-            writeln!(f, "{l}").map_err(|e| format!("cannot write console log {}: {e}", path.display()))?;
+        for l in self.raw_lines() {
+            f.write_all(l).and_then(|_| f.write_all(b"\n")).map_err(|e| format!("cannot write console log {}: {e}", path.display()))?;
         }
         self.log = Some(f);
         Ok(())
@@ -326,6 +332,13 @@ impl Machine {
     /// All console lines seen so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.clone()
+    }
+
+    /// All console lines seen so far as the bytes that came (less the
+    /// newline and trailing carriage returns): [`Machine::lines`] shows a
+    /// byte that is not UTF-8 as U+FFFD, which would hide it.
+    pub fn raw_lines(&self) -> Vec<&[u8]> {
+        self.lines.iter().enumerate().map(|(i, l)| self.raw.get(&i).map_or(l.as_bytes(), Vec::as_slice)).collect()
     }
 
     /// Index of the first line the next expect will look at.
@@ -514,13 +527,17 @@ impl Machine {
     fn take(&mut self, m: Msg) {
         match m {
             Msg::Eof => self.open_streams = self.open_streams.saturating_sub(1),
-            Msg::Line(line) => {
+            Msg::Line(line, raw) => {
                 if let Some(f) = self.log.as_mut() {
-                    if writeln!(f, "{line}").is_err() {
+                    let bytes = raw.as_deref().unwrap_or(line.as_bytes());
+                    if f.write_all(bytes).and_then(|_| f.write_all(b"\n")).is_err() {
                         self.log = None;
                     }
                 }
                 let idx = self.lines.len();
+                if let Some(raw) = raw {
+                    self.raw.insert(idx, raw);
+                }
                 let repeated = match parse_with_text(&line) {
                     Some((_, text)) => match self.event_texts.insert(text.to_string(), idx) {
                         Some(prev) => idx - prev <= REPEAT_WINDOW,
@@ -568,7 +585,8 @@ fn start_reader(name: &str, what: &str, stream: impl Read + Send + 'static, pref
                             buf.pop();
                         }
                         let line = format!("{prefix}{}", String::from_utf8_lossy(&buf));
-                        if tx.send(Msg::Line(line)).is_err() {
+                        let raw = std::str::from_utf8(&buf).is_err().then(|| [prefix.as_bytes(), &buf].concat());
+                        if tx.send(Msg::Line(line, raw)).is_err() {
                             return;
                         }
                     }
@@ -596,6 +614,19 @@ mod tests {
     }
 
     const S: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn lines_that_are_not_utf8_keep_their_bytes() {
+        let log = std::env::temp_dir().join(format!("berth-machine-raw-{}.log", std::process::id()));
+        let mut m = sh("raw", "printf 'plain \\033[1m\\r\\342\\200\\256x\\r\\r\\nbad \\233 \\302\\233\\n'");
+        m.log_to(&log).unwrap();
+        m.wait_exit(S).unwrap();
+        assert_eq!(m.lines(), ["plain \u{1b}[1m\r\u{202e}x", "bad \u{fffd} \u{9b}"]);
+        let raw: Vec<Vec<u8>> = m.raw_lines().into_iter().map(<[u8]>::to_vec).collect();
+        assert_eq!(raw, [b"plain \x1b[1m\r\xe2\x80\xaex".to_vec(), b"bad \x9b \xc2\x9b".to_vec()]);
+        assert_eq!(std::fs::read(&log).unwrap(), b"plain \x1b[1m\r\xe2\x80\xaex\nbad \x9b \xc2\x9b\n");
+        let _ = std::fs::remove_file(&log);
+    }
 
     #[test]
     fn expects_events_in_order() {

@@ -1,5 +1,6 @@
-//! The console and output scenarios: a console whose reader stops, and a
-//! container flooding its output beside a heartbeat.
+//! The console and output scenarios: a console whose reader stops, a
+//! container flooding its output beside a heartbeat, and a container
+//! printing terminal controls.
 //!
 //! - `console-stall`: the console is a socket the harness stops reading for
 //!   [`STALL`] once the agent says `AGENT stall-ready` (a container's output
@@ -17,7 +18,17 @@
 //!   stored lines in its steady part are at most the default rate
 //!   (`manifest::LOG_LINES_PER_S`) and at least half of it; every line it
 //!   wrote was either stored or counted in `container.log.limited`.
+//! - `output-controls`: `controls` prints one line of terminal controls
+//!   (ESC, 7- and 8-bit CSI, OSC, a carriage return, U+202E; see
+//!   [`crate::controls`]) and sends controls as its `STATUS=`. The raw
+//!   console bytes of every line holding its mark carry none of them and
+//!   show the escaped line; so do the bytes of `berthctl logs controls`
+//!   and of the log store's file (both the same escaped text after the
+//!   time), and `controls`' line of `berthctl status` ends with the note
+//!   berth kept, the controls left out. The agent passes on those bytes as
+//!   hex; the harness judges them ([`crate::controls`]).
 
+use crate::controls::{self as ctl, MARK};
 use crate::machine::Machine;
 use crate::scenario::{case, Case};
 use crate::scenarios::{expect_boot, field_is, limits, spec, BootSpec, Launch};
@@ -35,7 +46,11 @@ pub const BURST: u64 = 200;
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     let arch = l.arch().to_string();
     let l2 = Arc::clone(&l);
-    let mut cases = vec![case(format!("{arch}/flood"), move || flood(l2.as_ref()))];
+    let l3 = Arc::clone(&l);
+    let mut cases = vec![
+        case(format!("{arch}/flood"), move || flood(l2.as_ref())),
+        case(format!("{arch}/output-controls"), move || controls(l3.as_ref())),
+    ];
     // x86_64 only: there the console is a 16550 UART, whose kernel console
     // driver gives up on a character after a bounded wait. The ARM boards'
     // PL011 console driver spins without a bound while its FIFO is full, and
@@ -147,4 +162,42 @@ fn flood(l: &dyn Launch) -> Result<(), String> {
         return Err(format!("flood: {stored} lines stored in all, more than the burst and 25 s at the default rate"));
     }
     Ok(())
+}
+
+/// The bytes the agent passed on from `source` (`AGENT raw source=...`).
+fn agent_raw(m: &mut Machine, source: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+    let head = format!("AGENT raw source={source} ");
+    let line = m.expect_line(&head, timeout)?;
+    let rest = line.split_once(&head).map(|(_, r)| r.trim()).unwrap_or("");
+    match rest.strip_prefix("hex=") {
+        Some(h) => ctl::unhex(h).ok_or_else(|| format!("the agent's {source} bytes are not hex: {}", ctl::visible(h.as_bytes()))),
+        None => Err(format!("the agent found no {source} line: {}", ctl::visible(rest.as_bytes()))),
+    }
+}
+
+fn controls(l: &dyn Launch) -> Result<(), String> {
+    let lim = limits(l.arch());
+    let mut m = l.boot(&BootSpec { variant: "controls", ..spec("output-controls", "controls") })?;
+    expect_boot(&mut m, &lim)?;
+    // The agent waits up to 120 s for each source.
+    let wait = Duration::from_secs(120) + lim.step;
+    let logs = agent_raw(&mut m, "logs", wait)?;
+    let store = agent_raw(&mut m, "store", wait)?;
+    let status = agent_raw(&mut m, "status", wait)?;
+    m.expect_line("AGENT done", lim.step)?;
+    // The console's copy, found by its mark whatever else the line holds.
+    m.set_cursor(0);
+    m.expect_line(MARK, lim.step)?;
+    let verdicts = [
+        ctl::check_console(&m.raw_lines()).map(|_| ()),
+        ctl::check_stored("berthctl logs controls", &logs),
+        ctl::check_stored("the log store's file", &store),
+        ctl::check_note(&status),
+    ];
+    let failed: Vec<String> = verdicts.into_iter().filter_map(Result::err).collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\n"))
+    }
 }

@@ -121,6 +121,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     cases.extend(crate::budgets::cases(Arc::clone(&l)));
     cases.extend(crate::waits::cases(Arc::clone(&l)));
     cases.extend(crate::output::cases(Arc::clone(&l)));
+    cases.extend(crate::checkwindow::cases(Arc::clone(&l)));
     cases.extend(crate::updates::cases(Arc::clone(&l)));
     cases.extend(crate::volumes::cases(Arc::clone(&l)));
     cases.extend(crate::trials::cases(Arc::clone(&l)));
@@ -498,7 +499,7 @@ fn landlock_optional(l: &dyn Launch) -> Result<(), String> {
 }
 
 /// The probe's lines of one container, from berth's `container.log` events.
-fn probe_lines(m: &Machine, name: &str) -> Vec<String> {
+pub(crate) fn probe_lines(m: &Machine, name: &str) -> Vec<String> {
     m.events()
         .into_iter()
         .filter(|e| e.name == "container.log" && e.get("name") == Some(name))
@@ -507,7 +508,7 @@ fn probe_lines(m: &Machine, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn probe_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn probe_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 

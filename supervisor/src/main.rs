@@ -95,7 +95,9 @@ fn ctl(args: &[String]) -> ExitCode {
                     c.restarts,
                     if c.memory > 0 { (c.memory / 1024).to_string() } else { "-".into() },
                     c.last_exit,
-                    c.note
+                    // A container's STATUS= text: berth keeps no active
+                    // characters in it; a berth of another build may have.
+                    berth::log::escaped(&c.note)
                 );
                 let l = &c.layers;
                 println!(

@@ -13,8 +13,10 @@
 //! because the container's users are unprivileged host uids too.
 //!
 //! A datagram is newline-separated `KEY=value` assignments. berth acts on
-//! `READY=1`, `WATCHDOG=1`, `STOPPING=1` and keeps `STATUS=` text; anything
-//! else is ignored, as systemd does. Datagrams longer than [`DATAGRAM_MAX`]
+//! `READY=1`, `WATCHDOG=1`, `STOPPING=1` and keeps `STATUS=` text (at most
+//! [`STATUS_MAX`] bytes, without the characters a terminal acts on,
+//! [`crate::log::is_active`]: `berthctl status` shows it); anything else is
+//! ignored, as systemd does. Datagrams longer than [`DATAGRAM_MAX`]
 //! are cut there.
 
 use std::os::unix::net::UnixDatagram;
@@ -50,7 +52,9 @@ pub fn parse(datagram: &[u8]) -> Message {
             _ => {
                 if let Some(text) = line.strip_prefix(b"STATUS=") {
                     let mut s = heapless::String::new();
-                    for c in String::from_utf8_lossy(text).chars().filter(|c| !c.is_control()) {
+                    // Shown by `berthctl status`: nothing a terminal acts on
+                    // (controls, and the bidirectional marks too).
+                    for c in String::from_utf8_lossy(text).chars().filter(|c| !crate::log::is_active(*c)) {
                         if s.push(c).is_err() {
                             break;
                         }
@@ -129,6 +133,8 @@ mod tests {
         assert_eq!(m.status.as_ref().map(|s| s.len()), Some(STATUS_MAX));
         assert!(m.status.unwrap().chars().all(|c| c == 'x'));
         assert_eq!(parse(b"STATUS=\xff\x01ok").status.as_deref(), Some("\u{fffd}ok"));
+        let active = "STATUS=a\u{1b}[31m\u{9b}1m\u{202e}b\u{2066}c\u{200f}\rd\u{7f}e\u{85}\u{61c}";
+        assert_eq!(parse(active.as_bytes()).status.as_deref(), Some("a[31m1mbcde"));
     }
 
     #[test]

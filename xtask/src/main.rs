@@ -943,6 +943,16 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 ..Default::default()
             },
         ),
+        ("controls", Variant { suffix: "-controls".into(), manifests: Some(root.join("qemu-tests/manifests/controls")), ..Default::default() }),
+        (
+            "check-window",
+            Variant {
+                suffix: "-check-window".into(),
+                manifests: Some(root.join("qemu-tests/manifests/check-window")),
+                cmdline: Some(CHECK_WINDOW_HOOK.into()),
+                ..Default::default()
+            },
+        ),
         (
             "update",
             Variant {
@@ -991,6 +1001,10 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
 /// The `hang` variant's test hook (a `test-hooks` build of berth): `hung`'s
 /// start stops at its first mount step, `slowcheck`'s checks at `setns`.
 const HANG_HOOKS: &str = "berth.hang=hung:mount,slowcheck.check:setns";
+
+/// The `check-window` variant's test hook: `window`'s health command stops
+/// at its `signals` step, past its credentials, before its exec.
+const CHECK_WINDOW_HOOK: &str = "berth.hang=window.check:signals";
 
 /// The Debian kernels' default LSM order (`CONFIG_LSM`, the same on all
 /// three flavours) without Landlock: a kernel booted with Landlock disabled.

@@ -29,8 +29,12 @@
 //!   kernel budgets and memory (see `berth-probe/budgets.rs`).
 //! - `berth-probe --fill-volume DIR`: fill a volume to its quota (see
 //!   `berth-probe/volume.rs`).
+//! - `berth-probe --print-controls`: print a line of terminal controls and
+//!   send controls as its `STATUS=` (see `berth-probe/controls.rs`).
+//! - `berth-probe --check-window`: the attempts on a readiness or health
+//!   command berth holds before its exec (see `berth-probe/window.rs`).
 //! - `berth-probe --list`: print `PROBE attempt name=X accept=E1,E2`, one per
-//!   attempt, without running anything.
+//!   attempt (those of `--check-window` too), without running anything.
 //!
 //! Environment: `PROBE_EXPECT_CAP=CAP_X` (a granted capability to verify),
 //! `PROBE_EXPECT_DEVICE=/dev/x` (a granted device to read),
@@ -52,6 +56,8 @@
 mod attempts;
 #[path = "berth-probe/budgets.rs"]
 mod budgets;
+#[path = "berth-probe/controls.rs"]
+mod controls;
 #[path = "berth-probe/lifecycle.rs"]
 mod lifecycle;
 #[path = "berth-probe/output.rs"]
@@ -62,6 +68,8 @@ mod surface;
 mod sys;
 #[path = "berth-probe/volume.rs"]
 mod volume;
+#[path = "berth-probe/window.rs"]
+mod window;
 #[path = "berth-probe/works.rs"]
 mod works;
 
@@ -162,14 +170,18 @@ fn main() {
         Some("--flood" | "--heartbeat") => output::run(&args),
         Some("--exhaust" | "--neighbour") => budgets::run(&args),
         Some("--fill-volume") => volume::run(&args),
+        Some("--print-controls") => controls::run(),
+        // After the safety check below.
+        Some("--check-window") => {}
         Some("--list") => {
-            for a in all_attempts() {
+            for a in all_attempts().chain(window::table()) {
                 say(&list_line(a.name, a.accept));
             }
             std::process::exit(0);
         }
         Some(other) => {
-            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {}, {}, {}, {})", lifecycle::USAGE, output::USAGE, budgets::USAGE, volume::USAGE);
+            let usages = [lifecycle::USAGE, output::USAGE, budgets::USAGE, volume::USAGE, controls::USAGE, window::USAGE];
+            eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {})", usages.join(", "));
             std::process::exit(2);
         }
     }
@@ -186,6 +198,9 @@ fn main() {
         .filter(|v| *v > 0)
         .unwrap_or(DEFAULT_TIMEOUT_SECS);
     let timeout = Duration::from_secs(timeout);
+    if args.first().map(String::as_str) == Some("--check-window") {
+        window::run(timeout);
+    }
 
     let mut counts = Counts::default();
     for (name, works, detail) in works::run_all() {

@@ -20,6 +20,8 @@
 //! Then it waits for berth's shutdown SIGTERM and exits 0. Mode `bench`
 //! skips the checks: see [`bench`]. Mode `idle-cpu` skips them too and
 //! measures PID 1's CPU time while a container waits (see [`loopcheck`]).
+//! Mode `controls` passes on what berth shows of a container's terminal
+//! controls (see [`controls`]); `check-window` only says `AGENT done`.
 //!
 //! The update modes skip the checks above and drive `berthctl update` with
 //! the bundles under `/data/test/` (see `qemu_tests::updates`): `update`,
@@ -44,6 +46,8 @@ use qemu_tests::event::quote;
 
 #[path = "berth-test-agent/budgets.rs"]
 mod budgets;
+#[path = "berth-test-agent/controls.rs"]
+mod controls;
 #[path = "berth-test-agent/loopcheck.rs"]
 mod loopcheck;
 #[path = "berth-test-agent/output.rs"]
@@ -108,6 +112,13 @@ fn main() {
             output::flood();
         } else {
             output::console_stall();
+        }
+        say("AGENT done");
+    } else if mode == "controls" || mode == "check-window" {
+        // Their releases have none of the demo's containers: no general
+        // checks. The check window's verdict comes from its probe.
+        if mode == "controls" {
+            controls::run();
         }
         say("AGENT done");
     } else if mode == "volumes" {

@@ -16,11 +16,14 @@
 //! service) at most every [`LIMITED_EVERY_S`] seconds per stream, and once
 //! more with the rest when the stream closes.
 //!
-//! A kept line goes to the stream's store ring and file with its arrival
+//! A kept line (bytes that are not UTF-8 read as U+FFFD, trailing carriage
+//! returns cut) goes to the stream's store ring and file with its arrival
 //! time, its active characters escaped ([`crate::log::escape_active`]), and,
 //! when the board's `container_log_console` is on, to the console as
-//! `container.log name= line=` (`service.log`). It never goes to the
-//! kernel log nor to berth's own stream.
+//! `container.log name= line=` (`service.log`), encoded as every event
+//! value is. No path shows a control raw: `berthctl logs` prints the
+//! stored text, escaped again. It never goes to the kernel log nor to
+//! berth's own stream.
 
 use super::{Kind, Pid1};
 use crate::log::Event;
@@ -145,13 +148,31 @@ pub fn set_mirror(on: bool) {
     MIRROR.store(on, Ordering::Relaxed);
 }
 
-/// Keep one line that passed the bucket.
+/// A line's text for the store: its active characters escaped, cut at the
+/// store's line length before a character or escape that does not fit
+/// whole.
+fn shown(text: &str) -> heapless::String<{ crate::logstore::TEXT_MAX }> {
+    let mut shown = heapless::String::new();
+    let mut one = [0u8; 4];
+    for c in text.chars() {
+        // An escape is at most `\uNNNN`.
+        let mut piece: heapless::String<8> = heapless::String::new();
+        let _ = crate::log::escape_active(&mut piece, c.encode_utf8(&mut one));
+        if shown.push_str(&piece).is_err() {
+            break;
+        }
+    }
+    shown
+}
+
+/// Keep one line that passed the bucket. Bytes that are not UTF-8 become
+/// U+FFFD (a lone 0x9B is a CSI to some terminals) and trailing carriage
+/// returns go; the console's event encodes the rest ([`Event::kv`]).
 fn log_line(name: &str, kind: Kind, bytes: &[u8], now: f64) {
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim_end_matches('\r');
     let t_ms = (now * 1e3) as u64;
-    let mut shown: heapless::String<{ crate::logstore::TEXT_MAX }> = heapless::String::new();
-    let _ = crate::log::escape_active(&mut Bounded(&mut shown), text);
+    let shown = shown(text);
     let ev = match kind {
         Kind::Container => {
             crate::logstore::with(|s| s.push(name, t_ms, &shown));
@@ -165,20 +186,6 @@ fn log_line(name: &str, kind: Kind, bytes: &[u8], now: f64) {
     };
     if MIRROR.load(Ordering::Relaxed) {
         Event::info(ev).kv("name", name).kv("line", text).emit_mirror();
-    }
-}
-
-/// A writer that stops at its string's capacity instead of failing.
-struct Bounded<'a, const N: usize>(&'a mut heapless::String<N>);
-
-impl<const N: usize> core::fmt::Write for Bounded<'_, N> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        for c in s.chars() {
-            if self.0.push(c).is_err() {
-                break;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -306,6 +313,21 @@ mod tests {
         assert_eq!((o.limited, o.buf.len()), (0, 50));
         o.take(b"\n", t);
         assert_eq!(o.limited, 1);
+    }
+
+    #[test]
+    fn controls_reach_neither_the_store_nor_the_console_raw() {
+        let raw = b"a\x1b[31mb\xc2\x9bc\x9bd\x1b]0;t\x07e\rf\xe2\x80\xaeg\r\r";
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim_end_matches('\r');
+        let want = "a\\x1b[31mb\\u009bc\u{fffd}d\\x1b]0;t\\x07e\\x0df\\u202eg";
+        assert_eq!(shown(text).as_str(), want);
+        let ev = Event::info("container.log").kv("name", "x").kv("line", text);
+        assert!(ev.text().ends_with(&format!(" line=\"{want}\"")), "{}", ev.text());
+        assert!(!ev.text().chars().any(crate::log::is_active));
+        // Cut at the store's length, never in the middle of a character.
+        let long = "\u{202e}".repeat(100);
+        assert_eq!(shown(&long).len(), 252);
     }
 
     #[test]
