@@ -182,16 +182,18 @@ pub const WAITER_STEPS: [Step; 7] =
 /// otherwise read through `/proc/PID/mem` or `ptrace` while it holds
 /// berth's memory and descriptors), the death signal, stdio, every
 /// descriptor but the trail closed, then the container's credential steps
-/// (from `BoundingSet` on, [`drop_privileges`]), no_new_privs, the death
-/// signal re-armed, signals, and the last layers ([`confine_last`], from
-/// `AppArmor` on).
-pub const INSIDE_STEPS: [Step; 10] = [
+/// (from `BoundingSet` on, [`drop_privileges`]), not dumpable again (the
+/// id change resets the flag to `fs.suid_dumpable`, which must not decide
+/// it), no_new_privs, the death signal re-armed, signals, and the last
+/// layers ([`confine_last`], from `AppArmor` on).
+pub const INSIDE_STEPS: [Step; 11] = [
     Step::Dumpable,
     Step::Pdeathsig,
     Step::Stdio,
     Step::CloseFds,
     Step::Workdir,
     Step::BoundingSet,
+    Step::Dumpable,
     Step::NoNewPrivs,
     Step::Pdeathsig,
     Step::Signals,
@@ -368,6 +370,9 @@ mod tests {
     fn checks_are_not_dumpable_and_hold_no_berth_descriptor_before_anything_else() {
         assert_eq!(WAITER_STEPS[..2], [Step::Dumpable, Step::CloseFds]);
         assert_eq!(INSIDE_STEPS[0], Step::Dumpable);
+        // And again once the ids have changed (that resets the flag).
+        let again = INSIDE_STEPS.iter().rposition(|x| *x == Step::Dumpable).unwrap();
+        assert_eq!(INSIDE_STEPS.get(again - 1), Some(&Step::BoundingSet));
         let pos = |s: Step| INSIDE_STEPS.iter().position(|x| *x == s).unwrap();
         // Descriptors closed before the first step that touches the
         // container's files; the rlimits before the user namespace.

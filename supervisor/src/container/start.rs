@@ -135,6 +135,11 @@ impl Pending {
         self.c1
     }
 
+    /// The container's init, once the intermediate has reported it.
+    pub fn init(&self) -> Option<Pid> {
+        self.init
+    }
+
     /// The start's processes not yet reaped.
     pub fn alive(&self) -> impl Iterator<Item = Pid> + '_ {
         let c1 = self.c1_alive.then_some(self.c1);

@@ -1142,13 +1142,13 @@ impl Pid1 {
 
     /// A child ended with the raw wait status `status` (decoded here, so a
     /// real-time signal's number is kept: see [`crate::sys::wait_any`]).
-    fn report_exit(&mut self, pid: Pid, status: i32) {
+    pub(super) fn report_exit(&mut self, pid: Pid, status: i32) {
         let (how, code) = match crate::restart::Exit::from_wait_status(status) {
             Some(crate::restart::Exit::Code(c)) => ("exit", c),
             Some(crate::restart::Exit::Signal(s)) => ("signal", s),
             _ => return,
         };
-        if self.start_reaped(pid) {
+        if self.start_reaped(pid, status) {
             Event::debug("reap").kv("pid", pid).kv("name", "start").kv("how", how).kv("code", code).emit();
             return;
         }

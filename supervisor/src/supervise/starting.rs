@@ -52,6 +52,9 @@ pub(super) struct Starting {
     pub(super) deadline: Deadline,
     /// The up pipe is in the epoll set.
     up_watched: bool,
+    /// The init's raw wait status, when it ended (and was reaped) before
+    /// the loop read the handshake's end: replayed once it is started.
+    init_ended: Option<i32>,
 }
 
 /// A slot's volume shift before its start (see [`crate::container::shift`]).
@@ -99,7 +102,7 @@ impl Pid1 {
                 slot.told_waiting = false;
                 slot.deferred = 0;
                 slot.state = SlotState::Starting;
-                let mut st = Starting { launching, deadline: Deadline::new(now), up_watched: false };
+                let mut st = Starting { launching, deadline: Deadline::new(now), up_watched: false, init_ended: None };
                 if let Some(epoll) = &self.epoll {
                     let token = TOKEN_START + TOKENS * i as u64;
                     let p = &st.launching.pending;
@@ -203,7 +206,7 @@ impl Pid1 {
         let Some(slot) = self.slots.get_mut(i) else { return };
         let Some(st) = slot.starting.take() else { return };
         self.unwatch_start(&st);
-        let Starting { launching, .. } = *st;
+        let Starting { launching, init_ended, .. } = *st;
         let crate::containers::Launching { pending, output, cgroup } = launching;
         // The intermediate has exited (its end of the error pipe closed);
         // its exit may not be read yet.
@@ -231,6 +234,11 @@ impl Pid1 {
             self.became_ready(i, "start");
         } else {
             self.arm_deadline();
+        }
+        if let Some(status) = init_ended {
+            // It ran and ended before the loop saw it start (its exit came
+            // first in the same wake-up): its exit, now that it is known.
+            self.report_exit(started.pid, status);
         }
     }
 
@@ -361,12 +369,20 @@ impl Pid1 {
 
     /// `pid` ended: true when it was a start's process (pending or ended),
     /// which says nothing of its own.
-    pub(super) fn start_reaped(&mut self, pid: Pid) -> bool {
+    pub(super) fn start_reaped(&mut self, pid: Pid, status: i32) -> bool {
         if let Some(i) = self.quiet.iter().position(|p| *p == pid) {
             self.quiet.swap_remove(i);
             return true;
         }
-        self.slots.iter_mut().filter_map(|s| s.starting.as_mut()).any(|st| st.launching.pending.reaped(pid))
+        for st in self.slots.iter_mut().filter_map(|s| s.starting.as_mut()) {
+            if st.launching.pending.reaped(pid) {
+                if st.launching.pending.init() == Some(pid) {
+                    st.init_ended = Some(status);
+                }
+                return true;
+            }
+        }
+        false
     }
 
     /// The earliest pending start's deadline.
