@@ -488,9 +488,26 @@ fn forkbomb() -> ! {
 /// `--memhog`: allocate and touch memory in 1 MiB steps, reporting progress,
 /// until the kernel kills it.
 fn memhog() -> ! {
-    let mut kept: Vec<Vec<u8>> = Vec::new();
+    // Each MiB in one call (MAP_POPULATE faults it in inside the kernel):
+    // past memory.high the kernel throttles a task each time it returns to
+    // user space, so a MiB at a time is what a real leak in large
+    // allocations looks like, not a page at a time.
     for mib in 1..=4096u32 {
-        kept.push(vec![0x5a; 1 << 20]);
+        // SAFETY: a fresh private anonymous mapping; nothing else uses it.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                1 << 20,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            say(&format!("PROBE memhog mib={mib} error=mmap"));
+            std::process::exit(1)
+        }
         if mib % 8 == 0 {
             say(&format!("PROBE memhog mib={mib}"));
         }
