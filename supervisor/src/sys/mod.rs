@@ -205,13 +205,18 @@ const RESOLVE_CONFINED: u64 = 0x01 | 0x02 | 0x10;
 /// (`openat2` with `RESOLVE_IN_ROOT | RESOLVE_NO_XDEV |
 /// RESOLVE_NO_MAGICLINKS`, Linux 5.6; `ENOSYS` before).
 pub fn open_in_root(root: BorrowedFd<'_>, path: &CStr) -> Result<std::os::fd::OwnedFd, Errno> {
-    use std::os::fd::FromRawFd;
     let flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) as u64;
-    let how = OpenHow { flags, mode: 0, resolve: RESOLVE_CONFINED };
+    openat2(root, path, &OpenHow { flags, mode: 0, resolve: RESOLVE_CONFINED })
+}
+
+/// `openat2(root, path, how)`: one system call, no allocation
+/// (async-signal-safe).
+fn openat2(root: BorrowedFd<'_>, path: &CStr, how: &OpenHow) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
     // SAFETY: `path` is NUL-terminated and `how` a valid open_how whose size
     // is passed; both outlive the call.
     let r = unsafe {
-        libc::syscall(libc::SYS_openat2, root.as_raw_fd(), path.as_ptr(), &how as *const OpenHow, core::mem::size_of::<OpenHow>())
+        libc::syscall(libc::SYS_openat2, root.as_raw_fd(), path.as_ptr(), how as *const OpenHow, core::mem::size_of::<OpenHow>())
     };
     if r < 0 {
         return Err(Errno::last());
@@ -230,19 +235,8 @@ const RESOLVE_NO_LINKS_IN_ROOT: u64 = 0x02 | 0x04 | 0x10;
 /// `ELOOP`, never followed. Mounts may be crossed. Async-signal-safe: one
 /// system call, no allocation (used between fork and exec).
 pub fn open_no_links(root: BorrowedFd<'_>, path: &CStr, flags: libc::c_int, mode: u32) -> Result<std::os::fd::OwnedFd, Errno> {
-    use std::os::fd::FromRawFd;
     let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: u64::from(mode), resolve: RESOLVE_NO_LINKS_IN_ROOT };
-    // SAFETY: `path` is NUL-terminated and `how` a valid open_how whose size
-    // is passed; both outlive the call.
-    let r = unsafe {
-        libc::syscall(libc::SYS_openat2, root.as_raw_fd(), path.as_ptr(), &how as *const OpenHow, core::mem::size_of::<OpenHow>())
-    };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    let fd = libc::c_int::try_from(r).map_err(|_| Errno::EBADF)?;
-    // SAFETY: openat2 just returned this descriptor; nothing else owns it.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    openat2(root, path, &how)
 }
 
 /// `open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)`. Async-signal-safe.
