@@ -1002,9 +1002,10 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
 /// start stops at its first mount step, `slowcheck`'s checks at `setns`.
 const HANG_HOOKS: &str = "berth.hang=hung:mount,slowcheck.check:setns";
 
-/// The `check-window` variant's test hook: `window`'s health command stops
-/// at its `signals` step, past its credentials, before its exec.
-const CHECK_WINDOW_HOOK: &str = "berth.hang=window.check:signals";
+/// The `check-window` variant's test hook: the health commands of `window`
+/// (root inside) and `window-user` (uid 1000) stop at their `signals` step,
+/// past their credentials, before their exec.
+const CHECK_WINDOW_HOOK: &str = "berth.hang=window.check:signals,window-user.check:signals";
 
 /// The Debian kernels' default LSM order (`CONFIG_LSM`, the same on all
 /// three flavours) without Landlock: a kernel booted with Landlock disabled.
