@@ -72,8 +72,10 @@ pub fn table(sectors: u64, data: &str, log: &str) -> Result<Request, Errno> {
     spec[8..16].copy_from_slice(&sectors.to_ne_bytes());
     spec[24..34].copy_from_slice(b"log-writes");
     b.extend_from_slice(&spec).map_err(|_| Errno::E2BIG)?;
-    b.extend_from_slice(params.as_bytes()).map_err(|_| Errno::E2BIG)?;
-    b.resize(DM_IOCTL_LEN + SPEC_LEN + plen, 0).map_err(|_| Errno::E2BIG)?;
+    b.extend_from_slice(params.as_bytes())
+        .map_err(|_| Errno::E2BIG)?;
+    b.resize(DM_IOCTL_LEN + SPEC_LEN + plen, 0)
+        .map_err(|_| Errno::E2BIG)?;
     Ok(b)
 }
 
@@ -85,7 +87,8 @@ pub fn mark_request(text: &str) -> Result<Request, Errno> {
     let len = (8 + msg.len() + 1).next_multiple_of(8);
     let mut b = header(NAME, 0, 0, len)?;
     b.extend_from_slice(&[0u8; 8]).map_err(|_| Errno::E2BIG)?;
-    b.extend_from_slice(msg.as_bytes()).map_err(|_| Errno::E2BIG)?;
+    b.extend_from_slice(msg.as_bytes())
+        .map_err(|_| Errno::E2BIG)?;
     b.resize(DM_IOCTL_LEN + len, 0).map_err(|_| Errno::E2BIG)?;
     Ok(b)
 }
@@ -103,8 +106,12 @@ fn control() -> Result<std::fs::File, Errno> {
 /// 512-byte sectors of a disk, from sysfs.
 fn sectors(dev: &str) -> Result<u64, Errno> {
     let name = dev.rsplit('/').next().unwrap_or(dev);
-    let text = crate::boot::read_bounded(&format!("/sys/class/block/{name}/size"), 64).map_err(|_| Errno::ENODEV)?;
-    String::from_utf8_lossy(&text).trim().parse().map_err(|_| Errno::EINVAL)
+    let text = crate::boot::read_bounded(&format!("/sys/class/block/{name}/size"), 64)
+        .map_err(|_| Errno::ENODEV)?;
+    String::from_utf8_lossy(&text)
+        .trim()
+        .parse()
+        .map_err(|_| Errno::EINVAL)
 }
 
 #[cfg(feature = "test-hooks")]
@@ -131,15 +138,25 @@ fn create(data: &str, log: &str, wait_ms: u32) -> Result<String, (&'static str, 
 /// With the hook armed, put the data partition on the log-writes target.
 pub fn at_data(mut board: Board) -> Board {
     let line = cmdline();
-    let Some(log) = parse(&line) else { return board };
+    let Some(log) = parse(&line) else {
+        return board;
+    };
     let data = board.storage.data.device.to_string();
     match create(&data, log, board.storage.wait_ms) {
         Ok(path) => {
-            Event::warn("logwrites.setup").kv("data", &data).kv("log", log).kv("device", &path).emit();
+            Event::warn("logwrites.setup")
+                .kv("data", &data)
+                .kv("log", log)
+                .kv("device", &path)
+                .emit();
             board.storage.data.device.clear();
             let _ = board.storage.data.device.push_str(&path);
         }
-        Err((step, e)) => Event::error("logwrites.setup").kv("step", step).kv("result", "error").kv("error", e).emit(),
+        Err((step, e)) => Event::error("logwrites.setup")
+            .kv("step", step)
+            .kv("result", "error")
+            .kv("error", e)
+            .emit(),
     }
     board
 }
@@ -162,7 +179,9 @@ pub fn mark(n: u64, kind: &str) {
 /// partition, they keep its file system alive after the unmount).
 #[cfg(feature = "test-hooks")]
 fn release_images() {
-    let Ok(dir) = std::fs::read_dir(crate::release::current::MOUNTS) else { return };
+    let Ok(dir) = std::fs::read_dir(crate::release::current::MOUNTS) else {
+        return;
+    };
     for e in dir.flatten() {
         let name = e.file_name();
         let Some(short) = name.to_str() else { continue };
@@ -195,7 +214,9 @@ pub fn at_shutdown() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Event::info("logwrites.remove").result(&r.map_err(crate::mount::errno_text)).emit();
+    Event::info("logwrites.remove")
+        .result(&r.map_err(crate::mount::errno_text))
+        .emit();
 }
 
 #[cfg(test)]
@@ -214,15 +235,31 @@ mod tests {
     fn requests_are_laid_out_for_the_kernel() {
         let t = table(2048, "/dev/vdb", "/dev/vdc").unwrap();
         assert_eq!(t.len() % 8, 0);
-        assert_eq!(u32::from_ne_bytes(t[12..16].try_into().unwrap()) as usize, t.len());
-        assert_eq!(u32::from_ne_bytes(t[20..24].try_into().unwrap()), 1, "one target");
-        assert_eq!(&t[DM_IOCTL_LEN + 8..DM_IOCTL_LEN + 16], &2048u64.to_ne_bytes());
+        assert_eq!(
+            u32::from_ne_bytes(t[12..16].try_into().unwrap()) as usize,
+            t.len()
+        );
+        assert_eq!(
+            u32::from_ne_bytes(t[20..24].try_into().unwrap()),
+            1,
+            "one target"
+        );
+        assert_eq!(
+            &t[DM_IOCTL_LEN + 8..DM_IOCTL_LEN + 16],
+            &2048u64.to_ne_bytes()
+        );
         assert_eq!(&t[DM_IOCTL_LEN + 24..DM_IOCTL_LEN + 35], b"log-writes\0");
-        assert_eq!(&t[DM_IOCTL_LEN + SPEC_LEN..DM_IOCTL_LEN + SPEC_LEN + 18], b"/dev/vdb /dev/vdc\0");
+        assert_eq!(
+            &t[DM_IOCTL_LEN + SPEC_LEN..DM_IOCTL_LEN + SPEC_LEN + 18],
+            b"/dev/vdb /dev/vdc\0"
+        );
         let m = mark_request("step-3-sync").unwrap();
         assert_eq!(m.len() % 8, 0);
         assert_eq!(&m[DM_IOCTL_LEN..DM_IOCTL_LEN + 8], &[0u8; 8]);
-        assert_eq!(&m[DM_IOCTL_LEN + 8..DM_IOCTL_LEN + 25], b"mark step-3-sync\0");
+        assert_eq!(
+            &m[DM_IOCTL_LEN + 8..DM_IOCTL_LEN + 25],
+            b"mark step-3-sync\0"
+        );
         assert_eq!(&m[48..48 + NAME.len()], NAME.as_bytes());
     }
 }

@@ -59,7 +59,10 @@ pub fn load_all<'a>(names: impl IntoIterator<Item = &'a str>) -> usize {
                 .emit(),
             Err(e) => {
                 failed += 1;
-                Event::error("module.load").kv("name", name).result(&Err::<(), _>(errno_text(e))).emit();
+                Event::error("module.load")
+                    .kv("name", name)
+                    .result(&Err::<(), _>(errno_text(e)))
+                    .emit();
             }
         }
     }

@@ -32,10 +32,17 @@ pub struct Watchdog {
 impl Watchdog {
     /// Open and arm the board's watchdog; logged either way.
     pub fn open(cfg: &crate::board::Watchdog) -> Option<Watchdog> {
-        let fd = match std::fs::OpenOptions::new().write(true).open(cfg.device.as_str()) {
+        let fd = match std::fs::OpenOptions::new()
+            .write(true)
+            .open(cfg.device.as_str())
+        {
             Ok(f) => OwnedFd::from(f),
             Err(e) => {
-                Event::error("watchdog.open").kv("device", &cfg.device).kv("result", "error").kv("error", e).emit();
+                Event::error("watchdog.open")
+                    .kv("device", &cfg.device)
+                    .kv("result", "error")
+                    .kv("error", e)
+                    .emit();
                 return None;
             }
         };
@@ -44,7 +51,10 @@ impl Watchdog {
             Ok(t) => u32::try_from(t).unwrap_or(cfg.timeout_s),
             Err(e) => {
                 // The driver's own timeout stays; pet as if it were the board's.
-                Event::warn("watchdog.timeout").kv("device", &cfg.device).result(&Err::<(), _>(errno_text(e))).emit();
+                Event::warn("watchdog.timeout")
+                    .kv("device", &cfg.device)
+                    .result(&Err::<(), _>(errno_text(e)))
+                    .emit();
                 cfg.timeout_s
             }
         };

@@ -54,7 +54,9 @@ pub fn from_dir_with(dir: &Path, out: &Path, pseudo: Option<&Path>) -> Result<Im
         return Err(format!("{}: not a directory", dir.display()));
     }
     let mut cmd = Command::new("mksquashfs");
-    cmd.arg(dir).arg(out).args(["-noappend", "-no-xattrs", "-comp", "xz"]);
+    cmd.arg(dir)
+        .arg(out)
+        .args(["-noappend", "-no-xattrs", "-comp", "xz"]);
     match pseudo {
         None => cmd.arg("-all-root"),
         Some(p) => cmd.arg("-pf").arg(p),
@@ -239,9 +241,14 @@ pub fn inspect_with_salt(path: &Path, salt: [u8; 32]) -> Result<Image, String> {
 }
 
 /// The image and `berth inspect`'s report of it.
-pub fn inspect_full(path: &Path, salt: Option<[u8; 32]>, root: Option<[u8; 32]>) -> Result<(Image, berth::imageinfo::Info), String> {
+pub fn inspect_full(
+    path: &Path,
+    salt: Option<[u8; 32]>,
+    root: Option<[u8; 32]>,
+) -> Result<(Image, berth::imageinfo::Info), String> {
     let mut file = File::open(path).map_err(|e| format!("{}: open: {e}", path.display()))?;
-    let info = berth::imageinfo::inspect(&mut file, salt, root).map_err(|e| format!("{}: {e}", path.display()))?;
+    let info = berth::imageinfo::inspect(&mut file, salt, root)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let img = Image {
         path: path.to_path_buf(),
         size: info.size,
@@ -347,7 +354,9 @@ mod tests {
         std::fs::write(&out, &bytes).unwrap();
         let e = inspect_with_salt(&out, img.verity.salt).unwrap_err();
         assert!(
-            e.contains(&format!("corrupt: data block {block} does not match its hash in the tree")),
+            e.contains(&format!(
+                "corrupt: data block {block} does not match its hash in the tree"
+            )),
             "{e}"
         );
         let e = inspect(&out).unwrap_err();
@@ -368,7 +377,9 @@ mod tests {
         std::fs::write(&out, vec![0u8; 8192]).unwrap();
         assert!(inspect(&out).unwrap_err().contains("not a squashfs"));
         std::fs::write(&out, b"hsqs").unwrap();
-        assert!(inspect(&out).unwrap_err().contains("shorter than a squashfs superblock"));
+        assert!(inspect(&out)
+            .unwrap_err()
+            .contains("shorter than a squashfs superblock"));
         std::fs::write(&out, &bytes).unwrap();
         assert_eq!(inspect(&out).unwrap(), img);
 

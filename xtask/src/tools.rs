@@ -68,7 +68,11 @@ fn is_executable(p: &Path) -> bool {
 /// `root` is the workspace root: rustup runs there so that a
 /// `rust-toolchain.toml` in the workspace selects the toolchain that gets
 /// the targets. QEMU packages are only checked when `with_qemu` is set.
-pub fn ensure_host_tools(root: &Path, rust_targets: &[&str], with_qemu: bool) -> Result<(), String> {
+pub fn ensure_host_tools(
+    root: &Path,
+    rust_targets: &[&str],
+    with_qemu: bool,
+) -> Result<(), String> {
     ensure_rust_targets(root, rust_targets)?;
 
     let mut base: Vec<&str> = BASE_PACKAGES.to_vec();
@@ -114,7 +118,13 @@ pub fn ensure_host_tools(root: &Path, rust_targets: &[&str], with_qemu: bool) ->
             "xtask: installing Debian packages from {suite}: {}",
             qemu.join(" ")
         );
-        let mut args = vec!["install", "-y", "--no-install-recommends", "-t", suite.as_str()];
+        let mut args = vec![
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "-t",
+            suite.as_str(),
+        ];
         args.extend_from_slice(&qemu);
         run_apt(&args)?;
     }
@@ -140,12 +150,19 @@ pub fn ensure_host_tools(root: &Path, rust_targets: &[&str], with_qemu: bool) ->
 /// own suite), installing the missing ones with apt-get.
 pub fn ensure_packages(names: &[&str]) -> Result<(), String> {
     let installed = installed_packages(names)?;
-    let missing: Vec<&str> = names.iter().copied().filter(|p| !installed.contains(*p)).collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|p| !installed.contains(*p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     if !have_command("apt-get") {
-        return Err(format!("missing Debian packages ({}) and apt-get is not available to install them", missing.join(" ")));
+        return Err(format!(
+            "missing Debian packages ({}) and apt-get is not available to install them",
+            missing.join(" ")
+        ));
     }
     eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
     let mut args = vec!["install", "-y", "--no-install-recommends"];
@@ -156,11 +173,18 @@ pub fn ensure_packages(names: &[&str]) -> Result<(), String> {
         run_apt(&args)?;
     }
     let now = installed_packages(names)?;
-    let still: Vec<&str> = names.iter().copied().filter(|p| !now.contains(*p)).collect();
+    let still: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|p| !now.contains(*p))
+        .collect();
     if still.is_empty() {
         Ok(())
     } else {
-        Err(format!("Debian packages still not installed after apt-get install: {}", still.join(" ")))
+        Err(format!(
+            "Debian packages still not installed after apt-get install: {}",
+            still.join(" ")
+        ))
     }
 }
 
@@ -174,9 +198,21 @@ fn ensure_rust_targets(root: &Path, targets: &[&str]) -> Result<(), String> {
     if !have_command("rustup") {
         return check_targets_without_rustup(targets);
     }
-    let out = run_capture(Command::new("rustup").args(["target", "list", "--installed"]).current_dir(root))?;
-    let installed: BTreeSet<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let missing: Vec<&str> = targets.iter().copied().filter(|t| !installed.contains(t)).collect();
+    let out = run_capture(
+        Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .current_dir(root),
+    )?;
+    let installed: BTreeSet<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
+        .filter(|t| !installed.contains(t))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -191,7 +227,11 @@ fn check_targets_without_rustup(targets: &[&str]) -> Result<(), String> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
     let sysroot = run_capture(Command::new(&rustc).args(["--print", "sysroot"]))?;
     let lib = PathBuf::from(sysroot.trim()).join("lib").join("rustlib");
-    let missing: Vec<&str> = targets.iter().copied().filter(|t| !lib.join(t).join("lib").is_dir()).collect();
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
+        .filter(|t| !lib.join(t).join("lib").is_dir())
+        .collect();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -293,7 +333,9 @@ fn source_files() -> Vec<PathBuf> {
 fn read_sources() -> Vec<AptSource> {
     let mut all = Vec::new();
     for f in source_files() {
-        let Ok(text) = fs::read_to_string(&f) else { continue };
+        let Ok(text) = fs::read_to_string(&f) else {
+            continue;
+        };
         let is_deb822 = f.extension().and_then(|e| e.to_str()) == Some("sources");
         if is_deb822 {
             all.extend(parse_deb822(&text));
@@ -322,7 +364,9 @@ fn parse_one_line(text: &str) -> Vec<AptSource> {
         let mut rest = rest.trim_start();
         let mut signed_by = None;
         if let Some(r) = rest.strip_prefix('[') {
-            let Some((opts, after)) = r.split_once(']') else { continue };
+            let Some((opts, after)) = r.split_once(']') else {
+                continue;
+            };
             for opt in opts.split_whitespace() {
                 if let Some(v) = opt.strip_prefix("signed-by=") {
                     signed_by = Some(v.to_string());
@@ -331,7 +375,9 @@ fn parse_one_line(text: &str) -> Vec<AptSource> {
             rest = after.trim_start();
         }
         let mut words = rest.split_whitespace();
-        let (Some(uri), Some(suite)) = (words.next(), words.next()) else { continue };
+        let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
+            continue;
+        };
         out.push(AptSource {
             types: vec![ty.to_string()],
             uris: vec![uri.to_string()],
@@ -359,14 +405,20 @@ fn parse_deb822(text: &str) -> Vec<AptSource> {
                 .map(|(_, v)| v.clone())
         };
         let words = |k: &str| -> Vec<String> {
-            get(k).map(|v| v.split_whitespace().map(str::to_string).collect()).unwrap_or_default()
+            get(k)
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
         };
-        let enabled = get("Enabled").map(|v| !v.trim().eq_ignore_ascii_case("no")).unwrap_or(true);
+        let enabled = get("Enabled")
+            .map(|v| !v.trim().eq_ignore_ascii_case("no"))
+            .unwrap_or(true);
         out.push(AptSource {
             types: words("Types"),
             uris: words("URIs"),
             suites: words("Suites"),
-            signed_by: get("Signed-By").map(|v| v.trim_end().to_string()).filter(|v| !v.trim().is_empty()),
+            signed_by: get("Signed-By")
+                .map(|v| v.trim_end().to_string())
+                .filter(|v| !v.trim().is_empty()),
             enabled,
         });
         fields.clear();
@@ -399,7 +451,9 @@ fn parse_deb822(text: &str) -> Vec<AptSource> {
 /// release suite itself.
 fn ensure_backports_source(suite: &str) -> Result<(), String> {
     let sources = read_sources();
-    let has_suite = |s: &AptSource| s.enabled && s.types.iter().any(|t| t == "deb") && s.suites.iter().any(|x| x == suite);
+    let has_suite = |s: &AptSource| {
+        s.enabled && s.types.iter().any(|t| t == "deb") && s.suites.iter().any(|x| x == suite)
+    };
     if sources.iter().any(has_suite) {
         return Ok(());
     }

@@ -70,7 +70,16 @@ fn start(root: &CString) -> Result<u128, String> {
         | libc::SIGCHLD;
     // SAFETY: a fork-like clone (no new stack, no shared memory); the child
     // makes only system calls on memory prepared before it, then execs or exits.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
     if pid == 0 {
         // SAFETY: see the clone above; every pointer is to data made before it.
         unsafe { child(root, sync_r, sync_w, &argv, &envp) }
@@ -126,8 +135,20 @@ unsafe fn child(
         libc::_exit(120);
     }
     let none = std::ptr::null::<libc::c_char>();
-    let ok = libc::mount(none, c"/".as_ptr(), none, libc::MS_SLAVE | libc::MS_REC, std::ptr::null()) == 0
-        && libc::mount(root.as_ptr(), root.as_ptr(), none, libc::MS_BIND, std::ptr::null()) == 0
+    let ok = libc::mount(
+        none,
+        c"/".as_ptr(),
+        none,
+        libc::MS_SLAVE | libc::MS_REC,
+        std::ptr::null(),
+    ) == 0
+        && libc::mount(
+            root.as_ptr(),
+            root.as_ptr(),
+            none,
+            libc::MS_BIND,
+            std::ptr::null(),
+        ) == 0
         && libc::chdir(root.as_ptr()) == 0
         && libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) == 0
         && libc::umount2(c".".as_ptr(), libc::MNT_DETACH) == 0

@@ -180,7 +180,14 @@ fn main() {
             std::process::exit(0);
         }
         Some(other) => {
-            let usages = [lifecycle::USAGE, output::USAGE, budgets::USAGE, volume::USAGE, controls::USAGE, window::USAGE];
+            let usages = [
+                lifecycle::USAGE,
+                output::USAGE,
+                budgets::USAGE,
+                volume::USAGE,
+                controls::USAGE,
+                window::USAGE,
+            ];
             eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {})", usages.join(", "));
             std::process::exit(2);
         }
@@ -481,7 +488,12 @@ fn forkbomb() -> ! {
             break std::io::Error::other("never stopped");
         }
     };
-    say(&format!("PROBE forkbomb stopped forks={n} error={}", err.raw_os_error().map(sys::errno_name).unwrap_or_else(|| "none".into())));
+    say(&format!(
+        "PROBE forkbomb stopped forks={n} error={}",
+        err.raw_os_error()
+            .map(sys::errno_name)
+            .unwrap_or_else(|| "none".into())
+    ));
     std::process::exit(0)
 }
 

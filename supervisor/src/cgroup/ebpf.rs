@@ -52,7 +52,16 @@ impl Insn {
     pub fn to_le_bytes(self) -> [u8; 8] {
         let [o0, o1] = self.off.to_le_bytes();
         let [i0, i1, i2, i3] = self.imm.to_le_bytes();
-        [self.code, (self.dst & 0x0f) | (self.src << 4), o0, o1, i0, i1, i2, i3]
+        [
+            self.code,
+            (self.dst & 0x0f) | (self.src << 4),
+            o0,
+            o1,
+            i0,
+            i1,
+            i2,
+            i3,
+        ]
     }
 
     /// Decode the wire form.
@@ -110,25 +119,67 @@ pub const CTX_MINOR: i16 = 8;
 pub const CTX_LEN: i16 = 12;
 
 pub fn ldx_w(dst: u8, src: u8, off: i16) -> Insn {
-    Insn { code: LDX_W, dst, src, off, imm: 0 }
+    Insn {
+        code: LDX_W,
+        dst,
+        src,
+        off,
+        imm: 0,
+    }
 }
 pub fn mov64_k(dst: u8, imm: i32) -> Insn {
-    Insn { code: MOV64_K, dst, src: 0, off: 0, imm }
+    Insn {
+        code: MOV64_K,
+        dst,
+        src: 0,
+        off: 0,
+        imm,
+    }
 }
 pub fn mov32_x(dst: u8, src: u8) -> Insn {
-    Insn { code: MOV32_X, dst, src, off: 0, imm: 0 }
+    Insn {
+        code: MOV32_X,
+        dst,
+        src,
+        off: 0,
+        imm: 0,
+    }
 }
 pub fn and32_k(dst: u8, imm: i32) -> Insn {
-    Insn { code: AND32_K, dst, src: 0, off: 0, imm }
+    Insn {
+        code: AND32_K,
+        dst,
+        src: 0,
+        off: 0,
+        imm,
+    }
 }
 pub fn rsh32_k(dst: u8, imm: i32) -> Insn {
-    Insn { code: RSH32_K, dst, src: 0, off: 0, imm }
+    Insn {
+        code: RSH32_K,
+        dst,
+        src: 0,
+        off: 0,
+        imm,
+    }
 }
 pub fn jne_k(dst: u8, imm: i32, off: i16) -> Insn {
-    Insn { code: JNE_K, dst, src: 0, off, imm }
+    Insn {
+        code: JNE_K,
+        dst,
+        src: 0,
+        off,
+        imm,
+    }
 }
 pub fn exit() -> Insn {
-    Insn { code: EXIT, dst: 0, src: 0, off: 0, imm: 0 }
+    Insn {
+        code: EXIT,
+        dst: 0,
+        src: 0,
+        off: 0,
+        imm: 0,
+    }
 }
 
 /// A generated device program.
@@ -162,7 +213,10 @@ pub fn disassemble(i: &Insn, pc: usize) -> String {
         MOV32_X => format!("w{} = w{}", i.dst, i.src),
         AND32_K => format!("w{} &= {:#x}", i.dst, i.imm as u32),
         RSH32_K => format!("w{} >>= {}", i.dst, i.imm),
-        JNE_K => format!("if r{} != {:#x} goto {:+} (-> {target})", i.dst, i.imm, i.off),
+        JNE_K => format!(
+            "if r{} != {:#x} goto {:+} (-> {target})",
+            i.dst, i.imm, i.off
+        ),
         JA => format!("goto {:+} (-> {target})", i.off),
         EXIT => "exit".to_owned(),
         c => format!("(unknown opcode {c:#04x})"),
@@ -205,12 +259,16 @@ pub fn generate(rules: &[DeviceRule]) -> Result<Program, String> {
         let len = block.len();
         for (k, (mut insn, is_jump)) in block.into_iter().enumerate() {
             if is_jump {
-                insn.off = i16::try_from(len - (k + 1)).map_err(|_| "rule block too long".to_owned())?;
+                insn.off =
+                    i16::try_from(len - (k + 1)).map_err(|_| "rule block too long".to_owned())?;
             }
             insns.push(insn);
         }
         if insns.len() + 2 > MAX_INSNS {
-            return Err(format!("{} rules make a program longer than {MAX_INSNS} instructions", rules.len()));
+            return Err(format!(
+                "{} rules make a program longer than {MAX_INSNS} instructions",
+                rules.len()
+            ));
         }
     }
     insns.push(mov64_k(0, 0));

@@ -55,8 +55,13 @@ pub fn parse_last_cap(text: &str) -> Option<u32> {
 /// the host before fork, when a container's plan is made.
 pub fn kernel_last_cap() -> u32 {
     let mut buf = [0u8; 16];
-    let n = std::fs::File::open(LAST_CAP_PATH).and_then(|mut f| std::io::Read::read(&mut f, &mut buf)).unwrap_or(0);
-    buf.get(..n).and_then(|b| core::str::from_utf8(b).ok()).and_then(parse_last_cap).unwrap_or(CAP_MAX)
+    let n = std::fs::File::open(LAST_CAP_PATH)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut buf))
+        .unwrap_or(0);
+    buf.get(..n)
+        .and_then(|b| core::str::from_utf8(b).ok())
+        .and_then(parse_last_cap)
+        .unwrap_or(CAP_MAX)
 }
 
 /// Capabilities `0..=last`, as a mask.
@@ -90,7 +95,10 @@ pub struct CapData {
 
 /// The capability number of a `CAP_*` name.
 pub fn number(name: &str) -> Option<u32> {
-    NAMES.iter().position(|n| *n == name).and_then(|i| u32::try_from(i).ok())
+    NAMES
+        .iter()
+        .position(|n| *n == name)
+        .and_then(|i| u32::try_from(i).ok())
 }
 
 /// The capability state of the container's process.
@@ -165,7 +173,10 @@ pub fn from_names<'a>(
             return Err((field, format!("{name} is never granted to a container")));
         }
         if name == "CAP_NET_RAW" && network == Some(Network::Host) {
-            return Err((field, "CAP_NET_RAW is never granted with network = \"host\"".into()));
+            return Err((
+                field,
+                "CAP_NET_RAW is never granted with network = \"host\"".into(),
+            ));
         }
         let Some(n) = number(name) else {
             return Err((field, format!("`{name}` is not a capability name")));
@@ -200,7 +211,16 @@ mod tests {
     #[test]
     fn default_is_empty_and_fully_locked() {
         let c = from_names([], None).unwrap();
-        assert_eq!((c.bounding, c.permitted, c.effective, c.inheritable, c.ambient), (0, 0, 0, 0, 0));
+        assert_eq!(
+            (
+                c.bounding,
+                c.permitted,
+                c.effective,
+                c.inheritable,
+                c.ambient
+            ),
+            (0, 0, 0, 0, 0)
+        );
         assert_eq!(c.bounding_drop(), ALL);
         assert!(c.no_new_privs);
         assert_eq!(c.securebits, 0b1110_1111, "all locks, keep-caps off");
@@ -211,14 +231,40 @@ mod tests {
     fn grants_fill_every_set_and_split_into_halves() {
         let c = from_names(["CAP_NET_BIND_SERVICE", "CAP_AUDIT_READ"], None).unwrap();
         let want = (1 << 10) | (1 << 37);
-        assert_eq!((c.bounding, c.permitted, c.effective, c.inheritable, c.ambient), (want, want, want, want, want));
+        assert_eq!(
+            (
+                c.bounding,
+                c.permitted,
+                c.effective,
+                c.inheritable,
+                c.ambient
+            ),
+            (want, want, want, want, want)
+        );
         assert_eq!(c.bounding_drop(), ALL & !want);
         assert_eq!(c.bounding_drop() & want, 0);
         let d = c.capset_data();
-        assert_eq!(d[0], CapData { effective: 1 << 10, permitted: 1 << 10, inheritable: 1 << 10 });
-        assert_eq!(d[1], CapData { effective: 1 << 5, permitted: 1 << 5, inheritable: 1 << 5 });
+        assert_eq!(
+            d[0],
+            CapData {
+                effective: 1 << 10,
+                permitted: 1 << 10,
+                inheritable: 1 << 10
+            }
+        );
+        assert_eq!(
+            d[1],
+            CapData {
+                effective: 1 << 5,
+                permitted: 1 << 5,
+                inheritable: 1 << 5
+            }
+        );
         // Ambient raise must stay possible until the act raises the grants.
-        assert_eq!(c.securebits & (SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED), 0);
+        assert_eq!(
+            c.securebits & (SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED),
+            0
+        );
         assert_eq!(c.securebits & SECBIT_KEEP_CAPS, 0);
         assert_ne!(c.securebits & SECBIT_NOROOT_LOCKED, 0);
     }
@@ -253,7 +299,10 @@ mod tests {
     fn the_kernels_last_capability_is_read() {
         let text = std::fs::read_to_string(LAST_CAP_PATH).unwrap();
         assert_eq!(kernel_last_cap(), text.trim().parse::<u32>().unwrap());
-        assert!(kernel_last_cap() >= 36, "every kernel berth supports knows CAP_WAKE_ALARM");
+        assert!(
+            kernel_last_cap() >= 36,
+            "every kernel berth supports knows CAP_WAKE_ALARM"
+        );
     }
 
     #[test]

@@ -53,18 +53,21 @@
 //! Markers are honoured only when an update is installed, never at boot.
 
 mod bounded;
-mod keys;
 pub mod bundle;
 pub mod current;
 pub mod durable;
 pub mod inbox;
+mod keys;
 pub mod record;
+pub mod room;
 pub mod state;
 pub mod store;
 
 pub use bounded::BoundedVec;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use keys::{key_file, key_id, KeyError, KeyId, TrustedKey, TrustedKeys, KEYS_MAX, KEY_FILE_MAX};
+pub use keys::{
+    key_file, key_id, KeyError, KeyId, TrustedKey, TrustedKeys, KEYS_MAX, KEY_FILE_MAX,
+};
 #[cfg(any(feature = "host", test))]
 pub use keys::{keygen, signing_key_from_pkcs8_pem, signing_key_from_seed};
 
@@ -114,6 +117,23 @@ pub struct Release {
     pub trial_deadline_s: u32,
 }
 
+impl Release {
+    /// No release: what runs in the recovery state (version 0, no
+    /// containers), the starting point a repair switches from.
+    pub fn empty(board: crate::board::Name) -> Release {
+        Release {
+            version: 0,
+            board,
+            downgrade: None,
+            containers: BoundedVec::default(),
+            images: BoundedVec::default(),
+            commit_window_s: COMMIT_WINDOW_S,
+            reboot: false,
+            trial_deadline_s: trial_deadline_default(COMMIT_WINDOW_S),
+        }
+    }
+}
+
 /// Default commit window.
 pub const COMMIT_WINDOW_S: u32 = 120;
 /// Longest trial deadline: two days.
@@ -126,7 +146,9 @@ pub const TRIAL_START_ALLOWANCE_S: u32 = 600;
 /// commit window plus [`TRIAL_START_ALLOWANCE_S`] (12 minutes for the
 /// default window).
 pub fn trial_deadline_default(commit_window_s: u32) -> u32 {
-    commit_window_s.saturating_add(TRIAL_START_ALLOWANCE_S).min(TRIAL_DEADLINE_MAX_S)
+    commit_window_s
+        .saturating_add(TRIAL_START_ALLOWANCE_S)
+        .min(TRIAL_DEADLINE_MAX_S)
 }
 
 /// A signed downgrade marker: the release (and no other object) may be
@@ -220,18 +242,33 @@ impl fmt::Display for ReleaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ReleaseError::*;
         match self {
-            TooLarge { len } => write!(f, "release is {len} bytes, more than the {OBJECT_MAX} allowed"),
-            Truncated { len, needed } => write!(f, "release is truncated: {len} bytes, needs {needed}"),
+            TooLarge { len } => write!(
+                f,
+                "release is {len} bytes, more than the {OBJECT_MAX} allowed"
+            ),
+            Truncated { len, needed } => {
+                write!(f, "release is truncated: {len} bytes, needs {needed}")
+            }
             BadMagic => write!(f, "not a berth release (bad magic)"),
-            UnsupportedFormat { format } => write!(f, "release format {format} is not supported (expected {FORMAT})"),
+            UnsupportedFormat { format } => write!(
+                f,
+                "release format {format} is not supported (expected {FORMAT})"
+            ),
             TrailingBytes { extra } => write!(f, "release has {extra} bytes after its signature"),
-            UnknownKey { id } => write!(f, "release is signed by key {id}, which this device does not trust"),
+            UnknownKey { id } => write!(
+                f,
+                "release is signed by key {id}, which this device does not trust"
+            ),
             BadSignature { id } => write!(f, "release signature does not verify with key {id}"),
             Decode { reason } => write!(f, "signed payload does not decode: {reason}"),
-            PayloadTrailingBytes { extra } => write!(f, "signed payload has {extra} bytes after the release"),
+            PayloadTrailingBytes { extra } => {
+                write!(f, "signed payload has {extra} bytes after the release")
+            }
             Invalid(e) => write!(f, "invalid release: {e}"),
             BadField { field, reason } => write!(f, "invalid release: field {field}: {reason}"),
-            WrongBoard { release, device } => write!(f, "release is for board {release}, this device is {device}"),
+            WrongBoard { release, device } => {
+                write!(f, "release is for board {release}, this device is {device}")
+            }
             Rollback { release, stored } => {
                 write!(f, "release version {release} is older than the accepted version {stored} and no downgrade marker allows it")
             }
@@ -248,8 +285,14 @@ impl From<ManifestError> for ReleaseError {
     }
 }
 
-fn bad(field: impl Into<std::string::String>, reason: impl Into<std::string::String>) -> ReleaseError {
-    ReleaseError::BadField { field: field.into(), reason: reason.into() }
+fn bad(
+    field: impl Into<std::string::String>,
+    reason: impl Into<std::string::String>,
+) -> ReleaseError {
+    ReleaseError::BadField {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 impl Release {
@@ -259,15 +302,31 @@ impl Release {
         if !(1..=86_400).contains(&self.commit_window_s) {
             return Err(bad("commit_window_s", "must be between 1 and 86400"));
         }
-        if self.trial_deadline_s <= self.commit_window_s || self.trial_deadline_s > TRIAL_DEADLINE_MAX_S {
-            return Err(bad("trial_deadline_s", format!("must be above commit_window_s ({}) and at most {TRIAL_DEADLINE_MAX_S}", self.commit_window_s)));
+        if self.trial_deadline_s <= self.commit_window_s
+            || self.trial_deadline_s > TRIAL_DEADLINE_MAX_S
+        {
+            return Err(bad(
+                "trial_deadline_s",
+                format!(
+                    "must be above commit_window_s ({}) and at most {TRIAL_DEADLINE_MAX_S}",
+                    self.commit_window_s
+                ),
+            ));
         }
-        if self.board.is_empty() || !self.board.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if self.board.is_empty()
+            || !self
+                .board
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             return Err(bad("board", "must be a board name"));
         }
         if let Some(d) = self.downgrade {
             if d.floor <= self.version {
-                return Err(bad("downgrade.floor", "must be above the release's own version"));
+                return Err(bad(
+                    "downgrade.floor",
+                    "must be above the release's own version",
+                ));
             }
         }
         manifest::validate_set(&self.containers)?;
@@ -276,10 +335,16 @@ impl Release {
                 return Err(bad(format!("images[{i}].size"), "must not be zero"));
             }
             if self.images.iter().take(i).any(|o| o.sha256 == img.sha256) {
-                return Err(bad(format!("images[{i}].sha256"), format!("{} is listed twice", img.sha256)));
+                return Err(bad(
+                    format!("images[{i}].sha256"),
+                    format!("{} is listed twice", img.sha256),
+                ));
             }
             if !self.containers.iter().any(|c| c.image == img.sha256) {
-                return Err(bad(format!("images[{i}].sha256"), format!("{} is used by no container", img.sha256)));
+                return Err(bad(
+                    format!("images[{i}].sha256"),
+                    format!("{} is used by no container", img.sha256),
+                ));
             }
         }
         for c in &self.containers {
@@ -315,7 +380,10 @@ pub fn check_version(release: &Release, stored: Option<u64>) -> Result<(), Relea
     if release.version >= stored || marker_names(release, stored) {
         return Ok(());
     }
-    Err(ReleaseError::Rollback { release: release.version, stored })
+    Err(ReleaseError::Rollback {
+        release: release.version,
+        stored,
+    })
 }
 
 /// The release carries a downgrade marker for exactly the floor `floor`.
@@ -333,7 +401,10 @@ fn split(bytes: &[u8]) -> Result<Parts<'_>, ReleaseError> {
         return Err(ReleaseError::TooLarge { len });
     }
     let Some((header, rest)) = bytes.split_first_chunk::<HEADER_LEN>() else {
-        return Err(ReleaseError::Truncated { len, needed: HEADER_LEN + SIG_LEN });
+        return Err(ReleaseError::Truncated {
+            len,
+            needed: HEADER_LEN + SIG_LEN,
+        });
     };
     let (magic, h) = header.split_at(4);
     if magic != MAGIC {
@@ -341,7 +412,9 @@ fn split(bytes: &[u8]) -> Result<Parts<'_>, ReleaseError> {
     }
     let (format, h) = h.split_at(1);
     if format != [FORMAT] {
-        return Err(ReleaseError::UnsupportedFormat { format: format.first().copied().unwrap_or(0) });
+        return Err(ReleaseError::UnsupportedFormat {
+            format: format.first().copied().unwrap_or(0),
+        });
     }
     let (id, n) = h.split_at(8);
     let mut id_bytes = [0u8; 8];
@@ -355,7 +428,9 @@ fn split(bytes: &[u8]) -> Result<Parts<'_>, ReleaseError> {
         return Err(ReleaseError::Truncated { len, needed });
     }
     if needed < len {
-        return Err(ReleaseError::TrailingBytes { extra: len - needed });
+        return Err(ReleaseError::TrailingBytes {
+            extra: len - needed,
+        });
     }
     let Some((payload, sig)) = rest.split_at_checked(declared) else {
         return Err(ReleaseError::Truncated { len, needed });
@@ -376,7 +451,8 @@ pub fn open<'a>(bytes: &'a [u8], keys: &TrustedKeys) -> Result<(KeyId, &'a [u8])
     let Some(key) = keys.get(&id) else {
         return Err(ReleaseError::UnknownKey { id });
     };
-    key.verify_strict(signed, &Signature::from_bytes(sig)).map_err(|_| ReleaseError::BadSignature { id })?;
+    key.verify_strict(signed, &Signature::from_bytes(sig))
+        .map_err(|_| ReleaseError::BadSignature { id })?;
     Ok((id, payload))
 }
 
@@ -391,8 +467,10 @@ pub fn peek(bytes: &[u8]) -> Result<Release, ReleaseError> {
 /// Decode a trusted payload into a release and validate it (no board or
 /// version check). Public for the fuzzers.
 pub fn decode_payload(payload: &[u8]) -> Result<Release, ReleaseError> {
-    let (release, rest) = postcard::take_from_bytes::<Release>(payload)
-        .map_err(|e| ReleaseError::Decode { reason: postcard_reason(&e) })?;
+    let (release, rest) =
+        postcard::take_from_bytes::<Release>(payload).map_err(|e| ReleaseError::Decode {
+            reason: postcard_reason(&e),
+        })?;
     if !rest.is_empty() {
         return Err(ReleaseError::PayloadTrailingBytes { extra: rest.len() });
     }
@@ -411,7 +489,10 @@ pub fn decode_release(
     let (key_id, payload) = open(bytes, keys)?;
     let release = decode_payload(payload)?;
     if release.board != device_board {
-        return Err(ReleaseError::WrongBoard { release: release.board.as_str().into(), device: device_board.into() });
+        return Err(ReleaseError::WrongBoard {
+            release: release.board.as_str().into(),
+            device: device_board.into(),
+        });
     }
     check_version(&release, stored)?;
     Ok(Verified { key_id, release })
@@ -436,7 +517,10 @@ fn postcard_reason(e: &postcard::Error) -> &'static str {
 
 /// Wrap an already-encoded payload: header, payload, signature.
 #[cfg(any(feature = "host", test))]
-pub fn sign_payload(payload: &[u8], key: &ed25519_dalek::SigningKey) -> Result<std::vec::Vec<u8>, ReleaseError> {
+pub fn sign_payload(
+    payload: &[u8],
+    key: &ed25519_dalek::SigningKey,
+) -> Result<std::vec::Vec<u8>, ReleaseError> {
     use ed25519_dalek::Signer;
     let total = HEADER_LEN + payload.len() + SIG_LEN;
     if total > OBJECT_MAX {
@@ -456,7 +540,10 @@ pub fn sign_payload(payload: &[u8], key: &ed25519_dalek::SigningKey) -> Result<s
 
 /// Validate, encode and sign a release.
 #[cfg(any(feature = "host", test))]
-pub fn sign(release: &Release, key: &ed25519_dalek::SigningKey) -> Result<std::vec::Vec<u8>, ReleaseError> {
+pub fn sign(
+    release: &Release,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<std::vec::Vec<u8>, ReleaseError> {
     release.validate()?;
     sign_payload(&release.encode_payload()?, key)
 }

@@ -30,7 +30,12 @@ const _: () = assert!(core::mem::size_of::<Insn>() == 8);
 
 impl Insn {
     pub const fn stmt(code: u16, k: u32) -> Insn {
-        Insn { code, jt: 0, jf: 0, k }
+        Insn {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        }
     }
 
     pub const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
@@ -46,7 +51,12 @@ impl Insn {
     }
 
     pub fn to_sock_filter(self) -> libc::sock_filter {
-        libc::sock_filter { code: self.code, jt: self.jt, jf: self.jf, k: self.k }
+        libc::sock_filter {
+            code: self.code,
+            jt: self.jt,
+            jf: self.jf,
+            k: self.k,
+        }
     }
 }
 
@@ -121,12 +131,13 @@ pub enum Cond {
 
 impl Cond {
     fn code(self) -> u16 {
-        JMP | K | match self {
-            Cond::Eq => JEQ,
-            Cond::Gt => JGT,
-            Cond::Ge => JGE,
-            Cond::Set => JSET,
-        }
+        JMP | K
+            | match self {
+                Cond::Eq => JEQ,
+                Cond::Gt => JGT,
+                Cond::Ge => JGE,
+                Cond::Set => JSET,
+            }
     }
 }
 
@@ -134,7 +145,13 @@ impl Cond {
 enum Item {
     Fixed(Insn),
     /// `if A <cond> k goto t else goto f`; `wide` once it needed trampolines.
-    Jump { cond: Cond, k: u32, t: Label, f: Label, wide: bool },
+    Jump {
+        cond: Cond,
+        k: u32,
+        t: Label,
+        f: Label,
+        wide: bool,
+    },
     Ja(Label),
     Bind(Label),
 }
@@ -168,7 +185,9 @@ impl core::fmt::Display for AsmError {
             AsmError::Unbound => f.write_str("a jump target was never placed"),
             AsmError::Rebound => f.write_str("a jump target was placed twice"),
             AsmError::Backward => f.write_str("a jump goes backwards"),
-            AsmError::TooLong(n) => write!(f, "{n} instructions, more than the kernel's {MAX_INSNS}"),
+            AsmError::TooLong(n) => {
+                write!(f, "{n} instructions, more than the kernel's {MAX_INSNS}")
+            }
         }
     }
 }
@@ -208,7 +227,13 @@ impl Asm {
 
     /// `if A <cond> k goto t else goto f`.
     pub fn jump(&mut self, cond: Cond, k: u32, t: Label, f: Label) {
-        self.items.push(Item::Jump { cond, k, t, f, wide: false });
+        self.items.push(Item::Jump {
+            cond,
+            k,
+            t,
+            f,
+            wide: false,
+        });
     }
 
     /// `goto l`.
@@ -223,8 +248,16 @@ impl Asm {
             let mut changed = false;
             let mut pc = 0usize;
             for item in self.items.iter_mut() {
-                if let Item::Jump { t, f, wide: wide @ false, .. } = item {
-                    let far = |l: &Label| -> Result<bool, AsmError> { Ok(offset(&at, pc, *l)? > u8::MAX as usize) };
+                if let Item::Jump {
+                    t,
+                    f,
+                    wide: wide @ false,
+                    ..
+                } = item
+                {
+                    let far = |l: &Label| -> Result<bool, AsmError> {
+                        Ok(offset(&at, pc, *l)? > u8::MAX as usize)
+                    };
                     if far(t)? || far(f)? {
                         *wide = true;
                         changed = true;
@@ -266,10 +299,27 @@ impl Asm {
                 Item::Fixed(i) => out.push(i),
                 Item::Bind(_) => {}
                 Item::Ja(l) => out.push(Insn::stmt(JMP | JA, offset32(at, pc, l)?)),
-                Item::Jump { cond, k, t, f, wide: false } => {
-                    out.push(Insn::jump(cond.code(), k, offset8(at, pc, t)?, offset8(at, pc, f)?));
+                Item::Jump {
+                    cond,
+                    k,
+                    t,
+                    f,
+                    wide: false,
+                } => {
+                    out.push(Insn::jump(
+                        cond.code(),
+                        k,
+                        offset8(at, pc, t)?,
+                        offset8(at, pc, f)?,
+                    ));
                 }
-                Item::Jump { cond, k, t, f, wide: true } => {
+                Item::Jump {
+                    cond,
+                    k,
+                    t,
+                    f,
+                    wide: true,
+                } => {
                     // if cond goto +0 (ja t) else goto +1 (ja f)
                     out.push(Insn::jump(cond.code(), k, 0, 1));
                     out.push(Insn::stmt(JMP | JA, offset32(at, pc + 1, t)?));
@@ -354,7 +404,10 @@ mod tests {
         a.bind(far);
         a.ret(super::super::interp::RET_ERRNO | 7);
         let p = a.assemble().unwrap();
-        let run = |nr| super::super::interp::run(&p, &super::super::interp::SeccompData::new(0, nr, &[])).unwrap();
+        let run = |nr| {
+            super::super::interp::run(&p, &super::super::interp::SeccompData::new(0, nr, &[]))
+                .unwrap()
+        };
         assert_eq!(run(4), super::super::interp::Action::Allow);
         assert_eq!(run(5), super::super::interp::Action::Errno(7));
     }

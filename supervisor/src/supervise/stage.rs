@@ -43,7 +43,11 @@ pub enum Origin {
     /// `berthctl update`.
     Control,
     /// The inbox: taken for the `attempt`-th time, as `taking`.
-    Inbox { base: String, taking: String, attempt: u8 },
+    Inbox {
+        base: String,
+        taking: String,
+        attempt: u8,
+    },
 }
 
 /// A staging in progress.
@@ -77,10 +81,16 @@ pub struct State {
 /// One line for `berthctl status` / `release` about the staging, if any.
 pub fn describe(s: &Staging, now: f64) -> String {
     let attempt = match &s.origin {
-        Origin::Inbox { attempt, .. } => format!(" (inbox, attempt {attempt} of {})", inbox::ATTEMPTS_MAX),
+        Origin::Inbox { attempt, .. } => {
+            format!(" (inbox, attempt {attempt} of {})", inbox::ATTEMPTS_MAX)
+        }
         Origin::Control => String::new(),
     };
-    format!("staging {}{attempt}: {:.0} s so far, stopped after {DEADLINE_S:.0} s", s.bundle, now - s.since)
+    format!(
+        "staging {}{attempt}: {:.0} s so far, stopped after {DEADLINE_S:.0} s",
+        s.bundle,
+        now - s.since
+    )
 }
 
 /// Open a bundle for the stager without ever blocking: `lstat` first (a
@@ -91,16 +101,26 @@ pub fn open_bundle(path: &Path) -> Result<std::fs::File, String> {
     let kind = |t: std::fs::FileType| inbox::Kind::of(t);
     let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_file() {
-        return Err(format!("{}: not a regular file but a {}; not opened", path.display(), kind(meta.file_type()).name()));
+        return Err(format!(
+            "{}: not a regular file but a {}; not opened",
+            path.display(),
+            kind(meta.file_type()).name()
+        ));
     }
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let meta = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_file() {
-        return Err(format!("{}: not a regular file but a {}", path.display(), kind(meta.file_type()).name()));
+        return Err(format!(
+            "{}: not a regular file but a {}",
+            path.display(),
+            kind(meta.file_type()).name()
+        ));
     }
     Ok(f)
 }
@@ -112,7 +132,11 @@ fn spawn(bundle: std::fs::File) -> Result<(Pid, OwnedFd), String> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     fcntl(r.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| format!("pipe: {e}"))?;
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("berth").arg(crate::stager::ARG).env_clear().current_dir("/").stdin(Stdio::from(bundle));
+    cmd.arg0("berth")
+        .arg(crate::stager::ARG)
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::from(bundle));
     #[cfg(feature = "test-hooks")]
     {
         let cut = crate::release::durable::armed_cut();
@@ -123,9 +147,12 @@ fn spawn(bundle: std::fs::File) -> Result<(Pid, OwnedFd), String> {
     crate::sys::unblock_signals_in_child(&mut cmd);
     crate::sys::pass_fd_in_child(&mut cmd, w.as_raw_fd(), crate::stager::RESULT_FD);
     // The Child is dropped without waiting: the loop reaps every process.
-    let child = cmd.spawn().map_err(|e| format!("starting the stager: {e}"))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("starting the stager: {e}"))?;
     drop(w);
-    let pid = i32::try_from(child.id()).map_err(|_| "the stager's pid is out of range".to_string())?;
+    let pid =
+        i32::try_from(child.id()).map_err(|_| "the stager's pid is out of range".to_string())?;
     Ok((Pid::from_raw(pid), r))
 }
 
@@ -134,12 +161,17 @@ use std::os::unix::process::CommandExt as _;
 impl Pid1 {
     /// Whether an update may start now; the reason if not.
     pub(super) fn may_stage(&self) -> Result<(), String> {
-        let Some(u) = self.updates.as_ref() else { return Err("no release store on this device".into()) };
+        let Some(u) = self.updates.as_ref() else {
+            return Err("no release store on this device".into());
+        };
         if let crate::release::record::Phase::Trial { .. } = u.store.record().phase {
             return Err("a release is on trial: wait for its commit or rollback".into());
         }
         if let Some(s) = &self.stage.current {
-            return Err(format!("another bundle is being staged ({}): try again when it ends", s.bundle));
+            return Err(format!(
+                "another bundle is being staged ({}): try again when it ends",
+                s.bundle
+            ));
         }
         if self.switching() {
             return Err("a release switch is under way: try again when it ends".into());
@@ -151,7 +183,13 @@ impl Pid1 {
     }
 
     /// Start staging `file` (the bundle `bundle`). On error nothing runs.
-    pub(super) fn start_staging(&mut self, file: std::fs::File, bundle: &str, origin: Origin, remove: Option<PathBuf>) -> Result<(), String> {
+    pub(super) fn start_staging(
+        &mut self,
+        file: std::fs::File,
+        bundle: &str,
+        origin: Origin,
+        remove: Option<PathBuf>,
+    ) -> Result<(), String> {
         self.may_stage()?;
         let (pid, pipe) = spawn(file)?;
         if let Some(epoll) = &self.epoll {
@@ -164,8 +202,14 @@ impl Pid1 {
         crate::release::durable::start_counting();
         self.stalls.mark();
         let now = crate::log::now();
-        let mut ev = Event::info("update.stage").kv("bundle", bundle).kv("pid", pid).kv("deadline_s", DEADLINE_S);
-        if let Origin::Inbox { attempt, taking, .. } = &origin {
+        let mut ev = Event::info("update.stage")
+            .kv("bundle", bundle)
+            .kv("pid", pid)
+            .kv("deadline_s", DEADLINE_S);
+        if let Origin::Inbox {
+            attempt, taking, ..
+        } = &origin
+        {
             ev = ev.kv("attempt", attempt).kv("taking", taking);
         }
         let seq = self.stage.log.begin(bundle).seq;
@@ -194,12 +238,17 @@ impl Pid1 {
 
     /// The stager wrote or closed its report pipe.
     pub(super) fn on_stage(&mut self) {
-        let Some(s) = self.stage.current.as_mut() else { return };
+        let Some(s) = self.stage.current.as_mut() else {
+            return;
+        };
         let mut chunk = [0u8; 1024];
         // Bounded: the stream is at most STREAM_MAX bytes.
         for _ in 0..8 {
             let room = s.reader.room().min(chunk.len()).max(1);
-            let n = match nix::unistd::read(s.pipe.as_raw_fd(), chunk.get_mut(..room).unwrap_or(&mut [])) {
+            let n = match nix::unistd::read(
+                s.pipe.as_raw_fd(),
+                chunk.get_mut(..room).unwrap_or(&mut []),
+            ) {
                 Ok(n) => n,
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return,
@@ -211,7 +260,9 @@ impl Pid1 {
                 return match (end, report) {
                     (Ok(()), Some(r)) => self.staging_ended(r),
                     (Err(e), _) => self.staging_failed(e.to_string()),
-                    (Ok(()), None) => self.staging_failed("the stager ended without a report (see its reap event)".into()),
+                    (Ok(()), None) => self.staging_failed(
+                        "the stager ended without a report (see its reap event)".into(),
+                    ),
                 };
             }
             match s.reader.push(chunk.get(..n).unwrap_or(&[])) {
@@ -230,8 +281,15 @@ impl Pid1 {
 
     /// Past its deadline: kill the stager, refuse the update.
     pub(super) fn check_staging_deadline(&mut self, now: f64) {
-        if self.stage.current.as_ref().is_some_and(|s| now >= s.deadline) {
-            self.staging_failed(format!("staging took longer than {DEADLINE_S:.0} s; the stager was killed"));
+        if self
+            .stage
+            .current
+            .as_ref()
+            .is_some_and(|s| now >= s.deadline)
+        {
+            self.staging_failed(format!(
+                "staging took longer than {DEADLINE_S:.0} s; the stager was killed"
+            ));
         }
     }
 
@@ -247,11 +305,22 @@ impl Pid1 {
     /// announced, refuse. An inbox bundle stays taken: the next look tries
     /// it once more or quarantines it.
     fn staging_failed(&mut self, why: String) {
-        let Some(s) = self.stage.current.take() else { return };
+        let Some(s) = self.stage.current.take() else {
+            return;
+        };
         let _ = kill(s.pid, Signal::SIGKILL);
         drop(s.pipe);
-        let running: Vec<Digest> = self.updates.as_ref().map(|u| u.running.images.iter().map(|i| i.sha256).collect()).unwrap_or_default();
-        let stale: Vec<Digest> = s.announced.iter().copied().filter(|d| !running.contains(d)).collect();
+        let running: Vec<Digest> = self
+            .updates
+            .as_ref()
+            .map(|u| u.running.images.iter().map(|i| i.sha256).collect())
+            .unwrap_or_default();
+        let stale: Vec<Digest> = s
+            .announced
+            .iter()
+            .copied()
+            .filter(|d| !running.contains(d))
+            .collect();
         crate::images::unmap(&stale);
         let why = self.refused(&s.bundle, "stager", &why);
         self.answer(&s.origin, Err(why));
@@ -259,7 +328,9 @@ impl Pid1 {
 
     /// The stager's report came and its pipe closed.
     fn staging_ended(&mut self, report: Report) {
-        let Some(s) = self.stage.current.take() else { return };
+        let Some(s) = self.stage.current.take() else {
+            return;
+        };
         drop(s.pipe);
         crate::release::durable::add_steps(report.store_writes);
         if let Some(open) = self.stage.log.open() {
@@ -273,9 +344,17 @@ impl Pid1 {
                 Outcome::Staged(_) => "staged",
                 Outcome::Refused { .. } => "refused",
             };
-            let (dir, name) = (path.parent().unwrap_or(Path::new("/")), path.file_name().and_then(|n| n.to_str()).unwrap_or(""));
+            let (dir, name) = (
+                path.parent().unwrap_or(Path::new("/")),
+                path.file_name().and_then(|n| n.to_str()).unwrap_or(""),
+            );
             let r = inbox::remove(dir, name);
-            Event::info("update.inbox").kv("bundle", &s.bundle).kv("removed", path.display()).kv("why", why).result(&r.map_err(|e| e.to_string())).emit();
+            Event::info("update.inbox")
+                .kv("bundle", &s.bundle)
+                .kv("removed", path.display())
+                .kv("why", why)
+                .result(&r.map_err(|e| e.to_string()))
+                .emit();
         }
         let elapsed_ms = ((crate::log::now() - s.since) * 1e3) as u64;
         let result = match report.outcome {
@@ -287,8 +366,14 @@ impl Pid1 {
 
     /// Log a refusal (and end the update being staged with it); its text.
     pub(super) fn refused(&mut self, bundle: &str, kind: &str, why: &str) -> String {
-        Event::error("update.refused").kv("bundle", bundle).kv("kind", kind).kv("reason", why).emit();
-        self.stage.log.end(crate::outcome::Phase::Refused, kind, why);
+        Event::error("update.refused")
+            .kv("bundle", bundle)
+            .kv("kind", kind)
+            .kv("reason", why)
+            .emit();
+        self.stage
+            .log
+            .end(crate::outcome::Phase::Refused, kind, why);
         why.to_string()
     }
 
@@ -297,7 +382,11 @@ impl Pid1 {
     fn answer(&mut self, origin: &Origin, result: Result<String, String>) {
         if let (Origin::Inbox { base, .. }, Ok(msg)) = (origin, result) {
             let bundle = Path::new(inbox::INBOX).join(base);
-            Event::info("update.inbox").kv("bundle", bundle.display()).kv("result", "ok").kv("detail", msg).emit();
+            Event::info("update.inbox")
+                .kv("bundle", bundle.display())
+                .kv("result", "ok")
+                .kv("detail", msg)
+                .emit();
         }
     }
 
@@ -305,9 +394,17 @@ impl Pid1 {
     /// once its staging started.
     pub(super) fn update_path(&mut self, path: &str) -> Result<crate::outcome::UpdateInfo, String> {
         self.may_stage()?;
-        let file = open_bundle(Path::new(path)).map_err(|why| self.refused(path, "bundle", &why))?;
-        let remove = Path::new(path).starts_with(inbox::INBOX).then(|| PathBuf::from(path));
-        self.start_staging(file, path, Origin::Control, remove).map_err(|why| self.refused(path, "device", &why))?;
-        self.stage.log.last().cloned().ok_or_else(|| "the update's record is missing".to_string())
+        let file =
+            open_bundle(Path::new(path)).map_err(|why| self.refused(path, "bundle", &why))?;
+        let remove = Path::new(path)
+            .starts_with(inbox::INBOX)
+            .then(|| PathBuf::from(path));
+        self.start_staging(file, path, Origin::Control, remove)
+            .map_err(|why| self.refused(path, "device", &why))?;
+        self.stage
+            .log
+            .last()
+            .cloned()
+            .ok_or_else(|| "the update's record is missing".to_string())
     }
 }

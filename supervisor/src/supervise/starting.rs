@@ -75,7 +75,9 @@ impl Pid1 {
     /// Begin starting container `i` (its time has come, its dependencies
     /// are ready).
     pub(super) fn begin_start(&mut self, i: usize, now: f64) {
-        let Some(slot) = self.slots.get_mut(i) else { return };
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
         slot.due = None;
         if let Some(sock) = &slot.spec.notify {
             // Nothing an earlier run sent counts for this one. Drained before
@@ -84,7 +86,9 @@ impl Pid1 {
         }
         let name = slot.spec.name.clone();
         let removing = self.removal_pending(&name);
-        let Some(slot) = self.slots.get_mut(i) else { return };
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
         let begun = if removing {
             Err(("cgroup-busy", String::new()))
         } else {
@@ -93,7 +97,12 @@ impl Pid1 {
         match begun {
             Ok(crate::containers::Begun::Shift(_)) if slot.shifted => {
                 slot.shifted = false;
-                Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", "still not marked shifted after a shift").emit();
+                Event::error("container.start")
+                    .kv("name", &name)
+                    .kv("step", "volume")
+                    .kv("result", "error")
+                    .kv("error", "still not marked shifted after a shift")
+                    .emit();
                 self.after_exit(i, crate::restart::Exit::Code(127), 0);
             }
             Ok(crate::containers::Begun::Shift(jobs)) => self.begin_shift(i, jobs, now),
@@ -102,16 +111,27 @@ impl Pid1 {
                 slot.told_waiting = false;
                 slot.deferred = 0;
                 slot.state = SlotState::Starting;
-                let mut st = Starting { launching, deadline: Deadline::new(now), up_watched: false, init_ended: None };
+                let mut st = Starting {
+                    launching,
+                    deadline: Deadline::new(now),
+                    up_watched: false,
+                    init_ended: None,
+                };
                 if let Some(epoll) = &self.epoll {
                     let token = TOKEN_START + TOKENS * i as u64;
                     let p = &st.launching.pending;
                     let r = epoll.add(p.err_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token));
                     if let Err(e) = r {
-                        Event::error("container.start").kv("name", &name).kv("step", "watch").result(&Err::<(), _>(errno_text(e))).emit();
+                        Event::error("container.start")
+                            .kv("name", &name)
+                            .kv("step", "watch")
+                            .result(&Err::<(), _>(errno_text(e)))
+                            .emit();
                     }
                     if let Some(up) = p.up_fd() {
-                        st.up_watched = epoll.add(up, EpollEvent::new(EpollFlags::EPOLLIN, token + 1)).is_ok();
+                        st.up_watched = epoll
+                            .add(up, EpollEvent::new(EpollFlags::EPOLLIN, token + 1))
+                            .is_ok();
                     }
                 }
                 slot.starting = Some(Box::new(st));
@@ -121,7 +141,9 @@ impl Pid1 {
                 slot.due = Some(now + DEFER);
                 if !slot.told_waiting {
                     slot.told_waiting = true;
-                    let mut ev = Event::info("container.waiting").kv("name", &name).kv("for", "cgroup");
+                    let mut ev = Event::info("container.waiting")
+                        .kv("name", &name)
+                        .kv("for", "cgroup");
                     if !e.is_empty() {
                         ev = ev.kv("reason", e);
                     }
@@ -131,7 +153,12 @@ impl Pid1 {
             Err((step, e)) => {
                 slot.told_waiting = false;
                 slot.deferred = 0;
-                Event::error("container.start").kv("name", &name).kv("step", step).kv("result", "error").kv("error", e).emit();
+                Event::error("container.start")
+                    .kv("name", &name)
+                    .kv("step", step)
+                    .kv("result", "error")
+                    .kv("error", e)
+                    .emit();
                 // A start that fails counts as a failed run of no length.
                 self.after_exit(i, crate::restart::Exit::Code(127), 0);
             }
@@ -144,9 +171,15 @@ impl Pid1 {
         if t % TOKENS == 2 {
             return self.on_shift_done(i);
         }
-        let Some(slot) = self.slots.get_mut(i) else { return };
-        let Some(st) = slot.starting.as_mut() else { return };
-        let crate::containers::Launching { pending, cgroup, .. } = &mut st.launching;
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        let Some(st) = slot.starting.as_mut() else {
+            return;
+        };
+        let crate::containers::Launching {
+            pending, cgroup, ..
+        } = &mut st.launching;
         let mut add = |pid| cgroup.add(pid).map_err(|_| Errno::EIO);
         let poll = pending.advance(&slot.spec.plan, &mut add);
         if st.up_watched && pending.up_fd().is_none() {
@@ -162,8 +195,17 @@ impl Pid1 {
                 if !self.end_start(i) {
                     return;
                 }
-                let name = self.slots.get(i).map(|s| s.spec.name.clone()).unwrap_or_default();
-                Event::error("container.start").kv("name", &name).kv("step", "spawn").kv("result", "error").kv("error", e).emit();
+                let name = self
+                    .slots
+                    .get(i)
+                    .map(|s| s.spec.name.clone())
+                    .unwrap_or_default();
+                Event::error("container.start")
+                    .kv("name", &name)
+                    .kv("step", "spawn")
+                    .kv("result", "error")
+                    .kv("error", e)
+                    .emit();
                 self.after_exit(i, crate::restart::Exit::Code(127), 0);
             }
         }
@@ -173,12 +215,20 @@ impl Pid1 {
     /// processes killed (to be reaped quietly) and its cgroup on its way
     /// out. False when it had none.
     fn end_start(&mut self, i: usize) -> bool {
-        let Some(slot) = self.slots.get_mut(i) else { return false };
-        let Some(st) = slot.starting.take() else { return false };
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        let Some(st) = slot.starting.take() else {
+            return false;
+        };
         let name = slot.spec.name.clone();
         self.unwatch_start(&st);
         let Starting { launching, .. } = *st;
-        let crate::containers::Launching { pending, output, cgroup } = launching;
+        let crate::containers::Launching {
+            pending,
+            output,
+            cgroup,
+        } = launching;
         pending.kill();
         let alive: heapless::Vec<Pid, 2> = pending.alive().collect();
         for pid in alive {
@@ -203,11 +253,23 @@ impl Pid1 {
     /// Container `i`'s init exec'd: it runs.
     fn start_done(&mut self, i: usize, started: crate::container::spawn::Started) {
         let now = crate::log::now();
-        let Some(slot) = self.slots.get_mut(i) else { return };
-        let Some(st) = slot.starting.take() else { return };
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        let Some(st) = slot.starting.take() else {
+            return;
+        };
         self.unwatch_start(&st);
-        let Starting { launching, init_ended, .. } = *st;
-        let crate::containers::Launching { pending, output, cgroup } = launching;
+        let Starting {
+            launching,
+            init_ended,
+            ..
+        } = *st;
+        let crate::containers::Launching {
+            pending,
+            output,
+            cgroup,
+        } = launching;
         // The intermediate has exited (its end of the error pipe closed);
         // its exit may not be read yet.
         let c1: heapless::Vec<Pid, 2> = pending.alive().filter(|p| *p != started.pid).collect();
@@ -216,7 +278,9 @@ impl Pid1 {
         }
         drop(pending);
         crate::containers::log_placement(started.placed);
-        let Some(slot) = self.slots.get_mut(i) else { return };
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
         crate::containers::started_event(&slot.spec, started.pid, &cgroup);
         slot.pid = Some(started.pid);
         slot.started = now;
@@ -246,7 +310,9 @@ impl Pid1 {
     /// step it hung in.
     pub(super) fn expire_starts(&mut self, now: f64) {
         for i in 0..self.slots.len() {
-            let Some(slot) = self.slots.get(i) else { continue };
+            let Some(slot) = self.slots.get(i) else {
+                continue;
+            };
             let Some(st) = &slot.starting else { continue };
             if !st.deadline.expired(now) {
                 continue;
@@ -267,8 +333,17 @@ impl Pid1 {
         if !self.end_start(i) && !self.end_shift(i) {
             return false;
         }
-        let name = self.slots.get(i).map(|s| s.spec.name.clone()).unwrap_or_default();
-        Event::info("container.stop").kv("name", &name).kv("by", by).kv("signal", "SIGKILL").kv("starting", 1).emit();
+        let name = self
+            .slots
+            .get(i)
+            .map(|s| s.spec.name.clone())
+            .unwrap_or_default();
+        Event::info("container.stop")
+            .kv("name", &name)
+            .kv("by", by)
+            .kv("signal", "SIGKILL")
+            .kv("starting", 1)
+            .emit();
         self.after_exit(i, crate::restart::Exit::Signal(KILLED), 0);
         true
     }
@@ -293,56 +368,100 @@ impl Pid1 {
     /// Container `i`'s volumes must be shifted before it starts: a helper
     /// thread does it; the slot waits (`starting`) for its report.
     fn begin_shift(&mut self, i: usize, jobs: Vec<crate::container::shift::Job>, now: f64) {
-        let Some(slot) = self.slots.get_mut(i) else { return };
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
         let name = slot.spec.name.clone();
         let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let volumes: Vec<String> = jobs.iter().map(|j| j.volume.clone()).collect();
         let to = jobs.first().map_or(0, |j| j.to);
-        let spawned = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-            .map_err(|e| errno_text(e).to_string())
-            .and_then(|(r, w)| crate::container::shift::spawn(jobs, w, cancel.clone()).map(|rx| (r, rx)).map_err(|e| e.to_string()));
+        let spawned =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|e| errno_text(e).to_string())
+                .and_then(|(r, w)| {
+                    crate::container::shift::spawn(jobs, w, cancel.clone())
+                        .map(|rx| (r, rx))
+                        .map_err(|e| e.to_string())
+                });
         let (wake, report) = match spawned {
             Ok(x) => x,
             Err(e) => {
-                Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", e).emit();
+                Event::error("container.start")
+                    .kv("name", &name)
+                    .kv("step", "volume")
+                    .kv("result", "error")
+                    .kv("error", e)
+                    .emit();
                 return self.after_exit(i, crate::restart::Exit::Code(127), 0);
             }
         };
         if let Some(epoll) = &self.epoll {
             let token = TOKEN_START + TOKENS * i as u64 + 2;
             if let Err(e) = epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, token)) {
-                Event::error("volume.shift").kv("name", &name).kv("step", "watch").result(&Err::<(), _>(errno_text(e))).emit();
+                Event::error("volume.shift")
+                    .kv("name", &name)
+                    .kv("step", "watch")
+                    .result(&Err::<(), _>(errno_text(e)))
+                    .emit();
             }
         }
-        Event::info("volume.shift").kv("name", &name).kv("volumes", volumes.join(",")).kv("to", to).emit();
+        Event::info("volume.shift")
+            .kv("name", &name)
+            .kv("volumes", volumes.join(","))
+            .kv("to", to)
+            .emit();
         slot.state = SlotState::Starting;
-        slot.preparing = Some(Box::new(Preparing { wake, report, cancel, began: now }));
+        slot.preparing = Some(Box::new(Preparing {
+            wake,
+            report,
+            cancel,
+            began: now,
+        }));
     }
 
     /// The helper thread of container `i`'s volume shift reported.
     fn on_shift_done(&mut self, i: usize) {
         let now = crate::log::now();
-        let Some(slot) = self.slots.get_mut(i) else { return };
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
         let Some(p) = &slot.preparing else { return };
         let report = match p.report.try_recv() {
             Ok(r) => r,
             Err(std::sync::mpsc::TryRecvError::Empty) => return,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err("the shift ended without a report".to_owned()),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err("the shift ended without a report".to_owned())
+            }
         };
         let ms = ((now - p.began).max(0.0) * 1e3) as u64;
         let name = slot.spec.name.clone();
         self.end_shift(i);
         match report {
             Ok(entries) => {
-                Event::info("volume.shift").kv("name", &name).kv("entries", entries).kv("ms", ms).kv("result", "ok").emit();
+                Event::info("volume.shift")
+                    .kv("name", &name)
+                    .kv("entries", entries)
+                    .kv("ms", ms)
+                    .kv("result", "ok")
+                    .emit();
                 if let Some(slot) = self.slots.get_mut(i) {
                     slot.shifted = true;
                 }
                 self.begin_start(i, now);
             }
             Err(e) => {
-                Event::error("volume.shift").kv("name", &name).kv("ms", ms).kv("result", "error").kv("error", &e).emit();
-                Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", e).emit();
+                Event::error("volume.shift")
+                    .kv("name", &name)
+                    .kv("ms", ms)
+                    .kv("result", "error")
+                    .kv("error", &e)
+                    .emit();
+                Event::error("container.start")
+                    .kv("name", &name)
+                    .kv("step", "volume")
+                    .kv("result", "error")
+                    .kv("error", e)
+                    .emit();
                 self.after_exit(i, crate::restart::Exit::Code(127), 0);
             }
         }
@@ -351,8 +470,12 @@ impl Pid1 {
     /// Take container `i`'s volume shift out of the loop (a running helper
     /// stops at its next entry; its marker says the shift is unfinished).
     fn end_shift(&mut self, i: usize) -> bool {
-        let Some(slot) = self.slots.get_mut(i) else { return false };
-        let Some(p) = slot.preparing.take() else { return false };
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        let Some(p) = slot.preparing.take() else {
+            return false;
+        };
         p.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(epoll) = &self.epoll {
             let _ = epoll.delete(&p.wake);
@@ -363,7 +486,10 @@ impl Pid1 {
     /// Reap `pid` without a `reap` event (an ended start's process).
     pub(super) fn reap_quietly(&mut self, pid: Pid) {
         if !self.quiet.contains(&pid) && self.quiet.push(pid).is_err() {
-            Event::debug("reap").kv("pid", pid).kv("quiet", "full").emit();
+            Event::debug("reap")
+                .kv("pid", pid)
+                .kv("quiet", "full")
+                .emit();
         }
     }
 
@@ -387,7 +513,11 @@ impl Pid1 {
 
     /// The earliest pending start's deadline.
     pub(super) fn starts_deadline(&self) -> Option<f64> {
-        self.slots.iter().filter_map(|s| s.starting.as_ref()).map(|st| st.deadline()).reduce(f64::min)
+        self.slots
+            .iter()
+            .filter_map(|s| s.starting.as_ref())
+            .map(|st| st.deadline())
+            .reduce(f64::min)
     }
 }
 

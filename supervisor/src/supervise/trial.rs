@@ -12,10 +12,22 @@ use crate::release::record::Cause;
 use crate::restart::{Decision, Exit};
 use crate::trial::{judge_exit, standing, Seen, Step, Verdict};
 
+/// Record writes a rollback tries, one after another, before it gives up
+/// and reboots (the record still says "trial": the boot rolls back).
+pub const ROLLBACK_TRIES: u32 = 3;
+/// Seconds between tries of a commit whose record write failed; the
+/// trial's deadline ends the retries (with a rollback).
+pub const COMMIT_RETRY_S: f64 = 2.0;
+
 impl Pid1 {
     /// Whether container `name` of the running release is a one-shot task.
     fn oneshot(&self, name: &str) -> bool {
-        self.updates.as_ref().is_some_and(|u| u.running.containers.iter().any(|m| m.name == name && m.oneshot))
+        self.updates.as_ref().is_some_and(|u| {
+            u.running
+                .containers
+                .iter()
+                .any(|m| m.name == name && m.oneshot)
+        })
     }
 
     /// Container `name` ended and its restart policy decided: during a
@@ -30,7 +42,11 @@ impl Pid1 {
             Verdict::Done => "done",
             Verdict::Fails(_) => "fails",
         };
-        Event::info("trial.exit").kv("name", name).kv("exit", super::commands::last_exit(Some(exit))).kv("verdict", said).emit();
+        Event::info("trial.exit")
+            .kv("name", name)
+            .kv("exit", super::commands::last_exit(Some(exit)))
+            .kv("verdict", said)
+            .emit();
         match verdict {
             Verdict::Fails(cause) => {
                 let _ = self.roll_back(cause, Some(name));
@@ -43,12 +59,17 @@ impl Pid1 {
     /// Whether every container that counts is all good now (see
     /// [`crate::trial::standing`]).
     fn trial_all_good(&self) -> bool {
-        let Some(t) = self.updates.as_ref().and_then(|u| u.trial.as_ref()) else { return false };
+        let Some(t) = self.updates.as_ref().and_then(|u| u.trial.as_ref()) else {
+            return false;
+        };
         crate::trial::all_good(self.slots.iter().filter(|s| !s.retired).map(|s| {
             standing(Seen {
                 up: s.pid.is_some() && s.life.ready && !s.life.stopping,
                 held: s.held,
-                ended_before: t.ended_before.iter().any(|n| n.as_str() == s.spec.name.as_str()),
+                ended_before: t
+                    .ended_before
+                    .iter()
+                    .any(|n| n.as_str() == s.spec.name.as_str()),
                 oneshot_done: s.pid.is_none()
                     && s.state == SlotState::Stopped
                     && s.last_exit == Some(Exit::Code(0))
@@ -82,6 +103,7 @@ impl Pid1 {
         }
         match crate::trial::step(now, t.healthy_since, t.window, t.deadline) {
             Step::Wait { until } => Some(until),
+            Step::Commit if now < t.commit_retry_at => Some(t.commit_retry_at.min(t.deadline)),
             Step::Commit => {
                 let _ = self.commit("window");
                 None
@@ -95,8 +117,14 @@ impl Pid1 {
 
     /// End the trial with a rollback to the previous release, by the same
     /// switch as an update; `(from, to)` on success.
-    pub(super) fn roll_back(&mut self, cause: Cause, container: Option<&str>) -> Result<(u64, u64), String> {
-        let Some(u) = self.updates.as_mut() else { return Err("no release store on this device".into()) };
+    pub(super) fn roll_back(
+        &mut self,
+        cause: Cause,
+        container: Option<&str>,
+    ) -> Result<(u64, u64), String> {
+        let Some(u) = self.updates.as_mut() else {
+            return Err("no release store on this device".into());
+        };
         if u.trial.is_none() {
             return Err("no release is on trial".into());
         }
@@ -106,19 +134,52 @@ impl Pid1 {
             let _ = s.push_str(n);
             s
         });
-        self.stage.log.end(Phase::RolledBack, cause.name(), container.unwrap_or(""));
-        let rb = match u.store.rollback(cause, name) {
-            Ok(rb) => rb,
-            Err(e) => {
-                Event::error("release.rollback").kv("cause", cause).result(&Err::<(), _>(e.to_string())).emit();
-                return Err(format!("the rollback could not be recorded: {e}"));
+        self.stage
+            .log
+            .end(Phase::RolledBack, cause.name(), container.unwrap_or(""));
+        let mut tries = 0;
+        let rb = loop {
+            tries += 1;
+            match u.store.rollback(cause, name.clone()) {
+                Ok(rb) => break rb,
+                Err(e) if tries < ROLLBACK_TRIES => {
+                    Event::warn("release.rollback")
+                        .kv("cause", cause)
+                        .kv("try", tries)
+                        .kv("retry", "now")
+                        .kv("reason", e)
+                        .emit();
+                }
+                Err(e) => {
+                    // The record still says "trial": the boot rolls back.
+                    Event::error("release.rollback")
+                        .kv("cause", cause)
+                        .kv("tries", tries)
+                        .kv("then", "reboot")
+                        .result(&Err::<(), _>(e.to_string()))
+                        .emit();
+                    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
+                    return Err(format!(
+                        "the rollback could not be recorded ({e}); rebooting, the boot rolls back"
+                    ));
+                }
             }
         };
-        let mut ev = Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to);
+        let mut ev = Event::warn("release.rollback")
+            .kv("cause", rb.cause)
+            .kv("from", rb.from)
+            .kv("to", rb.to);
         if let Some(n) = container {
             ev = ev.kv("container", n);
         }
         ev.emit();
+        if rb.to == 0 {
+            self.enter_recovery(&format!(
+                "the repair (release {}) failed its trial ({cause}) and nothing came before it",
+                rb.from
+            ));
+            return Ok((rb.from, rb.to));
+        }
         match u.store.verify_current(&u.keys, &u.board.name) {
             Ok(v) => {
                 let key_id = v.key_id.to_string();
@@ -127,8 +188,15 @@ impl Pid1 {
                 Ok((rb.from, rb.to))
             }
             Err(e) => {
-                Event::error("release.rollback").kv("step", "load").result(&Err::<(), _>(e.to_string())).emit();
-                Err(format!("rolled back, but the previous release does not load: {e}"))
+                Event::error("release.rollback")
+                    .kv("step", "load")
+                    .result(&Err::<(), _>(e.to_string()))
+                    .emit();
+                self.enter_recovery(&format!(
+                    "rolled back to release {}, which does not load: {e}",
+                    rb.to
+                ));
+                Err(format!("rolled back, but the previous release does not load: {e}; in the recovery state"))
             }
         }
     }
@@ -136,18 +204,38 @@ impl Pid1 {
     /// End the trial with a commit (`by`: `window` or `operator`); the
     /// version committed.
     pub(super) fn commit(&mut self, by: &str) -> Result<u64, String> {
-        let Some(u) = self.updates.as_mut() else { return Err("no release store on this device".into()) };
-        let Some(t) = u.trial.take() else { return Err("no release is on trial".into()) };
+        let Some(u) = self.updates.as_mut() else {
+            return Err("no release store on this device".into());
+        };
+        let Some(mut t) = u.trial.take() else {
+            return Err("no release is on trial".into());
+        };
         match u.store.commit() {
-            Ok(()) => Event::info("release.commit").kv("version", t.version).kv("window_s", t.window).kv("by", by).emit(),
+            Ok(()) => Event::info("release.commit")
+                .kv("version", t.version)
+                .kv("window_s", t.window)
+                .kv("by", by)
+                .emit(),
             Err(e) => {
-                Event::error("release.commit").kv("version", t.version).result(&Err::<(), _>(e.to_string())).emit();
-                return Err(format!("the commit could not be recorded: {e}"));
+                // Still on trial: tried again shortly, until its deadline.
+                t.commit_retry_at = crate::log::now() + COMMIT_RETRY_S;
+                Event::error("release.commit")
+                    .kv("version", t.version)
+                    .kv("retry_s", COMMIT_RETRY_S)
+                    .result(&Err::<(), _>(e.to_string()))
+                    .emit();
+                u.trial = Some(t);
+                return Err(format!("the commit could not be recorded: {e}; it is tried again in {COMMIT_RETRY_S} s"));
             }
         }
         self.stage.log.end(Phase::Committed, "", "");
+        // No rollback can need them in this boot any more.
+        crate::images::unmap(&t.superseded);
         match u.store.gc() {
-            Ok(c) => Event::info("release.gc").kv("images", c.images).kv("releases", c.releases).emit(),
+            Ok(c) => Event::info("release.gc")
+                .kv("images", c.images)
+                .kv("releases", c.releases)
+                .emit(),
             Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
         }
         // The whole update's store writes: the power-cut tests cut at each.
@@ -158,19 +246,31 @@ impl Pid1 {
             .kv("store_writes", crate::release::durable::steps())
             .kv("loop_max_ms", format_args!("{:.1}", worst.handler_s * 1e3))
             .kv("loop_max_kind", worst.handler.name())
-            .kv("pet_late_max_ms", format_args!("{:.1}", worst.pet_late_s * 1e3))
+            .kv(
+                "pet_late_max_ms",
+                format_args!("{:.1}", worst.pet_late_s * 1e3),
+            )
             .emit();
         Ok(t.version)
     }
 
     /// Why there is nothing to commit or roll back, if so.
     fn no_trial(&self) -> Option<String> {
-        let Some(u) = self.updates.as_ref() else { return Some("no release store on this device".into()) };
+        let Some(u) = self.updates.as_ref() else {
+            return Some("no release store on this device".into());
+        };
         if u.trial.is_some() {
             return None;
         }
-        let staging = self.stage.current.as_ref().map_or(String::new(), |s| format!("; {} is being staged", s.bundle));
-        Some(format!("no release is on trial (release {} is committed{staging})", u.running.version))
+        let staging = self
+            .stage
+            .current
+            .as_ref()
+            .map_or(String::new(), |s| format!("; {} is being staged", s.bundle));
+        Some(format!(
+            "no release is on trial (release {} is committed{staging})",
+            u.running.version
+        ))
     }
 
     /// `berthctl commit`.
@@ -192,7 +292,9 @@ impl Pid1 {
         }
         Event::info("control.rollback").emit();
         match self.roll_back(Cause::Requested, None) {
-            Ok((from, to)) => crate::control::message(&format!("rolled back from release {from} to {to}")),
+            Ok((from, to)) => {
+                crate::control::message(&format!("rolled back from release {from} to {to}"))
+            }
             Err(e) => error(&e),
         }
     }

@@ -341,7 +341,9 @@ pub fn io_errno_name(e: &io::Error) -> String {
 }
 
 pub fn errno_name(code: i32) -> String {
-    qemu_tests::errno::name(code).map(str::to_string).unwrap_or_else(|| format!("errno {code}"))
+    qemu_tests::errno::name(code)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("errno {code}"))
 }
 
 pub fn signal_name(sig: i32) -> String {

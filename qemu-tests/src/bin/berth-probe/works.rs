@@ -79,10 +79,23 @@ pub fn run_all() -> Vec<(String, bool, String)> {
 /// The AppArmor label the probe runs under (the per-LSM attribute, or the
 /// legacy one), as `label="..."`: the scenario knows which it wants.
 fn apparmor_label() -> (bool, String) {
-    let text = fs::read_to_string("/proc/self/attr/apparmor/current").or_else(|_| fs::read_to_string("/proc/self/attr/current"));
+    let text = fs::read_to_string("/proc/self/attr/apparmor/current")
+        .or_else(|_| fs::read_to_string("/proc/self/attr/current"));
     match text {
-        Ok(t) => (true, format!("label={}", t.trim_end_matches(['\n', '\0']).replace(' ', "_"))),
-        Err(e) => (false, format!("read /proc/self/attr/apparmor/current: {}", io_errno_name(&e))),
+        Ok(t) => (
+            true,
+            format!(
+                "label={}",
+                t.trim_end_matches(['\n', '\0']).replace(' ', "_")
+            ),
+        ),
+        Err(e) => (
+            false,
+            format!(
+                "read /proc/self/attr/apparmor/current: {}",
+                io_errno_name(&e)
+            ),
+        ),
     }
 }
 
@@ -95,11 +108,23 @@ fn landlock_active() -> (bool, String) {
     let path = c"/proc/self/comm";
     let meta = match fs::metadata("/proc/self/comm") {
         Ok(m) => m,
-        Err(e) => return (false, format!("stat /proc/self/comm: {}", io_errno_name(&e))),
+        Err(e) => {
+            return (
+                false,
+                format!("stat /proc/self/comm: {}", io_errno_name(&e)),
+            )
+        }
     };
     let euid = sys::geteuid();
     if meta.uid() != euid || meta.mode() & 0o200 == 0 {
-        return (false, format!("/proc/self/comm is uid {} mode {:o}, not writable by uid {euid}", meta.uid(), meta.mode()));
+        return (
+            false,
+            format!(
+                "/proc/self/comm is uid {} mode {:o}, not writable by uid {euid}",
+                meta.uid(),
+                meta.mode()
+            ),
+        );
     }
     // SAFETY: statvfs fills a struct we own; the path is NUL-terminated.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -109,16 +134,31 @@ fn landlock_active() -> (bool, String) {
     }
     #[allow(clippy::unnecessary_cast)]
     if st.f_flag as u64 & libc::ST_RDONLY as u64 != 0 {
-        return (false, "/proc is mounted read-only: the check would prove nothing".into());
+        return (
+            false,
+            "/proc is mounted read-only: the check would prove nothing".into(),
+        );
     }
     let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0);
     if fd >= 0 {
         close(fd);
-        return (false, "opened /proc/self/comm for writing: no Landlock ruleset in force".into());
+        return (
+            false,
+            "opened /proc/self/comm for writing: no Landlock ruleset in force".into(),
+        );
     }
     match errno() {
-        libc::EACCES => (true, "own /proc/self/comm (rw mount, owner-writable) refused with EACCES".into()),
-        e => (false, format!("open /proc/self/comm for writing: {} (want EACCES)", errno_name(e))),
+        libc::EACCES => (
+            true,
+            "own /proc/self/comm (rw mount, owner-writable) refused with EACCES".into(),
+        ),
+        e => (
+            false,
+            format!(
+                "open /proc/self/comm for writing: {} (want EACCES)",
+                errno_name(e)
+            ),
+        ),
     }
 }
 
@@ -138,7 +178,10 @@ fn run_exit0(path: &str) -> Result<i32, i32> {
 fn exec_denied(path: &str) -> (bool, String) {
     match run_exit0(path) {
         Err(libc::EACCES) => (true, format!("execve {path}: EACCES")),
-        Err(e) => (false, format!("execve {path}: {} (want EACCES)", errno_name(e))),
+        Err(e) => (
+            false,
+            format!("execve {path}: {} (want EACCES)", errno_name(e)),
+        ),
         Ok(code) => (false, format!("{path} ran (exit {code})")),
     }
 }
@@ -155,7 +198,10 @@ fn exec_works(path: &str) -> (bool, String) {
 /// RLIMIT_NOFILE is what the manifest asked for, and core dumps are off.
 fn rlimits(want: &str) -> (bool, String) {
     let get = |r| {
-        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         // SAFETY: getrlimit writes one rlimit struct we own.
         let ok = unsafe { libc::getrlimit(r, &mut l) } == 0;
         // rlim_t is 32-bit on armv7 glibc, 64-bit elsewhere.
@@ -168,7 +214,13 @@ fn rlimits(want: &str) -> (bool, String) {
     };
     let want: u64 = want.parse().unwrap_or(0);
     let ok = nofile == (want, want) && core == (0, 0);
-    (ok, format!("nofile={}/{} core={}/{}", nofile.0, nofile.1, core.0, core.1))
+    (
+        ok,
+        format!(
+            "nofile={}/{} core={}/{}",
+            nofile.0, nofile.1, core.0, core.1
+        ),
+    )
 }
 
 /// The persistent volume takes a file, keeps it through fsync, and gives
@@ -408,7 +460,11 @@ fn granted_device(path: &str) -> (bool, String) {
 /// The first node of a comma-separated list that exists (boards name their
 /// serial ports differently) opens for writing.
 fn writable_device(list: &str) -> (bool, String) {
-    let Some(path) = list.split(',').map(str::trim).find(|p| fs::metadata(p).is_ok()) else {
+    let Some(path) = list
+        .split(',')
+        .map(str::trim)
+        .find(|p| fs::metadata(p).is_ok())
+    else {
         return (false, format!("none of {list} exists"));
     };
     let Some(c) = sys::cs(path) else {
@@ -416,7 +472,10 @@ fn writable_device(list: &str) -> (bool, String) {
     };
     let fd = open(&c, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOCTTY, 0);
     if fd < 0 {
-        return (false, format!("open {path} for writing: {}", errno_name(errno())));
+        return (
+            false,
+            format!("open {path} for writing: {}", errno_name(errno())),
+        );
     }
     close(fd);
     (true, format!("opened {path} for writing"))
@@ -429,19 +488,35 @@ fn absent_devices(list: &str) -> (bool, String) {
     let mut seen = Vec::new();
     for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Ok(m) = fs::metadata(p) {
-            seen.push(format!("{p} exists ({})", if m.file_type().is_char_device() { "char" } else { "other" }));
+            seen.push(format!(
+                "{p} exists ({})",
+                if m.file_type().is_char_device() {
+                    "char"
+                } else {
+                    "other"
+                }
+            ));
         }
     }
     for (major, minor) in [(204u32, 65u32), (4, 65), (10, 183)] {
         let path = format!("/tmp/.berth-probe-node-{major}-{minor}");
         let Some(c) = sys::cs(&path) else { continue };
         // SAFETY: mknod on a NUL-terminated path we own.
-        let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(major, minor)) };
+        let r = unsafe {
+            libc::mknod(
+                c.as_ptr(),
+                libc::S_IFCHR | 0o600,
+                libc::makedev(major, minor),
+            )
+        };
         if r == 0 {
             let _ = fs::remove_file(&path);
             seen.push(format!("mknod {major}:{minor} succeeded"));
         } else if errno() != libc::EPERM {
-            seen.push(format!("mknod {major}:{minor}: {} (not EPERM)", errno_name(errno())));
+            seen.push(format!(
+                "mknod {major}:{minor}: {} (not EPERM)",
+                errno_name(errno())
+            ));
         }
     }
     if seen.is_empty() {
@@ -462,7 +537,14 @@ fn read_only_device(path: &str) -> (bool, String) {
     };
     let euid = sys::geteuid();
     if meta.uid() != euid || meta.mode() & 0o200 == 0 {
-        return (false, format!("{path} is uid {} mode {:o}: its mode already forbids writing to uid {euid}", meta.uid(), meta.mode() & 0o7777));
+        return (
+            false,
+            format!(
+                "{path} is uid {} mode {:o}: its mode already forbids writing to uid {euid}",
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+        );
     }
     let Some(c) = sys::cs(path) else {
         return (false, format!("bad device path {path:?}"));
@@ -474,7 +556,14 @@ fn read_only_device(path: &str) -> (bool, String) {
     }
     let e = errno();
     let ok = e == libc::EPERM;
-    (ok, format!("mode {:o} owner {euid}, open for write: {}", meta.mode() & 0o7777, errno_name(e)))
+    (
+        ok,
+        format!(
+            "mode {:o} owner {euid}, open for write: {}",
+            meta.mode() & 0o7777,
+            errno_name(e)
+        ),
+    )
 }
 
 #[cfg(test)]

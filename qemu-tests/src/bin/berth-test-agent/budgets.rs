@@ -25,9 +25,14 @@ fn state<'a>(status: &'a str, name: &str) -> &'a str {
 
 pub fn run() -> ! {
     loop {
-        let rss = super::pid1_status_kib("VmRSS:").map_or_else(|| "-".to_string(), |v| v.to_string());
+        let rss =
+            super::pid1_status_kib("VmRSS:").map_or_else(|| "-".to_string(), |v| v.to_string());
         let line = match super::berthctl(&["status"]) {
-            Some(st) => format!("AGENT budgets rss_kib={rss} status=ok hog={} neighbour={}", state(&st, "hog"), state(&st, "neighbour")),
+            Some(st) => format!(
+                "AGENT budgets rss_kib={rss} status=ok hog={} neighbour={}",
+                state(&st, "hog"),
+                state(&st, "neighbour")
+            ),
             None => format!("AGENT budgets rss_kib={rss} status=fail hog=- neighbour=-"),
         };
         super::say(&line);
