@@ -72,8 +72,9 @@ const POLL: Duration = Duration::from_millis(50);
 const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 enum Msg {
-    /// The lossy text, and the bytes when they were not UTF-8.
-    Line(String, Option<Vec<u8>>),
+    /// The lossy text, the bytes when they were not UTF-8, and when the
+    /// reader got it.
+    Line(String, Option<Vec<u8>>, Instant),
     Eof,
 }
 
@@ -89,6 +90,8 @@ pub struct Machine {
     raw: HashMap<usize, Vec<u8>>,
     /// Per line: an event line repeating an earlier one.
     repeated: Vec<bool>,
+    /// Per line: when its reader thread got it from QEMU.
+    arrived: Vec<Instant>,
     /// Event text -> index of the last line that carried it.
     event_texts: HashMap<String, usize>,
     cursor: usize,
@@ -150,6 +153,7 @@ impl Machine {
             lines: Vec::new(),
             raw: HashMap::new(),
             repeated: Vec::new(),
+            arrived: Vec::new(),
             event_texts: HashMap::new(),
             cursor: 0,
             status: None,
@@ -341,6 +345,13 @@ impl Machine {
         self.cursor = pos.min(self.lines.len());
     }
 
+    /// When the first console line containing `needle` at or after line
+    /// `from` arrived from QEMU (host time, taken by the reader thread).
+    pub fn arrival_of(&self, needle: &str, from: usize) -> Option<Instant> {
+        let i = self.lines.iter().skip(from).position(|l| l.contains(needle))?;
+        self.arrived.get(from + i).copied()
+    }
+
     /// Take whatever output has arrived, without waiting.
     pub fn poll(&mut self) {
         self.pump(Duration::ZERO);
@@ -504,7 +515,7 @@ impl Machine {
     fn take(&mut self, m: Msg) {
         match m {
             Msg::Eof => self.open_streams = self.open_streams.saturating_sub(1),
-            Msg::Line(line, raw) => {
+            Msg::Line(line, raw, at) => {
                 if let Some(f) = self.log.as_mut() {
                     let bytes = raw.as_deref().unwrap_or(line.as_bytes());
                     if f.write_all(bytes).and_then(|_| f.write_all(b"\n")).is_err() {
@@ -524,6 +535,7 @@ impl Machine {
                 };
                 self.lines.push(line);
                 self.repeated.push(repeated);
+                self.arrived.push(at);
             }
         }
     }
@@ -563,7 +575,7 @@ fn start_reader(name: &str, what: &str, stream: impl Read + Send + 'static, pref
                         }
                         let line = format!("{prefix}{}", String::from_utf8_lossy(&buf));
                         let raw = std::str::from_utf8(&buf).is_err().then(|| [prefix.as_bytes(), &buf].concat());
-                        if tx.send(Msg::Line(line, raw)).is_err() {
+                        if tx.send(Msg::Line(line, raw, Instant::now())).is_err() {
                             return;
                         }
                     }

@@ -16,7 +16,10 @@
 //! a terminal would act on). Keys are `[a-z0-9_.]+`. Tests and operators
 //! parse these lines; nothing relies on free text. Lines are built in a
 //! fixed buffer (no allocation) and cut at [`LINE_MAX`] bytes, ending with
-//! ` trunc=1` when cut.
+//! ` trunc=1` when cut. A warning ends with ` level=warn`, an error (any
+//! event with `result=error` among them) with ` level=error`, always, so
+//! that a reader can tell everything that went wrong by its level alone;
+//! informational lines carry no level.
 //!
 //! Neither sink may block PID 1: the console goes through a bounded ring
 //! drained when the console is writable ([`console`]), the kernel log
@@ -85,6 +88,9 @@ pub fn now() -> f64 {
 }
 
 /// A bounded line writer: writes past the end set `cut` instead of failing.
+/// Room every line keeps for what [`Event::finish`] appends.
+const LINE_TAIL: usize = " trunc=1 level=error\n".len();
+
 struct Line {
     buf: heapless::String<LINE_MAX>,
     cut: bool,
@@ -93,8 +99,8 @@ struct Line {
 impl fmt::Write for Line {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for c in s.chars() {
-            // Keep room for " trunc=1\n".
-            if self.buf.len() + c.len_utf8() > LINE_MAX - 10 || self.buf.push(c).is_err() {
+            // Keep room for " trunc=1 level=error\n".
+            if self.buf.len() + c.len_utf8() > LINE_MAX - LINE_TAIL || self.buf.push(c).is_err() {
                 self.cut = true;
                 break;
             }
@@ -184,10 +190,7 @@ pub struct Event {
 
 impl Event {
     pub fn new(level: Level, name: &str) -> Event {
-        let mut line = Line {
-            buf: heapless::String::new(),
-            cut: false,
-        };
+        let mut line = Line { buf: heapless::String::new(), cut: false };
         let _ = write!(line, "BERTH t={:.6} ev={}", now(), name);
         Event { level, line }
     }
@@ -244,6 +247,11 @@ impl Event {
         if self.line.cut {
             let _ = self.line.buf.push_str(" trunc=1");
         }
+        let _ = self.line.buf.push_str(match self.level {
+            Level::Error => " level=error",
+            Level::Warn => " level=warn",
+            Level::Info | Level::Debug => "",
+        });
         let _ = self.line.buf.push('\n');
         true
     }
@@ -289,15 +297,8 @@ mod tests {
 
     #[test]
     fn bare_and_quoted_values() {
-        let e = Event::info("mount")
-            .kv("target", "/proc")
-            .kv("opts", "a b")
-            .kv("q", "x\"y\\z\n\x01")
-            .kv("e", "");
-        assert_eq!(
-            fields(&e),
-            " ev=mount target=/proc opts=\"a b\" q=\"x\\\"y\\\\z\\n\\x01\" e=\"\""
-        );
+        let e = Event::info("mount").kv("target", "/proc").kv("opts", "a b").kv("q", "x\"y\\z\n\x01").kv("e", "");
+        assert_eq!(fields(&e), " ev=mount target=/proc opts=\"a b\" q=\"x\\\"y\\\\z\\n\\x01\" e=\"\"");
         assert!(e.text().starts_with("BERTH t="));
     }
 
@@ -312,28 +313,37 @@ mod tests {
     }
 
     #[test]
+    fn finished_lines_name_warnings_and_errors_even_when_cut() {
+        let bad: Result<(), &str> = Err("EIO");
+        let mut e = Event::info("x").result(&bad);
+        assert!(e.finish());
+        assert!(e.text().ends_with(" error=EIO level=error\n"), "{}", e.text());
+        let mut w = Event::warn("w").kv("k", "v");
+        assert!(w.finish());
+        assert!(w.text().ends_with(" k=v level=warn\n"));
+        let mut i = Event::info("i");
+        assert!(i.finish());
+        assert!(!i.text().contains("level="));
+        let long = "y".repeat(VALUE_MAX);
+        let mut cut = (0..LINE_MAX / VALUE_MAX + 2).fold(Event::error("c"), |e, _| e.kv("v", &long));
+        assert!(cut.finish());
+        assert!(cut.text().ends_with(" trunc=1 level=error\n"), "{}", cut.text());
+        assert!(cut.text().len() <= LINE_MAX);
+    }
+
+    #[test]
     fn c1_controls_and_bidi_marks_are_escaped() {
         let line = "a\u{9b}31mb\u{85}c\u{202e}d\u{2066}e\u{200f}f\u{61c}g\u{7f}\u{1b}[0m\té\u{a0}";
         let e = Event::info("x").kv("line", line);
-        assert_eq!(
-            fields(&e),
-            " ev=x line=\"a\\u009b31mb\\u0085c\\u202ed\\u2066e\\u200ff\\u061cg\\x7f\\x1b[0m\\x09é\u{a0}\""
-        );
+        assert_eq!(fields(&e), " ev=x line=\"a\\u009b31mb\\u0085c\\u202ed\\u2066e\\u200ff\\u061cg\\x7f\\x1b[0m\\x09é\u{a0}\"");
         assert!(!e.text().chars().any(is_active));
         // For people: the same, but a tab stays and a backslash is kept.
-        assert_eq!(
-            escaped(line),
-            "a\\u009b31mb\\u0085c\\u202ed\\u2066e\\u200ff\\u061cg\\x7f\\x1b[0m\té\u{a0}"
-        );
+        assert_eq!(escaped(line), "a\\u009b31mb\\u0085c\\u202ed\\u2066e\\u200ff\\u061cg\\x7f\\x1b[0m\té\u{a0}");
         assert_eq!(escaped("C:\\dir plain"), "C:\\dir plain");
-        for c in [
-            '\u{80}', '\u{9f}', '\u{202a}', '\u{2069}', '\u{200e}', '\0', '\u{1f}',
-        ] {
+        for c in ['\u{80}', '\u{9f}', '\u{202a}', '\u{2069}', '\u{200e}', '\0', '\u{1f}'] {
             assert!(is_active(c), "{c:?}");
         }
-        for c in [
-            '\u{a0}', '\u{2029}', '\u{202f}', '\u{2065}', '\u{206a}', '\u{200d}', ' ', '~',
-        ] {
+        for c in ['\u{a0}', '\u{2029}', '\u{202f}', '\u{2065}', '\u{206a}', '\u{200d}', ' ', '~'] {
             assert!(!is_active(c), "{c:?}");
         }
     }

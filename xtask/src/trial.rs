@@ -251,12 +251,38 @@ fn judge(
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    if verdict.is_err() {
+        // The failing container's last lines are still on their way: show
+        // them before QEMU goes.
+        let until = Instant::now() + TAIL_GRACE;
+        while Instant::now() < until && m.exit_status().is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+            m.poll();
+            let lines = m.lines();
+            for line in lines.get(shown..).unwrap_or(&[]) {
+                if echo {
+                    println!("{line}");
+                }
+            }
+            shown = lines.len();
+        }
+    }
     m.kill();
     println!("xtask: run: {}", summary(&seen));
     verdict
 }
 
-/// Fold one console line into the container states.
+/// How long a failed run keeps showing the console before QEMU is stopped.
+const TAIL_GRACE: Duration = Duration::from_millis(1500);
+
+/// Whether `s` is an end the verdict must keep: a failure or a non-zero
+/// exit. A later line of the same batch (a restart's start) must not hide it.
+fn sticky(s: &State) -> bool {
+    matches!(s, State::Failed(_)) || matches!(s, State::Exited(c) if *c != 0)
+}
+
+/// Fold one console line into the container states, in order; a failure,
+/// once seen, stays.
 fn observe(line: &str, seen: &mut Seen) {
     let Some(ev) = parse_line(line) else { return };
     if let Some(u) = seen.update.as_mut() {
@@ -280,7 +306,7 @@ fn observe(line: &str, seen: &mut Seen) {
             }
         }
         "container.start" => {
-            if let Some(s) = states.get_mut(&name) {
+            if let Some(s) = states.get_mut(&name).filter(|s| !sticky(s)) {
                 *s = if ev.get("result") == Some("ok") {
                     State::Running
                 } else {
@@ -289,7 +315,7 @@ fn observe(line: &str, seen: &mut Seen) {
             }
         }
         "reap" => {
-            if let Some(s) = states.get_mut(&name) {
+            if let Some(s) = states.get_mut(&name).filter(|s| !sticky(s)) {
                 let code: i32 = ev.get("code").and_then(|c| c.parse().ok()).unwrap_or(-1);
                 *s = match ev.get("how") {
                     Some("exit") => State::Exited(code),
@@ -428,6 +454,19 @@ mod tests {
         assert!(matches!(decide(&s, true), Some(Err(e)) if e.contains("late")));
         observe("BERTH t=1.0 ev=container.start name=late pid=6 result=ok", &mut s);
         assert_eq!(decide(&s, true), Some(Ok(())));
+    }
+
+    #[test]
+    fn a_restart_in_the_same_batch_does_not_hide_a_failure() {
+        let mut s = states(&["a"]);
+        observe("BERTH t=1.0 ev=container.start name=a step=spawn result=error error=\"execve: ENOENT\"", &mut s);
+        observe("BERTH t=2.0 ev=container.start name=a pid=7 result=ok", &mut s);
+        assert!(matches!(decide(&s, false), Some(Err(e)) if e.contains("execve")));
+        let mut s = states(&["a"]);
+        observe("BERTH t=1.0 ev=container.start name=a pid=5 result=ok", &mut s);
+        observe("BERTH t=2.0 ev=reap pid=5 name=a how=exit code=3", &mut s);
+        observe("BERTH t=3.0 ev=container.start name=a pid=6 result=ok", &mut s);
+        assert!(matches!(decide(&s, false), Some(Err(e)) if e.contains("exited with 3")));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! - `v3-bad.bundle`: release 3, `meter` crash-loops (its new image
 //!   carried, which the rollback unmaps);
 //! - `refused/*.bundle`: each refused by staging for one reason, with the
-//!   text the device gives, computed here with the device's own code;
+//!   text the device must give, written out here (its key ids, digests and
+//!   versions filled in; [`refusal_texts`]), not taken from the device's
+//!   code; the device's own checks only confirm each bundle is refused;
 //! - `trial-*.bundle`: the trial scenarios' ([`crate::trials`]).
 //!
 //! It also models the update to release 2 under power cuts with the
@@ -17,9 +19,9 @@ use crate::release::{self, Compiled};
 use berth::board::Board;
 use berth::manifest::Digest;
 use berth::release::bundle::{check_file, encode_header, TableEntry};
-use berth::release::store::StageError;
 use berth::release::{SigningKey, TrustedKeys};
 use qemu_tests::updates::{Known, Refusal, UpdateInfo};
+use sha2::Digest as _;
 use std::fs;
 use std::path::Path;
 
@@ -57,18 +59,25 @@ pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installe
     let new_image = v2_carry.first().ok_or("release 2 adds no image")?;
     let new_digest = Digest(new_image.sha256);
     let mut refused = Vec::new();
-    let mut add = |name: &str, bytes: Vec<u8>, reason: Option<String>| -> Result<(), String> {
+    let stranger = berth::release::signing_key_from_seed(&[0x5a; 32]);
+    let texts = refusal_texts(&Facts {
+        image: &hex(&new_digest.0),
+        key_id: &hex(&sha2::Sha256::digest(key.verifying_key().as_bytes())[..8]),
+        stranger_id: &hex(&sha2::Sha256::digest(stranger.verifying_key().as_bytes())[..8]),
+        installed: v1.release.version,
+        board: &board.name,
+    });
+    let mut add = |name: &str, bytes: Vec<u8>, checked: bool| -> Result<(), String> {
         let path = refused_dir.join(format!("{name}.bundle"));
         fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-        // The device's text, from the same checks staging makes.
-        let reason = match reason {
-            Some(r) => r,
-            None => match check_file(&fs::File::open(&path).map_err(|e| e.to_string())?, &keys, Some(&board.name), Some(v1.release.version)) {
-                Err(e) => e.to_string(),
-                Ok(_) => return Err(format!("{}: the bundle meant to be refused passes", path.display())),
-            },
-        };
-        refused.push(Refusal { bundle: format!("{DEVICE_DIR}/refused/{name}.bundle"), reason, exact: true });
+        // Only a sanity check that the bundle is bad at all: the text the
+        // device must give is written out in `refusal_texts`.
+        if checked && check_file(&fs::File::open(&path).map_err(|e| e.to_string())?, &keys, Some(&board.name), Some(v1.release.version)).is_ok() {
+            return Err(format!("{}: the bundle meant to be refused passes", path.display()));
+        }
+        let (reason, exact) =
+            texts.iter().find(|(n, _, _)| *n == name).map(|(_, r, e)| (r.clone(), *e)).ok_or_else(|| format!("no refusal text for {name}"))?;
+        refused.push(Refusal { bundle: format!("{DEVICE_DIR}/refused/{name}.bundle"), reason, exact });
         Ok(())
     };
     let v2_bytes = fs::read(&v2_path).map_err(|e| format!("{}: {e}", v2_path.display()))?;
@@ -78,18 +87,18 @@ pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installe
     let mut t = v2_bytes.clone();
     let at = t.len().saturating_sub(usize::try_from(new_image.size).unwrap_or(0) / 2);
     *t.get_mut(at).ok_or("v2 bundle too short")? ^= 0x01;
-    add("tampered-image", t, None)?;
+    add("tampered-image", t, true)?;
     // A byte of the signed release payload changed: the signature fails.
     let mut t = v2_bytes;
     *t.get_mut(berth::release::bundle::HEADER_LEN + berth::release::HEADER_LEN + 4).ok_or("v2 bundle too short")? ^= 0x01;
-    add("tampered-release", t, None)?;
-    add("unsigned", header_only(&[])?, None)?;
-    let stranger = berth::release::signing_key_from_seed(&[0x5a; 32]);
-    add("untrusted-key", header_only(&berth::release::sign(&v2.release, &stranger).map_err(|e| e.to_string())?)?, None)?;
+    add("tampered-release", t, true)?;
+    add("unsigned", header_only(&[])?, true)?;
+    add("untrusted-key", header_only(&berth::release::sign(&v2.release, &stranger).map_err(|e| e.to_string())?)?, true)?;
     let other = berth::release::Release { board: "qemu-other-board".try_into().map_err(|_| "board name")?, ..v2.release.clone() };
-    add("other-board", header_only(&berth::release::sign(&other, key).map_err(|e| e.to_string())?)?, None)?;
-    add("not-newer", header_only(v1_signed)?, None)?;
-    add("missing-image", header_only(&v2_signed)?, Some(StageError::MissingImage(new_digest).to_string()))?;
+    add("other-board", header_only(&berth::release::sign(&other, key).map_err(|e| e.to_string())?)?, true)?;
+    add("not-newer", header_only(v1_signed)?, true)?;
+    // Refused only by staging (the image is neither carried nor stored).
+    add("missing-image", header_only(&v2_signed)?, false)?;
     // An honest release naming an image bigger than the partition: refused
     // on the header, before any byte of it is read (so the file holds none).
     let mut big = v2.release.clone();
@@ -99,12 +108,13 @@ pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installe
     let big_signed = berth::release::sign(&big, key).map_err(|e| e.to_string())?;
     let need = big_signed.len() as u64 + TOO_BIG;
     let bytes = encode_header(&big_signed, &[TableEntry { sha256: new_digest, size: TOO_BIG }]).map_err(|e| e.to_string())?;
-    let text = StageError::NoSpace { need, free: 0 }.to_string();
-    let prefix = text.split(", ").next().unwrap_or_default().to_string();
-    add("too-big", bytes, Some(prefix))?;
-    if let Some(r) = refused.iter_mut().find(|r| r.bundle.ends_with("/too-big.bundle")) {
-        r.exact = false;
-    }
+    refused.push(Refusal {
+        bundle: format!("{DEVICE_DIR}/refused/too-big.bundle"),
+        // The free space varies: the text up to it.
+        reason: format!("not enough space on the data partition: the update needs {need} bytes and {RESERVE} stay reserved for state and logs, "),
+        exact: false,
+    });
+    fs::write(refused_dir.join("too-big.bundle"), bytes).map_err(|e| e.to_string())?;
 
     refused.sort_by(|a, b| a.bundle.cmp(&b.bundle));
     let start = crate::cutmodel::Start { v1, v1_signed, keys: &keys, board: &board.name };
@@ -118,6 +128,42 @@ pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installe
         Vec::new()
     };
     Ok(UpdateInfo { writes: plan.writes(), refused, known, v2_bundle: v2_path, ids, plan })
+}
+
+/// The staging reserve the device keeps (`berth::release::room::RESERVE`,
+/// written out: 8 MiB).
+const RESERVE: u64 = 8 << 20;
+
+/// What the refusal texts name.
+struct Facts<'a> {
+    /// The image release 2 adds, as 64 hex digits.
+    image: &'a str,
+    /// The development key's id and the untrusted key's (16 hex digits: the
+    /// first 8 bytes of the SHA-256 of the public key).
+    key_id: &'a str,
+    stranger_id: &'a str,
+    installed: u64,
+    board: &'a str,
+}
+
+/// The text the device must give for each refused bundle: (name, text,
+/// exact). Written out by hand, so that a change to the device's wording
+/// or checks shows as a difference.
+fn refusal_texts(f: &Facts) -> Vec<(&'static str, String, bool)> {
+    let v = f.installed;
+    vec![
+        ("tampered-image", format!("image sha256:{} does not match its hash in the release (changed after signing)", f.image), true),
+        ("tampered-release", format!("release signature does not verify with key {}", f.key_id), true),
+        ("unsigned", "bundle carries no signed release".to_string(), true),
+        ("untrusted-key", format!("release is signed by key {}, which this device does not trust", f.stranger_id), true),
+        ("other-board", format!("release is for board qemu-other-board, this device is {}", f.board), true),
+        ("not-newer", format!("release version {v} is not newer than the installed version {v} and no downgrade marker allows it"), true),
+        ("missing-image", format!("image sha256:{} is neither in the bundle nor on the device", f.image), true),
+    ]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A release as the files it puts in the store.

@@ -1358,8 +1358,9 @@ fn check_ctl_fuzz() -> (bool, String) {
     let (mut sent, mut replies, mut version_errors, mut statuses) = (0, 0, 0, 0);
     for i in 0..360 {
         let frame = fuzz_frame(&mut x, i);
-        let Ok(mut s) = UnixStream::connect(SOCK) else {
-            continue;
+        let mut s = match UnixStream::connect(SOCK) {
+            Ok(s) => s,
+            Err(e) => return (false, format!("connect {SOCK} for frame {i}: {}", errno_desc(&e))),
         };
         let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -1387,6 +1388,18 @@ fn check_ctl_fuzz() -> (bool, String) {
     // Clients that connect and say nothing fill every slot (4): they are
     // dropped with a timeout reply, and berthctl gets through meanwhile.
     let mut silent: Vec<UnixStream> = (0..4).filter_map(|_| UnixStream::connect(SOCK).ok()).collect();
+    // A fifth client meanwhile is turned away at once: an error reply
+    // saying busy.
+    std::thread::sleep(Duration::from_millis(200));
+    let busy = match UnixStream::connect(SOCK) {
+        Ok(s) => {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut reply = Vec::new();
+            let _ = s.take(4096).read_to_end(&mut reply);
+            reply.get(4) == Some(&4) && String::from_utf8_lossy(&reply).contains("busy: too many control clients")
+        }
+        Err(_) => false,
+    };
     let t = std::time::Instant::now();
     let through = berthctl(&["status"]).is_some_and(|s| s.starts_with("NAME"));
     let waited = t.elapsed().as_secs_f64();
@@ -1402,11 +1415,11 @@ fn check_ctl_fuzz() -> (bool, String) {
     let after = pid1_start();
     let status_ok = berthctl(&["status"]).is_some_and(|s| s.starts_with("NAME"));
     let detail = format!(
-        "{sent} frames, {replies} replies, {version_errors}/60 wrong-version errors, {statuses} status answers during, status after={status_ok}, {} silent clients: {timed_out} timed out, berthctl through={through} after {waited:.1} s, pid1 start {start} -> {after:?}",
+        "busy={busy}, {sent} frames, {replies} replies, {version_errors}/60 wrong-version errors, {statuses} status answers during, status after={status_ok}, {} silent clients: {timed_out} timed out, berthctl through={through} after {waited:.1} s, pid1 start {start} -> {after:?}",
         silent.len()
     );
-    let silent_ok = silent.len() == 4 && timed_out == 4 && through;
-    (status_ok && silent_ok && statuses == 9 && version_errors == 60 && after == Some(start), detail)
+    let silent_ok = silent.len() == 4 && timed_out == 4 && through && busy;
+    (status_ok && silent_ok && sent == 360 && statuses == 9 && version_errors == 60 && after == Some(start), detail)
 }
 
 // ---------------------------------------------------------------- pure parts
