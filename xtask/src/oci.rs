@@ -1083,17 +1083,9 @@ mod tests {
         dir
     }
 
-    fn have_tools() -> bool {
-        // unsquashfs -version exits 1; being able to run it is enough.
-        let ok = Command::new("mksquashfs")
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-            && Command::new("unsquashfs").arg("-version").output().is_ok();
-        if !ok {
-            eprintln!("NOTE: squashfs-tools not found; skipping OCI import tests");
-        }
-        ok
+    fn need_tools() {
+        crate::tools::require_command("mksquashfs", "squashfs-tools");
+        crate::tools::require_command("unsquashfs", "squashfs-tools");
     }
 
     const PASSWD: &[u8] = b"root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/srv:/bin/false\n";
@@ -1166,9 +1158,7 @@ mod tests {
 
     #[test]
     fn layers_whiteouts_ownership_and_config() {
-        if !have_tools() {
-            return;
-        }
+        need_tools();
         let dir = scratch("layers");
         two_layers(&dir.join("layout"), "amd64", config());
         let out = dir.join("app.img");
@@ -1250,9 +1240,7 @@ mod tests {
 
     #[test]
     fn docker_save_tarball() {
-        if !have_tools() {
-            return;
-        }
+        need_tools();
         let dir = scratch("docker");
         let l = dir.join("layout");
         two_layers(
@@ -1299,9 +1287,7 @@ mod tests {
 
     #[test]
     fn refusals_are_reported() {
-        if !have_tools() {
-            return;
-        }
+        need_tools();
         let dir = scratch("refuse");
         let l = dir.join("layout");
         two_layers(
