@@ -116,6 +116,8 @@ pub mod profile;
 pub mod tables;
 
 #[cfg(test)]
+mod pinned;
+#[cfg(test)]
 mod tests;
 
 use bpf::{Asm, Cond, Insn};

@@ -450,6 +450,8 @@ pub const SPECIAL: &[(&str, Special)] = &[
 pub const DENY: &[(On, &[&str])] = &[
     (On::ALL, DENY_ALL),
     (On::LEGACY, &["mknod"]),
+    // Secret memory exists on the 64-bit ABIs only (ARM leaves 447 unused).
+    (On::LP64, &["memfd_secret"]),
     (On::X86_64, &["iopl", "ioperm", "modify_ldt"]),
     (On::ARM, &["clock_settime64", "clock_adjtime64"]),
 ];
@@ -519,7 +521,6 @@ const DENY_ALL: &[&str] = &[
     "set_mempolicy",
     "get_mempolicy",
     "move_pages",
-    "memfd_secret",
     "remap_file_pages",
 ];
 

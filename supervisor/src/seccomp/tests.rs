@@ -638,7 +638,9 @@ fn memfd_create_only_when_granted_and_never_executable() {
             ),
             DENY
         );
-        assert_eq!(call(&g, "memfd_secret", &[0]), DENY);
+        if arch != Arch::Arm {
+            assert_eq!(call(&g, "memfd_secret", &[0]), DENY);
+        }
     }
 }
 
@@ -853,9 +855,8 @@ fn programs_are_small_shallow_and_stable() {
                 .filter(|i| i.code == bpf::JMP | bpf::JA)
                 .count();
             eprintln!(
-                "{arch}: {} instructions ({ja} ja), longest path {deepest}, hash {:02x?}",
-                p.len(),
-                &p.hash()[..4]
+                "{arch}: {} instructions ({ja} ja), longest path {deepest}",
+                p.len()
             );
         }
         // The largest policy a manifest can ask for stays far below the limit.
