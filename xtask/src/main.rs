@@ -13,9 +13,11 @@ mod logreplay;
 mod oci;
 mod release;
 mod soak;
+mod testrun;
 mod tools;
 mod trial;
 mod trials;
+mod uapi;
 mod updates;
 mod verity;
 
@@ -1676,7 +1678,17 @@ fn demo_release(root: &Path) -> Result<(u64, String), String> {
     ))
 }
 
+/// Everything `test` runs, ended by one line with the count of cases
+/// passed, failed and skipped (host unit tests and QEMU cases), also when
+/// a step fails.
 fn test(root: &Path, a: &Args) -> Result<(), String> {
+    let mut tally = testrun::Tally::default();
+    let r = test_steps(root, a, &mut tally);
+    println!("{}", tally.line());
+    r
+}
+
+fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), String> {
     let arches = arches_or_all(a);
     // Scenarios whose name contains any of the filters (all without one).
     let filters: Vec<String> = if a.rest.is_empty() {
@@ -1686,16 +1698,12 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
     };
     tools::ensure_host_tools(root, &targets(&arches), true)?;
 
-    say("running the host unit tests");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(&cargo)
-        .current_dir(root)
-        .args(["test", "--workspace", "--quiet"])
-        .status()
-        .map_err(|e| format!("cargo test: {e}"))?;
-    if !st.success() {
-        return Err("host unit tests failed".into());
+    say("fetching the kernel's syscall headers for the three ABIs");
+    for h in uapi::ensure_all(root)? {
+        say(&format!("{}: kernel headers {}", h.arch(), h.version));
     }
+    say("running the host unit tests (root tests included)");
+    testrun::host_unit_tests(root, tally)?;
 
     let host_berth = host_berth(root)?;
     let mut cases = Vec::new();
@@ -1778,6 +1786,7 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
     if !cases.is_empty() {
         say(&format!("running {} QEMU scenarios", cases.len()));
         let outcomes = qemu_tests::scenario::run_all(cases, 2);
+        tally.add_qemu(&outcomes);
         if !outcomes.iter().all(|o| o.passed) {
             return Err("QEMU scenarios failed".into());
         }
