@@ -35,44 +35,26 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
 }
 
 fn num(e: &Event, key: &str) -> Result<u64, String> {
-    e.get(key)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("event {} has no number {key}", e.name))
+    e.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| format!("event {} has no number {key}", e.name))
 }
 
 fn word<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    line.split_whitespace().find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
-fn log_of(
-    m: &mut Machine,
-    name: &'static str,
-    prefix: &'static str,
-    t: Duration,
-) -> Result<String, String> {
-    let e = m.expect_event_where(
-        "container.log",
-        |e| e.get("name") == Some(name) && e.get("line").is_some_and(|l| l.starts_with(prefix)),
-        t,
-    )?;
+fn log_of(m: &mut Machine, name: &'static str, prefix: &'static str, t: Duration) -> Result<String, String> {
+    let e = m.expect_event_where("container.log", |e| e.get("name") == Some(name) && e.get("line").is_some_and(|l| l.starts_with(prefix)), t)?;
     Ok(e.get("line").unwrap_or("").to_string())
 }
 
 /// The agent's next `AGENT budgets` line for which `want` holds: (rss, line).
-fn agent(
-    m: &mut Machine,
-    want: impl Fn(&str) -> bool,
-    t: Duration,
-) -> Result<(u64, String), String> {
+fn agent(m: &mut Machine, want: impl Fn(&str) -> bool, t: Duration) -> Result<(u64, String), String> {
     let end = std::time::Instant::now() + t;
     loop {
         let left = end.saturating_duration_since(std::time::Instant::now());
         let line = m.expect_line("AGENT budgets ", left)?;
         if want(&line) {
-            let rss = word(&line, "rss_kib")
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("no rss_kib in {line}"))?;
+            let rss = word(&line, "rss_kib").and_then(|v| v.parse().ok()).ok_or_else(|| format!("no rss_kib in {line}"))?;
             return Ok((rss, line));
         }
     }
@@ -80,18 +62,13 @@ fn agent(
 
 fn budgets(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "budgets",
-        ..spec("budgets", "budgets")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "budgets", ..spec("budgets", "budgets") })?;
     // The default limit: a quarter of MemTotal, in whole pages.
     let b = m.expect_event("memory.budget", lim.boot)?;
     let (total, default_kib) = (num(&b, "mem_total_kib")?, num(&b, "container_default_kib")?);
     let want = ((total * 1024 * DEFAULT_PERCENT / 100) & !4095) / 1024;
     if total == 0 || default_kib != want {
-        return Err(format!(
-            "default container memory {default_kib} KiB of MemTotal {total} KiB, want {want}"
-        ));
+        return Err(format!("default container memory {default_kib} KiB of MemTotal {total} KiB, want {want}"));
     }
     let r = m.expect_event("memory.reserve", lim.step)?;
     field_is(&r, "result", "ok")?;
@@ -118,16 +95,10 @@ fn budgets(l: &dyn Launch) -> Result<(), String> {
     // the OOM kill is looked for after this line).
     let line = log_of(&mut m, "neighbour", "PROBE neighbour inotify=", lim.step)?;
     if word(&line, "inotify") != Some("ok") || word(&line, "mqueue") != Some("ok") {
-        return Err(format!(
-            "neighbour could not get its own inotify instance and queue: {line}"
-        ));
+        return Err(format!("neighbour could not get its own inotify instance and queue: {line}"));
     }
     let at_neighbour = m.cursor();
-    let (rss_before, _) = agent(
-        &mut m,
-        |l| l.contains("status=ok") && l.contains("neighbour=running"),
-        lim.step,
-    )?;
+    let (rss_before, _) = agent(&mut m, |l| l.contains("status=ok") && l.contains("neighbour=running"), lim.step)?;
 
     m.set_cursor(at_neighbour);
     let oom = m.expect_event_where("container.oom", |e| e.get("name") == Some("hog"), lim.boot)?;
@@ -143,11 +114,7 @@ fn budgets(l: &dyn Launch) -> Result<(), String> {
     let grown: Vec<u64> = m.events()[..]
         .iter()
         .filter(|e| e.name == "container.log" && e.get("name") == Some("hog"))
-        .filter_map(|e| {
-            e.get("line")
-                .and_then(|l| word(l, "mib"))
-                .and_then(|v| v.parse().ok())
-        })
+        .filter_map(|e| e.get("line").and_then(|l| word(l, "mib")).and_then(|v| v.parse().ok()))
         .collect();
     let top = grown.iter().copied().max().unwrap_or(0);
     let limit_mib = default_kib / 1024;
@@ -160,28 +127,17 @@ fn budgets(l: &dyn Launch) -> Result<(), String> {
     log_of(&mut m, "neighbour", "PROBE neighbour beat=", lim.step)?;
     m.set_cursor(at_oom);
     std::thread::sleep(Duration::from_secs(3));
-    let (rss_after, line) = agent(
-        &mut m,
-        |l| l.contains("neighbour=running") && !l.contains("hog=running"),
-        lim.step,
-    )?;
+    let (rss_after, line) = agent(&mut m, |l| l.contains("neighbour=running") && !l.contains("hog=running"), lim.step)?;
     if !line.contains("status=ok") {
         return Err(format!("berthctl status after the OOM kill: {line}"));
     }
-    if rss_after.abs_diff(rss_before) > RSS_SLACK_KIB
-        || rss_oom.abs_diff(rss_ready) > 4 * RSS_SLACK_KIB
-    {
-        return Err(format!(
-            "berth's RSS moved: {rss_before} -> {rss_after} KiB (agent), {rss_ready} -> {rss_oom} KiB (boot.ready -> container.oom)"
-        ));
+    if rss_after.abs_diff(rss_before) > RSS_SLACK_KIB || rss_oom.abs_diff(rss_ready) > 4 * RSS_SLACK_KIB {
+        return Err(format!("berth's RSS moved: {rss_before} -> {rss_after} KiB (agent), {rss_ready} -> {rss_oom} KiB (boot.ready -> container.oom)"));
     }
     let events = m.events();
     let bad: Vec<&Event> = events[..]
         .iter()
-        .filter(|e| {
-            (e.name == "container.oom" && e.get("name") != Some("hog"))
-                || (e.name == "reap" && e.get("name") == Some("neighbour"))
-        })
+        .filter(|e| (e.name == "container.oom" && e.get("name") != Some("hog")) || (e.name == "reap" && e.get("name") == Some("neighbour")))
         .collect();
     if !bad.is_empty() {
         return Err(format!("the neighbour was hit: {bad:?}"));

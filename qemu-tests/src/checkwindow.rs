@@ -28,35 +28,23 @@
 use crate::event::Event;
 use crate::machine::Machine;
 use crate::scenario::{case, Case};
-use crate::scenarios::{
-    expect_boot, limits, probe_field, probe_lines, spec, BootSpec, Launch, Limits,
-};
+use crate::scenarios::{expect_boot, limits, probe_field, probe_lines, spec, BootSpec, Launch, Limits};
 use std::sync::Arc;
 
 /// The probe's attempts on the held command, each required `blocked`.
-pub const ATTEMPTS: [&str; 4] = [
-    "check-window-dumpable",
-    "check-window-proc-mem",
-    "check-window-proc-environ",
-    "check-window-ptrace",
-];
+pub const ATTEMPTS: [&str; 4] = ["check-window-dumpable", "check-window-proc-mem", "check-window-proc-environ", "check-window-ptrace"];
 
 /// The containers whose held check is tried: root and uid 1000 inside.
 pub const WINDOWS: [&str; 2] = ["window", "window-user"];
 
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     let arch = l.arch().to_string();
-    vec![case(format!("{arch}/check-window"), move || {
-        check_window(l.as_ref())
-    })]
+    vec![case(format!("{arch}/check-window"), move || check_window(l.as_ref()))]
 }
 
 fn check_window(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "check-window",
-        ..spec("check-window", "check-window")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "check-window", ..spec("check-window", "check-window") })?;
     expect_boot(&mut m, &lim)?;
     for name in WINDOWS {
         m.set_cursor(0);
@@ -69,40 +57,20 @@ fn check_window(l: &dyn Launch) -> Result<(), String> {
 /// every attempt of [`ATTEMPTS`] reported `blocked`, none `escaped` or
 /// `error`.
 fn judge_window(m: &mut Machine, name: &str, lim: &Limits) -> Result<(), String> {
-    let done = |e: &Event| {
-        e.get("name") == Some(name) && e.get("line").is_some_and(|l| l.starts_with("PROBE done"))
-    };
+    let done = |e: &Event| e.get("name") == Some(name) && e.get("line").is_some_and(|l| l.starts_with("PROBE done"));
     m.expect_event_where("container.log", done, lim.boot * 2)?;
-    if let Some(e) = m
-        .events()
-        .iter()
-        .find(|e| e.name == "container.check" && e.get("name") == Some(name))
-    {
-        return Err(format!(
-            "{name}'s health command ended before the probe was done: {:?}",
-            e.fields
-        ));
+    if let Some(e) = m.events().iter().find(|e| e.name == "container.check" && e.get("name") == Some(name)) {
+        return Err(format!("{name}'s health command ended before the probe was done: {:?}", e.fields));
     }
     let lines = probe_lines(m, name);
-    let bad: Vec<&String> = lines
-        .iter()
-        .filter(|l| matches!(probe_field(l, "result"), Some("escaped" | "error")))
-        .collect();
+    let bad: Vec<&String> = lines.iter().filter(|l| matches!(probe_field(l, "result"), Some("escaped" | "error"))).collect();
     if !bad.is_empty() {
         let list: Vec<&str> = bad.iter().map(|s| s.as_str()).collect();
-        return Err(format!(
-            "{name}: {} attempts on the held check not refused:\n{}",
-            bad.len(),
-            list.join("\n")
-        ));
+        return Err(format!("{name}: {} attempts on the held check not refused:\n{}", bad.len(), list.join("\n")));
     }
     for a in ATTEMPTS {
-        if !lines.iter().any(|l| {
-            probe_field(l, "name") == Some(a) && probe_field(l, "result") == Some("blocked")
-        }) {
-            return Err(format!(
-                "{name}: attempt {a} was not reported blocked: {lines:?}"
-            ));
+        if !lines.iter().any(|l| probe_field(l, "name") == Some(a) && probe_field(l, "result") == Some("blocked")) {
+            return Err(format!("{name}: attempt {a} was not reported blocked: {lines:?}"));
         }
     }
     Ok(())

@@ -36,8 +36,7 @@ pub const NOTE: &str = "CONTROLS-7f3a [31mred1mevilcr \u{fffd}end";
 /// controls, and the bidirectional marks, embeddings, overrides and
 /// isolates.
 fn active(c: char) -> bool {
-    c != '\t'
-        && matches!(c as u32, 0..=0x1f | 0x7f..=0x9f | 0x61c | 0x200e | 0x200f | 0x202a..=0x202e | 0x2066..=0x2069)
+    c != '\t' && matches!(c as u32, 0..=0x1f | 0x7f..=0x9f | 0x61c | 0x200e | 0x200f | 0x202a..=0x202e | 0x2066..=0x2069)
 }
 
 /// Everything in `bytes` a terminal would act on, named with its offset:
@@ -85,16 +84,12 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// The first line of `out` (split on `\n` only) that holds [`MARK`].
 pub fn marked_line(out: &[u8]) -> Option<&[u8]> {
-    out.split(|&b| b == b'\n')
-        .find(|l| l.windows(MARK.len()).any(|w| w == MARK.as_bytes()))
+    out.split(|&b| b == b'\n').find(|l| l.windows(MARK.len()).any(|w| w == MARK.as_bytes()))
 }
 
 fn clean(what: &str, line: &[u8]) -> Result<(), String> {
@@ -102,11 +97,7 @@ fn clean(what: &str, line: &[u8]) -> Result<(), String> {
     if found.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "{what} carries raw controls ({}): {}",
-            found.join(", "),
-            visible(line)
-        ))
+        Err(format!("{what} carries raw controls ({}): {}", found.join(", "), visible(line)))
     }
 }
 
@@ -114,11 +105,7 @@ fn clean(what: &str, line: &[u8]) -> Result<(), String> {
 /// control and is berth's `container.log` event of `controls` showing
 /// `line="`[`SHOWN`]`"`.
 pub fn check_console(lines: &[&[u8]]) -> Result<usize, String> {
-    let marked: Vec<&[u8]> = lines
-        .iter()
-        .copied()
-        .filter(|l| marked_line(l).is_some())
-        .collect();
+    let marked: Vec<&[u8]> = lines.iter().copied().filter(|l| marked_line(l).is_some()).collect();
     if marked.is_empty() {
         return Err(format!("no console line holds {MARK}"));
     }
@@ -126,11 +113,7 @@ pub fn check_console(lines: &[&[u8]]) -> Result<usize, String> {
     for l in &marked {
         clean("a console line", l)?;
         if !l.windows(want.len()).any(|w| w == want.as_bytes()) {
-            return Err(format!(
-                "a console line does not show {}: {}",
-                visible(want.as_bytes()),
-                visible(l)
-            ));
+            return Err(format!("a console line does not show {}: {}", visible(want.as_bytes()), visible(l)));
         }
     }
     Ok(marked.len())
@@ -140,21 +123,10 @@ pub fn check_console(lines: &[&[u8]]) -> Result<usize, String> {
 /// it: `<seconds>.<ms> `[`SHOWN`], nothing raw.
 pub fn check_stored(what: &str, line: &[u8]) -> Result<(), String> {
     clean(what, line)?;
-    let text =
-        std::str::from_utf8(line).map_err(|_| format!("{what} is not UTF-8: {}", visible(line)))?;
-    let shown = text
-        .split_once(' ')
-        .filter(|(t, _)| {
-            t.split_once('.')
-                .is_some_and(|(s, ms)| s.parse::<u64>().is_ok() && ms.len() == 3)
-        })
-        .map(|(_, rest)| rest);
+    let text = std::str::from_utf8(line).map_err(|_| format!("{what} is not UTF-8: {}", visible(line)))?;
+    let shown = text.split_once(' ').filter(|(t, _)| t.split_once('.').is_some_and(|(s, ms)| s.parse::<u64>().is_ok() && ms.len() == 3)).map(|(_, rest)| rest);
     if shown != Some(SHOWN) {
-        return Err(format!(
-            "{what} shows {}, want a time and {}",
-            visible(line),
-            visible(SHOWN.as_bytes())
-        ));
+        return Err(format!("{what} shows {}, want a time and {}", visible(line), visible(SHOWN.as_bytes())));
     }
     Ok(())
 }
@@ -164,11 +136,7 @@ pub fn check_note(line: &[u8]) -> Result<(), String> {
     clean("berthctl status", line)?;
     let text = String::from_utf8_lossy(line);
     if !text.starts_with("controls ") || !text.ends_with(&format!(" {NOTE}")) {
-        return Err(format!(
-            "berthctl status shows {}, want the note {}",
-            visible(line),
-            visible(NOTE.as_bytes())
-        ));
+        return Err(format!("berthctl status shows {}, want the note {}", visible(line), visible(NOTE.as_bytes())));
     }
     Ok(())
 }
@@ -180,14 +148,7 @@ mod tests {
     #[test]
     fn every_control_printed_is_found_raw() {
         let found = raw_controls(PRINTED).join(" | ");
-        for want in [
-            "U+001B",
-            "U+009B",
-            "byte 0x9B (not UTF-8)",
-            "U+0007",
-            "U+000D",
-            "U+202E",
-        ] {
+        for want in ["U+001B", "U+009B", "byte 0x9B (not UTF-8)", "U+0007", "U+000D", "U+202E"] {
             assert!(found.contains(want), "{want} not in {found}");
         }
         assert_eq!(raw_controls(PRINTED).len(), 9, "{found}");
@@ -214,20 +175,11 @@ mod tests {
         let good = format!("BERTH t=1.000000 ev=container.log name=controls line=\"{SHOWN}\"");
         let noise: &[u8] = b"\x1b[2J SeaBIOS";
         assert_eq!(check_console(&[noise, good.as_bytes()]), Ok(1));
-        let raw = [
-            &b"BERTH t=1.000000 ev=container.log name=controls line=\""[..],
-            PRINTED,
-            b"\"",
-        ]
-        .concat();
-        assert!(check_console(&[good.as_bytes(), &raw])
-            .unwrap_err()
-            .contains("raw controls"));
+        let raw = [&b"BERTH t=1.000000 ev=container.log name=controls line=\""[..], PRINTED, b"\""].concat();
+        assert!(check_console(&[good.as_bytes(), &raw]).unwrap_err().contains("raw controls"));
         assert!(check_console(&[noise]).is_err());
         let other = good.replace("desrever", "reversed");
-        assert!(check_console(&[other.as_bytes()])
-            .unwrap_err()
-            .contains("does not show"));
+        assert!(check_console(&[other.as_bytes()]).unwrap_err().contains("does not show"));
     }
 
     #[test]
@@ -235,15 +187,11 @@ mod tests {
         let line = format!("12.345 {SHOWN}");
         assert_eq!(check_stored("logs", line.as_bytes()), Ok(()));
         assert!(check_stored("logs", SHOWN.as_bytes()).is_err());
-        assert!(check_stored("logs", &[b"12.345 ", PRINTED].concat())
-            .unwrap_err()
-            .contains("raw controls"));
+        assert!(check_stored("logs", &[b"12.345 ", PRINTED].concat()).unwrap_err().contains("raw controls"));
         assert!(check_stored("logs", format!("12.345 {SHOWN} ").as_bytes()).is_err());
         let status = format!("controls             container running  yes      7       1.0s        0       12K  -            {NOTE}");
         assert_eq!(check_note(status.as_bytes()), Ok(()));
-        assert!(check_note(&[b"controls x ", STATUS].concat())
-            .unwrap_err()
-            .contains("raw controls"));
+        assert!(check_note(&[b"controls x ", STATUS].concat()).unwrap_err().contains("raw controls"));
         assert!(check_note(b"controls x CONTROLS-7f3a").is_err());
         let out = [b"1.000 a\n".as_slice(), line.as_bytes(), b"\n2.000 b\n"].concat();
         assert_eq!(marked_line(&out), Some(line.as_bytes()));

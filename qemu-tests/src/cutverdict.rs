@@ -46,12 +46,7 @@ pub struct Verdict {
 
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "release {} {}",
-            self.version,
-            if self.trial { "trial" } else { "committed" }
-        )?;
+        write!(f, "release {} {}", self.version, if self.trial { "trial" } else { "committed" })?;
         for c in &self.rollbacks {
             write!(f, ", rolled back ({c})")?;
         }
@@ -90,26 +85,13 @@ impl Plan {
     /// The first `k` a crash after write `n - 1` (and before or during
     /// write `n`) can leave: one past the last durable write.
     fn floor(&self, n: u64) -> u64 {
-        let sync = self
-            .kinds
-            .iter()
-            .take(n.saturating_sub(1) as usize)
-            .rposition(|k| is_sync(k))
-            .map_or(0, |i| i as u64 + 1);
-        let done = self
-            .op_ends
-            .iter()
-            .copied()
-            .filter(|&e| e < n)
-            .max()
-            .unwrap_or(0);
+        let sync = self.kinds.iter().take(n.saturating_sub(1) as usize).rposition(|k| is_sync(k)).map_or(0, |i| i as u64 + 1);
+        let done = self.op_ends.iter().copied().filter(|&e| e < n).max().unwrap_or(0);
         sync.max(done) + 1
     }
 
     fn between(&self, lo: u64, hi: u64) -> Vec<Verdict> {
-        let mut v: Vec<Verdict> = (lo..=hi)
-            .filter_map(|k| self.outcomes.get(k.checked_sub(1)? as usize).cloned())
-            .collect();
+        let mut v: Vec<Verdict> = (lo..=hi).filter_map(|k| self.outcomes.get(k.checked_sub(1)? as usize).cloned()).collect();
         v.sort();
         v.dedup();
         v
@@ -140,26 +122,13 @@ mod tests {
     use super::*;
 
     fn v(version: u64, rb: bool) -> Verdict {
-        Verdict {
-            version,
-            trial: false,
-            rollbacks: if rb {
-                vec!["reboot-during-trial".into()]
-            } else {
-                vec![]
-            },
-            notes: vec![],
-            gc: (0, 0),
-        }
+        Verdict { version, trial: false, rollbacks: if rb { vec!["reboot-during-trial".into()] } else { vec![] }, notes: vec![], gc: (0, 0) }
     }
 
     /// A record write (create, sync, rename, sync-dir) for the trial, then
     /// one for the commit, then a gc remove and its sync-dir.
     fn plan() -> Plan {
-        let kinds = [
-            "create", "sync", "rename", "sync-dir", "create", "sync", "rename", "sync-dir",
-            "remove", "sync-dir",
-        ];
+        let kinds = ["create", "sync", "rename", "sync-dir", "create", "sync", "rename", "sync-dir", "remove", "sync-dir"];
         let outcomes = vec![
             v(1, false), // nothing
             v(1, false),
@@ -173,11 +142,7 @@ mod tests {
             v(2, false),
             v(2, false), // all
         ];
-        Plan {
-            kinds: kinds.map(String::from).to_vec(),
-            op_ends: vec![4, 8, 10],
-            outcomes,
-        }
+        Plan { kinds: kinds.map(String::from).to_vec(), op_ends: vec![4, 8, 10], outcomes }
     }
 
     #[test]

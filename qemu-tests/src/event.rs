@@ -35,10 +35,7 @@ pub struct Event {
 impl Event {
     /// The value of the first field named `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// True when the field `key` exists and has exactly the value `value`.
@@ -165,11 +162,7 @@ fn parse_fields(b: &[u8], lenient: bool) -> Option<Event> {
     i += 3;
     let (name, next) = parse_bare(b, i)?;
     i = next;
-    let mut ev = Event {
-        t,
-        name,
-        fields: Vec::new(),
-    };
+    let mut ev = Event { t, name, fields: Vec::new() };
     // Fields.
     while i < b.len() {
         let parsed = skip_spaces(b, i).and_then(|j| parse_pair(b, j));
@@ -321,8 +314,7 @@ pub fn quote(v: &str) -> String {
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 out.push_str(&format!("\\x{:02x}", c as u32));
             }
-            c if matches!(c as u32, 0x80..=0x9f | 0x61c | 0x200e | 0x200f | 0x202a..=0x202e | 0x2066..=0x2069) =>
-            {
+            c if matches!(c as u32, 0x80..=0x9f | 0x61c | 0x200e | 0x200f | 0x202a..=0x202e | 0x2066..=0x2069) => {
                 out.push_str(&format!("\\u{:04x}", c as u32));
             }
             c => out.push(c),
@@ -345,11 +337,7 @@ pub fn encode_value(v: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentLine {
     /// `AGENT check=<name> result=pass|fail detail="..."`
-    Check {
-        name: String,
-        passed: bool,
-        detail: String,
-    },
+    Check { name: String, passed: bool, detail: String },
     /// `AGENT action=<action>`
     Action(String),
     /// `AGENT done`
@@ -394,29 +382,17 @@ fn parse_agent_body(body: &str) -> Option<AgentLine> {
         fields.push((k, v));
         i = next;
     }
-    let get = |key: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     if let Some(name) = get("check") {
         let passed = match get("result")?.as_str() {
             "pass" => true,
             "fail" => false,
             _ => return None,
         };
-        return Some(AgentLine::Check {
-            name,
-            passed,
-            detail: get("detail").unwrap_or_default(),
-        });
+        return Some(AgentLine::Check { name, passed, detail: get("detail").unwrap_or_default() });
     }
     if let (Some(name), Some(value)) = (get("measure"), get("value")) {
-        return Some(AgentLine::Measure {
-            name,
-            value: value.parse().ok()?,
-        });
+        return Some(AgentLine::Measure { name, value: value.parse().ok()? });
     }
     if fields.len() == 1 {
         if let Some(a) = get("action") {
@@ -432,14 +408,8 @@ mod measure_tests {
 
     #[test]
     fn measures_parse_and_bad_values_do_not() {
-        let want = AgentLine::Measure {
-            name: "rss_kib".into(),
-            value: 812,
-        };
-        assert_eq!(
-            parse_agent_line("AGENT measure=rss_kib value=812"),
-            Some(want)
-        );
+        let want = AgentLine::Measure { name: "rss_kib".into(), value: 812 };
+        assert_eq!(parse_agent_line("AGENT measure=rss_kib value=812"), Some(want));
         assert_eq!(parse_agent_line("AGENT measure=rss_kib value=-3"), None);
         assert_eq!(parse_agent_line("AGENT measure=rss_kib value=x"), None);
     }
@@ -480,10 +450,7 @@ mod tests {
         assert_eq!(e.fields.len(), 3);
 
         let e = ev("BERTH t=1.020000 ev=mount target=/proc fstype=proc result=ok");
-        assert_eq!(
-            (e.name.as_str(), e.get("target"), e.get("result")),
-            ("mount", Some("/proc"), Some("ok"))
-        );
+        assert_eq!((e.name.as_str(), e.get("target"), e.get("result")), ("mount", Some("/proc"), Some("ok")));
         assert!(e.is("fstype", "proc"));
 
         let e = ev("BERTH t=1.500000 ev=module.load name=no_such_mod result=error error=\"ENOENT: No such file or directory\"");
@@ -528,21 +495,8 @@ mod tests {
 
     #[test]
     fn quote_round_trips() {
-        for s in [
-            "",
-            "plain",
-            "a b",
-            "q\"uo\\te",
-            "nl\nx",
-            "\u{1}\u{1f}\u{7f}",
-            "ünï",
-            "\r\t",
-        ] {
-            let line = format!(
-                "BERTH t=0.000001 ev=rt v={} w={}",
-                quote(s),
-                encode_value(s)
-            );
+        for s in ["", "plain", "a b", "q\"uo\\te", "nl\nx", "\u{1}\u{1f}\u{7f}", "ünï", "\r\t"] {
+            let line = format!("BERTH t=0.000001 ev=rt v={} w={}", quote(s), encode_value(s));
             let e = ev(&line);
             assert_eq!(e.get("v"), Some(s), "{line}");
             assert_eq!(e.get("w"), Some(s), "{line}");
@@ -629,12 +583,7 @@ mod tests {
         }
         assert!(parse_line(good).is_some());
         // Multi-byte characters next to the marker and in odd places.
-        for s in [
-            "é BERTH t=1 ev=é",
-            "BERTH t=1 ev=x k=\"é\\",
-            "BERTH t=1 ev=x k=\"\\xé\"",
-            "BERTH t=\u{1F600}",
-        ] {
+        for s in ["é BERTH t=1 ev=é", "BERTH t=1 ev=x k=\"é\\", "BERTH t=1 ev=x k=\"\\xé\"", "BERTH t=\u{1F600}"] {
             let _ = parse_line(s);
         }
         // Deterministic pseudo-random lines built from a small alphabet.
@@ -660,18 +609,12 @@ mod tests {
         assert_eq!(e.get("b"), None);
         assert_eq!(e.get("trunc"), Some("1"));
         let e = ev("BERTH t=1.000000 ev=big a=1 bb trunc=1");
-        assert_eq!(
-            e.fields,
-            vec![("a".into(), "1".into()), ("trunc".into(), "1".into())]
-        );
+        assert_eq!(e.fields, vec![("a".into(), "1".into()), ("trunc".into(), "1".into())]);
         let e = ev("BERTH t=1.000000 ev=big a=\"x\\ trunc=1");
         assert_eq!(e.fields, vec![("trunc".into(), "1".into())]);
         // A normal line that happens to end with trunc=1.
         let e = ev("BERTH t=1.000000 ev=big a=yyy trunc=1");
-        assert_eq!(
-            e.fields,
-            vec![("a".into(), "yyy".into()), ("trunc".into(), "1".into())]
-        );
+        assert_eq!(e.fields, vec![("a".into(), "yyy".into()), ("trunc".into(), "1".into())]);
         // The time and the name must still be whole.
         assert_eq!(parse_line("BERTH t=1.0 trunc=1"), None);
         assert_eq!(parse_line("BERTH t=1.0 ev= trunc=1"), None);
@@ -679,8 +622,7 @@ mod tests {
 
     #[test]
     fn event_text_is_the_event_part() {
-        let (_, text) =
-            parse_with_text("[ 1.0] berth: BERTH t=1.0 ev=x k=\"a b\"  \r junk").unwrap();
+        let (_, text) = parse_with_text("[ 1.0] berth: BERTH t=1.0 ev=x k=\"a b\"  \r junk").unwrap();
         assert_eq!(text, "BERTH t=1.0 ev=x k=\"a b\"");
     }
 
@@ -694,38 +636,17 @@ mod tests {
     #[test]
     fn agent_lines() {
         assert_eq!(parse_agent_line("AGENT done"), Some(AgentLine::Done));
-        assert_eq!(
-            parse_agent_line("\r[ 5.1] xAGENT done\r"),
-            Some(AgentLine::Done)
-        );
+        assert_eq!(parse_agent_line("\r[ 5.1] xAGENT done\r"), Some(AgentLine::Done));
         assert_eq!(
             parse_agent_line(r#"AGENT check=pid1 result=pass detail="comm=berth exe=/sbin/berth""#),
-            Some(AgentLine::Check {
-                name: "pid1".into(),
-                passed: true,
-                detail: "comm=berth exe=/sbin/berth".into()
-            })
+            Some(AgentLine::Check { name: "pid1".into(), passed: true, detail: "comm=berth exe=/sbin/berth".into() })
         );
         assert_eq!(
             parse_agent_line(r#"AGENT check=mode result=fail detail="unknown mode \"x\"""#),
-            Some(AgentLine::Check {
-                name: "mode".into(),
-                passed: false,
-                detail: "unknown mode \"x\"".into()
-            })
+            Some(AgentLine::Check { name: "mode".into(), passed: false, detail: "unknown mode \"x\"".into() })
         );
-        assert_eq!(
-            parse_agent_line("AGENT action=reboot"),
-            Some(AgentLine::Action("reboot".into()))
-        );
-        for bad in [
-            "AGENT",
-            "AGENT check=x",
-            "AGENT check=x result=maybe",
-            "AGENT done now",
-            "AGENT x=\"",
-            "agent done",
-        ] {
+        assert_eq!(parse_agent_line("AGENT action=reboot"), Some(AgentLine::Action("reboot".into())));
+        for bad in ["AGENT", "AGENT check=x", "AGENT check=x result=maybe", "AGENT done now", "AGENT x=\"", "agent done"] {
             assert_eq!(parse_agent_line(bad), None, "{bad:?}");
         }
     }

@@ -32,34 +32,22 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     if arch != "x86_64" {
         return Vec::new();
     }
-    vec![case(format!("{arch}/inbox-full"), move || {
-        inbox_full(l.as_ref())
-    })]
+    vec![case(format!("{arch}/inbox-full"), move || inbox_full(l.as_ref()))]
 }
 
 /// The event `ev` that `berth receive` logged (its lines come in its output).
 fn from_receive(m: &mut Machine, ev: &str, lim: &Limits) -> Result<Event, String> {
     let outer = m.expect_event_where(
         "service.log",
-        |e| {
-            e.is("name", "receive")
-                && e.get("line")
-                    .and_then(crate::event::parse_line)
-                    .is_some_and(|i| i.name == ev)
-        },
+        |e| e.is("name", "receive") && e.get("line").and_then(crate::event::parse_line).is_some_and(|i| i.name == ev),
         lim.step,
     )?;
-    outer
-        .get("line")
-        .and_then(crate::event::parse_line)
-        .ok_or_else(|| format!("{ev}: no event in {outer:?}"))
+    outer.get("line").and_then(crate::event::parse_line).ok_or_else(|| format!("{ev}: no event in {outer:?}"))
 }
 
 /// The answer's inbox file, for an `ok FILE` answer.
 fn accepted(answer: &str, what: &str) -> Result<String, String> {
-    let file = answer
-        .strip_prefix("ok ")
-        .ok_or_else(|| format!("{what} was answered {answer:?}, want ok"))?;
+    let file = answer.strip_prefix("ok ").ok_or_else(|| format!("{what} was answered {answer:?}, want ok"))?;
     if file.starts_with("/data/berth/inbox/push-") && file.ends_with(".bundle") {
         Ok(file.to_string())
     } else {
@@ -69,14 +57,11 @@ fn accepted(answer: &str, what: &str) -> Result<String, String> {
 
 /// The refusal's reason must name the count and the bound.
 pub fn judge_refusal(answer: &str, bound: u8) -> Result<(), String> {
-    let want =
-        format!("refused inbox full: {bound} bundles are waiting and the board allows {bound}");
+    let want = format!("refused inbox full: {bound} bundles are waiting and the board allows {bound}");
     if answer.starts_with(&want) {
         Ok(())
     } else {
-        Err(format!(
-            "the push past the bound was answered {answer:?}, want it to start with {want:?}"
-        ))
+        Err(format!("the push past the bound was answered {answer:?}, want it to start with {want:?}"))
     }
 }
 
@@ -84,17 +69,9 @@ fn inbox_full(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let info = l.updates()?;
     let window = info.v2_bundle.with_file_name("trial-window.bundle");
-    let sock = std::env::temp_dir().join(format!(
-        "berth-inbox-{}-{}.sock",
-        l.arch(),
-        std::process::id()
-    ));
+    let sock = std::env::temp_dir().join(format!("berth-inbox-{}-{}.sock", l.arch(), std::process::id()));
     let _ = std::fs::remove_file(&sock);
-    let mut m = l.boot(&BootSpec {
-        variant: "push",
-        push: Some(sock.clone()),
-        ..spec("inbox-full", "none")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "push", push: Some(sock.clone()), ..spec("inbox-full", "none") })?;
     expect_boot(&mut m, &lim)?;
     from_receive(&mut m, "push.listen", &lim)?;
     // 1. Release 5 on trial.
@@ -106,10 +83,7 @@ fn inbox_full(l: &dyn Launch) -> Result<(), String> {
     m.expect_event_where("release.trial", |e| e.is("version", "5"), lim.step * 2)?;
     // 2. The inbox fills up to its bound.
     for i in 0..PUSH_INBOX_BUNDLES {
-        accepted(
-            &l.push(&sock, &info.v2_bundle, false)?,
-            &format!("push {} of release 2", i + 1),
-        )?;
+        accepted(&l.push(&sock, &info.v2_bundle, false)?, &format!("push {} of release 2", i + 1))?;
     }
     // 3. One more is refused, and says why.
     let answer = l.push(&sock, &info.v2_bundle, false)?;
@@ -117,9 +91,7 @@ fn inbox_full(l: &dyn Launch) -> Result<(), String> {
     let refused = from_receive(&mut m, "push.refused", &lim)?;
     let reason = refused.get("reason").unwrap_or("");
     if !answer.ends_with(reason) || reason.is_empty() {
-        return Err(format!(
-            "push.refused says {reason:?}, the answer {answer:?}"
-        ));
+        return Err(format!("push.refused says {reason:?}, the answer {answer:?}"));
     }
     // Refused ones leave nothing: the next push is refused the same way.
     judge_refusal(&l.push(&sock, &info.v2_bundle, false)?, PUSH_INBOX_BUNDLES)?;
@@ -130,23 +102,11 @@ fn inbox_full(l: &dyn Launch) -> Result<(), String> {
         .events()
         .iter()
         .filter(|e| e.t >= refused.t)
-        .filter(|e| {
-            matches!(
-                e.name.as_str(),
-                "update.switch"
-                    | "update.staged"
-                    | "update.inbox"
-                    | "release.rollback"
-                    | "release.commit"
-                    | "container.exit"
-            )
-        })
+        .filter(|e| matches!(e.name.as_str(), "update.switch" | "update.staged" | "update.inbox" | "release.rollback" | "release.commit" | "container.exit"))
         .map(|e| format!("{} {:?}", e.name, e.fields))
         .collect();
     if !changed.is_empty() {
-        return Err(format!(
-            "the running release changed after the refused push: {changed:?}"
-        ));
+        return Err(format!("the running release changed after the refused push: {changed:?}"));
     }
     let _ = std::fs::remove_file(&sock);
     no_errors(&m, &[])
@@ -162,11 +122,7 @@ mod tests {
         assert_eq!(judge_refusal(&format!("refused {text}"), 2), Ok(()));
         assert!(judge_refusal("refused inbox: No space left on device", 2).is_err());
         assert!(judge_refusal(&format!("ok {text}"), 2).is_err());
-        assert!(judge_refusal(
-            "refused inbox full: 1 bundles are waiting and the board allows 2",
-            2
-        )
-        .is_err());
+        assert!(judge_refusal("refused inbox full: 1 bundles are waiting and the board allows 2", 2).is_err());
     }
 
     fn berth_reason(n: u8) -> String {

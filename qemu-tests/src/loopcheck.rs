@@ -3,9 +3,7 @@
 //! timer), and it reaps a child ended by any signal, real-time ones too.
 
 use crate::scenario::{case, Case};
-use crate::scenarios::{
-    agent_pass, expect_boot, expect_poweroff, field_is, limits, spec, BootSpec, Launch,
-};
+use crate::scenarios::{agent_pass, expect_boot, expect_poweroff, field_is, limits, spec, BootSpec, Launch};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,46 +26,21 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
 /// a CPU over 30 s (the agent measures /proc/1/stat).
 fn waiting(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "waiting",
-        ..spec("waiting", "idle-cpu")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "waiting", ..spec("waiting", "idle-cpu") })?;
     expect_boot(&mut m, &lim)?;
-    let w = m.expect_event_where(
-        "container.waiting",
-        |e| e.get("name") == Some("blocked"),
-        lim.step,
-    )?;
+    let w = m.expect_event_where("container.waiting", |e| e.get("name") == Some("blocked"), lim.step)?;
     field_is(&w, "for", "never")?;
-    agent_pass(
-        &mut m,
-        "pid1-idle",
-        &crate::scenarios::Limits {
-            step: IDLE_CHECK,
-            ..limits(l.arch())
-        },
-    )?;
+    agent_pass(&mut m, "pid1-idle", &crate::scenarios::Limits { step: IDLE_CHECK, ..limits(l.arch()) })?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     let events = m.events();
-    let said = events
-        .iter()
-        .filter(|e| e.name == "container.waiting" && e.get("name") == Some("blocked"))
-        .count();
+    let said = events.iter().filter(|e| e.name == "container.waiting" && e.get("name") == Some("blocked")).count();
     if said != 1 {
-        return Err(format!(
-            "container.waiting for blocked said {said} times, want once"
-        ));
+        return Err(format!("container.waiting for blocked said {said} times, want once"));
     }
-    if events
-        .iter()
-        .any(|e| e.name == "container.start" && e.get("name") == Some("blocked"))
-    {
+    if events.iter().any(|e| e.name == "container.start" && e.get("name") == Some("blocked")) {
         return Err("blocked started although never was never ready".into());
     }
-    if events
-        .iter()
-        .any(|e| e.name == "container.ready" && e.get("name") == Some("never"))
-    {
+    if events.iter().any(|e| e.name == "container.ready" && e.get("name") == Some("never")) {
         return Err("never became ready: the scenario tests nothing".into());
     }
     Ok(())

@@ -47,12 +47,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     let arch = l.arch().to_string();
     let l2 = Arc::clone(&l);
     let l3 = Arc::clone(&l);
-    let mut cases = vec![
-        case(format!("{arch}/flood"), move || flood(l2.as_ref())),
-        case(format!("{arch}/output-controls"), move || {
-            controls(l3.as_ref())
-        }),
-    ];
+    let mut cases = vec![case(format!("{arch}/flood"), move || flood(l2.as_ref())), case(format!("{arch}/output-controls"), move || controls(l3.as_ref()))];
     // x86_64 only: there the console is a 16550 UART, whose kernel console
     // driver gives up on a character after a bounded wait. The ARM boards'
     // PL011 console driver spins without a bound while its FIFO is full, and
@@ -60,12 +55,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     // drains at its baud rate): any kernel message then holds the guest's
     // CPU until the watchdog fires, whatever berth does.
     if arch == "x86_64" {
-        cases.insert(
-            0,
-            case(format!("{arch}/console-stall"), move || {
-                console_stall(l.as_ref())
-            }),
-        );
+        cases.insert(0, case(format!("{arch}/console-stall"), move || console_stall(l.as_ref())));
     }
     cases
 }
@@ -76,48 +66,27 @@ fn measure(m: &mut Machine, name: &str, timeout: Duration) -> Result<u64, String
 
 fn console_stall(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "console-stall",
-        console_socket: true,
-        ..spec("console-stall", "console-stall")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "console-stall", console_socket: true, ..spec("console-stall", "console-stall") })?;
     expect_boot(&mut m, &lim)?;
     m.set_cursor(0);
     let open = m.expect_event("watchdog.open", lim.step)?;
     field_is(&open, "result", "ok")?;
-    let timeout: f64 = open
-        .get("timeout_s")
-        .and_then(|v| v.parse().ok())
-        .ok_or("watchdog.open has no timeout_s")?;
+    let timeout: f64 = open.get("timeout_s").and_then(|v| v.parse().ok()).ok_or("watchdog.open has no timeout_s")?;
     if timeout >= STALL.as_secs_f64() {
-        return Err(format!(
-            "the watchdog's timeout ({timeout} s) is not shorter than the stall"
-        ));
+        return Err(format!("the watchdog's timeout ({timeout} s) is not shorter than the stall"));
     }
     m.expect_line("AGENT stall-ready", lim.boot)?;
     m.pause_console(true)?;
     std::thread::sleep(STALL);
     if let Some(st) = m.exit_status() {
-        return Err(format!(
-            "QEMU ended during the stall ({st}): the watchdog reset the machine?"
-        ));
+        return Err(format!("QEMU ended during the stall ({st}): the watchdog reset the machine?"));
     }
     m.pause_console(false)?;
     let resumed = m.cursor();
-    let dropped = m.expect_event_where(
-        "log.dropped",
-        |e| e.get("sink") == Some("console"),
-        lim.step,
-    )?;
-    let count: u64 = dropped
-        .get("count")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let dropped = m.expect_event_where("log.dropped", |e| e.get("sink") == Some("console"), lim.step)?;
+    let count: u64 = dropped.get("count").and_then(|c| c.parse().ok()).unwrap_or(0);
     if count == 0 {
-        return Err(format!(
-            "log.dropped sink=console says count={:?}, want more than 0",
-            dropped.get("count")
-        ));
+        return Err(format!("log.dropped sink=console says count={:?}, want more than 0", dropped.get("count")));
     }
     m.set_cursor(resumed);
     let watch = Duration::from_secs(45) + lim.step;
@@ -128,41 +97,25 @@ fn console_stall(l: &dyn Launch) -> Result<(), String> {
     m.expect_line("AGENT done", lim.step)?;
     // 45 s of a call every 0.5 s plus its own time.
     if unanswered > 0 || answered < 20 {
-        return Err(format!(
-            "berthctl status during the stall: {answered} answered, {unanswered} not (in 10 s)"
-        ));
+        return Err(format!("berthctl status during the stall: {answered} answered, {unanswered} not (in 10 s)"));
     }
     if worst > 2000 {
-        return Err(format!(
-            "berthctl status took up to {worst} ms during the stall"
-        ));
+        return Err(format!("berthctl status took up to {worst} ms during the stall"));
     }
     // A run of 1 s and a 0.5 s delay: about 30 restarts in 45 s.
     if restarts < 10 {
-        return Err(format!(
-            "crasher was restarted {restarts} times during the stall, want at least 10"
-        ));
+        return Err(format!("crasher was restarted {restarts} times during the stall, want at least 10"));
     }
-    let boots = m
-        .events()
-        .iter()
-        .filter(|e| e.name == "boot.start" && e.get("stage") == Some("initramfs"))
-        .count();
+    let boots = m.events().iter().filter(|e| e.name == "boot.start" && e.get("stage") == Some("initramfs")).count();
     if boots != 1 || m.exit_status().is_some() {
-        return Err(format!(
-            "{boots} boots seen, QEMU {:?}: the machine was reset",
-            m.exit_status()
-        ));
+        return Err(format!("{boots} boots seen, QEMU {:?}: the machine was reset", m.exit_status()));
     }
     Ok(())
 }
 
 fn flood(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "flood",
-        ..spec("flood", "flood")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "flood", ..spec("flood", "flood") })?;
     expect_boot(&mut m, &lim)?;
     let ready = m.cursor();
     let wait = Duration::from_secs(180) + lim.boot;
@@ -177,16 +130,11 @@ fn flood(l: &dyn Launch) -> Result<(), String> {
     // The output of the flood was never mirrored: the board keeps it off.
     m.set_cursor(ready);
     if let Some(e) = m.events().iter().find(|e| e.name == "container.log") {
-        return Err(format!(
-            "a container line reached the console on a board that keeps them off: {:?}",
-            e.fields
-        ));
+        return Err(format!("a container line reached the console on a board that keeps them off: {:?}", e.fields));
     }
     // 20 s at one line per 100 ms, less the emulator's hiccups.
     if hb_lines < 100 {
-        return Err(format!(
-            "only {hb_lines} heartbeat lines were stored during the flood"
-        ));
+        return Err(format!("only {hb_lines} heartbeat lines were stored during the flood"));
     }
     if p99 >= HEARTBEAT_P99_MS {
         return Err(format!("heartbeat lines were stored {p99} ms after they were written (p99; max {max} ms), want under {HEARTBEAT_P99_MS}"));
@@ -199,9 +147,7 @@ fn flood(l: &dyn Launch) -> Result<(), String> {
         .filter_map(|e| e.get("count")?.parse::<u64>().ok())
         .sum();
     if limited == 0 || stored + limited != wrote {
-        return Err(format!(
-            "flood wrote {wrote} lines: {stored} stored + {limited} counted as limited"
-        ));
+        return Err(format!("flood wrote {wrote} lines: {stored} stored + {limited} counted as limited"));
     }
     // The steady rate is the default's, and the flood is not starved either.
     let secs = steady_ms as f64 / 1e3;
@@ -210,9 +156,7 @@ fn flood(l: &dyn Launch) -> Result<(), String> {
         return Err(format!("flood: {steady} lines stored in {secs:.1} s of steady flooding ({rate:.1}/s), want at most {RATE}/s"));
     }
     if stored > BURST + RATE * 25 {
-        return Err(format!(
-            "flood: {stored} lines stored in all, more than the burst and 25 s at the default rate"
-        ));
+        return Err(format!("flood: {stored} lines stored in all, more than the burst and 25 s at the default rate"));
     }
     Ok(())
 }
@@ -223,25 +167,14 @@ fn agent_raw(m: &mut Machine, source: &str, timeout: Duration) -> Result<Vec<u8>
     let line = m.expect_line(&head, timeout)?;
     let rest = line.split_once(&head).map(|(_, r)| r.trim()).unwrap_or("");
     match rest.strip_prefix("hex=") {
-        Some(h) => ctl::unhex(h).ok_or_else(|| {
-            format!(
-                "the agent's {source} bytes are not hex: {}",
-                ctl::visible(h.as_bytes())
-            )
-        }),
-        None => Err(format!(
-            "the agent found no {source} line: {}",
-            ctl::visible(rest.as_bytes())
-        )),
+        Some(h) => ctl::unhex(h).ok_or_else(|| format!("the agent's {source} bytes are not hex: {}", ctl::visible(h.as_bytes()))),
+        None => Err(format!("the agent found no {source} line: {}", ctl::visible(rest.as_bytes()))),
     }
 }
 
 fn controls(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "controls",
-        ..spec("output-controls", "controls")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "controls", ..spec("output-controls", "controls") })?;
     expect_boot(&mut m, &lim)?;
     // The agent waits up to 120 s for each source.
     let wait = Duration::from_secs(120) + lim.step;

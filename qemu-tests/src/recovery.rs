@@ -18,9 +18,7 @@
 use crate::event::Event;
 use crate::machine::Machine;
 use crate::scenario::{case, Case};
-use crate::scenarios::{
-    agent_pass, expect_boot, field_is, limits, no_errors, spec, BootSpec, Launch, Limits,
-};
+use crate::scenarios::{agent_pass, expect_boot, field_is, limits, no_errors, spec, BootSpec, Launch, Limits};
 use std::sync::Arc;
 
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
@@ -28,9 +26,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     if arch != "x86_64" {
         return Vec::new();
     }
-    vec![case(format!("{arch}/recovery"), move || {
-        recovery(l.as_ref())
-    })]
+    vec![case(format!("{arch}/recovery"), move || recovery(l.as_ref()))]
 }
 
 /// The containers of release 2 of the update scenarios.
@@ -39,68 +35,33 @@ const RELEASE_2: [&str; 2] = ["meter", "sensor"];
 fn recovery(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let info = l.updates()?;
-    let sock = std::env::temp_dir().join(format!(
-        "berth-recovery-{}-{}.sock",
-        l.arch(),
-        std::process::id()
-    ));
+    let sock = std::env::temp_dir().join(format!("berth-recovery-{}-{}.sock", l.arch(), std::process::id()));
     let _ = std::fs::remove_file(&sock);
-    let mut m = l.boot(&BootSpec {
-        variant: "recovery",
-        push: Some(sock.clone()),
-        ..spec("recovery", "recovery")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "recovery", push: Some(sock.clone()), ..spec("recovery", "recovery") })?;
     expect_boot(&mut m, &lim)?;
     let events = m.events();
-    let find = |name: &str| {
-        events
-            .iter()
-            .find(|e| e.name == name)
-            .cloned()
-            .ok_or_else(|| format!("no {name} event at boot"))
-    };
+    let find = |name: &str| events.iter().find(|e| e.name == name).cloned().ok_or_else(|| format!("no {name} event at boot"));
     let rejected: Event = find("release.rejected")?;
     let reason = rejected.get("reason").unwrap_or("").to_string();
     if !reason.starts_with("release signature does not verify") {
-        return Err(format!(
-            "release 1 was rejected for {reason:?}, want its signature"
-        ));
+        return Err(format!("release 1 was rejected for {reason:?}, want its signature"));
     }
     field_is(&find("release.recovery")?, "reason", &reason)?;
     field_is(&find("boot.ready")?, "release", "recovery")?;
     agent_pass(&mut m, "recovery", &lim)?;
     if let Some(e) = m.events().iter().find(|e| e.name == "container.start") {
-        return Err(format!(
-            "a container started in the recovery state: {:?}",
-            e.fields
-        ));
+        return Err(format!("a container started in the recovery state: {:?}", e.fields));
     }
     push_repair(l, &mut m, &sock, &info.v2_bundle, &lim)?;
-    agent_pass(
-        &mut m,
-        "recovered",
-        &Limits {
-            step: lim.step * 3,
-            ..limits(l.arch())
-        },
-    )?;
+    agent_pass(&mut m, "recovered", &Limits { step: lim.step * 3, ..limits(l.arch()) })?;
     let _ = std::fs::remove_file(&sock);
     no_errors(&m, &[])
 }
 
 /// Push release 2 and follow it from the inbox to its commit.
-fn push_repair(
-    l: &dyn Launch,
-    m: &mut Machine,
-    sock: &std::path::Path,
-    bundle: &std::path::Path,
-    lim: &Limits,
-) -> Result<(), String> {
+fn push_repair(l: &dyn Launch, m: &mut Machine, sock: &std::path::Path, bundle: &std::path::Path, lim: &Limits) -> Result<(), String> {
     let answer = l.push(sock, bundle, false)?;
-    let file = answer
-        .strip_prefix("ok ")
-        .ok_or_else(|| format!("release 2's push was answered {answer:?}"))?
-        .to_string();
+    let file = answer.strip_prefix("ok ").ok_or_else(|| format!("release 2's push was answered {answer:?}"))?.to_string();
     let taken = m.expect_event("update.inbox", lim.step * 2)?;
     field_is(&taken, "bundle", &file)?;
     let staged = m.expect_event("update.staged", lim.step * 2)?;
@@ -113,17 +74,9 @@ fn push_repair(
     // Both started (in either order: they start side by side).
     let events = m.events();
     for name in RELEASE_2 {
-        let started = events.iter().any(|e| {
-            e.name == "container.start"
-                && e.t >= switch.t
-                && e.t <= commit.t
-                && e.is("name", name)
-                && e.is("result", "ok")
-        });
+        let started = events.iter().any(|e| e.name == "container.start" && e.t >= switch.t && e.t <= commit.t && e.is("name", name) && e.is("result", "ok"));
         if !started {
-            return Err(format!(
-                "{name} of release 2 did not start between the switch and the commit"
-            ));
+            return Err(format!("{name} of release 2 did not start between the switch and the commit"));
         }
     }
     Ok(())

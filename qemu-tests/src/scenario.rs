@@ -48,10 +48,7 @@ pub type CaseFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
 pub type Case = (String, CaseFn);
 
 /// Build a [`Case`] without spelling out the box.
-pub fn case(
-    name: impl Into<String>,
-    f: impl FnOnce() -> Result<(), String> + Send + 'static,
-) -> Case {
+pub fn case(name: impl Into<String>, f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Case {
     (name.into(), Box::new(f))
 }
 
@@ -68,36 +65,23 @@ pub fn run_all_to(cases: Vec<Case>, jobs: usize, out: &mut dyn Write) -> Vec<Out
     let total = cases.len();
     let jobs = jobs.max(1).min(total.max(1));
     let names: Vec<String> = cases.iter().map(|(n, _)| n.clone()).collect();
-    let _ = writeln!(
-        out,
-        "running {total} qemu test{} ({jobs} job{})",
-        plural(total),
-        plural(jobs)
-    );
+    let _ = writeln!(out, "running {total} qemu test{} ({jobs} job{})", plural(total), plural(jobs));
     let _ = out.flush();
 
-    let queue: Arc<Mutex<VecDeque<(usize, String, CaseFn)>>> = Arc::new(Mutex::new(
-        cases
-            .into_iter()
-            .enumerate()
-            .map(|(i, (n, f))| (i, n, f))
-            .collect(),
-    ));
+    let queue: Arc<Mutex<VecDeque<(usize, String, CaseFn)>>> = Arc::new(Mutex::new(cases.into_iter().enumerate().map(|(i, (n, f))| (i, n, f)).collect()));
     let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
     let mut workers = Vec::new();
     for w in 0..jobs {
         let queue = Arc::clone(&queue);
         let tx = tx.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("qemu-job-{w}"))
-            .spawn(move || loop {
-                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                let Some((i, name, f)) = next else { break };
-                let outcome = run_one(name, f);
-                if tx.send((i, outcome)).is_err() {
-                    break;
-                }
-            });
+        let spawned = thread::Builder::new().name(format!("qemu-job-{w}")).spawn(move || loop {
+            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+            let Some((i, name, f)) = next else { break };
+            let outcome = run_one(name, f);
+            if tx.send((i, outcome)).is_err() {
+                break;
+            }
+        });
         if let Ok(h) = spawned {
             workers.push(h);
         }
@@ -107,11 +91,7 @@ pub fn run_all_to(cases: Vec<Case>, jobs: usize, out: &mut dyn Write) -> Vec<Out
     let mut results: Vec<Option<Outcome>> = (0..total).map(|_| None).collect();
     if workers.is_empty() {
         // No thread could be started: run here, one after the other.
-        let pending: Vec<_> = queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
+        let pending: Vec<_> = queue.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
         for (i, name, f) in pending {
             let o = run_one(name, f);
             report(out, &o);
@@ -130,12 +110,7 @@ pub fn run_all_to(cases: Vec<Case>, jobs: usize, out: &mut dyn Write) -> Vec<Out
         .into_iter()
         .zip(names)
         .map(|(o, name)| {
-            o.unwrap_or_else(|| Outcome {
-                name,
-                passed: false,
-                detail: "the case never reported (worker thread died)".to_string(),
-                duration: Duration::ZERO,
-            })
+            o.unwrap_or_else(|| Outcome { name, passed: false, detail: "the case never reported (worker thread died)".to_string(), duration: Duration::ZERO })
         })
         .collect();
 
@@ -175,22 +150,12 @@ fn run_one(name: String, f: CaseFn) -> Outcome {
             (false, format!("panicked: {msg}"))
         }
     };
-    Outcome {
-        name,
-        passed,
-        detail,
-        duration,
-    }
+    Outcome { name, passed, detail, duration }
 }
 
 fn report(out: &mut dyn Write, o: &Outcome) {
     let verdict = if o.passed { "ok" } else { "FAILED" };
-    let _ = writeln!(
-        out,
-        "test {} ... {verdict} ({:.1}s)",
-        o.name,
-        o.duration.as_secs_f64()
-    );
+    let _ = writeln!(out, "test {} ... {verdict} ({:.1}s)", o.name, o.duration.as_secs_f64());
     let _ = out.flush();
 }
 
@@ -214,9 +179,7 @@ mod tests {
                 thread::sleep(Duration::from_millis(300));
                 Ok(())
             }),
-            case("fail-b", || {
-                Err("mount /data failed\nsecond line".to_string())
-            }),
+            case("fail-b", || Err("mount /data failed\nsecond line".to_string())),
             case("panic-c", || panic!("boom {}", 42)),
             case("pass-d", || {
                 thread::sleep(Duration::from_millis(300));
@@ -228,36 +191,20 @@ mod tests {
         let start = Instant::now();
         let outcomes = run_all_to(cases, 3, &mut buf);
         // Two 300 ms cases on three workers overlap.
-        assert!(
-            start.elapsed() < Duration::from_millis(550),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_millis(550), "{:?}", start.elapsed());
         let text = String::from_utf8(buf).unwrap();
         let names: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["pass-a", "fail-b", "panic-c", "pass-d", "static-panic"]
-        );
+        assert_eq!(names, ["pass-a", "fail-b", "panic-c", "pass-d", "static-panic"]);
         let passed: Vec<bool> = outcomes.iter().map(|o| o.passed).collect();
         assert_eq!(passed, [true, false, false, true, false]);
         assert_eq!(outcomes[2].detail, "panicked: boom 42");
         assert_eq!(outcomes[4].detail, "panicked: static");
         assert!(outcomes[0].duration >= Duration::from_millis(300));
-        assert!(
-            text.starts_with("running 5 qemu tests (3 jobs)\n"),
-            "{text}"
-        );
+        assert!(text.starts_with("running 5 qemu tests (3 jobs)\n"), "{text}");
         assert!(text.contains("test pass-a ... ok (0.3s)\n"), "{text}");
         assert!(text.contains("test fail-b ... FAILED (0.0s)\n"), "{text}");
-        assert!(
-            text.contains("\nfailures:\n\n---- fail-b ----\nmount /data failed\nsecond line\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("---- panic-c ----\npanicked: boom 42\n"),
-            "{text}"
-        );
+        assert!(text.contains("\nfailures:\n\n---- fail-b ----\nmount /data failed\nsecond line\n"), "{text}");
+        assert!(text.contains("---- panic-c ----\npanicked: boom 42\n"), "{text}");
         assert_eq!(text.lines().last(), Some("qemu: 2 passed, 3 failed"));
     }
 
@@ -272,10 +219,7 @@ mod tests {
 
         let mut buf = Vec::new();
         assert!(run_all_to(Vec::new(), 4, &mut buf).is_empty());
-        assert_eq!(
-            String::from_utf8(buf).unwrap().lines().last(),
-            Some("qemu: 0 passed, 0 failed")
-        );
+        assert_eq!(String::from_utf8(buf).unwrap().lines().last(), Some("qemu: 0 passed, 0 failed"));
     }
 
     #[test]
@@ -289,11 +233,7 @@ mod tests {
             Ok(())
         });
         let bad = case("fake-crash", || {
-            let mut m = Machine::spawn(
-                "fake-crash",
-                "sh",
-                &["-c".to_string(), "echo 'Kernel panic'; exit 1".to_string()],
-            )?;
+            let mut m = Machine::spawn("fake-crash", "sh", &["-c".to_string(), "echo 'Kernel panic'; exit 1".to_string()])?;
             m.expect_event("boot.ready", Duration::from_secs(60))?;
             Ok(())
         });
@@ -301,15 +241,8 @@ mod tests {
         let outcomes = run_all_to(vec![ok, bad], 2, &mut buf);
         assert!(outcomes[0].passed, "{}", outcomes[0].detail);
         assert!(!outcomes[1].passed);
-        assert!(
-            outcomes[1].detail.contains("Kernel panic"),
-            "{}",
-            outcomes[1].detail
-        );
+        assert!(outcomes[1].detail.contains("Kernel panic"), "{}", outcomes[1].detail);
         assert!(outcomes[1].duration < Duration::from_secs(5));
-        assert_eq!(
-            String::from_utf8(buf).unwrap().lines().last(),
-            Some("qemu: 1 passed, 1 failed")
-        );
+        assert_eq!(String::from_utf8(buf).unwrap().lines().last(), Some("qemu: 1 passed, 1 failed"));
     }
 }

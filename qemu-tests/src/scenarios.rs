@@ -63,12 +63,7 @@ pub trait Launch: Send + Sync {
     /// Push `bundle` into a running machine over its push socket, as
     /// `cargo xtask push` does (`garble`: with a wrong hash); the device's
     /// answer line.
-    fn push(
-        &self,
-        sock: &std::path::Path,
-        bundle: &std::path::Path,
-        garble: bool,
-    ) -> Result<String, String>;
+    fn push(&self, sock: &std::path::Path, bundle: &std::path::Path, garble: bool) -> Result<String, String>;
 }
 
 /// Time limits, scaled for the slowest emulated board.
@@ -80,11 +75,7 @@ pub(crate) struct Limits {
 
 pub(crate) fn limits(arch: &str) -> Limits {
     let k = if arch == "armv7" { 2 } else { 1 };
-    Limits {
-        boot: Duration::from_secs(90 * k),
-        step: Duration::from_secs(30 * k),
-        halt: Duration::from_secs(30 * k),
-    }
+    Limits { boot: Duration::from_secs(90 * k), step: Duration::from_secs(30 * k), halt: Duration::from_secs(30 * k) }
 }
 
 /// Every scenario for one architecture, named `<arch>/<scenario>`.
@@ -165,11 +156,7 @@ pub(crate) fn field_is(e: &Event, key: &str, want: &str) -> Result<(), String> {
 
 /// The boot sequence up to `boot.ready`, checking each stage in order.
 pub(crate) fn expect_boot(m: &mut Machine, lim: &Limits) -> Result<(), String> {
-    let start = m.expect_event_where(
-        "boot.start",
-        |e| e.get("stage") == Some("initramfs"),
-        lim.boot,
-    )?;
+    let start = m.expect_event_where("boot.start", |e| e.get("stage") == Some("initramfs"), lim.boot)?;
     field_is(&start, "pid", "1")?;
     for stage in ["early-mounts", "modules", "system-root", "switch-root"] {
         m.expect_event_where("boot.stage", |e| e.get("stage") == Some(stage), lim.step)?;
@@ -181,9 +168,7 @@ pub(crate) fn expect_boot(m: &mut Machine, lim: &Limits) -> Result<(), String> {
     let flags = data.get("flags").unwrap_or("");
     for f in ["nosuid", "nodev", "noexec"] {
         if !flags.split(',').any(|x| x == f) {
-            return Err(format!(
-                "data partition mounted with flags {flags}, missing {f}"
-            ));
+            return Err(format!("data partition mounted with flags {flags}, missing {f}"));
         }
     }
     field_is(&m.expect_event("hostname", lim.step)?, "result", "ok")?;
@@ -207,20 +192,8 @@ pub(crate) fn expect_poweroff(m: &mut Machine, signal: &str, lim: &Limits) -> Re
     let b = m.expect_event("shutdown.begin", lim.step)?;
     field_is(&b, "action", "poweroff")?;
     field_is(&b, "signal", signal)?;
-    field_is(
-        &m.expect_event_where(
-            "shutdown.umount",
-            |e| e.get("target") == Some("/data"),
-            lim.halt,
-        )?,
-        "result",
-        "ok",
-    )?;
-    field_is(
-        &m.expect_event("shutdown.halt", lim.halt)?,
-        "action",
-        "poweroff",
-    )?;
+    field_is(&m.expect_event_where("shutdown.umount", |e| e.get("target") == Some("/data"), lim.halt)?, "result", "ok")?;
+    field_is(&m.expect_event("shutdown.halt", lim.halt)?, "action", "poweroff")?;
     let st = m.wait_exit(lim.halt)?;
     if !st.success() {
         return Err(format!("QEMU ended with {st} after the power-off"));
@@ -255,54 +228,26 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
     let rel = events
         .iter()
         .find(|e| e.name == "release.accepted")
-        .ok_or_else(|| {
-            format!(
-                "no release.accepted event; release events: {:?}",
-                release_events(&events)
-            )
-        })?;
+        .ok_or_else(|| format!("no release.accepted event; release events: {:?}", release_events(&events)))?;
     field_is(rel, "version", &version.to_string())?;
     field_is(rel, "key_id", &key_id)?;
     field_is(rel, "stored", "raised")?;
     // Every image of the release is mapped through dm-verity and mounted.
     let verity: Vec<&Event> = events.iter().filter(|e| e.name == "image.verity").collect();
-    let mounts = events
-        .iter()
-        .filter(|e| {
-            e.name == "mount"
-                && e.get("target")
-                    .is_some_and(|t| t.starts_with("/run/berth/images/"))
-        })
-        .count();
-    if verity.is_empty()
-        || verity.iter().any(|e| e.get("result") != Some("ok"))
-        || mounts != verity.len()
-    {
-        return Err(format!(
-            "image activation: {} verity events {:?}, {mounts} mounts",
-            verity.len(),
-            verity.iter().map(|e| &e.fields).collect::<Vec<_>>()
-        ));
+    let mounts = events.iter().filter(|e| e.name == "mount" && e.get("target").is_some_and(|t| t.starts_with("/run/berth/images/"))).count();
+    if verity.is_empty() || verity.iter().any(|e| e.get("result") != Some("ok")) || mounts != verity.len() {
+        return Err(format!("image activation: {} verity events {:?}, {mounts} mounts", verity.len(), verity.iter().map(|e| &e.fields).collect::<Vec<_>>()));
     }
     let ready = m.cursor();
     // The demo containers start confined and their output reaches the log.
     for name in ["sensor", "flaky"] {
         // Independent containers start together, in no set order.
         m.set_cursor(ready);
-        let e =
-            m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.step)?;
+        let e = m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.step)?;
         field_is(&e, "result", "ok")?;
     }
     m.set_cursor(ready);
-    m.expect_event_where(
-        "container.log",
-        |e| {
-            e.get("name") == Some("sensor")
-                && e.get("line")
-                    .is_some_and(|l| l.starts_with("sensor: reading=1 "))
-        },
-        lim.step,
-    )?;
+    m.expect_event_where("container.log", |e| e.get("name") == Some("sensor") && e.get("line").is_some_and(|l| l.starts_with("sensor: reading=1 ")), lim.step)?;
     m.set_cursor(ready);
     for check in ["pid1", "rootfs-ro", "data-mount", "orphan-reaped"] {
         agent_pass(&mut m, check, &lim)?;
@@ -310,13 +255,7 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
     // berthctl on the device lists the demo containers and the release.
     let line = m.expect_line("AGENT check=berthctl ", lim.step)?;
     let (version, key_id) = l.release();
-    for want in [
-        "result=pass",
-        "sensor",
-        "flaky",
-        "running",
-        &format!("release {version} signed by key {key_id}"),
-    ] {
+    for want in ["result=pass", "sensor", "flaky", "running", &format!("release {version} signed by key {key_id}")] {
         if !line.contains(want) {
             return Err(format!("berthctl output lacks {want:?}: {line}"));
         }
@@ -340,98 +279,55 @@ fn boot_checks_poweroff(l: &dyn Launch) -> Result<(), String> {
 fn status_layers_match(m: &Machine, agent_line: &str) -> Result<(), String> {
     let parts: Vec<&str> = agent_line.split(" | ").map(str::trim).collect();
     for name in ["sensor", "flaky"] {
-        let row = parts
-            .iter()
-            .position(|p| p.split_whitespace().next() == Some(name));
-        let layers = row
-            .and_then(|i| parts.get(i + 1))
-            .and_then(|l| l.strip_prefix("layers: "));
+        let row = parts.iter().position(|p| p.split_whitespace().next() == Some(name));
+        let layers = row.and_then(|i| parts.get(i + 1)).and_then(|l| l.strip_prefix("layers: "));
         let Some(layers) = layers else {
-            return Err(format!(
-                "berthctl status has no layers line for {name}: {agent_line}"
-            ));
+            return Err(format!("berthctl status has no layers line for {name}: {agent_line}"));
         };
         let kv = |k: &str| probe_field(layers, k).map(|v| v.trim_end_matches('"'));
-        let started = m
-            .events()
-            .into_iter()
-            .rfind(|e| e.name == "container.start" && e.get("name") == Some(name));
+        let started = m.events().into_iter().rfind(|e| e.name == "container.start" && e.get("name") == Some(name));
         let Some(e) = started else {
             return Err(format!("no container.start for {name}"));
         };
-        for (shown, logged) in [
-            ("userns", "uid_base"),
-            ("seccomp", "seccomp"),
-            ("device_rules", "device_rules"),
-            ("landlock", "landlock"),
-            ("apparmor", "apparmor"),
-        ] {
+        for (shown, logged) in
+            [("userns", "uid_base"), ("seccomp", "seccomp"), ("device_rules", "device_rules"), ("landlock", "landlock"), ("apparmor", "apparmor")]
+        {
             if kv(shown).is_none() || kv(shown) != e.get(logged) {
-                return Err(format!(
-                    "{name}: status shows {shown}={:?}, container.start logged {logged}={:?}",
-                    kv(shown),
-                    e.get(logged)
-                ));
+                return Err(format!("{name}: status shows {shown}={:?}, container.start logged {logged}={:?}", kv(shown), e.get(logged)));
             }
         }
         if !kv("landlock").is_some_and(|v| v.starts_with("abi")) || kv("caps") != Some("none") {
-            return Err(format!(
-                "{name}: want a Landlock ABI and no capabilities: {layers}"
-            ));
+            return Err(format!("{name}: want a Landlock ABI and no capabilities: {layers}"));
         }
     }
     Ok(())
 }
 
 pub(crate) fn release_events(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e.name.starts_with("release"))
-        .map(|e| format!("{} {:?}", e.name, e.fields))
-        .collect()
+    events.iter().filter(|e| e.name.starts_with("release")).map(|e| format!("{} {:?}", e.name, e.fields)).collect()
 }
 
 /// SIGINT reboots: the harness sees the second boot, which then powers off.
 fn reboot_then_poweroff(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        allow_reboot: true,
-        ..spec("reboot", "reboot-once")
-    })?;
+    let mut m = l.boot(&BootSpec { allow_reboot: true, ..spec("reboot", "reboot-once") })?;
     expect_boot(&mut m, &lim)?;
     m.expect_line("AGENT action=reboot", lim.step)?;
     let b = m.expect_event("shutdown.begin", lim.step)?;
     field_is(&b, "action", "reboot")?;
     field_is(&b, "signal", "SIGINT")?;
-    field_is(
-        &m.expect_event("shutdown.halt", lim.halt)?,
-        "action",
-        "reboot",
-    )?;
+    field_is(&m.expect_event("shutdown.halt", lim.halt)?, "action", "reboot")?;
     // The second boot finds the agent's marker on the data partition, and
     // the release version it stored the first time.
     expect_boot(&mut m, &lim)?;
-    let second = m
-        .events()
-        .into_iter()
-        .filter(|e| e.name == "release.accepted")
-        .nth(1);
+    let second = m.events().into_iter().filter(|e| e.name == "release.accepted").nth(1);
     match second {
         Some(e) => field_is(&e, "stored", "kept")?,
-        None => {
-            return Err(format!(
-                "second boot accepted no release: {:?}",
-                release_events(&m.events())
-            ))
-        }
+        None => return Err(format!("second boot accepted no release: {:?}", release_events(&m.events()))),
     }
     m.expect_line("AGENT action=poweroff", lim.step)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
-    let starts = m
-        .events()
-        .iter()
-        .filter(|e| e.name == "boot.start" && e.get("stage") == Some("initramfs"))
-        .count();
+    let starts = m.events().iter().filter(|e| e.name == "boot.start" && e.get("stage") == Some("initramfs")).count();
     if starts != 2 {
         return Err(format!("saw {starts} boots, want 2"));
     }
@@ -442,21 +338,11 @@ fn reboot_then_poweroff(l: &dyn Launch) -> Result<(), String> {
 fn missing_module(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let missing = l.missing_module().to_string();
-    let mut m = l.boot(&BootSpec {
-        variant: "missing-module",
-        ..spec("missing-module", "poweroff")
-    })?;
-    let e = m.expect_event_where(
-        "module.load",
-        |e| e.get("name") == Some(missing.as_str()),
-        lim.boot,
-    )?;
+    let mut m = l.boot(&BootSpec { variant: "missing-module", ..spec("missing-module", "poweroff") })?;
+    let e = m.expect_event_where("module.load", |e| e.get("name") == Some(missing.as_str()), lim.boot)?;
     field_is(&e, "result", "error")?;
     if !e.get("error").unwrap_or("").starts_with("ENOENT") {
-        return Err(format!(
-            "missing module error is {:?}, want ENOENT",
-            e.get("error")
-        ));
+        return Err(format!("missing module error is {:?}, want ENOENT", e.get("error")));
     }
     m.expect_event("boot.ready", lim.boot)?;
     m.expect_line("AGENT done", lim.step)?;
@@ -467,31 +353,15 @@ fn missing_module(l: &dyn Launch) -> Result<(), String> {
 /// A board that asks for cgroup v1 gets a tmpfs with one hierarchy per controller.
 fn cgroup_v1(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "cgroup-v1",
-        ..spec("cgroup-v1", "poweroff")
-    })?;
-    let base = m.expect_event_where(
-        "mount",
-        |e| e.get("target") == Some("/sys/fs/cgroup"),
-        lim.boot,
-    )?;
+    let mut m = l.boot(&BootSpec { variant: "cgroup-v1", ..spec("cgroup-v1", "poweroff") })?;
+    let base = m.expect_event_where("mount", |e| e.get("target") == Some("/sys/fs/cgroup"), lim.boot)?;
     field_is(&base, "fstype", "tmpfs")?;
     field_is(&base, "result", "ok")?;
     // The Debian 6.12 kernels build memory and cpuset for v2 only: berth
     // reports them unavailable; the others mount.
-    for (ctl, want) in [
-        ("cpu,cpuacct", "ok"),
-        ("memory", "unavailable"),
-        ("devices", "ok"),
-        ("pids", "ok"),
-    ] {
+    for (ctl, want) in [("cpu,cpuacct", "ok"), ("memory", "unavailable"), ("devices", "ok"), ("pids", "ok")] {
         let target = format!("/sys/fs/cgroup/{ctl}");
-        let e = m.expect_event_where(
-            "mount",
-            |e| e.get("target") == Some(target.as_str()),
-            lim.step,
-        )?;
+        let e = m.expect_event_where("mount", |e| e.get("target") == Some(target.as_str()), lim.step)?;
         field_is(&e, "fstype", "cgroup")?;
         field_is(&e, "result", want)?;
     }
@@ -521,18 +391,12 @@ fn cgroup_v1(l: &dyn Launch) -> Result<(), String> {
 /// decoder's reason; berth still finishes the boot and powers off cleanly.
 fn tampered_release(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "tampered-release",
-        ..spec("tampered-release", "poweroff")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "tampered-release", ..spec("tampered-release", "poweroff") })?;
     let e = m.expect_event("release.rejected", lim.boot)?;
     let (_, key_id) = l.release();
     let want = format!("release signature does not verify with key {key_id}");
     if e.get("reason") != Some(want.as_str()) {
-        return Err(format!(
-            "release.rejected reason is {:?}, want {want:?}",
-            e.get("reason")
-        ));
+        return Err(format!("release.rejected reason is {:?}, want {want:?}", e.get("reason")));
     }
     m.expect_event("boot.ready", lim.step)?;
     m.expect_line("AGENT done", lim.step)?;
@@ -549,10 +413,7 @@ fn tampered_release(l: &dyn Launch) -> Result<(), String> {
 fn trial_rollback(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let (version, key_id) = l.release();
-    let mut m = l.boot(&BootSpec {
-        variant: "release-trial-rollback",
-        ..spec("release-trial-rollback", "poweroff")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "release-trial-rollback", ..spec("release-trial-rollback", "poweroff") })?;
     let rb = m.expect_event("release.rollback", lim.boot)?;
     field_is(&rb, "cause", "reboot-during-trial")?;
     field_is(&rb, "from", &(version + 1).to_string())?;
@@ -574,10 +435,7 @@ fn trial_rollback(l: &dyn Launch) -> Result<(), String> {
 /// A device without a release says so and still boots.
 fn no_release(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "no-release",
-        ..spec("no-release", "poweroff")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "no-release", ..spec("no-release", "poweroff") })?;
     m.expect_event("release.none", lim.boot)?;
     m.expect_event("boot.ready", lim.step)?;
     m.expect_line("AGENT done", lim.step)?;
@@ -590,10 +448,7 @@ fn no_release(l: &dyn Launch) -> Result<(), String> {
 /// the landlock step), and boots on.
 fn no_landlock(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "no-landlock",
-        ..spec("no-landlock", "poweroff")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "no-landlock", ..spec("no-landlock", "poweroff") })?;
     m.expect_event("boot.ready", lim.boot)?;
     let e = m.expect_event("landlock", lim.step)?;
     field_is(&e, "mode", "required")?;
@@ -602,37 +457,24 @@ fn no_landlock(l: &dyn Launch) -> Result<(), String> {
     field_is(&e, "error", why)?;
     for name in ["sensor", "flaky"] {
         m.set_cursor(0);
-        let e =
-            m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.step)?;
+        let e = m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.step)?;
         field_is(&e, "result", "error")?;
         field_is(&e, "step", "landlock")?;
         field_is(&e, "error", &format!("the board requires Landlock: {why}"))?;
     }
     m.expect_line("AGENT done", lim.step)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
-    let ran: Vec<Event> = m
-        .events()
-        .into_iter()
-        .filter(|e| {
-            e.name == "container.log"
-                || (e.name == "container.start" && e.get("result") == Some("ok"))
-        })
-        .collect();
+    let ran: Vec<Event> =
+        m.events().into_iter().filter(|e| e.name == "container.log" || (e.name == "container.start" && e.get("result") == Some("ok"))).collect();
     if !ran.is_empty() {
-        return Err(format!(
-            "a container ran without Landlock: {:?}",
-            ran.iter().map(|e| &e.fields).collect::<Vec<_>>()
-        ));
+        return Err(format!("a container ran without Landlock: {:?}", ran.iter().map(|e| &e.fields).collect::<Vec<_>>()));
     }
     // The only errors: the landlock event and the refused starts.
     let other: Vec<String> = m
         .events()
         .into_iter()
         .filter(|e| e.get("result") == Some("error") || e.name == "boot.failed")
-        .filter(|e| {
-            e.name != "landlock"
-                && !(e.name == "container.start" && e.get("step") == Some("landlock"))
-        })
+        .filter(|e| e.name != "landlock" && !(e.name == "container.start" && e.get("step") == Some("landlock")))
         .map(|e| format!("{} {:?}", e.name, e.fields))
         .collect();
     if other.is_empty() {
@@ -646,35 +488,16 @@ fn no_landlock(l: &dyn Launch) -> Result<(), String> {
 /// start without Landlock, and the downgrade is logged.
 fn landlock_optional(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "landlock-optional",
-        ..spec("landlock-optional", "none")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "landlock-optional", ..spec("landlock-optional", "none") })?;
     m.expect_event("boot.ready", lim.boot)?;
     let e = m.expect_event("landlock", lim.step)?;
     field_is(&e, "mode", "optional")?;
     field_is(&e, "result", "downgrade")?;
-    field_is(
-        &e,
-        "reason",
-        "Landlock is built into the kernel but disabled at boot (lsm=)",
-    )?;
-    let e = m.expect_event_where(
-        "container.start",
-        |e| e.get("name") == Some("sensor"),
-        lim.step,
-    )?;
+    field_is(&e, "reason", "Landlock is built into the kernel but disabled at boot (lsm=)")?;
+    let e = m.expect_event_where("container.start", |e| e.get("name") == Some("sensor"), lim.step)?;
     field_is(&e, "result", "ok")?;
     field_is(&e, "landlock", "none")?;
-    m.expect_event_where(
-        "container.log",
-        |e| {
-            e.get("name") == Some("sensor")
-                && e.get("line")
-                    .is_some_and(|l| l.starts_with("sensor: reading="))
-        },
-        lim.step,
-    )?;
+    m.expect_event_where("container.log", |e| e.get("name") == Some("sensor") && e.get("line").is_some_and(|l| l.starts_with("sensor: reading=")), lim.step)?;
     no_errors(&m, &[])
 }
 
@@ -689,8 +512,7 @@ pub(crate) fn probe_lines(m: &Machine, name: &str) -> Vec<String> {
 }
 
 pub(crate) fn probe_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    line.split_whitespace().find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
 /// Two probe containers (root inside with one capability; uid 1000 inside)
@@ -741,23 +563,14 @@ const HARDENED: [(&str, &str); 9] = [
 
 fn hardened_before_containers(m: &Machine) -> Result<(), String> {
     let events = m.events();
-    let first_start = events
-        .iter()
-        .position(|e| e.name == "container.start")
-        .unwrap_or(events.len());
+    let first_start = events.iter().position(|e| e.name == "container.start").unwrap_or(events.len());
     for (key, value) in HARDENED {
-        let Some(i) = events
-            .iter()
-            .position(|e| e.name == "harden" && e.get("key") == Some(key))
-        else {
+        let Some(i) = events.iter().position(|e| e.name == "harden" && e.get("key") == Some(key)) else {
             return Err(format!("no harden event for {key}"));
         };
         let e = &events[i];
         if e.get("value") != Some(value) || e.get("result") != Some("ok") {
-            return Err(format!(
-                "harden {key}: {:?}, want value={value} result=ok",
-                e.fields
-            ));
+            return Err(format!("harden {key}: {:?}, want value={value} result=ok", e.fields));
         }
         if i > first_start {
             return Err(format!("harden {key} came after a container started"));
@@ -768,10 +581,7 @@ fn hardened_before_containers(m: &Machine) -> Result<(), String> {
 
 fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant,
-        ..spec(variant, "none")
-    })?;
+    let mut m = l.boot(&BootSpec { variant, ..spec(variant, "none") })?;
     // Only the apparmor board names a profile; elsewhere containers stay
     // unconfined by AppArmor.
     let (profile, label) = match variant {
@@ -787,8 +597,7 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
     for name in ["probe", "probe-user"] {
         // Independent containers start in either order.
         m.set_cursor(0);
-        let e =
-            m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.boot)?;
+        let e = m.expect_event_where("container.start", |e| e.get("name") == Some(name), lim.boot)?;
         field_is(&e, "result", "ok")?;
         // The Debian 6.12 kernels offer Landlock ABI 6.
         field_is(&e, "landlock", "abi6")?;
@@ -797,43 +606,24 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
         let map = e.get("uid_map").unwrap_or("");
         let base = e.get("uid_base").unwrap_or("").to_string();
         if map != format!("0 {base} 65536") {
-            return Err(format!(
-                "{name}: host-side uid_map {map:?} does not map 0 to {base}"
-            ));
+            return Err(format!("{name}: host-side uid_map {map:?} does not map 0 to {base}"));
         }
         bases.push(base);
     }
     for name in ["probe", "probe-user"] {
         m.set_cursor(0);
-        let done = |e: &Event| {
-            e.get("name") == Some(name)
-                && e.get("line").is_some_and(|l| l.starts_with("PROBE done"))
-        };
+        let done = |e: &Event| e.get("name") == Some(name) && e.get("line").is_some_and(|l| l.starts_with("PROBE done"));
         m.expect_event_where("container.log", done, lim.boot * 2)?;
         let lines = probe_lines(&m, name);
-        let bad: Vec<&String> = lines
-            .iter()
-            .filter(|l| {
-                matches!(
-                    probe_field(l, "result"),
-                    Some("escaped" | "error" | "broken")
-                )
-            })
-            .collect();
+        let bad: Vec<&String> = lines.iter().filter(|l| matches!(probe_field(l, "result"), Some("escaped" | "error" | "broken"))).collect();
         if !bad.is_empty() {
             return Err(format!(
                 "{name}: {} attempts not refused by policy or checks broken:\n{}",
                 bad.len(),
-                bad.iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                bad.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
             ));
         }
-        let blocked = lines
-            .iter()
-            .filter(|l| probe_field(l, "result") == Some("blocked"))
-            .count();
+        let blocked = lines.iter().filter(|l| probe_field(l, "result") == Some("blocked")).count();
         if blocked < 30 {
             return Err(format!("{name}: only {blocked} escapes tried and blocked"));
         }
@@ -849,32 +639,18 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
             "device-write-denied",
         ];
         if name == "probe" {
-            want.extend([
-                "granted-cap",
-                "granted-device",
-                "granted-device-write",
-                "device-ioctl-rw",
-                "volume",
-                "rlimits",
-                "exec-denied",
-            ]);
+            want.extend(["granted-cap", "granted-device", "granted-device-write", "device-ioctl-rw", "volume", "rlimits", "exec-denied"]);
         } else {
             want.extend(["ungranted-absent", "exec-works"]);
         }
         // The kernel-surface attempts each ran and were refused by policy.
         for a in SURFACE_ATTEMPTS {
-            if !lines.iter().any(|l| {
-                probe_field(l, "name") == Some(a) && probe_field(l, "result") == Some("blocked")
-            }) {
-                return Err(format!(
-                    "{name}: attempt {a} was not reported blocked: {lines:?}"
-                ));
+            if !lines.iter().any(|l| probe_field(l, "name") == Some(a) && probe_field(l, "result") == Some("blocked")) {
+                return Err(format!("{name}: attempt {a} was not reported blocked: {lines:?}"));
             }
         }
         for w in want {
-            if !lines.iter().any(|l| {
-                probe_field(l, "name") == Some(w) && probe_field(l, "result") == Some("works")
-            }) {
+            if !lines.iter().any(|l| probe_field(l, "name") == Some(w) && probe_field(l, "result") == Some("works")) {
                 return Err(format!("{name}: check {w} did not report works: {lines:?}"));
             }
         }
@@ -899,48 +675,27 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
 /// powers off cleanly.
 fn corrupt_image(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "corrupt-image",
-        ..spec("corrupt-image", "none")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "corrupt-image", ..spec("corrupt-image", "none") })?;
     m.expect_event("boot.ready", lim.boot)?;
     let ready = m.cursor();
-    m.expect_event_where(
-        "container.log",
-        |e| {
-            e.get("name") == Some("flaky")
-                && e.get("line").is_some_and(|l| l.starts_with("flaky: up"))
-        },
-        lim.step,
-    )?;
+    m.expect_event_where("container.log", |e| e.get("name") == Some("flaky") && e.get("line").is_some_and(|l| l.starts_with("flaky: up")), lim.step)?;
     m.set_cursor(ready);
     // sensor either fails to start (execve reads the corrupt block) or dies.
     let failed = |e: &Event| {
-        (e.name == "container.start"
-            && e.get("name") == Some("sensor")
-            && e.get("result") == Some("error"))
-            || (e.name == "reap"
-                && e.get("name") == Some("sensor")
-                && (e.get("how") == Some("signal") || e.get("code") != Some("0")))
+        (e.name == "container.start" && e.get("name") == Some("sensor") && e.get("result") == Some("error"))
+            || (e.name == "reap" && e.get("name") == Some("sensor") && (e.get("how") == Some("signal") || e.get("code") != Some("0")))
     };
     let deadline = std::time::Instant::now() + lim.step;
     loop {
         m.poll();
         if let Some(e) = m.events().iter().find(|e| failed(e)) {
             let text = format!("{} {:?}", e.name, e.fields);
-            if e.name == "container.start"
-                && !text.contains("EIO")
-                && !text.contains("Input/output")
-            {
+            if e.name == "container.start" && !text.contains("EIO") && !text.contains("Input/output") {
                 return Err(format!("sensor failed, but not with an I/O error: {text}"));
             }
             break;
         }
-        if m.events().iter().any(|e| {
-            e.name == "container.log"
-                && e.get("name") == Some("sensor")
-                && e.get("line").is_some_and(|l| l.contains("reading="))
-        }) {
+        if m.events().iter().any(|e| e.name == "container.log" && e.get("name") == Some("sensor") && e.get("line").is_some_and(|l| l.contains("reading="))) {
             return Err("sensor read its corrupted image without an error".into());
         }
         if std::time::Instant::now() > deadline {
@@ -951,11 +706,7 @@ fn corrupt_image(l: &dyn Launch) -> Result<(), String> {
     // berth's loop still runs: flaky's output keeps arriving afterwards.
     let after = m.lines().len();
     m.set_cursor(after);
-    m.expect_event_where(
-        "container.log",
-        |e| e.get("name") == Some("flaky") && e.get("line").is_some_and(|l| l.contains("alive")),
-        lim.step,
-    )?;
+    m.expect_event_where("container.log", |e| e.get("name") == Some("flaky") && e.get("line").is_some_and(|l| l.contains("alive")), lim.step)?;
     if m.exit_status().is_some() {
         return Err("the machine went down".into());
     }
@@ -967,29 +718,17 @@ fn corrupt_image(l: &dyn Launch) -> Result<(), String> {
 /// cgroup is removed.
 fn cgroup_limits(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "limits",
-        ..spec("limits", "none")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "limits", ..spec("limits", "none") })?;
     let boot = m.expect_event("boot.ready", lim.boot)?;
-    let rss_ready: u64 = boot
-        .get("berth_rss_kib")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let rss_ready: u64 = boot.get("berth_rss_kib").and_then(|v| v.parse().ok()).unwrap_or(0);
     let ready = m.cursor();
     let bomb = m.expect_event_where(
         "container.log",
-        |e| {
-            e.get("name") == Some("bomb")
-                && e.get("line")
-                    .is_some_and(|l| l.starts_with("PROBE forkbomb stopped"))
-        },
+        |e| e.get("name") == Some("bomb") && e.get("line").is_some_and(|l| l.starts_with("PROBE forkbomb stopped")),
         lim.boot,
     )?;
     let line = bomb.get("line").unwrap_or("");
-    let forks: u32 = probe_field(line, "forks")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(u32::MAX);
+    let forks: u32 = probe_field(line, "forks").and_then(|n| n.parse().ok()).unwrap_or(u32::MAX);
     if forks >= 32 || probe_field(line, "error") != Some("EAGAIN") {
         return Err(format!("fork bomb not stopped by pids.max=32: {line}"));
     }
@@ -997,14 +736,9 @@ fn cgroup_limits(l: &dyn Launch) -> Result<(), String> {
     let oom = m.expect_event_where("container.oom", |e| e.get("name") == Some("hog"), lim.boot)?;
     // berth's own memory is not what the hog took (16 MiB): starting three
     // containers costs berth some hundreds of KiB, the hog none.
-    let rss_oom: u64 = oom
-        .get("berth_rss_kib")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u64::MAX);
+    let rss_oom: u64 = oom.get("berth_rss_kib").and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
     if rss_ready == 0 || rss_oom > rss_ready + 4096 {
-        return Err(format!(
-            "berth's RSS went from {rss_ready} KiB to {rss_oom} KiB across the OOM"
-        ));
+        return Err(format!("berth's RSS went from {rss_ready} KiB to {rss_oom} KiB across the OOM"));
     }
     m.set_cursor(ready);
     let hog = m.expect_event_where("reap", |e| e.get("name") == Some("hog"), lim.boot)?;
@@ -1018,27 +752,15 @@ fn cgroup_limits(l: &dyn Launch) -> Result<(), String> {
     // The neighbour still answers after both.
     let after = m.lines().len();
     m.set_cursor(after);
-    m.expect_event_where(
-        "container.log",
-        |e| {
-            e.get("name") == Some("ticker") && e.get("line").is_some_and(|l| l.contains("reading="))
-        },
-        lim.step,
-    )?;
-    if m.events()
-        .iter()
-        .any(|e| e.name == "container.oom" && e.get("name") != Some("hog"))
-    {
+    m.expect_event_where("container.log", |e| e.get("name") == Some("ticker") && e.get("line").is_some_and(|l| l.contains("reading=")), lim.step)?;
+    if m.events().iter().any(|e| e.name == "container.oom" && e.get("name") != Some("hog")) {
         return Err("an OOM kill hit another container".into());
     }
     Ok(())
 }
 
 fn named<'a>(events: &'a [Event], ev: &str, name: &str) -> Vec<&'a Event> {
-    events
-        .iter()
-        .filter(|e| e.name == ev && e.get("name") == Some(name))
-        .collect()
+    events.iter().filter(|e| e.name == ev && e.get("name") == Some(name)).collect()
 }
 
 /// on-failure restarts with growing delays (measured between starts) up to
@@ -1047,130 +769,68 @@ fn named<'a>(events: &'a [Event], ev: &str, name: &str) -> Vec<&'a Event> {
 /// removed and none is left at the end.
 fn restarts(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "restarts",
-        ..spec("restarts", "none")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "restarts", ..spec("restarts", "none") })?;
     m.expect_event("boot.ready", lim.boot)?;
     let ready = m.cursor();
-    m.expect_event_where(
-        "container.failed",
-        |e| e.get("name") == Some("crasher"),
-        lim.boot,
-    )?;
+    m.expect_event_where("container.failed", |e| e.get("name") == Some("crasher"), lim.boot)?;
     m.set_cursor(ready);
-    m.expect_event_where(
-        "container.failed",
-        |e| e.get("name") == Some("always"),
-        lim.boot,
-    )?;
+    m.expect_event_where("container.failed", |e| e.get("name") == Some("always"), lim.boot)?;
     m.set_cursor(ready);
-    m.expect_event_where(
-        "container.stopped",
-        |e| e.get("name") == Some("never"),
-        lim.boot,
-    )?;
+    m.expect_event_where("container.stopped", |e| e.get("name") == Some("never"), lim.boot)?;
     // Let anything that would wrongly come next show up.
     std::thread::sleep(std::time::Duration::from_secs(3));
     m.poll();
     let events = m.events();
-    let delays: Vec<u32> = named(&events, "container.restart", "crasher")
-        .iter()
-        .filter_map(|e| e.get("after_ms")?.parse().ok())
-        .collect();
+    let delays: Vec<u32> = named(&events, "container.restart", "crasher").iter().filter_map(|e| e.get("after_ms")?.parse().ok()).collect();
     if delays != [200, 400, 800, 1000] {
-        return Err(format!(
-            "crasher restart delays {delays:?}, want [200, 400, 800, 1000]"
-        ));
+        return Err(format!("crasher restart delays {delays:?}, want [200, 400, 800, 1000]"));
     }
-    let starts: Vec<f64> = named(&events, "container.start", "crasher")
-        .iter()
-        .map(|e| e.t)
-        .collect();
+    let starts: Vec<f64> = named(&events, "container.start", "crasher").iter().map(|e| e.t).collect();
     if starts.len() != 5 {
-        return Err(format!(
-            "crasher started {} times, want 5 (1 + 4 restarts)",
-            starts.len()
-        ));
+        return Err(format!("crasher started {} times, want 5 (1 + 4 restarts)", starts.len()));
     }
     // The measured delay from each exit to the next start is the policy's
     // delay plus the start itself: never sooner, and never later than one
     // start's worth of slack (a spawn under TCG; armv7 is the slowest).
-    let exits: Vec<f64> = named(&events, "reap", "crasher")
-        .iter()
-        .map(|e| e.t)
-        .collect();
-    let gaps: Vec<f64> = exits
-        .iter()
-        .zip(starts.iter().skip(1))
-        .map(|(x, s)| s - x)
-        .collect();
+    let exits: Vec<f64> = named(&events, "reap", "crasher").iter().map(|e| e.t).collect();
+    let gaps: Vec<f64> = exits.iter().zip(starts.iter().skip(1)).map(|(x, s)| s - x).collect();
     if gaps.len() != 4 {
-        return Err(format!(
-            "crasher exited {} times before its restarts, want 4: {gaps:?}",
-            exits.len()
-        ));
+        return Err(format!("crasher exited {} times before its restarts, want 4: {gaps:?}", exits.len()));
     }
     let slack = if l.arch() == "armv7" { 1.5 } else { 0.75 };
     for (g, d) in gaps.iter().zip(&delays) {
         let want = f64::from(*d) / 1e3;
         if *g + 0.05 < want {
-            return Err(format!(
-                "restart came {g:.3} s after the exit, sooner than the policy's {d} ms"
-            ));
+            return Err(format!("restart came {g:.3} s after the exit, sooner than the policy's {d} ms"));
         }
         if *g > want + slack {
-            return Err(format!(
-                "restart came {g:.3} s after the exit, later than the policy's {d} ms + {slack} s"
-            ));
+            return Err(format!("restart came {g:.3} s after the exit, later than the policy's {d} ms + {slack} s"));
         }
     }
     if named(&events, "container.restart", "always").is_empty() {
         return Err("always was not restarted after a zero exit".into());
     }
-    if named(&events, "container.start", "never").len() != 1
-        || !named(&events, "container.restart", "never").is_empty()
-    {
+    if named(&events, "container.start", "never").len() != 1 || !named(&events, "container.restart", "never").is_empty() {
         return Err("never was restarted".into());
     }
-    let removes: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.name == "cgroup.remove")
-        .collect();
+    let removes: Vec<&Event> = events.iter().filter(|e| e.name == "cgroup.remove").collect();
     // Runs of the release's containers (not the agent, orphans or host services).
-    let exits = events
-        .iter()
-        .filter(|e| {
-            e.name == "reap"
-                && ["crasher", "always", "never"].contains(&e.get("name").unwrap_or(""))
-        })
-        .count();
+    let exits = events.iter().filter(|e| e.name == "reap" && ["crasher", "always", "never"].contains(&e.get("name").unwrap_or(""))).count();
     if removes.len() != exits || removes.iter().any(|e| e.get("result") != Some("ok")) {
-        return Err(format!(
-            "{} runs ended but {} cgroups removed cleanly",
-            exits,
-            removes.len()
-        ));
+        return Err(format!("{} runs ended but {} cgroups removed cleanly", exits, removes.len()));
     }
     match removes.last().and_then(|e| e.get("left")) {
         Some("0") => Ok(()),
-        other => Err(format!(
-            "cgroup directories left after the last run: {other:?}"
-        )),
+        other => Err(format!("cgroup directories left after the last run: {other:?}")),
     }
 }
 
 fn first<'a>(events: &'a [Event], ev: &str, name: &str) -> Result<&'a Event, String> {
-    named(events, ev, name)
-        .into_iter()
-        .next()
-        .ok_or_else(|| format!("no {ev} event for {name}"))
+    named(events, ev, name).into_iter().next().ok_or_else(|| format!("no {ev} event for {name}"))
 }
 
 fn ms_field(e: &Event, key: &str) -> Result<u64, String> {
-    e.get(key)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("event {} lacks a number {key}", e.name))
+    e.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| format!("event {} lacks a number {key}", e.name))
 }
 
 /// Start order and readiness: `dependent` (after `base`) starts only once
@@ -1182,29 +842,14 @@ fn ms_field(e: &Event, key: &str) -> Result<u64, String> {
 /// its grace.
 fn readiness(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "readiness",
-        ..spec("readiness", "poweroff-after-15")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "readiness", ..spec("readiness", "poweroff-after-15") })?;
     m.expect_event("boot.ready", lim.boot)?;
     let ready = m.cursor();
-    m.expect_event_where(
-        "container.ready",
-        |e| e.get("name") == Some("dependent"),
-        lim.boot,
-    )?;
+    m.expect_event_where("container.ready", |e| e.get("name") == Some("dependent"), lim.boot)?;
     m.set_cursor(ready);
-    m.expect_event_where(
-        "container.unhealthy",
-        |e| e.get("name") == Some("wd"),
-        lim.boot,
-    )?;
+    m.expect_event_where("container.unhealthy", |e| e.get("name") == Some("wd"), lim.boot)?;
     m.set_cursor(ready);
-    m.expect_event_where(
-        "container.unhealthy",
-        |e| e.get("name") == Some("checked"),
-        lim.boot,
-    )?;
+    m.expect_event_where("container.unhealthy", |e| e.get("name") == Some("checked"), lim.boot)?;
     m.set_cursor(ready);
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     let events = m.events();
@@ -1217,19 +862,13 @@ fn readiness(l: &dyn Launch) -> Result<(), String> {
     const START_SEEN: f64 = 0.05;
     let after = ms_field(base_ready, "after_ms")? as f64 / 1e3;
     if after < 1.5 - START_SEEN || base_ready.t - base_start.t < 1.5 - START_SEEN {
-        return Err(format!(
-            "base ready {:.3} s after its start, before its READY=1 at 1.5 s",
-            base_ready.t - base_start.t
-        ));
+        return Err(format!("base ready {:.3} s after its start, before its READY=1 at 1.5 s", base_ready.t - base_start.t));
     }
     let waiting = first(&events, "container.waiting", "dependent")?;
     field_is(waiting, "for", "base")?;
     let dep_start = first(&events, "container.start", "dependent")?;
     if dep_start.t < base_ready.t {
-        return Err(format!(
-            "dependent started at {:.3}, before base was ready at {:.3}",
-            dep_start.t, base_ready.t
-        ));
+        return Err(format!("dependent started at {:.3}, before base was ready at {:.3}", dep_start.t, base_ready.t));
     }
     let dep_ready = first(&events, "container.ready", "dependent")?;
     field_is(dep_ready, "by", "command")?;
@@ -1249,9 +888,7 @@ fn readiness(l: &dyn Launch) -> Result<(), String> {
         }
         let restart = named(&events, "container.restart", name);
         if restart.first().is_none_or(|r| r.t < bad.t) {
-            return Err(format!(
-                "{name} was not restarted after it became unhealthy"
-            ));
+            return Err(format!("{name} was not restarted after it became unhealthy"));
         }
         if named(&events, "container.start", name).len() < 2 {
             return Err(format!("{name} did not start again"));
@@ -1261,33 +898,19 @@ fn readiness(l: &dyn Launch) -> Result<(), String> {
     // even when the message comes before berth is done starting it.
     let wd_ready = named(&events, "container.ready", "wd");
     if wd_ready.len() < 2 || wd_ready.iter().any(|e| e.get("by") != Some("notify")) {
-        return Err(format!(
-            "wd was ready by notify {} time(s), want its restarted run ready too (at least 2)",
-            wd_ready.len()
-        ));
+        return Err(format!("wd was ready by notify {} time(s), want its restarted run ready too (at least 2)", wd_ready.len()));
     }
-    if named(&events, "container.unhealthy", "base").len()
-        + named(&events, "container.unhealthy", "dependent").len()
-        > 0
-    {
+    if named(&events, "container.unhealthy", "base").len() + named(&events, "container.unhealthy", "dependent").len() > 0 {
         return Err("a healthy container was declared unhealthy".into());
     }
 
     let stop = |name: &str| {
         events
             .iter()
-            .find(|e| {
-                e.name == "container.stop"
-                    && e.get("name") == Some(name)
-                    && e.get("by") == Some("shutdown")
-            })
+            .find(|e| e.name == "container.stop" && e.get("name") == Some(name) && e.get("by") == Some("shutdown"))
             .ok_or_else(|| format!("{name} was not stopped at shutdown"))
     };
-    let dep_reaped = events
-        .iter()
-        .rev()
-        .find(|e| e.name == "reap" && e.get("name") == Some("dependent"))
-        .ok_or("dependent was never reaped")?;
+    let dep_reaped = events.iter().rev().find(|e| e.name == "reap" && e.get("name") == Some("dependent")).ok_or("dependent was never reaped")?;
     let base_stop = stop("base")?;
     if stop("dependent")?.t > base_stop.t || dep_reaped.t > base_stop.t {
         return Err("base was stopped before its dependent had ended".into());
@@ -1298,9 +921,7 @@ fn readiness(l: &dyn Launch) -> Result<(), String> {
     let killed = first(&events, "container.kill", "stopper")?;
     let grace = killed.t - st.t;
     if !(0.9..3.0).contains(&grace) {
-        return Err(format!(
-            "stopper was killed {grace:.3} s after its stop signal, want its 1 s grace"
-        ));
+        return Err(format!("stopper was killed {grace:.3} s after its stop signal, want its 1 s grace"));
     }
     no_errors(&m, &[])
 }
@@ -1310,49 +931,26 @@ fn readiness(l: &dyn Launch) -> Result<(), String> {
 /// watchdog resets the machine (a second boot with no shutdown between).
 fn watchdog(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        allow_reboot: true,
-        ..spec("watchdog", "wedge-after-35")
-    })?;
+    let mut m = l.boot(&BootSpec { allow_reboot: true, ..spec("watchdog", "wedge-after-35") })?;
     let open = m.expect_event("watchdog.open", lim.boot)?;
     field_is(&open, "result", "ok")?;
-    let timeout: f64 = open
-        .get("timeout_s")
-        .and_then(|v| v.parse().ok())
-        .ok_or("watchdog.open has no timeout_s")?;
+    let timeout: f64 = open.get("timeout_s").and_then(|v| v.parse().ok()).ok_or("watchdog.open has no timeout_s")?;
     let wedge = m.expect_event("debug.wedge", lim.boot + Duration::from_secs(60))?;
     field_is(&wedge, "watchdog", "1")?;
     let up = wedge.t - open.t;
     if up < 3.0 * timeout {
-        return Err(format!(
-            "wedged after {up:.1} s, want more than three watchdog periods ({timeout} s)"
-        ));
+        return Err(format!("wedged after {up:.1} s, want more than three watchdog periods ({timeout} s)"));
     }
-    m.expect_event_where(
-        "boot.start",
-        |e| e.get("stage") == Some("initramfs"),
-        lim.boot + Duration::from_secs(30),
-    )?;
+    m.expect_event_where("boot.start", |e| e.get("stage") == Some("initramfs"), lim.boot + Duration::from_secs(30))?;
     m.expect_line("AGENT action=after-reset", lim.boot)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     let events = m.events();
-    let boots: Vec<usize> = events
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.name == "boot.start" && e.get("stage") == Some("initramfs"))
-        .map(|(i, _)| i)
-        .collect();
+    let boots: Vec<usize> = events.iter().enumerate().filter(|(_, e)| e.name == "boot.start" && e.get("stage") == Some("initramfs")).map(|(i, _)| i).collect();
     let Some(&second) = boots.get(1) else {
         return Err("no second boot".into());
     };
-    if events
-        .iter()
-        .take(second)
-        .any(|e| e.name == "shutdown.begin")
-    {
-        return Err(
-            "the machine shut down by itself instead of being reset by the watchdog".into(),
-        );
+    if events.iter().take(second).any(|e| e.name == "shutdown.begin") {
+        return Err("the machine shut down by itself instead of being reset by the watchdog".into());
     }
     if events.iter().any(|e| e.name == "debug.unwedged") {
         return Err("the loop came back from the wedge before any reset".into());
@@ -1370,27 +968,14 @@ fn free_port() -> Result<u16, String> {
 fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .map_err(|e| format!("send: {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).map_err(|e| format!("send: {e}"))?;
     let mut reply = Vec::new();
-    s.take(1 << 20)
-        .read_to_end(&mut reply)
-        .map_err(|e| format!("read: {e}"))?;
+    s.take(1 << 20).read_to_end(&mut reply).map_err(|e| format!("read: {e}"))?;
     let text = String::from_utf8_lossy(&reply);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP reply: {text:?}"))?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad status line: {head:?}"))?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP reply: {text:?}"))?;
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("bad status line: {head:?}"))?;
     Ok((code, body.to_string()))
 }
 
@@ -1404,26 +989,17 @@ fn status_page(l: &dyn Launch) -> Result<(), String> {
     use berth_demo_apps::json::Value;
     let lim = limits(l.arch());
     let port = free_port()?;
-    let mut m = l.boot(&BootSpec {
-        http_port: Some(port),
-        ..spec("status-page", "none")
-    })?;
+    let mut m = l.boot(&BootSpec { http_port: Some(port), ..spec("status-page", "none") })?;
     m.expect_event("boot.ready", lim.boot)?;
     let ready = m.cursor();
     let names = l.containers();
     for name in &names {
         m.set_cursor(ready);
-        let e = m.expect_event_where(
-            "container.start",
-            |e| e.get("name") == Some(name.as_str()),
-            lim.step,
-        )?;
+        let e = m.expect_event_where("container.start", |e| e.get("name") == Some(name.as_str()), lim.step)?;
         field_is(&e, "result", "ok")?;
     }
     let (version, key_id) = l.release();
-    let states = [
-        "waiting", "starting", "updating", "running", "stopping", "stopped", "failed",
-    ];
+    let states = ["waiting", "starting", "updating", "running", "stopping", "stopped", "failed"];
     let deadline = std::time::Instant::now() + lim.boot;
     let mut last;
     let status = loop {
@@ -1433,21 +1009,14 @@ fn status_page(l: &dyn Launch) -> Result<(), String> {
         }
         match http_get(port, "/status.json") {
             Ok((200, body)) => {
-                let v = berth_demo_apps::json::parse(&body)
-                    .map_err(|e| format!("/status.json: {e}: {body}"))?;
+                let v = berth_demo_apps::json::parse(&body).map_err(|e| format!("/status.json: {e}: {body}"))?;
                 let list = match v.get("containers") {
                     Some(Value::Arr(list)) => list.clone(),
                     _ => return Err(format!("/status.json has no containers list: {body}")),
                 };
-                let find = |n: &str| {
-                    list.iter()
-                        .find(|c| c.get("name") == Some(&Value::Str(n.into())))
-                        .cloned()
-                };
-                let web_up = find("status-web").is_some_and(|c| {
-                    c.get("state") == Some(&Value::Str("running".into()))
-                        && c.get("ready") == Some(&Value::Bool(true))
-                });
+                let find = |n: &str| list.iter().find(|c| c.get("name") == Some(&Value::Str(n.into()))).cloned();
+                let web_up =
+                    find("status-web").is_some_and(|c| c.get("state") == Some(&Value::Str("running".into())) && c.get("ready") == Some(&Value::Bool(true)));
                 if names.iter().all(|n| find(n).is_some()) && web_up {
                     break (v, list, body);
                 }
@@ -1457,23 +1026,14 @@ fn status_page(l: &dyn Launch) -> Result<(), String> {
             Err(e) => last = e,
         }
         if std::time::Instant::now() > deadline {
-            return Err(format!(
-                "no complete status page within {:?}; last: {last}",
-                lim.boot
-            ));
+            return Err(format!("no complete status page within {:?}; last: {last}", lim.boot));
         }
         std::thread::sleep(Duration::from_secs(1));
     };
     let (v, list, body) = status;
-    let release = v
-        .get("release")
-        .ok_or_else(|| format!("no release: {body}"))?;
-    if release.get("version") != Some(&Value::Num(version as f64))
-        || release.get("key_id") != Some(&Value::Str(key_id.clone()))
-    {
-        return Err(format!(
-            "release shown {release:?}, want version {version} key {key_id}"
-        ));
+    let release = v.get("release").ok_or_else(|| format!("no release: {body}"))?;
+    if release.get("version") != Some(&Value::Num(version as f64)) || release.get("key_id") != Some(&Value::Str(key_id.clone())) {
+        return Err(format!("release shown {release:?}, want version {version} key {key_id}"));
     }
     for c in &list {
         let state = match c.get("state") {
@@ -1485,9 +1045,7 @@ fn status_page(l: &dyn Launch) -> Result<(), String> {
         }
         let kind = c.get("kind");
         let known = match c.get("name") {
-            Some(Value::Str(n)) if kind == Some(&Value::Str("container".into())) => {
-                names.contains(n)
-            }
+            Some(Value::Str(n)) if kind == Some(&Value::Str("container".into())) => names.contains(n),
             Some(Value::Str(n)) => kind == Some(&Value::Str("service".into())) && n == "net",
             _ => false,
         };
@@ -1496,17 +1054,11 @@ fn status_page(l: &dyn Launch) -> Result<(), String> {
         }
         let running = state == "running";
         if running != matches!(c.get("uptime_s"), Some(Value::Num(_))) {
-            return Err(format!(
-                "uptime shown for a run that is not running, or missing: {c:?}"
-            ));
+            return Err(format!("uptime shown for a run that is not running, or missing: {c:?}"));
         }
     }
     if list.len() != names.len() + 1 {
-        return Err(format!(
-            "{} entries, want the {} containers and the net service: {body}",
-            list.len(),
-            names.len()
-        ));
+        return Err(format!("{} entries, want the {} containers and the net service: {body}", list.len(), names.len()));
     }
     let (code, html) = http_get(port, "/")?;
     if code != 200 || !html.contains(&format!("release {version} (")) {
@@ -1522,11 +1074,7 @@ fn status_page(l: &dyn Launch) -> Result<(), String> {
         return Err("an unknown path did not answer 404".into());
     }
     // The page's own requests reached status-web's log: it is the server.
-    m.expect_event_where(
-        "container.log",
-        |e| e.get("name") == Some("status-web") && e.get("line") == Some("status-web: GET / 200"),
-        lim.step,
-    )?;
+    m.expect_event_where("container.log", |e| e.get("name") == Some("status-web") && e.get("line") == Some("status-web: GET / 200"), lim.step)?;
     no_errors(&m, &[])
 }
 
@@ -1565,11 +1113,7 @@ fn index_of(events: &[Event], pred: impl Fn(&Event) -> bool) -> Option<usize> {
 fn services(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let (port, said) = gateway_listener()?;
-    let mut m = l.boot(&BootSpec {
-        variant: "services",
-        cmdline: format!("berth.test.net-port={port}"),
-        ..spec("services", "poweroff-after-3")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "services", cmdline: format!("berth.test.net-port={port}"), ..spec("services", "poweroff-after-3") })?;
     expect_boot(&mut m, &lim)?;
     let ready = m.cursor();
     let net = m.expect_event_where("service.start", |e| e.get("name") == Some("net"), lim.step)?;
@@ -1580,16 +1124,9 @@ fn services(l: &dyn Launch) -> Result<(), String> {
     field_is(&reap, "pid", &pid)?;
     field_is(&reap, "how", "exit")?;
     field_is(&reap, "code", "0")?;
-    let stopped = m.expect_event_where(
-        "service.stopped",
-        |e| e.get("name") == Some("net"),
-        lim.step,
-    )?;
+    let stopped = m.expect_event_where("service.stopped", |e| e.get("name") == Some("net"), lim.step)?;
     if stopped.get("by").is_some() {
-        return Err(format!(
-            "net stopped by {:?}, want by its policy after exit 0",
-            stopped.get("by")
-        ));
+        return Err(format!("net stopped by {:?}, want by its policy after exit 0", stopped.get("by")));
     }
     m.set_cursor(ready);
     for check in ["net", "berthctl-service", "service-rt-signal"] {
@@ -1597,48 +1134,27 @@ fn services(l: &dyn Launch) -> Result<(), String> {
     }
     match said.recv_timeout(Duration::from_secs(5)) {
         Ok(line) if line == "berth-agent from 10.0.2.15" => {}
-        other => {
-            return Err(format!(
-                "the harness's listener at 10.0.2.2:{port} heard {other:?}"
-            ))
-        }
+        other => return Err(format!("the harness's listener at 10.0.2.2:{port} heard {other:?}")),
     }
     m.expect_line("AGENT done", lim.step)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     let events = m.events();
 
     // Services start before any container; net's steps went to the log.
-    let first_service =
-        index_of(&events, |e| e.name == "service.start").ok_or("no service.start")?;
-    let first_container =
-        index_of(&events, |e| e.name == "container.start").ok_or("no container.start")?;
+    let first_service = index_of(&events, |e| e.name == "service.start").ok_or("no service.start")?;
+    let first_container = index_of(&events, |e| e.name == "container.start").ok_or("no container.start")?;
     if first_service > first_container {
         return Err("a container started before the host services".into());
     }
-    let steps: Vec<&str> = named(&events, "service.log", "net")
-        .iter()
-        .filter_map(|e| e.get("line"))
-        .filter(|l| l.contains("ev=net.step"))
-        .collect();
+    let steps: Vec<&str> = named(&events, "service.log", "net").iter().filter_map(|e| e.get("line")).filter(|l| l.contains("ev=net.step")).collect();
     // Two runs of four steps; the second finds the route in place (EEXIST).
     let done = |l: &&str| l.contains("result=ok") || l.contains("result=present");
-    if steps.len() != 8
-        || !steps.iter().all(done)
-        || !steps
-            .get(7)
-            .is_some_and(|l| l.contains("step=route") && l.contains("result=present"))
-    {
+    if steps.len() != 8 || !steps.iter().all(done) || !steps.get(7).is_some_and(|l| l.contains("step=route") && l.contains("result=present")) {
         return Err(format!("net's steps: {steps:?}"));
     }
     // berthctl restart net ran it a second time, to a clean exit.
-    let net_runs: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.name == "reap" && e.get("name") == Some("net"))
-        .collect();
-    if named(&events, "service.start", "net").len() != 2
-        || net_runs.len() != 2
-        || net_runs.iter().any(|e| e.get("code") != Some("0"))
-    {
+    let net_runs: Vec<&Event> = events.iter().filter(|e| e.name == "reap" && e.get("name") == Some("net")).collect();
+    if named(&events, "service.start", "net").len() != 2 || net_runs.len() != 2 || net_runs.iter().any(|e| e.get("code") != Some("0")) {
         return Err(format!(
             "net: {} starts, exits {:?}",
             named(&events, "service.start", "net").len(),
@@ -1647,57 +1163,27 @@ fn services(l: &dyn Launch) -> Result<(), String> {
     }
 
     // crashy: restarted after 100, 200, 400 ms, then failed.
-    let delays: Vec<u32> = named(&events, "service.restart", "crashy")
-        .iter()
-        .filter_map(|e| e.get("after_ms")?.parse().ok())
-        .collect();
+    let delays: Vec<u32> = named(&events, "service.restart", "crashy").iter().filter_map(|e| e.get("after_ms")?.parse().ok()).collect();
     if delays != [100, 200, 400] {
-        return Err(format!(
-            "crashy restart delays {delays:?}, want [100, 200, 400]"
-        ));
+        return Err(format!("crashy restart delays {delays:?}, want [100, 200, 400]"));
     }
     let failed = first(&events, "service.failed", "crashy")?;
     field_is(failed, "short_runs", "3")?;
-    let starts: Vec<f64> = named(&events, "service.start", "crashy")
-        .iter()
-        .map(|e| e.t)
-        .collect();
-    let exits: Vec<f64> = events
-        .iter()
-        .filter(|e| e.name == "reap" && e.get("name") == Some("crashy"))
-        .map(|e| e.t)
-        .collect();
-    let gaps: Vec<f64> = exits
-        .iter()
-        .zip(starts.iter().skip(1))
-        .map(|(x, s)| s - x)
-        .collect();
-    if starts.len() != 4
-        || gaps
-            .iter()
-            .zip(&delays)
-            .any(|(g, d)| *g + 0.05 < f64::from(*d) / 1e3)
-    {
-        return Err(format!(
-            "crashy: {} starts, gaps {gaps:?} vs delays {delays:?} ms",
-            starts.len()
-        ));
+    let starts: Vec<f64> = named(&events, "service.start", "crashy").iter().map(|e| e.t).collect();
+    let exits: Vec<f64> = events.iter().filter(|e| e.name == "reap" && e.get("name") == Some("crashy")).map(|e| e.t).collect();
+    let gaps: Vec<f64> = exits.iter().zip(starts.iter().skip(1)).map(|(x, s)| s - x).collect();
+    if starts.len() != 4 || gaps.iter().zip(&delays).any(|(g, d)| *g + 0.05 < f64::from(*d) / 1e3) {
+        return Err(format!("crashy: {} starts, gaps {gaps:?} vs delays {delays:?} ms", starts.len()));
     }
 
     // sleeper, killed by SIGRTMIN+3 (37): reaped with that signal's number
     // and started again, once, before the shutdown.
     let rt = events
         .iter()
-        .position(|e| {
-            e.name == "reap" && e.get("name") == Some("sleeper") && e.get("how") == Some("signal")
-        })
+        .position(|e| e.name == "reap" && e.get("name") == Some("sleeper") && e.get("how") == Some("signal"))
         .ok_or("sleeper's end by a signal was never reaped")?;
     field_is(&events[rt], "code", "37")?;
-    if !events
-        .iter()
-        .skip(rt)
-        .any(|e| e.name == "service.start" && e.get("name") == Some("sleeper"))
-    {
+    if !events.iter().skip(rt).any(|e| e.name == "service.start" && e.get("name") == Some("sleeper")) {
         return Err("sleeper was not started again after SIGRTMIN+3".into());
     }
 
@@ -1707,36 +1193,19 @@ fn services(l: &dyn Launch) -> Result<(), String> {
         .iter()
         .enumerate()
         .skip(begin)
-        .filter(|(_, e)| {
-            e.name == "reap" && ["sensor", "flaky"].contains(&e.get("name").unwrap_or(""))
-        })
+        .filter(|(_, e)| e.name == "reap" && ["sensor", "flaky"].contains(&e.get("name").unwrap_or("")))
         .map(|(i, _)| i)
         .max()
         .ok_or("no container ended at shutdown")?;
-    let stop = index_of(&events, |e| {
-        e.name == "service.stop"
-            && e.get("name") == Some("sleeper")
-            && e.get("by") == Some("shutdown")
-    })
-    .ok_or("sleeper was not stopped at shutdown")?;
-    let sleeper_end = index_of(&events, |e| {
-        e.name == "service.stopped"
-            && e.get("name") == Some("sleeper")
-            && e.get("by") == Some("shutdown")
-    })
-    .ok_or("sleeper did not end at shutdown")?;
-    let all = index_of(&events, |e| {
-        e.name == "signal.all" && e.get("signal") == Some("SIGTERM")
-    })
-    .ok_or("no signal.all")?;
+    let stop = index_of(&events, |e| e.name == "service.stop" && e.get("name") == Some("sleeper") && e.get("by") == Some("shutdown"))
+        .ok_or("sleeper was not stopped at shutdown")?;
+    let sleeper_end = index_of(&events, |e| e.name == "service.stopped" && e.get("name") == Some("sleeper") && e.get("by") == Some("shutdown"))
+        .ok_or("sleeper did not end at shutdown")?;
+    let all = index_of(&events, |e| e.name == "signal.all" && e.get("signal") == Some("SIGTERM")).ok_or("no signal.all")?;
     if !(last_container_reap < stop && stop < sleeper_end && sleeper_end < all) {
         return Err(format!("shutdown order: last container reap {last_container_reap}, sleeper stop {stop}, sleeper end {sleeper_end}, signal.all {all}"));
     }
-    if events
-        .iter()
-        .skip(begin)
-        .any(|e| e.name == "service.start" || e.name == "service.restart")
-    {
+    if events.iter().skip(begin).any(|e| e.name == "service.start" || e.name == "service.restart") {
         return Err("a service was (re)started during the shutdown".into());
     }
     no_errors(&m, &[])
@@ -1747,10 +1216,7 @@ pub const DHCP_STATIC_IP: &str = "192.168.7.1";
 
 /// The events `net` printed (its `service.log` lines, parsed).
 fn net_lines(events: &[Event]) -> Vec<Event> {
-    named(events, "service.log", "net")
-        .iter()
-        .filter_map(|e| crate::event::parse_line(e.get("line")?))
-        .collect()
+    named(events, "service.log", "net").iter().filter_map(|e| crate::event::parse_line(e.get("line")?)).collect()
 }
 
 /// DHCP on QEMU's user network: `net` sets the static eth1, then takes a
@@ -1762,22 +1228,15 @@ fn dhcp(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let (port, said) = gateway_listener()?;
     let cmdline = format!("berth.test.net-port={port} berth.test.dhcp-static={DHCP_STATIC_IP}");
-    let mut m = l.boot(&BootSpec {
-        variant: "dhcp",
-        cmdline,
-        ..spec("dhcp", "poweroff")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "dhcp", cmdline, ..spec("dhcp", "poweroff") })?;
     expect_boot(&mut m, &lim)?;
     let ready = m.cursor();
     let is_bound = |e: &Event| {
         e.get("name") == Some("net")
-            && e.get("line")
-                .and_then(crate::event::parse_line)
-                .is_some_and(|i| i.name == "net.dhcp" && i.get("state") == Some("bound"))
+            && e.get("line").and_then(crate::event::parse_line).is_some_and(|i| i.name == "net.dhcp" && i.get("state") == Some("bound"))
     };
     let outer = m.expect_event_where("service.log", is_bound, lim.step)?;
-    let bound = crate::event::parse_line(outer.get("line").unwrap_or(""))
-        .ok_or("bound line does not parse")?;
+    let bound = crate::event::parse_line(outer.get("line").unwrap_or("")).ok_or("bound line does not parse")?;
     let want = [
         ("interface", "eth0"),
         ("address", "10.0.2.15"),
@@ -1798,11 +1257,7 @@ fn dhcp(l: &dyn Launch) -> Result<(), String> {
     }
     match said.recv_timeout(Duration::from_secs(5)) {
         Ok(line) if line == "berth-agent from 10.0.2.15" => {}
-        other => {
-            return Err(format!(
-                "the harness's listener at 10.0.2.2:{port} heard {other:?}"
-            ))
-        }
+        other => return Err(format!("the harness's listener at 10.0.2.2:{port} heard {other:?}")),
     }
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     let events = m.events();
@@ -1812,79 +1267,33 @@ fn dhcp(l: &dyn Launch) -> Result<(), String> {
         lines
             .iter()
             .filter(|e| e.name == "net.step" && e.get("interface") == Some(iface))
-            .map(|e| {
-                (
-                    e.get("step").unwrap_or("").to_string(),
-                    e.get("result").unwrap_or("").to_string(),
-                )
-            })
+            .map(|e| (e.get("step").unwrap_or("").to_string(), e.get("result").unwrap_or("").to_string()))
             .collect()
     };
-    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-        v.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> { v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect() };
     if steps("eth1") != pairs(&[("address", "ok"), ("netmask", "ok"), ("up", "ok")]) {
         return Err(format!("static eth1 steps: {:?}", steps("eth1")));
     }
-    if steps("eth0")
-        != pairs(&[
-            ("address", "ok"),
-            ("netmask", "ok"),
-            ("up", "ok"),
-            ("route", "ok"),
-        ])
-    {
+    if steps("eth0") != pairs(&[("address", "ok"), ("netmask", "ok"), ("up", "ok"), ("route", "ok")]) {
         return Err(format!("eth0 lease steps: {:?}", steps("eth0")));
     }
     // The exchange, in order, before the lease.
-    let dhcp: Vec<String> = lines
-        .iter()
-        .filter(|e| e.name == "net.dhcp")
-        .map(|e| {
-            format!(
-                "{}/{}",
-                e.get("state").unwrap_or(""),
-                e.get("step").unwrap_or("-")
-            )
-        })
-        .collect();
+    let dhcp: Vec<String> =
+        lines.iter().filter(|e| e.name == "net.dhcp").map(|e| format!("{}/{}", e.get("state").unwrap_or(""), e.get("step").unwrap_or("-"))).collect();
     let pos = |s: &str| dhcp.iter().position(|d| d == s);
-    match (
-        pos("init/start"),
-        pos("selecting/discover"),
-        pos("requesting/request"),
-        pos("bound/-"),
-    ) {
+    match (pos("init/start"), pos("selecting/discover"), pos("requesting/request"), pos("bound/-")) {
         (Some(a), Some(b), Some(c), Some(d)) if a < b && b < c && c < d => {}
-        _ => {
-            return Err(format!(
-                "net.dhcp steps {dhcp:?}, want start, discover, request, bound in order"
-            ))
-        }
+        _ => return Err(format!("net.dhcp steps {dhcp:?}, want start, discover, request, bound in order")),
     }
-    if let Some(bad) = lines
-        .iter()
-        .find(|e| e.get("result") == Some("error") || e.name == "net.failed")
-    {
+    if let Some(bad) = lines.iter().find(|e| e.get("result") == Some("error") || e.name == "net.failed") {
         return Err(format!("net reported {} {:?}", bad.name, bad.fields));
     }
     // net held the lease until the shutdown stopped it: one run, no exit before.
     let begin = index_of(&events, |e| e.name == "shutdown.begin").ok_or("no shutdown.begin")?;
-    if named(&events, "service.start", "net").len() != 1
-        || events
-            .iter()
-            .take(begin)
-            .any(|e| e.name == "reap" && e.get("name") == Some("net"))
-    {
+    if named(&events, "service.start", "net").len() != 1 || events.iter().take(begin).any(|e| e.name == "reap" && e.get("name") == Some("net")) {
         return Err("net did not keep running until the shutdown".into());
     }
-    if !events.iter().skip(begin).any(|e| {
-        e.name == "service.stopped"
-            && e.get("name") == Some("net")
-            && e.get("by") == Some("shutdown")
-    }) {
+    if !events.iter().skip(begin).any(|e| e.name == "service.stopped" && e.get("name") == Some("net") && e.get("by") == Some("shutdown")) {
         return Err("net was not stopped by the shutdown".into());
     }
     no_errors(&m, &[])
@@ -1896,33 +1305,19 @@ fn dhcp(l: &dyn Launch) -> Result<(), String> {
 fn rss(l: &dyn Launch) -> Result<(), String> {
     const SLACK_KIB: u64 = 64;
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        variant: "rss",
-        ..spec("rss", "none")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "rss", ..spec("rss", "none") })?;
     m.expect_event("boot.ready", lim.boot)?;
     let ready = m.cursor();
     let rss = |e: &Event| -> Result<u64, String> { ms_field(e, "berth_rss_kib") };
-    let early = m.expect_event_where(
-        "container.restart",
-        |e| e.get("name") == Some("looper") && e.get("attempt") == Some("50"),
-        lim.boot,
-    )?;
-    let failed = m.expect_event_where(
-        "container.failed",
-        |e| e.get("name") == Some("looper"),
-        Duration::from_secs(600),
-    )?;
+    let early = m.expect_event_where("container.restart", |e| e.get("name") == Some("looper") && e.get("attempt") == Some("50"), lim.boot)?;
+    let failed = m.expect_event_where("container.failed", |e| e.get("name") == Some("looper"), Duration::from_secs(600))?;
     field_is(&failed, "restarts", "1000")?;
     let (a, b) = (rss(&early)?, rss(&failed)?);
     m.set_cursor(ready);
     let events = m.events();
     let marks: Vec<String> = named(&events, "container.restart", "looper")
         .iter()
-        .filter_map(|e| {
-            e.get("berth_rss_kib")
-                .map(|v| format!("{}:{v}", e.get("attempt").unwrap_or("?")))
-        })
+        .filter_map(|e| e.get("berth_rss_kib").map(|v| format!("{}:{v}", e.get("attempt").unwrap_or("?"))))
         .collect();
     println!("{}/rss: berth_rss_kib after 50 restarts {a}, after 1000 {b}; {:.1} s for 950 restarts; marks {marks:?}", l.arch(), failed.t - early.t);
     if b > a + SLACK_KIB {
@@ -1937,19 +1332,9 @@ fn rss(l: &dyn Launch) -> Result<(), String> {
 /// PID 1, and powers off cleanly after.
 fn ctl_fuzz(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        cmdline: "berth.test.fuzz=1".into(),
-        ..spec("ctl-fuzz", "poweroff")
-    })?;
+    let mut m = l.boot(&BootSpec { cmdline: "berth.test.fuzz=1".into(), ..spec("ctl-fuzz", "poweroff") })?;
     expect_boot(&mut m, &lim)?;
-    agent_pass(
-        &mut m,
-        "ctl-fuzz",
-        &Limits {
-            step: lim.step * 4,
-            ..limits(l.arch())
-        },
-    )?;
+    agent_pass(&mut m, "ctl-fuzz", &Limits { step: lim.step * 4, ..limits(l.arch()) })?;
     m.expect_line("AGENT done", lim.step)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     no_errors(&m, &[])

@@ -19,10 +19,7 @@
 use crate::event::Event;
 use crate::machine::Machine;
 use crate::scenario::{case, Case};
-use crate::scenarios::{
-    agent_pass, expect_boot, expect_poweroff, field_is, limits, no_errors, spec, BootSpec, Launch,
-    Limits,
-};
+use crate::scenarios::{agent_pass, expect_boot, expect_poweroff, field_is, limits, no_errors, spec, BootSpec, Launch, Limits};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,10 +41,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     if arch != "x86_64" {
         return Vec::new();
     }
-    let table: [(&str, Check); 2] = [
-        ("trial-judged", trial_judged),
-        ("trial-control", trial_control),
-    ];
+    let table: [(&str, Check); 2] = [("trial-judged", trial_judged), ("trial-control", trial_control)];
     table
         .into_iter()
         .map(|(name, f)| {
@@ -58,10 +52,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
 }
 
 fn boot(l: &dyn Launch, name: &str, lim: &Limits) -> Result<Machine, String> {
-    let mut m = l.boot(&BootSpec {
-        variant: "update",
-        ..spec(name, name)
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "update", ..spec(name, name) })?;
     expect_boot(&mut m, lim)?;
     Ok(m)
 }
@@ -88,12 +79,7 @@ fn update_id(json: &str) -> Option<&str> {
 fn trial_judged(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let info = l.updates()?;
-    let want_id = info
-        .ids
-        .iter()
-        .find(|(p, _)| p.ends_with("/trial-oneshot.bundle"))
-        .map(|(_, id)| id.clone())
-        .ok_or("no id for trial-oneshot")?;
+    let want_id = info.ids.iter().find(|(p, _)| p.ends_with("/trial-oneshot.bundle")).map(|(_, id)| id.clone()).ok_or("no id for trial-oneshot")?;
     let mut m = boot(l, "trial-judged", &lim)?;
     let ready = m.cursor();
     // A restart = "never" container exits 1: rolled back at once.
@@ -104,24 +90,15 @@ fn trial_judged(l: &dyn Launch) -> Result<(), String> {
     let rb = m.expect_event("release.rollback", lim.step)?;
     rollback_is(&rb, "container-failed", "2", Some("task"))?;
     if rb.t - ex.t > 1.0 {
-        return Err(format!(
-            "the rollback came {:.2} s after task's exit, not at once",
-            rb.t - ex.t
-        ));
+        return Err(format!("the rollback came {:.2} s after task's exit, not at once", rb.t - ex.t));
     }
     // Never ready: rolled back at the deadline, computed before the run.
     let trial = m.expect_event_where("release.trial", |e| e.is("version", "3"), lim.step)?;
-    let rb = m.expect_event(
-        "release.rollback",
-        lim.step + Duration::from_secs_f64(DEADLINE_S),
-    )?;
+    let rb = m.expect_event("release.rollback", lim.step + Duration::from_secs_f64(DEADLINE_S))?;
     rollback_is(&rb, "trial-timeout", "3", None)?;
     let due = trial.t + DEADLINE_S;
     if rb.t < due - 0.05 || rb.t > due + DEADLINE_SLACK_S {
-        return Err(format!(
-            "trial-timeout at {:.3}, want {due:.3} (trial at {:.3} + {DEADLINE_S} s)",
-            rb.t, trial.t
-        ));
+        return Err(format!("trial-timeout at {:.3}, want {due:.3} (trial at {:.3} + {DEADLINE_S} s)", rb.t, trial.t));
     }
     // A one-shot task exits 0: done; committed after the window.
     m.expect_event_where("release.trial", |e| e.is("version", "4"), lim.step)?;
@@ -132,10 +109,7 @@ fn trial_judged(l: &dyn Launch) -> Result<(), String> {
     field_is(&commit, "version", "4")?;
     field_is(&commit, "by", "window")?;
     if commit.t - ex.t < WINDOW_S - 0.05 {
-        return Err(format!(
-            "committed {:.2} s after the task was done, before the {WINDOW_S} s window",
-            commit.t - ex.t
-        ));
+        return Err(format!("committed {:.2} s after the task was done, before the {WINDOW_S} s window", commit.t - ex.t));
     }
     m.set_cursor(ready);
     for check in ["wait-rolled-back", "wait-timeout", "wait-committed"] {
@@ -146,9 +120,7 @@ fn trial_judged(l: &dyn Launch) -> Result<(), String> {
         let unquoted = line.replace("\\\"", "\"");
         let got = update_id(&unquoted);
         if !line.contains("result=pass") || got != Some(want_id.as_str()) {
-            return Err(format!(
-                "{check}: want the update's id {want_id}, got {got:?}: {line}"
-            ));
+            return Err(format!("{check}: want the update's id {want_id}, got {got:?}: {line}"));
         }
     }
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
@@ -181,16 +153,9 @@ fn trial_control(l: &dyn Launch) -> Result<(), String> {
     }
     crate::updates::superseded_unmapped(&m.events(), want, commit.t, done.t)?;
     if commit.t - again.t >= LONG_WINDOW_S {
-        return Err(format!(
-            "committed {:.1} s into the trial: not before the window",
-            commit.t - again.t
-        ));
+        return Err(format!("committed {:.1} s into the trial: not before the window", commit.t - again.t));
     }
-    let refused = m.expect_event_where(
-        "update.refused",
-        |e| e.is("bundle", "/data/test/refused/not-newer.bundle"),
-        lim.step,
-    )?;
+    let refused = m.expect_event_where("update.refused", |e| e.is("bundle", "/data/test/refused/not-newer.bundle"), lim.step)?;
     field_is(&refused, "kind", "bundle")?;
     m.set_cursor(ready);
     for check in [
@@ -222,21 +187,11 @@ mod tests {
     #[test]
     fn the_deadline_constant_is_the_releases() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/update");
-        let read =
-            |name: &str| std::fs::read_to_string(dir.join(name).join("release.toml")).unwrap();
-        assert!(read("trial-deadline")
-            .lines()
-            .any(|l| l == format!("trial_deadline_s = {DEADLINE_S}")));
-        assert!(read("trial-window")
-            .lines()
-            .any(|l| l == format!("commit_window_s = {LONG_WINDOW_S}")));
+        let read = |name: &str| std::fs::read_to_string(dir.join(name).join("release.toml")).unwrap();
+        assert!(read("trial-deadline").lines().any(|l| l == format!("trial_deadline_s = {DEADLINE_S}")));
+        assert!(read("trial-window").lines().any(|l| l == format!("commit_window_s = {LONG_WINDOW_S}")));
         for name in ["trial-fail", "trial-oneshot", "trial-deadline"] {
-            assert!(
-                read(name)
-                    .lines()
-                    .any(|l| l == format!("commit_window_s = {WINDOW_S}")),
-                "{name}"
-            );
+            assert!(read(name).lines().any(|l| l == format!("commit_window_s = {WINDOW_S}")), "{name}");
         }
     }
 

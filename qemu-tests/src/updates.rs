@@ -30,10 +30,7 @@ use crate::cutverdict::Verdict;
 use crate::event::Event;
 use crate::machine::Machine;
 use crate::scenario::{case, Case};
-use crate::scenarios::{
-    agent_pass, expect_boot, expect_poweroff, field_is, limits, no_errors, release_events, spec,
-    BootSpec, Launch, Limits,
-};
+use crate::scenarios::{agent_pass, expect_boot, expect_poweroff, field_is, limits, no_errors, release_events, spec, BootSpec, Launch, Limits};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,14 +90,8 @@ pub fn parse_status(text: &str) -> Vec<Row> {
         .filter(|l| !l.starts_with(' ') && !l.starts_with("NAME "))
         .filter_map(|l| {
             let mut w = l.split_whitespace();
-            let (name, kind, state, ready, pid) =
-                (w.next()?, w.next()?, w.next()?, w.next()?, w.next()?);
-            (kind == "container").then(|| Row {
-                name: name.into(),
-                state: state.into(),
-                ready: ready == "yes",
-                pid: pid.parse().ok(),
-            })
+            let (name, kind, state, ready, pid) = (w.next()?, w.next()?, w.next()?, w.next()?, w.next()?);
+            (kind == "container").then(|| Row { name: name.into(), state: state.into(), ready: ready == "yes", pid: pid.parse().ok() })
         })
         .collect()
 }
@@ -121,33 +112,13 @@ pub struct ReleaseView {
 /// Parse `berthctl release`; `None` when the first two lines are not there.
 pub fn parse_release(text: &str) -> Option<ReleaseView> {
     let mut lines = text.lines();
-    let version = lines
-        .next()?
-        .strip_prefix("release ")?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()?;
+    let version = lines.next()?.strip_prefix("release ")?.split(' ').next()?.parse().ok()?;
     let state_line = lines.next()?.strip_prefix("state ")?;
     let state = state_line.split(' ').next()?.to_string();
-    let previous = state_line
-        .split("(previous release ")
-        .nth(1)
-        .and_then(|r| r.trim_end_matches(')').parse().ok());
+    let previous = state_line.split("(previous release ").nth(1).and_then(|r| r.trim_end_matches(')').parse().ok());
     let rest: Vec<&str> = lines.collect();
-    let with = |p: &str| {
-        rest.iter()
-            .filter(|l| l.starts_with(p))
-            .map(|l| l.to_string())
-            .collect()
-    };
-    Some(ReleaseView {
-        version,
-        state,
-        previous,
-        rollbacks: with("rollback "),
-        quarantined: with("quarantined "),
-    })
+    let with = |p: &str| rest.iter().filter(|l| l.starts_with(p)).map(|l| l.to_string()).collect();
+    Some(ReleaseView { version, state, previous, rollbacks: with("rollback "), quarantined: with("quarantined ") })
 }
 
 /// The image mappings as the agent sees them on the device: berth's
@@ -166,23 +137,13 @@ pub struct Mappings {
 impl Mappings {
     /// One dm device and one loop device per mounted image, nothing else.
     pub fn consistent(&self) -> bool {
-        let names: Vec<&str> = self
-            .dm
-            .iter()
-            .map(|n| n.strip_prefix("berth-").unwrap_or(n))
-            .collect();
-        names == self.mounts.iter().map(String::as_str).collect::<Vec<_>>()
-            && self.loops == self.dm.len()
+        let names: Vec<&str> = self.dm.iter().map(|n| n.strip_prefix("berth-").unwrap_or(n)).collect();
+        names == self.mounts.iter().map(String::as_str).collect::<Vec<_>>() && self.loops == self.dm.len()
     }
 
     /// The agent's one-line form.
     pub fn to_detail(&self) -> String {
-        format!(
-            "dm={} loops={} mounts={}",
-            self.dm.join(","),
-            self.loops,
-            self.mounts.join(",")
-        )
+        format!("dm={} loops={} mounts={}", self.dm.join(","), self.loops, self.mounts.join(","))
     }
 }
 
@@ -212,12 +173,7 @@ impl Listing {
             if self.staging { "present" } else { "absent" },
             list(self.stray.clone()),
             list(self.releases.clone()),
-            list(
-                self.images
-                    .iter()
-                    .map(|(n, s)| format!("{n}:{s}"))
-                    .collect()
-            ),
+            list(self.images.iter().map(|(n, s)| format!("{n}:{s}")).collect()),
         )
     }
 
@@ -271,34 +227,18 @@ impl Listing {
             }
         }
         for (name, size) in &self.images {
-            match known
-                .iter()
-                .flat_map(|k| k.images.iter())
-                .find(|(n, _)| n == name)
-            {
+            match known.iter().flat_map(|k| k.images.iter()).find(|(n, _)| n == name) {
                 Some((_, s)) if s == size => {}
-                Some((_, s)) => {
-                    return Err(format!(
-                        "image {name} is {size} bytes, want {s} (half-written)"
-                    ))
-                }
+                Some((_, s)) => return Err(format!("image {name} is {size} bytes, want {s} (half-written)")),
                 None => return Err(format!("unknown image {name}")),
             }
         }
-        let k = known
-            .iter()
-            .find(|k| k.version == version)
-            .ok_or_else(|| format!("release {version} is not one the update knows"))?;
+        let k = known.iter().find(|k| k.version == version).ok_or_else(|| format!("release {version} is not one the update knows"))?;
         if !self.releases.contains(&k.release) {
-            return Err(format!(
-                "the running release {version}'s object {} is missing",
-                k.release
-            ));
+            return Err(format!("the running release {version}'s object {} is missing", k.release));
         }
         if let Some((n, _)) = k.images.iter().find(|i| !self.images.contains(i)) {
-            return Err(format!(
-                "the running release {version}'s image {n} is missing"
-            ));
+            return Err(format!("the running release {version}'s image {n} is missing"));
         }
         Ok(())
     }
@@ -339,34 +279,18 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
 fn push(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let info = l.updates()?;
-    let sock = std::env::temp_dir().join(format!(
-        "berth-push-{}-{}.sock",
-        l.arch(),
-        std::process::id()
-    ));
+    let sock = std::env::temp_dir().join(format!("berth-push-{}-{}.sock", l.arch(), std::process::id()));
     let _ = std::fs::remove_file(&sock);
-    let mut m = l.boot(&BootSpec {
-        variant: "push",
-        push: Some(sock.clone()),
-        ..spec("push", "none")
-    })?;
+    let mut m = l.boot(&BootSpec { variant: "push", push: Some(sock.clone()), ..spec("push", "none") })?;
     expect_boot(&mut m, &lim)?;
     // The receiver is a host service: its event lines come in its output.
     let from_receive = |m: &mut Machine, ev: &str| -> Result<Event, String> {
         let outer = m.expect_event_where(
             "service.log",
-            |e| {
-                e.is("name", "receive")
-                    && e.get("line")
-                        .and_then(crate::event::parse_line)
-                        .is_some_and(|i| i.name == ev)
-            },
+            |e| e.is("name", "receive") && e.get("line").and_then(crate::event::parse_line).is_some_and(|i| i.name == ev),
             lim.step,
         )?;
-        outer
-            .get("line")
-            .and_then(crate::event::parse_line)
-            .ok_or_else(|| format!("{ev}: no event in {outer:?}"))
+        outer.get("line").and_then(crate::event::parse_line).ok_or_else(|| format!("{ev}: no event in {outer:?}"))
     };
     let listen = from_receive(&mut m, "push.listen")?;
     field_is(&listen, "port", "berth.push")?;
@@ -377,14 +301,9 @@ fn push(l: &dyn Launch) -> Result<(), String> {
     let at_refused = m.cursor();
     from_receive(&mut m, "push.refused")?;
     let good = l.push(&sock, &info.v2_bundle, false)?;
-    let file = good
-        .strip_prefix("ok ")
-        .ok_or_else(|| format!("release 2's push was answered {good:?}"))?
-        .to_string();
+    let file = good.strip_prefix("ok ").ok_or_else(|| format!("release 2's push was answered {good:?}"))?.to_string();
     if !(file.starts_with("/data/berth/inbox/push-") && file.ends_with(".bundle")) {
-        return Err(format!(
-            "the pushed bundle went to {file}, not into the inbox"
-        ));
+        return Err(format!("the pushed bundle went to {file}, not into the inbox"));
     }
     let received = from_receive(&mut m, "push.received")?;
     field_is(&received, "file", &file)?;
@@ -404,60 +323,32 @@ fn push(l: &dyn Launch) -> Result<(), String> {
 /// release 1 uses and release `new` does not (all of release 1's when
 /// `new` is not among `known`).
 pub fn superseded_names(known: &[Known], new: u64) -> Vec<String> {
-    let of = |v: u64| {
-        known
-            .iter()
-            .find(|k| k.version == v)
-            .map(|k| k.images.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>())
-            .unwrap_or_default()
-    };
+    let of = |v: u64| known.iter().find(|k| k.version == v).map(|k| k.images.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>()).unwrap_or_default();
     let (v1, v2) = (of(1), of(new));
-    v1.iter()
-        .filter(|f| !v2.contains(f))
-        .map(|f| format!("berth-{}", f.get(..16).unwrap_or(f)))
-        .collect()
+    v1.iter().filter(|f| !v2.contains(f)).map(|f| format!("berth-{}", f.get(..16).unwrap_or(f))).collect()
 }
 
 /// Between a commit (`from`) and its `update.done` (`to`): exactly the
 /// images `want` are unmapped, each `ok` (so the store's gc frees them).
-pub fn superseded_unmapped(
-    events: &[Event],
-    mut want: Vec<String>,
-    from: f64,
-    to: f64,
-) -> Result<(), String> {
+pub fn superseded_unmapped(events: &[Event], mut want: Vec<String>, from: f64, to: f64) -> Result<(), String> {
     want.sort();
-    let unmaps: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.name == "image.unmap" && e.t >= from && e.t <= to)
-        .collect();
-    let mut got: Vec<String> = unmaps
-        .iter()
-        .filter_map(|e| e.get("image").map(str::to_string))
-        .collect();
+    let unmaps: Vec<&Event> = events.iter().filter(|e| e.name == "image.unmap" && e.t >= from && e.t <= to).collect();
+    let mut got: Vec<String> = unmaps.iter().filter_map(|e| e.get("image").map(str::to_string)).collect();
     got.sort();
     if got != want || unmaps.iter().any(|e| !e.is("result", "ok")) {
         let seen: Vec<String> = unmaps.iter().map(|e| format!("{:?}", e.fields)).collect();
-        return Err(format!(
-            "after the commit, want {want:?} unmapped (ok), saw {seen:?}"
-        ));
+        return Err(format!("after the commit, want {want:?} unmapped (ok), saw {seen:?}"));
     }
     Ok(())
 }
 
 pub(crate) fn update_spec(name: &str, mode: &str) -> BootSpec {
-    BootSpec {
-        variant: "update",
-        ..spec(name, mode)
-    }
+    BootSpec { variant: "update", ..spec(name, mode) }
 }
 
 /// The event's index in `events`, for ordering checks.
 fn index_of(events: &[Event], pred: impl Fn(&Event) -> bool) -> Result<usize, String> {
-    events
-        .iter()
-        .position(pred)
-        .ok_or_else(|| "event not found".to_string())
+    events.iter().position(pred).ok_or_else(|| "event not found".to_string())
 }
 
 /// Lifecycle events of container `name` from index `from` on.
@@ -465,16 +356,7 @@ fn touched(events: &[Event], from: usize, name: &str) -> Vec<String> {
     events
         .iter()
         .skip(from)
-        .filter(|e| {
-            [
-                "container.start",
-                "container.stop",
-                "container.restart",
-                "reap",
-                "container.kill",
-            ]
-            .contains(&e.name.as_str())
-        })
+        .filter(|e| ["container.start", "container.stop", "container.restart", "reap", "container.kill"].contains(&e.name.as_str()))
         .filter(|e| e.get("name") == Some(name))
         .map(|e| format!("{} {:?}", e.name, e.fields))
         .collect()
@@ -496,59 +378,33 @@ fn update(l: &dyn Launch) -> Result<(), String> {
     field_is(&staged, "version", "2")?;
     field_is(&staged, "images_added", "1")?;
     let sw = m.expect_event("update.switch", lim.step)?;
-    for (k, v) in [
-        ("version", "2"),
-        ("kept", "1"),
-        ("changed", "sensor"),
-        ("added", ""),
-        ("removed", ""),
-    ] {
+    for (k, v) in [("version", "2"), ("kept", "1"), ("changed", "sensor"), ("added", ""), ("removed", "")] {
         field_is(&sw, k, v)?;
     }
     let trial = m.expect_event("release.trial", lim.step)?;
     field_is(&trial, "version", "2")?;
     let at_trial = m.cursor();
-    m.expect_event_where(
-        "container.log",
-        |e| {
-            e.is("name", "sensor")
-                && e.get("line")
-                    .is_some_and(|l| l.contains("device=/dev/zero"))
-        },
-        lim.step,
-    )?;
+    m.expect_event_where("container.log", |e| e.is("name", "sensor") && e.get("line").is_some_and(|l| l.contains("device=/dev/zero")), lim.step)?;
     m.set_cursor(at_trial);
-    let ready_again =
-        m.expect_event_where("container.ready", |e| e.is("name", "sensor"), lim.step)?;
+    let ready_again = m.expect_event_where("container.ready", |e| e.is("name", "sensor"), lim.step)?;
     let commit = m.expect_event("release.commit", lim.step)?;
     field_is(&commit, "version", "2")?;
     field_is(&commit, "window_s", "5")?;
     if commit.t - ready_again.t < 5.0 {
-        return Err(format!(
-            "committed {:.2} s after the new sensor was ready, before the 5 s window",
-            commit.t - ready_again.t
-        ));
+        return Err(format!("committed {:.2} s after the new sensor was ready, before the 5 s window", commit.t - ready_again.t));
     }
     let done = m.expect_event("update.done", lim.step)?;
     field_is(&done, "store_writes", &info.writes.to_string())?;
     // Release 2 keeps release 1's only image (meter and the old sensor
     // share it): nothing is unmapped at its commit.
-    superseded_unmapped(
-        &m.events(),
-        superseded_names(&info.known, 2),
-        commit.t,
-        done.t,
-    )?;
+    superseded_unmapped(&m.events(), superseded_names(&info.known, 2), commit.t, done.t)?;
     let timing = measure_update(&m.events(), "sensor")?;
     eprintln!(
         "  update: sensor back {:.3} s after staging (cold start {:.3} s), {} unchanged containers restarted",
         timing.staged_to_ready_s, timing.cold_start_s, timing.unchanged_restarted
     );
     if timing.unchanged_restarted != 0 {
-        return Err(format!(
-            "{} unchanged containers were restarted",
-            timing.unchanged_restarted
-        ));
+        return Err(format!("{} unchanged containers were restarted", timing.unchanged_restarted));
     }
     m.set_cursor(ready);
     for check in ["update-v2", "update-commit", "update-kept"] {
@@ -560,21 +416,12 @@ fn update(l: &dyn Launch) -> Result<(), String> {
     let upto = index_of(&events, |e| e.name == "shutdown.begin")?;
     let meter: Vec<String> = touched(&events[..upto], from, "meter");
     if !meter.is_empty() {
-        return Err(format!(
-            "the unchanged meter was touched by the update: {meter:?}"
-        ));
+        return Err(format!("the unchanged meter was touched by the update: {meter:?}"));
     }
-    let stop = index_of(&events, |e| {
-        e.name == "container.stop" && e.is("name", "sensor") && e.is("by", "update")
-    })?;
-    let restarted = events
-        .iter()
-        .skip(stop)
-        .find(|e| e.name == "container.start" && e.is("name", "sensor"));
+    let stop = index_of(&events, |e| e.name == "container.stop" && e.is("name", "sensor") && e.is("by", "update"))?;
+    let restarted = events.iter().skip(stop).find(|e| e.name == "container.start" && e.is("name", "sensor"));
     if !restarted.is_some_and(|e| e.is("result", "ok")) {
-        return Err(format!(
-            "sensor was not started again after its update stop: {restarted:?}"
-        ));
+        return Err(format!("sensor was not started again after its update stop: {restarted:?}"));
     }
     no_errors(&m, &[])
 }
@@ -586,22 +433,14 @@ fn update(l: &dyn Launch) -> Result<(), String> {
 /// line, and still does after a reboot.
 fn update_rollback(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        allow_reboot: true,
-        ..update_spec("update-rollback", "update-rollback")
-    })?;
+    let mut m = l.boot(&BootSpec { allow_reboot: true, ..update_spec("update-rollback", "update-rollback") })?;
     expect_boot(&mut m, &lim)?;
     let ready = m.cursor();
     let trial = m.expect_event("release.trial", lim.boot)?;
     field_is(&trial, "version", "3")?;
     m.expect_event_where("container.failed", |e| e.is("name", "meter"), lim.step)?;
     let rb = m.expect_event("release.rollback", lim.step)?;
-    for (k, v) in [
-        ("cause", "crash-loop"),
-        ("from", "3"),
-        ("to", "1"),
-        ("container", "meter"),
-    ] {
+    for (k, v) in [("cause", "crash-loop"), ("from", "3"), ("to", "1"), ("container", "meter")] {
         field_is(&rb, k, v)?;
     }
     let sw = m.expect_event("update.switch", lim.step)?;
@@ -610,15 +449,7 @@ fn update_rollback(l: &dyn Launch) -> Result<(), String> {
     }
     let start = m.expect_event_where("container.start", |e| e.is("name", "meter"), lim.step)?;
     field_is(&start, "result", "ok")?;
-    m.expect_event_where(
-        "container.log",
-        |e| {
-            e.is("name", "meter")
-                && e.get("line")
-                    .is_some_and(|l| l.contains("device=/dev/urandom"))
-        },
-        lim.step,
-    )?;
+    m.expect_event_where("container.log", |e| e.is("name", "meter") && e.get("line").is_some_and(|l| l.contains("device=/dev/urandom")), lim.step)?;
     m.set_cursor(ready);
     agent_pass(&mut m, "update-v3", &lim)?;
     agent_pass(&mut m, "rollback-recorded", &lim)?;
@@ -637,29 +468,13 @@ fn update_rollback(l: &dyn Launch) -> Result<(), String> {
     let upto = index_of(&first_boot, |e| e.name == "shutdown.begin")?;
     let sensor = touched(&first_boot[..upto], from, "sensor");
     if !sensor.is_empty() {
-        return Err(format!(
-            "sensor, unchanged by release 3, was touched: {sensor:?}"
-        ));
+        return Err(format!("sensor, unchanged by release 3, was touched: {sensor:?}"));
     }
-    let after: Vec<&Event> = events
-        .iter()
-        .skip(second.saturating_sub(5))
-        .filter(|e| e.name.starts_with("release."))
-        .collect();
-    if after
-        .iter()
-        .any(|e| e.name == "release.rollback" || e.name == "release.trial")
-    {
-        return Err(format!(
-            "the boot after the rollback rolled back or tried again: {:?}",
-            release_events(&events)
-        ));
+    let after: Vec<&Event> = events.iter().skip(second.saturating_sub(5)).filter(|e| e.name.starts_with("release.")).collect();
+    if after.iter().any(|e| e.name == "release.rollback" || e.name == "release.trial") {
+        return Err(format!("the boot after the rollback rolled back or tried again: {:?}", release_events(&events)));
     }
-    match events
-        .iter()
-        .filter(|e| e.name == "release.accepted")
-        .nth(1)
-    {
+    match events.iter().filter(|e| e.name == "release.accepted").nth(1) {
         Some(e) => field_is(e, "version", "1")?,
         None => return Err("the second boot accepted no release".into()),
     }
@@ -683,19 +498,9 @@ fn update_refused(l: &dyn Launch) -> Result<(), String> {
         let e = m.expect_event_where("update.refused", |e| e.is("bundle", &r.bundle), lim.step)?;
         let got = e.get("reason").unwrap_or("");
         if (r.exact && got != r.reason) || !got.starts_with(&r.reason) {
-            return Err(format!(
-                "{} refused with {got:?}, want {}{:?}",
-                r.bundle,
-                if r.exact { "" } else { "a text starting " },
-                r.reason
-            ));
+            return Err(format!("{} refused with {got:?}, want {}{:?}", r.bundle, if r.exact { "" } else { "a text starting " }, r.reason));
         }
-        let stem = r
-            .bundle
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .trim_end_matches(".bundle");
+        let stem = r.bundle.rsplit('/').next().unwrap_or("").trim_end_matches(".bundle");
         agent_pass(&mut m, &format!("refused-{stem}"), &lim)?;
     }
     agent_pass(&mut m, "refused-untouched", &lim)?;
@@ -703,27 +508,14 @@ fn update_refused(l: &dyn Launch) -> Result<(), String> {
     let events = m.events();
     let refused = events.iter().filter(|e| e.name == "update.refused").count();
     if refused != info.refused.len() {
-        return Err(format!(
-            "{refused} bundles refused, want {}",
-            info.refused.len()
-        ));
+        return Err(format!("{refused} bundles refused, want {}", info.refused.len()));
     }
     let from = index_of(&events, |e| e.name == "update.refused")?;
     let upto = index_of(&events, |e| e.name == "shutdown.begin")?;
     let bad: Vec<String> = events[..upto]
         .iter()
         .skip(from)
-        .filter(|e| {
-            [
-                "update.staged",
-                "update.switch",
-                "release.trial",
-                "container.stop",
-                "container.start",
-                "container.restart",
-            ]
-            .contains(&e.name.as_str())
-        })
+        .filter(|e| ["update.staged", "update.switch", "release.trial", "container.stop", "container.start", "container.restart"].contains(&e.name.as_str()))
         .map(|e| format!("{} {:?}", e.name, e.fields))
         .collect();
     if !bad.is_empty() {
@@ -731,10 +523,7 @@ fn update_refused(l: &dyn Launch) -> Result<(), String> {
     }
     let errors: Vec<String> = events
         .iter()
-        .filter(|e| {
-            (e.get("result") == Some("error") || e.name == "boot.failed")
-                && e.name != "update.refused"
-        })
+        .filter(|e| (e.get("result") == Some("error") || e.name == "boot.failed") && e.name != "update.refused")
         .map(|e| format!("{} {:?}", e.name, e.fields))
         .collect();
     if errors.is_empty() {
@@ -749,10 +538,7 @@ fn update_refused(l: &dyn Launch) -> Result<(), String> {
 /// takes the bundle and removes it) and committed, a reboot keeps it.
 fn update_reboot(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
-    let mut m = l.boot(&BootSpec {
-        allow_reboot: true,
-        ..update_spec("update-reboot", "update-reboot")
-    })?;
+    let mut m = l.boot(&BootSpec { allow_reboot: true, ..update_spec("update-reboot", "update-reboot") })?;
     expect_boot(&mut m, &lim)?;
     // The record says trial from the switch on (`update.switch`); the
     // agent reboots once `berthctl release` says so, which may come before
@@ -763,22 +549,14 @@ fn update_reboot(l: &dyn Launch) -> Result<(), String> {
     m.set_cursor(switch);
     agent_pass(&mut m, "update-v2", &lim)?;
     m.expect_line("AGENT action=reboot", lim.step)?;
-    field_is(
-        &m.expect_event("shutdown.begin", lim.step)?,
-        "action",
-        "reboot",
-    )?;
+    field_is(&m.expect_event("shutdown.begin", lim.step)?, "action", "reboot")?;
     // Second boot: the interrupted trial rolls back.
     m.expect_event_where("boot.start", |e| e.is("stage", "initramfs"), lim.boot)?;
     let rb = m.expect_event("release.rollback", lim.boot)?;
     for (k, v) in [("cause", "reboot-during-trial"), ("from", "2"), ("to", "1")] {
         field_is(&rb, k, v)?;
     }
-    field_is(
-        &m.expect_event("release.accepted", lim.step)?,
-        "version",
-        "1",
-    )?;
+    field_is(&m.expect_event("release.accepted", lim.step)?, "version", "1")?;
     m.expect_event("boot.ready", lim.step)?;
     agent_pass(&mut m, "reboot-rolled-back", &lim)?;
     // Applied again through the inbox this time: taken, staged, removed
@@ -792,31 +570,16 @@ fn update_reboot(l: &dyn Launch) -> Result<(), String> {
     field_is(&m.expect_event("release.commit", lim.step)?, "version", "2")?;
     agent_pass(&mut m, "update-commit", &lim)?;
     m.expect_line("AGENT action=reboot", lim.step)?;
-    field_is(
-        &m.expect_event("shutdown.begin", lim.step)?,
-        "action",
-        "reboot",
-    )?;
+    field_is(&m.expect_event("shutdown.begin", lim.step)?, "action", "reboot")?;
     // Third boot: the committed release stays.
     m.expect_event_where("boot.start", |e| e.is("stage", "initramfs"), lim.boot)?;
-    field_is(
-        &m.expect_event("release.accepted", lim.boot)?,
-        "version",
-        "2",
-    )?;
+    field_is(&m.expect_event("release.accepted", lim.boot)?, "version", "2")?;
     m.expect_event("boot.ready", lim.step)?;
     agent_pass(&mut m, "commit-kept", &lim)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
-    let rollbacks: Vec<Event> = m
-        .events()
-        .into_iter()
-        .filter(|e| e.name == "release.rollback")
-        .collect();
+    let rollbacks: Vec<Event> = m.events().into_iter().filter(|e| e.name == "release.rollback").collect();
     if rollbacks.len() != 1 {
-        return Err(format!(
-            "want one rollback (the interrupted trial), saw {:?}",
-            rollbacks.iter().map(|e| &e.fields).collect::<Vec<_>>()
-        ));
+        return Err(format!("want one rollback (the interrupted trial), saw {:?}", rollbacks.iter().map(|e| &e.fields).collect::<Vec<_>>()));
     }
     no_errors(&m, &[])
 }
@@ -839,20 +602,12 @@ pub struct UpdateTiming {
 
 /// Measure [`UpdateTiming`] for container `changed` in a boot's events.
 pub fn measure_update(events: &[Event], changed: &str) -> Result<UpdateTiming, String> {
-    let find = |from: usize, pred: &dyn Fn(&Event) -> bool| {
-        events.iter().enumerate().skip(from).find(|(_, e)| pred(e))
-    };
+    let find = |from: usize, pred: &dyn Fn(&Event) -> bool| events.iter().enumerate().skip(from).find(|(_, e)| pred(e));
     let ready_of = |e: &Event| e.name == "container.ready" && e.is("name", changed);
-    let (boot, containers) = find(0, &|e| {
-        e.name == "boot.stage" && e.is("stage", "containers")
-    })
-    .ok_or("no boot.stage containers event")?;
-    let (_, cold) =
-        find(boot, &ready_of).ok_or_else(|| format!("{changed} never became ready at boot"))?;
-    let (staged, st) =
-        find(boot, &|e| e.name == "update.staged").ok_or("no update.staged event")?;
-    let (_, hot) = find(staged, &ready_of)
-        .ok_or_else(|| format!("{changed} never became ready after the update"))?;
+    let (boot, containers) = find(0, &|e| e.name == "boot.stage" && e.is("stage", "containers")).ok_or("no boot.stage containers event")?;
+    let (_, cold) = find(boot, &ready_of).ok_or_else(|| format!("{changed} never became ready at boot"))?;
+    let (staged, st) = find(boot, &|e| e.name == "update.staged").ok_or("no update.staged event")?;
+    let (_, hot) = find(staged, &ready_of).ok_or_else(|| format!("{changed} never became ready after the update"))?;
     let end = find(staged, &|e| e.name == "release.commit").map_or(events.len(), |(i, _)| i);
     let mut others: Vec<&str> = events[staged..end]
         .iter()
@@ -862,11 +617,7 @@ pub fn measure_update(events: &[Event], changed: &str) -> Result<UpdateTiming, S
         .collect();
     others.sort_unstable();
     others.dedup();
-    Ok(UpdateTiming {
-        staged_to_ready_s: hot.t - st.t,
-        cold_start_s: cold.t - containers.t,
-        unchanged_restarted: others.len(),
-    })
+    Ok(UpdateTiming { staged_to_ready_s: hot.t - st.t, cold_start_s: cold.t - containers.t, unchanged_restarted: others.len() })
 }
 
 /// Where a power cut falls.
@@ -912,14 +663,7 @@ impl std::fmt::Display for CutOutcome {
 }
 
 /// The update events, in order, that say how far an update got.
-const PROGRESS: [&str; 6] = [
-    "update.staged",
-    "update.switch",
-    "release.trial",
-    "release.commit",
-    "release.gc",
-    "update.done",
-];
+const PROGRESS: [&str; 6] = ["update.staged", "update.switch", "release.trial", "release.commit", "release.gc", "update.done"];
 
 /// Cut one update (boot 1, mode `update-cut`), then boot the same data
 /// partition again and check it (mode `store-check`): exactly one release
@@ -930,44 +674,25 @@ const PROGRESS: [&str; 6] = [
 /// in 1) and no error is logged. The boot's verdict (release, phase,
 /// rollbacks, store notes, gc) must be one the host model allows
 /// ([`allowed_after`]).
-pub fn power_cut_once(
-    l: &dyn Launch,
-    info: &UpdateInfo,
-    cut: Cut,
-    tag: &str,
-) -> Result<CutOutcome, String> {
+pub fn power_cut_once(l: &dyn Launch, info: &UpdateInfo, cut: Cut, tag: &str) -> Result<CutOutcome, String> {
     let lim = limits(l.arch());
     let cmdline = match cut {
         Cut::Step(n) => format!("berth.cut={n}"),
         Cut::After(_) => String::new(),
     };
-    let mut m = l.boot(&BootSpec {
-        cmdline,
-        direct_data: true,
-        ..update_spec(&format!("power-cut-{tag}"), "update-cut")
-    })?;
+    let mut m = l.boot(&BootSpec { cmdline, direct_data: true, ..update_spec(&format!("power-cut-{tag}"), "update-cut") })?;
     let (at, allowed) = match cut {
         Cut::Step(n) => {
-            let e = m.expect_event_where(
-                "power.cut",
-                |e| e.get("step").is_some(),
-                lim.boot + lim.step,
-            )?;
+            let e = m.expect_event_where("power.cut", |e| e.get("step").is_some(), lim.boot + lim.step)?;
             field_is(&e, "step", &n.to_string())?;
             let st = m.wait_exit(lim.halt)?;
             if !st.success() {
                 return Err(format!("QEMU ended with {st} at the cut"));
             }
             let before = e.get("before").unwrap_or("?").to_string();
-            let want = info
-                .plan
-                .kinds
-                .get((n as usize).wrapping_sub(1))
-                .map_or("?", String::as_str);
+            let want = info.plan.kinds.get((n as usize).wrapping_sub(1)).map_or("?", String::as_str);
             if before != want {
-                return Err(format!(
-                    "write {n} is a {before} on the device, a {want} in the host model"
-                ));
+                return Err(format!("write {n} is a {before} on the device, a {want} in the host model"));
             }
             (before, info.plan.at_cut(n))
         }
@@ -976,57 +701,27 @@ pub fn power_cut_once(
             std::thread::sleep(d);
             m.kill();
             let events = m.events();
-            let last = events
-                .iter()
-                .rev()
-                .find(|e| PROGRESS.contains(&e.name.as_str()))
-                .map(|e| e.name.clone());
-            let at = last
-                .as_ref()
-                .map_or_else(|| "before staged".to_string(), |e| format!("after {e}"));
+            let last = events.iter().rev().find(|e| PROGRESS.contains(&e.name.as_str())).map(|e| e.name.clone());
+            let at = last.as_ref().map_or_else(|| "before staged".to_string(), |e| format!("after {e}"));
             (at, allowed_after(&info.plan, last.as_deref()))
         }
     };
     if let (Cut::Step(_), Some(done)) = (cut, m.events().iter().find(|e| e.name == "update.done")) {
-        return Err(format!(
-            "the update finished before the cut: {:?}",
-            done.fields
-        ));
+        return Err(format!("the update finished before the cut: {:?}", done.fields));
     }
     if allowed.is_empty() {
         return Err(format!("the host model allows nothing at {at}"));
     }
-    let data = m
-        .data_image()
-        .map(std::path::Path::to_path_buf)
-        .ok_or("the first boot has no data image")?;
+    let data = m.data_image().map(std::path::Path::to_path_buf).ok_or("the first boot has no data image")?;
     drop(m);
-    let mut m = l.boot(&BootSpec {
-        data: Some(data.clone()),
-        direct_data: true,
-        ..update_spec(&format!("power-cut-{tag}-after"), "store-check")
-    })?;
+    let mut m = l.boot(&BootSpec { data: Some(data.clone()), direct_data: true, ..update_spec(&format!("power-cut-{tag}-after"), "store-check") })?;
     let outcome = check_after_cut(&mut m, info, &lim).and_then(|verdict| {
         if !allowed.contains(&verdict) {
             let want: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-            return Err(format!(
-                "the boot after the cut ({at}) found {verdict}; the host model predicts {}",
-                want.join(" | ")
-            ));
+            return Err(format!("the boot after the cut ({at}) found {verdict}; the host model predicts {}", want.join(" | ")));
         }
-        let (version, rollback, notes) = (
-            verdict.version,
-            verdict.rollbacks.first().cloned(),
-            verdict.notes.clone(),
-        );
-        Ok(CutOutcome {
-            cut,
-            at,
-            version,
-            rollback,
-            notes,
-            verdict,
-        })
+        let (version, rollback, notes) = (verdict.version, verdict.rollbacks.first().cloned(), verdict.notes.clone());
+        Ok(CutOutcome { cut, at, version, rollback, notes, verdict })
     });
     m.kill();
     if outcome.is_ok() {
@@ -1046,12 +741,8 @@ pub fn allowed_after(plan: &crate::cutverdict::Plan, last: Option<&str>) -> Vec<
         Some("release.commit") => Some(2),
         Some(_) => Some(3),
     };
-    let from = returned
-        .and_then(|i| plan.op_ends.get(i))
-        .map_or(0, |e| e + 1);
-    let mut v: Vec<Verdict> = (from..=plan.writes())
-        .flat_map(|n| plan.in_step(n))
-        .collect();
+    let from = returned.and_then(|i| plan.op_ends.get(i)).map_or(0, |e| e + 1);
+    let mut v: Vec<Verdict> = (from..=plan.writes()).flat_map(|n| plan.in_step(n)).collect();
     if from > plan.writes() {
         v.extend(plan.after_all().cloned());
     }
@@ -1062,112 +753,48 @@ pub fn allowed_after(plan: &crate::cutverdict::Plan, last: Option<&str>) -> Vec<
 
 fn check_after_cut(m: &mut Machine, info: &UpdateInfo, lim: &Limits) -> Result<Verdict, String> {
     let acc = m.expect_event("release.accepted", lim.boot)?;
-    let version: u64 = acc
-        .get("version")
-        .and_then(|v| v.parse().ok())
-        .ok_or("release.accepted has no version")?;
+    let version: u64 = acc.get("version").and_then(|v| v.parse().ok()).ok_or("release.accepted has no version")?;
     m.expect_event("boot.ready", lim.step)?;
     let ready = m.cursor();
-    let device = if version == 2 {
-        "device=/dev/zero"
-    } else {
-        "device=/dev/urandom"
-    };
+    let device = if version == 2 { "device=/dev/zero" } else { "device=/dev/urandom" };
     m.set_cursor(0);
-    m.expect_event_where(
-        "container.log",
-        |e| {
-            e.is("name", "sensor")
-                && e.get("line")
-                    .is_some_and(|l| l.contains("reading=") && l.contains(device))
-        },
-        lim.step,
-    )?;
+    m.expect_event_where("container.log", |e| e.is("name", "sensor") && e.get("line").is_some_and(|l| l.contains("reading=") && l.contains(device)), lim.step)?;
     m.set_cursor(0);
-    m.expect_event_where(
-        "container.log",
-        |e| e.is("name", "meter") && e.get("line").is_some_and(|l| l.contains("reading=")),
-        lim.step,
-    )?;
+    m.expect_event_where("container.log", |e| e.is("name", "meter") && e.get("line").is_some_and(|l| l.contains("reading=")), lim.step)?;
     m.set_cursor(ready);
     let files = m.expect_line("AGENT check=store-files ", lim.step)?;
     let detail = crate::event::parse_agent_line(&files);
     let Some(crate::event::AgentLine::Check { detail, .. }) = detail else {
         return Err(format!("unreadable agent line {files}"));
     };
-    let listing = Listing::from_detail(&detail)
-        .ok_or_else(|| format!("unreadable store listing {detail:?}"))?;
+    let listing = Listing::from_detail(&detail).ok_or_else(|| format!("unreadable store listing {detail:?}"))?;
     listing.judge(&info.known, version)?;
     agent_pass(m, "store-release", lim)?;
     let events = m.events();
-    let boot_end = events
-        .iter()
-        .position(|e| e.name == "boot.ready")
-        .unwrap_or(events.len());
+    let boot_end = events.iter().position(|e| e.name == "boot.ready").unwrap_or(events.len());
     let at_boot = &events[..boot_end];
     let trial = at_boot.iter().any(|e| e.name == "release.trial");
-    let line = m
-        .lines()
-        .into_iter()
-        .rev()
-        .find(|l| l.contains("AGENT check=store-release "))
-        .unwrap_or_default();
-    let phase = if trial {
-        "state trial"
-    } else {
-        "state committed"
-    };
+    let line = m.lines().into_iter().rev().find(|l| l.contains("AGENT check=store-release ")).unwrap_or_default();
+    let phase = if trial { "state trial" } else { "state committed" };
     if !line.contains(&format!("release {version} ")) || !line.contains(phase) {
-        return Err(format!(
-            "berthctl release does not show release {version} in {phase}: {line}"
-        ));
+        return Err(format!("berthctl release does not show release {version} in {phase}: {line}"));
     }
     let bad: Vec<String> = events
         .iter()
-        .filter(|e| {
-            e.name == "release.rejected"
-                || e.name == "release.none"
-                || e.get("result") == Some("error")
-                || e.name == "boot.failed"
-        })
+        .filter(|e| e.name == "release.rejected" || e.name == "release.none" || e.get("result") == Some("error") || e.name == "boot.failed")
         .map(|e| format!("{} {:?}", e.name, e.fields))
         .collect();
     if !bad.is_empty() {
         return Err(format!("errors after the cut: {bad:?}"));
     }
-    if events
-        .iter()
-        .filter(|e| e.name == "release.accepted")
-        .count()
-        != 1
-    {
-        return Err(format!(
-            "more than one release accepted: {:?}",
-            release_events(&events)
-        ));
+    if events.iter().filter(|e| e.name == "release.accepted").count() != 1 {
+        return Err(format!("more than one release accepted: {:?}", release_events(&events)));
     }
-    let rollbacks = at_boot
-        .iter()
-        .filter(|e| e.name == "release.rollback")
-        .map(|e| e.get("cause").unwrap_or("?").to_string())
-        .collect();
-    let notes = at_boot
-        .iter()
-        .filter(|e| e.name == "release.store")
-        .filter_map(|e| e.get("note").map(String::from))
-        .collect();
+    let rollbacks = at_boot.iter().filter(|e| e.name == "release.rollback").map(|e| e.get("cause").unwrap_or("?").to_string()).collect();
+    let notes = at_boot.iter().filter(|e| e.name == "release.store").filter_map(|e| e.get("note").map(String::from)).collect();
     let count = |e: &Event, k: &str| e.get(k).and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
-    let gc = at_boot
-        .iter()
-        .find(|e| e.name == "release.gc")
-        .map_or((0, 0), |e| (count(e, "images"), count(e, "releases")));
-    Ok(Verdict {
-        version,
-        trial,
-        rollbacks,
-        notes,
-        gc,
-    })
+    let gc = at_boot.iter().find(|e| e.name == "release.gc").map_or((0, 0), |e| (count(e, "images"), count(e, "releases")));
+    Ok(Verdict { version, trial, rollbacks, notes, gc })
 }
 
 fn report(outcomes: &[CutOutcome]) {
@@ -1181,30 +808,16 @@ fn report(outcomes: &[CutOutcome]) {
 fn power_cut_steps(l: &dyn Launch, parity: u64) -> Result<(), String> {
     let info = l.updates()?;
     if info.writes < 10 {
-        return Err(format!(
-            "the update makes only {} store writes",
-            info.writes
-        ));
+        return Err(format!("the update makes only {} store writes", info.writes));
     }
     let mut outcomes = Vec::new();
     for n in (1..=info.writes).filter(|n| n % 2 == parity) {
-        outcomes.push(
-            power_cut_once(l, &info, Cut::Step(n), &format!("step-{n}"))
-                .map_err(|e| format!("cut at write {n}: {e}"))?,
-        );
+        outcomes.push(power_cut_once(l, &info, Cut::Step(n), &format!("step-{n}")).map_err(|e| format!("cut at write {n}: {e}"))?);
     }
     report(&outcomes);
     let cut: Vec<u64> = (1..=info.writes).filter(|n| n % 2 == parity).collect();
-    let exact = cut
-        .iter()
-        .filter(|n| info.plan.at_cut(**n).len() == 1)
-        .count();
-    eprintln!(
-        "  {} of these {} writes (of {}) allow exactly one verdict",
-        exact,
-        cut.len(),
-        info.writes
-    );
+    let exact = cut.iter().filter(|n| info.plan.at_cut(**n).len() == 1).count();
+    eprintln!("  {} of these {} writes (of {}) allow exactly one verdict", exact, cut.len(), info.writes);
     Ok(())
 }
 
@@ -1215,22 +828,15 @@ fn power_cut_timed(l: &dyn Launch) -> Result<(), String> {
     let info = l.updates()?;
     let during = 30u64.saturating_sub(info.writes).max(11);
     let span = 5.5;
-    let mut cuts: Vec<Duration> = (0..during)
-        .map(|k| Duration::from_secs_f64(span * k as f64 / during as f64))
-        .collect();
+    let mut cuts: Vec<Duration> = (0..during).map(|k| Duration::from_secs_f64(span * k as f64 / during as f64)).collect();
     cuts.extend([Duration::from_secs_f64(6.5), Duration::from_secs_f64(7.5)]);
     let mut outcomes = Vec::new();
     for (k, d) in cuts.into_iter().enumerate() {
-        outcomes.push(
-            power_cut_once(l, &info, Cut::After(d), &format!("timed-{k}"))
-                .map_err(|e| format!("cut {:.2} s in: {e}", d.as_secs_f64()))?,
-        );
+        outcomes.push(power_cut_once(l, &info, Cut::After(d), &format!("timed-{k}")).map_err(|e| format!("cut {:.2} s in: {e}", d.as_secs_f64()))?);
     }
     report(&outcomes);
     if !outcomes.iter().any(|o| o.version == 2) {
-        return Err(
-            "no cut came after the commit: the timed cuts do not span the whole update".into(),
-        );
+        return Err("no cut came after the commit: the timed cuts do not span the whole update".into());
     }
     Ok(())
 }
@@ -1248,22 +854,10 @@ mod tests {
         };
         assert!(m(&["berth-aa", "berth-bb"], 2, &["aa", "bb"]).consistent());
         assert!(m(&[], 0, &[]).consistent());
-        assert!(
-            !m(&["berth-aa", "berth-bb"], 2, &["aa"]).consistent(),
-            "a mapping left without its mount"
-        );
-        assert!(
-            !m(&["berth-aa"], 2, &["aa"]).consistent(),
-            "a loop device left"
-        );
-        assert!(
-            !m(&["berth-aa"], 1, &["aa", "cc"]).consistent(),
-            "a mount without its mapping"
-        );
-        assert_eq!(
-            m(&["berth-aa"], 1, &["aa"]).to_detail(),
-            "dm=berth-aa loops=1 mounts=aa"
-        );
+        assert!(!m(&["berth-aa", "berth-bb"], 2, &["aa"]).consistent(), "a mapping left without its mount");
+        assert!(!m(&["berth-aa"], 2, &["aa"]).consistent(), "a loop device left");
+        assert!(!m(&["berth-aa"], 1, &["aa", "cc"]).consistent(), "a mount without its mapping");
+        assert_eq!(m(&["berth-aa"], 1, &["aa"]).to_detail(), "dm=berth-aa loops=1 mounts=aa");
     }
 
     #[test]
@@ -1279,23 +873,13 @@ mod tests {
             "BERTH t=11.4 ev=release.commit version=2",
             "BERTH t=12.0 ev=container.stop name=meter by=shutdown",
         ];
-        let events: Vec<Event> = lines
-            .iter()
-            .filter_map(|l| crate::event::parse_line(l))
-            .collect();
+        let events: Vec<Event> = lines.iter().filter_map(|l| crate::event::parse_line(l)).collect();
         let t = measure_update(&events, "sensor").unwrap();
         assert!((t.staged_to_ready_s - 0.35).abs() < 1e-9 && (t.cold_start_s - 0.4).abs() < 1e-9);
         assert_eq!(t.unchanged_restarted, 0);
         let mut more = events.clone();
-        more.insert(
-            5,
-            crate::event::parse_line("BERTH t=6.2 ev=container.start name=meter result=ok")
-                .unwrap(),
-        );
-        assert_eq!(
-            measure_update(&more, "sensor").unwrap().unchanged_restarted,
-            1
-        );
+        more.insert(5, crate::event::parse_line("BERTH t=6.2 ev=container.start name=meter result=ok").unwrap());
+        assert_eq!(measure_update(&more, "sensor").unwrap().unchanged_restarted, 1);
         assert!(measure_update(&events[..3], "sensor").is_err());
     }
 
@@ -1307,91 +891,41 @@ meter                container waiting  no         -       0.0s        1        
 net                  service   stopped  no         -       0.0s        0         -  exit 0\n";
         let rows = parse_status(text);
         assert_eq!(rows.len(), 2, "host services are not container rows");
-        assert_eq!(
-            rows[0],
-            Row {
-                name: "sensor".into(),
-                state: "running".into(),
-                ready: true,
-                pid: Some(123)
-            }
-        );
+        assert_eq!(rows[0], Row { name: "sensor".into(), state: "running".into(), ready: true, pid: Some(123) });
         assert_eq!(rows[1].pid, None);
         assert!(!rows[1].ready);
     }
 
     #[test]
     fn release_view_parses() {
-        let v = parse_release("release 1 signed by key abcd\nstate committed (previous release 3)\nrollback from 3 to 1 at boot 1: crash-loop (meter)\n").unwrap();
+        let v =
+            parse_release("release 1 signed by key abcd\nstate committed (previous release 3)\nrollback from 3 to 1 at boot 1: crash-loop (meter)\n").unwrap();
         assert_eq!(v.version, 1);
         assert_eq!(v.state, "committed");
         assert_eq!(v.previous, Some(3));
-        assert_eq!(
-            v.rollbacks,
-            ["rollback from 3 to 1 at boot 1: crash-loop (meter)"]
-        );
+        assert_eq!(v.rollbacks, ["rollback from 3 to 1 at boot 1: crash-loop (meter)"]);
         assert!(v.quarantined.is_empty());
         let q = parse_release("release 1 signed by key k\nstate committed\nquarantined big.bundle: staging was interrupted 2 times\n").unwrap();
-        assert_eq!(
-            q.quarantined,
-            ["quarantined big.bundle: staging was interrupted 2 times"]
-        );
-        assert_eq!(
-            parse_release("release 2 signed by key k\nstate trial\n")
-                .unwrap()
-                .previous,
-            None
-        );
+        assert_eq!(q.quarantined, ["quarantined big.bundle: staging was interrupted 2 times"]);
+        assert_eq!(parse_release("release 2 signed by key k\nstate trial\n").unwrap().previous, None);
         assert!(parse_release("nonsense").is_none());
     }
 
     #[test]
     fn listing_round_trips_and_judges() {
         let known = vec![
-            Known {
-                version: 1,
-                release: "a.bin".into(),
-                images: vec![("x.img".into(), 10)],
-            },
-            Known {
-                version: 2,
-                release: "b.bin".into(),
-                images: vec![("x.img".into(), 10), ("y.img".into(), 20)],
-            },
+            Known { version: 1, release: "a.bin".into(), images: vec![("x.img".into(), 10)] },
+            Known { version: 2, release: "b.bin".into(), images: vec![("x.img".into(), 10), ("y.img".into(), 20)] },
         ];
-        let good = Listing {
-            staging: false,
-            stray: vec![],
-            releases: vec!["a.bin".into()],
-            images: vec![("x.img".into(), 10)],
-        };
+        let good = Listing { staging: false, stray: vec![], releases: vec!["a.bin".into()], images: vec![("x.img".into(), 10)] };
         assert_eq!(Listing::from_detail(&good.to_detail()), Some(good.clone()));
         assert_eq!(good.judge(&known, 1), Ok(()));
         assert!(good.judge(&known, 2).unwrap_err().contains("b.bin"));
-        let half = Listing {
-            images: vec![("x.img".into(), 10), ("y.img".into(), 7)],
-            ..good.clone()
-        };
+        let half = Listing { images: vec![("x.img".into(), 10), ("y.img".into(), 7)], ..good.clone() };
         assert!(half.judge(&known, 1).unwrap_err().contains("half-written"));
-        let stray = Listing {
-            stray: vec![".record.a.tmp".into()],
-            ..good.clone()
-        };
-        assert!(Listing::from_detail(&stray.to_detail())
-            .unwrap()
-            .judge(&known, 1)
-            .is_err());
-        assert!(Listing {
-            staging: true,
-            ..good.clone()
-        }
-        .judge(&known, 1)
-        .is_err());
-        assert!(Listing {
-            releases: vec!["c.bin".into()],
-            ..good
-        }
-        .judge(&known, 1)
-        .is_err());
+        let stray = Listing { stray: vec![".record.a.tmp".into()], ..good.clone() };
+        assert!(Listing::from_detail(&stray.to_detail()).unwrap().judge(&known, 1).is_err());
+        assert!(Listing { staging: true, ..good.clone() }.judge(&known, 1).is_err());
+        assert!(Listing { releases: vec!["c.bin".into()], ..good }.judge(&known, 1).is_err());
     }
 }

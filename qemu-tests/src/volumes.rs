@@ -19,9 +19,7 @@
 use crate::event::Event;
 use crate::machine::Machine;
 use crate::scenario::{case, Case};
-use crate::scenarios::{
-    agent_pass, expect_boot, expect_poweroff, field_is, limits, spec, BootSpec, Launch, Limits,
-};
+use crate::scenarios::{agent_pass, expect_boot, expect_poweroff, field_is, limits, spec, BootSpec, Launch, Limits};
 use std::sync::Arc;
 
 /// volfill's manifest in the installed release.
@@ -61,10 +59,7 @@ pub fn project_id(container: &str, volume: &str) -> u32 {
 pub fn parse_full(line: &str) -> Option<(i64, u64)> {
     let rest = line.split("VOLFILL full ").nth(1)?;
     let field = |k: &str| rest.split_whitespace().find_map(|w| w.strip_prefix(k));
-    Some((
-        field("code=")?.parse().ok()?,
-        field("bytes=")?.parse().ok()?,
-    ))
+    Some((field("code=")?.parse().ok()?, field("bytes=")?.parse().ok()?))
 }
 
 /// The quota verdict: `EDQUOT` within [`SLACK`] below the quota.
@@ -73,10 +68,7 @@ pub fn judge_full(code: i64, bytes: u64, quota: u64) -> Result<(), String> {
         return Err(format!("volfill's writes ended with errno {code} after {bytes} bytes, want EDQUOT ({EDQUOT}) at its {quota}-byte quota"));
     }
     if bytes > quota || bytes + SLACK < quota {
-        return Err(format!(
-            "volfill wrote {bytes} bytes before EDQUOT, want {}..={quota}",
-            quota - SLACK
-        ));
+        return Err(format!("volfill wrote {bytes} bytes before EDQUOT, want {}..={quota}", quota - SLACK));
     }
     Ok(())
 }
@@ -93,30 +85,18 @@ fn quota_event(m: &mut Machine, lim: &Limits, quota: u64, inodes: u64) -> Result
 fn volumes(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let quota = manifest_number(VOLFILL, "volume_size").ok_or("volfill.toml has no volume_size")?;
-    let inodes =
-        manifest_number(VOLFILL, "volume_inodes").ok_or("volfill.toml has no volume_inodes")?;
-    let mut m = l.boot(&BootSpec {
-        variant: "volumes",
-        ..spec("volumes", "volumes")
-    })?;
+    let inodes = manifest_number(VOLFILL, "volume_inodes").ok_or("volfill.toml has no volume_inodes")?;
+    let mut m = l.boot(&BootSpec { variant: "volumes", ..spec("volumes", "volumes") })?;
     expect_boot(&mut m, &lim)?;
     let at_boot = m.cursor();
     quota_event(&mut m, &lim, quota, inodes)?;
-    let full = m.expect_event_where(
-        "container.log",
-        |e| e.is("name", "volfill") && e.get("line").is_some_and(|l| l.contains("VOLFILL full")),
-        lim.boot,
-    )?;
+    let full = m.expect_event_where("container.log", |e| e.is("name", "volfill") && e.get("line").is_some_and(|l| l.contains("VOLFILL full")), lim.boot)?;
     let line = full.get("line").unwrap_or("");
     let (code, bytes) = parse_full(line).ok_or_else(|| format!("cannot read {line:?}"))?;
     judge_full(code, bytes, quota)?;
     eprintln!("  volumes: volfill stopped at {bytes} of {quota} bytes with errno {code}");
     // After it: release 2 through the inbox, staged and committed.
-    let inbox = m.expect_event_where(
-        "update.inbox",
-        |e| e.get("bundle").is_some_and(|b| b.ends_with("/v2.bundle")),
-        lim.boot,
-    )?;
+    let inbox = m.expect_event_where("update.inbox", |e| e.get("bundle").is_some_and(|b| b.ends_with("/v2.bundle")), lim.boot)?;
     let _ = inbox;
     let staged = m.expect_event("update.staged", lim.step * 2)?;
     field_is(&staged, "version", "2")?;
@@ -124,37 +104,17 @@ fn volumes(l: &dyn Launch) -> Result<(), String> {
     field_is(&commit, "version", "2")?;
     // Release 3: volfill's start refused at the mount on the planted link.
     let switch = m.expect_event_where("update.switch", |e| e.is("version", "3"), lim.step * 2)?;
-    let refused = m.expect_event_where(
-        "container.start",
-        |e| e.is("name", "volfill") && e.is("result", "error"),
-        lim.step,
-    )?;
+    let refused = m.expect_event_where("container.start", |e| e.is("name", "volfill") && e.is("result", "error"), lim.step)?;
     symlink_refused(&refused)?;
     let rollback = m.expect_event("release.rollback", lim.step * 2)?;
     m.set_cursor(at_boot);
-    for check in [
-        "volume-full",
-        "update-v2-inbox",
-        "update-commit",
-        "log-after-commit",
-        "update-v3",
-        "rollback",
-    ] {
-        agent_pass(
-            &mut m,
-            check,
-            &Limits {
-                step: lim.boot * 3,
-                ..limits(l.arch())
-            },
-        )?;
+    for check in ["volume-full", "update-v2-inbox", "update-commit", "log-after-commit", "update-v3", "rollback"] {
+        agent_pass(&mut m, check, &Limits { step: lim.boot * 3, ..limits(l.arch()) })?;
     }
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     let events = m.events();
-    let ran = events
-        .iter()
-        .filter(|e| e.t >= switch.t && e.t <= rollback.t)
-        .any(|e| e.name == "container.start" && e.is("name", "volfill") && e.is("result", "ok"));
+    let ran =
+        events.iter().filter(|e| e.t >= switch.t && e.t <= rollback.t).any(|e| e.name == "container.start" && e.is("name", "volfill") && e.is("result", "ok"));
     if ran {
         return Err("release 3's volfill started although its mount target is a symlink".into());
     }
@@ -169,9 +129,7 @@ pub fn symlink_refused(e: &Event) -> Result<(), String> {
     if err.contains("mkdir-beneath") && err.contains(" /mnt/link ") && err.ends_with("(ELOOP)") {
         Ok(())
     } else {
-        Err(format!(
-            "volfill's start failed otherwise than at the symlink: {err:?}"
-        ))
+        Err(format!("volfill's start failed otherwise than at the symlink: {err:?}"))
     }
 }
 
@@ -193,14 +151,9 @@ mod tests {
 
     #[test]
     fn full_lines_are_judged() {
-        assert_eq!(
-            parse_full("VOLFILL full errno=EDQUOT code=122 bytes=4128768"),
-            Some((122, 4_128_768))
-        );
+        assert_eq!(parse_full("VOLFILL full errno=EDQUOT code=122 bytes=4128768"), Some((122, 4_128_768)));
         assert!(judge_full(122, (4 << 20) - 8192, 4 << 20).is_ok());
-        assert!(judge_full(28, 60 << 20, 4 << 20)
-            .unwrap_err()
-            .contains("errno 28"));
+        assert!(judge_full(28, 60 << 20, 4 << 20).unwrap_err().contains("errno 28"));
         assert!(judge_full(122, 1 << 20, 4 << 20).is_err());
         assert!(judge_full(122, (4 << 20) + 1, 4 << 20).is_err());
     }

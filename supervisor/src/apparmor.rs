@@ -77,10 +77,7 @@ impl fmt::Display for AppArmorError {
             AppArmorError::Load(e) => {
                 write!(f, "the kernel refused the policy ({REPLACE}): {}", t(*e))
             }
-            AppArmorError::NotListed => write!(
-                f,
-                "the profile is not loaded after the policy was ({PROFILES})"
-            ),
+            AppArmorError::NotListed => write!(f, "the profile is not loaded after the policy was ({PROFILES})"),
             AppArmorError::Name => f.write_str("the profile name does not fit"),
         }
     }
@@ -100,9 +97,7 @@ pub fn is_enabled(text: &str) -> bool {
 
 /// Is `name` among the loaded profiles (`name (enforce)` lines)?
 pub fn is_listed(profiles: &str, name: &str) -> bool {
-    profiles
-        .lines()
-        .any(|l| l.rsplit_once(" (").map(|(n, _)| n) == Some(name))
+    profiles.lines().any(|l| l.rsplit_once(" (").map(|(n, _)| n) == Some(name))
 }
 
 fn io_errno(e: std::io::Error) -> Errno {
@@ -120,14 +115,7 @@ pub fn load(board: &AppArmor) -> Result<ExecAttr, AppArmorError> {
     if !crate::mount::is_mountpoint(SECURITYFS) {
         use nix::mount::{mount, MsFlags};
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        mount(
-            Some("securityfs"),
-            SECURITYFS,
-            Some("securityfs"),
-            flags,
-            None::<&str>,
-        )
-        .map_err(AppArmorError::Securityfs)?;
+        mount(Some("securityfs"), SECURITYFS, Some("securityfs"), flags, None::<&str>).map_err(AppArmorError::Securityfs)?;
     }
     let mut policy = Vec::new();
     std::fs::File::open(board.policy.as_str())
@@ -137,17 +125,13 @@ pub fn load(board: &AppArmor) -> Result<ExecAttr, AppArmorError> {
         return Err(AppArmorError::PolicyTooLarge);
     }
     // The kernel takes a policy in a single write.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(REPLACE)
-        .map_err(|e| AppArmorError::Load(io_errno(e)))?;
+    let mut f = std::fs::OpenOptions::new().write(true).open(REPLACE).map_err(|e| AppArmorError::Load(io_errno(e)))?;
     match f.write(&policy) {
         Ok(n) if n == policy.len() => {}
         Ok(_) => return Err(AppArmorError::Load(Errno::EIO)),
         Err(e) => return Err(AppArmorError::Load(io_errno(e))),
     }
-    let profiles =
-        std::fs::read_to_string(PROFILES).map_err(|e| AppArmorError::Load(io_errno(e)))?;
+    let profiles = std::fs::read_to_string(PROFILES).map_err(|e| AppArmorError::Load(io_errno(e)))?;
     if !is_listed(&profiles, &board.profile) {
         return Err(AppArmorError::NotListed);
     }
@@ -160,15 +144,9 @@ mod tests {
 
     #[test]
     fn exec_attribute_names_the_profile() {
-        assert_eq!(
-            exec_attr("berth-container").unwrap().as_bytes(),
-            b"exec berth-container"
-        );
+        assert_eq!(exec_attr("berth-container").unwrap().as_bytes(), b"exec berth-container");
         let long = "p".repeat(crate::board::NAME_MAX);
-        assert_eq!(
-            exec_attr(&long).unwrap().as_bytes().len(),
-            5 + crate::board::NAME_MAX
-        );
+        assert_eq!(exec_attr(&long).unwrap().as_bytes().len(), 5 + crate::board::NAME_MAX);
         assert_eq!(exec_attr("a\0b"), Err(AppArmorError::Name));
     }
 
@@ -177,8 +155,7 @@ mod tests {
         assert!(is_enabled("Y\n"));
         assert!(!is_enabled("N\n"));
         assert!(!is_enabled(""));
-        let profiles =
-            "berth-container (enforce)\n/usr/bin/x (complain)\nberth-container//child (enforce)\n";
+        let profiles = "berth-container (enforce)\n/usr/bin/x (complain)\nberth-container//child (enforce)\n";
         assert!(is_listed(profiles, "berth-container"));
         assert!(is_listed(profiles, "/usr/bin/x"));
         assert!(!is_listed(profiles, "berth"));
@@ -188,8 +165,6 @@ mod tests {
     #[test]
     fn errors_say_what_is_wrong() {
         assert!(AppArmorError::Disabled.to_string().contains("disabled"));
-        assert!(AppArmorError::Load(Errno::EACCES)
-            .to_string()
-            .contains(".replace"));
+        assert!(AppArmorError::Load(Errno::EACCES).to_string().contains(".replace"));
     }
 }

@@ -50,11 +50,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     let mut group = "berth-bench".to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{a} needs a value\n{USAGE}"))
-        };
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value\n{USAGE}"));
         match a.as_str() {
             "--root" => root = Some(value()?),
             "--board" => board = Some(PathBuf::from(value()?)),
@@ -71,13 +67,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         }
     }
     match (root, board, mode) {
-        (Some(root), Some(board), Some(mode)) => Ok(Opts {
-            root,
-            board,
-            mode,
-            mount,
-            group,
-        }),
+        (Some(root), Some(board), Some(mode)) => Ok(Opts { root, board, mode, mount, group }),
         _ => Err(USAGE.into()),
     }
 }
@@ -85,10 +75,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
 /// The manifest of bench container `name` running `program`: defaults
 /// everywhere, the host's network.
 fn manifest(name: &str, program: &str) -> Result<Manifest, String> {
-    let text = format!(
-        "name = \"{name}\"\nversion = \"1\"\nimage = \"sha256:{}\"\nnetwork = \"host\"\n[entry]\nargv = [\"{program}\"]\n",
-        "0".repeat(64)
-    );
+    let text = format!("name = \"{name}\"\nversion = \"1\"\nimage = \"sha256:{}\"\nnetwork = \"host\"\n[entry]\nargv = [\"{program}\"]\n", "0".repeat(64));
     let m: Manifest = toml::from_str(&text).map_err(|e| format!("bench manifest {name}: {e}"))?;
     m.validate_fields().map_err(|e| e.to_string())?;
     Ok(m)
@@ -98,18 +85,13 @@ fn spec(board: &Board, index: u16, name: &str, program: &str, o: &Opts) -> Resul
     let arch = crate::seccomp::Arch::running().map_err(|e| e.to_string())?;
     let m = manifest(name, program)?;
     let layers = containers::layers(board).map_err(|(step, e)| format!("{step}: {e}"))?;
-    containers::spec(&m, board, index, arch, &o.root, &layers)
-        .map_err(|(step, e)| format!("{step}: {e}"))
+    containers::spec(&m, board, index, arch, &o.root, &layers).map_err(|(step, e)| format!("{step}: {e}"))
 }
 
 /// Wait for the container's init, then remove its cgroup (what the PID 1
 /// loop does when a container ends).
 fn finish(l: Launched) -> Result<(), String> {
-    let Launched {
-        pid,
-        output,
-        cgroup,
-    } = l;
+    let Launched { pid, output, cgroup } = l;
     loop {
         match waitpid(pid, None) {
             Err(nix::errno::Errno::EINTR) => continue,
@@ -124,17 +106,14 @@ fn finish(l: Launched) -> Result<(), String> {
 /// Start, wait, tear down: the whole time and the part until the exec.
 fn start(s: &Spec, o: &Opts) -> Result<(u128, u128), String> {
     let t0 = Instant::now();
-    let l =
-        containers::launch_in(s, &o.mount, &o.group).map_err(|(step, e)| format!("{step}: {e}"))?;
+    let l = containers::launch_in(s, &o.mount, &o.group).map_err(|(step, e)| format!("{step}: {e}"))?;
     let exec = t0.elapsed().as_micros();
     finish(l)?;
     Ok((t0.elapsed().as_micros(), exec))
 }
 
 fn scale(specs: &[Spec], n: usize, o: &Opts) -> Result<u128, String> {
-    let specs = specs
-        .get(..n)
-        .ok_or_else(|| format!("scale: at most {SCALE_MAX} containers"))?;
+    let specs = specs.get(..n).ok_or_else(|| format!("scale: at most {SCALE_MAX} containers"))?;
     let t0 = Instant::now();
     let mut running = Vec::new();
     let mut failed = None;
@@ -169,21 +148,14 @@ pub fn serve(args: &[String]) -> Result<(), String> {
     if !Path::new(&o.root).join("bin/true").is_file() {
         return Err(format!("{}: no bin/true in the root filesystem", o.root));
     }
-    let text =
-        std::fs::read_to_string(&o.board).map_err(|e| format!("{}: {e}", o.board.display()))?;
+    let text = std::fs::read_to_string(&o.board).map_err(|e| format!("{}: {e}", o.board.display()))?;
     let mut board = Board::from_toml(&text).map_err(|e| format!("{}: {e}", o.board.display()))?;
     board.cgroup = o.mode;
     let one = spec(&board, 0, "bench-true", "/bin/true", &o)?;
     let mut many = Vec::new();
     for i in 0..SCALE_MAX {
         let index = u16::try_from(i + 1).map_err(|e| e.to_string())?;
-        many.push(spec(
-            &board,
-            index,
-            &format!("bench-{i}"),
-            "/bin/pause",
-            &o,
-        )?);
+        many.push(spec(&board, index, &format!("bench-{i}"), "/bin/pause", &o)?);
     }
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
@@ -207,10 +179,7 @@ mod tests {
     use super::*;
 
     fn opts(extra: &[&str]) -> Result<Opts, String> {
-        let mut a: Vec<String> = ["--root", "/tmp/r", "--board", "b.toml", "--cgroup", "v1"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut a: Vec<String> = ["--root", "/tmp/r", "--board", "b.toml", "--cgroup", "v1"].iter().map(|s| s.to_string()).collect();
         a.extend(extra.iter().map(|s| s.to_string()));
         parse(&a)
     }
@@ -218,10 +187,7 @@ mod tests {
     #[test]
     fn options_need_root_board_and_mode() {
         let o = opts(&[]).unwrap();
-        assert_eq!(
-            (o.root.as_str(), o.mode, o.group.as_str()),
-            ("/tmp/r", CgroupMode::V1, "berth-bench")
-        );
+        assert_eq!((o.root.as_str(), o.mode, o.group.as_str()), ("/tmp/r", CgroupMode::V1, "berth-bench"));
         assert_eq!(opts(&["--group", "g"]).unwrap().group, "g");
         assert!(opts(&["--cgroup", "v3"]).is_err());
         assert!(parse(&["--root".into(), "/r".into()]).is_err());
@@ -229,36 +195,20 @@ mod tests {
 
     #[test]
     fn bench_containers_are_planned_like_any_other() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../board-configs/qemu-x86_64.toml"
-        ))
-        .unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../board-configs/qemu-x86_64.toml")).unwrap();
         let mut board = Board::from_toml(&text).unwrap();
         board.cgroup = CgroupMode::V1;
         let o = opts(&[]).unwrap();
         let s = spec(&board, 3, "bench-3", "/bin/pause", &o).unwrap();
         assert_eq!(s.name.as_str(), "bench-3");
-        assert!(
-            !s.plan.namespaces.own_net(),
-            "the host's network, as the compared runtimes"
-        );
+        assert!(!s.plan.namespaces.own_net(), "the host's network, as the compared runtimes");
         assert_eq!(s.plan.ids.outside_base, 100_000 + 3 * 65_536);
         assert!(!s.filter.is_empty(), "seccomp filter compiled");
         assert_eq!(s.cgroup, CgroupMode::V1);
         // Like any container: the board's default memory limit, high below it.
-        let want =
-            crate::budget::resolve(None, &[], &board.budgets, crate::budget::mem_total_here())
-                .unwrap();
+        let want = crate::budget::resolve(None, &[], &board.budgets, crate::budget::mem_total_here()).unwrap();
         let defaults = crate::cgroup::limits::Limits::from_resources(None);
-        assert_eq!(
-            s.limits,
-            crate::cgroup::limits::Limits {
-                memory_max: Some(want.max),
-                memory_high: want.high,
-                ..defaults
-            }
-        );
+        assert_eq!(s.limits, crate::cgroup::limits::Limits { memory_max: Some(want.max), memory_high: want.high, ..defaults });
         assert!(manifest("Bad_Name", "/bin/true").is_err());
     }
 }

@@ -289,10 +289,7 @@ impl Hardening {
             }
         }
         if self.suid_dumpable == 1 {
-            return Err(err(
-                "hardening.suid_dumpable",
-                "must be 0 or 2 (1 dumps setuid processes' memory readable by their user)",
-            ));
+            return Err(err("hardening.suid_dumpable", "must be 0 or 2 (1 dumps setuid processes' memory readable by their user)"));
         }
         if self.suid_dumpable > 2 {
             return Err(err("hardening.suid_dumpable", "must be 0 or 2"));
@@ -351,9 +348,7 @@ pub struct Cidr {
 impl Cidr {
     /// The netmask of the prefix.
     pub fn netmask(self) -> [u8; 4] {
-        let bits = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix))
-            .unwrap_or(0);
+        let bits = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
         bits.to_be_bytes()
     }
 
@@ -370,11 +365,7 @@ pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
     let mut parts = s.split('.');
     for o in out.iter_mut() {
         let p = parts.next()?;
-        if p.is_empty()
-            || p.len() > 3
-            || !p.bytes().all(|b| b.is_ascii_digit())
-            || (p.len() > 1 && p.starts_with('0'))
-        {
+        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
             return None;
         }
         *o = p.parse().ok()?;
@@ -386,10 +377,7 @@ pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
 pub fn parse_cidr(s: &str) -> Option<Cidr> {
     let (ip, prefix) = s.split_once('/')?;
     let prefix: u8 = prefix.parse().ok().filter(|p| (1..=32).contains(p))?;
-    Some(Cidr {
-        addr: parse_ipv4(ip)?,
-        prefix,
-    })
+    Some(Cidr { addr: parse_ipv4(ip)?, prefix })
 }
 
 impl Network {
@@ -518,36 +506,22 @@ impl fmt::Display for BoardError {
 
 impl std::error::Error for BoardError {}
 
-fn err(
-    field: impl Into<std::string::String>,
-    reason: impl Into<std::string::String>,
-) -> BoardError {
-    BoardError {
-        field: field.into(),
-        reason: reason.into(),
-    }
+fn err(field: impl Into<std::string::String>, reason: impl Into<std::string::String>) -> BoardError {
+    BoardError { field: field.into(), reason: reason.into() }
 }
 
 /// An RFC 1123 hostname label.
 fn valid_label(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !s.is_empty() && !s.starts_with('-') && !s.ends_with('-') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// A kernel module name as modprobe spells it.
 fn valid_module(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn valid_dev_path(s: &str) -> bool {
-    s.starts_with("/dev/")
-        && s.len() > 5
-        && !s.split('/').any(|c| c == "..")
-        && s.bytes().all(|b| b.is_ascii_graphic())
+    s.starts_with("/dev/") && s.len() > 5 && !s.split('/').any(|c| c == "..") && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 impl Board {
@@ -557,68 +531,38 @@ impl Board {
             return Err(err("name", "must be letters, digits, '_' and '-'"));
         }
         if !valid_label(&self.hostname) {
-            return Err(err(
-                "hostname",
-                "must be an RFC 1123 label: letters, digits and inner '-'",
-            ));
+            return Err(err("hostname", "must be an RFC 1123 label: letters, digits and inner '-'"));
         }
         if self.console.is_empty() || !self.console.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(err(
-                "console",
-                "must be a device name without /dev/, such as ttyS0",
-            ));
+            return Err(err("console", "must be a device name without /dev/, such as ttyS0"));
         }
         for (i, m) in self.modules.iter().enumerate() {
             if !valid_module(m) {
-                return Err(err(
-                    format!("modules[{i}]"),
-                    format!("`{m}` is not a module name"),
-                ));
+                return Err(err(format!("modules[{i}]"), format!("`{m}` is not a module name")));
             }
             if self.modules.iter().take(i).any(|o| o == m) {
-                return Err(err(
-                    format!("modules[{i}]"),
-                    format!("`{m}` is listed twice"),
-                ));
+                return Err(err(format!("modules[{i}]"), format!("`{m}` is listed twice")));
             }
         }
         if self.kernel.flavour.is_empty() || !valid_module(&self.kernel.flavour) {
-            return Err(err(
-                "kernel.flavour",
-                "must name a Debian kernel flavour such as cloud-arm64",
-            ));
+            return Err(err("kernel.flavour", "must name a Debian kernel flavour such as cloud-arm64"));
         }
         if self.kernel.cmdline.contains("console=") {
-            return Err(err(
-                "kernel.cmdline",
-                "must not set console=; use the `console` field",
-            ));
+            return Err(err("kernel.cmdline", "must not set console=; use the `console` field"));
         }
-        for (field, dev, rw) in [
-            ("storage.system", &self.storage.system, false),
-            ("storage.data", &self.storage.data, true),
-        ] {
+        for (field, dev, rw) in [("storage.system", &self.storage.system, false), ("storage.data", &self.storage.data, true)] {
             if !valid_dev_path(&dev.device) {
                 return Err(err(format!("{field}.device"), "must be a path under /dev/"));
             }
             if rw && dev.fstype != FsType::Ext4 {
-                return Err(err(
-                    format!("{field}.fstype"),
-                    "the data partition must be ext4",
-                ));
+                return Err(err(format!("{field}.fstype"), "the data partition must be ext4"));
             }
             if !rw && dev.fstype == FsType::Ext4 {
-                return Err(err(
-                    format!("{field}.fstype"),
-                    "the system image must be squashfs or erofs",
-                ));
+                return Err(err(format!("{field}.fstype"), "the system image must be squashfs or erofs"));
             }
         }
         if self.storage.system.device == self.storage.data.device {
-            return Err(err(
-                "storage.data.device",
-                "is the same device as storage.system",
-            ));
+            return Err(err("storage.data.device", "is the same device as storage.system"));
         }
         if !(100..=120_000).contains(&self.storage.wait_ms) {
             return Err(err("storage.wait_ms", "must be between 100 and 120000"));
@@ -638,15 +582,9 @@ impl Board {
         self.validate_networks()?;
         self.validate_never_granted()?;
         self.hardening.validate()?;
-        self.budgets
-            .validate()
-            .map_err(|(field, reason)| err(field, reason))?;
-        self.volumes
-            .validate()
-            .map_err(|(field, why)| err(field, why))?;
-        self.inbox
-            .validate()
-            .map_err(|(field, why)| err(field, why))?;
+        self.budgets.validate().map_err(|(field, reason)| err(field, reason))?;
+        self.volumes.validate().map_err(|(field, why)| err(field, why))?;
+        self.inbox.validate().map_err(|(field, why)| err(field, why))?;
         if !(100..=600_000).contains(&self.shutdown_grace_ms) {
             return Err(err("shutdown_grace_ms", "must be between 100 and 600000"));
         }
@@ -684,24 +622,13 @@ impl Board {
             }
         }
         if let Some(a) = &self.apparmor {
-            let name_ok = a
-                .profile
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            let name_ok = a.profile.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
             if a.profile.is_empty() || !name_ok {
-                return Err(err(
-                    "apparmor.profile",
-                    "must be letters, digits, '.', '_' and '-'",
-                ));
+                return Err(err("apparmor.profile", "must be letters, digits, '.', '_' and '-'"));
             }
-            let plain = a.policy.strip_prefix('/').is_some_and(|r| {
-                !r.is_empty() && r.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
-            });
+            let plain = a.policy.strip_prefix('/').is_some_and(|r| !r.is_empty() && r.split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
             if !plain || !a.policy.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(err(
-                    "apparmor.policy",
-                    "must be an absolute path of plain components on the system image",
-                ));
+                return Err(err("apparmor.policy", "must be an absolute path of plain components on the system image"));
             }
         }
         Ok(())
@@ -718,9 +645,7 @@ impl Board {
             if hw.reserved || hw.kind == NodeKind::Block {
                 continue;
             }
-            if let Some(what) =
-                crate::container::devices::never_granted(hw.major, hw.minor, &hw.path, watchdog)
-            {
+            if let Some(what) = crate::container::devices::never_granted(hw.major, hw.minor, &hw.path, watchdog) {
                 return Err(err(
                     format!("hardware[{i}].reserved"),
                     format!(
@@ -736,12 +661,7 @@ impl Board {
     fn validate_services(&self) -> Result<(), BoardError> {
         for (i, sv) in self.services.iter().enumerate() {
             let f = |s: &str| format!("service[{i}].{s}");
-            if sv.name.is_empty()
-                || !sv
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
+            if sv.name.is_empty() || !sv.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
                 return Err(err(f("name"), "must be 1 to 24 of a-z, 0-9 and '-'"));
             }
             if self.services.iter().take(i).any(|o| o.name == sv.name) {
@@ -751,10 +671,7 @@ impl Board {
                 return Err(err(f("argv"), "must name a program (1 to 8 arguments)"));
             };
             if !prog.starts_with('/') || prog.split('/').any(|c| c == "..") {
-                return Err(err(
-                    f("argv[0]"),
-                    "must be an absolute path inside the system image, without '..'",
-                ));
+                return Err(err(f("argv[0]"), "must be an absolute path inside the system image, without '..'"));
             }
             if let Some(j) = sv.argv.iter().position(|a| a.contains('\0')) {
                 return Err(err(f(&format!("argv[{j}]")), "must not contain NUL"));
@@ -769,36 +686,18 @@ impl Board {
     fn validate_networks(&self) -> Result<(), BoardError> {
         for (i, n) in self.networks.iter().enumerate() {
             let f = |s: &str| format!("network[{i}].{s}");
-            if n.interface.is_empty()
-                || n.interface
-                    .bytes()
-                    .any(|b| !b.is_ascii_graphic() || b == b'/')
-            {
-                return Err(err(
-                    f("interface"),
-                    "must be an interface name of 1 to 15 bytes, no '/' or spaces",
-                ));
+            if n.interface.is_empty() || n.interface.bytes().any(|b| !b.is_ascii_graphic() || b == b'/') {
+                return Err(err(f("interface"), "must be an interface name of 1 to 15 bytes, no '/' or spaces"));
             }
-            if self
-                .networks
-                .iter()
-                .take(i)
-                .any(|o| o.interface == n.interface)
-            {
-                return Err(err(
-                    f("interface"),
-                    format!("`{}` is configured twice", n.interface),
-                ));
+            if self.networks.iter().take(i).any(|o| o.interface == n.interface) {
+                return Err(err(f("interface"), format!("`{}` is configured twice", n.interface)));
             }
             if n.dhcp {
                 if n.address.is_some() {
                     return Err(err(f("address"), "must not be set with `dhcp = true` (the lease gives the address); use one or the other"));
                 }
                 if n.gateway.is_some() {
-                    return Err(err(
-                        f("gateway"),
-                        "must not be set with `dhcp = true` (the lease's router is the gateway)",
-                    ));
+                    return Err(err(f("gateway"), "must not be set with `dhcp = true` (the lease's router is the gateway)"));
                 }
                 continue;
             }
@@ -820,13 +719,7 @@ impl Board {
                 }
             }
         }
-        if self
-            .networks
-            .iter()
-            .filter(|n| n.gateway.is_some() || n.dhcp)
-            .count()
-            > 1
-        {
+        if self.networks.iter().filter(|n| n.gateway.is_some() || n.dhcp).count() > 1 {
             return Err(err("network", "only one entry may give the default route: one with a `gateway`, or one with `dhcp = true`"));
         }
         Ok(())
@@ -834,16 +727,14 @@ impl Board {
 
     /// Decode the compiled (postcard) form and validate it.
     pub fn from_postcard(bytes: &[u8]) -> Result<Board, BoardError> {
-        let board: Board = postcard::from_bytes(bytes)
-            .map_err(|e| err("(compiled board config)", format!("does not decode: {e}")))?;
+        let board: Board = postcard::from_bytes(bytes).map_err(|e| err("(compiled board config)", format!("does not decode: {e}")))?;
         board.validate()?;
         Ok(board)
     }
 
     /// The compiled form the device reads.
     pub fn to_postcard(&self) -> Result<std::vec::Vec<u8>, BoardError> {
-        postcard::to_allocvec(self)
-            .map_err(|e| err("(board config)", format!("does not encode: {e}")))
+        postcard::to_allocvec(self).map_err(|e| err("(board config)", format!("does not encode: {e}")))
     }
 
     /// Parse the human-authored TOML form and validate it.
@@ -871,10 +762,7 @@ fn toml_error(e: &toml::de::Error) -> BoardError {
     } else {
         "?".to_owned()
     };
-    let at = e
-        .span()
-        .map(|s| format!(" (at byte {})", s.start))
-        .unwrap_or_default();
+    let at = e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default();
     err(field, format!("{msg}{at}"))
 }
 
@@ -935,33 +823,19 @@ path = "/dev/ttyAMA1"
 
     #[test]
     fn landlock_and_apparmor_fields() {
-        let b = Board::from_toml(&with("modules = [", "landlock = \"optional\"\nmodules = ["))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let b = Board::from_toml(&with("modules = [", "landlock = \"optional\"\nmodules = [")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(b.landlock, LandlockMode::Optional);
-        assert!(
-            Board::from_toml(&with("modules = [", "landlock = \"maybe\"\nmodules = [")).is_err()
-        );
+        assert!(Board::from_toml(&with("modules = [", "landlock = \"maybe\"\nmodules = [")).is_err());
         let aa = "\n[apparmor]\nprofile = \"berth-container\"\npolicy = \"/etc/berth/apparmor/berth.bin\"\n[qemu]";
         let b = Board::from_toml(&with("\n[qemu]", aa)).unwrap();
         let a = b.apparmor.clone().unwrap();
-        assert_eq!(
-            (a.profile.as_str(), a.policy.as_str()),
-            ("berth-container", "/etc/berth/apparmor/berth.bin")
-        );
+        assert_eq!((a.profile.as_str(), a.policy.as_str()), ("berth-container", "/etc/berth/apparmor/berth.bin"));
         assert_eq!(Board::from_postcard(&b.to_postcard().unwrap()).unwrap(), b);
         for (old, new, field) in [
             ("\"berth-container\"", "\"two words\"", "apparmor.profile"),
             ("\"berth-container\"", "\"\"", "apparmor.profile"),
-            (
-                "\"/etc/berth/apparmor/berth.bin\"",
-                "\"etc/x.bin\"",
-                "apparmor.policy",
-            ),
-            (
-                "\"/etc/berth/apparmor/berth.bin\"",
-                "\"/etc/../x.bin\"",
-                "apparmor.policy",
-            ),
+            ("\"/etc/berth/apparmor/berth.bin\"", "\"etc/x.bin\"", "apparmor.policy"),
+            ("\"/etc/berth/apparmor/berth.bin\"", "\"/etc/../x.bin\"", "apparmor.policy"),
         ] {
             let text = with("\n[qemu]", &aa.replacen(old, new, 1));
             let e = Board::from_toml(&text).unwrap_err();
@@ -975,27 +849,16 @@ path = "/dev/ttyAMA1"
         let bytes = b.to_postcard().unwrap();
         assert_eq!(Board::from_postcard(&bytes).unwrap(), b);
         for n in 0..bytes.len() {
-            assert!(
-                Board::from_postcard(&bytes[..n]).is_err(),
-                "truncated at {n} decoded"
-            );
+            assert!(Board::from_postcard(&bytes[..n]).is_err(), "truncated at {n} decoded");
         }
     }
 
     #[test]
     fn unknown_field_is_named() {
-        let e = Board::from_toml(&with(
-            "hostname = \"gateway\"",
-            "hostname = \"gateway\"\nhostnmae = \"x\"",
-        ))
-        .unwrap_err();
+        let e = Board::from_toml(&with("hostname = \"gateway\"", "hostname = \"gateway\"\nhostnmae = \"x\"")).unwrap_err();
         assert_eq!(e.field, "hostnmae");
         assert!(e.reason.contains("unknown field"), "{e}");
-        let e = Board::from_toml(&with(
-            "cpu = \"cortex-a57\"",
-            "cpu = \"cortex-a57\"\nsmp = 2",
-        ))
-        .unwrap_err();
+        let e = Board::from_toml(&with("cpu = \"cortex-a57\"", "cpu = \"cortex-a57\"\nsmp = 2")).unwrap_err();
         assert_eq!(e.field, "smp");
     }
 
@@ -1008,52 +871,20 @@ path = "/dev/ttyAMA1"
     #[test]
     fn bad_values_are_named() {
         let cases: &[(&str, &str, &str)] = &[
-            (
-                "hostname = \"gateway\"",
-                "hostname = \"bad host\"",
-                "hostname",
-            ),
-            (
-                "console = \"ttyAMA0\"",
-                "console = \"/dev/ttyAMA0\"",
-                "console",
-            ),
+            ("hostname = \"gateway\"", "hostname = \"bad host\"", "hostname"),
+            ("console = \"ttyAMA0\"", "console = \"/dev/ttyAMA0\"", "console"),
             ("\"squashfs\"]", "\"squash fs\"]", "modules[1]"),
             ("\"squashfs\"]", "\"virtio_blk\"]", "modules[1]"),
-            (
-                "cmdline = \"loglevel=4\"",
-                "cmdline = \"console=ttyS0\"",
-                "kernel.cmdline",
-            ),
-            (
-                "device = \"/dev/vda\"",
-                "device = \"vda\"",
-                "storage.system.device",
-            ),
-            (
-                "device = \"/dev/vdb\"",
-                "device = \"/dev/vda\"",
-                "storage.data.device",
-            ),
-            (
-                "fstype = \"ext4\"",
-                "fstype = \"squashfs\"",
-                "storage.data.fstype",
-            ),
-            (
-                "fstype = \"squashfs\" }",
-                "fstype = \"ext4\" }",
-                "storage.system.fstype",
-            ),
+            ("cmdline = \"loglevel=4\"", "cmdline = \"console=ttyS0\"", "kernel.cmdline"),
+            ("device = \"/dev/vda\"", "device = \"vda\"", "storage.system.device"),
+            ("device = \"/dev/vdb\"", "device = \"/dev/vda\"", "storage.data.device"),
+            ("fstype = \"ext4\"", "fstype = \"squashfs\"", "storage.data.fstype"),
+            ("fstype = \"squashfs\" }", "fstype = \"ext4\" }", "storage.system.fstype"),
             ("memory_mib = 256", "memory_mib = 16", "qemu.memory_mib"),
             ("machine = \"virt\"", "machine = \"\"", "qemu.machine"),
             ("major = 4", "major = 0", "hardware[0].major"),
             ("minor = 65", "minor = 2000000", "hardware[0].minor"),
-            (
-                "path = \"/dev/ttyAMA1\"",
-                "path = \"/dev/../mem\"",
-                "hardware[0].path",
-            ),
+            ("path = \"/dev/ttyAMA1\"", "path = \"/dev/../mem\"", "hardware[0].path"),
         ];
         for (old, new, field) in cases {
             let e = Board::from_toml(&with(old, new)).unwrap_err();
@@ -1091,41 +922,25 @@ gateway = "10.0.2.2"
         assert_eq!(b.services[1].restart, crate::manifest::Restart::Always);
         assert_eq!(b.services[1].backoff.and_then(|b| b.limit), Some(10));
         let n = &b.networks[0];
-        assert_eq!(
-            n.cidr(),
-            Some(Cidr {
-                addr: [10, 0, 2, 15],
-                prefix: 24
-            })
-        );
+        assert_eq!(n.cidr(), Some(Cidr { addr: [10, 0, 2, 15], prefix: 24 }));
         assert_eq!(n.gateway_ip(), Some([10, 0, 2, 2]));
         assert_eq!(Board::from_postcard(&b.to_postcard().unwrap()).unwrap(), b);
     }
 
     #[test]
     fn dhcp_networks() {
-        let dhcp = with_services(
-            "address = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"",
-            "dhcp = true",
-        );
+        let dhcp = with_services("address = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"", "dhcp = true");
         let b = Board::from_toml(&dhcp).unwrap();
         assert!(b.networks[0].dhcp);
         assert_eq!(b.networks[0].cidr(), None);
         assert_eq!(Board::from_postcard(&b.to_postcard().unwrap()).unwrap(), b);
         // A static interface without a gateway next to a DHCP one.
-        let mixed =
-            format!("{dhcp}\n[[network]]\ninterface = \"eth1\"\naddress = \"192.168.7.1/24\"\n");
+        let mixed = format!("{dhcp}\n[[network]]\ninterface = \"eth1\"\naddress = \"192.168.7.1/24\"\n");
         let b = Board::from_toml(&mixed).unwrap();
         assert_eq!((b.networks[0].dhcp, b.networks[1].dhcp), (true, false));
         // Two sources of the default route.
-        for second in [
-            "dhcp = true",
-            "address = \"192.168.7.1/24\"\ngateway = \"192.168.7.2\"",
-        ] {
-            let e = Board::from_toml(&format!(
-                "{dhcp}\n[[network]]\ninterface = \"eth1\"\n{second}\n"
-            ))
-            .unwrap_err();
+        for second in ["dhcp = true", "address = \"192.168.7.1/24\"\ngateway = \"192.168.7.2\""] {
+            let e = Board::from_toml(&format!("{dhcp}\n[[network]]\ninterface = \"eth1\"\n{second}\n")).unwrap_err();
             assert_eq!(e.field, "network", "{e}");
         }
     }
@@ -1135,96 +950,31 @@ gateway = "10.0.2.2"
         let cases: &[(&str, &str, &str)] = &[
             ("name = \"net\"", "name = \"Net\"", "service[0].name"),
             ("name = \"agent-2\"", "name = \"net\"", "service[1].name"),
-            (
-                "argv = [\"/sbin/berth\", \"net\"]",
-                "argv = []",
-                "service[0].argv",
-            ),
-            (
-                "argv = [\"/sbin/berth\", \"net\"]",
-                "argv = [\"berth\"]",
-                "service[0].argv[0]",
-            ),
-            (
-                "argv = [\"/sbin/berth\", \"net\"]",
-                "argv = [\"/sbin/../bin/sh\"]",
-                "service[0].argv[0]",
-            ),
+            ("argv = [\"/sbin/berth\", \"net\"]", "argv = []", "service[0].argv"),
+            ("argv = [\"/sbin/berth\", \"net\"]", "argv = [\"berth\"]", "service[0].argv[0]"),
+            ("argv = [\"/sbin/berth\", \"net\"]", "argv = [\"/sbin/../bin/sh\"]", "service[0].argv[0]"),
             ("limit = 10", "limit = 0", "service[1].backoff.limit"),
-            (
-                "initial_ms = 50",
-                "initial_ms = 5",
-                "service[1].backoff.initial_ms",
-            ),
+            ("initial_ms = 50", "initial_ms = 5", "service[1].backoff.initial_ms"),
             ("restart = \"always\"", "restart = \"sometimes\"", "?"),
-            (
-                "interface = \"eth0\"",
-                "interface = \"\"",
-                "network[0].interface",
-            ),
-            (
-                "interface = \"eth0\"",
-                "interface = \"a/b\"",
-                "network[0].interface",
-            ),
-            (
-                "address = \"10.0.2.15/24\"",
-                "address = \"10.0.2.15\"",
-                "network[0].address",
-            ),
-            (
-                "address = \"10.0.2.15/24\"",
-                "address = \"10.0.2.256/24\"",
-                "network[0].address",
-            ),
-            (
-                "address = \"10.0.2.15/24\"",
-                "address = \"10.0.2.15/33\"",
-                "network[0].address",
-            ),
-            (
-                "address = \"10.0.2.15/24\"",
-                "dhcp = true",
-                "network[0].gateway",
-            ),
-            (
-                "address = \"10.0.2.15/24\"",
-                "address = \"10.0.2.15/24\"\ndhcp = true",
-                "network[0].address",
-            ),
-            (
-                "address = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"",
-                "",
-                "network[0].address",
-            ),
-            (
-                "gateway = \"10.0.2.2\"",
-                "gateway = \"10.0.3.2\"",
-                "network[0].gateway",
-            ),
-            (
-                "gateway = \"10.0.2.2\"",
-                "gateway = \"10.0.2.15\"",
-                "network[0].gateway",
-            ),
-            (
-                "gateway = \"10.0.2.2\"",
-                "gateway = \"10.0.02.2\"",
-                "network[0].gateway",
-            ),
+            ("interface = \"eth0\"", "interface = \"\"", "network[0].interface"),
+            ("interface = \"eth0\"", "interface = \"a/b\"", "network[0].interface"),
+            ("address = \"10.0.2.15/24\"", "address = \"10.0.2.15\"", "network[0].address"),
+            ("address = \"10.0.2.15/24\"", "address = \"10.0.2.256/24\"", "network[0].address"),
+            ("address = \"10.0.2.15/24\"", "address = \"10.0.2.15/33\"", "network[0].address"),
+            ("address = \"10.0.2.15/24\"", "dhcp = true", "network[0].gateway"),
+            ("address = \"10.0.2.15/24\"", "address = \"10.0.2.15/24\"\ndhcp = true", "network[0].address"),
+            ("address = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"", "", "network[0].address"),
+            ("gateway = \"10.0.2.2\"", "gateway = \"10.0.3.2\"", "network[0].gateway"),
+            ("gateway = \"10.0.2.2\"", "gateway = \"10.0.2.15\"", "network[0].gateway"),
+            ("gateway = \"10.0.2.2\"", "gateway = \"10.0.02.2\"", "network[0].gateway"),
         ];
         for (old, new, field) in cases {
             let e = Board::from_toml(&with_services(old, new)).unwrap_err();
             assert_eq!(&e.field, field, "{old} -> {new}: {e}");
         }
-        let nine: std::string::String = (0..=SERVICES_MAX)
-            .map(|i| format!("[[service]]\nname = \"s{i}\"\nargv = [\"/x\"]\n"))
-            .collect();
+        let nine: std::string::String = (0..=SERVICES_MAX).map(|i| format!("[[service]]\nname = \"s{i}\"\nargv = [\"/x\"]\n")).collect();
         assert!(Board::from_toml(&format!("{GOOD}{nine}")).is_err());
-        let long = format!(
-            "{GOOD}[[service]]\nname = \"{}\"\nargv = [\"/x\"]\n",
-            "a".repeat(SERVICE_NAME_MAX + 1)
-        );
+        let long = format!("{GOOD}[[service]]\nname = \"{}\"\nargv = [\"/x\"]\n", "a".repeat(SERVICE_NAME_MAX + 1));
         assert!(Board::from_toml(&long).is_err());
         let long_if = with_services("interface = \"eth0\"", "interface = \"abcdefghijklmnop\"");
         assert!(Board::from_toml(&long_if).is_err());
@@ -1238,16 +988,7 @@ gateway = "10.0.2.2"
         assert!(!c.contains([192, 168, 16, 1]));
         assert_eq!(parse_cidr("1.2.3.4/32").unwrap().netmask(), [255; 4]);
         assert_eq!(parse_cidr("1.2.3.4/1").unwrap().netmask(), [128, 0, 0, 0]);
-        for bad in [
-            "1.2.3.4/0",
-            "1.2.3/8",
-            "1.2.3.4.5/8",
-            "1.2.3.4/",
-            "/8",
-            "a.b.c.d/8",
-            "1.2.3.4/x",
-            "+1.2.3.4/8",
-        ] {
+        for bad in ["1.2.3.4/0", "1.2.3/8", "1.2.3.4.5/8", "1.2.3.4/", "/8", "a.b.c.d/8", "1.2.3.4/x", "+1.2.3.4/8"] {
             assert_eq!(parse_cidr(bad), None, "{bad}");
         }
     }
@@ -1257,19 +998,8 @@ gateway = "10.0.2.2"
         let b = Board::from_toml(GOOD).unwrap();
         let h = b.hardening;
         assert_eq!(h, Hardening::default());
-        assert_eq!(
-            (
-                h.kptr_restrict,
-                h.suid_dumpable,
-                h.protected_fifos,
-                h.protected_regular,
-                h.memfd_noexec
-            ),
-            (2, 0, 2, 2, 2)
-        );
-        assert!(
-            h.dmesg_restrict && h.protected_symlinks && h.protected_hardlinks && h.modules_disabled
-        );
+        assert_eq!((h.kptr_restrict, h.suid_dumpable, h.protected_fifos, h.protected_regular, h.memfd_noexec), (2, 0, 2, 2, 2));
+        assert!(h.dmesg_restrict && h.protected_symlinks && h.protected_hardlinks && h.modules_disabled);
         let text = format!("{GOOD}\n[hardening]\nmodules_disabled = false\nkptr_restrict = 1\n");
         let b = Board::from_toml(&text).unwrap();
         assert!(!b.hardening.modules_disabled);
@@ -1313,19 +1043,13 @@ gateway = "10.0.2.2"
         ] {
             let e = Board::from_toml(&node(name, major, minor, path)).unwrap_err();
             assert_eq!(e.field, "hardware[1].reserved", "{name}: {e}");
-            assert!(
-                e.reason.contains(words) && e.reason.contains(name),
-                "{name}: {e}"
-            );
+            assert!(e.reason.contains(words) && e.reason.contains(name), "{name}: {e}");
             // Marked reserved, the board may describe it.
             let reserved = format!("{}reserved = true\n", node(name, major, minor, path));
             Board::from_toml(&reserved).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         // The board's own watchdog device, wherever it is.
-        let wd = with(
-            "\n[qemu]",
-            "\n[watchdog]\ndevice = \"/dev/wdt\"\ntimeout_s = 10\n[qemu]",
-        );
+        let wd = with("\n[qemu]", "\n[watchdog]\ndevice = \"/dev/wdt\"\ntimeout_s = 10\n[qemu]");
         let e = Board::from_toml(&format!("{wd}\n[[hardware]]\nname = \"w\"\nkind = \"char\"\nmajor = 250\nminor = 0\npath = \"/dev/wdt\"\n")).unwrap_err();
         assert!(e.reason.contains("the board's watchdog"), "{e}");
         // A serial port next to the virtual consoles' major is fine.
@@ -1340,13 +1064,8 @@ gateway = "10.0.2.2"
 
     #[test]
     fn over_capacity_is_rejected() {
-        let many: std::vec::Vec<std::string::String> =
-            (0..=MODULES_MAX).map(|i| format!("\"m{i}\"")).collect();
-        let text = GOOD.replacen(
-            "[\"virtio_blk\", \"squashfs\"]",
-            &format!("[{}]", many.join(",")),
-            1,
-        );
+        let many: std::vec::Vec<std::string::String> = (0..=MODULES_MAX).map(|i| format!("\"m{i}\"")).collect();
+        let text = GOOD.replacen("[\"virtio_blk\", \"squashfs\"]", &format!("[{}]", many.join(",")), 1);
         assert!(Board::from_toml(&text).is_err());
     }
 
@@ -1361,10 +1080,7 @@ gateway = "10.0.2.2"
             }
             let text = std::fs::read_to_string(&path).unwrap();
             let b = Board::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert_eq!(
-                Some(b.name.as_str()),
-                path.file_stem().and_then(|s| s.to_str())
-            );
+            assert_eq!(Some(b.name.as_str()), path.file_stem().and_then(|s| s.to_str()));
             // A shipped console carries berth's events, not container output.
             assert!(!b.container_log_console, "{}", path.display());
             seen += 1;

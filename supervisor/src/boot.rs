@@ -47,10 +47,7 @@ pub fn pid1() -> ! {
     let kmsg = crate::log::open_kmsg();
     // f_type's width differs between the C libraries of the three targets.
     #[allow(clippy::unnecessary_cast)]
-    let in_initramfs = matches!(
-        nix::sys::statfs::statfs("/").map(|s| s.filesystem_type().0 as i64),
-        Ok(RAMFS_MAGIC) | Ok(TMPFS_MAGIC)
-    );
+    let in_initramfs = matches!(nix::sys::statfs::statfs("/").map(|s| s.filesystem_type().0 as i64), Ok(RAMFS_MAGIC) | Ok(TMPFS_MAGIC));
     Event::info("boot.start")
         .kv("pid", nix::unistd::getpid())
         .kv("stage", if in_initramfs { "initramfs" } else { "system" })
@@ -59,9 +56,7 @@ pub fn pid1() -> ! {
         .kv("console", console.name())
         .emit();
     if let Err(e) = Pid1::block_signals() {
-        Event::error("signals")
-            .result(&Err::<(), _>(errno_text(e)))
-            .emit();
+        Event::error("signals").result(&Err::<(), _>(errno_text(e))).emit();
     }
     // Ctrl-alt-del becomes SIGINT to PID 1 instead of an instant reboot.
     let cad = nix::sys::reboot::set_cad_enabled(false);
@@ -99,11 +94,7 @@ pub(crate) fn read_bounded(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
 fn board_or_fail() -> Board {
     match load_board() {
         Ok(b) => {
-            Event::info("board")
-                .kv("name", &b.name)
-                .kv("arch", b.arch.name())
-                .kv("cgroup", b.cgroup.name())
-                .emit();
+            Event::info("board").kv("name", &b.name).kv("arch", b.arch.name()).kv("cgroup", b.cgroup.name()).emit();
             b
         }
         Err(e) => failed(&e, 5_000),
@@ -137,9 +128,7 @@ fn api_mounts(board: &Board) {
 /// output never goes to the kernel log, so this opens no path for it.
 fn devkmsg_on() {
     let r = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
-    Event::debug("kmsg.ratelimit")
-        .kv("result", if r.is_ok() { "off" } else { "kept" })
-        .emit();
+    Event::debug("kmsg.ratelimit").kv("result", if r.is_ok() { "off" } else { "kept" }).emit();
 }
 
 /// Poll for a device node to appear (devtmpfs creates it once the driver probes).
@@ -167,10 +156,7 @@ fn initramfs_stage() -> ! {
     stage("system-root");
     let sys = mount::system_root(&board);
     let waited = wait_for(&sys.source, board.storage.wait_ms);
-    Event::info("device.wait")
-        .kv("device", &sys.source)
-        .result(&waited.map(|_| ()).map_err(errno_text))
-        .emit();
+    Event::info("device.wait").kv("device", &sys.source).result(&waited.map(|_| ()).map_err(errno_text)).emit();
     if waited.is_err() {
         failed("system image device did not appear", grace);
     }
@@ -180,10 +166,7 @@ fn initramfs_stage() -> ! {
 
     stage("switch-root");
     if let Err((what, e)) = switch_root() {
-        Event::error("switch-root")
-            .kv("step", what)
-            .result(&Err::<(), _>(errno_text(e)))
-            .emit();
+        Event::error("switch-root").kv("step", what).result(&Err::<(), _>(errno_text(e))).emit();
         failed("switch of root failed", grace);
     }
     // What the console and the kernel log have not taken yet would be lost
@@ -191,36 +174,23 @@ fn initramfs_stage() -> ! {
     crate::log::flush(Duration::from_secs(1));
     // Only returns on failure.
     let e = exec_self();
-    Event::error("exec")
-        .kv("path", SELF_PATH)
-        .result(&Err::<(), _>(errno_text(e)))
-        .emit();
+    Event::error("exec").kv("path", SELF_PATH).result(&Err::<(), _>(errno_text(e))).emit();
     failed("could not start berth from the system image", grace)
 }
 
 /// Move the API mounts under the new root, free the initramfs, make the new
 /// root `/`.
 fn switch_root() -> Result<(), (&'static str, Errno)> {
-    let root_dev = std::fs::metadata("/")
-        .map_err(|_| ("stat /", Errno::EIO))?
-        .dev();
+    let root_dev = std::fs::metadata("/").map_err(|_| ("stat /", Errno::EIO))?.dev();
     for m in mount::MOVED {
         let mut target: heapless::String<64> = heapless::String::new();
         let _ = core::fmt::write(&mut target, format_args!("{NEW_ROOT}{m}"));
-        nix::mount::mount(
-            Some(m),
-            target.as_str(),
-            None::<&str>,
-            MsFlags::MS_MOVE,
-            None::<&str>,
-        )
-        .map_err(|e| ("move", e))?;
+        nix::mount::mount(Some(m), target.as_str(), None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|e| ("move", e))?;
     }
     let freed = wipe("/", root_dev, 0);
     Event::info("initramfs.free").kv("files", freed).emit();
     nix::unistd::chdir(NEW_ROOT).map_err(|e| ("chdir", e))?;
-    nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-        .map_err(|e| ("move root", e))?;
+    nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|e| ("move root", e))?;
     nix::unistd::chroot(".").map_err(|e| ("chroot", e))?;
     nix::unistd::chdir("/").map_err(|e| ("chdir /", e))?;
     Ok(())
@@ -275,20 +245,12 @@ fn system_stage() -> ! {
     let board = crate::logwrites::at_data(board);
     let data = mount::data(&board);
     let waited = wait_for(&data.source, board.storage.wait_ms);
-    Event::info("device.wait")
-        .kv("device", &data.source)
-        .result(&waited.map(|_| ()).map_err(errno_text))
-        .emit();
-    let data_mounted =
-        waited.is_ok() && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
+    Event::info("device.wait").kv("device", &data.source).result(&waited.map(|_| ()).map_err(errno_text)).emit();
+    let data_mounted = waited.is_ok() && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
     if data_mounted {
         let dir = std::path::Path::new(crate::logstore::DIR);
         let r = crate::logstore::with(|s| s.set_dir(dir)).unwrap_or(Ok(()));
-        Event::info("log.store")
-            .kv("dir", crate::logstore::DIR)
-            .kv("quota_kib", board.log_quota_kib)
-            .result(&r.map_err(|e| e.to_string()))
-            .emit();
+        Event::info("log.store").kv("dir", crate::logstore::DIR).kv("quota_kib", board.log_quota_kib).result(&r.map_err(|e| e.to_string())).emit();
     }
 
     stage("release");
@@ -301,30 +263,17 @@ fn system_stage() -> ! {
 
     stage("hostname");
     let r = nix::unistd::sethostname(board.hostname.as_str());
-    Event::info("hostname")
-        .kv("name", &board.hostname)
-        .result(&r.map_err(errno_text))
-        .emit();
+    Event::info("hostname").kv("name", &board.hostname).result(&r.map_err(errno_text)).emit();
 
     stage("network");
     let r = loopback_up();
-    Event::info("net.up")
-        .kv("interface", "lo")
-        .result(&r.map_err(errno_text))
-        .emit();
+    Event::info("net.up").kv("interface", "lo").result(&r.map_err(errno_text)).emit();
 
-    let mut pid1 = Pid1::new(
-        Duration::from_millis(board.shutdown_grace_ms.into()),
-        data_mounted,
-    );
+    let mut pid1 = Pid1::new(Duration::from_millis(board.shutdown_grace_ms.into()), data_mounted);
     // The board's host services start with the loop, before the containers.
     pid1.adopt_services(&board.services);
     // Armed once the boot's slow steps are done; from here the loop pets it.
-    if let Some(w) = board
-        .watchdog
-        .as_ref()
-        .and_then(crate::watchdog::Watchdog::open)
-    {
+    if let Some(w) = board.watchdog.as_ref().and_then(crate::watchdog::Watchdog::open) {
         pid1.set_watchdog(w);
     }
     let shown = match &release {
@@ -343,10 +292,7 @@ fn system_stage() -> ! {
             pid1.set_release(r.version, &key_id);
             stage("containers");
             let specs = crate::containers::prepare_all(&r, &board);
-            Event::info("containers.prepared")
-                .kv("count", specs.len())
-                .kv("of", r.containers.len())
-                .emit();
+            Event::info("containers.prepared").kv("count", specs.len()).kv("of", r.containers.len()).emit();
             pid1.adopt(specs);
             pid1.set_updates(updates);
             // Preparing maps every image: it may have taken most of a period.
@@ -363,13 +309,7 @@ fn system_stage() -> ! {
 /// What the boot found to run.
 enum Checked {
     /// A verified release, its key id and the store.
-    Release(
-        Box<(
-            crate::release::Release,
-            String,
-            crate::supervise::update::Updates,
-        )>,
-    ),
+    Release(Box<(crate::release::Release, String, crate::supervise::update::Updates)>),
     /// No release is usable, but the store and the keys are: the recovery
     /// state, in which a signed bundle repairs the device.
     Recovery(Box<crate::supervise::update::Updates>),
@@ -394,22 +334,11 @@ impl core::fmt::Display for Shown {
 
 /// The recovery state (see [`crate::supervise::recovery`]): the store's
 /// record opened for a repair, logged with `reason` on the console.
-fn recovery(
-    board: &Board,
-    mut store: crate::release::store::Store,
-    keys: crate::release::TrustedKeys,
-    reason: String,
-) -> Checked {
+fn recovery(board: &Board, mut store: crate::release::store::Store, keys: crate::release::TrustedKeys, reason: String) -> Checked {
     if let Err(e) = store.enter_recovery() {
-        Event::error("release.store")
-            .kv("step", "recovery")
-            .result(&Err::<(), _>(e))
-            .emit();
+        Event::error("release.store").kv("step", "recovery").result(&Err::<(), _>(e)).emit();
     }
-    Event::error("release.recovery")
-        .kv("reason", &reason)
-        .kv("floor", store.record().highest.unwrap_or(0))
-        .emit();
+    Event::error("release.recovery").kv("reason", &reason).kv("floor", store.record().highest.unwrap_or(0)).emit();
     Checked::Recovery(Box::new(crate::supervise::update::Updates {
         trial: None,
         running: crate::release::Release::empty(board.name.clone()),
@@ -431,32 +360,20 @@ fn check_release(board: &Board, data_mounted: bool) -> Checked {
     use crate::release::store::{BootError, Store};
     use std::path::Path;
     if !data_mounted {
-        Event::error("release.rejected")
-            .kv("reason", "the data partition is not mounted")
-            .emit();
+        Event::error("release.rejected").kv("reason", "the data partition is not mounted").emit();
         return Checked::Nothing;
     }
     let keys = match crate::release::TrustedKeys::load_dir(Path::new(current::KEYS)) {
         Ok(k) => k,
         Err(e) => {
-            Event::error("release.rejected")
-                .kv(
-                    "reason",
-                    format_args!("trusted keys in {}: {e}", current::KEYS),
-                )
-                .emit();
+            Event::error("release.rejected").kv("reason", format_args!("trusted keys in {}: {e}", current::KEYS)).emit();
             return Checked::Nothing;
         }
     };
     let (mut store, notes) = match Store::open(Path::new(current::STATE)) {
         Ok(s) => s,
         Err(e) => {
-            Event::error("release.rejected")
-                .kv(
-                    "reason",
-                    format_args!("release store {}: {e}", current::STATE),
-                )
-                .emit();
+            Event::error("release.rejected").kv("reason", format_args!("release store {}: {e}", current::STATE)).emit();
             return Checked::Nothing;
         }
     };
@@ -466,21 +383,12 @@ fn check_release(board: &Board, data_mounted: bool) -> Checked {
     let booted = match store.boot(&keys, &board.name) {
         Ok(b) => b,
         Err(BootError::None) => {
-            Event::warn("release.none")
-                .kv("path", current::STATE)
-                .emit();
-            return recovery(
-                board,
-                store,
-                keys,
-                format!("no release is installed in {}", current::STATE),
-            );
+            Event::warn("release.none").kv("path", current::STATE).emit();
+            return recovery(board, store, keys, format!("no release is installed in {}", current::STATE));
         }
         Err(e) => {
             let reason = e.to_string();
-            Event::error("release.rejected")
-                .kv("reason", &reason)
-                .emit();
+            Event::error("release.rejected").kv("reason", &reason).emit();
             return recovery(board, store, keys, reason);
         }
     };
@@ -488,26 +396,18 @@ fn check_release(board: &Board, data_mounted: bool) -> Checked {
         Event::warn("release.store").kv("note", note).emit();
     }
     for (rb, why) in &booted.rollbacks {
-        let mut ev = Event::warn("release.rollback")
-            .kv("cause", rb.cause)
-            .kv("from", rb.from)
-            .kv("to", rb.to);
+        let mut ev = Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to);
         if let Some(why) = why {
             ev = ev.kv("reason", why);
         }
         ev.emit();
     }
     if let Some(e) = &booted.unrecorded {
-        Event::error("release.store")
-            .kv("step", "record")
-            .result(&Err::<(), _>(e))
-            .emit();
+        Event::error("release.store").kv("step", "record").result(&Err::<(), _>(e)).emit();
     }
     let v = booted.verified;
     if booted.trial {
-        Event::info("release.trial")
-            .kv("version", v.release.version)
-            .emit();
+        Event::info("release.trial").kv("version", v.release.version).emit();
     }
     Event::info("release.accepted")
         .kv("version", v.release.version)
@@ -518,19 +418,14 @@ fn check_release(board: &Board, data_mounted: bool) -> Checked {
         .emit();
     // Nothing staged survives a reboot: drop what no kept release uses.
     match store.gc() {
-        Ok(c) if c.images + c.releases > 0 => Event::info("release.gc")
-            .kv("images", c.images)
-            .kv("releases", c.releases)
-            .emit(),
+        Ok(c) if c.images + c.releases > 0 => Event::info("release.gc").kv("images", c.images).kv("releases", c.releases).emit(),
         Ok(_) => {}
         Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
     }
     crate::images::map(&v.release);
     let key_id = v.key_id.to_string();
     let updates = crate::supervise::update::Updates {
-        trial: booted
-            .trial
-            .then(|| crate::supervise::update::Trial::new(&v.release)),
+        trial: booted.trial.then(|| crate::supervise::update::Trial::new(&v.release)),
         store,
         keys,
         board: board.clone(),
@@ -543,11 +438,6 @@ fn check_release(board: &Board, data_mounted: bool) -> Checked {
 
 fn loopback_up() -> Result<(), Errno> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
     crate::sys::interface_up(std::os::fd::AsFd::as_fd(&sock), "lo")
 }

@@ -124,19 +124,10 @@ impl Budgets {
     /// Each value within its range; the error is (field, reason).
     pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
         if !(1..=100).contains(&self.container_memory_percent) {
-            return Err((
-                "budgets.container_memory_percent",
-                "must be between 1 and 100",
-            ));
+            return Err(("budgets.container_memory_percent", "must be between 1 and 100"));
         }
-        if self
-            .container_memory_max
-            .is_some_and(|v| !(MEMORY_MIN..=MEMORY_MAX).contains(&v))
-        {
-            return Err((
-                "budgets.container_memory_max",
-                "must be between 1 MiB and 1 TiB (in bytes)",
-            ));
+        if self.container_memory_max.is_some_and(|v| !(MEMORY_MIN..=MEMORY_MAX).contains(&v)) {
+            return Err(("budgets.container_memory_max", "must be between 1 MiB and 1 TiB (in bytes)"));
         }
         if !(50..=100).contains(&self.memory_high_percent) {
             return Err(("budgets.memory_high_percent", "must be between 50 and 100"));
@@ -144,23 +135,11 @@ impl Budgets {
         if self.host_reserve_kib > 1 << 30 {
             return Err(("budgets.host_reserve_kib", "must be at most 1 TiB (in KiB)"));
         }
-        if self
-            .inotify_max_user_instances
-            .is_some_and(|v| !(1..=1 << 20).contains(&v))
-        {
-            return Err((
-                "budgets.inotify_max_user_instances",
-                "must be between 1 and 1048576",
-            ));
+        if self.inotify_max_user_instances.is_some_and(|v| !(1..=1 << 20).contains(&v)) {
+            return Err(("budgets.inotify_max_user_instances", "must be between 1 and 1048576"));
         }
-        if self
-            .inotify_max_user_watches
-            .is_some_and(|v| !(1..=1 << 24).contains(&v))
-        {
-            return Err((
-                "budgets.inotify_max_user_watches",
-                "must be between 1 and 16777216",
-            ));
+        if self.inotify_max_user_watches.is_some_and(|v| !(1..=1 << 24).contains(&v)) {
+            return Err(("budgets.inotify_max_user_watches", "must be between 1 and 16777216"));
         }
         Ok(())
     }
@@ -170,10 +149,7 @@ impl Budgets {
         match self.container_memory_max {
             Some(b) => b,
             None => {
-                let share = percent_of(
-                    mem_total_kib.saturating_mul(1024),
-                    self.container_memory_percent,
-                );
+                let share = percent_of(mem_total_kib.saturating_mul(1024), self.container_memory_percent);
                 share.clamp(MEMORY_MIN, MEMORY_MAX)
             }
         }
@@ -207,11 +183,8 @@ pub fn memory_controller_here(mode: crate::board::CgroupMode) -> bool {
     match mode {
         crate::board::CgroupMode::V1 => crate::mount::is_mountpoint("/sys/fs/cgroup/memory"),
         crate::board::CgroupMode::V2 => {
-            let text = crate::boot::read_bounded("/sys/fs/cgroup/cgroup.controllers", 4096)
-                .unwrap_or_default();
-            String::from_utf8_lossy(&text)
-                .split_whitespace()
-                .any(|c| c == "memory")
+            let text = crate::boot::read_bounded("/sys/fs/cgroup/cgroup.controllers", 4096).unwrap_or_default();
+            String::from_utf8_lossy(&text).split_whitespace().any(|c| c == "memory")
         }
     }
 }
@@ -225,18 +198,9 @@ pub fn tmpfs_inodes(size: u64) -> u64 {
 /// plus berth's own `/dev`, `/dev/shm` and (unless the manifest mounts
 /// `/tmp`) the default `/tmp`.
 pub fn tmpfs_total(mounts: &[Mount]) -> u64 {
-    let own: u64 = mounts
-        .iter()
-        .filter_map(|m| m.tmpfs_size)
-        .fold(0, u64::saturating_add);
-    let tmp = if mounts.iter().any(|m| m.target.as_str() == "/tmp") {
-        0
-    } else {
-        TMP_SIZE
-    };
-    own.saturating_add(DEV_SIZE)
-        .saturating_add(SHM_SIZE)
-        .saturating_add(tmp)
+    let own: u64 = mounts.iter().filter_map(|m| m.tmpfs_size).fold(0, u64::saturating_add);
+    let tmp = if mounts.iter().any(|m| m.target.as_str() == "/tmp") { 0 } else { TMP_SIZE };
+    own.saturating_add(DEV_SIZE).saturating_add(SHM_SIZE).saturating_add(tmp)
 }
 
 /// Where a container's memory limit comes from.
@@ -258,12 +222,7 @@ pub struct Memory {
 /// The memory limits of a container whose manifest asks `memory_max` and
 /// mounts `mounts`, on a machine with `mem_total_kib`. The error (field,
 /// reason) when its tmpfs mounts could hold more than the limit.
-pub fn resolve(
-    memory_max: Option<u64>,
-    mounts: &[Mount],
-    b: &Budgets,
-    mem_total_kib: u64,
-) -> Result<Memory, (&'static str, String)> {
+pub fn resolve(memory_max: Option<u64>, mounts: &[Mount], b: &Budgets, mem_total_kib: u64) -> Result<Memory, (&'static str, String)> {
     let (max, source) = match memory_max {
         Some(m) => (m, Source::Manifest),
         None => (b.container_default(mem_total_kib), Source::Board),
@@ -273,10 +232,7 @@ pub fn resolve(
         let what = "its tmpfs mounts (each mounts[].tmpfs_size, plus /dev, /dev/shm and the default /tmp) hold up to";
         return Err(match source {
             Source::Manifest => ("resources.memory_max", format!("{what} {tmpfs} bytes, more than memory_max {max}: tmpfs pages count against the limit")),
-            Source::Board => (
-                "mounts",
-                format!("{what} {tmpfs} bytes, more than the board's default memory limit {max} (budgets): set resources.memory_max"),
-            ),
+            Source::Board => ("mounts", format!("{what} {tmpfs} bytes, more than the board's default memory limit {max} (budgets): set resources.memory_max")),
         });
     }
     let high = (b.memory_high_percent < 100).then(|| percent_of(max, b.memory_high_percent));
@@ -295,18 +251,10 @@ pub struct Sysctl {
 pub fn inotify_settings(b: &Budgets) -> Vec<Sysctl> {
     let mut out = Vec::new();
     if let Some(v) = b.inotify_max_user_instances {
-        out.push(Sysctl {
-            key: "fs.inotify.max_user_instances",
-            path: "/proc/sys/fs/inotify/max_user_instances",
-            value: v,
-        });
+        out.push(Sysctl { key: "fs.inotify.max_user_instances", path: "/proc/sys/fs/inotify/max_user_instances", value: v });
     }
     if let Some(v) = b.inotify_max_user_watches {
-        out.push(Sysctl {
-            key: "fs.inotify.max_user_watches",
-            path: "/proc/sys/fs/inotify/max_user_watches",
-            value: v,
-        });
+        out.push(Sysctl { key: "fs.inotify.max_user_watches", path: "/proc/sys/fs/inotify/max_user_watches", value: v });
     }
     out
 }
@@ -316,10 +264,7 @@ pub fn inotify_settings(b: &Budgets) -> Vec<Sysctl> {
 pub fn reserve_plan(reserve_kib: u32) -> Vec<(&'static str, String)> {
     let mut out = vec![("cgroup.subtree_control", "+memory".to_owned())];
     if reserve_kib > 0 {
-        out.push((
-            "host/memory.min",
-            (u64::from(reserve_kib) * 1024).to_string(),
-        ));
+        out.push(("host/memory.min", (u64::from(reserve_kib) * 1024).to_string()));
     }
     // "0": the writing process, PID 1 (its later children are born there).
     out.push(("host/cgroup.procs", "0".to_owned()));
@@ -337,40 +282,25 @@ pub fn apply_at_boot(b: &Budgets, mode: crate::board::CgroupMode) {
     match mode {
         crate::board::CgroupMode::V2 => {
             let r = reserve(b.host_reserve_kib);
-            Event::info("memory.reserve")
-                .kv("cgroup", HOST_CGROUP)
-                .kv("min_kib", b.host_reserve_kib)
-                .result(&r)
-                .emit();
+            Event::info("memory.reserve").kv("cgroup", HOST_CGROUP).kv("min_kib", b.host_reserve_kib).result(&r).emit();
         }
         crate::board::CgroupMode::V1 => Event::warn("memory.reserve")
             .kv("min_kib", 0)
             .kv("result", "unsupported")
-            .kv(
-                "reason",
-                "cgroup v1 has no memory.min: berth relies on each container's memory limit",
-            )
+            .kv("reason", "cgroup v1 has no memory.min: berth relies on each container's memory limit")
             .emit(),
     }
     for s in inotify_settings(b) {
         let r = std::fs::write(s.path, format!("{}\n", s.value)).map_err(|e| e.to_string());
-        Event::info("inotify.limit")
-            .kv("key", s.key)
-            .kv("value", s.value)
-            .result(&r)
-            .emit();
+        Event::info("inotify.limit").kv("key", s.key).kv("value", s.value).result(&r).emit();
     }
 }
 
 /// Make [`HOST_CGROUP`], give it the reserve and move PID 1 into it.
 fn reserve(reserve_kib: u32) -> Result<(), String> {
-    let base = std::path::Path::new(HOST_CGROUP)
-        .parent()
-        .unwrap_or(std::path::Path::new("/sys/fs/cgroup"));
+    let base = std::path::Path::new(HOST_CGROUP).parent().unwrap_or(std::path::Path::new("/sys/fs/cgroup"));
     match std::fs::create_dir(HOST_CGROUP) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            return Err(format!("create {HOST_CGROUP}: {e}"))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(format!("create {HOST_CGROUP}: {e}")),
         _ => {}
     }
     for (file, value) in reserve_plan(reserve_kib) {

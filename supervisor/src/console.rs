@@ -41,9 +41,7 @@ pub fn parse(line: &str) -> Line {
         None => Line::Empty,
         Some(&"help") | Some(&"?") => Line::Help,
         Some(_) if words.len() > WORDS_MAX => Line::Refused("too many words"),
-        Some(_) if words.iter().any(|w| w.chars().any(char::is_control)) => {
-            Line::Refused("control characters")
-        }
+        Some(_) if words.iter().any(|w| w.chars().any(char::is_control)) => Line::Refused("control characters"),
         Some(_) => Line::Ctl(words.iter().map(|w| w.to_string()).collect()),
     }
 }
@@ -56,10 +54,7 @@ Enter stops a command that follows (-f).
 
 /// Serve the prompt on `device` until it cannot be read.
 pub fn run(device: &str) -> Result<(), std::io::Error> {
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(device)?;
+    let tty = std::fs::OpenOptions::new().read(true).write(true).open(device)?;
     let mut out = tty.try_clone()?;
     let reader = std::io::BufReader::new(tty.try_clone()?);
     // Lines come from a thread, so a running command can be stopped by one.
@@ -72,10 +67,7 @@ pub fn run(device: &str) -> Result<(), std::io::Error> {
             }
         }
     });
-    let _ = write!(
-        out,
-        "\r\nberth console: type `help` for berthctl commands\r\nberthctl> "
-    );
+    let _ = write!(out, "\r\nberth console: type `help` for berthctl commands\r\nberthctl> ");
     for line in rx.iter() {
         match parse(&line) {
             Line::Empty => {}
@@ -99,10 +91,7 @@ pub fn run(device: &str) -> Result<(), std::io::Error> {
                             break;
                         }
                         // Enter stops it.
-                        if rx
-                            .recv_timeout(std::time::Duration::from_millis(100))
-                            .is_ok()
-                        {
+                        if rx.recv_timeout(std::time::Duration::from_millis(100)).is_ok() {
                             let _ = c.kill();
                             let _ = c.wait();
                             break;
@@ -128,10 +117,7 @@ mod tests {
         assert_eq!(parse("  "), Line::Empty);
         assert_eq!(parse("help"), Line::Help);
         assert_eq!(parse("berthctl status"), Line::Ctl(vec!["status".into()]));
-        assert_eq!(
-            parse("logs sensor -f"),
-            Line::Ctl(vec!["logs".into(), "sensor".into(), "-f".into()])
-        );
+        assert_eq!(parse("logs sensor -f"), Line::Ctl(vec!["logs".into(), "sensor".into(), "-f".into()]));
         assert_eq!(parse("berthctl"), Line::Empty);
         assert!(matches!(parse(&"a ".repeat(9)), Line::Refused(_)));
         assert!(matches!(parse(&"x".repeat(LINE_MAX + 1)), Line::Refused(_)));

@@ -100,21 +100,14 @@ impl Spec {
     /// The layers the container's processes get last before execve (its
     /// init, and every command berth runs inside it).
     pub fn confine(&self) -> spawn::Confine<'_> {
-        spawn::Confine {
-            seccomp: Some(&self.filter),
-            landlock: self.landlock,
-            apparmor: self.apparmor.as_ref().map(|(_, attr)| attr.as_cstr()),
-        }
+        spawn::Confine { seccomp: Some(&self.filter), landlock: self.landlock, apparmor: self.apparmor.as_ref().map(|(_, attr)| attr.as_cstr()) }
     }
 
     /// The layers in force, for `berthctl status`.
     pub fn layers(&self) -> crate::control::Layers {
         let h = &self.seccomp_hash;
         let mut seccomp = heapless::String::new();
-        let _ = core::fmt::write(
-            &mut seccomp,
-            format_args!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]),
-        );
+        let _ = core::fmt::write(&mut seccomp, format_args!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]));
         let mut apparmor = heapless::String::new();
         let _ = apparmor.push_str(self.apparmor.as_ref().map_or("none", |(p, _)| p.as_str()));
         crate::control::Layers {
@@ -122,9 +115,7 @@ impl Spec {
             seccomp,
             caps: self.plan.caps.effective,
             device_rules: u16::try_from(self.rules.len()).unwrap_or(u16::MAX),
-            landlock_abi: self
-                .landlock
-                .map_or(0, |r| u8::try_from(r.abi).unwrap_or(u8::MAX)),
+            landlock_abi: self.landlock.map_or(0, |r| u8::try_from(r.abi).unwrap_or(u8::MAX)),
             apparmor,
         }
     }
@@ -143,28 +134,15 @@ pub fn layers(board: &Board) -> Result<Layers, (&'static str, String)> {
     let probe = crate::sys::landlock::abi_version();
     let landlock = match landlock::decide(board.landlock, probe) {
         Decision::Apply(r) => {
-            Event::info("landlock")
-                .kv("abi", r.abi)
-                .kv("kernel_abi", probe.unwrap_or(0))
-                .kv("mode", mode)
-                .kv("result", "ok")
-                .emit();
+            Event::info("landlock").kv("abi", r.abi).kv("kernel_abi", probe.unwrap_or(0)).kv("mode", mode).kv("result", "ok").emit();
             Some(r)
         }
         Decision::Downgrade(why) => {
-            Event::warn("landlock")
-                .kv("mode", mode)
-                .kv("result", "downgrade")
-                .kv("reason", why)
-                .emit();
+            Event::warn("landlock").kv("mode", mode).kv("result", "downgrade").kv("reason", why).emit();
             None
         }
         Decision::Refuse(why) => {
-            Event::error("landlock")
-                .kv("mode", mode)
-                .kv("result", "error")
-                .kv("error", why)
-                .emit();
+            Event::error("landlock").kv("mode", mode).kv("result", "error").kv("error", why).emit();
             return Err(("landlock", format!("the board requires Landlock: {why}")));
         }
     };
@@ -172,24 +150,12 @@ pub fn layers(board: &Board) -> Result<Layers, (&'static str, String)> {
         None => None,
         Some(a) => match crate::apparmor::load(a) {
             Ok(attr) => {
-                Event::info("apparmor.load")
-                    .kv("profile", &a.profile)
-                    .kv("policy", &a.policy)
-                    .kv("result", "ok")
-                    .emit();
+                Event::info("apparmor.load").kv("profile", &a.profile).kv("policy", &a.policy).kv("result", "ok").emit();
                 Some((a.profile.clone(), attr))
             }
             Err(e) => {
-                Event::error("apparmor.load")
-                    .kv("profile", &a.profile)
-                    .kv("policy", &a.policy)
-                    .kv("result", "error")
-                    .kv("error", &e)
-                    .emit();
-                return Err((
-                    "apparmor",
-                    format!("the board's AppArmor profile {}: {e}", a.profile),
-                ));
+                Event::error("apparmor.load").kv("profile", &a.profile).kv("policy", &a.policy).kv("result", "error").kv("error", &e).emit();
+                return Err(("apparmor", format!("the board's AppArmor profile {}: {e}", a.profile)));
             }
         },
     };
@@ -212,12 +178,7 @@ pub struct Launching {
 }
 
 fn start_error(name: &str, step: &str, e: impl core::fmt::Display) {
-    Event::error("container.start")
-        .kv("name", name)
-        .kv("step", step)
-        .kv("result", "error")
-        .kv("error", e)
-        .emit();
+    Event::error("container.start").kv("name", name).kv("step", step).kv("result", "error").kv("error", e).emit();
 }
 
 /// Prepare every container of `release`, in start order; each takes its
@@ -230,11 +191,7 @@ pub fn prepare_all(release: &Release, board: &Board) -> Vec<Spec> {
             return Vec::new();
         }
     };
-    let names: Vec<&str> = order
-        .iter()
-        .filter_map(|&i| release.containers.get(i))
-        .map(|m| m.name.as_str())
-        .collect();
+    let names: Vec<&str> = order.iter().filter_map(|&i| release.containers.get(i)).map(|m| m.name.as_str()).collect();
     let mut index_of = |name: &str| names.iter().position(|n| *n == name).unwrap_or(0) as u16;
     prepare_some(release, board, &names, &mut index_of)
 }
@@ -242,12 +199,7 @@ pub fn prepare_all(release: &Release, board: &Board) -> Vec<Spec> {
 /// Prepare the containers of `release` named in `wanted`, in start order,
 /// with the index `index_of` gives each (an update keeps a running
 /// container's index and gives a new one a free index).
-pub fn prepare_some(
-    release: &Release,
-    board: &Board,
-    wanted: &[&str],
-    index_of: &mut dyn FnMut(&str) -> u16,
-) -> Vec<Spec> {
+pub fn prepare_some(release: &Release, board: &Board, wanted: &[&str], index_of: &mut dyn FnMut(&str) -> u16) -> Vec<Spec> {
     let arch = match seccomp::Arch::running() {
         Ok(a) => a,
         Err(e) => {
@@ -260,11 +212,7 @@ pub fn prepare_some(
         Ok(l) => l,
         Err((step, e)) => {
             // Fail closed: every container asked for is refused.
-            for m in release
-                .containers
-                .iter()
-                .filter(|m| wanted.contains(&m.name.as_str()))
-            {
+            for m in release.containers.iter().filter(|m| wanted.contains(&m.name.as_str())) {
                 start_error(&m.name, step, &e);
             }
             return Vec::new();
@@ -287,9 +235,7 @@ pub fn prepare_some(
             continue;
         }
         let spec = prepare_one(m, board, index_of(&m.name), arch, &layers).and_then(|mut s| {
-            s.quotas = gate
-                .admit(core::mem::take(&mut s.quotas))
-                .map_err(|e| ("volume-quota", e))?;
+            s.quotas = gate.admit(core::mem::take(&mut s.quotas)).map_err(|e| ("volume-quota", e))?;
             Ok(s)
         });
         match spec {
@@ -300,13 +246,7 @@ pub fn prepare_some(
     specs
 }
 
-fn prepare_one(
-    m: &Manifest,
-    board: &Board,
-    index: u16,
-    arch: seccomp::Arch,
-    layers: &Layers,
-) -> Result<Spec, (&'static str, String)> {
+fn prepare_one(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, layers: &Layers) -> Result<Spec, (&'static str, String)> {
     let rootfs = current::mount_path(&m.image);
     if !crate::mount::is_mountpoint(&rootfs) {
         return Err(("image", format!("image {rootfs} is not mounted")));
@@ -322,25 +262,16 @@ fn prepare_one(
 /// compile would give.
 const FILTERS_KEPT: usize = 8;
 
-type Filter = (
-    seccomp::Policy,
-    seccomp::Arch,
-    Vec<libc::sock_filter>,
-    [u8; 32],
-);
+type Filter = (seccomp::Policy, seccomp::Arch, Vec<libc::sock_filter>, [u8; 32]);
 
 static FILTERS: std::sync::Mutex<Vec<Filter>> = std::sync::Mutex::new(Vec::new());
 
 /// The filter of `policy` on `arch` and its hash: kept, or compiled (and
 /// kept, the oldest dropped past [`FILTERS_KEPT`]).
-fn compiled(
-    policy: &seccomp::Policy,
-    arch: seccomp::Arch,
-) -> Result<(Vec<libc::sock_filter>, [u8; 32]), seccomp::SeccompError> {
+fn compiled(policy: &seccomp::Policy, arch: seccomp::Arch) -> Result<(Vec<libc::sock_filter>, [u8; 32]), seccomp::SeccompError> {
     let mut kept = FILTERS.lock().ok();
     if let Some(k) = kept.as_deref() {
-        if let Some((_, _, filter, hash)) = k.iter().find(|(p, a, _, _)| p == policy && *a == arch)
-        {
+        if let Some((_, _, filter, hash)) = k.iter().find(|(p, a, _, _)| p == policy && *a == arch) {
             return Ok((filter.clone(), *hash));
         }
     }
@@ -357,14 +288,7 @@ fn compiled(
 
 /// The spec of container `index` whose root filesystem is at `rootfs`: its
 /// plan, seccomp filter, device rules, limits and restart policy.
-pub fn spec(
-    m: &Manifest,
-    board: &Board,
-    index: u16,
-    arch: seccomp::Arch,
-    rootfs: &str,
-    layers: &Layers,
-) -> Result<Spec, (&'static str, String)> {
+pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs: &str, layers: &Layers) -> Result<Spec, (&'static str, String)> {
     let mut plan = Box::new(plan(m, board, index, rootfs).map_err(|e| ("plan", e.to_string()))?);
     plan.caps.last_cap = crate::container::caps::kernel_last_cap();
     let policy = seccomp::Policy::from_manifest(m);
@@ -377,14 +301,10 @@ pub fn spec(
     let limits = limits(m, board)?;
     let mut name = heapless::String::new();
     let _ = name.push_str(&m.name);
-    let command = |field: &'static str, c| {
-        crate::container::enter::Command::new(c).ok_or((field, "command does not fit".to_owned()))
-    };
+    let command = |field: &'static str, c| crate::container::enter::Command::new(c).ok_or((field, "command does not fit".to_owned()));
     let ready = match &m.readiness {
         Some(r) if r.notify => Ready::Notify,
-        Some(r) if !r.command.is_empty() => {
-            Ready::Command(Box::new(command("readiness", &r.command)?))
-        }
+        Some(r) if !r.command.is_empty() => Ready::Command(Box::new(command("readiness", &r.command)?)),
         _ => Ready::Started,
     };
     let health = match &m.health {
@@ -399,11 +319,7 @@ pub fn spec(
             retries: h.retries,
         }),
     };
-    let notify = if m.uses_notify() {
-        Some(crate::notify::bind(&m.name).map_err(|e| ("notify", e.to_string()))?)
-    } else {
-        None
-    };
+    let notify = if m.uses_notify() { Some(crate::notify::bind(&m.name).map_err(|e| ("notify", e.to_string()))?) } else { None };
     Ok(Spec {
         name,
         filter,
@@ -418,15 +334,8 @@ pub fn spec(
         ready,
         ready_timeout_ms: m.readiness.as_ref().map(|r| r.timeout_ms).unwrap_or(0),
         health,
-        stop_signal: m
-            .stop
-            .and_then(|s| s.signal)
-            .map(crate::manifest::StopSignal::signal)
-            .unwrap_or(nix::sys::signal::Signal::SIGTERM),
-        stop_grace_ms: m
-            .stop
-            .and_then(|s| s.grace_ms)
-            .unwrap_or(crate::manifest::STOP_GRACE_MS),
+        stop_signal: m.stop.and_then(|s| s.signal).map(crate::manifest::StopSignal::signal).unwrap_or(nix::sys::signal::Signal::SIGTERM),
+        stop_grace_ms: m.stop.and_then(|s| s.grace_ms).unwrap_or(crate::manifest::STOP_GRACE_MS),
         log_rate: m.log_rate.unwrap_or_default(),
         notify,
         plan,
@@ -439,15 +348,9 @@ pub fn spec(
 /// the board's default, [`crate::budget`]) with `memory.high` below it.
 fn limits(m: &Manifest, board: &Board) -> Result<Limits, (&'static str, String)> {
     let max = m.resources.and_then(|r| r.memory_max);
-    let memory = crate::budget::resolve(
-        max,
-        &m.mounts,
-        &board.budgets,
-        crate::budget::mem_total_here(),
-    )?;
+    let memory = crate::budget::resolve(max, &m.mounts, &board.budgets, crate::budget::mem_total_here())?;
     let mut limits = Limits::from_resources(m.resources.as_ref());
-    let optional = memory.source == crate::budget::Source::Board
-        && board.budgets.memory_controller == crate::budget::Need::Optional;
+    let optional = memory.source == crate::budget::Source::Board && board.budgets.memory_controller == crate::budget::Need::Optional;
     if optional && !crate::budget::memory_controller_here(board.cgroup) {
         // The board allows it: no default limit where the kernel cannot
         // enforce one. Said for each container it concerns.
@@ -483,14 +386,8 @@ pub fn begin(s: &Spec, hang: Option<spawn::Step>) -> Result<Begun, (&'static str
         return Ok(Begun::Shift(shifts));
     }
     crate::container::quota_act::apply(&s.name, &s.quotas).map_err(|e| ("volume-quota", e))?;
-    let cg = crate::cgroup::act::create(
-        s.cgroup,
-        std::path::Path::new(CGROUP_MOUNT),
-        &s.name,
-        &s.limits,
-        &s.rules,
-    )
-    .map_err(|e| (if e.busy { "cgroup-busy" } else { "cgroup" }, e.to_string()))?;
+    let cg = crate::cgroup::act::create(s.cgroup, std::path::Path::new(CGROUP_MOUNT), &s.name, &s.limits, &s.rules)
+        .map_err(|e| (if e.busy { "cgroup-busy" } else { "cgroup" }, e.to_string()))?;
     let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());
     let io = |cg: CgroupDir, step: &'static str, e: String| {
         let _ = crate::cgroup::act::remove_empty(cg);
@@ -500,35 +397,16 @@ pub fn begin(s: &Spec, hang: Option<spawn::Step>) -> Result<Begun, (&'static str
         Ok(p) => p,
         Err(e) => return Err(io(cg, "pipe", errno_text(e).to_string())),
     };
-    if let Err(e) = fcntl(
-        std::os::fd::AsRawFd::as_raw_fd(&out_r),
-        FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
-    )
-    .map_err(errno("pipe"))
-    {
+    if let Err(e) = fcntl(std::os::fd::AsRawFd::as_raw_fd(&out_r), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(errno("pipe")) {
         return Err(io(cg, e.0, e.1));
     }
     let null = match std::fs::File::open("/dev/null") {
         Ok(f) => f,
         Err(e) => return Err(io(cg, "stdin", e.to_string())),
     };
-    let stdio = spawn::Stdio {
-        stdin: null.as_fd(),
-        stdout: out_w.as_fd(),
-        stderr: out_w.as_fd(),
-    };
-    match spawn::begin(
-        &s.plan,
-        stdio,
-        s.confine(),
-        cg.fd.as_ref().map(AsFd::as_fd),
-        hang,
-    ) {
-        Ok(pending) => Ok(Begun::Launching(Launching {
-            pending,
-            output: out_r,
-            cgroup: cg,
-        })),
+    let stdio = spawn::Stdio { stdin: null.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() };
+    match spawn::begin(&s.plan, stdio, s.confine(), cg.fd.as_ref().map(AsFd::as_fd), hang) {
+        Ok(pending) => Ok(Begun::Launching(Launching { pending, output: out_r, cgroup: cg })),
         Err(e) => Err(io(cg, "spawn", e.to_string())),
     }
 }
@@ -547,48 +425,27 @@ pub fn started_event(s: &Spec, pid: Pid, cg: &CgroupDir) {
         .kv("device_rules", layers.device_rules)
         .kv("landlock", format_args!("{}", layers.landlock()))
         .kv("apparmor", &layers.apparmor)
-        .kv(
-            "cgroup",
-            cg.path()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        )
+        .kv("cgroup", cg.path().map(|p| p.display().to_string()).unwrap_or_default())
         .kv("result", "ok")
         .emit();
 }
 
 /// Start one container and wait for its exec (tools: `berth bench-start`),
 /// its cgroup in the subtree `group` of the hierarchy mounted at `mount`.
-pub fn launch_in(
-    s: &Spec,
-    mount: &std::path::Path,
-    group: &str,
-) -> Result<Launched, (&'static str, String)> {
+pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launched, (&'static str, String)> {
     let never = std::sync::atomic::AtomicBool::new(false);
     for job in prepare::prepare(&s.plan).map_err(|e| ("prepare", e.to_string()))? {
         crate::container::shift::run(&job, &never).map_err(|e| ("volume", e))?;
     }
     crate::container::quota_act::apply(&s.name, &s.quotas).map_err(|e| ("volume-quota", e))?;
-    let cg = crate::cgroup::act::create_in(s.cgroup, mount, group, &s.name, &s.limits, &s.rules)
-        .map_err(|e| ("cgroup", e.to_string()))?;
+    let cg = crate::cgroup::act::create_in(s.cgroup, mount, group, &s.name, &s.limits, &s.rules).map_err(|e| ("cgroup", e.to_string()))?;
     let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
-    fcntl(
-        std::os::fd::AsRawFd::as_raw_fd(&out_r),
-        FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
-    )
-    .map_err(errno("pipe"))?;
+    fcntl(std::os::fd::AsRawFd::as_raw_fd(&out_r), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(errno("pipe"))?;
     let null = std::fs::File::open("/dev/null").map_err(|e| ("stdin", e.to_string()))?;
-    let stdio = spawn::Stdio {
-        stdin: null.as_fd(),
-        stdout: out_w.as_fd(),
-        stderr: out_w.as_fd(),
-    };
+    let stdio = spawn::Stdio { stdin: null.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() };
     let mut add = |pid| cg.add(pid).map_err(|_| Errno::EIO);
-    let mut place = spawn::Place {
-        dir: cg.fd.as_ref().map(AsFd::as_fd),
-        add: &mut add,
-    };
+    let mut place = spawn::Place { dir: cg.fd.as_ref().map(AsFd::as_fd), add: &mut add };
     let started = match spawn::spawn(&s.plan, stdio, s.confine(), &mut place) {
         Ok(st) => {
             log_placement(st.placed);
@@ -601,11 +458,7 @@ pub fn launch_in(
     };
     drop(out_w);
     started_event(s, started.pid, &cg);
-    Ok(Launched {
-        pid: started.pid,
-        output: out_r,
-        cgroup: cg,
-    })
+    Ok(Launched { pid: started.pid, output: out_r, cgroup: cg })
 }
 
 /// The test hook's step for container `name`'s start (`check`: for its
@@ -618,14 +471,9 @@ pub fn hang_for(name: &str, check: bool) -> Option<spawn::Step> {
         static HANG: std::sync::OnceLock<Vec<Hang>> = std::sync::OnceLock::new();
         let all = HANG.get_or_init(|| {
             let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-            text.split_ascii_whitespace()
-                .filter_map(|t| t.strip_prefix("berth.hang="))
-                .flat_map(parse_hang)
-                .collect()
+            text.split_ascii_whitespace().filter_map(|t| t.strip_prefix("berth.hang=")).flat_map(parse_hang).collect()
         });
-        all.iter()
-            .find(|h| h.name == name && h.check == check)
-            .map(|h| h.step)
+        all.iter().find(|h| h.name == name && h.check == check).map(|h| h.step)
     }
     #[cfg(not(feature = "test-hooks"))]
     {
@@ -655,11 +503,7 @@ fn parse_hang(value: &str) -> Vec<Hang> {
                 Some(n) => (n, true),
                 None => (who, false),
             };
-            (!name.is_empty()).then(|| Hang {
-                name: name.to_owned(),
-                check,
-                step,
-            })
+            (!name.is_empty()).then(|| Hang { name: name.to_owned(), check, step })
         })
         .collect()
 }
@@ -682,12 +526,7 @@ pub fn log_placement(placed: spawn::Placed) {
     match placed {
         Placed::Born => ev.emit(),
         Placed::MovedV1 => ev.kv("reason", "cgroup v1").emit(),
-        Placed::MovedRefused(e) => ev
-            .kv(
-                "reason",
-                format_args!("clone3 CLONE_INTO_CGROUP refused: {}", errno_text(e)),
-            )
-            .emit(),
+        Placed::MovedRefused(e) => ev.kv("reason", format_args!("clone3 CLONE_INTO_CGROUP refused: {}", errno_text(e))).emit(),
     }
 }
 
@@ -703,13 +542,7 @@ pub fn cgroups_left(mode: CgroupMode) -> usize {
         CgroupMode::V2 => format!("{CGROUP_MOUNT}/{}", crate::cgroup::act::SUBTREE),
         CgroupMode::V1 => format!("{CGROUP_MOUNT}/devices/{}", crate::cgroup::act::SUBTREE),
     };
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .count()
-        })
-        .unwrap_or(0)
+    std::fs::read_dir(dir).map(|d| d.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).count()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -720,27 +553,9 @@ mod tests {
     fn hang_entries_name_a_container_or_its_checks_and_a_step() {
         use spawn::Step;
         let h = parse_hang("stuck:mount,slow.check:setns,bad:nostep,:exec,x");
-        assert_eq!(
-            h,
-            [
-                Hang {
-                    name: "stuck".into(),
-                    check: false,
-                    step: Step::Mount(0)
-                },
-                Hang {
-                    name: "slow".into(),
-                    check: true,
-                    step: Step::Setns
-                },
-            ]
-        );
+        assert_eq!(h, [Hang { name: "stuck".into(), check: false, step: Step::Mount(0) }, Hang { name: "slow".into(), check: true, step: Step::Setns },]);
         #[cfg(not(feature = "test-hooks"))]
-        assert_eq!(
-            hang_for("stuck", false),
-            None,
-            "no hooks in a build without the feature"
-        );
+        assert_eq!(hang_for("stuck", false), None, "no hooks in a build without the feature");
     }
 
     #[test]
@@ -755,25 +570,10 @@ mod tests {
             assert_eq!(hash, fresh.hash());
             let want = fresh.to_sock_filters();
             assert_eq!(filter.len(), want.len());
-            assert!(filter
-                .iter()
-                .zip(&want)
-                .all(|(a, b)| (a.code, a.jt, a.jf, a.k) == (b.code, b.jt, b.jf, b.k)));
+            assert!(filter.iter().zip(&want).all(|(a, b)| (a.code, a.jt, a.jf, a.k) == (b.code, b.jt, b.jf, b.k)));
         }
-        assert_ne!(
-            compiled(&plain, arch).unwrap().1,
-            compiled(&more, arch).unwrap().1,
-            "one filter per policy"
-        );
-        for name in [
-            "process_vm_readv",
-            "process_vm_writev",
-            "kcmp",
-            "mbind",
-            "move_pages",
-            "set_mempolicy",
-            "get_mempolicy",
-        ] {
+        assert_ne!(compiled(&plain, arch).unwrap().1, compiled(&more, arch).unwrap().1, "one filter per policy");
+        for name in ["process_vm_readv", "process_vm_writev", "kcmp", "mbind", "move_pages", "set_mempolicy", "get_mempolicy"] {
             let mut p = seccomp::Policy::new();
             p.allow(name).unwrap();
             compiled(&p, arch).unwrap();

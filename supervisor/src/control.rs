@@ -108,12 +108,7 @@ impl Layers {
         let names: Vec<&str> = crate::manifest::CAP_NAMES
             .iter()
             .enumerate()
-            .filter(|(i, _)| {
-                u32::try_from(*i)
-                    .ok()
-                    .and_then(|i| 1u64.checked_shl(i))
-                    .is_some_and(|b| self.caps & b != 0)
-            })
+            .filter(|(i, _)| u32::try_from(*i).ok().and_then(|i| 1u64.checked_shl(i)).is_some_and(|b| self.caps & b != 0))
             .map(|(_, n)| n.trim_start_matches("CAP_"))
             .collect();
         if names.is_empty() {
@@ -140,10 +135,7 @@ pub struct ReleaseInfo {
     pub staging: Note,
     /// Bundles the inbox quarantined, oldest first, one line each
     /// (`quarantined NAME: cause`).
-    pub quarantined: heapless::Vec<
-        heapless::String<{ QUARANTINE_LINE_MAX }>,
-        { crate::release::inbox::QUARANTINE_KEEP },
-    >,
+    pub quarantined: heapless::Vec<heapless::String<{ QUARANTINE_LINE_MAX }>, { crate::release::inbox::QUARANTINE_KEEP }>,
     /// The updates of this boot, the last [`crate::outcome::KEPT`], oldest
     /// first.
     pub updates: heapless::Vec<crate::outcome::UpdateInfo, { crate::outcome::KEPT }>,
@@ -152,8 +144,7 @@ pub struct ReleaseInfo {
 /// A line of status text.
 pub type Note = heapless::String<160>;
 /// Longest quarantine line.
-pub const QUARANTINE_LINE_MAX: usize =
-    24 + crate::release::inbox::NAME_MAX + crate::release::inbox::CAUSE_MAX;
+pub const QUARANTINE_LINE_MAX: usize = 24 + crate::release::inbox::NAME_MAX + crate::release::inbox::CAUSE_MAX;
 
 /// The loop's worst stalls (see `supervise::stall`), in microseconds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,10 +238,7 @@ impl core::fmt::Display for FrameError {
 
 /// The body length a frame announces, checked against `max`.
 pub fn body_len(prefix: &[u8], max: usize) -> Result<usize, FrameError> {
-    let b: [u8; 4] = prefix
-        .get(..4)
-        .and_then(|s| s.try_into().ok())
-        .ok_or(FrameError::Short)?;
+    let b: [u8; 4] = prefix.get(..4).and_then(|s| s.try_into().ok()).ok_or(FrameError::Short)?;
     let len = u32::from_le_bytes(b) as usize;
     if len > max {
         return Err(FrameError::TooLarge { len, max });
@@ -314,22 +302,8 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for cmd in [
-            Command::Status,
-            Command::Release,
-            Command::Restart(name("sensor")),
-            Command::Stop(name("flaky")),
-            Command::Commit,
-            Command::Rollback,
-        ] {
-            let frame = encode(
-                &Request {
-                    version: VERSION,
-                    command: cmd.clone(),
-                },
-                REQUEST_MAX,
-            )
-            .unwrap();
+        for cmd in [Command::Status, Command::Release, Command::Restart(name("sensor")), Command::Stop(name("flaky")), Command::Commit, Command::Rollback] {
+            let frame = encode(&Request { version: VERSION, command: cmd.clone() }, REQUEST_MAX).unwrap();
             let len = body_len(&frame, REQUEST_MAX).unwrap();
             assert_eq!(len, frame.len() - 4);
             assert_eq!(parse_request(&frame[4..]).unwrap(), cmd);
@@ -339,32 +313,12 @@ mod tests {
     #[test]
     fn oversized_short_and_garbage_frames_are_refused() {
         assert_eq!(body_len(&[1, 2], REQUEST_MAX), Err(FrameError::Short));
-        assert_eq!(
-            body_len(&u32::MAX.to_le_bytes(), REQUEST_MAX),
-            Err(FrameError::TooLarge {
-                len: u32::MAX as usize,
-                max: REQUEST_MAX
-            })
-        );
+        assert_eq!(body_len(&u32::MAX.to_le_bytes(), REQUEST_MAX), Err(FrameError::TooLarge { len: u32::MAX as usize, max: REQUEST_MAX }));
         assert!(parse_request(&[0xff, 0xff, 0xff]).is_err());
-        let mut frame = encode(
-            &Request {
-                version: VERSION,
-                command: Command::Status,
-            },
-            REQUEST_MAX,
-        )
-        .unwrap();
+        let mut frame = encode(&Request { version: VERSION, command: Command::Status }, REQUEST_MAX).unwrap();
         frame.push(0);
         assert!(matches!(parse_request(&frame[4..]), Err(e) if e.contains("after")));
-        let old = encode(
-            &Request {
-                version: VERSION + 1,
-                command: Command::Status,
-            },
-            REQUEST_MAX,
-        )
-        .unwrap();
+        let old = encode(&Request { version: VERSION + 1, command: Command::Status }, REQUEST_MAX).unwrap();
         assert!(matches!(parse_request(&old[4..]), Err(e) if e.contains("version")));
     }
 
@@ -386,50 +340,23 @@ mod tests {
     fn a_full_logs_reply_fits_a_response_frame() {
         let mut lines = heapless::Vec::new();
         for i in 0..LOG_LINES_MAX {
-            lines
-                .push(LogLine {
-                    seq: u64::MAX - i as u64,
-                    t_ms: u64::MAX,
-                    text: text(&"é".repeat(200)),
-                })
-                .unwrap();
+            lines.push(LogLine { seq: u64::MAX - i as u64, t_ms: u64::MAX, text: text(&"é".repeat(200)) }).unwrap();
         }
-        let frame = encode(
-            &Response::Logs {
-                lines: Box::new(lines),
-                next: u64::MAX,
-                dropped: u64::MAX,
-            },
-            RESPONSE_MAX,
-        )
-        .unwrap();
+        let frame = encode(&Response::Logs { lines: Box::new(lines), next: u64::MAX, dropped: u64::MAX }, RESPONSE_MAX).unwrap();
         assert!(frame.len() <= RESPONSE_MAX + 4);
     }
 
     #[test]
     fn a_full_release_reply_fits_a_response_frame() {
-        let mut info = ReleaseInfo {
-            version: u64::MAX,
-            key_id: text(&"k".repeat(16)),
-            phase: text("committed"),
-            previous: Some(u64::MAX),
-            ..Default::default()
-        };
+        let mut info =
+            ReleaseInfo { version: u64::MAX, key_id: text(&"k".repeat(16)), phase: text("committed"), previous: Some(u64::MAX), ..Default::default() };
         while info.rollbacks.push(text(&"r".repeat(96))).is_ok() {}
-        while info
-            .quarantined
-            .push(text(&"é".repeat(QUARANTINE_LINE_MAX)))
-            .is_ok()
-        {}
+        while info.quarantined.push(text(&"é".repeat(QUARANTINE_LINE_MAX))).is_ok() {}
         info.staging = text(&"s".repeat(160));
         let mut log = crate::outcome::Log::default();
         for _ in 0..crate::outcome::KEPT {
             log.begin(&"é".repeat(200));
-            log.end(
-                crate::outcome::Phase::Refused,
-                &"c".repeat(40),
-                &"é".repeat(200),
-            );
+            log.end(crate::outcome::Phase::Refused, &"c".repeat(40), &"é".repeat(200));
         }
         for u in log.all() {
             let mut u = u.clone();
@@ -443,24 +370,11 @@ mod tests {
 
     #[test]
     fn layers_render_for_status() {
-        let mut l = Layers {
-            uid_base: 100_000,
-            seccomp: text("1a2b3c4d"),
-            caps: 0,
-            device_rules: 9,
-            landlock_abi: 6,
-            apparmor: text("none"),
-        };
-        assert_eq!(
-            (l.landlock().as_str(), l.cap_names().as_str()),
-            ("abi6", "none")
-        );
+        let mut l = Layers { uid_base: 100_000, seccomp: text("1a2b3c4d"), caps: 0, device_rules: 9, landlock_abi: 6, apparmor: text("none") };
+        assert_eq!((l.landlock().as_str(), l.cap_names().as_str()), ("abi6", "none"));
         l.caps = 1 << 10 | 1 << 1;
         l.landlock_abi = 0;
-        assert_eq!(
-            (l.landlock().as_str(), l.cap_names().as_str()),
-            ("none", "DAC_OVERRIDE,NET_BIND_SERVICE")
-        );
+        assert_eq!((l.landlock().as_str(), l.cap_names().as_str()), ("none", "DAC_OVERRIDE,NET_BIND_SERVICE"));
     }
 
     #[test]
@@ -497,11 +411,7 @@ mod tests {
             recent_handler: text(&"h".repeat(16)),
             recent_pet_late_us: u64::MAX,
         };
-        let reply = StatusReply {
-            entries: list,
-            stalls,
-            staging: text(&"s".repeat(160)),
-        };
+        let reply = StatusReply { entries: list, stalls, staging: text(&"s".repeat(160)) };
         let frame = encode(&Response::Status(Box::new(reply)), RESPONSE_MAX).unwrap();
         assert!(frame.len() <= RESPONSE_MAX + 4);
     }

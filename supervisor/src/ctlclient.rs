@@ -23,10 +23,7 @@ pub const UNANSWERED_MAX: u32 = 40;
 pub fn update(path: &str, wait: bool, socket: &str) -> u8 {
     let mut p = heapless::String::new();
     if p.push_str(path).is_err() {
-        eprintln!(
-            "berthctl: the bundle path is longer than {} bytes",
-            p.capacity()
-        );
+        eprintln!("berthctl: the bundle path is longer than {} bytes", p.capacity());
         return exit::USAGE;
     }
     let info = match crate::ctlsock::call(socket, Command::Update(p)) {
@@ -114,18 +111,10 @@ pub fn release_json(r: &ReleaseInfo) -> String {
         }
         out.push(b']');
     };
-    list(
-        &mut out,
-        "rollbacks",
-        &mut r.rollbacks.iter().map(|l| l.as_str()),
-    );
+    list(&mut out, "rollbacks", &mut r.rollbacks.iter().map(|l| l.as_str()));
     out.extend_from_slice(b",\"staging\":");
     s(&mut out, &r.staging);
-    list(
-        &mut out,
-        "quarantined",
-        &mut r.quarantined.iter().map(|l| l.as_str()),
-    );
+    list(&mut out, "quarantined", &mut r.quarantined.iter().map(|l| l.as_str()));
     out.extend_from_slice(b",\"update\":");
     match r.updates.last() {
         Some(u) => u.json(&mut out),
@@ -148,16 +137,10 @@ mod tests {
 
     #[test]
     fn release_json_carries_the_last_update() {
-        let mut r = ReleaseInfo {
-            version: 2,
-            previous: Some(1),
-            ..Default::default()
-        };
+        let mut r = ReleaseInfo { version: 2, previous: Some(1), ..Default::default() };
         let _ = r.key_id.push_str("d91a539e64c726ab");
         let _ = r.phase.push_str("trial");
-        let _ = r.rollbacks.push(crate::outcome::cut(
-            "rollback from 3 to 1 at boot 1: crash-loop (meter)",
-        ));
+        let _ = r.rollbacks.push(crate::outcome::cut("rollback from 3 to 1 at boot 1: crash-loop (meter)"));
         let mut log = crate::outcome::Log::default();
         log.begin("/data/a.bundle");
         log.end(crate::outcome::Phase::Refused, "bundle", "bad magic");
@@ -168,12 +151,7 @@ mod tests {
         let text = release_json(&r);
         assert!(text.starts_with("{\"version\":2,\"key_id\":\"d91a539e64c726ab\",\"phase\":\"trial\",\"previous\":1,\"rollbacks\":[\"rollback from 3 to 1 at boot 1: crash-loop (meter)\"],\"staging\":\"\",\"quarantined\":[],\"update\":{\"seq\":2,"), "{text}");
         assert!(text.contains("\"phase\":\"refused\",\"result\":\"failed\",\"cause\":\"bundle\",\"detail\":\"bad magic\"}"), "{text}");
-        assert!(
-            text.ends_with(
-                "\"phase\":\"staging\",\"result\":\"pending\",\"cause\":null,\"detail\":\"\"}]}"
-            ),
-            "{text}"
-        );
+        assert!(text.ends_with("\"phase\":\"staging\",\"result\":\"pending\",\"cause\":null,\"detail\":\"\"}]}"), "{text}");
         let none = release_json(&ReleaseInfo::default());
         assert!(none.ends_with(",\"update\":null,\"updates\":[]}"), "{none}");
     }

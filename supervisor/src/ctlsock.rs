@@ -63,10 +63,7 @@ impl CtlSocket {
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
-        Ok(CtlSocket {
-            listener,
-            conns: [const { None }; CONNS_MAX],
-        })
+        Ok(CtlSocket { listener, conns: [const { None }; CONNS_MAX] })
     }
 
     pub fn listener(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -94,12 +91,7 @@ impl CtlSocket {
             return None;
         }
         if let Some(c) = self.conns.get_mut(slot) {
-            *c = Some(Conn {
-                stream,
-                buf: heapless::Vec::new(),
-                since: now,
-                held: false,
-            });
+            *c = Some(Conn { stream, buf: heapless::Vec::new(), since: now, held: false });
         }
         Some(slot)
     }
@@ -112,9 +104,7 @@ impl CtlSocket {
             let late = matches!(self.conns.get(slot), Some(Some(c)) if !c.held && now - c.since >= REQUEST_WITHIN_S);
             if late {
                 dropped += 1;
-                let why = format!(
-                    "timeout: no complete request within {REQUEST_WITHIN_S} s of connecting"
-                );
+                let why = format!("timeout: no complete request within {REQUEST_WITHIN_S} s of connecting");
                 self.reply(slot, &control::error(&why));
             }
         }
@@ -126,12 +116,7 @@ impl CtlSocket {
 
     /// When the oldest client's time runs out, if any is connected.
     pub fn deadline(&self) -> Option<f64> {
-        self.conns
-            .iter()
-            .flatten()
-            .filter(|c| !c.held)
-            .map(|c| c.since + REQUEST_WITHIN_S)
-            .reduce(f64::min)
+        self.conns.iter().flatten().filter(|c| !c.held).map(|c| c.since + REQUEST_WITHIN_S).reduce(f64::min)
     }
 
     /// Keep the connection of `slot`, whose request was read, to answer it
@@ -159,9 +144,7 @@ impl CtlSocket {
         // what it sent is still answered.
         let mut eof = false;
         loop {
-            let room = (REQUEST_MAX + 4)
-                .saturating_sub(conn.buf.len())
-                .min(chunk.len());
+            let room = (REQUEST_MAX + 4).saturating_sub(conn.buf.len()).min(chunk.len());
             if room == 0 {
                 break;
             }
@@ -181,11 +164,7 @@ impl CtlSocket {
                 }
             }
         }
-        let incomplete = |conn: &Conn| {
-            conn.buf.len() < 4
-                || control::body_len(&conn.buf, REQUEST_MAX)
-                    .is_ok_and(|len| conn.buf.len() < 4 + len)
-        };
+        let incomplete = |conn: &Conn| conn.buf.len() < 4 || control::body_len(&conn.buf, REQUEST_MAX).is_ok_and(|len| conn.buf.len() < 4 + len);
         if eof && incomplete(conn) {
             self.close(slot);
             return Input::Closed;
@@ -214,10 +193,7 @@ impl CtlSocket {
     pub fn reply(&mut self, slot: usize, resp: &Response) {
         if let Some(Some(conn)) = self.conns.get_mut(slot) {
             if let Err(e) = send(&mut conn.stream, resp) {
-                Event::warn("control.reply")
-                    .kv("result", "error")
-                    .kv("error", e)
-                    .emit();
+                Event::warn("control.reply").kv("result", "error").kv("error", e).emit();
             }
         }
         self.close(slot);
@@ -239,8 +215,7 @@ impl CtlSocket {
 /// Write a whole response frame without blocking for long: the socket is
 /// non-blocking; a client whose buffer is full loses the reply.
 fn send(stream: &mut UnixStream, resp: &Response) -> std::io::Result<()> {
-    let frame =
-        control::encode(resp, RESPONSE_MAX).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let frame = control::encode(resp, RESPONSE_MAX).map_err(|e| std::io::Error::other(e.to_string()))?;
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(std::time::Duration::from_millis(200)));
     stream.write_all(&frame)
@@ -250,13 +225,10 @@ fn send(stream: &mut UnixStream, resp: &Response) -> std::io::Result<()> {
 /// other clients is asked again for up to [`REQUEST_WITHIN_S`] and a bit,
 /// the time in which every slot frees up.
 pub fn call(path: &str, cmd: Command) -> Result<Response, String> {
-    let until =
-        std::time::Instant::now() + std::time::Duration::from_secs_f64(REQUEST_WITHIN_S + 1.0);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(REQUEST_WITHIN_S + 1.0);
     loop {
         match call_once(path, cmd.clone()) {
-            Ok(Response::Error(e))
-                if e.starts_with("busy") && std::time::Instant::now() < until =>
-            {
+            Ok(Response::Error(e)) if e.starts_with("busy") && std::time::Instant::now() < until => {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             other => return other,
@@ -273,14 +245,7 @@ fn answer_within(_: &Command) -> std::time::Duration {
 fn call_once(path: &str, cmd: Command) -> Result<Response, String> {
     let mut s = UnixStream::connect(path).map_err(|e| format!("{path}: {e}"))?;
     let _ = s.set_read_timeout(Some(answer_within(&cmd)));
-    let frame = control::encode(
-        &control::Request {
-            version: control::VERSION,
-            command: cmd,
-        },
-        REQUEST_MAX,
-    )
-    .map_err(|e| e.to_string())?;
+    let frame = control::encode(&control::Request { version: control::VERSION, command: cmd }, REQUEST_MAX).map_err(|e| e.to_string())?;
     // A berth that turns the client away (busy) may answer and close before
     // the request is written: its answer is still read.
     let sent = s.write_all(&frame);
@@ -293,8 +258,7 @@ fn call_once(path: &str, cmd: Command) -> Result<Response, String> {
     }
     let len = control::body_len(&prefix, RESPONSE_MAX).map_err(|e| e.to_string())?;
     let mut body = vec![0u8; len];
-    s.read_exact(&mut body)
-        .map_err(|e| format!("receive: {e}"))?;
+    s.read_exact(&mut body).map_err(|e| format!("receive: {e}"))?;
     control::decode(&body).map_err(|e| e.to_string())
 }
 
@@ -346,10 +310,7 @@ mod tests {
     #[test]
     fn oversized_and_garbage_get_an_error_reply() {
         let (path, mut s) = sock("bad");
-        for frame in [
-            u32::MAX.to_le_bytes().to_vec(),
-            vec![3, 0, 0, 0, 0xff, 0xff, 0xff],
-        ] {
+        for frame in [u32::MAX.to_le_bytes().to_vec(), vec![3, 0, 0, 0, 0xff, 0xff, 0xff]] {
             let p = path.clone();
             let client = std::thread::spawn(move || {
                 let mut c = UnixStream::connect(&p).unwrap();
@@ -370,22 +331,8 @@ mod tests {
     #[test]
     fn a_half_closed_client_is_still_answered() {
         let (path, mut s) = sock("half");
-        let ok = control::encode(
-            &control::Request {
-                version: control::VERSION,
-                command: Command::Status,
-            },
-            REQUEST_MAX,
-        )
-        .unwrap();
-        let old = control::encode(
-            &control::Request {
-                version: control::VERSION - 1,
-                command: Command::Status,
-            },
-            REQUEST_MAX,
-        )
-        .unwrap();
+        let ok = control::encode(&control::Request { version: control::VERSION, command: Command::Status }, REQUEST_MAX).unwrap();
+        let old = control::encode(&control::Request { version: control::VERSION - 1, command: Command::Status }, REQUEST_MAX).unwrap();
         for (frame, want) in [(ok, Some(Command::Status)), (old, None)] {
             let p = path.clone();
             let client = std::thread::spawn(move || {
@@ -405,10 +352,7 @@ mod tests {
             let resp: Response = control::decode(&out[4..4 + len]).unwrap();
             match want {
                 Some(_) => assert_eq!(resp, Response::Done),
-                None => assert!(
-                    matches!(resp, Response::Error(ref e) if e.contains("version")),
-                    "{resp:?}"
-                ),
+                None => assert!(matches!(resp, Response::Error(ref e) if e.contains("version")), "{resp:?}"),
             }
         }
         // A cut frame and the end of stream: closed, nothing to answer.
@@ -444,9 +388,7 @@ mod tests {
     #[test]
     fn silent_clients_lose_their_slot_after_their_time() {
         let (path, mut s) = sock("idle");
-        let mut silent: Vec<UnixStream> = (0..CONNS_MAX)
-            .map(|_| UnixStream::connect(&path).unwrap())
-            .collect();
+        let mut silent: Vec<UnixStream> = (0..CONNS_MAX).map(|_| UnixStream::connect(&path).unwrap()).collect();
         for (i, _) in silent.iter().enumerate() {
             assert_eq!(s.accept(i as f64 * 0.1), Some(i));
         }
@@ -472,12 +414,7 @@ mod tests {
     fn a_held_request_keeps_its_slot_past_the_time_limit() {
         let (path, mut s) = sock("held");
         let p = path.clone();
-        let client = std::thread::spawn(move || {
-            call(
-                &p,
-                Command::Update(heapless::String::try_from("/x.bundle").unwrap()),
-            )
-        });
+        let client = std::thread::spawn(move || call(&p, Command::Update(heapless::String::try_from("/x.bundle").unwrap())));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let mut slot = None;
         while slot.is_none() && std::time::Instant::now() < deadline {
@@ -508,9 +445,7 @@ mod tests {
     #[test]
     fn a_turned_away_client_asks_again_and_gets_through() {
         let (path, mut s) = sock("busy");
-        let _silent: Vec<UnixStream> = (0..CONNS_MAX)
-            .map(|_| UnixStream::connect(&path).unwrap())
-            .collect();
+        let _silent: Vec<UnixStream> = (0..CONNS_MAX).map(|_| UnixStream::connect(&path).unwrap()).collect();
         for _ in 0..CONNS_MAX {
             assert!(s.accept(0.0).is_some());
         }

@@ -82,25 +82,14 @@ pub fn apply(h: &Hardening) -> usize {
         match outcome(r.err()) {
             Outcome::Ok => {
                 written += 1;
-                Event::info("harden")
-                    .kv("key", s.key)
-                    .kv("value", s.value)
-                    .kv("result", "ok")
-                    .emit();
+                Event::info("harden").kv("key", s.key).kv("value", s.value).kv("result", "ok").emit();
             }
             Outcome::Absent => {
-                Event::warn("harden")
-                    .kv("key", s.key)
-                    .kv("value", s.value)
-                    .kv("result", "absent")
-                    .emit();
+                Event::warn("harden").kv("key", s.key).kv("value", s.value).kv("result", "absent").emit();
             }
-            Outcome::Error(e) => Event::error("harden")
-                .kv("key", s.key)
-                .kv("value", s.value)
-                .kv("result", "error")
-                .kv("error", crate::mount::errno_text(e))
-                .emit(),
+            Outcome::Error(e) => {
+                Event::error("harden").kv("key", s.key).kv("value", s.value).kv("result", "error").kv("error", crate::mount::errno_text(e)).emit()
+            }
         }
     }
     written
@@ -109,12 +98,8 @@ pub fn apply(h: &Hardening) -> usize {
 /// One write of `value` and a newline to a sysctl file.
 fn write_sysctl(path: &str, value: u8) -> Result<(), nix::errno::Errno> {
     use std::io::Write;
-    let errno =
-        |e: std::io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(errno)?;
+    let errno = |e: std::io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(errno)?;
     let text = [b'0' + value.min(9), b'\n'];
     match f.write(&text).map_err(errno)? {
         2 => Ok(()),
@@ -129,13 +114,9 @@ fn write_sysctl(path: &str, value: u8) -> Result<(), nix::errno::Errno> {
 pub fn memfd_grant(memfd_noexec: Option<&str>) -> Result<(), String> {
     const WHY: &str = "memfd_create is granted, but memfds would be executable";
     match memfd_noexec.map(|t| t.trim().parse::<u8>()) {
-        None => Err(format!(
-            "{WHY}: this kernel has no vm.memfd_noexec (Linux 6.3)"
-        )),
+        None => Err(format!("{WHY}: this kernel has no vm.memfd_noexec (Linux 6.3)")),
         Some(Ok(1..=2)) => Ok(()),
-        Some(Ok(v)) => Err(format!(
-            "{WHY}: vm.memfd_noexec is {v} (the board's hardening.memfd_noexec must be 1 or 2)"
-        )),
+        Some(Ok(v)) => Err(format!("{WHY}: vm.memfd_noexec is {v} (the board's hardening.memfd_noexec must be 1 or 2)")),
         Some(Err(_)) => Err(format!("{WHY}: vm.memfd_noexec cannot be read")),
     }
 }
@@ -169,12 +150,7 @@ mod tests {
         );
         assert_eq!(s[0].path(), "/proc/sys/kernel/kptr_restrict");
         assert_eq!(s[7].path(), "/proc/sys/vm/memfd_noexec");
-        let weak = Hardening {
-            modules_disabled: false,
-            dmesg_restrict: false,
-            kptr_restrict: 1,
-            ..Hardening::default()
-        };
+        let weak = Hardening { modules_disabled: false, dmesg_restrict: false, kptr_restrict: 1, ..Hardening::default() };
         let s = settings(&weak);
         assert_eq!((s[0].value, s[1].value, s[8].value), (1, 0, 0));
     }
@@ -189,9 +165,7 @@ mod tests {
         assert_eq!(memfd_grant(Some("1\n")), Ok(()));
         let e = memfd_grant(Some("0\n")).unwrap_err();
         assert!(e.contains("vm.memfd_noexec is 0"), "{e}");
-        assert!(memfd_grant(None)
-            .unwrap_err()
-            .contains("no vm.memfd_noexec"));
+        assert!(memfd_grant(None).unwrap_err().contains("no vm.memfd_noexec"));
         assert!(memfd_grant(Some("x")).is_err());
     }
 }

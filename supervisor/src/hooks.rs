@@ -37,19 +37,12 @@ pub fn at_boot(pid1: &mut Pid1) {
 
 /// `berth.run=PATH`: an absolute path without `..`.
 pub fn parse_run(cmdline: &str) -> Option<String> {
-    cmdline
-        .split_ascii_whitespace()
-        .find_map(|t| t.strip_prefix(RUN_KEY))
-        .filter(|p| p.starts_with('/') && !p.contains(".."))
-        .map(str::to_owned)
+    cmdline.split_ascii_whitespace().find_map(|t| t.strip_prefix(RUN_KEY)).filter(|p| p.starts_with('/') && !p.contains("..")).map(str::to_owned)
 }
 
 /// `berth.cut=N` with N > 0.
 pub fn parse_cut(cmdline: &str) -> Option<u64> {
-    cmdline
-        .split_ascii_whitespace()
-        .find_map(|t| t.strip_prefix(CUT_KEY)?.parse().ok())
-        .filter(|n| *n > 0)
+    cmdline.split_ascii_whitespace().find_map(|t| t.strip_prefix(CUT_KEY)?.parse().ok()).filter(|n| *n > 0)
 }
 
 #[cfg(feature = "test-hooks")]
@@ -60,19 +53,10 @@ fn start_requested(pid1: &mut Pid1, path: &str) {
     match cmd.spawn() {
         Ok(child) => {
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            Event::info("host.start")
-                .kv("name", "run")
-                .kv("path", path)
-                .kv("pid", pid)
-                .emit();
+            Event::info("host.start").kv("name", "run").kv("path", path).kv("pid", pid).emit();
             pid1.watch(pid, "run");
         }
-        Err(e) => Event::error("host.start")
-            .kv("name", "run")
-            .kv("path", path)
-            .kv("result", "error")
-            .kv("error", e)
-            .emit(),
+        Err(e) => Event::error("host.start").kv("name", "run").kv("path", path).kv("result", "error").kv("error", e).emit(),
     }
 }
 
@@ -80,10 +64,7 @@ fn start_requested(pid1: &mut Pid1, path: &str) {
 mod tests {
     #[test]
     fn run_key_is_parsed_and_checked() {
-        assert_eq!(
-            super::parse_run("console=ttyS0 berth.run=/usr/lib/x quiet").as_deref(),
-            Some("/usr/lib/x")
-        );
+        assert_eq!(super::parse_run("console=ttyS0 berth.run=/usr/lib/x quiet").as_deref(), Some("/usr/lib/x"));
         assert_eq!(super::parse_run("berth.run=relative"), None);
         assert_eq!(super::parse_run("berth.run=/a/../b"), None);
         assert_eq!(super::parse_run("console=ttyS0"), None);

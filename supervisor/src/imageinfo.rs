@@ -65,12 +65,7 @@ impl Squashfs {
         if bytes_used < SUPERBLOCK_LEN as u64 || bytes_used > u64::MAX - BLOCK {
             return Err(InspectError::BytesUsed(bytes_used));
         }
-        Ok(Squashfs {
-            bytes_used,
-            block_size: u32_at(12)?,
-            inodes: u32_at(4)?,
-            compression: u16_at(20)?,
-        })
+        Ok(Squashfs { bytes_used, block_size: u32_at(12)?, inodes: u32_at(4)?, compression: u16_at(20)? })
     }
 
     fn compression_name(&self) -> &'static str {
@@ -133,10 +128,9 @@ impl core::fmt::Display for InspectError {
             InspectError::NotSquashfs => write!(f, "not a squashfs image (bad magic)"),
             InspectError::Version(v) => write!(f, "squashfs version {v}, expected 4"),
             InspectError::BytesUsed(n) => write!(f, "the squashfs superblock's bytes_used ({n}) is impossible"),
-            InspectError::Size { size, data, tree } => write!(
-                f,
-                "the file is {size} bytes, expected {data} of data (the squashfs, padded to {BLOCK}) plus {tree} of hash tree"
-            ),
+            InspectError::Size { size, data, tree } => {
+                write!(f, "the file is {size} bytes, expected {data} of data (the squashfs, padded to {BLOCK}) plus {tree} of hash tree")
+            }
             InspectError::TreeDerived(e) => write!(
                 f,
                 "corrupt: {e} (with the salt derived from the data: the data or the tree was changed; \
@@ -153,19 +147,13 @@ fn io(e: std::io::Error) -> InspectError {
 
 /// Inspect and verify `file`. `salt`: the release's (else derived from the
 /// data); `root`: the release's expected root (else the tree's own top).
-pub fn inspect(
-    file: &mut File,
-    salt: Option<[u8; 32]>,
-    root: Option<[u8; 32]>,
-) -> Result<Info, InspectError> {
+pub fn inspect(file: &mut File, salt: Option<[u8; 32]>, root: Option<[u8; 32]>) -> Result<Info, InspectError> {
     use std::os::unix::fs::FileExt;
     let size = file.metadata().map_err(io)?.len();
     let mut sb = [0u8; SUPERBLOCK_LEN];
     let mut got = 0;
     while got < SUPERBLOCK_LEN {
-        let n = file
-            .read_at(sb.get_mut(got..).unwrap_or_default(), got as u64)
-            .map_err(io)?;
+        let n = file.read_at(sb.get_mut(got..).unwrap_or_default(), got as u64).map_err(io)?;
         if n == 0 {
             return Err(InspectError::Short);
         }
@@ -177,11 +165,7 @@ pub fn inspect(
     let tree_blocks = verity::tree_blocks(data_blocks);
     let tree = tree_blocks.saturating_mul(BLOCK);
     if data_size.checked_add(tree) != Some(size) {
-        return Err(InspectError::Size {
-            size,
-            data: data_size,
-            tree,
-        });
+        return Err(InspectError::Size { size, data: data_size, tree });
     }
     // One pass: the whole file's hash and the data area's.
     let (mut whole, mut data) = (Sha256::new(), Sha256::new());
@@ -208,12 +192,7 @@ pub fn inspect(
     h.update(salt_used);
     h.update(&block);
     let own_root: [u8; 32] = h.finalize().into();
-    let img = Image {
-        sha256: Digest(whole.finalize().into()),
-        size,
-        verity_root: root.unwrap_or(own_root),
-        verity_salt: salt_used,
-    };
+    let img = Image { sha256: Digest(whole.finalize().into()), size, verity_root: root.unwrap_or(own_root), verity_salt: salt_used };
     let wrap = |e| {
         if salt.is_some() {
             InspectError::Tree(e)
@@ -246,32 +225,12 @@ impl Info {
         vec![
             format!("size:        {} bytes", self.size),
             format!("sha256:      {}", hex(&self.sha256)),
-            format!(
-                "squashfs:    {} bytes used, {} inodes, {}-byte blocks, {}",
-                s.bytes_used,
-                s.inodes,
-                s.block_size,
-                s.compression_name()
-            ),
-            format!(
-                "data blocks: {} of {BLOCK} bytes; hash tree at byte {}, {} blocks",
-                self.data_blocks,
-                self.data_blocks * BLOCK,
-                self.tree_blocks
-            ),
-            format!(
-                "verity salt: {} ({})",
-                hex(&self.salt),
-                if self.salt_given {
-                    "given"
-                } else {
-                    "derived from the data"
-                }
-            ),
+            format!("squashfs:    {} bytes used, {} inodes, {}-byte blocks, {}", s.bytes_used, s.inodes, s.block_size, s.compression_name()),
+            format!("data blocks: {} of {BLOCK} bytes; hash tree at byte {}, {} blocks", self.data_blocks, self.data_blocks * BLOCK, self.tree_blocks),
+            format!("verity salt: {} ({})", hex(&self.salt), if self.salt_given { "given" } else { "derived from the data" }),
             format!("verity root: {}", hex(&self.root)),
             if self.tree_blocks == 0 && !self.root_given {
-                "verity:      one data block, no hash tree: only the release's root can check it"
-                    .to_string()
+                "verity:      one data block, no hash tree: only the release's root can check it".to_string()
             } else {
                 "verity:      ok (every data and hash block checked)".to_string()
             },
@@ -319,24 +278,12 @@ mod tests {
         for blocks in [1u64, 3, 130] {
             let (bytes, salt, root) = image(blocks);
             let info = inspect(&mut file_with("good", &bytes), None, None).unwrap();
-            assert_eq!(
-                (info.salt, info.root, info.data_blocks),
-                (salt, root, blocks)
-            );
+            assert_eq!((info.salt, info.root, info.data_blocks), (salt, root, blocks));
             assert_eq!(info.sha256, <[u8; 32]>::from(Sha256::digest(&bytes)));
-            assert_eq!(
-                inspect(&mut file_with("given", &bytes), Some(salt), Some(root))
-                    .unwrap()
-                    .root,
-                root
-            );
-            assert!(info
-                .lines()
-                .iter()
-                .any(|l| l == &format!("verity root: {}", hex(&root))));
+            assert_eq!(inspect(&mut file_with("given", &bytes), Some(salt), Some(root)).unwrap().root, root);
+            assert!(info.lines().iter().any(|l| l == &format!("verity root: {}", hex(&root))));
 
-            let wrong_root =
-                inspect(&mut file_with("root", &bytes), Some(salt), Some([9; 32])).unwrap_err();
+            let wrong_root = inspect(&mut file_with("root", &bytes), Some(salt), Some([9; 32])).unwrap_err();
             assert_eq!(wrong_root, InspectError::Tree(TreeError::Root));
             // A changed byte in the last data block: named exactly with the salt.
             let mut bad = bytes.clone();
@@ -346,51 +293,27 @@ mod tests {
             if blocks == 1 {
                 assert_eq!(e, InspectError::Tree(TreeError::Root));
             } else {
-                assert_eq!(
-                    e,
-                    InspectError::Tree(TreeError::Block {
-                        level: 0,
-                        index: blocks - 1
-                    })
-                );
+                assert_eq!(e, InspectError::Tree(TreeError::Block { level: 0, index: blocks - 1 }));
             }
             // Without the salt the derived one no longer fits (one block
             // has no tree: nothing to check it against but a given root).
             let r = inspect(&mut file_with("bad2", &bad), None, None);
             if blocks == 1 {
-                assert!(r
-                    .unwrap()
-                    .lines()
-                    .iter()
-                    .any(|l| l.contains("no hash tree")));
+                assert!(r.unwrap().lines().iter().any(|l| l.contains("no hash tree")));
             } else {
                 let e = r.unwrap_err();
                 assert!(matches!(e, InspectError::TreeDerived(_)), "{e}");
                 assert!(e.to_string().starts_with("corrupt: "), "{e}");
             }
             // Truncated.
-            let e = inspect(
-                &mut file_with("short", &bytes[..bytes.len() - 1]),
-                None,
-                None,
-            )
-            .unwrap_err();
+            let e = inspect(&mut file_with("short", &bytes[..bytes.len() - 1]), None, None).unwrap_err();
             assert!(matches!(e, InspectError::Size { .. }), "{e}");
         }
-        assert_eq!(
-            inspect(&mut file_with("zero", &[0u8; 8192]), None, None).unwrap_err(),
-            InspectError::NotSquashfs
-        );
-        assert_eq!(
-            inspect(&mut file_with("tiny", b"hsqs"), None, None).unwrap_err(),
-            InspectError::Short
-        );
+        assert_eq!(inspect(&mut file_with("zero", &[0u8; 8192]), None, None).unwrap_err(), InspectError::NotSquashfs);
+        assert_eq!(inspect(&mut file_with("tiny", b"hsqs"), None, None).unwrap_err(), InspectError::Short);
         let mut v3 = superblock(4096);
         v3[28] = 3;
         assert_eq!(Squashfs::parse(&v3).unwrap_err(), InspectError::Version(3));
-        assert_eq!(
-            Squashfs::parse(&superblock(10)).unwrap_err(),
-            InspectError::BytesUsed(10)
-        );
+        assert_eq!(Squashfs::parse(&superblock(10)).unwrap_err(), InspectError::BytesUsed(10));
     }
 }

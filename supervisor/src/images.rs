@@ -66,20 +66,11 @@ fn map_one(img: &crate::release::Image) -> bool {
     let dev = match crate::verity::open(&file, &name, img) {
         Ok(d) => d,
         Err((step, e)) => {
-            Event::error("image.verity")
-                .kv("image", &name)
-                .kv("step", format_args!("{step:?}"))
-                .result(&Err::<(), _>(errno_text(e)))
-                .emit();
+            Event::error("image.verity").kv("image", &name).kv("step", format_args!("{step:?}")).result(&Err::<(), _>(errno_text(e))).emit();
             return false;
         }
     };
-    Event::info("image.verity")
-        .kv("image", &name)
-        .kv("loop", &dev.loop_path)
-        .kv("device", &dev.path)
-        .kv("result", "ok")
-        .emit();
+    Event::info("image.verity").kv("image", &name).kv("loop", &dev.loop_path).kv("device", &dev.path).kv("result", "ok").emit();
     let target = current::mount_path(&img.sha256);
     let step = mount::MountStep {
         source: mount::text(&dev.path),
@@ -90,14 +81,9 @@ fn map_one(img: &crate::release::Image) -> bool {
         optional: false,
         retry_data: None,
     };
-    let r = crate::boot::wait_for(&dev.path, NODE_WAIT_MS)
-        .map(drop)
-        .and_then(|()| create_dirs(&target));
+    let r = crate::boot::wait_for(&dev.path, NODE_WAIT_MS).map(drop).and_then(|()| create_dirs(&target));
     if let Err(e) = r {
-        Event::error("mount")
-            .kv("target", &target)
-            .result(&Err::<(), _>(errno_text(e)))
-            .emit();
+        Event::error("mount").kv("target", &target).result(&Err::<(), _>(errno_text(e))).emit();
         let _ = crate::verity::remove(&name);
         return false;
     }
@@ -110,8 +96,7 @@ fn map_one(img: &crate::release::Image) -> bool {
 
 /// `mkdir -p` under /run.
 fn create_dirs(path: &str) -> Result<(), Errno> {
-    std::fs::create_dir_all(path)
-        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    std::fs::create_dir_all(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 /// Most bytes of one program [`warm`] reads.
@@ -125,28 +110,14 @@ const WARM_MAX: u64 = 32 << 20;
 /// start meets the same error and reports it). The path resolves inside the
 /// image only (symlinks included), and only a regular file is read.
 pub fn warm(release: &Release, images: &[Digest]) {
-    for m in release
-        .containers
-        .iter()
-        .filter(|m| images.contains(&m.image))
-    {
+    for m in release.containers.iter().filter(|m| images.contains(&m.image)) {
         let Some(program) = m.entry.argv.first() else {
             continue;
         };
         let name = current::dm_name(&m.image);
         match read_through(&current::mount_path(&m.image), program) {
-            Ok(bytes) => Event::info("image.warm")
-                .kv("image", &name)
-                .kv("path", program)
-                .kv("bytes", bytes)
-                .kv("result", "ok")
-                .emit(),
-            Err(e) => Event::warn("image.warm")
-                .kv("image", &name)
-                .kv("path", program)
-                .kv("result", "skipped")
-                .kv("reason", errno_text(e))
-                .emit(),
+            Ok(bytes) => Event::info("image.warm").kv("image", &name).kv("path", program).kv("bytes", bytes).kv("result", "ok").emit(),
+            Err(e) => Event::warn("image.warm").kv("image", &name).kv("path", program).kv("result", "skipped").kv("reason", errno_text(e)).emit(),
         }
     }
 }
@@ -178,11 +149,7 @@ fn read_through(mount: &str, path: &str) -> Result<u64, Errno> {
 
 /// The images of `of` that `keep` does not use.
 pub fn not_in(of: &Release, keep: &Release) -> Vec<Digest> {
-    of.images
-        .iter()
-        .map(|i| i.sha256)
-        .filter(|d| !keep.images.iter().any(|k| k.sha256 == *d))
-        .collect()
+    of.images.iter().map(|i| i.sha256).filter(|d| !keep.images.iter().any(|k| k.sha256 == *d)).collect()
 }
 
 /// Unmount and unmap `images` (see the module docs: containers still using
@@ -196,9 +163,6 @@ pub fn unmap(images: &[Digest]) {
             Err(e) => Err(e),
         };
         let _ = std::fs::remove_dir(target.as_str());
-        Event::info("image.unmap")
-            .kv("image", &name)
-            .result(&r.map_err(errno_text))
-            .emit();
+        Event::info("image.unmap").kv("image", &name).result(&r.map_err(errno_text)).emit();
     }
 }

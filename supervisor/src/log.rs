@@ -184,10 +184,7 @@ pub struct Event {
 
 impl Event {
     pub fn new(level: Level, name: &str) -> Event {
-        let mut line = Line {
-            buf: heapless::String::new(),
-            cut: false,
-        };
+        let mut line = Line { buf: heapless::String::new(), cut: false };
         let _ = write!(line, "BERTH t={:.6} ev={}", now(), name);
         Event { level, line }
     }
@@ -289,15 +286,8 @@ mod tests {
 
     #[test]
     fn bare_and_quoted_values() {
-        let e = Event::info("mount")
-            .kv("target", "/proc")
-            .kv("opts", "a b")
-            .kv("q", "x\"y\\z\n\x01")
-            .kv("e", "");
-        assert_eq!(
-            fields(&e),
-            " ev=mount target=/proc opts=\"a b\" q=\"x\\\"y\\\\z\\n\\x01\" e=\"\""
-        );
+        let e = Event::info("mount").kv("target", "/proc").kv("opts", "a b").kv("q", "x\"y\\z\n\x01").kv("e", "");
+        assert_eq!(fields(&e), " ev=mount target=/proc opts=\"a b\" q=\"x\\\"y\\\\z\\n\\x01\" e=\"\"");
         assert!(e.text().starts_with("BERTH t="));
     }
 
@@ -315,25 +305,15 @@ mod tests {
     fn c1_controls_and_bidi_marks_are_escaped() {
         let line = "a\u{9b}31mb\u{85}c\u{202e}d\u{2066}e\u{200f}f\u{61c}g\u{7f}\u{1b}[0m\té\u{a0}";
         let e = Event::info("x").kv("line", line);
-        assert_eq!(
-            fields(&e),
-            " ev=x line=\"a\\u009b31mb\\u0085c\\u202ed\\u2066e\\u200ff\\u061cg\\x7f\\x1b[0m\\x09é\u{a0}\""
-        );
+        assert_eq!(fields(&e), " ev=x line=\"a\\u009b31mb\\u0085c\\u202ed\\u2066e\\u200ff\\u061cg\\x7f\\x1b[0m\\x09é\u{a0}\"");
         assert!(!e.text().chars().any(is_active));
         // For people: the same, but a tab stays and a backslash is kept.
-        assert_eq!(
-            escaped(line),
-            "a\\u009b31mb\\u0085c\\u202ed\\u2066e\\u200ff\\u061cg\\x7f\\x1b[0m\té\u{a0}"
-        );
+        assert_eq!(escaped(line), "a\\u009b31mb\\u0085c\\u202ed\\u2066e\\u200ff\\u061cg\\x7f\\x1b[0m\té\u{a0}");
         assert_eq!(escaped("C:\\dir plain"), "C:\\dir plain");
-        for c in [
-            '\u{80}', '\u{9f}', '\u{202a}', '\u{2069}', '\u{200e}', '\0', '\u{1f}',
-        ] {
+        for c in ['\u{80}', '\u{9f}', '\u{202a}', '\u{2069}', '\u{200e}', '\0', '\u{1f}'] {
             assert!(is_active(c), "{c:?}");
         }
-        for c in [
-            '\u{a0}', '\u{2029}', '\u{202f}', '\u{2065}', '\u{206a}', '\u{200d}', ' ', '~',
-        ] {
+        for c in ['\u{a0}', '\u{2029}', '\u{202f}', '\u{2065}', '\u{206a}', '\u{200d}', ' ', '~'] {
             assert!(!is_active(c), "{c:?}");
         }
     }

@@ -97,13 +97,7 @@ fn file_name(stream: &str) -> String {
 
 impl Store {
     pub fn new(quota_bytes: u64) -> Store {
-        Store {
-            streams: Vec::new(),
-            dir: None,
-            quota: quota_bytes,
-            total: 0,
-            unplaced: 0,
-        }
+        Store { streams: Vec::new(), dir: None, quota: quota_bytes, total: 0, unplaced: 0 }
     }
 
     fn stream(&mut self, name: &str) -> Option<usize> {
@@ -115,15 +109,7 @@ impl Store {
         }
         let mut n = heapless::String::new();
         n.push_str(name).ok()?;
-        self.streams.push(Stream {
-            name: n,
-            ring: VecDeque::new(),
-            next_seq: 1,
-            dropped: 0,
-            written: 0,
-            file: None,
-            file_bytes: 0,
-        });
+        self.streams.push(Stream { name: n, ring: VecDeque::new(), next_seq: 1, dropped: 0, written: 0, file: None, file_bytes: 0 });
         Some(self.streams.len() - 1)
     }
 
@@ -131,21 +117,11 @@ impl Store {
     /// what the rings hold.
     pub fn set_dir(&mut self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        self.total = std::fs::read_dir(dir)?
-            .flatten()
-            .filter_map(|e| e.metadata().ok())
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
-            .sum();
+        self.total = std::fs::read_dir(dir)?.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum();
         self.dir = Some(dir.to_path_buf());
         for i in 0..self.streams.len() {
             let pending: Vec<Line> = match self.streams.get(i) {
-                Some(s) => s
-                    .ring
-                    .iter()
-                    .filter(|l| l.seq > s.written)
-                    .cloned()
-                    .collect(),
+                Some(s) => s.ring.iter().filter(|l| l.seq > s.written).cloned().collect(),
                 None => continue,
             };
             for l in pending {
@@ -183,11 +159,7 @@ impl Store {
         let Some(s) = self.streams.get_mut(i) else {
             return;
         };
-        let line = Line {
-            seq: s.next_seq,
-            t_ms,
-            text: cut.to_owned(),
-        };
+        let line = Line { seq: s.next_seq, t_ms, text: cut.to_owned() };
         s.next_seq += 1;
         if s.ring.len() >= RING_LINES {
             s.ring.pop_front();
@@ -200,12 +172,7 @@ impl Store {
 
     fn write(&mut self, i: usize, line: &Line) {
         let Some(dir) = self.dir.clone() else { return };
-        let record = format!(
-            "{}.{:03} {}\n",
-            line.t_ms / 1000,
-            line.t_ms % 1000,
-            line.text
-        );
+        let record = format!("{}.{:03} {}\n", line.t_ms / 1000, line.t_ms % 1000, line.text);
         let len = record.len() as u64;
         let Some(s) = self.streams.get_mut(i) else {
             return;
@@ -257,18 +224,9 @@ impl Store {
 
     /// Lines of `stream` after `after` (all kept ones when `None`), at most
     /// the last `max`; the next `after` to ask with; the dropped count.
-    pub fn read(
-        &self,
-        stream: &str,
-        after: Option<u64>,
-        max: usize,
-    ) -> Option<(Vec<Line>, u64, u64)> {
+    pub fn read(&self, stream: &str, after: Option<u64>, max: usize) -> Option<(Vec<Line>, u64, u64)> {
         let s = self.streams.iter().find(|s| s.name == stream)?;
-        let newer: Vec<&Line> = s
-            .ring
-            .iter()
-            .filter(|l| after.is_none_or(|a| l.seq > a))
-            .collect();
+        let newer: Vec<&Line> = s.ring.iter().filter(|l| after.is_none_or(|a| l.seq > a)).collect();
         let skip = newer.len().saturating_sub(max);
         let lines: Vec<Line> = newer.into_iter().skip(skip).cloned().collect();
         Some((lines, s.next_seq - 1, s.dropped))
@@ -321,16 +279,10 @@ mod tests {
         assert_eq!(next, (RING_LINES + 10) as u64);
         assert_eq!(dropped, 0);
         let (last, _, _) = s.read("sensor", None, 3).unwrap();
-        assert_eq!(
-            last.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
-            ["line 135", "line 136", "line 137"]
-        );
+        assert_eq!(last.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["line 135", "line 136", "line 137"]);
         s.push("sensor", 999, "new");
         let (more, next2, _) = s.read("sensor", Some(next), 100).unwrap();
-        assert_eq!(
-            (more.len(), more[0].text.as_str(), next2),
-            (1, "new", next + 1)
-        );
+        assert_eq!((more.len(), more[0].text.as_str(), next2), (1, "new", next + 1));
         assert!(s.read("nobody", None, 10).is_none());
     }
 
@@ -352,20 +304,11 @@ mod tests {
         for i in 0..2000 {
             s.push("flaky", i, &text);
         }
-        let cur = std::fs::metadata(dir.join("container-flaky.log"))
-            .unwrap()
-            .len();
-        let old = std::fs::metadata(dir.join("container-flaky.log.1"))
-            .unwrap()
-            .len();
-        assert!(
-            cur <= FILE_MAX && old <= FILE_MAX && old > FILE_MAX / 2,
-            "{cur} {old}"
-        );
+        let cur = std::fs::metadata(dir.join("container-flaky.log")).unwrap().len();
+        let old = std::fs::metadata(dir.join("container-flaky.log.1")).unwrap().len();
+        assert!(cur <= FILE_MAX && old <= FILE_MAX && old > FILE_MAX / 2, "{cur} {old}");
         assert_eq!(s.dropped(), 0, "two files of one stream fit the quota");
-        assert!(std::fs::read_to_string(dir.join("berth.log"))
-            .unwrap()
-            .contains("0.001 before the data partition"));
+        assert!(std::fs::read_to_string(dir.join("berth.log")).unwrap().contains("0.001 before the data partition"));
         for i in 0..2000 {
             s.push("sensor", i, &text);
         }
@@ -374,15 +317,9 @@ mod tests {
         }
         s.close();
         s.push("other", 1, "after close: ring only");
-        let total: u64 = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().len())
-            .sum();
+        let total: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert!(total <= 3 * FILE_MAX, "{total}");
-        assert!(
-            s.dropped() > 0,
-            "past the quota lines are dropped and counted"
-        );
+        assert!(s.dropped() > 0, "past the quota lines are dropped and counted");
         let (_, _, d) = s.read("other", None, 1).unwrap();
         assert!(d > 0);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -43,10 +43,7 @@ const SPEC_LEN: usize = 40;
 
 /// `berth.logwrites=/dev/NAME`: a device node path without `..`.
 pub fn parse(cmdline: &str) -> Option<&str> {
-    cmdline
-        .split_ascii_whitespace()
-        .find_map(|t| t.strip_prefix(KEY))
-        .filter(|p| p.starts_with("/dev/") && !p.contains("..") && p.len() < 64)
+    cmdline.split_ascii_whitespace().find_map(|t| t.strip_prefix(KEY)).filter(|p| p.starts_with("/dev/") && !p.contains("..") && p.len() < 64)
 }
 
 #[cfg(feature = "test-hooks")]
@@ -72,10 +69,8 @@ pub fn table(sectors: u64, data: &str, log: &str) -> Result<Request, Errno> {
     spec[8..16].copy_from_slice(&sectors.to_ne_bytes());
     spec[24..34].copy_from_slice(b"log-writes");
     b.extend_from_slice(&spec).map_err(|_| Errno::E2BIG)?;
-    b.extend_from_slice(params.as_bytes())
-        .map_err(|_| Errno::E2BIG)?;
-    b.resize(DM_IOCTL_LEN + SPEC_LEN + plen, 0)
-        .map_err(|_| Errno::E2BIG)?;
+    b.extend_from_slice(params.as_bytes()).map_err(|_| Errno::E2BIG)?;
+    b.resize(DM_IOCTL_LEN + SPEC_LEN + plen, 0).map_err(|_| Errno::E2BIG)?;
     Ok(b)
 }
 
@@ -87,31 +82,22 @@ pub fn mark_request(text: &str) -> Result<Request, Errno> {
     let len = (8 + msg.len() + 1).next_multiple_of(8);
     let mut b = header(NAME, 0, 0, len)?;
     b.extend_from_slice(&[0u8; 8]).map_err(|_| Errno::E2BIG)?;
-    b.extend_from_slice(msg.as_bytes())
-        .map_err(|_| Errno::E2BIG)?;
+    b.extend_from_slice(msg.as_bytes()).map_err(|_| Errno::E2BIG)?;
     b.resize(DM_IOCTL_LEN + len, 0).map_err(|_| Errno::E2BIG)?;
     Ok(b)
 }
 
 #[cfg(feature = "test-hooks")]
 fn control() -> Result<std::fs::File, Errno> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/mapper/control")
-        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/mapper/control").map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 #[cfg(feature = "test-hooks")]
 /// 512-byte sectors of a disk, from sysfs.
 fn sectors(dev: &str) -> Result<u64, Errno> {
     let name = dev.rsplit('/').next().unwrap_or(dev);
-    let text = crate::boot::read_bounded(&format!("/sys/class/block/{name}/size"), 64)
-        .map_err(|_| Errno::ENODEV)?;
-    String::from_utf8_lossy(&text)
-        .trim()
-        .parse()
-        .map_err(|_| Errno::EINVAL)
+    let text = crate::boot::read_bounded(&format!("/sys/class/block/{name}/size"), 64).map_err(|_| Errno::ENODEV)?;
+    String::from_utf8_lossy(&text).trim().parse().map_err(|_| Errno::EINVAL)
 }
 
 #[cfg(feature = "test-hooks")]
@@ -144,19 +130,11 @@ pub fn at_data(mut board: Board) -> Board {
     let data = board.storage.data.device.to_string();
     match create(&data, log, board.storage.wait_ms) {
         Ok(path) => {
-            Event::warn("logwrites.setup")
-                .kv("data", &data)
-                .kv("log", log)
-                .kv("device", &path)
-                .emit();
+            Event::warn("logwrites.setup").kv("data", &data).kv("log", log).kv("device", &path).emit();
             board.storage.data.device.clear();
             let _ = board.storage.data.device.push_str(&path);
         }
-        Err((step, e)) => Event::error("logwrites.setup")
-            .kv("step", step)
-            .kv("result", "error")
-            .kv("error", e)
-            .emit(),
+        Err((step, e)) => Event::error("logwrites.setup").kv("step", step).kv("result", "error").kv("error", e).emit(),
     }
     board
 }
@@ -214,9 +192,7 @@ pub fn at_shutdown() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Event::info("logwrites.remove")
-        .result(&r.map_err(crate::mount::errno_text))
-        .emit();
+    Event::info("logwrites.remove").result(&r.map_err(crate::mount::errno_text)).emit();
 }
 
 #[cfg(test)]
@@ -235,31 +211,15 @@ mod tests {
     fn requests_are_laid_out_for_the_kernel() {
         let t = table(2048, "/dev/vdb", "/dev/vdc").unwrap();
         assert_eq!(t.len() % 8, 0);
-        assert_eq!(
-            u32::from_ne_bytes(t[12..16].try_into().unwrap()) as usize,
-            t.len()
-        );
-        assert_eq!(
-            u32::from_ne_bytes(t[20..24].try_into().unwrap()),
-            1,
-            "one target"
-        );
-        assert_eq!(
-            &t[DM_IOCTL_LEN + 8..DM_IOCTL_LEN + 16],
-            &2048u64.to_ne_bytes()
-        );
+        assert_eq!(u32::from_ne_bytes(t[12..16].try_into().unwrap()) as usize, t.len());
+        assert_eq!(u32::from_ne_bytes(t[20..24].try_into().unwrap()), 1, "one target");
+        assert_eq!(&t[DM_IOCTL_LEN + 8..DM_IOCTL_LEN + 16], &2048u64.to_ne_bytes());
         assert_eq!(&t[DM_IOCTL_LEN + 24..DM_IOCTL_LEN + 35], b"log-writes\0");
-        assert_eq!(
-            &t[DM_IOCTL_LEN + SPEC_LEN..DM_IOCTL_LEN + SPEC_LEN + 18],
-            b"/dev/vdb /dev/vdc\0"
-        );
+        assert_eq!(&t[DM_IOCTL_LEN + SPEC_LEN..DM_IOCTL_LEN + SPEC_LEN + 18], b"/dev/vdb /dev/vdc\0");
         let m = mark_request("step-3-sync").unwrap();
         assert_eq!(m.len() % 8, 0);
         assert_eq!(&m[DM_IOCTL_LEN..DM_IOCTL_LEN + 8], &[0u8; 8]);
-        assert_eq!(
-            &m[DM_IOCTL_LEN + 8..DM_IOCTL_LEN + 25],
-            b"mark step-3-sync\0"
-        );
+        assert_eq!(&m[DM_IOCTL_LEN + 8..DM_IOCTL_LEN + 25], b"mark step-3-sync\0");
         assert_eq!(&m[48..48 + NAME.len()], NAME.as_bytes());
     }
 }

@@ -39,26 +39,12 @@ fn ctl(args: &[String]) -> ExitCode {
         Some(s)
     };
     match args.first().map(String::as_str) {
-        Some("logs") => {
-            return ctl_logs(
-                args.get(1).map(String::as_str),
-                args.get(2..).unwrap_or_default(),
-            )
-        }
-        Some("events") => {
-            return ctl_logs(
-                Some(berth::logstore::BERTH),
-                args.get(1..).unwrap_or_default(),
-            )
-        }
+        Some("logs") => return ctl_logs(args.get(1).map(String::as_str), args.get(2..).unwrap_or_default()),
+        Some("events") => return ctl_logs(Some(berth::logstore::BERTH), args.get(1..).unwrap_or_default()),
         Some("update") => {
             let code = match (args.get(1).map(String::as_str), args.get(2), args.len()) {
-                (Some("--wait"), Some(path), 3) => {
-                    berth::ctlclient::update(path, true, berth::control::SOCKET)
-                }
-                (Some(path), None, 2) if !path.starts_with('-') => {
-                    berth::ctlclient::update(path, false, berth::control::SOCKET)
-                }
+                (Some("--wait"), Some(path), 3) => berth::ctlclient::update(path, true, berth::control::SOCKET),
+                (Some(path), None, 2) if !path.starts_with('-') => berth::ctlclient::update(path, false, berth::control::SOCKET),
                 _ => {
                     eprintln!("{CTL_USAGE}");
                     berth::outcome::exit::USAGE
@@ -68,9 +54,7 @@ fn ctl(args: &[String]) -> ExitCode {
         }
         _ => {}
     }
-    let json = args.len() == 2
-        && args.first().map(String::as_str) == Some("release")
-        && args.get(1).map(String::as_str) == Some("--json");
+    let json = args.len() == 2 && args.first().map(String::as_str) == Some("release") && args.get(1).map(String::as_str) == Some("--json");
     let cmd = match (args.first().map(String::as_str), args.len()) {
         (Some("status"), 1) => Some(Command::Status),
         (Some("release"), 1) => Some(Command::Release),
@@ -81,9 +65,7 @@ fn ctl(args: &[String]) -> ExitCode {
         (Some("stop"), 2) => name(1).map(Command::Stop),
         (Some("restart"), 2) => name(1).map(Command::Restart),
         #[cfg(feature = "test-hooks")]
-        (Some("debug"), 3) if args.get(1).map(String::as_str) == Some("wedge") => {
-            args.get(2).and_then(|s| s.parse().ok()).map(Command::Wedge)
-        }
+        (Some("debug"), 3) if args.get(1).map(String::as_str) == Some("wedge") => args.get(2).and_then(|s| s.parse().ok()).map(Command::Wedge),
         _ => None,
     };
     let Some(cmd) = cmd else {
@@ -97,15 +79,7 @@ fn ctl(args: &[String]) -> ExitCode {
             let list = &reply.entries;
             println!(
                 "{:<20} {:<9} {:<8} {:<5} {:>6} {:>10} {:>8} {:>9}  {:<12} NOTE",
-                "NAME",
-                "KIND",
-                "STATE",
-                "READY",
-                "PID",
-                "UPTIME",
-                "RESTARTS",
-                "MEMORY",
-                "LAST EXIT"
+                "NAME", "KIND", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT"
             );
             for c in list.iter() {
                 println!(
@@ -114,18 +88,10 @@ fn ctl(args: &[String]) -> ExitCode {
                     c.kind,
                     c.state,
                     if c.ready { "yes" } else { "no" },
-                    if c.pid > 0 {
-                        c.pid.to_string()
-                    } else {
-                        "-".into()
-                    },
+                    if c.pid > 0 { c.pid.to_string() } else { "-".into() },
                     c.uptime_ms as f64 / 1e3,
                     c.restarts,
-                    if c.memory > 0 {
-                        (c.memory / 1024).to_string()
-                    } else {
-                        "-".into()
-                    },
+                    if c.memory > 0 { (c.memory / 1024).to_string() } else { "-".into() },
                     c.last_exit,
                     // A container's STATUS= text: berth keeps no active
                     // characters in it; a berth of another build may have.
@@ -240,32 +206,16 @@ fn ctl_logs(stream: Option<&str>, opts: &[String]) -> ExitCode {
     let mut max = n;
     let mut told_dropped = 0;
     loop {
-        let cmd = Command::Logs {
-            name: name.clone(),
-            after,
-            max,
-        };
+        let cmd = Command::Logs { name: name.clone(), after, max };
         match berth::ctlsock::call(berth::control::SOCKET, cmd) {
-            Ok(Response::Logs {
-                lines,
-                next,
-                dropped,
-            }) => {
+            Ok(Response::Logs { lines, next, dropped }) => {
                 for l in lines.iter() {
                     // Stored lines are escaped already; a berth of another
                     // build may not have done it.
-                    println!(
-                        "{}.{:03} {}",
-                        l.t_ms / 1000,
-                        l.t_ms % 1000,
-                        berth::log::escaped(l.text.trim_end())
-                    );
+                    println!("{}.{:03} {}", l.t_ms / 1000, l.t_ms % 1000, berth::log::escaped(l.text.trim_end()));
                 }
                 if dropped > told_dropped {
-                    eprintln!(
-                        "berthctl: {} lines of {name} could not be kept (log quota or errors)",
-                        dropped - told_dropped
-                    );
+                    eprintln!("berthctl: {} lines of {name} could not be kept (log quota or errors)", dropped - told_dropped);
                     told_dropped = dropped;
                 }
                 // A full reply may have more behind it: ask again at once.
@@ -324,24 +274,20 @@ fn cli(args: &[String]) -> ExitCode {
         }
         Some("net") if args.len() == 1 => net(),
         Some(berth::stager::ARG) => berth::stager::run(args.get(1..).unwrap_or_default()),
-        Some("receive") if args.len() == 2 => {
-            match receive(args.get(1).map(String::as_str).unwrap_or("")) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("berth receive: {e}");
-                    ExitCode::FAILURE
-                }
+        Some("receive") if args.len() == 2 => match receive(args.get(1).map(String::as_str).unwrap_or("")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth receive: {e}");
+                ExitCode::FAILURE
             }
-        }
-        Some("console") if args.len() == 2 => {
-            match berth::console::run(args.get(1).map(String::as_str).unwrap_or("")) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("berth console: {e}");
-                    ExitCode::FAILURE
-                }
+        },
+        Some("console") if args.len() == 2 => match berth::console::run(args.get(1).map(String::as_str).unwrap_or("")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth console: {e}");
+                ExitCode::FAILURE
             }
-        }
+        },
         #[cfg(feature = "host")]
         Some("check-board") => check_board(args.get(1..).unwrap_or_default()),
         #[cfg(feature = "host")]
@@ -372,42 +318,27 @@ fn net() -> ExitCode {
     let board = match berth::boot::load_board() {
         Ok(b) => b,
         Err(e) => {
-            berth::log::Event::error("net.failed")
-                .kv("reason", &e)
-                .emit();
+            berth::log::Event::error("net.failed").kv("reason", &e).emit();
             return ExitCode::FAILURE;
         }
     };
     match berth::net::run(&board.networks) {
         Ok(steps) => {
-            let dhcp: Vec<&str> = board
-                .networks
-                .iter()
-                .filter(|n| n.dhcp)
-                .map(|n| n.interface.as_str())
-                .collect();
-            berth::log::Event::info("net.done")
-                .kv("interfaces", board.networks.len())
-                .kv("steps", steps)
-                .kv("dhcp", dhcp.len())
-                .emit();
+            let dhcp: Vec<&str> = board.networks.iter().filter(|n| n.dhcp).map(|n| n.interface.as_str()).collect();
+            berth::log::Event::info("net.done").kv("interfaces", board.networks.len()).kv("steps", steps).kv("dhcp", dhcp.len()).emit();
             if dhcp.is_empty() {
                 return ExitCode::SUCCESS;
             }
             match berth::dhcp::run::run(&dhcp) {
                 Ok(never) => match never {},
                 Err(e) => {
-                    berth::log::Event::error("net.failed")
-                        .kv("reason", &e)
-                        .emit();
+                    berth::log::Event::error("net.failed").kv("reason", &e).emit();
                     ExitCode::FAILURE
                 }
             }
         }
         Err(e) => {
-            berth::log::Event::error("net.failed")
-                .kv("reason", &e)
-                .emit();
+            berth::log::Event::error("net.failed").kv("reason", &e).emit();
             ExitCode::FAILURE
         }
     }
@@ -469,9 +400,8 @@ fn inspect(args: &[String]) -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let result = std::fs::File::open(file)
-        .map_err(|e| berth::imageinfo::InspectError::Read(e.kind()))
-        .and_then(|mut f| berth::imageinfo::inspect(&mut f, salt, root));
+    let result =
+        std::fs::File::open(file).map_err(|e| berth::imageinfo::InspectError::Read(e.kind())).and_then(|mut f| berth::imageinfo::inspect(&mut f, salt, root));
     match result {
         Ok(info) => {
             println!("image:       {file}");
@@ -558,12 +488,7 @@ fn verify(args: &[String]) -> ExitCode {
 /// Check an update bundle completely (release, table, every image's hash and
 /// dm-verity tree) and print it, or print the error the device would log.
 #[cfg(feature = "host")]
-fn verify_bundle(
-    file: &str,
-    keys: &berth::release::TrustedKeys,
-    board: Option<&str>,
-    installed: Option<u64>,
-) -> ExitCode {
+fn verify_bundle(file: &str, keys: &berth::release::TrustedKeys, board: Option<&str>, installed: Option<u64>) -> ExitCode {
     let f = match std::fs::File::open(file) {
         Ok(f) => f,
         Err(e) => {
@@ -601,10 +526,7 @@ fn print_release(v: &berth::release::Verified) {
     }
     for c in &r.containers {
         let size = r.image(&c.image).map(|i| i.size).unwrap_or(0);
-        println!(
-            "container {} {} image {} size {}",
-            c.name, c.version, c.image, size
-        );
+        println!("container {} {} image {} size {}", c.name, c.version, c.image, size);
     }
 }
 
@@ -613,8 +535,6 @@ fn print_release(v: &berth::release::Verified) {
 fn read_bounded(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut buf = Vec::new();
-    std::fs::File::open(path)?
-        .take(max as u64 + 1)
-        .read_to_end(&mut buf)?;
+    std::fs::File::open(path)?.take(max as u64 + 1).read_to_end(&mut buf)?;
     Ok(buf)
 }

@@ -217,8 +217,7 @@ impl<'de> Deserialize<'de> for Digest {
                 f.write_str("a content hash `sha256:<64 lowercase hex digits>`")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Digest, E> {
-                Digest::parse(v)
-                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                Digest::parse(v).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
             }
         }
         if d.is_human_readable() {
@@ -324,10 +323,7 @@ pub struct LogRate {
 impl LogRate {
     /// Lines per second and burst, defaults filled in.
     pub fn resolved(&self) -> (u32, u32) {
-        (
-            self.lines_per_s.unwrap_or(LOG_LINES_PER_S),
-            self.burst.unwrap_or(LOG_BURST),
-        )
+        (self.lines_per_s.unwrap_or(LOG_LINES_PER_S), self.burst.unwrap_or(LOG_BURST))
     }
 }
 
@@ -355,42 +351,12 @@ impl BackoffSpec {
     /// field (`backoff.<name>`) and the range. Shared with the board's
     /// services.
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
-        let checks: [(
-            Option<u32>,
-            core::ops::RangeInclusive<u32>,
-            &'static str,
-            &'static str,
-        ); 5] = [
-            (
-                self.initial_ms,
-                10..=3_600_000,
-                "backoff.initial_ms",
-                "must be between 10 and 3600000",
-            ),
-            (
-                self.factor,
-                1..=10,
-                "backoff.factor",
-                "must be between 1 and 10",
-            ),
-            (
-                self.cap_ms,
-                10..=3_600_000,
-                "backoff.cap_ms",
-                "must be between 10 and 3600000",
-            ),
-            (
-                self.stable_ms,
-                100..=86_400_000,
-                "backoff.stable_ms",
-                "must be between 100 and 86400000",
-            ),
-            (
-                self.limit,
-                1..=1000,
-                "backoff.limit",
-                "must be between 1 and 1000",
-            ),
+        let checks: [(Option<u32>, core::ops::RangeInclusive<u32>, &'static str, &'static str); 5] = [
+            (self.initial_ms, 10..=3_600_000, "backoff.initial_ms", "must be between 10 and 3600000"),
+            (self.factor, 1..=10, "backoff.factor", "must be between 1 and 10"),
+            (self.cap_ms, 10..=3_600_000, "backoff.cap_ms", "must be between 10 and 3600000"),
+            (self.stable_ms, 100..=86_400_000, "backoff.stable_ms", "must be between 100 and 86400000"),
+            (self.limit, 1..=1000, "backoff.limit", "must be between 1 and 1000"),
         ];
         for (v, range, field, why) in checks {
             if v.is_some_and(|v| !range.contains(&v)) {
@@ -618,41 +584,23 @@ pub struct ManifestError {
 
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "manifest {}: field {}: {}",
-            self.manifest, self.field, self.reason
-        )
+        write!(f, "manifest {}: field {}: {}", self.manifest, self.field, self.reason)
     }
 }
 
 impl std::error::Error for ManifestError {}
 
-fn err(
-    manifest: &str,
-    field: impl Into<std::string::String>,
-    reason: impl Into<std::string::String>,
-) -> ManifestError {
-    ManifestError {
-        manifest: manifest.into(),
-        field: field.into(),
-        reason: reason.into(),
-    }
+fn err(manifest: &str, field: impl Into<std::string::String>, reason: impl Into<std::string::String>) -> ManifestError {
+    ManifestError { manifest: manifest.into(), field: field.into(), reason: reason.into() }
 }
 
 /// Container name: `[a-z0-9-]`, not empty, no leading or trailing `-`.
 pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !s.is_empty() && !s.starts_with('-') && !s.ends_with('-') && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn valid_abs_path(s: &str) -> bool {
-    s.starts_with('/')
-        && !s.split('/').any(|c| c == "..")
-        && !s.bytes().any(|b| b == 0 || b == b'\n')
+    s.starts_with('/') && !s.split('/').any(|c| c == "..") && !s.bytes().any(|b| b == 0 || b == b'\n')
 }
 
 /// Is `path` the same as `dir` or beneath it (component-wise)?
@@ -662,8 +610,7 @@ pub fn beneath(path: &str, dir: &str) -> bool {
 
 fn valid_env_key(k: &str) -> bool {
     let mut b = k.bytes();
-    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
-        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_') && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 fn check_command(m: &str, field: &str, c: &Command) -> Result<(), ManifestError> {
@@ -681,11 +628,7 @@ fn check_command(m: &str, field: &str, c: &Command) -> Result<(), ManifestError>
 impl Manifest {
     /// The notify socket is bound in when readiness or health uses it.
     pub fn uses_notify(&self) -> bool {
-        self.readiness.as_ref().is_some_and(|r| r.notify)
-            || self
-                .health
-                .as_ref()
-                .is_some_and(|h| h.watchdog_ms.is_some())
+        self.readiness.as_ref().is_some_and(|r| r.notify) || self.health.as_ref().is_some_and(|h| h.watchdog_ms.is_some())
     }
 
     /// The gated fields this manifest sets, by their [`GATED`] names.
@@ -721,11 +664,7 @@ impl Manifest {
         // Refused capabilities come first: they are never acceptable.
         for (i, c) in self.capabilities.iter().enumerate() {
             if REFUSED_CAPS.contains(&c.as_str()) {
-                return Err(err(
-                    m,
-                    format!("capabilities[{i}]"),
-                    format!("{c} is never granted to a container"),
-                ));
+                return Err(err(m, format!("capabilities[{i}]"), format!("{c} is never granted to a container")));
             }
         }
         if !valid_name(m) {
@@ -734,16 +673,8 @@ impl Manifest {
         if m == crate::logstore::BERTH {
             return Err(e("name", "`berth` is reserved for berth's own log stream"));
         }
-        if self.version.is_empty()
-            || !self
-                .version
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".+_-".contains(&b))
-        {
-            return Err(e(
-                "version",
-                "must be letters, digits, '.', '+', '_' and '-'",
-            ));
+        if self.version.is_empty() || !self.version.bytes().all(|b| b.is_ascii_alphanumeric() || b".+_-".contains(&b)) {
+            return Err(e("version", "must be letters, digits, '.', '+', '_' and '-'"));
         }
         if self.entry.argv.is_empty() {
             return Err(e("entry.argv", "must name the program to run"));
@@ -762,19 +693,9 @@ impl Manifest {
                 return Err(err(m, f, "must be KEY=value"));
             };
             if !valid_env_key(k) || kv.bytes().any(|b| b == 0) {
-                return Err(err(
-                    m,
-                    f,
-                    format!("`{k}` is not an environment variable name"),
-                ));
+                return Err(err(m, f, format!("`{k}` is not an environment variable name")));
             }
-            if self
-                .entry
-                .env
-                .iter()
-                .take(i)
-                .any(|o| o.split_once('=').map(|p| p.0) == Some(k))
-            {
+            if self.entry.env.iter().take(i).any(|o| o.split_once('=').map(|p| p.0) == Some(k)) {
                 return Err(err(m, f, format!("`{k}` is set twice")));
             }
         }
@@ -810,9 +731,7 @@ impl Manifest {
         if let Some(h) = &self.health {
             match (h.command.is_empty(), h.watchdog_ms) {
                 (true, None) => return Err(e("health", "needs a command or watchdog_ms")),
-                (false, Some(_)) => {
-                    return Err(e("health", "set either command or watchdog_ms, not both"))
-                }
+                (false, Some(_)) => return Err(e("health", "set either command or watchdog_ms, not both")),
                 _ => {}
             }
             check_command(m, "health.command", &h.command)?;
@@ -841,9 +760,7 @@ impl Manifest {
             return Err(e("oneshot", "a one-shot task ends: it needs restart = \"never\" or \"on-failure\", not \"always\""));
         }
         if let Some(r) = &self.log_rate {
-            if r.lines_per_s
-                .is_some_and(|v| !(1..=LOG_RATE_MAX).contains(&v))
-            {
+            if r.lines_per_s.is_some_and(|v| !(1..=LOG_RATE_MAX).contains(&v)) {
                 return Err(e("log_rate.lines_per_s", "must be between 1 and 10000"));
             }
             if r.burst.is_some_and(|v| !(1..=LOG_BURST_MAX).contains(&v)) {
@@ -862,13 +779,8 @@ impl Manifest {
             }
         }
         if let Some(r) = &self.resources {
-            if r.memory_max
-                .is_some_and(|v| !(1 << 20..=1 << 40).contains(&v))
-            {
-                return Err(e(
-                    "resources.memory_max",
-                    "must be between 1 MiB and 1 TiB (in bytes)",
-                ));
+            if r.memory_max.is_some_and(|v| !(1 << 20..=1 << 40).contains(&v)) {
+                return Err(e("resources.memory_max", "must be between 1 MiB and 1 TiB (in bytes)"));
             }
             if r.cpu_weight.is_some_and(|v| !(1..=10_000).contains(&v)) {
                 return Err(e("resources.cpu_weight", "must be between 1 and 10000"));
@@ -880,149 +792,63 @@ impl Manifest {
         for (i, mt) in self.mounts.iter().enumerate() {
             let f = |s: &str| format!("mounts[{i}].{s}");
             if !valid_abs_path(&mt.target) || mt.target.as_str() == "/" {
-                return Err(err(
-                    m,
-                    f("target"),
-                    "must be an absolute path below / without '..'",
-                ));
+                return Err(err(m, f("target"), "must be an absolute path below / without '..'"));
             }
-            let first = mt
-                .target
-                .trim_start_matches('/')
-                .split('/')
-                .next()
-                .unwrap_or("");
+            let first = mt.target.trim_start_matches('/').split('/').next().unwrap_or("");
             if ["proc", "dev", "sys"].contains(&first) {
-                return Err(err(
-                    m,
-                    f("target"),
-                    "must not be on or under /proc, /dev or /sys (berth mounts those)",
-                ));
+                return Err(err(m, f("target"), "must not be on or under /proc, /dev or /sys (berth mounts those)"));
             }
             if self.mounts.iter().take(i).any(|o| o.target == mt.target) {
-                return Err(err(
-                    m,
-                    f("target"),
-                    format!("`{}` is mounted twice", mt.target),
-                ));
+                return Err(err(m, f("target"), format!("`{}` is mounted twice", mt.target)));
             }
             match (mt.tmpfs_size, &mt.volume) {
                 (Some(s), None) if (4096..=1 << 32).contains(&s) => {}
-                (Some(_), None) => {
-                    return Err(err(
-                        m,
-                        f("tmpfs_size"),
-                        "must be between 4096 and 4294967296",
-                    ))
-                }
+                (Some(_), None) => return Err(err(m, f("tmpfs_size"), "must be between 4096 and 4294967296")),
                 (None, Some(v)) if valid_name(v) => {}
-                (None, Some(_)) => {
-                    return Err(err(
-                        m,
-                        f("volume"),
-                        "must be a name of a-z, 0-9 and inner '-'",
-                    ))
-                }
-                _ => {
-                    return Err(err(
-                        m,
-                        format!("mounts[{i}]"),
-                        "needs exactly one of tmpfs_size and volume",
-                    ))
-                }
+                (None, Some(_)) => return Err(err(m, f("volume"), "must be a name of a-z, 0-9 and inner '-'")),
+                _ => return Err(err(m, format!("mounts[{i}]"), "needs exactly one of tmpfs_size and volume")),
             }
             if let Some(v) = &mt.volume {
-                if self
-                    .mounts
-                    .iter()
-                    .take(i)
-                    .any(|o| o.volume.as_ref() == Some(v))
-                {
-                    return Err(err(
-                        m,
-                        f("volume"),
-                        format!("volume `{v}` is mounted twice"),
-                    ));
+                if self.mounts.iter().take(i).any(|o| o.volume.as_ref() == Some(v)) {
+                    return Err(err(m, f("volume"), format!("volume `{v}` is mounted twice")));
                 }
             }
             if self.status_view && beneath(&mt.target, crate::statusview::INSIDE) {
-                return Err(err(
-                    m,
-                    f("target"),
-                    format!(
-                        "must not be on or under {} (the status view)",
-                        crate::statusview::INSIDE
-                    ),
-                ));
+                return Err(err(m, f("target"), format!("must not be on or under {} (the status view)", crate::statusview::INSIDE)));
             }
             if (mt.volume_size.is_some() || mt.volume_inodes.is_some()) && mt.volume.is_none() {
-                return Err(err(
-                    m,
-                    f("volume_size"),
-                    "volume_size and volume_inodes are for a volume only",
-                ));
+                return Err(err(m, f("volume_size"), "volume_size and volume_inodes are for a volume only"));
             }
-            if mt.volume_size.is_some_and(|v| {
-                !(crate::container::quota::SIZE_MIN..=crate::container::quota::SIZE_MAX)
-                    .contains(&v)
-            }) {
-                return Err(err(
-                    m,
-                    f("volume_size"),
-                    "must be between 1 MiB and 1 TiB (in bytes)",
-                ));
+            if mt.volume_size.is_some_and(|v| !(crate::container::quota::SIZE_MIN..=crate::container::quota::SIZE_MAX).contains(&v)) {
+                return Err(err(m, f("volume_size"), "must be between 1 MiB and 1 TiB (in bytes)"));
             }
-            if mt.volume_inodes.is_some_and(|v| {
-                !(crate::container::quota::INODES_MIN..=crate::container::quota::INODES_MAX)
-                    .contains(&v)
-            }) {
-                return Err(err(
-                    m,
-                    f("volume_inodes"),
-                    "must be between 16 and 4294967296",
-                ));
+            if mt.volume_inodes.is_some_and(|v| !(crate::container::quota::INODES_MIN..=crate::container::quota::INODES_MAX).contains(&v)) {
+                return Err(err(m, f("volume_inodes"), "must be between 16 and 4294967296"));
             }
             if mt.exec && mt.volume.is_some() {
-                return Err(err(
-                    m,
-                    f("exec"),
-                    "only a tmpfs may be exec: volumes live on the data partition, which is mounted noexec",
-                ));
+                return Err(err(m, f("exec"), "only a tmpfs may be exec: volumes live on the data partition, which is mounted noexec"));
             }
         }
         if let Some(max) = self.resources.and_then(|r| r.memory_max) {
             // tmpfs pages are charged to the container: they must fit its limit.
             let budgets = crate::budget::Budgets::default();
-            crate::budget::resolve(Some(max), &self.mounts, &budgets, 0)
-                .map_err(|(field, why)| err(m, field, why))?;
+            crate::budget::resolve(Some(max), &self.mounts, &budgets, 0).map_err(|(field, why)| err(m, field, why))?;
         }
         for (i, c) in self.capabilities.iter().enumerate() {
             let f = format!("capabilities[{i}]");
             if !CAP_NAMES.contains(&c.as_str()) {
-                return Err(err(
-                    m,
-                    f,
-                    format!("`{c}` is not a capability name (CAP_...)"),
-                ));
+                return Err(err(m, f, format!("`{c}` is not a capability name (CAP_...)")));
             }
             if self.capabilities.iter().take(i).any(|o| o == c) {
                 return Err(err(m, f, format!("{c} is listed twice")));
             }
             if c.as_str() == "CAP_NET_RAW" && self.network == Some(Network::Host) {
-                return Err(err(
-                    m,
-                    f,
-                    "CAP_NET_RAW is never granted with network = \"host\"",
-                ));
+                return Err(err(m, f, "CAP_NET_RAW is never granted with network = \"host\""));
             }
         }
         for (i, s) in self.seccomp_allow.iter().enumerate() {
             let f = format!("seccomp_allow[{i}]");
-            if s.is_empty()
-                || !s
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
                 return Err(err(m, f, format!("`{s}` is not a syscall name")));
             }
             if self.seccomp_allow.iter().take(i).any(|o| o == s) {
@@ -1031,27 +857,14 @@ impl Manifest {
         }
         for (i, d) in self.devices.iter().enumerate() {
             let f = |s: &str| format!("devices[{i}].{s}");
-            if d.node.is_empty()
-                || !d
-                    .node
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                return Err(err(
-                    m,
-                    f("node"),
-                    "must be a hardware node name from the board config",
-                ));
+            if d.node.is_empty() || !d.node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(err(m, f("node"), "must be a hardware node name from the board config"));
             }
             if self.devices.iter().take(i).any(|o| o.node == d.node) {
                 return Err(err(m, f("node"), format!("`{}` is granted twice", d.node)));
             }
             let a = d.access.as_bytes();
-            let ok = !a.is_empty()
-                && a.iter().all(|b| b"rwm".contains(b))
-                && a.iter()
-                    .enumerate()
-                    .all(|(j, b)| !a.iter().take(j).any(|o| o == b));
+            let ok = !a.is_empty() && a.iter().all(|b| b"rwm".contains(b)) && a.iter().enumerate().all(|(j, b)| !a.iter().take(j).any(|o| o == b));
             if !ok {
                 return Err(err(m, f("access"), "must be a combination of r, w and m"));
             }
@@ -1077,18 +890,11 @@ impl Manifest {
 
     fn validate_landlock_paths(&self) -> Result<(), ManifestError> {
         let m = self.name.as_str();
-        for (list, name) in [
-            (&self.exec_paths, "exec_paths"),
-            (&self.rw_paths, "rw_paths"),
-        ] {
+        for (list, name) in [(&self.exec_paths, "exec_paths"), (&self.rw_paths, "rw_paths")] {
             for (i, p) in list.iter().enumerate() {
                 let f = format!("{name}[{i}]");
                 if !valid_abs_path(p) || p.contains("//") || (p.len() > 1 && p.ends_with('/')) {
-                    return Err(err(
-                        m,
-                        f,
-                        "must be an absolute path of plain components, without '..'",
-                    ));
+                    return Err(err(m, f, "must be an absolute path of plain components, without '..'"));
                 }
                 if name == "rw_paths" && p.as_str() == "/" {
                     return Err(err(m, f, "must not be / (the image stays read-only)"));
@@ -1101,11 +907,7 @@ impl Manifest {
         if !self.exec_paths.is_empty() {
             let prog = self.entry.argv.first().map(|a| a.as_str()).unwrap_or("");
             if !self.exec_paths.iter().any(|p| beneath(prog, p)) {
-                return Err(err(
-                    m,
-                    "exec_paths",
-                    format!("the program `{prog}` is not beneath any of them"),
-                ));
+                return Err(err(m, "exec_paths", format!("the program `{prog}` is not beneath any of them")));
             }
         }
         Ok(())
@@ -1114,11 +916,7 @@ impl Manifest {
     /// Refuse a set field that berth does not enforce yet.
     pub fn check_gates(&self) -> Result<(), ManifestError> {
         match self.fields_set().find(|f| GATED.contains(f)) {
-            Some(f) => Err(err(
-                &self.name,
-                f,
-                "not supported yet: berth does not enforce this field yet",
-            )),
+            Some(f) => Err(err(&self.name, f, "not supported yet: berth does not enforce this field yet")),
             None => Ok(()),
         }
     }
@@ -1134,39 +932,15 @@ impl Manifest {
         for (i, d) in self.devices.iter().enumerate() {
             let f = format!("devices[{i}].node");
             match board.node(&d.node) {
-                None => {
-                    return Err(err(
-                        &self.name,
-                        f,
-                        format!("board {} has no hardware node `{}`", board.name, d.node),
-                    ))
-                }
-                Some(n) if n.reserved => {
-                    return Err(err(
-                        &self.name,
-                        f,
-                        format!("`{}` is reserved and never granted", d.node),
-                    ))
-                }
+                None => return Err(err(&self.name, f, format!("board {} has no hardware node `{}`", board.name, d.node))),
+                Some(n) if n.reserved => return Err(err(&self.name, f, format!("`{}` is reserved and never granted", d.node))),
                 Some(n) if n.kind == crate::board::NodeKind::Block => {
-                    return Err(err(
-                        &self.name,
-                        f,
-                        format!(
-                            "`{}` is a block device: never granted to a container",
-                            d.node
-                        ),
-                    ))
+                    return Err(err(&self.name, f, format!("`{}` is a block device: never granted to a container", d.node)))
                 }
                 Some(n) => {
                     let watchdog = board.watchdog.as_ref().map(|w| w.device.as_str());
-                    if let Some(what) = crate::container::devices::never_granted(
-                        n.major, n.minor, &n.path, watchdog,
-                    ) {
-                        let why = format!(
-                            "`{}` ({} {}:{}) is {what}: never granted to a container",
-                            d.node, n.path, n.major, n.minor
-                        );
+                    if let Some(what) = crate::container::devices::never_granted(n.major, n.minor, &n.path, watchdog) {
+                        let why = format!("`{}` ({} {}:{}) is {what}: never granted to a container", d.node, n.path, n.major, n.minor);
                         return Err(err(&self.name, f, why));
                     }
                 }
@@ -1181,11 +955,7 @@ impl Manifest {
     pub fn from_toml(stem: &str, text: &str) -> Result<Manifest, ManifestError> {
         let m: Manifest = toml::from_str(text).map_err(|e| toml_error(stem, text, &e))?;
         if m.name != stem {
-            return Err(err(
-                stem,
-                "name",
-                format!("`{}` must equal the file name `{stem}`", m.name),
-            ));
+            return Err(err(stem, "name", format!("`{}` must equal the file name `{stem}`", m.name)));
         }
         m.validate()?;
         Ok(m)
@@ -1206,11 +976,7 @@ pub fn validate_set(set: &[Manifest]) -> Result<(), ManifestError> {
     for m in set {
         for (j, d) in m.after.iter().enumerate() {
             if !set.iter().any(|o| &o.name == d) {
-                return Err(err(
-                    &m.name,
-                    format!("after[{j}]"),
-                    format!("`{d}` is not a container in this release"),
-                ));
+                return Err(err(&m.name, format!("after[{j}]"), format!("`{d}` is not a container in this release")));
             }
         }
     }
@@ -1242,13 +1008,7 @@ pub fn start_order(set: &[Manifest]) -> Result<Vec<usize, SET_MAX>, ManifestErro
     Ok(order)
 }
 
-fn visit(
-    set: &[Manifest],
-    i: usize,
-    state: &mut [u8; SET_MAX],
-    path: &mut Vec<usize, SET_MAX>,
-    order: &mut Vec<usize, SET_MAX>,
-) -> Result<(), ManifestError> {
+fn visit(set: &[Manifest], i: usize, state: &mut [u8; SET_MAX], path: &mut Vec<usize, SET_MAX>, order: &mut Vec<usize, SET_MAX>) -> Result<(), ManifestError> {
     let (Some(m), Some(s)) = (set.get(i), state.get(i).copied()) else {
         return Ok(());
     };
@@ -1298,10 +1058,7 @@ fn toml_error(stem: &str, text: &str, e: &toml::de::Error) -> ManifestError {
         .map(str::to_owned)
         .or_else(|| e.span().and_then(|s| key_at(text, s.start)))
         .unwrap_or_else(|| "?".to_owned());
-    let at = e
-        .span()
-        .map(|s| format!(" (at byte {})", s.start))
-        .unwrap_or_default();
+    let at = e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default();
     err(stem, field, format!("{msg}{at}"))
 }
 
@@ -1320,10 +1077,7 @@ fn key_at(text: &str, pos: usize) -> Option<std::string::String> {
         if key.is_none() {
             if let Some((k, _)) = line.split_once('=') {
                 let k = k.trim();
-                if !k.is_empty()
-                    && k.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-                {
+                if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
                     key = Some(k.to_owned());
                 }
             }
@@ -1381,10 +1135,7 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
     ];
 
     pub(crate) fn examples() -> std::vec::Vec<Manifest> {
-        EXAMPLES
-            .iter()
-            .map(|(stem, text)| Manifest::from_toml(stem, text).unwrap())
-            .collect()
+        EXAMPLES.iter().map(|(stem, text)| Manifest::from_toml(stem, text).unwrap()).collect()
     }
 
     fn sensor_with(old: &str, new: &str) -> std::string::String {
@@ -1406,10 +1157,7 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         assert_eq!(ms[1].entry.workdir.as_str(), "/");
         assert_eq!(ms[1].network, Some(Network::None));
         assert_eq!(ms[0].network, None);
-        assert_eq!(
-            ms[0].image.to_string(),
-            format!("sha256:{}", "1".repeat(64))
-        );
+        assert_eq!(ms[0].image.to_string(), format!("sha256:{}", "1".repeat(64)));
         validate_set(&ms).unwrap();
         let order = start_order(&ms).unwrap();
         assert_eq!(order.as_slice(), &[0, 1, 2]);
@@ -1418,19 +1166,13 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
     #[test]
     fn display_names_manifest_field_and_reason() {
         let e = parse(&sensor_with("\"/usr/bin/sensord\"", "\"sensord\"")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "manifest sensor: field entry.argv[0]: must be an absolute path"
-        );
+        assert_eq!(e.to_string(), "manifest sensor: field entry.argv[0]: must be an absolute path");
     }
 
     #[test]
     fn unknown_and_missing_fields_are_named() {
         let e = parse(&sensor_with("version =", "colour = \"red\"\nversion =")).unwrap_err();
-        assert_eq!(
-            (e.manifest.as_str(), e.field.as_str()),
-            ("sensor", "colour")
-        );
+        assert_eq!((e.manifest.as_str(), e.field.as_str()), ("sensor", "colour"));
         let e = parse(&sensor_with(ENTRY, "[entry]\nshell = true\n")).unwrap_err();
         assert_eq!(e.field, "shell");
         let e = parse(&sensor_with("version = \"1.4.2\"\n", "")).unwrap_err();
@@ -1483,19 +1225,11 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
             (ENTRY, "mounts = [{ target = \"/t\", volume = \"V\" }]\n[entry]\n", "mounts[0].volume"),
             (ENTRY, "mounts = [{ target = \"/t\" }]\n[entry]\n", "mounts[0]"),
             (ENTRY, "mounts = [{ target = \"/t\", volume = \"v\", exec = true }]\n[entry]\n", "mounts[0].exec"),
-            (
-                ENTRY,
-                "mounts = [{ target = \"/a\", volume = \"v\" }, { target = \"/b\", volume = \"v\" }]\n[entry]\n",
-                "mounts[1].volume",
-            ),
+            (ENTRY, "mounts = [{ target = \"/a\", volume = \"v\" }, { target = \"/b\", volume = \"v\" }]\n[entry]\n", "mounts[1].volume"),
             (ENTRY, "mounts = [{ target = \"/proc/x\", tmpfs_size = 4096 }]\n[entry]\n", "mounts[0].target"),
             (ENTRY, "mounts = [{ target = \"/dev\", tmpfs_size = 4096 }]\n[entry]\n", "mounts[0].target"),
             (ENTRY, "mounts = [{ target = \"/t\", volume = \"v\", tmpfs_size = 4096 }]\n[entry]\n", "mounts[0]"),
-            (
-                ENTRY,
-                "mounts = [{ target = \"/t\", volume = \"v\" }, { target = \"/t\", volume = \"w\" }]\n[entry]\n",
-                "mounts[1].target",
-            ),
+            (ENTRY, "mounts = [{ target = \"/t\", volume = \"v\" }, { target = \"/t\", volume = \"w\" }]\n[entry]\n", "mounts[1].target"),
             (ENTRY, "capabilities = [\"CAP_FLY\"]\n[entry]\n", "capabilities[0]"),
             (ENTRY, "capabilities = [\"NET_BIND_SERVICE\"]\n[entry]\n", "capabilities[0]"),
             (ENTRY, "capabilities = [\"CAP_KILL\", \"CAP_KILL\"]\n[entry]\n", "capabilities[1]"),
@@ -1529,10 +1263,7 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         for (old, new, field) in cases {
             let e = parse(&sensor_with(old, new)).unwrap_err();
             assert_eq!(&e.field, field, "{old} -> {new}: {e}");
-            assert!(
-                !e.reason.contains("not supported"),
-                "{old} -> {new}: value error expected, got {e}"
-            );
+            assert!(!e.reason.contains("not supported"), "{old} -> {new}: value error expected, got {e}");
         }
     }
 
@@ -1556,11 +1287,7 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         let e = parse(&sensor_with("\"--interval\"", &format!("\"{long}\""))).unwrap_err();
         assert_eq!(e.field, "entry.argv", "{e}");
         assert!(e.reason.contains("no more than 128 bytes"), "{e}");
-        let e = parse(&sensor_with(
-            "version = \"1.4.2\"",
-            &format!("version = \"{}\"", "1".repeat(33)),
-        ))
-        .unwrap_err();
+        let e = parse(&sensor_with("version = \"1.4.2\"", &format!("version = \"{}\"", "1".repeat(33)))).unwrap_err();
         assert_eq!(e.field, "version", "{e}");
         let ok = "a".repeat(ARG_MAX);
         parse(&sensor_with("\"--interval\"", &format!("\"{ok}\""))).unwrap();
@@ -1593,15 +1320,8 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
     fn log_rate_defaults_and_bounds() {
         let m = parse(&sensor_with(ENTRY, ENTRY)).unwrap();
         assert_eq!(m.log_rate, None);
-        assert_eq!(
-            m.log_rate.unwrap_or_default().resolved(),
-            (LOG_LINES_PER_S, LOG_BURST)
-        );
-        let m = parse(&sensor_with(
-            ENTRY,
-            "log_rate = { lines_per_s = 10000, burst = 100000 }\n[entry]\n",
-        ))
-        .unwrap();
+        assert_eq!(m.log_rate.unwrap_or_default().resolved(), (LOG_LINES_PER_S, LOG_BURST));
+        let m = parse(&sensor_with(ENTRY, "log_rate = { lines_per_s = 10000, burst = 100000 }\n[entry]\n")).unwrap();
         assert_eq!(m.log_rate.unwrap().resolved(), (10_000, 100_000));
         let m = parse(&sensor_with(ENTRY, "log_rate = { burst = 1 }\n[entry]\n")).unwrap();
         assert_eq!(m.log_rate.unwrap().resolved(), (LOG_LINES_PER_S, 1));
@@ -1613,24 +1333,12 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
     fn oneshot_is_off_by_default_and_never_with_restart_always() {
         assert!(!parse(&sensor_with(ENTRY, ENTRY)).unwrap().oneshot);
         for restart in ["never", "on-failure"] {
-            let m = parse(&sensor_with(
-                ENTRY,
-                &format!("oneshot = true\nrestart = \"{restart}\"\n[entry]\n"),
-            ))
-            .unwrap();
+            let m = parse(&sensor_with(ENTRY, &format!("oneshot = true\nrestart = \"{restart}\"\n[entry]\n"))).unwrap();
             assert!(m.oneshot, "{restart}");
         }
         // The default policy (on-failure) allows it.
-        assert!(
-            parse(&sensor_with(ENTRY, "oneshot = true\n[entry]\n"))
-                .unwrap()
-                .oneshot
-        );
-        let e = parse(&sensor_with(
-            ENTRY,
-            "oneshot = true\nrestart = \"always\"\n[entry]\n",
-        ))
-        .unwrap_err();
+        assert!(parse(&sensor_with(ENTRY, "oneshot = true\n[entry]\n")).unwrap().oneshot);
+        let e = parse(&sensor_with(ENTRY, "oneshot = true\nrestart = \"always\"\n[entry]\n")).unwrap_err();
         assert_eq!(e.field, "oneshot", "{e}");
         assert!(parse(&sensor_with(ENTRY, "oneshot = \"yes\"\n[entry]\n")).is_err());
     }
@@ -1642,45 +1350,23 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         assert!(on.status_view);
         for target in ["/run/berth-status", "/run/berth-status/x"] {
             let text = sensor_with(ENTRY, &format!("status_view = true\nmounts = [{{ target = \"{target}\", tmpfs_size = 4096 }}]\n[entry]\n"));
-            assert_eq!(
-                parse(&text).unwrap_err().field,
-                "mounts[0].target",
-                "{target}"
-            );
+            assert_eq!(parse(&text).unwrap_err().field, "mounts[0].target", "{target}");
         }
         // A tmpfs over /run is fine: the view is bound after it.
-        let text = sensor_with(
-            ENTRY,
-            "status_view = true\nmounts = [{ target = \"/run\", tmpfs_size = 4096 }]\n[entry]\n",
-        );
+        let text = sensor_with(ENTRY, "status_view = true\nmounts = [{ target = \"/run\", tmpfs_size = 4096 }]\n[entry]\n");
         assert!(parse(&text).is_ok());
         assert!(parse(&sensor_with(ENTRY, "status_view = 1\n[entry]\n")).is_err());
     }
 
     #[test]
     fn landlock_paths_are_accepted_with_the_program_beneath() {
-        for list in [
-            "[\"/usr/bin/sensord\"]",
-            "[\"/usr\"]",
-            "[\"/\"]",
-            "[\"/opt\", \"/usr/bin\"]",
-        ] {
-            let m = parse(&sensor_with(
-                ENTRY,
-                &format!("exec_paths = {list}\nrw_paths = [\"/run\"]\n[entry]\n"),
-            ))
-            .unwrap_or_else(|e| panic!("{list}: {e}"));
+        for list in ["[\"/usr/bin/sensord\"]", "[\"/usr\"]", "[\"/\"]", "[\"/opt\", \"/usr/bin\"]"] {
+            let m = parse(&sensor_with(ENTRY, &format!("exec_paths = {list}\nrw_paths = [\"/run\"]\n[entry]\n"))).unwrap_or_else(|e| panic!("{list}: {e}"));
             assert!(!m.exec_paths.is_empty());
             assert_eq!(m.rw_paths[0].as_str(), "/run");
         }
-        let many: std::vec::Vec<_> = (0..=LANDLOCK_PATHS_MAX)
-            .map(|i| format!("\"/r{i}\""))
-            .collect();
-        assert!(parse(&sensor_with(
-            ENTRY,
-            &format!("rw_paths = [{}]\n[entry]\n", many.join(","))
-        ))
-        .is_err());
+        let many: std::vec::Vec<_> = (0..=LANDLOCK_PATHS_MAX).map(|i| format!("\"/r{i}\"")).collect();
+        assert!(parse(&sensor_with(ENTRY, &format!("rw_paths = [{}]\n[entry]\n", many.join(",")))).is_err());
         assert!(beneath("/usr/bin/x", "/usr") && beneath("/usr", "/usr") && beneath("/x", "/"));
         assert!(!beneath("/usrx/y", "/usr") && !beneath("/us", "/usr"));
     }
@@ -1697,19 +1383,9 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         assert!(m.uses_notify());
         assert_eq!(m.readiness.as_ref().map(|r| r.timeout_ms), Some(5000));
         let h = m.health.as_ref().unwrap();
-        assert_eq!(
-            (h.watchdog_ms, h.interval_ms, h.retries),
-            (Some(2000), 10_000, 3)
-        );
-        assert_eq!(
-            m.stop.and_then(|s| s.signal).map(StopSignal::signal),
-            Some(nix::sys::signal::Signal::SIGINT)
-        );
-        let m = parse(&sensor_with(
-            ENTRY,
-            "health = { command = [\"/bin/check\", \"-q\"], retries = 2 }\n[entry]\n",
-        ))
-        .unwrap();
+        assert_eq!((h.watchdog_ms, h.interval_ms, h.retries), (Some(2000), 10_000, 3));
+        assert_eq!(m.stop.and_then(|s| s.signal).map(StopSignal::signal), Some(nix::sys::signal::Signal::SIGINT));
+        let m = parse(&sensor_with(ENTRY, "health = { command = [\"/bin/check\", \"-q\"], retries = 2 }\n[entry]\n")).unwrap();
         assert!(!m.uses_notify());
         assert_eq!(m.health.unwrap().command.len(), 2);
         assert!(!examples()[0].uses_notify());
@@ -1717,31 +1393,14 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
 
     #[test]
     fn socket_families_are_granted_by_name() {
-        let m = parse(&sensor_with(
-            "[entry]",
-            "socket_families = [\"can\", \"bluetooth\"]\n[entry]",
-        ))
-        .unwrap();
+        let m = parse(&sensor_with("[entry]", "socket_families = [\"can\", \"bluetooth\"]\n[entry]")).unwrap();
         assert_eq!(m.socket_families, ["can", "bluetooth"]);
         assert!(m.fields_set().any(|f| f == "socket_families"));
-        let e = parse(&sensor_with(
-            "[entry]",
-            "socket_families = [\"packet\"]\n[entry]",
-        ))
-        .unwrap_err();
+        let e = parse(&sensor_with("[entry]", "socket_families = [\"packet\"]\n[entry]")).unwrap_err();
         assert!(e.reason.contains("CAP_NET_RAW"), "{e}");
-        let nine: std::vec::Vec<std::string::String> =
-            (0..=FAMILIES_MAX).map(|_| "\"can\"".into()).collect();
-        assert!(parse(&sensor_with(
-            "[entry]",
-            &format!("socket_families = [{}]\n[entry]", nine.join(","))
-        ))
-        .is_err());
-        let long = parse(&sensor_with(
-            "[entry]",
-            "socket_families = [\"ieee802154ieee\"]\n[entry]",
-        ))
-        .unwrap_err();
+        let nine: std::vec::Vec<std::string::String> = (0..=FAMILIES_MAX).map(|_| "\"can\"".into()).collect();
+        assert!(parse(&sensor_with("[entry]", &format!("socket_families = [{}]\n[entry]", nine.join(",")))).is_err());
+        let long = parse(&sensor_with("[entry]", "socket_families = [\"ieee802154ieee\"]\n[entry]")).unwrap_err();
         assert_eq!(long.field, "socket_families", "{long}");
     }
 
@@ -1768,11 +1427,8 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         for cap in REFUSED_CAPS {
             assert!(CAP_NAMES.contains(cap));
             // Even with another bad field and a gate, the refusal wins.
-            let text = sensor_with(
-                ENTRY,
-                &format!("capabilities = [\"CAP_KILL\", \"{cap}\"]\n[entry]\nuid = 1\n"),
-            )
-            .replace("version = \"1.4.2\"", "version = \"bad version\"");
+            let text = sensor_with(ENTRY, &format!("capabilities = [\"CAP_KILL\", \"{cap}\"]\n[entry]\nuid = 1\n"))
+                .replace("version = \"1.4.2\"", "version = \"bad version\"");
             let e = parse(&text).unwrap_err();
             assert_eq!(e.field, "capabilities[1]", "{cap}: {e}");
             assert!(e.reason.contains("never granted"), "{e}");
@@ -1789,10 +1445,7 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         let mut ms = examples();
         ms[1].after[0] = Name::try_from("ghost").unwrap();
         let e = validate_set(&ms).unwrap_err();
-        assert_eq!(
-            (e.manifest.as_str(), e.field.as_str()),
-            ("collector", "after[0]")
-        );
+        assert_eq!((e.manifest.as_str(), e.field.as_str()), ("collector", "after[0]"));
         assert!(e.reason.contains("ghost"));
 
         // sensor -> uplink -> collector -> sensor
@@ -1800,11 +1453,7 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         ms[0].after.push(Name::try_from("uplink").unwrap()).unwrap();
         let e = validate_set(&ms).unwrap_err();
         assert_eq!(e.field, "after");
-        assert!(
-            e.reason
-                .contains("dependency cycle: sensor -> uplink -> collector -> sensor"),
-            "{e}"
-        );
+        assert!(e.reason.contains("dependency cycle: sensor -> uplink -> collector -> sensor"), "{e}");
     }
 
     #[test]
@@ -1812,32 +1461,19 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         let board_text = include_str!("../../board-configs/qemu-aarch64-virt.toml");
         let board = Board::from_toml(board_text).unwrap();
         let mut m = examples().remove(0);
-        m.devices
-            .push(DeviceGrant {
-                node: "nosuch".try_into().unwrap(),
-                access: "r".try_into().unwrap(),
-            })
-            .unwrap();
+        m.devices.push(DeviceGrant { node: "nosuch".try_into().unwrap(), access: "r".try_into().unwrap() }).unwrap();
         let e = m.check_devices(&board).unwrap_err();
         assert_eq!(e.field, "devices[0].node");
         if let Some(reserved) = board.hardware.iter().find(|n| n.reserved) {
             m.devices[0].node = reserved.name.as_str().try_into().unwrap();
-            assert!(m
-                .check_devices(&board)
-                .unwrap_err()
-                .reason
-                .contains("reserved"));
+            assert!(m.check_devices(&board).unwrap_err().reason.contains("reserved"));
         }
         let mut with_block = board.clone();
         if let Some(n) = with_block.hardware.first_mut() {
             n.kind = crate::board::NodeKind::Block;
             n.reserved = false;
             m.devices[0].node = n.name.as_str().try_into().unwrap();
-            assert!(m
-                .check_devices(&with_block)
-                .unwrap_err()
-                .reason
-                .contains("block device"));
+            assert!(m.check_devices(&with_block).unwrap_err().reason.contains("block device"));
         }
         if let Some(free) = board.hardware.iter().find(|n| !n.reserved) {
             m.devices[0].node = free.name.as_str().try_into().unwrap();
@@ -1846,22 +1482,14 @@ env = ["UPLINK_URL=mqtts://broker.example:8883"]
         // A board that skipped validation (or an old compiled one) still
         // cannot hand out a never-granted class: by number, by path, or the
         // board's own watchdog.
-        for (major, minor, path, words) in [
-            (10, 200, "/dev/ttyX", "tun/tap"),
-            (300, 0, "/dev/mtd3", "raw flash"),
-            (251, 0, "/dev/watchdog0", "watchdog"),
-        ] {
+        for (major, minor, path, words) in [(10, 200, "/dev/ttyX", "tun/tap"), (300, 0, "/dev/mtd3", "raw flash"), (251, 0, "/dev/watchdog0", "watchdog")] {
             let mut b = board.clone();
             let n = &mut b.hardware[0];
-            (n.major, n.minor, n.path, n.reserved) =
-                (major, minor, path.try_into().unwrap(), false);
+            (n.major, n.minor, n.path, n.reserved) = (major, minor, path.try_into().unwrap(), false);
             m.devices[0].node = n.name.as_str().try_into().unwrap();
             let e = m.check_devices(&b).unwrap_err();
             assert_eq!(e.field, "devices[0].node");
-            assert!(
-                e.reason.contains(words) && e.reason.contains("never granted"),
-                "{e}"
-            );
+            assert!(e.reason.contains(words) && e.reason.contains("never granted"), "{e}");
         }
     }
 }

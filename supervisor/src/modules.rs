@@ -59,10 +59,7 @@ pub fn load_all<'a>(names: impl IntoIterator<Item = &'a str>) -> usize {
                 .emit(),
             Err(e) => {
                 failed += 1;
-                Event::error("module.load")
-                    .kv("name", name)
-                    .result(&Err::<(), _>(errno_text(e)))
-                    .emit();
+                Event::error("module.load").kv("name", name).result(&Err::<(), _>(errno_text(e))).emit();
             }
         }
     }

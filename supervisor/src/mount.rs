@@ -46,20 +46,10 @@ pub fn text(s: &str) -> Text {
 }
 
 fn step(source: &str, target: &str, fstype: &str, flags: MsFlags, data: &str) -> MountStep {
-    MountStep {
-        source: text(source),
-        target: text(target),
-        fstype: text(fstype),
-        flags,
-        data: text(data),
-        optional: false,
-        retry_data: None,
-    }
+    MountStep { source: text(source), target: text(target), fstype: text(fstype), flags, data: text(data), optional: false, retry_data: None }
 }
 
-const SAFE: MsFlags = MsFlags::MS_NOSUID
-    .union(MsFlags::MS_NODEV)
-    .union(MsFlags::MS_NOEXEC);
+const SAFE: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
 
 /// The API filesystems every boot needs, in order.
 pub fn early(board: &Board) -> Plan {
@@ -67,28 +57,10 @@ pub fn early(board: &Board) -> Plan {
     let steps = [
         step("proc", "/proc", "proc", SAFE, ""),
         step("sysfs", "/sys", "sysfs", SAFE, ""),
-        step(
-            "devtmpfs",
-            "/dev",
-            "devtmpfs",
-            MsFlags::MS_NOSUID,
-            "mode=0755",
-        ),
-        step(
-            "devpts",
-            "/dev/pts",
-            "devpts",
-            MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
-            "mode=0620,ptmxmode=0666,gid=5",
-        ),
+        step("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID, "mode=0755"),
+        step("devpts", "/dev/pts", "devpts", MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC), "mode=0620,ptmxmode=0666,gid=5"),
         step("tmpfs", "/dev/shm", "tmpfs", SAFE, "mode=1777,size=4m"),
-        step(
-            "tmpfs",
-            "/run",
-            "tmpfs",
-            MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
-            "mode=0755,size=8m",
-        ),
+        step("tmpfs", "/run", "tmpfs", MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV), "mode=0755,size=8m"),
     ];
     for s in steps {
         let _ = p.push(s);
@@ -98,24 +70,12 @@ pub fn early(board: &Board) -> Plan {
             // favordynmods (Linux 6.0): moving a process between cgroups
             // (a `cgroup.procs` write) then no longer waits for an RCU grace
             // period, at a small cost to every fork and exit.
-            let mut cg = step(
-                "cgroup2",
-                "/sys/fs/cgroup",
-                "cgroup2",
-                SAFE,
-                "nsdelegate,favordynmods",
-            );
+            let mut cg = step("cgroup2", "/sys/fs/cgroup", "cgroup2", SAFE, "nsdelegate,favordynmods");
             cg.retry_data = Some(text("nsdelegate"));
             let _ = p.push(cg);
         }
         CgroupMode::V1 => {
-            let _ = p.push(step(
-                "tmpfs",
-                "/sys/fs/cgroup",
-                "tmpfs",
-                SAFE,
-                "mode=0755,size=64k",
-            ));
+            let _ = p.push(step("tmpfs", "/sys/fs/cgroup", "tmpfs", SAFE, "mode=0755,size=64k"));
         }
     }
     p
@@ -125,22 +85,10 @@ pub fn early(board: &Board) -> Plan {
 /// (`controllers` as listed enabled in /proc/cgroups).
 pub fn cgroup_v1(controllers: &[&str]) -> Plan {
     // Groups co-mounted the way distributions do, so tools find them.
-    const GROUPS: [&[&str]; 7] = [
-        &["cpu", "cpuacct"],
-        &["memory"],
-        &["devices"],
-        &["pids"],
-        &["freezer"],
-        &["blkio"],
-        &["cpuset"],
-    ];
+    const GROUPS: [&[&str]; 7] = [&["cpu", "cpuacct"], &["memory"], &["devices"], &["pids"], &["freezer"], &["blkio"], &["cpuset"]];
     let mut p = Plan::new();
     for group in GROUPS {
-        let present: heapless::Vec<&str, 2> = group
-            .iter()
-            .copied()
-            .filter(|c| controllers.contains(c))
-            .collect();
+        let present: heapless::Vec<&str, 2> = group.iter().copied().filter(|c| controllers.contains(c)).collect();
         if present.is_empty() {
             continue;
         }
@@ -163,15 +111,7 @@ pub fn cgroup_v1(controllers: &[&str]) -> Plan {
         let _ = favor.push_str(",favordynmods");
         // Listed in /proc/cgroups is not enough: recent kernels may build a
         // controller for v2 only (memory without CONFIG_MEMCG_V1, say).
-        let _ = p.push(MountStep {
-            source: text("cgroup"),
-            target,
-            fstype: text("cgroup"),
-            flags: SAFE,
-            data: favor,
-            optional: true,
-            retry_data: Some(opts),
-        });
+        let _ = p.push(MountStep { source: text("cgroup"), target, fstype: text("cgroup"), flags: SAFE, data: favor, optional: true, retry_data: Some(opts) });
     }
     p
 }
@@ -179,13 +119,7 @@ pub fn cgroup_v1(controllers: &[&str]) -> Plan {
 /// The read-only system image, mounted at [`NEW_ROOT`] before the switch.
 pub fn system_root(board: &Board) -> MountStep {
     let sys = &board.storage.system;
-    step(
-        &sys.device,
-        NEW_ROOT,
-        sys.fstype.name(),
-        MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
-        "",
-    )
+    step(&sys.device, NEW_ROOT, sys.fstype.name(), MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID, "")
 }
 
 /// The writable data partition: never a place to run programs from. With
@@ -194,13 +128,7 @@ pub fn system_root(board: &Board) -> MountStep {
 /// mounted without, logged as `mount result=refused`.
 pub fn data(board: &Board) -> MountStep {
     let d = &board.storage.data;
-    let mut s = step(
-        &d.device,
-        DATA,
-        d.fstype.name(),
-        SAFE | MsFlags::MS_NOATIME,
-        DATA_OPTIONS,
-    );
+    let mut s = step(&d.device, DATA, d.fstype.name(), SAFE | MsFlags::MS_NOATIME, DATA_OPTIONS);
     s.retry_data = Some(text(""));
     s
 }
@@ -223,20 +151,13 @@ pub fn apply(plan: &[MountStep], m: &mut impl Mounter) -> usize {
     let mut failed = 0;
     for s in plan {
         if m.is_mounted(&s.target) {
-            Event::debug("mount")
-                .kv("target", &s.target)
-                .kv("result", "present")
-                .emit();
+            Event::debug("mount").kv("target", &s.target).kv("result", "present").emit();
             continue;
         }
         let mut r = m.ensure_dir(&s.target).and_then(|()| m.mount(s));
         let mut data = &s.data;
         if let (Some(retry), Err(e @ Errno::EINVAL)) = (&s.retry_data, r) {
-            let without = MountStep {
-                data: retry.clone(),
-                retry_data: None,
-                ..s.clone()
-            };
+            let without = MountStep { data: retry.clone(), retry_data: None, ..s.clone() };
             r = m.mount(&without);
             data = retry;
             // Said only when the options were the cause; otherwise the
@@ -253,12 +174,7 @@ pub fn apply(plan: &[MountStep], m: &mut impl Mounter) -> usize {
             }
         }
         if let (true, Err(e @ (Errno::EINVAL | Errno::ENODEV))) = (s.optional, r) {
-            Event::warn("mount")
-                .kv("target", &s.target)
-                .kv("fstype", &s.fstype)
-                .kv("result", "unavailable")
-                .kv("reason", errno_text(e))
-                .emit();
+            Event::warn("mount").kv("target", &s.target).kv("fstype", &s.fstype).kv("result", "unavailable").kv("reason", errno_text(e)).emit();
             continue;
         }
         if r.is_err() {
@@ -323,18 +239,8 @@ impl Mounter for SysMounter {
     }
 
     fn mount(&mut self, s: &MountStep) -> Result<(), Errno> {
-        let data: Option<&str> = if s.data.is_empty() {
-            None
-        } else {
-            Some(&s.data)
-        };
-        nix::mount::mount(
-            Some(s.source.as_str()),
-            s.target.as_str(),
-            Some(s.fstype.as_str()),
-            s.flags,
-            data,
-        )
+        let data: Option<&str> = if s.data.is_empty() { None } else { Some(&s.data) };
+        nix::mount::mount(Some(s.source.as_str()), s.target.as_str(), Some(s.fstype.as_str()), s.flags, data)
     }
 }
 
@@ -359,17 +265,9 @@ mod tests {
     use crate::board::Board;
 
     pub(crate) fn board(cgroup: &str) -> Board {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../board-configs/qemu-aarch64-virt.toml"
-        ))
-        .unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../board-configs/qemu-aarch64-virt.toml")).unwrap();
         let mut b = Board::from_toml(&text).unwrap();
-        b.cgroup = if cgroup == "v1" {
-            CgroupMode::V1
-        } else {
-            CgroupMode::V2
-        };
+        b.cgroup = if cgroup == "v1" { CgroupMode::V1 } else { CgroupMode::V2 };
         b
     }
 
@@ -392,21 +290,11 @@ mod tests {
             Ok(())
         }
         fn mount(&mut self, s: &MountStep) -> Result<(), Errno> {
-            self.calls.push(format!(
-                "mount {} {} {} {} {}",
-                s.source,
-                s.target,
-                s.fstype,
-                flags_text(s.flags),
-                s.data
-            ));
+            self.calls.push(format!("mount {} {} {} {} {}", s.source, s.target, s.fstype, flags_text(s.flags), s.data));
             if self.fail.as_deref() == Some(s.target.as_str()) {
                 return Err(Errno::ENODEV);
             }
-            if self
-                .unknown
-                .is_some_and(|o| s.data.split(',').any(|d| d == o))
-            {
+            if self.unknown.is_some_and(|o| s.data.split(',').any(|d| d == o)) {
                 return Err(Errno::EINVAL);
             }
             Ok(())
@@ -436,16 +324,9 @@ mod tests {
 
     #[test]
     fn cgroup2_without_favordynmods_on_older_kernels() {
-        let mut r = Recorder {
-            unknown: Some("favordynmods"),
-            ..Default::default()
-        };
+        let mut r = Recorder { unknown: Some("favordynmods"), ..Default::default() };
         assert_eq!(apply(&early(&board("v2")), &mut r), 0, "the retry succeeds");
-        let cg: Vec<&String> = r
-            .calls
-            .iter()
-            .filter(|c| c.starts_with("mount cgroup2"))
-            .collect();
+        let cg: Vec<&String> = r.calls.iter().filter(|c| c.starts_with("mount cgroup2")).collect();
         assert_eq!(
             cg,
             [
@@ -454,40 +335,22 @@ mod tests {
             ]
         );
         // Another refused option is not retried: the step fails.
-        let mut r = Recorder {
-            unknown: Some("nsdelegate"),
-            ..Default::default()
-        };
+        let mut r = Recorder { unknown: Some("nsdelegate"), ..Default::default() };
         assert_eq!(apply(&early(&board("v2")), &mut r), 1);
-        assert_eq!(
-            r.calls
-                .iter()
-                .filter(|c| c.starts_with("mount cgroup2"))
-                .count(),
-            2
-        );
+        assert_eq!(r.calls.iter().filter(|c| c.starts_with("mount cgroup2")).count(), 2);
     }
 
     #[test]
     fn already_mounted_targets_are_skipped() {
-        let mut r = Recorder {
-            mounted: vec!["/proc".into(), "/dev".into()],
-            ..Default::default()
-        };
+        let mut r = Recorder { mounted: vec!["/proc".into(), "/dev".into()], ..Default::default() };
         apply(&early(&board("v2")), &mut r);
-        assert!(!r
-            .calls
-            .iter()
-            .any(|c| c.contains(" /proc ") || c.contains(" /dev ")));
+        assert!(!r.calls.iter().any(|c| c.contains(" /proc ") || c.contains(" /dev ")));
         assert!(r.calls.iter().any(|c| c.contains(" /dev/pts ")));
     }
 
     #[test]
     fn a_failed_step_is_counted_and_the_rest_still_run() {
-        let mut r = Recorder {
-            fail: Some("/sys".into()),
-            ..Default::default()
-        };
+        let mut r = Recorder { fail: Some("/sys".into()), ..Default::default() };
         assert_eq!(apply(&early(&board("v2")), &mut r), 1);
         assert!(r.calls.iter().any(|c| c.contains(" /run ")));
     }
@@ -496,15 +359,9 @@ mod tests {
     fn v1_mounts_a_tmpfs_then_each_present_controller() {
         let e = early(&board("v1"));
         let last = e.last().unwrap();
-        assert_eq!(
-            (last.fstype.as_str(), last.target.as_str()),
-            ("tmpfs", "/sys/fs/cgroup")
-        );
+        assert_eq!((last.fstype.as_str(), last.target.as_str()), ("tmpfs", "/sys/fs/cgroup"));
         let p = cgroup_v1(&["cpu", "cpuacct", "memory", "devices", "pids"]);
-        let got: Vec<(&str, &str)> = p
-            .iter()
-            .map(|s| (s.target.as_str(), s.data.as_str()))
-            .collect();
+        let got: Vec<(&str, &str)> = p.iter().map(|s| (s.target.as_str(), s.data.as_str())).collect();
         assert_eq!(
             got,
             [
@@ -514,71 +371,34 @@ mod tests {
                 ("/sys/fs/cgroup/pids", "pids,favordynmods"),
             ]
         );
-        assert!(p
-            .iter()
-            .all(|s| s.flags.contains(SAFE) && s.fstype == "cgroup"));
+        assert!(p.iter().all(|s| s.flags.contains(SAFE) && s.fstype == "cgroup"));
         // A kernel without favordynmods mounts them without.
-        let mut r = Recorder {
-            unknown: Some("favordynmods"),
-            ..Default::default()
-        };
+        let mut r = Recorder { unknown: Some("favordynmods"), ..Default::default() };
         assert_eq!(apply(&p, &mut r), 0);
-        let second: Vec<&String> = r
-            .calls
-            .iter()
-            .filter(|c| c.starts_with("mount") && !c.contains("favordynmods"))
-            .collect();
+        let second: Vec<&String> = r.calls.iter().filter(|c| c.starts_with("mount") && !c.contains("favordynmods")).collect();
         assert_eq!(second.len(), 4, "{:?}", r.calls);
-        assert!(
-            second.iter().any(|c| c.ends_with(" cpu,cpuacct")),
-            "{second:?}"
-        );
+        assert!(second.iter().any(|c| c.ends_with(" cpu,cpuacct")), "{second:?}");
     }
 
     #[test]
     fn an_optional_step_the_kernel_lacks_is_not_a_failure() {
-        let mut r = Recorder {
-            fail: Some("/sys/fs/cgroup/memory".into()),
-            ..Default::default()
-        };
+        let mut r = Recorder { fail: Some("/sys/fs/cgroup/memory".into()), ..Default::default() };
         assert_eq!(apply(&cgroup_v1(&["memory", "pids"]), &mut r), 0);
         assert!(r.calls.iter().any(|c| c.contains(" /sys/fs/cgroup/pids ")));
-        let mut r = Recorder {
-            fail: Some("/sys".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            apply(&early(&board("v2")), &mut r),
-            1,
-            "required steps still count"
-        );
+        let mut r = Recorder { fail: Some("/sys".into()), ..Default::default() };
+        assert_eq!(apply(&early(&board("v2")), &mut r), 1, "required steps still count");
     }
 
     #[test]
     fn system_root_is_read_only_and_data_cannot_run_programs() {
         let b = board("v2");
         let s = system_root(&b);
-        assert_eq!(
-            (s.source.as_str(), s.target.as_str(), s.fstype.as_str()),
-            ("/dev/vda", NEW_ROOT, "squashfs")
-        );
-        assert!(s
-            .flags
-            .contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV));
-        assert!(
-            !s.flags.contains(MsFlags::MS_NOEXEC),
-            "berth runs from the system image"
-        );
+        assert_eq!((s.source.as_str(), s.target.as_str(), s.fstype.as_str()), ("/dev/vda", NEW_ROOT, "squashfs"));
+        assert!(s.flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV));
+        assert!(!s.flags.contains(MsFlags::MS_NOEXEC), "berth runs from the system image");
         let d = data(&b);
-        assert_eq!(
-            (d.source.as_str(), d.target.as_str(), d.fstype.as_str()),
-            ("/dev/vdb", DATA, "ext4")
-        );
-        assert_eq!(
-            (d.data.as_str(), d.retry_data.as_deref()),
-            ("prjquota", Some("")),
-            "project quotas, else without"
-        );
+        assert_eq!((d.source.as_str(), d.target.as_str(), d.fstype.as_str()), ("/dev/vdb", DATA, "ext4"));
+        assert_eq!((d.data.as_str(), d.retry_data.as_deref()), ("prjquota", Some("")), "project quotas, else without");
         assert!(d.flags.contains(SAFE));
         assert!(!d.flags.contains(MsFlags::MS_RDONLY));
     }

@@ -61,23 +61,11 @@ pub fn plan(networks: &[Network]) -> Vec<Step<'_>> {
     for n in networks {
         let Some(cidr) = n.cidr() else { continue };
         let interface = n.interface.as_str();
-        steps.push(Step {
-            interface,
-            op: Op::Address(cidr.addr),
-        });
-        steps.push(Step {
-            interface,
-            op: Op::Netmask(cidr.netmask()),
-        });
-        steps.push(Step {
-            interface,
-            op: Op::Up,
-        });
+        steps.push(Step { interface, op: Op::Address(cidr.addr) });
+        steps.push(Step { interface, op: Op::Netmask(cidr.netmask()) });
+        steps.push(Step { interface, op: Op::Up });
         if let Some(gw) = n.gateway_ip() {
-            steps.push(Step {
-                interface,
-                op: Op::DefaultRoute(gw),
-            });
+            steps.push(Step { interface, op: Op::DefaultRoute(gw) });
         }
     }
     steps
@@ -91,11 +79,7 @@ pub fn already_done(op: Op, e: Errno) -> bool {
 /// The steps that put a DHCP lease on `interface`: the same as a static
 /// entry's, with the lease's router as the gateway.
 pub fn lease_steps<'a>(interface: &'a str, lease: &crate::dhcp::client::Lease) -> Vec<Step<'a>> {
-    let mut ops = vec![
-        Op::Address(lease.address),
-        Op::Netmask(lease.netmask),
-        Op::Up,
-    ];
+    let mut ops = vec![Op::Address(lease.address), Op::Netmask(lease.netmask), Op::Up];
     ops.extend(lease.router.map(Op::DefaultRoute));
     ops.into_iter().map(|op| Step { interface, op }).collect()
 }
@@ -103,13 +87,7 @@ pub fn lease_steps<'a>(interface: &'a str, lease: &crate::dhcp::client::Lease) -
 /// An `AF_INET` datagram socket for the interface ioctls.
 pub fn ioctl_socket() -> Result<std::os::fd::OwnedFd, String> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| format!("socket: {}", errno_text(e)))
+    socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(|e| format!("socket: {}", errno_text(e)))
 }
 
 /// Carry out `steps`, one event line each. `Err` names the interface and
@@ -126,9 +104,7 @@ pub fn apply(fd: std::os::fd::BorrowedFd<'_>, steps: &[Step<'_>]) -> Result<(), 
             Err(e) if already_done(s.op, e) => Ok("present"),
             r => r.map(|()| "ok"),
         };
-        let mut ev = Event::info("net.step")
-            .kv("interface", s.interface)
-            .kv("step", s.op.name());
+        let mut ev = Event::info("net.step").kv("interface", s.interface).kv("step", s.op.name());
         ev = match s.op {
             Op::Address(ip) | Op::Netmask(ip) => ev.kv("value", Quad(ip)),
             Op::DefaultRoute(gw) => ev.kv("gateway", Quad(gw)),
@@ -138,12 +114,7 @@ pub fn apply(fd: std::os::fd::BorrowedFd<'_>, steps: &[Step<'_>]) -> Result<(), 
             Ok(how) => ev.kv("result", how).emit(),
             Err(e) => {
                 ev.result(&Err::<(), _>(errno_text(e))).emit();
-                return Err(format!(
-                    "{}: {}: {}",
-                    s.interface,
-                    s.op.name(),
-                    errno_text(e)
-                ));
+                return Err(format!("{}: {}: {}", s.interface, s.op.name(), errno_text(e)));
             }
         }
     }
@@ -164,24 +135,13 @@ mod tests {
 
     fn net(interface: &str, address: &str, gateway: Option<&str>) -> Network {
         let s = |v: &str| v.try_into().unwrap();
-        Network {
-            interface: s(interface),
-            address: Some(address.try_into().unwrap()),
-            gateway: gateway.map(s),
-            dhcp: false,
-        }
+        Network { interface: s(interface), address: Some(address.try_into().unwrap()), gateway: gateway.map(s), dhcp: false }
     }
 
     #[test]
     fn steps_in_order_with_route_last() {
-        let nets = [
-            net("eth0", "10.0.2.15/24", Some("10.0.2.2")),
-            net("eth1", "192.168.7.1/16", None),
-        ];
-        let got: Vec<(&str, Op)> = plan(&nets)
-            .into_iter()
-            .map(|s| (s.interface, s.op))
-            .collect();
+        let nets = [net("eth0", "10.0.2.15/24", Some("10.0.2.2")), net("eth1", "192.168.7.1/16", None)];
+        let got: Vec<(&str, Op)> = plan(&nets).into_iter().map(|s| (s.interface, s.op)).collect();
         assert_eq!(
             got,
             [
@@ -214,19 +174,8 @@ mod tests {
             t1_s: 43_200,
             t2_s: 75_600,
         };
-        let ops: Vec<Op> = lease_steps("eth0", &lease)
-            .into_iter()
-            .map(|s| s.op)
-            .collect();
-        assert_eq!(
-            ops,
-            [
-                Op::Address([10, 0, 2, 15]),
-                Op::Netmask([255, 255, 255, 0]),
-                Op::Up,
-                Op::DefaultRoute([10, 0, 2, 2])
-            ]
-        );
+        let ops: Vec<Op> = lease_steps("eth0", &lease).into_iter().map(|s| s.op).collect();
+        assert_eq!(ops, [Op::Address([10, 0, 2, 15]), Op::Netmask([255, 255, 255, 0]), Op::Up, Op::DefaultRoute([10, 0, 2, 2])]);
         lease.router = None;
         assert_eq!(lease_steps("eth0", &lease).len(), 3);
     }

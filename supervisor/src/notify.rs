@@ -54,10 +54,7 @@ pub fn parse(datagram: &[u8]) -> Message {
                     let mut s = heapless::String::new();
                     // Shown by `berthctl status`: nothing a terminal acts on
                     // (controls, and the bidirectional marks too).
-                    for c in String::from_utf8_lossy(text)
-                        .chars()
-                        .filter(|c| !crate::log::is_active(*c))
-                    {
+                    for c in String::from_utf8_lossy(text).chars().filter(|c| !crate::log::is_active(*c)) {
                         if s.push(c).is_err() {
                             break;
                         }
@@ -78,10 +75,7 @@ pub fn host_path(name: &str) -> String {
 /// Make (or make again) a container's socket: non-blocking, close-on-exec.
 pub fn bind(name: &str) -> std::io::Result<UnixDatagram> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(DIR)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o711).create(DIR)?;
     std::fs::set_permissions(DIR, std::fs::Permissions::from_mode(0o711))?;
     let path = host_path(name);
     match std::fs::remove_file(&path) {
@@ -127,21 +121,8 @@ mod tests {
 
     #[test]
     fn near_misses_do_nothing() {
-        for d in [
-            &b"READY=0"[..],
-            b"READY=11",
-            b" READY=1",
-            b"ready=1",
-            b"",
-            b"\n\n",
-            b"WATCHDOG=trigger",
-        ] {
-            assert_eq!(
-                parse(d),
-                Message::default(),
-                "{:?}",
-                String::from_utf8_lossy(d)
-            );
+        for d in [&b"READY=0"[..], b"READY=11", b" READY=1", b"ready=1", b"", b"\n\n", b"WATCHDOG=trigger"] {
+            assert_eq!(parse(d), Message::default(), "{:?}", String::from_utf8_lossy(d));
         }
     }
 
@@ -151,15 +132,9 @@ mod tests {
         let m = parse(long.as_bytes());
         assert_eq!(m.status.as_ref().map(|s| s.len()), Some(STATUS_MAX));
         assert!(m.status.unwrap().chars().all(|c| c == 'x'));
-        assert_eq!(
-            parse(b"STATUS=\xff\x01ok").status.as_deref(),
-            Some("\u{fffd}ok")
-        );
+        assert_eq!(parse(b"STATUS=\xff\x01ok").status.as_deref(), Some("\u{fffd}ok"));
         let active = "STATUS=a\u{1b}[31m\u{9b}1m\u{202e}b\u{2066}c\u{200f}\rd\u{7f}e\u{85}\u{61c}";
-        assert_eq!(
-            parse(active.as_bytes()).status.as_deref(),
-            Some("a[31m1mbcde")
-        );
+        assert_eq!(parse(active.as_bytes()).status.as_deref(), Some("a[31m1mbcde"));
     }
 
     #[test]

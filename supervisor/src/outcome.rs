@@ -93,9 +93,7 @@ impl UpdateInfo {
     /// (`-` for what is not known).
     pub fn line(&self) -> String {
         let id = self.id.map_or_else(|| "-".to_string(), |d| d.to_string());
-        let version = self
-            .version
-            .map_or_else(|| "-".to_string(), |v| v.to_string());
+        let version = self.version.map_or_else(|| "-".to_string(), |v| v.to_string());
         let dash = |s: &str| {
             if s.is_empty() {
                 "-".to_string()
@@ -178,9 +176,7 @@ impl Log {
     /// The update being staged or on trial, if any (the latest, while not
     /// ended).
     pub fn open(&mut self) -> Option<&mut UpdateInfo> {
-        self.kept
-            .last_mut()
-            .filter(|u| matches!(u.phase, Phase::Staging | Phase::Trial))
+        self.kept.last_mut().filter(|u| matches!(u.phase, Phase::Staging | Phase::Trial))
     }
 
     /// The most recent update.
@@ -268,32 +264,15 @@ mod tests {
         assert_eq!(wait_step(log.all(), seq), Wait::Pending);
         log.open().unwrap().phase = Phase::Trial;
         assert_eq!(wait_step(log.all(), seq), Wait::Pending);
-        let cases = [
-            (Phase::Committed, exit::COMMITTED),
-            (Phase::Refused, exit::REFUSED),
-            (Phase::RolledBack, exit::ROLLED_BACK),
-            (Phase::Rebooting, exit::REBOOTING),
-        ];
+        let cases =
+            [(Phase::Committed, exit::COMMITTED), (Phase::Refused, exit::REFUSED), (Phase::RolledBack, exit::ROLLED_BACK), (Phase::Rebooting, exit::REBOOTING)];
         for (phase, code) in cases {
             let mut l = log.clone();
             l.end(phase, "x", "y");
             assert_eq!(wait_step(l.all(), seq), Wait::Exit(code), "{phase:?}");
         }
-        let codes = [
-            exit::COMMITTED,
-            exit::OTHER,
-            exit::USAGE,
-            exit::REFUSED,
-            exit::ROLLED_BACK,
-            exit::REBOOTING,
-        ];
-        assert!(
-            codes
-                .iter()
-                .enumerate()
-                .all(|(i, c)| !codes[..i].contains(c)),
-            "codes are distinct"
-        );
+        let codes = [exit::COMMITTED, exit::OTHER, exit::USAGE, exit::REFUSED, exit::ROLLED_BACK, exit::REBOOTING];
+        assert!(codes.iter().enumerate().all(|(i, c)| !codes[..i].contains(c)), "codes are distinct");
         // An update not kept (or of another boot) is lost sight of.
         assert_eq!(wait_step(log.all(), 7), Wait::Exit(exit::OTHER));
     }
@@ -346,10 +325,6 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "{\"seq\":1,\"id\":null,\"bundle\":\"b\\\"x\",\"version\":null,\"phase\":\"staging\",\"result\":\"pending\",\"cause\":null,\"detail\":\"\"}"
         );
-        assert!(log
-            .last()
-            .unwrap()
-            .line()
-            .contains("release=- cause=- id=- bundle=b\"x detail=-"));
+        assert!(log.last().unwrap().line().contains("release=- cause=- id=- bundle=b\"x detail=-"));
     }
 }

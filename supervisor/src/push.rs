@@ -72,10 +72,7 @@ impl core::fmt::Display for PushError {
         match self {
             PushError::Magic => write!(f, "not a push: the frame does not start with BRTHPUSH"),
             PushError::Empty => write!(f, "an empty bundle"),
-            PushError::TooLarge { len } => write!(
-                f,
-                "a bundle of {len} bytes is over the {BUNDLE_MAX}-byte limit"
-            ),
+            PushError::TooLarge { len } => write!(f, "a bundle of {len} bytes is over the {BUNDLE_MAX}-byte limit"),
             PushError::CutShort { got, want } => write!(f, "cut short: {got} of {want} bytes came"),
             PushError::Hash => write!(f, "the bundle's SHA-256 does not match the one sent"),
             PushError::Full(why) => write!(f, "{why}"),
@@ -118,18 +115,14 @@ pub fn answer(outcome: &Result<PathBuf, PushError>) -> String {
 
 /// The port device whose virtio name is `name` (`/dev/vport1p1`).
 pub fn find_port(ports: &Path, name: &str) -> Result<PathBuf, String> {
-    let dir = std::fs::read_dir(ports)
-        .map_err(|e| format!("{}: {e} (no virtio serial device?)", ports.display()))?;
+    let dir = std::fs::read_dir(ports).map_err(|e| format!("{}: {e} (no virtio serial device?)", ports.display()))?;
     for entry in dir.flatten() {
         let named = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
         if named.trim_end() == name {
             return Ok(Path::new("/dev").join(entry.file_name()));
         }
     }
-    Err(format!(
-        "no virtio port named `{name}` under {}",
-        ports.display()
-    ))
+    Err(format!("no virtio port named `{name}` under {}", ports.display()))
 }
 
 /// Read until `buf` is full or the stream ends; how many bytes came.
@@ -176,11 +169,7 @@ fn free_bytes(path: &Path) -> std::io::Result<u64> {
 }
 
 /// Whether a bundle of `len` bytes has room in `inbox` under `limits`.
-pub fn room_for(
-    len: u64,
-    inbox: &Path,
-    limits: &crate::release::room::Limits,
-) -> Result<(), PushError> {
+pub fn room_for(len: u64, inbox: &Path, limits: &crate::release::room::Limits) -> Result<(), PushError> {
     let store = |e: std::io::Error| PushError::Store(e.to_string());
     std::fs::create_dir_all(inbox).map_err(store)?;
     let sizes = waiting(inbox).map_err(store)?;
@@ -191,12 +180,7 @@ pub fn room_for(
 /// Receive one bundle of `len` bytes and its hash from `r` into `inbox`;
 /// the inbox file's path once it is there. `stamp` names it. The caller
 /// checked its room first ([`room_for`]).
-pub fn receive(
-    r: &mut impl Read,
-    len: u64,
-    inbox: &Path,
-    stamp: u64,
-) -> Result<PathBuf, PushError> {
+pub fn receive(r: &mut impl Read, len: u64, inbox: &Path, stamp: u64) -> Result<PathBuf, PushError> {
     let store = |e: std::io::Error| PushError::Store(e.to_string());
     std::fs::create_dir_all(inbox).map_err(store)?;
     let partial = inbox.join(PARTIAL);
@@ -206,9 +190,7 @@ pub fn receive(
         let mut chunk = vec![0u8; 64 * 1024];
         let mut got = 0u64;
         while got < len {
-            let want = usize::try_from(len - got)
-                .unwrap_or(usize::MAX)
-                .min(chunk.len());
+            let want = usize::try_from(len - got).unwrap_or(usize::MAX).min(chunk.len());
             let buf = chunk.get_mut(..want).unwrap_or_default();
             let n = read_full(r, buf).map_err(store)?;
             let data = buf.get(..n).unwrap_or_default();
@@ -222,10 +204,7 @@ pub fn receive(
         let mut sent = [0u8; 32];
         let n = read_full(r, &mut sent).map_err(store)?;
         if n < sent.len() {
-            return Err(PushError::CutShort {
-                got: len + n as u64,
-                want: len + 32,
-            });
+            return Err(PushError::CutShort { got: len + n as u64, want: len + 32 });
         }
         if hash.finalize().as_slice() != sent {
             return Err(PushError::Hash);
@@ -233,9 +212,7 @@ pub fn receive(
         file.sync_all().map_err(store)?;
         let name = inbox.join(format!("push-{stamp:012}.bundle"));
         std::fs::rename(&partial, &name).map_err(store)?;
-        std::fs::File::open(inbox)
-            .and_then(|d| d.sync_all())
-            .map_err(store)?;
+        std::fs::File::open(inbox).and_then(|d| d.sync_all()).map_err(store)?;
         Ok(name)
     })();
     if result.is_err() {
@@ -260,15 +237,8 @@ fn skip(r: &mut impl Read, mut n: u64) {
 /// opened), within the board's inbox `limits`.
 pub fn run(name: &str, limits: &crate::release::room::Limits) -> Result<(), String> {
     let device = find_port(Path::new(PORTS), name)?;
-    let mut port = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&device)
-        .map_err(|e| format!("{}: {e}", device.display()))?;
-    Event::info("push.listen")
-        .kv("port", name)
-        .kv("device", device.display())
-        .emit();
+    let mut port = std::fs::OpenOptions::new().read(true).write(true).open(&device).map_err(|e| format!("{}: {e}", device.display()))?;
+    Event::info("push.listen").kv("port", name).kv("device", device.display()).emit();
     loop {
         let mut h = [0u8; HEADER_LEN];
         let got = read_full(&mut port, &mut h).map_err(|e| format!("{}: {e}", device.display()))?;
@@ -278,10 +248,7 @@ pub fn run(name: &str, limits: &crate::release::room::Limits) -> Result<(), Stri
             continue;
         }
         let outcome = if got < HEADER_LEN {
-            Err(PushError::CutShort {
-                got: got as u64,
-                want: HEADER_LEN as u64,
-            })
+            Err(PushError::CutShort { got: got as u64, want: HEADER_LEN as u64 })
         } else {
             let inbox = Path::new(INBOX);
             parse_header(&h).and_then(|len| match room_for(len, inbox, limits) {
@@ -295,16 +262,11 @@ pub fn run(name: &str, limits: &crate::release::room::Limits) -> Result<(), Stri
             })
         };
         match &outcome {
-            Ok(file) => Event::info("push.received")
-                .kv("file", file.display())
-                .emit(),
+            Ok(file) => Event::info("push.received").kv("file", file.display()).emit(),
             Err(e) => Event::warn("push.refused").kv("reason", e).emit(),
         }
         let _ = port.write_all(answer(&outcome).as_bytes());
-        if matches!(
-            outcome,
-            Err(PushError::Magic | PushError::Empty | PushError::TooLarge { .. })
-        ) {
+        if matches!(outcome, Err(PushError::Magic | PushError::Empty | PushError::TooLarge { .. })) {
             // Out of step with the sender: drop what it still sends.
             let mut sink = [0u8; 4096];
             while matches!(port.read(&mut sink), Ok(n) if n > 0) {}
@@ -341,12 +303,7 @@ mod tests {
     fn headers_round_trip_and_bad_ones_are_named() {
         assert_eq!(parse_header(&header(7)), Ok(7));
         assert_eq!(parse_header(&header(BUNDLE_MAX)), Ok(BUNDLE_MAX));
-        assert_eq!(
-            parse_header(&header(BUNDLE_MAX + 1)),
-            Err(PushError::TooLarge {
-                len: BUNDLE_MAX + 1
-            })
-        );
+        assert_eq!(parse_header(&header(BUNDLE_MAX + 1)), Err(PushError::TooLarge { len: BUNDLE_MAX + 1 }));
         assert_eq!(parse_header(&header(0)), Err(PushError::Empty));
         let mut h = header(7);
         h[0] ^= 1;
@@ -360,10 +317,7 @@ mod tests {
         let file = take(&frame(&bundle), &dir).unwrap();
         assert_eq!(file, dir.join("push-000000000042.bundle"));
         assert_eq!(std::fs::read(&file).unwrap(), bundle);
-        assert_eq!(
-            answer(&Ok(file.clone())),
-            format!("ok {}\n", file.display())
-        );
+        assert_eq!(answer(&Ok(file.clone())), format!("ok {}\n", file.display()));
         std::fs::remove_file(&file).unwrap();
 
         let good = frame(&bundle);
@@ -374,26 +328,13 @@ mod tests {
             assert_eq!(take(&bad, &dir), Err(PushError::Hash), "byte {at}");
         }
         // Every cut after the header.
-        for cut in [
-            HEADER_LEN,
-            HEADER_LEN + 1,
-            HEADER_LEN + 65_536,
-            good.len() - 32,
-            good.len() - 1,
-        ] {
+        for cut in [HEADER_LEN, HEADER_LEN + 1, HEADER_LEN + 65_536, good.len() - 32, good.len() - 1] {
             match take(&good[..cut], &dir) {
-                Err(PushError::CutShort { got, want }) => assert!(
-                    got < want && got == (cut - HEADER_LEN) as u64,
-                    "{cut}: {got}/{want}"
-                ),
+                Err(PushError::CutShort { got, want }) => assert!(got < want && got == (cut - HEADER_LEN) as u64, "{cut}: {got}/{want}"),
                 other => panic!("cut at {cut}: {other:?}"),
             }
         }
-        assert_eq!(
-            std::fs::read_dir(&dir).unwrap().count(),
-            0,
-            "a refused push left a file behind"
-        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "a refused push left a file behind");
         let refused = answer(&Err(PushError::Hash));
         assert!(refused.starts_with("refused ") && refused.contains("SHA-256"));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -402,23 +343,13 @@ mod tests {
     #[test]
     fn ports_are_found_by_their_virtio_name() {
         let sys = inbox("ports");
-        for (port, name) in [
-            ("vport1p1", "org.qemu.guest_agent.0\n"),
-            ("vport2p1", "berth.push\n"),
-        ] {
+        for (port, name) in [("vport1p1", "org.qemu.guest_agent.0\n"), ("vport2p1", "berth.push\n")] {
             std::fs::create_dir_all(sys.join(port)).unwrap();
             std::fs::write(sys.join(port).join("name"), name).unwrap();
         }
-        assert_eq!(
-            find_port(&sys, "berth.push"),
-            Ok(PathBuf::from("/dev/vport2p1"))
-        );
-        assert!(find_port(&sys, "other")
-            .unwrap_err()
-            .contains("no virtio port named `other`"));
-        assert!(find_port(&sys.join("none"), "berth.push")
-            .unwrap_err()
-            .contains("no virtio serial device"));
+        assert_eq!(find_port(&sys, "berth.push"), Ok(PathBuf::from("/dev/vport2p1")));
+        assert!(find_port(&sys, "other").unwrap_err().contains("no virtio port named `other`"));
+        assert!(find_port(&sys.join("none"), "berth.push").unwrap_err().contains("no virtio serial device"));
         std::fs::remove_dir_all(&sys).unwrap();
     }
 
@@ -433,23 +364,12 @@ mod tests {
         std::fs::write(dir.join(".push.partial"), [0u8; 100]).unwrap();
         std::fs::write(dir.join("notes.txt"), [0u8; 100]).unwrap();
         assert_eq!(room_for((1 << 20) - 100, &dir, &limits), Ok(()));
-        assert_eq!(
-            room_for((1 << 20) - 99, &dir, &limits),
-            Err(PushError::Full(Full::Bytes {
-                waiting: 100,
-                incoming: (1 << 20) - 99,
-                max: 1 << 20
-            }))
-        );
+        assert_eq!(room_for((1 << 20) - 99, &dir, &limits), Err(PushError::Full(Full::Bytes { waiting: 100, incoming: (1 << 20) - 99, max: 1 << 20 })));
         // A bundle being taken still counts.
         std::fs::write(dir.join("b.bundle.taking1"), [0u8; 50]).unwrap();
         let e = room_for(1, &dir, &limits).unwrap_err();
         assert_eq!(e, PushError::Full(Full::Count { waiting: 2, max: 2 }));
-        assert!(
-            e.to_string()
-                .starts_with("inbox full: 2 bundles are waiting and the board allows 2"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("inbox full: 2 bundles are waiting and the board allows 2"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -26,13 +26,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Backoff {
-        Backoff {
-            initial_ms: 1_000,
-            factor: 2,
-            cap_ms: 60_000,
-            stable_ms: 30_000,
-            limit: 5,
-        }
+        Backoff { initial_ms: 1_000, factor: 2, cap_ms: 60_000, stable_ms: 30_000, limit: 5 }
     }
 }
 
@@ -115,9 +109,7 @@ pub fn on_exit(policy: Restart, b: &Backoff, st: &mut State, exit: Exit, ran_ms:
     }
     st.short_runs = st.short_runs.saturating_add(1);
     if st.short_runs > b.limit {
-        return Decision::Failed {
-            short_runs: st.short_runs - 1,
-        };
+        return Decision::Failed { short_runs: st.short_runs - 1 };
     }
     st.restarts = st.restarts.saturating_add(1);
     let mut delay = u64::from(b.initial_ms);
@@ -128,23 +120,14 @@ pub fn on_exit(policy: Restart, b: &Backoff, st: &mut State, exit: Exit, ran_ms:
         }
     }
     let after_ms = delay.min(u64::from(b.cap_ms)) as u32;
-    Decision::Restart {
-        after_ms,
-        attempt: st.restarts,
-    }
+    Decision::Restart { after_ms, attempt: st.restarts }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const B: Backoff = Backoff {
-        initial_ms: 100,
-        factor: 2,
-        cap_ms: 500,
-        stable_ms: 1_000,
-        limit: 4,
-    };
+    const B: Backoff = Backoff { initial_ms: 100, factor: 2, cap_ms: 500, stable_ms: 1_000, limit: 4 };
 
     #[test]
     fn wait_status_words_decode_every_signal() {
@@ -154,18 +137,11 @@ mod tests {
         assert_eq!(Exit::from_wait_status(3 << 8), Some(Exit::Code(3)));
         assert_eq!(Exit::from_wait_status(255 << 8), Some(Exit::Code(255)));
         assert_eq!(Exit::from_wait_status(libc::SIGKILL), Some(Exit::Signal(9)));
-        assert_eq!(
-            Exit::from_wait_status(libc::SIGSEGV | 0x80),
-            Some(Exit::Signal(11))
-        );
+        assert_eq!(Exit::from_wait_status(libc::SIGSEGV | 0x80), Some(Exit::Signal(11)));
         // Real-time signals (SIGRTMIN+3 is 37 with glibc and musl; the
         // kernel's range is 32..=64): nix has no name for them.
         for sig in 32..=64 {
-            assert_eq!(
-                Exit::from_wait_status(sig),
-                Some(Exit::Signal(sig)),
-                "signal {sig}"
-            );
+            assert_eq!(Exit::from_wait_status(sig), Some(Exit::Signal(sig)), "signal {sig}");
         }
         assert_eq!(Exit::from_wait_status((libc::SIGSTOP << 8) | 0x7f), None);
         assert_eq!(Exit::from_wait_status(0xffff), None);
@@ -174,14 +150,8 @@ mod tests {
     #[test]
     fn never_and_on_failure_after_success_stay_down() {
         let mut st = State::default();
-        assert_eq!(
-            on_exit(Restart::Never, &B, &mut st, Exit::Code(1), 10),
-            Decision::Stop
-        );
-        assert_eq!(
-            on_exit(Restart::OnFailure, &B, &mut st, Exit::Code(0), 10),
-            Decision::Stop
-        );
+        assert_eq!(on_exit(Restart::Never, &B, &mut st, Exit::Code(1), 10), Decision::Stop);
+        assert_eq!(on_exit(Restart::OnFailure, &B, &mut st, Exit::Code(0), 10), Decision::Stop);
         assert_eq!(st, State::default());
     }
 
@@ -209,26 +179,14 @@ mod tests {
         for _ in 0..3 {
             on_exit(Restart::Always, &B, &mut st, Exit::Code(1), 10);
         }
-        assert_eq!(
-            on_exit(Restart::Always, &B, &mut st, Exit::Code(1), 5_000),
-            Decision::Restart {
-                after_ms: 100,
-                attempt: 4
-            }
-        );
+        assert_eq!(on_exit(Restart::Always, &B, &mut st, Exit::Code(1), 5_000), Decision::Restart { after_ms: 100, attempt: 4 });
         assert_eq!(st.short_runs, 1);
     }
 
     #[test]
     fn always_restarts_after_a_zero_exit() {
         let mut st = State::default();
-        assert_eq!(
-            on_exit(Restart::Always, &B, &mut st, Exit::Code(0), 10),
-            Decision::Restart {
-                after_ms: 100,
-                attempt: 1
-            }
-        );
+        assert_eq!(on_exit(Restart::Always, &B, &mut st, Exit::Code(0), 10), Decision::Restart { after_ms: 100, attempt: 1 });
     }
 
     #[test]

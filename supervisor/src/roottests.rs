@@ -14,20 +14,14 @@ pub(crate) fn enabled(name: &str) -> bool {
         return false;
     }
     let uid = euid();
-    assert!(
-        uid == 0,
-        "{name}: BERTH_ROOT_TESTS is set but the tests run as uid {uid}, not root"
-    );
+    assert!(uid == 0, "{name}: BERTH_ROOT_TESTS is set but the tests run as uid {uid}, not root");
     true
 }
 
 /// A root test found `what` missing on this host: fail when the root tests
 /// are mandatory, else note the skip. Returns only when skipping.
 pub(crate) fn missing(name: &str, what: &str) {
-    assert!(
-        std::env::var_os("BERTH_ROOT_TESTS").is_none(),
-        "{name}: cannot run with BERTH_ROOT_TESTS set: {what}"
-    );
+    assert!(std::env::var_os("BERTH_ROOT_TESTS").is_none(), "{name}: cannot run with BERTH_ROOT_TESTS set: {what}");
     eprintln!("{name}: skipped ({what})");
 }
 

@@ -102,10 +102,7 @@ pub struct Staged {
 #[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Staged(Staged),
-    Refused {
-        kind: Refusal,
-        reason: heapless::String<REASON_MAX>,
-    },
+    Refused { kind: Refusal, reason: heapless::String<REASON_MAX> },
 }
 
 /// The child's report.
@@ -146,14 +143,8 @@ pub enum StreamError {
 impl core::fmt::Display for StreamError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            StreamError::FrameTooLarge(n) => write!(
-                f,
-                "the stager sent a frame of {n} bytes (at most {FRAME_MAX})"
-            ),
-            StreamError::TooLong => write!(
-                f,
-                "the stager sent more than {STREAM_MAX} bytes or {MESSAGES_MAX} messages"
-            ),
+            StreamError::FrameTooLarge(n) => write!(f, "the stager sent a frame of {n} bytes (at most {FRAME_MAX})"),
+            StreamError::TooLong => write!(f, "the stager sent more than {STREAM_MAX} bytes or {MESSAGES_MAX} messages"),
             StreamError::Malformed => write!(f, "the stager sent a malformed message"),
             StreamError::AfterReport => write!(f, "the stager sent bytes after its report"),
             StreamError::Truncated => write!(f, "the stager's stream ended inside a message"),
@@ -175,10 +166,7 @@ pub fn cut<const N: usize>(s: &str) -> heapless::String<N> {
 /// One frame for `msg`.
 pub fn encode(msg: &Msg) -> Result<Vec<u8>, StreamError> {
     let body = postcard::to_allocvec(msg).map_err(|_| StreamError::Malformed)?;
-    let len = u16::try_from(body.len())
-        .ok()
-        .filter(|l| usize::from(*l) <= FRAME_MAX)
-        .ok_or(StreamError::FrameTooLarge(body.len()))?;
+    let len = u16::try_from(body.len()).ok().filter(|l| usize::from(*l) <= FRAME_MAX).ok_or(StreamError::FrameTooLarge(body.len()))?;
     let mut out = Vec::with_capacity(2 + body.len());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&body);
@@ -254,47 +242,28 @@ pub fn run(args: &[String]) -> std::process::ExitCode {
     // Staging is background work: PID 1's loop, `berthctl` and the
     // containers come first on a busy CPU and disk.
     if let Err(e) = crate::sys::background_priority() {
-        crate::log::Event::warn("update.stage")
-            .kv("step", "priority")
-            .kv("error", e.desc())
-            .emit();
+        crate::log::Event::warn("update.stage").kv("step", "priority").kv("error", e.desc()).emit();
     }
-    let cut_at = args
-        .iter()
-        .find_map(|a| a.strip_prefix("cut=")?.parse::<u64>().ok());
+    let cut_at = args.iter().find_map(|a| a.strip_prefix("cut=")?.parse::<u64>().ok());
     let Some(fd) = crate::sys::inherited_fd(RESULT_FD) else {
-        crate::log::Event::error("update.stage")
-            .kv("reason", format_args!("no report descriptor {RESULT_FD}"))
-            .emit();
+        crate::log::Event::error("update.stage").kv("reason", format_args!("no report descriptor {RESULT_FD}")).emit();
         return std::process::ExitCode::FAILURE;
     };
     let mut out = std::fs::File::from(fd);
     let mut bundle = Hashing::new(std::io::stdin().lock());
     let mut report = stage(&mut out, cut_at, &mut bundle);
     report.bundle = bundle.finish();
-    match encode(&Msg::Done(Box::new(report)))
-        .map_err(|e| e.to_string())
-        .and_then(|f| std::io::Write::write_all(&mut out, &f).map_err(|e| e.to_string()))
-    {
+    match encode(&Msg::Done(Box::new(report))).map_err(|e| e.to_string()).and_then(|f| std::io::Write::write_all(&mut out, &f).map_err(|e| e.to_string())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            crate::log::Event::error("update.stage")
-                .kv("reason", format_args!("report: {e}"))
-                .emit();
+            crate::log::Event::error("update.stage").kv("reason", format_args!("report: {e}")).emit();
             std::process::ExitCode::FAILURE
         }
     }
 }
 
 fn refused(kind: Refusal, reason: &str) -> Report {
-    Report {
-        outcome: Outcome::Refused {
-            kind,
-            reason: cut(reason),
-        },
-        store_writes: crate::release::durable::steps(),
-        bundle: None,
-    }
+    Report { outcome: Outcome::Refused { kind, reason: cut(reason) }, store_writes: crate::release::durable::steps(), bundle: None }
 }
 
 /// A reader that hashes what passes through it.
@@ -306,11 +275,7 @@ struct Hashing<R> {
 
 impl<R: std::io::Read> Hashing<R> {
     fn new(inner: R) -> Self {
-        Hashing {
-            inner,
-            hash: sha2::Digest::new(),
-            failed: false,
-        }
+        Hashing { inner, hash: sha2::Digest::new(), failed: false }
     }
 
     /// Read the rest (a refused bundle was left part read) and return the
@@ -357,29 +322,17 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>, bundle: &mut impl std::io
     };
     let keys = match TrustedKeys::load_dir(Path::new(current::KEYS)) {
         Ok(k) => k,
-        Err(e) => {
-            return refused(
-                Refusal::Device,
-                &format!("trusted keys in {}: {e}", current::KEYS),
-            )
-        }
+        Err(e) => return refused(Refusal::Device, &format!("trusted keys in {}: {e}", current::KEYS)),
     };
     let mut store = match Store::open(Path::new(current::STATE)) {
         Ok((s, _)) => s,
-        Err(e) => {
-            return refused(
-                Refusal::Device,
-                &format!("release store {}: {e}", current::STATE),
-            )
-        }
+        Err(e) => return refused(Refusal::Device, &format!("release store {}: {e}", current::STATE)),
     };
     // The update's writes count from here, as PID 1 counted them before.
     durable::start_counting();
     let staged = match store.stage(bundle, &keys, &board.name) {
         Ok(s) => s,
-        Err(e @ (StageError::Bundle(_) | StageError::MissingImage(_))) => {
-            return refused(Refusal::Bundle, &e.to_string())
-        }
+        Err(e @ (StageError::Bundle(_) | StageError::MissingImage(_))) => return refused(Refusal::Bundle, &e.to_string()),
         Err(e) => return refused(Refusal::Device, &e.to_string()),
     };
     let release = &staged.verified.release;
@@ -395,13 +348,7 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>, bundle: &mut impl std::io
     };
     if mapped.failed > 0 {
         crate::images::unmap(&mapped.new);
-        return refused(
-            Refusal::Device,
-            &format!(
-                "{} of its images could not be mapped (see image.verity)",
-                mapped.failed
-            ),
-        );
+        return refused(Refusal::Device, &format!("{} of its images could not be mapped (see image.verity)", mapped.failed));
     }
     crate::images::warm(release, &mapped.new);
     let staged = Staged {
@@ -411,11 +358,7 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>, bundle: &mut impl std::io
         bytes: staged.bytes,
         mapped: mapped.new.iter().copied().take(CONTAINERS_MAX).collect(),
     };
-    Report {
-        outcome: Outcome::Staged(staged),
-        store_writes: durable::steps(),
-        bundle: None,
-    }
+    Report { outcome: Outcome::Staged(staged), store_writes: durable::steps(), bundle: None }
 }
 
 #[cfg(test)]
@@ -426,9 +369,7 @@ mod tests {
     fn the_bundle_is_hashed_whole_even_when_read_in_part() {
         use std::io::Read as _;
         let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        let want = Digest(
-            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes)).into(),
-        );
+        let want = Digest(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes)).into());
         for part in [0, 1, 4096, 10_000] {
             let mut h = Hashing::new(&bytes[..]);
             let mut buf = vec![0u8; part];
@@ -440,13 +381,7 @@ mod tests {
     fn staged(n: usize) -> Report {
         let mapped = (0..n).map(|i| Digest([i as u8; 32])).collect();
         Report {
-            outcome: Outcome::Staged(Staged {
-                release: Digest([7; 32]),
-                version: 9,
-                images_added: 3,
-                bytes: u64::MAX,
-                mapped,
-            }),
+            outcome: Outcome::Staged(Staged { release: Digest([7; 32]), version: 9, images_added: 3, bytes: u64::MAX, mapped }),
             store_writes: 41,
             bundle: Some(Digest([9; 32])),
         }
@@ -454,11 +389,7 @@ mod tests {
 
     #[test]
     fn a_stream_round_trips_in_any_pieces() {
-        let msgs = vec![
-            Msg::Mapping(Digest([1; 32])),
-            Msg::Mapping(Digest([2; 32])),
-            Msg::Done(Box::new(staged(2))),
-        ];
+        let msgs = vec![Msg::Mapping(Digest([1; 32])), Msg::Mapping(Digest([2; 32])), Msg::Done(Box::new(staged(2)))];
         let bytes: Vec<u8> = msgs.iter().flat_map(|m| encode(m).unwrap()).collect();
         for piece in [1, 3, 64, bytes.len()] {
             let mut r = Reader::default();
@@ -473,25 +404,16 @@ mod tests {
 
     #[test]
     fn the_largest_report_fits_its_limits() {
-        let mut msgs: Vec<Msg> = (0..CONTAINERS_MAX)
-            .map(|i| Msg::Mapping(Digest([i as u8; 32])))
-            .collect();
+        let mut msgs: Vec<Msg> = (0..CONTAINERS_MAX).map(|i| Msg::Mapping(Digest([i as u8; 32]))).collect();
         let reason = "é".repeat(REASON_MAX);
         msgs.push(Msg::Done(Box::new(staged(CONTAINERS_MAX))));
         let refusal = Msg::Done(Box::new(Report {
-            outcome: Outcome::Refused {
-                kind: Refusal::Device,
-                reason: cut(&reason),
-            },
+            outcome: Outcome::Refused { kind: Refusal::Device, reason: cut(&reason) },
             store_writes: u64::MAX,
             bundle: Some(Digest([0xff; 32])),
         }));
         assert!(encode(&refusal).unwrap().len() <= FRAME_MAX + 2);
-        assert_eq!(
-            cut::<REASON_MAX>(&reason).len(),
-            REASON_MAX,
-            "cut at a character boundary"
-        );
+        assert_eq!(cut::<REASON_MAX>(&reason).len(), REASON_MAX, "cut at a character boundary");
         let bytes: Vec<u8> = msgs.iter().flat_map(|m| encode(m).unwrap()).collect();
         assert!(bytes.len() <= STREAM_MAX, "{} bytes", bytes.len());
         let mut r = Reader::default();
@@ -503,16 +425,10 @@ mod tests {
         let done = encode(&Msg::Done(Box::new(staged(0)))).unwrap();
         // A frame announcing too much.
         let mut r = Reader::default();
-        assert_eq!(
-            r.push(&[0xff, 0xff]),
-            Err(StreamError::FrameTooLarge(0xffff))
-        );
+        assert_eq!(r.push(&[0xff, 0xff]), Err(StreamError::FrameTooLarge(0xffff)));
         // Garbage of a valid length.
         let mut r = Reader::default();
-        assert_eq!(
-            r.push(&[3, 0, 0xff, 0xff, 0xff]),
-            Err(StreamError::Malformed)
-        );
+        assert_eq!(r.push(&[3, 0, 0xff, 0xff, 0xff]), Err(StreamError::Malformed));
         // Bytes after the report.
         let mut r = Reader::default();
         let mut two = done.clone();

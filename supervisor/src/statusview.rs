@@ -131,11 +131,7 @@ pub fn render(
         json_string(out, e.kind);
         out.extend_from_slice(b",\"state\":");
         json_string(out, e.state);
-        let _ = write!(
-            out,
-            ",\"ready\":{},\"restarts\":{},\"last_exit\":",
-            e.ready, e.restarts
-        );
+        let _ = write!(out, ",\"ready\":{},\"restarts\":{},\"last_exit\":", e.ready, e.restarts);
         json_string(out, e.last_exit);
         match e.started_ms {
             Some(ms) => {
@@ -144,17 +140,9 @@ pub fn render(
             None => out.extend_from_slice(b",\"started_ms\":null}"),
         }
     }
-    let _ = write!(
-        out,
-        "],\"loop\":{{\"handler_max_ms\":{:.1},\"handler\":",
-        lp.handler_max_ms
-    );
+    let _ = write!(out, "],\"loop\":{{\"handler_max_ms\":{:.1},\"handler\":", lp.handler_max_ms);
     json_string(out, lp.handler);
-    let _ = write!(
-        out,
-        ",\"pet_late_max_ms\":{:.1}}},\"staging\":{staging},\"update\":",
-        lp.pet_late_max_ms
-    );
+    let _ = write!(out, ",\"pet_late_max_ms\":{:.1}}},\"staging\":{staging},\"update\":", lp.pet_late_max_ms);
     match update {
         Some(u) => u.json(out),
         None => out.extend_from_slice(b"null"),
@@ -172,10 +160,7 @@ pub struct Pacer {
 
 impl Default for Pacer {
     fn default() -> Pacer {
-        Pacer {
-            last: f64::NEG_INFINITY,
-            due: None,
-        }
+        Pacer { last: f64::NEG_INFINITY, due: None }
     }
 }
 
@@ -218,11 +203,7 @@ impl core::fmt::Display for WriteError {
 /// and read it). Done before any container starts, so the bind finds it.
 pub fn make_dir(dir: &std::path::Path) -> Result<(), WriteError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-        .map_err(WriteError::Dir)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(WriteError::Dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(WriteError::Dir)
 }
 
@@ -249,57 +230,24 @@ mod tests {
     use super::*;
 
     fn entry<'a>(name: &'a str, state: &'a str, started_ms: Option<u64>) -> Entry<'a> {
-        Entry {
-            name,
-            kind: "container",
-            state,
-            ready: started_ms.is_some(),
-            restarts: 2,
-            last_exit: "exit 1",
-            started_ms,
-        }
+        Entry { name, kind: "container", state, ready: started_ms.is_some(), restarts: 2, last_exit: "exit 1", started_ms }
     }
 
     #[test]
     fn renders_release_and_every_entry() {
         let mut out = Vec::new();
-        let r = Release {
-            version: 7,
-            key_id: "0123abcd",
-            phase: "trial",
-        };
-        let lp = Loop {
-            handler_max_ms: 12.34,
-            handler: "tick",
-            pet_late_max_ms: 0.0,
-        };
+        let r = Release { version: 7, key_id: "0123abcd", phase: "trial" };
+        let lp = Loop { handler_max_ms: 12.34, handler: "tick", pet_late_max_ms: 0.0 };
         let mut log = crate::outcome::Log::default();
         log.begin("/data/v2.bundle");
-        render(
-            &mut out,
-            Some(&r),
-            &[
-                entry("sensor", "running", Some(1500)),
-                entry("flaky", "waiting", None),
-            ],
-            &lp,
-            true,
-            log.last(),
-        );
+        render(&mut out, Some(&r), &[entry("sensor", "running", Some(1500)), entry("flaky", "waiting", None)], &lp, true, log.last());
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("{\"format\":1,\"berth\":\""), "{text}");
-        assert!(
-            text.contains(
-                ",\"release\":{\"version\":7,\"key_id\":\"0123abcd\",\"phase\":\"trial\"},"
-            ),
-            "{text}"
-        );
+        assert!(text.contains(",\"release\":{\"version\":7,\"key_id\":\"0123abcd\",\"phase\":\"trial\"},"), "{text}");
         assert!(text.contains(
             "{\"name\":\"sensor\",\"kind\":\"container\",\"state\":\"running\",\"ready\":true,\"restarts\":2,\"last_exit\":\"exit 1\",\"started_ms\":1500}"
         ));
-        assert!(text.contains(
-            "\"name\":\"flaky\",\"kind\":\"container\",\"state\":\"waiting\",\"ready\":false"
-        ));
+        assert!(text.contains("\"name\":\"flaky\",\"kind\":\"container\",\"state\":\"waiting\",\"ready\":false"));
         assert!(
             text.ends_with(
                 "\"started_ms\":null}],\"loop\":{\"handler_max_ms\":12.3,\"handler\":\"tick\",\"pet_late_max_ms\":0.0},\"staging\":true,\
@@ -313,14 +261,7 @@ mod tests {
     #[test]
     fn no_release_and_escapes() {
         let mut out = vec![1, 2, 3];
-        render(
-            &mut out,
-            None,
-            &[entry("a\"b\\c\u{1}é", "x", None)],
-            &Loop::default(),
-            false,
-            None,
-        );
+        render(&mut out, None, &[entry("a\"b\\c\u{1}é", "x", None)], &Loop::default(), false, None);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\"release\":null"));
         assert!(text.ends_with(",\"update\":null}\n"), "{text}");

@@ -52,9 +52,7 @@ pub fn judge_exit(decision: &Decision, exit: Exit, oneshot: bool) -> Verdict {
         Decision::Stop => match exit {
             Exit::Code(0) if oneshot => Verdict::Done,
             Exit::Code(0) => Verdict::Fails(Cause::ContainerExited),
-            Exit::Code(_) | Exit::Signal(_) | Exit::Unhealthy => {
-                Verdict::Fails(Cause::ContainerFailed)
-            }
+            Exit::Code(_) | Exit::Signal(_) | Exit::Unhealthy => Verdict::Fails(Cause::ContainerFailed),
         },
     }
 }
@@ -141,53 +139,23 @@ pub fn step(now: f64, healthy_since: Option<f64>, window_s: f64, deadline: f64) 
 mod tests {
     use super::*;
 
-    const RESTART: Decision = Decision::Restart {
-        after_ms: 100,
-        attempt: 1,
-    };
+    const RESTART: Decision = Decision::Restart { after_ms: 100, attempt: 1 };
 
     #[test]
     fn exits_the_policy_does_not_restart_end_the_trial() {
         let failed = Decision::Failed { short_runs: 5 };
         // restart = "never" exiting 1: the stranded trial.
-        assert_eq!(
-            judge_exit(&Decision::Stop, Exit::Code(1), false),
-            Verdict::Fails(Cause::ContainerFailed)
-        );
-        assert_eq!(
-            judge_exit(&Decision::Stop, Exit::Code(1), true),
-            Verdict::Fails(Cause::ContainerFailed)
-        );
-        assert_eq!(
-            judge_exit(&Decision::Stop, Exit::Signal(9), true),
-            Verdict::Fails(Cause::ContainerFailed)
-        );
-        assert_eq!(
-            judge_exit(&Decision::Stop, Exit::Unhealthy, false),
-            Verdict::Fails(Cause::ContainerFailed)
-        );
+        assert_eq!(judge_exit(&Decision::Stop, Exit::Code(1), false), Verdict::Fails(Cause::ContainerFailed));
+        assert_eq!(judge_exit(&Decision::Stop, Exit::Code(1), true), Verdict::Fails(Cause::ContainerFailed));
+        assert_eq!(judge_exit(&Decision::Stop, Exit::Signal(9), true), Verdict::Fails(Cause::ContainerFailed));
+        assert_eq!(judge_exit(&Decision::Stop, Exit::Unhealthy, false), Verdict::Fails(Cause::ContainerFailed));
         // Exit 0: done for a one-shot task, against the release otherwise.
-        assert_eq!(
-            judge_exit(&Decision::Stop, Exit::Code(0), true),
-            Verdict::Done
-        );
-        assert_eq!(
-            judge_exit(&Decision::Stop, Exit::Code(0), false),
-            Verdict::Fails(Cause::ContainerExited)
-        );
+        assert_eq!(judge_exit(&Decision::Stop, Exit::Code(0), true), Verdict::Done);
+        assert_eq!(judge_exit(&Decision::Stop, Exit::Code(0), false), Verdict::Fails(Cause::ContainerExited));
         // Restarted: the window starts over; the crash-loop limit ends it.
-        assert_eq!(
-            judge_exit(&RESTART, Exit::Code(1), false),
-            Verdict::Restarts
-        );
-        assert_eq!(
-            judge_exit(&RESTART, Exit::Code(0), false),
-            Verdict::Restarts
-        );
-        assert_eq!(
-            judge_exit(&failed, Exit::Code(1), true),
-            Verdict::Fails(Cause::CrashLoop)
-        );
+        assert_eq!(judge_exit(&RESTART, Exit::Code(1), false), Verdict::Restarts);
+        assert_eq!(judge_exit(&RESTART, Exit::Code(0), false), Verdict::Restarts);
+        assert_eq!(judge_exit(&failed, Exit::Code(1), true), Verdict::Fails(Cause::CrashLoop));
     }
 
     #[test]
@@ -199,43 +167,18 @@ mod tests {
             let mut st = State::default();
             judge_exit(&on_exit(policy, &b, &mut st, exit, 50_000), exit, oneshot)
         };
-        assert_eq!(
-            judge(Restart::Never, Exit::Code(1), false),
-            Verdict::Fails(Cause::ContainerFailed)
-        );
+        assert_eq!(judge(Restart::Never, Exit::Code(1), false), Verdict::Fails(Cause::ContainerFailed));
         assert_eq!(judge(Restart::Never, Exit::Code(0), true), Verdict::Done);
-        assert_eq!(
-            judge(Restart::Never, Exit::Code(0), false),
-            Verdict::Fails(Cause::ContainerExited)
-        );
-        assert_eq!(
-            judge(Restart::OnFailure, Exit::Code(0), true),
-            Verdict::Done
-        );
-        assert_eq!(
-            judge(Restart::OnFailure, Exit::Code(0), false),
-            Verdict::Fails(Cause::ContainerExited)
-        );
-        assert_eq!(
-            judge(Restart::OnFailure, Exit::Code(3), false),
-            Verdict::Restarts
-        );
-        assert_eq!(
-            judge(Restart::Always, Exit::Code(0), false),
-            Verdict::Restarts
-        );
+        assert_eq!(judge(Restart::Never, Exit::Code(0), false), Verdict::Fails(Cause::ContainerExited));
+        assert_eq!(judge(Restart::OnFailure, Exit::Code(0), true), Verdict::Done);
+        assert_eq!(judge(Restart::OnFailure, Exit::Code(0), false), Verdict::Fails(Cause::ContainerExited));
+        assert_eq!(judge(Restart::OnFailure, Exit::Code(3), false), Verdict::Restarts);
+        assert_eq!(judge(Restart::Always, Exit::Code(0), false), Verdict::Restarts);
     }
 
     #[test]
     fn standing_excuses_operator_stops_and_earlier_failures_only() {
-        let s = |up, held, ended_before, oneshot_done| {
-            standing(Seen {
-                up,
-                held,
-                ended_before,
-                oneshot_done,
-            })
-        };
+        let s = |up, held, ended_before, oneshot_done| standing(Seen { up, held, ended_before, oneshot_done });
         assert_eq!(s(true, false, false, false), Standing::Up);
         assert_eq!(s(false, false, false, false), Standing::Down);
         assert_eq!(s(false, false, false, true), Standing::Done);
@@ -257,16 +200,10 @@ mod tests {
         assert_eq!(step(129.9, None, 5.0, d), Step::Wait { until: 130.0 });
         assert_eq!(step(130.0, None, 5.0, d), Step::TimedOut);
         // Healthy since 110: the window ends at 115.
-        assert_eq!(
-            step(112.0, Some(110.0), 5.0, d),
-            Step::Wait { until: 115.0 }
-        );
+        assert_eq!(step(112.0, Some(110.0), 5.0, d), Step::Wait { until: 115.0 });
         assert_eq!(step(115.0, Some(110.0), 5.0, d), Step::Commit);
         // A window that would end past the deadline: the deadline is next.
-        assert_eq!(
-            step(128.0, Some(127.0), 5.0, d),
-            Step::Wait { until: 130.0 }
-        );
+        assert_eq!(step(128.0, Some(127.0), 5.0, d), Step::Wait { until: 130.0 });
         assert_eq!(step(130.0, Some(127.0), 5.0, d), Step::TimedOut);
         assert_eq!(step(130.0, Some(125.0), 5.0, d), Step::Commit);
     }

@@ -102,23 +102,13 @@ pub enum TreeError {
 impl core::fmt::Display for TreeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            TreeError::Size => write!(
-                f,
-                "its size is not data plus a hash tree of {BLOCK}-byte blocks"
-            ),
+            TreeError::Size => write!(f, "its size is not data plus a hash tree of {BLOCK}-byte blocks"),
             TreeError::Read(k) => write!(f, "read failed: {k}"),
             TreeError::Block { level: 0, index } => {
                 write!(f, "data block {index} does not match its hash in the tree")
             }
-            TreeError::Block { level, index } => write!(
-                f,
-                "hash block {index} of level {} does not match the level above",
-                level - 1
-            ),
-            TreeError::Root => write!(
-                f,
-                "the hash tree's root differs from the release's verity root"
-            ),
+            TreeError::Block { level, index } => write!(f, "hash block {index} of level {} does not match the level above", level - 1),
+            TreeError::Root => write!(f, "the hash tree's root differs from the release's verity root"),
         }
     }
 }
@@ -142,12 +132,8 @@ pub fn check_tree(file: &std::fs::File, base: u64, img: &Image) -> Result<(), Tr
     let mut block = [0u8; BLOCK as usize];
     let mut parent = [0u8; BLOCK as usize];
     let read = |buf: &mut [u8], n: u64| {
-        let at = n
-            .checked_mul(BLOCK)
-            .and_then(|o| o.checked_add(base))
-            .ok_or(TreeError::Size)?;
-        file.read_exact_at(buf, at)
-            .map_err(|e| TreeError::Read(e.kind()))
+        let at = n.checked_mul(BLOCK).and_then(|o| o.checked_add(base)).ok_or(TreeError::Size)?;
+        file.read_exact_at(buf, at).map_err(|e| TreeError::Read(e.kind()))
     };
     // The hash area follows the data, highest level first.
     let (mut child_start, mut child_count) = (0u64, data);
@@ -252,18 +238,14 @@ pub fn table_load(name: &str, sectors: u64, params: &str) -> Result<Request, Err
                                                          // status (i32) stays 0; next (u32) 0: the only target.
     spec[24..30].copy_from_slice(b"verity");
     b.extend_from_slice(&spec).map_err(|_| Errno::E2BIG)?;
-    b.extend_from_slice(params.as_bytes())
-        .map_err(|_| Errno::E2BIG)?;
-    b.resize(DM_IOCTL_LEN + DM_SPEC_LEN + plen, 0)
-        .map_err(|_| Errno::E2BIG)?;
+    b.extend_from_slice(params.as_bytes()).map_err(|_| Errno::E2BIG)?;
+    b.resize(DM_IOCTL_LEN + DM_SPEC_LEN + plen, 0).map_err(|_| Errno::E2BIG)?;
     Ok(b)
 }
 
 /// The device number the kernel returned in a dm_ioctl reply.
 pub fn reply_dev(b: &[u8]) -> Option<u64> {
-    b.get(40..48)
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_ne_bytes)
+    b.get(40..48).and_then(|s| s.try_into().ok()).map(u64::from_ne_bytes)
 }
 
 /// Split a Linux `dev_t` (as the dm interface encodes it) into major and minor.
@@ -306,40 +288,25 @@ pub fn open(file: &str, name: &str, img: &Image) -> Result<Device, (Step, Errno)
     if meta.len() != img.size {
         return Err((Step::OpenImage, Errno::EBADMSG));
     }
-    let ctl = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/loop-control")
-        .map_err(|e| (Step::LoopControl, io(e)))?;
+    let ctl = OpenOptions::new().read(true).write(true).open("/dev/loop-control").map_err(|e| (Step::LoopControl, io(e)))?;
     let n = sys::loop_get_free(ctl.as_fd()).map_err(|e| (Step::LoopGetFree, e))?;
     let mut loop_path = heapless::String::new();
     let _ = write!(loop_path, "/dev/loop{n}");
-    let lo = OpenOptions::new()
-        .read(true)
-        .open(loop_path.as_str())
-        .map_err(|e| (Step::OpenLoop, io(e)))?;
-    sys::loop_configure_ro(lo.as_fd(), backing.as_fd(), BLOCK as u32)
-        .map_err(|e| (Step::LoopConfigure, e))?;
+    let lo = OpenOptions::new().read(true).open(loop_path.as_str()).map_err(|e| (Step::OpenLoop, io(e)))?;
+    sys::loop_configure_ro(lo.as_fd(), backing.as_fd(), BLOCK as u32).map_err(|e| (Step::LoopConfigure, e))?;
 
     let params = table_params(&loop_path, img).map_err(|e| (Step::Table, e))?;
     let data = data_blocks(img.size).ok_or((Step::Table, Errno::EINVAL))?;
     let sectors = data * (BLOCK / 512);
-    let mapper = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/mapper/control")
-        .map_err(|e| (Step::MapperControl, io(e)))?;
+    let mapper = OpenOptions::new().read(true).write(true).open("/dev/mapper/control").map_err(|e| (Step::MapperControl, io(e)))?;
     let mut create = header(name, DM_READONLY, 0, 0).map_err(|e| (Step::Create, e))?;
-    sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::DevCreate, &mut create)
-        .map_err(|e| (Step::Create, e))?;
+    sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::DevCreate, &mut create).map_err(|e| (Step::Create, e))?;
     let live = (|| {
         let mut load = table_load(name, sectors, &params).map_err(|e| (Step::Table, e))?;
-        sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::TableLoad, &mut load)
-            .map_err(|e| (Step::Load, e))?;
+        sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::TableLoad, &mut load).map_err(|e| (Step::Load, e))?;
         // DM_DEV_SUSPEND without the suspend flag resumes: the new table goes live.
         let mut resume = header(name, DM_READONLY, 0, 0).map_err(|e| (Step::Resume, e))?;
-        sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::DevSuspend, &mut resume)
-            .map_err(|e| (Step::Resume, e))?;
+        sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::DevSuspend, &mut resume).map_err(|e| (Step::Resume, e))?;
         Ok(resume)
     })();
     let resume = match live {
@@ -356,11 +323,7 @@ pub fn open(file: &str, name: &str, img: &Image) -> Result<Device, (Step, Errno)
     let _ = write!(path, "/dev/dm-{minor}");
     let mut dm_name = heapless::String::new();
     let _ = dm_name.push_str(name);
-    Ok(Device {
-        loop_path,
-        dm_name,
-        path,
-    })
+    Ok(Device { loop_path, dm_name, path })
 }
 
 /// Remove the device-mapper device `name`, deferred: a device still open
@@ -368,11 +331,7 @@ pub fn open(file: &str, name: &str, img: &Image) -> Result<Device, (Step, Errno)
 /// user closes it. Its loop device, set to clear itself, goes with it.
 pub fn remove(name: &str) -> Result<(), Errno> {
     use std::fs::OpenOptions;
-    let mapper = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/mapper/control")
-        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let mapper = OpenOptions::new().read(true).write(true).open("/dev/mapper/control").map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
     let mut req = header(name, DM_DEFERRED_REMOVE, 0, 0)?;
     sys::dm_ioctl(mapper.as_fd(), sys::DmCmd::DevRemove, &mut req)
 }
@@ -383,12 +342,7 @@ mod tests {
     use crate::manifest::Digest;
 
     fn img(size: u64) -> Image {
-        Image {
-            sha256: Digest([1; 32]),
-            size,
-            verity_root: [0xab; 32],
-            verity_salt: [0x01; 32],
-        }
+        Image { sha256: Digest([1; 32]), size, verity_root: [0xab; 32], verity_salt: [0x01; 32] }
     }
 
     #[test]
@@ -409,66 +363,25 @@ mod tests {
     fn trees_are_checked_block_by_block() {
         let salt = [9u8; 32];
         for blocks in [1usize, 2, 128, 129, 300] {
-            let data: std::vec::Vec<u8> = (0..blocks * 4096)
-                .map(|i| (i / 7) as u8 ^ (i / 4096) as u8)
-                .collect();
+            let data: std::vec::Vec<u8> = (0..blocks * 4096).map(|i| (i / 7) as u8 ^ (i / 4096) as u8).collect();
             let (file, root) = build_image(&data, &salt);
-            assert_eq!(
-                level_blocks(blocks as u64).iter().sum::<u64>(),
-                tree_blocks(blocks as u64)
-            );
-            let path =
-                std::env::temp_dir().join(format!("berth-verity-{}-{blocks}", std::process::id()));
+            assert_eq!(level_blocks(blocks as u64).iter().sum::<u64>(), tree_blocks(blocks as u64));
+            let path = std::env::temp_dir().join(format!("berth-verity-{}-{blocks}", std::process::id()));
             // At an offset, as inside a bundle.
             let mut bytes = vec![0xee; 10];
             bytes.extend_from_slice(&file);
             std::fs::write(&path, &bytes).unwrap();
-            let image = Image {
-                sha256: Digest([0; 32]),
-                size: file.len() as u64,
-                verity_root: root,
-                verity_salt: salt,
-            };
+            let image = Image { sha256: Digest([0; 32]), size: file.len() as u64, verity_root: root, verity_salt: salt };
             let f = std::fs::File::open(&path).unwrap();
             assert_eq!(check_tree(&f, 10, &image), Ok(()), "{blocks}");
-            assert_eq!(
-                check_tree(
-                    &f,
-                    10,
-                    &Image {
-                        verity_root: [0; 32],
-                        ..image
-                    }
-                ),
-                Err(TreeError::Root)
-            );
-            assert_eq!(
-                check_tree(
-                    &f,
-                    10,
-                    &Image {
-                        size: image.size + 1,
-                        ..image
-                    }
-                ),
-                Err(TreeError::Size)
-            );
+            assert_eq!(check_tree(&f, 10, &Image { verity_root: [0; 32], ..image }), Err(TreeError::Root));
+            assert_eq!(check_tree(&f, 10, &Image { size: image.size + 1, ..image }), Err(TreeError::Size));
             // A changed data byte is found in level 0 (or at the root, for one block).
             let mut bad = bytes.clone();
             bad[10 + 4096 * (blocks - 1) + 5] ^= 1;
             std::fs::write(&path, &bad).unwrap();
-            let want = if blocks == 1 {
-                TreeError::Root
-            } else {
-                TreeError::Block {
-                    level: 0,
-                    index: blocks as u64 - 1,
-                }
-            };
-            assert_eq!(
-                check_tree(&std::fs::File::open(&path).unwrap(), 10, &image),
-                Err(want)
-            );
+            let want = if blocks == 1 { TreeError::Root } else { TreeError::Block { level: 0, index: blocks as u64 - 1 } };
+            assert_eq!(check_tree(&std::fs::File::open(&path).unwrap(), 10, &image), Err(want));
             // A changed hash byte in the last hash block.
             if blocks > 1 {
                 let mut bad = bytes.clone();
@@ -476,10 +389,7 @@ mod tests {
                 bad[last] ^= 1;
                 std::fs::write(&path, &bad).unwrap();
                 let r = check_tree(&std::fs::File::open(&path).unwrap(), 10, &image);
-                assert!(
-                    matches!(r, Err(TreeError::Block { .. }) | Err(TreeError::Root)),
-                    "{blocks}: {r:?}"
-                );
+                assert!(matches!(r, Err(TreeError::Block { .. }) | Err(TreeError::Root)), "{blocks}: {r:?}");
             }
             std::fs::remove_file(&path).unwrap();
         }
@@ -488,11 +398,7 @@ mod tests {
     #[test]
     fn verity_table_line() {
         let p = table_params("/dev/loop3", &img((200 + tree_blocks(200)) * BLOCK)).unwrap();
-        let want = format!(
-            "1 /dev/loop3 /dev/loop3 4096 4096 200 200 sha256 {} {}",
-            "ab".repeat(32),
-            "01".repeat(32)
-        );
+        let want = format!("1 /dev/loop3 /dev/loop3 4096 4096 200 200 sha256 {} {}", "ab".repeat(32), "01".repeat(32));
         assert_eq!(p.as_str(), want);
         assert_eq!(table_params("/dev/loop3", &img(12345)), Err(Errno::EINVAL));
     }

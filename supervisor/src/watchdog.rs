@@ -32,17 +32,10 @@ pub struct Watchdog {
 impl Watchdog {
     /// Open and arm the board's watchdog; logged either way.
     pub fn open(cfg: &crate::board::Watchdog) -> Option<Watchdog> {
-        let fd = match std::fs::OpenOptions::new()
-            .write(true)
-            .open(cfg.device.as_str())
-        {
+        let fd = match std::fs::OpenOptions::new().write(true).open(cfg.device.as_str()) {
             Ok(f) => OwnedFd::from(f),
             Err(e) => {
-                Event::error("watchdog.open")
-                    .kv("device", &cfg.device)
-                    .kv("result", "error")
-                    .kv("error", e)
-                    .emit();
+                Event::error("watchdog.open").kv("device", &cfg.device).kv("result", "error").kv("error", e).emit();
                 return None;
             }
         };
@@ -51,21 +44,13 @@ impl Watchdog {
             Ok(t) => u32::try_from(t).unwrap_or(cfg.timeout_s),
             Err(e) => {
                 // The driver's own timeout stays; pet as if it were the board's.
-                Event::warn("watchdog.timeout")
-                    .kv("device", &cfg.device)
-                    .result(&Err::<(), _>(errno_text(e)))
-                    .emit();
+                Event::warn("watchdog.timeout").kv("device", &cfg.device).result(&Err::<(), _>(errno_text(e))).emit();
                 cfg.timeout_s
             }
         };
         let w = Watchdog { fd, timeout_s };
         let r = w.pet();
-        Event::info("watchdog.open")
-            .kv("device", &cfg.device)
-            .kv("timeout_s", timeout_s)
-            .kv("pet_ms", pet_interval(timeout_s).as_millis())
-            .result(&r)
-            .emit();
+        Event::info("watchdog.open").kv("device", &cfg.device).kv("timeout_s", timeout_s).kv("pet_ms", pet_interval(timeout_s).as_millis()).result(&r).emit();
         Some(w)
     }
 

@@ -50,15 +50,10 @@ pub struct Artifacts {
 /// Read and validate a board config file; errors name the file and the field.
 pub fn load_board(path: &Path) -> Result<Board, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let board =
-        Board::from_toml(&text).map_err(|e| format!("board config {}: {e}", path.display()))?;
+    let board = Board::from_toml(&text).map_err(|e| format!("board config {}: {e}", path.display()))?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     if board.name.as_str() != stem {
-        return Err(format!(
-            "board config {}: field `name`: `{}` must match the file name `{stem}`",
-            path.display(),
-            board.name
-        ));
+        return Err(format!("board config {}: field `name`: `{}` must match the file name `{stem}`", path.display(), board.name));
     }
     Ok(board)
 }
@@ -85,38 +80,17 @@ pub const TEST_HOOKS: &str = "test-hooks";
 /// [`cross_build`] with a cargo feature of the package turned on; the
 /// binary is copied to `<bin>-<feature>` beside the plain one, so both
 /// builds stay at hand.
-pub fn cross_build_with(
-    root: &Path,
-    arch: Arch,
-    package: &str,
-    bin: &str,
-    feature: Option<&str>,
-) -> Result<PathBuf, String> {
-    let what = feature
-        .map(|f| format!(" (feature {f})"))
-        .unwrap_or_default();
+pub fn cross_build_with(root: &Path, arch: Arch, package: &str, bin: &str, feature: Option<&str>) -> Result<PathBuf, String> {
+    let what = feature.map(|f| format!(" (feature {f})")).unwrap_or_default();
     say(&format!("building {bin} for {}{what}", arch.rust_target()));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root).args([
-        "build",
-        "--quiet",
-        "--release",
-        "--package",
-        package,
-        "--bin",
-        bin,
-        "--target",
-        arch.rust_target(),
-    ]);
+    cmd.current_dir(root).args(["build", "--quiet", "--release", "--package", package, "--bin", bin, "--target", arch.rust_target()]);
     if let Some(f) = feature {
         cmd.args(["--features", f]);
     }
     run_cmd(&mut cmd)?;
-    let out = crate::cargo_target_dir(root)
-        .join(arch.rust_target())
-        .join("release")
-        .join(bin);
+    let out = crate::cargo_target_dir(root).join(arch.rust_target()).join("release").join(bin);
     if !out.is_file() {
         return Err(format!("{} was not produced", out.display()));
     }
@@ -211,59 +185,29 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         let mut line = board.kernel.cmdline.to_string();
         line.push(' ');
         line.push_str(extra);
-        board.kernel.cmdline = line
-            .as_str()
-            .try_into()
-            .map_err(|_| format!("board {}: kernel command line too long", board.name))?;
+        board.kernel.cmdline = line.as_str().try_into().map_err(|_| format!("board {}: kernel command line too long", board.name))?;
     }
     for s in &variant.services {
-        board.services.push(s.clone()).map_err(|_| {
-            format!(
-                "{}: more than {} services",
-                board.name,
-                berth::board::SERVICES_MAX
-            )
-        })?;
+        board.services.push(s.clone()).map_err(|_| format!("{}: more than {} services", board.name, berth::board::SERVICES_MAX))?;
     }
     if let Some(nets) = &variant.networks {
         board.networks.clear();
         for n in nets {
-            board.networks.push(n.clone()).map_err(|_| {
-                format!(
-                    "{}: more than {} networks",
-                    board.name,
-                    berth::board::NETWORKS_MAX
-                )
-            })?;
+            board.networks.push(n.clone()).map_err(|_| format!("{}: more than {} networks", board.name, berth::board::NETWORKS_MAX))?;
         }
     }
     for a in &variant.qemu_args {
-        let a = a
-            .as_str()
-            .try_into()
-            .map_err(|_| format!("{}: QEMU argument too long: {a}", board.name))?;
-        board.qemu.extra_args.push(a).map_err(|_| {
-            format!(
-                "{}: more than {} QEMU arguments",
-                board.name,
-                berth::board::QEMU_ARGS_MAX
-            )
-        })?;
+        let a = a.as_str().try_into().map_err(|_| format!("{}: QEMU argument too long: {a}", board.name))?;
+        board.qemu.extra_args.push(a).map_err(|_| format!("{}: more than {} QEMU arguments", board.name, berth::board::QEMU_ARGS_MAX))?;
     }
     let arch = board.arch;
     let kernel = kernel::ensure_kernel(root, arch.debian(), &board.kernel.flavour)?;
-    say(&format!(
-        "{}: guest kernel {} from {}",
-        board.name, kernel.version, kernel.package
-    ));
+    say(&format!("{}: guest kernel {} from {}", board.name, kernel.version, kernel.package));
     let berth_hooked = cross_build_with(root, arch, "berth", "berth", Some(TEST_HOOKS))?;
     let berth = cross_build(root, arch, "berth", "berth")?;
     let agent = cross_build(root, arch, "qemu-tests", "berth-test-agent")?;
 
-    let dir = root
-        .join("target")
-        .join("berth")
-        .join(format!("{}{}", board.name, variant.suffix));
+    let dir = root.join("target").join("berth").join(format!("{}{}", board.name, variant.suffix));
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
     // Resolve the module list, then record it in load order in the compiled config.
@@ -273,47 +217,24 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     board.modules.clear();
     for m in modules.iter().filter(|m| !m.builtin) {
         let mut name = berth::board::Name::new();
-        name.push_str(&m.name)
-            .map_err(|_| format!("module name {} too long", m.name))?;
-        board.modules.push(name).map_err(|_| {
-            format!(
-                "more than {} modules after resolving dependencies",
-                berth::board::MODULES_MAX
-            )
-        })?;
+        name.push_str(&m.name).map_err(|_| format!("module name {} too long", m.name))?;
+        board.modules.push(name).map_err(|_| format!("more than {} modules after resolving dependencies", berth::board::MODULES_MAX))?;
     }
-    board
-        .validate()
-        .map_err(|e| format!("board {} after module resolution: {e}", board.name))?;
+    board.validate().map_err(|e| format!("board {} after module resolution: {e}", board.name))?;
     let board_bin = board.to_postcard().map_err(|e| e.to_string())?;
     let berth_bytes = fs::read(&berth).map_err(|e| format!("{}: {e}", berth.display()))?;
 
     // The demo release, signed with the development key; its public half is trusted.
     let key_dir = release::dev_key_dir(root)?;
     let key = release::load_signing_key(&key_dir.join(release::DEV_KEY))?;
-    let manifests = variant
-        .manifests
-        .clone()
-        .unwrap_or_else(|| root.join("manifests"));
-    let (compiled, mut signed) =
-        release::compile_and_sign(root, &manifests, &board, &dir, &key, None)?;
+    let manifests = variant.manifests.clone().unwrap_or_else(|| root.join("manifests"));
+    let (compiled, mut signed) = release::compile_and_sign(root, &manifests, &board, &dir, &key, None)?;
     let signed_release = signed.clone();
     write(&dir.join("release.bin"), &signed_release)?;
 
     // Initramfs: berth as /init, the board config, the modules, the first device nodes.
     let mut cpio = Cpio::new();
-    for d in [
-        "dev",
-        "proc",
-        "sys",
-        "run",
-        "sysroot",
-        "etc",
-        "etc/berth",
-        "lib",
-        "lib/modules",
-        "sbin",
-    ] {
+    for d in ["dev", "proc", "sys", "run", "sysroot", "etc", "etc/berth", "lib", "lib/modules", "sbin"] {
         cpio.add_dir(d, 0o755);
     }
     cpio.add_char_dev("dev/console", 0o600, 5, 1);
@@ -340,31 +261,19 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     let system_test = dir.join("system-test.img");
     let stage = dir.join("system-root");
     let _ = fs::remove_dir_all(&stage);
-    for d in [
-        "dev",
-        "proc",
-        "sys",
-        "run",
-        "data",
-        "tmp",
-        "sbin",
-        "etc/berth/keys",
-        "usr/lib/berth",
-    ] {
+    for d in ["dev", "proc", "sys", "run", "data", "tmp", "sbin", "etc/berth/keys", "usr/lib/berth"] {
         fs::create_dir_all(stage.join(d)).map_err(|e| format!("{}: {e}", stage.display()))?;
     }
     copy_exec(&berth, &stage.join("sbin/berth"))?;
     // berthctl is berth under another name.
-    std::os::unix::fs::symlink("berth", stage.join("sbin/berthctl"))
-        .map_err(|e| format!("{}: {e}", stage.display()))?;
+    std::os::unix::fs::symlink("berth", stage.join("sbin/berthctl")).map_err(|e| format!("{}: {e}", stage.display()))?;
     write(&stage.join("etc/berth/board.bin"), &board_bin)?;
     if let Some(a) = &board.apparmor {
         apparmor_policy(root, a, &stage)?;
     }
     for pubkey in release::public_keys(&key_dir)? {
         if let Some(name) = pubkey.file_name() {
-            fs::copy(&pubkey, stage.join("etc/berth/keys").join(name))
-                .map_err(|e| format!("{}: {e}", pubkey.display()))?;
+            fs::copy(&pubkey, stage.join("etc/berth/keys").join(name)).map_err(|e| format!("{}: {e}", pubkey.display()))?;
         }
     }
     squash(&stage, &system)?;
@@ -383,18 +292,10 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     if variant.release != ReleaseData::Absent {
         let images = store.join(berth::release::store::IMAGES);
         fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
-        let sensor = compiled
-            .release
-            .containers
-            .iter()
-            .find(|m| m.name == "sensor")
-            .map(|m| m.image.0);
+        let sensor = compiled.release.containers.iter().find(|m| m.name == "sensor").map(|m| m.image.0);
         for img in &compiled.images {
-            let dest = images.join(berth::release::store::image_name(&berth::manifest::Digest(
-                img.sha256,
-            )));
-            fs::copy(&img.path, &dest)
-                .map_err(|e| format!("{} -> {}: {e}", img.path.display(), dest.display()))?;
+            let dest = images.join(berth::release::store::image_name(&berth::manifest::Digest(img.sha256)));
+            fs::copy(&img.path, &dest).map_err(|e| format!("{} -> {}: {e}", img.path.display(), dest.display()))?;
             if variant.release == ReleaseData::CorruptSensorImage && sensor == Some(img.sha256) {
                 corrupt_byte(&dest, 4096 + 100)?;
             }
@@ -408,59 +309,29 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         }
         install_release(&store, &signed, compiled.release.version)?;
         if variant.release == ReleaseData::InterruptedTrial {
-            let next = berth::release::Release {
-                version: compiled.release.version + 1,
-                ..compiled.release.clone()
-            };
+            let next = berth::release::Release { version: compiled.release.version + 1, ..compiled.release.clone() };
             let signed_next = berth::release::sign(&next, &key).map_err(|e| e.to_string())?;
-            install_trial(
-                &store,
-                &signed,
-                compiled.release.version,
-                &signed_next,
-                next.version,
-            )?;
+            install_trial(&store, &signed, compiled.release.version, &signed_next, next.version)?;
         }
     }
     let updates = match &variant.updates {
         Some(src) => {
             let test = data_root.join("test");
-            let installed = crate::updates::Installed {
-                release: &compiled,
-                signed: &signed_release,
-                key: &key,
-                key_dir: &key_dir,
-            };
-            Some(crate::updates::build(
-                root,
-                &board,
-                src,
-                &dir.join("updates"),
-                &installed,
-                &test,
-            )?)
+            let installed = crate::updates::Installed { release: &compiled, signed: &signed_release, key: &key, key_dir: &key_dir };
+            Some(crate::updates::build(root, &board, src, &dir.join("updates"), &installed, &test)?)
         }
         None => None,
     };
     if let Some(src) = &variant.big_update {
         let test = data_root.join("test");
         fs::create_dir_all(&test).map_err(|e| format!("{}: {e}", test.display()))?;
-        let (big, big_signed) =
-            release::compile_and_sign(root, src, &board, &dir.join("big-update"), &key, None)?;
-        crate::bundle::write(
-            &test.join("big.bundle"),
-            &big_signed,
-            &crate::bundle::to_carry(&big.images, Some(&compiled.release)),
-        )?;
+        let (big, big_signed) = release::compile_and_sign(root, src, &board, &dir.join("big-update"), &key, None)?;
+        crate::bundle::write(&test.join("big.bundle"), &big_signed, &crate::bundle::to_carry(&big.images, Some(&compiled.release)))?;
     }
     let data_files = tree_bytes(&data_root);
     // Bundles on it are files already; each is staged (copied) once more.
     let bundles = bundle_bytes(&data_root);
-    let need = data_need_mib(
-        data_files.saturating_sub(bundles),
-        bundles,
-        u64::from(board.log_quota_kib) << 10,
-    );
+    let need = data_need_mib(data_files.saturating_sub(bundles), bundles, u64::from(board.log_quota_kib) << 10);
     let data_mib = match variant.data_mib {
         Some(n) => check_data_mib(n, need)?,
         None => need,
@@ -492,26 +363,14 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
 fn apparmor_policy(root: &Path, a: &berth::board::AppArmor, stage: &Path) -> Result<(), String> {
     let source = root.join("board-configs/apparmor").join(a.profile.as_str());
     if !source.is_file() {
-        return Err(format!(
-            "AppArmor profile {}: no source at {}",
-            a.profile,
-            source.display()
-        ));
+        return Err(format!("AppArmor profile {}: no source at {}", a.profile, source.display()));
     }
     let out = stage.join(a.policy.trim_start_matches('/'));
     if let Some(dir) = out.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    say(&format!(
-        "compiling AppArmor profile {} into {}",
-        a.profile, a.policy
-    ));
-    run_cmd(
-        Command::new("apparmor_parser")
-            .args(["--skip-kernel-load", "--skip-cache", "--quiet", "--ofile"])
-            .arg(&out)
-            .arg(&source),
-    )
+    say(&format!("compiling AppArmor profile {} into {}", a.profile, a.policy));
+    run_cmd(Command::new("apparmor_parser").args(["--skip-kernel-load", "--skip-cache", "--quiet", "--ofile"]).arg(&out).arg(&source))
 }
 
 /// Put a signed release into a store directory as installed and committed:
@@ -525,41 +384,20 @@ pub fn install_release(store: &Path, signed: &[u8], version: u64) -> Result<(), 
     fs::create_dir_all(&releases).map_err(|e| format!("{}: {e}", releases.display()))?;
     let digest = berth::manifest::Digest(sha2::Sha256::digest(signed).into());
     write(&releases.join(release_name(&digest)), signed)?;
-    let slot = encode_slot(&Record::installed(Entry { digest, version }), 1)
-        .ok_or("the state record does not encode")?;
+    let slot = encode_slot(&Record::installed(Entry { digest, version }), 1).ok_or("the state record does not encode")?;
     write(&store.join(SLOTS[0]), &slot)
 }
 
 /// Over an installed release, a second one on trial (the switch made, not
 /// committed): its object, and a record of generation 2 in slot B.
-fn install_trial(
-    store: &Path,
-    signed: &[u8],
-    version: u64,
-    trial: &[u8],
-    trial_version: u64,
-) -> Result<(), String> {
+fn install_trial(store: &Path, signed: &[u8], version: u64, trial: &[u8], trial_version: u64) -> Result<(), String> {
     use berth::release::record::{encode_slot, Entry, Record, SLOTS};
     use berth::release::store::{release_name, RELEASES};
     use sha2::Digest as _;
     let digest = |b: &[u8]| berth::manifest::Digest(sha2::Sha256::digest(b).into());
-    write(
-        &store.join(RELEASES).join(release_name(&digest(trial))),
-        trial,
-    )?;
-    let installed = Record::installed(Entry {
-        digest: digest(signed),
-        version,
-    });
-    let rec = installed
-        .begin_trial(
-            Entry {
-                digest: digest(trial),
-                version: trial_version,
-            },
-            false,
-        )
-        .map_err(|e| e.to_string())?;
+    write(&store.join(RELEASES).join(release_name(&digest(trial))), trial)?;
+    let installed = Record::installed(Entry { digest: digest(signed), version });
+    let rec = installed.begin_trial(Entry { digest: digest(trial), version: trial_version }, false).map_err(|e| e.to_string())?;
     let slot = encode_slot(&rec, 2).ok_or("the state record does not encode")?;
     write(&store.join(SLOTS[1]), &slot)
 }
@@ -568,58 +406,25 @@ fn install_trial(
 /// partition, the device's `/data/berth/inbox`) of an ext4 image, with
 /// e2fsck and debugfs (no mount, no root needed).
 pub fn put_in_inbox(data: &Path, bundle: &Path) -> Result<(), String> {
-    let name = bundle
-        .file_name()
-        .and_then(|n| n.to_str())
-        .filter(|n| !n.contains(char::is_whitespace))
-        .unwrap_or("update.bundle");
+    let name = bundle.file_name().and_then(|n| n.to_str()).filter(|n| !n.contains(char::is_whitespace)).unwrap_or("update.bundle");
     // QEMU's end (Ctrl-A X) is a power cut: replay the journal first, or
     // the guest's replay at mount would undo what debugfs writes.
-    let fsck = Command::new("e2fsck")
-        .args(["-f", "-y"])
-        .arg(data)
-        .output()
-        .map_err(|e| format!("e2fsck: {e}"))?;
+    let fsck = Command::new("e2fsck").args(["-f", "-y"]).arg(data).output().map_err(|e| format!("e2fsck: {e}"))?;
     if !matches!(fsck.status.code(), Some(0..=2)) {
-        return Err(format!(
-            "e2fsck {}: {}\n{}",
-            data.display(),
-            fsck.status,
-            String::from_utf8_lossy(&fsck.stdout)
-        ));
+        return Err(format!("e2fsck {}: {}\n{}", data.display(), fsck.status, String::from_utf8_lossy(&fsck.stdout)));
     }
     let script = data.with_extension("debugfs");
-    let host = bundle
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let host = bundle.canonicalize().map_err(|e| format!("{}: {e}", bundle.display()))?;
     // `mkdir` of an existing directory only complains; the `stat` at the end
     // says whether the file arrived.
-    let text = format!(
-        "mkdir berth/inbox\ncd berth/inbox\nrm {name}\nwrite {} {name}\n",
-        host.display()
-    );
+    let text = format!("mkdir berth/inbox\ncd berth/inbox\nrm {name}\nwrite {} {name}\n", host.display());
     write(&script, text.as_bytes())?;
-    run_cmd(
-        Command::new("debugfs")
-            .arg("-w")
-            .arg("-f")
-            .arg(&script)
-            .arg(data),
-    )?;
+    run_cmd(Command::new("debugfs").arg("-w").arg("-f").arg(&script).arg(data))?;
     let _ = fs::remove_file(&script);
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("stat berth/inbox/{name}"))
-        .arg(data)
-        .output()
-        .map_err(|e| format!("debugfs: {e}"))?;
+    let out = Command::new("debugfs").arg("-R").arg(format!("stat berth/inbox/{name}")).arg(data).output().map_err(|e| format!("debugfs: {e}"))?;
     let size = fs::metadata(bundle).map(|m| m.len()).unwrap_or(0);
     if !String::from_utf8_lossy(&out.stdout).contains(&format!("Size: {size}")) {
-        return Err(format!(
-            "debugfs did not put {} into {}",
-            bundle.display(),
-            data.display()
-        ));
+        return Err(format!("debugfs did not put {} into {}", bundle.display(), data.display()));
     }
     Ok(())
 }
@@ -627,9 +432,7 @@ pub fn put_in_inbox(data: &Path, bundle: &Path) -> Result<(), String> {
 /// Flip the bits of one byte of a file (inside an image's data area).
 fn corrupt_byte(path: &Path, at: usize) -> Result<(), String> {
     let mut bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let b = bytes
-        .get_mut(at)
-        .ok_or_else(|| format!("{}: shorter than {at} bytes", path.display()))?;
+    let b = bytes.get_mut(at).ok_or_else(|| format!("{}: shorter than {at} bytes", path.display()))?;
     *b ^= 0xff;
     write(path, &bytes)
 }
@@ -641,8 +444,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
 fn copy_exec(from: &Path, to: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     fs::copy(from, to).map_err(|e| format!("copy {} -> {}: {e}", from.display(), to.display()))?;
-    fs::set_permissions(to, fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("{}: {e}", to.display()))
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755)).map_err(|e| format!("{}: {e}", to.display()))
 }
 
 /// squashfs: mature, in every vendor kernel, compressed; owned by root, no timestamps.
@@ -668,9 +470,7 @@ fn squash(dir: &Path, out: &Path) -> Result<(), String> {
 /// and berth's log quota: that, a quarter more and 16 MiB (ext4's journal
 /// and tables), rounded up to 8 MiB, at least [`DATA_MIN_MIB`].
 pub fn data_need_mib(files: u64, bundles: u64, log_quota: u64) -> u64 {
-    let need = files
-        .saturating_add(bundles.saturating_mul(2))
-        .saturating_add(log_quota);
+    let need = files.saturating_add(bundles.saturating_mul(2)).saturating_add(log_quota);
     let bytes = need.saturating_add(need / 4).saturating_add(16 << 20);
     bytes.div_ceil(8 << 20).saturating_mul(8).max(DATA_MIN_MIB)
 }
@@ -679,9 +479,7 @@ pub fn data_need_mib(files: u64, bundles: u64, log_quota: u64) -> u64 {
 /// least what the partition needs.
 pub fn check_data_mib(mib: u64, need: u64) -> Result<u64, String> {
     if !(DATA_MIN_MIB..=DATA_MAX_MIB).contains(&mib) {
-        return Err(format!(
-            "data partition size {mib} MiB: must be between {DATA_MIN_MIB} and {DATA_MAX_MIB} MiB"
-        ));
+        return Err(format!("data partition size {mib} MiB: must be between {DATA_MIN_MIB} and {DATA_MAX_MIB} MiB"));
     }
     if mib < need {
         return Err(format!("data partition size {mib} MiB is too small: its releases and the staging of its update need {need} MiB"));
@@ -698,10 +496,7 @@ pub fn tree_bytes(dir: &Path) -> u64 {
         .flatten()
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => tree_bytes(&e.path()).saturating_add(4096),
-            Ok(_) => e
-                .metadata()
-                .map(|m| m.len().div_ceil(4096) * 4096)
-                .unwrap_or(0),
+            Ok(_) => e.metadata().map(|m| m.len().div_ceil(4096) * 4096).unwrap_or(0),
             Err(_) => 0,
         })
         .sum()
@@ -731,30 +526,15 @@ fn bundle_bytes(dir: &Path) -> u64 {
 /// then the file system (`e2fsck`, `resize2fs`; no mount, no root). True
 /// when it grew.
 pub fn grow_data(data: &Path, mib: u64) -> Result<bool, String> {
-    let size = fs::metadata(data)
-        .map_err(|e| format!("{}: {e}", data.display()))?
-        .len();
+    let size = fs::metadata(data).map_err(|e| format!("{}: {e}", data.display()))?.len();
     if size >= mib << 20 {
         return Ok(false);
     }
-    let fsck = Command::new("e2fsck")
-        .args(["-f", "-y"])
-        .arg(data)
-        .output()
-        .map_err(|e| format!("e2fsck: {e}"))?;
+    let fsck = Command::new("e2fsck").args(["-f", "-y"]).arg(data).output().map_err(|e| format!("e2fsck: {e}"))?;
     if !matches!(fsck.status.code(), Some(0..=2)) {
-        return Err(format!(
-            "e2fsck {}: {}\n{}",
-            data.display(),
-            fsck.status,
-            String::from_utf8_lossy(&fsck.stdout)
-        ));
+        return Err(format!("e2fsck {}: {}\n{}", data.display(), fsck.status, String::from_utf8_lossy(&fsck.stdout)));
     }
-    fs::OpenOptions::new()
-        .write(true)
-        .open(data)
-        .and_then(|f| f.set_len(mib << 20))
-        .map_err(|e| format!("{}: {e}", data.display()))?;
+    fs::OpenOptions::new().write(true).open(data).and_then(|f| f.set_len(mib << 20)).map_err(|e| format!("{}: {e}", data.display()))?;
     run_cmd(Command::new("resize2fs").arg("-f").arg(data))?;
     Ok(true)
 }
@@ -763,17 +543,7 @@ pub fn grow_data(data: &Path, mib: u64) -> Result<bool, String> {
 /// `quota` and `project` features, the project quota inode; berth mounts
 /// it `prjquota` and gives each volume a project), which need 256-byte
 /// inodes; the default 5 % of blocks reserved for root (berth).
-pub const DATA_MKFS: [&str; 9] = [
-    "-q",
-    "-F",
-    "-L",
-    "data",
-    "-I",
-    "256",
-    "-O",
-    "quota,project",
-    "-E",
-];
+pub const DATA_MKFS: [&str; 9] = ["-q", "-F", "-L", "data", "-I", "256", "-O", "quota,project", "-E"];
 /// The `-E` options that go with [`DATA_MKFS`].
 pub const DATA_MKFS_E: &str = "root_owner=0:0,quotatype=prjquota";
 
@@ -781,39 +551,20 @@ pub const DATA_MKFS_E: &str = "root_owner=0:0,quotatype=prjquota";
 fn make_data(out: &Path, root: &Path, mib: u64) -> Result<(), String> {
     let _ = fs::remove_file(out);
     let f = fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    f.set_len(mib << 20)
-        .map_err(|e| format!("{}: {e}", out.display()))?;
-    run_cmd(
-        Command::new("mkfs.ext4")
-            .args(DATA_MKFS)
-            .arg(DATA_MKFS_E)
-            .arg("-d")
-            .arg(root)
-            .arg(out),
-    )?;
+    f.set_len(mib << 20).map_err(|e| format!("{}: {e}", out.display()))?;
+    run_cmd(Command::new("mkfs.ext4").args(DATA_MKFS).arg(DATA_MKFS_E).arg("-d").arg(root).arg(out))?;
     // mke2fs -d leaves the root project's usage short of the files it
     // copied in; e2fsck recounts it (exit 1: corrected).
-    let fsck = Command::new("e2fsck")
-        .args(["-f", "-y"])
-        .arg(out)
-        .output()
-        .map_err(|e| format!("e2fsck: {e}"))?;
+    let fsck = Command::new("e2fsck").args(["-f", "-y"]).arg(out).output().map_err(|e| format!("e2fsck: {e}"))?;
     if !matches!(fsck.status.code(), Some(0..=1)) {
-        return Err(format!(
-            "e2fsck {}: {}\n{}",
-            out.display(),
-            fsck.status,
-            String::from_utf8_lossy(&fsck.stdout)
-        ));
+        return Err(format!("e2fsck {}: {}\n{}", out.display(), fsck.status, String::from_utf8_lossy(&fsck.stdout)));
     }
     Ok(())
 }
 
 /// A fresh copy of the data partition for one boot.
 pub fn fresh_data(a: &Artifacts, dest: &Path) -> Result<(), String> {
-    fs::copy(&a.data_template, dest)
-        .map(|_| ())
-        .map_err(|e| format!("{}: {e}", dest.display()))
+    fs::copy(&a.data_template, dest).map(|_| ()).map_err(|e| format!("{}: {e}", dest.display()))
 }
 
 /// QEMU options for a boot.
@@ -871,38 +622,14 @@ pub const GUEST_HTTP_PORT: u16 = 8080;
 /// The QEMU command line for a board's artifacts and a data image.
 pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<String>) {
     let q = &a.board.qemu;
-    let mut args: Vec<String> = vec![
-        "-M".into(),
-        q.machine.to_string(),
-        "-cpu".into(),
-        q.cpu.to_string(),
-    ];
+    let mut args: Vec<String> = vec!["-M".into(), q.machine.to_string(), "-cpu".into(), q.cpu.to_string()];
     if opts.kvm {
         args.extend(["-accel".into(), "kvm".into()]);
     }
-    args.extend([
-        "-m".into(),
-        q.memory_mib.to_string(),
-        "-smp".into(),
-        "1".into(),
-    ]);
+    args.extend(["-m".into(), q.memory_mib.to_string(), "-smp".into(), "1".into()]);
     if let Some(sock) = &opts.console_socket {
-        args.extend(
-            [
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-serial",
-                "chardev:con",
-                "-chardev",
-            ]
-            .map(String::from),
-        );
-        args.push(format!(
-            "socket,id=con,path={},server=on,wait=on",
-            sock.display()
-        ));
+        args.extend(["-display", "none", "-monitor", "none", "-serial", "chardev:con", "-chardev"].map(String::from));
+        args.push(format!("socket,id=con,path={},server=on,wait=on", sock.display()));
     } else if opts.interactive {
         // The console on the terminal, explicitly: a board's own `-serial`
         // (a second port) would otherwise take the place of QEMU's default.
@@ -913,11 +640,7 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
     if !opts.allow_reboot {
         args.push("-no-reboot".into());
     }
-    let system = if opts.agent {
-        &a.system_test
-    } else {
-        &a.system
-    };
+    let system = if opts.agent { &a.system_test } else { &a.system };
     let mut cmdline = format!("console={} {}", a.board.console, a.board.kernel.cmdline);
     if opts.agent {
         cmdline.push_str(&format!(" berth.run={AGENT_PATH}"));
@@ -931,10 +654,7 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
     args.extend(["-append".into(), cmdline]);
     args.extend([
         "-drive".into(),
-        format!(
-            "if=none,id=system,format=raw,readonly=on,file={}",
-            system.display()
-        ),
+        format!("if=none,id=system,format=raw,readonly=on,file={}", system.display()),
         "-device".into(),
         format!("{},drive=system", q.block_device),
         "-drive".into(),
@@ -961,13 +681,7 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
         ]);
     }
     if let Some(log) = &opts.log_disk {
-        args.extend([
-            "-drive".into(),
-            format!(
-                "if=none,id=logw,format=raw,cache=none,file={}",
-                log.display()
-            ),
-        ]);
+        args.extend(["-drive".into(), format!("if=none,id=logw,format=raw,cache=none,file={}", log.display())]);
         args.extend(["-device".into(), format!("{},drive=logw", q.block_device)]);
     }
     args.extend(q.extra_args.iter().map(|s| s.to_string()));
@@ -986,10 +700,7 @@ mod tests {
         // quarter more, 16 MiB, rounded up to 8 MiB.
         let need = data_need_mib(5 << 20, 110 << 20, 4 << 20);
         let raw = (5 + 220 + 4) as f64 * 1.25 + 16.0;
-        assert!(
-            need as f64 >= raw && need.is_multiple_of(8) && (need as f64) < raw + 8.0,
-            "{need} MiB for {raw}"
-        );
+        assert!(need as f64 >= raw && need.is_multiple_of(8) && (need as f64) < raw + 8.0, "{need} MiB for {raw}");
     }
 
     #[test]

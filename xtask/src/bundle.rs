@@ -14,10 +14,7 @@ use std::path::Path;
 /// The images of `images` that a device running `against` lacks (all of
 /// them when there is no such release).
 pub fn to_carry<'a>(images: &'a [Image], against: Option<&Release>) -> Vec<&'a Image> {
-    images
-        .iter()
-        .filter(|i| against.is_none_or(|r| r.image(&Digest(i.sha256)).is_none()))
-        .collect()
+    images.iter().filter(|i| against.is_none_or(|r| r.image(&Digest(i.sha256)).is_none())).collect()
 }
 
 /// The release in a signed release file, for `--only-new-against` (its
@@ -31,13 +28,7 @@ pub fn read_release(path: &Path) -> Result<Release, String> {
 /// Written under a temporary name and renamed, so `out` is whole or absent.
 /// Returns its size.
 pub fn write(out: &Path, signed: &[u8], images: &[&Image]) -> Result<u64, String> {
-    let table: Vec<TableEntry> = images
-        .iter()
-        .map(|i| TableEntry {
-            sha256: Digest(i.sha256),
-            size: i.size,
-        })
-        .collect();
+    let table: Vec<TableEntry> = images.iter().map(|i| TableEntry { sha256: Digest(i.sha256), size: i.size }).collect();
     let header = encode_header(signed, &table).map_err(|e| e.to_string())?;
     let tmp = out.with_extension("partial");
     let err = |e: std::io::Error| format!("{}: {e}", tmp.display());
@@ -45,22 +36,14 @@ pub fn write(out: &Path, signed: &[u8], images: &[&Image]) -> Result<u64, String
     f.write_all(&header).map_err(err)?;
     let mut total = header.len() as u64;
     for img in images {
-        let mut src =
-            fs::File::open(&img.path).map_err(|e| format!("{}: {e}", img.path.display()))?;
+        let mut src = fs::File::open(&img.path).map_err(|e| format!("{}: {e}", img.path.display()))?;
         let n = std::io::copy(&mut src, &mut f).map_err(err)?;
         if n != img.size {
-            return Err(format!(
-                "{}: {n} bytes, built as {}",
-                img.path.display(),
-                img.size
-            ));
+            return Err(format!("{}: {n} bytes, built as {}", img.path.display(), img.size));
         }
         total += n;
     }
-    f.into_inner()
-        .map_err(|e| err(e.into_error()))?
-        .sync_all()
-        .map_err(err)?;
+    f.into_inner().map_err(|e| err(e.into_error()))?.sync_all().map_err(err)?;
     fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(total)
 }
@@ -80,12 +63,7 @@ mod tests {
         let verity = crate::verity::append_tree(&path, None).unwrap();
         let bytes = fs::read(&path).unwrap();
         use sha2::Digest as _;
-        Image {
-            path,
-            size: bytes.len() as u64,
-            sha256: sha2::Sha256::digest(&bytes).into(),
-            verity,
-        }
+        Image { path, size: bytes.len() as u64, sha256: sha2::Sha256::digest(&bytes).into(), verity }
     }
 
     fn release(version: u64, board: &str, images: &[&Image]) -> Release {
@@ -96,12 +74,7 @@ mod tests {
         }
         let imgs: Vec<berth::release::Image> = images
             .iter()
-            .map(|i| berth::release::Image {
-                sha256: Digest(i.sha256),
-                size: i.size,
-                verity_root: i.verity.root,
-                verity_salt: i.verity.salt,
-            })
+            .map(|i| berth::release::Image { sha256: Digest(i.sha256), size: i.size, verity_root: i.verity.root, verity_salt: i.verity.salt })
             .collect();
         Release {
             version,
@@ -125,11 +98,7 @@ mod tests {
         let key = signing_key_from_seed(&[3; 32]);
         let mut keys = TrustedKeys::new();
         keys.add(key.verifying_key()).unwrap();
-        let (a, b, c) = (
-            image(&dir, "a.img", 1, 3),
-            image(&dir, "b.img", 2, 130),
-            image(&dir, "c.img", 3, 1),
-        );
+        let (a, b, c) = (image(&dir, "a.img", 1, 3), image(&dir, "b.img", 2, 130), image(&dir, "c.img", 3, 1));
         let v1 = release(1, "board", &[&a, &b]);
         let v2 = release(2, "board", &[&a, &c]);
         let s1 = berth::release::sign(&v1, &key).unwrap();
@@ -142,58 +111,26 @@ mod tests {
         let delta2 = dir.join("v2.bundle");
         write(&delta2, &s2, &carried).unwrap();
 
-        let checked = check_file(
-            &fs::File::open(&delta2).unwrap(),
-            &keys,
-            Some("board"),
-            None,
-        )
-        .unwrap();
+        let checked = check_file(&fs::File::open(&delta2).unwrap(), &keys, Some("board"), None).unwrap();
         assert_eq!(checked.verified.release, v2);
         assert_eq!(checked.not_carried().count(), 1);
-        let other = check_file(
-            &fs::File::open(&delta2).unwrap(),
-            &keys,
-            Some("other"),
-            None,
-        )
-        .unwrap_err();
-        assert_eq!(
-            other.to_string(),
-            "release is for board board, this device is other"
-        );
+        let other = check_file(&fs::File::open(&delta2).unwrap(), &keys, Some("other"), None).unwrap_err();
+        assert_eq!(other.to_string(), "release is for board board, this device is other");
 
         // Into an empty store, then the delta on top.
         let store = dir.join("store");
         let (mut st, _) = Store::open(&store).unwrap();
-        let missing = st
-            .stage(&mut fs::File::open(&delta2).unwrap(), &keys, "board")
-            .unwrap_err();
-        assert!(
-            matches!(missing, StageError::MissingImage(d) if d.0 == a.sha256),
-            "{missing}"
-        );
-        let staged = st
-            .stage(&mut fs::File::open(&full1).unwrap(), &keys, "board")
-            .unwrap();
+        let missing = st.stage(&mut fs::File::open(&delta2).unwrap(), &keys, "board").unwrap_err();
+        assert!(matches!(missing, StageError::MissingImage(d) if d.0 == a.sha256), "{missing}");
+        let staged = st.stage(&mut fs::File::open(&full1).unwrap(), &keys, "board").unwrap();
         st.begin_trial(&staged, false).unwrap();
         st.commit().unwrap();
-        let staged = st
-            .stage(&mut fs::File::open(&delta2).unwrap(), &keys, "board")
-            .unwrap();
+        let staged = st.stage(&mut fs::File::open(&delta2).unwrap(), &keys, "board").unwrap();
         assert_eq!((staged.entry.version, staged.images_added), (2, 1));
         st.begin_trial(&staged, false).unwrap();
         st.commit().unwrap();
-        let older = st
-            .stage(&mut fs::File::open(&full1).unwrap(), &keys, "board")
-            .unwrap_err();
-        assert!(matches!(
-            older,
-            StageError::Bundle(BundleError::TooOld {
-                release: 1,
-                installed: 2
-            })
-        ));
+        let older = st.stage(&mut fs::File::open(&full1).unwrap(), &keys, "board").unwrap_err();
+        assert!(matches!(older, StageError::Bundle(BundleError::TooOld { release: 1, installed: 2 })));
         let mut tampered = fs::read(&delta2).unwrap();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;

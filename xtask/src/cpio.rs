@@ -25,10 +25,7 @@ impl Default for Cpio {
 
 impl Cpio {
     pub fn new() -> Cpio {
-        Cpio {
-            buf: Vec::new(),
-            next_ino: 1,
-        }
+        Cpio { buf: Vec::new(), next_ino: 1 }
     }
 
     /// A directory. `path` is relative ("dev"); `mode` holds permission bits
@@ -69,15 +66,7 @@ impl Cpio {
         self.pad4();
     }
 
-    fn write_header(
-        &mut self,
-        ino: u32,
-        mode: u32,
-        nlink: u32,
-        size: u32,
-        rdev: (u32, u32),
-        name: &str,
-    ) {
+    fn write_header(&mut self, ino: u32, mode: u32, nlink: u32, size: u32, rdev: (u32, u32), name: &str) {
         let namesize = u32::try_from(name.len() + 1).unwrap_or(u32::MAX);
         let fields: [u32; 13] = [
             ino, mode, 0, // uid
@@ -130,21 +119,9 @@ mod tests {
             let start = total - b.len();
             assert_eq!(start % 4, 0, "entry not 4-byte aligned");
             assert_eq!(&b[..6], b"070701");
-            let field = |i: usize| {
-                u32::from_str_radix(std::str::from_utf8(&b[6 + 8 * i..14 + 8 * i]).unwrap(), 16)
-                    .unwrap()
-            };
-            let (ino, mode, uid, gid, nlink, mtime, size) = (
-                field(0),
-                field(1),
-                field(2),
-                field(3),
-                field(4),
-                field(5),
-                field(6) as usize,
-            );
-            let (rmajor, rminor, namesize, check) =
-                (field(9), field(10), field(11) as usize, field(12));
+            let field = |i: usize| u32::from_str_radix(std::str::from_utf8(&b[6 + 8 * i..14 + 8 * i]).unwrap(), 16).unwrap();
+            let (ino, mode, uid, gid, nlink, mtime, size) = (field(0), field(1), field(2), field(3), field(4), field(5), field(6) as usize);
+            let (rmajor, rminor, namesize, check) = (field(9), field(10), field(11) as usize, field(12));
             assert_eq!(check, 0);
             let name_bytes = &b[110..110 + namesize];
             assert_eq!(*name_bytes.last().unwrap(), 0);
@@ -159,18 +136,7 @@ mod tests {
                 assert!(b.is_empty(), "bytes after trailer");
                 break;
             }
-            out.push(Entry {
-                ino,
-                mode,
-                uid,
-                gid,
-                nlink,
-                mtime,
-                rmajor,
-                rminor,
-                name,
-                data,
-            });
+            out.push(Entry { ino, mode, uid, gid, nlink, mtime, rmajor, rminor, name, data });
         }
         out
     }
@@ -192,34 +158,14 @@ mod tests {
     fn roundtrip() {
         let entries = parse(&sample());
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "dev",
-                "dev/console",
-                "sbin",
-                "sbin/init",
-                "etc-empty",
-                "abc",
-                "init",
-                "dev/null"
-            ]
-        );
+        assert_eq!(names, ["dev", "dev/console", "sbin", "sbin/init", "etc-empty", "abc", "init", "dev/null"]);
         let inos: Vec<u32> = entries.iter().map(|e| e.ino).collect();
         assert_eq!(inos, [1, 2, 3, 4, 5, 6, 7, 8]);
         for e in &entries {
             assert_eq!((e.uid, e.gid, e.mtime), (0, 0, 0));
         }
         assert_eq!((entries[0].mode, entries[0].nlink), (0o040755, 2));
-        assert_eq!(
-            (
-                entries[1].mode,
-                entries[1].nlink,
-                entries[1].rmajor,
-                entries[1].rminor
-            ),
-            (0o020600, 1, 5, 1)
-        );
+        assert_eq!((entries[1].mode, entries[1].nlink, entries[1].rmajor, entries[1].rminor), (0o020600, 1, 5, 1));
         assert_eq!(entries[3].mode, 0o100755);
         assert_eq!(entries[3].data, b"#!/bin/sh\necho hi\n");
         assert!(entries[4].data.is_empty());
@@ -246,11 +192,7 @@ mod tests {
     fn temp_dir(tag: &str) -> PathBuf {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "xtask-cpio-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
+        let d = std::env::temp_dir().join(format!("xtask-cpio-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
@@ -259,11 +201,7 @@ mod tests {
     fn is_root() -> bool {
         std::fs::read_to_string("/proc/self/status")
             .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("Uid:"))
-                    .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-            })
+            .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0")))
             .unwrap_or(false)
     }
 
@@ -285,31 +223,16 @@ mod tests {
             .unwrap();
         child.stdin.take().unwrap().write_all(&sample()).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "cpio failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "cpio failed: {}", String::from_utf8_lossy(&out.stderr));
 
         let p = |s: &str| -> PathBuf { dir.join(s) };
-        let mode = |path: &Path| {
-            std::fs::symlink_metadata(path)
-                .unwrap()
-                .permissions()
-                .mode()
-        };
-        assert_eq!(
-            std::fs::read(p("sbin/init")).unwrap(),
-            b"#!/bin/sh\necho hi\n"
-        );
+        let mode = |path: &Path| std::fs::symlink_metadata(path).unwrap().permissions().mode();
+        assert_eq!(std::fs::read(p("sbin/init")).unwrap(), b"#!/bin/sh\necho hi\n");
         assert_eq!(mode(&p("sbin/init")) & 0o7777, 0o755);
         assert_eq!(std::fs::read(p("abc")).unwrap(), b"123");
         assert_eq!(std::fs::read(p("etc-empty")).unwrap(), b"");
         assert!(std::fs::metadata(p("dev")).unwrap().is_dir());
-        assert_eq!(
-            std::fs::read_link(p("init")).unwrap(),
-            Path::new("sbin/init")
-        );
+        assert_eq!(std::fs::read_link(p("init")).unwrap(), Path::new("sbin/init"));
         assert_eq!(std::fs::metadata(p("sbin/init")).unwrap().mtime(), 0);
 
         if is_root() {

@@ -36,17 +36,13 @@ const LOG_FACTOR: u64 = 4;
 
 /// Boot the update with its log, then check every planned point.
 pub fn run(l: &dyn Launch, art: &Artifacts, seed: Option<u64>) -> Result<(), String> {
-    let info = art
-        .updates
-        .as_ref()
-        .ok_or("the crash-replay build carries no update")?;
+    let info = art.updates.as_ref().ok_or("the crash-replay build carries no update")?;
     let runs = art.dir.join("runs");
     fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
     let log_path = runs.join("crash-replay.log.img");
     let _ = fs::remove_file(&log_path);
     let f = fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    f.set_len((art.data_mib * LOG_FACTOR) << 20)
-        .map_err(|e| e.to_string())?;
+    f.set_len((art.data_mib * LOG_FACTOR) << 20).map_err(|e| e.to_string())?;
     drop(f);
     let spec = BootSpec {
         name: "crash-replay".into(),
@@ -64,23 +60,10 @@ pub fn run(l: &dyn Launch, art: &Artifacts, seed: Option<u64>) -> Result<(), Str
     let mut m = l.boot(&spec)?;
     let data = guest_update(&mut m, info.writes)?;
     drop(m);
-    let seed = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
+    let seed = seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
     let keys = TrustedKeys::load_dir(&art.key_dir).map_err(|e| e.to_string())?;
     let r = check_log(
-        &Check {
-            start: &art.data_template,
-            end: &data,
-            log: &log_path,
-            plan: &info.plan,
-            keys: &keys,
-            board: &art.board.name,
-            known: &info.known,
-        },
+        &Check { start: &art.data_template, end: &data, log: &log_path, plan: &info.plan, keys: &keys, board: &art.board.name, known: &info.known },
         seed,
     );
     if r.is_ok() {
@@ -92,23 +75,9 @@ pub fn run(l: &dyn Launch, art: &Artifacts, seed: Option<u64>) -> Result<(), Str
 
 /// Check a log and the data image a run left, again (no boot).
 pub fn recheck(art: &Artifacts, log: &Path, data: &Path, seed: u64) -> Result<(), String> {
-    let info = art
-        .updates
-        .as_ref()
-        .ok_or("the crash-replay build carries no update")?;
+    let info = art.updates.as_ref().ok_or("the crash-replay build carries no update")?;
     let keys = TrustedKeys::load_dir(&art.key_dir).map_err(|e| e.to_string())?;
-    check_log(
-        &Check {
-            start: &art.data_template,
-            end: data,
-            log,
-            plan: &info.plan,
-            keys: &keys,
-            board: &art.board.name,
-            known: &info.known,
-        },
-        seed,
-    )
+    check_log(&Check { start: &art.data_template, end: data, log, plan: &info.plan, keys: &keys, board: &art.board.name, known: &info.known }, seed)
 }
 
 /// The guest's part: the log-writes target set up, the update done, the
@@ -117,32 +86,21 @@ fn guest_update(m: &mut Machine, writes: u64) -> Result<std::path::PathBuf, Stri
     let (boot, step) = (Duration::from_secs(180), Duration::from_secs(90));
     let setup = m.expect_event("logwrites.setup", boot)?;
     if setup.get("result") == Some("error") || setup.get("device").is_none() {
-        return Err(format!(
-            "the log-writes target was not set up: {:?}",
-            setup.fields
-        ));
+        return Err(format!("the log-writes target was not set up: {:?}", setup.fields));
     }
     let done = m.expect_event("update.done", boot + step)?;
     if done.get("store_writes") != Some(writes.to_string().as_str()) {
-        return Err(format!(
-            "the update made {:?} store writes, the model {writes}",
-            done.get("store_writes")
-        ));
+        return Err(format!("the update made {:?} store writes, the model {writes}", done.get("store_writes")));
     }
     let removed = m.expect_event("logwrites.remove", step)?;
     if removed.get("result") != Some("ok") {
-        return Err(format!(
-            "the log-writes target was not removed cleanly: {:?}",
-            removed.fields
-        ));
+        return Err(format!("the log-writes target was not removed cleanly: {:?}", removed.fields));
     }
     let st = m.wait_exit(step)?;
     if !st.success() {
         return Err(format!("QEMU ended with {st}"));
     }
-    m.data_image()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| "no data image".into())
+    m.data_image().map(Path::to_path_buf).ok_or_else(|| "no data image".into())
 }
 
 /// What a log is checked against.
@@ -162,10 +120,7 @@ pub fn check_log(c: &Check, seed: u64) -> Result<(), String> {
     let log = logreplay::parse(&bytes)?;
     let steps: Vec<u64> = log.entries.iter().filter_map(|e| e.step()).collect();
     if steps != (1..=c.plan.writes()).collect::<Vec<_>>() {
-        return Err(format!(
-            "the log's step marks are {steps:?}, want 1..={}",
-            c.plan.writes()
-        ));
+        return Err(format!("the log's step marks are {steps:?}, want 1..={}", c.plan.writes()));
     }
     let work = c.log.with_extension("work");
     fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -184,18 +139,9 @@ pub fn check_log(c: &Check, seed: u64) -> Result<(), String> {
         let entries: Vec<usize> = (0..p.base).chain(p.extra.iter().copied()).collect();
         let img = work.join("point.img");
         logreplay::build(c.start, &img, &bytes, &log, &entries)?;
-        let allowed: Vec<Verdict> = (p.steps.0..=p.steps.1)
-            .flat_map(|s| c.plan.in_step(s))
-            .collect();
+        let allowed: Vec<Verdict> = (p.steps.0..=p.steps.1).flat_map(|s| c.plan.in_step(s)).collect();
         if let Err(e) = check_image(c, &img, &work, &allowed) {
-            failures.push(format!(
-                "point {n} ({:?}, {} entries + {} kept, steps {}..={}): {e}",
-                p.kind,
-                p.base,
-                p.extra.len(),
-                p.steps.0,
-                p.steps.1
-            ));
+            failures.push(format!("point {n} ({:?}, {} entries + {} kept, steps {}..={}): {e}", p.kind, p.base, p.extra.len(), p.steps.0, p.steps.1));
         }
     }
     let count = |k: Kind| points.iter().filter(|p: &&Point| p.kind == k).count();
@@ -217,24 +163,12 @@ pub fn check_log(c: &Check, seed: u64) -> Result<(), String> {
     for f in failures.iter().take(10) {
         eprintln!("  {f}");
     }
-    Err(format!(
-        "{} of {} replayed crash states failed (seed {seed}); the first: {}",
-        failures.len(),
-        points.len(),
-        failures[0]
-    ))
+    Err(format!("{} of {} replayed crash states failed (seed {seed}); the first: {}", failures.len(), points.len(), failures[0]))
 }
 
 fn fsck(img: &Path, args: &[&str]) -> Result<(i32, String), String> {
-    let out = Command::new("e2fsck")
-        .args(args)
-        .arg(img)
-        .output()
-        .map_err(|e| format!("e2fsck: {e}"))?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    ))
+    let out = Command::new("e2fsck").args(args).arg(img).output().map_err(|e| format!("e2fsck: {e}"))?;
+    Ok((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
 /// One replayed image: journal replayed, `e2fsck -fn` clean, the store
@@ -246,70 +180,40 @@ fn check_image(c: &Check, img: &Path, work: &Path, allowed: &[Verdict]) -> Resul
     // journal stays while mounted; the full check is the next one.
     let (code, out) = fsck(img, &["-p"])?;
     if !matches!(code, 0 | 1) {
-        return Err(format!(
-            "the journal does not replay (e2fsck -p exits {code}): {}",
-            out.trim()
-        ));
+        return Err(format!("the journal does not replay (e2fsck -p exits {code}): {}", out.trim()));
     }
     let (code, out) = fsck(img, &["-f", "-n"])?;
     if code != 0 {
-        return Err(format!(
-            "e2fsck -fn exits {code}: {}",
-            out.lines().take(6).collect::<Vec<_>>().join(" / ")
-        ));
+        return Err(format!("e2fsck -fn exits {code}: {}", out.lines().take(6).collect::<Vec<_>>().join(" / ")));
     }
     let dir = work.join("store");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("rdump /berth {}", dir.display()))
-        .arg(img)
-        .output()
-        .map_err(|e| format!("debugfs: {e}"))?;
+    let out = Command::new("debugfs").arg("-R").arg(format!("rdump /berth {}", dir.display())).arg(img).output().map_err(|e| format!("debugfs: {e}"))?;
     let store = dir.join("berth");
     if !out.status.success() || !store.is_dir() {
-        return Err(format!(
-            "debugfs could not copy the store out: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(format!("debugfs could not copy the store out: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
-    let verdict = crate::cutmodel::boot_verdict(&store, c.keys, c.board)
-        .map_err(|e| format!("no release boots: {e}"))?;
+    let verdict = crate::cutmodel::boot_verdict(&store, c.keys, c.board).map_err(|e| format!("no release boots: {e}"))?;
     complete(&store, c.known, verdict.version)?;
     if !allowed.contains(&verdict) {
         let mut want: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
         want.dedup();
-        return Err(format!(
-            "found {verdict}; the model allows {}",
-            want.join(" | ")
-        ));
+        return Err(format!("found {verdict}; the model allows {}", want.join(" | ")));
     }
     Ok(())
 }
 
 /// Every image of the booted release is there with its SHA-256.
-fn complete(
-    store: &Path,
-    known: &[qemu_tests::updates::Known],
-    version: u64,
-) -> Result<(), String> {
+fn complete(store: &Path, known: &[qemu_tests::updates::Known], version: u64) -> Result<(), String> {
     use sha2::Digest as _;
-    let k = known
-        .iter()
-        .find(|k| k.version == version)
-        .ok_or_else(|| format!("release {version} is not one the update knows"))?;
+    let k = known.iter().find(|k| k.version == version).ok_or_else(|| format!("release {version} is not one the update knows"))?;
     for (name, _) in &k.images {
         let path = store.join(berth::release::store::IMAGES).join(name);
         let bytes = fs::read(&path).map_err(|e| format!("image {name}: {e}"))?;
-        let hex: String = sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         if !name.starts_with(&hex) {
-            return Err(format!(
-                "image {name} of release {version} is damaged (its SHA-256 is {hex})"
-            ));
+            return Err(format!("image {name} of release {version} is damaged (its SHA-256 is {hex})"));
         }
     }
     Ok(())

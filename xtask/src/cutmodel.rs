@@ -103,12 +103,8 @@ fn install(dir: &Path, s: &Start) -> Result<(), String> {
 /// Run the update on `dir` (installed and booted), stopping before write
 /// `stop_before` (0: never). Returns the writes' kinds and operation ends.
 fn update(dir: &Path, bundle: &Path, s: &Start, stop_before: u64) -> Result<Run, String> {
-    let shared = Rc::new(RefCell::new(Run {
-        stop_before,
-        ..Run::default()
-    }));
-    let (mut st, _) =
-        Store::open_with(dir, CutIo(Rc::clone(&shared))).map_err(|e| e.to_string())?;
+    let shared = Rc::new(RefCell::new(Run { stop_before, ..Run::default() }));
+    let (mut st, _) = Store::open_with(dir, CutIo(Rc::clone(&shared))).map_err(|e| e.to_string())?;
     let end = || {
         let mut r = shared.borrow_mut();
         let n = r.kinds.len() as u64;
@@ -117,9 +113,7 @@ fn update(dir: &Path, bundle: &Path, s: &Start, stop_before: u64) -> Result<Run,
     let mut file = fs::File::open(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
     // The first error is the cut (or, with no cut, a real failure).
     let run = (|| -> Result<(), String> {
-        let staged = st
-            .stage(&mut file, s.keys, s.board)
-            .map_err(|e| e.to_string())?;
+        let staged = st.stage(&mut file, s.keys, s.board).map_err(|e| e.to_string())?;
         end();
         st.begin_trial(&staged, false).map_err(|e| e.to_string())?;
         end();
@@ -132,9 +126,7 @@ fn update(dir: &Path, bundle: &Path, s: &Start, stop_before: u64) -> Result<Run,
     drop(st);
     let io = shared.take();
     match run {
-        Err(e) if stop_before == 0 || io.n < stop_before => {
-            Err(format!("the update failed on the host model: {e}"))
-        }
+        Err(e) if stop_before == 0 || io.n < stop_before => Err(format!("the update failed on the host model: {e}")),
         _ => Ok(io),
     }
 }
@@ -147,16 +139,8 @@ pub fn boot_verdict(dir: &Path, keys: &TrustedKeys, board: &str) -> Result<Verdi
     Ok(Verdict {
         version: booted.verified.release.version,
         trial: booted.trial,
-        rollbacks: booted
-            .rollbacks
-            .iter()
-            .map(|(r, _)| r.cause.to_string())
-            .collect(),
-        notes: notes
-            .iter()
-            .chain(&booted.notes)
-            .map(|n| n.to_string())
-            .collect(),
+        rollbacks: booted.rollbacks.iter().map(|(r, _)| r.cause.to_string()).collect(),
+        notes: notes.iter().chain(&booted.notes).map(|n| n.to_string()).collect(),
         gc: (gc.images, gc.releases),
     })
 }
@@ -172,15 +156,8 @@ pub fn plan(work: &Path, bundle: &Path, s: &Start) -> Result<Plan, String> {
         install(&dir, s)?;
         let stop = if k as usize > full.kinds.len() { 0 } else { k };
         update(&dir, bundle, s, stop)?;
-        outcomes.push(
-            boot_verdict(&dir, s.keys, s.board)
-                .map_err(|e| format!("the boot after a cut before write {k}: {e}"))?,
-        );
+        outcomes.push(boot_verdict(&dir, s.keys, s.board).map_err(|e| format!("the boot after a cut before write {k}: {e}"))?);
     }
     let _ = fs::remove_dir_all(&dir);
-    Ok(Plan {
-        kinds: full.kinds,
-        op_ends: full.ends,
-        outcomes,
-    })
+    Ok(Plan { kinds: full.kinds, op_ends: full.ends, outcomes })
 }

@@ -50,10 +50,7 @@ pub fn run(root: &Path, seconds_per_target: u64, targets: &[&str]) -> Result<(),
         let mut v = Vec::new();
         for t in targets {
             if !known.iter().any(|k| k == t) {
-                return Err(format!(
-                    "unknown fuzz target `{t}` (known: {})",
-                    known.join(", ")
-                ));
+                return Err(format!("unknown fuzz target `{t}` (known: {})", known.join(", ")));
             }
             if !v.iter().any(|x: &String| x == t) {
                 v.push(t.to_string());
@@ -62,10 +59,7 @@ pub fn run(root: &Path, seconds_per_target: u64, targets: &[&str]) -> Result<(),
         v
     };
     if chosen.is_empty() {
-        return Err(format!(
-            "no fuzz targets in {}",
-            fuzz_dir.join("fuzz_targets").display()
-        ));
+        return Err(format!("no fuzz targets in {}", fuzz_dir.join("fuzz_targets").display()));
     }
 
     ensure_cargo_fuzz()?;
@@ -75,23 +69,10 @@ pub fn run(root: &Path, seconds_per_target: u64, targets: &[&str]) -> Result<(),
 
     for t in &chosen {
         let scratch = root.join("target").join("fuzz-corpus").join(t);
-        std::fs::create_dir_all(&scratch)
-            .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+        std::fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
         let seeds = fuzz_dir.join("corpus").join(t);
-        let log = root
-            .join("target")
-            .join("fuzz-logs")
-            .join(format!("{t}.log"));
-        fuzz_one(
-            &supervisor,
-            &target_dir,
-            sanitizer,
-            t,
-            &scratch,
-            &seeds,
-            &log,
-            seconds_per_target,
-        )?;
+        let log = root.join("target").join("fuzz-logs").join(format!("{t}.log"));
+        fuzz_one(&supervisor, &target_dir, sanitizer, t, &scratch, &seeds, &log, seconds_per_target)?;
     }
     Ok(())
 }
@@ -119,13 +100,10 @@ fn parse_args(args: &[String]) -> Result<(u64, Vec<&str>), String> {
 /// Target names: the `.rs` files in `fuzz/fuzz_targets/`, sorted.
 fn list_targets(fuzz_dir: &Path) -> Result<Vec<String>, String> {
     let dir = fuzz_dir.join("fuzz_targets");
-    let entries =
-        std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
     let mut names = Vec::new();
     for entry in entries {
-        let path = entry
-            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-            .path();
+        let path = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?.path();
         if path.extension().is_some_and(|x| x == "rs") {
             if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
                 names.push(stem.to_string());
@@ -143,18 +121,12 @@ fn cargo() -> Command {
 /// A `cargo fuzz ...` command with the stable-toolchain escape hatch set.
 fn cargo_fuzz(supervisor: &Path) -> Command {
     let mut cmd = cargo();
-    cmd.arg("fuzz")
-        .current_dir(supervisor)
-        .env("RUSTC_BOOTSTRAP", "1");
+    cmd.arg("fuzz").current_dir(supervisor).env("RUSTC_BOOTSTRAP", "1");
     cmd
 }
 
 fn ensure_cargo_fuzz() -> Result<(), String> {
-    let present = cargo()
-        .args(["fuzz", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let present = cargo().args(["fuzz", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
     if present {
         return Ok(());
     }
@@ -164,16 +136,9 @@ fn ensure_cargo_fuzz() -> Result<(), String> {
     cmd.args(["install", "--locked", "cargo-fuzz"]);
     let out = output(&mut cmd)?;
     if !out.status.success() {
-        return Err(format!(
-            "installing cargo-fuzz failed ({}):\n{}",
-            out.status,
-            tail(&combined(&out), 20)
-        ));
+        return Err(format!("installing cargo-fuzz failed ({}):\n{}", out.status, tail(&combined(&out), 20)));
     }
-    say(&format!(
-        "installed cargo-fuzz in {}s",
-        started.elapsed().as_secs()
-    ));
+    say(&format!("installed cargo-fuzz in {}s", started.elapsed().as_secs()));
     Ok(())
 }
 
@@ -199,28 +164,19 @@ fn build(supervisor: &Path, target_dir: &Path) -> Result<Sanitizer, String> {
     let started = Instant::now();
     let first = output(&mut build_cmd(supervisor, target_dir, Sanitizer::Address))?;
     if first.status.success() {
-        say(&format!(
-            "built the fuzz targets in {}s",
-            started.elapsed().as_secs()
-        ));
+        say(&format!("built the fuzz targets in {}s", started.elapsed().as_secs()));
         return Ok(Sanitizer::Address);
     }
     let first_text = combined(&first);
     let first_tail = tail(without_tool_backtrace(&first_text), 30);
     if !first_text.to_lowercase().contains("sanitizer") {
         // A compile error, not a missing sanitizer runtime: no point retrying.
-        return Err(format!(
-            "building the fuzz targets failed ({}):\n{first_tail}",
-            first.status
-        ));
+        return Err(format!("building the fuzz targets failed ({}):\n{first_tail}", first.status));
     }
     say("the address-sanitizer build failed; building the fuzz targets without a sanitizer");
     let second = output(&mut build_cmd(supervisor, target_dir, Sanitizer::None))?;
     if second.status.success() {
-        say(&format!(
-            "built the fuzz targets in {}s",
-            started.elapsed().as_secs()
-        ));
+        say(&format!("built the fuzz targets in {}s", started.elapsed().as_secs()));
         return Ok(Sanitizer::None);
     }
     Err(format!(
@@ -232,11 +188,7 @@ fn build(supervisor: &Path, target_dir: &Path) -> Result<Sanitizer, String> {
 
 fn build_cmd(supervisor: &Path, target_dir: &Path, sanitizer: Sanitizer) -> Command {
     let mut cmd = cargo_fuzz(supervisor);
-    cmd.arg("build")
-        .arg("--sanitizer")
-        .arg(sanitizer.arg())
-        .arg("--target-dir")
-        .arg(target_dir);
+    cmd.arg("build").arg("--sanitizer").arg(sanitizer.arg()).arg("--target-dir").arg(target_dir);
     cmd
 }
 
@@ -264,9 +216,7 @@ fn fuzz_one(
     if seeds.is_dir() {
         cmd.arg(seeds);
     }
-    cmd.arg("--")
-        .arg(format!("-max_total_time={seconds}"))
-        .arg(format!("-rss_limit_mb={RSS_LIMIT_MB}"));
+    cmd.arg("--").arg(format!("-max_total_time={seconds}")).arg(format!("-rss_limit_mb={RSS_LIMIT_MB}"));
     let out = output(&mut cmd)?;
     let text = combined(&out);
     let log_note = match write_log(log, &text) {
@@ -294,10 +244,7 @@ fn fuzz_one(
             p.display()
         ));
     }
-    msg.push_str(&format!(
-        "\n{log_note}\n{}",
-        tail(without_tool_backtrace(&text), TAIL_LINES)
-    ));
+    msg.push_str(&format!("\n{log_note}\n{}", tail(without_tool_backtrace(&text), TAIL_LINES)));
     Err(msg)
 }
 
@@ -310,24 +257,13 @@ fn cause(text: &str) -> Option<String> {
     if let Some(i) = lines.iter().position(|l| l.contains(" panicked at ")) {
         let msg: Vec<&str> = lines[i + 1..]
             .iter()
-            .take_while(|l| {
-                !l.starts_with("stack backtrace:")
-                    && !l.starts_with("note: ")
-                    && !l.starts_with("==")
-            })
+            .take_while(|l| !l.starts_with("stack backtrace:") && !l.starts_with("note: ") && !l.starts_with("=="))
             .take(10)
             .copied()
             .collect();
-        parts.push(
-            format!("{}\n{}", lines[i].trim(), msg.join("\n"))
-                .trim_end()
-                .to_string(),
-        );
+        parts.push(format!("{}\n{}", lines[i].trim(), msg.join("\n")).trim_end().to_string());
     }
-    if let Some(l) = lines
-        .iter()
-        .find(|l| l.starts_with("==") && l.contains("ERROR:"))
-    {
+    if let Some(l) = lines.iter().find(|l| l.starts_with("==") && l.contains("ERROR:")) {
         parts.push(l.trim().to_string());
     }
     if parts.is_empty() {
@@ -377,8 +313,7 @@ fn write_log(log: &Path, text: &str) -> std::io::Result<()> {
 }
 
 fn output(cmd: &mut Command) -> Result<Output, String> {
-    cmd.output()
-        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))
+    cmd.output().map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))
 }
 
 fn combined(out: &Output) -> String {
@@ -404,15 +339,9 @@ mod tests {
         let text = "==1== ERROR\nMS: 1 ChangeByte-; base unit: 00\n0x1,\n\
                     artifact_prefix='/x/fuzz/artifacts/t/'; Test unit written to /x/fuzz/artifacts/t/crash-ab12\n\
                     Base64: AQ==\n";
-        assert_eq!(
-            artifact_path(text, Path::new("/s")),
-            Some(PathBuf::from("/x/fuzz/artifacts/t/crash-ab12"))
-        );
+        assert_eq!(artifact_path(text, Path::new("/s")), Some(PathBuf::from("/x/fuzz/artifacts/t/crash-ab12")));
         let rel = "artifact_prefix='fuzz/'; Test unit written to fuzz/crash-1\n";
-        assert_eq!(
-            artifact_path(rel, Path::new("/s")),
-            Some(PathBuf::from("/s/fuzz/crash-1"))
-        );
+        assert_eq!(artifact_path(rel, Path::new("/s")), Some(PathBuf::from("/s/fuzz/crash-1")));
         assert_eq!(artifact_path("nothing\n", Path::new("/s")), None);
     }
 
@@ -433,14 +362,8 @@ mod tests {
     fn parses_the_arguments() {
         let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(parse_args(&v(&[])).unwrap(), (DEFAULT_SECONDS, vec![]));
-        assert_eq!(
-            parse_args(&v(&["5", "decode_payload"])).unwrap(),
-            (5, vec!["decode_payload"])
-        );
-        assert_eq!(
-            parse_args(&v(&["a", "b", "30"])).unwrap(),
-            (30, vec!["a", "b"])
-        );
+        assert_eq!(parse_args(&v(&["5", "decode_payload"])).unwrap(), (5, vec!["decode_payload"]));
+        assert_eq!(parse_args(&v(&["a", "b", "30"])).unwrap(), (30, vec!["a", "b"]));
         assert!(parse_args(&v(&["1", "2"])).is_err());
     }
 

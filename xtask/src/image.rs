@@ -54,32 +54,17 @@ pub fn from_dir_with(dir: &Path, out: &Path, pseudo: Option<&Path>) -> Result<Im
         return Err(format!("{}: not a directory", dir.display()));
     }
     let mut cmd = Command::new("mksquashfs");
-    cmd.arg(dir)
-        .arg(out)
-        .args(["-noappend", "-no-xattrs", "-comp", "xz"]);
+    cmd.arg(dir).arg(out).args(["-noappend", "-no-xattrs", "-comp", "xz"]);
     match pseudo {
         None => cmd.arg("-all-root"),
         Some(p) => cmd.arg("-pf").arg(p),
     };
     let output = cmd
-        .args([
-            "-mkfs-time",
-            "0",
-            "-all-time",
-            "0",
-            "-quiet",
-            "-no-progress",
-        ])
+        .args(["-mkfs-time", "0", "-all-time", "0", "-quiet", "-no-progress"])
         .output()
         .map_err(|e| format!("running mksquashfs (package squashfs-tools): {e}"))?;
     if !output.status.success() {
-        return Err(format!(
-            "mksquashfs {} {} failed ({}): {}",
-            dir.display(),
-            out.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
+        return Err(format!("mksquashfs {} {} failed ({}): {}", dir.display(), out.display(), output.status, String::from_utf8_lossy(&output.stderr).trim()));
     }
     // mksquashfs only warns about a pseudo definition it cannot apply.
     let warnings = String::from_utf8_lossy(&output.stderr);
@@ -88,42 +73,24 @@ pub fn from_dir_with(dir: &Path, out: &Path, pseudo: Option<&Path>) -> Result<Im
     }
     let mut file = File::open(out).map_err(|e| format!("{}: open: {e}", out.display()))?;
     let data_size = data_size(&mut file, out)?;
-    let len = file
-        .metadata()
-        .map_err(|e| format!("{}: stat: {e}", out.display()))?
-        .len();
+    let len = file.metadata().map_err(|e| format!("{}: stat: {e}", out.display()))?.len();
     if len > data_size {
-        return Err(format!(
-            "{}: mksquashfs wrote {len} bytes, more than the {data_size} the superblock covers",
-            out.display()
-        ));
+        return Err(format!("{}: mksquashfs wrote {len} bytes, more than the {data_size} the superblock covers", out.display()));
     }
     drop(file);
     let verity = verity::append_tree(out, None)?;
     if verity.hash_offset != data_size {
-        return Err(format!(
-            "{}: data area is {} bytes, superblock says {data_size}",
-            out.display(),
-            verity.hash_offset
-        ));
+        return Err(format!("{}: data area is {} bytes, superblock says {data_size}", out.display(), verity.hash_offset));
     }
     let (size, sha256) = hash_file(out)?;
-    Ok(Image {
-        path: out.to_path_buf(),
-        size,
-        sha256,
-        verity,
-    })
+    Ok(Image { path: out.to_path_buf(), size, sha256, verity })
 }
 
 /// Builds `out` holding only the static executable `bin` as `/bin/<name>`
 /// plus the empty mount points `/dev`, `/proc`, `/sys` and `/tmp`. The tree
 /// is staged in a temporary directory next to `out` and removed afterwards.
 pub fn from_binary(bin: &Path, out: &Path) -> Result<Image, String> {
-    let name = bin
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| format!("{}: no usable file name", bin.display()))?;
+    let name = bin.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("{}: no usable file name", bin.display()))?;
     if !bin.is_file() {
         return Err(format!("{}: not a regular file", bin.display()));
     }
@@ -131,10 +98,7 @@ pub fn from_binary(bin: &Path, out: &Path) -> Result<Image, String> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let out_name = out
-        .file_name()
-        .ok_or_else(|| format!("{}: no file name", out.display()))?
-        .to_string_lossy();
+    let out_name = out.file_name().ok_or_else(|| format!("{}: no file name", out.display()))?.to_string_lossy();
     let stage = parent.join(format!(".{out_name}.root.{}", std::process::id()));
     let result = stage_binary(bin, name, &stage).and_then(|()| from_dir(&stage, out));
     let cleanup = std::fs::remove_dir_all(&stage);
@@ -146,13 +110,9 @@ pub fn from_binary(bin: &Path, out: &Path) -> Result<Image, String> {
 fn stage_binary(bin: &Path, name: &str, stage: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     if stage.exists() {
-        std::fs::remove_dir_all(stage)
-            .map_err(|e| format!("{}: removing stale directory: {e}", stage.display()))?;
+        std::fs::remove_dir_all(stage).map_err(|e| format!("{}: removing stale directory: {e}", stage.display()))?;
     }
-    let mode = |p: &Path, m: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))
-            .map_err(|e| format!("{}: chmod: {e}", p.display()))
-    };
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).map_err(|e| format!("{}: chmod: {e}", p.display()));
     std::fs::create_dir(stage).map_err(|e| format!("{}: mkdir: {e}", stage.display()))?;
     mode(stage, 0o755)?;
     for d in ["bin", "dev", "mnt", "proc", "sys", "tmp"] {
@@ -161,8 +121,7 @@ fn stage_binary(bin: &Path, name: &str, stage: &Path) -> Result<(), String> {
         mode(&p, 0o755)?;
     }
     let target = stage.join("bin").join(name);
-    std::fs::copy(bin, &target)
-        .map_err(|e| format!("copying {} to {}: {e}", bin.display(), target.display()))?;
+    std::fs::copy(bin, &target).map_err(|e| format!("copying {} to {}: {e}", bin.display(), target.display()))?;
     mode(&target, 0o755)
 }
 
@@ -170,38 +129,22 @@ fn stage_binary(bin: &Path, name: &str, stage: &Path) -> Result<(), String> {
 /// area: `bytes_used` rounded up to 4096.
 fn data_size(file: &mut File, path: &Path) -> Result<u64, String> {
     let mut sb = [0u8; SUPERBLOCK_LEN];
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("{}: seek: {e}", path.display()))?;
-    file.read_exact(&mut sb)
-        .map_err(|e| format!("{}: reading squashfs superblock: {e}", path.display()))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| format!("{}: seek: {e}", path.display()))?;
+    file.read_exact(&mut sb).map_err(|e| format!("{}: reading squashfs superblock: {e}", path.display()))?;
     if &sb[0..4] != SQUASHFS_MAGIC {
-        return Err(format!(
-            "{}: not a squashfs image (bad magic)",
-            path.display()
-        ));
+        return Err(format!("{}: not a squashfs image (bad magic)", path.display()));
     }
     let major = u16::from_le_bytes([sb[28], sb[29]]);
     if major != 4 {
-        return Err(format!(
-            "{}: squashfs version {major}, expected 4",
-            path.display()
-        ));
+        return Err(format!("{}: squashfs version {major}, expected 4", path.display()));
     }
     let mut used = [0u8; 8];
     used.copy_from_slice(&sb[40..48]);
     let bytes_used = u64::from_le_bytes(used);
     if bytes_used < SUPERBLOCK_LEN as u64 {
-        return Err(format!(
-            "{}: squashfs bytes_used {bytes_used} is too small",
-            path.display()
-        ));
+        return Err(format!("{}: squashfs bytes_used {bytes_used} is too small", path.display()));
     }
-    bytes_used.checked_next_multiple_of(BLOCK).ok_or_else(|| {
-        format!(
-            "{}: squashfs bytes_used {bytes_used} is too large",
-            path.display()
-        )
-    })
+    bytes_used.checked_next_multiple_of(BLOCK).ok_or_else(|| format!("{}: squashfs bytes_used {bytes_used} is too large", path.display()))
 }
 
 fn hash_file(path: &Path) -> Result<(u64, [u8; 32]), String> {
@@ -211,9 +154,7 @@ fn hash_file(path: &Path) -> Result<(u64, [u8; 32]), String> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
     loop {
-        let n = r
-            .read(&mut buf)
-            .map_err(|e| format!("{}: read: {e}", path.display()))?;
+        let n = r.read(&mut buf).map_err(|e| format!("{}: read: {e}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -241,24 +182,14 @@ pub fn inspect_with_salt(path: &Path, salt: [u8; 32]) -> Result<Image, String> {
 }
 
 /// The image and `berth inspect`'s report of it.
-pub fn inspect_full(
-    path: &Path,
-    salt: Option<[u8; 32]>,
-    root: Option<[u8; 32]>,
-) -> Result<(Image, berth::imageinfo::Info), String> {
+pub fn inspect_full(path: &Path, salt: Option<[u8; 32]>, root: Option<[u8; 32]>) -> Result<(Image, berth::imageinfo::Info), String> {
     let mut file = File::open(path).map_err(|e| format!("{}: open: {e}", path.display()))?;
-    let info = berth::imageinfo::inspect(&mut file, salt, root)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let info = berth::imageinfo::inspect(&mut file, salt, root).map_err(|e| format!("{}: {e}", path.display()))?;
     let img = Image {
         path: path.to_path_buf(),
         size: info.size,
         sha256: info.sha256,
-        verity: VerityParams {
-            data_blocks: info.data_blocks,
-            hash_offset: info.data_blocks * BLOCK,
-            salt: info.salt,
-            root: info.root,
-        },
+        verity: VerityParams { data_blocks: info.data_blocks, hash_offset: info.data_blocks * BLOCK, salt: info.salt, root: info.root },
     };
     Ok((img, info))
 }
@@ -269,8 +200,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("berth-image-test-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("berth-image-test-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -294,8 +224,7 @@ mod tests {
             big.extend_from_slice(&x.to_le_bytes());
         }
         std::fs::write(root.join("bin/app"), &big).unwrap();
-        std::fs::set_permissions(root.join("bin/app"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(root.join("bin/app"), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
     #[test]
@@ -306,10 +235,7 @@ mod tests {
         let out = dir.join("app.img");
         let img = from_dir(&dir.join("root"), &out).unwrap();
         assert!(img.verity.data_blocks > 1);
-        assert_eq!(
-            img.size,
-            img.verity.hash_offset + verity::tree_size(img.verity.data_blocks)
-        );
+        assert_eq!(img.size, img.verity.hash_offset + verity::tree_size(img.verity.data_blocks));
         assert_eq!(img.size, std::fs::metadata(&out).unwrap().len());
         let again = inspect(&out).unwrap();
         assert_eq!(again, img);
@@ -338,12 +264,7 @@ mod tests {
         bytes[off] ^= 0x20;
         std::fs::write(&out, &bytes).unwrap();
         let e = inspect_with_salt(&out, img.verity.salt).unwrap_err();
-        assert!(
-            e.contains(&format!(
-                "corrupt: data block {block} does not match its hash in the tree"
-            )),
-            "{e}"
-        );
+        assert!(e.contains(&format!("corrupt: data block {block} does not match its hash in the tree")), "{e}");
         let e = inspect(&out).unwrap_err();
         assert!(e.contains("corrupt"), "{e}");
         bytes[off] ^= 0x20;
@@ -362,15 +283,11 @@ mod tests {
         std::fs::write(&out, vec![0u8; 8192]).unwrap();
         assert!(inspect(&out).unwrap_err().contains("not a squashfs"));
         std::fs::write(&out, b"hsqs").unwrap();
-        assert!(inspect(&out)
-            .unwrap_err()
-            .contains("shorter than a squashfs superblock"));
+        assert!(inspect(&out).unwrap_err().contains("shorter than a squashfs superblock"));
         std::fs::write(&out, &bytes).unwrap();
         assert_eq!(inspect(&out).unwrap(), img);
 
-        assert!(from_dir(&dir.join("missing"), &out)
-            .unwrap_err()
-            .contains("not a directory"));
+        assert!(from_dir(&dir.join("missing"), &out).unwrap_err().contains("not a directory"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -384,10 +301,7 @@ mod tests {
         let a = from_dir(&dir.join("a"), &dir.join("a.img")).unwrap();
         let b = from_dir(&dir.join("b"), &dir.join("b.img")).unwrap();
         assert_eq!((a.size, a.sha256, a.verity), (b.size, b.sha256, b.verity));
-        assert_eq!(
-            std::fs::read(dir.join("a.img")).unwrap(),
-            std::fs::read(dir.join("b.img")).unwrap()
-        );
+        assert_eq!(std::fs::read(dir.join("a.img")).unwrap(), std::fs::read(dir.join("b.img")).unwrap());
         // Rebuilding over an existing output gives the same file again.
         let a2 = from_dir(&dir.join("a"), &dir.join("a.img")).unwrap();
         assert_eq!(a2, a);
@@ -404,31 +318,18 @@ mod tests {
         let img = from_binary(&bin, &out).unwrap();
         assert_eq!(inspect(&out).unwrap(), img);
         // Only the image and the input remain: the staging directory is gone.
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         names.sort();
         assert_eq!(names, ["hello", "hello.img"]);
-        let listing = Command::new("unsquashfs")
-            .arg("-lls")
-            .arg(&out)
-            .output()
-            .ok();
+        let listing = Command::new("unsquashfs").arg("-lls").arg(&out).output().ok();
         if let Some(o) = listing.filter(|o| o.status.success()) {
             let text = String::from_utf8_lossy(&o.stdout);
             for p in ["/bin/hello", "/dev", "/proc", "/sys", "/tmp"] {
-                assert!(
-                    text.lines()
-                        .any(|l| l.ends_with(&format!("squashfs-root{p}"))),
-                    "{p}: {text}"
-                );
+                assert!(text.lines().any(|l| l.ends_with(&format!("squashfs-root{p}"))), "{p}: {text}");
             }
             assert!(text.contains("-rwxr-xr-x root/root"), "{text}");
         }
-        assert!(from_binary(&dir.join("nope"), &out)
-            .unwrap_err()
-            .contains("not a regular file"));
+        assert!(from_binary(&dir.join("nope"), &out).unwrap_err().contains("not a regular file"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

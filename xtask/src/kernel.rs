@@ -78,20 +78,14 @@ pub fn ensure_kernel(root: &Path, debarch: &str, flavour: &str) -> Result<Kernel
             }
         }
     };
-    let (package, pkg_version) =
-        apt.newest_kernel_package(flavour)
-            .map_err(|e| match &update_err {
-                Some(u) => format!("{e}\n(the package index update had failed: {u})"),
-                None => e,
-            })?;
+    let (package, pkg_version) = apt.newest_kernel_package(flavour).map_err(|e| match &update_err {
+        Some(u) => format!("{e}\n(the package index update had failed: {u})"),
+        None => e,
+    })?;
     eprintln!("xtask: downloading Debian kernel package {package} {pkg_version} ({debarch})");
     let deb = apt.download(&package, &pkg_version)?;
 
-    eprintln!(
-        "xtask: extracting {} into {}",
-        file_name(&deb),
-        tree.display()
-    );
+    eprintln!("xtask: extracting {} into {}", file_name(&deb), tree.display());
     fs::create_dir_all(&kdir).map_err(|e| format!("cannot create {}: {e}", kdir.display()))?;
     // kernel.txt goes first so an interrupted extraction is never taken as
     // complete.
@@ -103,16 +97,12 @@ pub fn ensure_kernel(root: &Path, debarch: &str, flavour: &str) -> Result<Kernel
     cmd.arg("-x").arg(&deb).arg(&tmp);
     run_status(&mut cmd)?;
     remove_dir_if_exists(&tree)?;
-    fs::rename(&tmp, &tree)
-        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), tree.display()))?;
+    fs::rename(&tmp, &tree).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), tree.display()))?;
 
     let version = kernel_release_in(&tree, &package)?;
-    let k = kernel_at(&tree, &package, &version).ok_or_else(|| {
-        format!("package {package} has no boot/vmlinuz-{version} or lib/modules/{version}")
-    })?;
+    let k = kernel_at(&tree, &package, &version).ok_or_else(|| format!("package {package} has no boot/vmlinuz-{version} or lib/modules/{version}"))?;
     let info = format!("package={package}\npackage_version={pkg_version}\nversion={version}\n");
-    fs::write(&info_path, info)
-        .map_err(|e| format!("cannot write {}: {e}", info_path.display()))?;
+    fs::write(&info_path, info).map_err(|e| format!("cannot write {}: {e}", info_path.display()))?;
     // The unpacked tree is the cache; the .deb is not needed any more.
     let _ = fs::remove_file(&deb);
     Ok(k)
@@ -123,39 +113,23 @@ pub fn ensure_kernel(root: &Path, debarch: &str, flavour: &str) -> Result<Kernel
 /// returns its tree at once if it already is. Layout:
 /// `target/debs/<debarch>-<package>/root/` and `package.txt` (package and
 /// version; written last, so its presence means the tree is complete).
-pub fn ensure_package(
-    root: &Path,
-    debarch: &str,
-    package: &str,
-) -> Result<(PathBuf, String), String> {
+pub fn ensure_package(root: &Path, debarch: &str, package: &str) -> Result<(PathBuf, String), String> {
     ensure_package_from(root, debarch, package, None)
 }
 
 /// [`ensure_package`], from `suite` alone when given (on the host's mirror,
 /// in a private apt state of its own; the tree goes to
 /// `target/debs/<debarch>-<package>-<suite>/`).
-pub fn ensure_package_from(
-    root: &Path,
-    debarch: &str,
-    package: &str,
-    suite: Option<&str>,
-) -> Result<(PathBuf, String), String> {
+pub fn ensure_package_from(root: &Path, debarch: &str, package: &str, suite: Option<&str>) -> Result<(PathBuf, String), String> {
     check_word("Debian architecture", debarch)?;
     if let Some(s) = suite {
         check_word("Debian suite", s)?;
     }
     let tag = suite.map(|s| format!("-{s}")).unwrap_or_default();
-    if package.is_empty()
-        || !package
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
-    {
+    if package.is_empty() || !package.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b)) {
         return Err(format!("invalid Debian package name {package:?}"));
     }
-    let pdir = root
-        .join("target")
-        .join("debs")
-        .join(format!("{debarch}-{package}{tag}"));
+    let pdir = root.join("target").join("debs").join(format!("{debarch}-{package}{tag}"));
     let info_path = pdir.join("package.txt");
     let tree = pdir.join("root");
     if let Ok(text) = fs::read_to_string(&info_path) {
@@ -165,10 +139,7 @@ pub fn ensure_package_from(
             }
         }
     }
-    let apt_dir = root
-        .join("target")
-        .join("kernels")
-        .join(format!("apt-{debarch}{tag}"));
+    let apt_dir = root.join("target").join("kernels").join(format!("apt-{debarch}{tag}"));
     let apt = match suite {
         None => AptEnv::new(&apt_dir, debarch)?,
         Some(s) => AptEnv::with_source(&apt_dir, debarch, &crate::tools::suite_source(s)?)?,
@@ -177,10 +148,7 @@ pub fn ensure_package_from(
         let mut c = apt.apt_cache();
         c.arg("madison").arg(package);
         let out = run_capture(&mut c)?;
-        let found: Vec<(String, String)> = parse_madison(&out)
-            .into_iter()
-            .filter(|(n, _)| n == package)
-            .collect();
+        let found: Vec<(String, String)> = parse_madison(&out).into_iter().filter(|(n, _)| n == package).collect();
         Ok(pick_newest(&found))
     };
     let (_, version) = match newest(&apt)? {
@@ -200,26 +168,17 @@ pub fn ensure_package_from(
     fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
     run_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
     remove_dir_if_exists(&tree)?;
-    fs::rename(&tmp, &tree)
-        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), tree.display()))?;
+    fs::rename(&tmp, &tree).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), tree.display()))?;
     let _ = fs::remove_file(&deb);
-    fs::write(
-        &info_path,
-        format!("package={package}\nversion={version}\n"),
-    )
-    .map_err(|e| format!("cannot write {}: {e}", info_path.display()))?;
+    fs::write(&info_path, format!("package={package}\nversion={version}\n")).map_err(|e| format!("cannot write {}: {e}", info_path.display()))?;
     Ok((tree, version))
 }
 
 /// Read kernel.txt and check that the files it names exist.
 fn cached_kernel(info_path: &Path, tree: &Path) -> Option<Kernel> {
     let text = fs::read_to_string(info_path).ok()?;
-    let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let field =
+        |k: &str| text.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('='))).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let package = field("package")?;
     let version = field("version")?;
     kernel_at(tree, &package, &version)
@@ -229,12 +188,7 @@ fn kernel_at(tree: &Path, package: &str, version: &str) -> Option<Kernel> {
     let image = tree.join("boot").join(format!("vmlinuz-{version}"));
     let modules_dir = tree.join("lib").join("modules").join(version);
     if image.is_file() && modules_dir.is_dir() {
-        Some(Kernel {
-            package: package.to_string(),
-            version: version.to_string(),
-            image,
-            modules_dir,
-        })
+        Some(Kernel { package: package.to_string(), version: version.to_string(), image, modules_dir })
     } else {
         None
     }
@@ -243,26 +197,13 @@ fn kernel_at(tree: &Path, package: &str, version: &str) -> Option<Kernel> {
 /// The single `lib/modules/<release>` directory name in an unpacked tree.
 fn kernel_release_in(tree: &Path, package: &str) -> Result<String, String> {
     let dir = tree.join("lib").join("modules");
-    let rd = fs::read_dir(&dir).map_err(|e| {
-        format!(
-            "package {package} has no lib/modules ({}: {e})",
-            dir.display()
-        )
-    })?;
-    let mut names: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect();
+    let rd = fs::read_dir(&dir).map_err(|e| format!("package {package} has no lib/modules ({}: {e})", dir.display()))?;
+    let mut names: Vec<String> = rd.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).filter_map(|e| e.file_name().to_str().map(str::to_string)).collect();
     names.sort();
     match names.len() {
         1 => Ok(names.remove(0)),
         0 => Err(format!("package {package} has an empty {}", dir.display())),
-        _ => Err(format!(
-            "package {package} has several kernel releases in {}: {}",
-            dir.display(),
-            names.join(" ")
-        )),
+        _ => Err(format!("package {package} has several kernel releases in {}: {}", dir.display(), names.join(" "))),
     }
 }
 
@@ -272,22 +213,15 @@ fn last_lines(s: &str, n: usize) -> String {
 }
 
 fn check_word(what: &str, s: &str) -> Result<(), String> {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
         Ok(())
     } else {
-        Err(format!(
-            "invalid {what} {s:?} (expected lowercase letters, digits and '-')"
-        ))
+        Err(format!("invalid {what} {s:?} (expected lowercase letters, digits and '-')"))
     }
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
 }
 
 fn remove_if_exists(p: &Path) -> Result<(), String> {
@@ -322,8 +256,7 @@ impl AptEnv {
         }
         let status = dir.join("status");
         if !status.exists() {
-            fs::write(&status, b"")
-                .map_err(|e| format!("cannot create {}: {e}", status.display()))?;
+            fs::write(&status, b"").map_err(|e| format!("cannot create {}: {e}", status.display()))?;
         }
         let d = |sub: &str| dir.join(sub).display().to_string();
         let opts = vec![
@@ -338,10 +271,7 @@ impl AptEnv {
             // rather than having apt warn about it.
             "-oAPT::Sandbox::User=root".to_string(),
         ];
-        Ok(AptEnv {
-            dir: dir.to_path_buf(),
-            opts,
-        })
+        Ok(AptEnv { dir: dir.to_path_buf(), opts })
     }
 
     /// An apt state that reads only `source` (deb822 text), not the host's
@@ -349,16 +279,13 @@ impl AptEnv {
     fn with_source(dir: &Path, debarch: &str, source: &str) -> Result<AptEnv, String> {
         let mut apt = AptEnv::new(dir, debarch)?;
         let parts = dir.join("sources.list.d");
-        fs::create_dir_all(&parts)
-            .map_err(|e| format!("cannot create {}: {e}", parts.display()))?;
+        fs::create_dir_all(&parts).map_err(|e| format!("cannot create {}: {e}", parts.display()))?;
         let file = parts.join("suite.sources");
         fs::write(&file, source).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
         let list = dir.join("sources.list");
         fs::write(&list, b"").map_err(|e| format!("cannot write {}: {e}", list.display()))?;
-        apt.opts
-            .push(format!("-oDir::Etc::SourceList={}", list.display()));
-        apt.opts
-            .push(format!("-oDir::Etc::SourceParts={}", parts.display()));
+        apt.opts.push(format!("-oDir::Etc::SourceList={}", list.display()));
+        apt.opts.push(format!("-oDir::Etc::SourceParts={}", parts.display()));
         Ok(apt)
     }
 
@@ -387,30 +314,18 @@ impl AptEnv {
         let mut c = self.apt_cache();
         c.args(["search", "--names-only", &pattern]);
         let out = run_capture(&mut c)?;
-        let mut names: Vec<String> = out
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .filter(|n| is_versioned_kernel_package(n, flavour))
-            .map(str::to_string)
-            .collect();
+        let mut names: Vec<String> =
+            out.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| is_versioned_kernel_package(n, flavour)).map(str::to_string).collect();
         names.sort();
         names.dedup();
         if names.is_empty() {
-            return Err(format!(
-                "no linux-image-<version>-{flavour} package found (`{}` listed nothing usable)",
-                describe(&c)
-            ));
+            return Err(format!("no linux-image-<version>-{flavour} package found (`{}` listed nothing usable)", describe(&c)));
         }
         let mut c = self.apt_cache();
         c.arg("madison").args(&names);
         let out = run_capture(&mut c)?;
         let candidates = parse_madison(&out);
-        pick_newest(&candidates).ok_or_else(|| {
-            format!(
-                "apt-cache madison reported no versions for any of: {}",
-                names.join(" ")
-            )
-        })
+        pick_newest(&candidates).ok_or_else(|| format!("apt-cache madison reported no versions for any of: {}", names.join(" ")))
     }
 
     /// Download `package=version` into the debs directory; path of the .deb.
@@ -430,9 +345,7 @@ impl AptEnv {
             }
         }
         let mut c = self.apt_get();
-        c.arg("download")
-            .arg(format!("{package}={version}"))
-            .current_dir(debs);
+        c.arg("download").arg(format!("{package}={version}")).current_dir(debs);
         run_status(&mut c)?;
         let prefix = format!("{package}_");
         let rd = fs::read_dir(debs).map_err(|e| format!("cannot list {}: {e}", debs.display()))?;
@@ -444,13 +357,7 @@ impl AptEnv {
             })
             .collect();
         found.sort();
-        found.pop().ok_or_else(|| {
-            format!(
-                "`{}` succeeded but left no {prefix}*.deb in {}",
-                describe(&c),
-                debs.display()
-            )
-        })
+        found.pop().ok_or_else(|| format!("`{}` succeeded but left no {prefix}*.deb in {}", describe(&c), debs.display()))
     }
 }
 
@@ -471,11 +378,7 @@ fn is_versioned_kernel_package(name: &str, flavour: &str) -> bool {
         return false;
     };
     let numeric = upstream.split('+').next().unwrap_or("");
-    if numeric.split('.').count() < 3
-        || !numeric
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if numeric.split('.').count() < 3 || !numeric.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
         return false;
     }
     parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
@@ -499,11 +402,7 @@ fn parse_madison(out: &str) -> Vec<(String, String)> {
 /// (the plain image, as opposed to the secure-boot signed copy) is preferred.
 fn pick_newest(c: &[(String, String)]) -> Option<(String, String)> {
     c.iter()
-        .max_by(|a, b| {
-            deb_version_cmp(&a.1, &b.1)
-                .then_with(|| a.0.ends_with("-unsigned").cmp(&b.0.ends_with("-unsigned")))
-                .then_with(|| b.0.cmp(&a.0))
-        })
+        .max_by(|a, b| deb_version_cmp(&a.1, &b.1).then_with(|| a.0.ends_with("-unsigned").cmp(&b.0.ends_with("-unsigned"))).then_with(|| b.0.cmp(&a.0)))
         .cloned()
 }
 
@@ -522,9 +421,7 @@ fn deb_version_cmp(a: &str, b: &str) -> Ordering {
     }
     let (ea, ua, ra) = split(a);
     let (eb, ub, rb) = split(b);
-    ea.cmp(&eb)
-        .then_with(|| verrevcmp(ua, ub))
-        .then_with(|| verrevcmp(ra, rb))
+    ea.cmp(&eb).then_with(|| verrevcmp(ua, ub)).then_with(|| verrevcmp(ra, rb))
 }
 
 fn verrevcmp(a: &str, b: &str) -> Ordering {
@@ -627,33 +524,15 @@ pub fn resolve_modules(k: &Kernel, wanted: &[String]) -> Result<Vec<Module>, Str
     let mut result = Vec::with_capacity(order.len());
     for name in order {
         if let Some(path) = files.get(&name) {
-            result.push(Module {
-                name,
-                file: Some(path.clone()),
-                builtin: false,
-            });
+            result.push(Module { name, file: Some(path.clone()), builtin: false });
         } else if builtin.contains(&name) {
             if wanted_set.contains(&name) {
-                eprintln!(
-                    "xtask: note: module {name} is built into kernel {}; nothing to load",
-                    k.version
-                );
+                eprintln!("xtask: note: module {name} is built into kernel {}; nothing to load", k.version);
             }
-            result.push(Module {
-                name,
-                file: None,
-                builtin: true,
-            });
+            result.push(Module { name, file: None, builtin: true });
         } else {
-            eprintln!(
-                "xtask: warning: module {name} not found in kernel {}; berth will log the failure at boot",
-                k.version
-            );
-            result.push(Module {
-                name,
-                file: None,
-                builtin: false,
-            });
+            eprintln!("xtask: warning: module {name} not found in kernel {}; berth will log the failure at boot", k.version);
+            result.push(Module { name, file: None, builtin: false });
         }
     }
     Ok(result)
@@ -680,11 +559,7 @@ where
         if w.is_empty() || state.contains_key(&w) {
             continue;
         }
-        let first = deps(&w)?
-            .iter()
-            .map(|d| norm(d))
-            .filter(|d| !d.is_empty())
-            .collect::<Vec<_>>();
+        let first = deps(&w)?.iter().map(|d| norm(d)).filter(|d| !d.is_empty()).collect::<Vec<_>>();
         state.insert(w.clone(), State::InProgress);
         let mut stack: Vec<(String, Vec<String>, usize)> = vec![(w, first, 0)];
         while let Some(top) = stack.last_mut() {
@@ -695,17 +570,12 @@ where
                     Some(State::Done) => {}
                     Some(State::InProgress) => {
                         let start = stack.iter().position(|(n, _, _)| *n == d).unwrap_or(0);
-                        let mut chain: Vec<&str> =
-                            stack[start..].iter().map(|(n, _, _)| n.as_str()).collect();
+                        let mut chain: Vec<&str> = stack[start..].iter().map(|(n, _, _)| n.as_str()).collect();
                         chain.push(&d);
                         return Err(format!("module dependency cycle: {}", chain.join(" -> ")));
                     }
                     None => {
-                        let dd = deps(&d)?
-                            .iter()
-                            .map(|x| norm(x))
-                            .filter(|x| !x.is_empty())
-                            .collect();
+                        let dd = deps(&d)?.iter().map(|x| norm(x)).filter(|x| !x.is_empty()).collect();
                         state.insert(d.clone(), State::InProgress);
                         stack.push((d, dd, 0));
                     }
@@ -724,14 +594,11 @@ fn index_module_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
     let mut map = BTreeMap::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
-        let rd = fs::read_dir(&d)
-            .map_err(|e| format!("cannot list module directory {}: {e}", d.display()))?;
+        let rd = fs::read_dir(&d).map_err(|e| format!("cannot list module directory {}: {e}", d.display()))?;
         for e in rd {
             let e = e.map_err(|e| format!("cannot list module directory {}: {e}", d.display()))?;
             let p = e.path();
-            let ft = e
-                .file_type()
-                .map_err(|err| format!("cannot stat {}: {err}", p.display()))?;
+            let ft = e.file_type().map_err(|err| format!("cannot stat {}: {err}", p.display()))?;
             if ft.is_dir() {
                 todo.push(p);
             } else if let Some(name) = e.file_name().to_str().and_then(module_name_of_file) {
@@ -753,10 +620,7 @@ fn read_builtin(path: &Path) -> Result<HashSet<String>, String> {
 }
 
 fn parse_builtin(text: &str) -> HashSet<String> {
-    text.lines()
-        .filter_map(|l| l.trim().rsplit('/').next())
-        .filter_map(module_name_of_file)
-        .collect()
+    text.lines().filter_map(|l| l.trim().rsplit('/').next()).filter_map(module_name_of_file).collect()
 }
 
 /// Module file contents, decompressed.
@@ -773,16 +637,9 @@ pub fn read_module_file(path: &Path) -> Result<Vec<u8>, String> {
     };
     let mut c = Command::new(tool);
     c.arg("-dc").arg(path);
-    let out = c
-        .output()
-        .map_err(|e| format!("cannot run `{}`: {e}", describe(&c)))?;
+    let out = c.output().map_err(|e| format!("cannot run `{}`: {e}", describe(&c)))?;
     if !out.status.success() {
-        return Err(format!(
-            "`{}` failed ({}): {}",
-            describe(&c),
-            out.status,
-            crate::tools::tail(&out.stderr, 5)
-        ));
+        return Err(format!("`{}` failed ({}): {}", describe(&c), out.status, crate::tools::tail(&out.stderr, 5)));
     }
     Ok(out.stdout)
 }
@@ -811,27 +668,16 @@ fn modinfo_section(elf: &[u8]) -> Option<&[u8]> {
         }
         Some(v)
     };
-    let (shoff, shentsize, shnum, shstrndx) = if is64 {
-        (rd(0x28, 8)?, rd(0x3a, 2)?, rd(0x3c, 2)?, rd(0x3e, 2)?)
-    } else {
-        (rd(0x20, 4)?, rd(0x2e, 2)?, rd(0x30, 2)?, rd(0x32, 2)?)
-    };
+    let (shoff, shentsize, shnum, shstrndx) =
+        if is64 { (rd(0x28, 8)?, rd(0x3a, 2)?, rd(0x3c, 2)?, rd(0x3e, 2)?) } else { (rd(0x20, 4)?, rd(0x2e, 2)?, rd(0x30, 2)?, rd(0x32, 2)?) };
     let shoff = usize::try_from(shoff).ok()?;
     let shentsize = usize::try_from(shentsize).ok()?;
     let section = |i: u64| -> Option<(u64, usize, usize)> {
         let base = shoff.checked_add(usize::try_from(i).ok()?.checked_mul(shentsize)?)?;
         if is64 {
-            Some((
-                rd(base, 4)?,
-                usize::try_from(rd(base + 0x18, 8)?).ok()?,
-                usize::try_from(rd(base + 0x20, 8)?).ok()?,
-            ))
+            Some((rd(base, 4)?, usize::try_from(rd(base + 0x18, 8)?).ok()?, usize::try_from(rd(base + 0x20, 8)?).ok()?))
         } else {
-            Some((
-                rd(base, 4)?,
-                usize::try_from(rd(base + 0x10, 4)?).ok()?,
-                usize::try_from(rd(base + 0x14, 4)?).ok()?,
-            ))
+            Some((rd(base, 4)?, usize::try_from(rd(base + 0x10, 4)?).ok()?, usize::try_from(rd(base + 0x14, 4)?).ok()?))
         }
     };
     let (_, stroff, strsize) = section(shstrndx)?;
@@ -856,15 +702,8 @@ fn parse_depends(buf: &[u8]) -> Vec<String> {
     while i + KEY.len() <= buf.len() {
         if buf[i..].starts_with(KEY) && (i == 0 || buf[i - 1] == 0) {
             let start = i + KEY.len();
-            let end = buf[start..]
-                .iter()
-                .position(|&b| b == 0)
-                .map_or(buf.len(), |p| start + p);
-            return String::from_utf8_lossy(&buf[start..end])
-                .split(',')
-                .map(norm)
-                .filter(|s| !s.is_empty())
-                .collect();
+            let end = buf[start..].iter().position(|&b| b == 0).map_or(buf.len(), |p| start + p);
+            return String::from_utf8_lossy(&buf[start..end]).split(',').map(norm).filter(|s| !s.is_empty()).collect();
         }
         i += 1;
     }
@@ -879,16 +718,8 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
-    fn graph<'a>(
-        edges: &'a [(&'a str, &'a [&'a str])],
-    ) -> impl FnMut(&str) -> Result<Vec<String>, String> + 'a {
-        move |n: &str| {
-            Ok(edges
-                .iter()
-                .find(|(k, _)| *k == n)
-                .map(|(_, d)| s(d))
-                .unwrap_or_default())
-        }
+    fn graph<'a>(edges: &'a [(&'a str, &'a [&'a str])]) -> impl FnMut(&str) -> Result<Vec<String>, String> + 'a {
+        move |n: &str| Ok(edges.iter().find(|(k, _)| *k == n).map(|(_, d)| s(d)).unwrap_or_default())
     }
 
     #[test]
@@ -902,10 +733,7 @@ mod tests {
             ("dm_bufio", &["dm_mod"]),
         ];
         let got = load_order(&s(&["virtio_blk", "squashfs", "ext4"]), graph(edges)).unwrap();
-        assert_eq!(
-            got,
-            s(&["virtio_blk", "squashfs", "jbd2", "mbcache", "crc16", "ext4"])
-        );
+        assert_eq!(got, s(&["virtio_blk", "squashfs", "jbd2", "mbcache", "crc16", "ext4"]));
         let got = load_order(&s(&["dm-verity", "dm_mod", "dm_bufio"]), graph(edges)).unwrap();
         assert_eq!(got, s(&["dm_mod", "dm_bufio", "dm_verity"]));
     }
@@ -1002,10 +830,7 @@ mod tests {
         assert_eq!(sec, &modinfo[..]);
         assert_eq!(parse_depends(sec), s(&["a", "b"]));
         // Garbage is not an ELF file.
-        assert!(modinfo_section(
-            b"not an elf file at all, just some bytes padded out to length...."
-        )
-        .is_none());
+        assert!(modinfo_section(b"not an elf file at all, just some bytes padded out to length....").is_none());
         // Truncated header fields must not panic.
         assert!(modinfo_section(&elf[..70]).is_none());
     }
@@ -1014,10 +839,7 @@ mod tests {
     fn builtin_and_file_names() {
         let b = parse_builtin("kernel/fs/ext4/ext4.ko\nkernel/drivers/md/dm-mod.ko\n\n");
         assert!(b.contains("ext4") && b.contains("dm_mod") && b.len() == 2);
-        assert_eq!(
-            module_name_of_file("dm-verity.ko.xz").as_deref(),
-            Some("dm_verity")
-        );
+        assert_eq!(module_name_of_file("dm-verity.ko.xz").as_deref(), Some("dm_verity"));
         assert_eq!(module_name_of_file("loop.ko").as_deref(), Some("loop"));
         assert_eq!(module_name_of_file("modules.order"), None);
     }
@@ -1025,61 +847,25 @@ mod tests {
     #[test]
     fn package_name_filter() {
         let f = "cloud-arm64";
-        assert!(is_versioned_kernel_package(
-            "linux-image-6.12.95+deb12-cloud-arm64-unsigned",
-            f
-        ));
-        assert!(is_versioned_kernel_package(
-            "linux-image-6.12.95+deb12-cloud-arm64",
-            f
-        ));
-        assert!(is_versioned_kernel_package(
-            "linux-image-6.12.90+deb12.1-cloud-arm64",
-            f
-        ));
-        assert!(is_versioned_kernel_package(
-            "linux-image-6.1.0-57-cloud-arm64-unsigned",
-            f
-        ));
-        assert!(!is_versioned_kernel_package(
-            "linux-image-6.12-cloud-arm64",
-            f
-        ));
+        assert!(is_versioned_kernel_package("linux-image-6.12.95+deb12-cloud-arm64-unsigned", f));
+        assert!(is_versioned_kernel_package("linux-image-6.12.95+deb12-cloud-arm64", f));
+        assert!(is_versioned_kernel_package("linux-image-6.12.90+deb12.1-cloud-arm64", f));
+        assert!(is_versioned_kernel_package("linux-image-6.1.0-57-cloud-arm64-unsigned", f));
+        assert!(!is_versioned_kernel_package("linux-image-6.12-cloud-arm64", f));
         assert!(!is_versioned_kernel_package("linux-image-cloud-arm64", f));
-        assert!(!is_versioned_kernel_package(
-            "linux-image-6.12.95+deb12-rt-armmp",
-            "armmp"
-        ));
-        assert!(is_versioned_kernel_package(
-            "linux-image-6.12.95+deb12-armmp",
-            "armmp"
-        ));
+        assert!(!is_versioned_kernel_package("linux-image-6.12.95+deb12-rt-armmp", "armmp"));
+        assert!(is_versioned_kernel_package("linux-image-6.12.95+deb12-armmp", "armmp"));
     }
 
     #[test]
     fn newest_prefers_version_then_unsigned() {
         let c = vec![
-            (
-                "linux-image-6.1.0-57-cloud-arm64-unsigned".to_string(),
-                "6.1.192-3".to_string(),
-            ),
-            (
-                "linux-image-6.12.117+deb12-cloud-arm64".to_string(),
-                "6.12.117-1~deb12u1".to_string(),
-            ),
-            (
-                "linux-image-6.12.117+deb12-cloud-arm64-unsigned".to_string(),
-                "6.12.117-1~deb12u1".to_string(),
-            ),
-            (
-                "linux-image-6.12.95+deb12-cloud-arm64-unsigned".to_string(),
-                "6.12.95-1~bpo12+1".to_string(),
-            ),
+            ("linux-image-6.1.0-57-cloud-arm64-unsigned".to_string(), "6.1.192-3".to_string()),
+            ("linux-image-6.12.117+deb12-cloud-arm64".to_string(), "6.12.117-1~deb12u1".to_string()),
+            ("linux-image-6.12.117+deb12-cloud-arm64-unsigned".to_string(), "6.12.117-1~deb12u1".to_string()),
+            ("linux-image-6.12.95+deb12-cloud-arm64-unsigned".to_string(), "6.12.95-1~bpo12+1".to_string()),
         ];
-        assert_eq!(
-            pick_newest(&c).unwrap().0,
-            "linux-image-6.12.117+deb12-cloud-arm64-unsigned"
-        );
+        assert_eq!(pick_newest(&c).unwrap().0, "linux-image-6.12.117+deb12-cloud-arm64-unsigned");
         assert!(pick_newest(&[]).is_none());
     }
 
@@ -1087,10 +873,7 @@ mod tests {
     fn debian_version_order() {
         use Ordering::*;
         assert_eq!(deb_version_cmp("6.12.117-1~deb12u1", "6.1.192-3"), Greater);
-        assert_eq!(
-            deb_version_cmp("6.12.95-1~bpo12+1", "6.12.117-1~deb12u1"),
-            Less
-        );
+        assert_eq!(deb_version_cmp("6.12.95-1~bpo12+1", "6.12.117-1~deb12u1"), Less);
         assert_eq!(deb_version_cmp("1.0~rc1-1", "1.0-1"), Less);
         assert_eq!(deb_version_cmp("1:0.1-1", "9.9-1"), Greater);
         assert_eq!(deb_version_cmp("1.0-1", "1.0-1"), Equal);
@@ -1102,9 +885,6 @@ mod tests {
     #[test]
     fn madison_lines() {
         let out = " linux-image-x | 6.1.192-3 | http://mirror.example/debian bookworm/main arm64 Packages\nbad line\n";
-        assert_eq!(
-            parse_madison(out),
-            vec![("linux-image-x".to_string(), "6.1.192-3".to_string())]
-        );
+        assert_eq!(parse_madison(out), vec![("linux-image-x".to_string(), "6.1.192-3".to_string())]);
     }
 }

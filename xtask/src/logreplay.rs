@@ -66,13 +66,7 @@ impl Entry {
 
     /// The update step a `step-N-KIND` mark begins.
     pub fn step(&self) -> Option<u64> {
-        self.mark
-            .as_deref()?
-            .strip_prefix("step-")?
-            .split('-')
-            .next()?
-            .parse()
-            .ok()
+        self.mark.as_deref()?.strip_prefix("step-")?.split('-').next()?.parse().ok()
     }
 }
 
@@ -84,10 +78,7 @@ pub struct Log {
 }
 
 fn le64(b: &[u8], at: usize) -> Result<u64, String> {
-    b.get(at..at + 8)
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_le_bytes)
-        .ok_or_else(|| format!("the log ends at byte {at}"))
+    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes).ok_or_else(|| format!("the log ends at byte {at}"))
 }
 
 /// Parse a log (the whole log disk's bytes).
@@ -99,11 +90,7 @@ pub fn parse(b: &[u8]) -> Result<Log, String> {
         return Err(format!("log version {}, want 1", le64(b, 8)?));
     }
     let count = le64(b, 16)?;
-    let size = u64::from(u32::from_le_bytes(
-        b.get(24..28)
-            .and_then(|s| s.try_into().ok())
-            .ok_or("short super block")?,
-    ));
+    let size = u64::from(u32::from_le_bytes(b.get(24..28).and_then(|s| s.try_into().ok()).ok_or("short super block")?));
     if !(512..=4096).contains(&size) || !size.is_power_of_two() {
         return Err(format!("sector size {size}"));
     }
@@ -114,50 +101,21 @@ pub fn parse(b: &[u8]) -> Result<Log, String> {
     let mut at = size;
     for i in 0..count {
         let h = at as usize;
-        let (sector, nr_sectors, flags, data_len) = (
-            le64(b, h)?,
-            le64(b, h + 8)?,
-            le64(b, h + 16)?,
-            le64(b, h + 24)?,
-        );
+        let (sector, nr_sectors, flags, data_len) = (le64(b, h)?, le64(b, h + 8)?, le64(b, h + 16)?, le64(b, h + 24)?);
         let mark = if flags & MARK != 0 {
-            let text = b
-                .get(h + HEADER..h + HEADER + data_len as usize)
-                .filter(|_| data_len < size - HEADER as u64);
-            Some(
-                String::from_utf8_lossy(
-                    text.ok_or_else(|| format!("entry {i}: mark text past its sector"))?,
-                )
-                .into_owned(),
-            )
+            let text = b.get(h + HEADER..h + HEADER + data_len as usize).filter(|_| data_len < size - HEADER as u64);
+            Some(String::from_utf8_lossy(text.ok_or_else(|| format!("entry {i}: mark text past its sector"))?).into_owned())
         } else {
             None
         };
-        let data = if flags & DISCARD != 0 {
-            0
-        } else {
-            nr_sectors
-                .checked_mul(size)
-                .ok_or_else(|| format!("entry {i}: size"))?
-        };
+        let data = if flags & DISCARD != 0 { 0 } else { nr_sectors.checked_mul(size).ok_or_else(|| format!("entry {i}: size"))? };
         if at + size + data > b.len() as u64 {
-            return Err(format!(
-                "entry {i} of {count}: its data runs past the end of the log"
-            ));
+            return Err(format!("entry {i} of {count}: its data runs past the end of the log"));
         }
-        entries.push(Entry {
-            sector,
-            nr_sectors,
-            flags,
-            data_at: at + size,
-            mark,
-        });
+        entries.push(Entry { sector, nr_sectors, flags, data_at: at + size, mark });
         at += size + data;
     }
-    Ok(Log {
-        sector_size: size,
-        entries,
-    })
+    Ok(Log { sector_size: size, entries })
 }
 
 /// One state to check: the log up to (not including) entry `base`, then
@@ -197,12 +155,7 @@ impl Rng {
 
 /// The step under way at entry `i`: the last `step-N` mark at or before it.
 fn step_at(log: &Log, i: usize) -> u64 {
-    log.entries
-        .iter()
-        .take(i + 1)
-        .rev()
-        .find_map(Entry::step)
-        .unwrap_or(0)
+    log.entries.iter().take(i + 1).rev().find_map(Entry::step).unwrap_or(0)
 }
 
 /// The states to check: every flush, every mark, and `random` random points.
@@ -211,29 +164,15 @@ pub fn plan(log: &Log, random: usize, rng: &mut Rng) -> Vec<Point> {
     let flushes: Vec<usize> = (0..e.len()).filter(|&i| e[i].flags & FLUSH != 0).collect();
     // The prefix a crash at entry `i` keeps, and the FUA writes since.
     let last_flush = |i: usize| flushes.iter().rev().find(|&&f| f < i).map_or(0, |f| f + 1);
-    let fuas = |from: usize, to: usize| {
-        (from..to)
-            .filter(|&j| e[j].flags & FUA != 0)
-            .collect::<Vec<_>>()
-    };
+    let fuas = |from: usize, to: usize| (from..to).filter(|&j| e[j].flags & FUA != 0).collect::<Vec<_>>();
     let mut out = Vec::new();
     for &f in &flushes {
         let s = step_at(log, f);
-        out.push(Point {
-            base: f + 1,
-            extra: vec![],
-            steps: (s, s),
-            kind: Kind::Flush,
-        });
+        out.push(Point { base: f + 1, extra: vec![], steps: (s, s), kind: Kind::Flush });
     }
     for i in (0..e.len()).filter(|&i| e[i].mark.is_some()) {
         let s = step_at(log, i);
-        out.push(Point {
-            base: last_flush(i),
-            extra: fuas(last_flush(i), i),
-            steps: (s, s),
-            kind: Kind::Mark,
-        });
+        out.push(Point { base: last_flush(i), extra: fuas(last_flush(i), i), steps: (s, s), kind: Kind::Mark });
     }
     if e.is_empty() {
         return out;
@@ -243,25 +182,13 @@ pub fn plan(log: &Log, random: usize, rng: &mut Rng) -> Vec<Point> {
         let base = last_flush(i);
         if n % 2 == 0 {
             let s = step_at(log, i);
-            out.push(Point {
-                base,
-                extra: fuas(base, i),
-                steps: (s, s),
-                kind: Kind::Dropped,
-            });
+            out.push(Point { base, extra: fuas(base, i), steps: (s, s), kind: Kind::Dropped });
         } else {
             // Up to the next flush: any of its plain writes may have landed.
             let next = flushes.iter().copied().find(|&f| f >= i).unwrap_or(e.len());
-            let extra = (base..next)
-                .filter(|&j| e[j].flags & FUA != 0 || (e[j].plain() && rng.below(2) == 0))
-                .collect();
+            let extra = (base..next).filter(|&j| e[j].flags & FUA != 0 || (e[j].plain() && rng.below(2) == 0)).collect();
             let lo = if base == 0 { 0 } else { step_at(log, base - 1) };
-            out.push(Point {
-                base,
-                extra,
-                steps: (lo, step_at(log, next.min(e.len() - 1))),
-                kind: Kind::Subset,
-            });
+            out.push(Point { base, extra, steps: (lo, step_at(log, next.min(e.len() - 1))), kind: Kind::Subset });
         }
     }
     out
@@ -275,27 +202,15 @@ pub fn apply(log_bytes: &[u8], log: &Log, i: usize, img: &mut fs::File) -> Resul
         return Ok(());
     }
     let len = (e.nr_sectors * log.sector_size) as usize;
-    let data = log_bytes
-        .get(e.data_at as usize..e.data_at as usize + len)
-        .ok_or("entry data past the log")?;
-    img.seek(SeekFrom::Start(e.sector * log.sector_size))
-        .map_err(|x| x.to_string())?;
+    let data = log_bytes.get(e.data_at as usize..e.data_at as usize + len).ok_or("entry data past the log")?;
+    img.seek(SeekFrom::Start(e.sector * log.sector_size)).map_err(|x| x.to_string())?;
     img.write_all(data).map_err(|x| x.to_string())
 }
 
 /// Copy `from` to `to` and apply `entries` to the copy.
-pub fn build(
-    from: &Path,
-    to: &Path,
-    log_bytes: &[u8],
-    log: &Log,
-    entries: &[usize],
-) -> Result<(), String> {
+pub fn build(from: &Path, to: &Path, log_bytes: &[u8], log: &Log, entries: &[usize]) -> Result<(), String> {
     fs::copy(from, to).map_err(|e| format!("{}: {e}", to.display()))?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .open(to)
-        .map_err(|e| format!("{}: {e}", to.display()))?;
+    let mut f = fs::OpenOptions::new().write(true).open(to).map_err(|e| format!("{}: {e}", to.display()))?;
     for &i in entries {
         apply(log_bytes, log, i, &mut f)?;
     }
@@ -353,16 +268,8 @@ pub mod tests {
         assert_eq!(log.entries[2].mark.as_deref(), Some("step-1-mkdir"));
         assert_eq!(log.entries[6].step(), Some(2));
         assert_eq!(log.entries[0].data_at, 1024);
-        assert_eq!(
-            log.entries[1].data_at,
-            1024 + 1024 + 512,
-            "a flush has no data"
-        );
-        assert_eq!(
-            log.entries[5].data_at,
-            log.entries[4].data_at + 512,
-            "a discard has no data in the log"
-        );
+        assert_eq!(log.entries[1].data_at, 1024 + 1024 + 512, "a flush has no data");
+        assert_eq!(log.entries[5].data_at, log.entries[4].data_at + 512, "a discard has no data in the log");
         assert!(log.entries[3].plain() && !log.entries[5].plain() && !log.entries[4].plain());
     }
 
@@ -372,9 +279,7 @@ pub mod tests {
         b[0] ^= 1;
         assert!(parse(&b).unwrap_err().contains("magic"));
         let b = sample();
-        assert!(parse(&b[..b.len() - 100])
-            .unwrap_err()
-            .contains("entry 8 of 9"));
+        assert!(parse(&b[..b.len() - 100]).unwrap_err().contains("entry 8 of 9"));
         let mut b = sample();
         b[24..28].copy_from_slice(&1000u32.to_le_bytes());
         assert!(parse(&b).unwrap_err().contains("sector size"));
@@ -390,25 +295,9 @@ pub mod tests {
         assert_eq!((flush[0].base, flush[0].steps), (2, (0, 0)));
         assert_eq!((flush[1].base, flush[1].steps), (8, (2, 2)));
         let marks: Vec<&Point> = pts.iter().filter(|p| p.kind == Kind::Mark).collect();
-        assert_eq!(
-            marks[0],
-            &Point {
-                base: 2,
-                extra: vec![],
-                steps: (1, 1),
-                kind: Kind::Mark
-            }
-        );
+        assert_eq!(marks[0], &Point { base: 2, extra: vec![], steps: (1, 1), kind: Kind::Mark });
         // The FUA write since the flush is kept, the plain one dropped.
-        assert_eq!(
-            marks[1],
-            &Point {
-                base: 2,
-                extra: vec![5],
-                steps: (2, 2),
-                kind: Kind::Mark
-            }
-        );
+        assert_eq!(marks[1], &Point { base: 2, extra: vec![5], steps: (2, 2), kind: Kind::Mark });
     }
 
     #[test]
@@ -417,35 +306,18 @@ pub mod tests {
         let log = parse(&b).unwrap();
         let a = plan(&log, 300, &mut Rng(7));
         assert_eq!(a, plan(&log, 300, &mut Rng(7)));
-        let rand: Vec<&Point> = a
-            .iter()
-            .filter(|p| matches!(p.kind, Kind::Dropped | Kind::Subset))
-            .collect();
+        let rand: Vec<&Point> = a.iter().filter(|p| matches!(p.kind, Kind::Dropped | Kind::Subset)).collect();
         assert_eq!(rand.len(), 300);
         for p in &rand {
-            assert!(
-                p.base == 0 || log.entries[p.base - 1].flags & FLUSH != 0,
-                "{p:?} starts after a flush"
-            );
-            assert!(
-                p.extra
-                    .iter()
-                    .all(|&j| j >= p.base && log.entries[j].flags & FLUSH == 0),
-                "{p:?}"
-            );
+            assert!(p.base == 0 || log.entries[p.base - 1].flags & FLUSH != 0, "{p:?} starts after a flush");
+            assert!(p.extra.iter().all(|&j| j >= p.base && log.entries[j].flags & FLUSH == 0), "{p:?}");
             assert!(p.steps.0 <= p.steps.1);
         }
         // Between the flushes, a subset point keeps the FUA write always and
         // the plain write 3 sometimes.
-        let between: Vec<&&Point> = rand
-            .iter()
-            .filter(|p| p.kind == Kind::Subset && p.base == 2)
-            .collect();
+        let between: Vec<&&Point> = rand.iter().filter(|p| p.kind == Kind::Subset && p.base == 2).collect();
         assert!(between.iter().all(|p| p.extra.contains(&5)));
-        assert!(
-            between.iter().any(|p| p.extra.contains(&3))
-                && between.iter().any(|p| !p.extra.contains(&3))
-        );
+        assert!(between.iter().any(|p| p.extra.contains(&3)) && between.iter().any(|p| !p.extra.contains(&3)));
         // After the last flush the unflushed plain write may land.
         assert!(rand.iter().any(|p| p.base == 8 && p.extra == vec![8]));
     }
@@ -463,14 +335,8 @@ pub mod tests {
         assert!(img[8 * 512..10 * 512].iter().all(|&x| x == 0xaa));
         assert!(img[20 * 512..21 * 512].iter().all(|&x| x == 0xcc));
         assert!(img[30 * 512..31 * 512].iter().all(|&x| x == 0xdd));
-        assert!(
-            img[16 * 512..17 * 512].iter().all(|&x| x == 0),
-            "entry 3 was not applied"
-        );
-        assert!(
-            img[24 * 512..28 * 512].iter().all(|&x| x == 0),
-            "a discard writes nothing"
-        );
+        assert!(img[16 * 512..17 * 512].iter().all(|&x| x == 0), "entry 3 was not applied");
+        assert!(img[24 * 512..28 * 512].iter().all(|&x| x == 0), "a discard writes nothing");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -89,27 +89,13 @@ pub fn say(msg: &str) {
 
 /// Run a command; on failure the error names it and holds its stderr tail.
 pub fn run_cmd(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    let out = cmd.output().map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
     if out.status.success() {
         return Ok(());
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = err
-        .lines()
-        .rev()
-        .take(20)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    Err(format!(
-        "{:?} failed ({}):\n{}",
-        cmd,
-        out.status,
-        tail.join("\n")
-    ))
+    let tail: Vec<&str> = err.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+    Err(format!("{:?} failed ({}):\n{}", cmd, out.status, tail.join("\n")))
 }
 
 /// Where cargo puts build outputs: `CARGO_TARGET_DIR` when set, else `target/`.
@@ -121,10 +107,7 @@ pub fn cargo_target_dir(root: &Path) -> PathBuf {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
 struct Args {
@@ -172,78 +155,36 @@ fn parse(args: &[String]) -> Result<Args, String> {
         match x.as_str() {
             "--arch" => {
                 let v = it.next().ok_or("--arch needs a value")?;
-                a.arches.push(Arch::parse(v).ok_or_else(|| {
-                    format!("unknown architecture `{v}` (aarch64, armv7, x86_64)")
-                })?);
+                a.arches.push(Arch::parse(v).ok_or_else(|| format!("unknown architecture `{v}` (aarch64, armv7, x86_64)"))?);
             }
             "--board" => a.board = Some(PathBuf::from(it.next().ok_or("--board needs a file")?)),
-            "--manifests" => {
-                a.manifests = Some(PathBuf::from(
-                    it.next().ok_or("--manifests needs a directory")?,
-                ))
-            }
+            "--manifests" => a.manifests = Some(PathBuf::from(it.next().ok_or("--manifests needs a directory")?)),
             "--key" => a.key = Some(PathBuf::from(it.next().ok_or("--key needs a PEM file")?)),
             "--out" => a.out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
             "--timeout" => {
                 let v = it.next().ok_or("--timeout needs seconds")?;
-                a.timeout = Some(
-                    v.parse()
-                        .map_err(|_| format!("--timeout: `{v}` is not a number of seconds"))?,
-                );
+                a.timeout = Some(v.parse().map_err(|_| format!("--timeout: `{v}` is not a number of seconds"))?);
             }
             "--version" => {
                 let v = it.next().ok_or("--version needs a number")?;
-                a.version = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| format!("--version: `{v}` is not a positive number"))?,
-                );
+                a.version = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--version: `{v}` is not a positive number"))?);
             }
-            "--only-new-against" => {
-                a.against = Some(PathBuf::from(
-                    it.next().ok_or("--only-new-against needs a release file")?,
-                ))
-            }
+            "--only-new-against" => a.against = Some(PathBuf::from(it.next().ok_or("--only-new-against needs a release file")?)),
             "--count" => {
                 let v = it.next().ok_or("--count needs a number")?;
-                a.count = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| format!("--count: `{v}` is not a positive number"))?,
-                );
+                a.count = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--count: `{v}` is not a positive number"))?);
             }
             "--seed" => {
                 let v = it.next().ok_or("--seed needs a number")?;
-                a.seed = Some(
-                    v.parse()
-                        .map_err(|_| format!("--seed: `{v}` is not a number"))?,
-                );
+                a.seed = Some(v.parse().map_err(|_| format!("--seed: `{v}` is not a number"))?);
             }
-            "--oci" => {
-                a.oci = Some(PathBuf::from(
-                    it.next()
-                        .ok_or("--oci needs an OCI layout directory or a docker save tar")?,
-                ))
-            }
-            "--manifest-out" => {
-                a.manifest_out = Some(PathBuf::from(
-                    it.next().ok_or("--manifest-out needs a file")?,
-                ))
-            }
+            "--oci" => a.oci = Some(PathBuf::from(it.next().ok_or("--oci needs an OCI layout directory or a docker save tar")?)),
+            "--manifest-out" => a.manifest_out = Some(PathBuf::from(it.next().ok_or("--manifest-out needs a file")?)),
             "--name" => a.name = Some(it.next().ok_or("--name needs a container name")?.clone()),
-            "--update" => {
-                a.update = Some(PathBuf::from(
-                    it.next()
-                        .ok_or("--update needs a manifest directory or a bundle file")?,
-                ))
-            }
+            "--update" => a.update = Some(PathBuf::from(it.next().ok_or("--update needs a manifest directory or a bundle file")?)),
             "--data-mib" => {
                 let v = it.next().ok_or("--data-mib needs a size in MiB")?;
-                let n: u64 = v
-                    .parse()
-                    .map_err(|_| format!("--data-mib: `{v}` is not a whole number of MiB"))?;
+                let n: u64 = v.parse().map_err(|_| format!("--data-mib: `{v}` is not a whole number of MiB"))?;
                 let (lo, hi) = (artifacts::DATA_MIN_MIB, artifacts::DATA_MAX_MIB);
                 if !(lo..=hi).contains(&n) {
                     return Err(format!("--data-mib: {n} MiB is not between {lo} and {hi}"));
@@ -345,10 +286,7 @@ fn one_board(root: &Path, a: &Args) -> Result<PathBuf, String> {
 
 /// The one board of `a`, with its host tools, and the signing key (`--key`,
 /// else the development key).
-fn board_and_key(
-    root: &Path,
-    a: &Args,
-) -> Result<(berth::board::Board, berth::release::SigningKey), String> {
+fn board_and_key(root: &Path, a: &Args) -> Result<(berth::board::Board, berth::release::SigningKey), String> {
     let board = artifacts::load_board(&one_board(root, a)?)?;
     tools::ensure_host_tools(root, &targets(&[board.arch]), false)?;
     let key_path = match &a.key {
@@ -363,41 +301,26 @@ fn make_release(root: &Path, a: &Args) -> Result<(), String> {
         return Err("usage: cargo xtask release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE".into());
     };
     let (board, key) = board_and_key(root, a)?;
-    let dir = a
-        .manifests
-        .clone()
-        .unwrap_or_else(|| root.join("manifests"));
+    let dir = a.manifests.clone().unwrap_or_else(|| root.join("manifests"));
     let work = out.with_extension("d");
     let (compiled, signed) = release::compile_and_sign(root, &dir, &board, &work, &key, None)?;
     std::fs::write(out, &signed).map_err(|e| format!("{}: {e}", out.display()))?;
-    println!(
-        "release {} for {} -> {} ({} bytes)",
-        compiled.release.version,
-        board.name,
-        out.display(),
-        signed.len()
-    );
+    println!("release {} for {} -> {} ({} bytes)", compiled.release.version, board.name, out.display(), signed.len());
     for img in &compiled.images {
-        println!(
-            "  image {} sha256:{} verity root {}",
-            img.path.display(),
-            verity::hex(&img.sha256),
-            verity::hex(&img.verity.root)
-        );
+        println!("  image {} sha256:{} verity root {}", img.path.display(), verity::hex(&img.sha256), verity::hex(&img.verity.root));
     }
     Ok(())
 }
 
 fn make_bundle(root: &Path, a: &Args) -> Result<(), String> {
     let Some(out) = &a.out else {
-        return Err("usage: cargo xtask bundle [--arch A | --board FILE] [--manifests DIR] [--key PEM] [--version N] [--only-new-against RELEASE] --out FILE".into());
+        return Err(
+            "usage: cargo xtask bundle [--arch A | --board FILE] [--manifests DIR] [--key PEM] [--version N] [--only-new-against RELEASE] --out FILE".into()
+        );
     };
     let (board, key) = board_and_key(root, a)?;
     let against = a.against.as_deref().map(bundle::read_release).transpose()?;
-    let dir = a
-        .manifests
-        .clone()
-        .unwrap_or_else(|| root.join("manifests"));
+    let dir = a.manifests.clone().unwrap_or_else(|| root.join("manifests"));
     let work = out.with_extension("d");
     let (compiled, signed) = release::compile_and_sign(root, &dir, &board, &work, &key, a.version)?;
     let carried = bundle::to_carry(&compiled.images, against.as_ref());
@@ -419,14 +342,8 @@ fn print_image(img: &image::Image) {
     println!("sha256:      {}", verity::hex(&img.sha256));
     println!("verity root: {}", verity::hex(&img.verity.root));
     println!("verity salt: {}", verity::hex(&img.verity.salt));
-    println!(
-        "data blocks: {} (hash tree at byte {})",
-        img.verity.data_blocks, img.verity.hash_offset
-    );
-    println!(
-        "dm table:    {}",
-        verity::table_line(&img.verity, "<image>", "<image>")
-    );
+    println!("data blocks: {} (hash tree at byte {})", img.verity.data_blocks, img.verity.hash_offset);
+    println!("dm table:    {}", verity::table_line(&img.verity, "<image>", "<image>"));
 }
 
 fn make_image(a: &Args) -> Result<(), String> {
@@ -437,11 +354,7 @@ fn make_image(a: &Args) -> Result<(), String> {
         return Err("usage: cargo xtask image PATH --out FILE".into());
     };
     let src = Path::new(src);
-    let img = if src.is_dir() {
-        image::from_dir(src, out)?
-    } else {
-        image::from_binary(src, out)?
-    };
+    let img = if src.is_dir() { image::from_dir(src, out)? } else { image::from_binary(src, out)? };
     print_image(&img);
     Ok(())
 }
@@ -452,14 +365,8 @@ fn import_oci(src: &Path, a: &Args) -> Result<(), String> {
         return Err("usage: cargo xtask image --oci PATH [--arch A] [--out FILE] [--manifest-out FILE.toml] [--name NAME]".into());
     }
     let name = a.name.clone().unwrap_or_else(|| oci::name_from(src));
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{name}.img")));
-    let manifest_out = a
-        .manifest_out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{name}.toml")));
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.img")));
+    let manifest_out = a.manifest_out.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.toml")));
     let imported = oci::import(src, a.arches.first().copied(), &out)?;
     print_image(&imported.image);
     // The manifest's `[build] oci` is relative to the manifest's directory.
@@ -484,13 +391,7 @@ fn manifest_source(src: &Path, manifest: &Path) -> String {
             cwd.join(p)
         }
     };
-    let (src, dir) = (
-        abs(src),
-        abs(manifest)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
-    );
+    let (src, dir) = (abs(src), abs(manifest).parent().map(Path::to_path_buf).unwrap_or_default());
     match src.strip_prefix(&dir) {
         Ok(rel) => rel.display().to_string(),
         Err(_) => src.display().to_string(),
@@ -504,10 +405,7 @@ fn inspect_image(a: &Args) -> Result<(), String> {
     };
     let salt = match a.salt.as_deref() {
         None => None,
-        Some(h) => Some(
-            berth::imageinfo::parse_hex32(h)
-                .ok_or_else(|| format!("--salt: `{h}` is not 64 hex digits"))?,
-        ),
+        Some(h) => Some(berth::imageinfo::parse_hex32(h).ok_or_else(|| format!("--salt: `{h}` is not 64 hex digits"))?),
     };
     let (_, info) = image::inspect_full(Path::new(path), salt, None)?;
     println!("image:       {path}");
@@ -521,32 +419,16 @@ fn build(root: &Path, a: &Args) -> Result<(), String> {
     let arches = arches_or_all(a);
     tools::ensure_host_tools(root, &targets(&arches), false)?;
     for arch in arches {
-        let art = artifacts::build(
-            root,
-            &artifacts::board_path(root, arch),
-            &Variant::default(),
-        )?;
+        let art = artifacts::build(root, &artifacts::board_path(root, arch), &Variant::default())?;
         report_binary(&art)?;
     }
     Ok(())
 }
 
 fn report_binary(a: &Artifacts) -> Result<(), String> {
-    let size = std::fs::metadata(&a.berth)
-        .map_err(|e| e.to_string())?
-        .len();
-    let out = Command::new("file")
-        .arg("-b")
-        .arg(&a.berth)
-        .output()
-        .map_err(|e| format!("file: {e}"))?;
-    println!(
-        "{}: {} bytes ({:.0} KiB): {}",
-        a.berth.display(),
-        size,
-        size as f64 / 1024.0,
-        String::from_utf8_lossy(&out.stdout).trim()
-    );
+    let size = std::fs::metadata(&a.berth).map_err(|e| e.to_string())?.len();
+    let out = Command::new("file").arg("-b").arg(&a.berth).output().map_err(|e| format!("file: {e}"))?;
+    println!("{}: {} bytes ({:.0} KiB): {}", a.berth.display(), size, size as f64 / 1024.0, String::from_utf8_lossy(&out.stdout).trim());
     Ok(())
 }
 
@@ -554,26 +436,13 @@ fn report_binary(a: &Artifacts) -> Result<(), String> {
 fn host_berth(root: &Path) -> Result<PathBuf, String> {
     say("building the host berth (verify)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run_cmd(Command::new(cargo).current_dir(root).args([
-        "build",
-        "--quiet",
-        "--package",
-        "berth",
-        "--features",
-        "host",
-        "--bin",
-        "berth",
-    ]))?;
+    run_cmd(Command::new(cargo).current_dir(root).args(["build", "--quiet", "--package", "berth", "--features", "host", "--bin", "berth"]))?;
     Ok(cargo_target_dir(root).join("debug").join("berth"))
 }
 
 /// `file` must call the binary statically linked, stripped, for the right machine.
 fn static_binary(path: &Path, arch: Arch) -> Result<(), String> {
-    let out = Command::new("file")
-        .arg("-b")
-        .arg(path)
-        .output()
-        .map_err(|e| format!("file: {e}"))?;
+    let out = Command::new("file").arg("-b").arg(path).output().map_err(|e| format!("file: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let machine = match arch {
         Arch::Aarch64 => "ARM aarch64",
@@ -582,10 +451,7 @@ fn static_binary(path: &Path, arch: Arch) -> Result<(), String> {
     };
     for want in ["statically linked", "stripped", machine] {
         if !text.contains(want) || text.contains("not stripped") {
-            return Err(format!(
-                "{}: `file` says {text:?}, expected it to mention {want:?}",
-                path.display()
-            ));
+            return Err(format!("{}: `file` says {text:?}, expected it to mention {want:?}", path.display()));
         }
     }
     Ok(())
@@ -593,16 +459,7 @@ fn static_binary(path: &Path, arch: Arch) -> Result<(), String> {
 
 /// Strings only berth's test hooks put in the binary: the kernel command
 /// line keys, the hooks' event names and the wedge command.
-const HOOK_MARKS: [&str; 8] = [
-    "berth.run=",
-    "berth.cut=",
-    "berth.hang=",
-    "power.cut",
-    "debug.wedge",
-    "debug wedge",
-    "berth.logwrites=",
-    "logwrites.setup",
-];
+const HOOK_MARKS: [&str; 8] = ["berth.run=", "berth.cut=", "berth.hang=", "power.cut", "debug.wedge", "debug wedge", "berth.logwrites=", "logwrites.setup"];
 
 /// The shipped berth holds none of the test hooks' marks; the test build
 /// holds every one (so the search itself is shown to find them).
@@ -610,27 +467,13 @@ fn no_test_hooks(shipped: &Path, hooked: &Path) -> Result<(), String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let (ship, hook) = (read(shipped)?, read(hooked)?);
     let has = |bytes: &[u8], mark: &str| bytes.windows(mark.len()).any(|w| w == mark.as_bytes());
-    let found: Vec<&str> = HOOK_MARKS
-        .iter()
-        .copied()
-        .filter(|m| has(&ship, m))
-        .collect();
+    let found: Vec<&str> = HOOK_MARKS.iter().copied().filter(|m| has(&ship, m)).collect();
     if !found.is_empty() {
-        return Err(format!(
-            "{}: the shipped binary holds test hooks: {found:?}",
-            shipped.display()
-        ));
+        return Err(format!("{}: the shipped binary holds test hooks: {found:?}", shipped.display()));
     }
-    let missing: Vec<&str> = HOOK_MARKS
-        .iter()
-        .copied()
-        .filter(|m| !has(&hook, m))
-        .collect();
+    let missing: Vec<&str> = HOOK_MARKS.iter().copied().filter(|m| !has(&hook, m)).collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "{}: the test build lacks {missing:?}: the check would not see them",
-            hooked.display()
-        ));
+        return Err(format!("{}: the test build lacks {missing:?}: the check would not see them", hooked.display()));
     }
     Ok(())
 }
@@ -647,25 +490,14 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     }
     let console = format!("/dev/{}", artifacts::load_board(&board)?.console);
     let services = vec![console_service(&console)?, receive_service()?];
-    let art = artifacts::build(
-        root,
-        &board,
-        &Variant {
-            services,
-            data_mib: a.data_mib,
-            ..Default::default()
-        },
-    )?;
+    let art = artifacts::build(root, &board, &Variant { services, data_mib: a.data_mib, ..Default::default() })?;
     let data = art.dir.join("data.img");
     if !data.is_file() {
         artifacts::fresh_data(&art, &data)?;
     }
     if let Some(mib) = a.data_mib {
         if artifacts::grow_data(&data, mib)? {
-            say(&format!(
-                "grew the kept data partition {} to {mib} MiB",
-                data.display()
-            ));
+            say(&format!("grew the kept data partition {} to {mib} MiB", data.display()));
         }
     }
     if let Some(update) = &a.update {
@@ -674,48 +506,23 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     let http = free_http_port();
     let push = art.dir.join(PUSH_SOCKET);
     let _ = std::fs::remove_file(&push);
-    let opts = BootOpts {
-        interactive: true,
-        allow_reboot: true,
-        http_port: Some(http),
-        push: Some(push),
-        ..Default::default()
-    };
+    let opts = BootOpts { interactive: true, allow_reboot: true, http_port: Some(http), push: Some(push), ..Default::default() };
     let (prog, args) = artifacts::qemu_args(&art, &data, &opts);
-    println!(
-        "xtask: booting {} under QEMU ({}); the data partition persists in {}",
-        art.board.name,
-        prog,
-        data.display()
-    );
+    println!("xtask: booting {} under QEMU ({}); the data partition persists in {}", art.board.name, prog, data.display());
     println!("xtask: the status page, once the demo is up (about a minute under emulation):");
     println!("xtask:     curl http://localhost:{http}/            (or /status.json; open it in a browser)");
     if http != artifacts::GUEST_HTTP_PORT {
-        println!(
-            "xtask:     (port {} is taken on this machine, so the page is forwarded to {http})",
-            artifacts::GUEST_HTTP_PORT
-        );
+        println!("xtask:     (port {} is taken on this machine, so the page is forwarded to {http})", artifacts::GUEST_HTTP_PORT);
     }
     println!("xtask: on the console, a berthctl prompt (type `help`; berth's event lines scroll by too):");
     println!("xtask:     status                 every container and host service: state, readiness, restarts, uptime");
     println!("xtask:     logs sensor -f         follow a container's output (Enter stops)");
-    println!(
-        "xtask:     release                the running release, committed or on trial, rollbacks"
-    );
-    let arch_flag = if a.board.is_some() {
-        String::new()
-    } else {
-        format!(" --arch {}", art.board.arch.name())
-    };
+    println!("xtask:     release                the running release, committed or on trial, rollbacks");
+    let arch_flag = if a.board.is_some() { String::new() } else { format!(" --arch {}", art.board.arch.name()) };
     println!("xtask: to update the running system, from another terminal:");
     println!("xtask:     cargo xtask push{arch_flag} DIR|BUNDLE   (a manifest directory is bundled with the development key)");
-    println!(
-        "xtask: to quit: press Ctrl-A then X (QEMU's escape); Ctrl-A then C opens QEMU's monitor"
-    );
-    let status = Command::new(&prog)
-        .args(&args)
-        .status()
-        .map_err(|e| format!("{prog}: {e}"))?;
+    println!("xtask: to quit: press Ctrl-A then X (QEMU's escape); Ctrl-A then C opens QEMU's monitor");
+    let status = Command::new(&prog).args(&args).status().map_err(|e| format!("{prog}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -729,10 +536,7 @@ const PUSH_SOCKET: &str = "push.sock";
 
 /// `berth receive` on the push port, a host service added by `run` only.
 fn receive_service() -> Result<berth::board::Service, String> {
-    let text = format!(
-        "name = \"receive\"\nargv = [\"/sbin/berth\", \"receive\", \"{}\"]\nrestart = \"always\"\n",
-        artifacts::PUSH_PORT
-    );
+    let text = format!("name = \"receive\"\nargv = [\"/sbin/berth\", \"receive\", \"{}\"]\nrestart = \"always\"\n", artifacts::PUSH_PORT);
     toml::from_str(&text).map_err(|e| format!("receive service: {e}"))
 }
 
@@ -740,22 +544,15 @@ fn receive_service() -> Result<berth::board::Service, String> {
 /// `cargo xtask run` is running for the board, and print its answer.
 fn push(root: &Path, a: &Args) -> Result<(), String> {
     let [src] = a.rest.as_slice() else {
-        return Err(
-            "usage: cargo xtask push [--arch A | --board FILE] [--key PEM] DIR|BUNDLE".into(),
-        );
+        return Err("usage: cargo xtask push [--arch A | --board FILE] [--key PEM] DIR|BUNDLE".into());
     };
     // Not a build: the running machine's images must stay as they are.
     let board = artifacts::load_board(&one_board(root, a)?)?;
     let dir = root.join("target").join("berth").join(board.name.as_str());
     let bundle = bundle_of(root, &dir, &board, Path::new(src), a.key.as_deref())?;
     let sock = dir.join(PUSH_SOCKET);
-    let answer = send_push(&sock, &bundle, false).map_err(|e| {
-        format!(
-            "{e} (is `cargo xtask run` running for {}? it listens on {})",
-            board.name,
-            sock.display()
-        )
-    })?;
+    let answer =
+        send_push(&sock, &bundle, false).map_err(|e| format!("{e} (is `cargo xtask run` running for {}? it listens on {})", board.name, sock.display()))?;
     println!("xtask: push: {answer}");
     if answer.starts_with("ok ") {
         say("berth takes it from the inbox within a few seconds: watch the console (update.staged, update.switch, release.trial)");
@@ -771,8 +568,7 @@ pub fn send_push(sock: &Path, bundle: &Path, garble: bool) -> Result<String, Str
     use sha2::{Digest, Sha256};
     use std::io::{BufRead, Write};
     let bytes = std::fs::read(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
-    let mut s = std::os::unix::net::UnixStream::connect(sock)
-        .map_err(|e| format!("{}: {e}", sock.display()))?;
+    let mut s = std::os::unix::net::UnixStream::connect(sock).map_err(|e| format!("{}: {e}", sock.display()))?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(120)));
     let mut frame = berth::push::header(bytes.len() as u64).to_vec();
     frame.extend_from_slice(&bytes);
@@ -782,9 +578,7 @@ pub fn send_push(sock: &Path, bundle: &Path, garble: bool) -> Result<String, Str
     }
     s.write_all(&frame).map_err(|e| format!("send: {e}"))?;
     let mut line = String::new();
-    std::io::BufReader::new(&s)
-        .read_line(&mut line)
-        .map_err(|e| format!("no answer from the device: {e}"))?;
+    std::io::BufReader::new(&s).read_line(&mut line).map_err(|e| format!("no answer from the device: {e}"))?;
     if line.is_empty() {
         return Err("the device closed the port without an answer".into());
     }
@@ -800,42 +594,18 @@ fn console_service(device: &str) -> Result<berth::board::Service, String> {
 
 /// 8080 on the host's loopback when it is free, else any free port.
 fn free_http_port() -> u16 {
-    let bind = |p: u16| {
-        std::net::TcpListener::bind(("127.0.0.1", p))
-            .ok()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port())
-    };
-    bind(artifacts::GUEST_HTTP_PORT)
-        .or_else(|| bind(0))
-        .unwrap_or(artifacts::GUEST_HTTP_PORT)
+    let bind = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).ok().and_then(|l| l.local_addr().ok()).map(|a| a.port());
+    bind(artifacts::GUEST_HTTP_PORT).or_else(|| bind(0)).unwrap_or(artifacts::GUEST_HTTP_PORT)
 }
 
 /// Boot a user's manifest directory and judge its containers (see `trial`).
 fn run_trial(root: &Path, board: &Path, dir: &Path, seconds: u64, a: &Args) -> Result<(), String> {
     let absolute = |p: &Path| -> Result<PathBuf, String> {
-        Ok(if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            std::env::current_dir().map_err(|e| e.to_string())?.join(p)
-        })
+        Ok(if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map_err(|e| e.to_string())?.join(p) })
     };
     let update = a.update.as_deref().map(absolute).transpose()?;
-    let update = update.as_deref().map(|source| trial::Update {
-        source,
-        key: a.key.as_deref(),
-    });
-    trial::run(
-        root,
-        board,
-        &absolute(dir)?,
-        "-trial",
-        seconds,
-        &Default::default(),
-        true,
-        update.as_ref(),
-        a.data_mib,
-    )
+    let update = update.as_deref().map(|source| trial::Update { source, key: a.key.as_deref() });
+    trial::run(root, board, &absolute(dir)?, "-trial", seconds, &Default::default(), true, update.as_ref(), a.data_mib)
 }
 
 /// Put an update into the inbox of the data partition `data` before a boot:
@@ -843,74 +613,39 @@ fn run_trial(root: &Path, board: &Path, dir: &Path, seconds: u64, a: &Args) -> R
 /// `key`, else the development key) for `art`'s board.
 /// The data partition grows first to hold the bundle and its staged copy
 /// ([`artifacts::data_need_mib`]), or to `data_mib` (which must be enough).
-pub fn update_into_inbox(
-    root: &Path,
-    art: &artifacts::Artifacts,
-    data: &Path,
-    update: &Path,
-    key: Option<&Path>,
-    data_mib: Option<u64>,
-) -> Result<(), String> {
+pub fn update_into_inbox(root: &Path, art: &artifacts::Artifacts, data: &Path, update: &Path, key: Option<&Path>, data_mib: Option<u64>) -> Result<(), String> {
     let bundle = bundle_of(root, &art.dir, &art.board, update, key)?;
-    let size = std::fs::metadata(&bundle)
-        .map_err(|e| format!("{}: {e}", bundle.display()))?
-        .len();
-    let need = artifacts::data_need_mib(
-        art.data_files,
-        size,
-        u64::from(art.board.log_quota_kib) << 10,
-    );
+    let size = std::fs::metadata(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?.len();
+    let need = artifacts::data_need_mib(art.data_files, size, u64::from(art.board.log_quota_kib) << 10);
     let mib = match data_mib {
-        Some(n) => artifacts::check_data_mib(n, need)
-            .map_err(|e| format!("--data-mib with the update {}: {e}", bundle.display()))?,
+        Some(n) => artifacts::check_data_mib(n, need).map_err(|e| format!("--data-mib with the update {}: {e}", bundle.display()))?,
         None => need,
     };
     if artifacts::grow_data(data, mib)? {
-        say(&format!(
-            "grew the data partition {} to {mib} MiB to hold the update and its staged copy",
-            data.display()
-        ));
+        say(&format!("grew the data partition {} to {mib} MiB to hold the update and its staged copy", data.display()));
     }
     artifacts::put_in_inbox(data, &bundle)?;
-    say(&format!(
-        "{} is in the inbox of {}: berth takes it a few seconds after boot",
-        bundle.display(),
-        data.display()
-    ));
+    say(&format!("{} is in the inbox of {}: berth takes it a few seconds after boot", bundle.display(), data.display()));
     Ok(())
 }
 
 /// `update` as a bundle file: itself, or a manifest directory bundled here
 /// (signed with `key`, else the development key) for `art`'s board.
-fn bundle_of(
-    root: &Path,
-    dir: &Path,
-    board: &berth::board::Board,
-    update: &Path,
-    key: Option<&Path>,
-) -> Result<PathBuf, String> {
+fn bundle_of(root: &Path, dir: &Path, board: &berth::board::Board, update: &Path, key: Option<&Path>) -> Result<PathBuf, String> {
     Ok(if update.is_dir() {
         let key = release::load_signing_key(&match key {
             Some(k) => k.to_path_buf(),
             None => release::dev_key_dir(root)?.join(release::DEV_KEY),
         })?;
         let out = dir.join("run-update.bundle");
-        let (compiled, signed) =
-            release::compile_and_sign(root, update, board, &out.with_extension("d"), &key, None)?;
+        let (compiled, signed) = release::compile_and_sign(root, update, board, &out.with_extension("d"), &key, None)?;
         bundle::write(&out, &signed, &compiled.images.iter().collect::<Vec<_>>())?;
-        say(&format!(
-            "bundle of release {} from {}",
-            compiled.release.version,
-            update.display()
-        ));
+        say(&format!("bundle of release {} from {}", compiled.release.version, update.display()));
         out
     } else if update.is_file() {
         update.to_path_buf()
     } else {
-        return Err(format!(
-            "{}: neither a manifest directory nor a bundle file",
-            update.display()
-        ));
+        return Err(format!("{}: neither a manifest directory nor a bundle file", update.display()));
     })
 }
 
@@ -930,24 +665,14 @@ fn soak_power_cut(root: &Path, a: &Args) -> Result<(), String> {
 fn crash_replay(root: &Path, a: &Args) -> Result<(), String> {
     tools::ensure_host_tools(root, &targets(&[Arch::X86_64]), true)?;
     let board = artifacts::board_path(root, Arch::X86_64);
-    let variant = variants(root)
-        .into_iter()
-        .find(|(n, _)| *n == "crash-replay")
-        .map(|(_, v)| v)
-        .ok_or("no crash-replay variant")?;
+    let variant = variants(root).into_iter().find(|(n, _)| *n == "crash-replay").map(|(_, v)| v).ok_or("no crash-replay variant")?;
     let art = artifacts::build(root, &board, &variant)?;
     match a.rest.as_slice() {
         [] => {
-            let launcher = Launcher {
-                builds: vec![("crash-replay", art.clone())],
-                release: demo_release(root)?,
-                counter: AtomicU32::new(0),
-            };
+            let launcher = Launcher { builds: vec![("crash-replay", art.clone())], release: demo_release(root)?, counter: AtomicU32::new(0) };
             crashreplay::run(&launcher, &art, a.seed)
         }
-        [log, data] => {
-            crashreplay::recheck(&art, Path::new(log), Path::new(data), a.seed.unwrap_or(1))
-        }
+        [log, data] => crashreplay::recheck(&art, Path::new(log), Path::new(data), a.seed.unwrap_or(1)),
         _ => Err("crash-replay takes a log and a data image, or nothing".into()),
     }
 }
@@ -975,30 +700,9 @@ fn variants(root: &Path) -> Vec<(&'static str, Variant)> {
 fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
     vec![
         ("", Variant::default()),
-        (
-            "missing-module",
-            Variant {
-                suffix: "-missing-module".into(),
-                extra_modules: vec![NO_SUCH_MODULE.into()],
-                ..Default::default()
-            },
-        ),
-        (
-            "cgroup-v1",
-            Variant {
-                suffix: "-cgroup-v1".into(),
-                cgroup: Some(CgroupMode::V1),
-                ..Default::default()
-            },
-        ),
-        (
-            "probe",
-            Variant {
-                suffix: "-probe".into(),
-                manifests: Some(root.join("qemu-tests/manifests/probe")),
-                ..Default::default()
-            },
-        ),
+        ("missing-module", Variant { suffix: "-missing-module".into(), extra_modules: vec![NO_SUCH_MODULE.into()], ..Default::default() }),
+        ("cgroup-v1", Variant { suffix: "-cgroup-v1".into(), cgroup: Some(CgroupMode::V1), ..Default::default() }),
+        ("probe", Variant { suffix: "-probe".into(), manifests: Some(root.join("qemu-tests/manifests/probe")), ..Default::default() }),
         (
             "probe-v1",
             Variant {
@@ -1008,54 +712,14 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 ..Default::default()
             },
         ),
-        (
-            "restarts",
-            Variant {
-                suffix: "-restarts".into(),
-                manifests: Some(root.join("qemu-tests/manifests/restarts")),
-                ..Default::default()
-            },
-        ),
-        (
-            "readiness",
-            Variant {
-                suffix: "-readiness".into(),
-                manifests: Some(root.join("qemu-tests/manifests/readiness")),
-                ..Default::default()
-            },
-        ),
-        (
-            "waiting",
-            Variant {
-                suffix: "-waiting".into(),
-                manifests: Some(root.join("qemu-tests/manifests/waiting")),
-                ..Default::default()
-            },
-        ),
-        (
-            "limits",
-            Variant {
-                suffix: "-limits".into(),
-                manifests: Some(root.join("qemu-tests/manifests/limits")),
-                ..Default::default()
-            },
-        ),
-        (
-            "budgets",
-            Variant {
-                suffix: "-budgets".into(),
-                manifests: Some(root.join("qemu-tests/manifests/budgets")),
-                ..Default::default()
-            },
-        ),
+        ("restarts", Variant { suffix: "-restarts".into(), manifests: Some(root.join("qemu-tests/manifests/restarts")), ..Default::default() }),
+        ("readiness", Variant { suffix: "-readiness".into(), manifests: Some(root.join("qemu-tests/manifests/readiness")), ..Default::default() }),
+        ("waiting", Variant { suffix: "-waiting".into(), manifests: Some(root.join("qemu-tests/manifests/waiting")), ..Default::default() }),
+        ("limits", Variant { suffix: "-limits".into(), manifests: Some(root.join("qemu-tests/manifests/limits")), ..Default::default() }),
+        ("budgets", Variant { suffix: "-budgets".into(), manifests: Some(root.join("qemu-tests/manifests/budgets")), ..Default::default() }),
         (
             "hang",
-            Variant {
-                suffix: "-hang".into(),
-                manifests: Some(root.join("qemu-tests/manifests/hang")),
-                cmdline: Some(HANG_HOOKS.into()),
-                ..Default::default()
-            },
+            Variant { suffix: "-hang".into(), manifests: Some(root.join("qemu-tests/manifests/hang")), cmdline: Some(HANG_HOOKS.into()), ..Default::default() },
         ),
         (
             "services",
@@ -1072,10 +736,7 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 suffix: "-push".into(),
                 manifests: Some(root.join("qemu-tests/manifests/update/v1")),
                 services: receive_service().into_iter().collect(),
-                inbox: Some(berth::release::room::Limits {
-                    bundles: qemu_tests::inboxfull::PUSH_INBOX_BUNDLES,
-                    ..Default::default()
-                }),
+                inbox: Some(berth::release::room::Limits { bundles: qemu_tests::inboxfull::PUSH_INBOX_BUNDLES, ..Default::default() }),
                 ..Default::default()
             },
         ),
@@ -1084,49 +745,14 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
             Variant {
                 suffix: "-dhcp".into(),
                 networks: Some(dhcp_networks()),
-                qemu_args: [
-                    "-netdev",
-                    "user,id=net1,restrict=on",
-                    "-device",
-                    "virtio-net-pci,netdev=net1",
-                ]
-                .map(String::from)
-                .to_vec(),
+                qemu_args: ["-netdev", "user,id=net1,restrict=on", "-device", "virtio-net-pci,netdev=net1"].map(String::from).to_vec(),
                 ..Default::default()
             },
         ),
-        (
-            "rss",
-            Variant {
-                suffix: "-rss".into(),
-                manifests: Some(root.join("qemu-tests/manifests/rss")),
-                ..Default::default()
-            },
-        ),
-        (
-            "corrupt-image",
-            Variant {
-                suffix: "-corrupt-image".into(),
-                release: ReleaseData::CorruptSensorImage,
-                ..Default::default()
-            },
-        ),
-        (
-            "no-release",
-            Variant {
-                suffix: "-no-release".into(),
-                release: ReleaseData::Absent,
-                ..Default::default()
-            },
-        ),
-        (
-            "tampered-release",
-            Variant {
-                suffix: "-tampered-release".into(),
-                release: ReleaseData::Tampered,
-                ..Default::default()
-            },
-        ),
+        ("rss", Variant { suffix: "-rss".into(), manifests: Some(root.join("qemu-tests/manifests/rss")), ..Default::default() }),
+        ("corrupt-image", Variant { suffix: "-corrupt-image".into(), release: ReleaseData::CorruptSensorImage, ..Default::default() }),
+        ("no-release", Variant { suffix: "-no-release".into(), release: ReleaseData::Absent, ..Default::default() }),
+        ("tampered-release", Variant { suffix: "-tampered-release".into(), release: ReleaseData::Tampered, ..Default::default() }),
         (
             // Every release corrupt, and a way in for a repair.
             "recovery",
@@ -1138,14 +764,7 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 ..Default::default()
             },
         ),
-        (
-            "no-landlock",
-            Variant {
-                suffix: "-no-landlock".into(),
-                cmdline: Some(LSM_WITHOUT_LANDLOCK.into()),
-                ..Default::default()
-            },
-        ),
+        ("no-landlock", Variant { suffix: "-no-landlock".into(), cmdline: Some(LSM_WITHOUT_LANDLOCK.into()), ..Default::default() }),
         (
             "landlock-optional",
             Variant {
@@ -1162,29 +781,13 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 manifests: Some(root.join("qemu-tests/manifests/probe")),
                 apparmor: Some(berth::board::AppArmor {
                     profile: "berth-container".try_into().unwrap_or_default(),
-                    policy: "/etc/berth/apparmor/berth-container.bin"
-                        .try_into()
-                        .unwrap_or_default(),
+                    policy: "/etc/berth/apparmor/berth-container.bin".try_into().unwrap_or_default(),
                 }),
                 ..Default::default()
             },
         ),
-        (
-            "release-trial-rollback",
-            Variant {
-                suffix: "-trial-rollback".into(),
-                release: ReleaseData::InterruptedTrial,
-                ..Default::default()
-            },
-        ),
-        (
-            "console-stall",
-            Variant {
-                suffix: "-console-stall".into(),
-                manifests: Some(root.join("qemu-tests/manifests/console-stall")),
-                ..Default::default()
-            },
-        ),
+        ("release-trial-rollback", Variant { suffix: "-trial-rollback".into(), release: ReleaseData::InterruptedTrial, ..Default::default() }),
+        ("console-stall", Variant { suffix: "-console-stall".into(), manifests: Some(root.join("qemu-tests/manifests/console-stall")), ..Default::default() }),
         (
             "flood",
             Variant {
@@ -1194,14 +797,7 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 ..Default::default()
             },
         ),
-        (
-            "controls",
-            Variant {
-                suffix: "-controls".into(),
-                manifests: Some(root.join("qemu-tests/manifests/controls")),
-                ..Default::default()
-            },
-        ),
+        ("controls", Variant { suffix: "-controls".into(), manifests: Some(root.join("qemu-tests/manifests/controls")), ..Default::default() }),
         (
             "check-window",
             Variant {
@@ -1267,8 +863,7 @@ const CHECK_WINDOW_HOOK: &str = "berth.hang=window.check:signals,window-user.che
 
 /// The Debian kernels' default LSM order (`CONFIG_LSM`, the same on all
 /// three flavours) without Landlock: a kernel booted with Landlock disabled.
-const LSM_WITHOUT_LANDLOCK: &str =
-    "lsm=lockdown,yama,loadpin,safesetid,integrity,apparmor,selinux,smack,tomoyo,bpf,ipe";
+const LSM_WITHOUT_LANDLOCK: &str = "lsm=lockdown,yama,loadpin,safesetid,integrity,apparmor,selinux,smack,tomoyo,bpf,ipe";
 
 /// The `services` variant's extra host services: the test agent in its
 /// service modes, one crash-looping, one running until stopped.
@@ -1290,14 +885,8 @@ restart = "always"
     );
     // A fixed text: failing to parse it is a bug in this function.
     let table: toml::Table = text.parse().expect("test services parse");
-    let list = table
-        .get("service")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
-    list.into_iter()
-        .map(|v| v.try_into().expect("test service decodes"))
-        .collect()
+    let list = table.get("service").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    list.into_iter().map(|v| v.try_into().expect("test service decodes")).collect()
 }
 
 /// The `dhcp` variant's networks: eth0 from QEMU's DHCP server, and a
@@ -1317,14 +906,8 @@ address = "{}/24"
     );
     // A fixed text: failing to parse it is a bug in this function.
     let table: toml::Table = text.parse().expect("dhcp networks parse");
-    let list = table
-        .get("network")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
-    list.into_iter()
-        .map(|v| v.try_into().expect("dhcp network decodes"))
-        .collect()
+    let list = table.get("network").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    list.into_iter().map(|v| v.try_into().expect("dhcp network decodes")).collect()
 }
 
 /// The module name the missing-module scenario asks for.
@@ -1332,10 +915,7 @@ const NO_SUCH_MODULE: &str = "berth_no_such_module";
 
 impl Launch for Launcher {
     fn arch(&self) -> &str {
-        self.builds
-            .first()
-            .map(|(_, a)| a.board.arch.name())
-            .unwrap_or("?")
+        self.builds.first().map(|(_, a)| a.board.arch.name()).unwrap_or("?")
     }
 
     fn missing_module(&self) -> &str {
@@ -1351,28 +931,16 @@ impl Launch for Launcher {
     }
 
     fn updates(&self) -> Result<qemu_tests::updates::UpdateInfo, String> {
-        self.builds
-            .iter()
-            .find_map(|(_, a)| a.updates.clone())
-            .ok_or_else(|| "no build carries the update bundles".into())
+        self.builds.iter().find_map(|(_, a)| a.updates.clone()).ok_or_else(|| "no build carries the update bundles".into())
     }
 
     fn containers(&self) -> Vec<String> {
-        let demo = self
-            .builds
-            .iter()
-            .find(|(v, _)| v.is_empty())
-            .map(|(_, a)| &a.release.containers);
-        demo.map(|c| c.iter().map(|m| m.name.to_string()).collect())
-            .unwrap_or_default()
+        let demo = self.builds.iter().find(|(v, _)| v.is_empty()).map(|(_, a)| &a.release.containers);
+        demo.map(|c| c.iter().map(|m| m.name.to_string()).collect()).unwrap_or_default()
     }
 
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String> {
-        let (_, art) = self
-            .builds
-            .iter()
-            .find(|(v, _)| *v == spec.variant)
-            .ok_or_else(|| format!("no build for variant `{}`", spec.variant))?;
+        let (_, art) = self.builds.iter().find(|(v, _)| *v == spec.variant).ok_or_else(|| format!("no build for variant `{}`", spec.variant))?;
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let runs = art.dir.join("runs");
         std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
@@ -1397,9 +965,7 @@ impl Launch for Launcher {
             kvm: false,
             http_port: spec.http_port,
             push: spec.push.clone(),
-            console_socket: spec
-                .console_socket
-                .then(|| runs.join(format!("{}-{n}.console.sock", spec.name))),
+            console_socket: spec.console_socket.then(|| runs.join(format!("{}-{n}.console.sock", spec.name))),
             direct_data: spec.direct_data,
             log_disk: spec.log_disk.clone(),
         };
@@ -1417,19 +983,10 @@ impl Launch for Launcher {
 /// The demo release's version and the development key's id.
 fn demo_release(root: &Path) -> Result<(u64, String), String> {
     let key = release::load_signing_key(&release::dev_key_dir(root)?.join(release::DEV_KEY))?;
-    let text =
-        std::fs::read_to_string(root.join("manifests/release.toml")).map_err(|e| e.to_string())?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("manifests/release.toml: {e}"))?;
-    let version = table
-        .get("version")
-        .and_then(|v| v.as_integer())
-        .ok_or("manifests/release.toml: no version")?;
-    Ok((
-        version as u64,
-        berth::release::key_id(&key.verifying_key()).to_string(),
-    ))
+    let text = std::fs::read_to_string(root.join("manifests/release.toml")).map_err(|e| e.to_string())?;
+    let table: toml::Table = text.parse().map_err(|e| format!("manifests/release.toml: {e}"))?;
+    let version = table.get("version").and_then(|v| v.as_integer()).ok_or("manifests/release.toml: no version")?;
+    Ok((version as u64, berth::release::key_id(&key.verifying_key()).to_string()))
 }
 
 /// Everything `test` runs, ended by one line with the count of cases
@@ -1445,11 +1002,7 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
 fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), String> {
     let arches = arches_or_all(a);
     // Scenarios whose name contains any of the filters (all without one).
-    let filters: Vec<String> = if a.rest.is_empty() {
-        vec![String::new()]
-    } else {
-        a.rest.clone()
-    };
+    let filters: Vec<String> = if a.rest.is_empty() { vec![String::new()] } else { a.rest.clone() };
     tools::ensure_host_tools(root, &targets(&arches), true)?;
 
     say("fetching the kernel's syscall headers for the three ABIs");
@@ -1469,61 +1022,37 @@ fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), S
         }
         if let Some((_, a)) = builds.first() {
             let (path, arch) = (a.berth.clone(), a.board.arch);
-            cases.push(qemu_tests::scenario::case(
-                format!("{}/static-binary", arch.name()),
-                move || static_binary(&path, arch),
-            ));
+            cases.push(qemu_tests::scenario::case(format!("{}/static-binary", arch.name()), move || static_binary(&path, arch)));
             let (shipped, hooked) = (a.berth.clone(), a.berth_hooked.clone());
-            cases.push(qemu_tests::scenario::case(
-                format!("{}/no-test-hooks", arch.name()),
-                move || no_test_hooks(&shipped, &hooked),
-            ));
+            cases.push(qemu_tests::scenario::case(format!("{}/no-test-hooks", arch.name()), move || no_test_hooks(&shipped, &hooked)));
             let (a, host_berth, root) = (a.clone(), host_berth.clone(), root.to_path_buf());
-            cases.push(qemu_tests::scenario::case(
-                format!("{}/release-round-trip", arch.name()),
-                move || roundtrip::release(&root, &a, &host_berth),
-            ));
+            cases.push(qemu_tests::scenario::case(format!("{}/release-round-trip", arch.name()), move || roundtrip::release(&root, &a, &host_berth)));
         }
         if let Some((_, a)) = builds.first() {
             let name = format!("{}/inspect-round-trip", arch.name());
             if filters.iter().any(|f| name.contains(f.as_str())) {
                 let (a, host_berth) = (a.clone(), host_berth.clone());
-                cases.push(qemu_tests::scenario::case(name, move || {
-                    roundtrip::inspect(&a, &host_berth)
-                }));
+                cases.push(qemu_tests::scenario::case(name, move || roundtrip::inspect(&a, &host_berth)));
             }
         }
         let name = format!("{}/run-manifests-oci", arch.name());
         if arch == Arch::X86_64 && filters.iter().any(|f| name.contains(f.as_str())) {
             let (root, board) = (root.to_path_buf(), board.clone());
-            cases.push(qemu_tests::scenario::case(name, move || {
-                trial::user_dir_test(&root, &board)
-            }));
+            cases.push(qemu_tests::scenario::case(name, move || trial::user_dir_test(&root, &board)));
         }
         let name = format!("{}/run-manifests-update", arch.name());
         if arch == Arch::X86_64 && filters.iter().any(|f| name.contains(f.as_str())) {
             let (root, board) = (root.to_path_buf(), board.clone());
-            cases.push(qemu_tests::scenario::case(name, move || {
-                trial::user_update_test(&root, &board)
-            }));
+            cases.push(qemu_tests::scenario::case(name, move || trial::user_update_test(&root, &board)));
         }
-        let replay = builds
-            .iter()
-            .find(|(v, _)| *v == "crash-replay")
-            .map(|(_, a)| a.clone());
-        let launcher = Launcher {
-            builds,
-            release: demo_release(root)?,
-            counter: AtomicU32::new(0),
-        };
+        let replay = builds.iter().find(|(v, _)| *v == "crash-replay").map(|(_, a)| a.clone());
+        let launcher = Launcher { builds, release: demo_release(root)?, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);
         let name = format!("{}/crash-replay", arch.name());
         if let (Arch::X86_64, Some(art)) = (arch, replay) {
             if filters.iter().any(|f| name.contains(f.as_str())) {
                 let l = std::sync::Arc::clone(&launcher);
-                cases.push(qemu_tests::scenario::case(name, move || {
-                    crashreplay::run(l.as_ref(), &art, None)
-                }));
+                cases.push(qemu_tests::scenario::case(name, move || crashreplay::run(l.as_ref(), &art, None)));
             }
         }
         for (name, case) in qemu_tests::scenarios::all(launcher) {
@@ -1547,13 +1076,7 @@ fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), S
     }
     if with_bench {
         say("running cargo xtask bench --quick");
-        bench::run(
-            root,
-            &bench::Opts {
-                quick: true,
-                parts: vec![1, 2, 3, 4, 5],
-            },
-        )?;
+        bench::run(root, &bench::Opts { quick: true, parts: vec![1, 2, 3, 4, 5] })?;
     }
     Ok(())
 }

@@ -54,10 +54,7 @@ pub fn import(src: &Path, arch: Option<Arch>, out: &Path) -> Result<Imported, St
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let base = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
+    let base = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
     let work = parent.join(format!(".{base}.oci.{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
@@ -74,15 +71,10 @@ fn import_in(src: &Path, arch: Option<Arch>, out: &Path, work: &Path) -> Result<
     } else if src.is_file() {
         let d = work.join("src");
         let f = fs::File::open(src).map_err(|e| format!("{}: {e}", src.display()))?;
-        tar::Archive::new(BufReader::new(f))
-            .unpack(&d)
-            .map_err(|e| format!("{}: unpacking: {e}", src.display()))?;
+        tar::Archive::new(BufReader::new(f)).unpack(&d).map_err(|e| format!("{}: unpacking: {e}", src.display()))?;
         d
     } else {
-        return Err(format!(
-            "{}: neither an OCI layout directory nor a tar file",
-            src.display()
-        ));
+        return Err(format!("{}: neither an OCI layout directory nor a tar file", src.display()));
     };
     let mut notes = Vec::new();
     let (config, layers) = if layout.join("index.json").is_file() {
@@ -90,17 +82,13 @@ fn import_in(src: &Path, arch: Option<Arch>, out: &Path, work: &Path) -> Result<
     } else if layout.join("manifest.json").is_file() {
         docker_save(&layout, &mut notes)?
     } else {
-        return Err(format!(
-            "{}: no index.json (OCI layout) or manifest.json (docker save)",
-            src.display()
-        ));
+        return Err(format!("{}: no index.json (OCI layout) or manifest.json (docker save)", src.display()));
     };
     check_platform(&config, arch)?;
     let root = work.join("root");
     let mut tree = Tree::new(&root)?;
     for (i, layer) in layers.iter().enumerate() {
-        tree.apply_layer(layer, i + 1)
-            .map_err(|e| format!("layer {} ({}): {e}", i + 1, layer.what))?;
+        tree.apply_layer(layer, i + 1).map_err(|e| format!("layer {} ({}): {e}", i + 1, layer.what))?;
     }
     tree.mount_points()?;
     let pseudo = work.join("pseudo");
@@ -109,11 +97,7 @@ fn import_in(src: &Path, arch: Option<Arch>, out: &Path, work: &Path) -> Result<
     fs::write(&pseudo, text).map_err(|e| format!("{}: {e}", pseudo.display()))?;
     let image = image::from_dir_with(&root, out, Some(&pseudo))?;
     let prefill = prefill(&config, &root, &mut notes)?;
-    Ok(Imported {
-        image,
-        config: prefill,
-        notes,
-    })
+    Ok(Imported { image, config: prefill, notes })
 }
 
 /// One layer blob and how it is compressed.
@@ -138,14 +122,8 @@ fn read_json(path: &Path) -> Result<Value, String> {
 
 /// `blobs/<alg>/<hex>` of a digest, after checking the blob's SHA-256.
 fn blob(layout: &Path, digest: &str) -> Result<PathBuf, String> {
-    let hexd = digest
-        .strip_prefix("sha256:")
-        .ok_or_else(|| format!("digest `{digest}`: only sha256 is supported"))?;
-    if hexd.len() != 64
-        || !hexd
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    let hexd = digest.strip_prefix("sha256:").ok_or_else(|| format!("digest `{digest}`: only sha256 is supported"))?;
+    if hexd.len() != 64 || !hexd.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return Err(format!("digest `{digest}` is not 64 lower-case hex digits"));
     }
     let p = layout.join("blobs").join("sha256").join(hexd);
@@ -154,9 +132,7 @@ fn blob(layout: &Path, digest: &str) -> Result<PathBuf, String> {
     let mut r = BufReader::new(f);
     std::io::copy(&mut r, &mut h).map_err(|e| format!("blob {digest}: {e}"))?;
     if hex(&h.finalize()) != hexd {
-        return Err(format!(
-            "blob {digest}: its content does not have this digest"
-        ));
+        return Err(format!("blob {digest}: its content does not have this digest"));
     }
     Ok(p)
 }
@@ -166,17 +142,8 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 /// The image manifest an index leads to (nested indexes followed), chosen by platform.
-fn pick_manifest(
-    layout: &Path,
-    index: &Value,
-    arch: Option<Arch>,
-    depth: u32,
-) -> Result<Value, String> {
-    let list = index
-        .get("manifests")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+fn pick_manifest(layout: &Path, index: &Value, arch: Option<Arch>, depth: u32) -> Result<Value, String> {
+    let list = index.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
     let wanted = arch.map(platform);
     let fits = |m: &Value| {
         let Some((a, variant)) = wanted else {
@@ -187,9 +154,7 @@ fn pick_manifest(
         };
         str_of(p, "architecture") == a
             && (str_of(p, "os").is_empty() || str_of(p, "os") == "linux")
-            && (variant.is_none()
-                || str_of(p, "variant").is_empty()
-                || Some(str_of(p, "variant")) == variant)
+            && (variant.is_none() || str_of(p, "variant").is_empty() || Some(str_of(p, "variant")) == variant)
     };
     let candidates: Vec<&Value> = list.iter().filter(|m| fits(m)).collect();
     let chosen = match candidates.as_slice() {
@@ -197,43 +162,23 @@ fn pick_manifest(
         [] => {
             let have: Vec<String> = list
                 .iter()
-                .map(|m| {
-                    m.get("platform")
-                        .map(|p| format!("{}/{}", str_of(p, "os"), str_of(p, "architecture")))
-                        .unwrap_or_else(|| "?".into())
-                })
+                .map(|m| m.get("platform").map(|p| format!("{}/{}", str_of(p, "os"), str_of(p, "architecture"))).unwrap_or_else(|| "?".into()))
                 .collect();
-            let want = wanted
-                .map(|(a, v)| {
-                    format!(
-                        "linux/{a}{}",
-                        v.map(|v| format!("/{v}")).unwrap_or_default()
-                    )
-                })
-                .unwrap_or_default();
-            return Err(format!(
-                "the index has no image for {want} (it has: {})",
-                have.join(", ")
-            ));
+            let want = wanted.map(|(a, v)| format!("linux/{a}{}", v.map(|v| format!("/{v}")).unwrap_or_default())).unwrap_or_default();
+            return Err(format!("the index has no image for {want} (it has: {})", have.join(", ")));
         }
         _ => {
             return Err(format!(
                 "the index holds {} images{}; give --arch to pick the board's",
                 candidates.len(),
-                if wanted.is_some() {
-                    " for this platform"
-                } else {
-                    ""
-                }
+                if wanted.is_some() { " for this platform" } else { "" }
             ))
         }
     };
     let digest = str_of(chosen, "digest");
     let m = read_json(&blob(layout, digest)?)?;
     let media = str_of(chosen, "mediaType");
-    let nested = media.contains("image.index")
-        || media.contains("manifest.list")
-        || m.get("manifests").is_some();
+    let nested = media.contains("image.index") || media.contains("manifest.list") || m.get("manifests").is_some();
     if nested {
         if depth >= 4 {
             return Err("indexes nested more than 4 deep".into());
@@ -243,43 +188,24 @@ fn pick_manifest(
     Ok(m)
 }
 
-fn oci_layout(
-    layout: &Path,
-    arch: Option<Arch>,
-    notes: &mut Vec<String>,
-) -> Result<(Value, Vec<Layer>), String> {
+fn oci_layout(layout: &Path, arch: Option<Arch>, notes: &mut Vec<String>) -> Result<(Value, Vec<Layer>), String> {
     let index = read_json(&layout.join("index.json"))?;
     let manifest = pick_manifest(layout, &index, arch, 0)?;
-    let config = read_json(&blob(
-        layout,
-        str_of(manifest.get("config").unwrap_or(&Value::Null), "digest"),
-    )?)?;
+    let config = read_json(&blob(layout, str_of(manifest.get("config").unwrap_or(&Value::Null), "digest"))?)?;
     let mut layers = Vec::new();
-    for l in manifest
-        .get("layers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-    {
+    for l in manifest.get("layers").and_then(Value::as_array).cloned().unwrap_or_default() {
         let media = str_of(&l, "mediaType");
         let digest = str_of(&l, "digest");
         if media.contains("zstd") {
             return Err(format!("layer {digest}: {media}: zstd-compressed layers are not supported (gzip or plain tar are)"));
         }
         if !media.contains("tar") {
-            return Err(format!(
-                "layer {digest}: media type `{media}` is not a tar layer"
-            ));
+            return Err(format!("layer {digest}: media type `{media}` is not a tar layer"));
         }
         if media.contains("nondistributable") || media.contains("foreign") {
-            notes.push(format!(
-                "layer {digest} is marked non-distributable ({media}); it is taken from the layout"
-            ));
+            notes.push(format!("layer {digest} is marked non-distributable ({media}); it is taken from the layout"));
         }
-        layers.push(Layer {
-            path: blob(layout, digest)?,
-            what: digest.to_string(),
-        });
+        layers.push(Layer { path: blob(layout, digest)?, what: digest.to_string() });
     }
     Ok((config, layers))
 }
@@ -292,10 +218,7 @@ fn docker_save(dir: &Path, notes: &mut Vec<String>) -> Result<(Value, Vec<Layer>
         notes.push(format!(
             "the tarball holds {} images; the first ({}) is imported",
             list.len(),
-            first
-                .get("RepoTags")
-                .map(|t| t.to_string())
-                .unwrap_or_default()
+            first.get("RepoTags").map(|t| t.to_string()).unwrap_or_default()
         ));
     }
     let inside = |p: &str| -> Result<PathBuf, String> {
@@ -304,17 +227,9 @@ fn docker_save(dir: &Path, notes: &mut Vec<String>) -> Result<(Value, Vec<Layer>
     };
     let config = read_json(&inside(str_of(first, "Config"))?)?;
     let mut layers = Vec::new();
-    for l in first
-        .get("Layers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-    {
+    for l in first.get("Layers").and_then(Value::as_array).cloned().unwrap_or_default() {
         let p = l.as_str().unwrap_or("");
-        layers.push(Layer {
-            path: inside(p)?,
-            what: p.to_string(),
-        });
+        layers.push(Layer { path: inside(p)?, what: p.to_string() });
     }
     Ok((config, layers))
 }
@@ -326,10 +241,7 @@ fn check_platform(config: &Value, arch: Option<Arch>) -> Result<(), String> {
     let have = str_of(config, "architecture");
     let os = str_of(config, "os");
     if (!os.is_empty() && os != "linux") || (!have.is_empty() && have != a) {
-        return Err(format!(
-            "the image is for {os}/{have}, the board runs linux/{a}{}",
-            v.map(|v| format!("/{v}")).unwrap_or_default()
-        ));
+        return Err(format!("the image is for {os}/{have}, the board runs linux/{a}{}", v.map(|v| format!("/{v}")).unwrap_or_default()));
     }
     Ok(())
 }
@@ -383,21 +295,8 @@ impl Tree {
     fn new(root: &Path) -> Result<Tree, String> {
         fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
         let mut nodes = BTreeMap::new();
-        nodes.insert(
-            String::new(),
-            Node {
-                kind: Kind::Dir,
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-                layer: 0,
-            },
-        );
-        Ok(Tree {
-            root: root.to_path_buf(),
-            nodes,
-            notes: Vec::new(),
-        })
+        nodes.insert(String::new(), Node { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, layer: 0 });
+        Ok(Tree { root: root.to_path_buf(), nodes, notes: Vec::new() })
     }
 
     fn disk(&self, p: &str) -> PathBuf {
@@ -408,11 +307,7 @@ impl Tree {
     fn remove(&mut self, p: &str) -> Result<(), String> {
         let d = self.disk(p);
         if let Ok(md) = fs::symlink_metadata(&d) {
-            let r = if md.is_dir() {
-                fs::remove_dir_all(&d)
-            } else {
-                fs::remove_file(&d)
-            };
+            let r = if md.is_dir() { fs::remove_dir_all(&d) } else { fs::remove_file(&d) };
             r.map_err(|e| format!("{}: {e}", d.display()))?;
         }
         self.nodes.retain(|k, _| k != p && !under(k, p));
@@ -421,12 +316,7 @@ impl Tree {
 
     /// Remove what lower layers (before `layer`) have beneath `dir`.
     fn opaque(&mut self, dir: &str, layer: usize) -> Result<(), String> {
-        let lower: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|(k, n)| under(k, dir) && n.layer < layer)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let lower: Vec<String> = self.nodes.iter().filter(|(k, n)| under(k, dir) && n.layer < layer).map(|(k, _)| k.clone()).collect();
         for k in lower {
             if self.nodes.contains_key(&k) {
                 self.remove(&k)?;
@@ -446,25 +336,12 @@ impl Tree {
             prefix.push_str(c);
             match self.nodes.get(&prefix).map(|n| n.kind) {
                 Some(Kind::Dir) => {}
-                Some(Kind::Symlink) => {
-                    return Err(format!(
-                        "/{p}: its parent /{prefix} is a symbolic link (not followed)"
-                    ))
-                }
+                Some(Kind::Symlink) => return Err(format!("/{p}: its parent /{prefix} is a symbolic link (not followed)")),
                 Some(Kind::File) => return Err(format!("/{p}: its parent /{prefix} is a file")),
                 None => {
                     let d = self.disk(&prefix);
                     fs::create_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
-                    self.nodes.insert(
-                        prefix.clone(),
-                        Node {
-                            kind: Kind::Dir,
-                            mode: 0o755,
-                            uid: 0,
-                            gid: 0,
-                            layer,
-                        },
-                    );
+                    self.nodes.insert(prefix.clone(), Node { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, layer });
                 }
             }
         }
@@ -472,19 +349,14 @@ impl Tree {
     }
 
     fn apply_layer(&mut self, layer: &Layer, n: usize) -> Result<(), String> {
-        let mut f =
-            fs::File::open(&layer.path).map_err(|e| format!("{}: {e}", layer.path.display()))?;
+        let mut f = fs::File::open(&layer.path).map_err(|e| format!("{}: {e}", layer.path.display()))?;
         let mut magic = [0u8; 4];
         let got = f.read(&mut magic).map_err(|e| e.to_string())?;
         drop(f);
         let f = BufReader::new(fs::File::open(&layer.path).map_err(|e| e.to_string())?);
         let reader: Box<dyn Read> = match magic.get(..got) {
             Some([0x1f, 0x8b, ..]) => Box::new(flate2::read::MultiGzDecoder::new(f)),
-            Some([0x28, 0xb5, 0x2f, 0xfd]) => {
-                return Err(
-                    "zstd-compressed layers are not supported (gzip or plain tar are)".into(),
-                )
-            }
+            Some([0x28, 0xb5, 0x2f, 0xfd]) => return Err("zstd-compressed layers are not supported (gzip or plain tar are)".into()),
             _ => Box::new(f),
         };
         let mut archive = tar::Archive::new(reader);
@@ -495,16 +367,8 @@ impl Tree {
         Ok(())
     }
 
-    fn apply_entry<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<R>,
-        layer: usize,
-    ) -> Result<(), String> {
-        let raw = entry
-            .path()
-            .map_err(|e| e.to_string())?
-            .to_string_lossy()
-            .into_owned();
+    fn apply_entry<R: Read>(&mut self, entry: &mut tar::Entry<R>, layer: usize) -> Result<(), String> {
+        let raw = entry.path().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
         let p = normalize(&raw)?;
         let name = p.rsplit('/').next().unwrap_or("");
         let dir = parent_of(&p).to_string();
@@ -516,11 +380,7 @@ impl Tree {
                 self.notes.push(format!("whiteout metadata /{p} ignored"));
                 return Ok(());
             }
-            let target = if dir.is_empty() {
-                hidden.to_string()
-            } else {
-                format!("{dir}/{hidden}")
-            };
+            let target = if dir.is_empty() { hidden.to_string() } else { format!("{dir}/{hidden}") };
             if self.nodes.get(&target).is_some_and(|n| n.layer < layer) {
                 self.remove(&target)?;
             }
@@ -528,32 +388,19 @@ impl Tree {
         }
         if p.is_empty() {
             let h = entry.header();
-            let root = Node {
-                kind: Kind::Dir,
-                mode: h.mode().unwrap_or(0o755) & 0o7777,
-                uid: h.uid().unwrap_or(0),
-                gid: h.gid().unwrap_or(0),
-                layer,
-            };
+            let root = Node { kind: Kind::Dir, mode: h.mode().unwrap_or(0o755) & 0o7777, uid: h.uid().unwrap_or(0), gid: h.gid().unwrap_or(0), layer };
             self.nodes.insert(String::new(), root);
             return Ok(());
         }
         if let Ok(Some(exts)) = entry.pax_extensions() {
             for ext in exts.flatten() {
-                if ext
-                    .key()
-                    .is_ok_and(|k| k == "SCHILY.xattr.security.capability")
-                {
+                if ext.key().is_ok_and(|k| k == "SCHILY.xattr.security.capability") {
                     self.notes.push(format!("/{p} has file capabilities; berth images keep no extended attributes: grant `capabilities` in the manifest"));
                 }
             }
         }
         let h = entry.header();
-        let (mode, uid, gid) = (
-            h.mode().map_err(|e| e.to_string())? & 0o7777,
-            h.uid().map_err(|e| e.to_string())?,
-            h.gid().map_err(|e| e.to_string())?,
-        );
+        let (mode, uid, gid) = (h.mode().map_err(|e| e.to_string())? & 0o7777, h.uid().map_err(|e| e.to_string())?, h.gid().map_err(|e| e.to_string())?);
         let ty = h.entry_type();
         self.parents(&p, layer)?;
         let existing = self.nodes.get(&p).copied();
@@ -566,16 +413,7 @@ impl Tree {
                 }
                 None => fs::create_dir(self.disk(&p)).map_err(|e| format!("/{p}: {e}"))?,
             }
-            self.nodes.insert(
-                p,
-                Node {
-                    kind: Kind::Dir,
-                    mode,
-                    uid,
-                    gid,
-                    layer,
-                },
-            );
+            self.nodes.insert(p, Node { kind: Kind::Dir, mode, uid, gid, layer });
             return Ok(());
         }
         let kind = if ty.is_file() || ty == tar::EntryType::Continuous || ty.is_gnu_sparse() {
@@ -583,22 +421,9 @@ impl Tree {
         } else if ty.is_symlink() {
             Kind::Symlink
         } else if ty.is_hard_link() {
-            let target = normalize(
-                &entry
-                    .link_name()
-                    .map_err(|e| e.to_string())?
-                    .map(|l| l.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            )?;
-            let Some(t) = self
-                .nodes
-                .get(&target)
-                .copied()
-                .filter(|t| t.kind != Kind::Dir)
-            else {
-                return Err(format!(
-                    "/{p}: hard link to /{target}, which is not a file of the image"
-                ));
+            let target = normalize(&entry.link_name().map_err(|e| e.to_string())?.map(|l| l.to_string_lossy().into_owned()).unwrap_or_default())?;
+            let Some(t) = self.nodes.get(&target).copied().filter(|t| t.kind != Kind::Dir) else {
+                return Err(format!("/{p}: hard link to /{target}, which is not a file of the image"));
             };
             if existing.is_some() {
                 self.remove(&p)?;
@@ -607,15 +432,10 @@ impl Tree {
             self.nodes.insert(p, Node { layer, ..t });
             return Ok(());
         } else if ty.is_character_special() || ty.is_block_special() || ty.is_fifo() {
-            self.notes.push(format!(
-                "/{p}: a device node or fifo is not put in the image (berth makes each container's /dev; grant hardware with `devices`)"
-            ));
+            self.notes.push(format!("/{p}: a device node or fifo is not put in the image (berth makes each container's /dev; grant hardware with `devices`)"));
             return Ok(());
         } else {
-            self.notes.push(format!(
-                "/{p}: tar entry type {:?} is not supported; left out",
-                ty
-            ));
+            self.notes.push(format!("/{p}: tar entry type {:?} is not supported; left out", ty));
             return Ok(());
         };
         if existing.is_some() {
@@ -623,32 +443,19 @@ impl Tree {
         }
         let d = self.disk(&p);
         if kind == Kind::Symlink {
-            let target = entry
-                .link_name()
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("/{p}: symbolic link without a target"))?;
+            let target = entry.link_name().map_err(|e| e.to_string())?.ok_or_else(|| format!("/{p}: symbolic link without a target"))?;
             std::os::unix::fs::symlink(&target, &d).map_err(|e| format!("/{p}: {e}"))?;
         } else {
-            let mut out = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&d)
-                .map_err(|e| format!("/{p}: {e}"))?;
+            let mut out = fs::OpenOptions::new().write(true).create_new(true).open(&d).map_err(|e| format!("/{p}: {e}"))?;
             std::io::copy(entry, &mut out).map_err(|e| format!("/{p}: {e}"))?;
             if mode & 0o6000 != 0 {
-                self.notes.push(format!("/{p} is set{}id: such bits never take effect in a berth container (no_new_privs)", if mode & 0o4000 != 0 { "u" } else { "g" }));
+                self.notes.push(format!(
+                    "/{p} is set{}id: such bits never take effect in a berth container (no_new_privs)",
+                    if mode & 0o4000 != 0 { "u" } else { "g" }
+                ));
             }
         }
-        self.nodes.insert(
-            p,
-            Node {
-                kind,
-                mode: if kind == Kind::Symlink { 0o777 } else { mode },
-                uid,
-                gid,
-                layer,
-            },
-        );
+        self.nodes.insert(p, Node { kind, mode: if kind == Kind::Symlink { 0o777 } else { mode }, uid, gid, layer });
         Ok(())
     }
 
@@ -662,25 +469,13 @@ impl Tree {
                 None => {
                     fs::create_dir(self.disk(d)).map_err(|e| format!("/{d}: {e}"))?;
                     let mode = if d == "tmp" { 0o1777 } else { 0o755 };
-                    self.nodes.insert(
-                        d.to_string(),
-                        Node {
-                            kind: Kind::Dir,
-                            mode,
-                            uid: 0,
-                            gid: 0,
-                            layer: 0,
-                        },
-                    );
+                    self.nodes.insert(d.to_string(), Node { kind: Kind::Dir, mode, uid: 0, gid: 0, layer: 0 });
                     added.push(format!("/{d}"));
                 }
             }
         }
         if !added.is_empty() {
-            self.notes.push(format!(
-                "added the empty mount points {} (berth mounts over them)",
-                added.join(", ")
-            ));
+            self.notes.push(format!("added the empty mount points {} (berth mounts over them)", added.join(", ")));
         }
         Ok(())
     }
@@ -691,28 +486,19 @@ impl Tree {
     fn pseudo(&mut self) -> Result<String, String> {
         use std::os::unix::fs::PermissionsExt;
         if let Some(r) = self.nodes.get("").copied() {
-            fs::set_permissions(&self.root, fs::Permissions::from_mode(r.mode))
-                .map_err(|e| format!("{}: {e}", self.root.display()))?;
+            fs::set_permissions(&self.root, fs::Permissions::from_mode(r.mode)).map_err(|e| format!("{}: {e}", self.root.display()))?;
             let ids = (u32::try_from(r.uid).ok(), u32::try_from(r.gid).ok());
             if std::os::unix::fs::chown(&self.root, ids.0, ids.1).is_err() {
-                self.notes.push(format!(
-                    "the image's / is owned by the builder, not {}:{} (building as root keeps it)",
-                    r.uid, r.gid
-                ));
+                self.notes.push(format!("the image's / is owned by the builder, not {}:{} (building as root keeps it)", r.uid, r.gid));
             }
         }
         let mut s = String::new();
         for (p, n) in self.nodes.iter().filter(|(p, _)| !p.is_empty()) {
             if p.contains('\n') {
-                return Err(format!(
-                    "/{p:?}: a file name with a line break cannot be put in the image"
-                ));
+                return Err(format!("/{p:?}: a file name with a line break cannot be put in the image"));
             }
             let quoted = format!("/{p}").replace('\\', "\\\\").replace('"', "\\\"");
-            s.push_str(&format!(
-                "\"{quoted}\" m {:o} {} {}\n",
-                n.mode, n.uid, n.gid
-            ));
+            s.push_str(&format!("\"{quoted}\" m {:o} {} {}\n", n.mode, n.uid, n.gid));
         }
         Ok(s)
     }
@@ -735,11 +521,7 @@ fn lookup(root: &Path, file: &str, who: &str) -> Option<(u32, u32)> {
     let text = image_file(root, file)?;
     text.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        let (name, id, gid) = (
-            f.first()?,
-            f.get(2)?.parse().ok()?,
-            f.get(3).and_then(|g| g.parse().ok()).unwrap_or(0),
-        );
+        let (name, id, gid) = (f.first()?, f.get(2)?.parse().ok()?, f.get(3).and_then(|g| g.parse().ok()).unwrap_or(0));
         (*name == who || f.get(2) == Some(&who)).then_some((id, gid))
     })
 }
@@ -748,36 +530,19 @@ fn lookup(root: &Path, file: &str, who: &str) -> Option<(u32, u32)> {
 fn prefill(config: &Value, root: &Path, notes: &mut Vec<String>) -> Result<Prefill, String> {
     let c = config.get("config").cloned().unwrap_or(Value::Null);
     let strings = |k: &str| -> Vec<String> {
-        c.get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
+        c.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
     };
-    let mut p = Prefill {
-        env: strings("Env"),
-        ..Default::default()
-    };
+    let mut p = Prefill { env: strings("Env"), ..Default::default() };
     p.argv = strings("Entrypoint");
     p.argv.extend(strings("Cmd"));
     match p.argv.first().cloned() {
         None => notes.push("the config has no Entrypoint or Cmd: set entry.argv".into()),
         Some(a0) if !a0.starts_with('/') => {
-            let path = p
-                .env
-                .iter()
-                .find_map(|e| e.strip_prefix("PATH="))
-                .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-            let found = path
-                .split(':')
-                .map(|d| format!("{}/{a0}", d.trim_end_matches('/')))
-                .find(|c| {
-                    let rel = c.trim_start_matches('/');
-                    fs::symlink_metadata(root.join(rel)).is_ok()
-                });
+            let path = p.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            let found = path.split(':').map(|d| format!("{}/{a0}", d.trim_end_matches('/'))).find(|c| {
+                let rel = c.trim_start_matches('/');
+                fs::symlink_metadata(root.join(rel)).is_ok()
+            });
             match found {
                 Some(abs) => {
                     notes.push(format!("entry.argv[0] `{a0}` resolved through PATH to {abs}"));
@@ -796,28 +561,15 @@ fn prefill(config: &Value, root: &Path, notes: &mut Vec<String>) -> Result<Prefi
     }
     let user = str_of(&c, "User");
     if !user.is_empty() {
-        let (u, g) = user
-            .split_once(':')
-            .map(|(u, g)| (u, Some(g)))
-            .unwrap_or((user, None));
-        let uid = u
-            .parse::<u32>()
-            .ok()
-            .map(|n| (n, lookup(root, "etc/passwd", u).map(|x| x.1).unwrap_or(0)))
-            .or_else(|| lookup(root, "etc/passwd", u));
+        let (u, g) = user.split_once(':').map(|(u, g)| (u, Some(g))).unwrap_or((user, None));
+        let uid = u.parse::<u32>().ok().map(|n| (n, lookup(root, "etc/passwd", u).map(|x| x.1).unwrap_or(0))).or_else(|| lookup(root, "etc/passwd", u));
         match uid {
-            None => notes.push(format!(
-                "user `{u}` is not numeric and not in the image's /etc/passwd: set entry.uid/gid"
-            )),
+            None => notes.push(format!("user `{u}` is not numeric and not in the image's /etc/passwd: set entry.uid/gid")),
             Some((uid, primary)) => {
                 p.uid = Some(uid);
                 p.gid = match g {
                     None => Some(primary),
-                    Some(g) => match g
-                        .parse::<u32>()
-                        .ok()
-                        .or_else(|| lookup(root, "etc/group", g).map(|x| x.0))
-                    {
+                    Some(g) => match g.parse::<u32>().ok().or_else(|| lookup(root, "etc/group", g).map(|x| x.0)) {
                         Some(n) => Some(n),
                         None => {
                             notes.push(format!("group `{g}` is not numeric and not in the image's /etc/group: set entry.gid"));
@@ -826,36 +578,21 @@ fn prefill(config: &Value, root: &Path, notes: &mut Vec<String>) -> Result<Prefi
                     },
                 };
                 if !u.bytes().all(|b| b.is_ascii_digit()) {
-                    notes.push(format!(
-                        "user `{user}` resolved through the image's /etc/passwd to uid {uid}"
-                    ));
+                    notes.push(format!("user `{user}` resolved through the image's /etc/passwd to uid {uid}"));
                 }
             }
         }
     }
     let sig = str_of(&c, "StopSignal");
     if !sig.is_empty() {
-        let name = if sig.starts_with("SIG") {
-            sig.to_string()
-        } else {
-            format!("SIG{sig}")
-        };
-        if [
-            "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGPWR",
-        ]
-        .contains(&name.as_str())
-        {
+        let name = if sig.starts_with("SIG") { sig.to_string() } else { format!("SIG{sig}") };
+        if ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGPWR"].contains(&name.as_str()) {
             p.stop_signal = Some(name);
         } else {
-            notes.push(format!(
-                "StopSignal `{sig}` is not one a manifest can choose; stop.signal left at SIGTERM"
-            ));
+            notes.push(format!("StopSignal `{sig}` is not one a manifest can choose; stop.signal left at SIGTERM"));
         }
     }
-    if let Some(v) = config
-        .pointer("/config/Labels/org.opencontainers.image.version")
-        .and_then(Value::as_str)
-    {
+    if let Some(v) = config.pointer("/config/Labels/org.opencontainers.image.version").and_then(Value::as_str) {
         p.version = Some(v.to_string());
     }
     for (k, v) in c.as_object().cloned().unwrap_or_default() {
@@ -900,26 +637,14 @@ fn toml_str(s: &str) -> String {
 }
 
 fn toml_list(v: &[String]) -> String {
-    format!(
-        "[{}]",
-        v.iter().map(|s| toml_str(s)).collect::<Vec<_>>().join(", ")
-    )
+    format!("[{}]", v.iter().map(|s| toml_str(s)).collect::<Vec<_>>().join(", "))
 }
 
 /// A manifest pre-filled from the config, with `[build] oci = SOURCE` and the notes as comments.
 pub fn manifest_text(name: &str, source: &str, p: &Prefill, notes: &[String]) -> String {
-    let version = p.version.as_deref().filter(|v| {
-        !v.is_empty()
-            && v.len() <= 32
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".+_-".contains(&b))
-    });
+    let version = p.version.as_deref().filter(|v| !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".+_-".contains(&b)));
     let mut s = format!("# Pre-filled from the OCI image {source} by `cargo xtask image --oci`.\n");
-    s.push_str(&format!(
-        "name = {}\nversion = {}\n",
-        toml_str(name),
-        toml_str(version.unwrap_or("1"))
-    ));
+    s.push_str(&format!("name = {}\nversion = {}\n", toml_str(name), toml_str(version.unwrap_or("1"))));
     if let Some(sig) = &p.stop_signal {
         s.push_str(&format!("stop = {{ signal = {} }}\n", toml_str(sig)));
     }
@@ -948,14 +673,8 @@ pub fn manifest_text(name: &str, source: &str, p: &Prefill, notes: &[String]) ->
 
 /// A container name from a path: lower-case `[a-z0-9-]`, at most 32 bytes.
 pub fn name_from(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    let s: String = stem
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let s: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let s = s.trim_matches('-').chars().take(32).collect::<String>();
     let s = s.trim_end_matches('-').to_string();
     if s.is_empty() {
@@ -1004,8 +723,7 @@ pub mod build {
             };
             h.set_size(data.len() as u64);
             h.set_mtime(0);
-            b.append_data(&mut h, path, data)
-                .map_err(|e| e.to_string())?;
+            b.append_data(&mut h, path, data).map_err(|e| e.to_string())?;
         }
         b.into_inner().map_err(|e| e.to_string())
     }
@@ -1020,12 +738,7 @@ pub mod build {
 
     /// Write an OCI layout to `dir`: each layer a tar (gzip-compressed when
     /// `gzip[i]`), the config's `config` object as given, for `arch`.
-    pub fn layout(
-        dir: &Path,
-        layers: &[(&[Entry], bool)],
-        arch: &str,
-        config: Value,
-    ) -> Result<(), String> {
+    pub fn layout(dir: &Path, layers: &[(&[Entry], bool)], arch: &str, config: Value) -> Result<(), String> {
         use std::io::Write;
         let mut descs = Vec::new();
         for (entries, gz) in layers {
@@ -1033,17 +746,12 @@ pub mod build {
             let (bytes, media) = if *gz {
                 let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 e.write_all(&tar).map_err(|e| e.to_string())?;
-                (
-                    e.finish().map_err(|e| e.to_string())?,
-                    "application/vnd.oci.image.layer.v1.tar+gzip",
-                )
+                (e.finish().map_err(|e| e.to_string())?, "application/vnd.oci.image.layer.v1.tar+gzip")
             } else {
                 (tar, "application/vnd.oci.image.layer.v1.tar")
             };
             let size = bytes.len();
-            descs.push(
-                serde_json::json!({"mediaType": media, "digest": put(dir, &bytes)?, "size": size}),
-            );
+            descs.push(serde_json::json!({"mediaType": media, "digest": put(dir, &bytes)?, "size": size}));
         }
         let cfg = serde_json::json!({"architecture": arch, "os": "linux", "config": config, "rootfs": {"type": "layers", "diff_ids": []}});
         let cfg = serde_json::to_vec(&cfg).map_err(|e| e.to_string())?;
@@ -1059,13 +767,8 @@ pub mod build {
             "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put(dir, &manifest)?, "size": manifest.len(),
                            "platform": {"architecture": arch, "os": "linux"}}],
         });
-        fs::write(
-            dir.join("index.json"),
-            serde_json::to_vec(&index).map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| e.to_string())?;
-        fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
-            .map_err(|e| e.to_string())
+        fs::write(dir.join("index.json"), serde_json::to_vec(&index).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(|e| e.to_string())
     }
 }
 
@@ -1076,8 +779,7 @@ mod tests {
     use std::process::Command;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("berth-oci-test-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("berth-oci-test-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
@@ -1117,25 +819,14 @@ mod tests {
 
     /// `unsquashfs -lln` as (path, "mode uid/gid") pairs.
     fn listing(img: &Path) -> BTreeMap<String, String> {
-        let o = Command::new("unsquashfs")
-            .arg("-lln")
-            .arg(img)
-            .output()
-            .unwrap();
+        let o = Command::new("unsquashfs").arg("-lln").arg(img).output().unwrap();
         assert!(o.status.success());
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
                 let path = f.get(5)?.strip_prefix("squashfs-root")?;
-                Some((
-                    if path.is_empty() {
-                        "/".into()
-                    } else {
-                        path.to_string()
-                    },
-                    format!("{} {}", f.first()?, f.get(1)?),
-                ))
+                Some((if path.is_empty() { "/".into() } else { path.to_string() }, format!("{} {}", f.first()?, f.get(1)?)))
             })
             .collect()
     }
@@ -1167,37 +858,18 @@ mod tests {
         let l = listing(&out);
         assert!(!l.contains_key("/etc/removed.txt"), "whiteout: {l:?}");
         assert!(!l.contains_key("/dir/opaque/old.txt"), "opaque: {l:?}");
-        assert_eq!(
-            l.get("/etc/kept.txt").map(String::as_str),
-            Some("-rw-r----- 1000/1001")
-        );
-        assert_eq!(
-            l.get("/dir/opaque/new.txt").map(String::as_str),
-            Some("-rw------- 1000/50")
-        );
-        assert_eq!(
-            l.get("/dir/other.txt").map(String::as_str),
-            Some("-rw-r--r-- 0/0"),
-            "outside the opaque dir"
-        );
+        assert_eq!(l.get("/etc/kept.txt").map(String::as_str), Some("-rw-r----- 1000/1001"));
+        assert_eq!(l.get("/dir/opaque/new.txt").map(String::as_str), Some("-rw------- 1000/50"));
+        assert_eq!(l.get("/dir/other.txt").map(String::as_str), Some("-rw-r--r-- 0/0"), "outside the opaque dir");
         assert_eq!(l.get("/dir").map(String::as_str), Some("drwxr-x--- 0/0"));
-        assert_eq!(
-            l.get("/bin/app").map(String::as_str),
-            Some("-rwsr-xr-x 0/0")
-        );
-        assert!(
-            l.get("/bin/link").is_some_and(|m| m.starts_with('l')),
-            "{l:?}"
-        );
+        assert_eq!(l.get("/bin/app").map(String::as_str), Some("-rwsr-xr-x 0/0"));
+        assert!(l.get("/bin/link").is_some_and(|m| m.starts_with('l')), "{l:?}");
         assert_eq!(l.get("/tmp").map(String::as_str), Some("drwxrwxrwt 0/0"));
         for d in ["/dev", "/proc", "/sys"] {
             assert!(l.contains_key(d), "{d}");
         }
         // No staging directory is left beside the image.
-        let names: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
+        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
 
         let p = &imp.config;
@@ -1207,33 +879,17 @@ mod tests {
         assert_eq!(p.workdir.as_deref(), Some("/srv"));
         assert_eq!(p.stop_signal.as_deref(), Some("SIGQUIT"));
         let notes = imp.notes.join("\n");
-        for want in [
-            "ExposedPorts",
-            "volume /var/lib/app: add a [[mounts]]",
-            "Healthcheck",
-            "Privileged",
-            "/bin/app is setuid",
-        ] {
+        for want in ["ExposedPorts", "volume /var/lib/app: add a [[mounts]]", "Healthcheck", "Privileged", "/bin/app is setuid"] {
             assert!(notes.contains(want), "{want}: {notes}");
         }
-        assert!(
-            !notes.contains("Hostname"),
-            "empty fields are not reported: {notes}"
-        );
+        assert!(!notes.contains("Hostname"), "empty fields are not reported: {notes}");
 
         // The pre-filled manifest is a valid one once the image hash is in.
         let text = manifest_text("app", "layout", p, &imp.notes);
         let mut table: toml::Table = text.parse().unwrap();
-        assert_eq!(
-            table.remove("build").unwrap().get("oci").unwrap().as_str(),
-            Some("layout")
-        );
-        table.insert(
-            "image".into(),
-            toml::Value::String(format!("sha256:{}", hex(&imp.image.sha256))),
-        );
-        let m =
-            berth::manifest::Manifest::from_toml("app", &toml::to_string(&table).unwrap()).unwrap();
+        assert_eq!(table.remove("build").unwrap().get("oci").unwrap().as_str(), Some("layout"));
+        table.insert("image".into(), toml::Value::String(format!("sha256:{}", hex(&imp.image.sha256))));
+        let m = berth::manifest::Manifest::from_toml("app", &toml::to_string(&table).unwrap()).unwrap();
         assert_eq!(m.entry.uid, Some(1000));
         let _ = fs::remove_dir_all(&dir);
     }
@@ -1243,20 +899,11 @@ mod tests {
         need_tools();
         let dir = scratch("docker");
         let l = dir.join("layout");
-        two_layers(
-            &l,
-            "arm64",
-            serde_json::json!({"User": "1000", "Cmd": ["/bin/app"]}),
-        );
+        two_layers(&l, "arm64", serde_json::json!({"User": "1000", "Cmd": ["/bin/app"]}));
         // docker save: manifest.json naming the config and layer files.
         let m = read_json(&l.join("index.json")).unwrap();
         let m = read_json(&blob(&l, str_of(&m["manifests"][0], "digest")).unwrap()).unwrap();
-        let path = |d: &Value| {
-            format!(
-                "blobs/sha256/{}",
-                str_of(d, "digest").trim_start_matches("sha256:")
-            )
-        };
+        let path = |d: &Value| format!("blobs/sha256/{}", str_of(d, "digest").trim_start_matches("sha256:"));
         let layers: Vec<String> = m["layers"].as_array().unwrap().iter().map(path).collect();
         fs::remove_file(l.join("index.json")).unwrap();
         let save = serde_json::json!([{"Config": path(&m["config"]), "RepoTags": ["app:1"], "Layers": layers}]);
@@ -1268,19 +915,10 @@ mod tests {
         let out = dir.join("app.img");
         let imp = import(&dir.join("app.tar"), Some(Arch::Aarch64), &out).unwrap();
         let l = listing(&out);
-        assert!(
-            !l.contains_key("/etc/removed.txt") && l.contains_key("/etc/kept.txt"),
-            "{l:?}"
-        );
-        assert_eq!(
-            (imp.config.uid, imp.config.gid),
-            (Some(1000), Some(1001)),
-            "gid from /etc/passwd"
-        );
+        assert!(!l.contains_key("/etc/removed.txt") && l.contains_key("/etc/kept.txt"), "{l:?}");
+        assert_eq!((imp.config.uid, imp.config.gid), (Some(1000), Some(1001)), "gid from /etc/passwd");
         // The wrong board.
-        let e = import(&dir.join("app.tar"), Some(Arch::X86_64), &out)
-            .err()
-            .unwrap();
+        let e = import(&dir.join("app.tar"), Some(Arch::X86_64), &out).err().unwrap();
         assert!(e.contains("linux/arm64, the board runs linux/amd64"), "{e}");
         let _ = fs::remove_dir_all(&dir);
     }
@@ -1290,21 +928,10 @@ mod tests {
         need_tools();
         let dir = scratch("refuse");
         let l = dir.join("layout");
-        two_layers(
-            &l,
-            "amd64",
-            serde_json::json!({"User": "nobody", "Cmd": ["/bin/app"]}),
-        );
+        two_layers(&l, "amd64", serde_json::json!({"User": "nobody", "Cmd": ["/bin/app"]}));
         let imp = import(&l, Some(Arch::X86_64), &dir.join("a.img")).unwrap();
         assert_eq!(imp.config.uid, None);
-        assert!(
-            imp.notes
-                .iter()
-                .any(|n| n
-                    .contains("user `nobody` is not numeric and not in the image's /etc/passwd")),
-            "{:?}",
-            imp.notes
-        );
+        assert!(imp.notes.iter().any(|n| n.contains("user `nobody` is not numeric and not in the image's /etc/passwd")), "{:?}", imp.notes);
 
         // A zstd layer.
         let mut index = read_json(&l.join("index.json")).unwrap();
@@ -1313,50 +940,31 @@ mod tests {
         m["layers"][1]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd".into();
         let bytes = serde_json::to_vec(&m).unwrap();
         let digest = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
-        fs::write(
-            l.join("blobs/sha256")
-                .join(digest.trim_start_matches("sha256:")),
-            &bytes,
-        )
-        .unwrap();
+        fs::write(l.join("blobs/sha256").join(digest.trim_start_matches("sha256:")), &bytes).unwrap();
         let good = index["manifests"][0].clone();
         index["manifests"][0]["digest"] = digest.into();
         fs::write(l.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-        let e = import(&l, Some(Arch::X86_64), &dir.join("a.img"))
-            .err()
-            .unwrap();
-        assert!(
-            e.contains("zstd-compressed layers are not supported"),
-            "{e}"
-        );
+        let e = import(&l, Some(Arch::X86_64), &dir.join("a.img")).err().unwrap();
+        assert!(e.contains("zstd-compressed layers are not supported"), "{e}");
 
         // A multi-platform index without the board's platform, and with it.
         let mut arm = good.clone();
         arm["platform"]["architecture"] = "arm64".into();
         index["manifests"] = serde_json::json!([arm, good]);
         fs::write(l.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-        let e = import(&l, Some(Arch::Armv7), &dir.join("a.img"))
-            .err()
-            .unwrap();
-        assert!(
-            e.contains("no image for linux/arm/v7 (it has: linux/arm64, linux/amd64)"),
-            "{e}"
-        );
+        let e = import(&l, Some(Arch::Armv7), &dir.join("a.img")).err().unwrap();
+        assert!(e.contains("no image for linux/arm/v7 (it has: linux/arm64, linux/amd64)"), "{e}");
         let e = import(&l, None, &dir.join("a.img")).err().unwrap();
         assert!(e.contains("give --arch"), "{e}");
         assert!(import(&l, Some(Arch::X86_64), &dir.join("a.img")).is_ok());
 
         // A changed blob is refused by its digest.
-        let layer = str_of(&m["layers"][0], "digest")
-            .trim_start_matches("sha256:")
-            .to_string();
+        let layer = str_of(&m["layers"][0], "digest").trim_start_matches("sha256:").to_string();
         let p = l.join("blobs/sha256").join(&layer);
         let mut b = fs::read(&p).unwrap();
         b[600] ^= 1;
         fs::write(&p, &b).unwrap();
-        let e = import(&l, Some(Arch::X86_64), &dir.join("a.img"))
-            .err()
-            .unwrap();
+        let e = import(&l, Some(Arch::X86_64), &dir.join("a.img")).err().unwrap();
         assert!(e.contains("does not have this digest"), "{e}");
         let _ = fs::remove_dir_all(&dir);
     }
@@ -1369,19 +977,8 @@ mod tests {
         assert!(under("a/b", "a") && under("a", "") && !under("ab", "a") && !under("a", "a"));
         assert_eq!(name_from(Path::new("/x/My_App.tar")), "my-app");
         assert_eq!(name_from(Path::new("___")), "app");
-        let t = manifest_text(
-            "a",
-            "x \"y\"",
-            &Prefill {
-                argv: vec!["/a b".into()],
-                ..Default::default()
-            },
-            &["n".into()],
-        );
-        assert!(
-            t.contains("oci = 'x \"y\"'") || t.contains(r#"oci = "x \"y\"""#),
-            "{t}"
-        );
+        let t = manifest_text("a", "x \"y\"", &Prefill { argv: vec!["/a b".into()], ..Default::default() }, &["n".into()]);
+        assert!(t.contains("oci = 'x \"y\"'") || t.contains(r#"oci = "x \"y\"""#), "{t}");
         assert!(t.contains("# - n"));
     }
 }

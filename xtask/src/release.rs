@@ -31,28 +31,15 @@ pub fn keygen(dir: &Path) -> Result<PathBuf, String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let pem_path = dir.join(DEV_KEY);
     if pem_path.exists() {
-        return Err(format!(
-            "{} exists; refusing to overwrite a private key",
-            pem_path.display()
-        ));
+        return Err(format!("{} exists; refusing to overwrite a private key", pem_path.display()));
     }
     let (pem, public) = keys::keygen().map_err(|e| e.to_string())?;
     let vk = ed25519_dalek_key(&public)?;
     let (name, text) = keys::key_file(&vk);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&pem_path)
-        .map_err(|e| format!("{}: {e}", pem_path.display()))?;
-    std::io::Write::write_all(&mut f, pem.as_bytes())
-        .map_err(|e| format!("{}: {e}", pem_path.display()))?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&pem_path).map_err(|e| format!("{}: {e}", pem_path.display()))?;
+    std::io::Write::write_all(&mut f, pem.as_bytes()).map_err(|e| format!("{}: {e}", pem_path.display()))?;
     fs::write(dir.join(&name), text).map_err(|e| format!("{}: {e}", dir.display()))?;
-    say(&format!(
-        "wrote {} and {}",
-        pem_path.display(),
-        dir.join(&name).display()
-    ));
+    say(&format!("wrote {} and {}", pem_path.display(), dir.join(&name).display()));
     Ok(pem_path)
 }
 
@@ -101,9 +88,7 @@ struct ReleaseToml {
 fn release_toml(dir: &Path) -> Result<ReleaseToml, String> {
     let path = dir.join("release.toml");
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let v: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
     for key in v.keys() {
         if !["version", "commit_window_s", "trial_deadline_s", "reboot"].contains(&key.as_str()) {
             return Err(format!("{}: unknown field `{key}`", path.display()));
@@ -111,50 +96,25 @@ fn release_toml(dir: &Path) -> Result<ReleaseToml, String> {
     }
     let version = match v.get("version") {
         Some(toml::Value::Integer(n)) if *n > 0 => *n as u64,
-        _ => {
-            return Err(format!(
-                "{}: field `version` must be a positive integer",
-                path.display()
-            ))
-        }
+        _ => return Err(format!("{}: field `version` must be a positive integer", path.display())),
     };
     let commit_window_s = match v.get("commit_window_s") {
         None => berth::release::COMMIT_WINDOW_S,
         Some(toml::Value::Integer(n)) if (1..=86_400).contains(n) => *n as u32,
-        _ => {
-            return Err(format!(
-                "{}: field `commit_window_s` must be between 1 and 86400",
-                path.display()
-            ))
-        }
+        _ => return Err(format!("{}: field `commit_window_s` must be between 1 and 86400", path.display())),
     };
     let max = berth::release::TRIAL_DEADLINE_MAX_S;
     let trial_deadline_s = match v.get("trial_deadline_s") {
         None => berth::release::trial_deadline_default(commit_window_s),
         Some(toml::Value::Integer(n)) if *n > i64::from(commit_window_s) && *n <= i64::from(max) => *n as u32,
-        _ => {
-            return Err(format!(
-                "{}: field `trial_deadline_s` must be above commit_window_s ({commit_window_s}) and at most {max}",
-                path.display()
-            ))
-        }
+        _ => return Err(format!("{}: field `trial_deadline_s` must be above commit_window_s ({commit_window_s}) and at most {max}", path.display())),
     };
     let reboot = match v.get("reboot") {
         None => false,
         Some(toml::Value::Boolean(b)) => *b,
-        _ => {
-            return Err(format!(
-                "{}: field `reboot` must be true or false",
-                path.display()
-            ))
-        }
+        _ => return Err(format!("{}: field `reboot` must be true or false", path.display())),
     };
-    Ok(ReleaseToml {
-        version,
-        commit_window_s,
-        trial_deadline_s,
-        reboot,
-    })
+    Ok(ReleaseToml { version, commit_window_s, trial_deadline_s, reboot })
 }
 
 /// `mib` MiB of pseudo-random bytes (xorshift64*, a fixed seed) at `path`.
@@ -171,8 +131,7 @@ fn write_random(path: &Path, mib: u64) -> Result<(), String> {
             x ^= x >> 27;
             word.copy_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
         }
-        w.write_all(&block)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        w.write_all(&block).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     w.flush().map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -190,69 +149,33 @@ fn write_random(path: &Path, mib: u64) -> Result<(), String> {
 /// (`/run/berth-status` for the status view). `random_mib = N` (with
 /// `cargo_bin`, 1 to 4096) adds `/random.bin`, N MiB of pseudo-random
 /// bytes (the same at every build; incompressible), for tests of big images.
-fn build_image(
-    root: &Path,
-    arch: Arch,
-    dir: &Path,
-    name: &str,
-    build: &toml::Table,
-    out: &Path,
-) -> Result<Image, String> {
+fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Table, out: &Path) -> Result<Image, String> {
     let field = |k: &str| format!("manifest {name}: field build.{k}");
     let text = |k: &str| -> Result<Option<&str>, String> {
         match build.get(k) {
             None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(Some)
-                .ok_or_else(|| format!("{}: must be a string", field(k))),
+            Some(v) => v.as_str().map(Some).ok_or_else(|| format!("{}: must be a string", field(k))),
         }
     };
     for k in build.keys() {
-        if ![
-            "cargo_bin",
-            "package",
-            "setuid_copy",
-            "copies",
-            "dirs",
-            "random_mib",
-            "debian_package",
-            "symlinks",
-            "binary",
-            "dir",
-            "oci",
-        ]
-        .contains(&k.as_str())
+        if !["cargo_bin", "package", "setuid_copy", "copies", "dirs", "random_mib", "debian_package", "symlinks", "binary", "dir", "oci"].contains(&k.as_str())
         {
-            return Err(format!(
-                "{}: unknown (cargo_bin, debian_package, binary, dir or oci)",
-                field(k)
-            ));
+            return Err(format!("{}: unknown (cargo_bin, debian_package, binary, dir or oci)", field(k)));
         }
     }
-    let sources = ["cargo_bin", "debian_package", "binary", "dir", "oci"]
-        .iter()
-        .filter(|k| build.contains_key(**k))
-        .count();
+    let sources = ["cargo_bin", "debian_package", "binary", "dir", "oci"].iter().filter(|k| build.contains_key(**k)).count();
     if sources != 1 {
         return Err(format!("manifest {name}: field build: needs exactly one of cargo_bin, debian_package, binary, dir, oci"));
     }
     let inside = |k: &str, p: &str| -> Result<PathBuf, String> {
-        let rel = p
-            .strip_prefix('/')
-            .filter(|r| !r.is_empty() && !r.split('/').any(|c| c == ".." || c.is_empty()));
-        rel.map(PathBuf::from)
-            .ok_or_else(|| format!("{}: must be an absolute path inside the image", field(k)))
+        let rel = p.strip_prefix('/').filter(|r| !r.is_empty() && !r.split('/').any(|c| c == ".." || c.is_empty()));
+        rel.map(PathBuf::from).ok_or_else(|| format!("{}: must be an absolute path inside the image", field(k)))
     };
     let copies: Vec<PathBuf> = match build.get("copies") {
         None => Vec::new(),
         Some(toml::Value::Array(a)) => a
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| format!("{}: must be a list of paths", field("copies")))
-                    .and_then(|p| inside("copies", p))
-            })
+            .map(|v| v.as_str().ok_or_else(|| format!("{}: must be a list of paths", field("copies"))).and_then(|p| inside("copies", p)))
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(format!("{}: must be a list of paths", field("copies"))),
     };
@@ -260,85 +183,49 @@ fn build_image(
         None => Vec::new(),
         Some(toml::Value::Array(a)) => a
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| format!("{}: must be a list of paths", field("dirs")))
-                    .and_then(|p| inside("dirs", p))
-            })
+            .map(|v| v.as_str().ok_or_else(|| format!("{}: must be a list of paths", field("dirs"))).and_then(|p| inside("dirs", p)))
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(format!("{}: must be a list of paths", field("dirs"))),
     };
     let random_mib = match build.get("random_mib") {
         None => None,
         Some(toml::Value::Integer(n)) if (1..=4096).contains(n) => Some(*n as u64),
-        Some(_) => {
-            return Err(format!(
-                "{}: must be a whole number of MiB from 1 to 4096",
-                field("random_mib")
-            ))
-        }
+        Some(_) => return Err(format!("{}: must be a whole number of MiB from 1 to 4096", field("random_mib"))),
     };
     if random_mib.is_some() && !build.contains_key("cargo_bin") {
         return Err(format!("{}: goes with cargo_bin", field("random_mib")));
     }
     let make_dirs = |stage: &Path| -> Result<(), String> {
-        for d in ["bin", "dev", "mnt", "proc", "sys", "tmp"]
-            .iter()
-            .map(PathBuf::from)
-            .chain(dirs.iter().cloned())
-        {
-            fs::create_dir_all(stage.join(&d))
-                .map_err(|e| format!("{}: {e}", stage.join(&d).display()))?;
+        for d in ["bin", "dev", "mnt", "proc", "sys", "tmp"].iter().map(PathBuf::from).chain(dirs.iter().cloned()) {
+            fs::create_dir_all(stage.join(&d)).map_err(|e| format!("{}: {e}", stage.join(&d).display()))?;
         }
         Ok(())
     };
     if let Some(package) = text("debian_package")? {
         if text("package")?.is_some() || text("setuid_copy")?.is_some() || !copies.is_empty() {
-            return Err(format!(
-                "manifest {name}: field build: package, setuid_copy and copies go with cargo_bin"
-            ));
+            return Err(format!("manifest {name}: field build: package, setuid_copy and copies go with cargo_bin"));
         }
-        let (tree, version) = crate::kernel::ensure_package(root, arch.debian(), package)
-            .map_err(|e| format!("{}: {e}", field("debian_package")))?;
-        say(&format!(
-            "{name}: image from Debian's {package} {version} ({})",
-            arch.debian()
-        ));
+        let (tree, version) = crate::kernel::ensure_package(root, arch.debian(), package).map_err(|e| format!("{}: {e}", field("debian_package")))?;
+        say(&format!("{name}: image from Debian's {package} {version} ({})", arch.debian()));
         let stage = out.with_extension("root");
         let _ = fs::remove_dir_all(&stage);
-        crate::run_cmd(
-            std::process::Command::new("cp")
-                .arg("-a")
-                .arg(&tree)
-                .arg(&stage),
-        )?;
+        crate::run_cmd(std::process::Command::new("cp").arg("-a").arg(&tree).arg(&stage))?;
         make_dirs(&stage)?;
         match build.get("symlinks") {
             None => {}
             Some(toml::Value::Table(t)) => {
                 for (link, target) in t {
-                    let target = target
-                        .as_str()
-                        .filter(|t| !t.is_empty() && !t.contains('\0'));
-                    let target = target.ok_or_else(|| {
-                        format!("{}: `{link}` must name a link target", field("symlinks"))
-                    })?;
+                    let target = target.as_str().filter(|t| !t.is_empty() && !t.contains('\0'));
+                    let target = target.ok_or_else(|| format!("{}: `{link}` must name a link target", field("symlinks")))?;
                     let at = stage.join(inside("symlinks", link)?);
                     if let Some(parent) = at.parent() {
-                        fs::create_dir_all(parent)
-                            .map_err(|e| format!("{}: {e}", parent.display()))?;
+                        fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
                     }
                     let _ = fs::remove_file(&at);
-                    std::os::unix::fs::symlink(target, &at)
-                        .map_err(|e| format!("{}: {e}", at.display()))?;
+                    std::os::unix::fs::symlink(target, &at).map_err(|e| format!("{}: {e}", at.display()))?;
                 }
             }
-            Some(_) => {
-                return Err(format!(
-                    "{}: must be a table of link = target",
-                    field("symlinks")
-                ))
-            }
+            Some(_) => return Err(format!("{}: must be a table of link = target", field("symlinks"))),
         }
         let img = image::from_dir(&stage, out);
         let _ = fs::remove_dir_all(&stage);
@@ -349,11 +236,8 @@ fn build_image(
     }
     if let Some(bin_name) = text("cargo_bin")? {
         let package = text("package")?.unwrap_or("berth-demo-apps");
-        let bin = cross_build(root, arch, package, bin_name)
-            .map_err(|e| format!("{}: {e}", field("cargo_bin")))?;
-        let setuid = text("setuid_copy")?
-            .map(|p| inside("setuid_copy", p))
-            .transpose()?;
+        let bin = cross_build(root, arch, package, bin_name).map_err(|e| format!("{}: {e}", field("cargo_bin")))?;
+        let setuid = text("setuid_copy")?.map(|p| inside("setuid_copy", p)).transpose()?;
         if setuid.is_none() && copies.is_empty() && dirs.is_empty() && random_mib.is_none() {
             return image::from_binary(&bin, out);
         }
@@ -366,8 +250,7 @@ fn build_image(
                 fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
             }
             fs::copy(&bin, to).map_err(|e| format!("{}: {e}", to.display()))?;
-            fs::set_permissions(to, fs::Permissions::from_mode(mode))
-                .map_err(|e| format!("{}: {e}", to.display()))
+            fs::set_permissions(to, fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", to.display()))
         };
         install(&stage.join("bin").join(bin_name), 0o755)?;
         for c in &copies {
@@ -383,28 +266,19 @@ fn build_image(
         let _ = fs::remove_dir_all(&stage);
         return img;
     }
-    if text("package")?.is_some()
-        || text("setuid_copy")?.is_some()
-        || !copies.is_empty()
-        || !dirs.is_empty()
-    {
+    if text("package")?.is_some() || text("setuid_copy")?.is_some() || !copies.is_empty() || !dirs.is_empty() {
         return Err(format!("manifest {name}: field build: package, setuid_copy, copies and dirs go with cargo_bin (dirs also with debian_package)"));
     }
     if let Some(file) = text("binary")? {
         let p = dir.join(file);
         if !p.is_file() {
-            return Err(format!(
-                "{}: {} is not a file",
-                field("binary"),
-                p.display()
-            ));
+            return Err(format!("{}: {} is not a file", field("binary"), p.display()));
         }
         return image::from_binary(&p, out);
     }
     if let Some(src) = text("oci")? {
         let p = dir.join(src);
-        let imported = crate::oci::import(&p, Some(arch), out)
-            .map_err(|e| format!("{}: {}: {e}", field("oci"), p.display()))?;
+        let imported = crate::oci::import(&p, Some(arch), out).map_err(|e| format!("{}: {}: {e}", field("oci"), p.display()))?;
         for n in &imported.notes {
             say(&format!("manifest {name}: OCI import note: {n}"));
         }
@@ -413,33 +287,20 @@ fn build_image(
     let d = text("dir")?.unwrap_or_default();
     let p = dir.join(d);
     if !p.is_dir() {
-        return Err(format!(
-            "{}: {} is not a directory",
-            field("dir"),
-            p.display()
-        ));
+        return Err(format!("{}: {} is not a directory", field("dir"), p.display()));
     }
     image::from_dir(&p, out)
 }
 
 /// Compile every `*.toml` manifest of `dir` (but `release.toml`) for a board;
 /// images land in `out/images/`. `version` overrides `release.toml`'s.
-pub fn compile(
-    root: &Path,
-    dir: &Path,
-    board: &Board,
-    out: &Path,
-    version: Option<u64>,
-) -> Result<Compiled, String> {
+pub fn compile(root: &Path, dir: &Path, board: &Board, out: &Path, version: Option<u64>) -> Result<Compiled, String> {
     let meta = release_toml(dir)?;
     let version = version.unwrap_or(meta.version);
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "toml")
-                && p.file_name().is_some_and(|n| n != "release.toml")
-        })
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.file_name().is_some_and(|n| n != "release.toml"))
         .collect();
     files.sort();
     let img_dir = out.join("images");
@@ -458,36 +319,16 @@ pub fn compile(
     let mut images: Vec<Image> = Vec::new();
     for file in &files {
         let (stem, table, build) = read_manifest(file)?;
-        let img = build_image(
-            root,
-            board.arch,
-            dir,
-            &stem,
-            &build,
-            &img_dir.join(format!("{stem}.img")),
-        )?;
+        let img = build_image(root, board.arch, dir, &stem, &build, &img_dir.join(format!("{stem}.img")))?;
         let manifest = with_image(&stem, table, &img.sha256)?;
-        let entry = release::Image {
-            sha256: Digest(img.sha256),
-            size: img.size,
-            verity_root: img.verity.root,
-            verity_salt: img.verity.salt,
-        };
+        let entry = release::Image { sha256: Digest(img.sha256), size: img.size, verity_root: img.verity.root, verity_salt: img.verity.salt };
         if !release.images.iter().any(|i| i.sha256 == entry.sha256) {
-            release
-                .images
-                .push(entry)
-                .map_err(|_| format!("more than {} images", release::CONTAINERS_MAX))?;
+            release.images.push(entry).map_err(|_| format!("more than {} images", release::CONTAINERS_MAX))?;
             images.push(img);
         }
-        release
-            .containers
-            .push(manifest)
-            .map_err(|_| format!("more than {} containers", release::CONTAINERS_MAX))?;
+        release.containers.push(manifest).map_err(|_| format!("more than {} containers", release::CONTAINERS_MAX))?;
     }
-    release
-        .validate()
-        .map_err(|e| format!("release from {}: {e}", dir.display()))?;
+    release.validate().map_err(|e| format!("release from {}: {e}", dir.display()))?;
     check_for_board(&release, board).map_err(|e| format!("release from {}: {e}", dir.display()))?;
     Ok(Compiled { release, images })
 }
@@ -500,44 +341,30 @@ pub fn check_for_board(release: &Release, board: &Board) -> Result<(), String> {
     let arch = berth::seccomp::Arch::from(board.arch);
     for m in &release.containers {
         m.check_devices(board).map_err(|e| e.to_string())?;
-        berth::seccomp::compile(&berth::seccomp::Policy::from_manifest(m), arch)
-            .map_err(|e| format!("manifest {}: {e}", m.name))?;
+        berth::seccomp::compile(&berth::seccomp::Policy::from_manifest(m), arch).map_err(|e| format!("manifest {}: {e}", m.name))?;
     }
     Ok(())
 }
 
 /// A manifest file split into its device part and its host-only `[build]` table.
 fn read_manifest(file: &Path) -> Result<(String, toml::Table, toml::Table), String> {
-    let stem = file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("?")
-        .to_string();
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
     let text = fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut table: toml::Table = text.parse().map_err(|e| format!("manifest {stem}: {e}"))?;
     let build = match table.remove(BUILD) {
         Some(toml::Value::Table(b)) => b,
         Some(_) => return Err(format!("manifest {stem}: field build: must be a table")),
-        None => {
-            return Err(format!(
-                "manifest {stem}: needs a [build] table saying how its image is made"
-            ))
-        }
+        None => return Err(format!("manifest {stem}: needs a [build] table saying how its image is made")),
     };
     if table.contains_key("image") {
-        return Err(format!(
-            "manifest {stem}: field image: set by xtask from the [build] table; remove it"
-        ));
+        return Err(format!("manifest {stem}: field image: set by xtask from the [build] table; remove it"));
     }
     Ok((stem, table, build))
 }
 
 /// The device manifest: the file's fields plus the built image's hash.
 fn with_image(stem: &str, mut table: toml::Table, sha256: &[u8; 32]) -> Result<Manifest, String> {
-    table.insert(
-        "image".into(),
-        toml::Value::String(format!("sha256:{}", crate::verity::hex(sha256))),
-    );
+    table.insert("image".into(), toml::Value::String(format!("sha256:{}", crate::verity::hex(sha256))));
     let text = toml::to_string(&table).map_err(|e| format!("manifest {stem}: {e}"))?;
     Manifest::from_toml(stem, &text).map_err(|e| e.to_string())
 }
@@ -576,14 +403,9 @@ mod tests {
         let mut set = Vec::new();
         for entry in fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|x| x == "toml")
-                && path.file_name().is_some_and(|n| n != "release.toml")
-            {
+            if path.extension().is_some_and(|x| x == "toml") && path.file_name().is_some_and(|n| n != "release.toml") {
                 let (stem, table, build) = read_manifest(&path).unwrap();
-                let sources = ["cargo_bin", "debian_package", "binary", "dir"]
-                    .iter()
-                    .filter(|k| build.contains_key(**k))
-                    .count();
+                let sources = ["cargo_bin", "debian_package", "binary", "dir"].iter().filter(|k| build.contains_key(**k)).count();
                 assert_eq!(sources, 1, "{stem}: one image source");
                 set.push(with_image(&stem, table, &[7; 32]).unwrap_or_else(|e| panic!("{e}")));
             }
@@ -597,10 +419,7 @@ mod tests {
     #[test]
     fn releases_are_checked_against_each_board() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        for dir in [
-            root.join("manifests"),
-            root.join("qemu-tests/manifests/probe"),
-        ] {
+        for dir in [root.join("manifests"), root.join("qemu-tests/manifests/probe")] {
             let mut release = Release {
                 version: 1,
                 board: Default::default(),
@@ -613,33 +432,18 @@ mod tests {
             };
             for entry in fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
-                if path.extension().is_some_and(|x| x == "toml")
-                    && path.file_name().is_some_and(|n| n != "release.toml")
-                {
+                if path.extension().is_some_and(|x| x == "toml") && path.file_name().is_some_and(|n| n != "release.toml") {
                     let (stem, table, _) = read_manifest(&path).unwrap();
-                    release
-                        .containers
-                        .push(with_image(&stem, table, &[7; 32]).unwrap())
-                        .unwrap();
+                    release.containers.push(with_image(&stem, table, &[7; 32]).unwrap()).unwrap();
                 }
             }
             for arch in Arch::ALL {
-                let board =
-                    crate::artifacts::load_board(&crate::artifacts::board_path(&root, arch))
-                        .unwrap();
-                check_for_board(&release, &board)
-                    .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+                let board = crate::artifacts::load_board(&crate::artifacts::board_path(&root, arch)).unwrap();
+                check_for_board(&release, &board).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
                 let mut bad = release.clone();
-                bad.containers[0]
-                    .seccomp_allow
-                    .push("ptrace".try_into().unwrap())
-                    .unwrap();
+                bad.containers[0].seccomp_allow.push("ptrace".try_into().unwrap()).unwrap();
                 let e = check_for_board(&bad, &board).unwrap_err();
-                assert!(
-                    e.contains(&format!("manifest {}", bad.containers[0].name))
-                        && e.contains("`ptrace`"),
-                    "{e}"
-                );
+                assert!(e.contains(&format!("manifest {}", bad.containers[0].name)) && e.contains("`ptrace`"), "{e}");
                 let mut bad = release.clone();
                 let mut b = board.clone();
                 let n = &mut b.hardware[0];
@@ -648,16 +452,10 @@ mod tests {
                 bad.containers[0].devices.clear();
                 bad.containers[0]
                     .devices
-                    .push(berth::manifest::DeviceGrant {
-                        node: name.as_str().try_into().unwrap(),
-                        access: "r".try_into().unwrap(),
-                    })
+                    .push(berth::manifest::DeviceGrant { node: name.as_str().try_into().unwrap(), access: "r".try_into().unwrap() })
                     .unwrap();
                 let e = check_for_board(&bad, &b).unwrap_err();
-                assert!(
-                    e.contains("devices[0].node") && e.contains("tun/tap"),
-                    "{e}"
-                );
+                assert!(e.contains("devices[0].node") && e.contains("tun/tap"), "{e}");
             }
         }
     }
@@ -667,14 +465,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-xtask-release-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let f = dir.join("a.toml");
-        fs::write(
-            &f,
-            "name = \"a\"\nversion = \"1\"\n[entry]\nargv = [\"/bin/a\"]\n",
-        )
-        .unwrap();
-        assert!(read_manifest(&f)
-            .unwrap_err()
-            .contains("needs a [build] table"));
+        fs::write(&f, "name = \"a\"\nversion = \"1\"\n[entry]\nargv = [\"/bin/a\"]\n").unwrap();
+        assert!(read_manifest(&f).unwrap_err().contains("needs a [build] table"));
         fs::write(&f, "name = \"a\"\nversion = \"1\"\nimage = \"x\"\n[entry]\nargv = [\"/bin/a\"]\n[build]\nbinary = \"a\"\n").unwrap();
         assert!(read_manifest(&f).unwrap_err().contains("field image"));
         let _ = fs::remove_dir_all(&dir);

@@ -20,10 +20,7 @@ pub use inspect::inspect;
 
 /// What a manifest's TOML need not say: its image digest (made from
 /// `[build]`), and the working directory, `/` unless it says otherwise.
-const MANIFEST_UNSAID: Unsaid = Unsaid {
-    filled_in: &["image"],
-    defaults: &[("entry.workdir", "\"/\"")],
-};
+const MANIFEST_UNSAID: Unsaid = Unsaid { filled_in: &["image"], defaults: &[("entry.workdir", "\"/\"")] };
 
 /// The demo release decodes on the device side to what `manifests/` says,
 /// read independently (see [`decoded_matches_sources`]); `berth verify`
@@ -31,8 +28,7 @@ const MANIFEST_UNSAID: Unsaid = Unsaid {
 /// text the device logs.
 pub fn release(root: &Path, a: &Artifacts, host_berth: &Path) -> Result<(), String> {
     let keys = berth::release::TrustedKeys::load_dir(&a.key_dir).map_err(|e| e.to_string())?;
-    let v = berth::release::decode_release(&a.signed_release, &keys, &a.board.name, None)
-        .map_err(|e| e.to_string())?;
+    let v = berth::release::decode_release(&a.signed_release, &keys, &a.board.name, None).map_err(|e| e.to_string())?;
     decoded_matches_sources(root, a, &v.release)?;
     verify_accepts_and_refuses(a, host_berth, &keys, &v.release)?;
     bundle(a, host_berth, &keys)
@@ -51,21 +47,14 @@ fn decoded_matches_sources(root: &Path, a: &Artifacts, r: &Release) -> Result<()
     };
     let mut wrong = Vec::new();
     let json = serde_json::to_value(r).map_err(|e| e.to_string())?;
-    let release_unsaid = Unsaid {
-        filled_in: &["board", "containers", "images", "trial_deadline_s"],
-        defaults: &[],
-    };
+    let release_unsaid = Unsaid { filled_in: &["board", "containers", "images", "trial_deadline_s"], defaults: &[] };
     let release_toml = Toml::Table(read(&dir.join("release.toml"))?);
     for d in tomlcheck::differences(&release_toml, &json, &release_unsaid) {
         wrong.push(format!("release.toml: {d}"));
     }
     let board = read(&crate::artifacts::board_path(root, a.board.arch))?;
     if board.get("name").and_then(|n| n.as_str()) != Some(r.board.as_str()) {
-        wrong.push(format!(
-            "board: decoded {:?}, the board file says {:?}",
-            r.board.as_str(),
-            board.get("name")
-        ));
+        wrong.push(format!("board: decoded {:?}, the board file says {:?}", r.board.as_str(), board.get("name")));
     }
     let mut files = manifest_files(&dir)?;
     for m in r.containers.iter() {
@@ -91,10 +80,7 @@ fn decoded_matches_sources(root: &Path, a: &Artifacts, r: &Release) -> Result<()
     if wrong.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "the decoded release differs from manifests/:\n{}",
-            wrong.join("\n")
-        ))
+        Err(format!("the decoded release differs from manifests/:\n{}", wrong.join("\n")))
     }
 }
 
@@ -114,11 +100,7 @@ fn manifest_files(dir: &Path) -> Result<Vec<String>, String> {
 /// `digest` is listed by the release, with the size and SHA-256 of one of
 /// the image files as built (hashed here, not taken from the builder).
 fn image_file_matches(a: &Artifacts, r: &Release, digest: &Digest) -> Result<(), String> {
-    let entry = r
-        .images
-        .iter()
-        .find(|i| i.sha256 == *digest)
-        .ok_or_else(|| format!("{digest} is not among the release's images"))?;
+    let entry = r.images.iter().find(|i| i.sha256 == *digest).ok_or_else(|| format!("{digest} is not among the release's images"))?;
     for img in &a.images {
         let bytes = std::fs::read(&img.path).map_err(|e| format!("{}: {e}", img.path.display()))?;
         let sha: [u8; 32] = Sha256::digest(&bytes).into();
@@ -126,12 +108,7 @@ fn image_file_matches(a: &Artifacts, r: &Release, digest: &Digest) -> Result<(),
             return if bytes.len() as u64 == entry.size {
                 Ok(())
             } else {
-                Err(format!(
-                    "{}: {} bytes, the release says {}",
-                    img.path.display(),
-                    bytes.len(),
-                    entry.size
-                ))
+                Err(format!("{}: {} bytes, the release says {}", img.path.display(), bytes.len(), entry.size))
             };
         }
     }
@@ -140,31 +117,12 @@ fn image_file_matches(a: &Artifacts, r: &Release, digest: &Digest) -> Result<(),
 
 /// `berth verify` accepts the demo release and refuses a tampered copy
 /// with the device's text.
-fn verify_accepts_and_refuses(
-    a: &Artifacts,
-    host_berth: &Path,
-    keys: &berth::release::TrustedKeys,
-    decoded: &Release,
-) -> Result<(), String> {
+fn verify_accepts_and_refuses(a: &Artifacts, host_berth: &Path, keys: &berth::release::TrustedKeys, decoded: &Release) -> Result<(), String> {
     let good = a.dir.join("release.bin");
-    let out = Command::new(host_berth)
-        .arg("verify")
-        .arg("--keys")
-        .arg(&a.key_dir)
-        .arg(&good)
-        .output()
-        .map_err(|e| e.to_string())?;
+    let out = Command::new(host_berth).arg("verify").arg("--keys").arg(&a.key_dir).arg(&good).output().map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success()
-        || !stdout
-            .lines()
-            .any(|l| l == format!("version {}", decoded.version))
-    {
-        return Err(format!(
-            "berth verify refused the demo release ({}): {stdout} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
+    if !out.status.success() || !stdout.lines().any(|l| l == format!("version {}", decoded.version)) {
+        return Err(format!("berth verify refused the demo release ({}): {stdout} {}", out.status, String::from_utf8_lossy(&out.stderr)));
     }
     let mut bad = a.signed_release.clone();
     if let Some(b) = bad.get_mut(berth::release::HEADER_LEN + 4) {
@@ -176,13 +134,7 @@ fn verify_accepts_and_refuses(
         Err(e) => e.to_string(),
         Ok(_) => return Err("a tampered release decoded".into()),
     };
-    let out = Command::new(host_berth)
-        .arg("verify")
-        .arg("--keys")
-        .arg(&a.key_dir)
-        .arg(&bad_path)
-        .output()
-        .map_err(|e| e.to_string())?;
+    let out = Command::new(host_berth).arg("verify").arg("--keys").arg(&a.key_dir).arg(&bad_path).output().map_err(|e| e.to_string())?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.success() || !stderr.contains(&device_text) {
         return Err(format!("berth verify on a tampered release: {} {stderr:?}, want the device's text {device_text:?}", out.status));
@@ -194,39 +146,17 @@ fn verify_accepts_and_refuses(
 /// listed; a changed image byte and an older version are refused with the
 /// texts the device's staging gives (for the changed byte: the very
 /// `StageError` text of the device's store, as `update.refused` logs it).
-fn bundle(
-    a: &Artifacts,
-    host_berth: &Path,
-    keys: &berth::release::TrustedKeys,
-) -> Result<(), String> {
+fn bundle(a: &Artifacts, host_berth: &Path, keys: &berth::release::TrustedKeys) -> Result<(), String> {
     let good = a.dir.join("update.bundle");
-    bundle::write(
-        &good,
-        &a.signed_release,
-        &a.images.iter().collect::<Vec<_>>(),
-    )?;
+    bundle::write(&good, &a.signed_release, &a.images.iter().collect::<Vec<_>>())?;
     let verify = |file: &Path, extra: &[&str]| {
-        Command::new(host_berth)
-            .arg("verify")
-            .arg("--keys")
-            .arg(&a.key_dir)
-            .args(extra)
-            .arg(file)
-            .output()
-            .map_err(|e| e.to_string())
+        Command::new(host_berth).arg("verify").arg("--keys").arg(&a.key_dir).args(extra).arg(file).output().map_err(|e| e.to_string())
     };
     let out = verify(&good, &["--board", &a.board.name])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let carried = stdout
-        .lines()
-        .filter(|l| l.starts_with("carries image "))
-        .count();
+    let carried = stdout.lines().filter(|l| l.starts_with("carries image ")).count();
     if !out.status.success() || !stdout.starts_with("bundle ") || carried != a.images.len() {
-        return Err(format!(
-            "berth verify refused the demo bundle ({}): {stdout} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("berth verify refused the demo bundle ({}): {stdout} {}", out.status, String::from_utf8_lossy(&out.stderr)));
     }
     let mut bytes = std::fs::read(&good).map_err(|e| e.to_string())?;
     let at = bytes.len().saturating_sub(5000);
@@ -236,30 +166,22 @@ fn bundle(
     let bad = a.dir.join("update-tampered.bundle");
     std::fs::write(&bad, &bytes).map_err(|e| e.to_string())?;
     let version = a.release.version.to_string();
-    for (file, extra) in [
-        (&bad, vec![]),
-        (&good, vec!["--stored-version", version.as_str()]),
-    ] {
+    for (file, extra) in [(&bad, vec![]), (&good, vec!["--stored-version", version.as_str()])] {
         let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
         let installed = extra.get(1).and_then(|v| v.parse().ok());
-        let device_text =
-            match berth::release::bundle::check_file(&f, keys, Some(&a.board.name), installed) {
-                Err(e) => e.to_string(),
-                Ok(_) => return Err(format!("{} was accepted", file.display())),
-            };
+        let device_text = match berth::release::bundle::check_file(&f, keys, Some(&a.board.name), installed) {
+            Err(e) => e.to_string(),
+            Ok(_) => return Err(format!("{} was accepted", file.display())),
+        };
         if installed.is_none() {
             // What the device logs as `update.refused reason=`: its store's
             // staging refusal (`StageError`), on a store without a release.
             let store = a.dir.join("round-trip-store");
             let _ = std::fs::remove_dir_all(&store);
             std::fs::create_dir_all(&store).map_err(|e| e.to_string())?;
-            let (mut st, _) =
-                berth::release::store::Store::open(&store).map_err(|e| e.to_string())?;
+            let (mut st, _) = berth::release::store::Store::open(&store).map_err(|e| e.to_string())?;
             let mut bundle = std::fs::File::open(file).map_err(|e| e.to_string())?;
-            let staged = st
-                .stage(&mut bundle, keys, &a.board.name)
-                .map(|_| ())
-                .map_err(|e| e.to_string());
+            let staged = st.stage(&mut bundle, keys, &a.board.name).map(|_| ()).map_err(|e| e.to_string());
             let _ = std::fs::remove_dir_all(&store);
             if staged != Err(device_text.clone()) {
                 return Err(format!("the device's staging of {} gives {staged:?}, berth verify's check {device_text:?}", file.display()));
@@ -268,11 +190,7 @@ fn bundle(
         let out = verify(file, &extra)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() || !stderr.contains(&device_text) {
-            return Err(format!(
-                "berth verify on {}: {} {stderr:?}, want the device's text {device_text:?}",
-                file.display(),
-                out.status
-            ));
+            return Err(format!("berth verify on {}: {} {stderr:?}, want the device's text {device_text:?}", file.display(), out.status));
         }
     }
     Ok(())

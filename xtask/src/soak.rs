@@ -48,13 +48,7 @@ impl Rng {
 fn plan(seed: u64, count: u64, writes: u64) -> Vec<Cut> {
     let mut rng = Rng(seed.max(1));
     let mut cuts: Vec<Cut> = (0..count.saturating_sub(1))
-        .map(|_| {
-            if rng.below(2) == 0 {
-                Cut::Step(1 + rng.below(writes))
-            } else {
-                Cut::After(Duration::from_millis(rng.below((SPAN_S * 1000.0) as u64)))
-            }
-        })
+        .map(|_| if rng.below(2) == 0 { Cut::Step(1 + rng.below(writes)) } else { Cut::After(Duration::from_millis(rng.below((SPAN_S * 1000.0) as u64))) })
         .collect();
     if count > 0 {
         cuts.push(Cut::Step(writes));
@@ -66,47 +60,20 @@ fn plan(seed: u64, count: u64, writes: u64) -> Vec<Cut> {
 fn after_commit(o: &CutOutcome, commit_end: u64) -> bool {
     match o.cut {
         Cut::Step(n) => n > commit_end,
-        Cut::After(_) => [
-            "after release.commit",
-            "after release.gc",
-            "after update.done",
-        ]
-        .contains(&o.at.as_str()),
+        Cut::After(_) => ["after release.commit", "after release.gc", "after update.done"].contains(&o.at.as_str()),
     }
 }
 
-pub fn run(
-    root: &Path,
-    arch: berth::board::Arch,
-    count: Option<u64>,
-    seed: Option<u64>,
-) -> Result<(), String> {
+pub fn run(root: &Path, arch: berth::board::Arch, count: Option<u64>, seed: Option<u64>) -> Result<(), String> {
     let count = count.unwrap_or(DEFAULT_COUNT);
-    let seed = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
+    let seed = seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
     let board = artifacts::board_path(root, arch);
-    let variant = crate::variants(root)
-        .into_iter()
-        .find(|(n, _)| *n == "update")
-        .map(|(_, v)| v)
-        .ok_or("no update variant")?;
+    let variant = crate::variants(root).into_iter().find(|(n, _)| *n == "update").map(|(_, v)| v).ok_or("no update variant")?;
     let art = artifacts::build(root, &board, &variant)?;
-    let launcher = Launcher {
-        builds: vec![("update", art)],
-        release: crate::demo_release(root)?,
-        counter: Default::default(),
-    };
+    let launcher = Launcher { builds: vec![("update", art)], release: crate::demo_release(root)?, counter: Default::default() };
     let launcher: Arc<dyn Launch> = Arc::new(launcher);
     let info = launcher.updates()?;
-    crate::say(&format!(
-        "soak: {count} power cuts on {}, seed {seed} (the update makes {} store writes)",
-        arch.name(),
-        info.writes
-    ));
+    crate::say(&format!("soak: {count} power cuts on {}, seed {seed} (the update makes {} store writes)", arch.name(), info.writes));
     let outcomes: Arc<Mutex<Vec<CutOutcome>>> = Arc::default();
     let cases = plan(seed, count, info.writes)
         .into_iter()
@@ -121,10 +88,7 @@ pub fn run(
             };
             qemu_tests::scenario::case(name, move || {
                 let o = power_cut_once(l.as_ref(), &info, cut, &format!("soak-{i}"))?;
-                outcomes
-                    .lock()
-                    .map_err(|_| "a soak worker panicked")?
-                    .push(o);
+                outcomes.lock().map_err(|_| "a soak worker panicked")?.push(o);
                 Ok(())
             })
         })
@@ -133,13 +97,7 @@ pub fn run(
     let outcomes = outcomes.lock().map_err(|_| "a soak worker panicked")?;
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
     for o in outcomes.iter() {
-        let key = format!(
-            "release {}{}",
-            o.version,
-            o.rollback
-                .as_ref()
-                .map_or(String::new(), |c| format!(" after a rollback ({c})"))
-        );
+        let key = format!("release {}{}", o.version, o.rollback.as_ref().map_or(String::new(), |c| format!(" after a rollback ({c})")));
         *tally.entry(key).or_default() += 1;
         for n in &o.notes {
             *tally.entry(format!("note: {n}")).or_default() += 1;
@@ -150,10 +108,7 @@ pub fn run(
     }
     let failed = results.iter().filter(|r| !r.passed).count();
     let commit_end = info.plan.op_ends.get(2).copied().unwrap_or(u64::MAX);
-    let past_commit = outcomes
-        .iter()
-        .filter(|o| after_commit(o, commit_end) && o.version == 2)
-        .count();
+    let past_commit = outcomes.iter().filter(|o| after_commit(o, commit_end) && o.version == 2).count();
     println!("soak: {} cuts, {failed} failed, {past_commit} after the commit booted release 2 (seed {seed})", results.len());
     if failed > 0 {
         Err(format!("{failed} power cuts left the device without a whole release or not the predicted one; rerun with --seed {seed}"))
@@ -172,22 +127,13 @@ mod tests {
     fn plan_is_reproducible_and_in_range() {
         let a = plan(42, 300, 19);
         assert_eq!(a, plan(42, 300, 19));
-        assert_eq!(
-            a.last(),
-            Some(&Cut::Step(19)),
-            "the last cut is after the commit"
-        );
+        assert_eq!(a.last(), Some(&Cut::Step(19)), "the last cut is after the commit");
         assert_eq!(plan(1, 1, 19), vec![Cut::Step(19)]);
         assert_ne!(a, plan(43, 300, 19));
-        let steps: Vec<u64> = a
-            .iter()
-            .filter_map(|c| if let Cut::Step(n) = c { Some(*n) } else { None })
-            .collect();
+        let steps: Vec<u64> = a.iter().filter_map(|c| if let Cut::Step(n) = c { Some(*n) } else { None }).collect();
         assert!(steps.iter().all(|n| (1..=19).contains(n)));
         assert!(steps.len() > 100 && steps.len() < 200, "{}", steps.len());
-        assert!(a
-            .iter()
-            .all(|c| !matches!(c, Cut::After(d) if d.as_secs_f64() >= SPAN_S)));
+        assert!(a.iter().all(|c| !matches!(c, Cut::After(d) if d.as_secs_f64() >= SPAN_S)));
     }
 
     #[test]
@@ -198,23 +144,11 @@ mod tests {
             version: 2,
             rollback: None,
             notes: vec![],
-            verdict: qemu_tests::cutverdict::Verdict {
-                version: 2,
-                trial: false,
-                rollbacks: vec![],
-                notes: vec![],
-                gc: (0, 0),
-            },
+            verdict: qemu_tests::cutverdict::Verdict { version: 2, trial: false, rollbacks: vec![], notes: vec![], gc: (0, 0) },
         };
         assert!(after_commit(&o(Cut::Step(17), "remove"), 16));
         assert!(!after_commit(&o(Cut::Step(16), "sync-dir"), 16));
-        assert!(after_commit(
-            &o(Cut::After(Duration::from_secs(6)), "after release.commit"),
-            16
-        ));
-        assert!(!after_commit(
-            &o(Cut::After(Duration::from_secs(3)), "after release.trial"),
-            16
-        ));
+        assert!(after_commit(&o(Cut::After(Duration::from_secs(6)), "after release.commit"), 16));
+        assert!(!after_commit(&o(Cut::After(Duration::from_secs(3)), "after release.trial"), 16));
     }
 }

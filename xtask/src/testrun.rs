@@ -19,10 +19,7 @@ pub struct Tally {
 impl Tally {
     /// `tests: N passed, N failed, N skipped`, the command's last line.
     pub fn line(&self) -> String {
-        format!(
-            "tests: {} passed, {} failed, {} skipped",
-            self.passed, self.failed, self.skipped
-        )
+        format!("tests: {} passed, {} failed, {} skipped", self.passed, self.failed, self.skipped)
     }
 
     /// Adds the counts of one libtest summary (`test result: ok. 3 passed;
@@ -103,22 +100,11 @@ mod tests {
     #[test]
     fn libtest_summaries_add_up() {
         let mut t = Tally::default();
-        assert!(t.add_libtest_line(
-            "test result: ok. 363 passed; 0 failed; 2 ignored; 0 measured; 5 filtered out; finished in 3.10s"
-        ));
-        assert!(t.add_libtest_line(
-            "test result: FAILED. 1 passed; 4 failed; 0 ignored; 0 measured; 0 filtered out"
-        ));
+        assert!(t.add_libtest_line("test result: ok. 363 passed; 0 failed; 2 ignored; 0 measured; 5 filtered out; finished in 3.10s"));
+        assert!(t.add_libtest_line("test result: FAILED. 1 passed; 4 failed; 0 ignored; 0 measured; 0 filtered out"));
         assert!(!t.add_libtest_line("test foo ... ok"));
         assert!(!t.add_libtest_line("running 3 tests"));
-        assert_eq!(
-            t,
-            Tally {
-                passed: 364,
-                failed: 4,
-                skipped: 2
-            }
-        );
+        assert_eq!(t, Tally { passed: 364, failed: 4, skipped: 2 });
         assert_eq!(t.line(), "tests: 364 passed, 4 failed, 2 skipped");
     }
 }

@@ -52,12 +52,8 @@ fn walk(path: &str, t: &Toml, d: &Json, unsaid: &Unsaid, out: &mut Vec<String>) 
                     continue;
                 }
                 match unsaid.defaults.iter().find(|(at, _)| *at == p) {
-                    Some((_, want))
-                        if serde_json::from_str::<Json>(want).ok().as_ref() != Some(dv) =>
-                    {
-                        out.push(format!(
-                            "{p}: not in the TOML, so {want}, but decoded as {dv}"
-                        ))
+                    Some((_, want)) if serde_json::from_str::<Json>(want).ok().as_ref() != Some(dv) => {
+                        out.push(format!("{p}: not in the TOML, so {want}, but decoded as {dv}"))
                     }
                     Some(_) => {}
                     None if is_empty(dv) => {}
@@ -67,11 +63,7 @@ fn walk(path: &str, t: &Toml, d: &Json, unsaid: &Unsaid, out: &mut Vec<String>) 
         }
         (Toml::Array(ta), Json::Array(da)) => {
             if ta.len() != da.len() {
-                out.push(format!(
-                    "{path}: {} items in the TOML, {} decoded",
-                    ta.len(),
-                    da.len()
-                ));
+                out.push(format!("{path}: {} items in the TOML, {} decoded", ta.len(), da.len()));
             }
             for (i, (tv, dv)) in ta.iter().zip(da).enumerate() {
                 walk(&format!("{path}[{i}]"), tv, dv, unsaid, out);
@@ -131,32 +123,17 @@ mod tests {
             let m = berth::manifest::Manifest::from_toml(&stem, &with_image.to_string()).unwrap();
             let mut json = serde_json::to_value(&m).unwrap();
             let t = Toml::Table(table);
-            let unsaid = Unsaid {
-                filled_in: &["image"],
-                defaults: &[("entry.workdir", "\"/\"")],
-            };
+            let unsaid = Unsaid { filled_in: &["image"], defaults: &[("entry.workdir", "\"/\"")] };
             assert_eq!(differences(&t, &json, &unsaid), Vec::<String>::new());
-            let all_said = Unsaid {
-                defaults: unsaid.defaults,
-                ..Unsaid::default()
-            };
-            assert_eq!(
-                differences(&t, &json, &all_said),
-                [format!(
-                    "image: not in the TOML but decoded as \"sha256:{}\"",
-                    "ab".repeat(32)
-                )]
-            );
+            let all_said = Unsaid { defaults: unsaid.defaults, ..Unsaid::default() };
+            assert_eq!(differences(&t, &json, &all_said), [format!("image: not in the TOML but decoded as \"sha256:{}\"", "ab".repeat(32))]);
             json["entry"]["argv"][0] = "/bin/other".into();
             json["entry"]["workdir"] = "/srv".into();
             json["oneshot"] = true.into();
             let d = differences(&t, &json, &unsaid);
             assert_eq!(d.len(), 3, "{d:?}");
             assert!(d[0].starts_with("entry.argv[0]: the TOML sets"), "{d:?}");
-            assert_eq!(
-                d[1],
-                "entry.workdir: not in the TOML, so \"/\", but decoded as \"/srv\""
-            );
+            assert_eq!(d[1], "entry.workdir: not in the TOML, so \"/\", but decoded as \"/srv\"");
             assert_eq!(d[2], "oneshot: not in the TOML but decoded as true");
             seen += 1;
         }
@@ -168,17 +145,8 @@ mod tests {
         let t: toml::Table = "a = [1, 2]\nb = { c = \"x\" }\n".parse().unwrap();
         let t = Toml::Table(t);
         let d = serde_json::json!({"a": [1], "b": {"c": "y", "d": 0}, "e": []});
-        assert_eq!(
-            differences(&t, &d, &Unsaid::default()),
-            [
-                "a: 2 items in the TOML, 1 decoded",
-                "b.c: the TOML sets \"x\" but \"y\" was decoded"
-            ]
-        );
+        assert_eq!(differences(&t, &d, &Unsaid::default()), ["a: 2 items in the TOML, 1 decoded", "b.c: the TOML sets \"x\" but \"y\" was decoded"]);
         let d = serde_json::json!({"b": {"c": "x"}});
-        assert_eq!(
-            differences(&t, &d, &Unsaid::default()),
-            ["a: the TOML sets [1, 2] but it was not decoded"]
-        );
+        assert_eq!(differences(&t, &d, &Unsaid::default()), ["a: the TOML sets [1, 2] but it was not decoded"]);
     }
 }

@@ -72,11 +72,7 @@ fn is_executable(p: &Path) -> bool {
 /// `root` is the workspace root: rustup runs there so that a
 /// `rust-toolchain.toml` in the workspace selects the toolchain that gets
 /// the targets. QEMU packages are only checked when `with_qemu` is set.
-pub fn ensure_host_tools(
-    root: &Path,
-    rust_targets: &[&str],
-    with_qemu: bool,
-) -> Result<(), String> {
+pub fn ensure_host_tools(root: &Path, rust_targets: &[&str], with_qemu: bool) -> Result<(), String> {
     ensure_rust_targets(root, rust_targets)?;
 
     let mut base: Vec<&str> = BASE_PACKAGES.to_vec();
@@ -96,10 +92,7 @@ pub fn ensure_host_tools(
     if !have_command("apt-get") {
         let mut missing = base.clone();
         missing.extend_from_slice(&qemu);
-        return Err(format!(
-            "missing Debian packages ({}) and apt-get is not available to install them",
-            missing.join(" ")
-        ));
+        return Err(format!("missing Debian packages ({}) and apt-get is not available to install them", missing.join(" ")));
     }
 
     if !qemu.is_empty() {
@@ -118,17 +111,8 @@ pub fn ensure_host_tools(
     }
     if !qemu.is_empty() {
         let suite = format!("{}-backports", os_codename());
-        eprintln!(
-            "xtask: installing Debian packages from {suite}: {}",
-            qemu.join(" ")
-        );
-        let mut args = vec![
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "-t",
-            suite.as_str(),
-        ];
+        eprintln!("xtask: installing Debian packages from {suite}: {}", qemu.join(" "));
+        let mut args = vec!["install", "-y", "--no-install-recommends", "-t", suite.as_str()];
         args.extend_from_slice(&qemu);
         run_apt(&args)?;
     }
@@ -142,10 +126,7 @@ pub fn ensure_host_tools(
     let now = installed_packages(&all_missing)?;
     all_missing.retain(|p| !now.contains(*p));
     if !all_missing.is_empty() {
-        return Err(format!(
-            "Debian packages still not installed after apt-get install: {}",
-            all_missing.join(" ")
-        ));
+        return Err(format!("Debian packages still not installed after apt-get install: {}", all_missing.join(" ")));
     }
     Ok(())
 }
@@ -154,19 +135,12 @@ pub fn ensure_host_tools(
 /// own suite), installing the missing ones with apt-get.
 pub fn ensure_packages(names: &[&str]) -> Result<(), String> {
     let installed = installed_packages(names)?;
-    let missing: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|p| !installed.contains(*p))
-        .collect();
+    let missing: Vec<&str> = names.iter().copied().filter(|p| !installed.contains(*p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
     if !have_command("apt-get") {
-        return Err(format!(
-            "missing Debian packages ({}) and apt-get is not available to install them",
-            missing.join(" ")
-        ));
+        return Err(format!("missing Debian packages ({}) and apt-get is not available to install them", missing.join(" ")));
     }
     eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
     let mut args = vec!["install", "-y", "--no-install-recommends"];
@@ -177,18 +151,11 @@ pub fn ensure_packages(names: &[&str]) -> Result<(), String> {
         run_apt(&args)?;
     }
     let now = installed_packages(names)?;
-    let still: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|p| !now.contains(*p))
-        .collect();
+    let still: Vec<&str> = names.iter().copied().filter(|p| !now.contains(*p)).collect();
     if still.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "Debian packages still not installed after apt-get install: {}",
-            still.join(" ")
-        ))
+        Err(format!("Debian packages still not installed after apt-get install: {}", still.join(" ")))
     }
 }
 
@@ -213,21 +180,9 @@ fn ensure_rust_targets(root: &Path, targets: &[&str]) -> Result<(), String> {
     if !have_command("rustup") {
         return check_targets_without_rustup(targets);
     }
-    let out = run_capture(
-        Command::new("rustup")
-            .args(["target", "list", "--installed"])
-            .current_dir(root),
-    )?;
-    let installed: BTreeSet<&str> = out
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let missing: Vec<&str> = targets
-        .iter()
-        .copied()
-        .filter(|t| !installed.contains(t))
-        .collect();
+    let out = run_capture(Command::new("rustup").args(["target", "list", "--installed"]).current_dir(root))?;
+    let installed: BTreeSet<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let missing: Vec<&str> = targets.iter().copied().filter(|t| !installed.contains(t)).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -242,11 +197,7 @@ fn check_targets_without_rustup(targets: &[&str]) -> Result<(), String> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
     let sysroot = run_capture(Command::new(&rustc).args(["--print", "sysroot"]))?;
     let lib = PathBuf::from(sysroot.trim()).join("lib").join("rustlib");
-    let missing: Vec<&str> = targets
-        .iter()
-        .copied()
-        .filter(|t| !lib.join(t).join("lib").is_dir())
-        .collect();
+    let missing: Vec<&str> = targets.iter().copied().filter(|t| !lib.join(t).join("lib").is_dir()).collect();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -270,10 +221,7 @@ fn installed_packages(names: &[&str]) -> Result<BTreeSet<String>, String> {
         return Ok(set);
     }
     if !have_command("dpkg-query") {
-        return Err(format!(
-            "dpkg-query not found: cannot check for Debian packages {} (is this a Debian host?)",
-            names.join(" ")
-        ));
+        return Err(format!("dpkg-query not found: cannot check for Debian packages {} (is this a Debian host?)", names.join(" ")));
     }
     // dpkg-query exits 1 when some names are unknown; the known ones are
     // still printed, so the exit status is not an error here.
@@ -393,13 +341,7 @@ fn parse_one_line(text: &str) -> Vec<AptSource> {
         let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
             continue;
         };
-        out.push(AptSource {
-            types: vec![ty.to_string()],
-            uris: vec![uri.to_string()],
-            suites: vec![suite.to_string()],
-            signed_by,
-            enabled: true,
-        });
+        out.push(AptSource { types: vec![ty.to_string()], uris: vec![uri.to_string()], suites: vec![suite.to_string()], signed_by, enabled: true });
     }
     out
 }
@@ -413,27 +355,14 @@ fn parse_deb822(text: &str) -> Vec<AptSource> {
         if fields.is_empty() {
             return;
         }
-        let get = |k: &str| {
-            fields
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.clone())
-        };
-        let words = |k: &str| -> Vec<String> {
-            get(k)
-                .map(|v| v.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default()
-        };
-        let enabled = get("Enabled")
-            .map(|v| !v.trim().eq_ignore_ascii_case("no"))
-            .unwrap_or(true);
+        let get = |k: &str| fields.iter().find(|(name, _)| name.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+        let words = |k: &str| -> Vec<String> { get(k).map(|v| v.split_whitespace().map(str::to_string).collect()).unwrap_or_default() };
+        let enabled = get("Enabled").map(|v| !v.trim().eq_ignore_ascii_case("no")).unwrap_or(true);
         out.push(AptSource {
             types: words("Types"),
             uris: words("URIs"),
             suites: words("Suites"),
-            signed_by: get("Signed-By")
-                .map(|v| v.trim_end().to_string())
-                .filter(|v| !v.trim().is_empty()),
+            signed_by: get("Signed-By").map(|v| v.trim_end().to_string()).filter(|v| !v.trim().is_empty()),
             enabled,
         });
         fields.clear();
@@ -466,9 +395,7 @@ fn parse_deb822(text: &str) -> Vec<AptSource> {
 /// release suite itself.
 fn ensure_backports_source(suite: &str) -> Result<(), String> {
     let sources = read_sources();
-    let has_suite = |s: &AptSource| {
-        s.enabled && s.types.iter().any(|t| t == "deb") && s.suites.iter().any(|x| x == suite)
-    };
+    let has_suite = |s: &AptSource| s.enabled && s.types.iter().any(|t| t == "deb") && s.suites.iter().any(|x| x == suite);
     if sources.iter().any(has_suite) {
         return Ok(());
     }
@@ -484,11 +411,7 @@ fn ensure_backports_source(suite: &str) -> Result<(), String> {
         })?;
     let text = backports_stanza(model, suite);
     let path = Path::new("/etc/apt/sources.list.d").join(BACKPORTS_SOURCE_FILE);
-    eprintln!(
-        "xtask: adding apt source for {suite} ({}) as {}",
-        model.uris.join(" "),
-        path.display()
-    );
+    eprintln!("xtask: adding apt source for {suite} ({}) as {}", model.uris.join(" "), path.display());
     fs::write(&path, text).map_err(|e| format!("cannot write apt source {}: {e}", path.display()))
 }
 
@@ -500,15 +423,8 @@ pub fn suite_source(suite: &str) -> Result<String, String> {
     let sources = read_sources();
     let model = sources
         .iter()
-        .find(|s| {
-            s.enabled
-                && s.types.iter().any(|t| t == "deb")
-                && s.suites.contains(&release)
-                && !s.uris.is_empty()
-        })
-        .ok_or_else(|| {
-            format!("no apt source lists suite {release}: no mirror to fetch {suite} from")
-        })?;
+        .find(|s| s.enabled && s.types.iter().any(|t| t == "deb") && s.suites.contains(&release) && !s.uris.is_empty())
+        .ok_or_else(|| format!("no apt source lists suite {release}: no mirror to fetch {suite} from"))?;
     Ok(backports_stanza(model, suite))
 }
 
@@ -546,17 +462,9 @@ pub(crate) fn describe(cmd: &Command) -> String {
 
 /// Run a command capturing stdout; error (with stderr tail) on failure.
 pub(crate) fn run_capture(cmd: &mut Command) -> Result<String, String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run `{}`: {e}", describe(cmd)))?;
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("cannot run `{}`: {e}", describe(cmd)))?;
     if !out.status.success() {
-        return Err(format!(
-            "`{}` failed ({}):\n{}",
-            describe(cmd),
-            out.status,
-            tail(&out.stderr, 15)
-        ));
+        return Err(format!("`{}` failed ({}):\n{}", describe(cmd), out.status, tail(&out.stderr, 15)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -564,19 +472,11 @@ pub(crate) fn run_capture(cmd: &mut Command) -> Result<String, String> {
 /// Run a command with its output captured; on failure report the exit status
 /// and the tail of its output. On success the output is discarded.
 pub(crate) fn run_status(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run `{}`: {e}", describe(cmd)))?;
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("cannot run `{}`: {e}", describe(cmd)))?;
     if !out.status.success() {
         let mut both = out.stdout.clone();
         both.extend_from_slice(&out.stderr);
-        return Err(format!(
-            "`{}` failed ({}):\n{}",
-            describe(cmd),
-            out.status,
-            tail(&both, 20)
-        ));
+        return Err(format!("`{}` failed ({}):\n{}", describe(cmd), out.status, tail(&both, 20)));
     }
     Ok(())
 }

@@ -44,13 +44,7 @@ pub fn run(
     data_mib: Option<u64>,
 ) -> Result<(), String> {
     // The user watches the console: their containers' output is mirrored there.
-    let variant = Variant {
-        suffix: suffix.into(),
-        manifests: Some(dir.to_path_buf()),
-        container_log_console: Some(true),
-        data_mib,
-        ..Default::default()
-    };
+    let variant = Variant { suffix: suffix.into(), manifests: Some(dir.to_path_buf()), container_log_console: Some(true), data_mib, ..Default::default() };
     let art = artifacts::build(root, board, &variant)?;
     let data = art.dir.join("data.img");
     artifacts::fresh_data(&art, &data)?;
@@ -58,24 +52,9 @@ pub fn run(
         crate::update_into_inbox(root, &art, &data, u.source, u.key, data_mib)?;
     }
     let (prog, args) = artifacts::qemu_args(&art, &data, &BootOpts::default());
-    crate::say(&format!(
-        "booting {} with {} containers for up to {seconds} s",
-        art.board.name,
-        art.release.containers.len()
-    ));
-    let watch = update.map(|_| UpdateWatch {
-        from: art.release.version,
-        ..Default::default()
-    });
-    judge(
-        &art,
-        &prog,
-        &args,
-        Duration::from_secs(seconds),
-        expect,
-        echo,
-        watch,
-    )
+    crate::say(&format!("booting {} with {} containers for up to {seconds} s", art.board.name, art.release.containers.len()));
+    let watch = update.map(|_| UpdateWatch { from: art.release.version, ..Default::default() });
+    judge(&art, &prog, &args, Duration::from_secs(seconds), expect, echo, watch)
 }
 
 /// An update to apply while the booted release runs.
@@ -104,23 +83,14 @@ impl UpdateWatch {
             "update.staged" => self.staged = true,
             "update.switch" => self.switched = true,
             "update.refused" => {
-                self.outcome.get_or_insert(Err(format!(
-                    "update refused: {}",
-                    ev.get("reason").unwrap_or("?")
-                )));
+                self.outcome.get_or_insert(Err(format!("update refused: {}", ev.get("reason").unwrap_or("?"))));
             }
             "release.rollback" => {
                 let cause = ev.get("cause").unwrap_or("?");
-                let who = ev
-                    .get("container")
-                    .map(|c| format!(", container {c}"))
-                    .unwrap_or_default();
-                self.outcome
-                    .get_or_insert(Err(format!("the update rolled back ({cause}{who})")));
+                let who = ev.get("container").map(|c| format!(", container {c}")).unwrap_or_default();
+                self.outcome.get_or_insert(Err(format!("the update rolled back ({cause}{who})")));
             }
-            "release.commit"
-                if ev.get("result") != Some("error") && version.is_some_and(|v| v > self.from) =>
-            {
+            "release.commit" if ev.get("result") != Some("error") && version.is_some_and(|v| v > self.from) => {
                 self.outcome.get_or_insert(Ok(()));
             }
             _ => {}
@@ -131,9 +101,7 @@ impl UpdateWatch {
         match (self.staged, self.switched) {
             (false, _) => "never taken from the inbox",
             (true, false) => "staged but never switched to",
-            (true, true) => {
-                "on trial, not committed (is the run shorter than the release's commit_window_s?)"
-            }
+            (true, true) => "on trial, not committed (is the run shorter than the release's commit_window_s?)",
         }
     }
 }
@@ -148,14 +116,10 @@ impl UpdateWatch {
 pub fn user_dir_test(root: &Path, board: &Path) -> Result<(), String> {
     let arch = artifacts::load_board(board)?.arch;
     let check = artifacts::cross_build(root, arch, "qemu-tests", "berth-image-check")?;
-    let dir = crate::cargo_target_dir(root)
-        .join("berth")
-        .join(format!("user-manifests-{}", arch.name()));
+    let dir = crate::cargo_target_dir(root).join("berth").join(format!("user-manifests-{}", arch.name()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let write = |name: &str, text: &str| {
-        std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
-    };
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"));
     write("release.toml", "version = 1\n")?;
     std::fs::copy(&check, dir.join("berth-image-check")).map_err(|e| e.to_string())?;
     write(
@@ -190,34 +154,13 @@ pub fn user_dir_test(root: &Path, board: &Path) -> Result<(), String> {
         Arch::Armv7 => "arm",
         Arch::X86_64 => "amd64",
     };
-    layout(
-        &dir.join("layout"),
-        &[(&lower, false), (&upper, true)],
-        oci_arch,
-        config,
-    )?;
+    layout(&dir.join("layout"), &[(&lower, false), (&upper, true)], oci_arch, config)?;
     // The manifest as `image --oci` pre-fills it.
     let imported = crate::oci::import(&dir.join("layout"), Some(arch), &dir.join("prefill.img"))?;
     std::fs::remove_file(dir.join("prefill.img")).map_err(|e| e.to_string())?;
-    write(
-        "app.toml",
-        &crate::oci::manifest_text("app", "layout", &imported.config, &imported.notes),
-    )?;
-    let expect: BTreeMap<String, String> = [("hello", "BIN-OK"), ("app", "OCI-OK")]
-        .iter()
-        .map(|(n, w)| (n.to_string(), w.to_string()))
-        .collect();
-    run(
-        root,
-        board,
-        &dir,
-        "-user-oci",
-        120,
-        &expect,
-        false,
-        None,
-        None,
-    )
+    write("app.toml", &crate::oci::manifest_text("app", "layout", &imported.config, &imported.notes))?;
+    let expect: BTreeMap<String, String> = [("hello", "BIN-OK"), ("app", "OCI-OK")].iter().map(|(n, w)| (n.to_string(), w.to_string())).collect();
+    run(root, board, &dir, "-user-oci", 120, &expect, false, None, None)
 }
 
 /// The `run --manifests DIR --update DIR` test: a release of the demo's
@@ -226,51 +169,25 @@ pub fn user_dir_test(root: &Path, board: &Path) -> Result<(), String> {
 /// sensor exits at once must roll back (the run fails, naming the rollback).
 pub fn user_update_test(root: &Path, board: &Path) -> Result<(), String> {
     let arch = artifacts::load_board(board)?.arch;
-    let base = crate::cargo_target_dir(root)
-        .join("berth")
-        .join(format!("user-update-{}", arch.name()));
+    let base = crate::cargo_target_dir(root).join("berth").join(format!("user-update-{}", arch.name()));
     let _ = std::fs::remove_dir_all(&base);
     let sensor = |version: u64, argv: &str| {
         format!(
             "name = \"sensor\"\nversion = \"{version}\"\ndevices = [{{ node = \"rng0\", access = \"r\" }}]\nbackoff = {{ initial_ms = 200, limit = 3 }}\n[entry]\nargv = {argv}\n[build]\ncargo_bin = \"sensor\"\n"
         )
     };
-    for (version, argv) in [
-        (1, r#"["/bin/sensor", "/dev/hwrng", "1000"]"#),
-        (2, r#"["/bin/sensor", "/dev/hwrng", "500"]"#),
-        (3, r#"["/bin/sensor", "/no/such/node", "500"]"#),
-    ] {
+    for (version, argv) in
+        [(1, r#"["/bin/sensor", "/dev/hwrng", "1000"]"#), (2, r#"["/bin/sensor", "/dev/hwrng", "500"]"#), (3, r#"["/bin/sensor", "/no/such/node", "500"]"#)]
+    {
         let dir = base.join(format!("v{version}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        std::fs::write(
-            dir.join("release.toml"),
-            format!("version = {version}\ncommit_window_s = 3\n"),
-        )
-        .map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("sensor.toml"), sensor(version, argv))
-            .map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("release.toml"), format!("version = {version}\ncommit_window_s = 3\n")).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("sensor.toml"), sensor(version, argv)).map_err(|e| e.to_string())?;
     }
     let none = BTreeMap::new();
-    let v2 = Update {
-        source: &base.join("v2"),
-        key: None,
-    };
-    run(
-        root,
-        board,
-        &base.join("v1"),
-        "-user-update",
-        120,
-        &none,
-        false,
-        Some(&v2),
-        None,
-    )
-    .map_err(|e| format!("update to a good version 2: {e}"))?;
-    let v3 = Update {
-        source: &base.join("v3"),
-        key: None,
-    };
+    let v2 = Update { source: &base.join("v2"), key: None };
+    run(root, board, &base.join("v1"), "-user-update", 120, &none, false, Some(&v2), None).map_err(|e| format!("update to a good version 2: {e}"))?;
+    let v3 = Update { source: &base.join("v3"), key: None };
     match run(root, board, &base.join("v1"), "-user-update", 120, &none, false, Some(&v3), None) {
         Err(e) if e.contains("rolled back (crash-loop, container sensor)") => Ok(()),
         other => Err(format!("update to a broken version 3: {other:?}, want a failure naming the crash-loop rollback")),
@@ -305,26 +222,14 @@ fn judge(
     echo: bool,
     update: Option<UpdateWatch>,
 ) -> Result<(), String> {
-    let states: BTreeMap<String, State> = art
-        .release
-        .containers
-        .iter()
-        .map(|m| (m.name.to_string(), State::Waiting))
-        .collect();
+    let states: BTreeMap<String, State> = art.release.containers.iter().map(|m| (m.name.to_string(), State::Waiting)).collect();
     if states.is_empty() {
         return Err("the release has no containers".into());
     }
     if let Some(n) = expect.keys().find(|n| !states.contains_key(*n)) {
-        return Err(format!(
-            "an output is expected of {n}, which the release does not have"
-        ));
+        return Err(format!("an output is expected of {n}, which the release does not have"));
     }
-    let mut seen = Seen {
-        states,
-        expect: expect.clone(),
-        printed: BTreeSet::new(),
-        update,
-    };
+    let mut seen = Seen { states, expect: expect.clone(), printed: BTreeSet::new(), update };
     let mut m = Machine::spawn(&format!("{}/run", art.board.name), prog, args)?;
     let start = Instant::now();
     let mut shown = 0;
@@ -363,12 +268,7 @@ fn observe(line: &str, seen: &mut Seen) {
     let name = ev.get("name").unwrap_or("").to_string();
     let states = &mut seen.states;
     match ev.name.as_str() {
-        "container.log"
-            if seen
-                .expect
-                .get(&name)
-                .is_some_and(|want| ev.get("line") == Some(want.as_str())) =>
-        {
+        "container.log" if seen.expect.get(&name).is_some_and(|want| ev.get("line") == Some(want.as_str())) => {
             seen.printed.insert(name);
         }
         "release.rejected" | "boot.failed" => {
@@ -384,11 +284,7 @@ fn observe(line: &str, seen: &mut Seen) {
                 *s = if ev.get("result") == Some("ok") {
                     State::Running
                 } else {
-                    State::Failed(format!(
-                        "start failed at {}: {}",
-                        ev.get("step").unwrap_or("?"),
-                        ev.get("error").unwrap_or("?")
-                    ))
+                    State::Failed(format!("start failed at {}: {}", ev.get("step").unwrap_or("?"), ev.get("error").unwrap_or("?")))
                 };
             }
         }
@@ -408,12 +304,7 @@ fn observe(line: &str, seen: &mut Seen) {
 /// The verdict, once there is one.
 fn decide(seen: &Seen, time_up: bool) -> Option<Result<(), String>> {
     let states = &seen.states;
-    let silent: Vec<String> = seen
-        .expect
-        .iter()
-        .filter(|(n, _)| !seen.printed.contains(*n))
-        .map(|(n, want)| format!("{n}: never printed {want:?}"))
-        .collect();
+    let silent: Vec<String> = seen.expect.iter().filter(|(n, _)| !seen.printed.contains(*n)).map(|(n, want)| format!("{n}: never printed {want:?}")).collect();
     let failed: Vec<String> = states
         .iter()
         .filter_map(|(n, s)| match s {
@@ -436,11 +327,7 @@ fn decide(seen: &Seen, time_up: bool) -> Option<Result<(), String>> {
         return Some(Ok(()));
     }
     if time_up {
-        let waiting: Vec<&String> = states
-            .iter()
-            .filter(|(_, s)| **s == State::Waiting)
-            .map(|(n, _)| n)
-            .collect();
+        let waiting: Vec<&String> = states.iter().filter(|(_, s)| **s == State::Waiting).map(|(n, _)| n).collect();
         return Some(if !waiting.is_empty() {
             Err(format!("time is up and these never started: {waiting:?}"))
         } else if !silent.is_empty() {
@@ -470,48 +357,21 @@ mod tests {
     use super::*;
 
     fn states(names: &[&str]) -> Seen {
-        Seen {
-            states: names
-                .iter()
-                .map(|n| (n.to_string(), State::Waiting))
-                .collect(),
-            expect: BTreeMap::new(),
-            printed: BTreeSet::new(),
-            update: None,
-        }
+        Seen { states: names.iter().map(|n| (n.to_string(), State::Waiting)).collect(), expect: BTreeMap::new(), printed: BTreeSet::new(), update: None }
     }
 
     #[test]
     fn an_update_must_commit_a_newer_release() {
         let mut s = states(&["a"]);
-        s.update = Some(UpdateWatch {
-            from: 1,
-            ..Default::default()
-        });
-        observe(
-            "BERTH t=1.0 ev=container.start name=a pid=5 result=ok",
-            &mut s,
-        );
-        observe(
-            "BERTH t=1.2 ev=release.commit version=1 window_s=30",
-            &mut s,
-        );
-        assert_eq!(
-            decide(&s, false),
-            None,
-            "the booted release's own commit is not the update"
-        );
+        s.update = Some(UpdateWatch { from: 1, ..Default::default() });
+        observe("BERTH t=1.0 ev=container.start name=a pid=5 result=ok", &mut s);
+        observe("BERTH t=1.2 ev=release.commit version=1 window_s=30", &mut s);
+        assert_eq!(decide(&s, false), None, "the booted release's own commit is not the update");
         assert!(matches!(decide(&s, true), Some(Err(e)) if e.contains("never taken")));
-        observe(
-            "BERTH t=5.0 ev=update.staged bundle=/data/berth/inbox/u version=2",
-            &mut s,
-        );
+        observe("BERTH t=5.0 ev=update.staged bundle=/data/berth/inbox/u version=2", &mut s);
         observe("BERTH t=5.1 ev=update.switch version=2", &mut s);
         // After the switch the old run's end is the update's business.
-        observe(
-            "BERTH t=5.2 ev=reap pid=5 name=a how=signal code=15",
-            &mut s,
-        );
+        observe("BERTH t=5.2 ev=reap pid=5 name=a how=signal code=15", &mut s);
         assert_eq!(decide(&s, false), None);
         assert!(matches!(decide(&s, true), Some(Err(e)) if e.contains("on trial")));
         observe("BERTH t=9.0 ev=release.commit version=2 window_s=3", &mut s);
@@ -521,30 +381,14 @@ mod tests {
     #[test]
     fn a_refused_or_rolled_back_update_fails_the_run() {
         for (line, want) in [
-            (
-                "BERTH t=5.0 ev=update.refused bundle=/x reason=\"signature does not verify\"",
-                "signature does not verify",
-            ),
-            (
-                "BERTH t=9.0 ev=release.rollback cause=crash-loop from=2 to=1 container=a",
-                "crash-loop, container a",
-            ),
+            ("BERTH t=5.0 ev=update.refused bundle=/x reason=\"signature does not verify\"", "signature does not verify"),
+            ("BERTH t=9.0 ev=release.rollback cause=crash-loop from=2 to=1 container=a", "crash-loop, container a"),
         ] {
             let mut s = states(&["a"]);
-            s.update = Some(UpdateWatch {
-                from: 1,
-                ..Default::default()
-            });
-            observe(
-                "BERTH t=1.0 ev=container.start name=a pid=5 result=ok",
-                &mut s,
-            );
+            s.update = Some(UpdateWatch { from: 1, ..Default::default() });
+            observe("BERTH t=1.0 ev=container.start name=a pid=5 result=ok", &mut s);
             observe(line, &mut s);
-            assert!(
-                matches!(decide(&s, false), Some(Err(ref e)) if e.contains(want)),
-                "{line}: {:?}",
-                decide(&s, false)
-            );
+            assert!(matches!(decide(&s, false), Some(Err(ref e)) if e.contains(want)), "{line}: {:?}", decide(&s, false));
         }
     }
 
@@ -552,24 +396,12 @@ mod tests {
     fn an_expected_line_must_be_printed() {
         let mut s = states(&["a"]);
         s.expect.insert("a".into(), "OCI-OK".into());
-        observe(
-            "BERTH t=1.0 ev=container.start name=a pid=5 result=ok",
-            &mut s,
-        );
-        observe(
-            "BERTH t=1.1 ev=container.log name=a line=\"OCI-OK \"",
-            &mut s,
-        );
+        observe("BERTH t=1.0 ev=container.start name=a pid=5 result=ok", &mut s);
+        observe("BERTH t=1.1 ev=container.log name=a line=\"OCI-OK \"", &mut s);
         observe("BERTH t=1.1 ev=container.log name=b line=OCI-OK", &mut s);
         observe("BERTH t=2.0 ev=reap pid=5 name=a how=exit code=0", &mut s);
-        assert_eq!(
-            decide(&s, false),
-            None,
-            "exited, but the line is not there yet"
-        );
-        assert!(
-            matches!(decide(&s, true), Some(Err(e)) if e.contains("a: never printed \"OCI-OK\""))
-        );
+        assert_eq!(decide(&s, false), None, "exited, but the line is not there yet");
+        assert!(matches!(decide(&s, true), Some(Err(e)) if e.contains("a: never printed \"OCI-OK\"")));
         observe("BERTH t=2.1 ev=container.log name=a line=OCI-OK", &mut s);
         assert_eq!(decide(&s, false), Some(Ok(())));
     }
@@ -592,15 +424,9 @@ mod tests {
     #[test]
     fn services_running_at_the_timeout_pass_but_never_started_fails() {
         let mut s = states(&["svc", "late"]);
-        observe(
-            "BERTH t=1.0 ev=container.start name=svc pid=5 result=ok",
-            &mut s,
-        );
+        observe("BERTH t=1.0 ev=container.start name=svc pid=5 result=ok", &mut s);
         assert!(matches!(decide(&s, true), Some(Err(e)) if e.contains("late")));
-        observe(
-            "BERTH t=1.0 ev=container.start name=late pid=6 result=ok",
-            &mut s,
-        );
+        observe("BERTH t=1.0 ev=container.start name=late pid=6 result=ok", &mut s);
         assert_eq!(decide(&s, true), Some(Ok(())));
     }
 
@@ -610,24 +436,15 @@ mod tests {
         observe("BERTH t=1.0 ev=container.start name=a step=spawn result=error error=\"execve: ENOENT\"", &mut s);
         assert!(matches!(decide(&s, false), Some(Err(e)) if e.contains("execve")));
         let mut s = states(&["a"]);
-        observe(
-            "BERTH t=1.0 ev=container.start name=a pid=5 result=ok",
-            &mut s,
-        );
+        observe("BERTH t=1.0 ev=container.start name=a pid=5 result=ok", &mut s);
         observe("BERTH t=2.0 ev=reap pid=5 name=a how=exit code=3", &mut s);
         assert!(matches!(decide(&s, false), Some(Err(e)) if e.contains("exited with 3")));
         let mut s = states(&["a"]);
-        observe(
-            "BERTH t=1.0 ev=release.rejected reason=\"bad signature\"",
-            &mut s,
-        );
+        observe("BERTH t=1.0 ev=release.rejected reason=\"bad signature\"", &mut s);
         assert!(matches!(decide(&s, false), Some(Err(e)) if e.contains("bad signature")));
         // Orphans and unknown names change nothing.
         let mut s = states(&["a"]);
-        observe(
-            "BERTH t=2.0 ev=reap pid=9 name=orphan how=exit code=1",
-            &mut s,
-        );
+        observe("BERTH t=2.0 ev=reap pid=9 name=orphan how=exit code=1", &mut s);
         assert_eq!(decide(&s, false), None);
     }
 }

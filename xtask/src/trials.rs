@@ -11,12 +11,7 @@ use berth::release::SigningKey;
 use std::path::Path;
 
 /// The trial releases, by directory (and bundle) name.
-pub const RELEASES: [&str; 4] = [
-    "trial-fail",
-    "trial-deadline",
-    "trial-oneshot",
-    "trial-window",
-];
+pub const RELEASES: [&str; 4] = ["trial-fail", "trial-deadline", "trial-oneshot", "trial-window"];
 
 /// Build each trial bundle into `test_dir`; (device path, `sha256:<hex>`)
 /// of each.
@@ -32,20 +27,9 @@ pub fn build(
     use sha2::Digest as _;
     let mut ids = Vec::new();
     for name in RELEASES {
-        let (c, signed) = release::compile_and_sign(
-            root,
-            &manifests.join(name),
-            board,
-            &work.join(name),
-            key,
-            None,
-        )?;
+        let (c, signed) = release::compile_and_sign(root, &manifests.join(name), board, &work.join(name), key, None)?;
         let path = test_dir.join(format!("{name}.bundle"));
-        crate::bundle::write(
-            &path,
-            &signed,
-            &crate::bundle::to_carry(&c.images, Some(v1)),
-        )?;
+        crate::bundle::write(&path, &signed, &crate::bundle::to_carry(&c.images, Some(v1)))?;
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let id = berth::manifest::Digest(sha2::Sha256::digest(&bytes).into());
         ids.push((format!("/data/test/{name}.bundle"), id.to_string()));

@@ -35,24 +35,9 @@ struct Abi {
 }
 
 const ABIS: [Abi; 3] = [
-    Abi {
-        arch: Arch::X86_64,
-        debarch: "amd64",
-        triplet: "x86_64-linux-gnu",
-        defines: &[],
-    },
-    Abi {
-        arch: Arch::Aarch64,
-        debarch: "arm64",
-        triplet: "aarch64-linux-gnu",
-        defines: &[],
-    },
-    Abi {
-        arch: Arch::Arm,
-        debarch: "armhf",
-        triplet: "arm-linux-gnueabihf",
-        defines: &["-D__ARM_EABI__"],
-    },
+    Abi { arch: Arch::X86_64, debarch: "amd64", triplet: "x86_64-linux-gnu", defines: &[] },
+    Abi { arch: Arch::Aarch64, debarch: "arm64", triplet: "aarch64-linux-gnu", defines: &[] },
+    Abi { arch: Arch::Arm, debarch: "armhf", triplet: "arm-linux-gnueabihf", defines: &["-D__ARM_EABI__"] },
 ];
 
 /// The headers of one ABI, unpacked.
@@ -76,22 +61,13 @@ impl Headers {
 pub fn ensure_all(root: &Path) -> Result<Vec<Headers>, String> {
     ABIS.iter()
         .map(|abi| {
-            let (tree, version) =
-                crate::kernel::ensure_package_from(root, abi.debarch, PACKAGE, Some(SUITE))?;
+            let (tree, version) = crate::kernel::ensure_package_from(root, abi.debarch, PACKAGE, Some(SUITE))?;
             let include = tree.join("usr").join("include");
             let unistd = include.join(abi.triplet).join("asm").join("unistd.h");
             if !unistd.is_file() {
-                return Err(format!(
-                    "{PACKAGE} {version} ({}) has no {}",
-                    abi.debarch,
-                    unistd.display()
-                ));
+                return Err(format!("{PACKAGE} {version} ({}) has no {}", abi.debarch, unistd.display()));
             }
-            Ok(Headers {
-                abi,
-                include,
-                version,
-            })
+            Ok(Headers { abi, include, version })
         })
         .collect()
 }
@@ -102,9 +78,7 @@ pub fn ensure_all(root: &Path) -> Result<Vec<Headers>, String> {
 fn numbers(h: &Headers, names: &[&str]) -> Result<BTreeMap<String, u32>, String> {
     let mut src = String::from("#include <asm/unistd.h>\n");
     for n in names {
-        src.push_str(&format!(
-            "berth_nr {n} __NR_{n}\nberth_nr {n} __ARM_NR_{n}\n"
-        ));
+        src.push_str(&format!("berth_nr {n} __NR_{n}\nberth_nr {n} __ARM_NR_{n}\n"));
     }
     let arch_dir = h.include.join(h.abi.triplet);
     let mut child = Command::new("cpp")
@@ -122,18 +96,11 @@ fn numbers(h: &Headers, names: &[&str]) -> Result<BTreeMap<String, u32>, String>
         .map_err(|e| format!("cannot run cpp (Debian package cpp): {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write;
-        stdin
-            .write_all(src.as_bytes())
-            .map_err(|e| format!("cpp: {e}"))?;
+        stdin.write_all(src.as_bytes()).map_err(|e| format!("cpp: {e}"))?;
     }
     let out = child.wait_with_output().map_err(|e| format!("cpp: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
-            "cpp on {}'s asm/unistd.h ({}): {}",
-            h.arch(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("cpp on {}'s asm/unistd.h ({}): {}", h.arch(), out.status, String::from_utf8_lossy(&out.stderr)));
     }
     let mut found = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -212,12 +179,8 @@ mod tests {
     /// kernel's headers give it.
     #[test]
     fn berth_tables_match_the_kernel_headers() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("the workspace root");
-        let all = ensure_all(root).unwrap_or_else(|e| {
-            panic!("the kernel's syscall headers cannot be fetched ({e}); `cargo xtask test` fetches them")
-        });
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root");
+        let all = ensure_all(root).unwrap_or_else(|e| panic!("the kernel's syscall headers cannot be fetched ({e}); `cargo xtask test` fetches them"));
         let mut wrong = Vec::new();
         let mut checked = 0;
         for h in &all {
@@ -227,27 +190,13 @@ mod tests {
             for (name, ours) in table {
                 match kernel.get(*name) {
                     Some(k) if k == ours => checked += 1,
-                    Some(k) => wrong.push(format!(
-                        "{}: {name} is {ours} in berth's table, {k} in the kernel's headers",
-                        h.arch()
-                    )),
-                    None => wrong.push(format!(
-                        "{}: {name} (berth: {ours}) is not in the kernel's headers",
-                        h.arch()
-                    )),
+                    Some(k) => wrong.push(format!("{}: {name} is {ours} in berth's table, {k} in the kernel's headers", h.arch())),
+                    None => wrong.push(format!("{}: {name} (berth: {ours}) is not in the kernel's headers", h.arch())),
                 }
             }
         }
-        let versions: Vec<String> = all
-            .iter()
-            .map(|h| format!("{} {}", h.arch(), h.version))
-            .collect();
-        assert!(
-            wrong.is_empty(),
-            "syscall numbers differ from {PACKAGE} ({}):\n{}",
-            versions.join(", "),
-            wrong.join("\n")
-        );
+        let versions: Vec<String> = all.iter().map(|h| format!("{} {}", h.arch(), h.version)).collect();
+        assert!(wrong.is_empty(), "syscall numbers differ from {PACKAGE} ({}):\n{}", versions.join(", "), wrong.join("\n"));
         assert!(checked > 1000, "only {checked} numbers checked");
     }
 }

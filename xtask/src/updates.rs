@@ -42,47 +42,17 @@ pub struct Installed<'a> {
 /// Build the bundles for a board into `test_dir` (the data partition's
 /// `test/`), from the release directories in `manifests`, against the
 /// installed release; `work` holds the build's scratch files.
-pub fn build(
-    root: &Path,
-    board: &Board,
-    manifests: &Path,
-    work: &Path,
-    installed: &Installed,
-    test_dir: &Path,
-) -> Result<UpdateInfo, String> {
-    let Installed {
-        release: v1,
-        signed: v1_signed,
-        key,
-        key_dir,
-    } = *installed;
+pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installed: &Installed, test_dir: &Path) -> Result<UpdateInfo, String> {
+    let Installed { release: v1, signed: v1_signed, key, key_dir } = *installed;
     let keys = TrustedKeys::load_dir(key_dir).map_err(|e| e.to_string())?;
     let refused_dir = test_dir.join("refused");
     fs::create_dir_all(&refused_dir).map_err(|e| format!("{}: {e}", refused_dir.display()))?;
-    let (v2, v2_signed) = release::compile_and_sign(
-        root,
-        &manifests.join("v2"),
-        board,
-        &work.join("v2"),
-        key,
-        None,
-    )?;
+    let (v2, v2_signed) = release::compile_and_sign(root, &manifests.join("v2"), board, &work.join("v2"), key, None)?;
     let v2_carry = crate::bundle::to_carry(&v2.images, Some(&v1.release));
     let v2_path = test_dir.join("v2.bundle");
     crate::bundle::write(&v2_path, &v2_signed, &v2_carry)?;
-    let (v3, v3_signed) = release::compile_and_sign(
-        root,
-        &manifests.join("v3-bad"),
-        board,
-        &work.join("v3-bad"),
-        key,
-        None,
-    )?;
-    crate::bundle::write(
-        &test_dir.join("v3-bad.bundle"),
-        &v3_signed,
-        &crate::bundle::to_carry(&v3.images, Some(&v1.release)),
-    )?;
+    let (v3, v3_signed) = release::compile_and_sign(root, &manifests.join("v3-bad"), board, &work.join("v3-bad"), key, None)?;
+    crate::bundle::write(&test_dir.join("v3-bad.bundle"), &v3_signed, &crate::bundle::to_carry(&v3.images, Some(&v1.release)))?;
 
     let new_image = v2_carry.first().ok_or("release 2 adds no image")?;
     let new_digest = Digest(new_image.sha256);
@@ -93,26 +63,12 @@ pub fn build(
         // The device's text, from the same checks staging makes.
         let reason = match reason {
             Some(r) => r,
-            None => match check_file(
-                &fs::File::open(&path).map_err(|e| e.to_string())?,
-                &keys,
-                Some(&board.name),
-                Some(v1.release.version),
-            ) {
+            None => match check_file(&fs::File::open(&path).map_err(|e| e.to_string())?, &keys, Some(&board.name), Some(v1.release.version)) {
                 Err(e) => e.to_string(),
-                Ok(_) => {
-                    return Err(format!(
-                        "{}: the bundle meant to be refused passes",
-                        path.display()
-                    ))
-                }
+                Ok(_) => return Err(format!("{}: the bundle meant to be refused passes", path.display())),
             },
         };
-        refused.push(Refusal {
-            bundle: format!("{DEVICE_DIR}/refused/{name}.bundle"),
-            reason,
-            exact: true,
-        });
+        refused.push(Refusal { bundle: format!("{DEVICE_DIR}/refused/{name}.bundle"), reason, exact: true });
         Ok(())
     };
     let v2_bytes = fs::read(&v2_path).map_err(|e| format!("{}: {e}", v2_path.display()))?;
@@ -120,38 +76,20 @@ pub fn build(
 
     // A byte of the carried image changed: found while it is hashed into staging.
     let mut t = v2_bytes.clone();
-    let at = t
-        .len()
-        .saturating_sub(usize::try_from(new_image.size).unwrap_or(0) / 2);
+    let at = t.len().saturating_sub(usize::try_from(new_image.size).unwrap_or(0) / 2);
     *t.get_mut(at).ok_or("v2 bundle too short")? ^= 0x01;
     add("tampered-image", t, None)?;
     // A byte of the signed release payload changed: the signature fails.
     let mut t = v2_bytes;
-    *t.get_mut(berth::release::bundle::HEADER_LEN + berth::release::HEADER_LEN + 4)
-        .ok_or("v2 bundle too short")? ^= 0x01;
+    *t.get_mut(berth::release::bundle::HEADER_LEN + berth::release::HEADER_LEN + 4).ok_or("v2 bundle too short")? ^= 0x01;
     add("tampered-release", t, None)?;
     add("unsigned", header_only(&[])?, None)?;
     let stranger = berth::release::signing_key_from_seed(&[0x5a; 32]);
-    add(
-        "untrusted-key",
-        header_only(&berth::release::sign(&v2.release, &stranger).map_err(|e| e.to_string())?)?,
-        None,
-    )?;
-    let other = berth::release::Release {
-        board: "qemu-other-board".try_into().map_err(|_| "board name")?,
-        ..v2.release.clone()
-    };
-    add(
-        "other-board",
-        header_only(&berth::release::sign(&other, key).map_err(|e| e.to_string())?)?,
-        None,
-    )?;
+    add("untrusted-key", header_only(&berth::release::sign(&v2.release, &stranger).map_err(|e| e.to_string())?)?, None)?;
+    let other = berth::release::Release { board: "qemu-other-board".try_into().map_err(|_| "board name")?, ..v2.release.clone() };
+    add("other-board", header_only(&berth::release::sign(&other, key).map_err(|e| e.to_string())?)?, None)?;
     add("not-newer", header_only(v1_signed)?, None)?;
-    add(
-        "missing-image",
-        header_only(&v2_signed)?,
-        Some(StageError::MissingImage(new_digest).to_string()),
-    )?;
+    add("missing-image", header_only(&v2_signed)?, Some(StageError::MissingImage(new_digest).to_string()))?;
     // An honest release naming an image bigger than the partition: refused
     // on the header, before any byte of it is read (so the file holds none).
     let mut big = v2.release.clone();
@@ -160,33 +98,17 @@ pub fn build(
     }
     let big_signed = berth::release::sign(&big, key).map_err(|e| e.to_string())?;
     let need = big_signed.len() as u64 + TOO_BIG;
-    let bytes = encode_header(
-        &big_signed,
-        &[TableEntry {
-            sha256: new_digest,
-            size: TOO_BIG,
-        }],
-    )
-    .map_err(|e| e.to_string())?;
+    let bytes = encode_header(&big_signed, &[TableEntry { sha256: new_digest, size: TOO_BIG }]).map_err(|e| e.to_string())?;
     let text = StageError::NoSpace { need, free: 0 }.to_string();
     let prefix = text.split(", ").next().unwrap_or_default().to_string();
     add("too-big", bytes, Some(prefix))?;
-    if let Some(r) = refused
-        .iter_mut()
-        .find(|r| r.bundle.ends_with("/too-big.bundle"))
-    {
+    if let Some(r) = refused.iter_mut().find(|r| r.bundle.ends_with("/too-big.bundle")) {
         r.exact = false;
     }
 
     refused.sort_by(|a, b| a.bundle.cmp(&b.bundle));
-    let start = crate::cutmodel::Start {
-        v1,
-        v1_signed,
-        keys: &keys,
-        board: &board.name,
-    };
-    let plan = crate::cutmodel::plan(work, &v2_path, &start)
-        .map_err(|e| format!("the power-cut model: {e}"))?;
+    let start = crate::cutmodel::Start { v1, v1_signed, keys: &keys, board: &board.name };
+    let plan = crate::cutmodel::plan(work, &v2_path, &start).map_err(|e| format!("the power-cut model: {e}"))?;
     let known = vec![known(v1, v1_signed), known(&v2, &v2_signed)];
     // The trial scenarios' bundles, where the update set has them (the
     // volumes set has none).
@@ -195,14 +117,7 @@ pub fn build(
     } else {
         Vec::new()
     };
-    Ok(UpdateInfo {
-        writes: plan.writes(),
-        refused,
-        known,
-        v2_bundle: v2_path,
-        ids,
-        plan,
-    })
+    Ok(UpdateInfo { writes: plan.writes(), refused, known, v2_bundle: v2_path, ids, plan })
 }
 
 /// A release as the files it puts in the store.
@@ -212,10 +127,6 @@ fn known(c: &Compiled, signed: &[u8]) -> Known {
     Known {
         version: c.release.version,
         release: berth::release::store::release_name(&digest),
-        images: c
-            .images
-            .iter()
-            .map(|i| (berth::release::store::image_name(&Digest(i.sha256)), i.size))
-            .collect(),
+        images: c.images.iter().map(|i| (berth::release::store::image_name(&Digest(i.sha256)), i.size)).collect(),
     }
 }

@@ -63,13 +63,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// With the tree appended to the image, data_dev and hash_dev are the same
 /// device and `hash_start_block` is `hash_offset / 4096`.
 pub fn table_line(params: &VerityParams, data_dev: &str, hash_dev: &str) -> String {
-    format!(
-        "1 {data_dev} {hash_dev} {BLOCK} {BLOCK} {} {} sha256 {} {}",
-        params.data_blocks,
-        params.hash_offset / BLOCK,
-        hex(&params.root),
-        hex(&params.salt)
-    )
+    format!("1 {data_dev} {hash_dev} {BLOCK} {BLOCK} {} {} sha256 {} {}", params.data_blocks, params.hash_offset / BLOCK, hex(&params.root), hex(&params.salt))
 }
 
 fn hash_block(salt: &[u8; 32], block: &[u8]) -> [u8; 32] {
@@ -110,29 +104,18 @@ fn check_data_size(data_size: u64) -> Result<u64, String> {
         return Err("dm-verity: the data is empty".to_string());
     }
     if !data_size.is_multiple_of(BLOCK) {
-        return Err(format!(
-            "dm-verity: data size {data_size} is not a multiple of {BLOCK} (pad it with zeros first)"
-        ));
+        return Err(format!("dm-verity: data size {data_size} is not a multiple of {BLOCK} (pad it with zeros first)"));
     }
     Ok(data_size / BLOCK)
 }
 
 /// Digest of every data block (the contents of level 0), read block by block.
-fn data_digests(
-    data: &mut impl Read,
-    data_size: u64,
-    salt: &[u8; 32],
-) -> Result<Vec<[u8; 32]>, String> {
+fn data_digests(data: &mut impl Read, data_size: u64, salt: &[u8; 32]) -> Result<Vec<[u8; 32]>, String> {
     let blocks = check_data_size(data_size)?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; BLOCK_USIZE];
     for i in 0..blocks {
-        data.read_exact(&mut buf).map_err(|e| {
-            format!(
-                "dm-verity: reading data block {i} (byte {}): {e}",
-                i * BLOCK
-            )
-        })?;
+        data.read_exact(&mut buf).map_err(|e| format!("dm-verity: reading data block {i} (byte {}): {e}", i * BLOCK))?;
         out.push(hash_block(salt, &buf));
     }
     Ok(out)
@@ -155,10 +138,7 @@ fn tree_from_digests(level0: Vec<[u8; 32]>, salt: &[u8; 32]) -> ([u8; 32], Vec<u
     let mut cur = level0;
     for _ in &counts {
         let bytes = pack(&cur);
-        cur = bytes
-            .chunks_exact(BLOCK_USIZE)
-            .map(|b| hash_block(salt, b))
-            .collect();
+        cur = bytes.chunks_exact(BLOCK_USIZE).map(|b| hash_block(salt, b)).collect();
         levels.push(bytes);
     }
     // After the last level exactly one digest remains: the root. (With one
@@ -171,11 +151,7 @@ fn tree_from_digests(level0: Vec<[u8; 32]>, salt: &[u8; 32]) -> ([u8; 32], Vec<u
 /// Computes the hash tree of `data_size` bytes read from `data` (a multiple
 /// of 4096; data is read one block at a time). Returns the tree bytes (top
 /// level first, no superblock) and the root hash.
-pub fn build_tree(
-    data: &mut impl Read,
-    data_size: u64,
-    salt: [u8; 32],
-) -> Result<(Vec<u8>, [u8; 32]), String> {
+pub fn build_tree(data: &mut impl Read, data_size: u64, salt: [u8; 32]) -> Result<(Vec<u8>, [u8; 32]), String> {
     let level0 = data_digests(data, data_size, &salt)?;
     let (root, tree) = tree_from_digests(level0, &salt);
     Ok((tree, root))
@@ -183,16 +159,13 @@ pub fn build_tree(
 
 /// SHA-256 of the first `len` bytes of `file`.
 pub(crate) fn sha256_prefix(file: &mut File, len: u64, what: &Path) -> Result<[u8; 32], String> {
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("{}: seek: {e}", what.display()))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| format!("{}: seek: {e}", what.display()))?;
     let mut h = Sha256::new();
     let mut r = BufReader::new(file.take(len));
     let mut buf = vec![0u8; 64 * 1024];
     let mut done = 0u64;
     loop {
-        let n = r
-            .read(&mut buf)
-            .map_err(|e| format!("{}: read: {e}", what.display()))?;
+        let n = r.read(&mut buf).map_err(|e| format!("{}: read: {e}", what.display()))?;
         if n == 0 {
             break;
         }
@@ -200,10 +173,7 @@ pub(crate) fn sha256_prefix(file: &mut File, len: u64, what: &Path) -> Result<[u
         done += n as u64;
     }
     if done != len {
-        return Err(format!(
-            "{}: ended at byte {done}, expected {len}",
-            what.display()
-        ));
+        return Err(format!("{}: ended at byte {done}, expected {len}", what.display()));
     }
     Ok(h.finalize().into())
 }
@@ -213,46 +183,29 @@ pub(crate) fn sha256_prefix(file: &mut File, len: u64, what: &Path) -> Result<[u
 /// padded data. Calling it twice on one file hashes the first tree as data.
 pub fn append_tree(image: &Path, salt: Option<[u8; 32]>) -> Result<VerityParams, String> {
     let name = image.display();
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(image)
-        .map_err(|e| format!("{name}: open: {e}"))?;
-    let len = file
-        .metadata()
-        .map_err(|e| format!("{name}: stat: {e}"))?
-        .len();
+    let mut file = OpenOptions::new().read(true).write(true).open(image).map_err(|e| format!("{name}: open: {e}"))?;
+    let len = file.metadata().map_err(|e| format!("{name}: stat: {e}"))?.len();
     if len == 0 {
         return Err(format!("{name}: image is empty"));
     }
     let data_size = len.div_ceil(BLOCK) * BLOCK;
     if data_size != len {
-        file.seek(SeekFrom::End(0))
-            .map_err(|e| format!("{name}: seek: {e}"))?;
-        file.write_all(&vec![0u8; (data_size - len) as usize])
-            .map_err(|e| format!("{name}: padding to {BLOCK} bytes: {e}"))?;
+        file.seek(SeekFrom::End(0)).map_err(|e| format!("{name}: seek: {e}"))?;
+        file.write_all(&vec![0u8; (data_size - len) as usize]).map_err(|e| format!("{name}: padding to {BLOCK} bytes: {e}"))?;
     }
     let salt = match salt {
         Some(s) => s,
         None => default_salt(&sha256_prefix(&mut file, data_size, image)?),
     };
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("{name}: seek: {e}"))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| format!("{name}: seek: {e}"))?;
     let (tree, root) = {
         let mut r = BufReader::new((&mut file).take(data_size));
         build_tree(&mut r, data_size, salt).map_err(|e| format!("{name}: {e}"))?
     };
-    file.seek(SeekFrom::Start(data_size))
-        .map_err(|e| format!("{name}: seek: {e}"))?;
-    file.write_all(&tree)
-        .map_err(|e| format!("{name}: writing hash tree: {e}"))?;
+    file.seek(SeekFrom::Start(data_size)).map_err(|e| format!("{name}: seek: {e}"))?;
+    file.write_all(&tree).map_err(|e| format!("{name}: writing hash tree: {e}"))?;
     file.sync_all().map_err(|e| format!("{name}: sync: {e}"))?;
-    Ok(VerityParams {
-        data_blocks: data_size / BLOCK,
-        hash_offset: data_size,
-        salt,
-        root,
-    })
+    Ok(VerityParams { data_blocks: data_size / BLOCK, hash_offset: data_size, salt, root })
 }
 
 #[cfg(test)]
@@ -275,8 +228,7 @@ mod tests {
     }
 
     fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("berth-verity-test-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("berth-verity-test-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -287,16 +239,11 @@ mod tests {
     }
 
     fn common_args(salt: &[u8; 32]) -> Vec<String> {
-        [
-            "--no-superblock",
-            "--data-block-size=4096",
-            "--hash-block-size=4096",
-            "--hash=sha256",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!("--salt={}", hex(salt))])
-        .collect()
+        ["--no-superblock", "--data-block-size=4096", "--hash-block-size=4096", "--hash=sha256"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("--salt={}", hex(salt))])
+            .collect()
     }
 
     #[test]
@@ -311,32 +258,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes_and_short_input() {
-        assert!(build_tree(&mut &[][..], 0, [0; 32])
-            .unwrap_err()
-            .contains("empty"));
-        assert!(build_tree(&mut &[0u8; 100][..], 100, [0; 32])
-            .unwrap_err()
-            .contains("multiple"));
+        assert!(build_tree(&mut &[][..], 0, [0; 32]).unwrap_err().contains("empty"));
+        assert!(build_tree(&mut &[0u8; 100][..], 100, [0; 32]).unwrap_err().contains("multiple"));
         let e = build_tree(&mut &[0u8; 4096][..], 8192, [0; 32]).unwrap_err();
         assert!(e.contains("block 1"), "{e}");
     }
 
     #[test]
     fn table_line_format() {
-        let p = VerityParams {
-            data_blocks: 3,
-            hash_offset: 3 * 4096,
-            salt: [0xab; 32],
-            root: [0x01; 32],
-        };
-        assert_eq!(
-            table_line(&p, "/dev/vda2", "/dev/vda2"),
-            format!(
-                "1 /dev/vda2 /dev/vda2 4096 4096 3 3 sha256 {} {}",
-                "01".repeat(32),
-                "ab".repeat(32)
-            )
-        );
+        let p = VerityParams { data_blocks: 3, hash_offset: 3 * 4096, salt: [0xab; 32], root: [0x01; 32] };
+        assert_eq!(table_line(&p, "/dev/vda2", "/dev/vda2"), format!("1 /dev/vda2 /dev/vda2 4096 4096 3 3 sha256 {} {}", "01".repeat(32), "ab".repeat(32)));
     }
 
     #[test]
@@ -350,72 +281,30 @@ mod tests {
             let hash_path = dir.join(format!("hash{blocks}"));
             std::fs::write(&data_path, &data).unwrap();
             let _ = std::fs::remove_file(&hash_path);
-            let out = Command::new("veritysetup")
-                .arg("format")
-                .args(common_args(&salt))
-                .arg(&data_path)
-                .arg(&hash_path)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let out = Command::new("veritysetup").arg("format").args(common_args(&salt)).arg(&data_path).arg(&hash_path).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             let stdout = String::from_utf8_lossy(&out.stdout);
-            let their_root = stdout
-                .lines()
-                .find_map(|l| l.strip_prefix("Root hash:"))
-                .map(|s| s.trim().to_string())
-                .expect("Root hash line");
+            let their_root = stdout.lines().find_map(|l| l.strip_prefix("Root hash:")).map(|s| s.trim().to_string()).expect("Root hash line");
             let (tree, root) = build_tree(&mut &data[..], blocks * BLOCK, salt).unwrap();
             assert_eq!(hex(&root), their_root, "{blocks} blocks: root");
             let theirs = std::fs::read(&hash_path).unwrap();
             assert_eq!(tree.len() as u64, tree_size(blocks));
-            assert!(
-                theirs.len() >= tree.len(),
-                "{blocks} blocks: their hash file is shorter"
-            );
-            assert_eq!(
-                &theirs[..tree.len()],
-                &tree[..],
-                "{blocks} blocks: tree bytes"
-            );
-            assert!(
-                theirs[tree.len()..].iter().all(|&b| b == 0),
-                "{blocks} blocks: their tail"
-            );
+            assert!(theirs.len() >= tree.len(), "{blocks} blocks: their hash file is shorter");
+            assert_eq!(&theirs[..tree.len()], &tree[..], "{blocks} blocks: tree bytes");
+            assert!(theirs[tree.len()..].iter().all(|&b| b == 0), "{blocks} blocks: their tail");
 
             // veritysetup verify accepts our separate hash file...
             std::fs::write(&hash_path, &tree).unwrap();
             if blocks > 1 {
-                let st = Command::new("veritysetup")
-                    .arg("verify")
-                    .args(common_args(&salt))
-                    .arg(&data_path)
-                    .arg(&hash_path)
-                    .arg(hex(&root))
-                    .status()
-                    .unwrap();
-                assert!(
-                    st.success(),
-                    "{blocks} blocks: verify with separate hash file"
-                );
+                let st = Command::new("veritysetup").arg("verify").args(common_args(&salt)).arg(&data_path).arg(&hash_path).arg(hex(&root)).status().unwrap();
+                assert!(st.success(), "{blocks} blocks: verify with separate hash file");
             }
 
             // ...and the tree appended to the data (odd size: append_tree pads).
             let img = dir.join(format!("img{blocks}"));
             std::fs::write(&img, &data[..data.len() - 100]).unwrap();
             let p = append_tree(&img, Some(salt)).unwrap();
-            assert_eq!(
-                p,
-                VerityParams {
-                    data_blocks: blocks,
-                    hash_offset: blocks * BLOCK,
-                    salt,
-                    root: p.root
-                }
-            );
+            assert_eq!(p, VerityParams { data_blocks: blocks, hash_offset: blocks * BLOCK, salt, root: p.root });
             let verify = |root: &[u8; 32]| {
                 Command::new("veritysetup")
                     .arg("verify")
@@ -429,17 +318,10 @@ mod tests {
                     .unwrap()
             };
             let out = verify(&p.root);
-            assert!(
-                out.status.success(),
-                "{blocks} blocks appended: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "{blocks} blocks appended: {}", String::from_utf8_lossy(&out.stderr));
             let mut wrong = p.root;
             wrong[0] ^= 1;
-            assert!(
-                !verify(&wrong).status.success(),
-                "{blocks} blocks: wrong root accepted"
-            );
+            assert!(!verify(&wrong).status.success(), "{blocks} blocks: wrong root accepted");
             let _ = std::fs::remove_file(&img);
             let _ = std::fs::remove_file(&data_path);
             let _ = std::fs::remove_file(&hash_path);
@@ -463,9 +345,7 @@ mod tests {
         padded.resize(3 * 4096, 0);
         let digest: [u8; 32] = Sha256::digest(&padded).into();
         assert_eq!(pa.salt, default_salt(&digest));
-        assert!(append_tree(&dir.join("missing"), None)
-            .unwrap_err()
-            .contains("missing"));
+        assert!(append_tree(&dir.join("missing"), None).unwrap_err().contains("missing"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -88,10 +88,7 @@ impl Value {
 
 /// Parse one JSON document (surrounding whitespace allowed).
 pub fn parse(text: &str) -> Result<Value, String> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
+    let mut p = Parser { s: text.as_bytes(), i: 0 };
     let v = p.value(0)?;
     p.ws();
     if p.i != p.s.len() {
@@ -191,9 +188,7 @@ impl Parser<'_> {
                     self.i += 1;
                 }
                 let t = std::str::from_utf8(self.s.get(start..self.i).unwrap_or(&[])).unwrap_or("");
-                t.parse()
-                    .map(Value::Num)
-                    .or_else(|_| self.err("bad number"))
+                t.parse().map(Value::Num).or_else(|_| self.err("bad number"))
             }
             _ => self.err("expected a value"),
         }
@@ -234,10 +229,7 @@ impl Parser<'_> {
                         Some(b'b') => out.push('\u{8}'),
                         Some(b'f') => out.push('\u{c}'),
                         Some(b'u') => {
-                            let hex = self
-                                .s
-                                .get(self.i..self.i + 4)
-                                .and_then(|h| std::str::from_utf8(h).ok());
+                            let hex = self.s.get(self.i..self.i + 4).and_then(|h| std::str::from_utf8(h).ok());
                             let code = hex.and_then(|h| u32::from_str_radix(h, 16).ok());
                             self.i += 4;
                             out.push(code.and_then(char::from_u32).unwrap_or('\u{fffd}'));
@@ -275,9 +267,7 @@ mod tests {
         let text = r#"{"format":1,"release":{"version":3,"key_id":"ab"},"containers":[{"name":"a\"b","ready":true,"started_ms":null,"n":-1.5e2}]}"#;
         let v = parse(text).unwrap();
         assert_eq!(v.get("format"), Some(&Value::Num(1.0)));
-        let Some(Value::Arr(list)) = v.get("containers") else {
-            panic!()
-        };
+        let Some(Value::Arr(list)) = v.get("containers") else { panic!() };
         assert_eq!(list[0].get("name"), Some(&Value::Str("a\"b".into())));
         assert_eq!(list[0].get("n"), Some(&Value::Num(-150.0)));
         assert_eq!(parse(&v.to_json()).unwrap(), v);
@@ -285,16 +275,7 @@ mod tests {
 
     #[test]
     fn bad_documents_are_errors() {
-        for bad in [
-            "",
-            "{",
-            "[1,]",
-            "{\"a\" 1}",
-            "tru",
-            "\"abc",
-            "1 2",
-            &"[".repeat(40),
-        ] {
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "tru", "\"abc", "1 2", &"[".repeat(40)] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

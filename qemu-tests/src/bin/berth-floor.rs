@@ -61,25 +61,10 @@ fn start(root: &CString) -> Result<u128, String> {
     let [sync_r, sync_w] = fds;
     let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
     let envp = [std::ptr::null::<libc::c_char>()];
-    let flags = libc::CLONE_NEWUSER
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWCGROUP
-        | libc::SIGCHLD;
+    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWCGROUP | libc::SIGCHLD;
     // SAFETY: a fork-like clone (no new stack, no shared memory); the child
     // makes only system calls on memory prepared before it, then execs or exits.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
     if pid == 0 {
         // SAFETY: see the clone above; every pointer is to data made before it.
         unsafe { child(root, sync_r, sync_w, &argv, &envp) }
@@ -122,33 +107,15 @@ fn start(root: &CString) -> Result<u128, String> {
 ///
 /// # Safety
 /// Call only in the child of a fork-like clone; the pointers must stay valid.
-unsafe fn child(
-    root: &CString,
-    sync_r: libc::c_int,
-    sync_w: libc::c_int,
-    argv: &[*const libc::c_char; 2],
-    envp: &[*const libc::c_char; 1],
-) -> ! {
+unsafe fn child(root: &CString, sync_r: libc::c_int, sync_w: libc::c_int, argv: &[*const libc::c_char; 2], envp: &[*const libc::c_char; 1]) -> ! {
     libc::close(sync_w);
     let mut b = 0u8;
     if libc::read(sync_r, (&mut b as *mut u8).cast(), 1) != 1 {
         libc::_exit(120);
     }
     let none = std::ptr::null::<libc::c_char>();
-    let ok = libc::mount(
-        none,
-        c"/".as_ptr(),
-        none,
-        libc::MS_SLAVE | libc::MS_REC,
-        std::ptr::null(),
-    ) == 0
-        && libc::mount(
-            root.as_ptr(),
-            root.as_ptr(),
-            none,
-            libc::MS_BIND,
-            std::ptr::null(),
-        ) == 0
+    let ok = libc::mount(none, c"/".as_ptr(), none, libc::MS_SLAVE | libc::MS_REC, std::ptr::null()) == 0
+        && libc::mount(root.as_ptr(), root.as_ptr(), none, libc::MS_BIND, std::ptr::null()) == 0
         && libc::chdir(root.as_ptr()) == 0
         && libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) == 0
         && libc::umount2(c".".as_ptr(), libc::MNT_DETACH) == 0

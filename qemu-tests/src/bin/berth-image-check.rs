@@ -9,18 +9,10 @@ use std::process::ExitCode;
 fn check(cond: &str) -> Result<(), String> {
     let exists = |p: &str| std::fs::symlink_metadata(p).is_ok();
     if let Some(p) = cond.strip_prefix("absent=") {
-        return if exists(p) {
-            Err(format!("{p} exists"))
-        } else {
-            Ok(())
-        };
+        return if exists(p) { Err(format!("{p} exists")) } else { Ok(()) };
     }
     if let Some(p) = cond.strip_prefix("present=") {
-        return if exists(p) {
-            Ok(())
-        } else {
-            Err(format!("{p} is missing"))
-        };
+        return if exists(p) { Ok(()) } else { Err(format!("{p} is missing")) };
     }
     if let Some((p, text)) = cond.strip_prefix("has=").and_then(|r| r.split_once(':')) {
         return match std::fs::read_to_string(p) {

@@ -150,10 +150,7 @@ fn main() {
     match args.first().map(String::as_str) {
         None => {}
         Some("--whoami") => {
-            say(&whoami_line(
-                sys::geteuid(),
-                works::cap_eff().unwrap_or(u64::MAX),
-            ));
+            say(&whoami_line(sys::geteuid(), works::cap_eff().unwrap_or(u64::MAX)));
             std::process::exit(0);
         }
         Some("--forkbomb") => forkbomb(),
@@ -180,14 +177,7 @@ fn main() {
             std::process::exit(0);
         }
         Some(other) => {
-            let usages = [
-                lifecycle::USAGE,
-                output::USAGE,
-                budgets::USAGE,
-                volume::USAGE,
-                controls::USAGE,
-                window::USAGE,
-            ];
+            let usages = [lifecycle::USAGE, output::USAGE, budgets::USAGE, volume::USAGE, controls::USAGE, window::USAGE];
             eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {})", usages.join(", "));
             std::process::exit(2);
         }
@@ -199,11 +189,7 @@ fn main() {
         std::process::exit(2);
     }
 
-    let timeout = std::env::var("PROBE_TIMEOUT_SECS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(DEFAULT_TIMEOUT_SECS);
+    let timeout = std::env::var("PROBE_TIMEOUT_SECS").ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|v| *v > 0).unwrap_or(DEFAULT_TIMEOUT_SECS);
     let timeout = Duration::from_secs(timeout);
     if args.first().map(String::as_str) == Some("--check-window") {
         window::run(timeout);
@@ -237,12 +223,8 @@ fn all_attempts() -> impl Iterator<Item = &'static Attempt> {
 /// attempts (reboot, kexec, sysrq, settimeofday) must only ever run
 /// confined.
 fn safe_to_run() -> Result<(), String> {
-    let map = fs::read_to_string("/proc/self/uid_map").map_err(|e| {
-        format!(
-            "cannot read /proc/self/uid_map ({}): cannot tell whether confined",
-            sys::io_errno_name(&e)
-        )
-    })?;
+    let map = fs::read_to_string("/proc/self/uid_map")
+        .map_err(|e| format!("cannot read /proc/self/uid_map ({}): cannot tell whether confined", sys::io_errno_name(&e)))?;
     if !is_initial_userns(&map) {
         return Ok(());
     }
@@ -261,20 +243,11 @@ fn run_attempt(a: &Attempt, timeout: Duration) -> (Verdict, String) {
     match sys::run_in_child(a.run, timeout) {
         sys::ChildEnd::Report(text) => match decode_outcome(&text) {
             Some(o) => classify(&o, a.accept),
-            None => (
-                Verdict::Error,
-                format!("unreadable report from the child: {text:?}"),
-            ),
+            None => (Verdict::Error, format!("unreadable report from the child: {text:?}")),
         },
         sys::ChildEnd::Signaled(sig) => classify_signal(sig),
-        sys::ChildEnd::Exited(code) => (
-            Verdict::Error,
-            format!("child exited with status {code} without a report"),
-        ),
-        sys::ChildEnd::TimedOut => (
-            Verdict::Error,
-            format!("no answer in {}s: child killed", timeout.as_secs()),
-        ),
+        sys::ChildEnd::Exited(code) => (Verdict::Error, format!("child exited with status {code} without a report")),
+        sys::ChildEnd::TimedOut => (Verdict::Error, format!("no answer in {}s: child killed", timeout.as_secs())),
         sys::ChildEnd::Failed(why) => (Verdict::Error, why),
     }
 }
@@ -290,13 +263,7 @@ pub fn classify(o: &Outcome, accept: &[i32]) -> (Verdict, String) {
             if accept.contains(errno) {
                 (Verdict::Blocked, format!("{what}: {name}"))
             } else {
-                (
-                    Verdict::Error,
-                    format!(
-                        "{what}: {name} (not a policy refusal for this attempt; accepted: {})",
-                        errno_list(accept)
-                    ),
-                )
+                (Verdict::Error, format!("{what}: {name} (not a policy refusal for this attempt; accepted: {})", errno_list(accept)))
             }
         }
         Outcome::Blocked(d) => (Verdict::Blocked, d.clone()),
@@ -312,19 +279,12 @@ pub fn classify_signal(sig: i32) -> (Verdict, String) {
     if sig == libc::SIGSYS || sig == libc::SIGKILL {
         (Verdict::Blocked, format!("killed by {name}"))
     } else {
-        (
-            Verdict::Error,
-            format!("killed by {name} (not a policy signal)"),
-        )
+        (Verdict::Error, format!("killed by {name} (not a policy signal)"))
     }
 }
 
 fn errno_list(accept: &[i32]) -> String {
-    accept
-        .iter()
-        .map(|e| sys::errno_name(*e))
-        .collect::<Vec<_>>()
-        .join(",")
+    accept.iter().map(|e| sys::errno_name(*e)).collect::<Vec<_>>().join(",")
 }
 
 /// The child's report on the pipe: `S|F|B|X|R <errno> <text>`.
@@ -355,26 +315,15 @@ pub fn decode_outcome(s: &str) -> Option<Outcome> {
 }
 
 pub fn result_line(name: &str, v: Verdict, detail: &str) -> String {
-    format!(
-        "PROBE name={name} result={} detail={}",
-        v.as_str(),
-        quote(detail)
-    )
+    format!("PROBE name={name} result={} detail={}", v.as_str(), quote(detail))
 }
 
 pub fn works_line(name: &str, works: bool, detail: &str) -> String {
-    format!(
-        "PROBE name={name} result={} detail={}",
-        if works { "works" } else { "broken" },
-        quote(detail)
-    )
+    format!("PROBE name={name} result={} detail={}", if works { "works" } else { "broken" }, quote(detail))
 }
 
 pub fn summary_line(c: &Counts) -> String {
-    format!(
-        "PROBE done blocked={} escaped={} error={} works={} broken={}",
-        c.blocked, c.escaped, c.error, c.works, c.broken
-    )
+    format!("PROBE done blocked={} escaped={} error={} works={} broken={}", c.blocked, c.escaped, c.error, c.works, c.broken)
 }
 
 pub fn whoami_line(euid: u32, capeff: u64) -> String {
@@ -418,32 +367,19 @@ pub fn parse_id_map(text: &str) -> Option<Vec<IdMap>> {
         if f.len() != 3 {
             return None;
         }
-        out.push(IdMap {
-            inside: f[0].parse().ok()?,
-            outside: f[1].parse().ok()?,
-            count: f[2].parse().ok()?,
-        });
+        out.push(IdMap { inside: f[0].parse().ok()?, outside: f[1].parse().ok()?, count: f[2].parse().ok()? });
     }
     Some(out)
 }
 
 /// The outside id that inside id 0 maps to.
 pub fn root_outside(maps: &[IdMap]) -> Option<u32> {
-    maps.iter()
-        .find(|m| m.inside == 0 && m.count > 0)
-        .map(|m| m.outside)
+    maps.iter().find(|m| m.inside == 0 && m.count > 0).map(|m| m.outside)
 }
 
 /// The initial user namespace's map is the identity over the whole range.
 pub fn is_initial_userns(uid_map: &str) -> bool {
-    matches!(
-        parse_id_map(uid_map).as_deref(),
-        Some([IdMap {
-            inside: 0,
-            outside: 0,
-            count: 4294967295
-        }])
-    )
+    matches!(parse_id_map(uid_map).as_deref(), Some([IdMap { inside: 0, outside: 0, count: 4294967295 }]))
 }
 
 /// A capability mask from a `/proc/self/status` field (`CapEff:` ...).
@@ -488,12 +424,7 @@ fn forkbomb() -> ! {
             break std::io::Error::other("never stopped");
         }
     };
-    say(&format!(
-        "PROBE forkbomb stopped forks={n} error={}",
-        err.raw_os_error()
-            .map(sys::errno_name)
-            .unwrap_or_else(|| "none".into())
-    ));
+    say(&format!("PROBE forkbomb stopped forks={n} error={}", err.raw_os_error().map(sys::errno_name).unwrap_or_else(|| "none".into())));
     std::process::exit(0)
 }
 
@@ -507,14 +438,7 @@ fn memhog() -> ! {
     for mib in 1..=4096u32 {
         // SAFETY: a fresh private anonymous mapping; nothing else uses it.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                1 << 20,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
+            libc::mmap(std::ptr::null_mut(), 1 << 20, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE, -1, 0)
         };
         if p == libc::MAP_FAILED {
             say(&format!("PROBE memhog mib={mib} error=mmap"));
@@ -535,14 +459,8 @@ mod tests {
 
     #[test]
     fn classification_uses_the_attempts_accepted_set() {
-        let f = |e| Outcome::Failed {
-            errno: e,
-            what: "mknodat /tmp/x".into(),
-        };
-        assert_eq!(
-            classify(&f(EPERM), &[EPERM, EACCES]),
-            (Verdict::Blocked, "mknodat /tmp/x: EPERM".into())
-        );
+        let f = |e| Outcome::Failed { errno: e, what: "mknodat /tmp/x".into() };
+        assert_eq!(classify(&f(EPERM), &[EPERM, EACCES]), (Verdict::Blocked, "mknodat /tmp/x: EPERM".into()));
         let (v, d) = classify(&f(EINVAL), &[EPERM, EACCES]);
         assert_eq!(v, Verdict::Error);
         assert!(d.starts_with("mknodat /tmp/x: EINVAL (not a policy"), "{d}");
@@ -553,30 +471,15 @@ mod tests {
         assert_eq!(classify(&f(ENOENT), &[EPERM]).0, Verdict::Error);
         assert_eq!(classify(&f(ENOSYS), &[EPERM, ENOSYS]).0, Verdict::Blocked);
         assert_eq!(classify(&f(EROFS), &[]).0, Verdict::Error);
-        assert_eq!(
-            classify(&Outcome::Succeeded("mount ok".into()), &[EPERM]),
-            (Verdict::Escaped, "mount ok".into())
-        );
-        assert_eq!(
-            classify(&Outcome::Blocked("masked".into()), &[]).0,
-            Verdict::Blocked
-        );
-        assert_eq!(
-            classify(&Outcome::Escaped("euid 0".into()), &[EPERM]).0,
-            Verdict::Escaped
-        );
-        assert_eq!(
-            classify(&Outcome::Error("no file".into()), &[EPERM]).0,
-            Verdict::Error
-        );
+        assert_eq!(classify(&Outcome::Succeeded("mount ok".into()), &[EPERM]), (Verdict::Escaped, "mount ok".into()));
+        assert_eq!(classify(&Outcome::Blocked("masked".into()), &[]).0, Verdict::Blocked);
+        assert_eq!(classify(&Outcome::Escaped("euid 0".into()), &[EPERM]).0, Verdict::Escaped);
+        assert_eq!(classify(&Outcome::Error("no file".into()), &[EPERM]).0, Verdict::Error);
     }
 
     #[test]
     fn signals() {
-        assert_eq!(
-            classify_signal(libc::SIGSYS),
-            (Verdict::Blocked, "killed by SIGSYS".into())
-        );
+        assert_eq!(classify_signal(libc::SIGSYS), (Verdict::Blocked, "killed by SIGSYS".into()));
         assert_eq!(classify_signal(libc::SIGKILL).0, Verdict::Blocked);
         assert_eq!(classify_signal(libc::SIGSEGV).0, Verdict::Error);
         assert_eq!(classify_signal(libc::SIGHUP).0, Verdict::Error);
@@ -586,10 +489,7 @@ mod tests {
     fn outcome_round_trip() {
         for o in [
             Outcome::Succeeded("a b  c".into()),
-            Outcome::Failed {
-                errno: 13,
-                what: "open /dev/mem".into(),
-            },
+            Outcome::Failed { errno: 13, what: "open /dev/mem".into() },
             Outcome::Blocked("x".into()),
             Outcome::Escaped(String::new()),
             Outcome::Error("multi\nline".into()),
@@ -607,55 +507,22 @@ mod tests {
             result_line("open-dev-mem", Verdict::Blocked, "open /dev/mem: ENOENT"),
             "PROBE name=open-dev-mem result=blocked detail=\"open /dev/mem: ENOENT\""
         );
-        assert_eq!(
-            result_line("x", Verdict::Error, "say \"hi\"\n"),
-            "PROBE name=x result=error detail=\"say \\\"hi\\\"\\n\""
-        );
-        assert_eq!(
-            works_line("tmp-rw", true, "ok"),
-            "PROBE name=tmp-rw result=works detail=\"ok\""
-        );
-        assert_eq!(
-            works_line("device", false, "EACCES"),
-            "PROBE name=device result=broken detail=\"EACCES\""
-        );
-        let c = Counts {
-            blocked: 40,
-            escaped: 1,
-            error: 2,
-            works: 5,
-            broken: 0,
-        };
-        assert_eq!(
-            summary_line(&c),
-            "PROBE done blocked=40 escaped=1 error=2 works=5 broken=0"
-        );
+        assert_eq!(result_line("x", Verdict::Error, "say \"hi\"\n"), "PROBE name=x result=error detail=\"say \\\"hi\\\"\\n\"");
+        assert_eq!(works_line("tmp-rw", true, "ok"), "PROBE name=tmp-rw result=works detail=\"ok\"");
+        assert_eq!(works_line("device", false, "EACCES"), "PROBE name=device result=broken detail=\"EACCES\"");
+        let c = Counts { blocked: 40, escaped: 1, error: 2, works: 5, broken: 0 };
+        assert_eq!(summary_line(&c), "PROBE done blocked=40 escaped=1 error=2 works=5 broken=0");
         assert!(!c.ok());
-        assert!(Counts {
-            blocked: 3,
-            works: 2,
-            ..Default::default()
-        }
-        .ok());
-        assert!(!Counts {
-            broken: 1,
-            ..Default::default()
-        }
-        .ok());
-        assert_eq!(
-            list_line("mount-tmpfs", &[EPERM, ENOSYS]),
-            "PROBE attempt name=mount-tmpfs accept=EPERM,ENOSYS"
-        );
+        assert!(Counts { blocked: 3, works: 2, ..Default::default() }.ok());
+        assert!(!Counts { broken: 1, ..Default::default() }.ok());
+        assert_eq!(list_line("mount-tmpfs", &[EPERM, ENOSYS]), "PROBE attempt name=mount-tmpfs accept=EPERM,ENOSYS");
     }
 
     #[test]
     fn whoami() {
         let l = whoami_line(1000, 0);
         assert_eq!(l, "PROBE whoami euid=1000 capeff=0000000000000000");
-        assert_eq!(
-            parse_whoami(&format!("noise\n{l}\n")),
-            Some((1000, Some(0)))
-        );
+        assert_eq!(parse_whoami(&format!("noise\n{l}\n")), Some((1000, Some(0))));
         assert_eq!(parse_whoami("PROBE whoami euid=0"), Some((0, None)));
         assert_eq!(parse_whoami("PROBE whoami capeff=00"), None);
         assert_eq!(parse_whoami(""), None);
@@ -664,14 +531,7 @@ mod tests {
     #[test]
     fn id_maps() {
         let m = parse_id_map("         0     165536      65536\n").unwrap();
-        assert_eq!(
-            m,
-            [IdMap {
-                inside: 0,
-                outside: 165536,
-                count: 65536
-            }]
-        );
+        assert_eq!(m, [IdMap { inside: 0, outside: 165536, count: 65536 }]);
         assert_eq!(root_outside(&m), Some(165536));
         let m = parse_id_map("1000 1000 1\n0 100000 1000\n").unwrap();
         assert_eq!(root_outside(&m), Some(100000));
@@ -700,12 +560,7 @@ mod tests {
         assert!(t.len() >= 40, "only {} attempts", t.len());
         let mut names: Vec<&str> = t.iter().map(|a| a.name).collect();
         for n in &names {
-            assert!(
-                !n.is_empty()
-                    && n.bytes()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'),
-                "{n}"
-            );
+            assert!(!n.is_empty() && n.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'), "{n}");
         }
         names.sort();
         let before = names.len();
@@ -714,12 +569,7 @@ mod tests {
         for a in t {
             // Bad-argument errnos are never policy.
             for bad in [EINVAL, EFAULT, libc::EBADF] {
-                assert!(
-                    !a.accept.contains(&bad),
-                    "{} accepts {}",
-                    a.name,
-                    sys::errno_name(bad)
-                );
+                assert!(!a.accept.contains(&bad), "{} accepts {}", a.name, sys::errno_name(bad));
             }
         }
     }

@@ -97,11 +97,7 @@ fn main() {
     let mode = match fs::read_to_string("/proc/cmdline") {
         Ok(cmdline) => parse_mode(&cmdline),
         Err(e) => {
-            report(
-                "mode",
-                false,
-                &format!("cannot read /proc/cmdline: {}", errno_desc(&e)),
-            );
+            report("mode", false, &format!("cannot read /proc/cmdline: {}", errno_desc(&e)));
             "none".to_string()
         }
     };
@@ -158,19 +154,13 @@ fn main() {
         report("berthctl-restart", pass, &detail);
 
         let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        if let Some(port) =
-            token(&cmdline, "berth.test.net-port").and_then(|p| p.parse::<u16>().ok())
-        {
+        if let Some(port) = token(&cmdline, "berth.test.net-port").and_then(|p| p.parse::<u16>().ok()) {
             let (pass, detail) = check_net(port);
             report("net", pass, &detail);
             // With DHCP, net keeps running to renew: no clean exit to restart.
             if let Some(ip) = token(&cmdline, "berth.test.dhcp-static") {
                 let got = if_address("eth1").map(|a| a.map(|b| b.to_string()).join("."));
-                report(
-                    "net-static",
-                    got.as_deref() == Ok(ip),
-                    &format!("eth1 {got:?}, want {ip}"),
-                );
+                report("net-static", got.as_deref() == Ok(ip), &format!("eth1 {got:?}, want {ip}"));
             } else {
                 let (pass, detail) = check_berthctl_service();
                 report("berthctl-service", pass, &detail);
@@ -190,37 +180,26 @@ fn main() {
                 if Path::new(REBOOT_MARKER).exists() {
                     say("AGENT action=after-reset");
                     act("poweroff", libc::SIGTERM);
-                } else if let (Ok(secs), Ok(())) = (
-                    m.trim_start_matches("wedge-after-").parse::<u64>(),
-                    create_marker(REBOOT_MARKER),
-                ) {
+                } else if let (Ok(secs), Ok(())) = (m.trim_start_matches("wedge-after-").parse::<u64>(), create_marker(REBOOT_MARKER)) {
                     std::thread::sleep(Duration::from_secs(secs));
                     say("AGENT action=wedge");
-                    let r = std::process::Command::new("/sbin/berthctl")
-                        .args(["debug", "wedge", "600"])
-                        .status();
-                    report(
-                        "wedge",
-                        false,
-                        &format!("berthctl debug wedge returned: {r:?}"),
-                    );
+                    let r = std::process::Command::new("/sbin/berthctl").args(["debug", "wedge", "600"]).status();
+                    report("wedge", false, &format!("berthctl debug wedge returned: {r:?}"));
                 } else {
                     report("mode", false, &format!("bad mode {m} or no marker"));
                     say("AGENT done");
                 }
             }
-            m if m.starts_with("poweroff-after-") => {
-                match m.trim_start_matches("poweroff-after-").parse::<u64>() {
-                    Ok(secs) => {
-                        std::thread::sleep(Duration::from_secs(secs));
-                        act("poweroff", libc::SIGTERM);
-                    }
-                    Err(_) => {
-                        report("mode", false, &format!("bad mode {m}"));
-                        say("AGENT done");
-                    }
+            m if m.starts_with("poweroff-after-") => match m.trim_start_matches("poweroff-after-").parse::<u64>() {
+                Ok(secs) => {
+                    std::thread::sleep(Duration::from_secs(secs));
+                    act("poweroff", libc::SIGTERM);
                 }
-            }
+                Err(_) => {
+                    report("mode", false, &format!("bad mode {m}"));
+                    say("AGENT done");
+                }
+            },
             "reboot-once" => {
                 if Path::new(REBOOT_MARKER).exists() {
                     act("poweroff", libc::SIGTERM);
@@ -229,11 +208,7 @@ fn main() {
                         Ok(()) => act("reboot", libc::SIGINT),
                         Err(e) => {
                             // Never reboot without the marker: that would loop.
-                            report(
-                                "reboot-once",
-                                false,
-                                &format!("cannot create {REBOOT_MARKER}: {e}"),
-                            );
+                            report("reboot-once", false, &format!("cannot create {REBOOT_MARKER}: {e}"));
                             act("poweroff", libc::SIGTERM);
                         }
                     }
@@ -269,23 +244,15 @@ fn bench() -> ! {
             }
             _ => report("rss", false, "no VmRSS or RssAnon in /proc/1/status"),
         }
-        let status = std::process::Command::new("/sbin/berthctl")
-            .arg("status")
-            .output();
-        let text = status
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let status = std::process::Command::new("/sbin/berthctl").arg("status").output();
+        let text = status.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
         if let Some(us) = text.lines().find_map(recent_stall_us) {
             say(&format!("AGENT measure=loop_recent_us value={us}"));
         }
         for line in text.lines().skip(1) {
             let mut cols = line.split_whitespace();
-            if let (Some(name), Some("container"), Some("failed")) =
-                (cols.next(), cols.next(), cols.next())
-            {
-                let _ = std::process::Command::new("/sbin/berthctl")
-                    .args(["start", name])
-                    .output();
+            if let (Some(name), Some("container"), Some("failed")) = (cols.next(), cols.next(), cols.next()) {
+                let _ = std::process::Command::new("/sbin/berthctl").args(["start", name]).output();
             }
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -296,10 +263,7 @@ fn bench() -> ! {
 /// and the recent watchdog pet lateness, in microseconds.
 fn recent_stall_us(line: &str) -> Option<u64> {
     let recent = line.strip_prefix("loop: ")?.split("recently").nth(1)?;
-    let ms: Vec<f64> = recent
-        .split_whitespace()
-        .filter_map(|w| w.parse::<f64>().ok())
-        .collect();
+    let ms: Vec<f64> = recent.split_whitespace().filter_map(|w| w.parse::<f64>().ok()).collect();
     let worst = ms.iter().copied().fold(f64::NAN, f64::max);
     worst.is_finite().then_some((worst * 1e3) as u64)
 }
@@ -327,11 +291,7 @@ fn report(check: &str, pass: bool, detail: &str) {
 }
 
 fn check_line(check: &str, pass: bool, detail: &str) -> String {
-    format!(
-        "AGENT check={check} result={} detail={}",
-        if pass { "pass" } else { "fail" },
-        quote(detail)
-    )
+    format!("AGENT check={check} result={} detail={}", if pass { "pass" } else { "fail" }, quote(detail))
 }
 
 /// Announce the action, then `AGENT done`, then signal PID 1.
@@ -341,11 +301,7 @@ fn act(action: &str, sig: libc::c_int) {
     // SAFETY: kill has no memory-safety preconditions.
     if unsafe { libc::kill(1, sig) } != 0 {
         let e = io::Error::last_os_error();
-        report(
-            "action",
-            false,
-            &format!("kill(1, {}): {}", signal_name(sig), errno_desc(&e)),
-        );
+        report("action", false, &format!("kill(1, {}): {}", signal_name(sig), errno_desc(&e)));
     }
 }
 
@@ -398,27 +354,13 @@ fn update_mode(mode: &str) {
             let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed");
             report("update-commit", ok, &text);
             let after = wait_rows(|rows| all_running(rows, &["sensor", "meter"]));
-            let same = pid_of(&before, "meter").is_some()
-                && pid_of(&before, "meter") == pid_of(&after, "meter");
-            let new = pid_of(&after, "sensor").is_some()
-                && pid_of(&before, "sensor") != pid_of(&after, "sensor");
-            report(
-                "update-kept",
-                same && new,
-                &format!(
-                    "before: {} after: {}",
-                    rows_text(&before),
-                    rows_text(&after)
-                ),
-            );
+            let same = pid_of(&before, "meter").is_some() && pid_of(&before, "meter") == pid_of(&after, "meter");
+            let new = pid_of(&after, "sensor").is_some() && pid_of(&before, "sensor") != pid_of(&after, "sensor");
+            report("update-kept", same && new, &format!("before: {} after: {}", rows_text(&before), rows_text(&after)));
             act("poweroff", libc::SIGTERM);
         }
         "update-rollback" if Path::new(REBOOT_MARKER).exists() => {
-            let (ok, text) = wait_release(|r| {
-                r.version == 1
-                    && r.state == "committed"
-                    && has_rollback(r, "from 3 to 1", "crash-loop (meter)")
-            });
+            let (ok, text) = wait_release(|r| r.version == 1 && r.state == "committed" && has_rollback(r, "from 3 to 1", "crash-loop (meter)"));
             report("rollback-kept", ok, &text);
             act("poweroff", libc::SIGTERM);
         }
@@ -428,23 +370,14 @@ fn update_mode(mode: &str) {
             // Switched to, then rolled back: `update --wait` exits 4.
             let (code, text) = apply_wait("v3-bad");
             report("update-v3", code == Some(4), &text);
-            let (ok, text) = wait_release(|r| {
-                r.version == 1
-                    && r.state == "committed"
-                    && has_rollback(r, "from 3 to 1", "crash-loop (meter)")
-            });
+            let (ok, text) = wait_release(|r| r.version == 1 && r.state == "committed" && has_rollback(r, "from 3 to 1", "crash-loop (meter)"));
             report("rollback-recorded", ok, &text);
             let after = wait_rows(|rows| all_running(rows, &["sensor", "meter"]));
-            let kept = pid_of(&before, "sensor").is_some()
-                && pid_of(&before, "sensor") == pid_of(&after, "sensor");
+            let kept = pid_of(&before, "sensor").is_some() && pid_of(&before, "sensor") == pid_of(&after, "sensor");
             report(
                 "rollback-running",
                 kept && all_running(&after, &["sensor", "meter"]),
-                &format!(
-                    "before: {} after: {}",
-                    rows_text(&before),
-                    rows_text(&after)
-                ),
+                &format!("before: {} after: {}", rows_text(&before), rows_text(&after)),
             );
             // Release 3's image goes once its containers have ended.
             let start = Instant::now();
@@ -454,11 +387,7 @@ fn update_mode(mode: &str) {
                 now = mappings();
             }
             let pass = now == mapped && mapped.consistent() && !mapped.dm.is_empty();
-            report(
-                "rollback-unmapped",
-                pass,
-                &format!("before: {} after: {}", mapped.to_detail(), now.to_detail()),
-            );
+            report("rollback-unmapped", pass, &format!("before: {} after: {}", mapped.to_detail(), now.to_detail()));
             reboot_once_more(REBOOT_MARKER, "1");
         }
         "update-refused" => refuse_all(),
@@ -483,28 +412,18 @@ fn update_mode(mode: &str) {
                 reboot_once_more(STAGE_FILE, "1");
             }
             "1" => {
-                let (ok, text) = wait_release(|r| {
-                    r.version == 1
-                        && r.state == "committed"
-                        && has_rollback(r, "from 2 to 1", "reboot-during-trial")
-                });
+                let (ok, text) = wait_release(|r| r.version == 1 && r.state == "committed" && has_rollback(r, "from 2 to 1", "reboot-during-trial"));
                 report("reboot-rolled-back", ok, &text);
                 // This time through the inbox.
                 let (ok, text) = drop_in_inbox("v2");
                 report("update-v2-inbox", ok, &text);
                 let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed");
                 let left = fs::read_dir(INBOX).map(|d| d.count()).unwrap_or(0);
-                report(
-                    "update-commit",
-                    ok && left == 0,
-                    &format!("{text} | inbox files left: {left}"),
-                );
+                report("update-commit", ok && left == 0, &format!("{text} | inbox files left: {left}"));
                 reboot_once_more(STAGE_FILE, "2");
             }
             _ => {
-                let (ok, text) = wait_release(|r| {
-                    r.version == 2 && r.state == "committed" && r.rollbacks.len() == 1
-                });
+                let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed" && r.rollbacks.len() == 1);
                 report("commit-kept", ok, &text);
                 act("poweroff", libc::SIGTERM);
             }
@@ -523,9 +442,7 @@ fn update_mode(mode: &str) {
             let listing = list_store();
             report("store-files", listing.clean(), &listing.to_detail());
             let (ok, text) = ctl(&["release"]);
-            let consistent = ok
-                && qemu_tests::updates::parse_release(&text)
-                    .is_some_and(|r| r.state == "committed");
+            let consistent = ok && qemu_tests::updates::parse_release(&text).is_some_and(|r| r.state == "committed");
             report("store-release", consistent, &text.replace('\n', " | "));
             say("AGENT done");
         }
@@ -537,8 +454,7 @@ fn update_mode(mode: &str) {
 fn floor_mode() {
     const MARK: &str = "/data/.agent-floor";
     if Path::new(MARK).exists() {
-        let (ok, text) =
-            wait_release(|r| r.version == 2 && r.state == "committed" && r.previous.is_none());
+        let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed" && r.previous.is_none());
         report("floor-kept", ok, &text);
         act("poweroff", libc::SIGTERM);
         return;
@@ -547,14 +463,8 @@ fn floor_mode() {
     report("update-v2", ok, &text);
     let (ok, text) = wait_release(|r| r.version == 2 && r.state == "committed");
     report("update-commit", ok, &text);
-    let garbled: Result<(), String> = ["record.a", "record.b"]
-        .iter()
-        .try_for_each(|s| write_synced(&format!("{STORE}/{s}"), b"garbled"));
-    report(
-        "floor-garbled",
-        garbled.is_ok(),
-        &garbled.err().unwrap_or_default(),
-    );
+    let garbled: Result<(), String> = ["record.a", "record.b"].iter().try_for_each(|s| write_synced(&format!("{STORE}/{s}"), b"garbled"));
+    report("floor-garbled", garbled.is_ok(), &garbled.err().unwrap_or_default());
     reboot_once_more(MARK, "1");
 }
 
@@ -569,10 +479,7 @@ struct Sample {
 
 /// The monotonic clock berth stamps its events with.
 fn monotonic() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec it is given.
     unsafe {
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
@@ -590,16 +497,10 @@ fn update_timing_status(name: &str) -> (bool, String, Vec<Sample>) {
         let at = monotonic();
         let (ok, text) = ctl(&["status"]);
         let ms = ((monotonic() - at) * 1e3) as u64;
-        samples.push(Sample {
-            at,
-            ms,
-            staging: ok && text.lines().any(|l| l.starts_with("staging ")),
-        });
+        samples.push(Sample { at, ms, staging: ok && text.lines().any(|l| l.starts_with("staging ")) });
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (ok, text) = update
-        .join()
-        .unwrap_or((false, "the update thread panicked".into()));
+    let (ok, text) = update.join().unwrap_or((false, "the update thread panicked".into()));
     (ok, text, samples)
 }
 
@@ -610,11 +511,7 @@ fn judge_status_samples(samples: &[Sample]) -> (bool, String) {
     let max = during.iter().map(|s| s.ms).max().unwrap_or(0);
     let first = during.first().map_or(0.0, |s| s.at);
     let last = during.last().map_or(0.0, |s| s.at + s.ms as f64 / 1e3);
-    let detail = format!(
-        "samples={} max_ms={max} first_t={first:.3} last_t={last:.3} calls={}",
-        during.len(),
-        samples.len()
-    );
+    let detail = format!("samples={} max_ms={max} first_t={first:.3} last_t={last:.3} calls={}", during.len(), samples.len());
     (during.len() >= 3 && max < 500, detail)
 }
 
@@ -625,31 +522,14 @@ fn judge_status_samples(samples: &[Sample]) -> (bool, String) {
 fn stage_interrupt() {
     let big = format!("{BUNDLES}/big.bundle");
     if Path::new(&big).exists() {
-        let r = fs::create_dir_all(INBOX)
-            .and_then(|()| fs::rename(&big, format!("{INBOX}/big.bundle")));
-        report(
-            "inbox-drop",
-            r.is_ok(),
-            &r.map_or_else(|e| errno_desc(&e), |()| format!("{INBOX}/big.bundle")),
-        );
+        let r = fs::create_dir_all(INBOX).and_then(|()| fs::rename(&big, format!("{INBOX}/big.bundle")));
+        report("inbox-drop", r.is_ok(), &r.map_or_else(|e| errno_desc(&e), |()| format!("{INBOX}/big.bundle")));
         say("AGENT action=staging");
         return;
     }
-    let (ok, text) = wait_release(|r| {
-        r.version == 1
-            && r.state == "committed"
-            && r.quarantined
-                .iter()
-                .any(|q| q.starts_with("quarantined big.bundle: "))
-    });
+    let (ok, text) = wait_release(|r| r.version == 1 && r.state == "committed" && r.quarantined.iter().any(|q| q.starts_with("quarantined big.bundle: ")));
     report("quarantined", ok, &text);
-    let left: Vec<String> = fs::read_dir(INBOX)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let left: Vec<String> = fs::read_dir(INBOX).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
     report("inbox-empty", left.is_empty(), &format!("inbox: {left:?}"));
     act("poweroff", libc::SIGTERM);
 }
@@ -677,10 +557,7 @@ fn ctl(args: &[&str]) -> (bool, String) {
 
 /// Run berthctl; (its exit code, stdout and stderr).
 fn ctl_code(args: &[&str]) -> (Option<i32>, String) {
-    match std::process::Command::new("/sbin/berthctl")
-        .args(args)
-        .output()
-    {
+    match std::process::Command::new("/sbin/berthctl").args(args).output() {
         Ok(out) => {
             let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -715,22 +592,14 @@ fn apply_to_trial(name: &str) -> (bool, String) {
 /// `berthctl release` without its `update ...` line (which an update,
 /// refused or not, changes).
 fn release_without_update(text: &str) -> String {
-    text.lines()
-        .filter(|l| !l.starts_with("update "))
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.lines().filter(|l| !l.starts_with("update ")).collect::<Vec<_>>().join("\n")
 }
 
 /// Copy a bundle into berth's inbox under a name it ignores, then rename
 /// it to `.bundle`, so berth never sees half of it.
 fn drop_in_inbox(name: &str) -> (bool, String) {
-    let (tmp, dest) = (
-        format!("{INBOX}/{name}.partial"),
-        format!("{INBOX}/{name}.bundle"),
-    );
-    let r = fs::create_dir_all(INBOX)
-        .and_then(|()| fs::copy(format!("{BUNDLES}/{name}.bundle"), &tmp))
-        .and_then(|_| fs::rename(&tmp, &dest));
+    let (tmp, dest) = (format!("{INBOX}/{name}.partial"), format!("{INBOX}/{name}.bundle"));
+    let r = fs::create_dir_all(INBOX).and_then(|()| fs::copy(format!("{BUNDLES}/{name}.bundle"), &tmp)).and_then(|_| fs::rename(&tmp, &dest));
     match r {
         Ok(()) => (true, format!("{dest} in place")),
         Err(e) => (false, format!("{dest}: {}", errno_desc(&e))),
@@ -747,23 +616,14 @@ fn wait_release(want: impl Fn(&qemu_tests::updates::ReleaseView) -> bool) -> (bo
             return (true, text.replace('\n', " | "));
         }
         if start.elapsed() > COMMIT_WAIT {
-            return (
-                false,
-                format!(
-                    "after {} s: {}",
-                    COMMIT_WAIT.as_secs(),
-                    text.replace('\n', " | ")
-                ),
-            );
+            return (false, format!("after {} s: {}", COMMIT_WAIT.as_secs(), text.replace('\n', " | ")));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
 }
 
 fn has_rollback(r: &qemu_tests::updates::ReleaseView, versions: &str, cause: &str) -> bool {
-    r.rollbacks
-        .iter()
-        .any(|l| l.contains(versions) && l.ends_with(cause))
+    r.rollbacks.iter().any(|l| l.contains(versions) && l.ends_with(cause))
 }
 
 fn status_rows() -> Vec<qemu_tests::updates::Row> {
@@ -793,10 +653,7 @@ fn running_rows() -> Vec<qemu_tests::updates::Row> {
 }
 
 fn all_running(rows: &[qemu_tests::updates::Row], names: &[&str]) -> bool {
-    names.iter().all(|n| {
-        rows.iter()
-            .any(|r| r.name == *n && r.state == "running" && r.ready)
-    })
+    names.iter().all(|n| rows.iter().any(|r| r.name == *n && r.state == "running" && r.ready))
 }
 
 fn pid_of(rows: &[qemu_tests::updates::Row], name: &str) -> Option<u32> {
@@ -804,17 +661,7 @@ fn pid_of(rows: &[qemu_tests::updates::Row], name: &str) -> Option<u32> {
 }
 
 fn rows_text(rows: &[qemu_tests::updates::Row]) -> String {
-    let v: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            format!(
-                "{}:{}:{}",
-                r.name,
-                r.state,
-                r.pid.map_or("-".into(), |p| p.to_string())
-            )
-        })
-        .collect();
+    let v: Vec<String> = rows.iter().map(|r| format!("{}:{}:{}", r.name, r.state, r.pid.map_or("-".into(), |p| p.to_string()))).collect();
     v.join(",")
 }
 
@@ -828,17 +675,9 @@ fn refuse_all() {
     let files = list_store();
     let mapped = mappings();
     let mut bundles: Vec<String> = match fs::read_dir(format!("{BUNDLES}/refused")) {
-        Ok(d) => d
-            .flatten()
-            .map(|e| e.path().display().to_string())
-            .filter(|p| p.ends_with(".bundle"))
-            .collect(),
+        Ok(d) => d.flatten().map(|e| e.path().display().to_string()).filter(|p| p.ends_with(".bundle")).collect(),
         Err(e) => {
-            report(
-                "refused",
-                false,
-                &format!("{BUNDLES}/refused: {}", errno_desc(&e)),
-            );
+            report("refused", false, &format!("{BUNDLES}/refused: {}", errno_desc(&e)));
             Vec::new()
         }
     };
@@ -846,14 +685,8 @@ fn refuse_all() {
     for b in &bundles {
         // Refused: `update --wait` exits 3, after the refusal's line.
         let (code, text) = ctl_code(&["update", "--wait", b]);
-        let stem = b
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .trim_end_matches(".bundle");
-        let said = text.lines().last().is_some_and(|l| {
-            l.contains(" phase=refused result=failed ") || l.starts_with("berthctl: ")
-        });
+        let stem = b.rsplit('/').next().unwrap_or("").trim_end_matches(".bundle");
+        let said = text.lines().last().is_some_and(|l| l.contains(" phase=refused result=failed ") || l.starts_with("berthctl: "));
         report(&format!("refused-{stem}"), code == Some(3) && said, &text);
     }
     let (_, release_after) = ctl(&["release"]);
@@ -871,12 +704,7 @@ fn refuse_all() {
     report(
         "refused-untouched",
         same,
-        &format!(
-            "release: {release_after:?} containers: {} store: {} images: {}",
-            rows_text(&rows_after),
-            files_after.to_detail(),
-            mapped_after.to_detail()
-        ),
+        &format!("release: {release_after:?} containers: {} store: {} images: {}", rows_text(&rows_after), files_after.to_detail(), mapped_after.to_detail()),
     );
     act("poweroff", libc::SIGTERM);
 }
@@ -892,10 +720,7 @@ fn mappings() -> qemu_tests::updates::Mappings {
         let dev = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with("dm-") {
-            let dm = fs::read_to_string(dev.join("dm/name"))
-                .unwrap_or_default()
-                .trim()
-                .to_string();
+            let dm = fs::read_to_string(dev.join("dm/name")).unwrap_or_default().trim().to_string();
             if dm.starts_with("berth-") {
                 m.dm.push(dm);
             }
@@ -905,11 +730,7 @@ fn mappings() -> qemu_tests::updates::Mappings {
     }
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for line in mountinfo.lines() {
-        if let Some(name) = line
-            .split(' ')
-            .nth(4)
-            .and_then(|p| p.strip_prefix("/run/berth/images/"))
-        {
+        if let Some(name) = line.split(' ').nth(4).and_then(|p| p.strip_prefix("/run/berth/images/")) {
             m.mounts.push(name.to_string());
         }
     }
@@ -920,21 +741,10 @@ fn mappings() -> qemu_tests::updates::Mappings {
 
 /// The store's files: staging, stray names, release objects, images.
 fn list_store() -> qemu_tests::updates::Listing {
-    let mut l = qemu_tests::updates::Listing {
-        staging: Path::new(&format!("{STORE}/staging")).exists(),
-        ..Default::default()
-    };
+    let mut l = qemu_tests::updates::Listing { staging: Path::new(&format!("{STORE}/staging")).exists(), ..Default::default() };
     let entries = |dir: &str| -> Vec<(String, u64)> {
         let mut v: Vec<(String, u64)> = match fs::read_dir(dir) {
-            Ok(d) => d
-                .flatten()
-                .map(|e| {
-                    (
-                        e.file_name().to_string_lossy().into_owned(),
-                        e.metadata().map(|m| m.len()).unwrap_or(0),
-                    )
-                })
-                .collect(),
+            Ok(d) => d.flatten().map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0))).collect(),
             Err(_) => Vec::new(),
         };
         v.sort();
@@ -964,8 +774,7 @@ fn list_store() -> qemu_tests::updates::Listing {
 
 /// `<64 hex digits><ext>`: a store object, not a temporary.
 fn is_object_name(name: &str, ext: &str) -> bool {
-    name.strip_suffix(ext)
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    name.strip_suffix(ext).is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 // ---------------------------------------------------------------- checks
@@ -990,12 +799,7 @@ fn pid1_ok(comm: Option<&str>, exe: Option<&str>) -> bool {
 }
 
 fn check_rootfs_ro() -> (bool, String) {
-    let open = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(WRITE_PROBE);
+    let open = OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).open(WRITE_PROBE);
     let (open_ok, open_s) = match open {
         Ok(_) => {
             let _ = fs::remove_file(WRITE_PROBE);
@@ -1010,21 +814,13 @@ fn check_rootfs_ro() -> (bool, String) {
         }
         Err(e) => (e.raw_os_error() == Some(libc::EROFS), errno_desc(&e)),
     };
-    (
-        open_ok && mkdir_ok,
-        format!("open={open_s} mkdir={mkdir_s}"),
-    )
+    (open_ok && mkdir_ok, format!("open={open_s} mkdir={mkdir_s}"))
 }
 
 fn check_data_mount() -> (bool, String) {
     let text = match fs::read_to_string("/proc/self/mountinfo") {
         Ok(t) => t,
-        Err(e) => {
-            return (
-                false,
-                format!("cannot read /proc/self/mountinfo: {}", errno_desc(&e)),
-            )
-        }
+        Err(e) => return (false, format!("cannot read /proc/self/mountinfo: {}", errno_desc(&e))),
     };
     let Some(m) = find_mount(&text, DATA) else {
         return (false, format!("no mount at {DATA}"));
@@ -1034,12 +830,7 @@ fn check_data_mount() -> (bool, String) {
         Ok(()) => "ok".to_string(),
         Err(e) => e,
     };
-    let mut detail = format!(
-        "opts={} fstype={} super={} write={write}",
-        m.mount_opts.join(","),
-        m.fstype,
-        m.super_opts
-    );
+    let mut detail = format!("opts={} fstype={} super={} write={write}", m.mount_opts.join(","), m.fstype, m.super_opts);
     if !missing.is_empty() {
         detail.push_str(&format!(" missing={}", missing.join(",")));
     }
@@ -1054,24 +845,15 @@ fn write_probe(path: &str) -> Result<(), String> {
 
 /// Create (or truncate) a file with `bytes` and fsync it.
 fn write_synced(path: &str, bytes: &[u8]) -> Result<(), String> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(path)
-        .map_err(|e| format!("open: {}", errno_desc(&e)))?;
-    f.write_all(bytes)
-        .map_err(|e| format!("write: {}", errno_desc(&e)))?;
-    f.sync_all()
-        .map_err(|e| format!("fsync: {}", errno_desc(&e)))
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(path).map_err(|e| format!("open: {}", errno_desc(&e)))?;
+    f.write_all(bytes).map_err(|e| format!("write: {}", errno_desc(&e)))?;
+    f.sync_all().map_err(|e| format!("fsync: {}", errno_desc(&e)))
 }
 
 fn create_marker(path: &str) -> Result<(), String> {
     write_synced(path, b"rebooted once by berth-test-agent\n")?;
     let dir = File::open(DATA).map_err(|e| format!("open {DATA}: {}", errno_desc(&e)))?;
-    dir.sync_all()
-        .map_err(|e| format!("fsync {DATA}: {}", errno_desc(&e)))
+    dir.sync_all().map_err(|e| format!("fsync {DATA}: {}", errno_desc(&e)))
 }
 
 /// Fork A; A forks B and exits at once, so B is re-parented to PID 1; B
@@ -1079,19 +861,12 @@ fn create_marker(path: &str) -> Result<(), String> {
 /// `berthctl status` and `berthctl release` answer over the control socket.
 fn check_berthctl() -> (bool, String) {
     let run = |args: &[&str]| -> Result<String, String> {
-        let out = std::process::Command::new("/sbin/berthctl")
-            .args(args)
-            .output()
-            .map_err(|e| format!("berthctl: {e}"))?;
+        let out = std::process::Command::new("/sbin/berthctl").args(args).output().map_err(|e| format!("berthctl: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.success() {
             Ok(text)
         } else {
-            Err(format!(
-                "berthctl {args:?}: {} {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
+            Err(format!("berthctl {args:?}: {} {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
         }
     };
     // Containers start asynchronously after boot.ready: with the demo's
@@ -1104,12 +879,7 @@ fn check_berthctl() -> (bool, String) {
             .skip(1)
             .filter_map(|l| {
                 let w: Vec<&str> = l.split_whitespace().collect();
-                (w.get(1) == Some(&"container")).then(|| {
-                    (
-                        w[0].to_string(),
-                        w.get(2).copied().unwrap_or("").to_string(),
-                    )
-                })
+                (w.get(1) == Some(&"container")).then(|| (w[0].to_string(), w.get(2).copied().unwrap_or("").to_string()))
             })
             .collect()
     };
@@ -1125,15 +895,8 @@ fn check_berthctl() -> (bool, String) {
     }
     match (run(&["status"]), run(&["release"])) {
         (Ok(status), Ok(release)) => {
-            let lines: Vec<&str> = status
-                .lines()
-                .chain(release.lines())
-                .map(str::trim_end)
-                .collect();
-            (
-                status.starts_with("NAME") && release.starts_with("release "),
-                lines.join(" | "),
-            )
+            let lines: Vec<&str> = status.lines().chain(release.lines()).map(str::trim_end).collect();
+            (status.starts_with("NAME") && release.starts_with("release "), lines.join(" | "))
         }
         (Err(e), _) | (_, Err(e)) => (false, e),
     }
@@ -1143,21 +906,12 @@ fn check_berthctl() -> (bool, String) {
 /// flaky` brings it back.
 fn check_berthctl_stop_start() -> (bool, String) {
     let run = |args: &[&str]| -> Option<String> {
-        let out = std::process::Command::new("/sbin/berthctl")
-            .args(args)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = std::process::Command::new("/sbin/berthctl").args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let state = |name: &str| -> String {
         run(&["status"])
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.split_whitespace().next() == Some(name))
-                    .map(str::to_string)
-            })
+            .and_then(|s| s.lines().find(|l| l.split_whitespace().next() == Some(name)).map(str::to_string))
             .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
             .unwrap_or_default()
     };
@@ -1177,31 +931,20 @@ fn check_berthctl_stop_start() -> (bool, String) {
         return (false, format!("flaky did not stop: {}", state("flaky")));
     }
     if run(&["stop", "nosuch"]).is_some() {
-        return (
-            false,
-            "berthctl stop of an unknown container succeeded".into(),
-        );
+        return (false, "berthctl stop of an unknown container succeeded".into());
     }
     if run(&["start", "flaky"]).is_none() {
         return (false, "berthctl start flaky failed".into());
     }
     if !wait_for("running") {
-        return (
-            false,
-            format!("flaky did not start again: {}", state("flaky")),
-        );
+        return (false, format!("flaky did not start again: {}", state("flaky")));
     }
     (true, "flaky: running -> stopped -> running".into())
 }
 
 fn berthctl(args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("/sbin/berthctl")
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = std::process::Command::new("/sbin/berthctl").args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `berthctl logs sensor -n 3` and `berthctl events -n 5` answer from the
@@ -1212,12 +955,8 @@ fn check_berthctl_logs() -> (bool, String) {
         return (false, "berthctl logs sensor failed".into());
     };
     let lines: Vec<&str> = logs.lines().collect();
-    if lines.is_empty() || lines.len() > 3 || !lines.iter().all(|l| l.contains("sensor: reading="))
-    {
-        return (
-            false,
-            format!("berthctl logs sensor -n 3 printed {lines:?}"),
-        );
+    if lines.is_empty() || lines.len() > 3 || !lines.iter().all(|l| l.contains("sensor: reading=")) {
+        return (false, format!("berthctl logs sensor -n 3 printed {lines:?}"));
     }
     let Some(events) = berthctl(&["events", "-n", "5"]) else {
         return (false, "berthctl events failed".into());
@@ -1226,40 +965,25 @@ fn check_berthctl_logs() -> (bool, String) {
         return (false, format!("berthctl events -n 5 printed {events:?}"));
     }
     if berthctl(&["logs", "nosuch"]).is_some() {
-        return (
-            false,
-            "berthctl logs of an unknown container succeeded".into(),
-        );
+        return (false, "berthctl logs of an unknown container succeeded".into());
     }
-    let file =
-        |name: &str| fs::read_to_string(format!("/data/berth/logs/{name}")).unwrap_or_default();
+    let file = |name: &str| fs::read_to_string(format!("/data/berth/logs/{name}")).unwrap_or_default();
     if !file("container-sensor.log").contains("sensor: reading=") {
-        return (
-            false,
-            "container-sensor.log lacks the sensor's lines".into(),
-        );
+        return (false, "container-sensor.log lacks the sensor's lines".into());
     }
     if !file("berth.log").contains("ev=boot.ready") {
         return (false, "berth.log lacks berth's own events".into());
     }
-    (
-        true,
-        format!("{} sensor lines, 5 events, files on /data", lines.len()),
-    )
+    (true, format!("{} sensor lines, 5 events, files on /data", lines.len()))
 }
 
 /// `berthctl restart flaky` ends the running flaky and starts a new one.
 fn check_berthctl_restart() -> (bool, String) {
     let pid = || -> Option<String> {
         let status = berthctl(&["status"])?;
-        let line = status
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some("flaky"))?
-            .to_string();
+        let line = status.lines().find(|l| l.split_whitespace().next() == Some("flaky"))?.to_string();
         let f: Vec<&str> = line.split_whitespace().collect();
-        (f.get(2) == Some(&"running"))
-            .then(|| f.get(4).map(|p| p.to_string()))
-            .flatten()
+        (f.get(2) == Some(&"running")).then(|| f.get(4).map(|p| p.to_string())).flatten()
     };
     let Some(before) = pid() else {
         return (false, "flaky is not running".into());
@@ -1282,10 +1006,7 @@ fn check_orphan_reaped() -> (bool, String) {
     let mut fds: [libc::c_int; 2] = [-1, -1];
     // SAFETY: fds has room for two descriptors.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return (
-            false,
-            format!("pipe: {}", errno_desc(&io::Error::last_os_error())),
-        );
+        return (false, format!("pipe: {}", errno_desc(&io::Error::last_os_error())));
     }
     let (rfd, wfd) = (fds[0], fds[1]);
     // Nothing may sit in stdout's buffer across fork (it is flushed per line).
@@ -1308,34 +1029,14 @@ fn check_orphan_reaped() -> (bool, String) {
     close_fd(rfd);
     match a_status {
         Some(0) => {}
-        Some(st) => {
-            return (
-                false,
-                format!("child A failed (wait status {st:#x}): could not fork the orphan"),
-            )
-        }
-        None => {
-            return (
-                false,
-                format!("waitpid(A): {}", errno_desc(&io::Error::last_os_error())),
-            )
-        }
+        Some(st) => return (false, format!("child A failed (wait status {st:#x}): could not fork the orphan")),
+        None => return (false, format!("waitpid(A): {}", errno_desc(&io::Error::last_os_error()))),
     }
     let Some(b) = parse_pid_message(&got) else {
-        return (
-            false,
-            format!(
-                "no pid from the orphan (read {:?})",
-                String::from_utf8_lossy(&got)
-            ),
-        );
+        return (false, format!("no pid from the orphan (read {:?})", String::from_utf8_lossy(&got)));
     };
     let b_stat_path = format!("/proc/{b}/stat");
-    let parent_note = match fs::read_to_string(&b_stat_path)
-        .ok()
-        .as_deref()
-        .and_then(parse_stat)
-    {
+    let parent_note = match fs::read_to_string(&b_stat_path).ok().as_deref().and_then(parse_stat) {
         Some(st) => format!("ppid={}", st.ppid),
         None => "ppid=?".to_string(),
     };
@@ -1355,42 +1056,20 @@ fn check_orphan_reaped() -> (bool, String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let zlist = if zombies.is_empty() {
-        String::new()
-    } else {
-        format!("; zombies with ppid 1: {}", zombies.join(" "))
-    };
+    let zlist = if zombies.is_empty() { String::new() } else { format!("; zombies with ppid 1: {}", zombies.join(" ")) };
     match reaped_after {
         Some(t) => {
-            let detail = format!(
-                "orphan pid={b} {parent_note} reaped after {:.2}s{zlist}",
-                t.as_secs_f64()
-            );
+            let detail = format!("orphan pid={b} {parent_note} reaped after {:.2}s{zlist}", t.as_secs_f64());
             (zombies.is_empty(), detail)
         }
         None => {
-            let st = fs::read_to_string(&b_stat_path)
-                .ok()
-                .as_deref()
-                .and_then(parse_stat);
+            let st = fs::read_to_string(&b_stat_path).ok().as_deref().and_then(parse_stat);
             let detail = match st {
                 Some(s) if s.state == 'Z' => {
-                    format!(
-                        "zombie: orphan pid={b} still in state Z after {:.1}s (ppid {}){zlist}",
-                        ORPHAN_WAIT.as_secs_f64(),
-                        s.ppid
-                    )
+                    format!("zombie: orphan pid={b} still in state Z after {:.1}s (ppid {}){zlist}", ORPHAN_WAIT.as_secs_f64(), s.ppid)
                 }
-                Some(s) => format!(
-                    "orphan pid={b} still present after {:.1}s (state {} ppid {}){zlist}",
-                    ORPHAN_WAIT.as_secs_f64(),
-                    s.state,
-                    s.ppid
-                ),
-                None => format!(
-                    "orphan pid={b} not reaped in {:.1}s{zlist}",
-                    ORPHAN_WAIT.as_secs_f64()
-                ),
+                Some(s) => format!("orphan pid={b} still present after {:.1}s (state {} ppid {}){zlist}", ORPHAN_WAIT.as_secs_f64(), s.state, s.ppid),
+                None => format!("orphan pid={b} not reaped in {:.1}s{zlist}", ORPHAN_WAIT.as_secs_f64()),
             };
             (false, detail)
         }
@@ -1483,9 +1162,7 @@ fn zombies_of_pid1() -> Vec<String> {
 
 /// The value of `key=value` on the kernel command line.
 fn token<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline
-        .split_whitespace()
-        .find_map(|t| t.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    cmdline.split_whitespace().find_map(|t| t.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
 const GUEST_IP: [u8; 4] = [10, 0, 2, 15];
@@ -1496,19 +1173,11 @@ fn if_address(name: &str) -> Result<[u8; 4], String> {
     // SAFETY: socket has no memory preconditions.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(format!(
-            "socket: {}",
-            errno_desc(&io::Error::last_os_error())
-        ));
+        return Err(format!("socket: {}", errno_desc(&io::Error::last_os_error())));
     }
     // SAFETY: ifreq is plain old data; all-zero is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req
-        .ifr_name
-        .iter_mut()
-        .take(libc::IFNAMSIZ - 1)
-        .zip(name.as_bytes())
-    {
+    for (d, s) in req.ifr_name.iter_mut().take(libc::IFNAMSIZ - 1).zip(name.as_bytes()) {
         *d = *s as libc::c_char;
     }
     // SAFETY: fd is an open socket; req is a valid ifreq the kernel fills.
@@ -1545,63 +1214,41 @@ fn check_net(port: u16) -> (bool, String) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let addr = if_address("eth0");
-        let route = fs::read_to_string("/proc/net/route")
-            .ok()
-            .and_then(|t| default_route(&t));
+        let route = fs::read_to_string("/proc/net/route").ok().and_then(|t| default_route(&t));
         if let (Ok(a), Some((dev, gw))) = (&addr, &route) {
             if *a == GUEST_IP && dev == "eth0" && *gw == GATEWAY_IP {
                 break;
             }
         }
         if Instant::now() > deadline {
-            return (
-                false,
-                format!("eth0 address {addr:?}, default route {route:?}"),
-            );
+            return (false, format!("eth0 address {addr:?}, default route {route:?}"));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     // Off-subnet: only the default route makes this connect (no packet is sent).
-    let udp =
-        std::net::UdpSocket::bind("0.0.0.0:0").and_then(|u| u.connect("192.0.2.1:9").map(|()| u));
+    let udp = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|u| u.connect("192.0.2.1:9").map(|()| u));
     let src = match udp.and_then(|u| u.local_addr()) {
         Ok(a) => a.ip().to_string(),
-        Err(e) => {
-            return (
-                false,
-                format!(
-                    "UDP connect to 192.0.2.1 (via the default route): {}",
-                    errno_desc(&e)
-                ),
-            )
-        }
+        Err(e) => return (false, format!("UDP connect to 192.0.2.1 (via the default route): {}", errno_desc(&e))),
     };
     if src != "10.0.2.15" {
-        return (
-            false,
-            format!("192.0.2.1 is routed from {src}, not 10.0.2.15"),
-        );
+        return (false, format!("192.0.2.1 is routed from {src}, not 10.0.2.15"));
     }
     let talk = || -> Result<String, String> {
         use std::io::{BufRead, BufReader};
         let to = std::net::SocketAddr::from((GATEWAY_IP, port));
-        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(10))
-            .map_err(|e| format!("connect {to}: {}", errno_desc(&e)))?;
+        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(10)).map_err(|e| format!("connect {to}: {}", errno_desc(&e)))?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let me = s
-            .local_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
-        s.write_all(format!("berth-agent from {me}\n").as_bytes())
-            .map_err(|e| format!("write: {}", errno_desc(&e)))?;
+        let me = s.local_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        s.write_all(format!("berth-agent from {me}\n").as_bytes()).map_err(|e| format!("write: {}", errno_desc(&e)))?;
         let mut line = String::new();
-        BufReader::new(s)
-            .read_line(&mut line)
-            .map_err(|e| format!("read: {}", errno_desc(&e)))?;
+        BufReader::new(s).read_line(&mut line).map_err(|e| format!("read: {}", errno_desc(&e)))?;
         Ok(line.trim_end().to_string())
     };
     match talk() {
-        Ok(reply) if reply == "berth-harness ok" => (true, format!("eth0 10.0.2.15, default via 10.0.2.2, off-subnet source {src}, tcp 10.0.2.2:{port} answered")),
+        Ok(reply) if reply == "berth-harness ok" => {
+            (true, format!("eth0 10.0.2.15, default via 10.0.2.2, off-subnet source {src}, tcp 10.0.2.2:{port} answered"))
+        }
         Ok(reply) => (false, format!("tcp 10.0.2.2:{port} answered {reply:?}")),
         Err(e) => (false, e),
     }
@@ -1612,16 +1259,11 @@ fn check_net(port: u16) -> (bool, String) {
 fn check_berthctl_service() -> (bool, String) {
     let line = || -> Option<Vec<String>> {
         let st = berthctl(&["status"])?;
-        let l = st
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some("net"))?;
+        let l = st.lines().find(|l| l.split_whitespace().next() == Some("net"))?;
         Some(l.split_whitespace().map(str::to_string).collect())
     };
-    let settled = |f: &[String]| {
-        f.get(1).map(String::as_str) == Some("service")
-            && f.get(2).map(String::as_str) == Some("stopped")
-            && f.join(" ").contains("exit 0")
-    };
+    let settled =
+        |f: &[String]| f.get(1).map(String::as_str) == Some("service") && f.get(2).map(String::as_str) == Some("stopped") && f.join(" ").contains("exit 0");
     let wait = || {
         (0..100).find_map(|_| match line() {
             Some(f) if settled(&f) => Some(f),
@@ -1632,27 +1274,15 @@ fn check_berthctl_service() -> (bool, String) {
         })
     };
     let Some(before) = wait() else {
-        return (
-            false,
-            format!(
-                "net not listed as a stopped service with exit 0: {:?}",
-                line()
-            ),
-        );
+        return (false, format!("net not listed as a stopped service with exit 0: {:?}", line()));
     };
     if berthctl(&["restart", "net"]).is_none() {
         return (false, "berthctl restart net failed".into());
     }
     std::thread::sleep(Duration::from_millis(300));
     match wait() {
-        Some(after) => (
-            true,
-            format!("{} -> restarted -> {}", before.join(" "), after.join(" ")),
-        ),
-        None => (
-            false,
-            format!("net did not end cleanly after its restart: {:?}", line()),
-        ),
+        Some(after) => (true, format!("{} -> restarted -> {}", before.join(" "), after.join(" "))),
+        None => (false, format!("net did not end cleanly after its restart: {:?}", line())),
     }
 }
 
@@ -1660,11 +1290,7 @@ fn check_berthctl_service() -> (bool, String) {
 /// same process.
 fn pid1_start() -> Option<u64> {
     let text = fs::read_to_string("/proc/1/stat").ok()?;
-    text.get(text.rfind(')')? + 1..)?
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    text.get(text.rfind(')')? + 1..)?.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// One fuzz frame: random bytes, oversized or truncated frames, a wrong
@@ -1747,30 +1373,20 @@ fn check_ctl_fuzz() -> (bool, String) {
         }
         // Response::Error is variant 4 (after Status, Release, Message,
         // Done); its text names the version.
-        if i % 6 == 3
-            && reply.get(4) == Some(&4)
-            && String::from_utf8_lossy(&reply).contains("version")
-        {
+        if i % 6 == 3 && reply.get(4) == Some(&4) && String::from_utf8_lossy(&reply).contains("version") {
             version_errors += 1;
         }
         if i % 40 == 39 {
             match berthctl(&["status"]) {
                 Some(st) if st.starts_with("NAME") => statuses += 1,
-                other => {
-                    return (
-                        false,
-                        format!("berthctl status failed after {sent} frames: {other:?}"),
-                    )
-                }
+                other => return (false, format!("berthctl status failed after {sent} frames: {other:?}")),
             }
         }
     }
     drop(idle);
     // Clients that connect and say nothing fill every slot (4): they are
     // dropped with a timeout reply, and berthctl gets through meanwhile.
-    let mut silent: Vec<UnixStream> = (0..4)
-        .filter_map(|_| UnixStream::connect(SOCK).ok())
-        .collect();
+    let mut silent: Vec<UnixStream> = (0..4).filter_map(|_| UnixStream::connect(SOCK).ok()).collect();
     let t = std::time::Instant::now();
     let through = berthctl(&["status"]).is_some_and(|s| s.starts_with("NAME"));
     let waited = t.elapsed().as_secs_f64();
@@ -1790,10 +1406,7 @@ fn check_ctl_fuzz() -> (bool, String) {
         silent.len()
     );
     let silent_ok = silent.len() == 4 && timed_out == 4 && through;
-    (
-        status_ok && silent_ok && statuses == 9 && version_errors == 60 && after == Some(start),
-        detail,
-    )
+    (status_ok && silent_ok && statuses == 9 && version_errors == 60 && after == Some(start), detail)
 }
 
 // ---------------------------------------------------------------- pure parts
@@ -1805,10 +1418,7 @@ fn parse_mode(cmdline: &str) -> String {
     let mut mode = None;
     for tok in cmdline.split_whitespace() {
         if let Some(v) = tok.strip_prefix("berth.test=") {
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
+            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
             mode = Some(v.to_string());
         }
     }
@@ -1838,11 +1448,7 @@ fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
     }
     Some(MountEntry {
         mount_point: unescape_octal(toks[4]),
-        mount_opts: toks[5]
-            .split(',')
-            .filter(|o| !o.is_empty())
-            .map(str::to_string)
-            .collect(),
+        mount_opts: toks[5].split(',').filter(|o| !o.is_empty()).map(str::to_string).collect(),
         fstype: toks[sep + 1].to_string(),
         source: unescape_octal(toks[sep + 2]),
         super_opts: toks[sep + 3].to_string(),
@@ -1852,18 +1458,11 @@ fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
 /// The mount visible at `mount_point`: the last matching line (a later mount
 /// stacks on top of an earlier one).
 fn find_mount(mountinfo: &str, mount_point: &str) -> Option<MountEntry> {
-    mountinfo
-        .lines()
-        .rev()
-        .filter_map(parse_mountinfo_line)
-        .find(|m| m.mount_point == mount_point)
+    mountinfo.lines().rev().filter_map(parse_mountinfo_line).find(|m| m.mount_point == mount_point)
 }
 
 fn missing_options(have: &[String], want: &[&str]) -> Vec<String> {
-    want.iter()
-        .filter(|w| !have.iter().any(|h| h == *w))
-        .map(|w| w.to_string())
-        .collect()
+    want.iter().filter(|w| !have.iter().any(|h| h == *w)).map(|w| w.to_string()).collect()
 }
 
 /// Undo the kernel's `\ooo` escapes (space, tab, newline, backslash).
@@ -1872,13 +1471,8 @@ fn unescape_octal(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
             if v <= 0xff {
                 out.push(v as u8);
                 i += 4;
@@ -1918,12 +1512,7 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
         return None;
     }
     let ppid = rest.next()?.parse().ok()?;
-    Some(ProcStat {
-        pid,
-        comm,
-        state,
-        ppid,
-    })
+    Some(ProcStat { pid, comm, state, ppid })
 }
 
 /// Parse the decimal pid B sends, `123\n`.
@@ -1989,10 +1578,7 @@ mod tests {
     fn mode_from_cmdline() {
         assert_eq!(parse_mode("console=ttyS0 quiet\n"), "none");
         assert_eq!(parse_mode(""), "none");
-        assert_eq!(
-            parse_mode("console=ttyAMA0 berth.test=poweroff rdinit=/berth\n"),
-            "poweroff"
-        );
+        assert_eq!(parse_mode("console=ttyAMA0 berth.test=poweroff rdinit=/berth\n"), "poweroff");
         assert_eq!(parse_mode("berth.test=reboot-once"), "reboot-once");
         assert_eq!(parse_mode("berth.test=\"reboot\" x"), "reboot");
         assert_eq!(parse_mode("berth.test=none berth.test=reboot"), "reboot");
@@ -2011,30 +1597,16 @@ mod tests {
     #[test]
     fn mountinfo_parsing() {
         let m = find_mount(MOUNTINFO, "/data").unwrap();
-        assert_eq!(
-            m.mount_opts,
-            ["rw", "nosuid", "nodev", "noexec", "relatime"]
-        );
+        assert_eq!(m.mount_opts, ["rw", "nosuid", "nodev", "noexec", "relatime"]);
         assert_eq!(m.fstype, "ext4");
         assert_eq!(m.source, "/dev/vdb");
         assert_eq!(m.super_opts, "rw,errors=remount-ro");
         assert!(missing_options(&m.mount_opts, &["rw", "nosuid", "nodev", "noexec"]).is_empty());
         let root = find_mount(MOUNTINFO, "/").unwrap();
-        assert_eq!(
-            missing_options(&root.mount_opts, &["rw", "nosuid"]),
-            ["rw", "nosuid"]
-        );
-        assert_eq!(
-            find_mount(MOUNTINFO, "/mnt/with space").unwrap().fstype,
-            "tmpfs"
-        );
+        assert_eq!(missing_options(&root.mount_opts, &["rw", "nosuid"]), ["rw", "nosuid"]);
+        assert_eq!(find_mount(MOUNTINFO, "/mnt/with space").unwrap().fstype, "tmpfs");
         assert_eq!(find_mount(MOUNTINFO, "/nope"), None);
-        for bad in [
-            "",
-            "1 2 3",
-            "1 2 3:4 / /x rw a b c d",
-            "1 2 3:4 / /x rw - ext4",
-        ] {
+        for bad in ["", "1 2 3", "1 2 3:4 / /x rw a b c d", "1 2 3:4 / /x rw - ext4"] {
             assert_eq!(parse_mountinfo_line(bad), None, "{bad:?}");
         }
         assert_eq!(unescape_octal("a\\134b\\011c\\"), "a\\b\tc\\");
@@ -2044,33 +1616,12 @@ mod tests {
     #[test]
     fn stat_parsing() {
         let st = parse_stat("1234 (sleep) Z 1 1234 1234 0 -1 4194560 ...").unwrap();
-        assert_eq!(
-            st,
-            ProcStat {
-                pid: 1234,
-                comm: "sleep".into(),
-                state: 'Z',
-                ppid: 1
-            }
-        );
+        assert_eq!(st, ProcStat { pid: 1234, comm: "sleep".into(), state: 'Z', ppid: 1 });
         let st = parse_stat("77 (we (ird) ) S 12 77 77 0\n").unwrap();
-        assert_eq!(
-            (st.comm.as_str(), st.state, st.ppid),
-            ("we (ird) ", 'S', 12)
-        );
+        assert_eq!((st.comm.as_str(), st.state, st.ppid), ("we (ird) ", 'S', 12));
         let st = parse_stat("5 () R 0 0").unwrap();
         assert_eq!((st.comm.as_str(), st.ppid), ("", 0));
-        for bad in [
-            "",
-            "12",
-            "12 (x",
-            "12 (x) ",
-            "12 (x) SS 1",
-            "12 (x) S",
-            "12 (x) S y",
-            "x (y) S 1",
-            ")( S 1",
-        ] {
+        for bad in ["", "12", "12 (x", "12 (x) ", "12 (x) SS 1", "12 (x) S", "12 (x) S y", "x (y) S 1", ")( S 1"] {
             assert_eq!(parse_stat(bad), None, "{bad:?}");
         }
         // This process's own stat parses.
@@ -2110,15 +1661,9 @@ mod tests {
         let line = check_line("rootfs-ro", false, "open=created mkdir=\"EEXIST\"\n");
         assert_eq!(
             parse_agent_line(&line),
-            Some(AgentLine::Check {
-                name: "rootfs-ro".into(),
-                passed: false,
-                detail: "open=created mkdir=\"EEXIST\"\n".into()
-            })
+            Some(AgentLine::Check { name: "rootfs-ro".into(), passed: false, detail: "open=created mkdir=\"EEXIST\"\n".into() })
         );
-        assert!(
-            check_line("pid1", true, "x").starts_with("AGENT check=pid1 result=pass detail=\"x\"")
-        );
+        assert!(check_line("pid1", true, "x").starts_with("AGENT check=pid1 result=pass detail=\"x\""));
     }
 
     #[test]
@@ -2128,10 +1673,7 @@ eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\n\
 eth0\t00000000\t0202000A\t0003\t0\t0\t0\t00000000\n";
         assert_eq!(default_route(route), Some(("eth0".into(), [10, 0, 2, 2])));
         assert_eq!(default_route("Iface\n"), None);
-        assert_eq!(
-            token("a berth.test.net-port=4242 b", "berth.test.net-port"),
-            Some("4242")
-        );
+        assert_eq!(token("a berth.test.net-port=4242 b", "berth.test.net-port"), Some("4242"));
         assert_eq!(token("berth.test.fuzz=1", "berth.test"), None);
         let mut x = 1;
         let frames: Vec<Vec<u8>> = (0..12).map(|i| fuzz_frame(&mut x, i)).collect();
@@ -2141,14 +1683,8 @@ eth0\t00000000\t0202000A\t0003\t0\t0\t0\t00000000\n";
 
     #[test]
     fn errno_names() {
-        assert_eq!(
-            errno_desc(&io::Error::from_raw_os_error(libc::EROFS)),
-            "EROFS"
-        );
-        assert_eq!(
-            errno_desc(&io::Error::from_raw_os_error(9999)),
-            "errno 9999"
-        );
+        assert_eq!(errno_desc(&io::Error::from_raw_os_error(libc::EROFS)), "EROFS");
+        assert_eq!(errno_desc(&io::Error::from_raw_os_error(9999)), "errno 9999");
         assert_eq!(errno_desc(&io::Error::other("boom")), "boom");
     }
 }

@@ -24,22 +24,12 @@ fn mem_total_is_read_in_kib() {
 #[test]
 fn the_default_limit_is_a_share_of_ram_or_the_boards_bytes() {
     let b = Budgets::default();
-    assert_eq!(
-        (
-            b.container_memory_percent,
-            b.memory_high_percent,
-            b.host_reserve_kib
-        ),
-        (25, 90, 16384)
-    );
+    assert_eq!((b.container_memory_percent, b.memory_high_percent, b.host_reserve_kib), (25, 90, 16384));
     // 25 % of 256 MiB.
     assert_eq!(b.container_default(256 * 1024), 64 << 20);
     // Never under 1 MiB, even on an unreadable MemTotal.
     assert_eq!(b.container_default(0), MEMORY_MIN);
-    let fixed = Budgets {
-        container_memory_max: Some(32 << 20),
-        ..b
-    };
+    let fixed = Budgets { container_memory_max: Some(32 << 20), ..b };
     assert_eq!(fixed.container_default(256 * 1024), 32 << 20);
 }
 
@@ -47,21 +37,11 @@ fn the_default_limit_is_a_share_of_ram_or_the_boards_bytes() {
 fn limits_resolve_manifest_first_then_board_with_high_below() {
     let b = Budgets::default();
     let m = resolve(Some(16 << 20), &[], &b, 256 * 1024).unwrap();
-    assert_eq!(
-        m,
-        Memory {
-            max: 16 << 20,
-            high: Some(((16u64 << 20) * 90 / 100) & !4095),
-            source: Source::Manifest
-        }
-    );
+    assert_eq!(m, Memory { max: 16 << 20, high: Some(((16u64 << 20) * 90 / 100) & !4095), source: Source::Manifest });
     let d = resolve(None, &[], &b, 256 * 1024).unwrap();
     assert_eq!((d.max, d.source), (64 << 20, Source::Board));
     assert!(d.high.unwrap() < d.max);
-    let no_high = Budgets {
-        memory_high_percent: 100,
-        ..b
-    };
+    let no_high = Budgets { memory_high_percent: 100, ..b };
     assert_eq!(resolve(None, &[], &no_high, 256 * 1024).unwrap().high, None);
 }
 
@@ -69,10 +49,7 @@ fn limits_resolve_manifest_first_then_board_with_high_below() {
 fn tmpfs_sizes_count_against_the_limit() {
     // /dev 64 KiB + /dev/shm 1 MiB + default /tmp 1 MiB.
     assert_eq!(tmpfs_total(&[]), (64 << 10) + (2 << 20));
-    let own_tmp = [
-        mount("/tmp", Some(8 << 20), None),
-        mount("/var/lib/x", None, Some("state")),
-    ];
+    let own_tmp = [mount("/tmp", Some(8 << 20), None), mount("/var/lib/x", None, Some("state"))];
     assert_eq!(tmpfs_total(&own_tmp), (64 << 10) + (1 << 20) + (8 << 20));
     let b = Budgets::default();
     let big = [mount("/scratch", Some(15 << 20), None)];
@@ -87,13 +64,7 @@ fn tmpfs_sizes_count_against_the_limit() {
     // Exactly at the limit is fine.
     let exact = (16 << 20) - tmpfs_total(&[]) + (1 << 20);
     assert!(resolve(Some(16 << 20), &[mount("/tmp", Some(exact), None)], &b, 0).is_ok());
-    assert!(resolve(
-        Some(16 << 20),
-        &[mount("/tmp", Some(exact + 1), None)],
-        &b,
-        0
-    )
-    .is_err());
+    assert!(resolve(Some(16 << 20), &[mount("/tmp", Some(exact + 1), None)], &b, 0).is_err());
 }
 
 #[test]
@@ -107,48 +78,12 @@ fn every_tmpfs_gets_an_inode_limit() {
 fn board_values_are_checked_by_field() {
     assert_eq!(Budgets::default().validate(), Ok(()));
     let bad = [
-        (
-            Budgets {
-                container_memory_percent: 0,
-                ..Default::default()
-            },
-            "budgets.container_memory_percent",
-        ),
-        (
-            Budgets {
-                container_memory_percent: 101,
-                ..Default::default()
-            },
-            "budgets.container_memory_percent",
-        ),
-        (
-            Budgets {
-                container_memory_max: Some(1000),
-                ..Default::default()
-            },
-            "budgets.container_memory_max",
-        ),
-        (
-            Budgets {
-                memory_high_percent: 10,
-                ..Default::default()
-            },
-            "budgets.memory_high_percent",
-        ),
-        (
-            Budgets {
-                inotify_max_user_instances: Some(0),
-                ..Default::default()
-            },
-            "budgets.inotify_max_user_instances",
-        ),
-        (
-            Budgets {
-                inotify_max_user_watches: Some(u32::MAX),
-                ..Default::default()
-            },
-            "budgets.inotify_max_user_watches",
-        ),
+        (Budgets { container_memory_percent: 0, ..Default::default() }, "budgets.container_memory_percent"),
+        (Budgets { container_memory_percent: 101, ..Default::default() }, "budgets.container_memory_percent"),
+        (Budgets { container_memory_max: Some(1000), ..Default::default() }, "budgets.container_memory_max"),
+        (Budgets { memory_high_percent: 10, ..Default::default() }, "budgets.memory_high_percent"),
+        (Budgets { inotify_max_user_instances: Some(0), ..Default::default() }, "budgets.inotify_max_user_instances"),
+        (Budgets { inotify_max_user_watches: Some(u32::MAX), ..Default::default() }, "budgets.inotify_max_user_watches"),
     ];
     for (b, field) in bad {
         assert_eq!(b.validate().unwrap_err().0, field);
@@ -158,34 +93,17 @@ fn board_values_are_checked_by_field() {
 #[test]
 fn inotify_is_left_alone_unless_the_board_says() {
     assert!(inotify_settings(&Budgets::default()).is_empty());
-    let b = Budgets {
-        inotify_max_user_instances: Some(512),
-        ..Default::default()
-    };
+    let b = Budgets { inotify_max_user_instances: Some(512), ..Default::default() };
     let s = inotify_settings(&b);
     assert_eq!(s.len(), 1);
-    assert_eq!(
-        (s[0].key, s[0].path, s[0].value),
-        (
-            "fs.inotify.max_user_instances",
-            "/proc/sys/fs/inotify/max_user_instances",
-            512
-        )
-    );
+    assert_eq!((s[0].key, s[0].path, s[0].value), ("fs.inotify.max_user_instances", "/proc/sys/fs/inotify/max_user_instances", 512));
 }
 
 #[test]
 fn the_reserve_enables_memory_sets_min_then_moves_pid1() {
     let p = reserve_plan(16384);
     let files: Vec<&str> = p.iter().map(|(f, _)| *f).collect();
-    assert_eq!(
-        files,
-        [
-            "cgroup.subtree_control",
-            "host/memory.min",
-            "host/cgroup.procs"
-        ]
-    );
+    assert_eq!(files, ["cgroup.subtree_control", "host/memory.min", "host/cgroup.procs"]);
     assert_eq!(p[1].1, (16u64 << 20).to_string());
     assert_eq!(reserve_plan(0).len(), 2);
 }
@@ -194,10 +112,7 @@ fn the_reserve_enables_memory_sets_min_then_moves_pid1() {
 fn memory_controller_is_required_unless_the_board_says_optional() {
     assert_eq!(Budgets::default().memory_controller, Need::Required);
     let b: Budgets = toml::from_str("memory_controller = \"optional\"").unwrap();
-    assert_eq!(
-        (b.memory_controller, b.container_memory_percent),
-        (Need::Optional, 25)
-    );
+    assert_eq!((b.memory_controller, b.container_memory_percent), (Need::Optional, 25));
     assert!(toml::from_str::<Budgets>("memory_controller = \"maybe\"").is_err());
     assert_eq!(Need::Optional.name(), "optional");
 }

@@ -31,9 +31,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::limits::{
-    check_available, controllers, enable_line, plan_v1, plan_v2, Limits, MemoryEvents, Setting,
-};
+use super::limits::{check_available, controllers, enable_line, plan_v1, plan_v2, Limits, MemoryEvents, Setting};
 use super::{ebpf, v1, DeviceRule};
 use crate::board::CgroupMode;
 use crate::sys::cgroup as sys;
@@ -61,25 +59,14 @@ pub struct CgroupError {
 
 impl fmt::Display for CgroupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cgroup: {} {}: {}",
-            self.step,
-            self.file.display(),
-            self.reason
-        )
+        write!(f, "cgroup: {} {}: {}", self.step, self.file.display(), self.reason)
     }
 }
 
 impl std::error::Error for CgroupError {}
 
 fn err(file: &Path, step: &'static str, reason: impl fmt::Display) -> CgroupError {
-    CgroupError {
-        file: file.to_owned(),
-        step,
-        reason: reason.to_string(),
-        busy: false,
-    }
+    CgroupError { file: file.to_owned(), step, reason: reason.to_string(), busy: false }
 }
 
 /// Read a cgroup file.
@@ -91,11 +78,7 @@ pub fn read(file: &Path) -> Result<String, CgroupError> {
 /// file is `ENOENT`, not a confusing `EACCES` from cgroupfs).
 pub fn write(file: &Path, value: &str) -> Result<(), CgroupError> {
     use std::io::Write;
-    fs::OpenOptions::new()
-        .write(true)
-        .open(file)
-        .and_then(|mut f| f.write_all(value.as_bytes()))
-        .map_err(|e| err(file, "write", format!("`{value}`: {e}")))
+    fs::OpenOptions::new().write(true).open(file).and_then(|mut f| f.write_all(value.as_bytes())).map_err(|e| err(file, "write", format!("`{value}`: {e}")))
 }
 
 /// `mkdir` of a container's cgroup. One left from an earlier run (a removal
@@ -104,8 +87,7 @@ pub fn write(file: &Path, value: &str) -> Result<(), CgroupError> {
 fn mkdir(dir: &Path) -> Result<(), CgroupError> {
     match fs::create_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let cleared = kill_once(dir)
-                .and_then(|()| fs::remove_dir(dir).map_err(|e| err(dir, "remove the stale", e)));
+            let cleared = kill_once(dir).and_then(|()| fs::remove_dir(dir).map_err(|e| err(dir, "remove the stale", e)));
             if let Err(e) = cleared {
                 return Err(CgroupError { busy: true, ..e });
             }
@@ -129,26 +111,13 @@ pub const SUBTREE: &str = "berth";
 
 /// Create the container's cgroup `name` in berth's subtree of the hierarchy
 /// the board uses, under the cgroup mount `mount` (`/sys/fs/cgroup`).
-pub fn create(
-    mode: CgroupMode,
-    mount: &Path,
-    name: &str,
-    limits: &Limits,
-    rules: &[DeviceRule],
-) -> Result<CgroupDir, CgroupError> {
+pub fn create(mode: CgroupMode, mount: &Path, name: &str, limits: &Limits, rules: &[DeviceRule]) -> Result<CgroupDir, CgroupError> {
     create_in(mode, mount, SUBTREE, name, limits, rules)
 }
 
 /// [`create`] in the subtree `group` instead of berth's own (the start
 /// benchmark keeps its cgroups apart from a supervisor's).
-pub fn create_in(
-    mode: CgroupMode,
-    mount: &Path,
-    group: &str,
-    name: &str,
-    limits: &Limits,
-    rules: &[DeviceRule],
-) -> Result<CgroupDir, CgroupError> {
+pub fn create_in(mode: CgroupMode, mount: &Path, group: &str, name: &str, limits: &Limits, rules: &[DeviceRule]) -> Result<CgroupDir, CgroupError> {
     match mode {
         CgroupMode::V2 => create_v2(&mount.join(group), name, limits, rules),
         CgroupMode::V1 => create_v1(mount, group, name, limits, rules),
@@ -195,23 +164,9 @@ impl CgroupDir {
     fn memory_file(&self, v2: &str, v1: &str) -> Result<PathBuf, CgroupError> {
         match self.version {
             Version::V2 => self.path().map(|d| d.join(v2)),
-            Version::V1 => self
-                .dirs
-                .iter()
-                .find(|d| {
-                    d.parent()
-                        .and_then(Path::parent)
-                        .is_some_and(|h| h.ends_with("memory"))
-                })
-                .map(|d| d.join(v1)),
+            Version::V1 => self.dirs.iter().find(|d| d.parent().and_then(Path::parent).is_some_and(|h| h.ends_with("memory"))).map(|d| d.join(v1)),
         }
-        .ok_or_else(|| {
-            err(
-                Path::new("memory"),
-                "find",
-                "the cgroup has no memory hierarchy",
-            )
-        })
+        .ok_or_else(|| err(Path::new("memory"), "find", "the cgroup has no memory hierarchy"))
     }
 
     /// The memory counters: `memory.events` on v2, `memory.oom_control` on v1.
@@ -223,10 +178,7 @@ impl CgroupDir {
     /// Bytes of memory in use: `memory.current` (v2), `memory.usage_in_bytes` (v1).
     pub fn memory_current(&self) -> Result<u64, CgroupError> {
         let file = self.memory_file("memory.current", "memory.usage_in_bytes")?;
-        read(&file)?
-            .trim()
-            .parse()
-            .map_err(|_| err(&file, "parse", "not a number"))
+        read(&file)?.trim().parse().map_err(|_| err(&file, "parse", "not a number"))
     }
 }
 
@@ -244,8 +196,7 @@ pub fn enable_controllers(dir: &Path, plan: &[Setting]) -> Result<(), CgroupErro
 
 /// Write each setting into `dir` (v2).
 pub fn write_settings(dir: &Path, plan: &[Setting]) -> Result<(), CgroupError> {
-    plan.iter()
-        .try_for_each(|s| write(&dir.join(s.file), &s.value))
+    plan.iter().try_for_each(|s| write(&dir.join(s.file), &s.value))
 }
 
 /// Generate, load and attach (`BPF_F_ALLOW_MULTI`) the device program of
@@ -257,21 +208,10 @@ pub fn attach_device_filter(dir: &Path, rules: &[DeviceRule]) -> Result<OwnedFd,
 }
 
 /// [`attach_device_filter`] to the directory `dir`, open as `d`.
-fn attach_device_filter_to(
-    dir: &Path,
-    d: BorrowedFd<'_>,
-    rules: &[DeviceRule],
-) -> Result<OwnedFd, CgroupError> {
+fn attach_device_filter_to(dir: &Path, d: BorrowedFd<'_>, rules: &[DeviceRule]) -> Result<OwnedFd, CgroupError> {
     let prog = ebpf::generate(rules).map_err(|e| err(dir, "generate the device program for", e))?;
     let fd = loaded(&prog.to_bytes()).map_err(|e| err(dir, "load the device program for", e))?;
-    sys::prog_attach(
-        d,
-        fd.as_fd(),
-        sys::BPF_CGROUP_DEVICE,
-        sys::BPF_F_ALLOW_MULTI,
-        None,
-    )
-    .map_err(|e| err(dir, "attach the device program to", e))?;
+    sys::prog_attach(d, fd.as_fd(), sys::BPF_CGROUP_DEVICE, sys::BPF_F_ALLOW_MULTI, None).map_err(|e| err(dir, "attach the device program to", e))?;
     Ok(fd)
 }
 
@@ -287,15 +227,9 @@ static PROGRAMS: std::sync::Mutex<Vec<(Vec<u8>, OwnedFd)>> = std::sync::Mutex::n
 /// A descriptor of the program `insns`: kept, or loaded (and kept, the
 /// oldest closed past [`PROGRAMS_KEPT`]).
 fn loaded(insns: &[u8]) -> Result<OwnedFd, sys::LoadError> {
-    let io = |e: io::Error| sys::LoadError {
-        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)),
-        log: String::new(),
-    };
+    let io = |e: io::Error| sys::LoadError { errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)), log: String::new() };
     let mut kept = PROGRAMS.lock().ok();
-    if let Some((_, fd)) = kept
-        .as_deref()
-        .and_then(|k| k.iter().find(|(b, _)| b.as_slice() == insns))
-    {
+    if let Some((_, fd)) = kept.as_deref().and_then(|k| k.iter().find(|(b, _)| b.as_slice() == insns)) {
         return fd.try_clone().map_err(io);
     }
     let fd = sys::prog_load(sys::BPF_PROG_TYPE_CGROUP_DEVICE, insns, LICENSE, PROG_NAME)?;
@@ -320,18 +254,11 @@ fn undo(dirs: &[PathBuf]) {
 /// `/sys/fs/cgroup/berth`, made if missing), with the limits and the device
 /// program of `rules`. A missing controller, an existing `root/name`, or any
 /// failed write is an error naming the file; nothing is left behind then.
-pub fn create_v2(
-    root: &Path,
-    name: &str,
-    limits: &Limits,
-    rules: &[DeviceRule],
-) -> Result<CgroupDir, CgroupError> {
+pub fn create_v2(root: &Path, name: &str, limits: &Limits, rules: &[DeviceRule]) -> Result<CgroupDir, CgroupError> {
     // Decide everything before touching the hierarchy.
     let plan = plan_v2(limits);
     ebpf::generate(rules).map_err(|e| err(root, "generate the device program for", e))?;
-    let parent = root
-        .parent()
-        .ok_or_else(|| err(root, "find the parent of", "no parent directory"))?;
+    let parent = root.parent().ok_or_else(|| err(root, "find the parent of", "no parent directory"))?;
     enable_controllers(parent, &plan)?;
     ensure_dir(root)?;
     enable_controllers(root, &plan)?;
@@ -342,12 +269,7 @@ pub fn create_v2(
         attach_device_filter_to(&dir, d.as_fd(), rules).map(|prog| (prog, d))
     });
     match filled {
-        Ok((prog, d)) => Ok(CgroupDir {
-            version: Version::V2,
-            dirs: vec![dir],
-            program: Some(prog),
-            fd: Some(d),
-        }),
+        Ok((prog, d)) => Ok(CgroupDir { version: Version::V2, dirs: vec![dir], program: Some(prog), fd: Some(d) }),
         Err(e) => {
             undo(&[dir]);
             Err(e)
@@ -371,36 +293,19 @@ pub fn write_devices_v1(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupEr
 /// Create the v1 cgroup `group/name` in every hierarchy it needs under
 /// `mount` (e.g. `/sys/fs/cgroup`): `devices`, then one per controller of the
 /// limits. A missing hierarchy is an error naming it and the limit files.
-pub fn create_v1(
-    mount: &Path,
-    group: &str,
-    name: &str,
-    limits: &Limits,
-    rules: &[DeviceRule],
-) -> Result<CgroupDir, CgroupError> {
+pub fn create_v1(mount: &Path, group: &str, name: &str, limits: &Limits, rules: &[DeviceRule]) -> Result<CgroupDir, CgroupError> {
     let plan = plan_v1(limits);
     super::check_rules(rules).map_err(|e| err(mount, "check the device rules for", e))?;
     let mut hierarchies: Vec<(&str, Vec<&Setting>)> = vec![("devices", Vec::new())];
     for c in controllers(&plan) {
-        hierarchies.push((
-            c.v1_dir(),
-            plan.iter().filter(|s| s.controller == c).collect(),
-        ));
+        hierarchies.push((c.v1_dir(), plan.iter().filter(|s| s.controller == c).collect()));
     }
     for (h, settings) in &hierarchies {
         let top = mount.join(h);
         if !top.join("cgroup.procs").exists() {
             let files: Vec<&str> = settings.iter().map(|s| s.file).collect();
-            let why = if files.is_empty() {
-                "the device allowlist".to_owned()
-            } else {
-                files.join(", ")
-            };
-            return Err(err(
-                &top,
-                "find the hierarchy",
-                format!("the {h} controller is not mounted (needed for {why})"),
-            ));
+            let why = if files.is_empty() { "the device allowlist".to_owned() } else { files.join(", ") };
+            return Err(err(&top, "find the hierarchy", format!("the {h} controller is not mounted (needed for {why})")));
         }
     }
     let mut made: Vec<PathBuf> = Vec::new();
@@ -422,12 +327,7 @@ pub fn create_v1(
         Ok(())
     })();
     match result {
-        Ok(()) => Ok(CgroupDir {
-            version: Version::V1,
-            dirs,
-            program: None,
-            fd: None,
-        }),
+        Ok(()) => Ok(CgroupDir { version: Version::V1, dirs, program: None, fd: None }),
         Err(e) => {
             undo(&made);
             Err(e)
@@ -438,15 +338,7 @@ pub fn create_v1(
 /// The pids in `dir/cgroup.procs`.
 pub fn procs(dir: &Path) -> Result<Vec<Pid>, CgroupError> {
     let file = dir.join("cgroup.procs");
-    read(&file)?
-        .lines()
-        .map(|l| {
-            l.trim()
-                .parse::<i32>()
-                .map(Pid::from_raw)
-                .map_err(|_| err(&file, "parse", format!("`{l}` is not a pid")))
-        })
-        .collect()
+    read(&file)?.lines().map(|l| l.trim().parse::<i32>().map(Pid::from_raw).map_err(|_| err(&file, "parse", format!("`{l}` is not a pid")))).collect()
 }
 
 /// Kill every process of `dir`: `cgroup.kill` where the kernel has it (5.14+),
@@ -467,23 +359,13 @@ pub fn kill_all(dir: &Path) -> Result<(), CgroupError> {
             for p in pids {
                 match kill(p, Signal::SIGKILL) {
                     Ok(()) | Err(Errno::ESRCH) => {}
-                    Err(e) => {
-                        return Err(err(
-                            &dir.join("cgroup.procs"),
-                            "kill a process of",
-                            format!("pid {p}: {e}"),
-                        ))
-                    }
+                    Err(e) => return Err(err(&dir.join("cgroup.procs"), "kill a process of", format!("pid {p}: {e}"))),
                 }
             }
         }
         std::thread::sleep(PAUSE);
     }
-    Err(err(
-        &dir.join("cgroup.procs"),
-        "empty",
-        format!("processes remain after {KILL_ROUNDS} rounds"),
-    ))
+    Err(err(&dir.join("cgroup.procs"), "empty", format!("processes remain after {KILL_ROUNDS} rounds")))
 }
 
 /// One pass at killing every process of `dir`, without waiting:
@@ -497,13 +379,7 @@ pub fn kill_once(dir: &Path) -> Result<(), CgroupError> {
     for p in procs(dir)? {
         match kill(p, Signal::SIGKILL) {
             Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => {
-                return Err(err(
-                    &dir.join("cgroup.procs"),
-                    "kill a process of",
-                    format!("pid {p}: {e}"),
-                ))
-            }
+            Err(e) => return Err(err(&dir.join("cgroup.procs"), "kill a process of", format!("pid {p}: {e}"))),
         }
     }
     Ok(())
@@ -583,11 +459,7 @@ fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
         }
         std::thread::sleep(PAUSE);
     }
-    Err(err(
-        dir,
-        "remove",
-        last.map_or("busy".to_owned(), |e| e.to_string()),
-    ))
+    Err(err(dir, "remove", last.map_or("busy".to_owned(), |e| e.to_string())))
 }
 
 /// Kill whatever still runs in the cgroup and remove its directories, even

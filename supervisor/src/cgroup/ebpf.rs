@@ -52,28 +52,13 @@ impl Insn {
     pub fn to_le_bytes(self) -> [u8; 8] {
         let [o0, o1] = self.off.to_le_bytes();
         let [i0, i1, i2, i3] = self.imm.to_le_bytes();
-        [
-            self.code,
-            (self.dst & 0x0f) | (self.src << 4),
-            o0,
-            o1,
-            i0,
-            i1,
-            i2,
-            i3,
-        ]
+        [self.code, (self.dst & 0x0f) | (self.src << 4), o0, o1, i0, i1, i2, i3]
     }
 
     /// Decode the wire form.
     pub fn from_le_bytes(b: [u8; 8]) -> Insn {
         let [code, regs, o0, o1, i0, i1, i2, i3] = b;
-        Insn {
-            code,
-            dst: regs & 0x0f,
-            src: regs >> 4,
-            off: i16::from_le_bytes([o0, o1]),
-            imm: i32::from_le_bytes([i0, i1, i2, i3]),
-        }
+        Insn { code, dst: regs & 0x0f, src: regs >> 4, off: i16::from_le_bytes([o0, o1]), imm: i32::from_le_bytes([i0, i1, i2, i3]) }
     }
 }
 
@@ -119,67 +104,25 @@ pub const CTX_MINOR: i16 = 8;
 pub const CTX_LEN: i16 = 12;
 
 pub fn ldx_w(dst: u8, src: u8, off: i16) -> Insn {
-    Insn {
-        code: LDX_W,
-        dst,
-        src,
-        off,
-        imm: 0,
-    }
+    Insn { code: LDX_W, dst, src, off, imm: 0 }
 }
 pub fn mov64_k(dst: u8, imm: i32) -> Insn {
-    Insn {
-        code: MOV64_K,
-        dst,
-        src: 0,
-        off: 0,
-        imm,
-    }
+    Insn { code: MOV64_K, dst, src: 0, off: 0, imm }
 }
 pub fn mov32_x(dst: u8, src: u8) -> Insn {
-    Insn {
-        code: MOV32_X,
-        dst,
-        src,
-        off: 0,
-        imm: 0,
-    }
+    Insn { code: MOV32_X, dst, src, off: 0, imm: 0 }
 }
 pub fn and32_k(dst: u8, imm: i32) -> Insn {
-    Insn {
-        code: AND32_K,
-        dst,
-        src: 0,
-        off: 0,
-        imm,
-    }
+    Insn { code: AND32_K, dst, src: 0, off: 0, imm }
 }
 pub fn rsh32_k(dst: u8, imm: i32) -> Insn {
-    Insn {
-        code: RSH32_K,
-        dst,
-        src: 0,
-        off: 0,
-        imm,
-    }
+    Insn { code: RSH32_K, dst, src: 0, off: 0, imm }
 }
 pub fn jne_k(dst: u8, imm: i32, off: i16) -> Insn {
-    Insn {
-        code: JNE_K,
-        dst,
-        src: 0,
-        off,
-        imm,
-    }
+    Insn { code: JNE_K, dst, src: 0, off, imm }
 }
 pub fn exit() -> Insn {
-    Insn {
-        code: EXIT,
-        dst: 0,
-        src: 0,
-        off: 0,
-        imm: 0,
-    }
+    Insn { code: EXIT, dst: 0, src: 0, off: 0, imm: 0 }
 }
 
 /// A generated device program.
@@ -213,10 +156,7 @@ pub fn disassemble(i: &Insn, pc: usize) -> String {
         MOV32_X => format!("w{} = w{}", i.dst, i.src),
         AND32_K => format!("w{} &= {:#x}", i.dst, i.imm as u32),
         RSH32_K => format!("w{} >>= {}", i.dst, i.imm),
-        JNE_K => format!(
-            "if r{} != {:#x} goto {:+} (-> {target})",
-            i.dst, i.imm, i.off
-        ),
+        JNE_K => format!("if r{} != {:#x} goto {:+} (-> {target})", i.dst, i.imm, i.off),
         JA => format!("goto {:+} (-> {target})", i.off),
         EXIT => "exit".to_owned(),
         c => format!("(unknown opcode {c:#04x})"),
@@ -231,14 +171,8 @@ fn imm(v: u32, what: &str) -> Result<i32, String> {
 /// Refuses what [`check_rules`] refuses, and a program beyond [`MAX_INSNS`].
 pub fn generate(rules: &[DeviceRule]) -> Result<Program, String> {
     check_rules(rules)?;
-    let mut insns = vec![
-        ldx_w(2, 1, CTX_ACCESS_TYPE),
-        and32_k(2, 0xffff),
-        ldx_w(3, 1, CTX_ACCESS_TYPE),
-        rsh32_k(3, 16),
-        ldx_w(4, 1, CTX_MAJOR),
-        ldx_w(5, 1, CTX_MINOR),
-    ];
+    let mut insns =
+        vec![ldx_w(2, 1, CTX_ACCESS_TYPE), and32_k(2, 0xffff), ldx_w(3, 1, CTX_ACCESS_TYPE), rsh32_k(3, 16), ldx_w(4, 1, CTX_MAJOR), ldx_w(5, 1, CTX_MINOR)];
     for r in rules {
         // Jumps are written with the block-relative index of their target
         // (the block's end) in `off`, then made relative below.
@@ -259,16 +193,12 @@ pub fn generate(rules: &[DeviceRule]) -> Result<Program, String> {
         let len = block.len();
         for (k, (mut insn, is_jump)) in block.into_iter().enumerate() {
             if is_jump {
-                insn.off =
-                    i16::try_from(len - (k + 1)).map_err(|_| "rule block too long".to_owned())?;
+                insn.off = i16::try_from(len - (k + 1)).map_err(|_| "rule block too long".to_owned())?;
             }
             insns.push(insn);
         }
         if insns.len() + 2 > MAX_INSNS {
-            return Err(format!(
-                "{} rules make a program longer than {MAX_INSNS} instructions",
-                rules.len()
-            ));
+            return Err(format!("{} rules make a program longer than {MAX_INSNS} instructions", rules.len()));
         }
     }
     insns.push(mov64_k(0, 0));

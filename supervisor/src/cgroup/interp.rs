@@ -55,10 +55,7 @@ impl fmt::Display for Invalid {
 }
 
 fn bad(at: usize, reason: impl Into<String>) -> Invalid {
-    Invalid {
-        at,
-        reason: reason.into(),
-    }
+    Invalid { at, reason: reason.into() }
 }
 
 /// What the validator knows of a register.
@@ -142,10 +139,7 @@ pub fn validate(p: &[Insn]) -> Result<Checked<'_>, Invalid> {
                     return Err(bad(pc, "load through a register that is not the context"));
                 }
                 if !matches!(i.off, CTX_ACCESS_TYPE | CTX_MAJOR | CTX_MINOR) || i.imm != 0 {
-                    return Err(bad(
-                        pc,
-                        format!("context load at offset {} (fields are at 0, 4, 8)", i.off),
-                    ));
+                    return Err(bad(pc, format!("context load at offset {} (fields are at 0, 4, 8)", i.off)));
                 }
                 set(&mut st, d, Kind::Scalar);
             }
@@ -197,12 +191,7 @@ pub fn validate(p: &[Insn]) -> Result<Checked<'_>, Invalid> {
                 }
                 falls = false;
             }
-            c => {
-                return Err(bad(
-                    pc,
-                    format!("opcode {c:#04x} outside the device-program subset"),
-                ))
-            }
+            c => return Err(bad(pc, format!("opcode {c:#04x} outside the device-program subset"))),
         }
         let next = falls.then_some(pc + 1);
         for t in [next, jump].into_iter().flatten() {

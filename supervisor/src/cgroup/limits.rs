@@ -101,11 +101,7 @@ pub struct Setting {
 }
 
 fn set(out: &mut Vec<Setting>, controller: Controller, file: &'static str, value: String) {
-    out.push(Setting {
-        controller,
-        file,
-        value,
-    });
+    out.push(Setting { controller, file, value });
 }
 
 /// The v2 writes, in order. With a memory limit (every container has one:
@@ -121,38 +117,18 @@ pub fn plan_v2(l: &Limits) -> Vec<Setting> {
         set(&mut out, Controller::Memory, "memory.high", h.to_string());
     }
     if l.memory_max.is_some() || l.memory_high.is_some() {
-        set(
-            &mut out,
-            Controller::Memory,
-            "memory.oom.group",
-            "1".to_owned(),
-        );
+        set(&mut out, Controller::Memory, "memory.oom.group", "1".to_owned());
     }
     if let Some(w) = l.cpu_weight {
         set(&mut out, Controller::Cpu, "cpu.weight", w.to_string());
     }
     if let Some(c) = l.cpu_max {
-        set(
-            &mut out,
-            Controller::Cpu,
-            "cpu.max",
-            format!("{} {}", c.quota_us, c.period_us),
-        );
+        set(&mut out, Controller::Cpu, "cpu.max", format!("{} {}", c.quota_us, c.period_us));
     }
     if let Some(w) = l.io_weight {
-        set(
-            &mut out,
-            Controller::Io,
-            "io.weight",
-            format!("default {w}"),
-        );
+        set(&mut out, Controller::Io, "io.weight", format!("default {w}"));
     }
-    set(
-        &mut out,
-        Controller::Pids,
-        "pids.max",
-        l.pids_max.to_string(),
-    );
+    set(&mut out, Controller::Pids, "pids.max", l.pids_max.to_string());
     out
 }
 
@@ -175,57 +151,22 @@ pub fn weight_to_blkio(w: u16) -> u64 {
 pub fn plan_v1(l: &Limits) -> Vec<Setting> {
     let mut out = Vec::new();
     if let Some(m) = l.memory_max {
-        set(
-            &mut out,
-            Controller::Memory,
-            "memory.limit_in_bytes",
-            m.to_string(),
-        );
+        set(&mut out, Controller::Memory, "memory.limit_in_bytes", m.to_string());
     }
     if let Some(h) = l.memory_high {
-        set(
-            &mut out,
-            Controller::Memory,
-            "memory.soft_limit_in_bytes",
-            h.to_string(),
-        );
+        set(&mut out, Controller::Memory, "memory.soft_limit_in_bytes", h.to_string());
     }
     if let Some(w) = l.cpu_weight {
-        set(
-            &mut out,
-            Controller::Cpu,
-            "cpu.shares",
-            weight_to_shares(w).to_string(),
-        );
+        set(&mut out, Controller::Cpu, "cpu.shares", weight_to_shares(w).to_string());
     }
     if let Some(c) = l.cpu_max {
-        set(
-            &mut out,
-            Controller::Cpu,
-            "cpu.cfs_period_us",
-            c.period_us.to_string(),
-        );
-        set(
-            &mut out,
-            Controller::Cpu,
-            "cpu.cfs_quota_us",
-            c.quota_us.to_string(),
-        );
+        set(&mut out, Controller::Cpu, "cpu.cfs_period_us", c.period_us.to_string());
+        set(&mut out, Controller::Cpu, "cpu.cfs_quota_us", c.quota_us.to_string());
     }
     if let Some(w) = l.io_weight {
-        set(
-            &mut out,
-            Controller::Io,
-            "blkio.weight",
-            weight_to_blkio(w).to_string(),
-        );
+        set(&mut out, Controller::Io, "blkio.weight", weight_to_blkio(w).to_string());
     }
-    set(
-        &mut out,
-        Controller::Pids,
-        "pids.max",
-        l.pids_max.to_string(),
-    );
+    set(&mut out, Controller::Pids, "pids.max", l.pids_max.to_string());
     out
 }
 
@@ -239,11 +180,7 @@ pub fn controllers(plan: &[Setting]) -> Vec<Controller> {
 
 /// The line for `cgroup.subtree_control`: `+memory +cpu +pids`.
 pub fn enable_line(controllers: &[Controller]) -> String {
-    controllers
-        .iter()
-        .map(|c| format!("+{}", c.name()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    controllers.iter().map(|c| format!("+{}", c.name())).collect::<Vec<_>>().join(" ")
 }
 
 /// A controller a limit needs is not available where it is needed.
@@ -256,12 +193,7 @@ pub struct MissingController {
 
 impl fmt::Display for MissingController {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the {} controller is not available (needed for {})",
-            self.controller,
-            self.files.join(", ")
-        )
+        write!(f, "the {} controller is not available (needed for {})", self.controller, self.files.join(", "))
     }
 }
 
@@ -271,15 +203,8 @@ pub fn check_available(plan: &[Setting], available: &str) -> Result<(), MissingC
     let have: Vec<&str> = available.split_ascii_whitespace().collect();
     for c in controllers(plan) {
         if !have.contains(&c.name()) {
-            let files = plan
-                .iter()
-                .filter(|s| s.controller == c)
-                .map(|s| s.file)
-                .collect();
-            return Err(MissingController {
-                controller: c.name(),
-                files,
-            });
+            let files = plan.iter().filter(|s| s.controller == c).map(|s| s.file).collect();
+            return Err(MissingController { controller: c.name(), files });
         }
     }
     Ok(())
@@ -323,8 +248,6 @@ impl MemoryEvents {
 
     /// Did anything OOM-related happen since `before`?
     pub fn oom_since(&self, before: &MemoryEvents) -> bool {
-        self.oom > before.oom
-            || self.oom_kill > before.oom_kill
-            || self.oom_group_kill > before.oom_group_kill
+        self.oom > before.oom || self.oom_kill > before.oom_kill || self.oom_group_kill > before.oom_group_kill
     }
 }

@@ -91,27 +91,10 @@ pub fn access_letters(bits: u8) -> String {
 /// devices), so every rule is a character rule.
 pub fn rules(nodes: &[Node]) -> Vec<DeviceRule> {
     let rw = ACC_READ | ACC_WRITE;
-    let mut out: Vec<DeviceRule> = nodes
-        .iter()
-        .map(|n| DeviceRule {
-            kind: DevType::Char,
-            major: n.major,
-            minor: Minor::Exact(n.minor),
-            access: n.access,
-        })
-        .collect();
-    out.push(DeviceRule {
-        kind: DevType::Char,
-        major: PTMX.0,
-        minor: Minor::Exact(PTMX.1),
-        access: rw,
-    });
-    out.push(DeviceRule {
-        kind: DevType::Char,
-        major: PTS_MAJOR,
-        minor: Minor::Any,
-        access: rw,
-    });
+    let mut out: Vec<DeviceRule> =
+        nodes.iter().map(|n| DeviceRule { kind: DevType::Char, major: n.major, minor: Minor::Exact(n.minor), access: n.access }).collect();
+    out.push(DeviceRule { kind: DevType::Char, major: PTMX.0, minor: Minor::Exact(PTMX.1), access: rw });
+    out.push(DeviceRule { kind: DevType::Char, major: PTS_MAJOR, minor: Minor::Any, access: rw });
     out
 }
 
@@ -138,22 +121,15 @@ pub fn check_rules(rules: &[DeviceRule]) -> Result<(), String> {
     for r in rules {
         let shown = v1::allow_line(r);
         if r.access == 0 || r.access & !ACC_ALL != 0 {
-            return Err(format!(
-                "rule `{shown}`: access bits {:#x} are not a non-empty subset of rwm",
-                r.access
-            ));
+            return Err(format!("rule `{shown}`: access bits {:#x} are not a non-empty subset of rwm", r.access));
         }
         if r.major > MAJOR_MAX {
             return Err(format!("rule `{shown}`: major beyond {MAJOR_MAX}"));
         }
         match r.minor {
-            Minor::Exact(m) if m > MINOR_MAX => {
-                return Err(format!("rule `{shown}`: minor beyond {MINOR_MAX}"))
-            }
+            Minor::Exact(m) if m > MINOR_MAX => return Err(format!("rule `{shown}`: minor beyond {MINOR_MAX}")),
             Minor::Any if !(r.kind == DevType::Char && r.major == PTS_MAJOR) => {
-                return Err(format!(
-                    "rule `{shown}`: the only wildcard berth writes is c {PTS_MAJOR}:*"
-                ))
+                return Err(format!("rule `{shown}`: the only wildcard berth writes is c {PTS_MAJOR}:*"))
             }
             _ => {}
         }

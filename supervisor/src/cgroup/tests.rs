@@ -12,20 +12,13 @@ use crate::manifest::Resources;
 mod root;
 
 fn grant(node: &str, access: &str) -> crate::manifest::DeviceGrant {
-    crate::manifest::DeviceGrant {
-        node: node.try_into().unwrap(),
-        access: access.try_into().unwrap(),
-    }
+    crate::manifest::DeviceGrant { node: node.try_into().unwrap(), access: access.try_into().unwrap() }
 }
 
 /// A board with a serial port, a gpio chip, an rng, a watchdog and a disk.
 fn board() -> crate::board::Board {
     use crate::board::{HardwareNode, NodeKind};
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../board-configs/qemu-aarch64-virt.toml"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../board-configs/qemu-aarch64-virt.toml")).unwrap();
     let mut b = crate::board::Board::from_toml(&text).unwrap();
     b.hardware.clear();
     for (name, kind, major, minor, path, reserved) in [
@@ -35,16 +28,7 @@ fn board() -> crate::board::Board {
         ("watchdog", NodeKind::Char, 10, 130, "/dev/watchdog", true),
         ("disk", NodeKind::Block, 254, 0, "/dev/vda", false),
     ] {
-        b.hardware
-            .push(HardwareNode {
-                name: name.try_into().unwrap(),
-                kind,
-                major,
-                minor,
-                path: path.try_into().unwrap(),
-                reserved,
-            })
-            .unwrap();
+        b.hardware.push(HardwareNode { name: name.try_into().unwrap(), kind, major, minor, path: path.try_into().unwrap(), reserved }).unwrap();
     }
     b
 }
@@ -59,15 +43,7 @@ const ACCESSES: [u8; 7] = [1, 2, 3, 4, 5, 6, 7];
 /// some large ones.
 fn grid(rules: &[DeviceRule]) -> (Vec<u32>, Vec<u32>) {
     let mut majors: Vec<u32> = (0..=300).collect();
-    majors.extend([
-        511,
-        1023,
-        4094,
-        MAJOR_MAX,
-        0x7fff_ffff,
-        0x8000_0000,
-        u32::MAX,
-    ]);
+    majors.extend([511, 1023, 4094, MAJOR_MAX, 0x7fff_ffff, 0x8000_0000, u32::MAX]);
     let mut minors: Vec<u32> = (0..=300).collect();
     minors.extend([1023, 65_535, 65_536, MINOR_MAX, 0x7fff_ffff, u32::MAX]);
     for r in rules {
@@ -93,21 +69,11 @@ fn exhaustive(rules: &[DeviceRule]) -> usize {
         for &major in &majors {
             for &minor in &minors {
                 for access in ACCESSES {
-                    let ctx = DevCtx {
-                        dev_type: kind as u16,
-                        access: u16::from(access),
-                        major,
-                        minor,
-                    };
+                    let ctx = DevCtx { dev_type: kind as u16, access: u16::from(access), major, minor };
                     let got = checked.run(&ctx).expect("the program exits");
                     assert!(got <= 1);
                     let want = allows(rules, kind, major, minor, access);
-                    assert_eq!(
-                        got == 1,
-                        want,
-                        "{kind:?} {major}:{minor} access {}",
-                        access_letters(access)
-                    );
+                    assert_eq!(got == 1, want, "{kind:?} {major}:{minor} access {}", access_letters(access));
                     allowed += usize::from(want);
                 }
             }
@@ -120,19 +86,7 @@ fn exhaustive(rules: &[DeviceRule]) -> usize {
 fn standard_rules_only_by_default() {
     let r = rules_for(&[]);
     let lines = v1::allow_lines(&r);
-    assert_eq!(
-        lines,
-        [
-            "c 1:3 rw",
-            "c 1:5 rw",
-            "c 1:7 rw",
-            "c 1:8 rw",
-            "c 1:9 rw",
-            "c 5:0 rw",
-            "c 5:2 rw",
-            "c 136:* rw"
-        ]
-    );
+    assert_eq!(lines, ["c 1:3 rw", "c 1:5 rw", "c 1:7 rw", "c 1:8 rw", "c 1:9 rw", "c 5:0 rw", "c 5:2 rw", "c 136:* rw"]);
     check_rules(&r).unwrap();
 }
 
@@ -142,11 +96,7 @@ fn program_matches_the_allowlist_everywhere() {
         vec![],
         vec![grant("serial1", "rw")],
         vec![grant("serial1", "r")],
-        vec![
-            grant("serial1", "w"),
-            grant("gpio0", "rwm"),
-            grant("rng0", "m"),
-        ],
+        vec![grant("serial1", "w"), grant("gpio0", "rwm"), grant("rng0", "m")],
         vec![grant("gpio0", "rm"), grant("rng0", "wm")],
     ] {
         let r = rules_for(&grants);
@@ -160,12 +110,7 @@ fn read_only_grant_refuses_write_and_block_is_denied() {
     let r = rules_for(&[grant("serial1", "r")]);
     let p = ebpf::generate(&r).unwrap();
     let c = validate(&p.insns).unwrap();
-    let ctx = |t: DevType, ma, mi, acc: u8| DevCtx {
-        dev_type: t as u16,
-        access: u16::from(acc),
-        major: ma,
-        minor: mi,
-    };
+    let ctx = |t: DevType, ma, mi, acc: u8| DevCtx { dev_type: t as u16, access: u16::from(acc), major: ma, minor: mi };
     assert!(c.allows(&ctx(DevType::Char, 4, 65, ACC_READ)));
     assert!(!c.allows(&ctx(DevType::Char, 4, 65, ACC_WRITE)));
     assert!(!c.allows(&ctx(DevType::Char, 4, 65, ACC_READ | ACC_WRITE)));
@@ -184,18 +129,8 @@ fn read_only_grant_refuses_write_and_block_is_denied() {
     assert!(c.allows(&ctx(DevType::Char, 136, 0, ACC_READ | ACC_WRITE)));
     assert!(c.allows(&ctx(DevType::Char, 136, 4711, ACC_WRITE)));
     // Unknown access bits beyond rwm are refused too.
-    assert!(!c.allows(&DevCtx {
-        dev_type: 2,
-        access: 0x8 | 2,
-        major: 1,
-        minor: 3
-    }));
-    assert!(!c.allows(&DevCtx {
-        dev_type: 0,
-        access: 2,
-        major: 1,
-        minor: 3
-    }));
+    assert!(!c.allows(&DevCtx { dev_type: 2, access: 0x8 | 2, major: 1, minor: 3 }));
+    assert!(!c.allows(&DevCtx { dev_type: 0, access: 2, major: 1, minor: 3 }));
 }
 
 #[test]
@@ -207,81 +142,29 @@ fn no_wildcard_but_pts() {
         assert_eq!((wild[0].kind, wild[0].major), (DevType::Char, PTS_MAJOR));
         let p = ebpf::generate(&r).unwrap();
         // Every rule block compares the major: no `*:*` rule in the program.
-        let major_checks = p
-            .insns
-            .iter()
-            .filter(|i| i.code == ebpf::JNE_K && i.dst == 4)
-            .count();
-        let type_checks = p
-            .insns
-            .iter()
-            .filter(|i| i.code == ebpf::JNE_K && i.dst == 2)
-            .count();
-        let allow_exits = p
-            .insns
-            .iter()
-            .filter(|i| i.code == ebpf::MOV64_K && i.dst == 0 && i.imm == 1)
-            .count();
-        assert_eq!(
-            (major_checks, type_checks, allow_exits),
-            (r.len(), r.len(), r.len())
-        );
-        let minor_checks = p
-            .insns
-            .iter()
-            .filter(|i| i.code == ebpf::JNE_K && i.dst == 5)
-            .count();
+        let major_checks = p.insns.iter().filter(|i| i.code == ebpf::JNE_K && i.dst == 4).count();
+        let type_checks = p.insns.iter().filter(|i| i.code == ebpf::JNE_K && i.dst == 2).count();
+        let allow_exits = p.insns.iter().filter(|i| i.code == ebpf::MOV64_K && i.dst == 0 && i.imm == 1).count();
+        assert_eq!((major_checks, type_checks, allow_exits), (r.len(), r.len(), r.len()));
+        let minor_checks = p.insns.iter().filter(|i| i.code == ebpf::JNE_K && i.dst == 5).count();
         assert_eq!(minor_checks, r.len() - 1);
         // Behaviourally: a device nobody names, of any major, is denied.
         let c = validate(&p.insns).unwrap();
         for major in [0, 2, 3, 7, 135, 137, 4095] {
-            assert!(!c.allows(&DevCtx {
-                dev_type: 2,
-                access: 1,
-                major,
-                minor: 0
-            }));
+            assert!(!c.allows(&DevCtx { dev_type: 2, access: 1, major, minor: 0 }));
         }
     }
     let bad = [
-        DeviceRule {
-            kind: DevType::Char,
-            major: 1,
-            minor: Minor::Any,
-            access: ACC_MKNOD,
-        },
-        DeviceRule {
-            kind: DevType::Block,
-            major: 136,
-            minor: Minor::Any,
-            access: ACC_READ,
-        },
+        DeviceRule { kind: DevType::Char, major: 1, minor: Minor::Any, access: ACC_MKNOD },
+        DeviceRule { kind: DevType::Block, major: 136, minor: Minor::Any, access: ACC_READ },
     ];
     for b in bad {
         let e = ebpf::generate(&[b]).unwrap_err();
         assert!(e.contains("wildcard"), "{e}");
     }
-    assert!(ebpf::generate(&[DeviceRule {
-        kind: DevType::Char,
-        major: 1,
-        minor: Minor::Exact(3),
-        access: 0
-    }])
-    .is_err());
-    assert!(ebpf::generate(&[DeviceRule {
-        kind: DevType::Char,
-        major: 4096,
-        minor: Minor::Exact(3),
-        access: 2
-    }])
-    .is_err());
-    assert!(ebpf::generate(&[DeviceRule {
-        kind: DevType::Char,
-        major: 1,
-        minor: Minor::Exact(1 << 20),
-        access: 2
-    }])
-    .is_err());
+    assert!(ebpf::generate(&[DeviceRule { kind: DevType::Char, major: 1, minor: Minor::Exact(3), access: 0 }]).is_err());
+    assert!(ebpf::generate(&[DeviceRule { kind: DevType::Char, major: 4096, minor: Minor::Exact(3), access: 2 }]).is_err());
+    assert!(ebpf::generate(&[DeviceRule { kind: DevType::Char, major: 1, minor: Minor::Exact(1 << 20), access: 2 }]).is_err());
 }
 
 #[test]
@@ -294,39 +177,18 @@ fn program_shape_and_length() {
     assert_eq!(p.insns[p.insns.len() - 2], ebpf::mov64_k(0, 0));
     assert!(p.insns.len() <= ebpf::MAX_INSNS);
     // The most a manifest can ask for stays far below the limit.
-    let most = rules_for(&[
-        grant("serial1", "r"),
-        grant("gpio0", "w"),
-        grant("rng0", "m"),
-    ]);
+    let most = rules_for(&[grant("serial1", "r"), grant("gpio0", "w"), grant("rng0", "m")]);
     assert!(ebpf::generate(&most).unwrap().insns.len() < 200);
     // Too many rules: refused, not truncated.
-    let many = vec![
-        DeviceRule {
-            kind: DevType::Char,
-            major: 1,
-            minor: Minor::Exact(3),
-            access: 2
-        };
-        600
-    ];
+    let many = vec![DeviceRule { kind: DevType::Char, major: 1, minor: Minor::Exact(3), access: 2 }; 600];
     assert!(ebpf::generate(&many).unwrap_err().contains("longer than"));
     // Wire form round-trips and puts dst in the low nibble.
     for i in &p.insns {
         assert_eq!(Insn::from_le_bytes(i.to_le_bytes()), *i);
     }
-    assert_eq!(
-        ebpf::ldx_w(2, 1, 4).to_le_bytes(),
-        [0x61, 0x12, 4, 0, 0, 0, 0, 0]
-    );
-    assert_eq!(
-        ebpf::jne_k(4, 136, 3).to_le_bytes(),
-        [0x55, 0x04, 3, 0, 136, 0, 0, 0]
-    );
-    assert_eq!(
-        ebpf::and32_k(1, !6).to_le_bytes(),
-        [0x54, 0x01, 0, 0, 0xf9, 0xff, 0xff, 0xff]
-    );
+    assert_eq!(ebpf::ldx_w(2, 1, 4).to_le_bytes(), [0x61, 0x12, 4, 0, 0, 0, 0, 0]);
+    assert_eq!(ebpf::jne_k(4, 136, 3).to_le_bytes(), [0x55, 0x04, 3, 0, 136, 0, 0, 0]);
+    assert_eq!(ebpf::and32_k(1, !6).to_le_bytes(), [0x54, 0x01, 0, 0, 0xf9, 0xff, 0xff, 0xff]);
     assert_eq!(p.to_bytes().len(), p.insns.len() * 8);
     let text = p.disassemble();
     assert!(text.contains("if r4 != 0x88 goto"), "{text}");
@@ -370,12 +232,7 @@ fn interpreter_refuses_outside_the_subset() {
     // Reading a register no path wrote.
     assert!(with(&|p| p[6].dst = 7).contains("unwritten"));
     // An instruction nothing reaches.
-    let dead = [
-        ebpf::mov64_k(0, 0),
-        ebpf::exit(),
-        ebpf::mov64_k(0, 1),
-        ebpf::exit(),
-    ];
+    let dead = [ebpf::mov64_k(0, 0), ebpf::exit(), ebpf::mov64_k(0, 1), ebpf::exit()];
     assert_eq!(validate(&dead).unwrap_err().at, 2);
     assert!(validate(&dead).unwrap_err().reason.contains("unreachable"));
     // The context pointer is not a number.
@@ -389,10 +246,7 @@ fn v1_lines_and_read_back() {
     let r = rules_for(&[grant("serial1", "r"), grant("gpio0", "rwm")]);
     assert_eq!(v1::DENY_ALL, "a");
     let lines = v1::allow_lines(&r);
-    assert_eq!(
-        &lines[6..],
-        ["c 4:65 r", "c 254:0 rwm", "c 5:2 rw", "c 136:* rw"]
-    );
+    assert_eq!(&lines[6..], ["c 4:65 r", "c 254:0 rwm", "c 5:2 rw", "c 136:* rw"]);
     let list = lines.join("\n") + "\n";
     v1::check_list(&r, &list).unwrap();
     // Order does not matter.
@@ -412,15 +266,7 @@ fn v1_lines_and_read_back() {
     assert!(v1::parse_list("c 1-3 r\n").is_err());
     assert!(v1::parse_list("c 1:3 rx\n").is_err());
     let e = v1::parse_list("c *:* m\n").unwrap();
-    assert_eq!(
-        e[0],
-        v1::ListEntry {
-            kind: v1::ListType::Char,
-            major: None,
-            minor: None,
-            access: ACC_MKNOD
-        }
-    );
+    assert_eq!(e[0], v1::ListEntry { kind: v1::ListType::Char, major: None, minor: None, access: ACC_MKNOD });
 }
 
 #[test]
@@ -428,59 +274,25 @@ fn limits_plans() {
     let none = Limits::from_resources(None);
     assert_eq!(none.pids_max, DEFAULT_PIDS_MAX);
     let p = plan_v2(&none);
-    assert_eq!(
-        p,
-        [Setting {
-            controller: Controller::Pids,
-            file: "pids.max",
-            value: "512".into()
-        }]
-    );
+    assert_eq!(p, [Setting { controller: Controller::Pids, file: "pids.max", value: "512".into() }]);
     assert_eq!(controllers(&p), [Controller::Pids]);
     assert_eq!(enable_line(&controllers(&p)), "+pids");
 
-    let r = Resources {
-        memory_max: Some(64 << 20),
-        cpu_weight: Some(200),
-        pids_max: Some(64),
-    };
+    let r = Resources { memory_max: Some(64 << 20), cpu_weight: Some(200), pids_max: Some(64) };
     let mut l = Limits::from_resources(Some(&r));
     let p = plan_v2(&l);
     let files: Vec<(&str, &str)> = p.iter().map(|s| (s.file, s.value.as_str())).collect();
-    assert_eq!(
-        files,
-        [
-            ("memory.max", "67108864"),
-            ("memory.oom.group", "1"),
-            ("cpu.weight", "200"),
-            ("pids.max", "64")
-        ]
-    );
+    assert_eq!(files, [("memory.max", "67108864"), ("memory.oom.group", "1"), ("cpu.weight", "200"), ("pids.max", "64")]);
     assert_eq!(enable_line(&controllers(&p)), "+memory +cpu +pids");
 
     l.memory_high = Some(48 << 20);
-    l.cpu_max = Some(CpuMax {
-        quota_us: 50_000,
-        period_us: CPU_PERIOD_US,
-    });
+    l.cpu_max = Some(CpuMax { quota_us: 50_000, period_us: CPU_PERIOD_US });
     l.io_weight = Some(100);
     let p = plan_v2(&l);
     assert_eq!(enable_line(&controllers(&p)), "+memory +cpu +io +pids");
-    assert!(p.contains(&Setting {
-        controller: Controller::Cpu,
-        file: "cpu.max",
-        value: "50000 100000".into()
-    }));
-    assert!(p.contains(&Setting {
-        controller: Controller::Io,
-        file: "io.weight",
-        value: "default 100".into()
-    }));
-    assert!(p.contains(&Setting {
-        controller: Controller::Memory,
-        file: "memory.high",
-        value: "50331648".into()
-    }));
+    assert!(p.contains(&Setting { controller: Controller::Cpu, file: "cpu.max", value: "50000 100000".into() }));
+    assert!(p.contains(&Setting { controller: Controller::Io, file: "io.weight", value: "default 100".into() }));
+    assert!(p.contains(&Setting { controller: Controller::Memory, file: "memory.high", value: "50331648".into() }));
 
     check_available(&p, "cpuset cpu io memory hugetlb pids rdma misc\n").unwrap();
     let e = check_available(&p, "cpuset cpu memory pids\n").unwrap_err();
@@ -490,10 +302,7 @@ fn limits_plans() {
     assert_eq!(e.controller, "pids");
 
     let v1p = plan_v1(&l);
-    let files: Vec<(&str, &str, &str)> = v1p
-        .iter()
-        .map(|s| (s.controller.v1_dir(), s.file, s.value.as_str()))
-        .collect();
+    let files: Vec<(&str, &str, &str)> = v1p.iter().map(|s| (s.controller.v1_dir(), s.file, s.value.as_str())).collect();
     assert_eq!(
         files,
         [
@@ -507,10 +316,7 @@ fn limits_plans() {
         ]
     );
     // Conversions hit the ends of both ranges, and the default weights match.
-    assert_eq!(
-        (weight_to_shares(1), weight_to_shares(10_000)),
-        (2, 262_144)
-    );
+    assert_eq!((weight_to_shares(1), weight_to_shares(10_000)), (2, 262_144));
     assert_eq!(weight_to_shares(100), 2 + 99 * 262_142 / 9_999);
     assert_eq!((weight_to_blkio(1), weight_to_blkio(10_000)), (10, 1000));
 }
@@ -519,25 +325,13 @@ fn limits_plans() {
 fn memory_events() {
     let text = "low 0\nhigh 3\nmax 7\noom 2\noom_kill 1\noom_group_kill 1\nsock_throttled 0\n";
     let m = MemoryEvents::parse(text).unwrap();
-    assert_eq!(
-        m,
-        MemoryEvents {
-            low: 0,
-            high: 3,
-            max: 7,
-            oom: 2,
-            oom_kill: 1,
-            oom_group_kill: 1
-        }
-    );
+    assert_eq!(m, MemoryEvents { low: 0, high: 3, max: 7, oom: 2, oom_kill: 1, oom_group_kill: 1 });
     assert!(m.oom_since(&MemoryEvents::default()));
     assert!(!m.oom_since(&m));
     // v1 memory.oom_control.
     let v1 = MemoryEvents::parse("oom_kill_disable 0\nunder_oom 0\noom_kill 4\n").unwrap();
     assert_eq!((v1.oom, v1.oom_kill), (0, 4));
-    assert!(MemoryEvents::parse("oom x\n")
-        .unwrap_err()
-        .contains("oom x"));
+    assert!(MemoryEvents::parse("oom x\n").unwrap_err().contains("oom x"));
     assert!(MemoryEvents::parse("oom\n").is_err());
     assert_eq!(MemoryEvents::parse("").unwrap(), MemoryEvents::default());
 }
@@ -550,18 +344,8 @@ fn memory_events() {
 #[test]
 fn disassembly_of_a_hand_built_program() {
     let rules = [
-        DeviceRule {
-            kind: DevType::Char,
-            major: 4,
-            minor: Minor::Exact(65),
-            access: ACC_READ,
-        },
-        DeviceRule {
-            kind: DevType::Char,
-            major: 136,
-            minor: Minor::Any,
-            access: ACC_ALL,
-        },
+        DeviceRule { kind: DevType::Char, major: 4, minor: Minor::Exact(65), access: ACC_READ },
+        DeviceRule { kind: DevType::Char, major: 136, minor: Minor::Any, access: ACC_ALL },
     ];
     let want = "   0: r2 = *(u32 *)(r1 + 0)
    1: w2 &= 0xffff

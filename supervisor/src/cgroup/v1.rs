@@ -16,13 +16,7 @@ pub fn allow_line(r: &DeviceRule) -> String {
         Minor::Exact(m) => m.to_string(),
         Minor::Any => "*".to_owned(),
     };
-    format!(
-        "{} {}:{} {}",
-        r.kind.letter(),
-        r.major,
-        minor,
-        access_letters(r.access)
-    )
+    format!("{} {}:{} {}", r.kind.letter(), r.major, minor, access_letters(r.access))
 }
 
 /// The lines to write to `devices.allow`, one write each, in rule order.
@@ -61,8 +55,7 @@ pub fn parse_list(text: &str) -> Result<Vec<ListEntry>, String> {
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let e = || format!("devices.list: cannot read line `{line}`");
         let mut f = line.split_ascii_whitespace();
-        let (Some(t), Some(nums), Some(acc), None) = (f.next(), f.next(), f.next(), f.next())
-        else {
+        let (Some(t), Some(nums), Some(acc), None) = (f.next(), f.next(), f.next(), f.next()) else {
             return Err(e());
         };
         let kind = match t {
@@ -74,12 +67,7 @@ pub fn parse_list(text: &str) -> Result<Vec<ListEntry>, String> {
         let (ma, mi) = nums.split_once(':').ok_or_else(e)?;
         let (major, minor) = (num(ma).ok_or_else(e)?, num(mi).ok_or_else(e)?);
         let access = access_bits(acc).ok_or_else(e)?;
-        out.push(ListEntry {
-            kind,
-            major,
-            minor,
-            access,
-        });
+        out.push(ListEntry { kind, major, minor, access });
     }
     Ok(out)
 }
@@ -115,28 +103,14 @@ pub fn check_list(rules: &[DeviceRule], text: &str) -> Result<(), String> {
     let mut got: BTreeMap<Key, u8> = BTreeMap::new();
     for e in parse_list(text)? {
         if e.kind == ListType::All {
-            return Err(format!(
-                "devices.list still allows all devices (`{}`)",
-                show(&(e.kind, e.major, e.minor), e.access)
-            ));
+            return Err(format!("devices.list still allows all devices (`{}`)", show(&(e.kind, e.major, e.minor), e.access)));
         }
         *got.entry((e.kind, e.major, e.minor)).or_insert(0) |= e.access;
     }
     for (k, a) in &got {
         match want.get(k) {
-            None => {
-                return Err(format!(
-                    "devices.list has `{}`, which berth did not allow",
-                    show(k, *a)
-                ))
-            }
-            Some(w) if w != a => {
-                return Err(format!(
-                    "devices.list has `{}`, berth allowed `{}`",
-                    show(k, *a),
-                    show(k, *w)
-                ))
-            }
+            None => return Err(format!("devices.list has `{}`, which berth did not allow", show(k, *a))),
+            Some(w) if w != a => return Err(format!("devices.list has `{}`, berth allowed `{}`", show(k, *a), show(k, *w))),
             Some(_) => {}
         }
     }

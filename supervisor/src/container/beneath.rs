@@ -71,28 +71,13 @@ fn resolve(root: &OwnedFd, path: &CPath, dir: bool) -> Result<OwnedFd, Errno> {
 
 /// The step's calls (see the module doc).
 pub(super) fn act(at: &At) -> Result<(), Errno> {
-    let At {
-        root,
-        path,
-        parent,
-        leaf,
-        op,
-    } = at;
+    let At { root, path, parent, leaf, op } = at;
     let none = None::<&CStr>;
     let root = open_root(root)?;
     match op {
         Beneath::Mkdir { mode } => {
-            let dir = open_no_links(
-                root.as_fd(),
-                parent.as_cstr(),
-                libc::O_RDONLY | libc::O_DIRECTORY,
-                0,
-            )?;
-            match mkdirat(
-                Some(dir.as_raw_fd()),
-                leaf.as_cstr(),
-                Mode::from_bits_truncate(*mode),
-            ) {
+            let dir = open_no_links(root.as_fd(), parent.as_cstr(), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+            match mkdirat(Some(dir.as_raw_fd()), leaf.as_cstr(), Mode::from_bits_truncate(*mode)) {
                 Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(e),
             }
@@ -101,40 +86,19 @@ pub(super) fn act(at: &At) -> Result<(), Errno> {
         }
         Beneath::Bind { source } => {
             let target = resolve(&root, path, true)?;
-            mount(
-                Some(source.as_cstr()),
-                FdPath::new(target.as_fd()).as_cstr(),
-                none,
-                MsFlags::MS_BIND,
-                none,
-            )
+            mount(Some(source.as_cstr()), FdPath::new(target.as_fd()).as_cstr(), none, MsFlags::MS_BIND, none)
         }
-        Beneath::Mount {
-            fstype,
-            flags,
-            data,
-        } => {
+        Beneath::Mount { fstype, flags, data } => {
             let target = resolve(&root, path, true)?;
             let data = Some(data.as_cstr()).filter(|d| !d.is_empty());
-            mount(
-                Some(*fstype),
-                FdPath::new(target.as_fd()).as_cstr(),
-                Some(*fstype),
-                *flags,
-                data,
-            )
+            mount(Some(*fstype), FdPath::new(target.as_fd()).as_cstr(), Some(*fstype), *flags, data)
         }
         Beneath::Remount { flags } => {
             let target = resolve(&root, path, true)?;
             super::spawn::remount(FdPath::new(target.as_fd()).as_cstr(), *flags)
         }
         Beneath::Touch { mode } => {
-            let dir = open_no_links(
-                root.as_fd(),
-                parent.as_cstr(),
-                libc::O_RDONLY | libc::O_DIRECTORY,
-                0,
-            )?;
+            let dir = open_no_links(root.as_fd(), parent.as_cstr(), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
             let flags = libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY;
             open_no_links(dir.as_fd(), leaf.as_cstr(), flags, *mode).map(drop)
         }
@@ -144,13 +108,7 @@ pub(super) fn act(at: &At) -> Result<(), Errno> {
                 return Err(Errno::ENOTSOCK);
             }
             let target = resolve(&root, path, false)?;
-            mount(
-                Some(source.as_cstr()),
-                FdPath::new(target.as_fd()).as_cstr(),
-                none,
-                MsFlags::MS_BIND,
-                none,
-            )
+            mount(Some(source.as_cstr()), FdPath::new(target.as_fd()).as_cstr(), none, MsFlags::MS_BIND, none)
         }
     }
 }
@@ -164,9 +122,6 @@ mod tests {
         use std::os::fd::AsFd;
         let f = std::fs::File::open("/").unwrap();
         let raw = f.as_raw_fd();
-        assert_eq!(
-            FdPath::new(f.as_fd()).as_cstr().to_str().unwrap(),
-            format!("/proc/self/fd/{raw}")
-        );
+        assert_eq!(FdPath::new(f.as_fd()).as_cstr().to_str().unwrap(), format!("/proc/self/fd/{raw}"));
     }
 }

@@ -55,13 +55,8 @@ pub fn parse_last_cap(text: &str) -> Option<u32> {
 /// the host before fork, when a container's plan is made.
 pub fn kernel_last_cap() -> u32 {
     let mut buf = [0u8; 16];
-    let n = std::fs::File::open(LAST_CAP_PATH)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut buf))
-        .unwrap_or(0);
-    buf.get(..n)
-        .and_then(|b| core::str::from_utf8(b).ok())
-        .and_then(parse_last_cap)
-        .unwrap_or(CAP_MAX)
+    let n = std::fs::File::open(LAST_CAP_PATH).and_then(|mut f| std::io::Read::read(&mut f, &mut buf)).unwrap_or(0);
+    buf.get(..n).and_then(|b| core::str::from_utf8(b).ok()).and_then(parse_last_cap).unwrap_or(CAP_MAX)
 }
 
 /// Capabilities `0..=last`, as a mask.
@@ -95,10 +90,7 @@ pub struct CapData {
 
 /// The capability number of a `CAP_*` name.
 pub fn number(name: &str) -> Option<u32> {
-    NAMES
-        .iter()
-        .position(|n| *n == name)
-        .and_then(|i| u32::try_from(i).ok())
+    NAMES.iter().position(|n| *n == name).and_then(|i| u32::try_from(i).ok())
 }
 
 /// The capability state of the container's process.
@@ -122,11 +114,7 @@ pub struct Caps {
 impl Caps {
     /// The state for a set of granted capabilities (a mask).
     pub fn granting(grants: u64) -> Caps {
-        let mut securebits = SECBIT_NOROOT
-            | SECBIT_NOROOT_LOCKED
-            | SECBIT_NO_SETUID_FIXUP
-            | SECBIT_NO_SETUID_FIXUP_LOCKED
-            | SECBIT_KEEP_CAPS_LOCKED;
+        let mut securebits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED;
         if grants == 0 {
             securebits |= SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
         }
@@ -161,10 +149,7 @@ impl Caps {
 
 /// The capability state from the manifest's names. The error names the
 /// offending entry (`capabilities[i]`) and why.
-pub fn from_names<'a>(
-    names: impl IntoIterator<Item = &'a str>,
-    network: Option<Network>,
-) -> Result<Caps, (std::string::String, std::string::String)> {
+pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>, network: Option<Network>) -> Result<Caps, (std::string::String, std::string::String)> {
     let mut grants = 0u64;
     for (i, name) in names.into_iter().enumerate() {
         let field = format!("capabilities[{i}]");
@@ -173,10 +158,7 @@ pub fn from_names<'a>(
             return Err((field, format!("{name} is never granted to a container")));
         }
         if name == "CAP_NET_RAW" && network == Some(Network::Host) {
-            return Err((
-                field,
-                "CAP_NET_RAW is never granted with network = \"host\"".into(),
-            ));
+            return Err((field, "CAP_NET_RAW is never granted with network = \"host\"".into()));
         }
         let Some(n) = number(name) else {
             return Err((field, format!("`{name}` is not a capability name")));
@@ -211,16 +193,7 @@ mod tests {
     #[test]
     fn default_is_empty_and_fully_locked() {
         let c = from_names([], None).unwrap();
-        assert_eq!(
-            (
-                c.bounding,
-                c.permitted,
-                c.effective,
-                c.inheritable,
-                c.ambient
-            ),
-            (0, 0, 0, 0, 0)
-        );
+        assert_eq!((c.bounding, c.permitted, c.effective, c.inheritable, c.ambient), (0, 0, 0, 0, 0));
         assert_eq!(c.bounding_drop(), ALL);
         assert!(c.no_new_privs);
         assert_eq!(c.securebits, 0b1110_1111, "all locks, keep-caps off");
@@ -231,40 +204,14 @@ mod tests {
     fn grants_fill_every_set_and_split_into_halves() {
         let c = from_names(["CAP_NET_BIND_SERVICE", "CAP_AUDIT_READ"], None).unwrap();
         let want = (1 << 10) | (1 << 37);
-        assert_eq!(
-            (
-                c.bounding,
-                c.permitted,
-                c.effective,
-                c.inheritable,
-                c.ambient
-            ),
-            (want, want, want, want, want)
-        );
+        assert_eq!((c.bounding, c.permitted, c.effective, c.inheritable, c.ambient), (want, want, want, want, want));
         assert_eq!(c.bounding_drop(), ALL & !want);
         assert_eq!(c.bounding_drop() & want, 0);
         let d = c.capset_data();
-        assert_eq!(
-            d[0],
-            CapData {
-                effective: 1 << 10,
-                permitted: 1 << 10,
-                inheritable: 1 << 10
-            }
-        );
-        assert_eq!(
-            d[1],
-            CapData {
-                effective: 1 << 5,
-                permitted: 1 << 5,
-                inheritable: 1 << 5
-            }
-        );
+        assert_eq!(d[0], CapData { effective: 1 << 10, permitted: 1 << 10, inheritable: 1 << 10 });
+        assert_eq!(d[1], CapData { effective: 1 << 5, permitted: 1 << 5, inheritable: 1 << 5 });
         // Ambient raise must stay possible until the act raises the grants.
-        assert_eq!(
-            c.securebits & (SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED),
-            0
-        );
+        assert_eq!(c.securebits & (SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED), 0);
         assert_eq!(c.securebits & SECBIT_KEEP_CAPS, 0);
         assert_ne!(c.securebits & SECBIT_NOROOT_LOCKED, 0);
     }
@@ -299,10 +246,7 @@ mod tests {
     fn the_kernels_last_capability_is_read() {
         let text = std::fs::read_to_string(LAST_CAP_PATH).unwrap();
         assert_eq!(kernel_last_cap(), text.trim().parse::<u32>().unwrap());
-        assert!(
-            kernel_last_cap() >= 36,
-            "every kernel berth supports knows CAP_WAKE_ALARM"
-        );
+        assert!(kernel_last_cap() >= 36, "every kernel berth supports knows CAP_WAKE_ALARM");
     }
 
     #[test]

@@ -35,14 +35,7 @@ pub const ACC_READ: u8 = 2;
 pub const ACC_WRITE: u8 = 4;
 
 /// The standard nodes: name under `/dev`, major, minor. Read and write.
-pub const STANDARD: [(&str, u32, u32); 6] = [
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
+pub const STANDARD: [(&str, u32, u32); 6] = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
 /// Character devices never given to a container: mem, kmem, port, kmsg.
 pub const FORBIDDEN: [(u32, u32); 4] = [(1, 1), (1, 2), (1, 4), (1, 11)];
@@ -68,9 +61,7 @@ impl Pat {
         match self {
             Pat::Exact(p) => path == p,
             Pat::Prefix(p) => path.starts_with(p),
-            Pat::Numbered(p) => path
-                .strip_prefix(p)
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+            Pat::Numbered(p) => path.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
         }
     }
 }
@@ -92,104 +83,40 @@ pub const NEVER: &[Class] = &[
     Class {
         what: "physical memory or I/O ports",
         numbers: &[(1, 1, 2), (1, 4, 4)],
-        paths: &[
-            Pat::Exact("/dev/mem"),
-            Pat::Exact("/dev/kmem"),
-            Pat::Exact("/dev/port"),
-        ],
+        paths: &[Pat::Exact("/dev/mem"), Pat::Exact("/dev/kmem"), Pat::Exact("/dev/port")],
     },
-    Class {
-        what: "the kernel log",
-        numbers: &[(1, 11, 11)],
-        paths: &[Pat::Exact("/dev/kmsg")],
-    },
-    Class {
-        what: "raw flash (MTD or UBI)",
-        numbers: &[(90, 0, MINOR_MAX), (31, 0, MINOR_MAX)],
-        paths: &[Pat::Prefix("/dev/mtd"), Pat::Prefix("/dev/ubi")],
-    },
-    Class {
-        what: "SCSI generic",
-        numbers: &[(21, 0, MINOR_MAX)],
-        paths: &[Pat::Numbered("/dev/sg"), Pat::Prefix("/dev/bsg/")],
-    },
-    Class {
-        what: "uinput (injects input events)",
-        numbers: &[(10, 223, 223)],
-        paths: &[Pat::Exact("/dev/uinput"), Pat::Exact("/dev/input/uinput")],
-    },
-    Class {
-        what: "loop-control",
-        numbers: &[(10, 237, 237)],
-        paths: &[Pat::Exact("/dev/loop-control")],
-    },
-    Class {
-        what: "device-mapper",
-        numbers: &[(10, 236, 236)],
-        paths: &[Pat::Prefix("/dev/mapper/"), Pat::Prefix("/dev/dm-")],
-    },
-    Class {
-        what: "tun/tap",
-        numbers: &[(10, 200, 200)],
-        paths: &[Pat::Exact("/dev/net/tun")],
-    },
-    Class {
-        what: "fuse",
-        numbers: &[(10, 229, 229), (10, 203, 203)],
-        paths: &[Pat::Exact("/dev/fuse"), Pat::Exact("/dev/cuse")],
-    },
-    Class {
-        what: "a virtual console",
-        numbers: &[(4, 0, 63), (7, 0, MINOR_MAX)],
-        paths: &[Pat::Numbered("/dev/tty"), Pat::Prefix("/dev/vcs")],
-    },
-    Class {
-        what: "the console",
-        numbers: &[(5, 1, 1)],
-        paths: &[Pat::Exact("/dev/console")],
-    },
-    Class {
-        what: "a watchdog",
-        numbers: &[(10, 130, 130)],
-        paths: &[Pat::Prefix("/dev/watchdog")],
-    },
+    Class { what: "the kernel log", numbers: &[(1, 11, 11)], paths: &[Pat::Exact("/dev/kmsg")] },
+    Class { what: "raw flash (MTD or UBI)", numbers: &[(90, 0, MINOR_MAX), (31, 0, MINOR_MAX)], paths: &[Pat::Prefix("/dev/mtd"), Pat::Prefix("/dev/ubi")] },
+    Class { what: "SCSI generic", numbers: &[(21, 0, MINOR_MAX)], paths: &[Pat::Numbered("/dev/sg"), Pat::Prefix("/dev/bsg/")] },
+    Class { what: "uinput (injects input events)", numbers: &[(10, 223, 223)], paths: &[Pat::Exact("/dev/uinput"), Pat::Exact("/dev/input/uinput")] },
+    Class { what: "loop-control", numbers: &[(10, 237, 237)], paths: &[Pat::Exact("/dev/loop-control")] },
+    Class { what: "device-mapper", numbers: &[(10, 236, 236)], paths: &[Pat::Prefix("/dev/mapper/"), Pat::Prefix("/dev/dm-")] },
+    Class { what: "tun/tap", numbers: &[(10, 200, 200)], paths: &[Pat::Exact("/dev/net/tun")] },
+    Class { what: "fuse", numbers: &[(10, 229, 229), (10, 203, 203)], paths: &[Pat::Exact("/dev/fuse"), Pat::Exact("/dev/cuse")] },
+    Class { what: "a virtual console", numbers: &[(4, 0, 63), (7, 0, MINOR_MAX)], paths: &[Pat::Numbered("/dev/tty"), Pat::Prefix("/dev/vcs")] },
+    Class { what: "the console", numbers: &[(5, 1, 1)], paths: &[Pat::Exact("/dev/console")] },
+    Class { what: "a watchdog", numbers: &[(10, 130, 130)], paths: &[Pat::Prefix("/dev/watchdog")] },
 ];
 
 /// The class a character device (by number, or by path) belongs to when it
 /// is never granted; `watchdog` is the board's watchdog device, if any.
-pub fn never_granted(
-    major: u32,
-    minor: u32,
-    path: &str,
-    watchdog: Option<&str>,
-) -> Option<&'static str> {
+pub fn never_granted(major: u32, minor: u32, path: &str, watchdog: Option<&str>) -> Option<&'static str> {
     if watchdog == Some(path) {
         return Some("the board's watchdog");
     }
     NEVER
         .iter()
-        .find(|c| {
-            c.numbers
-                .iter()
-                .any(|&(ma, lo, hi)| ma == major && (lo..=hi).contains(&minor))
-                || c.paths.iter().any(|p| p.matches(path))
-        })
+        .find(|c| c.numbers.iter().any(|&(ma, lo, hi)| ma == major && (lo..=hi).contains(&minor)) || c.paths.iter().any(|p| p.matches(path)))
         .map(|c| c.what)
 }
 
 /// `MAJOR`, `MINOR` and `DEVNAME` of a device's sysfs `uevent`.
 pub fn parse_uevent(text: &str) -> Option<(u32, u32, &str)> {
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-    };
+    let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')));
     let major = field("MAJOR")?.trim().parse().ok()?;
     let minor = field("MINOR")?.trim().parse().ok()?;
     let name = field("DEVNAME")?.trim();
-    let plain = !name.is_empty()
-        && name
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..");
+    let plain = !name.is_empty() && name.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
     plain.then_some((major, minor, name))
 }
 
@@ -203,46 +130,29 @@ pub fn uevent_path(major: u32, minor: u32) -> std::string::String {
 /// kernel's own name for that number (`uevent`, the text of
 /// [`uevent_path`]; `None` when it could not be read). Fails closed: a
 /// number the kernel does not describe is refused. The error says why.
-pub fn check_on_device(
-    major: u32,
-    minor: u32,
-    path: &str,
-    uevent: Option<&str>,
-) -> Result<(), std::string::String> {
+pub fn check_on_device(major: u32, minor: u32, path: &str, uevent: Option<&str>) -> Result<(), std::string::String> {
     if let Some(what) = never_granted(major, minor, path, None) {
         return Err(format!("{path} {major}:{minor} is {what}: never granted"));
     }
     let Some(text) = uevent else {
-        return Err(format!(
-            "{path} {major}:{minor}: the kernel has no such character device (no {})",
-            uevent_path(major, minor)
-        ));
+        return Err(format!("{path} {major}:{minor}: the kernel has no such character device (no {})", uevent_path(major, minor)));
     };
     let Some((ma, mi, name)) = parse_uevent(text) else {
-        return Err(format!(
-            "{path} {major}:{minor}: the kernel's description names no device"
-        ));
+        return Err(format!("{path} {major}:{minor}: the kernel's description names no device"));
     };
     if (ma, mi) != (major, minor) {
-        return Err(format!(
-            "{path} {major}:{minor}: the kernel describes {ma}:{mi} instead"
-        ));
+        return Err(format!("{path} {major}:{minor}: the kernel describes {ma}:{mi} instead"));
     }
     let kernel = format!("/dev/{name}");
     match never_granted(ma, mi, &kernel, None) {
-        Some(what) => Err(format!(
-            "{path} {major}:{minor} is the kernel's {kernel}, {what}: never granted"
-        )),
+        Some(what) => Err(format!("{path} {major}:{minor} is the kernel's {kernel}, {what}: never granted")),
         None => Ok(()),
     }
 }
 
 /// Names berth itself places in the container's `/dev` (nodes, mounts,
 /// symlinks): a granted node may not land on or under them.
-pub const RESERVED_NAMES: [&str; 14] = [
-    "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx", "fd",
-    "stdin", "stdout", "stderr",
-];
+pub const RESERVED_NAMES: [&str; 14] = ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx", "fd", "stdin", "stdout", "stderr"];
 
 /// Where berth makes the containers' granted nodes: a tmpfs of its own,
 /// mounted `nosuid,noexec` but not `nodev` (`/run` is `nodev`).
@@ -252,13 +162,7 @@ pub const STORE: &str = "/run/berth/dev";
 /// `/run/berth/dev/<container>/<node>`. `None` when a name is not a plain
 /// path component.
 pub fn store_path(container: &str, node: &str) -> Option<CPath> {
-    let plain = |s: &str| {
-        !s.is_empty()
-            && s != "."
-            && s != ".."
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
+    let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !plain(container) || !plain(node) {
         return None;
     }
@@ -332,108 +236,59 @@ pub fn access_bits(s: &str) -> Option<u8> {
 /// A host node path `/dev/a[/b...]` without empty, `.` or `..` components.
 fn valid_node_path(p: &str) -> bool {
     match p.strip_prefix("/dev/") {
-        Some(rest) => {
-            !rest.is_empty()
-                && rest
-                    .split('/')
-                    .all(|c| !c.is_empty() && c != "." && c != "..")
-                && p.bytes().all(|b| b.is_ascii_graphic())
-        }
+        Some(rest) => !rest.is_empty() && rest.split('/').all(|c| !c.is_empty() && c != "." && c != "..") && p.bytes().all(|b| b.is_ascii_graphic()),
         None => false,
     }
 }
 
 /// Is `path` one of berth's own `/dev` entries, or below one?
 fn collides(path: &str) -> bool {
-    let first = path
-        .strip_prefix("/dev/")
-        .and_then(|r| r.split('/').next())
-        .unwrap_or("");
+    let first = path.strip_prefix("/dev/").and_then(|r| r.split('/').next()).unwrap_or("");
     RESERVED_NAMES.contains(&first)
 }
 
 /// The container's nodes, standard ones first, then the grants in manifest
 /// order, each bound from the node berth makes for `container`. The error
 /// names the grant (`devices[i].node`/`.access`) and why.
-pub fn nodes(
-    grants: &[DeviceGrant],
-    board: &Board,
-    container: &str,
-) -> Result<Nodes, (std::string::String, std::string::String)> {
+pub fn nodes(grants: &[DeviceGrant], board: &Board, container: &str) -> Result<Nodes, (std::string::String, std::string::String)> {
     let mut out = Nodes::new();
     for (name, major, minor) in STANDARD {
-        let path = CPath::concat(&["/dev/", name])
-            .ok_or(("devices".to_owned(), "path too long".to_owned()))?;
-        let node = Node {
-            major,
-            minor,
-            host: path.clone(),
-            path,
-            access: ACC_READ | ACC_WRITE,
-            granted: false,
-            mode: 0,
-        };
-        out.push(node)
-            .map_err(|_| ("devices".to_owned(), "too many nodes".to_owned()))?;
+        let path = CPath::concat(&["/dev/", name]).ok_or(("devices".to_owned(), "path too long".to_owned()))?;
+        let node = Node { major, minor, host: path.clone(), path, access: ACC_READ | ACC_WRITE, granted: false, mode: 0 };
+        out.push(node).map_err(|_| ("devices".to_owned(), "too many nodes".to_owned()))?;
     }
     for (i, g) in grants.iter().enumerate() {
         let field = format!("devices[{i}].node");
         let e = |reason: std::string::String| (field.clone(), reason);
         let n = g.node.as_str();
         let Some(hw) = board.node(n) else {
-            return Err(e(format!(
-                "board {} has no hardware node `{n}`",
-                board.name
-            )));
+            return Err(e(format!("board {} has no hardware node `{n}`", board.name)));
         };
         if hw.reserved {
             return Err(e(format!("`{n}` is reserved and never granted")));
         }
         if hw.kind == NodeKind::Block {
-            return Err(e(format!(
-                "`{n}` is a block device: never granted to a container"
-            )));
+            return Err(e(format!("`{n}` is a block device: never granted to a container")));
         }
         let watchdog = board.watchdog.as_ref().map(|w| w.device.as_str());
         if let Some(what) = never_granted(hw.major, hw.minor, &hw.path, watchdog) {
-            return Err(e(format!(
-                "`{n}` ({} {}:{}) is {what}: never granted to a container",
-                hw.path, hw.major, hw.minor
-            )));
+            return Err(e(format!("`{n}` ({} {}:{}) is {what}: never granted to a container", hw.path, hw.major, hw.minor)));
         }
         if !valid_node_path(&hw.path) {
-            return Err(e(format!(
-                "`{n}` has path `{}`, not a plain path under /dev/",
-                hw.path
-            )));
+            return Err(e(format!("`{n}` has path `{}`, not a plain path under /dev/", hw.path)));
         }
         if collides(&hw.path) {
-            return Err(e(format!(
-                "`{n}` at {} would replace one of berth's own /dev entries",
-                hw.path
-            )));
+            return Err(e(format!("`{n}` at {} would replace one of berth's own /dev entries", hw.path)));
         }
         if out.iter().any(|o| o.path.as_str() == hw.path.as_str()) {
             return Err(e(format!("`{n}` at {} is granted twice", hw.path)));
         }
         let Some(access) = access_bits(&g.access) else {
-            return Err((
-                format!("devices[{i}].access"),
-                "must be a combination of r, w and m".into(),
-            ));
+            return Err((format!("devices[{i}].access"), "must be a combination of r, w and m".into()));
         };
         let path = CPath::new(&hw.path).ok_or_else(|| e("path too long".into()))?;
-        let host = store_path(container, n)
-            .ok_or_else(|| e(format!("`{n}` cannot name a node under {STORE}")))?;
-        let node = Node {
-            major: hw.major,
-            minor: hw.minor,
-            host,
-            path,
-            access,
-            granted: true,
-            mode: node_mode(access),
-        };
+        let host = store_path(container, n).ok_or_else(|| e(format!("`{n}` cannot name a node under {STORE}")))?;
+        let node = Node { major: hw.major, minor: hw.minor, host, path, access, granted: true, mode: node_mode(access) };
         out.push(node).map_err(|_| e("too many nodes".into()))?;
     }
     Ok(out)
@@ -445,11 +300,7 @@ mod tests {
     use crate::board::HardwareNode;
 
     pub(crate) fn board() -> Board {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../board-configs/qemu-aarch64-virt.toml"
-        ))
-        .unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../board-configs/qemu-aarch64-virt.toml")).unwrap();
         let mut b = Board::from_toml(&text).unwrap();
         b.hardware.clear();
         for (name, kind, major, minor, path, reserved) in [
@@ -468,34 +319,19 @@ mod tests {
             ("nullish", NodeKind::Char, 4, 66, "/dev/null", false),
             ("ptsish", NodeKind::Char, 4, 67, "/dev/pts/9", false),
         ] {
-            b.hardware
-                .push(HardwareNode {
-                    name: name.try_into().unwrap(),
-                    kind,
-                    major,
-                    minor,
-                    path: path.try_into().unwrap(),
-                    reserved,
-                })
-                .unwrap();
+            b.hardware.push(HardwareNode { name: name.try_into().unwrap(), kind, major, minor, path: path.try_into().unwrap(), reserved }).unwrap();
         }
         b
     }
 
     pub(crate) fn grant(node: &str, access: &str) -> DeviceGrant {
-        DeviceGrant {
-            node: node.try_into().unwrap(),
-            access: access.try_into().unwrap(),
-        }
+        DeviceGrant { node: node.try_into().unwrap(), access: access.try_into().unwrap() }
     }
 
     #[test]
     fn standard_nodes_only_by_default() {
         let n = nodes(&[], &board(), "c").unwrap();
-        let got: Vec<(String, u32, u32)> = n
-            .iter()
-            .map(|n| (n.path.to_string(), n.major, n.minor))
-            .collect();
+        let got: Vec<(String, u32, u32)> = n.iter().map(|n| (n.path.to_string(), n.major, n.minor)).collect();
         assert_eq!(
             got,
             [
@@ -507,42 +343,18 @@ mod tests {
                 ("/dev/tty".into(), 5, 0),
             ]
         );
-        assert!(n.iter().all(|n| n.access == ACC_READ | ACC_WRITE
-            && !n.granted
-            && n.host == n.path
-            && n.mode == 0));
+        assert!(n.iter().all(|n| n.access == ACC_READ | ACC_WRITE && !n.granted && n.host == n.path && n.mode == 0));
     }
 
     #[test]
     fn granted_nodes_come_from_the_board() {
-        let n = nodes(
-            &[grant("serial1", "rw"), grant("gpio0", "r")],
-            &board(),
-            "web",
-        )
-        .unwrap();
+        let n = nodes(&[grant("serial1", "rw"), grant("gpio0", "r")], &board(), "web").unwrap();
         assert_eq!(n.len(), 8);
         let s = &n[6];
-        assert_eq!(
-            (s.path.as_str(), s.host.as_str(), s.major, s.minor),
-            ("/dev/ttyAMA1", "/run/berth/dev/web/serial1", 4, 65)
-        );
+        assert_eq!((s.path.as_str(), s.host.as_str(), s.major, s.minor), ("/dev/ttyAMA1", "/run/berth/dev/web/serial1", 4, 65));
         assert_eq!((s.access, s.mode), (ACC_READ | ACC_WRITE, 0o600));
         assert!(s.granted);
-        assert_eq!(
-            (
-                n[7].path.as_str(),
-                n[7].host.as_str(),
-                n[7].access,
-                n[7].mode
-            ),
-            (
-                "/dev/gpio/chip0",
-                "/run/berth/dev/web/gpio0",
-                ACC_READ,
-                0o600
-            )
-        );
+        assert_eq!((n[7].path.as_str(), n[7].host.as_str(), n[7].access, n[7].mode), ("/dev/gpio/chip0", "/run/berth/dev/web/gpio0", ACC_READ, 0o600));
     }
 
     #[test]
@@ -567,20 +379,9 @@ mod tests {
             assert!(e.1.contains(words), "{node}: {}", e.1);
             assert!(e.1.contains(node), "the error names {node}: {}", e.1);
         }
-        assert_eq!(
-            nodes(&[grant("rng0", "x")], &b, "c").unwrap_err().0,
-            "devices[0].access"
-        );
-        assert_eq!(
-            nodes(&[grant("rng0", "rr")], &b, "c").unwrap_err().0,
-            "devices[0].access"
-        );
-        assert_eq!(
-            nodes(&[grant("rng0", "r"), grant("rng0", "w")], &b, "c")
-                .unwrap_err()
-                .0,
-            "devices[1].node"
-        );
+        assert_eq!(nodes(&[grant("rng0", "x")], &b, "c").unwrap_err().0, "devices[0].access");
+        assert_eq!(nodes(&[grant("rng0", "rr")], &b, "c").unwrap_err().0, "devices[0].access");
+        assert_eq!(nodes(&[grant("rng0", "r"), grant("rng0", "w")], &b, "c").unwrap_err().0, "devices[1].node");
     }
 
     #[test]
@@ -597,11 +398,7 @@ mod tests {
             (166, 0, "/dev/ttyACM0"),
         ];
         for (ma, mi, p) in ok {
-            assert_eq!(
-                never_granted(ma, mi, p, Some("/dev/watchdog0")),
-                None,
-                "{p}"
-            );
+            assert_eq!(never_granted(ma, mi, p, Some("/dev/watchdog0")), None, "{p}");
         }
         let never = [
             (1, 1, "/dev/x", "memory"),
@@ -639,8 +436,7 @@ mod tests {
             (250, 0, "/dev/wdt", "the board's watchdog"),
         ];
         for (ma, mi, p, words) in never {
-            let what = never_granted(ma, mi, p, Some("/dev/wdt"))
-                .unwrap_or_else(|| panic!("{ma}:{mi} {p} granted"));
+            let what = never_granted(ma, mi, p, Some("/dev/wdt")).unwrap_or_else(|| panic!("{ma}:{mi} {p} granted"));
             assert!(what.contains(words), "{ma}:{mi} {p}: {what}");
         }
         // The serial ports share major 4 with the virtual consoles.
@@ -663,42 +459,24 @@ mod tests {
         // A board that calls the watchdog (dynamic major) something else.
         let wd = "MAJOR=249\nMINOR=0\nDEVNAME=watchdog0\n";
         let e = check_on_device(249, 0, "/dev/sensor", Some(wd)).unwrap_err();
-        assert!(
-            e.contains("/dev/watchdog0") && e.contains("watchdog") && e.contains("never granted"),
-            "{e}"
-        );
+        assert!(e.contains("/dev/watchdog0") && e.contains("watchdog") && e.contains("never granted"), "{e}");
         let ubi = "MAJOR=246\nMINOR=0\nDEVNAME=ubi0\n";
-        assert!(check_on_device(246, 0, "/dev/flash", Some(ubi))
-            .unwrap_err()
-            .contains("raw flash"));
+        assert!(check_on_device(246, 0, "/dev/flash", Some(ubi)).unwrap_err().contains("raw flash"));
         // Fail closed: no description, no node.
         let e = check_on_device(10, 183, "/dev/hwrng", None).unwrap_err();
         assert!(e.contains("/sys/dev/char/10:183/uevent"), "{e}");
         assert!(check_on_device(10, 183, "/dev/hwrng", Some("MAJOR=10\n")).is_err());
-        assert!(check_on_device(
-            10,
-            183,
-            "/dev/hwrng",
-            Some("MAJOR=10\nMINOR=184\nDEVNAME=x\n")
-        )
-        .is_err());
+        assert!(check_on_device(10, 183, "/dev/hwrng", Some("MAJOR=10\nMINOR=184\nDEVNAME=x\n")).is_err());
         // The table itself, before any read.
-        assert!(check_on_device(10, 200, "/dev/hwrng", Some(ok))
-            .unwrap_err()
-            .contains("tun"));
-        assert!(check_on_device(10, 183, "/dev/console", Some(ok))
-            .unwrap_err()
-            .contains("console"));
+        assert!(check_on_device(10, 200, "/dev/hwrng", Some(ok)).unwrap_err().contains("tun"));
+        assert!(check_on_device(10, 183, "/dev/console", Some(ok)).unwrap_err().contains("console"));
     }
 
     #[test]
     fn uevents_name_the_device() {
         let t = "MAJOR=4\nMINOR=65\nDEVNAME=ttyS1\n";
         assert_eq!(parse_uevent(t), Some((4, 65, "ttyS1")));
-        assert_eq!(
-            parse_uevent("MAJOR=10\nMINOR=200\nDEVNAME=net/tun\nDEVMODE=0666\n"),
-            Some((10, 200, "net/tun"))
-        );
+        assert_eq!(parse_uevent("MAJOR=10\nMINOR=200\nDEVNAME=net/tun\nDEVMODE=0666\n"), Some((10, 200, "net/tun")));
         for bad in [
             "MAJOR=4\nMINOR=65\n",
             "MINOR=65\nDEVNAME=x\n",
@@ -712,33 +490,15 @@ mod tests {
 
     #[test]
     fn grant_modes_follow_access() {
-        for (access, mode) in [
-            ("r", 0o600),
-            ("w", 0o600),
-            ("rw", 0o600),
-            ("wr", 0o600),
-            ("rwm", 0o600),
-            ("rm", 0o600),
-            ("m", 0),
-        ] {
+        for (access, mode) in [("r", 0o600), ("w", 0o600), ("rw", 0o600), ("wr", 0o600), ("rwm", 0o600), ("rm", 0o600), ("m", 0)] {
             assert_eq!(node_mode(access_bits(access).unwrap()), mode, "{access}");
         }
     }
 
     #[test]
     fn store_paths_are_plain() {
-        assert_eq!(
-            store_path("probe", "rng0").unwrap().as_str(),
-            "/run/berth/dev/probe/rng0"
-        );
-        for (c, n) in [
-            ("", "rng0"),
-            ("probe", ""),
-            ("..", "rng0"),
-            ("probe", ".."),
-            ("a/b", "rng0"),
-            ("probe", "x/y"),
-        ] {
+        assert_eq!(store_path("probe", "rng0").unwrap().as_str(), "/run/berth/dev/probe/rng0");
+        for (c, n) in [("", "rng0"), ("probe", ""), ("..", "rng0"), ("probe", ".."), ("a/b", "rng0"), ("probe", "x/y")] {
             assert!(store_path(c, n).is_none(), "{c:?} {n:?}");
         }
     }

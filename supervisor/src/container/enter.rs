@@ -39,10 +39,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{self, Pid};
 use std::os::fd::BorrowedFd;
 
-use super::spawn::{
-    confine_last, decode, drop_privileges, Argv, Confine, Envp, Place, Placed, Record, Step, Trace,
-    RECORD,
-};
+use super::spawn::{confine_last, decode, drop_privileges, Argv, Confine, Envp, Place, Placed, Record, Step, Trace, RECORD};
 use super::{CArg, Plan};
 use crate::manifest::COMMAND_MAX;
 use crate::sys::container as sys;
@@ -106,14 +103,7 @@ impl From<Errno> for EnterError {
 /// waiter into the container's cgroup (born there, or moved). `hang` is the
 /// test hook's step (`None` without the `test-hooks` feature). Never waits
 /// for a child.
-pub fn enter(
-    plan: &Plan,
-    init: Pid,
-    cmd: &Command,
-    confine: Confine<'_>,
-    place: &mut Place<'_>,
-    hang: Option<Step>,
-) -> Result<Entered, EnterError> {
+pub fn enter(plan: &Plan, init: Pid, cmd: &Command, confine: Confine<'_>, place: &mut Place<'_>, hang: Option<Step>) -> Result<Entered, EnterError> {
     let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     let mut ns: heapless::Vec<(OwnedFd, CloneFlags), 7> = heapless::Vec::new();
     for (name, flag) in NAMESPACES {
@@ -121,8 +111,7 @@ pub fn enter(
             continue;
         }
         let f = File::open(format!("/proc/{init}/ns/{name}")).map_err(io)?;
-        ns.push((OwnedFd::from(f), flag))
-            .map_err(|_| Errno::E2BIG)?;
+        ns.push((OwnedFd::from(f), flag)).map_err(|_| Errno::E2BIG)?;
     }
     let null = File::open("/dev/null").map_err(io)?;
     let path = cmd.argv.first().map(|a| a.as_cstr()).ok_or(Errno::EINVAL)?;
@@ -139,17 +128,7 @@ pub fn enter(
         (None, _) => {
             drop(go_w);
             let trace = Trace::new(trail_w.as_fd(), hang);
-            let code = waiter(
-                plan,
-                &ns,
-                go_r.as_fd(),
-                null.as_fd(),
-                &trace,
-                &confine,
-                path,
-                &argv,
-                &envp,
-            );
+            let code = waiter(plan, &ns, go_r.as_fd(), null.as_fd(), &trace, &confine, path, &argv, &envp);
             sys::exit_now(code)
         }
         (Some(pid), placed) => (pid, placed),
@@ -158,10 +137,7 @@ pub fn enter(
     drop(trail_w);
     let failed = |errno| {
         let _ = kill(w, Signal::SIGKILL);
-        EnterError {
-            errno,
-            left: Some(w),
-        }
+        EnterError { errno, left: Some(w) }
     };
     if placed != Placed::Born {
         (place.add)(w).map_err(failed)?;
@@ -170,10 +146,7 @@ pub fn enter(
     if unistd::write(go_w.as_fd(), b"g") != Ok(1) {
         return Err(failed(Errno::EPIPE));
     }
-    Ok(Entered {
-        pid: w,
-        trail: trail_r,
-    })
+    Ok(Entered { pid: w, trail: trail_r })
 }
 
 /// Where a command's setup is, from its trail (read without waiting):
@@ -202,15 +175,7 @@ pub fn trail(fd: BorrowedFd<'_>) -> Option<Step> {
 /// own closed before anything else, then the go-ahead, the death signal,
 /// the container's rlimits (as host root, before the user namespace, as
 /// the container's own start sets them), the namespaces, X.
-pub const WAITER_STEPS: [Step; 7] = [
-    Step::Dumpable,
-    Step::CloseFds,
-    Step::Sync,
-    Step::Pdeathsig,
-    Step::Rlimit,
-    Step::Setns,
-    Step::PidClone,
-];
+pub const WAITER_STEPS: [Step; 7] = [Step::Dumpable, Step::CloseFds, Step::Sync, Step::Pdeathsig, Step::Rlimit, Step::Setns, Step::PidClone];
 
 /// X's setup, in order: not dumpable first (a process the container could
 /// otherwise read through `/proc/PID/mem` or `ptrace` while it holds
@@ -304,13 +269,8 @@ fn waiter(
                 }
             }
             Step::Pdeathsig => nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
-            Step::Rlimit => plan
-                .rlimits
-                .iter()
-                .try_for_each(|r| sys::set_rlimit(r.resource.raw(), r.soft, r.hard)),
-            Step::Setns => ns
-                .iter()
-                .try_for_each(|(fd, flag)| nix::sched::setns(fd, *flag)),
+            Step::Rlimit => plan.rlimits.iter().try_for_each(|r| sys::set_rlimit(r.resource.raw(), r.soft, r.hard)),
+            Step::Setns => ns.iter().try_for_each(|(fd, flag)| nix::sched::setns(fd, *flag)),
             _ => Ok(()),
         };
         if r.is_err() {
@@ -322,11 +282,7 @@ fn waiter(
         Err(_) => return SETUP_FAILED,
         Ok(None) => {
             let e = inside(plan, null, trace, confine, path, argv, envp);
-            sys::exit_now(if e == Errno::UnknownErrno {
-                SETUP_FAILED
-            } else {
-                127
-            })
+            sys::exit_now(if e == Errno::UnknownErrno { SETUP_FAILED } else { 127 })
         }
         Ok(Some(pid)) => pid,
     };
@@ -344,13 +300,7 @@ fn waiter(
 }
 
 /// One of X's [`INSIDE_STEPS`].
-fn inside_step(
-    step: Step,
-    plan: &Plan,
-    null: BorrowedFd<'_>,
-    t: &Trace<'_>,
-    confine: &Confine<'_>,
-) -> Result<(), Errno> {
+fn inside_step(step: Step, plan: &Plan, null: BorrowedFd<'_>, t: &Trace<'_>, confine: &Confine<'_>) -> Result<(), Errno> {
     match step {
         Step::Dumpable => nix::sys::prctl::set_dumpable(false),
         Step::Pdeathsig => nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
@@ -424,10 +374,7 @@ mod tests {
         assert_eq!(WAITER_STEPS[..2], [Step::Dumpable, Step::CloseFds]);
         assert_eq!(INSIDE_STEPS[0], Step::Dumpable);
         // And again once the ids have changed (that resets the flag).
-        let again = INSIDE_STEPS
-            .iter()
-            .rposition(|x| *x == Step::Dumpable)
-            .unwrap();
+        let again = INSIDE_STEPS.iter().rposition(|x| *x == Step::Dumpable).unwrap();
         assert_eq!(INSIDE_STEPS.get(again - 1), Some(&Step::BoundingSet));
         let pos = |s: Step| INSIDE_STEPS.iter().position(|x| *x == s).unwrap();
         // Descriptors closed before the first step that touches the
@@ -444,10 +391,7 @@ mod tests {
     fn the_descriptors_closed_are_the_gaps_between_those_kept() {
         assert_eq!(gaps(&[]).as_slice(), [(3, u32::MAX)]);
         assert_eq!(gaps(&[3, 4, 9]).as_slice(), [(5, 8), (10, u32::MAX)]);
-        assert_eq!(
-            gaps(&[0, 5, 5, 7]).as_slice(),
-            [(3, 4), (6, 6), (8, u32::MAX)]
-        );
+        assert_eq!(gaps(&[0, 5, 5, 7]).as_slice(), [(3, 4), (6, 6), (8, u32::MAX)]);
     }
 
     #[test]

@@ -60,11 +60,7 @@ fn map_line(base: u32) -> MapLine {
 
 /// Identity for container `index` running as `uid`/`gid` inside. The error
 /// (field, reason) when the index has no range or an id is outside the map.
-pub fn ids(
-    index: u16,
-    uid: Option<u32>,
-    gid: Option<u32>,
-) -> Result<Ids, (&'static str, &'static str)> {
+pub fn ids(index: u16, uid: Option<u32>, gid: Option<u32>) -> Result<Ids, (&'static str, &'static str)> {
     let base = outside_base(index).ok_or(("index", "container index has no outside id range"))?;
     let uid = uid.unwrap_or(0);
     let gid = gid.unwrap_or(0);
@@ -74,15 +70,7 @@ pub fn ids(
     if gid >= COUNT {
         return Err(("entry.gid", "must be below 65536 (the mapped range)"));
     }
-    Ok(Ids {
-        outside_base: base,
-        count: COUNT,
-        uid_map: map_line(base),
-        gid_map: map_line(base),
-        setgroups: b"deny",
-        uid,
-        gid,
-    })
+    Ok(Ids { outside_base: base, count: COUNT, uid_map: map_line(base), gid_map: map_line(base), setgroups: b"deny", uid, gid })
 }
 
 #[cfg(test)]
@@ -98,11 +86,7 @@ mod tests {
         assert_eq!(b.gid_map, b.uid_map);
         assert_eq!(a.setgroups, b"deny");
         assert_eq!((a.uid, a.gid, b.uid, b.gid), (0, 0, 1000, 100));
-        assert_eq!(
-            a.outside_base + a.count,
-            b.outside_base,
-            "adjacent, not overlapping"
-        );
+        assert_eq!(a.outside_base + a.count, b.outside_base, "adjacent, not overlapping");
     }
 
     #[test]

@@ -87,17 +87,7 @@ use access::*;
 /// Reading: files and directory listings.
 pub const READ: u64 = READ_FILE | READ_DIR;
 /// A writable tree: everything but execute and making device nodes.
-pub const WRITE_TREE: u64 = READ
-    | WRITE_FILE
-    | REMOVE_DIR
-    | REMOVE_FILE
-    | MAKE_DIR
-    | MAKE_REG
-    | MAKE_SOCK
-    | MAKE_FIFO
-    | MAKE_SYM
-    | REFER
-    | TRUNCATE;
+pub const WRITE_TREE: u64 = READ | WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG | MAKE_SOCK | MAKE_FIFO | MAKE_SYM | REFER | TRUNCATE;
 /// `/dev`: its nodes open for reading and writing; ioctls only where a
 /// node's own rule ([`DEV_IOCTL`]) adds them.
 pub const DEV: u64 = READ | WRITE_FILE;
@@ -111,8 +101,7 @@ pub const FILE_RIGHTS: u64 = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL
 /// Most rules: `/`, the exec paths, `/dev`, `/dev/shm`, `/dev/mqueue`, the
 /// writable mounts (`/tmp` included), the rw paths, `/dev/pts` and the nodes
 /// that take ioctls.
-pub const RULES_MAX: usize =
-    4 + LANDLOCK_PATHS_MAX + MOUNTS_MAX + 1 + LANDLOCK_PATHS_MAX + 1 + NODES_MAX;
+pub const RULES_MAX: usize = 4 + LANDLOCK_PATHS_MAX + MOUNTS_MAX + 1 + LANDLOCK_PATHS_MAX + 1 + NODES_MAX;
 
 /// One rule: everything beneath `path` gets `access`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,16 +142,8 @@ impl Ruleset {
         if abi >= 5 {
             fs |= IOCTL_DEV;
         }
-        let scoped = if abi >= 6 {
-            SCOPE_ABSTRACT_UNIX_SOCKET
-        } else {
-            0
-        };
-        (abi > 0).then_some(Ruleset {
-            abi,
-            handled_fs: fs,
-            scoped,
-        })
+        let scoped = if abi >= 6 { SCOPE_ABSTRACT_UNIX_SOCKET } else { 0 };
+        (abi > 0).then_some(Ruleset { abi, handled_fs: fs, scoped })
     }
 
     /// What a rule allows on this ABI: only handled rights (the kernel
@@ -195,12 +176,8 @@ pub struct Input<'a> {
 /// at the start). The error names the field.
 pub fn plan_rules(input: &Input<'_>) -> Result<Rules, (std::string::String, std::string::String)> {
     let mut rules = Rules::new();
-    let mut add = |field: &str,
-                   path: &str,
-                   access: u64|
-     -> Result<(), (std::string::String, std::string::String)> {
-        let path = CPath::new(path)
-            .ok_or_else(|| (field.to_owned(), "contains NUL or is too long".to_owned()))?;
+    let mut add = |field: &str, path: &str, access: u64| -> Result<(), (std::string::String, std::string::String)> {
+        let path = CPath::new(path).ok_or_else(|| (field.to_owned(), "contains NUL or is too long".to_owned()))?;
         // One path twice (a mount listed in rw_paths): one rule with both.
         if let Some(r) = rules.iter_mut().find(|r| r.path == path) {
             r.access |= access;
@@ -210,18 +187,10 @@ pub fn plan_rules(input: &Input<'_>) -> Result<Rules, (std::string::String, std:
             return Err((field.to_owned(), "too many Landlock rules".to_owned()));
         }
         let no_links = super::mounts::beneath_volume(path.as_str(), input.volumes);
-        rules.push(Rule {
-            path,
-            access,
-            no_links,
-        });
+        rules.push(Rule { path, access, no_links });
         Ok(())
     };
-    let root = if input.exec_paths.is_empty() {
-        READ | EXECUTE
-    } else {
-        READ
-    };
+    let root = if input.exec_paths.is_empty() { READ | EXECUTE } else { READ };
     add("exec_paths", "/", root)?;
     for (i, p) in input.exec_paths.iter().enumerate() {
         add(&format!("exec_paths[{i}]"), p, EXECUTE)?;
@@ -264,15 +233,9 @@ pub struct Unavailable(pub Errno);
 impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Errno::EOPNOTSUPP => {
-                f.write_str("Landlock is built into the kernel but disabled at boot (lsm=)")
-            }
+            Errno::EOPNOTSUPP => f.write_str("Landlock is built into the kernel but disabled at boot (lsm=)"),
             Errno::ENOSYS => f.write_str("the kernel has no Landlock"),
-            e => write!(
-                f,
-                "the Landlock ABI probe failed: {}",
-                crate::mount::errno_text(e)
-            ),
+            e => write!(f, "the Landlock ABI probe failed: {}", crate::mount::errno_text(e)),
         }
     }
 }
@@ -299,48 +262,26 @@ mod tests {
     }
 
     fn find(rules: &Rules, path: &str) -> Option<u64> {
-        rules
-            .iter()
-            .find(|r| r.path.as_str() == path)
-            .map(|r| r.access)
+        rules.iter().find(|r| r.path.as_str() == path).map(|r| r.access)
     }
 
     #[test]
     fn rule_paths_beneath_a_volume_do_not_follow_symlinks() {
-        let rw: Vec<Path> = ["/var/app/data", "/var/other"]
-            .iter()
-            .map(|p| (*p).try_into().unwrap())
-            .collect();
-        let r = plan_rules(&Input {
-            exec_paths: &[],
-            rw_paths: &rw,
-            writable: &["/tmp", "/var/app", "/var/app/cache"],
-            ioctl_nodes: &[],
-            volumes: &["/var/app"],
-        })
-        .unwrap();
+        let rw: Vec<Path> = ["/var/app/data", "/var/other"].iter().map(|p| (*p).try_into().unwrap()).collect();
+        let r =
+            plan_rules(&Input { exec_paths: &[], rw_paths: &rw, writable: &["/tmp", "/var/app", "/var/app/cache"], ioctl_nodes: &[], volumes: &["/var/app"] })
+                .unwrap();
         let no_links = |p: &str| r.iter().find(|r| r.path.as_str() == p).map(|r| r.no_links);
         assert_eq!(no_links("/var/app/data"), Some(true));
         assert_eq!(no_links("/var/app/cache"), Some(true));
-        assert_eq!(
-            no_links("/var/app"),
-            Some(false),
-            "the mount point itself is in the image"
-        );
+        assert_eq!(no_links("/var/app"), Some(false), "the mount point itself is in the image");
         assert_eq!(no_links("/var/other"), Some(false));
         assert_eq!(no_links("/"), Some(false));
     }
 
     #[test]
     fn default_rules_read_and_execute_the_image_write_only_writable_mounts() {
-        let r = plan_rules(&Input {
-            exec_paths: &[],
-            rw_paths: &[],
-            writable: &["/tmp"],
-            ioctl_nodes: &[],
-            volumes: &[],
-        })
-        .unwrap();
+        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"], ioctl_nodes: &[], volumes: &[] }).unwrap();
         assert_eq!(find(&r, "/"), Some(READ | EXECUTE));
         assert_eq!(find(&r, "/tmp"), Some(WRITE_TREE));
         assert_eq!(find(&r, "/dev"), Some(DEV));
@@ -348,11 +289,7 @@ mod tests {
         assert_eq!(find(&r, "/dev/shm"), Some(WRITE_TREE));
         assert_eq!(r.len(), 6);
         // Device ioctls only where a rule names the node (or the terminals).
-        let ioctl: std::vec::Vec<&str> = r
-            .iter()
-            .filter(|x| x.access & IOCTL_DEV != 0)
-            .map(|x| x.path.as_str())
-            .collect();
+        let ioctl: std::vec::Vec<&str> = r.iter().filter(|x| x.access & IOCTL_DEV != 0).map(|x| x.path.as_str()).collect();
         assert_eq!(ioctl, ["/dev/pts"]);
         // Nothing anywhere makes device nodes or writes beneath `/`.
         assert!(r.iter().all(|x| x.access & (MAKE_CHAR | MAKE_BLOCK) == 0));
@@ -364,73 +301,35 @@ mod tests {
     fn exec_paths_take_execute_away_from_the_root() {
         let exec = [p("/bin/app"), p("/usr/lib")];
         let rw = [p("/run/app"), p("/tmp")];
-        let r = plan_rules(&Input {
-            exec_paths: &exec,
-            rw_paths: &rw,
-            writable: &["/tmp", "/var"],
-            ioctl_nodes: &[],
-            volumes: &[],
-        })
-        .unwrap();
+        let r = plan_rules(&Input { exec_paths: &exec, rw_paths: &rw, writable: &["/tmp", "/var"], ioctl_nodes: &[], volumes: &[] }).unwrap();
         assert_eq!(find(&r, "/"), Some(READ));
         assert_eq!(find(&r, "/bin/app"), Some(EXECUTE));
         assert_eq!(find(&r, "/usr/lib"), Some(EXECUTE));
         assert_eq!(find(&r, "/run/app"), Some(WRITE_TREE));
         assert_eq!(find(&r, "/var"), Some(WRITE_TREE));
-        assert_eq!(
-            r.iter().filter(|x| x.path.as_str() == "/tmp").count(),
-            1,
-            "merged"
-        );
-        let executable: std::vec::Vec<&str> = r
-            .iter()
-            .filter(|x| x.access & EXECUTE != 0)
-            .map(|x| x.path.as_str())
-            .collect();
+        assert_eq!(r.iter().filter(|x| x.path.as_str() == "/tmp").count(), 1, "merged");
+        let executable: std::vec::Vec<&str> = r.iter().filter(|x| x.access & EXECUTE != 0).map(|x| x.path.as_str()).collect();
         assert_eq!(executable, ["/bin/app", "/usr/lib"]);
     }
 
     #[test]
     fn the_status_view_is_read_not_written() {
-        let r = plan_rules(&Input {
-            exec_paths: &[],
-            rw_paths: &[],
-            writable: &["/tmp"],
-            ioctl_nodes: &[],
-            volumes: &[],
-        })
-        .unwrap();
+        let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"], ioctl_nodes: &[], volumes: &[] }).unwrap();
         let inside = crate::statusview::INSIDE;
-        let access = r
-            .iter()
-            .filter(|x| crate::manifest::beneath(inside, x.path.as_str()))
-            .fold(0, |a, x| a | x.access);
+        let access = r.iter().filter(|x| crate::manifest::beneath(inside, x.path.as_str())).fold(0, |a, x| a | x.access);
         assert_eq!(access & READ, READ);
         assert_eq!(access & WRITE_TREE & !READ, 0);
     }
 
     #[test]
     fn the_largest_manifest_fits() {
-        let exec: std::vec::Vec<Path> = (0..LANDLOCK_PATHS_MAX)
-            .map(|i| p(&format!("/x{i}")))
-            .collect();
-        let rw: std::vec::Vec<Path> = (0..LANDLOCK_PATHS_MAX)
-            .map(|i| p(&format!("/w{i}")))
-            .collect();
-        let mounts: std::vec::Vec<std::string::String> =
-            (0..=MOUNTS_MAX).map(|i| format!("/m{i}")).collect();
+        let exec: std::vec::Vec<Path> = (0..LANDLOCK_PATHS_MAX).map(|i| p(&format!("/x{i}"))).collect();
+        let rw: std::vec::Vec<Path> = (0..LANDLOCK_PATHS_MAX).map(|i| p(&format!("/w{i}"))).collect();
+        let mounts: std::vec::Vec<std::string::String> = (0..=MOUNTS_MAX).map(|i| format!("/m{i}")).collect();
         let writable: std::vec::Vec<&str> = mounts.iter().map(|s| s.as_str()).collect();
-        let nodes: std::vec::Vec<std::string::String> =
-            (0..NODES_MAX).map(|i| format!("/dev/n{i}")).collect();
+        let nodes: std::vec::Vec<std::string::String> = (0..NODES_MAX).map(|i| format!("/dev/n{i}")).collect();
         let ioctl_nodes: std::vec::Vec<&str> = nodes.iter().map(|s| s.as_str()).collect();
-        let r = plan_rules(&Input {
-            exec_paths: &exec,
-            rw_paths: &rw,
-            writable: &writable,
-            ioctl_nodes: &ioctl_nodes,
-            volumes: &[],
-        })
-        .unwrap();
+        let r = plan_rules(&Input { exec_paths: &exec, rw_paths: &rw, writable: &writable, ioctl_nodes: &ioctl_nodes, volumes: &[] }).unwrap();
         assert_eq!(r.len(), RULES_MAX);
     }
 
@@ -442,11 +341,7 @@ mod tests {
         assert_eq!(v1.allowed(WRITE_TREE, true) & (REFER | TRUNCATE), 0);
         assert_eq!(Ruleset::for_abi(2).unwrap().handled_fs, 0x3fff);
         assert_eq!(Ruleset::for_abi(3).unwrap().handled_fs, 0x7fff);
-        assert_eq!(
-            Ruleset::for_abi(4).unwrap().handled_fs,
-            0x7fff,
-            "ABI 4 adds network rights only"
-        );
+        assert_eq!(Ruleset::for_abi(4).unwrap().handled_fs, 0x7fff, "ABI 4 adds network rights only");
         let v5 = Ruleset::for_abi(5).unwrap();
         assert_eq!(v5.handled_fs, 0xffff);
         assert_eq!(v5.scoped, 0);
@@ -456,20 +351,10 @@ mod tests {
         assert_eq!((future.abi, future.handled_fs), (ABI_KNOWN, 0xffff));
         assert_eq!(Ruleset::for_abi(0), None);
         // On a file only file rights remain, never empty for berth's rules.
-        assert_eq!(
-            v6.allowed(WRITE_TREE, false),
-            READ_FILE | WRITE_FILE | TRUNCATE
-        );
+        assert_eq!(v6.allowed(WRITE_TREE, false), READ_FILE | WRITE_FILE | TRUNCATE);
         assert_eq!(v1.allowed(DEV, false), READ_FILE | WRITE_FILE);
-        assert_eq!(
-            v1.allowed(DEV_IOCTL, false),
-            READ_FILE | WRITE_FILE,
-            "no ioctl right before ABI 5"
-        );
-        assert_eq!(
-            Ruleset::for_abi(5).unwrap().allowed(DEV_IOCTL, false),
-            READ_FILE | WRITE_FILE | IOCTL_DEV
-        );
+        assert_eq!(v1.allowed(DEV_IOCTL, false), READ_FILE | WRITE_FILE, "no ioctl right before ABI 5");
+        assert_eq!(Ruleset::for_abi(5).unwrap().allowed(DEV_IOCTL, false), READ_FILE | WRITE_FILE | IOCTL_DEV);
         assert_eq!(v6.allowed(DEV, false) & IOCTL_DEV, 0);
         assert_eq!(v6.allowed(EXECUTE, false), EXECUTE);
         for rule in [READ | EXECUTE, READ, EXECUTE, DEV, DEV_IOCTL, WRITE_TREE] {
@@ -487,26 +372,11 @@ mod tests {
         assert_eq!(decide(LandlockMode::Required, Ok(6)), Decision::Apply(v6));
         assert_eq!(decide(LandlockMode::Optional, Ok(6)), Decision::Apply(v6));
         let off = Unavailable(Errno::EOPNOTSUPP);
-        assert_eq!(
-            decide(LandlockMode::Required, Err(Errno::EOPNOTSUPP)),
-            Decision::Refuse(off)
-        );
-        assert_eq!(
-            decide(LandlockMode::Optional, Err(Errno::EOPNOTSUPP)),
-            Decision::Downgrade(off)
-        );
-        assert_eq!(
-            decide(LandlockMode::Required, Err(Errno::ENOSYS)),
-            Decision::Refuse(Unavailable(Errno::ENOSYS))
-        );
+        assert_eq!(decide(LandlockMode::Required, Err(Errno::EOPNOTSUPP)), Decision::Refuse(off));
+        assert_eq!(decide(LandlockMode::Optional, Err(Errno::EOPNOTSUPP)), Decision::Downgrade(off));
+        assert_eq!(decide(LandlockMode::Required, Err(Errno::ENOSYS)), Decision::Refuse(Unavailable(Errno::ENOSYS)));
         assert_eq!(decide(LandlockMode::Required, Ok(0)), Decision::Refuse(off));
-        assert_eq!(
-            off.to_string(),
-            "Landlock is built into the kernel but disabled at boot (lsm=)"
-        );
-        assert_eq!(
-            Unavailable(Errno::ENOSYS).to_string(),
-            "the kernel has no Landlock"
-        );
+        assert_eq!(off.to_string(), "Landlock is built into the kernel but disabled at boot (lsm=)");
+        assert_eq!(Unavailable(Errno::ENOSYS).to_string(), "the kernel has no Landlock");
     }
 }

@@ -69,13 +69,7 @@ pub const MASK_FILE_SOURCE: &CStr = c"/dev/null";
 
 /// Made read-only after the pivot (bind onto itself, remount
 /// `ro,nosuid,nodev,noexec`).
-pub const READ_ONLY: [&CStr; 5] = [
-    c"/proc/bus",
-    c"/proc/fs",
-    c"/proc/irq",
-    c"/proc/sys",
-    c"/proc/sysrq-trigger",
-];
+pub const READ_ONLY: [&CStr; 5] = [c"/proc/bus", c"/proc/fs", c"/proc/irq", c"/proc/sys", c"/proc/sysrq-trigger"];
 
 /// What a masked path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +108,7 @@ pub const SYMLINKS: [(&str, &CStr); 5] = [
 pub type CHost = CBuf<65>;
 
 const NOSUID: MsFlags = MsFlags::MS_NOSUID;
-const SAFE: MsFlags = MsFlags::MS_NOSUID
-    .union(MsFlags::MS_NODEV)
-    .union(MsFlags::MS_NOEXEC);
+const SAFE: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
 const RO_SAFE: MsFlags = SAFE.union(MsFlags::MS_RDONLY);
 
 /// One step of the sequence. The act layer maps each variant to its calls;
@@ -128,11 +120,7 @@ pub enum Step {
     /// `mount(source, target, NULL, MS_BIND [| MS_REC], NULL)` of a
     /// directory. The kernel ignores other flags on a bind: a
     /// [`Step::BindRemount`] of the same target follows.
-    Bind {
-        source: CPath,
-        target: CPath,
-        recursive: bool,
-    },
+    Bind { source: CPath, target: CPath, recursive: bool },
     /// A host device node bound onto an empty file made by [`Step::Touch`].
     /// The source is opened `O_PATH|O_NOFOLLOW` and must be a character
     /// device.
@@ -144,18 +132,9 @@ pub enum Step {
     /// user namespace the act ORs in the flags `statvfs(target)` reports
     /// (locked ones cannot be cleared: EPERM otherwise). `recursive`: with
     /// `mount_setattr(AT_RECURSIVE)` (Linux >= 5.12), so sub-mounts follow.
-    BindRemount {
-        target: CPath,
-        flags: MsFlags,
-        recursive: bool,
-    },
+    BindRemount { target: CPath, flags: MsFlags, recursive: bool },
     /// `mount(fstype, target, fstype, flags, data)`: a fresh filesystem.
-    Mount {
-        fstype: &'static CStr,
-        target: CPath,
-        flags: MsFlags,
-        data: CData,
-    },
+    Mount { fstype: &'static CStr, target: CPath, flags: MsFlags, data: CData },
     /// `mkdir(path, mode)`; an existing directory is success.
     Mkdir { path: CPath, mode: u32 },
     /// A step whose target lies beneath a persistent volume (which the
@@ -207,11 +186,7 @@ pub enum Beneath {
     /// Bind `source` (a directory) onto the target.
     Bind { source: CPath },
     /// A fresh filesystem on the target.
-    Mount {
-        fstype: &'static CStr,
-        flags: MsFlags,
-        data: CData,
-    },
+    Mount { fstype: &'static CStr, flags: MsFlags, data: CData },
     /// Bind-remount the target (now a mount) with `flags` and the locked ones.
     Remount { flags: MsFlags },
     /// An empty file `leaf` in `parent` (`O_CREAT|O_EXCL|O_NOFOLLOW`).
@@ -223,10 +198,7 @@ pub enum Beneath {
 /// Is the container path `path` strictly beneath one of `volumes` (the
 /// targets of the volume mounts)?
 pub fn beneath_volume(path: &str, volumes: &[&str]) -> bool {
-    volumes.iter().any(|v| {
-        path.strip_prefix(v)
-            .is_some_and(|rest| rest.starts_with('/'))
-    })
+    volumes.iter().any(|v| path.strip_prefix(v).is_some_and(|rest| rest.starts_with('/')))
 }
 
 /// `rec,bind,ro,nosuid` style rendering (for logs and tests).
@@ -272,37 +244,15 @@ impl fmt::Display for Step {
             Step::Propagation { target, flags } => {
                 write!(f, "propagation {target} {}", Flags(*flags))
             }
-            Step::Bind {
-                source,
-                target,
-                recursive,
-            } => {
-                write!(
-                    f,
-                    "{} {source} {target}",
-                    if *recursive { "rbind" } else { "bind" }
-                )
+            Step::Bind { source, target, recursive } => {
+                write!(f, "{} {source} {target}", if *recursive { "rbind" } else { "bind" })
             }
             Step::BindNode { source, target } => write!(f, "bind-node {source} {target}"),
             Step::BindSocket { source, target } => write!(f, "bind-socket {source} {target}"),
-            Step::BindRemount {
-                target,
-                flags,
-                recursive,
-            } => {
-                write!(
-                    f,
-                    "{} {target} {}",
-                    if *recursive { "remount-rec" } else { "remount" },
-                    Flags(*flags)
-                )
+            Step::BindRemount { target, flags, recursive } => {
+                write!(f, "{} {target} {}", if *recursive { "remount-rec" } else { "remount" }, Flags(*flags))
             }
-            Step::Mount {
-                fstype,
-                target,
-                flags,
-                data,
-            } => {
+            Step::Mount { fstype, target, flags, data } => {
                 write!(f, "mount {} {target} {}", text(fstype), Flags(*flags))?;
                 if !data.as_bytes().is_empty() {
                     write!(f, " {data}")?;
@@ -315,16 +265,7 @@ impl fmt::Display for Step {
                 match &at.op {
                     Beneath::Mkdir { mode } => write!(f, "mkdir-beneath {root} {path} {mode:o}"),
                     Beneath::Bind { source } => write!(f, "bind-beneath {source} {root} {path}"),
-                    Beneath::Mount {
-                        fstype,
-                        flags,
-                        data,
-                    } => write!(
-                        f,
-                        "mount-beneath {} {root} {path} {} {data}",
-                        text(fstype),
-                        Flags(*flags)
-                    ),
+                    Beneath::Mount { fstype, flags, data } => write!(f, "mount-beneath {} {root} {path} {} {data}", text(fstype), Flags(*flags)),
                     Beneath::Remount { flags } => {
                         write!(f, "remount-beneath {root} {path} {}", Flags(*flags))
                     }
@@ -385,27 +326,20 @@ fn valid_target(t: &str) -> bool {
     };
     let first = rest.split('/').next().unwrap_or("");
     !rest.is_empty()
-        && rest
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && rest.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
         && !["proc", "dev", "sys"].contains(&first)
         && !t.bytes().any(|b| b == 0 || b.is_ascii_control())
 }
 
 /// The writable mounts: the manifest's (each checked), and `/tmp` unless the
 /// manifest mounts `/tmp` itself; parents before children.
-pub fn writable(
-    mounts: &[Mount],
-) -> Result<heapless::Vec<Writable, { crate::manifest::MOUNTS_MAX + 1 }>, Error> {
+pub fn writable(mounts: &[Mount]) -> Result<heapless::Vec<Writable, { crate::manifest::MOUNTS_MAX + 1 }>, Error> {
     let mut out = heapless::Vec::<Writable, { crate::manifest::MOUNTS_MAX + 1 }>::new();
     let too_many = || ("mounts".to_owned(), "too many mounts".to_owned());
     for (i, m) in mounts.iter().enumerate() {
         let f = |s: &str| format!("mounts[{i}].{s}");
         if !valid_target(&m.target) {
-            return Err((
-                f("target"),
-                format!("`{}` must be an absolute path of plain components, not under /proc, /dev or /sys", m.target),
-            ));
+            return Err((f("target"), format!("`{}` must be an absolute path of plain components, not under /proc, /dev or /sys", m.target)));
         }
         if mounts.iter().take(i).any(|o| o.target == m.target) {
             return Err((f("target"), format!("`{}` is mounted twice", m.target)));
@@ -413,18 +347,10 @@ pub fn writable(
         let source = match (m.tmpfs_size, &m.volume) {
             (Some(size), None) if size > 0 => Source::Tmpfs(size),
             (None, Some(v)) if crate::manifest::valid_name(v) => Source::Volume(v.clone()),
-            _ => {
-                return Err((
-                    format!("mounts[{i}]"),
-                    "needs exactly one of tmpfs_size (> 0) and a volume name".into(),
-                ))
-            }
+            _ => return Err((format!("mounts[{i}]"), "needs exactly one of tmpfs_size (> 0) and a volume name".into())),
         };
         if m.exec && matches!(source, Source::Volume(_)) {
-            return Err((
-                f("exec"),
-                "only a tmpfs may be exec: the data partition is noexec".into(),
-            ));
+            return Err((f("exec"), "only a tmpfs may be exec: the data partition is noexec".into()));
         }
         if let Source::Volume(v) = &source {
             if mounts.iter().take(i).any(|o| o.volume.as_ref() == Some(v)) {
@@ -433,26 +359,14 @@ pub fn writable(
         }
         let mut field = heapless::String::new();
         let _ = core::fmt::write(&mut field, format_args!("mounts[{i}]"));
-        out.push(Writable {
-            target: m.target.clone(),
-            source,
-            exec: m.exec,
-            field,
-        })
-        .map_err(|_| too_many())?;
+        out.push(Writable { target: m.target.clone(), source, exec: m.exec, field }).map_err(|_| too_many())?;
     }
     if !out.iter().any(|w| w.target.as_str() == "/tmp") {
         let mut target = crate::manifest::Path::new();
         let _ = target.push_str("/tmp");
         let mut field = heapless::String::new();
         let _ = field.push_str("(default /tmp)");
-        out.push(Writable {
-            target,
-            source: Source::Tmpfs(TMP_SIZE),
-            exec: false,
-            field,
-        })
-        .map_err(|_| too_many())?;
+        out.push(Writable { target, source: Source::Tmpfs(TMP_SIZE), exec: false, field }).map_err(|_| too_many())?;
     }
     // Parents first: fewer components first, stable otherwise.
     out.sort_by_key(|w| w.target.split('/').count());
@@ -513,8 +427,7 @@ impl Builder<'_> {
 
     /// `<root><inside>`.
     fn at(&self, inside: &str, field: &str) -> Result<CPath, Error> {
-        CPath::concat(&[self.root, inside])
-            .ok_or_else(|| err(field, format!("path `{}{inside}` is too long", self.root)))
+        CPath::concat(&[self.root, inside]).ok_or_else(|| err(field, format!("path `{}{inside}` is too long", self.root)))
     }
 
     /// `Some(step)` when `inside` lies beneath a volume.
@@ -525,13 +438,7 @@ impl Builder<'_> {
         let (parent, leaf) = inside.rsplit_once('/').unwrap_or(("", inside));
         let c = |s: &str| CPath::new(s).ok_or_else(|| err(inside, "path too long"));
         let root = c(self.root)?;
-        let at = At {
-            root,
-            path: c(inside)?,
-            parent: c(if parent.is_empty() { "/" } else { parent })?,
-            leaf: c(leaf)?,
-            op,
-        };
+        let at = At { root, path: c(inside)?, parent: c(if parent.is_empty() { "/" } else { parent })?, leaf: c(leaf)?, op };
         Ok(Some(Step::Beneath(Box::new(at))))
     }
 
@@ -543,32 +450,14 @@ impl Builder<'_> {
         self.push(Step::Mkdir { path, mode })
     }
 
-    fn mount(
-        &mut self,
-        fstype: &'static CStr,
-        inside: &str,
-        flags: MsFlags,
-        data: &str,
-    ) -> Result<(), Error> {
+    fn mount(&mut self, fstype: &'static CStr, inside: &str, flags: MsFlags, data: &str) -> Result<(), Error> {
         self.mkdir(inside, 0o755)?;
         let data = CData::new(data).ok_or_else(|| err(inside, "mount data too long"))?;
-        if let Some(s) = self.beneath(
-            inside,
-            Beneath::Mount {
-                fstype,
-                flags,
-                data: data.clone(),
-            },
-        )? {
+        if let Some(s) = self.beneath(inside, Beneath::Mount { fstype, flags, data: data.clone() })? {
             return self.push(s);
         }
         let target = self.at(inside, inside)?;
-        self.push(Step::Mount {
-            fstype,
-            target,
-            flags,
-            data,
-        })
+        self.push(Step::Mount { fstype, target, flags, data })
     }
 
     fn remount(&mut self, inside: &str, flags: MsFlags, recursive: bool) -> Result<(), Error> {
@@ -578,29 +467,16 @@ impl Builder<'_> {
             }
         }
         let target = self.at(inside, inside)?;
-        self.push(Step::BindRemount {
-            target,
-            flags,
-            recursive,
-        })
+        self.push(Step::BindRemount { target, flags, recursive })
     }
 
     /// Bind the host directory `source` onto `inside`.
     fn bind(&mut self, source: CPath, inside: &str, field: &str) -> Result<(), Error> {
-        if let Some(s) = self.beneath(
-            inside,
-            Beneath::Bind {
-                source: source.clone(),
-            },
-        )? {
+        if let Some(s) = self.beneath(inside, Beneath::Bind { source: source.clone() })? {
             return self.push(s);
         }
         let target = self.at(inside, field)?;
-        self.push(Step::Bind {
-            source,
-            target,
-            recursive: false,
-        })
+        self.push(Step::Bind { source, target, recursive: false })
     }
 }
 
@@ -617,57 +493,20 @@ fn inodes(size: u64) -> u64 {
 
 /// The whole sequence.
 pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
-    let volumes = input
-        .writable
-        .iter()
-        .filter(|w| matches!(w.source, Source::Volume(_)))
-        .map(|w| w.target.as_str())
-        .collect();
-    let mut b = Builder {
-        root: input.root,
-        steps: Steps::new(),
-        volumes,
-    };
+    let volumes = input.writable.iter().filter(|w| matches!(w.source, Source::Volume(_))).map(|w| w.target.as_str()).collect();
+    let mut b = Builder { root: input.root, steps: Steps::new(), volumes };
     let root = b.at("", "rootfs")?;
 
     // 1. Propagation and the root bind.
     let slash = CPath::new("/").ok_or_else(|| err("rootfs", "bad path"))?;
-    b.push(Step::Propagation {
-        target: slash.clone(),
-        flags: MsFlags::MS_REC | MsFlags::MS_SLAVE,
-    })?;
-    b.push(Step::Bind {
-        source: root.clone(),
-        target: root.clone(),
-        recursive: false,
-    })?;
+    b.push(Step::Propagation { target: slash.clone(), flags: MsFlags::MS_REC | MsFlags::MS_SLAVE })?;
+    b.push(Step::Bind { source: root.clone(), target: root.clone(), recursive: false })?;
 
     // 2. API filesystems.
     b.mount(c"proc", "/proc", SAFE, "")?;
-    b.mount(
-        c"tmpfs",
-        "/dev",
-        SAFE,
-        &data(format_args!(
-            "mode=755,size={DEV_SIZE},nr_inodes={}",
-            inodes(DEV_SIZE)
-        ))?,
-    )?;
-    b.mount(
-        c"devpts",
-        "/dev/pts",
-        NOSUID | MsFlags::MS_NOEXEC,
-        "newinstance,ptmxmode=0666,mode=0620",
-    )?;
-    b.mount(
-        c"tmpfs",
-        "/dev/shm",
-        SAFE,
-        &data(format_args!(
-            "mode=1777,size={SHM_SIZE},nr_inodes={}",
-            inodes(SHM_SIZE)
-        ))?,
-    )?;
+    b.mount(c"tmpfs", "/dev", SAFE, &data(format_args!("mode=755,size={DEV_SIZE},nr_inodes={}", inodes(DEV_SIZE)))?)?;
+    b.mount(c"devpts", "/dev/pts", NOSUID | MsFlags::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")?;
+    b.mount(c"tmpfs", "/dev/shm", SAFE, &data(format_args!("mode=1777,size={SHM_SIZE},nr_inodes={}", inodes(SHM_SIZE)))?)?;
     b.mount(c"mqueue", "/dev/mqueue", SAFE, "")?;
     if input.own_net {
         b.mount(c"sysfs", "/sys", RO_SAFE, "")?;
@@ -677,46 +516,26 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
         b.mkdir("/sys", 0o755)?;
         let source = CPath::new("/sys").ok_or_else(|| err("/sys", "bad path"))?;
         let target = b.at("/sys", "/sys")?;
-        b.push(Step::Bind {
-            source,
-            target,
-            recursive: true,
-        })?;
+        b.push(Step::Bind { source, target, recursive: true })?;
         b.remount("/sys", RO_SAFE, true)?;
     }
 
     // 3. Writable mounts.
     for w in input.writable {
-        let flags = if w.exec {
-            NOSUID | MsFlags::MS_NODEV
-        } else {
-            SAFE
-        };
+        let flags = if w.exec { NOSUID | MsFlags::MS_NODEV } else { SAFE };
         match &w.source {
             Source::Tmpfs(size) => {
                 let d = if w.target.as_str() == "/tmp" {
-                    data(format_args!(
-                        "mode=1777,size={size},nr_inodes={}",
-                        inodes(*size)
-                    ))?
+                    data(format_args!("mode=1777,size={size},nr_inodes={}", inodes(*size)))?
                 } else {
-                    data(format_args!(
-                        "mode=0755,uid={},gid={},size={size},nr_inodes={}",
-                        input.uid,
-                        input.gid,
-                        inodes(*size)
-                    ))?
+                    data(format_args!("mode=0755,uid={},gid={},size={size},nr_inodes={}", input.uid, input.gid, inodes(*size)))?
                 };
                 b.mount(c"tmpfs", &w.target, flags, &d)?;
             }
             Source::Volume(v) => {
                 b.mkdir(&w.target, 0o755)?;
-                let source = volume_path(input.container, v).ok_or_else(|| {
-                    err(
-                        &w.field,
-                        format!("volume `{v}` of `{}` has no valid path", input.container),
-                    )
-                })?;
+                let source =
+                    volume_path(input.container, v).ok_or_else(|| err(&w.field, format!("volume `{v}` of `{}` has no valid path", input.container)))?;
                 b.bind(source, &w.target, &w.field)?;
                 b.remount(&w.target, flags, false)?;
             }
@@ -728,8 +547,7 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
     if input.status_view {
         let inside = crate::statusview::INSIDE;
         b.mkdir(inside, 0o755)?;
-        let source =
-            CPath::new(crate::statusview::DIR).ok_or_else(|| err("status_view", "bad path"))?;
+        let source = CPath::new(crate::statusview::DIR).ok_or_else(|| err("status_view", "bad path"))?;
         b.bind(source, inside, "status_view")?;
         b.remount(inside, RO_SAFE, false)?;
     }
@@ -745,56 +563,28 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
             let dir = path.get(..end).unwrap_or(path);
             let at = b.at(dir, dir)?;
             if !made.contains(&at) {
-                b.push(Step::Mkdir {
-                    path: at.clone(),
-                    mode: 0o755,
-                })?;
+                b.push(Step::Mkdir { path: at.clone(), mode: 0o755 })?;
                 let _ = made.push(at);
             }
         }
         let target = b.at(path, path)?;
-        b.push(Step::Touch {
-            path: target.clone(),
-            mode: 0o666,
-        })?;
-        b.push(Step::BindNode {
-            source: n.host.clone(),
-            target,
-        })?;
-        b.remount(
-            path,
-            MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NOEXEC,
-            false,
-        )?;
+        b.push(Step::Touch { path: target.clone(), mode: 0o666 })?;
+        b.push(Step::BindNode { source: n.host.clone(), target })?;
+        b.remount(path, MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NOEXEC, false)?;
     }
     if let Some(source) = input.notify {
         let inside = crate::notify::INSIDE;
         if let Some(touch) = b.beneath(inside, Beneath::Touch { mode: 0o666 })? {
             b.push(touch)?;
-            if let Some(bind) = b.beneath(
-                inside,
-                Beneath::BindSocket {
-                    source: source.clone(),
-                },
-            )? {
+            if let Some(bind) = b.beneath(inside, Beneath::BindSocket { source: source.clone() })? {
                 b.push(bind)?;
             }
         } else {
             let target = b.at(inside, inside)?;
-            b.push(Step::Touch {
-                path: target.clone(),
-                mode: 0o666,
-            })?;
-            b.push(Step::BindSocket {
-                source: source.clone(),
-                target,
-            })?;
+            b.push(Step::Touch { path: target.clone(), mode: 0o666 })?;
+            b.push(Step::BindSocket { source: source.clone(), target })?;
         }
-        b.remount(
-            inside,
-            MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            false,
-        )?;
+        b.remount(inside, MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, false)?;
     }
     for (link, target) in SYMLINKS {
         let link = b.at(link, link)?;
@@ -815,11 +605,7 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
             Kind::Dir => Step::MaskDir { path },
         })?;
     }
-    b.push(Step::BindRemount {
-        target: slash,
-        flags: MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NODEV,
-        recursive: false,
-    })?;
+    b.push(Step::BindRemount { target: slash, flags: MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NODEV, recursive: false })?;
     let mut steps = b.steps;
     steps.shrink_to_fit();
     Ok(steps)
@@ -841,58 +627,29 @@ mod tests {
     }
 
     fn lines(w: &[Writable], own_net: bool) -> Vec<String> {
-        let input = Input {
-            root: "/r",
-            container: "c",
-            own_net,
-            uid: 0,
-            gid: 0,
-            writable: w,
-            nodes: &[],
-            notify: None,
-            status_view: false,
-        };
-        sequence(&input)
-            .unwrap()
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        let input = Input { root: "/r", container: "c", own_net, uid: 0, gid: 0, writable: w, nodes: &[], notify: None, status_view: false };
+        sequence(&input).unwrap().iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
     fn tmp_is_noexec_unless_asked() {
         let mut w = writable(&[]).unwrap();
         assert_eq!(w.len(), 1);
-        assert!(lines(&w, true).contains(
-            &"mount tmpfs /r/tmp nosuid,nodev,noexec mode=1777,size=1048576,nr_inodes=256"
-                .to_string()
-        ));
+        assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev,noexec mode=1777,size=1048576,nr_inodes=256".to_string()));
         w[0].exec = true;
-        assert!(lines(&w, true).contains(
-            &"mount tmpfs /r/tmp nosuid,nodev mode=1777,size=1048576,nr_inodes=256".to_string()
-        ));
+        assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev mode=1777,size=1048576,nr_inodes=256".to_string()));
         // A manifest /tmp replaces the default, noexec unless it asks.
         let w = writable(&[mount("/tmp", Some(8192), None)]).unwrap();
         assert_eq!(w.len(), 1);
         assert!(!w[0].exec);
         let l = lines(&w, true);
-        assert!(l.contains(
-            &"mount tmpfs /r/tmp nosuid,nodev,noexec mode=1777,size=8192,nr_inodes=64".to_string()
-        ));
-        assert_eq!(
-            l.iter()
-                .filter(|s| s.starts_with("mount tmpfs /r/tmp "))
-                .count(),
-            1,
-            "one /tmp: {l:?}"
-        );
+        assert!(l.contains(&"mount tmpfs /r/tmp nosuid,nodev,noexec mode=1777,size=8192,nr_inodes=64".to_string()));
+        assert_eq!(l.iter().filter(|s| s.starts_with("mount tmpfs /r/tmp ")).count(), 1, "one /tmp: {l:?}");
         let mut exec = mount("/tmp", Some(8192), None);
         exec.exec = true;
         let w = writable(&[exec]).unwrap();
         assert!(w[0].exec);
-        assert!(lines(&w, true).contains(
-            &"mount tmpfs /r/tmp nosuid,nodev mode=1777,size=8192,nr_inodes=64".to_string()
-        ));
+        assert!(lines(&w, true).contains(&"mount tmpfs /r/tmp nosuid,nodev mode=1777,size=8192,nr_inodes=64".to_string()));
     }
 
     #[test]
@@ -900,29 +657,16 @@ mod tests {
         let w = writable(&[mount("/mnt", None, Some("state"))]).unwrap();
         assert!(!w.iter().any(|w| w.exec));
         let l = lines(&w, true);
-        let i = l
-            .iter()
-            .position(|s| s == "bind /data/volumes/c/state /r/mnt")
-            .unwrap();
+        let i = l.iter().position(|s| s == "bind /data/volumes/c/state /r/mnt").unwrap();
         assert_eq!(l[i - 1], "mkdir /r/mnt 755");
         assert_eq!(l[i + 1], "remount /r/mnt nosuid,nodev,noexec");
         let mut exec = mount("/mnt", None, Some("state"));
         exec.exec = true;
         assert_eq!(writable(&[exec]).unwrap_err().0, "mounts[0].exec");
-        let e =
-            writable(&[mount("/a", None, Some("v")), mount("/b", None, Some("v"))]).unwrap_err();
+        let e = writable(&[mount("/a", None, Some("v")), mount("/b", None, Some("v"))]).unwrap_err();
         assert_eq!(e.0, "mounts[1].volume");
-        assert_eq!(
-            volume_path("web", "state").unwrap().as_str(),
-            "/data/volumes/web/state"
-        );
-        for (c, v) in [
-            ("web", ".."),
-            ("..", "v"),
-            ("web", "a/b"),
-            ("", "v"),
-            ("web", ""),
-        ] {
+        assert_eq!(volume_path("web", "state").unwrap().as_str(), "/data/volumes/web/state");
+        for (c, v) in [("web", ".."), ("..", "v"), ("web", "a/b"), ("", "v"), ("web", "")] {
             assert!(volume_path(c, v).is_none(), "{c:?} {v:?}");
         }
     }
@@ -930,37 +674,12 @@ mod tests {
     #[test]
     fn the_status_view_is_bound_read_only_after_the_writable_mounts() {
         let w = writable(&[mount("/run", Some(4096), None)]).unwrap();
-        let input = Input {
-            root: "/r",
-            container: "c",
-            own_net: true,
-            uid: 0,
-            gid: 0,
-            writable: &w,
-            nodes: &[],
-            notify: None,
-            status_view: true,
-        };
-        let l: Vec<String> = sequence(&input)
-            .unwrap()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let i = l
-            .iter()
-            .position(|s| s == "bind /run/berth/status /r/run/berth-status")
-            .unwrap();
+        let input = Input { root: "/r", container: "c", own_net: true, uid: 0, gid: 0, writable: &w, nodes: &[], notify: None, status_view: true };
+        let l: Vec<String> = sequence(&input).unwrap().iter().map(|s| s.to_string()).collect();
+        let i = l.iter().position(|s| s == "bind /run/berth/status /r/run/berth-status").unwrap();
         assert_eq!(l[i - 1], "mkdir /r/run/berth-status 755");
-        assert_eq!(
-            l[i + 1],
-            "remount /r/run/berth-status ro,nosuid,nodev,noexec"
-        );
-        assert!(
-            l.iter()
-                .position(|s| s.starts_with("mount tmpfs /r/run "))
-                .unwrap()
-                < i
-        );
+        assert_eq!(l[i + 1], "remount /r/run/berth-status ro,nosuid,nodev,noexec");
+        assert!(l.iter().position(|s| s.starts_with("mount tmpfs /r/run ")).unwrap() < i);
         assert!(!lines(&w, true).iter().any(|s| s.contains("berth-status")));
     }
 
@@ -975,10 +694,7 @@ mod tests {
         .unwrap();
         let l = lines(&w, true);
         // The volume's own target lies in the image: a plain bind.
-        assert!(
-            l.contains(&"bind /data/volumes/c/state /r/var/lib/app".to_string()),
-            "{l:?}"
-        );
+        assert!(l.contains(&"bind /data/volumes/c/state /r/var/lib/app".to_string()), "{l:?}");
         assert!(l.contains(&"remount /r/var/lib/app nosuid,nodev,noexec".to_string()));
         // Mounts beneath it: every step through openat2 in the root.
         let cache = [
@@ -993,65 +709,35 @@ mod tests {
         for want in cache.iter().chain(sub.iter()) {
             assert!(l.contains(&want.to_string()), "{want}: {l:?}");
         }
-        assert!(
-            !l.iter().any(|s| s.contains(" /r/var/lib/app/")),
-            "no plain step beneath the volume: {l:?}"
-        );
+        assert!(!l.iter().any(|s| s.contains(" /r/var/lib/app/")), "no plain step beneath the volume: {l:?}");
         // A sibling that only shares a prefix is not beneath it.
         assert!(l.contains(&"mkdir /r/var/lib/application 755".to_string()));
-        assert!(
-            beneath_volume("/a/b", &["/a"])
-                && !beneath_volume("/a", &["/a"])
-                && !beneath_volume("/ab", &["/a"])
-        );
+        assert!(beneath_volume("/a/b", &["/a"]) && !beneath_volume("/a", &["/a"]) && !beneath_volume("/ab", &["/a"]));
         // The parent and leaf a step makes its directory with.
-        let input = Input {
-            root: "/r",
-            container: "c",
-            own_net: true,
-            uid: 0,
-            gid: 0,
-            writable: &w,
-            nodes: &[],
-            notify: None,
-            status_view: false,
-        };
+        let input = Input { root: "/r", container: "c", own_net: true, uid: 0, gid: 0, writable: &w, nodes: &[], notify: None, status_view: false };
         let steps = sequence(&input).unwrap();
-        let Some(Step::Beneath(at)) = steps.iter().find(|s| matches!(s, Step::Beneath(_))) else {
-            panic!()
-        };
-        assert_eq!(
-            (at.parent.as_str(), at.leaf.as_str()),
-            ("/var/lib/app", "cache")
-        );
+        let Some(Step::Beneath(at)) = steps.iter().find(|s| matches!(s, Step::Beneath(_))) else { panic!() };
+        assert_eq!((at.parent.as_str(), at.leaf.as_str()), ("/var/lib/app", "cache"));
     }
 
     #[test]
     fn parents_are_mounted_before_children() {
-        let w = writable(&[
-            mount("/var/lib/a", None, Some("a")),
-            mount("/var", Some(4096), None),
-        ])
-        .unwrap();
+        let w = writable(&[mount("/var/lib/a", None, Some("a")), mount("/var", Some(4096), None)]).unwrap();
         let t: Vec<&str> = w.iter().map(|w| w.target.as_str()).collect();
         assert_eq!(t, ["/var", "/tmp", "/var/lib/a"]);
     }
 
     #[test]
     fn bad_targets_are_errors_naming_the_mount() {
-        for t in [
-            "/proc/x", "/dev", "/sys/fs", "relative", "/a/../b", "/a//b", "/",
-        ] {
-            let e = writable(&[mount("/ok", Some(4096), None), mount(t, Some(4096), None)])
-                .unwrap_err();
+        for t in ["/proc/x", "/dev", "/sys/fs", "relative", "/a/../b", "/a//b", "/"] {
+            let e = writable(&[mount("/ok", Some(4096), None), mount(t, Some(4096), None)]).unwrap_err();
             assert_eq!(e.0, "mounts[1].target", "{t}");
         }
         let e = writable(&[mount("/x", Some(4096), Some("v"))]).unwrap_err();
         assert_eq!(e.0, "mounts[0]");
         let e = writable(&[mount("/x", None, Some("../etc"))]).unwrap_err();
         assert_eq!(e.0, "mounts[0]");
-        let e =
-            writable(&[mount("/x", Some(4096), None), mount("/x", None, Some("v"))]).unwrap_err();
+        let e = writable(&[mount("/x", Some(4096), None), mount("/x", None, Some("v"))]).unwrap_err();
         assert_eq!(e.0, "mounts[1].target");
     }
 
@@ -1069,60 +755,25 @@ mod tests {
 
     #[test]
     fn masked_and_read_only_lists_are_complete() {
-        let want_ro = [
-            "/proc/bus",
-            "/proc/fs",
-            "/proc/irq",
-            "/proc/sys",
-            "/proc/sysrq-trigger",
-        ];
-        let want_files = [
-            "/proc/kcore",
-            "/proc/keys",
-            "/proc/latency_stats",
-            "/proc/timer_list",
-            "/proc/timer_stats",
-            "/proc/sched_debug",
-            "/proc/interrupts",
-        ];
-        let want_dirs = [
-            "/proc/acpi",
-            "/proc/asound",
-            "/proc/scsi",
-            "/sys/firmware",
-            "/sys/devices/virtual/powercap",
-        ];
+        let want_ro = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+        let want_files = ["/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/interrupts"];
+        let want_dirs = ["/proc/acpi", "/proc/asound", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"];
         let l = lines(&writable(&[]).unwrap(), true);
         let pivot = l.iter().position(|s| s.starts_with("pivot_root")).unwrap();
         for p in want_ro {
-            let i = l
-                .iter()
-                .position(|s| *s == format!("read-only {p}"))
-                .unwrap_or_else(|| panic!("{p}"));
+            let i = l.iter().position(|s| *s == format!("read-only {p}")).unwrap_or_else(|| panic!("{p}"));
             assert!(i > pivot);
         }
         for p in want_files {
-            let i = l
-                .iter()
-                .position(|s| *s == format!("mask-file {p}"))
-                .unwrap_or_else(|| panic!("{p}"));
+            let i = l.iter().position(|s| *s == format!("mask-file {p}")).unwrap_or_else(|| panic!("{p}"));
             assert!(i > pivot);
         }
         for p in want_dirs {
-            let i = l
-                .iter()
-                .position(|s| *s == format!("mask-dir {p}"))
-                .unwrap_or_else(|| panic!("{p}"));
+            let i = l.iter().position(|s| *s == format!("mask-dir {p}")).unwrap_or_else(|| panic!("{p}"));
             assert!(i > pivot);
         }
-        assert_eq!(
-            l.iter().filter(|s| s.starts_with("read-only")).count(),
-            want_ro.len()
-        );
-        assert_eq!(
-            l.iter().filter(|s| s.starts_with("mask-")).count(),
-            want_files.len() + want_dirs.len()
-        );
+        assert_eq!(l.iter().filter(|s| s.starts_with("read-only")).count(), want_ro.len());
+        assert_eq!(l.iter().filter(|s| s.starts_with("mask-")).count(), want_files.len() + want_dirs.len());
         // Read-only paths before masks, and / read-only last.
         let last_ro = l.iter().rposition(|s| s.starts_with("read-only")).unwrap();
         let first_mask = l.iter().position(|s| s.starts_with("mask-")).unwrap();
@@ -1133,9 +784,6 @@ mod tests {
     #[test]
     fn flags_render() {
         assert_eq!(Flags(MsFlags::empty()).to_string(), "rw");
-        assert_eq!(
-            Flags(MsFlags::MS_REC | MsFlags::MS_SLAVE).to_string(),
-            "rec,slave"
-        );
+        assert_eq!(Flags(MsFlags::MS_REC | MsFlags::MS_SLAVE).to_string(), "rec,slave");
     }
 }

@@ -21,16 +21,8 @@
 use super::spawn::{Fail, Step};
 
 /// C1's steps, in the order they run.
-pub const INTERMEDIATE: [Step; 8] = [
-    Step::Groups,
-    Step::Rlimit,
-    Step::HostIds,
-    Step::UserNamespace,
-    Step::Sync,
-    Step::NamespaceRoot,
-    Step::Unshare,
-    Step::PidClone,
-];
+pub const INTERMEDIATE: [Step; 8] =
+    [Step::Groups, Step::Rlimit, Step::HostIds, Step::UserNamespace, Step::Sync, Step::NamespaceRoot, Step::Unshare, Step::PidClone];
 
 /// Run `step` for each of [`INTERMEDIATE`] in order, stopping at the first
 /// failure.

@@ -54,11 +54,7 @@ pub struct PlanError {
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "container {}: field {}: {}",
-            self.container, self.field, self.reason
-        )
+        write!(f, "container {}: field {}: {}", self.container, self.field, self.reason)
     }
 }
 
@@ -76,18 +72,11 @@ pub struct Namespaces {
 
 impl Namespaces {
     pub fn for_network(network: Option<Network>) -> Namespaces {
-        let mut rest = libc::CLONE_NEWNS
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWCGROUP;
+        let mut rest = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWCGROUP;
         if network != Some(Network::Host) {
             rest |= libc::CLONE_NEWNET;
         }
-        Namespaces {
-            user: libc::CLONE_NEWUSER,
-            rest,
-        }
+        Namespaces { user: libc::CLONE_NEWUSER, rest }
     }
 
     pub fn own_net(&self) -> bool {
@@ -145,21 +134,9 @@ pub fn rlimits(m: Option<&crate::manifest::Rlimits>) -> [Rlimit; 3] {
 /// cgroup is the hard stop. No core dumps by default: they would land in a
 /// read-only or tiny filesystem and may hold secrets.
 pub const RLIMITS: [Rlimit; 3] = [
-    Rlimit {
-        resource: Resource::Nofile,
-        soft: 1024,
-        hard: 1024,
-    },
-    Rlimit {
-        resource: Resource::Nproc,
-        soft: 512,
-        hard: 512,
-    },
-    Rlimit {
-        resource: Resource::Core,
-        soft: 0,
-        hard: 0,
-    },
+    Rlimit { resource: Resource::Nofile, soft: 1024, hard: 1024 },
+    Rlimit { resource: Resource::Nproc, soft: 512, hard: 512 },
+    Rlimit { resource: Resource::Core, soft: 0, hard: 0 },
 ];
 
 /// Everything the child does between fork and execve.
@@ -194,39 +171,23 @@ pub struct Plan {
 
 fn valid_rootfs(p: &str) -> bool {
     p.len() <= ROOTFS_MAX
-        && p.strip_prefix('/').is_some_and(|r| {
-            !r.is_empty() && r.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
-        })
+        && p.strip_prefix('/').is_some_and(|r| !r.is_empty() && r.split('/').all(|c| !c.is_empty() && c != "." && c != ".."))
         && p.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Build the plan for container `index` of a release, whose image is
 /// mounted (read-only) at `rootfs` on the host.
-pub fn plan(
-    manifest: &Manifest,
-    board: &Board,
-    index: u16,
-    rootfs: &str,
-) -> Result<Plan, PlanError> {
+pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Result<Plan, PlanError> {
     let name = manifest.name.as_str();
-    let e = |(field, reason): (std::string::String, std::string::String)| PlanError {
-        container: name.to_owned(),
-        field,
-        reason,
-    };
+    let e = |(field, reason): (std::string::String, std::string::String)| PlanError { container: name.to_owned(), field, reason };
     let e2 = |field: &str, reason: &str| e((field.to_owned(), reason.to_owned()));
 
     // The manifest's own rules (gates aside: the plan handles gated fields
     // as data), checked again here.
-    manifest
-        .validate_fields()
-        .map_err(|m| e((m.field, m.reason)))?;
+    manifest.validate_fields().map_err(|m| e((m.field, m.reason)))?;
     let rootfs = rootfs.strip_suffix('/').unwrap_or(rootfs);
     if !valid_rootfs(rootfs) {
-        return Err(e2(
-            "rootfs",
-            "must be an absolute path of plain components, at most 64 bytes, not /",
-        ));
+        return Err(e2("rootfs", "must be an absolute path of plain components, at most 64 bytes, not /"));
     }
     if !crate::manifest::valid_name(name) || name.len() > crate::manifest::NAME_MAX {
         return Err(e2("name", "not a container name"));
@@ -234,32 +195,18 @@ pub fn plan(
 
     let ids = ids::ids(index, manifest.entry.uid, manifest.entry.gid).map_err(|(f, r)| e2(f, r))?;
     let namespaces = Namespaces::for_network(manifest.network);
-    let caps = caps::from_names(
-        manifest.capabilities.iter().map(|c| c.as_str()),
-        manifest.network,
-    )
-    .map_err(e)?;
+    let caps = caps::from_names(manifest.capabilities.iter().map(|c| c.as_str()), manifest.network).map_err(e)?;
     let nodes = devices::nodes(&manifest.devices, board, name).map_err(e)?;
     let writable = mounts::writable(&manifest.mounts).map_err(e)?;
     let mut volumes = heapless::Vec::new();
     for w in &writable {
         if let mounts::Source::Volume(v) = &w.source {
-            volumes
-                .push(v.clone())
-                .map_err(|_| e2(&w.field, "too many volumes"))?;
+            volumes.push(v.clone()).map_err(|_| e2(&w.field, "too many volumes"))?;
         }
     }
     let targets: std::vec::Vec<&str> = writable.iter().map(|w| w.target.as_str()).collect();
-    let volume_targets: std::vec::Vec<&str> = writable
-        .iter()
-        .filter(|w| matches!(w.source, mounts::Source::Volume(_)))
-        .map(|w| w.target.as_str())
-        .collect();
-    let ioctl_nodes: std::vec::Vec<&str> = nodes
-        .iter()
-        .filter(|n| devices::takes_ioctls(n))
-        .map(|n| n.path.as_str())
-        .collect();
+    let volume_targets: std::vec::Vec<&str> = writable.iter().filter(|w| matches!(w.source, mounts::Source::Volume(_))).map(|w| w.target.as_str()).collect();
+    let ioctl_nodes: std::vec::Vec<&str> = nodes.iter().filter(|n| devices::takes_ioctls(n)).map(|n| n.path.as_str()).collect();
     let landlock = landlock::plan_rules(&landlock::Input {
         exec_paths: &manifest.exec_paths,
         rw_paths: &manifest.rw_paths,
@@ -269,10 +216,7 @@ pub fn plan(
     })
     .map_err(e)?;
     let notify = if manifest.uses_notify() {
-        Some(
-            CPath::new(&crate::notify::host_path(name))
-                .ok_or_else(|| e2("readiness", "notify socket path too long"))?,
-        )
+        Some(CPath::new(&crate::notify::host_path(name)).ok_or_else(|| e2("readiness", "notify socket path too long"))?)
     } else {
         None
     };
@@ -295,10 +239,8 @@ pub fn plan(
         if i == 0 && !a.starts_with('/') {
             return Err(e((field, "must be an absolute path".into())));
         }
-        let c =
-            CArg::new(a).ok_or_else(|| e((field.clone(), "contains NUL or is too long".into())))?;
-        argv.push(c)
-            .map_err(|_| e((field, "too many arguments".into())))?;
+        let c = CArg::new(a).ok_or_else(|| e((field.clone(), "contains NUL or is too long".into())))?;
+        argv.push(c).map_err(|_| e((field, "too many arguments".into())))?;
     }
     if argv.is_empty() {
         return Err(e2("entry.argv", "must name the program to run"));
@@ -310,30 +252,23 @@ pub fn plan(
         if kv.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
             return Err(e((field, "must be KEY=value".into())));
         }
-        let c = CArg::new(kv)
-            .ok_or_else(|| e((field.clone(), "contains NUL or is too long".into())))?;
-        env.push(c)
-            .map_err(|_| e((field, "too many environment strings".into())))?;
+        let c = CArg::new(kv).ok_or_else(|| e((field.clone(), "contains NUL or is too long".into())))?;
+        env.push(c).map_err(|_| e((field, "too many environment strings".into())))?;
     }
     if !manifest.entry.env.iter().any(|kv| kv.starts_with("PATH=")) {
-        let c =
-            CArg::new(DEFAULT_PATH).ok_or_else(|| e2("entry.env", "default PATH does not fit"))?;
-        env.push(c)
-            .map_err(|_| e2("entry.env", "too many environment strings"))?;
+        let c = CArg::new(DEFAULT_PATH).ok_or_else(|| e2("entry.env", "default PATH does not fit"))?;
+        env.push(c).map_err(|_| e2("entry.env", "too many environment strings"))?;
     }
     if notify.is_some() {
-        let c = CArg::new(crate::notify::ENV)
-            .ok_or_else(|| e2("entry.env", "NOTIFY_SOCKET does not fit"))?;
-        env.push(c)
-            .map_err(|_| e2("entry.env", "too many environment strings"))?;
+        let c = CArg::new(crate::notify::ENV).ok_or_else(|| e2("entry.env", "NOTIFY_SOCKET does not fit"))?;
+        env.push(c).map_err(|_| e2("entry.env", "too many environment strings"))?;
     }
 
     let workdir = manifest.entry.workdir.as_str();
     if !workdir.starts_with('/') || workdir.split('/').any(|c| c == "..") {
         return Err(e2("entry.workdir", "must be an absolute path without '..'"));
     }
-    let workdir =
-        CPath::new(workdir).ok_or_else(|| e2("entry.workdir", "contains NUL or is too long"))?;
+    let workdir = CPath::new(workdir).ok_or_else(|| e2("entry.workdir", "contains NUL or is too long"))?;
 
     Ok(Plan {
         name: manifest.name.clone(),
@@ -360,16 +295,9 @@ mod rlimit_tests {
     #[test]
     fn manifest_values_replace_the_defaults() {
         assert_eq!(rlimits(None), RLIMITS);
-        let m = crate::manifest::Rlimits {
-            nofile: Some(4096),
-            nproc: None,
-            core: Some(0),
-        };
+        let m = crate::manifest::Rlimits { nofile: Some(4096), nproc: None, core: Some(0) };
         let r = rlimits(Some(&m));
-        assert_eq!(
-            (r[0].resource, r[0].soft, r[0].hard),
-            (Resource::Nofile, 4096, 4096)
-        );
+        assert_eq!((r[0].resource, r[0].soft, r[0].hard), (Resource::Nofile, 4096, 4096));
         assert_eq!((r[1].soft, r[2].soft), (512, 0));
     }
 }

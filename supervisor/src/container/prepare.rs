@@ -67,25 +67,14 @@ pub struct PrepareError {
 
 impl fmt::Display for PrepareError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}: {} ({:?})",
-            self.what,
-            self.path,
-            self.errno.desc(),
-            self.errno
-        )
+        write!(f, "{} {}: {} ({:?})", self.what, self.path, self.errno.desc(), self.errno)
     }
 }
 
 impl std::error::Error for PrepareError {}
 
 fn fail<'a>(what: &'static str, path: &'a str) -> impl Fn(Errno) -> PrepareError + 'a {
-    move |errno| PrepareError {
-        what,
-        path: path.to_owned(),
-        errno,
-    }
+    move |errno| PrepareError { what, path: path.to_owned(), errno }
 }
 
 /// An open directory, closed on drop.
@@ -127,12 +116,7 @@ fn open_dir(dir: Option<&Fd>, name: &str) -> Result<Fd, Errno> {
         Some(d) => d.child(OsStr::new(name)),
         None => PathBuf::from(name),
     };
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map(Fd)
-        .map_err(io_errno)
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path).map(Fd).map_err(io_errno)
 }
 
 /// `mkdirat` then open it (an existing directory is fine, a symlink is not).
@@ -176,27 +160,14 @@ pub fn mount_dev_store() -> Result<(), PrepareError> {
         errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
     })?;
     let mut data: heapless::String<48> = heapless::String::new();
-    let _ = fmt::write(
-        &mut data,
-        format_args!("mode={DIR_MODE:o},size={STORE_SIZE}"),
-    );
-    mount(
-        Some("tmpfs"),
-        store,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some(data.as_str()),
-    )
-    .map_err(fail("mount tmpfs", store))
+    let _ = fmt::write(&mut data, format_args!("mode={DIR_MODE:o},size={STORE_SIZE}"));
+    mount(Some("tmpfs"), store, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some(data.as_str())).map_err(fail("mount tmpfs", store))
 }
 
 /// The outside uid and gid of the container's process.
 fn outside(plan: &Plan) -> Option<(u32, u32)> {
     let base = plan.ids.outside_base;
-    Some((
-        base.checked_add(plan.ids.uid)?,
-        base.checked_add(plan.ids.gid)?,
-    ))
+    Some((base.checked_add(plan.ids.uid)?, base.checked_add(plan.ids.gid)?))
 }
 
 /// Make everything the plan needs on the host: the granted nodes, the
@@ -206,11 +177,7 @@ fn outside(plan: &Plan) -> Option<(u32, u32)> {
 pub fn prepare(plan: &Plan) -> Result<Vec<shift::Job>, PrepareError> {
     let name = plan.name.as_str();
     let Some((uid, gid)) = outside(plan) else {
-        return Err(PrepareError {
-            what: "ids",
-            path: name.into(),
-            errno: Errno::ERANGE,
-        });
+        return Err(PrepareError { what: "ids", path: name.into(), errno: Errno::ERANGE });
     };
     if plan.nodes.iter().any(|n| n.granted) {
         nodes(plan, uid, gid)?;
@@ -238,50 +205,34 @@ fn nodes(plan: &Plan, uid: u32, gid: u32) -> Result<(), PrepareError> {
             .and_then(|r| r.strip_prefix(name))
             .and_then(|r| r.strip_prefix('/'))
             .filter(|l| !l.is_empty() && !l.contains('/'))
-            .ok_or_else(|| PrepareError {
-                what: "node path",
-                path: path.into(),
-                errno: Errno::EINVAL,
-            })?;
+            .ok_or_else(|| PrepareError { what: "node path", path: path.into(), errno: Errno::EINVAL })?;
         match unlinkat(Some(dir.raw()), leaf, UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => {}
             Err(e) => return Err(fail("unlink", path)(e)),
         }
         let uevent = std::fs::read_to_string(devices::uevent_path(n.major, n.minor)).ok();
-        devices::check_on_device(n.major, n.minor, n.path.as_str(), uevent.as_deref()).map_err(
-            |why| PrepareError {
-                what: "device check",
-                path: why,
-                errno: Errno::EPERM,
-            },
-        )?;
+        devices::check_on_device(n.major, n.minor, n.path.as_str(), uevent.as_deref()).map_err(|why| PrepareError {
+            what: "device check",
+            path: why,
+            errno: Errno::EPERM,
+        })?;
         let dev = makedev(u64::from(n.major), u64::from(n.minor));
         // Made 0000, owned, then given its mode: never open to anyone else.
-        mknodat(Some(dir.raw()), leaf, SFlag::S_IFCHR, Mode::empty(), dev)
-            .map_err(fail("mknod", path))?;
+        mknodat(Some(dir.raw()), leaf, SFlag::S_IFCHR, Mode::empty(), dev).map_err(fail("mknod", path))?;
         chown_at(&dir, OsStr::new(leaf), Some(uid), Some(gid)).map_err(fail("chown", path))?;
-        nix::sys::stat::fchmodat(
-            Some(dir.raw()),
-            leaf,
-            Mode::from_bits_truncate(n.mode),
-            nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )
-        .map_err(fail("chmod", path))?;
+        nix::sys::stat::fchmodat(Some(dir.raw()), leaf, Mode::from_bits_truncate(n.mode), nix::sys::stat::FchmodatFlags::FollowSymlink)
+            .map_err(fail("chmod", path))?;
     }
     Ok(())
 }
 
 fn volume(plan: &Plan, v: &str, uid: u32, gid: u32) -> Result<Option<shift::Job>, PrepareError> {
     let name = plan.name.as_str();
-    let path = super::mounts::volume_path(name, v).ok_or_else(|| PrepareError {
-        what: "volume path",
-        path: format!("{VOLUMES}/{name}/{v}"),
-        errno: Errno::EINVAL,
-    })?;
+    let path =
+        super::mounts::volume_path(name, v).ok_or_else(|| PrepareError { what: "volume path", path: format!("{VOLUMES}/{name}/{v}"), errno: Errno::EINVAL })?;
     let path = path.as_str();
     let (parent, leaf) = VOLUMES.rsplit_once('/').unwrap_or(("", VOLUMES));
-    let top = open_dir(None, if parent.is_empty() { "/" } else { parent })
-        .map_err(fail("open", parent))?;
+    let top = open_dir(None, if parent.is_empty() { "/" } else { parent }).map_err(fail("open", parent))?;
     let volumes = root_dir(&top, leaf, VOLUMES_DIR_MODE).map_err(fail("mkdir", VOLUMES))?;
     let dir = root_dir(&volumes, name, VOLUMES_DIR_MODE).map_err(fail("mkdir", path))?;
     let (fd, made) = make_dir(&dir, v, VOLUME_MODE).map_err(fail("open volume", path))?;
@@ -293,11 +244,7 @@ fn volume(plan: &Plan, v: &str, uid: u32, gid: u32) -> Result<Option<shift::Job>
     if !shift::needed(shift::read_marker(&container_dir, v), base) {
         return Ok(None);
     }
-    Ok(Some(shift::Job {
-        dir: container_dir,
-        volume: v.to_owned(),
-        to: base,
-    }))
+    Ok(Some(shift::Job { dir: container_dir, volume: v.to_owned(), to: base }))
 }
 
 #[cfg(test)]
@@ -306,14 +253,7 @@ mod tests {
 
     #[test]
     fn errors_name_what_and_where() {
-        let e = PrepareError {
-            what: "mknod",
-            path: "/run/berth/dev/probe/rng0".into(),
-            errno: Errno::EPERM,
-        };
-        assert_eq!(
-            e.to_string(),
-            "mknod /run/berth/dev/probe/rng0: Operation not permitted (EPERM)"
-        );
+        let e = PrepareError { what: "mknod", path: "/run/berth/dev/probe/rng0".into(), errno: Errno::EPERM };
+        assert_eq!(e.to_string(), "mknod /run/berth/dev/probe/rng0: Operation not permitted (EPERM)");
     }
 }

@@ -76,13 +76,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings {
-            quota: Mode::Required,
-            default_size_mib: 16,
-            default_inodes: 4096,
-            reserve_mib: 32,
-            reserve_inodes: 1024,
-        }
+        Settings { quota: Mode::Required, default_size_mib: 16, default_inodes: 4096, reserve_mib: 32, reserve_inodes: 1024 }
     }
 }
 
@@ -138,9 +132,7 @@ pub fn volumes(m: &Manifest, s: &Settings) -> Volumes {
     let mut out = Volumes::new();
     for mt in &m.mounts {
         let Some(v) = &mt.volume else { continue };
-        let bytes = mt
-            .volume_size
-            .unwrap_or(u64::from(s.default_size_mib) << 20);
+        let bytes = mt.volume_size.unwrap_or(u64::from(s.default_size_mib) << 20);
         let q = Volume {
             volume: v.clone(),
             projid: project_id(&m.name, v),
@@ -173,31 +165,15 @@ pub struct Claim {
 /// partition: distinct project ids, and the sum of the quotas plus the
 /// board's reserve within the partition's size and inode count. The error
 /// says which, with the numbers.
-pub fn plan_release(
-    manifests: &[Manifest],
-    s: &Settings,
-    part: Partition,
-) -> Result<Claim, String> {
-    let mut claim = Claim {
-        volumes: 0,
-        bytes: 0,
-        inodes: 0,
-    };
+pub fn plan_release(manifests: &[Manifest], s: &Settings, part: Partition) -> Result<Claim, String> {
+    let mut claim = Claim { volumes: 0, bytes: 0, inodes: 0 };
     let mut seen: Vec<(u32, &str, &str)> = Vec::new();
     for m in manifests {
         for q in volumes(m, s) {
             if let Some((_, c, v)) = seen.iter().find(|(id, _, _)| *id == q.projid) {
-                return Err(format!(
-                    "volumes {c}/{v} and {}/{} have the same project id {}: rename one",
-                    m.name, q.volume, q.projid
-                ));
+                return Err(format!("volumes {c}/{v} and {}/{} have the same project id {}: rename one", m.name, q.volume, q.projid));
             }
-            let name = m
-                .mounts
-                .iter()
-                .filter_map(|mt| mt.volume.as_deref())
-                .find(|v| *v == q.volume.as_str())
-                .unwrap_or("");
+            let name = m.mounts.iter().filter_map(|mt| mt.volume.as_deref()).find(|v| *v == q.volume.as_str()).unwrap_or("");
             seen.push((q.projid, m.name.as_str(), name));
             claim.volumes += 1;
             claim.bytes = claim.bytes.saturating_add(q.bytes);
@@ -288,17 +264,8 @@ mod tests {
         // or volumes would lose their accounting.
         assert_eq!(a, 165_890_063);
         assert_ne!(a, project_id("web", "cache"));
-        assert_ne!(
-            project_id("a", "bc"),
-            project_id("ab", "c"),
-            "the separator counts"
-        );
-        for (c, v) in [
-            ("", ""),
-            ("x", "y"),
-            ("probe", "state"),
-            ("volfill", "data"),
-        ] {
+        assert_ne!(project_id("a", "bc"), project_id("ab", "c"), "the separator counts");
+        for (c, v) in [("", ""), ("x", "y"), ("probe", "state"), ("volfill", "data")] {
             assert!((PROJID_MIN..PROJID_END).contains(&project_id(c, v)));
         }
     }
@@ -306,78 +273,25 @@ mod tests {
     #[test]
     fn limits_come_from_the_mount_else_the_board() {
         let s = Settings::default();
-        let m = manifest(
-            "c",
-            &[
-                ("a", None, None),
-                ("b", Some(4 << 20), None),
-                ("d", Some((1 << 20) + 1), Some(100)),
-            ],
-        );
+        let m = manifest("c", &[("a", None, None), ("b", Some(4 << 20), None), ("d", Some((1 << 20) + 1), Some(100))]);
         let q = volumes(&m, &s);
         assert_eq!(q.len(), 3);
-        assert_eq!(
-            (q[0].bytes, q[0].inodes, q[0].explicit),
-            (16 << 20, 4096, false)
-        );
-        assert_eq!(
-            (q[1].bytes, q[1].inodes, q[1].explicit),
-            (4 << 20, 4096, true)
-        );
-        assert_eq!(
-            (q[2].bytes, q[2].inodes, q[2].explicit),
-            ((1 << 20) + 1024, 100, true),
-            "rounded up to the 1 KiB unit"
-        );
+        assert_eq!((q[0].bytes, q[0].inodes, q[0].explicit), (16 << 20, 4096, false));
+        assert_eq!((q[1].bytes, q[1].inodes, q[1].explicit), (4 << 20, 4096, true));
+        assert_eq!((q[2].bytes, q[2].inodes, q[2].explicit), ((1 << 20) + 1024, 100, true), "rounded up to the 1 KiB unit");
         assert_eq!(q[1].projid, project_id("c", "b"));
     }
 
     #[test]
     fn the_release_must_fit_with_the_reserve() {
-        let s = Settings {
-            reserve_mib: 32,
-            reserve_inodes: 100,
-            ..Settings::default()
-        };
-        let ms = [
-            manifest("a", &[("x", Some(8 << 20), Some(1000))]),
-            manifest("b", &[("y", Some(8 << 20), Some(1000))]),
-        ];
-        let fits = Partition {
-            bytes: 48 << 20,
-            inodes: 2100,
-        };
-        assert_eq!(
-            plan_release(&ms, &s, fits),
-            Ok(Claim {
-                volumes: 2,
-                bytes: 16 << 20,
-                inodes: 2000
-            })
-        );
-        let e = plan_release(
-            &ms,
-            &s,
-            Partition {
-                bytes: (48 << 20) - 1,
-                ..fits
-            },
-        )
-        .unwrap_err();
+        let s = Settings { reserve_mib: 32, reserve_inodes: 100, ..Settings::default() };
+        let ms = [manifest("a", &[("x", Some(8 << 20), Some(1000))]), manifest("b", &[("y", Some(8 << 20), Some(1000))])];
+        let fits = Partition { bytes: 48 << 20, inodes: 2100 };
+        assert_eq!(plan_release(&ms, &s, fits), Ok(Claim { volumes: 2, bytes: 16 << 20, inodes: 2000 }));
+        let e = plan_release(&ms, &s, Partition { bytes: (48 << 20) - 1, ..fits }).unwrap_err();
         assert_eq!(e, "the volumes' quotas (16 MiB) and the board's reserve (32 MiB) exceed the data partition (47 MiB)");
-        let e = plan_release(
-            &ms,
-            &s,
-            Partition {
-                inodes: 2099,
-                ..fits
-            },
-        )
-        .unwrap_err();
-        assert!(
-            e.contains("inode quotas (2000)") && e.contains("2099 inodes"),
-            "{e}"
-        );
+        let e = plan_release(&ms, &s, Partition { inodes: 2099, ..fits }).unwrap_err();
+        assert!(e.contains("inode quotas (2000)") && e.contains("2099 inodes"), "{e}");
         assert_eq!(plan_release(&[], &s, fits).map(|c| c.volumes), Ok(0));
     }
 
@@ -385,63 +299,26 @@ mod tests {
     fn the_mode_decides_without_quotas() {
         assert_eq!(decide(Mode::Required, Ok(())), Decision::Enforce);
         assert_eq!(decide(Mode::Optional, Ok(())), Decision::Enforce);
-        assert_eq!(
-            decide(Mode::Required, Err("no".into())),
-            Decision::Refuse("no".into())
-        );
-        assert_eq!(
-            decide(Mode::Optional, Err("no".into())),
-            Decision::Downgrade("no".into())
-        );
+        assert_eq!(decide(Mode::Required, Err("no".into())), Decision::Refuse("no".into()));
+        assert_eq!(decide(Mode::Optional, Err("no".into())), Decision::Downgrade("no".into()));
     }
 
     #[test]
     fn prjquota_is_read_from_mountinfo() {
         let on = "22 1 254:16 / /data rw,nosuid,nodev,noexec,noatime shared:1 - ext4 /dev/vdb rw,prjquota\n";
-        let off =
-            "22 1 254:16 / /data rw,nosuid,nodev,noexec,noatime shared:1 - ext4 /dev/vdb rw\n";
+        let off = "22 1 254:16 / /data rw,nosuid,nodev,noexec,noatime shared:1 - ext4 /dev/vdb rw\n";
         let other = "23 1 0:5 / /datax rw - tmpfs tmpfs rw,prjquota\n";
         assert!(mounted_with_prjquota(on, "/data"));
         assert!(!mounted_with_prjquota(off, "/data"));
         assert!(!mounted_with_prjquota(other, "/data"));
-        assert!(
-            !mounted_with_prjquota(&format!("{on}{off}"), "/data"),
-            "the last mount counts"
-        );
+        assert!(!mounted_with_prjquota(&format!("{on}{off}"), "/data"), "the last mount counts");
     }
 
     #[test]
     fn settings_are_checked() {
         assert!(Settings::default().validate().is_ok());
-        assert_eq!(
-            Settings {
-                default_size_mib: 0,
-                ..Settings::default()
-            }
-            .validate()
-            .unwrap_err()
-            .0,
-            "volumes.default_size_mib"
-        );
-        assert_eq!(
-            Settings {
-                default_inodes: 1,
-                ..Settings::default()
-            }
-            .validate()
-            .unwrap_err()
-            .0,
-            "volumes.default_inodes"
-        );
-        assert_eq!(
-            Settings {
-                reserve_mib: 0,
-                ..Settings::default()
-            }
-            .validate()
-            .unwrap_err()
-            .0,
-            "volumes.reserve_mib"
-        );
+        assert_eq!(Settings { default_size_mib: 0, ..Settings::default() }.validate().unwrap_err().0, "volumes.default_size_mib");
+        assert_eq!(Settings { default_inodes: 1, ..Settings::default() }.validate().unwrap_err().0, "volumes.default_inodes");
+        assert_eq!(Settings { reserve_mib: 0, ..Settings::default() }.validate().unwrap_err().0, "volumes.reserve_mib");
     }
 }

@@ -65,10 +65,7 @@ impl Marker {
     /// Read a marker's text; `None` when it is not one.
     pub fn parse(text: &str) -> Option<Marker> {
         let mut it = text.split_ascii_whitespace();
-        let (kind, base) = (
-            it.next()?,
-            it.next()?.parse::<u32>().ok().filter(|b| is_base(*b))?,
-        );
+        let (kind, base) = (it.next()?, it.next()?.parse::<u32>().ok().filter(|b| is_base(*b))?);
         if it.next().is_some() {
             return None;
         }
@@ -110,11 +107,7 @@ pub struct Job {
 
 impl Job {
     fn marker_path(&self, tmp: bool) -> PathBuf {
-        self.dir.join(format!(
-            ".{}.ids{}",
-            self.volume,
-            if tmp { ".tmp" } else { "" }
-        ))
+        self.dir.join(format!(".{}.ids{}", self.volume, if tmp { ".tmp" } else { "" }))
     }
 }
 
@@ -127,19 +120,9 @@ pub fn read_marker(dir: &Path, volume: &str) -> Option<Marker> {
 /// Write the marker durably: a temporary file, `fsync`, rename, directory
 /// `fsync`.
 pub fn write_marker(dir: &Path, volume: &str, m: Marker) -> std::io::Result<()> {
-    let job = Job {
-        dir: dir.to_owned(),
-        volume: volume.to_owned(),
-        to: 0,
-    };
+    let job = Job { dir: dir.to_owned(), volume: volume.to_owned(), to: 0 };
     let (tmp, path) = (job.marker_path(true), job.marker_path(false));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&tmp)?;
     f.write_all(m.text().as_bytes())?;
     f.sync_all()?;
     drop(f);
@@ -151,18 +134,11 @@ pub fn write_marker(dir: &Path, volume: &str, m: Marker) -> std::io::Result<()> 
 pub fn run(job: &Job, cancel: &AtomicBool) -> Result<u64, String> {
     let name = job.dir.join(&job.volume);
     let shown = name.display();
-    write_marker(&job.dir, &job.volume, Marker::To(job.to))
-        .map_err(|e| format!("marker for {shown}: {e}"))?;
+    write_marker(&job.dir, &job.volume, Marker::To(job.to)).map_err(|e| format!("marker for {shown}: {e}"))?;
     let top = open_dir(None, &name).map_err(|e| format!("open {shown}: {}", e.desc()))?;
-    let mut walk = Walk {
-        new: job.to,
-        entries: 0,
-        cancel,
-    };
-    walk.dir(&top, 0)
-        .map_err(|e| format!("shift {shown}: {}", e.desc()))?;
-    write_marker(&job.dir, &job.volume, Marker::At(job.to))
-        .map_err(|e| format!("marker for {shown}: {e}"))?;
+    let mut walk = Walk { new: job.to, entries: 0, cancel };
+    walk.dir(&top, 0).map_err(|e| format!("shift {shown}: {}", e.desc()))?;
+    write_marker(&job.dir, &job.volume, Marker::At(job.to)).map_err(|e| format!("marker for {shown}: {e}"))?;
     Ok(walk.entries)
 }
 
@@ -172,29 +148,23 @@ pub type Report = Result<u64, String>;
 /// Run `jobs` in a helper thread: its report comes on the channel, then a
 /// byte on `wake` (a pipe the loop watches). Setting `cancel` makes it stop
 /// at its next entry (the marker then says the shift is unfinished).
-pub fn spawn(
-    jobs: Vec<Job>,
-    wake: std::os::fd::OwnedFd,
-    cancel: Arc<AtomicBool>,
-) -> std::io::Result<std::sync::mpsc::Receiver<Report>> {
+pub fn spawn(jobs: Vec<Job>, wake: std::os::fd::OwnedFd, cancel: Arc<AtomicBool>) -> std::io::Result<std::sync::mpsc::Receiver<Report>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    std::thread::Builder::new()
-        .name("volume-shift".into())
-        .spawn(move || {
-            let mut total = 0u64;
-            let mut report = Ok(0);
-            for j in &jobs {
-                match run(j, &cancel) {
-                    Ok(n) => total = total.saturating_add(n),
-                    Err(e) => {
-                        report = Err(e);
-                        break;
-                    }
+    std::thread::Builder::new().name("volume-shift".into()).spawn(move || {
+        let mut total = 0u64;
+        let mut report = Ok(0);
+        for j in &jobs {
+            match run(j, &cancel) {
+                Ok(n) => total = total.saturating_add(n),
+                Err(e) => {
+                    report = Err(e);
+                    break;
                 }
             }
-            let _ = tx.send(report.map(|_| total));
-            let _ = nix::unistd::write(&wake, b"s");
-        })?;
+        }
+        let _ = tx.send(report.map(|_| total));
+        let _ = nix::unistd::write(&wake, b"s");
+    })?;
     Ok(rx)
 }
 
@@ -212,12 +182,7 @@ fn open_dir(dir: Option<&Dir>, name: &Path) -> Result<Dir, Errno> {
         Some(d) => Path::new(&format!("/proc/self/fd/{}", d.0.as_raw_fd())).join(name),
         None => name.to_owned(),
     };
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map(Dir)
-        .map_err(io_errno)
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path).map(Dir).map_err(io_errno)
 }
 
 struct Walk<'a> {
@@ -249,10 +214,7 @@ impl Walk<'_> {
         if u.is_some() || g.is_some() {
             std::os::unix::fs::fchown(&dir.0, u, g).map_err(io_errno)?;
             // chown clears setuid/setgid bits on some filesystems: restore them.
-            fchmod(
-                dir.0.as_raw_fd(),
-                Mode::from_bits_truncate(st.st_mode & 0o7777),
-            )?;
+            fchmod(dir.0.as_raw_fd(), Mode::from_bits_truncate(st.st_mode & 0o7777))?;
         }
         let copy = open_dir(Some(dir), Path::new("."))?;
         // `Dir` owns the descriptor from here (and closes it if it fails).
@@ -264,11 +226,7 @@ impl Walk<'_> {
             if n == c"." || n == c".." {
                 continue;
             }
-            let st = fstatat(
-                Some(dir.0.as_raw_fd()),
-                n,
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )?;
+            let st = fstatat(Some(dir.0.as_raw_fd()), n, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
             let n = OsStr::from_bytes(n.to_bytes());
             if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR {
                 subdirs.push(n.to_owned());
@@ -314,15 +272,7 @@ mod tests {
         for m in [Marker::At(A), Marker::To(B)] {
             assert_eq!(Marker::parse(&m.text()), Some(m));
         }
-        for bad in [
-            "",
-            "at",
-            "at x",
-            "at 100001",
-            "to 100000 x",
-            "is 100000",
-            "100000",
-        ] {
+        for bad in ["", "at", "at x", "at 100001", "to 100000 x", "is 100000", "100000"] {
             assert_eq!(Marker::parse(bad), None, "{bad:?}");
         }
     }
@@ -360,42 +310,19 @@ mod tests {
         std::os::unix::fs::lchown(vol.join("a/link"), Some(A + 6), Some(A + 6)).unwrap();
         std::fs::write(vol.join("host"), "").unwrap();
         // Cancelled at once: the intent is written, the base is not.
-        let job = Job {
-            dir: base.clone(),
-            volume: "v".into(),
-            to: B,
-        };
+        let job = Job { dir: base.clone(), volume: "v".into(), to: B };
         assert!(run(&job, &AtomicBool::new(true)).is_err());
         assert_eq!(read_marker(&base, "v"), Some(Marker::To(B)));
         assert!(needed(read_marker(&base, "v"), C));
-        let job = Job {
-            dir: base.clone(),
-            volume: "v".into(),
-            to: C,
-        };
+        let job = Job { dir: base.clone(), volume: "v".into(), to: C };
         assert_eq!(run(&job, &AtomicBool::new(false)).unwrap(), 6);
         assert_eq!(read_marker(&base, "v"), Some(Marker::At(C)));
         for p in ["", "a", "a/b", "a/b/f"] {
-            assert_eq!(
-                std::fs::symlink_metadata(vol.join(p)).unwrap().uid(),
-                C + 5,
-                "{p}"
-            );
+            assert_eq!(std::fs::symlink_metadata(vol.join(p)).unwrap().uid(), C + 5, "{p}");
         }
-        assert_eq!(
-            std::fs::symlink_metadata(vol.join("a/link")).unwrap().uid(),
-            C + 6
-        );
-        assert_eq!(
-            std::fs::metadata(vol.join("host")).unwrap().uid(),
-            0,
-            "a host-owned file stays"
-        );
-        assert_eq!(
-            std::fs::metadata(&outside).unwrap().uid(),
-            0,
-            "the link's target is not touched"
-        );
+        assert_eq!(std::fs::symlink_metadata(vol.join("a/link")).unwrap().uid(), C + 6);
+        assert_eq!(std::fs::metadata(vol.join("host")).unwrap().uid(), 0, "a host-owned file stays");
+        assert_eq!(std::fs::metadata(&outside).unwrap().uid(), 0, "the link's target is not touched");
         assert!(!needed(read_marker(&base, "v"), C));
         let _ = std::fs::remove_dir_all(&base);
     }

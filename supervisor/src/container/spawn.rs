@@ -271,14 +271,7 @@ impl Step {
         match self {
             Step::Mount(i) => (MOUNT_CODE, i),
             Step::LandlockRule(i) => (LANDLOCK_RULE_CODE, i),
-            s => (
-                STEPS
-                    .iter()
-                    .position(|x| *x == s)
-                    .and_then(|p| u16::try_from(p).ok())
-                    .unwrap_or(u16::MAX),
-                0,
-            ),
+            s => (STEPS.iter().position(|x| *x == s).and_then(|p| u16::try_from(p).ok()).unwrap_or(u16::MAX), 0),
         }
     }
 
@@ -388,11 +381,7 @@ impl Step {
     /// The step whose [`Step::slug`] is `slug` (index 0 for `mount` and
     /// `landlock-rule`, which stand for every index).
     pub fn from_slug(slug: &str) -> Option<Step> {
-        STEPS
-            .iter()
-            .copied()
-            .chain([Step::Mount(0), Step::LandlockRule(0)])
-            .find(|s| s.slug() == slug)
+        STEPS.iter().copied().chain([Step::Mount(0), Step::LandlockRule(0)]).find(|s| s.slug() == slug)
     }
 
     /// The same kind of step (any index of `mount` and `landlock-rule`).
@@ -424,18 +413,8 @@ pub struct SpawnError {
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.detail {
-            Some(d) => write!(
-                f,
-                "container start failed at {} ({d}): {}",
-                self.step,
-                self.errno.desc()
-            )?,
-            None => write!(
-                f,
-                "container start failed at {}: {}",
-                self.step,
-                self.errno.desc()
-            )?,
+            Some(d) => write!(f, "container start failed at {} ({d}): {}", self.step, self.errno.desc())?,
+            None => write!(f, "container start failed at {}: {}", self.step, self.errno.desc())?,
         }
         write!(f, " ({:?})", self.errno)
     }
@@ -445,11 +424,7 @@ impl std::error::Error for SpawnError {}
 
 impl SpawnError {
     pub(super) fn new(step: Step, errno: Errno) -> SpawnError {
-        SpawnError {
-            step,
-            errno,
-            detail: None,
-        }
+        SpawnError { step, errno, detail: None }
     }
 
     /// `step` rendered with what the plan says of it (`mount step 3 (bind
@@ -465,17 +440,10 @@ impl SpawnError {
     pub(super) fn with_plan(step: Step, errno: Errno, plan: &Plan) -> SpawnError {
         let detail = match step {
             Step::Mount(i) => plan.steps.get(usize::from(i)).map(|s| s.to_string()),
-            Step::LandlockRule(i) => plan
-                .landlock
-                .get(usize::from(i))
-                .map(|r| r.path.to_string()),
+            Step::LandlockRule(i) => plan.landlock.get(usize::from(i)).map(|r| r.path.to_string()),
             _ => None,
         };
-        SpawnError {
-            step,
-            errno,
-            detail,
-        }
+        SpawnError { step, errno, detail }
     }
 }
 
@@ -520,10 +488,7 @@ pub(super) fn decode(r: &[u8; RECORD]) -> Option<Record> {
     if code & BEGIN != 0 {
         return Some(Record::Begin(step));
     }
-    Some(Record::Failed(
-        step,
-        Errno::from_raw(i32::from_ne_bytes([c0, c1, c2, c3])),
-    ))
+    Some(Record::Failed(step, Errno::from_raw(i32::from_ne_bytes([c0, c1, c2, c3]))))
 }
 
 /// The child's side of the error pipe: each step is announced before it
@@ -650,22 +615,12 @@ fn absent_ok(r: Result<(), Errno>) -> Result<(), Errno> {
 }
 
 fn pivot(new_root: &CStr) -> Result<(), Errno> {
-    let old = open(
-        c"/",
-        OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
+    let old = open(c"/", OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?;
     let r = (|| {
         unistd::chdir(new_root)?;
         unistd::pivot_root(c".", c".")?;
         unistd::fchdir(old)?;
-        mount(
-            None::<&CStr>,
-            c".",
-            None::<&CStr>,
-            MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            None::<&CStr>,
-        )?;
+        mount(None::<&CStr>, c".", None::<&CStr>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&CStr>)?;
         umount2(c".", MntFlags::MNT_DETACH)?;
         unistd::chdir(c"/")
     })();
@@ -681,60 +636,26 @@ impl Act for Mounter {
         let none = None::<&CStr>;
         match step {
             S::Propagation { target, flags } => mount(none, target.as_cstr(), none, *flags, none),
-            S::Bind {
-                source,
-                target,
-                recursive,
-            } => {
-                let rec = if *recursive {
-                    MsFlags::MS_REC
-                } else {
-                    MsFlags::empty()
-                };
-                mount(
-                    Some(source.as_cstr()),
-                    target.as_cstr(),
-                    none,
-                    MsFlags::MS_BIND | rec,
-                    none,
-                )
+            S::Bind { source, target, recursive } => {
+                let rec = if *recursive { MsFlags::MS_REC } else { MsFlags::empty() };
+                mount(Some(source.as_cstr()), target.as_cstr(), none, MsFlags::MS_BIND | rec, none)
             }
             S::BindNode { source, target } => {
                 let st = lstat(source.as_cstr())?;
                 if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFCHR {
                     return Err(Errno::ENODEV);
                 }
-                mount(
-                    Some(source.as_cstr()),
-                    target.as_cstr(),
-                    none,
-                    MsFlags::MS_BIND,
-                    none,
-                )
+                mount(Some(source.as_cstr()), target.as_cstr(), none, MsFlags::MS_BIND, none)
             }
             S::BindSocket { source, target } => {
                 let st = lstat(source.as_cstr())?;
                 if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFSOCK {
                     return Err(Errno::ENOTSOCK);
                 }
-                mount(
-                    Some(source.as_cstr()),
-                    target.as_cstr(),
-                    none,
-                    MsFlags::MS_BIND,
-                    none,
-                )
+                mount(Some(source.as_cstr()), target.as_cstr(), none, MsFlags::MS_BIND, none)
             }
-            S::BindRemount {
-                target,
-                flags,
-                recursive: false,
-            } => remount(target.as_cstr(), *flags),
-            S::BindRemount {
-                target,
-                flags,
-                recursive: true,
-            } => {
+            S::BindRemount { target, flags, recursive: false } => remount(target.as_cstr(), *flags),
+            S::BindRemount { target, flags, recursive: true } => {
                 match sys::mount_setattr_recursive(target.as_cstr(), mount_attrs(*flags)) {
                     // Before Linux 5.12: the top mount only (sub-mounts keep
                     // the host's flags and permissions).
@@ -742,30 +663,19 @@ impl Act for Mounter {
                     r => r,
                 }
             }
-            S::Mount {
-                fstype,
-                target,
-                flags,
-                data,
-            } => {
+            S::Mount { fstype, target, flags, data } => {
                 let data = Some(data.as_cstr()).filter(|d| !d.is_empty());
                 mount(Some(*fstype), target.as_cstr(), Some(*fstype), *flags, data)
             }
             S::Beneath(at) => super::beneath::act(at),
-            S::Mkdir { path, mode } => {
-                match unistd::mkdir(path.as_cstr(), Mode::from_bits_truncate(*mode)) {
-                    Err(Errno::EEXIST) => Ok(()),
-                    r => r,
-                }
-            }
+            S::Mkdir { path, mode } => match unistd::mkdir(path.as_cstr(), Mode::from_bits_truncate(*mode)) {
+                Err(Errno::EEXIST) => Ok(()),
+                r => r,
+            },
             S::Touch { path, mode } => {
                 let fd = open(
                     path.as_cstr(),
-                    OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_WRONLY
-                        | OFlag::O_CLOEXEC,
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
                     Mode::from_bits_truncate(*mode),
                 )?;
                 unistd::close(fd)
@@ -774,28 +684,10 @@ impl Act for Mounter {
             S::PivotRoot { new_root } => pivot(new_root.as_cstr()),
             S::Hostname { name } => unistd::sethostname(OsStr::from_bytes(name.as_bytes())),
             S::ReadOnly { path } => absent_ok((|| {
-                mount(
-                    Some(*path),
-                    *path,
-                    none,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    none,
-                )?;
-                remount(
-                    path,
-                    MsFlags::MS_RDONLY
-                        | MsFlags::MS_NOSUID
-                        | MsFlags::MS_NODEV
-                        | MsFlags::MS_NOEXEC,
-                )
+                mount(Some(*path), *path, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)?;
+                remount(path, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)
             })()),
-            S::MaskFile { path } => absent_ok(mount(
-                Some(MASK_FILE_SOURCE),
-                *path,
-                none,
-                MsFlags::MS_BIND,
-                none,
-            )),
+            S::MaskFile { path } => absent_ok(mount(Some(MASK_FILE_SOURCE), *path, none, MsFlags::MS_BIND, none)),
             S::MaskDir { path } => absent_ok(mount(
                 Some(c"tmpfs"),
                 *path,
@@ -889,9 +781,7 @@ impl Child<'_> {
                 sys::setresgid(plan.ids.outside_base).at(step)?;
                 sys::setresuid(plan.ids.outside_base).at(step)
             }
-            Step::UserNamespace => {
-                nix::sched::unshare(CloneFlags::from_bits_retain(plan.namespaces.user)).at(step)
-            }
+            Step::UserNamespace => nix::sched::unshare(CloneFlags::from_bits_retain(plan.namespaces.user)).at(step),
             Step::Sync => {
                 write_all(self.up, b"u").at(step)?;
                 let mut go = [0u8; 1];
@@ -906,9 +796,7 @@ impl Child<'_> {
                 sys::setresgid(0).at(step)?;
                 sys::setresuid(0).at(step)
             }
-            Step::Unshare => {
-                nix::sched::unshare(CloneFlags::from_bits_retain(plan.namespaces.rest)).at(step)
-            }
+            Step::Unshare => nix::sched::unshare(CloneFlags::from_bits_retain(plan.namespaces.rest)).at(step),
             Step::PidClone => {
                 // SAFETY: the child runs only `init`, which makes system calls on
                 // data prepared before the first fork and ends in execve or _exit.
@@ -1011,18 +899,9 @@ fn landlock(plan: &Plan, ruleset: &Ruleset, t: &Trace<'_>) -> Result<(), Fail> {
     for (i, rule) in plan.landlock.iter().enumerate() {
         let step = Step::LandlockRule(u16::try_from(i).unwrap_or(u16::MAX));
         t.begin(step);
-        let open = if rule.no_links {
-            landlock_sys::open_path_no_links
-        } else {
-            landlock_sys::open_path
-        };
+        let open = if rule.no_links { landlock_sys::open_path_no_links } else { landlock_sys::open_path };
         let (path, is_dir) = open(rule.path.as_cstr()).at(step)?;
-        landlock_sys::add_path_rule(
-            fd.as_fd(),
-            path.as_fd(),
-            ruleset.allowed(rule.access, is_dir),
-        )
-        .at(step)?;
+        landlock_sys::add_path_rule(fd.as_fd(), path.as_fd(), ruleset.allowed(rule.access, is_dir)).at(step)?;
     }
     t.begin(Step::LandlockRestrict);
     landlock_sys::restrict_self(fd.as_fd()).at(Step::LandlockRestrict)
@@ -1091,10 +970,7 @@ pub(super) fn close_fds(keep: BorrowedFd<'_>) -> Result<(), Errno> {
 pub(super) fn write_proc(pid: Pid, file: &str, data: &[u8]) -> Result<(), Errno> {
     use std::io::Write;
     let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/{pid}/{file}"))
-        .map_err(errno)?;
+    let mut f = std::fs::OpenOptions::new().write(true).open(format!("/proc/{pid}/{file}")).map_err(errno)?;
     // One write: the kernel takes a map in a single write(2) only.
     match f.write(data).map_err(errno)? {
         n if n == data.len() => Ok(()),
@@ -1110,23 +986,11 @@ pub(super) fn write_proc(pid: Pid, file: &str, data: &[u8]) -> Result<(), Errno>
 /// handshake runs as the child's pipes become readable ([`Pending`]), or
 /// all at once in [`spawn`]. `hang` is the test hook's step (always `None`
 /// without the `test-hooks` feature, and then ignored).
-pub fn begin(
-    plan: &Plan,
-    stdio: Stdio<'_>,
-    confine: Confine<'_>,
-    dir: Option<BorrowedFd<'_>>,
-    hang: Option<Step>,
-) -> Result<Pending, SpawnError> {
+pub fn begin(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, dir: Option<BorrowedFd<'_>>, hang: Option<Step>) -> Result<Pending, SpawnError> {
     let e = |step| move |errno| SpawnError::new(step, errno);
-    let path = plan
-        .argv
-        .first()
-        .map(|a| a.as_cstr())
-        .ok_or(SpawnError::new(Step::Args, Errno::EINVAL))?;
-    let argv = Argv::new(plan.argv.iter().map(|a| a.as_cstr()))
-        .ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
-    let envp = Envp::new(plan.env.iter().map(|a| a.as_cstr()))
-        .ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
+    let path = plan.argv.first().map(|a| a.as_cstr()).ok_or(SpawnError::new(Step::Args, Errno::EINVAL))?;
+    let argv = Argv::new(plan.argv.iter().map(|a| a.as_cstr())).ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
+    let envp = Envp::new(plan.env.iter().map(|a| a.as_cstr())).ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
     let (err_r, err_w) = pipe().map_err(e(Step::Pipe))?;
     let (up_r, up_w) = pipe().map_err(e(Step::Pipe))?;
     let (down_r, down_w) = pipe().map_err(e(Step::Pipe))?;
@@ -1166,12 +1030,7 @@ pub fn begin(
 /// the intermediate process into the container's cgroup: born there (v2),
 /// or moved there while it waits, before any of the container's own
 /// processes exist.
-pub fn spawn(
-    plan: &Plan,
-    stdio: Stdio<'_>,
-    confine: Confine<'_>,
-    place: &mut Place<'_>,
-) -> Result<Started, SpawnError> {
+pub fn spawn(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, place: &mut Place<'_>) -> Result<Started, SpawnError> {
     use super::start::Poll;
     let mut p = begin(plan, stdio, confine, place.dir, None)?;
     loop {
@@ -1199,8 +1058,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
             return Ok(fd);
         }
         // std duplicates with F_DUPFD_CLOEXEC from 3.
-        fd.try_clone()
-            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))
+        fd.try_clone().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))
     };
     Ok((high(r)?, high(w)?))
 }
@@ -1216,47 +1074,21 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_name_the_step() {
-        for step in
-            STEPS
-                .iter()
-                .copied()
-                .chain([Step::Mount(0), Step::Mount(47), Step::LandlockRule(3)])
-        {
+        for step in STEPS.iter().copied().chain([Step::Mount(0), Step::Mount(47), Step::LandlockRule(3)]) {
             let rec = encode(Record::Failed(step, Errno::EPERM));
-            assert_eq!(
-                decode(&rec),
-                Some(Record::Failed(step, Errno::EPERM)),
-                "{step:?}"
-            );
-            assert_eq!(
-                decode(&encode(Record::Begin(step))),
-                Some(Record::Begin(step)),
-                "{step:?}"
-            );
+            assert_eq!(decode(&rec), Some(Record::Failed(step, Errno::EPERM)), "{step:?}");
+            assert_eq!(decode(&encode(Record::Begin(step))), Some(Record::Begin(step)), "{step:?}");
             if !matches!(step, Step::Mount(_) | Step::LandlockRule(_)) {
                 assert_eq!(Step::from_slug(step.slug()), Some(step), "{step:?}");
             }
         }
         assert_eq!(Step::from_slug("mount"), Some(Step::Mount(0)));
-        assert!(
-            Step::Mount(0).same_kind(Step::Mount(7)) && !Step::Mount(0).same_kind(Step::Workdir)
-        );
+        assert!(Step::Mount(0).same_kind(Step::Mount(7)) && !Step::Mount(0).same_kind(Step::Workdir));
         assert_eq!(decode(&[200, 0, 0, 0, 1, 0, 0, 0]), None);
         let e = SpawnError::new(Step::Capset, Errno::EPERM);
-        assert_eq!(
-            e.to_string(),
-            "container start failed at capset: Operation not permitted (EPERM)"
-        );
-        let e = SpawnError {
-            step: Step::Mount(3),
-            errno: Errno::ENOENT,
-            detail: Some("pivot_root /r".into()),
-        };
-        assert!(
-            e.to_string()
-                .starts_with("container start failed at mount step 3 (pivot_root /r): "),
-            "{e}"
-        );
+        assert_eq!(e.to_string(), "container start failed at capset: Operation not permitted (EPERM)");
+        let e = SpawnError { step: Step::Mount(3), errno: Errno::ENOENT, detail: Some("pivot_root /r".into()) };
+        assert!(e.to_string().starts_with("container start failed at mount step 3 (pivot_root /r): "), "{e}");
     }
 
     #[test]
@@ -1269,12 +1101,7 @@ mod tests {
 
     #[test]
     fn mount_attrs_follow_the_flags() {
-        assert_eq!(
-            mount_attrs(
-                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC
-            ),
-            0xf
-        );
+        assert_eq!(mount_attrs(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC), 0xf);
         assert_eq!(mount_attrs(MsFlags::MS_NOSUID), sys::MOUNT_ATTR_NOSUID);
     }
 
@@ -1285,11 +1112,7 @@ mod tests {
     }
 
     fn board() -> Board {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../board-configs/qemu-x86_64.toml"
-        ))
-        .unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../board-configs/qemu-x86_64.toml")).unwrap();
         Board::from_toml(&text).unwrap()
     }
 
@@ -1302,13 +1125,7 @@ mod tests {
             name: s(name),
             version: s("1.0"),
             image: Digest([7; 32]),
-            entry: Entry {
-                argv: argv.iter().map(|a| s(a)).collect(),
-                env: heapless::Vec::new(),
-                workdir: s("/"),
-                uid: None,
-                gid: None,
-            },
+            entry: Entry { argv: argv.iter().map(|a| s(a)).collect(), env: heapless::Vec::new(), workdir: s("/"), uid: None, gid: None },
             restart: None,
             after: heapless::Vec::new(),
             readiness: None,
@@ -1343,10 +1160,7 @@ mod tests {
         for tool in ["sh", "id", "cat", "hostname", "ls", "touch"] {
             let host = std::fs::canonicalize(format!("/bin/{tool}")).unwrap();
             std::fs::copy(&host, root.join("bin").join(tool)).unwrap();
-            let out = std::process::Command::new("ldd")
-                .arg(&host)
-                .output()
-                .unwrap();
+            let out = std::process::Command::new("ldd").arg(&host).output().unwrap();
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 let lib = line.split_whitespace().find(|w| w.starts_with('/'));
                 if let Some(lib) = lib {
@@ -1368,45 +1182,19 @@ mod tests {
     /// Start `m` in a fresh rootfs; the script's stdout and stderr come back
     /// line by line. The script prints `ready` and waits on stdin: the host's
     /// view of the init is read then.
-    fn start(
-        m: &Manifest,
-        index: u16,
-        filter: Option<&[libc::sock_filter]>,
-        script: &str,
-    ) -> Result<Run, SpawnError> {
+    fn start(m: &Manifest, index: u16, filter: Option<&[libc::sock_filter]>, script: &str) -> Result<Run, SpawnError> {
         start_with(m, index, filter, None, script)
     }
 
-    fn start_with(
-        m: &Manifest,
-        index: u16,
-        filter: Option<&[libc::sock_filter]>,
-        landlock: Option<Ruleset>,
-        script: &str,
-    ) -> Result<Run, SpawnError> {
+    fn start_with(m: &Manifest, index: u16, filter: Option<&[libc::sock_filter]>, landlock: Option<Ruleset>, script: &str) -> Result<Run, SpawnError> {
         let root = rootfs(m.name.as_str());
         std::fs::write(root.join("bin/script"), script).unwrap();
         let p = plan(m, &board(), index, root.to_str().unwrap()).unwrap();
         let (in_r, in_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         let (out_r, out_w) = unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
-        let confine = Confine {
-            seccomp: filter,
-            landlock,
-            apparmor: None,
-        };
-        let started = spawn(
-            &p,
-            Stdio {
-                stdin: in_r.as_fd(),
-                stdout: out_w.as_fd(),
-                stderr: out_w.as_fd(),
-            },
-            confine,
-            &mut Place {
-                dir: None,
-                add: &mut |_| Ok(()),
-            },
-        );
+        let confine = Confine { seccomp: filter, landlock, apparmor: None };
+        let started =
+            spawn(&p, Stdio { stdin: in_r.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() }, confine, &mut Place { dir: None, add: &mut |_| Ok(()) });
         drop(in_r);
         drop(out_w);
         let started = started?;
@@ -1421,19 +1209,14 @@ mod tests {
             }
             out.push(l);
         }
-        let host_status =
-            std::fs::read_to_string(format!("/proc/{}/status", started.pid)).unwrap_or_default();
+        let host_status = std::fs::read_to_string(format!("/proc/{}/status", started.pid)).unwrap_or_default();
         drop(in_w);
         let mut rest = String::new();
         reader.read_to_string(&mut rest).unwrap();
         out.extend(rest.lines().map(str::to_string));
         let status = waitpid(started.pid, None).unwrap();
         let _ = std::fs::remove_dir_all(root.parent().unwrap());
-        Ok(Run {
-            out,
-            host_status,
-            status,
-        })
+        Ok(Run { out, host_status, status })
     }
 
     const SCRIPT: &str = "id -u; id -g; cat /proc/self/uid_map; hostname; echo dev: $(ls /dev); \
@@ -1441,10 +1224,7 @@ mod tests {
         ls -l /proc/keys; echo pid=$$; echo ready; read x; echo bye";
 
     fn field<'a>(out: &'a [String], key: &str) -> &'a str {
-        out.iter()
-            .find_map(|l| l.strip_prefix(key))
-            .map(str::trim)
-            .unwrap_or_else(|| panic!("{key} in {out:#?}"))
+        out.iter().find_map(|l| l.strip_prefix(key)).map(str::trim).unwrap_or_else(|| panic!("{key} in {out:#?}"))
     }
 
     #[test]
@@ -1459,15 +1239,9 @@ mod tests {
         assert_eq!(out[0], "0", "uid 0 inside");
         assert_eq!(out[1], "0", "gid 0 inside");
         let base = 100_000 + 3 * 65_536;
-        assert_eq!(
-            out[2].split_whitespace().collect::<Vec<_>>(),
-            ["0", &base.to_string(), "65536"]
-        );
+        assert_eq!(out[2].split_whitespace().collect::<Vec<_>>(), ["0", &base.to_string(), "65536"]);
         assert_eq!(out[3], "spawntest", "hostname");
-        assert_eq!(
-            out[4],
-            "dev: fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"
-        );
+        assert_eq!(out[4], "dev: fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero");
         assert_eq!(field(out, "touch="), "1", "/ is read-only");
         assert!(out.contains(&"tmp-ok".to_string()), "/tmp is writable");
         for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
@@ -1475,23 +1249,12 @@ mod tests {
         }
         assert_eq!(field(out, "NoNewPrivs:"), "1");
         assert_eq!(field(out, "Seccomp:"), "0");
-        assert_eq!(
-            field(out, "SigBlk:"),
-            "0000000000000000",
-            "signal mask cleared"
-        );
-        assert_eq!(
-            field(out, "SigIgn:"),
-            "0000000000000000",
-            "no ignored signal inherited"
-        );
+        assert_eq!(field(out, "SigBlk:"), "0000000000000000", "signal mask cleared");
+        assert_eq!(field(out, "SigIgn:"), "0000000000000000", "no ignored signal inherited");
         assert_eq!(field(out, "Groups:"), "", "no supplementary groups");
         assert_eq!(field(out, "pid="), "1", "init of its own pid namespace");
         let keys = out.iter().find(|l| l.ends_with("/proc/keys")).unwrap();
-        assert!(
-            keys.starts_with('c') && keys.contains(" 1, 3 "),
-            "masked by /dev/null: {keys}"
-        );
+        assert!(keys.starts_with('c') && keys.contains(" 1, 3 "), "masked by /dev/null: {keys}");
         assert_eq!(out.last().unwrap(), "bye");
         // The host's view: an unprivileged uid, the supervisor's child.
         let hs: Vec<String> = r.host_status.lines().map(str::to_string).collect();
@@ -1499,16 +1262,8 @@ mod tests {
         let b = base.to_string();
         assert_eq!(uid, [b.as_str(); 4]);
         assert_eq!(field(&hs, "NSpid:").split_whitespace().last(), Some("1"));
-        assert_eq!(
-            field(&hs, "PPid:"),
-            std::process::id().to_string(),
-            "a direct child of the supervisor"
-        );
-        assert!(
-            matches!(r.status, WaitStatus::Exited(_, 0)),
-            "{:?}",
-            r.status
-        );
+        assert_eq!(field(&hs, "PPid:"), std::process::id().to_string(), "a direct child of the supervisor");
+        assert!(matches!(r.status, WaitStatus::Exited(_, 0)), "{:?}", r.status);
     }
 
     #[test]
@@ -1528,10 +1283,7 @@ mod tests {
         }
         let hs: Vec<String> = r.host_status.lines().map(str::to_string).collect();
         let outside = (100_000 + 4 * 65_536 + 1000).to_string();
-        assert_eq!(
-            field(&hs, "Uid:").split_whitespace().next(),
-            Some(outside.as_str())
-        );
+        assert_eq!(field(&hs, "Uid:").split_whitespace().next(), Some(outside.as_str()));
     }
 
     #[test]
@@ -1543,38 +1295,16 @@ mod tests {
         let m = manifest("spawnbad", &["/bin/sh", "-c", "true"]);
         let p = plan(&m, &board(), 5, "/nonexistent/berth-root").unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
-        let stdio = Stdio {
-            stdin: null.as_fd(),
-            stdout: null.as_fd(),
-            stderr: null.as_fd(),
-        };
-        let e = spawn(
-            &p,
-            stdio,
-            Confine::default(),
-            &mut Place {
-                dir: None,
-                add: &mut |_| Ok(()),
-            },
-        )
-        .unwrap_err();
+        let stdio = Stdio { stdin: null.as_fd(), stdout: null.as_fd(), stderr: null.as_fd() };
+        let e = spawn(&p, stdio, Confine::default(), &mut Place { dir: None, add: &mut |_| Ok(()) }).unwrap_err();
         assert_eq!((e.step, e.errno), (Step::Mount(1), Errno::ENOENT), "{e}");
-        assert_eq!(
-            e.detail.as_deref(),
-            Some("bind /nonexistent/berth-root /nonexistent/berth-root")
-        );
-        assert!(
-            e.to_string().contains("mount step 1 (bind /nonexistent"),
-            "{e}"
-        );
+        assert_eq!(e.detail.as_deref(), Some("bind /nonexistent/berth-root /nonexistent/berth-root"));
+        assert!(e.to_string().contains("mount step 1 (bind /nonexistent"), "{e}");
         // No such program: execve.
         let m = manifest("spawnnoexec", &["/bin/nope"]);
         let e = start(&m, 6, None, "").err().unwrap();
         assert_eq!((e.step, e.errno), (Step::Exec, Errno::ENOENT), "{e}");
-        assert_eq!(
-            e.to_string(),
-            "container start failed at execve: No such file or directory (ENOENT)"
-        );
+        assert_eq!(e.to_string(), "container start failed at execve: No such file or directory (ENOENT)");
     }
 
     #[test]
@@ -1582,14 +1312,8 @@ mod tests {
         if !root_tests("root_applies_landlock_exec_paths_and_write_rules") {
             return;
         }
-        let Some(ruleset) = crate::sys::landlock::abi_version()
-            .ok()
-            .and_then(Ruleset::for_abi)
-        else {
-            crate::roottests::missing(
-                "root_applies_landlock_exec_paths_and_write_rules",
-                "no Landlock on this kernel",
-            );
+        let Some(ruleset) = crate::sys::landlock::abi_version().ok().and_then(Ruleset::for_abi) else {
+            crate::roottests::missing("root_applies_landlock_exec_paths_and_write_rules", "no Landlock on this kernel");
             return;
         };
         // /proc/self/comm is writable by its owner on a read-write /proc:
@@ -1598,40 +1322,17 @@ mod tests {
             id -u >/dev/null 2>&1; echo id=$?; echo ready";
         let mut m = manifest("spawnll", &["/bin/sh", "/bin/script"]);
         let r = start_with(&m, 8, None, None, script).unwrap();
-        assert_eq!(
-            (field(&r.out, "comm="), field(&r.out, "id=")),
-            ("ok", "0"),
-            "without Landlock: {:#?}",
-            r.out
-        );
+        assert_eq!((field(&r.out, "comm="), field(&r.out, "id=")), ("ok", "0"), "without Landlock: {:#?}", r.out);
         m.exec_paths.push(s("/bin/sh")).unwrap();
         m.exec_paths.push(s("/lib64")).unwrap();
         let r = start_with(&m, 8, None, Some(ruleset), script).unwrap();
-        assert!(
-            r.out.contains(&"tmp-ok".to_string()),
-            "/tmp stays writable: {:#?}",
-            r.out
-        );
-        assert_eq!(
-            field(&r.out, "comm="),
-            "denied",
-            "/proc is read-only under Landlock"
-        );
-        assert_eq!(
-            field(&r.out, "id="),
-            "126",
-            "id is not beneath the exec paths"
-        );
+        assert!(r.out.contains(&"tmp-ok".to_string()), "/tmp stays writable: {:#?}", r.out);
+        assert_eq!(field(&r.out, "comm="), "denied", "/proc is read-only under Landlock");
+        assert_eq!(field(&r.out, "id="), "126", "id is not beneath the exec paths");
         // A rule whose path is missing fails the start, naming the rule.
         m.rw_paths.push(s("/nonexistent")).unwrap();
-        let e = start_with(&m, 8, None, Some(ruleset), script)
-            .err()
-            .unwrap();
-        assert_eq!(
-            (e.errno, e.detail.as_deref()),
-            (Errno::ENOENT, Some("/nonexistent")),
-            "{e}"
-        );
+        let e = start_with(&m, 8, None, Some(ruleset), script).err().unwrap();
+        assert_eq!((e.errno, e.detail.as_deref()), (Errno::ENOENT, Some("/nonexistent")), "{e}");
         assert!(matches!(e.step, Step::LandlockRule(_)), "{e}");
     }
 
@@ -1642,18 +1343,8 @@ mod tests {
             return;
         }
         const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-        let stmt = |code: u32, k: u32| libc::sock_filter {
-            code: code as u16,
-            jt: 0,
-            jf: 0,
-            k,
-        };
-        let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-            jt,
-            jf,
-            k,
-        };
+        let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+        let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt, jf, k };
         let ld: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
         let ret: u32 = libc::BPF_RET | libc::BPF_K;
         // uname -> EPERM, everything else allowed; other arch killed.

@@ -27,9 +27,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{self, Pid};
 
 use super::plan::Plan;
-use super::spawn::{
-    decode, write_all, write_proc, Placed, Record, SpawnError, Started, Step, RECORD,
-};
+use super::spawn::{decode, write_all, write_proc, Placed, Record, SpawnError, Started, Step, RECORD};
 
 /// How long a container's start may take from the fork to its program's
 /// exec before it is killed (`container.exit reason=start-timeout`). Far
@@ -82,13 +80,7 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub(super) fn new(
-        c1: Pid,
-        placed: Placed,
-        err: OwnedFd,
-        up: OwnedFd,
-        down: OwnedFd,
-    ) -> Pending {
+    pub(super) fn new(c1: Pid, placed: Placed, err: OwnedFd, up: OwnedFd, down: OwnedFd) -> Pending {
         Pending {
             c1,
             c1_alive: true,
@@ -189,11 +181,7 @@ impl Pending {
             return Poll::Waiting;
         }
         match (self.stage, self.init) {
-            (Stage::Exec, Some(pid)) => Poll::Started(Started {
-                pid,
-                intermediate: self.c1,
-                placed: self.placed,
-            }),
+            (Stage::Exec, Some(pid)) => Poll::Started(Started { pid, intermediate: self.c1, placed: self.placed }),
             // Every child gone before the exec, without saying why.
             _ => Poll::Failed(SpawnError::new(Step::Lost, Errno::ECHILD)),
         }
@@ -222,9 +210,7 @@ impl Pending {
             self.rec_len = 0;
             match decode(&self.rec) {
                 Some(Record::Begin(step)) => self.at = Some(step),
-                Some(Record::Failed(step, errno)) => {
-                    return Some(SpawnError::with_plan(step, errno, plan))
-                }
+                Some(Record::Failed(step, errno)) => return Some(SpawnError::with_plan(step, errno, plan)),
                 None => return Some(SpawnError::new(Step::Lost, Errno::EPROTO)),
             }
         }
@@ -232,11 +218,7 @@ impl Pending {
     }
 
     /// The up pipe's stages.
-    fn read_up(
-        &mut self,
-        plan: &Plan,
-        add: &mut dyn FnMut(Pid) -> Result<(), Errno>,
-    ) -> Result<(), SpawnError> {
+    fn read_up(&mut self, plan: &Plan, add: &mut dyn FnMut(Pid) -> Result<(), Errno>) -> Result<(), SpawnError> {
         let Some(up) = &self.up else { return Ok(()) };
         let up = up.as_raw_fd();
         loop {
@@ -246,11 +228,7 @@ impl Pending {
                 Stage::Exec => return Ok(()),
             };
             let mut b = [0u8; 4];
-            let have = if self.stage == Stage::Init {
-                self.pid_len
-            } else {
-                0
-            };
+            let have = if self.stage == Stage::Init { self.pid_len } else { 0 };
             let n = match unistd::read(up, b.get_mut(..want - have).unwrap_or(&mut [])) {
                 // C1 is gone: its error record (if any) and EOF follow on
                 // the error pipe.
@@ -291,11 +269,7 @@ impl Pending {
 
     /// C1 made its user namespace: its cgroup (unless born there), its
     /// maps, then `g`.
-    fn handshake(
-        &mut self,
-        plan: &Plan,
-        add: &mut dyn FnMut(Pid) -> Result<(), Errno>,
-    ) -> Result<(), SpawnError> {
+    fn handshake(&mut self, plan: &Plan, add: &mut dyn FnMut(Pid) -> Result<(), Errno>) -> Result<(), SpawnError> {
         let e = |step| move |errno| SpawnError::new(step, errno);
         if self.placed != Placed::Born {
             add(self.c1).map_err(e(Step::Cgroup))?;
@@ -306,10 +280,7 @@ impl Pending {
         write_proc(self.c1, "gid_map", &ids.gid_map).map_err(e(Step::GidMap))?;
         // An empty pipe takes one byte at once; closing it after is fine
         // (C1 reads the byte before the EOF).
-        let down = self
-            .down
-            .take()
-            .ok_or(SpawnError::new(Step::Sync, Errno::EBADF))?;
+        let down = self.down.take().ok_or(SpawnError::new(Step::Sync, Errno::EBADF))?;
         write_all(down.as_fd(), b"g").map_err(e(Step::Sync))
     }
 
@@ -347,10 +318,7 @@ pub struct Deadline {
 impl Deadline {
     /// A start that began at `now`.
     pub fn new(now: f64) -> Deadline {
-        Deadline {
-            began: now,
-            by: now + START_TIMEOUT.as_secs_f64(),
-        }
+        Deadline { began: now, by: now + START_TIMEOUT.as_secs_f64() }
     }
 
     /// Past its deadline at `now`.
@@ -371,17 +339,10 @@ mod tests {
     use nix::fcntl::OFlag;
 
     fn plan() -> Plan {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../board-configs/qemu-x86_64.toml"
-        ))
-        .unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../board-configs/qemu-x86_64.toml")).unwrap();
         let board = crate::board::Board::from_toml(&text).unwrap();
-        let m: crate::manifest::Manifest = toml::from_str(&format!(
-            "name = \"t\"\nversion = \"1\"\nimage = \"sha256:{}\"\n[entry]\nargv = [\"/bin/true\"]\n",
-            "0".repeat(64)
-        ))
-        .unwrap();
+        let m: crate::manifest::Manifest =
+            toml::from_str(&format!("name = \"t\"\nversion = \"1\"\nimage = \"sha256:{}\"\n[entry]\nargv = [\"/bin/true\"]\n", "0".repeat(64))).unwrap();
         super::super::plan(&m, &board, 0, "/nonexistent").unwrap()
     }
 
@@ -404,12 +365,7 @@ mod tests {
         let (down_r, down_w) = pipe();
         // A pid that is surely not ours: the maps are never written here.
         let p = Pending::new(Pid::from_raw(i32::MAX), placed, err_r, up_r, down_w);
-        Fake {
-            p,
-            err: Some(err_w),
-            up: Some(up_w),
-            down: down_r,
-        }
+        Fake { p, err: Some(err_w), up: Some(up_w), down: down_r }
     }
 
     fn write(fd: &Option<OwnedFd>, b: &[u8]) {
@@ -428,10 +384,7 @@ mod tests {
         assert!(matches!(f.p.advance(&plan, &mut add), Poll::Waiting));
         assert_eq!(f.p.at(), Step::UserNamespace);
         assert_eq!(f.p.stage(), Stage::User);
-        write(
-            &f.err,
-            &encode(Record::Failed(Step::UserNamespace, Errno::EPERM)),
-        );
+        write(&f.err, &encode(Record::Failed(Step::UserNamespace, Errno::EPERM)));
         match f.p.advance(&plan, &mut add) {
             Poll::Failed(e) => assert_eq!((e.step, e.errno), (Step::UserNamespace, Errno::EPERM)),
             other => panic!("{other:?}"),
@@ -461,10 +414,7 @@ mod tests {
         assert_eq!(f.p.stage(), Stage::Exec);
         assert!(f.p.up_fd().is_none(), "the up pipe is done");
         assert_eq!(f.p.at(), Step::Mount(3));
-        assert_eq!(
-            f.p.alive().collect::<Vec<_>>(),
-            [Pid::from_raw(i32::MAX), Pid::from_raw(1234)]
-        );
+        assert_eq!(f.p.alive().collect::<Vec<_>>(), [Pid::from_raw(i32::MAX), Pid::from_raw(1234)]);
         assert!(f.p.reaped(Pid::from_raw(i32::MAX)));
         assert!(!f.p.reaped(Pid::from_raw(i32::MAX)), "once");
         f.err = None;
@@ -489,14 +439,7 @@ mod tests {
         }
         let mut f = fake(Placed::Born);
         write(&f.err, &[0xff; RECORD]);
-        assert!(matches!(
-            f.p.advance(&plan, &mut add),
-            Poll::Failed(SpawnError {
-                step: Step::Lost,
-                errno: Errno::EPROTO,
-                ..
-            })
-        ));
+        assert!(matches!(f.p.advance(&plan, &mut add), Poll::Failed(SpawnError { step: Step::Lost, errno: Errno::EPROTO, .. })));
     }
 
     #[test]

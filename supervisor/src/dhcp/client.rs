@@ -119,18 +119,7 @@ impl Client {
     /// A client in INIT that sends its first DISCOVER at the first timer.
     /// `seed` makes the transaction ids and jitter (any non-zero value).
     pub fn new(mac: [u8; 6], seed: u64) -> Client {
-        Client {
-            mac,
-            state: State::Init,
-            xid: 0,
-            rng: seed | 1,
-            tries: 0,
-            started_ms: 0,
-            sent_ms: 0,
-            wake_ms: 0,
-            offered: None,
-            lease: None,
-        }
+        Client { mac, state: State::Init, xid: 0, rng: seed | 1, tries: 0, started_ms: 0, sent_ms: 0, wake_ms: 0, offered: None, lease: None }
     }
 
     pub fn state(&self) -> State {
@@ -157,47 +146,20 @@ impl Client {
 
     /// The delay before the next retransmission of DISCOVER or REQUEST.
     fn backoff(&mut self) -> u64 {
-        let base = RETRY_FIRST_MS
-            .checked_shl(self.tries.min(8))
-            .unwrap_or(RETRY_MAX_MS)
-            .min(RETRY_MAX_MS);
+        let base = RETRY_FIRST_MS.checked_shl(self.tries.min(8)).unwrap_or(RETRY_MAX_MS).min(RETRY_MAX_MS);
         let jitter = self.random() % (2 * JITTER_MS + 1);
         base.saturating_sub(JITTER_MS).saturating_add(jitter)
     }
 
-    fn message(
-        &self,
-        kind: MsgType,
-        now: u64,
-        ciaddr: [u8; 4],
-        offered: Option<([u8; 4], [u8; 4])>,
-    ) -> Outgoing {
+    fn message(&self, kind: MsgType, now: u64, ciaddr: [u8; 4], offered: Option<([u8; 4], [u8; 4])>) -> Outgoing {
         let secs = u16::try_from(now.saturating_sub(self.started_ms) / 1000).unwrap_or(u16::MAX);
-        Outgoing {
-            kind,
-            xid: self.xid,
-            mac: self.mac,
-            secs,
-            ciaddr,
-            requested: offered.map(|o| o.0),
-            server: offered.map(|o| o.1),
-        }
+        Outgoing { kind, xid: self.xid, mac: self.mac, secs, ciaddr, requested: offered.map(|o| o.0), server: offered.map(|o| o.1) }
     }
 
-    fn send(
-        &mut self,
-        kind: MsgType,
-        now: u64,
-        ciaddr: [u8; 4],
-        offered: Option<([u8; 4], [u8; 4])>,
-        to: To,
-    ) -> Action {
+    fn send(&mut self, kind: MsgType, now: u64, ciaddr: [u8; 4], offered: Option<([u8; 4], [u8; 4])>, to: To) -> Action {
         self.sent_ms = now;
         self.tries = self.tries.saturating_add(1);
-        Action::Send {
-            msg: self.message(kind, now, ciaddr, offered),
-            to,
-        }
+        Action::Send { msg: self.message(kind, now, ciaddr, offered), to }
     }
 
     /// A new exchange: fresh transaction id, DISCOVER broadcast.
@@ -281,11 +243,7 @@ impl Client {
                 if now >= end {
                     return self.restart(now, 0);
                 }
-                let (state, until, to) = if now >= t2 {
-                    (State::Rebinding, end, To::Broadcast)
-                } else {
-                    (State::Renewing, t2, To::Server(lease.server))
-                };
+                let (state, until, to) = if now >= t2 { (State::Rebinding, end, To::Broadcast) } else { (State::Renewing, t2, To::Server(lease.server)) };
                 if self.state != state {
                     // A new exchange for each of RENEWING and REBINDING.
                     self.xid = self.random() as u32;
@@ -336,14 +294,10 @@ impl Client {
                 self.offered = None;
                 self.state = State::Bound;
                 self.tries = 0;
-                self.wake_ms = self
-                    .sent_ms
-                    .saturating_add(u64::from(t1_s).saturating_mul(1000));
+                self.wake_ms = self.sent_ms.saturating_add(u64::from(t1_s).saturating_mul(1000));
                 let _ = out.push(Action::Bind(lease));
             }
-            (State::Requesting | State::Renewing | State::Rebinding, MsgType::Nak) => {
-                return Ok(self.restart(now, NAK_DELAY_MS))
-            }
+            (State::Requesting | State::Renewing | State::Rebinding, MsgType::Nak) => return Ok(self.restart(now, NAK_DELAY_MS)),
             _ => {}
         }
         Ok(out)
@@ -376,23 +330,14 @@ mod tests {
         let a = c.on_timer(0);
         assert_eq!(sent(&a), [(MsgType::Discover, To::Broadcast, xid(&c))]);
         assert_eq!(c.state(), State::Selecting);
-        let a = c
-            .on_packet(10, &reply(MsgType::Offer, xid(&c), [10, 0, 2, 15], lease_s))
-            .unwrap();
+        let a = c.on_packet(10, &reply(MsgType::Offer, xid(&c), [10, 0, 2, 15], lease_s)).unwrap();
         assert_eq!(sent(&a), [(MsgType::Request, To::Broadcast, xid(&c))]);
-        let Action::Send { msg, .. } = &a[0] else {
-            panic!()
-        };
+        let Action::Send { msg, .. } = &a[0] else { panic!() };
         let packet = packet::build(msg);
         // Requested address and server of the OFFER, broadcast flag set.
-        assert_eq!(
-            &packet[252..264],
-            &[50, 4, 10, 0, 2, 15, 54, 4, 10, 0, 2, 2]
-        );
+        assert_eq!(&packet[252..264], &[50, 4, 10, 0, 2, 15, 54, 4, 10, 0, 2, 2]);
         assert_eq!(c.state(), State::Requesting);
-        let a = c
-            .on_packet(20, &reply(MsgType::Ack, xid(&c), [10, 0, 2, 15], lease_s))
-            .unwrap();
+        let a = c.on_packet(20, &reply(MsgType::Ack, xid(&c), [10, 0, 2, 15], lease_s)).unwrap();
         assert_eq!(c.state(), State::Bound);
         let lease = Lease {
             address: [10, 0, 2, 15],
@@ -420,8 +365,7 @@ mod tests {
         let ack = |t1: u32, t2: u32| {
             let mut c = Client::new(MAC, 7);
             c.on_timer(0);
-            c.on_packet(0, &reply(MsgType::Offer, c.xid, [10, 0, 2, 15], 1000))
-                .unwrap();
+            c.on_packet(0, &reply(MsgType::Offer, c.xid, [10, 0, 2, 15], 1000)).unwrap();
             let mut p = reply(MsgType::Ack, c.xid, [10, 0, 2, 15], 1000);
             p.pop();
             p.extend_from_slice(&[58, 4]);
@@ -447,52 +391,31 @@ mod tests {
         let x = xid(&c);
         let mut delays = Vec::new();
         for _ in 0..8 {
-            assert!(
-                c.on_timer(c.wake_ms() - 1).is_empty(),
-                "nothing before the deadline"
-            );
+            assert!(c.on_timer(c.wake_ms() - 1).is_empty(), "nothing before the deadline");
             let d = c.wake_ms() - now;
             now = c.wake_ms();
             delays.push(d);
             let a = c.on_timer(now);
-            assert_eq!(
-                sent(&a),
-                [(MsgType::Discover, To::Broadcast, x)],
-                "same transaction"
-            );
+            assert_eq!(sent(&a), [(MsgType::Discover, To::Broadcast, x)], "same transaction");
         }
-        let nominal = [
-            4_000u64, 8_000, 16_000, 32_000, 64_000, 64_000, 64_000, 64_000,
-        ];
+        let nominal = [4_000u64, 8_000, 16_000, 32_000, 64_000, 64_000, 64_000, 64_000];
         for (d, n) in delays.iter().zip(nominal) {
-            assert!(
-                d + JITTER_MS >= n && *d <= n + JITTER_MS,
-                "delays {delays:?}"
-            );
+            assert!(d + JITTER_MS >= n && *d <= n + JITTER_MS, "delays {delays:?}");
         }
-        assert!(
-            delays.iter().any(|d| d % 1000 != 0),
-            "jitter applied: {delays:?}"
-        );
+        assert!(delays.iter().any(|d| d % 1000 != 0), "jitter applied: {delays:?}");
         // secs counts from the first DISCOVER, at 0.
         let at = c.wake_ms();
         let a = c.on_timer(at);
-        let Action::Send { msg, .. } = &a[0] else {
-            panic!()
-        };
+        let Action::Send { msg, .. } = &a[0] else { panic!() };
         let packet = packet::build(msg);
-        assert_eq!(
-            u64::from(u16::from_be_bytes([packet[8], packet[9]])),
-            at / 1000
-        );
+        assert_eq!(u64::from(u16::from_be_bytes([packet[8], packet[9]])), at / 1000);
     }
 
     #[test]
     fn unanswered_requests_start_over() {
         let mut c = Client::new(MAC, 9);
         c.on_timer(0);
-        c.on_packet(0, &reply(MsgType::Offer, c.xid, [10, 0, 2, 15], DAY))
-            .unwrap();
+        c.on_packet(0, &reply(MsgType::Offer, c.xid, [10, 0, 2, 15], DAY)).unwrap();
         let first = xid(&c);
         for _ in 1..REQUEST_TRIES {
             let a = c.on_timer(c.wake_ms());
@@ -508,19 +431,13 @@ mod tests {
     fn nak_while_requesting_waits_then_discovers() {
         let mut c = Client::new(MAC, 5);
         c.on_timer(0);
-        c.on_packet(0, &reply(MsgType::Offer, c.xid, [10, 0, 2, 15], DAY))
-            .unwrap();
-        let a = c
-            .on_packet(100, &reply(MsgType::Nak, c.xid, [0; 4], 0))
-            .unwrap();
+        c.on_packet(0, &reply(MsgType::Offer, c.xid, [10, 0, 2, 15], DAY)).unwrap();
+        let a = c.on_packet(100, &reply(MsgType::Nak, c.xid, [0; 4], 0)).unwrap();
         assert!(a.is_empty(), "no lease to remove yet");
         assert_eq!(c.state(), State::Init);
         assert_eq!(c.wake_ms(), 100 + NAK_DELAY_MS);
         assert!(c.on_timer(100 + NAK_DELAY_MS - 1).is_empty());
-        assert_eq!(
-            sent(&c.on_timer(100 + NAK_DELAY_MS)),
-            [(MsgType::Discover, To::Broadcast, xid(&c))]
-        );
+        assert_eq!(sent(&c.on_timer(100 + NAK_DELAY_MS)), [(MsgType::Discover, To::Broadcast, xid(&c))]);
     }
 
     #[test]
@@ -530,36 +447,18 @@ mod tests {
         assert!(c.on_timer(t1 - 1).is_empty());
         let a = c.on_timer(t1);
         assert_eq!(c.state(), State::Renewing);
-        assert_eq!(
-            sent(&a),
-            [(MsgType::Request, To::Server([10, 0, 2, 2]), xid(&c))]
-        );
-        let Action::Send { msg, .. } = &a[0] else {
-            panic!()
-        };
+        assert_eq!(sent(&a), [(MsgType::Request, To::Server([10, 0, 2, 2]), xid(&c))]);
+        let Action::Send { msg, .. } = &a[0] else { panic!() };
         let packet = packet::build(msg);
-        assert_eq!(
-            &packet[12..16],
-            &[10, 0, 2, 15],
-            "ciaddr is the leased address"
-        );
+        assert_eq!(&packet[12..16], &[10, 0, 2, 15], "ciaddr is the leased address");
         assert_eq!(&packet[10..12], &[0, 0], "no broadcast flag");
-        assert_eq!(
-            packet[252], 55,
-            "no requested address or server id while renewing"
-        );
+        assert_eq!(packet[252], 55, "no requested address or server id while renewing");
         // T2 is 875 s after the REQUEST at 10: retry after half of 375 s.
         assert_eq!(c.wake_ms(), t1 + 187_500);
-        let a = c
-            .on_packet(t1 + 50, &reply(MsgType::Ack, xid(&c), [10, 0, 2, 15], 1000))
-            .unwrap();
+        let a = c.on_packet(t1 + 50, &reply(MsgType::Ack, xid(&c), [10, 0, 2, 15], 1000)).unwrap();
         assert_eq!(c.state(), State::Bound);
         assert!(matches!(a.as_slice(), [Action::Bind(l)] if l.address == [10, 0, 2, 15]));
-        assert_eq!(
-            c.wake_ms(),
-            t1 + 500_000,
-            "T1 counts from the renewing REQUEST"
-        );
+        assert_eq!(c.wake_ms(), t1 + 500_000, "T1 counts from the renewing REQUEST");
     }
 
     #[test]
@@ -576,15 +475,7 @@ mod tests {
             waits.push(now);
             c.on_timer(now);
         }
-        assert_eq!(
-            waits,
-            [
-                t1 + 187_500,
-                t1 + 187_500 + 93_750,
-                t1 + 187_500 + 93_750 + 60_000,
-                t2
-            ]
-        );
+        assert_eq!(waits, [t1 + 187_500, t1 + 187_500 + 93_750, t1 + 187_500 + 93_750 + 60_000, t2]);
         assert_eq!(c.state(), State::Rebinding);
         assert_ne!(xid(&c), renew_xid);
         assert_eq!(now, t2);
@@ -617,9 +508,7 @@ mod tests {
     fn nak_while_renewing_removes_the_address() {
         let mut c = bound(1000);
         c.on_timer(500_010);
-        let a = c
-            .on_packet(500_020, &reply(MsgType::Nak, xid(&c), [0; 4], 0))
-            .unwrap();
+        let a = c.on_packet(500_020, &reply(MsgType::Nak, xid(&c), [0; 4], 0)).unwrap();
         assert!(matches!(a.as_slice(), [Action::Unbind(l)] if l.address == [10, 0, 2, 15]));
         assert_eq!((c.state(), c.lease()), (State::Init, None));
     }
@@ -629,12 +518,8 @@ mod tests {
         let mut c = bound(1000);
         c.on_timer(875_010);
         assert_eq!(c.state(), State::Rebinding);
-        let a = c
-            .on_packet(875_020, &reply(MsgType::Ack, xid(&c), [10, 0, 2, 16], 1000))
-            .unwrap();
-        assert!(
-            matches!(a.as_slice(), [Action::Unbind(o), Action::Bind(n)] if o.address == [10, 0, 2, 15] && n.address == [10, 0, 2, 16])
-        );
+        let a = c.on_packet(875_020, &reply(MsgType::Ack, xid(&c), [10, 0, 2, 16], 1000)).unwrap();
+        assert!(matches!(a.as_slice(), [Action::Unbind(o), Action::Bind(n)] if o.address == [10, 0, 2, 15] && n.address == [10, 0, 2, 16]));
     }
 
     #[test]
@@ -642,19 +527,10 @@ mod tests {
         let mut c = bound(DAY);
         let before = (c.state(), c.wake_ms(), c.lease());
         // A late ACK or OFFER while bound.
-        assert!(c
-            .on_packet(30, &reply(MsgType::Ack, xid(&c), [10, 0, 2, 15], DAY))
-            .unwrap()
-            .is_empty());
-        assert!(c
-            .on_packet(30, &reply(MsgType::Offer, xid(&c), [10, 0, 2, 15], DAY))
-            .unwrap()
-            .is_empty());
+        assert!(c.on_packet(30, &reply(MsgType::Ack, xid(&c), [10, 0, 2, 15], DAY)).unwrap().is_empty());
+        assert!(c.on_packet(30, &reply(MsgType::Offer, xid(&c), [10, 0, 2, 15], DAY)).unwrap().is_empty());
         // Another exchange's reply, and a malformed one.
-        assert!(c
-            .on_packet(30, &reply(MsgType::Nak, xid(&c) ^ 1, [0; 4], 0))
-            .unwrap_err()
-            .is_foreign());
+        assert!(c.on_packet(30, &reply(MsgType::Nak, xid(&c) ^ 1, [0; 4], 0)).unwrap_err().is_foreign());
         let mut cut = reply(MsgType::Nak, xid(&c), [0; 4], 0);
         cut.pop();
         assert_eq!(c.on_packet(30, &cut), Err(PacketError::NoEnd));
@@ -662,10 +538,7 @@ mod tests {
         // An ACK while selecting is not taken.
         let mut s = Client::new(MAC, 3);
         s.on_timer(0);
-        assert!(s
-            .on_packet(1, &reply(MsgType::Ack, s.xid, [10, 0, 2, 15], DAY))
-            .unwrap()
-            .is_empty());
+        assert!(s.on_packet(1, &reply(MsgType::Ack, s.xid, [10, 0, 2, 15], DAY)).unwrap().is_empty());
         assert_eq!(s.state(), State::Selecting);
     }
 

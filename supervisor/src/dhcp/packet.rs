@@ -97,18 +97,10 @@ fn put(buf: &mut [u8], at: &mut usize, bytes: &[u8]) {
 pub fn build(m: &Outgoing) -> [u8; MSG_LEN] {
     let mut b = [0u8; MSG_LEN];
     let mut at = 0;
-    put(
-        &mut b,
-        &mut at,
-        &[OP_REQUEST, HTYPE_ETHERNET, HLEN_ETHERNET, 0],
-    );
+    put(&mut b, &mut at, &[OP_REQUEST, HTYPE_ETHERNET, HLEN_ETHERNET, 0]);
     put(&mut b, &mut at, &m.xid.to_be_bytes());
     put(&mut b, &mut at, &m.secs.to_be_bytes());
-    let flags = if m.ciaddr == [0; 4] {
-        FLAG_BROADCAST
-    } else {
-        0
-    };
+    let flags = if m.ciaddr == [0; 4] { FLAG_BROADCAST } else { 0 };
     put(&mut b, &mut at, &flags.to_be_bytes());
     put(&mut b, &mut at, &m.ciaddr);
     at = 28; // yiaddr, siaddr, giaddr stay zero
@@ -126,20 +118,7 @@ pub fn build(m: &Outgoing) -> [u8; MSG_LEN] {
         put(&mut b, &mut at, &[OPT_SERVER_ID, 4]);
         put(&mut b, &mut at, &ip);
     }
-    put(
-        &mut b,
-        &mut at,
-        &[
-            OPT_PARAMS,
-            6,
-            OPT_NETMASK,
-            OPT_ROUTER,
-            OPT_LEASE_TIME,
-            OPT_SERVER_ID,
-            OPT_RENEWAL_T1,
-            OPT_REBINDING_T2,
-        ],
-    );
+    put(&mut b, &mut at, &[OPT_PARAMS, 6, OPT_NETMASK, OPT_ROUTER, OPT_LEASE_TIME, OPT_SERVER_ID, OPT_RENEWAL_T1, OPT_REBINDING_T2]);
     put(&mut b, &mut at, &[OPT_MAX_SIZE, 2]);
     put(&mut b, &mut at, &(PACKET_MAX as u16 + 28).to_be_bytes());
     put(&mut b, &mut at, &[OPT_END]);
@@ -271,10 +250,7 @@ fn sized(code: u8, v: &[u8], n: usize) -> Result<&[u8], PacketError> {
     if v.len() == n {
         Ok(v)
     } else {
-        Err(PacketError::OptionLength {
-            code,
-            len: v.len() as u8,
-        })
+        Err(PacketError::OptionLength { code, len: v.len() as u8 })
     }
 }
 
@@ -301,10 +277,7 @@ pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<Reply, PacketError> {
         return Err(PacketError::NotReply { op: byte(0) });
     }
     if byte(1) != HTYPE_ETHERNET || byte(2) != HLEN_ETHERNET {
-        return Err(PacketError::Hardware {
-            htype: byte(1),
-            hlen: byte(2),
-        });
+        return Err(PacketError::Hardware { htype: byte(1), hlen: byte(2) });
     }
     let got = be32(head.get(4..8).unwrap_or_default());
     if got != xid {
@@ -319,16 +292,7 @@ pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<Reply, PacketError> {
     let yiaddr = quad(head.get(16..20).unwrap_or_default());
 
     let mut kind = None;
-    let mut r = Reply {
-        kind: MsgType::Nak,
-        yiaddr,
-        server: None,
-        lease_s: None,
-        netmask: None,
-        router: None,
-        t1_s: None,
-        t2_s: None,
-    };
+    let mut r = Reply { kind: MsgType::Nak, yiaddr, server: None, lease_s: None, netmask: None, router: None, t1_s: None, t2_s: None };
     let mut rest = opts;
     loop {
         let Some((&code, tail)) = rest.split_first() else {
@@ -344,17 +308,12 @@ pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<Reply, PacketError> {
         let Some((&len, tail)) = tail.split_first() else {
             return Err(PacketError::OptionCut { code });
         };
-        let (Some(v), Some(after)) = (tail.get(..usize::from(len)), tail.get(usize::from(len)..))
-        else {
+        let (Some(v), Some(after)) = (tail.get(..usize::from(len)), tail.get(usize::from(len)..)) else {
             return Err(PacketError::OptionCut { code });
         };
         rest = after;
         match code {
-            OPT_MSG_TYPE => once(
-                &mut kind,
-                code,
-                sized(code, v, 1)?.first().copied().unwrap_or(0),
-            )?,
+            OPT_MSG_TYPE => once(&mut kind, code, sized(code, v, 1)?.first().copied().unwrap_or(0))?,
             OPT_SERVER_ID => once(&mut r.server, code, quad(sized(code, v, 4)?))?,
             OPT_LEASE_TIME => once(&mut r.lease_s, code, be32(sized(code, v, 4)?))?,
             OPT_NETMASK => once(&mut r.netmask, code, quad(sized(code, v, 4)?))?,
@@ -449,15 +408,7 @@ pub(crate) mod tests {
 
     #[test]
     fn build_has_the_wanted_fields() {
-        let m = Outgoing {
-            kind: MsgType::Request,
-            xid: XID,
-            mac: MAC,
-            secs: 3,
-            ciaddr: [0; 4],
-            requested: Some([10, 0, 2, 15]),
-            server: Some([10, 0, 2, 2]),
-        };
+        let m = Outgoing { kind: MsgType::Request, xid: XID, mac: MAC, secs: 3, ciaddr: [0; 4], requested: Some([10, 0, 2, 15]), server: Some([10, 0, 2, 2]) };
         let b = build(&m);
         assert_eq!(&b[..4], &[1, 1, 6, 0]);
         assert_eq!(&b[4..8], &XID.to_be_bytes());
@@ -475,13 +426,7 @@ pub(crate) mod tests {
         assert_eq!(opts[36], 255);
         assert!(opts[37..].iter().all(|b| *b == 0));
 
-        let renew = Outgoing {
-            ciaddr: [10, 0, 2, 15],
-            requested: None,
-            server: None,
-            kind: MsgType::Request,
-            ..m
-        };
+        let renew = Outgoing { ciaddr: [10, 0, 2, 15], requested: None, server: None, kind: MsgType::Request, ..m };
         let b = build(&renew);
         assert_eq!(&b[10..12], &[0, 0], "no broadcast flag with an address");
         assert_eq!(&b[12..16], &[10, 0, 2, 15]);
@@ -513,16 +458,9 @@ pub(crate) mod tests {
         for n in 0..good.len() {
             let e = parse(&good[..n], XID, MAC).unwrap_err();
             let want_short = n < OPTIONS_AT;
-            assert_eq!(
-                matches!(e, PacketError::Short { .. }),
-                want_short,
-                "cut at {n}: {e}"
-            );
+            assert_eq!(matches!(e, PacketError::Short { .. }), want_short, "cut at {n}: {e}");
             if !want_short {
-                assert!(
-                    matches!(e, PacketError::NoEnd | PacketError::OptionCut { .. }),
-                    "cut at {n}: {e}"
-                );
+                assert!(matches!(e, PacketError::NoEnd | PacketError::OptionCut { .. }), "cut at {n}: {e}");
             }
         }
     }
@@ -549,23 +487,14 @@ pub(crate) mod tests {
     #[test]
     fn each_malformed_reply_has_its_error() {
         let long = [offer(), vec![0; PACKET_MAX]].concat();
-        assert_eq!(
-            parse(&long, XID, MAC),
-            Err(PacketError::Long { len: long.len() })
-        );
+        assert_eq!(parse(&long, XID, MAC), Err(PacketError::Long { len: long.len() }));
         let mut p = offer();
         p[0] = 1;
         assert_eq!(parse(&p, XID, MAC), Err(PacketError::NotReply { op: 1 }));
         let mut p = offer();
         p[2] = 16;
-        assert_eq!(
-            parse(&p, XID, MAC),
-            Err(PacketError::Hardware { htype: 1, hlen: 16 })
-        );
-        assert_eq!(
-            parse(&offer(), XID + 1, MAC),
-            Err(PacketError::Xid { got: XID })
-        );
+        assert_eq!(parse(&p, XID, MAC), Err(PacketError::Hardware { htype: 1, hlen: 16 }));
+        assert_eq!(parse(&offer(), XID + 1, MAC), Err(PacketError::Xid { got: XID }));
         assert!(PacketError::Xid { got: 0 }.is_foreign() && PacketError::Chaddr.is_foreign());
         assert_eq!(parse(&offer(), XID, [0; 6]), Err(PacketError::Chaddr));
         let mut p = offer();
@@ -574,72 +503,26 @@ pub(crate) mod tests {
 
         let t = |o: &[u8]| parse(&with_options(o), XID, MAC);
         let ok_tail: &[u8] = &[54, 4, 10, 0, 2, 2, 51, 4, 0, 0, 1, 0, 255];
-        assert_eq!(
-            t(&[53, 1, 2, 51, 9]),
-            Err(PacketError::OptionCut { code: 51 })
-        );
+        assert_eq!(t(&[53, 1, 2, 51, 9]), Err(PacketError::OptionCut { code: 51 }));
         assert_eq!(t(&[53, 1, 2, 51]), Err(PacketError::OptionCut { code: 51 }));
         assert_eq!(t(&[53, 1, 2]), Err(PacketError::NoEnd));
-        assert_eq!(
-            t(&[53, 2, 2, 0, 255]),
-            Err(PacketError::OptionLength { code: 53, len: 2 })
-        );
-        assert_eq!(
-            t(&[53, 1, 2, 1, 3, 255, 255, 0, 255]),
-            Err(PacketError::OptionLength { code: 1, len: 3 })
-        );
-        assert_eq!(
-            t(&[53, 1, 2, 3, 0, 255]),
-            Err(PacketError::OptionLength { code: 3, len: 0 })
-        );
-        assert_eq!(
-            t(&[53, 1, 2, 3, 5, 1, 2, 3, 4, 5, 255]),
-            Err(PacketError::OptionLength { code: 3, len: 5 })
-        );
-        assert_eq!(
-            t(&[53, 1, 2, 53, 1, 5, 255]),
-            Err(PacketError::Repeated { code: 53 })
-        );
+        assert_eq!(t(&[53, 2, 2, 0, 255]), Err(PacketError::OptionLength { code: 53, len: 2 }));
+        assert_eq!(t(&[53, 1, 2, 1, 3, 255, 255, 0, 255]), Err(PacketError::OptionLength { code: 1, len: 3 }));
+        assert_eq!(t(&[53, 1, 2, 3, 0, 255]), Err(PacketError::OptionLength { code: 3, len: 0 }));
+        assert_eq!(t(&[53, 1, 2, 3, 5, 1, 2, 3, 4, 5, 255]), Err(PacketError::OptionLength { code: 3, len: 5 }));
+        assert_eq!(t(&[53, 1, 2, 53, 1, 5, 255]), Err(PacketError::Repeated { code: 53 }));
         assert_eq!(t(&[54, 4, 10, 0, 2, 2, 255]), Err(PacketError::NoType));
-        assert_eq!(
-            t(&[&[53, 1, 1][..], ok_tail].concat()),
-            Err(PacketError::Type { value: 1 })
-        );
-        assert_eq!(
-            t(&[53, 1, 2, 51, 4, 0, 0, 1, 0, 255]),
-            Err(PacketError::NoServer)
-        );
-        assert_eq!(
-            t(&[53, 1, 5, 54, 4, 10, 0, 2, 2, 255]),
-            Err(PacketError::NoLease)
-        );
-        assert_eq!(
-            t(&[53, 1, 5, 54, 4, 10, 0, 2, 2, 51, 4, 0, 0, 0, 0, 255]),
-            Err(PacketError::NoLease)
-        );
-        assert_eq!(
-            t(&[&[53, 1, 2, 1, 4, 255, 0, 255, 0][..], ok_tail].concat()),
-            Err(PacketError::Netmask {
-                mask: [255, 0, 255, 0]
-            })
-        );
-        assert!(
-            t(&[&[53, 1, 2, 52, 1, 3][..], ok_tail].concat()).is_ok(),
-            "overload is ignored"
-        );
-        for bad in [
-            [0, 0, 0, 0],
-            [127, 0, 0, 1],
-            [224, 0, 0, 1],
-            [255, 255, 255, 255],
-        ] {
+        assert_eq!(t(&[&[53, 1, 1][..], ok_tail].concat()), Err(PacketError::Type { value: 1 }));
+        assert_eq!(t(&[53, 1, 2, 51, 4, 0, 0, 1, 0, 255]), Err(PacketError::NoServer));
+        assert_eq!(t(&[53, 1, 5, 54, 4, 10, 0, 2, 2, 255]), Err(PacketError::NoLease));
+        assert_eq!(t(&[53, 1, 5, 54, 4, 10, 0, 2, 2, 51, 4, 0, 0, 0, 0, 255]), Err(PacketError::NoLease));
+        assert_eq!(t(&[&[53, 1, 2, 1, 4, 255, 0, 255, 0][..], ok_tail].concat()), Err(PacketError::Netmask { mask: [255, 0, 255, 0] }));
+        assert!(t(&[&[53, 1, 2, 52, 1, 3][..], ok_tail].concat()).is_ok(), "overload is ignored");
+        for bad in [[0, 0, 0, 0], [127, 0, 0, 1], [224, 0, 0, 1], [255, 255, 255, 255]] {
             let p = reply(MsgType::Ack, XID, bad, 60);
             assert_eq!(parse(&p, XID, MAC), Err(PacketError::Address { addr: bad }));
         }
-        for e in [
-            PacketError::Short { len: 3 },
-            PacketError::Netmask { mask: [1, 2, 3, 4] },
-        ] {
+        for e in [PacketError::Short { len: 3 }, PacketError::Netmask { mask: [1, 2, 3, 4] }] {
             assert!(!e.to_string().is_empty());
         }
     }

@@ -113,8 +113,7 @@ pub fn init() -> Mode {
             let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
                 return Mode::Direct;
             };
-            let flags =
-                nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap_or(0);
+            let flags = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap_or(0);
             let nb = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
             if nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nb)).is_err() {
                 return Mode::Direct;
@@ -122,32 +121,19 @@ pub fn init() -> Mode {
             (fd, Mode::Shared)
         }
     };
-    *g = Some(Sink {
-        out,
-        mode,
-        ring: Box::new(Ring::new()),
-        broken: None,
-    });
+    *g = Some(Sink { out, mode, ring: Box::new(Ring::new()), broken: None });
     mode
 }
 
 fn open_own() -> Option<File> {
-    let open = |path: &str| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open(path)
-            .ok()
-    };
+    let open = |path: &str| std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC).open(path).ok();
     if let Some(f) = open("/proc/self/fd/1") {
         return Some(f);
     }
     // No /proc yet: /dev/console, if fd 1 is that very device.
     let ours = nix::sys::stat::fstat(std::io::stdout().as_fd().as_raw_fd()).ok()?;
     let console = std::fs::metadata("/dev/console").ok()?;
-    (console.file_type().is_char_device() && console.rdev() == ours.st_rdev as u64)
-        .then(|| open("/dev/console"))
-        .flatten()
+    (console.file_type().is_char_device() && console.rdev() == ours.st_rdev as u64).then(|| open("/dev/console")).flatten()
 }
 
 /// Write one whole line (newline included). Without [`init`], a blocking
@@ -174,10 +160,7 @@ pub fn write(line: &[u8]) {
             drop(g);
             // Through the event path (kmsg, the store); it comes back here
             // and is kept, since the ring is no longer dropping.
-            super::Event::warn("log.dropped")
-                .kv("sink", "console")
-                .kv("count", n)
-                .emit();
+            super::Event::warn("log.dropped").kv("sink", "console").kv("count", n).emit();
             let mut g = lock();
             if let Some(sink) = g.as_mut() {
                 let _ = sink.ring.push(line);
@@ -213,24 +196,13 @@ pub fn drain() {
         let Some(sink) = g.as_mut() else { return };
         sink.drain();
         let failed = sink.broken.as_mut().and_then(Option::take);
-        (
-            sink.ring
-                .should_report()
-                .then(|| sink.ring.resume())
-                .filter(|_| sink.broken.is_none()),
-            failed,
-        )
+        (sink.ring.should_report().then(|| sink.ring.resume()).filter(|_| sink.broken.is_none()), failed)
     };
     if let Some(n) = report {
-        super::Event::warn("log.dropped")
-            .kv("sink", "console")
-            .kv("count", n)
-            .emit();
+        super::Event::warn("log.dropped").kv("sink", "console").kv("count", n).emit();
     }
     if let Some(e) = failed {
-        super::Event::error("console.failed")
-            .kv("error", e.desc())
-            .emit();
+        super::Event::error("console.failed").kv("error", e.desc()).emit();
     }
 }
 
@@ -250,10 +222,7 @@ pub fn flush(max: Duration) {
             return;
         }
         let ms = u16::try_from(left.as_millis().min(100)).unwrap_or(100);
-        let mut fds = [nix::poll::PollFd::new(
-            sink.fd(),
-            nix::poll::PollFlags::POLLOUT,
-        )];
+        let mut fds = [nix::poll::PollFd::new(sink.fd(), nix::poll::PollFlags::POLLOUT)];
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
     }
 }
@@ -269,15 +238,7 @@ mod tests {
         let flags = nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
         let nb = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
         nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nb)).unwrap();
-        (
-            Sink {
-                out: w,
-                mode: Mode::Own,
-                ring: Box::new(Ring::new()),
-                broken: None,
-            },
-            File::from(r),
-        )
+        (Sink { out: w, mode: Mode::Own, ring: Box::new(Ring::new()), broken: None }, File::from(r))
     }
 
     #[test]
@@ -297,11 +258,7 @@ mod tests {
             s.drain();
         }
         // Nothing waited for the reader.
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
         // The pipe and the ring took what they could hold, whole lines only.
         assert!(dropped > 0 && kept > 0, "{kept} {dropped}");
         assert!(s.ring.len() > RING_BYTES / 2);
@@ -321,10 +278,7 @@ mod tests {
                 _ => break,
             }
             // The write end is still open: stop once the pipe is empty.
-            let mut fds = [nix::poll::PollFd::new(
-                reader.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
+            let mut fds = [nix::poll::PollFd::new(reader.as_fd(), nix::poll::PollFlags::POLLIN)];
             if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap() == 0 {
                 break;
             }

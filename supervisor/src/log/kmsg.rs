@@ -54,10 +54,7 @@ struct Queue {
     busy: bool,
 }
 
-static QUEUE: Mutex<Queue> = Mutex::new(Queue {
-    records: heapless::Deque::new(),
-    busy: false,
-});
+static QUEUE: Mutex<Queue> = Mutex::new(Queue { records: heapless::Deque::new(), busy: false });
 /// Signalled when a record is queued.
 static MORE: Condvar = Condvar::new();
 /// Signalled when the queue runs empty.
@@ -76,9 +73,7 @@ pub fn start() -> std::io::Result<()> {
         return Ok(());
     }
     let kmsg = std::fs::OpenOptions::new().write(true).open("/dev/kmsg")?;
-    std::thread::Builder::new()
-        .name("kmsg".into())
-        .spawn(move || helper(kmsg))?;
+    std::thread::Builder::new().name("kmsg".into()).spawn(move || helper(kmsg))?;
     STARTED.store(true, Ordering::SeqCst);
     Ok(())
 }
@@ -95,11 +90,7 @@ pub fn priority_for(level: u8, console: u8) -> Option<u8> {
 
 /// The console log level now (9 with `ignore_loglevel`: everything prints).
 fn console_level() -> u8 {
-    let read = |path: &str, buf: &mut [u8]| {
-        File::open(path)
-            .and_then(|mut f| std::io::Read::read(&mut f, buf))
-            .unwrap_or(0)
-    };
+    let read = |path: &str, buf: &mut [u8]| File::open(path).and_then(|mut f| std::io::Read::read(&mut f, buf)).unwrap_or(0);
     let mut yes = [0u8; 1];
     if read("/sys/module/printk/parameters/ignore_loglevel", &mut yes) == 1 && yes == [b'Y'] {
         return 9;
@@ -108,10 +99,7 @@ fn console_level() -> u8 {
     let n = read("/proc/sys/kernel/printk", &mut buf);
     let text = core::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("");
     // Unknown: assume the kernel's default (7: everything but debug prints).
-    text.split_whitespace()
-        .next()
-        .and_then(|v| v.parse::<u8>().ok())
-        .unwrap_or(7)
+    text.split_whitespace().next().and_then(|v| v.parse::<u8>().ok()).unwrap_or(7)
 }
 
 fn helper(mut kmsg: File) {
@@ -153,10 +141,7 @@ pub fn send(priority: u8, line: &[u8]) {
     if !STARTED.load(Ordering::Relaxed) {
         return;
     }
-    let mut rec = Record {
-        len: 0,
-        bytes: [0; RECORD_MAX],
-    };
+    let mut rec = Record { len: 0, bytes: [0; RECORD_MAX] };
     let digit = b'0' + priority.min(7);
     let prefix = [b'<', digit, b'>', b'b', b'e', b'r', b't', b'h', b':', b' '];
     let mut parts = prefix.iter().chain(line.iter());

@@ -39,12 +39,7 @@ impl<const N: usize> Default for Ring<N> {
 
 impl<const N: usize> Ring<N> {
     pub const fn new() -> Self {
-        Ring {
-            buf: [0; N],
-            head: 0,
-            len: 0,
-            dropped: 0,
-        }
+        Ring { buf: [0; N], head: 0, len: 0, dropped: 0 }
     }
 
     /// Bytes held.
@@ -109,11 +104,7 @@ impl<const N: usize> Ring<N> {
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
         self.len -= n;
-        self.head = if self.len == 0 {
-            0
-        } else {
-            (self.head + n) % N
-        };
+        self.head = if self.len == 0 { 0 } else { (self.head + n) % N };
     }
 
     /// Throw away everything held (the console failed for good); the lines

@@ -32,10 +32,7 @@
 //! [`BundleError`] variant; its text is what the device logs and what `berth
 //! verify` prints.
 
-use super::{
-    check_version, decode_release, Image, Release, ReleaseError, TrustedKeys, Verified,
-    CONTAINERS_MAX, OBJECT_MAX,
-};
+use super::{check_version, decode_release, Image, Release, ReleaseError, TrustedKeys, Verified, CONTAINERS_MAX, OBJECT_MAX};
 use crate::manifest::Digest;
 use crate::verity::TreeError;
 use core::fmt;
@@ -153,14 +150,12 @@ impl fmt::Display for BundleError {
             Unsigned => write!(f, "bundle carries no signed release"),
             Release(e) => write!(f, "{e}"),
             WrongBoard { release, device } => write!(f, "release is for board {release}, this device is {device}"),
-            TooOld { release, installed } => write!(
-                f,
-                "release version {release} is not newer than the installed version {installed} and no downgrade marker allows it"
-            ),
-            MarkerSpent { release, floor } => write!(
-                f,
-                "release version {release}'s downgrade marker for floor {floor} is spent: a downgrade was already committed at that floor"
-            ),
+            TooOld { release, installed } => {
+                write!(f, "release version {release} is not newer than the installed version {installed} and no downgrade marker allows it")
+            }
+            MarkerSpent { release, floor } => {
+                write!(f, "release version {release}'s downgrade marker for floor {floor} is spent: a downgrade was already committed at that floor")
+            }
             ImageNotInRelease(d) => write!(f, "bundle carries image {d}, which the release does not list"),
             DuplicateImage(d) => write!(f, "bundle lists image {d} twice"),
             ImageSize { image, bundle, release } => {
@@ -203,10 +198,7 @@ pub fn read_header(r: &mut impl Read) -> Result<Header, BundleError> {
     if count > CONTAINERS_MAX {
         return Err(BundleError::TooManyImages(count));
     }
-    let len = u32::from_le_bytes(
-        len.try_into()
-            .map_err(|_| BundleError::Truncated { part: "header" })?,
-    ) as usize;
+    let len = u32::from_le_bytes(len.try_into().map_err(|_| BundleError::Truncated { part: "header" })?) as usize;
     if len > OBJECT_MAX {
         return Err(BundleError::ReleaseTooLarge(len));
     }
@@ -219,25 +211,15 @@ pub fn read_header(r: &mut impl Read) -> Result<Header, BundleError> {
         let (d, s) = e.split_at(32);
         let mut digest = [0u8; 32];
         digest.copy_from_slice(d);
-        let size = u64::from_le_bytes(s.try_into().map_err(|_| BundleError::Truncated {
-            part: "image table",
-        })?);
-        let entry = TableEntry {
-            sha256: Digest(digest),
-            size,
-        };
+        let size = u64::from_le_bytes(s.try_into().map_err(|_| BundleError::Truncated { part: "image table" })?);
+        let entry = TableEntry { sha256: Digest(digest), size };
         if images.iter().any(|o: &TableEntry| o.sha256 == entry.sha256) {
             return Err(BundleError::DuplicateImage(entry.sha256));
         }
         if size > IMAGE_MAX {
-            return Err(BundleError::ImageTooLarge {
-                image: entry.sha256,
-                size,
-            });
+            return Err(BundleError::ImageTooLarge { image: entry.sha256, size });
         }
-        images
-            .push(entry)
-            .map_err(|_| BundleError::TooManyImages(count))?;
+        images.push(entry).map_err(|_| BundleError::TooManyImages(count))?;
     }
     Ok(Header { release, images })
 }
@@ -247,20 +229,13 @@ pub fn read_header(r: &mut impl Read) -> Result<Header, BundleError> {
 /// `installed` (`None`: nothing installed) unless its signed downgrade marker
 /// names `installed` exactly (whether the marker is spent is the store's
 /// check).
-pub fn check_release(
-    bytes: &[u8],
-    keys: &TrustedKeys,
-    board: Option<&str>,
-    installed: Option<u64>,
-) -> Result<Verified, BundleError> {
+pub fn check_release(bytes: &[u8], keys: &TrustedKeys, board: Option<&str>, installed: Option<u64>) -> Result<Verified, BundleError> {
     if bytes.is_empty() {
         return Err(BundleError::Unsigned);
     }
     let v = match board {
         Some(b) => decode_release(bytes, keys, b, None),
-        None => super::open(bytes, keys)
-            .and_then(|(_, payload)| super::decode_payload(payload))
-            .and_then(|r| decode_release(bytes, keys, &r.board, None)),
+        None => super::open(bytes, keys).and_then(|(_, payload)| super::decode_payload(payload)).and_then(|r| decode_release(bytes, keys, &r.board, None)),
     }
     .map_err(|e| match e {
         ReleaseError::WrongBoard { release, device } => BundleError::WrongBoard { release, device },
@@ -268,14 +243,8 @@ pub fn check_release(
     })?;
     if let Some(installed) = installed {
         let newer = v.release.version > installed;
-        if !newer
-            && (v.release.version == installed
-                || check_version(&v.release, Some(installed)).is_err())
-        {
-            return Err(BundleError::TooOld {
-                release: v.release.version,
-                installed,
-            });
+        if !newer && (v.release.version == installed || check_version(&v.release, Some(installed)).is_err()) {
+            return Err(BundleError::TooOld { release: v.release.version, installed });
         }
     }
     Ok(v)
@@ -284,15 +253,9 @@ pub fn check_release(
 /// Every table entry is one of the release's images, with its size.
 pub fn check_table(header: &Header, release: &Release) -> Result<(), BundleError> {
     for e in &header.images {
-        let img = release
-            .image(&e.sha256)
-            .ok_or(BundleError::ImageNotInRelease(e.sha256))?;
+        let img = release.image(&e.sha256).ok_or(BundleError::ImageNotInRelease(e.sha256))?;
         if img.size != e.size {
-            return Err(BundleError::ImageSize {
-                image: e.sha256,
-                bundle: e.size,
-                release: img.size,
-            });
+            return Err(BundleError::ImageSize { image: e.sha256, bundle: e.size, release: img.size });
         }
     }
     Ok(())
@@ -307,12 +270,7 @@ pub enum CopyError {
 
 /// Copy the next `entry.size` bytes of the bundle to `out`, hashing them;
 /// they must hash to the entry's SHA-256. `buf` is the copy buffer.
-pub fn copy_image(
-    r: &mut impl Read,
-    out: &mut impl Write,
-    entry: &TableEntry,
-    buf: &mut [u8],
-) -> Result<(), CopyError> {
+pub fn copy_image(r: &mut impl Read, out: &mut impl Write, entry: &TableEntry, buf: &mut [u8]) -> Result<(), CopyError> {
     let mut h = Sha256::new();
     let mut left = entry.size;
     while left > 0 {
@@ -337,10 +295,7 @@ pub fn copy_image(
 
 /// The image's dm-verity tree, in `file` at byte `base`, against the release.
 pub fn check_image(file: &std::fs::File, base: u64, img: &Image) -> Result<(), BundleError> {
-    crate::verity::check_tree(file, base, img).map_err(|error| BundleError::Verity {
-        image: img.sha256,
-        error,
-    })
+    crate::verity::check_tree(file, base, img).map_err(|error| BundleError::Verity { image: img.sha256, error })
 }
 
 /// Nothing may follow the last image.
@@ -366,12 +321,7 @@ pub struct Checked {
 /// Check a bundle file completely (for `berth verify`): header, release,
 /// table, and every carried image's hash and dm-verity tree. Which images
 /// the device must already have is [`Checked::not_carried`].
-pub fn check_file(
-    file: &std::fs::File,
-    keys: &TrustedKeys,
-    board: Option<&str>,
-    installed: Option<u64>,
-) -> Result<Checked, BundleError> {
+pub fn check_file(file: &std::fs::File, keys: &TrustedKeys, board: Option<&str>, installed: Option<u64>) -> Result<Checked, BundleError> {
     let mut r = io::BufReader::with_capacity(CHUNK, file);
     let header = read_header(&mut r)?;
     let verified = check_release(&header.release, keys, board, installed)?;
@@ -395,29 +345,19 @@ pub fn check_file(
 impl Checked {
     /// Images of the release the bundle does not carry.
     pub fn not_carried(&self) -> impl Iterator<Item = &Image> {
-        self.verified
-            .release
-            .images
-            .iter()
-            .filter(|i| !self.header.images.iter().any(|e| e.sha256 == i.sha256))
+        self.verified.release.images.iter().filter(|i| !self.header.images.iter().any(|e| e.sha256 == i.sha256))
     }
 }
 
 /// The bytes before the first image: header, release object, table.
 #[cfg(any(feature = "host", test))]
-pub fn encode_header(
-    release: &[u8],
-    images: &[TableEntry],
-) -> Result<std::vec::Vec<u8>, BundleError> {
+pub fn encode_header(release: &[u8], images: &[TableEntry]) -> Result<std::vec::Vec<u8>, BundleError> {
     if release.len() > OBJECT_MAX {
         return Err(BundleError::ReleaseTooLarge(release.len()));
     }
-    let count = u8::try_from(images.len())
-        .ok()
-        .filter(|n| usize::from(*n) <= CONTAINERS_MAX);
+    let count = u8::try_from(images.len()).ok().filter(|n| usize::from(*n) <= CONTAINERS_MAX);
     let count = count.ok_or(BundleError::TooManyImages(images.len()))?;
-    let mut out =
-        std::vec::Vec::with_capacity(HEADER_LEN + release.len() + ENTRY_LEN * images.len());
+    let mut out = std::vec::Vec::with_capacity(HEADER_LEN + release.len() + ENTRY_LEN * images.len());
     out.extend_from_slice(&MAGIC);
     out.push(FORMAT);
     out.push(count);
@@ -436,92 +376,43 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_bounds() {
-        let t = [
-            TableEntry {
-                sha256: Digest([1; 32]),
-                size: 4096,
-            },
-            TableEntry {
-                sha256: Digest([2; 32]),
-                size: 8192,
-            },
-        ];
+        let t = [TableEntry { sha256: Digest([1; 32]), size: 4096 }, TableEntry { sha256: Digest([2; 32]), size: 8192 }];
         let bytes = encode_header(b"signed", &t).unwrap();
         let h = read_header(&mut &bytes[..]).unwrap();
-        assert_eq!(
-            (h.release.as_slice(), h.images.as_slice(), h.len()),
-            (&b"signed"[..], &t[..], bytes.len() as u64)
-        );
+        assert_eq!((h.release.as_slice(), h.images.as_slice(), h.len()), (&b"signed"[..], &t[..], bytes.len() as u64));
         for n in 0..bytes.len() {
-            assert!(
-                matches!(
-                    read_header(&mut &bytes[..n]),
-                    Err(BundleError::Truncated { .. })
-                ),
-                "cut at {n}"
-            );
+            assert!(matches!(read_header(&mut &bytes[..n]), Err(BundleError::Truncated { .. })), "cut at {n}");
         }
         let mut bad = bytes.clone();
         bad[0] = b'X';
         assert_eq!(read_header(&mut &bad[..]), Err(BundleError::BadMagic));
         let mut bad = bytes.clone();
         bad[4] = 9;
-        assert_eq!(
-            read_header(&mut &bad[..]),
-            Err(BundleError::UnsupportedFormat(9))
-        );
+        assert_eq!(read_header(&mut &bad[..]), Err(BundleError::UnsupportedFormat(9)));
         let mut bad = bytes.clone();
         bad[5] = 200;
-        assert_eq!(
-            read_header(&mut &bad[..]),
-            Err(BundleError::TooManyImages(200))
-        );
+        assert_eq!(read_header(&mut &bad[..]), Err(BundleError::TooManyImages(200)));
         let mut bad = bytes.clone();
         bad[6..10].copy_from_slice(&(OBJECT_MAX as u32 + 1).to_le_bytes());
-        assert_eq!(
-            read_header(&mut &bad[..]),
-            Err(BundleError::ReleaseTooLarge(OBJECT_MAX + 1))
-        );
+        assert_eq!(read_header(&mut &bad[..]), Err(BundleError::ReleaseTooLarge(OBJECT_MAX + 1)));
         let dup = encode_header(b"", &[t[0], t[0]]).unwrap();
-        assert_eq!(
-            read_header(&mut &dup[..]),
-            Err(BundleError::DuplicateImage(t[0].sha256))
-        );
-        let big = encode_header(
-            b"",
-            &[TableEntry {
-                sha256: Digest([3; 32]),
-                size: IMAGE_MAX + 1,
-            }],
-        )
-        .unwrap();
-        assert!(matches!(
-            read_header(&mut &big[..]),
-            Err(BundleError::ImageTooLarge { .. })
-        ));
+        assert_eq!(read_header(&mut &dup[..]), Err(BundleError::DuplicateImage(t[0].sha256)));
+        let big = encode_header(b"", &[TableEntry { sha256: Digest([3; 32]), size: IMAGE_MAX + 1 }]).unwrap();
+        assert!(matches!(read_header(&mut &big[..]), Err(BundleError::ImageTooLarge { .. })));
     }
 
     #[test]
     fn images_are_hashed_while_copied() {
         let data = vec![7u8; 100_000];
-        let e = TableEntry {
-            sha256: Digest(Sha256::digest(&data).into()),
-            size: data.len() as u64,
-        };
+        let e = TableEntry { sha256: Digest(Sha256::digest(&data).into()), size: data.len() as u64 };
         let mut buf = vec![0u8; 4096];
         let mut out = Vec::new();
         copy_image(&mut &data[..], &mut out, &e, &mut buf).unwrap();
         assert_eq!(out, data);
         let mut bad = data.clone();
         bad[77_777] ^= 1;
-        assert!(matches!(
-            copy_image(&mut &bad[..], &mut io::sink(), &e, &mut buf),
-            Err(CopyError::Bundle(BundleError::ImageMismatch(_)))
-        ));
-        assert!(matches!(
-            copy_image(&mut &data[..99_999], &mut io::sink(), &e, &mut buf),
-            Err(CopyError::Bundle(BundleError::ImageTruncated(_)))
-        ));
+        assert!(matches!(copy_image(&mut &bad[..], &mut io::sink(), &e, &mut buf), Err(CopyError::Bundle(BundleError::ImageMismatch(_)))));
+        assert!(matches!(copy_image(&mut &data[..99_999], &mut io::sink(), &e, &mut buf), Err(CopyError::Bundle(BundleError::ImageTruncated(_)))));
         assert_eq!(check_end(&mut &b""[..]), Ok(()));
         assert_eq!(check_end(&mut &b"x"[..]), Err(BundleError::TrailingBytes));
     }

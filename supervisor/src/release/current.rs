@@ -18,10 +18,7 @@ pub const MOUNTS: &str = "/run/berth/images";
 /// The image file of a content hash.
 pub fn image_path(digest: &crate::manifest::Digest) -> heapless::String<128> {
     let mut s = heapless::String::new();
-    let _ = core::fmt::write(
-        &mut s,
-        format_args!("{IMAGES}/{digest_hex}.img", digest_hex = Hex(&digest.0)),
-    );
+    let _ = core::fmt::write(&mut s, format_args!("{IMAGES}/{digest_hex}.img", digest_hex = Hex(&digest.0)));
     s
 }
 
@@ -56,14 +53,8 @@ mod tests {
     #[test]
     fn image_paths() {
         let d = crate::manifest::Digest([0xab; 32]);
-        assert_eq!(
-            image_path(&d).as_str(),
-            format!("/data/berth/images/{}.img", "ab".repeat(32))
-        );
-        assert_eq!(
-            mount_path(&d).as_str(),
-            format!("/run/berth/images/{}", "ab".repeat(8))
-        );
+        assert_eq!(image_path(&d).as_str(), format!("/data/berth/images/{}.img", "ab".repeat(32)));
+        assert_eq!(mount_path(&d).as_str(), format!("/run/berth/images/{}", "ab".repeat(8)));
         assert_eq!(dm_name(&d).as_str(), format!("berth-{}", "ab".repeat(8)));
     }
 }

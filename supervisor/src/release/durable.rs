@@ -84,10 +84,7 @@ fn step(what: &str) {
     crate::logwrites::mark(n, what);
     #[cfg(feature = "test-hooks")]
     if n == CUT_AT.load(Ordering::Relaxed) {
-        crate::log::Event::warn("power.cut")
-            .kv("step", n)
-            .kv("before", what)
-            .emit();
+        crate::log::Event::warn("power.cut").kv("step", n).kv("before", what).emit();
         // No sync: the reset drops whatever the page cache still holds.
         let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
     }

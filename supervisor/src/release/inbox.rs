@@ -110,19 +110,11 @@ pub fn parse(name: &str) -> Option<Name> {
         return None;
     }
     if name.ends_with(SUFFIX) {
-        return is_base(name).then(|| Name::Fresh {
-            base: name.to_string(),
-        });
+        return is_base(name).then(|| Name::Fresh { base: name.to_string() });
     }
     if let Some((base, n)) = name.rsplit_once(TAKING) {
-        let attempt: u8 = n
-            .parse()
-            .ok()
-            .filter(|a| (1..=9).contains(a) && n.len() == 1)?;
-        return is_base(base).then(|| Name::Taking {
-            base: base.to_string(),
-            attempt,
-        });
+        let attempt: u8 = n.parse().ok().filter(|a| (1..=9).contains(a) && n.len() == 1)?;
+        return is_base(base).then(|| Name::Taking { base: base.to_string(), attempt });
     }
     None
 }
@@ -162,18 +154,9 @@ impl core::fmt::Display for Cause {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pick {
     /// Rename `from` to `to` (fsynced), then stage it: attempt `attempt`.
-    Stage {
-        from: String,
-        to: String,
-        base: String,
-        attempt: u8,
-    },
+    Stage { from: String, to: String, base: String, attempt: u8 },
     /// Move `name` into the quarantine.
-    Quarantine {
-        name: String,
-        base: String,
-        cause: Cause,
-    },
+    Quarantine { name: String, base: String, cause: Cause },
 }
 
 /// Decide what a look into the inbox does with its entries: every entry
@@ -192,37 +175,19 @@ pub fn pick(entries: &[(String, Kind)]) -> Vec<Pick> {
             Name::Fresh { base } | Name::Taking { base, .. } => base.clone(),
         };
         if *kind != Kind::File {
-            out.push(Pick::Quarantine {
-                name: name.clone(),
-                base,
-                cause: Cause::NotRegular(*kind),
-            });
+            out.push(Pick::Quarantine { name: name.clone(), base, cause: Cause::NotRegular(*kind) });
             continue;
         }
         match parsed {
             Name::Taking { attempt, .. } if attempt >= ATTEMPTS_MAX => {
-                out.push(Pick::Quarantine {
-                    name: name.clone(),
-                    base,
-                    cause: Cause::Interrupted { attempts: attempt },
-                });
+                out.push(Pick::Quarantine { name: name.clone(), base, cause: Cause::Interrupted { attempts: attempt } });
             }
             Name::Taking { attempt, .. } if taken.is_none() => {
                 let next = attempt + 1;
-                taken = Some(Pick::Stage {
-                    from: name.clone(),
-                    to: taking(&base, next),
-                    base,
-                    attempt: next,
-                });
+                taken = Some(Pick::Stage { from: name.clone(), to: taking(&base, next), base, attempt: next });
             }
             Name::Fresh { .. } if fresh.is_none() => {
-                fresh = Some(Pick::Stage {
-                    from: name.clone(),
-                    to: taking(&base, 1),
-                    base,
-                    attempt: 1,
-                });
+                fresh = Some(Pick::Stage { from: name.clone(), to: taking(&base, 1), base, attempt: 1 });
             }
             _ => {}
         }
@@ -235,10 +200,7 @@ pub fn pick(entries: &[(String, Kind)]) -> Vec<Pick> {
 /// name (`<seq>-NAME.bundle` or its `.cause`).
 pub fn parse_quarantined(name: &str) -> Option<(u32, &str)> {
     let (seq, rest) = name.split_once('-')?;
-    let seq: u32 = seq
-        .parse()
-        .ok()
-        .filter(|_| seq.len() <= 9 && seq.bytes().all(|b| b.is_ascii_digit()))?;
+    let seq: u32 = seq.parse().ok().filter(|_| seq.len() <= 9 && seq.bytes().all(|b| b.is_ascii_digit()))?;
     let base = rest.strip_suffix(CAUSE).unwrap_or(rest);
     is_base(base).then_some((seq, base))
 }
@@ -255,20 +217,13 @@ pub fn quarantined_names(seq: u32, base: &str) -> (String, String) {
 /// entry fits within [`QUARANTINE_KEEP`], oldest first; and the new
 /// entry's sequence number.
 pub fn evict(names: &[String]) -> (Vec<String>, u32) {
-    let mut seqs: Vec<u32> = names
-        .iter()
-        .filter_map(|n| parse_quarantined(n).map(|(s, _)| s))
-        .collect();
+    let mut seqs: Vec<u32> = names.iter().filter_map(|n| parse_quarantined(n).map(|(s, _)| s)).collect();
     seqs.sort_unstable();
     seqs.dedup();
     let next = seqs.last().map_or(1, |s| s.saturating_add(1));
     let drop = seqs.len().saturating_sub(QUARANTINE_KEEP.saturating_sub(1));
     let old: Vec<u32> = seqs.into_iter().take(drop).collect();
-    let mut gone: Vec<String> = names
-        .iter()
-        .filter(|n| parse_quarantined(n).is_some_and(|(s, _)| old.contains(&s)))
-        .cloned()
-        .collect();
+    let mut gone: Vec<String> = names.iter().filter(|n| parse_quarantined(n).is_some_and(|(s, _)| old.contains(&s))).cloned().collect();
     gone.sort();
     (gone, next)
 }
@@ -322,37 +277,20 @@ pub fn remove(dir: &Path, name: &str) -> io::Result<()> {
 
 /// Move `inbox/name` into the quarantine `qdir` with its cause (written
 /// durably), removing the oldest entries beyond [`QUARANTINE_KEEP`].
-pub fn quarantine(
-    inbox: &Path,
-    qdir: &Path,
-    name: &str,
-    base: &str,
-    cause: &str,
-) -> io::Result<Quarantined> {
+pub fn quarantine(inbox: &Path, qdir: &Path, name: &str, base: &str, cause: &str) -> io::Result<Quarantined> {
     match std::fs::create_dir(qdir) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
         _ => {}
     }
-    let names: Vec<String> = std::fs::read_dir(qdir)?
-        .flatten()
-        .take(SCAN_MAX)
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
+    let names: Vec<String> = std::fs::read_dir(qdir)?.flatten().take(SCAN_MAX).filter_map(|e| e.file_name().into_string().ok()).collect();
     let (gone, seq) = evict(&names);
     for g in &gone {
         let p = qdir.join(g);
         // A directory moved here is removed only when empty: never a walk
         // of a tree in the loop.
-        let r = if p.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            std::fs::remove_dir(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
+        let r = if p.symlink_metadata().is_ok_and(|m| m.is_dir()) { std::fs::remove_dir(&p) } else { std::fs::remove_file(&p) };
         if let Err(e) = r {
-            crate::log::Event::warn("update.quarantine")
-                .kv("remove", g)
-                .kv("error", e)
-                .emit();
+            crate::log::Event::warn("update.quarantine").kv("remove", g).kv("error", e).emit();
         }
     }
     let (bundle, cause_file) = quarantined_names(seq, base);
@@ -367,11 +305,7 @@ pub fn quarantine(
     std::fs::rename(inbox.join(name), qdir.join(&bundle))?;
     sync_dir(qdir)?;
     sync_dir(inbox)?;
-    Ok(Quarantined {
-        seq,
-        bundle: base.to_string(),
-        cause: text,
-    })
+    Ok(Quarantined { seq, bundle: base.to_string(), cause: text })
 }
 
 /// A cause text cut to [`CAUSE_MAX`] bytes at a character boundary, one line.
@@ -403,18 +337,12 @@ pub fn load(qdir: &Path) -> Vec<Quarantined> {
             continue;
         }
         let mut buf = Vec::new();
-        let read = std::fs::File::open(e.path()).and_then(|f| {
-            io::Read::read_to_end(&mut io::Read::take(f, CAUSE_MAX as u64), &mut buf)
-        });
+        let read = std::fs::File::open(e.path()).and_then(|f| io::Read::read_to_end(&mut io::Read::take(f, CAUSE_MAX as u64), &mut buf));
         let cause = match read {
             Ok(_) => bounded(String::from_utf8_lossy(&buf).trim_end()),
             Err(e) => format!("cause unreadable: {e}"),
         };
-        out.push(Quarantined {
-            seq,
-            bundle: base.to_string(),
-            cause,
-        });
+        out.push(Quarantined { seq, bundle: base.to_string(), cause });
     }
     out.sort_by_key(|q| q.seq);
     out
@@ -430,57 +358,20 @@ mod tests {
 
     #[test]
     fn names_parse_and_round_trip() {
-        assert_eq!(
-            parse("v2.bundle"),
-            Some(Name::Fresh {
-                base: "v2.bundle".into()
-            })
-        );
-        assert_eq!(
-            parse(&taking("v2.bundle", 2)),
-            Some(Name::Taking {
-                base: "v2.bundle".into(),
-                attempt: 2
-            })
-        );
+        assert_eq!(parse("v2.bundle"), Some(Name::Fresh { base: "v2.bundle".into() }));
+        assert_eq!(parse(&taking("v2.bundle", 2)), Some(Name::Taking { base: "v2.bundle".into(), attempt: 2 }));
         assert_eq!(taking("v2.bundle", 1), "v2.bundle.taking1");
-        for other in [
-            "v2.partial",
-            ".v2.bundle",
-            ".bundle",
-            "v2.bundle.taking",
-            "v2.bundle.taking0",
-            "v2.bundle.taking12",
-            "v2.bundle.takingx",
-            "x.taking1",
-        ] {
+        for other in ["v2.partial", ".v2.bundle", ".bundle", "v2.bundle.taking", "v2.bundle.taking0", "v2.bundle.taking12", "v2.bundle.takingx", "x.taking1"] {
             assert_eq!(parse(other), None, "{other}");
         }
-        assert_eq!(
-            parse(&format!("{}.bundle", "a".repeat(NAME_MAX))),
-            None,
-            "overlong"
-        );
-        assert_eq!(
-            parse("a.taking1.bundle"),
-            Some(Name::Fresh {
-                base: "a.taking1.bundle".into()
-            })
-        );
+        assert_eq!(parse(&format!("{}.bundle", "a".repeat(NAME_MAX))), None, "overlong");
+        assert_eq!(parse("a.taking1.bundle"), Some(Name::Fresh { base: "a.taking1.bundle".into() }));
     }
 
     #[test]
     fn a_fresh_bundle_is_taken_as_attempt_one() {
         let p = pick(&files(&["b.bundle", "a.bundle", "c.partial"]));
-        assert_eq!(
-            p,
-            [Pick::Stage {
-                from: "a.bundle".into(),
-                to: "a.bundle.taking1".into(),
-                base: "a.bundle".into(),
-                attempt: 1
-            }]
-        );
+        assert_eq!(p, [Pick::Stage { from: "a.bundle".into(), to: "a.bundle.taking1".into(), base: "a.bundle".into(), attempt: 1 }]);
         assert!(pick(&files(&["c.partial", "notes.txt"])).is_empty());
     }
 
@@ -488,38 +379,17 @@ mod tests {
     fn an_interrupted_bundle_is_retried_once_then_quarantined() {
         // Found taken once (the first staging was interrupted): before any fresh one.
         let p = pick(&files(&["a.bundle", "z.bundle.taking1"]));
-        assert_eq!(
-            p,
-            [Pick::Stage {
-                from: "z.bundle.taking1".into(),
-                to: "z.bundle.taking2".into(),
-                base: "z.bundle".into(),
-                attempt: 2
-            }]
-        );
+        assert_eq!(p, [Pick::Stage { from: "z.bundle.taking1".into(), to: "z.bundle.taking2".into(), base: "z.bundle".into(), attempt: 2 }]);
         // Found taken twice: quarantined, and the next fresh one is staged.
         let p = pick(&files(&["a.bundle", "z.bundle.taking2"]));
         assert_eq!(
             p,
             [
-                Pick::Quarantine {
-                    name: "z.bundle.taking2".into(),
-                    base: "z.bundle".into(),
-                    cause: Cause::Interrupted {
-                        attempts: ATTEMPTS_MAX
-                    }
-                },
-                Pick::Stage {
-                    from: "a.bundle".into(),
-                    to: "a.bundle.taking1".into(),
-                    base: "a.bundle".into(),
-                    attempt: 1
-                },
+                Pick::Quarantine { name: "z.bundle.taking2".into(), base: "z.bundle".into(), cause: Cause::Interrupted { attempts: ATTEMPTS_MAX } },
+                Pick::Stage { from: "a.bundle".into(), to: "a.bundle.taking1".into(), base: "a.bundle".into(), attempt: 1 },
             ]
         );
-        assert!(Cause::Interrupted { attempts: 2 }
-            .to_string()
-            .contains("interrupted 2 times"));
+        assert!(Cause::Interrupted { attempts: 2 }.to_string().contains("interrupted 2 times"));
     }
 
     #[test]
@@ -533,21 +403,8 @@ mod tests {
         ];
         let p = pick(&entries);
         assert_eq!(p.len(), 4);
-        assert!(
-            p.iter().all(|x| matches!(
-                x,
-                Pick::Quarantine {
-                    cause: Cause::NotRegular(_),
-                    ..
-                }
-            )),
-            "{p:?}"
-        );
-        assert!(p.contains(&Pick::Quarantine {
-            name: "fifo.bundle".into(),
-            base: "fifo.bundle".into(),
-            cause: Cause::NotRegular(Kind::Fifo)
-        }));
+        assert!(p.iter().all(|x| matches!(x, Pick::Quarantine { cause: Cause::NotRegular(_), .. })), "{p:?}");
+        assert!(p.contains(&Pick::Quarantine { name: "fifo.bundle".into(), base: "fifo.bundle".into(), cause: Cause::NotRegular(Kind::Fifo) }));
         assert!(Cause::NotRegular(Kind::Fifo).to_string().contains("FIFO"));
     }
 
@@ -559,21 +416,10 @@ mod tests {
         let (b1, c1) = quarantined_names(1, "a.bundle");
         let (b2, c2) = quarantined_names(2, "b.bundle");
         let (b3, c3) = quarantined_names(3, "c.bundle");
-        assert_eq!(
-            (b1.as_str(), c1.as_str()),
-            ("000001-a.bundle", "000001-a.bundle.cause")
-        );
+        assert_eq!((b1.as_str(), c1.as_str()), ("000001-a.bundle", "000001-a.bundle.cause"));
         assert_eq!(parse_quarantined(&c2), Some((2, "b.bundle")));
         assert_eq!(parse_quarantined("junk"), None);
-        let names = vec![
-            b2.clone(),
-            c2.clone(),
-            b1.clone(),
-            c1.clone(),
-            b3.clone(),
-            c3.clone(),
-            "junk".into(),
-        ];
+        let names = vec![b2.clone(), c2.clone(), b1.clone(), c1.clone(), b3.clone(), c3.clone(), "junk".into()];
         let (gone, next) = evict(&names);
         assert_eq!(next, 4);
         // Room for one more within QUARANTINE_KEEP: only the newest stays.
@@ -588,31 +434,14 @@ mod tests {
         std::fs::create_dir_all(&inbox).unwrap();
         for n in 0..3 {
             std::fs::write(inbox.join("x.bundle.taking2"), b"bytes").unwrap();
-            let got = quarantine(
-                &inbox,
-                &q,
-                "x.bundle.taking2",
-                "x.bundle",
-                &format!("cause {n}\nsecond line"),
-            )
-            .unwrap();
+            let got = quarantine(&inbox, &q, "x.bundle.taking2", "x.bundle", &format!("cause {n}\nsecond line")).unwrap();
             assert_eq!(got.seq, n + 1);
         }
         assert!(!inbox.join("x.bundle.taking2").exists());
         let kept = load(&q);
         assert_eq!(kept.len(), QUARANTINE_KEEP);
-        assert_eq!(
-            kept.last().unwrap(),
-            &Quarantined {
-                seq: 3,
-                bundle: "x.bundle".into(),
-                cause: "cause 2 second line".into()
-            }
-        );
-        assert_eq!(
-            kept.last().unwrap().to_string(),
-            "quarantined x.bundle: cause 2 second line"
-        );
+        assert_eq!(kept.last().unwrap(), &Quarantined { seq: 3, bundle: "x.bundle".into(), cause: "cause 2 second line".into() });
+        assert_eq!(kept.last().unwrap().to_string(), "quarantined x.bundle: cause 2 second line");
         assert_eq!(std::fs::read_dir(&q).unwrap().count(), 2 * QUARANTINE_KEEP);
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -80,10 +80,7 @@ impl fmt::Display for KeyError {
 impl std::error::Error for KeyError {}
 
 fn kerr(what: impl Into<std::string::String>, reason: impl Into<std::string::String>) -> KeyError {
-    KeyError {
-        what: what.into(),
-        reason: reason.into(),
-    }
+    KeyError { what: what.into(), reason: reason.into() }
 }
 
 impl TrustedKeys {
@@ -93,8 +90,7 @@ impl TrustedKeys {
 
     /// Trust a public key given as 32 raw bytes.
     pub fn add_bytes(&mut self, bytes: &[u8; PUBLIC_KEY_LENGTH]) -> Result<KeyId, KeyError> {
-        let key = VerifyingKey::from_bytes(bytes)
-            .map_err(|_| kerr("public key", "is not an Ed25519 point"))?;
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| kerr("public key", "is not an Ed25519 point"))?;
         self.add(key)
     }
 
@@ -107,12 +103,7 @@ impl TrustedKeys {
         if self.get(&id).is_some() {
             return Err(kerr(format!("key {id}"), "is trusted twice"));
         }
-        self.keys.push(TrustedKey { id, key }).map_err(|_| {
-            kerr(
-                format!("key {id}"),
-                format!("more than {KEYS_MAX} trusted keys"),
-            )
-        })?;
+        self.keys.push(TrustedKey { id, key }).map_err(|_| kerr(format!("key {id}"), format!("more than {KEYS_MAX} trusted keys")))?;
         Ok(id)
     }
 
@@ -156,16 +147,11 @@ impl TrustedKeys {
             };
             let what = path.display().to_string();
             let Some(id) = KeyId::parse(stem) else {
-                return Err(kerr(
-                    what,
-                    "file name must be the key id in 16 hex digits, then .pub",
-                ));
+                return Err(kerr(what, "file name must be the key id in 16 hex digits, then .pub"));
             };
             let file = std::fs::File::open(&path).map_err(|e| kerr(&what, e.to_string()))?;
             let mut text = std::string::String::new();
-            file.take(KEY_FILE_MAX as u64 + 1)
-                .read_to_string(&mut text)
-                .map_err(|e| kerr(&what, e.to_string()))?;
+            file.take(KEY_FILE_MAX as u64 + 1).read_to_string(&mut text).map_err(|e| kerr(&what, e.to_string()))?;
             if text.len() > KEY_FILE_MAX {
                 return Err(kerr(what, format!("longer than {KEY_FILE_MAX} bytes")));
             }
@@ -199,12 +185,7 @@ pub fn signing_key_from_seed(seed: &[u8; 32]) -> ed25519_dalek::SigningKey {
 #[cfg(any(feature = "host", test))]
 pub fn signing_key_from_pkcs8_pem(text: &str) -> Result<ed25519_dalek::SigningKey, KeyError> {
     use ed25519_dalek::pkcs8::DecodePrivateKey;
-    ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| {
-        kerr(
-            "private key",
-            format!("is not an Ed25519 PKCS#8 PEM key: {e}"),
-        )
-    })
+    ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| kerr("private key", format!("is not an Ed25519 PKCS#8 PEM key: {e}")))
 }
 
 /// A fresh key pair from the kernel's random source: the private key as
@@ -214,15 +195,11 @@ pub fn keygen() -> Result<(std::string::String, [u8; PUBLIC_KEY_LENGTH]), KeyErr
     use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
     use std::io::Read;
     let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut seed))
-        .map_err(|e| kerr("/dev/urandom", e.to_string()))?;
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed)).map_err(|e| kerr("/dev/urandom", e.to_string()))?;
     let key = signing_key_from_seed(&seed);
     seed = [0; 32];
     let _ = seed;
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| kerr("private key", format!("does not encode: {e}")))?;
+    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| kerr("private key", format!("does not encode: {e}")))?;
     Ok((pem.as_str().to_owned(), key.verifying_key().to_bytes()))
 }
 
@@ -262,10 +239,7 @@ mod tests {
         assert!(TrustedKeys::load_dir(&dir).is_err());
         std::fs::remove_file(dir.join("0000000000000000.pub")).unwrap();
         std::fs::write(dir.join("bad.pub"), "zz").unwrap();
-        assert!(TrustedKeys::load_dir(&dir)
-            .unwrap_err()
-            .reason
-            .contains("16 hex"));
+        assert!(TrustedKeys::load_dir(&dir).unwrap_err().reason.contains("16 hex"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -273,12 +247,9 @@ mod tests {
     fn at_most_keys_max_and_no_duplicates() {
         let mut keys = TrustedKeys::new();
         for i in 0..KEYS_MAX as u8 {
-            keys.add(signing_key_from_seed(&[i + 10; 32]).verifying_key())
-                .unwrap();
+            keys.add(signing_key_from_seed(&[i + 10; 32]).verifying_key()).unwrap();
         }
-        assert!(keys
-            .add(signing_key_from_seed(&[99; 32]).verifying_key())
-            .is_err());
+        assert!(keys.add(signing_key_from_seed(&[99; 32]).verifying_key()).is_err());
         let mut one = TrustedKeys::new();
         let k = signing_key_from_seed(&[3; 32]).verifying_key();
         one.add(k).unwrap();
@@ -302,16 +273,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-openssl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let priv_path = dir.join("key.pem");
-        let out = std::process::Command::new("openssl")
-            .args(["genpkey", "-algorithm", "ed25519", "-out"])
-            .arg(&priv_path)
-            .output();
+        let out = std::process::Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&priv_path).output();
         match out {
             Ok(o) if o.status.success() => {}
-            Ok(o) => panic!(
-                "openssl cannot make an ed25519 key: {}",
-                String::from_utf8_lossy(&o.stderr)
-            ),
+            Ok(o) => panic!("openssl cannot make an ed25519 key: {}", String::from_utf8_lossy(&o.stderr)),
             Err(e) => panic!(
                 "cannot run openssl ({e}): this test compares with it \
                  (Debian package openssl; `cargo xtask test` installs it)"
@@ -320,20 +285,10 @@ mod tests {
         let pem = std::fs::read_to_string(&priv_path).unwrap();
         let key = signing_key_from_pkcs8_pem(&pem).unwrap();
         // openssl's view of the public key: the last 32 bytes of the DER SPKI.
-        let der = std::process::Command::new("openssl")
-            .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-            .arg(&priv_path)
-            .output()
-            .unwrap();
+        let der = std::process::Command::new("openssl").args(["pkey", "-pubout", "-outform", "DER", "-in"]).arg(&priv_path).output().unwrap();
         assert!(der.status.success());
-        assert_eq!(
-            &der.stdout[der.stdout.len() - 32..],
-            key.verifying_key().as_bytes()
-        );
-        assert!(signing_key_from_pkcs8_pem(
-            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
-        )
-        .is_err());
+        assert_eq!(&der.stdout[der.stdout.len() - 32..], key.verifying_key().as_bytes());
+        assert!(signing_key_from_pkcs8_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -65,9 +65,7 @@ pub mod store;
 
 pub use bounded::BoundedVec;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use keys::{
-    key_file, key_id, KeyError, KeyId, TrustedKey, TrustedKeys, KEYS_MAX, KEY_FILE_MAX,
-};
+pub use keys::{key_file, key_id, KeyError, KeyId, TrustedKey, TrustedKeys, KEYS_MAX, KEY_FILE_MAX};
 #[cfg(any(feature = "host", test))]
 pub use keys::{keygen, signing_key_from_pkcs8_pem, signing_key_from_seed};
 
@@ -146,9 +144,7 @@ pub const TRIAL_START_ALLOWANCE_S: u32 = 600;
 /// commit window plus [`TRIAL_START_ALLOWANCE_S`] (12 minutes for the
 /// default window).
 pub fn trial_deadline_default(commit_window_s: u32) -> u32 {
-    commit_window_s
-        .saturating_add(TRIAL_START_ALLOWANCE_S)
-        .min(TRIAL_DEADLINE_MAX_S)
+    commit_window_s.saturating_add(TRIAL_START_ALLOWANCE_S).min(TRIAL_DEADLINE_MAX_S)
 }
 
 /// A signed downgrade marker: the release (and no other object) may be
@@ -242,23 +238,14 @@ impl fmt::Display for ReleaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ReleaseError::*;
         match self {
-            TooLarge { len } => write!(
-                f,
-                "release is {len} bytes, more than the {OBJECT_MAX} allowed"
-            ),
+            TooLarge { len } => write!(f, "release is {len} bytes, more than the {OBJECT_MAX} allowed"),
             Truncated { len, needed } => {
                 write!(f, "release is truncated: {len} bytes, needs {needed}")
             }
             BadMagic => write!(f, "not a berth release (bad magic)"),
-            UnsupportedFormat { format } => write!(
-                f,
-                "release format {format} is not supported (expected {FORMAT})"
-            ),
+            UnsupportedFormat { format } => write!(f, "release format {format} is not supported (expected {FORMAT})"),
             TrailingBytes { extra } => write!(f, "release has {extra} bytes after its signature"),
-            UnknownKey { id } => write!(
-                f,
-                "release is signed by key {id}, which this device does not trust"
-            ),
+            UnknownKey { id } => write!(f, "release is signed by key {id}, which this device does not trust"),
             BadSignature { id } => write!(f, "release signature does not verify with key {id}"),
             Decode { reason } => write!(f, "signed payload does not decode: {reason}"),
             PayloadTrailingBytes { extra } => {
@@ -285,14 +272,8 @@ impl From<ManifestError> for ReleaseError {
     }
 }
 
-fn bad(
-    field: impl Into<std::string::String>,
-    reason: impl Into<std::string::String>,
-) -> ReleaseError {
-    ReleaseError::BadField {
-        field: field.into(),
-        reason: reason.into(),
-    }
+fn bad(field: impl Into<std::string::String>, reason: impl Into<std::string::String>) -> ReleaseError {
+    ReleaseError::BadField { field: field.into(), reason: reason.into() }
 }
 
 impl Release {
@@ -302,31 +283,15 @@ impl Release {
         if !(1..=86_400).contains(&self.commit_window_s) {
             return Err(bad("commit_window_s", "must be between 1 and 86400"));
         }
-        if self.trial_deadline_s <= self.commit_window_s
-            || self.trial_deadline_s > TRIAL_DEADLINE_MAX_S
-        {
-            return Err(bad(
-                "trial_deadline_s",
-                format!(
-                    "must be above commit_window_s ({}) and at most {TRIAL_DEADLINE_MAX_S}",
-                    self.commit_window_s
-                ),
-            ));
+        if self.trial_deadline_s <= self.commit_window_s || self.trial_deadline_s > TRIAL_DEADLINE_MAX_S {
+            return Err(bad("trial_deadline_s", format!("must be above commit_window_s ({}) and at most {TRIAL_DEADLINE_MAX_S}", self.commit_window_s)));
         }
-        if self.board.is_empty()
-            || !self
-                .board
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if self.board.is_empty() || !self.board.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(bad("board", "must be a board name"));
         }
         if let Some(d) = self.downgrade {
             if d.floor <= self.version {
-                return Err(bad(
-                    "downgrade.floor",
-                    "must be above the release's own version",
-                ));
+                return Err(bad("downgrade.floor", "must be above the release's own version"));
             }
         }
         manifest::validate_set(&self.containers)?;
@@ -335,16 +300,10 @@ impl Release {
                 return Err(bad(format!("images[{i}].size"), "must not be zero"));
             }
             if self.images.iter().take(i).any(|o| o.sha256 == img.sha256) {
-                return Err(bad(
-                    format!("images[{i}].sha256"),
-                    format!("{} is listed twice", img.sha256),
-                ));
+                return Err(bad(format!("images[{i}].sha256"), format!("{} is listed twice", img.sha256)));
             }
             if !self.containers.iter().any(|c| c.image == img.sha256) {
-                return Err(bad(
-                    format!("images[{i}].sha256"),
-                    format!("{} is used by no container", img.sha256),
-                ));
+                return Err(bad(format!("images[{i}].sha256"), format!("{} is used by no container", img.sha256)));
             }
         }
         for c in &self.containers {
@@ -380,10 +339,7 @@ pub fn check_version(release: &Release, stored: Option<u64>) -> Result<(), Relea
     if release.version >= stored || marker_names(release, stored) {
         return Ok(());
     }
-    Err(ReleaseError::Rollback {
-        release: release.version,
-        stored,
-    })
+    Err(ReleaseError::Rollback { release: release.version, stored })
 }
 
 /// The release carries a downgrade marker for exactly the floor `floor`.
@@ -401,10 +357,7 @@ fn split(bytes: &[u8]) -> Result<Parts<'_>, ReleaseError> {
         return Err(ReleaseError::TooLarge { len });
     }
     let Some((header, rest)) = bytes.split_first_chunk::<HEADER_LEN>() else {
-        return Err(ReleaseError::Truncated {
-            len,
-            needed: HEADER_LEN + SIG_LEN,
-        });
+        return Err(ReleaseError::Truncated { len, needed: HEADER_LEN + SIG_LEN });
     };
     let (magic, h) = header.split_at(4);
     if magic != MAGIC {
@@ -412,9 +365,7 @@ fn split(bytes: &[u8]) -> Result<Parts<'_>, ReleaseError> {
     }
     let (format, h) = h.split_at(1);
     if format != [FORMAT] {
-        return Err(ReleaseError::UnsupportedFormat {
-            format: format.first().copied().unwrap_or(0),
-        });
+        return Err(ReleaseError::UnsupportedFormat { format: format.first().copied().unwrap_or(0) });
     }
     let (id, n) = h.split_at(8);
     let mut id_bytes = [0u8; 8];
@@ -428,9 +379,7 @@ fn split(bytes: &[u8]) -> Result<Parts<'_>, ReleaseError> {
         return Err(ReleaseError::Truncated { len, needed });
     }
     if needed < len {
-        return Err(ReleaseError::TrailingBytes {
-            extra: len - needed,
-        });
+        return Err(ReleaseError::TrailingBytes { extra: len - needed });
     }
     let Some((payload, sig)) = rest.split_at_checked(declared) else {
         return Err(ReleaseError::Truncated { len, needed });
@@ -451,8 +400,7 @@ pub fn open<'a>(bytes: &'a [u8], keys: &TrustedKeys) -> Result<(KeyId, &'a [u8])
     let Some(key) = keys.get(&id) else {
         return Err(ReleaseError::UnknownKey { id });
     };
-    key.verify_strict(signed, &Signature::from_bytes(sig))
-        .map_err(|_| ReleaseError::BadSignature { id })?;
+    key.verify_strict(signed, &Signature::from_bytes(sig)).map_err(|_| ReleaseError::BadSignature { id })?;
     Ok((id, payload))
 }
 
@@ -467,10 +415,7 @@ pub fn peek(bytes: &[u8]) -> Result<Release, ReleaseError> {
 /// Decode a trusted payload into a release and validate it (no board or
 /// version check). Public for the fuzzers.
 pub fn decode_payload(payload: &[u8]) -> Result<Release, ReleaseError> {
-    let (release, rest) =
-        postcard::take_from_bytes::<Release>(payload).map_err(|e| ReleaseError::Decode {
-            reason: postcard_reason(&e),
-        })?;
+    let (release, rest) = postcard::take_from_bytes::<Release>(payload).map_err(|e| ReleaseError::Decode { reason: postcard_reason(&e) })?;
     if !rest.is_empty() {
         return Err(ReleaseError::PayloadTrailingBytes { extra: rest.len() });
     }
@@ -480,19 +425,11 @@ pub fn decode_payload(payload: &[u8]) -> Result<Release, ReleaseError> {
 
 /// The whole device-side check: envelope, key, signature, payload, validity,
 /// board, anti-rollback.
-pub fn decode_release(
-    bytes: &[u8],
-    keys: &TrustedKeys,
-    device_board: &str,
-    stored: Option<u64>,
-) -> Result<Verified, ReleaseError> {
+pub fn decode_release(bytes: &[u8], keys: &TrustedKeys, device_board: &str, stored: Option<u64>) -> Result<Verified, ReleaseError> {
     let (key_id, payload) = open(bytes, keys)?;
     let release = decode_payload(payload)?;
     if release.board != device_board {
-        return Err(ReleaseError::WrongBoard {
-            release: release.board.as_str().into(),
-            device: device_board.into(),
-        });
+        return Err(ReleaseError::WrongBoard { release: release.board.as_str().into(), device: device_board.into() });
     }
     check_version(&release, stored)?;
     Ok(Verified { key_id, release })
@@ -517,10 +454,7 @@ fn postcard_reason(e: &postcard::Error) -> &'static str {
 
 /// Wrap an already-encoded payload: header, payload, signature.
 #[cfg(any(feature = "host", test))]
-pub fn sign_payload(
-    payload: &[u8],
-    key: &ed25519_dalek::SigningKey,
-) -> Result<std::vec::Vec<u8>, ReleaseError> {
+pub fn sign_payload(payload: &[u8], key: &ed25519_dalek::SigningKey) -> Result<std::vec::Vec<u8>, ReleaseError> {
     use ed25519_dalek::Signer;
     let total = HEADER_LEN + payload.len() + SIG_LEN;
     if total > OBJECT_MAX {
@@ -540,10 +474,7 @@ pub fn sign_payload(
 
 /// Validate, encode and sign a release.
 #[cfg(any(feature = "host", test))]
-pub fn sign(
-    release: &Release,
-    key: &ed25519_dalek::SigningKey,
-) -> Result<std::vec::Vec<u8>, ReleaseError> {
+pub fn sign(release: &Release, key: &ed25519_dalek::SigningKey) -> Result<std::vec::Vec<u8>, ReleaseError> {
     release.validate()?;
     sign_payload(&release.encode_payload()?, key)
 }

@@ -156,11 +156,7 @@ pub struct Rollback {
 
 impl fmt::Display for Rollback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "rollback from {} to {} at boot {}: {}",
-            self.from, self.to, self.boot, self.cause
-        )?;
+        write!(f, "rollback from {} to {} at boot {}: {}", self.from, self.to, self.boot, self.cause)?;
         match &self.container {
             Some(c) => write!(f, " ({c})"),
             None => Ok(()),
@@ -265,10 +261,7 @@ impl Record {
     /// A device's first record: `entry` installed and committed (factory
     /// images, or a store rebuilt from its release objects).
     pub fn installed(entry: Entry) -> Record {
-        Record {
-            current: Some(entry),
-            ..Record::default()
-        }
+        Record { current: Some(entry), ..Record::default() }
     }
 
     /// The releases the store must keep (current, then previous).
@@ -285,12 +278,7 @@ impl Record {
         if self.current.is_some_and(|c| c.digest == new.digest) {
             return Err(TransitionError::AlreadyCurrent);
         }
-        let rec = Record {
-            current: Some(new),
-            previous: self.current,
-            phase: Phase::Trial { boot_pending },
-            ..self.clone()
-        };
+        let rec = Record { current: Some(new), previous: self.current, phase: Phase::Trial { boot_pending }, ..self.clone() };
         Ok(rec.keep_admission())
     }
 
@@ -300,20 +288,10 @@ impl Record {
     pub fn commit(&self) -> Result<Record, TransitionError> {
         match (self.phase, self.current) {
             (Phase::Trial { boot_pending: true }, _) => Err(TransitionError::BootPending),
-            (
-                Phase::Trial {
-                    boot_pending: false,
-                },
-                Some(c),
-            ) => {
+            (Phase::Trial { boot_pending: false }, Some(c)) => {
                 let below = self.highest.is_some_and(|f| c.version < f);
                 let spent = if below { self.highest } else { self.spent };
-                Ok(Record {
-                    phase: Phase::Committed,
-                    highest: self.raised_to(c.version),
-                    spent,
-                    ..self.clone()
-                })
+                Ok(Record { phase: Phase::Committed, highest: self.raised_to(c.version), spent, ..self.clone() })
             }
             _ => Err(TransitionError::NotOnTrial),
         }
@@ -332,19 +310,13 @@ impl Record {
 
     /// Drop an admission whose release is no longer kept.
     fn keep_admission(mut self) -> Record {
-        let admitted = self
-            .admitted
-            .filter(|d| self.kept().any(|e| &e.digest == d));
+        let admitted = self.admitted.filter(|d| self.kept().any(|e| &e.digest == d));
         self.admitted = admitted;
         self
     }
 
     /// Roll the trial back to the previous release for `cause`.
-    pub fn rollback(
-        &self,
-        cause: Cause,
-        container: Option<Name>,
-    ) -> Result<(Record, Rollback), TransitionError> {
+    pub fn rollback(&self, cause: Cause, container: Option<Name>) -> Result<(Record, Rollback), TransitionError> {
         if !matches!(self.phase, Phase::Trial { .. }) {
             return Err(TransitionError::NotOnTrial);
         }
@@ -357,72 +329,35 @@ impl Record {
     /// End a trial that has no previous release to roll back to (a device
     /// repaired from the recovery state): nothing is current any more, the
     /// floor stays, the cause is recorded (`to` 0).
-    pub fn abandon(
-        &self,
-        cause: Cause,
-        container: Option<Name>,
-    ) -> Result<(Record, Rollback), TransitionError> {
+    pub fn abandon(&self, cause: Cause, container: Option<Name>) -> Result<(Record, Rollback), TransitionError> {
         let (Phase::Trial { .. }, Some(from)) = (self.phase, self.current) else {
             return Err(TransitionError::NotOnTrial);
         };
-        let rollback = Rollback {
-            cause,
-            from: from.version,
-            to: 0,
-            boot: self.boots,
-            container,
-        };
+        let rollback = Rollback { cause, from: from.version, to: 0, boot: self.boots, container };
         let mut history = self.history.clone();
         if history.is_full() {
             history.remove(0);
         }
         let _ = history.push(rollback.clone());
-        let rec = Record {
-            current: None,
-            previous: None,
-            phase: Phase::Committed,
-            history,
-            ..self.clone()
-        };
+        let rec = Record { current: None, previous: None, phase: Phase::Committed, history, ..self.clone() };
         Ok((rec.keep_admission(), rollback))
     }
 
     /// The recovery state's record: no trial open (the release on trial, if
     /// any, is as unusable as the rest), so that a repair can be staged.
     pub fn recovering(&self) -> Record {
-        Record {
-            phase: Phase::Committed,
-            ..self.clone()
-        }
+        Record { phase: Phase::Committed, ..self.clone() }
     }
 
     /// `from` is replaced by `to` (committed); the cause is recorded.
-    fn moved_back(
-        &self,
-        from: Entry,
-        to: Entry,
-        cause: Cause,
-        container: Option<Name>,
-    ) -> (Record, Rollback) {
-        let rollback = Rollback {
-            cause,
-            from: from.version,
-            to: to.version,
-            boot: self.boots,
-            container,
-        };
+    fn moved_back(&self, from: Entry, to: Entry, cause: Cause, container: Option<Name>) -> (Record, Rollback) {
+        let rollback = Rollback { cause, from: from.version, to: to.version, boot: self.boots, container };
         let mut history = self.history.clone();
         if history.is_full() {
             history.remove(0);
         }
         let _ = history.push(rollback.clone());
-        let rec = Record {
-            current: Some(to),
-            previous: None,
-            phase: Phase::Committed,
-            history,
-            ..self.clone()
-        };
+        let rec = Record { current: Some(to), previous: None, phase: Phase::Committed, history, ..self.clone() };
         (rec.keep_admission(), rollback)
     }
 
@@ -438,26 +373,12 @@ impl Record {
         match (rec.phase, rec.previous) {
             (Phase::Committed, _) => (rec, BootChoice::Committed(current)),
             (Phase::Trial { boot_pending: true }, _) | (Phase::Trial { .. }, None) => {
-                rec.phase = Phase::Trial {
-                    boot_pending: false,
-                };
+                rec.phase = Phase::Trial { boot_pending: false };
                 (rec, BootChoice::Trial(current))
             }
-            (
-                Phase::Trial {
-                    boot_pending: false,
-                },
-                Some(previous),
-            ) => {
-                let (rec, rollback) =
-                    rec.moved_back(current, previous, Cause::RebootDuringTrial, None);
-                (
-                    rec,
-                    BootChoice::RolledBack {
-                        to: previous,
-                        rollback,
-                    },
-                )
+            (Phase::Trial { boot_pending: false }, Some(previous)) => {
+                let (rec, rollback) = rec.moved_back(current, previous, Cause::RebootDuringTrial, None);
+                (rec, BootChoice::RolledBack { to: previous, rollback })
             }
         }
     }
@@ -510,9 +431,7 @@ pub fn decode_slot(bytes: &[u8]) -> Result<(u64, Record), SlotError> {
     }
     let (generation, len) = h.split_at(8);
     let generation = u64::from_le_bytes(generation.try_into().map_err(|_| SlotError::Truncated)?);
-    let len = usize::from(u16::from_le_bytes(
-        len.try_into().map_err(|_| SlotError::Truncated)?,
-    ));
+    let len = usize::from(u16::from_le_bytes(len.try_into().map_err(|_| SlotError::Truncated)?));
     if rest.len() != len.saturating_add(SUM_LEN) {
         return Err(SlotError::Truncated);
     }
@@ -522,9 +441,7 @@ pub fn decode_slot(bytes: &[u8]) -> Result<(u64, Record), SlotError> {
         return Err(SlotError::BadChecksum);
     }
     if format == FORMAT_V1 {
-        return v1::decode(payload)
-            .map(|rec| (generation, rec))
-            .ok_or(SlotError::Decode);
+        return v1::decode(payload).map(|rec| (generation, rec)).ok_or(SlotError::Decode);
     }
     match postcard::take_from_bytes::<Record>(payload) {
         Ok((rec, [])) => Ok((generation, rec)),
@@ -550,10 +467,7 @@ mod tests {
     use super::*;
 
     fn e(n: u8) -> Entry {
-        Entry {
-            digest: Digest([n; 32]),
-            version: n.into(),
-        }
+        Entry { digest: Digest([n; 32]), version: n.into() }
     }
 
     #[test]
@@ -565,10 +479,7 @@ mod tests {
         assert_eq!(r2.boots, 1);
         let t = r2.begin_trial(e(2), false).unwrap();
         assert_eq!((t.current, t.previous), (Some(e(2)), Some(e(1))));
-        assert_eq!(
-            t.begin_trial(e(3), false),
-            Err(TransitionError::TrialInProgress)
-        );
+        assert_eq!(t.begin_trial(e(3), false), Err(TransitionError::TrialInProgress));
         let c = t.commit().unwrap();
         assert_eq!((c.phase, c.highest), (Phase::Committed, Some(2)));
         for _ in 0..3 {
@@ -577,10 +488,7 @@ mod tests {
             assert!(next.history.is_empty());
         }
         assert_eq!(c.commit(), Err(TransitionError::NotOnTrial));
-        assert_eq!(
-            c.begin_trial(e(2), false),
-            Err(TransitionError::AlreadyCurrent)
-        );
+        assert_eq!(c.begin_trial(e(2), false), Err(TransitionError::AlreadyCurrent));
     }
 
     #[test]
@@ -588,18 +496,10 @@ mod tests {
         let base = Record::installed(e(1)).at_boot().0;
         let t = base.begin_trial(e(2), false).unwrap();
         let (after, choice) = t.at_boot();
-        let BootChoice::RolledBack { to, rollback } = choice else {
-            panic!("{choice:?}")
-        };
+        let BootChoice::RolledBack { to, rollback } = choice else { panic!("{choice:?}") };
         assert_eq!(to, e(1));
-        assert_eq!(
-            (rollback.cause, rollback.from, rollback.to, rollback.boot),
-            (Cause::RebootDuringTrial, 2, 1, 2)
-        );
-        assert_eq!(
-            (after.current, after.previous, after.phase),
-            (Some(e(1)), None, Phase::Committed)
-        );
+        assert_eq!((rollback.cause, rollback.from, rollback.to, rollback.boot), (Cause::RebootDuringTrial, 2, 1, 2));
+        assert_eq!((after.current, after.previous, after.phase), (Some(e(1)), None, Phase::Committed));
         assert_eq!(after.history.as_slice(), &[rollback]);
 
         // A switch that needs a reboot: its first boot is the trial, the next one is not.
@@ -613,10 +513,7 @@ mod tests {
         // A trial with nothing before it keeps booting on trial.
         let lone = Record::default().begin_trial(e(5), false).unwrap();
         assert_eq!(lone.at_boot().1, BootChoice::Trial(e(5)));
-        assert_eq!(
-            lone.rollback(Cause::CrashLoop, None),
-            Err(TransitionError::NothingToRollBackTo)
-        );
+        assert_eq!(lone.rollback(Cause::CrashLoop, None), Err(TransitionError::NothingToRollBackTo));
         assert_eq!(Record::default().at_boot().1, BootChoice::None);
     }
 
@@ -633,10 +530,7 @@ mod tests {
         assert_eq!(r.history.len(), HISTORY_MAX);
         assert_eq!(r.history.last().unwrap().from, 21);
         assert_eq!(r.current, Some(e(1)));
-        assert_eq!(
-            r.history[0].to_string(),
-            "rollback from 14 to 1 at boot 0: crash-loop (sensor)"
-        );
+        assert_eq!(r.history[0].to_string(), "rollback from 14 to 1 at boot 0: crash-loop (sensor)");
         // A full record still fits a slot.
         let slot = encode_slot(&r, u64::MAX).unwrap();
         assert_eq!(decode_slot(&slot).unwrap(), (u64::MAX, r));
@@ -644,31 +538,13 @@ mod tests {
 
     #[test]
     fn a_trial_with_nothing_before_it_is_abandoned_and_the_floor_stays() {
-        let c = Record::installed(e(1))
-            .begin_trial(e(2), false)
-            .unwrap()
-            .commit()
-            .unwrap();
-        assert_eq!(
-            c.abandon(Cause::Requested, None),
-            Err(TransitionError::NotOnTrial)
-        );
+        let c = Record::installed(e(1)).begin_trial(e(2), false).unwrap().commit().unwrap();
+        assert_eq!(c.abandon(Cause::Requested, None), Err(TransitionError::NotOnTrial));
         // Recovery: nothing usable, then a repair on trial with no previous.
-        let r = Record {
-            previous: None,
-            ..c.recovering()
-        }
-        .begin_trial(e(3), false)
-        .unwrap();
-        let r = Record {
-            previous: None,
-            ..r
-        };
+        let r = Record { previous: None, ..c.recovering() }.begin_trial(e(3), false).unwrap();
+        let r = Record { previous: None, ..r };
         let (a, rb) = r.abandon(Cause::ContainerFailed, None).unwrap();
-        assert_eq!(
-            (a.current, a.previous, a.phase, a.highest),
-            (None, None, Phase::Committed, Some(2))
-        );
+        assert_eq!((a.current, a.previous, a.phase, a.highest), (None, None, Phase::Committed, Some(2)));
         assert_eq!((rb.from, rb.to, a.history.last()), (3, 0, Some(&rb)));
         assert_eq!(a.at_boot().1, BootChoice::None);
         let t = Record::installed(e(1)).begin_trial(e(2), false).unwrap();
@@ -678,16 +554,9 @@ mod tests {
 
     #[test]
     fn fall_back_takes_the_other_kept_release() {
-        let c = Record::installed(e(1))
-            .begin_trial(e(2), false)
-            .unwrap()
-            .commit()
-            .unwrap();
+        let c = Record::installed(e(1)).begin_trial(e(2), false).unwrap().commit().unwrap();
         let (r, to, rb) = c.fall_back(e(2)).unwrap();
-        assert_eq!(
-            (to, rb.cause, r.current, r.highest),
-            (e(1), Cause::ReleaseUnusable, Some(e(1)), Some(2))
-        );
+        assert_eq!((to, rb.cause, r.current, r.highest), (e(1), Cause::ReleaseUnusable, Some(e(1)), Some(2)));
         assert_eq!(r.admitted, Some(e(1).digest));
         assert!(r.fall_back(e(1)).is_none());
     }
@@ -708,10 +577,7 @@ mod tests {
         let mut long = good.to_vec();
         long.push(0);
         assert_eq!(decode_slot(&long), Err(SlotError::Truncated));
-        assert_eq!(
-            decode_slot(&encode_slot(&r, 0).unwrap()),
-            Err(SlotError::BadChecksum)
-        );
+        assert_eq!(decode_slot(&encode_slot(&r, 0).unwrap()), Err(SlotError::BadChecksum));
     }
 
     #[test]

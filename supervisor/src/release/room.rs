@@ -34,10 +34,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            bundles: 4,
-            mib: 512,
-        }
+        Limits { bundles: 4, mib: 512 }
     }
 }
 
@@ -65,11 +62,7 @@ pub enum Full {
     /// As many bundles wait as the board allows.
     Count { waiting: usize, max: u8 },
     /// The bundles waiting and this one are more bytes than the board allows.
-    Bytes {
-        waiting: u64,
-        incoming: u64,
-        max: u64,
-    },
+    Bytes { waiting: u64, incoming: u64, max: u64 },
     /// It would leave less than [`RESERVE`] free.
     Space { need: u64, free: u64 },
 }
@@ -78,13 +71,12 @@ impl core::fmt::Display for Full {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Full::Count { waiting, max } => {
-                write!(f, "inbox full: {waiting} bundles are waiting and the board allows {max} (they are taken one at a time, none while a release is on trial)")
+                write!(
+                    f,
+                    "inbox full: {waiting} bundles are waiting and the board allows {max} (they are taken one at a time, none while a release is on trial)"
+                )
             }
-            Full::Bytes {
-                waiting,
-                incoming,
-                max,
-            } => {
+            Full::Bytes { waiting, incoming, max } => {
                 write!(f, "inbox full: {waiting} bytes are waiting, this bundle adds {incoming} and the board allows {max}")
             }
             Full::Space { need, free } => {
@@ -106,18 +98,11 @@ pub fn fits(need: u64, free: u64) -> Result<(), Full> {
 /// bundles have the sizes `waiting`.
 pub fn admit(waiting: &[u64], incoming: u64, free: u64, limits: &Limits) -> Result<(), Full> {
     if waiting.len() >= usize::from(limits.bundles) {
-        return Err(Full::Count {
-            waiting: waiting.len(),
-            max: limits.bundles,
-        });
+        return Err(Full::Count { waiting: waiting.len(), max: limits.bundles });
     }
     let bytes = waiting.iter().fold(0u64, |n, s| n.saturating_add(*s));
     if bytes.saturating_add(incoming) > limits.bytes() {
-        return Err(Full::Bytes {
-            waiting: bytes,
-            incoming,
-            max: limits.bytes(),
-        });
+        return Err(Full::Bytes { waiting: bytes, incoming, max: limits.bytes() });
     }
     fits(incoming, free)
 }
@@ -131,27 +116,9 @@ mod tests {
     #[test]
     fn the_reserve_is_kept() {
         assert_eq!(fits(10 * MIB, 18 * MIB), Ok(()));
-        assert_eq!(
-            fits(10 * MIB + 1, 18 * MIB),
-            Err(Full::Space {
-                need: 10 * MIB + 1,
-                free: 18 * MIB
-            })
-        );
-        assert_eq!(
-            fits(0, RESERVE - 1),
-            Err(Full::Space {
-                need: 0,
-                free: RESERVE - 1
-            })
-        );
-        assert_eq!(
-            fits(u64::MAX, u64::MAX),
-            Err(Full::Space {
-                need: u64::MAX,
-                free: u64::MAX
-            })
-        );
+        assert_eq!(fits(10 * MIB + 1, 18 * MIB), Err(Full::Space { need: 10 * MIB + 1, free: 18 * MIB }));
+        assert_eq!(fits(0, RESERVE - 1), Err(Full::Space { need: 0, free: RESERVE - 1 }));
+        assert_eq!(fits(u64::MAX, u64::MAX), Err(Full::Space { need: u64::MAX, free: u64::MAX }));
     }
 
     #[test]
@@ -160,69 +127,25 @@ mod tests {
         let free = 100 * MIB;
         assert_eq!(admit(&[], MIB, free, &l), Ok(()));
         assert_eq!(admit(&[MIB], 2 * MIB, free, &l), Ok(()));
-        assert_eq!(
-            admit(&[MIB, MIB], 1, free, &l),
-            Err(Full::Count { waiting: 2, max: 2 })
-        );
-        assert_eq!(
-            admit(&[MIB], 2 * MIB + 1, free, &l),
-            Err(Full::Bytes {
-                waiting: MIB,
-                incoming: 2 * MIB + 1,
-                max: 3 * MIB
-            })
-        );
-        assert_eq!(
-            admit(&[], MIB, RESERVE, &l),
-            Err(Full::Space {
-                need: MIB,
-                free: RESERVE
-            })
-        );
-        assert_eq!(
-            admit(&[u64::MAX], u64::MAX, u64::MAX, &l),
-            Err(Full::Bytes {
-                waiting: u64::MAX,
-                incoming: u64::MAX,
-                max: 3 * MIB
-            })
-        );
+        assert_eq!(admit(&[MIB, MIB], 1, free, &l), Err(Full::Count { waiting: 2, max: 2 }));
+        assert_eq!(admit(&[MIB], 2 * MIB + 1, free, &l), Err(Full::Bytes { waiting: MIB, incoming: 2 * MIB + 1, max: 3 * MIB }));
+        assert_eq!(admit(&[], MIB, RESERVE, &l), Err(Full::Space { need: MIB, free: RESERVE }));
+        assert_eq!(admit(&[u64::MAX], u64::MAX, u64::MAX, &l), Err(Full::Bytes { waiting: u64::MAX, incoming: u64::MAX, max: 3 * MIB }));
     }
 
     #[test]
     fn reasons_name_the_numbers() {
         let c = Full::Count { waiting: 4, max: 4 }.to_string();
-        assert!(
-            c.starts_with("inbox full: 4 bundles are waiting and the board allows 4"),
-            "{c}"
-        );
+        assert!(c.starts_with("inbox full: 4 bundles are waiting and the board allows 4"), "{c}");
         let s = Full::Space { need: 5, free: 7 }.to_string();
-        assert!(
-            s.contains(&format!("{RESERVE} stay reserved")) && s.contains("7 are free"),
-            "{s}"
-        );
+        assert!(s.contains(&format!("{RESERVE} stay reserved")) && s.contains("7 are free"), "{s}");
     }
 
     #[test]
     fn limits_are_checked() {
         assert_eq!(Limits::default().validate(), Ok(()));
-        assert_eq!(
-            Limits { bundles: 0, mib: 1 }.validate(),
-            Err(("inbox.bundles", "must be between 1 and 32"))
-        );
-        assert_eq!(
-            Limits { bundles: 1, mib: 0 }.validate(),
-            Err(("inbox.mib", "must be between 1 and 4096"))
-        );
-        assert_eq!(
-            Limits {
-                bundles: 33,
-                mib: 1
-            }
-            .validate()
-            .unwrap_err()
-            .0,
-            "inbox.bundles"
-        );
+        assert_eq!(Limits { bundles: 0, mib: 1 }.validate(), Err(("inbox.bundles", "must be between 1 and 32")));
+        assert_eq!(Limits { bundles: 1, mib: 0 }.validate(), Err(("inbox.mib", "must be between 1 and 4096")));
+        assert_eq!(Limits { bundles: 33, mib: 1 }.validate().unwrap_err().0, "inbox.bundles");
     }
 }

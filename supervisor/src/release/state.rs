@@ -74,12 +74,7 @@ pub fn load(dir: &Path, name: &str) -> io::Result<Option<u64>> {
     };
     let mut buf = std::vec::Vec::with_capacity(LEN + 1);
     f.take(LEN as u64 + 1).read_to_end(&mut buf)?;
-    decode(&buf).map(Some).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{name} is corrupt (bad length or checksum)"),
-        )
-    })
+    decode(&buf).map(Some).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{name} is corrupt (bad length or checksum)")))
 }
 
 #[cfg(test)]
@@ -102,11 +97,7 @@ mod tests {
             let mut bad = good.clone();
             bad[i / 8] ^= 1 << (i % 8);
             std::fs::write(dir.join(FILE), &bad).unwrap();
-            assert_eq!(
-                load_highest(&dir).unwrap_err().kind(),
-                io::ErrorKind::InvalidData,
-                "bit {i}"
-            );
+            assert_eq!(load_highest(&dir).unwrap_err().kind(), io::ErrorKind::InvalidData, "bit {i}");
         }
         for n in 0..good.len() {
             std::fs::write(dir.join(FILE), &good[..n]).unwrap();

@@ -107,10 +107,7 @@ fn sha256(bytes: &[u8]) -> Digest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
     /// A record slot was present but unusable; the other one was used.
-    SlotBad {
-        slot: &'static str,
-        error: SlotError,
-    },
+    SlotBad { slot: &'static str, error: SlotError },
     /// An interrupted staging was removed.
     StagingRemoved,
     /// A single-file release was moved into the store.
@@ -119,11 +116,7 @@ pub enum Note {
     /// release objects, with this floor.
     Rebuilt { releases: usize, floor: Option<u64> },
     /// A verified release object below the floor, not kept by a rebuild.
-    BelowFloor {
-        version: u64,
-        digest: Digest,
-        floor: u64,
-    },
+    BelowFloor { version: u64, digest: Digest, floor: u64 },
     /// The floor witness cannot be read (the record's floor stands).
     FloorUnreadable(io::ErrorKind),
 }
@@ -131,49 +124,25 @@ pub enum Note {
 impl fmt::Display for Note {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Note::SlotBad { slot, error } => write!(
-                f,
-                "record slot {slot} is unusable ({error}); using the other copy"
-            ),
+            Note::SlotBad { slot, error } => write!(f, "record slot {slot} is unusable ({error}); using the other copy"),
             Note::StagingRemoved => write!(f, "removed an interrupted staging"),
             Note::Migrated { version } => {
                 write!(f, "moved the single-file release {version} into the store")
             }
-            Note::Rebuilt {
-                releases,
-                floor: Some(floor),
-            } => {
+            Note::Rebuilt { releases, floor: Some(floor) } => {
                 write!(f, "no record copy was usable; rebuilt it from {releases} verified release objects, anti-rollback floor {floor}")
             }
-            Note::Rebuilt {
-                releases,
-                floor: None,
-            } => write!(
-                f,
-                "no record copy was usable; rebuilt it from {releases} verified release objects"
-            ),
-            Note::BelowFloor {
-                version,
-                digest,
-                floor,
-            } => {
+            Note::Rebuilt { releases, floor: None } => write!(f, "no record copy was usable; rebuilt it from {releases} verified release objects"),
+            Note::BelowFloor { version, digest, floor } => {
                 write!(f, "release {version} ({digest}) is below the anti-rollback floor {floor}; refused")
             }
-            Note::FloorUnreadable(k) => write!(
-                f,
-                "the floor witness {} is unreadable ({k}); using the record's floor",
-                state::FLOOR
-            ),
+            Note::FloorUnreadable(k) => write!(f, "the floor witness {} is unreadable ({k}); using the record's floor", state::FLOOR),
         }
     }
 }
 
 fn io_err<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |error| StoreError::Io {
-        step,
-        path: path.to_path_buf(),
-        error,
-    }
+    move |error| StoreError::Io { step, path: path.to_path_buf(), error }
 }
 
 /// A verified release taken into the store (not yet running).
@@ -232,9 +201,7 @@ pub struct Store<I: Io = SysIo> {
 
 fn read_bounded(path: &Path, max: usize) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
-    std::fs::File::open(path)?
-        .take(max as u64 + 1)
-        .read_to_end(&mut buf)?;
+    std::fs::File::open(path)?.take(max as u64 + 1).read_to_end(&mut buf)?;
     Ok(buf)
 }
 
@@ -260,26 +227,19 @@ impl<I: Io> Store<I> {
         }
         let staging = dir.join(STAGING);
         if staging.exists() {
-            io.remove_dir_all(&staging)
-                .map_err(io_err("remove", &staging))?;
+            io.remove_dir_all(&staging).map_err(io_err("remove", &staging))?;
             io.sync_dir(dir).map_err(io_err("fsync", dir))?;
             notes.push(Note::StagingRemoved);
         }
-        let slots =
-            record::SLOTS.map(
-                |name| match read_bounded(&dir.join(name), record::SLOT_MAX) {
-                    Ok(b) => record::decode_slot(&b),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SlotError::Missing),
-                    Err(_) => Err(SlotError::Truncated),
-                },
-            );
+        let slots = record::SLOTS.map(|name| match read_bounded(&dir.join(name), record::SLOT_MAX) {
+            Ok(b) => record::decode_slot(&b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SlotError::Missing),
+            Err(_) => Err(SlotError::Truncated),
+        });
         for (name, s) in record::SLOTS.iter().zip(&slots) {
             if let Err(error) = s {
                 if *error != SlotError::Missing {
-                    notes.push(Note::SlotBad {
-                        slot: name,
-                        error: *error,
-                    });
+                    notes.push(Note::SlotBad { slot: name, error: *error });
                 }
             }
         }
@@ -290,15 +250,7 @@ impl<I: Io> Store<I> {
                 None
             }
         };
-        let mut store = Store {
-            dir: dir.to_path_buf(),
-            io,
-            record: Record::default(),
-            generation: 0,
-            next_slot: 0,
-            witness,
-            unread: false,
-        };
+        let mut store = Store { dir: dir.to_path_buf(), io, record: Record::default(), generation: 0, next_slot: 0, witness, unread: false };
         if let Some((i, generation, mut rec)) = record::newest([&slots[0], &slots[1]]) {
             // The record lost a raise the witness saw: the higher one stands.
             if let Some(w) = witness {
@@ -349,12 +301,8 @@ impl<I: Io> Store<I> {
         }
         let generation = self.generation.saturating_add(1);
         let bytes = record::encode_slot(&rec, generation).ok_or(StoreError::Encode)?;
-        let name = record::SLOTS
-            .get(self.next_slot)
-            .copied()
-            .unwrap_or(record::SLOTS[0]);
-        replace(&mut self.io, &self.dir, name, &bytes)
-            .map_err(io_err("write", &self.dir.join(name)))?;
+        let name = record::SLOTS.get(self.next_slot).copied().unwrap_or(record::SLOTS[0]);
+        replace(&mut self.io, &self.dir, name, &bytes).map_err(io_err("write", &self.dir.join(name)))?;
         self.record = rec;
         self.generation = generation;
         self.next_slot = 1 - self.next_slot.min(1);
@@ -367,8 +315,7 @@ impl<I: Io> Store<I> {
 
     /// Read a kept release's object and check it against its name.
     fn object(&self, entry: &Entry) -> Result<Vec<u8>, ObjectError> {
-        let bytes = read_bounded(&self.release_path(&entry.digest), OBJECT_MAX)
-            .map_err(|e| ObjectError::Read(e.kind()))?;
+        let bytes = read_bounded(&self.release_path(&entry.digest), OBJECT_MAX).map_err(|e| ObjectError::Read(e.kind()))?;
         if sha256(&bytes) != entry.digest {
             return Err(ObjectError::Corrupt);
         }
@@ -377,32 +324,15 @@ impl<I: Io> Store<I> {
 
     /// Verify a kept release for booting: object, signature, board, its
     /// images present, and (with `rec`) admitted under that record's floor.
-    fn usable(
-        &self,
-        entry: &Entry,
-        keys: &TrustedKeys,
-        board: &str,
-        rec: Option<&Record>,
-    ) -> Result<Verified, ObjectError> {
+    fn usable(&self, entry: &Entry, keys: &TrustedKeys, board: &str, rec: Option<&Record>) -> Result<Verified, ObjectError> {
         let bytes = self.object(entry)?;
         let v = decode_release(&bytes, keys, board, None).map_err(ObjectError::Rejected)?;
         if let (Some(rec), Some(floor)) = (rec, rec.and_then(|r| r.highest)) {
-            if !rec.admits(&Entry {
-                digest: entry.digest,
-                version: v.release.version,
-            }) {
-                return Err(ObjectError::Rejected(ReleaseError::Rollback {
-                    release: v.release.version,
-                    stored: floor,
-                }));
+            if !rec.admits(&Entry { digest: entry.digest, version: v.release.version }) {
+                return Err(ObjectError::Rejected(ReleaseError::Rollback { release: v.release.version, stored: floor }));
             }
         }
-        if let Some(img) = v
-            .release
-            .images
-            .iter()
-            .find(|i| !self.has_image(&i.sha256, i.size))
-        {
+        if let Some(img) = v.release.images.iter().find(|i| !self.has_image(&i.sha256, i.size)) {
             return Err(ObjectError::Image(img.sha256));
         }
         Ok(v)
@@ -411,10 +341,7 @@ impl<I: Io> Store<I> {
     /// The current release, verified as at boot (after a rollback, to load
     /// the release rolled back to).
     pub fn verify_current(&self, keys: &TrustedKeys, board: &str) -> Result<Verified, ObjectError> {
-        let entry = self
-            .record
-            .current
-            .ok_or(ObjectError::Read(io::ErrorKind::NotFound))?;
+        let entry = self.record.current.ok_or(ObjectError::Read(io::ErrorKind::NotFound))?;
         self.usable(&entry, keys, board, Some(&self.record))
     }
 
@@ -422,11 +349,7 @@ impl<I: Io> Store<I> {
     /// kept release if it is unusable), and record the boot. Call once per
     /// boot, before anything starts.
     pub fn boot(&mut self, keys: &TrustedKeys, board: &str) -> Result<Booted, BootError> {
-        let notes = if self.unread {
-            self.rebuild(keys, board)
-        } else {
-            Vec::new()
-        };
+        let notes = if self.unread { self.rebuild(keys, board) } else { Vec::new() };
         let (mut rec, choice) = self.record.at_boot();
         let mut rollbacks = Vec::new();
         let (mut entry, trial) = match choice {
@@ -455,38 +378,19 @@ impl<I: Io> Store<I> {
             }
         };
         let trial = trial && rollbacks.is_empty();
-        let raised = rec.phase == Phase::Committed
-            && rec.highest.is_none_or(|f| verified.release.version > f);
+        let raised = rec.phase == Phase::Committed && rec.highest.is_none_or(|f| verified.release.version > f);
         if raised {
             rec.highest = rec.raised_to(verified.release.version);
         }
         let floor = rec.highest;
-        let unrecorded = self
-            .write_record(rec)
-            .and_then(|()| self.write_witness())
-            .err()
-            .map(|e| e.to_string());
-        Ok(Booted {
-            entry,
-            verified,
-            trial,
-            raised,
-            rollbacks,
-            unrecorded,
-            floor,
-            notes,
-        })
+        let unrecorded = self.write_record(rec).and_then(|()| self.write_witness()).err().map(|e| e.to_string());
+        Ok(Booted { entry, verified, trial, raised, rollbacks, unrecorded, floor, notes })
     }
 
     /// Verify an update bundle and take its release and new images into
     /// the store. Nothing that runs changes; on error, what was written is
     /// removed again.
-    pub fn stage(
-        &mut self,
-        bundle: &mut impl Read,
-        keys: &TrustedKeys,
-        board: &str,
-    ) -> Result<Staged, StageError> {
+    pub fn stage(&mut self, bundle: &mut impl Read, keys: &TrustedKeys, board: &str) -> Result<Staged, StageError> {
         if self.unread {
             return Err(StageError::Store(StoreError::Unread));
         }
@@ -495,49 +399,25 @@ impl<I: Io> Store<I> {
         }
         let header = bundle::read_header(bundle)?;
         let new = |e: &&bundle::TableEntry| !self.has_image(&e.sha256, e.size);
-        let need = header
-            .images
-            .iter()
-            .filter(new)
-            .fold(header.release.len() as u64, |n, e| n.saturating_add(e.size));
-        let free = self
-            .io
-            .free_bytes(&self.dir)
-            .map_err(io_err("statvfs", &self.dir))?;
+        let need = header.images.iter().filter(new).fold(header.release.len() as u64, |n, e| n.saturating_add(e.size));
+        let free = self.io.free_bytes(&self.dir).map_err(io_err("statvfs", &self.dir))?;
         if crate::release::room::fits(need, free).is_err() {
             return Err(StageError::NoSpace { need, free });
         }
-        let verified = bundle::check_release(
-            &header.release,
-            keys,
-            Some(board),
-            floor::installed(&self.record),
-        )?;
+        let verified = bundle::check_release(&header.release, keys, Some(board), floor::installed(&self.record))?;
         floor::check_marker(&self.record, &verified.release)?;
         bundle::check_table(&header, &verified.release)?;
-        let missing = verified.release.images.iter().find(|i| {
-            !header.images.iter().any(|e| e.sha256 == i.sha256)
-                && !self.has_image(&i.sha256, i.size)
-        });
+        let missing = verified.release.images.iter().find(|i| !header.images.iter().any(|e| e.sha256 == i.sha256) && !self.has_image(&i.sha256, i.size));
         if let Some(img) = missing {
             return Err(StageError::MissingImage(img.sha256));
         }
         let staging = self.dir.join(STAGING);
         let staged = self.stage_images(bundle, &header, &verified, &staging);
-        let installed = staged.and_then(|added| {
-            self.install(&header, &staging, &added)
-                .map(|()| added.len())
-        });
+        let installed = staged.and_then(|added| self.install(&header, &staging, &added).map(|()| added.len()));
         match installed {
-            Ok(images_added) => Ok(Staged {
-                entry: Entry {
-                    digest: sha256(&header.release),
-                    version: verified.release.version,
-                },
-                verified,
-                images_added,
-                bytes: need,
-            }),
+            Ok(images_added) => {
+                Ok(Staged { entry: Entry { digest: sha256(&header.release), version: verified.release.version }, verified, images_added, bytes: need })
+            }
             Err(e) => {
                 if staging.exists() {
                     let _ = self.io.remove_dir_all(&staging);
@@ -550,27 +430,16 @@ impl<I: Io> Store<I> {
 
     /// Copy the images the store lacks into `staging/`, checking each one;
     /// skip over the others. Returns the digests staged.
-    fn stage_images(
-        &mut self,
-        bundle: &mut impl Read,
-        header: &Header,
-        v: &Verified,
-        staging: &Path,
-    ) -> Result<Vec<Digest>, StageError> {
+    fn stage_images(&mut self, bundle: &mut impl Read, header: &Header, v: &Verified, staging: &Path) -> Result<Vec<Digest>, StageError> {
         if staging.exists() {
-            self.io
-                .remove_dir_all(staging)
-                .map_err(io_err("remove", staging))?;
+            self.io.remove_dir_all(staging).map_err(io_err("remove", staging))?;
         }
-        self.io
-            .create_dir(staging)
-            .map_err(io_err("mkdir", staging))?;
+        self.io.create_dir(staging).map_err(io_err("mkdir", staging))?;
         let mut buf = vec![0u8; bundle::CHUNK];
         let mut added = Vec::new();
         for e in &header.images {
             if self.has_image(&e.sha256, e.size) {
-                bundle::copy_image(bundle, &mut io::sink(), e, &mut buf)
-                    .map_err(|c| copy_error(c, staging))?;
+                bundle::copy_image(bundle, &mut io::sink(), e, &mut buf).map_err(|c| copy_error(c, staging))?;
                 continue;
             }
             let path = staging.join(image_name(&e.sha256));
@@ -578,10 +447,7 @@ impl<I: Io> Store<I> {
             bundle::copy_image(bundle, &mut f, e, &mut buf).map_err(|c| copy_error(c, &path))?;
             self.io.sync(&mut f).map_err(io_err("fsync", &path))?;
             drop(f);
-            let img = v
-                .release
-                .image(&e.sha256)
-                .ok_or(BundleError::ImageNotInRelease(e.sha256))?;
+            let img = v.release.image(&e.sha256).ok_or(BundleError::ImageNotInRelease(e.sha256))?;
             let file = std::fs::File::open(&path).map_err(io_err("open", &path))?;
             bundle::check_image(&file, 0, img)?;
             added.push(e.sha256);
@@ -591,32 +457,18 @@ impl<I: Io> Store<I> {
     }
 
     /// Move staged images into place, then write the release object.
-    fn install(
-        &mut self,
-        header: &Header,
-        staging: &Path,
-        added: &[Digest],
-    ) -> Result<(), StageError> {
+    fn install(&mut self, header: &Header, staging: &Path, added: &[Digest]) -> Result<(), StageError> {
         let images = self.dir.join(IMAGES);
         for d in added {
             let (from, to) = (staging.join(image_name(d)), images.join(image_name(d)));
-            self.io
-                .rename(&from, &to)
-                .map_err(io_err("rename", &from))?;
+            self.io.rename(&from, &to).map_err(io_err("rename", &from))?;
         }
-        self.io
-            .sync_dir(&images)
-            .map_err(io_err("fsync", &images))?;
+        self.io.sync_dir(&images).map_err(io_err("fsync", &images))?;
         let releases = self.dir.join(RELEASES);
         let name = release_name(&sha256(&header.release));
-        replace(&mut self.io, &releases, &name, &header.release)
-            .map_err(io_err("write", &releases.join(&name)))?;
-        self.io
-            .remove_dir_all(staging)
-            .map_err(io_err("remove", staging))?;
-        self.io
-            .sync_dir(&self.dir)
-            .map_err(io_err("fsync", &self.dir))?;
+        replace(&mut self.io, &releases, &name, &header.release).map_err(io_err("write", &releases.join(&name)))?;
+        self.io.remove_dir_all(staging).map_err(io_err("remove", staging))?;
+        self.io.sync_dir(&self.dir).map_err(io_err("fsync", &self.dir))?;
         Ok(())
     }
 
@@ -624,29 +476,16 @@ impl<I: Io> Store<I> {
     /// as [`Store::stage`] would have returned it: its object read back
     /// (small) and checked against its name, verified (signature, board,
     /// contents) and its images present with their sizes. No image is read.
-    pub fn staged(
-        &self,
-        entry: Entry,
-        keys: &TrustedKeys,
-        board: &str,
-        images_added: usize,
-        bytes: u64,
-    ) -> Result<Staged, ObjectError> {
+    pub fn staged(&self, entry: Entry, keys: &TrustedKeys, board: &str, images_added: usize, bytes: u64) -> Result<Staged, ObjectError> {
         let verified = self.usable(&entry, keys, board, None)?;
         if verified.release.version != entry.version {
             return Err(ObjectError::Corrupt);
         }
         // What the stager checked, checked again against this record.
         let installed = floor::installed(&self.record);
-        bundle::check_release(&self.object(&entry)?, keys, Some(board), installed)
-            .map_err(ObjectError::Refused)?;
+        bundle::check_release(&self.object(&entry)?, keys, Some(board), installed).map_err(ObjectError::Refused)?;
         floor::check_marker(&self.record, &verified.release).map_err(ObjectError::Refused)?;
-        Ok(Staged {
-            entry,
-            verified,
-            images_added,
-            bytes,
-        })
+        Ok(Staged { entry, verified, images_added, bytes })
     }
 
     /// Put a staged release on trial: it becomes current, the running one
@@ -665,9 +504,7 @@ impl<I: Io> Store<I> {
         for img in staged.verified.release.images.iter() {
             if !self.has_image(&img.sha256, img.size) {
                 let path = self.image_path(&img.sha256);
-                return Err(io_err("stat", &path)(io::Error::from(
-                    io::ErrorKind::NotFound,
-                )));
+                return Err(io_err("stat", &path)(io::Error::from(io::ErrorKind::NotFound)));
             }
         }
         self.write_record(rec)
@@ -687,15 +524,9 @@ impl<I: Io> Store<I> {
     /// With no previous one (a repair from the recovery state) the trial is
     /// abandoned: nothing is current (`to` is 0) and the device is back in
     /// the recovery state.
-    pub fn rollback(
-        &mut self,
-        cause: Cause,
-        container: Option<Name>,
-    ) -> Result<Rollback, StoreError> {
+    pub fn rollback(&mut self, cause: Cause, container: Option<Name>) -> Result<Rollback, StoreError> {
         let (rec, rollback) = match self.record.rollback(cause, container.clone()) {
-            Err(record::TransitionError::NothingToRollBackTo) => {
-                self.record.abandon(cause, container)?
-            }
+            Err(record::TransitionError::NothingToRollBackTo) => self.record.abandon(cause, container)?,
             other => other?,
         };
         self.write_record(rec)?;
@@ -723,23 +554,14 @@ impl<I: Io> Store<I> {
         let mut keep_images: Vec<Digest> = Vec::new();
         let kept: Vec<Entry> = self.record.kept().collect();
         for e in &kept {
-            let bytes = self.object(e).map_err(|error| StoreError::Kept {
-                digest: e.digest,
-                error,
-            })?;
-            let r = super::peek(&bytes).map_err(|r| StoreError::Kept {
-                digest: e.digest,
-                error: ObjectError::Rejected(r),
-            })?;
+            let bytes = self.object(e).map_err(|error| StoreError::Kept { digest: e.digest, error })?;
+            let r = super::peek(&bytes).map_err(|r| StoreError::Kept { digest: e.digest, error: ObjectError::Rejected(r) })?;
             keep_images.extend(r.images.iter().map(|i| i.sha256));
         }
         let keep_releases: Vec<String> = kept.iter().map(|e| release_name(&e.digest)).collect();
         let keep_images: Vec<String> = keep_images.iter().map(image_name).collect();
         let mut out = Collected::default();
-        for (sub, keep, count) in [
-            (RELEASES, &keep_releases, &mut out.releases),
-            (IMAGES, &keep_images, &mut out.images),
-        ] {
+        for (sub, keep, count) in [(RELEASES, &keep_releases, &mut out.releases), (IMAGES, &keep_images, &mut out.images)] {
             let dir = self.dir.join(sub);
             let entries = std::fs::read_dir(&dir).map_err(io_err("list", &dir))?;
             let mut removed = 0;
@@ -749,9 +571,7 @@ impl<I: Io> Store<I> {
                     continue;
                 }
                 let path = e.path();
-                self.io
-                    .remove_file(&path)
-                    .map_err(io_err("remove", &path))?;
+                self.io.remove_file(&path).map_err(io_err("remove", &path))?;
                 removed += 1;
             }
             if removed > 0 {
@@ -766,11 +586,7 @@ impl<I: Io> Store<I> {
 fn copy_error(c: CopyError, path: &Path) -> StageError {
     match c {
         CopyError::Bundle(b) => StageError::Bundle(b),
-        CopyError::Write(error) => StageError::Store(StoreError::Io {
-            step: "write",
-            path: path.to_path_buf(),
-            error,
-        }),
+        CopyError::Write(error) => StageError::Store(StoreError::Io { step: "write", path: path.to_path_buf(), error }),
     }
 }
 

@@ -9,12 +9,7 @@ const BOARD: &str = "qemu-aarch64-virt";
 /// Unoptimised test code keeps many manifests (9 KiB each) in its frames;
 /// run the tests on a generous stack.
 fn big_stack(f: fn()) {
-    std::thread::Builder::new()
-        .stack_size(256 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap();
+    std::thread::Builder::new().stack_size(256 << 20).spawn(f).unwrap().join().unwrap();
 }
 
 fn key(n: u8) -> SigningKey {
@@ -29,12 +24,7 @@ fn trusted() -> TrustedKeys {
 }
 
 fn image(digest: Digest, n: u8) -> Image {
-    Image {
-        sha256: digest,
-        size: 4096 * (n as u64 + 1),
-        verity_root: [n; 32],
-        verity_salt: [n ^ 0x5a; 32],
-    }
+    Image { sha256: digest, size: 4096 * (n as u64 + 1), verity_root: [n; 32], verity_salt: [n ^ 0x5a; 32] }
 }
 
 /// The example manifests as a release.
@@ -89,12 +79,7 @@ fn round_trip_toml_to_signed_to_decoded_body() {
     assert_eq!(bytes.get(..4), Some(&MAGIC[..]));
     // Decoded through the second trusted key too.
     let bytes = sign(&r, &key(2)).unwrap();
-    assert_eq!(
-        decode_release(&bytes, &trusted(), BOARD, None)
-            .unwrap()
-            .release,
-        r
-    );
+    assert_eq!(decode_release(&bytes, &trusted(), BOARD, None).unwrap().release, r);
 }
 
 #[test]
@@ -119,10 +104,7 @@ fn every_single_bit_flip_is_rejected_body() {
                     for bit in range {
                         let (i, m) = (bit / 8, 1u8 << (bit % 8));
                         flipped[i] ^= m;
-                        assert!(
-                            decode_release(&flipped, &keys, "b", None).is_err(),
-                            "bit {bit} flipped still decodes"
-                        );
+                        assert!(decode_release(&flipped, &keys, "b", None).is_err(), "bit {bit} flipped still decodes");
                         flipped[i] ^= m;
                     }
                 })
@@ -145,10 +127,7 @@ fn truncation_at_every_length_is_rejected_body() {
     let keys = trusted();
     for n in 0..bytes.len() {
         let e = decode_release(&bytes[..n], &keys, "b", None).unwrap_err();
-        assert!(
-            matches!(e, ReleaseError::Truncated { .. } | ReleaseError::BadMagic),
-            "{n}: {e}"
-        );
+        assert!(matches!(e, ReleaseError::Truncated { .. } | ReleaseError::BadMagic), "{n}: {e}");
         if n >= HEADER_LEN {
             assert!(matches!(e, ReleaseError::Truncated { .. }), "{n}: {e}");
         }
@@ -191,12 +170,7 @@ fn each_rejection_has_its_own_variant_and_text_body() {
     // Signed by a key the device does not have: its id is unknown.
     let stranger = sign(&r, &key(9)).unwrap();
     let e = decode_release(&stranger, &keys, BOARD, None).unwrap_err();
-    assert_eq!(
-        e,
-        ReleaseError::UnknownKey {
-            id: key_id(&key(9).verifying_key())
-        }
-    );
+    assert_eq!(e, ReleaseError::UnknownKey { id: key_id(&key(9).verifying_key()) });
     errors.push(e);
 
     // Signed by an untrusted key that names a trusted key's id.
@@ -211,63 +185,27 @@ fn each_rejection_has_its_own_variant_and_text_body() {
     errors.push(e);
 
     // Signed garbage.
-    errors.push(
-        decode_release(
-            &sign_payload(&[0xff; 3], &key(1)).unwrap(),
-            &keys,
-            BOARD,
-            None,
-        )
-        .unwrap_err(),
-    );
+    errors.push(decode_release(&sign_payload(&[0xff; 3], &key(1)).unwrap(), &keys, BOARD, None).unwrap_err());
     let mut extra = payload.clone();
     extra.push(0);
-    errors.push(
-        decode_release(&sign_payload(&extra, &key(1)).unwrap(), &keys, BOARD, None).unwrap_err(),
-    );
+    errors.push(decode_release(&sign_payload(&extra, &key(1)).unwrap(), &keys, BOARD, None).unwrap_err());
 
     // Signed but invalid: a manifest error, and a release-level one.
     let mut bad = r.clone();
     bad.containers[0].entry.argv[0] = "sensord".try_into().unwrap();
-    let e = decode_release(
-        &sign_payload(&bad.encode_payload().unwrap(), &key(1)).unwrap(),
-        &keys,
-        BOARD,
-        None,
-    )
-    .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "invalid release: manifest sensor: field entry.argv[0]: must be an absolute path"
-    );
+    let e = decode_release(&sign_payload(&bad.encode_payload().unwrap(), &key(1)).unwrap(), &keys, BOARD, None).unwrap_err();
+    assert_eq!(e.to_string(), "invalid release: manifest sensor: field entry.argv[0]: must be an absolute path");
     errors.push(e);
     let mut bad = r.clone();
     bad.images[0].size = 0;
-    errors.push(
-        decode_release(
-            &sign_payload(&bad.encode_payload().unwrap(), &key(1)).unwrap(),
-            &keys,
-            BOARD,
-            None,
-        )
-        .unwrap_err(),
-    );
+    errors.push(decode_release(&sign_payload(&bad.encode_payload().unwrap(), &key(1)).unwrap(), &keys, BOARD, None).unwrap_err());
 
     let e = decode_release(&good, &keys, "other-board", None).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "release is for board qemu-aarch64-virt, this device is other-board"
-    );
+    assert_eq!(e.to_string(), "release is for board qemu-aarch64-virt, this device is other-board");
     errors.push(e);
 
     let e = decode_release(&good, &keys, BOARD, Some(6)).unwrap_err();
-    assert_eq!(
-        e,
-        ReleaseError::Rollback {
-            release: 5,
-            stored: 6
-        }
-    );
+    assert_eq!(e, ReleaseError::Rollback { release: 5, stored: 6 });
     errors.push(e);
 
     let mut kinds: std::vec::Vec<_> = errors.iter().map(variant).collect();
@@ -290,26 +228,12 @@ fn anti_rollback_and_the_downgrade_marker_body() {
     let mut r = sample();
     assert!(check_version(&r, None).is_ok());
     assert!(check_version(&r, Some(4)).is_ok());
-    assert!(
-        check_version(&r, Some(5)).is_ok(),
-        "the running release is met again at boot"
-    );
-    assert_eq!(
-        check_version(&r, Some(9)),
-        Err(ReleaseError::Rollback {
-            release: 5,
-            stored: 9
-        })
-    );
+    assert!(check_version(&r, Some(5)).is_ok(), "the running release is met again at boot");
+    assert_eq!(check_version(&r, Some(9)), Err(ReleaseError::Rollback { release: 5, stored: 9 }));
 
     r.downgrade = Some(Downgrade { floor: 9 });
     let bytes = sign(&r, &key(1)).unwrap();
-    assert_eq!(
-        decode_release(&bytes, &trusted(), BOARD, Some(9))
-            .unwrap()
-            .release,
-        r
-    );
+    assert_eq!(decode_release(&bytes, &trusted(), BOARD, Some(9)).unwrap().release, r);
     // One floor, not a range: any other floor is still a rollback.
     for stored in [6, 7, 8, 10, u64::MAX] {
         let e = decode_release(&bytes, &trusted(), BOARD, Some(stored)).unwrap_err();
@@ -318,49 +242,30 @@ fn anti_rollback_and_the_downgrade_marker_body() {
     // A marker that does not point above the release is invalid.
     for floor in [0, 4, 5] {
         r.downgrade = Some(Downgrade { floor });
-        assert!(
-            matches!(sign(&r, &key(1)), Err(ReleaseError::BadField { field, .. }) if field == "downgrade.floor")
-        );
+        assert!(matches!(sign(&r, &key(1)), Err(ReleaseError::BadField { field, .. }) if field == "downgrade.floor"));
     }
 }
 
 #[test]
 fn the_trial_deadline_lies_above_the_window_and_below_its_maximum() {
     let mut r = sample();
-    assert_eq!(
-        r.trial_deadline_s,
-        COMMIT_WINDOW_S + TRIAL_START_ALLOWANCE_S
-    );
+    assert_eq!(r.trial_deadline_s, COMMIT_WINDOW_S + TRIAL_START_ALLOWANCE_S);
     assert_eq!(trial_deadline_default(86_400), 87_000);
     assert_eq!(trial_deadline_default(u32::MAX), TRIAL_DEADLINE_MAX_S);
-    for (window, deadline, ok) in [
-        (120, 121, true),
-        (120, 120, false),
-        (120, 0, false),
-        (5, TRIAL_DEADLINE_MAX_S, true),
-        (5, TRIAL_DEADLINE_MAX_S + 1, false),
-    ] {
+    for (window, deadline, ok) in [(120, 121, true), (120, 120, false), (120, 0, false), (5, TRIAL_DEADLINE_MAX_S, true), (5, TRIAL_DEADLINE_MAX_S + 1, false)]
+    {
         r.commit_window_s = window;
         r.trial_deadline_s = deadline;
         match r.validate() {
             Ok(()) => assert!(ok, "{window} {deadline}"),
-            Err(ReleaseError::BadField { field, .. }) => assert!(
-                !ok && field == "trial_deadline_s",
-                "{window} {deadline} {field}"
-            ),
+            Err(ReleaseError::BadField { field, .. }) => assert!(!ok && field == "trial_deadline_s", "{window} {deadline} {field}"),
             Err(e) => panic!("{e}"),
         }
     }
     // Signed and decoded, it comes back as it was.
     r.trial_deadline_s = 77;
     let bytes = sign(&r, &key(1)).unwrap();
-    assert_eq!(
-        decode_release(&bytes, &trusted(), BOARD, None)
-            .unwrap()
-            .release
-            .trial_deadline_s,
-        77
-    );
+    assert_eq!(decode_release(&bytes, &trusted(), BOARD, None).unwrap().release.trial_deadline_s, 77);
 }
 
 #[test]
@@ -382,13 +287,7 @@ fn state_file_drives_anti_rollback_body() {
     };
     accept(&v5).unwrap();
     accept(&v6).unwrap();
-    assert!(matches!(
-        accept(&v5),
-        Err(ReleaseError::Rollback {
-            release: 5,
-            stored: 6
-        })
-    ));
+    assert!(matches!(accept(&v5), Err(ReleaseError::Rollback { release: 5, stored: 6 })));
     accept(&v6).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -524,12 +423,7 @@ fn base() -> WRelease {
 }
 
 fn with_images(mut w: WRelease) -> WRelease {
-    w.images = w
-        .containers
-        .iter()
-        .enumerate()
-        .map(|(n, c)| image(c.image, n as u8))
-        .collect();
+    w.images = w.containers.iter().enumerate().map(|(n, c)| image(c.image, n as u8)).collect();
     w.images.dedup_by_key(|i| i.sha256);
     w
 }
@@ -562,63 +456,21 @@ fn limits_at_decode_and_past_are_refused_by_the_decoder_body() {
     // Containers per release (each with its own image: images at the limit too).
     let mk = |n: usize| {
         let mut w = base();
-        w.containers = (0..n)
-            .map(|i| base_container(&format!("c{i}"), i as u32))
-            .collect();
+        w.containers = (0..n).map(|i| base_container(&format!("c{i}"), i as u32)).collect();
         with_images(w)
     };
-    limit(
-        "containers",
-        mk(CONTAINERS_MAX),
-        mk(CONTAINERS_MAX + 1),
-        decodes,
-    );
+    limit("containers", mk(CONTAINERS_MAX), mk(CONTAINERS_MAX + 1), decodes);
 
     // Per-entry and per-manifest lists and strings.
     type Edit = fn(&mut WManifest, usize);
     let cases: &[(&str, usize, Edit, Check)] = &[
-        (
-            "argv",
-            mf::ARGS_MAX,
-            |m, n| m.entry.argv.resize(n, "x".into()),
-            decodes,
-        ),
-        (
-            "argv[0] length",
-            mf::ARG_MAX,
-            |m, n| m.entry.argv[0] = format!("/{}", "a".repeat(n - 1)),
-            decodes,
-        ),
-        (
-            "env",
-            mf::ENV_MAX,
-            |m, n| m.entry.env = (0..n).map(|i| format!("K{i}=v")).collect(),
-            decodes,
-        ),
-        (
-            "env length",
-            mf::ARG_MAX,
-            |m, n| m.entry.env = vec![format!("K={}", "v".repeat(n - 2))],
-            decodes,
-        ),
-        (
-            "workdir length",
-            mf::PATH_MAX,
-            |m, n| m.entry.workdir = format!("/{}", "w".repeat(n - 1)),
-            decodes,
-        ),
-        (
-            "name length",
-            mf::NAME_MAX,
-            |m, n| m.name = "n".repeat(n),
-            decodes,
-        ),
-        (
-            "version length",
-            mf::VERSION_MAX,
-            |m, n| m.version = "1".repeat(n),
-            decodes,
-        ),
+        ("argv", mf::ARGS_MAX, |m, n| m.entry.argv.resize(n, "x".into()), decodes),
+        ("argv[0] length", mf::ARG_MAX, |m, n| m.entry.argv[0] = format!("/{}", "a".repeat(n - 1)), decodes),
+        ("env", mf::ENV_MAX, |m, n| m.entry.env = (0..n).map(|i| format!("K{i}=v")).collect(), decodes),
+        ("env length", mf::ARG_MAX, |m, n| m.entry.env = vec![format!("K={}", "v".repeat(n - 2))], decodes),
+        ("workdir length", mf::PATH_MAX, |m, n| m.entry.workdir = format!("/{}", "w".repeat(n - 1)), decodes),
+        ("name length", mf::NAME_MAX, |m, n| m.name = "n".repeat(n), decodes),
+        ("version length", mf::VERSION_MAX, |m, n| m.version = "1".repeat(n), decodes),
         (
             "mounts",
             mf::MOUNTS_MAX,
@@ -640,46 +492,21 @@ fn limits_at_decode_and_past_are_refused_by_the_decoder_body() {
             "capabilities",
             mf::CAPS_MAX,
             |m, n| {
-                m.capabilities = [
-                    "CAP_CHOWN",
-                    "CAP_KILL",
-                    "CAP_SETGID",
-                    "CAP_SETUID",
-                    "CAP_FOWNER",
-                    "CAP_LEASE",
-                    "CAP_MKNOD",
-                    "CAP_SYS_NICE",
-                    "CAP_WAKE_ALARM",
-                ]
-                .iter()
-                .take(n)
-                .map(|c| c.to_string())
-                .collect()
+                m.capabilities = ["CAP_CHOWN", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_FOWNER", "CAP_LEASE", "CAP_MKNOD", "CAP_SYS_NICE", "CAP_WAKE_ALARM"]
+                    .iter()
+                    .take(n)
+                    .map(|c| c.to_string())
+                    .collect()
             },
             decodes,
         ),
-        (
-            "seccomp_allow",
-            mf::SYSCALLS_MAX,
-            |m, n| m.seccomp_allow = (0..n).map(|i| format!("s{i}")).collect(),
-            decodes,
-        ),
-        (
-            "syscall length",
-            mf::SYSCALL_NAME_MAX,
-            |m, n| m.seccomp_allow = vec!["s".repeat(n)],
-            decodes,
-        ),
+        ("seccomp_allow", mf::SYSCALLS_MAX, |m, n| m.seccomp_allow = (0..n).map(|i| format!("s{i}")).collect(), decodes),
+        ("syscall length", mf::SYSCALL_NAME_MAX, |m, n| m.seccomp_allow = vec!["s".repeat(n)], decodes),
         (
             "devices",
             mf::DEVICES_MAX,
             |m, n| {
-                m.devices = (0..n)
-                    .map(|i| mf::DeviceGrant {
-                        node: format!("d{i}").as_str().try_into().unwrap(),
-                        access: "rwm".try_into().unwrap(),
-                    })
-                    .collect()
+                m.devices = (0..n).map(|i| mf::DeviceGrant { node: format!("d{i}").as_str().try_into().unwrap(), access: "rwm".try_into().unwrap() }).collect()
             },
             decodes,
         ),
@@ -696,9 +523,7 @@ fn limits_at_decode_and_past_are_refused_by_the_decoder_body() {
     // Dependencies: one container after AFTER_MAX others.
     let mk = |n: usize| {
         let mut w = base();
-        w.containers = (0..=n)
-            .map(|i| base_container(&format!("c{i}"), i as u32))
-            .collect();
+        w.containers = (0..=n).map(|i| base_container(&format!("c{i}"), i as u32)).collect();
         w.containers[0].after = (1..=n).map(|i| format!("c{i}")).collect();
         with_images(w)
     };
@@ -710,12 +535,7 @@ fn limits_at_decode_and_past_are_refused_by_the_decoder_body() {
         w.board = "b".repeat(n);
         w
     };
-    limit(
-        "board length",
-        mk(crate::board::NAME_MAX),
-        mk(crate::board::NAME_MAX + 1),
-        decodes,
-    );
+    limit("board length", mk(crate::board::NAME_MAX), mk(crate::board::NAME_MAX + 1), decodes);
 
     // The object size: a payload that fills OBJECT_MAX exactly is opened, one
     // byte more is refused before anything else.
@@ -725,12 +545,7 @@ fn limits_at_decode_and_past_are_refused_by_the_decoder_body() {
     assert!(open(&bytes, &trusted()).is_ok());
     let mut over = bytes.clone();
     over.push(0);
-    assert_eq!(
-        open(&over, &trusted()),
-        Err(ReleaseError::TooLarge {
-            len: OBJECT_MAX + 1
-        })
-    );
+    assert_eq!(open(&over, &trusted()), Err(ReleaseError::TooLarge { len: OBJECT_MAX + 1 }));
     assert!(sign_payload(&[0; OBJECT_MAX], &key(1)).is_err());
 }
 
@@ -743,13 +558,9 @@ fn largest_release_fits_the_object_limit_body() {
     // OBJECT_MAX, not the sum of the per-field limits, bounds a release: a
     // full release of busy containers still fits and decodes.
     let mut w = base();
-    w.containers = (0..CONTAINERS_MAX)
-        .map(|i| base_container(&format!("c{i}"), i as u32))
-        .collect();
+    w.containers = (0..CONTAINERS_MAX).map(|i| base_container(&format!("c{i}"), i as u32)).collect();
     for c in &mut w.containers {
-        c.entry.argv = (0..mf::ARGS_MAX)
-            .map(|i| format!("/{}{i:02}", "a".repeat(40)))
-            .collect();
+        c.entry.argv = (0..mf::ARGS_MAX).map(|i| format!("/{}{i:02}", "a".repeat(40))).collect();
     }
     let w = with_images(w);
     let payload = postcard::to_allocvec(&w).unwrap();
@@ -841,11 +652,7 @@ fn fuzz_corpus_body() {
         .iter()
         .filter_map(|(rel, bytes)| match std::fs::read(root.join(rel)) {
             Ok(on_disk) if on_disk == *bytes => None,
-            Ok(on_disk) => Some(format!(
-                "{rel}: {} bytes committed, {} made now",
-                on_disk.len(),
-                bytes.len()
-            )),
+            Ok(on_disk) => Some(format!("{rel}: {} bytes committed, {} made now", on_disk.len(), bytes.len())),
             Err(e) => Some(format!("{rel}: {e}")),
         })
         .collect();
@@ -865,20 +672,10 @@ fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
     downgrade.downgrade = Some(Downgrade { floor: 6 });
     let mut no_deps = small();
     no_deps.board = BOARD.try_into().unwrap();
-    let releases = [
-        ("sample", sample()),
-        ("small", no_deps),
-        ("downgrade", downgrade),
-    ];
+    let releases = [("sample", sample()), ("small", no_deps), ("downgrade", downgrade)];
     for (name, r) in &releases {
-        out.push((
-            format!("decode_release/valid-{name}"),
-            sign(r, &fuzz_key).unwrap(),
-        ));
-        out.push((
-            format!("decode_payload/valid-{name}"),
-            r.encode_payload().unwrap(),
-        ));
+        out.push((format!("decode_release/valid-{name}"), sign(r, &fuzz_key).unwrap()));
+        out.push((format!("decode_payload/valid-{name}"), r.encode_payload().unwrap()));
     }
     let mut rng = XorShift(42);
     let good = sign(&sample(), &fuzz_key).unwrap();
@@ -891,10 +688,7 @@ fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
         ("magic-only", MAGIC.to_vec()),
         ("bad-signature", bad_sig),
         ("truncated", good[..good.len() / 2].to_vec()),
-        (
-            "signed-random",
-            sign_payload(&rng.bytes(64), &fuzz_key).unwrap(),
-        ),
+        ("signed-random", sign_payload(&rng.bytes(64), &fuzz_key).unwrap()),
     ];
     for (name, bytes) in garbage {
         out.push((format!("decode_release/garbage-{name}"), bytes));

@@ -35,8 +35,7 @@ pub const AF_MAX: u32 = 46;
 pub const DEFAULT_FAMILIES: [u32; 4] = [AF_UNIX, AF_INET, AF_INET6, AF_NETLINK];
 
 /// Every `CLONE_NEW*` flag `clone` accepts (NS, CGROUP, UTS, IPC, USER, PID, NET).
-pub const CLONE_NEW_MASK: u32 =
-    0x0002_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000;
+pub const CLONE_NEW_MASK: u32 = 0x0002_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000;
 
 /// The `personality` values allowed (Docker's list).
 pub const PERSONALITIES: [u32; 5] = [0, 0x0008, 0x2_0000, 0x2_0008, 0xffff_ffff];
@@ -46,12 +45,7 @@ pub const PERSONALITIES: [u32; 5] = [0, 0x0008, 0x2_0000, 0x2_0008, 0xffff_ffff]
 /// screen dumps), `TIOCCONS` (redirect the console), `TIOCSETD` (swap the
 /// line discipline: kernel code paths no container needs). The same numbers
 /// on all three ABIs (the generic `ioctls.h`).
-pub const TTY_IOCTLS: [(&str, u32); 4] = [
-    ("TIOCSTI", 0x5412),
-    ("TIOCLINUX", 0x541C),
-    ("TIOCCONS", 0x541D),
-    ("TIOCSETD", 0x5423),
-];
+pub const TTY_IOCTLS: [(&str, u32); 4] = [("TIOCSTI", 0x5412), ("TIOCLINUX", 0x541C), ("TIOCCONS", 0x541D), ("TIOCSETD", 0x5423)];
 
 /// `AT_EMPTY_PATH`: `execveat` runs the file the descriptor is open on.
 pub const AT_EMPTY_PATH: u32 = 0x1000;
@@ -89,11 +83,7 @@ pub const FAMILIES: &[(&str, u32, Grant)] = &[
     ("atmpvc", 8, Grant::ByName),
     ("x25", 9, Grant::ByName),
     ("rose", 11, Grant::ByName),
-    (
-        "key",
-        15,
-        Grant::Never("manages the kernel's IPsec keys, which are shared with the host"),
-    ),
+    ("key", 15, Grant::Never("manages the kernel's IPsec keys, which are shared with the host")),
     ("atmsvc", 20, Grant::ByName),
     ("rds", 21, Grant::ByName),
     ("pppox", 24, Grant::ByName),
@@ -108,17 +98,9 @@ pub const FAMILIES: &[(&str, u32, Grant)] = &[
     ("phonet", 35, Grant::ByName),
     ("ieee802154", 36, Grant::ByName),
     ("caif", 37, Grant::ByName),
-    (
-        "alg",
-        AF_ALG,
-        Grant::Never("exposes the kernel's crypto code, a long source of kernel bugs"),
-    ),
+    ("alg", AF_ALG, Grant::Never("exposes the kernel's crypto code, a long source of kernel bugs")),
     ("nfc", 39, Grant::ByName),
-    (
-        "vsock",
-        AF_VSOCK,
-        Grant::Never("reaches the hypervisor or host outside the device's network"),
-    ),
+    ("vsock", AF_VSOCK, Grant::Never("reaches the hypervisor or host outside the device's network")),
     ("kcm", 41, Grant::ByName),
     ("qipcrtr", 42, Grant::ByName),
     ("smc", 43, Grant::ByName),
@@ -131,10 +113,7 @@ pub const FAMILY_NAME_MAX: usize = 12;
 
 /// A family by name: its number and how it may be had.
 pub fn family(name: &str) -> Option<(u32, Grant)> {
-    FAMILIES
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, nr, g)| (*nr, *g))
+    FAMILIES.iter().find(|(n, _, _)| *n == name).map(|(_, nr, g)| (*nr, *g))
 }
 
 /// Why `name` may not be listed in `socket_families`, if it may not.
@@ -149,9 +128,7 @@ pub fn family_refusal(name: &str) -> Option<&'static str> {
 }
 
 /// The families `policy` allows, sorted.
-pub fn allowed_families(
-    policy: &Policy,
-) -> heapless::Vec<u32, { 5 + crate::manifest::FAMILIES_MAX }> {
+pub fn allowed_families(policy: &Policy) -> heapless::Vec<u32, { 5 + crate::manifest::FAMILIES_MAX }> {
     let mut out: heapless::Vec<u32, { 5 + crate::manifest::FAMILIES_MAX }> = heapless::Vec::new();
     for f in DEFAULT_FAMILIES {
         let _ = out.push(f);

@@ -30,12 +30,7 @@ const _: () = assert!(core::mem::size_of::<Insn>() == 8);
 
 impl Insn {
     pub const fn stmt(code: u16, k: u32) -> Insn {
-        Insn {
-            code,
-            jt: 0,
-            jf: 0,
-            k,
-        }
+        Insn { code, jt: 0, jf: 0, k }
     }
 
     pub const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
@@ -51,12 +46,7 @@ impl Insn {
     }
 
     pub fn to_sock_filter(self) -> libc::sock_filter {
-        libc::sock_filter {
-            code: self.code,
-            jt: self.jt,
-            jf: self.jf,
-            k: self.k,
-        }
+        libc::sock_filter { code: self.code, jt: self.jt, jf: self.jf, k: self.k }
     }
 }
 
@@ -227,13 +217,7 @@ impl Asm {
 
     /// `if A <cond> k goto t else goto f`.
     pub fn jump(&mut self, cond: Cond, k: u32, t: Label, f: Label) {
-        self.items.push(Item::Jump {
-            cond,
-            k,
-            t,
-            f,
-            wide: false,
-        });
+        self.items.push(Item::Jump { cond, k, t, f, wide: false });
     }
 
     /// `goto l`.
@@ -248,16 +232,8 @@ impl Asm {
             let mut changed = false;
             let mut pc = 0usize;
             for item in self.items.iter_mut() {
-                if let Item::Jump {
-                    t,
-                    f,
-                    wide: wide @ false,
-                    ..
-                } = item
-                {
-                    let far = |l: &Label| -> Result<bool, AsmError> {
-                        Ok(offset(&at, pc, *l)? > u8::MAX as usize)
-                    };
+                if let Item::Jump { t, f, wide: wide @ false, .. } = item {
+                    let far = |l: &Label| -> Result<bool, AsmError> { Ok(offset(&at, pc, *l)? > u8::MAX as usize) };
                     if far(t)? || far(f)? {
                         *wide = true;
                         changed = true;
@@ -299,27 +275,10 @@ impl Asm {
                 Item::Fixed(i) => out.push(i),
                 Item::Bind(_) => {}
                 Item::Ja(l) => out.push(Insn::stmt(JMP | JA, offset32(at, pc, l)?)),
-                Item::Jump {
-                    cond,
-                    k,
-                    t,
-                    f,
-                    wide: false,
-                } => {
-                    out.push(Insn::jump(
-                        cond.code(),
-                        k,
-                        offset8(at, pc, t)?,
-                        offset8(at, pc, f)?,
-                    ));
+                Item::Jump { cond, k, t, f, wide: false } => {
+                    out.push(Insn::jump(cond.code(), k, offset8(at, pc, t)?, offset8(at, pc, f)?));
                 }
-                Item::Jump {
-                    cond,
-                    k,
-                    t,
-                    f,
-                    wide: true,
-                } => {
+                Item::Jump { cond, k, t, f, wide: true } => {
                     // if cond goto +0 (ja t) else goto +1 (ja f)
                     out.push(Insn::jump(cond.code(), k, 0, 1));
                     out.push(Insn::stmt(JMP | JA, offset32(at, pc + 1, t)?));
@@ -361,15 +320,7 @@ mod tests {
         a.bind(yes);
         a.ret(2);
         let p = a.assemble().unwrap();
-        assert_eq!(
-            p,
-            [
-                Insn::stmt(LD | W | ABS, 0),
-                Insn::jump(JMP | JEQ | K, 7, 1, 0),
-                Insn::stmt(RET | K, 1),
-                Insn::stmt(RET | K, 2),
-            ]
-        );
+        assert_eq!(p, [Insn::stmt(LD | W | ABS, 0), Insn::jump(JMP | JEQ | K, 7, 1, 0), Insn::stmt(RET | K, 1), Insn::stmt(RET | K, 2),]);
     }
 
     #[test]
@@ -404,10 +355,7 @@ mod tests {
         a.bind(far);
         a.ret(super::super::interp::RET_ERRNO | 7);
         let p = a.assemble().unwrap();
-        let run = |nr| {
-            super::super::interp::run(&p, &super::super::interp::SeccompData::new(0, nr, &[]))
-                .unwrap()
-        };
+        let run = |nr| super::super::interp::run(&p, &super::super::interp::SeccompData::new(0, nr, &[])).unwrap();
         assert_eq!(run(4), super::super::interp::Action::Allow);
         assert_eq!(run(5), super::super::interp::Action::Errno(7));
     }

@@ -35,11 +35,7 @@ pub const DATA_LEN: u32 = 64;
 impl SeccompData {
     /// A syscall `nr` of architecture `arch` with the given leading arguments.
     pub fn new(arch: u32, nr: u32, args: &[u64]) -> SeccompData {
-        let mut d = SeccompData {
-            nr: nr as i32,
-            arch,
-            ..SeccompData::default()
-        };
+        let mut d = SeccompData { nr: nr as i32, arch, ..SeccompData::default() };
         for (slot, a) in d.args.iter_mut().zip(args) {
             *slot = *a;
         }
@@ -161,12 +157,7 @@ pub fn validate(p: &[Insn]) -> Result<(), Invalid> {
             c if c & 0x07 == ALU => {
                 let op = c & 0xf0;
                 let src = c & 0x08;
-                if c & !0xf8 != ALU
-                    || !matches!(
-                        op,
-                        ADD | SUB | MUL | DIV | OR | AND | LSH | RSH | NEG | MOD | XOR
-                    )
-                {
+                if c & !0xf8 != ALU || !matches!(op, ADD | SUB | MUL | DIV | OR | AND | LSH | RSH | NEG | MOD | XOR) {
                     return Err(bad(pc, "unknown ALU operation"));
                 }
                 if op == NEG && src == X {
@@ -184,10 +175,7 @@ pub fn validate(p: &[Insn]) -> Result<(), Invalid> {
                     return Err(bad(pc, "jump out of the program"));
                 }
             }
-            c if c & 0x07 == JMP
-                && c & !0xf8 == JMP
-                && matches!(c & 0xf0, JEQ | JGT | JGE | JSET) =>
-            {
+            c if c & 0x07 == JMP && c & !0xf8 == JMP && matches!(c & 0xf0, JEQ | JGT | JGE | JSET) => {
                 if !in_range(u32::from(i.jt)) || !in_range(u32::from(i.jf)) {
                     return Err(bad(pc, "conditional jump out of the program"));
                 }
@@ -258,11 +246,7 @@ pub fn execute(p: &[Insn], data: &SeccompData) -> Result<(Action, usize), Invali
         pc += 1;
         let slot = i.k as usize;
         match i.code {
-            c if c == LD | W | ABS => {
-                a = data
-                    .word(i.k)
-                    .ok_or(bad(pc - 1, "load outside seccomp_data"))?
-            }
+            c if c == LD | W | ABS => a = data.word(i.k).ok_or(bad(pc - 1, "load outside seccomp_data"))?,
             c if c == LD | W | LEN => a = DATA_LEN,
             c if c == LDX | W | LEN => x = DATA_LEN,
             c if c == LD | IMM => a = i.k,
@@ -386,11 +370,7 @@ mod tests {
 
     #[test]
     fn division_by_zero_x_returns_zero() {
-        let p = [
-            Insn::stmt(LD | IMM, 5),
-            Insn::stmt(ALU | DIV | X, 0),
-            ret(RET_ALLOW),
-        ];
+        let p = [Insn::stmt(LD | IMM, 5), Insn::stmt(ALU | DIV | X, 0), ret(RET_ALLOW)];
         assert_eq!(run(&p, &SeccompData::default()), Ok(Action::KillThread));
     }
 
@@ -405,32 +385,16 @@ mod tests {
             (&[Insn::stmt(LD | B | ABS, 0), ret(0)], 0, "opcode"),
             (&[Insn::stmt(LD | W | IND, 0), ret(0)], 0, "opcode"),
             (&[Insn::stmt(LDX | B | MSH, 0), ret(0)], 0, "opcode"),
-            (
-                &[Insn::jump(JMP | JEQ | K, 0, 1, 0), ret(0)],
-                0,
-                "out of the program",
-            ),
-            (
-                &[Insn::jump(JMP | JEQ | K, 0, 0, 1), ret(0)],
-                0,
-                "out of the program",
-            ),
+            (&[Insn::jump(JMP | JEQ | K, 0, 1, 0), ret(0)], 0, "out of the program"),
+            (&[Insn::jump(JMP | JEQ | K, 0, 0, 1), ret(0)], 0, "out of the program"),
             (&[Insn::stmt(JMP | JA, 1), ret(0)], 0, "out of the program"),
-            (
-                &[Insn::stmt(JMP | JA, u32::MAX), ret(0)],
-                0,
-                "out of the program",
-            ),
+            (&[Insn::stmt(JMP | JA, u32::MAX), ret(0)], 0, "out of the program"),
             (&[Insn::stmt(ALU | DIV | K, 0), ret(0)], 0, "zero"),
             (&[Insn::stmt(ALU | MOD | K, 0), ret(0)], 0, "zero"),
             (&[Insn::stmt(ALU | LSH | K, 32), ret(0)], 0, "shift"),
             (&[Insn::stmt(ALU | 0xb0, 0), ret(0)], 0, "ALU"),
             (&[Insn::stmt(ST, 16), ret(0)], 0, "scratch"),
-            (
-                &[Insn::stmt(LD | MEM, 0), ret(0)],
-                0,
-                "before it is written",
-            ),
+            (&[Insn::stmt(LD | MEM, 0), ret(0)], 0, "before it is written"),
             (&[Insn::stmt(0x50, 0), ret(0)], 0, "opcode"),
             (&[Insn::jump(JMP | 0x50, 0, 0, 0), ret(0)], 0, "opcode"),
         ];
@@ -441,12 +405,7 @@ mod tests {
             assert_eq!(run(p, &SeccompData::default()), Err(e));
         }
         // Memory written on only one path is not valid at the join.
-        let p = [
-            Insn::jump(JMP | JEQ | K, 0, 0, 1),
-            Insn::stmt(ST, 0),
-            Insn::stmt(LD | MEM, 0),
-            ret(0),
-        ];
+        let p = [Insn::jump(JMP | JEQ | K, 0, 0, 1), Insn::stmt(ST, 0), Insn::stmt(LD | MEM, 0), ret(0)];
         assert_eq!(validate(&p).unwrap_err().at, 2);
         let long = vec![ret(0); MAX_INSNS + 1];
         assert_eq!(validate(&long).unwrap_err().at, MAX_INSNS + 1);

@@ -112,12 +112,15 @@ use crate::manifest::{Manifest, FAMILIES_MAX, SYSCALLS_MAX, SYSCALL_NAME_MAX};
 pub mod args;
 pub mod bpf;
 pub mod interp;
+// Lists of syscall names laid out by hand, a few per line.
+#[rustfmt::skip]
 pub mod profile;
 pub mod tables;
 
 #[cfg(test)]
 mod pinned;
 #[cfg(test)]
+#[rustfmt::skip]
 mod tests;
 
 use bpf::{Asm, Cond, Insn};
@@ -175,11 +178,7 @@ impl Arch {
     /// The ABI of the running berth, if it is one berth filters (little-endian
     /// only: big-endian ABIs have other `AUDIT_ARCH` values and layouts).
     pub const fn native() -> Option<Arch> {
-        if cfg!(all(
-            target_arch = "x86_64",
-            target_pointer_width = "64",
-            target_endian = "little"
-        )) {
+        if cfg!(all(target_arch = "x86_64", target_pointer_width = "64", target_endian = "little")) {
             Some(Arch::X86_64)
         } else if cfg!(all(target_arch = "aarch64", target_endian = "little")) {
             Some(Arch::Aarch64)
@@ -206,18 +205,12 @@ impl Arch {
 
     /// The number of syscall `name` on this ABI.
     pub fn number(self, name: &str) -> Option<u32> {
-        self.table()
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, nr)| *nr)
+        self.table().iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
     }
 
     /// The name of syscall number `nr` on this ABI.
     pub fn syscall_name(self, nr: u32) -> Option<&'static str> {
-        self.table()
-            .iter()
-            .find(|(_, n)| *n == nr)
-            .map(|(name, _)| *name)
+        self.table().iter().find(|(_, n)| *n == nr).map(|(name, _)| *name)
     }
 }
 
@@ -245,17 +238,11 @@ pub enum SeccompError {
     /// A manifest names a syscall this architecture does not have.
     UnknownSyscall { name: SyscallName, arch: Arch },
     /// A manifest names a syscall that may never be added.
-    NotGrantable {
-        name: SyscallName,
-        reason: &'static str,
-    },
+    NotGrantable { name: SyscallName, reason: &'static str },
     /// More additions than a manifest can hold.
     TooManyAdditions { name: SyscallName },
     /// A socket family that cannot be added by name, and why.
-    Family {
-        name: FamilyName,
-        reason: &'static str,
-    },
+    Family { name: FamilyName, reason: &'static str },
     /// The default profile names a syscall the architecture's table lacks (a
     /// bug in berth, caught by the tests).
     Profile { name: &'static str, arch: Arch },
@@ -264,21 +251,13 @@ pub enum SeccompError {
     /// The kernel would refuse the program.
     Invalid { arch: Arch, error: interp::Invalid },
     /// The program does not do what the policy says.
-    SelfCheck {
-        arch: Arch,
-        case: &'static str,
-        nr: u32,
-        got: Action,
-        want: Action,
-    },
+    SelfCheck { arch: Arch, case: &'static str, nr: u32, got: Action, want: Action },
 }
 
 impl fmt::Display for SeccompError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SeccompError::UnsupportedArch => f.write_str(
-                "no seccomp filter for this architecture (berth filters x86_64, aarch64 and arm)",
-            ),
+            SeccompError::UnsupportedArch => f.write_str("no seccomp filter for this architecture (berth filters x86_64, aarch64 and arm)"),
             SeccompError::UnknownSyscall { name, arch } => {
                 write!(f, "seccomp_allow: `{name}` is not a syscall on {arch}")
             }
@@ -286,31 +265,19 @@ impl fmt::Display for SeccompError {
                 write!(f, "seccomp_allow: `{name}` {reason}")
             }
             SeccompError::TooManyAdditions { name } => {
-                write!(
-                    f,
-                    "seccomp_allow: `{name}` is one more than the {SYSCALLS_MAX} allowed"
-                )
+                write!(f, "seccomp_allow: `{name}` is one more than the {SYSCALLS_MAX} allowed")
             }
             SeccompError::Family { name, reason } => {
                 write!(f, "socket_families: `{name}` {reason}")
             }
-            SeccompError::Profile { name, arch } => write!(
-                f,
-                "default seccomp profile names `{name}`, absent on {arch}"
-            ),
+            SeccompError::Profile { name, arch } => write!(f, "default seccomp profile names `{name}`, absent on {arch}"),
             SeccompError::Assemble { arch, error } => {
                 write!(f, "seccomp filter for {arch}: {error}")
             }
             SeccompError::Invalid { arch, error } => {
                 write!(f, "seccomp filter for {arch} is invalid: {error}")
             }
-            SeccompError::SelfCheck {
-                arch,
-                case,
-                nr,
-                got,
-                want,
-            } => {
+            SeccompError::SelfCheck { arch, case, nr, got, want } => {
                 write!(f, "seccomp filter for {arch} self-check: {case} (nr {nr}) gave {got:?}, expected {want:?}")
             }
         }
@@ -356,19 +323,12 @@ impl Policy {
 
     /// Add a syscall by name (checked against the architecture by [`compile`]).
     pub fn allow(&mut self, name: &str) -> Result<(), SeccompError> {
-        self.extra
-            .push(owned(name))
-            .map_err(|_| SeccompError::TooManyAdditions { name: owned(name) })
+        self.extra.push(owned(name)).map_err(|_| SeccompError::TooManyAdditions { name: owned(name) })
     }
 
     /// Add a socket family by name (checked by [`compile`]).
     pub fn allow_family(&mut self, name: &str) -> Result<(), SeccompError> {
-        self.families
-            .push(owned(name))
-            .map_err(|_| SeccompError::Family {
-                name: owned(name),
-                reason: "is one more than a manifest may list",
-            })
+        self.families.push(owned(name)).map_err(|_| SeccompError::Family { name: owned(name), reason: "is one more than a manifest may list" })
     }
 
     /// Whether `AF_PACKET` sockets are allowed.
@@ -453,10 +413,7 @@ enum Outcome {
 /// Every non-denied syscall number of `arch` under `policy`, sorted.
 fn rules(policy: &Policy, arch: Arch) -> Result<Vec<(u32, Outcome)>, SeccompError> {
     let mut out = Vec::new();
-    let number = |name: &'static str| {
-        arch.number(name)
-            .ok_or(SeccompError::Profile { name, arch })
-    };
+    let number = |name: &'static str| arch.number(name).ok_or(SeccompError::Profile { name, arch });
     for name in profile::allowed_on(arch) {
         out.push((number(name)?, Outcome::Allow));
     }
@@ -465,17 +422,9 @@ fn rules(policy: &Policy, arch: Arch) -> Result<Vec<(u32, Outcome)>, SeccompErro
     }
     for name in &policy.extra {
         if let Some(reason) = profile::not_grantable(name) {
-            return Err(SeccompError::NotGrantable {
-                name: name.clone(),
-                reason,
-            });
+            return Err(SeccompError::NotGrantable { name: name.clone(), reason });
         }
-        let nr = arch
-            .number(name)
-            .ok_or_else(|| SeccompError::UnknownSyscall {
-                name: name.clone(),
-                arch,
-            })?;
+        let nr = arch.number(name).ok_or_else(|| SeccompError::UnknownSyscall { name: name.clone(), arch })?;
         // Granted, but still argument-filtered ([`Policy::memfd`]).
         if profile::SPECIAL.iter().any(|(n, _)| *n == name.as_str()) {
             continue;
@@ -484,10 +433,7 @@ fn rules(policy: &Policy, arch: Arch) -> Result<Vec<(u32, Outcome)>, SeccompErro
     }
     for name in &policy.families {
         if let Some(reason) = args::family_refusal(name) {
-            return Err(SeccompError::Family {
-                name: name.clone(),
-                reason,
-            });
+            return Err(SeccompError::Family { name: name.clone(), reason });
         }
     }
     out.sort_unstable_by_key(|(nr, _)| *nr);
@@ -587,9 +533,7 @@ pub fn compile(policy: &Policy, arch: Arch) -> Result<Program, SeccompError> {
         a.bind(search);
     }
     tree(&mut a, &runs, policy);
-    let insns = a
-        .assemble()
-        .map_err(|error| SeccompError::Assemble { arch, error })?;
+    let insns = a.assemble().map_err(|error| SeccompError::Assemble { arch, error })?;
     interp::validate(&insns).map_err(|error| SeccompError::Invalid { arch, error })?;
     let program = Program { arch, insns };
     self_check(&program, policy, &rules)?;
@@ -603,11 +547,7 @@ pub fn compile_native(policy: &Policy) -> Result<Program, SeccompError> {
 
 /// What the policy says about `nr` with arguments `args`.
 fn expected(rules: &[(u32, Outcome)], policy: &Policy, nr: u32, args: &[u64; 6]) -> Action {
-    match rules
-        .binary_search_by_key(&nr, |r| r.0)
-        .ok()
-        .and_then(|i| rules.get(i))
-    {
+    match rules.binary_search_by_key(&nr, |r| r.0).ok().and_then(|i| rules.get(i)) {
         None | Some((_, Outcome::Deny)) => Action::Errno(EPERM),
         Some((_, Outcome::Allow)) => Action::Allow,
         Some((_, Outcome::Special(s))) => args::expected(*s, policy, args),
@@ -622,74 +562,36 @@ fn self_check(p: &Program, policy: &Policy, rules: &[(u32, Outcome)]) -> Result<
     let check = |case: &'static str, data: SeccompData, want: Action| -> Result<(), SeccompError> {
         let nr = data.nr as u32;
         // `compile` validated the program already.
-        let got = interp::execute(&p.insns, &data)
-            .map_err(|error| SeccompError::Invalid { arch, error })?
-            .0;
+        let got = interp::execute(&p.insns, &data).map_err(|error| SeccompError::Invalid { arch, error })?.0;
         if got == want {
             Ok(())
         } else {
-            Err(SeccompError::SelfCheck {
-                arch,
-                case,
-                nr,
-                got,
-                want,
-            })
+            Err(SeccompError::SelfCheck { arch, case, nr, got, want })
         }
     };
     let audit = arch.audit();
     let zero = [0u64; 6];
     for &(name, nr) in arch.table() {
-        check(
-            name,
-            SeccompData::new(audit, nr, &[]),
-            expected(rules, policy, nr, &zero),
-        )?;
+        check(name, SeccompData::new(audit, nr, &[]), expected(rules, policy, nr, &zero))?;
     }
     // Numbers around every run boundary (off-by-one in the tree).
     for &(nr, _) in rules {
         for n in [nr.wrapping_sub(1), nr, nr.wrapping_add(1)] {
             if arch != Arch::X86_64 || n < X32_SYSCALL_BIT {
-                check(
-                    "boundary",
-                    SeccompData::new(audit, n, &[]),
-                    expected(rules, policy, n, &zero),
-                )?;
+                check("boundary", SeccompData::new(audit, n, &[]), expected(rules, policy, n, &zero))?;
             }
         }
     }
-    let foreign = Arch::ALL
-        .iter()
-        .map(|a| a.audit())
-        .find(|a| *a != audit)
-        .unwrap_or(0);
-    check(
-        "foreign arch",
-        SeccompData::new(foreign, 0, &[]),
-        Action::KillProcess,
-    )?;
+    let foreign = Arch::ALL.iter().map(|a| a.audit()).find(|a| *a != audit).unwrap_or(0);
+    check("foreign arch", SeccompData::new(foreign, 0, &[]), Action::KillProcess)?;
     if arch == Arch::X86_64 {
-        check(
-            "x32",
-            SeccompData::new(audit, X32_SYSCALL_BIT, &[]),
-            Action::KillProcess,
-        )?;
-        check(
-            "nr -1",
-            SeccompData::new(audit, u32::MAX, &[]),
-            Action::Errno(EPERM),
-        )?;
+        check("x32", SeccompData::new(audit, X32_SYSCALL_BIT, &[]), Action::KillProcess)?;
+        check("nr -1", SeccompData::new(audit, u32::MAX, &[]), Action::Errno(EPERM))?;
     }
     for (name, s) in profile::SPECIAL {
-        let nr = arch
-            .number(name)
-            .ok_or(SeccompError::Profile { name, arch })?;
+        let nr = arch.number(name).ok_or(SeccompError::Profile { name, arch })?;
         for a in args::cases(*s) {
-            check(
-                name,
-                SeccompData::new(audit, nr, &a),
-                args::expected(*s, policy, &a),
-            )?;
+            check(name, SeccompData::new(audit, nr, &a), args::expected(*s, policy, &a))?;
         }
     }
     Ok(())

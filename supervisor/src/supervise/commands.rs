@@ -9,9 +9,7 @@ impl Pid1 {
     pub(super) fn command(&mut self, cmd: Command) -> Response {
         // A retired container (removed by an update, still stopping) is no
         // longer the operator's to start, stop or restart.
-        let find = |slots: &[Slot], name: &str| {
-            slots.iter().position(|s| !s.retired && s.spec.name == name)
-        };
+        let find = |slots: &[Slot], name: &str| slots.iter().position(|s| !s.retired && s.spec.name == name);
         match cmd {
             Command::Status => Response::Status(Box::new(self.status())),
             Command::Release => self.release_info(),
@@ -35,40 +33,22 @@ impl Pid1 {
                                     break;
                                 }
                             }
-                            let _ = out.push(crate::control::LogLine {
-                                seq: l.seq,
-                                t_ms: l.t_ms,
-                                text,
-                            });
+                            let _ = out.push(crate::control::LogLine { seq: l.seq, t_ms: l.t_ms, text });
                         }
-                        Response::Logs {
-                            lines: Box::new(out),
-                            next,
-                            dropped,
-                        }
+                        Response::Logs { lines: Box::new(out), next, dropped }
                     }
-                    Some(None) if find(&self.slots, &name).is_some() => Response::Logs {
-                        lines: Box::default(),
-                        next: 0,
-                        dropped: 0,
-                    },
+                    Some(None) if find(&self.slots, &name).is_some() => Response::Logs { lines: Box::default(), next: 0, dropped: 0 },
                     // A service's stream, by the service's name.
                     Some(None) if self.service_index(&name).is_some() => {
                         let stream = crate::logstore::service_stream(&name);
-                        self.command(Command::Logs {
-                            name: stream,
-                            after,
-                            max: max as u16,
-                        })
+                        self.command(Command::Logs { name: stream, after, max: max as u16 })
                     }
                     Some(None) => error(&format!("no logs for {name}")),
                     None => error("the log store is not available"),
                 }
             }
             #[cfg(feature = "test-hooks")]
-            Command::Wedge(seconds) if !(1..=600).contains(&seconds) => {
-                error("wedge takes 1 to 600 seconds")
-            }
+            Command::Wedge(seconds) if !(1..=600).contains(&seconds) => error("wedge takes 1 to 600 seconds"),
             #[cfg(feature = "test-hooks")]
             Command::Wedge(seconds) => {
                 self.wedge(seconds);
@@ -76,9 +56,7 @@ impl Pid1 {
             }
             #[cfg(not(feature = "test-hooks"))]
             Command::Wedge(_) => error("this berth is built without test hooks"),
-            Command::Stop(ref name) | Command::Restart(ref name) | Command::Start(ref name)
-                if find(&self.slots, name).is_none() =>
-            {
+            Command::Stop(ref name) | Command::Restart(ref name) | Command::Start(ref name) if find(&self.slots, name).is_none() => {
                 // Container names come first; then the board's services.
                 match self.service_index(name) {
                     Some(i) => self.service_command(i, &cmd),
@@ -140,15 +118,8 @@ impl Pid1 {
 
     fn release_info(&self) -> Response {
         let mut info = match (&self.release, self.recovering()) {
-            (Some((version, key_id)), _) => crate::control::ReleaseInfo {
-                version: *version,
-                key_id: key_id.clone(),
-                ..Default::default()
-            },
-            (None, Some(why)) => crate::control::ReleaseInfo {
-                recovery: crate::stager::cut(why),
-                ..Default::default()
-            },
+            (Some((version, key_id)), _) => crate::control::ReleaseInfo { version: *version, key_id: key_id.clone(), ..Default::default() },
+            (None, Some(why)) => crate::control::ReleaseInfo { recovery: crate::stager::cut(why), ..Default::default() },
             (None, None) => return error("no release is running"),
         };
         if let Some(u) = &self.updates {
@@ -162,14 +133,7 @@ impl Pid1 {
             }
         }
         info.staging = self.staging_note();
-        for q in self
-            .stage
-            .quarantined
-            .iter()
-            .rev()
-            .take(crate::release::inbox::QUARANTINE_KEEP)
-            .rev()
-        {
+        for q in self.stage.quarantined.iter().rev().take(crate::release::inbox::QUARANTINE_KEEP).rev() {
             let _ = info.quarantined.push(crate::stager::cut(&q.to_string()));
         }
         for u in self.stage.log.all() {
@@ -180,11 +144,7 @@ impl Pid1 {
 
     fn staging_note(&self) -> crate::control::Note {
         let now = crate::log::now();
-        self.stage
-            .current
-            .as_ref()
-            .map(|s| crate::stager::cut(&super::stage::describe(s, now)))
-            .unwrap_or_default()
+        self.stage.current.as_ref().map(|s| crate::stager::cut(&super::stage::describe(s, now))).unwrap_or_default()
     }
 
     fn status(&self) -> crate::control::StatusReply {
@@ -200,11 +160,7 @@ impl Pid1 {
             recent_handler: name(recent.handler),
             recent_pet_late_us: us(recent.pet_late_s),
         };
-        crate::control::StatusReply {
-            entries: self.entries(),
-            stalls,
-            staging: self.staging_note(),
-        }
+        crate::control::StatusReply { entries: self.entries(), stalls, staging: self.staging_note() }
     }
 
     fn entries(&self) -> heapless::Vec<ContainerStatus, { crate::control::STATUS_MAX }> {
@@ -217,21 +173,13 @@ impl Pid1 {
             let mut state = heapless::String::new();
             let _ = state.push_str(super::update::state_name(s));
             let last = last_exit(s.last_exit);
-            let memory = s
-                .pid
-                .and_then(|pid| self.cgroups.iter().find(|(p, _)| *p == pid))
-                .and_then(|(_, cg)| cg.memory_current().ok())
-                .unwrap_or(0);
+            let memory = s.pid.and_then(|pid| self.cgroups.iter().find(|(p, _)| *p == pid)).and_then(|(_, cg)| cg.memory_current().ok()).unwrap_or(0);
             let _ = list.push(ContainerStatus {
                 name: s.spec.name.clone(),
                 kind: kind(super::Kind::Container),
                 state,
                 pid: s.pid.map(|p| p.as_raw()).unwrap_or(0),
-                uptime_ms: if s.pid.is_some() {
-                    ((now - s.started) * 1e3) as u64
-                } else {
-                    0
-                },
+                uptime_ms: if s.pid.is_some() { ((now - s.started) * 1e3) as u64 } else { 0 },
                 restarts: s.restart.restarts,
                 last_exit: last,
                 ready: s.pid.is_some() && s.life.ready,
@@ -248,11 +196,7 @@ impl Pid1 {
                 kind: kind(super::Kind::Service),
                 state: state_name(s.state, s.kill_at.is_some()),
                 pid: s.pid.map(|p| p.as_raw()).unwrap_or(0),
-                uptime_ms: if s.pid.is_some() {
-                    ((now - s.started) * 1e3) as u64
-                } else {
-                    0
-                },
+                uptime_ms: if s.pid.is_some() { ((now - s.started) * 1e3) as u64 } else { 0 },
                 restarts: s.restart.restarts,
                 last_exit: last_exit(s.last_exit),
                 ready: s.pid.is_some(),
@@ -288,12 +232,8 @@ pub(super) fn last_exit(e: Option<crate::restart::Exit>) -> heapless::String<24>
     let mut last = heapless::String::new();
     let _ = match e {
         None => last.push_str("-"),
-        Some(crate::restart::Exit::Code(c)) => {
-            core::fmt::write(&mut last, format_args!("exit {c}")).map_err(|_| ())
-        }
-        Some(crate::restart::Exit::Signal(n)) => {
-            core::fmt::write(&mut last, format_args!("signal {n}")).map_err(|_| ())
-        }
+        Some(crate::restart::Exit::Code(c)) => core::fmt::write(&mut last, format_args!("exit {c}")).map_err(|_| ()),
+        Some(crate::restart::Exit::Signal(n)) => core::fmt::write(&mut last, format_args!("signal {n}")).map_err(|_| ()),
         Some(crate::restart::Exit::Unhealthy) => last.push_str("unhealthy"),
     };
     last

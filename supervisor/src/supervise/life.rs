@@ -159,16 +159,8 @@ impl Life {
 
     /// A check process was started.
     pub fn check_started(&mut self, pid: Pid, p: &Params, now: f64) {
-        let timeout = if self.ready {
-            p.check_timeout
-        } else {
-            p.ready_timeout.min(p.check_timeout)
-        };
-        self.check = Some(CheckRun {
-            pid,
-            kill_at: now + timeout,
-            for_ready: !self.ready,
-        });
+        let timeout = if self.ready { p.check_timeout } else { p.ready_timeout.min(p.check_timeout) };
+        self.check = Some(CheckRun { pid, kill_at: now + timeout, for_ready: !self.ready });
         self.check_due = None;
     }
 
@@ -261,21 +253,11 @@ impl Life {
 
     /// The earliest time [`Life::due`] has something to say.
     pub fn deadline(&self) -> Option<f64> {
-        let mut times = [
-            self.kill_at,
-            self.check.map(|c| c.kill_at),
-            None,
-            None,
-            None,
-        ];
+        let mut times = [self.kill_at, self.check.map(|c| c.kill_at), None, None, None];
         if !self.stopping && !self.unhealthy {
             times[2] = self.ready_by;
             times[3] = self.alive_by;
-            times[4] = if self.check.is_none() {
-                self.check_due
-            } else {
-                None
-            };
+            times[4] = if self.check.is_none() { self.check_due } else { None };
         }
         times.into_iter().flatten().reduce(f64::min)
     }
@@ -286,23 +268,11 @@ mod tests {
     use super::*;
 
     fn params(ready: ReadyBy) -> Params {
-        Params {
-            ready,
-            ready_timeout: 5.0,
-            watchdog: None,
-            check_interval: None,
-            check_timeout: 1.0,
-            retries: 3,
-            grace: 2.0,
-        }
+        Params { ready, ready_timeout: 5.0, watchdog: None, check_interval: None, check_timeout: 1.0, retries: 3, grace: 2.0 }
     }
 
     fn msg(ready: bool, watchdog: bool) -> Message {
-        Message {
-            ready,
-            watchdog,
-            ..Message::default()
-        }
+        Message { ready, watchdog, ..Message::default() }
     }
 
     #[test]
@@ -318,10 +288,7 @@ mod tests {
         let (mut l, ready) = Life::start(&p, 10.0);
         assert!(!ready);
         assert_eq!(l.deadline(), Some(15.0));
-        assert!(
-            !l.notified(&p, &msg(false, true), 11.0),
-            "a keep-alive is not readiness"
-        );
+        assert!(!l.notified(&p, &msg(false, true), 11.0), "a keep-alive is not readiness");
         assert!(l.notified(&p, &msg(true, false), 12.0));
         assert!(!l.notified(&p, &msg(true, false), 12.5), "ready once");
         assert_eq!(l.due(20.0), Due::default());
@@ -344,10 +311,7 @@ mod tests {
 
     #[test]
     fn watchdog_keepalives_hold_off_the_deadline() {
-        let p = Params {
-            watchdog: Some(1.0),
-            ..params(ReadyBy::Notify)
-        };
+        let p = Params { watchdog: Some(1.0), ..params(ReadyBy::Notify) };
         let (mut l, _) = Life::start(&p, 0.0);
         assert!(l.notified(&p, &msg(true, false), 0.5));
         assert_eq!(l.deadline(), Some(1.5));
@@ -365,30 +329,18 @@ mod tests {
         assert!(d.run_check);
         l.check_started(Pid::from_raw(50), &p, 0.0);
         assert!(!l.due(0.1).run_check, "one check at a time");
-        assert_eq!(
-            l.check_ended(Pid::from_raw(50), 1, &p, 0.2),
-            CheckResult::Failed { fails: 0 }
-        );
+        assert_eq!(l.check_ended(Pid::from_raw(50), 1, &p, 0.2), CheckResult::Failed { fails: 0 });
         assert_eq!(l.deadline(), Some(0.2 + READY_POLL));
         assert!(l.due(0.7).run_check);
         l.check_started(Pid::from_raw(51), &p, 0.7);
-        assert_eq!(
-            l.check_ended(Pid::from_raw(99), 0, &p, 0.8),
-            CheckResult::Stale
-        );
-        assert_eq!(
-            l.check_ended(Pid::from_raw(51), 0, &p, 0.8),
-            CheckResult::Ready
-        );
+        assert_eq!(l.check_ended(Pid::from_raw(99), 0, &p, 0.8), CheckResult::Stale);
+        assert_eq!(l.check_ended(Pid::from_raw(51), 0, &p, 0.8), CheckResult::Ready);
         assert!(l.ready);
     }
 
     #[test]
     fn health_command_failures_in_a_row_make_it_unhealthy() {
-        let p = Params {
-            check_interval: Some(10.0),
-            ..params(ReadyBy::Start)
-        };
+        let p = Params { check_interval: Some(10.0), ..params(ReadyBy::Start) };
         let (mut l, _) = Life::start(&p, 0.0);
         let mut now = 0.0;
         let mut results = Vec::new();
@@ -414,10 +366,7 @@ mod tests {
 
     #[test]
     fn a_hung_check_is_killed_at_its_timeout() {
-        let p = Params {
-            check_interval: Some(10.0),
-            ..params(ReadyBy::Start)
-        };
+        let p = Params { check_interval: Some(10.0), ..params(ReadyBy::Start) };
         let (mut l, _) = Life::start(&p, 0.0);
         assert!(l.due(10.0).run_check);
         l.check_started(Pid::from_raw(7), &p, 10.0);
@@ -427,18 +376,11 @@ mod tests {
 
     #[test]
     fn stopping_arms_the_kill_and_silences_health() {
-        let p = Params {
-            watchdog: Some(1.0),
-            ..params(ReadyBy::Start)
-        };
+        let p = Params { watchdog: Some(1.0), ..params(ReadyBy::Start) };
         let (mut l, _) = Life::start(&p, 0.0);
         l.stop(&p, 0.5);
         l.stop(&p, 1.0);
-        assert_eq!(
-            l.deadline(),
-            Some(2.5),
-            "a second stop does not extend the grace"
-        );
+        assert_eq!(l.deadline(), Some(2.5), "a second stop does not extend the grace");
         let d = l.due(3.0);
         assert!(d.kill);
         assert_eq!(d.unhealthy, None);

@@ -89,15 +89,7 @@ pub fn action_for(sig: Signal) -> SignalAction {
 /// Signals read through the signalfd; the synchronous fault signals stay unblocked.
 fn handled_signals() -> SigSet {
     let mut set = SigSet::all();
-    for s in [
-        Signal::SIGSEGV,
-        Signal::SIGBUS,
-        Signal::SIGILL,
-        Signal::SIGFPE,
-        Signal::SIGTRAP,
-        Signal::SIGSYS,
-        Signal::SIGABRT,
-    ] {
+    for s in [Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGTRAP, Signal::SIGSYS, Signal::SIGABRT] {
         set.remove(s);
     }
     set
@@ -374,10 +366,7 @@ impl Pid1 {
             let _ = n.push(c);
         }
         if self.known.push(Known { pid, name: n }).is_err() {
-            Event::warn("watch")
-                .kv("pid", pid)
-                .kv("result", "full")
-                .emit();
+            Event::warn("watch").kv("pid", pid).kv("result", "full").emit();
         }
     }
 
@@ -389,12 +378,7 @@ impl Pid1 {
 
     /// Read a container's output pipe and log each line as `container.log`,
     /// at most `rate` lines.
-    pub fn watch_output(
-        &mut self,
-        fd: std::os::fd::OwnedFd,
-        name: &str,
-        rate: crate::manifest::LogRate,
-    ) {
+    pub fn watch_output(&mut self, fd: std::os::fd::OwnedFd, name: &str, rate: crate::manifest::LogRate) {
         self.watch_output_as(fd, name, Kind::Container, rate);
     }
 
@@ -433,11 +417,7 @@ impl Pid1 {
     /// When the pet timer fires next (it runs on a fixed interval).
     fn next_pet(&self, now: f64) -> f64 {
         let left = match self.pet_timer.as_ref().map(TimerFd::get) {
-            Some(Ok(Some(
-                Expiration::Interval(left)
-                | Expiration::IntervalDelayed(left, _)
-                | Expiration::OneShot(left),
-            ))) => Duration::from(left).as_secs_f64(),
+            Some(Ok(Some(Expiration::Interval(left) | Expiration::IntervalDelayed(left, _) | Expiration::OneShot(left)))) => Duration::from(left).as_secs_f64(),
             _ => return f64::INFINITY,
         };
         now + left
@@ -447,17 +427,12 @@ impl Pid1 {
     fn report_stall(&self, st: stall::Stall) {
         let threshold_ms = (self.stalls.threshold_s() * 1e3) as u64;
         match st {
-            stall::Stall::Handler { kind, s } => Event::warn("loop.stall")
-                .kv("what", "handler")
-                .kv("kind", kind.name())
-                .kv("ms", (s * 1e3) as u64)
-                .kv("threshold_ms", threshold_ms)
-                .emit(),
-            stall::Stall::Pet { late_s } => Event::warn("loop.stall")
-                .kv("what", "watchdog-pet")
-                .kv("ms", (late_s * 1e3) as u64)
-                .kv("threshold_ms", threshold_ms)
-                .emit(),
+            stall::Stall::Handler { kind, s } => {
+                Event::warn("loop.stall").kv("what", "handler").kv("kind", kind.name()).kv("ms", (s * 1e3) as u64).kv("threshold_ms", threshold_ms).emit()
+            }
+            stall::Stall::Pet { late_s } => {
+                Event::warn("loop.stall").kv("what", "watchdog-pet").kv("ms", (late_s * 1e3) as u64).kv("threshold_ms", threshold_ms).emit()
+            }
         }
     }
 
@@ -466,10 +441,7 @@ impl Pid1 {
     /// reaps, nor answers). Root only, through the control socket.
     #[cfg(feature = "test-hooks")]
     pub(super) fn wedge(&mut self, seconds: u16) {
-        Event::warn("debug.wedge")
-            .kv("seconds", seconds)
-            .kv("watchdog", self.watchdog.is_some() as u8)
-            .emit();
+        Event::warn("debug.wedge").kv("seconds", seconds).kv("watchdog", self.watchdog.is_some() as u8).emit();
         std::thread::sleep(Duration::from_secs(seconds.into()));
         Event::warn("debug.unwedged").emit();
     }
@@ -507,10 +479,7 @@ impl Pid1 {
             if let Some(sock) = &slot.spec.notify {
                 let mut ev = EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_NOTIFY + j as u64);
                 if let Err(e) = epoll.modify(sock, &mut ev) {
-                    Event::error("notify.watch")
-                        .kv("name", &slot.spec.name)
-                        .result(&Err::<(), _>(errno_text(e)))
-                        .emit();
+                    Event::error("notify.watch").kv("name", &slot.spec.name).result(&Err::<(), _>(errno_text(e))).emit();
                 }
             }
         }
@@ -520,15 +489,9 @@ impl Pid1 {
         let Some(epoll) = &self.epoll else { return };
         for (i, slot) in self.slots.iter().enumerate() {
             if let Some(sock) = &slot.spec.notify {
-                let r = epoll.add(
-                    sock,
-                    EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_NOTIFY + i as u64),
-                );
+                let r = epoll.add(sock, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_NOTIFY + i as u64));
                 if let Err(e) = r.or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) }) {
-                    Event::error("notify.watch")
-                        .kv("name", &slot.spec.name)
-                        .result(&Err::<(), _>(errno_text(e)))
-                        .emit();
+                    Event::error("notify.watch").kv("name", &slot.spec.name).result(&Err::<(), _>(errno_text(e))).emit();
                 }
             }
         }
@@ -540,9 +503,7 @@ impl Pid1 {
             return Ok(());
         };
         for dep in &slot.spec.after {
-            let ready = self.slots.iter().any(|o| {
-                &o.spec.name == dep && o.pid.is_some() && o.life.ready && !o.life.stopping
-            });
+            let ready = self.slots.iter().any(|o| &o.spec.name == dep && o.pid.is_some() && o.life.ready && !o.life.stopping);
             // A dependency that is not in the release (left out because its
             // preparation failed) can never be ready: wait for it forever,
             // said once.
@@ -610,10 +571,7 @@ impl Pid1 {
                     slot.dep_wait = true;
                     if !slot.told_waiting {
                         slot.told_waiting = true;
-                        Event::info("container.waiting")
-                            .kv("name", &slot.spec.name)
-                            .kv("for", &dep)
-                            .emit();
+                        Event::info("container.waiting").kv("name", &slot.spec.name).kv("for", &dep).emit();
                     }
                 }
                 continue;
@@ -631,11 +589,7 @@ impl Pid1 {
             return;
         };
         let after_ms = ((crate::log::now() - slot.started) * 1e3) as u64;
-        Event::info("container.ready")
-            .kv("name", &slot.spec.name)
-            .kv("by", by)
-            .kv("after_ms", after_ms)
-            .emit();
+        Event::info("container.ready").kv("name", &slot.spec.name).kv("by", by).kv("after_ms", after_ms).emit();
         self.tick();
     }
 
@@ -647,10 +601,7 @@ impl Pid1 {
         };
         slot.life.unhealthy = true;
         let name = slot.spec.name.clone();
-        Event::warn("container.unhealthy")
-            .kv("name", &name)
-            .kv("reason", reason.name())
-            .emit();
+        Event::warn("container.unhealthy").kv("name", &name).kv("reason", reason.name()).emit();
         self.stop_container(i, "health");
         let _ = self.roll_back(update::cause_of(reason), Some(&name));
     }
@@ -688,20 +639,11 @@ impl Pid1 {
             return;
         };
         let Some(pid) = slot.pid else { return };
-        let r = match self
-            .cgroups
-            .iter()
-            .find(|(p, _)| *p == pid)
-            .and_then(|(_, cg)| cg.path())
-        {
+        let r = match self.cgroups.iter().find(|(p, _)| *p == pid).and_then(|(_, cg)| cg.path()) {
             Some(dir) => crate::cgroup::act::kill_once(dir).map_err(|e| e.to_string()),
             None => kill(pid, Signal::SIGKILL).map_err(|e| errno_text(e).to_string()),
         };
-        Event::warn("container.kill")
-            .kv("name", &slot.spec.name)
-            .kv("reason", "stop grace over")
-            .result(&r)
-            .emit();
+        Event::warn("container.kill").kv("name", &slot.spec.name).kv("reason", "stop grace over").result(&r).emit();
     }
 
     /// Start container `i`'s readiness or health command.
@@ -711,36 +653,20 @@ impl Pid1 {
             return;
         };
         let Some(pid) = slot.pid else { return };
-        let cmd = match (
-            &slot.spec.ready,
-            slot.spec.health.as_ref().map(|h| &h.check),
-        ) {
+        let cmd = match (&slot.spec.ready, slot.spec.health.as_ref().map(|h| &h.check)) {
             (Ready::Command(c), _) if !slot.life.ready => c,
             (_, Some(Check::Command(c))) if slot.life.ready => c,
             _ => return,
         };
-        let cg = self
-            .cgroups
-            .iter()
-            .find(|(p, _)| *p == pid)
-            .map(|(_, cg)| cg);
+        let cg = self.cgroups.iter().find(|(p, _)| *p == pid).map(|(_, cg)| cg);
         let mut add = |w| match cg {
             Some(cg) => cg.add(w).map_err(|_| Errno::EIO),
             None => Err(Errno::ENOENT),
         };
-        let dir = cg
-            .and_then(|cg| cg.fd.as_ref())
-            .map(std::os::fd::AsFd::as_fd);
+        let dir = cg.and_then(|cg| cg.fd.as_ref()).map(std::os::fd::AsFd::as_fd);
         let mut place = crate::container::spawn::Place { dir, add: &mut add };
         let hang = crate::containers::hang_for(&slot.spec.name, true);
-        let started = crate::container::enter::enter(
-            &slot.spec.plan,
-            pid,
-            cmd,
-            slot.spec.confine(),
-            &mut place,
-            hang,
-        );
+        let started = crate::container::enter::enter(&slot.spec.plan, pid, cmd, slot.spec.confine(), &mut place, hang);
         let name = slot.spec.name.clone();
         match started {
             Ok(entered) => {
@@ -757,11 +683,7 @@ impl Pid1 {
                 if let Some(left) = e.left {
                     self.reap_quietly(left);
                 }
-                Event::error("container.check")
-                    .kv("name", &name)
-                    .kv("result", "error")
-                    .kv("error", errno_text(e.errno))
-                    .emit();
+                Event::error("container.check").kv("name", &name).kv("result", "error").kv("error", errno_text(e.errno)).emit();
                 if let Some(slot) = self.slots.get_mut(i) {
                     let r = slot.life.check_failed_to_start(&slot.params, now);
                     self.on_check_result(i, r, -1);
@@ -773,11 +695,7 @@ impl Pid1 {
     /// A check process ended: match it to its container.
     fn check_ended(&mut self, pid: Pid, code: i32) -> bool {
         let now = crate::log::now();
-        let Some(i) = self
-            .slots
-            .iter()
-            .position(|s| s.life.check.is_some_and(|c| c.pid == pid))
-        else {
+        let Some(i) = self.slots.iter().position(|s| s.life.check.is_some_and(|c| c.pid == pid)) else {
             return false;
         };
         let Some(slot) = self.slots.get_mut(i) else {
@@ -797,10 +715,7 @@ impl Pid1 {
         let name = slot.spec.name.clone();
         match r {
             R::Ready => self.became_ready(i, "command"),
-            R::Healthy => Event::debug("container.check")
-                .kv("name", &name)
-                .kv("result", "ok")
-                .emit(),
+            R::Healthy => Event::debug("container.check").kv("name", &name).kv("result", "ok").emit(),
             R::Failed { fails } => Event::info("container.check")
                 .kv("name", &name)
                 .kv("ready", slot.life.ready as u8)
@@ -809,12 +724,7 @@ impl Pid1 {
                 .kv("result", "failed")
                 .emit(),
             R::Unhealthy { fails } => {
-                Event::warn("container.check")
-                    .kv("name", &name)
-                    .kv("code", code)
-                    .kv("fails", fails)
-                    .kv("result", "failed")
-                    .emit();
+                Event::warn("container.check").kv("name", &name).kv("code", code).kv("fails", fails).kv("result", "failed").emit();
                 self.unhealthy(i, life::Reason::Check);
             }
             R::Stale => {}
@@ -839,10 +749,7 @@ impl Pid1 {
             slot.status = Some(st.clone());
         }
         if m.stopping {
-            Event::info("container.notify")
-                .kv("name", &slot.spec.name)
-                .kv("stopping", 1)
-                .emit();
+            Event::info("container.notify").kv("name", &slot.spec.name).kv("stopping", 1).emit();
         }
         let became = slot.life.notified(&slot.params, &m, now);
         if became {
@@ -858,11 +765,7 @@ impl Pid1 {
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
-        let exit = if slot.life.unhealthy {
-            crate::restart::Exit::Unhealthy
-        } else {
-            exit
-        };
+        let exit = if slot.life.unhealthy { crate::restart::Exit::Unhealthy } else { exit };
         slot.last_exit = Some(exit);
         slot.check_trail = None;
         if let Some(c) = slot.life.check.take() {
@@ -875,10 +778,7 @@ impl Pid1 {
             return;
         }
         if slot.retired {
-            Event::info("container.stopped")
-                .kv("name", &slot.spec.name)
-                .kv("by", "update")
-                .emit();
+            Event::info("container.stopped").kv("name", &slot.spec.name).kv("by", "update").emit();
             self.drop_slot(i);
             return;
         }
@@ -889,40 +789,24 @@ impl Pid1 {
         }
         if slot.held {
             slot.state = SlotState::Stopped;
-            Event::info("container.stopped")
-                .kv("name", &slot.spec.name)
-                .kv("by", "operator")
-                .emit();
+            Event::info("container.stopped").kv("name", &slot.spec.name).kv("by", "operator").emit();
             return;
         }
         if slot.again {
             slot.again = false;
             slot.state = SlotState::Waiting;
             slot.due = Some(crate::log::now());
-            Event::info("container.restart")
-                .kv("name", &slot.spec.name)
-                .kv("by", "operator")
-                .kv("after_ms", 0)
-                .emit();
+            Event::info("container.restart").kv("name", &slot.spec.name).kv("by", "operator").kv("after_ms", 0).emit();
             self.arm_deadline();
             return;
         }
-        let decision = on_exit(
-            slot.spec.policy,
-            &slot.spec.backoff,
-            &mut slot.restart,
-            exit,
-            ran_ms,
-        );
+        let decision = on_exit(slot.spec.policy, &slot.spec.backoff, &mut slot.restart, exit, ran_ms);
         let name = slot.spec.name.clone();
         match decision {
             Decision::Restart { after_ms, attempt } => {
                 slot.state = SlotState::Waiting;
                 slot.due = Some(crate::log::now() + f64::from(after_ms) / 1e3);
-                let mut ev = Event::info("container.restart")
-                    .kv("name", &slot.spec.name)
-                    .kv("attempt", attempt)
-                    .kv("after_ms", after_ms);
+                let mut ev = Event::info("container.restart").kv("name", &slot.spec.name).kv("attempt", attempt).kv("after_ms", after_ms);
                 // berth's own memory, now and then: it must stay flat across restarts.
                 if attempt % RSS_EVERY == 0 {
                     ev = ev.kv("berth_rss_kib", rss_kib());
@@ -931,9 +815,7 @@ impl Pid1 {
             }
             Decision::Stop => {
                 slot.state = SlotState::Stopped;
-                Event::info("container.stopped")
-                    .kv("name", &slot.spec.name)
-                    .emit();
+                Event::info("container.stopped").kv("name", &slot.spec.name).emit();
             }
             Decision::Failed { short_runs } => {
                 slot.state = SlotState::Failed;
@@ -961,10 +843,7 @@ impl Pid1 {
             if !s.busy() || s.life.stopping {
                 continue;
             }
-            let needed = self
-                .slots
-                .iter()
-                .any(|o| o.pid.is_some() && o.spec.after.contains(&s.spec.name));
+            let needed = self.slots.iter().any(|o| o.pid.is_some() && o.spec.after.contains(&s.spec.name));
             if !needed {
                 let _ = to_stop.push(i);
             }
@@ -999,11 +878,7 @@ impl Pid1 {
             .chain(self.removals_deadline())
             .chain(self.view.as_ref().and_then(view::View::due))
             .chain(self.services_deadline())
-            .chain(
-                self.ctl
-                    .as_ref()
-                    .and_then(crate::ctlsock::CtlSocket::deadline),
-            )
+            .chain(self.ctl.as_ref().and_then(crate::ctlsock::CtlSocket::deadline))
             .chain(self.staging_deadline())
             .fold(f64::INFINITY, f64::min);
         if next.is_finite() {
@@ -1026,10 +901,7 @@ impl Pid1 {
                     Ok(n) => n,
                     Err(Errno::EINTR) => continue,
                     Err(e) => {
-                        Event::error("loop")
-                            .kv("op", "epoll_wait")
-                            .result(&Err::<(), _>(errno_text(e)))
-                            .emit();
+                        Event::error("loop").kv("op", "epoll_wait").result(&Err::<(), _>(errno_text(e))).emit();
                         std::thread::sleep(Duration::from_millis(100));
                         continue;
                     }
@@ -1046,10 +918,7 @@ impl Pid1 {
                 self.measured(stall::Kind::View, start);
             },
             Err(e) => {
-                Event::error("loop")
-                    .kv("op", "setup")
-                    .result(&Err::<(), _>(errno_text(e)))
-                    .emit();
+                Event::error("loop").kv("op", "setup").result(&Err::<(), _>(errno_text(e))).emit();
                 self.fallback()
             }
         }
@@ -1123,55 +992,28 @@ impl Pid1 {
     }
 
     fn setup(&mut self) -> Result<(SignalFd, TimerFd), Errno> {
-        let sfd = SignalFd::with_flags(
-            &handled_signals(),
-            SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
-        )?;
-        let timer = TimerFd::new(
-            ClockId::CLOCK_MONOTONIC,
-            TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
-        )?;
-        let restart = TimerFd::new(
-            ClockId::CLOCK_MONOTONIC,
-            TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
-        )?;
+        let sfd = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)?;
+        let restart = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(&sfd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
         epoll.add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_TIMER))?;
-        epoll.add(
-            &restart,
-            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_RESTART),
-        )?;
+        epoll.add(&restart, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_RESTART))?;
         for (slot, out) in self.outputs.iter().enumerate() {
             if let Some(o) = out {
-                epoll.add(
-                    &o.fd,
-                    EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_OUTPUT + slot as u64),
-                )?;
+                epoll.add(&o.fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_OUTPUT + slot as u64))?;
             }
         }
         match crate::ctlsock::CtlSocket::bind(crate::control::SOCKET) {
             Ok(ctl) => {
-                epoll.add(
-                    ctl.listener(),
-                    EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CTL_LISTEN),
-                )?;
-                Event::info("control.listen")
-                    .kv("path", crate::control::SOCKET)
-                    .emit();
+                epoll.add(ctl.listener(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CTL_LISTEN))?;
+                Event::info("control.listen").kv("path", crate::control::SOCKET).emit();
                 self.ctl = Some(ctl);
             }
-            Err(e) => Event::error("control.listen")
-                .kv("path", crate::control::SOCKET)
-                .kv("result", "error")
-                .kv("error", e)
-                .emit(),
+            Err(e) => Event::error("control.listen").kv("path", crate::control::SOCKET).kv("result", "error").kv("error", e).emit(),
         }
         if let Some(w) = &self.watchdog {
-            let pet = TimerFd::new(
-                ClockId::CLOCK_MONOTONIC,
-                TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
-            )?;
+            let pet = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)?;
             let every = TimeSpec::from_duration(crate::watchdog::pet_interval(w.timeout_s));
             pet.set(Expiration::Interval(every), TimerSetTimeFlags::empty())?;
             epoll.add(&pet, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_PET))?;
@@ -1199,10 +1041,7 @@ impl Pid1 {
                 break;
             };
             if let (Some(epoll), Some(fd)) = (&self.epoll, ctl.conn_fd(slot)) {
-                let _ = epoll.add(
-                    fd,
-                    EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CTL_CONN + slot as u64),
-                );
+                let _ = epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CTL_CONN + slot as u64));
             }
         }
         // The new clients' time limits.
@@ -1235,10 +1074,7 @@ impl Pid1 {
             let n = kmsg - self.kmsg_loss_told;
             self.kmsg_loss_told = kmsg;
             self.loss_told_at = now;
-            Event::warn("log.dropped")
-                .kv("sink", "kmsg")
-                .kv("count", n)
-                .emit();
+            Event::warn("log.dropped").kv("sink", "kmsg").kv("count", n).emit();
         }
         let Some(dropped) = crate::logstore::with(|s| s.dropped()) else {
             return;
@@ -1246,10 +1082,7 @@ impl Pid1 {
         if dropped > self.loss_told {
             self.loss_told = dropped;
             self.loss_told_at = now;
-            Event::warn("log.dropped")
-                .kv("sink", "store")
-                .kv("lines", dropped)
-                .emit();
+            Event::warn("log.dropped").kv("sink", "store").kv("lines", dropped).emit();
         }
     }
 
@@ -1260,19 +1093,11 @@ impl Pid1 {
             return;
         }
         let Some(epoll) = &self.epoll else { return };
-        let r = crate::log::console::with_fd(|fd| {
-            if want {
-                epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLOUT, TOKEN_CONSOLE))
-            } else {
-                epoll.delete(fd)
-            }
-        });
+        let r = crate::log::console::with_fd(|fd| if want { epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLOUT, TOKEN_CONSOLE)) } else { epoll.delete(fd) });
         match r {
             Some(Ok(())) => self.console_watched = want,
             Some(Err(e)) => {
-                Event::error("console.watch")
-                    .result(&Err::<(), _>(errno_text(e)))
-                    .emit();
+                Event::error("console.watch").result(&Err::<(), _>(errno_text(e))).emit();
             }
             None => {}
         }
@@ -1296,9 +1121,7 @@ impl Pid1 {
                 Ok(None) => break,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    Event::error("signal.read")
-                        .result(&Err::<(), _>(errno_text(e)))
-                        .emit();
+                    Event::error("signal.read").result(&Err::<(), _>(errno_text(e))).emit();
                     break;
                 }
             };
@@ -1317,10 +1140,7 @@ impl Pid1 {
                     Event::info("log.debug").kv("on", on as u8).emit();
                 }
                 SignalAction::Reap => {}
-                SignalAction::Ignore => Event::debug("signal")
-                    .kv("signal", sig.as_str())
-                    .kv("result", "ignored")
-                    .emit(),
+                SignalAction::Ignore => Event::debug("signal").kv("signal", sig.as_str()).kv("result", "ignored").emit(),
             }
         }
         // SIGCHLD coalesces: always reap everything that is ready.
@@ -1342,9 +1162,7 @@ impl Pid1 {
                 Err(Errno::EINTR) => continue,
                 Err(Errno::ECHILD) => return true,
                 Err(e) => {
-                    Event::error("reap")
-                        .result(&Err::<(), _>(errno_text(e)))
-                        .emit();
+                    Event::error("reap").result(&Err::<(), _>(errno_text(e))).emit();
                     return false;
                 }
             }
@@ -1360,12 +1178,7 @@ impl Pid1 {
             _ => return,
         };
         if self.start_reaped(pid, status) {
-            Event::debug("reap")
-                .kv("pid", pid)
-                .kv("name", "start")
-                .kv("how", how)
-                .kv("code", code)
-                .emit();
+            Event::debug("reap").kv("pid", pid).kv("name", "start").kv("how", how).kv("code", code).emit();
             return;
         }
         let name = match self.known.iter().position(|k| k.pid == pid) {
@@ -1378,48 +1191,25 @@ impl Pid1 {
         };
         let check_code = if how == "exit" { code } else { 128 + code };
         if self.check_ended(pid, check_code) {
-            Event::debug("reap")
-                .kv("pid", pid)
-                .kv("name", &name)
-                .kv("how", how)
-                .kv("code", code)
-                .emit();
+            Event::debug("reap").kv("pid", pid).kv("name", &name).kv("how", how).kv("code", code).emit();
             return;
         }
-        Event::info("reap")
-            .kv("pid", pid)
-            .kv("name", &name)
-            .kv("how", how)
-            .kv("code", code)
-            .emit();
+        Event::info("reap").kv("pid", pid).kv("name", &name).kv("how", how).kv("code", code).emit();
         if let Some(i) = self.cgroups.iter().position(|(p, _)| *p == pid) {
             let (_, cg) = self.cgroups.swap_remove(i);
             if let Ok(ev) = cg.memory_events() {
                 if ev.oom_kill > 0 || ev.oom_group_kill > 0 {
-                    Event::warn("container.oom")
-                        .kv("name", &name)
-                        .kv("oom_kill", ev.oom_kill)
-                        .kv("oom", ev.oom)
-                        .kv("berth_rss_kib", rss_kib())
-                        .emit();
+                    Event::warn("container.oom").kv("name", &name).kv("oom_kill", ev.oom_kill).kv("oom", ev.oom).kv("berth_rss_kib", rss_kib()).emit();
                 }
             }
             self.remove_cgroup(&name, cg);
         }
-        let exit = if how == "exit" {
-            crate::restart::Exit::Code(code)
-        } else {
-            crate::restart::Exit::Signal(code)
-        };
+        let exit = if how == "exit" { crate::restart::Exit::Code(code) } else { crate::restart::Exit::Signal(code) };
         if self.service_exited(pid, exit) {
             return;
         }
         if let Some(i) = self.slots.iter().position(|s| s.pid == Some(pid)) {
-            let ran_ms = self
-                .slots
-                .get(i)
-                .map(|s| ((crate::log::now() - s.started) * 1e3) as u64)
-                .unwrap_or(0);
+            let ran_ms = self.slots.get(i).map(|s| ((crate::log::now() - s.started) * 1e3) as u64).unwrap_or(0);
             if let Some(s) = self.slots.get_mut(i) {
                 s.pid = None;
             }
@@ -1429,19 +1219,10 @@ impl Pid1 {
 
     fn request(&mut self, halt: Halt, sig: Signal, from: u32, timer: &TimerFd) {
         if self.phase != Phase::Running {
-            Event::warn("shutdown.request")
-                .kv("action", halt.name())
-                .kv("signal", sig.as_str())
-                .kv("result", "ignored")
-                .emit();
+            Event::warn("shutdown.request").kv("action", halt.name()).kv("signal", sig.as_str()).kv("result", "ignored").emit();
             return;
         }
-        Event::info("shutdown.begin")
-            .kv("action", halt.name())
-            .kv("signal", sig.as_str())
-            .kv("from_pid", from)
-            .kv("grace_ms", self.grace.as_millis())
-            .emit();
+        Event::info("shutdown.begin").kv("action", halt.name()).kv("signal", sig.as_str()).kv("from_pid", from).kv("grace_ms", self.grace.as_millis()).emit();
         self.abort_staging();
         self.phase = Phase::Terminating(halt);
         arm(timer, self.grace);
@@ -1455,9 +1236,7 @@ impl Pid1 {
     fn on_timer(&mut self, timer: &TimerFd) {
         match self.phase {
             Phase::Terminating(h) => {
-                Event::warn("shutdown.kill")
-                    .kv("reason", "grace period over")
-                    .emit();
+                Event::warn("shutdown.kill").kv("reason", "grace period over").emit();
                 self.phase = Phase::Killing(h);
                 signal_all(Signal::SIGKILL);
                 arm(timer, KILL_WAIT);
@@ -1480,18 +1259,9 @@ impl Pid1 {
             let mut r = nix::mount::umount2(DATA, nix::mount::MntFlags::empty());
             if r == Err(Errno::EBUSY) {
                 // Someone still holds it: make it read-only so nothing more is lost.
-                r = nix::mount::mount(
-                    None::<&str>,
-                    DATA,
-                    None::<&str>,
-                    nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
-                    None::<&str>,
-                );
+                r = nix::mount::mount(None::<&str>, DATA, None::<&str>, nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY, None::<&str>);
             }
-            Event::info("shutdown.umount")
-                .kv("target", DATA)
-                .result(&r.map_err(errno_text))
-                .emit();
+            Event::info("shutdown.umount").kv("target", DATA).result(&r.map_err(errno_text)).emit();
             #[cfg(feature = "test-hooks")]
             crate::logwrites::at_shutdown();
         }
@@ -1499,18 +1269,14 @@ impl Pid1 {
             Halt::PowerOff => RebootMode::RB_POWER_OFF,
             Halt::Reboot => RebootMode::RB_AUTOBOOT,
         };
-        Event::info("shutdown.halt")
-            .kv("action", halt.name())
-            .emit();
+        Event::info("shutdown.halt").kv("action", halt.name()).emit();
         // The last lines reach the console and the kernel log before the end.
         crate::log::flush(FLUSH_WAIT);
         let err = match nix::sys::reboot::reboot(mode) {
             Err(e) => e,
             Ok(never) => match never {},
         };
-        Event::error("shutdown.halt")
-            .result(&Err::<(), _>(errno_text(err)))
-            .emit();
+        Event::error("shutdown.halt").result(&Err::<(), _>(errno_text(err))).emit();
         // PID 1 must not exit: keep reaping until someone cuts the power.
         self.fallback()
     }
@@ -1519,15 +1285,8 @@ impl Pid1 {
 /// berth's own resident memory, from /proc/self/statm (0 if unreadable).
 pub fn rss_kib() -> u64 {
     let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096) as u64;
+    let pages: u64 = text.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
     pages.saturating_mul(page) / 1024
 }
 
@@ -1537,21 +1296,13 @@ fn signal_all(sig: Signal) {
         Err(Errno::ESRCH) => Ok(()),
         r => r,
     };
-    Event::info("signal.all")
-        .kv("signal", sig.as_str())
-        .result(&r.map_err(errno_text))
-        .emit();
+    Event::info("signal.all").kv("signal", sig.as_str()).result(&r.map_err(errno_text)).emit();
 }
 
 fn arm(timer: &TimerFd, after: Duration) {
-    let r = timer.set(
-        Expiration::OneShot(TimeSpec::from_duration(after)),
-        TimerSetTimeFlags::empty(),
-    );
+    let r = timer.set(Expiration::OneShot(TimeSpec::from_duration(after)), TimerSetTimeFlags::empty());
     if let Err(e) = r {
-        Event::error("timer")
-            .result(&Err::<(), _>(errno_text(e)))
-            .emit();
+        Event::error("timer").result(&Err::<(), _>(errno_text(e))).emit();
     }
 }
 
@@ -1561,18 +1312,9 @@ mod tests {
 
     #[test]
     fn signal_table() {
-        assert_eq!(
-            action_for(Signal::SIGTERM),
-            SignalAction::Shutdown(Halt::PowerOff)
-        );
-        assert_eq!(
-            action_for(Signal::SIGPWR),
-            SignalAction::Shutdown(Halt::PowerOff)
-        );
-        assert_eq!(
-            action_for(Signal::SIGINT),
-            SignalAction::Shutdown(Halt::Reboot)
-        );
+        assert_eq!(action_for(Signal::SIGTERM), SignalAction::Shutdown(Halt::PowerOff));
+        assert_eq!(action_for(Signal::SIGPWR), SignalAction::Shutdown(Halt::PowerOff));
+        assert_eq!(action_for(Signal::SIGINT), SignalAction::Shutdown(Halt::Reboot));
         assert_eq!(action_for(Signal::SIGUSR1), SignalAction::Status);
         assert_eq!(action_for(Signal::SIGUSR2), SignalAction::ToggleDebug);
         assert_eq!(action_for(Signal::SIGCHLD), SignalAction::Reap);

@@ -50,12 +50,7 @@ impl Bucket {
     /// Full: `burst` lines may pass at once, then `rate` per second.
     pub fn new(rate: u32, burst: u32, now: f64) -> Bucket {
         let burst = f64::from(burst.max(1));
-        Bucket {
-            rate: f64::from(rate.max(1)),
-            burst,
-            tokens: burst,
-            last: now,
-        }
+        Bucket { rate: f64::from(rate.max(1)), burst, tokens: burst, last: now }
     }
 
     /// Whether one more line may pass at `now` (seconds).
@@ -86,12 +81,7 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn new(
-        name: &str,
-        kind: Kind,
-        fd: std::os::fd::OwnedFd,
-        rate: crate::manifest::LogRate,
-    ) -> Output {
+    pub fn new(name: &str, kind: Kind, fd: std::os::fd::OwnedFd, rate: crate::manifest::LogRate) -> Output {
         let mut n = heapless::String::new();
         for c in name.chars() {
             if n.push(c).is_err() {
@@ -100,15 +90,7 @@ impl Output {
         }
         let now = crate::log::now();
         let (per_s, burst) = rate.resolved();
-        Output {
-            name: n,
-            kind,
-            fd,
-            buf: heapless::Vec::new(),
-            bucket: Bucket::new(per_s, burst, now),
-            limited: 0,
-            limited_told_at: now,
-        }
+        Output { name: n, kind, fd, buf: heapless::Vec::new(), bucket: Bucket::new(per_s, burst, now), limited: 0, limited_told_at: now }
     }
 
     /// One whole line (without its newline) arrived at `now`.
@@ -203,22 +185,13 @@ fn log_line(name: &str, kind: Kind, bytes: &[u8], now: f64) {
         }
     };
     if MIRROR.load(Ordering::Relaxed) {
-        Event::info(ev)
-            .kv("name", name)
-            .kv("line", text)
-            .emit_mirror();
+        Event::info(ev).kv("name", name).kv("line", text).emit_mirror();
     }
 }
 
 impl Pid1 {
     /// Read an output pipe and log each line as `<kind>.log`.
-    pub(super) fn watch_output_as(
-        &mut self,
-        fd: std::os::fd::OwnedFd,
-        name: &str,
-        kind: Kind,
-        rate: crate::manifest::LogRate,
-    ) {
+    pub(super) fn watch_output_as(&mut self, fd: std::os::fd::OwnedFd, name: &str, kind: Kind, rate: crate::manifest::LogRate) {
         use nix::sys::epoll::{EpollEvent, EpollFlags};
         let out = Output::new(name, kind, fd, rate);
         // Reuse a free slot: output streams come and go with restarts.
@@ -226,24 +199,15 @@ impl Pid1 {
             Some(i) => i,
             None => {
                 if self.outputs.push(None).is_err() {
-                    Event::warn("watch")
-                        .kv("output", name)
-                        .kv("result", "full")
-                        .emit();
+                    Event::warn("watch").kv("output", name).kv("result", "full").emit();
                     return;
                 }
                 self.outputs.len() - 1
             }
         };
         if let Some(epoll) = &self.epoll {
-            if let Err(e) = epoll.add(
-                &out.fd,
-                EpollEvent::new(EpollFlags::EPOLLIN, super::TOKEN_OUTPUT + slot as u64),
-            ) {
-                Event::error("watch")
-                    .kv("output", name)
-                    .result(&Err::<(), _>(crate::mount::errno_text(e)))
-                    .emit();
+            if let Err(e) = epoll.add(&out.fd, EpollEvent::new(EpollFlags::EPOLLIN, super::TOKEN_OUTPUT + slot as u64)) {
+                Event::error("watch").kv("output", name).result(&Err::<(), _>(crate::mount::errno_text(e))).emit();
                 return;
             }
         }
@@ -318,10 +282,7 @@ mod tests {
 
     fn output(per_s: u32, burst: u32) -> Output {
         let (r, _w) = nix::unistd::pipe().unwrap();
-        let rate = crate::manifest::LogRate {
-            lines_per_s: Some(per_s),
-            burst: Some(burst),
-        };
+        let rate = crate::manifest::LogRate { lines_per_s: Some(per_s), burst: Some(burst) };
         Output::new("flood", Kind::Container, r, rate)
     }
 
@@ -363,14 +324,8 @@ mod tests {
         let text = text.trim_end_matches('\r');
         let want = "a\\x1b[31mb\\u009bc\u{fffd}d\\x1b]0;t\\x07e\\x0df\\u202eg";
         assert_eq!(shown(text).as_str(), want);
-        let ev = Event::info("container.log")
-            .kv("name", "x")
-            .kv("line", text);
-        assert!(
-            ev.text().ends_with(&format!(" line=\"{want}\"")),
-            "{}",
-            ev.text()
-        );
+        let ev = Event::info("container.log").kv("name", "x").kv("line", text);
+        assert!(ev.text().ends_with(&format!(" line=\"{want}\"")), "{}", ev.text());
         assert!(!ev.text().chars().any(crate::log::is_active));
         // Cut at the store's length, never in the middle of a character.
         let long = "\u{202e}".repeat(100);

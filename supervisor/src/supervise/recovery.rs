@@ -40,16 +40,10 @@ impl Pid1 {
             return;
         };
         if let Err(e) = u.store.enter_recovery() {
-            Event::error("release.store")
-                .kv("step", "recovery")
-                .result(&Err::<(), _>(e.to_string()))
-                .emit();
+            Event::error("release.store").kv("step", "recovery").result(&Err::<(), _>(e.to_string())).emit();
         }
         u.recovery = Some(reason.to_string());
-        Event::error("release.recovery")
-            .kv("reason", reason)
-            .kv("floor", u.store.record().highest.unwrap_or(0))
-            .emit();
+        Event::error("release.recovery").kv("reason", reason).kv("floor", u.store.record().highest.unwrap_or(0)).emit();
         let empty = crate::release::Release::empty(u.board.name.clone());
         let stale = crate::images::not_in(&u.running, &empty);
         self.switch_to(empty, "", super::switch::Then::Recovery { stale });

@@ -101,13 +101,7 @@ impl Service {
             self.due = Some(now);
             return Ended::Again;
         }
-        let d = on_exit(
-            self.spec.restart,
-            &self.backoff,
-            &mut self.restart,
-            exit,
-            ran_ms,
-        );
+        let d = on_exit(self.spec.restart, &self.backoff, &mut self.restart, exit, ran_ms);
         match d {
             Decision::Restart { after_ms, .. } => {
                 self.state = SlotState::Waiting;
@@ -172,11 +166,7 @@ fn spawn(s: &crate::board::Service) -> Result<(Pid, std::os::fd::OwnedFd), (&'st
     };
     let errno = |step: &'static str| move |e: nix::errno::Errno| (step, errno_text(e).to_string());
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
-    fcntl(
-        std::os::fd::AsRawFd::as_raw_fd(&out_r),
-        FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
-    )
-    .map_err(errno("pipe"))?;
+    fcntl(std::os::fd::AsRawFd::as_raw_fd(&out_r), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(errno("pipe"))?;
     let err_w = out_w.try_clone().map_err(|e| ("pipe", e.to_string()))?;
     let mut cmd = Command::new(prog.as_str());
     cmd.args(args.iter().map(|a| a.as_str()))
@@ -213,11 +203,7 @@ impl Pid1 {
                 if at <= now {
                     s.kill_at = None;
                     let r = kill(pid, Signal::SIGKILL);
-                    Event::warn("service.kill")
-                        .kv("name", &s.spec.name)
-                        .kv("reason", "stop grace over")
-                        .result(&r.map_err(errno_text))
-                        .emit();
+                    Event::warn("service.kill").kv("name", &s.spec.name).kv("reason", "stop grace over").result(&r.map_err(errno_text)).emit();
                 }
             }
             if running && s.pid.is_none() && s.due.is_some_and(|d| d <= now) {
@@ -236,27 +222,12 @@ impl Pid1 {
                 s.running(pid, now);
                 let name = s.spec.name.clone();
                 let path = s.spec.argv.first().cloned().unwrap_or_default();
-                Event::info("service.start")
-                    .kv("name", &name)
-                    .kv("path", &path)
-                    .kv("pid", pid)
-                    .kv("result", "ok")
-                    .emit();
+                Event::info("service.start").kv("name", &name).kv("path", &path).kv("pid", pid).kv("result", "ok").emit();
                 self.watch(pid, &name);
-                self.watch_output_as(
-                    out,
-                    &name,
-                    Kind::Service,
-                    crate::manifest::LogRate::default(),
-                );
+                self.watch_output_as(out, &name, Kind::Service, crate::manifest::LogRate::default());
             }
             Err((step, e)) => {
-                Event::error("service.start")
-                    .kv("name", &s.spec.name)
-                    .kv("step", step)
-                    .kv("result", "error")
-                    .kv("error", e)
-                    .emit();
+                Event::error("service.start").kv("name", &s.spec.name).kv("step", step).kv("result", "error").kv("error", e).emit();
                 let ended = s.start_failed(now, shutting_down);
                 self.report_service(i, ended);
             }
@@ -284,32 +255,16 @@ impl Pid1 {
         };
         let name = &s.spec.name;
         match ended {
-            Ended::Shutdown => Event::info("service.stopped")
-                .kv("name", name)
-                .kv("by", "shutdown")
-                .emit(),
-            Ended::Held => Event::info("service.stopped")
-                .kv("name", name)
-                .kv("by", "operator")
-                .emit(),
-            Ended::Again => Event::info("service.restart")
-                .kv("name", name)
-                .kv("by", "operator")
-                .kv("after_ms", 0)
-                .emit(),
+            Ended::Shutdown => Event::info("service.stopped").kv("name", name).kv("by", "shutdown").emit(),
+            Ended::Held => Event::info("service.stopped").kv("name", name).kv("by", "operator").emit(),
+            Ended::Again => Event::info("service.restart").kv("name", name).kv("by", "operator").kv("after_ms", 0).emit(),
             Ended::Policy(Decision::Restart { after_ms, attempt }) => {
-                Event::info("service.restart")
-                    .kv("name", name)
-                    .kv("attempt", attempt)
-                    .kv("after_ms", after_ms)
-                    .emit()
+                Event::info("service.restart").kv("name", name).kv("attempt", attempt).kv("after_ms", after_ms).emit()
             }
             Ended::Policy(Decision::Stop) => Event::info("service.stopped").kv("name", name).emit(),
-            Ended::Policy(Decision::Failed { short_runs }) => Event::error("service.failed")
-                .kv("name", name)
-                .kv("short_runs", short_runs)
-                .kv("restarts", s.restart.restarts)
-                .emit(),
+            Ended::Policy(Decision::Failed { short_runs }) => {
+                Event::error("service.failed").kv("name", name).kv("short_runs", short_runs).kv("restarts", s.restart.restarts).emit()
+            }
         }
         self.arm_deadline();
     }
@@ -345,10 +300,7 @@ impl Pid1 {
 
     /// The earliest service deadline.
     pub(super) fn services_deadline(&self) -> Option<f64> {
-        self.services
-            .iter()
-            .filter_map(Service::deadline)
-            .reduce(f64::min)
+        self.services.iter().filter_map(Service::deadline).reduce(f64::min)
     }
 
     pub(super) fn service_index(&self, name: &str) -> Option<usize> {
@@ -356,11 +308,7 @@ impl Pid1 {
     }
 
     /// `berthctl stop|start|restart` on service `i`.
-    pub(super) fn service_command(
-        &mut self,
-        i: usize,
-        cmd: &crate::control::Command,
-    ) -> crate::control::Response {
+    pub(super) fn service_command(&mut self, i: usize, cmd: &crate::control::Command) -> crate::control::Response {
         use crate::control::{error, Command, Response};
         let now = crate::log::now();
         let Some(s) = self.services.get_mut(i) else {
@@ -370,10 +318,7 @@ impl Pid1 {
         match cmd {
             Command::Stop(_) => {
                 s.hold();
-                Event::info("control.stop")
-                    .kv("name", &name)
-                    .kv("kind", "service")
-                    .emit();
+                Event::info("control.stop").kv("name", &name).kv("kind", "service").emit();
                 self.stop_service(i, "operator");
             }
             Command::Start(_) => {
@@ -381,18 +326,12 @@ impl Pid1 {
                     return error(&format!("{name} is already running"));
                 }
                 s.release(now);
-                Event::info("control.start")
-                    .kv("name", &name)
-                    .kv("kind", "service")
-                    .emit();
+                Event::info("control.start").kv("name", &name).kv("kind", "service").emit();
                 self.tick();
             }
             Command::Restart(_) => {
                 s.restart_now(now);
-                Event::info("control.restart")
-                    .kv("name", &name)
-                    .kv("kind", "service")
-                    .emit();
+                Event::info("control.restart").kv("name", &name).kv("kind", "service").emit();
                 if s.pid.is_some() {
                     self.stop_service(i, "operator");
                 } else {
@@ -422,13 +361,7 @@ mod tests {
 
     #[test]
     fn a_crash_looping_service_backs_off_then_fails() {
-        let b = BackoffSpec {
-            initial_ms: Some(100),
-            factor: Some(2),
-            cap_ms: Some(300),
-            stable_ms: Some(5_000),
-            limit: Some(4),
-        };
+        let b = BackoffSpec { initial_ms: Some(100), factor: Some(2), cap_ms: Some(300), stable_ms: Some(5_000), limit: Some(4) };
         let mut s = service(Restart::OnFailure, Some(b));
         let mut now = 10.0;
         let mut delays = Vec::new();
@@ -458,14 +391,8 @@ mod tests {
     fn a_clean_exit_ends_an_on_failure_service() {
         let mut s = service(Restart::OnFailure, None);
         s.running(Pid::from_raw(7), 1.0);
-        assert_eq!(
-            s.ended(Exit::Code(0), 1.2, false),
-            Ended::Policy(Decision::Stop)
-        );
-        assert_eq!(
-            (s.state, s.pid, s.last_exit),
-            (SlotState::Stopped, None, Some(Exit::Code(0)))
-        );
+        assert_eq!(s.ended(Exit::Code(0), 1.2, false), Ended::Policy(Decision::Stop));
+        assert_eq!((s.state, s.pid, s.last_exit), (SlotState::Stopped, None, Some(Exit::Code(0))));
     }
 
     #[test]
@@ -497,13 +424,7 @@ mod tests {
     #[test]
     fn a_failed_start_counts_as_a_failed_run() {
         let mut s = service(Restart::OnFailure, None);
-        assert_eq!(
-            s.start_failed(1.0, false),
-            Ended::Policy(Decision::Restart {
-                after_ms: 1_000,
-                attempt: 1
-            })
-        );
+        assert_eq!(s.start_failed(1.0, false), Ended::Policy(Decision::Restart { after_ms: 1_000, attempt: 1 }));
         assert_eq!(s.last_exit, Some(Exit::Code(127)));
     }
 }

@@ -43,11 +43,7 @@ pub enum Origin {
     /// `berthctl update`.
     Control,
     /// The inbox: taken for the `attempt`-th time, as `taking`.
-    Inbox {
-        base: String,
-        taking: String,
-        attempt: u8,
-    },
+    Inbox { base: String, taking: String, attempt: u8 },
 }
 
 /// A staging in progress.
@@ -86,11 +82,7 @@ pub fn describe(s: &Staging, now: f64) -> String {
         }
         Origin::Control => String::new(),
     };
-    format!(
-        "staging {}{attempt}: {:.0} s so far, stopped after {DEADLINE_S:.0} s",
-        s.bundle,
-        now - s.since
-    )
+    format!("staging {}{attempt}: {:.0} s so far, stopped after {DEADLINE_S:.0} s", s.bundle, now - s.since)
 }
 
 /// Open a bundle for the stager without ever blocking: `lstat` first (a
@@ -101,26 +93,16 @@ pub fn open_bundle(path: &Path) -> Result<std::fs::File, String> {
     let kind = |t: std::fs::FileType| inbox::Kind::of(t);
     let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_file() {
-        return Err(format!(
-            "{}: not a regular file but a {}; not opened",
-            path.display(),
-            kind(meta.file_type()).name()
-        ));
+        return Err(format!("{}: not a regular file but a {}; not opened", path.display(), kind(meta.file_type()).name()));
     }
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_file() {
-        return Err(format!(
-            "{}: not a regular file but a {}",
-            path.display(),
-            kind(meta.file_type()).name()
-        ));
+        return Err(format!("{}: not a regular file but a {}", path.display(), kind(meta.file_type()).name()));
     }
     Ok(f)
 }
@@ -132,11 +114,7 @@ fn spawn(bundle: std::fs::File) -> Result<(Pid, OwnedFd), String> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     fcntl(r.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| format!("pipe: {e}"))?;
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("berth")
-        .arg(crate::stager::ARG)
-        .env_clear()
-        .current_dir("/")
-        .stdin(Stdio::from(bundle));
+    cmd.arg0("berth").arg(crate::stager::ARG).env_clear().current_dir("/").stdin(Stdio::from(bundle));
     #[cfg(feature = "test-hooks")]
     {
         let cut = crate::release::durable::armed_cut();
@@ -147,12 +125,9 @@ fn spawn(bundle: std::fs::File) -> Result<(Pid, OwnedFd), String> {
     crate::sys::unblock_signals_in_child(&mut cmd);
     crate::sys::pass_fd_in_child(&mut cmd, w.as_raw_fd(), crate::stager::RESULT_FD);
     // The Child is dropped without waiting: the loop reaps every process.
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("starting the stager: {e}"))?;
+    let child = cmd.spawn().map_err(|e| format!("starting the stager: {e}"))?;
     drop(w);
-    let pid =
-        i32::try_from(child.id()).map_err(|_| "the stager's pid is out of range".to_string())?;
+    let pid = i32::try_from(child.id()).map_err(|_| "the stager's pid is out of range".to_string())?;
     Ok((Pid::from_raw(pid), r))
 }
 
@@ -168,10 +143,7 @@ impl Pid1 {
             return Err("a release is on trial: wait for its commit or rollback".into());
         }
         if let Some(s) = &self.stage.current {
-            return Err(format!(
-                "another bundle is being staged ({}): try again when it ends",
-                s.bundle
-            ));
+            return Err(format!("another bundle is being staged ({}): try again when it ends", s.bundle));
         }
         if self.switching() {
             return Err("a release switch is under way: try again when it ends".into());
@@ -183,13 +155,7 @@ impl Pid1 {
     }
 
     /// Start staging `file` (the bundle `bundle`). On error nothing runs.
-    pub(super) fn start_staging(
-        &mut self,
-        file: std::fs::File,
-        bundle: &str,
-        origin: Origin,
-        remove: Option<PathBuf>,
-    ) -> Result<(), String> {
+    pub(super) fn start_staging(&mut self, file: std::fs::File, bundle: &str, origin: Origin, remove: Option<PathBuf>) -> Result<(), String> {
         self.may_stage()?;
         let (pid, pipe) = spawn(file)?;
         if let Some(epoll) = &self.epoll {
@@ -202,14 +168,8 @@ impl Pid1 {
         crate::release::durable::start_counting();
         self.stalls.mark();
         let now = crate::log::now();
-        let mut ev = Event::info("update.stage")
-            .kv("bundle", bundle)
-            .kv("pid", pid)
-            .kv("deadline_s", DEADLINE_S);
-        if let Origin::Inbox {
-            attempt, taking, ..
-        } = &origin
-        {
+        let mut ev = Event::info("update.stage").kv("bundle", bundle).kv("pid", pid).kv("deadline_s", DEADLINE_S);
+        if let Origin::Inbox { attempt, taking, .. } = &origin {
             ev = ev.kv("attempt", attempt).kv("taking", taking);
         }
         let seq = self.stage.log.begin(bundle).seq;
@@ -245,10 +205,7 @@ impl Pid1 {
         // Bounded: the stream is at most STREAM_MAX bytes.
         for _ in 0..8 {
             let room = s.reader.room().min(chunk.len()).max(1);
-            let n = match nix::unistd::read(
-                s.pipe.as_raw_fd(),
-                chunk.get_mut(..room).unwrap_or(&mut []),
-            ) {
+            let n = match nix::unistd::read(s.pipe.as_raw_fd(), chunk.get_mut(..room).unwrap_or(&mut [])) {
                 Ok(n) => n,
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return,
@@ -260,9 +217,7 @@ impl Pid1 {
                 return match (end, report) {
                     (Ok(()), Some(r)) => self.staging_ended(r),
                     (Err(e), _) => self.staging_failed(e.to_string()),
-                    (Ok(()), None) => self.staging_failed(
-                        "the stager ended without a report (see its reap event)".into(),
-                    ),
+                    (Ok(()), None) => self.staging_failed("the stager ended without a report (see its reap event)".into()),
                 };
             }
             match s.reader.push(chunk.get(..n).unwrap_or(&[])) {
@@ -281,15 +236,8 @@ impl Pid1 {
 
     /// Past its deadline: kill the stager, refuse the update.
     pub(super) fn check_staging_deadline(&mut self, now: f64) {
-        if self
-            .stage
-            .current
-            .as_ref()
-            .is_some_and(|s| now >= s.deadline)
-        {
-            self.staging_failed(format!(
-                "staging took longer than {DEADLINE_S:.0} s; the stager was killed"
-            ));
+        if self.stage.current.as_ref().is_some_and(|s| now >= s.deadline) {
+            self.staging_failed(format!("staging took longer than {DEADLINE_S:.0} s; the stager was killed"));
         }
     }
 
@@ -310,17 +258,8 @@ impl Pid1 {
         };
         let _ = kill(s.pid, Signal::SIGKILL);
         drop(s.pipe);
-        let running: Vec<Digest> = self
-            .updates
-            .as_ref()
-            .map(|u| u.running.images.iter().map(|i| i.sha256).collect())
-            .unwrap_or_default();
-        let stale: Vec<Digest> = s
-            .announced
-            .iter()
-            .copied()
-            .filter(|d| !running.contains(d))
-            .collect();
+        let running: Vec<Digest> = self.updates.as_ref().map(|u| u.running.images.iter().map(|i| i.sha256).collect()).unwrap_or_default();
+        let stale: Vec<Digest> = s.announced.iter().copied().filter(|d| !running.contains(d)).collect();
         crate::images::unmap(&stale);
         let why = self.refused(&s.bundle, "stager", &why);
         self.answer(&s.origin, Err(why));
@@ -344,17 +283,9 @@ impl Pid1 {
                 Outcome::Staged(_) => "staged",
                 Outcome::Refused { .. } => "refused",
             };
-            let (dir, name) = (
-                path.parent().unwrap_or(Path::new("/")),
-                path.file_name().and_then(|n| n.to_str()).unwrap_or(""),
-            );
+            let (dir, name) = (path.parent().unwrap_or(Path::new("/")), path.file_name().and_then(|n| n.to_str()).unwrap_or(""));
             let r = inbox::remove(dir, name);
-            Event::info("update.inbox")
-                .kv("bundle", &s.bundle)
-                .kv("removed", path.display())
-                .kv("why", why)
-                .result(&r.map_err(|e| e.to_string()))
-                .emit();
+            Event::info("update.inbox").kv("bundle", &s.bundle).kv("removed", path.display()).kv("why", why).result(&r.map_err(|e| e.to_string())).emit();
         }
         let elapsed_ms = ((crate::log::now() - s.since) * 1e3) as u64;
         let result = match report.outcome {
@@ -366,14 +297,8 @@ impl Pid1 {
 
     /// Log a refusal (and end the update being staged with it); its text.
     pub(super) fn refused(&mut self, bundle: &str, kind: &str, why: &str) -> String {
-        Event::error("update.refused")
-            .kv("bundle", bundle)
-            .kv("kind", kind)
-            .kv("reason", why)
-            .emit();
-        self.stage
-            .log
-            .end(crate::outcome::Phase::Refused, kind, why);
+        Event::error("update.refused").kv("bundle", bundle).kv("kind", kind).kv("reason", why).emit();
+        self.stage.log.end(crate::outcome::Phase::Refused, kind, why);
         why.to_string()
     }
 
@@ -382,11 +307,7 @@ impl Pid1 {
     fn answer(&mut self, origin: &Origin, result: Result<String, String>) {
         if let (Origin::Inbox { base, .. }, Ok(msg)) = (origin, result) {
             let bundle = Path::new(inbox::INBOX).join(base);
-            Event::info("update.inbox")
-                .kv("bundle", bundle.display())
-                .kv("result", "ok")
-                .kv("detail", msg)
-                .emit();
+            Event::info("update.inbox").kv("bundle", bundle.display()).kv("result", "ok").kv("detail", msg).emit();
         }
     }
 
@@ -394,17 +315,9 @@ impl Pid1 {
     /// once its staging started.
     pub(super) fn update_path(&mut self, path: &str) -> Result<crate::outcome::UpdateInfo, String> {
         self.may_stage()?;
-        let file =
-            open_bundle(Path::new(path)).map_err(|why| self.refused(path, "bundle", &why))?;
-        let remove = Path::new(path)
-            .starts_with(inbox::INBOX)
-            .then(|| PathBuf::from(path));
-        self.start_staging(file, path, Origin::Control, remove)
-            .map_err(|why| self.refused(path, "device", &why))?;
-        self.stage
-            .log
-            .last()
-            .cloned()
-            .ok_or_else(|| "the update's record is missing".to_string())
+        let file = open_bundle(Path::new(path)).map_err(|why| self.refused(path, "bundle", &why))?;
+        let remove = Path::new(path).starts_with(inbox::INBOX).then(|| PathBuf::from(path));
+        self.start_staging(file, path, Origin::Control, remove).map_err(|why| self.refused(path, "device", &why))?;
+        self.stage.log.last().cloned().ok_or_else(|| "the update's record is missing".to_string())
     }
 }

@@ -124,13 +124,7 @@ pub struct Stalls {
 
 impl Stalls {
     pub fn new(threshold_s: f64) -> Stalls {
-        Stalls {
-            boot: Worst::default(),
-            marked: Worst::default(),
-            buckets: [Worst::default(); 2],
-            bucket_at: f64::NEG_INFINITY,
-            threshold_s,
-        }
+        Stalls { boot: Worst::default(), marked: Worst::default(), buckets: [Worst::default(); 2], bucket_at: f64::NEG_INFINITY, threshold_s }
     }
 
     pub fn threshold_s(&self) -> f64 {
@@ -142,17 +136,9 @@ impl Stalls {
         if now - self.bucket_at < BUCKET_S {
             return;
         }
-        let previous = if now - self.bucket_at < 2.0 * BUCKET_S {
-            self.buckets[0]
-        } else {
-            Worst::default()
-        };
+        let previous = if now - self.bucket_at < 2.0 * BUCKET_S { self.buckets[0] } else { Worst::default() };
         self.buckets = [Worst::default(), previous];
-        self.bucket_at = if self.bucket_at.is_finite() && now - self.bucket_at < 2.0 * BUCKET_S {
-            self.bucket_at + BUCKET_S
-        } else {
-            now
-        };
+        self.bucket_at = if self.bucket_at.is_finite() && now - self.bucket_at < 2.0 * BUCKET_S { self.bucket_at + BUCKET_S } else { now };
     }
 
     fn each(&mut self, now: f64, f: impl Fn(&mut Worst)) {
@@ -222,13 +208,7 @@ mod tests {
     #[test]
     fn stalls_over_the_threshold_are_reported() {
         let mut s = Stalls::new(threshold(Some(10)));
-        assert_eq!(
-            s.handler(Kind::Stage, 10.0, 13.0),
-            Some(Stall::Handler {
-                kind: Kind::Stage,
-                s: 3.0
-            })
-        );
+        assert_eq!(s.handler(Kind::Stage, 10.0, 13.0), Some(Stall::Handler { kind: Kind::Stage, s: 3.0 }));
         assert_eq!(s.pet(13.0, 16.0), Some(Stall::Pet { late_s: 3.0 }));
         assert_eq!(s.handler(Kind::Stage, 20.0, 22.4), None);
     }

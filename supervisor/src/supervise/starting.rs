@@ -89,11 +89,8 @@ impl Pid1 {
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
-        let begun = if removing {
-            Err(("cgroup-busy", String::new()))
-        } else {
-            crate::containers::begin(&slot.spec, crate::containers::hang_for(&name, false))
-        };
+        let begun =
+            if removing { Err(("cgroup-busy", String::new())) } else { crate::containers::begin(&slot.spec, crate::containers::hang_for(&name, false)) };
         match begun {
             Ok(crate::containers::Begun::Shift(_)) if slot.shifted => {
                 slot.shifted = false;
@@ -111,27 +108,16 @@ impl Pid1 {
                 slot.told_waiting = false;
                 slot.deferred = 0;
                 slot.state = SlotState::Starting;
-                let mut st = Starting {
-                    launching,
-                    deadline: Deadline::new(now),
-                    up_watched: false,
-                    init_ended: None,
-                };
+                let mut st = Starting { launching, deadline: Deadline::new(now), up_watched: false, init_ended: None };
                 if let Some(epoll) = &self.epoll {
                     let token = TOKEN_START + TOKENS * i as u64;
                     let p = &st.launching.pending;
                     let r = epoll.add(p.err_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token));
                     if let Err(e) = r {
-                        Event::error("container.start")
-                            .kv("name", &name)
-                            .kv("step", "watch")
-                            .result(&Err::<(), _>(errno_text(e)))
-                            .emit();
+                        Event::error("container.start").kv("name", &name).kv("step", "watch").result(&Err::<(), _>(errno_text(e))).emit();
                     }
                     if let Some(up) = p.up_fd() {
-                        st.up_watched = epoll
-                            .add(up, EpollEvent::new(EpollFlags::EPOLLIN, token + 1))
-                            .is_ok();
+                        st.up_watched = epoll.add(up, EpollEvent::new(EpollFlags::EPOLLIN, token + 1)).is_ok();
                     }
                 }
                 slot.starting = Some(Box::new(st));
@@ -141,9 +127,7 @@ impl Pid1 {
                 slot.due = Some(now + DEFER);
                 if !slot.told_waiting {
                     slot.told_waiting = true;
-                    let mut ev = Event::info("container.waiting")
-                        .kv("name", &name)
-                        .kv("for", "cgroup");
+                    let mut ev = Event::info("container.waiting").kv("name", &name).kv("for", "cgroup");
                     if !e.is_empty() {
                         ev = ev.kv("reason", e);
                     }
@@ -153,12 +137,7 @@ impl Pid1 {
             Err((step, e)) => {
                 slot.told_waiting = false;
                 slot.deferred = 0;
-                Event::error("container.start")
-                    .kv("name", &name)
-                    .kv("step", step)
-                    .kv("result", "error")
-                    .kv("error", e)
-                    .emit();
+                Event::error("container.start").kv("name", &name).kv("step", step).kv("result", "error").kv("error", e).emit();
                 // A start that fails counts as a failed run of no length.
                 self.after_exit(i, crate::restart::Exit::Code(127), 0);
             }
@@ -177,9 +156,7 @@ impl Pid1 {
         let Some(st) = slot.starting.as_mut() else {
             return;
         };
-        let crate::containers::Launching {
-            pending, cgroup, ..
-        } = &mut st.launching;
+        let crate::containers::Launching { pending, cgroup, .. } = &mut st.launching;
         let mut add = |pid| cgroup.add(pid).map_err(|_| Errno::EIO);
         let poll = pending.advance(&slot.spec.plan, &mut add);
         if st.up_watched && pending.up_fd().is_none() {
@@ -195,17 +172,8 @@ impl Pid1 {
                 if !self.end_start(i) {
                     return;
                 }
-                let name = self
-                    .slots
-                    .get(i)
-                    .map(|s| s.spec.name.clone())
-                    .unwrap_or_default();
-                Event::error("container.start")
-                    .kv("name", &name)
-                    .kv("step", "spawn")
-                    .kv("result", "error")
-                    .kv("error", e)
-                    .emit();
+                let name = self.slots.get(i).map(|s| s.spec.name.clone()).unwrap_or_default();
+                Event::error("container.start").kv("name", &name).kv("step", "spawn").kv("result", "error").kv("error", e).emit();
                 self.after_exit(i, crate::restart::Exit::Code(127), 0);
             }
         }
@@ -224,11 +192,7 @@ impl Pid1 {
         let name = slot.spec.name.clone();
         self.unwatch_start(&st);
         let Starting { launching, .. } = *st;
-        let crate::containers::Launching {
-            pending,
-            output,
-            cgroup,
-        } = launching;
+        let crate::containers::Launching { pending, output, cgroup } = launching;
         pending.kill();
         let alive: heapless::Vec<Pid, 2> = pending.alive().collect();
         for pid in alive {
@@ -260,16 +224,8 @@ impl Pid1 {
             return;
         };
         self.unwatch_start(&st);
-        let Starting {
-            launching,
-            init_ended,
-            ..
-        } = *st;
-        let crate::containers::Launching {
-            pending,
-            output,
-            cgroup,
-        } = launching;
+        let Starting { launching, init_ended, .. } = *st;
+        let crate::containers::Launching { pending, output, cgroup } = launching;
         // The intermediate has exited (its end of the error pipe closed);
         // its exit may not be read yet.
         let c1: heapless::Vec<Pid, 2> = pending.alive().filter(|p| *p != started.pid).collect();
@@ -333,17 +289,8 @@ impl Pid1 {
         if !self.end_start(i) && !self.end_shift(i) {
             return false;
         }
-        let name = self
-            .slots
-            .get(i)
-            .map(|s| s.spec.name.clone())
-            .unwrap_or_default();
-        Event::info("container.stop")
-            .kv("name", &name)
-            .kv("by", by)
-            .kv("signal", "SIGKILL")
-            .kv("starting", 1)
-            .emit();
+        let name = self.slots.get(i).map(|s| s.spec.name.clone()).unwrap_or_default();
+        Event::info("container.stop").kv("name", &name).kv("by", by).kv("signal", "SIGKILL").kv("starting", 1).emit();
         self.after_exit(i, crate::restart::Exit::Signal(KILLED), 0);
         true
     }
@@ -375,48 +322,25 @@ impl Pid1 {
         let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let volumes: Vec<String> = jobs.iter().map(|j| j.volume.clone()).collect();
         let to = jobs.first().map_or(0, |j| j.to);
-        let spawned =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-                .map_err(|e| errno_text(e).to_string())
-                .and_then(|(r, w)| {
-                    crate::container::shift::spawn(jobs, w, cancel.clone())
-                        .map(|rx| (r, rx))
-                        .map_err(|e| e.to_string())
-                });
+        let spawned = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+            .map_err(|e| errno_text(e).to_string())
+            .and_then(|(r, w)| crate::container::shift::spawn(jobs, w, cancel.clone()).map(|rx| (r, rx)).map_err(|e| e.to_string()));
         let (wake, report) = match spawned {
             Ok(x) => x,
             Err(e) => {
-                Event::error("container.start")
-                    .kv("name", &name)
-                    .kv("step", "volume")
-                    .kv("result", "error")
-                    .kv("error", e)
-                    .emit();
+                Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", e).emit();
                 return self.after_exit(i, crate::restart::Exit::Code(127), 0);
             }
         };
         if let Some(epoll) = &self.epoll {
             let token = TOKEN_START + TOKENS * i as u64 + 2;
             if let Err(e) = epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, token)) {
-                Event::error("volume.shift")
-                    .kv("name", &name)
-                    .kv("step", "watch")
-                    .result(&Err::<(), _>(errno_text(e)))
-                    .emit();
+                Event::error("volume.shift").kv("name", &name).kv("step", "watch").result(&Err::<(), _>(errno_text(e))).emit();
             }
         }
-        Event::info("volume.shift")
-            .kv("name", &name)
-            .kv("volumes", volumes.join(","))
-            .kv("to", to)
-            .emit();
+        Event::info("volume.shift").kv("name", &name).kv("volumes", volumes.join(",")).kv("to", to).emit();
         slot.state = SlotState::Starting;
-        slot.preparing = Some(Box::new(Preparing {
-            wake,
-            report,
-            cancel,
-            began: now,
-        }));
+        slot.preparing = Some(Box::new(Preparing { wake, report, cancel, began: now }));
     }
 
     /// The helper thread of container `i`'s volume shift reported.
@@ -429,39 +353,22 @@ impl Pid1 {
         let report = match p.report.try_recv() {
             Ok(r) => r,
             Err(std::sync::mpsc::TryRecvError::Empty) => return,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                Err("the shift ended without a report".to_owned())
-            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err("the shift ended without a report".to_owned()),
         };
         let ms = ((now - p.began).max(0.0) * 1e3) as u64;
         let name = slot.spec.name.clone();
         self.end_shift(i);
         match report {
             Ok(entries) => {
-                Event::info("volume.shift")
-                    .kv("name", &name)
-                    .kv("entries", entries)
-                    .kv("ms", ms)
-                    .kv("result", "ok")
-                    .emit();
+                Event::info("volume.shift").kv("name", &name).kv("entries", entries).kv("ms", ms).kv("result", "ok").emit();
                 if let Some(slot) = self.slots.get_mut(i) {
                     slot.shifted = true;
                 }
                 self.begin_start(i, now);
             }
             Err(e) => {
-                Event::error("volume.shift")
-                    .kv("name", &name)
-                    .kv("ms", ms)
-                    .kv("result", "error")
-                    .kv("error", &e)
-                    .emit();
-                Event::error("container.start")
-                    .kv("name", &name)
-                    .kv("step", "volume")
-                    .kv("result", "error")
-                    .kv("error", e)
-                    .emit();
+                Event::error("volume.shift").kv("name", &name).kv("ms", ms).kv("result", "error").kv("error", &e).emit();
+                Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", e).emit();
                 self.after_exit(i, crate::restart::Exit::Code(127), 0);
             }
         }
@@ -486,10 +393,7 @@ impl Pid1 {
     /// Reap `pid` without a `reap` event (an ended start's process).
     pub(super) fn reap_quietly(&mut self, pid: Pid) {
         if !self.quiet.contains(&pid) && self.quiet.push(pid).is_err() {
-            Event::debug("reap")
-                .kv("pid", pid)
-                .kv("quiet", "full")
-                .emit();
+            Event::debug("reap").kv("pid", pid).kv("quiet", "full").emit();
         }
     }
 
@@ -513,11 +417,7 @@ impl Pid1 {
 
     /// The earliest pending start's deadline.
     pub(super) fn starts_deadline(&self) -> Option<f64> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.starting.as_ref())
-            .map(|st| st.deadline())
-            .reduce(f64::min)
+        self.slots.iter().filter_map(|s| s.starting.as_ref()).map(|st| st.deadline()).reduce(f64::min)
     }
 }
 
@@ -525,11 +425,5 @@ impl Pid1 {
 const KILLED: i32 = nix::sys::signal::Signal::SIGKILL as i32;
 
 fn start_timeout_event(name: &str, step: Step, at: &str, after_ms: u64) {
-    Event::error("container.exit")
-        .kv("name", name)
-        .kv("reason", "start-timeout")
-        .kv("step", step.slug())
-        .kv("at", at)
-        .kv("after_ms", after_ms)
-        .emit();
+    Event::error("container.exit").kv("name", name).kv("reason", "start-timeout").kv("step", step.slug()).kv("at", at).kv("after_ms", after_ms).emit();
 }

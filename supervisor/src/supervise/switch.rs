@@ -78,39 +78,22 @@ impl Pid1 {
             // Mapped while staged; a rollback's release is mapped already.
             crate::images::map(&copy);
             let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
-            let mut index_of =
-                |n: &str| indices.iter().find(|(m, _)| m == n).map_or(0, |(_, i)| *i);
+            let mut index_of = |n: &str| indices.iter().find(|(m, _)| m == n).map_or(0, |(_, i)| *i);
             crate::containers::prepare_some(&copy, &board, &names, &mut index_of)
         };
         match spawn(job) {
             Ok((wake, report)) => {
                 if let Some(epoll) = &self.epoll {
                     use nix::sys::epoll::{EpollEvent, EpollFlags};
-                    if let Err(e) =
-                        epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SWITCH))
-                    {
-                        Event::error("update.switch")
-                            .kv("step", "watch")
-                            .result(&Err::<(), _>(crate::mount::errno_text(e)))
-                            .emit();
+                    if let Err(e) = epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SWITCH)) {
+                        Event::error("update.switch").kv("step", "watch").result(&Err::<(), _>(crate::mount::errno_text(e))).emit();
                     }
                 }
                 let began = crate::log::now();
-                self.switch = Some(Box::new(Switching {
-                    release,
-                    key_id: key_id.to_string(),
-                    diff: d,
-                    then,
-                    wake,
-                    report,
-                    began,
-                }));
+                self.switch = Some(Box::new(Switching { release, key_id: key_id.to_string(), diff: d, then, wake, report, began }));
             }
             Err((e, job)) => {
-                Event::warn("update.switch")
-                    .kv("step", "thread")
-                    .kv("reason", e)
-                    .emit();
+                Event::warn("update.switch").kv("step", "thread").kv("reason", e).emit();
                 let specs = job();
                 self.land(release, key_id, &d, specs, then);
             }
@@ -120,19 +103,10 @@ impl Pid1 {
     /// The index (uid range) each wanted container takes: a kept or
     /// changed one keeps its own, a new one the lowest no live slot uses.
     fn indices(&self, wanted: &[String]) -> Vec<(String, u16)> {
-        let mut taken: Vec<u16> = self
-            .slots
-            .iter()
-            .filter(|s| !s.retired)
-            .map(|s| s.spec.plan.index)
-            .collect();
+        let mut taken: Vec<u16> = self.slots.iter().filter(|s| !s.retired).map(|s| s.spec.plan.index).collect();
         let mut out = Vec::with_capacity(wanted.len());
         for name in wanted {
-            let index = match self
-                .slots
-                .iter()
-                .find(|s| !s.retired && s.spec.name == name.as_str())
-            {
+            let index = match self.slots.iter().find(|s| !s.retired && s.spec.name == name.as_str()) {
                 Some(s) => s.spec.plan.index,
                 None => {
                     let free = (0..=u16::MAX).find(|i| !taken.contains(i)).unwrap_or(0);
@@ -154,11 +128,7 @@ impl Pid1 {
             Ok(specs) => specs,
             Err(mpsc::TryRecvError::Empty) => return,
             Err(mpsc::TryRecvError::Disconnected) => {
-                Event::error("update.switch")
-                    .kv("step", "prepare")
-                    .kv("result", "error")
-                    .kv("error", "the helper ended without a report")
-                    .emit();
+                Event::error("update.switch").kv("step", "prepare").kv("result", "error").kv("error", "the helper ended without a report").emit();
                 Vec::new()
             }
         };
@@ -167,11 +137,7 @@ impl Pid1 {
             let _ = epoll.delete(&sw.wake);
         }
         let ms = ((crate::log::now() - sw.began).max(0.0) * 1e3) as u64;
-        Event::info("update.prepared")
-            .kv("version", sw.release.version)
-            .kv("specs", specs.len())
-            .kv("ms", ms)
-            .emit();
+        Event::info("update.prepared").kv("version", sw.release.version).kv("specs", specs.len()).kv("ms", ms).emit();
         if self.phase != super::Phase::Running {
             // Shutting down: every container is being stopped anyway.
             return;
@@ -181,14 +147,7 @@ impl Pid1 {
 
     /// Make `release` the running one with its prepared `specs`: keep,
     /// replace, retire and add slots; then what follows.
-    fn land(
-        &mut self,
-        release: Release,
-        key_id: &str,
-        d: &Diff,
-        specs: Vec<crate::containers::Spec>,
-        then: Then,
-    ) {
+    fn land(&mut self, release: Release, key_id: &str, d: &Diff, specs: Vec<crate::containers::Spec>, then: Then) {
         let Some(u) = self.updates.as_mut() else {
             return;
         };
@@ -199,10 +158,7 @@ impl Pid1 {
         } else {
             // A release runs: whatever recovery there was has ended.
             if let Some(why) = u.recovery.take() {
-                Event::info("release.recovered")
-                    .kv("version", version)
-                    .kv("was", why)
-                    .emit();
+                Event::info("release.recovered").kv("version", version).kv("was", why).emit();
             }
             self.set_release(version, key_id);
         }
@@ -225,11 +181,7 @@ impl Pid1 {
     /// Container `name` is not in the new release: stop it (its slot is
     /// dropped once it has ended) or drop it now.
     fn retire(&mut self, name: &str) {
-        let Some(i) = self
-            .slots
-            .iter()
-            .position(|s| !s.retired && s.spec.name == name)
-        else {
+        let Some(i) = self.slots.iter().position(|s| !s.retired && s.spec.name == name) else {
             return;
         };
         let running = self.slots.get(i).is_some_and(|s| s.pid.is_some());
@@ -240,10 +192,7 @@ impl Pid1 {
         if running {
             self.stop_container(i, "update");
         } else {
-            Event::info("container.stopped")
-                .kv("name", name)
-                .kv("by", "update")
-                .emit();
+            Event::info("container.stopped").kv("name", name).kv("by", "update").emit();
             self.drop_slot(i);
         }
     }
@@ -252,11 +201,7 @@ impl Pid1 {
     /// has stopped; a new container gets a slot.
     fn replace_or_add(&mut self, spec: crate::containers::Spec) {
         let name = spec.name.clone();
-        match self
-            .slots
-            .iter()
-            .position(|s| !s.retired && s.spec.name == name)
-        {
+        match self.slots.iter().position(|s| !s.retired && s.spec.name == name) {
             Some(i) => {
                 let running = self.slots.get(i).is_some_and(Slot::busy);
                 if let Some(s) = self.slots.get_mut(i) {
@@ -311,14 +256,12 @@ fn spawn(
     // reachable until then so that a failed spawn can hand it back.
     let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(job)));
     let inside = std::sync::Arc::clone(&slot);
-    let spawned = std::thread::Builder::new()
-        .name("berth-switch".into())
-        .spawn(move || {
-            let job = inside.lock().ok().and_then(|mut j| j.take());
-            let specs = job.map(|j| j()).unwrap_or_default();
-            let _ = tx.send(specs);
-            let _ = nix::unistd::write(&w, &[1u8]);
-        });
+    let spawned = std::thread::Builder::new().name("berth-switch".into()).spawn(move || {
+        let job = inside.lock().ok().and_then(|mut j| j.take());
+        let specs = job.map(|j| j()).unwrap_or_default();
+        let _ = tx.send(specs);
+        let _ = nix::unistd::write(&w, &[1u8]);
+    });
     match spawned {
         Ok(_) => Ok((r, rx)),
         Err(e) => {

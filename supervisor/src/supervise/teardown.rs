@@ -32,19 +32,9 @@ impl Pid1 {
         }
         let mut n = heapless::String::new();
         let _ = n.push_str(name.get(..32).unwrap_or(name));
-        let path = cg
-            .path()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let path = cg.path().map(|p| p.display().to_string()).unwrap_or_default();
         let now = crate::log::now();
-        self.removals.push(Removal {
-            name: n,
-            path,
-            cg,
-            tries: 0,
-            next: now,
-            last_error: None,
-        });
+        self.removals.push(Removal { name: n, path, cg, tries: 0, next: now, last_error: None });
         self.tick_removals(now);
     }
 
@@ -102,25 +92,12 @@ fn removed_event(r: &Removal, done: bool) {
         Version::V2 => crate::board::CgroupMode::V2,
         Version::V1 => crate::board::CgroupMode::V1,
     };
-    let ev = if done {
-        Event::info("cgroup.remove")
-    } else {
-        Event::error("cgroup.remove")
-    };
-    let ev = ev
-        .kv("name", &r.name)
-        .kv("path", &r.path)
-        .kv("left", crate::containers::cgroups_left(mode))
-        .kv("tries", r.tries);
+    let ev = if done { Event::info("cgroup.remove") } else { Event::error("cgroup.remove") };
+    let ev = ev.kv("name", &r.name).kv("path", &r.path).kv("left", crate::containers::cgroups_left(mode)).kv("tries", r.tries);
     if done {
         return ev.kv("result", "ok").emit();
     }
     let left: Vec<String> = r.cg.dirs.iter().map(|d| d.display().to_string()).collect();
     let why = r.last_error.as_deref().unwrap_or("busy");
-    ev.kv("result", "error")
-        .kv(
-            "error",
-            format_args!("not removed: {} ({why})", left.join(" ")),
-        )
-        .emit();
+    ev.kv("result", "error").kv("error", format_args!("not removed: {} ({why})", left.join(" "))).emit();
 }

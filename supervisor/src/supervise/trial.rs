@@ -22,12 +22,7 @@ pub const COMMIT_RETRY_S: f64 = 2.0;
 impl Pid1 {
     /// Whether container `name` of the running release is a one-shot task.
     fn oneshot(&self, name: &str) -> bool {
-        self.updates.as_ref().is_some_and(|u| {
-            u.running
-                .containers
-                .iter()
-                .any(|m| m.name == name && m.oneshot)
-        })
+        self.updates.as_ref().is_some_and(|u| u.running.containers.iter().any(|m| m.name == name && m.oneshot))
     }
 
     /// Container `name` ended and its restart policy decided: during a
@@ -42,11 +37,7 @@ impl Pid1 {
             Verdict::Done => "done",
             Verdict::Fails(_) => "fails",
         };
-        Event::info("trial.exit")
-            .kv("name", name)
-            .kv("exit", super::commands::last_exit(Some(exit)))
-            .kv("verdict", said)
-            .emit();
+        Event::info("trial.exit").kv("name", name).kv("exit", super::commands::last_exit(Some(exit))).kv("verdict", said).emit();
         match verdict {
             Verdict::Fails(cause) => {
                 let _ = self.roll_back(cause, Some(name));
@@ -66,14 +57,8 @@ impl Pid1 {
             standing(Seen {
                 up: s.pid.is_some() && s.life.ready && !s.life.stopping,
                 held: s.held,
-                ended_before: t
-                    .ended_before
-                    .iter()
-                    .any(|n| n.as_str() == s.spec.name.as_str()),
-                oneshot_done: s.pid.is_none()
-                    && s.state == SlotState::Stopped
-                    && s.last_exit == Some(Exit::Code(0))
-                    && self.oneshot(&s.spec.name),
+                ended_before: t.ended_before.iter().any(|n| n.as_str() == s.spec.name.as_str()),
+                oneshot_done: s.pid.is_none() && s.state == SlotState::Stopped && s.last_exit == Some(Exit::Code(0)) && self.oneshot(&s.spec.name),
             })
         }))
     }
@@ -117,11 +102,7 @@ impl Pid1 {
 
     /// End the trial with a rollback to the previous release, by the same
     /// switch as an update; `(from, to)` on success.
-    pub(super) fn roll_back(
-        &mut self,
-        cause: Cause,
-        container: Option<&str>,
-    ) -> Result<(u64, u64), String> {
+    pub(super) fn roll_back(&mut self, cause: Cause, container: Option<&str>) -> Result<(u64, u64), String> {
         let Some(u) = self.updates.as_mut() else {
             return Err("no release store on this device".into());
         };
@@ -134,50 +115,30 @@ impl Pid1 {
             let _ = s.push_str(n);
             s
         });
-        self.stage
-            .log
-            .end(Phase::RolledBack, cause.name(), container.unwrap_or(""));
+        self.stage.log.end(Phase::RolledBack, cause.name(), container.unwrap_or(""));
         let mut tries = 0;
         let rb = loop {
             tries += 1;
             match u.store.rollback(cause, name.clone()) {
                 Ok(rb) => break rb,
                 Err(e) if tries < ROLLBACK_TRIES => {
-                    Event::warn("release.rollback")
-                        .kv("cause", cause)
-                        .kv("try", tries)
-                        .kv("retry", "now")
-                        .kv("reason", e)
-                        .emit();
+                    Event::warn("release.rollback").kv("cause", cause).kv("try", tries).kv("retry", "now").kv("reason", e).emit();
                 }
                 Err(e) => {
                     // The record still says "trial": the boot rolls back.
-                    Event::error("release.rollback")
-                        .kv("cause", cause)
-                        .kv("tries", tries)
-                        .kv("then", "reboot")
-                        .result(&Err::<(), _>(e.to_string()))
-                        .emit();
+                    Event::error("release.rollback").kv("cause", cause).kv("tries", tries).kv("then", "reboot").result(&Err::<(), _>(e.to_string())).emit();
                     let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
-                    return Err(format!(
-                        "the rollback could not be recorded ({e}); rebooting, the boot rolls back"
-                    ));
+                    return Err(format!("the rollback could not be recorded ({e}); rebooting, the boot rolls back"));
                 }
             }
         };
-        let mut ev = Event::warn("release.rollback")
-            .kv("cause", rb.cause)
-            .kv("from", rb.from)
-            .kv("to", rb.to);
+        let mut ev = Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to);
         if let Some(n) = container {
             ev = ev.kv("container", n);
         }
         ev.emit();
         if rb.to == 0 {
-            self.enter_recovery(&format!(
-                "the repair (release {}) failed its trial ({cause}) and nothing came before it",
-                rb.from
-            ));
+            self.enter_recovery(&format!("the repair (release {}) failed its trial ({cause}) and nothing came before it", rb.from));
             return Ok((rb.from, rb.to));
         }
         match u.store.verify_current(&u.keys, &u.board.name) {
@@ -188,14 +149,8 @@ impl Pid1 {
                 Ok((rb.from, rb.to))
             }
             Err(e) => {
-                Event::error("release.rollback")
-                    .kv("step", "load")
-                    .result(&Err::<(), _>(e.to_string()))
-                    .emit();
-                self.enter_recovery(&format!(
-                    "rolled back to release {}, which does not load: {e}",
-                    rb.to
-                ));
+                Event::error("release.rollback").kv("step", "load").result(&Err::<(), _>(e.to_string())).emit();
+                self.enter_recovery(&format!("rolled back to release {}, which does not load: {e}", rb.to));
                 Err(format!("rolled back, but the previous release does not load: {e}; in the recovery state"))
             }
         }
@@ -211,19 +166,11 @@ impl Pid1 {
             return Err("no release is on trial".into());
         };
         match u.store.commit() {
-            Ok(()) => Event::info("release.commit")
-                .kv("version", t.version)
-                .kv("window_s", t.window)
-                .kv("by", by)
-                .emit(),
+            Ok(()) => Event::info("release.commit").kv("version", t.version).kv("window_s", t.window).kv("by", by).emit(),
             Err(e) => {
                 // Still on trial: tried again shortly, until its deadline.
                 t.commit_retry_at = crate::log::now() + COMMIT_RETRY_S;
-                Event::error("release.commit")
-                    .kv("version", t.version)
-                    .kv("retry_s", COMMIT_RETRY_S)
-                    .result(&Err::<(), _>(e.to_string()))
-                    .emit();
+                Event::error("release.commit").kv("version", t.version).kv("retry_s", COMMIT_RETRY_S).result(&Err::<(), _>(e.to_string())).emit();
                 u.trial = Some(t);
                 return Err(format!("the commit could not be recorded: {e}; it is tried again in {COMMIT_RETRY_S} s"));
             }
@@ -232,10 +179,7 @@ impl Pid1 {
         // No rollback can need them in this boot any more.
         crate::images::unmap(&t.superseded);
         match u.store.gc() {
-            Ok(c) => Event::info("release.gc")
-                .kv("images", c.images)
-                .kv("releases", c.releases)
-                .emit(),
+            Ok(c) => Event::info("release.gc").kv("images", c.images).kv("releases", c.releases).emit(),
             Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
         }
         // The whole update's store writes: the power-cut tests cut at each.
@@ -246,10 +190,7 @@ impl Pid1 {
             .kv("store_writes", crate::release::durable::steps())
             .kv("loop_max_ms", format_args!("{:.1}", worst.handler_s * 1e3))
             .kv("loop_max_kind", worst.handler.name())
-            .kv(
-                "pet_late_max_ms",
-                format_args!("{:.1}", worst.pet_late_s * 1e3),
-            )
+            .kv("pet_late_max_ms", format_args!("{:.1}", worst.pet_late_s * 1e3))
             .emit();
         Ok(t.version)
     }
@@ -262,15 +203,8 @@ impl Pid1 {
         if u.trial.is_some() {
             return None;
         }
-        let staging = self
-            .stage
-            .current
-            .as_ref()
-            .map_or(String::new(), |s| format!("; {} is being staged", s.bundle));
-        Some(format!(
-            "no release is on trial (release {} is committed{staging})",
-            u.running.version
-        ))
+        let staging = self.stage.current.as_ref().map_or(String::new(), |s| format!("; {} is being staged", s.bundle));
+        Some(format!("no release is on trial (release {} is committed{staging})", u.running.version))
     }
 
     /// `berthctl commit`.
@@ -292,9 +226,7 @@ impl Pid1 {
         }
         Event::info("control.rollback").emit();
         match self.roll_back(Cause::Requested, None) {
-            Ok((from, to)) => {
-                crate::control::message(&format!("rolled back from release {from} to {to}"))
-            }
+            Ok((from, to)) => crate::control::message(&format!("rolled back from release {from} to {to}")),
             Err(e) => error(&e),
         }
     }

@@ -132,32 +132,17 @@ impl Pid1 {
     /// What the stager staged: read back and verify its release object,
     /// put it on trial and switch (or reboot into it). Cheap steps only:
     /// the images are in the store and mapped already.
-    pub(super) fn take_staged(
-        &mut self,
-        bundle: &str,
-        st: crate::stager::Staged,
-        staging_ms: u64,
-    ) -> Result<String, String> {
+    pub(super) fn take_staged(&mut self, bundle: &str, st: crate::stager::Staged, staging_ms: u64) -> Result<String, String> {
         let Some(u) = self.updates.as_mut() else {
             return Err("no release store on this device".into());
         };
-        let entry = crate::release::record::Entry {
-            digest: st.release,
-            version: st.version,
-        };
+        let entry = crate::release::record::Entry { digest: st.release, version: st.version };
         let images_added = usize::try_from(st.images_added).unwrap_or(usize::MAX);
-        let staged = match u
-            .store
-            .staged(entry, &u.keys, &u.board.name, images_added, st.bytes)
-        {
+        let staged = match u.store.staged(entry, &u.keys, &u.board.name, images_added, st.bytes) {
             Ok(s) => s,
             Err(e) => {
                 crate::images::unmap(&st.mapped);
-                return Err(self.refused(
-                    bundle,
-                    "device",
-                    &format!("the staged release does not check out: {e}"),
-                ));
+                return Err(self.refused(bundle, "device", &format!("the staged release does not check out: {e}")));
             }
         };
         let release = staged.verified.release.clone();
@@ -169,10 +154,7 @@ impl Pid1 {
             .kv("bytes", staged.bytes)
             .kv("staging_ms", staging_ms)
             .kv("loop_max_ms", format_args!("{:.1}", worst.handler_s * 1e3))
-            .kv(
-                "pet_late_max_ms",
-                format_args!("{:.1}", worst.pet_late_s * 1e3),
-            )
+            .kv("pet_late_max_ms", format_args!("{:.1}", worst.pet_late_s * 1e3))
             .emit();
         if let Some(open) = self.stage.log.open() {
             open.version = Some(release.version);
@@ -182,14 +164,9 @@ impl Pid1 {
                 return Err(self.refused(bundle, "device", &e.to_string()));
             }
             self.stage.log.end(crate::outcome::Phase::Rebooting, "", "");
-            Event::info("update.reboot")
-                .kv("version", release.version)
-                .emit();
+            Event::info("update.reboot").kv("version", release.version).emit();
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
-            return Ok(format!(
-                "release {} staged; rebooting into it",
-                release.version
-            ));
+            return Ok(format!("release {} staged; rebooting into it", release.version));
         }
         if let Err(e) = u.store.begin_trial(&staged, false) {
             crate::images::unmap(&st.mapped);
@@ -249,15 +226,8 @@ impl Pid1 {
         };
         for p in inbox::pick(&entries) {
             match p {
-                inbox::Pick::Quarantine { name, base, cause } => {
-                    self.quarantine(&name, &base, &cause.to_string())
-                }
-                inbox::Pick::Stage {
-                    from,
-                    to,
-                    base,
-                    attempt,
-                } => self.take_from_inbox(&from, &to, &base, attempt),
+                inbox::Pick::Quarantine { name, base, cause } => self.quarantine(&name, &base, &cause.to_string()),
+                inbox::Pick::Stage { from, to, base, attempt } => self.take_from_inbox(&from, &to, &base, attempt),
             }
         }
     }
@@ -266,28 +236,16 @@ impl Pid1 {
     fn take_from_inbox(&mut self, from: &str, to: &str, base: &str, attempt: u8) {
         let dir = Path::new(INBOX);
         let bundle = dir.join(base).display().to_string();
-        Event::info("update.inbox")
-            .kv("bundle", &bundle)
-            .kv("attempt", attempt)
-            .kv("taking", to)
-            .emit();
+        Event::info("update.inbox").kv("bundle", &bundle).kv("attempt", attempt).kv("taking", to).emit();
         if let Err(e) = inbox::rename(dir, from, to) {
-            Event::error("update.inbox")
-                .kv("bundle", &bundle)
-                .kv("step", "rename")
-                .result(&Err::<(), _>(e))
-                .emit();
+            Event::error("update.inbox").kv("bundle", &bundle).kv("step", "rename").result(&Err::<(), _>(e)).emit();
             return;
         }
         let file = match super::stage::open_bundle(&dir.join(to)) {
             Ok(f) => f,
             Err(why) => return self.quarantine(to, base, &why),
         };
-        let origin = super::stage::Origin::Inbox {
-            base: base.to_string(),
-            taking: to.to_string(),
-            attempt,
-        };
+        let origin = super::stage::Origin::Inbox { base: base.to_string(), taking: to.to_string(), attempt };
         if let Err(why) = self.start_staging(file, &bundle, origin, Some(dir.join(to))) {
             // Left taken: the next look tries it again, as after a crash.
             self.refused(&bundle, "device", &why);
@@ -297,26 +255,12 @@ impl Pid1 {
     /// Move an inbox entry into the quarantine with its cause.
     fn quarantine(&mut self, name: &str, base: &str, cause: &str) {
         let bundle = Path::new(INBOX).join(base).display().to_string();
-        match inbox::quarantine(
-            Path::new(INBOX),
-            Path::new(inbox::QUARANTINE),
-            name,
-            base,
-            cause,
-        ) {
+        match inbox::quarantine(Path::new(INBOX), Path::new(inbox::QUARANTINE), name, base, cause) {
             Ok(q) => {
-                Event::warn("update.quarantine")
-                    .kv("bundle", &bundle)
-                    .kv("cause", cause)
-                    .kv("seq", q.seq)
-                    .emit();
+                Event::warn("update.quarantine").kv("bundle", &bundle).kv("cause", cause).kv("seq", q.seq).emit();
                 self.stage.quarantined = inbox::load(Path::new(inbox::QUARANTINE));
             }
-            Err(e) => Event::error("update.quarantine")
-                .kv("bundle", &bundle)
-                .kv("cause", cause)
-                .result(&Err::<(), _>(e))
-                .emit(),
+            Err(e) => Event::error("update.quarantine").kv("bundle", &bundle).kv("cause", cause).result(&Err::<(), _>(e)).emit(),
         }
     }
 }

@@ -27,23 +27,11 @@ impl View {
     pub(super) fn new() -> Option<View> {
         match sv::make_dir(std::path::Path::new(sv::DIR)) {
             Ok(()) => {
-                Event::info("status.view")
-                    .kv("path", sv::DIR)
-                    .kv("result", "ok")
-                    .emit();
-                Some(View {
-                    pacer: Pacer::default(),
-                    written: Vec::new(),
-                    buf: Vec::with_capacity(CAPACITY),
-                    failing: false,
-                })
+                Event::info("status.view").kv("path", sv::DIR).kv("result", "ok").emit();
+                Some(View { pacer: Pacer::default(), written: Vec::new(), buf: Vec::with_capacity(CAPACITY), failing: false })
             }
             Err(e) => {
-                Event::error("status.view")
-                    .kv("path", sv::DIR)
-                    .kv("result", "error")
-                    .kv("error", e)
-                    .emit();
+                Event::error("status.view").kv("path", sv::DIR).kv("result", "error").kv("error", e).emit();
                 None
             }
         }
@@ -77,10 +65,7 @@ impl Pid1 {
                     Err(e) => {
                         if !view.failing {
                             view.failing = true;
-                            Event::error("status.write")
-                                .kv("result", "error")
-                                .kv("error", e)
-                                .emit();
+                            Event::error("status.write").kv("result", "error").kv("error", e).emit();
                         }
                     }
                 }
@@ -95,16 +80,8 @@ impl Pid1 {
     fn render_view(&self, out: &mut Vec<u8>) {
         let phase = self.release_phase();
         let release = match (&self.release, self.recovering()) {
-            (Some((version, key_id)), _) => Some(Release {
-                version: *version,
-                key_id,
-                phase,
-            }),
-            (None, Some(_)) => Some(Release {
-                version: 0,
-                key_id: "",
-                phase,
-            }),
+            (Some((version, key_id)), _) => Some(Release { version: *version, key_id, phase }),
+            (None, Some(_)) => Some(Release { version: 0, key_id: "", phase }),
             (None, None) => None,
         };
         let ms = |started: f64| Some((started * 1e3) as u64);
@@ -113,17 +90,9 @@ impl Pid1 {
             .iter()
             .filter(|s| !s.retired)
             .map(|s| super::commands::last_exit(s.last_exit))
-            .chain(
-                self.services
-                    .iter()
-                    .map(|s| super::commands::last_exit(s.last_exit)),
-            )
+            .chain(self.services.iter().map(|s| super::commands::last_exit(s.last_exit)))
             .collect();
-        let states: Vec<heapless::String<16>> = self
-            .services
-            .iter()
-            .map(|s| super::commands::state_name(s.state, s.kill_at.is_some()))
-            .collect();
+        let states: Vec<heapless::String<16>> = self.services.iter().map(|s| super::commands::state_name(s.state, s.kill_at.is_some())).collect();
         let mut entries: Vec<Entry<'_>> = Vec::with_capacity(exits.len());
         for (s, exit) in self.slots.iter().filter(|s| !s.retired).zip(&exits) {
             entries.push(Entry {
@@ -149,18 +118,7 @@ impl Pid1 {
             });
         }
         let worst = self.stalls.boot;
-        let lp = sv::Loop {
-            handler_max_ms: worst.handler_s * 1e3,
-            handler: worst.handler.name(),
-            pet_late_max_ms: worst.pet_late_s * 1e3,
-        };
-        sv::render(
-            out,
-            release.as_ref(),
-            &entries,
-            &lp,
-            self.stage.current.is_some(),
-            self.stage.log.last(),
-        );
+        let lp = sv::Loop { handler_max_ms: worst.handler_s * 1e3, handler: worst.handler.name(), pet_late_max_ms: worst.pet_late_s * 1e3 };
+        sv::render(out, release.as_ref(), &entries, &lp, self.stage.current.is_some(), self.stage.log.last());
     }
 }

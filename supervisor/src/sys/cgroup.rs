@@ -90,14 +90,7 @@ fn fd_u32(fd: BorrowedFd<'_>) -> Result<u32, Errno> {
 /// call (read the instructions and license, write the log and id buffers).
 unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> Result<libc::c_long, Errno> {
     // SAFETY: the caller vouches for the attribute; its size is passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T,
-            core::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, core::mem::size_of::<T>() as libc::c_uint) };
     if r < 0 {
         Err(Errno::last())
     } else {
@@ -123,13 +116,7 @@ impl core::fmt::Display for LoadError {
     }
 }
 
-fn prog_load_once(
-    prog_type: u32,
-    insns: &[u8],
-    license: &CStr,
-    name: &str,
-    log: Option<&mut [u8]>,
-) -> Result<OwnedFd, Errno> {
+fn prog_load_once(prog_type: u32, insns: &[u8], license: &CStr, name: &str, log: Option<&mut [u8]>) -> Result<OwnedFd, Errno> {
     if insns.is_empty() || !insns.len().is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
@@ -139,11 +126,7 @@ fn prog_load_once(
         *d = s;
     }
     let (log_level, log_size, log_buf) = match log {
-        Some(buf) => (
-            1,
-            u32::try_from(buf.len()).map_err(|_| Errno::EINVAL)?,
-            ptr_u64(buf.as_mut_ptr()),
-        ),
+        Some(buf) => (1, u32::try_from(buf.len()).map_err(|_| Errno::EINVAL)?, ptr_u64(buf.as_mut_ptr())),
         None => (0, 0, 0),
     };
     let mut attr = ProgLoadAttr {
@@ -172,12 +155,7 @@ fn prog_load_once(
 /// `BPF_PROG_LOAD` of `insns` (the `struct bpf_insn` wire form) as a program
 /// of `prog_type`, named `name` (first 15 bytes). On failure the load is
 /// repeated with a log buffer so the error carries the verifier's message.
-pub fn prog_load(
-    prog_type: u32,
-    insns: &[u8],
-    license: &CStr,
-    name: &str,
-) -> Result<OwnedFd, LoadError> {
+pub fn prog_load(prog_type: u32, insns: &[u8], license: &CStr, name: &str) -> Result<OwnedFd, LoadError> {
     match prog_load_once(prog_type, insns, license, name, None) {
         Ok(fd) => Ok(fd),
         Err(first) => {
@@ -187,8 +165,7 @@ pub fn prog_load(
                 Ok(fd) => Ok(fd),
                 Err(errno) => {
                     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-                    let log =
-                        String::from_utf8_lossy(buf.get(..end).unwrap_or_default()).into_owned();
+                    let log = String::from_utf8_lossy(buf.get(..end).unwrap_or_default()).into_owned();
                     // ENOSPC means the log did not fit; the first error is the real one.
                     let errno = if errno == Errno::ENOSPC { first } else { errno };
                     Err(LoadError { errno, log })
@@ -200,13 +177,7 @@ pub fn prog_load(
 
 /// `BPF_PROG_ATTACH` of `prog` to the cgroup directory `cgroup`. With
 /// [`BPF_F_REPLACE`], `replace` is the program swapped out atomically.
-pub fn prog_attach(
-    cgroup: BorrowedFd<'_>,
-    prog: BorrowedFd<'_>,
-    attach_type: u32,
-    flags: u32,
-    replace: Option<BorrowedFd<'_>>,
-) -> Result<(), Errno> {
+pub fn prog_attach(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>, attach_type: u32, flags: u32, replace: Option<BorrowedFd<'_>>) -> Result<(), Errno> {
     let mut attr = AttachAttr {
         target_fd: fd_u32(cgroup)?,
         attach_bpf_fd: fd_u32(prog)?,
@@ -219,18 +190,8 @@ pub fn prog_attach(
 }
 
 /// `BPF_PROG_DETACH` of `prog` from the cgroup directory `cgroup`.
-pub fn prog_detach(
-    cgroup: BorrowedFd<'_>,
-    prog: BorrowedFd<'_>,
-    attach_type: u32,
-) -> Result<(), Errno> {
-    let mut attr = AttachAttr {
-        target_fd: fd_u32(cgroup)?,
-        attach_bpf_fd: fd_u32(prog)?,
-        attach_type,
-        attach_flags: 0,
-        replace_bpf_fd: 0,
-    };
+pub fn prog_detach(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>, attach_type: u32) -> Result<(), Errno> {
+    let mut attr = AttachAttr { target_fd: fd_u32(cgroup)?, attach_bpf_fd: fd_u32(prog)?, attach_type, attach_flags: 0, replace_bpf_fd: 0 };
     // SAFETY: `attr` has the kernel's layout and holds no pointers.
     unsafe { bpf(BPF_PROG_DETACH, &mut attr) }.map(drop)
 }
@@ -256,11 +217,7 @@ pub fn prog_query(cgroup: BorrowedFd<'_>, attach_type: u32, max: u32) -> Result<
         attach_type,
         query_flags: 0,
         attach_flags: 0,
-        prog_ids: if max == 0 {
-            0
-        } else {
-            ptr_u64(ids.as_mut_ptr())
-        },
+        prog_ids: if max == 0 { 0 } else { ptr_u64(ids.as_mut_ptr()) },
         prog_cnt: max,
         pad: 0,
     };
@@ -268,9 +225,5 @@ pub fn prog_query(cgroup: BorrowedFd<'_>, attach_type: u32, max: u32) -> Result<
     // writable u32s (or is NULL with a count of 0), alive across the call.
     unsafe { bpf(BPF_PROG_QUERY, &mut attr)? };
     ids.truncate(attr.prog_cnt.min(max) as usize);
-    Ok(Attached {
-        flags: attr.attach_flags,
-        ids,
-        count: attr.prog_cnt,
-    })
+    Ok(Attached { flags: attr.attach_flags, ids, count: attr.prog_cnt })
 }

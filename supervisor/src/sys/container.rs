@@ -109,13 +109,7 @@ pub unsafe fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Option<Pid>, E
     // the call (the kernel copies it before the child exists). With no stack
     // the call duplicates the caller like fork; the caller upholds the
     // child's restrictions (see above).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            core::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, core::mem::size_of::<CloneArgs>()) };
     match check(r)? {
         0 => Ok(None),
         pid => Ok(Some(Pid::from_raw(pid as libc::pid_t))),
@@ -149,15 +143,11 @@ const INTO_CGROUP_WORKS: i32 = -1;
 ///
 /// # Safety
 /// As [`clone_fork`].
-pub unsafe fn fork_placed(
-    dir: Option<BorrowedFd<'_>>,
-) -> Result<(Option<Pid>, Placed), (bool, Errno)> {
+pub unsafe fn fork_placed(dir: Option<BorrowedFd<'_>>) -> Result<(Option<Pid>, Placed), (bool, Errno)> {
     use core::sync::atomic::Ordering::Relaxed;
     let plain = |placed| {
         // SAFETY: passed on to the caller.
-        unsafe { clone_fork(0) }
-            .map(|r| (r, placed))
-            .map_err(|e| (false, e))
+        unsafe { clone_fork(0) }.map(|r| (r, placed)).map_err(|e| (false, e))
     };
     let Some(dir) = dir else {
         return plain(Placed::MovedV1);
@@ -187,15 +177,7 @@ pub fn set_rlimit(resource: c_int, soft: u64, hard: u64) -> Result<(), Errno> {
     let new: [u64; 2] = [soft, hard];
     // SAFETY: `new` has the layout of `struct rlimit64` and lives across the
     // call; the old-value pointer is NULL.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_prlimit64,
-            0 as libc::pid_t,
-            resource,
-            new.as_ptr(),
-            core::ptr::null_mut::<u64>(),
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_prlimit64, 0 as libc::pid_t, resource, new.as_ptr(), core::ptr::null_mut::<u64>()) };
     check(r).map(drop)
 }
 
@@ -222,28 +204,14 @@ pub fn clear_groups() -> Result<(), Errno> {
 /// `setresuid(uid, uid, uid)` (the 32-bit-id call on arm).
 pub fn setresuid(uid: u32) -> Result<(), Errno> {
     // SAFETY: plain integer arguments.
-    let r = unsafe {
-        libc::syscall(
-            SYS_SETRESUID,
-            uid as libc::uid_t,
-            uid as libc::uid_t,
-            uid as libc::uid_t,
-        )
-    };
+    let r = unsafe { libc::syscall(SYS_SETRESUID, uid as libc::uid_t, uid as libc::uid_t, uid as libc::uid_t) };
     check(r).map(drop)
 }
 
 /// `setresgid(gid, gid, gid)` (the 32-bit-id call on arm).
 pub fn setresgid(gid: u32) -> Result<(), Errno> {
     // SAFETY: plain integer arguments.
-    let r = unsafe {
-        libc::syscall(
-            SYS_SETRESGID,
-            gid as libc::gid_t,
-            gid as libc::gid_t,
-            gid as libc::gid_t,
-        )
-    };
+    let r = unsafe { libc::syscall(SYS_SETRESGID, gid as libc::gid_t, gid as libc::gid_t, gid as libc::gid_t) };
     check(r).map(drop)
 }
 
@@ -269,22 +237,12 @@ pub fn set_securebits(bits: u32) -> Result<(), Errno> {
 
 /// `PR_CAP_AMBIENT_CLEAR_ALL`.
 pub fn ambient_clear_all() -> Result<(), Errno> {
-    prctl(
-        libc::PR_CAP_AMBIENT,
-        libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
-        0,
-    )
-    .map(drop)
+    prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong, 0).map(drop)
 }
 
 /// `PR_CAP_AMBIENT_RAISE` of one capability.
 pub fn ambient_raise(cap: u32) -> Result<(), Errno> {
-    prctl(
-        libc::PR_CAP_AMBIENT,
-        libc::PR_CAP_AMBIENT_RAISE as c_ulong,
-        c_ulong::from(cap),
-    )
-    .map(drop)
+    prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as c_ulong, c_ulong::from(cap)).map(drop)
 }
 
 /// `struct __user_cap_header_struct`.
@@ -297,10 +255,7 @@ struct CapHeader {
 /// `capset` of the calling thread's effective, permitted and inheritable
 /// sets (version 3: two 32-bit halves).
 pub fn capset(data: &[CapData; 2]) -> Result<(), Errno> {
-    let header = CapHeader {
-        version: CAPSET_VERSION,
-        pid: 0,
-    };
+    let header = CapHeader { version: CAPSET_VERSION, pid: 0 };
     // SAFETY: `header` and `data` are valid `repr(C)` values with the kernel's
     // layout (version 3 reads two data structs), alive across the call.
     let r = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
@@ -309,19 +264,10 @@ pub fn capset(data: &[CapData; 2]) -> Result<(), Errno> {
 
 /// `capget` of a process (0: the caller).
 pub fn capget(pid: libc::pid_t) -> Result<[CapData; 2], Errno> {
-    let mut header = CapHeader {
-        version: CAPSET_VERSION,
-        pid,
-    };
+    let mut header = CapHeader { version: CAPSET_VERSION, pid };
     let mut data = [CapData::default(); 2];
     // SAFETY: as for capset; the kernel writes two data structs into `data`.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) };
     check(r).map(|_| data)
 }
 
@@ -344,12 +290,7 @@ struct MountAttr {
 /// set attributes on a mount and every mount below it. Nothing is cleared,
 /// so locked flags stay as they are.
 pub fn mount_setattr_recursive(path: &CStr, attr_set: u64) -> Result<(), Errno> {
-    let attr = MountAttr {
-        attr_set,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
+    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd: 0 };
     // SAFETY: `path` is NUL-terminated and `attr` a valid mount_attr whose
     // size is passed; both outlive the call.
     let r = unsafe {
@@ -395,11 +336,7 @@ pub fn close_range(first: u32, last: u32, flags: u32) -> Result<(), Errno> {
 /// Has the reader of this pipe gone? (`poll` reports `POLLERR` on a write
 /// end whose read end is closed everywhere.)
 pub fn pipe_reader_gone(fd: BorrowedFd<'_>) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    };
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
     // SAFETY: one valid pollfd, alive across the call; zero timeout.
     let r = unsafe { libc::poll(&mut p, 1, 0) };
     r > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
@@ -421,15 +358,7 @@ pub fn reset_signal_handlers() -> Result<(), Errno> {
         }
         // SAFETY: `dfl` is a zeroed kernel sigaction readable for the call;
         // no old action is requested.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                dfl.as_ptr(),
-                core::ptr::null_mut::<u64>(),
-                SIGSET,
-            )
-        };
+        let r = unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), core::ptr::null_mut::<u64>(), SIGSET) };
         check(r)?;
     }
     Ok(())
@@ -452,19 +381,12 @@ impl<'a, const N: usize> CPtrs<'a, N> {
         }
         // At least one slot must stay NULL.
         slots.next()?;
-        Some(CPtrs {
-            ptrs,
-            _borrow: PhantomData,
-        })
+        Some(CPtrs { ptrs, _borrow: PhantomData })
     }
 }
 
 /// `execve(path, argv, envp)`. Returns only on failure.
-pub fn execve<const A: usize, const E: usize>(
-    path: &CStr,
-    argv: &CPtrs<'_, A>,
-    envp: &CPtrs<'_, E>,
-) -> Errno {
+pub fn execve<const A: usize, const E: usize>(path: &CStr, argv: &CPtrs<'_, A>, envp: &CPtrs<'_, E>) -> Errno {
     // SAFETY: `path` is NUL-terminated; `CPtrs` guarantees NULL-terminated
     // arrays of pointers to NUL-terminated strings borrowed for as long as
     // the arrays live, which covers the call.
@@ -485,15 +407,7 @@ pub const SECCOMP_FILTER_FLAG_NONE: libc::c_uint = 0;
 /// An empty or longer-than-`u16` program is `EINVAL`.
 pub fn install_filter(prog: &[libc::sock_filter]) -> Result<(), Errno> {
     // SAFETY: PR_GET_NO_NEW_PRIVS takes no pointer.
-    let nnp = unsafe {
-        libc::prctl(
-            libc::PR_GET_NO_NEW_PRIVS,
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-        )
-    };
+    let nnp = unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) };
     if nnp != 1 {
         return Err(Errno::EPERM);
     }
@@ -501,20 +415,10 @@ pub fn install_filter(prog: &[libc::sock_filter]) -> Result<(), Errno> {
     if len == 0 {
         return Err(Errno::EINVAL);
     }
-    let fprog = libc::sock_fprog {
-        len: len as libc::c_ushort,
-        filter: prog.as_ptr() as *mut libc::sock_filter,
-    };
+    let fprog = libc::sock_fprog { len: len as libc::c_ushort, filter: prog.as_ptr() as *mut libc::sock_filter };
     // SAFETY: `fprog` points at `prog`, `len` instructions long, both alive
     // across the call; the kernel copies the program.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            SECCOMP_FILTER_FLAG_NONE,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NONE, &fprog as *const libc::sock_fprog) };
     check(r).map(drop)
 }
 
@@ -522,11 +426,7 @@ pub fn install_filter(prog: &[libc::sock_filter]) -> Result<(), Errno> {
 /// `/proc` attribute takes its value whole), then close it.
 pub fn write_once(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
     use nix::fcntl::{open, OFlag};
-    let raw = open(
-        path,
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
+    let raw = open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
     // SAFETY: `open` just returned this descriptor; nothing else owns it.
     let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
     match nix::unistd::write(&fd, bytes)? {

@@ -13,11 +13,7 @@ pub fn pass_fd_in_child(cmd: &mut std::process::Command, fd: i32, target: i32) {
     // allocate. `fd` is open in the parent until spawn returns.
     unsafe {
         cmd.pre_exec(move || {
-            let r = if fd == target {
-                libc::fcntl(fd, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, target)
-            };
+            let r = if fd == target { libc::fcntl(fd, libc::F_SETFD, 0) } else { libc::dup2(fd, target) };
             if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -43,35 +43,17 @@ fn check(r: libc::c_long) -> Result<libc::c_long, Errno> {
 pub fn abi_version() -> Result<u32, Errno> {
     // SAFETY: with the VERSION flag the attribute pointer must be NULL and
     // the size 0; nothing is read or written.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            core::ptr::null::<RulesetAttr>(),
-            0usize,
-            CREATE_RULESET_VERSION,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, core::ptr::null::<RulesetAttr>(), 0usize, CREATE_RULESET_VERSION) };
     check(r).map(|v| u32::try_from(v).unwrap_or(0))
 }
 
 /// A new ruleset handling these rights (no network rights: berth does not
 /// restrict TCP ports).
 pub fn create_ruleset(handled_fs: u64, scoped: u64) -> Result<OwnedFd, Errno> {
-    let attr = RulesetAttr {
-        handled_access_fs: handled_fs,
-        handled_access_net: 0,
-        scoped,
-    };
+    let attr = RulesetAttr { handled_access_fs: handled_fs, handled_access_net: 0, scoped };
     // SAFETY: `attr` is a valid ruleset attribute whose size is passed and
     // which outlives the call; the kernel only reads it.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            &attr as *const RulesetAttr,
-            core::mem::size_of::<RulesetAttr>(),
-            0 as libc::c_uint,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, &attr as *const RulesetAttr, core::mem::size_of::<RulesetAttr>(), 0 as libc::c_uint) };
     let fd = check(r)?;
     let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
     // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
@@ -79,26 +61,11 @@ pub fn create_ruleset(handled_fs: u64, scoped: u64) -> Result<OwnedFd, Errno> {
 }
 
 /// Allow `access` beneath the file or directory `parent` is open on.
-pub fn add_path_rule(
-    ruleset: BorrowedFd<'_>,
-    parent: BorrowedFd<'_>,
-    access: u64,
-) -> Result<(), Errno> {
-    let attr = PathBeneathAttr {
-        allowed_access: access,
-        parent_fd: parent.as_raw_fd(),
-    };
+pub fn add_path_rule(ruleset: BorrowedFd<'_>, parent: BorrowedFd<'_>, access: u64) -> Result<(), Errno> {
+    let attr = PathBeneathAttr { allowed_access: access, parent_fd: parent.as_raw_fd() };
     // SAFETY: `attr` is a valid path-beneath attribute that outlives the
     // call; both descriptors are open; the flags must be 0.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_add_rule,
-            ruleset.as_raw_fd(),
-            RULE_PATH_BENEATH,
-            &attr as *const PathBeneathAttr,
-            0 as libc::c_uint,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_landlock_add_rule, ruleset.as_raw_fd(), RULE_PATH_BENEATH, &attr as *const PathBeneathAttr, 0 as libc::c_uint) };
     check(r).map(drop)
 }
 
@@ -106,13 +73,7 @@ pub fn add_path_rule(
 /// everything it starts. Needs `no_new_privs` (or CAP_SYS_ADMIN).
 pub fn restrict_self(ruleset: BorrowedFd<'_>) -> Result<(), Errno> {
     // SAFETY: an open descriptor and flags 0.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_restrict_self,
-            ruleset.as_raw_fd(),
-            0 as libc::c_uint,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0 as libc::c_uint) };
     check(r).map(drop)
 }
 

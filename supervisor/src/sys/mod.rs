@@ -25,14 +25,7 @@ pub const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
 pub fn finit_module(fd: BorrowedFd<'_>, params: &CStr, flags: libc::c_uint) -> Result<(), Errno> {
     // SAFETY: `fd` is a valid open descriptor for the duration of the call and
     // `params` is a NUL-terminated string that outlives it; the kernel reads both.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_finit_module,
-            fd.as_raw_fd(),
-            params.as_ptr(),
-            flags,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_finit_module, fd.as_raw_fd(), params.as_ptr(), flags) };
     if r < 0 {
         Err(Errno::last())
     } else {
@@ -48,11 +41,7 @@ pub fn unblock_signals_in_child(cmd: &mut std::process::Command) {
     // pthread_sigmask on a stack value, which is async-signal-safe and does
     // not allocate.
     unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::signal::SigSet::empty()
-                .thread_set_mask()
-                .map_err(std::io::Error::from)
-        });
+        cmd.pre_exec(|| nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from));
     }
 }
 
@@ -72,14 +61,7 @@ pub fn background_priority() -> Result<(), Errno> {
     Errno::result(r)?;
     // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS = 1, this process, value); plain
     // integers only.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_ioprio_set,
-            1 as libc::c_int,
-            0 as libc::c_int,
-            BACKGROUND_IOPRIO,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, 1 as libc::c_int, 0 as libc::c_int, BACKGROUND_IOPRIO) };
     Errno::result(r).map(drop)
 }
 
@@ -128,11 +110,7 @@ pub fn loop_get_free(ctl: BorrowedFd<'_>) -> Result<u32, Errno> {
 
 /// Attach `backing` to the loop device `dev`, read-only, detached by the
 /// kernel once its last user (the dm-verity mapping) closes it.
-pub fn loop_configure_ro(
-    dev: BorrowedFd<'_>,
-    backing: BorrowedFd<'_>,
-    block_size: u32,
-) -> Result<(), Errno> {
+pub fn loop_configure_ro(dev: BorrowedFd<'_>, backing: BorrowedFd<'_>, block_size: u32) -> Result<(), Errno> {
     let fd = u32::try_from(backing.as_raw_fd()).map_err(|_| Errno::EBADF)?;
     // SAFETY: LoopConfig is plain old data; all-zero is valid.
     let mut cfg: LoopConfig = unsafe { core::mem::zeroed() };
@@ -165,10 +143,7 @@ pub enum DmCmd {
 pub fn dm_ioctl(ctl: BorrowedFd<'_>, cmd: DmCmd, buf: &mut [u8]) -> Result<(), Errno> {
     // _IOWR(0xfd, cmd, struct dm_ioctl): size 312.
     let req: libc::c_ulong = 0xC138_FD00 | cmd as libc::c_ulong;
-    let declared = buf
-        .get(12..16)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_ne_bytes);
+    let declared = buf.get(12..16).and_then(|s| s.try_into().ok()).map(u32::from_ne_bytes);
     if buf.len() < 312 || declared != Some(buf.len() as u32) {
         return Err(Errno::EINVAL);
     }
@@ -231,36 +206,16 @@ const RESOLVE_CONFINED: u64 = 0x01 | 0x02 | 0x10;
 /// RESOLVE_NO_MAGICLINKS`, Linux 5.6; `ENOSYS` before).
 pub fn open_in_root(root: BorrowedFd<'_>, path: &CStr) -> Result<std::os::fd::OwnedFd, Errno> {
     let flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) as u64;
-    openat2(
-        root,
-        path,
-        &OpenHow {
-            flags,
-            mode: 0,
-            resolve: RESOLVE_CONFINED,
-        },
-    )
+    openat2(root, path, &OpenHow { flags, mode: 0, resolve: RESOLVE_CONFINED })
 }
 
 /// `openat2(root, path, how)`: one system call, no allocation
 /// (async-signal-safe).
-fn openat2(
-    root: BorrowedFd<'_>,
-    path: &CStr,
-    how: &OpenHow,
-) -> Result<std::os::fd::OwnedFd, Errno> {
+fn openat2(root: BorrowedFd<'_>, path: &CStr, how: &OpenHow) -> Result<std::os::fd::OwnedFd, Errno> {
     use std::os::fd::FromRawFd;
     // SAFETY: `path` is NUL-terminated and `how` a valid open_how whose size
     // is passed; both outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            path.as_ptr(),
-            how as *const OpenHow,
-            core::mem::size_of::<OpenHow>(),
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_openat2, root.as_raw_fd(), path.as_ptr(), how as *const OpenHow, core::mem::size_of::<OpenHow>()) };
     if r < 0 {
         return Err(Errno::last());
     }
@@ -277,17 +232,8 @@ const RESOLVE_NO_LINKS_IN_ROOT: u64 = 0x02 | 0x04 | 0x10;
 /// `root` were `/` and a symlink in any component (the last included) is
 /// `ELOOP`, never followed. Mounts may be crossed. Async-signal-safe: one
 /// system call, no allocation (used between fork and exec).
-pub fn open_no_links(
-    root: BorrowedFd<'_>,
-    path: &CStr,
-    flags: libc::c_int,
-    mode: u32,
-) -> Result<std::os::fd::OwnedFd, Errno> {
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: u64::from(mode),
-        resolve: RESOLVE_NO_LINKS_IN_ROOT,
-    };
+pub fn open_no_links(root: BorrowedFd<'_>, path: &CStr, flags: libc::c_int, mode: u32) -> Result<std::os::fd::OwnedFd, Errno> {
+    let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: u64::from(mode), resolve: RESOLVE_NO_LINKS_IN_ROOT };
     openat2(root, path, &how)
 }
 
@@ -295,12 +241,7 @@ pub fn open_no_links(
 pub fn open_dir_path(path: &CStr) -> Result<std::os::fd::OwnedFd, Errno> {
     use std::os::fd::FromRawFd;
     // SAFETY: `path` is NUL-terminated and outlives the call.
-    let r = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
+    let r = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
     if r < 0 {
         return Err(Errno::last());
     }

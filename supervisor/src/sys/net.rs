@@ -12,10 +12,7 @@ fn sockaddr_v4(ip: [u8; 4]) -> libc::sockaddr {
     for (d, b) in data.iter_mut().skip(2).zip(ip) {
         *d = b as libc::c_char;
     }
-    libc::sockaddr {
-        sa_family: libc::AF_INET as libc::sa_family_t,
-        sa_data: data,
-    }
+    libc::sockaddr { sa_family: libc::AF_INET as libc::sa_family_t, sa_data: data }
 }
 
 /// An `ifreq` naming `name` (at most IFNAMSIZ - 1 bytes).
@@ -50,12 +47,7 @@ pub fn interface_up(sock: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
 }
 
 /// `SIOCSIFADDR` or `SIOCSIFNETMASK`: both take an address in `ifru_addr`.
-fn set_ifaddr(
-    sock: BorrowedFd<'_>,
-    name: &str,
-    request: libc::c_ulong,
-    ip: [u8; 4],
-) -> Result<(), Errno> {
+fn set_ifaddr(sock: BorrowedFd<'_>, name: &str, request: libc::c_ulong, ip: [u8; 4]) -> Result<(), Errno> {
     let mut req = ifreq(name)?;
     req.ifr_ifru.ifru_addr = sockaddr_v4(ip);
     // SAFETY: `sock` is an open socket and `req` a valid, NUL-terminated
@@ -142,10 +134,7 @@ mod tests {
         assert_eq!(sa.sa_family, libc::AF_INET as libc::sa_family_t);
         assert_eq!(&bytes[..6], &[0, 0, 10, 0, 2, 15]);
         assert!(bytes[6..].iter().all(|b| *b == 0));
-        assert_eq!(
-            core::mem::size_of::<libc::sockaddr>(),
-            core::mem::size_of::<libc::sockaddr_in>()
-        );
+        assert_eq!(core::mem::size_of::<libc::sockaddr>(), core::mem::size_of::<libc::sockaddr_in>());
     }
 
     #[test]

@@ -74,15 +74,7 @@ fn quotactl_fd<T>(fs: BorrowedFd<'_>, cmd: u32, id: u32, addr: &mut T) -> Result
     // SAFETY: `fs` is an open descriptor; `addr` points to a live, writable
     // value of the struct type the command reads or writes (if_dqblk or
     // if_dqinfo, `repr(C)` as in the UAPI), which outlives the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_quotactl_fd,
-            fs.as_raw_fd(),
-            qcmd(cmd),
-            id,
-            addr as *mut T,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_quotactl_fd, fs.as_raw_fd(), qcmd(cmd), id, addr as *mut T) };
     if r < 0 {
         Err(Errno::last())
     } else {
@@ -99,20 +91,8 @@ pub fn project_quota_on(fs: BorrowedFd<'_>) -> Result<(), Errno> {
 
 /// Set project `id`'s hard (and soft) limits: `blocks` of [`QUOTA_BLOCK`]
 /// bytes and `inodes`.
-pub fn set_project_limits(
-    fs: BorrowedFd<'_>,
-    id: u32,
-    blocks: u64,
-    inodes: u64,
-) -> Result<(), Errno> {
-    let mut q = IfDqblk {
-        bhardlimit: blocks,
-        bsoftlimit: blocks,
-        ihardlimit: inodes,
-        isoftlimit: inodes,
-        valid: QIF_LIMITS,
-        ..Default::default()
-    };
+pub fn set_project_limits(fs: BorrowedFd<'_>, id: u32, blocks: u64, inodes: u64) -> Result<(), Errno> {
+    let mut q = IfDqblk { bhardlimit: blocks, bsoftlimit: blocks, ihardlimit: inodes, isoftlimit: inodes, valid: QIF_LIMITS, ..Default::default() };
     quotactl_fd(fs, Q_SETQUOTA, id, &mut q)
 }
 
@@ -128,13 +108,7 @@ fn fsxattr(dir: BorrowedFd<'_>) -> Result<FsXattr, Errno> {
     let mut x = FsXattr::default();
     // SAFETY: FS_IOC_FSGETXATTR writes one `struct fsxattr` (28 bytes, the
     // size encoded in the request) into `x`, which lives across the call.
-    let r = unsafe {
-        libc::ioctl(
-            dir.as_raw_fd(),
-            FS_IOC_FSGETXATTR as _,
-            &mut x as *mut FsXattr,
-        )
-    };
+    let r = unsafe { libc::ioctl(dir.as_raw_fd(), FS_IOC_FSGETXATTR as _, &mut x as *mut FsXattr) };
     if r < 0 {
         Err(Errno::last())
     } else {
@@ -155,13 +129,7 @@ pub fn set_project(dir: BorrowedFd<'_>, id: u32) -> Result<(), Errno> {
     x.xflags |= FS_XFLAG_PROJINHERIT;
     // SAFETY: FS_IOC_FSSETXATTR reads one `struct fsxattr` from `x`, which
     // lives across the call.
-    let r = unsafe {
-        libc::ioctl(
-            dir.as_raw_fd(),
-            FS_IOC_FSSETXATTR as _,
-            &x as *const FsXattr,
-        )
-    };
+    let r = unsafe { libc::ioctl(dir.as_raw_fd(), FS_IOC_FSSETXATTR as _, &x as *const FsXattr) };
     if r < 0 {
         Err(Errno::last())
     } else {

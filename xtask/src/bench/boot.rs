@@ -50,10 +50,7 @@ pub struct Timeline {
 
 impl Timeline {
     pub fn all_ready_ms(&self) -> f64 {
-        self.bars
-            .iter()
-            .map(|b| b.ready_ms)
-            .fold(self.kernel_ms, f64::max)
+        self.bars.iter().map(|b| b.ready_ms).fold(self.kernel_ms, f64::max)
     }
 
     pub fn summary(&self) -> String {
@@ -86,25 +83,14 @@ pub fn timeline(events: &[Event], names: &[String]) -> Result<Timeline, String> 
         }
     }
     let mut bars: Vec<Bar> = Vec::new();
-    let mut prev = events
-        .iter()
-        .find(|e| e.name == "containers.prepared")
-        .map(|e| e.t * 1e3);
-    for e in events
-        .iter()
-        .filter(|e| e.name == "container.start" && e.is("result", "ok"))
-    {
+    let mut prev = events.iter().find(|e| e.name == "containers.prepared").map(|e| e.t * 1e3);
+    for e in events.iter().filter(|e| e.name == "container.start" && e.is("result", "ok")) {
         let name = e.get("name").unwrap_or("?").to_string();
         if bars.iter().any(|b| b.name == name) {
             continue; // a restart
         }
         let start_ms = e.t * 1e3;
-        bars.push(Bar {
-            name,
-            launch_ms: prev.unwrap_or(start_ms),
-            start_ms,
-            ready_ms: start_ms,
-        });
+        bars.push(Bar { name, launch_ms: prev.unwrap_or(start_ms), start_ms, ready_ms: start_ms });
         prev = Some(start_ms);
     }
     for n in names {
@@ -112,11 +98,8 @@ pub fn timeline(events: &[Event], names: &[String]) -> Result<Timeline, String> 
             return Err(format!("container {n} never started"));
         }
     }
-    let ready: Vec<(String, f64)> = events
-        .iter()
-        .filter(|e| e.name == "container.ready")
-        .filter_map(|e| Some((e.get("name")?.to_string(), e.t * 1e3)))
-        .collect();
+    let ready: Vec<(String, f64)> =
+        events.iter().filter(|e| e.name == "container.ready").filter_map(|e| Some((e.get("name")?.to_string(), e.t * 1e3))).collect();
     let every = bars.iter().all(|b| ready.iter().any(|(n, _)| *n == b.name));
     if every {
         for b in bars.iter_mut() {
@@ -126,43 +109,18 @@ pub fn timeline(events: &[Event], names: &[String]) -> Result<Timeline, String> 
         }
     }
     let end = bars.iter().map(|b| b.ready_ms).fold(kernel_ms, f64::max);
-    let stages = marks
-        .iter()
-        .enumerate()
-        .map(|(i, (n, from))| (n.clone(), *from, marks.get(i + 1).map_or(end, |(_, t)| *t)))
-        .collect();
-    let reserve_kib = events
-        .iter()
-        .find(|e| e.name == "memory.reserve" && e.is("result", "ok"))
-        .and_then(|e| e.get("min_kib")?.parse().ok());
-    Ok(Timeline {
-        kernel_ms,
-        stages,
-        bars,
-        ready_event: if every {
-            "container.ready"
-        } else {
-            "container.start"
-        },
-        reserve_kib,
-    })
+    let stages = marks.iter().enumerate().map(|(i, (n, from))| (n.clone(), *from, marks.get(i + 1).map_or(end, |(_, t)| *t))).collect();
+    let reserve_kib = events.iter().find(|e| e.name == "memory.reserve" && e.is("result", "ok")).and_then(|e| e.get("min_kib")?.parse().ok());
+    Ok(Timeline { kernel_ms, stages, bars, ready_event: if every { "container.ready" } else { "container.start" }, reserve_kib })
 }
 
 /// Boot once; the timeline and berth's steady RSS.
-fn boot_once(
-    art: &artifacts::Artifacts,
-    n: usize,
-    names: &[String],
-) -> Result<(Timeline, u64), String> {
+fn boot_once(art: &artifacts::Artifacts, n: usize, names: &[String]) -> Result<(Timeline, u64), String> {
     let runs = art.dir.join("runs");
     std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
     let data = runs.join(format!("bench-boot-{n}.img"));
     artifacts::fresh_data(art, &data)?;
-    let opts = BootOpts {
-        agent: true,
-        cmdline: "berth.test=bench".into(),
-        ..Default::default()
-    };
+    let opts = BootOpts { agent: true, cmdline: "berth.test=bench".into(), ..Default::default() };
     let (prog, args) = artifacts::qemu_args(art, &data, &opts);
     let mut m = Machine::spawn(&format!("bench-boot-{n}"), &prog, &args)?;
     m.log_to(runs.join(format!("bench-boot-{n}.console.log")))?;
@@ -196,26 +154,13 @@ fn boot_once(
 /// median boot's timeline.
 pub fn run(root: &Path, boots: usize, report: &mut Report) -> Result<Timeline, String> {
     crate::tools::ensure_host_tools(root, &[Arch::Aarch64.rust_target()], true)?;
-    let variant = Variant {
-        suffix: "-bench".into(),
-        manifests: Some(root.join("qemu-tests/manifests/bench-boot")),
-        ..Default::default()
-    };
+    let variant = Variant { suffix: "-bench".into(), manifests: Some(root.join("qemu-tests/manifests/bench-boot")), ..Default::default() };
     let art = artifacts::build(root, &artifacts::board_path(root, Arch::Aarch64), &variant)?;
-    let names: Vec<String> = art
-        .release
-        .containers
-        .iter()
-        .map(|c| c.name.to_string())
-        .collect();
+    let names: Vec<String> = art.release.containers.iter().map(|c| c.name.to_string()).collect();
     let mut all = Vec::new();
     let mut rss = Vec::new();
     for n in 0..boots {
-        crate::say(&format!(
-            "boot benchmark: boot {} of {boots} ({} containers, aarch64 under TCG)",
-            n + 1,
-            names.len()
-        ));
+        crate::say(&format!("boot benchmark: boot {} of {boots} ({} containers, aarch64 under TCG)", n + 1, names.len()));
         let (t, r) = boot_once(&art, n, &names)?;
         all.push(t);
         rss.push(r as f64);
@@ -224,52 +169,26 @@ pub fn run(root: &Path, boots: usize, report: &mut Report) -> Result<Timeline, S
     let berth: Vec<f64> = all.iter().map(|t| t.all_ready_ms() - t.kernel_ms).collect();
     let ratio: Vec<f64> = kernel.iter().zip(&berth).map(|(k, b)| b / k).collect();
     let ready = all.first().map_or("container.start", |t| t.ready_event);
-    let note = format!(
-        "QEMU aarch64 (TCG), {} containers; ready = {ready}; from berth's event timestamps",
-        names.len()
-    );
-    report.set(Field::from_stats(
-        "boot_ms_kernel",
-        "ms",
-        Stats::of(&kernel),
-        "kernel start to berth's first event",
-    ));
-    report.set(Field::from_stats(
-        "boot_ms_berth_to_all_ready",
-        "ms",
-        Stats::of(&berth),
-        &note,
-    ));
-    report.set(Field::from_stats(
-        "boot_ratio_berth_vs_kernel",
-        "x",
-        Stats::of(&ratio),
-        "per boot",
-    ));
+    let note = format!("QEMU aarch64 (TCG), {} containers; ready = {ready}; from berth's event timestamps", names.len());
+    report.set(Field::from_stats("boot_ms_kernel", "ms", Stats::of(&kernel), "kernel start to berth's first event"));
+    report.set(Field::from_stats("boot_ms_berth_to_all_ready", "ms", Stats::of(&berth), &note));
+    report.set(Field::from_stats("boot_ratio_berth_vs_kernel", "x", Stats::of(&ratio), "per boot"));
     report.set(Field::from_stats(
         "rss_kib_steady",
         "KiB",
         Stats::of(&rss),
-        &format!(
-            "aarch64, VmRSS of PID 1 {} s after the 8-container system started",
-            SETTLE.as_secs()
-        ),
+        &format!("aarch64, VmRSS of PID 1 {} s after the 8-container system started", SETTLE.as_secs()),
     ));
     report.set(match all.first().and_then(|t| t.reserve_kib) {
-        Some(k) => Field::single("memory_reserve_kib", "KiB", k as f64, "memory.min of berth's host cgroup (budgets.host_reserve_kib), from the memory.reserve event"),
+        Some(k) => {
+            Field::single("memory_reserve_kib", "KiB", k as f64, "memory.min of berth's host cgroup (budgets.host_reserve_kib), from the memory.reserve event")
+        }
         None => Field::missing("memory_reserve_kib", "KiB", "no memory.reserve event with result=ok"),
     });
     let mut order: Vec<usize> = (0..all.len()).collect();
-    order.sort_by(|a, b| {
-        berth
-            .get(*a)
-            .unwrap_or(&0.0)
-            .total_cmp(berth.get(*b).unwrap_or(&0.0))
-    });
+    order.sort_by(|a, b| berth.get(*a).unwrap_or(&0.0).total_cmp(berth.get(*b).unwrap_or(&0.0)));
     let mid = order.get(order.len() / 2).copied().unwrap_or(0);
-    all.into_iter()
-        .nth(mid)
-        .ok_or_else(|| "no boot".to_string())
+    all.into_iter().nth(mid).ok_or_else(|| "no boot".to_string())
 }
 
 #[cfg(test)]
@@ -305,10 +224,7 @@ mod tests {
         assert_eq!(t.reserve_kib, Some(16384));
         let names: Vec<&str> = t.stages.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(names, ["early-mounts", "re-exec", "containers"]);
-        assert_eq!(
-            t.stages[2].2, 2450.0,
-            "the last stage ends when all are ready"
-        );
+        assert_eq!(t.stages[2].2, 2450.0, "the last stage ends when all are ready");
     }
 
     #[test]
@@ -321,9 +237,6 @@ mod tests {
         let t = timeline(&evs(&lines), &["a".into(), "b".into()]).unwrap();
         assert_eq!(t.ready_event, "container.ready");
         assert_eq!(t.all_ready_ms(), 2900.0);
-        assert!(
-            timeline(&evs(BOOT), &["a".into(), "c".into()]).is_err(),
-            "a container that never started"
-        );
+        assert!(timeline(&evs(BOOT), &["a".into(), "c".into()]).is_err(), "a container that never started");
     }
 }

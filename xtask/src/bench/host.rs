@@ -42,25 +42,16 @@ pub struct Plan {
 pub fn check_host() -> Result<CgroupMode, String> {
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        });
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1).map(str::to_string)));
     if uid.as_deref() != Some("0") {
         return Err("not root: container starts need root on the host".into());
     }
     if std::env::consts::ARCH != "x86_64" {
-        return Err(format!(
-            "the host is {}, the start benchmark's programs are x86_64",
-            std::env::consts::ARCH
-        ));
+        return Err(format!("the host is {}, the start benchmark's programs are x86_64", std::env::consts::ARCH));
     }
     let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
     if userns.trim().parse::<u64>().unwrap_or(0) == 0 {
-        return Err(
-            "user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0)".into(),
-        );
+        return Err("user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0)".into());
     }
     let cg = Path::new(berth::containers::CGROUP_MOUNT);
     if cg.join("cgroup.controllers").is_file() {
@@ -68,10 +59,7 @@ pub fn check_host() -> Result<CgroupMode, String> {
     } else if cg.join("devices/cgroup.procs").is_file() {
         Ok(CgroupMode::V1)
     } else {
-        Err(
-            "neither a cgroup v2 hierarchy nor a v1 devices hierarchy is mounted at /sys/fs/cgroup"
-                .into(),
-        )
+        Err("neither a cgroup v2 hierarchy nor a v1 devices hierarchy is mounted at /sys/fs/cgroup".into())
     }
 }
 
@@ -84,8 +72,7 @@ const UNIFIED: &str = "/sys/fs/cgroup/unified";
 /// namespace (propagation slave, so nothing reaches the host) and unmounts
 /// it there. The v1 hierarchies stay. Returns what was done, for the notes.
 fn hide_hybrid_v2() -> Result<Option<String>, String> {
-    let controllers =
-        std::fs::read_to_string(Path::new(UNIFIED).join("cgroup.controllers")).unwrap_or_default();
+    let controllers = std::fs::read_to_string(Path::new(UNIFIED).join("cgroup.controllers")).unwrap_or_default();
     if controllers.trim().is_empty() {
         return Ok(None);
     }
@@ -93,30 +80,14 @@ fn hide_hybrid_v2() -> Result<Option<String>, String> {
     // other thread at this point (CLONE_NEWNS would refuse otherwise).
     unsafe {
         if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return Err(format!(
-                "unshare(CLONE_NEWNS): {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(format!("unshare(CLONE_NEWNS): {}", std::io::Error::last_os_error()));
         }
         let none = std::ptr::null::<libc::c_char>();
-        if libc::mount(
-            none,
-            c"/".as_ptr(),
-            none,
-            libc::MS_REC | libc::MS_SLAVE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return Err(format!(
-                "make / a slave mount: {}",
-                std::io::Error::last_os_error()
-            ));
+        if libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0 {
+            return Err(format!("make / a slave mount: {}", std::io::Error::last_os_error()));
         }
         if libc::umount2(c"/sys/fs/cgroup/unified".as_ptr(), libc::MNT_DETACH) != 0 {
-            return Err(format!(
-                "umount {UNIFIED}: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(format!("umount {UNIFIED}: {}", std::io::Error::last_os_error()));
         }
     }
     Ok(Some(format!(
@@ -128,10 +99,7 @@ fn hide_hybrid_v2() -> Result<Option<String>, String> {
 /// The first three fields of `/proc/loadavg`.
 fn loadavg() -> String {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// A minimal static x86_64 ELF executable: one loadable segment holding
@@ -182,11 +150,9 @@ fn make_rootfs(dir: &Path) -> Result<(), String> {
     for (name, code) in [("true", EXIT0.to_vec()), ("pause", pause_code())] {
         let p = dir.join("bin").join(name);
         std::fs::write(&p, elf_x86_64(&code)).map_err(|e| format!("{}: {e}", p.display()))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).map_err(|e| format!("{}: {e}", p.display()))?;
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("{}: {e}", dir.display()))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 /// A long-lived program answering `BENCH ok us=N` per request line.
@@ -198,12 +164,7 @@ struct Server {
 
 impl Server {
     fn spawn(cmd: &mut Command) -> Result<Server, String> {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("{cmd:?}: {e}"))?;
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().map_err(|e| format!("{cmd:?}: {e}"))?;
         let stdin = child.stdin.take();
         let out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
         Ok(Server { child, stdin, out })
@@ -213,9 +174,7 @@ impl Server {
     /// (`us=`, and `exec_us=` when given).
     fn request(&mut self, line: &str) -> Result<(u64, Option<u64>), String> {
         let stdin = self.stdin.as_mut().ok_or("closed")?;
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .map_err(|e| format!("request `{line}`: {e}"))?;
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).map_err(|e| format!("request `{line}`: {e}"))?;
         let mut buf = String::new();
         loop {
             buf.clear();
@@ -223,11 +182,7 @@ impl Server {
                 return Err(format!("request `{line}`: the program ended"));
             }
             if let Some(rest) = buf.trim_end().strip_prefix("BENCH ") {
-                let field = |k: &str| {
-                    rest.split_whitespace()
-                        .find_map(|w| w.strip_prefix(k))
-                        .and_then(|v| v.parse::<u64>().ok())
-                };
+                let field = |k: &str| rest.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse::<u64>().ok());
                 return match (rest.starts_with("ok "), field("us=")) {
                     (true, Some(us)) => Ok((us, field("exec_us="))),
                     _ => Err(format!("request `{line}`: {rest}")),
@@ -246,11 +201,7 @@ impl Drop for Server {
 
 enum Runner {
     Server(Server),
-    Cli {
-        program: &'static str,
-        bundle: PathBuf,
-        count: u32,
-    },
+    Cli { program: &'static str, bundle: PathBuf, count: u32 },
 }
 
 impl Runner {
@@ -263,11 +214,7 @@ impl Runner {
             Runner::Server(s) => {
                 exec = s.request("start")?.1.map(|us| us as f64 / 1e3);
             }
-            Runner::Cli {
-                program,
-                bundle,
-                count,
-            } => {
+            Runner::Cli { program, bundle, count } => {
                 *count += 1;
                 let id = format!("berth-bench-{program}-{}-{count}", std::process::id());
                 let out = Command::new(*program)
@@ -281,11 +228,7 @@ impl Runner {
                     .output()
                     .map_err(|e| format!("{program}: {e}"))?;
                 if !out.status.success() {
-                    return Err(format!(
-                        "{program} run: {}: {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ));
+                    return Err(format!("{program} run: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
                 }
             }
         }
@@ -297,26 +240,8 @@ impl Runner {
 fn build(root: &Path) -> Result<(PathBuf, PathBuf), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     crate::say("building berth (host, release) and berth-floor for the start benchmark");
-    crate::run_cmd(Command::new(&cargo).current_dir(root).args([
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "berth",
-        "--features",
-        "host",
-        "--bin",
-        "berth",
-    ]))?;
-    crate::run_cmd(Command::new(&cargo).current_dir(root).args([
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "qemu-tests",
-        "--bin",
-        "berth-floor",
-    ]))?;
+    crate::run_cmd(Command::new(&cargo).current_dir(root).args(["build", "--quiet", "--release", "-p", "berth", "--features", "host", "--bin", "berth"]))?;
+    crate::run_cmd(Command::new(&cargo).current_dir(root).args(["build", "--quiet", "--release", "-p", "qemu-tests", "--bin", "berth-floor"]))?;
     let dir = crate::cargo_target_dir(root).join("release");
     Ok((dir.join("berth"), dir.join("berth-floor")))
 }
@@ -324,12 +249,7 @@ fn build(root: &Path) -> Result<(PathBuf, PathBuf), String> {
 const NAMES: [&str; 4] = ["berth", "crun", "runc", "floor"];
 
 /// Parts 1 and 2; fills the report's `start_*` and `scale_*` fields.
-pub fn run(
-    root: &Path,
-    plan: &Plan,
-    report: &mut Report,
-    notes: &mut Vec<String>,
-) -> Result<(), String> {
+pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String>) -> Result<(), String> {
     let mode = check_host()?;
     crate::tools::ensure_packages(&["crun", "runc"])?;
     let (berth_bin, floor_bin) = build(root)?;
@@ -337,10 +257,7 @@ pub fn run(
     let work = std::env::temp_dir().join("berth-bench");
     let rootfs = work.join("rootfs");
     make_rootfs(&rootfs)?;
-    let rootfs_s = rootfs
-        .to_str()
-        .ok_or("temporary directory is not UTF-8")?
-        .to_string();
+    let rootfs_s = rootfs.to_str().ok_or("temporary directory is not UTF-8")?.to_string();
     let board_file = crate::artifacts::board_path(root, berth::board::Arch::X86_64);
     let board = crate::artifacts::load_board(&board_file)?;
     // berth's own start path, as a line-driven server (parts 1 and 2).
@@ -348,12 +265,7 @@ pub fn run(
         Server::spawn(
             Command::new(&berth_bin)
                 .arg("bench-start")
-                .args([
-                    "--root",
-                    &rootfs_s,
-                    "--cgroup",
-                    if mode == CgroupMode::V2 { "v2" } else { "v1" },
-                ])
+                .args(["--root", &rootfs_s, "--cgroup", if mode == CgroupMode::V2 { "v2" } else { "v1" }])
                 .arg("--board")
                 .arg(&board_file),
         )
@@ -364,29 +276,13 @@ pub fn run(
     for (i, program) in ["crun", "runc"].into_iter().enumerate() {
         let bundle = work.join(program);
         std::fs::create_dir_all(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
-        let config = oci::config(
-            &board,
-            &rootfs_s,
-            "/bin/true",
-            5_000_000 + 100_000 * i as u32,
-            &format!("/berth-bench-{program}"),
-        )?;
-        std::fs::write(bundle.join("config.json"), config)
-            .map_err(|e| format!("{}: {e}", bundle.display()))?;
-        runners.push(Runner::Cli {
-            program,
-            bundle,
-            count: 0,
-        });
+        let config = oci::config(&board, &rootfs_s, "/bin/true", 5_000_000 + 100_000 * i as u32, &format!("/berth-bench-{program}"))?;
+        std::fs::write(bundle.join("config.json"), config).map_err(|e| format!("{}: {e}", bundle.display()))?;
+        runners.push(Runner::Cli { program, bundle, count: 0 });
     }
-    runners.push(Runner::Server(Server::spawn(
-        Command::new(&floor_bin).args(["--root", &rootfs_s]),
-    )?));
+    runners.push(Runner::Server(Server::spawn(Command::new(&floor_bin).args(["--root", &rootfs_s]))?));
 
-    crate::say(&format!(
-        "start latency: {} warm-up and {} measured rounds of berth, crun, runc, floor",
-        plan.warmup, plan.rounds
-    ));
+    crate::say(&format!("start latency: {} warm-up and {} measured rounds of berth, crun, runc, floor", plan.warmup, plan.rounds));
     let load_before = loadavg();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runners.len()];
     let (mut vs_crun, mut vs_floor, mut berth_exec) = (Vec::new(), Vec::new(), Vec::new());
@@ -397,9 +293,7 @@ pub fn run(
             // Let the previous run's deferred kernel work settle first.
             std::thread::sleep(SETTLE);
             let r = runners.get_mut(i).ok_or("runner")?;
-            let (ms, exec) = r
-                .start()
-                .map_err(|e| format!("{}: {e}", NAMES.get(i).unwrap_or(&"?")))?;
+            let (ms, exec) = r.start().map_err(|e| format!("{}: {e}", NAMES.get(i).unwrap_or(&"?")))?;
             if let Some(slot) = this.get_mut(i) {
                 *slot = ms;
             }
@@ -426,12 +320,7 @@ pub fn run(
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
     for (name, t) in NAMES.iter().zip(&times) {
-        report.set(Field::from_stats(
-            &format!("start_ms_{name}"),
-            "ms",
-            Stats::of(t),
-            &note,
-        ));
+        report.set(Field::from_stats(&format!("start_ms_{name}"), "ms", Stats::of(t), &note));
     }
     report.set(Field::from_stats(
         "start_ms_berth_to_exec",
@@ -458,26 +347,13 @@ pub fn run(
             "berth and the floor alternating with no pause and no crun/runc in between",
         ));
     }
-    report.set(Field::from_stats(
-        "start_ratio_berth_vs_crun",
-        "x",
-        Stats::of(&vs_crun),
-        "per-round ratio, same rounds",
-    ));
-    report.set(Field::from_stats(
-        "start_ratio_berth_vs_floor",
-        "x",
-        Stats::of(&vs_floor),
-        "per-round ratio, same rounds",
-    ));
+    report.set(Field::from_stats("start_ratio_berth_vs_crun", "x", Stats::of(&vs_crun), "per-round ratio, same rounds"));
+    report.set(Field::from_stats("start_ratio_berth_vs_floor", "x", Stats::of(&vs_floor), "per-round ratio, same rounds"));
     drop(runners);
 
     // Part 2: berth alone, N = 1, 8, 32, 64 interleaved.
     let mut berth = bench_start()?;
-    crate::say(&format!(
-        "scaling: {} rounds of 1, 8, 32, 64 containers",
-        plan.scale_rounds
-    ));
+    crate::say(&format!("scaling: {} rounds of 1, 8, 32, 64 containers", plan.scale_rounds));
     let mut per: Vec<Vec<f64>> = vec![Vec::new(); SCALE.len()];
     for round in 0..plan.warmup + plan.scale_rounds {
         for k in 0..SCALE.len() {
@@ -495,12 +371,7 @@ pub fn run(
     let note = "berth starts them one after another from one thread, as its loop does; \
                 time until the last has exec'd (each runs `pause`), divided by N; teardown not counted";
     for (n, p) in SCALE.iter().zip(&per) {
-        report.set(Field::from_stats(
-            &format!("scale_ms_per_container_{n}"),
-            "ms",
-            Stats::of(p),
-            note,
-        ));
+        report.set(Field::from_stats(&format!("scale_ms_per_container_{n}"), "ms", Stats::of(p), note));
     }
     Ok(())
 }

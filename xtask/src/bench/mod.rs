@@ -43,41 +43,17 @@ pub struct Field {
 impl Field {
     pub fn from_stats(name: &str, unit: &'static str, s: Option<Stats>, note: &str) -> Field {
         match s {
-            Some(s) => Field {
-                name: name.into(),
-                unit,
-                value: Some(s.median),
-                min: Some(s.min),
-                max: Some(s.max),
-                runs: s.runs,
-                note: note.into(),
-            },
+            Some(s) => Field { name: name.into(), unit, value: Some(s.median), min: Some(s.min), max: Some(s.max), runs: s.runs, note: note.into() },
             None => Field::missing(name, unit, &format!("no successful run ({note})")),
         }
     }
 
     pub fn missing(name: &str, unit: &'static str, reason: &str) -> Field {
-        Field {
-            name: name.into(),
-            unit,
-            value: None,
-            min: None,
-            max: None,
-            runs: 0,
-            note: reason.into(),
-        }
+        Field { name: name.into(), unit, value: None, min: None, max: None, runs: 0, note: reason.into() }
     }
 
     pub fn single(name: &str, unit: &'static str, value: f64, note: &str) -> Field {
-        Field {
-            name: name.into(),
-            unit,
-            value: Some(value),
-            min: Some(value),
-            max: Some(value),
-            runs: 1,
-            note: note.into(),
-        }
+        Field { name: name.into(), unit, value: Some(value), min: Some(value), max: Some(value), runs: 1, note: note.into() }
     }
 }
 
@@ -124,19 +100,11 @@ impl Report {
                 if parts.contains(part) {
                     Field::missing(name, unit, "not measured: its part failed (see the notes)")
                 } else {
-                    Field::missing(
-                        name,
-                        unit,
-                        &format!("not run (--part did not name part {part})"),
-                    )
+                    Field::missing(name, unit, &format!("not run (--part did not name part {part})"))
                 }
             })
             .collect();
-        Report {
-            fields,
-            quick,
-            date: today(),
-        }
+        Report { fields, quick, date: today() }
     }
 
     /// Put a field in (replacing one of the same name).
@@ -148,21 +116,14 @@ impl Report {
     }
 
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.fields
-            .iter()
-            .find(|f| f.name == name)
-            .and_then(|f| f.value)
+        self.fields.iter().find(|f| f.name == name).and_then(|f| f.value)
     }
 
     /// Mark every still-missing field of `part` with why the part failed.
     fn part_failed(&mut self, part: u8, why: &str) {
         for (name, _, p) in FIELDS {
             if *p == part {
-                if let Some(f) = self
-                    .fields
-                    .iter_mut()
-                    .find(|f| f.name == *name && f.value.is_none())
-                {
+                if let Some(f) = self.fields.iter_mut().find(|f| f.name == *name && f.value.is_none()) {
                     f.note = format!("not measured: part {part} failed: {why}");
                 }
             }
@@ -170,10 +131,7 @@ impl Report {
     }
 
     fn to_json(&self) -> Json {
-        let mut top = vec![
-            ("date".to_string(), Json::Str(self.date.clone())),
-            ("quick".to_string(), Json::Bool(self.quick)),
-        ];
+        let mut top = vec![("date".to_string(), Json::Str(self.date.clone())), ("quick".to_string(), Json::Bool(self.quick))];
         for f in &self.fields {
             top.push((f.name.clone(), Json::num(f.value)));
         }
@@ -216,15 +174,8 @@ impl Report {
     /// The targets: (target, met or unknown, what was measured).
     fn targets(&self) -> Vec<(&'static str, Option<bool>, String)> {
         let g = |n: &str| self.get(n);
-        let show = |v: Option<f64>, unit: &str| {
-            v.map_or("not measured".to_string(), |v| {
-                format!("{} {unit}", fmt_value(v))
-            })
-        };
-        let scale: Vec<f64> = host::SCALE
-            .iter()
-            .filter_map(|n| g(&format!("scale_ms_per_container_{n}")))
-            .collect();
+        let show = |v: Option<f64>, unit: &str| v.map_or("not measured".to_string(), |v| format!("{} {unit}", fmt_value(v)));
+        let scale: Vec<f64> = host::SCALE.iter().filter_map(|n| g(&format!("scale_ms_per_container_{n}"))).collect();
         let flat = (scale.len() == host::SCALE.len()).then(|| {
             let max = scale.iter().copied().fold(f64::MIN, f64::max);
             let min = scale.iter().copied().fold(f64::MAX, f64::min);
@@ -234,62 +185,28 @@ impl Report {
             (Some(a), Some(b)) => Some(a - b),
             _ => None,
         };
-        let anon_growth = match (
-            g("rss_anon_kib_after_restarts"),
-            g("rss_anon_kib_before_restarts"),
-        ) {
+        let anon_growth = match (g("rss_anon_kib_after_restarts"), g("rss_anon_kib_before_restarts")) {
             (Some(a), Some(b)) => format!(" (anonymous memory: {} KiB more)", fmt_value(a - b)),
             _ => String::new(),
         };
         vec![
-            (
-                "berth start at most 0.3x crun's",
-                g("start_ratio_berth_vs_crun").map(|r| r <= 0.3),
-                show(g("start_ratio_berth_vs_crun"), "x"),
-            ),
-            (
-                "berth start at most 2x the floor",
-                g("start_ratio_berth_vs_floor").map(|r| r <= 2.0),
-                show(g("start_ratio_berth_vs_floor"), "x"),
-            ),
-            (
-                "per-container cost flat (within 1.5x) from 1 to 64",
-                flat.map(|r| r <= 1.5),
-                show(flat, "x (slowest / fastest)"),
-            ),
+            ("berth start at most 0.3x crun's", g("start_ratio_berth_vs_crun").map(|r| r <= 0.3), show(g("start_ratio_berth_vs_crun"), "x")),
+            ("berth start at most 2x the floor", g("start_ratio_berth_vs_floor").map(|r| r <= 2.0), show(g("start_ratio_berth_vs_floor"), "x")),
+            ("per-container cost flat (within 1.5x) from 1 to 64", flat.map(|r| r <= 1.5), show(flat, "x (slowest / fastest)")),
             (
                 "first event to all ready at most 10% of the kernel's boot",
                 g("boot_ratio_berth_vs_kernel").map(|r| r <= 0.10),
                 show(g("boot_ratio_berth_vs_kernel"), "x"),
             ),
-            (
-                "static aarch64 binary under 1 MiB",
-                g("size_bytes_aarch64").map(|s| s < 1_048_576.0),
-                show(g("size_bytes_aarch64"), "bytes"),
-            ),
-            (
-                "RSS under 2 MiB steady",
-                g("rss_kib_steady").map(|k| k < 2048.0),
-                show(g("rss_kib_steady"), "KiB"),
-            ),
-            (
-                "no RSS growth after 10,000 restarts",
-                growth
-                    .map(|d| d <= 0.0)
-                    .filter(|_| g("restarts_done").is_some_and(|n| n >= 10_000.0)),
-                {
-                    let n = g("restarts_done").map_or("?".into(), fmt_value);
-                    format!(
-                        "{} more after {n} restarts{anon_growth}",
-                        show(growth, "KiB")
-                    )
-                },
-            ),
+            ("static aarch64 binary under 1 MiB", g("size_bytes_aarch64").map(|s| s < 1_048_576.0), show(g("size_bytes_aarch64"), "bytes")),
+            ("RSS under 2 MiB steady", g("rss_kib_steady").map(|k| k < 2048.0), show(g("rss_kib_steady"), "KiB")),
+            ("no RSS growth after 10,000 restarts", growth.map(|d| d <= 0.0).filter(|_| g("restarts_done").is_some_and(|n| n >= 10_000.0)), {
+                let n = g("restarts_done").map_or("?".into(), fmt_value);
+                format!("{} more after {n} restarts{anon_growth}", show(growth, "KiB"))
+            }),
             (
                 "update at most 1.5x a cold start, with 0 unchanged containers restarted",
-                g("update_ratio_vs_cold_start")
-                    .zip(g("update_unchanged_restarted"))
-                    .map(|(r, n)| r <= 1.5 && n == 0.0),
+                g("update_ratio_vs_cold_start").zip(g("update_unchanged_restarted")).map(|(r, n)| r <= 1.5 && n == 0.0),
                 format!(
                     "{}, {} unchanged restarted",
                     show(g("update_ratio_vs_cold_start"), "x"),
@@ -300,19 +217,13 @@ impl Report {
     }
 
     fn table(&self) -> String {
-        let mut out = String::from(
-            "| field | median | min | max | runs | note |\n|---|---|---|---|---|---|\n",
-        );
+        let mut out = String::from("| field | median | min | max | runs | note |\n|---|---|---|---|---|---|\n");
         let opt = |v: Option<f64>| v.map_or("-".to_string(), fmt_value);
         for f in &self.fields {
             out.push_str(&format!(
                 "| `{}` | {} | {} | {} | {} | {} |\n",
                 f.name,
-                f.value.map_or("not measured".to_string(), |v| format!(
-                    "{} {}",
-                    fmt_value(v),
-                    f.unit
-                )),
+                f.value.map_or("not measured".to_string(), |v| format!("{} {}", fmt_value(v), f.unit)),
                 opt(f.min),
                 opt(f.max),
                 f.runs,
@@ -376,21 +287,14 @@ pub struct Opts {
 }
 
 pub fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        quick: false,
-        parts: Vec::new(),
-    };
+    let mut o = Opts { quick: false, parts: Vec::new() };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
             "--part" => {
                 let v = it.next().ok_or("--part needs 1 to 5")?;
-                let p: u8 = v
-                    .parse()
-                    .ok()
-                    .filter(|p| (1..=5).contains(p))
-                    .ok_or_else(|| format!("--part: `{v}` is not 1 to 5"))?;
+                let p: u8 = v.parse().ok().filter(|p| (1..=5).contains(p)).ok_or_else(|| format!("--part: `{v}` is not 1 to 5"))?;
                 o.parts.push(p);
             }
             _ => return Err(format!("bench: unknown argument `{a}` (--quick, --part N)")),
@@ -413,19 +317,7 @@ pub fn run(root: &Path, o: &Opts) -> Result<(), String> {
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
 
     if has(1) || has(2) {
-        let plan = if o.quick {
-            host::Plan {
-                warmup: 1,
-                rounds: 5,
-                scale_rounds: 1,
-            }
-        } else {
-            host::Plan {
-                warmup: 3,
-                rounds: 200,
-                scale_rounds: 15,
-            }
-        };
+        let plan = if o.quick { host::Plan { warmup: 1, rounds: 5, scale_rounds: 1 } } else { host::Plan { warmup: 3, rounds: 200, scale_rounds: 15 } };
         if let Err(e) = host::run(root, &plan, &mut report, &mut notes) {
             notes.push(format!("parts 1-2 (host starts): {e}"));
             report.part_failed(1, &e);
@@ -438,8 +330,7 @@ pub fn run(root: &Path, o: &Opts) -> Result<(), String> {
         match boot::run(root, boots, &mut report) {
             Ok(timeline) => {
                 let svg = out.join("boot-aarch64.svg");
-                std::fs::write(&svg, svg::timeline(&timeline))
-                    .map_err(|e| format!("{}: {e}", svg.display()))?;
+                std::fs::write(&svg, svg::timeline(&timeline)).map_err(|e| format!("{}: {e}", svg.display()))?;
                 notes.push(timeline.summary());
             }
             Err(e) => {
@@ -471,13 +362,9 @@ pub fn run(root: &Path, o: &Opts) -> Result<(), String> {
 
     let md = report.to_markdown(&notes);
     std::fs::write(out.join("report.md"), &md).map_err(|e| format!("{}: {e}", out.display()))?;
-    std::fs::write(out.join("report.json"), report.to_json().to_text())
-        .map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::write(out.join("report.json"), report.to_json().to_text()).map_err(|e| format!("{}: {e}", out.display()))?;
     println!("{md}");
-    crate::say(&format!(
-        "wrote {}/report.md, report.json and boot-aarch64.svg",
-        out.display()
-    ));
+    crate::say(&format!("wrote {}/report.md, report.json and boot-aarch64.svg", out.display()));
     if !failed.is_empty() {
         return Err(format!("the benchmark failed: {}", failed.join("; ")));
     }
@@ -508,12 +395,7 @@ mod tests {
         r.set(Field::single("start_ratio_berth_vs_crun", "x", 0.25, ""));
         r.set(Field::single("start_ratio_berth_vs_floor", "x", 2.5, ""));
         for (n, v) in [(1, 1.0), (8, 1.2), (32, 1.4), (64, 1.6)] {
-            r.set(Field::single(
-                &format!("scale_ms_per_container_{n}"),
-                "ms",
-                v,
-                "",
-            ));
+            r.set(Field::single(&format!("scale_ms_per_container_{n}"), "ms", v, ""));
         }
         r.set(Field::single("rss_kib_before_restarts", "KiB", 900.0, ""));
         r.set(Field::single("rss_kib_after_restarts", "KiB", 900.0, ""));
@@ -526,42 +408,14 @@ mod tests {
         r.set(Field::single("restarts_done", "count", 10_000.0, ""));
         assert_eq!(r.targets()[6].1, Some(true));
         assert!(!r.targets()[6].2.contains("anonymous"));
-        r.set(Field::single(
-            "rss_anon_kib_before_restarts",
-            "KiB",
-            400.0,
-            "",
-        ));
-        r.set(Field::single(
-            "rss_anon_kib_after_restarts",
-            "KiB",
-            404.0,
-            "",
-        ));
-        assert!(
-            r.targets()[6].2.ends_with("(anonymous memory: 4 KiB more)"),
-            "{}",
-            r.targets()[6].2
-        );
+        r.set(Field::single("rss_anon_kib_before_restarts", "KiB", 400.0, ""));
+        r.set(Field::single("rss_anon_kib_after_restarts", "KiB", 404.0, ""));
+        assert!(r.targets()[6].2.ends_with("(anonymous memory: 4 KiB more)"), "{}", r.targets()[6].2);
         assert_eq!(t[7].1, None, "no update figures, no verdict");
         r.set(Field::single("update_ratio_vs_cold_start", "x", 1.2, ""));
-        r.set(Field::single(
-            "update_unchanged_restarted",
-            "count",
-            1.0,
-            "",
-        ));
-        assert_eq!(
-            r.targets()[7].1,
-            Some(false),
-            "an unchanged container restarted"
-        );
-        r.set(Field::single(
-            "update_unchanged_restarted",
-            "count",
-            0.0,
-            "",
-        ));
+        r.set(Field::single("update_unchanged_restarted", "count", 1.0, ""));
+        assert_eq!(r.targets()[7].1, Some(false), "an unchanged container restarted");
+        r.set(Field::single("update_unchanged_restarted", "count", 0.0, ""));
         assert_eq!(r.targets()[7].1, Some(true));
         r.set(Field::single("update_ratio_vs_cold_start", "x", 1.6, ""));
         assert_eq!(r.targets()[7].1, Some(false));
@@ -572,10 +426,7 @@ mod tests {
         let o = parse(&["--quick".into(), "--part".into(), "3".into()]).unwrap();
         assert!(o.quick);
         assert_eq!(o.parts, vec![3]);
-        assert_eq!(
-            parse(&["--part".into(), "5".into()]).unwrap().parts,
-            vec![5]
-        );
+        assert_eq!(parse(&["--part".into(), "5".into()]).unwrap().parts, vec![5]);
         assert!(parse(&["--part".into(), "6".into()]).is_err());
         assert_eq!(parse(&[]).unwrap().parts, vec![1, 2, 3, 4, 5]);
     }

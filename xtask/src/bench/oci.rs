@@ -35,12 +35,7 @@ fn strs(v: &[&str]) -> Json {
 }
 
 fn obj(fields: Vec<(&str, Json)>) -> Json {
-    Json::Obj(
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    )
+    Json::Obj(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 fn num(v: u64) -> Json {
@@ -48,28 +43,15 @@ fn num(v: u64) -> Json {
 }
 
 fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Json {
-    obj(vec![
-        ("destination", s(dest)),
-        ("type", s(kind)),
-        ("source", s(source)),
-        ("options", strs(options)),
-    ])
+    obj(vec![("destination", s(dest)), ("type", s(kind)), ("source", s(source)), ("options", strs(options))])
 }
 
 /// The device rules as OCI `linux.resources.devices`: deny all, then allow.
 fn devices(board: &berth::board::Board) -> Result<Json, String> {
-    let nodes = berth::container::devices::nodes(&[], board, "bench")
-        .map_err(|(f, r)| format!("device nodes: {f}: {r}"))?;
-    let mut out = vec![obj(vec![
-        ("allow", Json::Bool(false)),
-        ("access", s("rwm")),
-    ])];
+    let nodes = berth::container::devices::nodes(&[], board, "bench").map_err(|(f, r)| format!("device nodes: {f}: {r}"))?;
+    let mut out = vec![obj(vec![("allow", Json::Bool(false)), ("access", s("rwm"))])];
     for r in berth::cgroup::rules(&nodes) {
-        let mut f = vec![
-            ("allow", Json::Bool(true)),
-            ("type", s(if r.kind == DevType::Char { "c" } else { "b" })),
-            ("major", num(u64::from(r.major))),
-        ];
+        let mut f = vec![("allow", Json::Bool(true)), ("type", s(if r.kind == DevType::Char { "c" } else { "b" })), ("major", num(u64::from(r.major)))];
         if let Minor::Exact(m) = r.minor {
             f.push(("minor", num(u64::from(m))));
         }
@@ -97,28 +79,16 @@ fn seccomp() -> Result<Json, String> {
         (
             "syscalls",
             Json::Arr(vec![
-                obj(vec![
-                    ("names", strs(&allowed)),
-                    ("action", s("SCMP_ACT_ALLOW")),
-                ]),
+                obj(vec![("names", strs(&allowed)), ("action", s("SCMP_ACT_ALLOW"))]),
                 obj(vec![
                     ("names", strs(&["clone"])),
                     ("action", s("SCMP_ACT_ALLOW")),
                     (
                         "args",
-                        Json::Arr(vec![obj(vec![
-                            ("index", num(0)),
-                            ("value", num(CLONE_NS_MASK)),
-                            ("valueTwo", num(0)),
-                            ("op", s("SCMP_CMP_MASKED_EQ")),
-                        ])]),
+                        Json::Arr(vec![obj(vec![("index", num(0)), ("value", num(CLONE_NS_MASK)), ("valueTwo", num(0)), ("op", s("SCMP_CMP_MASKED_EQ"))])]),
                     ),
                 ]),
-                obj(vec![
-                    ("names", strs(&["clone3"])),
-                    ("action", s("SCMP_ACT_ERRNO")),
-                    ("errnoRet", num(ENOSYS)),
-                ]),
+                obj(vec![("names", strs(&["clone3"])), ("action", s("SCMP_ACT_ERRNO")), ("errnoRet", num(ENOSYS))]),
             ]),
         ),
     ]))
@@ -126,43 +96,18 @@ fn seccomp() -> Result<Json, String> {
 
 /// `config.json` for running `program` from the root filesystem `rootfs`
 /// with ids mapped from `id_base` and the cgroup `cgroup_path`.
-pub fn config(
-    board: &berth::board::Board,
-    rootfs: &str,
-    program: &str,
-    id_base: u32,
-    cgroup_path: &str,
-) -> Result<String, String> {
+pub fn config(board: &berth::board::Board, rootfs: &str, program: &str, id_base: u32, cgroup_path: &str) -> Result<String, String> {
     let caps = Json::Arr(Vec::new());
     let rlimits = Json::Arr(
-        [
-            ("RLIMIT_NOFILE", 1024),
-            ("RLIMIT_NPROC", 512),
-            ("RLIMIT_CORE", 0),
-        ]
-        .iter()
-        .map(|(t, v)| obj(vec![("type", s(t)), ("hard", num(*v)), ("soft", num(*v))]))
-        .collect(),
-    );
-    let map = Json::Arr(vec![obj(vec![
-        ("containerID", num(0)),
-        ("hostID", num(u64::from(id_base))),
-        ("size", num(65536)),
-    ])]);
-    let namespaces = Json::Arr(
-        ["pid", "ipc", "uts", "mount", "user", "cgroup"]
+        [("RLIMIT_NOFILE", 1024), ("RLIMIT_NPROC", 512), ("RLIMIT_CORE", 0)]
             .iter()
-            .map(|n| obj(vec![("type", s(n))]))
+            .map(|(t, v)| obj(vec![("type", s(t)), ("hard", num(*v)), ("soft", num(*v))]))
             .collect(),
     );
-    let ro: Vec<String> = berth::container::mounts::READ_ONLY
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    let masked: Vec<String> = berth::container::mounts::MASKED
-        .iter()
-        .map(|(p, _)| p.to_string_lossy().into_owned())
-        .collect();
+    let map = Json::Arr(vec![obj(vec![("containerID", num(0)), ("hostID", num(u64::from(id_base))), ("size", num(65536))])]);
+    let namespaces = Json::Arr(["pid", "ipc", "uts", "mount", "user", "cgroup"].iter().map(|n| obj(vec![("type", s(n))])).collect());
+    let ro: Vec<String> = berth::container::mounts::READ_ONLY.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let masked: Vec<String> = berth::container::mounts::MASKED.iter().map(|(p, _)| p.to_string_lossy().into_owned()).collect();
     let c = obj(vec![
         ("ociVersion", s("1.0.2")),
         (
@@ -187,58 +132,19 @@ pub fn config(
                 ("noNewPrivileges", Json::Bool(true)),
             ]),
         ),
-        (
-            "root",
-            obj(vec![("path", s(rootfs)), ("readonly", Json::Bool(true))]),
-        ),
+        ("root", obj(vec![("path", s(rootfs)), ("readonly", Json::Bool(true))])),
         ("hostname", s("bench")),
         (
             "mounts",
             Json::Arr(vec![
                 mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-                mount(
-                    "/dev",
-                    "tmpfs",
-                    "tmpfs",
-                    &["nosuid", "strictatime", "mode=755", "size=64k"],
-                ),
-                mount(
-                    "/dev/pts",
-                    "devpts",
-                    "devpts",
-                    &[
-                        "nosuid",
-                        "noexec",
-                        "newinstance",
-                        "ptmxmode=0666",
-                        "mode=0620",
-                    ],
-                ),
-                mount(
-                    "/dev/shm",
-                    "tmpfs",
-                    "shm",
-                    &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-                ),
-                mount(
-                    "/dev/mqueue",
-                    "mqueue",
-                    "mqueue",
-                    &["nosuid", "noexec", "nodev"],
-                ),
+                mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=64k"]),
+                mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]),
+                mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+                mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
                 // No network namespace: the host's /sys bound read-only, as berth does.
-                mount(
-                    "/sys",
-                    "bind",
-                    "/sys",
-                    &["rbind", "nosuid", "noexec", "nodev", "ro"],
-                ),
-                mount(
-                    "/tmp",
-                    "tmpfs",
-                    "tmpfs",
-                    &["nosuid", "noexec", "nodev", "mode=1777"],
-                ),
+                mount("/sys", "bind", "/sys", &["rbind", "nosuid", "noexec", "nodev", "ro"]),
+                mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "noexec", "nodev", "mode=1777"]),
             ]),
         ),
         (
@@ -247,23 +153,11 @@ pub fn config(
                 ("uidMappings", map.clone()),
                 ("gidMappings", map),
                 ("namespaces", namespaces),
-                (
-                    "resources",
-                    obj(vec![
-                        ("devices", devices(board)?),
-                        ("pids", obj(vec![("limit", num(512))])),
-                    ]),
-                ),
+                ("resources", obj(vec![("devices", devices(board)?), ("pids", obj(vec![("limit", num(512))]))])),
                 ("cgroupsPath", s(cgroup_path)),
                 ("seccomp", seccomp()?),
-                (
-                    "maskedPaths",
-                    Json::Arr(masked.iter().map(|p| s(p)).collect()),
-                ),
-                (
-                    "readonlyPaths",
-                    Json::Arr(ro.iter().map(|p| s(p)).collect()),
-                ),
+                ("maskedPaths", Json::Arr(masked.iter().map(|p| s(p)).collect())),
+                ("readonlyPaths", Json::Arr(ro.iter().map(|p| s(p)).collect())),
             ]),
         ),
     ]);

@@ -18,17 +18,8 @@ impl Stats {
         }
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
-        Some(Stats {
-            median,
-            min: v[0],
-            max: v[n - 1],
-            runs: n,
-        })
+        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+        Some(Stats { median, min: v[0], max: v[n - 1], runs: n })
     }
 }
 
@@ -38,23 +29,9 @@ mod tests {
 
     #[test]
     fn odd_even_and_empty() {
-        assert_eq!(
-            Stats::of(&[3.0, 1.0, 2.0]),
-            Some(Stats {
-                median: 2.0,
-                min: 1.0,
-                max: 3.0,
-                runs: 3
-            })
-        );
-        assert_eq!(
-            Stats::of(&[4.0, 1.0, 2.0, 3.0]).map(|s| s.median),
-            Some(2.5)
-        );
+        assert_eq!(Stats::of(&[3.0, 1.0, 2.0]), Some(Stats { median: 2.0, min: 1.0, max: 3.0, runs: 3 }));
+        assert_eq!(Stats::of(&[4.0, 1.0, 2.0, 3.0]).map(|s| s.median), Some(2.5));
         assert_eq!(Stats::of(&[]), None);
-        assert_eq!(
-            Stats::of(&[f64::NAN, 5.0]).map(|s| (s.median, s.runs)),
-            Some((5.0, 1))
-        );
+        assert_eq!(Stats::of(&[f64::NAN, 5.0]).map(|s| (s.median, s.runs)), Some((5.0, 1)));
     }
 }

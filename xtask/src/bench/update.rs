@@ -49,21 +49,14 @@ pub struct Run {
 /// own: berth starts containers one at a time) to its first
 /// `container.ready`.
 pub fn cold_start(events: &[Event], name: &str) -> Result<f64, String> {
-    let prepared = events
-        .iter()
-        .position(|e| e.name == "containers.prepared")
-        .ok_or("no containers.prepared event")?;
+    let prepared = events.iter().position(|e| e.name == "containers.prepared").ok_or("no containers.prepared event")?;
     let after = || events.iter().skip(prepared);
     let mut turn = None;
     for e in after() {
         if e.name == "containers.prepared" || e.name == "container.start" {
             if e.is("name", name) && e.is("result", "ok") {
-                let ready = after()
-                    .find(|r| r.name == "container.ready" && r.is("name", name))
-                    .ok_or_else(|| format!("{name} never became ready at boot"))?;
-                return turn
-                    .map(|t| ready.t - t)
-                    .ok_or_else(|| "no containers.prepared event".to_string());
+                let ready = after().find(|r| r.name == "container.ready" && r.is("name", name)).ok_or_else(|| format!("{name} never became ready at boot"))?;
+                return turn.map(|t| ready.t - t).ok_or_else(|| "no containers.prepared event".to_string());
             }
             turn = Some(e.t);
         }
@@ -74,11 +67,7 @@ pub fn cold_start(events: &[Event], name: &str) -> Result<f64, String> {
 /// One boot's figures from its events.
 pub fn measure(events: &[Event]) -> Result<Run, String> {
     let t = qemu_tests::updates::measure_update(events, CHANGED)?;
-    Ok(Run {
-        update_s: t.staged_to_ready_s,
-        cold_s: cold_start(events, CHANGED)?,
-        unchanged_restarted: t.unchanged_restarted,
-    })
+    Ok(Run { update_s: t.staged_to_ready_s, cold_s: cold_start(events, CHANGED)?, unchanged_restarted: t.unchanged_restarted })
 }
 
 fn update_once(art: &artifacts::Artifacts, n: usize) -> Result<(Run, f64), String> {
@@ -86,11 +75,7 @@ fn update_once(art: &artifacts::Artifacts, n: usize) -> Result<(Run, f64), Strin
     std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
     let data = runs.join(format!("bench-update-{n}.img"));
     artifacts::fresh_data(art, &data)?;
-    let opts = BootOpts {
-        agent: true,
-        cmdline: "berth.test=update".into(),
-        ..Default::default()
-    };
+    let opts = BootOpts { agent: true, cmdline: "berth.test=update".into(), ..Default::default() };
     let (prog, args) = artifacts::qemu_args(art, &data, &opts);
     let mut m = Machine::spawn(&format!("bench-update-{n}"), &prog, &args)?;
     m.log_to(runs.join(format!("bench-update-{n}.console.log")))?;
@@ -108,30 +93,19 @@ fn update_once(art: &artifacts::Artifacts, n: usize) -> Result<(Run, f64), Strin
 /// The loop's worst stall over an update, ms: the longer of its longest
 /// handler and its latest watchdog pet (`update.done`).
 pub fn stall_ms(done: &Event) -> Result<f64, String> {
-    let ms = |k: &str| {
-        done.get(k)
-            .and_then(|v| v.parse::<f64>().ok())
-            .ok_or_else(|| format!("update.done has no {k}: {:?}", done.fields))
-    };
+    let ms = |k: &str| done.get(k).and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| format!("update.done has no {k}: {:?}", done.fields));
     Ok(ms("loop_max_ms")?.max(ms("pet_late_max_ms")?))
 }
 
 /// Boot `boots` times; fills `update_*`. Returns a note.
 pub fn run(root: &Path, boots: usize, report: &mut Report) -> Result<String, String> {
     crate::tools::ensure_host_tools(root, &[Arch::Aarch64.rust_target()], true)?;
-    let variant = crate::variants(root)
-        .into_iter()
-        .find(|(n, _)| *n == "update")
-        .map(|(_, v)| v)
-        .ok_or("no `update` variant")?;
+    let variant = crate::variants(root).into_iter().find(|(n, _)| *n == "update").map(|(_, v)| v).ok_or("no `update` variant")?;
     let art = artifacts::build(root, &artifacts::board_path(root, Arch::Aarch64), &variant)?;
     let mut all = Vec::new();
     let mut stalls = Vec::new();
     for n in 0..boots {
-        crate::say(&format!(
-            "update benchmark: boot {} of {boots} (release 1 to 2, aarch64 under TCG)",
-            n + 1
-        ));
+        crate::say(&format!("update benchmark: boot {} of {boots} (release 1 to 2, aarch64 under TCG)", n + 1));
         let (run, stall) = update_once(&art, n)?;
         all.push(run);
         stalls.push(stall);
@@ -166,18 +140,8 @@ pub fn run(root: &Path, boots: usize, report: &mut Report) -> Result<String, Str
         runs: all.len(),
         note: "the most over the boots: containers other than sensor started or stopped from update.staged to release.commit".into(),
     });
-    report.set(Field::from_stats(
-        "update_ms_staged_to_ready",
-        "ms",
-        Stats::of(&ms(|r| r.update_s)),
-        "update.staged to the new sensor's container.ready",
-    ));
-    report.set(Field::from_stats(
-        "update_ms_cold_start",
-        "ms",
-        Stats::of(&ms(|r| r.cold_s)),
-        "sensor at boot: berth turning to it to its container.ready",
-    ));
+    report.set(Field::from_stats("update_ms_staged_to_ready", "ms", Stats::of(&ms(|r| r.update_s)), "update.staged to the new sensor's container.ready"));
+    report.set(Field::from_stats("update_ms_cold_start", "ms", Stats::of(&ms(|r| r.cold_s)), "sensor at boot: berth turning to it to its container.ready"));
     Ok(format!(
         "part 5: {} boots of the `update` variant on aarch64 (TCG); the cold start excludes mapping the images \
          (done for all at boot before the containers stage), the update includes mapping the new one and stopping the old run",
@@ -217,10 +181,7 @@ mod tests {
     #[test]
     fn the_cold_start_counts_only_the_container_itself() {
         let r = measure(&evs(BOOT)).unwrap();
-        assert!(
-            (r.cold_s - 0.2).abs() < 1e-9,
-            "from meter's start, not from the stage: {r:?}"
-        );
+        assert!((r.cold_s - 0.2).abs() < 1e-9, "from meter's start, not from the stage: {r:?}");
         assert!((r.update_s - 0.32).abs() < 1e-9, "{r:?}");
         assert_eq!(r.unchanged_restarted, 0);
     }
@@ -230,27 +191,15 @@ mod tests {
         let mut lines = BOOT.to_vec();
         lines.remove(2);
         assert!((cold_start(&evs(&lines), "sensor").unwrap() - 0.4).abs() < 1e-9);
-        assert!(
-            cold_start(&evs(&BOOT[..4]), "sensor").is_err(),
-            "never ready"
-        );
-        assert!(
-            cold_start(&evs(&BOOT[..3]), "sensor").is_err(),
-            "never started"
-        );
-        assert!(
-            cold_start(&evs(&BOOT[2..]), "sensor").is_err(),
-            "no preparation"
-        );
+        assert!(cold_start(&evs(&BOOT[..4]), "sensor").is_err(), "never ready");
+        assert!(cold_start(&evs(&BOOT[..3]), "sensor").is_err(), "never started");
+        assert!(cold_start(&evs(&BOOT[2..]), "sensor").is_err(), "no preparation");
     }
 
     #[test]
     fn a_failed_start_before_it_is_berth_busy() {
         let mut lines = BOOT.to_vec();
-        lines.insert(
-            3,
-            "BERTH t=5.4 ev=container.start name=meter result=error step=spawn",
-        );
+        lines.insert(3, "BERTH t=5.4 ev=container.start name=meter result=error step=spawn");
         assert!((cold_start(&evs(&lines), "sensor").unwrap() - 0.1).abs() < 1e-9);
     }
 }

@@ -15,14 +15,7 @@ use std::process::Command;
 /// changed byte is refused by `veritysetup verify`, and by `berth inspect`,
 /// given the release's salt and root, with the text naming that data block.
 pub fn inspect(a: &Artifacts, host_berth: &Path) -> Result<(), String> {
-    let run = |file: &Path, extra: &[String]| {
-        Command::new(host_berth)
-            .arg("inspect")
-            .arg(file)
-            .args(extra)
-            .output()
-            .map_err(|e| e.to_string())
-    };
+    let run = |file: &Path, extra: &[String]| Command::new(host_berth).arg("inspect").arg(file).args(extra).output().map_err(|e| e.to_string());
     for img in &a.images {
         let sha = sha256sum(&img.path)?;
         let entry = a
@@ -30,22 +23,12 @@ pub fn inspect(a: &Artifacts, host_berth: &Path) -> Result<(), String> {
             .images
             .iter()
             .find(|i| verity::hex(&i.sha256.0) == sha)
-            .ok_or_else(|| {
-                format!(
-                    "{}: sha256sum {sha}: not in the release",
-                    img.path.display()
-                )
-            })?;
+            .ok_or_else(|| format!("{}: sha256sum {sha}: not in the release", img.path.display()))?;
         let (want, data_blocks) = expected_report(&a.dir, &img.path, entry, &sha)?;
         let out = run(&img.path, &[])?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() || stdout.lines().collect::<Vec<_>>() != want {
-            return Err(format!(
-                "berth inspect {}: {}\n{stdout}\nwant:\n{}",
-                img.path.display(),
-                out.status,
-                want.join("\n")
-            ));
+            return Err(format!("berth inspect {}: {}\n{stdout}\nwant:\n{}", img.path.display(), out.status, want.join("\n")));
         }
         let bad = a.dir.join("inspect-tampered.img");
         let mut bytes = std::fs::read(&img.path).map_err(|e| e.to_string())?;
@@ -57,23 +40,12 @@ pub fn inspect(a: &Artifacts, host_berth: &Path) -> Result<(), String> {
         if veritysetup_verify(&bad, data_blocks, entry)? {
             return Err("veritysetup verify accepts the changed image".into());
         }
-        let args = [
-            "--salt".to_string(),
-            verity::hex(&entry.verity_salt),
-            "--root".to_string(),
-            verity::hex(&entry.verity_root),
-        ];
+        let args = ["--salt".to_string(), verity::hex(&entry.verity_salt), "--root".to_string(), verity::hex(&entry.verity_root)];
         let out = run(&bad, &args)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let want = format!(
-            "berth: {}: image refused: corrupt: data block {block} does not match its hash in the tree",
-            bad.display()
-        );
+        let want = format!("berth: {}: image refused: corrupt: data block {block} does not match its hash in the tree", bad.display());
         if out.status.success() || stderr.trim() != want {
-            return Err(format!(
-                "berth inspect on a changed image: {} {stderr:?}, want {want:?}",
-                out.status
-            ));
+            return Err(format!("berth inspect on a changed image: {} {stderr:?}, want {want:?}", out.status));
         }
     }
     Ok(())
@@ -81,32 +53,19 @@ pub fn inspect(a: &Artifacts, host_berth: &Path) -> Result<(), String> {
 
 /// The report lines for `path` and its number of data blocks (`scratch`
 /// holds veritysetup's files for a moment).
-fn expected_report(
-    scratch: &Path,
-    path: &Path,
-    entry: &Entry,
-    sha: &str,
-) -> Result<(Vec<String>, u64), String> {
+fn expected_report(scratch: &Path, path: &Path, entry: &Entry, sha: &str) -> Result<(Vec<String>, u64), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let size = bytes.len() as u64;
     let sq = unsquashfs_superblock(path)?;
     let data_blocks = sq.bytes_used.div_ceil(BLOCK);
     let tree_at = data_blocks * BLOCK;
     if !size.is_multiple_of(BLOCK) || size < tree_at || size != entry.size {
-        return Err(format!(
-            "{}: {size} bytes: not {data_blocks} data blocks and whole tree blocks of the release's {} bytes",
-            path.display(),
-            entry.size
-        ));
+        return Err(format!("{}: {size} bytes: not {data_blocks} data blocks and whole tree blocks of the release's {} bytes", path.display(), entry.size));
     }
     let tree_blocks = (size - tree_at) / BLOCK;
     let root = veritysetup_tree(scratch, &bytes, data_blocks, &entry.verity_salt)?;
     if root != verity::hex(&entry.verity_root) {
-        return Err(format!(
-            "{}: veritysetup's root {root}, the release's {}",
-            path.display(),
-            verity::hex(&entry.verity_root)
-        ));
+        return Err(format!("{}: veritysetup's root {root}, the release's {}", path.display(), verity::hex(&entry.verity_root)));
     }
     let verdict = if tree_blocks == 0 {
         "verity:      one data block, no hash tree: only the release's root can check it"
@@ -117,17 +76,9 @@ fn expected_report(
         format!("image:       {}", path.display()),
         format!("size:        {size} bytes"),
         format!("sha256:      {sha}"),
-        format!(
-            "squashfs:    {} bytes used, {} inodes, {}-byte blocks, {}",
-            sq.bytes_used, sq.inodes, sq.block_size, sq.compression
-        ),
-        format!(
-            "data blocks: {data_blocks} of {BLOCK} bytes; hash tree at byte {tree_at}, {tree_blocks} blocks"
-        ),
-        format!(
-            "verity salt: {} (derived from the data)",
-            verity::hex(&entry.verity_salt)
-        ),
+        format!("squashfs:    {} bytes used, {} inodes, {}-byte blocks, {}", sq.bytes_used, sq.inodes, sq.block_size, sq.compression),
+        format!("data blocks: {data_blocks} of {BLOCK} bytes; hash tree at byte {tree_at}, {tree_blocks} blocks"),
+        format!("verity salt: {} (derived from the data)", verity::hex(&entry.verity_salt)),
         format!("verity root: {root}"),
         verdict.to_string(),
     ];
@@ -136,10 +87,7 @@ fn expected_report(
 
 fn sha256sum(path: &Path) -> Result<String, String> {
     let out = crate::tools::run_capture(Command::new("sha256sum").arg(path))?;
-    out.split_whitespace()
-        .next()
-        .map(str::to_string)
-        .ok_or_else(|| format!("sha256sum {}: no output", path.display()))
+    out.split_whitespace().next().map(str::to_string).ok_or_else(|| format!("sha256sum {}: no output", path.display()))
 }
 
 /// What `unsquashfs -s` says of the superblock.
@@ -161,8 +109,7 @@ fn unsquashfs_superblock(path: &Path) -> Result<Superblock, String> {
     };
     let number = |prefix: &str| -> Result<u64, String> {
         let v = field(prefix)?;
-        v.parse()
-            .map_err(|_| format!("unsquashfs -s: `{prefix}{v}` is not a number"))
+        v.parse().map_err(|_| format!("unsquashfs -s: `{prefix}{v}` is not a number"))
     };
     Ok(Superblock {
         bytes_used: number("Filesystem size ")?,
@@ -174,12 +121,7 @@ fn unsquashfs_superblock(path: &Path) -> Result<Superblock, String> {
 
 /// `veritysetup format` over a copy of the data area with `salt`: its hash
 /// area must be the image's tree byte for byte; returns its root hash.
-fn veritysetup_tree(
-    scratch: &Path,
-    image: &[u8],
-    data_blocks: u64,
-    salt: &[u8; 32],
-) -> Result<String, String> {
+fn veritysetup_tree(scratch: &Path, image: &[u8], data_blocks: u64, salt: &[u8; 32]) -> Result<String, String> {
     let tree_at = (data_blocks * BLOCK) as usize;
     let data = scratch.join("inspect-data.img");
     let hash = scratch.join("inspect-hash.img");
@@ -201,10 +143,7 @@ fn veritysetup_tree(
         .ok_or_else(|| format!("veritysetup format printed no root hash:\n{out}"))?;
     let tree = std::fs::read(&hash).unwrap_or_default();
     if tree.as_slice() != &image[tree_at..] {
-        let first = tree
-            .chunks(BLOCK as usize)
-            .zip(image[tree_at..].chunks(BLOCK as usize))
-            .position(|(x, y)| x != y);
+        let first = tree.chunks(BLOCK as usize).zip(image[tree_at..].chunks(BLOCK as usize)).position(|(x, y)| x != y);
         return Err(format!(
             "the image's hash tree ({} bytes) is not veritysetup's ({} bytes); first different block: {first:?}",
             image.len() - tree_at,
@@ -246,18 +185,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-inspect-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("root/bin")).unwrap();
-        let big: Vec<u8> = (0..300_000u32)
-            .flat_map(|i| (i.wrapping_mul(2_654_435_761)).to_le_bytes())
-            .collect();
+        let big: Vec<u8> = (0..300_000u32).flat_map(|i| (i.wrapping_mul(2_654_435_761)).to_le_bytes()).collect();
         std::fs::write(dir.join("root/bin/app"), big).unwrap();
         let out = dir.join("app.img");
         let img = crate::image::from_dir(&dir.join("root"), &out).unwrap();
-        let entry = Entry {
-            sha256: berth::manifest::Digest(img.sha256),
-            size: img.size,
-            verity_root: img.verity.root,
-            verity_salt: img.verity.salt,
-        };
+        let entry = Entry { sha256: berth::manifest::Digest(img.sha256), size: img.size, verity_root: img.verity.root, verity_salt: img.verity.salt };
         let sha = sha256sum(&out).unwrap();
         let (want, blocks) = expected_report(&dir, &out, &entry, &sha).unwrap();
         assert!(blocks > 1);

@@ -6,15 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn main() {
     berth_demo_apps::exit_on_sigterm();
-    let max: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .filter(|&m| m > 0)
-        .unwrap_or(20);
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(7) as u64;
+    let max: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).filter(|&m| m > 0).unwrap_or(20);
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7) as u64;
     let life = 1 + (seed ^ (seed >> 7)) % max;
     println!("flaky: up, will crash in {life}s");
     for s in 1..=life {

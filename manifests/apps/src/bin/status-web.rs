@@ -56,26 +56,14 @@ fn serve(mut stream: TcpStream, file: &str) {
     let (code, kind, body) = match (method, path) {
         ("GET" | "HEAD", "/status.json") => match status(file) {
             Ok(v) => (200, "application/json", v.to_json() + "\n"),
-            Err(e) => (
-                503,
-                "application/json",
-                format!("{{\"error\":{}}}\n", Value::Str(e).to_json()),
-            ),
+            Err(e) => (503, "application/json", format!("{{\"error\":{}}}\n", Value::Str(e).to_json())),
         },
         ("GET" | "HEAD", "/" | "/index.html") => match status(file) {
             Ok(v) => (200, "text/html; charset=utf-8", page(&v)),
-            Err(e) => (
-                503,
-                "text/plain; charset=utf-8",
-                format!("status not available: {e}\n"),
-            ),
+            Err(e) => (503, "text/plain; charset=utf-8", format!("status not available: {e}\n")),
         },
         ("GET" | "HEAD", _) => (404, "text/plain; charset=utf-8", "not found\n".to_string()),
-        _ => (
-            405,
-            "text/plain; charset=utf-8",
-            "only GET and HEAD\n".to_string(),
-        ),
+        _ => (405, "text/plain; charset=utf-8", "only GET and HEAD\n".to_string()),
     };
     let reason = match code {
         200 => "OK",
@@ -83,10 +71,8 @@ fn serve(mut stream: TcpStream, file: &str) {
         405 => "Method Not Allowed",
         _ => "Service Unavailable",
     };
-    let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
+    let head =
+        format!("HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n", body.len());
     let _ = stream.write_all(head.as_bytes());
     if method != "HEAD" {
         let _ = stream.write_all(body.as_bytes());
@@ -114,10 +100,7 @@ fn status(file: &str) -> Result<Value, String> {
 }
 
 fn monotonic_ms() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes one timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
@@ -146,12 +129,7 @@ fn text(v: Option<&Value>) -> String {
 
 fn page(v: &Value) -> String {
     let release = match v.get("release") {
-        Some(r @ Value::Obj(_)) => format!(
-            "release {} ({}), signed by key {}",
-            text(r.get("version")),
-            text(r.get("phase")),
-            text(r.get("key_id"))
-        ),
+        Some(r @ Value::Obj(_)) => format!("release {} ({}), signed by key {}", text(r.get("version")), text(r.get("phase")), text(r.get("key_id"))),
         _ => "no release running".to_string(),
     };
     let mut rows = String::new();

@@ -68,11 +68,7 @@ const SYS_KEXEC_FILE_LOAD: c_long = 401;
 
 macro_rules! a {
     ($name:expr, $accept:expr, $run:expr) => {
-        Attempt {
-            name: $name,
-            run: $run,
-            accept: $accept,
-        }
+        Attempt { name: $name, run: $run, accept: $accept }
     };
 }
 
@@ -82,20 +78,8 @@ macro_rules! a {
 pub fn table() -> &'static [Attempt] {
     static TABLE: &[Attempt] = &[
         // Device nodes.
-        a!("mknod-block-8-0", MKNOD, || mknod(
-            TMP_SDA,
-            libc::S_IFBLK,
-            8,
-            0,
-            "block 8:0"
-        )),
-        a!("mknod-char-mem-1-1", MKNOD, || mknod(
-            TMP_MEM,
-            libc::S_IFCHR,
-            1,
-            1,
-            "char 1:1 (/dev/mem)"
-        )),
+        a!("mknod-block-8-0", MKNOD, || mknod(TMP_SDA, libc::S_IFBLK, 8, 0, "block 8:0")),
+        a!("mknod-char-mem-1-1", MKNOD, || mknod(TMP_MEM, libc::S_IFCHR, 1, 1, "char 1:1 (/dev/mem)")),
         a!("mknod-tmpfs-open", MKNOD, mknod_tmpfs_open),
         a!("open-dev-mem", DEV, || open_dev(c"/dev/mem")),
         a!("open-dev-port", DEV, || open_dev(c"/dev/port")),
@@ -108,50 +92,17 @@ pub fn table() -> &'static [Attempt] {
         a!("remount-root-rw", CAP, remount_root_rw),
         a!("chroot-escape", PERM, chroot_escape),
         // Namespaces.
-        a!("unshare-user", PERM, || unshare(
-            libc::CLONE_NEWUSER,
-            "CLONE_NEWUSER"
-        )),
-        a!("unshare-mount", PERM, || unshare(
-            libc::CLONE_NEWNS,
-            "CLONE_NEWNS"
-        )),
-        a!("unshare-net", PERM, || unshare(
-            libc::CLONE_NEWNET,
-            "CLONE_NEWNET"
-        )),
-        a!("unshare-pid", PERM, || unshare(
-            libc::CLONE_NEWPID,
-            "CLONE_NEWPID"
-        )),
-        a!("unshare-uts", PERM, || unshare(
-            libc::CLONE_NEWUTS,
-            "CLONE_NEWUTS"
-        )),
-        a!("unshare-ipc", PERM, || unshare(
-            libc::CLONE_NEWIPC,
-            "CLONE_NEWIPC"
-        )),
-        a!("unshare-cgroup", PERM, || unshare(
-            libc::CLONE_NEWCGROUP,
-            "CLONE_NEWCGROUP"
-        )),
-        a!("setns-pid1-net", SETNS, || setns_pid1(
-            c"/proc/1/ns/net",
-            libc::CLONE_NEWNET
-        )),
-        a!("setns-pid1-mnt", SETNS, || setns_pid1(
-            c"/proc/1/ns/mnt",
-            libc::CLONE_NEWNS
-        )),
-        a!("clone-newuser", PERM, || raw_clone(
-            libc::CLONE_NEWUSER,
-            "CLONE_NEWUSER"
-        )),
-        a!("clone-newns", PERM, || raw_clone(
-            libc::CLONE_NEWNS,
-            "CLONE_NEWNS"
-        )),
+        a!("unshare-user", PERM, || unshare(libc::CLONE_NEWUSER, "CLONE_NEWUSER")),
+        a!("unshare-mount", PERM, || unshare(libc::CLONE_NEWNS, "CLONE_NEWNS")),
+        a!("unshare-net", PERM, || unshare(libc::CLONE_NEWNET, "CLONE_NEWNET")),
+        a!("unshare-pid", PERM, || unshare(libc::CLONE_NEWPID, "CLONE_NEWPID")),
+        a!("unshare-uts", PERM, || unshare(libc::CLONE_NEWUTS, "CLONE_NEWUTS")),
+        a!("unshare-ipc", PERM, || unshare(libc::CLONE_NEWIPC, "CLONE_NEWIPC")),
+        a!("unshare-cgroup", PERM, || unshare(libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP")),
+        a!("setns-pid1-net", SETNS, || setns_pid1(c"/proc/1/ns/net", libc::CLONE_NEWNET)),
+        a!("setns-pid1-mnt", SETNS, || setns_pid1(c"/proc/1/ns/mnt", libc::CLONE_NEWNS)),
+        a!("clone-newuser", PERM, || raw_clone(libc::CLONE_NEWUSER, "CLONE_NEWUSER")),
+        a!("clone-newns", PERM, || raw_clone(libc::CLONE_NEWNS, "CLONE_NEWNS")),
         a!("clone3-newuser", &[ENOSYS, EPERM], clone3_newuser),
         // Kernel.
         a!("init-module", CAP, init_module),
@@ -159,37 +110,17 @@ pub fn table() -> &'static [Attempt] {
         a!("kexec-load", CAP, kexec_load),
         a!("kexec-file-load", CAP, kexec_file_load),
         a!("reboot", PERM, reboot),
-        a!("proc-sysrq-trigger-write", WRITE_KERNEL, || open_write(
-            c"/proc/sysrq-trigger"
-        )),
-        a!("proc-sys-hostname-write", WRITE_KERNEL, || open_write(
-            c"/proc/sys/kernel/hostname"
-        )),
-        a!("proc-sys-panic-write", WRITE_KERNEL, || open_write(
-            c"/proc/sys/kernel/panic"
-        )),
-        a!("proc-sys-core-pattern-write", WRITE_KERNEL, || open_write(
-            c"/proc/sys/kernel/core_pattern"
-        )),
-        a!("proc-sys-modprobe-write", WRITE_KERNEL, || open_write(
-            c"/proc/sys/kernel/modprobe"
-        )),
-        a!("sys-lo-mtu-write", WRITE_KERNEL, || open_write(
-            c"/sys/class/net/lo/mtu"
-        )),
-        a!("sys-uevent-helper-write", WRITE_KERNEL, || open_write(
-            c"/sys/kernel/uevent_helper"
-        )),
-        a!("sys-cgroup-procs-write", WRITE_KERNEL, || open_write(
-            c"/sys/fs/cgroup/cgroup.procs"
-        )),
-        a!("read-proc-kcore", READ_KERNEL, || read_kernel(
-            c"/proc/kcore"
-        )),
+        a!("proc-sysrq-trigger-write", WRITE_KERNEL, || open_write(c"/proc/sysrq-trigger")),
+        a!("proc-sys-hostname-write", WRITE_KERNEL, || open_write(c"/proc/sys/kernel/hostname")),
+        a!("proc-sys-panic-write", WRITE_KERNEL, || open_write(c"/proc/sys/kernel/panic")),
+        a!("proc-sys-core-pattern-write", WRITE_KERNEL, || open_write(c"/proc/sys/kernel/core_pattern")),
+        a!("proc-sys-modprobe-write", WRITE_KERNEL, || open_write(c"/proc/sys/kernel/modprobe")),
+        a!("sys-lo-mtu-write", WRITE_KERNEL, || open_write(c"/sys/class/net/lo/mtu")),
+        a!("sys-uevent-helper-write", WRITE_KERNEL, || open_write(c"/sys/kernel/uevent_helper")),
+        a!("sys-cgroup-procs-write", WRITE_KERNEL, || open_write(c"/sys/fs/cgroup/cgroup.procs")),
+        a!("read-proc-kcore", READ_KERNEL, || read_kernel(c"/proc/kcore")),
         a!("read-proc-keys", READ_KERNEL, || read_kernel(c"/proc/keys")),
-        a!("read-proc-timer-list", READ_KERNEL, || read_kernel(
-            c"/proc/timer_list"
-        )),
+        a!("read-proc-timer-list", READ_KERNEL, || read_kernel(c"/proc/timer_list")),
         a!("syslog-read-all", CAP, syslog_read_all),
         a!("bpf-prog-load", CAP, bpf_prog_load),
         a!("perf-event-open", &[EPERM, EACCES, ENOSYS], perf_event_open),
@@ -211,36 +142,12 @@ pub fn table() -> &'static [Attempt] {
         a!("suid-root-exec", NOEXEC, suid_root_exec),
         a!("capset-sys-admin", PERM, capset_sys_admin),
         a!("ambient-raise-net-admin", PERM, ambient_raise),
-        a!(
-            "open-by-handle-at",
-            &[EPERM, EACCES, ENOSYS],
-            open_by_handle
-        ),
+        a!("open-by-handle-at", &[EPERM, EACCES, ENOSYS], open_by_handle),
         // Network.
-        a!("socket-raw-icmp", SOCK, || socket(
-            libc::AF_INET,
-            libc::SOCK_RAW,
-            libc::IPPROTO_ICMP,
-            "AF_INET SOCK_RAW ICMP"
-        )),
-        a!("socket-packet", SOCK, || socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW,
-            (libc::ETH_P_ALL as u16).to_be() as i32,
-            "AF_PACKET SOCK_RAW ETH_P_ALL"
-        )),
-        a!("socket-alg", SOCK, || socket(
-            libc::AF_ALG,
-            libc::SOCK_SEQPACKET,
-            0,
-            "AF_ALG SOCK_SEQPACKET"
-        )),
-        a!("socket-vsock", SOCK, || socket(
-            libc::AF_VSOCK,
-            libc::SOCK_STREAM,
-            0,
-            "AF_VSOCK SOCK_STREAM"
-        )),
+        a!("socket-raw-icmp", SOCK, || socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP, "AF_INET SOCK_RAW ICMP")),
+        a!("socket-packet", SOCK, || socket(libc::AF_PACKET, libc::SOCK_RAW, (libc::ETH_P_ALL as u16).to_be() as i32, "AF_PACKET SOCK_RAW ETH_P_ALL")),
+        a!("socket-alg", SOCK, || socket(libc::AF_ALG, libc::SOCK_SEQPACKET, 0, "AF_ALG SOCK_SEQPACKET")),
+        a!("socket-vsock", SOCK, || socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0, "AF_VSOCK SOCK_STREAM")),
         a!("sethostname", PERM, sethostname),
         a!("setdomainname", PERM, setdomainname),
         a!("net-lo-set-flags", PERM, lo_set_flags),
@@ -250,13 +157,9 @@ pub fn table() -> &'static [Attempt] {
         a!("rootfs-mkdir", ROOT_RO, rootfs_mkdir),
         a!("exec-from-tmpfs", NOEXEC, exec_tmpfs),
         a!("see-other-processes", &[], see_processes),
-        a!("see-host-volumes", HOST_PATH, || host_path(
-            c"/data/volumes"
-        )),
+        a!("see-host-volumes", HOST_PATH, || host_path(c"/data/volumes")),
         a!("see-host-run-berth", HOST_PATH, || host_path(c"/run/berth")),
-        a!("see-host-berth-binary", HOST_PATH, || host_path(
-            c"/sbin/berth"
-        )),
+        a!("see-host-berth-binary", HOST_PATH, || host_path(c"/sbin/berth")),
         a!("proc1-exe", HOST_PATH, proc1_exe),
         a!("proc1-root", HOST_PATH, proc1_root),
         // Last: these would change the probe's own view if they succeeded.
@@ -282,14 +185,7 @@ fn syscall_ok(r: c_long, what: &str, ok: impl FnOnce(c_long) -> String) -> Outco
 fn mknod(path: &CStr, kind: libc::mode_t, major: u32, minor: u32, label: &str) -> Outcome {
     unlink(path);
     // SAFETY: path is NUL-terminated.
-    let r = unsafe {
-        libc::mknodat(
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            kind | 0o600,
-            libc::makedev(major, minor),
-        )
-    };
+    let r = unsafe { libc::mknodat(libc::AT_FDCWD, path.as_ptr(), kind | 0o600, libc::makedev(major, minor)) };
     if r != 0 {
         return failed(format!("mknodat {} {label}", lossy(path)));
     }
@@ -302,14 +198,7 @@ fn mknod(path: &CStr, kind: libc::mode_t, major: u32, minor: u32, label: &str) -
 fn mknod_tmpfs_open() -> Outcome {
     unlink(TMP_NULL);
     // SAFETY: path is NUL-terminated.
-    let r = unsafe {
-        libc::mknodat(
-            libc::AT_FDCWD,
-            TMP_NULL.as_ptr(),
-            libc::S_IFCHR | 0o666,
-            libc::makedev(1, 3),
-        )
-    };
+    let r = unsafe { libc::mknodat(libc::AT_FDCWD, TMP_NULL.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
     if r != 0 {
         return failed("mknodat /tmp/.berth-probe-null char 1:3");
     }
@@ -317,10 +206,7 @@ fn mknod_tmpfs_open() -> Outcome {
     let e = errno();
     unlink(TMP_NULL);
     if fd < 0 {
-        return Outcome::Failed {
-            errno: e,
-            what: "mknod succeeded; open of the node".into(),
-        };
+        return Outcome::Failed { errno: e, what: "mknod succeeded; open of the node".into() };
     }
     close(fd);
     Outcome::Succeeded("created char 1:3 in /tmp and opened it".into())
@@ -369,15 +255,7 @@ fn mount_tmpfs() -> Outcome {
 /// Clear MS_RDONLY on the root by a bind remount.
 fn remount_root_rw() -> Outcome {
     // SAFETY: strings are NUL-terminated; null data is allowed.
-    let r = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REMOUNT | libc::MS_BIND,
-            std::ptr::null(),
-        )
-    };
+    let r = unsafe { libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REMOUNT | libc::MS_BIND, std::ptr::null()) };
     if r != 0 {
         return failed("mount(/, MS_REMOUNT|MS_BIND) without MS_RDONLY");
     }
@@ -415,10 +293,7 @@ fn chroot_escape() -> Outcome {
     }
     let after = stat_id(c"/");
     let reached = before.is_some() && before == after;
-    Outcome::Succeeded(format!(
-        "chroot /tmp succeeded; '..' breakout {} the original root",
-        if reached { "reached" } else { "did not reach" }
-    ))
+    Outcome::Succeeded(format!("chroot /tmp succeeded; '..' breakout {} the original root", if reached { "reached" } else { "did not reach" }))
 }
 
 /// Try to get a private copy of the mount namespace so an attempt that
@@ -451,11 +326,7 @@ fn pivot_root() -> Outcome {
             return Outcome::Error(format!("chdir /tmp: {}", errno_name(errno())));
         }
         let r = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr());
-        syscall_ok(
-            r as c_long,
-            &format!("pivot_root(/tmp, /tmp){note}"),
-            |_| format!("pivot_root into /tmp succeeded{note}"),
-        )
+        syscall_ok(r as c_long, &format!("pivot_root(/tmp, /tmp){note}"), |_| format!("pivot_root into /tmp succeeded{note}"))
     }
 }
 
@@ -480,10 +351,7 @@ fn setns_pid1(path: &CStr, nstype: libc::c_int) -> Outcome {
     let e = errno();
     close(fd);
     if r != 0 {
-        return Outcome::Failed {
-            errno: e,
-            what: format!("setns {}", lossy(path)),
-        };
+        return Outcome::Failed { errno: e, what: format!("setns {}", lossy(path)) };
     }
     Outcome::Succeeded(format!("joined {}", lossy(path)))
 }
@@ -497,23 +365,9 @@ fn raw_clone(flag: libc::c_int, label: &str) -> Outcome {
     // SAFETY: fork-like clone (no CLONE_VM); the child leaves at once.
     let r = unsafe {
         #[cfg(target_arch = "x86_64")]
-        let r = libc::syscall(
-            libc::SYS_clone,
-            flags,
-            0usize, /* stack */
-            0usize, /* ptid */
-            0usize, /* ctid */
-            0usize, /* tls */
-        );
+        let r = libc::syscall(libc::SYS_clone, flags, 0usize /* stack */, 0usize /* ptid */, 0usize /* ctid */, 0usize /* tls */);
         #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
-        let r = libc::syscall(
-            libc::SYS_clone,
-            flags,
-            0usize, /* stack */
-            0usize, /* ptid */
-            0usize, /* tls */
-            0usize, /* ctid */
-        );
+        let r = libc::syscall(libc::SYS_clone, flags, 0usize /* stack */, 0usize /* ptid */, 0usize /* tls */, 0usize /* ctid */);
         if r == 0 {
             libc::_exit(0);
         }
@@ -540,18 +394,10 @@ struct CloneArgs {
 }
 
 fn clone3_newuser() -> Outcome {
-    let args = CloneArgs {
-        flags: libc::CLONE_NEWUSER as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
+    let args = CloneArgs { flags: libc::CLONE_NEWUSER as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
     // SAFETY: fork-like clone3 (no CLONE_VM, no stack); the child leaves at once.
     let r = unsafe {
-        let r = libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        );
+        let r = libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>());
         if r == 0 {
             libc::_exit(0);
         }
@@ -579,17 +425,8 @@ const FAKE_MODULE: [u8; 64] = {
 
 fn init_module() -> Outcome {
     // SAFETY: the image and the parameter string are valid for the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_init_module,
-            FAKE_MODULE.as_ptr(),
-            FAKE_MODULE.len() as libc::c_ulong,
-            c"".as_ptr(),
-        )
-    };
-    syscall_ok(r as c_long, "init_module", |_| {
-        "init_module accepted an image".into()
-    })
+    let r = unsafe { libc::syscall(libc::SYS_init_module, FAKE_MODULE.as_ptr(), FAKE_MODULE.len() as libc::c_ulong, c"".as_ptr()) };
+    syscall_ok(r as c_long, "init_module", |_| "init_module accepted an image".into())
 }
 
 fn finit_module() -> Outcome {
@@ -604,9 +441,7 @@ fn finit_module() -> Outcome {
     }
     // SAFETY: fd is ours, the string is NUL-terminated.
     let r = unsafe { libc::syscall(libc::SYS_finit_module, fd, c"".as_ptr(), 0 as libc::c_int) };
-    let o = syscall_ok(r as c_long, "finit_module", |_| {
-        "finit_module accepted a file".into()
-    });
+    let o = syscall_ok(r as c_long, "finit_module", |_| "finit_module accepted a file".into());
     close(fd);
     unlink(TMP_MOD);
     o
@@ -615,37 +450,16 @@ fn finit_module() -> Outcome {
 /// kexec_load with no segments (which would only unload an image).
 fn kexec_load() -> Outcome {
     // SAFETY: zero segments, null segment list.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_kexec_load,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            std::ptr::null::<libc::c_void>(),
-            0 as libc::c_ulong,
-        )
-    };
-    syscall_ok(r as c_long, "kexec_load(no segments)", |_| {
-        "kexec_load accepted".into()
-    })
+    let r = unsafe { libc::syscall(libc::SYS_kexec_load, 0 as libc::c_ulong, 0 as libc::c_ulong, std::ptr::null::<libc::c_void>(), 0 as libc::c_ulong) };
+    syscall_ok(r as c_long, "kexec_load(no segments)", |_| "kexec_load accepted".into())
 }
 
 /// kexec_file_load with KEXEC_FILE_UNLOAD (descriptors are then unused).
 fn kexec_file_load() -> Outcome {
     const KEXEC_FILE_UNLOAD: libc::c_ulong = 1;
     // SAFETY: no buffers are read with KEXEC_FILE_UNLOAD; cmdline is valid.
-    let r = unsafe {
-        libc::syscall(
-            SYS_KEXEC_FILE_LOAD,
-            -1 as libc::c_int,
-            -1 as libc::c_int,
-            0 as libc::c_ulong,
-            c"".as_ptr(),
-            KEXEC_FILE_UNLOAD,
-        )
-    };
-    syscall_ok(r as c_long, "kexec_file_load(KEXEC_FILE_UNLOAD)", |_| {
-        "kexec_file_load accepted".into()
-    })
+    let r = unsafe { libc::syscall(SYS_KEXEC_FILE_LOAD, -1 as libc::c_int, -1 as libc::c_int, 0 as libc::c_ulong, c"".as_ptr(), KEXEC_FILE_UNLOAD) };
+    syscall_ok(r as c_long, "kexec_file_load(KEXEC_FILE_UNLOAD)", |_| "kexec_file_load accepted".into())
 }
 
 /// reboot(RESTART). Never called with CAP_SYS_BOOT in the effective set:
@@ -659,9 +473,7 @@ fn reboot() -> Outcome {
         return Outcome::Error("cannot read CapEff: reboot not attempted".into());
     };
     if eff & (1 << 22) != 0 {
-        return Outcome::Escaped(format!(
-            "CAP_SYS_BOOT is in the effective set (CapEff={eff:016x}); reboot not called"
-        ));
+        return Outcome::Escaped(format!("CAP_SYS_BOOT is in the effective set (CapEff={eff:016x}); reboot not called"));
     }
     // SAFETY: the magic numbers and command are valid; the argument is unused.
     let r = unsafe {
@@ -673,9 +485,7 @@ fn reboot() -> Outcome {
             std::ptr::null::<libc::c_void>(),
         )
     };
-    syscall_ok(r as c_long, "reboot(LINUX_REBOOT_CMD_RESTART)", |_| {
-        "reboot returned success".into()
-    })
+    syscall_ok(r as c_long, "reboot(LINUX_REBOOT_CMD_RESTART)", |_| "reboot returned success".into())
 }
 
 /// Opening a kernel file for writing is the escape; nothing is written.
@@ -685,10 +495,7 @@ fn open_write(path: &CStr) -> Outcome {
         return failed(format!("open {} for writing", lossy(path)));
     }
     close(fd);
-    Outcome::Succeeded(format!(
-        "opened {} for writing (nothing written)",
-        lossy(path)
-    ))
+    Outcome::Succeeded(format!("opened {} for writing (nothing written)", lossy(path)))
 }
 
 /// A masked file is /dev/null bound over it (char 1:3): blocked.
@@ -700,9 +507,7 @@ fn read_kernel(path: &CStr) -> Outcome {
     // SAFETY: st is a valid out buffer; fd is ours.
     let masked = unsafe {
         let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(fd, &mut st) == 0
-            && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR
-            && st.st_rdev == libc::makedev(1, 3)
+        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
     };
     if masked {
         close(fd);
@@ -711,32 +516,16 @@ fn read_kernel(path: &CStr) -> Outcome {
     let r = sys::read_some(fd, 256);
     close(fd);
     match r {
-        Ok(b) => Outcome::Succeeded(format!(
-            "{} not masked: read {} bytes",
-            lossy(path),
-            b.len()
-        )),
-        Err(e) => Outcome::Failed {
-            errno: e,
-            what: format!("read {}", lossy(path)),
-        },
+        Ok(b) => Outcome::Succeeded(format!("{} not masked: read {} bytes", lossy(path), b.len())),
+        Err(e) => Outcome::Failed { errno: e, what: format!("read {}", lossy(path)) },
     }
 }
 
 fn syslog_read_all() -> Outcome {
     let mut buf = vec![0u8; 4096];
     // SAFETY: buf is valid for its length.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_syslog,
-            3 as libc::c_int,
-            buf.as_mut_ptr(),
-            buf.len() as libc::c_int,
-        )
-    };
-    syscall_ok(r as c_long, "syslog(SYSLOG_ACTION_READ_ALL)", |n| {
-        format!("read {n} bytes of the kernel log")
-    })
+    let r = unsafe { libc::syscall(libc::SYS_syslog, 3 as libc::c_int, buf.as_mut_ptr(), buf.len() as libc::c_int) };
+    syscall_ok(r as c_long, "syslog(SYSLOG_ACTION_READ_ALL)", |n| format!("read {n} bytes of the kernel log"))
 }
 
 #[repr(C)]
@@ -765,20 +554,7 @@ struct BpfProgLoad {
 
 /// BPF_PROG_LOAD of a valid socket filter: `r0 = 0; exit`.
 fn bpf_prog_load() -> Outcome {
-    let insns = [
-        BpfInsn {
-            code: 0xb7,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
-        BpfInsn {
-            code: 0x95,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
-    ];
+    let insns = [BpfInsn { code: 0xb7, regs: 0, off: 0, imm: 0 }, BpfInsn { code: 0x95, regs: 0, off: 0, imm: 0 }];
     let attr = BpfProgLoad {
         prog_type: 1, // BPF_PROG_TYPE_SOCKET_FILTER
         insn_cnt: insns.len() as u32,
@@ -794,17 +570,8 @@ fn bpf_prog_load() -> Outcome {
         expected_attach_type: 0,
     };
     // SAFETY: attr and the buffers it points to outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            5 as libc::c_int,
-            &attr as *const BpfProgLoad,
-            std::mem::size_of::<BpfProgLoad>() as libc::c_uint,
-        )
-    };
-    let o = syscall_ok(r as c_long, "bpf(BPF_PROG_LOAD socket filter)", |fd| {
-        format!("loaded a socket filter (fd {fd})")
-    });
+    let r = unsafe { libc::syscall(libc::SYS_bpf, 5 as libc::c_int, &attr as *const BpfProgLoad, std::mem::size_of::<BpfProgLoad>() as libc::c_uint) };
+    let o = syscall_ok(r as c_long, "bpf(BPF_PROG_LOAD socket filter)", |fd| format!("loaded a socket filter (fd {fd})"));
     if r >= 0 {
         close(r as libc::c_int);
     }
@@ -842,20 +609,9 @@ fn perf_event_open() -> Outcome {
     };
     // SAFETY: attr is valid for the call.
     let r = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            &attr as *const PerfAttr,
-            0 as libc::pid_t,
-            -1 as libc::c_int,
-            -1 as libc::c_int,
-            8 as libc::c_ulong,
-        )
+        libc::syscall(libc::SYS_perf_event_open, &attr as *const PerfAttr, 0 as libc::pid_t, -1 as libc::c_int, -1 as libc::c_int, 8 as libc::c_ulong)
     };
-    let o = syscall_ok(
-        r as c_long,
-        "perf_event_open(software cpu-clock, self)",
-        |fd| format!("opened a perf event (fd {fd})"),
-    );
+    let o = syscall_ok(r as c_long, "perf_event_open(software cpu-clock, self)", |fd| format!("opened a perf event (fd {fd})"));
     if r >= 0 {
         close(r as libc::c_int);
     }
@@ -865,9 +621,7 @@ fn perf_event_open() -> Outcome {
 fn userfaultfd() -> Outcome {
     // SAFETY: flags only.
     let r = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK) };
-    let o = syscall_ok(r as c_long, "userfaultfd", |fd| {
-        format!("got a userfaultfd (fd {fd})")
-    });
+    let o = syscall_ok(r as c_long, "userfaultfd", |fd| format!("got a userfaultfd (fd {fd})"));
     if r >= 0 {
         close(r as libc::c_int);
     }
@@ -877,16 +631,8 @@ fn userfaultfd() -> Outcome {
 fn io_uring_setup() -> Outcome {
     let mut params = [0u32; 30]; // struct io_uring_params, 120 bytes
                                  // SAFETY: params is valid and writable for the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_setup,
-            4 as libc::c_uint,
-            params.as_mut_ptr(),
-        )
-    };
-    let o = syscall_ok(r as c_long, "io_uring_setup(4 entries)", |fd| {
-        format!("created an io_uring (fd {fd})")
-    });
+    let r = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4 as libc::c_uint, params.as_mut_ptr()) };
+    let o = syscall_ok(r as c_long, "io_uring_setup(4 entries)", |fd| format!("created an io_uring (fd {fd})"));
     if r >= 0 {
         close(r as libc::c_int);
     }
@@ -896,15 +642,9 @@ fn io_uring_setup() -> Outcome {
 fn keyctl_join() -> Outcome {
     // SAFETY: the name is NUL-terminated.
     let r = unsafe {
-        libc::syscall(
-            libc::SYS_keyctl,
-            1 as libc::c_int, /* KEYCTL_JOIN_SESSION_KEYRING */
-            c"berth-probe".as_ptr(),
-        )
+        libc::syscall(libc::SYS_keyctl, 1 as libc::c_int /* KEYCTL_JOIN_SESSION_KEYRING */, c"berth-probe".as_ptr())
     };
-    syscall_ok(r as c_long, "keyctl(KEYCTL_JOIN_SESSION_KEYRING)", |k| {
-        format!("joined a new session keyring {k}")
-    })
+    syscall_ok(r as c_long, "keyctl(KEYCTL_JOIN_SESSION_KEYRING)", |k| format!("joined a new session keyring {k}"))
 }
 
 fn add_key() -> Outcome {
@@ -920,17 +660,13 @@ fn add_key() -> Outcome {
             -2 as libc::c_int, // KEY_SPEC_PROCESS_KEYRING
         )
     };
-    syscall_ok(r as c_long, "add_key(user, process keyring)", |k| {
-        format!("added key {k}")
-    })
+    syscall_ok(r as c_long, "add_key(user, process keyring)", |k| format!("added key {k}"))
 }
 
 fn personality() -> Outcome {
     // SAFETY: plain call.
     let r = unsafe { libc::syscall(libc::SYS_personality, 0x0040000 as libc::c_ulong) };
-    syscall_ok(r as c_long, "personality(ADDR_NO_RANDOMIZE)", |_| {
-        "set ADDR_NO_RANDOMIZE".into()
-    })
+    syscall_ok(r as c_long, "personality(ADDR_NO_RANDOMIZE)", |_| "set ADDR_NO_RANDOMIZE".into())
 }
 
 fn acct() -> Outcome {
@@ -939,9 +675,7 @@ fn acct() -> Outcome {
     }
     // SAFETY: the path is NUL-terminated.
     let r = unsafe { libc::syscall(libc::SYS_acct, TMP_ACCT.as_ptr()) };
-    let o = syscall_ok(r as c_long, "acct /tmp/.berth-probe-acct", |_| {
-        "process accounting switched on".into()
-    });
+    let o = syscall_ok(r as c_long, "acct /tmp/.berth-probe-acct", |_| "process accounting switched on".into());
     if r == 0 {
         // SAFETY: null turns accounting off.
         unsafe {
@@ -958,9 +692,7 @@ fn swapon() -> Outcome {
     }
     // SAFETY: the path is NUL-terminated.
     let r = unsafe { libc::syscall(libc::SYS_swapon, TMP_SWAP.as_ptr(), 0 as libc::c_int) };
-    let o = syscall_ok(r as c_long, "swapon /tmp/.berth-probe-swap", |_| {
-        "swap enabled".into()
-    });
+    let o = syscall_ok(r as c_long, "swapon /tmp/.berth-probe-swap", |_| "swap enabled".into());
     if r == 0 {
         // SAFETY: as above.
         unsafe {
@@ -1003,32 +735,15 @@ fn clock_settime() -> Outcome {
 #[cfg(target_arch = "x86_64")]
 fn ioperm() -> Outcome {
     // SAFETY: asks for access to one port.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_ioperm,
-            0x80 as libc::c_ulong,
-            1 as libc::c_ulong,
-            1 as libc::c_int,
-        )
-    };
-    syscall_ok(r as c_long, "ioperm(0x80)", |_| {
-        "got I/O port access".into()
-    })
+    let r = unsafe { libc::syscall(libc::SYS_ioperm, 0x80 as libc::c_ulong, 1 as libc::c_ulong, 1 as libc::c_int) };
+    syscall_ok(r as c_long, "ioperm(0x80)", |_| "got I/O port access".into())
 }
 
 // ---------------------------------------------------------------- processes
 
 fn ptrace(req: libc::c_int, pid: libc::pid_t) -> c_long {
     // SAFETY: attach/seize/traceme/detach take no buffers.
-    unsafe {
-        libc::syscall(
-            libc::SYS_ptrace,
-            req as c_long,
-            pid as c_long,
-            0 as c_long,
-            0 as c_long,
-        ) as c_long
-    }
+    unsafe { libc::syscall(libc::SYS_ptrace, req as c_long, pid as c_long, 0 as c_long, 0 as c_long) as c_long }
 }
 
 /// Fork a target that only sleeps, then from a second child (its
@@ -1076,9 +791,7 @@ fn ptrace_traceme() -> Outcome {
     let end = sys::run_closure_in_child(
         &|| {
             let r = ptrace(libc::PTRACE_TRACEME as libc::c_int, 0);
-            encode_outcome(&syscall_ok(r, "ptrace(PTRACE_TRACEME)", |_| {
-                "PTRACE_TRACEME accepted".into()
-            }))
+            encode_outcome(&syscall_ok(r, "ptrace(PTRACE_TRACEME)", |_| "PTRACE_TRACEME accepted".into()))
         },
         INNER_TIMEOUT,
     );
@@ -1089,17 +802,10 @@ fn ptrace_traceme() -> Outcome {
 /// way as an attempt's: SIGSYS/SIGKILL are policy).
 fn inner_outcome(end: sys::ChildEnd) -> Outcome {
     match end {
-        sys::ChildEnd::Report(t) => decode_outcome(&t)
-            .unwrap_or_else(|| Outcome::Error(format!("unreadable inner report {t:?}"))),
-        sys::ChildEnd::Signaled(s) if s == libc::SIGSYS || s == libc::SIGKILL => {
-            Outcome::Blocked(format!("inner child killed by {}", sys::signal_name(s)))
-        }
-        sys::ChildEnd::Signaled(s) => {
-            Outcome::Error(format!("inner child killed by {}", sys::signal_name(s)))
-        }
-        sys::ChildEnd::Exited(c) => {
-            Outcome::Error(format!("inner child exited {c} without a report"))
-        }
+        sys::ChildEnd::Report(t) => decode_outcome(&t).unwrap_or_else(|| Outcome::Error(format!("unreadable inner report {t:?}"))),
+        sys::ChildEnd::Signaled(s) if s == libc::SIGSYS || s == libc::SIGKILL => Outcome::Blocked(format!("inner child killed by {}", sys::signal_name(s))),
+        sys::ChildEnd::Signaled(s) => Outcome::Error(format!("inner child killed by {}", sys::signal_name(s))),
+        sys::ChildEnd::Exited(c) => Outcome::Error(format!("inner child exited {c} without a report")),
         sys::ChildEnd::TimedOut => Outcome::Error("inner child timed out".into()),
         sys::ChildEnd::Failed(w) => Outcome::Error(w),
     }
@@ -1109,8 +815,7 @@ fn inner_outcome(end: sys::ChildEnd) -> Outcome {
 /// `Err(errno)` when execve itself failed.
 fn exec_capture(path: &CStr, arg: &CStr) -> Result<(libc::c_int, String), Outcome> {
     let (rfd, wfd) = sys::pipe().map_err(|e| Outcome::Error(format!("pipe: {}", errno_name(e))))?;
-    let (erfd, ewfd) =
-        sys::pipe().map_err(|e| Outcome::Error(format!("pipe: {}", errno_name(e))))?;
+    let (erfd, ewfd) = sys::pipe().map_err(|e| Outcome::Error(format!("pipe: {}", errno_name(e))))?;
     let argv = [path.as_ptr(), arg.as_ptr(), std::ptr::null()];
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -1141,14 +846,10 @@ fn exec_capture(path: &CStr, arg: &CStr) -> Result<(libc::c_int, String), Outcom
     let ebytes = sys::read_some(erfd, 4).unwrap_or_default();
     close(rfd);
     close(erfd);
-    let st = sys::wait_timeout(pid, INNER_TIMEOUT)
-        .ok_or_else(|| Outcome::Error("exec'd child did not end".into()))?;
+    let st = sys::wait_timeout(pid, INNER_TIMEOUT).ok_or_else(|| Outcome::Error("exec'd child did not end".into()))?;
     if ebytes.len() == 4 {
         let e = i32::from_ne_bytes([ebytes[0], ebytes[1], ebytes[2], ebytes[3]]);
-        return Err(Outcome::Failed {
-            errno: e,
-            what: format!("execve {}", lossy(path)),
-        });
+        return Err(Outcome::Failed { errno: e, what: format!("execve {}", lossy(path)) });
     }
     Ok((st, String::from_utf8_lossy(&out).into_owned()))
 }
@@ -1162,26 +863,16 @@ fn exec_capture(path: &CStr, arg: &CStr) -> Result<(libc::c_int, String), Outcom
 fn suid_root_exec() -> Outcome {
     let meta = match fs::metadata("/bin/suid-probe") {
         Ok(m) => m,
-        Err(e) if e.raw_os_error() == Some(ENOENT) => {
-            return Outcome::Error("no /bin/suid-probe".into())
-        }
-        Err(e) => {
-            return Outcome::Error(format!("stat /bin/suid-probe: {}", sys::io_errno_name(&e)))
-        }
+        Err(e) if e.raw_os_error() == Some(ENOENT) => return Outcome::Error("no /bin/suid-probe".into()),
+        Err(e) => return Outcome::Error(format!("stat /bin/suid-probe: {}", sys::io_errno_name(&e))),
     };
     // Host root owns the image's files; inside a user namespace that maps no
     // host root they show as the overflow uid. Either is "setuid root" here:
     // the owner berth's image builder gave it.
-    let overflow = fs::read_to_string("/proc/sys/kernel/overflowuid")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .unwrap_or(65534);
+    let overflow = fs::read_to_string("/proc/sys/kernel/overflowuid").ok().and_then(|s| s.trim().parse::<u32>().ok()).unwrap_or(65534);
     let owner = meta.uid();
     if (owner != 0 && owner != overflow) || meta.mode() & 0o4000 == 0 {
-        return Outcome::Error(format!(
-            "/bin/suid-probe is not setuid root (uid {owner}, mode {:o})",
-            meta.mode() & 0o7777
-        ));
+        return Outcome::Error(format!("/bin/suid-probe is not setuid root (uid {owner}, mode {:o})", meta.mode() & 0o7777));
     }
     // SAFETY: credential calls with no pointers.
     let (uid, dropped) = unsafe {
@@ -1193,41 +884,27 @@ fn suid_root_exec() -> Outcome {
             (libc::getuid(), true)
         }
     };
-    let drop_err = if dropped {
-        String::new()
-    } else {
-        errno_name(errno())
-    };
+    let drop_err = if dropped { String::new() } else { errno_name(errno()) };
     let my_caps = works::cap_eff().unwrap_or(0);
     let (st, out) = match exec_capture(SUID_PROBE, c"--whoami") {
         Ok(v) => v,
         Err(o) => return o,
     };
     let Some((euid, caps)) = parse_whoami(&out) else {
-        return Outcome::Error(format!(
-            "no whoami line from /bin/suid-probe ({}): {:?}",
-            sys::describe_status(st),
-            out.trim()
-        ));
+        return Outcome::Error(format!("no whoami line from /bin/suid-probe ({}): {:?}", sys::describe_status(st), out.trim()));
     };
     let caps = caps.unwrap_or(u64::MAX);
     let gained = caps & !my_caps;
     if dropped {
         if euid == 0 || euid == owner {
-            Outcome::Escaped(format!(
-                "ran as uid {uid}; /bin/suid-probe had euid {euid}, its owner's (CapEff={caps:016x})"
-            ))
+            Outcome::Escaped(format!("ran as uid {uid}; /bin/suid-probe had euid {euid}, its owner's (CapEff={caps:016x})"))
         } else if gained != 0 {
             Outcome::Escaped(format!("ran as uid {uid}; /bin/suid-probe euid {euid} but gained capabilities {gained:016x}"))
         } else {
-            Outcome::Blocked(format!(
-                "ran as uid {uid}; /bin/suid-probe kept euid {euid} (nosuid/no_new_privs)"
-            ))
+            Outcome::Blocked(format!("ran as uid {uid}; /bin/suid-probe kept euid {euid} (nosuid/no_new_privs)"))
         }
     } else if gained != 0 {
-        Outcome::Escaped(format!(
-            "as uid 0, /bin/suid-probe gained capabilities {gained:016x}"
-        ))
+        Outcome::Escaped(format!("as uid 0, /bin/suid-probe gained capabilities {gained:016x}"))
     } else {
         Outcome::Blocked(format!(
             "could not drop to uid {NON_ROOT} ({drop_err}; CAP_SETUID/CAP_SETGID missing or uid unmapped); as uid 0 the setuid-root exec gained no capabilities (CapEff={caps:016x}). Run the probe as a non-root uid or with CAP_SETUID+CAP_SETGID for the euid test"
@@ -1251,19 +928,10 @@ struct CapHeader {
 
 /// capset: add CAP_SYS_ADMIN to the effective and permitted sets.
 fn capset_sys_admin() -> Outcome {
-    let mut hdr = CapHeader {
-        version: 0x2008_0522,
-        pid: 0,
-    };
+    let mut hdr = CapHeader { version: 0x2008_0522, pid: 0 };
     let mut data = [CapData::default(); 2];
     // SAFETY: header and two data structs, as _LINUX_CAPABILITY_VERSION_3 wants.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut hdr as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) };
     if let Err(o) = ck(r as c_long, "capget") {
         return o;
     }
@@ -1271,39 +939,18 @@ fn capset_sys_admin() -> Outcome {
     let had = data[0].effective & bit != 0;
     data[0].effective |= bit;
     data[0].permitted |= bit;
-    let mut hdr = CapHeader {
-        version: 0x2008_0522,
-        pid: 0,
-    };
+    let mut hdr = CapHeader { version: 0x2008_0522, pid: 0 };
     // SAFETY: as above.
     let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
-    syscall_ok(
-        r as c_long,
-        "capset(+CAP_SYS_ADMIN effective,permitted)",
-        |_| {
-            format!(
-                "CAP_SYS_ADMIN raised{}",
-                if had {
-                    " (it was already effective)"
-                } else {
-                    ""
-                }
-            )
-        },
-    )
+    syscall_ok(r as c_long, "capset(+CAP_SYS_ADMIN effective,permitted)", |_| {
+        format!("CAP_SYS_ADMIN raised{}", if had { " (it was already effective)" } else { "" })
+    })
 }
 
 fn ambient_raise() -> Outcome {
     // SAFETY: plain prctl.
-    let r = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-            12 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    };
+    let r =
+        unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, 12 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
     match cki(r, "prctl(PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN)") {
         Ok(_) => Outcome::Succeeded("CAP_NET_ADMIN raised into the ambient set".into()),
         Err(o) => o,
@@ -1323,11 +970,7 @@ fn open_by_handle() -> Outcome {
     if let Err(o) = write_file(TMP_HANDLE, b"h") {
         return o;
     }
-    let mut fh = FileHandle {
-        handle_bytes: 128,
-        handle_type: 0,
-        f_handle: [0; 128],
-    };
+    let mut fh = FileHandle { handle_bytes: 128, handle_type: 0, f_handle: [0; 128] };
     let mut mount_id: libc::c_int = 0;
     // SAFETY: fh has room for 128 handle bytes; mount_id is an out int.
     let r = unsafe {
@@ -1349,22 +992,12 @@ fn open_by_handle() -> Outcome {
         return Outcome::Error(format!("open /tmp: {}", errno_name(errno())));
     }
     // SAFETY: mfd is ours; fh was filled by the kernel.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_open_by_handle_at,
-            mfd,
-            &mut fh as *mut FileHandle,
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_open_by_handle_at, mfd, &mut fh as *mut FileHandle, libc::O_RDONLY | libc::O_CLOEXEC) };
     let e = errno();
     close(mfd);
     if r < 0 {
         // The file was unlinked: ESTALE would mean the permission check passed.
-        return Outcome::Failed {
-            errno: e,
-            what: "open_by_handle_at".into(),
-        };
+        return Outcome::Failed { errno: e, what: "open_by_handle_at".into() };
     }
     close(r as libc::c_int);
     Outcome::Succeeded("opened a file by handle".into())
@@ -1410,9 +1043,7 @@ fn sethostname() -> Outcome {
     // SAFETY: nodename is valid for n bytes.
     let r = unsafe { libc::sethostname(u.nodename.as_ptr(), n) };
     match cki(r, "sethostname(current name)") {
-        Ok(_) => Outcome::Succeeded(
-            "sethostname succeeded (own UTS namespace; not verifiable from inside)".into(),
-        ),
+        Ok(_) => Outcome::Succeeded("sethostname succeeded (own UTS namespace; not verifiable from inside)".into()),
         Err(o) => o,
     }
 }
@@ -1425,9 +1056,7 @@ fn setdomainname() -> Outcome {
     let n = field_len(&u.domainname);
     // SAFETY: domainname is valid for n bytes.
     let r = unsafe { libc::syscall(libc::SYS_setdomainname, u.domainname.as_ptr(), n) };
-    syscall_ok(r as c_long, "setdomainname(current name)", |_| {
-        "setdomainname succeeded".into()
-    })
+    syscall_ok(r as c_long, "setdomainname(current name)", |_| "setdomainname succeeded".into())
 }
 
 #[repr(C)]
@@ -1437,10 +1066,7 @@ struct IfReq {
 }
 
 fn lo_req() -> IfReq {
-    let mut r = IfReq {
-        name: [0; 16],
-        data: [0; 24],
-    };
+    let mut r = IfReq { name: [0; 16], data: [0; 24] };
     r.name[..2].copy_from_slice(b"lo");
     r
 }
@@ -1448,29 +1074,18 @@ fn lo_req() -> IfReq {
 /// Re-set lo's current flags (SIOCSIFFLAGS needs CAP_NET_ADMIN over the
 /// network namespace; the values do not change).
 fn lo_set_flags() -> Outcome {
-    lo_set(
-        libc::SIOCGIFFLAGS as libc::c_ulong,
-        libc::SIOCSIFFLAGS as libc::c_ulong,
-        "flags",
-    )
+    lo_set(libc::SIOCGIFFLAGS as libc::c_ulong, libc::SIOCSIFFLAGS as libc::c_ulong, "flags")
 }
 
 fn lo_set_mtu() -> Outcome {
-    lo_set(
-        libc::SIOCGIFMTU as libc::c_ulong,
-        libc::SIOCSIFMTU as libc::c_ulong,
-        "mtu",
-    )
+    lo_set(libc::SIOCGIFMTU as libc::c_ulong, libc::SIOCSIFMTU as libc::c_ulong, "mtu")
 }
 
 fn lo_set(get: libc::c_ulong, set: libc::c_ulong, what: &str) -> Outcome {
     // SAFETY: plain socket call.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Outcome::Error(format!(
-            "socket AF_INET SOCK_DGRAM: {}",
-            errno_name(errno())
-        ));
+        return Outcome::Error(format!("socket AF_INET SOCK_DGRAM: {}", errno_name(errno())));
     }
     let mut req = lo_req();
     // SAFETY: req is a full ifreq (40 bytes, at least the kernel's size).
@@ -1485,10 +1100,7 @@ fn lo_set(get: libc::c_ulong, set: libc::c_ulong, what: &str) -> Outcome {
     let e = errno();
     close(fd);
     if r != 0 {
-        return Outcome::Failed {
-            errno: e,
-            what: format!("set lo {what} (unchanged value)"),
-        };
+        return Outcome::Failed { errno: e, what: format!("set lo {what} (unchanged value)") };
     }
     Outcome::Succeeded(format!("set lo {what}"))
 }
@@ -1539,29 +1151,17 @@ fn exec_tmpfs() -> Outcome {
     };
     // SAFETY: path is NUL-terminated.
     if unsafe { libc::fchmodat(libc::AT_FDCWD, p.as_ptr(), 0o755, 0) } != 0 {
-        let o = Outcome::Error(format!(
-            "chmod 755 {}: {}",
-            lossy(TMP_EXE),
-            errno_name(errno())
-        ));
+        let o = Outcome::Error(format!("chmod 755 {}: {}", lossy(TMP_EXE), errno_name(errno())));
         unlink(TMP_EXE);
         return o;
     }
     let r = exec_capture(TMP_EXE, c"--whoami");
     unlink(TMP_EXE);
     match r {
-        Ok((_, out)) => Outcome::Escaped(format!(
-            "executed {} from /tmp: {:?}",
-            if copied {
-                "a copy of the probe"
-            } else {
-                "a stub"
-            },
-            out.trim()
-        )),
-        Err(Outcome::Failed { errno, .. }) if errno == libc::ENOEXEC => Outcome::Escaped(
-            "execve from /tmp reached the loader (ENOEXEC): /tmp is not noexec".into(),
-        ),
+        Ok((_, out)) => Outcome::Escaped(format!("executed {} from /tmp: {:?}", if copied { "a copy of the probe" } else { "a stub" }, out.trim())),
+        Err(Outcome::Failed { errno, .. }) if errno == libc::ENOEXEC => {
+            Outcome::Escaped("execve from /tmp reached the loader (ENOEXEC): /tmp is not noexec".into())
+        }
         Err(o) => o,
     }
 }
@@ -1579,9 +1179,7 @@ fn see_processes() -> Outcome {
         if name.is_empty() || !name.bytes().all(|c| c.is_ascii_digit()) {
             continue;
         }
-        let comm = fs::read_to_string(format!("/proc/{name}/comm"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "?".into());
+        let comm = fs::read_to_string(format!("/proc/{name}/comm")).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into());
         seen.push(format!("{name}:{comm}"));
     }
     let list = seen.join(" ");
@@ -1589,15 +1187,9 @@ fn see_processes() -> Outcome {
         return Outcome::Escaped(format!("berth is visible: {list}"));
     }
     if seen.len() > MAX_OWN_PROCS {
-        return Outcome::Escaped(format!(
-            "{} processes visible (more than {MAX_OWN_PROCS}): {list}",
-            seen.len()
-        ));
+        return Outcome::Escaped(format!("{} processes visible (more than {MAX_OWN_PROCS}): {list}", seen.len()));
     }
-    Outcome::Blocked(format!(
-        "{} processes visible, all the container's: {list}",
-        seen.len()
-    ))
+    Outcome::Blocked(format!("{} processes visible, all the container's: {list}", seen.len()))
 }
 
 fn host_path(path: &CStr) -> Outcome {
@@ -1612,22 +1204,13 @@ fn host_path(path: &CStr) -> Outcome {
 fn proc1_exe() -> Outcome {
     let exe = match fs::read_link("/proc/1/exe") {
         Ok(p) => p.to_string_lossy().into_owned(),
-        Err(e) => {
-            return Outcome::Failed {
-                errno: e.raw_os_error().unwrap_or(0),
-                what: "readlink /proc/1/exe".into(),
-            }
-        }
+        Err(e) => return Outcome::Failed { errno: e.raw_os_error().unwrap_or(0), what: "readlink /proc/1/exe".into() },
     };
-    let comm = fs::read_to_string("/proc/1/comm")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
+    let comm = fs::read_to_string("/proc/1/comm").map(|s| s.trim().to_string()).unwrap_or_default();
     if exe.ends_with("/berth") || comm == "berth" {
         return Outcome::Escaped(format!("pid 1 is berth: exe={exe} comm={comm}"));
     }
-    Outcome::Blocked(format!(
-        "pid 1 is the container's own: exe={exe} comm={comm}"
-    ))
+    Outcome::Blocked(format!("pid 1 is the container's own: exe={exe} comm={comm}"))
 }
 
 /// /proc/1/root must be the container's own root.

@@ -59,15 +59,7 @@ fn mqueue(name: &str) -> Result<i64, i32> {
     };
     let flags = libc::O_CREAT | libc::O_RDWR | libc::O_CLOEXEC;
     // SAFETY: a NUL-terminated name, integer flags and mode, no attributes.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_mq_open,
-            c.as_ptr(),
-            flags,
-            0o600 as libc::c_uint,
-            core::ptr::null::<u8>(),
-        )
-    };
+    let fd = unsafe { libc::syscall(libc::SYS_mq_open, c.as_ptr(), flags, 0o600 as libc::c_uint, core::ptr::null::<u8>()) };
     if fd < 0 {
         Err(errno())
     } else {
@@ -92,14 +84,8 @@ fn exhaust(pause_ms: u64) -> ! {
     let (n, ie) = until_failure(|_| inotify(), &mut fds);
     let pid = std::process::id();
     let (q, qe) = until_failure(|i| mqueue(&format!("budget-{pid}-{i}")), &mut queues);
-    let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "-".into());
-    super::say(&format!(
-        "PROBE budget inotify={n} inotify_error={} inotify_limit={limit} mqueue={q} mqueue_error={}",
-        errno_name(ie),
-        errno_name(qe)
-    ));
+    let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances").map(|s| s.trim().to_string()).unwrap_or_else(|_| "-".into());
+    super::say(&format!("PROBE budget inotify={n} inotify_error={} inotify_limit={limit} mqueue={q} mqueue_error={}", errno_name(ie), errno_name(qe)));
     super::lifecycle::notify("READY=1");
     std::thread::sleep(Duration::from_millis(pause_ms));
     grow()
@@ -108,37 +94,18 @@ fn exhaust(pause_ms: u64) -> ! {
 /// 1 MiB into a memfd or the tmpfs file, alternately, until killed.
 fn grow() -> ! {
     // SAFETY: a NUL-terminated name and integer flags.
-    let memfd = unsafe {
-        libc::syscall(
-            libc::SYS_memfd_create,
-            c"budget".as_ptr(),
-            libc::MFD_CLOEXEC | 0x0008,
-        )
-    } as i32;
+    let memfd = unsafe { libc::syscall(libc::SYS_memfd_create, c"budget".as_ptr(), libc::MFD_CLOEXEC | 0x0008) } as i32;
     if memfd < 0 {
-        super::say(&format!(
-            "PROBE grow error=memfd_create:{}",
-            errno_name(errno())
-        ));
+        super::say(&format!("PROBE grow error=memfd_create:{}", errno_name(errno())));
     }
     let path = c"/tmp/fill";
     // SAFETY: a NUL-terminated path, integer flags and mode.
-    let mut file = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
-            0o600,
-        )
-    };
+    let mut file = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC, 0o600) };
     let chunk = vec![0x5au8; 1 << 20];
     let (mut mib, mut turn) = (0u32, 0u32);
     loop {
         turn += 1;
-        let fd = if file >= 0 && turn % 2 == 0 {
-            file
-        } else {
-            memfd
-        };
+        let fd = if file >= 0 && turn % 2 == 0 { file } else { memfd };
         if fd < 0 {
             super::say("PROBE grow error=nothing-to-write");
             std::thread::sleep(Duration::from_secs(3600));
@@ -148,10 +115,7 @@ fn grow() -> ! {
             mib += 1;
             super::say(&format!("PROBE grow mib={mib}"));
         } else if fd == file {
-            super::say(&format!(
-                "PROBE grow tmpfs-full mib={mib} error={}",
-                errno_name(errno())
-            ));
+            super::say(&format!("PROBE grow tmpfs-full mib={mib} error={}", errno_name(errno())));
             file = -1;
         } else {
             super::say(&format!("PROBE grow error=write:{}", errno_name(errno())));
@@ -179,11 +143,7 @@ fn neighbour(beat_ms: u64) -> ! {
     };
     let i = inotify().map(i64::from);
     let q = mqueue(&format!("neighbour-{}", std::process::id()));
-    super::say(&format!(
-        "PROBE neighbour inotify={} mqueue={}",
-        word(i),
-        word(q)
-    ));
+    super::say(&format!("PROBE neighbour inotify={} mqueue={}", word(i), word(q)));
     for beat in 1u64.. {
         std::thread::sleep(Duration::from_millis(beat_ms));
         super::say(&format!("PROBE neighbour beat={beat}"));

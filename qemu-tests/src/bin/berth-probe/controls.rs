@@ -32,18 +32,12 @@ pub fn run() -> ! {
     let printed = put(&line);
     let datagram = [b"STATUS=".as_slice(), STATUS, b"\nREADY=1"].concat();
     let sent = match std::env::var("NOTIFY_SOCKET") {
-        Ok(path) => UnixDatagram::unbound()
-            .and_then(|s| s.send_to(&datagram, &path))
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        Ok(path) => UnixDatagram::unbound().and_then(|s| s.send_to(&datagram, &path)).map(|_| ()).map_err(|e| e.to_string()),
         Err(_) => Err("no NOTIFY_SOCKET".into()),
     };
     match (printed, sent) {
         (true, Ok(())) => super::say("PROBE controls sent"),
-        (p, s) => super::say(&format!(
-            "PROBE controls error printed={p} notify={}",
-            qemu_tests::event::quote(&format!("{s:?}"))
-        )),
+        (p, s) => super::say(&format!("PROBE controls error printed={p} notify={}", qemu_tests::event::quote(&format!("{s:?}")))),
     }
     super::lifecycle::run(&["--sleep".to_string()])
 }

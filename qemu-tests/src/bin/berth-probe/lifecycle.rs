@@ -14,19 +14,14 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-pub const USAGE: &str =
-    "--notify READY_MS [PINGS PING_MS], --sleep, --uptime-above MS, --uptime-below MS";
+pub const USAGE: &str = "--notify READY_MS [PINGS PING_MS], --sleep, --uptime-above MS, --uptime-below MS";
 
 pub fn run(args: &[String]) -> ! {
     let num = |i: usize| args.get(i).and_then(|v| v.parse::<u64>().ok());
     match args.first().map(String::as_str) {
         Some("--notify") => {
             on_sigterm_exit();
-            let (Some(ready_ms), pings, ping_ms) =
-                (num(1), num(2).unwrap_or(0), num(3).unwrap_or(0))
-            else {
-                usage()
-            };
+            let (Some(ready_ms), pings, ping_ms) = (num(1), num(2).unwrap_or(0), num(3).unwrap_or(0)) else { usage() };
             std::thread::sleep(Duration::from_millis(ready_ms));
             notify("READY=1");
             super::say(&format!("PROBE notify ready after_ms={ready_ms}"));
@@ -44,11 +39,7 @@ pub fn run(args: &[String]) -> ! {
         Some(mode @ ("--uptime-above" | "--uptime-below")) => {
             let Some(ms) = num(1) else { usage() };
             let age = init_age_ms().unwrap_or(0);
-            let ok = if mode == "--uptime-above" {
-                age > ms
-            } else {
-                age < ms
-            };
+            let ok = if mode == "--uptime-above" { age > ms } else { age < ms };
             std::process::exit(if ok { 0 } else { 1 })
         }
         _ => usage(),
@@ -67,10 +58,7 @@ pub fn notify(msg: &str) {
     };
     let sent = UnixDatagram::unbound().and_then(|s| s.send_to(msg.as_bytes(), &path));
     if let Err(e) = sent {
-        super::say(&format!(
-            "PROBE notify error={}",
-            qemu_tests::event::quote(&e.to_string())
-        ));
+        super::say(&format!("PROBE notify error={}", qemu_tests::event::quote(&e.to_string())));
     }
 }
 
@@ -99,12 +87,7 @@ fn init_age_ms() -> Option<u64> {
     // Fields after the command name's closing parenthesis; starttime is field 22.
     let rest = stat.rsplit_once(')')?.1;
     let start_ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Some(((uptime - start_ticks as f64 / hz) * 1e3).max(0.0) as u64)

@@ -18,10 +18,7 @@ pub const USAGE: &str = "--flood SECS, --heartbeat MS";
 
 /// CLOCK_MONOTONIC in milliseconds.
 pub fn mono_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid timespec the call fills in.
     unsafe {
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);

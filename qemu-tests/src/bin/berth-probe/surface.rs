@@ -38,11 +38,7 @@ const INNER: Duration = Duration::from_secs(10);
 
 macro_rules! a {
     ($name:expr, $accept:expr, $run:expr) => {
-        Attempt {
-            name: $name,
-            run: $run,
-            accept: $accept,
-        }
+        Attempt { name: $name, run: $run, accept: $accept }
     };
 }
 
@@ -54,19 +50,10 @@ pub fn table() -> &'static [Attempt] {
         a!("execveat-empty-path-image", SECCOMP, execveat_image),
         a!("tmpfile-exec-proc-fd", EXEC, tmpfile_exec),
         a!("socket-family-sweep", SECCOMP, socket_sweep),
-        a!("tty-ioctl-tiocsti", SECCOMP, || tty_ioctl(
-            TIOCSTI, "TIOCSTI"
-        )),
-        a!("tty-ioctl-tioclinux", SECCOMP, || tty_ioctl(
-            TIOCLINUX,
-            "TIOCLINUX"
-        )),
-        a!("tty-ioctl-tiocsetd", SECCOMP, || tty_ioctl(
-            TIOCSETD, "TIOCSETD"
-        )),
-        a!("tty-ioctl-tioccons", SECCOMP, || tty_ioctl(
-            TIOCCONS, "TIOCCONS"
-        )),
+        a!("tty-ioctl-tiocsti", SECCOMP, || tty_ioctl(TIOCSTI, "TIOCSTI")),
+        a!("tty-ioctl-tioclinux", SECCOMP, || tty_ioctl(TIOCLINUX, "TIOCLINUX")),
+        a!("tty-ioctl-tiocsetd", SECCOMP, || tty_ioctl(TIOCSETD, "TIOCSETD")),
+        a!("tty-ioctl-tioccons", SECCOMP, || tty_ioctl(TIOCCONS, "TIOCCONS")),
         a!("ioctl-read-only-node", LANDLOCK, ioctl_read_only_node),
     ];
     TABLE
@@ -83,8 +70,7 @@ enum Via {
 
 /// The probe's own program, to put where it should not run from.
 fn own_program() -> Result<Vec<u8>, Outcome> {
-    std::fs::read("/proc/self/exe")
-        .map_err(|e| Outcome::Error(format!("read /proc/self/exe: {}", sys::io_errno_name(&e))))
+    std::fs::read("/proc/self/exe").map_err(|e| Outcome::Error(format!("read /proc/self/exe: {}", sys::io_errno_name(&e))))
 }
 
 /// Run descriptor `fd` in a child as `--exit 7`: `Err(Failed)` with the
@@ -95,20 +81,10 @@ fn run_fd(fd: libc::c_int, via: Via, label: &str) -> Outcome {
         Err(e) => return Outcome::Error(format!("pipe: {}", errno_name(e))),
     };
     let proc_path = sys::cs(&format!("/proc/self/fd/{fd}"));
-    let (Some(proc_path), Some(arg0), Some(arg1), Some(arg2)) = (
-        proc_path,
-        sys::cs("berth-probe"),
-        sys::cs("--exit"),
-        sys::cs("7"),
-    ) else {
+    let (Some(proc_path), Some(arg0), Some(arg1), Some(arg2)) = (proc_path, sys::cs("berth-probe"), sys::cs("--exit"), sys::cs("7")) else {
         return Outcome::Error("argument strings".into());
     };
-    let argv = [
-        arg0.as_ptr(),
-        arg1.as_ptr(),
-        arg2.as_ptr(),
-        std::ptr::null(),
-    ];
+    let argv = [arg0.as_ptr(), arg1.as_ptr(), arg2.as_ptr(), std::ptr::null()];
     let envp = [std::ptr::null::<libc::c_char>()];
     // SAFETY: the child only execs and writes its errno to the pipe.
     let pid = unsafe { libc::fork() };
@@ -117,14 +93,7 @@ fn run_fd(fd: libc::c_int, via: Via, label: &str) -> Outcome {
         unsafe {
             match via {
                 Via::Execveat => {
-                    libc::syscall(
-                        libc::SYS_execveat,
-                        fd,
-                        c"".as_ptr(),
-                        argv.as_ptr(),
-                        envp.as_ptr(),
-                        libc::AT_EMPTY_PATH,
-                    );
+                    libc::syscall(libc::SYS_execveat, fd, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH);
                 }
                 Via::ProcFd => {
                     libc::execve(proc_path.as_ptr(), argv.as_ptr(), envp.as_ptr());
@@ -144,16 +113,8 @@ fn run_fd(fd: libc::c_int, via: Via, label: &str) -> Outcome {
     close(r);
     let status = sys::wait_timeout(pid, INNER);
     match got {
-        Ok(b) if b.len() == 4 => Outcome::Failed {
-            errno: i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            what: label.into(),
-        },
-        Ok(_) => Outcome::Escaped(format!(
-            "{label} ran code that is in no image ({})",
-            status
-                .map(sys::describe_status)
-                .unwrap_or_else(|| "no exit".into())
-        )),
+        Ok(b) if b.len() == 4 => Outcome::Failed { errno: i32::from_le_bytes([b[0], b[1], b[2], b[3]]), what: label.into() },
+        Ok(_) => Outcome::Escaped(format!("{label} ran code that is in no image ({})", status.map(sys::describe_status).unwrap_or_else(|| "no exit".into()))),
         Err(e) => Outcome::Error(format!("read the exec pipe: {}", errno_name(e))),
     }
 }
@@ -166,13 +127,7 @@ fn memfd_exec(via: Via) -> Outcome {
         Err(o) => return o,
     };
     // SAFETY: a NUL-terminated name and flags.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_memfd_create,
-            c"berth-probe".as_ptr(),
-            libc::MFD_CLOEXEC as libc::c_uint,
-        )
-    };
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_create, c"berth-probe".as_ptr(), libc::MFD_CLOEXEC as libc::c_uint) };
     if fd < 0 {
         return failed("memfd_create");
     }
@@ -223,23 +178,14 @@ fn tmpfile_exec() -> Outcome {
             return Outcome::Error(format!("write the O_TMPFILE file: {}", errno_name(errno())));
         }
     }
-    let o = run_fd(
-        fd,
-        Via::ProcFd,
-        "execve(/proc/self/fd/N of an O_TMPFILE file)",
-    );
+    let o = run_fd(fd, Via::ProcFd, "execve(/proc/self/fd/N of an O_TMPFILE file)");
     close(fd);
     o
 }
 
 /// Families a container may open by default (and `AF_PACKET`, which only
 /// `CAP_NET_RAW` gives, is tried by `socket-packet`).
-const ALLOWED: [libc::c_int; 4] = [
-    libc::AF_UNIX,
-    libc::AF_INET,
-    libc::AF_INET6,
-    libc::AF_NETLINK,
-];
+const ALLOWED: [libc::c_int; 4] = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK];
 
 /// socket() of every other family up to AF_MAX and a few beyond: each must
 /// be EPERM (seccomp), never a socket and never EAFNOSUPPORT or another
@@ -250,33 +196,21 @@ fn socket_sweep() -> Outcome {
         if ALLOWED.contains(&family) {
             continue;
         }
-        for ty in [
-            libc::SOCK_DGRAM,
-            libc::SOCK_STREAM,
-            libc::SOCK_RAW,
-            libc::SOCK_SEQPACKET,
-        ] {
+        for ty in [libc::SOCK_DGRAM, libc::SOCK_STREAM, libc::SOCK_RAW, libc::SOCK_SEQPACKET] {
             // SAFETY: plain socket call.
             let fd = unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, 0) };
             if fd >= 0 {
                 close(fd);
-                return Outcome::Succeeded(format!(
-                    "opened a socket of family {family}, type {ty}"
-                ));
+                return Outcome::Succeeded(format!("opened a socket of family {family}, type {ty}"));
             }
             let e = errno();
             if e != EPERM {
-                return Outcome::Failed {
-                    errno: e,
-                    what: format!("socket family {family} type {ty}"),
-                };
+                return Outcome::Failed { errno: e, what: format!("socket family {family} type {ty}") };
             }
             refused += 1;
         }
     }
-    Outcome::Blocked(format!(
-        "{refused} sockets of 49 families beyond unix, inet, inet6, netlink: all EPERM"
-    ))
+    Outcome::Blocked(format!("{refused} sockets of 49 families beyond unix, inet, inet6, netlink: all EPERM"))
 }
 
 /// A new pty pair: `(master, slave)`, the slave this process's controlling
@@ -288,18 +222,12 @@ fn own_pty() -> Result<(libc::c_int, libc::c_int), Outcome> {
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     let m = open(c"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, 0);
     if m < 0 {
-        return Err(Outcome::Error(format!(
-            "open /dev/ptmx: {}",
-            errno_name(errno())
-        )));
+        return Err(Outcome::Error(format!("open /dev/ptmx: {}", errno_name(errno()))));
     }
     let mut unlock: libc::c_int = 0;
     let mut n: libc::c_uint = 0;
     // SAFETY: valid pointers to an int and an unsigned int.
-    let ok = unsafe {
-        libc::ioctl(m, TIOCSPTLCK as _, &mut unlock) == 0
-            && libc::ioctl(m, TIOCGPTN as _, &mut n) == 0
-    };
+    let ok = unsafe { libc::ioctl(m, TIOCSPTLCK as _, &mut unlock) == 0 && libc::ioctl(m, TIOCGPTN as _, &mut n) == 0 };
     if !ok {
         let e = errno();
         close(m);
@@ -315,10 +243,7 @@ fn own_pty() -> Result<(libc::c_int, libc::c_int), Outcome> {
     if s < 0 {
         let e = errno();
         close(m);
-        return Err(Outcome::Error(format!(
-            "open /dev/pts/{n}: {}",
-            errno_name(e)
-        )));
+        return Err(Outcome::Error(format!("open /dev/pts/{n}: {}", errno_name(e))));
     }
     Ok((m, s))
 }
@@ -332,11 +257,7 @@ fn tty_ioctl(req: libc::c_ulong, name: &str) -> Outcome {
         Ok(p) => p,
         Err(o) => return o,
     };
-    let mut byte: u8 = if req == TIOCLINUX {
-        TIOCL_GETKMSGREDIRECT
-    } else {
-        b'x'
-    };
+    let mut byte: u8 = if req == TIOCLINUX { TIOCL_GETKMSGREDIRECT } else { b'x' };
     let mut ldisc: libc::c_int = 0; // N_TTY
                                     // SAFETY: each request gets a pointer of the type it reads, or none.
     let r = unsafe {
@@ -346,11 +267,7 @@ fn tty_ioctl(req: libc::c_ulong, name: &str) -> Outcome {
             _ => libc::ioctl(s, req as _, &mut byte),
         }
     };
-    let o = if r == 0 {
-        Outcome::Succeeded(format!("{name} on the container's own terminal"))
-    } else {
-        failed(format!("ioctl {name}"))
-    };
+    let o = if r == 0 { Outcome::Succeeded(format!("{name} on the container's own terminal")) } else { failed(format!("ioctl {name}")) };
     close(s);
     close(m);
     o
@@ -375,9 +292,7 @@ fn ioctl_read_only_node() -> Outcome {
     let r = unsafe { libc::ioctl(fd, TCGETS as _, &mut t) };
     let o = match (r, errno()) {
         (0, _) => Outcome::Succeeded(format!("TCGETS on {path} (granted r) answered")),
-        (_, libc::ENOTTY) => Outcome::Escaped(format!(
-            "TCGETS on {path} (granted r) reached its driver (ENOTTY)"
-        )),
+        (_, libc::ENOTTY) => Outcome::Escaped(format!("TCGETS on {path} (granted r) reached its driver (ENOTTY)")),
         _ => failed(format!("ioctl TCGETS {path}")),
     };
     close(fd);
@@ -409,12 +324,7 @@ fn default_families() -> (bool, String) {
         (libc::AF_UNIX, libc::SOCK_STREAM, 0, "unix"),
         (libc::AF_INET, libc::SOCK_DGRAM, 0, "inet"),
         (libc::AF_INET6, libc::SOCK_DGRAM, 0, "inet6"),
-        (
-            libc::AF_NETLINK,
-            libc::SOCK_RAW,
-            libc::NETLINK_ROUTE,
-            "netlink",
-        ),
+        (libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE, "netlink"),
     ];
     for (f, ty, proto, name) in tries {
         // SAFETY: plain socket call.
@@ -450,20 +360,14 @@ fn pty_works() -> (bool, String) {
         INNER,
     );
     match end {
-        sys::ChildEnd::Report(t) if t == "ok" => {
-            (true, "a pty opened and its slave answered TCGETS".into())
-        }
+        sys::ChildEnd::Report(t) if t == "ok" => (true, "a pty opened and its slave answered TCGETS".into()),
         other => (false, format!("{other:?}")),
     }
 }
 
 /// TCGETS on the serial node granted `rw` works (its ioctl right is kept).
 fn ioctl_rw_node(list: &str) -> (bool, String) {
-    let Some(path) = list
-        .split(',')
-        .map(str::trim)
-        .find(|p| std::fs::metadata(p).is_ok())
-    else {
+    let Some(path) = list.split(',').map(str::trim).find(|p| std::fs::metadata(p).is_ok()) else {
         return (false, format!("none of {list} exists"));
     };
     let Some(c) = sys::cs(path) else {

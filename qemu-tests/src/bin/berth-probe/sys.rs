@@ -18,10 +18,7 @@ pub fn geteuid() -> u32 {
 
 /// `Failed` with the current errno.
 pub fn failed(what: impl Into<String>) -> Outcome {
-    Outcome::Failed {
-        errno: errno(),
-        what: what.into(),
-    }
+    Outcome::Failed { errno: errno(), what: what.into() }
 }
 
 /// A path or string as a C string; `None` when it holds a NUL.
@@ -50,14 +47,7 @@ pub fn cki(r: libc::c_int, what: &str) -> Result<libc::c_int, Outcome> {
 /// `open(path, flags, mode)` via openat.
 pub fn open(path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> libc::c_int {
     // SAFETY: path is NUL-terminated.
-    unsafe {
-        libc::openat(
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            flags | libc::O_CLOEXEC,
-            mode as libc::c_uint,
-        )
-    }
+    unsafe { libc::openat(libc::AT_FDCWD, path.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) }
 }
 
 pub fn close(fd: libc::c_int) {
@@ -79,16 +69,10 @@ pub fn unlink(path: &CStr) {
 /// Write `bytes` to a new file (mode 0644), replacing it.
 pub fn write_file(path: &CStr, bytes: &[u8]) -> Result<(), Outcome> {
     let what = format!("create {}", path.to_string_lossy());
-    let fd = cki(
-        open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o644),
-        &what,
-    )?;
+    let fd = cki(open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o644), &what)?;
     let r = write_all(fd, bytes);
     close(fd);
-    r.map_err(|e| Outcome::Failed {
-        errno: e,
-        what: format!("write {}", path.to_string_lossy()),
-    })
+    r.map_err(|e| Outcome::Failed { errno: e, what: format!("write {}", path.to_string_lossy()) })
 }
 
 pub fn write_all(fd: libc::c_int, mut bytes: &[u8]) -> Result<(), i32> {
@@ -341,9 +325,7 @@ pub fn io_errno_name(e: &io::Error) -> String {
 }
 
 pub fn errno_name(code: i32) -> String {
-    qemu_tests::errno::name(code)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("errno {code}"))
+    qemu_tests::errno::name(code).map(str::to_string).unwrap_or_else(|| format!("errno {code}"))
 }
 
 pub fn signal_name(sig: i32) -> String {

@@ -49,17 +49,12 @@ pub fn run(args: &[String]) -> ! {
     let link = format!("{dir}/link");
     match std::os::unix::fs::symlink("/tmp", &link) {
         Ok(()) => say("VOLFILL planted link=/tmp"),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            say("VOLFILL planted link=/tmp (from an earlier run)")
-        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => say("VOLFILL planted link=/tmp (from an earlier run)"),
         Err(e) => say(&format!("VOLFILL plant-failed error={e}")),
     }
     let block = vec![0x5au8; BLOCK];
     let mut written: u64 = 0;
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("{dir}/fill"));
+    let file = fs::OpenOptions::new().create(true).append(true).open(format!("{dir}/fill"));
     let result = match file {
         Err(e) => Err(e),
         Ok(mut f) => loop {
@@ -77,10 +72,7 @@ pub fn run(args: &[String]) -> ! {
     match result {
         Err(e) => {
             let code = e.raw_os_error().unwrap_or(0);
-            say(&format!(
-                "VOLFILL full errno={} code={code} bytes={written}",
-                errno_name(code)
-            ));
+            say(&format!("VOLFILL full errno={} code={code} bytes={written}", errno_name(code)));
         }
         Ok(()) => say(&format!("VOLFILL full errno=none code=0 bytes={written}")),
     }

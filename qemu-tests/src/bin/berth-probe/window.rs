@@ -48,26 +48,10 @@ const OVERFLOW_DEFAULT: u32 = 65534;
 /// The attempts, in the order they run.
 pub fn table() -> &'static [Attempt] {
     static TABLE: &[Attempt] = &[
-        Attempt {
-            name: "check-window-dumpable",
-            run: dumpable,
-            accept: &[],
-        },
-        Attempt {
-            name: "check-window-proc-mem",
-            run: || open_proc("mem"),
-            accept: &[EACCES, EPERM],
-        },
-        Attempt {
-            name: "check-window-proc-environ",
-            run: || open_proc("environ"),
-            accept: &[EACCES, EPERM],
-        },
-        Attempt {
-            name: "check-window-ptrace",
-            run: ptrace_attach,
-            accept: &[EPERM],
-        },
+        Attempt { name: "check-window-dumpable", run: dumpable, accept: &[] },
+        Attempt { name: "check-window-proc-mem", run: || open_proc("mem"), accept: &[EACCES, EPERM] },
+        Attempt { name: "check-window-proc-environ", run: || open_proc("environ"), accept: &[EACCES, EPERM] },
+        Attempt { name: "check-window-ptrace", run: ptrace_attach, accept: &[EPERM] },
     ];
     TABLE
 }
@@ -87,23 +71,14 @@ pub fn run(timeout: Duration) -> ! {
 /// A `Name:` line of a status file, its fields joined by spaces.
 fn status_field(status: &str, name: &str) -> Option<String> {
     let line = status.lines().find(|l| l.starts_with(name))?;
-    Some(
-        line.get(name.len()..)?
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    Some(line.get(name.len()..)?.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// A held command: parent 0, not PID 1, past its credential steps (its
 /// `Uid:` and `Gid:` lines are the probe's own). `(pid, euid)`.
 fn find_once(own_uid: &str, own_gid: &str) -> Option<(u32, u32)> {
     for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
         if pid == 1 {
@@ -113,10 +88,7 @@ fn find_once(own_uid: &str, own_gid: &str) -> Option<(u32, u32)> {
             continue;
         };
         let ids = (status_field(&status, "Uid:"), status_field(&status, "Gid:"));
-        if status_field(&status, "PPid:").as_deref() == Some("0")
-            && ids.0.as_deref() == Some(own_uid)
-            && ids.1.as_deref() == Some(own_gid)
-        {
+        if status_field(&status, "PPid:").as_deref() == Some("0") && ids.0.as_deref() == Some(own_uid) && ids.1.as_deref() == Some(own_gid) {
             let euid = own_uid.split(' ').nth(1)?.parse().ok()?;
             return Some((pid, euid));
         }
@@ -128,12 +100,7 @@ fn find_once(own_uid: &str, own_gid: &str) -> Option<(u32, u32)> {
 /// two looks [`LOOK_EVERY`] apart (it has stopped in its setup, not just
 /// passing through).
 fn held_check() -> Result<(u32, u32), Outcome> {
-    let own = fs::read_to_string("/proc/self/status").map_err(|e| {
-        Outcome::Error(format!(
-            "read /proc/self/status: {}",
-            sys::io_errno_name(&e)
-        ))
-    })?;
+    let own = fs::read_to_string("/proc/self/status").map_err(|e| Outcome::Error(format!("read /proc/self/status: {}", sys::io_errno_name(&e))))?;
     let (Some(uid), Some(gid)) = (status_field(&own, "Uid:"), status_field(&own, "Gid:")) else {
         return Err(Outcome::Error("no Uid:/Gid: in /proc/self/status".into()));
     };
@@ -146,10 +113,7 @@ fn held_check() -> Result<(u32, u32), Outcome> {
         }
         last = found;
         if start.elapsed() > FIND_WAIT {
-            return Err(Outcome::Error(format!(
-                "no held check (parent 0, ids {uid} / {gid}) in {}s",
-                FIND_WAIT.as_secs()
-            )));
+            return Err(Outcome::Error(format!("no held check (parent 0, ids {uid} / {gid}) in {}s", FIND_WAIT.as_secs())));
         }
         std::thread::sleep(LOOK_EVERY);
     }
@@ -165,14 +129,9 @@ fn dumpable() -> Outcome {
         Ok(m) => m.uid(),
         Err(e) => return Outcome::Error(format!("stat {path}: {}", sys::io_errno_name(&e))),
     };
-    let overflow = fs::read_to_string("/proc/sys/kernel/overflowuid")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(OVERFLOW_DEFAULT);
+    let overflow = fs::read_to_string("/proc/sys/kernel/overflowuid").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(OVERFLOW_DEFAULT);
     if owner == euid && owner != overflow {
-        Outcome::Escaped(format!(
-            "dumpable: {path} belongs to uid {owner}, the command's own"
-        ))
+        Outcome::Escaped(format!("dumpable: {path} belongs to uid {owner}, the command's own"))
     } else if owner == overflow && euid != overflow {
         Outcome::Blocked(format!("not dumpable: {path} belongs to uid {owner} (the overflow uid: root outside), the command runs as uid {euid}"))
     } else {
@@ -203,27 +162,13 @@ fn ptrace_attach() -> Outcome {
         Err(o) => return o,
     };
     // SAFETY: PTRACE_ATTACH and PTRACE_DETACH take no buffers.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_ptrace,
-            libc::PTRACE_ATTACH as libc::c_long,
-            pid as libc::c_long,
-            0 as libc::c_long,
-            0 as libc::c_long,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_ATTACH as libc::c_long, pid as libc::c_long, 0 as libc::c_long, 0 as libc::c_long) };
     if r < 0 {
         return failed(format!("ptrace(PTRACE_ATTACH, held check {pid})"));
     }
     // SAFETY: as above.
     unsafe {
-        libc::syscall(
-            libc::SYS_ptrace,
-            libc::PTRACE_DETACH as libc::c_long,
-            pid as libc::c_long,
-            0 as libc::c_long,
-            0 as libc::c_long,
-        );
+        libc::syscall(libc::SYS_ptrace, libc::PTRACE_DETACH as libc::c_long, pid as libc::c_long, 0 as libc::c_long, 0 as libc::c_long);
     }
     Outcome::Succeeded(format!("attached to the held check {pid}"))
 }

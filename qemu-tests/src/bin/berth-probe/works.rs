@@ -79,23 +79,10 @@ pub fn run_all() -> Vec<(String, bool, String)> {
 /// The AppArmor label the probe runs under (the per-LSM attribute, or the
 /// legacy one), as `label="..."`: the scenario knows which it wants.
 fn apparmor_label() -> (bool, String) {
-    let text = fs::read_to_string("/proc/self/attr/apparmor/current")
-        .or_else(|_| fs::read_to_string("/proc/self/attr/current"));
+    let text = fs::read_to_string("/proc/self/attr/apparmor/current").or_else(|_| fs::read_to_string("/proc/self/attr/current"));
     match text {
-        Ok(t) => (
-            true,
-            format!(
-                "label={}",
-                t.trim_end_matches(['\n', '\0']).replace(' ', "_")
-            ),
-        ),
-        Err(e) => (
-            false,
-            format!(
-                "read /proc/self/attr/apparmor/current: {}",
-                io_errno_name(&e)
-            ),
-        ),
+        Ok(t) => (true, format!("label={}", t.trim_end_matches(['\n', '\0']).replace(' ', "_"))),
+        Err(e) => (false, format!("read /proc/self/attr/apparmor/current: {}", io_errno_name(&e))),
     }
 }
 
@@ -108,23 +95,11 @@ fn landlock_active() -> (bool, String) {
     let path = c"/proc/self/comm";
     let meta = match fs::metadata("/proc/self/comm") {
         Ok(m) => m,
-        Err(e) => {
-            return (
-                false,
-                format!("stat /proc/self/comm: {}", io_errno_name(&e)),
-            )
-        }
+        Err(e) => return (false, format!("stat /proc/self/comm: {}", io_errno_name(&e))),
     };
     let euid = sys::geteuid();
     if meta.uid() != euid || meta.mode() & 0o200 == 0 {
-        return (
-            false,
-            format!(
-                "/proc/self/comm is uid {} mode {:o}, not writable by uid {euid}",
-                meta.uid(),
-                meta.mode()
-            ),
-        );
+        return (false, format!("/proc/self/comm is uid {} mode {:o}, not writable by uid {euid}", meta.uid(), meta.mode()));
     }
     // SAFETY: statvfs fills a struct we own; the path is NUL-terminated.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -134,31 +109,16 @@ fn landlock_active() -> (bool, String) {
     }
     #[allow(clippy::unnecessary_cast)]
     if st.f_flag as u64 & libc::ST_RDONLY as u64 != 0 {
-        return (
-            false,
-            "/proc is mounted read-only: the check would prove nothing".into(),
-        );
+        return (false, "/proc is mounted read-only: the check would prove nothing".into());
     }
     let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0);
     if fd >= 0 {
         close(fd);
-        return (
-            false,
-            "opened /proc/self/comm for writing: no Landlock ruleset in force".into(),
-        );
+        return (false, "opened /proc/self/comm for writing: no Landlock ruleset in force".into());
     }
     match errno() {
-        libc::EACCES => (
-            true,
-            "own /proc/self/comm (rw mount, owner-writable) refused with EACCES".into(),
-        ),
-        e => (
-            false,
-            format!(
-                "open /proc/self/comm for writing: {} (want EACCES)",
-                errno_name(e)
-            ),
-        ),
+        libc::EACCES => (true, "own /proc/self/comm (rw mount, owner-writable) refused with EACCES".into()),
+        e => (false, format!("open /proc/self/comm for writing: {} (want EACCES)", errno_name(e))),
     }
 }
 
@@ -178,10 +138,7 @@ fn run_exit0(path: &str) -> Result<i32, i32> {
 fn exec_denied(path: &str) -> (bool, String) {
     match run_exit0(path) {
         Err(libc::EACCES) => (true, format!("execve {path}: EACCES")),
-        Err(e) => (
-            false,
-            format!("execve {path}: {} (want EACCES)", errno_name(e)),
-        ),
+        Err(e) => (false, format!("execve {path}: {} (want EACCES)", errno_name(e))),
         Ok(code) => (false, format!("{path} ran (exit {code})")),
     }
 }
@@ -198,10 +155,7 @@ fn exec_works(path: &str) -> (bool, String) {
 /// RLIMIT_NOFILE is what the manifest asked for, and core dumps are off.
 fn rlimits(want: &str) -> (bool, String) {
     let get = |r| {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes one rlimit struct we own.
         let ok = unsafe { libc::getrlimit(r, &mut l) } == 0;
         // rlim_t is 32-bit on armv7 glibc, 64-bit elsewhere.
@@ -214,13 +168,7 @@ fn rlimits(want: &str) -> (bool, String) {
     };
     let want: u64 = want.parse().unwrap_or(0);
     let ok = nofile == (want, want) && core == (0, 0);
-    (
-        ok,
-        format!(
-            "nofile={}/{} core={}/{}",
-            nofile.0, nofile.1, core.0, core.1
-        ),
-    )
+    (ok, format!("nofile={}/{} core={}/{}", nofile.0, nofile.1, core.0, core.1))
 }
 
 /// The persistent volume takes a file, keeps it through fsync, and gives
@@ -239,10 +187,7 @@ fn volume_rw(dir: &str) -> (bool, String) {
     let r = fs::read(&path);
     let _ = fs::remove_file(&path);
     match r {
-        Ok(b) if b == data => (
-            true,
-            format!("wrote, synced and read back {} bytes in {dir}", data.len()),
-        ),
+        Ok(b) if b == data => (true, format!("wrote, synced and read back {} bytes in {dir}", data.len())),
         Ok(b) => (false, format!("read back {} bytes that differ", b.len())),
         Err(e) => (false, format!("read {path}: {}", io_errno_name(&e))),
     }
@@ -256,15 +201,10 @@ fn read_image() -> (bool, String) {
         std::io::Read::read_exact(&mut f, &mut b).map(|_| b)
     }) {
         Ok(b) if &b == b"\x7fELF" => {
-            let exe = fs::read_link("/proc/self/exe")
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "?".into());
+            let exe = fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "?".into());
             (true, format!("read ELF header of {exe}"))
         }
-        Ok(b) => (
-            false,
-            format!("/proc/self/exe starts with {b:02x?}, not ELF"),
-        ),
+        Ok(b) => (false, format!("/proc/self/exe starts with {b:02x?}, not ELF")),
         Err(e) => (false, format!("read /proc/self/exe: {}", io_errno_name(&e))),
     }
 }
@@ -278,10 +218,7 @@ fn tmp_rw() -> (bool, String) {
     let r = fs::read(path);
     let _ = fs::remove_file(path);
     match r {
-        Ok(b) if b == data => (
-            true,
-            format!("wrote and read back {} bytes in /tmp", data.len()),
-        ),
+        Ok(b) if b == data => (true, format!("wrote and read back {} bytes in /tmp", data.len())),
         Ok(b) => (false, format!("read back {} bytes that differ", b.len())),
         Err(e) => (false, format!("read {path}: {}", io_errno_name(&e))),
     }
@@ -290,20 +227,12 @@ fn tmp_rw() -> (bool, String) {
 fn uid_map() -> (bool, String) {
     let text = match fs::read_to_string("/proc/self/uid_map") {
         Ok(t) => t,
-        Err(e) => {
-            return (
-                false,
-                format!("read /proc/self/uid_map: {}", io_errno_name(&e)),
-            )
-        }
+        Err(e) => return (false, format!("read /proc/self/uid_map: {}", io_errno_name(&e))),
     };
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match parse_id_map(&text).as_deref().map(root_outside) {
         Some(Some(o)) if o != 0 => (true, format!("outside={o} uid_map=\"{flat}\"")),
-        Some(Some(_)) => (
-            false,
-            format!("uid 0 maps to outside uid 0: uid_map=\"{flat}\""),
-        ),
+        Some(Some(_)) => (false, format!("uid 0 maps to outside uid 0: uid_map=\"{flat}\"")),
         Some(None) => (false, format!("no mapping for uid 0: uid_map=\"{flat}\"")),
         None => (false, format!("unparsable uid_map=\"{flat}\"")),
     }
@@ -376,35 +305,20 @@ fn granted_cap(name: &str) -> (bool, String) {
         None => return (false, "cannot read CapEff from /proc/self/status".into()),
     };
     let held = eff & (1u64 << bit) != 0;
-    let base = format!(
-        "{name} bit {bit} {} CapEff={eff:016x}",
-        if held { "in" } else { "not in" }
-    );
+    let base = format!("{name} bit {bit} {} CapEff={eff:016x}", if held { "in" } else { "not in" });
     if !held {
         return (false, base);
     }
     match bit {
         10 => match bind_low_port() {
             Ok(()) => (true, format!("{base}; bound TCP 0.0.0.0:80")),
-            Err(e) => (
-                false,
-                format!("{base}; bind TCP port 80: {}", errno_name(e)),
-            ),
+            Err(e) => (false, format!("{base}; bind TCP port 80: {}", errno_name(e))),
         },
         13 => {
             // SAFETY: plain socket call.
-            let fd = unsafe {
-                libc::socket(
-                    libc::AF_INET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    libc::IPPROTO_ICMP,
-                )
-            };
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP) };
             if fd < 0 {
-                return (
-                    false,
-                    format!("{base}; raw ICMP socket: {}", errno_name(errno())),
-                );
+                return (false, format!("{base}; raw ICMP socket: {}", errno_name(errno())));
             }
             close(fd);
             (true, format!("{base}; opened a raw ICMP socket"))
@@ -426,11 +340,7 @@ fn bind_low_port() -> Result<(), i32> {
         sa.sin_family = libc::AF_INET as libc::sa_family_t;
         sa.sin_port = 80u16.to_be();
         sa.sin_addr.s_addr = 0;
-        let r = libc::bind(
-            fd,
-            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
+        let r = libc::bind(fd, &sa as *const libc::sockaddr_in as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t);
         let e = errno();
         close(fd);
         if r != 0 {
@@ -460,11 +370,7 @@ fn granted_device(path: &str) -> (bool, String) {
 /// The first node of a comma-separated list that exists (boards name their
 /// serial ports differently) opens for writing.
 fn writable_device(list: &str) -> (bool, String) {
-    let Some(path) = list
-        .split(',')
-        .map(str::trim)
-        .find(|p| fs::metadata(p).is_ok())
-    else {
+    let Some(path) = list.split(',').map(str::trim).find(|p| fs::metadata(p).is_ok()) else {
         return (false, format!("none of {list} exists"));
     };
     let Some(c) = sys::cs(path) else {
@@ -472,10 +378,7 @@ fn writable_device(list: &str) -> (bool, String) {
     };
     let fd = open(&c, libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOCTTY, 0);
     if fd < 0 {
-        return (
-            false,
-            format!("open {path} for writing: {}", errno_name(errno())),
-        );
+        return (false, format!("open {path} for writing: {}", errno_name(errno())));
     }
     close(fd);
     (true, format!("opened {path} for writing"))
@@ -488,35 +391,19 @@ fn absent_devices(list: &str) -> (bool, String) {
     let mut seen = Vec::new();
     for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Ok(m) = fs::metadata(p) {
-            seen.push(format!(
-                "{p} exists ({})",
-                if m.file_type().is_char_device() {
-                    "char"
-                } else {
-                    "other"
-                }
-            ));
+            seen.push(format!("{p} exists ({})", if m.file_type().is_char_device() { "char" } else { "other" }));
         }
     }
     for (major, minor) in [(204u32, 65u32), (4, 65), (10, 183)] {
         let path = format!("/tmp/.berth-probe-node-{major}-{minor}");
         let Some(c) = sys::cs(&path) else { continue };
         // SAFETY: mknod on a NUL-terminated path we own.
-        let r = unsafe {
-            libc::mknod(
-                c.as_ptr(),
-                libc::S_IFCHR | 0o600,
-                libc::makedev(major, minor),
-            )
-        };
+        let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(major, minor)) };
         if r == 0 {
             let _ = fs::remove_file(&path);
             seen.push(format!("mknod {major}:{minor} succeeded"));
         } else if errno() != libc::EPERM {
-            seen.push(format!(
-                "mknod {major}:{minor}: {} (not EPERM)",
-                errno_name(errno())
-            ));
+            seen.push(format!("mknod {major}:{minor}: {} (not EPERM)", errno_name(errno())));
         }
     }
     if seen.is_empty() {
@@ -537,14 +424,7 @@ fn read_only_device(path: &str) -> (bool, String) {
     };
     let euid = sys::geteuid();
     if meta.uid() != euid || meta.mode() & 0o200 == 0 {
-        return (
-            false,
-            format!(
-                "{path} is uid {} mode {:o}: its mode already forbids writing to uid {euid}",
-                meta.uid(),
-                meta.mode() & 0o7777
-            ),
-        );
+        return (false, format!("{path} is uid {} mode {:o}: its mode already forbids writing to uid {euid}", meta.uid(), meta.mode() & 0o7777));
     }
     let Some(c) = sys::cs(path) else {
         return (false, format!("bad device path {path:?}"));
@@ -556,14 +436,7 @@ fn read_only_device(path: &str) -> (bool, String) {
     }
     let e = errno();
     let ok = e == libc::EPERM;
-    (
-        ok,
-        format!(
-            "mode {:o} owner {euid}, open for write: {}",
-            meta.mode() & 0o7777,
-            errno_name(e)
-        ),
-    )
+    (ok, format!("mode {:o} owner {euid}, open for write: {}", meta.mode() & 0o7777, errno_name(e)))
 }
 
 #[cfg(test)]

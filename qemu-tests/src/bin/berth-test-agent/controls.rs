@@ -22,11 +22,7 @@ const STORE_FILE: &str = "/data/berth/logs/container-controls.log";
 
 /// What `berthctl ARGS` printed on stdout, as bytes.
 fn ctl(args: &[&str]) -> Vec<u8> {
-    std::process::Command::new("/sbin/berthctl")
-        .args(args)
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default()
+    std::process::Command::new("/sbin/berthctl").args(args).output().map(|o| o.stdout).unwrap_or_default()
 }
 
 fn pass_on(source: &str, get: impl Fn() -> Option<Vec<u8>>) {
@@ -38,10 +34,7 @@ fn pass_on(source: &str, get: impl Fn() -> Option<Vec<u8>>) {
         }
         if start.elapsed() > WAIT {
             let why = format!("no line with the mark in {} s", WAIT.as_secs());
-            super::say(&format!(
-                "AGENT raw source={source} missing={}",
-                quote(&why)
-            ));
+            super::say(&format!("AGENT raw source={source} missing={}", quote(&why)));
             return;
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -49,15 +42,7 @@ fn pass_on(source: &str, get: impl Fn() -> Option<Vec<u8>>) {
 }
 
 pub fn run() {
-    pass_on("logs", || {
-        marked_line(&ctl(&["logs", "controls", "-n", "50"])).map(<[u8]>::to_vec)
-    });
-    pass_on("store", || {
-        std::fs::read(STORE_FILE)
-            .ok()
-            .and_then(|b| marked_line(&b).map(<[u8]>::to_vec))
-    });
-    pass_on("status", || {
-        marked_line(&ctl(&["status"])).map(<[u8]>::to_vec)
-    });
+    pass_on("logs", || marked_line(&ctl(&["logs", "controls", "-n", "50"])).map(<[u8]>::to_vec));
+    pass_on("store", || std::fs::read(STORE_FILE).ok().and_then(|b| marked_line(&b).map(<[u8]>::to_vec)));
+    pass_on("status", || marked_line(&ctl(&["status"])).map(<[u8]>::to_vec));
 }

@@ -29,9 +29,7 @@ fn pid1_cpu() -> Option<Duration> {
 /// The whitespace-split `berthctl status` row of `name`.
 fn row(name: &str) -> Option<Vec<String>> {
     let st = super::berthctl(&["status"])?;
-    let l = st
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))?;
+    let l = st.lines().find(|l| l.split_whitespace().next() == Some(name))?;
     Some(l.split_whitespace().map(str::to_string).collect())
 }
 
@@ -56,19 +54,10 @@ fn wait_for(limit: Duration, mut want: impl FnMut() -> bool) -> bool {
 pub fn idle_while_waiting() -> (bool, String) {
     let settled = || {
         let (b, n) = (row("blocked"), row("never"));
-        field(&b, 2) == Some("waiting")
-            && field(&n, 2) == Some("running")
-            && field(&n, 3) == Some("no")
+        field(&b, 2) == Some("waiting") && field(&n, 2) == Some("running") && field(&n, 3) == Some("no")
     };
     if !wait_for(Duration::from_secs(60), settled) {
-        return (
-            false,
-            format!(
-                "never running and blocked waiting not seen: {:?} / {:?}",
-                row("never"),
-                row("blocked")
-            ),
-        );
+        return (false, format!("never running and blocked waiting not seen: {:?} / {:?}", row("never"), row("blocked")));
     }
     let (Some(before), t0) = (pid1_cpu(), Instant::now()) else {
         return (false, "cannot read /proc/1/stat".into());
@@ -80,23 +69,14 @@ pub fn idle_while_waiting() -> (bool, String) {
     let used = after.saturating_sub(before);
     let share = used.as_secs_f64() / took.as_secs_f64();
     let still = field(&row("blocked"), 2) == Some("waiting");
-    let detail = format!(
-        "PID 1 used {} ms of CPU over {:.1} s ({:.2} %); blocked still waiting: {still}",
-        used.as_millis(),
-        took.as_secs_f64(),
-        share * 100.0
-    );
+    let detail = format!("PID 1 used {} ms of CPU over {:.1} s ({:.2} %); blocked still waiting: {still}", used.as_millis(), took.as_secs_f64(), share * 100.0);
     (share < IDLE_SHARE_MAX && still, detail)
 }
 
 /// The board's `sleeper` service is killed with SIGRTMIN+3: berth reaps
 /// it and restarts it (a new pid, running again).
 pub fn rt_signal_service() -> (bool, String) {
-    let pid_of = || {
-        field(&row("sleeper"), 4)
-            .and_then(|p| p.parse::<i32>().ok())
-            .filter(|p| *p > 0)
-    };
+    let pid_of = || field(&row("sleeper"), 4).and_then(|p| p.parse::<i32>().ok()).filter(|p| *p > 0);
     let mut first = None;
     if !wait_for(Duration::from_secs(30), || {
         first = pid_of();
@@ -109,22 +89,8 @@ pub fn rt_signal_service() -> (bool, String) {
     };
     // SAFETY: kill has no memory preconditions; pid is sleeper's.
     if unsafe { libc::kill(pid, SIGRTMIN_PLUS_3) } != 0 {
-        return (
-            false,
-            format!(
-                "kill({pid}, {SIGRTMIN_PLUS_3}): {}",
-                std::io::Error::last_os_error()
-            ),
-        );
+        return (false, format!("kill({pid}, {SIGRTMIN_PLUS_3}): {}", std::io::Error::last_os_error()));
     }
-    let restarted = wait_for(Duration::from_secs(30), || {
-        pid_of().is_some_and(|p| p != pid) && field(&row("sleeper"), 2) == Some("running")
-    });
-    (
-        restarted,
-        format!(
-            "sleeper pid {pid} killed with signal {SIGRTMIN_PLUS_3}; now {:?}",
-            row("sleeper")
-        ),
-    )
+    let restarted = wait_for(Duration::from_secs(30), || pid_of().is_some_and(|p| p != pid) && field(&row("sleeper"), 2) == Some("running"));
+    (restarted, format!("sleeper pid {pid} killed with signal {SIGRTMIN_PLUS_3}; now {:?}", row("sleeper")))
 }

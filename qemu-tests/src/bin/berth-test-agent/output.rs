@@ -28,24 +28,16 @@ fn measure(name: &str, value: u64) {
 
 /// `berthctl status`, killed past `CTL_TIMEOUT`: its text, or `None`.
 fn timed_status() -> Option<String> {
-    let mut child = std::process::Command::new("/sbin/berthctl")
-        .arg("status")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
+    let mut child =
+        std::process::Command::new("/sbin/berthctl").arg("status").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().ok()?;
     let start = Instant::now();
     loop {
         match child.try_wait() {
             Ok(Some(st)) => {
                 let out = child.wait_with_output().ok()?;
-                return st
-                    .success()
-                    .then(|| String::from_utf8_lossy(&out.stdout).into_owned());
+                return st.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned());
             }
-            Ok(None) if start.elapsed() < CTL_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
+            Ok(None) if start.elapsed() < CTL_TIMEOUT => std::thread::sleep(Duration::from_millis(5)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -57,9 +49,7 @@ fn timed_status() -> Option<String> {
 
 /// The RESTARTS column of container `name` in `berthctl status`.
 fn restarts(status: &str, name: &str) -> Option<u64> {
-    let line = status
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))?;
+    let line = status.lines().find(|l| l.split_whitespace().next() == Some(name))?;
     line.split_whitespace().nth(6)?.parse().ok()
 }
 
@@ -73,11 +63,7 @@ pub fn console_stall() {
         std::thread::sleep(Duration::from_millis(250));
     };
     let Some(before) = first else {
-        super::report(
-            "console-stall",
-            false,
-            "crasher never restarted before the stall",
-        );
+        super::report("console-stall", false, "crasher never restarted before the stall");
         return;
     };
     super::say("AGENT stall-ready");
@@ -122,8 +108,7 @@ fn stored(file: &str) -> Vec<(u64, String)> {
 }
 
 fn field(text: &str, key: &str) -> Option<u64> {
-    text.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    text.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
 pub fn flood() {
@@ -132,61 +117,32 @@ pub fn flood() {
     while wait.elapsed() < Duration::from_secs(180) {
         flood = stored("container-flood.log");
         let done = flood.iter().any(|(_, t)| t.starts_with("FLOOD done"));
-        let stopped = timed_status().is_some_and(|s| {
-            s.lines()
-                .any(|l| l.starts_with("flood ") && l.contains(" stopped "))
-        });
+        let stopped = timed_status().is_some_and(|s| s.lines().any(|l| l.starts_with("flood ") && l.contains(" stopped ")));
         if done && stopped {
             break;
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    let mono = |prefix: &str| {
-        flood
-            .iter()
-            .find(|(_, t)| t.starts_with(prefix))
-            .and_then(|(_, t)| field(t, "mono_ms"))
-    };
+    let mono = |prefix: &str| flood.iter().find(|(_, t)| t.starts_with(prefix)).and_then(|(_, t)| field(t, "mono_ms"));
     let (Some(t0), Some(t1)) = (mono("FLOOD start"), mono("FLOOD done")) else {
-        super::report(
-            "flood",
-            false,
-            &format!("no FLOOD start/done in the store ({} lines)", flood.len()),
-        );
+        super::report("flood", false, &format!("no FLOOD start/done in the store ({} lines)", flood.len()));
         return;
     };
-    let wrote = flood
-        .iter()
-        .find(|(_, t)| t.starts_with("FLOOD done"))
-        .and_then(|(_, t)| field(t, "wrote"))
-        .unwrap_or(0);
+    let wrote = flood.iter().find(|(_, t)| t.starts_with("FLOOD done")).and_then(|(_, t)| field(t, "wrote")).unwrap_or(0);
     // The flood ran from t0 to two quiet seconds before t1.
     let end = t1.saturating_sub(2000);
     let mut late: Vec<u64> = stored("container-heartbeat.log")
         .iter()
-        .filter_map(|(at, t)| {
-            field(t, "mono_ms")
-                .filter(|m| (t0..=end).contains(m))
-                .map(|m| at.saturating_sub(m))
-        })
+        .filter_map(|(at, t)| field(t, "mono_ms").filter(|m| (t0..=end).contains(m)).map(|m| at.saturating_sub(m)))
         .collect();
     late.sort_unstable();
-    let p99 = late
-        .get((late.len() * 99).div_ceil(100).saturating_sub(1))
-        .copied()
-        .unwrap_or(u64::MAX);
+    let p99 = late.get((late.len() * 99).div_ceil(100).saturating_sub(1)).copied().unwrap_or(u64::MAX);
     // The steady part: from 5 s in (the burst is spent) to the flood's end.
     let (from, to) = (t0 + 5000, end);
-    let steady = flood
-        .iter()
-        .filter(|(at, t)| t.starts_with("F ") && (from..=to).contains(at))
-        .count();
+    let steady = flood.iter().filter(|(at, t)| t.starts_with("F ") && (from..=to).contains(at)).count();
     measure("flood_heartbeat_lines", late.len() as u64);
     measure("flood_heartbeat_p99_ms", p99);
-    measure(
-        "flood_heartbeat_max_ms",
-        late.last().copied().unwrap_or(u64::MAX),
-    );
+    measure("flood_heartbeat_max_ms", late.last().copied().unwrap_or(u64::MAX));
     measure("flood_wrote", wrote);
     measure("flood_stored", flood.len() as u64);
     measure("flood_steady_lines", steady as u64);

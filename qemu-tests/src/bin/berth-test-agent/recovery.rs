@@ -23,17 +23,12 @@ fn recovery_shown() {
     let (ok_json, json) = ctl(&["release", "--json"]);
     let status = wait_for_status("\"phase\":\"recovery\"", Duration::from_secs(10));
     let ok = ok_text
-        && text
-            .starts_with("no release runs (recovery): release signature does not verify with key ")
+        && text.starts_with("no release runs (recovery): release signature does not verify with key ")
         && ok_json
         && json.contains("\"phase\":\"recovery\"")
         && json.contains("\"recovery\":\"release signature does not verify")
         && status.contains("\"release\":{\"version\":0,\"key_id\":\"\",\"phase\":\"recovery\"}");
-    report(
-        "recovery",
-        ok,
-        &format!("release: {text} | json: {json} | status: {status}"),
-    );
+    report("recovery", ok, &format!("release: {text} | json: {json} | status: {status}"));
 }
 
 /// The status file once it contains `want` (or as last read).
@@ -53,9 +48,7 @@ fn repaired() {
     let start = Instant::now();
     let (ok, text) = loop {
         let (ok, text) = ctl(&["release"]);
-        let done = ok
-            && text.starts_with("release 2 signed by key ")
-            && text.contains("\nstate committed");
+        let done = ok && text.starts_with("release 2 signed by key ") && text.contains("\nstate committed");
         if done || start.elapsed() > REPAIR_WAIT {
             break (done, text);
         }
@@ -63,10 +56,6 @@ fn repaired() {
     };
     let (_, json) = ctl(&["release", "--json"]);
     let ok = ok && json.contains("\"phase\":\"committed\"") && !json.contains("\"recovery\"");
-    report(
-        "recovered",
-        ok,
-        &format!("release: {} | json: {json}", text.replace('\n', " | ")),
-    );
+    report("recovered", ok, &format!("release: {} | json: {json}", text.replace('\n', " | ")));
     super::say("AGENT done");
 }

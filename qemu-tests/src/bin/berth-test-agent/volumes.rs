@@ -22,10 +22,7 @@ const LINE_WAIT: Duration = Duration::from_secs(20);
 
 /// The highest `n` of the `VOLFILL alive n=` lines in `text`.
 fn last_alive(text: &str) -> Option<u64> {
-    text.lines()
-        .filter_map(|l| l.split("VOLFILL alive n=").nth(1))
-        .filter_map(|n| n.trim().parse().ok())
-        .max()
+    text.lines().filter_map(|l| l.split("VOLFILL alive n=").nth(1)).filter_map(|n| n.trim().parse().ok()).max()
 }
 
 fn logs() -> String {
@@ -49,11 +46,7 @@ fn wait_logs(wait: Duration, want: impl Fn(&str) -> bool) -> (bool, String) {
 
 pub fn run() {
     let (ok, text) = wait_logs(FILL_WAIT, |t| t.contains("VOLFILL full"));
-    let line = text
-        .lines()
-        .find(|l| l.contains("VOLFILL full"))
-        .unwrap_or("no VOLFILL full line")
-        .to_string();
+    let line = text.lines().find(|l| l.contains("VOLFILL full")).unwrap_or("no VOLFILL full line").to_string();
     super::report("volume-full", ok, &line);
 
     let (ok, text) = super::drop_in_inbox("v2");
@@ -64,32 +57,17 @@ pub fn run() {
     let before = last_alive(&logs()).unwrap_or(0);
     let (newer, text) = wait_logs(LINE_WAIT, |t| last_alive(t).is_some_and(|n| n > before));
     let own = std::fs::read_to_string("/data/berth/logs/berth.log").unwrap_or_default();
-    let committed = own
-        .lines()
-        .any(|l| l.contains("ev=release.commit") && l.contains("version=2"));
-    let detail = format!(
-        "alive before {before}, now {:?}; berth.log has the commit: {committed}",
-        last_alive(&text)
-    );
+    let committed = own.lines().any(|l| l.contains("ev=release.commit") && l.contains("version=2"));
+    let detail = format!("alive before {before}, now {:?}; berth.log has the commit: {committed}", last_alive(&text));
     super::report("log-after-commit", newer && committed, &detail);
 
     // Switched to, then rolled back: `update --wait` exits 4 and names
     // the cause and the container.
     let (code, text) = super::apply_wait("v3-bad");
     let last = text.lines().last().unwrap_or("");
-    let ok = code == Some(4)
-        && last.contains(" phase=rolled-back result=failed release=3 cause=crash-loop ")
-        && last.ends_with(" detail=volfill");
-    super::report(
-        "update-v3",
-        ok,
-        &format!("exit {code:?}: {}", text.replace('\n', " | ")),
-    );
-    let (ok, text) = super::wait_release(|r| {
-        r.version == 2
-            && r.state == "committed"
-            && super::has_rollback(r, "from 3 to 2", "(volfill)")
-    });
+    let ok = code == Some(4) && last.contains(" phase=rolled-back result=failed release=3 cause=crash-loop ") && last.ends_with(" detail=volfill");
+    super::report("update-v3", ok, &format!("exit {code:?}: {}", text.replace('\n', " | ")));
+    let (ok, text) = super::wait_release(|r| r.version == 2 && r.state == "committed" && super::has_rollback(r, "from 3 to 2", "(volfill)"));
     super::report("rollback", ok, &text);
     super::act("poweroff", libc::SIGTERM);
 }

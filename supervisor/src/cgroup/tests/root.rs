@@ -20,10 +20,7 @@ fn on(name: &str) -> bool {
 /// The v2 hierarchy: `/sys/fs/cgroup/unified` on a hybrid host, else
 /// `/sys/fs/cgroup` when that is v2.
 fn v2_root() -> Option<PathBuf> {
-    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.join("cgroup.subtree_control").exists())
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"].iter().map(PathBuf::from).find(|p| p.join("cgroup.subtree_control").exists())
 }
 
 fn unique(tag: &str) -> String {
@@ -59,17 +56,8 @@ fn make_mem() -> PathBuf {
     use nix::sys::stat::{makedev, mknod, Mode, SFlag};
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let p = PathBuf::from(format!(
-        "/dev/{}-mem",
-        unique(&N.fetch_add(1, Ordering::Relaxed).to_string())
-    ));
-    mknod(
-        &p,
-        SFlag::S_IFCHR,
-        Mode::from_bits_truncate(0o600),
-        makedev(1, 1),
-    )
-    .unwrap();
+    let p = PathBuf::from(format!("/dev/{}-mem", unique(&N.fetch_add(1, Ordering::Relaxed).to_string())));
+    mknod(&p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o600), makedev(1, 1)).unwrap();
     p
 }
 
@@ -77,19 +65,9 @@ fn make_mem() -> PathBuf {
 /// opens each probe; returns the errno of each open (0: opened).
 fn probe(procs: &[PathBuf]) -> Vec<i32> {
     let mem = make_mem();
-    let procs: Vec<CString> = procs
-        .iter()
-        .map(|p| CString::new(p.to_str().unwrap()).unwrap())
-        .collect();
-    let probes: Vec<(CString, libc::c_int)> = PROBES
-        .iter()
-        .map(|(p, f)| {
-            (
-                CString::new(if *p == MEM { mem.to_str().unwrap() } else { p }).unwrap(),
-                *f,
-            )
-        })
-        .collect();
+    let procs: Vec<CString> = procs.iter().map(|p| CString::new(p.to_str().unwrap()).unwrap()).collect();
+    let probes: Vec<(CString, libc::c_int)> =
+        PROBES.iter().map(|(p, f)| (CString::new(if *p == MEM { mem.to_str().unwrap() } else { p }).unwrap(), *f)).collect();
     let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
     let wfd = wr.as_raw_fd();
     let mut cmd = Command::new("/bin/true");
@@ -139,14 +117,7 @@ fn show(res: &[i32]) -> String {
             } else {
                 "rw"
             };
-            format!(
-                "{p}({mode})={}",
-                if *e == 0 {
-                    "ok".to_owned()
-                } else {
-                    nix::errno::Errno::from_raw(*e).to_string()
-                }
-            )
+            format!("{p}({mode})={}", if *e == 0 { "ok".to_owned() } else { nix::errno::Errno::from_raw(*e).to_string() })
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -160,22 +131,11 @@ fn root_device_program_loads_and_bad_one_reports_the_verifier() {
         return;
     }
     let p = ebpf::generate(&test_rules()).unwrap();
-    let fd = sys::prog_load(
-        sys::BPF_PROG_TYPE_CGROUP_DEVICE,
-        &p.to_bytes(),
-        c"Apache-2.0 OR MIT",
-        "berth_test",
-    );
+    let fd = sys::prog_load(sys::BPF_PROG_TYPE_CGROUP_DEVICE, &p.to_bytes(), c"Apache-2.0 OR MIT", "berth_test");
     assert!(fd.is_ok(), "{:?}", fd.err());
     // r0 never set: the verifier refuses and says why.
     let bad = ebpf::exit().to_le_bytes();
-    let e = sys::prog_load(
-        sys::BPF_PROG_TYPE_CGROUP_DEVICE,
-        &bad,
-        c"Apache-2.0 OR MIT",
-        "berth_bad",
-    )
-    .unwrap_err();
+    let e = sys::prog_load(sys::BPF_PROG_TYPE_CGROUP_DEVICE, &bad, c"Apache-2.0 OR MIT", "berth_bad").unwrap_err();
     eprintln!("refused as expected: {e}");
     assert_eq!(e.errno, nix::errno::Errno::EACCES);
     assert!(e.log.contains("R0"), "{e}");
@@ -195,19 +155,9 @@ fn root_v2_device_filter_denies_open() {
     let dir = base.join(unique("v2"));
     std::fs::create_dir(&dir).unwrap();
     let fd = act::attach_device_filter(&dir, &test_rules());
-    let cg = CgroupDir {
-        version: Version::V2,
-        dirs: vec![dir.clone()],
-        program: fd.ok(),
-        fd: None,
-    };
-    let attached = std::fs::File::open(&dir)
-        .map(|d| sys::prog_query(std::os::fd::AsFd::as_fd(&d), sys::BPF_CGROUP_DEVICE, 8));
-    let inside = if cg.program.is_some() {
-        probe(&[dir.join("cgroup.procs")])
-    } else {
-        Vec::new()
-    };
+    let cg = CgroupDir { version: Version::V2, dirs: vec![dir.clone()], program: fd.ok(), fd: None };
+    let attached = std::fs::File::open(&dir).map(|d| sys::prog_query(std::os::fd::AsFd::as_fd(&d), sys::BPF_CGROUP_DEVICE, 8));
+    let inside = if cg.program.is_some() { probe(&[dir.join("cgroup.procs")]) } else { Vec::new() };
     eprintln!("inside: {}", show(&inside));
     // A process that lingers: cgroup.kill (or SIGKILL) takes it on removal.
     let sleeper = sleeper(&[dir.join("cgroup.procs")]);
@@ -242,19 +192,13 @@ fn root_v2_missing_controller_is_an_error() {
     let root = base.join(unique("missing"));
     let e = act::create_v2(&root, "c1", &Limits::from_resources(None), &test_rules()).unwrap_err();
     eprintln!("{e}");
-    assert!(
-        e.to_string().contains("pids") && e.to_string().contains("cgroup.controllers"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("pids") && e.to_string().contains("cgroup.controllers"), "{e}");
     assert!(!root.exists());
 }
 
 /// A `sleep` joined to `procs` before it runs.
 fn sleeper(procs: &[PathBuf]) -> std::process::Child {
-    let procs: Vec<CString> = procs
-        .iter()
-        .map(|p| CString::new(p.to_str().unwrap()).unwrap())
-        .collect();
+    let procs: Vec<CString> = procs.iter().map(|p| CString::new(p.to_str().unwrap()).unwrap()).collect();
     let mut cmd = Command::new("sleep");
     cmd.arg("1000");
     // SAFETY: as in `probe`: open, write, close only.
@@ -309,29 +253,12 @@ fn root_v1_devices_limits_and_removal() {
     eprintln!("dirs: {:?}", cg.dirs);
     let list = std::fs::read_to_string(cg.dirs[0].join("devices.list")).unwrap_or_default();
     eprintln!("devices.list:\n{list}");
-    let pids = std::fs::read_to_string(mount.join("pids").join(&group).join("c1/pids.max"))
-        .unwrap_or_default();
-    let mem = std::fs::read_to_string(
-        mount
-            .join("memory")
-            .join(&group)
-            .join("c1/memory.limit_in_bytes"),
-    )
-    .unwrap_or_default();
-    let inside = probe(
-        &cg.dirs
-            .iter()
-            .map(|d| d.join("cgroup.procs"))
-            .collect::<Vec<_>>(),
-    );
+    let pids = std::fs::read_to_string(mount.join("pids").join(&group).join("c1/pids.max")).unwrap_or_default();
+    let mem = std::fs::read_to_string(mount.join("memory").join(&group).join("c1/memory.limit_in_bytes")).unwrap_or_default();
+    let inside = probe(&cg.dirs.iter().map(|d| d.join("cgroup.procs")).collect::<Vec<_>>());
     eprintln!("inside: {}", show(&inside));
     let events = cg.memory_events();
-    let sleeper = sleeper(
-        &cg.dirs
-            .iter()
-            .map(|d| d.join("cgroup.procs"))
-            .collect::<Vec<_>>(),
-    );
+    let sleeper = sleeper(&cg.dirs.iter().map(|d| d.join("cgroup.procs")).collect::<Vec<_>>());
     let dirs = cg.dirs.clone();
     let removed = act::kill_and_remove(cg);
     let status = reap(sleeper);

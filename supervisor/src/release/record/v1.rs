@@ -43,41 +43,15 @@ mod tests {
     use sha2::{Digest as _, Sha256};
 
     #[derive(Serialize)]
-    struct Old<'a>(
-        &'a Option<Entry>,
-        &'a Option<Entry>,
-        &'a Phase,
-        u32,
-        Option<u64>,
-        &'a heapless::Vec<Rollback, HISTORY_MAX>,
-    );
+    struct Old<'a>(&'a Option<Entry>, &'a Option<Entry>, &'a Phase, u32, Option<u64>, &'a heapless::Vec<Rollback, HISTORY_MAX>);
 
     #[test]
     fn a_format_1_slot_is_read_with_its_floor() {
-        let e = |n: u8| Entry {
-            digest: Digest([n; 32]),
-            version: n.into(),
-        };
-        let mut rec = Record::installed(e(1))
-            .begin_trial(e(2), false)
-            .unwrap()
-            .commit()
-            .unwrap();
+        let e = |n: u8| Entry { digest: Digest([n; 32]), version: n.into() };
+        let mut rec = Record::installed(e(1)).begin_trial(e(2), false).unwrap().commit().unwrap();
         rec.boots = 3;
-        let payload = postcard::to_allocvec(&Old(
-            &rec.current,
-            &rec.previous,
-            &rec.phase,
-            rec.boots,
-            rec.highest,
-            &rec.history,
-        ))
-        .unwrap();
-        let mut slot = encode_slot(&Record::default(), 5)
-            .unwrap()
-            .get(..HEADER_LEN)
-            .unwrap()
-            .to_vec();
+        let payload = postcard::to_allocvec(&Old(&rec.current, &rec.previous, &rec.phase, rec.boots, rec.highest, &rec.history)).unwrap();
+        let mut slot = encode_slot(&Record::default(), 5).unwrap().get(..HEADER_LEN).unwrap().to_vec();
         slot[4] = FORMAT_V1;
         slot[13..15].copy_from_slice(&(payload.len() as u16).to_le_bytes());
         slot.extend_from_slice(&payload);

@@ -16,11 +16,7 @@ use std::path::PathBuf;
 #[derive(Debug)]
 pub enum StoreError {
     /// A file system step failed.
-    Io {
-        step: &'static str,
-        path: PathBuf,
-        error: io::Error,
-    },
+    Io { step: &'static str, path: PathBuf, error: io::Error },
     /// The old single-file store's version file is corrupt.
     LegacyState(io::Error),
     /// The record does not allow the change.
@@ -42,10 +38,7 @@ impl fmt::Display for StoreError {
             StoreError::Transition(e) => write!(f, "{e}"),
             StoreError::Encode => write!(f, "the state record does not encode"),
             StoreError::Kept { digest, error } => write!(f, "kept release {digest}: {error}"),
-            StoreError::Unread => write!(
-                f,
-                "the state record is unreadable; the next boot rebuilds it"
-            ),
+            StoreError::Unread => write!(f, "the state record is unreadable; the next boot rebuilds it"),
         }
     }
 }
@@ -79,13 +72,13 @@ impl fmt::Display for StageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StageError::Bundle(e) => write!(f, "{e}"),
-            StageError::TrialInProgress => write!(
-                f,
-                "an update is on trial; it must commit or roll back first"
-            ),
+            StageError::TrialInProgress => write!(f, "an update is on trial; it must commit or roll back first"),
             StageError::NoSpace { need, free } => {
                 let reserve = crate::release::room::RESERVE;
-                write!(f, "not enough space on the data partition: the update needs {need} bytes and {reserve} stay reserved for state and logs, {free} are free")
+                write!(
+                    f,
+                    "not enough space on the data partition: the update needs {need} bytes and {reserve} stay reserved for state and logs, {free} are free"
+                )
             }
             StageError::MissingImage(d) => {
                 write!(f, "image {d} is neither in the bundle nor on the device")

@@ -16,9 +16,7 @@
 //!   of the objects whose signatures verify, keeps only releases at or above
 //!   it and admits nothing below it.
 
-use super::{
-    io_err, parse_hex, read_bounded, sha256, Note, Store, StoreError, LEGACY_RELEASE, RELEASES,
-};
+use super::{io_err, parse_hex, read_bounded, sha256, Note, Store, StoreError, LEGACY_RELEASE, RELEASES};
 use crate::release::bundle::BundleError;
 use crate::release::durable::{replace, Io};
 use crate::release::record::{Entry, Record};
@@ -41,12 +39,7 @@ pub(super) fn installed(rec: &Record) -> Option<u64> {
 /// refuse it when a commit already spent a marker at that floor.
 pub(super) fn check_marker(rec: &Record, release: &Release) -> Result<(), BundleError> {
     match installed(rec) {
-        Some(floor) if release.version < floor && rec.spent == Some(floor) => {
-            Err(BundleError::MarkerSpent {
-                release: release.version,
-                floor,
-            })
-        }
+        Some(floor) if release.version < floor && rec.spent == Some(floor) => Err(BundleError::MarkerSpent { release: release.version, floor }),
         _ => Ok(()),
     }
 }
@@ -60,8 +53,7 @@ impl<I: Io> Store<I> {
         if self.witness.is_some_and(|w| w >= floor) {
             return Ok(());
         }
-        replace(&mut self.io, &self.dir, state::FLOOR, &state::encode(floor))
-            .map_err(io_err("write", &self.dir.join(state::FLOOR)))?;
+        replace(&mut self.io, &self.dir, state::FLOOR, &state::encode(floor)).map_err(io_err("write", &self.dir.join(state::FLOOR)))?;
         self.witness = Some(floor);
         Ok(())
     }
@@ -74,29 +66,16 @@ impl<I: Io> Store<I> {
         let digest = sha256(&bytes);
         let version = crate::release::peek(&bytes).map(|r| r.version).unwrap_or(0);
         let releases = self.dir.join(RELEASES);
-        replace(
-            &mut self.io,
-            &releases,
-            &super::release_name(&digest),
-            &bytes,
-        )
-        .map_err(io_err("write", &releases))?;
-        let rec = Record {
-            highest,
-            ..Record::installed(Entry { digest, version })
-        };
+        replace(&mut self.io, &releases, &super::release_name(&digest), &bytes).map_err(io_err("write", &releases))?;
+        let rec = Record { highest, ..Record::installed(Entry { digest, version }) };
         self.write_record(rec)?;
         for old in [legacy, self.dir.join(state::FILE)] {
             match self.io.remove_file(&old) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(io_err("remove", &old)(e))
-                }
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &old)(e)),
                 _ => {}
             }
         }
-        self.io
-            .sync_dir(&self.dir)
-            .map_err(io_err("fsync", &self.dir))?;
+        self.io.sync_dir(&self.dir).map_err(io_err("fsync", &self.dir))?;
         Ok(Note::Migrated { version })
     }
 
@@ -114,11 +93,7 @@ impl<I: Io> Store<I> {
         };
         for e in dir.flatten().take(OBJECTS_MAX) {
             let name = e.file_name();
-            let Some(digest) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".bin"))
-                .and_then(parse_hex)
-            else {
+            let Some(digest) = name.to_str().and_then(|n| n.strip_suffix(".bin")).and_then(parse_hex) else {
                 continue;
             };
             let Ok(bytes) = read_bounded(&e.path(), OBJECT_MAX) else {
@@ -128,10 +103,7 @@ impl<I: Io> Store<I> {
                 continue;
             }
             if let Ok(v) = decode_release(&bytes, keys, board, None) {
-                out.push(Entry {
-                    digest,
-                    version: v.release.version,
-                });
+                out.push(Entry { digest, version: v.release.version });
             }
         }
         out.sort_by(|a, b| b.version.cmp(&a.version).then(a.digest.cmp(&b.digest)));
@@ -143,27 +115,13 @@ impl<I: Io> Store<I> {
     pub(super) fn rebuild(&mut self, keys: &TrustedKeys, board: &str) -> Vec<Note> {
         let objects = self.verified_objects(keys, board);
         let floor = objects.first().map(|e| e.version).max(self.witness);
-        let (kept, below): (Vec<Entry>, Vec<Entry>) = objects
-            .iter()
-            .partition(|e| floor.is_none_or(|f| e.version >= f));
-        let rec = Record {
-            current: kept.first().copied(),
-            previous: kept.get(1).copied(),
-            highest: floor,
-            ..Record::default()
-        };
+        let (kept, below): (Vec<Entry>, Vec<Entry>) = objects.iter().partition(|e| floor.is_none_or(|f| e.version >= f));
+        let rec = Record { current: kept.first().copied(), previous: kept.get(1).copied(), highest: floor, ..Record::default() };
         self.record = rec;
         self.unread = false;
-        let mut notes = vec![Note::Rebuilt {
-            releases: objects.len(),
-            floor,
-        }];
+        let mut notes = vec![Note::Rebuilt { releases: objects.len(), floor }];
         if let Some(floor) = floor {
-            notes.extend(below.iter().map(|e| Note::BelowFloor {
-                version: e.version,
-                digest: e.digest,
-                floor,
-            }));
+            notes.extend(below.iter().map(|e| Note::BelowFloor { version: e.version, digest: e.digest, floor }));
         }
         notes
     }

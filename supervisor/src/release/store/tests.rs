@@ -14,12 +14,7 @@ const BOARD: &str = "b";
 
 /// Unoptimised test code keeps many manifests in its frames.
 fn big_stack(f: fn()) {
-    std::thread::Builder::new()
-        .stack_size(256 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap();
+    std::thread::Builder::new().stack_size(256 << 20).spawn(f).unwrap().join().unwrap();
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -37,17 +32,10 @@ struct Img {
 }
 
 fn img(seed: u8, blocks: usize) -> Img {
-    let data: Vec<u8> = (0..blocks * 4096)
-        .map(|i| (i as u8).wrapping_mul(31) ^ seed ^ (i >> 12) as u8)
-        .collect();
+    let data: Vec<u8> = (0..blocks * 4096).map(|i| (i as u8).wrapping_mul(31) ^ seed ^ (i >> 12) as u8).collect();
     let salt = [seed; 32];
     let (bytes, root) = crate::verity::build_image(&data, &salt);
-    let image = Image {
-        sha256: sha256(&bytes),
-        size: bytes.len() as u64,
-        verity_root: root,
-        verity_salt: salt,
-    };
+    let image = Image { sha256: sha256(&bytes), size: bytes.len() as u64, verity_root: root, verity_salt: salt };
     Img { bytes, image }
 }
 
@@ -80,13 +68,7 @@ fn release(version: u64, images: &[&Img], board: &str) -> Release {
 }
 
 fn bundle_of(signed: &[u8], carry: &[&Img]) -> Vec<u8> {
-    let table: Vec<TableEntry> = carry
-        .iter()
-        .map(|i| TableEntry {
-            sha256: i.image.sha256,
-            size: i.image.size,
-        })
-        .collect();
+    let table: Vec<TableEntry> = carry.iter().map(|i| TableEntry { sha256: i.image.sha256, size: i.image.size }).collect();
     let mut out = encode_header(signed, &table).unwrap();
     for i in carry {
         out.extend_from_slice(&i.bytes);
@@ -103,8 +85,7 @@ fn factory(dir: &Path, signed: &[u8], images: &[&Img]) {
     let digest = sha256(signed);
     std::fs::write(s.release_path(&digest), signed).unwrap();
     let version = crate::release::peek(signed).unwrap().version;
-    s.write_record(Record::installed(Entry { digest, version }))
-        .unwrap();
+    s.write_record(Record::installed(Entry { digest, version })).unwrap();
 }
 
 /// Every file under `dir` with its contents.
@@ -141,15 +122,7 @@ fn set() -> Set {
     let v1 = sign(&release(1, &[&a, &b], BOARD), &key()).unwrap();
     let v2 = sign(&release(2, &[&a, &c], BOARD), &key()).unwrap();
     let v3 = sign(&release(3, &[&c, &d], BOARD), &key()).unwrap();
-    Set {
-        a,
-        b,
-        c,
-        d,
-        v1,
-        v2,
-        v3,
-    }
+    Set { a, b, c, d, v1, v2, v3 }
 }
 
 mod floor;
@@ -164,57 +137,26 @@ fn update_commit_gc_and_reboots() {
         let (mut st, notes) = Store::open(&dir).unwrap();
         assert!(notes.is_empty());
         let booted = st.boot(&keys(), BOARD).unwrap();
-        assert_eq!(
-            (booted.verified.release.version, booted.trial, booted.raised),
-            (1, false, true)
-        );
+        assert_eq!((booted.verified.release.version, booted.trial, booted.raised), (1, false, true));
         // v2 carries only the image the device lacks.
-        let staged = st
-            .stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD)
-            .unwrap();
+        let staged = st.stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD).unwrap();
         assert_eq!((staged.entry.version, staged.images_added), (2, 1));
-        assert_eq!(
-            st.record().current.unwrap().version,
-            1,
-            "staging changes nothing that runs"
-        );
+        assert_eq!(st.record().current.unwrap().version, 1, "staging changes nothing that runs");
         st.begin_trial(&staged, false).unwrap();
-        assert!(matches!(
-            st.stage(&mut &bundle_of(&s.v3, &[&s.d])[..], &keys(), BOARD),
-            Err(StageError::TrialInProgress)
-        ));
+        assert!(matches!(st.stage(&mut &bundle_of(&s.v3, &[&s.d])[..], &keys(), BOARD), Err(StageError::TrialInProgress)));
         st.commit().unwrap();
-        assert_eq!(
-            st.gc().unwrap(),
-            Collected {
-                images: 0,
-                releases: 0
-            },
-            "v1 is still kept as previous"
-        );
+        assert_eq!(st.gc().unwrap(), Collected { images: 0, releases: 0 }, "v1 is still kept as previous");
         // Reboots of a committed release: no rollback, same release.
         for _ in 0..3 {
             let (mut again, _) = Store::open(&dir).unwrap();
             let b = again.boot(&keys(), BOARD).unwrap();
-            assert_eq!(
-                (b.verified.release.version, b.trial, b.rollbacks.len()),
-                (2, false, 0)
-            );
+            assert_eq!((b.verified.release.version, b.trial, b.rollbacks.len()), (2, false, 0));
         }
         let (mut st, _) = Store::open(&dir).unwrap();
         // v3 needs a reboot: its first boot is the trial, a second one rolls back.
-        let staged = st
-            .stage(&mut &bundle_of(&s.v3, &[&s.d])[..], &keys(), BOARD)
-            .unwrap();
+        let staged = st.stage(&mut &bundle_of(&s.v3, &[&s.d])[..], &keys(), BOARD).unwrap();
         st.begin_trial(&staged, true).unwrap();
-        assert_eq!(
-            st.gc().unwrap(),
-            Collected {
-                images: 1,
-                releases: 1
-            },
-            "v1 and its image B go"
-        );
+        assert_eq!(st.gc().unwrap(), Collected { images: 1, releases: 1 }, "v1 and its image B go");
         let (mut st, _) = Store::open(&dir).unwrap();
         let b = st.boot(&keys(), BOARD).unwrap();
         assert_eq!((b.verified.release.version, b.trial), (3, true));
@@ -222,32 +164,15 @@ fn update_commit_gc_and_reboots() {
         let b = st.boot(&keys(), BOARD).unwrap();
         assert_eq!(b.verified.release.version, 2);
         assert_eq!(b.rollbacks[0].0.cause, Cause::RebootDuringTrial);
-        assert_eq!(
-            st.record().history.last().map(|r| (r.from, r.to)),
-            Some((3, 2))
-        );
-        assert_eq!(
-            st.gc().unwrap(),
-            Collected {
-                images: 1,
-                releases: 1
-            },
-            "v3 and its image D go"
-        );
+        assert_eq!(st.record().history.last().map(|r| (r.from, r.to)), Some((3, 2)));
+        assert_eq!(st.gc().unwrap(), Collected { images: 1, releases: 1 }, "v3 and its image D go");
         let left = snapshot(&dir.join(IMAGES));
         assert_eq!(left.len(), 2);
-        assert!(
-            left.contains_key(&st.image_path(&s.a.image.sha256))
-                && left.contains_key(&st.image_path(&s.c.image.sha256))
-        );
+        assert!(left.contains_key(&st.image_path(&s.a.image.sha256)) && left.contains_key(&st.image_path(&s.c.image.sha256)));
         // A trial rolled back by the loop: the cause is kept.
-        let staged = st
-            .stage(&mut &bundle_of(&s.v3, &[&s.d])[..], &keys(), BOARD)
-            .unwrap();
+        let staged = st.stage(&mut &bundle_of(&s.v3, &[&s.d])[..], &keys(), BOARD).unwrap();
         st.begin_trial(&staged, false).unwrap();
-        let rb = st
-            .rollback(Cause::CrashLoop, Some("c0".try_into().unwrap()))
-            .unwrap();
+        let rb = st.rollback(Cause::CrashLoop, Some("c0".try_into().unwrap())).unwrap();
         assert_eq!((rb.from, rb.to), (3, 2));
         let (st2, _) = Store::open(&dir).unwrap();
         assert_eq!(st2.record().history.last().unwrap().cause, Cause::CrashLoop);
@@ -279,86 +204,27 @@ fn refused_bundles_leave_the_store_as_it_was() {
         trailing.push(0);
         type Case = (&'static str, Vec<u8>, fn(&StageError) -> bool);
         let cases: Vec<Case> = vec![
-            ("tampered", bundle_of(&tampered, &[&s.c]), |e| {
-                matches!(
-                    e,
-                    StageError::Bundle(BundleError::Release(ReleaseError::BadSignature { .. }))
-                )
+            ("tampered", bundle_of(&tampered, &[&s.c]), |e| matches!(e, StageError::Bundle(BundleError::Release(ReleaseError::BadSignature { .. })))),
+            ("unsigned", bundle_of(b"", &[&s.c]), |e| matches!(e, StageError::Bundle(BundleError::Unsigned))),
+            ("untrusted key", bundle_of(&sign(&r2, &other_key).unwrap(), &[&s.c]), |e| {
+                matches!(e, StageError::Bundle(BundleError::Release(ReleaseError::UnknownKey { .. })))
             }),
-            ("unsigned", bundle_of(b"", &[&s.c]), |e| {
-                matches!(e, StageError::Bundle(BundleError::Unsigned))
+            ("other board", bundle_of(&sign(&release(2, &[&s.a, &s.c], "other"), &key()).unwrap(), &[&s.c]), |e| {
+                matches!(e, StageError::Bundle(BundleError::WrongBoard { .. }))
             }),
-            (
-                "untrusted key",
-                bundle_of(&sign(&r2, &other_key).unwrap(), &[&s.c]),
-                |e| {
-                    matches!(
-                        e,
-                        StageError::Bundle(BundleError::Release(ReleaseError::UnknownKey { .. }))
-                    )
-                },
-            ),
-            (
-                "other board",
-                bundle_of(
-                    &sign(&release(2, &[&s.a, &s.c], "other"), &key()).unwrap(),
-                    &[&s.c],
-                ),
-                |e| matches!(e, StageError::Bundle(BundleError::WrongBoard { .. })),
-            ),
-            (
-                "same version",
-                bundle_of(
-                    &sign(&release(1, &[&s.a, &s.c], BOARD), &key()).unwrap(),
-                    &[&s.c],
-                ),
-                |e| {
-                    matches!(
-                        e,
-                        StageError::Bundle(BundleError::TooOld {
-                            release: 1,
-                            installed: 1
-                        })
-                    )
-                },
-            ),
-            ("missing image", bundle_of(&s.v2, &[]), |e| {
-                matches!(e, StageError::MissingImage(_))
+            ("same version", bundle_of(&sign(&release(1, &[&s.a, &s.c], BOARD), &key()).unwrap(), &[&s.c]), |e| {
+                matches!(e, StageError::Bundle(BundleError::TooOld { release: 1, installed: 1 }))
             }),
-            (
-                "image not in release",
-                bundle_of(&s.v2, &[&s.c, &s.d]),
-                |e| matches!(e, StageError::Bundle(BundleError::ImageNotInRelease(_))),
-            ),
-            ("changed image", bundle_of(&s.v2, &[&bad_image]), |e| {
-                matches!(e, StageError::Bundle(BundleError::ImageMismatch(_)))
-            }),
+            ("missing image", bundle_of(&s.v2, &[]), |e| matches!(e, StageError::MissingImage(_))),
+            ("image not in release", bundle_of(&s.v2, &[&s.c, &s.d]), |e| matches!(e, StageError::Bundle(BundleError::ImageNotInRelease(_)))),
+            ("changed image", bundle_of(&s.v2, &[&bad_image]), |e| matches!(e, StageError::Bundle(BundleError::ImageMismatch(_)))),
             ("wrong verity root", bundle_of(&wrong_root, &[&s.c]), |e| {
-                matches!(
-                    e,
-                    StageError::Bundle(BundleError::Verity {
-                        error: crate::verity::TreeError::Root,
-                        ..
-                    })
-                )
+                matches!(e, StageError::Bundle(BundleError::Verity { error: crate::verity::TreeError::Root, .. }))
             }),
-            (
-                "cut inside an image",
-                full[..full.len() - 10].to_vec(),
-                |e| matches!(e, StageError::Bundle(BundleError::ImageTruncated(_))),
-            ),
-            ("cut in the release", full[..40].to_vec(), |e| {
-                matches!(
-                    e,
-                    StageError::Bundle(BundleError::Truncated { part: "release" })
-                )
-            }),
-            ("trailing bytes", trailing, |e| {
-                matches!(e, StageError::Bundle(BundleError::TrailingBytes))
-            }),
-            ("not a bundle", s.v2.clone(), |e| {
-                matches!(e, StageError::Bundle(BundleError::BadMagic))
-            }),
+            ("cut inside an image", full[..full.len() - 10].to_vec(), |e| matches!(e, StageError::Bundle(BundleError::ImageTruncated(_)))),
+            ("cut in the release", full[..40].to_vec(), |e| matches!(e, StageError::Bundle(BundleError::Truncated { part: "release" }))),
+            ("trailing bytes", trailing, |e| matches!(e, StageError::Bundle(BundleError::TrailingBytes))),
+            ("not a bundle", s.v2.clone(), |e| matches!(e, StageError::Bundle(BundleError::BadMagic))),
         ];
         for (what, bytes, want) in cases {
             let (mut st, _) = Store::open(&dir).unwrap();
@@ -372,10 +238,7 @@ fn refused_bundles_leave_the_store_as_it_was() {
         let staged = st.stage(&mut &full[..], &keys(), BOARD).unwrap();
         st.begin_trial(&staged, false).unwrap();
         st.commit().unwrap();
-        let older = bundle_of(
-            &sign(&release(1, &[&s.a, &s.b], BOARD), &key()).unwrap(),
-            &[],
-        );
+        let older = bundle_of(&sign(&release(1, &[&s.a, &s.b], BOARD), &key()).unwrap(), &[]);
         let e = st.stage(&mut &older[..], &keys(), BOARD).unwrap_err();
         assert_eq!(e.to_string(), "release version 1 is not newer than the installed version 2 and no downgrade marker allows it");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -392,28 +255,23 @@ fn no_space_is_refused_before_anything_is_written() {
         let sim = Sim::new(u32::MAX);
         sim.0.borrow_mut().free = 1000;
         let (mut st, _) = Store::open_with(&dir, sim.clone()).unwrap();
-        let e = st
-            .stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD)
-            .unwrap_err();
+        let e = st.stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD).unwrap_err();
         let need = s.v2.len() as u64 + s.c.image.size;
-        assert!(
-            matches!(e, StageError::NoSpace { need: n, free: 1000 } if n == need),
-            "{e:?}"
-        );
+        assert!(matches!(e, StageError::NoSpace { need: n, free: 1000 } if n == need), "{e:?}");
         let reserve = crate::release::room::RESERVE;
-        assert_eq!(e.to_string(), format!("not enough space on the data partition: the update needs {need} bytes and {reserve} stay reserved for state and logs, 1000 are free"));
+        assert_eq!(
+            e.to_string(),
+            format!("not enough space on the data partition: the update needs {need} bytes and {reserve} stay reserved for state and logs, 1000 are free")
+        );
         assert_eq!(sim.0.borrow().step, 0);
         assert_eq!(snapshot(&dir), before);
         // The reserve stays free: one byte short of it is refused too.
         sim.0.borrow_mut().free = need + reserve - 1;
-        let e = st
-            .stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD)
-            .unwrap_err();
+        let e = st.stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD).unwrap_err();
         assert!(matches!(e, StageError::NoSpace { .. }), "{e:?}");
         assert_eq!(snapshot(&dir), before);
         sim.0.borrow_mut().free = need + reserve;
-        st.stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD)
-            .unwrap();
+        st.stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     })
 }
@@ -426,9 +284,7 @@ fn damaged_record_slots_fall_back_to_the_other_copy() {
         factory(&dir, &s.v1, &[&s.a, &s.b]);
         let (mut st, _) = Store::open(&dir).unwrap();
         st.boot(&keys(), BOARD).unwrap();
-        let staged = st
-            .stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD)
-            .unwrap();
+        let staged = st.stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD).unwrap();
         st.begin_trial(&staged, false).unwrap();
         st.commit().unwrap();
         let newest = record::SLOTS[1 - st.next_slot];
@@ -445,17 +301,9 @@ fn damaged_record_slots_fall_back_to_the_other_copy() {
         ] {
             std::fs::write(dir.join(newest), &bad).unwrap();
             let (st, notes) = Store::open(&dir).unwrap();
-            assert!(
-                matches!(notes.as_slice(), [Note::SlotBad { .. }]),
-                "{notes:?}"
-            );
+            assert!(matches!(notes.as_slice(), [Note::SlotBad { .. }]), "{notes:?}");
             assert_eq!(st.record().current.unwrap().version, 2);
-            assert_eq!(
-                st.record().phase,
-                Phase::Trial {
-                    boot_pending: false
-                }
-            );
+            assert_eq!(st.record().phase, Phase::Trial { boot_pending: false });
         }
         // The next write goes over the bad slot; then both are good again.
         let (mut st, _) = Store::open(&dir).unwrap();
@@ -469,33 +317,10 @@ fn damaged_record_slots_fall_back_to_the_other_copy() {
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(matches!(st.gc(), Err(StoreError::Unread)));
         let booted = st.boot(&keys(), BOARD).unwrap();
-        assert_eq!(
-            booted.notes[0],
-            Note::Rebuilt {
-                releases: 2,
-                floor: Some(2)
-            }
-        );
-        assert!(
-            matches!(
-                booted.notes[1],
-                Note::BelowFloor {
-                    version: 1,
-                    floor: 2,
-                    ..
-                }
-            ),
-            "{:?}",
-            booted.notes
-        );
-        assert_eq!(
-            (booted.verified.release.version, booted.floor),
-            (2, Some(2))
-        );
-        assert_eq!(
-            (st.record().current.unwrap().version, st.record().previous),
-            (2, None)
-        );
+        assert_eq!(booted.notes[0], Note::Rebuilt { releases: 2, floor: Some(2) });
+        assert!(matches!(booted.notes[1], Note::BelowFloor { version: 1, floor: 2, .. }), "{:?}", booted.notes);
+        assert_eq!((booted.verified.release.version, booted.floor), (2, Some(2)));
+        assert_eq!((st.record().current.unwrap().version, st.record().previous), (2, None));
         std::fs::remove_dir_all(&dir).unwrap();
     })
 }
@@ -532,9 +357,7 @@ fn an_unusable_release_falls_back_to_the_other_kept_one() {
         factory(&dir, &s.v1, &[&s.a, &s.b]);
         let (mut st, _) = Store::open(&dir).unwrap();
         st.boot(&keys(), BOARD).unwrap();
-        let staged = st
-            .stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD)
-            .unwrap();
+        let staged = st.stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD).unwrap();
         st.begin_trial(&staged, false).unwrap();
         st.commit().unwrap();
         // v2's own image vanishes: v1 boots, and says why.
@@ -547,16 +370,10 @@ fn an_unusable_release_falls_back_to_the_other_kept_one() {
         // Nothing left to fall back to: the refusal names the reason.
         std::fs::write(st.release_path(&st.record().current.unwrap().digest), b"x").unwrap();
         let (mut st, _) = Store::open(&dir).unwrap();
-        assert!(matches!(
-            st.boot(&keys(), BOARD),
-            Err(BootError::Unusable(ObjectError::Corrupt))
-        ));
+        assert!(matches!(st.boot(&keys(), BOARD), Err(BootError::Unusable(ObjectError::Corrupt))));
         // No release at all.
         let empty = tmp("fallback-empty");
-        assert!(matches!(
-            Store::open(&empty).unwrap().0.boot(&keys(), BOARD),
-            Err(BootError::None)
-        ));
+        assert!(matches!(Store::open(&empty).unwrap().0.boot(&keys(), BOARD), Err(BootError::None)));
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::remove_dir_all(&empty).unwrap();
     })
@@ -572,13 +389,7 @@ fn a_record_that_cannot_be_written_does_not_stop_the_boot() {
         let (mut st, _) = Store::open_with(&dir, sim).unwrap();
         let b = st.boot(&keys(), BOARD).unwrap();
         assert_eq!(b.verified.release.version, 1);
-        assert!(
-            b.unrecorded
-                .as_deref()
-                .is_some_and(|e| e.contains("power cut")),
-            "{:?}",
-            b.unrecorded
-        );
+        assert!(b.unrecorded.as_deref().is_some_and(|e| e.contains("power cut")), "{:?}", b.unrecorded);
         std::fs::remove_dir_all(&dir).unwrap();
     })
 }
@@ -587,22 +398,10 @@ fn a_record_that_cannot_be_written_does_not_stop_the_boot() {
 
 /// A metadata change not yet made durable by an fsync of its directories.
 enum Op {
-    Created {
-        path: PathBuf,
-        old: Option<Vec<u8>>,
-    },
-    Renamed {
-        from: PathBuf,
-        to: PathBuf,
-        old_to: Option<Vec<u8>>,
-    },
-    Removed {
-        path: PathBuf,
-        content: Vec<u8>,
-    },
-    MadeDir {
-        path: PathBuf,
-    },
+    Created { path: PathBuf, old: Option<Vec<u8>> },
+    Renamed { from: PathBuf, to: PathBuf, old_to: Option<Vec<u8>> },
+    Removed { path: PathBuf, content: Vec<u8> },
+    MadeDir { path: PathBuf },
 }
 
 /// The simulator's state: counts steps, fails every step from `fail_at` on,
@@ -622,13 +421,7 @@ struct Sim(Rc<RefCell<SimState>>);
 
 impl Sim {
     fn new(fail_at: u32) -> Sim {
-        Sim(Rc::new(RefCell::new(SimState {
-            step: 0,
-            fail_at,
-            dirty: HashSet::new(),
-            pending: Vec::new(),
-            free: u64::MAX,
-        })))
+        Sim(Rc::new(RefCell::new(SimState { step: 0, fail_at, dirty: HashSet::new(), pending: Vec::new(), free: u64::MAX })))
     }
 
     fn tick(&self) -> io::Result<()> {
@@ -734,17 +527,8 @@ impl Io for Sim {
         self.tick()?;
         let old = std::fs::read(path).ok();
         let f = std::fs::File::create(path)?;
-        self.pending(
-            Op::Created {
-                path: path.to_path_buf(),
-                old,
-            },
-            &[parent(path)],
-        );
-        Ok(SimFile {
-            f,
-            sim: self.clone(),
-        })
+        self.pending(Op::Created { path: path.to_path_buf(), old }, &[parent(path)]);
+        Ok(SimFile { f, sim: self.clone() })
     }
 
     fn sync(&mut self, file: &mut SimFile) -> io::Result<()> {
@@ -759,14 +543,7 @@ impl Io for Sim {
         let old_to = std::fs::read(to).ok();
         std::fs::rename(from, to)?;
         // One journal transaction: durable with the target's directory.
-        self.pending(
-            Op::Renamed {
-                from: from.to_path_buf(),
-                to: to.to_path_buf(),
-                old_to,
-            },
-            &[parent(to)],
-        );
+        self.pending(Op::Renamed { from: from.to_path_buf(), to: to.to_path_buf(), old_to }, &[parent(to)]);
         Ok(())
     }
 
@@ -782,13 +559,7 @@ impl Io for Sim {
         self.tick()?;
         let content = std::fs::read(path)?;
         std::fs::remove_file(path)?;
-        self.pending(
-            Op::Removed {
-                path: path.to_path_buf(),
-                content,
-            },
-            &[parent(path)],
-        );
+        self.pending(Op::Removed { path: path.to_path_buf(), content }, &[parent(path)]);
         Ok(())
     }
 
@@ -798,12 +569,7 @@ impl Io for Sim {
             return Ok(());
         }
         std::fs::create_dir(path)?;
-        self.pending(
-            Op::MadeDir {
-                path: path.to_path_buf(),
-            },
-            &[parent(path)],
-        );
+        self.pending(Op::MadeDir { path: path.to_path_buf() }, &[parent(path)]);
         Ok(())
     }
 
@@ -826,20 +592,15 @@ fn sequence(dir: &Path, s: &Set, sim: &Sim, progress: &mut Vec<u64>) -> Result<(
     let (k, b) = (keys(), BOARD);
     *progress = vec![1];
     let (mut st, _) = Store::open_with(dir, sim.clone()).map_err(|x| e(&x))?;
-    let staged = st
-        .stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &k, b)
-        .map_err(|x| e(&x))?;
+    let staged = st.stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &k, b).map_err(|x| e(&x))?;
     // A trial interrupted by a reboot rolls back to 1 either way.
     st.begin_trial(&staged, false).map_err(|x| e(&x))?;
     *progress = vec![1, 2];
     st.commit().map_err(|x| e(&x))?;
     *progress = vec![2];
     st.gc().map_err(|x| e(&x))?;
-    st.stage(&mut &bundle_of(&s.v3, &[&s.d])[..], &k, b)
-        .map_err(|x| e(&x))?;
-    let staged = st
-        .stage(&mut &bundle_of(&s.v3, &[&s.d])[..], &k, b)
-        .map_err(|x| e(&x))?;
+    st.stage(&mut &bundle_of(&s.v3, &[&s.d])[..], &k, b).map_err(|x| e(&x))?;
+    let staged = st.stage(&mut &bundle_of(&s.v3, &[&s.d])[..], &k, b).map_err(|x| e(&x))?;
     *progress = vec![2, 3];
     st.begin_trial(&staged, true).map_err(|x| e(&x))?;
     *progress = vec![3, 2];
@@ -863,28 +624,16 @@ fn sequence(dir: &Path, s: &Set, sim: &Sim, progress: &mut Vec<u64>) -> Result<(
 /// and after gc exactly the kept releases' files are left.
 fn check_after_cut(dir: &Path, s: &Set, allowed: &[u64], at: u32) {
     let (mut st, _) = Store::open(dir).unwrap_or_else(|e| panic!("step {at}: open: {e}"));
-    let b = st
-        .boot(&keys(), BOARD)
-        .unwrap_or_else(|e| panic!("step {at}: boot: {e}"));
+    let b = st.boot(&keys(), BOARD).unwrap_or_else(|e| panic!("step {at}: boot: {e}"));
     let v = b.verified.release.version;
-    assert!(
-        allowed.contains(&v),
-        "step {at}: booted {v}, allowed {allowed:?}"
-    );
+    assert!(allowed.contains(&v), "step {at}: booted {v}, allowed {allowed:?}");
     for img in b.verified.release.images.iter() {
         let bytes = std::fs::read(st.image_path(&img.sha256)).unwrap();
-        assert_eq!(
-            sha256(&bytes),
-            img.sha256,
-            "step {at}: image of {v} is damaged"
-        );
+        assert_eq!(sha256(&bytes), img.sha256, "step {at}: image of {v} is damaged");
     }
     let rec = st.record().clone();
     assert_eq!(rec.current, Some(b.entry), "step {at}");
-    assert!(
-        rec.previous.is_none_or(|p| p.digest != b.entry.digest),
-        "step {at}"
-    );
+    assert!(rec.previous.is_none_or(|p| p.digest != b.entry.digest), "step {at}");
     if rec.phase != Phase::Committed {
         assert!(b.trial && v == 3, "step {at}: {rec:?}");
     }
@@ -897,15 +646,7 @@ fn check_after_cut(dir: &Path, s: &Set, allowed: &[u64], at: u32) {
     }
     want.sort();
     want.dedup();
-    let mut have: Vec<PathBuf> = [RELEASES, IMAGES]
-        .iter()
-        .flat_map(|d| {
-            std::fs::read_dir(dir.join(d))
-                .unwrap()
-                .flatten()
-                .map(|e| e.path())
-        })
-        .collect();
+    let mut have: Vec<PathBuf> = [RELEASES, IMAGES].iter().flat_map(|d| std::fs::read_dir(dir.join(d)).unwrap().flatten().map(|e| e.path())).collect();
     have.sort();
     assert_eq!(have, want, "step {at}: leftovers or missing files after gc");
     assert!(!dir.join(STAGING).exists());
@@ -913,16 +654,10 @@ fn check_after_cut(dir: &Path, s: &Set, allowed: &[u64], at: u32) {
     let (mut again, _) = Store::open(dir).unwrap();
     let b2 = again.boot(&keys(), BOARD).unwrap();
     if rec.phase == Phase::Committed {
-        assert_eq!(
-            b2.entry, b.entry,
-            "step {at}: a reboot of a committed release changed it"
-        );
+        assert_eq!(b2.entry, b.entry, "step {at}: a reboot of a committed release changed it");
         assert!(b2.rollbacks.is_empty());
     } else {
-        assert_eq!(
-            b2.verified.release.version, 2,
-            "step {at}: a reboot during the trial must roll back"
-        );
+        assert_eq!(b2.verified.release.version, 2, "step {at}: a reboot during the trial must roll back");
     }
     let _ = &s.a;
 }
@@ -965,8 +700,7 @@ fn power_cut_at_every_step_of_a_migration() {
             std::fs::create_dir_all(dir.join(IMAGES)).unwrap();
             std::fs::create_dir_all(dir.join(RELEASES)).unwrap();
             for i in [&s.a, &s.b] {
-                std::fs::write(dir.join(IMAGES).join(image_name(&i.image.sha256)), &i.bytes)
-                    .unwrap();
+                std::fs::write(dir.join(IMAGES).join(image_name(&i.image.sha256)), &i.bytes).unwrap();
             }
             std::fs::write(dir.join(LEGACY_RELEASE), &s.v1).unwrap();
             state::store_highest(&dir, 1).unwrap();
@@ -980,16 +714,8 @@ fn power_cut_at_every_step_of_a_migration() {
             }
             sim.power_cut(&dir);
             let (mut st, _) = Store::open(&dir).unwrap_or_else(|e| panic!("step {at}: {e}"));
-            assert_eq!(
-                st.boot(&keys(), BOARD).unwrap().verified.release.version,
-                1,
-                "step {at}"
-            );
-            assert_eq!(
-                st.record().highest,
-                Some(1),
-                "step {at}: the anti-rollback floor was lost"
-            );
+            assert_eq!(st.boot(&keys(), BOARD).unwrap().verified.release.version, 1, "step {at}");
+            assert_eq!(st.record().highest, Some(1), "step {at}: the anti-rollback floor was lost");
             std::fs::remove_dir_all(&dir).unwrap();
         }
     })
