@@ -37,6 +37,8 @@ pub mod outcome;
 pub mod push;
 pub mod release;
 pub mod restart;
+#[cfg(test)]
+mod roottests;
 pub mod seccomp;
 pub mod stager;
 pub mod statusview;

@@ -206,12 +206,8 @@ mod tests {
         dir
     }
 
-    fn have_mksquashfs() -> bool {
-        let ok = Command::new("mksquashfs").arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
-        if !ok {
-            eprintln!("NOTE: mksquashfs not found; skipping image tests");
-        }
-        ok
+    fn need_mksquashfs() {
+        crate::tools::require_command("mksquashfs", "squashfs-tools");
     }
 
     /// A small tree with a file large enough to need several blocks.
@@ -233,9 +229,7 @@ mod tests {
 
     #[test]
     fn build_inspect_corrupt() {
-        if !have_mksquashfs() {
-            return;
-        }
+        need_mksquashfs();
         let dir = scratch("build");
         make_tree(&dir.join("root"));
         let out = dir.join("app.img");
@@ -247,8 +241,9 @@ mod tests {
         assert_eq!(again, img);
         assert_eq!(inspect_with_salt(&out, img.verity.salt).unwrap(), img);
 
-        // The file as built is accepted by veritysetup, if present.
-        if Command::new("veritysetup").arg("--version").output().is_ok() {
+        // The file as built is accepted by veritysetup.
+        crate::tools::require_command("veritysetup", "cryptsetup-bin");
+        {
             let st = Command::new("veritysetup")
                 .args(["verify", "--no-superblock", "--hash=sha256"])
                 .arg(format!("--salt={}", verity::hex(&img.verity.salt)))
@@ -260,8 +255,6 @@ mod tests {
                 .status()
                 .unwrap();
             assert!(st.success());
-        } else {
-            eprintln!("NOTE: veritysetup not found; not checking the image with it");
         }
 
         // Flip one byte in the last data block.
@@ -300,9 +293,7 @@ mod tests {
 
     #[test]
     fn reproducible() {
-        if !have_mksquashfs() {
-            return;
-        }
+        need_mksquashfs();
         let dir = scratch("repro");
         make_tree(&dir.join("a"));
         std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -319,9 +310,7 @@ mod tests {
 
     #[test]
     fn binary_image() {
-        if !have_mksquashfs() {
-            return;
-        }
+        need_mksquashfs();
         let dir = scratch("bin");
         let bin = dir.join("hello");
         std::fs::write(&bin, b"\x7fELF not really").unwrap();

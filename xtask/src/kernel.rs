@@ -114,11 +114,22 @@ pub fn ensure_kernel(root: &Path, debarch: &str, flavour: &str) -> Result<Kernel
 /// `target/debs/<debarch>-<package>/root/` and `package.txt` (package and
 /// version; written last, so its presence means the tree is complete).
 pub fn ensure_package(root: &Path, debarch: &str, package: &str) -> Result<(PathBuf, String), String> {
+    ensure_package_from(root, debarch, package, None)
+}
+
+/// [`ensure_package`], from `suite` alone when given (on the host's mirror,
+/// in a private apt state of its own; the tree goes to
+/// `target/debs/<debarch>-<package>-<suite>/`).
+pub fn ensure_package_from(root: &Path, debarch: &str, package: &str, suite: Option<&str>) -> Result<(PathBuf, String), String> {
     check_word("Debian architecture", debarch)?;
+    if let Some(s) = suite {
+        check_word("Debian suite", s)?;
+    }
+    let tag = suite.map(|s| format!("-{s}")).unwrap_or_default();
     if package.is_empty() || !package.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b)) {
         return Err(format!("invalid Debian package name {package:?}"));
     }
-    let pdir = root.join("target").join("debs").join(format!("{debarch}-{package}"));
+    let pdir = root.join("target").join("debs").join(format!("{debarch}-{package}{tag}"));
     let info_path = pdir.join("package.txt");
     let tree = pdir.join("root");
     if let Ok(text) = fs::read_to_string(&info_path) {
@@ -128,7 +139,11 @@ pub fn ensure_package(root: &Path, debarch: &str, package: &str) -> Result<(Path
             }
         }
     }
-    let apt = AptEnv::new(&root.join("target").join("kernels").join(format!("apt-{debarch}")), debarch)?;
+    let apt_dir = root.join("target").join("kernels").join(format!("apt-{debarch}{tag}"));
+    let apt = match suite {
+        None => AptEnv::new(&apt_dir, debarch)?,
+        Some(s) => AptEnv::with_source(&apt_dir, debarch, &crate::tools::suite_source(s)?)?,
+    };
     let newest = |apt: &AptEnv| -> Result<Option<(String, String)>, String> {
         let mut c = apt.apt_cache();
         c.arg("madison").arg(package);
@@ -257,6 +272,21 @@ impl AptEnv {
             "-oAPT::Sandbox::User=root".to_string(),
         ];
         Ok(AptEnv { dir: dir.to_path_buf(), opts })
+    }
+
+    /// An apt state that reads only `source` (deb822 text), not the host's
+    /// source lists.
+    fn with_source(dir: &Path, debarch: &str, source: &str) -> Result<AptEnv, String> {
+        let mut apt = AptEnv::new(dir, debarch)?;
+        let parts = dir.join("sources.list.d");
+        fs::create_dir_all(&parts).map_err(|e| format!("cannot create {}: {e}", parts.display()))?;
+        let file = parts.join("suite.sources");
+        fs::write(&file, source).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        let list = dir.join("sources.list");
+        fs::write(&list, b"").map_err(|e| format!("cannot write {}: {e}", list.display()))?;
+        apt.opts.push(format!("-oDir::Etc::SourceList={}", list.display()));
+        apt.opts.push(format!("-oDir::Etc::SourceParts={}", parts.display()));
+        Ok(apt)
     }
 
     fn apt_get(&self) -> Command {

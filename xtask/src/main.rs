@@ -12,10 +12,14 @@ mod kernel;
 mod logreplay;
 mod oci;
 mod release;
+mod roundtrip;
 mod soak;
+mod testrun;
+mod tomlcheck;
 mod tools;
 mod trial;
 mod trials;
+mod uapi;
 mod updates;
 mod verity;
 
@@ -434,154 +438,6 @@ fn host_berth(root: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_cmd(Command::new(cargo).current_dir(root).args(["build", "--quiet", "--package", "berth", "--features", "host", "--bin", "berth"]))?;
     Ok(cargo_target_dir(root).join("debug").join("berth"))
-}
-
-/// The demo release decodes on the device side to exactly what was compiled
-/// from `manifests/`, `berth verify` accepts it, and a tampered copy is refused
-/// by `berth verify` with the very text the device logs.
-fn release_round_trip(root: &Path, a: &Artifacts, host_berth: &Path) -> Result<(), String> {
-    let keys = berth::release::TrustedKeys::load_dir(&a.key_dir).map_err(|e| e.to_string())?;
-    let v = berth::release::decode_release(&a.signed_release, &keys, &a.board.name, None).map_err(|e| e.to_string())?;
-    if v.release != a.release {
-        return Err(format!("decoded release differs from the compiled one:\n{:?}\n{:?}", v.release, a.release));
-    }
-    // Each container matches its TOML source field by field.
-    for m in v.release.containers.iter() {
-        let path = root.join("manifests").join(format!("{}.toml", m.name));
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let src: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
-        let argv: Vec<String> = m.entry.argv.iter().map(|s| s.to_string()).collect();
-        let want_argv: Vec<String> = src
-            .get("entry")
-            .and_then(|e| e.get("argv"))
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
-            .unwrap_or_default();
-        if src.get("version").and_then(|v| v.as_str()) != Some(m.version.as_str()) || argv != want_argv {
-            return Err(format!("container {} does not match {}", m.name, path.display()));
-        }
-    }
-    let good = a.dir.join("release.bin");
-    let out = Command::new(host_berth).arg("verify").arg("--keys").arg(&a.key_dir).arg(&good).output().map_err(|e| e.to_string())?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !stdout.lines().any(|l| l == format!("version {}", v.release.version)) {
-        return Err(format!("berth verify refused the demo release ({}): {stdout} {}", out.status, String::from_utf8_lossy(&out.stderr)));
-    }
-    let mut bad = a.signed_release.clone();
-    if let Some(b) = bad.get_mut(berth::release::HEADER_LEN + 4) {
-        *b ^= 1;
-    }
-    let bad_path = a.dir.join("release-tampered.bin");
-    std::fs::write(&bad_path, &bad).map_err(|e| e.to_string())?;
-    let device_text = match berth::release::decode_release(&bad, &keys, &a.board.name, None) {
-        Err(e) => e.to_string(),
-        Ok(_) => return Err("a tampered release decoded".into()),
-    };
-    let out = Command::new(host_berth).arg("verify").arg("--keys").arg(&a.key_dir).arg(&bad_path).output().map_err(|e| e.to_string())?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.success() || !stderr.contains(&device_text) {
-        return Err(format!("berth verify on a tampered release: {} {stderr:?}, want the device's text {device_text:?}", out.status));
-    }
-    bundle_round_trip(a, host_berth, &keys)
-}
-
-/// A bundle of the demo release passes `berth verify` with every image
-/// listed; a changed image byte and an older version are refused with the
-/// texts the device's staging gives (for the changed byte: the very
-/// `StageError` text of the device's store, as `update.refused` logs it).
-fn bundle_round_trip(a: &Artifacts, host_berth: &Path, keys: &berth::release::TrustedKeys) -> Result<(), String> {
-    let good = a.dir.join("update.bundle");
-    bundle::write(&good, &a.signed_release, &a.images.iter().collect::<Vec<_>>())?;
-    let verify = |file: &Path, extra: &[&str]| {
-        Command::new(host_berth).arg("verify").arg("--keys").arg(&a.key_dir).args(extra).arg(file).output().map_err(|e| e.to_string())
-    };
-    let out = verify(&good, &["--board", &a.board.name])?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let carried = stdout.lines().filter(|l| l.starts_with("carries image ")).count();
-    if !out.status.success() || !stdout.starts_with("bundle ") || carried != a.images.len() {
-        return Err(format!("berth verify refused the demo bundle ({}): {stdout} {}", out.status, String::from_utf8_lossy(&out.stderr)));
-    }
-    let mut bytes = std::fs::read(&good).map_err(|e| e.to_string())?;
-    let at = bytes.len().saturating_sub(5000);
-    if let Some(b) = bytes.get_mut(at) {
-        *b ^= 1;
-    }
-    let bad = a.dir.join("update-tampered.bundle");
-    std::fs::write(&bad, &bytes).map_err(|e| e.to_string())?;
-    let version = a.release.version.to_string();
-    for (file, extra) in [(&bad, vec![]), (&good, vec!["--stored-version", version.as_str()])] {
-        let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
-        let installed = extra.get(1).and_then(|v| v.parse().ok());
-        let device_text = match berth::release::bundle::check_file(&f, keys, Some(&a.board.name), installed) {
-            Err(e) => e.to_string(),
-            Ok(_) => return Err(format!("{} was accepted", file.display())),
-        };
-        if installed.is_none() {
-            // What the device logs as `update.refused reason=`: its store's
-            // staging refusal (`StageError`), on a store without a release.
-            let store = a.dir.join("round-trip-store");
-            let _ = std::fs::remove_dir_all(&store);
-            std::fs::create_dir_all(&store).map_err(|e| e.to_string())?;
-            let (mut st, _) = berth::release::store::Store::open(&store).map_err(|e| e.to_string())?;
-            let mut bundle = std::fs::File::open(file).map_err(|e| e.to_string())?;
-            let staged = st.stage(&mut bundle, keys, &a.board.name).map(|_| ()).map_err(|e| e.to_string());
-            let _ = std::fs::remove_dir_all(&store);
-            if staged != Err(device_text.clone()) {
-                return Err(format!("the device's staging of {} gives {staged:?}, berth verify's check {device_text:?}", file.display()));
-            }
-        }
-        let out = verify(file, &extra)?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || !stderr.contains(&device_text) {
-            return Err(format!("berth verify on {}: {} {stderr:?}, want the device's text {device_text:?}", file.display(), out.status));
-        }
-    }
-    Ok(())
-}
-
-/// `berth inspect` on each demo image prints exactly `cargo xtask inspect`'s
-/// report, with the hash, size, salt and root the release carries; a copy
-/// with one changed byte is refused, with the release's salt and root, with
-/// the text naming that data block.
-fn inspect_round_trip(a: &Artifacts, host_berth: &Path) -> Result<(), String> {
-    let inspect = |file: &Path, extra: &[String]| Command::new(host_berth).arg("inspect").arg(file).args(extra).output().map_err(|e| e.to_string());
-    for img in &a.images {
-        let out = inspect(&img.path, &[])?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let (_, info) = image::inspect_full(&img.path, None, None)?;
-        let mut want = vec![format!("image:       {}", img.path.display())];
-        want.extend(info.lines());
-        if !out.status.success() || stdout.lines().collect::<Vec<_>>() != want {
-            return Err(format!(
-                "berth inspect {}: {}
-{stdout}
-want:
-{}",
-                img.path.display(),
-                out.status,
-                want.join("\n")
-            ));
-        }
-        let entry = a.release.images.iter().find(|i| i.sha256.0 == img.sha256).ok_or("an image the release does not list")?;
-        if (info.size, info.root, info.salt) != (entry.size, entry.verity_root, entry.verity_salt) {
-            return Err(format!("{}: berth inspect disagrees with the release's entry {entry:?}", img.path.display()));
-        }
-        let mut bytes = std::fs::read(&img.path).map_err(|e| e.to_string())?;
-        let block = info.data_blocks.saturating_sub(1);
-        if let Some(b) = bytes.get_mut((block * verity::BLOCK + 7) as usize) {
-            *b ^= 0x10;
-        }
-        let bad = a.dir.join("inspect-tampered.img");
-        std::fs::write(&bad, &bytes).map_err(|e| e.to_string())?;
-        let args = ["--salt".to_string(), verity::hex(&entry.verity_salt), "--root".to_string(), verity::hex(&entry.verity_root)];
-        let out = inspect(&bad, &args)?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let want = berth::imageinfo::InspectError::Tree(berth::verity::TreeError::Block { level: 0, index: block }).to_string();
-        if out.status.success() || stderr.trim() != format!("berth: {}: image refused: {want}", bad.display()) {
-            return Err(format!("berth inspect on a changed image: {} {stderr:?}, want {want:?}", out.status));
-        }
-    }
-    Ok(())
 }
 
 /// `file` must call the binary statically linked, stripped, for the right machine.
@@ -1133,18 +989,28 @@ fn demo_release(root: &Path) -> Result<(u64, String), String> {
     Ok((version as u64, berth::release::key_id(&key.verifying_key()).to_string()))
 }
 
+/// Everything `test` runs, ended by one line with the count of cases
+/// passed, failed and skipped (host unit tests and QEMU cases), also when
+/// a step fails.
 fn test(root: &Path, a: &Args) -> Result<(), String> {
+    let mut tally = testrun::Tally::default();
+    let r = test_steps(root, a, &mut tally);
+    println!("{}", tally.line());
+    r
+}
+
+fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), String> {
     let arches = arches_or_all(a);
     // Scenarios whose name contains any of the filters (all without one).
     let filters: Vec<String> = if a.rest.is_empty() { vec![String::new()] } else { a.rest.clone() };
     tools::ensure_host_tools(root, &targets(&arches), true)?;
 
-    say("running the host unit tests");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(&cargo).current_dir(root).args(["test", "--workspace", "--quiet"]).status().map_err(|e| format!("cargo test: {e}"))?;
-    if !st.success() {
-        return Err("host unit tests failed".into());
+    say("fetching the kernel's syscall headers for the three ABIs");
+    for h in uapi::ensure_all(root)? {
+        say(&format!("{}: kernel headers {}", h.arch(), h.version));
     }
+    say("running the host unit tests (root tests included)");
+    testrun::host_unit_tests(root, tally)?;
 
     let host_berth = host_berth(root)?;
     let mut cases = Vec::new();
@@ -1160,13 +1026,13 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
             let (shipped, hooked) = (a.berth.clone(), a.berth_hooked.clone());
             cases.push(qemu_tests::scenario::case(format!("{}/no-test-hooks", arch.name()), move || no_test_hooks(&shipped, &hooked)));
             let (a, host_berth, root) = (a.clone(), host_berth.clone(), root.to_path_buf());
-            cases.push(qemu_tests::scenario::case(format!("{}/release-round-trip", arch.name()), move || release_round_trip(&root, &a, &host_berth)));
+            cases.push(qemu_tests::scenario::case(format!("{}/release-round-trip", arch.name()), move || roundtrip::release(&root, &a, &host_berth)));
         }
         if let Some((_, a)) = builds.first() {
             let name = format!("{}/inspect-round-trip", arch.name());
             if filters.iter().any(|f| name.contains(f.as_str())) {
                 let (a, host_berth) = (a.clone(), host_berth.clone());
-                cases.push(qemu_tests::scenario::case(name, move || inspect_round_trip(&a, &host_berth)));
+                cases.push(qemu_tests::scenario::case(name, move || roundtrip::inspect(&a, &host_berth)));
             }
         }
         let name = format!("{}/run-manifests-oci", arch.name());
@@ -1203,6 +1069,7 @@ fn test(root: &Path, a: &Args) -> Result<(), String> {
     if !cases.is_empty() {
         say(&format!("running {} QEMU scenarios", cases.len()));
         let outcomes = qemu_tests::scenario::run_all(cases, 2);
+        tally.add_qemu(&outcomes);
         if !outcomes.iter().all(|o| o.passed) {
             return Err("QEMU scenarios failed".into());
         }

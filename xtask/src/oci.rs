@@ -785,14 +785,9 @@ mod tests {
         dir
     }
 
-    fn have_tools() -> bool {
-        // unsquashfs -version exits 1; being able to run it is enough.
-        let ok = Command::new("mksquashfs").arg("-version").output().is_ok_and(|o| o.status.success())
-            && Command::new("unsquashfs").arg("-version").output().is_ok();
-        if !ok {
-            eprintln!("NOTE: squashfs-tools not found; skipping OCI import tests");
-        }
-        ok
+    fn need_tools() {
+        crate::tools::require_command("mksquashfs", "squashfs-tools");
+        crate::tools::require_command("unsquashfs", "squashfs-tools");
     }
 
     const PASSWD: &[u8] = b"root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/srv:/bin/false\n";
@@ -854,9 +849,7 @@ mod tests {
 
     #[test]
     fn layers_whiteouts_ownership_and_config() {
-        if !have_tools() {
-            return;
-        }
+        need_tools();
         let dir = scratch("layers");
         two_layers(&dir.join("layout"), "amd64", config());
         let out = dir.join("app.img");
@@ -903,9 +896,7 @@ mod tests {
 
     #[test]
     fn docker_save_tarball() {
-        if !have_tools() {
-            return;
-        }
+        need_tools();
         let dir = scratch("docker");
         let l = dir.join("layout");
         two_layers(&l, "arm64", serde_json::json!({"User": "1000", "Cmd": ["/bin/app"]}));
@@ -934,9 +925,7 @@ mod tests {
 
     #[test]
     fn refusals_are_reported() {
-        if !have_tools() {
-            return;
-        }
+        need_tools();
         let dir = scratch("refuse");
         let l = dir.join("layout");
         two_layers(&l, "amd64", serde_json::json!({"User": "nobody", "Cmd": ["/bin/app"]}));

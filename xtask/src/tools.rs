@@ -9,9 +9,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Debian packages the build and image steps need; cpio and cryptsetup-bin
-/// (veritysetup) let the unit tests check berth's initramfs and hash trees
-/// against the standard tools instead of skipping those checks; apparmor
+/// Debian packages the build and image steps need; cpio, cryptsetup-bin
+/// (veritysetup), squashfs-tools and openssl are the standard tools the unit
+/// tests check berth's initramfs, hash trees, images and key files against
+/// (a test fails when its tool is missing); cpp reads the kernel's syscall
+/// headers for the syscall-number check; apparmor
 /// brings `apparmor_parser`, which compiles a board's AppArmor profile.
 /// The armv7 build links glibc statically: its C runtime and static
 /// libraries are in libc6-dev-armhf-cross, which the cross compiler only
@@ -26,6 +28,8 @@ const BASE_PACKAGES: &[&str] = &[
     "file",
     "cpio",
     "cryptsetup-bin",
+    "openssl",
+    "cpp",
     "apparmor",
 ];
 
@@ -153,6 +157,17 @@ pub fn ensure_packages(names: &[&str]) -> Result<(), String> {
     } else {
         Err(format!("Debian packages still not installed after apt-get install: {}", still.join(" ")))
     }
+}
+
+/// For tests that compare with a standard tool: panics, naming the tool and
+/// its Debian package, when `cmd` is not on `PATH`.
+#[cfg(test)]
+pub(crate) fn require_command(cmd: &str, package: &str) {
+    assert!(
+        have_command(cmd),
+        "`{cmd}` is not installed: this test compares with it \
+         (Debian package {package}; `cargo xtask test` installs it)"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -398,6 +413,19 @@ fn ensure_backports_source(suite: &str) -> Result<(), String> {
     let path = Path::new("/etc/apt/sources.list.d").join(BACKPORTS_SOURCE_FILE);
     eprintln!("xtask: adding apt source for {suite} ({}) as {}", model.uris.join(" "), path.display());
     fs::write(&path, text).map_err(|e| format!("cannot write apt source {}: {e}", path.display()))
+}
+
+/// A deb822 source for `suite` on the mirror (and with the key) of the
+/// host's own release source, for a private apt state; the mirror is the
+/// host's, never a name written here.
+pub fn suite_source(suite: &str) -> Result<String, String> {
+    let release = os_codename();
+    let sources = read_sources();
+    let model = sources
+        .iter()
+        .find(|s| s.enabled && s.types.iter().any(|t| t == "deb") && s.suites.contains(&release) && !s.uris.is_empty())
+        .ok_or_else(|| format!("no apt source lists suite {release}: no mirror to fetch {suite} from"))?;
+    Ok(backports_stanza(model, suite))
 }
 
 fn backports_stanza(model: &AptSource, suite: &str) -> String {

@@ -234,12 +234,8 @@ mod tests {
         dir
     }
 
-    fn have_veritysetup() -> bool {
-        let ok = Command::new("veritysetup").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-        if !ok {
-            eprintln!("NOTE: veritysetup not found; skipping comparison with cryptsetup");
-        }
-        ok
+    fn need_veritysetup() {
+        crate::tools::require_command("veritysetup", "cryptsetup-bin");
     }
 
     fn common_args(salt: &[u8; 32]) -> Vec<String> {
@@ -276,9 +272,7 @@ mod tests {
 
     #[test]
     fn matches_veritysetup() {
-        if !have_veritysetup() {
-            return;
-        }
+        need_veritysetup();
         let dir = scratch("format");
         for (i, blocks) in [1u64, 2, 128, 129, 200, 70000].into_iter().enumerate() {
             let data = xorshift_bytes(0x9e37_79b9 + i as u64, (blocks * BLOCK) as usize);

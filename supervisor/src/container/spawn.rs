@@ -1108,14 +1108,7 @@ mod tests {
     // ---- Real starts: root only, with BERTH_ROOT_TESTS set. ----
 
     fn root_tests(name: &str) -> bool {
-        let on = std::env::var("BERTH_ROOT_TESTS").is_ok() && {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-        };
-        if !on {
-            eprintln!("{name}: skipped (needs root and BERTH_ROOT_TESTS=1)");
-        }
-        on
+        crate::roottests::enabled(name)
     }
 
     fn board() -> Board {
@@ -1320,7 +1313,7 @@ mod tests {
             return;
         }
         let Some(ruleset) = crate::sys::landlock::abi_version().ok().and_then(Ruleset::for_abi) else {
-            eprintln!("root_applies_landlock_exec_paths_and_write_rules: skipped (no Landlock on this kernel)");
+            crate::roottests::missing("root_applies_landlock_exec_paths_and_write_rules", "no Landlock on this kernel");
             return;
         };
         // /proc/self/comm is writable by its owner on a read-write /proc:

@@ -628,21 +628,45 @@ fn random_payloads_never_panic_body() {
     }
 }
 
-/// Writes the fuzz corpus seeds: `BERTH_WRITE_CORPUS=1 cargo test -p berth write_fuzz_corpus`.
+/// The committed fuzz seeds (`fuzz/corpus/`) are exactly what the current
+/// encoder and key make: a format change that leaves stale seeds fails here.
+/// `BERTH_WRITE_CORPUS=1 cargo test -p berth --lib fuzz_corpus` rewrites
+/// them instead.
 #[test]
-fn write_fuzz_corpus() {
-    big_stack(write_fuzz_corpus_body)
+fn fuzz_corpus_is_current() {
+    big_stack(fuzz_corpus_body)
 }
 
-fn write_fuzz_corpus_body() {
-    if std::env::var_os("BERTH_WRITE_CORPUS").is_none() {
+fn fuzz_corpus_body() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let seeds = fuzz_seeds();
+    if std::env::var_os("BERTH_WRITE_CORPUS").is_some() {
+        for (rel, bytes) in &seeds {
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+        }
         return;
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    let signed = root.join("decode_release");
-    let payloads = root.join("decode_payload");
-    std::fs::create_dir_all(&signed).unwrap();
-    std::fs::create_dir_all(&payloads).unwrap();
+    let stale: Vec<String> = seeds
+        .iter()
+        .filter_map(|(rel, bytes)| match std::fs::read(root.join(rel)) {
+            Ok(on_disk) if on_disk == *bytes => None,
+            Ok(on_disk) => Some(format!("{rel}: {} bytes committed, {} made now", on_disk.len(), bytes.len())),
+            Err(e) => Some(format!("{rel}: {e}")),
+        })
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "fuzz seeds in supervisor/fuzz/corpus are stale (rewrite them with \
+         BERTH_WRITE_CORPUS=1 cargo test -p berth --lib fuzz_corpus):\n{}",
+        stale.join("\n")
+    );
+}
+
+/// Each seed's path under `fuzz/corpus/` and its bytes.
+fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
     let fuzz_key = fuzz_signing_key();
     let mut downgrade = sample();
     downgrade.downgrade = Some(Downgrade { floor: 6 });
@@ -650,8 +674,8 @@ fn write_fuzz_corpus_body() {
     no_deps.board = BOARD.try_into().unwrap();
     let releases = [("sample", sample()), ("small", no_deps), ("downgrade", downgrade)];
     for (name, r) in &releases {
-        std::fs::write(signed.join(format!("valid-{name}")), sign(r, &fuzz_key).unwrap()).unwrap();
-        std::fs::write(payloads.join(format!("valid-{name}")), r.encode_payload().unwrap()).unwrap();
+        out.push((format!("decode_release/valid-{name}"), sign(r, &fuzz_key).unwrap()));
+        out.push((format!("decode_payload/valid-{name}"), r.encode_payload().unwrap()));
     }
     let mut rng = XorShift(42);
     let good = sign(&sample(), &fuzz_key).unwrap();
@@ -666,10 +690,11 @@ fn write_fuzz_corpus_body() {
         ("truncated", good[..good.len() / 2].to_vec()),
         ("signed-random", sign_payload(&rng.bytes(64), &fuzz_key).unwrap()),
     ];
-    for (name, bytes) in &garbage {
-        std::fs::write(signed.join(format!("garbage-{name}")), bytes).unwrap();
+    for (name, bytes) in garbage {
+        out.push((format!("decode_release/garbage-{name}"), bytes));
     }
-    std::fs::write(payloads.join("garbage-random"), rng.bytes(100)).unwrap();
+    out.push(("decode_payload/garbage-random".into(), rng.bytes(100)));
+    out
 }
 
 /// The fuzz targets' key: seed bytes 0x42 (see `fuzz/fuzz_targets`).

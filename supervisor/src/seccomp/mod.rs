@@ -118,6 +118,8 @@ pub mod profile;
 pub mod tables;
 
 #[cfg(test)]
+mod pinned;
+#[cfg(test)]
 #[rustfmt::skip]
 mod tests;
 

@@ -163,6 +163,8 @@ pub const SPECIAL: &[(&str, Special)] = &[
 pub const DENY: &[(On, &[&str])] = &[
     (On::ALL, DENY_ALL),
     (On::LEGACY, &["mknod"]),
+    // Secret memory exists on the 64-bit ABIs only (ARM leaves 447 unused).
+    (On::LP64, &["memfd_secret"]),
     (On::X86_64, &["iopl", "ioperm", "modify_ldt"]),
     (On::ARM, &["clock_settime64", "clock_adjtime64"]),
 ];
@@ -185,7 +187,7 @@ const DENY_ALL: &[&str] = &[
     // Device nodes come from berth.
     "mknodat",
     // NUMA policy and odd memory calls.
-    "mbind", "set_mempolicy", "get_mempolicy", "move_pages", "memfd_secret", "remap_file_pages",
+    "mbind", "set_mempolicy", "get_mempolicy", "move_pages", "remap_file_pages",
 ];
 
 /// Syscalls a manifest may not add with `seccomp_allow`, and why. Everything

@@ -396,7 +396,9 @@ fn memfd_create_only_when_granted_and_never_executable() {
         assert_ne!(g.hash(), p.hash());
         // The grant opens nothing else.
         assert_eq!(call(&g, "execveat", &[3, 0, 0, 0, u64::from(args::AT_EMPTY_PATH)]), DENY);
-        assert_eq!(call(&g, "memfd_secret", &[0]), DENY);
+        if arch != Arch::Arm {
+            assert_eq!(call(&g, "memfd_secret", &[0]), DENY);
+        }
     }
 }
 
@@ -532,7 +534,7 @@ fn programs_are_small_shallow_and_stable() {
                 .unwrap();
             assert!(deepest <= 20, "{arch}: {deepest} instructions on the longest path");
             let ja = p.instructions().iter().filter(|i| i.code == bpf::JMP | bpf::JA).count();
-            eprintln!("{arch}: {} instructions ({ja} ja), longest path {deepest}, hash {:02x?}", p.len(), &p.hash()[..4]);
+            eprintln!("{arch}: {} instructions ({ja} ja), longest path {deepest}", p.len());
         }
         // The largest policy a manifest can ask for stays far below the limit.
         let mut big = Policy::new();

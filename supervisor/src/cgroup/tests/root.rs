@@ -14,12 +14,7 @@ use super::super::*;
 use crate::sys::cgroup as sys;
 
 fn on(name: &str) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let ok = std::env::var("BERTH_ROOT_TESTS").is_ok() && std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    if !ok {
-        eprintln!("{name}: skipped (needs root and BERTH_ROOT_TESTS=1)");
-    }
-    ok
+    crate::roottests::enabled(name)
 }
 
 /// The v2 hierarchy: `/sys/fs/cgroup/unified` on a hybrid host, else
