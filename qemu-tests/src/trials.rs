@@ -176,7 +176,8 @@ fn trial_control(l: &dyn Launch) -> Result<(), String> {
     if rb.t - trial.t >= LONG_WINDOW_S {
         return Err("the rollback came after the window".into());
     }
-    no_errors(&m, &[])
+    // The not-newer bundle is refused by design.
+    no_errors(&m, &["update.refused"])
 }
 
 #[cfg(test)]
