@@ -7,7 +7,7 @@
 //!   that less [`SLACK`] (the volume's directory block, the last partial
 //!   block); berth said `volume.quota` with that size, the inode limit and
 //!   the project id of `volfill/data` ([`project_id`], computed here the way
-//!   the README documents it). Afterwards release 2, dropped into the inbox,
+//!   docs/security.md documents it). Afterwards release 2, dropped into the inbox,
 //!   is taken, staged and committed, and the log store still takes lines:
 //!   a newer `volfill` line through `berthctl logs`, berth's own commit in
 //!   its log file (agent checks).

@@ -10,6 +10,7 @@ mod fuzz;
 mod image;
 mod kernel;
 mod logreplay;
+mod notices;
 mod oci;
 mod release;
 mod roundtrip;
@@ -51,8 +52,11 @@ const USAGE: &str = "usage: cargo xtask <command>
                                 send an update (a bundle, or a manifest directory bundled with
                                 the development key) into the system `run` is running, over a
                                 virtio serial port; prints the device's answer
-  test [--arch A]... [FILTER]... host unit tests, then the QEMU scenarios, then `bench --quick`
-                                (when no FILTER is given or one is part of `bench`)
+  test [--arch A]... [FILTER]... host unit tests and the notices check, then the QEMU scenarios,
+                                then `bench --quick` (when no FILTER is given or one is part of
+                                `bench`)
+  notices [--check]             regenerate THIRD-PARTY-NOTICES.md with cargo-about (installed
+                                into target/tools on first use); --check fails when it is stale
   check-board FILE...           validate board config files
   keygen --out DIR              write a signing key pair (signing-key.pem, <key id>.pub)
   release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE
@@ -206,6 +210,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let root = workspace_root();
+    if cmd == "notices" {
+        return match notices::run_args(&root, &argv[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask: error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cmd == "bench" {
         let r = bench::parse(&argv[1..]).and_then(|o| bench::run(&root, &o));
         return match r {
@@ -1011,6 +1024,8 @@ fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), S
     }
     say("running the host unit tests (root tests included)");
     testrun::host_unit_tests(root, tally)?;
+    // The third-party notices must match the dependency tree.
+    notices::check(root)?;
 
     let host_berth = host_berth(root)?;
     let mut cases = Vec::new();

@@ -5,7 +5,7 @@
 //! signalfd, which also keeps PID 1 from ignoring them (the kernel drops
 //! default-action signals sent to init unless they are blocked or handled).
 //!
-//! Signals (documented in the README):
+//! Signals (documented in docs/architecture.md, "PID 1 duties and signals"):
 //!
 //! | signal | action |
 //! |---|---|

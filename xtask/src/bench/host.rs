@@ -329,7 +329,7 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
         "berth's own clock: launch until the program exec'd (cgroup, host preparation, spawn); the rest of start_ms_berth is the wait for the exit and the teardown",
     ));
     // The same two again, back to back without the pause: shows what a start
-    // costs when the kernel's per-migration RCU state is still warm (see README).
+    // costs when the kernel's per-migration RCU state is still warm (see docs/performance.md).
     let mut b2b: Vec<Vec<f64>> = vec![Vec::new(); 2];
     for _ in 0..plan.rounds.div_ceil(4) {
         for (k, i) in [0usize, 3].into_iter().enumerate() {
