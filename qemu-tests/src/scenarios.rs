@@ -401,6 +401,8 @@ fn cgroup_v1(l: &dyn Launch) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     let mut refused = refused;
     refused.sort();
+    // Each is refused at every try of its restart policy: once is enough.
+    refused.dedup();
     let want = memory_limited_demo()?;
     if refused != want {
         return Err(format!("refused {refused:?} for want of the memory controller, want exactly {want:?} (the demo containers with memory_max)"));
@@ -585,27 +587,39 @@ fn apparmor(l: &dyn Launch) -> Result<(), String> {
     probe_on(l, "apparmor")
 }
 
-/// How many escape attempts the probe makes in its default mode (its
-/// tables in `berth-probe/attempts.rs` and `surface.rs`; the probe's unit
-/// test holds it to them). Each must be reported `blocked`.
+/// How many escape attempts the probe makes in its default mode on x86_64
+/// (its tables in `berth-probe/attempts.rs` and `surface.rs`; the probe's
+/// unit test holds it to them). Each must be reported `blocked`.
 pub const PROBE_ATTEMPTS: usize = 89;
+/// The attempts that exist on x86_64 only (`ioperm`).
+pub const PROBE_X86_ONLY: usize = 1;
 
-/// The probe's summary line when every attempt was refused and every check
-/// worked: `works` checks reported `works`.
-pub fn probe_summary(works: usize) -> String {
-    format!("PROBE done blocked={PROBE_ATTEMPTS} escaped=0 error=0 works={works} broken=0")
+/// The probe's attempt count on `arch`.
+pub fn probe_attempts(arch: &str) -> usize {
+    if arch == "x86_64" {
+        PROBE_ATTEMPTS
+    } else {
+        PROBE_ATTEMPTS - PROBE_X86_ONLY
+    }
 }
 
-/// The probe's own verdict in `lines` (its `PROBE` lines): the summary is
-/// [`probe_summary`] for the `works` lines it printed, and the `blocked`
-/// lines are exactly [`PROBE_ATTEMPTS`].
-pub fn judge_probe_summary(name: &str, lines: &[String], summary: &str) -> Result<(), String> {
+/// The probe's summary line on `arch` when every attempt was refused and
+/// every check worked: `works` checks reported `works`.
+pub fn probe_summary(arch: &str, works: usize) -> String {
+    format!("PROBE done blocked={} escaped=0 error=0 works={works} broken=0", probe_attempts(arch))
+}
+
+/// The probe's own verdict in `lines` (its `PROBE` lines) on `arch`: the
+/// summary is [`probe_summary`] for the `works` lines it printed, and the
+/// `blocked` lines are exactly [`probe_attempts`].
+pub fn judge_probe_summary(arch: &str, name: &str, lines: &[String], summary: &str) -> Result<(), String> {
     let blocked = lines.iter().filter(|l| probe_field(l, "result") == Some("blocked")).count();
     let works = lines.iter().filter(|l| probe_field(l, "result") == Some("works")).count();
-    if blocked != PROBE_ATTEMPTS {
-        return Err(format!("{name}: {blocked} attempts reported blocked, want all {PROBE_ATTEMPTS}"));
+    let want_blocked = probe_attempts(arch);
+    if blocked != want_blocked {
+        return Err(format!("{name}: {blocked} attempts reported blocked, want all {want_blocked}"));
     }
-    let want = probe_summary(works);
+    let want = probe_summary(arch, works);
     if summary != want {
         return Err(format!("{name}: the probe's summary is {summary:?}, want {want:?}"));
     }
@@ -708,7 +722,7 @@ fn probe_on(l: &dyn Launch, variant: &'static str) -> Result<(), String> {
             .find(|e| e.is("name", name) && e.get("line").is_some_and(|l| l.starts_with("PROBE done")))
             .and_then(|e| e.get("line").map(str::to_string))
             .unwrap_or_default();
-        judge_probe_summary(name, &lines, &summary)?;
+        judge_probe_summary(l.arch(), name, &lines, &summary)?;
         // Its exit code says the same: 0.
         m.set_cursor(0);
         let reaped = m.expect_event_where("reap", |e| e.is("name", name), lim.step)?;
@@ -781,7 +795,9 @@ fn corrupt_image(l: &dyn Launch) -> Result<(), String> {
     field_is(&first, "error", CORRUPT_EXEC_ERROR)?;
     let again = m.expect_event_where("container.start", |e| e.is("name", "sensor"), lim.step * 2)?;
     field_is(&again, "error", CORRUPT_EXEC_ERROR)?;
-    if m.events().iter().any(|e| e.is("name", "sensor") && (e.is("result", "ok") || e.get("line").is_some_and(|l| l.contains("reading=")))) {
+    let started = |e: &Event| e.name == "container.start" && e.is("result", "ok");
+    let read = |e: &Event| e.name == "container.log" && e.get("line").is_some_and(|l| l.contains("reading="));
+    if m.events().iter().any(|e| e.is("name", "sensor") && (started(e) || read(e))) {
         return Err("sensor started or read its corrupted image without an error".into());
     }
     // berth's loop still runs: flaky's output keeps arriving afterwards.
@@ -1055,9 +1071,11 @@ fn watchdog(l: &dyn Launch) -> Result<(), String> {
     Ok(())
 }
 
-/// Host-side slack of the reset timing: before (QEMU's reset to the
-/// kernel's first instant, lines reaching the host late) and after.
-const RESET_SLACK_S: (f64, f64) = (1.5, 3.0);
+/// Host-side slack of the reset timing: before, and after (QEMU's reset to
+/// the kernel's first instant, which on armv7 includes decompressing the
+/// zImage under TCG, and lines reaching the host late: 13.3 s seen on
+/// armv7 for a 10 s watchdog). A panic's reboot comes within a second.
+const RESET_SLACK_S: (f64, f64) = (1.5, 5.0);
 
 /// A watchdog reset comes `timeout` after the last pet, which was at most
 /// `pet` before the wedge: `reset_after` (seconds from the wedge to the
@@ -1127,7 +1145,8 @@ fn status_page(l: &dyn Launch) -> Result<(), String> {
                 let list = v["containers"].as_array().cloned().unwrap_or_default();
                 let find = |n: &str| list.iter().find(|c| c["name"] == n).cloned();
                 let web_up = find("status-web").is_some_and(|c| c["state"] == "running" && c["ready"] == true);
-                if names.iter().all(|n| find(n).is_some()) && web_up {
+                let settled = list.iter().all(|c| expected_state(c["name"].as_str().unwrap_or("")).iter().any(|s| c["state"] == *s));
+                if names.iter().all(|n| find(n).is_some()) && web_up && settled {
                     break (v, body);
                 }
                 last = body;
@@ -1185,11 +1204,13 @@ fn status_page(l: &dyn Launch) -> Result<(), String> {
 
 /// The states the status page may show for a demo container or the `net`
 /// service once the demo is up: `flaky` crashes on purpose and is
-/// restarted for ever (running, or waiting for its next start); every
-/// other one runs.
+/// restarted for ever (running, or waiting for its next start); `net` has
+/// done its work; every other one runs.
 pub fn expected_state(name: &str) -> &'static [&'static str] {
     match name {
         "flaky" => &["running", "waiting", "starting"],
+        // `berth net` configures the network and exits 0.
+        "net" => &["stopped"],
         _ => &["running"],
     }
 }
@@ -1471,12 +1492,15 @@ mod tests {
         let mut lines: Vec<String> = (0..PROBE_ATTEMPTS).map(|i| line(&format!("a{i}"), "blocked")).collect();
         lines.push(line("w", "works"));
         let good = format!("PROBE done blocked={PROBE_ATTEMPTS} escaped=0 error=0 works=1 broken=0");
-        assert_eq!(judge_probe_summary("p", &lines, &good), Ok(()));
+        assert_eq!(judge_probe_summary("x86_64", "p", &lines, &good), Ok(()));
         let escaped = good.replace("escaped=0", "escaped=1");
-        assert!(judge_probe_summary("p", &lines, &escaped).unwrap_err().contains("summary"));
-        assert!(judge_probe_summary("p", &lines, "").is_err());
+        assert!(judge_probe_summary("x86_64", "p", &lines, &escaped).unwrap_err().contains("summary"));
+        assert!(judge_probe_summary("x86_64", "p", &lines, "").is_err());
         lines.remove(0);
-        assert!(judge_probe_summary("p", &lines, &good).unwrap_err().contains(&format!("{} attempts reported blocked", PROBE_ATTEMPTS - 1)));
+        assert!(judge_probe_summary("x86_64", "p", &lines, &good).unwrap_err().contains(&format!("{} attempts reported blocked", PROBE_ATTEMPTS - 1)));
+        // One attempt fewer on the ARM boards.
+        let arm = format!("PROBE done blocked={} escaped=0 error=0 works=1 broken=0", PROBE_ATTEMPTS - 1);
+        assert_eq!(judge_probe_summary("aarch64", "p", &lines, &arm), Ok(()));
     }
 
     #[test]
@@ -1489,7 +1513,8 @@ mod tests {
         assert_eq!(judge_reset(9.0, 10.0, 3.3), Ok(()));
         assert_eq!(judge_reset(6.7, 10.0, 3.3), Ok(()));
         assert!(judge_reset(0.4, 10.0, 3.3).unwrap_err().contains("0.4 s after the wedge"));
-        assert!(judge_reset(14.0, 10.0, 3.3).is_err());
+        assert!(judge_reset(13.3, 10.0, 3.3).is_ok());
+        assert!(judge_reset(15.5, 10.0, 3.3).is_err());
     }
 
     #[test]
