@@ -36,7 +36,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
 }
 
 /// The event `ev` that `berth receive` logged (its lines come in its output).
-fn from_receive(m: &mut Machine, ev: &str, lim: &Limits) -> Result<Event, String> {
+pub(crate) fn from_receive(m: &mut Machine, ev: &str, lim: &Limits) -> Result<Event, String> {
     let outer = m.expect_event_where(
         "service.log",
         |e| e.is("name", "receive") && e.get("line").and_then(crate::event::parse_line).is_some_and(|i| i.name == ev),

@@ -284,14 +284,7 @@ fn push(l: &dyn Launch) -> Result<(), String> {
     let mut m = l.boot(&BootSpec { variant: "push", push: Some(sock.clone()), ..spec("push", "none") })?;
     expect_boot(&mut m, &lim)?;
     // The receiver is a host service: its event lines come in its output.
-    let from_receive = |m: &mut Machine, ev: &str| -> Result<Event, String> {
-        let outer = m.expect_event_where(
-            "service.log",
-            |e| e.is("name", "receive") && e.get("line").and_then(crate::event::parse_line).is_some_and(|i| i.name == ev),
-            lim.step,
-        )?;
-        outer.get("line").and_then(crate::event::parse_line).ok_or_else(|| format!("{ev}: no event in {outer:?}"))
-    };
+    let from_receive = |m: &mut Machine, ev: &str| crate::inboxfull::from_receive(m, ev, &lim);
     let listen = from_receive(&mut m, "push.listen")?;
     field_is(&listen, "port", "berth.push")?;
     let bad = l.push(&sock, &info.v2_bundle, true)?;
