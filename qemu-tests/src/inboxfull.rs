@@ -35,6 +35,17 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     vec![case(format!("{arch}/inbox-full"), move || inbox_full(l.as_ref()))]
 }
 
+/// Boot `variant` for the scenario `name` (agent mode `mode`) with a fresh
+/// host socket for pushes, through the whole boot: the machine and the
+/// socket's path.
+pub(crate) fn boot_with_push(l: &dyn Launch, variant: &'static str, name: &'static str, mode: &'static str) -> Result<(Machine, std::path::PathBuf), String> {
+    let sock = std::env::temp_dir().join(format!("berth-{name}-{}-{}.sock", l.arch(), std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let mut m = l.boot(&BootSpec { variant, push: Some(sock.clone()), ..spec(name, mode) })?;
+    expect_boot(&mut m, &limits(l.arch()))?;
+    Ok((m, sock))
+}
+
 /// The event `ev` that `berth receive` logged (its lines come in its output).
 pub(crate) fn from_receive(m: &mut Machine, ev: &str, lim: &Limits) -> Result<Event, String> {
     let outer = m.expect_event_where(
@@ -69,10 +80,7 @@ fn inbox_full(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let info = l.updates()?;
     let window = info.v2_bundle.with_file_name("trial-window.bundle");
-    let sock = std::env::temp_dir().join(format!("berth-inbox-{}-{}.sock", l.arch(), std::process::id()));
-    let _ = std::fs::remove_file(&sock);
-    let mut m = l.boot(&BootSpec { variant: "push", push: Some(sock.clone()), ..spec("inbox-full", "none") })?;
-    expect_boot(&mut m, &lim)?;
+    let (mut m, sock) = boot_with_push(l, "push", "inbox-full", "none")?;
     from_receive(&mut m, "push.listen", &lim)?;
     // 1. Release 5 on trial.
     let file = accepted(&l.push(&sock, &window, false)?, "release 5's push")?;

@@ -18,7 +18,7 @@
 use crate::event::Event;
 use crate::machine::Machine;
 use crate::scenario::{case, Case};
-use crate::scenarios::{agent_pass, expect_boot, field_is, limits, no_errors, spec, BootSpec, Launch, Limits};
+use crate::scenarios::{agent_pass, field_is, limits, no_errors, Launch, Limits};
 use std::sync::Arc;
 
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
@@ -35,10 +35,7 @@ const RELEASE_2: [&str; 2] = ["meter", "sensor"];
 fn recovery(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let info = l.updates()?;
-    let sock = std::env::temp_dir().join(format!("berth-recovery-{}-{}.sock", l.arch(), std::process::id()));
-    let _ = std::fs::remove_file(&sock);
-    let mut m = l.boot(&BootSpec { variant: "recovery", push: Some(sock.clone()), ..spec("recovery", "recovery") })?;
-    expect_boot(&mut m, &lim)?;
+    let (mut m, sock) = crate::inboxfull::boot_with_push(l, "recovery", "recovery", "recovery")?;
     let events = m.events();
     let find = |name: &str| events.iter().find(|e| e.name == name).cloned().ok_or_else(|| format!("no {name} event at boot"));
     let rejected: Event = find("release.rejected")?;

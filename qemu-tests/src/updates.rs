@@ -279,10 +279,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
 fn push(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let info = l.updates()?;
-    let sock = std::env::temp_dir().join(format!("berth-push-{}-{}.sock", l.arch(), std::process::id()));
-    let _ = std::fs::remove_file(&sock);
-    let mut m = l.boot(&BootSpec { variant: "push", push: Some(sock.clone()), ..spec("push", "none") })?;
-    expect_boot(&mut m, &lim)?;
+    let (mut m, sock) = crate::inboxfull::boot_with_push(l, "push", "push", "none")?;
     // The receiver is a host service: its event lines come in its output.
     let from_receive = |m: &mut Machine, ev: &str| crate::inboxfull::from_receive(m, ev, &lim);
     let listen = from_receive(&mut m, "push.listen")?;
