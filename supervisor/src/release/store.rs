@@ -184,7 +184,10 @@ pub struct Collected {
     pub releases: usize,
 }
 
-/// The store.
+/// The store. A clone is a second handle on the same directory: the
+/// loop hands one to a helper thread for a durable write and adopts it
+/// back (see `supervise::begin`); only one of them may write at a time.
+#[derive(Debug, Clone)]
 pub struct Store<I: Io = SysIo> {
     dir: PathBuf,
     io: I,

@@ -22,6 +22,7 @@
 //! partition, `reboot(2)`. A second request while shutting down is logged and
 //! ignored. PID 1 never returns from [`run`].
 
+mod begin;
 mod commands;
 pub mod life;
 pub mod output;
@@ -293,6 +294,8 @@ pub struct Pid1 {
     stalls: stall::Stalls,
     /// A release switch whose specs are being prepared off the loop.
     switch: Option<Box<switch::Switching>>,
+    /// A staged release being verified and put on trial off the loop.
+    begin: Option<Box<begin::Beginning>>,
     /// When the watchdog's next pet is due.
     pet_due: f64,
 }
@@ -350,6 +353,7 @@ impl Pid1 {
             stage: stage::State::default(),
             stalls: stall::Stalls::new(stall::threshold(None)),
             switch: None,
+            begin: None,
             pet_due: f64::INFINITY,
         }
     }
@@ -783,8 +787,10 @@ impl Pid1 {
             return;
         }
         if slot.replace.is_some() {
+            // The new spec starts on the next timer wake-up (its slot is
+            // due now): the reap and the start are two short handlers.
             self.take_replacement(i);
-            self.tick();
+            self.arm_deadline();
             return;
         }
         if slot.held {
@@ -959,6 +965,10 @@ impl Pid1 {
             switch::TOKEN_SWITCH => {
                 self.on_switch();
                 Kind::Switch
+            }
+            begin::TOKEN_BEGIN => {
+                self.on_begin();
+                Kind::Begin
             }
             TOKEN_CONSOLE => {
                 crate::log::console::drain();

@@ -288,11 +288,14 @@ impl Pid1 {
             Event::info("update.inbox").kv("bundle", &s.bundle).kv("removed", path.display()).kv("why", why).result(&r.map_err(|e| e.to_string())).emit();
         }
         let elapsed_ms = ((crate::log::now() - s.since) * 1e3) as u64;
-        let result = match report.outcome {
-            Outcome::Refused { kind, reason } => Err(self.refused(&s.bundle, kind.name(), &reason)),
-            Outcome::Staged(st) => self.take_staged(&s.bundle, st, elapsed_ms),
-        };
-        self.answer(&s.origin, result);
+        match report.outcome {
+            Outcome::Refused { kind, reason } => {
+                let why = self.refused(&s.bundle, kind.name(), &reason);
+                self.answer(&s.origin, Err(why));
+            }
+            // Answered once verified and on trial (see super::begin).
+            Outcome::Staged(st) => self.begin_staged(&s.bundle, st, elapsed_ms, s.origin),
+        }
     }
 
     /// Log a refusal (and end the update being staged with it); its text.
@@ -304,7 +307,7 @@ impl Pid1 {
 
     /// Tell the inbox's events how the staging (and the switch) went
     /// (`berthctl update` was answered when it started).
-    fn answer(&mut self, origin: &Origin, result: Result<String, String>) {
+    pub(super) fn answer(&mut self, origin: &Origin, result: Result<String, String>) {
         if let (Origin::Inbox { base, .. }, Ok(msg)) = (origin, result) {
             let bundle = Path::new(inbox::INBOX).join(base);
             Event::info("update.inbox").kv("bundle", bundle.display()).kv("result", "ok").kv("detail", msg).emit();

@@ -40,6 +40,7 @@ pub enum Kind {
     Start,
     Console,
     Switch,
+    Begin,
 }
 
 impl Kind {
@@ -59,6 +60,7 @@ impl Kind {
             Kind::Start => "start",
             Kind::Console => "console",
             Kind::Switch => "switch",
+            Kind::Begin => "trial-begin",
         }
     }
 }

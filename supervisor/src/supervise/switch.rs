@@ -50,7 +50,7 @@ pub(super) struct Switching {
 impl Pid1 {
     /// Whether a switch is in flight (then nothing else may stage).
     pub(super) fn switching(&self) -> bool {
-        self.switch.is_some()
+        self.switch.is_some() || self.begin.is_some()
     }
 
     /// Begin making `release` the running one: decide the indices here,
@@ -81,7 +81,7 @@ impl Pid1 {
             let mut index_of = |n: &str| indices.iter().find(|(m, _)| m == n).map_or(0, |(_, i)| *i);
             crate::containers::prepare_some(&copy, &board, &names, &mut index_of)
         };
-        match spawn(job) {
+        match spawn("berth-switch", job) {
             Ok((wake, report)) => {
                 if let Some(epoll) = &self.epoll {
                     use nix::sys::epoll::{EpollEvent, EpollFlags};
@@ -236,17 +236,16 @@ impl Pid1 {
     }
 }
 
-type Job = Box<dyn FnOnce() -> Vec<crate::containers::Spec> + Send>;
+/// Work handed to a helper thread, returning `T`.
+pub(super) type Job<T> = Box<dyn FnOnce() -> T + Send>;
 
-/// Run `job` in a helper thread; its report comes through the channel, and
-/// a byte on the pipe (non-blocking, close-on-exec) wakes the loop. On
-/// error the job comes back to be run here.
+/// Run `job` in a helper thread named `name`; its report comes through the
+/// channel, and a byte on the pipe (non-blocking, close-on-exec) wakes the
+/// loop. On error the job comes back to be run here.
 #[allow(clippy::type_complexity)]
-fn spawn(
-    job: impl FnOnce() -> Vec<crate::containers::Spec> + Send + 'static,
-) -> Result<(OwnedFd, mpsc::Receiver<Vec<crate::containers::Spec>>), (String, Job)> {
+pub(super) fn spawn<T: Send + 'static>(name: &str, job: impl FnOnce() -> T + Send + 'static) -> Result<(OwnedFd, mpsc::Receiver<T>), (String, Job<T>)> {
     use nix::fcntl::OFlag;
-    let job: Job = Box::new(job);
+    let job: Job<T> = Box::new(job);
     let (r, w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
         Ok(p) => p,
         Err(e) => return Err((format!("pipe: {}", crate::mount::errno_text(e)), job)),
@@ -256,20 +255,19 @@ fn spawn(
     // reachable until then so that a failed spawn can hand it back.
     let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(job)));
     let inside = std::sync::Arc::clone(&slot);
-    let spawned = std::thread::Builder::new().name("berth-switch".into()).spawn(move || {
+    let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
         let job = inside.lock().ok().and_then(|mut j| j.take());
-        let specs = job.map(|j| j()).unwrap_or_default();
-        let _ = tx.send(specs);
+        if let Some(j) = job {
+            let _ = tx.send(j());
+        }
         let _ = nix::unistd::write(&w, &[1u8]);
     });
     match spawned {
         Ok(_) => Ok((r, rx)),
-        Err(e) => {
-            let job = slot.lock().ok().and_then(|mut j| j.take());
-            match job {
-                Some(job) => Err((format!("thread: {e}"), job)),
-                None => Err((format!("thread: {e}"), Box::new(Vec::new))),
-            }
-        }
+        Err(e) => match slot.lock().ok().and_then(|mut j| j.take()) {
+            Some(job) => Err((format!("thread: {e}"), job)),
+            // The thread took it and ran: its report comes as usual.
+            None => Ok((r, rx)),
+        },
     }
 }

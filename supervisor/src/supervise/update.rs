@@ -129,56 +129,6 @@ impl Pid1 {
         self.stage.quarantined = inbox::load(Path::new(inbox::QUARANTINE));
     }
 
-    /// What the stager staged: read back and verify its release object,
-    /// put it on trial and switch (or reboot into it). Cheap steps only:
-    /// the images are in the store and mapped already.
-    pub(super) fn take_staged(&mut self, bundle: &str, st: crate::stager::Staged, staging_ms: u64) -> Result<String, String> {
-        let Some(u) = self.updates.as_mut() else {
-            return Err("no release store on this device".into());
-        };
-        let entry = crate::release::record::Entry { digest: st.release, version: st.version };
-        let images_added = usize::try_from(st.images_added).unwrap_or(usize::MAX);
-        let staged = match u.store.staged(entry, &u.keys, &u.board.name, images_added, st.bytes) {
-            Ok(s) => s,
-            Err(e) => {
-                crate::images::unmap(&st.mapped);
-                return Err(self.refused(bundle, "device", &format!("the staged release does not check out: {e}")));
-            }
-        };
-        let release = staged.verified.release.clone();
-        let worst = self.stalls.marked;
-        Event::info("update.staged")
-            .kv("bundle", bundle)
-            .kv("version", release.version)
-            .kv("images_added", staged.images_added)
-            .kv("bytes", staged.bytes)
-            .kv("staging_ms", staging_ms)
-            .kv("loop_max_ms", format_args!("{:.1}", worst.handler_s * 1e3))
-            .kv("pet_late_max_ms", format_args!("{:.1}", worst.pet_late_s * 1e3))
-            .emit();
-        if let Some(open) = self.stage.log.open() {
-            open.version = Some(release.version);
-        }
-        if release.reboot {
-            if let Err(e) = u.store.begin_trial(&staged, true) {
-                return Err(self.refused(bundle, "device", &e.to_string()));
-            }
-            self.stage.log.end(crate::outcome::Phase::Rebooting, "", "");
-            Event::info("update.reboot").kv("version", release.version).emit();
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
-            return Ok(format!("release {} staged; rebooting into it", release.version));
-        }
-        if let Err(e) = u.store.begin_trial(&staged, false) {
-            crate::images::unmap(&st.mapped);
-            return Err(self.refused(bundle, "device", &e.to_string()));
-        }
-        let key_id = staged.verified.key_id.to_string();
-        let trial = Trial::new(&release);
-        let version = release.version;
-        self.switch_to(release, &key_id, super::switch::Then::Trial(trial));
-        Ok(format!("switching to release {version}; on trial"))
-    }
-
     /// A slot whose container ended and that has a new spec waiting: swap it
     /// in and start afresh.
     pub(super) fn take_replacement(&mut self, i: usize) {
