@@ -242,7 +242,7 @@ pub fn file_key_id(path: &std::path::Path) -> Result<KeyId, KeyError> {
 #[cfg(any(feature = "host", test))]
 fn private_key_public(text: &[u8]) -> Result<[u8; PUBLIC_KEY_LENGTH], std::string::String> {
     let text = core::str::from_utf8(text).map_err(|_| "holds a private key that is not text".to_owned())?;
-    signing_key_from_pkcs8_pem(text).map(|k| k.verifying_key().to_bytes()).map_err(|e| e.reason)
+    signing_key_from_pkcs8_pem(text).map(|k| k.verifying_key().to_bytes()).map_err(|e| format!("holds a private key that {}", e.reason))
 }
 
 /// The device build reads no private keys.
@@ -268,8 +268,11 @@ pub fn signing_key_from_seed(seed: &[u8; 32]) -> ed25519_dalek::SigningKey {
 /// A signing key from PKCS#8 PEM text, as `openssl genpkey -algorithm ed25519` writes it.
 #[cfg(any(feature = "host", test))]
 pub fn signing_key_from_pkcs8_pem(text: &str) -> Result<ed25519_dalek::SigningKey, KeyError> {
-    use ed25519_dalek::pkcs8::DecodePrivateKey;
-    ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| kerr("private key", format!("is not an Ed25519 PKCS#8 PEM key: {e}")))
+    use ed25519_dalek::pkcs8::{spki, DecodePrivateKey, Error};
+    ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| match e {
+        Error::PublicKey(spki::Error::OidUnknown { .. }) => kerr("private key", "is not an Ed25519 key (PKCS#8 of another algorithm)"),
+        e => kerr("private key", format!("is not an Ed25519 PKCS#8 PEM key: {e}")),
+    })
 }
 
 /// A fresh key pair from the kernel's random source: the private key as
@@ -392,6 +395,15 @@ mod tests {
         std::fs::write(dir.join("big"), vec![b'a'; KEY_FILE_MAX + 1]).unwrap();
         assert!(file_key_id(&dir.join("big")).unwrap_err().reason.contains("longer than"));
         assert!(file_key_id(&dir.join("missing")).is_err());
+        // Another algorithm's PKCS#8 key: a throwaway P-256 key made by `openssl genpkey` for this test.
+        let ec = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg/obv+CtR7JffF9zg
+NK5dxJxY2Gf+BzdmQ+GtWH/5JnWhRANCAAQzF9VcT5gXIsPF1mhPDzIRiR5kUtg4
+/3s6HgU3pJKQG1dRuZaNVwFOev4d6WSiA4xE8aMNKBvW51QJjDZTd0/B
+-----END PRIVATE KEY-----
+";
+        std::fs::write(dir.join("ec.pem"), ec).unwrap();
+        assert_eq!(file_key_id(&dir.join("ec.pem")).unwrap_err().reason, "holds a private key that is not an Ed25519 key (PKCS#8 of another algorithm)");
         let mut ident = std::string::String::from("01");
         ident.push_str(&"0".repeat(62));
         std::fs::write(dir.join("weak"), ident).unwrap();
