@@ -250,6 +250,8 @@ const USAGE: &str = "usage: berth --version
        berth console DEVICE                                                 (on the device: a berthctl prompt on a serial console)
        berth receive PORT                                                   (on the device: update bundles pushed over the virtio port named PORT go into the inbox)
        berth stage                                                          (on the device, started by berth itself: stages the update bundle on its standard input)
+       berth keyid FILE                                                     the id of the Ed25519 key in FILE: a PEM public key,
+                                                                            64 hex digits, or (host build) a PKCS#8 PEM private key
        berth check-board FILE.toml                                          (host build)
        berth verify --keys DIR FILE [--board NAME] [--stored-version N]     (host build)
        berth inspect IMAGE [--salt HEX] [--root HEX]                        (host build)
@@ -285,6 +287,16 @@ fn cli(args: &[String]) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth console: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some("keyid") if args.len() == 2 => match berth::release::file_key_id(std::path::Path::new(args.get(1).map(String::as_str).unwrap_or(""))) {
+            Ok(id) => {
+                println!("{id}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("berth keyid: {e}");
                 ExitCode::FAILURE
             }
         },

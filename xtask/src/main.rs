@@ -59,6 +59,9 @@ const USAGE: &str = "usage: cargo xtask <command>
                                 into target/tools on first use); --check fails when it is stale
   check-board FILE...           validate board config files
   keygen --out DIR              write a signing key pair (signing-key.pem, <key id>.pub)
+  keyid FILE                    print the id of the Ed25519 key in FILE: a PEM public key (as
+                                `openssl pkey -pubout` writes it), a <key id>.pub, or a PKCS#8
+                                PEM private key (as `openssl genpkey -algorithm ed25519` writes it)
   release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE
                                 build the images of a manifest directory (default manifests/)
                                 and sign the release (default: the development key)
@@ -247,6 +250,7 @@ fn main() -> ExitCode {
             Some(dir) => release::keygen(dir).map(|_| ()),
             None => Err("usage: cargo xtask keygen --out DIR".into()),
         },
+        "keyid" => release::keyid(&args.rest),
         "release" => make_release(&root, &args),
         "bundle" => make_bundle(&root, &args),
         "push" => push(&root, &args),

@@ -63,15 +63,39 @@ pub fn load_signing_key(path: &Path) -> Result<keys::SigningKey, String> {
     keys::signing_key_from_pkcs8_pem(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The public key files (`*.pub`) in a directory, for the system image.
+/// The public key files in a directory, for the system image: every
+/// `*.pub`, and every `*.pem` that holds a public key (PEM private keys,
+/// such as the development `signing-key.pem`, are left out; any other PEM
+/// is an error, as it would be on the device).
 pub fn public_keys(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pub"))
-        .collect();
+    let mut v = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        match path.extension().and_then(|x| x.to_str()) {
+            Some("pub") => v.push(path),
+            Some("pem") => {
+                let text = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                match berth::release::pem::public_key(&text) {
+                    Ok(_) => v.push(path),
+                    Err(berth::release::pem::PemError::PrivateKey { .. }) => {}
+                    Err(e) => return Err(format!("{}: {e}", path.display())),
+                }
+            }
+            _ => {}
+        }
+    }
     v.sort();
     Ok(v)
+}
+
+/// `cargo xtask keyid FILE`: print the id of the key in FILE.
+pub fn keyid(args: &[String]) -> Result<(), String> {
+    let [file] = args else {
+        return Err("usage: cargo xtask keyid FILE (a PEM public or private key, or a <key id>.pub)".into());
+    };
+    let id = keys::file_key_id(Path::new(file)).map_err(|e| e.to_string())?;
+    println!("{id}");
+    Ok(())
 }
 
 /// `release.toml` in the manifest directory: `version` (required),
@@ -470,5 +494,45 @@ mod tests {
         fs::write(&f, "name = \"a\"\nversion = \"1\"\nimage = \"x\"\n[entry]\nargv = [\"/bin/a\"]\n[build]\nbinary = \"a\"\n").unwrap();
         assert!(read_manifest(&f).unwrap_err().contains("field image"));
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The image gets the public keys of a directory, never its private key.
+    #[test]
+    fn public_keys_leave_private_keys_out() {
+        let dir = std::env::temp_dir().join(format!("xtask-public-keys-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        keygen(&dir).unwrap();
+        let signing = load_signing_key(&dir.join(DEV_KEY)).unwrap();
+        let pem = {
+            use berth::release::pem;
+            // The public key as `openssl pkey -pubout` writes it, built by hand.
+            let b64 = base64(&[&[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00][..], signing.verifying_key().as_bytes()].concat());
+            let text = format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n");
+            assert_eq!(&pem::public_key(text.as_bytes()).unwrap(), signing.verifying_key().as_bytes());
+            text
+        };
+        fs::write(dir.join("release.pem"), &pem).unwrap();
+        let names: Vec<String> = public_keys(&dir).unwrap().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let id = berth::release::key_id(&signing.verifying_key());
+        assert_eq!(names, [format!("{id}.pub"), "release.pem".to_owned()]);
+        // Both name the same key: the directory as a whole trusts it twice.
+        assert!(berth::release::TrustedKeys::load_dir(&dir).unwrap_err().reason.contains("twice"));
+        fs::write(dir.join("release.pem"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        assert!(public_keys(&dir).unwrap_err().contains("CERTIFICATE"));
+        assert!(keyid(&[dir.join(DEV_KEY).display().to_string()]).is_ok());
+        assert!(keyid(&[]).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn base64(bytes: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for c in bytes.chunks(3) {
+            let n = c.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                s.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+            }
+        }
+        s
     }
 }

@@ -1,12 +1,23 @@
 //! Trusted release keys.
 //!
 //! The system image holds several public keys so that keys can be rotated
-//! without a reflash. Each is a file `<id>.pub` in one directory, where `<id>`
-//! is the key id in 16 lowercase hex digits and the file holds the 32-byte
-//! Ed25519 public key as 64 hex digits (a trailing newline is allowed). A key
-//! id is the first 8 bytes of SHA-256 of the 32-byte public key; the loader
-//! checks that the file name matches. Other files in the directory are ignored.
+//! without a reflash, one file each in one directory, in either of two forms:
+//!
+//! - `<id>.pub`, where `<id>` is the key id in 16 lowercase hex digits and the
+//!   file holds the 32-byte Ed25519 public key as 64 hex digits (surrounding
+//!   whitespace allowed); the loader checks that the name matches the key;
+//! - `<any name>.pem`, an Ed25519 public key in PEM as `openssl pkey -pubout`
+//!   writes it (see [`super::pem`] for exactly what is read). A PEM private
+//!   key (`-----BEGIN PRIVATE KEY-----`, as `cargo xtask keygen` and
+//!   `openssl genpkey` write it) is passed over: it is never trusted, and the
+//!   image tools never copy it onto an image.
+//!
+//! A key id is the first 8 bytes of SHA-256 of the 32-byte public key,
+//! whichever form the key came in. Other files in the directory are ignored.
+//! Limits: at most [`KEYS_MAX`] keys, [`KEY_FILE_MAX`] bytes a file, and
+//! 256 directory entries; a key trusted twice (say as both forms) is an error.
 
+use super::pem::{self, PemError};
 use core::fmt;
 use ed25519_dalek::{VerifyingKey, PUBLIC_KEY_LENGTH};
 use heapless::Vec;
@@ -15,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 /// Most trusted keys.
 pub const KEYS_MAX: usize = 8;
 /// Largest key file read (bytes).
-pub const KEY_FILE_MAX: usize = 256;
+pub const KEY_FILE_MAX: usize = super::pem::PEM_MAX;
 /// Most directory entries looked at when loading keys.
 const DIR_ENTRIES_MAX: usize = 256;
 
@@ -45,7 +56,12 @@ impl KeyId {
 
 /// The id of a public key.
 pub fn key_id(key: &VerifyingKey) -> KeyId {
-    let digest = Sha256::digest(key.as_bytes());
+    id_of_bytes(key.as_bytes())
+}
+
+/// The id of a public key given as its 32 bytes.
+fn id_of_bytes(key: &[u8; PUBLIC_KEY_LENGTH]) -> KeyId {
+    let digest = Sha256::digest(key);
     let mut id = [0u8; 8];
     id.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
     KeyId(id)
@@ -129,9 +145,8 @@ impl TrustedKeys {
         super::hex_decode(text.trim(), &mut key).then_some(key)
     }
 
-    /// Load every `<id>.pub` in `dir` (at most [`KEYS_MAX`]).
+    /// Load every key file in `dir` (see the module doc).
     pub fn load_dir(dir: &std::path::Path) -> Result<TrustedKeys, KeyError> {
-        use std::io::Read;
         let shown = dir.display().to_string();
         let entries = std::fs::read_dir(dir).map_err(|e| kerr(&shown, e.to_string()))?;
         let mut keys = TrustedKeys::new();
@@ -141,30 +156,99 @@ impl TrustedKeys {
             }
             let entry = entry.map_err(|e| kerr(&shown, e.to_string()))?;
             let path = entry.path();
-            let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".pub")) else {
+            let Some(bytes) = trusted_file(&path)? else {
                 continue;
             };
-            let what = path.display().to_string();
-            let Some(id) = KeyId::parse(stem) else {
-                return Err(kerr(what, "file name must be the key id in 16 hex digits, then .pub"));
-            };
-            let file = std::fs::File::open(&path).map_err(|e| kerr(&what, e.to_string()))?;
-            let mut text = std::string::String::new();
-            file.take(KEY_FILE_MAX as u64 + 1).read_to_string(&mut text).map_err(|e| kerr(&what, e.to_string()))?;
-            if text.len() > KEY_FILE_MAX {
-                return Err(kerr(what, format!("longer than {KEY_FILE_MAX} bytes")));
-            }
-            let Some(bytes) = Self::parse_key_file(&text) else {
-                return Err(kerr(what, "must hold the public key as 64 hex digits"));
-            };
-            let got = keys.add_bytes(&bytes).map_err(|e| kerr(&what, e.reason))?;
-            if got != id {
-                return Err(kerr(what, format!("holds key {got}, not {id}")));
-            }
+            keys.add_bytes(&bytes).map_err(|e| kerr(path.display().to_string(), e.reason))?;
         }
         Ok(keys)
     }
+}
+
+/// Up to [`KEY_FILE_MAX`] bytes of a key file.
+fn read_key_file(path: &std::path::Path) -> Result<std::vec::Vec<u8>, KeyError> {
+    use std::io::Read;
+    let what = || path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| kerr(what(), e.to_string()))?;
+    let mut text = std::vec::Vec::new();
+    file.take(KEY_FILE_MAX as u64 + 1).read_to_end(&mut text).map_err(|e| kerr(what(), e.to_string()))?;
+    if text.len() > KEY_FILE_MAX {
+        return Err(kerr(what(), format!("longer than {KEY_FILE_MAX} bytes")));
+    }
+    Ok(text)
+}
+
+/// 64 hex digits, or what is wrong with `text`.
+fn hex_key(text: &[u8]) -> Result<[u8; PUBLIC_KEY_LENGTH], &'static str> {
+    if pem::is_pem(text) {
+        return Err("must hold the public key as 64 hex digits (a PEM public key goes in a file whose name ends .pem)");
+    }
+    core::str::from_utf8(text).ok().and_then(TrustedKeys::parse_key_file).ok_or("must hold the public key as 64 hex digits")
+}
+
+/// The public key a file of the keys directory contributes: `<id>.pub`
+/// (its name checked against the key) or a `.pem` public key. `None` for
+/// every other name and for a PEM private key.
+fn trusted_file(path: &std::path::Path) -> Result<Option<[u8; PUBLIC_KEY_LENGTH]>, KeyError> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(None);
+    };
+    let what = || path.display().to_string();
+    if let Some(stem) = name.strip_suffix(".pub") {
+        let Some(id) = KeyId::parse(stem) else {
+            return Err(kerr(what(), "file name must be the key id in 16 hex digits, then .pub (or end .pem for a PEM public key)"));
+        };
+        let bytes = hex_key(&read_key_file(path)?).map_err(|r| kerr(what(), r))?;
+        let got = id_of_bytes(&bytes);
+        if got != id {
+            return Err(kerr(what(), format!("holds key {got}, not {id}")));
+        }
+        return Ok(Some(bytes));
+    }
+    if !name.ends_with(".pem") {
+        return Ok(None);
+    }
+    match pem::public_key(&read_key_file(path)?) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(PemError::PrivateKey { .. }) => Ok(None),
+        Err(e) => Err(kerr(what(), e.to_string())),
+    }
+}
+
+/// The id of the key in `path`, whatever its name: a PEM public key, 64 hex
+/// digits (when the name is `<id>.pub`, that id must match), and in host
+/// builds a PKCS#8 PEM private key. Refuses a key a device would not trust.
+pub fn file_key_id(path: &std::path::Path) -> Result<KeyId, KeyError> {
+    let what = || path.display().to_string();
+    let text = read_key_file(path)?;
+    let bytes = if pem::is_pem(&text) {
+        match pem::public_key(&text) {
+            Ok(bytes) => bytes,
+            Err(PemError::PrivateKey { .. }) => private_key_public(&text).map_err(|r| kerr(what(), r))?,
+            Err(e) => return Err(kerr(what(), e.to_string())),
+        }
+    } else {
+        hex_key(&text).map_err(|r| kerr(what(), r))?
+    };
+    let id = TrustedKeys::new().add_bytes(&bytes).map_err(|e| kerr(what(), e.reason))?;
+    let named = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".pub")).and_then(KeyId::parse);
+    match named {
+        Some(named) if named != id => Err(kerr(what(), format!("holds key {id}, not {named}"))),
+        _ => Ok(id),
+    }
+}
+
+/// The public half of a PKCS#8 PEM private key.
+#[cfg(any(feature = "host", test))]
+fn private_key_public(text: &[u8]) -> Result<[u8; PUBLIC_KEY_LENGTH], std::string::String> {
+    let text = core::str::from_utf8(text).map_err(|_| "holds a private key that is not text".to_owned())?;
+    signing_key_from_pkcs8_pem(text).map(|k| k.verifying_key().to_bytes()).map_err(|e| format!("holds a private key that {}", e.reason))
+}
+
+/// The device build reads no private keys.
+#[cfg(not(any(feature = "host", test)))]
+fn private_key_public(_: &[u8]) -> Result<[u8; PUBLIC_KEY_LENGTH], std::string::String> {
+    Err("holds a private key; this build reads public keys only (use the host build, or the public key)".into())
 }
 
 /// The file name and contents that trust `key` (see the module doc).
@@ -184,8 +268,11 @@ pub fn signing_key_from_seed(seed: &[u8; 32]) -> ed25519_dalek::SigningKey {
 /// A signing key from PKCS#8 PEM text, as `openssl genpkey -algorithm ed25519` writes it.
 #[cfg(any(feature = "host", test))]
 pub fn signing_key_from_pkcs8_pem(text: &str) -> Result<ed25519_dalek::SigningKey, KeyError> {
-    use ed25519_dalek::pkcs8::DecodePrivateKey;
-    ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| kerr("private key", format!("is not an Ed25519 PKCS#8 PEM key: {e}")))
+    use ed25519_dalek::pkcs8::{spki, DecodePrivateKey, Error};
+    ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| match e {
+        Error::PublicKey(spki::Error::OidUnknown { .. }) => kerr("private key", "is not an Ed25519 key (PKCS#8 of another algorithm)"),
+        e => kerr("private key", format!("is not an Ed25519 PKCS#8 PEM key: {e}")),
+    })
 }
 
 /// A fresh key pair from the kernel's random source: the private key as
@@ -243,6 +330,87 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `key` as `openssl pkey -pubout` writes it.
+    fn public_pem(key: &VerifyingKey) -> std::string::String {
+        use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePublicKey};
+        key.to_public_key_pem(LineEnding::LF).unwrap()
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("berth-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn load_dir_reads_pem_public_keys_and_passes_over_private_ones() {
+        let dir = temp_dir("pem-keys");
+        let a = signing_key_from_seed(&[1; 32]).verifying_key();
+        let b = signing_key_from_seed(&[2; 32]).verifying_key();
+        std::fs::write(dir.join("release-2025.pem"), public_pem(&a)).unwrap();
+        let (name, text) = key_file(&b);
+        std::fs::write(dir.join(name), text).unwrap();
+        let (private, _) = keygen().unwrap();
+        std::fs::write(dir.join("signing-key.pem"), private).unwrap();
+        let keys = TrustedKeys::load_dir(&dir).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.get(&key_id(&a)), Some(&a));
+        assert_eq!(keys.get(&key_id(&b)), Some(&b));
+        // The same key in both forms is trusted twice.
+        std::fs::write(dir.join("b.pem"), public_pem(&b)).unwrap();
+        assert!(TrustedKeys::load_dir(&dir).unwrap_err().reason.contains("twice"));
+        // A PEM that is not an Ed25519 public key names the file and the fault.
+        std::fs::write(dir.join("b.pem"), "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n").unwrap();
+        let e = TrustedKeys::load_dir(&dir).unwrap_err();
+        assert!(e.what.ends_with("b.pem") && e.reason.contains("no -----END PUBLIC KEY----- line"), "{e}");
+        // A PEM key under a `.pub` name is pointed at `.pem`.
+        std::fs::remove_file(dir.join("b.pem")).unwrap();
+        std::fs::write(dir.join(format!("{}.pub", key_id(&a))), public_pem(&a)).unwrap();
+        assert!(TrustedKeys::load_dir(&dir).unwrap_err().reason.contains("ends .pem"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn file_key_id_reads_every_form() {
+        let dir = temp_dir("key-id");
+        let signing = signing_key_from_seed(&[5; 32]);
+        let key = signing.verifying_key();
+        let id = key_id(&key);
+        let (name, hex) = key_file(&key);
+        let private = {
+            use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+            signing.to_pkcs8_pem(LineEnding::LF).unwrap().as_str().to_owned()
+        };
+        for (file, text) in [(name.as_str(), hex.as_str()), ("any-name.txt", hex.as_str()), ("k.pub.pem", &public_pem(&key)), ("k.pem", &private)] {
+            std::fs::write(dir.join(file), text).unwrap();
+            assert_eq!(file_key_id(&dir.join(file)), Ok(id), "{file}");
+        }
+        // Errors name the file and what is wrong.
+        std::fs::write(dir.join("0000000000000000.pub"), &hex).unwrap();
+        let e = file_key_id(&dir.join("0000000000000000.pub")).unwrap_err();
+        assert!(e.what.ends_with("0000000000000000.pub") && e.reason == format!("holds key {id}, not 0000000000000000"), "{e}");
+        std::fs::write(dir.join("junk"), "hello").unwrap();
+        assert!(file_key_id(&dir.join("junk")).unwrap_err().reason.contains("64 hex digits"));
+        std::fs::write(dir.join("big"), vec![b'a'; KEY_FILE_MAX + 1]).unwrap();
+        assert!(file_key_id(&dir.join("big")).unwrap_err().reason.contains("longer than"));
+        assert!(file_key_id(&dir.join("missing")).is_err());
+        // Another algorithm's PKCS#8 key: a throwaway P-256 key made by `openssl genpkey` for this test.
+        let ec = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg/obv+CtR7JffF9zg
+NK5dxJxY2Gf+BzdmQ+GtWH/5JnWhRANCAAQzF9VcT5gXIsPF1mhPDzIRiR5kUtg4
+/3s6HgU3pJKQG1dRuZaNVwFOev4d6WSiA4xE8aMNKBvW51QJjDZTd0/B
+-----END PRIVATE KEY-----
+";
+        std::fs::write(dir.join("ec.pem"), ec).unwrap();
+        assert_eq!(file_key_id(&dir.join("ec.pem")).unwrap_err().reason, "holds a private key that is not an Ed25519 key (PKCS#8 of another algorithm)");
+        let mut ident = std::string::String::from("01");
+        ident.push_str(&"0".repeat(62));
+        std::fs::write(dir.join("weak"), ident).unwrap();
+        assert!(file_key_id(&dir.join("weak")).unwrap_err().reason.contains("weak"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn at_most_keys_max_and_no_duplicates() {
         let mut keys = TrustedKeys::new();
@@ -288,6 +456,10 @@ mod tests {
         let der = std::process::Command::new("openssl").args(["pkey", "-pubout", "-outform", "DER", "-in"]).arg(&priv_path).output().unwrap();
         assert!(der.status.success());
         assert_eq!(&der.stdout[der.stdout.len() - 32..], key.verifying_key().as_bytes());
+        // openssl's PEM public key reads as the same key.
+        let pem_out = std::process::Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&priv_path).output().unwrap();
+        assert!(pem_out.status.success());
+        assert_eq!(&pem::public_key(&pem_out.stdout).unwrap(), key.verifying_key().as_bytes());
         assert!(signing_key_from_pkcs8_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

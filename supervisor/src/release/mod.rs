@@ -58,6 +58,7 @@ pub mod current;
 pub mod durable;
 pub mod inbox;
 mod keys;
+pub mod pem;
 pub mod record;
 pub mod room;
 pub mod state;
@@ -65,7 +66,7 @@ pub mod store;
 
 pub use bounded::BoundedVec;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use keys::{key_file, key_id, KeyError, KeyId, TrustedKey, TrustedKeys, KEYS_MAX, KEY_FILE_MAX};
+pub use keys::{file_key_id, key_file, key_id, KeyError, KeyId, TrustedKey, TrustedKeys, KEYS_MAX, KEY_FILE_MAX};
 #[cfg(any(feature = "host", test))]
 pub use keys::{keygen, signing_key_from_pkcs8_pem, signing_key_from_seed};
 
