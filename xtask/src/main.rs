@@ -1026,6 +1026,8 @@ fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), S
     for h in uapi::ensure_all(root)? {
         say(&format!("{}: kernel headers {}", h.arch(), h.version));
     }
+    say("checking formatting and clippy (warnings denied)");
+    testrun::lint(root)?;
     say("running the host unit tests (root tests included)");
     testrun::host_unit_tests(root, tally)?;
     // The third-party notices must match the dependency tree.

@@ -1,7 +1,8 @@
 //! `cargo xtask test`'s accounting: runs the host unit tests (as root, with
 //! the root tests made mandatory) and keeps the count of cases passed,
 //! failed and skipped over the host tests and the QEMU cases, for the one
-//! summary line the command ends with.
+//! summary line the command ends with. Before them, [`lint`]: formatting
+//! and clippy with warnings denied.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -89,6 +90,31 @@ pub fn host_unit_tests(root: &Path, tally: &mut Tally) -> Result<(), String> {
     }
     if summaries == 0 {
         return Err("cargo test printed no test summary: no host unit test ran".into());
+    }
+    Ok(())
+}
+
+/// The lint gate: `cargo fmt --all -- --check`, then `cargo clippy` on
+/// every crate and target (with berth's host and test-hook features, so
+/// the code behind them is linted too) and on berth's device build, with
+/// warnings denied. Either one
+/// failing fails the run, naming it.
+pub fn lint(root: &Path) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let steps: [(&str, &[&str]); 3] = [
+        ("formatting (cargo fmt --all -- --check)", &["fmt", "--all", "--", "--check"]),
+        (
+            "clippy (warnings denied)",
+            &["clippy", "--workspace", "--all-targets", "--quiet", "--features", "berth/host,berth/test-hooks", "--", "-D", "warnings"],
+        ),
+        // The device build: what only compiles without the host feature.
+        ("clippy on the device build (warnings denied)", &["clippy", "-p", "berth", "--quiet", "--", "-D", "warnings"]),
+    ];
+    for (what, args) in steps {
+        let st = Command::new(&cargo).current_dir(root).args(args).stdin(Stdio::null()).status().map_err(|e| format!("{what}: {e}"))?;
+        if !st.success() {
+            return Err(format!("{what} failed ({st}); see above"));
+        }
     }
     Ok(())
 }
