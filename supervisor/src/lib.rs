@@ -15,6 +15,7 @@ pub mod console;
 pub mod container;
 pub mod containers;
 pub mod control;
+pub mod ctlargs;
 pub mod ctlclient;
 pub mod ctlsock;
 pub mod dhcp;
