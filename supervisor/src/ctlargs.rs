@@ -91,7 +91,7 @@ struct Spec {
     /// Operand names, in order; all required.
     operands: &'static [&'static str],
     opts: &'static [Opt],
-    /// One line for the overview (after the name).
+    /// One line for the overview.
     summary: &'static str,
     /// The command's own help, after its usage line.
     help: &'static str,
@@ -104,7 +104,7 @@ const SPECS: &[Spec] = &[
         name: "status",
         operands: &[],
         opts: &[Opt::Json],
-        summary: "[--json]            every container and host service, the release, the loop",
+        summary: "every container and host service, the release, the loop",
         help: "Every container and host service: kind, state, readiness, pid, uptime,
 restarts, memory, last exit, its STATUS= note; a container's confinement
 layers below its row. Then the loop's worst stalls and the staging, if any.
@@ -124,7 +124,7 @@ exit: 0 every container and service as wanted (running, or stopped on purpose)
         name: "release",
         operands: &[],
         opts: &[Opt::Json],
-        summary: "[--json]           the running release, its rollbacks and the last update",
+        summary: "the running release, its rollbacks and the last update",
         help: "The running release: version, signing key id, committed or on trial (and
 the release before it), the rollback history, the staging in progress,
 quarantined bundles and the last update of this boot.
@@ -143,7 +143,7 @@ exit: 0 committed (or no release store)
         name: "start",
         operands: &["NAME"],
         opts: &[],
-        summary: "NAME                 start a stopped or failed container or service",
+        summary: "start a stopped or failed container or service",
         help: "Start a stopped or failed container or host service (its backoff reset).
 
 options:
@@ -153,7 +153,7 @@ options:
         name: "stop",
         operands: &["NAME"],
         opts: &[],
-        summary: "NAME                  stop it and keep it stopped",
+        summary: "stop it and keep it stopped",
         help: "Send the manifest's stop signal, SIGKILL its cgroup after the grace
 period, and keep it stopped until `berthctl start`.
 
@@ -164,7 +164,7 @@ options:
         name: "restart",
         operands: &["NAME"],
         opts: &[],
-        summary: "NAME               stop it and start it again at once",
+        summary: "stop it and start it again at once",
         help: "Stop the container or host service and start it again at once.
 
 options:
@@ -174,7 +174,7 @@ options:
         name: "logs",
         operands: &["NAME"],
         opts: &[Opt::Follow, Opt::Lines, Opt::Json],
-        summary: "NAME [-f] [-n N] [--json]  a container's or service's output",
+        summary: "a container's or service's output",
         help: "The last lines of a container's or host service's output, each with the
 time it was kept (seconds since boot). Control characters are shown escaped.
 
@@ -188,7 +188,7 @@ options:
         name: "events",
         operands: &[],
         opts: &[Opt::Follow, Opt::Lines, Opt::Json],
-        summary: "[-f] [-n N] [--json]  berth's own event lines",
+        summary: "berth's own event lines",
         help: "berth's own event lines (docs/events.md), as `logs` shows output.
 
 options:
@@ -201,7 +201,7 @@ options:
         name: "update",
         operands: &["BUNDLE"],
         opts: &[Opt::Wait],
-        summary: "[--wait] BUNDLE      stage a bundle, switch to it, on trial until committed",
+        summary: "stage a bundle, switch to it, on trial until committed",
         help: "Stage the update bundle at BUNDLE (a path on the device), switch to its
 release, on trial until committed. Answers once the staging started.
 
@@ -217,7 +217,7 @@ exit with --wait:    0 committed, 1 other (berth stopped answering), 2 usage,
         name: "commit",
         operands: &[],
         opts: &[],
-        summary: "                    commit the release on trial now",
+        summary: "commit the release on trial now",
         help: "Commit the release on trial now.
 
 options:
@@ -227,7 +227,7 @@ options:
         name: "rollback",
         operands: &[],
         opts: &[],
-        summary: "                  roll the release on trial back now",
+        summary: "roll the release on trial back now",
         help: "Roll the release on trial back now (cause `requested`).
 
 options:
@@ -241,7 +241,7 @@ const HOOK_SPECS: &[Spec] = &[Spec {
     name: "debug",
     operands: &["wedge", "SECONDS"],
     opts: &[],
-    summary: "wedge SECONDS        test trigger: block berth's loop (1 to 600 s)",
+    summary: "test trigger: block berth's loop (1 to 600 s)",
     help: "Test trigger: block berth's loop SECONDS (1 to 600), so the hardware
 watchdog is not petted and resets the board.
 
@@ -264,7 +264,7 @@ fn shown(arg: &str) -> String {
 pub fn overview() -> String {
     let mut s = String::from("usage: berthctl COMMAND [OPTIONS] [ARGS]\n\ncommands:\n");
     for spec in SPECS.iter().chain(HOOK_SPECS) {
-        s.push_str(&format!("  {} {}\n", spec.name, spec.summary));
+        s.push_str(&format!("  {:<30} {}\n", synopsis(spec), spec.summary));
     }
     s.push_str(
         "\nOptions and operands come in any order; `--` ends the options.
@@ -281,7 +281,15 @@ release), 4 berth cannot be reached; `update --wait` has its own
 
 /// A command's whole help text.
 fn help(spec: &Spec) -> String {
-    let mut usage = format!("usage: berthctl {}", spec.name);
+    let usage = format!("usage: berthctl {}", synopsis(spec));
+    let exit = if spec.help.contains("\nexit") { "" } else { EXIT_OTHER };
+    let sep = if exit.is_empty() { "" } else { "\n\n" };
+    format!("{usage}\n\n{}{sep}{exit}\n", spec.help)
+}
+
+/// `NAME [OPTIONS] OPERANDS`.
+fn synopsis(spec: &Spec) -> String {
+    let mut usage = spec.name.to_string();
     for o in spec.opts {
         usage.push_str(match o {
             Opt::Json => " [--json]",
@@ -294,9 +302,7 @@ fn help(spec: &Spec) -> String {
         usage.push(' ');
         usage.push_str(op);
     }
-    let exit = if spec.help.contains("\nexit") { "" } else { EXIT_OTHER };
-    let sep = if exit.is_empty() { "" } else { "\n\n" };
-    format!("{usage}\n\n{}{sep}{exit}\n", spec.help)
+    usage
 }
 
 fn usage_error(spec: &Spec, what: &str) -> Parsed {

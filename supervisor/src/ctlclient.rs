@@ -432,4 +432,102 @@ mod tests {
         assert_eq!(log_line("sensor", &l, false), "12.345 a \"q\" \\x1b[2J\\u2066é\n");
         assert_eq!(log_line("sensor", &l, true), "{\"name\":\"sensor\",\"seq\":7,\"t_ms\":12345,\"text\":\"a \\\"q\\\" \\u001b[2J\\u2066\\u00e9\"}\n");
     }
+
+    /// A stand-in berth: answers each connection with the next of
+    /// `answers`, then removes its socket; returns the requests it got.
+    fn fake_berth(tag: &str, answers: Vec<Response>) -> (String, std::thread::JoinHandle<Vec<Command>>) {
+        use crate::ctlsock::{CtlSocket, Input};
+        let path = std::env::temp_dir().join(format!("berth-ctlclient-{}-{tag}", std::process::id())).to_string_lossy().into_owned();
+        let mut s = CtlSocket::bind(&path).unwrap();
+        let p = path.clone();
+        let server = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            for answer in answers {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                let mut slot = None;
+                while std::time::Instant::now() < deadline {
+                    slot = slot.or_else(|| s.accept(0.0));
+                    if let Some(i) = slot {
+                        if let Input::Request(c) = s.read(i) {
+                            s.reply(i, &answer);
+                            got.push(c);
+                            break;
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+            let _ = std::fs::remove_file(&p);
+            got
+        });
+        (path, server)
+    }
+
+    fn status_of(states: &[(&str, &str, bool)], phase: &str) -> Response {
+        let mut r = crate::control::StatusReply::default();
+        r.release = Some(crate::control::StatusRelease { version: 1, phase: crate::outcome::cut(phase), ..Default::default() });
+        for (name, state, ready) in states {
+            let e = crate::control::ContainerStatus {
+                name: crate::outcome::cut(name),
+                kind: crate::outcome::cut("container"),
+                state: crate::outcome::cut(state),
+                pid: 0,
+                uptime_ms: 0,
+                restarts: 0,
+                last_exit: crate::outcome::cut("-"),
+                ready: *ready,
+                memory: 0,
+                note: heapless::String::new(),
+                layers: crate::control::Layers::default(),
+                started_ms: None,
+            };
+            r.entries.push(e).unwrap();
+        }
+        Response::Status(Box::new(r))
+    }
+
+    #[test]
+    fn status_exits_by_the_state_berth_answered() {
+        let answers = vec![
+            status_of(&[("sensor", "running", true)], "committed"),
+            status_of(&[("sensor", "running", true), ("flaky", "failed", false)], "committed"),
+            status_of(&[("sensor", "running", true)], "trial"),
+            status_of(&[("sensor", "starting", false)], "committed"),
+            crate::control::error("no container or service named x"),
+            Response::Done,
+        ];
+        let (sock, server) = fake_berth("status", answers);
+        assert_eq!(run(&args("status"), &sock), code::OK);
+        assert_eq!(run(&args("status --json"), &sock), code::DEGRADED);
+        assert_eq!(run(&args("status"), &sock), code::NOT_READY);
+        assert_eq!(run(&args("status --json"), &sock), code::NOT_READY);
+        assert_eq!(run(&args("stop x"), &sock), code::REFUSED);
+        assert_eq!(run(&args("status"), &sock), code::REFUSED, "an unexpected reply");
+        assert_eq!(server.join().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn logs_follow_asks_after_the_last_line_shown() {
+        let line = |seq: u64| crate::control::LogLine { seq, t_ms: seq * 10, text: crate::outcome::cut("tick") };
+        let logs = |seqs: &[u64], next: u64| {
+            let mut lines = heapless::Vec::new();
+            for s in seqs {
+                lines.push(line(*s)).unwrap();
+            }
+            Response::Logs { lines: Box::new(lines), next, dropped: 0 }
+        };
+        let (sock, server) = fake_berth("follow", vec![logs(&[4, 5], 6), logs(&[6], 7), logs(&[], 7)]);
+        // After the third answer the socket is gone: the follow ends there.
+        assert_eq!(run(&args("logs -n 2 --follow sensor"), &sock), code::UNREACHABLE);
+        let name: crate::control::Name = crate::outcome::cut("sensor");
+        let max = crate::control::LOG_LINES_MAX as u16;
+        assert_eq!(
+            server.join().unwrap(),
+            [
+                Command::Logs { name: name.clone(), after: None, max: 2 },
+                Command::Logs { name: name.clone(), after: Some(6), max },
+                Command::Logs { name, after: Some(7), max },
+            ]
+        );
+    }
 }

@@ -98,7 +98,7 @@ fn the_overview_lists_every_command() {
         let h = help_of(line);
         assert!(h.starts_with("usage: berthctl COMMAND"), "{h}");
         for spec in SPECS {
-            assert!(h.contains(&format!("\n  {} ", spec.name)), "{}: {h}", spec.name);
+            assert!(h.contains(&format!("\n  {} ", spec.name)) && h.contains(spec.summary), "{}: {h}", spec.name);
         }
     }
     assert_eq!(p("--version"), Parsed::Version);
