@@ -464,8 +464,8 @@ mod tests {
     }
 
     fn status_of(states: &[(&str, &str, bool)], phase: &str) -> Response {
-        let mut r = crate::control::StatusReply::default();
-        r.release = Some(crate::control::StatusRelease { version: 1, phase: crate::outcome::cut(phase), ..Default::default() });
+        let release = Some(crate::control::StatusRelease { version: 1, phase: crate::outcome::cut(phase), ..Default::default() });
+        let mut r = crate::control::StatusReply { release, ..Default::default() };
         for (name, state, ready) in states {
             let e = crate::control::ContainerStatus {
                 name: crate::outcome::cut(name),
