@@ -97,7 +97,7 @@ struct Spec {
     help: &'static str,
 }
 
-const EXIT_OTHER: &str = "exit: 0 done, 1 berth refused it, 2 usage, 4 berth cannot be reached";
+const EXIT_OTHER: &str = "exit: 0 done, 1 berth refused it, 2 usage, 4 no answer from berth";
 
 const SPECS: &[Spec] = &[
     Spec {
@@ -118,7 +118,7 @@ exit: 0 every container and service as wanted (running, or stopped on purpose)
       2 usage
       3 not ready yet: one is starting, waiting, stopping or not ready,
         or the release is on trial
-      4 berth cannot be reached",
+      4 no answer from berth",
     },
     Spec {
         name: "release",
@@ -137,7 +137,7 @@ exit: 0 committed (or no release store)
       1 degraded: no release runs (recovery), or berth refused
       2 usage
       3 on trial
-      4 berth cannot be reached",
+      4 no answer from berth",
     },
     Spec {
         name: "start",
@@ -209,7 +209,7 @@ options:
   --wait      wait until the update ended
   -h, --help  this help
 
-exit without --wait: 0 staging started, 1 refused, 2 usage, 4 berth cannot be reached
+exit without --wait: 0 staging started, 1 refused, 2 usage, 4 no answer from berth
 exit with --wait:    0 committed, 1 other (berth stopped answering), 2 usage,
                      3 refused, 4 rolled back, 5 rebooting into it",
     },
@@ -272,7 +272,7 @@ pub fn overview() -> String {
 `berthctl --version` shows berth's version.
 
 exit codes: 0 ok, 1 degraded or refused, 2 usage, 3 not ready (status,
-release), 4 berth cannot be reached; `update --wait` has its own
+release), 4 no answer from berth; `update --wait` has its own
 (see its help and docs/berthctl.md).
 ",
     );

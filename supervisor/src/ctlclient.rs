@@ -45,7 +45,8 @@ pub mod code {
     pub const USAGE: u8 = 2;
     /// `status`/`release`: on its way (starting, not ready yet, on trial).
     pub const NOT_READY: u8 = 3;
-    /// The control socket could not be connected to.
+    /// No usable answer: the control socket could not be connected to, or
+    /// the exchange failed (no reply in time, a malformed or unexpected one).
     pub const UNREACHABLE: u8 = 4;
 }
 
@@ -104,14 +105,15 @@ fn ask(socket: &str, cmd: Command) -> Result<Response, u8> {
         Err(e) => {
             let hint = if e.unreachable { " (is berth running, and are you root?)" } else { "" };
             warn(&format!("berthctl: {}{hint}", escaped(&e.text)));
-            Err(if e.unreachable { code::UNREACHABLE } else { code::REFUSED })
+            Err(code::UNREACHABLE)
         }
     }
 }
 
+/// A reply of the wrong kind (a berth of another build): no usable answer.
 fn unexpected() -> u8 {
     warn("berthctl: unexpected reply");
-    code::REFUSED
+    code::UNREACHABLE
 }
 
 /// `start`, `stop`, `restart`, `commit`, `rollback`, `debug wedge`.
@@ -208,12 +210,12 @@ pub fn update(path: &str, wait: bool, socket: &str) -> u8 {
         }
         Ok(_) => {
             warn("berthctl: unexpected reply");
-            return exit::OTHER;
+            return if wait { exit::OTHER } else { code::UNREACHABLE };
         }
         Err(e) => {
             warn(&format!("berthctl: {}", escaped(&e.text)));
             // With --wait, 4 means rolled back.
-            return if e.unreachable && !wait { code::UNREACHABLE } else { exit::OTHER };
+            return if wait { exit::OTHER } else { code::UNREACHABLE };
         }
     };
     emit(&format!("update {} staging {}\n", info.seq, escaped(&info.bundle)));
@@ -502,7 +504,7 @@ mod tests {
         assert_eq!(run(&args("status"), &sock), code::NOT_READY);
         assert_eq!(run(&args("status --json"), &sock), code::NOT_READY);
         assert_eq!(run(&args("stop x"), &sock), code::REFUSED);
-        assert_eq!(run(&args("status"), &sock), code::REFUSED, "an unexpected reply");
+        assert_eq!(run(&args("status"), &sock), code::UNREACHABLE, "an unexpected reply");
         assert_eq!(server.join().unwrap().len(), 6);
     }
 
