@@ -17,7 +17,7 @@
 //! after the last one shown every [`FOLLOW_POLL_MS`] ms (at once while
 //! replies come back full).
 //!
-//! Output goes through [`emit`]: a closed stdout (`berthctl logs -f x |
+//! Output goes through [`Io::emit`]: a closed stdout (`berthctl logs -f x |
 //! head`) ends the command quietly instead of panicking.
 
 use crate::control::{Command, ReleaseInfo, Response};
@@ -50,96 +50,109 @@ pub mod code {
     pub const UNREACHABLE: u8 = 4;
 }
 
-/// Write `text` to stdout; false once stdout is gone (then stop).
-pub fn emit(text: &str) -> bool {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_ok()
+/// Where berthctl writes: stdout and stderr (buffers in tests).
+pub struct Io<'a> {
+    pub out: &'a mut dyn std::io::Write,
+    pub err: &'a mut dyn std::io::Write,
 }
 
-/// A line on stderr (never a panic if stderr is gone).
-fn warn(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{text}");
+impl Io<'_> {
+    /// Write `text` to the output; false once it is gone (then stop).
+    pub fn emit(&mut self, text: &str) -> bool {
+        self.out.write_all(text.as_bytes()).and_then(|()| self.out.flush()).is_ok()
+    }
+
+    /// A line on the error output (never a panic if it is gone).
+    fn warn(&mut self, text: &str) {
+        let _ = writeln!(self.err, "{text}");
+    }
 }
 
-/// `berthctl ARGS...`: the process exit code.
+/// `berthctl ARGS...` on stdout and stderr: the process exit code.
 pub fn run(args: &[String], socket: &str) -> u8 {
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    run_with(args, socket, &mut Io { out: &mut out, err: &mut err })
+}
+
+/// `berthctl ARGS...`, writing to `io`: the process exit code.
+pub fn run_with(args: &[String], socket: &str, io: &mut Io<'_>) -> u8 {
     let inv = match crate::ctlargs::parse(args) {
         Parsed::Run(inv) => inv,
         Parsed::Help(text) => {
-            emit(&text);
+            io.emit(&text);
             return code::OK;
         }
         Parsed::Version => {
-            emit(&format!("berth {}\n", env!("CARGO_PKG_VERSION")));
+            io.emit(&format!("berth {}\n", env!("CARGO_PKG_VERSION")));
             return code::OK;
         }
         Parsed::Usage(text) => {
-            warn(&text);
+            io.warn(&text);
             return code::USAGE;
         }
     };
     let name = |n: &str| crate::outcome::cut(n);
     match &inv.cmd {
-        Cmd::Status => status(inv.json, socket),
-        Cmd::Release => release(inv.json, socket),
-        Cmd::Update(path) => update(path, inv.wait, socket),
-        Cmd::Logs(n) => logs(n, &inv, socket),
-        Cmd::Events => logs(crate::logstore::BERTH, &inv, socket),
-        Cmd::Start(n) => simple(Command::Start(name(n)), socket),
-        Cmd::Stop(n) => simple(Command::Stop(name(n)), socket),
-        Cmd::Restart(n) => simple(Command::Restart(name(n)), socket),
-        Cmd::Commit => simple(Command::Commit, socket),
-        Cmd::Rollback => simple(Command::Rollback, socket),
-        Cmd::Wedge(s) => simple(Command::Wedge(*s), socket),
+        Cmd::Status => status(io, inv.json, socket),
+        Cmd::Release => release(io, inv.json, socket),
+        Cmd::Update(path) => update(io, path, inv.wait, socket),
+        Cmd::Logs(n) => logs(io, n, &inv, socket),
+        Cmd::Events => logs(io, crate::logstore::BERTH, &inv, socket),
+        Cmd::Start(n) => simple(io, Command::Start(name(n)), socket),
+        Cmd::Stop(n) => simple(io, Command::Stop(name(n)), socket),
+        Cmd::Restart(n) => simple(io, Command::Restart(name(n)), socket),
+        Cmd::Commit => simple(io, Command::Commit, socket),
+        Cmd::Rollback => simple(io, Command::Rollback, socket),
+        Cmd::Wedge(s) => simple(io, Command::Wedge(*s), socket),
     }
 }
 
 /// One request; a failure is said on stderr and becomes its exit code.
-fn ask(socket: &str, cmd: Command) -> Result<Response, u8> {
+fn ask(io: &mut Io<'_>, socket: &str, cmd: Command) -> Result<Response, u8> {
     match crate::ctlsock::try_call(socket, cmd) {
         Ok(Response::Error(e)) => {
-            warn(&format!("berthctl: {}", escaped(&e)));
+            io.warn(&format!("berthctl: {}", escaped(&e)));
             Err(code::REFUSED)
         }
         Ok(r) => Ok(r),
         Err(e) => {
             let hint = if e.unreachable { " (is berth running, and are you root?)" } else { "" };
-            warn(&format!("berthctl: {}{hint}", escaped(&e.text)));
+            io.warn(&format!("berthctl: {}{hint}", escaped(&e.text)));
             Err(code::UNREACHABLE)
         }
     }
 }
 
 /// A reply of the wrong kind (a berth of another build): no usable answer.
-fn unexpected() -> u8 {
-    warn("berthctl: unexpected reply");
+fn unexpected(io: &mut Io<'_>) -> u8 {
+    io.warn("berthctl: unexpected reply");
     code::UNREACHABLE
 }
 
 /// `start`, `stop`, `restart`, `commit`, `rollback`, `debug wedge`.
-fn simple(cmd: Command, socket: &str) -> u8 {
-    match ask(socket, cmd) {
+fn simple(io: &mut Io<'_>, cmd: Command, socket: &str) -> u8 {
+    match ask(io, socket, cmd) {
         Ok(Response::Message(m)) => {
-            emit(&format!("{}\n", escaped(&m)));
+            io.emit(&format!("{}\n", escaped(&m)));
             code::OK
         }
         Ok(Response::Done) => code::OK,
-        Ok(_) => unexpected(),
+        Ok(_) => unexpected(io),
         Err(c) => c,
     }
 }
 
 /// `status [--json]`, exit code by state.
-fn status(json: bool, socket: &str) -> u8 {
-    let reply = match ask(socket, Command::Status) {
+fn status(io: &mut Io<'_>, json: bool, socket: &str) -> u8 {
+    let reply = match ask(io, socket, Command::Status) {
         Ok(Response::Status(r)) => r,
-        Ok(_) => return unexpected(),
+        Ok(_) => return unexpected(io),
         Err(c) => return c,
     };
     if json {
-        emit(&String::from_utf8_lossy(&crate::ctlstatus::json(&reply)));
+        io.emit(&String::from_utf8_lossy(&crate::ctlstatus::json(&reply)));
     } else {
-        emit(&crate::ctlstatus::text(&reply));
+        io.emit(&crate::ctlstatus::text(&reply));
     }
     crate::ctlstatus::state_code(&reply)
 }
@@ -154,16 +167,16 @@ pub fn release_code(r: &ReleaseInfo) -> u8 {
 }
 
 /// `release [--json]`, exit code by phase.
-fn release(json: bool, socket: &str) -> u8 {
-    let r = match ask(socket, Command::Release) {
+fn release(io: &mut Io<'_>, json: bool, socket: &str) -> u8 {
+    let r = match ask(io, socket, Command::Release) {
         Ok(Response::Release(r)) => r,
-        Ok(_) => return unexpected(),
+        Ok(_) => return unexpected(io),
         Err(c) => return c,
     };
     if json {
-        emit(&format!("{}\n", release_json(&r)));
+        io.emit(&format!("{}\n", release_json(&r)));
     } else {
-        emit(&release_text(&r));
+        io.emit(&release_text(&r));
     }
     release_code(&r)
 }
@@ -196,29 +209,29 @@ pub fn release_text(r: &ReleaseInfo) -> String {
 }
 
 /// `berthctl update [--wait] PATH`; the process exit code.
-pub fn update(path: &str, wait: bool, socket: &str) -> u8 {
+pub fn update(io: &mut Io<'_>, path: &str, wait: bool, socket: &str) -> u8 {
     let mut p = heapless::String::new();
     if p.push_str(path).is_err() {
-        warn(&format!("berthctl: the bundle path is longer than {} bytes", p.capacity()));
+        io.warn(&format!("berthctl: the bundle path is longer than {} bytes", p.capacity()));
         return exit::USAGE;
     }
     let info = match crate::ctlsock::try_call(socket, Command::Update(p)) {
         Ok(Response::Update(info)) => info,
         Ok(Response::Error(e)) => {
-            warn(&format!("berthctl: {}", escaped(&e)));
+            io.warn(&format!("berthctl: {}", escaped(&e)));
             return if wait { exit::REFUSED } else { code::REFUSED };
         }
         Ok(_) => {
-            warn("berthctl: unexpected reply");
+            io.warn("berthctl: unexpected reply");
             return if wait { exit::OTHER } else { code::UNREACHABLE };
         }
         Err(e) => {
-            warn(&format!("berthctl: {}", escaped(&e.text)));
+            io.warn(&format!("berthctl: {}", escaped(&e.text)));
             // With --wait, 4 means rolled back.
             return if wait { exit::OTHER } else { code::UNREACHABLE };
         }
     };
-    emit(&format!("update {} staging {}\n", info.seq, escaped(&info.bundle)));
+    io.emit(&format!("update {} staging {}\n", info.seq, escaped(&info.bundle)));
     if !wait {
         return exit::COMMITTED;
     }
@@ -231,7 +244,7 @@ pub fn update(path: &str, wait: bool, socket: &str) -> u8 {
             other => {
                 unanswered += 1;
                 if unanswered >= UNANSWERED_MAX {
-                    warn(&format!("berthctl: berth stopped answering while update {} was under way: {}", info.seq, escaped(&format!("{other:?}"))));
+                    io.warn(&format!("berthctl: berth stopped answering while update {} was under way: {}", info.seq, escaped(&format!("{other:?}"))));
                     return exit::OTHER;
                 }
                 continue;
@@ -243,15 +256,15 @@ pub fn update(path: &str, wait: bool, socket: &str) -> u8 {
             Wait::Pending => {
                 if let Some(u) = mine.filter(|u| u.phase != shown) {
                     shown = u.phase;
-                    emit(&format!("{}\n", escaped(&u.line())));
+                    io.emit(&format!("{}\n", escaped(&u.line())));
                 }
             }
             Wait::Exit(code) => {
                 match mine {
                     Some(u) => {
-                        emit(&format!("{}\n", escaped(&u.line())));
+                        io.emit(&format!("{}\n", escaped(&u.line())));
                     }
-                    None => warn(&format!("berthctl: update {} is no longer known to berth", info.seq)),
+                    None => io.warn(&format!("berthctl: update {} is no longer known to berth", info.seq)),
                 }
                 return code;
             }
@@ -261,27 +274,27 @@ pub fn update(path: &str, wait: bool, socket: &str) -> u8 {
 
 /// `logs NAME` / `events`: the last lines, then with `-f` new ones as they
 /// come. Ends when stdout is gone.
-fn logs(stream: &str, inv: &Invocation, socket: &str) -> u8 {
+fn logs(io: &mut Io<'_>, stream: &str, inv: &Invocation, socket: &str) -> u8 {
     use crate::control::LOG_LINES_MAX;
     let name: crate::control::Name = crate::outcome::cut(stream);
     let mut after = None;
     let mut max = inv.lines;
     let mut told_dropped = 0;
     loop {
-        let (lines, next, dropped) = match ask(socket, Command::Logs { name: name.clone(), after, max }) {
+        let (lines, next, dropped) = match ask(io, socket, Command::Logs { name: name.clone(), after, max }) {
             Ok(Response::Logs { lines, next, dropped }) => (lines, next, dropped),
-            Ok(_) => return unexpected(),
+            Ok(_) => return unexpected(io),
             Err(c) => return c,
         };
         let mut text = String::new();
         for l in lines.iter() {
             text.push_str(&log_line(&name, l, inv.json));
         }
-        if !text.is_empty() && !emit(&text) {
+        if !text.is_empty() && !io.emit(&text) {
             return code::OK;
         }
         if dropped > told_dropped {
-            warn(&format!("berthctl: {} lines of {} could not be kept (log quota or errors)", dropped - told_dropped, escaped(&name)));
+            io.warn(&format!("berthctl: {} lines of {} could not be kept (log quota or errors)", dropped - told_dropped, escaped(&name)));
             told_dropped = dropped;
         }
         // A full reply may have more behind it: ask again at once.
@@ -366,170 +379,4 @@ pub fn release_json(r: &ReleaseInfo) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn release_json_carries_the_last_update() {
-        let mut r = ReleaseInfo { version: 2, previous: Some(1), ..Default::default() };
-        let _ = r.key_id.push_str("d91a539e64c726ab");
-        let _ = r.phase.push_str("trial");
-        let _ = r.rollbacks.push(crate::outcome::cut("rollback from 3 to 1 at boot 1: crash-loop (meter)"));
-        let mut log = crate::outcome::Log::default();
-        log.begin("/data/a.bundle");
-        log.end(crate::outcome::Phase::Refused, "bundle", "bad magic");
-        log.begin("/data/b.bundle");
-        for u in log.all() {
-            r.updates.push(u.clone()).unwrap();
-        }
-        let text = release_json(&r);
-        assert!(text.starts_with("{\"version\":2,\"key_id\":\"d91a539e64c726ab\",\"phase\":\"trial\",\"previous\":1,\"rollbacks\":[\"rollback from 3 to 1 at boot 1: crash-loop (meter)\"],\"staging\":\"\",\"quarantined\":[],\"update\":{\"seq\":2,"), "{text}");
-        assert!(text.contains("\"phase\":\"refused\",\"result\":\"failed\",\"cause\":\"bundle\",\"detail\":\"bad magic\"}"), "{text}");
-        assert!(text.ends_with("\"phase\":\"staging\",\"result\":\"pending\",\"cause\":null,\"detail\":\"\"}]}"), "{text}");
-        let none = release_json(&ReleaseInfo::default());
-        assert!(none.ends_with(",\"update\":null,\"updates\":[]}"), "{none}");
-    }
-
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(String::from).collect()
-    }
-
-    #[test]
-    fn exit_codes_without_a_berth() {
-        let missing = std::env::temp_dir().join(format!("berth-ctlclient-none-{}", std::process::id()));
-        let sock = missing.to_string_lossy().into_owned();
-        assert_eq!(run(&args("status"), &sock), code::UNREACHABLE);
-        assert_eq!(run(&args("release --json"), &sock), code::UNREACHABLE);
-        assert_eq!(run(&args("logs -f sensor"), &sock), code::UNREACHABLE);
-        assert_eq!(run(&args("stop sensor"), &sock), code::UNREACHABLE);
-        assert_eq!(run(&args("update /x.bundle"), &sock), code::UNREACHABLE);
-        // With --wait, 4 is "rolled back": an unreachable berth is "other".
-        assert_eq!(run(&args("update --wait /x.bundle"), &sock), exit::OTHER);
-        assert_eq!(run(&args("status --jsn"), &sock), code::USAGE);
-        assert_eq!(run(&args("status --help"), &sock), code::OK);
-    }
-
-    #[test]
-    fn release_text_and_code_by_phase() {
-        let mut r = ReleaseInfo { version: 2, previous: Some(1), ..Default::default() };
-        let _ = r.key_id.push_str("d91a539e64c726ab");
-        let _ = r.phase.push_str("trial");
-        let _ = r.quarantined.push(crate::outcome::cut("quarantined \u{1b}]0;x\u{7}.bundle: bad magic"));
-        assert_eq!(
-            release_text(&r),
-            "release 2 signed by key d91a539e64c726ab\nstate trial (previous release 1)\nquarantined \\x1b]0;x\\x07.bundle: bad magic\n"
-        );
-        assert_eq!(release_code(&r), code::NOT_READY);
-        r.phase = crate::outcome::cut("committed");
-        assert_eq!(release_code(&r), code::OK);
-        let rec = ReleaseInfo { phase: crate::outcome::cut("recovery"), recovery: crate::outcome::cut("signature\u{202e}"), ..Default::default() };
-        assert_eq!(release_text(&rec), "no release runs (recovery): signature\\u202e\nstate recovery\n");
-        assert_eq!(release_code(&rec), code::DEGRADED);
-        assert_eq!(release_code(&ReleaseInfo::default()), code::OK);
-    }
-
-    #[test]
-    fn log_lines_as_text_and_json() {
-        let l = crate::control::LogLine { seq: 7, t_ms: 12_345, text: crate::outcome::cut("a \"q\" \u{1b}[2J\u{2066}é\n") };
-        assert_eq!(log_line("sensor", &l, false), "12.345 a \"q\" \\x1b[2J\\u2066é\n");
-        assert_eq!(log_line("sensor", &l, true), "{\"name\":\"sensor\",\"seq\":7,\"t_ms\":12345,\"text\":\"a \\\"q\\\" \\u001b[2J\\u2066\\u00e9\"}\n");
-    }
-
-    /// A stand-in berth: answers each connection with the next of
-    /// `answers`, then removes its socket; returns the requests it got.
-    fn fake_berth(tag: &str, answers: Vec<Response>) -> (String, std::thread::JoinHandle<Vec<Command>>) {
-        use crate::ctlsock::{CtlSocket, Input};
-        let path = std::env::temp_dir().join(format!("berth-ctlclient-{}-{tag}", std::process::id())).to_string_lossy().into_owned();
-        let mut s = CtlSocket::bind(&path).unwrap();
-        let p = path.clone();
-        let server = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            for answer in answers {
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-                let mut slot = None;
-                while std::time::Instant::now() < deadline {
-                    slot = slot.or_else(|| s.accept(0.0));
-                    if let Some(i) = slot {
-                        if let Input::Request(c) = s.read(i) {
-                            s.reply(i, &answer);
-                            got.push(c);
-                            break;
-                        }
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-            }
-            let _ = std::fs::remove_file(&p);
-            got
-        });
-        (path, server)
-    }
-
-    fn status_of(states: &[(&str, &str, bool)], phase: &str) -> Response {
-        let release = Some(crate::control::StatusRelease { version: 1, phase: crate::outcome::cut(phase), ..Default::default() });
-        let mut r = crate::control::StatusReply { release, ..Default::default() };
-        for (name, state, ready) in states {
-            let e = crate::control::ContainerStatus {
-                name: crate::outcome::cut(name),
-                kind: crate::outcome::cut("container"),
-                state: crate::outcome::cut(state),
-                pid: 0,
-                uptime_ms: 0,
-                restarts: 0,
-                last_exit: crate::outcome::cut("-"),
-                ready: *ready,
-                memory: 0,
-                note: heapless::String::new(),
-                layers: crate::control::Layers::default(),
-                started_ms: None,
-            };
-            r.entries.push(e).unwrap();
-        }
-        Response::Status(Box::new(r))
-    }
-
-    #[test]
-    fn status_exits_by_the_state_berth_answered() {
-        let answers = vec![
-            status_of(&[("sensor", "running", true)], "committed"),
-            status_of(&[("sensor", "running", true), ("flaky", "failed", false)], "committed"),
-            status_of(&[("sensor", "running", true)], "trial"),
-            status_of(&[("sensor", "starting", false)], "committed"),
-            crate::control::error("no container or service named x"),
-            Response::Done,
-        ];
-        let (sock, server) = fake_berth("status", answers);
-        assert_eq!(run(&args("status"), &sock), code::OK);
-        assert_eq!(run(&args("status --json"), &sock), code::DEGRADED);
-        assert_eq!(run(&args("status"), &sock), code::NOT_READY);
-        assert_eq!(run(&args("status --json"), &sock), code::NOT_READY);
-        assert_eq!(run(&args("stop x"), &sock), code::REFUSED);
-        assert_eq!(run(&args("status"), &sock), code::UNREACHABLE, "an unexpected reply");
-        assert_eq!(server.join().unwrap().len(), 6);
-    }
-
-    #[test]
-    fn logs_follow_asks_after_the_last_line_shown() {
-        let line = |seq: u64| crate::control::LogLine { seq, t_ms: seq * 10, text: crate::outcome::cut("tick") };
-        let logs = |seqs: &[u64], next: u64| {
-            let mut lines = heapless::Vec::new();
-            for s in seqs {
-                lines.push(line(*s)).unwrap();
-            }
-            Response::Logs { lines: Box::new(lines), next, dropped: 0 }
-        };
-        let (sock, server) = fake_berth("follow", vec![logs(&[4, 5], 6), logs(&[6], 7), logs(&[], 7)]);
-        // After the third answer the socket is gone: the follow ends there.
-        assert_eq!(run(&args("logs -n 2 --follow sensor"), &sock), code::UNREACHABLE);
-        let name: crate::control::Name = crate::outcome::cut("sensor");
-        let max = crate::control::LOG_LINES_MAX as u16;
-        assert_eq!(
-            server.join().unwrap(),
-            [
-                Command::Logs { name: name.clone(), after: None, max: 2 },
-                Command::Logs { name: name.clone(), after: Some(6), max },
-                Command::Logs { name, after: Some(7), max },
-            ]
-        );
-    }
-}
+mod tests;
