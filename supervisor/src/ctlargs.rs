@@ -427,11 +427,14 @@ fn build(spec: &Spec, operands: &[&str]) -> Result<Cmd, String> {
         }
         "commit" => Cmd::Commit,
         "rollback" => Cmd::Rollback,
-        _ => wedge(operands)?,
+        #[cfg(feature = "test-hooks")]
+        "debug" => wedge(operands)?,
+        other => return Err(format!("no such command '{other}'")),
     })
 }
 
 /// `debug wedge SECONDS`.
+#[cfg(feature = "test-hooks")]
 fn wedge(operands: &[&str]) -> Result<Cmd, String> {
     match operands {
         ["wedge", s] => match s.parse::<u16>() {
