@@ -55,6 +55,7 @@ pub mod recovery;
 pub mod scenario;
 pub mod scenarios;
 pub mod staging;
+pub mod statusjson;
 pub mod trials;
 pub mod updates;
 pub mod volumes;

@@ -9,7 +9,8 @@
 //!    enters the recovery state: `release.recovery` with that reason, then
 //!    `boot.ready` with `release=recovery`; no container starts.
 //! 2. The loop runs: the agent's `recovery` check finds `berthctl release`
-//!    answering phase `recovery` and the status file saying so.
+//!    answering phase `recovery`, `berthctl status --json` and the status
+//!    file saying so, and both commands exiting 1 (degraded).
 //! 3. Release 2's signed bundle is pushed: taken from the inbox, staged,
 //!    switched to from nothing (every container of it started), on trial,
 //!    committed after its window; `berthctl release` then shows release 2

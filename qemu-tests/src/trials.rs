@@ -9,7 +9,9 @@
 //!   `trial-timeout` at its `trial_deadline_s` ([`DEADLINE_S`]) after the
 //!   trial began, exit 4. Release 4 adds a `oneshot` task that exits 0:
 //!   done, committed after the window, exit 0; `release --json` and the
-//!   status file carry its id (the bundle's SHA-256, computed by xtask).
+//!   status file carry its id (the bundle's SHA-256, computed by xtask);
+//!   `berthctl status --json` lists the status file's entries in the same
+//!   states.
 //! - `trial-control`: `commit` and `rollback` without a trial are errors;
 //!   `update` answers at once; release 5 (a 10-minute window) on trial is
 //!   rolled back by `berthctl rollback` (`requested`), applied again and
@@ -123,6 +125,7 @@ fn trial_judged(l: &dyn Launch) -> Result<(), String> {
             return Err(format!("{check}: want the update's id {want_id}, got {got:?}: {line}"));
         }
     }
+    agent_pass(&mut m, "status-json-ctl", &lim)?;
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     let events = m.events();
     if events.iter().filter(|e| e.name == "release.commit").count() != 1 {

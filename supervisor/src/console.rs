@@ -47,9 +47,9 @@ pub fn parse(line: &str) -> Line {
 }
 
 const HELP: &str = "berthctl commands (the word `berthctl` is optional):
-  status | release | logs NAME [-f] [-n N] | events [-f] [-n N]
-  stop NAME | start NAME | restart NAME | update BUNDLE
-Enter stops a command that follows (-f).
+  status [--json] | release [--json] | logs NAME [-f] [-n N] | events [-f] [-n N]
+  stop NAME | start NAME | restart NAME | update [--wait] BUNDLE | commit | rollback
+`COMMAND --help` shows a command's help. Enter stops a command that follows (-f).
 ";
 
 /// Serve the prompt on `device` until it cannot be read.

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; raised on any incompatible change.
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 /// Largest request frame body.
 pub const REQUEST_MAX: usize = 512;
 /// Largest response frame body.
@@ -73,6 +73,9 @@ pub struct ContainerStatus {
     /// The container's own `STATUS=` text (notify protocol).
     pub note: heapless::String<64>,
     pub layers: Layers,
+    /// `CLOCK_MONOTONIC` milliseconds when the current run started (`None`
+    /// when not running), as the status file shows it.
+    pub started_ms: Option<u64>,
 }
 
 /// The confinement layers of one container, as berth applies them.
@@ -159,14 +162,31 @@ pub struct LoopStalls {
     pub recent_pet_late_us: u64,
 }
 
-/// What `status` answers.
+/// The running release as `status` shows it (the status file's `release`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRelease {
+    /// 0 in the recovery state.
+    pub version: u64,
+    pub key_id: heapless::String<16>,
+    /// `committed`, `trial`, `recovery` or `unknown` (no release store).
+    pub phase: heapless::String<16>,
+}
+
+/// What `status` answers: everything the status file holds (so `berthctl
+/// status --json` renders the same document), and what only root sees.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReply {
+    /// berth's version.
+    pub berth: heapless::String<16>,
+    /// `None` when no release runs and berth is not in recovery.
+    pub release: Option<StatusRelease>,
     /// The release's containers, then the board's host services.
     pub entries: heapless::Vec<ContainerStatus, STATUS_MAX>,
     pub stalls: LoopStalls,
     /// The staging in progress, if any (empty: none).
     pub staging: Note,
+    /// The last update of this boot.
+    pub update: Option<crate::outcome::UpdateInfo>,
 }
 
 /// A success reply with text.
@@ -400,6 +420,7 @@ mod tests {
                     landlock_abi: u8::MAX,
                     apparmor: text(&"p".repeat(64)),
                 },
+                started_ms: Some(u64::MAX),
             };
             list.push(s).unwrap();
         }
@@ -411,7 +432,16 @@ mod tests {
             recent_handler: text(&"h".repeat(16)),
             recent_pet_late_us: u64::MAX,
         };
-        let reply = StatusReply { entries: list, stalls, staging: text(&"s".repeat(160)) };
+        let release = Some(StatusRelease { version: u64::MAX, key_id: text(&"k".repeat(16)), phase: text("committed") });
+        let mut log = crate::outcome::Log::default();
+        log.begin(&"é".repeat(200));
+        log.end(crate::outcome::Phase::Refused, &"c".repeat(40), &"é".repeat(200));
+        let mut update = log.last().cloned();
+        if let Some(u) = update.as_mut() {
+            u.id = Some(crate::manifest::Digest([0xff; 32]));
+            u.version = Some(u64::MAX);
+        }
+        let reply = StatusReply { berth: text(&"v".repeat(16)), release, entries: list, stalls, staging: text(&"s".repeat(160)), update };
         let frame = encode(&Response::Status(Box::new(reply)), RESPONSE_MAX).unwrap();
         assert!(frame.len() <= RESPONSE_MAX + 4);
     }

@@ -221,10 +221,24 @@ fn send(stream: &mut UnixStream, resp: &Response) -> std::io::Result<()> {
     stream.write_all(&frame)
 }
 
+/// Why a client got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// The socket could not be connected to (missing, refused, not
+    /// permitted): berth cannot be reached.
+    pub unreachable: bool,
+    pub text: String,
+}
+
 /// Client side (`berthctl`): one request, one response. A berth busy with
 /// other clients is asked again for up to [`REQUEST_WITHIN_S`] and a bit,
 /// the time in which every slot frees up.
 pub fn call(path: &str, cmd: Command) -> Result<Response, String> {
+    try_call(path, cmd).map_err(|e| e.text)
+}
+
+/// [`call`], telling an unreachable berth from other failures.
+pub fn try_call(path: &str, cmd: Command) -> Result<Response, CallError> {
     let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(REQUEST_WITHIN_S + 1.0);
     loop {
         match call_once(path, cmd.clone()) {
@@ -242,8 +256,12 @@ fn answer_within(_: &Command) -> std::time::Duration {
     std::time::Duration::from_secs(10)
 }
 
-fn call_once(path: &str, cmd: Command) -> Result<Response, String> {
-    let mut s = UnixStream::connect(path).map_err(|e| format!("{path}: {e}"))?;
+fn call_once(path: &str, cmd: Command) -> Result<Response, CallError> {
+    let mut s = UnixStream::connect(path).map_err(|e| CallError { unreachable: true, text: format!("{path}: {e}") })?;
+    exchange(&mut s, cmd).map_err(|text| CallError { unreachable: false, text })
+}
+
+fn exchange(s: &mut UnixStream, cmd: Command) -> Result<Response, String> {
     let _ = s.set_read_timeout(Some(answer_within(&cmd)));
     let frame = control::encode(&control::Request { version: control::VERSION, command: cmd }, REQUEST_MAX).map_err(|e| e.to_string())?;
     // A berth that turns the client away (busy) may answer and close before

@@ -15,8 +15,10 @@ pub mod console;
 pub mod container;
 pub mod containers;
 pub mod control;
+pub mod ctlargs;
 pub mod ctlclient;
 pub mod ctlsock;
+pub mod ctlstatus;
 pub mod dhcp;
 pub mod harden;
 /// Test-only hooks: only in test builds and with the `test-hooks` feature.

@@ -106,9 +106,23 @@ pub fn render(
     staging: bool,
     update: Option<&crate::outcome::UpdateInfo>,
 ) {
+    render_as(out, env!("CARGO_PKG_VERSION"), release, entries, lp, staging, update);
+}
+
+/// [`render`] for berth version `berth` (`berthctl status --json` renders
+/// the document from what berth answered).
+pub fn render_as(
+    out: &mut Vec<u8>,
+    berth: &str,
+    release: Option<&Release<'_>>,
+    entries: &[Entry<'_>],
+    lp: &Loop<'_>,
+    staging: bool,
+    update: Option<&crate::outcome::UpdateInfo>,
+) {
     out.clear();
     let _ = write!(out, "{{\"format\":{FORMAT},\"berth\":");
-    json_string(out, env!("CARGO_PKG_VERSION"));
+    json_string(out, berth);
     out.extend_from_slice(b",\"release\":");
     match release {
         None => out.extend_from_slice(b"null"),

@@ -549,21 +549,62 @@ fn reboot_once_more(file: &str, stage: &str) {
     }
 }
 
-/// Run berthctl; (exit status 0, stdout and stderr).
+/// Whether berthctl answered: exit 0; for `status` and `release`, which
+/// exit by state (docs/berthctl.md), also 1 (degraded) or 3 (not ready)
+/// with their output on stdout.
+fn answered(args: &[&str], code: Option<i32>, stdout: &[u8]) -> bool {
+    match code {
+        Some(0) => true,
+        Some(1 | 3) => matches!(args.first(), Some(&"status" | &"release")) && !stdout.is_empty(),
+        _ => false,
+    }
+}
+
+/// Run berthctl; (answered, stdout and stderr).
 fn ctl(args: &[&str]) -> (bool, String) {
-    let (code, text) = ctl_code(args);
-    (code == Some(0), text)
+    match std::process::Command::new("/sbin/berthctl").args(args).output() {
+        Ok(out) => (answered(args, out.status.code(), &out.stdout), both(&out)),
+        Err(e) => (false, format!("berthctl: {}", errno_desc(&e))),
+    }
 }
 
 /// Run berthctl; (its exit code, stdout and stderr).
 fn ctl_code(args: &[&str]) -> (Option<i32>, String) {
     match std::process::Command::new("/sbin/berthctl").args(args).output() {
-        Ok(out) => {
-            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&out.stderr));
-            (out.status.code(), text.trim_end().to_string())
-        }
+        Ok(out) => (out.status.code(), both(&out)),
         Err(e) => (None, format!("berthctl: {}", errno_desc(&e))),
+    }
+}
+
+/// Stdout then stderr, trailing whitespace trimmed.
+fn both(out: &std::process::Output) -> String {
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    text.trim_end().to_string()
+}
+
+/// `berthctl status --json` parses and lists the same entries in the same
+/// states as the status file (rendered at most every 0.25 s: asked again
+/// for up to 3 s until both agree).
+fn status_json_matches() -> (bool, String) {
+    let start = Instant::now();
+    loop {
+        let out = std::process::Command::new("/sbin/berthctl").args(["status", "--json"]).output();
+        let file = fs::read_to_string("/run/berth/status/status.json").unwrap_or_default();
+        let (ok, detail) = match out {
+            Ok(o) if answered(&["status"], o.status.code(), &o.stdout) => {
+                match qemu_tests::statusjson::same_entries(&String::from_utf8_lossy(&o.stdout), &file) {
+                    Ok(n) => (true, format!("{n} entries agree, exit {:?}", o.status.code())),
+                    Err(e) => (false, e),
+                }
+            }
+            Ok(o) => (false, format!("berthctl status --json: {} {}", o.status, both(&o))),
+            Err(e) => (false, format!("berthctl: {}", errno_desc(&e))),
+        };
+        if ok || start.elapsed() > Duration::from_secs(3) {
+            return (ok, detail);
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -863,7 +904,7 @@ fn check_berthctl() -> (bool, String) {
     let run = |args: &[&str]| -> Result<String, String> {
         let out = std::process::Command::new("/sbin/berthctl").args(args).output().map_err(|e| format!("berthctl: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() {
+        if answered(args, out.status.code(), &out.stdout) {
             Ok(text)
         } else {
             Err(format!("berthctl {args:?}: {} {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
@@ -907,7 +948,7 @@ fn check_berthctl() -> (bool, String) {
 fn check_berthctl_stop_start() -> (bool, String) {
     let run = |args: &[&str]| -> Option<String> {
         let out = std::process::Command::new("/sbin/berthctl").args(args).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        answered(args, out.status.code(), &out.stdout).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let state = |name: &str| -> String {
         run(&["status"])
@@ -942,9 +983,10 @@ fn check_berthctl_stop_start() -> (bool, String) {
     (true, "flaky: running -> stopped -> running".into())
 }
 
+/// Run berthctl: its stdout if it answered ([`answered`]).
 fn berthctl(args: &[&str]) -> Option<String> {
     let out = std::process::Command::new("/sbin/berthctl").args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    answered(args, out.status.code(), &out.stdout).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `berthctl logs sensor -n 3` and `berthctl events -n 5` answer from the

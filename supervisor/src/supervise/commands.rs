@@ -160,7 +160,19 @@ impl Pid1 {
             recent_handler: name(recent.handler),
             recent_pet_late_us: us(recent.pet_late_s),
         };
-        crate::control::StatusReply { entries: self.entries(), stalls, staging: self.staging_note() }
+        let release = self.view_release().map(|r| crate::control::StatusRelease {
+            version: r.version,
+            key_id: crate::outcome::cut(r.key_id),
+            phase: crate::outcome::cut(r.phase),
+        });
+        crate::control::StatusReply {
+            berth: crate::outcome::cut(env!("CARGO_PKG_VERSION")),
+            release,
+            entries: self.entries(),
+            stalls,
+            staging: self.staging_note(),
+            update: self.stage.log.last().cloned(),
+        }
     }
 
     fn entries(&self) -> heapless::Vec<ContainerStatus, { crate::control::STATUS_MAX }> {
@@ -186,6 +198,7 @@ impl Pid1 {
                 memory,
                 note: s.status.clone().unwrap_or_default(),
                 layers: s.spec.layers(),
+                started_ms: s.pid.map(|_| started_ms(s.started)),
             });
         }
         for s in &self.services {
@@ -199,14 +212,21 @@ impl Pid1 {
                 uptime_ms: if s.pid.is_some() { ((now - s.started) * 1e3) as u64 } else { 0 },
                 restarts: s.restart.restarts,
                 last_exit: last_exit(s.last_exit),
-                ready: s.pid.is_some(),
+                // As the status file has it.
+                ready: s.pid.is_some() && s.state == SlotState::Running,
                 memory: 0,
                 note: heapless::String::new(),
                 layers: crate::control::Layers::default(),
+                started_ms: s.pid.map(|_| started_ms(s.started)),
             });
         }
         list
     }
+}
+
+/// A run's start (seconds on `CLOCK_MONOTONIC`) as the status file shows it.
+pub(super) fn started_ms(started: f64) -> u64 {
+    (started * 1e3) as u64
 }
 
 pub(super) fn kind(k: super::Kind) -> heapless::String<10> {

@@ -77,14 +77,19 @@ impl Pid1 {
         }
     }
 
-    fn render_view(&self, out: &mut Vec<u8>) {
+    /// The release as the status file and `berthctl status` show it.
+    pub(super) fn view_release(&self) -> Option<Release<'_>> {
         let phase = self.release_phase();
-        let release = match (&self.release, self.recovering()) {
+        match (&self.release, self.recovering()) {
             (Some((version, key_id)), _) => Some(Release { version: *version, key_id, phase }),
             (None, Some(_)) => Some(Release { version: 0, key_id: "", phase }),
             (None, None) => None,
-        };
-        let ms = |started: f64| Some((started * 1e3) as u64);
+        }
+    }
+
+    fn render_view(&self, out: &mut Vec<u8>) {
+        let release = self.view_release();
+        let ms = |started: f64| Some(super::commands::started_ms(started));
         let exits: Vec<heapless::String<24>> = self
             .slots
             .iter()

@@ -35,7 +35,7 @@ fn timed_status() -> Option<String> {
         match child.try_wait() {
             Ok(Some(st)) => {
                 let out = child.wait_with_output().ok()?;
-                return st.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned());
+                return super::answered(&["status"], st.code(), &out.stdout).then(|| String::from_utf8_lossy(&out.stdout).into_owned());
             }
             Ok(None) if start.elapsed() < CTL_TIMEOUT => std::thread::sleep(Duration::from_millis(5)),
             _ => {

@@ -2,7 +2,7 @@
 //! with every release corrupt, berth answers from its recovery state; once
 //! the harness has pushed a repair, the repaired release is committed.
 
-use super::{ctl, report};
+use super::{ctl, ctl_code, report};
 use std::time::{Duration, Instant};
 
 /// The status file, as berth writes it.
@@ -16,19 +16,25 @@ pub fn run() {
     repaired();
 }
 
-/// `berthctl release` (text and JSON) and the status file show the
-/// recovery state and its reason: the rejected signature.
+/// `berthctl release` (text and JSON), `berthctl status --json` and the
+/// status file show the recovery state and its reason: the rejected
+/// signature; `release` and `status` exit 1 (degraded).
 fn recovery_shown() {
-    let (ok_text, text) = ctl(&["release"]);
-    let (ok_json, json) = ctl(&["release", "--json"]);
+    let (code_text, text) = ctl_code(&["release"]);
+    let (code_json, json) = ctl_code(&["release", "--json"]);
     let status = wait_for_status("\"phase\":\"recovery\"", Duration::from_secs(10));
-    let ok = ok_text
+    let (code_status, status_ctl) = ctl_code(&["status", "--json"]);
+    let shown = "\"release\":{\"version\":0,\"key_id\":\"\",\"phase\":\"recovery\"}";
+    let ok = code_text == Some(1)
         && text.starts_with("no release runs (recovery): release signature does not verify with key ")
-        && ok_json
+        && code_json == Some(1)
         && json.contains("\"phase\":\"recovery\"")
         && json.contains("\"recovery\":\"release signature does not verify")
-        && status.contains("\"release\":{\"version\":0,\"key_id\":\"\",\"phase\":\"recovery\"}");
-    report("recovery", ok, &format!("release: {text} | json: {json} | status: {status}"));
+        && status.contains(shown)
+        && code_status == Some(1)
+        && status_ctl.contains(shown);
+    let codes = format!("exit {code_text:?}/{code_json:?}/{code_status:?}");
+    report("recovery", ok, &format!("{codes} release: {text} | json: {json} | status: {status} | status --json: {status_ctl}"));
 }
 
 /// The status file once it contains `want` (or as last read).

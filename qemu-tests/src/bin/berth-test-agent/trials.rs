@@ -26,7 +26,8 @@ fn last(text: &str) -> &str {
 /// Three updates, each waited for: a one-shot failure (rolled back, 4), a
 /// trial that never commits (rolled back at its deadline, 4), a one-shot
 /// task that succeeds (committed, 0); then `release --json` and the status
-/// file carry the last one.
+/// file carry the last one, and `berthctl status --json` lists the same
+/// entries in the same states as the status file.
 fn judged() {
     let (code, text) = apply_wait("trial-fail");
     let l = last(&text);
@@ -47,6 +48,8 @@ fn judged() {
         Ok(s) => report("status-json", s.contains("\"phase\":\"committed\",\"result\":\"ok\""), s.trim_end()),
         Err(e) => report("status-json", false, &format!("{STATUS_JSON}: {e}")),
     }
+    let (pass, detail) = super::status_json_matches();
+    report("status-json-ctl", pass, &detail);
 }
 
 /// `commit` and `rollback` without a trial (errors), `update` answered at
