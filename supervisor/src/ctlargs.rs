@@ -242,7 +242,7 @@ const HOOK_SPECS: &[Spec] = &[Spec {
     operands: &["wedge", "SECONDS"],
     opts: &[],
     summary: "test trigger: block berth's loop (1 to 600 s)",
-    help: "Test trigger: block berth's loop SECONDS (1 to 600), so the hardware
+    help: "Test trigger (`debug wedge SECONDS`): block berth's loop SECONDS (1 to 600), so the hardware
 watchdog is not petted and resets the board.
 
 options:
