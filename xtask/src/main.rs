@@ -3,6 +3,7 @@
 mod artifacts;
 mod bench;
 mod bundle;
+mod cli;
 mod cpio;
 mod crashreplay;
 mod cutmodel;
@@ -26,69 +27,13 @@ mod verity;
 
 use artifacts::{Artifacts, BootOpts, ReleaseData, Variant};
 use berth::board::{Arch, CgroupMode, LandlockMode};
+use clap::Parser;
+use cli::{Args, Cli, Cmd};
 use qemu_tests::machine::Machine;
 use qemu_tests::scenarios::{BootSpec, Launch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU32, Ordering};
-
-const USAGE: &str = "usage: cargo xtask <command>
-  build [--arch A]...           build berth and the boot artifacts (default: all three)
-  run [--arch A] [--board FILE] [--update DIR|BUNDLE] [--data-mib N]
-                                boot the demo system under QEMU (default aarch64); its status
-                                page is forwarded to http://localhost:8080/ (another free port
-                                if 8080 is taken); --update puts a bundle (built from a
-                                manifest directory with the development key, or a bundle file)
-                                into the inbox of the kept data partition: the running demo
-                                picks it up a few seconds after boot; the data partition is
-                                sized to hold the releases and the update's staged copy
-                                with a margin (at least 64 MiB), or N MiB with --data-mib
-  run [--arch A] --manifests DIR [--timeout S] [--update DIR|BUNDLE] [--data-mib N]
-                                boot your own manifests; exit 0 only when every container
-                                exited 0, or was still running at the timeout (default 60 s);
-                                with --update, only when berth took that update while running
-                                and committed it (a refused or rolled-back update fails)
-  push [--arch A | --board FILE] [--key PEM] DIR|BUNDLE
-                                send an update (a bundle, or a manifest directory bundled with
-                                the development key) into the system `run` is running, over a
-                                virtio serial port; prints the device's answer
-  test [--arch A]... [FILTER]... host unit tests and the notices check, then the QEMU scenarios,
-                                then `bench --quick` (when no FILTER is given or one is part of
-                                `bench`)
-  notices [--check]             regenerate THIRD-PARTY-NOTICES.md with cargo-about (installed
-                                into target/tools on first use); --check fails when it is stale
-  check-board FILE...           validate board config files
-  keygen --out DIR              write a signing key pair (signing-key.pem, <key id>.pub)
-  keyid FILE                    print the id of the Ed25519 key in FILE: a PEM public key (as
-                                `openssl pkey -pubout` writes it), a <key id>.pub, or a PKCS#8
-                                PEM private key (as `openssl genpkey -algorithm ed25519` writes it)
-  release [--arch A | --board FILE] [--manifests DIR] [--key PEM] --out FILE
-                                build the images of a manifest directory (default manifests/)
-                                and sign the release (default: the development key)
-  bundle [--arch A | --board FILE] [--manifests DIR] [--key PEM] [--version N]
-         [--only-new-against RELEASE] --out FILE
-                                an update bundle: the signed release and its images (only
-                                those RELEASE, a signed release file, lacks); --version
-                                overrides release.toml
-  fuzz [SECONDS] [TARGET]...    fuzz the release decoders, SECONDS per target (default 60;
-                                installs cargo-fuzz, runs on stable with RUSTC_BOOTSTRAP=1)
-  image PATH --out FILE         build a container image (squashfs + dm-verity tree) from a
-                                directory, or from a single static binary
-  image --oci PATH [--arch A] [--out FILE] [--manifest-out FILE.toml] [--name NAME]
-                                import an OCI image layout or a `docker save` tar: layers,
-                                whiteouts, ownership; pre-fill a manifest from its config
-                                (default out: NAME.img, manifest: NAME.toml; notes on stderr)
-  inspect IMAGE [--salt HEX]    verify an image's hash tree and print berth inspect's report
-  bench [--quick] [--part N]... measure start latency (against crun, runc and the kernel's
-                                floor), scaling, boot to ready, footprint and an update
-                                against a cold start; writes
-                                target/bench/report.md, report.json, boot-aarch64.svg
-  soak-power-cut [--arch A] [--count N] [--seed S]
-  crash-replay [--seed S] [LOG DATA]
-                                cut the power N times (default 200) at random points of an
-                                update under QEMU (default x86_64); each next boot must run
-                                one whole, verified release
-architectures: aarch64, armv7, x86_64";
 
 pub fn say(msg: &str) {
     eprintln!("xtask: {msg}");
@@ -117,147 +62,34 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
-struct Args {
-    arches: Vec<Arch>,
-    board: Option<PathBuf>,
-    out: Option<PathBuf>,
-    salt: Option<String>,
-    manifests: Option<PathBuf>,
-    key: Option<PathBuf>,
-    timeout: Option<u64>,
-    version: Option<u64>,
-    against: Option<PathBuf>,
-    count: Option<u64>,
-    seed: Option<u64>,
-    oci: Option<PathBuf>,
-    manifest_out: Option<PathBuf>,
-    name: Option<String>,
-    update: Option<PathBuf>,
-    data_mib: Option<u64>,
-    rest: Vec<String>,
-}
-
-fn parse(args: &[String]) -> Result<Args, String> {
-    let mut a = Args {
-        arches: Vec::new(),
-        board: None,
-        out: None,
-        salt: None,
-        manifests: None,
-        key: None,
-        timeout: None,
-        version: None,
-        against: None,
-        count: None,
-        seed: None,
-        oci: None,
-        manifest_out: None,
-        name: None,
-        update: None,
-        data_mib: None,
-        rest: Vec::new(),
-    };
-    let mut it = args.iter();
-    while let Some(x) = it.next() {
-        match x.as_str() {
-            "--arch" => {
-                let v = it.next().ok_or("--arch needs a value")?;
-                a.arches.push(Arch::parse(v).ok_or_else(|| format!("unknown architecture `{v}` (aarch64, armv7, x86_64)"))?);
-            }
-            "--board" => a.board = Some(PathBuf::from(it.next().ok_or("--board needs a file")?)),
-            "--manifests" => a.manifests = Some(PathBuf::from(it.next().ok_or("--manifests needs a directory")?)),
-            "--key" => a.key = Some(PathBuf::from(it.next().ok_or("--key needs a PEM file")?)),
-            "--out" => a.out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
-            "--timeout" => {
-                let v = it.next().ok_or("--timeout needs seconds")?;
-                a.timeout = Some(v.parse().map_err(|_| format!("--timeout: `{v}` is not a number of seconds"))?);
-            }
-            "--version" => {
-                let v = it.next().ok_or("--version needs a number")?;
-                a.version = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--version: `{v}` is not a positive number"))?);
-            }
-            "--only-new-against" => a.against = Some(PathBuf::from(it.next().ok_or("--only-new-against needs a release file")?)),
-            "--count" => {
-                let v = it.next().ok_or("--count needs a number")?;
-                a.count = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("--count: `{v}` is not a positive number"))?);
-            }
-            "--seed" => {
-                let v = it.next().ok_or("--seed needs a number")?;
-                a.seed = Some(v.parse().map_err(|_| format!("--seed: `{v}` is not a number"))?);
-            }
-            "--oci" => a.oci = Some(PathBuf::from(it.next().ok_or("--oci needs an OCI layout directory or a docker save tar")?)),
-            "--manifest-out" => a.manifest_out = Some(PathBuf::from(it.next().ok_or("--manifest-out needs a file")?)),
-            "--name" => a.name = Some(it.next().ok_or("--name needs a container name")?.clone()),
-            "--update" => a.update = Some(PathBuf::from(it.next().ok_or("--update needs a manifest directory or a bundle file")?)),
-            "--data-mib" => {
-                let v = it.next().ok_or("--data-mib needs a size in MiB")?;
-                let n: u64 = v.parse().map_err(|_| format!("--data-mib: `{v}` is not a whole number of MiB"))?;
-                let (lo, hi) = (artifacts::DATA_MIN_MIB, artifacts::DATA_MAX_MIB);
-                if !(lo..=hi).contains(&n) {
-                    return Err(format!("--data-mib: {n} MiB is not between {lo} and {hi}"));
-                }
-                a.data_mib = Some(n);
-            }
-            "--salt" => a.salt = Some(it.next().ok_or("--salt needs 64 hex digits")?.clone()),
-            s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
-            s => a.rest.push(s.to_string()),
-        }
-    }
-    Ok(a)
-}
-
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = argv.first() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
+    // Help goes to stdout with exit 0, a bad command line to stderr with exit 2.
+    let cli = Cli::parse();
     let root = workspace_root();
-    if cmd == "notices" {
-        return match notices::run_args(&root, &argv[1..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("xtask: error: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if cmd == "bench" {
-        let r = bench::parse(&argv[1..]).and_then(|o| bench::run(&root, &o));
-        return match r {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("xtask: error: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let args = match parse(&argv[1..]) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("xtask: {e}\n{USAGE}");
-            return ExitCode::from(2);
+    let args = cli::args(&cli.command);
+    let r = match &cli.command {
+        Cmd::Build { .. } => build(&root, &args),
+        Cmd::Run { .. } => run(&root, &args),
+        Cmd::Test { .. } => test(&root, &args),
+        Cmd::CheckBoard { .. } => check_boards(&args.rest),
+        Cmd::Image { .. } => make_image(&args),
+        Cmd::Fuzz { .. } => fuzz::run_args(&root, &args.rest),
+        Cmd::Keygen { out } => release::keygen(out).map(|_| ()),
+        Cmd::Keyid { .. } => release::keyid(&args.rest),
+        Cmd::Release { .. } => make_release(&root, &args),
+        Cmd::Bundle { .. } => make_bundle(&root, &args),
+        Cmd::Push { .. } => push(&root, &args),
+        Cmd::Inspect { .. } => inspect_image(&args),
+        Cmd::SoakPowerCut { .. } => soak_power_cut(&root, &args),
+        Cmd::CrashReplay { .. } => crash_replay(&root, &args),
+        Cmd::Notices { check: true, .. } => notices::check(&root),
+        Cmd::Notices { render_check: true, .. } => notices::render_check(&root),
+        Cmd::Notices { .. } => notices::generate(&root),
+        Cmd::Bench { quick, parts } => bench::run(&root, &bench::opts(*quick, parts)),
+        Cmd::Completions { shell } => {
+            cli::completions(*shell, &mut std::io::stdout());
+            Ok(())
         }
-    };
-    let r = match cmd.as_str() {
-        "build" => build(&root, &args),
-        "run" => run(&root, &args),
-        "test" => test(&root, &args),
-        "check-board" => check_boards(&args.rest),
-        "image" => make_image(&args),
-        "fuzz" => fuzz::run_args(&root, &args.rest),
-        "keygen" => match &args.out {
-            Some(dir) => release::keygen(dir).map(|_| ()),
-            None => Err("usage: cargo xtask keygen --out DIR".into()),
-        },
-        "keyid" => release::keyid(&args.rest),
-        "release" => make_release(&root, &args),
-        "bundle" => make_bundle(&root, &args),
-        "push" => push(&root, &args),
-        "inspect" => inspect_image(&args),
-        "soak-power-cut" => soak_power_cut(&root, &args),
-        "crash-replay" => crash_replay(&root, &args),
-        _ => Err(format!("unknown command `{cmd}`\n{USAGE}")),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -501,9 +333,6 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
     tools::ensure_host_tools(root, &targets(&[arch]), true)?;
     if let Some(dir) = &a.manifests {
         return run_trial(root, &board, dir, a.timeout.unwrap_or(60), a);
-    }
-    if a.timeout.is_some() {
-        return Err("--timeout goes with --manifests".into());
     }
     let console = format!("/dev/{}", artifacts::load_board(&board)?.console);
     let services = vec![console_service(&console)?, receive_service()?];

@@ -30,16 +30,6 @@ pub const CONFIG: &str = "about.toml";
 /// The handlebars template, relative to the workspace root.
 pub const TEMPLATE: &str = "about.md.hbs";
 
-/// `cargo xtask notices [--check]`.
-pub fn run_args(root: &Path, args: &[String]) -> Result<(), String> {
-    match args {
-        [] => generate(root),
-        [c] if c == "--check" => check(root),
-        [c] if c == "--render-check" => render_check(root),
-        _ => Err("usage: cargo xtask notices [--check | --render-check]".into()),
-    }
-}
-
 /// Render the notices and write them to [`OUTPUT`].
 pub fn generate(root: &Path) -> Result<(), String> {
     let text = render(root)?;
