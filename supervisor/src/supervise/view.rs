@@ -108,8 +108,9 @@ impl View {
 }
 
 impl Pid1 {
-    /// After a wake-up: render and write the status file if it is time and
-    /// something changed; otherwise make sure the timer comes back for it.
+    /// After a wake-up: render the view's files if it is time (sampling
+    /// memory when due) and write each that changed; otherwise make sure
+    /// the timer comes back for it.
     pub(super) fn refresh_view(&mut self) {
         let now = crate::log::now();
         let Some(mut view) = self.view.take() else {
