@@ -51,6 +51,7 @@ pub mod inboxfull;
 pub mod loopcheck;
 pub mod machine;
 pub mod output;
+pub mod promtext;
 pub mod recovery;
 pub mod scenario;
 pub mod scenarios;

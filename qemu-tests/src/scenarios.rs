@@ -1098,6 +1098,11 @@ fn free_port() -> Result<u16, String> {
 
 /// One HTTP/1.1 GET on the host's loopback: (status code, body).
 fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    http_get_head(port, path).map(|(code, _, body)| (code, body))
+}
+
+/// [`http_get`] with the reply's head: (status code, head, body).
+fn http_get_head(port: u16, path: &str) -> Result<(u16, String, String), String> {
     use std::io::{Read, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
@@ -1108,15 +1113,16 @@ fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     let text = String::from_utf8_lossy(&reply);
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP reply: {text:?}"))?;
     let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("bad status line: {head:?}"))?;
-    Ok((code, body.to_string()))
+    Ok((code, head.to_string(), body.to_string()))
 }
 
 /// The demo's status page, fetched from the host through QEMU's port
 /// forwarding: `/status.json` lists every container of the release (and
 /// the `net` service) with a state, the release's version and key id, and
 /// `status-web` itself running and ready; `/` shows each container in its
-/// table. `status-web` reads berth's read-only status view (it has no
-/// control socket).
+/// table; `/metrics` parses as Prometheus text with berth's families and
+/// every container. `status-web` reads berth's read-only status view (it
+/// has no control socket).
 fn status_page(l: &dyn Launch) -> Result<(), String> {
     use serde_json::Value;
     let lim = limits(l.arch());
@@ -1194,12 +1200,31 @@ fn status_page(l: &dyn Launch) -> Result<(), String> {
             return Err(format!("/ has no row for {n}: {html}"));
         }
     }
+    status_metrics(port, version, &names)?;
     if http_get(port, "/nope")?.0 != 404 {
         return Err("an unknown path did not answer 404".into());
     }
     // The page's own requests reached status-web's log: it is the server.
     m.expect_event_where("container.log", |e| e.get("name") == Some("status-web") && e.get("line") == Some("status-web: GET / 200"), lim.step)?;
     no_errors(&m, &[])
+}
+
+/// The page's `/metrics`: Prometheus text (read by the tests' own parser)
+/// with berth's families, the release's version and each container in a
+/// state the status page may show.
+fn status_metrics(port: u16, version: u64, names: &[String]) -> Result<(), String> {
+    let (code, head, body) = http_get_head(port, "/metrics")?;
+    let kind = head.lines().find_map(|l| l.strip_prefix("Content-Type: ")).unwrap_or("");
+    if code != 200 || !kind.starts_with("text/plain; version=0.0.4") {
+        return Err(format!("/metrics answered {code} ({kind:?}): {body}"));
+    }
+    let states = crate::promtext::check_demo(&body, version, names).map_err(|e| format!("/metrics: {e}: {body}"))?;
+    for (name, state) in &states {
+        if !expected_state(name).contains(&state.as_str()) {
+            return Err(format!("/metrics: {name} is {state:?}, want one of {:?}", expected_state(name)));
+        }
+    }
+    Ok(())
 }
 
 /// The states the status page may show for a demo container or the `net`

@@ -31,6 +31,7 @@ pub mod log;
 pub mod logstore;
 pub mod logwrites;
 pub mod manifest;
+pub mod metrics;
 pub mod modules;
 pub mod mount;
 pub mod net;

@@ -4,20 +4,22 @@
 //!
 //! berth writes one small JSON file, [`FILE`] in [`DIR`] (on the `/run`
 //! tmpfs), as a temporary name and a rename, so a reader always sees a whole
-//! file. A manifest with `status_view = true` gets [`DIR`] bound read-only
+//! file; beside it, the same numbers and a few more (memory, OOM kills,
+//! dropped output lines) as Prometheus text, [`crate::metrics::FILE`]. A manifest with `status_view = true` gets [`DIR`] bound read-only
 //! (`ro,nosuid,nodev,noexec`) at [`INSIDE`]: a directory, not the file,
 //! so each rename shows through the bind. The file holds the release
 //! (version, signing key id, committed or on trial), berth's version, and for
 //! every container and host service its kind, state, readiness, restarts,
 //! last exit and when its current run started (`started_ms`, on
 //! `CLOCK_MONOTONIC`, which a container shares: a reader computes the uptime
-//! itself, so the file does not change as time passes). No pids, no memory,
-//! no `STATUS=` notes, no paths: nothing a container needs to show a status
-//! page.
+//! itself, so the file does not change as time passes). No pids, no
+//! `STATUS=` notes, no paths: nothing a container needs to show a status
+//! page (memory is in the metrics file only, sampled every few seconds).
 //!
 //! Cost: the loop renders the file at most every [`MIN_INTERVAL_S`] (a
 //! wake-up sooner defers the render to the end of the interval), and writes
-//! it only when the rendered bytes differ from the last written ones.
+//! it only when the rendered bytes differ from the last written ones; the
+//! metrics file likewise, on the same renders.
 //!
 //! Format (version 1), one line:
 //!
@@ -197,18 +199,18 @@ impl Pacer {
 pub enum WriteError {
     /// Making [`DIR`].
     Dir(std::io::Error),
-    /// Writing the temporary file.
-    Temp(std::io::Error),
-    /// Renaming it over [`FILE`].
-    Rename(std::io::Error),
+    /// Writing the temporary file for the named file.
+    Temp(&'static str, std::io::Error),
+    /// Renaming it over the named file.
+    Rename(&'static str, std::io::Error),
 }
 
 impl core::fmt::Display for WriteError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             WriteError::Dir(e) => write!(f, "mkdir {DIR}: {e}"),
-            WriteError::Temp(e) => write!(f, "write {DIR}/.{FILE}.tmp: {e}"),
-            WriteError::Rename(e) => write!(f, "rename to {DIR}/{FILE}: {e}"),
+            WriteError::Temp(name, e) => write!(f, "write {DIR}/.{name}.tmp: {e}"),
+            WriteError::Rename(name, e) => write!(f, "rename to {DIR}/{name}: {e}"),
         }
     }
 }
@@ -224,8 +226,13 @@ pub fn make_dir(dir: &std::path::Path) -> Result<(), WriteError> {
 /// Write `bytes` as `dir/FILE`: a temporary file (mode 0644), then a rename.
 /// No fsync: the directory is on a tmpfs.
 pub fn write(dir: &std::path::Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write_as(dir, FILE, bytes)
+}
+
+/// [`write`] for another file of the view (`metrics.prom`).
+pub fn write_as(dir: &std::path::Path, name: &'static str, bytes: &[u8]) -> Result<(), WriteError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = dir.join(format!(".{FILE}.tmp"));
+    let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -233,10 +240,10 @@ pub fn write(dir: &std::path::Path, bytes: &[u8]) -> Result<(), WriteError> {
         .mode(0o644)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&tmp)
-        .map_err(WriteError::Temp)?;
-    f.write_all(bytes).map_err(WriteError::Temp)?;
+        .map_err(|e| WriteError::Temp(name, e))?;
+    f.write_all(bytes).map_err(|e| WriteError::Temp(name, e))?;
     drop(f);
-    std::fs::rename(&tmp, dir.join(FILE)).map_err(WriteError::Rename)
+    std::fs::rename(&tmp, dir.join(name)).map_err(|e| WriteError::Rename(name, e))
 }
 
 #[cfg(test)]
@@ -302,6 +309,9 @@ mod tests {
         write(&dir, b"two!").unwrap();
         assert_eq!(std::fs::read(dir.join(FILE)).unwrap(), b"two!");
         assert!(!dir.join(format!(".{FILE}.tmp")).exists());
+        write_as(&dir, crate::metrics::FILE, b"m 1\n").unwrap();
+        assert_eq!(std::fs::read(dir.join(crate::metrics::FILE)).unwrap(), b"m 1\n");
+        assert_eq!(std::fs::read(dir.join(FILE)).unwrap(), b"two!");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

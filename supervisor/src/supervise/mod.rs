@@ -187,6 +187,8 @@ struct Slot {
     deferred: u32,
     /// The running check's trail (where its setup is).
     check_trail: Option<std::os::fd::OwnedFd>,
+    /// What the metrics file counts for it.
+    counts: view::Counts,
 }
 
 impl Slot {
@@ -220,6 +222,7 @@ impl Slot {
             shifted: false,
             deferred: 0,
             check_trail: None,
+            counts: view::Counts::default(),
         }
     }
 }
@@ -1208,6 +1211,7 @@ impl Pid1 {
         if let Some(i) = self.cgroups.iter().position(|(p, _)| *p == pid) {
             let (_, cg) = self.cgroups.swap_remove(i);
             if let Ok(ev) = cg.memory_events() {
+                self.count_oom_kills(pid, ev.oom_kill);
                 if ev.oom_kill > 0 || ev.oom_group_kill > 0 {
                     Event::warn("container.oom").kv("name", &name).kv("oom_kill", ev.oom_kill).kv("oom", ev.oom).kv("berth_rss_kib", rss_kib()).emit();
                 }

@@ -78,6 +78,8 @@ pub struct Output {
     /// Lines dropped by the bucket and not reported yet.
     limited: u64,
     limited_told_at: f64,
+    /// Lines dropped by the bucket, all told.
+    dropped: u64,
 }
 
 impl Output {
@@ -90,7 +92,7 @@ impl Output {
         }
         let now = crate::log::now();
         let (per_s, burst) = rate.resolved();
-        Output { name: n, kind, fd, buf: heapless::Vec::new(), bucket: Bucket::new(per_s, burst, now), limited: 0, limited_told_at: now }
+        Output { name: n, kind, fd, buf: heapless::Vec::new(), bucket: Bucket::new(per_s, burst, now), limited: 0, limited_told_at: now, dropped: 0 }
     }
 
     /// One whole line (without its newline) arrived at `now`.
@@ -99,6 +101,7 @@ impl Output {
             log_line(&self.name, self.kind, &self.buf, now);
         } else {
             self.limited += 1;
+            self.dropped += 1;
         }
         self.buf.clear();
         if self.limited > 0 && now - self.limited_told_at >= LIMITED_EVERY_S {
@@ -229,18 +232,25 @@ impl Pid1 {
             Err(_) => 0,
         };
         let now = crate::log::now();
+        let before = out.dropped;
         if n == 0 {
             // Writer gone: flush a partial line and stop watching.
             out.close(now);
+            let (name, kind, dropped) = (out.name.clone(), out.kind, out.dropped.saturating_sub(before));
             if let Some(epoll) = &self.epoll {
                 let _ = epoll.delete(&out.fd);
             }
             if let Some(s) = self.outputs.get_mut(slot) {
                 *s = None;
             }
+            self.count_dropped(&name, kind, dropped);
             return;
         }
         out.take(chunk.get(..n).unwrap_or(&[]), now);
+        if out.dropped > before {
+            let (name, kind, dropped) = (out.name.clone(), out.kind, out.dropped.saturating_sub(before));
+            self.count_dropped(&name, kind, dropped);
+        }
     }
 }
 
@@ -299,6 +309,8 @@ mod tests {
         // ...then the next line reports (and resets) the count.
         o.take(b"h\n", t + LIMITED_EVERY_S);
         assert_eq!((o.limited, o.limited_told_at), (0, t + LIMITED_EVERY_S));
+        // The metrics' count is never reset.
+        assert_eq!(o.dropped, 4);
         // A partial line is kept until its newline or the close.
         o.take(b"partial", t + 20.0);
         assert_eq!(o.buf.as_slice(), b"partial");

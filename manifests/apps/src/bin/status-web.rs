@@ -3,9 +3,11 @@
 //!
 //! It reads berth's status view (`status_view = true` in its manifest: a
 //! read-only directory berth keeps up to date, never the control socket) and
-//! serves `/` (an HTML page) and `/status.json` (the same data, with each
-//! run's uptime worked out from its `started_ms`). One connection at a
-//! time, each bounded by a 2 s timeout; std only.
+//! serves `/` (an HTML page), `/status.json` (the same data, with each
+//! run's uptime worked out from its `started_ms`) and `/metrics` (berth's
+//! `metrics.prom` from the same directory, as is, in the Prometheus text
+//! format; 503 while it is missing or too big). One connection at a time,
+//! each bounded by a 2 s timeout; std only.
 //!
 //! Arguments: `status-web [PORT] [STATUS_FILE]` (default 8080 and
 //! `/run/berth-status/status.json`).
@@ -17,6 +19,11 @@ use std::time::Duration;
 
 const STATUS_FILE: &str = "/run/berth-status/status.json";
 const REQUEST_MAX: usize = 4096;
+/// The metrics file, beside the status file.
+const METRICS_FILE: &str = "metrics.prom";
+/// Largest metrics file served (berth bounds it to 64 KiB).
+const METRICS_MAX: u64 = 64 << 10;
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn main() {
     berth_demo_apps::exit_on_sigterm();
@@ -58,6 +65,10 @@ fn serve(mut stream: TcpStream, file: &str) {
             Ok(v) => (200, "application/json", v.to_json() + "\n"),
             Err(e) => (503, "application/json", format!("{{\"error\":{}}}\n", Value::Str(e).to_json())),
         },
+        ("GET" | "HEAD", "/metrics") => match metrics(file) {
+            Ok(text) => (200, METRICS_TYPE, text),
+            Err(e) => (503, "text/plain; charset=utf-8", format!("metrics not available: {e}\n")),
+        },
         ("GET" | "HEAD", "/" | "/index.html") => match status(file) {
             Ok(v) => (200, "text/html; charset=utf-8", page(&v)),
             Err(e) => (503, "text/plain; charset=utf-8", format!("status not available: {e}\n")),
@@ -78,6 +89,19 @@ fn serve(mut stream: TcpStream, file: &str) {
         let _ = stream.write_all(body.as_bytes());
     }
     println!("status-web: {method} {path} {code}");
+}
+
+/// The metrics file beside the status file `file`, read whole (at most
+/// [`METRICS_MAX`] bytes).
+fn metrics(file: &str) -> Result<String, String> {
+    let path = std::path::Path::new(file).with_file_name(METRICS_FILE);
+    let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = String::new();
+    f.take(METRICS_MAX + 1).read_to_string(&mut text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() as u64 > METRICS_MAX {
+        return Err(format!("{}: over {METRICS_MAX} bytes", path.display()));
+    }
+    Ok(text)
 }
 
 /// The status file, with `uptime_s` for each running entry.
@@ -157,7 +181,26 @@ fn page(v: &Value) -> String {
          td,th{{padding:.2em .8em;text-align:left;border-bottom:1px solid #ccc}}</style></head>\n\
          <body><h1>berth gateway</h1><p>{release}; berth {}</p>\n\
          <table><tr><th>name</th><th>kind</th><th>state</th><th>ready</th><th>restarts</th><th>uptime</th><th>last exit</th></tr>\n\
-         {rows}</table><p><a href=\"/status.json\">status.json</a> (refreshes every 5 s)</p></body></html>\n",
+         {rows}</table><p><a href=\"/status.json\">status.json</a>, <a href=\"/metrics\">metrics</a> (refreshes every 5 s)</p></body></html>\n",
         text(v.get("berth"))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_read_beside_the_status_file_and_bounded() {
+        let dir = std::env::temp_dir().join(format!("status-web-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = dir.join("status.json");
+        let status = status.to_str().unwrap();
+        assert!(metrics(status).unwrap_err().contains("metrics.prom"));
+        std::fs::write(dir.join(METRICS_FILE), "# HELP a b\n# TYPE a gauge\na 1\n").unwrap();
+        assert_eq!(metrics(status).unwrap(), "# HELP a b\n# TYPE a gauge\na 1\n");
+        std::fs::write(dir.join(METRICS_FILE), vec![b'#'; METRICS_MAX as usize + 1]).unwrap();
+        assert!(metrics(status).unwrap_err().contains("over"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
