@@ -10,6 +10,7 @@ mod fuzz;
 mod image;
 mod kernel;
 mod logreplay;
+mod manifests;
 mod notices;
 mod oci;
 mod release;

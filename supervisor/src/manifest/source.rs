@@ -70,10 +70,19 @@ pub fn line_col(text: &str, pos: usize) -> (usize, usize) {
 /// Parse and check one manifest file: `file` is the name shown in errors,
 /// `stem` the name the manifest must carry. At most [`ERRORS_MAX`] errors.
 pub fn parse(file: &str, stem: &str, text: &str, host: Host<'_>) -> Result<Manifest, Vec<SourceError>> {
+    match read(file, stem, text, host) {
+        (Some(m), errors) if errors.is_empty() => Ok(m),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Like [`parse`], but the manifest is returned whenever it deserialised,
+/// with its value errors beside it (a caller may check more of it).
+pub fn read(file: &str, stem: &str, text: &str, host: Host<'_>) -> (Option<Manifest>, Vec<SourceError>) {
     let tree = tree(text);
     let m = match deserialize(text, host) {
         Ok(m) => m,
-        Err(e) => return Err(vec![toml_error(file, stem, text, tree.as_ref(), &e)]),
+        Err(e) => return (None, vec![toml_error(file, stem, text, tree.as_ref(), &e)]),
     };
     let mut errors = Vec::new();
     if m.name != stem {
@@ -83,11 +92,9 @@ pub fn parse(file: &str, stem: &str, text: &str, host: Host<'_>) -> Result<Manif
     if errors.is_empty() {
         errors.extend(m.check_gates().err());
     }
-    if errors.is_empty() {
-        return Ok(m);
-    }
     errors.truncate(ERRORS_MAX);
-    Err(errors.iter().map(|e| place(file, text, tree.as_ref(), e)).collect())
+    let placed = errors.iter().map(|e| place(file, text, tree.as_ref(), e)).collect();
+    (Some(m), placed)
 }
 
 /// Place an error about a manifest parsed from `text` (a board check, a
@@ -103,7 +110,8 @@ fn place(file: &str, text: &str, tree: Option<&Spanned<Node>>, e: &ManifestError
 }
 
 fn toml_error(file: &str, stem: &str, text: &str, tree: Option<&Spanned<Node>>, e: &toml::de::Error) -> SourceError {
-    let msg = e.message().trim().to_string();
+    // One line: the `toml` crate may say more on further lines.
+    let msg = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
     let named = ["unknown field `", "missing field `", "duplicate field `"]
         .iter()
         .find_map(|p| msg.strip_prefix(p))

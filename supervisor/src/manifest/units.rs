@@ -73,7 +73,7 @@ pub fn parse(kind: Kind, s: &str) -> Result<u64, &'static str> {
         let digits: u128 = frac.parse().map_err(|_| "is not a number with a unit")?;
         let scale = 10u128.pow(frac.len() as u32);
         let scaled = digits * u128::from(mult);
-        if scaled % scale != 0 {
+        if !scaled.is_multiple_of(scale) {
             return Err("is not a whole number of the field's unit");
         }
         value += scaled / scale;
