@@ -46,6 +46,9 @@
 //! Validation order: field values (refused capabilities first), then set-wide
 //! checks (duplicate names, unknown dependencies, cycles), then the gates, so
 //! that a manifest that is wrong is told so before it is told it is early.
+//! [`Manifest::field_errors`] gives every value error at once; [`source`]
+//! places them in the file as written. Sizes and durations may be written
+//! with units in TOML ([`units`]); the postcard form holds the integers.
 
 use core::fmt;
 use heapless::{String, Vec};

@@ -6,7 +6,7 @@
 //! the device does not see (`[build]`) is skipped on the way, and a value the
 //! host supplies (the image digest) is added on the way, so the `toml`
 //! crate's spans point into the user's file. Errors found after
-//! deserialisation name a field (`mounts[1].tmpfs_size`); [`locate`] finds
+//! deserialisation name a field (`mounts[1].tmpfs_size`); `locate` finds
 //! that field's value in a spanned tree of the same text. Lines and columns
 //! are 1-based; columns count characters.
 //!
