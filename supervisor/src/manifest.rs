@@ -885,49 +885,47 @@ impl Manifest {
                 out.push(err(m, f("access"), "must be a combination of r, w and m"));
             }
         }
-        out.extend(self.validate_landlock_paths().err());
-        out.extend(self.validate_socket_families().err());
+        self.validate_landlock_paths(&mut out);
+        self.validate_socket_families(&mut out);
         out
     }
 
     /// Each of `socket_families` is a family that may be granted by name,
     /// listed once.
-    fn validate_socket_families(&self) -> Result<(), ManifestError> {
+    fn validate_socket_families(&self, out: &mut std::vec::Vec<ManifestError>) {
         for (i, f) in self.socket_families.iter().enumerate() {
             let field = format!("socket_families[{i}]");
             if let Some(why) = crate::seccomp::args::family_refusal(f) {
-                return Err(err(&self.name, field, format!("`{f}` {why}")));
+                out.push(err(&self.name, field.as_str(), format!("`{f}` {why}")));
             }
             if self.socket_families.iter().take(i).any(|o| o == f) {
-                return Err(err(&self.name, field, format!("`{f}` is listed twice")));
+                out.push(err(&self.name, field.as_str(), format!("`{f}` is listed twice")));
             }
         }
-        Ok(())
     }
 
-    fn validate_landlock_paths(&self) -> Result<(), ManifestError> {
+    fn validate_landlock_paths(&self, out: &mut std::vec::Vec<ManifestError>) {
         let m = self.name.as_str();
         for (list, name) in [(&self.exec_paths, "exec_paths"), (&self.rw_paths, "rw_paths")] {
             for (i, p) in list.iter().enumerate() {
                 let f = format!("{name}[{i}]");
                 if !valid_abs_path(p) || p.contains("//") || (p.len() > 1 && p.ends_with('/')) {
-                    return Err(err(m, f, "must be an absolute path of plain components, without '..'"));
+                    out.push(err(m, f.as_str(), "must be an absolute path of plain components, without '..'"));
                 }
                 if name == "rw_paths" && p.as_str() == "/" {
-                    return Err(err(m, f, "must not be / (the image stays read-only)"));
+                    out.push(err(m, f.as_str(), "must not be / (the image stays read-only)"));
                 }
                 if list.iter().take(i).any(|o| o == p) {
-                    return Err(err(m, f, format!("`{p}` is listed twice")));
+                    out.push(err(m, f.as_str(), format!("`{p}` is listed twice")));
                 }
             }
         }
         if !self.exec_paths.is_empty() {
             let prog = self.entry.argv.first().map(|a| a.as_str()).unwrap_or("");
             if !self.exec_paths.iter().any(|p| beneath(prog, p)) {
-                return Err(err(m, "exec_paths", format!("the program `{prog}` is not beneath any of them")));
+                out.push(err(m, "exec_paths", format!("the program `{prog}` is not beneath any of them")));
             }
         }
-        Ok(())
     }
 
     /// Refuse a set field that berth does not enforce yet.

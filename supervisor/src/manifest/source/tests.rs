@@ -152,3 +152,35 @@ fn units_compile_to_exactly_the_integers() {
     let old = Manifest::from_toml("sensor", &format!("image = \"{IMAGE}\"\n{INTEGERS}")).unwrap();
     assert_eq!(old, b);
 }
+
+#[test]
+fn every_value_error_of_a_file_is_reported_in_order() {
+    let text = concat!(
+        "name = \"sensor\"\n",
+        "version = \"1 0\"\n",
+        "rw_paths = [\"/\", \"/\"]\n",
+        "socket_families = [\"can\", \"can\"]\n",
+        "mounts = [{ target = \"/proc/x\", tmpfs_size = \"4K\" }]\n",
+        "[entry]\n",
+        "argv = [\"/bin/x\"]\n",
+        "env = [\"NOEQUALS\"]\n",
+    );
+    // Columns: `version = ` is 10 characters, `env = [` 7, `mounts = [{
+    // target = ` 21, `rw_paths = [` 12 and `rw_paths = ["/", ` 17,
+    // `socket_families = ["can", ` 26. The order is the documented one.
+    let e = errors(text);
+    let at: Vec<&str> = e.iter().map(|l| l.split(": ").next().unwrap_or("")).collect();
+    assert_eq!(
+        at,
+        [
+            "manifests/sensor.toml:2:11",
+            "manifests/sensor.toml:8:8",
+            "manifests/sensor.toml:5:22",
+            "manifests/sensor.toml:3:13",
+            "manifests/sensor.toml:3:18",
+            "manifests/sensor.toml:3:18",
+            "manifests/sensor.toml:4:27",
+        ],
+        "{e:#?}"
+    );
+}
