@@ -82,3 +82,17 @@ fn many_errors_are_capped() {
     assert!(r.contains("... and 7 more"), "{r}");
     assert_eq!(r.lines().count(), ERRORS_MAX + 2);
 }
+
+/// A demo manifest written with units compiles to what its integer twin
+/// does, so the device sees no change.
+#[test]
+fn the_demo_manifest_with_units_compiles_as_its_integer_twin() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/status-web.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains("memory_max = \"16M\""), "the demo shows a unit");
+    let board = board();
+    let a = read("status-web.toml", "status-web", &text, &board).unwrap_or_else(|e| panic!("{e:?}"));
+    let twin = text.replace("memory_max = \"16M\"", "memory_max = 16777216");
+    let b = read("status-web.toml", "status-web", &twin, &board).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(a.manifest, b.manifest);
+}
