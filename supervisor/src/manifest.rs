@@ -46,12 +46,19 @@
 //! Validation order: field values (refused capabilities first), then set-wide
 //! checks (duplicate names, unknown dependencies, cycles), then the gates, so
 //! that a manifest that is wrong is told so before it is told it is early.
+//! [`Manifest::field_errors`] gives every value error at once; [`source`]
+//! places them in the file as written. Sizes and durations may be written
+//! with units in TOML ([`units`]); the postcard form holds the integers.
 
 use core::fmt;
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
 use crate::board::Board;
+
+#[cfg(any(feature = "host", test))]
+pub mod source;
+pub mod units;
 
 /// Longest container name.
 pub const NAME_MAX: usize = 32;
@@ -334,13 +341,13 @@ impl LogRate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackoffSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "units::opt_ms")]
     pub initial_ms: Option<u32>,
     #[serde(default)]
     pub factor: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "units::opt_ms")]
     pub cap_ms: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "units::opt_ms")]
     pub stable_ms: Option<u32>,
     #[serde(default)]
     pub limit: Option<u32>,
@@ -379,7 +386,7 @@ pub struct Rlimits {
     #[serde(default)]
     pub nproc: Option<u32>,
     /// RLIMIT_CORE in bytes, at most 1 GiB; 0 disables core dumps.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "units::opt_size")]
     pub core: Option<u32>,
 }
 
@@ -431,7 +438,7 @@ pub struct Readiness {
     #[serde(default)]
     pub command: Command,
     /// How long to wait; past it the run counts as failed.
-    #[serde(default = "default_ready_timeout")]
+    #[serde(default = "default_ready_timeout", deserialize_with = "units::ms")]
     pub timeout_ms: u32,
 }
 
@@ -447,11 +454,11 @@ pub struct Health {
     #[serde(default)]
     pub command: Command,
     /// Longest silence between two `WATCHDOG=1` messages.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "units::opt_ms")]
     pub watchdog_ms: Option<u32>,
-    #[serde(default = "default_health_interval")]
+    #[serde(default = "default_health_interval", deserialize_with = "units::ms")]
     pub interval_ms: u32,
-    #[serde(default = "default_health_timeout")]
+    #[serde(default = "default_health_timeout", deserialize_with = "units::ms")]
     pub timeout_ms: u32,
     #[serde(default = "default_health_retries")]
     pub retries: u32,
@@ -510,7 +517,7 @@ impl StopSignal {
 pub struct Stop {
     #[serde(default)]
     pub signal: Option<StopSignal>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "units::opt_ms")]
     pub grace_ms: Option<u32>,
 }
 
@@ -521,7 +528,7 @@ pub const STOP_GRACE_MS: u32 = 10_000;
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// memory.max in bytes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "units::opt_size")]
     pub memory_max: Option<u64>,
     /// cpu.weight (1..=10000).
     #[serde(default)]
@@ -537,7 +544,7 @@ pub struct Mount {
     /// Where inside the container.
     pub target: Path,
     /// A fresh tmpfs of this many bytes...
-    #[serde(default)]
+    #[serde(default, deserialize_with = "units::opt_size")]
     pub tmpfs_size: Option<u64>,
     /// ...or a persistent volume on the data partition, by name.
     #[serde(default)]
@@ -548,7 +555,7 @@ pub struct Mount {
     pub exec: bool,
     /// A volume's quota, bytes (1 MiB..=1 TiB; default: the board's
     /// `volumes.default_size_mib`). See [`crate::container::quota`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "units::opt_size")]
     pub volume_size: Option<u64>,
     /// A volume's inode quota (16..=2^32; default: the board's
     /// `volumes.default_inodes`).
@@ -657,260 +664,268 @@ impl Manifest {
         .filter_map(|(f, set)| set.then_some(f))
     }
 
-    /// Check every field's value (not the gates, not the set-wide rules).
+    /// Check every field's value (not the gates, not the set-wide rules);
+    /// the first error.
     pub fn validate_fields(&self) -> Result<(), ManifestError> {
+        self.field_errors().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every error in the fields' values, in the documented order (refused
+    /// capabilities first).
+    pub fn field_errors(&self) -> std::vec::Vec<ManifestError> {
+        let mut out = std::vec::Vec::new();
         let m = self.name.as_str();
         let e = |field: &str, reason: &str| err(m, field, reason);
         // Refused capabilities come first: they are never acceptable.
         for (i, c) in self.capabilities.iter().enumerate() {
             if REFUSED_CAPS.contains(&c.as_str()) {
-                return Err(err(m, format!("capabilities[{i}]"), format!("{c} is never granted to a container")));
+                out.push(err(m, format!("capabilities[{i}]"), format!("{c} is never granted to a container")));
             }
         }
         if !valid_name(m) {
-            return Err(e("name", "must be 1..=32 of a-z, 0-9 and inner '-'"));
+            out.push(e("name", "must be 1..=32 of a-z, 0-9 and inner '-'"));
         }
         if m == crate::logstore::BERTH {
-            return Err(e("name", "`berth` is reserved for berth's own log stream"));
+            out.push(e("name", "`berth` is reserved for berth's own log stream"));
         }
         if self.version.is_empty() || !self.version.bytes().all(|b| b.is_ascii_alphanumeric() || b".+_-".contains(&b)) {
-            return Err(e("version", "must be letters, digits, '.', '+', '_' and '-'"));
+            out.push(e("version", "must be letters, digits, '.', '+', '_' and '-'"));
         }
         if self.entry.argv.is_empty() {
-            return Err(e("entry.argv", "must name the program to run"));
+            out.push(e("entry.argv", "must name the program to run"));
         }
         for (i, a) in self.entry.argv.iter().enumerate() {
             if a.bytes().any(|b| b == 0) {
-                return Err(err(m, format!("entry.argv[{i}]"), "must not contain NUL"));
+                out.push(err(m, format!("entry.argv[{i}]"), "must not contain NUL"));
             }
             if i == 0 && !valid_abs_path(a) {
-                return Err(err(m, "entry.argv[0]", "must be an absolute path"));
+                out.push(err(m, "entry.argv[0]", "must be an absolute path"));
             }
         }
         for (i, kv) in self.entry.env.iter().enumerate() {
             let f = format!("entry.env[{i}]");
             let Some((k, _)) = kv.split_once('=') else {
-                return Err(err(m, f, "must be KEY=value"));
+                out.push(err(m, f.as_str(), "must be KEY=value"));
+                continue;
             };
             if !valid_env_key(k) || kv.bytes().any(|b| b == 0) {
-                return Err(err(m, f, format!("`{k}` is not an environment variable name")));
+                out.push(err(m, f.as_str(), format!("`{k}` is not an environment variable name")));
             }
             if self.entry.env.iter().take(i).any(|o| o.split_once('=').map(|p| p.0) == Some(k)) {
-                return Err(err(m, f, format!("`{k}` is set twice")));
+                out.push(err(m, f.as_str(), format!("`{k}` is set twice")));
             }
         }
         if !valid_abs_path(&self.entry.workdir) {
-            return Err(e("entry.workdir", "must be an absolute path without '..'"));
+            out.push(e("entry.workdir", "must be an absolute path without '..'"));
         }
         for (f, id) in [("entry.uid", self.entry.uid), ("entry.gid", self.entry.gid)] {
             if id.is_some_and(|id| id >= ID_LIMIT) {
-                return Err(e(f, "must be below 65536"));
+                out.push(e(f, "must be below 65536"));
             }
         }
         for (i, d) in self.after.iter().enumerate() {
             let f = format!("after[{i}]");
             if !valid_name(d) {
-                return Err(err(m, f, format!("`{d}` is not a container name")));
+                out.push(err(m, f.as_str(), format!("`{d}` is not a container name")));
             }
             if d == &self.name {
-                return Err(err(m, f, "a container cannot start after itself"));
+                out.push(err(m, f.as_str(), "a container cannot start after itself"));
             }
             if self.after.iter().take(i).any(|o| o == d) {
-                return Err(err(m, f, format!("`{d}` is listed twice")));
+                out.push(err(m, f.as_str(), format!("`{d}` is listed twice")));
             }
         }
         if let Some(r) = &self.readiness {
             if r.notify && !r.command.is_empty() {
-                return Err(e("readiness", "set either notify or command, not both"));
+                out.push(e("readiness", "set either notify or command, not both"));
             }
-            check_command(m, "readiness.command", &r.command)?;
+            out.extend(check_command(m, "readiness.command", &r.command).err());
             if !(100..=600_000).contains(&r.timeout_ms) {
-                return Err(e("readiness.timeout_ms", "must be between 100 and 600000"));
+                out.push(e("readiness.timeout_ms", "must be between 100 and 600000"));
             }
         }
         if let Some(h) = &self.health {
             match (h.command.is_empty(), h.watchdog_ms) {
-                (true, None) => return Err(e("health", "needs a command or watchdog_ms")),
-                (false, Some(_)) => return Err(e("health", "set either command or watchdog_ms, not both")),
+                (true, None) => out.push(e("health", "needs a command or watchdog_ms")),
+                (false, Some(_)) => out.push(e("health", "set either command or watchdog_ms, not both")),
                 _ => {}
             }
-            check_command(m, "health.command", &h.command)?;
+            out.extend(check_command(m, "health.command", &h.command).err());
             if h.watchdog_ms.is_some_and(|v| !(100..=600_000).contains(&v)) {
-                return Err(e("health.watchdog_ms", "must be between 100 and 600000"));
+                out.push(e("health.watchdog_ms", "must be between 100 and 600000"));
             }
             if !(100..=3_600_000).contains(&h.interval_ms) {
-                return Err(e("health.interval_ms", "must be between 100 and 3600000"));
+                out.push(e("health.interval_ms", "must be between 100 and 3600000"));
             }
             if !(100..=600_000).contains(&h.timeout_ms) {
-                return Err(e("health.timeout_ms", "must be between 100 and 600000"));
+                out.push(e("health.timeout_ms", "must be between 100 and 600000"));
             }
             if !(1..=100).contains(&h.retries) {
-                return Err(e("health.retries", "must be between 1 and 100"));
+                out.push(e("health.retries", "must be between 1 and 100"));
             }
         }
         if let Some(st) = &self.stop {
             if st.grace_ms.is_some_and(|v| !(100..=600_000).contains(&v)) {
-                return Err(e("stop.grace_ms", "must be between 100 and 600000"));
+                out.push(e("stop.grace_ms", "must be between 100 and 600000"));
             }
         }
         if let Some(b) = &self.backoff {
-            b.check().map_err(|(field, why)| e(field, why))?;
+            out.extend(b.check().err().map(|(field, why)| e(field, why)));
         }
         if self.oneshot && self.restart == Some(Restart::Always) {
-            return Err(e("oneshot", "a one-shot task ends: it needs restart = \"never\" or \"on-failure\", not \"always\""));
+            out.push(e("oneshot", "a one-shot task ends: it needs restart = \"never\" or \"on-failure\", not \"always\""));
         }
         if let Some(r) = &self.log_rate {
             if r.lines_per_s.is_some_and(|v| !(1..=LOG_RATE_MAX).contains(&v)) {
-                return Err(e("log_rate.lines_per_s", "must be between 1 and 10000"));
+                out.push(e("log_rate.lines_per_s", "must be between 1 and 10000"));
             }
             if r.burst.is_some_and(|v| !(1..=LOG_BURST_MAX).contains(&v)) {
-                return Err(e("log_rate.burst", "must be between 1 and 100000"));
+                out.push(e("log_rate.burst", "must be between 1 and 100000"));
             }
         }
         if let Some(r) = &self.rlimits {
             if r.nofile.is_some_and(|n| !(16..=1_048_576).contains(&n)) {
-                return Err(e("rlimits.nofile", "must be between 16 and 1048576"));
+                out.push(e("rlimits.nofile", "must be between 16 and 1048576"));
             }
             if r.nproc.is_some_and(|n| !(1..=4_194_304).contains(&n)) {
-                return Err(e("rlimits.nproc", "must be between 1 and 4194304"));
+                out.push(e("rlimits.nproc", "must be between 1 and 4194304"));
             }
             if r.core.is_some_and(|n| n > 1 << 30) {
-                return Err(e("rlimits.core", "must be at most 1 GiB (in bytes)"));
+                out.push(e("rlimits.core", "must be at most 1 GiB (in bytes)"));
             }
         }
         if let Some(r) = &self.resources {
             if r.memory_max.is_some_and(|v| !(1 << 20..=1 << 40).contains(&v)) {
-                return Err(e("resources.memory_max", "must be between 1 MiB and 1 TiB (in bytes)"));
+                out.push(e("resources.memory_max", "must be between 1 MiB and 1 TiB (in bytes)"));
             }
             if r.cpu_weight.is_some_and(|v| !(1..=10_000).contains(&v)) {
-                return Err(e("resources.cpu_weight", "must be between 1 and 10000"));
+                out.push(e("resources.cpu_weight", "must be between 1 and 10000"));
             }
             if r.pids_max.is_some_and(|v| !(1..=4_194_304).contains(&v)) {
-                return Err(e("resources.pids_max", "must be between 1 and 4194304"));
+                out.push(e("resources.pids_max", "must be between 1 and 4194304"));
             }
         }
         for (i, mt) in self.mounts.iter().enumerate() {
             let f = |s: &str| format!("mounts[{i}].{s}");
             if !valid_abs_path(&mt.target) || mt.target.as_str() == "/" {
-                return Err(err(m, f("target"), "must be an absolute path below / without '..'"));
+                out.push(err(m, f("target"), "must be an absolute path below / without '..'"));
             }
             let first = mt.target.trim_start_matches('/').split('/').next().unwrap_or("");
             if ["proc", "dev", "sys"].contains(&first) {
-                return Err(err(m, f("target"), "must not be on or under /proc, /dev or /sys (berth mounts those)"));
+                out.push(err(m, f("target"), "must not be on or under /proc, /dev or /sys (berth mounts those)"));
             }
             if self.mounts.iter().take(i).any(|o| o.target == mt.target) {
-                return Err(err(m, f("target"), format!("`{}` is mounted twice", mt.target)));
+                out.push(err(m, f("target"), format!("`{}` is mounted twice", mt.target)));
             }
             match (mt.tmpfs_size, &mt.volume) {
                 (Some(s), None) if (4096..=1 << 32).contains(&s) => {}
-                (Some(_), None) => return Err(err(m, f("tmpfs_size"), "must be between 4096 and 4294967296")),
+                (Some(_), None) => out.push(err(m, f("tmpfs_size"), "must be between 4096 and 4294967296")),
                 (None, Some(v)) if valid_name(v) => {}
-                (None, Some(_)) => return Err(err(m, f("volume"), "must be a name of a-z, 0-9 and inner '-'")),
-                _ => return Err(err(m, format!("mounts[{i}]"), "needs exactly one of tmpfs_size and volume")),
+                (None, Some(_)) => out.push(err(m, f("volume"), "must be a name of a-z, 0-9 and inner '-'")),
+                _ => out.push(err(m, format!("mounts[{i}]"), "needs exactly one of tmpfs_size and volume")),
             }
             if let Some(v) = &mt.volume {
                 if self.mounts.iter().take(i).any(|o| o.volume.as_ref() == Some(v)) {
-                    return Err(err(m, f("volume"), format!("volume `{v}` is mounted twice")));
+                    out.push(err(m, f("volume"), format!("volume `{v}` is mounted twice")));
                 }
             }
             if self.status_view && beneath(&mt.target, crate::statusview::INSIDE) {
-                return Err(err(m, f("target"), format!("must not be on or under {} (the status view)", crate::statusview::INSIDE)));
+                out.push(err(m, f("target"), format!("must not be on or under {} (the status view)", crate::statusview::INSIDE)));
             }
             if (mt.volume_size.is_some() || mt.volume_inodes.is_some()) && mt.volume.is_none() {
-                return Err(err(m, f("volume_size"), "volume_size and volume_inodes are for a volume only"));
+                out.push(err(m, f("volume_size"), "volume_size and volume_inodes are for a volume only"));
             }
             if mt.volume_size.is_some_and(|v| !(crate::container::quota::SIZE_MIN..=crate::container::quota::SIZE_MAX).contains(&v)) {
-                return Err(err(m, f("volume_size"), "must be between 1 MiB and 1 TiB (in bytes)"));
+                out.push(err(m, f("volume_size"), "must be between 1 MiB and 1 TiB (in bytes)"));
             }
             if mt.volume_inodes.is_some_and(|v| !(crate::container::quota::INODES_MIN..=crate::container::quota::INODES_MAX).contains(&v)) {
-                return Err(err(m, f("volume_inodes"), "must be between 16 and 4294967296"));
+                out.push(err(m, f("volume_inodes"), "must be between 16 and 4294967296"));
             }
             if mt.exec && mt.volume.is_some() {
-                return Err(err(m, f("exec"), "only a tmpfs may be exec: volumes live on the data partition, which is mounted noexec"));
+                out.push(err(m, f("exec"), "only a tmpfs may be exec: volumes live on the data partition, which is mounted noexec"));
             }
         }
-        if let Some(max) = self.resources.and_then(|r| r.memory_max) {
+        if let Some(max) = self.resources.and_then(|r| r.memory_max).filter(|v| (1 << 20..=1 << 40).contains(v)) {
             // tmpfs pages are charged to the container: they must fit its limit.
             let budgets = crate::budget::Budgets::default();
-            crate::budget::resolve(Some(max), &self.mounts, &budgets, 0).map_err(|(field, why)| err(m, field, why))?;
+            out.extend(crate::budget::resolve(Some(max), &self.mounts, &budgets, 0).err().map(|(field, why)| err(m, field, why)));
         }
         for (i, c) in self.capabilities.iter().enumerate() {
             let f = format!("capabilities[{i}]");
             if !CAP_NAMES.contains(&c.as_str()) {
-                return Err(err(m, f, format!("`{c}` is not a capability name (CAP_...)")));
+                out.push(err(m, f.as_str(), format!("`{c}` is not a capability name (CAP_...)")));
             }
             if self.capabilities.iter().take(i).any(|o| o == c) {
-                return Err(err(m, f, format!("{c} is listed twice")));
+                out.push(err(m, f.as_str(), format!("{c} is listed twice")));
             }
             if c.as_str() == "CAP_NET_RAW" && self.network == Some(Network::Host) {
-                return Err(err(m, f, "CAP_NET_RAW is never granted with network = \"host\""));
+                out.push(err(m, f.as_str(), "CAP_NET_RAW is never granted with network = \"host\""));
             }
         }
         for (i, s) in self.seccomp_allow.iter().enumerate() {
             let f = format!("seccomp_allow[{i}]");
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                return Err(err(m, f, format!("`{s}` is not a syscall name")));
+                out.push(err(m, f.as_str(), format!("`{s}` is not a syscall name")));
             }
             if self.seccomp_allow.iter().take(i).any(|o| o == s) {
-                return Err(err(m, f, format!("`{s}` is listed twice")));
+                out.push(err(m, f.as_str(), format!("`{s}` is listed twice")));
             }
         }
         for (i, d) in self.devices.iter().enumerate() {
             let f = |s: &str| format!("devices[{i}].{s}");
             if d.node.is_empty() || !d.node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                return Err(err(m, f("node"), "must be a hardware node name from the board config"));
+                out.push(err(m, f("node"), "must be a hardware node name from the board config"));
             }
             if self.devices.iter().take(i).any(|o| o.node == d.node) {
-                return Err(err(m, f("node"), format!("`{}` is granted twice", d.node)));
+                out.push(err(m, f("node"), format!("`{}` is granted twice", d.node)));
             }
             let a = d.access.as_bytes();
             let ok = !a.is_empty() && a.iter().all(|b| b"rwm".contains(b)) && a.iter().enumerate().all(|(j, b)| !a.iter().take(j).any(|o| o == b));
             if !ok {
-                return Err(err(m, f("access"), "must be a combination of r, w and m"));
+                out.push(err(m, f("access"), "must be a combination of r, w and m"));
             }
         }
-        self.validate_landlock_paths()?;
-        self.validate_socket_families()
+        self.validate_landlock_paths(&mut out);
+        self.validate_socket_families(&mut out);
+        out
     }
 
     /// Each of `socket_families` is a family that may be granted by name,
     /// listed once.
-    fn validate_socket_families(&self) -> Result<(), ManifestError> {
+    fn validate_socket_families(&self, out: &mut std::vec::Vec<ManifestError>) {
         for (i, f) in self.socket_families.iter().enumerate() {
             let field = format!("socket_families[{i}]");
             if let Some(why) = crate::seccomp::args::family_refusal(f) {
-                return Err(err(&self.name, field, format!("`{f}` {why}")));
+                out.push(err(&self.name, field.as_str(), format!("`{f}` {why}")));
             }
             if self.socket_families.iter().take(i).any(|o| o == f) {
-                return Err(err(&self.name, field, format!("`{f}` is listed twice")));
+                out.push(err(&self.name, field.as_str(), format!("`{f}` is listed twice")));
             }
         }
-        Ok(())
     }
 
-    fn validate_landlock_paths(&self) -> Result<(), ManifestError> {
+    fn validate_landlock_paths(&self, out: &mut std::vec::Vec<ManifestError>) {
         let m = self.name.as_str();
         for (list, name) in [(&self.exec_paths, "exec_paths"), (&self.rw_paths, "rw_paths")] {
             for (i, p) in list.iter().enumerate() {
                 let f = format!("{name}[{i}]");
                 if !valid_abs_path(p) || p.contains("//") || (p.len() > 1 && p.ends_with('/')) {
-                    return Err(err(m, f, "must be an absolute path of plain components, without '..'"));
+                    out.push(err(m, f.as_str(), "must be an absolute path of plain components, without '..'"));
                 }
                 if name == "rw_paths" && p.as_str() == "/" {
-                    return Err(err(m, f, "must not be / (the image stays read-only)"));
+                    out.push(err(m, f.as_str(), "must not be / (the image stays read-only)"));
                 }
                 if list.iter().take(i).any(|o| o == p) {
-                    return Err(err(m, f, format!("`{p}` is listed twice")));
+                    out.push(err(m, f.as_str(), format!("`{p}` is listed twice")));
                 }
             }
         }
         if !self.exec_paths.is_empty() {
             let prog = self.entry.argv.first().map(|a| a.as_str()).unwrap_or("");
             if !self.exec_paths.iter().any(|p| beneath(prog, p)) {
-                return Err(err(m, "exec_paths", format!("the program `{prog}` is not beneath any of them")));
+                out.push(err(m, "exec_paths", format!("the program `{prog}` is not beneath any of them")));
             }
         }
-        Ok(())
     }
 
     /// Refuse a set field that berth does not enforce yet.
@@ -1058,7 +1073,7 @@ fn toml_error(stem: &str, text: &str, e: &toml::de::Error) -> ManifestError {
         .map(str::to_owned)
         .or_else(|| e.span().and_then(|s| key_at(text, s.start)))
         .unwrap_or_else(|| "?".to_owned());
-    let at = e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default();
+    let at = e.span().map(|s| source::line_col(text, s.start)).map(|(l, c)| format!(" (line {l}, column {c})")).unwrap_or_default();
     err(stem, field, format!("{msg}{at}"))
 }
 

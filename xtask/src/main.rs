@@ -11,6 +11,7 @@ mod fuzz;
 mod image;
 mod kernel;
 mod logreplay;
+mod manifests;
 mod notices;
 mod oci;
 mod release;

@@ -7,14 +7,12 @@ use crate::artifacts::cross_build;
 use crate::image::{self, Image};
 use crate::say;
 use berth::board::{Arch, Board};
-use berth::manifest::{Digest, Manifest};
+use berth::manifest::Digest;
 use berth::release;
 use berth::release::{self as keys, Release};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The host-only table of a manifest saying how its image is built.
-const BUILD: &str = "build";
 /// Name of the development private key file.
 pub const DEV_KEY: &str = "signing-key.pem";
 
@@ -340,11 +338,14 @@ pub fn compile(root: &Path, dir: &Path, board: &Board, out: &Path, version: Opti
         reboot: meta.reboot,
         trial_deadline_s: meta.trial_deadline_s,
     };
+    // Every manifest is checked, and every error reported, before any image
+    // is built.
+    let checked = crate::manifests::check(root, &files, board)?;
     let mut images: Vec<Image> = Vec::new();
-    for file in &files {
-        let (stem, table, build) = read_manifest(file)?;
-        let img = build_image(root, board.arch, dir, &stem, &build, &img_dir.join(format!("{stem}.img")))?;
-        let manifest = with_image(&stem, table, &img.sha256)?;
+    for c in checked {
+        let img = build_image(root, board.arch, dir, &c.stem, &c.build, &img_dir.join(format!("{}.img", c.stem)))?;
+        let mut manifest = c.manifest;
+        manifest.image = Digest(img.sha256);
         let entry = release::Image { sha256: Digest(img.sha256), size: img.size, verity_root: img.verity.root, verity_salt: img.verity.salt };
         if !release.images.iter().any(|i| i.sha256 == entry.sha256) {
             release.images.push(entry).map_err(|_| format!("more than {} images", release::CONTAINERS_MAX))?;
@@ -368,29 +369,6 @@ pub fn check_for_board(release: &Release, board: &Board) -> Result<(), String> {
         berth::seccomp::compile(&berth::seccomp::Policy::from_manifest(m), arch).map_err(|e| format!("manifest {}: {e}", m.name))?;
     }
     Ok(())
-}
-
-/// A manifest file split into its device part and its host-only `[build]` table.
-fn read_manifest(file: &Path) -> Result<(String, toml::Table, toml::Table), String> {
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
-    let text = fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut table: toml::Table = text.parse().map_err(|e| format!("manifest {stem}: {e}"))?;
-    let build = match table.remove(BUILD) {
-        Some(toml::Value::Table(b)) => b,
-        Some(_) => return Err(format!("manifest {stem}: field build: must be a table")),
-        None => return Err(format!("manifest {stem}: needs a [build] table saying how its image is made")),
-    };
-    if table.contains_key("image") {
-        return Err(format!("manifest {stem}: field image: set by xtask from the [build] table; remove it"));
-    }
-    Ok((stem, table, build))
-}
-
-/// The device manifest: the file's fields plus the built image's hash.
-fn with_image(stem: &str, mut table: toml::Table, sha256: &[u8; 32]) -> Result<Manifest, String> {
-    table.insert("image".into(), toml::Value::String(format!("sha256:{}", crate::verity::hex(sha256))));
-    let text = toml::to_string(&table).map_err(|e| format!("manifest {stem}: {e}"))?;
-    Manifest::from_toml(stem, &text).map_err(|e| e.to_string())
 }
 
 /// Compile and sign; returns the signed object.
@@ -419,19 +397,30 @@ pub fn compile_and_sign(
 mod tests {
     use super::*;
 
+    /// A manifest file read and checked for `board`, its image a fixed hash.
+    fn checked(path: &Path, board: &Board) -> crate::manifests::Checked {
+        let text = fs::read_to_string(path).unwrap();
+        let stem = path.file_stem().unwrap().to_str().unwrap();
+        let mut c = crate::manifests::read(&path.display().to_string(), stem, &text, board).unwrap_or_else(|e| panic!("{e:?}"));
+        c.manifest.image = Digest([7; 32]);
+        c
+    }
+
     /// The demo manifests are valid as a set (images stubbed by a fixed hash).
     #[test]
     fn demo_manifests_are_valid() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dir = root.join("manifests");
+        let board = crate::artifacts::load_board(&crate::artifacts::board_path(&root, Arch::ALL[0])).unwrap();
         assert!(release_toml(&dir).unwrap().version >= 1);
         let mut set = Vec::new();
         for entry in fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|x| x == "toml") && path.file_name().is_some_and(|n| n != "release.toml") {
-                let (stem, table, build) = read_manifest(&path).unwrap();
-                let sources = ["cargo_bin", "debian_package", "binary", "dir"].iter().filter(|k| build.contains_key(**k)).count();
-                assert_eq!(sources, 1, "{stem}: one image source");
-                set.push(with_image(&stem, table, &[7; 32]).unwrap_or_else(|e| panic!("{e}")));
+                let c = checked(&path, &board);
+                let sources = ["cargo_bin", "debian_package", "binary", "dir"].iter().filter(|k| c.build.contains_key(**k)).count();
+                assert_eq!(sources, 1, "{}: one image source", c.stem);
+                set.push(c.manifest);
             }
         }
         assert!(set.len() >= 2);
@@ -454,15 +443,15 @@ mod tests {
                 reboot: false,
                 trial_deadline_s: 660,
             };
-            for entry in fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.extension().is_some_and(|x| x == "toml") && path.file_name().is_some_and(|n| n != "release.toml") {
-                    let (stem, table, _) = read_manifest(&path).unwrap();
-                    release.containers.push(with_image(&stem, table, &[7; 32]).unwrap()).unwrap();
-                }
-            }
             for arch in Arch::ALL {
                 let board = crate::artifacts::load_board(&crate::artifacts::board_path(&root, arch)).unwrap();
+                release.containers = Default::default();
+                for entry in fs::read_dir(&dir).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.extension().is_some_and(|x| x == "toml") && path.file_name().is_some_and(|n| n != "release.toml") {
+                        release.containers.push(checked(&path, &board).manifest).unwrap();
+                    }
+                }
                 check_for_board(&release, &board).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
                 let mut bad = release.clone();
                 bad.containers[0].seccomp_allow.push("ptrace".try_into().unwrap()).unwrap();
@@ -482,18 +471,6 @@ mod tests {
                 assert!(e.contains("devices[0].node") && e.contains("tun/tap"), "{e}");
             }
         }
-    }
-
-    #[test]
-    fn image_field_and_missing_build_are_refused() {
-        let dir = std::env::temp_dir().join(format!("berth-xtask-release-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("a.toml");
-        fs::write(&f, "name = \"a\"\nversion = \"1\"\n[entry]\nargv = [\"/bin/a\"]\n").unwrap();
-        assert!(read_manifest(&f).unwrap_err().contains("needs a [build] table"));
-        fs::write(&f, "name = \"a\"\nversion = \"1\"\nimage = \"x\"\n[entry]\nargv = [\"/bin/a\"]\n[build]\nbinary = \"a\"\n").unwrap();
-        assert!(read_manifest(&f).unwrap_err().contains("field image"));
-        let _ = fs::remove_dir_all(&dir);
     }
 
     /// The image gets the public keys of a directory, never its private key.

@@ -7,7 +7,8 @@
 //! zero or an empty list) or the default the caller states for that path
 //! (a container's working directory is `/`), except the paths the caller
 //! names as filled in (the image digest, which xtask makes from the
-//! `[build]` table).
+//! `[build]` table). A string with a unit (`"16M"`, `"10s"`) stands for
+//! the integer the unit makes.
 
 use serde_json::Value as Json;
 use toml::Value as Toml;
@@ -80,6 +81,12 @@ fn walk(path: &str, t: &Toml, d: &Json, unsaid: &Unsaid, out: &mut Vec<String>) 
 fn same_scalar(t: &Toml, d: &Json) -> bool {
     match (t, d) {
         (Toml::String(a), Json::String(b)) => a == b,
+        // A size or duration written with a unit ("16M", "10s"): the
+        // integer it stands for.
+        (Toml::String(a), Json::Number(b)) => {
+            use berth::manifest::units::{parse, Kind};
+            [Kind::Size, Kind::Duration].into_iter().any(|k| parse(k, a).ok().is_some_and(|v| b.as_u64() == Some(v)))
+        }
         (Toml::Integer(a), Json::Number(b)) => b.as_i64() == Some(*a),
         (Toml::Float(a), Json::Number(b)) => b.as_f64() == Some(*a),
         (Toml::Boolean(a), Json::Bool(b)) => a == b,
@@ -148,5 +155,12 @@ mod tests {
         assert_eq!(differences(&t, &d, &Unsaid::default()), ["a: 2 items in the TOML, 1 decoded", "b.c: the TOML sets \"x\" but \"y\" was decoded"]);
         let d = serde_json::json!({"b": {"c": "x"}});
         assert_eq!(differences(&t, &d, &Unsaid::default()), ["a: the TOML sets [1, 2] but it was not decoded"]);
+    }
+
+    #[test]
+    fn units_stand_for_their_integers() {
+        let t: toml::Table = "m = \"16M\"\nd = \"10s\"\nx = \"16M\"\n".parse().unwrap();
+        let d = serde_json::json!({"m": 16_777_216, "d": 10_000, "x": 16_000_000});
+        assert_eq!(differences(&Toml::Table(t), &d, &Unsaid::default()), ["x: the TOML sets \"16M\" but 16000000 was decoded"]);
     }
 }
