@@ -974,8 +974,16 @@ fn readiness(l: &dyn Launch) -> Result<(), String> {
     }
     let dep_ready = first(&events, "container.ready", "dependent")?;
     field_is(dep_ready, "by", "command")?;
-    if ms_field(dep_ready, "after_ms")? < 1000 {
-        return Err("dependent ready before its readiness command could succeed".into());
+    // Its command succeeds once the container's init is 1 s old, counted
+    // from the fork (`/proc/1/stat`), which berth makes only after base is
+    // ready; `after_ms` counts from the exec, which a loaded host can push
+    // most of that second later.
+    if dep_ready.t - base_ready.t < 1.0 {
+        return Err(format!(
+            "dependent ready {:.3} s after base was ready (after_ms={}): before its readiness command (init older than 1 s) could succeed",
+            dep_ready.t - base_ready.t,
+            ms_field(dep_ready, "after_ms")?
+        ));
     }
 
     for (name, reason) in [("wd", "watchdog"), ("checked", "check")] {

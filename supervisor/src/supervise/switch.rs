@@ -175,7 +175,10 @@ impl Pid1 {
             // stopped, and the images go once they have.
             Then::Rollback { stale } | Then::Recovery { stale } => crate::images::unmap(&stale),
         }
-        self.tick();
+        // The starts and the trial's first look come on the next timer
+        // wake-up: landing and starting are two short handlers.
+        self.update_due = Some(crate::log::now());
+        self.arm_deadline();
     }
 
     /// Container `name` is not in the new release: stop it (its slot is
