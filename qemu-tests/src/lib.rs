@@ -53,6 +53,7 @@ pub mod machine;
 pub mod output;
 pub mod promtext;
 pub mod recovery;
+pub mod releasepaths;
 pub mod scenario;
 pub mod scenarios;
 pub mod staging;

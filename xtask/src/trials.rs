@@ -1,8 +1,8 @@
 //! The trial scenarios' bundles (`qemu_tests::trials`), built into the
 //! `update` variant's data partition under `/data/test/` next to the update
 //! scenarios' ones, from the release directories
-//! `qemu-tests/manifests/update/trial-*` (see its README), each against
-//! the installed release 1. Their ids (the SHA-256 of each bundle file,
+//! `qemu-tests/manifests/update/trial-*` and `add-remove` (see its README),
+//! each against the installed release 1. Their ids (the SHA-256 of each bundle file,
 //! which berth shows as the update's id) are computed here.
 
 use crate::release;
@@ -10,8 +10,9 @@ use berth::board::Board;
 use berth::release::SigningKey;
 use std::path::Path;
 
-/// The trial releases, by directory (and bundle) name.
-pub const RELEASES: [&str; 4] = ["trial-fail", "trial-deadline", "trial-oneshot", "trial-window"];
+/// The trial releases, and the add-remove scenario's
+/// (`qemu_tests::releasepaths`), by directory (and bundle) name.
+pub const RELEASES: [&str; 5] = ["trial-fail", "trial-deadline", "trial-oneshot", "trial-window", "add-remove"];
 
 /// Build each trial bundle into `test_dir`; (device path, `sha256:<hex>`)
 /// of each.

@@ -32,7 +32,9 @@
 //! and `stage-interrupt` (a big bundle dropped into the inbox, its staging
 //! cut by the harness; later boots wait for its quarantine). The trial
 //! modes `trial-judged` and `trial-control` drive `update --wait`, `commit`
-//! and `rollback` (see `qemu_tests::trials`).
+//! and `rollback` (see `qemu_tests::trials`); `add-remove` (a release that
+//! adds and removes a container) and `inbox-queue` (several entries in the
+//! inbox at once) those of `qemu_tests::releasepaths`.
 //!
 //! Static, std + libc only; it must never panic on anything the guest can do.
 
@@ -55,6 +57,9 @@ mod output;
 /// The recovery scenario's mode (`qemu_tests::recovery`).
 #[path = "berth-test-agent/recovery.rs"]
 mod recovery;
+/// The add-remove and inbox-queue modes (`qemu_tests::releasepaths`).
+#[path = "berth-test-agent/releasepaths.rs"]
+mod releasepaths;
 /// The trial scenarios' modes (`qemu_tests::trials`).
 #[path = "berth-test-agent/trials.rs"]
 mod trials;
@@ -321,7 +326,7 @@ fn install_sigterm_exit() {
 // ---------------------------------------------------------------- updates
 
 /// The modes of the update scenarios (see `qemu_tests::updates`).
-const UPDATE_MODES: [&str; 11] = [
+const UPDATE_MODES: [&str; 13] = [
     "update",
     "update-floor",
     "update-rollback",
@@ -333,6 +338,8 @@ const UPDATE_MODES: [&str; 11] = [
     "stage-interrupt",
     "trial-judged",
     "trial-control",
+    "add-remove",
+    "inbox-queue",
 ];
 /// Where the update variant's bundles are.
 const BUNDLES: &str = "/data/test";
@@ -404,6 +411,7 @@ fn update_mode(mode: &str) {
         "stage-interrupt" => stage_interrupt(),
         "update-floor" => floor_mode(),
         "trial-judged" | "trial-control" => trials::run(mode),
+        "add-remove" | "inbox-queue" => releasepaths::run(mode),
         "update-reboot" => match fs::read_to_string(STAGE_FILE).unwrap_or_default().trim() {
             "" => {
                 let (ok, text) = apply_to_trial("v2");
