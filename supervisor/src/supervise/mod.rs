@@ -469,9 +469,10 @@ impl Pid1 {
     }
 
     /// Forget slot `i` (a retired container that has ended): its spec and
-    /// notify socket are freed. Notify tokens are slot indices, so the
-    /// sockets of the slots after it are registered again under their new
-    /// index.
+    /// notify socket are freed. Notify and start tokens are slot indices,
+    /// so the notify sockets and pending starts' pipes of the slots after
+    /// it are registered again under their new index (a start left under
+    /// its old token was never seen and hung until its start timeout).
     pub(super) fn drop_slot(&mut self, i: usize) {
         if i >= self.slots.len() {
             return;
@@ -489,6 +490,9 @@ impl Pid1 {
                     Event::error("notify.watch").kv("name", &slot.spec.name).result(&Err::<(), _>(errno_text(e))).emit();
                 }
             }
+        }
+        for j in i..self.slots.len() {
+            self.rewatch_start(j);
         }
     }
 

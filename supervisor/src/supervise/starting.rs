@@ -343,6 +343,32 @@ impl Pid1 {
         slot.preparing = Some(Box::new(Preparing { wake, report, cancel, began: now }));
     }
 
+    /// Slot `j` moved to index `j` (a slot before it was dropped): its
+    /// pending start's pipes, or its volume shift's wake pipe, are watched
+    /// under the tokens of that index.
+    pub(super) fn rewatch_start(&self, j: usize) {
+        let (Some(epoll), Some(slot)) = (&self.epoll, self.slots.get(j)) else {
+            return;
+        };
+        let token = TOKEN_START + TOKENS * j as u64;
+        let mut fds = Vec::new();
+        if let Some(st) = &slot.starting {
+            let p = &st.launching.pending;
+            fds.push((p.err_fd(), token));
+            if let Some(up) = p.up_fd().filter(|_| st.up_watched) {
+                fds.push((up, token + 1));
+            }
+        }
+        if let Some(pr) = &slot.preparing {
+            fds.push((std::os::fd::AsFd::as_fd(&pr.wake), token + 2));
+        }
+        for (fd, t) in fds {
+            if let Err(e) = epoll.modify(fd, &mut EpollEvent::new(EpollFlags::EPOLLIN, t)) {
+                Event::error("container.start").kv("name", &slot.spec.name).kv("step", "watch").result(&Err::<(), _>(errno_text(e))).emit();
+            }
+        }
+    }
+
     /// The helper thread of container `i`'s volume shift reported.
     fn on_shift_done(&mut self, i: usize) {
         let now = crate::log::now();
