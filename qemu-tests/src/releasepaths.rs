@@ -7,9 +7,12 @@
 //!   a 10-minute window) removes `meter` and adds `gauge`; `sensor` is
 //!   release 1's. The switch says so (`kept=1 changed= added=gauge
 //!   removed=meter`); `meter` is stopped by the update and its cgroup
-//!   removed; `gauge` starts and is ready; `sensor` gets no lifecycle event;
-//!   committed by `berthctl commit`, `berthctl status --json` lists `gauge`
-//!   and `sensor`, not `meter`.
+//!   removed; `gauge` starts and is ready. `berthctl rollback` switches back
+//!   the other way (`added=meter removed=gauge`): `gauge` stopped, its
+//!   cgroup removed, `meter` started again. Applied again, release 6 is
+//!   committed by `berthctl commit`; `sensor` gets no lifecycle event
+//!   throughout, and `berthctl status --json` lists `gauge` and `sensor`,
+//!   not `meter`.
 //! - `inbox-queue`: five entries appear in the inbox at once (the agent
 //!   renames a prepared directory into place): `a-unsigned.bundle` (no
 //!   signed release), `b-old.bundle` (release 1: not newer once release 2
@@ -133,13 +136,23 @@ pub struct ContainerWant {
 pub fn add_remove_expected() -> (Vec<String>, Vec<ContainerWant>) {
     let to_6 = "update.switch version=6 kept=1 changed= added=gauge removed=meter";
     let staged = "update.staged bundle=/data/test/add-remove.bundle version=6";
-    let release = lines(&[staged, to_6, "release.trial version=6", "release.commit version=6 by=operator"]);
+    let release = lines(&[
+        staged,
+        to_6,
+        "release.trial version=6",
+        "release.rollback cause=requested from=6 to=1",
+        "update.switch version=1 kept=1 changed= added=meter removed=gauge",
+        staged,
+        to_6,
+        "release.trial version=6",
+        "release.commit version=6 by=operator",
+    ]);
     let stop = |n: &str| [format!("container.stop name={n} by=update result=ok"), format!("container.stopped name={n} by=update")];
     let start = |n: &str| [format!("container.start name={n} result=ok"), format!("container.ready name={n} by=start")];
     let removed = |n: &str| format!("cgroup.remove name={n} path=/sys/fs/cgroup/berth/{n} result=ok");
     let containers = vec![
-        ContainerWant { name: "meter", life: stop("meter").to_vec(), cgroup: vec![removed("meter")] },
-        ContainerWant { name: "gauge", life: start("gauge").to_vec(), cgroup: Vec::new() },
+        ContainerWant { name: "meter", life: [stop("meter"), start("meter"), stop("meter")].concat(), cgroup: vec![removed("meter"), removed("meter")] },
+        ContainerWant { name: "gauge", life: [start("gauge"), stop("gauge"), start("gauge")].concat(), cgroup: vec![removed("gauge")] },
         ContainerWant { name: "sensor", life: Vec::new(), cgroup: Vec::new() },
     ];
     (release, containers)
@@ -167,7 +180,7 @@ fn add_remove(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let mut m = l.boot(&BootSpec { variant: "update", ..spec("add-remove", "add-remove") })?;
     expect_boot(&mut m, &lim)?;
-    for check in ["on-trial", "rows-6", "commit-requested", "committed"] {
+    for check in ["on-trial", "rows-6", "rollback-requested", "rolled-back", "rows-1", "on-trial-again", "rows-6-again", "commit-requested", "committed"] {
         agent_pass(&mut m, check, &lim)?;
     }
     detail_is(&mut m, "status-json", "gauge:running,sensor:running", &lim)?;
@@ -283,7 +296,7 @@ mod tests {
         assert_eq!(body("v1", "sensor.toml"), body("add-remove", "sensor.toml"), "sensor must be kept");
         let release = std::fs::read_to_string(dir.join("add-remove/release.toml")).unwrap();
         assert!(release.lines().any(|l| l == "version = 6"));
-        assert!(release.lines().any(|l| l == "commit_window_s = 600"), "committed by request, not by the window");
+        assert!(release.lines().any(|l| l == "commit_window_s = 600"), "committed by request, never by the window");
     }
 
     #[test]

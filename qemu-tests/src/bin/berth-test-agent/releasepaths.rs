@@ -1,9 +1,10 @@
 //! The guest side of `qemu_tests::releasepaths`: `add-remove` applies
-//! release 6 and commits it by request, and reports what berthctl shows; `inbox-queue` puts
+//! release 6, rolls it back, applies and commits it again, and reports what
+//! berthctl shows at each step; `inbox-queue` puts
 //! several entries into the inbox at once and reports what is left once
 //! berth has gone through them. The harness judges berth's events.
 
-use super::{act, all_running, apply_to_trial, ctl, errno_desc, report, rows_text, running_rows, wait_release, wait_rows, BUNDLES, DATA, INBOX};
+use super::{act, all_running, apply_to_trial, ctl, errno_desc, has_rollback, report, rows_text, running_rows, wait_release, wait_rows, BUNDLES, DATA, INBOX};
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -38,11 +39,20 @@ fn report_rows(check: &str, names: &[&str]) {
     report(check, only(&rows, names), &rows_text(&rows));
 }
 
-/// Release 6 on trial (gauge ready, meter gone), committed by request.
+/// Release 6 on trial (gauge ready, meter gone), rolled back by request
+/// (meter back, gauge gone), applied again and committed by request.
 fn add_remove() {
     let (ok, text) = apply_to_trial("add-remove");
     report("on-trial", ok, &text);
     report_rows("rows-6", &["gauge", "sensor"]);
+    let (ok, text) = ctl(&["rollback"]);
+    report("rollback-requested", ok && text == "rolled back from release 6 to 1", &text);
+    let (ok, text) = wait_release(|r| r.version == 1 && r.state == "committed" && has_rollback(r, "from 6 to 1", "requested"));
+    report("rolled-back", ok, &text);
+    report_rows("rows-1", &["meter", "sensor"]);
+    let (ok, text) = apply_to_trial("add-remove");
+    report("on-trial-again", ok, &text);
+    report_rows("rows-6-again", &["gauge", "sensor"]);
     let (ok, text) = ctl(&["commit"]);
     report("commit-requested", ok && text == "release 6 committed", &text);
     let (ok, text) = wait_release(|r| r.version == 6 && r.state == "committed");
