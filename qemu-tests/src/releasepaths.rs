@@ -27,24 +27,18 @@
 
 use crate::event::{AgentLine, Event};
 use crate::machine::Machine;
-use crate::scenario::{case, Case};
+use crate::scenario::Case;
 use crate::scenarios::{agent_pass, expect_boot, expect_poweroff, limits, no_errors, spec, BootSpec, Launch, Limits};
 use std::sync::Arc;
 
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
-    type Check = fn(&dyn Launch) -> Result<(), String>;
+    use crate::scenarios::Check;
     let arch = l.arch().to_string();
     if arch != "x86_64" {
         return Vec::new();
     }
     let table: [(&str, Check); 2] = [("add-remove", add_remove), ("inbox-queue", inbox_queue)];
-    table
-        .into_iter()
-        .map(|(name, f)| {
-            let l = Arc::clone(&l);
-            case(format!("{arch}/{name}"), move || f(l.as_ref()))
-        })
-        .collect()
+    crate::scenarios::cases_of(&l, table.into())
 }
 
 /// An event as the keys of it that a scenario judges (those it has, in

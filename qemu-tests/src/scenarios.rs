@@ -78,9 +78,23 @@ pub(crate) fn limits(arch: &str) -> Limits {
     Limits { boot: Duration::from_secs(90 * k), step: Duration::from_secs(30 * k), halt: Duration::from_secs(30 * k) }
 }
 
+/// A scenario's check, run against one board's launcher.
+pub type Check = fn(&dyn Launch) -> Result<(), String>;
+
+/// The cases of `table` on `l`'s board, each named `ARCH/NAME`.
+pub fn cases_of(l: &Arc<dyn Launch>, table: Vec<(&'static str, Check)>) -> Vec<Case> {
+    let arch = l.arch().to_string();
+    table
+        .into_iter()
+        .map(|(name, f)| {
+            let l = Arc::clone(l);
+            case(format!("{arch}/{name}"), move || f(l.as_ref()))
+        })
+        .collect()
+}
+
 /// Every scenario for one architecture, named `<arch>/<scenario>`.
 pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
-    type Check = fn(&dyn Launch) -> Result<(), String>;
     let arch = l.arch().to_string();
     let table: [(&str, Check); 22] = [
         ("status-page", status_page),
@@ -109,14 +123,8 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     // 1,000 restarts take minutes under emulation on the ARM boards: the
     // RSS check runs on x86_64 (the bench measures every board).
     let only_x86: &[&str] = &["rss"];
-    let mut cases: Vec<Case> = table
-        .into_iter()
-        .filter(|(name, _)| arch == "x86_64" || !only_x86.contains(name))
-        .map(|(name, f)| {
-            let l = Arc::clone(&l);
-            case(format!("{arch}/{name}"), move || f(l.as_ref()))
-        })
-        .collect();
+    let table: Vec<(&'static str, Check)> = table.into_iter().filter(|(name, _)| arch == "x86_64" || !only_x86.contains(name)).collect();
+    let mut cases = cases_of(&l, table);
     cases.extend(crate::loopcheck::cases(Arc::clone(&l)));
     cases.extend(crate::budgets::cases(Arc::clone(&l)));
     cases.extend(crate::waits::cases(Arc::clone(&l)));

@@ -18,7 +18,7 @@
 
 use crate::event::Event;
 use crate::machine::Machine;
-use crate::scenario::{case, Case};
+use crate::scenario::Case;
 use crate::scenarios::{agent_pass, expect_boot, expect_poweroff, field_is, limits, no_errors, spec, BootSpec, Launch};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,7 @@ const STATUS_MAX_MS: u64 = 500;
 
 /// The staging scenarios for one architecture.
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
-    type Check = fn(&dyn Launch) -> Result<(), String>;
+    use crate::scenarios::Check;
     let arch = l.arch().to_string();
     let mut table: Vec<(&str, Check)> = Vec::new();
     if arch == "armv7" || arch == "aarch64" {
@@ -43,13 +43,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     if arch == "x86_64" {
         table.push(("stage-interrupted", stage_interrupted));
     }
-    table
-        .into_iter()
-        .map(|(name, f)| {
-            let l = Arc::clone(&l);
-            case(format!("{arch}/{name}"), move || f(l.as_ref()))
-        })
-        .collect()
+    crate::scenarios::cases_of(&l, table)
 }
 
 fn big_spec(name: &str, mode: &str) -> BootSpec {

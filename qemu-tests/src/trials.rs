@@ -20,7 +20,7 @@
 
 use crate::event::Event;
 use crate::machine::Machine;
-use crate::scenario::{case, Case};
+use crate::scenario::Case;
 use crate::scenarios::{agent_pass, expect_boot, expect_poweroff, field_is, limits, no_errors, spec, BootSpec, Launch, Limits};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,19 +38,13 @@ const LONG_WINDOW_S: f64 = 600.0;
 /// The trial scenarios (x86_64 only: the rules are the same code on every
 /// board, and the pure rules are unit tested).
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
-    type Check = fn(&dyn Launch) -> Result<(), String>;
+    use crate::scenarios::Check;
     let arch = l.arch().to_string();
     if arch != "x86_64" {
         return Vec::new();
     }
     let table: [(&str, Check); 2] = [("trial-judged", trial_judged), ("trial-control", trial_control)];
-    table
-        .into_iter()
-        .map(|(name, f)| {
-            let l = Arc::clone(&l);
-            case(format!("{arch}/{name}"), move || f(l.as_ref()))
-        })
-        .collect()
+    crate::scenarios::cases_of(&l, table.into())
 }
 
 fn boot(l: &dyn Launch, name: &str, lim: &Limits) -> Result<Machine, String> {

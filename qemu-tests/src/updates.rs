@@ -29,7 +29,7 @@
 use crate::cutverdict::Verdict;
 use crate::event::Event;
 use crate::machine::Machine;
-use crate::scenario::{case, Case};
+use crate::scenario::Case;
 use crate::scenarios::{agent_pass, expect_boot, expect_poweroff, field_is, limits, no_errors, release_events, spec, BootSpec, Launch, Limits};
 use std::sync::Arc;
 use std::time::Duration;
@@ -248,7 +248,7 @@ impl Listing {
 /// x86_64 only: each cut point costs two boots, and the three boards run the
 /// same store code (the store's unit tests cut at every step on the host).
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
-    type Check = fn(&dyn Launch) -> Result<(), String>;
+    use crate::scenarios::Check;
     let arch = l.arch().to_string();
     let mut table: Vec<(&str, Check)> = vec![
         ("update", update),
@@ -263,13 +263,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
         table.push(("power-cut/steps-even", |l| power_cut_steps(l, 0)));
         table.push(("power-cut/timed", power_cut_timed));
     }
-    table
-        .into_iter()
-        .map(|(name, f)| {
-            let l = Arc::clone(&l);
-            case(format!("{arch}/{name}"), move || f(l.as_ref()))
-        })
-        .collect()
+    crate::scenarios::cases_of(&l, table)
 }
 
 /// `cargo xtask push` into a running release 1 (the `push` variant runs
