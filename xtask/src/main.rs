@@ -857,6 +857,7 @@ fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), S
         say(&format!("{}: kernel headers {}", h.arch(), h.version));
     }
     say("checking formatting and clippy (warnings denied)");
+    tools::ensure_lint_components(root)?;
     testrun::lint(root)?;
     say("running the host unit tests (root tests included)");
     testrun::host_unit_tests(root, tally)?;

@@ -192,6 +192,40 @@ fn ensure_rust_targets(root: &Path, targets: &[&str]) -> Result<(), String> {
     run_status(&mut cmd)
 }
 
+/// The toolchain components `cargo xtask test`'s lint gate runs (`cargo
+/// fmt`, `cargo clippy`): added through rustup when missing (a minimal
+/// toolchain profile has neither); without rustup, the commands must be
+/// there already.
+pub fn ensure_lint_components(root: &Path) -> Result<(), String> {
+    let want = ["rustfmt", "clippy"];
+    if !have_command("rustup") {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let missing: Vec<&str> = want
+            .iter()
+            .copied()
+            .filter(|c| {
+                let sub = if *c == "rustfmt" { "fmt" } else { "clippy" };
+                !Command::new(&cargo).args([sub, "--version"]).output().is_ok_and(|o| o.status.success())
+            })
+            .collect();
+        return if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("Rust components missing ({}) and rustup is not available to add them", missing.join(" ")))
+        };
+    }
+    let out = run_capture(Command::new("rustup").args(["component", "list", "--installed"]).current_dir(root))?;
+    let installed: Vec<&str> = out.lines().map(str::trim).collect();
+    let missing: Vec<&str> = want.iter().copied().filter(|c| !installed.iter().any(|l| l.starts_with(&format!("{c}-")) || l == c)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: adding Rust components: {}", missing.join(" "));
+    let mut cmd = Command::new("rustup");
+    cmd.args(["component", "add"]).args(&missing).current_dir(root);
+    run_status(&mut cmd)
+}
+
 /// Without rustup, look for the targets' standard libraries in the sysroot.
 fn check_targets_without_rustup(targets: &[&str]) -> Result<(), String> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
