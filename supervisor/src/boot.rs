@@ -131,6 +131,25 @@ fn devkmsg_on() {
     Event::debug("kmsg.ratelimit").kv("result", if r.is_ok() { "off" } else { "kept" }).emit();
 }
 
+/// Wait for the board's block device `source` (a node or a
+/// `PARTLABEL=`, see [`crate::blockname`]) and put the node in its place;
+/// one `device.wait` event either way.
+fn device_ready(source: &mut mount::Text, ms: u32) -> bool {
+    match crate::blockname::wait(source, ms) {
+        Ok((node, waited)) => {
+            let ev = Event::info("device.wait").kv("device", source.as_str()).kv("waited_ms", waited);
+            let ev = if node != source.as_str() { ev.kv("node", &node) } else { ev };
+            ev.kv("result", "ok").emit();
+            *source = mount::text(&node);
+            true
+        }
+        Err(e) => {
+            Event::error("device.wait").kv("device", source.as_str()).kv("result", "error").kv("error", e.text()).emit();
+            false
+        }
+    }
+}
+
 /// Poll for a device node to appear (devtmpfs creates it once the driver probes).
 pub(crate) fn wait_for(path: &str, ms: u32) -> Result<u32, Errno> {
     let start = crate::log::now();
@@ -154,10 +173,8 @@ fn initramfs_stage() -> ! {
     crate::modules::load_all(board.modules.iter().map(|m| m.as_str()));
 
     stage("system-root");
-    let sys = mount::system_root(&board);
-    let waited = wait_for(&sys.source, board.storage.wait_ms);
-    Event::info("device.wait").kv("device", &sys.source).result(&waited.map(|_| ()).map_err(errno_text)).emit();
-    if waited.is_err() {
+    let mut sys = mount::system_root(&board);
+    if !device_ready(&mut sys.source, board.storage.wait_ms) {
         failed("system image device did not appear", grace);
     }
     if mount::apply(core::slice::from_ref(&sys), &mut SysMounter) > 0 {
@@ -243,10 +260,8 @@ fn system_stage() -> ! {
     stage("data");
     #[cfg(feature = "test-hooks")]
     let board = crate::logwrites::at_data(board);
-    let data = mount::data(&board);
-    let waited = wait_for(&data.source, board.storage.wait_ms);
-    Event::info("device.wait").kv("device", &data.source).result(&waited.map(|_| ()).map_err(errno_text)).emit();
-    let data_mounted = waited.is_ok() && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
+    let mut data = mount::data(&board);
+    let data_mounted = device_ready(&mut data.source, board.storage.wait_ms) && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
     if data_mounted {
         let dir = std::path::Path::new(crate::logstore::DIR);
         let r = crate::logstore::with(|s| s.set_dir(dir)).unwrap_or(Ok(()));

@@ -7,6 +7,7 @@
 pub mod apparmor;
 #[cfg(feature = "host")]
 pub mod bench;
+pub mod blockname;
 pub mod board;
 pub mod boot;
 pub mod budget;
