@@ -175,15 +175,20 @@ pub struct Board {
     /// writes the full list, in load order, into the compiled config.
     #[serde(default)]
     pub modules: Vec<Name, MODULES_MAX>,
-    /// The kernel the board boots.
-    pub kernel: Kernel,
+    /// The Debian kernel xtask builds and emulates the board with (only
+    /// xtask reads it; a real board's boot loader passes its own command
+    /// line). Optional: a board that xtask never builds a kernel for needs none.
+    #[serde(default)]
+    pub kernel: Option<Kernel>,
     /// Block devices.
     pub storage: Storage,
     /// Shutdown: how long processes get after SIGTERM before SIGKILL.
     #[serde(default = "default_grace")]
     pub shutdown_grace_ms: u32,
-    /// How to run the board under QEMU (ignored on real hardware).
-    pub qemu: Qemu,
+    /// How to run the board under QEMU (only xtask reads it). A real
+    /// board has none, and `cargo xtask run` or `test` refuse it.
+    #[serde(default)]
+    pub qemu: Option<Qemu>,
     /// Named hardware nodes that manifests may be granted.
     #[serde(default)]
     pub hardware: Vec<HardwareNode, HARDWARE_MAX>,
@@ -430,6 +435,18 @@ pub struct Kernel {
     pub cmdline: String<CMDLINE_MAX>,
 }
 
+impl Kernel {
+    fn validate(&self) -> Result<(), BoardError> {
+        if self.flavour.is_empty() || !valid_module(&self.flavour) {
+            return Err(err("kernel.flavour", "must name a Debian kernel flavour such as cloud-arm64"));
+        }
+        if self.cmdline.contains("console=") {
+            return Err(err("kernel.cmdline", "must not set console=; use the `console` field"));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
@@ -449,7 +466,8 @@ fn default_root_wait() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockDevice {
-    /// Device node (`/dev/vda`).
+    /// Device node (`/dev/vda`) or GPT partition label
+    /// (`PARTLABEL=berth-data`; see [`crate::blockname`]).
     pub device: Path,
     /// Filesystem on it.
     pub fstype: FsType,
@@ -473,6 +491,26 @@ pub struct Qemu {
     /// Further QEMU arguments, one per element.
     #[serde(default)]
     pub extra_args: Vec<String<PATH_MAX>, QEMU_ARGS_MAX>,
+}
+
+impl Qemu {
+    fn validate(&self) -> Result<(), BoardError> {
+        if !(64..=65_536).contains(&self.memory_mib) {
+            return Err(err("qemu.memory_mib", "must be between 64 and 65536"));
+        }
+        for (field, v) in [
+            ("qemu.binary", &self.binary),
+            ("qemu.machine", &self.machine),
+            ("qemu.cpu", &self.cpu),
+            ("qemu.block_device", &self.block_device),
+            ("qemu.net_device", &self.net_device),
+        ] {
+            if v.is_empty() || v.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(err(field, "must be one non-empty word"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -544,15 +582,12 @@ impl Board {
                 return Err(err(format!("modules[{i}]"), format!("`{m}` is listed twice")));
             }
         }
-        if self.kernel.flavour.is_empty() || !valid_module(&self.kernel.flavour) {
-            return Err(err("kernel.flavour", "must name a Debian kernel flavour such as cloud-arm64"));
-        }
-        if self.kernel.cmdline.contains("console=") {
-            return Err(err("kernel.cmdline", "must not set console=; use the `console` field"));
+        if let Some(k) = &self.kernel {
+            k.validate()?;
         }
         for (field, dev, rw) in [("storage.system", &self.storage.system, false), ("storage.data", &self.storage.data, true)] {
-            if !valid_dev_path(&dev.device) {
-                return Err(err(format!("{field}.device"), "must be a path under /dev/"));
+            if let Err(why) = crate::blockname::parse(&dev.device) {
+                return Err(err(format!("{field}.device"), why));
             }
             if rw && dev.fstype != FsType::Ext4 {
                 return Err(err(format!("{field}.fstype"), "the data partition must be ext4"));
@@ -588,19 +623,8 @@ impl Board {
         if !(100..=600_000).contains(&self.shutdown_grace_ms) {
             return Err(err("shutdown_grace_ms", "must be between 100 and 600000"));
         }
-        if !(64..=65_536).contains(&self.qemu.memory_mib) {
-            return Err(err("qemu.memory_mib", "must be between 64 and 65536"));
-        }
-        for (field, v) in [
-            ("qemu.binary", &self.qemu.binary),
-            ("qemu.machine", &self.qemu.machine),
-            ("qemu.cpu", &self.qemu.cpu),
-            ("qemu.block_device", &self.qemu.block_device),
-            ("qemu.net_device", &self.qemu.net_device),
-        ] {
-            if v.is_empty() || v.bytes().any(|b| b.is_ascii_whitespace()) {
-                return Err(err(field, "must be one non-empty word"));
-            }
+        if let Some(q) = &self.qemu {
+            q.validate()?;
         }
         for (i, hw) in self.hardware.iter().enumerate() {
             let f = |s: &str| format!("hardware[{i}].{s}");

@@ -24,6 +24,10 @@ pub struct Artifacts {
     pub board: Board,
     pub dir: PathBuf,
     pub kernel: Kernel,
+    /// How QEMU emulates the board (its `[qemu]` table, with the variant's
+    /// arguments), and the kernel command line (`[kernel]`'s).
+    pub qemu: berth::board::Qemu,
+    pub cmdline: String,
     /// berth as shipped (no test hooks).
     pub berth: PathBuf,
     /// berth with the test hooks, on [`Artifacts::system_test`].
@@ -161,6 +165,12 @@ pub enum ReleaseData {
 /// Build everything for a board, as given or varied for a test.
 pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifacts, String> {
     let mut board = load_board(board_file)?;
+    let (Some(mut kernel_cfg), Some(mut qemu)) = (board.kernel.clone(), board.qemu.clone()) else {
+        return Err(format!(
+            "board {}: xtask builds and boots only boards with a [kernel] and a [qemu] table (see docs/porting.md); check a real board's config with `cargo xtask check-board`",
+            board.name
+        ));
+    };
     if let Some(mode) = variant.cgroup {
         board.cgroup = mode;
         if mode == berth::board::CgroupMode::V1 {
@@ -182,10 +192,10 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         board.apparmor = Some(a.clone());
     }
     if let Some(extra) = &variant.cmdline {
-        let mut line = board.kernel.cmdline.to_string();
+        let mut line = kernel_cfg.cmdline.to_string();
         line.push(' ');
         line.push_str(extra);
-        board.kernel.cmdline = line.as_str().try_into().map_err(|_| format!("board {}: kernel command line too long", board.name))?;
+        kernel_cfg.cmdline = line.as_str().try_into().map_err(|_| format!("board {}: kernel command line too long", board.name))?;
     }
     for s in &variant.services {
         board.services.push(s.clone()).map_err(|_| format!("{}: more than {} services", board.name, berth::board::SERVICES_MAX))?;
@@ -198,10 +208,12 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     }
     for a in &variant.qemu_args {
         let a = a.as_str().try_into().map_err(|_| format!("{}: QEMU argument too long: {a}", board.name))?;
-        board.qemu.extra_args.push(a).map_err(|_| format!("{}: more than {} QEMU arguments", board.name, berth::board::QEMU_ARGS_MAX))?;
+        qemu.extra_args.push(a).map_err(|_| format!("{}: more than {} QEMU arguments", board.name, berth::board::QEMU_ARGS_MAX))?;
     }
     let arch = board.arch;
-    let kernel = kernel::ensure_kernel(root, arch.debian(), &board.kernel.flavour)?;
+    board.kernel = Some(kernel_cfg.clone());
+    board.qemu = Some(qemu.clone());
+    let kernel = kernel::ensure_kernel(root, arch.debian(), &kernel_cfg.flavour)?;
     say(&format!("{}: guest kernel {} from {}", board.name, kernel.version, kernel.package));
     let berth_hooked = cross_build_with(root, arch, "berth", "berth", Some(TEST_HOOKS))?;
     let berth = cross_build(root, arch, "berth", "berth")?;
@@ -342,6 +354,8 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         board,
         dir,
         kernel,
+        qemu,
+        cmdline: kernel_cfg.cmdline.to_string(),
         berth,
         berth_hooked,
         initramfs,
@@ -621,7 +635,7 @@ pub const GUEST_HTTP_PORT: u16 = 8080;
 
 /// The QEMU command line for a board's artifacts and a data image.
 pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<String>) {
-    let q = &a.board.qemu;
+    let q = &a.qemu;
     let mut args: Vec<String> = vec!["-M".into(), q.machine.to_string(), "-cpu".into(), q.cpu.to_string()];
     if opts.kvm {
         args.extend(["-accel".into(), "kvm".into()]);
@@ -641,7 +655,7 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
         args.push("-no-reboot".into());
     }
     let system = if opts.agent { &a.system_test } else { &a.system };
-    let mut cmdline = format!("console={} {}", a.board.console, a.board.kernel.cmdline);
+    let mut cmdline = format!("console={} {}", a.board.console, a.cmdline);
     if opts.agent {
         cmdline.push_str(&format!(" berth.run={AGENT_PATH}"));
     }
@@ -709,5 +723,18 @@ mod tests {
         assert!(check_data_mib(256, 300).unwrap_err().contains("too small"));
         assert!(check_data_mib(8, 1).unwrap_err().contains("between"));
         assert!(check_data_mib(DATA_MAX_MIB + 1, 1).is_err());
+    }
+
+    #[test]
+    fn a_real_board_passes_the_check_but_is_never_emulated() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let file = root.join("board-configs/examples/nanopi-r4s.toml");
+        let b = load_board(&file).unwrap();
+        assert!(b.qemu.is_none());
+        let e = build(&root, &file, &Variant::default()).err().unwrap();
+        assert_eq!(
+            e,
+            "board nanopi-r4s: xtask builds and boots only boards with a [kernel] and a [qemu] table (see docs/porting.md); check a real board's config with `cargo xtask check-board`"
+        );
     }
 }
