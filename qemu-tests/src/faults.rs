@@ -3,7 +3,7 @@
 //! The record writes fail through berth's test hook `berth.fail=KIND:N`
 //! (`supervisor/src/release/faults.rs`): the first N record writes of KIND
 //! (`trial`, `commit`, `rollback`) fail with EIO, the record left as it
-//! was. Each case writes out berth's whole update sequence before the run
+//! was; `map:N` fails the first N images PID 1 maps after its boot. Each case writes out berth's whole update sequence before the run
 //! and names the first event that differs; the guest agent reports what
 //! berthctl answers and that both containers run and are ready at the end.
 //!
@@ -27,6 +27,13 @@
 //! - `fault-rollback-reboot` (`berth.fail=rollback:3`): all three writes
 //!   fail; berthctl is told so and berth reboots, the record still saying
 //!   "trial"; the next boot rolls back (`reboot-during-trial`) to release 1.
+//! - `fault-map-rollback` (`berth.fail=map:1`): release 9 switches by
+//!   rebooting (its boot maps only its own image); rolled back by request,
+//!   the switch back cannot map release 1's image (`image.verity
+//!   step=fault`), so neither container has a spec: berth says so
+//!   (`update.switch result=error missing=meter,sensor then=reboot`) and
+//!   reboots rather than leave release 9's containers running as release
+//!   1; the third boot runs release 1 with the rollback recorded.
 //! - `trial-unready`: release 7's `sensor` never notifies; its readiness
 //!   timeout (3 s, [`UNREADY_S`]) makes it unhealthy (`ready-timeout`) and
 //!   rolls back at once (`readiness-timeout`, sensor); `update --wait`
@@ -53,9 +60,12 @@ pub const HEALTH_S: f64 = 1.0;
 /// How late a timed step may come (the loop's timer, a busy host).
 const SLACK_S: f64 = 1.5;
 
+/// EIO as berth on the device says it (musl's text).
+const EIO: &str = "I/O error (os error 5)";
+
 /// What a failed write says (EIO), by record copy.
 fn eio(slot: &str) -> String {
-    format!("write /data/berth/record.{slot}: Input/output error (os error 5)")
+    format!("write /data/berth/record.{slot}: {EIO}")
 }
 
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
@@ -64,11 +74,12 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     if arch != "x86_64" {
         return Vec::new();
     }
-    let table: [(&str, Check); 6] = [
+    let table: [(&str, Check); 7] = [
         ("fault-trial-write", trial_write),
         ("fault-commit-write", commit_write),
         ("fault-rollback-write", rollback_write),
         ("fault-rollback-reboot", rollback_reboot),
+        ("fault-map-rollback", map_rollback),
         ("trial-unready", trial_unready),
         ("trial-unhealthy", trial_unhealthy),
     ];
@@ -78,10 +89,12 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
 /// The events followed, with the keys judged of each.
 fn keys_of(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
-        "fault.write" => &["kind", "left"],
+        "fault.injected" => &["kind", "left"],
         "update.refused" => &["bundle", "kind", "reason"],
         "update.staged" => &["bundle", "version"],
-        "update.switch" => &["version", "kept", "changed", "added", "removed"],
+        "update.switch" => &["version", "kept", "changed", "added", "removed", "result", "missing", "then"],
+        "update.reboot" => &["version"],
+        "image.verity" => &["step", "result", "error"],
         "release.trial" => &["version"],
         "release.commit" => &["version", "by", "retry_s", "result", "error"],
         "release.rollback" => &["cause", "from", "to", "container", "try", "tries", "retry", "then", "reason", "result", "error"],
@@ -92,9 +105,11 @@ fn keys_of(name: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-/// Every followed event of the run (all boots), projected.
+/// Every followed event of the run (all boots), projected; of the
+/// mappings, only those that failed.
 fn followed(events: &[Event]) -> Vec<String> {
-    events.iter().filter_map(|e| keys_of(&e.name).map(|k| project(e, k))).collect()
+    let mapped = |e: &&Event| e.name == "image.verity" && e.is("result", "ok");
+    events.iter().filter(|e| !mapped(e)).filter_map(|e| keys_of(&e.name).map(|k| project(e, k))).collect()
 }
 
 fn owned(v: &[&str]) -> Vec<String> {
@@ -112,7 +127,7 @@ const BACK_FROM_5: &str = "update.switch version=1 kept=0 changed=meter,sensor a
 /// `fault-trial-write`'s sequence.
 pub fn trial_write_expected() -> Vec<String> {
     vec![
-        "fault.write kind=trial left=0".into(),
+        "fault.injected kind=trial left=0".into(),
         format!("update.refused bundle=/data/test/trial-window.bundle kind=device reason={}", eio("a")),
         staged("trial-window", 5),
         TO_5.into(),
@@ -128,7 +143,7 @@ pub fn commit_write_expected() -> Vec<String> {
         staged("v2", 2),
         "update.switch version=2 kept=1 changed=sensor added= removed=".into(),
         "release.trial version=2".into(),
-        "fault.write kind=commit left=0".into(),
+        "fault.injected kind=commit left=0".into(),
         format!("release.commit version=2 retry_s={COMMIT_RETRY_S} result=error error={}", eio("b")),
         "release.commit version=2 by=window".into(),
         "shutdown.begin action=poweroff".into(),
@@ -141,7 +156,7 @@ pub fn rollback_write_expected() -> Vec<String> {
         staged("trial-window", 5),
         TO_5.into(),
         "release.trial version=5".into(),
-        "fault.write kind=rollback left=0".into(),
+        "fault.injected kind=rollback left=0".into(),
         format!("release.rollback cause=requested try=1 retry=now reason={}", eio("b")),
         "release.rollback cause=requested from=5 to=1".into(),
         BACK_FROM_5.into(),
@@ -153,13 +168,30 @@ pub fn rollback_write_expected() -> Vec<String> {
 pub fn rollback_reboot_expected() -> Vec<String> {
     let mut v = vec![staged("trial-window", 5), TO_5.into(), "release.trial version=5".into()];
     for (try_, left) in [(1, 2), (2, 1)] {
-        v.push(format!("fault.write kind=rollback left={left}"));
+        v.push(format!("fault.injected kind=rollback left={left}"));
         v.push(format!("release.rollback cause=requested try={try_} retry=now reason={}", eio("b")));
     }
-    v.push("fault.write kind=rollback left=0".into());
+    v.push("fault.injected kind=rollback left=0".into());
     v.push(format!("release.rollback cause=requested tries=3 then=reboot result=error error={}", eio("b")));
     v.extend(owned(&["shutdown.begin action=reboot", "release.rollback cause=reboot-during-trial from=5 to=1", "shutdown.begin action=poweroff"]));
     v
+}
+
+/// `fault-map-rollback`'s sequence over its three boots, for a release 1
+/// of `images` images (its containers `meter` and `sensor` share one).
+pub fn map_rollback_expected() -> Vec<String> {
+    vec![
+        staged("reboot-swap", 9),
+        "update.reboot version=9".into(),
+        "shutdown.begin action=reboot".into(),
+        "release.rollback cause=requested from=9 to=1".into(),
+        "update.switch version=1 kept=0 changed=meter,sensor added= removed=".into(),
+        "fault.injected kind=map left=0".into(),
+        format!("image.verity step=fault result=error error={EIO}"),
+        "update.switch version=1 result=error missing=meter,sensor then=reboot".into(),
+        "shutdown.begin action=reboot".into(),
+        "shutdown.begin action=poweroff".into(),
+    ]
 }
 
 /// A trial that fails by `sensor`'s `reason` (the container's verdict)
@@ -235,6 +267,33 @@ fn rollback_reboot(l: &dyn Launch) -> Result<(), String> {
     expect_poweroff(&mut m, "SIGTERM", &lim)?;
     same_sequence("fault-rollback-reboot's events", &rollback_reboot_expected(), &followed(&m.events()))?;
     no_errors(&m, &["release.rollback"])
+}
+
+fn map_rollback(l: &dyn Launch) -> Result<(), String> {
+    // The expected sequence has one mapping fail for both containers.
+    let info = l.updates()?;
+    let v1 = info.known.iter().find(|k| k.version == 1).ok_or("release 1 is not known")?;
+    if v1.images.len() != 1 {
+        return Err(format!("release 1 has {} images; the case is written for one, shared by meter and sensor", v1.images.len()));
+    }
+    let lim = limits(l.arch());
+    let mut m = boot(l, "fault-map-rollback", "berth.fail=map:1", true, &lim)?;
+    agent_pass(&mut m, "update-requested", &lim)?;
+    m.expect_event_where("shutdown.begin", |e| e.is("action", "reboot"), lim.step)?;
+    expect_boot(&mut m, &lim)?;
+    for check in ["on-trial", "rollback-requested"] {
+        agent_pass(&mut m, check, &lim)?;
+    }
+    m.expect_event_where("shutdown.begin", |e| e.is("action", "reboot"), lim.step)?;
+    expect_boot(&mut m, &lim)?;
+    for check in ["rolled-back", "serving"] {
+        agent_pass(&mut m, check, &lim)?;
+    }
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
+    same_sequence("fault-map-rollback's events", &map_rollback_expected(), &followed(&m.events()))?;
+    // The failed mapping, the two containers it leaves without a spec and
+    // the switch that says so are this case's errors.
+    no_errors(&m, &["image.verity", "container.start:meter", "container.start:sensor", "update.switch"])
 }
 
 /// The time from `sensor`'s start in the trial to `container.unhealthy`.

@@ -7,8 +7,8 @@
 //! - `berth.cut=N`: the power-cut hook of [`crate::release::durable`], reset
 //!   at the N-th store write of an update.
 //! - `berth.fail=KIND:N[,KIND:N]`: the write-fault hook of
-//!   [`crate::release::faults`], the first N record writes of KIND fail
-//!   with EIO.
+//!   [`crate::release::faults`], the first N record writes of KIND (or
+//!   image mappings, `map`) fail with EIO.
 //! - `berthctl debug wedge SECONDS`: block the loop, so the hardware watchdog
 //!   resets the board (see [`crate::supervise`]).
 

@@ -320,7 +320,7 @@ const HOOK_MARKS: [&str; 11] = [
     "logwrites.setup",
     "berth.fail=",
     "fault.armed",
-    "fault.write",
+    "fault.injected",
 ];
 
 /// The shipped berth holds none of the test hooks' marks; the test build

@@ -13,7 +13,8 @@ use std::path::Path;
 /// The trial releases, and the add-remove scenario's
 /// (`qemu_tests::releasepaths`) and the fault scenarios'
 /// (`qemu_tests::faults`), by directory (and bundle) name.
-pub const RELEASES: [&str; 7] = ["trial-fail", "trial-deadline", "trial-oneshot", "trial-window", "add-remove", "trial-unready", "trial-unhealthy"];
+pub const RELEASES: [&str; 8] =
+    ["trial-fail", "trial-deadline", "trial-oneshot", "trial-window", "add-remove", "trial-unready", "trial-unhealthy", "reboot-swap"];
 
 /// Build each trial bundle into `test_dir`; (device path, `sha256:<hex>`)
 /// of each.

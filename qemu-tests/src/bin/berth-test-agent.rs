@@ -329,7 +329,7 @@ fn install_sigterm_exit() {
 // ---------------------------------------------------------------- updates
 
 /// The modes of the update scenarios (see `qemu_tests::updates`).
-const UPDATE_MODES: [&str; 19] = [
+const UPDATE_MODES: [&str; 20] = [
     "update",
     "update-floor",
     "update-rollback",
@@ -347,6 +347,7 @@ const UPDATE_MODES: [&str; 19] = [
     "fault-commit-write",
     "fault-rollback-write",
     "fault-rollback-reboot",
+    "fault-map-rollback",
     "trial-unready",
     "trial-unhealthy",
 ];
@@ -421,9 +422,13 @@ fn update_mode(mode: &str) {
         "update-floor" => floor_mode(),
         "trial-judged" | "trial-control" => trials::run(mode),
         "add-remove" | "inbox-queue" => releasepaths::run(mode),
-        "fault-trial-write" | "fault-commit-write" | "fault-rollback-write" | "fault-rollback-reboot" | "trial-unready" | "trial-unhealthy" => {
-            faults::run(mode)
-        }
+        "fault-trial-write"
+        | "fault-commit-write"
+        | "fault-rollback-write"
+        | "fault-rollback-reboot"
+        | "fault-map-rollback"
+        | "trial-unready"
+        | "trial-unhealthy" => faults::run(mode),
         "update-reboot" => match fs::read_to_string(STAGE_FILE).unwrap_or_default().trim() {
             "" => {
                 let (ok, text) = apply_to_trial("v2");

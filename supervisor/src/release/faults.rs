@@ -1,32 +1,38 @@
-//! The store's write-fault hook (only with the `test-hooks` feature): a
-//! record write of a named kind fails with EIO, as a failing disk would
-//! make it, while the machine stays up. The QEMU fault scenarios use it to
-//! show what berth does when the trial, the commit or the rollback cannot
-//! be recorded (see `supervise::begin` and `supervise::trial`).
+//! The fault hook of updates (only with the `test-hooks` feature): a
+//! record write of a named kind, or the mapping of an image, fails with
+//! EIO, as a failing disk would make it, while the machine stays up. The
+//! QEMU fault scenarios use it to show what berth does when the trial, the
+//! commit or the rollback cannot be recorded (see `supervise::begin` and
+//! `supervise::trial`), or when a switch cannot map an image
+//! (`supervise::unprepared`).
 //!
 //! `berth.fail=KIND:N[,KIND:N]` on the kernel command line (parsed in
 //! [`crate::hooks`]): the first N record writes of KIND in this boot fail
 //! before anything is written (the record stays as it was). KIND is
 //! `trial` ([`super::store::Store::begin_trial`]), `commit`
 //! ([`super::store::Store::commit`]) or `rollback`
-//! ([`super::store::Store::rollback`]). Without the feature [`check`]
-//! always lets the write go on.
+//! ([`super::store::Store::rollback`]); or `map`: the first N images PID 1
+//! maps after the boot ([`crate::images`]: a switch's; the boot's own
+//! mappings come before the hook is armed, and the stager is a process of
+//! its own, never armed). Without the feature [`check`] always lets the
+//! step go on.
 
 use std::io;
 #[cfg(feature = "test-hooks")]
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The record writes the hook can fail.
+/// The steps the hook can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Trial,
     Commit,
     Rollback,
+    Map,
 }
 
 impl Kind {
     /// All of them, in the order of [`Kind::index`].
-    pub const ALL: [Kind; 3] = [Kind::Trial, Kind::Commit, Kind::Rollback];
+    pub const ALL: [Kind; 4] = [Kind::Trial, Kind::Commit, Kind::Rollback, Kind::Map];
 
     /// Its name on the kernel command line and in events.
     pub fn name(self) -> &'static str {
@@ -34,6 +40,7 @@ impl Kind {
             Kind::Trial => "trial",
             Kind::Commit => "commit",
             Kind::Rollback => "rollback",
+            Kind::Map => "map",
         }
     }
 
@@ -43,15 +50,16 @@ impl Kind {
             Kind::Trial => 0,
             Kind::Commit => 1,
             Kind::Rollback => 2,
+            Kind::Map => 3,
         }
     }
 }
 
 /// Writes of each kind still to fail.
 #[cfg(feature = "test-hooks")]
-static LEFT: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
+static LEFT: [AtomicU32; 4] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
 
-/// Make the next `n` writes of `kind` fail.
+/// Make the next `n` steps of `kind` fail.
 #[cfg(feature = "test-hooks")]
 pub fn arm(kind: Kind, n: u32) {
     if let Some(left) = LEFT.get(kind.index()) {
@@ -59,8 +67,8 @@ pub fn arm(kind: Kind, n: u32) {
     }
 }
 
-/// Before a record write of `kind`: EIO while the hook has writes of that
-/// kind left to fail (each failure is logged), otherwise go on.
+/// Before a step of `kind`: EIO while the hook has steps of that kind left
+/// to fail (each failure is logged), otherwise go on.
 #[cfg(feature = "test-hooks")]
 pub fn check(kind: Kind) -> io::Result<()> {
     let Some(left) = LEFT.get(kind.index()) else {
@@ -68,7 +76,7 @@ pub fn check(kind: Kind) -> io::Result<()> {
     };
     match take(left) {
         Some(n) => {
-            crate::log::Event::warn("fault.write").kv("kind", kind.name()).kv("left", n).emit();
+            crate::log::Event::warn("fault.injected").kv("kind", kind.name()).kv("left", n).emit();
             Err(io::Error::from_raw_os_error(libc::EIO))
         }
         None => Ok(()),
@@ -82,7 +90,7 @@ fn take(left: &AtomicU32) -> Option<u32> {
     left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).ok().map(|n| n.saturating_sub(1))
 }
 
-/// Without the hook every write goes on.
+/// Without the hook every step goes on.
 #[cfg(not(feature = "test-hooks"))]
 #[inline]
 pub fn check(_kind: Kind) -> io::Result<()> {
@@ -111,6 +119,7 @@ mod tests {
         assert_eq!(parse("commit:1"), Some(vec![(Kind::Commit, 1)]));
         assert_eq!(parse("trial:2,rollback:3"), Some(vec![(Kind::Trial, 2), (Kind::Rollback, 3)]));
         assert_eq!(parse("commit:0"), None);
+        assert_eq!(parse("map:1"), Some(vec![(Kind::Map, 1)]));
         assert_eq!(parse("boot:1"), None);
         assert_eq!(parse("commit"), None);
         assert_eq!(parse("commit:1,"), None);

@@ -13,6 +13,9 @@ const REBOOTED: &str = "/data/.agent-fault-rebooted";
 const NAMES: [&str; 2] = ["meter", "sensor"];
 
 pub fn run(mode: &str) {
+    if mode == "fault-map-rollback" {
+        return map_rollback();
+    }
     if mode == "fault-rollback-reboot" && Path::new(REBOOTED).exists() {
         rolled_back_by_boot();
         act("poweroff", libc::SIGTERM);
@@ -109,6 +112,47 @@ fn rolled_back_by_boot() {
     report("rolled-back-by-boot", ok, &text);
     let (ok, rows) = serving();
     report("serving", ok, &rows);
+}
+
+/// The map-rollback mode's progress across its three boots.
+const MAP_STAGE: &str = "/data/.agent-fault-map-stage";
+
+/// Mark the next boot's stage, durably.
+fn mark(stage: &str) {
+    let marked =
+        super::write_synced(MAP_STAGE, stage.as_bytes()).and_then(|()| std::fs::File::open(super::DATA).and_then(|d| d.sync_all()).map_err(|e| e.to_string()));
+    if let Err(e) = marked {
+        report("mark", false, &format!("{MAP_STAGE}: {e}"));
+    }
+}
+
+/// Release 9 switches by rebooting; on trial in the next boot it is rolled
+/// back by request, and the switch back cannot map release 1's image:
+/// berth reboots; the third boot runs release 1 with the rollback recorded.
+fn map_rollback() {
+    match std::fs::read_to_string(MAP_STAGE).unwrap_or_default().trim() {
+        "" => {
+            mark("1");
+            let (ok, text) = ctl(&["update", &format!("{}/reboot-swap.bundle", super::BUNDLES)]);
+            report("update-requested", ok, &text);
+            // berth reboots into release 9.
+        }
+        "1" => {
+            let (ok, text) = wait_release(|r| r.version == 9 && r.state == "trial");
+            report("on-trial", ok, &text);
+            mark("2");
+            let (ok, text) = ctl(&["rollback"]);
+            report("rollback-requested", ok && text == "rolled back from release 9 to 1", &text);
+            // berth reboots: release 1's image cannot be mapped.
+        }
+        _ => {
+            let (ok, text) = wait_release(|r| r.version == 1 && r.state == "committed" && has_rollback(r, "from 9 to 1", "requested"));
+            report("rolled-back", ok, &text);
+            let (ok, rows) = serving();
+            report("serving", ok, &rows);
+            act("poweroff", libc::SIGTERM);
+        }
+    }
 }
 
 /// A release whose changed `sensor` fails its trial by `cause`:
