@@ -46,6 +46,7 @@ pub mod controls;
 pub mod cutverdict;
 pub mod errno;
 pub mod event;
+pub mod faults;
 pub mod floor;
 pub mod inboxfull;
 pub mod loopcheck;

@@ -135,6 +135,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     cases.extend(crate::trials::cases(Arc::clone(&l)));
     cases.extend(crate::inboxfull::cases(Arc::clone(&l)));
     cases.extend(crate::releasepaths::cases(Arc::clone(&l)));
+    cases.extend(crate::faults::cases(Arc::clone(&l)));
     cases.extend(crate::recovery::cases(Arc::clone(&l)));
     cases.extend(crate::staging::cases(l));
     cases

@@ -6,6 +6,9 @@
 //!   system image once the boot is ready (the test agent).
 //! - `berth.cut=N`: the power-cut hook of [`crate::release::durable`], reset
 //!   at the N-th store write of an update.
+//! - `berth.fail=KIND:N[,KIND:N]`: the write-fault hook of
+//!   [`crate::release::faults`], the first N record writes of KIND (or
+//!   image mappings, `map`) fail with EIO.
 //! - `berthctl debug wedge SECONDS`: block the loop, so the hardware watchdog
 //!   resets the board (see [`crate::supervise`]).
 
@@ -20,6 +23,8 @@ use crate::supervise::Pid1;
 const RUN_KEY: &str = "berth.run=";
 /// Kernel command line key arming the power-cut hook.
 const CUT_KEY: &str = "berth.cut=";
+/// Kernel command line key arming the write-fault hook.
+const FAIL_KEY: &str = "berth.fail=";
 
 /// Apply the hooks the kernel command line asks for, right before the loop.
 #[cfg(feature = "test-hooks")]
@@ -33,6 +38,10 @@ pub fn at_boot(pid1: &mut Pid1) {
         Event::warn("power.cut").kv("armed", n).emit();
         crate::release::durable::arm_cut(n);
     }
+    for (kind, n) in parse_fail(&cmdline).unwrap_or_default() {
+        Event::warn("fault.armed").kv("kind", kind.name()).kv("count", n).emit();
+        crate::release::faults::arm(kind, n);
+    }
 }
 
 /// `berth.run=PATH`: an absolute path without `..`.
@@ -43,6 +52,11 @@ pub fn parse_run(cmdline: &str) -> Option<String> {
 /// `berth.cut=N` with N > 0.
 pub fn parse_cut(cmdline: &str) -> Option<u64> {
     cmdline.split_ascii_whitespace().find_map(|t| t.strip_prefix(CUT_KEY)?.parse().ok()).filter(|n| *n > 0)
+}
+
+/// `berth.fail=KIND:N[,KIND:N]` (see [`crate::release::faults::parse`]).
+pub fn parse_fail(cmdline: &str) -> Option<Vec<(crate::release::faults::Kind, u32)>> {
+    cmdline.split_ascii_whitespace().find_map(|t| t.strip_prefix(FAIL_KEY)).and_then(crate::release::faults::parse)
 }
 
 #[cfg(feature = "test-hooks")]
@@ -76,5 +90,13 @@ mod tests {
         assert_eq!(super::parse_cut("berth.cut=0"), None);
         assert_eq!(super::parse_cut("berth.cut=x"), None);
         assert_eq!(super::parse_cut("berth.cutx=3"), None);
+    }
+
+    #[test]
+    fn fail_key_names_kinds_and_counts() {
+        use crate::release::faults::Kind;
+        assert_eq!(super::parse_fail("quiet berth.fail=commit:1,rollback:3"), Some(vec![(Kind::Commit, 1), (Kind::Rollback, 3)]));
+        assert_eq!(super::parse_fail("berth.fail=commit:x"), None);
+        assert_eq!(super::parse_fail("berth.cut=3"), None);
     }
 }

@@ -63,6 +63,10 @@ pub fn map_announcing(release: &Release, before: &mut dyn FnMut(&Digest)) -> Map
 fn map_one(img: &crate::release::Image) -> bool {
     let file = current::image_path(&img.sha256);
     let name = current::dm_name(&img.sha256);
+    if let Err(e) = crate::release::faults::check(crate::release::faults::Kind::Map) {
+        Event::error("image.verity").kv("image", &name).kv("step", "fault").result(&Err::<(), _>(e)).emit();
+        return false;
+    }
     let dev = match crate::verity::open(&file, &name, img) {
         Ok(d) => d,
         Err((step, e)) => {

@@ -309,7 +309,19 @@ fn static_binary(path: &Path, arch: Arch) -> Result<(), String> {
 
 /// Strings only berth's test hooks put in the binary: the kernel command
 /// line keys, the hooks' event names and the wedge command.
-const HOOK_MARKS: [&str; 8] = ["berth.run=", "berth.cut=", "berth.hang=", "power.cut", "debug.wedge", "debug wedge", "berth.logwrites=", "logwrites.setup"];
+const HOOK_MARKS: [&str; 11] = [
+    "berth.run=",
+    "berth.cut=",
+    "berth.hang=",
+    "power.cut",
+    "debug.wedge",
+    "debug wedge",
+    "berth.logwrites=",
+    "logwrites.setup",
+    "berth.fail=",
+    "fault.armed",
+    "fault.injected",
+];
 
 /// The shipped berth holds none of the test hooks' marks; the test build
 /// holds every one (so the search itself is shown to find them).

@@ -11,8 +11,10 @@ use berth::release::SigningKey;
 use std::path::Path;
 
 /// The trial releases, and the add-remove scenario's
-/// (`qemu_tests::releasepaths`), by directory (and bundle) name.
-pub const RELEASES: [&str; 5] = ["trial-fail", "trial-deadline", "trial-oneshot", "trial-window", "add-remove"];
+/// (`qemu_tests::releasepaths`) and the fault scenarios'
+/// (`qemu_tests::faults`), by directory (and bundle) name.
+pub const RELEASES: [&str; 8] =
+    ["trial-fail", "trial-deadline", "trial-oneshot", "trial-window", "add-remove", "trial-unready", "trial-unhealthy", "reboot-swap"];
 
 /// Build each trial bundle into `test_dir`; (device path, `sha256:<hex>`)
 /// of each.

@@ -50,6 +50,9 @@ use qemu_tests::event::quote;
 mod budgets;
 #[path = "berth-test-agent/controls.rs"]
 mod controls;
+/// The fault modes (`qemu_tests::faults`).
+#[path = "berth-test-agent/faults.rs"]
+mod faults;
 #[path = "berth-test-agent/loopcheck.rs"]
 mod loopcheck;
 #[path = "berth-test-agent/output.rs"]
@@ -326,7 +329,7 @@ fn install_sigterm_exit() {
 // ---------------------------------------------------------------- updates
 
 /// The modes of the update scenarios (see `qemu_tests::updates`).
-const UPDATE_MODES: [&str; 13] = [
+const UPDATE_MODES: [&str; 20] = [
     "update",
     "update-floor",
     "update-rollback",
@@ -340,6 +343,13 @@ const UPDATE_MODES: [&str; 13] = [
     "trial-control",
     "add-remove",
     "inbox-queue",
+    "fault-trial-write",
+    "fault-commit-write",
+    "fault-rollback-write",
+    "fault-rollback-reboot",
+    "fault-map-rollback",
+    "trial-unready",
+    "trial-unhealthy",
 ];
 /// Where the update variant's bundles are.
 const BUNDLES: &str = "/data/test";
@@ -412,6 +422,13 @@ fn update_mode(mode: &str) {
         "update-floor" => floor_mode(),
         "trial-judged" | "trial-control" => trials::run(mode),
         "add-remove" | "inbox-queue" => releasepaths::run(mode),
+        "fault-trial-write"
+        | "fault-commit-write"
+        | "fault-rollback-write"
+        | "fault-rollback-reboot"
+        | "fault-map-rollback"
+        | "trial-unready"
+        | "trial-unhealthy" => faults::run(mode),
         "update-reboot" => match fs::read_to_string(STAGE_FILE).unwrap_or_default().trim() {
             "" => {
                 let (ok, text) = apply_to_trial("v2");

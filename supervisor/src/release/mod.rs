@@ -56,6 +56,7 @@ mod bounded;
 pub mod bundle;
 pub mod current;
 pub mod durable;
+pub mod faults;
 pub mod inbox;
 mod keys;
 pub mod pem;

@@ -312,6 +312,14 @@ impl<I: Io> Store<I> {
         Ok(())
     }
 
+    /// [`Store::write_record`] of an update's `kind` (the test hook of
+    /// [`super::faults`] may fail it first).
+    fn write_record_of(&mut self, kind: super::faults::Kind, rec: Record) -> Result<(), StoreError> {
+        let name = record::SLOTS.get(self.next_slot).copied().unwrap_or(record::SLOTS[0]);
+        super::faults::check(kind).map_err(io_err("write", &self.dir.join(name)))?;
+        self.write_record(rec)
+    }
+
     fn has_image(&self, digest: &Digest, size: u64) -> bool {
         std::fs::metadata(self.image_path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
@@ -510,13 +518,13 @@ impl<I: Io> Store<I> {
                 return Err(io_err("stat", &path)(io::Error::from(io::ErrorKind::NotFound)));
             }
         }
-        self.write_record(rec)
+        self.write_record_of(super::faults::Kind::Trial, rec)
     }
 
     /// The release on trial was healthy for its commit window.
     pub fn commit(&mut self) -> Result<(), StoreError> {
         let rec = self.record.commit()?;
-        self.write_record(rec)?;
+        self.write_record_of(super::faults::Kind::Commit, rec)?;
         // The record is durable: a witness that fails to follow lags as after
         // a power cut between the two writes, and the next boot writes it.
         let _ = self.write_witness();
@@ -532,7 +540,7 @@ impl<I: Io> Store<I> {
             Err(record::TransitionError::NothingToRollBackTo) => self.record.abandon(cause, container)?,
             other => other?,
         };
-        self.write_record(rec)?;
+        self.write_record_of(super::faults::Kind::Rollback, rec)?;
         Ok(rollback)
     }
 

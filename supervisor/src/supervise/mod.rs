@@ -34,6 +34,7 @@ mod starting;
 mod switch;
 mod teardown;
 mod trial;
+mod unprepared;
 pub mod update;
 mod view;
 

@@ -146,13 +146,15 @@ impl Pid1 {
     }
 
     /// Make `release` the running one with its prepared `specs`: keep,
-    /// replace, retire and add slots; then what follows.
+    /// replace, retire and add slots; then what follows (and, if a
+    /// container it changes or adds has no spec, [`super::unprepared`]).
     fn land(&mut self, release: Release, key_id: &str, d: &Diff, specs: Vec<crate::containers::Spec>, then: Then) {
         let Some(u) = self.updates.as_mut() else {
             return;
         };
         u.running = release;
         let version = u.running.version;
+        let (missing, was) = (super::unprepared::missing(d, &specs), super::unprepared::For::of(&then));
         if matches!(then, Then::Recovery { .. }) {
             self.release = None;
         } else {
@@ -179,6 +181,7 @@ impl Pid1 {
         // wake-up: landing and starting are two short handlers.
         self.update_due = Some(crate::log::now());
         self.arm_deadline();
+        self.unprepared(version, &missing, was);
     }
 
     /// Container `name` is not in the new release: stop it (its slot is

@@ -89,10 +89,12 @@ impl Pid1 {
         match crate::trial::step(now, t.healthy_since, t.window, t.deadline) {
             Step::Wait { until } => Some(until),
             Step::Commit if now < t.commit_retry_at => Some(t.commit_retry_at.min(t.deadline)),
-            Step::Commit => {
-                let _ = self.commit("window");
-                None
-            }
+            // A commit whose record write failed is tried again at its
+            // retry time: ask for that tick.
+            Step::Commit => match self.commit("window") {
+                Ok(_) => None,
+                Err(_) => self.updates.as_ref()?.trial.as_ref().map(|t| t.commit_retry_at.min(t.deadline)),
+            },
             Step::TimedOut => {
                 let _ = self.roll_back(Cause::TrialTimeout, None);
                 None
