@@ -17,6 +17,9 @@
 //!   error), `update --wait` exits 3, release 1 runs on with the same
 //!   processes. Applied again it goes on trial and `berthctl commit`
 //!   commits it.
+//! - `fault-commit-operator` (`berth.fail=commit:1`): `berthctl commit` of
+//!   release 5 (a 10-minute window) fails, the operator is told it is tried
+//!   again in 2 s, and it is (`by=operator`), not when the window ends;
 //! - `fault-commit-write` (`berth.fail=commit:1`): release 2's commit by its
 //!   window fails (`release.commit result=error retry_s=2`) and is tried
 //!   again 2 s later ([`COMMIT_RETRY_S`]), which commits it;
@@ -74,9 +77,10 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     if arch != "x86_64" {
         return Vec::new();
     }
-    let table: [(&str, Check); 7] = [
+    let table: [(&str, Check); 8] = [
         ("fault-trial-write", trial_write),
         ("fault-commit-write", commit_write),
+        ("fault-commit-operator", commit_operator),
         ("fault-rollback-write", rollback_write),
         ("fault-rollback-reboot", rollback_reboot),
         ("fault-map-rollback", map_rollback),
@@ -132,6 +136,20 @@ pub fn trial_write_expected() -> Vec<String> {
         staged("trial-window", 5),
         TO_5.into(),
         "release.trial version=5".into(),
+        "release.commit version=5 by=operator".into(),
+        "shutdown.begin action=poweroff".into(),
+    ]
+}
+
+/// `fault-commit-operator`'s sequence: the operator's commit fails and is
+/// tried again 2 s later, by the operator's request, not the window's.
+pub fn commit_operator_expected() -> Vec<String> {
+    vec![
+        staged("trial-window", 5),
+        TO_5.into(),
+        "release.trial version=5".into(),
+        "fault.injected kind=commit left=0".into(),
+        format!("release.commit version=5 retry_s={COMMIT_RETRY_S} result=error error={}", eio("b")),
         "release.commit version=5 by=operator".into(),
         "shutdown.begin action=poweroff".into(),
     ]
@@ -237,8 +255,18 @@ fn trial_write(l: &dyn Launch) -> Result<(), String> {
     no_errors(&m, &["update.refused"])
 }
 
+fn commit_operator(l: &dyn Launch) -> Result<(), String> {
+    let m = run(l, "fault-commit-operator", "berth.fail=commit:1", &["on-trial", "commit-failed", "committed"], &commit_operator_expected())?;
+    retried_in_time(&m)
+}
+
 fn commit_write(l: &dyn Launch) -> Result<(), String> {
     let m = run(l, "fault-commit-write", "berth.fail=commit:1", &["committed", "serving"], &commit_write_expected())?;
+    retried_in_time(&m)
+}
+
+/// The failed commit and the one that recorded it, [`COMMIT_RETRY_S`] apart.
+fn retried_in_time(m: &Machine) -> Result<(), String> {
     let events = m.events();
     let commits: Vec<&Event> = events.iter().filter(|e| e.name == "release.commit").collect();
     if let [failed, done] = commits.as_slice() {
@@ -247,7 +275,7 @@ fn commit_write(l: &dyn Launch) -> Result<(), String> {
             return Err(format!("the commit was tried again {gap:.2} s after it failed, want {COMMIT_RETRY_S} s"));
         }
     }
-    no_errors(&m, &["release.commit"])
+    no_errors(m, &["release.commit"])
 }
 
 fn rollback_write(l: &dyn Launch) -> Result<(), String> {

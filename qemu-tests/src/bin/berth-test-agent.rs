@@ -329,7 +329,7 @@ fn install_sigterm_exit() {
 // ---------------------------------------------------------------- updates
 
 /// The modes of the update scenarios (see `qemu_tests::updates`).
-const UPDATE_MODES: [&str; 20] = [
+const UPDATE_MODES: [&str; 21] = [
     "update",
     "update-floor",
     "update-rollback",
@@ -345,6 +345,7 @@ const UPDATE_MODES: [&str; 20] = [
     "inbox-queue",
     "fault-trial-write",
     "fault-commit-write",
+    "fault-commit-operator",
     "fault-rollback-write",
     "fault-rollback-reboot",
     "fault-map-rollback",
@@ -424,6 +425,7 @@ fn update_mode(mode: &str) {
         "add-remove" | "inbox-queue" => releasepaths::run(mode),
         "fault-trial-write"
         | "fault-commit-write"
+        | "fault-commit-operator"
         | "fault-rollback-write"
         | "fault-rollback-reboot"
         | "fault-map-rollback"

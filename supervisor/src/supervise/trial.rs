@@ -86,6 +86,15 @@ impl Pid1 {
         } else {
             t.healthy_since = None;
         }
+        if t.commit_asked && now < t.deadline {
+            if now < t.commit_retry_at {
+                return Some(t.commit_retry_at);
+            }
+            return match self.commit("operator") {
+                Ok(_) => None,
+                Err(_) => self.updates.as_ref()?.trial.as_ref().map(|t| t.commit_retry_at.min(t.deadline)),
+            };
+        }
         match crate::trial::step(now, t.healthy_since, t.window, t.deadline) {
             Step::Wait { until } => Some(until),
             Step::Commit if now < t.commit_retry_at => Some(t.commit_retry_at.min(t.deadline)),
@@ -172,6 +181,7 @@ impl Pid1 {
             Err(e) => {
                 // Still on trial: tried again shortly, until its deadline.
                 t.commit_retry_at = crate::log::now() + COMMIT_RETRY_S;
+                t.commit_asked |= by == "operator";
                 Event::error("release.commit").kv("version", t.version).kv("retry_s", COMMIT_RETRY_S).result(&Err::<(), _>(e.to_string())).emit();
                 u.trial = Some(t);
                 return Err(format!("the commit could not be recorded: {e}; it is tried again in {COMMIT_RETRY_S} s"));

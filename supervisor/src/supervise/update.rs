@@ -73,6 +73,10 @@ pub struct Trial {
     /// A commit whose record write failed is not tried again before this
     /// (monotonic seconds; 0: no failure).
     pub commit_retry_at: f64,
+    /// An operator's commit whose record write failed: tried again at
+    /// `commit_retry_at` whether or not the window has passed (the
+    /// operator was told so), until it is recorded or the deadline.
+    pub commit_asked: bool,
     /// Images the release before it used and it does not: unmapped at the
     /// commit, so that the store's gc frees their space at once.
     pub superseded: Vec<crate::manifest::Digest>,
@@ -89,6 +93,7 @@ impl Trial {
             deadline,
             ended_before: Vec::new(),
             commit_retry_at: 0.0,
+            commit_asked: false,
             superseded: Vec::new(),
         }
     }

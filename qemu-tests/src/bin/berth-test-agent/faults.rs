@@ -25,6 +25,7 @@ pub fn run(mode: &str) {
     match mode {
         "fault-trial-write" => trial_write(&before),
         "fault-commit-write" => commit_write(),
+        "fault-commit-operator" => commit_operator(),
         "fault-rollback-write" => rollback_write(),
         "fault-rollback-reboot" => return rollback_reboot(),
         "trial-unready" => judged("trial-unready", 7, "readiness-timeout"),
@@ -62,6 +63,19 @@ fn trial_write(before: &[qemu_tests::updates::Row]) {
     report("on-trial", ok, &text);
     let (ok, text) = ctl(&["commit"]);
     report("commit-requested", ok && text == "release 5 committed", &text);
+}
+
+/// `berthctl commit` on a release with a 10-minute window, whose record
+/// write fails once: the operator is told it is tried again in 2 s, and
+/// it is, long before the window would commit it.
+fn commit_operator() {
+    let (ok, text) = apply_to_trial("trial-window");
+    report("on-trial", ok, &text);
+    let (ok, text) = ctl(&["commit"]);
+    let told = !ok && text.contains("the commit could not be recorded: ") && text.contains("; it is tried again in 2 s");
+    report("commit-failed", told, &text);
+    let (ok, text) = wait_release(|r| r.version == 5 && r.state == "committed");
+    report("committed", ok, &text);
 }
 
 /// The commit's record write fails once: tried again by the window, and
