@@ -114,6 +114,38 @@ fn stage(src: &Path, arch: Option<Arch>, work: &Path, root: &Path) -> Result<(So
     Ok((source, tree, notes))
 }
 
+/// A zstd stream of one or more frames, decoded.
+struct ZstdFrames<R: std::io::BufRead> {
+    frame: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+}
+
+impl<R: std::io::BufRead> ZstdFrames<R> {
+    fn new(r: R) -> Result<Self, String> {
+        let frame = ruzstd::decoding::StreamingDecoder::new(r).map_err(|e| format!("zstd: {e}"))?;
+        Ok(ZstdFrames { frame: Some(frame) })
+    }
+}
+
+impl<R: std::io::BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some(frame) = self.frame.as_mut() else { return Ok(0) };
+            let n = frame.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // This frame is done: another may follow.
+            let Some(frame) = self.frame.take() else { return Ok(0) };
+            let mut rest = frame.into_inner();
+            if rest.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            let next = ruzstd::decoding::StreamingDecoder::new(rest).map_err(|e| std::io::Error::other(format!("zstd: {e}")))?;
+            self.frame = Some(next);
+        }
+    }
+}
+
 /// A reader that hashes what passes through it (a layer's uncompressed tar).
 struct Hashing<R> {
     inner: R,
@@ -247,7 +279,7 @@ impl Tree {
         let f = BufReader::new(open()?);
         let reader: Box<dyn Read> = match compression {
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(f).map_err(|e| format!("zstd: {e}"))?),
+            Compression::Zstd => Box::new(ZstdFrames::new(f)?),
             _ => Box::new(f),
         };
         let mut archive = tar::Archive::new(Hashing { inner: reader, hash: Sha256::new() });

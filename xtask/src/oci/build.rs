@@ -76,7 +76,13 @@ pub fn packed(entries: &[Entry], pack: Pack) -> Result<Blob, String> {
             e.write_all(&tar).map_err(|e| e.to_string())?;
             (e.finish().map_err(|e| e.to_string())?, "application/vnd.oci.image.layer.v1.tar+gzip")
         }
-        Pack::Zstd => (zstd::stream::encode_all(&tar[..], 3).map_err(|e| e.to_string())?, "application/vnd.oci.image.layer.v1.tar+zstd"),
+        Pack::Zstd => {
+            // Two frames, as a producer compressing in parts writes them.
+            let (a, b) = tar.split_at(tar.len() / 2);
+            let mut z = ruzstd::encoding::compress_to_vec(a, ruzstd::encoding::CompressionLevel::Fastest);
+            z.extend(ruzstd::encoding::compress_to_vec(b, ruzstd::encoding::CompressionLevel::Fastest));
+            (z, "application/vnd.oci.image.layer.v1.tar+zstd")
+        }
     };
     Ok(Blob { bytes, media: media.into(), diff_id })
 }
