@@ -20,11 +20,13 @@
 //! config's `diff_ids` as it is applied. Reading the image's JSON into the
 //! image spec's types is [`layout`]'s.
 
+mod decode;
 mod layout;
 
 use crate::image::{self, Image};
 use crate::verity::hex;
 use berth::board::Arch;
+use decode::{Hashing, ZstdFrames};
 use layout::{Compression, Layer, Source};
 use oci_spec::image::ImageConfiguration;
 use serde_json::Value;
@@ -112,52 +114,6 @@ fn stage(src: &Path, arch: Option<Arch>, work: &Path, root: &Path) -> Result<(So
     }
     tree.mount_points()?;
     Ok((source, tree, notes))
-}
-
-/// A zstd stream of one or more frames, decoded.
-struct ZstdFrames<R: std::io::BufRead> {
-    frame: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
-}
-
-impl<R: std::io::BufRead> ZstdFrames<R> {
-    fn new(r: R) -> Result<Self, String> {
-        let frame = ruzstd::decoding::StreamingDecoder::new(r).map_err(|e| format!("zstd: {e}"))?;
-        Ok(ZstdFrames { frame: Some(frame) })
-    }
-}
-
-impl<R: std::io::BufRead> Read for ZstdFrames<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            let Some(frame) = self.frame.as_mut() else { return Ok(0) };
-            let n = frame.read(buf)?;
-            if n > 0 || buf.is_empty() {
-                return Ok(n);
-            }
-            // This frame is done: another may follow.
-            let Some(frame) = self.frame.take() else { return Ok(0) };
-            let mut rest = frame.into_inner();
-            if rest.fill_buf()?.is_empty() {
-                return Ok(0);
-            }
-            let next = ruzstd::decoding::StreamingDecoder::new(rest).map_err(|e| std::io::Error::other(format!("zstd: {e}")))?;
-            self.frame = Some(next);
-        }
-    }
-}
-
-/// A reader that hashes what passes through it (a layer's uncompressed tar).
-struct Hashing<R> {
-    inner: R,
-    hash: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(buf.get(..n).unwrap_or_default());
-        Ok(n)
-    }
 }
 
 /// A path from a tar or a manifest, relative, without `.`; `..` is refused.
