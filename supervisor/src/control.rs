@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; raised on any incompatible change.
-pub const VERSION: u16 = 6;
+pub const VERSION: u16 = 7;
 /// Largest request frame body.
 pub const REQUEST_MAX: usize = 512;
 /// Largest response frame body.
