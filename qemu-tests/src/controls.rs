@@ -119,14 +119,29 @@ pub fn check_console(lines: &[&[u8]]) -> Result<usize, String> {
     Ok(marked.len())
 }
 
+/// A wall-clock time as the log store writes it: `-` (clock not set) or
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn is_wall(w: &str) -> bool {
+    let digits = |r: std::ops::Range<usize>| w.get(r).is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()));
+    w == "-"
+        || (w.len() == 24
+            && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')].iter().all(|&(i, c)| w.as_bytes().get(i) == Some(&c))
+            && [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..23].into_iter().all(digits))
+}
+
 /// A stored line as `berthctl logs` prints it and the store's file holds
-/// it: `<seconds>.<ms> `[`SHOWN`], nothing raw.
+/// it: `<seconds>.<ms> <wall-clock time or -> `[`SHOWN`], nothing raw.
 pub fn check_stored(what: &str, line: &[u8]) -> Result<(), String> {
     clean(what, line)?;
     let text = std::str::from_utf8(line).map_err(|_| format!("{what} is not UTF-8: {}", visible(line)))?;
-    let shown = text.split_once(' ').filter(|(t, _)| t.split_once('.').is_some_and(|(s, ms)| s.parse::<u64>().is_ok() && ms.len() == 3)).map(|(_, rest)| rest);
+    let shown = text
+        .split_once(' ')
+        .filter(|(t, _)| t.split_once('.').is_some_and(|(s, ms)| s.parse::<u64>().is_ok() && ms.len() == 3))
+        .and_then(|(_, rest)| rest.split_once(' '))
+        .filter(|(wall, _)| is_wall(wall))
+        .map(|(_, rest)| rest);
     if shown != Some(SHOWN) {
-        return Err(format!("{what} shows {}, want a time and {}", visible(line), visible(SHOWN.as_bytes())));
+        return Err(format!("{what} shows {}, want two times and {}", visible(line), visible(SHOWN.as_bytes())));
     }
     Ok(())
 }
@@ -184,16 +199,21 @@ mod tests {
 
     #[test]
     fn stored_lines_and_the_note_are_exact() {
-        let line = format!("12.345 {SHOWN}");
-        assert_eq!(check_stored("logs", line.as_bytes()), Ok(()));
+        for wall in ["-", "2026-12-07T21:34:33.123Z"] {
+            let line = format!("12.345 {wall} {SHOWN}");
+            assert_eq!(check_stored("logs", line.as_bytes()), Ok(()));
+        }
+        assert!(check_stored("logs", format!("12.345 {SHOWN}").as_bytes()).is_err(), "the wall-clock field is missing");
+        assert!(check_stored("logs", format!("12.345 2026-12-07T21:34:33Z {SHOWN}").as_bytes()).is_err());
         assert!(check_stored("logs", SHOWN.as_bytes()).is_err());
-        assert!(check_stored("logs", &[b"12.345 ", PRINTED].concat()).unwrap_err().contains("raw controls"));
-        assert!(check_stored("logs", format!("12.345 {SHOWN} ").as_bytes()).is_err());
+        assert!(check_stored("logs", &[b"12.345 - ", PRINTED].concat()).unwrap_err().contains("raw controls"));
+        assert!(check_stored("logs", format!("12.345 - {SHOWN} ").as_bytes()).is_err());
         let status = format!("controls             container running  yes      7       1.0s        0       12K  -            {NOTE}");
         assert_eq!(check_note(status.as_bytes()), Ok(()));
         assert!(check_note(&[b"controls x ", STATUS].concat()).unwrap_err().contains("raw controls"));
         assert!(check_note(b"controls x CONTROLS-7f3a").is_err());
-        let out = [b"1.000 a\n".as_slice(), line.as_bytes(), b"\n2.000 b\n"].concat();
+        let line = format!("12.345 - {SHOWN}");
+        let out = [b"#berth-log 2 boot=-\n1.000 - a\n".as_slice(), line.as_bytes(), b"\n2.000 - b\n"].concat();
         assert_eq!(marked_line(&out), Some(line.as_bytes()));
         assert_eq!(marked_line(b"x\ny"), None);
     }

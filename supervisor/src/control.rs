@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; raised on any incompatible change.
-pub const VERSION: u16 = 6;
+pub const VERSION: u16 = 7;
 /// Largest request frame body.
 pub const REQUEST_MAX: usize = 512;
 /// Largest response frame body.
@@ -205,6 +205,8 @@ pub const LOG_LINES_MAX: usize = 64;
 pub struct LogLine {
     pub seq: u64,
     pub t_ms: u64,
+    /// Milliseconds since 1970, when the clock was set as it was kept.
+    pub wall_ms: Option<u64>,
     pub text: heapless::String<{ crate::logstore::TEXT_MAX }>,
 }
 
@@ -217,11 +219,13 @@ pub enum Response {
     Message(heapless::String<128>),
     Done,
     Error(heapless::String<128>),
-    /// Lines, the sequence number to follow on from, lines dropped so far.
+    /// Lines, the sequence number to follow on from, lines dropped so far,
+    /// this boot's id.
     Logs {
         lines: Box<heapless::Vec<LogLine, LOG_LINES_MAX>>,
         next: u64,
         dropped: u64,
+        boot: Option<crate::logstore::BootId>,
     },
     /// An update's staging started: its record (phase `staging`).
     Update(Box<crate::outcome::UpdateInfo>),
@@ -360,9 +364,13 @@ mod tests {
     fn a_full_logs_reply_fits_a_response_frame() {
         let mut lines = heapless::Vec::new();
         for i in 0..LOG_LINES_MAX {
-            lines.push(LogLine { seq: u64::MAX - i as u64, t_ms: u64::MAX, text: text(&"é".repeat(200)) }).unwrap();
+            lines.push(LogLine { seq: u64::MAX - i as u64, t_ms: u64::MAX, wall_ms: Some(u64::MAX), text: text(&"é".repeat(200)) }).unwrap();
         }
-        let frame = encode(&Response::Logs { lines: Box::new(lines), next: u64::MAX, dropped: u64::MAX }, RESPONSE_MAX).unwrap();
+        let frame = encode(
+            &Response::Logs { lines: Box::new(lines), next: u64::MAX, dropped: u64::MAX, boot: crate::logstore::parse_boot_id(&"f".repeat(36)) },
+            RESPONSE_MAX,
+        )
+        .unwrap();
         assert!(frame.len() <= RESPONSE_MAX + 4);
     }
 

@@ -281,14 +281,16 @@ fn logs(io: &mut Io<'_>, stream: &str, inv: &Invocation, socket: &str) -> u8 {
     let mut max = inv.lines;
     let mut told_dropped = 0;
     loop {
-        let (lines, next, dropped) = match ask(io, socket, Command::Logs { name: name.clone(), after, max }) {
-            Ok(Response::Logs { lines, next, dropped }) => (lines, next, dropped),
+        let (lines, next, dropped, boot) = match ask(io, socket, Command::Logs { name: name.clone(), after, max }) {
+            Ok(Response::Logs { lines, next, dropped, boot }) => (lines, next, dropped, boot),
             Ok(_) => return unexpected(io),
             Err(c) => return c,
         };
-        let mut text = String::new();
+        let boot = boot.as_deref().filter(|b| crate::logstore::parse_boot_id(b).is_some());
+        // The text form starts as a log store file does: a header naming the boot.
+        let mut text = if after.is_none() && !inv.json { crate::logstore::header(boot) } else { String::new() };
         for l in lines.iter() {
-            text.push_str(&log_line(&name, l, inv.json));
+            text.push_str(&log_line(&name, l, boot, inv.json));
         }
         if !text.is_empty() && !io.emit(&text) {
             return code::OK;
@@ -310,20 +312,31 @@ fn logs(io: &mut Io<'_>, stream: &str, inv: &Invocation, socket: &str) -> u8 {
     }
 }
 
-/// One kept line as `logs` prints it: `SECONDS.MMM TEXT`, or with `--json`
-/// an object; newline-terminated.
-pub fn log_line(stream: &str, l: &crate::control::LogLine, json: bool) -> String {
+/// One kept line as `logs` prints it: `SECONDS.MMM WALL TEXT` as in the log
+/// store's files (WALL `-` while the clock was not set), or with `--json`
+/// an object that also names the boot; newline-terminated.
+pub fn log_line(stream: &str, l: &crate::control::LogLine, boot: Option<&str>, json: bool) -> String {
     // Stored lines are escaped already; a berth of another build may not
     // have done it.
     let text = l.text.trim_end();
     if !json {
-        return format!("{}.{:03} {}\n", l.t_ms / 1000, l.t_ms % 1000, escaped(text));
+        return crate::logstore::encode(l.t_ms, l.wall_ms, &escaped(text));
     }
     let s = crate::statusview::json_string;
     let mut out = Vec::new();
     out.extend_from_slice(b"{\"name\":");
     s(&mut out, stream);
-    let _ = write!(out, ",\"seq\":{},\"t_ms\":{},\"text\":", l.seq, l.t_ms);
+    let _ = write!(out, ",\"seq\":{},\"t_ms\":{},\"wall_ms\":", l.seq, l.t_ms);
+    let _ = match l.wall_ms {
+        Some(w) => write!(out, "{w}"),
+        None => write!(out, "null"),
+    };
+    out.extend_from_slice(b",\"boot_id\":");
+    match boot {
+        Some(b) => s(&mut out, b),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"text\":");
     s(&mut out, text);
     out.extend_from_slice(b"}\n");
     String::from_utf8_lossy(&out).into_owned()

@@ -17,6 +17,14 @@
 //!
 //! The store never emits events itself (berth's events are one of its
 //! streams): errors become counts.
+//!
+//! Each file says which boot wrote it and each line when, since boot and
+//! (once the clock is set) in wall-clock time: the format, versioned, is
+//! [`record`]'s.
+
+mod record;
+
+pub use record::{boot_id, decode, encode, header, parse_boot_id, rfc3339, BootId, Record, CLOCK_SET_AFTER_S};
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -59,6 +67,8 @@ pub struct Line {
     pub seq: u64,
     /// Milliseconds since boot.
     pub t_ms: u64,
+    /// Milliseconds since 1970 (CLOCK_REALTIME), when the clock was set.
+    pub wall_ms: Option<u64>,
     pub text: String,
 }
 
@@ -83,6 +93,8 @@ pub struct Store {
     total: u64,
     /// Lines dropped for want of a stream slot.
     unplaced: u64,
+    /// The boot id the files' headers name.
+    boot: Option<BootId>,
 }
 
 fn file_name(stream: &str) -> String {
@@ -97,7 +109,7 @@ fn file_name(stream: &str) -> String {
 
 impl Store {
     pub fn new(quota_bytes: u64) -> Store {
-        Store { streams: Vec::new(), dir: None, quota: quota_bytes, total: 0, unplaced: 0 }
+        Store { streams: Vec::new(), dir: None, quota: quota_bytes, total: 0, unplaced: 0, boot: None }
     }
 
     fn stream(&mut self, name: &str) -> Option<usize> {
@@ -113,9 +125,15 @@ impl Store {
         Some(self.streams.len() - 1)
     }
 
-    /// Write to `dir` from now on: measure what is there, then write out
-    /// what the rings hold.
+    /// Write to `dir` from now on, the files naming this boot's id.
     pub fn set_dir(&mut self, dir: &Path) -> std::io::Result<()> {
+        self.set_dir_as(dir, boot_id())
+    }
+
+    /// Write to `dir` from now on, the files naming `boot`: measure what is
+    /// there, then write out what the rings hold.
+    pub fn set_dir_as(&mut self, dir: &Path, boot: Option<BootId>) -> std::io::Result<()> {
+        self.boot = boot;
         std::fs::create_dir_all(dir)?;
         self.total = std::fs::read_dir(dir)?.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum();
         self.dir = Some(dir.to_path_buf());
@@ -142,8 +160,13 @@ impl Store {
         self.dir = None;
     }
 
-    /// Keep one line of `stream`.
+    /// Keep one line of `stream`, with the wall-clock time if the clock is set.
     pub fn push(&mut self, stream: &str, t_ms: u64, text: &str) {
+        self.push_at(stream, t_ms, record::wall_now(), text);
+    }
+
+    /// Keep one line of `stream` of these times.
+    pub fn push_at(&mut self, stream: &str, t_ms: u64, wall_ms: Option<u64>, text: &str) {
         let Some(i) = self.stream(stream) else {
             self.unplaced += 1;
             return;
@@ -159,7 +182,7 @@ impl Store {
         let Some(s) = self.streams.get_mut(i) else {
             return;
         };
-        let line = Line { seq: s.next_seq, t_ms, text: cut.to_owned() };
+        let line = Line { seq: s.next_seq, t_ms, wall_ms, text: cut.to_owned() };
         s.next_seq += 1;
         if s.ring.len() >= RING_LINES {
             s.ring.pop_front();
@@ -172,14 +195,14 @@ impl Store {
 
     fn write(&mut self, i: usize, line: &Line) {
         let Some(dir) = self.dir.clone() else { return };
-        let record = format!("{}.{:03} {}\n", line.t_ms / 1000, line.t_ms % 1000, line.text);
-        let len = record.len() as u64;
+        let mut record = record::encode(line.t_ms, line.wall_ms, &line.text);
+        let header = record::header(self.boot.as_deref());
         let Some(s) = self.streams.get_mut(i) else {
             return;
         };
         s.written = line.seq;
         let path = dir.join(file_name(&s.name));
-        if s.file.is_some() && s.file_bytes + len > FILE_MAX {
+        if s.file.is_some() && s.file_bytes + record.len() as u64 > FILE_MAX {
             // Rotate: the old `.1` goes, the current file becomes `.1`.
             s.file = None;
             let old = dir.join(format!("{}.1", file_name(&s.name)));
@@ -194,6 +217,12 @@ impl Store {
             }
             s.file_bytes = 0;
         }
+        // A file opened (each boot's first line, and after a rotation)
+        // starts its part with the header.
+        if s.file.is_none() {
+            record.insert_str(0, &header);
+        }
+        let len = record.len() as u64;
         if self.total + len > self.quota {
             s.dropped += 1;
             return;
@@ -308,7 +337,8 @@ mod tests {
         let old = std::fs::metadata(dir.join("container-flaky.log.1")).unwrap().len();
         assert!(cur <= FILE_MAX && old <= FILE_MAX && old > FILE_MAX / 2, "{cur} {old}");
         assert_eq!(s.dropped(), 0, "two files of one stream fit the quota");
-        assert!(std::fs::read_to_string(dir.join("berth.log")).unwrap().contains("0.001 before the data partition"));
+        let berth = decode(&std::fs::read_to_string(dir.join("berth.log")).unwrap());
+        assert_eq!(berth.first().map(|r| (r.t_ms, r.text.as_str())), Some((1, "before the data partition")));
         for i in 0..2000 {
             s.push("sensor", i, &text);
         }
@@ -322,6 +352,33 @@ mod tests {
         assert!(s.dropped() > 0, "past the quota lines are dropped and counted");
         let (_, _, d) = s.read("other", None, 1).unwrap();
         assert!(d > 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_name_the_boot_and_lines_their_wall_clock_time() {
+        let dir = tmp("boot");
+        let (a, b) = (parse_boot_id("11111111-2222-4333-8444-555555555555"), parse_boot_id("66666666-7777-4888-9999-aaaaaaaaaaaa"));
+        let mut s = Store::new(1 << 20);
+        s.push_at("app", 1_500, None, "clock not set");
+        s.set_dir_as(&dir, a.clone()).unwrap();
+        s.push_at("app", 2_000, Some(1_765_143_273_123), "clock set");
+        s.close();
+        // The next boot appends to the same file.
+        let mut s = Store::new(1 << 20);
+        s.set_dir_as(&dir, b.clone()).unwrap();
+        s.push_at("app", 3, None, "next boot");
+        s.close();
+        let text = std::fs::read_to_string(dir.join("container-app.log")).unwrap();
+        assert_eq!(
+            text,
+            "#berth-log 2 boot=11111111-2222-4333-8444-555555555555\n1.500 - clock not set\n2.000 2025-12-07T21:34:33.123Z clock set\n\
+             #berth-log 2 boot=66666666-7777-4888-9999-aaaaaaaaaaaa\n0.003 - next boot\n"
+        );
+        let r = |boot: &Option<BootId>, t_ms, wall_ms, text: &str| Record { boot: boot.clone(), t_ms, wall_ms, text: text.into() };
+        assert_eq!(decode(&text), [r(&a, 1_500, None, "clock not set"), r(&a, 2_000, Some(1_765_143_273_123), "clock set"), r(&b, 3, None, "next boot")]);
+        let (lines, _, _) = s.read("app", None, 10).unwrap();
+        assert_eq!(lines.iter().map(|l| l.wall_ms).collect::<Vec<_>>(), [None], "the ring keeps the time too");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

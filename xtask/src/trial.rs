@@ -20,7 +20,7 @@
 //! until the switch; after it, berth's own trial judges them.
 
 use crate::artifacts::{self, Artifacts, BootOpts, Variant};
-use crate::oci::build::{layout, Entry};
+use crate::oci::build::{layout, Entry, Pack};
 use berth::board::Arch;
 use qemu_tests::event::parse_line;
 use qemu_tests::machine::Machine;
@@ -108,8 +108,8 @@ impl UpdateWatch {
 
 /// The `run --manifests` acceptance test: a user directory, made here, with
 /// a container from a static binary (`binary =`) and one from an OCI layout
-/// (`oci =`) whose upper layer whites out a file and makes a directory
-/// opaque; its manifest is the one `image --oci` pre-fills from the config.
+/// (`oci =`) of three layers, plain, gzip and zstd, whose upper one whites
+/// out a file and makes a directory opaque; its manifest is the one `image --oci` pre-fills from the config.
 /// Both containers run `berth-image-check`, which prints its word only when
 /// the image is as expected; the run passes only when both printed it and
 /// exited 0.
@@ -138,6 +138,7 @@ pub fn user_dir_test(root: &Path, board: &Path) -> Result<(), String> {
         Entry::Dir("dir/opaque", 0o755),
         Entry::File("dir/opaque/old.txt", b"old", 0o644, 0, 0),
     ];
+    let middle = [Entry::File("etc/middle.txt", b"gzip", 0o644, 0, 0)];
     let upper = [
         Entry::File("etc/.wh.removed.txt", b"", 0o644, 0, 0),
         Entry::File("dir/opaque/.wh..wh..opq", b"", 0o644, 0, 0),
@@ -145,7 +146,7 @@ pub fn user_dir_test(root: &Path, board: &Path) -> Result<(), String> {
     ];
     let config = serde_json::json!({
         "Entrypoint": ["/bin/berth-image-check"],
-        "Cmd": ["OCI-OK", "absent=/etc/removed.txt", "has=/etc/kept.txt:kept", "absent=/dir/opaque/old.txt", "has=/dir/opaque/new.txt:new", "present=/bin/check"],
+        "Cmd": ["OCI-OK", "absent=/etc/removed.txt", "has=/etc/kept.txt:kept", "has=/etc/middle.txt:gzip", "absent=/dir/opaque/old.txt", "has=/dir/opaque/new.txt:new", "present=/bin/check"],
         "User": "1000:1000",
         "Env": ["MODE=oci"],
     });
@@ -154,7 +155,7 @@ pub fn user_dir_test(root: &Path, board: &Path) -> Result<(), String> {
         Arch::Armv7 => "arm",
         Arch::X86_64 => "amd64",
     };
-    layout(&dir.join("layout"), &[(&lower, false), (&upper, true)], oci_arch, config)?;
+    layout(&dir.join("layout"), &[(&lower, Pack::Tar), (&middle, Pack::Gzip), (&upper, Pack::Zstd)], oci_arch, config)?;
     // The manifest as `image --oci` pre-fills it.
     let imported = crate::oci::import(&dir.join("layout"), Some(arch), &dir.join("prefill.img"))?;
     std::fs::remove_file(dir.join("prefill.img")).map_err(|e| e.to_string())?;

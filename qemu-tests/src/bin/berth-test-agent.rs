@@ -1016,34 +1016,68 @@ fn berthctl(args: &[&str]) -> Option<String> {
     answered(args, out.status.code(), &out.stdout).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The boot id a log store header line (`#berth-log 2 boot=ID`) names.
+fn header_boot(line: &str) -> Option<&str> {
+    line.strip_prefix("#berth-log 2 boot=")
+}
+
+/// A boot id's shape: `8-4-4-4-12` lower-case hex digits.
+fn well_formed_boot_id(id: &str) -> bool {
+    id.split('-').map(str::len).eq([8, 4, 4, 4, 12]) && id.bytes().all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// `berthctl logs sensor -n 3` and `berthctl events -n 5` answer from the
-/// rings; the same lines are in the files on the data partition; an
-/// unknown name is an error.
+/// rings, each headed by the boot id, which is the kernel's
+/// (`/proc/sys/kernel/random/boot_id`; well-formed when that cannot be
+/// read); `--json` and the files on the data partition name the same boot
+/// and hold the same lines; an unknown name is an error.
 fn check_berthctl_logs() -> (bool, String) {
     let Some(logs) = berthctl(&["logs", "sensor", "-n", "3"]) else {
         return (false, "berthctl logs sensor failed".into());
     };
-    let lines: Vec<&str> = logs.lines().collect();
+    let kernel = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string());
+    let Some(boot) = logs.lines().next().and_then(header_boot).map(str::to_string) else {
+        return (false, format!("berthctl logs sensor does not start with a header naming the boot: {logs:?}"));
+    };
+    let boot_ok = match &kernel {
+        Some(k) => *k == boot,
+        None => well_formed_boot_id(&boot),
+    };
+    if !boot_ok {
+        return (false, format!("berthctl logs names boot {boot:?}, the kernel's boot_id is {kernel:?}"));
+    }
+    let lines: Vec<&str> = logs.lines().skip(1).collect();
     if lines.is_empty() || lines.len() > 3 || !lines.iter().all(|l| l.contains("sensor: reading=")) {
         return (false, format!("berthctl logs sensor -n 3 printed {lines:?}"));
+    }
+    let json = berthctl(&["logs", "sensor", "-n", "1", "--json"]).unwrap_or_default();
+    if !json.contains(&format!("\"boot_id\":\"{boot}\"")) || !json.contains("\"wall_ms\":") {
+        return (false, format!("berthctl logs --json does not name boot {boot} and a wall_ms: {json:?}"));
     }
     let Some(events) = berthctl(&["events", "-n", "5"]) else {
         return (false, "berthctl events failed".into());
     };
-    if events.lines().count() != 5 || !events.lines().all(|l| l.contains("BERTH t=")) {
+    let records: Vec<&str> = events.lines().filter(|l| !l.starts_with('#')).collect();
+    if records.len() != 5 || !records.iter().all(|l| l.contains("BERTH t=")) {
         return (false, format!("berthctl events -n 5 printed {events:?}"));
     }
     if berthctl(&["logs", "nosuch"]).is_some() {
         return (false, "berthctl logs of an unknown container succeeded".into());
     }
     let file = |name: &str| fs::read_to_string(format!("/data/berth/logs/{name}")).unwrap_or_default();
-    if !file("container-sensor.log").contains("sensor: reading=") {
+    let sensor = file("container-sensor.log");
+    if !sensor.contains("sensor: reading=") {
         return (false, "container-sensor.log lacks the sensor's lines".into());
+    }
+    // This boot's part of the file: after its last header.
+    if sensor.lines().filter_map(header_boot).next_back() != Some(boot.as_str()) {
+        return (false, format!("container-sensor.log's last header does not name boot {boot}"));
     }
     if !file("berth.log").contains("ev=boot.ready") {
         return (false, "berth.log lacks berth's own events".into());
     }
-    (true, format!("{} sensor lines, 5 events, files on /data", lines.len()))
+    let source = if kernel.is_some() { "the kernel's" } else { "well-formed" };
+    (true, format!("{} sensor lines, 5 events, files on /data, boot id {boot} ({source})", lines.len()))
 }
 
 /// `berthctl restart flaky` ends the running flaky and starts a new one.

@@ -82,9 +82,19 @@ fn release_text_and_code_by_phase() {
 
 #[test]
 fn log_lines_as_text_and_json() {
-    let l = crate::control::LogLine { seq: 7, t_ms: 12_345, text: crate::outcome::cut("a \"q\" \u{1b}[2J\u{2066}é\n") };
-    assert_eq!(log_line("sensor", &l, false), "12.345 a \"q\" \\x1b[2J\\u2066é\n");
-    assert_eq!(log_line("sensor", &l, true), "{\"name\":\"sensor\",\"seq\":7,\"t_ms\":12345,\"text\":\"a \\\"q\\\" \\u001b[2J\\u2066\\u00e9\"}\n");
+    let mut l = crate::control::LogLine { seq: 7, t_ms: 12_345, wall_ms: None, text: crate::outcome::cut("a \"q\" \u{1b}[2J\u{2066}é\n") };
+    assert_eq!(log_line("sensor", &l, None, false), "12.345 - a \"q\" \\x1b[2J\\u2066é\n");
+    assert_eq!(
+        log_line("sensor", &l, None, true),
+        "{\"name\":\"sensor\",\"seq\":7,\"t_ms\":12345,\"wall_ms\":null,\"boot_id\":null,\"text\":\"a \\\"q\\\" \\u001b[2J\\u2066\\u00e9\"}\n"
+    );
+    l.wall_ms = Some(1_765_143_273_123);
+    let boot = Some("0f6c3c2e-5a1b-4c3d-9e8f-0123456789ab");
+    assert_eq!(log_line("sensor", &l, boot, false), "12.345 2025-12-07T21:34:33.123Z a \"q\" \\x1b[2J\\u2066é\n");
+    assert_eq!(
+        log_line("sensor", &l, boot, true),
+        "{\"name\":\"sensor\",\"seq\":7,\"t_ms\":12345,\"wall_ms\":1765143273123,\"boot_id\":\"0f6c3c2e-5a1b-4c3d-9e8f-0123456789ab\",\"text\":\"a \\\"q\\\" \\u001b[2J\\u2066\\u00e9\"}\n"
+    );
 }
 
 /// A stand-in berth: answers each connection with the next of
@@ -168,18 +178,18 @@ fn status_exits_by_the_state_berth_answered() {
 
 #[test]
 fn logs_follow_asks_after_the_last_line_shown() {
-    let line = |seq: u64| crate::control::LogLine { seq, t_ms: seq * 10, text: crate::outcome::cut("tick") };
+    let line = |seq: u64| crate::control::LogLine { seq, t_ms: seq * 10, wall_ms: None, text: crate::outcome::cut("tick") };
     let logs = |seqs: &[u64], next: u64| {
         let mut lines = heapless::Vec::new();
         for s in seqs {
             lines.push(line(*s)).unwrap();
         }
-        Response::Logs { lines: Box::new(lines), next, dropped: 0 }
+        Response::Logs { lines: Box::new(lines), next, dropped: 0, boot: crate::logstore::parse_boot_id("0f6c3c2e-5a1b-4c3d-9e8f-0123456789ab") }
     };
     let (sock, server) = fake_berth("follow", vec![logs(&[4, 5], 6), logs(&[6], 7), logs(&[], 7)]);
     // After the third answer the socket is gone: the follow ends there.
     let (c, out, _) = ctl("logs -n 2 --follow sensor", &sock);
-    assert_eq!((c, out.as_str()), (code::UNREACHABLE, "0.040 tick\n0.050 tick\n0.060 tick\n"));
+    assert_eq!((c, out.as_str()), (code::UNREACHABLE, "#berth-log 2 boot=0f6c3c2e-5a1b-4c3d-9e8f-0123456789ab\n0.040 - tick\n0.050 - tick\n0.060 - tick\n"));
     let name: crate::control::Name = crate::outcome::cut("sensor");
     let max = crate::control::LOG_LINES_MAX as u16;
     assert_eq!(
@@ -207,8 +217,8 @@ impl std::io::Write for Gone {
 #[test]
 fn a_closed_output_ends_a_follow_quietly() {
     let mut lines = heapless::Vec::new();
-    lines.push(crate::control::LogLine { seq: 1, t_ms: 1, text: crate::outcome::cut("x") }).unwrap();
-    let (sock, server) = fake_berth("gone", vec![Response::Logs { lines: Box::new(lines), next: 2, dropped: 0 }]);
+    lines.push(crate::control::LogLine { seq: 1, t_ms: 1, wall_ms: None, text: crate::outcome::cut("x") }).unwrap();
+    let (sock, server) = fake_berth("gone", vec![Response::Logs { lines: Box::new(lines), next: 2, dropped: 0, boot: None }]);
     let mut err = Vec::new();
     let code = run_with(&args("events -f"), &sock, &mut Io { out: &mut Gone, err: &mut err });
     assert_eq!((code, err.len()), (code::OK, 0));

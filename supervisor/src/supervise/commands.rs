@@ -33,11 +33,13 @@ impl Pid1 {
                                     break;
                                 }
                             }
-                            let _ = out.push(crate::control::LogLine { seq: l.seq, t_ms: l.t_ms, text });
+                            let _ = out.push(crate::control::LogLine { seq: l.seq, t_ms: l.t_ms, wall_ms: l.wall_ms, text });
                         }
-                        Response::Logs { lines: Box::new(out), next, dropped }
+                        Response::Logs { lines: Box::new(out), next, dropped, boot: crate::logstore::boot_id() }
                     }
-                    Some(None) if find(&self.slots, &name).is_some() => Response::Logs { lines: Box::default(), next: 0, dropped: 0 },
+                    Some(None) if find(&self.slots, &name).is_some() => {
+                        Response::Logs { lines: Box::default(), next: 0, dropped: 0, boot: crate::logstore::boot_id() }
+                    }
                     // A service's stream, by the service's name.
                     Some(None) if self.service_index(&name).is_some() => {
                         let stream = crate::logstore::service_stream(&name);

@@ -87,13 +87,14 @@ pub fn console_stall() {
     measure("stall_crasher_restarts", after.saturating_sub(before));
 }
 
-/// The lines of a stored log (`<dir>/<file>.1` first, then `<file>`):
-/// (arrival ms, text).
+/// The records of a stored log (`<dir>/<file>.1` first, then `<file>`):
+/// (arrival ms, text). A record is `<s>.<ms> <wall-clock time or -> <text>`;
+/// the header lines (`#berth-log ...`) are skipped.
 fn stored(file: &str) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     for path in [format!("{LOGS}/{file}.1"), format!("{LOGS}/{file}")] {
         for line in fs::read_to_string(path).unwrap_or_default().lines() {
-            let Some((t, text)) = line.split_once(' ') else {
+            let Some((t, text)) = line.split_once(' ').and_then(|(t, rest)| Some((t, rest.split_once(' ')?.1))) else {
                 continue;
             };
             let Some((s, ms)) = t.split_once('.') else {
