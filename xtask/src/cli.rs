@@ -169,6 +169,10 @@ pub enum Cmd {
         /// The bundle file to write
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Write it wrapped as an SWUpdate-style `.swu` (cpio, `sw-description`
+        /// first), which hawkBit-compatible servers such as gooseBit take
+        #[arg(long)]
+        swu: bool,
     },
     /// Fuzz the release decoders, SECONDS per target (default 60)
     ///
@@ -282,6 +286,7 @@ pub struct Args {
     pub name: Option<String>,
     pub update: Option<PathBuf>,
     pub data_mib: Option<u64>,
+    pub swu: bool,
     pub rest: Vec<String>,
 }
 
@@ -301,7 +306,9 @@ pub fn args(cmd: &Cmd) -> Args {
         Cmd::Keygen { out } => Args { out: Some(out.clone()), ..Args::default() },
         Cmd::Keyid { file } => Args { rest: vec![file.clone()], ..Args::default() },
         Cmd::Release { board, source, out } => signed(board, source, out),
-        Cmd::Bundle { board, source, version, against, out } => Args { version: *version, against: against.clone(), ..signed(board, source, out) },
+        Cmd::Bundle { board, source, version, against, out, swu } => {
+            Args { version: *version, against: against.clone(), swu: *swu, ..signed(board, source, out) }
+        }
         Cmd::Fuzz { args } => Args { rest: args.clone(), ..Args::default() },
         Cmd::Image { path, oci, arch, out, manifest_out, name } => Args {
             rest: path.iter().cloned().collect(),

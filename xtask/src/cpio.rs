@@ -1,5 +1,7 @@
 //! Minimal writer for uncompressed "newc" cpio archives (the initramfs
-//! format the Linux kernel unpacks).
+//! format the Linux kernel unpacks), and their "crc" variant (magic
+//! `070702`, each file's header carrying the 32-bit sum of its bytes),
+//! which SWUpdate's `.swu` files use.
 //!
 //! Output is reproducible: uid/gid 0, mtime 0, inode numbers counting up
 //! from 1 in the order entries are added.
@@ -15,6 +17,8 @@ const PERM_MASK: u32 = 0o7777;
 pub struct Cpio {
     buf: Vec<u8>,
     next_ino: u32,
+    /// Write the "crc" variant.
+    crc: bool,
 }
 
 impl Default for Cpio {
@@ -25,7 +29,12 @@ impl Default for Cpio {
 
 impl Cpio {
     pub fn new() -> Cpio {
-        Cpio { buf: Vec::new(), next_ino: 1 }
+        Cpio { buf: Vec::new(), next_ino: 1, crc: false }
+    }
+
+    /// An archive in the "crc" variant.
+    pub fn new_crc() -> Cpio {
+        Cpio { crc: true, ..Cpio::new() }
     }
 
     /// A directory. `path` is relative ("dev"); `mode` holds permission bits
@@ -51,7 +60,7 @@ impl Cpio {
 
     /// Append the trailer and return the archive bytes.
     pub fn finish(mut self) -> Vec<u8> {
-        self.write_header(0, 0, 1, 0, (0, 0), "TRAILER!!!");
+        self.write_header(0, 0, 1, 0, (0, 0), "TRAILER!!!", 0);
         self.buf
     }
 
@@ -61,12 +70,14 @@ impl Cpio {
         self.next_ino = self.next_ino.wrapping_add(1);
         // newc sizes are 32-bit; initramfs members are far smaller.
         let size = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        self.write_header(ino, mode, nlink, size, rdev, path);
+        let check = if self.crc { data.iter().fold(0u32, |s, b| s.wrapping_add(u32::from(*b))) } else { 0 };
+        self.write_header(ino, mode, nlink, size, rdev, path, check);
         self.buf.extend_from_slice(&data[..size as usize]);
         self.pad4();
     }
 
-    fn write_header(&mut self, ino: u32, mode: u32, nlink: u32, size: u32, rdev: (u32, u32), name: &str) {
+    #[allow(clippy::too_many_arguments)]
+    fn write_header(&mut self, ino: u32, mode: u32, nlink: u32, size: u32, rdev: (u32, u32), name: &str, check: u32) {
         let namesize = u32::try_from(name.len() + 1).unwrap_or(u32::MAX);
         let fields: [u32; 13] = [
             ino, mode, 0, // uid
@@ -74,9 +85,9 @@ impl Cpio {
             nlink, 0, // mtime
             size, 0, // devmajor
             0, // devminor
-            rdev.0, rdev.1, namesize, 0, // check
+            rdev.0, rdev.1, namesize, check,
         ];
-        self.buf.extend_from_slice(b"070701");
+        self.buf.extend_from_slice(if self.crc { b"070702" } else { b"070701" });
         for f in fields {
             self.buf.extend_from_slice(format!("{f:08x}").as_bytes());
         }

@@ -17,6 +17,7 @@ mod oci;
 mod release;
 mod roundtrip;
 mod soak;
+mod swu;
 mod testrun;
 mod tomlcheck;
 mod tools;
@@ -165,7 +166,8 @@ fn make_release(root: &Path, a: &Args) -> Result<(), String> {
 fn make_bundle(root: &Path, a: &Args) -> Result<(), String> {
     let Some(out) = &a.out else {
         return Err(
-            "usage: cargo xtask bundle [--arch A | --board FILE] [--manifests DIR] [--key PEM] [--version N] [--only-new-against RELEASE] --out FILE".into()
+            "usage: cargo xtask bundle [--arch A | --board FILE] [--manifests DIR] [--key PEM] [--version N] [--only-new-against RELEASE] [--swu] --out FILE"
+                .into(),
         );
     };
     let (board, key) = board_and_key(root, a)?;
@@ -174,7 +176,13 @@ fn make_bundle(root: &Path, a: &Args) -> Result<(), String> {
     let work = out.with_extension("d");
     let (compiled, signed) = release::compile_and_sign(root, &dir, &board, &work, &key, a.version)?;
     let carried = bundle::to_carry(&compiled.images, against.as_ref());
-    let size = bundle::write(out, &signed, &carried)?;
+    let mut size = bundle::write(out, &signed, &carried)?;
+    if a.swu {
+        let inner = std::fs::read(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let swu = swu::wrap(&board.name, compiled.release.version, &inner)?;
+        std::fs::write(out, &swu).map_err(|e| format!("{}: {e}", out.display()))?;
+        size = swu.len() as u64;
+    }
     println!(
         "bundle: release {} for {} with {} of {} images -> {} ({size} bytes)",
         compiled.release.version,
