@@ -19,7 +19,7 @@
 
 use crate::image::{self, Image};
 use crate::verity::hex;
-use berth::board::Arch;
+use berth::release::board::Arch;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -889,7 +889,7 @@ mod tests {
         let mut table: toml::Table = text.parse().unwrap();
         assert_eq!(table.remove("build").unwrap().get("oci").unwrap().as_str(), Some("layout"));
         table.insert("image".into(), toml::Value::String(format!("sha256:{}", hex(&imp.image.sha256))));
-        let m = berth::manifest::Manifest::from_toml("app", &toml::to_string(&table).unwrap()).unwrap();
+        let m = berth::release::manifest::Manifest::from_toml("app", &toml::to_string(&table).unwrap()).unwrap();
         assert_eq!(m.entry.uid, Some(1000));
         let _ = fs::remove_dir_all(&dir);
     }

@@ -68,7 +68,7 @@ use super::bundle::{self, BundleError, CopyError, Header};
 use super::durable::{replace, Io, SysIo};
 use super::record::{self, BootChoice, Cause, Entry, Phase, Record, Rollback, SlotError};
 use super::{decode_release, state, ReleaseError, TrustedKeys, Verified, OBJECT_MAX};
-use crate::manifest::{Digest, Name};
+use crate::release::manifest::{Digest, Name};
 use core::fmt;
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read};
@@ -475,7 +475,7 @@ impl<I: Io> Store<I> {
         Ok(())
     }
 
-    /// A release another process staged (the stager, [`crate::stager`]),
+    /// A release another process staged (the stager, [`crate::release::stager`]),
     /// as [`Store::stage`] would have returned it: its object read back
     /// (small) and checked against its name, verified (signature, board,
     /// contents) and its images present with their sizes. No image is read.

@@ -24,21 +24,29 @@
 
 mod begin;
 mod commands;
+pub mod control;
+pub mod ctlsock;
 pub mod life;
+pub mod metrics;
+pub mod notify;
+pub mod outcome;
 pub mod output;
 mod recovery;
+pub mod restart;
 mod services;
 pub mod stage;
 pub mod stall;
 mod starting;
+pub mod statusview;
 mod switch;
 mod teardown;
 mod trial;
 pub mod update;
 mod view;
+pub mod watchdog;
 
-use crate::log::Event;
-use crate::mount::{errno_text, DATA};
+use crate::boot::mount::{errno_text, DATA};
+use crate::common::log::Event;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::reboot::RebootMode;
@@ -116,7 +124,7 @@ pub struct Known {
 /// Most host processes and containers berth tracks by name.
 pub const KNOWN_MAX: usize = 56;
 /// Most output streams berth reads (one per container and per service).
-pub const OUTPUTS_MAX: usize = 32 + crate::board::SERVICES_MAX;
+pub const OUTPUTS_MAX: usize = 32 + crate::release::board::SERVICES_MAX;
 pub use output::{set_mirror, Output, OUTPUT_LINE_MAX};
 
 /// What berth supervises: a release's container or a board's host service.
@@ -151,12 +159,12 @@ pub enum SlotState {
 
 /// One container of the release and its restart bookkeeping.
 struct Slot {
-    spec: crate::containers::Spec,
+    spec: crate::confine::containers::Spec,
     params: life::Params,
     pid: Option<Pid>,
     started: f64,
     due: Option<f64>,
-    restart: crate::restart::State,
+    restart: crate::supervise::restart::State,
     state: SlotState,
     /// Stopped by the operator: no restart until started again.
     held: bool,
@@ -164,9 +172,9 @@ struct Slot {
     again: bool,
     /// The current run's readiness, health and stop deadlines.
     life: life::Life,
-    last_exit: Option<crate::restart::Exit>,
+    last_exit: Option<crate::supervise::restart::Exit>,
     /// `STATUS=` text from the notify socket.
-    status: Option<heapless::String<{ crate::notify::STATUS_MAX }>>,
+    status: Option<heapless::String<{ crate::supervise::notify::STATUS_MAX }>>,
     /// A `container.waiting` event was emitted for the current wait.
     told_waiting: bool,
     /// Its time to start has come and a dependency is not ready: its `due`
@@ -176,7 +184,7 @@ struct Slot {
     /// restarted, not shown.
     retired: bool,
     /// An update's new spec, taken once the running container has ended.
-    replace: Option<Box<crate::containers::Spec>>,
+    replace: Option<Box<crate::confine::containers::Spec>>,
     /// The start under way (forked, not yet exec'd).
     starting: Option<Box<starting::Starting>>,
     /// Its volumes' ids being shifted before its start.
@@ -199,14 +207,14 @@ impl Slot {
 }
 
 impl Slot {
-    fn new(spec: crate::containers::Spec) -> Slot {
+    fn new(spec: crate::confine::containers::Spec) -> Slot {
         Slot {
             params: params(&spec),
             spec,
             pid: None,
             started: 0.0,
             due: Some(0.0),
-            restart: crate::restart::State::default(),
+            restart: crate::supervise::restart::State::default(),
             state: SlotState::Waiting,
             held: false,
             again: false,
@@ -228,8 +236,8 @@ impl Slot {
 }
 
 /// The run parameters of a spec, in seconds.
-fn params(s: &crate::containers::Spec) -> life::Params {
-    use crate::containers::{Check, Ready};
+fn params(s: &crate::confine::containers::Spec) -> life::Params {
+    use crate::confine::containers::{Check, Ready};
     let ms = |v: u32| f64::from(v) / 1e3;
     let h = s.health.as_ref();
     life::Params {
@@ -262,11 +270,11 @@ pub struct Pid1 {
     services: Vec<services::Service>,
     epoll: Option<Epoll>,
     restart_timer: Option<TimerFd>,
-    ctl: Option<crate::ctlsock::CtlSocket>,
+    ctl: Option<crate::supervise::ctlsock::CtlSocket>,
     /// The running release: version and signing key id.
     release: Option<(u64, heapless::String<16>)>,
     /// Each container's cgroup, keyed by its init's pid: removed when it ends.
-    cgroups: Vec<(Pid, crate::cgroup::act::CgroupDir)>,
+    cgroups: Vec<(Pid, crate::confine::cgroup::act::CgroupDir)>,
     /// Ended containers' cgroups being removed.
     removals: Vec<teardown::Removal>,
     /// Processes of ended starts, reaped without a `reap` event.
@@ -276,7 +284,7 @@ pub struct Pid1 {
     /// Shutdown: the containers are down and every other process got SIGTERM.
     host_signalled: bool,
     /// The hardware watchdog and the loop's timer that pets it.
-    watchdog: Option<crate::watchdog::Watchdog>,
+    watchdog: Option<crate::supervise::watchdog::Watchdog>,
     pet_timer: Option<TimerFd>,
     /// Lines the log store and the kernel log queue dropped, as last
     /// reported, and when.
@@ -379,18 +387,18 @@ impl Pid1 {
 
     /// Take charge of a container's cgroup: when its init ends, any process
     /// left is killed, an OOM kill is reported, and the cgroup is removed.
-    pub fn own_cgroup(&mut self, pid: Pid, cg: crate::cgroup::act::CgroupDir) {
+    pub fn own_cgroup(&mut self, pid: Pid, cg: crate::confine::cgroup::act::CgroupDir) {
         self.cgroups.push((pid, cg));
     }
 
     /// Read a container's output pipe and log each line as `container.log`,
     /// at most `rate` lines.
-    pub fn watch_output(&mut self, fd: std::os::fd::OwnedFd, name: &str, rate: crate::manifest::LogRate) {
+    pub fn watch_output(&mut self, fd: std::os::fd::OwnedFd, name: &str, rate: crate::release::manifest::LogRate) {
         self.watch_output_as(fd, name, Kind::Container, rate);
     }
 
     /// Pet this watchdog from the loop.
-    pub fn set_watchdog(&mut self, w: crate::watchdog::Watchdog) {
+    pub fn set_watchdog(&mut self, w: crate::supervise::watchdog::Watchdog) {
         self.stalls = stall::Stalls::new(stall::threshold(Some(w.timeout_s)));
         self.watchdog = Some(w);
     }
@@ -406,7 +414,7 @@ impl Pid1 {
     /// after the boot's slow steps (preparing every container) and before
     /// the loop's first tick starts them.
     pub fn pet_watchdog(&mut self) {
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         if let Some(w) = &self.watchdog {
             if let Err(e) = w.pet() {
                 Event::error("watchdog.pet").result(&Err::<(), _>(e)).emit();
@@ -461,7 +469,7 @@ impl Pid1 {
     }
 
     /// Take the release's prepared containers; they start when the loop runs.
-    pub fn adopt(&mut self, specs: Vec<crate::containers::Spec>) {
+    pub fn adopt(&mut self, specs: Vec<crate::confine::containers::Spec>) {
         for spec in specs {
             self.slots.push(Slot::new(spec));
         }
@@ -529,7 +537,7 @@ impl Pid1 {
     /// then start every container whose time has come and whose
     /// dependencies are ready; then re-arm the timer.
     fn tick(&mut self) {
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         if let Some(ctl) = &mut self.ctl {
             ctl.expire(now);
         }
@@ -561,7 +569,7 @@ impl Pid1 {
         self.start_pass(now);
         // Fresh time: starting containers above took a while, and a trial's
         // window must not begin before they ran.
-        self.update_due = self.update_tick(crate::log::now());
+        self.update_due = self.update_tick(crate::common::log::now());
         self.arm_deadline();
     }
 
@@ -599,7 +607,7 @@ impl Pid1 {
         let Some(slot) = self.slots.get(i) else {
             return;
         };
-        let after_ms = ((crate::log::now() - slot.started) * 1e3) as u64;
+        let after_ms = ((crate::common::log::now() - slot.started) * 1e3) as u64;
         Event::info("container.ready").kv("name", &slot.spec.name).kv("by", by).kv("after_ms", after_ms).emit();
         self.tick();
     }
@@ -620,7 +628,7 @@ impl Pid1 {
     /// Send container `i` its stop signal; SIGKILL of its cgroup follows
     /// after its grace.
     fn stop_container(&mut self, i: usize, by: &str) {
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         if self.cancel_start(i, by) {
             return;
         }
@@ -651,7 +659,7 @@ impl Pid1 {
         };
         let Some(pid) = slot.pid else { return };
         let r = match self.cgroups.iter().find(|(p, _)| *p == pid).and_then(|(_, cg)| cg.path()) {
-            Some(dir) => crate::cgroup::act::kill_once(dir).map_err(|e| e.to_string()),
+            Some(dir) => crate::confine::cgroup::act::kill_once(dir).map_err(|e| e.to_string()),
             None => kill(pid, Signal::SIGKILL).map_err(|e| errno_text(e).to_string()),
         };
         Event::warn("container.kill").kv("name", &slot.spec.name).kv("reason", "stop grace over").result(&r).emit();
@@ -659,7 +667,7 @@ impl Pid1 {
 
     /// Start container `i`'s readiness or health command.
     fn run_check(&mut self, i: usize, now: f64) {
-        use crate::containers::{Check, Ready};
+        use crate::confine::containers::{Check, Ready};
         let Some(slot) = self.slots.get(i) else {
             return;
         };
@@ -675,9 +683,9 @@ impl Pid1 {
             None => Err(Errno::ENOENT),
         };
         let dir = cg.and_then(|cg| cg.fd.as_ref()).map(std::os::fd::AsFd::as_fd);
-        let mut place = crate::container::spawn::Place { dir, add: &mut add };
-        let hang = crate::containers::hang_for(&slot.spec.name, true);
-        let started = crate::container::enter::enter(&slot.spec.plan, pid, cmd, slot.spec.confine(), &mut place, hang);
+        let mut place = crate::confine::container::spawn::Place { dir, add: &mut add };
+        let hang = crate::confine::containers::hang_for(&slot.spec.name, true);
+        let started = crate::confine::container::enter::enter(&slot.spec.plan, pid, cmd, slot.spec.confine(), &mut place, hang);
         let name = slot.spec.name.clone();
         match started {
             Ok(entered) => {
@@ -705,7 +713,7 @@ impl Pid1 {
 
     /// A check process ended: match it to its container.
     fn check_ended(&mut self, pid: Pid, code: i32) -> bool {
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         let Some(i) = self.slots.iter().position(|s| s.life.check.is_some_and(|c| c.pid == pid)) else {
             return false;
         };
@@ -745,14 +753,14 @@ impl Pid1 {
 
     /// Messages on container `i`'s notify socket.
     fn on_notify(&mut self, i: usize) {
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
         let Some(sock) = &slot.spec.notify else {
             return;
         };
-        let m = crate::notify::drain(sock);
+        let m = crate::supervise::notify::drain(sock);
         if slot.pid.is_none() {
             return;
         }
@@ -771,12 +779,12 @@ impl Pid1 {
     }
 
     /// Apply the restart policy to container `i`, which just ended.
-    fn after_exit(&mut self, i: usize, exit: crate::restart::Exit, ran_ms: u64) {
-        use crate::restart::{on_exit, Decision};
+    fn after_exit(&mut self, i: usize, exit: crate::supervise::restart::Exit, ran_ms: u64) {
+        use crate::supervise::restart::{on_exit, Decision};
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
-        let exit = if slot.life.unhealthy { crate::restart::Exit::Unhealthy } else { exit };
+        let exit = if slot.life.unhealthy { crate::supervise::restart::Exit::Unhealthy } else { exit };
         slot.last_exit = Some(exit);
         slot.check_trail = None;
         if let Some(c) = slot.life.check.take() {
@@ -808,7 +816,7 @@ impl Pid1 {
         if slot.again {
             slot.again = false;
             slot.state = SlotState::Waiting;
-            slot.due = Some(crate::log::now());
+            slot.due = Some(crate::common::log::now());
             Event::info("container.restart").kv("name", &slot.spec.name).kv("by", "operator").kv("after_ms", 0).emit();
             self.arm_deadline();
             return;
@@ -818,7 +826,7 @@ impl Pid1 {
         match decision {
             Decision::Restart { after_ms, attempt } => {
                 slot.state = SlotState::Waiting;
-                slot.due = Some(crate::log::now() + f64::from(after_ms) / 1e3);
+                slot.due = Some(crate::common::log::now() + f64::from(after_ms) / 1e3);
                 let mut ev = Event::info("container.restart").kv("name", &slot.spec.name).kv("attempt", attempt).kv("after_ms", after_ms);
                 // berth's own memory, now and then: it must stay flat across restarts.
                 if attempt % RSS_EVERY == 0 {
@@ -891,11 +899,11 @@ impl Pid1 {
             .chain(self.removals_deadline())
             .chain(self.view.as_ref().and_then(view::View::due))
             .chain(self.services_deadline())
-            .chain(self.ctl.as_ref().and_then(crate::ctlsock::CtlSocket::deadline))
+            .chain(self.ctl.as_ref().and_then(crate::supervise::ctlsock::CtlSocket::deadline))
             .chain(self.staging_deadline())
             .fold(f64::INFINITY, f64::min);
         if next.is_finite() {
-            let wait = (next - crate::log::now()).max(0.001);
+            let wait = (next - crate::common::log::now()).max(0.001);
             arm(timer, Duration::from_secs_f64(wait));
         }
     }
@@ -920,11 +928,11 @@ impl Pid1 {
                     }
                 };
                 for ev in events.iter().take(n) {
-                    let start = crate::log::now();
+                    let start = crate::common::log::now();
                     let kind = self.dispatch(ev.data(), &sfd, &timer);
                     self.measured(kind, start);
                 }
-                let start = crate::log::now();
+                let start = crate::common::log::now();
                 self.refresh_view();
                 self.report_log_loss();
                 self.watch_console();
@@ -978,7 +986,7 @@ impl Pid1 {
                 Kind::Begin
             }
             TOKEN_CONSOLE => {
-                crate::log::console::drain();
+                crate::common::log::console::drain();
                 Kind::Console
             }
             t if t >= starting::TOKEN_START => {
@@ -1003,7 +1011,7 @@ impl Pid1 {
 
     /// A handler of `kind` ran since `start`: book it, report a stall.
     fn measured(&mut self, kind: stall::Kind, start: f64) {
-        if let Some(st) = self.stalls.handler(kind, start, crate::log::now()) {
+        if let Some(st) = self.stalls.handler(kind, start, crate::common::log::now()) {
             self.report_stall(st);
         }
     }
@@ -1021,21 +1029,21 @@ impl Pid1 {
                 epoll.add(&o.fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_OUTPUT + slot as u64))?;
             }
         }
-        match crate::ctlsock::CtlSocket::bind(crate::control::SOCKET) {
+        match crate::supervise::ctlsock::CtlSocket::bind(crate::supervise::control::SOCKET) {
             Ok(ctl) => {
                 epoll.add(ctl.listener(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CTL_LISTEN))?;
-                Event::info("control.listen").kv("path", crate::control::SOCKET).emit();
+                Event::info("control.listen").kv("path", crate::supervise::control::SOCKET).emit();
                 self.ctl = Some(ctl);
             }
-            Err(e) => Event::error("control.listen").kv("path", crate::control::SOCKET).kv("result", "error").kv("error", e).emit(),
+            Err(e) => Event::error("control.listen").kv("path", crate::supervise::control::SOCKET).kv("result", "error").kv("error", e).emit(),
         }
         if let Some(w) = &self.watchdog {
             let pet = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)?;
-            let every = TimeSpec::from_duration(crate::watchdog::pet_interval(w.timeout_s));
+            let every = TimeSpec::from_duration(crate::supervise::watchdog::pet_interval(w.timeout_s));
             pet.set(Expiration::Interval(every), TimerSetTimeFlags::empty())?;
             epoll.add(&pet, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_PET))?;
             self.pet_timer = Some(pet);
-            self.pet_due = self.next_pet(crate::log::now());
+            self.pet_due = self.next_pet(crate::common::log::now());
         }
         self.epoll = Some(epoll);
         self.restart_timer = Some(restart);
@@ -1052,9 +1060,9 @@ impl Pid1 {
 
     fn on_ctl_accept(&mut self) {
         // Several clients may be waiting; each accept is bounded by CONNS_MAX.
-        for _ in 0..crate::ctlsock::CONNS_MAX {
+        for _ in 0..crate::supervise::ctlsock::CONNS_MAX {
             let Some(ctl) = &mut self.ctl else { break };
-            let Some(slot) = ctl.accept(crate::log::now()) else {
+            let Some(slot) = ctl.accept(crate::common::log::now()) else {
                 break;
             };
             if let (Some(epoll), Some(fd)) = (&self.epoll, ctl.conn_fd(slot)) {
@@ -1066,7 +1074,7 @@ impl Pid1 {
     }
 
     fn on_ctl_conn(&mut self, slot: usize) {
-        use crate::ctlsock::Input;
+        use crate::supervise::ctlsock::Input;
         let Some(ctl) = &mut self.ctl else { return };
         // Closing the descriptor removes it from the epoll set.
         let input = ctl.read(slot);
@@ -1082,18 +1090,18 @@ impl Pid1 {
     /// kernel log queue dropped, at most every 10 s (the report is itself
     /// a line of the store and a record of the queue).
     fn report_log_loss(&mut self) {
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         if now - self.loss_told_at < 10.0 {
             return;
         }
-        let kmsg = crate::log::kmsg::dropped();
+        let kmsg = crate::common::log::kmsg::dropped();
         if kmsg > self.kmsg_loss_told {
             let n = kmsg - self.kmsg_loss_told;
             self.kmsg_loss_told = kmsg;
             self.loss_told_at = now;
             Event::warn("log.dropped").kv("sink", "kmsg").kv("count", n).emit();
         }
-        let Some(dropped) = crate::logstore::with(|s| s.dropped()) else {
+        let Some(dropped) = crate::common::logstore::with(|s| s.dropped()) else {
             return;
         };
         if dropped > self.loss_told {
@@ -1105,12 +1113,14 @@ impl Pid1 {
 
     /// Watch the console for writability exactly while it has bytes to take.
     fn watch_console(&mut self) {
-        let want = crate::log::console::pending();
+        let want = crate::common::log::console::pending();
         if want == self.console_watched {
             return;
         }
         let Some(epoll) = &self.epoll else { return };
-        let r = crate::log::console::with_fd(|fd| if want { epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLOUT, TOKEN_CONSOLE)) } else { epoll.delete(fd) });
+        let r = crate::common::log::console::with_fd(
+            |fd| if want { epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLOUT, TOKEN_CONSOLE)) } else { epoll.delete(fd) },
+        );
         match r {
             Some(Ok(())) => self.console_watched = want,
             Some(Err(e)) => {
@@ -1150,10 +1160,10 @@ impl Pid1 {
                 SignalAction::Status => Event::info("status")
                     .kv("phase", format_args!("{:?}", self.phase))
                     .kv("known", self.known.len())
-                    .kv("uptime", format_args!("{:.3}", crate::log::now()))
+                    .kv("uptime", format_args!("{:.3}", crate::common::log::now()))
                     .emit(),
                 SignalAction::ToggleDebug => {
-                    let on = crate::log::toggle_debug();
+                    let on = crate::common::log::toggle_debug();
                     Event::info("log.debug").kv("on", on as u8).emit();
                 }
                 SignalAction::Reap => {}
@@ -1189,9 +1199,9 @@ impl Pid1 {
     /// A child ended with the raw wait status `status` (decoded here, so a
     /// real-time signal's number is kept: see [`crate::sys::wait_any`]).
     pub(super) fn report_exit(&mut self, pid: Pid, status: i32) {
-        let (how, code) = match crate::restart::Exit::from_wait_status(status) {
-            Some(crate::restart::Exit::Code(c)) => ("exit", c),
-            Some(crate::restart::Exit::Signal(s)) => ("signal", s),
+        let (how, code) = match crate::supervise::restart::Exit::from_wait_status(status) {
+            Some(crate::supervise::restart::Exit::Code(c)) => ("exit", c),
+            Some(crate::supervise::restart::Exit::Signal(s)) => ("signal", s),
             _ => return,
         };
         if self.start_reaped(pid, status) {
@@ -1222,12 +1232,12 @@ impl Pid1 {
             }
             self.remove_cgroup(&name, cg);
         }
-        let exit = if how == "exit" { crate::restart::Exit::Code(code) } else { crate::restart::Exit::Signal(code) };
+        let exit = if how == "exit" { crate::supervise::restart::Exit::Code(code) } else { crate::supervise::restart::Exit::Signal(code) };
         if self.service_exited(pid, exit) {
             return;
         }
         if let Some(i) = self.slots.iter().position(|s| s.pid == Some(pid)) {
-            let ran_ms = self.slots.get(i).map(|s| ((crate::log::now() - s.started) * 1e3) as u64).unwrap_or(0);
+            let ran_ms = self.slots.get(i).map(|s| ((crate::common::log::now() - s.started) * 1e3) as u64).unwrap_or(0);
             if let Some(s) = self.slots.get_mut(i) {
                 s.pid = None;
             }
@@ -1270,7 +1280,7 @@ impl Pid1 {
     /// The end: flush and unmount the data partition, then halt. Never returns.
     fn finish(&mut self, halt: Halt) -> ! {
         // The log files are the last thing berth holds open on /data.
-        crate::logstore::with(|s| s.close());
+        crate::common::logstore::with(|s| s.close());
         nix::unistd::sync();
         Event::info("shutdown.sync").emit();
         if self.data_mounted {
@@ -1281,7 +1291,7 @@ impl Pid1 {
             }
             Event::info("shutdown.umount").kv("target", DATA).result(&r.map_err(errno_text)).emit();
             #[cfg(feature = "test-hooks")]
-            crate::logwrites::at_shutdown();
+            crate::boot::logwrites::at_shutdown();
         }
         let mode = match halt {
             Halt::PowerOff => RebootMode::RB_POWER_OFF,
@@ -1289,7 +1299,7 @@ impl Pid1 {
         };
         Event::info("shutdown.halt").kv("action", halt.name()).emit();
         // The last lines reach the console and the kernel log before the end.
-        crate::log::flush(FLUSH_WAIT);
+        crate::common::log::flush(FLUSH_WAIT);
         let err = match nix::sys::reboot::reboot(mode) {
             Err(e) => e,
             Ok(never) => match never {},

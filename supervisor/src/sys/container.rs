@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-use crate::container::caps::{CapData, CAPSET_VERSION};
+use crate::confine::container::caps::{CapData, CAPSET_VERSION};
 
 fn check(r: libc::c_long) -> Result<libc::c_long, Errno> {
     if r < 0 {
@@ -399,7 +399,7 @@ pub const SECCOMP_FILTER_FLAG_NONE: libc::c_uint = 0;
 
 /// Install a classic-BPF seccomp program on the calling thread.
 ///
-/// The hook for the filter compiler in `crate::seccomp`: it must be the last
+/// The hook for the filter compiler in `crate::confine::seccomp`: it must be the last
 /// step before execve, after `PR_SET_NO_NEW_PRIVS`, which is checked here
 /// (`EPERM` when unset: the kernel would demand CAP_SYS_ADMIN instead).
 /// No `SECCOMP_FILTER_FLAG_TSYNC`: the child of a container start has one
