@@ -17,6 +17,8 @@ mod oci;
 mod release;
 mod roundtrip;
 mod soak;
+#[cfg(test)]
+mod structure;
 mod testrun;
 mod tomlcheck;
 mod tools;
