@@ -24,7 +24,7 @@ const CUT_KEY: &str = "berth.cut=";
 /// Apply the hooks the kernel command line asks for, right before the loop.
 #[cfg(feature = "test-hooks")]
 pub fn at_boot(pid1: &mut Pid1) {
-    let cmdline = crate::boot::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
+    let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline);
     if let Some(path) = parse_run(&cmdline) {
         start_requested(pid1, &path);

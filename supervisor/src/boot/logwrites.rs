@@ -48,7 +48,7 @@ pub fn parse(cmdline: &str) -> Option<&str> {
 
 #[cfg(feature = "test-hooks")]
 fn cmdline() -> String {
-    let raw = crate::boot::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
+    let raw = crate::common::files::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
     String::from_utf8_lossy(&raw).into_owned()
 }
 
@@ -96,7 +96,7 @@ fn control() -> Result<std::fs::File, Errno> {
 /// 512-byte sectors of a disk, from sysfs.
 fn sectors(dev: &str) -> Result<u64, Errno> {
     let name = dev.rsplit('/').next().unwrap_or(dev);
-    let text = crate::boot::read_bounded(&format!("/sys/class/block/{name}/size"), 64).map_err(|_| Errno::ENODEV)?;
+    let text = crate::common::files::read_bounded(&format!("/sys/class/block/{name}/size"), 64).map_err(|_| Errno::ENODEV)?;
     String::from_utf8_lossy(&text).trim().parse().map_err(|_| Errno::EINVAL)
 }
 
@@ -104,7 +104,7 @@ fn sectors(dev: &str) -> Result<u64, Errno> {
 /// Create the target; its node (`/dev/dm-N`).
 fn create(data: &str, log: &str, wait_ms: u32) -> Result<String, (&'static str, Errno)> {
     for dev in [data, log] {
-        crate::boot::wait_for(dev, wait_ms).map_err(|e| ("wait", e))?;
+        crate::common::files::wait_for(dev, wait_ms).map_err(|e| ("wait", e))?;
     }
     let n = sectors(data).map_err(|e| ("size", e))?;
     let ctl = control().map_err(|e| ("control", e))?;
@@ -116,7 +116,7 @@ fn create(data: &str, log: &str, wait_ms: u32) -> Result<String, (&'static str, 
     sys::dm_ioctl(ctl.as_fd(), sys::DmCmd::DevSuspend, &mut resume).map_err(|e| ("resume", e))?;
     let (_, minor) = crate::release::verity::dev_split(crate::release::verity::reply_dev(&resume).unwrap_or(0));
     let path = format!("/dev/dm-{minor}");
-    crate::boot::wait_for(&path, wait_ms).map_err(|e| ("wait", e))?;
+    crate::common::files::wait_for(&path, wait_ms).map_err(|e| ("wait", e))?;
     Ok(path)
 }
 
@@ -192,7 +192,7 @@ pub fn at_shutdown() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Event::info("logwrites.remove").result(&r.map_err(crate::boot::mount::errno_text)).emit();
+    Event::info("logwrites.remove").result(&r.map_err(crate::common::files::errno_text)).emit();
 }
 
 #[cfg(test)]

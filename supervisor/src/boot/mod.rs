@@ -24,6 +24,8 @@ pub mod logwrites;
 pub mod modules;
 pub mod mount;
 
+pub(crate) use crate::common::files::{read_bounded, wait_for};
+
 use crate::boot::mount::{errno_text, SysMounter, NEW_ROOT};
 use crate::common::log::Event;
 use crate::release::board::{Board, CgroupMode};
@@ -86,17 +88,6 @@ pub fn load_board() -> Result<Board, String> {
     Board::from_postcard(&bytes).map_err(|e| format!("{BOARD_PATH}: {e}"))
 }
 
-pub(crate) fn read_bounded(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let f = std::fs::File::open(path)?;
-    let mut buf = Vec::new();
-    f.take(max as u64 + 1).read_to_end(&mut buf)?;
-    if buf.len() > max {
-        return Err(std::io::Error::other("file too large"));
-    }
-    Ok(buf)
-}
-
 /// Loaded board, with the event that says so.
 fn board_or_fail() -> Board {
     match load_board() {
@@ -136,20 +127,6 @@ fn api_mounts(board: &Board) {
 fn devkmsg_on() {
     let r = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
     Event::debug("kmsg.ratelimit").kv("result", if r.is_ok() { "off" } else { "kept" }).emit();
-}
-
-/// Poll for a device node to appear (devtmpfs creates it once the driver probes).
-pub(crate) fn wait_for(path: &str, ms: u32) -> Result<u32, Errno> {
-    let start = crate::common::log::now();
-    loop {
-        if std::fs::metadata(path).is_ok() {
-            return Ok(((crate::common::log::now() - start) * 1e3) as u32);
-        }
-        if (crate::common::log::now() - start) * 1e3 > ms as f64 {
-            return Err(Errno::ENODEV);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn initramfs_stage() -> ! {

@@ -5,7 +5,7 @@
 //! A module that is missing or fails to load is logged and skipped: the boot
 //! goes on, and whatever needed the module fails later with its own event.
 
-use crate::boot::mount::errno_text;
+use crate::common::files::errno_text;
 use crate::common::log::Event;
 use crate::sys;
 use nix::errno::Errno;

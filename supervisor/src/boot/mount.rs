@@ -9,12 +9,13 @@ use crate::release::board::{Board, CgroupMode};
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 
+pub use crate::common::files::{errno_text, is_mountpoint};
+pub use crate::common::names::DATA;
+
 pub type Text = heapless::String<128>;
 
 /// Where the system image is mounted before the switch of root.
 pub const NEW_ROOT: &str = "/sysroot";
-/// Where the data partition is mounted.
-pub const DATA: &str = "/data";
 /// API filesystems moved from the initramfs into the new root.
 pub const MOVED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 /// Most steps in one plan.
@@ -215,13 +216,6 @@ pub fn flags_text(f: MsFlags) -> Text {
     t
 }
 
-/// `ENOENT: No such file or directory`, for events.
-pub fn errno_text(e: Errno) -> heapless::String<96> {
-    let mut t = heapless::String::new();
-    let _ = core::fmt::write(&mut t, format_args!("{e:?}: {}", e.desc()));
-    t
-}
-
 /// The real thing.
 pub struct SysMounter;
 
@@ -241,21 +235,6 @@ impl Mounter for SysMounter {
     fn mount(&mut self, s: &MountStep) -> Result<(), Errno> {
         let data: Option<&str> = if s.data.is_empty() { None } else { Some(&s.data) };
         nix::mount::mount(Some(s.source.as_str()), s.target.as_str(), Some(s.fstype.as_str()), s.flags, data)
-    }
-}
-
-/// A directory is a mount point when it sits on another device than its parent
-/// (or is the root).
-pub fn is_mountpoint(path: &str) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let parent = match path.rfind('/') {
-        Some(0) => "/",
-        Some(i) => &path[..i],
-        None => return false,
-    };
-    match (std::fs::metadata(path), std::fs::metadata(parent)) {
-        (Ok(a), Ok(b)) => a.dev() != b.dev() || (a.ino() == b.ino() && a.dev() == b.dev()),
-        _ => false,
     }
 }
 

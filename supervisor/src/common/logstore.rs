@@ -29,7 +29,7 @@ pub const RING_LINES: usize = 128;
 /// Longest line kept (longer ones are cut).
 pub const TEXT_MAX: usize = 256;
 /// Streams: berth's own, one per container and one per host service.
-pub const STREAMS_MAX: usize = 33 + crate::release::board::SERVICES_MAX;
+pub const STREAMS_MAX: usize = 33 + crate::common::names::SERVICES_MAX;
 /// A file is rotated past this size.
 pub const FILE_MAX: u64 = 64 * 1024;
 /// Where the files go.

@@ -62,7 +62,7 @@ pub enum AppArmorError {
 
 impl fmt::Display for AppArmorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = crate::boot::mount::errno_text;
+        let t = crate::common::files::errno_text;
         match self {
             AppArmorError::Disabled => {
                 write!(f, "the kernel has AppArmor disabled ({ENABLED} is not Y)")
@@ -112,7 +112,7 @@ pub fn load(board: &AppArmor) -> Result<ExecAttr, AppArmorError> {
     if !is_enabled(&enabled) {
         return Err(AppArmorError::Disabled);
     }
-    if !crate::boot::mount::is_mountpoint(SECURITYFS) {
+    if !crate::common::files::is_mountpoint(SECURITYFS) {
         use nix::mount::{mount, MsFlags};
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         mount(Some("securityfs"), SECURITYFS, Some("securityfs"), flags, None::<&str>).map_err(AppArmorError::Securityfs)?;

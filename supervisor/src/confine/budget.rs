@@ -173,7 +173,7 @@ pub fn mem_total_kib(meminfo: &str) -> Option<u64> {
 /// `MemTotal` of the running machine (0 when unreadable: then the default
 /// limit is the smallest, [`MEMORY_MIN`], and the start says why).
 pub fn mem_total_here() -> u64 {
-    let text = crate::boot::read_bounded("/proc/meminfo", 16 * 1024).unwrap_or_default();
+    let text = crate::common::files::read_bounded("/proc/meminfo", 16 * 1024).unwrap_or_default();
     mem_total_kib(&String::from_utf8_lossy(&text)).unwrap_or(0)
 }
 
@@ -181,9 +181,9 @@ pub fn mem_total_here() -> u64 {
 /// hierarchy is mounted, on v2 the root lists it.
 pub fn memory_controller_here(mode: crate::release::board::CgroupMode) -> bool {
     match mode {
-        crate::release::board::CgroupMode::V1 => crate::boot::mount::is_mountpoint("/sys/fs/cgroup/memory"),
+        crate::release::board::CgroupMode::V1 => crate::common::files::is_mountpoint("/sys/fs/cgroup/memory"),
         crate::release::board::CgroupMode::V2 => {
-            let text = crate::boot::read_bounded("/sys/fs/cgroup/cgroup.controllers", 4096).unwrap_or_default();
+            let text = crate::common::files::read_bounded("/sys/fs/cgroup/cgroup.controllers", 4096).unwrap_or_default();
             String::from_utf8_lossy(&text).split_whitespace().any(|c| c == "memory")
         }
     }

@@ -19,7 +19,7 @@
 //! AppArmor profile has its compiled policy loaded ([`crate::confine::apparmor`]);
 //! if that fails, no container starts.
 
-use crate::boot::mount::errno_text;
+use crate::common::files::errno_text;
 use crate::common::log::Event;
 use crate::confine::apparmor::ExecAttr;
 use crate::confine::cgroup::act::CgroupDir;
@@ -31,8 +31,8 @@ use crate::confine::container::{plan, prepare, spawn, start};
 use crate::confine::seccomp;
 use crate::release::board::{Board, CgroupMode};
 use crate::release::manifest::{Manifest, Restart};
+use crate::release::restart::Backoff;
 use crate::release::{current, Release};
-use crate::supervise::restart::Backoff;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::Pid;
@@ -248,7 +248,7 @@ pub fn prepare_some(release: &Release, board: &Board, wanted: &[&str], index_of:
 
 fn prepare_one(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, layers: &Layers) -> Result<Spec, (&'static str, String)> {
     let rootfs = current::mount_path(&m.image);
-    if !crate::boot::mount::is_mountpoint(&rootfs) {
+    if !crate::common::files::is_mountpoint(&rootfs) {
         return Err(("image", format!("image {rootfs} is not mounted")));
     }
     spec(m, board, index, arch, &rootfs, layers)

@@ -88,7 +88,7 @@ pub fn apply(h: &Hardening) -> usize {
                 Event::warn("harden").kv("key", s.key).kv("value", s.value).kv("result", "absent").emit();
             }
             Outcome::Error(e) => {
-                Event::error("harden").kv("key", s.key).kv("value", s.value).kv("result", "error").kv("error", crate::boot::mount::errno_text(e)).emit()
+                Event::error("harden").kv("key", s.key).kv("value", s.value).kv("result", "error").kv("error", crate::common::files::errno_text(e)).emit()
             }
         }
     }

@@ -12,7 +12,7 @@
 //! `dhcp = true` are left to `crate::host::dhcp`, which applies each lease
 //! with the same steps ([`lease_steps`], [`apply`]).
 
-use crate::boot::mount::errno_text;
+use crate::common::files::errno_text;
 use crate::common::log::Event;
 use crate::release::board::Network;
 use nix::errno::Errno;

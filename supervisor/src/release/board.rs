@@ -22,8 +22,7 @@ pub const MODULES_MAX: usize = 48;
 pub const HARDWARE_MAX: usize = 32;
 /// Most extra QEMU arguments.
 pub const QEMU_ARGS_MAX: usize = 24;
-/// Most host services.
-pub const SERVICES_MAX: usize = 8;
+pub use crate::common::names::SERVICES_MAX;
 /// Longest service name.
 pub const SERVICE_NAME_MAX: usize = 24;
 /// Most arguments of a service, `argv[0]` included.

@@ -16,7 +16,8 @@
 //! ([`crate::release::verity::remove`]). Nothing is left mapped once those containers
 //! are gone.
 
-use crate::boot::mount::{self, errno_text, SysMounter};
+use crate::boot::mount::{self, SysMounter};
+use crate::common::files::errno_text;
 use crate::common::log::Event;
 use crate::release::manifest::Digest;
 use crate::release::{current, Release};
@@ -81,7 +82,7 @@ fn map_one(img: &crate::release::Image) -> bool {
         optional: false,
         retry_data: None,
     };
-    let r = crate::boot::wait_for(&dev.path, NODE_WAIT_MS).map(drop).and_then(|()| create_dirs(&target));
+    let r = crate::common::files::wait_for(&dev.path, NODE_WAIT_MS).map(drop).and_then(|()| create_dirs(&target));
     if let Err(e) = r {
         Event::error("mount").kv("target", &target).result(&Err::<(), _>(errno_text(e))).emit();
         let _ = crate::release::verity::remove(&name);

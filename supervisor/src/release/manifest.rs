@@ -36,7 +36,7 @@
 //! | `network = "host"` | (no `CAP_NET_ADMIN`/`CAP_NET_RAW`) | the confinement issue (no network namespace; /sys bound read-only) |
 //! | `exec_paths` | <= 8 absolute paths without `..`, unique; `entry.argv[0]` must lie beneath one of them | the Landlock issue (execute only beneath these; default: the whole image) |
 //! | `rw_paths` | <= 8 absolute paths without `..`, not `/`, unique | the Landlock issue (writable beneath these, besides the writable mounts and `/dev`) |
-//! | `status_view` | `true` or `false` (default); no mount on or under [`crate::supervise::statusview::INSIDE`] | the demo issue (berth's status file directory bound read-only at [`crate::supervise::statusview::INSIDE`], which must exist in the image) |
+//! | `status_view` | `true` or `false` (default); no mount on or under [`crate::common::names::STATUS_INSIDE`] | the demo issue (berth's status file directory bound read-only at [`crate::common::names::STATUS_INSIDE`], which must exist in the image) |
 //! | `oneshot` | `true` or `false` (default); not with `restart = "always"` | the trial issue (during an update's trial its exit 0 is success, see [`crate::release::trial`]) |
 //! | `log_rate` | `lines_per_s` 1..=[`LOG_RATE_MAX`] (default [`LOG_LINES_PER_S`]), `burst` 1..=[`LOG_BURST_MAX`] (default [`LOG_BURST`]) | the console issue (output lines past the token bucket are dropped and counted, see [`crate::supervise::output`]) |
 //!
@@ -298,7 +298,7 @@ pub struct Manifest {
     pub rw_paths: Vec<Path, LANDLOCK_PATHS_MAX>,
     /// A read-only view of the device's status (release, containers, their
     /// state): berth's status directory bound at
-    /// [`crate::supervise::statusview::INSIDE`]. Never the control socket.
+    /// [`crate::common::names::STATUS_INSIDE`]. Never the control socket.
     #[serde(default)]
     pub status_view: bool,
     /// How many output lines are kept: a token bucket per run.
@@ -829,8 +829,8 @@ impl Manifest {
                     out.push(err(m, f("volume"), format!("volume `{v}` is mounted twice")));
                 }
             }
-            if self.status_view && beneath(&mt.target, crate::supervise::statusview::INSIDE) {
-                out.push(err(m, f("target"), format!("must not be on or under {} (the status view)", crate::supervise::statusview::INSIDE)));
+            if self.status_view && beneath(&mt.target, crate::common::names::STATUS_INSIDE) {
+                out.push(err(m, f("target"), format!("must not be on or under {} (the status view)", crate::common::names::STATUS_INSIDE)));
             }
             if (mt.volume_size.is_some() || mt.volume_inodes.is_some()) && mt.volume.is_none() {
                 out.push(err(m, f("volume_size"), "volume_size and volume_inodes are for a volume only"));

@@ -63,6 +63,7 @@ mod keys;
 pub mod manifest;
 pub mod pem;
 pub mod record;
+pub mod restart;
 pub mod room;
 pub mod stager;
 pub mod state;

@@ -30,7 +30,7 @@
 //! other's.
 
 use crate::release::record::Cause;
-use crate::supervise::restart::{Decision, Exit};
+use crate::release::restart::{Decision, Exit};
 
 /// What one container's exit during a trial means for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn the_policies_and_judgement_agree_end_to_end() {
         use crate::release::manifest::Restart;
-        use crate::supervise::restart::{on_exit, Backoff, State};
+        use crate::release::restart::{on_exit, Backoff, State};
         let b = Backoff::default();
         let judge = |policy, exit, oneshot| {
             let mut st = State::default();

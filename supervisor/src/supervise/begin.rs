@@ -71,7 +71,7 @@ impl Pid1 {
                 if let Some(epoll) = &self.epoll {
                     use nix::sys::epoll::{EpollEvent, EpollFlags};
                     if let Err(e) = epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_BEGIN)) {
-                        Event::error("update.staged").kv("step", "watch").result(&Err::<(), _>(crate::boot::mount::errno_text(e))).emit();
+                        Event::error("update.staged").kv("step", "watch").result(&Err::<(), _>(crate::common::files::errno_text(e))).emit();
                     }
                 }
                 self.begin = Some(Box::new(Beginning { bundle: bundle.to_string(), origin, mapped, staging_ms, wake, report }));

@@ -87,7 +87,7 @@ impl Pid1 {
                     return error(&format!("{name} is already running"));
                 }
                 s.held = false;
-                s.restart = crate::supervise::restart::State::default();
+                s.restart = crate::release::restart::State::default();
                 s.state = SlotState::Waiting;
                 s.due = Some(crate::common::log::now());
                 Event::info("control.start").kv("name", &name).emit();
@@ -248,13 +248,13 @@ pub(super) fn state_name(st: SlotState, stopping: bool) -> heapless::String<16> 
     state
 }
 
-pub(super) fn last_exit(e: Option<crate::supervise::restart::Exit>) -> heapless::String<24> {
+pub(super) fn last_exit(e: Option<crate::release::restart::Exit>) -> heapless::String<24> {
     let mut last = heapless::String::new();
     let _ = match e {
         None => last.push_str("-"),
-        Some(crate::supervise::restart::Exit::Code(c)) => core::fmt::write(&mut last, format_args!("exit {c}")).map_err(|_| ()),
-        Some(crate::supervise::restart::Exit::Signal(n)) => core::fmt::write(&mut last, format_args!("signal {n}")).map_err(|_| ()),
-        Some(crate::supervise::restart::Exit::Unhealthy) => last.push_str("unhealthy"),
+        Some(crate::release::restart::Exit::Code(c)) => core::fmt::write(&mut last, format_args!("exit {c}")).map_err(|_| ()),
+        Some(crate::release::restart::Exit::Signal(n)) => core::fmt::write(&mut last, format_args!("signal {n}")).map_err(|_| ()),
+        Some(crate::release::restart::Exit::Unhealthy) => last.push_str("unhealthy"),
     };
     last
 }

@@ -195,7 +195,7 @@ pub fn message(msg: &str) -> Response {
 }
 
 /// Most entries in a status reply: every container and every service.
-pub const STATUS_MAX: usize = 32 + crate::release::board::SERVICES_MAX;
+pub const STATUS_MAX: usize = 32 + crate::common::names::SERVICES_MAX;
 
 /// Most lines in one [`Response::Logs`].
 pub const LOG_LINES_MAX: usize = 64;

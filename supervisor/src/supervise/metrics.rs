@@ -1,5 +1,5 @@
 //! The status view's metrics: [`FILE`] (`metrics.prom`), written beside
-//! `status.json` in [`crate::supervise::statusview::DIR`] with the same pacing and the
+//! `status.json` in [`crate::common::names::STATUS_DIR`] with the same pacing and the
 //! same whole-file replace, in the Prometheus text exposition format
 //! (version 0.0.4), for a container granted the view to serve (the demo's
 //! `status-web` at `/metrics`). This module owns the format: the metric

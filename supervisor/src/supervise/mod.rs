@@ -32,7 +32,6 @@ pub mod notify;
 pub mod outcome;
 pub mod output;
 mod recovery;
-pub mod restart;
 mod services;
 pub mod stage;
 pub mod stall;
@@ -45,8 +44,8 @@ pub mod update;
 mod view;
 pub mod watchdog;
 
-use crate::boot::mount::{errno_text, DATA};
 use crate::common::log::Event;
+use crate::common::{files::errno_text, names::DATA};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::reboot::RebootMode;
@@ -124,7 +123,7 @@ pub struct Known {
 /// Most host processes and containers berth tracks by name.
 pub const KNOWN_MAX: usize = 56;
 /// Most output streams berth reads (one per container and per service).
-pub const OUTPUTS_MAX: usize = 32 + crate::release::board::SERVICES_MAX;
+pub const OUTPUTS_MAX: usize = 32 + crate::common::names::SERVICES_MAX;
 pub use output::{set_mirror, Output, OUTPUT_LINE_MAX};
 
 /// What berth supervises: a release's container or a board's host service.
@@ -164,7 +163,7 @@ struct Slot {
     pid: Option<Pid>,
     started: f64,
     due: Option<f64>,
-    restart: crate::supervise::restart::State,
+    restart: crate::release::restart::State,
     state: SlotState,
     /// Stopped by the operator: no restart until started again.
     held: bool,
@@ -172,7 +171,7 @@ struct Slot {
     again: bool,
     /// The current run's readiness, health and stop deadlines.
     life: life::Life,
-    last_exit: Option<crate::supervise::restart::Exit>,
+    last_exit: Option<crate::release::restart::Exit>,
     /// `STATUS=` text from the notify socket.
     status: Option<heapless::String<{ crate::supervise::notify::STATUS_MAX }>>,
     /// A `container.waiting` event was emitted for the current wait.
@@ -214,7 +213,7 @@ impl Slot {
             pid: None,
             started: 0.0,
             due: Some(0.0),
-            restart: crate::supervise::restart::State::default(),
+            restart: crate::release::restart::State::default(),
             state: SlotState::Waiting,
             held: false,
             again: false,
@@ -779,12 +778,12 @@ impl Pid1 {
     }
 
     /// Apply the restart policy to container `i`, which just ended.
-    fn after_exit(&mut self, i: usize, exit: crate::supervise::restart::Exit, ran_ms: u64) {
-        use crate::supervise::restart::{on_exit, Decision};
+    fn after_exit(&mut self, i: usize, exit: crate::release::restart::Exit, ran_ms: u64) {
+        use crate::release::restart::{on_exit, Decision};
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
-        let exit = if slot.life.unhealthy { crate::supervise::restart::Exit::Unhealthy } else { exit };
+        let exit = if slot.life.unhealthy { crate::release::restart::Exit::Unhealthy } else { exit };
         slot.last_exit = Some(exit);
         slot.check_trail = None;
         if let Some(c) = slot.life.check.take() {
@@ -1199,9 +1198,9 @@ impl Pid1 {
     /// A child ended with the raw wait status `status` (decoded here, so a
     /// real-time signal's number is kept: see [`crate::sys::wait_any`]).
     pub(super) fn report_exit(&mut self, pid: Pid, status: i32) {
-        let (how, code) = match crate::supervise::restart::Exit::from_wait_status(status) {
-            Some(crate::supervise::restart::Exit::Code(c)) => ("exit", c),
-            Some(crate::supervise::restart::Exit::Signal(s)) => ("signal", s),
+        let (how, code) = match crate::release::restart::Exit::from_wait_status(status) {
+            Some(crate::release::restart::Exit::Code(c)) => ("exit", c),
+            Some(crate::release::restart::Exit::Signal(s)) => ("signal", s),
             _ => return,
         };
         if self.start_reaped(pid, status) {
@@ -1232,7 +1231,7 @@ impl Pid1 {
             }
             self.remove_cgroup(&name, cg);
         }
-        let exit = if how == "exit" { crate::supervise::restart::Exit::Code(code) } else { crate::supervise::restart::Exit::Signal(code) };
+        let exit = if how == "exit" { crate::release::restart::Exit::Code(code) } else { crate::release::restart::Exit::Signal(code) };
         if self.service_exited(pid, exit) {
             return;
         }

@@ -21,12 +21,7 @@
 
 use std::os::unix::net::UnixDatagram;
 
-/// Host directory of the sockets.
-pub const DIR: &str = "/run/berth/notify";
-/// The socket's path inside a container.
-pub const INSIDE: &str = "/dev/notify";
-/// The environment string a container gets.
-pub const ENV: &str = "NOTIFY_SOCKET=/dev/notify";
+pub use crate::common::names::{notify_host_path as host_path, NOTIFY_DIR as DIR, NOTIFY_ENV as ENV, NOTIFY_INSIDE as INSIDE};
 /// Longest datagram read.
 pub const DATAGRAM_MAX: usize = 1024;
 /// Longest `STATUS=` text kept.
@@ -65,11 +60,6 @@ pub fn parse(datagram: &[u8]) -> Message {
         }
     }
     m
-}
-
-/// The host path of a container's socket.
-pub fn host_path(name: &str) -> String {
-    format!("{DIR}/{name}")
 }
 
 /// Make (or make again) a container's socket: non-blocking, close-on-exec.

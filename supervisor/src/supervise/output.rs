@@ -210,7 +210,7 @@ impl Pid1 {
         };
         if let Some(epoll) = &self.epoll {
             if let Err(e) = epoll.add(&out.fd, EpollEvent::new(EpollFlags::EPOLLIN, super::TOKEN_OUTPUT + slot as u64)) {
-                Event::error("watch").kv("output", name).result(&Err::<(), _>(crate::boot::mount::errno_text(e))).emit();
+                Event::error("watch").kv("output", name).result(&Err::<(), _>(crate::common::files::errno_text(e))).emit();
                 return;
             }
         }

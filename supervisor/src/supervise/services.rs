@@ -6,7 +6,7 @@
 //! environment cleared but for `PATH`, stdin on /dev/null and stdout/stderr
 //! on a pipe logged like a container's output (`service.log`, stream
 //! `service:<name>`). Their restart policy and backoff work as a
-//! container's (`crate::supervise::restart`). At shutdown they are stopped once every
+//! container's (`crate::release::restart`). At shutdown they are stopped once every
 //! container is down, and never restarted. `berthctl stop|start|restart`
 //! works on them (SIGTERM, SIGKILL after [`STOP_GRACE`] s).
 //!
@@ -14,9 +14,9 @@
 //! below spawn and signal.
 
 use super::{Kind, Pid1, SlotState};
-use crate::boot::mount::errno_text;
+use crate::common::files::errno_text;
 use crate::common::log::Event;
-use crate::supervise::restart::{on_exit, Backoff, Decision, Exit};
+use crate::release::restart::{on_exit, Backoff, Decision, Exit};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -34,7 +34,7 @@ pub struct Service {
     pub started: f64,
     /// When to (re)start it.
     pub due: Option<f64>,
-    pub restart: crate::supervise::restart::State,
+    pub restart: crate::release::restart::State,
     pub state: SlotState,
     /// Stopped by the operator: not restarted until started again.
     held: bool,
@@ -66,7 +66,7 @@ impl Service {
             pid: None,
             started: 0.0,
             due: Some(0.0),
-            restart: crate::supervise::restart::State::default(),
+            restart: crate::release::restart::State::default(),
             state: SlotState::Waiting,
             held: false,
             again: false,
@@ -131,7 +131,7 @@ impl Service {
     /// The operator's start: backoff reset, due now.
     pub fn release(&mut self, now: f64) {
         self.held = false;
-        self.restart = crate::supervise::restart::State::default();
+        self.restart = crate::release::restart::State::default();
         self.state = SlotState::Waiting;
         self.due = Some(now);
     }

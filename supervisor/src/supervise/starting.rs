@@ -27,7 +27,7 @@
 //! [`DEFER`] s up to [`DEFER_MAX`] times; then the start fails.
 
 use super::{Pid1, SlotState};
-use crate::boot::mount::errno_text;
+use crate::common::files::errno_text;
 use crate::common::log::Event;
 use crate::confine::container::spawn::Step;
 use crate::confine::container::start::{Deadline, Poll};
@@ -103,7 +103,7 @@ impl Pid1 {
                     .kv("result", "error")
                     .kv("error", "still not marked shifted after a shift")
                     .emit();
-                self.after_exit(i, crate::supervise::restart::Exit::Code(127), 0);
+                self.after_exit(i, crate::release::restart::Exit::Code(127), 0);
             }
             Ok(crate::confine::containers::Begun::Shift(jobs)) => self.begin_shift(i, jobs, now),
             Ok(crate::confine::containers::Begun::Launching(launching)) => {
@@ -142,7 +142,7 @@ impl Pid1 {
                 slot.deferred = 0;
                 Event::error("container.start").kv("name", &name).kv("step", step).kv("result", "error").kv("error", e).emit();
                 // A start that fails counts as a failed run of no length.
-                self.after_exit(i, crate::supervise::restart::Exit::Code(127), 0);
+                self.after_exit(i, crate::release::restart::Exit::Code(127), 0);
             }
         }
     }
@@ -177,7 +177,7 @@ impl Pid1 {
                 }
                 let name = self.slots.get(i).map(|s| s.spec.name.clone()).unwrap_or_default();
                 Event::error("container.start").kv("name", &name).kv("step", "spawn").kv("result", "error").kv("error", e).emit();
-                self.after_exit(i, crate::supervise::restart::Exit::Code(127), 0);
+                self.after_exit(i, crate::release::restart::Exit::Code(127), 0);
             }
         }
     }
@@ -282,7 +282,7 @@ impl Pid1 {
             let at = crate::confine::container::spawn::SpawnError::at_step(step, &slot.spec.plan);
             self.end_start(i);
             start_timeout_event(&name, step, &at, after_ms);
-            self.after_exit(i, crate::supervise::restart::Exit::Signal(KILLED), 0);
+            self.after_exit(i, crate::release::restart::Exit::Signal(KILLED), 0);
         }
     }
 
@@ -294,7 +294,7 @@ impl Pid1 {
         }
         let name = self.slots.get(i).map(|s| s.spec.name.clone()).unwrap_or_default();
         Event::info("container.stop").kv("name", &name).kv("by", by).kv("signal", "SIGKILL").kv("starting", 1).emit();
-        self.after_exit(i, crate::supervise::restart::Exit::Signal(KILLED), 0);
+        self.after_exit(i, crate::release::restart::Exit::Signal(KILLED), 0);
         true
     }
 
@@ -332,7 +332,7 @@ impl Pid1 {
             Ok(x) => x,
             Err(e) => {
                 Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", e).emit();
-                return self.after_exit(i, crate::supervise::restart::Exit::Code(127), 0);
+                return self.after_exit(i, crate::release::restart::Exit::Code(127), 0);
             }
         };
         if let Some(epoll) = &self.epoll {
@@ -398,7 +398,7 @@ impl Pid1 {
             Err(e) => {
                 Event::error("volume.shift").kv("name", &name).kv("ms", ms).kv("result", "error").kv("error", &e).emit();
                 Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", e).emit();
-                self.after_exit(i, crate::supervise::restart::Exit::Code(127), 0);
+                self.after_exit(i, crate::release::restart::Exit::Code(127), 0);
             }
         }
     }
@@ -450,7 +450,7 @@ impl Pid1 {
     }
 }
 
-/// How an ended start's processes end, for [`crate::supervise::restart::Exit::Signal`].
+/// How an ended start's processes end, for [`crate::release::restart::Exit::Signal`].
 const KILLED: i32 = nix::sys::signal::Signal::SIGKILL as i32;
 
 fn start_timeout_event(name: &str, step: Step, at: &str, after_ms: u64) {

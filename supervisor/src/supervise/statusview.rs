@@ -40,12 +40,10 @@
 
 use std::io::Write as _;
 
-/// Host directory of the status file.
-pub const DIR: &str = "/run/berth/status";
+pub use crate::common::names::STATUS_DIR as DIR;
 /// The status file's name.
 pub const FILE: &str = "status.json";
-/// Where a container with `status_view = true` sees [`DIR`].
-pub const INSIDE: &str = "/run/berth-status";
+pub use crate::common::names::STATUS_INSIDE as INSIDE;
 /// Shortest time between two renders.
 pub const MIN_INTERVAL_S: f64 = 0.25;
 /// The file's format version.

@@ -86,7 +86,7 @@ impl Pid1 {
                 if let Some(epoll) = &self.epoll {
                     use nix::sys::epoll::{EpollEvent, EpollFlags};
                     if let Err(e) = epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SWITCH)) {
-                        Event::error("update.switch").kv("step", "watch").result(&Err::<(), _>(crate::boot::mount::errno_text(e))).emit();
+                        Event::error("update.switch").kv("step", "watch").result(&Err::<(), _>(crate::common::files::errno_text(e))).emit();
                     }
                 }
                 let began = crate::common::log::now();
@@ -251,7 +251,7 @@ pub(super) fn spawn<T: Send + 'static>(name: &str, job: impl FnOnce() -> T + Sen
     let job: Job<T> = Box::new(job);
     let (r, w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
         Ok(p) => p,
-        Err(e) => return Err((format!("pipe: {}", crate::boot::mount::errno_text(e)), job)),
+        Err(e) => return Err((format!("pipe: {}", crate::common::files::errno_text(e)), job)),
     };
     let (tx, rx) = mpsc::channel();
     // The job moves into the thread only once the thread exists: keep it

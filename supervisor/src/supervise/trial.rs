@@ -7,10 +7,10 @@
 use super::{Pid1, SlotState};
 use crate::common::log::Event;
 use crate::release::record::Cause;
+use crate::release::restart::{Decision, Exit};
 use crate::release::trial::{judge_exit, standing, Seen, Step, Verdict};
 use crate::supervise::control::{error, Response};
 use crate::supervise::outcome::Phase;
-use crate::supervise::restart::{Decision, Exit};
 
 /// Record writes a rollback tries, one after another, before it gives up
 /// and reboots (the record still says "trial": the boot rolls back).

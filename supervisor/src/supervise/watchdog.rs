@@ -12,7 +12,7 @@
 //! For tests, `berthctl debug wedge SECONDS` (root only, over the control
 //! socket) blocks the loop on purpose; see `supervise`.
 
-use crate::boot::mount::errno_text;
+use crate::common::files::errno_text;
 use crate::common::log::Event;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;

@@ -15,8 +15,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-use crate::confine::container::caps::{CapData, CAPSET_VERSION};
-
 fn check(r: libc::c_long) -> Result<libc::c_long, Errno> {
     if r < 0 {
         Err(Errno::last())
@@ -243,6 +241,18 @@ pub fn ambient_clear_all() -> Result<(), Errno> {
 /// `PR_CAP_AMBIENT_RAISE` of one capability.
 pub fn ambient_raise(cap: u32) -> Result<(), Errno> {
     prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as c_ulong, c_ulong::from(cap)).map(drop)
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets as two 32-bit halves.
+pub const CAPSET_VERSION: u32 = 0x2008_0522;
+
+/// One half of the sets, as `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CapData {
+    pub effective: u32,
+    pub permitted: u32,
+    pub inheritable: u32,
 }
 
 /// `struct __user_cap_header_struct`.

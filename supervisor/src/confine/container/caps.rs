@@ -76,17 +76,8 @@ pub const SECBIT_KEEP_CAPS_LOCKED: u32 = 1 << 5;
 pub const SECBIT_NO_CAP_AMBIENT_RAISE: u32 = 1 << 6;
 pub const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: u32 = 1 << 7;
 
-/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets as two 32-bit halves.
-pub const CAPSET_VERSION: u32 = 0x2008_0522;
-
-/// One half of the sets, as `struct __user_cap_data_struct`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CapData {
-    pub effective: u32,
-    pub permitted: u32,
-    pub inheritable: u32,
-}
+/// The kernel's capability structures belong to the syscall seam.
+pub use crate::sys::container::{CapData, CAPSET_VERSION};
 
 /// The capability number of a `CAP_*` name.
 pub fn number(name: &str) -> Option<u32> {

@@ -235,7 +235,7 @@ impl fmt::Display for Unavailable {
         match self.0 {
             Errno::EOPNOTSUPP => f.write_str("Landlock is built into the kernel but disabled at boot (lsm=)"),
             Errno::ENOSYS => f.write_str("the kernel has no Landlock"),
-            e => write!(f, "the Landlock ABI probe failed: {}", crate::boot::mount::errno_text(e)),
+            e => write!(f, "the Landlock ABI probe failed: {}", crate::common::files::errno_text(e)),
         }
     }
 }
@@ -315,7 +315,7 @@ mod tests {
     #[test]
     fn the_status_view_is_read_not_written() {
         let r = plan_rules(&Input { exec_paths: &[], rw_paths: &[], writable: &["/tmp"], ioctl_nodes: &[], volumes: &[] }).unwrap();
-        let inside = crate::supervise::statusview::INSIDE;
+        let inside = crate::common::names::STATUS_INSIDE;
         let access = r.iter().filter(|x| crate::release::manifest::beneath(inside, x.path.as_str())).fold(0, |a, x| a | x.access);
         assert_eq!(access & READ, READ);
         assert_eq!(access & WRITE_TREE & !READ, 0);

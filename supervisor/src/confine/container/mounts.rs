@@ -17,7 +17,7 @@
 //!    before children: tmpfs, or a bind of `/data/volumes/<container>/<volume>`
 //!    ([`volume_path`], made and owned by [`super::prepare`] before the start);
 //!    then, with `status_view`, berth's status directory
-//!    ([`crate::supervise::statusview::DIR`]) bound at [`crate::supervise::statusview::INSIDE`] and
+//!    ([`crate::common::names::STATUS_DIR`]) bound at [`crate::common::names::STATUS_INSIDE`] and
 //!    remounted `ro,nosuid,nodev,noexec`.
 //! 4. The `/dev` nodes from [`super::devices`]: an empty file, the node
 //!    (the host's, or the one berth made for a grant) bound onto it, the bind
@@ -397,10 +397,10 @@ pub struct Input<'a> {
     pub gid: u32,
     pub writable: &'a [Writable],
     pub nodes: &'a [Node],
-    /// Host path of the notify socket to bind at [`crate::supervise::notify::INSIDE`].
+    /// Host path of the notify socket to bind at [`crate::common::names::NOTIFY_INSIDE`].
     pub notify: Option<&'a CPath>,
     /// Bind berth's status directory read-only at
-    /// [`crate::supervise::statusview::INSIDE`] (the manifest's `status_view`).
+    /// [`crate::common::names::STATUS_INSIDE`] (the manifest's `status_view`).
     pub status_view: bool,
 }
 
@@ -545,9 +545,9 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
     // The status view: berth's status directory, read-only, over a
     // directory the image (or a writable mount above it) provides.
     if input.status_view {
-        let inside = crate::supervise::statusview::INSIDE;
+        let inside = crate::common::names::STATUS_INSIDE;
         b.mkdir(inside, 0o755)?;
-        let source = CPath::new(crate::supervise::statusview::DIR).ok_or_else(|| err("status_view", "bad path"))?;
+        let source = CPath::new(crate::common::names::STATUS_DIR).ok_or_else(|| err("status_view", "bad path"))?;
         b.bind(source, inside, "status_view")?;
         b.remount(inside, RO_SAFE, false)?;
     }
@@ -573,7 +573,7 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
         b.remount(path, MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NOEXEC, false)?;
     }
     if let Some(source) = input.notify {
-        let inside = crate::supervise::notify::INSIDE;
+        let inside = crate::common::names::NOTIFY_INSIDE;
         if let Some(touch) = b.beneath(inside, Beneath::Touch { mode: 0o666 })? {
             b.push(touch)?;
             if let Some(bind) = b.beneath(inside, Beneath::BindSocket { source: source.clone() })? {

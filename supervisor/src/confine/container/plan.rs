@@ -159,7 +159,7 @@ pub struct Plan {
     pub rlimits: [Rlimit; 3],
     pub argv: heapless::Vec<CArg, ARGS_MAX>,
     /// The manifest's, plus [`DEFAULT_PATH`] when it sets no `PATH`, plus
-    /// [`crate::supervise::notify::ENV`] when the container uses the notify socket.
+    /// [`crate::common::names::NOTIFY_ENV`] when the container uses the notify socket.
     pub env: heapless::Vec<CArg, { ENV_MAX + 2 }>,
     /// Inside the container, after the pivot.
     pub workdir: CPath,
@@ -216,7 +216,7 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
     })
     .map_err(e)?;
     let notify = if manifest.uses_notify() {
-        Some(CPath::new(&crate::supervise::notify::host_path(name)).ok_or_else(|| e2("readiness", "notify socket path too long"))?)
+        Some(CPath::new(&crate::common::names::notify_host_path(name)).ok_or_else(|| e2("readiness", "notify socket path too long"))?)
     } else {
         None
     };
@@ -260,7 +260,7 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
         env.push(c).map_err(|_| e2("entry.env", "too many environment strings"))?;
     }
     if notify.is_some() {
-        let c = CArg::new(crate::supervise::notify::ENV).ok_or_else(|| e2("entry.env", "NOTIFY_SOCKET does not fit"))?;
+        let c = CArg::new(crate::common::names::NOTIFY_ENV).ok_or_else(|| e2("entry.env", "NOTIFY_SOCKET does not fit"))?;
         env.push(c).map_err(|_| e2("entry.env", "too many environment strings"))?;
     }
 

@@ -151,7 +151,7 @@ fn root_dir(dir: &Fd, name: &str, mode: u32) -> Result<Fd, Errno> {
 /// tmpfs, `nosuid,noexec`, without `nodev` (its nodes must open).
 pub fn mount_dev_store() -> Result<(), PrepareError> {
     let store = devices::STORE;
-    if crate::boot::mount::is_mountpoint(store) {
+    if crate::common::files::is_mountpoint(store) {
         return Ok(());
     }
     std::fs::create_dir_all(store).map_err(|e| PrepareError {

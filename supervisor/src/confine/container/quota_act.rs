@@ -9,8 +9,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::errno::Errno;
 
 use super::quota::{self, Decision, Partition, Volumes};
-use crate::boot::mount::{errno_text, DATA};
 use crate::common::log::Event;
+use crate::common::{files::errno_text, names::DATA};
 use crate::release::manifest::Manifest;
 
 fn io(e: std::io::Error) -> Errno {

@@ -16,7 +16,7 @@
 
 use super::client::{Action, Actions, Client, Lease, To};
 use super::packet::PACKET_MAX;
-use crate::boot::mount::errno_text;
+use crate::common::files::errno_text;
 use crate::common::log::Event;
 use crate::host::net::Quad;
 use nix::errno::Errno;
