@@ -2,6 +2,8 @@
 //! (xtask resolved the dependencies). Modules sit flat in [`DIR`] as
 //! `<name>.ko.xz` (decompressed by the kernel) or `<name>.ko`.
 //!
+//! It must not resolve dependencies: xtask did.
+//!
 //! A module that is missing or fails to load is logged and skipped: the boot
 //! goes on, and whatever needed the module fails later with its own event.
 

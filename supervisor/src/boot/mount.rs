@@ -1,5 +1,7 @@
 //! Mount plans: what berth mounts at boot, decided as plain data.
 //!
+//! It must not plan container mounts (those are in `confine::container::mounts`).
+//!
 //! The plan is pure (built from the board config, testable without root); the
 //! [`Mounter`] trait is the act. Tests record the calls a plan makes; the
 //! device runs them through [`SysMounter`].

@@ -4,6 +4,8 @@
 //! from the device; the exit code says the outcome ([`code`], documented in
 //! docs/berthctl.md). `status` is rendered in [`crate::cli::ctlstatus`].
 //!
+//! It must not run PID 1's code paths: it only talks over the socket.
+//!
 //! `update --wait` sends the update (answered once its staging started,
 //! with its sequence number), then asks `release` every
 //! [`POLL_S`] seconds, each time on a new short connection, until the

@@ -2,6 +2,8 @@
 //! from berth's [`StatusReply`] (pure, so every output is tested without a
 //! socket).
 //!
+//! It must not touch the socket.
+//!
 //! - The table shows only what applies: a host service has no memory
 //!   figure and no confinement layers, so its MEMORY is `-` and it has no
 //!   `layers:` line. Everything that came from the device (names, states,

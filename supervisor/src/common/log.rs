@@ -1,5 +1,7 @@
 //! Event lines: berth's log, for people and for machines at once.
 //!
+//! Part of `common`: it must not use any other group, and writing an event must not block the loop.
+//!
 //! Every record is one line, written to the console, to the kernel log
 //! (`/dev/kmsg`) and to the log store's `berth` stream from the first instant
 //! of the boot:

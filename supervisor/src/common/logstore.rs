@@ -2,6 +2,8 @@
 //! kept in a bounded ring per stream and written to files on the data
 //! partition with rotation and a total quota.
 //!
+//! Part of `common`: it must not use any other group (its limits come from `common::names`).
+//!
 //! | limit | value |
 //! |---|---|
 //! | streams | [`STREAMS_MAX`] (berth's own, one per container, one per host service) |

@@ -1,6 +1,8 @@
 //! AppArmor: the board's profile, loaded once at boot, entered by every
 //! container at its `execve`.
 //!
+//! It must not choose a profile: the board names it.
+//!
 //! No policy compiler runs on the device: the board ships the profile
 //! compiled (`apparmor_parser -Q -o FILE` on the build host) on the read-only
 //! system image and names it in its config (`[apparmor] profile, policy`).

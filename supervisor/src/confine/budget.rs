@@ -2,6 +2,8 @@
 //! tmpfs mounts may hold, the memory berth keeps for itself, and the
 //! per-user inotify limits of the initial namespace.
 //!
+//! It must not reach into the loop: the plan and the boot path ask it.
+//!
 //! The board's `[budgets]` table ([`Budgets`]) holds the settings. The pure
 //! part decides: [`resolve`] turns a manifest's `resources.memory_max` (or,
 //! when it names none, the board's default: a share of `MemTotal` read from

@@ -1,6 +1,8 @@
 //! The containers of the accepted release: prepared once, launched as often
 //! as their restart policy asks.
 //!
+//! It must not keep the loop's state: the slots are `supervise`'s.
+//!
 //! [`prepare_all`] runs once per release, in dependency order: each image must
 //! be mounted (verified), each plan is built and each seccomp filter compiled
 //! here, never at a restart. [`begin`] then makes the host-side nodes and

@@ -1,5 +1,7 @@
 //! Host hardening: the kernel settings berth writes once at boot.
 //!
+//! It must not write anything after boot: the settings are written once, before any container starts.
+//!
 //! The board's `[hardening]` table ([`Hardening`], secure defaults) says
 //! which values; [`settings`] turns it into the list of sysctls to write
 //! (pure), and [`apply`] writes each through `/proc/sys` and logs one

@@ -3,6 +3,8 @@
 //! not run it: a real gateway keeps its console for the kernel and berth's
 //! events).
 //!
+//! A child process of PID 1: it must not run inside the loop.
+//!
 //! It is not a shell: each line is split on whitespace and may only be a
 //! `berthctl` command (the leading word `berthctl` is optional), run as
 //! `/sbin/berth ctl ARGS...` with its output on the console. While one runs

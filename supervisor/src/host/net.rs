@@ -2,6 +2,8 @@
 //! (so it is restarted by its policy when an interface is not there yet,
 //! and its output lands in the log store).
 //!
+//! A child process of PID 1: it must not run inside the loop.
+//!
 //! For each static `[[network]]` entry, in order: set the address, set the netmask,
 //! bring the interface up, and (with a gateway) add the default route. The
 //! steps are decided by [`plan`] (pure, unit tested) and carried out by

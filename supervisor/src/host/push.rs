@@ -3,6 +3,8 @@
 //! its host without a network path or a shell (`cargo xtask push` under
 //! QEMU; a service link on a real board).
 //!
+//! It must not install anything: it only fills the inbox; PID 1 stages and checks.
+//!
 //! It runs as a host service (the demo adds it under `cargo xtask run`; the
 //! shipped boards do not). It only writes into the inbox: the bundle is then
 //! checked and staged by berth exactly as any inbox bundle, so a bad push

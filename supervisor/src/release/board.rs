@@ -1,5 +1,7 @@
 //! Board configuration: what berth needs to know about the hardware it runs on.
 //!
+//! It only describes and checks: it must not act on the system (boot and confine apply it).
+//!
 //! A board config is written by people as TOML (`board-configs/<board>.toml`),
 //! checked on the host, and compiled to postcard for the device, so PID 1 never
 //! parses TOML. Both forms decode into the same fixed-capacity types; the limits

@@ -2,6 +2,8 @@
 //! read-only under [`current::MOUNTS`], and unmapped when the release that
 //! needed them does not run after all.
 //!
+//! It must not decide which release runs (the store does) nor reach into the loop.
+//!
 //! Mapping happens at boot for the booted release and, for an update, while
 //! it is staged (in the stager, [`crate::release::stager`], outside PID 1's loop;
 //! loop devices, device-mapper and mounts are global): before the switch, so the switch only stops the old run and

@@ -1,5 +1,7 @@
 //! Container manifests: what one container is and what it may do.
 //!
+//! It only describes and checks: it must not act on the system (confine turns it into a plan).
+//!
 //! A manifest is written by people as TOML (`manifests/<name>.toml`), checked on
 //! the host, and carried inside a signed release in postcard form (see
 //! [`crate::release`]), so PID 1 never parses TOML. Both forms decode into the

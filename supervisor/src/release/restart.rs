@@ -1,6 +1,8 @@
 //! What to do when a container exits: restart policy, exponential backoff and
 //! the crash-loop limit, as a pure state machine (the loop only asks it).
 //!
+//! Pure: it must not do I/O; it sits beside the trial rules that use it, below the plan and the loop.
+//!
 //! - `never`: the container stays down.
 //! - `on-failure`: restarted after a non-zero exit or a signal; a zero exit
 //!   ends it.

@@ -1,6 +1,8 @@
 //! `berth stage`: an update bundle's staging, run as a child process of PID 1
 //! so that PID 1's loop never copies, hashes or verity-checks anything.
 //!
+//! It must not run inside PID 1, and it must not change the store's record (PID 1 decides what runs).
+//!
 //! # Why a separate program (an exec of berth), not a bare fork
 //!
 //! The staging takes seconds to minutes (a 100 MiB image is copied, hashed

@@ -1,6 +1,8 @@
 //! How an update's trial is judged: the pure rules (the loop applies them
 //! in `supervise::trial`).
 //!
+//! Pure: it must not do I/O.
+//!
 //! A trial ends in one of four ways, whichever comes first:
 //!
 //! - **Commit**: every container that [counts](Standing) has been running

@@ -2,6 +2,8 @@
 //! dm-verity mapping over it, set up with the kernel's ioctls (no tools on the
 //! device).
 //!
+//! It must not decide which images are mapped: [`crate::release::images`] asks it.
+//!
 //! An image file is a squashfs followed by its hash tree (see xtask's image
 //! builder); the release gives the size, the verity root hash and the salt.
 //! Every block read through the mapping is checked against the tree; a

@@ -1,6 +1,8 @@
 //! The control socket's transport: a root-only Unix stream socket read by the
 //! PID 1 loop without ever blocking it.
 //!
+//! It must not block the loop, and it must not interpret requests (the loop does).
+//!
 //! At most [`CONNS_MAX`] clients at once, each with a fixed receive buffer; a
 //! frame is read as it arrives (non-blocking), a complete request is handed to
 //! the loop, and the reply is written once (a client that does not read it is

@@ -1,6 +1,8 @@
 //! The notify protocol (systemd's `sd_notify`): how a container says it is
 //! ready and still alive.
 //!
+//! It must not block: every socket is non-blocking and read by the loop.
+//!
 //! A container whose manifest asks for it (`readiness.notify` or
 //! `health.watchdog_ms`) gets `NOTIFY_SOCKET=/dev/notify` in its
 //! environment. That path is a bind of a datagram socket berth made on the

@@ -2,6 +2,8 @@
 //! containers that show it (the demo's `status-web`), instead of the
 //! root-only control socket, which can also stop, start and update.
 //!
+//! It must not offer anything that changes the device: the view is read-only.
+//!
 //! berth writes one small JSON file, [`FILE`] in [`DIR`] (on the `/run`
 //! tmpfs), as a temporary name and a rename, so a reader always sees a whole
 //! file; beside it, the same numbers and a few more (memory, OOM kills,

@@ -1,6 +1,8 @@
 //! The board's hardware watchdog: the last line of defence when PID 1
 //! itself stops working.
 //!
+//! It must not be petted from anywhere but the loop, so that a wedged loop resets the device.
+//!
 //! berth opens the device named by the board config once its system stage
 //! runs, sets the timeout, and pets it from the main loop's own timer every
 //! [`pet_interval`]. Petting is the loop's proof of life: if the loop
