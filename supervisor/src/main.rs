@@ -18,10 +18,10 @@ fn main() -> ExitCode {
     cli(&args)
 }
 
-/// The control CLI ([`berth::ctlclient`]): requests over the root-only
+/// The control CLI ([`berth::cli::ctlclient`]): requests over the root-only
 /// control socket.
 fn ctl(args: &[String]) -> ExitCode {
-    ExitCode::from(berth::ctlclient::run(args, berth::control::SOCKET))
+    ExitCode::from(berth::cli::ctlclient::run(args, berth::supervise::control::SOCKET))
 }
 
 const USAGE: &str = "usage: berth --version
@@ -44,7 +44,7 @@ berth runs as PID 1; started otherwise it only offers these checks.";
 /// `berth receive PORT`, within the board's inbox limits.
 fn receive(port: &str) -> Result<(), String> {
     let board = berth::boot::load_board()?;
-    berth::push::run(port, &board.inbox)
+    berth::host::push::run(port, &board.inbox)
 }
 
 fn cli(args: &[String]) -> ExitCode {
@@ -54,7 +54,7 @@ fn cli(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("net") if args.len() == 1 => net(),
-        Some(berth::stager::ARG) => berth::stager::run(args.get(1..).unwrap_or_default()),
+        Some(berth::release::stager::ARG) => berth::release::stager::run(args.get(1..).unwrap_or_default()),
         Some("receive") if args.len() == 2 => match receive(args.get(1).map(String::as_str).unwrap_or("")) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -62,7 +62,7 @@ fn cli(args: &[String]) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some("console") if args.len() == 2 => match berth::console::run(args.get(1).map(String::as_str).unwrap_or("")) {
+        Some("console") if args.len() == 2 => match berth::host::console::run(args.get(1).map(String::as_str).unwrap_or("")) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth console: {e}");
@@ -84,7 +84,7 @@ fn cli(args: &[String]) -> ExitCode {
         #[cfg(feature = "host")]
         Some("verify") => verify(args.get(1..).unwrap_or_default()),
         #[cfg(feature = "host")]
-        Some("bench-start") => match berth::bench::serve(args.get(1..).unwrap_or_default()) {
+        Some("bench-start") => match berth::cli::bench::serve(args.get(1..).unwrap_or_default()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth: bench-start: {e}");
@@ -109,27 +109,27 @@ fn net() -> ExitCode {
     let board = match berth::boot::load_board() {
         Ok(b) => b,
         Err(e) => {
-            berth::log::Event::error("net.failed").kv("reason", &e).emit();
+            berth::common::log::Event::error("net.failed").kv("reason", &e).emit();
             return ExitCode::FAILURE;
         }
     };
-    match berth::net::run(&board.networks) {
+    match berth::host::net::run(&board.networks) {
         Ok(steps) => {
             let dhcp: Vec<&str> = board.networks.iter().filter(|n| n.dhcp).map(|n| n.interface.as_str()).collect();
-            berth::log::Event::info("net.done").kv("interfaces", board.networks.len()).kv("steps", steps).kv("dhcp", dhcp.len()).emit();
+            berth::common::log::Event::info("net.done").kv("interfaces", board.networks.len()).kv("steps", steps).kv("dhcp", dhcp.len()).emit();
             if dhcp.is_empty() {
                 return ExitCode::SUCCESS;
             }
-            match berth::dhcp::run::run(&dhcp) {
+            match berth::host::dhcp::run::run(&dhcp) {
                 Ok(never) => match never {},
                 Err(e) => {
-                    berth::log::Event::error("net.failed").kv("reason", &e).emit();
+                    berth::common::log::Event::error("net.failed").kv("reason", &e).emit();
                     ExitCode::FAILURE
                 }
             }
         }
         Err(e) => {
-            berth::log::Event::error("net.failed").kv("reason", &e).emit();
+            berth::common::log::Event::error("net.failed").kv("reason", &e).emit();
             ExitCode::FAILURE
         }
     }
@@ -148,7 +148,7 @@ fn check_board(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match berth::board::Board::from_toml(&text) {
+    match berth::release::board::Board::from_toml(&text) {
         Ok(b) => {
             println!("{path}: board {} ({}) ok", b.name, b.arch.name());
             ExitCode::SUCCESS
@@ -179,7 +179,7 @@ fn inspect(args: &[String]) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        match it.next().and_then(|h| berth::imageinfo::parse_hex32(h)) {
+        match it.next().and_then(|h| berth::cli::imageinfo::parse_hex32(h)) {
             Some(v) => *slot = Some(v),
             None => {
                 eprintln!("berth: {a} needs 64 hex digits");
@@ -191,8 +191,9 @@ fn inspect(args: &[String]) -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let result =
-        std::fs::File::open(file).map_err(|e| berth::imageinfo::InspectError::Read(e.kind())).and_then(|mut f| berth::imageinfo::inspect(&mut f, salt, root));
+    let result = std::fs::File::open(file)
+        .map_err(|e| berth::cli::imageinfo::InspectError::Read(e.kind()))
+        .and_then(|mut f| berth::cli::imageinfo::inspect(&mut f, salt, root));
     match result {
         Ok(info) => {
             println!("image:       {file}");

@@ -2,8 +2,8 @@
 //! stand without the tables only xtask reads, and name their disks by GPT
 //! partition label; a bad label is refused naming the field.
 
-use berth::blockname::{parse, DeviceName};
-use berth::board::Board;
+use berth::common::blockname::{parse, DeviceName};
+use berth::release::board::Board;
 
 fn example(name: &str) -> String {
     std::fs::read_to_string(format!("{}/../board-configs/examples/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()

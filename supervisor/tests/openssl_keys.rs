@@ -95,7 +95,7 @@ mod with_openssl {
     }
 
     fn payload() -> Vec<u8> {
-        let mut board = berth::board::Name::new();
+        let mut board = berth::release::board::Name::new();
         board.push_str(BOARD).unwrap();
         let r = Release { version: 1, ..Release::empty(board) };
         r.validate().unwrap();

@@ -5,7 +5,7 @@
 use crate::cpio::Cpio;
 use crate::kernel::{self, Kernel};
 use crate::{release, run_cmd, say};
-use berth::board::{Arch, Board, CgroupMode, LandlockMode};
+use berth::release::board::{Arch, Board, CgroupMode, LandlockMode};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +26,7 @@ pub struct Artifacts {
     pub kernel: Kernel,
     /// How QEMU emulates the board (its `[qemu]` table, with the variant's
     /// arguments), and the kernel command line (`[kernel]`'s).
-    pub qemu: berth::board::Qemu,
+    pub qemu: berth::release::board::Qemu,
     pub cmdline: String,
     /// berth as shipped (no test hooks).
     pub berth: PathBuf,
@@ -122,11 +122,11 @@ pub struct Variant {
     /// Overrides the board's Landlock mode.
     pub landlock: Option<LandlockMode>,
     /// Sets the board's AppArmor profile.
-    pub apparmor: Option<berth::board::AppArmor>,
+    pub apparmor: Option<berth::release::board::AppArmor>,
     /// Host services added to the board's own.
-    pub services: Vec<berth::board::Service>,
+    pub services: Vec<berth::release::board::Service>,
     /// Replaces the board's `[[network]]` entries.
-    pub networks: Option<Vec<berth::board::Network>>,
+    pub networks: Option<Vec<berth::release::board::Network>>,
     /// Appended to the board's extra QEMU arguments (a second network card).
     pub qemu_args: Vec<String>,
     /// A directory with the update scenarios' releases (`v2/`, `v3-bad/`):
@@ -173,10 +173,10 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     };
     if let Some(mode) = variant.cgroup {
         board.cgroup = mode;
-        if mode == berth::board::CgroupMode::V1 {
+        if mode == berth::release::board::CgroupMode::V1 {
             // The Debian kernels have no v1 memory controller (memcg is
             // v2 only): containers without memory_max start unlimited.
-            board.budgets.memory_controller = berth::budget::Need::Optional;
+            board.budgets.memory_controller = berth::confine::budget::Need::Optional;
         }
     }
     if let Some(mode) = variant.landlock {
@@ -198,17 +198,17 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         kernel_cfg.cmdline = line.as_str().try_into().map_err(|_| format!("board {}: kernel command line too long", board.name))?;
     }
     for s in &variant.services {
-        board.services.push(s.clone()).map_err(|_| format!("{}: more than {} services", board.name, berth::board::SERVICES_MAX))?;
+        board.services.push(s.clone()).map_err(|_| format!("{}: more than {} services", board.name, berth::release::board::SERVICES_MAX))?;
     }
     if let Some(nets) = &variant.networks {
         board.networks.clear();
         for n in nets {
-            board.networks.push(n.clone()).map_err(|_| format!("{}: more than {} networks", board.name, berth::board::NETWORKS_MAX))?;
+            board.networks.push(n.clone()).map_err(|_| format!("{}: more than {} networks", board.name, berth::release::board::NETWORKS_MAX))?;
         }
     }
     for a in &variant.qemu_args {
         let a = a.as_str().try_into().map_err(|_| format!("{}: QEMU argument too long: {a}", board.name))?;
-        qemu.extra_args.push(a).map_err(|_| format!("{}: more than {} QEMU arguments", board.name, berth::board::QEMU_ARGS_MAX))?;
+        qemu.extra_args.push(a).map_err(|_| format!("{}: more than {} QEMU arguments", board.name, berth::release::board::QEMU_ARGS_MAX))?;
     }
     let arch = board.arch;
     board.kernel = Some(kernel_cfg.clone());
@@ -228,9 +228,9 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     let modules = kernel::resolve_modules(&kernel, &wanted)?;
     board.modules.clear();
     for m in modules.iter().filter(|m| !m.builtin) {
-        let mut name = berth::board::Name::new();
+        let mut name = berth::release::board::Name::new();
         name.push_str(&m.name).map_err(|_| format!("module name {} too long", m.name))?;
-        board.modules.push(name).map_err(|_| format!("more than {} modules after resolving dependencies", berth::board::MODULES_MAX))?;
+        board.modules.push(name).map_err(|_| format!("more than {} modules after resolving dependencies", berth::release::board::MODULES_MAX))?;
     }
     board.validate().map_err(|e| format!("board {} after module resolution: {e}", board.name))?;
     let board_bin = board.to_postcard().map_err(|e| e.to_string())?;
@@ -306,7 +306,7 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
         let sensor = compiled.release.containers.iter().find(|m| m.name == "sensor").map(|m| m.image.0);
         for img in &compiled.images {
-            let dest = images.join(berth::release::store::image_name(&berth::manifest::Digest(img.sha256)));
+            let dest = images.join(berth::release::store::image_name(&berth::release::manifest::Digest(img.sha256)));
             fs::copy(&img.path, &dest).map_err(|e| format!("{} -> {}: {e}", img.path.display(), dest.display()))?;
             if variant.release == ReleaseData::CorruptSensorImage && sensor == Some(img.sha256) {
                 corrupt_byte(&dest, 4096 + 100)?;
@@ -374,7 +374,7 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
 
 /// Compile the board's AppArmor profile (`board-configs/apparmor/<profile>`)
 /// into the system image at its `policy` path: the device has no compiler.
-fn apparmor_policy(root: &Path, a: &berth::board::AppArmor, stage: &Path) -> Result<(), String> {
+fn apparmor_policy(root: &Path, a: &berth::release::board::AppArmor, stage: &Path) -> Result<(), String> {
     let source = root.join("board-configs/apparmor").join(a.profile.as_str());
     if !source.is_file() {
         return Err(format!("AppArmor profile {}: no source at {}", a.profile, source.display()));
@@ -396,7 +396,7 @@ pub fn install_release(store: &Path, signed: &[u8], version: u64) -> Result<(), 
     use sha2::Digest as _;
     let releases = store.join(RELEASES);
     fs::create_dir_all(&releases).map_err(|e| format!("{}: {e}", releases.display()))?;
-    let digest = berth::manifest::Digest(sha2::Sha256::digest(signed).into());
+    let digest = berth::release::manifest::Digest(sha2::Sha256::digest(signed).into());
     write(&releases.join(release_name(&digest)), signed)?;
     let slot = encode_slot(&Record::installed(Entry { digest, version }), 1).ok_or("the state record does not encode")?;
     write(&store.join(SLOTS[0]), &slot)
@@ -408,7 +408,7 @@ fn install_trial(store: &Path, signed: &[u8], version: u64, trial: &[u8], trial_
     use berth::release::record::{encode_slot, Entry, Record, SLOTS};
     use berth::release::store::{release_name, RELEASES};
     use sha2::Digest as _;
-    let digest = |b: &[u8]| berth::manifest::Digest(sha2::Sha256::digest(b).into());
+    let digest = |b: &[u8]| berth::release::manifest::Digest(sha2::Sha256::digest(b).into());
     write(&store.join(RELEASES).join(release_name(&digest(trial))), trial)?;
     let installed = Record::installed(Entry { digest: digest(signed), version });
     let rec = installed.begin_trial(Entry { digest: digest(trial), version: trial_version }, false).map_err(|e| e.to_string())?;

@@ -4,8 +4,8 @@
 //! carries only the images the release running on the device lacks.
 
 use crate::image::Image;
-use berth::manifest::Digest;
 use berth::release::bundle::{encode_header, TableEntry};
+use berth::release::manifest::Digest;
 use berth::release::Release;
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -70,7 +70,7 @@ mod tests {
         let mut containers = Vec::new();
         for (n, i) in images.iter().enumerate() {
             let text = format!("name = \"c{n}\"\nversion = \"1\"\nimage = \"sha256:{}\"\n[entry]\nargv = [\"/c\"]\n", crate::verity::hex(&i.sha256));
-            containers.push(berth::manifest::Manifest::from_toml(&format!("c{n}"), &text).unwrap());
+            containers.push(berth::release::manifest::Manifest::from_toml(&format!("c{n}"), &text).unwrap());
         }
         let imgs: Vec<berth::release::Image> = images
             .iter()

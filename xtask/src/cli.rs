@@ -6,7 +6,7 @@
 //! the command bodies in `main.rs` read.
 
 use crate::artifacts;
-use berth::board::Arch;
+use berth::release::board::Arch;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;

@@ -7,8 +7,8 @@
 //! against (see `qemu_tests::cutverdict` for which outcomes a cut allows).
 
 use crate::release::Compiled;
-use berth::manifest::Digest;
 use berth::release::durable::{Io, SysIo};
+use berth::release::manifest::Digest;
 use berth::release::store::{self, Store};
 use berth::release::TrustedKeys;
 use qemu_tests::cutverdict::{Plan, Verdict};

@@ -166,7 +166,7 @@ fn hash_file(path: &Path) -> Result<(u64, [u8; 32]), String> {
 
 /// Re-derives an image's parameters from the file alone and checks its
 /// hash tree with the derived salt, through the same code as `berth
-/// inspect` (`berth::imageinfo`). A corrupted image is an error naming
+/// inspect` (`berth::cli::imageinfo`). A corrupted image is an error naming
 /// what does not match; the salt being derived from the data, a changed
 /// data block shows as a mismatch from block 0 on: use
 /// [`inspect_with_salt`] with the release's salt to name the block.
@@ -182,9 +182,9 @@ pub fn inspect_with_salt(path: &Path, salt: [u8; 32]) -> Result<Image, String> {
 }
 
 /// The image and `berth inspect`'s report of it.
-pub fn inspect_full(path: &Path, salt: Option<[u8; 32]>, root: Option<[u8; 32]>) -> Result<(Image, berth::imageinfo::Info), String> {
+pub fn inspect_full(path: &Path, salt: Option<[u8; 32]>, root: Option<[u8; 32]>) -> Result<(Image, berth::cli::imageinfo::Info), String> {
     let mut file = File::open(path).map_err(|e| format!("{}: open: {e}", path.display()))?;
-    let info = berth::imageinfo::inspect(&mut file, salt, root).map_err(|e| format!("{}: {e}", path.display()))?;
+    let info = berth::cli::imageinfo::inspect(&mut file, salt, root).map_err(|e| format!("{}: {e}", path.display()))?;
     let img = Image {
         path: path.to_path_buf(),
         size: info.size,

@@ -17,6 +17,8 @@ mod oci;
 mod release;
 mod roundtrip;
 mod soak;
+#[cfg(test)]
+mod structure;
 mod swu;
 mod testrun;
 mod tomlcheck;
@@ -28,7 +30,7 @@ mod updates;
 mod verity;
 
 use artifacts::{Artifacts, BootOpts, ReleaseData, Variant};
-use berth::board::{Arch, CgroupMode, LandlockMode};
+use berth::release::board::{Arch, CgroupMode, LandlockMode};
 use clap::Parser;
 use cli::{Args, Cli, Cmd};
 use qemu_tests::machine::Machine;
@@ -137,7 +139,7 @@ fn one_board(root: &Path, a: &Args) -> Result<PathBuf, String> {
 
 /// The one board of `a`, with its host tools, and the signing key (`--key`,
 /// else the development key).
-fn board_and_key(root: &Path, a: &Args) -> Result<(berth::board::Board, berth::release::SigningKey), String> {
+fn board_and_key(root: &Path, a: &Args) -> Result<(berth::release::board::Board, berth::release::SigningKey), String> {
     let board = artifacts::load_board(&one_board(root, a)?)?;
     tools::ensure_host_tools(root, &targets(&[board.arch]), false)?;
     let key_path = match &a.key {
@@ -256,14 +258,14 @@ fn manifest_source(src: &Path, manifest: &Path) -> String {
     }
 }
 
-/// The same report as `berth inspect` (both print `berth::imageinfo`'s lines).
+/// The same report as `berth inspect` (both print `berth::cli::imageinfo`'s lines).
 fn inspect_image(a: &Args) -> Result<(), String> {
     let [path] = a.rest.as_slice() else {
         return Err("usage: cargo xtask inspect IMAGE [--salt HEX]".into());
     };
     let salt = match a.salt.as_deref() {
         None => None,
-        Some(h) => Some(berth::imageinfo::parse_hex32(h).ok_or_else(|| format!("--salt: `{h}` is not 64 hex digits"))?),
+        Some(h) => Some(berth::cli::imageinfo::parse_hex32(h).ok_or_else(|| format!("--salt: `{h}` is not 64 hex digits"))?),
     };
     let (_, info) = image::inspect_full(Path::new(path), salt, None)?;
     println!("image:       {path}");
@@ -402,7 +404,7 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
 const PUSH_SOCKET: &str = "push.sock";
 
 /// `berth receive` on the push port, a host service added by `run` only.
-fn receive_service() -> Result<berth::board::Service, String> {
+fn receive_service() -> Result<berth::release::board::Service, String> {
     let text = format!("name = \"receive\"\nargv = [\"/sbin/berth\", \"receive\", \"{}\"]\nrestart = \"always\"\n", artifacts::PUSH_PORT);
     toml::from_str(&text).map_err(|e| format!("receive service: {e}"))
 }
@@ -437,7 +439,7 @@ pub fn send_push(sock: &Path, bundle: &Path, garble: bool) -> Result<String, Str
     let bytes = std::fs::read(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
     let mut s = std::os::unix::net::UnixStream::connect(sock).map_err(|e| format!("{}: {e}", sock.display()))?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(120)));
-    let mut frame = berth::push::header(bytes.len() as u64).to_vec();
+    let mut frame = berth::host::push::header(bytes.len() as u64).to_vec();
     frame.extend_from_slice(&bytes);
     frame.extend_from_slice(&Sha256::digest(&bytes));
     if let (true, Some(b)) = (garble, frame.last_mut()) {
@@ -454,7 +456,7 @@ pub fn send_push(sock: &Path, bundle: &Path, garble: bool) -> Result<String, Str
 
 /// The demo's console prompt (`berth console`), a host service added by
 /// `run` only: the shipped boards leave the console to the kernel and berth.
-fn console_service(device: &str) -> Result<berth::board::Service, String> {
+fn console_service(device: &str) -> Result<berth::release::board::Service, String> {
     let text = format!("name = \"console\"\nargv = [\"/sbin/berth\", \"console\", \"{device}\"]\nrestart = \"always\"\n");
     toml::from_str(&text).map_err(|e| format!("console service: {e}"))
 }
@@ -498,7 +500,7 @@ pub fn update_into_inbox(root: &Path, art: &artifacts::Artifacts, data: &Path, u
 
 /// `update` as a bundle file: itself, or a manifest directory bundled here
 /// (signed with `key`, else the development key) for `art`'s board.
-fn bundle_of(root: &Path, dir: &Path, board: &berth::board::Board, update: &Path, key: Option<&Path>) -> Result<PathBuf, String> {
+fn bundle_of(root: &Path, dir: &Path, board: &berth::release::board::Board, update: &Path, key: Option<&Path>) -> Result<PathBuf, String> {
     Ok(if update.is_dir() {
         let key = release::load_signing_key(&match key {
             Some(k) => k.to_path_buf(),
@@ -646,7 +648,7 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
             Variant {
                 suffix: "-apparmor".into(),
                 manifests: Some(root.join("qemu-tests/manifests/probe")),
-                apparmor: Some(berth::board::AppArmor {
+                apparmor: Some(berth::release::board::AppArmor {
                     profile: "berth-container".try_into().unwrap_or_default(),
                     policy: "/etc/berth/apparmor/berth-container.bin".try_into().unwrap_or_default(),
                 }),
@@ -734,7 +736,7 @@ const LSM_WITHOUT_LANDLOCK: &str = "lsm=lockdown,yama,loadpin,safesetid,integrit
 
 /// The `services` variant's extra host services: the test agent in its
 /// service modes, one crash-looping, one running until stopped.
-fn test_services() -> Vec<berth::board::Service> {
+fn test_services() -> Vec<berth::release::board::Service> {
     let agent = artifacts::AGENT_PATH;
     let text = format!(
         r#"
@@ -758,7 +760,7 @@ restart = "always"
 
 /// The `dhcp` variant's networks: eth0 from QEMU's DHCP server, and a
 /// static eth1 (a second, isolated card) beside it.
-fn dhcp_networks() -> Vec<berth::board::Network> {
+fn dhcp_networks() -> Vec<berth::release::board::Network> {
     let text = format!(
         r#"
 [[network]]

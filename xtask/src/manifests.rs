@@ -2,16 +2,16 @@
 //!
 //! This module owns turning the `*.toml` files of a manifest directory into
 //! checked manifests and their host-only `[build]` tables. Every file is
-//! read as written (see `berth::manifest::source`), checked on its own, then
+//! read as written (see `berth::release::manifest::source`), checked on its own, then
 //! against the board (device grants, the seccomp filter), then as a set
 //! (unique names, known dependencies, no cycle). Every error of every file
 //! is reported, each as `FILE:LINE:COL: field F: reason`, at most
 //! [`ERRORS_MAX`] of them, before any image is built.
 
-use berth::board::Board;
-use berth::manifest::source::{self, Host, SourceError, ERRORS_MAX};
-use berth::manifest::{Digest, Manifest, ManifestError};
-use berth::seccomp::SeccompError;
+use berth::confine::seccomp::SeccompError;
+use berth::release::board::Board;
+use berth::release::manifest::source::{self, Host, SourceError, ERRORS_MAX};
+use berth::release::manifest::{Digest, Manifest, ManifestError};
 use std::fs;
 use std::path::Path;
 
@@ -56,7 +56,7 @@ pub fn check(root: &Path, files: &[std::path::PathBuf], board: &Board) -> Result
     }
     if errors.is_empty() {
         let set: Vec<Manifest> = checked.iter().map(|c| c.manifest.clone()).collect();
-        if let Err(e) = berth::manifest::validate_set(&set) {
+        if let Err(e) = berth::release::manifest::validate_set(&set) {
             let at = checked.iter().position(|c| c.manifest.name.as_str() == e.manifest).and_then(|i| texts.get(i));
             errors.push(match at {
                 Some((shown, text)) => source::located(shown, text, &e).to_string(),
@@ -95,8 +95,8 @@ pub fn read(shown: &str, stem: &str, text: &str, board: &Board) -> Result<Checke
     if let Err(e) = manifest.check_devices(board) {
         errors.push(source::located(shown, text, &e));
     }
-    let arch = berth::seccomp::Arch::from(board.arch);
-    if let (true, Err(e)) = (values_ok, berth::seccomp::compile(&berth::seccomp::Policy::from_manifest(&manifest), arch)) {
+    let arch = berth::confine::seccomp::Arch::from(board.arch);
+    if let (true, Err(e)) = (values_ok, berth::confine::seccomp::compile(&berth::confine::seccomp::Policy::from_manifest(&manifest), arch)) {
         errors.push(source::located(shown, text, &seccomp_error(&manifest, &e)));
     }
     match build {

@@ -25,7 +25,7 @@ mod layout;
 
 use crate::image::{self, Image};
 use crate::verity::hex;
-use berth::board::Arch;
+use berth::release::board::Arch;
 use decode::{Hashing, ZstdFrames};
 use layout::{Compression, Layer, Source};
 use oci_spec::image::ImageConfiguration;

@@ -6,9 +6,9 @@
 use crate::artifacts::cross_build;
 use crate::image::{self, Image};
 use crate::say;
-use berth::board::{Arch, Board};
-use berth::manifest::Digest;
 use berth::release;
+use berth::release::board::{Arch, Board};
+use berth::release::manifest::Digest;
 use berth::release::{self as keys, Release};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -363,10 +363,10 @@ pub fn compile(root: &Path, dir: &Path, board: &Board, out: &Path, version: Opti
 /// its seccomp filter on the board's architecture (every added syscall
 /// exists there and may be granted, every socket family may be granted).
 pub fn check_for_board(release: &Release, board: &Board) -> Result<(), String> {
-    let arch = berth::seccomp::Arch::from(board.arch);
+    let arch = berth::confine::seccomp::Arch::from(board.arch);
     for m in &release.containers {
         m.check_devices(board).map_err(|e| e.to_string())?;
-        berth::seccomp::compile(&berth::seccomp::Policy::from_manifest(m), arch).map_err(|e| format!("manifest {}: {e}", m.name))?;
+        berth::confine::seccomp::compile(&berth::confine::seccomp::Policy::from_manifest(m), arch).map_err(|e| format!("manifest {}: {e}", m.name))?;
     }
     Ok(())
 }
@@ -424,7 +424,7 @@ mod tests {
             }
         }
         assert!(set.len() >= 2);
-        berth::manifest::validate_set(&set).unwrap();
+        berth::release::manifest::validate_set(&set).unwrap();
     }
 
     /// The demo and the probe manifests pass the board checks on every
@@ -465,7 +465,7 @@ mod tests {
                 bad.containers[0].devices.clear();
                 bad.containers[0]
                     .devices
-                    .push(berth::manifest::DeviceGrant { node: name.as_str().try_into().unwrap(), access: "r".try_into().unwrap() })
+                    .push(berth::release::manifest::DeviceGrant { node: name.as_str().try_into().unwrap(), access: "r".try_into().unwrap() })
                     .unwrap();
                 let e = check_for_board(&bad, &b).unwrap_err();
                 assert!(e.contains("devices[0].node") && e.contains("tun/tap"), "{e}");

@@ -8,7 +8,7 @@
 use crate::artifacts::Artifacts;
 use crate::bundle;
 use crate::tomlcheck::{self, Unsaid};
-use berth::manifest::Digest;
+use berth::release::manifest::Digest;
 use berth::release::Release;
 use sha2::{Digest as _, Sha256};
 use std::path::Path;

@@ -70,7 +70,7 @@ fn after_commit(o: &CutOutcome, commit_end: u64) -> bool {
     }
 }
 
-pub fn run(root: &Path, arch: berth::board::Arch, count: Option<u64>, seed: Option<u64>) -> Result<(), String> {
+pub fn run(root: &Path, arch: berth::release::board::Arch, count: Option<u64>, seed: Option<u64>) -> Result<(), String> {
     let count = count.unwrap_or(DEFAULT_COUNT);
     let seed = seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
     let board = artifacts::board_path(root, arch);

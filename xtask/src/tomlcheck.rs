@@ -84,7 +84,7 @@ fn same_scalar(t: &Toml, d: &Json) -> bool {
         // A size or duration written with a unit ("16M", "10s"): the
         // integer it stands for.
         (Toml::String(a), Json::Number(b)) => {
-            use berth::manifest::units::{parse, Kind};
+            use berth::release::manifest::units::{parse, Kind};
             [Kind::Size, Kind::Duration].into_iter().any(|k| parse(k, a).ok().is_some_and(|v| b.as_u64() == Some(v)))
         }
         (Toml::Integer(a), Json::Number(b)) => b.as_i64() == Some(*a),
@@ -127,7 +127,7 @@ mod tests {
             table.remove("build");
             let mut with_image = table.clone();
             with_image.insert("image".into(), format!("sha256:{}", "ab".repeat(32)).into());
-            let m = berth::manifest::Manifest::from_toml(&stem, &with_image.to_string()).unwrap();
+            let m = berth::release::manifest::Manifest::from_toml(&stem, &with_image.to_string()).unwrap();
             let mut json = serde_json::to_value(&m).unwrap();
             let t = Toml::Table(table);
             let unsaid = Unsaid { filled_in: &["image"], defaults: &[("entry.workdir", "\"/\"")] };

@@ -21,7 +21,7 @@
 
 use crate::artifacts::{self, Artifacts, BootOpts, Variant};
 use crate::oci::build::{layout, Entry, Pack};
-use berth::board::Arch;
+use berth::release::board::Arch;
 use qemu_tests::event::parse_line;
 use qemu_tests::machine::Machine;
 use std::collections::{BTreeMap, BTreeSet};

@@ -6,7 +6,7 @@
 //! which berth shows as the update's id) are computed here.
 
 use crate::release;
-use berth::board::Board;
+use berth::release::board::Board;
 use berth::release::SigningKey;
 use std::path::Path;
 
@@ -34,7 +34,7 @@ pub fn build(
         let path = test_dir.join(format!("{name}.bundle"));
         crate::bundle::write(&path, &signed, &crate::bundle::to_carry(&c.images, Some(v1)))?;
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let id = berth::manifest::Digest(sha2::Sha256::digest(&bytes).into());
+        let id = berth::release::manifest::Digest(sha2::Sha256::digest(&bytes).into());
         ids.push((format!("/data/test/{name}.bundle"), id.to_string()));
     }
     Ok(ids)

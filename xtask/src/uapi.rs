@@ -1,5 +1,5 @@
 //! The kernel's syscall numbers, read from its own UAPI headers, as the
-//! oracle for berth's syscall tables (`berth::seccomp::tables`).
+//! oracle for berth's syscall tables (`berth::confine::seccomp::tables`).
 //!
 //! The headers are Debian's `linux-libc-dev` of each ABI, from a suite new
 //! enough to name every syscall berth knows, downloaded (not installed)
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 #[cfg(test)]
 use std::process::{Command, Stdio};
 
-use berth::seccomp::Arch;
+use berth::confine::seccomp::Arch;
 
 /// The Debian suite the headers come from: the newest kernel headers
 /// published for a stable release (berth's tables go up to Linux 6.13).

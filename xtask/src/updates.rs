@@ -16,9 +16,9 @@
 //! boot after each cut must find.
 
 use crate::release::{self, Compiled};
-use berth::board::Board;
-use berth::manifest::Digest;
+use berth::release::board::Board;
 use berth::release::bundle::{check_file, encode_header, TableEntry};
+use berth::release::manifest::Digest;
 use berth::release::{SigningKey, TrustedKeys};
 use qemu_tests::updates::{Known, Refusal, UpdateInfo};
 use sha2::Digest as _;

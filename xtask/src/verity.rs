@@ -44,7 +44,7 @@ pub struct VerityParams {
 /// The salt used when none is given: derived from the SHA-256 of the
 /// (zero-padded) data area, so the same data always gives the same tree
 /// (defined beside `berth inspect`, which derives it the same way).
-pub use berth::imageinfo::default_salt;
+pub use berth::cli::imageinfo::default_salt;
 
 /// Lower-case hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {

@@ -33,8 +33,8 @@
 //! verify` prints.
 
 use super::{check_version, decode_release, Image, Release, ReleaseError, TrustedKeys, Verified, CONTAINERS_MAX, OBJECT_MAX};
-use crate::manifest::Digest;
-use crate::verity::TreeError;
+use crate::release::manifest::Digest;
+use crate::release::verity::TreeError;
 use core::fmt;
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
@@ -295,7 +295,7 @@ pub fn copy_image(r: &mut impl Read, out: &mut impl Write, entry: &TableEntry, b
 
 /// The image's dm-verity tree, in `file` at byte `base`, against the release.
 pub fn check_image(file: &std::fs::File, base: u64, img: &Image) -> Result<(), BundleError> {
-    crate::verity::check_tree(file, base, img).map_err(|error| BundleError::Verity { image: img.sha256, error })
+    crate::release::verity::check_tree(file, base, img).map_err(|error| BundleError::Verity { image: img.sha256, error })
 }
 
 /// Nothing may follow the last image.

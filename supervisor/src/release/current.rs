@@ -16,14 +16,14 @@ pub const IMAGES: &str = "/data/berth/images";
 pub const MOUNTS: &str = "/run/berth/images";
 
 /// The image file of a content hash.
-pub fn image_path(digest: &crate::manifest::Digest) -> heapless::String<128> {
+pub fn image_path(digest: &crate::release::manifest::Digest) -> heapless::String<128> {
     let mut s = heapless::String::new();
     let _ = core::fmt::write(&mut s, format_args!("{IMAGES}/{digest_hex}.img", digest_hex = Hex(&digest.0)));
     s
 }
 
 /// The mount point of a verified image.
-pub fn mount_path(digest: &crate::manifest::Digest) -> heapless::String<64> {
+pub fn mount_path(digest: &crate::release::manifest::Digest) -> heapless::String<64> {
     let mut s = heapless::String::new();
     let short = digest.0.get(..8).unwrap_or(&[]);
     let _ = core::fmt::write(&mut s, format_args!("{MOUNTS}/{}", Hex(short)));
@@ -31,7 +31,7 @@ pub fn mount_path(digest: &crate::manifest::Digest) -> heapless::String<64> {
 }
 
 /// The device-mapper name of a verified image.
-pub fn dm_name(digest: &crate::manifest::Digest) -> heapless::String<32> {
+pub fn dm_name(digest: &crate::release::manifest::Digest) -> heapless::String<32> {
     let mut s = heapless::String::new();
     let short = digest.0.get(..8).unwrap_or(&[]);
     let _ = core::fmt::write(&mut s, format_args!("berth-{}", Hex(short)));
@@ -52,7 +52,7 @@ mod tests {
 
     #[test]
     fn image_paths() {
-        let d = crate::manifest::Digest([0xab; 32]);
+        let d = crate::release::manifest::Digest([0xab; 32]);
         assert_eq!(image_path(&d).as_str(), format!("/data/berth/images/{}.img", "ab".repeat(32)));
         assert_eq!(mount_path(&d).as_str(), format!("/run/berth/images/{}", "ab".repeat(8)));
         assert_eq!(dm_name(&d).as_str(), format!("berth-{}", "ab".repeat(8)));

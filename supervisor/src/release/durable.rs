@@ -63,7 +63,7 @@ pub fn steps() -> u64 {
 }
 
 /// Add the writes another process made for the same update (the stager,
-/// [`crate::stager`], counts its own): the count and the hook go on from
+/// [`crate::release::stager`], counts its own): the count and the hook go on from
 /// there.
 pub fn add_steps(n: u64) {
     STEPS.fetch_add(n, Ordering::Relaxed);
@@ -81,10 +81,10 @@ fn step(what: &str) {
     }
     let n = STEPS.fetch_add(1, Ordering::Relaxed) + 1;
     #[cfg(feature = "test-hooks")]
-    crate::logwrites::mark(n, what);
+    crate::boot::logwrites::mark(n, what);
     #[cfg(feature = "test-hooks")]
     if n == CUT_AT.load(Ordering::Relaxed) {
-        crate::log::Event::warn("power.cut").kv("step", n).kv("before", what).emit();
+        crate::common::log::Event::warn("power.cut").kv("step", n).kv("before", what).emit();
         // No sync: the reset drops whatever the page cache still holds.
         let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
     }

@@ -7,12 +7,12 @@
 //! (`supervise::unprepared`).
 //!
 //! `berth.fail=KIND:N[,KIND:N]` on the kernel command line (parsed in
-//! [`crate::hooks`]): the first N record writes of KIND in this boot fail
+//! [`crate::boot::hooks`]): the first N record writes of KIND in this boot fail
 //! before anything is written (the record stays as it was). KIND is
 //! `trial` ([`super::store::Store::begin_trial`]), `commit`
 //! ([`super::store::Store::commit`]) or `rollback`
 //! ([`super::store::Store::rollback`]); or `map`: the first N images PID 1
-//! maps after the boot ([`crate::images`]: a switch's; the boot's own
+//! maps after the boot ([`crate::release::images`]: a switch's; the boot's own
 //! mappings come before the hook is armed, and the stager is a process of
 //! its own, never armed). Without the feature [`check`] always lets the
 //! step go on.
@@ -76,7 +76,7 @@ pub fn check(kind: Kind) -> io::Result<()> {
     };
     match take(left) {
         Some(n) => {
-            crate::log::Event::warn("fault.injected").kv("kind", kind.name()).kv("left", n).emit();
+            crate::common::log::Event::warn("fault.injected").kv("kind", kind.name()).kv("left", n).emit();
             Err(io::Error::from_raw_os_error(libc::EIO))
         }
         None => Ok(()),

@@ -290,7 +290,7 @@ pub fn quarantine(inbox: &Path, qdir: &Path, name: &str, base: &str, cause: &str
         // of a tree in the loop.
         let r = if p.symlink_metadata().is_ok_and(|m| m.is_dir()) { std::fs::remove_dir(&p) } else { std::fs::remove_file(&p) };
         if let Err(e) = r {
-            crate::log::Event::warn("update.quarantine").kv("remove", g).kv("error", e).emit();
+            crate::common::log::Event::warn("update.quarantine").kv("remove", g).kv("error", e).emit();
         }
     }
     let (bundle, cause_file) = quarantined_names(seq, base);

@@ -1,7 +1,7 @@
 //! Signed releases: the one object that says which containers a device runs.
 //!
 //! A release holds a monotonically increasing version, the board it is for,
-//! the full set of [manifests](crate::manifest), and for each image its size,
+//! the full set of [manifests](crate::release::manifest), and for each image its size,
 //! content hash and dm-verity root hash. The host compiles it to postcard and
 //! signs it with Ed25519; the device checks it with [`decode_release`].
 //!
@@ -52,18 +52,25 @@
 //! of a release it admitted (no second marker for the same floor is taken).
 //! Markers are honoured only when an update is installed, never at boot.
 
+pub mod board;
 mod bounded;
 pub mod bundle;
 pub mod current;
 pub mod durable;
 pub mod faults;
+pub mod images;
 pub mod inbox;
 mod keys;
+pub mod manifest;
 pub mod pem;
 pub mod record;
+pub mod restart;
 pub mod room;
+pub mod stager;
 pub mod state;
 pub mod store;
+pub mod trial;
+pub mod verity;
 
 pub use bounded::BoundedVec;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -75,7 +82,7 @@ use core::fmt;
 use ed25519_dalek::{Signature, SIGNATURE_LENGTH};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{self, Digest, Manifest, ManifestError};
+use crate::release::manifest::{Digest, Manifest, ManifestError};
 
 /// Magic bytes at the start of a signed release.
 pub const MAGIC: [u8; 4] = *b"BRTH";
@@ -97,7 +104,7 @@ pub struct Release {
     /// Monotonically increasing release version.
     pub version: u64,
     /// The board the release is for (the board config's `name`).
-    pub board: crate::board::Name,
+    pub board: crate::release::board::Name,
     /// Signed permission to be installed over a higher stored version.
     pub downgrade: Option<Downgrade>,
     /// The containers.
@@ -120,7 +127,7 @@ pub struct Release {
 impl Release {
     /// No release: what runs in the recovery state (version 0, no
     /// containers), the starting point a repair switches from.
-    pub fn empty(board: crate::board::Name) -> Release {
+    pub fn empty(board: crate::release::board::Name) -> Release {
         Release {
             version: 0,
             board,

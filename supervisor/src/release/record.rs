@@ -53,7 +53,7 @@
 //! is kept (current or previous) and is dropped by the transition that stops
 //! keeping it.
 
-use crate::manifest::{Digest, Name};
+use crate::release::manifest::{Digest, Name};
 use core::fmt;
 
 mod v1;

@@ -68,9 +68,8 @@ use super::bundle::{self, BundleError, CopyError, Header};
 use super::durable::{replace, Io, SysIo};
 use super::record::{self, BootChoice, Cause, Entry, Phase, Record, Rollback, SlotError};
 use super::{decode_release, state, ReleaseError, TrustedKeys, Verified, OBJECT_MAX};
-use crate::manifest::{Digest, Name};
+use crate::release::manifest::{Digest, Name};
 use core::fmt;
-use sha2::{Digest as _, Sha256};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -82,26 +81,6 @@ pub const IMAGES: &str = "images";
 pub const STAGING: &str = "staging";
 /// The release of a store from before the record (migrated).
 pub const LEGACY_RELEASE: &str = "release.bin";
-
-/// The file name of a release object.
-pub fn release_name(digest: &Digest) -> String {
-    format!("{}.bin", hex(digest))
-}
-
-/// The file name of an image.
-pub fn image_name(digest: &Digest) -> String {
-    format!("{}.img", hex(digest))
-}
-
-fn hex(d: &Digest) -> String {
-    let mut s = String::with_capacity(64);
-    let _ = super::write_hex(&mut s, &d.0);
-    s
-}
-
-fn sha256(bytes: &[u8]) -> Digest {
-    Digest(Sha256::digest(bytes).into())
-}
 
 /// Something [`Store::open`] found and dealt with; the boot logs each.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -483,7 +462,7 @@ impl<I: Io> Store<I> {
         Ok(())
     }
 
-    /// A release another process staged (the stager, [`crate::stager`]),
+    /// A release another process staged (the stager, [`crate::release::stager`]),
     /// as [`Store::stage`] would have returned it: its object read back
     /// (small) and checked against its name, verified (signature, board,
     /// contents) and its images present with their sizes. No image is read.
@@ -601,13 +580,12 @@ fn copy_error(c: CopyError, path: &Path) -> StageError {
     }
 }
 
-fn parse_hex(s: &str) -> Option<Digest> {
-    let mut out = [0u8; 32];
-    super::hex_decode(s, &mut out).then_some(Digest(out))
-}
-
 mod errors;
 mod floor;
+mod naming;
+
+pub use naming::{image_name, release_name};
+use naming::{parse_hex, sha256};
 
 pub use errors::{BootError, ObjectError, StageError, StoreError};
 #[cfg(test)]

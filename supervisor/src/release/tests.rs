@@ -1,6 +1,6 @@
 use super::*;
-use crate::manifest as mf;
-use crate::manifest::tests::examples;
+use crate::release::manifest as mf;
+use crate::release::manifest::tests::examples;
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 
@@ -535,7 +535,7 @@ fn limits_at_decode_and_past_are_refused_by_the_decoder_body() {
         w.board = "b".repeat(n);
         w
     };
-    limit("board length", mk(crate::board::NAME_MAX), mk(crate::board::NAME_MAX + 1), decodes);
+    limit("board length", mk(crate::release::board::NAME_MAX), mk(crate::release::board::NAME_MAX + 1), decodes);
 
     // The object size: a payload that fills OBJECT_MAX exactly is opened, one
     // byte more is refused before anything else.

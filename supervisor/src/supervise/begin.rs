@@ -24,8 +24,8 @@ use super::stage::Origin;
 use super::switch::{spawn, Then};
 use super::update::Trial;
 use super::Pid1;
-use crate::log::Event;
-use crate::manifest::Digest;
+use crate::common::log::Event;
+use crate::release::manifest::Digest;
 use crate::release::store::{Staged, Store};
 
 /// The trial helper's report pipe.
@@ -49,7 +49,7 @@ pub(super) struct Beginning {
 impl Pid1 {
     /// The stager staged `st`: verify it and record its trial in a helper
     /// thread; [`Pid1::on_begin`] takes it from there.
-    pub(super) fn begin_staged(&mut self, bundle: &str, st: crate::stager::Staged, staging_ms: u64, origin: Origin) {
+    pub(super) fn begin_staged(&mut self, bundle: &str, st: crate::release::stager::Staged, staging_ms: u64, origin: Origin) {
         let Some(u) = self.updates.as_ref() else {
             let why = self.refused(bundle, "device", "no release store on this device");
             return self.answer(&origin, Err(why));
@@ -71,7 +71,7 @@ impl Pid1 {
                 if let Some(epoll) = &self.epoll {
                     use nix::sys::epoll::{EpollEvent, EpollFlags};
                     if let Err(e) = epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_BEGIN)) {
-                        Event::error("update.staged").kv("step", "watch").result(&Err::<(), _>(crate::mount::errno_text(e))).emit();
+                        Event::error("update.staged").kv("step", "watch").result(&Err::<(), _>(crate::common::files::errno_text(e))).emit();
                     }
                 }
                 self.begin = Some(Box::new(Beginning { bundle: bundle.to_string(), origin, mapped, staging_ms, wake, report }));
@@ -106,7 +106,7 @@ impl Pid1 {
     fn begun(&mut self, bundle: &str, origin: &Origin, mapped: &[Digest], staging_ms: u64, outcome: Outcome) {
         let result = match outcome {
             Err(why) => {
-                crate::images::unmap(mapped);
+                crate::release::images::unmap(mapped);
                 Err(self.refused(bundle, "device", &why))
             }
             Ok((store, staged)) => self.on_trial(bundle, *store, &staged, staging_ms),
@@ -140,7 +140,7 @@ impl Pid1 {
             return Err(self.refused(bundle, "device", "berth is shutting down: the next boot rolls this trial back"));
         }
         if release.reboot {
-            self.stage.log.end(crate::outcome::Phase::Rebooting, "", "");
+            self.stage.log.end(crate::supervise::outcome::Phase::Rebooting, "", "");
             Event::info("update.reboot").kv("version", release.version).emit();
             if running {
                 let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);

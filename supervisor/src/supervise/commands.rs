@@ -1,8 +1,8 @@
 //! The control commands, carried out by the loop.
 
 use super::{Pid1, Slot, SlotState};
-use crate::control::{error, Command, ContainerStatus, Response};
-use crate::log::Event;
+use crate::common::log::Event;
+use crate::supervise::control::{error, Command, ContainerStatus, Response};
 
 impl Pid1 {
     /// Carry out one control command.
@@ -21,34 +21,7 @@ impl Pid1 {
             },
             Command::Commit => self.commit_requested(),
             Command::Rollback => self.rollback_requested(),
-            Command::Logs { name, after, max } => {
-                let max = usize::from(max).min(crate::control::LOG_LINES_MAX);
-                match crate::logstore::with(|s| s.read(&name, after, max)) {
-                    Some(Some((lines, next, dropped))) => {
-                        let mut out = heapless::Vec::new();
-                        for l in lines {
-                            let mut text = heapless::String::new();
-                            for c in l.text.chars() {
-                                if text.push(c).is_err() {
-                                    break;
-                                }
-                            }
-                            let _ = out.push(crate::control::LogLine { seq: l.seq, t_ms: l.t_ms, wall_ms: l.wall_ms, text });
-                        }
-                        Response::Logs { lines: Box::new(out), next, dropped, boot: crate::logstore::boot_id() }
-                    }
-                    Some(None) if find(&self.slots, &name).is_some() => {
-                        Response::Logs { lines: Box::default(), next: 0, dropped: 0, boot: crate::logstore::boot_id() }
-                    }
-                    // A service's stream, by the service's name.
-                    Some(None) if self.service_index(&name).is_some() => {
-                        let stream = crate::logstore::service_stream(&name);
-                        self.command(Command::Logs { name: stream, after, max: max as u16 })
-                    }
-                    Some(None) => error(&format!("no logs for {name}")),
-                    None => error("the log store is not available"),
-                }
-            }
+            Command::Logs { name, after, max } => self.logs(name, after, max),
             #[cfg(feature = "test-hooks")]
             Command::Wedge(seconds) if !(1..=600).contains(&seconds) => error("wedge takes 1 to 600 seconds"),
             #[cfg(feature = "test-hooks")]
@@ -89,9 +62,9 @@ impl Pid1 {
                     return error(&format!("{name} is already running"));
                 }
                 s.held = false;
-                s.restart = crate::restart::State::default();
+                s.restart = crate::release::restart::State::default();
                 s.state = SlotState::Waiting;
-                s.due = Some(crate::log::now());
+                s.due = Some(crate::common::log::now());
                 Event::info("control.start").kv("name", &name).emit();
                 self.tick();
                 Response::Done
@@ -110,7 +83,7 @@ impl Pid1 {
                     self.stop_container(i, "operator");
                 } else {
                     s.state = SlotState::Waiting;
-                    s.due = Some(crate::log::now());
+                    s.due = Some(crate::common::log::now());
                     self.tick();
                 }
                 Response::Done
@@ -118,10 +91,41 @@ impl Pid1 {
         }
     }
 
+    /// `logs NAME`: up to `max` kept lines of a container's (or a host
+    /// service's) stream after `after`.
+    fn logs(&mut self, name: crate::supervise::control::Name, after: Option<u64>, max: u16) -> Response {
+        let max = usize::from(max).min(crate::supervise::control::LOG_LINES_MAX);
+        match crate::common::logstore::with(|s| s.read(&name, after, max)) {
+            Some(Some((lines, next, dropped))) => {
+                let mut out = heapless::Vec::new();
+                for l in lines {
+                    let mut text = heapless::String::new();
+                    for c in l.text.chars() {
+                        if text.push(c).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = out.push(crate::supervise::control::LogLine { seq: l.seq, t_ms: l.t_ms, wall_ms: l.wall_ms, text });
+                }
+                Response::Logs { lines: Box::new(out), next, dropped, boot: crate::common::logstore::boot_id() }
+            }
+            Some(None) if self.slots.iter().any(|s| !s.retired && s.spec.name == name) => {
+                Response::Logs { lines: Box::default(), next: 0, dropped: 0, boot: crate::common::logstore::boot_id() }
+            }
+            // A service's stream, by the service's name.
+            Some(None) if self.service_index(&name).is_some() => {
+                let stream = crate::common::logstore::service_stream(&name);
+                self.command(Command::Logs { name: stream, after, max: max as u16 })
+            }
+            Some(None) => error(&format!("no logs for {name}")),
+            None => error("the log store is not available"),
+        }
+    }
+
     fn release_info(&self) -> Response {
         let mut info = match (&self.release, self.recovering()) {
-            (Some((version, key_id)), _) => crate::control::ReleaseInfo { version: *version, key_id: key_id.clone(), ..Default::default() },
-            (None, Some(why)) => crate::control::ReleaseInfo { recovery: crate::stager::cut(why), ..Default::default() },
+            (Some((version, key_id)), _) => crate::supervise::control::ReleaseInfo { version: *version, key_id: key_id.clone(), ..Default::default() },
+            (None, Some(why)) => crate::supervise::control::ReleaseInfo { recovery: crate::release::stager::cut(why), ..Default::default() },
             (None, None) => return error("no release is running"),
         };
         if let Some(u) = &self.updates {
@@ -136,7 +140,7 @@ impl Pid1 {
         }
         info.staging = self.staging_note();
         for q in self.stage.quarantined.iter().rev().take(crate::release::inbox::QUARANTINE_KEEP).rev() {
-            let _ = info.quarantined.push(crate::stager::cut(&q.to_string()));
+            let _ = info.quarantined.push(crate::release::stager::cut(&q.to_string()));
         }
         for u in self.stage.log.all() {
             let _ = info.updates.push(u.clone());
@@ -144,17 +148,17 @@ impl Pid1 {
         Response::Release(Box::new(info))
     }
 
-    fn staging_note(&self) -> crate::control::Note {
-        let now = crate::log::now();
-        self.stage.current.as_ref().map(|s| crate::stager::cut(&super::stage::describe(s, now))).unwrap_or_default()
+    fn staging_note(&self) -> crate::supervise::control::Note {
+        let now = crate::common::log::now();
+        self.stage.current.as_ref().map(|s| crate::release::stager::cut(&super::stage::describe(s, now))).unwrap_or_default()
     }
 
-    fn status(&self) -> crate::control::StatusReply {
-        let now = crate::log::now();
+    fn status(&self) -> crate::supervise::control::StatusReply {
+        let now = crate::common::log::now();
         let us = |s: f64| (s * 1e6) as u64;
-        let name = |k: super::stall::Kind| crate::stager::cut(k.name());
+        let name = |k: super::stall::Kind| crate::release::stager::cut(k.name());
         let (boot, recent) = (self.stalls.boot, self.stalls.recent(now));
-        let stalls = crate::control::LoopStalls {
+        let stalls = crate::supervise::control::LoopStalls {
             handler_us: us(boot.handler_s),
             handler: name(boot.handler),
             pet_late_us: us(boot.pet_late_s),
@@ -162,13 +166,13 @@ impl Pid1 {
             recent_handler: name(recent.handler),
             recent_pet_late_us: us(recent.pet_late_s),
         };
-        let release = self.view_release().map(|r| crate::control::StatusRelease {
+        let release = self.view_release().map(|r| crate::supervise::control::StatusRelease {
             version: r.version,
-            key_id: crate::outcome::cut(r.key_id),
-            phase: crate::outcome::cut(r.phase),
+            key_id: crate::supervise::outcome::cut(r.key_id),
+            phase: crate::supervise::outcome::cut(r.phase),
         });
-        crate::control::StatusReply {
-            berth: crate::outcome::cut(env!("CARGO_PKG_VERSION")),
+        crate::supervise::control::StatusReply {
+            berth: crate::supervise::outcome::cut(env!("CARGO_PKG_VERSION")),
             release,
             entries: self.entries(),
             stalls,
@@ -177,8 +181,8 @@ impl Pid1 {
         }
     }
 
-    fn entries(&self) -> heapless::Vec<ContainerStatus, { crate::control::STATUS_MAX }> {
-        let now = crate::log::now();
+    fn entries(&self) -> heapless::Vec<ContainerStatus, { crate::supervise::control::STATUS_MAX }> {
+        let now = crate::common::log::now();
         let mut list = heapless::Vec::new();
         for s in &self.slots {
             if s.retired {
@@ -218,7 +222,7 @@ impl Pid1 {
                 ready: s.pid.is_some() && s.state == SlotState::Running,
                 memory: 0,
                 note: heapless::String::new(),
-                layers: crate::control::Layers::default(),
+                layers: crate::supervise::control::Layers::default(),
                 started_ms: s.pid.map(|_| started_ms(s.started)),
             });
         }
@@ -250,13 +254,13 @@ pub(super) fn state_name(st: SlotState, stopping: bool) -> heapless::String<16> 
     state
 }
 
-pub(super) fn last_exit(e: Option<crate::restart::Exit>) -> heapless::String<24> {
+pub(super) fn last_exit(e: Option<crate::release::restart::Exit>) -> heapless::String<24> {
     let mut last = heapless::String::new();
     let _ = match e {
         None => last.push_str("-"),
-        Some(crate::restart::Exit::Code(c)) => core::fmt::write(&mut last, format_args!("exit {c}")).map_err(|_| ()),
-        Some(crate::restart::Exit::Signal(n)) => core::fmt::write(&mut last, format_args!("signal {n}")).map_err(|_| ()),
-        Some(crate::restart::Exit::Unhealthy) => last.push_str("unhealthy"),
+        Some(crate::release::restart::Exit::Code(c)) => core::fmt::write(&mut last, format_args!("exit {c}")).map_err(|_| ()),
+        Some(crate::release::restart::Exit::Signal(n)) => core::fmt::write(&mut last, format_args!("signal {n}")).map_err(|_| ()),
+        Some(crate::release::restart::Exit::Unhealthy) => last.push_str("unhealthy"),
     };
     last
 }

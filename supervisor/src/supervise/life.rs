@@ -15,7 +15,7 @@
 //! An unhealthy container is stopped and its exit counts as a failure for
 //! its restart policy.
 
-use crate::notify::Message;
+use crate::supervise::notify::Message;
 use nix::unistd::Pid;
 
 /// Seconds between tries of a readiness command.

@@ -24,22 +24,31 @@
 
 mod begin;
 mod commands;
+pub mod control;
+pub mod ctlsock;
 pub mod life;
+pub mod metrics;
+pub mod notify;
+pub mod outcome;
 pub mod output;
+mod pid1loop;
 mod recovery;
 mod services;
+mod slots;
 pub mod stage;
 pub mod stall;
 mod starting;
+pub mod statusview;
 mod switch;
 mod teardown;
 mod trial;
 mod unprepared;
 pub mod update;
 mod view;
+pub mod watchdog;
 
-use crate::log::Event;
-use crate::mount::{errno_text, DATA};
+use crate::common::log::Event;
+use crate::common::{files::errno_text, names::DATA};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::reboot::RebootMode;
@@ -117,7 +126,7 @@ pub struct Known {
 /// Most host processes and containers berth tracks by name.
 pub const KNOWN_MAX: usize = 56;
 /// Most output streams berth reads (one per container and per service).
-pub const OUTPUTS_MAX: usize = 32 + crate::board::SERVICES_MAX;
+pub const OUTPUTS_MAX: usize = 32 + crate::common::names::SERVICES_MAX;
 pub use output::{set_mirror, Output, OUTPUT_LINE_MAX};
 
 /// What berth supervises: a release's container or a board's host service.
@@ -152,12 +161,12 @@ pub enum SlotState {
 
 /// One container of the release and its restart bookkeeping.
 struct Slot {
-    spec: crate::containers::Spec,
+    spec: crate::confine::containers::Spec,
     params: life::Params,
     pid: Option<Pid>,
     started: f64,
     due: Option<f64>,
-    restart: crate::restart::State,
+    restart: crate::release::restart::State,
     state: SlotState,
     /// Stopped by the operator: no restart until started again.
     held: bool,
@@ -165,9 +174,9 @@ struct Slot {
     again: bool,
     /// The current run's readiness, health and stop deadlines.
     life: life::Life,
-    last_exit: Option<crate::restart::Exit>,
+    last_exit: Option<crate::release::restart::Exit>,
     /// `STATUS=` text from the notify socket.
-    status: Option<heapless::String<{ crate::notify::STATUS_MAX }>>,
+    status: Option<heapless::String<{ crate::supervise::notify::STATUS_MAX }>>,
     /// A `container.waiting` event was emitted for the current wait.
     told_waiting: bool,
     /// Its time to start has come and a dependency is not ready: its `due`
@@ -177,7 +186,7 @@ struct Slot {
     /// restarted, not shown.
     retired: bool,
     /// An update's new spec, taken once the running container has ended.
-    replace: Option<Box<crate::containers::Spec>>,
+    replace: Option<Box<crate::confine::containers::Spec>>,
     /// The start under way (forked, not yet exec'd).
     starting: Option<Box<starting::Starting>>,
     /// Its volumes' ids being shifted before its start.
@@ -200,14 +209,14 @@ impl Slot {
 }
 
 impl Slot {
-    fn new(spec: crate::containers::Spec) -> Slot {
+    fn new(spec: crate::confine::containers::Spec) -> Slot {
         Slot {
             params: params(&spec),
             spec,
             pid: None,
             started: 0.0,
             due: Some(0.0),
-            restart: crate::restart::State::default(),
+            restart: crate::release::restart::State::default(),
             state: SlotState::Waiting,
             held: false,
             again: false,
@@ -229,8 +238,8 @@ impl Slot {
 }
 
 /// The run parameters of a spec, in seconds.
-fn params(s: &crate::containers::Spec) -> life::Params {
-    use crate::containers::{Check, Ready};
+fn params(s: &crate::confine::containers::Spec) -> life::Params {
+    use crate::confine::containers::{Check, Ready};
     let ms = |v: u32| f64::from(v) / 1e3;
     let h = s.health.as_ref();
     life::Params {
@@ -263,11 +272,11 @@ pub struct Pid1 {
     services: Vec<services::Service>,
     epoll: Option<Epoll>,
     restart_timer: Option<TimerFd>,
-    ctl: Option<crate::ctlsock::CtlSocket>,
+    ctl: Option<crate::supervise::ctlsock::CtlSocket>,
     /// The running release: version and signing key id.
     release: Option<(u64, heapless::String<16>)>,
     /// Each container's cgroup, keyed by its init's pid: removed when it ends.
-    cgroups: Vec<(Pid, crate::cgroup::act::CgroupDir)>,
+    cgroups: Vec<(Pid, crate::confine::cgroup::act::CgroupDir)>,
     /// Ended containers' cgroups being removed.
     removals: Vec<teardown::Removal>,
     /// Processes of ended starts, reaped without a `reap` event.
@@ -277,7 +286,7 @@ pub struct Pid1 {
     /// Shutdown: the containers are down and every other process got SIGTERM.
     host_signalled: bool,
     /// The hardware watchdog and the loop's timer that pets it.
-    watchdog: Option<crate::watchdog::Watchdog>,
+    watchdog: Option<crate::supervise::watchdog::Watchdog>,
     pet_timer: Option<TimerFd>,
     /// Lines the log store and the kernel log queue dropped, as last
     /// reported, and when.
@@ -380,18 +389,18 @@ impl Pid1 {
 
     /// Take charge of a container's cgroup: when its init ends, any process
     /// left is killed, an OOM kill is reported, and the cgroup is removed.
-    pub fn own_cgroup(&mut self, pid: Pid, cg: crate::cgroup::act::CgroupDir) {
+    pub fn own_cgroup(&mut self, pid: Pid, cg: crate::confine::cgroup::act::CgroupDir) {
         self.cgroups.push((pid, cg));
     }
 
     /// Read a container's output pipe and log each line as `container.log`,
     /// at most `rate` lines.
-    pub fn watch_output(&mut self, fd: std::os::fd::OwnedFd, name: &str, rate: crate::manifest::LogRate) {
+    pub fn watch_output(&mut self, fd: std::os::fd::OwnedFd, name: &str, rate: crate::release::manifest::LogRate) {
         self.watch_output_as(fd, name, Kind::Container, rate);
     }
 
     /// Pet this watchdog from the loop.
-    pub fn set_watchdog(&mut self, w: crate::watchdog::Watchdog) {
+    pub fn set_watchdog(&mut self, w: crate::supervise::watchdog::Watchdog) {
         self.stalls = stall::Stalls::new(stall::threshold(Some(w.timeout_s)));
         self.watchdog = Some(w);
     }
@@ -407,7 +416,7 @@ impl Pid1 {
     /// after the boot's slow steps (preparing every container) and before
     /// the loop's first tick starts them.
     pub fn pet_watchdog(&mut self) {
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         if let Some(w) = &self.watchdog {
             if let Err(e) = w.pet() {
                 Event::error("watchdog.pet").result(&Err::<(), _>(e)).emit();
@@ -462,7 +471,7 @@ impl Pid1 {
     }
 
     /// Take the release's prepared containers; they start when the loop runs.
-    pub fn adopt(&mut self, specs: Vec<crate::containers::Spec>) {
+    pub fn adopt(&mut self, specs: Vec<crate::confine::containers::Spec>) {
         for spec in specs {
             self.slots.push(Slot::new(spec));
         }
@@ -495,809 +504,6 @@ impl Pid1 {
         for j in i..self.slots.len() {
             self.rewatch_start(j);
         }
-    }
-
-    fn watch_notify_sockets(&self) {
-        let Some(epoll) = &self.epoll else { return };
-        for (i, slot) in self.slots.iter().enumerate() {
-            if let Some(sock) = &slot.spec.notify {
-                let r = epoll.add(sock, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_NOTIFY + i as u64));
-                if let Err(e) = r.or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) }) {
-                    Event::error("notify.watch").kv("name", &slot.spec.name).result(&Err::<(), _>(errno_text(e))).emit();
-                }
-            }
-        }
-    }
-
-    /// Whether every container `i` starts after is running and ready.
-    fn deps_ready(&self, i: usize) -> Result<(), heapless::String<32>> {
-        let Some(slot) = self.slots.get(i) else {
-            return Ok(());
-        };
-        for dep in &slot.spec.after {
-            let ready = self.slots.iter().any(|o| &o.spec.name == dep && o.pid.is_some() && o.life.ready && !o.life.stopping);
-            // A dependency that is not in the release (left out because its
-            // preparation failed) can never be ready: wait for it forever,
-            // said once.
-            if !ready {
-                return Err(dep.clone());
-            }
-        }
-        Ok(())
-    }
-
-    /// Act on every deadline that has come: kills, health verdicts, checks,
-    /// then start every container whose time has come and whose
-    /// dependencies are ready; then re-arm the timer.
-    fn tick(&mut self) {
-        let now = crate::log::now();
-        if let Some(ctl) = &mut self.ctl {
-            ctl.expire(now);
-        }
-        self.check_staging_deadline(now);
-        // Host services first: at setup they start before any container.
-        self.tick_services(now);
-        self.tick_removals(now);
-        self.expire_starts(now);
-        for i in 0..self.slots.len() {
-            let Some(slot) = self.slots.get_mut(i) else {
-                continue;
-            };
-            let due = slot.life.due(now);
-            if due.kill {
-                self.kill_container(i);
-            }
-            if let Some(pid) = due.kill_check {
-                self.check_timeout(i, pid);
-            }
-            if let Some(reason) = due.unhealthy {
-                self.unhealthy(i, reason);
-            }
-            if due.run_check {
-                self.run_check(i, now);
-            }
-        }
-        // A start is asynchronous: one ready at its start ticks again
-        // (`became_ready`), so a dependent listed before it never waits.
-        self.start_pass(now);
-        // Fresh time: starting containers above took a while, and a trial's
-        // window must not begin before they ran.
-        self.update_due = self.update_tick(crate::log::now());
-        self.arm_deadline();
-    }
-
-    /// Start every container whose time has come and whose dependencies
-    /// are ready. One waiting on a dependency is said once and then left
-    /// out of the deadline timer ([`Slot::dep_wait`]): a dependency that
-    /// becomes ready ticks again.
-    fn start_pass(&mut self, now: f64) {
-        for i in 0..self.slots.len() {
-            let Some(slot) = self.slots.get(i) else {
-                continue;
-            };
-            if self.phase != Phase::Running || slot.due.is_none_or(|d| d > now) {
-                continue;
-            }
-            if let Err(dep) = self.deps_ready(i) {
-                if let Some(slot) = self.slots.get_mut(i) {
-                    slot.dep_wait = true;
-                    if !slot.told_waiting {
-                        slot.told_waiting = true;
-                        Event::info("container.waiting").kv("name", &slot.spec.name).kv("for", &dep).emit();
-                    }
-                }
-                continue;
-            }
-            if let Some(slot) = self.slots.get_mut(i) {
-                slot.dep_wait = false;
-            }
-            self.begin_start(i, now);
-        }
-    }
-
-    /// Container `i` became ready: its dependents may start.
-    fn became_ready(&mut self, i: usize, by: &str) {
-        let Some(slot) = self.slots.get(i) else {
-            return;
-        };
-        let after_ms = ((crate::log::now() - slot.started) * 1e3) as u64;
-        Event::info("container.ready").kv("name", &slot.spec.name).kv("by", by).kv("after_ms", after_ms).emit();
-        self.tick();
-    }
-
-    /// A readiness or health verdict against container `i`: stop it; its
-    /// exit counts as a failure.
-    fn unhealthy(&mut self, i: usize, reason: life::Reason) {
-        let Some(slot) = self.slots.get_mut(i) else {
-            return;
-        };
-        slot.life.unhealthy = true;
-        let name = slot.spec.name.clone();
-        Event::warn("container.unhealthy").kv("name", &name).kv("reason", reason.name()).emit();
-        self.stop_container(i, "health");
-        let _ = self.roll_back(update::cause_of(reason), Some(&name));
-    }
-
-    /// Send container `i` its stop signal; SIGKILL of its cgroup follows
-    /// after its grace.
-    fn stop_container(&mut self, i: usize, by: &str) {
-        let now = crate::log::now();
-        if self.cancel_start(i, by) {
-            return;
-        }
-        let Some(slot) = self.slots.get_mut(i) else {
-            return;
-        };
-        let Some(pid) = slot.pid else { return };
-        if slot.life.stopping {
-            return;
-        }
-        slot.life.stop(&slot.params, now);
-        let sig = slot.spec.stop_signal;
-        let r = kill(pid, sig);
-        Event::info("container.stop")
-            .kv("name", &slot.spec.name)
-            .kv("by", by)
-            .kv("signal", sig.as_str())
-            .kv("grace_ms", slot.spec.stop_grace_ms)
-            .result(&r.map_err(errno_text))
-            .emit();
-        self.arm_deadline();
-    }
-
-    /// The grace is over: SIGKILL every process of container `i`'s cgroup.
-    fn kill_container(&mut self, i: usize) {
-        let Some(slot) = self.slots.get(i) else {
-            return;
-        };
-        let Some(pid) = slot.pid else { return };
-        let r = match self.cgroups.iter().find(|(p, _)| *p == pid).and_then(|(_, cg)| cg.path()) {
-            Some(dir) => crate::cgroup::act::kill_once(dir).map_err(|e| e.to_string()),
-            None => kill(pid, Signal::SIGKILL).map_err(|e| errno_text(e).to_string()),
-        };
-        Event::warn("container.kill").kv("name", &slot.spec.name).kv("reason", "stop grace over").result(&r).emit();
-    }
-
-    /// Start container `i`'s readiness or health command.
-    fn run_check(&mut self, i: usize, now: f64) {
-        use crate::containers::{Check, Ready};
-        let Some(slot) = self.slots.get(i) else {
-            return;
-        };
-        let Some(pid) = slot.pid else { return };
-        let cmd = match (&slot.spec.ready, slot.spec.health.as_ref().map(|h| &h.check)) {
-            (Ready::Command(c), _) if !slot.life.ready => c,
-            (_, Some(Check::Command(c))) if slot.life.ready => c,
-            _ => return,
-        };
-        let cg = self.cgroups.iter().find(|(p, _)| *p == pid).map(|(_, cg)| cg);
-        let mut add = |w| match cg {
-            Some(cg) => cg.add(w).map_err(|_| Errno::EIO),
-            None => Err(Errno::ENOENT),
-        };
-        let dir = cg.and_then(|cg| cg.fd.as_ref()).map(std::os::fd::AsFd::as_fd);
-        let mut place = crate::container::spawn::Place { dir, add: &mut add };
-        let hang = crate::containers::hang_for(&slot.spec.name, true);
-        let started = crate::container::enter::enter(&slot.spec.plan, pid, cmd, slot.spec.confine(), &mut place, hang);
-        let name = slot.spec.name.clone();
-        match started {
-            Ok(entered) => {
-                let w = entered.pid;
-                let mut tag: heapless::String<40> = heapless::String::new();
-                let _ = core::fmt::write(&mut tag, format_args!("check:{name}"));
-                self.watch(w, &tag);
-                if let Some(slot) = self.slots.get_mut(i) {
-                    slot.life.check_started(w, &slot.params, now);
-                    slot.check_trail = Some(entered.trail);
-                }
-            }
-            Err(e) => {
-                if let Some(left) = e.left {
-                    self.reap_quietly(left);
-                }
-                Event::error("container.check").kv("name", &name).kv("result", "error").kv("error", errno_text(e.errno)).emit();
-                if let Some(slot) = self.slots.get_mut(i) {
-                    let r = slot.life.check_failed_to_start(&slot.params, now);
-                    self.on_check_result(i, r, -1);
-                }
-            }
-        }
-    }
-
-    /// A check process ended: match it to its container.
-    fn check_ended(&mut self, pid: Pid, code: i32) -> bool {
-        let now = crate::log::now();
-        let Some(i) = self.slots.iter().position(|s| s.life.check.is_some_and(|c| c.pid == pid)) else {
-            return false;
-        };
-        let Some(slot) = self.slots.get_mut(i) else {
-            return false;
-        };
-        slot.check_trail = None;
-        let r = slot.life.check_ended(pid, code, &slot.params, now);
-        self.on_check_result(i, r, code);
-        true
-    }
-
-    fn on_check_result(&mut self, i: usize, r: life::CheckResult, code: i32) {
-        use life::CheckResult as R;
-        let Some(slot) = self.slots.get(i) else {
-            return;
-        };
-        let name = slot.spec.name.clone();
-        match r {
-            R::Ready => self.became_ready(i, "command"),
-            R::Healthy => Event::debug("container.check").kv("name", &name).kv("result", "ok").emit(),
-            R::Failed { fails } => Event::info("container.check")
-                .kv("name", &name)
-                .kv("ready", slot.life.ready as u8)
-                .kv("code", code)
-                .kv("fails", fails)
-                .kv("result", "failed")
-                .emit(),
-            R::Unhealthy { fails } => {
-                Event::warn("container.check").kv("name", &name).kv("code", code).kv("fails", fails).kv("result", "failed").emit();
-                self.unhealthy(i, life::Reason::Check);
-            }
-            R::Stale => {}
-        }
-        self.arm_deadline();
-    }
-
-    /// Messages on container `i`'s notify socket.
-    fn on_notify(&mut self, i: usize) {
-        let now = crate::log::now();
-        let Some(slot) = self.slots.get_mut(i) else {
-            return;
-        };
-        let Some(sock) = &slot.spec.notify else {
-            return;
-        };
-        let m = crate::notify::drain(sock);
-        if slot.pid.is_none() {
-            return;
-        }
-        if let Some(st) = &m.status {
-            slot.status = Some(st.clone());
-        }
-        if m.stopping {
-            Event::info("container.notify").kv("name", &slot.spec.name).kv("stopping", 1).emit();
-        }
-        let became = slot.life.notified(&slot.params, &m, now);
-        if became {
-            self.became_ready(i, "notify");
-        } else {
-            self.arm_deadline();
-        }
-    }
-
-    /// Apply the restart policy to container `i`, which just ended.
-    fn after_exit(&mut self, i: usize, exit: crate::restart::Exit, ran_ms: u64) {
-        use crate::restart::{on_exit, Decision};
-        let Some(slot) = self.slots.get_mut(i) else {
-            return;
-        };
-        let exit = if slot.life.unhealthy { crate::restart::Exit::Unhealthy } else { exit };
-        slot.last_exit = Some(exit);
-        slot.check_trail = None;
-        if let Some(c) = slot.life.check.take() {
-            let _ = kill(c.pid, Signal::SIGKILL);
-        }
-        slot.life = life::Life::default();
-        if self.phase != Phase::Running {
-            slot.state = SlotState::Stopped;
-            self.shutdown_step();
-            return;
-        }
-        if slot.retired {
-            Event::info("container.stopped").kv("name", &slot.spec.name).kv("by", "update").emit();
-            self.drop_slot(i);
-            return;
-        }
-        if slot.replace.is_some() {
-            // The new spec starts on the next timer wake-up (its slot is
-            // due now): the reap and the start are two short handlers.
-            self.take_replacement(i);
-            self.arm_deadline();
-            return;
-        }
-        if slot.held {
-            slot.state = SlotState::Stopped;
-            Event::info("container.stopped").kv("name", &slot.spec.name).kv("by", "operator").emit();
-            return;
-        }
-        if slot.again {
-            slot.again = false;
-            slot.state = SlotState::Waiting;
-            slot.due = Some(crate::log::now());
-            Event::info("container.restart").kv("name", &slot.spec.name).kv("by", "operator").kv("after_ms", 0).emit();
-            self.arm_deadline();
-            return;
-        }
-        let decision = on_exit(slot.spec.policy, &slot.spec.backoff, &mut slot.restart, exit, ran_ms);
-        let name = slot.spec.name.clone();
-        match decision {
-            Decision::Restart { after_ms, attempt } => {
-                slot.state = SlotState::Waiting;
-                slot.due = Some(crate::log::now() + f64::from(after_ms) / 1e3);
-                let mut ev = Event::info("container.restart").kv("name", &slot.spec.name).kv("attempt", attempt).kv("after_ms", after_ms);
-                // berth's own memory, now and then: it must stay flat across restarts.
-                if attempt % RSS_EVERY == 0 {
-                    ev = ev.kv("berth_rss_kib", rss_kib());
-                }
-                ev.emit();
-            }
-            Decision::Stop => {
-                slot.state = SlotState::Stopped;
-                Event::info("container.stopped").kv("name", &slot.spec.name).emit();
-            }
-            Decision::Failed { short_runs } => {
-                slot.state = SlotState::Failed;
-                Event::error("container.failed")
-                    .kv("name", &slot.spec.name)
-                    .kv("short_runs", short_runs)
-                    .kv("restarts", slot.restart.restarts)
-                    .kv("berth_rss_kib", rss_kib())
-                    .emit();
-            }
-        }
-        self.trial_exit(&name, &decision, exit);
-        self.arm_deadline();
-    }
-
-    /// Shutdown: stop each container once no running container depends on
-    /// it (reverse dependency order, independent ones together); when none
-    /// is left, SIGTERM every other process.
-    fn shutdown_step(&mut self) {
-        if !matches!(self.phase, Phase::Terminating(_)) {
-            return;
-        }
-        let mut to_stop: heapless::Vec<usize, 64> = heapless::Vec::new();
-        for (i, s) in self.slots.iter().enumerate() {
-            if !s.busy() || s.life.stopping {
-                continue;
-            }
-            let needed = self.slots.iter().any(|o| o.pid.is_some() && o.spec.after.contains(&s.spec.name));
-            if !needed {
-                let _ = to_stop.push(i);
-            }
-        }
-        for i in to_stop {
-            self.stop_container(i, "shutdown");
-        }
-        if self.host_signalled || self.slots.iter().any(Slot::busy) {
-            return;
-        }
-        // Containers down: the host services next, then everything else.
-        self.stop_services();
-        if self.services.iter().all(|s| s.pid.is_none()) {
-            self.host_signalled = true;
-            signal_all(Signal::SIGTERM);
-        }
-    }
-
-    /// Arm the deadline timer for the earliest pending start or deadline.
-    fn arm_deadline(&self) {
-        let Some(timer) = &self.restart_timer else {
-            return;
-        };
-        let next = self
-            .slots
-            .iter()
-            // A start waiting on a dependency has no deadline of its own.
-            .flat_map(|s| [s.due.filter(|_| !s.dep_wait), s.life.deadline()])
-            .flatten()
-            .chain(self.update_due)
-            .chain(self.starts_deadline())
-            .chain(self.removals_deadline())
-            .chain(self.view.as_ref().and_then(view::View::due))
-            .chain(self.services_deadline())
-            .chain(self.ctl.as_ref().and_then(crate::ctlsock::CtlSocket::deadline))
-            .chain(self.staging_deadline())
-            .fold(f64::INFINITY, f64::min);
-        if next.is_finite() {
-            let wait = (next - crate::log::now()).max(0.001);
-            arm(timer, Duration::from_secs_f64(wait));
-        }
-    }
-
-    /// The loop. Never returns; if its own setup fails it falls back to a
-    /// plain reaping loop so that the machine at least stays alive.
-    pub fn run(mut self) -> ! {
-        match self.setup() {
-            Ok((sfd, timer)) => loop {
-                let mut events = [EpollEvent::empty(); 8];
-                let waited = match &self.epoll {
-                    Some(epoll) => epoll.wait(&mut events, EpollTimeout::NONE),
-                    None => Err(Errno::EBADF),
-                };
-                let n = match waited {
-                    Ok(n) => n,
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => {
-                        Event::error("loop").kv("op", "epoll_wait").result(&Err::<(), _>(errno_text(e))).emit();
-                        std::thread::sleep(Duration::from_millis(100));
-                        continue;
-                    }
-                };
-                for ev in events.iter().take(n) {
-                    let start = crate::log::now();
-                    let kind = self.dispatch(ev.data(), &sfd, &timer);
-                    self.measured(kind, start);
-                }
-                let start = crate::log::now();
-                self.refresh_view();
-                self.report_log_loss();
-                self.watch_console();
-                self.measured(stall::Kind::View, start);
-            },
-            Err(e) => {
-                Event::error("loop").kv("op", "setup").result(&Err::<(), _>(errno_text(e))).emit();
-                self.fallback()
-            }
-        }
-    }
-
-    /// Handle one event; what kind it was.
-    fn dispatch(&mut self, token: u64, sfd: &SignalFd, timer: &TimerFd) -> stall::Kind {
-        use stall::Kind;
-        match token {
-            TOKEN_SIGNAL => {
-                self.on_signals(sfd, timer);
-                Kind::Signal
-            }
-            TOKEN_TIMER => {
-                let _ = timer.wait();
-                self.on_timer(timer);
-                Kind::Shutdown
-            }
-            TOKEN_RESTART => {
-                if let Some(t) = &self.restart_timer {
-                    let _ = t.wait();
-                }
-                self.tick();
-                Kind::Tick
-            }
-            TOKEN_PET => {
-                self.on_pet();
-                Kind::Pet
-            }
-            TOKEN_CTL_LISTEN => {
-                self.on_ctl_accept();
-                Kind::Accept
-            }
-            TOKEN_STAGE => {
-                self.on_stage();
-                Kind::Stage
-            }
-            switch::TOKEN_SWITCH => {
-                self.on_switch();
-                Kind::Switch
-            }
-            begin::TOKEN_BEGIN => {
-                self.on_begin();
-                Kind::Begin
-            }
-            TOKEN_CONSOLE => {
-                crate::log::console::drain();
-                Kind::Console
-            }
-            t if t >= starting::TOKEN_START => {
-                self.on_start_io(t - starting::TOKEN_START);
-                Kind::Start
-            }
-            t if t >= TOKEN_NOTIFY => {
-                self.on_notify((t - TOKEN_NOTIFY) as usize);
-                Kind::Notify
-            }
-            t if t >= TOKEN_CTL_CONN => {
-                self.on_ctl_conn((t - TOKEN_CTL_CONN) as usize);
-                Kind::Control
-            }
-            t if t >= TOKEN_OUTPUT => {
-                self.on_output((t - TOKEN_OUTPUT) as usize);
-                Kind::Output
-            }
-            _ => Kind::None,
-        }
-    }
-
-    /// A handler of `kind` ran since `start`: book it, report a stall.
-    fn measured(&mut self, kind: stall::Kind, start: f64) {
-        if let Some(st) = self.stalls.handler(kind, start, crate::log::now()) {
-            self.report_stall(st);
-        }
-    }
-
-    fn setup(&mut self) -> Result<(SignalFd, TimerFd), Errno> {
-        let sfd = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-        let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)?;
-        let restart = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)?;
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        epoll.add(&sfd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
-        epoll.add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_TIMER))?;
-        epoll.add(&restart, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_RESTART))?;
-        for (slot, out) in self.outputs.iter().enumerate() {
-            if let Some(o) = out {
-                epoll.add(&o.fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_OUTPUT + slot as u64))?;
-            }
-        }
-        match crate::ctlsock::CtlSocket::bind(crate::control::SOCKET) {
-            Ok(ctl) => {
-                epoll.add(ctl.listener(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CTL_LISTEN))?;
-                Event::info("control.listen").kv("path", crate::control::SOCKET).emit();
-                self.ctl = Some(ctl);
-            }
-            Err(e) => Event::error("control.listen").kv("path", crate::control::SOCKET).kv("result", "error").kv("error", e).emit(),
-        }
-        if let Some(w) = &self.watchdog {
-            let pet = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK)?;
-            let every = TimeSpec::from_duration(crate::watchdog::pet_interval(w.timeout_s));
-            pet.set(Expiration::Interval(every), TimerSetTimeFlags::empty())?;
-            epoll.add(&pet, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_PET))?;
-            self.pet_timer = Some(pet);
-            self.pet_due = self.next_pet(crate::log::now());
-        }
-        self.epoll = Some(epoll);
-        self.restart_timer = Some(restart);
-        self.watch_notify_sockets();
-        // Before any container: those granted the status view bind its directory.
-        self.view = view::View::new();
-        self.refresh_view();
-        // The release's containers start now, with the loop ready for them
-        // and the watchdog's period all theirs.
-        self.pet_watchdog();
-        self.tick();
-        Ok((sfd, timer))
-    }
-
-    fn on_ctl_accept(&mut self) {
-        // Several clients may be waiting; each accept is bounded by CONNS_MAX.
-        for _ in 0..crate::ctlsock::CONNS_MAX {
-            let Some(ctl) = &mut self.ctl else { break };
-            let Some(slot) = ctl.accept(crate::log::now()) else {
-                break;
-            };
-            if let (Some(epoll), Some(fd)) = (&self.epoll, ctl.conn_fd(slot)) {
-                let _ = epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CTL_CONN + slot as u64));
-            }
-        }
-        // The new clients' time limits.
-        self.arm_deadline();
-    }
-
-    fn on_ctl_conn(&mut self, slot: usize) {
-        use crate::ctlsock::Input;
-        let Some(ctl) = &mut self.ctl else { return };
-        // Closing the descriptor removes it from the epoll set.
-        let input = ctl.read(slot);
-        if let Input::Request(cmd) = input {
-            let resp = self.command(cmd);
-            if let Some(ctl) = &mut self.ctl {
-                ctl.reply(slot, &resp);
-            }
-        }
-    }
-
-    /// Report lines the log store could not keep and event records the
-    /// kernel log queue dropped, at most every 10 s (the report is itself
-    /// a line of the store and a record of the queue).
-    fn report_log_loss(&mut self) {
-        let now = crate::log::now();
-        if now - self.loss_told_at < 10.0 {
-            return;
-        }
-        let kmsg = crate::log::kmsg::dropped();
-        if kmsg > self.kmsg_loss_told {
-            let n = kmsg - self.kmsg_loss_told;
-            self.kmsg_loss_told = kmsg;
-            self.loss_told_at = now;
-            Event::warn("log.dropped").kv("sink", "kmsg").kv("count", n).emit();
-        }
-        let Some(dropped) = crate::logstore::with(|s| s.dropped()) else {
-            return;
-        };
-        if dropped > self.loss_told {
-            self.loss_told = dropped;
-            self.loss_told_at = now;
-            Event::warn("log.dropped").kv("sink", "store").kv("lines", dropped).emit();
-        }
-    }
-
-    /// Watch the console for writability exactly while it has bytes to take.
-    fn watch_console(&mut self) {
-        let want = crate::log::console::pending();
-        if want == self.console_watched {
-            return;
-        }
-        let Some(epoll) = &self.epoll else { return };
-        let r = crate::log::console::with_fd(|fd| if want { epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLOUT, TOKEN_CONSOLE)) } else { epoll.delete(fd) });
-        match r {
-            Some(Ok(())) => self.console_watched = want,
-            Some(Err(e)) => {
-                Event::error("console.watch").result(&Err::<(), _>(errno_text(e))).emit();
-            }
-            None => {}
-        }
-    }
-
-    /// Last resort without epoll: reap forever, so zombies never pile up.
-    fn fallback(&mut self) -> ! {
-        loop {
-            match crate::sys::wait_any(false) {
-                Ok(Some((pid, status))) => self.report_exit(pid, status),
-                Ok(None) | Err(_) => std::thread::sleep(Duration::from_secs(1)),
-            }
-        }
-    }
-
-    fn on_signals(&mut self, sfd: &SignalFd, timer: &TimerFd) {
-        // Bounded per wake-up so a signal storm cannot starve the timer.
-        for _ in 0..64 {
-            let info = match sfd.read_signal() {
-                Ok(Some(info)) => info,
-                Ok(None) => break,
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    Event::error("signal.read").result(&Err::<(), _>(errno_text(e))).emit();
-                    break;
-                }
-            };
-            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
-                continue;
-            };
-            match action_for(sig) {
-                SignalAction::Shutdown(halt) => self.request(halt, sig, info.ssi_pid, timer),
-                SignalAction::Status => Event::info("status")
-                    .kv("phase", format_args!("{:?}", self.phase))
-                    .kv("known", self.known.len())
-                    .kv("uptime", format_args!("{:.3}", crate::log::now()))
-                    .emit(),
-                SignalAction::ToggleDebug => {
-                    let on = crate::log::toggle_debug();
-                    Event::info("log.debug").kv("on", on as u8).emit();
-                }
-                SignalAction::Reap => {}
-                SignalAction::Ignore => Event::debug("signal").kv("signal", sig.as_str()).kv("result", "ignored").emit(),
-            }
-        }
-        // SIGCHLD coalesces: always reap everything that is ready.
-        let none_left = self.reap();
-        if none_left {
-            match self.phase {
-                Phase::Terminating(h) | Phase::Killing(h) => self.finish(h),
-                Phase::Running => {}
-            }
-        }
-    }
-
-    /// Reap every exited child. True when PID 1 has no children left at all.
-    fn reap(&mut self) -> bool {
-        loop {
-            match crate::sys::wait_any(true) {
-                Ok(None) => return false,
-                Ok(Some((pid, status))) => self.report_exit(pid, status),
-                Err(Errno::EINTR) => continue,
-                Err(Errno::ECHILD) => return true,
-                Err(e) => {
-                    Event::error("reap").result(&Err::<(), _>(errno_text(e))).emit();
-                    return false;
-                }
-            }
-        }
-    }
-
-    /// A child ended with the raw wait status `status` (decoded here, so a
-    /// real-time signal's number is kept: see [`crate::sys::wait_any`]).
-    pub(super) fn report_exit(&mut self, pid: Pid, status: i32) {
-        let (how, code) = match crate::restart::Exit::from_wait_status(status) {
-            Some(crate::restart::Exit::Code(c)) => ("exit", c),
-            Some(crate::restart::Exit::Signal(s)) => ("signal", s),
-            _ => return,
-        };
-        if self.start_reaped(pid, status) {
-            Event::debug("reap").kv("pid", pid).kv("name", "start").kv("how", how).kv("code", code).emit();
-            return;
-        }
-        let name = match self.known.iter().position(|k| k.pid == pid) {
-            Some(i) => self.known.swap_remove(i).name,
-            None => {
-                let mut s = heapless::String::new();
-                let _ = s.push_str("orphan");
-                s
-            }
-        };
-        let check_code = if how == "exit" { code } else { 128 + code };
-        if self.check_ended(pid, check_code) {
-            Event::debug("reap").kv("pid", pid).kv("name", &name).kv("how", how).kv("code", code).emit();
-            return;
-        }
-        Event::info("reap").kv("pid", pid).kv("name", &name).kv("how", how).kv("code", code).emit();
-        if let Some(i) = self.cgroups.iter().position(|(p, _)| *p == pid) {
-            let (_, cg) = self.cgroups.swap_remove(i);
-            if let Ok(ev) = cg.memory_events() {
-                self.count_oom_kills(pid, ev.oom_kill);
-                if ev.oom_kill > 0 || ev.oom_group_kill > 0 {
-                    Event::warn("container.oom").kv("name", &name).kv("oom_kill", ev.oom_kill).kv("oom", ev.oom).kv("berth_rss_kib", rss_kib()).emit();
-                }
-            }
-            self.remove_cgroup(&name, cg);
-        }
-        let exit = if how == "exit" { crate::restart::Exit::Code(code) } else { crate::restart::Exit::Signal(code) };
-        if self.service_exited(pid, exit) {
-            return;
-        }
-        if let Some(i) = self.slots.iter().position(|s| s.pid == Some(pid)) {
-            let ran_ms = self.slots.get(i).map(|s| ((crate::log::now() - s.started) * 1e3) as u64).unwrap_or(0);
-            if let Some(s) = self.slots.get_mut(i) {
-                s.pid = None;
-            }
-            self.after_exit(i, exit, ran_ms);
-        }
-    }
-
-    fn request(&mut self, halt: Halt, sig: Signal, from: u32, timer: &TimerFd) {
-        if self.phase != Phase::Running {
-            Event::warn("shutdown.request").kv("action", halt.name()).kv("signal", sig.as_str()).kv("result", "ignored").emit();
-            return;
-        }
-        Event::info("shutdown.begin").kv("action", halt.name()).kv("signal", sig.as_str()).kv("from_pid", from).kv("grace_ms", self.grace.as_millis()).emit();
-        self.abort_staging();
-        self.phase = Phase::Terminating(halt);
-        arm(timer, self.grace);
-        self.shutdown_step();
-        // Nothing running at all: no need to wait for the grace period.
-        if self.reap() {
-            self.finish(halt);
-        }
-    }
-
-    fn on_timer(&mut self, timer: &TimerFd) {
-        match self.phase {
-            Phase::Terminating(h) => {
-                Event::warn("shutdown.kill").kv("reason", "grace period over").emit();
-                self.phase = Phase::Killing(h);
-                signal_all(Signal::SIGKILL);
-                arm(timer, KILL_WAIT);
-                if self.reap() {
-                    self.finish(h);
-                }
-            }
-            Phase::Killing(h) => self.finish(h),
-            Phase::Running => {}
-        }
-    }
-
-    /// The end: flush and unmount the data partition, then halt. Never returns.
-    fn finish(&mut self, halt: Halt) -> ! {
-        // The log files are the last thing berth holds open on /data.
-        crate::logstore::with(|s| s.close());
-        nix::unistd::sync();
-        Event::info("shutdown.sync").emit();
-        if self.data_mounted {
-            let mut r = nix::mount::umount2(DATA, nix::mount::MntFlags::empty());
-            if r == Err(Errno::EBUSY) {
-                // Someone still holds it: make it read-only so nothing more is lost.
-                r = nix::mount::mount(None::<&str>, DATA, None::<&str>, nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY, None::<&str>);
-            }
-            Event::info("shutdown.umount").kv("target", DATA).result(&r.map_err(errno_text)).emit();
-            #[cfg(feature = "test-hooks")]
-            crate::logwrites::at_shutdown();
-        }
-        let mode = match halt {
-            Halt::PowerOff => RebootMode::RB_POWER_OFF,
-            Halt::Reboot => RebootMode::RB_AUTOBOOT,
-        };
-        Event::info("shutdown.halt").kv("action", halt.name()).emit();
-        // The last lines reach the console and the kernel log before the end.
-        crate::log::flush(FLUSH_WAIT);
-        let err = match nix::sys::reboot::reboot(mode) {
-            Err(e) => e,
-            Ok(never) => match never {},
-        };
-        Event::error("shutdown.halt").result(&Err::<(), _>(errno_text(err))).emit();
-        // PID 1 must not exit: keep reaping until someone cuts the power.
-        self.fallback()
     }
 }
 

@@ -9,8 +9,8 @@
 //!
 //! Each stream has a token bucket ([`Bucket`]): the manifest's
 //! `log_rate = { lines_per_s, burst }`, by default
-//! [`crate::manifest::LOG_LINES_PER_S`] lines per second with bursts of
-//! [`crate::manifest::LOG_BURST`] (host services: the default). A line
+//! [`crate::release::manifest::LOG_LINES_PER_S`] lines per second with bursts of
+//! [`crate::release::manifest::LOG_BURST`] (host services: the default). A line
 //! beyond it is dropped and counted; the count is reported as
 //! `container.log.limited name= count=` (`service.log.limited` for a
 //! service) at most every [`LIMITED_EVERY_S`] seconds per stream, and once
@@ -18,7 +18,7 @@
 //!
 //! A kept line (bytes that are not UTF-8 read as U+FFFD, trailing carriage
 //! returns cut) goes to the stream's store ring and file with its arrival
-//! time, its active characters escaped ([`crate::log::escape_active`]), and,
+//! time, its active characters escaped ([`crate::common::log::escape_active`]), and,
 //! when the board's `container_log_console` is on, to the console as
 //! `container.log name= line=` (`service.log`), encoded as every event
 //! value is. No path shows a control raw: `berthctl logs` prints the
@@ -26,7 +26,7 @@
 //! berth's own stream.
 
 use super::{Kind, Pid1};
-use crate::log::Event;
+use crate::common::log::Event;
 use nix::errno::Errno;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -83,14 +83,14 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn new(name: &str, kind: Kind, fd: std::os::fd::OwnedFd, rate: crate::manifest::LogRate) -> Output {
+    pub fn new(name: &str, kind: Kind, fd: std::os::fd::OwnedFd, rate: crate::release::manifest::LogRate) -> Output {
         let mut n = heapless::String::new();
         for c in name.chars() {
             if n.push(c).is_err() {
                 break;
             }
         }
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         let (per_s, burst) = rate.resolved();
         Output { name: n, kind, fd, buf: heapless::Vec::new(), bucket: Bucket::new(per_s, burst, now), limited: 0, limited_told_at: now, dropped: 0 }
     }
@@ -154,13 +154,13 @@ pub fn set_mirror(on: bool) {
 /// A line's text for the store: its active characters escaped, cut at the
 /// store's line length before a character or escape that does not fit
 /// whole.
-fn shown(text: &str) -> heapless::String<{ crate::logstore::TEXT_MAX }> {
+fn shown(text: &str) -> heapless::String<{ crate::common::logstore::TEXT_MAX }> {
     let mut shown = heapless::String::new();
     let mut one = [0u8; 4];
     for c in text.chars() {
         // An escape is at most `\uNNNN`.
         let mut piece: heapless::String<8> = heapless::String::new();
-        let _ = crate::log::escape_active(&mut piece, c.encode_utf8(&mut one));
+        let _ = crate::common::log::escape_active(&mut piece, c.encode_utf8(&mut one));
         if shown.push_str(&piece).is_err() {
             break;
         }
@@ -178,12 +178,12 @@ fn log_line(name: &str, kind: Kind, bytes: &[u8], now: f64) {
     let shown = shown(text);
     let ev = match kind {
         Kind::Container => {
-            crate::logstore::with(|s| s.push(name, t_ms, &shown));
+            crate::common::logstore::with(|s| s.push(name, t_ms, &shown));
             "container.log"
         }
         Kind::Service => {
-            let stream = crate::logstore::service_stream(name);
-            crate::logstore::with(|s| s.push(&stream, t_ms, &shown));
+            let stream = crate::common::logstore::service_stream(name);
+            crate::common::logstore::with(|s| s.push(&stream, t_ms, &shown));
             "service.log"
         }
     };
@@ -194,7 +194,7 @@ fn log_line(name: &str, kind: Kind, bytes: &[u8], now: f64) {
 
 impl Pid1 {
     /// Read an output pipe and log each line as `<kind>.log`.
-    pub(super) fn watch_output_as(&mut self, fd: std::os::fd::OwnedFd, name: &str, kind: Kind, rate: crate::manifest::LogRate) {
+    pub(super) fn watch_output_as(&mut self, fd: std::os::fd::OwnedFd, name: &str, kind: Kind, rate: crate::release::manifest::LogRate) {
         use nix::sys::epoll::{EpollEvent, EpollFlags};
         let out = Output::new(name, kind, fd, rate);
         // Reuse a free slot: output streams come and go with restarts.
@@ -210,7 +210,7 @@ impl Pid1 {
         };
         if let Some(epoll) = &self.epoll {
             if let Err(e) = epoll.add(&out.fd, EpollEvent::new(EpollFlags::EPOLLIN, super::TOKEN_OUTPUT + slot as u64)) {
-                Event::error("watch").kv("output", name).result(&Err::<(), _>(crate::mount::errno_text(e))).emit();
+                Event::error("watch").kv("output", name).result(&Err::<(), _>(crate::common::files::errno_text(e))).emit();
                 return;
             }
         }
@@ -231,7 +231,7 @@ impl Pid1 {
             Err(Errno::EINTR | Errno::EAGAIN) => return,
             Err(_) => 0,
         };
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         let before = out.dropped;
         if n == 0 {
             // Writer gone: flush a partial line and stop watching.
@@ -292,7 +292,7 @@ mod tests {
 
     fn output(per_s: u32, burst: u32) -> Output {
         let (r, _w) = nix::unistd::pipe().unwrap();
-        let rate = crate::manifest::LogRate { lines_per_s: Some(per_s), burst: Some(burst) };
+        let rate = crate::release::manifest::LogRate { lines_per_s: Some(per_s), burst: Some(burst) };
         Output::new("flood", Kind::Container, r, rate)
     }
 
@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(shown(text).as_str(), want);
         let ev = Event::info("container.log").kv("name", "x").kv("line", text);
         assert!(ev.text().ends_with(&format!(" line=\"{want}\"")), "{}", ev.text());
-        assert!(!ev.text().chars().any(crate::log::is_active));
+        assert!(!ev.text().chars().any(crate::common::log::is_active));
         // Cut at the store's length, never in the middle of a character.
         let long = "\u{202e}".repeat(100);
         assert_eq!(shown(&long).len(), 252);

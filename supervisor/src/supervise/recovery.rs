@@ -12,7 +12,7 @@
 //! its switch ends the recovery state.
 
 use super::Pid1;
-use crate::log::Event;
+use crate::common::log::Event;
 
 impl Pid1 {
     /// Why the device is in the recovery state, if it is.
@@ -45,7 +45,7 @@ impl Pid1 {
         u.recovery = Some(reason.to_string());
         Event::error("release.recovery").kv("reason", reason).kv("floor", u.store.record().highest.unwrap_or(0)).emit();
         let empty = crate::release::Release::empty(u.board.name.clone());
-        let stale = crate::images::not_in(&u.running, &empty);
+        let stale = crate::release::images::not_in(&u.running, &empty);
         self.switch_to(empty, "", super::switch::Then::Recovery { stale });
     }
 }

@@ -6,7 +6,7 @@
 //! environment cleared but for `PATH`, stdin on /dev/null and stdout/stderr
 //! on a pipe logged like a container's output (`service.log`, stream
 //! `service:<name>`). Their restart policy and backoff work as a
-//! container's (`crate::restart`). At shutdown they are stopped once every
+//! container's (`crate::release::restart`). At shutdown they are stopped once every
 //! container is down, and never restarted. `berthctl stop|start|restart`
 //! works on them (SIGTERM, SIGKILL after [`STOP_GRACE`] s).
 //!
@@ -14,9 +14,9 @@
 //! below spawn and signal.
 
 use super::{Kind, Pid1, SlotState};
-use crate::log::Event;
-use crate::mount::errno_text;
-use crate::restart::{on_exit, Backoff, Decision, Exit};
+use crate::common::files::errno_text;
+use crate::common::log::Event;
+use crate::release::restart::{on_exit, Backoff, Decision, Exit};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -28,13 +28,13 @@ const PATH: &str = "/sbin:/bin:/usr/sbin:/usr/bin";
 /// One service and its restart bookkeeping.
 #[derive(Debug)]
 pub struct Service {
-    pub spec: crate::board::Service,
+    pub spec: crate::release::board::Service,
     backoff: Backoff,
     pub pid: Option<Pid>,
     pub started: f64,
     /// When to (re)start it.
     pub due: Option<f64>,
-    pub restart: crate::restart::State,
+    pub restart: crate::release::restart::State,
     pub state: SlotState,
     /// Stopped by the operator: not restarted until started again.
     held: bool,
@@ -59,14 +59,14 @@ pub enum Ended {
 }
 
 impl Service {
-    pub fn new(spec: crate::board::Service) -> Service {
+    pub fn new(spec: crate::release::board::Service) -> Service {
         Service {
             backoff: Backoff::from_spec(spec.backoff.as_ref()),
             spec,
             pid: None,
             started: 0.0,
             due: Some(0.0),
-            restart: crate::restart::State::default(),
+            restart: crate::release::restart::State::default(),
             state: SlotState::Waiting,
             held: false,
             again: false,
@@ -131,7 +131,7 @@ impl Service {
     /// The operator's start: backoff reset, due now.
     pub fn release(&mut self, now: f64) {
         self.held = false;
-        self.restart = crate::restart::State::default();
+        self.restart = crate::release::restart::State::default();
         self.state = SlotState::Waiting;
         self.due = Some(now);
     }
@@ -158,7 +158,7 @@ impl Service {
 
 /// Start one service: plain fork/exec from the system image, in berth's
 /// namespaces, stdout/stderr on a pipe.
-fn spawn(s: &crate::board::Service) -> Result<(Pid, std::os::fd::OwnedFd), (&'static str, String)> {
+fn spawn(s: &crate::release::board::Service) -> Result<(Pid, std::os::fd::OwnedFd), (&'static str, String)> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     use std::process::{Command, Stdio};
     let Some((prog, args)) = s.argv.split_first() else {
@@ -185,7 +185,7 @@ fn spawn(s: &crate::board::Service) -> Result<(Pid, std::os::fd::OwnedFd), (&'st
 
 impl Pid1 {
     /// Take the board's services; they start when the loop is set up.
-    pub fn adopt_services(&mut self, specs: &[crate::board::Service]) {
+    pub fn adopt_services(&mut self, specs: &[crate::release::board::Service]) {
         for spec in specs {
             self.services.push(Service::new(spec.clone()));
         }
@@ -224,7 +224,7 @@ impl Pid1 {
                 let path = s.spec.argv.first().cloned().unwrap_or_default();
                 Event::info("service.start").kv("name", &name).kv("path", &path).kv("pid", pid).kv("result", "ok").emit();
                 self.watch(pid, &name);
-                self.watch_output_as(out, &name, Kind::Service, crate::manifest::LogRate::default());
+                self.watch_output_as(out, &name, Kind::Service, crate::release::manifest::LogRate::default());
             }
             Err((step, e)) => {
                 Event::error("service.start").kv("name", &s.spec.name).kv("step", step).kv("result", "error").kv("error", e).emit();
@@ -243,7 +243,7 @@ impl Pid1 {
         let Some(s) = self.services.get_mut(i) else {
             return false;
         };
-        let ended = s.ended(exit, crate::log::now(), shutting_down);
+        let ended = s.ended(exit, crate::common::log::now(), shutting_down);
         self.report_service(i, ended);
         self.shutdown_step();
         true
@@ -271,7 +271,7 @@ impl Pid1 {
 
     /// SIGTERM to service `i`; SIGKILL after [`STOP_GRACE`].
     pub(super) fn stop_service(&mut self, i: usize, by: &str) {
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         let Some(s) = self.services.get_mut(i) else {
             return;
         };
@@ -308,9 +308,9 @@ impl Pid1 {
     }
 
     /// `berthctl stop|start|restart` on service `i`.
-    pub(super) fn service_command(&mut self, i: usize, cmd: &crate::control::Command) -> crate::control::Response {
-        use crate::control::{error, Command, Response};
-        let now = crate::log::now();
+    pub(super) fn service_command(&mut self, i: usize, cmd: &crate::supervise::control::Command) -> crate::supervise::control::Response {
+        use crate::supervise::control::{error, Command, Response};
+        let now = crate::common::log::now();
         let Some(s) = self.services.get_mut(i) else {
             return error("gone");
         };
@@ -347,10 +347,10 @@ impl Pid1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{BackoffSpec, Restart};
+    use crate::release::manifest::{BackoffSpec, Restart};
 
     fn service(restart: Restart, backoff: Option<BackoffSpec>) -> Service {
-        let spec = crate::board::Service {
+        let spec = crate::release::board::Service {
             name: "net".try_into().unwrap(),
             argv: heapless::Vec::from_slice(&["/sbin/berth".try_into().unwrap()]).unwrap(),
             restart,

@@ -1,5 +1,5 @@
 //! The loop's side of staging an update: start the stager (`berth stage`,
-//! [`crate::stager`]), follow it as an event, and act on its report with
+//! [`crate::release::stager`]), follow it as an event, and act on its report with
 //! cheap steps only.
 //!
 //! - Start: the bundle is opened here without blocking (`O_NONBLOCK |
@@ -17,15 +17,15 @@
 //!   ([`crate::release::store::Store::staged`]), then the update goes on in
 //!   [`super::update`] (`begin_trial`, switch).
 //! - `berthctl update PATH` is answered as soon as the staging started,
-//!   with the update's record ([`crate::outcome`]); its course is kept in
+//!   with the update's record ([`crate::supervise::outcome`]); its course is kept in
 //!   [`State::log`], which `berthctl release` and the status file show and
 //!   `berthctl update --wait` polls (no connection is held open).
 
 use super::{Pid1, TOKEN_STAGE};
-use crate::log::Event;
-use crate::manifest::Digest;
+use crate::common::log::Event;
 use crate::release::inbox;
-use crate::stager::{Msg, Outcome, Reader, Report};
+use crate::release::manifest::Digest;
+use crate::release::stager::{Msg, Outcome, Reader, Report};
 use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 use nix::sys::signal::{kill, Signal};
@@ -71,7 +71,7 @@ pub struct State {
     /// The quarantine, as `berthctl release` shows it.
     pub quarantined: Vec<inbox::Quarantined>,
     /// The updates of this boot and how each went.
-    pub log: crate::outcome::Log,
+    pub log: crate::supervise::outcome::Log,
 }
 
 /// One line for `berthctl status` / `release` about the staging, if any.
@@ -114,7 +114,7 @@ fn spawn(bundle: std::fs::File) -> Result<(Pid, OwnedFd), String> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     fcntl(r.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| format!("pipe: {e}"))?;
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("berth").arg(crate::stager::ARG).env_clear().current_dir("/").stdin(Stdio::from(bundle));
+    cmd.arg0("berth").arg(crate::release::stager::ARG).env_clear().current_dir("/").stdin(Stdio::from(bundle));
     #[cfg(feature = "test-hooks")]
     {
         let cut = crate::release::durable::armed_cut();
@@ -123,7 +123,7 @@ fn spawn(bundle: std::fs::File) -> Result<(Pid, OwnedFd), String> {
         }
     }
     crate::sys::unblock_signals_in_child(&mut cmd);
-    crate::sys::pass_fd_in_child(&mut cmd, w.as_raw_fd(), crate::stager::RESULT_FD);
+    crate::sys::pass_fd_in_child(&mut cmd, w.as_raw_fd(), crate::release::stager::RESULT_FD);
     // The Child is dropped without waiting: the loop reaps every process.
     let child = cmd.spawn().map_err(|e| format!("starting the stager: {e}"))?;
     drop(w);
@@ -167,7 +167,7 @@ impl Pid1 {
         self.watch(pid, "stage");
         crate::release::durable::start_counting();
         self.stalls.mark();
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         let mut ev = Event::info("update.stage").kv("bundle", bundle).kv("pid", pid).kv("deadline_s", DEADLINE_S);
         if let Origin::Inbox { attempt, taking, .. } = &origin {
             ev = ev.kv("attempt", attempt).kv("taking", taking);
@@ -260,7 +260,7 @@ impl Pid1 {
         drop(s.pipe);
         let running: Vec<Digest> = self.updates.as_ref().map(|u| u.running.images.iter().map(|i| i.sha256).collect()).unwrap_or_default();
         let stale: Vec<Digest> = s.announced.iter().copied().filter(|d| !running.contains(d)).collect();
-        crate::images::unmap(&stale);
+        crate::release::images::unmap(&stale);
         let why = self.refused(&s.bundle, "stager", &why);
         self.answer(&s.origin, Err(why));
     }
@@ -287,7 +287,7 @@ impl Pid1 {
             let r = inbox::remove(dir, name);
             Event::info("update.inbox").kv("bundle", &s.bundle).kv("removed", path.display()).kv("why", why).result(&r.map_err(|e| e.to_string())).emit();
         }
-        let elapsed_ms = ((crate::log::now() - s.since) * 1e3) as u64;
+        let elapsed_ms = ((crate::common::log::now() - s.since) * 1e3) as u64;
         match report.outcome {
             Outcome::Refused { kind, reason } => {
                 let why = self.refused(&s.bundle, kind.name(), &reason);
@@ -301,7 +301,7 @@ impl Pid1 {
     /// Log a refusal (and end the update being staged with it); its text.
     pub(super) fn refused(&mut self, bundle: &str, kind: &str, why: &str) -> String {
         Event::error("update.refused").kv("bundle", bundle).kv("kind", kind).kv("reason", why).emit();
-        self.stage.log.end(crate::outcome::Phase::Refused, kind, why);
+        self.stage.log.end(crate::supervise::outcome::Phase::Refused, kind, why);
         why.to_string()
     }
 
@@ -316,7 +316,7 @@ impl Pid1 {
 
     /// Stage the bundle at `path` (`berthctl update`): the update's record
     /// once its staging started.
-    pub(super) fn update_path(&mut self, path: &str) -> Result<crate::outcome::UpdateInfo, String> {
+    pub(super) fn update_path(&mut self, path: &str) -> Result<crate::supervise::outcome::UpdateInfo, String> {
         self.may_stage()?;
         let file = open_bundle(Path::new(path)).map_err(|why| self.refused(path, "bundle", &why))?;
         let remove = Path::new(path).starts_with(inbox::INBOX).then(|| PathBuf::from(path));

@@ -1,10 +1,10 @@
 //! Container starts in the loop, never waiting on a child.
 //!
-//! A start forks ([`crate::containers::begin`]) and leaves the slot
-//! `starting` with its handshake ([`crate::container::start::Pending`]): the
+//! A start forks ([`crate::confine::containers::begin`]) and leaves the slot
+//! `starting` with its handshake ([`crate::confine::container::start::Pending`]): the
 //! loop watches the child's pipes in epoll (tokens from [`TOKEN_START`]) and
 //! moves the handshake on when they are readable; its deadline
-//! ([`crate::container::start::START_TIMEOUT`]) is one of the loop's timers.
+//! ([`crate::confine::container::start::START_TIMEOUT`]) is one of the loop's timers.
 //! Other containers start, run and get ready meanwhile.
 //!
 //! - Exec'd: the slot runs (`container.start result=ok`), as before.
@@ -27,10 +27,10 @@
 //! [`DEFER`] s up to [`DEFER_MAX`] times; then the start fails.
 
 use super::{Pid1, SlotState};
-use crate::container::spawn::Step;
-use crate::container::start::{Deadline, Poll};
-use crate::log::Event;
-use crate::mount::errno_text;
+use crate::common::files::errno_text;
+use crate::common::log::Event;
+use crate::confine::container::spawn::Step;
+use crate::confine::container::start::{Deadline, Poll};
 use nix::errno::Errno;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 use nix::unistd::Pid;
@@ -48,7 +48,7 @@ pub(super) const QUIET_MAX: usize = 64;
 
 /// A slot's start between its fork and its exec.
 pub(super) struct Starting {
-    pub(super) launching: crate::containers::Launching,
+    pub(super) launching: crate::confine::containers::Launching,
     pub(super) deadline: Deadline,
     /// The up pipe is in the epoll set.
     up_watched: bool,
@@ -57,10 +57,10 @@ pub(super) struct Starting {
     init_ended: Option<i32>,
 }
 
-/// A slot's volume shift before its start (see [`crate::container::shift`]).
+/// A slot's volume shift before its start (see [`crate::confine::container::shift`]).
 pub(super) struct Preparing {
     wake: std::os::fd::OwnedFd,
-    report: std::sync::mpsc::Receiver<crate::container::shift::Report>,
+    report: std::sync::mpsc::Receiver<crate::confine::container::shift::Report>,
     cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
     began: f64,
 }
@@ -82,17 +82,20 @@ impl Pid1 {
         if let Some(sock) = &slot.spec.notify {
             // Nothing an earlier run sent counts for this one. Drained before
             // the start: the new run may say READY=1 before its exec is seen.
-            let _ = crate::notify::drain(sock);
+            let _ = crate::supervise::notify::drain(sock);
         }
         let name = slot.spec.name.clone();
         let removing = self.removal_pending(&name);
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
-        let begun =
-            if removing { Err(("cgroup-busy", String::new())) } else { crate::containers::begin(&slot.spec, crate::containers::hang_for(&name, false)) };
+        let begun = if removing {
+            Err(("cgroup-busy", String::new()))
+        } else {
+            crate::confine::containers::begin(&slot.spec, crate::confine::containers::hang_for(&name, false))
+        };
         match begun {
-            Ok(crate::containers::Begun::Shift(_)) if slot.shifted => {
+            Ok(crate::confine::containers::Begun::Shift(_)) if slot.shifted => {
                 slot.shifted = false;
                 Event::error("container.start")
                     .kv("name", &name)
@@ -100,10 +103,10 @@ impl Pid1 {
                     .kv("result", "error")
                     .kv("error", "still not marked shifted after a shift")
                     .emit();
-                self.after_exit(i, crate::restart::Exit::Code(127), 0);
+                self.after_exit(i, crate::release::restart::Exit::Code(127), 0);
             }
-            Ok(crate::containers::Begun::Shift(jobs)) => self.begin_shift(i, jobs, now),
-            Ok(crate::containers::Begun::Launching(launching)) => {
+            Ok(crate::confine::containers::Begun::Shift(jobs)) => self.begin_shift(i, jobs, now),
+            Ok(crate::confine::containers::Begun::Launching(launching)) => {
                 slot.shifted = false;
                 slot.told_waiting = false;
                 slot.deferred = 0;
@@ -139,7 +142,7 @@ impl Pid1 {
                 slot.deferred = 0;
                 Event::error("container.start").kv("name", &name).kv("step", step).kv("result", "error").kv("error", e).emit();
                 // A start that fails counts as a failed run of no length.
-                self.after_exit(i, crate::restart::Exit::Code(127), 0);
+                self.after_exit(i, crate::release::restart::Exit::Code(127), 0);
             }
         }
     }
@@ -156,7 +159,7 @@ impl Pid1 {
         let Some(st) = slot.starting.as_mut() else {
             return;
         };
-        let crate::containers::Launching { pending, cgroup, .. } = &mut st.launching;
+        let crate::confine::containers::Launching { pending, cgroup, .. } = &mut st.launching;
         let mut add = |pid| cgroup.add(pid).map_err(|_| Errno::EIO);
         let poll = pending.advance(&slot.spec.plan, &mut add);
         if st.up_watched && pending.up_fd().is_none() {
@@ -174,7 +177,7 @@ impl Pid1 {
                 }
                 let name = self.slots.get(i).map(|s| s.spec.name.clone()).unwrap_or_default();
                 Event::error("container.start").kv("name", &name).kv("step", "spawn").kv("result", "error").kv("error", e).emit();
-                self.after_exit(i, crate::restart::Exit::Code(127), 0);
+                self.after_exit(i, crate::release::restart::Exit::Code(127), 0);
             }
         }
     }
@@ -192,7 +195,7 @@ impl Pid1 {
         let name = slot.spec.name.clone();
         self.unwatch_start(&st);
         let Starting { launching, .. } = *st;
-        let crate::containers::Launching { pending, output, cgroup } = launching;
+        let crate::confine::containers::Launching { pending, output, cgroup } = launching;
         pending.kill();
         let alive: heapless::Vec<Pid, 2> = pending.alive().collect();
         for pid in alive {
@@ -215,8 +218,8 @@ impl Pid1 {
     }
 
     /// Container `i`'s init exec'd: it runs.
-    fn start_done(&mut self, i: usize, started: crate::container::spawn::Started) {
-        let now = crate::log::now();
+    fn start_done(&mut self, i: usize, started: crate::confine::container::spawn::Started) {
+        let now = crate::common::log::now();
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
@@ -225,7 +228,7 @@ impl Pid1 {
         };
         self.unwatch_start(&st);
         let Starting { launching, init_ended, .. } = *st;
-        let crate::containers::Launching { pending, output, cgroup } = launching;
+        let crate::confine::containers::Launching { pending, output, cgroup } = launching;
         // The intermediate has exited (its end of the error pipe closed);
         // its exit may not be read yet.
         let c1: heapless::Vec<Pid, 2> = pending.alive().filter(|p| *p != started.pid).collect();
@@ -233,11 +236,11 @@ impl Pid1 {
             self.reap_quietly(pid);
         }
         drop(pending);
-        crate::containers::log_placement(started.placed);
+        crate::confine::containers::log_placement(started.placed);
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
-        crate::containers::started_event(&slot.spec, started.pid, &cgroup);
+        crate::confine::containers::started_event(&slot.spec, started.pid, &cgroup);
         slot.pid = Some(started.pid);
         slot.started = now;
         slot.state = SlotState::Running;
@@ -276,10 +279,10 @@ impl Pid1 {
             let step = st.launching.pending.at();
             let after_ms = st.deadline.elapsed_ms(now);
             let name = slot.spec.name.clone();
-            let at = crate::container::spawn::SpawnError::at_step(step, &slot.spec.plan);
+            let at = crate::confine::container::spawn::SpawnError::at_step(step, &slot.spec.plan);
             self.end_start(i);
             start_timeout_event(&name, step, &at, after_ms);
-            self.after_exit(i, crate::restart::Exit::Signal(KILLED), 0);
+            self.after_exit(i, crate::release::restart::Exit::Signal(KILLED), 0);
         }
     }
 
@@ -291,7 +294,7 @@ impl Pid1 {
         }
         let name = self.slots.get(i).map(|s| s.spec.name.clone()).unwrap_or_default();
         Event::info("container.stop").kv("name", &name).kv("by", by).kv("signal", "SIGKILL").kv("starting", 1).emit();
-        self.after_exit(i, crate::restart::Exit::Signal(KILLED), 0);
+        self.after_exit(i, crate::release::restart::Exit::Signal(KILLED), 0);
         true
     }
 
@@ -300,7 +303,7 @@ impl Pid1 {
     pub(super) fn check_timeout(&mut self, i: usize, pid: Pid) {
         if let Some(slot) = self.slots.get_mut(i) {
             if let Some(trail) = slot.check_trail.take() {
-                let step = crate::container::enter::trail(std::os::fd::AsFd::as_fd(&trail));
+                let step = crate::confine::container::enter::trail(std::os::fd::AsFd::as_fd(&trail));
                 Event::warn("container.check")
                     .kv("name", &slot.spec.name)
                     .kv("ready", slot.life.ready as u8)
@@ -314,7 +317,7 @@ impl Pid1 {
 
     /// Container `i`'s volumes must be shifted before it starts: a helper
     /// thread does it; the slot waits (`starting`) for its report.
-    fn begin_shift(&mut self, i: usize, jobs: Vec<crate::container::shift::Job>, now: f64) {
+    fn begin_shift(&mut self, i: usize, jobs: Vec<crate::confine::container::shift::Job>, now: f64) {
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
@@ -324,12 +327,12 @@ impl Pid1 {
         let to = jobs.first().map_or(0, |j| j.to);
         let spawned = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
             .map_err(|e| errno_text(e).to_string())
-            .and_then(|(r, w)| crate::container::shift::spawn(jobs, w, cancel.clone()).map(|rx| (r, rx)).map_err(|e| e.to_string()));
+            .and_then(|(r, w)| crate::confine::container::shift::spawn(jobs, w, cancel.clone()).map(|rx| (r, rx)).map_err(|e| e.to_string()));
         let (wake, report) = match spawned {
             Ok(x) => x,
             Err(e) => {
                 Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", e).emit();
-                return self.after_exit(i, crate::restart::Exit::Code(127), 0);
+                return self.after_exit(i, crate::release::restart::Exit::Code(127), 0);
             }
         };
         if let Some(epoll) = &self.epoll {
@@ -371,7 +374,7 @@ impl Pid1 {
 
     /// The helper thread of container `i`'s volume shift reported.
     fn on_shift_done(&mut self, i: usize) {
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
@@ -395,7 +398,7 @@ impl Pid1 {
             Err(e) => {
                 Event::error("volume.shift").kv("name", &name).kv("ms", ms).kv("result", "error").kv("error", &e).emit();
                 Event::error("container.start").kv("name", &name).kv("step", "volume").kv("result", "error").kv("error", e).emit();
-                self.after_exit(i, crate::restart::Exit::Code(127), 0);
+                self.after_exit(i, crate::release::restart::Exit::Code(127), 0);
             }
         }
     }
@@ -447,7 +450,7 @@ impl Pid1 {
     }
 }
 
-/// How an ended start's processes end, for [`crate::restart::Exit::Signal`].
+/// How an ended start's processes end, for [`crate::release::restart::Exit::Signal`].
 const KILLED: i32 = nix::sys::signal::Signal::SIGKILL as i32;
 
 fn start_timeout_event(name: &str, step: Step, at: &str, after_ms: u64) {

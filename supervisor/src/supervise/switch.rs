@@ -20,7 +20,7 @@ use std::sync::mpsc;
 
 use super::update::{diff, Diff, Trial};
 use super::{Pid1, Slot};
-use crate::log::Event;
+use crate::common::log::Event;
 use crate::release::Release;
 
 /// The switch helper's report pipe.
@@ -31,9 +31,9 @@ pub(super) enum Then {
     /// The release goes on trial.
     Trial(Trial),
     /// A rollback: the failed release's own images are unmapped.
-    Rollback { stale: Vec<crate::manifest::Digest> },
+    Rollback { stale: Vec<crate::release::manifest::Digest> },
     /// Into the recovery state (no release): the images are unmapped.
-    Recovery { stale: Vec<crate::manifest::Digest> },
+    Recovery { stale: Vec<crate::release::manifest::Digest> },
 }
 
 /// A switch whose specs are being prepared.
@@ -43,7 +43,7 @@ pub(super) struct Switching {
     diff: Diff,
     then: Then,
     wake: OwnedFd,
-    report: mpsc::Receiver<Vec<crate::containers::Spec>>,
+    report: mpsc::Receiver<Vec<crate::confine::containers::Spec>>,
     began: f64,
 }
 
@@ -62,7 +62,7 @@ impl Pid1 {
         };
         let d = diff(&u.running, &release);
         if let Then::Trial(t) = &mut then {
-            t.superseded = crate::images::not_in(&u.running, &release);
+            t.superseded = crate::release::images::not_in(&u.running, &release);
         }
         Event::info("update.switch")
             .kv("version", release.version)
@@ -76,20 +76,20 @@ impl Pid1 {
         let (board, copy) = (u.board.clone(), release.clone());
         let job = move || {
             // Mapped while staged; a rollback's release is mapped already.
-            crate::images::map(&copy);
+            crate::release::images::map(&copy);
             let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
             let mut index_of = |n: &str| indices.iter().find(|(m, _)| m == n).map_or(0, |(_, i)| *i);
-            crate::containers::prepare_some(&copy, &board, &names, &mut index_of)
+            crate::confine::containers::prepare_some(&copy, &board, &names, &mut index_of)
         };
         match spawn("berth-switch", job) {
             Ok((wake, report)) => {
                 if let Some(epoll) = &self.epoll {
                     use nix::sys::epoll::{EpollEvent, EpollFlags};
                     if let Err(e) = epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SWITCH)) {
-                        Event::error("update.switch").kv("step", "watch").result(&Err::<(), _>(crate::mount::errno_text(e))).emit();
+                        Event::error("update.switch").kv("step", "watch").result(&Err::<(), _>(crate::common::files::errno_text(e))).emit();
                     }
                 }
-                let began = crate::log::now();
+                let began = crate::common::log::now();
                 self.switch = Some(Box::new(Switching { release, key_id: key_id.to_string(), diff: d, then, wake, report, began }));
             }
             Err((e, job)) => {
@@ -136,7 +136,7 @@ impl Pid1 {
         if let Some(epoll) = &self.epoll {
             let _ = epoll.delete(&sw.wake);
         }
-        let ms = ((crate::log::now() - sw.began).max(0.0) * 1e3) as u64;
+        let ms = ((crate::common::log::now() - sw.began).max(0.0) * 1e3) as u64;
         Event::info("update.prepared").kv("version", sw.release.version).kv("specs", specs.len()).kv("ms", ms).emit();
         if self.phase != super::Phase::Running {
             // Shutting down: every container is being stopped anyway.
@@ -148,7 +148,7 @@ impl Pid1 {
     /// Make `release` the running one with its prepared `specs`: keep,
     /// replace, retire and add slots; then what follows (and, if a
     /// container it changes or adds has no spec, [`super::unprepared`]).
-    fn land(&mut self, release: Release, key_id: &str, d: &Diff, specs: Vec<crate::containers::Spec>, then: Then) {
+    fn land(&mut self, release: Release, key_id: &str, d: &Diff, specs: Vec<crate::confine::containers::Spec>, then: Then) {
         let Some(u) = self.updates.as_mut() else {
             return;
         };
@@ -175,11 +175,11 @@ impl Pid1 {
             Then::Trial(trial) => self.open_trial(trial),
             // The failed release's own images: its containers are being
             // stopped, and the images go once they have.
-            Then::Rollback { stale } | Then::Recovery { stale } => crate::images::unmap(&stale),
+            Then::Rollback { stale } | Then::Recovery { stale } => crate::release::images::unmap(&stale),
         }
         // The starts and the trial's first look come on the next timer
         // wake-up: landing and starting are two short handlers.
-        self.update_due = Some(crate::log::now());
+        self.update_due = Some(crate::common::log::now());
         self.arm_deadline();
         self.unprepared(version, &missing, was);
     }
@@ -205,7 +205,7 @@ impl Pid1 {
 
     /// A changed container's new spec replaces its slot's once the old one
     /// has stopped; a new container gets a slot.
-    fn replace_or_add(&mut self, spec: crate::containers::Spec) {
+    fn replace_or_add(&mut self, spec: crate::confine::containers::Spec) {
         let name = spec.name.clone();
         match self.slots.iter().position(|s| !s.retired && s.spec.name == name) {
             Some(i) => {
@@ -227,7 +227,7 @@ impl Pid1 {
     /// The switch to a staged release landed: its trial begins.
     fn open_trial(&mut self, mut trial: Trial) {
         trial.ended_before = self.ended_before_switch();
-        let deadline = trial.deadline - crate::log::now();
+        let deadline = trial.deadline - crate::common::log::now();
         Event::info("release.trial")
             .kv("version", trial.version)
             .kv("deadline_s", format_args!("{deadline:.1}"))
@@ -237,7 +237,7 @@ impl Pid1 {
             u.trial = Some(trial);
         }
         if let Some(open) = self.stage.log.open() {
-            open.phase = crate::outcome::Phase::Trial;
+            open.phase = crate::supervise::outcome::Phase::Trial;
         }
     }
 }
@@ -254,7 +254,7 @@ pub(super) fn spawn<T: Send + 'static>(name: &str, job: impl FnOnce() -> T + Sen
     let job: Job<T> = Box::new(job);
     let (r, w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
         Ok(p) => p,
-        Err(e) => return Err((format!("pipe: {}", crate::mount::errno_text(e)), job)),
+        Err(e) => return Err((format!("pipe: {}", crate::common::files::errno_text(e)), job)),
     };
     let (tx, rx) = mpsc::channel();
     // The job moves into the thread only once the thread exists: keep it

@@ -1,17 +1,17 @@
 //! Removing ended containers' cgroups without waiting in the loop.
 //!
 //! When a container's init ends (or a start is given up), its cgroup joins
-//! the removals: each pass ([`crate::cgroup::act::remove_step`]) kills what
+//! the removals: each pass ([`crate::confine::cgroup::act::remove_step`]) kills what
 //! still runs in it and `rmdir`s what is empty; a directory the kernel still
 //! holds (`EBUSY`: tasks exiting) is tried again on the loop's timer, 5 ms
-//! doubling to 500 ms, for about 10 s ([`crate::cgroup::act::retry_delay`]).
+//! doubling to 500 ms, for about 10 s ([`crate::confine::cgroup::act::retry_delay`]).
 //! Then `cgroup.remove result=ok`, or `result=error` naming the directory
 //! left behind. A new start of the same container waits while its old
 //! cgroup is being removed ([`super::starting`]).
 
 use super::Pid1;
-use crate::cgroup::act::{remove_step, retry_delay, CgroupDir, Version};
-use crate::log::Event;
+use crate::common::log::Event;
+use crate::confine::cgroup::act::{remove_step, retry_delay, CgroupDir, Version};
 
 /// One cgroup on its way out.
 pub(super) struct Removal {
@@ -33,7 +33,7 @@ impl Pid1 {
         let mut n = heapless::String::new();
         let _ = n.push_str(name.get(..32).unwrap_or(name));
         let path = cg.path().map(|p| p.display().to_string()).unwrap_or_default();
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         self.removals.push(Removal { name: n, path, cg, tries: 0, next: now, last_error: None });
         self.tick_removals(now);
     }
@@ -77,7 +77,7 @@ impl Pid1 {
         if let Some(r) = self.removals.iter_mut().find(|r| r.name == name) {
             r.next = f64::NEG_INFINITY;
         }
-        self.tick_removals(crate::log::now());
+        self.tick_removals(crate::common::log::now());
         self.removals.iter().any(|r| r.name == name)
     }
 
@@ -89,11 +89,11 @@ impl Pid1 {
 
 fn removed_event(r: &Removal, done: bool) {
     let mode = match r.cg.version {
-        Version::V2 => crate::board::CgroupMode::V2,
-        Version::V1 => crate::board::CgroupMode::V1,
+        Version::V2 => crate::release::board::CgroupMode::V2,
+        Version::V1 => crate::release::board::CgroupMode::V1,
     };
     let ev = if done { Event::info("cgroup.remove") } else { Event::error("cgroup.remove") };
-    let ev = ev.kv("name", &r.name).kv("path", &r.path).kv("left", crate::containers::cgroups_left(mode)).kv("tries", r.tries);
+    let ev = ev.kv("name", &r.name).kv("path", &r.path).kv("left", crate::confine::containers::cgroups_left(mode)).kv("tries", r.tries);
     if done {
         return ev.kv("result", "ok").emit();
     }

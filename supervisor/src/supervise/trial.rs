@@ -1,16 +1,16 @@
 //! The loop's side of an update's trial: each container exit is judged by
-//! the rules of [`crate::trial`], every tick looks at the containers and
+//! the rules of [`crate::release::trial`], every tick looks at the containers and
 //! the deadline, and the trial ends in a commit or a rollback, also when an
 //! operator asks (`berthctl commit`, `berthctl rollback`). Each end is
-//! recorded in the update's [`crate::outcome`] record too.
+//! recorded in the update's [`crate::supervise::outcome`] record too.
 
 use super::{Pid1, SlotState};
-use crate::control::{error, Response};
-use crate::log::Event;
-use crate::outcome::Phase;
+use crate::common::log::Event;
 use crate::release::record::Cause;
-use crate::restart::{Decision, Exit};
-use crate::trial::{judge_exit, standing, Seen, Step, Verdict};
+use crate::release::restart::{Decision, Exit};
+use crate::release::trial::{judge_exit, standing, Seen, Step, Verdict};
+use crate::supervise::control::{error, Response};
+use crate::supervise::outcome::Phase;
 
 /// Record writes a rollback tries, one after another, before it gives up
 /// and reboots (the record still says "trial": the boot rolls back).
@@ -48,12 +48,12 @@ impl Pid1 {
     }
 
     /// Whether every container that counts is all good now (see
-    /// [`crate::trial::standing`]).
+    /// [`crate::release::trial::standing`]).
     fn trial_all_good(&self) -> bool {
         let Some(t) = self.updates.as_ref().and_then(|u| u.trial.as_ref()) else {
             return false;
         };
-        crate::trial::all_good(self.slots.iter().filter(|s| !s.retired).map(|s| {
+        crate::release::trial::all_good(self.slots.iter().filter(|s| !s.retired).map(|s| {
             standing(Seen {
                 up: s.pid.is_some() && s.life.ready && !s.life.stopping,
                 held: s.held,
@@ -95,7 +95,7 @@ impl Pid1 {
                 Err(_) => self.updates.as_ref()?.trial.as_ref().map(|t| t.commit_retry_at.min(t.deadline)),
             };
         }
-        match crate::trial::step(now, t.healthy_since, t.window, t.deadline) {
+        match crate::release::trial::step(now, t.healthy_since, t.window, t.deadline) {
             Step::Wait { until } => Some(until),
             Step::Commit if now < t.commit_retry_at => Some(t.commit_retry_at.min(t.deadline)),
             // A commit whose record write failed is tried again at its
@@ -155,7 +155,7 @@ impl Pid1 {
         match u.store.verify_current(&u.keys, &u.board.name) {
             Ok(v) => {
                 let key_id = v.key_id.to_string();
-                let stale = crate::images::not_in(&u.running, &v.release);
+                let stale = crate::release::images::not_in(&u.running, &v.release);
                 self.switch_to(v.release, &key_id, super::switch::Then::Rollback { stale });
                 Ok((rb.from, rb.to))
             }
@@ -180,7 +180,7 @@ impl Pid1 {
             Ok(()) => Event::info("release.commit").kv("version", t.version).kv("window_s", t.window).kv("by", by).emit(),
             Err(e) => {
                 // Still on trial: tried again shortly, until its deadline.
-                t.commit_retry_at = crate::log::now() + COMMIT_RETRY_S;
+                t.commit_retry_at = crate::common::log::now() + COMMIT_RETRY_S;
                 t.commit_asked |= by == "operator";
                 Event::error("release.commit").kv("version", t.version).kv("retry_s", COMMIT_RETRY_S).result(&Err::<(), _>(e.to_string())).emit();
                 u.trial = Some(t);
@@ -189,7 +189,7 @@ impl Pid1 {
         }
         self.stage.log.end(Phase::Committed, "", "");
         // No rollback can need them in this boot any more.
-        crate::images::unmap(&t.superseded);
+        crate::release::images::unmap(&t.superseded);
         match u.store.gc() {
             Ok(c) => Event::info("release.gc").kv("images", c.images).kv("releases", c.releases).emit(),
             Err(e) => Event::warn("release.gc").kv("reason", e).emit(),
@@ -226,7 +226,7 @@ impl Pid1 {
         }
         Event::info("control.commit").emit();
         match self.commit("operator") {
-            Ok(v) => crate::control::message(&format!("release {v} committed")),
+            Ok(v) => crate::supervise::control::message(&format!("release {v} committed")),
             Err(e) => error(&e),
         }
     }
@@ -238,7 +238,7 @@ impl Pid1 {
         }
         Event::info("control.rollback").emit();
         match self.roll_back(Cause::Requested, None) {
-            Ok((from, to)) => crate::control::message(&format!("rolled back from release {from} to {to}")),
+            Ok((from, to)) => crate::supervise::control::message(&format!("rolled back from release {from} to {to}")),
             Err(e) => error(&e),
         }
     }

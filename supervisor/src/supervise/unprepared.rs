@@ -13,11 +13,11 @@
 use super::switch::Then;
 use super::update::Diff;
 use super::Pid1;
-use crate::log::Event;
+use crate::common::log::Event;
 use crate::release::record::Cause;
 
 /// The containers `d` changes or adds that have no prepared spec.
-pub(super) fn missing(d: &Diff, specs: &[crate::containers::Spec]) -> Vec<String> {
+pub(super) fn missing(d: &Diff, specs: &[crate::confine::containers::Spec]) -> Vec<String> {
     d.changed.iter().chain(d.added.iter()).filter(|n| !specs.iter().any(|s| s.name.as_str() == n.as_str())).cloned().collect()
 }
 

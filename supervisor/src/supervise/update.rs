@@ -3,9 +3,9 @@
 //!
 //! - Stage ([`crate::release::store::Store::stage`]): every check before
 //!   anything changes; a refused bundle leaves the device as it was. Its
-//!   new images are mapped then too ([`crate::images`]), and unmapped again
+//!   new images are mapped then too ([`crate::release::images`]), and unmapped again
 //!   if the update is refused after all. All of it runs in the stager, a
-//!   child process ([`crate::stager`], followed by [`super::stage`]); the
+//!   child process ([`crate::release::stager`], followed by [`super::stage`]); the
 //!   loop only reads back the small release object and switches.
 //! - Switch: containers whose manifest (image included) is unchanged keep
 //!   running untouched; changed ones are stopped and started from the new
@@ -17,7 +17,7 @@
 //!   the release's `commit_window_s` without a break; rolled back at once by
 //!   a crash loop, a failed health check or readiness timeout, a container
 //!   that ends for good, at the release's `trial_deadline_s`, or on request
-//!   (the rules: [`crate::trial`]; the loop's side: [`super::trial`]). A
+//!   (the rules: [`crate::release::trial`]; the loop's side: [`super::trial`]). A
 //!   rollback switches back the same way; a reboot or power cut during the
 //!   trial rolls back at the next boot (the store's record decides). A
 //!   rollback unmaps the failed release's images.
@@ -32,7 +32,7 @@
 //! twice is quarantined ([`crate::release::inbox`]).
 
 use super::{life, Pid1, Slot, SlotState};
-use crate::log::Event;
+use crate::common::log::Event;
 use crate::release::record::Cause;
 use crate::release::store::Store;
 use crate::release::{inbox, Release, TrustedKeys};
@@ -47,7 +47,7 @@ pub const INBOX_EVERY: f64 = 5.0;
 pub struct Updates {
     pub store: Store,
     pub keys: TrustedKeys,
-    pub board: crate::board::Board,
+    pub board: crate::release::board::Board,
     pub running: Release,
     pub trial: Option<Trial>,
     pub inbox_due: f64,
@@ -57,7 +57,7 @@ pub struct Updates {
     pub recovery: Option<String>,
 }
 
-/// A release on trial (judged by the rules of [`crate::trial`], applied in
+/// A release on trial (judged by the rules of [`crate::release::trial`], applied in
 /// [`super::trial`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trial {
@@ -79,13 +79,13 @@ pub struct Trial {
     pub commit_asked: bool,
     /// Images the release before it used and it does not: unmapped at the
     /// commit, so that the store's gc frees their space at once.
-    pub superseded: Vec<crate::manifest::Digest>,
+    pub superseded: Vec<crate::release::manifest::Digest>,
 }
 
 impl Trial {
     /// A trial that begins now.
     pub fn new(r: &Release) -> Trial {
-        let deadline = crate::trial::deadline(crate::log::now(), r.trial_deadline_s);
+        let deadline = crate::release::trial::deadline(crate::common::log::now(), r.trial_deadline_s);
         Trial {
             version: r.version,
             window: f64::from(r.commit_window_s),
@@ -249,7 +249,7 @@ mod tests {
         let mut r = crate::release::tests::small();
         r.containers = Default::default();
         for (name, arg) in names {
-            let mut m = crate::manifest::tests::examples()[0].clone();
+            let mut m = crate::release::manifest::tests::examples()[0].clone();
             m.name = (*name).try_into().unwrap();
             m.entry.argv[0] = (*arg).try_into().unwrap();
             r.containers.push(m).unwrap();

@@ -1,6 +1,6 @@
-//! The loop's side of the status view ([`crate::statusview`]): after each
+//! The loop's side of the status view ([`crate::supervise::statusview`]): after each
 //! wake-up, render the status file and the metrics file
-//! ([`crate::metrics`]) when the pacer allows and write each that changed.
+//! ([`crate::supervise::metrics`]) when the pacer allows and write each that changed.
 //!
 //! The metrics' memory is each running container's `memory.current`, the
 //! read `berthctl status` does, sampled at most every [`MEMORY_EVERY_S`]
@@ -9,8 +9,8 @@
 //! are dropped.
 
 use super::{Pid1, SlotState};
-use crate::log::Event;
-use crate::statusview::{self as sv, Entry, Pacer, Release};
+use crate::common::log::Event;
+use crate::supervise::statusview::{self as sv, Entry, Pacer, Release};
 
 /// Least time between two samples of the containers' memory.
 pub(super) const MEMORY_EVERY_S: f64 = 5.0;
@@ -85,7 +85,7 @@ impl View {
                 Some(View {
                     pacer: Pacer::default(),
                     status: Written::new(sv::FILE, CAPACITY),
-                    metrics: Written::new(crate::metrics::FILE, crate::metrics::MAX),
+                    metrics: Written::new(crate::supervise::metrics::FILE, crate::supervise::metrics::MAX),
                     memory_at: f64::NEG_INFINITY,
                     sampling: false,
                 })
@@ -112,7 +112,7 @@ impl Pid1 {
     /// memory when due) and write each that changed; otherwise make sure
     /// the timer comes back for it.
     pub(super) fn refresh_view(&mut self) {
-        let now = crate::log::now();
+        let now = crate::common::log::now();
         let Some(mut view) = self.view.take() else {
             return;
         };
@@ -220,12 +220,12 @@ impl Pid1 {
     }
 
     fn render_metrics(&self, out: &mut Vec<u8>, now: f64) {
-        let list: Vec<crate::metrics::Container<'_>> = self
+        let list: Vec<crate::supervise::metrics::Container<'_>> = self
             .slots
             .iter()
             .filter(|s| !s.retired)
-            .take(crate::metrics::CONTAINERS_MAX)
-            .map(|s| crate::metrics::Container {
+            .take(crate::supervise::metrics::CONTAINERS_MAX)
+            .map(|s| crate::supervise::metrics::Container {
                 name: &s.spec.name,
                 state: super::update::state_name(s),
                 restarts: s.restart.restarts,
@@ -235,12 +235,12 @@ impl Pid1 {
             })
             .collect();
         let recent = self.stalls.recent(now);
-        let device = crate::metrics::Device {
+        let device = crate::supervise::metrics::Device {
             release: self.release.as_ref().map(|(v, _)| *v),
             update_phase: self.stage.log.last().map(|u| u.phase.name()),
             stall_max_s: recent.handler_s,
             pet_late_max_s: recent.pet_late_s,
         };
-        crate::metrics::render(out, &list, &device);
+        crate::supervise::metrics::render(out, &list, &device);
     }
 }

@@ -15,8 +15,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-use crate::container::caps::{CapData, CAPSET_VERSION};
-
 fn check(r: libc::c_long) -> Result<libc::c_long, Errno> {
     if r < 0 {
         Err(Errno::last())
@@ -245,6 +243,18 @@ pub fn ambient_raise(cap: u32) -> Result<(), Errno> {
     prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as c_ulong, c_ulong::from(cap)).map(drop)
 }
 
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets as two 32-bit halves.
+pub const CAPSET_VERSION: u32 = 0x2008_0522;
+
+/// One half of the sets, as `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CapData {
+    pub effective: u32,
+    pub permitted: u32,
+    pub inheritable: u32,
+}
+
 /// `struct __user_cap_header_struct`.
 #[repr(C)]
 struct CapHeader {
@@ -399,7 +409,7 @@ pub const SECCOMP_FILTER_FLAG_NONE: libc::c_uint = 0;
 
 /// Install a classic-BPF seccomp program on the calling thread.
 ///
-/// The hook for the filter compiler in `crate::seccomp`: it must be the last
+/// The hook for the filter compiler in `crate::confine::seccomp`: it must be the last
 /// step before execve, after `PR_SET_NO_NEW_PRIVS`, which is checked here
 /// (`EPERM` when unset: the kernel would demand CAP_SYS_ADMIN instead).
 /// No `SECCOMP_FILTER_FLAG_TSYNC`: the child of a container start has one

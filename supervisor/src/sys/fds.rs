@@ -1,5 +1,5 @@
 //! Handing a descriptor to a child at a fixed number, and taking it over in
-//! the child (the stager's report pipe, [`crate::stager`]).
+//! the child (the stager's report pipe, [`crate::release::stager`]).
 
 use std::os::fd::{FromRawFd, OwnedFd};
 

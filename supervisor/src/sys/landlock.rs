@@ -2,7 +2,7 @@
 //!
 //! Everything here may run in a container's init between fork and execve:
 //! no allocation, no formatting. The rules themselves are decided in
-//! [`crate::container::landlock`].
+//! [`crate::confine::container::landlock`].
 
 use core::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

@@ -5,7 +5,7 @@
 //! takes the same id), and the project gets its block and inode limits
 //! (`quotactl_fd(Q_SETQUOTA, PRJQUOTA)`, Linux 5.14: any descriptor on the
 //! filesystem names it, no block device path needed). The decisions (which
-//! id, which limits, whether they fit) are [`crate::container::quota`]'s.
+//! id, which limits, whether they fit) are [`crate::confine::container::quota`]'s.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 

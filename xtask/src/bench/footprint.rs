@@ -14,7 +14,7 @@
 
 use super::{Field, Report};
 use crate::artifacts::{self, BootOpts, Variant};
-use berth::board::Arch;
+use berth::release::board::Arch;
 use qemu_tests::machine::Machine;
 use std::path::Path;
 use std::time::{Duration, Instant};

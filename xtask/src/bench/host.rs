@@ -18,7 +18,7 @@
 
 use super::stats::Stats;
 use super::{oci, Field, Report};
-use berth::board::CgroupMode;
+use berth::release::board::CgroupMode;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -53,7 +53,7 @@ pub fn check_host() -> Result<CgroupMode, String> {
     if userns.trim().parse::<u64>().unwrap_or(0) == 0 {
         return Err("user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0)".into());
     }
-    let cg = Path::new(berth::containers::CGROUP_MOUNT);
+    let cg = Path::new(berth::confine::containers::CGROUP_MOUNT);
     if cg.join("cgroup.controllers").is_file() {
         Ok(CgroupMode::V2)
     } else if cg.join("devices/cgroup.procs").is_file() {
@@ -258,7 +258,7 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
     let rootfs = work.join("rootfs");
     make_rootfs(&rootfs)?;
     let rootfs_s = rootfs.to_str().ok_or("temporary directory is not UTF-8")?.to_string();
-    let board_file = crate::artifacts::board_path(root, berth::board::Arch::X86_64);
+    let board_file = crate::artifacts::board_path(root, berth::release::board::Arch::X86_64);
     let board = crate::artifacts::load_board(&board_file)?;
     // berth's own start path, as a line-driven server (parts 1 and 2).
     let bench_start = || {

@@ -17,7 +17,7 @@
 //!   container without grants; `pids` limit 512 (berth's default).
 
 use super::json::Json;
-use berth::cgroup::{DevType, Minor};
+use berth::confine::cgroup::{DevType, Minor};
 
 /// The namespace flags berth's clone rule refuses (`CLONE_NEWNS` and the
 /// other `CLONE_NEW*`), as the mask of an OCI argument rule.
@@ -47,28 +47,28 @@ fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Json {
 }
 
 /// The device rules as OCI `linux.resources.devices`: deny all, then allow.
-fn devices(board: &berth::board::Board) -> Result<Json, String> {
-    let nodes = berth::container::devices::nodes(&[], board, "bench").map_err(|(f, r)| format!("device nodes: {f}: {r}"))?;
+fn devices(board: &berth::release::board::Board) -> Result<Json, String> {
+    let nodes = berth::confine::container::devices::nodes(&[], board, "bench").map_err(|(f, r)| format!("device nodes: {f}: {r}"))?;
     let mut out = vec![obj(vec![("allow", Json::Bool(false)), ("access", s("rwm"))])];
-    for r in berth::cgroup::rules(&nodes) {
+    for r in berth::confine::cgroup::rules(&nodes) {
         let mut f = vec![("allow", Json::Bool(true)), ("type", s(if r.kind == DevType::Char { "c" } else { "b" })), ("major", num(u64::from(r.major)))];
         if let Minor::Exact(m) = r.minor {
             f.push(("minor", num(u64::from(m))));
         }
-        f.push(("access", s(&berth::cgroup::access_letters(r.access))));
+        f.push(("access", s(&berth::confine::cgroup::access_letters(r.access))));
         out.push(obj(f));
     }
     Ok(Json::Arr(out))
 }
 
 fn seccomp() -> Result<Json, String> {
-    let arch = berth::seccomp::Arch::running().map_err(|e| e.to_string())?;
+    let arch = berth::confine::seccomp::Arch::running().map_err(|e| e.to_string())?;
     let oci_arch = match arch {
-        berth::seccomp::Arch::X86_64 => "SCMP_ARCH_X86_64",
-        berth::seccomp::Arch::Aarch64 => "SCMP_ARCH_AARCH64",
-        berth::seccomp::Arch::Arm => "SCMP_ARCH_ARM",
+        berth::confine::seccomp::Arch::X86_64 => "SCMP_ARCH_X86_64",
+        berth::confine::seccomp::Arch::Aarch64 => "SCMP_ARCH_AARCH64",
+        berth::confine::seccomp::Arch::Arm => "SCMP_ARCH_ARM",
     };
-    let mut allowed: Vec<&str> = berth::seccomp::profile::allowed_on(arch).collect();
+    let mut allowed: Vec<&str> = berth::confine::seccomp::profile::allowed_on(arch).collect();
     // socket and personality take conditions in berth's filter; allowing them
     // whole only favours the runtimes.
     allowed.extend(["socket", "personality"]);
@@ -96,7 +96,7 @@ fn seccomp() -> Result<Json, String> {
 
 /// `config.json` for running `program` from the root filesystem `rootfs`
 /// with ids mapped from `id_base` and the cgroup `cgroup_path`.
-pub fn config(board: &berth::board::Board, rootfs: &str, program: &str, id_base: u32, cgroup_path: &str) -> Result<String, String> {
+pub fn config(board: &berth::release::board::Board, rootfs: &str, program: &str, id_base: u32, cgroup_path: &str) -> Result<String, String> {
     let caps = Json::Arr(Vec::new());
     let rlimits = Json::Arr(
         [("RLIMIT_NOFILE", 1024), ("RLIMIT_NPROC", 512), ("RLIMIT_CORE", 0)]
@@ -106,8 +106,8 @@ pub fn config(board: &berth::board::Board, rootfs: &str, program: &str, id_base:
     );
     let map = Json::Arr(vec![obj(vec![("containerID", num(0)), ("hostID", num(u64::from(id_base))), ("size", num(65536))])]);
     let namespaces = Json::Arr(["pid", "ipc", "uts", "mount", "user", "cgroup"].iter().map(|n| obj(vec![("type", s(n))])).collect());
-    let ro: Vec<String> = berth::container::mounts::READ_ONLY.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    let masked: Vec<String> = berth::container::mounts::MASKED.iter().map(|(p, _)| p.to_string_lossy().into_owned()).collect();
+    let ro: Vec<String> = berth::confine::container::mounts::READ_ONLY.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let masked: Vec<String> = berth::confine::container::mounts::MASKED.iter().map(|(p, _)| p.to_string_lossy().into_owned()).collect();
     let c = obj(vec![
         ("ociVersion", s("1.0.2")),
         (
@@ -116,7 +116,7 @@ pub fn config(board: &berth::board::Board, rootfs: &str, program: &str, id_base:
                 ("terminal", Json::Bool(false)),
                 ("user", obj(vec![("uid", num(0)), ("gid", num(0))])),
                 ("args", strs(&[program])),
-                ("env", strs(&[berth::container::plan::DEFAULT_PATH])),
+                ("env", strs(&[berth::confine::container::plan::DEFAULT_PATH])),
                 ("cwd", s("/")),
                 (
                     "capabilities",

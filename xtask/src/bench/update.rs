@@ -24,7 +24,7 @@
 use super::stats::Stats;
 use super::{Field, Report};
 use crate::artifacts::{self, BootOpts};
-use berth::board::Arch;
+use berth::release::board::Arch;
 use qemu_tests::event::Event;
 use qemu_tests::machine::Machine;
 use std::path::Path;

@@ -1,5 +1,5 @@
 use super::*;
-use berth::board::Arch;
+use berth::release::board::Arch;
 use std::path::PathBuf;
 
 fn board() -> Board {

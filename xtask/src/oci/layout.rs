@@ -10,7 +10,7 @@
 //! image for another platform.
 
 use crate::verity::hex;
-use berth::board::Arch;
+use berth::release::board::Arch;
 use oci_spec::image::{Descriptor, Digest, DigestAlgorithm, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use serde::de::DeserializeOwned;
 use serde_json::Value;

@@ -122,7 +122,7 @@ fn layers_whiteouts_ownership_and_config() {
     let mut table: toml::Table = text.parse().unwrap();
     assert_eq!(table.remove("build").unwrap().get("oci").unwrap().as_str(), Some("layout"));
     table.insert("image".into(), toml::Value::String(format!("sha256:{}", hex(&imp.image.sha256))));
-    let m = berth::manifest::Manifest::from_toml("app", &toml::to_string(&table).unwrap()).unwrap();
+    let m = berth::release::manifest::Manifest::from_toml("app", &toml::to_string(&table).unwrap()).unwrap();
     assert_eq!(m.entry.uid, Some(1000));
     let _ = fs::remove_dir_all(&dir);
 }

@@ -189,7 +189,7 @@ mod tests {
         std::fs::write(dir.join("root/bin/app"), big).unwrap();
         let out = dir.join("app.img");
         let img = crate::image::from_dir(&dir.join("root"), &out).unwrap();
-        let entry = Entry { sha256: berth::manifest::Digest(img.sha256), size: img.size, verity_root: img.verity.root, verity_salt: img.verity.salt };
+        let entry = Entry { sha256: berth::release::manifest::Digest(img.sha256), size: img.size, verity_root: img.verity.root, verity_salt: img.verity.salt };
         let sha = sha256sum(&out).unwrap();
         let (want, blocks) = expected_report(&dir, &out, &entry, &sha).unwrap();
         assert!(blocks > 1);

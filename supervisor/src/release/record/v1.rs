@@ -38,7 +38,7 @@ pub(super) fn decode(payload: &[u8]) -> Option<Record> {
 mod tests {
     use super::super::{decode_slot, encode_slot, FORMAT_V1, HEADER_LEN, SUM_LEN};
     use super::*;
-    use crate::manifest::Digest;
+    use crate::release::manifest::Digest;
     use serde::Serialize;
     use sha2::{Digest as _, Sha256};
 

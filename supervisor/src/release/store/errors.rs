@@ -4,8 +4,8 @@
 //! with the text berth logs.
 
 use super::state;
-use crate::manifest::Digest;
 use crate::release::bundle::BundleError;
+use crate::release::manifest::Digest;
 use crate::release::record::TransitionError;
 use crate::release::ReleaseError;
 use core::fmt;

@@ -34,7 +34,7 @@ struct Img {
 fn img(seed: u8, blocks: usize) -> Img {
     let data: Vec<u8> = (0..blocks * 4096).map(|i| (i as u8).wrapping_mul(31) ^ seed ^ (i >> 12) as u8).collect();
     let salt = [seed; 32];
-    let (bytes, root) = crate::verity::build_image(&data, &salt);
+    let (bytes, root) = crate::release::verity::build_image(&data, &salt);
     let image = Image { sha256: sha256(&bytes), size: bytes.len() as u64, verity_root: root, verity_salt: salt };
     Img { bytes, image }
 }
@@ -219,7 +219,7 @@ fn refused_bundles_leave_the_store_as_it_was() {
             ("image not in release", bundle_of(&s.v2, &[&s.c, &s.d]), |e| matches!(e, StageError::Bundle(BundleError::ImageNotInRelease(_)))),
             ("changed image", bundle_of(&s.v2, &[&bad_image]), |e| matches!(e, StageError::Bundle(BundleError::ImageMismatch(_)))),
             ("wrong verity root", bundle_of(&wrong_root, &[&s.c]), |e| {
-                matches!(e, StageError::Bundle(BundleError::Verity { error: crate::verity::TreeError::Root, .. }))
+                matches!(e, StageError::Bundle(BundleError::Verity { error: crate::release::verity::TreeError::Root, .. }))
             }),
             ("cut inside an image", full[..full.len() - 10].to_vec(), |e| matches!(e, StageError::Bundle(BundleError::ImageTruncated(_)))),
             ("cut in the release", full[..40].to_vec(), |e| matches!(e, StageError::Bundle(BundleError::Truncated { part: "release" }))),
