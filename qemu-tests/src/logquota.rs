@@ -26,6 +26,7 @@
 //!   keeps what the files could not);
 //! - no other file than berth's own and host services' logs.
 //!
+//! berth's `log.dropped sink=store` must count at least noisy-b's loss.
 //! The agent reports each file's facts (`AGENT logfile ...`) and each
 //! `berthctl logs` (`AGENT ctllogs ...`); the harness judges.
 
@@ -46,7 +47,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
 }
 
 /// A log file is rotated when the next record would take it past this
-/// (`docs/berthctl.md`, the log store).
+/// (`docs/board-config.md`, `log_quota_kib`).
 pub const FILE_MAX: u64 = 64 * 1024;
 /// The variant board's `log_quota_kib`.
 pub const QUOTA_KIB: u32 = 256;
@@ -224,7 +225,16 @@ pub fn log_quota(l: &dyn Launch) -> Result<(), String> {
         ctl.insert(field(&l, "name").unwrap_or_default(), (num(&l, "last"), num(&l, "dropped")));
     }
     m.expect_line("AGENT done", lim.step)?;
-    judge(&files, total, &ctl)
+    judge(&files, total, &ctl)?;
+    // The loss is not silent: berth said so (its own lines past the quota
+    // count too, so at least noisy-b's).
+    let k = files.get("container-noisy-b.log").map_or(0, |f| f.last);
+    let told =
+        m.events().iter().filter(|e| e.name == "log.dropped" && e.get("sink") == Some("store")).filter_map(|e| e.get("lines")?.parse::<u64>().ok()).max();
+    match told {
+        Some(n) if n >= NOISY_B - k => Ok(()),
+        other => Err(format!("log.dropped sink=store said {other:?} lines, want at least noisy-b's {}", NOISY_B - k)),
+    }
 }
 
 #[cfg(test)]
