@@ -6,27 +6,27 @@
 //!   slots' clients are answered when they then ask for the status, and
 //!   exactly six are turned away at once with `busy: too many control
 //!   clients` (`ctl-concurrent`).
-//! - A client connects while berth's side of its connection gets a socket
-//!   buffer smaller than its reply (`net.core.wmem_default` lowered for
-//!   that connect only), asks for 64 lines of `noisy-a` (about 14 KB) and
-//!   never reads. berth writes what fits, gives up after its write timeout
-//!   (one `control.reply result=error`) and closes: the client finds part
-//!   of the frame, then the end. Meanwhile ten `berthctl status` are
-//!   answered (each under 2 s); the loop's worst handler of the last 10 s
-//!   is that `control` request, at least [`WRITE_TIMEOUT_MS`] (the path
-//!   was taken) and under [`STALL_BOUND_MS`]; no `loop.stall`; ten clients
-//!   at once again get exactly four answers and six `busy` (the slot is
-//!   free again); berth answers at the end (`ctl-nonreader`, `ctl-after`).
+//! - A client connects while the system's default socket buffer is
+//!   smaller than its reply (`net.core.wmem_default` lowered to its least
+//!   for that connect only), asks for 64 lines of `noisy-a` (about 13 KB)
+//!   and never reads. berth's side of each connection has room for a whole
+//!   reply whatever that default: the write does not wait, berth closes,
+//!   and the client finds its whole reply, then the end; no
+//!   `control.reply` error. Meanwhile ten `berthctl status` are answered
+//!   (each under 2 s); the loop's worst handler of the last 10 s stays
+//!   under [`WRITE_TIMEOUT_MS`] (berth never waited on the write); no
+//!   `loop.stall`, no `control.timeout`; ten clients at once again get
+//!   exactly four answers and six `busy` (the slot is free again); berth
+//!   answers at the end (`ctl-nonreader`, `ctl-after`). Before berth sized
+//!   the buffer, that request held the loop 411 ms (two write timeouts)
+//!   and the client got 4480 of its 13257 bytes.
 
 use crate::scenarios::{agent_pass, expect_boot, limits, spec, BootSpec, Launch};
 use std::time::Duration;
 
 /// berth's write timeout for a reply (`ctlsock::send`), less a little for
-/// the clock's grain.
+/// the clock's grain: a handler that waited on a write took longer.
 pub const WRITE_TIMEOUT_MS: u64 = 190;
-/// The longest the non-reader may hold the loop: two write timeouts and
-/// room for the emulator.
-pub const STALL_BOUND_MS: u64 = 1000;
 
 pub fn ctl_clients(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
@@ -40,15 +40,15 @@ pub fn ctl_clients(l: &dyn Launch) -> Result<(), String> {
     agent_pass(&mut m, "ctl-nonreader", &lim)?;
     agent_pass(&mut m, "ctl-after", &lim)?;
     m.expect_line("AGENT done", lim.step)?;
-    if !(WRITE_TIMEOUT_MS..STALL_BOUND_MS).contains(&ms) {
-        return Err(format!("the non-reader's request held the loop {ms} ms, want {WRITE_TIMEOUT_MS} to {STALL_BOUND_MS}"));
+    if ms >= WRITE_TIMEOUT_MS {
+        return Err(format!("the loop's worst handler around the non-reader took {ms} ms, want under {WRITE_TIMEOUT_MS} (no wait on its write)"));
     }
     m.set_cursor(ready);
     let events = m.events();
     let count = |name: &str| events.iter().filter(|e| e.name == name).count();
     let failed_replies: Vec<_> = events.iter().filter(|e| e.name == "control.reply").map(|e| e.fields.clone()).collect();
-    if failed_replies.len() != 1 || events.iter().any(|e| e.name == "control.reply" && e.get("result") != Some("error")) {
-        return Err(format!("want exactly one control.reply result=error (the non-reader), got {failed_replies:?}"));
+    if !failed_replies.is_empty() {
+        return Err(format!("want no control.reply error (every reply fits its connection's buffer), got {failed_replies:?}"));
     }
     if count("loop.stall") != 0 || count("control.timeout") != 0 {
         return Err(format!("{} loop.stall and {} control.timeout events, want none", count("loop.stall"), count("control.timeout")));
