@@ -43,12 +43,14 @@
 pub mod budgets;
 pub mod checkwindow;
 pub mod controls;
+pub mod ctlclients;
 pub mod cutverdict;
 pub mod errno;
 pub mod event;
 pub mod faults;
 pub mod floor;
 pub mod inboxfull;
+pub mod logquota;
 pub mod loopcheck;
 pub mod machine;
 pub mod output;

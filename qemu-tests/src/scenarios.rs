@@ -129,6 +129,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     cases.extend(crate::budgets::cases(Arc::clone(&l)));
     cases.extend(crate::waits::cases(Arc::clone(&l)));
     cases.extend(crate::output::cases(Arc::clone(&l)));
+    cases.extend(crate::logquota::cases(Arc::clone(&l)));
     cases.extend(crate::checkwindow::cases(Arc::clone(&l)));
     cases.extend(crate::updates::cases(Arc::clone(&l)));
     cases.extend(crate::volumes::cases(Arc::clone(&l)));

@@ -61,6 +61,11 @@ pub struct UpdateInfo {
     /// Store writes of the whole update to release 2 (stage, trial,
     /// commit, gc), counted by running the device's store code on the host.
     pub writes: u64,
+    /// The store writes of that update as the store format in
+    /// `docs/updates.md` calls for them (`OP KIND`, write 1 first), derived
+    /// from the two releases without berth's store code; the host model's
+    /// writes are checked against them when the bundles are built.
+    pub format_writes: Vec<String>,
     /// The bundles under `/data/test/refused/`, in name order.
     pub refused: Vec<Refusal>,
     /// Releases 1 and 2 as store files.
@@ -72,6 +77,25 @@ pub struct UpdateInfo {
     pub ids: Vec<(String, String)>,
     /// The host model: what the boot after a cut at each write must find.
     pub plan: crate::cutverdict::Plan,
+}
+
+/// The device's `update.done store_writes=` against the writes the store
+/// format calls for (`want`, `OP KIND` each): a difference names the first
+/// write the count leaves out, or says it made more.
+pub fn check_store_writes(want: &[String], device: Option<&str>) -> Result<(), String> {
+    let n = want.len();
+    let Some(got) = device.and_then(|d| d.parse::<usize>().ok()) else {
+        return Err(format!("update.done has no store_writes count ({device:?}), the store format calls for {n}"));
+    };
+    match want.get(got) {
+        _ if got == n => Ok(()),
+        Some(w) => Err(format!("the device made {got} store writes, the store format calls for {n}: the first it did not make is write {} ({w})", got + 1)),
+        None => Err(format!(
+            "the device made {got} store writes, the store format calls for {n}: {} more after the last ({})",
+            got - n,
+            want.last().map_or("none", String::as_str)
+        )),
+    }
 }
 
 /// One container row of `berthctl status`.
@@ -378,7 +402,7 @@ fn update(l: &dyn Launch) -> Result<(), String> {
         return Err(format!("committed {:.2} s after the new sensor was ready, before the 5 s window", commit.t - ready_again.t));
     }
     let done = m.expect_event("update.done", lim.step)?;
-    field_is(&done, "store_writes", &info.writes.to_string())?;
+    check_store_writes(&info.format_writes, done.get("store_writes"))?;
     // Release 2 keeps release 1's only image (meter and the old sensor
     // share it): nothing is unmapped at its commit.
     superseded_unmapped(&m.events(), superseded_names(&info.known, 2), commit.t, done.t)?;
@@ -828,6 +852,18 @@ fn power_cut_timed(l: &dyn Launch) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_write_count_names_the_first_missing_write() {
+        let want: Vec<String> = ["stage mkdir", "trial create", "commit sync"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(check_store_writes(&want, Some("3")), Ok(()));
+        assert_eq!(
+            check_store_writes(&want, Some("1")).unwrap_err(),
+            "the device made 1 store writes, the store format calls for 3: the first it did not make is write 2 (trial create)"
+        );
+        assert!(check_store_writes(&want, Some("5")).unwrap_err().contains("2 more after the last (commit sync)"));
+        assert!(check_store_writes(&want, None).is_err());
+    }
 
     #[test]
     fn mappings_must_match_one_to_one() {

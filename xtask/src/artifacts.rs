@@ -134,6 +134,8 @@ pub struct Variant {
     pub updates: Option<PathBuf>,
     /// Overrides the board's `container_log_console`.
     pub container_log_console: Option<bool>,
+    /// Overrides the board's `log_quota_kib`.
+    pub log_quota_kib: Option<u32>,
     /// Overrides the board's `[inbox]` limits.
     pub inbox: Option<berth::release::room::Limits>,
     /// A release directory bundled (against the installed release) onto the
@@ -184,6 +186,9 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     }
     if let Some(limits) = variant.inbox {
         board.inbox = limits;
+    }
+    if let Some(kib) = variant.log_quota_kib {
+        board.log_quota_kib = kib;
     }
     if let Some(on) = variant.container_log_console {
         board.container_log_console = on;

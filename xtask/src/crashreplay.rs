@@ -58,7 +58,7 @@ pub fn run(l: &dyn Launch, art: &Artifacts, seed: Option<u64>) -> Result<(), Str
         log_disk: Some(log_path.clone()),
     };
     let mut m = l.boot(&spec)?;
-    let data = guest_update(&mut m, info.writes)?;
+    let data = guest_update(&mut m, info.writes, &info.format_writes)?;
     drop(m);
     let seed = seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
     let keys = TrustedKeys::load_dir(&art.key_dir).map_err(|e| e.to_string())?;
@@ -82,7 +82,7 @@ pub fn recheck(art: &Artifacts, log: &Path, data: &Path, seed: u64) -> Result<()
 
 /// The guest's part: the log-writes target set up, the update done, the
 /// target removed after the unmount, powered off. The data image's path.
-fn guest_update(m: &mut Machine, writes: u64) -> Result<std::path::PathBuf, String> {
+fn guest_update(m: &mut Machine, writes: u64, format_writes: &[String]) -> Result<std::path::PathBuf, String> {
     let (boot, step) = (Duration::from_secs(180), Duration::from_secs(90));
     let setup = m.expect_event("logwrites.setup", boot)?;
     if setup.get("result") == Some("error") || setup.get("device").is_none() {
@@ -92,6 +92,7 @@ fn guest_update(m: &mut Machine, writes: u64) -> Result<std::path::PathBuf, Stri
     if done.get("store_writes") != Some(writes.to_string().as_str()) {
         return Err(format!("the update made {:?} store writes, the model {writes}", done.get("store_writes")));
     }
+    qemu_tests::updates::check_store_writes(format_writes, done.get("store_writes"))?;
     let removed = m.expect_event("logwrites.remove", step)?;
     if removed.get("result") != Some("ok") {
         return Err(format!("the log-writes target was not removed cleanly: {:?}", removed.fields));

@@ -28,6 +28,7 @@ mod trials;
 mod uapi;
 mod updates;
 mod verity;
+mod writeoracle;
 
 use artifacts::{Artifacts, BootOpts, ReleaseData, Variant};
 use berth::release::board::{Arch, CgroupMode, LandlockMode};
@@ -663,6 +664,18 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 suffix: "-flood".into(),
                 manifests: Some(root.join("qemu-tests/manifests/flood")),
                 container_log_console: Some(false),
+                ..Default::default()
+            },
+        ),
+        (
+            // The log store at its smallest quota, container output off
+            // the console (it would be most of the console).
+            "logsock",
+            Variant {
+                suffix: "-logsock".into(),
+                manifests: Some(root.join("qemu-tests/manifests/logsock")),
+                container_log_console: Some(false),
+                log_quota_kib: Some(qemu_tests::logquota::QUOTA_KIB),
                 ..Default::default()
             },
         ),

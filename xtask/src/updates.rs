@@ -13,7 +13,8 @@
 //! It also models the update to release 2 under power cuts with the
 //! device's store code (`crate::cutmodel`): its store writes (stage, trial,
 //! commit, gc), at each of which the power-cut scenarios cut, and what the
-//! boot after each cut must find.
+//! boot after each cut must find. Those writes must be the ones the store
+//! format calls for (`crate::writeoracle`, which runs no store code).
 
 use crate::release::{self, Compiled};
 use berth::release::board::Board;
@@ -119,6 +120,10 @@ pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installe
     refused.sort_by(|a, b| a.bundle.cmp(&b.bundle));
     let start = crate::cutmodel::Start { v1, v1_signed, keys: &keys, board: &board.name };
     let plan = crate::cutmodel::plan(work, &v2_path, &start).map_err(|e| format!("the power-cut model: {e}"))?;
+    // The model runs the device's store code: checked here against the
+    // writes the store format calls for, derived from the releases alone.
+    let format_writes = crate::writeoracle::expected(&(&v1.release).into(), &(&v2.release).into());
+    crate::writeoracle::check_model(&format_writes, &plan.kinds, &plan.op_ends).map_err(|e| format!("the update to release 2: {e}"))?;
     let known = vec![known(v1, v1_signed), known(&v2, &v2_signed)];
     // The trial scenarios' bundles, where the update set has them (the
     // volumes set has none).
@@ -127,7 +132,7 @@ pub fn build(root: &Path, board: &Board, manifests: &Path, work: &Path, installe
     } else {
         Vec::new()
     };
-    Ok(UpdateInfo { writes: plan.writes(), refused, known, v2_bundle: v2_path, ids, plan })
+    Ok(UpdateInfo { writes: plan.writes(), format_writes: crate::writeoracle::labels(&format_writes), refused, known, v2_bundle: v2_path, ids, plan })
 }
 
 /// The staging reserve the device keeps (`berth::release::room::RESERVE`,

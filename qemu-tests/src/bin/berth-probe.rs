@@ -60,6 +60,8 @@ mod budgets;
 mod controls;
 #[path = "berth-probe/lifecycle.rs"]
 mod lifecycle;
+#[path = "berth-probe/lines.rs"]
+mod lines;
 #[path = "berth-probe/output.rs"]
 mod output;
 #[path = "berth-probe/surface.rs"]
@@ -165,6 +167,7 @@ fn main() {
         Some("--memhog") => memhog(),
         Some("--notify" | "--sleep" | "--uptime-above" | "--uptime-below") => lifecycle::run(&args),
         Some("--flood" | "--heartbeat") => output::run(&args),
+        Some("--lines") => lines::run(&args),
         Some("--exhaust" | "--neighbour") => budgets::run(&args),
         Some("--fill-volume") => volume::run(&args),
         Some("--print-controls") => controls::run(),
@@ -177,7 +180,7 @@ fn main() {
             std::process::exit(0);
         }
         Some(other) => {
-            let usages = [lifecycle::USAGE, output::USAGE, budgets::USAGE, volume::USAGE, controls::USAGE, window::USAGE];
+            let usages = [lifecycle::USAGE, output::USAGE, lines::USAGE, budgets::USAGE, volume::USAGE, controls::USAGE, window::USAGE];
             eprintln!("berth-probe: unknown argument {other:?} (modes: none, --whoami, --list, --forkbomb, --memhog, --exit CODE [MS], {})", usages.join(", "));
             std::process::exit(2);
         }

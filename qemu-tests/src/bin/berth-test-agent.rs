@@ -22,6 +22,8 @@
 //! measures PID 1's CPU time while a container waits (see [`loopcheck`]).
 //! Mode `controls` passes on what berth shows of a container's terminal
 //! controls (see [`controls`]); `check-window` only says `AGENT done`.
+//! Modes `log-quota` and `ctl-clients` (see [`logsock`]) report the log
+//! store's files and drive the control socket with many clients.
 //!
 //! The update modes skip the checks above and drive `berthctl update` with
 //! the bundles under `/data/test/` (see `qemu_tests::updates`): `update`,
@@ -53,6 +55,9 @@ mod controls;
 /// The fault modes (`qemu_tests::faults`).
 #[path = "berth-test-agent/faults.rs"]
 mod faults;
+/// The log store and control socket modes (`qemu_tests::logquota`).
+#[path = "berth-test-agent/logsock.rs"]
+mod logsock;
 #[path = "berth-test-agent/loopcheck.rs"]
 mod loopcheck;
 #[path = "berth-test-agent/output.rs"]
@@ -123,6 +128,14 @@ fn main() {
             output::flood();
         } else {
             output::console_stall();
+        }
+        say("AGENT done");
+    } else if mode == "log-quota" || mode == "ctl-clients" {
+        // The logsock release has none of the demo's containers.
+        if mode == "log-quota" {
+            logsock::log_quota();
+        } else {
+            logsock::ctl_clients();
         }
         say("AGENT done");
     } else if mode == "controls" || mode == "check-window" {

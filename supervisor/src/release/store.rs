@@ -453,7 +453,10 @@ impl<I: Io> Store<I> {
             let (from, to) = (staging.join(image_name(d)), images.join(image_name(d)));
             self.io.rename(&from, &to).map_err(io_err("rename", &from))?;
         }
-        self.io.sync_dir(&images).map_err(io_err("fsync", &images))?;
+        // No rename, nothing to make durable (docs/updates.md).
+        if !added.is_empty() {
+            self.io.sync_dir(&images).map_err(io_err("fsync", &images))?;
+        }
         let releases = self.dir.join(RELEASES);
         let name = release_name(&sha256(&header.release));
         replace(&mut self.io, &releases, &name, &header.release).map_err(io_err("write", &releases.join(&name)))?;

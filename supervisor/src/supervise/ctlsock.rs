@@ -6,8 +6,9 @@
 //! At most [`CONNS_MAX`] clients at once, each with a fixed receive buffer; a
 //! frame is read as it arrives (non-blocking), a complete request is handed to
 //! the loop, and the reply is written once (a client that does not read it is
-//! dropped). Oversized or malformed frames get an error reply and the
-//! connection is closed. A client has [`REQUEST_WITHIN_S`] seconds from its
+//! dropped). Each connection's send buffer is sized for a whole reply, so
+//! that write does not wait on a client that never reads. Oversized or
+//! malformed frames get an error reply and the connection is closed. A client has [`REQUEST_WITHIN_S`] seconds from its
 //! connect to send its whole request; after that it is told so and dropped,
 //! so clients that connect and say nothing cannot lock the operator out.
 //! Nothing a client sends can make berth wait.
@@ -29,6 +30,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 pub const CONNS_MAX: usize = 4;
 /// Seconds a client has, from its connect, to send its whole request.
 pub const REQUEST_WITHIN_S: f64 = 2.0;
+/// The send buffer each client's connection asks for: a whole reply and
+/// the kernel's bookkeeping of it.
+const REPLY_BUFFER: usize = 2 * RESPONSE_MAX;
 
 struct Conn {
     stream: UnixStream,
@@ -92,6 +96,10 @@ impl CtlSocket {
         if stream.set_nonblocking(true).is_err() {
             return None;
         }
+        // Room for a whole reply in the kernel, whatever the system's
+        // default buffer (at most `net.core.wmem_max`): the reply's one
+        // write never waits on a client that does not read.
+        let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &REPLY_BUFFER);
         if let Some(c) = self.conns.get_mut(slot) {
             *c = Some(Conn { stream, buf: heapless::Vec::new(), since: now, held: false });
         }

@@ -73,7 +73,7 @@ extern "C" fn exit_zero(_: libc::c_int) {
     unsafe { libc::_exit(0) }
 }
 
-fn on_sigterm_exit() {
+pub fn on_sigterm_exit() {
     // SAFETY: installing a handler that only calls _exit.
     unsafe {
         libc::signal(libc::SIGTERM, exit_zero as *const () as libc::sighandler_t);

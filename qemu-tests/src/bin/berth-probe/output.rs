@@ -26,7 +26,7 @@ pub fn mono_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-fn put(line: &str) -> bool {
+pub fn put(line: &str) -> bool {
     let bytes = line.as_bytes();
     let mut off = 0;
     while off < bytes.len() {
