@@ -59,7 +59,11 @@ pub const TEXT_LEN: usize = 200;
 pub const START_MS: u64 = 100_000;
 /// Lines of each container.
 pub const QUIET: u64 = 30;
-pub const NOISY_A: u64 = 939;
+/// Three files' worth of `noisy-a`'s records (`100.000 ` and the 24-byte
+/// wall-clock time with their spaces, the text and its newline: 234 bytes;
+/// 279 of them after a file's 55-byte header), so that its two kept files
+/// are full and `noisy-b` meets the quota before its second rotation.
+pub const NOISY_A: u64 = 837;
 pub const NOISY_B: u64 = 2000;
 
 /// Line `n` of a container printing with `tag`.
@@ -70,6 +74,17 @@ pub fn line(tag: &str, n: u64) -> String {
     }
     s.truncate(TEXT_LEN);
     s
+}
+
+/// How each file's part from one boot begins (`#berth-log 2 boot=ID`).
+pub const HEADER_TAG: &str = "#berth-log ";
+
+/// A stored line (`SECONDS.MMM WALL TEXT`, WALL `-` until the clock is
+/// set) as the width of its two stamps with their spaces, and its text.
+pub fn split_line(l: &str) -> Option<(usize, &str)> {
+    let (stamp, rest) = l.split_once(' ')?;
+    let (wall, text) = rest.split_once(' ')?;
+    Some((stamp.len() + 1 + wall.len() + 1, text))
 }
 
 /// The number of a line made by [`line`] with `tag`.
@@ -86,9 +101,11 @@ pub struct FileFacts {
     pub last: u64,
     /// Lines whose number is not one more than the line before.
     pub gaps: u64,
-    /// The width of the time stamp and its space, when every line has the
-    /// same (0 when they differ).
+    /// The width of the time stamps and their spaces, when every line has
+    /// the same (0 when they differ).
     pub prefix: u64,
+    /// The bytes of its header lines (one per boot that wrote to it).
+    pub header: u64,
 }
 
 /// The expected lines of one file: `(first, last)`.
@@ -105,15 +122,21 @@ fn span_check(file: &str, f: Option<&FileFacts>, want: Span, record: u64) -> Res
             f.first, f.last, f.lines, f.gaps, want.0, want.1
         ));
     }
-    if f.bytes != count * record || f.bytes > FILE_MAX {
-        return Err(format!("{file}: {} bytes, want {count} records of {record} bytes = {}, at most {FILE_MAX}", f.bytes, count * record));
+    let want_bytes = f.header + count * record;
+    if f.bytes != want_bytes || f.bytes > FILE_MAX {
+        return Err(format!(
+            "{file}: {} bytes, want a {}-byte header and {count} records of {record} bytes = {want_bytes}, at most {FILE_MAX}",
+            f.bytes, f.header
+        ));
     }
     Ok(())
 }
 
-/// Records a file takes (the rotation point) for a record length.
-fn per_file(record: u64) -> u64 {
-    FILE_MAX / record
+/// Records a file takes (the rotation point) for a record length, after
+/// its header (a file is rotated when the next record would take it past
+/// [`FILE_MAX`]; the header opens it).
+fn per_file(record: u64, header: u64) -> u64 {
+    FILE_MAX.saturating_sub(header) / record
 }
 
 /// The files of a stream that printed lines `1..=last` with nothing
@@ -133,7 +156,15 @@ pub fn judge(files: &BTreeMap<String, FileFacts>, total: u64, ctl: &BTreeMap<Str
         return Err(format!("container-quiet.log: no single time stamp width ({:?})", files.get("container-quiet.log")));
     }
     let record = prefix + TEXT_LEN as u64 + 1;
-    let n = per_file(record);
+    // One boot wrote every file: each opens with the same header.
+    let header = files.get("container-quiet.log").map_or(0, |f| f.header);
+    if header == 0 {
+        return Err("container-quiet.log: no header line (`#berth-log 2 boot=ID`)".into());
+    }
+    if let Some((name, f)) = files.iter().find(|(k, f)| k.starts_with("container-") && f.header != header) {
+        return Err(format!("{name}: a {}-byte header, container-quiet.log's {header}", f.header));
+    }
+    let n = per_file(record, header);
     for (name, f) in files.iter().filter(|(k, _)| k.starts_with("container-")) {
         if f.prefix != prefix {
             return Err(format!("{name}: time stamps {} bytes wide, container-quiet.log's {prefix}", f.prefix));
@@ -217,6 +248,7 @@ pub fn log_quota(l: &dyn Launch) -> Result<(), String> {
             last: num(&l, "last"),
             gaps: num(&l, "gaps"),
             prefix: num(&l, "prefix"),
+            header: num(&l, "header"),
         };
         files.insert(field(&l, "name").unwrap_or_default(), f);
     }
@@ -243,8 +275,27 @@ pub fn log_quota(l: &dyn Launch) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// `#berth-log 2 boot=` and a 36-character boot id, with its newline.
+    const HEADER: u64 = 55;
+
     fn facts(first: u64, last: u64, record: u64) -> FileFacts {
-        FileFacts { bytes: (last - first + 1) * record, lines: last - first + 1, first, last, gaps: 0, prefix: record - TEXT_LEN as u64 - 1 }
+        let lines = last - first + 1;
+        FileFacts { bytes: HEADER + lines * record, lines, first, last, gaps: 0, prefix: record - TEXT_LEN as u64 - 1, header: HEADER }
+    }
+
+    #[test]
+    fn stored_lines_split_into_stamps_and_text() {
+        assert_eq!(split_line("123.456 2026-12-07T23:00:00.000Z A 000001 ...."), Some((33, "A 000001 ....")));
+        assert_eq!(split_line("123.456 - A 000001"), Some((10, "A 000001")));
+        assert_eq!(split_line("123.456"), None);
+    }
+
+    #[test]
+    fn the_manifest_prints_what_the_verdict_expects() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/logsock/noisy-a.toml")).unwrap();
+        assert!(text.contains(&format!("\"A\", \"{NOISY_A}\"")), "{text}");
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/logsock/noisy-b.toml")).unwrap();
+        assert!(text.contains(&format!("\"B\", \"{NOISY_B}\"")), "{text}");
     }
 
     #[test]
@@ -256,19 +307,19 @@ mod tests {
 
     #[test]
     fn the_expectation_of_the_current_format() {
-        // `123.456 ` + 200 + newline.
-        let record = 209;
-        assert_eq!(per_file(record), 313);
-        assert_eq!(rotated(NOISY_A, 313), ((627, 939), Some((314, 626))));
-        assert_eq!(rotated(313, 313), ((1, 313), None));
-        assert_eq!(rotated(314, 313), ((314, 314), Some((1, 313))));
+        // `123.456 ` + the wall-clock time and a space + 200 + newline.
+        let record = 234;
+        assert_eq!(per_file(record, HEADER), 279);
+        assert_eq!(rotated(NOISY_A, 279), ((559, 837), Some((280, 558))));
+        assert_eq!(rotated(279, 279), ((1, 279), None));
+        assert_eq!(rotated(280, 279), ((280, 280), Some((1, 279))));
         let k = 500;
         let mut files = BTreeMap::new();
         files.insert("container-quiet.log".to_string(), facts(1, QUIET, record));
-        files.insert("container-noisy-a.log".to_string(), facts(627, 939, record));
-        files.insert("container-noisy-a.log.1".to_string(), facts(314, 626, record));
-        files.insert("container-noisy-b.log".to_string(), facts(314, k, record));
-        files.insert("container-noisy-b.log.1".to_string(), facts(1, 313, record));
+        files.insert("container-noisy-a.log".to_string(), facts(559, 837, record));
+        files.insert("container-noisy-a.log.1".to_string(), facts(280, 558, record));
+        files.insert("container-noisy-b.log".to_string(), facts(280, k, record));
+        files.insert("container-noisy-b.log.1".to_string(), facts(1, 279, record));
         let containers: u64 = files.values().map(|f| f.bytes).sum();
         let quota = u64::from(QUOTA_KIB) * 1024;
         files.insert("berth.log".to_string(), FileFacts { bytes: quota - containers - 100, ..FileFacts::default() });

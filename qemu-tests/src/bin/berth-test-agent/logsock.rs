@@ -41,7 +41,7 @@ fn ctl_logs(name: &str, tag: &str) -> Option<(u64, u64)> {
         return None;
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().and_then(|l| l.split_once(' ')).and_then(|(_, text)| logquota::number(tag, text)).unwrap_or(0);
+    let last = stdout.lines().last().and_then(logquota::split_line).and_then(|(_, text)| logquota::number(tag, text)).unwrap_or(0);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let dropped = stderr.lines().find_map(|l| l.strip_prefix("berthctl: ")?.split(' ').next()?.parse().ok()).unwrap_or(0);
     Some((last, dropped))
@@ -51,16 +51,21 @@ fn ctl_logs(name: &str, tag: &str) -> Option<(u64, u64)> {
 fn file_facts(name: &str, bytes: &[u8], tag: Option<&str>) -> String {
     let text = String::from_utf8_lossy(bytes);
     let (mut lines, mut first, mut last, mut gaps, mut prefix) = (0u64, 0u64, 0u64, 0u64, None::<usize>);
-    let mut mixed = false;
+    let (mut mixed, mut headers) = (false, 0usize);
     for l in text.lines() {
+        // A file's part written by one boot starts with its header.
+        if l.starts_with(logquota::HEADER_TAG) {
+            headers += l.len() + 1;
+            continue;
+        }
         lines += 1;
-        let Some((stamp, rest)) = l.split_once(' ') else {
+        let Some((width, rest)) = logquota::split_line(l) else {
             mixed = true;
             continue;
         };
         match prefix {
-            None => prefix = Some(stamp.len() + 1),
-            Some(p) if p != stamp.len() + 1 => mixed = true,
+            None => prefix = Some(width),
+            Some(p) if p != width => mixed = true,
             Some(_) => {}
         }
         let Some(n) = tag.and_then(|t| logquota::number(t, rest)) else {
@@ -74,7 +79,7 @@ fn file_facts(name: &str, bytes: &[u8], tag: Option<&str>) -> String {
         last = n;
     }
     let prefix = if mixed { 0 } else { prefix.unwrap_or(0) };
-    format!("AGENT logfile name={name} bytes={} lines={lines} first={first} last={last} gaps={gaps} prefix={prefix}", bytes.len())
+    format!("AGENT logfile name={name} bytes={} lines={lines} first={first} last={last} gaps={gaps} prefix={prefix} header={headers}", bytes.len())
 }
 
 pub fn log_quota() {
