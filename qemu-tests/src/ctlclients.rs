@@ -21,6 +21,11 @@
 //!   the buffer, that request held the loop 411 ms (two write timeouts)
 //!   and the client got 4480 of its 13257 bytes.
 
+/// berth's control protocol version (`berth::supervise::control::VERSION`,
+/// one postcard byte), which the agent's hand-made frames carry; xtask's
+/// unit test holds the two equal.
+pub const PROTOCOL_VERSION: u8 = 7;
+
 use crate::scenarios::{agent_pass, expect_boot, limits, spec, BootSpec, Launch};
 use std::time::Duration;
 

@@ -730,6 +730,13 @@ mod tests {
         assert!(check_data_mib(DATA_MAX_MIB + 1, 1).is_err());
     }
 
+    /// The test agent's hand-made control frames carry berth's protocol
+    /// version (qemu-tests cannot depend on berth; the agent is built here).
+    #[test]
+    fn the_agents_control_frames_speak_berths_protocol() {
+        assert_eq!(u16::from(qemu_tests::ctlclients::PROTOCOL_VERSION), berth::supervise::control::VERSION);
+    }
+
     #[test]
     fn a_real_board_passes_the_check_but_is_never_emulated() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -21,9 +21,9 @@ const SOCK: &str = "/run/berth/control";
 const SLOTS: usize = 4;
 /// Clients that connect at once in the concurrency check.
 const CLIENTS: usize = 10;
-/// The control protocol's version (`control::VERSION`), and the frames the
-/// agent sends, postcard by hand: `Request { version, command }`.
-const VERSION: u8 = 6;
+/// The control protocol's version, and the frames the agent sends,
+/// postcard by hand: `Request { version, command }`.
+const VERSION: u8 = qemu_tests::ctlclients::PROTOCOL_VERSION;
 /// The system's default socket buffer while the non-reader connects
 /// (`net.core.wmem_default`, its least): smaller than its reply.
 const SMALL_SNDBUF: &str = "4608";
@@ -52,6 +52,8 @@ fn file_facts(name: &str, bytes: &[u8], tag: Option<&str>) -> String {
     let text = String::from_utf8_lossy(bytes);
     let (mut lines, mut first, mut last, mut gaps, mut prefix) = (0u64, 0u64, 0u64, 0u64, None::<usize>);
     let (mut mixed, mut headers) = (false, 0usize);
+    // Lines of a numbered stream that carry no number, said for the record.
+    let mut odd: Vec<String> = Vec::new();
     for l in text.lines() {
         // A file's part written by one boot starts with its header.
         if l.starts_with(logquota::HEADER_TAG) {
@@ -69,6 +71,9 @@ fn file_facts(name: &str, bytes: &[u8], tag: Option<&str>) -> String {
             Some(_) => {}
         }
         let Some(n) = tag.and_then(|t| logquota::number(t, rest)) else {
+            if tag.is_some() && odd.len() < 3 {
+                odd.push(format!("{l:?}"));
+            }
             continue;
         };
         if first == 0 {
@@ -79,6 +84,9 @@ fn file_facts(name: &str, bytes: &[u8], tag: Option<&str>) -> String {
         last = n;
     }
     let prefix = if mixed { 0 } else { prefix.unwrap_or(0) };
+    for o in &odd {
+        say(&format!("AGENT logodd name={name} line={o}"));
+    }
     format!("AGENT logfile name={name} bytes={} lines={lines} first={first} last={last} gaps={gaps} prefix={prefix} header={headers}", bytes.len())
 }
 
