@@ -49,7 +49,6 @@ const EDGE_EXCEPTIONS: &[(&str, &str)] = &[
     ("release/manifest.rs", "crate::confine::container::quota::SIZE_MIN"),
     ("release/manifest.rs", "crate::confine::seccomp::args::FAMILY_NAME_MAX"),
     ("release/manifest.rs", "crate::confine::seccomp::args::family_refusal"),
-    ("release/stager.rs", "crate::boot::load_board"),
     ("release/stager.rs", "crate::supervise::control::decode"),
     ("supervise/pid1loop.rs", "crate::boot::logwrites::at_shutdown"),
 ];

@@ -35,12 +35,9 @@ use nix::mount::MsFlags;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-/// The compiled board config, in the initramfs and on the system image.
-pub const BOARD_PATH: &str = "/etc/berth/board.bin";
+pub use crate::release::installed::{load_board, BOARD_PATH};
 /// berth on the system image.
 pub const SELF_PATH: &str = "/sbin/berth";
-/// Largest board config berth reads.
-const BOARD_MAX: usize = 16 * 1024;
 
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -80,12 +77,6 @@ pub fn pid1() -> ! {
 fn failed(reason: &str, grace_ms: u32) -> ! {
     Event::error("boot.failed").kv("reason", reason).emit();
     Pid1::new(Duration::from_millis(grace_ms.into()), false).run()
-}
-
-/// The compiled board config from the running system (also for `berth net`).
-pub fn load_board() -> Result<Board, String> {
-    let bytes = read_bounded(BOARD_PATH, BOARD_MAX).map_err(|e| format!("{BOARD_PATH}: {e}"))?;
-    Board::from_postcard(&bytes).map_err(|e| format!("{BOARD_PATH}: {e}"))
 }
 
 /// Loaded board, with the event that says so.

@@ -60,6 +60,7 @@ pub mod durable;
 pub mod faults;
 pub mod images;
 pub mod inbox;
+pub mod installed;
 mod keys;
 pub mod manifest;
 pub mod pem;

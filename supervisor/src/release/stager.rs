@@ -318,7 +318,7 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>, bundle: &mut impl std::io
     }
     #[cfg(not(feature = "test-hooks"))]
     let _ = cut_at;
-    let board = match crate::boot::load_board() {
+    let board = match crate::release::installed::load_board() {
         Ok(b) => b,
         Err(e) => return refused(Refusal::Device, &format!("board: {e}")),
     };
