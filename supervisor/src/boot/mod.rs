@@ -20,7 +20,6 @@
 /// Test-only hooks: only in test builds and with the `test-hooks` feature.
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod hooks;
-pub mod logwrites;
 pub mod modules;
 pub mod mount;
 
@@ -234,7 +233,7 @@ fn system_stage() -> ! {
 
     stage("data");
     #[cfg(feature = "test-hooks")]
-    let board = crate::boot::logwrites::at_data(board);
+    let board = crate::release::logwrites::at_data(board);
     let mut data = mount::data(&board);
     let data_mounted = device_ready(&mut data.source, board.storage.wait_ms) && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
     if data_mounted {

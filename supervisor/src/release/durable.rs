@@ -81,7 +81,7 @@ fn step(what: &str) {
     }
     let n = STEPS.fetch_add(1, Ordering::Relaxed) + 1;
     #[cfg(feature = "test-hooks")]
-    crate::boot::logwrites::mark(n, what);
+    crate::release::logwrites::mark(n, what);
     #[cfg(feature = "test-hooks")]
     if n == CUT_AT.load(Ordering::Relaxed) {
         crate::common::log::Event::warn("power.cut").kv("step", n).kv("before", what).emit();

@@ -62,6 +62,7 @@ pub mod images;
 pub mod inbox;
 pub mod installed;
 mod keys;
+pub mod logwrites;
 pub mod manifest;
 pub mod pem;
 pub mod record;

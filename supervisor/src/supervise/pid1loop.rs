@@ -445,7 +445,7 @@ impl Pid1 {
             }
             Event::info("shutdown.umount").kv("target", DATA).result(&r.map_err(errno_text)).emit();
             #[cfg(feature = "test-hooks")]
-            crate::boot::logwrites::at_shutdown();
+            crate::release::logwrites::at_shutdown();
         }
         let mode = match halt {
             Halt::PowerOff => RebootMode::RB_POWER_OFF,

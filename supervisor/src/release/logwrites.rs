@@ -180,7 +180,7 @@ pub fn at_shutdown() {
     // With the images gone the data partition unmounts (if the first try
     // found it busy and left it read-only); the file system lets go of the
     // device once the loop devices have cleared themselves.
-    let _ = nix::mount::umount2(crate::boot::mount::DATA, nix::mount::MntFlags::empty());
+    let _ = nix::mount::umount2(crate::common::names::DATA, nix::mount::MntFlags::empty());
     let mut r = Err(Errno::EBUSY);
     for _ in 0..REMOVE_TRIES {
         r = control().and_then(|ctl| {
