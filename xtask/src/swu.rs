@@ -34,7 +34,7 @@ pub fn description(board: &str, version: u64, bundle: &[u8]) -> Result<String, S
     if !name_ok {
         return Err(format!("board name `{board}`: a .swu names the board as a setting, which must start with a letter and hold letters, digits, '-' and '_'"));
     }
-    let sha: String = Sha256::digest(bundle).iter().map(|b| format!("{b:02x}")).collect();
+    let sha = crate::verity::hex(&Sha256::digest(bundle));
     let file = bundle_name(board, version);
     Ok(format!(
         "software =\n{{\n\tversion = \"{version}.0.0\";\n\tdescription = \"berth release {version} for {board}\";\n\t{board} =\n\t{{\n\t\thardware-compatibility: [ \"default\" ];\n\t\tfiles: (\n\t\t\t{{\n\t\t\t\tfilename = \"{file}\";\n\t\t\t\tpath = \"{INBOX}/{file}\";\n\t\t\t\tsha256 = \"{sha}\";\n\t\t\t}}\n\t\t);\n\t}};\n}};\n"
