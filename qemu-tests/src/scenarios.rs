@@ -1065,12 +1065,22 @@ fn watchdog(l: &dyn Launch) -> Result<(), String> {
     let wedged_at = m.cursor();
     let second = m.expect_event_where("boot.start", |e| e.get("stage") == Some("initramfs"), lim.boot + Duration::from_secs(30))?;
     let pet_s = open.get("pet_ms").and_then(|v| v.parse::<f64>().ok()).ok_or("watchdog.open has no pet_ms")? / 1e3;
-    let (Some(w), Some(b)) = (m.arrival_of("ev=debug.wedge", 0), m.arrival_of("ev=boot.start", wedged_at)) else {
-        return Err("no arrival time for the wedge or the second boot".into());
-    };
-    // The reset: the second boot's first line, less the kernel's own uptime then.
-    let reset_after = b.saturating_duration_since(w).as_secs_f64() - second.t;
-    judge_reset(reset_after, timeout, pet_s)?;
+    if SOFTDOG_ARCHES.contains(&l.arch()) {
+        // The kernel's software watchdog says when it fires, on the same
+        // clock as berth's events: the timing is the guest's own.
+        let lines = m.lines();
+        let between = lines.get(wedged_at..m.cursor().min(lines.len())).unwrap_or(&[]);
+        let fired =
+            softdog_fired_at(between).ok_or("no `softdog: Initiating system reboot` line before the second boot: the reset did not come from the watchdog")?;
+        judge_reset(fired - wedge.t, timeout, pet_s, SOFTDOG_SLACK_S)?;
+    } else {
+        let (Some(w), Some(b)) = (m.arrival_of("ev=debug.wedge", 0), m.arrival_of("ev=boot.start", wedged_at)) else {
+            return Err("no arrival time for the wedge or the second boot".into());
+        };
+        // The reset: the second boot's first line, less the kernel's own uptime then.
+        let reset_after = b.saturating_duration_since(w).as_secs_f64() - second.t;
+        judge_reset(reset_after, timeout, pet_s, RESET_SLACK_S)?;
+    }
     if let Some(p) = m.lines().iter().find(|l| l.contains("Kernel panic") || l.contains("end Kernel panic")) {
         return Err(format!("the kernel panicked: {p}"));
     }
@@ -1090,18 +1100,35 @@ fn watchdog(l: &dyn Launch) -> Result<(), String> {
     Ok(())
 }
 
-/// Host-side slack of the reset timing: before, and after (QEMU's reset to
-/// the kernel's first instant, which on armv7 includes decompressing the
-/// zImage under TCG, and lines reaching the host late: 13.3 s seen on
-/// armv7 for a 10 s watchdog). A panic's reboot comes within a second.
+/// Host-side slack of the reset timing (a hardware watchdog, seen from the
+/// host): before, and after (QEMU's reset to the kernel's first instant and
+/// lines reaching the host late). A panic's reboot comes within a second.
 const RESET_SLACK_S: (f64, f64) = (1.5, 5.0);
+
+/// The boards of these architectures name the kernel's `softdog` as their
+/// watchdog (see board-configs): its reset is timed from its own line.
+const SOFTDOG_ARCHES: [&str; 2] = ["aarch64", "armv7"];
+
+/// Slack of a softdog reset timed on the guest's clock: the hrtimer's
+/// delivery under emulation, before and after.
+const SOFTDOG_SLACK_S: (f64, f64) = (0.3, 1.0);
+
+/// The kernel's timestamp (seconds since boot) of softdog's reboot line
+/// among `lines`, e.g. `[   52.558537] softdog: Initiating system reboot`.
+pub fn softdog_fired_at(lines: &[String]) -> Option<f64> {
+    lines.iter().find_map(|l| {
+        let (stamp, text) = l.trim_start().strip_prefix('[')?.split_once(']')?;
+        (text.trim() == "softdog: Initiating system reboot").then_some(())?;
+        stamp.trim().parse().ok()
+    })
+}
 
 /// A watchdog reset comes `timeout` after the last pet, which was at most
 /// `pet` before the wedge: `reset_after` (seconds from the wedge to the
-/// reset) must lie in that window, give or take [`RESET_SLACK_S`]. A
-/// panic's immediate reboot comes far sooner.
-pub fn judge_reset(reset_after: f64, timeout: f64, pet: f64) -> Result<(), String> {
-    let (lo, hi) = (timeout - pet - RESET_SLACK_S.0, timeout + RESET_SLACK_S.1);
+/// reset) must lie in that window, give or take `slack` (before, after).
+/// A panic's immediate reboot comes far sooner.
+pub fn judge_reset(reset_after: f64, timeout: f64, pet: f64, slack: (f64, f64)) -> Result<(), String> {
+    let (lo, hi) = (timeout - pet - slack.0, timeout + slack.1);
     if (lo..=hi).contains(&reset_after) {
         Ok(())
     } else {
@@ -1554,11 +1581,19 @@ mod tests {
 
     #[test]
     fn only_a_reset_a_watchdog_period_after_the_wedge_passes() {
-        assert_eq!(judge_reset(9.0, 10.0, 3.3), Ok(()));
-        assert_eq!(judge_reset(6.7, 10.0, 3.3), Ok(()));
-        assert!(judge_reset(0.4, 10.0, 3.3).unwrap_err().contains("0.4 s after the wedge"));
-        assert!(judge_reset(13.3, 10.0, 3.3).is_ok());
-        assert!(judge_reset(15.5, 10.0, 3.3).is_err());
+        assert_eq!(judge_reset(9.0, 10.0, 3.3, RESET_SLACK_S), Ok(()));
+        assert_eq!(judge_reset(6.7, 10.0, 3.3, RESET_SLACK_S), Ok(()));
+        assert!(judge_reset(0.4, 10.0, 3.3, RESET_SLACK_S).unwrap_err().contains("0.4 s after the wedge"));
+        assert!(judge_reset(13.3, 10.0, 3.3, RESET_SLACK_S).is_ok());
+        assert!(judge_reset(15.5, 10.0, 3.3, RESET_SLACK_S).is_err());
+        // On the guest's clock the window is tight: 9.0 s is right, 11.2 s
+        // (a reset that came late) and 6.0 s (too soon) are not.
+        assert_eq!(judge_reset(9.0, 10.0, 3.3, SOFTDOG_SLACK_S), Ok(()));
+        assert!(judge_reset(11.2, 10.0, 3.3, SOFTDOG_SLACK_S).is_err());
+        assert!(judge_reset(6.0, 10.0, 3.3, SOFTDOG_SLACK_S).is_err());
+        let lines = ["BERTH t=43.5 ev=debug.wedge", "[   52.558537] softdog: Initiating system reboot"].map(String::from);
+        assert_eq!(softdog_fired_at(&lines), Some(52.558537));
+        assert_eq!(softdog_fired_at(&lines[..1]), None);
     }
 
     #[test]
