@@ -53,6 +53,7 @@
 //! Markers are honoured only when an update is installed, never at boot.
 
 pub mod board;
+pub mod bootenv;
 mod bounded;
 pub mod bundle;
 pub mod current;
