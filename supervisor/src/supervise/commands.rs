@@ -1,4 +1,9 @@
 //! The control commands, carried out by the loop.
+//!
+//! It must not block the loop: each command changes the loop's state and is
+//! answered at once (a stop signals, and the exit comes later as any exit
+//! does; an update is answered once its staging started). A retired container
+//! is no longer the operator's.
 
 use super::{Pid1, Slot, SlotState};
 use crate::common::log::Event;

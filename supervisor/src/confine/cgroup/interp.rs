@@ -1,6 +1,9 @@
 //! A tiny eBPF interpreter for the subset [`super::ebpf::generate`] emits, so a
 //! device program can be checked without loading it.
 //!
+//! It must not load or attach anything: it reads instructions in memory only
+//! (the `bpf(2)` calls are [`super::act`]'s).
+//!
 //! [`validate`] refuses what the kernel's verifier would refuse of such a
 //! program, and more: an empty program or one beyond [`MAX_INSNS`], an opcode
 //! outside the subset, a register beyond R10 or a write to R10, a jump that

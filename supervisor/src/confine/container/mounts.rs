@@ -1,5 +1,9 @@
 //! The container's mount sequence, as data.
 //!
+//! It must not plan a writable mount without `nosuid` and `nodev` (but for
+//! the two exceptions below), nor mount on a path beneath a volume except
+//! through [`Step::Beneath`]; it is pure, [`super::spawn`] acts the steps.
+//!
 //! Runs in the child after it entered the new user, mount and PID namespaces
 //! (`/proc` needs the PID namespace). Before [`Step::PivotRoot`] every path is
 //! a host path under the rootfs (`<rootfs>/proc`); after it, every path is

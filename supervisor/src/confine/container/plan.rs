@@ -1,5 +1,7 @@
 //! The plan for starting one container, built before fork.
 //!
+//! It must not act: a plan is checked data, and the child only reads it.
+//!
 //! Order of the start (hardening notes), and which part of the plan each
 //! step reads:
 //!

@@ -2,6 +2,9 @@
 //! DISCOVER and REQUEST built into a fixed buffer, and the server's OFFER,
 //! ACK and NAK parsed from untrusted bytes.
 //!
+//! It must not read past a length it has not checked, nor panic on any input:
+//! the reply is untrusted bytes.
+//!
 //! Parsing reads only the fixed BOOTP header and the options field; every
 //! length is checked before a byte is read, and a reply that is cut short,
 //! too long, repeats an option berth reads, or lacks the END option is
