@@ -70,7 +70,7 @@ pub struct Spec {
     pub stop_grace_ms: u32,
     /// How many output lines are kept (the manifest's `log_rate`).
     pub log_rate: crate::release::manifest::LogRate,
-    /// The notify socket, kept across restarts (see [`crate::supervise::notify`]).
+    /// The notify socket, kept across restarts (see [`crate::confine::notify`]).
     pub notify: Option<std::os::unix::net::UnixDatagram>,
 }
 
@@ -106,13 +106,13 @@ impl Spec {
     }
 
     /// The layers in force, for `berthctl status`.
-    pub fn layers(&self) -> crate::supervise::control::Layers {
+    pub fn layers(&self) -> crate::confine::layers::Layers {
         let h = &self.seccomp_hash;
         let mut seccomp = heapless::String::new();
         let _ = core::fmt::write(&mut seccomp, format_args!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]));
         let mut apparmor = heapless::String::new();
         let _ = apparmor.push_str(self.apparmor.as_ref().map_or("none", |(p, _)| p.as_str()));
-        crate::supervise::control::Layers {
+        crate::confine::layers::Layers {
             uid_base: self.plan.ids.outside_base,
             seccomp,
             caps: self.plan.caps.effective,
@@ -321,7 +321,7 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
             retries: h.retries,
         }),
     };
-    let notify = if m.uses_notify() { Some(crate::supervise::notify::bind(&m.name).map_err(|e| ("notify", e.to_string()))?) } else { None };
+    let notify = if m.uses_notify() { Some(crate::confine::notify::bind(&m.name).map_err(|e| ("notify", e.to_string()))?) } else { None };
     Ok(Spec {
         name,
         filter,

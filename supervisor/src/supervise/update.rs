@@ -1,6 +1,9 @@
 //! Updates of the running system: stage a bundle, switch to its release,
 //! hold it on trial, commit it or roll it back.
 //!
+//! The loop must not do the slow parts itself: staging runs in a child
+//! process, a switch's preparation in a helper thread.
+//!
 //! - Stage ([`crate::release::store::Store::stage`]): every check before
 //!   anything changes; a refused bundle leaves the device as it was. Its
 //!   new images are mapped then too ([`crate::release::images`]), and unmapped again

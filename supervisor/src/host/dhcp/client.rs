@@ -3,6 +3,9 @@
 //! (milliseconds on a monotonic clock) and the received bytes, and carries
 //! out the [`Action`]s it returns.
 //!
+//! It must not keep an address past its lease: at expiry the address is
+//! removed and the client starts over.
+//!
 //! ```text
 //! INIT -> SELECTING (DISCOVER broadcast) -> REQUESTING (REQUEST broadcast)
 //!      -> BOUND -> at T1 RENEWING (REQUEST unicast to the server)

@@ -2,6 +2,9 @@
 //! DISCOVER and REQUEST built into a fixed buffer, and the server's OFFER,
 //! ACK and NAK parsed from untrusted bytes.
 //!
+//! It must not read past a length it has not checked, nor panic on any input:
+//! the reply is untrusted bytes.
+//!
 //! Parsing reads only the fixed BOOTP header and the options field; every
 //! length is checked before a byte is read, and a reply that is cut short,
 //! too long, repeats an option berth reads, or lacks the END option is
@@ -266,6 +269,24 @@ fn host_address(a: [u8; 4]) -> bool {
 
 /// Parse and check a reply to the exchange `xid` of the client `mac`.
 pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<Reply, PacketError> {
+    let (yiaddr, opts) = header(p, xid, mac)?;
+    let mut r = Reply { kind: MsgType::Nak, yiaddr, server: None, lease_s: None, netmask: None, router: None, t1_s: None, t2_s: None };
+    r.kind = match options(opts, &mut r)? {
+        None => return Err(PacketError::NoType),
+        Some(2) => MsgType::Offer,
+        Some(5) => MsgType::Ack,
+        Some(6) => MsgType::Nak,
+        Some(value) => return Err(PacketError::Type { value }),
+    };
+    if r.kind != MsgType::Nak {
+        check_lease(&r)?;
+    }
+    Ok(r)
+}
+
+/// The fixed header of a reply to the exchange `xid` of the client `mac`,
+/// checked: the offered address (`yiaddr`) and the options after the cookie.
+fn header(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<([u8; 4], &[u8]), PacketError> {
     if p.len() > PACKET_MAX {
         return Err(PacketError::Long { len: p.len() });
     }
@@ -289,17 +310,20 @@ pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<Reply, PacketError> {
     if head.get(HEADER_LEN..OPTIONS_AT) != Some(&MAGIC_COOKIE[..]) {
         return Err(PacketError::Cookie);
     }
-    let yiaddr = quad(head.get(16..20).unwrap_or_default());
+    Ok((quad(head.get(16..20).unwrap_or_default()), opts))
+}
 
+/// Walk the options up to END, storing the ones berth reads in `r` (each at
+/// most once, each of its exact length); returns the message type's value.
+fn options(opts: &[u8], r: &mut Reply) -> Result<Option<u8>, PacketError> {
     let mut kind = None;
-    let mut r = Reply { kind: MsgType::Nak, yiaddr, server: None, lease_s: None, netmask: None, router: None, t1_s: None, t2_s: None };
     let mut rest = opts;
     loop {
         let Some((&code, tail)) = rest.split_first() else {
             return Err(PacketError::NoEnd);
         };
         if code == OPT_END {
-            break;
+            return Ok(kind);
         }
         if code == OPT_PAD {
             rest = tail;
@@ -328,31 +352,30 @@ pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<Reply, PacketError> {
             _ => {}
         }
     }
-    r.kind = match kind {
-        None => return Err(PacketError::NoType),
-        Some(2) => MsgType::Offer,
-        Some(5) => MsgType::Ack,
-        Some(6) => MsgType::Nak,
-        Some(value) => return Err(PacketError::Type { value }),
-    };
-    if r.kind != MsgType::Nak {
-        if r.server.is_none() {
-            return Err(PacketError::NoServer);
-        }
-        if r.lease_s.unwrap_or(0) == 0 {
-            return Err(PacketError::NoLease);
-        }
-        if !host_address(yiaddr) {
-            return Err(PacketError::Address { addr: yiaddr });
-        }
-        if let Some(mask) = r.netmask {
-            let m = u32::from_be_bytes(mask);
-            if m == 0 || m.leading_ones() + m.trailing_zeros() != 32 {
-                return Err(PacketError::Netmask { mask });
-            }
-        }
+}
+
+/// What an OFFER or ACK must hold: a server, a lease time, a host address,
+/// and a contiguous netmask if any.
+fn check_lease(r: &Reply) -> Result<(), PacketError> {
+    if r.server.is_none() {
+        return Err(PacketError::NoServer);
     }
-    Ok(r)
+    if r.lease_s.unwrap_or(0) == 0 {
+        return Err(PacketError::NoLease);
+    }
+    if !host_address(r.yiaddr) {
+        return Err(PacketError::Address { addr: r.yiaddr });
+    }
+    match r.netmask {
+        Some(mask) if !contiguous(mask) => Err(PacketError::Netmask { mask }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `mask` is a run of ones then zeros, at least one one.
+fn contiguous(mask: [u8; 4]) -> bool {
+    let m = u32::from_be_bytes(mask);
+    m != 0 && m.leading_ones() + m.trailing_zeros() == 32
 }
 
 /// The classful netmask of `a`, for a lease without option 1.
@@ -524,6 +547,16 @@ pub(crate) mod tests {
         }
         for e in [PacketError::Short { len: 3 }, PacketError::Netmask { mask: [1, 2, 3, 4] }] {
             assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn netmasks_are_ones_then_zeros() {
+        for ok in [[255, 255, 255, 255], [255, 255, 255, 0], [255, 255, 240, 0], [128, 0, 0, 0]] {
+            assert!(contiguous(ok), "{ok:?}");
+        }
+        for bad in [[0, 0, 0, 0], [255, 0, 255, 0], [0, 255, 255, 255], [255, 255, 255, 1]] {
+            assert!(!contiguous(bad), "{bad:?}");
         }
     }
 

@@ -3,6 +3,9 @@
 //! [`Client`]; this loop only waits for the next deadline or datagram and
 //! carries out the actions, one `net.dhcp` event line each.
 //!
+//! It must not decide what to send or when ([`Client`] does), nor go on with
+//! a lease it could not apply: that ends the run.
+//!
 //! The socket is an ordinary `AF_INET` datagram socket bound to port 68 with
 //! `SO_BINDTODEVICE` and `SO_BROADCAST`: messages sent before the interface
 //! has an address go out from 0.0.0.0 to 255.255.255.255, and since they
