@@ -8,3 +8,4 @@ pub mod console;
 pub mod dhcp;
 pub mod net;
 pub mod push;
+pub mod resolv;

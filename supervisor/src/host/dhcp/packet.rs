@@ -34,6 +34,7 @@ const FLAG_BROADCAST: u16 = 0x8000;
 const OPT_PAD: u8 = 0;
 const OPT_NETMASK: u8 = 1;
 const OPT_ROUTER: u8 = 3;
+const OPT_DNS: u8 = 6;
 const OPT_REQUESTED_IP: u8 = 50;
 const OPT_LEASE_TIME: u8 = 51;
 const OPT_MSG_TYPE: u8 = 53;
@@ -121,7 +122,7 @@ pub fn build(m: &Outgoing) -> [u8; MSG_LEN] {
         put(&mut b, &mut at, &[OPT_SERVER_ID, 4]);
         put(&mut b, &mut at, &ip);
     }
-    put(&mut b, &mut at, &[OPT_PARAMS, 6, OPT_NETMASK, OPT_ROUTER, OPT_LEASE_TIME, OPT_SERVER_ID, OPT_RENEWAL_T1, OPT_REBINDING_T2]);
+    put(&mut b, &mut at, &[OPT_PARAMS, 7, OPT_NETMASK, OPT_ROUTER, OPT_DNS, OPT_LEASE_TIME, OPT_SERVER_ID, OPT_RENEWAL_T1, OPT_REBINDING_T2]);
     put(&mut b, &mut at, &[OPT_MAX_SIZE, 2]);
     put(&mut b, &mut at, &(PACKET_MAX as u16 + 28).to_be_bytes());
     put(&mut b, &mut at, &[OPT_END]);
@@ -141,8 +142,40 @@ pub struct Reply {
     pub netmask: Option<[u8; 4]>,
     /// The first router of option 3.
     pub router: Option<[u8; 4]>,
+    /// The first [`DNS_MAX`] name servers of option 6.
+    pub dns: Servers,
     pub t1_s: Option<u32>,
     pub t2_s: Option<u32>,
+}
+
+/// Most name servers kept from a lease (as many as a C library's resolver
+/// reads from `resolv.conf`).
+pub const DNS_MAX: usize = 3;
+
+/// Up to [`DNS_MAX`] IPv4 name servers, in the server's order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Servers {
+    n: u8,
+    a: [[u8; 4]; DNS_MAX],
+}
+
+impl Servers {
+    /// The first [`DNS_MAX`] addresses of an option 6 value (a multiple of
+    /// four bytes).
+    pub fn from_option(v: &[u8]) -> Servers {
+        let mut s = Servers::default();
+        for q in v.chunks_exact(4).take(DNS_MAX) {
+            s.a[usize::from(s.n)] = quad(q);
+            s.n += 1;
+        }
+        s
+    }
+    pub fn iter(&self) -> impl Iterator<Item = [u8; 4]> + '_ {
+        self.a.iter().take(usize::from(self.n)).copied()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
 }
 
 /// Why a received datagram is not a usable reply.
@@ -270,7 +303,7 @@ fn host_address(a: [u8; 4]) -> bool {
 /// Parse and check a reply to the exchange `xid` of the client `mac`.
 pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<Reply, PacketError> {
     let (yiaddr, opts) = header(p, xid, mac)?;
-    let mut r = Reply { kind: MsgType::Nak, yiaddr, server: None, lease_s: None, netmask: None, router: None, t1_s: None, t2_s: None };
+    let mut r = Reply { kind: MsgType::Nak, yiaddr, server: None, lease_s: None, netmask: None, router: None, dns: Servers::default(), t1_s: None, t2_s: None };
     r.kind = match options(opts, &mut r)? {
         None => return Err(PacketError::NoType),
         Some(2) => MsgType::Offer,
@@ -349,6 +382,15 @@ fn options(opts: &[u8], r: &mut Reply) -> Result<Option<u8>, PacketError> {
                 }
                 once(&mut r.router, code, quad(v))?;
             }
+            OPT_DNS => {
+                if v.is_empty() || v.len() % 4 != 0 {
+                    return Err(PacketError::OptionLength { code, len });
+                }
+                if !r.dns.is_empty() {
+                    return Err(PacketError::Repeated { code });
+                }
+                r.dns = Servers::from_option(v);
+            }
             _ => {}
         }
     }
@@ -411,7 +453,7 @@ pub(crate) mod tests {
             p.extend_from_slice(&lease_s.to_be_bytes());
             p.extend_from_slice(&[OPT_NETMASK, 4, 255, 255, 255, 0]);
             p.extend_from_slice(&[OPT_ROUTER, 8, 10, 0, 2, 2, 10, 0, 2, 3]);
-            p.extend_from_slice(&[6, 4, 10, 0, 2, 3]); // DNS: not read
+            p.extend_from_slice(&[OPT_DNS, 4, 10, 0, 2, 3]);
         }
         p.push(OPT_END);
         p
@@ -444,16 +486,28 @@ pub(crate) mod tests {
         assert_eq!(&opts[3..12], &[61, 7, 1, 0x52, 0x54, 0, 0x12, 0x34, 0x56]);
         assert_eq!(&opts[12..18], &[50, 4, 10, 0, 2, 15]);
         assert_eq!(&opts[18..24], &[54, 4, 10, 0, 2, 2]);
-        assert_eq!(&opts[24..32], &[55, 6, 1, 3, 51, 54, 58, 59]);
-        assert_eq!(&opts[32..36], &[57, 2, 0x05, 0xdc]);
-        assert_eq!(opts[36], 255);
-        assert!(opts[37..].iter().all(|b| *b == 0));
+        assert_eq!(&opts[24..33], &[55, 7, 1, 3, 6, 51, 54, 58, 59]);
+        assert_eq!(&opts[33..37], &[57, 2, 0x05, 0xdc]);
+        assert_eq!(opts[37], 255);
+        assert!(opts[38..].iter().all(|b| *b == 0));
 
         let renew = Outgoing { ciaddr: [10, 0, 2, 15], requested: None, server: None, kind: MsgType::Request, ..m };
         let b = build(&renew);
         assert_eq!(&b[10..12], &[0, 0], "no broadcast flag with an address");
         assert_eq!(&b[12..16], &[10, 0, 2, 15]);
-        assert_eq!(&b[252..260], &[55, 6, 1, 3, 51, 54, 58, 59]);
+        assert_eq!(&b[252..261], &[55, 7, 1, 3, 6, 51, 54, 58, 59]);
+    }
+
+    #[test]
+    fn name_servers_keep_the_first_three() {
+        let mut opts = vec![OPT_MSG_TYPE, 1, MsgType::Offer as u8, OPT_SERVER_ID, 4, 10, 0, 2, 2, OPT_LEASE_TIME, 4, 0, 0, 1, 0];
+        opts.extend_from_slice(&[OPT_DNS, 16, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, OPT_END]);
+        let r = parse(&with_options(&opts), XID, MAC).unwrap();
+        assert_eq!(r.dns.iter().collect::<Vec<_>>(), [[1; 4], [2; 4], [3; 4]]);
+        let cut = [OPT_MSG_TYPE, 1, MsgType::Offer as u8, OPT_DNS, 6, 1, 1, 1, 1, 2, 2, OPT_END];
+        assert_eq!(parse(&with_options(&cut), XID, MAC), Err(PacketError::OptionLength { code: OPT_DNS, len: 6 }));
+        let twice = [OPT_MSG_TYPE, 1, MsgType::Offer as u8, OPT_DNS, 4, 1, 1, 1, 1, OPT_DNS, 4, 2, 2, 2, 2, OPT_END];
+        assert_eq!(parse(&with_options(&twice), XID, MAC), Err(PacketError::Repeated { code: OPT_DNS }));
     }
 
     #[test]
@@ -465,6 +519,7 @@ pub(crate) mod tests {
         assert_eq!(r.lease_s, Some(86_400));
         assert_eq!(r.netmask, Some([255, 255, 255, 0]));
         assert_eq!(r.router, Some([10, 0, 2, 2]));
+        assert_eq!(r.dns.iter().collect::<Vec<_>>(), [[10, 0, 2, 3]]);
         assert_eq!((r.t1_s, r.t2_s), (None, None));
         let nak = parse(&reply(MsgType::Nak, XID, [0; 4], 0), XID, MAC).unwrap();
         assert_eq!(nak.kind, MsgType::Nak);
