@@ -38,7 +38,6 @@ const EDGE_EXCEPTIONS: &[(&str, &str)] = &[
     ("release/board.rs", "crate::confine::budget::Budgets"),
     ("release/board.rs", "crate::confine::container::devices::never_granted"),
     ("release/board.rs", "crate::confine::container::quota::Settings"),
-    ("release/images.rs", "crate::boot::mount"),
     ("release/manifest.rs", "crate::confine::budget::Budgets::default"),
     ("release/manifest.rs", "crate::confine::budget::resolve"),
     ("release/manifest.rs", "crate::confine::container::devices::never_granted"),
@@ -48,7 +47,6 @@ const EDGE_EXCEPTIONS: &[(&str, &str)] = &[
     ("release/manifest.rs", "crate::confine::container::quota::SIZE_MIN"),
     ("release/manifest.rs", "crate::confine::seccomp::args::FAMILY_NAME_MAX"),
     ("release/manifest.rs", "crate::confine::seccomp::args::family_refusal"),
-    ("release/stager.rs", "crate::supervise::control::decode"),
 ];
 
 /// Files over [`FILE_LINES_MAX`] not yet split, with their current length

@@ -4,6 +4,7 @@
 
 pub mod blockname;
 pub mod files;
+pub mod frame;
 pub mod log;
 pub mod logstore;
 pub mod names;

@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod container;
 mod fds;
 pub mod landlock;
+pub mod mount;
 pub mod net;
 pub mod quota;
 
