@@ -54,6 +54,7 @@
 
 pub mod board;
 mod bounded;
+pub mod budgets;
 pub mod bundle;
 pub mod current;
 pub mod durable;
@@ -73,6 +74,7 @@ pub mod state;
 pub mod store;
 pub mod trial;
 pub mod verity;
+pub mod volumes;
 
 pub use bounded::BoundedVec;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
