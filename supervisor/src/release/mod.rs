@@ -1,5 +1,9 @@
 //! Signed releases: the one object that says which containers a device runs.
 //!
+//! Decoding and checking a release are pure: this module must not touch the
+//! store or the system (the store keeps releases, [`images`] maps them,
+//! supervise runs them).
+//!
 //! A release holds a monotonically increasing version, the board it is for,
 //! the full set of [manifests](crate::release::manifest), and for each image its size,
 //! content hash and dm-verity root hash. The host compiles it to postcard and
