@@ -57,13 +57,7 @@ pub use writable::{volume_path, writable, Source, Writable};
 /// Most steps in one plan. Worst case (8 manifest mounts, 14 nodes in
 /// sub-directories) is about 130.
 pub const STEPS_MAX: usize = 160;
-/// `/tmp` when the manifest does not size it: 1 MiB, enough for lock files
-/// and sockets; a container that needs scratch space asks for it.
-pub const TMP_SIZE: u64 = 1 << 20;
-/// `/dev/shm`: 1 MiB (POSIX shared memory and semaphores of small services).
-pub const SHM_SIZE: u64 = 1 << 20;
-/// `/dev`: only nodes, directories and symlinks.
-pub const DEV_SIZE: u64 = 64 << 10;
+pub use crate::release::budgets::{DEV_SIZE, SHM_SIZE, TMP_SIZE};
 /// Where persistent volumes live on the host (the data partition).
 pub const VOLUMES: &str = "/data/volumes";
 /// Mount data of the read-only tmpfs laid over a masked directory: one

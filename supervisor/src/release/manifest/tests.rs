@@ -1,6 +1,7 @@
 //! Manifest parsing and checks: unit tests (moved out of `manifest.rs`).
 
 use super::*;
+use crate::release::board::Board;
 
 /// Realistic manifests for a small gateway: (file stem, TOML).
 pub(crate) const EXAMPLES: &[(&str, &str)] = &[
