@@ -11,8 +11,11 @@
 //! (in `use` trees, in code, and in macro arguments) is resolved to the
 //! group (the first module below the crate root) it names.
 //!
+//! A fourth check: every non-test file's first module doc lines say what the
+//! module must not do ([`says_must_not`]).
+//!
 //! Test code (`tests.rs`, `tests/` folders, `roottests.rs`, and items under
-//! `#[cfg(test)]` or `#[test]`) is left out of all three checks. Known
+//! `#[cfg(test)]` or `#[test]`) is left out of all the checks. Known
 //! exceptions are listed below, each named with its current size; the list
 //! only shrinks: a stale entry fails the check too.
 
@@ -61,6 +64,18 @@ pub struct Found {
     pub files: Vec<(String, usize)>,
     /// (`file::name`, lines) of every non-test function.
     pub fns: Vec<(String, usize)>,
+    /// Non-test files whose module docs do not say what they must not do.
+    pub undocumented: Vec<String>,
+}
+
+/// How many of a module's first doc lines must hold its "must not".
+pub const DOC_LINES: usize = 14;
+
+/// Whether `text` opens with `//!` module docs whose first [`DOC_LINES`]
+/// lines (joined, so a phrase may wrap) say what the module must not do.
+pub fn says_must_not(text: &str) -> bool {
+    let doc: Vec<&str> = text.lines().take_while(|l| l.starts_with("//!")).take(DOC_LINES).map(|l| l.trim_start_matches("//!").trim()).collect();
+    doc.join(" ").to_lowercase().contains("must not")
 }
 
 /// Is `rel` (a path under `src`) a test-only file?
@@ -272,6 +287,9 @@ pub fn scan(src: &Path) -> Result<Found, String> {
         }
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{rel}: {e}"))?;
         found.files.push((rel.clone(), text.lines().count()));
+        if !says_must_not(&text) {
+            found.undocumented.push(rel.clone());
+        }
         let ast = syn::parse_file(&text).map_err(|e| format!("{rel}: {e}"))?;
         let module = module_of(&rel);
         let group = module.first().cloned().unwrap_or_default();
@@ -359,6 +377,9 @@ pub fn check(found: &Found) -> (Vec<String>, Vec<String>) {
         Ok(order) => notes.push(format!("group order found: {}", order.join(" <- "))),
         Err(e) => errors.push(e),
     }
+    for f in &found.undocumented {
+        errors.push(format!("{f}: its first {DOC_LINES} module doc lines do not say what it must not do"));
+    }
     sizes(&found.files, FILE_EXCEPTIONS, FILE_LINES_MAX, "file", &mut errors);
     sizes(&found.fns, FN_EXCEPTIONS, FN_LINES_MAX, "function", &mut errors);
     notes.push(format!(
@@ -404,6 +425,15 @@ mod tests {
             println!("structure: {n}");
         }
         assert!(errors.is_empty(), "{} structure violations:\n{}\n{}", errors.len(), errors.join("\n"), notes.join("\n"));
+    }
+
+    #[test]
+    fn module_docs_must_say_what_they_must_not_do() {
+        assert!(says_must_not("//! Owns X. It must\n//! not do Y.\nuse a;"));
+        assert!(!says_must_not("//! Owns X.\nuse a; // must not"));
+        assert!(!says_must_not("use a;\n//! It must not do Y."));
+        let late = format!("{}//! It must not do Y.\n", "//! line\n".repeat(DOC_LINES));
+        assert!(!says_must_not(&late));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The control protocol between `berthctl` and berth, over a root-only Unix
-//! stream socket on /run.
+//! stream socket on /run. It owns the message types and their bounds; it
+//! must not act on a request (that is `supervise::commands`) nor read a
+//! socket (that is `supervise::ctlsock`).
 //!
 //! Each message is a frame: a 4-byte little-endian length, then that many
 //! bytes of postcard. A request is at most [`REQUEST_MAX`] bytes and a

@@ -1,4 +1,5 @@
-//! The container's `/dev`: which nodes exist, where they come from.
+//! The container's `/dev`: which nodes exist, where they come from. It
+//! must not plan a node the manifest was not granted.
 //!
 //! Inside a user namespace `mknod` is impossible, so every node is a host
 //! node bind-mounted onto an empty file in the container's `/dev` tmpfs

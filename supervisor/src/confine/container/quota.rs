@@ -1,5 +1,6 @@
 //! Volume quotas: how much of the data partition each persistent volume may
-//! take, decided as data (the calls are [`crate::sys::quota`]'s).
+//! take, decided as data (the calls are [`crate::sys::quota`]'s). It must
+//! not make a quota call itself.
 //!
 //! The data partition holds berth's state, the release store, the inbox, the
 //! logs and every container's volumes. Without a bound, one container that

@@ -1,6 +1,7 @@
 //! The argument-filtered syscalls: their constants, the socket family
 //! table, the code each one's leaf runs, and what the policy says about a
-//! given argument (for the self-check and the tests).
+//! given argument (for the self-check and the tests). It must not allow a
+//! namespace flag, a tty injection ioctl or an unlisted socket family.
 //!
 //! Every filtered argument is an `int`/`unsigned int` parameter of its
 //! syscall, so the kernel only ever uses the low 32-bit word, which is the

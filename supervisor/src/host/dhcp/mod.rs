@@ -14,3 +14,4 @@
 pub mod client;
 pub mod packet;
 pub mod run;
+pub mod servers;

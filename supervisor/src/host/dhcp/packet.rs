@@ -14,6 +14,8 @@
 
 use core::fmt;
 
+pub use super::servers::{Servers, DNS_MAX};
+
 /// Bytes of a message berth sends: the BOOTP minimum (RFC 951's 300).
 pub const MSG_LEN: usize = 300;
 /// Longest reply accepted: a full Ethernet frame less IP and UDP headers.
@@ -146,36 +148,6 @@ pub struct Reply {
     pub dns: Servers,
     pub t1_s: Option<u32>,
     pub t2_s: Option<u32>,
-}
-
-/// Most name servers kept from a lease (as many as a C library's resolver
-/// reads from `resolv.conf`).
-pub const DNS_MAX: usize = 3;
-
-/// Up to [`DNS_MAX`] IPv4 name servers, in the server's order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Servers {
-    n: u8,
-    a: [[u8; 4]; DNS_MAX],
-}
-
-impl Servers {
-    /// The first [`DNS_MAX`] addresses of an option 6 value (a multiple of
-    /// four bytes).
-    pub fn from_option(v: &[u8]) -> Servers {
-        let mut s = Servers::default();
-        for q in v.chunks_exact(4).take(DNS_MAX) {
-            s.a[usize::from(s.n)] = quad(q);
-            s.n += 1;
-        }
-        s
-    }
-    pub fn iter(&self) -> impl Iterator<Item = [u8; 4]> + '_ {
-        self.a.iter().take(usize::from(self.n)).copied()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
 }
 
 /// Why a received datagram is not a usable reply.

@@ -4,7 +4,7 @@
 //! `grub.cfg`, U-Boot's boot script) boots the first slot in the order with
 //! attempts left, decrementing its counter before it boots; berth sets the
 //! state for a try, a commit or a fall-back. This module owns that state,
-//! its variables and what each step does to them, as pure functions; it must
+//! its variables and what each step does to them, as pure functions. It must
 //! not read or write a bootloader environment itself (the [`grubenv`] and
 //! [`ubootenv`] formats are pure too; the caller does the I/O).
 //!
