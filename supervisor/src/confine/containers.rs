@@ -72,6 +72,9 @@ pub struct Spec {
     pub log_rate: crate::release::manifest::LogRate,
     /// The notify socket, kept across restarts (see [`crate::confine::notify`]).
     pub notify: Option<std::os::unix::net::UnixDatagram>,
+    /// The host path of its `update_drop` volume, where berth looks for
+    /// bundles it offers (see [`crate::release::inbox::from_drop`]).
+    pub drop: Option<String>,
 }
 
 /// When a started container counts as ready.
@@ -340,6 +343,7 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
         stop_grace_ms: m.stop.and_then(|s| s.grace_ms).unwrap_or(crate::release::manifest::STOP_GRACE_MS),
         log_rate: m.log_rate.unwrap_or_default(),
         notify,
+        drop: m.update_drop.as_ref().and_then(|v| crate::confine::container::mounts::volume_path(&m.name, v)).map(|p| p.as_str().to_string()),
         plan,
         landlock: layers.landlock,
         apparmor: layers.apparmor.clone(),

@@ -62,6 +62,7 @@ mod bounded;
 pub mod budgets;
 pub mod bundle;
 pub mod current;
+pub mod drops;
 pub mod durable;
 pub mod faults;
 pub mod images;

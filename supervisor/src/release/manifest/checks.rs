@@ -41,7 +41,17 @@ impl Manifest {
         self.check_device_grants(&mut out);
         self.validate_landlock_paths(&mut out);
         self.validate_socket_families(&mut out);
+        self.check_update_drop(&mut out);
         out
+    }
+
+    /// `update_drop` names one of its volumes.
+    fn check_update_drop(&self, out: &mut std::vec::Vec<ManifestError>) {
+        if let Some(d) = &self.update_drop {
+            if !self.mounts.iter().any(|mt| mt.volume.as_ref() == Some(d)) {
+                out.push(err(&self.name, "update_drop", format!("`{d}` is not the volume of any of its mounts")));
+            }
+        }
     }
 
     /// Each of `socket_families` is a family that may be granted by name,

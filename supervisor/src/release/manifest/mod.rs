@@ -38,6 +38,7 @@
 //! | `network = "host"` | (no `CAP_NET_ADMIN`/`CAP_NET_RAW`) | the confinement issue (no network namespace; /sys bound read-only) |
 //! | `exec_paths` | <= 8 absolute paths without `..`, unique; `entry.argv[0]` must lie beneath one of them | the Landlock issue (execute only beneath these; default: the whole image) |
 //! | `rw_paths` | <= 8 absolute paths without `..`, not `/`, unique | the Landlock issue (writable beneath these, besides the writable mounts and `/dev`) |
+//! | `update_drop` | the `volume` name of one of its `mounts` | the fleet-update issue (`NAME.bundle` files there are moved to berth's inbox as `<container>.NAME.bundle`; see [`crate::release::inbox`]) |
 //! | `status_view` | `true` or `false` (default); no mount on or under [`crate::common::names::STATUS_INSIDE`] | the demo issue (berth's status file directory bound read-only at [`crate::common::names::STATUS_INSIDE`], which must exist in the image) |
 //! | `oneshot` | `true` or `false` (default); not with `restart = "always"` | the trial issue (during an update's trial its exit 0 is success, see [`crate::release::trial`]) |
 //! | `log_rate` | `lines_per_s` 1..=[`LOG_RATE_MAX`] (default [`LOG_LINES_PER_S`]), `burst` 1..=[`LOG_BURST_MAX`] (default [`LOG_BURST`]) | the console issue (output lines past the token bucket are dropped and counted, see [`crate::supervise::output`]) |
@@ -264,6 +265,12 @@ pub struct Manifest {
     /// or `"on-failure"`.
     #[serde(default)]
     pub oneshot: bool,
+    /// One of its volumes (by name) that berth treats as an update inbox:
+    /// a `NAME.bundle` the container finishes there is moved into berth's
+    /// inbox and verified like any other bundle. The volume's quota bounds
+    /// it. For an update agent (issue 20): it may offer bundles, nothing else.
+    #[serde(default)]
+    pub update_drop: Option<Name>,
 }
 
 /// A rejected manifest: which one, the field and why.
@@ -332,6 +339,7 @@ impl Manifest {
             ("status_view", self.status_view),
             ("log_rate", self.log_rate.is_some()),
             ("socket_families", !self.socket_families.is_empty()),
+            ("update_drop", self.update_drop.is_some()),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))

@@ -64,6 +64,7 @@ fn sample() -> Manifest {
         log_rate: None,
         socket_families: heapless::Vec::new(),
         oneshot: false,
+        update_drop: None,
     }
 }
 
