@@ -1451,6 +1451,7 @@ fn dhcp(l: &dyn Launch) -> Result<(), String> {
         ("address", "10.0.2.15"),
         ("netmask", "255.255.255.0"),
         ("router", "10.0.2.2"),
+        ("dns", "10.0.2.3"),
         ("lease_s", "86400"),
         ("t1_s", "43200"),
         ("t2_s", "75600"),
@@ -1493,6 +1494,12 @@ fn dhcp(l: &dyn Launch) -> Result<(), String> {
     match (pos("init/start"), pos("selecting/discover"), pos("requesting/request"), pos("bound/-")) {
         (Some(a), Some(b), Some(c), Some(d)) if a < b && b < c && c < d => {}
         _ => return Err(format!("net.dhcp steps {dhcp:?}, want start, discover, request, bound in order")),
+    }
+    // The lease's one name server (QEMU's 10.0.2.3) went to resolv.conf.
+    let dns: Vec<String> =
+        lines.iter().filter(|e| e.name == "net.dns").map(|e| format!("{}/{}", e.get("servers").unwrap_or("-"), e.get("result").unwrap_or("-"))).collect();
+    if dns != ["1/ok"] {
+        return Err(format!("net.dns lines {dns:?}, want one: servers=1 result=ok"));
     }
     if let Some(bad) = lines.iter().find(|e| e.get("result") == Some("error") || e.name == "net.failed") {
         return Err(format!("net reported {} {:?}", bad.name, bad.fields));

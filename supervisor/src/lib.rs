@@ -1,5 +1,8 @@
 //! berth: a static PID 1 supervisor for confined containers on embedded Linux.
 //!
+//! A group must not use a group after it in the order below: the structure
+//! check (xtask) fails on such an edge.
+//!
 //! Data flows one way: board config -> plans -> actions -> events. Pure
 //! modules (`release::board`, `boot::mount` plans, `supervise::action_for`)
 //! decide; the thin `sys` seam and `nix` act.

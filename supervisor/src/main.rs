@@ -1,4 +1,8 @@
 //! The `berth` binary: PID 1 on the device; a checking tool elsewhere.
+//!
+//! It must not hold what a command does: it parses its arguments, calls the
+//! library module that owns the work and prints the result; as PID 1 it goes
+//! straight to `berth::boot::pid1`.
 
 use std::process::ExitCode;
 

@@ -2,6 +2,9 @@
 //! QEMU test images); the shipped device build has none of them, and
 //! `cargo xtask test` checks its binaries for their names.
 //!
+//! It must not reach a shipped build: the module is compiled only for
+//! unit tests and with the `test-hooks` feature.
+//!
 //! - `berth.run=PATH` on the kernel command line: start a program of the
 //!   system image once the boot is ready (the test agent).
 //! - `berth.cut=N`: the power-cut hook of [`crate::release::durable`], reset

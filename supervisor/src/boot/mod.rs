@@ -1,5 +1,8 @@
 //! The boot path of PID 1.
 //!
+//! It must not exit or panic, being PID 1 (the kernel would panic with it): a
+//! failure that stops the boot leaves PID 1 in its loop (below).
+//!
 //! Stage `initramfs`: the kernel starts berth from a small initramfs holding
 //! berth, the compiled board config and the board's modules. berth mounts the
 //! API filesystems, loads the modules, mounts the read-only system image, moves

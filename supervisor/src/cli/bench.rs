@@ -1,6 +1,9 @@
 //! `berth bench-start`: the supervisor's own container start path, driven
 //! line by line from standard input by `cargo xtask bench` (host build only).
 //!
+//! It must not touch a supervisor's containers: its cgroups live in a subtree
+//! of their own (`--group`).
+//!
 //! The containers are made exactly as at boot: a manifest per container,
 //! [`crate::confine::containers::spec`] (plan, seccomp filter, device rules, limits),
 //! then [`crate::confine::containers::launch_in`] (host preparation, cgroup with the

@@ -1,5 +1,8 @@
 //! `berthctl`'s command line, parsed without touching the socket.
 //!
+//! It must not touch the socket or print: it returns what to run, or the
+//! usage error for the caller to print.
+//!
 //! berth ships as one small static binary, so `berthctl` has a hand parser
 //! instead of an argument crate. It follows the conventions people bring
 //! from `systemctl` and `docker`: each command has its own options and help;

@@ -1,6 +1,9 @@
 //! `berth inspect IMAGE` (host build): what an image file is and whether
 //! its dm-verity tree holds, from the file alone.
 //!
+//! It must not change the file or need a device: it reads the image file
+//! alone.
+//!
 //! An image is a squashfs, zero-padded to 4096 bytes, followed by its hash
 //! tree (no verity superblock; see xtask's image builder). The data size
 //! comes from the squashfs superblock (`bytes_used`), the tree's size from

@@ -70,8 +70,11 @@ pub struct Spec {
     pub stop_grace_ms: u32,
     /// How many output lines are kept (the manifest's `log_rate`).
     pub log_rate: crate::release::manifest::LogRate,
-    /// The notify socket, kept across restarts (see [`crate::supervise::notify`]).
+    /// The notify socket, kept across restarts (see [`crate::confine::notify`]).
     pub notify: Option<std::os::unix::net::UnixDatagram>,
+    /// The host path of its `update_drop` volume, where berth looks for
+    /// bundles it offers (see [`crate::release::inbox::from_drop`]).
+    pub drop: Option<String>,
 }
 
 /// When a started container counts as ready.
@@ -106,13 +109,13 @@ impl Spec {
     }
 
     /// The layers in force, for `berthctl status`.
-    pub fn layers(&self) -> crate::supervise::control::Layers {
+    pub fn layers(&self) -> crate::confine::layers::Layers {
         let h = &self.seccomp_hash;
         let mut seccomp = heapless::String::new();
         let _ = core::fmt::write(&mut seccomp, format_args!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]));
         let mut apparmor = heapless::String::new();
         let _ = apparmor.push_str(self.apparmor.as_ref().map_or("none", |(p, _)| p.as_str()));
-        crate::supervise::control::Layers {
+        crate::confine::layers::Layers {
             uid_base: self.plan.ids.outside_base,
             seccomp,
             caps: self.plan.caps.effective,
@@ -321,7 +324,7 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
             retries: h.retries,
         }),
     };
-    let notify = if m.uses_notify() { Some(crate::supervise::notify::bind(&m.name).map_err(|e| ("notify", e.to_string()))?) } else { None };
+    let notify = if m.uses_notify() { Some(crate::confine::notify::bind(&m.name).map_err(|e| ("notify", e.to_string()))?) } else { None };
     Ok(Spec {
         name,
         filter,
@@ -340,6 +343,7 @@ pub fn spec(m: &Manifest, board: &Board, index: u16, arch: seccomp::Arch, rootfs
         stop_grace_ms: m.stop.and_then(|s| s.grace_ms).unwrap_or(crate::release::manifest::STOP_GRACE_MS),
         log_rate: m.log_rate.unwrap_or_default(),
         notify,
+        drop: m.update_drop.as_ref().and_then(|v| crate::confine::container::mounts::volume_path(&m.name, v)).map(|p| p.as_str().to_string()),
         plan,
         landlock: layers.landlock,
         apparmor: layers.apparmor.clone(),

@@ -8,4 +8,6 @@ pub mod cgroup;
 pub mod container;
 pub mod containers;
 pub mod harden;
+pub mod layers;
+pub mod notify;
 pub mod seccomp;

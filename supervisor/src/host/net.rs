@@ -171,6 +171,7 @@ mod tests {
             address: [10, 0, 2, 15],
             netmask: [255, 255, 255, 0],
             router: Some([10, 0, 2, 2]),
+            dns: Default::default(),
             server: [10, 0, 2, 2],
             lease_s: 86_400,
             t1_s: 43_200,

@@ -1,5 +1,9 @@
 //! A heap vector with a fixed maximum length, checked while decoding.
 //!
+//! It must not allocate for, or accept, more than `N` elements: the encoded
+//! length is checked before the allocation and each element again as it
+//! arrives.
+//!
 //! A full release is about 290 KiB of fixed-capacity manifests; kept inline
 //! that is too much for a stack (serde moves values through several frames).
 //! The release therefore keeps its containers and images in a [`BoundedVec`]:

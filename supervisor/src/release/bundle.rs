@@ -1,5 +1,8 @@
 //! Update bundles: a signed release and the images it needs, in one stream.
 //!
+//! It must not use anything the bundle claims before checking it against the
+//! signed release, and it must not hold an image in memory.
+//!
 //! A bundle is read front to back once: its header and release are small and
 //! bounded, the images are hashed while they are copied and are never held in
 //! memory. Everything a bundle claims outside the signed release (the image

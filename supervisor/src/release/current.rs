@@ -1,5 +1,8 @@
 //! Where the device keeps its release state, and the names derived from it.
 //!
+//! It only names paths: it must not open, create or remove anything (the
+//! store and the image mapping do).
+//!
 //! The trusted keys are on the read-only system image in [`KEYS`]; releases,
 //! images and the state record on the data partition in [`STATE`] (see
 //! [`super::store`]); verified images are mounted under [`MOUNTS`].

@@ -1,6 +1,10 @@
 //! The store's writes, behind one small trait so that tests can cut the power
 //! between any two of them.
 //!
+//! It decides nothing: the store must not change the data partition except
+//! through [`Io`] (so the power-cut simulator sees every write), and [`Io`]
+//! must not grow reads.
+//!
 //! Every change the store makes to the data partition is one of the calls of
 //! [`Io`]: create a file, write to it, fsync it, rename, fsync a directory,
 //! remove, make or remove a directory. Reads go straight to `std::fs`: they

@@ -6,6 +6,9 @@
 //! `supervise::trial`), or when a switch cannot map an image
 //! (`supervise::unprepared`).
 //!
+//! It must not fail anything in a shipped build: without `test-hooks`,
+//! [`check`] always lets the step go on.
+//!
 //! `berth.fail=KIND:N[,KIND:N]` on the kernel command line (parsed in
 //! [`crate::boot::hooks`]): the first N record writes of KIND in this boot fail
 //! before anything is written (the record stays as it was). KIND is

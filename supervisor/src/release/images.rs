@@ -18,11 +18,11 @@
 //! ([`crate::release::verity::remove`]). Nothing is left mapped once those containers
 //! are gone.
 
-use crate::boot::mount::{self, SysMounter};
-use crate::common::files::errno_text;
+use crate::common::files::{errno_text, is_mountpoint};
 use crate::common::log::Event;
 use crate::release::manifest::Digest;
 use crate::release::{current, Release};
+use crate::sys::mount::{self, SysMounter};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
@@ -50,7 +50,7 @@ pub fn map(release: &Release) -> Mapped {
 pub fn map_announcing(release: &Release, before: &mut dyn FnMut(&Digest)) -> Mapped {
     let mut done = Mapped::default();
     for img in release.images.iter() {
-        if mount::is_mountpoint(&current::mount_path(&img.sha256)) {
+        if is_mountpoint(&current::mount_path(&img.sha256)) {
             continue;
         }
         before(&img.sha256);

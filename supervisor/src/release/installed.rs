@@ -2,6 +2,9 @@
 //! to postcard and put in the initramfs and on the system image, read by
 //! PID 1 at boot, by the stager and by the host services. Reading it is
 //! bounded; it is never written on the device.
+//!
+//! It only reads: it must not write the board config on the device, nor read
+//! more of it than its bound.
 
 use crate::common::files::read_bounded;
 use crate::release::board::Board;

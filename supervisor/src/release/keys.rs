@@ -1,5 +1,8 @@
 //! Trusted release keys.
 //!
+//! It loads and checks public keys: it must not trust a private key or a key
+//! whose file name does not match it.
+//!
 //! The system image holds several public keys so that keys can be rotated
 //! without a reflash, one file each in one directory, in either of two forms:
 //!

@@ -6,6 +6,9 @@
 //! copies of the starting image to check every state a power cut could have
 //! left (xtask's `crashreplay`).
 //!
+//! It must not change the shipped build: what acts is compiled only with
+//! `test-hooks`.
+//!
 //! - [`at_data`]: before the data partition is mounted, create the target
 //!   (`logw-data`, table `log-writes <data> <log>`) and mount it instead of
 //!   the board's data device. The board's module list must carry

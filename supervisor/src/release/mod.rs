@@ -1,5 +1,9 @@
 //! Signed releases: the one object that says which containers a device runs.
 //!
+//! Decoding and checking a release are pure: this module must not touch the
+//! store or the system (the store keeps releases, [`images`] maps them,
+//! supervise runs them).
+//!
 //! A release holds a monotonically increasing version, the board it is for,
 //! the full set of [manifests](crate::release::manifest), and for each image its size,
 //! content hash and dm-verity root hash. The host compiles it to postcard and
@@ -53,9 +57,12 @@
 //! Markers are honoured only when an update is installed, never at boot.
 
 pub mod board;
+pub mod bootenv;
 mod bounded;
+pub mod budgets;
 pub mod bundle;
 pub mod current;
+pub mod drops;
 pub mod durable;
 pub mod faults;
 pub mod images;
@@ -73,6 +80,7 @@ pub mod state;
 pub mod store;
 pub mod trial;
 pub mod verity;
+pub mod volumes;
 
 pub use bounded::BoundedVec;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

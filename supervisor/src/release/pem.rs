@@ -1,5 +1,9 @@
 //! Ed25519 public keys in PEM, as `openssl pkey -pubout` writes them.
 //!
+//! It only parses the text it is handed: it must not read files, and it
+//! must not accept anything outside the form below (a private key is
+//! refused).
+//!
 //! What is accepted, and nothing else:
 //!
 //! - one block `-----BEGIN PUBLIC KEY-----` ... `-----END PUBLIC KEY-----`

@@ -1,6 +1,10 @@
 //! The store's state record: which release runs, which one it replaced,
 //! whether the running one is on trial, and why past updates were rolled back.
 //!
+//! It only encodes and decodes: it must not write a slot (the store does,
+//! through [`super::durable`]), and decoding must not accept a slot whose
+//! checksum fails.
+//!
 //! The record is small (at most [`SLOT_MAX`] bytes encoded) and lives in two
 //! files, `record.a` and `record.b`, written in turn: each write goes to the
 //! slot that does *not* hold the newest good copy, with a generation one

@@ -2,6 +2,9 @@
 //! the inbox leave free for the state record and the log store, and the
 //! bounds on what may wait in the inbox.
 //!
+//! It only decides from the numbers it is given: it must not measure the
+//! partition or remove a bundle (staging and `berth receive` do).
+//!
 //! The data partition holds berth's state, the release store, the inbox,
 //! the log files and the containers' volumes (each under its own quota).
 //! An update must never take the space the record and the logs need to be

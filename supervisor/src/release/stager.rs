@@ -212,7 +212,7 @@ impl Reader {
             if self.reported {
                 return Err(StreamError::AfterReport);
             }
-            let msg: Msg = crate::supervise::control::decode(body).map_err(|_| StreamError::Malformed)?;
+            let msg: Msg = crate::common::frame::decode(body).map_err(|_| StreamError::Malformed)?;
             self.messages += 1;
             if self.messages > MESSAGES_MAX {
                 return Err(StreamError::TooLong);

@@ -1,6 +1,10 @@
 //! Version files: the anti-rollback floor's second witness, and the highest
 //! accepted version as the single-file layout kept it.
 //!
+//! It encodes, decodes and reads these files: it must not write one on the
+//! device itself (the store writes the floor through
+//! [`super::durable::replace`]; [`FILE`] is only read).
+//!
 //! The store keeps the floor in its record ([`super::record::Record::highest`])
 //! and, as a second witness that survives the loss of both record copies,
 //! in the file [`FLOOR`], which it raises after the record (never lowers)

@@ -1,6 +1,10 @@
 //! The release store on the data partition: content-addressed release objects
 //! and images, and the state record that says which release runs.
 //!
+//! It must not change the data partition except through its
+//! [`super::durable::Io`] (so the power-cut tests see every write), and it
+//! must not run containers or map images.
+//!
 //! # Layout (under `/data/berth`)
 //!
 //! | path | what |

@@ -333,6 +333,7 @@ struct WManifest {
     log_rate: Option<mf::LogRate>,
     socket_families: std::vec::Vec<std::string::String>,
     oneshot: bool,
+    update_drop: Option<std::string::String>,
 }
 
 #[derive(Serialize, Clone)]
@@ -390,6 +391,7 @@ fn wide(r: &Release) -> WRelease {
                 log_rate: m.log_rate,
                 socket_families: m.socket_families.iter().map(s).collect(),
                 oneshot: m.oneshot,
+                update_drop: m.update_drop.as_ref().map(s),
             })
             .collect(),
     }

@@ -1,4 +1,9 @@
 //! The control commands, carried out by the loop.
+//!
+//! It must not block the loop: each command changes the loop's state and is
+//! answered at once (a stop signals, and the exit comes later as any exit
+//! does; an update is answered once its staging started). A retired container
+//! is no longer the operator's.
 
 use super::{Pid1, Slot, SlotState};
 use crate::common::log::Event;
@@ -7,9 +12,6 @@ use crate::supervise::control::{error, Command, ContainerStatus, Response};
 impl Pid1 {
     /// Carry out one control command.
     pub(super) fn command(&mut self, cmd: Command) -> Response {
-        // A retired container (removed by an update, still stopping) is no
-        // longer the operator's to start, stop or restart.
-        let find = |slots: &[Slot], name: &str| slots.iter().position(|s| !s.retired && s.spec.name == name);
         match cmd {
             Command::Status => Response::Status(Box::new(self.status())),
             Command::Release => self.release_info(),
@@ -31,64 +33,75 @@ impl Pid1 {
             }
             #[cfg(not(feature = "test-hooks"))]
             Command::Wedge(_) => error("this berth is built without test hooks"),
-            Command::Stop(ref name) | Command::Restart(ref name) | Command::Start(ref name) if find(&self.slots, name).is_none() => {
+            Command::Stop(ref name) | Command::Restart(ref name) | Command::Start(ref name) if operated(&self.slots, name).is_none() => {
                 // Container names come first; then the board's services.
                 match self.service_index(name) {
                     Some(i) => self.service_command(i, &cmd),
                     None => error(&format!("no container or service named {name}")),
                 }
             }
-            Command::Stop(name) => {
-                let Some(i) = find(&self.slots, &name) else {
-                    return error("gone");
-                };
-                let Some(s) = self.slots.get_mut(i) else {
-                    return error("gone");
-                };
-                s.held = true;
-                s.due = None;
-                if s.pid.is_none() {
-                    s.state = SlotState::Stopped;
-                }
-                Event::info("control.stop").kv("name", &name).emit();
-                self.stop_container(i, "operator");
-                Response::Done
-            }
-            Command::Start(name) => {
-                let Some(s) = find(&self.slots, &name).and_then(|i| self.slots.get_mut(i)) else {
-                    return error("gone");
-                };
-                if s.busy() {
-                    return error(&format!("{name} is already running"));
-                }
-                s.held = false;
-                s.restart = crate::release::restart::State::default();
-                s.state = SlotState::Waiting;
-                s.due = Some(crate::common::log::now());
-                Event::info("control.start").kv("name", &name).emit();
-                self.tick();
-                Response::Done
-            }
-            Command::Restart(name) => {
-                let Some(i) = find(&self.slots, &name) else {
-                    return error("gone");
-                };
-                let Some(s) = self.slots.get_mut(i) else {
-                    return error("gone");
-                };
-                s.held = false;
-                Event::info("control.restart").kv("name", &name).emit();
-                if s.busy() {
-                    s.again = true;
-                    self.stop_container(i, "operator");
-                } else {
-                    s.state = SlotState::Waiting;
-                    s.due = Some(crate::common::log::now());
-                    self.tick();
-                }
-                Response::Done
-            }
+            Command::Stop(name) => self.operator_stop(&name),
+            Command::Start(name) => self.operator_start(&name),
+            Command::Restart(name) => self.operator_restart(&name),
         }
+    }
+
+    /// `stop NAME`: held until the operator starts it again.
+    fn operator_stop(&mut self, name: &str) -> Response {
+        let Some(i) = operated(&self.slots, name) else {
+            return error("gone");
+        };
+        let Some(s) = self.slots.get_mut(i) else {
+            return error("gone");
+        };
+        s.held = true;
+        s.due = None;
+        if s.pid.is_none() {
+            s.state = SlotState::Stopped;
+        }
+        Event::info("control.stop").kv("name", name).emit();
+        self.stop_container(i, "operator");
+        Response::Done
+    }
+
+    /// `start NAME`: released from a hold with a fresh restart record, and
+    /// started now unless it already runs.
+    fn operator_start(&mut self, name: &str) -> Response {
+        let Some(s) = operated(&self.slots, name).and_then(|i| self.slots.get_mut(i)) else {
+            return error("gone");
+        };
+        if s.busy() {
+            return error(&format!("{name} is already running"));
+        }
+        s.held = false;
+        s.restart = crate::release::restart::State::default();
+        s.state = SlotState::Waiting;
+        s.due = Some(crate::common::log::now());
+        Event::info("control.start").kv("name", name).emit();
+        self.tick();
+        Response::Done
+    }
+
+    /// `restart NAME`: a running container is stopped and started again
+    /// once it exited; a stopped one is started now.
+    fn operator_restart(&mut self, name: &str) -> Response {
+        let Some(i) = operated(&self.slots, name) else {
+            return error("gone");
+        };
+        let Some(s) = self.slots.get_mut(i) else {
+            return error("gone");
+        };
+        s.held = false;
+        Event::info("control.restart").kv("name", name).emit();
+        if s.busy() {
+            s.again = true;
+            self.stop_container(i, "operator");
+        } else {
+            s.state = SlotState::Waiting;
+            s.due = Some(crate::common::log::now());
+            self.tick();
+        }
+        Response::Done
     }
 
     /// `logs NAME`: up to `max` kept lines of a container's (or a host
@@ -228,6 +241,13 @@ impl Pid1 {
         }
         list
     }
+}
+
+/// The slot of the container `name` the operator may start, stop or
+/// restart: a retired one (removed by an update, still stopping) is no
+/// longer the operator's.
+fn operated(slots: &[Slot], name: &str) -> Option<usize> {
+    slots.iter().position(|s| !s.retired && s.spec.name == name)
 }
 
 /// A run's start (seconds on `CLOCK_MONOTONIC`) as the status file shows it.

@@ -1,5 +1,7 @@
 //! The control protocol between `berthctl` and berth, over a root-only Unix
-//! stream socket on /run.
+//! stream socket on /run. It owns the message types and their bounds; it
+//! must not act on a request (that is `supervise::commands`) nor read a
+//! socket (that is `supervise::ctlsock`).
 //!
 //! Each message is a frame: a 4-byte little-endian length, then that many
 //! bytes of postcard. A request is at most [`REQUEST_MAX`] bytes and a
@@ -9,6 +11,10 @@
 //! input gets an error reply and never reaches any other state.
 
 use serde::{Deserialize, Serialize};
+
+/// The confinement layers in a container's status: defined beside the
+/// confinement that fills them in.
+pub use crate::confine::layers::Layers;
 
 /// Protocol version; raised on any incompatible change.
 pub const VERSION: u16 = 7;
@@ -76,50 +82,6 @@ pub struct ContainerStatus {
     /// `CLOCK_MONOTONIC` milliseconds when the current run started (`None`
     /// when not running), as the status file shows it.
     pub started_ms: Option<u64>,
-}
-
-/// The confinement layers of one container, as berth applies them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Layers {
-    /// Host uid that uid 0 inside maps to (its user namespace's range start).
-    pub uid_base: u32,
-    /// Start of the seccomp program's SHA-256, in hex.
-    pub seccomp: heapless::String<8>,
-    /// Effective capability set (bit N: capability N).
-    pub caps: u64,
-    /// Rules of its cgroup device allowlist.
-    pub device_rules: u16,
-    /// Landlock ABI applied; 0: none (the board allowed the downgrade).
-    pub landlock_abi: u8,
-    /// AppArmor profile, or `none`.
-    pub apparmor: heapless::String<64>,
-}
-
-impl Layers {
-    /// `abi6` or `none`.
-    pub fn landlock(&self) -> heapless::String<8> {
-        let mut s = heapless::String::new();
-        let _ = match self.landlock_abi {
-            0 => s.push_str("none"),
-            n => core::fmt::write(&mut s, format_args!("abi{n}")).map_err(|_| ()),
-        };
-        s
-    }
-
-    /// Capability names without `CAP_`, comma-separated, or `none`.
-    pub fn cap_names(&self) -> String {
-        let names: Vec<&str> = crate::release::manifest::CAP_NAMES
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| u32::try_from(*i).ok().and_then(|i| 1u64.checked_shl(i)).is_some_and(|b| self.caps & b != 0))
-            .map(|(_, n)| n.trim_start_matches("CAP_"))
-            .collect();
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(",")
-        }
-    }
 }
 
 /// The running release, for `berthctl release`.
@@ -231,65 +193,7 @@ pub enum Response {
     Update(Box<crate::supervise::outcome::UpdateInfo>),
 }
 
-/// Why a frame was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameError {
-    /// The length prefix is incomplete.
-    Short,
-    /// The announced body is larger than allowed.
-    TooLarge { len: usize, max: usize },
-    /// The body is not a valid message.
-    Decode,
-    /// The body has bytes after the message.
-    Trailing,
-    /// The message does not fit a frame.
-    Encode,
-}
-
-impl core::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            FrameError::Short => write!(f, "incomplete frame"),
-            FrameError::TooLarge { len, max } => {
-                write!(f, "frame of {len} bytes is larger than {max}")
-            }
-            FrameError::Decode => write!(f, "malformed message"),
-            FrameError::Trailing => write!(f, "bytes after the message"),
-            FrameError::Encode => write!(f, "message too large to send"),
-        }
-    }
-}
-
-/// The body length a frame announces, checked against `max`.
-pub fn body_len(prefix: &[u8], max: usize) -> Result<usize, FrameError> {
-    let b: [u8; 4] = prefix.get(..4).and_then(|s| s.try_into().ok()).ok_or(FrameError::Short)?;
-    let len = u32::from_le_bytes(b) as usize;
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    Ok(len)
-}
-
-/// Decode a frame body, refusing trailing bytes.
-pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FrameError> {
-    let (v, rest) = postcard::take_from_bytes(body).map_err(|_| FrameError::Decode)?;
-    if !rest.is_empty() {
-        return Err(FrameError::Trailing);
-    }
-    Ok(v)
-}
-
-/// A whole frame (prefix and body) for `msg`, at most `max` body bytes.
-pub fn encode<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, FrameError> {
-    let body = postcard::to_allocvec(msg).map_err(|_| FrameError::Encode)?;
-    if body.len() > max {
-        return Err(FrameError::Encode);
-    }
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
-}
+pub use crate::common::frame::{body_len, decode, encode, FrameError};
 
 fn text<const N: usize>(s: &str) -> heapless::String<N> {
     let mut t = heapless::String::new();

@@ -3,6 +3,9 @@
 //! message, a check's exit code, the clock) and performs what it answers
 //! (kill, start a check, mark unhealthy); times are seconds since boot.
 //!
+//! It must not make a system call or read the clock: it is pure, and the loop
+//! acts on its answers.
+//!
 //! - Readiness: at once, on `READY=1`, or when the readiness command first
 //!   exits 0 (tried every [`READY_POLL`] s). Not ready within the manifest's
 //!   timeout: unhealthy (`ready-timeout`).

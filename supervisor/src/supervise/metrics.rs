@@ -6,6 +6,9 @@
 //! names, their help text, label escaping and the size bound. The loop
 //! hands it numbers it already keeps; it reads nothing itself.
 //!
+//! It must not read files, sockets or the clock, nor render more than [`MAX`]
+//! bytes.
+//!
 //! Families, in this order, each with its `# HELP` and `# TYPE` lines:
 //!
 //! - `berth_info{version="0.1.0"} 1`: berth's version (gauge);

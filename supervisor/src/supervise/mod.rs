@@ -1,5 +1,9 @@
 //! The PID 1 event loop: signals, reaping and orderly shutdown.
 //!
+//! It must not block: anything slow (staging, a switch's preparation, a
+//! volume's shift) runs in a child process or a helper thread and reports
+//! through a descriptor in the epoll set.
+//!
 //! One thread, one `epoll` over a `signalfd` and a `timerfd`; no handler runs
 //! in signal context. All catchable signals are blocked and read from the
 //! signalfd, which also keeps PID 1 from ignoring them (the kernel drops

@@ -24,6 +24,8 @@
 use std::os::unix::net::UnixDatagram;
 
 pub use crate::common::names::{notify_host_path as host_path, NOTIFY_DIR as DIR, NOTIFY_ENV as ENV, NOTIFY_INSIDE as INSIDE};
+/// The socket is made where the container is prepared.
+pub use crate::confine::notify::bind;
 /// Longest datagram read.
 pub const DATAGRAM_MAX: usize = 1024;
 /// Longest `STATUS=` text kept.
@@ -62,22 +64,6 @@ pub fn parse(datagram: &[u8]) -> Message {
         }
     }
     m
-}
-
-/// Make (or make again) a container's socket: non-blocking, close-on-exec.
-pub fn bind(name: &str) -> std::io::Result<UnixDatagram> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o711).create(DIR)?;
-    std::fs::set_permissions(DIR, std::fs::Permissions::from_mode(0o711))?;
-    let path = host_path(name);
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let sock = UnixDatagram::bind(&path)?;
-    sock.set_nonblocking(true)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
-    Ok(sock)
 }
 
 /// Read every waiting datagram, merged into one message.

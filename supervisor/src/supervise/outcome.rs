@@ -3,6 +3,9 @@
 //! turns it into an exit code. Pure: the loop keeps a [`Log`]
 //! (`supervise::trial`), the client polls it.
 //!
+//! It must not act on an update: it records its course and turns it into text
+//! and exit codes.
+//!
 //! Each update whose staging starts gets a sequence number (counted from 1
 //! at each boot) and goes through [`Phase`]s: `staging`, then `refused`, or
 //! `trial` (or `rebooting`, for a release that switches by a reboot: its

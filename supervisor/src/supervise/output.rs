@@ -1,6 +1,10 @@
 //! Container and service output: read from their pipes, rate-limited per
 //! stream, kept in the log store, mirrored to the console if the board says so.
 //!
+//! It must not let one stream hold the loop or flood the store: reads are
+//! bounded per wake-up, and lines past a stream's bucket are counted, not
+//! kept.
+//!
 //! Each output pipe is read at most [`READ_MAX`] bytes per loop wake-up, so a
 //! container that writes as fast as it can costs the loop one bounded read
 //! per turn and cannot starve the other streams, the timers or the control

@@ -2,6 +2,8 @@
 //! the release store, the inbox, `berth receive` and the control socket,
 //! so that a signed bundle repairs the device. No container runs.
 //!
+//! It must not start any container: only a repair's switch ends the state.
+//!
 //! It is entered at boot when no kept release verifies (the trial one
 //! included, see [`crate::release::store::Store::boot`]), and in the loop
 //! when a rollback's release does not load or a repair's trial fails with

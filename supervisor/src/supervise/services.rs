@@ -2,6 +2,9 @@
 //! `berth net`. They come from the read-only system image and run in the
 //! host namespaces, unconfined: with berth, the only such processes.
 //!
+//! At shutdown it must not stop a service before every container is down, nor
+//! restart one.
+//!
 //! They start when the loop is set up, before any container, with the
 //! environment cleared but for `PATH`, stdin on /dev/null and stdout/stderr
 //! on a pipe logged like a container's output (`service.log`, stream

@@ -2,6 +2,10 @@
 //! [`crate::release::stager`]), follow it as an event, and act on its report with
 //! cheap steps only.
 //!
+//! It must not block the loop on the stager: the bundle is opened without
+//! blocking, the report is read as an epoll event, and only cheap steps act
+//! on it.
+//!
 //! - Start: the bundle is opened here without blocking (`O_NONBLOCK |
 //!   O_NOFOLLOW`, after an `lstat`; only a regular file is accepted) and
 //!   handed to the stager as its standard input; its report pipe joins the

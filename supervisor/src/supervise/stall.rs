@@ -1,5 +1,8 @@
 //! How long the loop was held: the proof that nothing slow runs in it.
 //!
+//! It must not read the clock or block: it is pure bookkeeping on the times
+//! the loop hands it.
+//!
 //! Two measures, both on `CLOCK_MONOTONIC`:
 //!
 //! - a **handler**: the work of one epoll wake-up's event (a tick, a

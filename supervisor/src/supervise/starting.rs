@@ -1,5 +1,8 @@
 //! Container starts in the loop, never waiting on a child.
 //!
+//! It must not wait on a child, nor start a container whose old cgroup is
+//! still being removed.
+//!
 //! A start forks ([`crate::confine::containers::begin`]) and leaves the slot
 //! `starting` with its handshake ([`crate::confine::container::start::Pending`]): the
 //! loop watches the child's pipes in epoll (tokens from [`TOKEN_START`]) and

@@ -1,5 +1,8 @@
 //! Switching the running release without holding the loop.
 //!
+//! It must not hold the loop: the slow preparation runs in a helper thread,
+//! which must not touch the loop's state.
+//!
 //! A switch (to a staged release on trial, or back to the previous one on a
 //! rollback) prepares the specs of the containers it changes or adds:
 //! plans, seccomp filters (a compile on a slow core is tens of

@@ -1,5 +1,8 @@
 //! Removing ended containers' cgroups without waiting in the loop.
 //!
+//! It must not wait in the loop for a cgroup to empty: each pass is
+//! non-blocking, and the next one is due on the loop's timer.
+//!
 //! When a container's init ends (or a start is given up), its cgroup joins
 //! the removals: each pass ([`crate::confine::cgroup::act::remove_step`]) kills what
 //! still runs in it and `rmdir`s what is empty; a directory the kernel still

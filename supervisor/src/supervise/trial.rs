@@ -3,6 +3,9 @@
 //! the deadline, and the trial ends in a commit or a rollback, also when an
 //! operator asks (`berthctl commit`, `berthctl rollback`). Each end is
 //! recorded in the update's [`crate::supervise::outcome`] record too.
+//!
+//! It must not judge by rules of its own: the verdicts are
+//! [`crate::release::trial`]'s, and this side feeds it and acts on them.
 
 use super::{Pid1, SlotState};
 use crate::common::log::Event;

@@ -1,6 +1,9 @@
 //! Updates of the running system: stage a bundle, switch to its release,
 //! hold it on trial, commit it or roll it back.
 //!
+//! The loop must not do the slow parts itself: staging runs in a child
+//! process, a switch's preparation in a helper thread.
+//!
 //! - Stage ([`crate::release::store::Store::stage`]): every check before
 //!   anything changes; a refused bundle leaves the device as it was. Its
 //!   new images are mapped then too ([`crate::release::images`]), and unmapped again
@@ -175,6 +178,7 @@ impl Pid1 {
         if self.may_stage().is_err() {
             return;
         }
+        self.collect_drops();
         let dir = Path::new(INBOX);
         let Ok(entries) = inbox::list(dir) else {
             return;
@@ -183,6 +187,30 @@ impl Pid1 {
             match p {
                 inbox::Pick::Quarantine { name, base, cause } => self.quarantine(&name, &base, &cause.to_string()),
                 inbox::Pick::Stage { from, to, base, attempt } => self.take_from_inbox(&from, &to, &base, attempt),
+            }
+        }
+    }
+
+    /// Move the bundles containers finished in their update drops into the
+    /// inbox (see [`crate::release::drops`]), one `update.drop` line each.
+    fn collect_drops(&mut self) {
+        for s in self.slots.iter().filter(|s| !s.retired) {
+            let Some(dir) = s.spec.drop.as_deref() else { continue };
+            let moved = match crate::release::drops::collect(Path::new(dir), &s.spec.name, Path::new(INBOX)) {
+                Ok(m) => m,
+                // Not made yet (the container never started) or unreadable.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    Event::error("update.drop").kv("name", &s.spec.name).kv("step", "list").result(&Err::<(), _>(e)).emit();
+                    continue;
+                }
+            };
+            for m in moved {
+                let ev = match &m.result {
+                    Ok(()) => Event::info("update.drop"),
+                    Err(_) => Event::error("update.drop"),
+                };
+                ev.kv("name", &s.spec.name).kv("bundle", &m.from).kv("inbox", &m.to).result(&m.result).emit();
             }
         }
     }

@@ -2,6 +2,9 @@
 //! wake-up, render the status file and the metrics file
 //! ([`crate::supervise::metrics`]) when the pacer allows and write each that changed.
 //!
+//! It must not render more often than the pacer allows, nor write a file that
+//! did not change.
+//!
 //! The metrics' memory is each running container's `memory.current`, the
 //! read `berthctl status` does, sampled at most every [`MEMORY_EVERY_S`]
 //! (the loop wakes for it while a container runs); OOM kills are counted

@@ -2,6 +2,9 @@
 //! `BPF_PROG_TYPE_CGROUP_DEVICE` program, attach it to a cgroup directory,
 //! detach it, and list what is attached. No libbpf.
 //!
+//! It must not decide what a filter allows: `confine::cgroup` builds the
+//! program; this module only loads, attaches, detaches and lists it.
+//!
 //! libc has no `union bpf_attr`: each command gets its own `#[repr(C)]`
 //! prefix of it, zeroed, with explicit padding, and the kernel is told that
 //! prefix's size (it treats the rest as zero). Pointers travel as `u64` on

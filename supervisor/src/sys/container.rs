@@ -1,5 +1,8 @@
 //! Raw system calls of a container start that `nix` does not wrap safely.
 //!
+//! It must not decide what a container gets (confine plans that), and
+//! nothing here may allocate: see below.
+//!
 //! Everything here may run in a child between fork and execve: no function
 //! allocates, formats or takes a lock. The credential calls are raw system
 //! calls on purpose: the child is a raw `clone` of a possibly multithreaded

@@ -1,5 +1,7 @@
 //! Handing a descriptor to a child at a fixed number, and taking it over in
 //! the child (the stager's report pipe, [`crate::release::stager`]).
+//!
+//! The child's half must not allocate: it runs between fork and exec.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 

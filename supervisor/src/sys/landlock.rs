@@ -1,5 +1,8 @@
 //! Landlock's three system calls (Linux 5.13), raw: no C library wraps them.
 //!
+//! It must not decide the rules (confine does), and it must not allocate: it
+//! may run between fork and execve.
+//!
 //! Everything here may run in a container's init between fork and execve:
 //! no allocation, no formatting. The rules themselves are decided in
 //! [`crate::confine::container::landlock`].

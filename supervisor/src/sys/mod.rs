@@ -1,5 +1,8 @@
 //! The thin seam of raw system calls that no safe wrapper covers.
 //!
+//! It must not decide anything: which call to make, and with what, is the
+//! caller's; each function makes its call and returns the error.
+//!
 //! Every `unsafe` block of berth's boot path lives here, one small function per
 //! call, each with its own error and a SAFETY note. Everything else goes
 //! through `nix`'s safe wrappers.
@@ -8,6 +11,7 @@ pub mod cgroup;
 pub mod container;
 mod fds;
 pub mod landlock;
+pub mod mount;
 pub mod net;
 pub mod quota;
 

@@ -1,6 +1,9 @@
 //! Interface and route ioctls for `berth net`: one call each, on an
 //! `AF_INET` datagram socket, with the kernel's classic `ifreq` and
 //! `rtentry` structures.
+//!
+//! It must not decide addresses or routes: its callers take them from the
+//! board config and the DHCP lease.
 
 use nix::errno::Errno;
 use std::os::fd::{AsRawFd, BorrowedFd};

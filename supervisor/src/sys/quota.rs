@@ -1,5 +1,7 @@
 //! Project quotas on the data partition: the raw calls.
 //!
+//! It must not choose an id or a limit: it makes the calls it is given.
+//!
 //! A volume's directory is tagged with its project id and the inherit flag
 //! (`FS_IOC_FSSETXATTR`: every file and directory made beneath it later
 //! takes the same id), and the project gets its block and inode limits

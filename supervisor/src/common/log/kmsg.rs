@@ -1,5 +1,8 @@
 //! berth's copy of its events in the kernel log, written off the loop.
 //!
+//! The loop must not write to `/dev/kmsg` itself: a thread of its own does,
+//! so a stalled console stalls only that thread.
+//!
 //! A write to `/dev/kmsg` of a record more severe than the console log level
 //! makes the kernel print it on the console in the writer's context, and a
 //! serial console that does not drain holds that write for as long as the

@@ -1,5 +1,8 @@
 //! The console's bounded byte ring (pure: no system calls, unit-tested).
 //!
+//! It must not cut a line: a line that does not fit is dropped whole and
+//! counted.
+//!
 //! Whole lines go in; bytes come out in the order the console takes them,
 //! possibly a part of a line at a time. A line that does not fit is dropped
 //! whole and counted, never cut. Once full, the ring keeps dropping every

@@ -1,5 +1,8 @@
 //! The log store's file format, the boot id and the wall-clock rule.
 //!
+//! It only formats and parses: it must not open, write or rotate a log file
+//! (the log store does).
+//!
 //! Format version 2 (this one): every time berth opens a file to append
 //! (its first line of a boot, and after each rotation) it writes a header
 //! line naming the format and the boot, then one record per kept line:

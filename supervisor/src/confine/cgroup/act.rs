@@ -2,6 +2,10 @@
 //! files, [`crate::sys::cgroup`] for the device program. Every step's error
 //! names the file (or directory) it was about.
 //!
+//! It must not wait in PID 1, nor leave half a cgroup behind: removal is one
+//! non-blocking pass at a time, and a creation that fails removes what it
+//! made.
+//!
 //! v2 (`create_v2`): enable the controllers the limits need top-down (the
 //! parent of berth's subtree, then the subtree itself), create the
 //! container's directory, write the limits, load the generated device

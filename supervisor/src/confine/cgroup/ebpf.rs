@@ -1,5 +1,9 @@
 //! eBPF instruction encoding and the cgroup v2 device program generator.
 //!
+//! It must not emit a jump backwards or out of the program, nor an
+//! instruction outside the subset [`super::interp`] checks; it only encodes,
+//! loading is [`super::act`]'s.
+//!
 //! An eBPF instruction is 8 bytes: the opcode, a byte holding the destination
 //! register in its low nibble and the source register in its high nibble, a
 //! signed 16-bit offset and a signed 32-bit immediate, little-endian on every

@@ -1,6 +1,9 @@
 //! A tiny eBPF interpreter for the subset [`super::ebpf::generate`] emits, so a
 //! device program can be checked without loading it.
 //!
+//! It must not load or attach anything: it reads instructions in memory only
+//! (the `bpf(2)` calls are [`super::act`]'s).
+//!
 //! [`validate`] refuses what the kernel's verifier would refuse of such a
 //! program, and more: an empty program or one beyond [`MAX_INSNS`], an opcode
 //! outside the subset, a register beyond R10 or a write to R10, a jump that
@@ -96,7 +99,10 @@ pub struct Checked<'a> {
     insns: &'a [Insn],
 }
 
-/// Check `p` as described in the module documentation.
+/// Check `p` as described in the module documentation: its shape first,
+/// then every instruction in order with the registers known on entry to it
+/// (met over every path that reaches it; every jump goes forward, so one
+/// pass sees all of them).
 pub fn validate(p: &[Insn]) -> Result<Checked<'_>, Invalid> {
     let len = p.len();
     if len == 0 {
@@ -110,91 +116,15 @@ pub fn validate(p: &[Insn]) -> Result<Checked<'_>, Invalid> {
     }
     let mut incoming: Vec<Option<State>> = vec![None; len];
     let u = Kind::Uninit;
-    let start: State = [u, Kind::Ctx, u, u, u, u, u, u, u, u, Kind::Frame];
-    let set = |st: &mut State, d: usize, k: Kind| {
-        if let Some(r) = st.get_mut(d) {
-            *r = k;
-        }
-    };
     if let Some(s) = incoming.get_mut(0) {
-        *s = Some(start);
+        *s = Some([u, Kind::Ctx, u, u, u, u, u, u, u, u, Kind::Frame]);
     }
     for (pc, i) in p.iter().enumerate() {
         let Some(mut st) = incoming.get(pc).copied().flatten() else {
             return Err(bad(pc, "unreachable instruction"));
         };
-        let (d, s) = (usize::from(i.dst), usize::from(i.src));
-        let (Some(&dk), Some(&sk)) = (st.get(d), st.get(s)) else {
-            return Err(bad(pc, "register beyond r10"));
-        };
-        let writes = !matches!(i.code, JNE_K | JA | EXIT);
-        if writes && d == 10 {
-            return Err(bad(pc, "write to the read-only frame pointer"));
-        }
-        let mut jump: Option<usize> = None;
-        let mut falls = true;
-        match i.code {
-            LDX_W => {
-                if sk != Kind::Ctx {
-                    return Err(bad(pc, "load through a register that is not the context"));
-                }
-                if !matches!(i.off, CTX_ACCESS_TYPE | CTX_MAJOR | CTX_MINOR) || i.imm != 0 {
-                    return Err(bad(pc, format!("context load at offset {} (fields are at 0, 4, 8)", i.off)));
-                }
-                set(&mut st, d, Kind::Scalar);
-            }
-            MOV64_K => {
-                if s != 0 || i.off != 0 {
-                    return Err(bad(pc, "reserved fields set"));
-                }
-                set(&mut st, d, Kind::Const(i.imm as i64 as u64));
-            }
-            MOV32_X => {
-                if !number(sk) || i.off != 0 || i.imm != 0 {
-                    return Err(bad(pc, "32-bit move of a pointer or an unwritten register"));
-                }
-                let k = match sk {
-                    Kind::Const(v) => Kind::Const(u64::from(v as u32)),
-                    _ => Kind::Scalar,
-                };
-                set(&mut st, d, k);
-            }
-            AND32_K | RSH32_K => {
-                if !number(dk) || s != 0 || i.off != 0 {
-                    return Err(bad(pc, "arithmetic on a pointer or an unwritten register"));
-                }
-                if i.code == RSH32_K && !(0..32).contains(&i.imm) {
-                    return Err(bad(pc, "shift by 32 or more"));
-                }
-                set(&mut st, d, Kind::Scalar);
-            }
-            JNE_K | JA => {
-                if i.code == JNE_K && (!number(dk) || s != 0) {
-                    return Err(bad(pc, "comparison of a pointer or an unwritten register"));
-                }
-                if i.code == JA && (d != 0 || s != 0 || i.imm != 0) {
-                    return Err(bad(pc, "reserved fields set"));
-                }
-                if i.off < 0 {
-                    return Err(bad(pc, "backward jump"));
-                }
-                let t = pc + 1 + i.off as usize;
-                if t >= len {
-                    return Err(bad(pc, "jump out of the program"));
-                }
-                jump = Some(t);
-                falls = i.code == JNE_K;
-            }
-            EXIT => {
-                if !matches!(st.first(), Some(Kind::Const(0) | Kind::Const(1))) {
-                    return Err(bad(pc, "r0 is not the constant 0 or 1 at exit"));
-                }
-                falls = false;
-            }
-            c => return Err(bad(pc, format!("opcode {c:#04x} outside the device-program subset"))),
-        }
-        let next = falls.then_some(pc + 1);
-        for t in [next, jump].into_iter().flatten() {
+        let next = transfer(pc, i, &mut st, len)?;
+        for t in [next.falls.then_some(pc + 1), next.jump].into_iter().flatten() {
             if let Some(slot) = incoming.get_mut(t) {
                 *slot = Some(match slot {
                     Some(prev) => meet(prev, &st),
@@ -204,6 +134,100 @@ pub fn validate(p: &[Insn]) -> Result<Checked<'_>, Invalid> {
         }
     }
     Ok(Checked { insns: p })
+}
+
+/// Where control may go after one instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Next {
+    /// To the next instruction.
+    falls: bool,
+    /// To this one (forward, inside the program).
+    jump: Option<usize>,
+}
+
+fn set(st: &mut State, d: usize, k: Kind) {
+    if let Some(r) = st.get_mut(d) {
+        *r = k;
+    }
+}
+
+/// Instruction `i` at `pc` of a `len`-long program, on the registers `st`
+/// holds before it: refused, or where control goes next, with `st` now the
+/// registers after it.
+fn transfer(pc: usize, i: &Insn, st: &mut State, len: usize) -> Result<Next, Invalid> {
+    let (d, s) = (usize::from(i.dst), usize::from(i.src));
+    let (Some(&dk), Some(&sk)) = (st.get(d), st.get(s)) else {
+        return Err(bad(pc, "register beyond r10"));
+    };
+    let writes = !matches!(i.code, JNE_K | JA | EXIT);
+    if writes && d == 10 {
+        return Err(bad(pc, "write to the read-only frame pointer"));
+    }
+    match i.code {
+        LDX_W => {
+            if sk != Kind::Ctx {
+                return Err(bad(pc, "load through a register that is not the context"));
+            }
+            if !matches!(i.off, CTX_ACCESS_TYPE | CTX_MAJOR | CTX_MINOR) || i.imm != 0 {
+                return Err(bad(pc, format!("context load at offset {} (fields are at 0, 4, 8)", i.off)));
+            }
+            set(st, d, Kind::Scalar);
+        }
+        MOV64_K => {
+            if s != 0 || i.off != 0 {
+                return Err(bad(pc, "reserved fields set"));
+            }
+            set(st, d, Kind::Const(i.imm as i64 as u64));
+        }
+        MOV32_X => {
+            if !number(sk) || i.off != 0 || i.imm != 0 {
+                return Err(bad(pc, "32-bit move of a pointer or an unwritten register"));
+            }
+            let k = match sk {
+                Kind::Const(v) => Kind::Const(u64::from(v as u32)),
+                _ => Kind::Scalar,
+            };
+            set(st, d, k);
+        }
+        AND32_K | RSH32_K => {
+            if !number(dk) || s != 0 || i.off != 0 {
+                return Err(bad(pc, "arithmetic on a pointer or an unwritten register"));
+            }
+            if i.code == RSH32_K && !(0..32).contains(&i.imm) {
+                return Err(bad(pc, "shift by 32 or more"));
+            }
+            set(st, d, Kind::Scalar);
+        }
+        JNE_K | JA => return Ok(Next { falls: i.code == JNE_K, jump: Some(jump_target(pc, i, dk, len)?) }),
+        EXIT => {
+            if !matches!(st.first(), Some(Kind::Const(0) | Kind::Const(1))) {
+                return Err(bad(pc, "r0 is not the constant 0 or 1 at exit"));
+            }
+            return Ok(Next { falls: false, jump: None });
+        }
+        c => return Err(bad(pc, format!("opcode {c:#04x} outside the device-program subset"))),
+    }
+    Ok(Next { falls: true, jump: None })
+}
+
+/// The target of the jump `i` at `pc` (`dk`: what its destination register
+/// holds): forward and inside the `len`-long program, comparing a number
+/// (`JNE_K`), with no reserved field set (`JA`).
+fn jump_target(pc: usize, i: &Insn, dk: Kind, len: usize) -> Result<usize, Invalid> {
+    if i.code == JNE_K && (!number(dk) || i.src != 0) {
+        return Err(bad(pc, "comparison of a pointer or an unwritten register"));
+    }
+    if i.code == JA && (i.dst != 0 || i.src != 0 || i.imm != 0) {
+        return Err(bad(pc, "reserved fields set"));
+    }
+    if i.off < 0 {
+        return Err(bad(pc, "backward jump"));
+    }
+    let t = pc + 1 + i.off as usize;
+    if t >= len {
+        return Err(bad(pc, "jump out of the program"));
+    }
+    Ok(t)
 }
 
 impl Checked<'_> {

@@ -1,6 +1,9 @@
 //! Resource limits: which controller files get which values, on both
 //! hierarchies, and the `memory.events` counters.
 //!
+//! It must not touch the cgroup filesystem (that is [`super::act`]'s), nor
+//! skip a limit it cannot set.
+//!
 //! Everything here is pure. [`Limits::from_resources`] fills in the defaults;
 //! [`plan_v2`] and [`plan_v1`] list the writes in order; [`controllers`]
 //! lists the controllers they need, which [`check_available`] compares with a

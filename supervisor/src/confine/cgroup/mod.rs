@@ -1,5 +1,8 @@
 //! Per-container cgroups: resource limits and the strict device allowlist.
 //!
+//! It must not allow any device by default, nor any wildcard but the one pty
+//! range below; the files themselves are written by [`act`] only.
+//!
 //! Pure parts decide, the act layer writes files:
 //!
 //! - [`rules`]: the device allowlist of one container, from its `/dev` nodes

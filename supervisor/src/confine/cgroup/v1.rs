@@ -1,6 +1,9 @@
 //! The device allowlist on cgroup v1: `a` to `devices.deny` (drop the
 //! inherited allow-all), then one `devices.allow` line per rule, then a
 //! read-back of `devices.list` that must show exactly the rules.
+//!
+//! It must not write anything: it makes the lines and checks the read-back,
+//! [`super::act`] writes and reads the files.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,8 @@
 //! The act of a [`Step::Beneath`](super::mounts::Step::Beneath): a mount
 //! step whose target lies beneath a persistent volume.
 //!
+//! It must not follow a symlink, nor allocate: it runs between fork and exec.
+//!
 //! A volume is the container's to write, and it keeps what the container
 //! left there from one run to the next: a symlink planted at a later mount
 //! target (`/var/lib/app/cache -> /etc`, or a host path: the steps run

@@ -1,5 +1,9 @@
 //! Bounded, NUL-terminated byte strings, checked when the plan is built so
 //! the child only borrows them as `&CStr`.
+//!
+//! They must not be built or grown in the child: [`CBuf::new`] and
+//! [`CBuf::concat`] check length and NUL before fork, and the child must not
+//! allocate.
 
 use core::ffi::CStr;
 use core::fmt;

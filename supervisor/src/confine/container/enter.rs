@@ -1,5 +1,8 @@
 //! Run a command inside a running container: readiness and health checks.
 //!
+//! It must not give the command more than the container has, nor wait for
+//! it: the caller bounds it by the check's timeout and reaps it as any child.
+//!
 //! The command gets exactly the container's confinement, because it runs
 //! with the container's authority: its namespaces (joined with `setns`, the
 //! user namespace first), its cgroup (device filter and limits), its ids,

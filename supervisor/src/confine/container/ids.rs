@@ -1,5 +1,8 @@
 //! User and group identity: each container's own outside id range.
 //!
+//! It must not map an id outside the container's own range (host root least
+//! of all); it is pure, the maps are written by the start.
+//!
 //! Container `N` (its index in the release) owns outside uids and gids
 //! `BASE + N * COUNT .. BASE + (N + 1) * COUNT`, with `BASE` = 100000 and
 //! `COUNT` = 65536: inside ids 0..=65535 map one to one onto that range, so

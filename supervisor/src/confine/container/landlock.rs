@@ -1,5 +1,8 @@
 //! The container's Landlock ruleset, as data.
 //!
+//! It must not open a path or enforce a ruleset: the rules are data here,
+//! applied by the container's init.
+//!
 //! Landlock is the kernel's unprivileged LSM: a process restricts its own
 //! file access, for itself and every process it starts, and can never undo
 //! it. berth applies one ruleset per container in its init, after

@@ -1,6 +1,9 @@
 //! Container plans: everything the child of a container start does, decided
 //! as plain data before fork.
 //!
+//! The child must not decide, allocate or format anything between fork and
+//! execve: all of it is data here, before fork.
+//!
 //! [`plan::plan`] turns (manifest, board, container index, rootfs path) into a
 //! [`plan::Plan`]: identity maps ([`ids`]), namespaces, the mount sequence
 //! ([`mounts::Step`], including the `/dev` nodes from [`devices`]),

@@ -1,5 +1,9 @@
 //! The container's mount sequence, as data.
 //!
+//! It must not plan a writable mount without `nosuid` and `nodev` (but for
+//! the two exceptions below), nor mount on a path beneath a volume except
+//! through [`Step::Beneath`]; it is pure, [`super::spawn`] acts the steps.
+//!
 //! Runs in the child after it entered the new user, mount and PID namespaces
 //! (`/proc` needs the PID namespace). Before [`Step::PivotRoot`] every path is
 //! a host path under the rootfs (`<rootfs>/proc`); after it, every path is
@@ -44,21 +48,16 @@ use core::fmt;
 
 use nix::mount::MsFlags;
 
-use crate::release::manifest::Mount;
-
 use super::cstr::{CBuf, CData, CPath};
 use super::devices::Node;
+
+mod writable;
+pub use writable::{volume_path, writable, Source, Writable};
 
 /// Most steps in one plan. Worst case (8 manifest mounts, 14 nodes in
 /// sub-directories) is about 130.
 pub const STEPS_MAX: usize = 160;
-/// `/tmp` when the manifest does not size it: 1 MiB, enough for lock files
-/// and sockets; a container that needs scratch space asks for it.
-pub const TMP_SIZE: u64 = 1 << 20;
-/// `/dev/shm`: 1 MiB (POSIX shared memory and semaphores of small services).
-pub const SHM_SIZE: u64 = 1 << 20;
-/// `/dev`: only nodes, directories and symlinks.
-pub const DEV_SIZE: u64 = 64 << 10;
+pub use crate::release::budgets::{DEV_SIZE, SHM_SIZE, TMP_SIZE};
 /// Where persistent volumes live on the host (the data partition).
 pub const VOLUMES: &str = "/data/volumes";
 /// Mount data of the read-only tmpfs laid over a masked directory: one
@@ -293,96 +292,8 @@ impl fmt::Display for Step {
 /// supervisor keeps for as long as the release runs.
 pub type Steps = Vec<Step>;
 
-/// What a mount in the container holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A fresh tmpfs of this many bytes.
-    Tmpfs(u64),
-    /// `/data/volumes/<container>/<name>`.
-    Volume(crate::release::manifest::Name),
-}
-
-/// One writable mount, from the manifest or the default `/tmp`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Writable {
-    /// Absolute path inside the container.
-    pub target: crate::release::manifest::Path,
-    pub source: Source,
-    /// Mounted without `noexec`: the manifest's `exec = true`, on a tmpfs
-    /// only. The default `/tmp` never.
-    pub exec: bool,
-    /// The manifest field it comes from (for errors).
-    pub field: heapless::String<24>,
-}
-
 /// Errors here: (field, reason).
 pub type Error = (std::string::String, std::string::String);
-
-/// A container path mounts may use: absolute, below `/`, plain components,
-/// not on or under the API filesystems berth mounts.
-fn valid_target(t: &str) -> bool {
-    let Some(rest) = t.strip_prefix('/') else {
-        return false;
-    };
-    let first = rest.split('/').next().unwrap_or("");
-    !rest.is_empty()
-        && rest.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
-        && !["proc", "dev", "sys"].contains(&first)
-        && !t.bytes().any(|b| b == 0 || b.is_ascii_control())
-}
-
-/// The writable mounts: the manifest's (each checked), and `/tmp` unless the
-/// manifest mounts `/tmp` itself; parents before children.
-pub fn writable(mounts: &[Mount]) -> Result<heapless::Vec<Writable, { crate::release::manifest::MOUNTS_MAX + 1 }>, Error> {
-    let mut out = heapless::Vec::<Writable, { crate::release::manifest::MOUNTS_MAX + 1 }>::new();
-    let too_many = || ("mounts".to_owned(), "too many mounts".to_owned());
-    for (i, m) in mounts.iter().enumerate() {
-        let f = |s: &str| format!("mounts[{i}].{s}");
-        if !valid_target(&m.target) {
-            return Err((f("target"), format!("`{}` must be an absolute path of plain components, not under /proc, /dev or /sys", m.target)));
-        }
-        if mounts.iter().take(i).any(|o| o.target == m.target) {
-            return Err((f("target"), format!("`{}` is mounted twice", m.target)));
-        }
-        let source = match (m.tmpfs_size, &m.volume) {
-            (Some(size), None) if size > 0 => Source::Tmpfs(size),
-            (None, Some(v)) if crate::release::manifest::valid_name(v) => Source::Volume(v.clone()),
-            _ => return Err((format!("mounts[{i}]"), "needs exactly one of tmpfs_size (> 0) and a volume name".into())),
-        };
-        if m.exec && matches!(source, Source::Volume(_)) {
-            return Err((f("exec"), "only a tmpfs may be exec: the data partition is noexec".into()));
-        }
-        if let Source::Volume(v) = &source {
-            if mounts.iter().take(i).any(|o| o.volume.as_ref() == Some(v)) {
-                return Err((f("volume"), format!("volume `{v}` is mounted twice")));
-            }
-        }
-        let mut field = heapless::String::new();
-        let _ = core::fmt::write(&mut field, format_args!("mounts[{i}]"));
-        out.push(Writable { target: m.target.clone(), source, exec: m.exec, field }).map_err(|_| too_many())?;
-    }
-    if !out.iter().any(|w| w.target.as_str() == "/tmp") {
-        let mut target = crate::release::manifest::Path::new();
-        let _ = target.push_str("/tmp");
-        let mut field = heapless::String::new();
-        let _ = field.push_str("(default /tmp)");
-        out.push(Writable { target, source: Source::Tmpfs(TMP_SIZE), exec: false, field }).map_err(|_| too_many())?;
-    }
-    // Parents first: fewer components first, stable otherwise.
-    out.sort_by_key(|w| w.target.split('/').count());
-    Ok(out)
-}
-
-/// The host directory of `container`'s volume `volume`:
-/// `/data/volumes/<container>/<volume>`. `None` unless both are container
-/// names (plain components) and the path fits.
-pub fn volume_path(container: &str, volume: &str) -> Option<CPath> {
-    let ok = |s: &str| crate::release::manifest::valid_name(s) && s.len() <= crate::release::manifest::NAME_MAX;
-    if !ok(container) || !ok(volume) {
-        return None;
-    }
-    CPath::concat(&[VOLUMES, "/", container, "/", volume])
-}
 
 /// Everything the sequence depends on.
 pub struct Input<'a> {
@@ -491,37 +402,69 @@ fn inodes(size: u64) -> u64 {
     crate::confine::budget::tmpfs_inodes(size)
 }
 
-/// The whole sequence.
+/// The whole sequence, in the order of the module docs.
 pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
     let volumes = input.writable.iter().filter(|w| matches!(w.source, Source::Volume(_))).map(|w| w.target.as_str()).collect();
     let mut b = Builder { root: input.root, steps: Steps::new(), volumes };
     let root = b.at("", "rootfs")?;
+    let slash = CPath::new("/").ok_or_else(|| err("rootfs", "bad path"))?;
 
     // 1. Propagation and the root bind.
-    let slash = CPath::new("/").ok_or_else(|| err("rootfs", "bad path"))?;
     b.push(Step::Propagation { target: slash.clone(), flags: MsFlags::MS_REC | MsFlags::MS_SLAVE })?;
     b.push(Step::Bind { source: root.clone(), target: root.clone(), recursive: false })?;
-
     // 2. API filesystems.
-    b.mount(c"proc", "/proc", SAFE, "")?;
-    b.mount(c"tmpfs", "/dev", SAFE, &data(format_args!("mode=755,size={DEV_SIZE},nr_inodes={}", inodes(DEV_SIZE)))?)?;
-    b.mount(c"devpts", "/dev/pts", NOSUID | MsFlags::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")?;
-    b.mount(c"tmpfs", "/dev/shm", SAFE, &data(format_args!("mode=1777,size={SHM_SIZE},nr_inodes={}", inodes(SHM_SIZE)))?)?;
-    b.mount(c"mqueue", "/dev/mqueue", SAFE, "")?;
-    if input.own_net {
-        b.mount(c"sysfs", "/sys", RO_SAFE, "")?;
-    } else {
+    b.api_filesystems(input.own_net)?;
+    // 3. Writable mounts, then the status view over them.
+    for w in input.writable {
+        b.writable(w, input)?;
+    }
+    if input.status_view {
+        b.status_view()?;
+    }
+    // 4. /dev nodes, the notify socket, symlinks, /dev read-only.
+    b.dev_nodes(input.nodes)?;
+    if let Some(source) = input.notify {
+        b.notify_socket(source)?;
+    }
+    for (link, target) in SYMLINKS {
+        let link = b.at(link, link)?;
+        b.push(Step::Symlink { target, link })?;
+    }
+    b.remount("/dev", RO_SAFE, false)?;
+    // 5. Pivot, hostname, protect /proc and /sys, root read-only.
+    b.pivot_and_protect(root, input.container)?;
+    b.push(Step::BindRemount { target: slash, flags: MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NODEV, recursive: false })?;
+    let mut steps = b.steps;
+    steps.shrink_to_fit();
+    Ok(steps)
+}
+
+/// The phases of [`sequence`], each appending its steps.
+impl Builder<'_> {
+    /// `/proc`, `/dev` and its API mounts, and `/sys`: fresh with an own
+    /// network namespace, else the host's bound read-only throughout.
+    fn api_filesystems(&mut self, own_net: bool) -> Result<(), Error> {
+        self.mount(c"proc", "/proc", SAFE, "")?;
+        self.mount(c"tmpfs", "/dev", SAFE, &data(format_args!("mode=755,size={DEV_SIZE},nr_inodes={}", inodes(DEV_SIZE)))?)?;
+        self.mount(c"devpts", "/dev/pts", NOSUID | MsFlags::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")?;
+        self.mount(c"tmpfs", "/dev/shm", SAFE, &data(format_args!("mode=1777,size={SHM_SIZE},nr_inodes={}", inodes(SHM_SIZE)))?)?;
+        self.mount(c"mqueue", "/dev/mqueue", SAFE, "")?;
+        if own_net {
+            return self.mount(c"sysfs", "/sys", RO_SAFE, "");
+        }
         // sysfs cannot be mounted fresh in a user namespace that does not own
         // the network namespace: bind the host's, read-only throughout.
-        b.mkdir("/sys", 0o755)?;
+        self.mkdir("/sys", 0o755)?;
         let source = CPath::new("/sys").ok_or_else(|| err("/sys", "bad path"))?;
-        let target = b.at("/sys", "/sys")?;
-        b.push(Step::Bind { source, target, recursive: true })?;
-        b.remount("/sys", RO_SAFE, true)?;
+        let target = self.at("/sys", "/sys")?;
+        self.push(Step::Bind { source, target, recursive: true })?;
+        self.remount("/sys", RO_SAFE, true)
     }
 
-    // 3. Writable mounts.
-    for w in input.writable {
+    /// One writable mount: a tmpfs (the default `/tmp` world-writable, the
+    /// manifest's owned by the container's uid), or a volume bound from the
+    /// data partition and remounted with the mount's flags.
+    fn writable(&mut self, w: &Writable, input: &Input<'_>) -> Result<(), Error> {
         let flags = if w.exec { NOSUID | MsFlags::MS_NODEV } else { SAFE };
         match &w.source {
             Source::Tmpfs(size) => {
@@ -530,85 +473,88 @@ pub fn sequence(input: &Input<'_>) -> Result<Steps, Error> {
                 } else {
                     data(format_args!("mode=0755,uid={},gid={},size={size},nr_inodes={}", input.uid, input.gid, inodes(*size)))?
                 };
-                b.mount(c"tmpfs", &w.target, flags, &d)?;
+                self.mount(c"tmpfs", &w.target, flags, &d)
             }
             Source::Volume(v) => {
-                b.mkdir(&w.target, 0o755)?;
+                self.mkdir(&w.target, 0o755)?;
                 let source =
                     volume_path(input.container, v).ok_or_else(|| err(&w.field, format!("volume `{v}` of `{}` has no valid path", input.container)))?;
-                b.bind(source, &w.target, &w.field)?;
-                b.remount(&w.target, flags, false)?;
+                self.bind(source, &w.target, &w.field)?;
+                self.remount(&w.target, flags, false)
             }
         }
     }
 
-    // The status view: berth's status directory, read-only, over a
-    // directory the image (or a writable mount above it) provides.
-    if input.status_view {
+    /// The status view: berth's status directory, read-only, over a
+    /// directory the image (or a writable mount above it) provides.
+    fn status_view(&mut self) -> Result<(), Error> {
         let inside = crate::common::names::STATUS_INSIDE;
-        b.mkdir(inside, 0o755)?;
+        self.mkdir(inside, 0o755)?;
         let source = CPath::new(crate::common::names::STATUS_DIR).ok_or_else(|| err("status_view", "bad path"))?;
-        b.bind(source, inside, "status_view")?;
-        b.remount(inside, RO_SAFE, false)?;
+        self.bind(source, inside, "status_view")?;
+        self.remount(inside, RO_SAFE, false)
     }
 
-    // 4. /dev nodes, symlinks, /dev read-only.
-    let mut made: heapless::Vec<CPath, { super::devices::NODES_MAX }> = heapless::Vec::new();
-    for n in input.nodes {
-        let path = n.path.as_str();
-        // Parent directories below /dev (`/dev/gpio/chip0`), once each.
-        let mut end = "/dev".len();
-        while let Some(i) = path.get(end + 1..).and_then(|r| r.find('/')) {
-            end += 1 + i;
-            let dir = path.get(..end).unwrap_or(path);
-            let at = b.at(dir, dir)?;
-            if !made.contains(&at) {
-                b.push(Step::Mkdir { path: at.clone(), mode: 0o755 })?;
-                let _ = made.push(at);
+    /// Each `/dev` node: its parent directories below `/dev`
+    /// (`/dev/gpio/chip0`) once each, an empty file, the node bound onto it,
+    /// the bind remounted read-only.
+    fn dev_nodes(&mut self, nodes: &[Node]) -> Result<(), Error> {
+        let mut made: heapless::Vec<CPath, { super::devices::NODES_MAX }> = heapless::Vec::new();
+        for n in nodes {
+            let path = n.path.as_str();
+            let mut end = "/dev".len();
+            while let Some(i) = path.get(end + 1..).and_then(|r| r.find('/')) {
+                end += 1 + i;
+                let dir = path.get(..end).unwrap_or(path);
+                let at = self.at(dir, dir)?;
+                if !made.contains(&at) {
+                    self.push(Step::Mkdir { path: at.clone(), mode: 0o755 })?;
+                    let _ = made.push(at);
+                }
             }
+            let target = self.at(path, path)?;
+            self.push(Step::Touch { path: target.clone(), mode: 0o666 })?;
+            self.push(Step::BindNode { source: n.host.clone(), target })?;
+            self.remount(path, MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NOEXEC, false)?;
         }
-        let target = b.at(path, path)?;
-        b.push(Step::Touch { path: target.clone(), mode: 0o666 })?;
-        b.push(Step::BindNode { source: n.host.clone(), target })?;
-        b.remount(path, MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NOEXEC, false)?;
+        Ok(())
     }
-    if let Some(source) = input.notify {
+
+    /// The notify socket `source` bound onto an empty file at
+    /// [`crate::common::names::NOTIFY_INSIDE`] (beneath a volume when a
+    /// volume covers it), remounted read-only.
+    fn notify_socket(&mut self, source: &CPath) -> Result<(), Error> {
         let inside = crate::common::names::NOTIFY_INSIDE;
-        if let Some(touch) = b.beneath(inside, Beneath::Touch { mode: 0o666 })? {
-            b.push(touch)?;
-            if let Some(bind) = b.beneath(inside, Beneath::BindSocket { source: source.clone() })? {
-                b.push(bind)?;
+        if let Some(touch) = self.beneath(inside, Beneath::Touch { mode: 0o666 })? {
+            self.push(touch)?;
+            if let Some(bind) = self.beneath(inside, Beneath::BindSocket { source: source.clone() })? {
+                self.push(bind)?;
             }
         } else {
-            let target = b.at(inside, inside)?;
-            b.push(Step::Touch { path: target.clone(), mode: 0o666 })?;
-            b.push(Step::BindSocket { source: source.clone(), target })?;
+            let target = self.at(inside, inside)?;
+            self.push(Step::Touch { path: target.clone(), mode: 0o666 })?;
+            self.push(Step::BindSocket { source: source.clone(), target })?;
         }
-        b.remount(inside, MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, false)?;
+        self.remount(inside, MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, false)
     }
-    for (link, target) in SYMLINKS {
-        let link = b.at(link, link)?;
-        b.push(Step::Symlink { target, link })?;
-    }
-    b.remount("/dev", RO_SAFE, false)?;
 
-    // 5. Pivot, hostname, protect /proc and /sys, root read-only.
-    b.push(Step::PivotRoot { new_root: root })?;
-    let name = CHost::new(input.container).ok_or_else(|| err("name", "not a hostname"))?;
-    b.push(Step::Hostname { name })?;
-    for path in READ_ONLY {
-        b.push(Step::ReadOnly { path })?;
+    /// `pivot_root` into `root`, the hostname, then the read-only and the
+    /// masked paths of `/proc` and `/sys`.
+    fn pivot_and_protect(&mut self, root: CPath, container: &str) -> Result<(), Error> {
+        self.push(Step::PivotRoot { new_root: root })?;
+        let name = CHost::new(container).ok_or_else(|| err("name", "not a hostname"))?;
+        self.push(Step::Hostname { name })?;
+        for path in READ_ONLY {
+            self.push(Step::ReadOnly { path })?;
+        }
+        for (path, kind) in MASKED {
+            self.push(match kind {
+                Kind::File => Step::MaskFile { path },
+                Kind::Dir => Step::MaskDir { path },
+            })?;
+        }
+        Ok(())
     }
-    for (path, kind) in MASKED {
-        b.push(match kind {
-            Kind::File => Step::MaskFile { path },
-            Kind::Dir => Step::MaskDir { path },
-        })?;
-    }
-    b.push(Step::BindRemount { target: slash, flags: MsFlags::MS_RDONLY | NOSUID | MsFlags::MS_NODEV, recursive: false })?;
-    let mut steps = b.steps;
-    steps.shrink_to_fit();
-    Ok(steps)
 }
 
 #[cfg(test)]

@@ -2,6 +2,10 @@
 //! data: the act layer runs [`run_intermediate`] over [`INTERMEDIATE`], and
 //! tests record the same loop to check the order.
 //!
+//! The intermediate must not create the user namespace before it took the
+//! container's outside ids, nor drop the groups after: the order below is the
+//! only one.
+//!
 //! Why this order: C1 starts as host root in the host's namespaces. It drops
 //! the supplementary groups and sets the container's rlimits while it still
 //! may (raising a hard limit needs `CAP_SYS_RESOURCE`; after `setgroups=deny`

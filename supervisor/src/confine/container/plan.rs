@@ -1,5 +1,7 @@
 //! The plan for starting one container, built before fork.
 //!
+//! It must not act: a plan is checked data, and the child only reads it.
+//!
 //! Order of the start (hardening notes), and which part of the plan each
 //! step reads:
 //!
@@ -28,7 +30,7 @@
 use core::fmt;
 
 use crate::release::board::Board;
-use crate::release::manifest::{Manifest, Network, ARGS_MAX, ENV_MAX};
+use crate::release::manifest::{Entry, Manifest, Name, Network, ARGS_MAX, ENV_MAX};
 
 use super::caps::{self, Caps};
 use super::cstr::{CArg, CPath};
@@ -175,12 +177,19 @@ fn valid_rootfs(p: &str) -> bool {
         && p.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// A field's error: (field, reason); [`plan`] adds the container.
+type FieldError = (std::string::String, std::string::String);
+
+fn field_error(field: &str, reason: &str) -> FieldError {
+    (field.to_owned(), reason.to_owned())
+}
+
 /// Build the plan for container `index` of a release, whose image is
 /// mounted (read-only) at `rootfs` on the host.
 pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Result<Plan, PlanError> {
     let name = manifest.name.as_str();
-    let e = |(field, reason): (std::string::String, std::string::String)| PlanError { container: name.to_owned(), field, reason };
-    let e2 = |field: &str, reason: &str| e((field.to_owned(), reason.to_owned()));
+    let e = |(field, reason): FieldError| PlanError { container: name.to_owned(), field, reason };
+    let e2 = |field: &str, reason: &str| e(field_error(field, reason));
 
     // The manifest's own rules (gates aside: the plan handles gated fields
     // as data), checked again here.
@@ -198,23 +207,8 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
     let caps = caps::from_names(manifest.capabilities.iter().map(|c| c.as_str()), manifest.network).map_err(e)?;
     let nodes = devices::nodes(&manifest.devices, board, name).map_err(e)?;
     let writable = mounts::writable(&manifest.mounts).map_err(e)?;
-    let mut volumes = heapless::Vec::new();
-    for w in &writable {
-        if let mounts::Source::Volume(v) = &w.source {
-            volumes.push(v.clone()).map_err(|_| e2(&w.field, "too many volumes"))?;
-        }
-    }
-    let targets: std::vec::Vec<&str> = writable.iter().map(|w| w.target.as_str()).collect();
-    let volume_targets: std::vec::Vec<&str> = writable.iter().filter(|w| matches!(w.source, mounts::Source::Volume(_))).map(|w| w.target.as_str()).collect();
-    let ioctl_nodes: std::vec::Vec<&str> = nodes.iter().filter(|n| devices::takes_ioctls(n)).map(|n| n.path.as_str()).collect();
-    let landlock = landlock::plan_rules(&landlock::Input {
-        exec_paths: &manifest.exec_paths,
-        rw_paths: &manifest.rw_paths,
-        writable: &targets,
-        ioctl_nodes: &ioctl_nodes,
-        volumes: &volume_targets,
-    })
-    .map_err(e)?;
+    let volumes = volumes(&writable).map_err(e)?;
+    let landlock = landlock_rules(manifest, &writable, &nodes).map_err(e)?;
     let notify = if manifest.uses_notify() {
         Some(CPath::new(&crate::common::names::notify_host_path(name)).ok_or_else(|| e2("readiness", "notify socket path too long"))?)
     } else {
@@ -232,43 +226,9 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
         status_view: manifest.status_view,
     })
     .map_err(e)?;
-
-    let mut argv = heapless::Vec::new();
-    for (i, a) in manifest.entry.argv.iter().enumerate() {
-        let field = format!("entry.argv[{i}]");
-        if i == 0 && !a.starts_with('/') {
-            return Err(e((field, "must be an absolute path".into())));
-        }
-        let c = CArg::new(a).ok_or_else(|| e((field.clone(), "contains NUL or is too long".into())))?;
-        argv.push(c).map_err(|_| e((field, "too many arguments".into())))?;
-    }
-    if argv.is_empty() {
-        return Err(e2("entry.argv", "must name the program to run"));
-    }
-
-    let mut env = heapless::Vec::new();
-    for (i, kv) in manifest.entry.env.iter().enumerate() {
-        let field = format!("entry.env[{i}]");
-        if kv.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
-            return Err(e((field, "must be KEY=value".into())));
-        }
-        let c = CArg::new(kv).ok_or_else(|| e((field.clone(), "contains NUL or is too long".into())))?;
-        env.push(c).map_err(|_| e((field, "too many environment strings".into())))?;
-    }
-    if !manifest.entry.env.iter().any(|kv| kv.starts_with("PATH=")) {
-        let c = CArg::new(DEFAULT_PATH).ok_or_else(|| e2("entry.env", "default PATH does not fit"))?;
-        env.push(c).map_err(|_| e2("entry.env", "too many environment strings"))?;
-    }
-    if notify.is_some() {
-        let c = CArg::new(crate::common::names::NOTIFY_ENV).ok_or_else(|| e2("entry.env", "NOTIFY_SOCKET does not fit"))?;
-        env.push(c).map_err(|_| e2("entry.env", "too many environment strings"))?;
-    }
-
-    let workdir = manifest.entry.workdir.as_str();
-    if !workdir.starts_with('/') || workdir.split('/').any(|c| c == "..") {
-        return Err(e2("entry.workdir", "must be an absolute path without '..'"));
-    }
-    let workdir = CPath::new(workdir).ok_or_else(|| e2("entry.workdir", "contains NUL or is too long"))?;
+    let argv = argv(&manifest.entry).map_err(e)?;
+    let env = env(&manifest.entry, notify.is_some()).map_err(e)?;
+    let workdir = workdir(&manifest.entry).map_err(e)?;
 
     Ok(Plan {
         name: manifest.name.clone(),
@@ -286,6 +246,83 @@ pub fn plan(manifest: &Manifest, board: &Board, index: u16, rootfs: &str) -> Res
         umask: UMASK,
         landlock,
     })
+}
+
+/// The volumes among the writable mounts, by name, in mount order.
+fn volumes(writable: &[mounts::Writable]) -> Result<heapless::Vec<Name, { crate::release::manifest::MOUNTS_MAX }>, FieldError> {
+    let mut volumes = heapless::Vec::new();
+    for w in writable {
+        if let mounts::Source::Volume(v) = &w.source {
+            volumes.push(v.clone()).map_err(|_| field_error(&w.field, "too many volumes"))?;
+        }
+    }
+    Ok(volumes)
+}
+
+/// The Landlock rules: the manifest's paths, the writable mounts (the
+/// volumes among them resolved without symlinks) and the nodes that take
+/// device ioctls.
+fn landlock_rules(manifest: &Manifest, writable: &[mounts::Writable], nodes: &[devices::Node]) -> Result<Rules, FieldError> {
+    let targets: std::vec::Vec<&str> = writable.iter().map(|w| w.target.as_str()).collect();
+    let volume_targets: std::vec::Vec<&str> = writable.iter().filter(|w| matches!(w.source, mounts::Source::Volume(_))).map(|w| w.target.as_str()).collect();
+    let ioctl_nodes: std::vec::Vec<&str> = nodes.iter().filter(|n| devices::takes_ioctls(n)).map(|n| n.path.as_str()).collect();
+    landlock::plan_rules(&landlock::Input {
+        exec_paths: &manifest.exec_paths,
+        rw_paths: &manifest.rw_paths,
+        writable: &targets,
+        ioctl_nodes: &ioctl_nodes,
+        volumes: &volume_targets,
+    })
+}
+
+/// `entry.argv` as C strings: at least the program, named by an absolute
+/// path.
+fn argv(entry: &Entry) -> Result<heapless::Vec<CArg, ARGS_MAX>, FieldError> {
+    let mut argv = heapless::Vec::new();
+    for (i, a) in entry.argv.iter().enumerate() {
+        let field = format!("entry.argv[{i}]");
+        if i == 0 && !a.starts_with('/') {
+            return Err((field, "must be an absolute path".into()));
+        }
+        let c = CArg::new(a).ok_or_else(|| (field.clone(), "contains NUL or is too long".into()))?;
+        argv.push(c).map_err(|_| (field, "too many arguments".into()))?;
+    }
+    if argv.is_empty() {
+        return Err(field_error("entry.argv", "must name the program to run"));
+    }
+    Ok(argv)
+}
+
+/// `entry.env` as C strings (each `KEY=value`), then [`DEFAULT_PATH`] when
+/// it sets no `PATH`, then the notify socket's variable when `notify`.
+fn env(entry: &Entry, notify: bool) -> Result<heapless::Vec<CArg, { ENV_MAX + 2 }>, FieldError> {
+    let mut env = heapless::Vec::new();
+    for (i, kv) in entry.env.iter().enumerate() {
+        let field = format!("entry.env[{i}]");
+        if kv.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
+            return Err((field, "must be KEY=value".into()));
+        }
+        let c = CArg::new(kv).ok_or_else(|| (field.clone(), "contains NUL or is too long".into()))?;
+        env.push(c).map_err(|_| (field, "too many environment strings".into()))?;
+    }
+    if !entry.env.iter().any(|kv| kv.starts_with("PATH=")) {
+        let c = CArg::new(DEFAULT_PATH).ok_or_else(|| field_error("entry.env", "default PATH does not fit"))?;
+        env.push(c).map_err(|_| field_error("entry.env", "too many environment strings"))?;
+    }
+    if notify {
+        let c = CArg::new(crate::common::names::NOTIFY_ENV).ok_or_else(|| field_error("entry.env", "NOTIFY_SOCKET does not fit"))?;
+        env.push(c).map_err(|_| field_error("entry.env", "too many environment strings"))?;
+    }
+    Ok(env)
+}
+
+/// `entry.workdir`: absolute, without `..`.
+fn workdir(entry: &Entry) -> Result<CPath, FieldError> {
+    let workdir = entry.workdir.as_str();
+    if !workdir.starts_with('/') || workdir.split('/').any(|c| c == "..") {
+        return Err(field_error("entry.workdir", "must be an absolute path without '..'"));
+    }
+    CPath::new(workdir).ok_or_else(|| field_error("entry.workdir", "contains NUL or is too long"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! Host-side preparation before a container starts (act code, runs as host
 //! root in the supervisor, before the fork).
 //!
+//! It must not follow a symlink in a volume's path, nor walk a volume's tree
+//! here: a shift is returned for the caller to run off its loop.
+//!
 //! Two things the container's child cannot do for itself, because its user
 //! namespace does not map host root:
 //!

@@ -1,5 +1,6 @@
 //! Volume quotas: how much of the data partition each persistent volume may
-//! take, decided as data (the calls are [`crate::sys::quota`]'s).
+//! take, decided as data (the calls are [`crate::sys::quota`]'s). It must
+//! not make a quota call itself.
 //!
 //! The data partition holds berth's state, the release store, the inbox, the
 //! logs and every container's volumes. Without a bound, one container that
@@ -13,7 +14,8 @@
 //!   is kept for it. Two volumes of one release with the same id would share
 //!   a quota: such a release is refused ([`plan_release`]).
 //! - **Limits**: the mount's `volume_size` (bytes) and `volume_inodes`,
-//!   else the board's `[volumes]` defaults ([`Settings`]). Blocks and
+//!   else the board's `[volumes]` defaults ([`Settings`], declared in
+//!   [`crate::release::volumes`] with the bounds the manifest checks). Blocks and
 //!   inodes are hard limits; the container gets `EDQUOT` past them.
 //! - **Reserve**: the volumes of a release together, plus the board's
 //!   `reserve_mib` / `reserve_inodes`, must fit the partition's size and
@@ -29,78 +31,15 @@
 //!   size, unlimited, and says so; a volume whose manifest sets a size or
 //!   inode count never starts unlimited ([`decide`]).
 
-use serde::{Deserialize, Serialize};
-
 use crate::release::manifest::{Manifest, Name, MOUNTS_MAX};
+
+pub use crate::release::volumes::{Mode, Settings, INODES_MAX, INODES_MIN, SIZE_MAX, SIZE_MIN};
 
 /// Lowest project id berth gives a volume (ids below are left to the
 /// board's own use).
 pub const PROJID_MIN: u32 = 1 << 16;
 /// One past the highest (ids stay positive as a signed 32-bit number).
 pub const PROJID_END: u32 = 1 << 31;
-
-/// Whether containers with volumes need enforced project quotas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// No container with a volume starts without them.
-    Required,
-    /// Volumes of the default size start unlimited; logged.
-    Optional,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Required => "required",
-            Mode::Optional => "optional",
-        }
-    }
-}
-
-/// The board's `[volumes]` settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
-    /// See [`Mode`] (default `required`).
-    pub quota: Mode,
-    /// A volume's size when its mount gives none, MiB (default 16).
-    pub default_size_mib: u32,
-    /// A volume's inode count when its mount gives none (default 4096).
-    pub default_inodes: u32,
-    /// Space of the partition no volume quota may claim, MiB (default 32).
-    pub reserve_mib: u32,
-    /// Inodes no volume quota may claim (default 1024).
-    pub reserve_inodes: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings { quota: Mode::Required, default_size_mib: 16, default_inodes: 4096, reserve_mib: 32, reserve_inodes: 1024 }
-    }
-}
-
-/// Bounds of a volume's size (bytes) and inode count, manifest and board.
-pub const SIZE_MIN: u64 = 1 << 20;
-pub const SIZE_MAX: u64 = 1 << 40;
-pub const INODES_MIN: u64 = 16;
-pub const INODES_MAX: u64 = 1 << 32;
-
-impl Settings {
-    /// Each value within bounds; the error is (field, reason).
-    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        if !(SIZE_MIN..=SIZE_MAX).contains(&(u64::from(self.default_size_mib) << 20)) {
-            return Err(("volumes.default_size_mib", "must be between 1 and 1048576"));
-        }
-        if !(INODES_MIN..=INODES_MAX).contains(&u64::from(self.default_inodes)) {
-            return Err(("volumes.default_inodes", "must be at least 16"));
-        }
-        if self.reserve_mib < 1 || self.reserve_mib > 1 << 20 {
-            return Err(("volumes.reserve_mib", "must be between 1 and 1048576"));
-        }
-        Ok(())
-    }
-}
 
 /// One volume's quota.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,13 +251,5 @@ mod tests {
         assert!(!mounted_with_prjquota(off, "/data"));
         assert!(!mounted_with_prjquota(other, "/data"));
         assert!(!mounted_with_prjquota(&format!("{on}{off}"), "/data"), "the last mount counts");
-    }
-
-    #[test]
-    fn settings_are_checked() {
-        assert!(Settings::default().validate().is_ok());
-        assert_eq!(Settings { default_size_mib: 0, ..Settings::default() }.validate().unwrap_err().0, "volumes.default_size_mib");
-        assert_eq!(Settings { default_inodes: 1, ..Settings::default() }.validate().unwrap_err().0, "volumes.default_inodes");
-        assert_eq!(Settings { reserve_mib: 0, ..Settings::default() }.validate().unwrap_err().0, "volumes.reserve_mib");
     }
 }

@@ -3,6 +3,9 @@
 //! [`quota::plan_release`], and tag and limit each volume before its
 //! container starts. The decisions are [`quota`]'s; the calls are
 //! [`crate::sys::quota`]'s.
+//!
+//! It must not decide anything itself: whether a container may start without
+//! its quota is [`quota`]'s decision, acted on as given.
 
 use std::os::fd::{AsFd, OwnedFd};
 

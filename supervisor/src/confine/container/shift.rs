@@ -1,6 +1,8 @@
 //! Shifting a volume's ids to a container's new range, off the loop and
 //! crash-safe.
 //!
+//! It must not run in PID 1's loop, follow a symlink, or walk without bound.
+//!
 //! A volume is written by its container, so its tree (size, depth, names)
 //! is the container's to choose: the walk runs in a helper thread
 //! ([`spawn`]), never in PID 1's loop, which waits for its report before the

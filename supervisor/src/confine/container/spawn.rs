@@ -1,5 +1,8 @@
 //! The act layer: start one container from a [`Plan`].
 //!
+//! The children must not allocate or format between fork and exec, and the
+//! container must not start on any error (see below).
+//!
 //! # Design: fork, user namespace alone, then a `CLONE_PARENT` fork into the PID namespace
 //!
 //! Three processes take part: the supervisor (S), an intermediate child

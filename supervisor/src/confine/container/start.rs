@@ -4,6 +4,10 @@
 //! deadline ([`START_TIMEOUT`]); PID 1's loop does both through epoll and its
 //! deadline timer, so a child that hangs before its exec never holds the loop.
 //!
+//! It must not block PID 1's loop on a child: the loop advances a start only
+//! when a pipe is readable or the deadline passed (`wait_readable`, which
+//! blocks, is for tools and tests).
+//!
 //! | stage | waits for | then the supervisor |
 //! |---|---|---|
 //! | `User` | `u` on the up pipe (C1 made its user namespace) | moves C1 into the cgroup (unless born there), writes `setgroups`, `uid_map`, `gid_map`, sends `g` |

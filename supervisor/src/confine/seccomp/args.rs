@@ -1,6 +1,7 @@
 //! The argument-filtered syscalls: their constants, the socket family
 //! table, the code each one's leaf runs, and what the policy says about a
-//! given argument (for the self-check and the tests).
+//! given argument (for the self-check and the tests). It must not allow a
+//! namespace flag, a tty injection ioctl or an unlisted socket family.
 //!
 //! Every filtered argument is an `int`/`unsigned int` parameter of its
 //! syscall, so the kernel only ever uses the low 32-bit word, which is the
@@ -20,14 +21,10 @@ use super::interp::{Action, RET_ALLOW};
 use super::profile::Special;
 use super::{Policy, ENOSYS, EPERM, RET_DENY, RET_ENOSYS};
 
-/// Socket families with special treatment.
-pub const AF_UNIX: u32 = 1;
-pub const AF_INET: u32 = 2;
-pub const AF_INET6: u32 = 10;
-pub const AF_NETLINK: u32 = 16;
-pub const AF_PACKET: u32 = 17;
-pub const AF_ALG: u32 = 38;
-pub const AF_VSOCK: u32 = 40;
+pub use crate::release::manifest::families::{
+    family, family_refusal, Grant, AF_ALG, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, AF_VSOCK, FAMILIES, FAMILY_NAME_MAX,
+};
+
 /// One past the highest family Linux 6.12 knows (`AF_MAX`).
 pub const AF_MAX: u32 = 46;
 
@@ -55,76 +52,6 @@ pub const MFD_EXEC: u32 = 0x0010;
 /// Low word of argument `i` in `struct seccomp_data` (little-endian).
 pub const fn arg_low(i: u32) -> u32 {
     16 + 8 * i
-}
-
-/// How a socket family may be had.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grant {
-    /// Every container.
-    Default,
-    /// With `CAP_NET_RAW` granted, never by name.
-    NetRaw,
-    /// By name, in the manifest's `socket_families`.
-    ByName,
-    /// Never, and why.
-    Never(&'static str),
-}
-
-/// The socket families berth knows by name.
-pub const FAMILIES: &[(&str, u32, Grant)] = &[
-    ("unix", AF_UNIX, Grant::Default),
-    ("inet", AF_INET, Grant::Default),
-    ("inet6", AF_INET6, Grant::Default),
-    ("netlink", AF_NETLINK, Grant::Default),
-    ("packet", AF_PACKET, Grant::NetRaw),
-    ("ax25", 3, Grant::ByName),
-    ("appletalk", 5, Grant::ByName),
-    ("netrom", 6, Grant::ByName),
-    ("atmpvc", 8, Grant::ByName),
-    ("x25", 9, Grant::ByName),
-    ("rose", 11, Grant::ByName),
-    ("key", 15, Grant::Never("manages the kernel's IPsec keys, which are shared with the host")),
-    ("atmsvc", 20, Grant::ByName),
-    ("rds", 21, Grant::ByName),
-    ("pppox", 24, Grant::ByName),
-    ("llc", 26, Grant::ByName),
-    ("ib", 27, Grant::ByName),
-    ("mpls", 28, Grant::ByName),
-    ("can", 29, Grant::ByName),
-    ("tipc", 30, Grant::ByName),
-    ("bluetooth", 31, Grant::ByName),
-    ("rxrpc", 33, Grant::ByName),
-    ("isdn", 34, Grant::ByName),
-    ("phonet", 35, Grant::ByName),
-    ("ieee802154", 36, Grant::ByName),
-    ("caif", 37, Grant::ByName),
-    ("alg", AF_ALG, Grant::Never("exposes the kernel's crypto code, a long source of kernel bugs")),
-    ("nfc", 39, Grant::ByName),
-    ("vsock", AF_VSOCK, Grant::Never("reaches the hypervisor or host outside the device's network")),
-    ("kcm", 41, Grant::ByName),
-    ("qipcrtr", 42, Grant::ByName),
-    ("smc", 43, Grant::ByName),
-    ("xdp", 44, Grant::ByName),
-    ("mctp", 45, Grant::ByName),
-];
-
-/// Longest family name (`ieee802154`).
-pub const FAMILY_NAME_MAX: usize = 12;
-
-/// A family by name: its number and how it may be had.
-pub fn family(name: &str) -> Option<(u32, Grant)> {
-    FAMILIES.iter().find(|(n, _, _)| *n == name).map(|(_, nr, g)| (*nr, *g))
-}
-
-/// Why `name` may not be listed in `socket_families`, if it may not.
-pub fn family_refusal(name: &str) -> Option<&'static str> {
-    match family(name) {
-        None => Some("is not a socket family berth knows (unix, inet, can, bluetooth, ...)"),
-        Some((_, Grant::Default)) => Some("is allowed to every container already"),
-        Some((_, Grant::NetRaw)) => Some("comes with CAP_NET_RAW in `capabilities`, never by name"),
-        Some((_, Grant::Never(why))) => Some(why),
-        Some((_, Grant::ByName)) => None,
-    }
 }
 
 /// The families `policy` allows, sorted.

@@ -1,6 +1,9 @@
 //! Classic BPF: the instruction type, the opcodes seccomp accepts, and a small
 //! assembler with labels.
 //!
+//! It must not emit a jump it cannot encode: a backward one is refused, a far
+//! one is rewritten.
+//!
 //! Seccomp filters are classic BPF (`struct sock_filter`), not eBPF. Their
 //! conditional jumps carry 8-bit forward offsets, so a filter of a few hundred
 //! instructions cannot name its targets by position while it is being built.

@@ -1,6 +1,8 @@
 //! A classic BPF interpreter with the kernel's seccomp rules, so that a filter
 //! can be checked without installing it.
 //!
+//! It must not install anything: it checks and runs filters in memory only.
+//!
 //! [`validate`] refuses what the kernel's `bpf_check_classic` and
 //! `seccomp_check_filter` refuse: an empty program or one longer than
 //! [`MAX_INSNS`], an opcode seccomp does not accept (packet loads such as

@@ -1,5 +1,6 @@
 //! seccomp filters: berth's default profile, per-manifest additions, compiled
-//! to classic BPF for x86_64, aarch64 and 32-bit ARM.
+//! to classic BPF for x86_64, aarch64 and 32-bit ARM. It must not install
+//! them: the container start does.
 //!
 //! This module only decides: it turns a [`Policy`] into a [`Program`] for an
 //! [`Arch`] and checks it. Installing the program (`PR_SET_NO_NEW_PRIVS`, then

@@ -4,6 +4,9 @@
 //! installs a filter). Any change to the tables, the profile or the
 //! compiler that changes a program fails here, by ABI and policy.
 //!
+//! Its values must not be updated just to make a failure pass: the change in
+//! length must be the one the change should make.
+//!
 //! To update after an intended change: run
 //! `cargo test -p berth --lib seccomp::pinned`, check that the change in
 //! length is the one the change should make, and copy the `now` values the

@@ -1,5 +1,8 @@
 //! berth's default seccomp profile, as data.
 //!
+//! It must not number a syscall: the profile names each one with the ABIs it
+//! exists on, and [`super::tables`] numbers it.
+//!
 //! Modelled on Docker's default profile and stricter where a confined embedded
 //! container has no business (see the module docs of [`super`] for the
 //! differences). Syscalls are named, never numbered: the numbers come from each

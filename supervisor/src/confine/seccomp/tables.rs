@@ -1,5 +1,8 @@
 //! Syscall name -> number tables for the three ABIs berth filters.
 //!
+//! It must not take numbers from `libc::SYS_*`, which exist only for the
+//! target being built.
+//!
 //! The filter must be compiled for every architecture in one host build (a
 //! release carries all three), so the numbers are data here rather than
 //! `libc::SYS_*` constants, which only exist for the target being built.

@@ -3,6 +3,9 @@
 //! (milliseconds on a monotonic clock) and the received bytes, and carries
 //! out the [`Action`]s it returns.
 //!
+//! It must not keep an address past its lease: at expiry the address is
+//! removed and the client starts over.
+//!
 //! ```text
 //! INIT -> SELECTING (DISCOVER broadcast) -> REQUESTING (REQUEST broadcast)
 //!      -> BOUND -> at T1 RENEWING (REQUEST unicast to the server)
@@ -65,6 +68,8 @@ pub struct Lease {
     pub address: [u8; 4],
     pub netmask: [u8; 4],
     pub router: Option<[u8; 4]>,
+    /// Name servers (option 6), for `resolv.conf`.
+    pub dns: super::packet::Servers,
     pub server: [u8; 4],
     pub lease_s: u32,
     pub t1_s: u32,
@@ -280,6 +285,7 @@ impl Client {
                     address: r.yiaddr,
                     netmask: r.netmask.unwrap_or_else(|| classful_netmask(r.yiaddr)),
                     router: r.router,
+                    dns: r.dns,
                     server: r.server.unwrap_or([0; 4]),
                     lease_s,
                     t1_s,
@@ -343,6 +349,7 @@ mod tests {
             address: [10, 0, 2, 15],
             netmask: [255, 255, 255, 0],
             router: Some([10, 0, 2, 2]),
+            dns: packet::Servers::from_option(&[10, 0, 2, 3]),
             server: [10, 0, 2, 2],
             lease_s,
             t1_s: lease_s / 2,

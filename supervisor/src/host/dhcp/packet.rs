@@ -2,6 +2,9 @@
 //! DISCOVER and REQUEST built into a fixed buffer, and the server's OFFER,
 //! ACK and NAK parsed from untrusted bytes.
 //!
+//! It must not read past a length it has not checked, nor panic on any input:
+//! the reply is untrusted bytes.
+//!
 //! Parsing reads only the fixed BOOTP header and the options field; every
 //! length is checked before a byte is read, and a reply that is cut short,
 //! too long, repeats an option berth reads, or lacks the END option is
@@ -10,6 +13,8 @@
 //! a lease that needs them is refused for what it then lacks.
 
 use core::fmt;
+
+pub use super::servers::{Servers, DNS_MAX};
 
 /// Bytes of a message berth sends: the BOOTP minimum (RFC 951's 300).
 pub const MSG_LEN: usize = 300;
@@ -31,6 +36,7 @@ const FLAG_BROADCAST: u16 = 0x8000;
 const OPT_PAD: u8 = 0;
 const OPT_NETMASK: u8 = 1;
 const OPT_ROUTER: u8 = 3;
+const OPT_DNS: u8 = 6;
 const OPT_REQUESTED_IP: u8 = 50;
 const OPT_LEASE_TIME: u8 = 51;
 const OPT_MSG_TYPE: u8 = 53;
@@ -118,7 +124,7 @@ pub fn build(m: &Outgoing) -> [u8; MSG_LEN] {
         put(&mut b, &mut at, &[OPT_SERVER_ID, 4]);
         put(&mut b, &mut at, &ip);
     }
-    put(&mut b, &mut at, &[OPT_PARAMS, 6, OPT_NETMASK, OPT_ROUTER, OPT_LEASE_TIME, OPT_SERVER_ID, OPT_RENEWAL_T1, OPT_REBINDING_T2]);
+    put(&mut b, &mut at, &[OPT_PARAMS, 7, OPT_NETMASK, OPT_ROUTER, OPT_DNS, OPT_LEASE_TIME, OPT_SERVER_ID, OPT_RENEWAL_T1, OPT_REBINDING_T2]);
     put(&mut b, &mut at, &[OPT_MAX_SIZE, 2]);
     put(&mut b, &mut at, &(PACKET_MAX as u16 + 28).to_be_bytes());
     put(&mut b, &mut at, &[OPT_END]);
@@ -138,6 +144,8 @@ pub struct Reply {
     pub netmask: Option<[u8; 4]>,
     /// The first router of option 3.
     pub router: Option<[u8; 4]>,
+    /// The first [`DNS_MAX`] name servers of option 6.
+    pub dns: Servers,
     pub t1_s: Option<u32>,
     pub t2_s: Option<u32>,
 }
@@ -266,6 +274,24 @@ fn host_address(a: [u8; 4]) -> bool {
 
 /// Parse and check a reply to the exchange `xid` of the client `mac`.
 pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<Reply, PacketError> {
+    let (yiaddr, opts) = header(p, xid, mac)?;
+    let mut r = Reply { kind: MsgType::Nak, yiaddr, server: None, lease_s: None, netmask: None, router: None, dns: Servers::default(), t1_s: None, t2_s: None };
+    r.kind = match options(opts, &mut r)? {
+        None => return Err(PacketError::NoType),
+        Some(2) => MsgType::Offer,
+        Some(5) => MsgType::Ack,
+        Some(6) => MsgType::Nak,
+        Some(value) => return Err(PacketError::Type { value }),
+    };
+    if r.kind != MsgType::Nak {
+        check_lease(&r)?;
+    }
+    Ok(r)
+}
+
+/// The fixed header of a reply to the exchange `xid` of the client `mac`,
+/// checked: the offered address (`yiaddr`) and the options after the cookie.
+fn header(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<([u8; 4], &[u8]), PacketError> {
     if p.len() > PACKET_MAX {
         return Err(PacketError::Long { len: p.len() });
     }
@@ -289,17 +315,20 @@ pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<Reply, PacketError> {
     if head.get(HEADER_LEN..OPTIONS_AT) != Some(&MAGIC_COOKIE[..]) {
         return Err(PacketError::Cookie);
     }
-    let yiaddr = quad(head.get(16..20).unwrap_or_default());
+    Ok((quad(head.get(16..20).unwrap_or_default()), opts))
+}
 
+/// Walk the options up to END, storing the ones berth reads in `r` (each at
+/// most once, each of its exact length); returns the message type's value.
+fn options(opts: &[u8], r: &mut Reply) -> Result<Option<u8>, PacketError> {
     let mut kind = None;
-    let mut r = Reply { kind: MsgType::Nak, yiaddr, server: None, lease_s: None, netmask: None, router: None, t1_s: None, t2_s: None };
     let mut rest = opts;
     loop {
         let Some((&code, tail)) = rest.split_first() else {
             return Err(PacketError::NoEnd);
         };
         if code == OPT_END {
-            break;
+            return Ok(kind);
         }
         if code == OPT_PAD {
             rest = tail;
@@ -325,34 +354,42 @@ pub fn parse(p: &[u8], xid: u32, mac: [u8; 6]) -> Result<Reply, PacketError> {
                 }
                 once(&mut r.router, code, quad(v))?;
             }
+            OPT_DNS => {
+                if v.is_empty() || v.len() % 4 != 0 {
+                    return Err(PacketError::OptionLength { code, len });
+                }
+                if !r.dns.is_empty() {
+                    return Err(PacketError::Repeated { code });
+                }
+                r.dns = Servers::from_option(v);
+            }
             _ => {}
         }
     }
-    r.kind = match kind {
-        None => return Err(PacketError::NoType),
-        Some(2) => MsgType::Offer,
-        Some(5) => MsgType::Ack,
-        Some(6) => MsgType::Nak,
-        Some(value) => return Err(PacketError::Type { value }),
-    };
-    if r.kind != MsgType::Nak {
-        if r.server.is_none() {
-            return Err(PacketError::NoServer);
-        }
-        if r.lease_s.unwrap_or(0) == 0 {
-            return Err(PacketError::NoLease);
-        }
-        if !host_address(yiaddr) {
-            return Err(PacketError::Address { addr: yiaddr });
-        }
-        if let Some(mask) = r.netmask {
-            let m = u32::from_be_bytes(mask);
-            if m == 0 || m.leading_ones() + m.trailing_zeros() != 32 {
-                return Err(PacketError::Netmask { mask });
-            }
-        }
+}
+
+/// What an OFFER or ACK must hold: a server, a lease time, a host address,
+/// and a contiguous netmask if any.
+fn check_lease(r: &Reply) -> Result<(), PacketError> {
+    if r.server.is_none() {
+        return Err(PacketError::NoServer);
     }
-    Ok(r)
+    if r.lease_s.unwrap_or(0) == 0 {
+        return Err(PacketError::NoLease);
+    }
+    if !host_address(r.yiaddr) {
+        return Err(PacketError::Address { addr: r.yiaddr });
+    }
+    match r.netmask {
+        Some(mask) if !contiguous(mask) => Err(PacketError::Netmask { mask }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `mask` is a run of ones then zeros, at least one one.
+fn contiguous(mask: [u8; 4]) -> bool {
+    let m = u32::from_be_bytes(mask);
+    m != 0 && m.leading_ones() + m.trailing_zeros() == 32
 }
 
 /// The classful netmask of `a`, for a lease without option 1.
@@ -388,7 +425,7 @@ pub(crate) mod tests {
             p.extend_from_slice(&lease_s.to_be_bytes());
             p.extend_from_slice(&[OPT_NETMASK, 4, 255, 255, 255, 0]);
             p.extend_from_slice(&[OPT_ROUTER, 8, 10, 0, 2, 2, 10, 0, 2, 3]);
-            p.extend_from_slice(&[6, 4, 10, 0, 2, 3]); // DNS: not read
+            p.extend_from_slice(&[OPT_DNS, 4, 10, 0, 2, 3]);
         }
         p.push(OPT_END);
         p
@@ -421,16 +458,28 @@ pub(crate) mod tests {
         assert_eq!(&opts[3..12], &[61, 7, 1, 0x52, 0x54, 0, 0x12, 0x34, 0x56]);
         assert_eq!(&opts[12..18], &[50, 4, 10, 0, 2, 15]);
         assert_eq!(&opts[18..24], &[54, 4, 10, 0, 2, 2]);
-        assert_eq!(&opts[24..32], &[55, 6, 1, 3, 51, 54, 58, 59]);
-        assert_eq!(&opts[32..36], &[57, 2, 0x05, 0xdc]);
-        assert_eq!(opts[36], 255);
-        assert!(opts[37..].iter().all(|b| *b == 0));
+        assert_eq!(&opts[24..33], &[55, 7, 1, 3, 6, 51, 54, 58, 59]);
+        assert_eq!(&opts[33..37], &[57, 2, 0x05, 0xdc]);
+        assert_eq!(opts[37], 255);
+        assert!(opts[38..].iter().all(|b| *b == 0));
 
         let renew = Outgoing { ciaddr: [10, 0, 2, 15], requested: None, server: None, kind: MsgType::Request, ..m };
         let b = build(&renew);
         assert_eq!(&b[10..12], &[0, 0], "no broadcast flag with an address");
         assert_eq!(&b[12..16], &[10, 0, 2, 15]);
-        assert_eq!(&b[252..260], &[55, 6, 1, 3, 51, 54, 58, 59]);
+        assert_eq!(&b[252..261], &[55, 7, 1, 3, 6, 51, 54, 58, 59]);
+    }
+
+    #[test]
+    fn name_servers_keep_the_first_three() {
+        let mut opts = vec![OPT_MSG_TYPE, 1, MsgType::Offer as u8, OPT_SERVER_ID, 4, 10, 0, 2, 2, OPT_LEASE_TIME, 4, 0, 0, 1, 0];
+        opts.extend_from_slice(&[OPT_DNS, 16, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, OPT_END]);
+        let r = parse(&with_options(&opts), XID, MAC).unwrap();
+        assert_eq!(r.dns.iter().collect::<Vec<_>>(), [[1; 4], [2; 4], [3; 4]]);
+        let cut = [OPT_MSG_TYPE, 1, MsgType::Offer as u8, OPT_DNS, 6, 1, 1, 1, 1, 2, 2, OPT_END];
+        assert_eq!(parse(&with_options(&cut), XID, MAC), Err(PacketError::OptionLength { code: OPT_DNS, len: 6 }));
+        let twice = [OPT_MSG_TYPE, 1, MsgType::Offer as u8, OPT_DNS, 4, 1, 1, 1, 1, OPT_DNS, 4, 2, 2, 2, 2, OPT_END];
+        assert_eq!(parse(&with_options(&twice), XID, MAC), Err(PacketError::Repeated { code: OPT_DNS }));
     }
 
     #[test]
@@ -442,6 +491,7 @@ pub(crate) mod tests {
         assert_eq!(r.lease_s, Some(86_400));
         assert_eq!(r.netmask, Some([255, 255, 255, 0]));
         assert_eq!(r.router, Some([10, 0, 2, 2]));
+        assert_eq!(r.dns.iter().collect::<Vec<_>>(), [[10, 0, 2, 3]]);
         assert_eq!((r.t1_s, r.t2_s), (None, None));
         let nak = parse(&reply(MsgType::Nak, XID, [0; 4], 0), XID, MAC).unwrap();
         assert_eq!(nak.kind, MsgType::Nak);
@@ -524,6 +574,16 @@ pub(crate) mod tests {
         }
         for e in [PacketError::Short { len: 3 }, PacketError::Netmask { mask: [1, 2, 3, 4] }] {
             assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn netmasks_are_ones_then_zeros() {
+        for ok in [[255, 255, 255, 255], [255, 255, 255, 0], [255, 255, 240, 0], [128, 0, 0, 0]] {
+            assert!(contiguous(ok), "{ok:?}");
+        }
+        for bad in [[0, 0, 0, 0], [255, 0, 255, 0], [0, 255, 255, 255], [255, 255, 255, 1]] {
+            assert!(!contiguous(bad), "{bad:?}");
         }
     }
 

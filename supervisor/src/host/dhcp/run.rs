@@ -3,6 +3,9 @@
 //! [`Client`]; this loop only waits for the next deadline or datagram and
 //! carries out the actions, one `net.dhcp` event line each.
 //!
+//! It must not decide what to send or when ([`Client`] does), nor go on with
+//! a lease it could not apply: that ends the run.
+//!
 //! The socket is an ordinary `AF_INET` datagram socket bound to port 68 with
 //! `SO_BINDTODEVICE` and `SO_BROADCAST`: messages sent before the interface
 //! has an address go out from 0.0.0.0 to 255.255.255.255, and since they
@@ -84,6 +87,11 @@ fn lease_event(name: &str, state: &str, l: &Lease) -> Event {
         Some(r) => ev.kv("router", Quad(r)),
         None => ev.kv("router", "none"),
     };
+    let mut dns = String::new();
+    for (n, a) in l.dns.iter().enumerate() {
+        dns.push_str(&format!("{}{}", if n == 0 { "" } else { "," }, Quad(a)));
+    }
+    let ev = ev.kv("dns", if dns.is_empty() { "none".to_string() } else { dns });
     ev.kv("lease_s", l.lease_s).kv("t1_s", l.t1_s).kv("t2_s", l.t2_s).kv("server", Quad(l.server))
 }
 
@@ -111,6 +119,7 @@ fn act(ctl: BorrowedFd<'_>, i: &Iface<'_>, actions: Actions) -> Result<(), Strin
                     return Err(e);
                 }
                 lease_event(i.name, "bound", &lease).kv("result", "ok").emit();
+                name_servers(i.name, crate::host::resolv::render(&lease.dns, i.name).as_deref());
             }
             Action::Unbind(lease) => {
                 let r = crate::sys::net::clear_address(ctl, i.name);
@@ -120,10 +129,22 @@ fn act(ctl: BorrowedFd<'_>, i: &Iface<'_>, actions: Actions) -> Result<(), Strin
                     return Err(format!("{}: remove address {}: {}", i.name, Quad(lease.address), errno_text(e)));
                 }
                 ev.kv("result", "ok").emit();
+                name_servers(i.name, None);
             }
         }
     }
     Ok(())
+}
+
+/// Write (or remove) `resolv.conf` in the status directory; a failure is
+/// logged, and the lease stands (names then do not resolve; addresses do).
+fn name_servers(name: &str, text: Option<&str>) {
+    let r = crate::host::resolv::store(std::path::Path::new(crate::common::names::STATUS_DIR), text);
+    let servers = text.map_or(0, |t| t.matches("nameserver ").count());
+    match r {
+        Ok(()) => Event::info("net.dns").kv("interface", name).kv("servers", servers).kv("result", "ok").emit(),
+        Err(e) => Event::error("net.dns").kv("interface", name).kv("servers", servers).kv("result", "error").kv("reason", e.to_string()).emit(),
+    }
 }
 
 /// Read every datagram waiting on an interface's socket.

@@ -3,6 +3,8 @@
 //! (`[kernel]`), and how QEMU emulates the board (`[qemu]`). Both are
 //! optional: a real board's config needs neither (its boot loader passes
 //! the command line). The device carries them but never acts on them.
+//!
+//! berth must not act on them on the device: only xtask reads them.
 
 use super::{err, valid_module, BoardError, Name, CMDLINE_MAX, PATH_MAX, QEMU_ARGS_MAX};
 use heapless::{String, Vec};

@@ -1,6 +1,9 @@
 //! Manifest files as the user wrote them (host only): every error as
 //! `FILE:LINE:COL: field F: reason`, all of a file's errors at once.
 //!
+//! It is host only: it must not be built into the device's berth, and it
+//! must not re-serialise the text before reading it.
+//!
 //! This module owns the mapping from errors back into the original text.
 //! The text is deserialised as written (never re-serialised first): a table
 //! the device does not see (`[build]`) is skipped on the way, and a value the

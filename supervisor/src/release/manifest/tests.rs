@@ -1,6 +1,7 @@
 //! Manifest parsing and checks: unit tests (moved out of `manifest.rs`).
 
 use super::*;
+use crate::release::board::Board;
 
 /// Realistic manifests for a small gateway: (file stem, TOML).
 pub(crate) const EXAMPLES: &[(&str, &str)] = &[
@@ -268,6 +269,17 @@ fn status_view_is_off_by_default_and_keeps_mounts_off_its_path() {
     let text = sensor_with(ENTRY, "status_view = true\nmounts = [{ target = \"/run\", tmpfs_size = 4096 }]\n[entry]\n");
     assert!(parse(&text).is_ok());
     assert!(parse(&sensor_with(ENTRY, "status_view = 1\n[entry]\n")).is_err());
+}
+
+#[test]
+fn update_drop_names_one_of_its_volumes() {
+    assert_eq!(parse(&sensor_with(ENTRY, ENTRY)).unwrap().update_drop, None);
+    let text = sensor_with(ENTRY, "update_drop = \"drop\"\nmounts = [{ target = \"/drop\", volume = \"drop\" }]\n[entry]\n");
+    assert_eq!(parse(&text).unwrap().update_drop.as_deref(), Some("drop"));
+    let text = sensor_with(ENTRY, "update_drop = \"drop\"\nmounts = [{ target = \"/tmp\", tmpfs_size = 4096 }]\n[entry]\n");
+    let e = parse(&text).unwrap_err();
+    assert_eq!((e.field.as_str(), e.reason.as_str()), ("update_drop", "`drop` is not the volume of any of its mounts"));
+    assert!(parse(&sensor_with(ENTRY, "update_drop = \"Bad Name\"\n[entry]\n")).is_err());
 }
 
 #[test]

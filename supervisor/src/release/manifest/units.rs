@@ -1,5 +1,8 @@
 //! Human units in the TOML form of sizes and durations.
 //!
+//! It only reads text: it must not change the postcard form, which holds the
+//! plain integers.
+//!
 //! This module owns the spelling of the manifest fields that are sizes
 //! (bytes) or durations (milliseconds): an integer is the value in today's
 //! unit, as before; a string carries a unit:

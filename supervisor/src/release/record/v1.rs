@@ -2,6 +2,8 @@
 //! before downgrade admissions keeps its record (and its floor): the same
 //! fields without [`Record::admitted`] and [`Record::spent`], which start
 //! empty. Nothing writes format 1.
+//!
+//! It only decodes: it must not gain an encoder.
 
 use super::{Entry, Phase, Record, Rollback, HISTORY_MAX};
 use serde::Deserialize;

@@ -2,6 +2,9 @@
 //! failed staging ([`StageError`]), an unusable kept release
 //! ([`ObjectError`]) and a boot with nothing to run ([`BootError`]), each
 //! with the text berth logs.
+//!
+//! It only describes failures: it must not decide what berth does about them
+//! (the callers do).
 
 use super::state;
 use crate::release::bundle::BundleError;

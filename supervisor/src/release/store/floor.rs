@@ -3,6 +3,8 @@
 //! file, and the record's two ways of coming about without a readable slot
 //! (migrating the single-file layout, rebuilding from verified objects).
 //!
+//! It must not lower the floor: each rule below keeps it or raises it.
+//!
 //! The rules, all of which keep the floor from going down:
 //!
 //! - An install must be newer than [`installed`] (the higher of the floor

@@ -1,5 +1,8 @@
 //! How the store names what it keeps: objects and images by the hex of
 //! their SHA-256. Pure; no file is touched here.
+//!
+//! It must not change a name's form: objects already on data partitions are
+//! found by it.
 
 use crate::release::manifest::Digest;
 use sha2::{Digest as _, Sha256};

@@ -1,6 +1,7 @@
 //! The container mount sequence's unit tests (moved out of `mounts.rs`).
 
 use super::*;
+use crate::release::manifest::Mount;
 
 fn mount(target: &str, size: Option<u64>, volume: Option<&str>) -> Mount {
     Mount {

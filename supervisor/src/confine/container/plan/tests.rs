@@ -64,6 +64,7 @@ fn sample() -> Manifest {
         log_rate: None,
         socket_families: heapless::Vec::new(),
         oneshot: false,
+        update_drop: None,
     }
 }
 
@@ -525,4 +526,16 @@ fn every_tmpfs_has_a_size_and_an_inode_limit() {
     // The masked directories' read-only tmpfs too.
     let mask = crate::confine::container::mounts::MASK_DIR_DATA.to_str().unwrap();
     assert!(mask.contains("size=") && mask.contains("nr_inodes="), "{mask}");
+}
+
+#[test]
+fn env_adds_the_default_path_then_the_notify_variable() {
+    let strings = |entry: &Entry, notify: bool| env(entry, notify).unwrap().iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>();
+    let mut entry = sample().entry;
+    assert_eq!(strings(&entry, false), ["LANG=C", DEFAULT_PATH]);
+    assert_eq!(strings(&entry, true), ["LANG=C", DEFAULT_PATH, crate::common::names::NOTIFY_ENV]);
+    entry.env.push(s("PATH=/bin")).unwrap();
+    assert_eq!(strings(&entry, false), ["LANG=C", "PATH=/bin"]);
+    entry.env.push(s("=x")).unwrap();
+    assert_eq!(env(&entry, false).unwrap_err().0, "entry.env[2]");
 }

@@ -80,6 +80,7 @@ fn manifest(name: &str, argv: &[&str]) -> Manifest {
         log_rate: None,
         socket_families: heapless::Vec::new(),
         oneshot: false,
+        update_drop: None,
     }
 }
 
