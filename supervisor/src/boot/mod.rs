@@ -25,6 +25,7 @@
 pub mod hooks;
 pub mod modules;
 pub mod mount;
+pub mod slot;
 
 pub(crate) use crate::common::files::read_bounded;
 
@@ -125,7 +126,7 @@ fn devkmsg_on() {
 /// Wait for the board's block device `source` (a node or a
 /// `PARTLABEL=`, see [`crate::common::blockname`]) and put the node in its place;
 /// one `device.wait` event either way.
-fn device_ready(source: &mut mount::Text, ms: u32) -> bool {
+pub(crate) fn device_ready(source: &mut mount::Text, ms: u32) -> bool {
     match crate::common::blockname::wait(source, ms) {
         Ok((node, waited)) => {
             let ev = Event::info("device.wait").kv("device", source.as_str()).kv("waited_ms", waited);
@@ -244,6 +245,9 @@ fn system_stage() -> ! {
         let r = crate::common::logstore::with(|s| s.set_dir(dir)).unwrap_or(Ok(()));
         Event::info("log.store").kv("dir", crate::common::logstore::DIR).kv("quota_kib", board.log_quota_kib).result(&r.map_err(|e| e.to_string())).emit();
     }
+
+    // The A/B slot the bootloader booted, marked good (boot/slot.rs).
+    let _slot = slot::at_boot(board.bootloader.as_ref(), board.storage.wait_ms);
 
     stage("release");
     let release = check_release(&board, data_mounted);

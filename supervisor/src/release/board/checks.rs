@@ -43,6 +43,9 @@ impl Board {
         if let Some(q) = &self.qemu {
             q.validate()?;
         }
+        if let Some(b) = &self.bootloader {
+            b.validate()?;
+        }
         self.validate_hardware()?;
         self.validate_apparmor()?;
         Ok(())

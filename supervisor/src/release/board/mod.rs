@@ -12,6 +12,7 @@ use core::fmt;
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
+pub mod bootloader;
 mod checks;
 mod emulation;
 mod hardening;
@@ -245,6 +246,10 @@ pub struct Board {
     /// defaults in [`crate::release::room::Limits`]).
     #[serde(default)]
     pub inbox: crate::release::room::Limits,
+    /// Where the bootloader keeps the A/B try-boot state (`[bootloader]`;
+    /// [`bootloader`]). None: one system, no slots.
+    #[serde(default)]
+    pub bootloader: Option<bootloader::Bootloader>,
 }
 
 fn default_landlock() -> LandlockMode {

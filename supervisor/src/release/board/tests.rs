@@ -319,3 +319,18 @@ fn shipped_board_configs_are_valid() {
     }
     assert!(seen >= 3);
 }
+
+#[test]
+fn bootloader_table() {
+    assert_eq!(Board::from_toml(GOOD).unwrap().bootloader, None);
+    let t = |table: &str| Board::from_toml(&with("\n[qemu]", &format!("\n[bootloader]\n{table}\n[qemu]")));
+    let b = t("kind = \"grub\"\nenv_device = \"PARTLABEL=berth-esp\"\nenv_path = \"/EFI/BOOT/grubenv\"").unwrap();
+    let l = b.bootloader.clone().unwrap();
+    assert_eq!((l.kind, l.env_device.as_str(), l.env_path.as_str()), (bootloader::Kind::Grub, "PARTLABEL=berth-esp", "/EFI/BOOT/grubenv"));
+    assert_eq!(Board::from_postcard(&b.to_postcard().unwrap()).unwrap(), b);
+    let e = t("kind = \"grub\"\nenv_device = \"PARTLABEL=berth-esp\"\nenv_path = \"EFI/../grubenv\"").unwrap_err();
+    assert_eq!(e.field, "bootloader.env_path");
+    let e = t("kind = \"grub\"\nenv_device = \"berth-esp\"\nenv_path = \"/grubenv\"").unwrap_err();
+    assert_eq!(e.field, "bootloader.env_device");
+    assert!(t("kind = \"uboot\"\nenv_device = \"/dev/mtdblock1\"\nenv_path = \"/env\"").is_err());
+}

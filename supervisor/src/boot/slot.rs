@@ -1,0 +1,155 @@
+//! The A/B system slot at boot: which slot the bootloader booted (its
+//! `berth.slot=` on the kernel command line), what the bootloader's
+//! try-boot state says ([`crate::release::bootenv`]), and the mark-good
+//! step that refills the booted committed slot's attempts. It owns that
+//! boot step; it must not run in the loop (it mounts, reads and writes a
+//! FAT partition, bounded, before the loop starts) and must not change
+//! which slot boots next, except by marking the running one good.
+//!
+//! The decisions are [`plan`], pure and unit-tested; [`at_boot`] does the
+//! mount, the read, the in-place write (same size: GRUB refuses a resized
+//! block) with an fsync, and the unmount, one `boot.slot` line each.
+//! A board without `[bootloader]` has no slots: a `berth.slot=` is then
+//! only reported. A board with one, booted without `berth.slot=` (a
+//! kernel-direct boot of a developer), is reported and left alone.
+
+use crate::common::log::Event;
+use crate::release::board::bootloader::{Bootloader, MOUNT_AT};
+use crate::release::bootenv::{self, grubenv, BootState, Booted, Slot};
+
+/// Largest environment file read.
+pub const ENV_MAX: usize = 64 * 1024;
+
+/// What the boot step found and is to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub slot: Slot,
+    pub booted: Booted,
+    pub state: BootState,
+    /// The new environment block, when marking good changes it.
+    pub mark: Option<Vec<u8>>,
+}
+
+/// What the environment block `env` and the booted `slot` mean. No try is
+/// pending yet (a release with a system payload is what will record one).
+pub fn plan(slot: Slot, env: &[u8]) -> Result<Plan, String> {
+    let mut vars = grubenv::parse(env).map_err(|e| e.to_string())?;
+    let state = BootState::read(&vars).map_err(|e| e.to_string())?;
+    let booted = bootenv::at_boot(slot, None);
+    let good = BootState::commit(slot);
+    let mark = match booted {
+        Booted::Normal(_) if state != good => {
+            good.write(&mut vars).map_err(|e| e.to_string())?;
+            Some(grubenv::render(&vars, env.len()).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    Ok(Plan { slot, booted, state, mark })
+}
+
+fn booted_name(b: Booted) -> &'static str {
+    match b {
+        Booted::Normal(_) => "normal",
+        Booted::Trying(_) => "trying",
+        Booted::FellBack { .. } => "fell-back",
+    }
+}
+
+/// The boot step (before the loop): see the module docs. Returns the slot.
+pub fn at_boot(loader: Option<&Bootloader>, wait_ms: u32) -> Option<Slot> {
+    let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
+    let slot = match bootenv::slot_from_cmdline(&String::from_utf8_lossy(&cmdline)) {
+        Ok(s) => s,
+        Err(why) => {
+            Event::error("boot.slot").kv("result", "error").kv("reason", why).emit();
+            return None;
+        }
+    };
+    let (Some(loader), Some(slot)) = (loader, slot) else {
+        match (loader, slot) {
+            (None, Some(s)) => Event::info("boot.slot").kv("slot", s.name()).kv("bootloader", "none").emit(),
+            (Some(_), None) => {
+                Event::warn("boot.slot").kv("result", "skipped").kv("reason", "no berth.slot= on the kernel command line (not booted by the bootloader)").emit()
+            }
+            _ => {}
+        }
+        return slot;
+    };
+    if let Err(why) = with_env(loader, wait_ms, |path| mark(slot, path)) {
+        Event::error("boot.slot").kv("slot", slot.name()).kv("result", "error").kv("reason", why).emit();
+    }
+    Some(slot)
+}
+
+/// Mount the environment's partition, run `f` on the file's path, unmount.
+fn with_env(loader: &Bootloader, wait_ms: u32, f: impl FnOnce(&str) -> Result<(), String>) -> Result<(), String> {
+    let mut step = crate::boot::mount::bootenv(loader);
+    if !crate::boot::device_ready(&mut step.source, wait_ms) {
+        return Err(format!("{} did not appear", loader.env_device));
+    }
+    std::fs::create_dir_all(MOUNT_AT).map_err(|e| format!("mkdir {MOUNT_AT}: {e}"))?;
+    if crate::sys::mount::apply(core::slice::from_ref(&step), &mut crate::sys::mount::SysMounter) != 0 {
+        return Err(format!("cannot mount {} (vfat) at {MOUNT_AT}", loader.env_device));
+    }
+    let r = f(&format!("{MOUNT_AT}{}", loader.env_path));
+    let u = nix::mount::umount2(MOUNT_AT, nix::mount::MntFlags::empty());
+    Event::info("mount").kv("target", MOUNT_AT).kv("action", "umount").result(&u.map_err(crate::common::files::errno_text)).emit();
+    r
+}
+
+/// Read the environment at `path`, report it, and mark `slot` good in place.
+fn mark(slot: Slot, path: &str) -> Result<(), String> {
+    let env = crate::common::files::read_bounded(path, ENV_MAX).map_err(|e| format!("read {path}: {e}"))?;
+    let p = plan(slot, &env).map_err(|e| format!("{path}: {e}"))?;
+    Event::info("boot.slot")
+        .kv("slot", slot.name())
+        .kv("boot", booted_name(p.booted))
+        .kv("first", p.state.first.name())
+        .kv("a_left", p.state.left(Slot::A))
+        .kv("b_left", p.state.left(Slot::B))
+        .kv("result", "ok")
+        .emit();
+    let Some(block) = p.mark else { return Ok(()) };
+    let r = write_in_place(path, &block);
+    let ev = if r.is_ok() { Event::info("boot.slot") } else { Event::error("boot.slot") };
+    ev.kv("slot", slot.name()).kv("step", "mark-good").kv("a_left", bootenv::ATTEMPTS).kv("b_left", bootenv::ATTEMPTS).result(&r).emit();
+    Ok(())
+}
+
+/// Overwrite `path` with `block` (its own size) and fsync it.
+fn write_in_place(path: &str, block: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("open {path}: {e}"))?;
+    f.write_all(block).map_err(|e| format!("write {path}: {e}"))?;
+    f.sync_all().map_err(|e| format!("fsync {path}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(text: &str) -> Vec<u8> {
+        let mut b = format!("# GRUB Environment Block\n{text}").into_bytes();
+        b.resize(grubenv::SIZE, b'#');
+        b
+    }
+
+    #[test]
+    fn a_normal_boot_refills_the_booted_slot() {
+        // The script spent one of A's attempts on this boot.
+        let p = plan(Slot::A, &block("ORDER=A B\nA_LEFT=2\nB_LEFT=3\n")).unwrap();
+        assert_eq!(p.booted, Booted::Normal(Slot::A));
+        assert_eq!(p.state.left, [2, 3]);
+        let m = p.mark.unwrap();
+        assert_eq!(m.len(), grubenv::SIZE);
+        let back = BootState::read(&grubenv::parse(&m).unwrap()).unwrap();
+        assert_eq!(back, BootState::commit(Slot::A));
+    }
+
+    #[test]
+    fn nothing_to_write_when_already_good_and_errors_are_named() {
+        assert_eq!(plan(Slot::B, &block("ORDER=B A\nA_LEFT=3\nB_LEFT=3\n")).unwrap().mark, None);
+        assert!(plan(Slot::A, b"not an env").unwrap_err().contains("signature"));
+        assert!(plan(Slot::A, &block("ORDER=A C\n")).unwrap_err().contains("ORDER"));
+    }
+}
