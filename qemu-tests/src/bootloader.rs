@@ -18,8 +18,11 @@
 //!   system image of slot A (`PARTLABEL=berth-system-a`, as slot A's
 //!   initramfs names it), and the environment on the disk afterwards has
 //!   `A_LEFT` one lower. Then the host sets `ORDER="B A"` in the block and
-//!   boot 2 comes up on slot B the same way. The verdict names the first
-//!   difference from what [`choose`] computed.
+//!   boot 2 comes up on slot B the same way. Boot 3 finds slot A (first
+//!   again) used up and takes slot B's last attempt; boot 4 finds none
+//!   left, and the script's reset boots slot A (see [`EDITS`]). The
+//!   verdict names the first difference from what [`choose`] computed
+//!   before the boot.
 
 use crate::machine::Machine;
 use crate::scenario::Case;
@@ -196,37 +199,50 @@ fn boot_once(l: &dyn Launch, spec: &BootSpec, disk: &std::path::Path, lim: &Limi
     Ok((m, Seen { slot, system, env }))
 }
 
-/// `bootloader-grub`: slot A, then slot B by the host's edit of `ORDER`.
+/// The host's edits of the environment block before each boot of
+/// `bootloader-grub` after the first (the first boots the fresh block).
+pub const EDITS: [&[(&str, &str)]; 3] = [
+    // Boot 2: slot B first.
+    &[(ORDER, "B A")],
+    // Boot 3: slot A first but used up: slot B, its last attempt.
+    &[(ORDER, "A B"), ("A_LEFT", "0"), ("B_LEFT", "1")],
+    // Boot 4: none left: both reset, slot A.
+    &[("A_LEFT", "0"), ("B_LEFT", "0")],
+];
+
+/// `bootloader-grub`: slot A on the fresh disk, then slot B by the host's
+/// edit of `ORDER`, then the used-up slot passed over and the reset when
+/// none is left ([`EDITS`]).
 fn grub_slots(l: &dyn Launch) -> Result<(), String> {
     let base = limits(l.arch());
     // OVMF and GRUB come before the kernel, under emulation.
     let lim = Limits { boot: base.boot + Duration::from_secs(120), step: base.step, halt: base.halt };
     let first = BootSpec { allow_reboot: true, ..spec("bootloader-grub-1", "bootloader") };
     let disk = l.boot_disk(&first)?;
-    let start = GrubEnv::parse(&l.grubenv(&disk)?)?;
-    if start != GrubEnv::fresh() {
-        return Err(format!("the fresh boot disk's grubenv is {:?}, want {:?}", start.vars, GrubEnv::fresh().vars));
+    let mut env = GrubEnv::parse(&l.grubenv(&disk)?)?;
+    if env != GrubEnv::fresh() {
+        return Err(format!("the fresh boot disk's grubenv is {:?}, want {:?}", env.vars, GrubEnv::fresh().vars));
     }
-    let mut want1 = start.clone();
-    let slot1 = choose(&mut want1).ok_or("the fresh grubenv chooses no slot")?;
-    let (m, seen) = boot_once(l, &first, &disk, &lim)?;
-    if let Some(d) = first_difference(1, &slot1, &want1, &seen.slot, &seen.system, &seen.env) {
-        return Err(d);
+    let mut data = None;
+    for n in 1..=EDITS.len() as u32 + 1 {
+        if let Some(edits) = (n as usize).checked_sub(2).and_then(|i| EDITS.get(i)) {
+            for (name, value) in edits.iter() {
+                env.set(name, value);
+            }
+            l.set_grubenv(&disk, &env.to_block()?)?;
+        }
+        // What this boot must do, before it runs.
+        let mut want = env.clone();
+        let slot = choose(&mut want).ok_or_else(|| format!("boot {n}: the grubenv {:?} chooses no slot", env.vars))?;
+        let spec = BootSpec { allow_reboot: true, data: data.clone(), ..spec(&format!("bootloader-grub-{n}"), "bootloader") };
+        let (m, seen) = boot_once(l, &spec, &disk, &lim)?;
+        if let Some(d) = first_difference(n, &slot, &want, &seen.slot, &seen.system, &seen.env) {
+            return Err(d);
+        }
+        data = m.data_image().map(|p| p.to_path_buf());
+        env = seen.env;
     }
-    let data = m.data_image().map(|p| p.to_path_buf());
-    drop(m);
-
-    let mut edited = seen.env.clone();
-    edited.set(ORDER, "B A");
-    l.set_grubenv(&disk, &edited.to_block()?)?;
-    let mut want2 = edited.clone();
-    let slot2 = choose(&mut want2).ok_or("the edited grubenv chooses no slot")?;
-    let second = BootSpec { allow_reboot: true, data, ..spec("bootloader-grub-2", "bootloader") };
-    let (_m, seen) = boot_once(l, &second, &disk, &lim)?;
-    match first_difference(2, &slot2, &want2, &seen.slot, &seen.system, &seen.env) {
-        Some(d) => Err(d),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -280,6 +296,20 @@ mod tests {
         assert_eq!(choose(&mut env).as_deref(), Some("A"));
         env.set(ORDER, "C");
         assert_eq!(choose(&mut env), None);
+    }
+
+    #[test]
+    fn the_cases_boots_go_a_b_b_a() {
+        let mut env = GrubEnv::fresh();
+        let mut slots = vec![choose(&mut env).unwrap()];
+        for edits in EDITS {
+            for (name, value) in edits.iter() {
+                env.set(name, value);
+            }
+            slots.push(choose(&mut env).unwrap());
+        }
+        assert_eq!(slots, ["A", "B", "B", "A"]);
+        assert_eq!((env.get(ORDER), env.get("A_LEFT"), env.get("B_LEFT")), (Some("A B"), Some("2"), Some("3")));
     }
 
     #[test]
