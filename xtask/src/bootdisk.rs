@@ -366,6 +366,9 @@ fn make_esp(a: &Artifacts, cmdline: &str, work: &Path) -> Result<PathBuf, String
 /// Build the boot disk `out` for booting `a`'s test system (with the agent)
 /// with `cmdline` (see the module's doc for its layout).
 pub fn build(a: &Artifacts, cmdline: &str, out: &Path) -> Result<(), String> {
+    if a.board.arch != berth::release::board::Arch::X86_64 {
+        return Err(format!("board {}: the boot disk has GRUB for x86_64 EFI only, not {}", a.board.name, a.board.arch.name()));
+    }
     crate::tools::ensure_bootloader_tools()?;
     let work = out.with_extension("esp.d");
     let _ = fs::remove_dir_all(&work);
