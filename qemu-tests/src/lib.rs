@@ -40,6 +40,7 @@
 //! per case and a final `qemu: N passed, N failed` summary for CI;
 //! [`scenarios`] holds the boot scenarios themselves.
 
+pub mod bootloader;
 pub mod budgets;
 pub mod checkwindow;
 pub mod controls;

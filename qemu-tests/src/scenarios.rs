@@ -64,6 +64,25 @@ pub trait Launch: Send + Sync {
     /// `cargo xtask push` does (`garble`: with a wrong hash); the device's
     /// answer line.
     fn push(&self, sock: &std::path::Path, bundle: &std::path::Path, garble: bool) -> Result<String, String>;
+    /// A fresh boot disk for booting `spec` through the firmware and the
+    /// bootloader (see [`crate::bootloader`]): its EFI system partition,
+    /// its slots, a fresh environment block.
+    fn boot_disk(&self, _spec: &BootSpec) -> Result<std::path::PathBuf, String> {
+        Err(format!("{}: no bootloader boot", self.arch()))
+    }
+    /// Boot `spec` through the firmware and the bootloader from `disk`
+    /// (which keeps what the boot wrote, the environment block too).
+    fn boot_firmware(&self, _spec: &BootSpec, _disk: &std::path::Path) -> Result<Machine, String> {
+        Err(format!("{}: no bootloader boot", self.arch()))
+    }
+    /// The bootloader's environment block on `disk`.
+    fn grubenv(&self, _disk: &std::path::Path) -> Result<Vec<u8>, String> {
+        Err(format!("{}: no bootloader boot", self.arch()))
+    }
+    /// Replace the bootloader's environment block on `disk`.
+    fn set_grubenv(&self, _disk: &std::path::Path, _block: &[u8]) -> Result<(), String> {
+        Err(format!("{}: no bootloader boot", self.arch()))
+    }
 }
 
 /// Time limits, scaled for the slowest emulated board.
@@ -138,6 +157,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     cases.extend(crate::releasepaths::cases(Arc::clone(&l)));
     cases.extend(crate::faults::cases(Arc::clone(&l)));
     cases.extend(crate::recovery::cases(Arc::clone(&l)));
+    cases.extend(crate::bootloader::cases(Arc::clone(&l)));
     cases.extend(crate::staging::cases(l));
     cases
 }

@@ -611,6 +611,9 @@ pub struct BootOpts {
     pub direct_data: bool,
     /// A third disk on this file (the guest's `/dev/vdc`).
     pub log_disk: Option<PathBuf>,
+    /// Boot through the firmware and the bootloader on a boot disk
+    /// instead of the kernel directly (see `bootdisk`).
+    pub firmware: Option<crate::bootdisk::Firmware>,
 }
 
 /// The `-drive` of the data disk.
@@ -638,6 +641,20 @@ pub const PUSH_PORT: &str = "berth.push";
 /// The guest port the demo's status page listens on.
 pub const GUEST_HTTP_PORT: u16 = 8080;
 
+/// The kernel command line of a boot: the console, the board's line, the
+/// agent's start and the boot's own additions.
+pub fn kernel_cmdline(a: &Artifacts, opts: &BootOpts) -> String {
+    let mut cmdline = format!("console={} {}", a.board.console, a.cmdline);
+    if opts.agent {
+        cmdline.push_str(&format!(" berth.run={AGENT_PATH}"));
+    }
+    if !opts.cmdline.is_empty() {
+        cmdline.push(' ');
+        cmdline.push_str(&opts.cmdline);
+    }
+    cmdline
+}
+
 /// The QEMU command line for a board's artifacts and a data image.
 pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<String>) {
     let q = &a.qemu;
@@ -659,23 +676,27 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
     if !opts.allow_reboot {
         args.push("-no-reboot".into());
     }
-    let system = if opts.agent { &a.system_test } else { &a.system };
-    let mut cmdline = format!("console={} {}", a.board.console, a.cmdline);
-    if opts.agent {
-        cmdline.push_str(&format!(" berth.run={AGENT_PATH}"));
-    }
-    if !opts.cmdline.is_empty() {
-        cmdline.push(' ');
-        cmdline.push_str(&opts.cmdline);
-    }
-    args.extend(["-kernel".into(), a.kernel.image.display().to_string()]);
-    args.extend(["-initrd".into(), a.initramfs.display().to_string()]);
-    args.extend(["-append".into(), cmdline]);
+    let system_drive = match &opts.firmware {
+        // The firmware finds the bootloader on the boot disk, which the
+        // bootloader writes to (its environment block).
+        Some(fw) => {
+            args.extend(fw.pflash_args());
+            format!("if=none,id=system,format=raw,file={}", fw.disk.display())
+        }
+        None => {
+            args.extend(["-kernel".into(), a.kernel.image.display().to_string()]);
+            args.extend(["-initrd".into(), a.initramfs.display().to_string()]);
+            args.extend(["-append".into(), kernel_cmdline(a, opts)]);
+            let system = if opts.agent { &a.system_test } else { &a.system };
+            format!("if=none,id=system,format=raw,readonly=on,file={}", system.display())
+        }
+    };
     args.extend([
         "-drive".into(),
-        format!("if=none,id=system,format=raw,readonly=on,file={}", system.display()),
+        system_drive,
         "-device".into(),
-        format!("{},drive=system", q.block_device),
+        // The firmware boots the boot disk first (not the network card).
+        format!("{},drive=system{}", q.block_device, if opts.firmware.is_some() { ",bootindex=0" } else { "" }),
         "-drive".into(),
         data_drive(data, opts.direct_data),
         "-device".into(),

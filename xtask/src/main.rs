@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod bench;
+mod bootdisk;
 mod bundle;
 mod cli;
 mod cpio;
@@ -822,7 +823,51 @@ impl Launch for Launcher {
     }
 
     fn boot(&self, spec: &BootSpec) -> Result<Machine, String> {
-        let (_, art) = self.builds.iter().find(|(v, _)| *v == spec.variant).ok_or_else(|| format!("no build for variant `{}`", spec.variant))?;
+        self.boot_with(spec, None)
+    }
+
+    fn boot_disk(&self, spec: &BootSpec) -> Result<PathBuf, String> {
+        let art = self.build_of(spec)?;
+        let runs = art.dir.join("runs");
+        std::fs::create_dir_all(&runs).map_err(|e| format!("{}: {e}", runs.display()))?;
+        let n = self.counter.fetch_add(1, Ordering::SeqCst);
+        let disk = runs.join(format!("{}-{n}.boot.img", spec.name));
+        let opts = BootOpts { agent: true, cmdline: test_cmdline(spec), ..Default::default() };
+        bootdisk::build(art, &artifacts::kernel_cmdline(art, &opts), &disk)?;
+        Ok(disk)
+    }
+
+    fn boot_firmware(&self, spec: &BootSpec, disk: &Path) -> Result<Machine, String> {
+        self.boot_with(spec, Some(bootdisk::Firmware::for_disk(disk)?))
+    }
+
+    fn grubenv(&self, disk: &Path) -> Result<Vec<u8>, String> {
+        bootdisk::read_grubenv(disk)
+    }
+
+    fn set_grubenv(&self, disk: &Path, block: &[u8]) -> Result<(), String> {
+        bootdisk::write_grubenv(disk, block)
+    }
+}
+
+/// The kernel command line a test boot adds: the agent's mode, the spec's own.
+fn test_cmdline(spec: &BootSpec) -> String {
+    let mut cmdline = format!("berth.test={}", spec.mode);
+    if !spec.cmdline.is_empty() {
+        cmdline.push(' ');
+        cmdline.push_str(&spec.cmdline);
+    }
+    cmdline
+}
+
+impl Launcher {
+    fn build_of(&self, spec: &BootSpec) -> Result<&Artifacts, String> {
+        self.builds.iter().find(|(v, _)| *v == spec.variant).map(|(_, a)| a).ok_or_else(|| format!("no build for variant `{}`", spec.variant))
+    }
+
+    /// Boot `spec`, the kernel directly or through `firmware`.
+    fn boot_with(&self, spec: &BootSpec, firmware: Option<bootdisk::Firmware>) -> Result<Machine, String> {
+        let art = self.build_of(spec)?;
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let runs = art.dir.join("runs");
         std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
@@ -834,22 +879,18 @@ impl Launch for Launcher {
                 d
             }
         };
-        let mut cmdline = format!("berth.test={}", spec.mode);
-        if !spec.cmdline.is_empty() {
-            cmdline.push(' ');
-            cmdline.push_str(&spec.cmdline);
-        }
         let opts = BootOpts {
             interactive: false,
             allow_reboot: spec.allow_reboot,
             agent: true,
-            cmdline,
+            cmdline: test_cmdline(spec),
             kvm: false,
             http_port: spec.http_port,
             push: spec.push.clone(),
             console_socket: spec.console_socket.then(|| runs.join(format!("{}-{n}.console.sock", spec.name))),
             direct_data: spec.direct_data,
             log_disk: spec.log_disk.clone(),
+            firmware,
         };
         let (prog, args) = artifacts::qemu_args(art, &data, &opts);
         let mut m = Machine::spawn(&format!("{}/{}", self.arch(), spec.name), &prog, &args)?;
@@ -886,6 +927,10 @@ fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), S
     // Scenarios whose name contains any of the filters (all without one).
     let filters: Vec<String> = if a.rest.is_empty() { vec![String::new()] } else { a.rest.clone() };
     tools::ensure_host_tools(root, &targets(&arches), true)?;
+    if arches.contains(&Arch::X86_64) {
+        // The x86_64 bootloader case boots through OVMF and GRUB.
+        tools::ensure_bootloader_tools()?;
+    }
 
     say("fetching the kernel's syscall headers for the three ABIs");
     for h in uapi::ensure_all(root)? {

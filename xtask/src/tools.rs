@@ -37,6 +37,22 @@ const BASE_PACKAGES: &[&str] = &[
 /// there conflicts with the release's own qemu-system packages.
 const QEMU_PACKAGES: &[&str] = &["qemu-system-arm", "qemu-system-x86"];
 
+/// The packages of the bootloader boot (x86_64 through its firmware and
+/// GRUB, see `bootdisk`), installed only when a case boots that way:
+/// `ovmf` is the UEFI firmware QEMU runs from pflash; `grub-efi-amd64-bin`
+/// holds GRUB's x86_64-efi modules and `grub-common` the `grub-mkimage`
+/// that links them into one EFI program and the `grub-editenv` that makes
+/// the environment block; `dosfstools` makes the FAT file system of the
+/// EFI system partition in a plain file (`mkfs.vfat -C`) and `mtools`
+/// copies files into it and out of it (`mcopy`), with no loop mount and
+/// no root.
+pub const BOOTLOADER_PACKAGES: &[&str] = &["ovmf", "grub-efi-amd64-bin", "grub-common", "mtools", "dosfstools"];
+
+/// Install the [`BOOTLOADER_PACKAGES`] that are missing.
+pub fn ensure_bootloader_tools() -> Result<(), String> {
+    ensure_packages(BOOTLOADER_PACKAGES)
+}
+
 /// Codename used when /etc/os-release does not tell us.
 const DEFAULT_CODENAME: &str = "bookworm";
 

@@ -37,6 +37,8 @@
 //! and `rollback` (see `qemu_tests::trials`); `add-remove` (a release that
 //! adds and removes a container) and `inbox-queue` (several entries in the
 //! inbox at once) those of `qemu_tests::releasepaths`.
+//! Mode `bootloader` prints `AGENT slot=<berth.slot= of the command line>`
+//! and powers off (see `qemu_tests::bootloader`).
 //!
 //! Static, std + libc only; it must never panic on anything the guest can do.
 
@@ -151,6 +153,12 @@ fn main() {
     } else if mode == "recovery" {
         // No release runs: no general checks.
         recovery::run();
+    } else if mode == "bootloader" {
+        // The bootloader case: which slot the boot script booted, as the
+        // kernel got it (`qemu_tests::bootloader`), then power off.
+        let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        say(&format!("AGENT slot={}", token(&cmdline, "berth.slot").unwrap_or("none")));
+        act("poweroff", libc::SIGTERM);
     } else if UPDATE_MODES.contains(&mode.as_str()) {
         // The update scenarios skip the general checks (the boot scenario
         // makes them) and start at once.
