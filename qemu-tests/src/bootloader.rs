@@ -16,8 +16,11 @@
 //!   attempts) comes up on slot A: the kernel's command line says
 //!   `berth.slot=A` (the agent reads /proc/cmdline), berth mounts the
 //!   system image of slot A (`PARTLABEL=berth-system-a`, as slot A's
-//!   initramfs names it), and the environment on the disk afterwards has
-//!   `A_LEFT` one lower. Then the host sets `ORDER="B A"` in the block and
+//!   initramfs names it), berth reports the environment as the script left
+//!   it (`A_LEFT` one lower) in its `boot.slot` line and marks slot A good
+//!   (the board's `[bootloader]` table), so the environment on the disk
+//!   afterwards is slot A first with both counters full. Then the host
+//!   sets `ORDER="B A"` in the block and
 //!   boot 2 comes up on slot B the same way. Boot 3 finds slot A (first
 //!   again) used up and takes slot B's last attempt; boot 4 finds none
 //!   left, and the script's reset boots slot A (see [`EDITS`]). The
@@ -156,12 +159,45 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
 }
 
 /// What one boot showed: the slot on the kernel's command line, the system
-/// image berth mounted, and the environment on the disk afterwards.
+/// image berth mounted, the environment on the disk afterwards, and
+/// berth's `boot.slot` lines (its report, then its mark-good step).
 #[derive(Debug)]
 struct Seen {
     slot: String,
     system: String,
     env: GrubEnv,
+    reports: Vec<String>,
+}
+
+/// What berth does after the boot script: the booted slot first, both
+/// slots' attempts full again (the board's `[bootloader]` table; berth's
+/// mark-good step).
+pub fn mark_good(env: &mut GrubEnv, slot: &str) {
+    let other = SLOTS.iter().find(|s| **s != slot).copied().unwrap_or("B");
+    env.set(ORDER, &format!("{slot} {other}"));
+    for s in SLOTS {
+        env.set(&left_var(s), &ATTEMPTS.to_string());
+    }
+}
+
+/// berth's `boot.slot` lines for a normal boot of `slot` that found the
+/// environment `env` (as the boot script left it), in the form of
+/// [`report_of`].
+pub fn reports_for(slot: &str, env: &GrubEnv) -> Vec<String> {
+    let first = env.get(ORDER).and_then(|o| o.split_whitespace().next()).unwrap_or("A");
+    let left = |s: &str| env.get(&left_var(s)).unwrap_or("3").to_string();
+    let mut r = vec![format!("slot={slot} boot=normal first={first} a_left={} b_left={} result=ok", left("A"), left("B"))];
+    let mut good = env.clone();
+    mark_good(&mut good, slot);
+    if good != *env {
+        r.push(format!("slot={slot} step=mark-good a_left={ATTEMPTS} b_left={ATTEMPTS} result=ok"));
+    }
+    r
+}
+
+/// A `boot.slot` event as `key=value` words, in the keys' fixed order.
+fn report_of(e: &crate::event::Event) -> String {
+    ["slot", "boot", "step", "first", "a_left", "b_left", "result"].iter().filter_map(|k| e.get(k).map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join(" ")
 }
 
 /// The first difference between what boot `n` showed and what it must
@@ -196,7 +232,8 @@ fn boot_once(l: &dyn Launch, spec: &BootSpec, disk: &std::path::Path, lim: &Limi
     no_errors(&m, &[])?;
     let system = m.events().into_iter().find(|e| e.name == "device.wait").and_then(|e| e.get("device").map(str::to_string)).unwrap_or_default();
     let env = GrubEnv::parse(&l.grubenv(disk)?)?;
-    Ok((m, Seen { slot, system, env }))
+    let reports = m.events().iter().filter(|e| e.name == "boot.slot").map(report_of).collect();
+    Ok((m, Seen { slot, system, env, reports }))
 }
 
 /// The host's edits of the environment block before each boot of
@@ -206,8 +243,9 @@ pub const EDITS: [&[(&str, &str)]; 3] = [
     &[(ORDER, "B A")],
     // Boot 3: slot A first but used up: slot B, its last attempt.
     &[(ORDER, "A B"), ("A_LEFT", "0"), ("B_LEFT", "1")],
-    // Boot 4: none left: both reset, slot A.
-    &[("A_LEFT", "0"), ("B_LEFT", "0")],
+    // Boot 4: none left: both reset, slot A (first in the order again:
+    // berth made slot B first when it marked boot 3 good).
+    &[(ORDER, "A B"), ("A_LEFT", "0"), ("B_LEFT", "0")],
 ];
 
 /// `bootloader-grub`: slot A on the fresh disk, then slot B by the host's
@@ -234,8 +272,13 @@ fn grub_slots(l: &dyn Launch) -> Result<(), String> {
         // What this boot must do, before it runs.
         let mut want = env.clone();
         let slot = choose(&mut want).ok_or_else(|| format!("boot {n}: the grubenv {:?} chooses no slot", env.vars))?;
+        let reports = reports_for(&slot, &want);
+        mark_good(&mut want, &slot);
         let spec = BootSpec { allow_reboot: true, data: data.clone(), ..spec(&format!("bootloader-grub-{n}"), "bootloader") };
         let (m, seen) = boot_once(l, &spec, &disk, &lim)?;
+        if seen.reports != reports {
+            return Err(format!("boot {n}: berth's boot.slot lines {:?}, want {reports:?}", seen.reports));
+        }
         if let Some(d) = first_difference(n, &slot, &want, &seen.slot, &seen.system, &seen.env) {
             return Err(d);
         }
@@ -302,14 +345,18 @@ mod tests {
     fn the_cases_boots_go_a_b_b_a() {
         let mut env = GrubEnv::fresh();
         let mut slots = vec![choose(&mut env).unwrap()];
+        assert_eq!(reports_for("A", &env), ["slot=A boot=normal first=A a_left=2 b_left=3 result=ok", "slot=A step=mark-good a_left=3 b_left=3 result=ok"]);
+        mark_good(&mut env, "A");
         for edits in EDITS {
             for (name, value) in edits.iter() {
                 env.set(name, value);
             }
-            slots.push(choose(&mut env).unwrap());
+            let slot = choose(&mut env).unwrap();
+            mark_good(&mut env, &slot);
+            slots.push(slot);
         }
         assert_eq!(slots, ["A", "B", "B", "A"]);
-        assert_eq!((env.get(ORDER), env.get("A_LEFT"), env.get("B_LEFT")), (Some("A B"), Some("2"), Some("3")));
+        assert_eq!((env.get(ORDER), env.get("A_LEFT"), env.get("B_LEFT")), (Some("A B"), Some("3"), Some("3")));
     }
 
     #[test]
