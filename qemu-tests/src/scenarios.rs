@@ -1328,6 +1328,76 @@ fn gateway_listener() -> Result<(u16, std::sync::mpsc::Receiver<String>), String
     Ok((port, rx))
 }
 
+/// Unix seconds this harness's SNTP server says it is at its start
+/// (2031-05-17 12:00:00 UTC: years from any clock the guest could have).
+pub const SNTP_BASE_UNIX: u64 = 1_936_872_000;
+
+/// What the harness's SNTP server did: (requests answered, unix seconds
+/// of the last answer, requests refused as malformed).
+pub type SntpSeen = std::sync::Arc<std::sync::Mutex<(u32, u64, u32)>>;
+
+/// An SNTP server on the host's loopback for the guest's `berth time`,
+/// written from RFC 4330 (not from berth's client): a client request is 48
+/// bytes whose first byte is 0x23 (version 4, mode 3); the answer is a
+/// stratum-1 server's (0x24), echoing the request's transmit timestamp as
+/// its originate, with [`SNTP_BASE_UNIX`] plus the seconds since it started
+/// as both receive and transmit time.
+fn sntp_server() -> Result<(u16, SntpSeen), String> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("sntp server: {e}"))?;
+    let port = sock.local_addr().map_err(|e| e.to_string())?.port();
+    let seen: SntpSeen = Default::default();
+    let out = seen.clone();
+    let start = std::time::Instant::now();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let mut s = out.lock().unwrap_or_else(|p| p.into_inner());
+            if n != 48 || buf[0] != 0x23 {
+                s.2 += 1;
+                continue;
+            }
+            let unix = SNTP_BASE_UNIX + start.elapsed().as_secs();
+            let mut r = [0u8; 48];
+            r[0] = 0x24;
+            r[1] = 1;
+            r[12..16].copy_from_slice(b"GPS\0");
+            r[24..32].copy_from_slice(&buf[40..48]);
+            let ntp = ((unix + 2_208_988_800) & 0xFFFF_FFFF) << 32;
+            for at in [16, 32, 40] {
+                r[at..at + 8].copy_from_slice(&ntp.to_be_bytes());
+            }
+            if sock.send_to(&r, from).is_ok() {
+                s.0 += 1;
+                s.1 = unix;
+            }
+        }
+    });
+    Ok((port, seen))
+}
+
+/// `berth time` (a service of the `dhcp` variant) set the clock from the
+/// harness's SNTP server: its `time.sync` line says stratum 1, the clock
+/// stepped, and the time read after the step (`unix`) is the one the
+/// server gave, within the 2 s the step and the line take; the server saw
+/// no malformed request.
+fn check_time_sync(m: &mut Machine, port: u16, seen: &SntpSeen, lim: &Limits) -> Result<(), String> {
+    let is_synced = |e: &Event| {
+        e.get("name") == Some("time")
+            && e.get("line").and_then(crate::event::parse_line).is_some_and(|i| i.name == "time.sync" && i.get("result") == Some("ok"))
+    };
+    let outer = m.expect_event_where("service.log", is_synced, lim.step + Duration::from_secs(30))?;
+    let sync = crate::event::parse_line(outer.get("line").unwrap_or("")).ok_or("time.sync line does not parse")?;
+    field_is(&sync, "server", &format!("10.0.2.2:{port}"))?;
+    field_is(&sync, "stratum", "1")?;
+    field_is(&sync, "step", "set")?;
+    let (answered, served, malformed) = *seen.lock().unwrap_or_else(|p| p.into_inner());
+    let unix: u64 = sync.get("unix").and_then(|v| v.parse().ok()).ok_or("time.sync has no unix")?;
+    if answered == 0 || malformed != 0 || !(served..=served + 2).contains(&unix) {
+        return Err(format!("time.sync unix={unix}; the server answered {answered} request(s), last at {served}, refused {malformed} malformed"));
+    }
+    Ok(())
+}
+
 fn index_of(events: &[Event], pred: impl Fn(&Event) -> bool) -> Option<usize> {
     events.iter().position(pred)
 }
@@ -1453,10 +1523,13 @@ fn net_lines(events: &[Event]) -> Vec<Event> {
 /// DISCOVER, REQUEST and ACK, applies it, and keeps running to renew it
 /// (stopped only by the shutdown). The agent finds eth0's address and
 /// default route and talks to this harness through the lease's router.
+/// The lease's name server goes to `resolv.conf` (one `net.dns` line), and
+/// `berth time` sets the clock from this harness's SNTP server.
 fn dhcp(l: &dyn Launch) -> Result<(), String> {
     let lim = limits(l.arch());
     let (port, said) = gateway_listener()?;
-    let cmdline = format!("berth.test.net-port={port} berth.test.dhcp-static={DHCP_STATIC_IP}");
+    let (ntp_port, ntp_seen) = sntp_server()?;
+    let cmdline = format!("berth.test.net-port={port} berth.test.dhcp-static={DHCP_STATIC_IP} berth.test.ntp-port={ntp_port}");
     let mut m = l.boot(&BootSpec { variant: "dhcp", cmdline, ..spec("dhcp", "poweroff") })?;
     expect_boot(&mut m, &lim)?;
     let ready = m.cursor();
@@ -1481,6 +1554,8 @@ fn dhcp(l: &dyn Launch) -> Result<(), String> {
     for (k, v) in want {
         field_is(&bound, k, v)?;
     }
+    m.set_cursor(ready);
+    check_time_sync(&mut m, ntp_port, &ntp_seen, &lim)?;
     m.set_cursor(ready);
     for check in ["net", "net-static"] {
         agent_pass(&mut m, check, &lim)?;

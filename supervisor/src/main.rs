@@ -30,6 +30,7 @@ fn ctl(args: &[String]) -> ExitCode {
 
 const USAGE: &str = "usage: berth --version
        berth net                                                            (on the device: the board's [[network]] set-up, then DHCP leases)
+       berth time                                                           (on the device: the clock from the board's [time] SNTP server)
        berth console DEVICE                                                 (on the device: a berthctl prompt on a serial console)
        berth receive PORT                                                   (on the device: update bundles pushed over the virtio port named PORT go into the inbox)
        berth stage                                                          (on the device, started by berth itself: stages the update bundle on its standard input)
@@ -58,6 +59,7 @@ fn cli(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("net") if args.len() == 1 => net(),
+        Some("time") if args.len() == 1 => time(),
         Some(berth::release::stager::ARG) => berth::release::stager::run(args.get(1..).unwrap_or_default()),
         Some("receive") if args.len() == 2 => match receive(args.get(1).map(String::as_str).unwrap_or("")) {
             Ok(()) => ExitCode::SUCCESS,
@@ -100,6 +102,30 @@ fn cli(args: &[String]) -> ExitCode {
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `berth time`: set the clock from the board's `[time]` SNTP server (run
+/// by berth as a host service), for ever; exit 1 naming what is wrong when
+/// the board has no `[time]` table or it is unusable.
+fn time() -> ExitCode {
+    let board = match berth::boot::load_board() {
+        Ok(b) => b,
+        Err(e) => {
+            berth::common::log::Event::error("time.failed").kv("reason", &e).emit();
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(t) = board.time.as_ref() else {
+        berth::common::log::Event::error("time.failed").kv("reason", "the board has no [time] table").emit();
+        return ExitCode::FAILURE;
+    };
+    match berth::host::time::run(t) {
+        Ok(never) => match never {},
+        Err(e) => {
+            berth::common::log::Event::error("time.failed").kv("reason", &e).emit();
+            ExitCode::FAILURE
         }
     }
 }

@@ -127,6 +127,8 @@ pub struct Variant {
     pub services: Vec<berth::release::board::Service>,
     /// Replaces the board's `[[network]]` entries.
     pub networks: Option<Vec<berth::release::board::Network>>,
+    /// Sets the board's `[time]` SNTP server.
+    pub time: Option<berth::release::board::time::TimeSync>,
     /// Appended to the board's extra QEMU arguments (a second network card).
     pub qemu_args: Vec<String>,
     /// A directory with the update scenarios' releases (`v2/`, `v3-bad/`):
@@ -210,6 +212,9 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         for n in nets {
             board.networks.push(n.clone()).map_err(|_| format!("{}: more than {} networks", board.name, berth::release::board::NETWORKS_MAX))?;
         }
+    }
+    if let Some(t) = &variant.time {
+        board.time = Some(t.clone());
     }
     for a in &variant.qemu_args {
         let a = a.as_str().try_into().map_err(|_| format!("{}: QEMU argument too long: {a}", board.name))?;

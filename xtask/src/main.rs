@@ -406,6 +406,12 @@ fn run(root: &Path, a: &Args) -> Result<(), String> {
 const PUSH_SOCKET: &str = "push.sock";
 
 /// `berth receive` on the push port, a host service added by `run` only.
+/// `berth time` as a host service (the `dhcp` variant: its SNTP server is
+/// the harness, reached through QEMU's user network at 10.0.2.2).
+fn time_service() -> Result<berth::release::board::Service, String> {
+    toml::from_str("name = \"time\"\nargv = [\"/sbin/berth\", \"time\"]\nrestart = \"on-failure\"\n").map_err(|e| format!("time service: {e}"))
+}
+
 fn receive_service() -> Result<berth::release::board::Service, String> {
     let text = format!("name = \"receive\"\nargv = [\"/sbin/berth\", \"receive\", \"{}\"]\nrestart = \"always\"\n", artifacts::PUSH_PORT);
     toml::from_str(&text).map_err(|e| format!("receive service: {e}"))
@@ -616,6 +622,8 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
             Variant {
                 suffix: "-dhcp".into(),
                 networks: Some(dhcp_networks()),
+                services: time_service().into_iter().collect(),
+                time: Some(berth::release::board::time::TimeSync { server: "10.0.2.2".try_into().unwrap_or_default(), port: 123, poll_s: 1024 }),
                 qemu_args: ["-netdev", "user,id=net1,restrict=on", "-device", "virtio-net-pci,netdev=net1"].map(String::from).to_vec(),
                 ..Default::default()
             },

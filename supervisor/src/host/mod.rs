@@ -9,3 +9,5 @@ pub mod dhcp;
 pub mod net;
 pub mod push;
 pub mod resolv;
+pub mod sntp;
+pub mod time;

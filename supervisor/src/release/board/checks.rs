@@ -46,6 +46,9 @@ impl Board {
         if let Some(b) = &self.bootloader {
             b.validate()?;
         }
+        if let Some(t) = &self.time {
+            t.validate()?;
+        }
         self.validate_hardware()?;
         self.validate_apparmor()?;
         Ok(())

@@ -19,6 +19,7 @@ mod hardening;
 mod network;
 pub mod never;
 mod service;
+pub mod time;
 use checks::valid_module;
 pub use emulation::{Kernel, Qemu};
 pub use hardening::Hardening;
@@ -250,6 +251,9 @@ pub struct Board {
     /// [`bootloader`]). None: one system, no slots.
     #[serde(default)]
     pub bootloader: Option<bootloader::Bootloader>,
+    /// The SNTP server `berth time` sets the clock from (`[time]`; [`time`]).
+    #[serde(default)]
+    pub time: Option<time::TimeSync>,
 }
 
 fn default_landlock() -> LandlockMode {
