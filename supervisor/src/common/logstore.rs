@@ -74,6 +74,13 @@ pub struct Line {
     pub text: String,
 }
 
+impl Line {
+    /// A line whose buffer holds [`TEXT_MAX`] bytes without growing.
+    fn empty() -> Line {
+        Line { seq: 0, t_ms: 0, wall_ms: None, text: String::with_capacity(TEXT_MAX) }
+    }
+}
+
 struct Stream {
     name: heapless::String<32>,
     ring: VecDeque<Line>,
@@ -123,7 +130,8 @@ impl Store {
         }
         let mut n = heapless::String::new();
         n.push_str(name).ok()?;
-        self.streams.push(Stream { name: n, ring: VecDeque::new(), next_seq: 1, dropped: 0, written: 0, file: None, file_bytes: 0 });
+        // The ring at its final size from the start (see `push_at`).
+        self.streams.push(Stream { name: n, ring: VecDeque::with_capacity(RING_LINES), next_seq: 1, dropped: 0, written: 0, file: None, file_bytes: 0 });
         Some(self.streams.len() - 1)
     }
 
@@ -145,7 +153,7 @@ impl Store {
                 None => continue,
             };
             for l in pending {
-                self.write(i, &l);
+                self.write(i, l.seq, l.t_ms, l.wall_ms, &l.text);
             }
         }
         Ok(())
@@ -153,6 +161,18 @@ impl Store {
 
     /// Stop writing files (shutdown: the data partition is about to be
     /// unmounted); lines from now on stay in the rings.
+    /// Forget `stream` (a container an update removed): its ring and slot
+    /// are freed, its file closed and kept. A stream of the name made later
+    /// starts afresh (its `seq` from 1).
+    pub fn evict(&mut self, stream: &str) {
+        if let Some(i) = self.streams.iter().position(|s| s.name == stream) {
+            let s = self.streams.remove(i);
+            if let Some(f) = s.file {
+                let _ = f.sync_all();
+            }
+        }
+    }
+
     pub fn close(&mut self) {
         for s in &mut self.streams {
             if let Some(f) = s.file.take() {
@@ -184,25 +204,33 @@ impl Store {
         let Some(s) = self.streams.get_mut(i) else {
             return;
         };
-        let line = Line { seq: s.next_seq, t_ms, wall_ms, text: cut.to_owned() };
+        let seq = s.next_seq;
         s.next_seq += 1;
-        if s.ring.len() >= RING_LINES {
-            s.ring.pop_front();
-        }
-        s.ring.push_back(line.clone());
+        // A full ring reuses its oldest line's buffer: once full, keeping a
+        // line allocates nothing (every buffer holds TEXT_MAX from the start).
+        let mut line = match s.ring.len() >= RING_LINES {
+            true => s.ring.pop_front().unwrap_or_else(Line::empty),
+            false => Line::empty(),
+        };
+        line.seq = seq;
+        line.t_ms = t_ms;
+        line.wall_ms = wall_ms;
+        line.text.clear();
+        line.text.push_str(cut);
+        s.ring.push_back(line);
         if self.dir.is_some() {
-            self.write(i, &line);
+            self.write(i, seq, t_ms, wall_ms, cut);
         }
     }
 
-    fn write(&mut self, i: usize, line: &Line) {
+    fn write(&mut self, i: usize, seq: u64, t_ms: u64, wall_ms: Option<u64>, text: &str) {
         let Some(dir) = self.dir.clone() else { return };
-        let mut record = record::encode(line.t_ms, line.wall_ms, &line.text);
+        let mut record = record::encode(t_ms, wall_ms, text);
         let header = record::header(self.boot.as_deref());
         let Some(s) = self.streams.get_mut(i) else {
             return;
         };
-        s.written = line.seq;
+        s.written = seq;
         let path = dir.join(file_name(&s.name));
         if s.file.is_some() && s.file_bytes + record.len() as u64 > FILE_MAX {
             // Rotate: the old `.1` goes, the current file becomes `.1`.
@@ -315,6 +343,38 @@ mod tests {
         let (more, next2, _) = s.read("sensor", Some(next), 100).unwrap();
         assert_eq!((more.len(), more[0].text.as_str(), next2), (1, "new", next + 1));
         assert!(s.read("nobody", None, 10).is_none());
+    }
+
+    #[test]
+    fn a_full_ring_reuses_its_buffers_and_an_evicted_stream_is_gone() {
+        let mut s = Store::new(1 << 20);
+        s.push("sensor", 0, "first");
+        let ring = |s: &Store| {
+            s.streams.iter().find(|x| x.name == "sensor").map(|x| (x.ring.capacity(), x.ring.iter().map(|l| l.text.as_ptr() as usize).collect::<Vec<_>>()))
+        };
+        let (cap, _) = ring(&s).unwrap();
+        assert!(cap >= RING_LINES);
+        for i in 1..RING_LINES {
+            s.push("sensor", i as u64, &"x".repeat(i % TEXT_MAX));
+        }
+        let (_, full) = ring(&s).unwrap();
+        // Past full, every line goes into a buffer the ring already had.
+        for i in 0..3 * RING_LINES {
+            s.push("sensor", i as u64, &"y".repeat(TEXT_MAX));
+        }
+        let (cap_after, buffers) = ring(&s).unwrap();
+        assert_eq!(cap_after, cap);
+        let mut a = full.clone();
+        let mut b = buffers.clone();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "the ring's line buffers were replaced");
+        s.push("other", 0, "o");
+        s.evict("sensor");
+        assert!(s.read("sensor", None, 10).is_none());
+        assert_eq!(s.read("other", None, 10).map(|r| r.0.len()), Some(1));
+        s.push("sensor", 1, "again");
+        assert_eq!(s.read("sensor", None, 10).map(|r| r.1), Some(1));
     }
 
     #[test]

@@ -495,6 +495,8 @@ impl Pid1 {
         if let (Some(epoll), Some(sock)) = (&self.epoll, &gone.spec.notify) {
             let _ = epoll.delete(sock);
         }
+        // Its output stream goes too: memory stays flat across updates.
+        crate::common::logstore::with(|s| s.evict(&gone.spec.name));
         drop(gone);
         let Some(epoll) = &self.epoll else { return };
         for (j, slot) in self.slots.iter().enumerate().skip(i) {

@@ -114,8 +114,8 @@ pub fn timeline(events: &[Event], names: &[String]) -> Result<Timeline, String> 
     Ok(Timeline { kernel_ms, stages, bars, ready_event: if every { "container.ready" } else { "container.start" }, reserve_kib })
 }
 
-/// Boot once; the timeline and berth's steady RSS.
-fn boot_once(art: &artifacts::Artifacts, n: usize, names: &[String]) -> Result<(Timeline, u64), String> {
+/// The boot's timeline, PID 1's VmRSS once settled, and the loop's worst stall (µs).
+fn boot_once(art: &artifacts::Artifacts, n: usize, names: &[String]) -> Result<(Timeline, u64, u64), String> {
     let runs = art.dir.join("runs");
     std::fs::create_dir_all(&runs).map_err(|e| e.to_string())?;
     let data = runs.join(format!("bench-boot-{n}.img"));
@@ -138,6 +138,9 @@ fn boot_once(art: &artifacts::Artifacts, n: usize, names: &[String]) -> Result<(
             }
         }
     }
+    // The loop's worst stall over the boot: the first reading of its
+    // recent record (the last 10 s or more) once everything started.
+    let stall_us = m.expect_agent_measure("loop_recent_us", Duration::from_secs(30))?;
     let started = Instant::now();
     let rss = loop {
         let v = m.expect_agent_measure("rss_kib", Duration::from_secs(30))?;
@@ -147,7 +150,7 @@ fn boot_once(art: &artifacts::Artifacts, n: usize, names: &[String]) -> Result<(
     };
     let events = m.events();
     m.kill();
-    Ok((timeline(&events, names)?, rss))
+    Ok((timeline(&events, names)?, rss, stall_us))
 }
 
 /// Boot `boots` times; fills `boot_*` and `rss_kib_steady`; returns the
@@ -159,11 +162,13 @@ pub fn run(root: &Path, boots: usize, report: &mut Report) -> Result<Timeline, S
     let names: Vec<String> = art.release.containers.iter().map(|c| c.name.to_string()).collect();
     let mut all = Vec::new();
     let mut rss = Vec::new();
+    let mut stalls = Vec::new();
     for n in 0..boots {
         crate::say(&format!("boot benchmark: boot {} of {boots} ({} containers, aarch64 under TCG)", n + 1, names.len()));
-        let (t, r) = boot_once(&art, n, &names)?;
+        let (t, r, stall_us) = boot_once(&art, n, &names)?;
         all.push(t);
         rss.push(r as f64);
+        stalls.push(stall_us as f64 / 1e3);
     }
     let kernel: Vec<f64> = all.iter().map(|t| t.kernel_ms).collect();
     let berth: Vec<f64> = all.iter().map(|t| t.all_ready_ms() - t.kernel_ms).collect();
@@ -173,6 +178,12 @@ pub fn run(root: &Path, boots: usize, report: &mut Report) -> Result<Timeline, S
     report.set(Field::from_stats("boot_ms_kernel", "ms", Stats::of(&kernel), "kernel start to berth's first event"));
     report.set(Field::from_stats("boot_ms_berth_to_all_ready", "ms", Stats::of(&berth), &note));
     report.set(Field::from_stats("boot_ratio_berth_vs_kernel", "x", Stats::of(&ratio), "per boot"));
+    report.set(Field::from_stats(
+        "loop_stall_ms_boot",
+        "ms",
+        Stats::of(&stalls),
+        "aarch64 under TCG; berth's longest loop handler or watchdog pet lateness (berthctl status, recent record) over the boot, per boot",
+    ));
     report.set(Field::from_stats(
         "rss_kib_steady",
         "KiB",

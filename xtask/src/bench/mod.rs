@@ -77,6 +77,7 @@ const FIELDS: &[(&str, &str, u8)] = &[
     ("size_bytes_x86_64", "bytes", 4),
     ("rss_kib_steady", "KiB", 3),
     ("memory_reserve_kib", "KiB", 3),
+    ("loop_stall_ms_boot", "ms", 3),
     ("rss_kib_after_restarts", "KiB", 4),
     ("loop_stall_ms_restarts", "ms", 4),
     ("update_ratio_vs_cold_start", "x", 5),
