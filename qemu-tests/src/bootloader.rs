@@ -154,7 +154,7 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
     if l.arch() != "x86_64" {
         return Vec::new();
     }
-    let table: Vec<(&'static str, Check)> = vec![("bootloader-grub", grub_slots)];
+    let table: Vec<(&'static str, Check)> = vec![("bootloader-grub", grub_slots), ("bootloader-verity", grub_verity)];
     cases_of(&l, table)
 }
 
@@ -284,6 +284,38 @@ fn grub_slots(l: &dyn Launch) -> Result<(), String> {
         }
         data = m.data_image().map(|p| p.to_path_buf());
         env = seen.env;
+    }
+    Ok(())
+}
+
+/// `bootloader-verity`: one bit flipped a third of the way into slot A's
+/// system image, on a fresh boot disk. The boot comes up on slot A (its
+/// initramfs carries the image's dm-verity root hash), and the initramfs
+/// refuses the image: one `system.verity step=read result=error` line for
+/// slot A's partition (`/dev/vda2`, the second on the disk), then
+/// `boot.failed` with the dm-verity reason, and berth never starts from
+/// the system image.
+fn grub_verity(l: &dyn Launch) -> Result<(), String> {
+    let base = limits(l.arch());
+    let lim = Limits { boot: base.boot + Duration::from_secs(120), step: base.step, halt: base.halt };
+    let spec = BootSpec { allow_reboot: true, ..spec("bootloader-verity", "bootloader") };
+    let disk = l.boot_disk(&spec)?;
+    l.alter_system(&disk, "A")?;
+    let mut m = l.boot_firmware(&spec, &disk)?;
+    let ev = m.expect_event("system.verity", lim.boot)?;
+    for (k, v) in [("device", "/dev/vda2"), ("step", "read"), ("result", "error")] {
+        crate::scenarios::field_is(&ev, k, v)?;
+    }
+    let failed = m.expect_event("boot.failed", lim.step)?;
+    crate::scenarios::field_is(&failed, "reason", "system image failed its dm-verity check")?;
+    let events = m.events();
+    m.kill();
+    if let Some(e) = events.iter().find(|e| e.name == "boot.start" && e.get("stage") == Some("system")) {
+        return Err(format!("berth started from the altered system image: {e:?}"));
+    }
+    let n = events.iter().filter(|e| e.name == "system.verity").count();
+    if n != 1 {
+        return Err(format!("{n} system.verity lines, want one"));
     }
     Ok(())
 }

@@ -83,6 +83,11 @@ pub trait Launch: Send + Sync {
     fn set_grubenv(&self, _disk: &std::path::Path, _block: &[u8]) -> Result<(), String> {
         Err(format!("{}: no bootloader boot", self.arch()))
     }
+    /// Flip one bit inside slot `slot`'s system image on `disk`; the
+    /// byte's offset in its partition.
+    fn alter_system(&self, _disk: &std::path::Path, _slot: &str) -> Result<u64, String> {
+        Err(format!("{}: no bootloader boot", self.arch()))
+    }
 }
 
 /// Time limits, scaled for the slowest emulated board.

@@ -34,6 +34,7 @@
 use crate::artifacts::Artifacts;
 use crate::cpio::Cpio;
 use crate::run_cmd;
+use berth::release::board::bootloader::SystemVerity;
 use qemu_tests::bootloader::{left_var, system_label, GrubEnv, ATTEMPTS, ORDER, SLOTS};
 use std::fs;
 use std::os::unix::fs::FileExt;
@@ -303,10 +304,11 @@ fn choose_loop() -> String {
 
 /// Slot `slot`'s initramfs: the board's, then one more archive with the
 /// board config naming the slot's system partition.
-fn slot_initramfs(a: &Artifacts, slot: &str) -> Result<Vec<u8>, String> {
+fn slot_initramfs(a: &Artifacts, slot: &str, verity: &SystemVerity) -> Result<Vec<u8>, String> {
     let mut board = a.board.clone();
     let dev = format!("PARTLABEL={}", system_label(slot));
     board.storage.system.device = dev.as_str().try_into().map_err(|_| format!("{dev}: too long for a board's device"))?;
+    board.storage.system.verity = Some(verity.clone());
     board.validate().map_err(|e| format!("board {} for slot {slot}: {e}", board.name))?;
     let mut extra = Cpio::new();
     extra.add_file("etc/berth/board.bin", 0o644, &board.to_postcard().map_err(|e| e.to_string())?);
@@ -327,7 +329,7 @@ fn mtool(tool: &str, image: &Path, offset: u64) -> Command {
 }
 
 /// The ESP's files in `work`, then the FAT image `work/esp.img` holding them.
-fn make_esp(a: &Artifacts, cmdline: &str, work: &Path) -> Result<PathBuf, String> {
+fn make_esp(a: &Artifacts, cmdline: &str, verity: &SystemVerity, work: &Path) -> Result<PathBuf, String> {
     let efi = work.join("BOOTX64.EFI");
     let mut mk = Command::new("grub-mkimage");
     mk.args(["-O", "x86_64-efi", "-d", GRUB_LIB, "-p", GRUB_DIR, "-o"]).arg(&efi).args(GRUB_MODULES);
@@ -346,7 +348,7 @@ fn make_esp(a: &Artifacts, cmdline: &str, work: &Path) -> Result<PathBuf, String
     let mut files = vec![(efi, format!("{GRUB_DIR}/BOOTX64.EFI")), (cfg, format!("{GRUB_DIR}/grub.cfg")), (env, format!("{GRUB_DIR}/grubenv"))];
     for slot in SLOTS {
         let initrd = work.join(format!("initramfs-{slot}"));
-        fs::write(&initrd, slot_initramfs(a, slot)?).map_err(|e| format!("{}: {e}", initrd.display()))?;
+        fs::write(&initrd, slot_initramfs(a, slot, verity)?).map_err(|e| format!("{}: {e}", initrd.display()))?;
         files.push((a.kernel.image.clone(), format!("/{slot}/vmlinuz")));
         files.push((initrd, format!("/{slot}/initramfs")));
     }
@@ -373,9 +375,18 @@ pub fn build(a: &Artifacts, cmdline: &str, out: &Path) -> Result<(), String> {
     let work = out.with_extension("esp.d");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let esp = make_esp(a, cmdline, &work)?;
+    // The slots' system image: the test system with its hash tree, whose
+    // root hash only the slots' initramfs (the boot artifact) carries.
+    let system = &work.join("system.img");
+    fs::copy(&a.system_test, system).map_err(|e| format!("{}: {e}", a.system_test.display()))?;
+    let v = crate::verity::append_tree(system, None)?;
+    let verity = SystemVerity {
+        size: fs::metadata(system).map_err(|e| format!("{}: {e}", system.display()))?.len(),
+        root: crate::verity::hex(&v.root).as_str().try_into().map_err(|_| "verity root: not 64 hex digits".to_string())?,
+        salt: crate::verity::hex(&v.salt).as_str().try_into().map_err(|_| "verity salt: not 64 hex digits".to_string())?,
+    };
+    let esp = make_esp(a, cmdline, &verity, &work)?;
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).map_err(|e| format!("{}: {e}", p.display()));
-    let system = &a.system_test;
     let (esp_bytes, system_bytes) = (size(&esp)?, size(system)?);
     let mut wanted = vec![(ESP_LABEL.to_string(), ESP_TYPE, esp_bytes)];
     wanted.extend(SLOTS.iter().map(|s| (system_label(s), LINUX_TYPE, system_bytes)));
@@ -405,6 +416,23 @@ fn esp_of(disk: &Path) -> Result<Part, String> {
     let f = fs::File::open(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
     f.read_exact_at(&mut head, 0).map_err(|e| format!("{}: reading its GPT: {e}", disk.display()))?;
     find_part(&head, ESP_LABEL).map_err(|e| format!("{}: {e}", disk.display()))
+}
+
+/// Flip one bit of a byte a third of the way into slot `slot`'s system
+/// image partition on `disk` (inside the squashfs data, before its hash
+/// tree); the byte's offset in the partition.
+pub fn alter_system(disk: &Path, slot: &str) -> Result<u64, String> {
+    let mut head = vec![0u8; ((2 + ENTRY_SECTORS) * SECTOR) as usize];
+    let f = fs::OpenOptions::new().read(true).write(true).open(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+    f.read_exact_at(&mut head, 0).map_err(|e| format!("{}: reading its GPT: {e}", disk.display()))?;
+    let p = find_part(&head, &system_label(slot)).map_err(|e| format!("{}: {e}", disk.display()))?;
+    let at = p.bytes() / 3;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, p.offset() + at).map_err(|e| format!("{}: {e}", disk.display()))?;
+    b[0] ^= 0x01;
+    f.write_all_at(&b, p.offset() + at).map_err(|e| format!("{}: {e}", disk.display()))?;
+    f.sync_all().map_err(|e| format!("{}: {e}", disk.display()))?;
+    Ok(at)
 }
 
 /// The environment block on the boot disk `disk`.

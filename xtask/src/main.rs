@@ -856,6 +856,10 @@ impl Launch for Launcher {
     fn set_grubenv(&self, disk: &Path, block: &[u8]) -> Result<(), String> {
         bootdisk::write_grubenv(disk, block)
     }
+
+    fn alter_system(&self, disk: &Path, slot: &str) -> Result<u64, String> {
+        bootdisk::alter_system(disk, slot)
+    }
 }
 
 /// The kernel command line a test boot adds: the agent's mode, the spec's own.

@@ -26,6 +26,7 @@ pub mod hooks;
 pub mod modules;
 pub mod mount;
 pub mod slot;
+pub mod sysverity;
 
 pub(crate) use crate::common::files::read_bounded;
 
@@ -154,6 +155,12 @@ fn initramfs_stage() -> ! {
     let mut sys = mount::system_root(&board);
     if !device_ready(&mut sys.source, board.storage.wait_ms) {
         failed("system image device did not appear", grace);
+    }
+    if let Some(v) = &board.storage.system.verity {
+        match sysverity::open(sys.source.as_str(), v) {
+            Ok(dm) => sys.source = mount::text(&dm),
+            Err(_) => failed("system image failed its dm-verity check", grace),
+        }
     }
     if mount::apply(core::slice::from_ref(&sys), &mut SysMounter) > 0 {
         failed("system image did not mount", grace);

@@ -297,7 +297,17 @@ pub fn open(file: &str, name: &str, img: &Image) -> Result<Device, (Step, Errno)
     let lo = OpenOptions::new().read(true).open(loop_path.as_str()).map_err(|e| (Step::OpenLoop, io(e)))?;
     sys::loop_configure_ro(lo.as_fd(), backing.as_fd(), BLOCK as u32).map_err(|e| (Step::LoopConfigure, e))?;
 
-    let params = table_params(&loop_path, img).map_err(|e| (Step::Table, e))?;
+    let (dm_name, path) = map(&loop_path, name, img)?;
+    Ok(Device { loop_path, dm_name, path })
+}
+
+/// Map `dev` (data then hash tree, as for an image file) as the read-only
+/// dm-verity device `name`: its device-mapper name and `/dev/dm-N` path.
+/// Also used for a system image on its own partition (no loop device).
+pub fn map(dev: &str, name: &str, img: &Image) -> Result<(heapless::String<64>, heapless::String<32>), (Step, Errno)> {
+    use std::fs::OpenOptions;
+    let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let params = table_params(dev, img).map_err(|e| (Step::Table, e))?;
     let data = data_blocks(img.size).ok_or((Step::Table, Errno::EINVAL))?;
     let sectors = data * (BLOCK / 512);
     let mapper = OpenOptions::new().read(true).write(true).open("/dev/mapper/control").map_err(|e| (Step::MapperControl, io(e)))?;
@@ -325,7 +335,7 @@ pub fn open(file: &str, name: &str, img: &Image) -> Result<Device, (Step, Errno)
     let _ = write!(path, "/dev/dm-{minor}");
     let mut dm_name = heapless::String::new();
     let _ = dm_name.push_str(name);
-    Ok(Device { loop_path, dm_name, path })
+    Ok((dm_name, path))
 }
 
 /// Remove the device-mapper device `name`, deferred: a device still open

@@ -45,3 +45,50 @@ impl Bootloader {
         Ok(())
     }
 }
+
+/// The system image's dm-verity parameters, carried by the boot artifact
+/// (the slot's initramfs: in a signed FIT on U-Boot boards), never read
+/// from a writable partition: the image on `storage.system` is its data
+/// then its hash tree, `size` bytes in all, and berth mounts it through
+/// dm-verity with `root` and `salt` (64 hex digits each), reading it whole
+/// once at boot so that an altered byte anywhere refuses the boot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemVerity {
+    pub size: u64,
+    pub root: heapless::String<64>,
+    pub salt: heapless::String<64>,
+}
+
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl SystemVerity {
+    /// The image as the release's images are described.
+    pub fn image(&self) -> Option<crate::release::Image> {
+        Some(crate::release::Image {
+            sha256: crate::release::manifest::Digest([0; 32]),
+            size: self.size,
+            verity_root: hex32(&self.root)?,
+            verity_salt: hex32(&self.salt)?,
+        })
+    }
+
+    pub(super) fn validate(&self) -> Result<(), BoardError> {
+        if crate::release::verity::data_blocks(self.size).is_none() {
+            return Err(err("storage.system.verity.size", "must be an image's size with its hash tree (whole 4 KiB blocks)"));
+        }
+        if hex32(&self.root).is_none() || hex32(&self.salt).is_none() {
+            return Err(err("storage.system.verity", "root and salt must be 64 hex digits each"));
+        }
+        Ok(())
+    }
+}

@@ -89,6 +89,12 @@ impl Board {
             if rw && dev.fstype != FsType::Ext4 {
                 return Err(err(format!("{field}.fstype"), "the data partition must be ext4"));
             }
+            if let Some(v) = &dev.verity {
+                if rw {
+                    return Err(err(format!("{field}.verity"), "only the system image is mounted through dm-verity"));
+                }
+                v.validate()?;
+            }
             if !rw && dev.fstype == FsType::Ext4 {
                 return Err(err(format!("{field}.fstype"), "the system image must be squashfs or erofs"));
             }

@@ -308,6 +308,10 @@ pub struct BlockDevice {
     pub device: Path,
     /// Filesystem on it.
     pub fstype: FsType,
+    /// The system image only: mount it through dm-verity with this root
+    /// hash (see [`bootloader::SystemVerity`]).
+    #[serde(default)]
+    pub verity: Option<bootloader::SystemVerity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

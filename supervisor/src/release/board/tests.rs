@@ -334,3 +334,25 @@ fn bootloader_table() {
     assert_eq!(e.field, "bootloader.env_device");
     assert!(t("kind = \"uboot\"\nenv_device = \"/dev/mtdblock1\"\nenv_path = \"/env\"").is_err());
 }
+
+#[test]
+fn system_verity() {
+    let h = "ab".repeat(32);
+    let t = |v: &str| {
+        Board::from_toml(&with(
+            "system = { device = \"/dev/vda\", fstype = \"squashfs\" }",
+            &format!("system = {{ device = \"/dev/vda\", fstype = \"squashfs\", verity = {v} }}"),
+        ))
+    };
+    let b = t(&format!("{{ size = {}, root = \"{h}\", salt = \"{h}\" }}", 4096 * 4)).unwrap();
+    let img = b.storage.system.verity.as_ref().and_then(|v| v.image()).unwrap();
+    // Three data blocks and their one hash block.
+    assert_eq!((img.size, img.verity_root), (16384, [0xab; 32]));
+    assert_eq!(t(&format!("{{ size = 4097, root = \"{h}\", salt = \"{h}\" }}")).unwrap_err().field, "storage.system.verity.size");
+    assert_eq!(t(&format!("{{ size = 16384, root = \"{}\", salt = \"{h}\" }}", "g".repeat(64))).unwrap_err().field, "storage.system.verity");
+    let data = with(
+        "data = { device = \"/dev/vdb\", fstype = \"ext4\" }",
+        &format!("data = {{ device = \"/dev/vdb\", fstype = \"ext4\", verity = {{ size = 8192, root = \"{h}\", salt = \"{h}\" }} }}"),
+    );
+    assert_eq!(Board::from_toml(&data).unwrap_err().field, "storage.data.verity");
+}
