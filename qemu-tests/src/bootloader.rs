@@ -151,10 +151,11 @@ pub fn choose(env: &mut GrubEnv) -> Option<String> {
 }
 
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
-    if l.arch() != "x86_64" {
-        return Vec::new();
-    }
-    let table: Vec<(&'static str, Check)> = vec![("bootloader-grub", grub_slots)];
+    let table: Vec<(&'static str, Check)> = match l.arch() {
+        "x86_64" => vec![("bootloader-grub", grub_slots)],
+        "aarch64" | "armv7" => vec![("bootloader-uboot", crate::ubootcase::uboot_slots)],
+        _ => Vec::new(),
+    };
     cases_of(&l, table)
 }
 
@@ -162,11 +163,11 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
 /// image berth mounted, the environment on the disk afterwards, and
 /// berth's `boot.slot` lines (its report, then its mark-good step).
 #[derive(Debug)]
-struct Seen {
-    slot: String,
-    system: String,
-    env: GrubEnv,
-    reports: Vec<String>,
+pub(crate) struct Seen {
+    pub(crate) slot: String,
+    pub(crate) system: String,
+    pub(crate) env: GrubEnv,
+    pub(crate) reports: Vec<String>,
 }
 
 /// What berth does after the boot script: the booted slot first, both
@@ -196,8 +197,12 @@ pub fn reports_for(slot: &str, env: &GrubEnv) -> Vec<String> {
 }
 
 /// A `boot.slot` event as `key=value` words, in the keys' fixed order.
-fn report_of(e: &crate::event::Event) -> String {
-    ["slot", "boot", "step", "first", "a_left", "b_left", "result"].iter().filter_map(|k| e.get(k).map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join(" ")
+pub(crate) fn report_of(e: &crate::event::Event) -> String {
+    ["slot", "bootloader", "boot", "step", "first", "a_left", "b_left", "result"]
+        .iter()
+        .filter_map(|k| e.get(k).map(|v| format!("{k}={v}")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The first difference between what boot `n` showed and what it must
@@ -213,17 +218,24 @@ pub fn first_difference(n: u32, slot: &str, env: &GrubEnv, seen_slot: &str, seen
     for (name, want) in &env.vars {
         let got = seen_env.get(name).unwrap_or("(absent)");
         if got != want {
-            return Some(format!("boot {n}: grubenv after the boot has {name}={got}, want {want}"));
+            return Some(format!("boot {n}: the environment after the boot has {name}={got}, want {want}"));
         }
     }
     if seen_env.vars.len() != env.vars.len() {
-        return Some(format!("boot {n}: grubenv after the boot has {:?}, want {:?}", seen_env.vars, env.vars));
+        return Some(format!("boot {n}: the environment after the boot has {:?}, want {:?}", seen_env.vars, env.vars));
     }
     None
 }
 
-/// Boot `spec` from `disk`, through to berth's power-off.
-fn boot_once(l: &dyn Launch, spec: &BootSpec, disk: &std::path::Path, lim: &Limits) -> Result<(Machine, Seen), String> {
+/// Boot `spec` from `disk`, through to berth's power-off; `read_env`
+/// reads the environment afterwards.
+pub(crate) fn boot_once(
+    l: &dyn Launch,
+    spec: &BootSpec,
+    disk: &std::path::Path,
+    lim: &Limits,
+    read_env: &dyn Fn() -> Result<GrubEnv, String>,
+) -> Result<(Machine, Seen), String> {
     let mut m = l.boot_firmware(spec, disk)?;
     expect_boot(&mut m, lim)?;
     let line = m.expect_line("AGENT slot=", lim.step)?;
@@ -231,7 +243,7 @@ fn boot_once(l: &dyn Launch, spec: &BootSpec, disk: &std::path::Path, lim: &Limi
     expect_poweroff(&mut m, "SIGTERM", lim)?;
     no_errors(&m, &[])?;
     let system = m.events().into_iter().find(|e| e.name == "device.wait").and_then(|e| e.get("device").map(str::to_string)).unwrap_or_default();
-    let env = GrubEnv::parse(&l.grubenv(disk)?)?;
+    let env = read_env()?;
     let reports = m.events().iter().filter(|e| e.name == "boot.slot").map(report_of).collect();
     Ok((m, Seen { slot, system, env, reports }))
 }
@@ -275,7 +287,7 @@ fn grub_slots(l: &dyn Launch) -> Result<(), String> {
         let reports = reports_for(&slot, &want);
         mark_good(&mut want, &slot);
         let spec = BootSpec { allow_reboot: true, data: data.clone(), ..spec(&format!("bootloader-grub-{n}"), "bootloader") };
-        let (m, seen) = boot_once(l, &spec, &disk, &lim)?;
+        let (m, seen) = boot_once(l, &spec, &disk, &lim, &|| GrubEnv::parse(&l.grubenv(&disk)?))?;
         if seen.reports != reports {
             return Err(format!("boot {n}: berth's boot.slot lines {:?}, want {reports:?}", seen.reports));
         }
