@@ -1,5 +1,6 @@
 //! The boot through the firmware and the bootloader (x86_64: OVMF and
-//! GRUB), and its A/B slot choice.
+//! GRUB; aarch64 and armv7: U-Boot, see [`crate::ubootcase`]), and its A/B
+//! slot choice.
 //!
 //! The boot disk (built by xtask's `bootdisk`) carries GRUB on its EFI
 //! system partition, a kernel and an initramfs per slot, and a system
@@ -26,6 +27,8 @@
 //!   left, and the script's reset boots slot A (see [`EDITS`]). The
 //!   verdict names the first difference from what [`choose`] computed
 //!   before the boot.
+//! - `bootloader-uboot` (aarch64, armv7): the same boots through U-Boot,
+//!   its environment in flash ([`crate::ubootcase`]).
 
 use crate::machine::Machine;
 use crate::scenario::Case;

@@ -3,7 +3,8 @@
 //!
 //! QEMU runs Debian's `u-boot-qemu` build for its `virt` machine
 //! (`qemu_arm64`, `qemu_arm`) with `-bios`, which puts it in the first
-//! flash bank. Those builds keep their environment in the second bank
+//! flash bank (as the package's README says; a pflash unit 0 would need
+//! `u-boot.bin` padded to the bank's 64 MiB). Those builds keep their environment in the second bank
 //! (`CONFIG_ENV_IS_IN_FLASH`, `CONFIG_ENV_ADDR=0x4000000`, the bank's
 //! start, `CONFIG_ENV_SIZE=0x40000`, not redundant), so each boot disk has
 //! its own 64 MiB flash image beside it ([`flash_of`]), given to QEMU as
