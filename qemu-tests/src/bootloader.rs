@@ -1,5 +1,6 @@
 //! The boot through the firmware and the bootloader (x86_64: OVMF and
-//! GRUB), and its A/B slot choice.
+//! GRUB; aarch64 and armv7: U-Boot, see [`crate::ubootcase`]), and its A/B
+//! slot choice.
 //!
 //! The boot disk (built by xtask's `bootdisk`) carries GRUB on its EFI
 //! system partition, a kernel and an initramfs per slot, and a system
@@ -26,6 +27,8 @@
 //!   left, and the script's reset boots slot A (see [`EDITS`]). The
 //!   verdict names the first difference from what [`choose`] computed
 //!   before the boot.
+//! - `bootloader-uboot` (aarch64, armv7): the same boots through U-Boot,
+//!   its environment in flash ([`crate::ubootcase`]).
 
 use crate::machine::Machine;
 use crate::scenario::Case;
@@ -151,10 +154,11 @@ pub fn choose(env: &mut GrubEnv) -> Option<String> {
 }
 
 pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
-    if l.arch() != "x86_64" {
-        return Vec::new();
-    }
-    let table: Vec<(&'static str, Check)> = vec![("bootloader-grub", grub_slots), ("bootloader-verity", grub_verity)];
+    let table: Vec<(&'static str, Check)> = match l.arch() {
+        "x86_64" => vec![("bootloader-grub", grub_slots), ("bootloader-verity", grub_verity)],
+        "aarch64" | "armv7" => vec![("bootloader-uboot", crate::ubootcase::uboot_slots)],
+        _ => Vec::new(),
+    };
     cases_of(&l, table)
 }
 
@@ -162,11 +166,11 @@ pub fn cases(l: Arc<dyn Launch>) -> Vec<Case> {
 /// image berth mounted, the environment on the disk afterwards, and
 /// berth's `boot.slot` lines (its report, then its mark-good step).
 #[derive(Debug)]
-struct Seen {
-    slot: String,
-    system: String,
-    env: GrubEnv,
-    reports: Vec<String>,
+pub(crate) struct Seen {
+    pub(crate) slot: String,
+    pub(crate) system: String,
+    pub(crate) env: GrubEnv,
+    pub(crate) reports: Vec<String>,
 }
 
 /// What berth does after the boot script: the booted slot first, both
@@ -196,8 +200,12 @@ pub fn reports_for(slot: &str, env: &GrubEnv) -> Vec<String> {
 }
 
 /// A `boot.slot` event as `key=value` words, in the keys' fixed order.
-fn report_of(e: &crate::event::Event) -> String {
-    ["slot", "boot", "step", "first", "a_left", "b_left", "result"].iter().filter_map(|k| e.get(k).map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join(" ")
+pub(crate) fn report_of(e: &crate::event::Event) -> String {
+    ["slot", "bootloader", "boot", "step", "first", "a_left", "b_left", "result"]
+        .iter()
+        .filter_map(|k| e.get(k).map(|v| format!("{k}={v}")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The first difference between what boot `n` showed and what it must
@@ -213,17 +221,24 @@ pub fn first_difference(n: u32, slot: &str, env: &GrubEnv, seen_slot: &str, seen
     for (name, want) in &env.vars {
         let got = seen_env.get(name).unwrap_or("(absent)");
         if got != want {
-            return Some(format!("boot {n}: grubenv after the boot has {name}={got}, want {want}"));
+            return Some(format!("boot {n}: the environment after the boot has {name}={got}, want {want}"));
         }
     }
     if seen_env.vars.len() != env.vars.len() {
-        return Some(format!("boot {n}: grubenv after the boot has {:?}, want {:?}", seen_env.vars, env.vars));
+        return Some(format!("boot {n}: the environment after the boot has {:?}, want {:?}", seen_env.vars, env.vars));
     }
     None
 }
 
-/// Boot `spec` from `disk`, through to berth's power-off.
-fn boot_once(l: &dyn Launch, spec: &BootSpec, disk: &std::path::Path, lim: &Limits) -> Result<(Machine, Seen), String> {
+/// Boot `spec` from `disk`, through to berth's power-off; `read_env`
+/// reads the environment afterwards.
+pub(crate) fn boot_once(
+    l: &dyn Launch,
+    spec: &BootSpec,
+    disk: &std::path::Path,
+    lim: &Limits,
+    read_env: &dyn Fn() -> Result<GrubEnv, String>,
+) -> Result<(Machine, Seen), String> {
     let mut m = l.boot_firmware(spec, disk)?;
     expect_boot(&mut m, lim)?;
     let line = m.expect_line("AGENT slot=", lim.step)?;
@@ -231,7 +246,7 @@ fn boot_once(l: &dyn Launch, spec: &BootSpec, disk: &std::path::Path, lim: &Limi
     expect_poweroff(&mut m, "SIGTERM", lim)?;
     no_errors(&m, &[])?;
     let system = m.events().into_iter().find(|e| e.name == "device.wait").and_then(|e| e.get("device").map(str::to_string)).unwrap_or_default();
-    let env = GrubEnv::parse(&l.grubenv(disk)?)?;
+    let env = read_env()?;
     let reports = m.events().iter().filter(|e| e.name == "boot.slot").map(report_of).collect();
     Ok((m, Seen { slot, system, env, reports }))
 }
@@ -275,7 +290,7 @@ fn grub_slots(l: &dyn Launch) -> Result<(), String> {
         let reports = reports_for(&slot, &want);
         mark_good(&mut want, &slot);
         let spec = BootSpec { allow_reboot: true, data: data.clone(), ..spec(&format!("bootloader-grub-{n}"), "bootloader") };
-        let (m, seen) = boot_once(l, &spec, &disk, &lim)?;
+        let (m, seen) = boot_once(l, &spec, &disk, &lim, &|| GrubEnv::parse(&l.grubenv(&disk)?))?;
         if seen.reports != reports {
             return Err(format!("boot {n}: berth's boot.slot lines {:?}, want {reports:?}", seen.reports));
         }

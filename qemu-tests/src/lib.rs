@@ -63,6 +63,7 @@ pub mod scenarios;
 pub mod staging;
 pub mod statusjson;
 pub mod trials;
+pub mod ubootcase;
 pub mod updates;
 pub mod volumes;
 pub mod waits;

@@ -88,6 +88,15 @@ pub trait Launch: Send + Sync {
     fn alter_system(&self, _disk: &std::path::Path, _slot: &str) -> Result<u64, String> {
         Err(format!("{}: no bootloader boot", self.arch()))
     }
+    /// The variables of U-Boot's environment kept for `disk` (its flash),
+    /// none before U-Boot first saved it.
+    fn ubootenv(&self, _disk: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+        Err(format!("{}: no U-Boot boot", self.arch()))
+    }
+    /// Replace U-Boot's environment kept for `disk` by `vars`.
+    fn set_ubootenv(&self, _disk: &std::path::Path, _vars: &[(String, String)]) -> Result<(), String> {
+        Err(format!("{}: no U-Boot boot", self.arch()))
+    }
 }
 
 /// Time limits, scaled for the slowest emulated board.

@@ -55,10 +55,10 @@ const GRUB_LIB: &str = "/usr/lib/grub/x86_64-efi";
 /// slot may use, the Linux loader, the script's commands.
 const GRUB_MODULES: &[&str] = &["part_gpt", "fat", "ext2", "squash4", "linux", "normal", "loadenv", "test", "echo", "configfile", "search", "boot", "efi_gop"];
 /// GPT partition type GUIDs: EFI system, Linux file system data.
-const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
-const LINUX_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+pub(crate) const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+pub(crate) const LINUX_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 const SECTOR: u64 = 512;
-const MIB: u64 = 1 << 20;
+pub(crate) const MIB: u64 = 1 << 20;
 /// GPT partition entries (the usual 128 of 128 bytes: 32 sectors).
 const ENTRIES: u64 = 128;
 const ENTRY_SIZE: u64 = 128;
@@ -72,17 +72,18 @@ pub struct Firmware {
     /// This run's writable copy of the variable store.
     pub vars: PathBuf,
     pub disk: PathBuf,
+    /// `code` goes to `-bios` (U-Boot) instead of the first pflash bank.
+    pub bios: bool,
 }
 
 impl Firmware {
     /// The firmware's pflash drives (code read-only, variables writable).
     pub fn pflash_args(&self) -> Vec<String> {
-        vec![
-            "-drive".into(),
-            format!("if=pflash,format=raw,unit=0,readonly=on,file={}", self.code.display()),
-            "-drive".into(),
-            format!("if=pflash,format=raw,unit=1,file={}", self.vars.display()),
-        ]
+        let code = match self.bios {
+            true => vec!["-bios".into(), self.code.display().to_string()],
+            false => vec!["-drive".into(), format!("if=pflash,format=raw,unit=0,readonly=on,file={}", self.code.display())],
+        };
+        code.into_iter().chain(["-drive".into(), format!("if=pflash,format=raw,unit=1,file={}", self.vars.display())]).collect()
     }
 
     /// The firmware of a run whose files go beside `disk`: a fresh copy of
@@ -97,7 +98,7 @@ impl Firmware {
         if !vars.is_file() {
             fs::copy(OVMF_VARS, &vars).map_err(|e| format!("copy {OVMF_VARS} -> {}: {e}", vars.display()))?;
         }
-        Ok(Firmware { code: OVMF_CODE.into(), vars, disk: disk.to_path_buf() })
+        Ok(Firmware { code: OVMF_CODE.into(), vars, disk: disk.to_path_buf(), bios: false })
     }
 }
 
@@ -304,7 +305,7 @@ fn choose_loop() -> String {
 
 /// Slot `slot`'s initramfs: the board's, then one more archive with the
 /// board config naming the slot's system partition.
-fn slot_initramfs(a: &Artifacts, slot: &str, verity: &SystemVerity) -> Result<Vec<u8>, String> {
+pub(crate) fn slot_initramfs(a: &Artifacts, slot: &str, verity: &SystemVerity) -> Result<Vec<u8>, String> {
     let mut board = a.board.clone();
     let dev = format!("PARTLABEL={}", system_label(slot));
     board.storage.system.device = dev.as_str().try_into().map_err(|_| format!("{dev}: too long for a board's device"))?;
@@ -322,7 +323,7 @@ fn slot_initramfs(a: &Artifacts, slot: &str, verity: &SystemVerity) -> Result<Ve
 
 /// mtools on the FAT at `offset` of `image`, without its geometry check
 /// (a partition's size need not be whole tracks).
-fn mtool(tool: &str, image: &Path, offset: u64) -> Command {
+pub(crate) fn mtool(tool: &str, image: &Path, offset: u64) -> Command {
     let mut cmd = Command::new(tool);
     cmd.env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(format!("{}@@{offset}", image.display()));
     cmd
@@ -375,27 +376,41 @@ pub fn build(a: &Artifacts, cmdline: &str, out: &Path) -> Result<(), String> {
     let work = out.with_extension("esp.d");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    // The slots' system image: the test system with its hash tree, whose
-    // root hash only the slots' initramfs (the boot artifact) carries.
-    let system = &work.join("system.img");
-    fs::copy(&a.system_test, system).map_err(|e| format!("{}: {e}", a.system_test.display()))?;
-    let v = crate::verity::append_tree(system, None)?;
+    let (system, verity) = verified_system(a, &work)?;
+    let esp = make_esp(a, cmdline, &verity, &work)?;
+    write_disk(&esp, ESP_LABEL, &system, out)?;
+    let _ = fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// The slots' system image in `work`: the test system with its dm-verity
+/// hash tree appended, and the parameters only the slots' initramfs (the
+/// boot artifact) carries.
+pub(crate) fn verified_system(a: &Artifacts, work: &Path) -> Result<(PathBuf, SystemVerity), String> {
+    let system = work.join("system.img");
+    fs::copy(&a.system_test, &system).map_err(|e| format!("{}: {e}", a.system_test.display()))?;
+    let v = crate::verity::append_tree(&system, None)?;
     let verity = SystemVerity {
-        size: fs::metadata(system).map_err(|e| format!("{}: {e}", system.display()))?.len(),
+        size: fs::metadata(&system).map_err(|e| format!("{}: {e}", system.display()))?.len(),
         root: crate::verity::hex(&v.root).as_str().try_into().map_err(|_| "verity root: not 64 hex digits".to_string())?,
         salt: crate::verity::hex(&v.salt).as_str().try_into().map_err(|_| "verity salt: not 64 hex digits".to_string())?,
     };
-    let esp = make_esp(a, cmdline, &verity, &work)?;
+    Ok((system, verity))
+}
+
+/// Write the disk `out`: the FAT image `boot` as its first partition
+/// (`boot_label`), then each slot's system partition holding `system`.
+pub(crate) fn write_disk(boot: &Path, boot_label: &str, system: &Path, out: &Path) -> Result<(), String> {
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).map_err(|e| format!("{}: {e}", p.display()));
-    let (esp_bytes, system_bytes) = (size(&esp)?, size(system)?);
-    let mut wanted = vec![(ESP_LABEL.to_string(), ESP_TYPE, esp_bytes)];
+    let (esp_bytes, system_bytes) = (size(boot)?, size(system)?);
+    let mut wanted = vec![(boot_label.to_string(), ESP_TYPE, esp_bytes)];
     wanted.extend(SLOTS.iter().map(|s| (system_label(s), LINUX_TYPE, system_bytes)));
     let wanted: Vec<(&str, &str, u64)> = wanted.iter().map(|(l, t, b)| (l.as_str(), *t, *b)).collect();
     let (parts, disk_bytes) = layout(&wanted)?;
     let _ = fs::remove_file(out);
     let f = fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     f.set_len(disk_bytes).map_err(|e| format!("{}: {e}", out.display()))?;
-    for (p, src) in parts.iter().zip(std::iter::once(&esp).chain(SLOTS.iter().map(|_| system))) {
+    for (p, src) in parts.iter().zip(std::iter::once(boot).chain(SLOTS.iter().map(|_| system))) {
         let bytes = fs::read(src).map_err(|e| format!("{}: {e}", src.display()))?;
         if bytes.len() as u64 > p.bytes() {
             return Err(format!("{} ({} bytes) does not fit its partition {} ({} bytes)", src.display(), bytes.len(), p.label, p.bytes()));
@@ -405,9 +420,7 @@ pub fn build(a: &Artifacts, cmdline: &str, out: &Path) -> Result<(), String> {
     for (at, bytes) in gpt(disk_bytes, &parts)? {
         f.write_all_at(&bytes, at).map_err(|e| format!("{}: GPT: {e}", out.display()))?;
     }
-    f.sync_all().map_err(|e| format!("{}: {e}", out.display()))?;
-    let _ = fs::remove_dir_all(&work);
-    Ok(())
+    f.sync_all().map_err(|e| format!("{}: {e}", out.display()))
 }
 
 /// The ESP of the boot disk `disk`.

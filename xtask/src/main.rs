@@ -27,6 +27,7 @@ mod tools;
 mod trial;
 mod trials;
 mod uapi;
+mod ubootdisk;
 mod updates;
 mod verity;
 mod writeoracle;
@@ -841,12 +842,30 @@ impl Launch for Launcher {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let disk = runs.join(format!("{}-{n}.boot.img", spec.name));
         let opts = BootOpts { agent: true, cmdline: test_cmdline(spec), ..Default::default() };
-        bootdisk::build(art, &artifacts::kernel_cmdline(art, &opts), &disk)?;
+        let cmdline = artifacts::kernel_cmdline(art, &opts);
+        match art.board.arch {
+            Arch::X86_64 => bootdisk::build(art, &cmdline, &disk)?,
+            _ => ubootdisk::build(art, &cmdline, &disk)?,
+        }
         Ok(disk)
     }
 
     fn boot_firmware(&self, spec: &BootSpec, disk: &Path) -> Result<Machine, String> {
-        self.boot_with(spec, Some(bootdisk::Firmware::for_disk(disk)?))
+        let arch = self.build_of(spec)?.board.arch;
+        let fw = match arch {
+            Arch::X86_64 => bootdisk::Firmware::for_disk(disk)?,
+            _ => ubootdisk::firmware_for_disk(arch, disk)?,
+        };
+        self.boot_with(spec, Some(fw))
+    }
+
+    fn ubootenv(&self, disk: &Path) -> Result<Vec<(String, String)>, String> {
+        ubootdisk::read_env(disk)
+    }
+
+    fn set_ubootenv(&self, disk: &Path, vars: &[(String, String)]) -> Result<(), String> {
+        let arch = self.builds.first().map(|(_, a)| a.board.arch).ok_or("no build")?;
+        ubootdisk::write_env(arch, disk, vars)
     }
 
     fn grubenv(&self, disk: &Path) -> Result<Vec<u8>, String> {
@@ -942,6 +961,10 @@ fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), S
     if arches.contains(&Arch::X86_64) {
         // The x86_64 bootloader case boots through OVMF and GRUB.
         tools::ensure_bootloader_tools()?;
+    }
+    if arches.iter().any(|a| matches!(a, Arch::Aarch64 | Arch::Armv7)) {
+        // The ARM bootloader case boots through U-Boot.
+        tools::ensure_uboot_tools()?;
     }
 
     say("fetching the kernel's syscall headers for the three ABIs");

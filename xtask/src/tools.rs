@@ -53,6 +53,19 @@ pub fn ensure_bootloader_tools() -> Result<(), String> {
     ensure_packages(BOOTLOADER_PACKAGES)
 }
 
+/// The packages of the U-Boot boot (aarch64 and armv7, see `ubootdisk`),
+/// installed only when a case boots that way: `u-boot-qemu` is U-Boot
+/// built for QEMU's `virt` machine (`qemu_arm64`, `qemu_arm`), the
+/// firmware QEMU runs; `u-boot-tools` has the `mkimage` that wraps the
+/// boot script into the `boot.scr` U-Boot runs; `dosfstools` and `mtools`
+/// make and fill the FAT boot partition as for GRUB.
+pub const UBOOT_PACKAGES: &[&str] = &["u-boot-qemu", "u-boot-tools", "mtools", "dosfstools"];
+
+/// Install the [`UBOOT_PACKAGES`] that are missing.
+pub fn ensure_uboot_tools() -> Result<(), String> {
+    ensure_packages(UBOOT_PACKAGES)
+}
+
 /// Codename used when /etc/os-release does not tell us.
 const DEFAULT_CODENAME: &str = "bookworm";
 
