@@ -54,6 +54,11 @@ pub fn collect(dir: &Path, container: &str, inbox_dir: &Path) -> io::Result<Vec<
         if kind != Kind::File || waiting(inbox_dir, &to) {
             continue;
         }
+        // A fresh data partition has no inbox until something is put there.
+        if let Err(e) = std::fs::create_dir_all(inbox_dir) {
+            out.push(Moved { from: name, to, result: Err(e) });
+            continue;
+        }
         let result = std::fs::rename(dir.join(&name), inbox_dir.join(&to)).and_then(|()| std::fs::File::open(inbox_dir)?.sync_all());
         out.push(Moved { from: name, to, result });
     }
@@ -81,7 +86,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         let (drop, inbox_dir) = (root.join("drop"), root.join("inbox"));
         std::fs::create_dir_all(&drop).unwrap();
-        std::fs::create_dir_all(&inbox_dir).unwrap();
+        // No inbox yet: the first move makes it.
+        std::fs::write(drop.join("first.bundle"), b"1").unwrap();
+        let moved = collect(&drop, "agent", &inbox_dir).unwrap();
+        assert_eq!(moved.iter().map(|m| (m.to.as_str(), m.result.is_ok())).collect::<Vec<_>>(), [("agent.first.bundle", true)]);
         std::fs::write(drop.join("a.bundle"), b"a").unwrap();
         std::fs::write(drop.join("b.bundle.part"), b"b").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", drop.join("c.bundle")).unwrap();
