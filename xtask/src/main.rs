@@ -1,5 +1,7 @@
 //! `cargo xtask`: build, boot and test berth. Installs what is missing itself.
 
+#[cfg(test)]
+mod agent_e2e;
 mod artifacts;
 mod bench;
 mod bundle;
@@ -8,6 +10,8 @@ mod cpio;
 mod crashreplay;
 mod cutmodel;
 mod fuzz;
+#[cfg(test)]
+mod goosebit;
 mod image;
 mod kernel;
 mod logreplay;

@@ -51,7 +51,10 @@ pub fn fetch(http: &Http, a: &Artifact, dir: &Path, max: u64) -> Result<PathBuf,
 fn receive(http: &Http, a: &Artifact, part: &Path, have: u64) -> Result<(), Fail> {
     let d = http.download(&a.href, have).map_err(Fail::Retry)?;
     let (mut file, offset) = match (d.status, have) {
-        (206, h) if h > 0 => (std::fs::OpenOptions::new().append(true).open(part).map_err(|e| io(part, e))?, h),
+        (206, h) if h > 0 => {
+            eprintln!("berth-agent: resuming {} at byte {h} of {} (206)", a.filename, a.size);
+            (std::fs::OpenOptions::new().append(true).open(part).map_err(|e| io(part, e))?, h)
+        }
         (200, h) => {
             if h > 0 {
                 eprintln!("berth-agent: the server ignored the range request (200, not 206): downloading {} from the start", a.filename);

@@ -44,7 +44,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    log(&format!("polling {} every server-given interval", cfg.poll_url()));
+    log(&format!("polling {}", cfg.poll_url()));
     if let Err(e) = agent::Agent::new(cfg).run(once) {
         log(&e);
         std::process::exit(1);
