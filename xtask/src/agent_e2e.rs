@@ -134,6 +134,20 @@ fn register(server: &Server, dev: &Device, agent: &Path, software: u64) {
     server.assign(dev.id, software).unwrap();
 }
 
+/// A config the agent cannot use stops it with exit status 2 and a
+/// message naming the field.
+#[test]
+fn a_bad_config_exits_2_naming_the_field() {
+    let agent = agent_binary(&root());
+    let path = std::env::temp_dir().join(format!("berth-agent-badconf-{}", std::process::id()));
+    std::fs::write(&path, "server = http://127.0.0.1:1\ncontroller_id = d\nboard = b\ndrop_dir = /d\nstate_dir = /s\nallow_plaintext = true\n").unwrap();
+    let out = Command::new(&agent).arg(&path).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("field `tenant`: missing"), "{said}");
+    std::fs::remove_file(&path).unwrap();
+}
+
 #[test]
 fn the_agent_against_goosebit_reports_success_and_a_rollback() {
     let root = root();

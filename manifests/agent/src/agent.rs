@@ -180,3 +180,112 @@ impl Agent {
         Ok(Round::Busy)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::testserver::{reply, serve_with};
+    use std::path::PathBuf;
+
+    fn agent(tag: &str, base: &str) -> (Agent, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("berth-agent-loop-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["drop", "state", "status"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let text = format!(
+            "server = {base}\ntenant = T\ncontroller_id = d\nboard = b\ndrop_dir = {d}/drop\nstate_dir = {d}/state\nstatus_dir = {d}/status\nallow_plaintext = true\nrequest_timeout_s = 5\n",
+            d = dir.display()
+        );
+        (Agent::new(crate::config::parse(&text).unwrap()), dir)
+    }
+
+    fn deployment(base: &str, href: &str, sha1: &str) -> Vec<Vec<u8>> {
+        let poll = format!(
+            r#"{{"config":{{"polling":{{"sleep":"00:00:05"}}}},"_links":{{"deploymentBase":{{"href":"{base}/T/controller/v1/d/deploymentBase/9?c=1"}}}}}}"#
+        );
+        let dep = format!(
+            r#"{{"id":"9","deployment":{{"chunks":[{{"version":"4.0.0","artifacts":[{{"filename":"x.bundle","size":5,"hashes":{{"sha1":"{sha1}"}},"_links":{{"download":{{"href":"{href}"}}}}}}]}}]}}}}"#
+        );
+        vec![reply("200 OK", "", poll.as_bytes()), reply("200 OK", "", dep.as_bytes())]
+    }
+
+    /// A download whose hash is wrong is reported as a failure naming the
+    /// hash, and nothing reaches the drop directory or the state.
+    #[test]
+    fn a_wrong_hash_is_reported_and_nothing_is_dropped() {
+        let s = serve_with(|base| {
+            let mut r = deployment(base, &format!("{base}/dl"), &"0".repeat(40));
+            r.push(reply("200 OK", "", b"hello"));
+            r.push(reply("200 OK", "", b"{}"));
+            r
+        });
+        let (mut a, dir) = agent("hash", &s.base);
+        assert!(matches!(a.round(), Ok(Round::Busy)));
+        let reqs = s.requests.lock().unwrap().clone();
+        assert!(reqs[3].starts_with("POST /T/controller/v1/d/deploymentBase/9/feedback "), "{}", reqs[3]);
+        assert!(reqs[3].contains(r#""execution":"closed""#) && reqs[3].contains(r#""finished":"failure""#) && reqs[3].contains("sha1 aaf4c61d"), "{}", reqs[3]);
+        assert_eq!(std::fs::read_dir(dir.join("drop")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(dir.join("state")).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// An artifact link to https (no TLS in this build) is refused and
+    /// reported, never fetched.
+    #[test]
+    fn an_https_artifact_link_is_refused_and_reported() {
+        let s = serve_with(|base| {
+            let mut r = deployment(base, "https://cdn.example/x.bundle", &"0".repeat(40));
+            r.push(reply("200 OK", "", b"{}"));
+            r
+        });
+        let (mut a, dir) = agent("tls", &s.base);
+        assert!(matches!(a.round(), Ok(Round::Busy)));
+        let reqs = s.requests.lock().unwrap().clone();
+        assert_eq!(reqs.len(), 3);
+        assert!(reqs[2].contains("https is not supported") && reqs[2].contains(r#""finished":"failure""#), "{}", reqs[2]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn pending(base: &str, boot_id: Option<&str>, dropped_at: u64) -> Pending {
+        Pending {
+            action_id: "9".into(),
+            feedback_url: format!("{base}/T/controller/v1/d/deploymentBase/9/feedback"),
+            bundle_id: "sha256:ab".into(),
+            expected_version: Some(4),
+            boot_id: boot_id.map(str::to_string),
+            dropped_at,
+        }
+    }
+
+    /// After a reboot with no `update` in the view, an older release
+    /// committed is a rollback; the pending action is cleared once the
+    /// server took the feedback.
+    #[test]
+    fn a_rollback_across_a_reboot_is_reported_and_cleared() {
+        let s = serve_with(|_| vec![reply("200 OK", "", b"{}")]);
+        let (mut a, dir) = agent("reboot", &s.base);
+        std::fs::write(dir.join("status/status.json"), r#"{"release":{"version":3,"phase":"committed"},"update":null}"#).unwrap();
+        state::save(&dir.join("state"), &pending(&s.base, Some("an-earlier-boot"), now())).unwrap();
+        assert!(matches!(a.round(), Ok(Round::Busy)));
+        let req = s.requests.lock().unwrap()[0].clone();
+        assert!(req.contains("cause: rolled back across a reboot") && req.contains(r#""finished":"failure""#), "{req}");
+        assert_eq!(state::load(&dir.join("state")), Ok(None));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// No verdict within the bound: "no result from berth"; before it, wait.
+    #[test]
+    fn no_verdict_in_time_is_a_failure() {
+        let s = serve_with(|_| vec![reply("200 OK", "", b"{}")]);
+        let (mut a, dir) = agent("timeout", &s.base);
+        std::fs::write(dir.join("status/status.json"), r#"{"release":{"version":3,"phase":"committed"},"update":null}"#).unwrap();
+        state::save(&dir.join("state"), &pending(&s.base, None, now())).unwrap();
+        assert!(matches!(a.round(), Ok(Round::Watching)));
+        state::save(&dir.join("state"), &pending(&s.base, None, now() - 1801)).unwrap();
+        assert!(matches!(a.round(), Ok(Round::Busy)));
+        let req = s.requests.lock().unwrap()[0].clone();
+        assert!(req.contains("no result from berth within 1800 s"), "{req}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

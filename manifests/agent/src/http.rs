@@ -124,8 +124,14 @@ pub mod testserver {
 
     /// Serves `replies` (each a full HTTP response) in order, one per connection.
     pub fn serve(replies: Vec<Vec<u8>>) -> Server {
+        serve_with(|_| replies)
+    }
+
+    /// As [`serve`], the replies made knowing the server's base URL.
+    pub fn serve_with(replies: impl FnOnce(&str) -> Vec<Vec<u8>>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let replies = replies(&base);
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         std::thread::spawn(move || {
