@@ -6,8 +6,9 @@
 //!
 //! One server, two devices:
 //! - `test-device`: registers (config data shows up in gooseBit), gets a
-//!   `.swu` made by [`crate::swu::wrap`] assigned, drops the bundle
-//!   byte-identical to the wrapped one, and once the status view says that
+//!   `.swu` made by [`crate::swu::wrap`] around a real signed bundle
+//!   assigned, drops the bundle byte-identical to the wrapped one (which
+//!   berth's own bundle check accepts), and once the status view says that
 //!   bundle is `committed`, gooseBit records the action finished;
 //! - `test-device-2`: the same release, resumed from a `.part` holding the
 //!   first half of the `.swu`; the status view says `rolled-back` with a
@@ -118,10 +119,37 @@ fn wait_exit(agent: &mut Child, dev: &Device, what: &str) {
     }
 }
 
-/// A bundle-sized payload; berth is not in this test, so its bytes need
-/// only be recognisable.
-fn bundle_bytes() -> Vec<u8> {
-    (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+/// A real signed bundle of release [`VERSION`] for [`BOARD`] (one small
+/// image with its verity tree, signed by a test key), as `cargo xtask
+/// bundle` writes them; returns its bytes and the key that verifies it.
+fn signed_bundle(dir: &Path) -> (Vec<u8>, berth::release::TrustedKeys) {
+    use berth::release::manifest::{Digest, Manifest};
+    let path = dir.join("app.img");
+    let data: Vec<u8> = (0..16 * 4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let verity = crate::verity::append_tree(&path, None).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let img = crate::image::Image { path, size: bytes.len() as u64, sha256: Sha256::digest(&bytes).into(), verity };
+    let text = format!("name = \"app\"\nversion = \"1\"\nimage = \"sha256:{}\"\n[entry]\nargv = [\"/app\"]\n", crate::verity::hex(&img.sha256));
+    let release = berth::release::Release {
+        version: VERSION,
+        board: BOARD.try_into().unwrap(),
+        downgrade: None,
+        containers: vec![Manifest::from_toml("app", &text).unwrap()].try_into().unwrap(),
+        images: vec![berth::release::Image { sha256: Digest(img.sha256), size: img.size, verity_root: img.verity.root, verity_salt: img.verity.salt }]
+            .try_into()
+            .unwrap(),
+        commit_window_s: 30,
+        reboot: false,
+        trial_deadline_s: 600,
+    };
+    let key = berth::release::signing_key_from_seed(&[7; 32]);
+    let mut keys = berth::release::TrustedKeys::new();
+    keys.add(key.verifying_key()).unwrap();
+    let signed = berth::release::sign(&release, &key).unwrap();
+    let out = dir.join("release.bundle");
+    crate::bundle::write(&out, &signed, &[&img]).unwrap();
+    (std::fs::read(&out).unwrap(), keys)
 }
 
 /// Registers the device (its config data), then assigns the software.
@@ -153,7 +181,10 @@ fn the_agent_against_goosebit_reports_success_and_a_rollback() {
     let root = root();
     let agent = agent_binary(&root);
     let server = Server::start(&root, "agent").unwrap_or_else(|e| panic!("gooseBit: {e}"));
-    let bundle = bundle_bytes();
+    let work = std::env::temp_dir().join(format!("berth-agent-e2e-bundle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let (bundle, keys) = signed_bundle(&work);
     let id = format!("sha256:{}", crate::verity::hex(&Sha256::digest(&bundle)));
     let swu = crate::swu::wrap(BOARD, VERSION, &bundle).unwrap();
     let software = server.upload(&format!("berth-{BOARD}-{VERSION}.swu"), &swu).unwrap();
@@ -163,6 +194,9 @@ fn the_agent_against_goosebit_reports_success_and_a_rollback() {
     register(&server, &one, &agent, software);
     let mut a = one.spawn(&agent);
     assert!(one.wait_drop(&mut a, &server) == bundle, "the dropped bundle differs from the wrapped one");
+    let file = std::fs::File::open(one.bundle_path()).unwrap();
+    let checked = berth::release::bundle::check_file(&file, &keys, Some(BOARD), None).unwrap_or_else(|e| panic!("berth refuses the dropped bundle: {e}"));
+    assert_eq!(checked.verified.release.version, VERSION);
     let pending = std::fs::read_to_string(one.dir.join("state").join("pending.json")).unwrap();
     assert!(pending.contains(&id) && pending.contains("\"expected_version\":7"), "{pending}");
     one.status(&format!(r#"{{"seq":1,"id":"{id}","bundle":"b","version":7,"phase":"committed","result":"ok","cause":null,"detail":""}}"#), 7);
@@ -195,7 +229,7 @@ fn the_agent_against_goosebit_reports_success_and_a_rollback() {
     assert_eq!(d["last_state"], "Error", "{d}");
     let log = server.device_log(two.id).unwrap();
     assert!(log.contains("cause: crash-loop") && log.contains("detail: sensor exited 3 times"), "{log}");
-    for dev in [one, two] {
-        let _ = std::fs::remove_dir_all(&dev.dir);
+    for dir in [one.dir, two.dir, work] {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
