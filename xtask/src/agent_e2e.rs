@@ -180,7 +180,8 @@ fn a_bad_config_exits_2_naming_the_field() {
 fn the_agent_against_goosebit_reports_success_and_a_rollback() {
     let root = root();
     let agent = agent_binary(&root);
-    let server = Server::start(&root, "agent").unwrap_or_else(|e| panic!("gooseBit: {e}"));
+    let server =
+        Server::start(&root, std::env::temp_dir().join(format!("berth-goosebit-{}", std::process::id())), None).unwrap_or_else(|e| panic!("gooseBit: {e}"));
     let work = std::env::temp_dir().join(format!("berth-agent-e2e-bundle-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();

@@ -13,7 +13,9 @@
 //! is off by default). The management API (`/api/v1/...`) takes a bearer
 //! token from `POST /login`.
 //!
-//! [`Server`] stops the server (its whole process group) when dropped.
+//! [`Server`] stops the server (its whole process group) when dropped, and
+//! the kernel stops it when xtask dies. `cargo xtask goosebit` runs one by
+//! hand (see [`serve`]).
 
 use crate::say;
 use std::io::{Read, Write};
@@ -86,24 +88,40 @@ fn free_port() -> Result<u16, String> {
 }
 
 impl Server {
-    /// Installs (once) and starts gooseBit with an empty database.
-    pub fn start(root: &Path, tag: &str) -> Result<Server, String> {
+    /// Installs (once) and starts gooseBit with an empty database in `dir`
+    /// (emptied first, removed when the server stops), on `port` or a free
+    /// one.
+    pub fn start(root: &Path, dir: PathBuf, port: Option<u16>) -> Result<Server, String> {
         let python = venv(root)?;
-        let dir = std::env::temp_dir().join(format!("berth-goosebit-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("artifacts")).map_err(|e| format!("{}: {e}", dir.display()))?;
         std::fs::write(dir.join("launch.py"), LAUNCHER).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log = std::fs::File::create(dir.join("server.log")).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let port = free_port()?;
-        let child = Command::new(&python)
+        let port = match port {
+            Some(p) => p,
+            None => free_port()?,
+        };
+        let mut cmd = Command::new(&python);
+        // SAFETY: between fork and exec, only prctl (async-signal-safe) runs;
+        // it asks the kernel to stop the server when xtask dies, so an
+        // interrupted run leaves no server behind.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg("launch.py")
             .args([&port.to_string(), ADMIN, PASSWORD])
             .current_dir(&dir)
             .env_remove("GOOSEBIT_SETTINGS")
             .env("GOOSEBIT_DB_URI", format!("sqlite://{}", dir.join("db.sqlite3").display()))
             .env("GOOSEBIT_ARTIFACTS_DIR", dir.join("artifacts"))
-            .env("GOOSEBIT_POLL_TIME", "00:00:01")
+            .env("GOOSEBIT_POLL_TIME", "00:00:10")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -180,7 +198,11 @@ impl Server {
         }
         serde_json::from_slice(&reply).map_err(|e| format!("{method} {path}: {e}"))
     }
+}
 
+/// The management calls the tests make.
+#[cfg(test)]
+impl Server {
     /// Uploads a `.swu` (gooseBit parses its `sw-description`); its software id.
     pub fn upload(&self, name: &str, bytes: &[u8]) -> Result<u64, String> {
         let boundary = "berth-test-boundary-7f3a";
@@ -211,6 +233,21 @@ impl Server {
     pub fn device_log(&self, id: &str) -> Result<String, String> {
         let v = self.json("GET", &format!("/api/v1/devices/{id}/log"), None)?;
         Ok(v["log"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+/// `cargo xtask goosebit [--port N]`: a gooseBit for trying the agent by
+/// hand, until interrupted (the server stops with xtask).
+pub fn serve(root: &Path, port: Option<u16>) -> Result<(), String> {
+    let mut s = Server::start(root, crate::cargo_target_dir(root).join("goosebit-serve"), port)?;
+    println!("gooseBit {VERSION}: {} (tenant DEFAULT; web UI and API user {ADMIN}, password {PASSWORD})", s.base());
+    println!("a guest on QEMU's user network reaches it as http://10.0.2.2:{}", s.port);
+    println!("Ctrl-C stops it");
+    loop {
+        if let Ok(Some(st)) = s.child.try_wait() {
+            return Err(format!("gooseBit exited ({st}):\n{}", s.log_tail()));
+        }
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 

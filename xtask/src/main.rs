@@ -10,7 +10,6 @@ mod cpio;
 mod crashreplay;
 mod cutmodel;
 mod fuzz;
-#[cfg(test)]
 mod goosebit;
 mod image;
 mod kernel;
@@ -91,6 +90,7 @@ fn main() -> ExitCode {
         Cmd::Inspect { .. } => inspect_image(&args),
         Cmd::SoakPowerCut { .. } => soak_power_cut(&root, &args),
         Cmd::CrashReplay { .. } => crash_replay(&root, &args),
+        Cmd::Goosebit { port } => goosebit::serve(&root, *port),
         Cmd::Notices { check: true, .. } => notices::check(&root),
         Cmd::Notices { render_check: true, .. } => notices::render_check(&root),
         Cmd::Notices { .. } => notices::generate(&root),
