@@ -134,7 +134,13 @@ impl Agent {
             return Err(format!("action {}: cannot save the pending action, bundle not dropped: {e}", d.action_id));
         }
         let id = staged.id.clone();
-        let at = staged.publish()?;
+        let at = match staged.publish() {
+            Ok(at) => at,
+            Err(e) => {
+                state::clear(&self.cfg.state_dir)?;
+                return self.close(&feedback, Finished::Failure, &[format!("cannot hand the bundle to berth: {e}")]);
+            }
+        };
         log(&format!("action {}: dropped {} ({id})", d.action_id, at.display()));
         let note = [format!("downloaded and handed to berth as {id}")];
         if let Err(e) = self.http.send_json("POST", &feedback, &ddi::feedback(Execution::Proceeding, Finished::None, &note)) {

@@ -184,10 +184,8 @@ mod tests {
         let s = serve(vec![reply("200 OK", "", br#"{"a":1}"#), reply("404 Not Found", "", b"no such device"), reply("200 OK", "", b"{nope")]);
         let h = http(100);
         assert_eq!(h.get_json(&format!("{}/p", s.base)).unwrap()["a"], 1);
-        assert!(
-            s.requests.lock().unwrap()[0].contains("authorization: GatewayToken g1")
-                || s.requests.lock().unwrap()[0].contains("Authorization: GatewayToken g1")
-        );
+        let first = s.requests.lock().unwrap()[0].to_ascii_lowercase();
+        assert!(first.contains("authorization: gatewaytoken g1"), "{first}");
         let e = h.get_json(&format!("{}/p", s.base)).unwrap_err();
         assert!(e.contains("HTTP 404: no such device"), "{e}");
         let e = h.get_json(&format!("{}/p", s.base)).unwrap_err();
