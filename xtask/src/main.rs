@@ -1,5 +1,7 @@
 //! `cargo xtask`: build, boot and test berth. Installs what is missing itself.
 
+#[cfg(test)]
+mod agent_e2e;
 mod artifacts;
 mod bench;
 mod bootdisk;
@@ -9,6 +11,7 @@ mod cpio;
 mod crashreplay;
 mod cutmodel;
 mod fuzz;
+mod goosebit;
 mod image;
 mod kernel;
 mod logreplay;
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Cmd::Inspect { .. } => inspect_image(&args),
         Cmd::SoakPowerCut { .. } => soak_power_cut(&root, &args),
         Cmd::CrashReplay { .. } => crash_replay(&root, &args),
+        Cmd::Goosebit { port } => goosebit::serve(&root, *port),
         Cmd::Notices { check: true, .. } => notices::check(&root),
         Cmd::Notices { render_check: true, .. } => notices::render_check(&root),
         Cmd::Notices { .. } => notices::generate(&root),
