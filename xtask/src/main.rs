@@ -5,6 +5,7 @@ mod agent_e2e;
 mod artifacts;
 mod bench;
 mod bootdisk;
+mod buildfiles;
 mod bundle;
 mod cli;
 mod cpio;
