@@ -53,6 +53,32 @@ asyncio.run(prepare())
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 "#;
 
+/// Copies one connection between stdin/stdout (QEMU's `guestfwd` for a
+/// guest connection) and the server: `relay.py PORT`.
+const RELAY: &str = r#"import os, socket, sys, threading
+
+server = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+
+
+def to_server():
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            break
+        server.sendall(data)
+    server.shutdown(socket.SHUT_WR)
+
+
+threading.Thread(target=to_server, daemon=True).start()
+while True:
+    data = server.recv(65536)
+    if not data:
+        break
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
+"#;
+
 /// The venv's python, installing gooseBit into it first if needed.
 pub fn venv(root: &Path) -> Result<PathBuf, String> {
     let dir = crate::cargo_target_dir(root).join("goosebit-venv");
@@ -77,6 +103,7 @@ pub fn venv(root: &Path) -> Result<PathBuf, String> {
 /// A running gooseBit.
 pub struct Server {
     child: Child,
+    python: PathBuf,
     dir: PathBuf,
     port: u16,
     token: String,
@@ -96,6 +123,7 @@ impl Server {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("artifacts")).map_err(|e| format!("{}: {e}", dir.display()))?;
         std::fs::write(dir.join("launch.py"), LAUNCHER).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::write(dir.join("relay.py"), RELAY).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log = std::fs::File::create(dir.join("server.log")).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let port = match port {
@@ -128,7 +156,7 @@ impl Server {
             .process_group(0)
             .spawn()
             .map_err(|e| format!("starting gooseBit: {e}"))?;
-        let mut s = Server { child, dir, port, token: String::new() };
+        let mut s = Server { child, python, dir, port, token: String::new() };
         s.wait_ready()?;
         s.token = s.login().map_err(|e| format!("{e}\n{}", s.log_tail()))?;
         Ok(s)
@@ -201,8 +229,13 @@ impl Server {
 }
 
 /// The management calls the tests make.
-#[cfg(test)]
 impl Server {
+    /// A QEMU `guestfwd` target that relays each guest connection to the
+    /// server (`cmd:`, one relay process a connection).
+    pub fn guestfwd(&self) -> String {
+        format!("cmd:{} {} {}", self.python.display(), self.dir.join("relay.py").display(), self.port)
+    }
+
     /// Uploads a `.swu` (gooseBit parses its `sw-description`); its software id.
     pub fn upload(&self, name: &str, bytes: &[u8]) -> Result<u64, String> {
         let boundary = "berth-test-boundary-7f3a";

@@ -11,6 +11,7 @@ mod cli;
 mod cpio;
 mod crashreplay;
 mod cutmodel;
+mod fleet;
 mod fuzz;
 mod goosebit;
 mod image;
@@ -745,6 +746,17 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 ..Default::default()
             },
         ),
+        // The fleet update scenarios (`fleet`): the update releases with
+        // berth-agent beside them.
+        (
+            "agent",
+            Variant {
+                suffix: "-agent".into(),
+                manifests: Some(root.join("qemu-tests/manifests/agent/v1")),
+                updates: Some(root.join("qemu-tests/manifests/agent")),
+                ..Default::default()
+            },
+        ),
     ]
 }
 
@@ -903,6 +915,7 @@ impl Launcher {
             cmdline: test_cmdline(spec),
             kvm: false,
             http_port: spec.http_port,
+            guestfwd: None,
             push: spec.push.clone(),
             console_socket: spec.console_socket.then(|| runs.join(format!("{}-{n}.console.sock", spec.name))),
             direct_data: spec.direct_data,
@@ -994,6 +1007,7 @@ fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), S
             let (root, board) = (root.to_path_buf(), board.clone());
             cases.push(qemu_tests::scenario::case(name, move || trial::user_update_test(&root, &board)));
         }
+        cases.extend(fleet::cases(root, &builds, &filters));
         let replay = builds.iter().find(|(v, _)| *v == "crash-replay").map(|(_, a)| a.clone());
         let launcher = Launcher { builds, release: demo_release(root)?, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);

@@ -140,11 +140,21 @@ fn main() {
             logsock::ctl_clients();
         }
         say("AGENT done");
-    } else if mode == "controls" || mode == "check-window" {
+    } else if mode == "controls" || mode == "check-window" || mode == "fleet" {
         // Their releases have none of the demo's containers: no general
-        // checks. The check window's verdict comes from its probe.
+        // checks. The check window's verdict comes from its probe, the
+        // fleet update's from berth's events and the server.
         if mode == "controls" {
             controls::run();
+        }
+        if mode == "fleet" {
+            // berth does not make its inbox itself (a `berth receive`, a
+            // push or the image builder does), and its move of a dropped
+            // bundle fails with ENOENT without it: made here, as a device
+            // that ever took a bundle has it.
+            if let Err(e) = fs::create_dir_all(INBOX) {
+                report("inbox", false, &format!("cannot make {INBOX}: {e}"));
+            }
         }
         say("AGENT done");
     } else if mode == "volumes" {
