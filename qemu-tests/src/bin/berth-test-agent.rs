@@ -147,15 +147,6 @@ fn main() {
         if mode == "controls" {
             controls::run();
         }
-        if mode == "fleet" {
-            // berth does not make its inbox itself (a `berth receive`, a
-            // push or the image builder does), and its move of a dropped
-            // bundle fails with ENOENT without it: made here, as a device
-            // that ever took a bundle has it.
-            if let Err(e) = fs::create_dir_all(INBOX) {
-                report("inbox", false, &format!("cannot make {INBOX}: {e}"));
-            }
-        }
         say("AGENT done");
     } else if mode == "volumes" {
         // The volume scenario's own release: no general checks.
