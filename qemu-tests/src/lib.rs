@@ -49,6 +49,7 @@ pub mod cutverdict;
 pub mod errno;
 pub mod event;
 pub mod faults;
+pub mod fleet;
 pub mod floor;
 pub mod inboxfull;
 pub mod logquota;

@@ -606,6 +606,12 @@ pub struct BootOpts {
     pub kvm: bool,
     /// Forward this host port (on 127.0.0.1) to the guest's port 8080.
     pub http_port: Option<u16>,
+    /// Hand the guest's connections to [`GUEST_FWD_SERVER`] to this QEMU
+    /// `guestfwd` target: `cmd:PROGRAM ARGS` started for each connection
+    /// with it on stdin and stdout (a relay to a server on the host's
+    /// loopback, such as the fleet update tests' gooseBit; a `tcp:` target
+    /// would carry one connection only, made when QEMU starts).
+    pub guestfwd: Option<String>,
     /// A virtio serial port named [`PUSH_PORT`] whose host end is a Unix
     /// socket at this path (QEMU listens), for `cargo xtask push`.
     pub push: Option<PathBuf>,
@@ -645,6 +651,24 @@ pub const PUSH_PORT: &str = "berth.push";
 
 /// The guest port the demo's status page listens on.
 pub const GUEST_HTTP_PORT: u16 = 8080;
+
+/// The address on QEMU's user network that [`BootOpts::guestfwd`]
+/// forwards to the host (not the gateway, 10.0.2.2, which the guest
+/// reaches for everything else).
+pub const GUEST_FWD_SERVER: &str = "10.0.2.100:8080";
+
+/// The `-netdev` of the guest's eth0 (QEMU's user networking).
+fn user_netdev(opts: &BootOpts) -> String {
+    let mut netdev = "user,id=net0".to_string();
+    if let Some(port) = opts.http_port {
+        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:{GUEST_HTTP_PORT}"));
+    }
+    if let Some(target) = &opts.guestfwd {
+        // QEMU's option syntax: a comma in a value is written twice.
+        netdev.push_str(&format!(",guestfwd=tcp:{GUEST_FWD_SERVER}-{}", target.replace(',', ",,")));
+    }
+    netdev
+}
 
 /// The kernel command line of a boot: the console, the board's line, the
 /// agent's start and the boot's own additions.
@@ -708,10 +732,7 @@ pub fn qemu_args(a: &Artifacts, data: &Path, opts: &BootOpts) -> (String, Vec<St
         format!("{},drive=data", q.block_device),
         // QEMU's user networking (no host privileges): the guest's eth0.
         "-netdev".into(),
-        match opts.http_port {
-            Some(port) => format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_HTTP_PORT}"),
-            None => "user,id=net0".into(),
-        },
+        user_netdev(opts),
         "-device".into(),
         format!("{},netdev=net0", q.net_device),
     ]);
@@ -746,6 +767,13 @@ mod tests {
         let need = data_need_mib(5 << 20, 110 << 20, 4 << 20);
         let raw = (5 + 220 + 4) as f64 * 1.25 + 16.0;
         assert!(need as f64 >= raw && need.is_multiple_of(8) && (need as f64) < raw + 8.0, "{need} MiB for {raw}");
+    }
+
+    #[test]
+    fn the_user_netdev_forwards_only_what_it_is_asked_to() {
+        assert_eq!(user_netdev(&BootOpts::default()), "user,id=net0");
+        let both = BootOpts { http_port: Some(9000), guestfwd: Some("cmd:relay a,b 9100".into()), ..Default::default() };
+        assert_eq!(user_netdev(&both), "user,id=net0,hostfwd=tcp:127.0.0.1:9000-:8080,guestfwd=tcp:10.0.2.100:8080-cmd:relay a,,b 9100");
     }
 
     #[test]

@@ -125,6 +125,12 @@ pub enum Cmd {
         #[arg(long)]
         render_check: bool,
     },
+    /// Run a gooseBit (hawkBit DDI server, pinned, installed on first use) on 127.0.0.1 until Ctrl-C
+    Goosebit {
+        /// The port (default: a free one)
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
+    },
     /// Validate board config files
     CheckBoard {
         #[arg(value_name = "FILE", required = true)]
@@ -322,7 +328,7 @@ pub fn args(cmd: &Cmd) -> Args {
         Cmd::Inspect { image, salt } => Args { rest: vec![image.clone()], salt: salt.clone(), ..Args::default() },
         Cmd::SoakPowerCut { arch, count, seed } => Args { arches: arch.iter().copied().collect(), count: *count, seed: *seed, ..Args::default() },
         Cmd::CrashReplay { seed, log, data } => Args { seed: *seed, rest: log.iter().chain(data).cloned().collect(), ..Args::default() },
-        Cmd::Notices { .. } | Cmd::Bench { .. } | Cmd::Completions { .. } => Args::default(),
+        Cmd::Notices { .. } | Cmd::Goosebit { .. } | Cmd::Bench { .. } | Cmd::Completions { .. } => Args::default(),
     }
 }
 

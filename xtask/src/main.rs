@@ -1,14 +1,19 @@
 //! `cargo xtask`: build, boot and test berth. Installs what is missing itself.
 
+#[cfg(test)]
+mod agent_e2e;
 mod artifacts;
 mod bench;
 mod bootdisk;
+mod buildfiles;
 mod bundle;
 mod cli;
 mod cpio;
 mod crashreplay;
 mod cutmodel;
+mod fleet;
 mod fuzz;
+mod goosebit;
 mod image;
 mod kernel;
 mod logreplay;
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
         Cmd::Inspect { .. } => inspect_image(&args),
         Cmd::SoakPowerCut { .. } => soak_power_cut(&root, &args),
         Cmd::CrashReplay { .. } => crash_replay(&root, &args),
+        Cmd::Goosebit { port } => goosebit::serve(&root, *port),
         Cmd::Notices { check: true, .. } => notices::check(&root),
         Cmd::Notices { render_check: true, .. } => notices::render_check(&root),
         Cmd::Notices { .. } => notices::generate(&root),
@@ -741,6 +747,17 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 ..Default::default()
             },
         ),
+        // The fleet update scenarios (`fleet`): the update releases with
+        // berth-agent beside them.
+        (
+            "agent",
+            Variant {
+                suffix: "-agent".into(),
+                manifests: Some(root.join("qemu-tests/manifests/agent/v1")),
+                updates: Some(root.join("qemu-tests/manifests/agent")),
+                ..Default::default()
+            },
+        ),
     ]
 }
 
@@ -917,6 +934,7 @@ impl Launcher {
             cmdline: test_cmdline(spec),
             kvm: false,
             http_port: spec.http_port,
+            guestfwd: None,
             push: spec.push.clone(),
             console_socket: spec.console_socket.then(|| runs.join(format!("{}-{n}.console.sock", spec.name))),
             direct_data: spec.direct_data,
@@ -1012,6 +1030,7 @@ fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), S
             let (root, board) = (root.to_path_buf(), board.clone());
             cases.push(qemu_tests::scenario::case(name, move || trial::user_update_test(&root, &board)));
         }
+        cases.extend(fleet::cases(root, &builds, &filters));
         let replay = builds.iter().find(|(v, _)| *v == "crash-replay").map(|(_, a)| a.clone());
         let launcher = Launcher { builds, release: demo_release(root)?, counter: AtomicU32::new(0) };
         let launcher: std::sync::Arc<dyn Launch> = std::sync::Arc::new(launcher);

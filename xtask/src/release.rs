@@ -168,7 +168,8 @@ fn write_random(path: &Path, mib: u64) -> Result<(), String> {
 /// image layout or a `docker save` tar, imported for the board's
 /// architecture; the import's notes are printed). `dirs` (with `cargo_bin`
 /// or `debian_package`) adds empty directories, such as mount points
-/// (`/run/berth-status` for the status view). `random_mib = N` (with
+/// (`/run/berth-status` for the status view); `files` (with `cargo_bin`)
+/// adds host files (`crate::buildfiles`). `random_mib = N` (with
 /// `cargo_bin`, 1 to 4096) adds `/random.bin`, N MiB of pseudo-random
 /// bytes (the same at every build; incompressible), for tests of big images.
 fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Table, out: &Path) -> Result<Image, String> {
@@ -180,8 +181,8 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
         }
     };
     for k in build.keys() {
-        if !["cargo_bin", "package", "setuid_copy", "copies", "dirs", "random_mib", "debian_package", "symlinks", "binary", "dir", "oci"].contains(&k.as_str())
-        {
+        let known = ["cargo_bin", "package", "setuid_copy", "copies", "dirs", "files", "random_mib", "debian_package", "symlinks", "binary", "dir", "oci"];
+        if !known.contains(&k.as_str()) {
             return Err(format!("{}: unknown (cargo_bin, debian_package, binary, dir or oci)", field(k)));
         }
     }
@@ -216,6 +217,10 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
     };
     if random_mib.is_some() && !build.contains_key("cargo_bin") {
         return Err(format!("{}: goes with cargo_bin", field("random_mib")));
+    }
+    let files = crate::buildfiles::parse(name, dir, build.get("files"))?;
+    if !files.is_empty() && !build.contains_key("cargo_bin") {
+        return Err(format!("{}: goes with cargo_bin", field("files")));
     }
     let make_dirs = |stage: &Path| -> Result<(), String> {
         for d in ["bin", "dev", "mnt", "proc", "sys", "tmp"].iter().map(PathBuf::from).chain(dirs.iter().cloned()) {
@@ -260,7 +265,7 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
         let package = text("package")?.unwrap_or("berth-demo-apps");
         let bin = cross_build(root, arch, package, bin_name).map_err(|e| format!("{}: {e}", field("cargo_bin")))?;
         let setuid = text("setuid_copy")?.map(|p| inside("setuid_copy", p)).transpose()?;
-        if setuid.is_none() && copies.is_empty() && dirs.is_empty() && random_mib.is_none() {
+        if setuid.is_none() && copies.is_empty() && dirs.is_empty() && files.is_empty() && random_mib.is_none() {
             return image::from_binary(&bin, out);
         }
         let stage = out.with_extension("root");
@@ -284,6 +289,7 @@ fn build_image(root: &Path, arch: Arch, dir: &Path, name: &str, build: &toml::Ta
         if let Some(mib) = random_mib {
             write_random(&stage.join("random.bin"), mib)?;
         }
+        crate::buildfiles::install(&stage, &files)?;
         let img = image::from_dir(&stage, out);
         let _ = fs::remove_dir_all(&stage);
         return img;

@@ -31,6 +31,9 @@ const BASE_PACKAGES: &[&str] = &[
     "openssl",
     "cpp",
     "apparmor",
+    // The update agent's test runs gooseBit (Python 3.11 or later, from
+    // PyPI) in a venv under the target directory.
+    "python3-venv",
 ];
 
 /// QEMU packages. They come from the backports suite: the newer qemu-utils

@@ -21,12 +21,13 @@ fn error_of(line: &[&str]) -> clap::Error {
     }
 }
 
-const COMMANDS: [&str; 17] = [
+const COMMANDS: [&str; 18] = [
     "build",
     "run",
     "push",
     "test",
     "notices",
+    "goosebit",
     "check-board",
     "keygen",
     "keyid",
