@@ -425,20 +425,23 @@ pub(crate) fn write_disk(boot: &Path, boot_label: &str, system: &Path, out: &Pat
 
 /// The ESP of the boot disk `disk`.
 fn esp_of(disk: &Path) -> Result<Part, String> {
+    part_of(disk, ESP_LABEL)
+}
+
+/// The partition named `label` on the boot disk `disk`, read from its GPT.
+fn part_of(disk: &Path, label: &str) -> Result<Part, String> {
     let mut head = vec![0u8; ((2 + ENTRY_SECTORS) * SECTOR) as usize];
     let f = fs::File::open(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
     f.read_exact_at(&mut head, 0).map_err(|e| format!("{}: reading its GPT: {e}", disk.display()))?;
-    find_part(&head, ESP_LABEL).map_err(|e| format!("{}: {e}", disk.display()))
+    find_part(&head, label).map_err(|e| format!("{}: {e}", disk.display()))
 }
 
 /// Flip one bit of a byte a third of the way into slot `slot`'s system
 /// image partition on `disk` (inside the squashfs data, before its hash
 /// tree); the byte's offset in the partition.
 pub fn alter_system(disk: &Path, slot: &str) -> Result<u64, String> {
-    let mut head = vec![0u8; ((2 + ENTRY_SECTORS) * SECTOR) as usize];
+    let p = part_of(disk, &system_label(slot))?;
     let f = fs::OpenOptions::new().read(true).write(true).open(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
-    f.read_exact_at(&mut head, 0).map_err(|e| format!("{}: reading its GPT: {e}", disk.display()))?;
-    let p = find_part(&head, &system_label(slot)).map_err(|e| format!("{}: {e}", disk.display()))?;
     let at = p.bytes() / 3;
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, p.offset() + at).map_err(|e| format!("{}: {e}", disk.display()))?;
