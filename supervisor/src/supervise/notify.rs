@@ -73,15 +73,22 @@ pub fn drain(sock: &UnixDatagram) -> Message {
     // Bounded: a flooding container cannot hold the loop.
     for _ in 0..64 {
         let Ok(n) = sock.recv(&mut buf) else { break };
-        let m = parse(buf.get(..n).unwrap_or(&[]));
-        all.ready |= m.ready;
-        all.watchdog |= m.watchdog;
-        all.stopping |= m.stopping;
-        if m.status.is_some() {
-            all.status = m.status;
-        }
+        all.merge(parse(buf.get(..n).unwrap_or(&[])));
     }
     all
+}
+
+impl Message {
+    /// Fold a later message into this one: flags accumulate, the newest
+    /// `STATUS=` wins.
+    pub fn merge(&mut self, later: Message) {
+        self.ready |= later.ready;
+        self.watchdog |= later.watchdog;
+        self.stopping |= later.stopping;
+        if later.status.is_some() {
+            self.status = later.status;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -95,6 +102,15 @@ mod tests {
         assert_eq!(m.status.as_deref(), Some("warming up"));
         assert!(parse(b"WATCHDOG=1").watchdog);
         assert!(parse(b"STOPPING=1\n").stopping);
+    }
+
+    #[test]
+    fn merge_keeps_every_flag_and_the_newest_status() {
+        let mut early = parse(b"READY=1\nSTATUS=one");
+        early.merge(parse(b"WATCHDOG=1"));
+        early.merge(parse(b"STATUS=two"));
+        assert!(early.ready && early.watchdog && !early.stopping);
+        assert_eq!(early.status.as_deref(), Some("two"));
     }
 
     #[test]

@@ -264,8 +264,21 @@ impl Pid1 {
         };
         let m = crate::supervise::notify::drain(sock);
         if slot.pid.is_none() {
+            // Said between the fork and the loop seeing the exec: kept for
+            // when the start completes, never lost.
+            if let Some(st) = slot.starting.as_mut() {
+                st.early.merge(m);
+            }
             return;
         }
+        self.apply_notify(i, m, now);
+    }
+
+    /// Apply what container `i`'s running init said.
+    pub(super) fn apply_notify(&mut self, i: usize, m: crate::supervise::notify::Message, now: f64) {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
         if let Some(st) = &m.status {
             slot.status = Some(st.clone());
         }

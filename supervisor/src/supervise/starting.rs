@@ -58,6 +58,9 @@ pub(super) struct Starting {
     /// The init's raw wait status, when it ended (and was reaped) before
     /// the loop read the handshake's end: replayed once it is started.
     init_ended: Option<i32>,
+    /// What the new run said on its notify socket before the loop saw its
+    /// exec (its `READY=1` may come first): applied once it is started.
+    pub(super) early: crate::supervise::notify::Message,
 }
 
 /// A slot's volume shift before its start (see [`crate::confine::container::shift`]).
@@ -114,7 +117,7 @@ impl Pid1 {
                 slot.told_waiting = false;
                 slot.deferred = 0;
                 slot.state = SlotState::Starting;
-                let mut st = Starting { launching, deadline: Deadline::new(now), up_watched: false, init_ended: None };
+                let mut st = Starting { launching, deadline: Deadline::new(now), up_watched: false, init_ended: None, early: Default::default() };
                 if let Some(epoll) = &self.epoll {
                     let token = TOKEN_START + TOKENS * i as u64;
                     let p = &st.launching.pending;
@@ -230,7 +233,7 @@ impl Pid1 {
             return;
         };
         self.unwatch_start(&st);
-        let Starting { launching, init_ended, .. } = *st;
+        let Starting { launching, init_ended, early, .. } = *st;
         let crate::confine::containers::Launching { pending, output, cgroup } = launching;
         // The intermediate has exited (its end of the error pipe closed);
         // its exit may not be read yet.
@@ -259,7 +262,7 @@ impl Pid1 {
             // Its dependents may start now.
             self.became_ready(i, "start");
         } else {
-            self.arm_deadline();
+            self.apply_notify(i, early, now);
         }
         if let Some(status) = init_ended {
             // It ran and ended before the loop saw it start (its exit came
