@@ -13,6 +13,12 @@
 //! - `test-device-2`: the same release, resumed from a `.part` holding the
 //!   first half of the `.swu`; the status view says `rolled-back` with a
 //!   cause, and gooseBit records the failure with the cause in its log.
+//!
+//! Transport security ([`tls`]) and download faults ([`faults`]) have their
+//! own servers.
+
+mod faults;
+mod tls;
 
 use crate::goosebit::Server;
 use sha2::{Digest as _, Sha256};
@@ -44,22 +50,44 @@ struct Device {
 }
 
 impl Device {
+    /// A device of `server`: plain HTTP allowed when the server has no
+    /// TLS, its CA file when it has.
     fn new(id: &'static str, server: &Server) -> Device {
+        let mut extra = String::new();
+        if let Some(ca) = server.ca_file() {
+            extra.push_str(&format!("ca_file = {}\n", ca.display()));
+        } else {
+            extra.push_str("allow_plaintext = true\n");
+        }
+        Device::with(id, &server.base(), &extra)
+    }
+
+    /// A device polling `base`, with `extra` config lines.
+    fn with(id: &'static str, base: &str, extra: &str) -> Device {
         let dir = std::env::temp_dir().join(format!("berth-agent-e2e-{id}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for sub in ["drop", "state", "status"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        let config = dir.join("agent.conf");
-        let text = format!(
-            "server = {}\ntenant = DEFAULT\ncontroller_id = {id}\nboard = {BOARD}\ndrop_dir = {d}/drop\nstate_dir = {d}/state\nstatus_dir = {d}/status\nallow_plaintext = true\nrequest_timeout_s = 10\n",
-            server.base(),
-            d = dir.display()
-        );
-        std::fs::write(&config, text).unwrap();
-        let dev = Device { id, dir, config };
+        let dev = Device { id, config: dir.join("agent.conf"), dir };
+        dev.configure(base, extra);
         dev.status("null", 3);
         dev
+    }
+
+    /// Rewrites the agent's config: poll `base`, plus `extra` lines.
+    fn configure(&self, base: &str, extra: &str) {
+        let text = format!(
+            "server = {base}\ntenant = DEFAULT\ncontroller_id = {}\nboard = {BOARD}\ndrop_dir = {d}/drop\nstate_dir = {d}/state\nstatus_dir = {d}/status\nrequest_timeout_s = 10\n{extra}",
+            self.id,
+            d = self.dir.display()
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Files in one of the device's directories.
+    fn count(&self, sub: &str) -> usize {
+        std::fs::read_dir(self.dir.join(sub)).unwrap().count()
     }
 
     /// Writes `status.json` the way berth does (a temporary name, a rename).
@@ -105,10 +133,15 @@ impl Device {
 }
 
 fn wait_exit(agent: &mut Child, dev: &Device, what: &str) {
+    wait_exit_code(agent, dev, what, 0);
+}
+
+/// Waits for the agent's exit with status `code`.
+fn wait_exit_code(agent: &mut Child, dev: &Device, what: &str, code: i32) {
     let t0 = Instant::now();
     loop {
         if let Some(st) = agent.try_wait().unwrap() {
-            assert!(st.success(), "{what}: the agent exited with {st}:\n{}", dev.log_text());
+            assert_eq!(st.code(), Some(code), "{what}: the agent exited with {st}:\n{}", dev.log_text());
             return;
         }
         if t0.elapsed() > STEP {
@@ -150,6 +183,40 @@ fn signed_bundle(dir: &Path) -> (Vec<u8>, berth::release::TrustedKeys) {
     let out = dir.join("release.bundle");
     crate::bundle::write(&out, &signed, &[&img]).unwrap();
     (std::fs::read(&out).unwrap(), keys)
+}
+
+/// The release a test's server offers, in its own work directory.
+struct Offer {
+    work: PathBuf,
+    bundle: Vec<u8>,
+    /// The bundle's id in berth's status view (`sha256:...`).
+    id: String,
+    swu: Vec<u8>,
+}
+
+impl Offer {
+    fn new(tag: &str) -> Offer {
+        let work = std::env::temp_dir().join(format!("berth-agent-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        let (bundle, _) = signed_bundle(&work);
+        let id = format!("sha256:{}", crate::verity::hex(&Sha256::digest(&bundle)));
+        let swu = crate::swu::wrap(BOARD, VERSION, &bundle).unwrap();
+        Offer { work, bundle, id, swu }
+    }
+
+    fn upload(&self, server: &Server) -> u64 {
+        server.upload(&self.swu_name(), &self.swu).unwrap()
+    }
+
+    fn swu_name(&self) -> String {
+        format!("berth-{BOARD}-{VERSION}.swu")
+    }
+
+    /// berth's status view saying this bundle is committed.
+    fn committed(&self) -> String {
+        format!(r#"{{"seq":1,"id":"{}","bundle":"b","version":{VERSION},"phase":"committed","result":"ok","cause":null,"detail":""}}"#, self.id)
+    }
 }
 
 /// Registers the device (its config data), then assigns the software.

@@ -9,9 +9,15 @@
 //! (pydantic settings); its database schema is normally created by its
 //! migration tool, which needs the source tree, so the launcher here
 //! creates the tables from the ORM models instead, adds the admin user,
-//! and runs the app under uvicorn. Devices poll without auth (device auth
-//! is off by default). The management API (`/api/v1/...`) takes a bearer
-//! token from `POST /login`.
+//! and runs the app under uvicorn. Devices poll without auth unless
+//! [`Options::device_auth`] turns on gooseBit's `strict` device auth (every
+//! DDI request needs `Authorization: TargetToken <token>` with the token
+//! set for the device through the management API, [`Server::set_token`]).
+//! The management API (`/api/v1/...`) takes a bearer token from `POST
+//! /login`. With [`Options::tls`] the same app also listens with TLS on a
+//! second port (a certificate from [`crate::testca`]), which is the one
+//! devices get; the management calls stay on the plain loopback port.
+//! This module must not listen anywhere but on 127.0.0.1.
 //!
 //! [`Server`] stops the server (its whole process group) when dropped, and
 //! the kernel stops it when xtask dies. `cargo xtask goosebit` runs one by
@@ -32,7 +38,9 @@ const PASSWORD: &str = "berth-test-password";
 /// How long the server may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Creates the tables, the admin user, then serves: `launch.py PORT USER PASSWORD`.
+/// Creates the tables, the admin user, then serves: `launch.py PORT USER
+/// PASSWORD [TLS_PORT CERT KEY]` (the TLS listener without a second
+/// lifespan: one app, one database).
 const LAUNCHER: &str = r#"import asyncio, sys
 import uvicorn
 from tortoise import Tortoise
@@ -50,7 +58,17 @@ async def prepare():
 
 
 asyncio.run(prepare())
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+configs = [uvicorn.Config(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")]
+if len(sys.argv) > 4:
+    configs.append(uvicorn.Config(app, host="127.0.0.1", port=int(sys.argv[4]), log_level="warning",
+                                  lifespan="off", ssl_certfile=sys.argv[5], ssl_keyfile=sys.argv[6]))
+
+
+async def serve():
+    await asyncio.gather(*(uvicorn.Server(c).serve() for c in configs))
+
+
+asyncio.run(serve())
 "#;
 
 /// Copies one connection between stdin/stdout (QEMU's `guestfwd` for a
@@ -100,12 +118,27 @@ pub fn venv(root: &Path) -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// How a test server is set up.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The port devices use (else a free one).
+    pub port: Option<u16>,
+    /// Devices talk TLS (a fresh test CA's certificate, [`Server::ca_file`]).
+    pub tls: bool,
+    /// gooseBit's `strict` device auth: target tokens, set per device.
+    pub device_auth: bool,
+}
+
 /// A running gooseBit.
 pub struct Server {
     child: Child,
     python: PathBuf,
     dir: PathBuf,
+    /// The management API's port (plain HTTP).
     port: u16,
+    /// The devices' port: `port`, or the TLS listener's.
+    device_port: u16,
+    tls: Option<crate::testca::Material>,
     token: String,
 }
 
@@ -119,6 +152,11 @@ impl Server {
     /// (emptied first, removed when the server stops), on `port` or a free
     /// one.
     pub fn start(root: &Path, dir: PathBuf, port: Option<u16>) -> Result<Server, String> {
+        Server::start_with(root, dir, &Options { port, ..Options::default() })
+    }
+
+    /// [`Server::start`] with TLS and device auth as `opts` says.
+    pub fn start_with(root: &Path, dir: PathBuf, opts: &Options) -> Result<Server, String> {
         let python = venv(root)?;
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("artifacts")).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -126,10 +164,12 @@ impl Server {
         std::fs::write(dir.join("relay.py"), RELAY).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log = std::fs::File::create(dir.join("server.log")).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let port = match port {
+        let device_port = match opts.port {
             Some(p) => p,
             None => free_port()?,
         };
+        let tls = if opts.tls { Some(crate::testca::make(&dir.join("tls"))?) } else { None };
+        let port = if tls.is_some() { free_port()? } else { device_port };
         let mut cmd = Command::new(&python);
         // SAFETY: between fork and exec, only prctl (async-signal-safe) runs;
         // it asks the kernel to stop the server when xtask dies, so an
@@ -142,9 +182,14 @@ impl Server {
                 Ok(())
             });
         }
+        cmd.arg("launch.py").args([&port.to_string(), ADMIN, PASSWORD]);
+        if let Some(m) = &tls {
+            cmd.arg(device_port.to_string()).arg(&m.cert).arg(&m.key);
+        }
+        if opts.device_auth {
+            cmd.env("GOOSEBIT_DEVICE_AUTH__ENABLE", "true").env("GOOSEBIT_DEVICE_AUTH__MODE", "strict");
+        }
         let child = cmd
-            .arg("launch.py")
-            .args([&port.to_string(), ADMIN, PASSWORD])
             .current_dir(&dir)
             .env_remove("GOOSEBIT_SETTINGS")
             .env("GOOSEBIT_DB_URI", format!("sqlite://{}", dir.join("db.sqlite3").display()))
@@ -156,7 +201,7 @@ impl Server {
             .process_group(0)
             .spawn()
             .map_err(|e| format!("starting gooseBit: {e}"))?;
-        let mut s = Server { child, python, dir, port, token: String::new() };
+        let mut s = Server { child, python, dir, port, device_port, tls, token: String::new() };
         s.wait_ready()?;
         s.token = s.login().map_err(|e| format!("{e}\n{}", s.log_tail()))?;
         Ok(s)
@@ -187,7 +232,26 @@ impl Server {
 
     /// The DDI base URL (without the tenant).
     pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.device_port)
+    }
+
+    #[cfg(test)]
+    /// The devices' port on 127.0.0.1.
+    pub fn device_port(&self) -> u16 {
+        self.device_port
+    }
+
+    #[cfg(test)]
+    /// The test CA's certificate (PEM), when devices talk TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|m| m.ca.as_path())
+    }
+
+    #[cfg(test)]
+    /// The directory gooseBit keeps uploaded artifacts in.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.dir.join("artifacts")
     }
 
     fn login(&self) -> Result<String, String> {
@@ -233,7 +297,7 @@ impl Server {
     /// A QEMU `guestfwd` target that relays each guest connection to the
     /// server (`cmd:`, one relay process a connection).
     pub fn guestfwd(&self) -> String {
-        format!("cmd:{} {} {}", self.python.display(), self.dir.join("relay.py").display(), self.port)
+        format!("cmd:{} {} {}", self.python.display(), self.dir.join("relay.py").display(), self.device_port)
     }
 
     /// Uploads a `.swu` (gooseBit parses its `sw-description`); its software id.
@@ -253,6 +317,14 @@ impl Server {
     pub fn assign(&self, device: &str, software: u64) -> Result<(), String> {
         let body = serde_json::json!({"devices": [device], "software": software.to_string()}).to_string();
         self.json("PATCH", "/api/v1/devices", Some(("application/json", body.as_bytes()))).map(|_| ())
+    }
+
+    #[cfg(test)]
+    /// Registers a device with its target token (gooseBit keeps at most 32
+    /// characters), as strict device auth needs before its first poll.
+    pub fn set_token(&self, device: &str, token: &str) -> Result<(), String> {
+        let body = serde_json::json!({"devices": [device], "auth_token": token}).to_string();
+        self.json("PUT", "/api/v1/devices", Some(("application/json", body.as_bytes()))).map(|_| ())
     }
 
     /// A device as the management API lists it.

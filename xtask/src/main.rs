@@ -26,6 +26,7 @@ mod soak;
 #[cfg(test)]
 mod structure;
 mod swu;
+mod testca;
 mod testrun;
 mod tomlcheck;
 mod tools;

@@ -18,10 +18,13 @@ use std::process::{Command, Stdio};
 /// The armv7 build links glibc statically: its C runtime and static
 /// libraries are in libc6-dev-armhf-cross, which the cross compiler only
 /// recommends (not installed where apt leaves recommendations out).
+/// libc6-dev-arm64-cross gives the aarch64 compiler the C headers that the
+/// update agent's TLS crypto (ring) compiles against.
 const BASE_PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "gcc-arm-linux-gnueabihf",
     "libc6-dev-armhf-cross",
+    "libc6-dev-arm64-cross",
     "squashfs-tools",
     "e2fsprogs",
     "xz-utils",

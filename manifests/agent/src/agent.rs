@@ -236,12 +236,12 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// An artifact link to https (no TLS in this build) is refused and
-    /// reported, never fetched.
+    /// An artifact link the agent may not use (neither https nor allowed
+    /// http) is refused and reported, never fetched.
     #[test]
-    fn an_https_artifact_link_is_refused_and_reported() {
+    fn a_foreign_artifact_link_is_refused_and_reported() {
         let s = serve_with(|base| {
-            let mut r = deployment(base, "https://cdn.example/x.bundle", &"0".repeat(40));
+            let mut r = deployment(base, "ftp://cdn.example/x.bundle", &"0".repeat(40));
             r.push(reply("200 OK", "", b"{}"));
             r
         });
@@ -249,7 +249,7 @@ mod tests {
         assert!(matches!(a.round(), Ok(Round::Busy)));
         let reqs = s.requests.lock().unwrap().clone();
         assert_eq!(reqs.len(), 3);
-        assert!(reqs[2].contains("https is not supported") && reqs[2].contains(r#""finished":"failure""#), "{}", reqs[2]);
+        assert!(reqs[2].contains("neither an https:// nor an http:// URL") && reqs[2].contains(r#""finished":"failure""#), "{}", reqs[2]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -3,7 +3,7 @@
 //! or the field, so a board author can fix it without reading this code.
 //!
 //! ```text
-//! server = http://updates.example:8080   # DDI base URL, no trailing tenant
+//! server = https://updates.example      # DDI base URL, no trailing tenant
 //! tenant = DEFAULT
 //! controller_id = gateway-0042
 //! auth = TargetToken 5f3c...              # or GatewayToken ...; optional
@@ -11,12 +11,17 @@
 //! drop_dir = /drop                        # berth's inbox, as the container sees it
 //! state_dir = /state                      # the agent's own volume
 //! status_dir = /run/berth-status          # the read-only status view (default)
-//! allow_plaintext = true                  # http:// only when true
+//! allow_plaintext = false                 # http:// only when true
+//! ca_file = /etc/berth-agent/ca.pem       # extra TLS roots (PEM), beside the Mozilla ones
 //! max_download = 268435456                # bytes (default 512 MiB)
 //! request_timeout_s = 30                  # each JSON request (default 30)
 //! download_timeout_s = 1800               # the whole download (default 1800)
 //! result_timeout_s = 1800                 # berth's verdict, after the drop (default 1800)
 //! ```
+//!
+//! This module must not open connections: it only reads the config file
+//! and the CA file it names (at most [`CA_FILE_MAX`] bytes, at most
+//! [`CA_CERTS_MAX`] certificates).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -55,6 +60,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub status_dir: PathBuf,
     pub allow_plaintext: bool,
+    /// `ca_file`: where the extra roots came from, if anywhere.
+    pub ca_file: Option<PathBuf>,
+    /// The extra TLS roots (DER), read from `ca_file` by [`load`].
+    pub ca_certs: Vec<Vec<u8>>,
     pub max_download: u64,
     pub request_timeout: Duration,
     pub download_timeout: Duration,
@@ -63,6 +72,10 @@ pub struct Config {
 
 pub const DEFAULT_STATUS_DIR: &str = "/run/berth-status";
 const DEFAULT_MAX_DOWNLOAD: u64 = 512 << 20;
+/// Largest CA file read.
+pub const CA_FILE_MAX: u64 = 256 << 10;
+/// Most certificates taken from a CA file.
+pub const CA_CERTS_MAX: usize = 64;
 const KEYS: &[&str] = &[
     "server",
     "tenant",
@@ -73,6 +86,7 @@ const KEYS: &[&str] = &[
     "state_dir",
     "status_dir",
     "allow_plaintext",
+    "ca_file",
     "max_download",
     "request_timeout_s",
     "download_timeout_s",
@@ -85,9 +99,8 @@ impl Config {
         format!("{}/{}/controller/v1/{}", self.server, self.tenant, self.controller_id)
     }
 
-    /// Whether the agent may fetch `url` under this configuration: only
-    /// `http://` with `allow_plaintext`; `https://` needs the TLS transport,
-    /// which this build does not have yet.
+    /// Whether the agent may fetch `url` under this configuration:
+    /// `https://` always, `http://` only with `allow_plaintext`.
     pub fn check_url(&self, url: &str) -> Result<(), String> {
         check_scheme(url, self.allow_plaintext)
     }
@@ -95,10 +108,10 @@ impl Config {
 
 fn check_scheme(url: &str, allow_plaintext: bool) -> Result<(), String> {
     if url.starts_with("https://") {
-        return Err(format!("{url}: https is not supported by this build yet (plain HTTP only, with allow_plaintext = true)"));
+        return Ok(());
     }
     if !url.starts_with("http://") {
-        return Err(format!("{url}: not an http:// URL"));
+        return Err(format!("{url}: neither an https:// nor an http:// URL"));
     }
     if !allow_plaintext {
         return Err(format!("{url}: plain http:// is refused unless the config says allow_plaintext = true"));
@@ -106,10 +119,46 @@ fn check_scheme(url: &str, allow_plaintext: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads and checks the file at `path`.
+/// Reads and checks the file at `path`, and the CA file it names.
 pub fn load(path: &std::path::Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
-    parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    let mut cfg = parse(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
+    if let Some(ca) = &cfg.ca_file {
+        cfg.ca_certs = read_ca_file(ca).map_err(|e| format!("config {}: field `ca_file`: {}: {e}", path.display(), ca.display()))?;
+    }
+    Ok(cfg)
+}
+
+/// The certificates of a PEM file, as DER: at most [`CA_FILE_MAX`] bytes
+/// and [`CA_CERTS_MAX`] certificates, at least one; anything but
+/// certificates in it is an error (a key in a CA file is a mistake).
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut pem = Vec::new();
+    f.take(CA_FILE_MAX + 1).read_to_end(&mut pem).map_err(|e| e.to_string())?;
+    if pem.len() as u64 > CA_FILE_MAX {
+        return Err(format!("larger than {CA_FILE_MAX} bytes"));
+    }
+    parse_ca_pem(&pem)
+}
+
+/// The certificates of a PEM text (see [`read_ca_file`]).
+pub fn parse_ca_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item.map_err(|e| format!("not valid PEM: {e}"))? {
+            ureq::tls::PemItem::Certificate(c) => certs.push(c.der().to_vec()),
+            _ => return Err("holds something other than certificates (a private key?)".into()),
+        }
+        if certs.len() > CA_CERTS_MAX {
+            return Err(format!("more than {CA_CERTS_MAX} certificates"));
+        }
+    }
+    if certs.is_empty() {
+        return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into());
+    }
+    Ok(certs)
 }
 
 /// Parses the text of a config file.
@@ -149,6 +198,8 @@ pub fn parse(text: &str) -> Result<Config, String> {
         state_dir: dir("state_dir", need("state_dir")?)?,
         status_dir: dir("status_dir", get("status_dir").unwrap_or(DEFAULT_STATUS_DIR))?,
         allow_plaintext,
+        ca_file: get("ca_file").map(|v| dir("ca_file", v)).transpose()?,
+        ca_certs: Vec::new(),
         max_download: number("max_download", get("max_download"), DEFAULT_MAX_DOWNLOAD, 1, u64::MAX)?,
         request_timeout: secs("request_timeout_s", get("request_timeout_s"), 30)?,
         download_timeout: secs("download_timeout_s", get("download_timeout_s"), 1800)?,
@@ -230,10 +281,39 @@ mod tests {
     fn plaintext_is_refused_unless_allowed() {
         let e = parse(&GOOD.replace("allow_plaintext = true", "")).unwrap_err();
         assert!(e.starts_with("field `server`:") && e.contains("allow_plaintext = true"), "{e}");
-        let e = parse(&GOOD.replace("http://", "https://")).unwrap_err();
-        assert!(e.contains("https is not supported"), "{e}");
-        let c = parse(GOOD).unwrap();
-        assert!(c.check_url("ftp://x/y").unwrap_err().contains("not an http:// URL"));
+        let c = parse(&GOOD.replace("http://", "https://").replace("allow_plaintext = true", "")).unwrap();
+        assert_eq!((c.server.as_str(), c.allow_plaintext), ("https://10.0.2.2:8080", false));
+        assert_eq!(c.check_url("https://cdn.example/a.swu"), Ok(()));
+        let e = c.check_url("http://cdn.example/a.swu").unwrap_err();
+        assert!(e.contains("refused unless the config says allow_plaintext = true"), "{e}");
+        assert!(c.check_url("ftp://x/y").unwrap_err().contains("neither an https:// nor an http:// URL"));
+    }
+
+    #[test]
+    fn a_ca_file_is_read_and_bad_ones_are_named() {
+        let dir = std::env::temp_dir().join(format!("berth-agent-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("agent.conf");
+        let ca = dir.join("ca.pem");
+        std::fs::write(&conf, format!("{GOOD}ca_file = {}\n", ca.display())).unwrap();
+        let e = load(&conf).unwrap_err();
+        assert!(e.contains("field `ca_file`") && e.contains("ca.pem"), "{e}");
+        // A certificate's PEM armour around any DER: the parse takes it as is.
+        let cert = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n";
+        std::fs::write(&ca, cert).unwrap();
+        assert_eq!(load(&conf).unwrap().ca_certs, vec![vec![0x30, 3, 2, 1, 0]]);
+        let cases = [
+            ("just text\n".to_string(), "no PEM certificate"),
+            (format!("{cert}-----BEGIN PRIVATE KEY-----\nMAMCAQA=\n-----END PRIVATE KEY-----\n"), "something other than certificates"),
+            (cert.repeat(CA_CERTS_MAX + 1), "more than 64 certificates"),
+            ("#".repeat(CA_FILE_MAX as usize + 1), "larger than 262144 bytes"),
+        ];
+        for (text, want) in cases {
+            std::fs::write(&ca, text).unwrap();
+            let e = load(&conf).unwrap_err();
+            assert!(e.contains("field `ca_file`") && e.contains(want), "want {want:?}, got {e:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -244,6 +324,7 @@ mod tests {
             (GOOD.replace("TargetToken abc123", "Bearer x"), "field `auth`: `Bearer`"),
             (GOOD.replace("TargetToken abc123", "GatewayToken"), "field `auth`: GatewayToken needs a token"),
             (GOOD.replace("/drop", "drop"), "field `drop_dir`: `drop` is not an absolute path"),
+            (format!("{GOOD}ca_file = ca.pem\n"), "field `ca_file`: `ca.pem` is not an absolute path"),
             (GOOD.replace("= true", "= yes"), "field `allow_plaintext`: `yes`"),
             (format!("{GOOD}max_download = 0\n"), "field `max_download`: 0 is outside"),
             (format!("{GOOD}result_timeout_s = soon\n"), "field `result_timeout_s`: `soon`"),

@@ -2,13 +2,17 @@
 //! the DDI `Authorization` header, a timeout, and bounded bodies (JSON at
 //! most [`JSON_MAX`], downloads at most the configured maximum).
 //!
-//! Plain HTTP only in this piece: [`crate::config::Config::check_url`]
-//! refuses `https://` and, unless the board allows it, `http://`. TLS is to
-//! be added here and nowhere else: ureq's `rustls` feature plus a
-//! `TlsConfig` (webpki roots and the board's CA file) on the two agents
-//! below; callers only see URLs, statuses and bodies.
+//! TLS is rustls with the ring provider; the server's certificate must
+//! chain to one of the Mozilla roots (`webpki-root-certs`) or to one of
+//! the board's CA file (`ca_file`), name the host, and be valid at the
+//! device's clock. [`crate::config::Config::check_url`] refuses `http://`
+//! unless the board allows it. Callers only see URLs, statuses and bodies;
+//! a TLS failure is an error naming rustls's reason (`UnknownIssuer`,
+//! `NotValidForName`, `Expired`...). This module must not follow redirects
+//! or read unbounded bodies.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest JSON body read from the server.
@@ -31,8 +35,26 @@ pub struct Http {
     max_download: u64,
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
+/// The TLS settings both agents share: the Mozilla roots plus `extra`
+/// (DER certificates from the board's CA file).
+// rustls 0.23.48 marks ring's provider deprecated for lacking post-quantum
+// key exchange; it is still maintained, and the alternative (aws-lc-rs)
+// needs cmake and a large C build for every target.
+#[allow(deprecated)]
+fn tls(extra: &[Vec<u8>]) -> ureq::tls::TlsConfig {
+    let mozilla = webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned());
+    let board = extra.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned());
+    let roots: Vec<_> = mozilla.chain(board).collect();
+    ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build()
+}
+
+fn agent(timeout: Duration, tls: ureq::tls::TlsConfig) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
+        .tls_config(tls)
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         // The artifact's link may point elsewhere, but only where the same
@@ -44,7 +66,13 @@ fn agent(timeout: Duration) -> ureq::Agent {
 
 impl Http {
     pub fn new(cfg: &crate::config::Config) -> Http {
-        Http { json: agent(cfg.request_timeout), download: agent(cfg.download_timeout), auth: cfg.auth.header(), max_download: cfg.max_download }
+        let tls = tls(&cfg.ca_certs);
+        Http {
+            json: agent(cfg.request_timeout, tls.clone()),
+            download: agent(cfg.download_timeout, tls),
+            auth: cfg.auth.header(),
+            max_download: cfg.max_download,
+        }
     }
 
     /// GET a JSON resource; any status but 200 is an error naming it.
