@@ -103,7 +103,7 @@ fn a_download_cut_midway_resumes_with_a_range_from_the_bytes_kept() {
 
 /// A loopback TCP relay to a server port that records what clients send
 /// and cuts the first artifact download after [`CUT`] response bytes.
-struct CutRelay {
+pub(super) struct CutRelay {
     port: u16,
     shared: Arc<Shared>,
 }
@@ -120,7 +120,12 @@ struct Shared {
 
 impl CutRelay {
     fn start(to: u16) -> CutRelay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        CutRelay::start_on("127.0.0.1", to)
+    }
+
+    /// A relay listening on `ip` (any loopback address) to 127.0.0.1:`to`.
+    pub(super) fn start_on(ip: &str, to: u16) -> CutRelay {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
@@ -137,6 +142,10 @@ impl CutRelay {
 
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub(super) fn port(&self) -> u16 {
+        self.port
     }
 
     fn kept(&self) -> Option<u64> {

@@ -89,6 +89,25 @@ fn without_the_ca_file_the_server_is_an_unknown_issuer_and_nothing_is_downloaded
     let _ = std::fs::remove_dir_all(&dev.dir);
 }
 
+/// The server's certificate does not name 127.0.0.2 (a loopback relay to
+/// it listens there): with the right CA file the agent still refuses it,
+/// `NotValidForName`, and gooseBit never sees the device.
+#[test]
+fn a_certificate_for_another_name_is_refused() {
+    let root = root();
+    let agent = agent_binary(&root);
+    let server = tls_server(&root, "tls-name");
+    let relay = super::faults::CutRelay::start_on("127.0.0.2", server.device_port());
+    let dev = Device::with("tls-name", &format!("https://127.0.0.2:{}", relay.port()), &format!("{}auth = TargetToken {TOKEN}\n", ca_line(&server)));
+    server.set_token(dev.id, TOKEN).unwrap();
+    let mut a = dev.spawn(&agent);
+    wait_exit_code(&mut a, &dev, "tls-name: the wrong name", 1);
+    let said = dev.log_text();
+    assert!(said.contains("invalid peer certificate: certificate not valid for name \"127.0.0.2\""), "{said}");
+    assert_eq!(server.device(dev.id).unwrap()["last_seen"], serde_json::Value::Null, "gooseBit saw the device");
+    let _ = std::fs::remove_dir_all(&dev.dir);
+}
+
 /// `http://` without `allow_plaintext = true` is refused when the config
 /// is read (exit 2), before any connection.
 #[test]
