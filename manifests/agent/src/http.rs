@@ -220,6 +220,16 @@ mod tests {
         assert!(e.contains("malformed JSON"), "{e}");
     }
 
+    /// The root store is Mozilla's list plus the CA file's certificates.
+    #[test]
+    fn the_roots_are_mozillas_plus_the_ca_file() {
+        let extra = vec![vec![0x30, 3, 2, 1, 0]];
+        let ureq::tls::RootCerts::Specific(roots) = tls(&extra).root_certs().clone() else { panic!("not a specific root list") };
+        assert!(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() > 100);
+        assert_eq!(roots.len(), webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() + 1);
+        assert_eq!(roots.last().map(|c| c.der().to_vec()), Some(extra[0].clone()));
+    }
+
     #[test]
     fn an_oversized_json_body_is_refused() {
         let big = vec![b' '; (JSON_MAX + 10) as usize];
