@@ -141,7 +141,7 @@ fn pause_code() -> Vec<u8> {
 }
 
 /// The shared root filesystem: `bin/true`, `bin/pause` and the mount points.
-fn make_rootfs(dir: &Path) -> Result<(), String> {
+pub fn make_rootfs(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_dir_all(dir);
     for d in ["bin", "proc", "dev", "sys", "tmp"] {
