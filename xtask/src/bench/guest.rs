@@ -194,7 +194,13 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
     };
     let art = artifacts::build(root, &artifacts::board_path(root, arch), &variant)?;
     crate::say(&format!("start latency on cgroup v2: {} warm-up and {} measured rounds in the x86_64 guest (TCG)", plan.warmup, plan.rounds));
+    let load_before = host::loadavg();
     let r = Results::of(&boot(&art, plan)?, plan.rounds)?;
+    notes.push(format!(
+        "part 6: the host's load average (1, 5, 15 min) {load_before} before the guest's boot and {} after its rounds, on {} CPUs: a shared machine; the guest has 1 CPU",
+        host::loadavg(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
     let note = "x86_64 guest under QEMU (TCG, 1 CPU), cgroup v2; same root and confinement as parts 1-2; started, waited for and torn down";
     for (name, v) in [("berth", &r.berth), ("crun", &r.crun), ("floor", &r.floor)] {
         report.set(Field::from_stats(&format!("start_ms_{name}_v2"), "ms", Stats::of(v), note));

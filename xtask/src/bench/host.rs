@@ -97,7 +97,7 @@ fn hide_hybrid_v2() -> Result<Option<String>, String> {
 }
 
 /// The first three fields of `/proc/loadavg`.
-fn loadavg() -> String {
+pub fn loadavg() -> String {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
