@@ -16,6 +16,17 @@ fn main() -> ExitCode {
     if argv0.rsplit('/').next() == Some("berthctl") {
         return ctl(&args);
     }
+    // The guest benchmark's driver (host build only) is berth under that name.
+    #[cfg(feature = "host")]
+    if argv0.rsplit('/').next() == Some(berth::cli::benchguest::NAME) {
+        return match berth::cli::benchguest::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: {}: {e}", berth::cli::benchguest::NAME);
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.first().map(String::as_str) == Some("ctl") {
         return ctl(args.get(1..).unwrap_or_default());
     }

@@ -146,6 +146,9 @@ pub struct Variant {
     /// The data partition's size, MiB; by default what its files and the
     /// staging of its bundles need ([`data_need_mib`]).
     pub data_mib: Option<u64>,
+    /// A directory whose tree is added to the test system image (the guest
+    /// start benchmark's programs).
+    pub system_extra: Option<PathBuf>,
 }
 
 /// The release put on a fresh data partition.
@@ -303,6 +306,9 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
     // initramfs keeps the shipped berth; it re-executes this one).
     copy_exec(&berth_hooked, &stage.join("sbin/berth"))?;
     copy_exec(&agent, &stage.join(AGENT_PATH.trim_start_matches('/')))?;
+    if let Some(extra) = &variant.system_extra {
+        run_cmd(Command::new("cp").arg("-a").arg(extra.join(".")).arg(&stage))?;
+    }
     squash(&stage, &system_test)?;
 
     // The data partition: berth's release store with the demo release

@@ -232,8 +232,8 @@ pub enum Cmd {
         /// Fewer rounds: a check that the benchmark runs
         #[arg(long)]
         quick: bool,
-        /// Only these parts, 1 to 5 (repeatable; default: all)
-        #[arg(long = "part", value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+        /// Only these parts, 1 to 6 (repeatable; default: all)
+        #[arg(long = "part", value_name = "N", value_parser = clap::value_parser!(u8).range(1..=6))]
         parts: Vec<u8>,
     },
     /// Cut the power N times at random points of an update under QEMU

@@ -1063,7 +1063,7 @@ fn test_steps(root: &Path, a: &Args, tally: &mut testrun::Tally) -> Result<(), S
     }
     if with_bench {
         say("running cargo xtask bench --quick");
-        bench::run(root, &bench::Opts { quick: true, parts: vec![1, 2, 3, 4, 5] })?;
+        bench::run(root, &bench::opts(true, &[]))?;
     }
     Ok(())
 }

@@ -97,7 +97,7 @@ fn hide_hybrid_v2() -> Result<Option<String>, String> {
 }
 
 /// The first three fields of `/proc/loadavg`.
-fn loadavg() -> String {
+pub fn loadavg() -> String {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
@@ -141,7 +141,7 @@ fn pause_code() -> Vec<u8> {
 }
 
 /// The shared root filesystem: `bin/true`, `bin/pause` and the mount points.
-fn make_rootfs(dir: &Path) -> Result<(), String> {
+pub fn make_rootfs(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_dir_all(dir);
     for d in ["bin", "proc", "dev", "sys", "tmp"] {

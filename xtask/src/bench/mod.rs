@@ -8,6 +8,7 @@
 //! | 3 | boot to ready of an 8-container system under QEMU aarch64, and the timeline picture | [`boot`] |
 //! | 4 | binary sizes; berth's RSS steady and after many restarts; the loop's worst stall during the restarts | [`footprint`] (the steady RSS comes from part 3's boots) |
 //! | 5 | an update of one container against its cold start; unchanged containers restarted; the loop's worst stall during the update | [`update`] |
+//! | 6 | container start latency on cgroup v2 inside a QEMU x86_64 guest: berth, crun (Debian's, for the guest), the floor | [`guest`] |
 //!
 //! Every figure is a median with min and max over its runs; a field that
 //! could not be measured stays `null` in the JSON with the reason in its
@@ -16,7 +17,9 @@
 //! named parts (the others are reported as not run).
 
 mod boot;
+mod elfdeps;
 mod footprint;
+mod guest;
 mod host;
 mod json;
 mod oci;
@@ -83,6 +86,11 @@ const FIELDS: &[(&str, &str, u8)] = &[
     ("update_ratio_vs_cold_start", "x", 5),
     ("update_unchanged_restarted", "count", 5),
     ("loop_stall_ms_update", "ms", 5),
+    ("start_ms_berth_v2", "ms", 6),
+    ("start_ms_crun_v2", "ms", 6),
+    ("start_ms_floor_v2", "ms", 6),
+    ("start_ratio_berth_vs_crun_v2", "x", 6),
+    ("start_ratio_berth_vs_floor_v2", "x", 6),
 ];
 
 /// The whole report.
@@ -214,6 +222,16 @@ impl Report {
                     g("update_unchanged_restarted").map_or("not measured".into(), fmt_value)
                 ),
             ),
+            (
+                "berth start at most 0.3x crun's on cgroup v2 (guest)",
+                g("start_ratio_berth_vs_crun_v2").map(|r| r <= 0.3),
+                show(g("start_ratio_berth_vs_crun_v2"), "x"),
+            ),
+            (
+                "berth start at most 2x the floor on cgroup v2 (guest)",
+                g("start_ratio_berth_vs_floor_v2").map(|r| r <= 2.0),
+                show(g("start_ratio_berth_vs_floor_v2"), "x"),
+            ),
         ]
     }
 
@@ -287,9 +305,9 @@ pub struct Opts {
     pub parts: Vec<u8>,
 }
 
-/// The options of `--quick` and the `--part`s given (none: all five).
+/// The options of `--quick` and the `--part`s given (none: all six).
 pub fn opts(quick: bool, parts: &[u8]) -> Opts {
-    let parts = if parts.is_empty() { vec![1, 2, 3, 4, 5] } else { parts.to_vec() };
+    let parts = if parts.is_empty() { vec![1, 2, 3, 4, 5, 6] } else { parts.to_vec() };
     Opts { quick, parts }
 }
 
@@ -346,6 +364,14 @@ pub fn run(root: &Path, o: &Opts) -> Result<(), String> {
             }
         }
     }
+    if has(6) {
+        let plan = if o.quick { guest::Plan { warmup: 1, rounds: 10 } } else { guest::Plan { warmup: 3, rounds: 200 } };
+        if let Err(e) = guest::run(root, &plan, &mut report, &mut notes) {
+            notes.push(format!("part 6 (starts on cgroup v2 in the guest): {e}"));
+            report.part_failed(6, &e);
+            failed.push(e);
+        }
+    }
 
     let md = report.to_markdown(&notes);
     std::fs::write(out.join("report.md"), &md).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -372,6 +398,8 @@ mod tests {
         assert!(j.contains("not run (--part did not name part 3)"), "{j}");
         assert!(j.contains("\"update_ratio_vs_cold_start\": null,"), "{j}");
         assert!(j.contains("not run (--part did not name part 5)"), "{j}");
+        assert!(j.contains("\"start_ms_berth_v2\": null,"), "{j}");
+        assert!(j.contains("not run (--part did not name part 6)"), "{j}");
         let t = r.targets();
         assert_eq!(t[0].1, None, "no crun ratio, no verdict");
     }
@@ -406,6 +434,11 @@ mod tests {
         assert_eq!(r.targets()[7].1, Some(true));
         r.set(Field::single("update_ratio_vs_cold_start", "x", 1.6, ""));
         assert_eq!(r.targets()[7].1, Some(false));
+        assert_eq!((r.targets()[8].1, r.targets()[9].1), (None, None), "no v2 figures, no verdict");
+        r.set(Field::single("start_ratio_berth_vs_crun_v2", "x", 0.31, ""));
+        r.set(Field::single("start_ratio_berth_vs_floor_v2", "x", 1.9, ""));
+        assert_eq!((r.targets()[8].1, r.targets()[9].1), (Some(false), Some(true)));
+        assert_eq!(r.targets()[8].2, "0.310 x");
     }
 
     #[test]
@@ -413,6 +446,6 @@ mod tests {
         let o = opts(true, &[3]);
         assert!(o.quick);
         assert_eq!(o.parts, vec![3]);
-        assert_eq!(opts(false, &[]).parts, vec![1, 2, 3, 4, 5]);
+        assert_eq!(opts(false, &[]).parts, vec![1, 2, 3, 4, 5, 6]);
     }
 }
