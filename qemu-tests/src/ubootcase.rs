@@ -22,7 +22,10 @@
 //! computed before the boot; from boot 2 on, every other variable of
 //! U-Boot's must be as it was before the boot ([`whole_difference`]), so a
 //! block berth rewrote with a variable lost, changed or its CRC wrong
-//! (unreadable here and for U-Boot) turns the case red.
+//! (unreadable here and for U-Boot) turns the case red. The host also sets
+//! [`MARKER`] before boot 4 and does not write before boot 5: boot 5 (slot
+//! A) keeps the marker only if U-Boot loaded the block berth wrote at boot
+//! 4 (with a block it refused, U-Boot starts from its built-in environment).
 
 use crate::bootloader::{boot_once, choose, first_difference, left_var, mark_good, reports_for, GrubEnv, EDITS, ORDER, SLOTS};
 use crate::scenarios::{limits, spec, BootSpec, Launch, Limits};
@@ -53,6 +56,10 @@ pub fn scheme_of(env: &GrubEnv) -> GrubEnv {
 /// The variable the boot script keeps the chosen slot in (saved with the
 /// rest by its `saveenv`).
 pub const SLOT_VAR: &str = "berth_slot";
+
+/// A variable only the host sets (before boot 4): U-Boot carries it to
+/// boot 5's save only through the block berth wrote at boot 4.
+pub const MARKER: (&str, &str) = ("berth_case", "kept");
 
 /// The whole environment after a boot of `slot` that started from `before`
 /// and whose scheme variables end as `scheme`.
@@ -90,10 +97,13 @@ pub fn uboot_slots(l: &dyn Launch) -> Result<(), String> {
         return Err(format!("the fresh boot disk's U-Boot environment is {:?}, want none", env.vars));
     }
     let mut data = None;
-    for n in 1..=EDITS.len() as u32 + 1 {
+    for n in 1..=EDITS.len() as u32 + 2 {
         if let Some(edits) = (n as usize).checked_sub(2).and_then(|i| EDITS.get(i)) {
             for (name, value) in edits.iter() {
                 env.set(name, value);
+            }
+            if n as usize == EDITS.len() + 1 {
+                env.set(MARKER.0, MARKER.1);
             }
             l.set_ubootenv(&disk, &env.vars)?;
         }
@@ -127,15 +137,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_boots_go_a_b_b_a_and_berth_refills_each() {
+    fn the_boots_go_a_b_b_a_a_and_berth_refills_each() {
         let mut env = GrubEnv::default();
         env.set("bootcmd", "run distro_bootcmd");
         let mut slots = Vec::new();
-        for n in 0..=EDITS.len() {
+        for n in 0..=EDITS.len() + 1 {
             if let Some(edits) = n.checked_sub(1).and_then(|i| EDITS.get(i)) {
                 for (name, value) in edits.iter() {
                     env.set(name, value);
                 }
+            }
+            if n == EDITS.len() {
+                env.set(MARKER.0, MARKER.1);
             }
             let mut want = scheme_of(&env);
             script_defaults(&mut want);
@@ -151,9 +164,9 @@ mod tests {
             env = whole_after(&env, &want, &slot);
             slots.push(slot);
         }
-        assert_eq!(slots, ["A", "B", "B", "A"]);
+        assert_eq!(slots, ["A", "B", "B", "A", "A"]);
         assert_eq!((env.get(ORDER), env.get("A_LEFT"), env.get("B_LEFT")), (Some("A B"), Some("3"), Some("3")));
-        assert_eq!((env.get("bootcmd"), env.get(SLOT_VAR)), (Some("run distro_bootcmd"), Some("A")));
+        assert_eq!((env.get("bootcmd"), env.get(SLOT_VAR), env.get(MARKER.0)), (Some("run distro_bootcmd"), Some("A"), Some("kept")));
     }
 
     #[test]
