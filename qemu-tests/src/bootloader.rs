@@ -185,12 +185,12 @@ pub fn mark_good(env: &mut GrubEnv, slot: &str) {
 }
 
 /// berth's `boot.slot` lines for a normal boot of `slot` that found the
-/// environment `env` (as the boot script left it), in the form of
-/// [`report_of`].
-pub fn reports_for(slot: &str, env: &GrubEnv) -> Vec<String> {
+/// environment `env` (as the boot script left it) of the board's
+/// `bootloader` kind (`grub`, `uboot`), in the form of [`report_of`].
+pub fn reports_for(slot: &str, env: &GrubEnv, bootloader: &str) -> Vec<String> {
     let first = env.get(ORDER).and_then(|o| o.split_whitespace().next()).unwrap_or("A");
     let left = |s: &str| env.get(&left_var(s)).unwrap_or("3").to_string();
-    let mut r = vec![format!("slot={slot} boot=normal first={first} a_left={} b_left={} result=ok", left("A"), left("B"))];
+    let mut r = vec![format!("slot={slot} bootloader={bootloader} boot=normal first={first} a_left={} b_left={} result=ok", left("A"), left("B"))];
     let mut good = env.clone();
     mark_good(&mut good, slot);
     if good != *env {
@@ -287,7 +287,7 @@ fn grub_slots(l: &dyn Launch) -> Result<(), String> {
         // What this boot must do, before it runs.
         let mut want = env.clone();
         let slot = choose(&mut want).ok_or_else(|| format!("boot {n}: the grubenv {:?} chooses no slot", env.vars))?;
-        let reports = reports_for(&slot, &want);
+        let reports = reports_for(&slot, &want, "grub");
         mark_good(&mut want, &slot);
         let spec = BootSpec { allow_reboot: true, data: data.clone(), ..spec(&format!("bootloader-grub-{n}"), "bootloader") };
         let (m, seen) = boot_once(l, &spec, &disk, &lim, &|| GrubEnv::parse(&l.grubenv(&disk)?))?;
@@ -392,7 +392,10 @@ mod tests {
     fn the_cases_boots_go_a_b_b_a() {
         let mut env = GrubEnv::fresh();
         let mut slots = vec![choose(&mut env).unwrap()];
-        assert_eq!(reports_for("A", &env), ["slot=A boot=normal first=A a_left=2 b_left=3 result=ok", "slot=A step=mark-good a_left=3 b_left=3 result=ok"]);
+        assert_eq!(
+            reports_for("A", &env, "grub"),
+            ["slot=A bootloader=grub boot=normal first=A a_left=2 b_left=3 result=ok", "slot=A step=mark-good a_left=3 b_left=3 result=ok"]
+        );
         mark_good(&mut env, "A");
         for edits in EDITS {
             for (name, value) in edits.iter() {

@@ -10,7 +10,9 @@
 //! its own 64 MiB flash image beside it ([`flash_of`]), given to QEMU as
 //! pflash unit 1 and kept between the boots of one scenario; `saveenv`
 //! writes it. A never-written bank holds no valid block: U-Boot then starts
-//! from its built-in environment.
+//! from its built-in environment. berth on the booted system reads and
+//! rewrites that same block (the board's `[bootloader] kind = "uboot"`,
+//! whose `env_addr`, `env_size` and `env_sector` are these values).
 //!
 //! The disk is `bootdisk`'s GPT with a FAT boot partition (`berth-boot`)
 //! first: U-Boot's distro boot finds `/boot.scr` on it (the first
@@ -33,6 +35,7 @@ use berth::release::board::bootloader::SystemVerity;
 use berth::release::board::Arch;
 use berth::release::bootenv::{ubootenv, Vars};
 use qemu_tests::bootloader::{left_var, ATTEMPTS, ORDER, SLOTS};
+use qemu_tests::ubootcase::SLOT_VAR;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -46,8 +49,6 @@ pub const FLASH_BYTES: u64 = 64 * MIB;
 /// The environment: its offset in the second bank and its size.
 pub const ENV_OFFSET: u64 = 0;
 pub const ENV_SIZE: usize = 0x40000;
-/// The variable the script keeps the chosen slot in.
-const SLOT_VAR: &str = "berth_slot";
 
 /// U-Boot for the board's arch, as `u-boot-qemu` installs it, and the
 /// `mkimage -A` name of that arch.

@@ -26,6 +26,7 @@ pub mod hooks;
 pub mod modules;
 pub mod mount;
 pub mod slot;
+pub mod slotflash;
 pub mod sysverity;
 
 pub(crate) use crate::common::files::read_bounded;

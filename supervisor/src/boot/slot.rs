@@ -3,19 +3,22 @@
 //! try-boot state says ([`crate::release::bootenv`]), and the mark-good
 //! step that refills the booted committed slot's attempts. It owns that
 //! boot step; it must not run in the loop (it mounts, reads and writes a
-//! FAT partition, bounded, before the loop starts) and must not change
-//! which slot boots next, except by marking the running one good.
+//! FAT partition, or a flash sector, bounded, before the loop starts) and
+//! must not change which slot boots next, except by marking the running one
+//! good.
 //!
-//! The decisions are [`plan`], pure and unit-tested; [`at_boot`] does the
-//! mount, the read, the in-place write (same size: GRUB refuses a resized
-//! block) with an fsync, and the unmount, one `boot.slot` line each.
+//! The decisions are [`plan`], pure and unit-tested, the same for both
+//! bootloaders' formats. For GRUB, [`at_boot`] does the mount, the read,
+//! the in-place write (same size: GRUB refuses a resized block) with an
+//! fsync, and the unmount, one `boot.slot` line each; for U-Boot,
+//! [`super::slotflash`] reads and rewrites the environment's flash sector.
 //! A board without `[bootloader]` has no slots: a `berth.slot=` is then
 //! only reported. A board with one, booted without `berth.slot=` (a
 //! kernel-direct boot of a developer), is reported and left alone.
 
 use crate::common::log::Event;
-use crate::release::board::bootloader::{Bootloader, MOUNT_AT};
-use crate::release::bootenv::{self, grubenv, BootState, Booted, Slot};
+use crate::release::board::bootloader::{Bootloader, Kind, MOUNT_AT};
+use crate::release::bootenv::{self, grubenv, ubootenv, BootState, Booted, Slot};
 
 /// Largest environment file read.
 pub const ENV_MAX: usize = 64 * 1024;
@@ -30,17 +33,34 @@ pub struct Plan {
     pub mark: Option<Vec<u8>>,
 }
 
+/// Which bootloader's block format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Grub,
+    /// U-Boot's, not redundant.
+    Uboot,
+}
+
 /// What the environment block `env` and the booted `slot` mean. No try is
 /// pending yet (a release with a system payload is what will record one).
-pub fn plan(slot: Slot, env: &[u8]) -> Result<Plan, String> {
-    let mut vars = grubenv::parse(env).map_err(|e| e.to_string())?;
+/// The new block keeps every other variable and `env`'s size.
+pub fn plan(slot: Slot, env: &[u8], format: Format) -> Result<Plan, String> {
+    let mut vars = match format {
+        Format::Grub => grubenv::parse(env),
+        Format::Uboot => ubootenv::parse(env, false),
+    }
+    .map_err(|e| e.to_string())?;
     let state = BootState::read(&vars).map_err(|e| e.to_string())?;
     let booted = bootenv::at_boot(slot, None);
     let good = BootState::commit(slot);
     let mark = match booted {
         Booted::Normal(_) if state != good => {
             good.write(&mut vars).map_err(|e| e.to_string())?;
-            Some(grubenv::render(&vars, env.len()).map_err(|e| e.to_string())?)
+            let block = match format {
+                Format::Grub => grubenv::render(&vars, env.len()),
+                Format::Uboot => ubootenv::render(&vars, env.len(), None),
+            };
+            Some(block.map_err(|e| e.to_string())?)
         }
         _ => None,
     };
@@ -75,7 +95,11 @@ pub fn at_boot(loader: Option<&Bootloader>, wait_ms: u32) -> Option<Slot> {
         }
         return slot;
     };
-    if let Err(why) = with_env(loader, wait_ms, |path| mark(slot, path)) {
+    let r = match loader.kind {
+        Kind::Grub => with_env(loader, wait_ms, |path| mark(slot, path)),
+        Kind::Uboot => crate::boot::slotflash::mark(loader, slot),
+    };
+    if let Err(why) = r {
         Event::error("boot.slot").kv("slot", slot.name()).kv("result", "error").kv("reason", why).emit();
     }
     Some(slot)
@@ -100,20 +124,30 @@ fn with_env(loader: &Bootloader, wait_ms: u32, f: impl FnOnce(&str) -> Result<()
 /// Read the environment at `path`, report it, and mark `slot` good in place.
 fn mark(slot: Slot, path: &str) -> Result<(), String> {
     let env = crate::common::files::read_bounded(path, ENV_MAX).map_err(|e| format!("read {path}: {e}"))?;
-    let p = plan(slot, &env).map_err(|e| format!("{path}: {e}"))?;
+    let p = plan(slot, &env, Format::Grub).map_err(|e| format!("{path}: {e}"))?;
+    report(slot, "grub", &p);
+    let Some(block) = p.mark else { return Ok(()) };
+    report_mark(slot, &write_in_place(path, &block));
+    Ok(())
+}
+
+/// The `boot.slot` line of what the environment says.
+pub(super) fn report(slot: Slot, kind: &str, p: &Plan) {
     Event::info("boot.slot")
         .kv("slot", slot.name())
+        .kv("bootloader", kind)
         .kv("boot", booted_name(p.booted))
         .kv("first", p.state.first.name())
         .kv("a_left", p.state.left(Slot::A))
         .kv("b_left", p.state.left(Slot::B))
         .kv("result", "ok")
         .emit();
-    let Some(block) = p.mark else { return Ok(()) };
-    let r = write_in_place(path, &block);
+}
+
+/// The `boot.slot` line of the mark-good step's outcome.
+pub(super) fn report_mark(slot: Slot, r: &Result<(), String>) {
     let ev = if r.is_ok() { Event::info("boot.slot") } else { Event::error("boot.slot") };
-    ev.kv("slot", slot.name()).kv("step", "mark-good").kv("a_left", bootenv::ATTEMPTS).kv("b_left", bootenv::ATTEMPTS).result(&r).emit();
-    Ok(())
+    ev.kv("slot", slot.name()).kv("step", "mark-good").kv("a_left", bootenv::ATTEMPTS).kv("b_left", bootenv::ATTEMPTS).result(r).emit();
 }
 
 /// Overwrite `path` with `block` (its own size) and fsync it.
@@ -137,7 +171,7 @@ mod tests {
     #[test]
     fn a_normal_boot_refills_the_booted_slot() {
         // The script spent one of A's attempts on this boot.
-        let p = plan(Slot::A, &block("ORDER=A B\nA_LEFT=2\nB_LEFT=3\n")).unwrap();
+        let p = plan(Slot::A, &block("ORDER=A B\nA_LEFT=2\nB_LEFT=3\n"), Format::Grub).unwrap();
         assert_eq!(p.booted, Booted::Normal(Slot::A));
         assert_eq!(p.state.left, [2, 3]);
         let m = p.mark.unwrap();
@@ -148,8 +182,28 @@ mod tests {
 
     #[test]
     fn nothing_to_write_when_already_good_and_errors_are_named() {
-        assert_eq!(plan(Slot::B, &block("ORDER=B A\nA_LEFT=3\nB_LEFT=3\n")).unwrap().mark, None);
-        assert!(plan(Slot::A, b"not an env").unwrap_err().contains("signature"));
-        assert!(plan(Slot::A, &block("ORDER=A C\n")).unwrap_err().contains("ORDER"));
+        assert_eq!(plan(Slot::B, &block("ORDER=B A\nA_LEFT=3\nB_LEFT=3\n"), Format::Grub).unwrap().mark, None);
+        assert!(plan(Slot::A, b"not an env", Format::Grub).unwrap_err().contains("signature"));
+        assert!(plan(Slot::A, &block("ORDER=A C\n"), Format::Grub).unwrap_err().contains("ORDER"));
+    }
+
+    #[test]
+    fn a_uboot_block_is_marked_with_its_other_variables_and_size_kept() {
+        let mut v = bootenv::Vars::default();
+        for (n, val) in [("arch", "arm"), ("ORDER", "B A"), ("bootcmd", "run distro_bootcmd"), ("A_LEFT", "3"), ("B_LEFT", "1"), ("berth_slot", "B")] {
+            v.set(n, val).unwrap();
+        }
+        let env = ubootenv::render(&v, 0x4000, None).unwrap();
+        let p = plan(Slot::B, &env, Format::Uboot).unwrap();
+        assert_eq!((p.booted, p.state.left), (Booted::Normal(Slot::B), [3, 1]));
+        let m = p.mark.unwrap();
+        assert_eq!(m.len(), 0x4000);
+        let back = ubootenv::parse(&m, false).unwrap();
+        let names: Vec<_> = back.iter().map(|(n, val)| format!("{n}={val}")).collect();
+        assert_eq!(names, ["arch=arm", "ORDER=B A", "bootcmd=run distro_bootcmd", "A_LEFT=3", "B_LEFT=3", "berth_slot=B"]);
+        let mut bad = env.clone();
+        bad[0] ^= 1;
+        assert!(plan(Slot::B, &bad, Format::Uboot).unwrap_err().contains("CRC"));
+        assert!(plan(Slot::B, &vec![0xff; 0x4000], Format::Uboot).unwrap_err().contains("CRC"));
     }
 }

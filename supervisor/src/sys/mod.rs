@@ -13,6 +13,7 @@ mod fds;
 pub mod landlock;
 pub mod mount;
 pub mod net;
+pub mod physmem;
 pub mod quota;
 
 pub use fds::{inherited_fd, pass_fd_in_child};

@@ -4,10 +4,11 @@
 //! system, as before. It owns the table and its checks; it must not touch
 //! the environment itself (that is `boot::slot`, at boot).
 //!
-//! Only GRUB's environment file (`grubenv`, on a FAT partition the firmware
-//! reads) is supported on the device so far; U-Boot's environment block is
-//! decoded by [`crate::release::bootenv::ubootenv`] but a board naming it
-//! is refused until berth writes it on a device.
+//! Two kinds: GRUB's environment file (`grubenv`, on a FAT partition the
+//! firmware reads: `env_device` and `env_path`), and U-Boot's environment
+//! block in a memory-mapped CFI NOR flash (`env_addr`, `env_size` and
+//! `env_sector`: the board's `CONFIG_ENV_ADDR`, `CONFIG_ENV_SIZE` and
+//! `CONFIG_ENV_SECT_SIZE`; not redundant, on a 32-bit flash bus).
 
 use super::{err, BoardError, Path};
 use serde::{Deserialize, Serialize};
@@ -17,17 +18,35 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Grub,
+    Uboot,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bootloader {
     pub kind: Kind,
-    /// The partition holding the environment: a node or `PARTLABEL=`.
+    /// GRUB: the partition holding the environment: a node or `PARTLABEL=`.
+    #[serde(default)]
     pub env_device: Path,
-    /// The environment file's path on that (FAT) partition.
+    /// GRUB: the environment file's path on that (FAT) partition.
+    #[serde(default)]
     pub env_path: Path,
+    /// U-Boot: the environment's physical address in the flash
+    /// (`CONFIG_ENV_ADDR`), at the start of an erase sector.
+    #[serde(default)]
+    pub env_addr: u64,
+    /// U-Boot: the environment block's size (`CONFIG_ENV_SIZE`).
+    #[serde(default)]
+    pub env_size: u32,
+    /// U-Boot: the flash's erase sector holding it (`CONFIG_ENV_SECT_SIZE`);
+    /// the rest of the sector past the block is kept as it was.
+    #[serde(default)]
+    pub env_sector: u32,
 }
+
+/// Smallest and largest U-Boot environment block and erase sector.
+pub const UBOOT_ENV_MIN: u32 = 4 * 1024;
+pub const UBOOT_SECTOR_MAX: u32 = 1024 * 1024;
 
 /// Where berth mounts the environment's partition while it reads and
 /// marks it (and unmounts it again).
@@ -35,6 +54,36 @@ pub const MOUNT_AT: &str = "/run/berth/bootenv";
 
 impl Bootloader {
     pub(super) fn validate(&self) -> Result<(), BoardError> {
+        match self.kind {
+            Kind::Grub => self.validate_grub(),
+            Kind::Uboot => self.validate_uboot(),
+        }
+    }
+
+    fn validate_uboot(&self) -> Result<(), BoardError> {
+        if !self.env_device.is_empty() || !self.env_path.is_empty() {
+            return Err(err("bootloader.env_device", "is GRUB's: a U-Boot environment is named by env_addr, env_size and env_sector"));
+        }
+        let (size, sector) = (self.env_size, self.env_sector);
+        if !size.is_power_of_two() || !(UBOOT_ENV_MIN..=UBOOT_SECTOR_MAX).contains(&size) {
+            return Err(err("bootloader.env_size", format!("must be a power of two from {UBOOT_ENV_MIN} to {UBOOT_SECTOR_MAX} (U-Boot's CONFIG_ENV_SIZE)")));
+        }
+        if !sector.is_power_of_two() || !(size..=UBOOT_SECTOR_MAX).contains(&sector) {
+            return Err(err(
+                "bootloader.env_sector",
+                format!("must be a power of two from env_size to {UBOOT_SECTOR_MAX} (the flash's erase sector, U-Boot's CONFIG_ENV_SECT_SIZE)"),
+            ));
+        }
+        if self.env_addr == 0 || !self.env_addr.is_multiple_of(u64::from(sector)) || self.env_addr.checked_add(u64::from(sector)).is_none() {
+            return Err(err("bootloader.env_addr", "must be a non-zero physical address at the start of an erase sector (U-Boot's CONFIG_ENV_ADDR)"));
+        }
+        Ok(())
+    }
+
+    fn validate_grub(&self) -> Result<(), BoardError> {
+        if self.env_addr != 0 || self.env_size != 0 || self.env_sector != 0 {
+            return Err(err("bootloader.env_addr", "is U-Boot's: GRUB's environment is named by env_device and env_path"));
+        }
         if let Err(why) = crate::common::blockname::parse(&self.env_device) {
             return Err(err("bootloader.env_device", why));
         }

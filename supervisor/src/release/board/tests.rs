@@ -332,7 +332,25 @@ fn bootloader_table() {
     assert_eq!(e.field, "bootloader.env_path");
     let e = t("kind = \"grub\"\nenv_device = \"berth-esp\"\nenv_path = \"/grubenv\"").unwrap_err();
     assert_eq!(e.field, "bootloader.env_device");
-    assert!(t("kind = \"uboot\"\nenv_device = \"/dev/mtdblock1\"\nenv_path = \"/env\"").is_err());
+    assert_eq!(t("kind = \"uboot\"\nenv_device = \"/dev/mtdblock1\"\nenv_path = \"/env\"").unwrap_err().field, "bootloader.env_device");
+    assert_eq!(t("kind = \"grub\"\nenv_device = \"/dev/vda1\"\nenv_path = \"/e\"\nenv_size = 4096").unwrap_err().field, "bootloader.env_addr");
+}
+
+#[test]
+fn uboot_bootloader_table() {
+    let t = |table: &str| Board::from_toml(&with("\n[qemu]", &format!("\n[bootloader]\nkind = \"uboot\"\n{table}\n[qemu]")));
+    let b = t("env_addr = 0x4000000\nenv_size = 0x40000\nenv_sector = 0x40000").unwrap();
+    let l = b.bootloader.clone().unwrap();
+    assert_eq!((l.kind, l.env_addr, l.env_size, l.env_sector), (bootloader::Kind::Uboot, 0x400_0000, 0x4_0000, 0x4_0000));
+    assert_eq!(Board::from_postcard(&b.to_postcard().unwrap()).unwrap(), b);
+    assert!(t("env_addr = 0x4000000\nenv_size = 0x2000\nenv_sector = 0x40000").is_ok());
+    let field = |table: &str| t(table).unwrap_err().field;
+    assert_eq!(field("env_addr = 0x4000000\nenv_size = 0x30000\nenv_sector = 0x40000"), "bootloader.env_size");
+    assert_eq!(field("env_addr = 0x4000000\nenv_size = 0x800\nenv_sector = 0x40000"), "bootloader.env_size");
+    assert_eq!(field("env_addr = 0x4000000\nenv_size = 0x40000\nenv_sector = 0x20000"), "bootloader.env_sector");
+    assert_eq!(field("env_addr = 0x4000000\nenv_size = 0x40000\nenv_sector = 0x200000"), "bootloader.env_sector");
+    assert_eq!(field("env_addr = 0x4010000\nenv_size = 0x10000\nenv_sector = 0x40000"), "bootloader.env_addr");
+    assert_eq!(field("env_size = 0x10000\nenv_sector = 0x40000"), "bootloader.env_addr");
 }
 
 #[test]
