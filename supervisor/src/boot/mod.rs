@@ -26,6 +26,7 @@ pub mod hooks;
 pub mod modules;
 pub mod mount;
 pub mod slot;
+pub mod systry;
 pub mod sysverity;
 
 pub(crate) use crate::common::files::read_bounded;
@@ -153,6 +154,10 @@ fn initramfs_stage() -> ! {
 
     stage("system-root");
     let mut sys = mount::system_root(&board);
+    if let Some(dev) = slot_system(&board) {
+        // Booted through the bootloader's slots: this slot's own partition.
+        sys.source = mount::text(dev);
+    }
     if !device_ready(&mut sys.source, board.storage.wait_ms) {
         failed("system image device did not appear", grace);
     }
@@ -178,6 +183,16 @@ fn initramfs_stage() -> ! {
     let e = exec_self();
     Event::error("exec").kv("path", SELF_PATH).result(&Err::<(), _>(errno_text(e))).emit();
     failed("could not start berth from the system image", grace)
+}
+
+/// The booted slot's system partition, when the board names the slots'
+/// and the bootloader named the slot (`berth.slot=`).
+fn slot_system(board: &Board) -> Option<&str> {
+    let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).ok()?;
+    let slot = crate::release::bootenv::slot_from_cmdline(&String::from_utf8_lossy(&cmdline)).ok()??;
+    let dev = board.bootloader.as_ref()?.slot_device(slot)?;
+    Event::info("system.slot").kv("slot", slot.name()).kv("device", dev).emit();
+    Some(dev)
 }
 
 /// Move the API mounts under the new root, free the initramfs, make the new
@@ -253,11 +268,21 @@ fn system_stage() -> ! {
         Event::info("log.store").kv("dir", crate::common::logstore::DIR).kv("quota_kib", board.log_quota_kib).result(&r.map_err(|e| e.to_string())).emit();
     }
 
-    // The A/B slot the bootloader booted, marked good (boot/slot.rs).
-    let _slot = slot::at_boot(board.bootloader.as_ref(), board.storage.wait_ms);
+    // The A/B slot the bootloader booted, and whether this boot is a try
+    // of it or a fall-back from one (boot/slot.rs, boot/systry.rs).
+    let store_dir = std::path::Path::new(crate::release::current::STATE);
+    let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
+    let named = crate::release::bootenv::slot_from_cmdline(&String::from_utf8_lossy(&cmdline)).ok().flatten();
+    let pending = if data_mounted && board.bootloader.is_some() { systry::read_pending(store_dir, named) } else { None };
+    let booted = slot::at_boot(board.bootloader.as_ref(), board.storage.wait_ms, pending).and_then(|(_, b)| b);
 
     stage("release");
-    let release = check_release(&board, data_mounted);
+    let mut release = check_release(&board, data_mounted, systry::fell_back_cause(booted));
+    let on_trial = matches!(&release, Checked::Release(b) if b.2.trial.is_some());
+    let settled = systry::settle(store_dir, booted, pending, on_trial, board.bootloader.as_ref(), board.storage.wait_ms);
+    if let (systry::Settled::Trying(p), Checked::Release(b)) = (settled, &mut release) {
+        b.2.system_try = Some(p);
+    }
 
     stage("harden");
     crate::confine::harden::apply(&board.hardening);
@@ -306,6 +331,10 @@ fn system_stage() -> ! {
     }
     #[cfg(feature = "test-hooks")]
     crate::boot::hooks::at_boot(&mut pid1);
+    if settled == systry::Settled::Reboot {
+        // Into the old slot: the loop takes it as any reboot request.
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
+    }
     pid1.run()
 }
 
@@ -350,6 +379,7 @@ fn recovery(board: &Board, mut store: crate::release::store::Store, keys: crate:
         board: board.clone(),
         inbox_due: 0.0,
         recovery: Some(reason),
+        system_try: None,
     }))
 }
 
@@ -358,7 +388,7 @@ fn recovery(board: &Board, mut store: crate::release::store::Store, keys: crate:
 /// and log the outcome. A refused release changes nothing; berth stays up,
 /// in the recovery state when the store and the keys can still take a
 /// repair.
-fn check_release(board: &Board, data_mounted: bool) -> Checked {
+fn check_release(board: &Board, data_mounted: bool, fell_back: Option<crate::release::record::Cause>) -> Checked {
     use crate::release::current;
     use crate::release::store::{BootError, Store};
     use std::path::Path;
@@ -383,7 +413,7 @@ fn check_release(board: &Board, data_mounted: bool) -> Checked {
     for note in &notes {
         Event::warn("release.store").kv("note", note).emit();
     }
-    let booted = match store.boot(&keys, &board.name) {
+    let booted = match store.boot_after(&keys, &board.name, fell_back) {
         Ok(b) => b,
         Err(BootError::None) => {
             Event::warn("release.none").kv("path", current::STATE).emit();
@@ -435,6 +465,7 @@ fn check_release(board: &Board, data_mounted: bool) -> Checked {
         running: v.release.clone(),
         inbox_due: 0.0,
         recovery: None,
+        system_try: None,
     };
     Checked::Release(Box::new((v.release, key_id, updates)))
 }

@@ -15,7 +15,7 @@
 
 use crate::common::log::Event;
 use crate::release::board::bootloader::{Bootloader, MOUNT_AT};
-use crate::release::bootenv::{self, grubenv, BootState, Booted, Slot};
+use crate::release::bootenv::{self, grubenv, BootState, Booted, PendingTry, Slot};
 
 /// Largest environment file read.
 pub const ENV_MAX: usize = 64 * 1024;
@@ -30,16 +30,22 @@ pub struct Plan {
     pub mark: Option<Vec<u8>>,
 }
 
-/// What the environment block `env` and the booted `slot` mean. No try is
-/// pending yet (a release with a system payload is what will record one).
-pub fn plan(slot: Slot, env: &[u8]) -> Result<Plan, String> {
+/// What the environment block `env`, the booted `slot` and the try
+/// recorded on the data partition (`pending`) mean, and what to write: a
+/// normal boot marks its slot good, a fall-back leaves the failed slot with
+/// no attempts, a try writes nothing (its trial's commit will).
+pub fn plan(slot: Slot, env: &[u8], pending: Option<PendingTry>) -> Result<Plan, String> {
     let mut vars = grubenv::parse(env).map_err(|e| e.to_string())?;
     let state = BootState::read(&vars).map_err(|e| e.to_string())?;
-    let booted = bootenv::at_boot(slot, None);
-    let good = BootState::commit(slot);
-    let mark = match booted {
-        Booted::Normal(_) if state != good => {
-            good.write(&mut vars).map_err(|e| e.to_string())?;
+    let booted = bootenv::at_boot(slot, pending);
+    let want = match booted {
+        Booted::Normal(_) => Some(BootState::commit(slot)),
+        Booted::FellBack { to, .. } => Some(BootState::fall_back(to)),
+        Booted::Trying(_) => None,
+    };
+    let mark = match want {
+        Some(want) if want != state => {
+            want.write(&mut vars).map_err(|e| e.to_string())?;
             Some(grubenv::render(&vars, env.len()).map_err(|e| e.to_string())?)
         }
         _ => None,
@@ -55,8 +61,10 @@ fn booted_name(b: Booted) -> &'static str {
     }
 }
 
-/// The boot step (before the loop): see the module docs. Returns the slot.
-pub fn at_boot(loader: Option<&Bootloader>, wait_ms: u32) -> Option<Slot> {
+/// The boot step (before the loop): see the module docs. Returns the slot
+/// and what this boot is (`None` when berth could not tell: then nothing
+/// is decided from it).
+pub fn at_boot(loader: Option<&Bootloader>, wait_ms: u32, pending: Option<PendingTry>) -> Option<(Slot, Option<Booted>)> {
     let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
     let slot = match bootenv::slot_from_cmdline(&String::from_utf8_lossy(&cmdline)) {
         Ok(s) => s,
@@ -65,6 +73,7 @@ pub fn at_boot(loader: Option<&Bootloader>, wait_ms: u32) -> Option<Slot> {
             return None;
         }
     };
+    let slot_only = slot.map(|s| (s, None));
     let (Some(loader), Some(slot)) = (loader, slot) else {
         match (loader, slot) {
             (None, Some(s)) => Event::info("boot.slot").kv("slot", s.name()).kv("bootloader", "none").emit(),
@@ -73,16 +82,20 @@ pub fn at_boot(loader: Option<&Bootloader>, wait_ms: u32) -> Option<Slot> {
             }
             _ => {}
         }
-        return slot;
+        return slot_only;
     };
-    if let Err(why) = with_env(loader, wait_ms, |path| mark(slot, path)) {
-        Event::error("boot.slot").kv("slot", slot.name()).kv("result", "error").kv("reason", why).emit();
+    match with_env(loader, wait_ms, |path| mark(slot, path, pending)) {
+        Ok(booted) => Some((slot, Some(booted))),
+        Err(why) => {
+            Event::error("boot.slot").kv("slot", slot.name()).kv("result", "error").kv("reason", why).emit();
+            // Unknown: a pending try still decides (never a commit).
+            Some((slot, pending.map(|p| bootenv::at_boot(slot, Some(p)))))
+        }
     }
-    Some(slot)
 }
 
 /// Mount the environment's partition, run `f` on the file's path, unmount.
-fn with_env(loader: &Bootloader, wait_ms: u32, f: impl FnOnce(&str) -> Result<(), String>) -> Result<(), String> {
+fn with_env<T>(loader: &Bootloader, wait_ms: u32, f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, String> {
     let mut step = crate::boot::mount::bootenv(loader);
     if !crate::boot::device_ready(&mut step.source, wait_ms) {
         return Err(format!("{} did not appear", loader.env_device));
@@ -97,23 +110,23 @@ fn with_env(loader: &Bootloader, wait_ms: u32, f: impl FnOnce(&str) -> Result<()
     r
 }
 
-/// Read the environment at `path`, report it, and mark `slot` good in place.
-fn mark(slot: Slot, path: &str) -> Result<(), String> {
+/// Read the environment at `path`, report it, and write what [`plan`]
+/// says in place.
+fn mark(slot: Slot, path: &str, pending: Option<PendingTry>) -> Result<Booted, String> {
     let env = crate::common::files::read_bounded(path, ENV_MAX).map_err(|e| format!("read {path}: {e}"))?;
-    let p = plan(slot, &env).map_err(|e| format!("{path}: {e}"))?;
-    Event::info("boot.slot")
-        .kv("slot", slot.name())
-        .kv("boot", booted_name(p.booted))
-        .kv("first", p.state.first.name())
-        .kv("a_left", p.state.left(Slot::A))
-        .kv("b_left", p.state.left(Slot::B))
-        .kv("result", "ok")
-        .emit();
-    let Some(block) = p.mark else { return Ok(()) };
+    let p = plan(slot, &env, pending).map_err(|e| format!("{path}: {e}"))?;
+    let mut ev = Event::info("boot.slot").kv("slot", slot.name()).kv("boot", booted_name(p.booted));
+    if let Booted::FellBack { from, cause, .. } = p.booted {
+        ev = ev.kv("tried", from.name()).kv("cause", cause.name());
+    }
+    ev.kv("first", p.state.first.name()).kv("a_left", p.state.left(Slot::A)).kv("b_left", p.state.left(Slot::B)).kv("result", "ok").emit();
+    let Some(block) = p.mark else { return Ok(p.booted) };
     let r = write_in_place(path, &block);
     let ev = if r.is_ok() { Event::info("boot.slot") } else { Event::error("boot.slot") };
-    ev.kv("slot", slot.name()).kv("step", "mark-good").kv("a_left", bootenv::ATTEMPTS).kv("b_left", bootenv::ATTEMPTS).result(&r).emit();
-    Ok(())
+    let step = if matches!(p.booted, Booted::FellBack { .. }) { "fall-back" } else { "mark-good" };
+    let after = grubenv::parse(&block).ok().and_then(|v| BootState::read(&v).ok()).unwrap_or(p.state);
+    ev.kv("slot", slot.name()).kv("step", step).kv("a_left", after.left(Slot::A)).kv("b_left", after.left(Slot::B)).result(&r).emit();
+    Ok(p.booted)
 }
 
 /// Overwrite `path` with `block` (its own size) and fsync it.
@@ -137,7 +150,7 @@ mod tests {
     #[test]
     fn a_normal_boot_refills_the_booted_slot() {
         // The script spent one of A's attempts on this boot.
-        let p = plan(Slot::A, &block("ORDER=A B\nA_LEFT=2\nB_LEFT=3\n")).unwrap();
+        let p = plan(Slot::A, &block("ORDER=A B\nA_LEFT=2\nB_LEFT=3\n"), None).unwrap();
         assert_eq!(p.booted, Booted::Normal(Slot::A));
         assert_eq!(p.state.left, [2, 3]);
         let m = p.mark.unwrap();
@@ -148,8 +161,25 @@ mod tests {
 
     #[test]
     fn nothing_to_write_when_already_good_and_errors_are_named() {
-        assert_eq!(plan(Slot::B, &block("ORDER=B A\nA_LEFT=3\nB_LEFT=3\n")).unwrap().mark, None);
-        assert!(plan(Slot::A, b"not an env").unwrap_err().contains("signature"));
-        assert!(plan(Slot::A, &block("ORDER=A C\n")).unwrap_err().contains("ORDER"));
+        assert_eq!(plan(Slot::B, &block("ORDER=B A\nA_LEFT=3\nB_LEFT=3\n"), None).unwrap().mark, None);
+        assert!(plan(Slot::A, b"not an env", None).unwrap_err().contains("signature"));
+        assert!(plan(Slot::A, &block("ORDER=A C\n"), None).unwrap_err().contains("ORDER"));
+    }
+
+    #[test]
+    fn a_try_writes_nothing_and_a_fall_back_empties_the_tried_slot() {
+        let tried = PendingTry { from: Slot::A, to: Slot::B, reached: false };
+        // The script spent B's one attempt on this boot.
+        let p = plan(Slot::B, &block("ORDER=B A\nA_LEFT=3\nB_LEFT=0\n"), Some(tried)).unwrap();
+        assert_eq!((p.booted, p.mark), (Booted::Trying(Slot::B), None));
+        // B never came up: the script went on to A (spending one).
+        let p = plan(Slot::A, &block("ORDER=B A\nA_LEFT=2\nB_LEFT=0\n"), Some(tried)).unwrap();
+        assert_eq!(p.booted, Booted::FellBack { from: Slot::B, to: Slot::A, cause: bootenv::FallBackCause::NeverStarted });
+        let back = BootState::read(&grubenv::parse(&p.mark.unwrap()).unwrap()).unwrap();
+        assert_eq!(back, BootState { first: Slot::A, left: [3, 0] });
+        let reached = PendingTry { reached: true, ..tried };
+        let p = plan(Slot::A, &block("ORDER=A B\nA_LEFT=3\nB_LEFT=0\n"), Some(reached)).unwrap();
+        assert_eq!(p.booted, Booted::FellBack { from: Slot::B, to: Slot::A, cause: bootenv::FallBackCause::ResetDuringTrial });
+        assert_eq!(p.mark, None, "already as a fall-back leaves it");
     }
 }

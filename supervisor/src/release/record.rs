@@ -119,6 +119,12 @@ pub enum Cause {
     /// A container not declared `oneshot` exited 0 during the trial and
     /// its restart policy does not restart it.
     ContainerExited,
+    /// A try of the other system slot never reached berth's loop (its
+    /// kernel panicked or hung, its berth failed first): the old slot booted.
+    SystemNeverStarted,
+    /// The tried system slot's berth ran, then the device was reset before
+    /// the commit; the old slot booted.
+    SystemReset,
 }
 
 impl Cause {
@@ -134,6 +140,8 @@ impl Cause {
             Cause::TrialTimeout => "trial-timeout",
             Cause::ContainerFailed => "container-failed",
             Cause::ContainerExited => "container-exited",
+            Cause::SystemNeverStarted => "system-never-started",
+            Cause::SystemReset => "reset-during-system-trial",
         }
     }
 }
@@ -387,6 +395,22 @@ impl Record {
         }
     }
 
+    /// At boot, when a try of the other system slot came back to this one
+    /// (`fell_back`: its cause): a trial is rolled back with that cause,
+    /// whether or not its own boot had happened. Without one, [`Record::at_boot`].
+    pub fn at_boot_after(&self, fell_back: Option<Cause>) -> (Record, BootChoice) {
+        let Some(cause) = fell_back else { return self.at_boot() };
+        match (self.current, self.phase, self.previous) {
+            (Some(current), Phase::Trial { .. }, Some(previous)) => {
+                let mut rec = self.clone();
+                rec.boots = rec.boots.saturating_add(1);
+                let (rec, rollback) = rec.moved_back(current, previous, cause, None);
+                (rec, BootChoice::RolledBack { to: previous, rollback })
+            }
+            _ => self.at_boot(),
+        }
+    }
+
     /// The release chosen at boot (`failed`, now current) cannot be used:
     /// take the other kept one, if any.
     pub fn fall_back(&self, failed: Entry) -> Option<(Record, Entry, Rollback)> {
@@ -519,6 +543,17 @@ mod tests {
         assert_eq!(lone.at_boot().1, BootChoice::Trial(e(5)));
         assert_eq!(lone.rollback(Cause::CrashLoop, None), Err(TransitionError::NothingToRollBackTo));
         assert_eq!(Record::default().at_boot().1, BootChoice::None);
+        // A try of the other system slot came back: the trial is rolled
+        // back with the slot's cause, its own boot pending or not.
+        for pending in [true, false] {
+            let mut t = base.begin_trial(e(2), pending).unwrap();
+            t.phase = Phase::Trial { boot_pending: pending };
+            let (after, choice) = t.at_boot_after(Some(Cause::SystemNeverStarted));
+            assert_eq!(after.current, Some(e(1)));
+            assert_eq!(after.phase, Phase::Committed);
+            assert!(matches!(choice, BootChoice::RolledBack { to, rollback } if to == e(1) && rollback.cause == Cause::SystemNeverStarted));
+        }
+        assert_eq!(base.at_boot_after(Some(Cause::SystemReset)).1, BootChoice::Committed(e(1)), "nothing on trial: nothing to roll back");
     }
 
     #[test]

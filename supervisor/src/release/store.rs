@@ -343,8 +343,14 @@ impl<I: Io> Store<I> {
     /// kept release if it is unusable), and record the boot. Call once per
     /// boot, before anything starts.
     pub fn boot(&mut self, keys: &TrustedKeys, board: &str) -> Result<Booted, BootError> {
+        self.boot_after(keys, board, None)
+    }
+
+    /// [`Store::boot`] after a try of the other system slot came back
+    /// with the cause `fell_back` ([`Record::at_boot_after`]).
+    pub fn boot_after(&mut self, keys: &TrustedKeys, board: &str, fell_back: Option<Cause>) -> Result<Booted, BootError> {
         let notes = if self.unread { self.rebuild(keys, board) } else { Vec::new() };
-        let (mut rec, choice) = self.record.at_boot();
+        let (mut rec, choice) = self.record.at_boot_after(fell_back);
         let mut rollbacks = Vec::new();
         let (mut entry, trial) = match choice {
             BootChoice::None => return Err(BootError::None),
@@ -401,9 +407,11 @@ impl<I: Io> Store<I> {
         let verified = bundle::check_release(&header.release, keys, Some(board), floor::installed(&self.record))?;
         floor::check_marker(&self.record, &verified.release)?;
         bundle::check_table(&header, &verified.release)?;
-        let missing = verified.release.images.iter().find(|i| !header.images.iter().any(|e| e.sha256 == i.sha256) && !self.has_image(&i.sha256, i.size));
-        if let Some(img) = missing {
-            return Err(StageError::MissingImage(img.sha256));
+        let sys = verified.release.system.iter().flat_map(|s| s.parts());
+        let all = verified.release.images.iter().map(|i| (i.sha256, i.size)).chain(sys.map(|b| (b.sha256, b.size)));
+        let missing = all.into_iter().find(|(d, size)| !header.images.iter().any(|e| e.sha256 == *d) && !self.has_image(d, *size));
+        if let Some((d, _)) = missing {
+            return Err(StageError::MissingImage(d));
         }
         let staging = self.dir.join(STAGING);
         let staged = self.stage_images(bundle, &header, &verified, &staging);
@@ -441,9 +449,15 @@ impl<I: Io> Store<I> {
             bundle::copy_image(bundle, &mut f, e, &mut buf).map_err(|c| copy_error(c, &path))?;
             self.io.sync(&mut f).map_err(io_err("fsync", &path))?;
             drop(f);
-            let img = v.release.image(&e.sha256).ok_or(BundleError::ImageNotInRelease(e.sha256))?;
-            let file = std::fs::File::open(&path).map_err(io_err("open", &path))?;
-            bundle::check_image(&file, 0, img)?;
+            // A container image or the system image: its hash tree too (a
+            // kernel or an initramfs is checked by its SHA-256 alone).
+            let sys = v.release.system.as_ref().map(|s| s.image).filter(|i| i.sha256 == e.sha256);
+            if let Some(img) = v.release.image(&e.sha256).copied().or(sys) {
+                let file = std::fs::File::open(&path).map_err(io_err("open", &path))?;
+                bundle::check_image(&file, 0, &img)?;
+            } else if v.release.carried(&e.sha256).is_none() {
+                return Err(BundleError::ImageNotInRelease(e.sha256).into());
+            }
             added.push(e.sha256);
         }
         bundle::check_end(bundle)?;

@@ -41,7 +41,7 @@ pub const VARS_MAX: usize = 256;
 pub const CMDLINE_KEY: &str = "berth.slot=";
 
 /// One of the two system slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Slot {
     A,
     B,

@@ -1,0 +1,136 @@
+//! A try of the other system slot, at boot: reading the try an update
+//! recorded on the data partition ([`crate::release::slottry`]), telling the
+//! release store a fall-back's cause, and settling the record once the
+//! store has chosen what runs. It owns those boot steps; it must not run in
+//! the loop, and must not decide what a boot is (that is
+//! [`crate::release::bootenv::at_boot`], through `boot::slot`).
+//!
+//! After the store's boot:
+//! - a **fall-back** (the old slot is up): the store rolled the trial back
+//!   with the slot's cause; the try's record is removed.
+//! - a **try** whose release is on trial: the record says the tried slot's
+//!   berth reached its loop (a reset from here is a `reset-during-system-trial`),
+//!   and the trial's commit or rollback settles the bootloader
+//!   (`supervise::trial`).
+//! - a **try** whose trial did not survive the boot (the store rolled it
+//!   back: a reset during it): the bootloader falls back to the old slot
+//!   and the device reboots into it, which runs the release rolled back to.
+
+use std::path::Path;
+
+use crate::common::log::Event;
+use crate::release::bootenv::{Booted, FallBackCause, PendingTry, Slot};
+use crate::release::durable::SysIo;
+use crate::release::record::Cause;
+use crate::release::slottry;
+
+/// The try recorded in the store's directory `dir`. A garbled record is
+/// taken as a try of the other slot that came back after it ran: the slot
+/// that booted stays, any trial is rolled back, nothing is committed.
+pub fn read_pending(dir: &Path, booted: Option<Slot>) -> Option<PendingTry> {
+    match slottry::read(dir) {
+        Ok(p) => p,
+        Err(why) => {
+            Event::error("boot.slot").kv("step", "try-record").kv("result", "error").kv("reason", &why).emit();
+            booted.map(|s| PendingTry { from: s, to: s.other(), reached: true })
+        }
+    }
+}
+
+/// The rollback cause a fall-back gives the store.
+pub fn fell_back_cause(booted: Option<Booted>) -> Option<Cause> {
+    match booted? {
+        Booted::FellBack { cause: FallBackCause::NeverStarted, .. } => Some(Cause::SystemNeverStarted),
+        Booted::FellBack { cause: FallBackCause::ResetDuringTrial, .. } => Some(Cause::SystemReset),
+        _ => None,
+    }
+}
+
+/// What follows the store's boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// No try is open.
+    Nothing,
+    /// The release on trial is a try of this slot: its end settles the
+    /// bootloader.
+    Trying(PendingTry),
+    /// Back to the old slot: reboot.
+    Reboot,
+}
+
+/// Settle the try after the store's boot (`on_trial`: the store's release
+/// is on trial).
+pub fn settle(
+    dir: &Path,
+    booted: Option<Booted>,
+    pending: Option<PendingTry>,
+    on_trial: bool,
+    loader: Option<&crate::release::board::bootloader::Bootloader>,
+    wait_ms: u32,
+) -> Settled {
+    let (Some(booted), Some(p)) = (booted, pending) else { return Settled::Nothing };
+    match booted {
+        Booted::Normal(_) => Settled::Nothing,
+        Booted::FellBack { from, to, cause } => {
+            let r = slottry::clear(&mut SysIo, dir).map_err(|e| e.to_string());
+            Event::warn("update.system").kv("result", "fell-back").kv("tried", from.name()).kv("slot", to.name()).kv("cause", cause.name()).emit();
+            if let Err(e) = r {
+                Event::error("boot.slot").kv("step", "try-record").kv("result", "error").kv("reason", e).emit();
+            }
+            Settled::Nothing
+        }
+        Booted::Trying(slot) if on_trial => {
+            let reached = PendingTry { reached: true, ..p };
+            if let Err(e) = slottry::write(&mut SysIo, dir, &reached) {
+                Event::error("boot.slot").kv("step", "try-record").kv("result", "error").kv("reason", e.to_string()).emit();
+            }
+            Event::info("update.system").kv("result", "trying").kv("slot", slot.name()).kv("from", p.from.name()).emit();
+            Settled::Trying(reached)
+        }
+        Booted::Trying(slot) => {
+            let Some(loader) = loader else { return Settled::Nothing };
+            let r = crate::release::slotwrite::set_boot_state(loader, wait_ms, |_| crate::release::bootenv::BootState::fall_back(p.from));
+            let ev = Event::warn("update.system").kv("result", "abandoned").kv("slot", slot.name()).kv("back_to", p.from.name());
+            ev.kv("reason", "its trial did not survive a reset").result(&r.as_ref().map(|_| ()).map_err(|e| e.clone())).emit();
+            if r.is_err() {
+                return Settled::Nothing;
+            }
+            if let Err(e) = slottry::clear(&mut SysIo, dir) {
+                Event::error("boot.slot").kv("step", "try-record").kv("result", "error").kv("reason", e.to_string()).emit();
+            }
+            Settled::Reboot
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_of_a_fall_back() {
+        let fb = |cause| Some(Booted::FellBack { from: Slot::B, to: Slot::A, cause });
+        assert_eq!(fell_back_cause(fb(FallBackCause::NeverStarted)), Some(Cause::SystemNeverStarted));
+        assert_eq!(fell_back_cause(fb(FallBackCause::ResetDuringTrial)), Some(Cause::SystemReset));
+        assert_eq!(fell_back_cause(Some(Booted::Trying(Slot::B))), None);
+        assert_eq!(fell_back_cause(None), None);
+    }
+
+    #[test]
+    fn a_try_on_trial_is_marked_reached_and_a_fall_back_clears_it() {
+        let d = std::env::temp_dir().join(format!("berth-systry-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = PendingTry { from: Slot::A, to: Slot::B, reached: false };
+        slottry::write(&mut SysIo, &d, &p).unwrap();
+        assert_eq!(read_pending(&d, Some(Slot::B)), Some(p));
+        let s = settle(&d, Some(Booted::Trying(Slot::B)), Some(p), true, None, 0);
+        assert_eq!(s, Settled::Trying(PendingTry { reached: true, ..p }));
+        assert_eq!(slottry::read(&d).unwrap(), Some(PendingTry { reached: true, ..p }));
+        let fb = Booted::FellBack { from: Slot::B, to: Slot::A, cause: FallBackCause::ResetDuringTrial };
+        assert_eq!(settle(&d, Some(fb), Some(p), false, None, 0), Settled::Nothing);
+        assert_eq!(slottry::read(&d).unwrap(), None);
+        std::fs::write(d.join(slottry::FILE), "junk").unwrap();
+        assert_eq!(read_pending(&d, Some(Slot::A)), Some(PendingTry { from: Slot::A, to: Slot::B, reached: true }));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
