@@ -62,7 +62,7 @@ pub fn pid1() -> ! {
     Event::info("boot.start")
         .kv("pid", nix::unistd::getpid())
         .kv("stage", if in_initramfs { "initramfs" } else { "system" })
-        .kv("version", env!("CARGO_PKG_VERSION"))
+        .kv("version", crate::common::names::VERSION)
         .kv("kmsg", if kmsg.is_ok() { "ok" } else { "unavailable" })
         .kv("console", console.name())
         .emit();
@@ -260,21 +260,12 @@ fn system_stage() -> ! {
     stage("data");
     #[cfg(feature = "test-hooks")]
     let board = crate::release::logwrites::at_data(board);
-    let mut data = mount::data(&board);
-    let data_mounted = device_ready(&mut data.source, board.storage.wait_ms) && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
-    if data_mounted {
-        let dir = std::path::Path::new(crate::common::logstore::DIR);
-        let r = crate::common::logstore::with(|s| s.set_dir(dir)).unwrap_or(Ok(()));
-        Event::info("log.store").kv("dir", crate::common::logstore::DIR).kv("quota_kib", board.log_quota_kib).result(&r.map_err(|e| e.to_string())).emit();
-    }
+    let data_mounted = mount_data(&board);
 
     // The A/B slot the bootloader booted, and whether this boot is a try
     // of it or a fall-back from one (boot/slot.rs, boot/systry.rs).
     let store_dir = std::path::Path::new(crate::release::current::STATE);
-    let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
-    let named = crate::release::bootenv::slot_from_cmdline(&String::from_utf8_lossy(&cmdline)).ok().flatten();
-    let pending = if data_mounted && board.bootloader.is_some() { systry::read_pending(store_dir, named) } else { None };
-    let booted = slot::at_boot(board.bootloader.as_ref(), board.storage.wait_ms, pending).and_then(|(_, b)| b);
+    let (booted, pending) = systry::at_boot(&board, data_mounted, store_dir);
 
     stage("release");
     let mut release = check_release(&board, data_mounted, systry::fell_back_cause(booted));
@@ -336,6 +327,19 @@ fn system_stage() -> ! {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
     }
     pid1.run()
+}
+
+/// Mount the data partition and put the log store's files on it; whether
+/// it is mounted.
+fn mount_data(board: &Board) -> bool {
+    let mut data = mount::data(board);
+    let mounted = device_ready(&mut data.source, board.storage.wait_ms) && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
+    if mounted {
+        let dir = std::path::Path::new(crate::common::logstore::DIR);
+        let r = crate::common::logstore::with(|s| s.set_dir(dir)).unwrap_or(Ok(()));
+        Event::info("log.store").kv("dir", crate::common::logstore::DIR).kv("quota_kib", board.log_quota_kib).result(&r.map_err(|e| e.to_string())).emit();
+    }
+    mounted
 }
 
 /// What the boot found to run.
@@ -428,13 +432,7 @@ fn check_release(board: &Board, data_mounted: bool, fell_back: Option<crate::rel
     for note in &booted.notes {
         Event::warn("release.store").kv("note", note).emit();
     }
-    for (rb, why) in &booted.rollbacks {
-        let mut ev = Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to);
-        if let Some(why) = why {
-            ev = ev.kv("reason", why);
-        }
-        ev.emit();
-    }
+    log_rollbacks(&booted.rollbacks);
     if let Some(e) = &booted.unrecorded {
         Event::error("release.store").kv("step", "record").result(&Err::<(), _>(e)).emit();
     }
@@ -468,6 +466,17 @@ fn check_release(board: &Board, data_mounted: bool, fell_back: Option<crate::rel
         system_try: None,
     };
     Checked::Release(Box::new((v.release, key_id, updates)))
+}
+
+/// The rollbacks the store's boot made, one `release.rollback` each.
+fn log_rollbacks(rollbacks: &[(crate::release::record::Rollback, Option<crate::release::store::ObjectError>)]) {
+    for (rb, why) in rollbacks {
+        let mut ev = Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to);
+        if let Some(why) = why {
+            ev = ev.kv("reason", why);
+        }
+        ev.emit();
+    }
 }
 
 fn loopback_up() -> Result<(), Errno> {

@@ -24,6 +24,16 @@ use crate::release::durable::SysIo;
 use crate::release::record::Cause;
 use crate::release::slottry;
 
+/// The slot step of the boot (`boot::slot`) with the try recorded in
+/// `dir`: what this boot is, and the try.
+pub fn at_boot(board: &crate::release::board::Board, data_mounted: bool, dir: &Path) -> (Option<Booted>, Option<PendingTry>) {
+    let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
+    let named = crate::release::bootenv::slot_from_cmdline(&String::from_utf8_lossy(&cmdline)).ok().flatten();
+    let pending = if data_mounted && board.bootloader.is_some() { read_pending(dir, named) } else { None };
+    let booted = super::slot::at_boot(board.bootloader.as_ref(), board.storage.wait_ms, pending).and_then(|(_, b)| b);
+    (booted, pending)
+}
+
 /// The try recorded in the store's directory `dir`. A garbled record is
 /// taken as a try of the other slot that came back after it ran: the slot
 /// that booted stays, any trial is rolled back, nothing is committed.

@@ -9,7 +9,9 @@
 //! system partition (the board's `bootloader.slot_devices`) from its first
 //! byte; the kernel and the initramfs as `/<slot>/vmlinuz` and
 //! `/<slot>/initramfs` on the boot partition (`bootloader.env_device`, FAT),
-//! each written to a `.new` file, fsynced and renamed over the old one. Every
+//! each old file removed first (the boot partition need not hold two of
+//! a slot's kernel), the new one written to a `.new` file, fsynced and
+//! renamed into place. Every
 //! part is read back and hashed against the signed release before the
 //! stager reports the release staged. A power cut in the middle leaves a
 //! half-written inactive slot that nothing boots: the bootloader's order
@@ -113,11 +115,16 @@ fn dev_size(node: &str) -> Result<u64, String> {
     f.seek(std::io::SeekFrom::End(0)).map_err(|e| format!("size of {node}: {e}"))
 }
 
-/// Write `dir/name.new` from `from`, fsync, rename over `dir/name`, fsync
-/// the directory, read it back against `want`.
+/// Remove `dir/name` (the inactive slot's: its room is needed on a small
+/// boot partition), write `dir/name.new` from `from`, fsync, rename it to
+/// `dir/name`, fsync the directory, read it back against `want`.
 fn replace_file(from: &Path, dir: &Path, name: &str, want: &Blob) -> Result<(), String> {
     let tmp = dir.join(format!("{name}.new"));
     let to = dir.join(name);
+    match std::fs::remove_file(&to) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("remove {}: {e}", to.display())),
+        _ => {}
+    }
     let mut src = std::fs::File::open(from).map_err(|e| format!("open {}: {e}", from.display()))?;
     let mut out = std::fs::File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
     copy_hashing(&mut src, &mut out, want.size).map_err(|e| format!("write {}: {e}", tmp.display()))?;
