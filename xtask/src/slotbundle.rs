@@ -5,6 +5,8 @@
 //! dm-verity parameters, and that image) and no container image (the
 //! device has them all).
 //!
+//! The new system's board config states the release as its floor
+//! (`release_floor`): once it runs, no release below it is accepted.
 //! The payload's berth ([`Payload`]) is either a separate build of berth
 //! with a version string of its own (`BERTH_VERSION`, so the boot after the
 //! switch shows which berth runs), or a program that exits at once in
@@ -51,10 +53,16 @@ pub fn build(root: &Path, a: &Artifacts, manifests: &Path, payload: Payload, ver
         Payload::NewBerth => next_berth(root, a)?,
         Payload::BerthExits => crate::artifacts::cross_build(root, a.board.arch, "qemu-tests", "berth-probe")?,
     };
-    // The test system's tree (berth with its hooks, the agent), berth replaced.
+    // The new system's board: the release carrying it is its floor.
+    let mut next = a.clone();
+    next.board.release_floor = version;
+    let board_bin = next.board.to_postcard().map_err(|e| e.to_string())?;
+    // The test system's tree (berth with its hooks, the agent), berth and
+    // the board replaced.
     let tree = work.join("system-root");
     crate::run_cmd(Command::new("cp").arg("-a").arg(a.dir.join("system-root")).arg(&tree))?;
     fs::copy(&berth, tree.join("sbin/berth")).map_err(|e| format!("{} -> system image: {e}", berth.display()))?;
+    fs::write(tree.join("etc/berth/board.bin"), &board_bin).map_err(|e| format!("system image board: {e}"))?;
     let system = work.join("system.img");
     crate::artifacts::squash(&tree, &system)?;
     let v = crate::verity::append_tree(&system, None)?;
@@ -67,7 +75,7 @@ pub fn build(root: &Path, a: &Artifacts, manifests: &Path, payload: Payload, ver
     // One initramfs for either slot: the board's slot_devices pick the
     // booted slot's partition.
     let initramfs = work.join("initramfs");
-    fs::write(&initramfs, crate::bootdisk::slot_initramfs(a, "B", &verity)?).map_err(|e| format!("{}: {e}", initramfs.display()))?;
+    fs::write(&initramfs, crate::bootdisk::slot_initramfs(&next, "B", &verity)?).map_err(|e| format!("{}: {e}", initramfs.display()))?;
     let blob = |p: &Path| crate::image::hash_file(p).map(|(size, sha)| Blob { sha256: Digest(sha), size });
     let sys = System {
         kernel: blob(&a.kernel.image)?,

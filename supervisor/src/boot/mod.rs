@@ -414,6 +414,7 @@ fn check_release(board: &Board, data_mounted: bool, fell_back: Option<crate::rel
             return Checked::Nothing;
         }
     };
+    store.set_system_floor(board.release_floor);
     for note in &notes {
         Event::warn("release.store").kv("note", note).emit();
     }
@@ -446,6 +447,7 @@ fn check_release(board: &Board, data_mounted: bool, fell_back: Option<crate::rel
         .kv("containers", v.release.containers.len())
         .kv("stored", if booted.raised { "raised" } else { "kept" })
         .kv("floor", booted.floor.unwrap_or(0))
+        .kv("system_floor", board.release_floor)
         .emit();
     // Nothing staged survives a reboot: drop what no kept release uses.
     match store.gc() {

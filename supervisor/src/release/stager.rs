@@ -333,6 +333,7 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>, bundle: &mut impl std::io
         Ok((s, _)) => s,
         Err(e) => return refused(Refusal::Device, &format!("release store {}: {e}", current::STATE)),
     };
+    store.set_system_floor(board.release_floor);
     // The update's writes count from here, as PID 1 counted them before.
     durable::start_counting();
     let staged = match store.stage(bundle, &keys, &board.name) {

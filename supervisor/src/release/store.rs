@@ -183,6 +183,9 @@ pub struct Store<I: Io = SysIo> {
     witness: Option<u64>,
     /// Both record copies are unreadable: [`Store::boot`] rebuilds.
     unread: bool,
+    /// The running system's own floor (its board's `release_floor`): no
+    /// release below it is staged or booted, whatever the record says.
+    system_floor: u64,
 }
 
 fn read_bounded(path: &Path, max: usize) -> io::Result<Vec<u8>> {
@@ -236,7 +239,7 @@ impl<I: Io> Store<I> {
                 None
             }
         };
-        let mut store = Store { dir: dir.to_path_buf(), io, record: Record::default(), generation: 0, next_slot: 0, witness, unread: false };
+        let mut store = Store { dir: dir.to_path_buf(), io, record: Record::default(), generation: 0, next_slot: 0, witness, unread: false, system_floor: 0 };
         if let Some((i, generation, mut rec)) = record::newest([&slots[0], &slots[1]]) {
             // The record lost a raise the witness saw: the higher one stands.
             if let Some(w) = witness {
@@ -274,6 +277,12 @@ impl<I: Io> Store<I> {
     /// The path of a release object.
     pub fn release_path(&self, digest: &Digest) -> PathBuf {
         self.dir.join(RELEASES).join(release_name(digest))
+    }
+
+    /// Take the running system's own release floor (its board's
+    /// `release_floor`): releases below it are neither staged nor booted.
+    pub fn set_system_floor(&mut self, floor: u64) {
+        self.system_floor = floor;
     }
 
     /// The path of an image.
@@ -321,6 +330,9 @@ impl<I: Io> Store<I> {
     fn usable(&self, entry: &Entry, keys: &TrustedKeys, board: &str, rec: Option<&Record>) -> Result<Verified, ObjectError> {
         let bytes = self.object(entry)?;
         let v = decode_release(&bytes, keys, board, None).map_err(ObjectError::Rejected)?;
+        if v.release.version < self.system_floor {
+            return Err(ObjectError::Rejected(ReleaseError::Rollback { release: v.release.version, stored: self.system_floor }));
+        }
         if let (Some(rec), Some(floor)) = (rec, rec.and_then(|r| r.highest)) {
             if !rec.admits(&Entry { digest: entry.digest, version: v.release.version }) {
                 return Err(ObjectError::Rejected(ReleaseError::Rollback { release: v.release.version, stored: floor }));
@@ -406,6 +418,9 @@ impl<I: Io> Store<I> {
         }
         let verified = bundle::check_release(&header.release, keys, Some(board), floor::installed(&self.record))?;
         floor::check_marker(&self.record, &verified.release)?;
+        if verified.release.version < self.system_floor {
+            return Err(BundleError::Release(ReleaseError::Rollback { release: verified.release.version, stored: self.system_floor }).into());
+        }
         bundle::check_table(&header, &verified.release)?;
         let sys = verified.release.system.iter().flat_map(|s| s.parts());
         let all = verified.release.images.iter().map(|i| (i.sha256, i.size)).chain(sys.map(|b| (b.sha256, b.size)));
