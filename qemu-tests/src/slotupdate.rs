@@ -97,7 +97,7 @@ fn push_system(l: &dyn Launch, name: &str, payload: &str, lim: &Limits) -> Resul
         return Err(format!("the push of release {V2} was answered {answer:?}"));
     }
     let written = m.expect_event("update.system", lim.step)?;
-    for (k, v) in [("version", "2"), ("changed", "1"), ("slot", "B"), ("result", "ok")] {
+    for (k, v) in [("phase", "written"), ("version", "2"), ("changed", "1"), ("slot", "B"), ("result", "ok")] {
         field_is(&written, k, v)?;
     }
     let tried = m.expect_event("update.try", lim.step)?;
@@ -135,11 +135,11 @@ fn slot_update(l: &dyn Launch) -> Result<(), String> {
         field_is(&slot, k, v)?;
     }
     field_is(&m.expect_event("release.trial", lim.step)?, "version", "2")?;
-    field_is(&m.expect_event("update.system", lim.step)?, "result", "trying")?;
+    field_is(&m.expect_event("update.system", lim.step)?, "phase", "trying")?;
     m.expect_line("AGENT slot=B", lim.step)?;
     field_is(&m.expect_event("release.commit", lim.step)?, "version", "2")?;
     let done = m.expect_event("update.system", lim.step)?;
-    for (k, v) in [("result", "committed"), ("slot", "B")] {
+    for (k, v) in [("phase", "committed"), ("slot", "B"), ("result", "ok")] {
         field_is(&done, k, v)?;
     }
     let line = m.expect_line("AGENT release committed=", lim.step)?;
@@ -190,7 +190,7 @@ fn slot_fallback(l: &dyn Launch) -> Result<(), String> {
         field_is(&rb, k, v)?;
     }
     let fb = m.expect_event("update.system", lim.step)?;
-    for (k, v) in [("result", "fell-back"), ("tried", "B"), ("slot", "A")] {
+    for (k, v) in [("phase", "fell-back"), ("tried", "B"), ("slot", "A")] {
         field_is(&fb, k, v)?;
     }
     m.expect_line("AGENT slot=A", lim.step)?;

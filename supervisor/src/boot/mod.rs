@@ -79,8 +79,28 @@ pub fn pid1() -> ! {
     }
 }
 
+/// How long a boot that failed on a bootloader's slot stays up (its
+/// reason on the console, `berthctl` in reach) before it reboots, so that
+/// the boot script's attempt counter moves on to the other slot.
+pub const FAILED_SLOT_REBOOT_S: u64 = 5;
+
 fn failed(reason: &str, grace_ms: u32) -> ! {
-    Event::error("boot.failed").kv("reason", reason).emit();
+    let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
+    let slot = crate::release::bootenv::slot_from_cmdline(&String::from_utf8_lossy(&cmdline)).ok().flatten();
+    let mut ev = Event::error("boot.failed").kv("reason", reason);
+    if let Some(s) = slot {
+        ev = ev.kv("slot", s.name()).kv("then", "reboot").kv("after_s", FAILED_SLOT_REBOOT_S);
+        // The loop takes the signal as any reboot request (it is blocked
+        // in every thread: it waits in the loop's signal descriptor).
+        let r = std::thread::Builder::new().name("berth-failed".into()).spawn(|| {
+            std::thread::sleep(Duration::from_secs(FAILED_SLOT_REBOOT_S));
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGINT);
+        });
+        if let Err(e) = r {
+            ev = ev.kv("thread", e.to_string());
+        }
+    }
+    ev.emit();
     Pid1::new(Duration::from_millis(grace_ms.into()), false).run()
 }
 
@@ -268,7 +288,7 @@ fn system_stage() -> ! {
     let (booted, pending) = systry::at_boot(&board, data_mounted, store_dir);
 
     stage("release");
-    let mut release = check_release(&board, data_mounted, systry::fell_back_cause(booted));
+    let mut release = check_release(&board, data_mounted, systry::verdict(booted));
     let on_trial = matches!(&release, Checked::Release(b) if b.2.trial.is_some());
     let settled = systry::settle(store_dir, booted, pending, on_trial, board.bootloader.as_ref(), board.storage.wait_ms);
     if let (systry::Settled::Trying(p), Checked::Release(b)) = (settled, &mut release) {
@@ -392,7 +412,7 @@ fn recovery(board: &Board, mut store: crate::release::store::Store, keys: crate:
 /// and log the outcome. A refused release changes nothing; berth stays up,
 /// in the recovery state when the store and the keys can still take a
 /// repair.
-fn check_release(board: &Board, data_mounted: bool, fell_back: Option<crate::release::record::Cause>) -> Checked {
+fn check_release(board: &Board, data_mounted: bool, verdict: Option<crate::release::record::SystemVerdict>) -> Checked {
     use crate::release::current;
     use crate::release::store::{BootError, Store};
     use std::path::Path;
@@ -418,7 +438,7 @@ fn check_release(board: &Board, data_mounted: bool, fell_back: Option<crate::rel
     for note in &notes {
         Event::warn("release.store").kv("note", note).emit();
     }
-    let booted = match store.boot_after(&keys, &board.name, fell_back) {
+    let booted = match store.boot_after(&keys, &board.name, verdict) {
         Ok(b) => b,
         Err(BootError::None) => {
             Event::warn("release.none").kv("path", current::STATE).emit();

@@ -37,9 +37,9 @@ pub struct Plan {
 pub fn plan(slot: Slot, env: &[u8], pending: Option<PendingTry>) -> Result<Plan, String> {
     let mut vars = grubenv::parse(env).map_err(|e| e.to_string())?;
     let state = BootState::read(&vars).map_err(|e| e.to_string())?;
-    let booted = bootenv::at_boot(slot, pending);
+    let booted = bootenv::settle_try(bootenv::at_boot(slot, pending), &state);
     let want = match booted {
-        Booted::Normal(_) => Some(BootState::commit(slot)),
+        Booted::Normal(_) | Booted::TryCommitted(_) => Some(BootState::commit(slot)),
         Booted::FellBack { to, .. } => Some(BootState::fall_back(to)),
         Booted::Trying(_) => None,
     };
@@ -57,6 +57,7 @@ fn booted_name(b: Booted) -> &'static str {
     match b {
         Booted::Normal(_) => "normal",
         Booted::Trying(_) => "trying",
+        Booted::TryCommitted(_) => "try-committed",
         Booted::FellBack { .. } => "fell-back",
     }
 }
@@ -181,5 +182,11 @@ mod tests {
         let p = plan(Slot::A, &block("ORDER=A B\nA_LEFT=3\nB_LEFT=0\n"), Some(reached)).unwrap();
         assert_eq!(p.booted, Booted::FellBack { from: Slot::B, to: Slot::A, cause: bootenv::FallBackCause::ResetDuringTrial });
         assert_eq!(p.mark, None, "already as a fall-back leaves it");
+        // B's commit reached the bootloader, then a reset before the data
+        // partition recorded it: the script spent one of B's three.
+        let p = plan(Slot::B, &block("ORDER=B A\nA_LEFT=3\nB_LEFT=2\n"), Some(reached)).unwrap();
+        assert_eq!(p.booted, Booted::TryCommitted(Slot::B));
+        let back = BootState::read(&grubenv::parse(&p.mark.unwrap()).unwrap()).unwrap();
+        assert_eq!(back, BootState::commit(Slot::B));
     }
 }

@@ -8,6 +8,10 @@
 //! After the store's boot:
 //! - a **fall-back** (the old slot is up): the store rolled the trial back
 //!   with the slot's cause; the try's record is removed.
+//! - a **try the bootloader already committed** (its trial's commit was
+//!   cut between the bootloader's write and the data partition's): the
+//!   store completes the commit; the try's record is removed. The
+//!   bootloader's write is the commit point.
 //! - a **try** whose release is on trial: the record says the tried slot's
 //!   berth reached its loop (a reset from here is a `reset-during-system-trial`),
 //!   and the trial's commit or rollback settles the bootloader
@@ -21,7 +25,7 @@ use std::path::Path;
 use crate::common::log::Event;
 use crate::release::bootenv::{Booted, FallBackCause, PendingTry, Slot};
 use crate::release::durable::SysIo;
-use crate::release::record::Cause;
+use crate::release::record::{Cause, SystemVerdict};
 use crate::release::slottry;
 
 /// The slot step of the boot (`boot::slot`) with the try recorded in
@@ -47,11 +51,13 @@ pub fn read_pending(dir: &Path, booted: Option<Slot>) -> Option<PendingTry> {
     }
 }
 
-/// The rollback cause a fall-back gives the store.
-pub fn fell_back_cause(booted: Option<Booted>) -> Option<Cause> {
+/// What the store must do with a trial after this boot: roll a
+/// fall-back's back with its cause, complete a commit the bootloader has.
+pub fn verdict(booted: Option<Booted>) -> Option<SystemVerdict> {
     match booted? {
-        Booted::FellBack { cause: FallBackCause::NeverStarted, .. } => Some(Cause::SystemNeverStarted),
-        Booted::FellBack { cause: FallBackCause::ResetDuringTrial, .. } => Some(Cause::SystemReset),
+        Booted::FellBack { cause: FallBackCause::NeverStarted, .. } => Some(SystemVerdict::FellBack(Cause::SystemNeverStarted)),
+        Booted::FellBack { cause: FallBackCause::ResetDuringTrial, .. } => Some(SystemVerdict::FellBack(Cause::SystemReset)),
+        Booted::TryCommitted(_) => Some(SystemVerdict::Committed),
         _ => None,
     }
 }
@@ -83,10 +89,15 @@ pub fn settle(
         Booted::Normal(_) => Settled::Nothing,
         Booted::FellBack { from, to, cause } => {
             let r = slottry::clear(&mut SysIo, dir).map_err(|e| e.to_string());
-            Event::warn("update.system").kv("result", "fell-back").kv("tried", from.name()).kv("slot", to.name()).kv("cause", cause.name()).emit();
+            Event::warn("update.system").kv("phase", "fell-back").kv("tried", from.name()).kv("slot", to.name()).kv("cause", cause.name()).emit();
             if let Err(e) = r {
                 Event::error("boot.slot").kv("step", "try-record").kv("result", "error").kv("reason", e).emit();
             }
+            Settled::Nothing
+        }
+        Booted::TryCommitted(slot) => {
+            let r = slottry::clear(&mut SysIo, dir).map_err(|e| e.to_string());
+            Event::info("update.system").kv("phase", "committed").kv("slot", slot.name()).kv("at", "boot").result(&r).emit();
             Settled::Nothing
         }
         Booted::Trying(slot) if on_trial => {
@@ -94,13 +105,13 @@ pub fn settle(
             if let Err(e) = slottry::write(&mut SysIo, dir, &reached) {
                 Event::error("boot.slot").kv("step", "try-record").kv("result", "error").kv("reason", e.to_string()).emit();
             }
-            Event::info("update.system").kv("result", "trying").kv("slot", slot.name()).kv("from", p.from.name()).emit();
+            Event::info("update.system").kv("phase", "trying").kv("slot", slot.name()).kv("from", p.from.name()).emit();
             Settled::Trying(reached)
         }
         Booted::Trying(slot) => {
             let Some(loader) = loader else { return Settled::Nothing };
             let r = crate::release::slotwrite::set_boot_state(loader, wait_ms, |_| crate::release::bootenv::BootState::fall_back(p.from));
-            let ev = Event::warn("update.system").kv("result", "abandoned").kv("slot", slot.name()).kv("back_to", p.from.name());
+            let ev = Event::warn("update.system").kv("phase", "abandoned").kv("slot", slot.name()).kv("back_to", p.from.name());
             ev.kv("reason", "its trial did not survive a reset").result(&r.as_ref().map(|_| ()).map_err(|e| e.clone())).emit();
             if r.is_err() {
                 return Settled::Nothing;
@@ -118,12 +129,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn causes_of_a_fall_back() {
+    fn verdicts_of_a_try() {
         let fb = |cause| Some(Booted::FellBack { from: Slot::B, to: Slot::A, cause });
-        assert_eq!(fell_back_cause(fb(FallBackCause::NeverStarted)), Some(Cause::SystemNeverStarted));
-        assert_eq!(fell_back_cause(fb(FallBackCause::ResetDuringTrial)), Some(Cause::SystemReset));
-        assert_eq!(fell_back_cause(Some(Booted::Trying(Slot::B))), None);
-        assert_eq!(fell_back_cause(None), None);
+        assert_eq!(verdict(fb(FallBackCause::NeverStarted)), Some(SystemVerdict::FellBack(Cause::SystemNeverStarted)));
+        assert_eq!(verdict(fb(FallBackCause::ResetDuringTrial)), Some(SystemVerdict::FellBack(Cause::SystemReset)));
+        assert_eq!(verdict(Some(Booted::TryCommitted(Slot::B))), Some(SystemVerdict::Committed));
+        assert_eq!(verdict(Some(Booted::Trying(Slot::B))), None);
+        assert_eq!(verdict(None), None);
     }
 
     #[test]

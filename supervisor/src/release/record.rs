@@ -64,6 +64,16 @@ mod v1;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+/// What a try of a system slot settled at boot (see `boot::systry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemVerdict {
+    /// The old slot booted again: roll the trial back with this cause.
+    FellBack(Cause),
+    /// The tried slot is primary in the bootloader: the trial's commit is
+    /// completed.
+    Committed,
+}
+
 /// Rollback causes kept in the record.
 pub const HISTORY_MAX: usize = 8;
 /// Largest encoded slot.
@@ -395,17 +405,25 @@ impl Record {
         }
     }
 
-    /// At boot, when a try of the other system slot came back to this one
-    /// (`fell_back`: its cause): a trial is rolled back with that cause,
-    /// whether or not its own boot had happened. Without one, [`Record::at_boot`].
-    pub fn at_boot_after(&self, fell_back: Option<Cause>) -> (Record, BootChoice) {
-        let Some(cause) = fell_back else { return self.at_boot() };
-        match (self.current, self.phase, self.previous) {
-            (Some(current), Phase::Trial { .. }, Some(previous)) => {
-                let mut rec = self.clone();
-                rec.boots = rec.boots.saturating_add(1);
+    /// At boot after a try of a system slot ([`SystemVerdict`]): a trial
+    /// is rolled back with the fall-back's cause, or committed when the
+    /// bootloader already has the tried slot primary, whether or not its
+    /// own boot had happened. Without a verdict, [`Record::at_boot`].
+    pub fn at_boot_after(&self, verdict: Option<SystemVerdict>) -> (Record, BootChoice) {
+        let (Some(verdict), Some(current), Phase::Trial { .. }) = (verdict, self.current, self.phase) else { return self.at_boot() };
+        let mut rec = self.clone();
+        rec.boots = rec.boots.saturating_add(1);
+        match (verdict, self.previous) {
+            (SystemVerdict::FellBack(cause), Some(previous)) => {
                 let (rec, rollback) = rec.moved_back(current, previous, cause, None);
                 (rec, BootChoice::RolledBack { to: previous, rollback })
+            }
+            (SystemVerdict::Committed, _) => {
+                rec.phase = Phase::Trial { boot_pending: false };
+                match rec.commit() {
+                    Ok(done) => (done, BootChoice::Committed(current)),
+                    Err(_) => self.at_boot(),
+                }
             }
             _ => self.at_boot(),
         }

@@ -382,7 +382,7 @@ fn write_system(
     let Some(sys) = &release.system else { return Ok(None) };
     let running_root = board.storage.system.verity.as_ref().and_then(|v| v.image()).map(|i| i.verity_root);
     if !sys.changes(running_root) {
-        crate::common::log::Event::info("update.system").kv("version", release.version).kv("changed", 0).emit();
+        crate::common::log::Event::info("update.system").kv("phase", "written").kv("version", release.version).kv("changed", 0).emit();
         return Ok(None);
     }
     let Some(loader) = board.bootloader.as_ref() else {
@@ -397,6 +397,7 @@ fn write_system(
     let images = store.dir().join(crate::release::store::IMAGES);
     let w = crate::release::slotwrite::write(&images, sys, loader, to, board.storage.wait_ms).map_err(|e| format!("writing slot {}: {e}", to.name()))?;
     crate::common::log::Event::info("update.system")
+        .kv("phase", "written")
         .kv("version", release.version)
         .kv("changed", 1)
         .kv("slot", to.name())

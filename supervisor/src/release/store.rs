@@ -358,11 +358,11 @@ impl<I: Io> Store<I> {
         self.boot_after(keys, board, None)
     }
 
-    /// [`Store::boot`] after a try of the other system slot came back
-    /// with the cause `fell_back` ([`Record::at_boot_after`]).
-    pub fn boot_after(&mut self, keys: &TrustedKeys, board: &str, fell_back: Option<Cause>) -> Result<Booted, BootError> {
+    /// [`Store::boot`] after a try of a system slot settled `verdict`
+    /// ([`Record::at_boot_after`]).
+    pub fn boot_after(&mut self, keys: &TrustedKeys, board: &str, verdict: Option<crate::release::record::SystemVerdict>) -> Result<Booted, BootError> {
         let notes = if self.unread { self.rebuild(keys, board) } else { Vec::new() };
-        let (mut rec, choice) = self.record.at_boot_after(fell_back);
+        let (mut rec, choice) = self.record.at_boot_after(verdict);
         let mut rollbacks = Vec::new();
         let (mut entry, trial) = match choice {
             BootChoice::None => return Err(BootError::None),

@@ -155,7 +155,7 @@ impl Pid1 {
             // The release rolled back to lives on the old slot: back to it.
             let r = set_slot(&u.board, |_| crate::release::bootenv::BootState::fall_back(p.from));
             let cleared = crate::release::slottry::clear(&mut crate::release::durable::SysIo, u.store.dir()).map_err(|e| e.to_string());
-            let ev = Event::warn("update.system").kv("result", "rolled-back").kv("slot", p.to.name()).kv("back_to", p.from.name()).kv("cause", rb.cause);
+            let ev = Event::warn("update.system").kv("phase", "rolled-back").kv("slot", p.to.name()).kv("back_to", p.from.name()).kv("cause", rb.cause);
             ev.result(&r.and(cleared)).emit();
             // Whether or not the bootloader took it, this slot's attempt is spent.
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
@@ -215,7 +215,7 @@ impl Pid1 {
         self.stage.log.end(Phase::Committed, "", "");
         if let Some(p) = u.system_try.take() {
             let r = crate::release::slottry::clear(&mut crate::release::durable::SysIo, u.store.dir()).map_err(|e| e.to_string());
-            Event::info("update.system").kv("result", "committed").kv("slot", p.to.name()).kv("version", t.version).result(&r).emit();
+            Event::info("update.system").kv("phase", "committed").kv("slot", p.to.name()).kv("version", t.version).result(&r).emit();
         }
         // No rollback can need them in this boot any more.
         crate::release::images::unmap(&t.superseded);

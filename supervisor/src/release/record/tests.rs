@@ -54,12 +54,12 @@ fn reboot_during_trial_rolls_back_unless_it_was_the_requested_boot() {
     for pending in [true, false] {
         let mut t = base.begin_trial(e(2), pending).unwrap();
         t.phase = Phase::Trial { boot_pending: pending };
-        let (after, choice) = t.at_boot_after(Some(Cause::SystemNeverStarted));
+        let (after, choice) = t.at_boot_after(Some(SystemVerdict::FellBack(Cause::SystemNeverStarted)));
         assert_eq!(after.current, Some(e(1)));
         assert_eq!(after.phase, Phase::Committed);
         assert!(matches!(choice, BootChoice::RolledBack { to, rollback } if to == e(1) && rollback.cause == Cause::SystemNeverStarted));
     }
-    assert_eq!(base.at_boot_after(Some(Cause::SystemReset)).1, BootChoice::Committed(e(1)), "nothing on trial: nothing to roll back");
+    assert_eq!(base.at_boot_after(Some(SystemVerdict::FellBack(Cause::SystemReset))).1, BootChoice::Committed(e(1)), "nothing on trial: nothing to roll back");
 }
 
 #[test]
