@@ -304,12 +304,13 @@ fn grub_slots(l: &dyn Launch) -> Result<(), String> {
 }
 
 /// `bootloader-verity`: one bit flipped a third of the way into slot A's
-/// system image, on a fresh boot disk. The boot comes up on slot A (its
-/// initramfs carries the image's dm-verity root hash), and the initramfs
-/// refuses the image: one `system.verity step=read result=error` line for
-/// slot A's partition (`/dev/vda2`, the second on the disk), then
-/// `boot.failed` with the dm-verity reason, and berth never starts from
-/// the system image.
+/// system image, on a fresh boot disk. Each boot of slot A (its initramfs
+/// carries the image's dm-verity root hash) refuses the image: a
+/// `system.verity step=read result=error` line for slot A's partition
+/// (`/dev/vda2`, the second on the disk), then `boot.failed` with the
+/// dm-verity reason and a reboot after a few seconds, and berth never
+/// starts from that image. The boot script spends slot A's three attempts
+/// that way, then boots slot B, whose intact image comes up normally.
 fn grub_verity(l: &dyn Launch) -> Result<(), String> {
     let base = limits(l.arch());
     let lim = Limits { boot: base.boot + Duration::from_secs(120), step: base.step, halt: base.halt };
@@ -317,20 +318,31 @@ fn grub_verity(l: &dyn Launch) -> Result<(), String> {
     let disk = l.boot_disk(&spec)?;
     l.alter_system(&disk, "A")?;
     let mut m = l.boot_firmware(&spec, &disk)?;
-    let ev = m.expect_event("system.verity", lim.boot)?;
-    for (k, v) in [("device", "/dev/vda2"), ("step", "read"), ("result", "error")] {
-        crate::scenarios::field_is(&ev, k, v)?;
+    for n in 1..=ATTEMPTS {
+        let ev = m.expect_event("system.verity", lim.boot)?;
+        for (k, v) in [("device", "/dev/vda2"), ("step", "read"), ("result", "error")] {
+            crate::scenarios::field_is(&ev, k, v).map_err(|e| format!("boot {n}: {e}"))?;
+        }
+        let failed = m.expect_event("boot.failed", lim.step)?;
+        for (k, v) in [("reason", "system image failed its dm-verity check"), ("slot", "A"), ("then", "reboot")] {
+            crate::scenarios::field_is(&failed, k, v).map_err(|e| format!("boot {n}: {e}"))?;
+        }
     }
-    let failed = m.expect_event("boot.failed", lim.step)?;
-    crate::scenarios::field_is(&failed, "reason", "system image failed its dm-verity check")?;
+    let start = m.expect_event_where("boot.start", |e| e.is("stage", "system"), lim.boot)?;
+    let slot = m.expect_event_where("boot.slot", |e| e.get("boot").is_some(), lim.step)?;
+    for (k, v) in [("slot", "B"), ("boot", "normal")] {
+        crate::scenarios::field_is(&slot, k, v)?;
+    }
+    m.expect_line("AGENT slot=B", lim.step)?;
+    expect_poweroff(&mut m, "SIGTERM", &lim)?;
     let events = m.events();
-    m.kill();
-    if let Some(e) = events.iter().find(|e| e.name == "boot.start" && e.get("stage") == Some("system")) {
-        return Err(format!("berth started from the altered system image: {e:?}"));
+    let first_system = events.iter().position(|e| e.name == "boot.start" && e.is("stage", "system"));
+    if first_system != events.iter().position(|e| e == &start) {
+        return Err("berth started from slot A's altered system image".into());
     }
-    let n = events.iter().filter(|e| e.name == "system.verity").count();
-    if n != 1 {
-        return Err(format!("{n} system.verity lines, want one"));
+    let n = events.iter().filter(|e| e.name == "system.verity" && e.is("result", "error")).count();
+    if n != ATTEMPTS as usize {
+        return Err(format!("{n} refusals of slot A's image, want {ATTEMPTS} (its attempts)"));
     }
     Ok(())
 }

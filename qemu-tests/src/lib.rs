@@ -61,6 +61,7 @@ pub mod recovery;
 pub mod releasepaths;
 pub mod scenario;
 pub mod scenarios;
+pub mod slotupdate;
 pub mod staging;
 pub mod statusjson;
 pub mod trials;

@@ -75,6 +75,12 @@ pub trait Launch: Send + Sync {
     fn boot_firmware(&self, _spec: &BootSpec, _disk: &std::path::Path) -> Result<Machine, String> {
         Err(format!("{}: no bootloader boot", self.arch()))
     }
+    /// A bundle of `spec`'s build's release one `version` up, carrying a
+    /// system slot payload (`new-berth`, `berth-exits`: see xtask's
+    /// `slotbundle`).
+    fn system_bundle(&self, _spec: &BootSpec, _payload: &str, _version: u64) -> Result<std::path::PathBuf, String> {
+        Err(format!("{}: no system bundles", self.arch()))
+    }
     /// The bootloader's environment block on `disk`.
     fn grubenv(&self, _disk: &std::path::Path) -> Result<Vec<u8>, String> {
         Err(format!("{}: no bootloader boot", self.arch()))
@@ -172,6 +178,7 @@ pub fn all(l: Arc<dyn Launch>) -> Vec<Case> {
     cases.extend(crate::faults::cases(Arc::clone(&l)));
     cases.extend(crate::recovery::cases(Arc::clone(&l)));
     cases.extend(crate::bootloader::cases(Arc::clone(&l)));
+    cases.extend(crate::slotupdate::cases(Arc::clone(&l)));
     cases.extend(crate::staging::cases(l));
     cases
 }

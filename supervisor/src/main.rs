@@ -66,7 +66,7 @@ fn receive(port: &str) -> Result<(), String> {
 fn cli(args: &[String]) -> ExitCode {
     match args.first().map(String::as_str) {
         Some("--version") => {
-            println!("berth {}", env!("CARGO_PKG_VERSION"));
+            println!("berth {}", berth::common::names::VERSION);
             ExitCode::SUCCESS
         }
         Some("net") if args.len() == 1 => net(),

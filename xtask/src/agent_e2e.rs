@@ -175,6 +175,7 @@ fn signed_bundle(dir: &Path) -> (Vec<u8>, berth::release::TrustedKeys) {
         commit_window_s: 30,
         reboot: false,
         trial_deadline_s: 600,
+        system: None,
     };
     let key = berth::release::signing_key_from_seed(&[7; 32]);
     let mut keys = berth::release::TrustedKeys::new();

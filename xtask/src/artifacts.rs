@@ -49,6 +49,8 @@ pub struct Artifacts {
     pub key_dir: PathBuf,
     /// The update bundles on the data partition, if the variant has them.
     pub updates: Option<qemu_tests::updates::UpdateInfo>,
+    /// The release's manifest directory.
+    pub manifests: PathBuf,
 }
 
 /// Read and validate a board config file; errors name the file and the field.
@@ -385,6 +387,7 @@ pub fn build(root: &Path, board_file: &Path, variant: &Variant) -> Result<Artifa
         images: compiled.images,
         key_dir,
         updates,
+        manifests,
     })
 }
 
@@ -478,7 +481,7 @@ fn copy_exec(from: &Path, to: &Path) -> Result<(), String> {
 }
 
 /// squashfs: mature, in every vendor kernel, compressed; owned by root, no timestamps.
-fn squash(dir: &Path, out: &Path) -> Result<(), String> {
+pub(crate) fn squash(dir: &Path, out: &Path) -> Result<(), String> {
     let _ = fs::remove_file(out);
     run_cmd(Command::new("mksquashfs").arg(dir).arg(out).args([
         "-quiet",

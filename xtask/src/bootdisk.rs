@@ -354,8 +354,10 @@ fn make_esp(a: &Artifacts, cmdline: &str, verity: &SystemVerity, work: &Path) ->
         files.push((initrd, format!("/{slot}/initramfs")));
     }
     let bytes: u64 = files.iter().map(|(f, _)| fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
-    // Room for the FAT's tables and a spare MiB; at least what FAT32 wants.
-    let kib = (bytes + bytes / 8 + 2 * MIB).div_ceil(MIB).max(40) * 1024;
+    // Room for the FAT's tables, a slot's kernel and initramfs written
+    // anew by an update beside the old ones, and a spare MiB; at least
+    // what FAT32 wants.
+    let kib = (bytes + bytes / 2 + bytes / 8 + 2 * MIB).div_ceil(MIB).max(40) * 1024;
     let esp = work.join("esp.img");
     let _ = fs::remove_file(&esp);
     run_cmd(Command::new("mkfs.vfat").args(["-C", "-n", "BERTH-ESP"]).arg(&esp).arg(kib.to_string()))?;
@@ -399,10 +401,11 @@ pub(crate) fn verified_system(a: &Artifacts, work: &Path) -> Result<(PathBuf, Sy
 }
 
 /// Write the disk `out`: the FAT image `boot` as its first partition
-/// (`boot_label`), then each slot's system partition holding `system`.
+/// (`boot_label`), then each slot's system partition holding `system`,
+/// with room for a system image twice its size (an update's).
 pub(crate) fn write_disk(boot: &Path, boot_label: &str, system: &Path, out: &Path) -> Result<(), String> {
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).map_err(|e| format!("{}: {e}", p.display()));
-    let (esp_bytes, system_bytes) = (size(boot)?, size(system)?);
+    let (esp_bytes, system_bytes) = (size(boot)?, size(system)?.saturating_mul(2));
     let mut wanted = vec![(boot_label.to_string(), ESP_TYPE, esp_bytes)];
     wanted.extend(SLOTS.iter().map(|s| (system_label(s), LINUX_TYPE, system_bytes)));
     let wanted: Vec<(&str, &str, u64)> = wanted.iter().map(|(l, t, b)| (l.as_str(), *t, *b)).collect();
@@ -437,12 +440,19 @@ fn part_of(disk: &Path, label: &str) -> Result<Part, String> {
 }
 
 /// Flip one bit of a byte a third of the way into slot `slot`'s system
-/// image partition on `disk` (inside the squashfs data, before its hash
-/// tree); the byte's offset in the partition.
+/// image on `disk` (inside the squashfs data, whose length its superblock
+/// states, before its hash tree); the byte's offset in the partition.
 pub fn alter_system(disk: &Path, slot: &str) -> Result<u64, String> {
     let p = part_of(disk, &system_label(slot))?;
     let f = fs::OpenOptions::new().read(true).write(true).open(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
-    let at = p.bytes() / 3;
+    // squashfs: magic `hsqs`, `bytes_used` (u64 little-endian) at byte 40.
+    let mut sb = [0u8; 48];
+    f.read_exact_at(&mut sb, p.offset()).map_err(|e| format!("{}: {e}", disk.display()))?;
+    if &sb[..4] != b"hsqs" {
+        return Err(format!("{}: slot {slot}'s partition holds no squashfs", disk.display()));
+    }
+    let used = u64::from_le_bytes(sb[40..48].try_into().unwrap_or_default());
+    let at = used / 3;
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, p.offset() + at).map_err(|e| format!("{}: {e}", disk.display()))?;
     b[0] ^= 0x01;

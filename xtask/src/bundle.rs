@@ -85,6 +85,7 @@ mod tests {
             commit_window_s: 120,
             reboot: false,
             trial_deadline_s: 720,
+            system: None,
         }
     }
 

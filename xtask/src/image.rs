@@ -147,7 +147,7 @@ fn data_size(file: &mut File, path: &Path) -> Result<u64, String> {
     bytes_used.checked_next_multiple_of(BLOCK).ok_or_else(|| format!("{}: squashfs bytes_used {bytes_used} is too large", path.display()))
 }
 
-fn hash_file(path: &Path) -> Result<(u64, [u8; 32]), String> {
+pub(crate) fn hash_file(path: &Path) -> Result<(u64, [u8; 32]), String> {
     let file = File::open(path).map_err(|e| format!("{}: open: {e}", path.display()))?;
     let mut r = BufReader::new(file);
     let mut h = Sha256::new();

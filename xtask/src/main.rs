@@ -22,6 +22,7 @@ mod notices;
 mod oci;
 mod release;
 mod roundtrip;
+mod slotbundle;
 mod soak;
 #[cfg(test)]
 mod structure;
@@ -748,6 +749,18 @@ fn test_variants(root: &Path) -> Vec<(&'static str, Variant)> {
                 ..Default::default()
             },
         ),
+        // The system slot updates (`slotupdate`): release 1 of the update
+        // scenarios, the push port, room for a system payload's staging.
+        (
+            qemu_tests::slotupdate::VARIANT,
+            Variant {
+                suffix: "-slots".into(),
+                manifests: Some(root.join("qemu-tests/manifests/update/v1")),
+                services: receive_service().into_iter().collect(),
+                data_mib: Some(160),
+                ..Default::default()
+            },
+        ),
         // The fleet update scenarios (`fleet`): the update releases with
         // berth-agent beside them.
         (
@@ -884,6 +897,14 @@ impl Launch for Launcher {
     fn set_ubootenv(&self, disk: &Path, vars: &[(String, String)]) -> Result<(), String> {
         let arch = self.builds.first().map(|(_, a)| a.board.arch).ok_or("no build")?;
         ubootdisk::write_env(arch, disk, vars)
+    }
+
+    fn system_bundle(&self, spec: &BootSpec, payload: &str, version: u64) -> Result<PathBuf, String> {
+        let art = self.build_of(spec)?;
+        let payload = slotbundle::Payload::parse(payload)?;
+        let out = art.dir.join("runs").join(format!("{}-{payload:?}-{version}.bundle", spec.name));
+        slotbundle::build(&workspace_root(), art, &art.manifests, payload, version, &out)?;
+        Ok(out)
     }
 
     fn grubenv(&self, disk: &Path) -> Result<Vec<u8>, String> {

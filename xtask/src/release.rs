@@ -343,6 +343,7 @@ pub fn compile(root: &Path, dir: &Path, board: &Board, out: &Path, version: Opti
         commit_window_s: meta.commit_window_s,
         reboot: meta.reboot,
         trial_deadline_s: meta.trial_deadline_s,
+        system: None,
     };
     // Every manifest is checked, and every error reported, before any image
     // is built.
@@ -448,6 +449,7 @@ mod tests {
                 commit_window_s: 60,
                 reboot: false,
                 trial_deadline_s: 660,
+                system: None,
             };
             for arch in Arch::ALL {
                 let board = crate::artifacts::load_board(&crate::artifacts::board_path(&root, arch)).unwrap();

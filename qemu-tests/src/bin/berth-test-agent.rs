@@ -38,7 +38,8 @@
 //! adds and removes a container) and `inbox-queue` (several entries in the
 //! inbox at once) those of `qemu_tests::releasepaths`.
 //! Mode `bootloader` prints `AGENT slot=<berth.slot= of the command line>`
-//! and powers off (see `qemu_tests::bootloader`).
+//! and powers off (see `qemu_tests::bootloader`); `slot-update` waits for
+//! a system update and its trial (see `qemu_tests::slotupdate`).
 //!
 //! Static, std + libc only; it must never panic on anything the guest can do.
 
@@ -71,6 +72,9 @@ mod recovery;
 #[path = "berth-test-agent/releasepaths.rs"]
 mod releasepaths;
 /// The trial scenarios' modes (`qemu_tests::trials`).
+/// The system slot update scenarios' mode (`qemu_tests::slotupdate`).
+#[path = "berth-test-agent/slots.rs"]
+mod slots;
 #[path = "berth-test-agent/trials.rs"]
 mod trials;
 #[path = "berth-test-agent/volumes.rs"]
@@ -154,6 +158,8 @@ fn main() {
     } else if mode == "recovery" {
         // No release runs: no general checks.
         recovery::run();
+    } else if mode == "slot-update" {
+        slots::run();
     } else if mode == "bootloader" {
         // The bootloader case: which slot the boot script booted, as the
         // kernel got it (`qemu_tests::bootloader`), then power off.

@@ -27,6 +27,7 @@ pub mod modules;
 pub mod mount;
 pub mod slot;
 pub mod slotflash;
+pub mod systry;
 pub mod sysverity;
 
 pub(crate) use crate::common::files::read_bounded;
@@ -62,7 +63,7 @@ pub fn pid1() -> ! {
     Event::info("boot.start")
         .kv("pid", nix::unistd::getpid())
         .kv("stage", if in_initramfs { "initramfs" } else { "system" })
-        .kv("version", env!("CARGO_PKG_VERSION"))
+        .kv("version", crate::common::names::VERSION)
         .kv("kmsg", if kmsg.is_ok() { "ok" } else { "unavailable" })
         .kv("console", console.name())
         .emit();
@@ -79,8 +80,28 @@ pub fn pid1() -> ! {
     }
 }
 
+/// How long a boot that failed on a bootloader's slot stays up (its
+/// reason on the console, `berthctl` in reach) before it reboots, so that
+/// the boot script's attempt counter moves on to the other slot.
+pub const FAILED_SLOT_REBOOT_S: u64 = 5;
+
 fn failed(reason: &str, grace_ms: u32) -> ! {
-    Event::error("boot.failed").kv("reason", reason).emit();
+    let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
+    let slot = crate::release::bootenv::slot_from_cmdline(&String::from_utf8_lossy(&cmdline)).ok().flatten();
+    let mut ev = Event::error("boot.failed").kv("reason", reason);
+    if let Some(s) = slot {
+        ev = ev.kv("slot", s.name()).kv("then", "reboot").kv("after_s", FAILED_SLOT_REBOOT_S);
+        // The loop takes the signal as any reboot request (it is blocked
+        // in every thread: it waits in the loop's signal descriptor).
+        let r = std::thread::Builder::new().name("berth-failed".into()).spawn(|| {
+            std::thread::sleep(Duration::from_secs(FAILED_SLOT_REBOOT_S));
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGINT);
+        });
+        if let Err(e) = r {
+            ev = ev.kv("thread", e.to_string());
+        }
+    }
+    ev.emit();
     Pid1::new(Duration::from_millis(grace_ms.into()), false).run()
 }
 
@@ -154,6 +175,10 @@ fn initramfs_stage() -> ! {
 
     stage("system-root");
     let mut sys = mount::system_root(&board);
+    if let Some(dev) = slot_system(&board) {
+        // Booted through the bootloader's slots: this slot's own partition.
+        sys.source = mount::text(dev);
+    }
     if !device_ready(&mut sys.source, board.storage.wait_ms) {
         failed("system image device did not appear", grace);
     }
@@ -179,6 +204,16 @@ fn initramfs_stage() -> ! {
     let e = exec_self();
     Event::error("exec").kv("path", SELF_PATH).result(&Err::<(), _>(errno_text(e))).emit();
     failed("could not start berth from the system image", grace)
+}
+
+/// The booted slot's system partition, when the board names the slots'
+/// and the bootloader named the slot (`berth.slot=`).
+fn slot_system(board: &Board) -> Option<&str> {
+    let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).ok()?;
+    let slot = crate::release::bootenv::slot_from_cmdline(&String::from_utf8_lossy(&cmdline)).ok()??;
+    let dev = board.bootloader.as_ref()?.slot_device(slot)?;
+    Event::info("system.slot").kv("slot", slot.name()).kv("device", dev).emit();
+    Some(dev)
 }
 
 /// Move the API mounts under the new root, free the initramfs, make the new
@@ -246,19 +281,20 @@ fn system_stage() -> ! {
     stage("data");
     #[cfg(feature = "test-hooks")]
     let board = crate::release::logwrites::at_data(board);
-    let mut data = mount::data(&board);
-    let data_mounted = device_ready(&mut data.source, board.storage.wait_ms) && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
-    if data_mounted {
-        let dir = std::path::Path::new(crate::common::logstore::DIR);
-        let r = crate::common::logstore::with(|s| s.set_dir(dir)).unwrap_or(Ok(()));
-        Event::info("log.store").kv("dir", crate::common::logstore::DIR).kv("quota_kib", board.log_quota_kib).result(&r.map_err(|e| e.to_string())).emit();
-    }
+    let data_mounted = mount_data(&board);
 
-    // The A/B slot the bootloader booted, marked good (boot/slot.rs).
-    let _slot = slot::at_boot(board.bootloader.as_ref(), board.storage.wait_ms);
+    // The A/B slot the bootloader booted, and whether this boot is a try
+    // of it or a fall-back from one (boot/slot.rs, boot/systry.rs).
+    let store_dir = std::path::Path::new(crate::release::current::STATE);
+    let (booted, pending) = systry::at_boot(&board, data_mounted, store_dir);
 
     stage("release");
-    let release = check_release(&board, data_mounted);
+    let mut release = check_release(&board, data_mounted, systry::verdict(booted));
+    let on_trial = matches!(&release, Checked::Release(b) if b.2.trial.is_some());
+    let settled = systry::settle(store_dir, booted, pending, on_trial, board.bootloader.as_ref(), board.storage.wait_ms);
+    if let (systry::Settled::Trying(p), Checked::Release(b)) = (settled, &mut release) {
+        b.2.system_try = Some(p);
+    }
 
     stage("harden");
     crate::confine::harden::apply(&board.hardening);
@@ -307,7 +343,24 @@ fn system_stage() -> ! {
     }
     #[cfg(feature = "test-hooks")]
     crate::boot::hooks::at_boot(&mut pid1);
+    if settled == systry::Settled::Reboot {
+        // Into the old slot: the loop takes it as any reboot request.
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
+    }
     pid1.run()
+}
+
+/// Mount the data partition and put the log store's files on it; whether
+/// it is mounted.
+fn mount_data(board: &Board) -> bool {
+    let mut data = mount::data(board);
+    let mounted = device_ready(&mut data.source, board.storage.wait_ms) && mount::apply(core::slice::from_ref(&data), &mut SysMounter) == 0;
+    if mounted {
+        let dir = std::path::Path::new(crate::common::logstore::DIR);
+        let r = crate::common::logstore::with(|s| s.set_dir(dir)).unwrap_or(Ok(()));
+        Event::info("log.store").kv("dir", crate::common::logstore::DIR).kv("quota_kib", board.log_quota_kib).result(&r.map_err(|e| e.to_string())).emit();
+    }
+    mounted
 }
 
 /// What the boot found to run.
@@ -351,6 +404,7 @@ fn recovery(board: &Board, mut store: crate::release::store::Store, keys: crate:
         board: board.clone(),
         inbox_due: 0.0,
         recovery: Some(reason),
+        system_try: None,
     }))
 }
 
@@ -359,7 +413,7 @@ fn recovery(board: &Board, mut store: crate::release::store::Store, keys: crate:
 /// and log the outcome. A refused release changes nothing; berth stays up,
 /// in the recovery state when the store and the keys can still take a
 /// repair.
-fn check_release(board: &Board, data_mounted: bool) -> Checked {
+fn check_release(board: &Board, data_mounted: bool, verdict: Option<crate::release::record::SystemVerdict>) -> Checked {
     use crate::release::current;
     use crate::release::store::{BootError, Store};
     use std::path::Path;
@@ -381,10 +435,11 @@ fn check_release(board: &Board, data_mounted: bool) -> Checked {
             return Checked::Nothing;
         }
     };
+    store.set_system_floor(board.release_floor);
     for note in &notes {
         Event::warn("release.store").kv("note", note).emit();
     }
-    let booted = match store.boot(&keys, &board.name) {
+    let booted = match store.boot_after(&keys, &board.name, verdict) {
         Ok(b) => b,
         Err(BootError::None) => {
             Event::warn("release.none").kv("path", current::STATE).emit();
@@ -399,13 +454,7 @@ fn check_release(board: &Board, data_mounted: bool) -> Checked {
     for note in &booted.notes {
         Event::warn("release.store").kv("note", note).emit();
     }
-    for (rb, why) in &booted.rollbacks {
-        let mut ev = Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to);
-        if let Some(why) = why {
-            ev = ev.kv("reason", why);
-        }
-        ev.emit();
-    }
+    log_rollbacks(&booted.rollbacks);
     if let Some(e) = &booted.unrecorded {
         Event::error("release.store").kv("step", "record").result(&Err::<(), _>(e)).emit();
     }
@@ -419,6 +468,7 @@ fn check_release(board: &Board, data_mounted: bool) -> Checked {
         .kv("containers", v.release.containers.len())
         .kv("stored", if booted.raised { "raised" } else { "kept" })
         .kv("floor", booted.floor.unwrap_or(0))
+        .kv("system_floor", board.release_floor)
         .emit();
     // Nothing staged survives a reboot: drop what no kept release uses.
     match store.gc() {
@@ -436,8 +486,20 @@ fn check_release(board: &Board, data_mounted: bool) -> Checked {
         running: v.release.clone(),
         inbox_due: 0.0,
         recovery: None,
+        system_try: None,
     };
     Checked::Release(Box::new((v.release, key_id, updates)))
+}
+
+/// The rollbacks the store's boot made, one `release.rollback` each.
+fn log_rollbacks(rollbacks: &[(crate::release::record::Rollback, Option<crate::release::store::ObjectError>)]) {
+    for (rb, why) in rollbacks {
+        let mut ev = Event::warn("release.rollback").kv("cause", rb.cause).kv("from", rb.from).kv("to", rb.to);
+        if let Some(why) = why {
+            ev = ev.kv("reason", why);
+        }
+        ev.emit();
+    }
 }
 
 fn loopback_up() -> Result<(), Errno> {

@@ -115,11 +115,10 @@ pub fn data(board: &Board) -> MountStep {
 /// codepage and character set named, so exactly the board's `nls_cp437`
 /// and `nls_ascii` modules serve, whatever the kernel's defaults.
 pub fn bootenv(b: &crate::release::board::bootloader::Bootloader) -> MountStep {
-    step(&b.env_device, crate::release::board::bootloader::MOUNT_AT, "vfat", SAFE | MsFlags::MS_NOATIME, BOOTENV_OPTIONS)
+    b.mount_step(&b.env_device)
 }
 
-/// Mount options of the bootloader environment's partition.
-pub const BOOTENV_OPTIONS: &str = "codepage=437,iocharset=ascii";
+pub use crate::release::board::bootloader::BOOTENV_OPTIONS;
 
 /// Mount options of the data partition.
 pub const DATA_OPTIONS: &str = "prjquota";

@@ -18,7 +18,7 @@
 
 use crate::common::log::Event;
 use crate::release::board::bootloader::{Bootloader, Kind, MOUNT_AT};
-use crate::release::bootenv::{self, grubenv, ubootenv, BootState, Booted, Slot};
+use crate::release::bootenv::{self, grubenv, ubootenv, BootState, Booted, PendingTry, Slot};
 
 /// Largest environment file read.
 pub const ENV_MAX: usize = 64 * 1024;
@@ -41,21 +41,27 @@ pub enum Format {
     Uboot,
 }
 
-/// What the environment block `env` and the booted `slot` mean. No try is
-/// pending yet (a release with a system payload is what will record one).
+/// What the environment block `env` (in `format`), the booted `slot` and
+/// the try recorded on the data partition (`pending`) mean, and what to
+/// write: a normal boot marks its slot good, a fall-back leaves the failed
+/// slot with no attempts, a try writes nothing (its trial's commit will).
 /// The new block keeps every other variable and `env`'s size.
-pub fn plan(slot: Slot, env: &[u8], format: Format) -> Result<Plan, String> {
+pub fn plan(slot: Slot, env: &[u8], format: Format, pending: Option<PendingTry>) -> Result<Plan, String> {
     let mut vars = match format {
         Format::Grub => grubenv::parse(env),
         Format::Uboot => ubootenv::parse(env, false),
     }
     .map_err(|e| e.to_string())?;
     let state = BootState::read(&vars).map_err(|e| e.to_string())?;
-    let booted = bootenv::at_boot(slot, None);
-    let good = BootState::commit(slot);
-    let mark = match booted {
-        Booted::Normal(_) if state != good => {
-            good.write(&mut vars).map_err(|e| e.to_string())?;
+    let booted = bootenv::settle_try(bootenv::at_boot(slot, pending), &state);
+    let want = match booted {
+        Booted::Normal(_) | Booted::TryCommitted(_) => Some(BootState::commit(slot)),
+        Booted::FellBack { to, .. } => Some(BootState::fall_back(to)),
+        Booted::Trying(_) => None,
+    };
+    let mark = match want {
+        Some(want) if want != state => {
+            want.write(&mut vars).map_err(|e| e.to_string())?;
             let block = match format {
                 Format::Grub => grubenv::render(&vars, env.len()),
                 Format::Uboot => ubootenv::render(&vars, env.len(), None),
@@ -71,12 +77,15 @@ fn booted_name(b: Booted) -> &'static str {
     match b {
         Booted::Normal(_) => "normal",
         Booted::Trying(_) => "trying",
+        Booted::TryCommitted(_) => "try-committed",
         Booted::FellBack { .. } => "fell-back",
     }
 }
 
-/// The boot step (before the loop): see the module docs. Returns the slot.
-pub fn at_boot(loader: Option<&Bootloader>, wait_ms: u32) -> Option<Slot> {
+/// The boot step (before the loop): see the module docs. Returns the slot
+/// and what this boot is (`None` when berth could not tell: then nothing
+/// is decided from it).
+pub fn at_boot(loader: Option<&Bootloader>, wait_ms: u32, pending: Option<PendingTry>) -> Option<(Slot, Option<Booted>)> {
     let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
     let slot = match bootenv::slot_from_cmdline(&String::from_utf8_lossy(&cmdline)) {
         Ok(s) => s,
@@ -85,6 +94,7 @@ pub fn at_boot(loader: Option<&Bootloader>, wait_ms: u32) -> Option<Slot> {
             return None;
         }
     };
+    let slot_only = slot.map(|s| (s, None));
     let (Some(loader), Some(slot)) = (loader, slot) else {
         match (loader, slot) {
             (None, Some(s)) => Event::info("boot.slot").kv("slot", s.name()).kv("bootloader", "none").emit(),
@@ -93,20 +103,24 @@ pub fn at_boot(loader: Option<&Bootloader>, wait_ms: u32) -> Option<Slot> {
             }
             _ => {}
         }
-        return slot;
+        return slot_only;
     };
     let r = match loader.kind {
-        Kind::Grub => with_env(loader, wait_ms, |path| mark(slot, path)),
-        Kind::Uboot => crate::boot::slotflash::mark(loader, slot),
+        Kind::Grub => with_env(loader, wait_ms, |path| mark(slot, path, pending)),
+        Kind::Uboot => crate::boot::slotflash::mark(loader, slot, pending),
     };
-    if let Err(why) = r {
-        Event::error("boot.slot").kv("slot", slot.name()).kv("result", "error").kv("reason", why).emit();
+    match r {
+        Ok(booted) => Some((slot, Some(booted))),
+        Err(why) => {
+            Event::error("boot.slot").kv("slot", slot.name()).kv("result", "error").kv("reason", why).emit();
+            // Unknown: a pending try still decides (never a commit).
+            Some((slot, pending.map(|p| bootenv::at_boot(slot, Some(p)))))
+        }
     }
-    Some(slot)
 }
 
 /// Mount the environment's partition, run `f` on the file's path, unmount.
-fn with_env(loader: &Bootloader, wait_ms: u32, f: impl FnOnce(&str) -> Result<(), String>) -> Result<(), String> {
+fn with_env<T>(loader: &Bootloader, wait_ms: u32, f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, String> {
     let mut step = crate::boot::mount::bootenv(loader);
     if !crate::boot::device_ready(&mut step.source, wait_ms) {
         return Err(format!("{} did not appear", loader.env_device));
@@ -121,33 +135,37 @@ fn with_env(loader: &Bootloader, wait_ms: u32, f: impl FnOnce(&str) -> Result<()
     r
 }
 
-/// Read the environment at `path`, report it, and mark `slot` good in place.
-fn mark(slot: Slot, path: &str) -> Result<(), String> {
+/// Read the environment at `path`, report it, and write what [`plan`]
+/// says in place.
+fn mark(slot: Slot, path: &str, pending: Option<PendingTry>) -> Result<Booted, String> {
     let env = crate::common::files::read_bounded(path, ENV_MAX).map_err(|e| format!("read {path}: {e}"))?;
-    let p = plan(slot, &env, Format::Grub).map_err(|e| format!("{path}: {e}"))?;
+    let p = plan(slot, &env, Format::Grub, pending).map_err(|e| format!("{path}: {e}"))?;
     report(slot, "grub", &p);
-    let Some(block) = p.mark else { return Ok(()) };
-    report_mark(slot, &write_in_place(path, &block));
-    Ok(())
+    let Some(block) = &p.mark else { return Ok(p.booted) };
+    report_mark(&p, Format::Grub, &write_in_place(path, block));
+    Ok(p.booted)
 }
 
 /// The `boot.slot` line of what the environment says.
 pub(super) fn report(slot: Slot, kind: &str, p: &Plan) {
-    Event::info("boot.slot")
-        .kv("slot", slot.name())
-        .kv("bootloader", kind)
-        .kv("boot", booted_name(p.booted))
-        .kv("first", p.state.first.name())
-        .kv("a_left", p.state.left(Slot::A))
-        .kv("b_left", p.state.left(Slot::B))
-        .kv("result", "ok")
-        .emit();
+    let mut ev = Event::info("boot.slot").kv("slot", slot.name()).kv("bootloader", kind).kv("boot", booted_name(p.booted));
+    if let Booted::FellBack { from, cause, .. } = p.booted {
+        ev = ev.kv("tried", from.name()).kv("cause", cause.name());
+    }
+    ev.kv("first", p.state.first.name()).kv("a_left", p.state.left(Slot::A)).kv("b_left", p.state.left(Slot::B)).kv("result", "ok").emit();
 }
 
-/// The `boot.slot` line of the mark-good step's outcome.
-pub(super) fn report_mark(slot: Slot, r: &Result<(), String>) {
+/// The `boot.slot` line of the write's outcome: a mark-good, or a
+/// fall-back's, with the attempts it leaves.
+pub(super) fn report_mark(p: &Plan, format: Format, r: &Result<(), String>) {
     let ev = if r.is_ok() { Event::info("boot.slot") } else { Event::error("boot.slot") };
-    ev.kv("slot", slot.name()).kv("step", "mark-good").kv("a_left", bootenv::ATTEMPTS).kv("b_left", bootenv::ATTEMPTS).result(r).emit();
+    let step = if matches!(p.booted, Booted::FellBack { .. }) { "fall-back" } else { "mark-good" };
+    let vars = p.mark.as_deref().and_then(|b| match format {
+        Format::Grub => grubenv::parse(b).ok(),
+        Format::Uboot => ubootenv::parse(b, false).ok(),
+    });
+    let after = vars.and_then(|v| BootState::read(&v).ok()).unwrap_or(p.state);
+    ev.kv("slot", p.slot.name()).kv("step", step).kv("a_left", after.left(Slot::A)).kv("b_left", after.left(Slot::B)).result(r).emit();
 }
 
 /// Overwrite `path` with `block` (its own size) and fsync it.
@@ -171,7 +189,7 @@ mod tests {
     #[test]
     fn a_normal_boot_refills_the_booted_slot() {
         // The script spent one of A's attempts on this boot.
-        let p = plan(Slot::A, &block("ORDER=A B\nA_LEFT=2\nB_LEFT=3\n"), Format::Grub).unwrap();
+        let p = plan(Slot::A, &block("ORDER=A B\nA_LEFT=2\nB_LEFT=3\n"), Format::Grub, None).unwrap();
         assert_eq!(p.booted, Booted::Normal(Slot::A));
         assert_eq!(p.state.left, [2, 3]);
         let m = p.mark.unwrap();
@@ -182,9 +200,9 @@ mod tests {
 
     #[test]
     fn nothing_to_write_when_already_good_and_errors_are_named() {
-        assert_eq!(plan(Slot::B, &block("ORDER=B A\nA_LEFT=3\nB_LEFT=3\n"), Format::Grub).unwrap().mark, None);
-        assert!(plan(Slot::A, b"not an env", Format::Grub).unwrap_err().contains("signature"));
-        assert!(plan(Slot::A, &block("ORDER=A C\n"), Format::Grub).unwrap_err().contains("ORDER"));
+        assert_eq!(plan(Slot::B, &block("ORDER=B A\nA_LEFT=3\nB_LEFT=3\n"), Format::Grub, None).unwrap().mark, None);
+        assert!(plan(Slot::A, b"not an env", Format::Grub, None).unwrap_err().contains("signature"));
+        assert!(plan(Slot::A, &block("ORDER=A C\n"), Format::Grub, None).unwrap_err().contains("ORDER"));
     }
 
     #[test]
@@ -194,7 +212,7 @@ mod tests {
             v.set(n, val).unwrap();
         }
         let env = ubootenv::render(&v, 0x4000, None).unwrap();
-        let p = plan(Slot::B, &env, Format::Uboot).unwrap();
+        let p = plan(Slot::B, &env, Format::Uboot, None).unwrap();
         assert_eq!((p.booted, p.state.left), (Booted::Normal(Slot::B), [3, 1]));
         let m = p.mark.unwrap();
         assert_eq!(m.len(), 0x4000);
@@ -203,7 +221,30 @@ mod tests {
         assert_eq!(names, ["arch=arm", "ORDER=B A", "bootcmd=run distro_bootcmd", "A_LEFT=3", "B_LEFT=3", "berth_slot=B"]);
         let mut bad = env.clone();
         bad[0] ^= 1;
-        assert!(plan(Slot::B, &bad, Format::Uboot).unwrap_err().contains("CRC"));
-        assert!(plan(Slot::B, &vec![0xff; 0x4000], Format::Uboot).unwrap_err().contains("CRC"));
+        assert!(plan(Slot::B, &bad, Format::Uboot, None).unwrap_err().contains("CRC"));
+        assert!(plan(Slot::B, &vec![0xff; 0x4000], Format::Uboot, None).unwrap_err().contains("CRC"));
+    }
+
+    #[test]
+    fn a_try_writes_nothing_and_a_fall_back_empties_the_tried_slot() {
+        let tried = PendingTry { from: Slot::A, to: Slot::B, reached: false };
+        // The script spent B's one attempt on this boot.
+        let p = plan(Slot::B, &block("ORDER=B A\nA_LEFT=3\nB_LEFT=0\n"), Format::Grub, Some(tried)).unwrap();
+        assert_eq!((p.booted, p.mark), (Booted::Trying(Slot::B), None));
+        // B never came up: the script went on to A (spending one).
+        let p = plan(Slot::A, &block("ORDER=B A\nA_LEFT=2\nB_LEFT=0\n"), Format::Grub, Some(tried)).unwrap();
+        assert_eq!(p.booted, Booted::FellBack { from: Slot::B, to: Slot::A, cause: bootenv::FallBackCause::NeverStarted });
+        let back = BootState::read(&grubenv::parse(&p.mark.unwrap()).unwrap()).unwrap();
+        assert_eq!(back, BootState { first: Slot::A, left: [3, 0] });
+        let reached = PendingTry { reached: true, ..tried };
+        let p = plan(Slot::A, &block("ORDER=A B\nA_LEFT=3\nB_LEFT=0\n"), Format::Grub, Some(reached)).unwrap();
+        assert_eq!(p.booted, Booted::FellBack { from: Slot::B, to: Slot::A, cause: bootenv::FallBackCause::ResetDuringTrial });
+        assert_eq!(p.mark, None, "already as a fall-back leaves it");
+        // B's commit reached the bootloader, then a reset before the data
+        // partition recorded it: the script spent one of B's three.
+        let p = plan(Slot::B, &block("ORDER=B A\nA_LEFT=3\nB_LEFT=2\n"), Format::Grub, Some(reached)).unwrap();
+        assert_eq!(p.booted, Booted::TryCommitted(Slot::B));
+        let back = BootState::read(&grubenv::parse(&p.mark.unwrap()).unwrap()).unwrap();
+        assert_eq!(back, BootState::commit(Slot::B));
     }
 }

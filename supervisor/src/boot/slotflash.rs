@@ -17,7 +17,7 @@
 
 use super::slot::{plan, report, report_mark, Format};
 use crate::release::board::bootloader::Bootloader;
-use crate::release::bootenv::Slot;
+use crate::release::bootenv::{Booted, PendingTry, Slot};
 use std::time::{Duration, Instant};
 
 /// Word-wide access to the flash (the device: [`crate::sys::physmem::Window`]).
@@ -108,18 +108,19 @@ pub fn rewrite(bus: &mut dyn Bus, data: &[u8]) -> Result<(), String> {
 }
 
 /// The boot step for a U-Boot environment: see the module docs.
-pub fn mark(loader: &Bootloader, slot: Slot) -> Result<(), String> {
+pub fn mark(loader: &Bootloader, slot: Slot, pending: Option<PendingTry>) -> Result<Booted, String> {
     let (size, sector) = (loader.env_size as usize, loader.env_sector as usize);
     let at = format!("U-Boot environment at {:#x}", loader.env_addr);
     let mut w = crate::sys::physmem::Window::map(loader.env_addr, sector)?;
     let whole = read(&w, w.words())?;
     let block = whole.get(..size).ok_or_else(|| format!("{at}: its sector is smaller than the block"))?;
-    let p = plan(slot, block, Format::Uboot).map_err(|e| format!("{at}: {e}"))?;
+    let p = plan(slot, block, Format::Uboot, pending).map_err(|e| format!("{at}: {e}"))?;
     report(slot, "uboot", &p);
-    let Some(mut new) = p.mark else { return Ok(()) };
+    let Some(mark) = &p.mark else { return Ok(p.booted) };
+    let mut new = mark.clone();
     new.extend_from_slice(whole.get(size..).unwrap_or(&[]));
-    report_mark(slot, &rewrite(&mut w, &new).map_err(|e| format!("{at}: {e}")));
-    Ok(())
+    report_mark(&p, Format::Uboot, &rewrite(&mut w, &new).map_err(|e| format!("{at}: {e}")));
+    Ok(p.booted)
 }
 
 #[cfg(test)]

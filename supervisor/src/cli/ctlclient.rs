@@ -85,7 +85,7 @@ pub fn run_with(args: &[String], socket: &str, io: &mut Io<'_>) -> u8 {
             return code::OK;
         }
         Parsed::Version => {
-            io.emit(&format!("berth {}\n", env!("CARGO_PKG_VERSION")));
+            io.emit(&format!("berth {}\n", crate::common::names::VERSION));
             return code::OK;
         }
         Parsed::Usage(text) => {

@@ -3,6 +3,14 @@
 //! and how many host services a board may have. Plain constants (and one
 //! pure path helper); it must not use any other group of the crate.
 
+/// berth's version as `berth --version`, `berthctl --version` and
+/// `boot.start` show it: the package's, or the build's own when it was
+/// built with `BERTH_VERSION` set (a test build that must be told apart).
+pub const VERSION: &str = match option_env!("BERTH_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 /// Where the data partition is mounted.
 pub const DATA: &str = "/data";
 /// Most host services.

@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | 0 | 4 | magic `BRTU` |
 //! | 4 | 1 | format, `1` |
-//! | 5 | 1 | image count `n`, at most [`CONTAINERS_MAX`] |
+//! | 5 | 1 | image count `n`, at most [`FILES_MAX`] (the container images and a system payload's three parts) |
 //! | 6 | 4 | release object length `r`, u32 little-endian, at most [`OBJECT_MAX`] |
 //! | 10 | r | the signed release object, byte for byte as [`super::sign`] makes it |
 //! | 10+r | 40·n | image table: SHA-256 (32 bytes) and size (u64 little-endian) of each image carried |
@@ -52,6 +52,9 @@ pub const HEADER_LEN: usize = 10;
 pub const ENTRY_LEN: usize = 40;
 /// Largest image a bundle may carry (4 GiB).
 pub const IMAGE_MAX: u64 = 1 << 32;
+/// Most files a bundle carries: every container image and the three
+/// parts of a system payload.
+pub const FILES_MAX: usize = CONTAINERS_MAX + 3;
 /// Copy buffer for image bytes.
 pub const CHUNK: usize = 64 * 1024;
 
@@ -66,7 +69,7 @@ pub struct TableEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     pub release: std::vec::Vec<u8>,
-    pub images: heapless::Vec<TableEntry, CONTAINERS_MAX>,
+    pub images: heapless::Vec<TableEntry, FILES_MAX>,
 }
 
 impl Header {
@@ -148,7 +151,7 @@ impl fmt::Display for BundleError {
             Truncated { part } => write!(f, "bundle is truncated in its {part}"),
             BadMagic => write!(f, "not a berth update bundle (bad magic)"),
             UnsupportedFormat(v) => write!(f, "bundle format {v} is not supported (expected {FORMAT})"),
-            TooManyImages(n) => write!(f, "bundle lists {n} images, more than the {CONTAINERS_MAX} allowed"),
+            TooManyImages(n) => write!(f, "bundle lists {n} images, more than the {FILES_MAX} allowed"),
             ReleaseTooLarge(n) => write!(f, "bundle's release is {n} bytes, more than the {OBJECT_MAX} allowed"),
             Unsigned => write!(f, "bundle carries no signed release"),
             Release(e) => write!(f, "{e}"),
@@ -198,7 +201,7 @@ pub fn read_header(r: &mut impl Read) -> Result<Header, BundleError> {
     }
     let (count, len) = rest.split_at(1);
     let count = usize::from(count.first().copied().unwrap_or(0));
-    if count > CONTAINERS_MAX {
+    if count > FILES_MAX {
         return Err(BundleError::TooManyImages(count));
     }
     let len = u32::from_le_bytes(len.try_into().map_err(|_| BundleError::Truncated { part: "header" })?) as usize;
@@ -256,9 +259,9 @@ pub fn check_release(bytes: &[u8], keys: &TrustedKeys, board: Option<&str>, inst
 /// Every table entry is one of the release's images, with its size.
 pub fn check_table(header: &Header, release: &Release) -> Result<(), BundleError> {
     for e in &header.images {
-        let img = release.image(&e.sha256).ok_or(BundleError::ImageNotInRelease(e.sha256))?;
-        if img.size != e.size {
-            return Err(BundleError::ImageSize { image: e.sha256, bundle: e.size, release: img.size });
+        let size = release.carried(&e.sha256).ok_or(BundleError::ImageNotInRelease(e.sha256))?;
+        if size != e.size {
+            return Err(BundleError::ImageSize { image: e.sha256, bundle: e.size, release: size });
         }
     }
     Ok(())
@@ -358,7 +361,7 @@ pub fn encode_header(release: &[u8], images: &[TableEntry]) -> Result<std::vec::
     if release.len() > OBJECT_MAX {
         return Err(BundleError::ReleaseTooLarge(release.len()));
     }
-    let count = u8::try_from(images.len()).ok().filter(|n| usize::from(*n) <= CONTAINERS_MAX);
+    let count = u8::try_from(images.len()).ok().filter(|n| usize::from(*n) <= FILES_MAX);
     let count = count.ok_or(BundleError::TooManyImages(images.len()))?;
     let mut out = std::vec::Vec::with_capacity(HEADER_LEN + release.len() + ENTRY_LEN * images.len());
     out.extend_from_slice(&MAGIC);

@@ -75,9 +75,12 @@ pub mod pem;
 pub mod record;
 pub mod restart;
 pub mod room;
+pub mod slottry;
+pub mod slotwrite;
 pub mod stager;
 pub mod state;
 pub mod store;
+pub mod system;
 pub mod trial;
 pub mod verity;
 pub mod volumes;
@@ -132,6 +135,10 @@ pub struct Release {
     /// [`TRIAL_DEADLINE_MAX_S`]; the release tools fill in
     /// [`trial_deadline_default`] when `release.toml` does not say.
     pub trial_deadline_s: u32,
+    /// A system slot payload (kernel, initramfs, system image) written
+    /// into the inactive A/B slot and booted on trial ([`system`]).
+    #[serde(default)]
+    pub system: Option<system::System>,
 }
 
 impl Release {
@@ -147,6 +154,7 @@ impl Release {
             commit_window_s: COMMIT_WINDOW_S,
             reboot: false,
             trial_deadline_s: trial_deadline_default(COMMIT_WINDOW_S),
+            system: None,
         }
     }
 }
@@ -314,6 +322,12 @@ impl Release {
             }
         }
         manifest::validate_set(&self.containers)?;
+        if let Some(sys) = &self.system {
+            sys.validate().map_err(|(field, why)| bad(field, why))?;
+            if sys.parts().iter().any(|p| self.image(&p.sha256).is_some()) {
+                return Err(bad("system", "a part of the system payload is also a container image"));
+            }
+        }
         for (i, img) in self.images.iter().enumerate() {
             if img.size == 0 {
                 return Err(bad(format!("images[{i}].size"), "must not be zero"));
@@ -341,6 +355,12 @@ impl Release {
     /// The image a container runs.
     pub fn image(&self, digest: &Digest) -> Option<&Image> {
         self.images.iter().find(|i| &i.sha256 == digest)
+    }
+
+    /// The size of the file named `digest` the release carries: a
+    /// container image or a part of its system payload.
+    pub fn carried(&self, digest: &Digest) -> Option<u64> {
+        self.image(digest).map(|i| i.size).or_else(|| self.system.as_ref()?.part(digest).map(|b| b.size))
     }
 
     /// The postcard payload that gets signed.

@@ -64,6 +64,16 @@ mod v1;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+/// What a try of a system slot settled at boot (see `boot::systry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemVerdict {
+    /// The old slot booted again: roll the trial back with this cause.
+    FellBack(Cause),
+    /// The tried slot is primary in the bootloader: the trial's commit is
+    /// completed.
+    Committed,
+}
+
 /// Rollback causes kept in the record.
 pub const HISTORY_MAX: usize = 8;
 /// Largest encoded slot.
@@ -119,6 +129,12 @@ pub enum Cause {
     /// A container not declared `oneshot` exited 0 during the trial and
     /// its restart policy does not restart it.
     ContainerExited,
+    /// A try of the other system slot never reached berth's loop (its
+    /// kernel panicked or hung, its berth failed first): the old slot booted.
+    SystemNeverStarted,
+    /// The tried system slot's berth ran, then the device was reset before
+    /// the commit; the old slot booted.
+    SystemReset,
 }
 
 impl Cause {
@@ -134,6 +150,8 @@ impl Cause {
             Cause::TrialTimeout => "trial-timeout",
             Cause::ContainerFailed => "container-failed",
             Cause::ContainerExited => "container-exited",
+            Cause::SystemNeverStarted => "system-never-started",
+            Cause::SystemReset => "reset-during-system-trial",
         }
     }
 }
@@ -387,6 +405,30 @@ impl Record {
         }
     }
 
+    /// At boot after a try of a system slot ([`SystemVerdict`]): a trial
+    /// is rolled back with the fall-back's cause, or committed when the
+    /// bootloader already has the tried slot primary, whether or not its
+    /// own boot had happened. Without a verdict, [`Record::at_boot`].
+    pub fn at_boot_after(&self, verdict: Option<SystemVerdict>) -> (Record, BootChoice) {
+        let (Some(verdict), Some(current), Phase::Trial { .. }) = (verdict, self.current, self.phase) else { return self.at_boot() };
+        let mut rec = self.clone();
+        rec.boots = rec.boots.saturating_add(1);
+        match (verdict, self.previous) {
+            (SystemVerdict::FellBack(cause), Some(previous)) => {
+                let (rec, rollback) = rec.moved_back(current, previous, cause, None);
+                (rec, BootChoice::RolledBack { to: previous, rollback })
+            }
+            (SystemVerdict::Committed, _) => {
+                rec.phase = Phase::Trial { boot_pending: false };
+                match rec.commit() {
+                    Ok(done) => (done, BootChoice::Committed(current)),
+                    Err(_) => self.at_boot(),
+                }
+            }
+            _ => self.at_boot(),
+        }
+    }
+
     /// The release chosen at boot (`failed`, now current) cannot be used:
     /// take the other kept one, if any.
     pub fn fall_back(&self, failed: Entry) -> Option<(Record, Entry, Rollback)> {
@@ -467,131 +509,4 @@ pub fn newest(slots: [&Result<(u64, Record), SlotError>; 2]) -> Option<(usize, u
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn e(n: u8) -> Entry {
-        Entry { digest: Digest([n; 32]), version: n.into() }
-    }
-
-    #[test]
-    fn trial_commit_and_reboots_of_a_committed_release() {
-        let r = Record::installed(e(1));
-        // Reboots of a committed release never roll anything back.
-        let (r2, c) = r.at_boot();
-        assert_eq!(c, BootChoice::Committed(e(1)));
-        assert_eq!(r2.boots, 1);
-        let t = r2.begin_trial(e(2), false).unwrap();
-        assert_eq!((t.current, t.previous), (Some(e(2)), Some(e(1))));
-        assert_eq!(t.begin_trial(e(3), false), Err(TransitionError::TrialInProgress));
-        let c = t.commit().unwrap();
-        assert_eq!((c.phase, c.highest), (Phase::Committed, Some(2)));
-        for _ in 0..3 {
-            let (next, choice) = c.at_boot();
-            assert_eq!(choice, BootChoice::Committed(e(2)));
-            assert!(next.history.is_empty());
-        }
-        assert_eq!(c.commit(), Err(TransitionError::NotOnTrial));
-        assert_eq!(c.begin_trial(e(2), false), Err(TransitionError::AlreadyCurrent));
-    }
-
-    #[test]
-    fn reboot_during_trial_rolls_back_unless_it_was_the_requested_boot() {
-        let base = Record::installed(e(1)).at_boot().0;
-        let t = base.begin_trial(e(2), false).unwrap();
-        let (after, choice) = t.at_boot();
-        let BootChoice::RolledBack { to, rollback } = choice else { panic!("{choice:?}") };
-        assert_eq!(to, e(1));
-        assert_eq!((rollback.cause, rollback.from, rollback.to, rollback.boot), (Cause::RebootDuringTrial, 2, 1, 2));
-        assert_eq!((after.current, after.previous, after.phase), (Some(e(1)), None, Phase::Committed));
-        assert_eq!(after.history.as_slice(), &[rollback]);
-
-        // A switch that needs a reboot: its first boot is the trial, the next one is not.
-        let t = base.begin_trial(e(2), true).unwrap();
-        assert_eq!(t.commit(), Err(TransitionError::BootPending));
-        let (t2, choice) = t.at_boot();
-        assert_eq!(choice, BootChoice::Trial(e(2)));
-        assert!(t2.commit().is_ok());
-        assert!(matches!(t2.at_boot().1, BootChoice::RolledBack { .. }));
-
-        // A trial with nothing before it keeps booting on trial.
-        let lone = Record::default().begin_trial(e(5), false).unwrap();
-        assert_eq!(lone.at_boot().1, BootChoice::Trial(e(5)));
-        assert_eq!(lone.rollback(Cause::CrashLoop, None), Err(TransitionError::NothingToRollBackTo));
-        assert_eq!(Record::default().at_boot().1, BootChoice::None);
-    }
-
-    #[test]
-    fn rollback_history_is_bounded_and_keeps_the_newest() {
-        let mut r = Record::installed(e(1));
-        for i in 0..20u8 {
-            let t = r.begin_trial(e(i + 2), false).unwrap();
-            let name: Name = "sensor".try_into().unwrap();
-            let (back, rb) = t.rollback(Cause::CrashLoop, Some(name)).unwrap();
-            assert_eq!((rb.from, rb.to), (u64::from(i) + 2, 1));
-            r = back;
-        }
-        assert_eq!(r.history.len(), HISTORY_MAX);
-        assert_eq!(r.history.last().unwrap().from, 21);
-        assert_eq!(r.current, Some(e(1)));
-        assert_eq!(r.history[0].to_string(), "rollback from 14 to 1 at boot 0: crash-loop (sensor)");
-        // A full record still fits a slot.
-        let slot = encode_slot(&r, u64::MAX).unwrap();
-        assert_eq!(decode_slot(&slot).unwrap(), (u64::MAX, r));
-    }
-
-    #[test]
-    fn a_trial_with_nothing_before_it_is_abandoned_and_the_floor_stays() {
-        let c = Record::installed(e(1)).begin_trial(e(2), false).unwrap().commit().unwrap();
-        assert_eq!(c.abandon(Cause::Requested, None), Err(TransitionError::NotOnTrial));
-        // Recovery: nothing usable, then a repair on trial with no previous.
-        let r = Record { previous: None, ..c.recovering() }.begin_trial(e(3), false).unwrap();
-        let r = Record { previous: None, ..r };
-        let (a, rb) = r.abandon(Cause::ContainerFailed, None).unwrap();
-        assert_eq!((a.current, a.previous, a.phase, a.highest), (None, None, Phase::Committed, Some(2)));
-        assert_eq!((rb.from, rb.to, a.history.last()), (3, 0, Some(&rb)));
-        assert_eq!(a.at_boot().1, BootChoice::None);
-        let t = Record::installed(e(1)).begin_trial(e(2), false).unwrap();
-        assert_eq!(t.recovering().phase, Phase::Committed);
-        assert_eq!(t.recovering().current, t.current);
-    }
-
-    #[test]
-    fn fall_back_takes_the_other_kept_release() {
-        let c = Record::installed(e(1)).begin_trial(e(2), false).unwrap().commit().unwrap();
-        let (r, to, rb) = c.fall_back(e(2)).unwrap();
-        assert_eq!((to, rb.cause, r.current, r.highest), (e(1), Cause::ReleaseUnusable, Some(e(1)), Some(2)));
-        assert_eq!(r.admitted, Some(e(1).digest));
-        assert!(r.fall_back(e(1)).is_none());
-    }
-
-    #[test]
-    fn slots_round_trip_and_every_damage_is_detected() {
-        let r = Record::installed(e(1)).begin_trial(e(2), true).unwrap();
-        let good = encode_slot(&r, 7).unwrap();
-        assert_eq!(decode_slot(&good), Ok((7, r.clone())));
-        for i in 0..good.len() * 8 {
-            let mut bad = good.clone();
-            bad[i / 8] ^= 1 << (i % 8);
-            assert!(decode_slot(&bad).is_err(), "bit {i}");
-        }
-        for n in 0..good.len() {
-            assert!(decode_slot(&good[..n]).is_err(), "cut at {n}");
-        }
-        let mut long = good.to_vec();
-        long.push(0);
-        assert_eq!(decode_slot(&long), Err(SlotError::Truncated));
-        assert_eq!(decode_slot(&encode_slot(&r, 0).unwrap()), Err(SlotError::BadChecksum));
-    }
-
-    #[test]
-    fn newest_good_slot_wins() {
-        let a = Ok((3, Record::installed(e(1))));
-        let b = Ok((4, Record::installed(e(2))));
-        let bad: Result<(u64, Record), SlotError> = Err(SlotError::BadChecksum);
-        assert_eq!(newest([&a, &b]).map(|x| (x.0, x.1)), Some((1, 4)));
-        assert_eq!(newest([&a, &bad]).map(|x| (x.0, x.1)), Some((0, 3)));
-        assert_eq!(newest([&bad, &b]).map(|x| (x.0, x.1)), Some((1, 4)));
-        assert!(newest([&bad, &bad]).is_none());
-    }
-}
+mod tests;

@@ -96,6 +96,9 @@ pub struct Staged {
     pub bytes: u64,
     /// The images this staging mapped (the others were already).
     pub mapped: heapless::Vec<Digest, CONTAINERS_MAX>,
+    /// The slot its system payload was written into (and verified): the
+    /// switch is a try of that slot through the bootloader.
+    pub system: Option<crate::release::bootenv::Slot>,
 }
 
 /// How the staging ended.
@@ -330,6 +333,7 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>, bundle: &mut impl std::io
         Ok((s, _)) => s,
         Err(e) => return refused(Refusal::Device, &format!("release store {}: {e}", current::STATE)),
     };
+    store.set_system_floor(board.release_floor);
     // The update's writes count from here, as PID 1 counted them before.
     durable::start_counting();
     let staged = match store.stage(bundle, &keys, &board.name) {
@@ -338,8 +342,12 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>, bundle: &mut impl std::io
         Err(e) => return refused(Refusal::Device, &e.to_string()),
     };
     let release = &staged.verified.release;
+    let system = match write_system(&store, release, &board) {
+        Ok(s) => s,
+        Err(why) => return refused(Refusal::Device, &why),
+    };
     // A release that switches by rebooting is mapped by its boot.
-    let mapped = if release.reboot {
+    let mapped = if release.reboot || system.is_some() {
         crate::release::images::Mapped::default()
     } else {
         crate::release::images::map_announcing(release, &mut |d| {
@@ -359,8 +367,45 @@ fn stage(out: &mut std::fs::File, cut_at: Option<u64>, bundle: &mut impl std::io
         images_added: u32::try_from(staged.images_added).unwrap_or(u32::MAX),
         bytes: staged.bytes,
         mapped: mapped.new.iter().copied().take(CONTAINERS_MAX).collect(),
+        system,
     };
     Report { outcome: Outcome::Staged(staged), store_writes: durable::steps(), bundle: None }
+}
+
+/// Write `release`'s system payload into the slot not running, when it
+/// changes the running system; the slot written.
+fn write_system(
+    store: &crate::release::store::Store,
+    release: &crate::release::Release,
+    board: &crate::release::board::Board,
+) -> Result<Option<crate::release::bootenv::Slot>, String> {
+    let Some(sys) = &release.system else { return Ok(None) };
+    let running_root = board.storage.system.verity.as_ref().and_then(|v| v.image()).map(|i| i.verity_root);
+    if !sys.changes(running_root) {
+        crate::common::log::Event::info("update.system").kv("phase", "written").kv("version", release.version).kv("changed", 0).emit();
+        return Ok(None);
+    }
+    let Some(loader) = board.bootloader.as_ref() else {
+        return Err(format!("release {} carries a system payload; board {} has no [bootloader] with A/B slots", release.version, board.name));
+    };
+    let cmdline = crate::common::files::read_bounded("/proc/cmdline", 4096).unwrap_or_default();
+    let running = crate::release::bootenv::slot_from_cmdline(&String::from_utf8_lossy(&cmdline))?;
+    let Some(running) = running else {
+        return Err(format!("release {} carries a system payload; this boot did not come through the bootloader's slots (no berth.slot=)", release.version));
+    };
+    let to = running.other();
+    let images = store.dir().join(crate::release::store::IMAGES);
+    let w = crate::release::slotwrite::write(&images, sys, loader, to, board.storage.wait_ms).map_err(|e| format!("writing slot {}: {e}", to.name()))?;
+    crate::common::log::Event::info("update.system")
+        .kv("phase", "written")
+        .kv("version", release.version)
+        .kv("changed", 1)
+        .kv("slot", to.name())
+        .kv("bytes", w.bytes)
+        .kv("write_ms", w.ms)
+        .kv("result", "ok")
+        .emit();
+    Ok(Some(to))
 }
 
 #[cfg(test)]
@@ -383,7 +428,14 @@ mod tests {
     fn staged(n: usize) -> Report {
         let mapped = (0..n).map(|i| Digest([i as u8; 32])).collect();
         Report {
-            outcome: Outcome::Staged(Staged { release: Digest([7; 32]), version: 9, images_added: 3, bytes: u64::MAX, mapped }),
+            outcome: Outcome::Staged(Staged {
+                release: Digest([7; 32]),
+                version: 9,
+                images_added: 3,
+                bytes: u64::MAX,
+                mapped,
+                system: Some(crate::release::bootenv::Slot::B),
+            }),
             store_writes: 41,
             bundle: Some(Digest([9; 32])),
         }

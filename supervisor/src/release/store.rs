@@ -183,6 +183,9 @@ pub struct Store<I: Io = SysIo> {
     witness: Option<u64>,
     /// Both record copies are unreadable: [`Store::boot`] rebuilds.
     unread: bool,
+    /// The running system's own floor (its board's `release_floor`): no
+    /// release below it is staged or booted, whatever the record says.
+    system_floor: u64,
 }
 
 fn read_bounded(path: &Path, max: usize) -> io::Result<Vec<u8>> {
@@ -236,7 +239,7 @@ impl<I: Io> Store<I> {
                 None
             }
         };
-        let mut store = Store { dir: dir.to_path_buf(), io, record: Record::default(), generation: 0, next_slot: 0, witness, unread: false };
+        let mut store = Store { dir: dir.to_path_buf(), io, record: Record::default(), generation: 0, next_slot: 0, witness, unread: false, system_floor: 0 };
         if let Some((i, generation, mut rec)) = record::newest([&slots[0], &slots[1]]) {
             // The record lost a raise the witness saw: the higher one stands.
             if let Some(w) = witness {
@@ -274,6 +277,12 @@ impl<I: Io> Store<I> {
     /// The path of a release object.
     pub fn release_path(&self, digest: &Digest) -> PathBuf {
         self.dir.join(RELEASES).join(release_name(digest))
+    }
+
+    /// Take the running system's own release floor (its board's
+    /// `release_floor`): releases below it are neither staged nor booted.
+    pub fn set_system_floor(&mut self, floor: u64) {
+        self.system_floor = floor;
     }
 
     /// The path of an image.
@@ -321,6 +330,9 @@ impl<I: Io> Store<I> {
     fn usable(&self, entry: &Entry, keys: &TrustedKeys, board: &str, rec: Option<&Record>) -> Result<Verified, ObjectError> {
         let bytes = self.object(entry)?;
         let v = decode_release(&bytes, keys, board, None).map_err(ObjectError::Rejected)?;
+        if v.release.version < self.system_floor {
+            return Err(ObjectError::Rejected(ReleaseError::Rollback { release: v.release.version, stored: self.system_floor }));
+        }
         if let (Some(rec), Some(floor)) = (rec, rec.and_then(|r| r.highest)) {
             if !rec.admits(&Entry { digest: entry.digest, version: v.release.version }) {
                 return Err(ObjectError::Rejected(ReleaseError::Rollback { release: v.release.version, stored: floor }));
@@ -343,8 +355,14 @@ impl<I: Io> Store<I> {
     /// kept release if it is unusable), and record the boot. Call once per
     /// boot, before anything starts.
     pub fn boot(&mut self, keys: &TrustedKeys, board: &str) -> Result<Booted, BootError> {
+        self.boot_after(keys, board, None)
+    }
+
+    /// [`Store::boot`] after a try of a system slot settled `verdict`
+    /// ([`Record::at_boot_after`]).
+    pub fn boot_after(&mut self, keys: &TrustedKeys, board: &str, verdict: Option<crate::release::record::SystemVerdict>) -> Result<Booted, BootError> {
         let notes = if self.unread { self.rebuild(keys, board) } else { Vec::new() };
-        let (mut rec, choice) = self.record.at_boot();
+        let (mut rec, choice) = self.record.at_boot_after(verdict);
         let mut rollbacks = Vec::new();
         let (mut entry, trial) = match choice {
             BootChoice::None => return Err(BootError::None),
@@ -400,10 +418,15 @@ impl<I: Io> Store<I> {
         }
         let verified = bundle::check_release(&header.release, keys, Some(board), floor::installed(&self.record))?;
         floor::check_marker(&self.record, &verified.release)?;
+        if verified.release.version < self.system_floor {
+            return Err(BundleError::Release(ReleaseError::Rollback { release: verified.release.version, stored: self.system_floor }).into());
+        }
         bundle::check_table(&header, &verified.release)?;
-        let missing = verified.release.images.iter().find(|i| !header.images.iter().any(|e| e.sha256 == i.sha256) && !self.has_image(&i.sha256, i.size));
-        if let Some(img) = missing {
-            return Err(StageError::MissingImage(img.sha256));
+        let sys = verified.release.system.iter().flat_map(|s| s.parts());
+        let all = verified.release.images.iter().map(|i| (i.sha256, i.size)).chain(sys.map(|b| (b.sha256, b.size)));
+        let missing = all.into_iter().find(|(d, size)| !header.images.iter().any(|e| e.sha256 == *d) && !self.has_image(d, *size));
+        if let Some((d, _)) = missing {
+            return Err(StageError::MissingImage(d));
         }
         let staging = self.dir.join(STAGING);
         let staged = self.stage_images(bundle, &header, &verified, &staging);
@@ -441,9 +464,15 @@ impl<I: Io> Store<I> {
             bundle::copy_image(bundle, &mut f, e, &mut buf).map_err(|c| copy_error(c, &path))?;
             self.io.sync(&mut f).map_err(io_err("fsync", &path))?;
             drop(f);
-            let img = v.release.image(&e.sha256).ok_or(BundleError::ImageNotInRelease(e.sha256))?;
-            let file = std::fs::File::open(&path).map_err(io_err("open", &path))?;
-            bundle::check_image(&file, 0, img)?;
+            // A container image or the system image: its hash tree too (a
+            // kernel or an initramfs is checked by its SHA-256 alone).
+            let sys = v.release.system.as_ref().map(|s| s.image).filter(|i| i.sha256 == e.sha256);
+            if let Some(img) = v.release.image(&e.sha256).copied().or(sys) {
+                let file = std::fs::File::open(&path).map_err(io_err("open", &path))?;
+                bundle::check_image(&file, 0, &img)?;
+            } else if v.release.carried(&e.sha256).is_none() {
+                return Err(BundleError::ImageNotInRelease(e.sha256).into());
+            }
             added.push(e.sha256);
         }
         bundle::check_end(bundle)?;
@@ -540,44 +569,6 @@ impl<I: Io> Store<I> {
         }
         self.write_record(rec)
     }
-
-    /// Remove every release object and image that no kept release (current,
-    /// previous) uses, and any temporary files. Removes nothing when a kept
-    /// release's object cannot be read.
-    pub fn gc(&mut self) -> Result<Collected, StoreError> {
-        if self.unread {
-            return Err(StoreError::Unread);
-        }
-        let mut keep_images: Vec<Digest> = Vec::new();
-        let kept: Vec<Entry> = self.record.kept().collect();
-        for e in &kept {
-            let bytes = self.object(e).map_err(|error| StoreError::Kept { digest: e.digest, error })?;
-            let r = super::peek(&bytes).map_err(|r| StoreError::Kept { digest: e.digest, error: ObjectError::Rejected(r) })?;
-            keep_images.extend(r.images.iter().map(|i| i.sha256));
-        }
-        let keep_releases: Vec<String> = kept.iter().map(|e| release_name(&e.digest)).collect();
-        let keep_images: Vec<String> = keep_images.iter().map(image_name).collect();
-        let mut out = Collected::default();
-        for (sub, keep, count) in [(RELEASES, &keep_releases, &mut out.releases), (IMAGES, &keep_images, &mut out.images)] {
-            let dir = self.dir.join(sub);
-            let entries = std::fs::read_dir(&dir).map_err(io_err("list", &dir))?;
-            let mut removed = 0;
-            for e in entries.flatten() {
-                let name = e.file_name();
-                if name.to_str().is_some_and(|n| keep.iter().any(|k| k == n)) {
-                    continue;
-                }
-                let path = e.path();
-                self.io.remove_file(&path).map_err(io_err("remove", &path))?;
-                removed += 1;
-            }
-            if removed > 0 {
-                self.io.sync_dir(&dir).map_err(io_err("fsync", &dir))?;
-            }
-            *count = removed;
-        }
-        Ok(out)
-    }
 }
 
 fn copy_error(c: CopyError, path: &Path) -> StageError {
@@ -589,6 +580,7 @@ fn copy_error(c: CopyError, path: &Path) -> StageError {
 
 mod errors;
 mod floor;
+mod gc;
 mod naming;
 
 pub use naming::{image_name, release_name};

@@ -44,6 +44,7 @@ fn release_of(manifests: std::vec::Vec<Manifest>, version: u64) -> Release {
         commit_window_s: COMMIT_WINDOW_S,
         reboot: false,
         trial_deadline_s: trial_deadline_default(COMMIT_WINDOW_S),
+        system: None,
     }
 }
 
@@ -306,6 +307,7 @@ struct WRelease {
     commit_window_s: u32,
     reboot: bool,
     trial_deadline_s: u32,
+    system: Option<crate::release::system::System>,
 }
 
 #[derive(Serialize, Clone)]
@@ -357,6 +359,7 @@ fn wide(r: &Release) -> WRelease {
         commit_window_s: r.commit_window_s,
         reboot: r.reboot,
         trial_deadline_s: r.trial_deadline_s,
+        system: r.system,
         images: r.images.to_vec(),
         containers: r
             .containers

@@ -25,6 +25,8 @@ use super::switch::{spawn, Then};
 use super::update::Trial;
 use super::Pid1;
 use crate::common::log::Event;
+use crate::release::board::bootloader::Bootloader;
+use crate::release::bootenv::{PendingTry, Slot};
 use crate::release::manifest::Digest;
 use crate::release::store::{Staged, Store};
 
@@ -33,7 +35,9 @@ pub(super) const TOKEN_BEGIN: u64 = 8;
 
 /// What the helper reports: the store copy with the trial recorded, and
 /// the verified release; or why the release may not go on trial.
-type Outcome = Result<(Box<Store>, Box<Staged>), String>;
+/// A refusal after the helper wrote the store (a try it had to undo)
+/// carries the store copy, whose record is now the one on disk.
+type Outcome = Result<(Box<Store>, Box<Staged>), (String, Option<Box<Store>>)>;
 
 /// A staged release being verified and recorded off the loop.
 pub(super) struct Beginning {
@@ -42,6 +46,8 @@ pub(super) struct Beginning {
     /// The images the staging mapped: unmapped again when refused.
     mapped: Vec<Digest>,
     staging_ms: u64,
+    /// The slot the staging wrote a system payload into.
+    system: Option<Slot>,
     wake: OwnedFd,
     report: mpsc::Receiver<Outcome>,
 }
@@ -57,12 +63,21 @@ impl Pid1 {
         let entry = crate::release::record::Entry { digest: st.release, version: st.version };
         let images_added = usize::try_from(st.images_added).unwrap_or(usize::MAX);
         let (mut store, keys, board) = (u.store.clone(), u.keys.clone(), u.board.name.to_string());
-        let bytes = st.bytes;
+        let (loader, wait_ms) = (u.board.bootloader.clone(), u.board.storage.wait_ms);
+        let (bytes, system) = (st.bytes, st.system);
         let job = move || -> Outcome {
-            let staged = store.staged(entry, &keys, &board, images_added, bytes).map_err(|e| format!("the staged release does not check out: {e}"))?;
-            // A release that asks for a reboot is booted into: the boot
-            // must run its trial rather than roll it back.
-            store.begin_trial(&staged, staged.verified.release.reboot).map_err(|e| e.to_string())?;
+            let staged = store.staged(entry, &keys, &board, images_added, bytes).map_err(|e| (format!("the staged release does not check out: {e}"), None))?;
+            match (system, loader) {
+                (Some(to), Some(loader)) => {
+                    if let Err((why, wrote)) = try_slot(&mut store, &staged, &loader, to, wait_ms) {
+                        return Err((why, wrote.then(|| Box::new(store))));
+                    }
+                }
+                (Some(_), None) => return Err(("a system payload was written, but the board has no [bootloader]".into(), None)),
+                // A release that asks for a reboot is booted into: the boot
+                // must run its trial rather than roll it back.
+                (None, _) => store.begin_trial(&staged, staged.verified.release.reboot).map_err(|e| (e.to_string(), None))?,
+            }
             Ok((Box::new(store), Box::new(staged)))
         };
         let mapped = st.mapped.iter().copied().collect();
@@ -74,12 +89,12 @@ impl Pid1 {
                         Event::error("update.staged").kv("step", "watch").result(&Err::<(), _>(crate::common::files::errno_text(e))).emit();
                     }
                 }
-                self.begin = Some(Box::new(Beginning { bundle: bundle.to_string(), origin, mapped, staging_ms, wake, report }));
+                self.begin = Some(Box::new(Beginning { bundle: bundle.to_string(), origin, mapped, staging_ms, system, wake, report }));
             }
             Err((e, job)) => {
                 Event::warn("update.staged").kv("step", "thread").kv("reason", e).emit();
                 let outcome = job();
-                self.begun(bundle, &origin, &mapped, staging_ms, outcome);
+                self.begun(bundle, &origin, &mapped, staging_ms, system, outcome);
             }
         }
     }
@@ -92,30 +107,33 @@ impl Pid1 {
         let outcome = match b.report.try_recv() {
             Ok(o) => o,
             Err(mpsc::TryRecvError::Empty) => return,
-            Err(mpsc::TryRecvError::Disconnected) => Err("the trial helper ended without a report".to_string()),
+            Err(mpsc::TryRecvError::Disconnected) => Err(("the trial helper ended without a report".to_string(), None)),
         };
         let Some(b) = self.begin.take() else { return };
         if let Some(epoll) = &self.epoll {
             let _ = epoll.delete(&b.wake);
         }
-        self.begun(&b.bundle, &b.origin, &b.mapped, b.staging_ms, outcome);
+        self.begun(&b.bundle, &b.origin, &b.mapped, b.staging_ms, b.system, outcome);
     }
 
     /// Act on the helper's outcome: refuse, reboot into the release, or
     /// switch to it on trial.
-    fn begun(&mut self, bundle: &str, origin: &Origin, mapped: &[Digest], staging_ms: u64, outcome: Outcome) {
+    fn begun(&mut self, bundle: &str, origin: &Origin, mapped: &[Digest], staging_ms: u64, system: Option<Slot>, outcome: Outcome) {
         let result = match outcome {
-            Err(why) => {
+            Err((why, store)) => {
+                if let (Some(store), Some(u)) = (store, self.updates.as_mut()) {
+                    u.store = *store;
+                }
                 crate::release::images::unmap(mapped);
                 Err(self.refused(bundle, "device", &why))
             }
-            Ok((store, staged)) => self.on_trial(bundle, *store, &staged, staging_ms),
+            Ok((store, staged)) => self.on_trial(bundle, *store, &staged, staging_ms, system),
         };
         self.answer(origin, result);
     }
 
     /// The trial is recorded (`store` says so): reboot or switch.
-    fn on_trial(&mut self, bundle: &str, store: Store, staged: &Staged, staging_ms: u64) -> Result<String, String> {
+    fn on_trial(&mut self, bundle: &str, store: Store, staged: &Staged, staging_ms: u64, system: Option<Slot>) -> Result<String, String> {
         let Some(u) = self.updates.as_mut() else {
             return Err("no release store on this device".into());
         };
@@ -135,22 +153,72 @@ impl Pid1 {
             open.version = Some(release.version);
         }
         let running = self.phase == super::Phase::Running;
-        if !release.reboot && !running {
+        let reboot = release.reboot || system.is_some();
+        if !reboot && !running {
             // Its switch never happens: the next boot rolls the trial back.
             return Err(self.refused(bundle, "device", "berth is shutting down: the next boot rolls this trial back"));
         }
-        if release.reboot {
+        if reboot {
             self.stage.log.end(crate::supervise::outcome::Phase::Rebooting, "", "");
-            Event::info("update.reboot").kv("version", release.version).emit();
+            let mut ev = Event::info("update.reboot").kv("version", release.version);
+            if let Some(to) = system {
+                ev = ev.kv("try_slot", to.name());
+            }
+            ev.emit();
             if running {
                 let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
             }
-            return Ok(format!("release {} staged; rebooting into it", release.version));
+            return Ok(match system {
+                Some(to) => format!("release {} staged with its system in slot {}; rebooting to try it", release.version, to.name()),
+                None => format!("release {} staged; rebooting into it", release.version),
+            });
         }
         let key_id = staged.verified.key_id.to_string();
         let trial = Trial::new(&release);
         let version = release.version;
         self.switch_to(release, &key_id, Then::Trial(trial));
         Ok(format!("switching to release {version}; on trial"))
+    }
+}
+
+/// Put `staged` on trial as a try of system slot `to` (helper thread):
+/// the try on the data partition first, then the trial, then the
+/// bootloader's one-shot try. A cut between any two is a fall-back at the
+/// next boot (the old slot boots and finds the try recorded); a failure
+/// undoes what was done, so the device stays on its committed release.
+/// On an error, whether the store's record was written (undone).
+fn try_slot(store: &mut Store, staged: &Staged, loader: &Bootloader, to: Slot, wait_ms: u32) -> Result<(), (String, bool)> {
+    use crate::release::durable::SysIo;
+    use crate::release::slottry;
+    let dir = store.dir().to_path_buf();
+    let pending = PendingTry { from: to.other(), to, reached: false };
+    slottry::write(&mut SysIo, &dir, &pending).map_err(|e| (format!("recording the try of slot {}: {e}", to.name()), false))?;
+    if let Err(e) = store.begin_trial(staged, true) {
+        let _ = slottry::clear(&mut SysIo, &dir);
+        return Err((e.to_string(), false));
+    }
+    match crate::release::slotwrite::set_boot_state(loader, wait_ms, |s| s.try_once(to)) {
+        Ok((before, after)) => {
+            Event::info("update.try")
+                .kv("slot", to.name())
+                .kv("first", after.first.name())
+                .kv("a_left", after.left(Slot::A))
+                .kv("b_left", after.left(Slot::B))
+                .kv("was_first", before.first.name())
+                .emit();
+            Ok(())
+        }
+        Err(e) => {
+            let undo = store.rollback(crate::release::record::Cause::SystemNeverStarted, None).map(|_| ()).map_err(|e| e.to_string());
+            let _ = slottry::clear(&mut SysIo, &dir);
+            Err((
+                format!(
+                    "setting the bootloader's try of slot {}: {e}{}",
+                    to.name(),
+                    undo.err().map(|u| format!("; undoing the trial: {u}")).unwrap_or_default()
+                ),
+                true,
+            ))
+        }
     }
 }

@@ -151,6 +151,16 @@ impl Pid1 {
             ev = ev.kv("container", n);
         }
         ev.emit();
+        if let Some(p) = u.system_try.take() {
+            // The release rolled back to lives on the old slot: back to it.
+            let r = set_slot(&u.board, |_| crate::release::bootenv::BootState::fall_back(p.from));
+            let cleared = crate::release::slottry::clear(&mut crate::release::durable::SysIo, u.store.dir()).map_err(|e| e.to_string());
+            let ev = Event::warn("update.system").kv("phase", "rolled-back").kv("slot", p.to.name()).kv("back_to", p.from.name()).kv("cause", rb.cause);
+            ev.result(&r.and(cleared)).emit();
+            // Whether or not the bootloader took it, this slot's attempt is spent.
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
+            return Ok((rb.from, rb.to));
+        }
         if rb.to == 0 {
             self.enter_recovery(&format!("the repair (release {}) failed its trial ({cause}) and nothing came before it", rb.from));
             return Ok((rb.from, rb.to));
@@ -179,6 +189,18 @@ impl Pid1 {
         let Some(mut t) = u.trial.take() else {
             return Err("no release is on trial".into());
         };
+        // A try of a system slot: the bootloader makes it primary first, so
+        // a reset between the two rolls the trial back on this slot and
+        // the boot goes back to the old one (`boot::systry`).
+        if let Some(p) = u.system_try {
+            if let Err(e) = set_slot(&u.board, |_| crate::release::bootenv::BootState::commit(p.to)) {
+                t.commit_retry_at = crate::common::log::now() + COMMIT_RETRY_S;
+                t.commit_asked |= by == "operator";
+                Event::error("release.commit").kv("version", t.version).kv("step", "bootloader").kv("retry_s", COMMIT_RETRY_S).result(&Err::<(), _>(&e)).emit();
+                u.trial = Some(t);
+                return Err(format!("the bootloader could not be told to keep slot {}: {e}; tried again in {COMMIT_RETRY_S} s", p.to.name()));
+            }
+        }
         match u.store.commit() {
             Ok(()) => Event::info("release.commit").kv("version", t.version).kv("window_s", t.window).kv("by", by).emit(),
             Err(e) => {
@@ -191,6 +213,10 @@ impl Pid1 {
             }
         }
         self.stage.log.end(Phase::Committed, "", "");
+        if let Some(p) = u.system_try.take() {
+            let r = crate::release::slottry::clear(&mut crate::release::durable::SysIo, u.store.dir()).map_err(|e| e.to_string());
+            Event::info("update.system").kv("phase", "committed").kv("slot", p.to.name()).kv("version", t.version).result(&r).emit();
+        }
         // No rollback can need them in this boot any more.
         crate::release::images::unmap(&t.superseded);
         match u.store.gc() {
@@ -245,4 +271,14 @@ impl Pid1 {
             Err(e) => error(&e),
         }
     }
+}
+
+/// Change the bootloader's try-boot state of `board` (a small in-place
+/// write with an fsync, in the loop like the record write it goes with).
+fn set_slot(
+    board: &crate::release::board::Board,
+    change: impl FnOnce(crate::release::bootenv::BootState) -> crate::release::bootenv::BootState,
+) -> Result<(), String> {
+    let loader = board.bootloader.as_ref().ok_or("the board has no [bootloader]")?;
+    crate::release::slotwrite::set_boot_state(loader, board.storage.wait_ms, change).map(|_| ())
 }

@@ -58,6 +58,10 @@ pub struct Updates {
     /// the loop, the inbox, `berth receive` and the control socket run
     /// with no container, so that a signed bundle repairs the device.
     pub recovery: Option<String>,
+    /// The release on trial is a try of this system slot: its commit makes
+    /// the slot primary in the bootloader, its rollback goes back to the
+    /// old slot by a reboot (`boot::systry`).
+    pub system_try: Option<crate::release::bootenv::PendingTry>,
 }
 
 /// A release on trial (judged by the rules of [`crate::release::trial`], applied in

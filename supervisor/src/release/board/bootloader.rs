@@ -42,6 +42,12 @@ pub struct Bootloader {
     /// the rest of the sector past the block is kept as it was.
     #[serde(default)]
     pub env_sector: u32,
+    /// Slot A's and slot B's system partitions (nodes or `PARTLABEL=`):
+    /// the initramfs maps the booted slot's, an update with a system
+    /// payload writes the other one (`release::slotwrite`). Without them
+    /// the board boots `storage.system` and takes no system payload.
+    #[serde(default)]
+    pub slot_devices: Option<[Path; 2]>,
 }
 
 /// Smallest and largest U-Boot environment block and erase sector.
@@ -91,9 +97,50 @@ impl Bootloader {
         if !p.starts_with('/') || p.len() < 2 || p.split('/').any(|c| c == ".." || c == ".") || p.contains("//") {
             return Err(err("bootloader.env_path", "must be an absolute path on the partition, without `.`, `..` or `//`"));
         }
+        if let Some([a, b]) = &self.slot_devices {
+            for (field, d) in [("bootloader.slot_devices[0]", a), ("bootloader.slot_devices[1]", b)] {
+                if let Err(why) = crate::common::blockname::parse(d) {
+                    return Err(err(field, why));
+                }
+            }
+            if a == b {
+                return Err(err("bootloader.slot_devices", "slot A and slot B must be two different partitions"));
+            }
+        }
         Ok(())
     }
+
+    /// The system partition of `slot`, if the board names the slots'.
+    pub fn slot_device(&self, slot: crate::release::bootenv::Slot) -> Option<&str> {
+        let [a, b] = self.slot_devices.as_ref()?;
+        Some(match slot {
+            crate::release::bootenv::Slot::A => a.as_str(),
+            crate::release::bootenv::Slot::B => b.as_str(),
+        })
+    }
+
+    /// The mount of the environment's partition (the node `node`, FAT) at
+    /// [`MOUNT_AT`]: codepage and character set named, so exactly the
+    /// board's `nls_cp437` and `nls_ascii` modules serve, whatever the
+    /// kernel's defaults.
+    pub fn mount_step(&self, node: &str) -> crate::sys::mount::MountStep {
+        use crate::sys::mount::text;
+        use nix::mount::MsFlags;
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME;
+        crate::sys::mount::MountStep {
+            source: text(node),
+            target: text(MOUNT_AT),
+            fstype: text("vfat"),
+            flags,
+            data: text(BOOTENV_OPTIONS),
+            optional: false,
+            retry_data: None,
+        }
+    }
 }
+
+/// Mount options of the bootloader environment's partition.
+pub const BOOTENV_OPTIONS: &str = "codepage=437,iocharset=ascii";
 
 /// The system image's dm-verity parameters, carried by the boot artifact
 /// (the slot's initramfs: in a signed FIT on U-Boot boards), never read

@@ -254,6 +254,13 @@ pub struct Board {
     /// The SNTP server `berth time` sets the clock from (`[time]`; [`time`]).
     #[serde(default)]
     pub time: Option<time::TimeSync>,
+    /// The lowest release version this system accepts, staged or booted
+    /// (0: no floor of its own). It lives in the board config on the
+    /// verified system image, so no edit of the writable data partition's
+    /// records takes the device below it; a system update sets it to the
+    /// version of the release that carries it.
+    #[serde(default)]
+    pub release_floor: u64,
 }
 
 fn default_landlock() -> LandlockMode {

@@ -41,7 +41,7 @@ pub const VARS_MAX: usize = 256;
 pub const CMDLINE_KEY: &str = "berth.slot=";
 
 /// One of the two system slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Slot {
     A,
     B,
@@ -261,8 +261,29 @@ pub enum Booted {
     Normal(Slot),
     /// The tried slot is up: its release's trial decides.
     Trying(Slot),
+    /// The tried slot is up and the bootloader already has it primary: its
+    /// trial's commit reached the bootloader, then the device was reset
+    /// before the data partition recorded it. The commit is completed.
+    TryCommitted(Slot),
     /// The try failed; the old slot is up again.
     FellBack { from: Slot, to: Slot, cause: FallBackCause },
+}
+
+/// Whether `state`, as the boot script left it on this boot of `slot`,
+/// has `slot` made primary by a commit: a try leaves the tried slot with
+/// no attempt once the script spent its one, a commit leaves it first
+/// with attempts to spare.
+pub fn committed(state: &BootState, slot: Slot) -> bool {
+    state.first == slot && state.left(slot) > 0
+}
+
+/// A try of `booted` ([`at_boot`]'s `Trying`) whose commit already
+/// reached the bootloader (`state`, after the script) is `TryCommitted`.
+pub fn settle_try(booted: Booted, state: &BootState) -> Booted {
+    match booted {
+        Booted::Trying(s) if committed(state, s) => Booted::TryCommitted(s),
+        other => other,
+    }
 }
 
 /// What this boot is, from the slot booted and the pending try. A failed

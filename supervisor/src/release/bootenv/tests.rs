@@ -85,3 +85,14 @@ fn what_a_boot_is() {
     assert_eq!(at_boot(Slot::A, p(false)), Booted::FellBack { from: Slot::B, to: Slot::A, cause: FallBackCause::NeverStarted });
     assert_eq!(at_boot(Slot::A, p(true)), Booted::FellBack { from: Slot::B, to: Slot::A, cause: FallBackCause::ResetDuringTrial });
 }
+
+#[test]
+fn a_try_whose_commit_reached_the_bootloader_is_completed() {
+    // The try's boot: the script spent B's one attempt.
+    let tried = BootState::commit(Slot::A).try_once(Slot::B).script_pick().1;
+    assert_eq!(settle_try(Booted::Trying(Slot::B), &tried), Booted::Trying(Slot::B));
+    // berth committed B in the bootloader, then a reset: the next boot.
+    let after = BootState::commit(Slot::B).script_pick().1;
+    assert_eq!(settle_try(Booted::Trying(Slot::B), &after), Booted::TryCommitted(Slot::B));
+    assert_eq!(settle_try(Booted::Normal(Slot::A), &after), Booted::Normal(Slot::A));
+}

@@ -144,3 +144,26 @@ fn an_expired_marker_admits_nothing() {
         std::fs::remove_dir_all(&dir).unwrap();
     })
 }
+
+/// The running system's own floor (its board's `release_floor`, on the
+/// verified system image) holds whatever the data partition says: a
+/// release below it is not staged, and a kept one below it does not boot.
+#[test]
+fn the_system_floor_holds_below_any_record() {
+    big_stack(|| {
+        let s = set();
+        let dir = tmp("system-floor");
+        factory(&dir, &s.v1, &[&s.a, &s.b]);
+        let (mut st, _) = Store::open(&dir).unwrap();
+        st.set_system_floor(2);
+        // v1 is below the system's floor: the boot refuses the only release.
+        assert!(matches!(st.boot(&keys(), BOARD), Err(BootError::Unusable(ObjectError::Rejected(ReleaseError::Rollback { release: 1, stored: 2 })))));
+        let (mut st, _) = Store::open(&dir).unwrap();
+        st.boot(&keys(), BOARD).unwrap();
+        st.set_system_floor(3);
+        let refused = st.stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD);
+        assert!(matches!(refused, Err(StageError::Bundle(BundleError::Release(ReleaseError::Rollback { release: 2, stored: 3 })))), "{refused:?}");
+        st.set_system_floor(2);
+        st.stage(&mut &bundle_of(&s.v2, &[&s.c])[..], &keys(), BOARD).unwrap();
+    });
+}
