@@ -193,6 +193,8 @@ fn wrong_ca(root: &Path, art: &Artifacts, case: &str) -> Result<(), String> {
     let server = server(root, art, case, crate::testca::OTHER)?;
     let mut m = boot(art, case, Some(server.guestfwd()))?;
     fleet::boot(&mut m, art.board.arch.name())?;
+    // The agent's first poll may come before `boot.ready`.
+    m.set_cursor(0);
     let refused = "invalid peer certificate: UnknownIssuer";
     let said = |e: &qemu_tests::event::Event| e.is("name", fleet::AGENT) && e.get("line").is_some_and(|l| l.contains(refused));
     m.expect_event_where("container.log", said, REGISTER).map_err(|e| format!("the agent never said `{refused}`: {e}\nconsole:\n{}", m.tail(40)))?;

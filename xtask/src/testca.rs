@@ -19,8 +19,11 @@ pub const SANS: &str = "IP:127.0.0.1,IP:10.0.2.100,DNS:localhost";
 const DAYS: &str = "30";
 /// The CA the QEMU fleet cases' images trust (and their server's).
 pub const TRUSTED: &str = "trusted";
-/// Another CA, whose server certificate a device trusting [`TRUSTED`] must refuse.
-pub const OTHER: &str = "other";
+/// Another CA (its own name too, so a device trusting [`TRUSTED`] finds
+/// no issuer for its server's certificate: `UnknownIssuer`, not a bad
+/// signature from a namesake), whose server certificate such a device
+/// must refuse.
+pub const OTHER: &str = "untrusted";
 /// A [`shared`] set older than this, in days, is made afresh (before its
 /// certificates expire).
 const RENEW_DAYS: u64 = 20;
@@ -47,11 +50,17 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
 /// Makes a fresh CA and a server certificate for [`SANS`] in `dir`
 /// (created if needed).
 pub fn make(dir: &Path) -> Result<Material, String> {
+    make_named(dir, "berth test CA")
+}
+
+/// [`make`] with the CA's common name `cn`.
+fn make_named(dir: &Path, cn: &str) -> Result<Material, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", DAYS, "-subj", "/CN=berth test CA"]);
+    let subject = format!("/CN={cn}");
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", DAYS, "-subj", &subject]);
     ca.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
     openssl(dir, &ca)?;
     let mut csr = vec!["req"];
@@ -79,7 +88,8 @@ pub fn shared(root: &Path, name: &str) -> Result<Material, String> {
         return Ok(m);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    make(&dir)
+    let cn = if name == TRUSTED { "berth test CA".to_string() } else { format!("berth test CA {name}") };
+    make_named(&dir, &cn)
 }
 
 #[cfg(test)]
@@ -111,7 +121,8 @@ mod tests {
         let b = shared(&root, OTHER).unwrap();
         assert_ne!(std::fs::read(&b.ca).unwrap(), pem);
         let cross = Command::new("openssl").args(["verify", "-CAfile"]).arg(&a.ca).arg(&b.cert).output().unwrap();
-        assert!(!cross.status.success(), "the other server's certificate chains to the trusted CA");
+        let said = String::from_utf8_lossy(&cross.stdout).to_string() + &String::from_utf8_lossy(&cross.stderr);
+        assert!(!cross.status.success() && said.contains("unable to get local issuer certificate"), "{said}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
