@@ -1,7 +1,12 @@
 //! A manifest's `[build] files = { "/etc/app.conf" = "app.conf" }`: host
 //! files, relative to the manifest's directory, copied into a `cargo_bin`
 //! image at the given absolute paths (mode 0644): a config file an app
-//! reads at start, for instance.
+//! reads at start, for instance. A source `@test-ca` is not a file of the
+//! manifest's directory but the CA certificate xtask makes for the test
+//! servers ([`crate::testca::shared`], under `target/`, never committed):
+//! how the fleet test images get the CA their gooseBit's certificate
+//! chains to. This module must not read files outside the manifest's
+//! directory, except that generated CA.
 //!
 //! Checked before anything is built: the target is an absolute path inside
 //! the image without `..` or empty components, the source is relative to
@@ -15,6 +20,17 @@ use std::path::{Path, PathBuf};
 pub const MAX_FILES: usize = 16;
 /// The largest file one may add (a config file, not a payload).
 pub const MAX_BYTES: u64 = 1 << 20;
+/// The source naming the test CA's certificate ([`crate::testca::TRUSTED`]).
+pub const TEST_CA: &str = "@test-ca";
+
+/// Where a source names: the generated test CA, or a file in `dir`.
+fn source_path(dir: &Path, source: &str) -> Result<PathBuf, String> {
+    if source == TEST_CA {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
+        return crate::testca::shared(root, crate::testca::TRUSTED).map(|m| m.ca);
+    }
+    Ok(dir.join(source))
+}
 
 /// One file to add: where it comes from, where it goes (relative to the
 /// image root).
@@ -44,7 +60,10 @@ pub fn parse(name: &str, dir: &Path, value: Option<&toml::Value>) -> Result<Vec<
         if !plain {
             return Err(format!("{field}: `{target}` = `{source}`: the file must be relative to the manifest's directory, without `..`"));
         }
-        let path = dir.join(source);
+        if source.starts_with('@') && source != TEST_CA {
+            return Err(format!("{field}: `{target}` = `{source}`: the only generated source is `{TEST_CA}`"));
+        }
+        let path = source_path(dir, source).map_err(|e| format!("{field}: `{target}` = `{source}`: {e}"))?;
         let meta = fs::symlink_metadata(&path).map_err(|e| format!("{field}: `{target}` = `{source}`: {}: {e}", path.display()))?;
         if !meta.file_type().is_file() {
             return Err(format!("{field}: `{target}` = `{source}`: {} is not a regular file", path.display()));
@@ -106,6 +125,7 @@ mod tests {
             (r#"{ "/x" = "missing" }"#, "missing"),
             (r#"{ "/x" = "big" }"#, "at most"),
             (r#"{ "/x" = 3 }"#, "must name a file"),
+            (r#"{ "/x" = "@test-key" }"#, "the only generated source is `@test-ca`"),
             (r#""a.conf""#, "must be a table"),
         ] {
             let e = parse_text(&d, text).unwrap_err();
@@ -115,5 +135,15 @@ mod tests {
         install(&stage, &got).unwrap();
         assert_eq!(fs::read_to_string(stage.join("etc/app.conf")).unwrap(), "x = 1\n");
         let _ = fs::remove_dir_all(&d);
+    }
+
+    /// `@test-ca` is the shared test CA's certificate.
+    #[test]
+    fn the_test_ca_source() {
+        let got = parse_text(Path::new("/nonexistent"), r#"{ "/etc/ca.pem" = "@test-ca" }"#).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let want = crate::testca::shared(root, crate::testca::TRUSTED).unwrap().ca;
+        assert_eq!(got, vec![File { source: want.clone(), target: PathBuf::from("etc/ca.pem") }]);
+        assert!(fs::read_to_string(&want).unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
     }
 }

@@ -127,6 +127,10 @@ pub struct Options {
     pub tls: bool,
     /// gooseBit's `strict` device auth: target tokens, set per device.
     pub device_auth: bool,
+    /// With `tls`: the shared test CA set to serve with
+    /// ([`crate::testca::shared`], the one built into the QEMU test
+    /// images, or another), instead of a fresh CA in the server's directory.
+    pub ca_set: Option<&'static str>,
 }
 
 /// A running gooseBit.
@@ -168,7 +172,11 @@ impl Server {
             Some(p) => p,
             None => free_port()?,
         };
-        let tls = if opts.tls { Some(crate::testca::make(&dir.join("tls"))?) } else { None };
+        let tls = match (opts.tls, opts.ca_set) {
+            (false, _) => None,
+            (true, None) => Some(crate::testca::make(&dir.join("tls"))?),
+            (true, Some(set)) => Some(crate::testca::shared(root, set)?),
+        };
         let port = if tls.is_some() { free_port()? } else { device_port };
         let mut cmd = Command::new(&python);
         // SAFETY: between fork and exec, only prctl (async-signal-safe) runs;
@@ -319,7 +327,6 @@ impl Server {
         self.json("PATCH", "/api/v1/devices", Some(("application/json", body.as_bytes()))).map(|_| ())
     }
 
-    #[cfg(test)]
     /// Registers a device with its target token (gooseBit keeps at most 32
     /// characters), as strict device auth needs before its first poll.
     pub fn set_token(&self, device: &str, token: &str) -> Result<(), String> {

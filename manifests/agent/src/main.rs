@@ -7,10 +7,11 @@
 //! read-only status view) as DDI feedback. It cannot start, stop or commit
 //! anything: berth verifies every bundle as from any other source.
 //!
-//! Usage: `berth-agent CONFIG [--once]`. `--once` runs until nothing is
-//! pending and the server offers nothing, then exits (for tests and
-//! one-shot use). Exit status: 0 done, 1 a run-time error (`--once`),
-//! 2 a bad command line or configuration.
+//! Usage: `berth-agent CONFIG [--once] [--self-check]`. `--once` runs
+//! until nothing is pending and the server offers nothing, then exits (for
+//! tests and one-shot use). `--self-check` first logs what the agent's
+//! confinement lets it write ([`selfcheck`]). Exit status: 0 done, 1 a
+//! run-time error (`--once`), 2 a bad command line or configuration.
 
 mod agent;
 mod config;
@@ -18,6 +19,7 @@ mod ddi;
 mod download;
 mod drop;
 mod http;
+mod selfcheck;
 mod state;
 mod status;
 mod swu;
@@ -29,14 +31,13 @@ pub fn log(msg: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (path, once) = match args.as_slice() {
-        [p] => (p, false),
-        [p, o] if o == "--once" => (p, true),
-        _ => {
-            log("usage: berth-agent CONFIG [--once]");
-            std::process::exit(2);
-        }
+    let flags = args.get(1..).unwrap_or_default();
+    let known = flags.iter().all(|f| f == "--once" || f == "--self-check");
+    let (Some(path), true) = (args.first(), known) else {
+        log("usage: berth-agent CONFIG [--once] [--self-check]");
+        std::process::exit(2);
     };
+    let once = flags.iter().any(|f| f == "--once");
     let cfg = match config::load(std::path::Path::new(path)) {
         Ok(c) => c,
         Err(e) => {
@@ -44,6 +45,11 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if flags.iter().any(|f| f == "--self-check") {
+        for line in selfcheck::run(&cfg) {
+            log(&format!("self-check: {line}"));
+        }
+    }
     log(&format!("polling {}", cfg.poll_url()));
     if let Err(e) = agent::Agent::new(cfg).run(once) {
         log(&e);
