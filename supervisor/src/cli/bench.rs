@@ -18,18 +18,22 @@
 //!
 //! | command | does | answer |
 //! |---|---|---|
-//! | `start` | start `/bin/true`, wait for its exit, remove its cgroup | `BENCH ok us=<all> exec_us=<until it exec'd>` |
+//! | `start` | start `/bin/true`, wait for its exit, remove its cgroup | `BENCH ok us=<all> exec_us=<until it exec'd> steps=<step>:<us>,...` (the start path's stamps, [`crate::confine::container::spawn::stamps`]) |
 //! | `scale N` | start N containers running `/bin/pause` one after another (as the loop does) | `BENCH ok us=<until the last one exec'd> exec_us=<the same>` |
 //!
+//! Before the first command it prints `STEP mount-<i> <plan step>` for each
+//! mount step of the `start` container (what the breakdown's `mount-<i>` is).
 //! After `scale` the containers are killed and reaped before the answer.
 //! A failure answers `BENCH error <text>`; end of input ends the program.
 
 use std::io::{BufRead, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::sys::wait::waitpid;
 
+use crate::confine::container::spawn::stamps as stamp;
 use crate::confine::containers::{self, Launched, Spec};
 use crate::release::board::{Board, CgroupMode};
 use crate::release::manifest::Manifest;
@@ -106,13 +110,16 @@ fn finish(l: Launched) -> Result<(), String> {
     crate::confine::cgroup::act::kill_and_remove(cgroup).map_err(|e| e.to_string())
 }
 
-/// Start, wait, tear down: the whole time and the part until the exec.
-fn start(s: &Spec, o: &Opts) -> Result<(u128, u128), String> {
+/// Start, wait, tear down: the whole time, the part until the exec and
+/// that part step by step (`label:us,...`, from the start path's stamps).
+fn start(s: &Spec, o: &Opts, stamps: &OwnedFd) -> Result<(u128, u128, String), String> {
+    let _ = stamp::drain(stamps);
     let t0 = Instant::now();
     let l = containers::launch_in(s, &o.mount, &o.group).map_err(|(step, e)| format!("{step}: {e}"))?;
     let exec = t0.elapsed().as_micros();
+    let steps = stamp::breakdown(stamp::drain(stamps)).iter().map(|(l, us)| format!("{l}:{us}")).collect::<Vec<_>>().join(",");
     finish(l)?;
-    Ok((t0.elapsed().as_micros(), exec))
+    Ok((t0.elapsed().as_micros(), exec, steps))
 }
 
 fn scale(specs: &[Spec], n: usize, o: &Opts) -> Result<u128, String> {
@@ -137,9 +144,10 @@ fn scale(specs: &[Spec], n: usize, o: &Opts) -> Result<u128, String> {
     failed.map_or(Ok(us), Err)
 }
 
-fn answer(out: &mut impl Write, r: Result<(u128, u128), String>) -> std::io::Result<()> {
+fn answer(out: &mut impl Write, r: Result<(u128, u128, String), String>) -> std::io::Result<()> {
     match r {
-        Ok((us, exec)) => writeln!(out, "BENCH ok us={us} exec_us={exec}")?,
+        Ok((us, exec, steps)) if steps.is_empty() => writeln!(out, "BENCH ok us={us} exec_us={exec}")?,
+        Ok((us, exec, steps)) => writeln!(out, "BENCH ok us={us} exec_us={exec} steps={steps}")?,
         Err(e) => writeln!(out, "BENCH error {}", e.replace('\n', " "))?,
     }
     out.flush()
@@ -160,14 +168,19 @@ pub fn serve(args: &[String]) -> Result<(), String> {
         let index = u16::try_from(i + 1).map_err(|e| e.to_string())?;
         many.push(spec(&board, index, &format!("bench-{i}"), "/bin/pause", &o)?);
     }
-    let stdin = std::io::stdin();
+    let stamps = stamp::arm().map_err(|e| format!("stamp pipe: {e}"))?;
     let mut out = std::io::stdout();
+    // Which plan step each `mount-N` of the breakdown is.
+    for (i, step) in one.plan.steps.iter().enumerate() {
+        writeln!(out, "STEP mount-{i} {step}").map_err(|e| e.to_string())?;
+    }
+    let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let line = line.map_err(|e| e.to_string())?;
         let r = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-            ["start"] => start(&one, &o),
+            ["start"] => start(&one, &o, &stamps),
             ["scale", n] => match n.parse::<usize>() {
-                Ok(n) if (1..=SCALE_MAX).contains(&n) => scale(&many, n, &o).map(|us| (us, us)),
+                Ok(n) if (1..=SCALE_MAX).contains(&n) => scale(&many, n, &o).map(|us| (us, us, String::new())),
                 _ => Err(format!("scale: `{n}` is not 1..={SCALE_MAX}")),
             },
             _ => Err(format!("unknown command `{line}`")),

@@ -18,7 +18,8 @@
 //! | line | when |
 //! |---|---|
 //! | `BENCHV2 place how=<clone_into_cgroup/migrate>` | berth's first start told how its process joined its cgroup |
-//! | `BENCHV2 round=<i> berth_us=<n> crun_us=<n> floor_us=<n> berth_exec_us=<n>` | each measured round (warm-up rounds print nothing); the last is berth's own clock from its launch until the program exec'd |
+//! | `BENCHV2 step mount-<i> <plan step>` | before the first round: what each mount step of the breakdown is |
+//! | `BENCHV2 round=<i> berth_us=<n> crun_us=<n> floor_us=<n> berth_exec_us=<n> berth_steps=<step>:<us>,...` | each measured round (warm-up rounds print nothing); `berth_exec_us` is berth's own clock from its launch until the program exec'd, `berth_steps` that time step by step |
 //! | `BENCHV2 done rounds=<n>` | the end |
 //! | `BENCHV2 error <text>` | a failure; nothing follows |
 
@@ -75,9 +76,10 @@ impl Server {
         Ok(Server { child, stdin, out })
     }
 
-    /// Send one request and wait for its answer (its `exec_us=`, when
-    /// given); the lines before it are handed to `seen` (berth's events).
-    fn request(&mut self, line: &str, seen: &mut dyn FnMut(&str)) -> Result<Option<u128>, String> {
+    /// Send one request and wait for its answer (its `exec_us=` and
+    /// `steps=`, when given); the lines before it are handed to `seen`
+    /// (berth's events).
+    fn request(&mut self, line: &str, seen: &mut dyn FnMut(&str)) -> Result<(Option<u128>, Option<String>), String> {
         let stdin = self.stdin.as_mut().ok_or("closed")?;
         writeln!(stdin, "{line}").and_then(|()| stdin.flush()).map_err(|e| format!("request `{line}`: {e}"))?;
         let mut buf = String::new();
@@ -88,7 +90,8 @@ impl Server {
             }
             match buf.trim_end().strip_prefix("BENCH ") {
                 Some(rest) if rest.starts_with("ok ") => {
-                    return Ok(rest.split_whitespace().find_map(|w| w.strip_prefix("exec_us=")).and_then(|v| v.parse().ok()));
+                    let field = |k: &str| rest.split_whitespace().find_map(|w| w.strip_prefix(k));
+                    return Ok((field("exec_us=").and_then(|v| v.parse().ok()), field("steps=").map(str::to_owned)));
                 }
                 Some(rest) => return Err(format!("request `{line}`: {rest}")),
                 None => seen(buf.trim_end()),
@@ -148,6 +151,7 @@ fn rounds(warmup: usize, rounds: usize) -> Result<(), String> {
     let mut floor = Server::spawn(Command::new(dir.join("berth-floor")).arg("--root").arg(&root))?;
     let mut placed = None;
     let mut exec = 0;
+    let mut steps = String::new();
     for round in 0..warmup + rounds {
         let mut us = [0u128; 3];
         for k in 0..3 {
@@ -156,12 +160,15 @@ fn rounds(warmup: usize, rounds: usize) -> Result<(), String> {
             let t0 = Instant::now();
             match i {
                 0 => {
-                    let e = berth.request("start", &mut |l| {
-                        if placed.is_none() {
+                    let (e, s) = berth.request("start", &mut |l| {
+                        if let Some(step) = l.strip_prefix("STEP ") {
+                            say(&format!("step {step}"));
+                        } else if placed.is_none() {
                             placed = placement(l).map(str::to_owned);
                         }
                     })?;
                     exec = e.ok_or("berth bench-start gave no exec_us")?;
+                    steps = s.unwrap_or_default();
                 }
                 1 => crun(dir, round)?,
                 _ => {
@@ -177,7 +184,7 @@ fn rounds(warmup: usize, rounds: usize) -> Result<(), String> {
         }
         if round >= warmup {
             let [b, c, f] = us;
-            say(&format!("round={} berth_us={b} crun_us={c} floor_us={f} berth_exec_us={exec}", round - warmup));
+            say(&format!("round={} berth_us={b} crun_us={c} floor_us={f} berth_exec_us={exec} berth_steps={steps}", round - warmup));
         }
     }
     say(&format!("done rounds={rounds}"));

@@ -439,12 +439,17 @@ pub fn started_event(s: &Spec, pid: Pid, cg: &CgroupDir) {
 /// Start one container and wait for its exec (tools: `berth bench-start`),
 /// its cgroup in the subtree `group` of the hierarchy mounted at `mount`.
 pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launched, (&'static str, String)> {
+    use crate::confine::container::spawn::stamps::{host as stamp, Host};
+    stamp(Host::Launch);
     let never = std::sync::atomic::AtomicBool::new(false);
+    stamp(Host::Prepare);
     for job in prepare::prepare(&s.plan).map_err(|e| ("prepare", e.to_string()))? {
         crate::confine::container::shift::run(&job, &never).map_err(|e| ("volume", e))?;
     }
+    stamp(Host::Quota);
     crate::confine::container::quota_act::apply(&s.name, &s.quotas).map_err(|e| ("volume-quota", e))?;
     let cg = crate::confine::cgroup::act::create_in(s.cgroup, mount, group, &s.name, &s.limits, &s.rules).map_err(|e| ("cgroup", e.to_string()))?;
+    stamp(Host::Stdio);
     let errno = |step: &'static str| move |e: Errno| (step, errno_text(e).to_string());
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe"))?;
     fcntl(std::os::fd::AsRawFd::as_raw_fd(&out_r), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(errno("pipe"))?;
@@ -454,6 +459,7 @@ pub fn launch_in(s: &Spec, mount: &std::path::Path, group: &str) -> Result<Launc
     let mut place = spawn::Place { dir: cg.fd.as_ref().map(AsFd::as_fd), add: &mut add };
     let started = match spawn::spawn(&s.plan, stdio, s.confine(), &mut place) {
         Ok(st) => {
+            stamp(Host::Started);
             log_placement(st.placed);
             st
         }

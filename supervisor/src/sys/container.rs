@@ -455,3 +455,48 @@ pub fn exit_now(code: c_int) -> ! {
     // and destructors is the point.
     unsafe { libc::_exit(code) }
 }
+
+/// One 32-bit word in a shared anonymous page: written by a start's
+/// children (it stays shared across their forks), read by the supervisor.
+/// Gone from a child at its `execve`, like every mapping.
+#[derive(Debug)]
+pub struct SharedWord {
+    ptr: core::ptr::NonNull<core::sync::atomic::AtomicU32>,
+}
+
+/// Bytes of the mapping (one page on every supported architecture).
+const SHARED_LEN: usize = 4096;
+
+impl SharedWord {
+    /// A new zeroed word.
+    pub fn new() -> Result<SharedWord, Errno> {
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks;
+        // nothing else refers to it.
+        let p = unsafe { libc::mmap(core::ptr::null_mut(), SHARED_LEN, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0) };
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let ptr = core::ptr::NonNull::new(p.cast::<core::sync::atomic::AtomicU32>()).ok_or(Errno::ENOMEM)?;
+        Ok(SharedWord { ptr })
+    }
+
+    /// The word.
+    pub fn word(&self) -> &core::sync::atomic::AtomicU32 {
+        // SAFETY: the mapping is page-aligned, zero-filled (a valid
+        // AtomicU32), and lives until `drop`; only atomic accesses touch it.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Drop for SharedWord {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; no reference
+        // from `word` outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), SHARED_LEN) };
+    }
+}
+
+// SAFETY: the word is only accessed atomically; the mapping is owned.
+unsafe impl Send for SharedWord {}
+// SAFETY: as above.
+unsafe impl Sync for SharedWord {}

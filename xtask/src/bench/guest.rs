@@ -31,7 +31,15 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line {
     Place(String),
-    Round { berth_us: u64, crun_us: u64, floor_us: u64, berth_exec_us: u64 },
+    /// What a `mount-<i>` step of the breakdown is: `mount-3 bind ...`.
+    Step(String),
+    Round {
+        berth_us: u64,
+        crun_us: u64,
+        floor_us: u64,
+        berth_exec_us: u64,
+        steps: Vec<(String, u64)>,
+    },
     Done(usize),
     Error(String),
 }
@@ -46,18 +54,28 @@ pub fn parse_line(line: &str) -> Option<Result<Line, String>> {
         Ok(Line::Error(e.to_string()))
     } else if let Some(how) = rest.strip_prefix("place how=") {
         Ok(Line::Place(how.to_string()))
+    } else if let Some(step) = rest.strip_prefix("step ") {
+        Ok(Line::Step(step.to_string()))
     } else if rest.starts_with("done ") {
         field("rounds=").map_or_else(bad, |n| Ok(Line::Done(n as usize)))
     } else if rest.starts_with("round=") {
         match (field("berth_us="), field("crun_us="), field("floor_us="), field("berth_exec_us=")) {
-            (Some(b), Some(c), Some(f), Some(x)) if b > 0 && c > 0 && f > 0 && x <= b => {
-                Ok(Line::Round { berth_us: b, crun_us: c, floor_us: f, berth_exec_us: x })
-            }
+            (Some(b), Some(c), Some(f), Some(x)) if b > 0 && c > 0 && f > 0 && x <= b => match steps(rest) {
+                Some(steps) => Ok(Line::Round { berth_us: b, crun_us: c, floor_us: f, berth_exec_us: x, steps }),
+                None => bad(),
+            },
             _ => bad(),
         }
     } else {
         bad()
     })
+}
+
+/// `berth_steps=<step>:<us>,...` of a round line (empty when absent or
+/// empty); `None` when malformed.
+fn steps(rest: &str) -> Option<Vec<(String, u64)>> {
+    let Some(list) = rest.split_whitespace().find_map(|w| w.strip_prefix("berth_steps=")) else { return Some(Vec::new()) };
+    list.split(',').filter(|p| !p.is_empty()).map(|p| p.split_once(':').and_then(|(k, v)| Some((k.to_string(), v.parse().ok()?)))).collect()
 }
 
 /// What a boot measured, in milliseconds per round.
@@ -69,18 +87,38 @@ pub struct Results {
     pub floor: Vec<f64>,
     /// berth's own clock: launch until the program exec'd.
     pub berth_exec: Vec<f64>,
+    /// That time step by step: per step (in order of first appearance), its
+    /// microseconds in each round that had it.
+    pub steps: Vec<(String, Vec<f64>)>,
+    /// What each `mount-<i>` step is.
+    pub legend: Vec<String>,
 }
 
 impl Results {
     /// Fold the driver's lines of one boot; `rounds` were asked for.
     pub fn of(lines: &[Line], rounds: usize) -> Result<Results, String> {
-        let mut r = Results { place: String::new(), berth: Vec::new(), crun: Vec::new(), floor: Vec::new(), berth_exec: Vec::new() };
+        let mut r = Results {
+            place: String::new(),
+            berth: Vec::new(),
+            crun: Vec::new(),
+            floor: Vec::new(),
+            berth_exec: Vec::new(),
+            steps: Vec::new(),
+            legend: Vec::new(),
+        };
         let mut done = None;
         for l in lines {
             match l {
                 Line::Error(e) => return Err(format!("the guest driver failed: {e}")),
                 Line::Place(how) => r.place = how.clone(),
-                Line::Round { berth_us, crun_us, floor_us, berth_exec_us } => {
+                Line::Step(what) => r.legend.push(what.clone()),
+                Line::Round { berth_us, crun_us, floor_us, berth_exec_us, steps } => {
+                    for (name, us) in steps {
+                        match r.steps.iter_mut().find(|(n, _)| n == name) {
+                            Some((_, v)) => v.push(*us as f64),
+                            None => r.steps.push((name.clone(), vec![*us as f64])),
+                        }
+                    }
                     r.berth_exec.push(*berth_exec_us as f64 / 1e3);
                     r.berth.push(*berth_us as f64 / 1e3);
                     r.crun.push(*crun_us as f64 / 1e3);
@@ -211,6 +249,16 @@ pub fn run(root: &Path, plan: &Plan, report: &mut Report, notes: &mut Vec<String
         Stats::of(&r.berth_exec),
         "berth's own clock in the guest: launch until the program exec'd (cgroup, host preparation, spawn); the rest of start_ms_berth_v2 is the wait for the exit, the teardown and the pipe",
     ));
+    if r.steps.is_empty() {
+        report.set(Field::missing("start_step_us_v2", "us", "not measured: berth's rounds carried no step breakdown"));
+    }
+    for (name, v) in &r.steps {
+        let note = "median over the rounds of the time from this step's start-path stamp (CLOCK_MONOTONIC, host build only) to the next one, in the guest; the steps add up to start_ms_berth_to_exec_v2";
+        report.set(Field::from_stats(&format!("start_step_us_v2_{}", name.replace('-', "_")), "us", Stats::of(v), note));
+    }
+    if !r.legend.is_empty() {
+        notes.push(format!("part 6: berth's mount steps in the breakdown: {}", r.legend.join("; ")));
+    }
     report.set(Field::from_stats("start_ratio_berth_vs_crun_v2", "x", Stats::of(&r.ratios(&r.crun)), "per-round ratio, same rounds, in the guest"));
     report.set(Field::from_stats("start_ratio_berth_vs_floor_v2", "x", Stats::of(&r.ratios(&r.floor)), "per-round ratio, same rounds, in the guest"));
     notes.push(format!("part 6: berth's containers joined their cgroups by {}; {crun_note}", r.place));
@@ -228,8 +276,20 @@ mod tests {
     fn driver_lines_are_parsed_amid_console_noise() {
         assert_eq!(
             parse_line("[  1.2] BENCHV2 round=0 berth_us=900 crun_us=4000 floor_us=450 berth_exec_us=600"),
-            Some(Ok(Line::Round { berth_us: 900, crun_us: 4000, floor_us: 450, berth_exec_us: 600 }))
+            Some(Ok(Line::Round { berth_us: 900, crun_us: 4000, floor_us: 450, berth_exec_us: 600, steps: vec![] }))
         );
+        assert_eq!(
+            parse_line("BENCHV2 round=0 berth_us=900 crun_us=4000 floor_us=450 berth_exec_us=600 berth_steps=launch:10,mount-3:200"),
+            Some(Ok(Line::Round {
+                berth_us: 900,
+                crun_us: 4000,
+                floor_us: 450,
+                berth_exec_us: 600,
+                steps: vec![("launch".into(), 10), ("mount-3".into(), 200)]
+            }))
+        );
+        assert!(parse_line("BENCHV2 round=0 berth_us=900 crun_us=4000 floor_us=450 berth_exec_us=600 berth_steps=launch:x").unwrap().is_err());
+        assert_eq!(parse_line("BENCHV2 step mount-0 bind /a /b"), Some(Ok(Line::Step("mount-0 bind /a /b".into()))));
         assert!(parse_line("BENCHV2 round=0 berth_us=900 crun_us=4000 floor_us=450").unwrap().is_err(), "no exec time");
         assert!(parse_line("BENCHV2 round=0 berth_us=900 crun_us=4000 floor_us=450 berth_exec_us=901").unwrap().is_err(), "exec after the end");
         assert_eq!(parse_line("BENCHV2 place how=clone_into_cgroup"), Some(Ok(Line::Place("clone_into_cgroup".into()))));
@@ -243,12 +303,13 @@ mod tests {
 
     #[test]
     fn results_need_every_round_and_the_end() {
-        let round = |b, c, f| Line::Round { berth_us: b, crun_us: c, floor_us: f, berth_exec_us: b / 2 };
+        let round = |b, c, f| Line::Round { berth_us: b, crun_us: c, floor_us: f, berth_exec_us: b / 2, steps: vec![("clone".into(), b / 10)] };
         let lines = vec![Line::Place("clone_into_cgroup".into()), round(1000, 4000, 500), round(2000, 5000, 1000), Line::Done(2)];
         let r = Results::of(&lines, 2).unwrap();
         assert_eq!(r.place, "clone_into_cgroup");
         assert_eq!(r.berth, [1.0, 2.0]);
         assert_eq!(r.berth_exec, [0.5, 1.0]);
+        assert_eq!(r.steps, [("clone".to_string(), vec![100.0, 200.0])]);
         assert_eq!(r.ratios(&r.crun), [0.25, 0.4]);
         assert_eq!(r.ratios(&r.floor), [2.0, 2.0]);
         assert!(Results::of(&lines, 3).unwrap_err().contains("printed 2 of the 3"));

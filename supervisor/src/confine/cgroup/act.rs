@@ -260,6 +260,8 @@ fn undo(dirs: &[PathBuf]) {
 /// failed write is an error naming the file; nothing is left behind then.
 pub fn create_v2(root: &Path, name: &str, limits: &Limits, rules: &[DeviceRule]) -> Result<CgroupDir, CgroupError> {
     // Decide everything before touching the hierarchy.
+    use crate::confine::container::spawn::stamps::{host as stamp, Host};
+    stamp(Host::CgroupParent);
     let plan = plan_v2(limits);
     ebpf::generate(rules).map_err(|e| err(root, "generate the device program for", e))?;
     let parent = root.parent().ok_or_else(|| err(root, "find the parent of", "no parent directory"))?;
@@ -267,8 +269,11 @@ pub fn create_v2(root: &Path, name: &str, limits: &Limits, rules: &[DeviceRule])
     ensure_dir(root)?;
     enable_controllers(root, &plan)?;
     let dir = root.join(name);
+    stamp(Host::CgroupMkdir);
     mkdir(&dir)?;
+    stamp(Host::CgroupLimits);
     let filled = write_settings(&dir, &plan).and_then(|()| {
+        stamp(Host::CgroupDevices);
         let d = OwnedFd::from(fs::File::open(&dir).map_err(|e| err(&dir, "open", e))?);
         attach_device_filter_to(&dir, d.as_fd(), rules).map(|prog| (prog, d))
     });

@@ -86,6 +86,7 @@ use super::start::Pending;
 use super::Act;
 
 mod mounter;
+pub mod stamps;
 mod steps;
 
 pub use mounter::*;
@@ -426,9 +427,11 @@ pub(super) fn write_proc(pid: Pid, file: &str, data: &[u8]) -> Result<(), Errno>
 /// without the `test-hooks` feature, and then ignored).
 pub fn begin(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, dir: Option<BorrowedFd<'_>>, hang: Option<Step>) -> Result<Pending, SpawnError> {
     let e = |step| move |errno| SpawnError::new(step, errno);
+    stamps::step(Step::Args);
     let path = plan.argv.first().map(|a| a.as_cstr()).ok_or(SpawnError::new(Step::Args, Errno::EINVAL))?;
     let argv = Argv::new(plan.argv.iter().map(|a| a.as_cstr())).ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
     let envp = Envp::new(plan.env.iter().map(|a| a.as_cstr())).ok_or(SpawnError::new(Step::Args, Errno::E2BIG))?;
+    stamps::step(Step::Pipe);
     let (err_r, err_w) = pipe().map_err(e(Step::Pipe))?;
     let (up_r, up_w) = pipe().map_err(e(Step::Pipe))?;
     let (down_r, down_w) = pipe().map_err(e(Step::Pipe))?;
@@ -436,6 +439,9 @@ pub fn begin(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, dir: Option<Bo
     for fd in [&err_r, &up_r, &down_w] {
         fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(e(Step::Pipe))?;
     }
+    // Where the children say which step they began (the supervisor is not
+    // woken once per step; see `Trace`).
+    let shared = sys::SharedWord::new().map_err(e(Step::Pipe))?;
     let child = Child {
         plan,
         stdio,
@@ -444,10 +450,11 @@ pub fn begin(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, dir: Option<Bo
         argv: &argv,
         envp: &envp,
         err: err_w.as_fd(),
-        trace: Trace::new(err_w.as_fd(), hang),
+        trace: Trace::with_word(err_w.as_fd(), hang, shared.word()),
         up: up_w.as_fd(),
         down: down_r.as_fd(),
     };
+    stamps::step(Step::Clone);
     // SAFETY: the child runs only `Child::intermediate`: system calls on data
     // prepared above, ending in execve or _exit; it never returns here.
     let (c1, placed) = match unsafe { sys::fork_placed(dir) } {
@@ -459,7 +466,7 @@ pub fn begin(plan: &Plan, stdio: Stdio<'_>, confine: Confine<'_>, dir: Option<Bo
     drop(err_w);
     drop(up_w);
     drop(down_r);
-    Ok(Pending::new(c1, placed, err_r, up_r, down_w))
+    Ok(Pending::new(c1, placed, err_r, up_r, down_w).with_word(shared))
 }
 
 /// [`begin`], then the whole handshake, waiting on the pipes (for tools and

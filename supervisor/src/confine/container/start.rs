@@ -14,8 +14,9 @@
 //! | `Init` | the init's pid (4 bytes) on the up pipe | records it (C1 then exits: the caller reaps it) |
 //! | `Exec` | EOF on the error pipe (every write end closed: C1 gone, the init exec'd) | the start is done |
 //!
-//! Throughout, the error pipe carries the children's records: each step
-//! announced as it begins, or the step that failed ([`super::spawn::Record`]).
+//! Throughout, the error pipe carries the children's records: the step that
+//! failed ([`super::spawn::Record`]); each step begun is stored in a word
+//! shared with the children (older callers: announced on the pipe too).
 //! The last step begun is where a start that runs past its deadline hung
 //! ([`Pending::at`]). A failure record, or a pipe that ends too early, fails
 //! the start; the caller then kills what is left ([`Pending::kill`]) and
@@ -31,7 +32,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{self, Pid};
 
 use super::plan::Plan;
-use super::spawn::{decode, write_all, write_proc, Placed, Record, SpawnError, Started, Step, RECORD};
+use super::spawn::{decode, from_word, write_all, write_proc, Placed, Record, SpawnError, Started, Step, RECORD};
 
 /// How long a container's start may take from the fork to its program's
 /// exec before it is killed (`container.exit reason=start-timeout`). Far
@@ -81,6 +82,9 @@ pub struct Pending {
     pid: [u8; 4],
     pid_len: usize,
     err_eof: bool,
+    /// The step the children began last, when they store it there
+    /// instead of on the error pipe.
+    word: Option<crate::sys::container::SharedWord>,
 }
 
 impl Pending {
@@ -101,7 +105,14 @@ impl Pending {
             pid: [0; 4],
             pid_len: 0,
             err_eof: false,
+            word: None,
         }
+    }
+
+    /// The children store the step they begin in `word`.
+    pub(super) fn with_word(mut self, word: crate::sys::container::SharedWord) -> Pending {
+        self.word = Some(word);
+        self
     }
 
     /// The error pipe: watch it for readability until the start ends.
@@ -131,7 +142,8 @@ impl Pending {
     /// The step the children began last: where a start that does not end
     /// hangs. Before the first record, the fork itself.
     pub fn at(&self) -> Step {
-        self.at.unwrap_or(Step::Clone)
+        let stored = self.word.as_ref().and_then(|w| from_word(w.word().load(core::sync::atomic::Ordering::Acquire)));
+        stored.or(self.at).unwrap_or(Step::Clone)
     }
 
     /// The intermediate's pid.
@@ -279,8 +291,11 @@ impl Pending {
             add(self.c1).map_err(e(Step::Cgroup))?;
         }
         let ids = &plan.ids;
+        super::spawn::stamps::step(Step::SetgroupsDeny);
         write_proc(self.c1, "setgroups", ids.setgroups).map_err(e(Step::SetgroupsDeny))?;
+        super::spawn::stamps::step(Step::UidMap);
         write_proc(self.c1, "uid_map", &ids.uid_map).map_err(e(Step::UidMap))?;
+        super::spawn::stamps::step(Step::GidMap);
         write_proc(self.c1, "gid_map", &ids.gid_map).map_err(e(Step::GidMap))?;
         // An empty pipe takes one byte at once; closing it after is fine
         // (C1 reads the byte before the EOF).

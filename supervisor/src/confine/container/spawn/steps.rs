@@ -371,16 +371,43 @@ pub(in crate::confine::container) fn decode(r: &[u8; RECORD]) -> Option<Record> 
 /// The child's side of the error pipe: each step is announced before it
 /// runs ([`Record::Begin`]), so a start that hangs names its step. Nothing
 /// here allocates.
+///
+/// With a shared word ([`Trace::with_word`]) a begun step is stored there
+/// instead of written to the pipe: the supervisor reads it when it needs it
+/// (a start past its deadline) and is not woken once per step; failures
+/// still go through the pipe.
 #[derive(Clone, Copy)]
 pub(in crate::confine::container) struct Trace<'a> {
     fd: BorrowedFd<'a>,
     /// The test hook: stop at this step until killed.
     hang: Option<Step>,
+    /// The step begun last ([`word`]), shared with the supervisor.
+    word: Option<&'a core::sync::atomic::AtomicU32>,
+}
+
+/// A begun step as the shared word holds it (never 0).
+pub(in crate::confine::container) fn word(step: Step) -> u32 {
+    let (code, index) = step.code();
+    (u32::from(code | BEGIN) << 16) | u32::from(index)
+}
+
+/// The step in a shared word; `None` while no step was stored.
+pub(in crate::confine::container) fn from_word(w: u32) -> Option<Step> {
+    let code = u16::try_from(w >> 16).ok()?;
+    if code & BEGIN == 0 {
+        return None;
+    }
+    Step::from_code(code & !BEGIN, u16::try_from(w & 0xffff).ok()?)
 }
 
 impl<'a> Trace<'a> {
     pub(in crate::confine::container) fn new(fd: BorrowedFd<'a>, hang: Option<Step>) -> Trace<'a> {
-        Trace { fd, hang }
+        Trace { fd, hang, word: None }
+    }
+
+    /// Begun steps go to `word` instead of the pipe.
+    pub(in crate::confine::container) fn with_word(fd: BorrowedFd<'a>, hang: Option<Step>, word: &'a core::sync::atomic::AtomicU32) -> Trace<'a> {
+        Trace { fd, hang, word: Some(word) }
     }
 
     /// The pipe's write end.
@@ -390,7 +417,13 @@ impl<'a> Trace<'a> {
 
     /// `step` begins now.
     pub(in crate::confine::container) fn begin(&self, step: Step) {
-        let _ = write_all(self.fd, &encode(Record::Begin(step)));
+        super::stamps::step(step);
+        match self.word {
+            Some(w) => w.store(word(step), core::sync::atomic::Ordering::Release),
+            None => {
+                let _ = write_all(self.fd, &encode(Record::Begin(step)));
+            }
+        }
         self.hang_at(step);
     }
 

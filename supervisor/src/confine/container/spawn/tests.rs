@@ -300,3 +300,17 @@ fn root_installs_the_seccomp_filter_last() {
     assert_eq!(field(&r.out, "Seccomp:"), "2");
     assert_eq!(field(&r.out, "NoNewPrivs:"), "1");
 }
+
+#[test]
+fn a_begun_step_round_trips_through_the_shared_word() {
+    for step in [Step::Args, Step::Clone, Step::Mount(41), Step::LandlockRule(3), Step::Exec] {
+        assert_ne!(word(step), 0, "{step}: never the empty word");
+        assert_eq!(from_word(word(step)), Some(step));
+    }
+    assert_eq!(from_word(0), None, "nothing stored yet");
+    let shared = crate::sys::container::SharedWord::new().unwrap();
+    let fd = std::fs::File::open("/dev/null").unwrap();
+    let t = Trace::with_word(fd.as_fd(), None, shared.word());
+    t.begin(Step::Mount(7));
+    assert_eq!(from_word(shared.word().load(core::sync::atomic::Ordering::Acquire)), Some(Step::Mount(7)));
+}
