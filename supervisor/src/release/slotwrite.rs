@@ -102,7 +102,7 @@ fn copy_to_device(from: &Path, node: &str, want: &Blob) -> Result<(), String> {
     if room < want.size {
         return Err(format!("{node} holds {room} bytes, the system image needs {}", want.size));
     }
-    copy_hashing(&mut src, &mut dev, want.size).map_err(|e| format!("write {node}: {e}"))?;
+    copy_exact(&mut src, &mut dev, want.size).map_err(|e| format!("write {node}: {e}"))?;
     dev.sync_all().map_err(|e| format!("fsync {node}: {e}"))?;
     drop(dev);
     read_back(Path::new(node), want)
@@ -127,7 +127,7 @@ fn replace_file(from: &Path, dir: &Path, name: &str, want: &Blob) -> Result<(), 
     }
     let mut src = std::fs::File::open(from).map_err(|e| format!("open {}: {e}", from.display()))?;
     let mut out = std::fs::File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
-    copy_hashing(&mut src, &mut out, want.size).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    copy_exact(&mut src, &mut out, want.size).map_err(|e| format!("write {}: {e}", tmp.display()))?;
     out.sync_all().map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
     drop(out);
     std::fs::rename(&tmp, &to).map_err(|e| format!("rename {} to {name}: {e}", tmp.display()))?;
@@ -136,7 +136,7 @@ fn replace_file(from: &Path, dir: &Path, name: &str, want: &Blob) -> Result<(), 
 }
 
 /// Copy exactly `size` bytes.
-fn copy_hashing(src: &mut impl Read, out: &mut impl Write, size: u64) -> std::io::Result<()> {
+fn copy_exact(src: &mut impl Read, out: &mut impl Write, size: u64) -> std::io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     let mut left = size;
     while left > 0 {
@@ -161,17 +161,22 @@ pub fn read_back(path: &Path, want: &Blob) -> Result<(), String> {
 
 /// SHA-256 of the first `size` bytes of `r`.
 pub fn hash_prefix(r: &mut impl Read, size: u64) -> std::io::Result<Digest> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = size;
-    while left > 0 {
-        let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-        let chunk = buf.get_mut(..want).unwrap_or_default();
-        r.read_exact(chunk)?;
-        h.update(&*chunk);
-        left -= want as u64;
+    let mut h = Hashing(Sha256::new());
+    copy_exact(r, &mut h, size)?;
+    Ok(Digest(h.0.finalize().into()))
+}
+
+/// A writer that only hashes what it is given.
+struct Hashing(Sha256);
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
     }
-    Ok(Digest(h.finalize().into()))
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Largest environment block read.
